@@ -1,0 +1,3 @@
+from posbatch.cli import main
+
+main()

@@ -1,0 +1,218 @@
+"""The one error tree of posbatch.
+
+Everything posbatch raises on purpose descends from :class:`PosbatchError`.
+Foreign exceptions (pyiso8583, cryptography, SQLAlchemy, OS errors) are
+translated at the boundary where they enter, so callers only ever catch
+these::
+
+    PosbatchError
+    ├── WireError                    bytes on the wire are wrong
+    │   ├── DecodeError              peer sent bytes we cannot read   → 30
+    │   │   └── FrameError           framing: length, TPDU, header    → 30 / drop
+    │   ├── EncodeError              we tried to build a bad message (our bug)
+    │   ├── MacError                 field 64 does not verify         → A0
+    │   └── KeyCheckError            a working key's check value differs
+    ├── ProtocolError                a valid message at the wrong time
+    │   ├── LocalProtocolError       we broke the rules (programmer error)
+    │   └── RemoteProtocolError      the peer broke the rules (has a response_code)
+    ├── BatchError                   batch-domain rule violated
+    │   └── IllegalTransition        a state machine was asked for a move its table forbids
+    ├── StorageError                 the database or the journal failed
+    │   └── JournalIntegrityError    the journal's hash chain is broken
+    ├── TerminalError                an operation on the terminal cannot proceed
+    │   ├── NotSignedOn
+    │   ├── HostUnreachable          no answer in time (network); the journal says what to do
+    │   └── Declined                 the host answered, and the answer is not 00
+    ├── HostError                    host-side configuration / registry problems
+    ├── CatalogError                 products, lots and scans
+    │   ├── ScanError                a barcode string that cannot be read
+    │   └── CheckoutRefused          a cart line that must not be sold (says why)
+    └── ConfigError                  bad settings, bad command-line values
+
+A peer's bad bytes never escape a server as anything but a DecodeError/MacError
+answered with a response code; an unexpected exception there is a bug.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BatchError",
+    "CatalogError",
+    "CheckoutRefused",
+    "ConfigError",
+    "Declined",
+    "DecodeError",
+    "EncodeError",
+    "FrameError",
+    "HostError",
+    "HostUnreachable",
+    "IllegalTransition",
+    "JournalIntegrityError",
+    "KeyCheckError",
+    "LocalProtocolError",
+    "MacError",
+    "NotSignedOn",
+    "PosbatchError",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "ScanError",
+    "StorageError",
+    "TerminalError",
+    "WireError",
+]
+
+
+class PosbatchError(Exception):
+    """Root of every error posbatch raises on purpose."""
+
+
+# --- wire -------------------------------------------------------------------
+
+
+class WireError(PosbatchError):
+    """The bytes on the wire are wrong."""
+
+
+class DecodeError(WireError):
+    """The peer sent bytes that cannot be read as our wire profile.
+
+    ``field`` names the field ("length", "tpdu", "header", "t" for the MTI,
+    "p" for the bitmap, "2".."64", or "60.2" for a sub-field) and
+    ``position`` the byte offset in the frame body where reading stopped.
+    The host answers such a request with response code 30 (format error)
+    when it can still tell who sent it, and otherwise drops the frame.
+    """
+
+    response_code = "30"
+
+    def __init__(self, reason: str, *, field: str, position: int) -> None:
+        super().__init__(f"{reason}: field {field} at byte {position}")
+        self.reason = reason
+        self.field = field
+        self.position = position
+
+
+class FrameError(DecodeError):
+    """The frame around the message is wrong: length prefix, TPDU or header."""
+
+
+class EncodeError(WireError):
+    """We tried to build a message that breaks our own wire profile (a bug)."""
+
+    def __init__(self, reason: str, *, field: str) -> None:
+        super().__init__(f"{reason}: field {field}")
+        self.reason = reason
+        self.field = field
+
+
+class MacError(WireError):
+    """Field 64 is missing or does not match the MAC computed with the MAK."""
+
+    response_code = "A0"
+
+
+class KeyCheckError(WireError):
+    """A working key unwrapped from field 62 does not match its check value."""
+
+
+# --- protocol ---------------------------------------------------------------
+
+
+class ProtocolError(PosbatchError):
+    """A well-formed message that is not allowed here and now."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We broke the protocol: a programmer error on our side."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer broke the protocol; ``response_code`` is what to answer."""
+
+    def __init__(self, message: str, *, response_code: str) -> None:
+        super().__init__(message)
+        self.response_code = response_code
+
+
+# --- batch domain -----------------------------------------------------------
+
+
+class BatchError(PosbatchError):
+    """A rule of the batch domain was violated."""
+
+
+class IllegalTransition(BatchError):
+    """A state machine was asked for a transition its table does not allow."""
+
+    def __init__(self, machine: str, state: str, event: str) -> None:
+        super().__init__(f"{machine}: no transition from {state!r} on {event!r}")
+        self.machine = machine
+        self.state = state
+        self.event = event
+
+
+# --- storage ----------------------------------------------------------------
+
+
+class StorageError(PosbatchError):
+    """The database or the journal failed; nothing was answered on its behalf."""
+
+
+class JournalIntegrityError(StorageError):
+    """The terminal journal's hash chain is broken: rows were damaged or edited."""
+
+    def __init__(self, message: str, *, first_bad_row: int | None = None) -> None:
+        super().__init__(message)
+        self.first_bad_row = first_bad_row
+
+
+# --- terminal ---------------------------------------------------------------
+
+
+class TerminalError(PosbatchError):
+    """An operation on the terminal cannot proceed."""
+
+
+class NotSignedOn(TerminalError):
+    """The terminal has no working keys: sign on first."""
+
+
+class HostUnreachable(TerminalError):
+    """No answer from the host in time; the journal records what must follow."""
+
+
+class Declined(TerminalError):
+    """The host answered with a response code other than 00."""
+
+    def __init__(self, message: str, *, response_code: str) -> None:
+        super().__init__(message)
+        self.response_code = response_code
+
+
+# --- host / catalog / config --------------------------------------------------
+
+
+class HostError(PosbatchError):
+    """Host-side registry or configuration problem (not a peer's fault)."""
+
+
+class CatalogError(PosbatchError):
+    """Products, lots and scans."""
+
+
+class ScanError(CatalogError):
+    """A barcode scan string that cannot be read; the message says why."""
+
+
+class CheckoutRefused(CatalogError):
+    """A cart line that must not be sold; ``reason_zh``/``reason_en`` say why."""
+
+    def __init__(self, reason_en: str, *, reason_zh: str, suggestion: str | None = None) -> None:
+        super().__init__(reason_en)
+        self.reason_en = reason_en
+        self.reason_zh = reason_zh
+        self.suggestion = suggestion
+
+
+class ConfigError(PosbatchError):
+    """Bad settings or command-line values; the message says which and why."""

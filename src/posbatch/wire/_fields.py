@@ -1,0 +1,408 @@
+"""Sub-field codecs: 60, 61, 48 (settlement totals and batch-upload records), 63, track 2.
+
+Each codec turns a typed value into the digit (or ascii) string pyiso8583
+packs, and back. Decoding takes the field's text and raises
+:class:`~posbatch.errors.DecodeError` naming the sub-field ("60.2") and the
+offset inside the field in digits (the message decoder adds where the field
+starts in the body).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from posbatch.errors import DecodeError, EncodeError
+
+__all__ = [
+    "BATCH_NO_MAX",
+    "MAX_UPLOAD_RECORDS",
+    "STAN_MAX",
+    "BatchReason",
+    "BatchState",
+    "BatchStateDetail",
+    "CardTotals",
+    "CardType",
+    "Field60",
+    "OriginalTransaction",
+    "Reconciliation",
+    "SettlementTotals",
+    "UploadRecord",
+    "decode_detail",
+    "decode_track2",
+    "decode_upload_end",
+    "decode_upload_records",
+    "encode_detail",
+    "encode_track2",
+    "encode_upload_end",
+    "encode_upload_records",
+]
+
+BATCH_NO_MAX: Final = 999_999
+STAN_MAX: Final = 999_999
+MAX_UPLOAD_RECORDS: Final = 8
+AMOUNT_FEN_MAX: Final = 999_999_999_999
+COUNT_MAX: Final = 999
+FIELD63_MAX_BYTES: Final = 163
+
+
+def _digits(value: int, width: int, field: str) -> str:
+    if not 0 <= value < 10**width:
+        raise EncodeError(f"{value} does not fit in {width} digits", field=field)
+    return f"{value:0{width}d}"
+
+
+def _number(text: str, start: int, width: int, field: str) -> int:
+    piece = text[start : start + width]
+    if len(piece) != width:
+        raise DecodeError(f"needs {width} digits, has {len(piece)}", field=field, position=start)
+    if not piece.isdigit():
+        raise DecodeError(f"not decimal: {piece!r}", field=field, position=start)
+    return int(piece)
+
+
+# --- field 60 -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Field60:
+    """60.1 message type code n2, 60.2 batch_no n6, 60.3 network management code n3, extras."""
+
+    message_type: str
+    batch_no: int
+    network_code: str
+    extra: str = ""  # the optional one-digit sub-fields 60.4 …, kept as sent
+
+    def encode(self) -> str:
+        if not (len(self.message_type) == 2 and self.message_type.isdigit()):
+            raise EncodeError(f"message type {self.message_type!r}", field="60.1")
+        if not 1 <= self.batch_no <= BATCH_NO_MAX:
+            raise EncodeError(f"batch_no {self.batch_no} outside 1..{BATCH_NO_MAX}", field="60.2")
+        if not (len(self.network_code) == 3 and self.network_code.isdigit()):
+            raise EncodeError(f"network code {self.network_code!r}", field="60.3")
+        if len(self.extra) > 6 or not (self.extra.isdigit() or not self.extra):
+            raise EncodeError(f"extra sub-fields {self.extra!r}", field="60.4")
+        return f"{self.message_type}{self.batch_no:06d}{self.network_code}{self.extra}"
+
+    @classmethod
+    def decode(cls, text: str) -> Field60:
+        if len(text) < 11:
+            raise DecodeError(f"needs at least 11 digits, has {len(text)}", field="60", position=0)
+        if not text.isdigit():
+            raise DecodeError(f"not decimal: {text!r}", field="60", position=0)
+        batch_no = int(text[2:8])
+        if batch_no == 0:
+            raise DecodeError("batch_no 000000 is not a batch", field="60.2", position=2)
+        return cls(text[:2], batch_no, text[8:11], text[11:])
+
+
+# --- field 61 -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OriginalTransaction:
+    """Field 61: the transaction a void, refund or void-reversal refers to."""
+
+    batch_no: int
+    stan: int
+    date_mmdd: str | None = None
+
+    def encode(self) -> str:
+        text = _digits(self.batch_no, 6, "61.1") + _digits(self.stan, 6, "61.2")
+        if self.date_mmdd is not None:
+            if not (len(self.date_mmdd) == 4 and self.date_mmdd.isdigit()):
+                raise EncodeError(f"date {self.date_mmdd!r}", field="61.3")
+            text += self.date_mmdd
+        return text
+
+    @classmethod
+    def decode(cls, text: str) -> OriginalTransaction:
+        batch_no = _number(text, 0, 6, "61.1")
+        stan = _number(text, 6, 6, "61.2")
+        date = None
+        if len(text) >= 16:
+            _number(text, 12, 4, "61.3")
+            date = text[12:16]
+        return cls(batch_no, stan, date)
+
+
+# --- field 48: settlement -----------------------------------------------------
+
+
+class Reconciliation(enum.IntEnum):
+    """The reconciliation code closing each half of settlement field 48."""
+
+    REQUEST = 0
+    BALANCED = 1  # 对账平
+    NOT_BALANCED = 2  # 对账不平
+    ERROR = 3
+
+
+@dataclass(frozen=True, slots=True)
+class CardTotals:
+    """One half of field 48: debits are sales, credits are voids and refunds."""
+
+    debit_amount_fen: int = 0
+    debit_count: int = 0
+    credit_amount_fen: int = 0
+    credit_count: int = 0
+    reconciliation: Reconciliation = Reconciliation.REQUEST
+
+    def encode(self, field: str) -> str:
+        return (
+            _digits(self.debit_amount_fen, 12, field)
+            + _digits(self.debit_count, 3, field)
+            + _digits(self.credit_amount_fen, 12, field)
+            + _digits(self.credit_count, 3, field)
+            + _digits(int(self.reconciliation), 1, field)
+        )
+
+    @classmethod
+    def decode(cls, text: str, start: int, field: str) -> CardTotals:
+        code = _number(text, start + 30, 1, field)
+        if code > 3:
+            raise DecodeError(f"reconciliation code {code}", field=field, position=start + 30)
+        return cls(
+            _number(text, start, 12, field),
+            _number(text, start + 12, 3, field),
+            _number(text, start + 15, 12, field),
+            _number(text, start + 27, 3, field),
+            Reconciliation(code),
+        )
+
+    def same_amounts(self, other: CardTotals) -> bool:
+        """Equal totals, whatever the reconciliation code."""
+        return (
+            self.debit_amount_fen == other.debit_amount_fen
+            and self.debit_count == other.debit_count
+            and self.credit_amount_fen == other.credit_amount_fen
+            and self.credit_count == other.credit_count
+        )
+
+    def with_reconciliation(self, code: Reconciliation) -> CardTotals:
+        return CardTotals(
+            self.debit_amount_fen, self.debit_count, self.credit_amount_fen, self.credit_count, code
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementTotals:
+    """Field 48 of 0500/0510: domestic cards then foreign cards, 31 digits each."""
+
+    domestic: CardTotals = CardTotals()
+    foreign: CardTotals = CardTotals()
+
+    def encode(self) -> str:
+        return self.domestic.encode("48.1") + self.foreign.encode("48.2")
+
+    @classmethod
+    def decode(cls, text: str) -> SettlementTotals:
+        if len(text) != 62:
+            raise DecodeError(
+                f"settlement totals are 62 digits, got {len(text)}", field="48", position=0
+            )
+        return cls(CardTotals.decode(text, 0, "48.1"), CardTotals.decode(text, 31, "48.2"))
+
+    def same_amounts(self, other: SettlementTotals) -> bool:
+        return self.domestic.same_amounts(other.domestic) and self.foreign.same_amounts(
+            other.foreign
+        )
+
+    @property
+    def balanced(self) -> bool:
+        return (
+            self.domestic.reconciliation == Reconciliation.BALANCED
+            and self.foreign.reconciliation == Reconciliation.BALANCED
+        )
+
+    def with_reconciliation(self, code: Reconciliation) -> SettlementTotals:
+        return SettlementTotals(
+            self.domestic.with_reconciliation(code), self.foreign.with_reconciliation(code)
+        )
+
+
+# --- field 48: batch upload ---------------------------------------------------
+
+
+class CardType(enum.StrEnum):
+    DOMESTIC = "00"
+    FOREIGN = "01"
+
+
+_CARD_TYPES: Final = {member.value: member for member in CardType}
+_RECORD_DIGITS: Final = 2 + 6 + 20 + 12
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class UploadRecord:
+    """One batch-upload record: card type n2, STAN n6, PAN n20 (zero-filled), amount n12."""
+
+    card_type: CardType
+    stan: int
+    pan: str
+    amount_fen: int
+
+    def __repr__(self) -> str:  # never print a full PAN
+        return (
+            f"UploadRecord(card_type={self.card_type.value}, stan={self.stan:06d}, "
+            f"pan={mask_pan(self.pan)}, amount_fen={self.amount_fen})"
+        )
+
+    def encode(self) -> str:
+        if not (12 <= len(self.pan) <= 19 and self.pan.isdigit()):
+            raise EncodeError("PAN must be 12..19 digits", field="48")
+        return (
+            self.card_type.value
+            + _digits(self.stan, 6, "48")
+            + self.pan.rjust(20, "0")
+            + _digits(self.amount_fen, 12, "48")
+        )
+
+
+def encode_upload_records(records: tuple[UploadRecord, ...]) -> str:
+    if not 1 <= len(records) <= MAX_UPLOAD_RECORDS:
+        raise EncodeError(
+            f"{len(records)} records: a message carries 1..{MAX_UPLOAD_RECORDS}", field="48"
+        )
+    return f"{len(records):02d}" + "".join(record.encode() for record in records)
+
+
+def decode_upload_records(text: str) -> tuple[UploadRecord, ...]:
+    count = _number(text, 0, 2, "48")
+    if not 1 <= count <= MAX_UPLOAD_RECORDS:
+        raise DecodeError(f"record count {count} outside 1..8", field="48", position=0)
+    if len(text) != 2 + count * _RECORD_DIGITS:
+        raise DecodeError(
+            f"{count} records need {2 + count * _RECORD_DIGITS} digits, got {len(text)}",
+            field="48",
+            position=0,
+        )
+    records = []
+    for index in range(count):
+        start = 2 + index * _RECORD_DIGITS
+        card_type = _CARD_TYPES.get(text[start : start + 2])
+        if card_type is None:
+            raise DecodeError(
+                f"card type {text[start : start + 2]!r}", field="48", position=start
+            )
+        stan = _number(text, start + 2, 6, "48")
+        _number(text, start + 8, 20, "48")
+        pan = text[start + 8 : start + 28].lstrip("0")
+        if not 12 <= len(pan) <= 19:
+            raise DecodeError("PAN must be 12..19 digits", field="48", position=start + 8)
+        amount = _number(text, start + 28, 12, "48")
+        records.append(UploadRecord(card_type, stan, pan, amount))
+    return tuple(records)
+
+
+def encode_upload_end(total_records: int) -> str:
+    return _digits(total_records, 4, "48")
+
+
+def decode_upload_end(text: str) -> int:
+    if len(text) != 4:
+        raise DecodeError(f"upload end count is 4 digits, got {len(text)}", field="48", position=0)
+    return _number(text, 0, 4, "48")
+
+
+# --- field 63 -----------------------------------------------------------------
+
+
+def encode_detail(items: Mapping[str, str]) -> str:
+    """Field 63 as ``KEY=value;KEY=value`` (printable ascii, ≤ 163 bytes)."""
+    text = ";".join(f"{key}={value}" for key, value in items.items())
+    if len(text) > FIELD63_MAX_BYTES or not (text.isascii() and text.isprintable()):
+        raise EncodeError(f"detail {text!r} is not ≤163 printable ascii bytes", field="63")
+    for key, value in items.items():
+        if not key or "=" in key or ";" in key or ";" in value:
+            raise EncodeError(f"detail item {key!r}={value!r}", field="63")
+    return text
+
+
+def decode_detail(text: str) -> dict[str, str]:
+    """The ``KEY=value`` items of field 63; text that is not in that form is kept under ``""``."""
+    items: dict[str, str] = {}
+    for part in text.split(";"):
+        key, sep, value = part.partition("=")
+        if sep:
+            items[key] = value
+        elif part:
+            items[""] = (items.get("", "") + " " + part).strip()
+    return items
+
+
+class BatchReason(enum.StrEnum):
+    """Why the host answered 77: field 63 ``R=``."""
+
+    BEHIND = "BEHIND"  # the terminal's batch_no is lower than the host's
+    AHEAD = "AHEAD"  # higher than the host's
+    NOT_SIGNED_ON = "NOT_SIGNED_ON"
+    CLOSED = "CLOSED"  # the batch the terminal names was already closed by the host
+
+
+class BatchState(enum.StrEnum):
+    OPEN = "OPEN"
+    UPLOADING = "UPLOADING"  # settled unbalanced, waiting for batch upload to end
+    CLOSED = "CLOSED"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchStateDetail:
+    """Field 63 of a 77 (and of a sign-on response): the host's view of the batch."""
+
+    reason: BatchReason | None
+    host_batch_no: int
+    host_batch_state: BatchState
+    last_closed_batch_no: int | None = None
+
+    def encode(self) -> str:
+        items = {}
+        if self.reason is not None:
+            items["R"] = self.reason.value
+        items["B"] = f"{self.host_batch_no:06d}"
+        items["S"] = self.host_batch_state.value
+        if self.last_closed_batch_no is not None:
+            items["L"] = f"{self.last_closed_batch_no:06d}"
+        return encode_detail(items)
+
+    @classmethod
+    def decode(cls, text: str) -> BatchStateDetail | None:
+        """The detail in ``text``, or None when 63 does not carry one."""
+        items = decode_detail(text)
+        try:
+            reason = BatchReason(items["R"]) if "R" in items else None
+            last = items.get("L")
+            return cls(
+                reason,
+                int(items["B"]),
+                BatchState(items["S"]),
+                int(last) if last else None,
+            )
+        except (KeyError, ValueError):
+            return None
+
+
+# --- PAN and track 2 ------------------------------------------------------------
+
+
+def mask_pan(pan: str) -> str:
+    """``622588******1234``: first 6 and last 4 digits, the rest starred."""
+    if len(pan) < 10:
+        return "*" * len(pan)
+    return pan[:6] + "*" * (len(pan) - 10) + pan[-4:]
+
+
+def encode_track2(track2: str) -> str:
+    """Track 2 ``PAN=YYMM…`` as packed nibbles (``=`` is the nibble D)."""
+    packed = track2.replace("=", "D")
+    if not all(ch in "0123456789D" for ch in packed) or len(packed) > 37:
+        raise EncodeError("track 2 is digits and one '=' (≤37)", field="35")
+    return packed
+
+
+def decode_track2(text: str) -> str:
+    if not all(ch in "0123456789D" for ch in text):
+        raise DecodeError(f"track 2 has bad nibbles: {text!r}", field="35", position=0)
+    return text.replace("D", "=")

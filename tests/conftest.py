@@ -1,0 +1,72 @@
+"""Shared fixtures.
+
+``db_url`` runs a storage test twice: on a fresh SQLite file and on a fresh
+PostgreSQL schema. Without a reachable PostgreSQL the second run is skipped
+with the reason; with ``POSBATCH_REQUIRE_POSTGRES=1`` (set by ``.ci/run``) it
+fails instead, so CI always covers both.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+POSTGRES_URL_ENV = "POSBATCH_TEST_POSTGRES_URL"
+REQUIRE_POSTGRES_ENV = "POSBATCH_REQUIRE_POSTGRES"
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+_postgres_checked: dict[str, str | None] = {}
+
+
+def _postgres_problem(url: str) -> str | None:
+    """None when PostgreSQL at ``url`` answers, else why not (cached per run)."""
+    if url not in _postgres_checked:
+        try:
+            engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
+            with engine.connect() as connection:
+                connection.execute(sa.text("select 1"))
+            engine.dispose()
+            _postgres_checked[url] = None
+        except Exception as exc:  # any failure means "not available here"
+            _postgres_checked[url] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+    return _postgres_checked[url]
+
+
+def postgres_url_or_skip() -> str:
+    url = os.environ.get(POSTGRES_URL_ENV, DEFAULT_POSTGRES_URL)
+    problem = _postgres_problem(url)
+    if problem is not None:
+        message = f"PostgreSQL not reachable at {url} ({problem}); set {POSTGRES_URL_ENV}"
+        if os.environ.get(REQUIRE_POSTGRES_ENV) == "1":
+            pytest.fail(message + f" — required because {REQUIRE_POSTGRES_ENV}=1")
+        pytest.skip(message)
+    return url
+
+
+@pytest.fixture
+def postgres_schema_url() -> Iterator[str]:
+    """A URL whose search_path is a brand-new schema, dropped after the test."""
+    base = postgres_url_or_skip()
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    admin = sa.create_engine(base)
+    with admin.begin() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in base else "?"
+    yield f"{base}{separator}options=-csearch_path%3D{schema}"
+    with admin.begin() as connection:
+        connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database URL: once on SQLite, once on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+    else:
+        yield request.getfixturevalue("postgres_schema_url")
