@@ -48,7 +48,7 @@ def demo() -> None:
 
     Example: posbatch demo
     """
-    from posbatch.demo import run_demo
+    from posbatch.demo import run_demo  # noqa: PLC0415 - keep `posbatch --help` fast
 
     raise typer.Exit(run_demo())
 

@@ -43,9 +43,7 @@ def run_demo(console: Console | None = None) -> int:
     tmk = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
     keys = WorkingKeys(pik=bytes.fromhex("11" * 16), mak=bytes.fromhex("0123456789ABCDEF"))
     field62 = wrap_working_keys(tmk, keys)
-    sign_on = SignOnResponse(
-        "10000001", "898110054110001", 1, 1, "00", working_keys=field62
-    )
+    sign_on = SignOnResponse("10000001", "898110054110001", 1, 1, "00", working_keys=field62)
     sign_on_frame = encode_frame(Frame(Tpdu(0, 3), Header(), encode_message(sign_on)))
     received = decode_message(FrameReader().feed(sign_on_frame)[0].body)
     assert isinstance(received, SignOnResponse) and received.working_keys is not None

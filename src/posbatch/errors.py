@@ -141,7 +141,7 @@ class BatchError(PosbatchError):
     """A rule of the batch domain was violated."""
 
 
-class IllegalTransition(BatchError):
+class IllegalTransition(BatchError):  # noqa: N818 - the name says what happened
     """A state machine was asked for a transition its table does not allow."""
 
     def __init__(self, machine: str, state: str, event: str) -> None:
@@ -173,15 +173,15 @@ class TerminalError(PosbatchError):
     """An operation on the terminal cannot proceed."""
 
 
-class NotSignedOn(TerminalError):
+class NotSignedOn(TerminalError):  # noqa: N818 - the name says what happened
     """The terminal has no working keys: sign on first."""
 
 
-class HostUnreachable(TerminalError):
+class HostUnreachable(TerminalError):  # noqa: N818 - the name says what happened
     """No answer from the host in time; the journal records what must follow."""
 
 
-class Declined(TerminalError):
+class Declined(TerminalError):  # noqa: N818 - the name says what happened
     """The host answered with a response code other than 00."""
 
     def __init__(self, message: str, *, response_code: str) -> None:
@@ -204,7 +204,7 @@ class ScanError(CatalogError):
     """A barcode scan string that cannot be read; the message says why."""
 
 
-class CheckoutRefused(CatalogError):
+class CheckoutRefused(CatalogError):  # noqa: N818 - the name says what happened
     """A cart line that must not be sold; ``reason_zh``/``reason_en`` say why."""
 
     def __init__(self, reason_en: str, *, reason_zh: str, suggestion: str | None = None) -> None:

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from alembic import command, context
+from alembic.config import Config
 from sqlalchemy.engine import Engine
 
 from posbatch.errors import ConfigError, StorageError
@@ -98,9 +100,6 @@ def upgrade(engine: Engine, script_location: str, *, version_table: str) -> None
     DDL; on SQLite each migration is its own transaction), with the
     component's own version table.
     """
-    from alembic import command
-    from alembic.config import Config
-
     config = Config()
     config.set_main_option("script_location", script_location)
     config.attributes["version_table"] = version_table
@@ -114,8 +113,6 @@ def upgrade(engine: Engine, script_location: str, *, version_table: str) -> None
 
 def run_env(target_metadata: sa.MetaData | None = None) -> None:
     """Body of every component's ``migrations/env.py`` (online mode only)."""
-    from alembic import context
-
     config = context.config
     connection = config.attributes.get("connection")
     if connection is None:

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, modes
 try:  # cryptography ≥ 43 keeps 3DES among the "decrepit" algorithms
     from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 except ImportError:  # pragma: no cover - older cryptography
-    from cryptography.hazmat.primitives.ciphers.algorithms import (  # type: ignore[attr-defined,no-redef]
+    from cryptography.hazmat.primitives.ciphers.algorithms import (
         TripleDES,
     )
 

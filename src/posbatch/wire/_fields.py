@@ -284,9 +284,7 @@ def decode_upload_records(text: str) -> tuple[UploadRecord, ...]:
         start = 2 + index * _RECORD_DIGITS
         card_type = _CARD_TYPES.get(text[start : start + 2])
         if card_type is None:
-            raise DecodeError(
-                f"card type {text[start : start + 2]!r}", field="48", position=start
-            )
+            raise DecodeError(f"card type {text[start : start + 2]!r}", field="48", position=start)
         stan = _number(text, start + 2, 6, "48")
         _number(text, start + 8, 20, "48")
         pan = text[start + 8 : start + 28].lstrip("0")

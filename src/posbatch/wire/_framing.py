@@ -75,8 +75,8 @@ class Tpdu:
         return Tpdu(destination=self.source, source=self.destination)
 
     def encode(self) -> bytes:
-        return bytes((TPDU_ID,)) + self.destination.to_bytes(2, "big") + self.source.to_bytes(
-            2, "big"
+        return (
+            bytes((TPDU_ID,)) + self.destination.to_bytes(2, "big") + self.source.to_bytes(2, "big")
         )
 
 

@@ -20,8 +20,9 @@ wire's own strings (``hhmmss``, ``MMDD``) because this layer has no clock.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, Final, TypeAlias
+from typing import ClassVar, Final, TypeAlias, TypedDict
 
 import iso8583
 import iso8583.decoder
@@ -767,7 +768,7 @@ class _Reader:
         self.encoded = encoded
 
     def fail(self, number: str, reason: str, offset_digits: int = 0) -> DecodeError:
-        base = number.split(".")[0]
+        base = number.split(".", maxsplit=1)[0]
         start = _field_position(self.body, self.encoded, base)
         if base in self.encoded:
             start += len(self.encoded[base]["len"])
@@ -776,8 +777,9 @@ class _Reader:
     def required(self, number: str) -> str:
         value = self.fields.get(number)
         if value is None:
-            raise DecodeError(f"field {number} is required here", field=number, position=len(
-                self.body))
+            raise DecodeError(
+                f"field {number} is required here", field=number, position=len(self.body)
+            )
         return value
 
     def optional(self, number: str) -> str | None:
@@ -807,9 +809,7 @@ def _decode_raw(body: bytes) -> _Reader:
     if extra:
         bit = 65 - extra.bit_length()  # the lowest-numbered field not in the profile
         name = "secondary bitmap" if bit == 1 else f"field {bit}"
-        raise DecodeError(
-            f"{name} is not in the wire profile", field="p", position=_BITMAP_START
-        )
+        raise DecodeError(f"{name} is not in the wire profile", field="p", position=_BITMAP_START)
     try:
         fields, encoded = iso8583.decode(body, SPEC)
     except iso8583.DecodeError as exc:
@@ -935,7 +935,16 @@ def _transaction_kind(reader: _Reader, f60: Field60) -> Kind:
     return kind
 
 
-def _card(reader: _Reader) -> dict[str, object]:
+class _CardFields(TypedDict):
+    pan: str
+    expiry: str | None
+    entry_mode: str
+    condition_code: str
+    track2: str | None
+    currency: str
+
+
+def _card(reader: _Reader) -> _CardFields:
     return {
         "pan": reader.text("2"),
         "expiry": reader.optional("14"),
@@ -953,7 +962,7 @@ def _decode_0200(reader: _Reader) -> SaleRequest | VoidRequest:
     amount = reader.integer("4")
     card = _card(reader)
     if kind == Kind.SALE:
-        return SaleRequest(terminal_id, merchant_id, stan, f60.batch_no, amount, **card)  # type: ignore[arg-type]
+        return SaleRequest(terminal_id, merchant_id, stan, f60.batch_no, amount, **card)
     if kind == Kind.VOID:
         return VoidRequest(
             terminal_id,
@@ -964,7 +973,7 @@ def _decode_0200(reader: _Reader) -> SaleRequest | VoidRequest:
             original=_sub(reader, "61", OriginalTransaction),
             original_rrn=reader.optional("37"),
             original_auth_code=reader.optional("38"),
-            **card,  # type: ignore[arg-type]
+            **card,
         )
     raise reader.fail("60.1", f"0200 cannot carry a {kind.value}")
 
@@ -983,7 +992,7 @@ def _decode_0220(reader: _Reader) -> RefundRequest:
         reader.integer("4"),
         original=_sub(reader, "61", OriginalTransaction),
         original_rrn=reader.optional("37"),
-        **_card(reader),  # type: ignore[arg-type]
+        **_card(reader),
     )
 
 
@@ -1007,7 +1016,7 @@ def _decode_0400(reader: _Reader) -> ReversalRequest:
         original_kind=kind,
         reason=reason,
         original=original,
-        **_card(reader),  # type: ignore[arg-type]
+        **_card(reader),
     )
 
 
@@ -1127,7 +1136,7 @@ def _decode_0330(reader: _Reader) -> BatchUploadResponse:
     )
 
 
-_DECODERS: Final = {
+_DECODERS: Final[dict[str, Callable[[_Reader], Message]]] = {
     "0800": _decode_0800,
     "0810": _decode_0810,
     "0820": _decode_0820,
