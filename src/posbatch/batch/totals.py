@@ -1,0 +1,68 @@
+"""Settlement totals arithmetic, shared by the host and the terminal.
+
+DESIGN.md, field 48: debits are sales; credits are voids and refunds, each
+counted on the card's side (domestic or foreign). A voided sale still counts
+as a debit (its void is the credit); a reversed transaction is not passed in
+at all — the caller lists only what stands approved in the batch.
+
+Pure: integers in, :class:`~posbatch.wire.SettlementTotals` out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+from posbatch.errors import BatchError
+from posbatch.wire import CardTotals, CardType, Kind, Reconciliation, SettlementTotals
+
+__all__ = [
+    "CREDIT_KINDS",
+    "DEBIT_KINDS",
+    "TOTAL_AMOUNT_FEN_MAX",
+    "TOTAL_COUNT_MAX",
+    "compute_totals",
+]
+
+DEBIT_KINDS: Final = frozenset({Kind.SALE})
+CREDIT_KINDS: Final = frozenset({Kind.VOID, Kind.REFUND})
+# What field 48 can carry: n3 counts and n12 amounts per half.
+TOTAL_COUNT_MAX: Final = 999
+TOTAL_AMOUNT_FEN_MAX: Final = 999_999_999_999
+
+
+def compute_totals(
+    entries: Iterable[tuple[Kind, int, CardType]],
+    *,
+    reconciliation: Reconciliation = Reconciliation.REQUEST,
+) -> SettlementTotals:
+    """Field-48 totals of ``(kind, amount_fen, card_type)`` entries.
+
+    Raises :class:`BatchError` for a kind that is neither debit nor credit, a
+    negative amount, or a half whose count or amount field 48 cannot carry.
+    """
+    # [domestic, foreign] x [debit amount, debit count, credit amount, credit count]
+    sums = {CardType.DOMESTIC: [0, 0, 0, 0], CardType.FOREIGN: [0, 0, 0, 0]}
+    for kind, amount_fen, card_type in entries:
+        if amount_fen < 0:
+            raise BatchError(f"negative amount {amount_fen} in totals")
+        half = sums[CardType(card_type)]
+        if kind in DEBIT_KINDS:
+            half[0] += amount_fen
+            half[1] += 1
+        elif kind in CREDIT_KINDS:
+            half[2] += amount_fen
+            half[3] += 1
+        else:
+            raise BatchError(f"a {kind} does not count in settlement totals")
+    halves = []
+    for card_type in (CardType.DOMESTIC, CardType.FOREIGN):
+        debit_amount, debit_count, credit_amount, credit_count = sums[card_type]
+        if max(debit_count, credit_count) > TOTAL_COUNT_MAX or (
+            max(debit_amount, credit_amount) > TOTAL_AMOUNT_FEN_MAX
+        ):
+            raise BatchError(f"{card_type.name.lower()} totals do not fit field 48")
+        halves.append(
+            CardTotals(debit_amount, debit_count, credit_amount, credit_count, reconciliation)
+        )
+    return SettlementTotals(halves[0], halves[1])
