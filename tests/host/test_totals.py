@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from posbatch.batch.totals import compute_totals
+from posbatch.batch.totals import card_type_of_pan, compute_totals
 from posbatch.errors import BatchError
 from posbatch.wire import CardTotals, CardType, Kind, Reconciliation, SettlementTotals
 
@@ -69,3 +69,12 @@ def test_totals_round_trip_through_field_48(entries: list[tuple[Kind, int, CardT
     """Whatever the entries, the totals encode and decode to themselves."""
     totals = compute_totals(entries)
     assert totals == SettlementTotals.decode(totals.encode())
+
+
+@pytest.mark.parametrize(
+    ("pan", "card_type"),
+    [("6222021234567890128", _D), ("9555001234567890", _D), ("4111111111111111", _F)],
+)
+def test_card_type_follows_the_bin(pan: str, card_type: CardType) -> None:
+    """UnionPay and 9… BINs are domestic; other cards are foreign."""
+    assert card_type == card_type_of_pan(pan)

@@ -29,6 +29,15 @@ CREDIT_KINDS: Final = frozenset({Kind.VOID, Kind.REFUND})
 # What field 48 can carry: n3 counts and n12 amounts per half.
 TOTAL_COUNT_MAX: Final = 999
 TOTAL_AMOUNT_FEN_MAX: Final = 999_999_999_999
+# Which half of field 48 a card counts in. This profile's rule, shared by host and
+# terminal so both sides put every card on the same side: UnionPay BINs (62…) and
+# the domestic 9… range are domestic (内卡), everything else foreign (外卡).
+DOMESTIC_PAN_PREFIXES: Final = ("62", "9")
+
+
+def card_type_of_pan(pan: str) -> CardType:
+    """DOMESTIC for a UnionPay/domestic BIN, FOREIGN otherwise."""
+    return CardType.DOMESTIC if pan.startswith(DOMESTIC_PAN_PREFIXES) else CardType.FOREIGN
 
 
 def compute_totals(
