@@ -1,0 +1,252 @@
+"""The report: evidence + diagnosis + what ``--fix`` did, rendered for people (rich) and
+kept as a support bundle (JSON + a text summary) a service desk can open.
+
+The bundle holds no card number and no key: the evidence never copies them,
+and :func:`scrub` masks any run of 13–19 digits that is not a known
+identifier (terminal or merchant ID) before anything is written.
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Final
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from posbatch.doctor._checks import Line, Status
+from posbatch.doctor._codec import from_json, to_json
+from posbatch.doctor._evidence import Evidence
+from posbatch.doctor._rules import REPAIR_TEXT, Diagnosis, Outcome, Repair, Verdict, rule_for
+from posbatch.errors import ConfigError
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "RepairResult",
+    "RepairStatus",
+    "Report",
+    "read_bundle",
+    "render",
+    "render_text",
+    "scrub",
+    "write_bundle",
+]
+
+BUNDLE_FORMAT: Final = "posbatch-doctor-bundle/1"
+# A bundle is small (a few kB); refuse to read something far larger than any bundle.
+MAX_BUNDLE_BYTES: Final = 4 * 1024 * 1024
+_PAN_LIKE: Final = re.compile(r"(?<!\d)\d{13,19}(?!\d)")
+
+
+class RepairStatus(enum.StrEnum):
+    DONE = "done"
+    DECLINED = "declined"  # the person said no
+    FAILED = "failed"
+    SKIPPED = "skipped"  # nothing to do
+
+
+@dataclass(frozen=True, slots=True)
+class RepairResult:
+    repair: Repair
+    status: RepairStatus
+    lines: tuple[Line, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    generated_at: datetime
+    source: str  # "terminal" or "host"
+    evidence: Evidence
+    diagnosis: Diagnosis
+    repairs_done: tuple[RepairResult, ...] = ()
+    after: Diagnosis | None = None  # diagnosis again after --fix
+
+
+_STATUS_STYLE: Final = {
+    Status.PASSED: ("[green]✔ passed 通过[/]"),
+    Status.WARNING: ("[yellow]! warning 警告[/]"),
+    Status.FAILED: ("[red]✘ failed 失败[/]"),
+    Status.NOT_CHECKED: ("[dim]- not checked 未检查[/]"),
+}
+
+
+def _both(line: Line) -> str:
+    return f"{line.en}\n[dim]{line.zh}[/]"
+
+
+def _headline(diagnosis: Diagnosis) -> tuple[str, str, str]:
+    if diagnosis.outcome == Outcome.HEALTHY:
+        return ("green", "No failure found: settlement should work.", "未发现故障:可以正常结算。")
+    if diagnosis.outcome == Outcome.FOUND:
+        assert diagnosis.cause is not None
+        rule = rule_for(diagnosis.cause)
+        return (
+            "red",
+            f"Cause: {rule.title_en} ({rule.category})",
+            f"原因:{rule.title_zh}",
+        )
+    if diagnosis.outcome == Outcome.AMBIGUOUS:
+        names = ", ".join(rule_for(c).title_en for c in diagnosis.candidates)
+        names_zh = "、".join(rule_for(c).title_zh for c in diagnosis.candidates)
+        return (
+            "yellow",
+            f"Ambiguous: the evidence fits more than one cause: {names}",
+            f"无法确定:证据符合多个原因:{names_zh}",
+        )
+    names = ", ".join(rule_for(c).title_en for c in diagnosis.candidates) or "none left"
+    names_zh = "、".join(rule_for(c).title_zh for c in diagnosis.candidates) or "无"
+    return (
+        "yellow",
+        f"Something is wrong but the evidence names no cause; not checked: {names}",
+        f"存在故障但证据无法确定原因;未能检查:{names_zh}",
+    )
+
+
+def render(report: Report, console: Console) -> None:
+    """Print ``report`` for a person, in English and Chinese."""
+    evidence = report.evidence
+    console.rule(
+        f"posbatch doctor — terminal {evidence.terminal_id} — "
+        f"{report.generated_at:%Y-%m-%d %H:%M:%S} ({report.source})"
+    )
+    _render_diagnosis(report.diagnosis, console, title="diagnosis 诊断")
+    if report.repairs_done:
+        table = Table(title="repairs 修复", show_lines=True)
+        table.add_column("repair 修复项")
+        table.add_column("result 结果")
+        table.add_column("evidence 说明")
+        for result in report.repairs_done:
+            text = REPAIR_TEXT[result.repair]
+            table.add_row(
+                _both(text), result.status.value, "\n".join(_both(x) for x in result.lines)
+            )
+        console.print(table)
+    if report.after is not None:
+        _render_diagnosis(report.after, console, title="after repair 修复后", checks=False)
+
+
+def _render_diagnosis(
+    diagnosis: Diagnosis, console: Console, *, title: str, checks: bool = True
+) -> None:
+    if checks:
+        table = Table(title="checks 检查", show_lines=True)
+        table.add_column("area 范围")
+        table.add_column("check 检查项")
+        table.add_column("status 结果")
+        table.add_column("evidence 证据")
+        for check in diagnosis.checks:
+            table.add_row(
+                check.area,
+                f"{check.title_en}\n[dim]{check.title_zh}[/]",
+                _STATUS_STYLE[check.status],
+                "\n".join(_both(line) for line in check.lines),
+            )
+        console.print(table)
+    colour, en, zh = _headline(diagnosis)
+    body = [f"[bold]{en}[/]", zh]
+    if diagnosis.cause is not None:
+        finding = diagnosis.finding(diagnosis.cause)
+        body.append("\n[bold]points to it 支持证据[/]")
+        body.extend(f"• {_both(line)}" for line in finding.lines)
+        ruled = [(cause, f) for cause, f in diagnosis.findings if f.verdict == Verdict.RULED_OUT]
+        if ruled:
+            body.append("\n[bold]rules out the others 排除其他原因[/]")
+            for cause, f in ruled:
+                rule = rule_for(cause)
+                reasons = "; ".join(line.en for line in f.lines)
+                reasons_zh = ";".join(line.zh for line in f.lines)
+                body.append(
+                    f"• not {rule.title_en}: {reasons}\n  [dim]非{rule.title_zh}:{reasons_zh}[/]"
+                )
+        unknown = [cause for cause, f in diagnosis.findings if f.verdict == Verdict.NOT_CHECKED]
+        if unknown:
+            body.append(
+                "\n[dim]not checked 未检查: "
+                + ", ".join(rule_for(c).title_en for c in unknown)
+                + "[/]"
+            )
+    for cause in diagnosis.candidates if diagnosis.outcome == Outcome.AMBIGUOUS else ():
+        rule = rule_for(cause)
+        body.append(f"\n[bold]candidate 可能原因: {rule.title_en} / {rule.title_zh}[/]")
+        body.extend(f"• {_both(line)}" for line in diagnosis.finding(cause).lines)
+    if diagnosis.also_seen:
+        body.append(
+            "\n[bold]also seen 同时发现[/]: "
+            + ", ".join(
+                f"{rule_for(c).title_en} / {rule_for(c).title_zh}" for c in diagnosis.also_seen
+            )
+        )
+    if diagnosis.symptoms and diagnosis.outcome != Outcome.HEALTHY:
+        body.append("\n[bold]symptoms 现象[/]")
+        body.extend(f"• {_both(line)}" for line in diagnosis.symptoms)
+    if diagnosis.repairs:
+        body.append("\n[bold]doctor can repair (posbatch doctor --fix) 可自动修复[/]")
+        body.extend(f"{i}. {_both(REPAIR_TEXT[r])}" for i, r in enumerate(diagnosis.repairs, 1))
+    if diagnosis.person_steps:
+        body.append("\n[bold]a person must 需人工处理[/]")
+        body.extend(f"• {_both(line)}" for line in diagnosis.person_steps)
+    if diagnosis.prevention:
+        body.append("\n[bold]prevention 预防[/]")
+        body.extend(f"• {_both(line)}" for line in diagnosis.prevention)
+    console.print(Panel("\n".join(body), title=title, border_style=colour))
+
+
+def render_text(report: Report, *, width: int = 110) -> str:
+    """The report as plain text (the bundle's summary)."""
+    buffer = io.StringIO()
+    render(report, Console(file=buffer, width=width, no_color=True, color_system=None))
+    return buffer.getvalue()
+
+
+def scrub(text: str, *, allowed: frozenset[str] = frozenset()) -> str:
+    """Mask every run of 13–19 digits (a possible card number) except ``allowed`` IDs."""
+
+    def mask(match: re.Match[str]) -> str:
+        digits = match.group(0)
+        if digits in allowed:
+            return digits
+        return digits[:6] + "*" * (len(digits) - 10) + digits[-4:]
+
+    return _PAN_LIKE.sub(mask, text)
+
+
+def _allowed(report: Report) -> frozenset[str]:
+    ids = {report.evidence.terminal_id}
+    if report.evidence.journal is not None:
+        ids.add(report.evidence.journal.merchant_id)
+    return frozenset(ids)
+
+
+def write_bundle(report: Report, path: Path) -> tuple[Path, Path]:
+    """Write ``path`` (JSON) and ``path`` + ``.txt`` (summary); return both paths."""
+    allowed = _allowed(report)
+    summary = scrub(render_text(report), allowed=allowed)
+    document = {"format": BUNDLE_FORMAT, "summary": summary, "report": to_json(report)}
+    text = scrub(json.dumps(document, ensure_ascii=False, indent=2), allowed=allowed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    summary_path = path.with_name(path.name + ".txt")
+    summary_path.write_text(summary, encoding="utf-8")
+    return path, summary_path
+
+
+def read_bundle(path: Path) -> Report:
+    """The report kept in a bundle written by :func:`write_bundle`."""
+    try:
+        if path.stat().st_size > MAX_BUNDLE_BYTES:
+            raise ConfigError(f"{path} is over {MAX_BUNDLE_BYTES} bytes: not a doctor bundle")
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path} is not a doctor bundle (not JSON)") from exc
+    if not isinstance(document, dict) or document.get("format") != BUNDLE_FORMAT:
+        raise ConfigError(f"{path} is not a {BUNDLE_FORMAT} bundle")
+    return from_json(Report, document.get("report"), "report")

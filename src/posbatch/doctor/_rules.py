@@ -1,0 +1,967 @@
+"""The diagnosis rules: a table of causes, each with what points to it, what rules it out,
+the repairs doctor can do, the steps a person must do, and the prevention.
+
+Theory of operation
+-------------------
+The taxonomy of DESIGN.md is the :class:`Cause` enum. Each :class:`Rule` in
+``RULES`` looks at one :class:`~posbatch.doctor._evidence.Evidence` and returns
+a :class:`Finding`:
+
+- ``POINTS`` with the evidence lines that point to the cause and a strength:
+  ``PROOF`` (the evidence can only mean this cause) or ``SIGN`` (consistent
+  with it, not proof);
+- ``RULED_OUT`` with the evidence lines that exclude it;
+- ``NOT_CHECKED`` with what was missing to decide.
+
+:func:`diagnose` applies the table. First it lists the *symptoms* (failed or
+warning checks). No symptom and no cause pointed → ``HEALTHY``: doctor says
+there is no failure and claims no cause. Otherwise the causes whose findings
+point are ranked by strength; exactly one at the top → ``FOUND`` (with the
+lines that rule out each other cause); several at the top → ``AMBIGUOUS``
+with those candidates; none → ``UNEXPLAINED``, listing as candidates the
+causes that could not be checked. A cause is never claimed from missing
+evidence: a rule whose facts are unknown answers ``NOT_CHECKED``.
+
+The repair plan is the chosen cause's repairs (or, when ambiguous, only the
+repairs every candidate shares), with ``FLUSH_REVERSALS`` first whenever
+reversals are pending: the terminal must send them before anything else.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from posbatch.doctor._checks import (
+    CLOCK_SKEW_FAIL_S,
+    STALE_AFTER,
+    Check,
+    Line,
+    Status,
+    batch_age,
+    clock_skew_s,
+    run_checks,
+)
+from posbatch.doctor._evidence import Evidence, LocalBatchState
+
+__all__ = [
+    "RULES",
+    "Category",
+    "Cause",
+    "Diagnosis",
+    "Finding",
+    "Outcome",
+    "Repair",
+    "Rule",
+    "Strength",
+    "Verdict",
+    "diagnose",
+    "rule_for",
+]
+
+
+class Category(enum.StrEnum):
+    INPUT = "input error"
+    TERMINAL = "terminal fault"
+    NETWORK = "network"
+    MISMATCH = "mismatch after update or host change"
+    INTERRUPTED = "settlement interrupted"
+    STALE = "unsettled old batch"
+
+
+class Cause(enum.StrEnum):
+    MANUAL_BATCH_ENTRY = "manual_batch_entry"
+    JOURNAL_DAMAGED = "journal_damaged"
+    COUNTERS_RESET = "counters_reset"
+    CLOCK_WRONG = "clock_wrong"
+    LOST_RESPONSE = "lost_response"
+    NETWORK_TIMEOUTS = "network_timeouts"
+    DUPLICATES = "duplicates"
+    SOFTWARE_UPDATE = "software_update"
+    HOST_CHANGE = "host_change"
+    SETTLEMENT_INTERRUPTED = "settlement_interrupted"
+    STALE_BATCH = "stale_batch"
+
+
+class Repair(enum.StrEnum):
+    """What doctor can do by itself with ``--fix`` (each step confirmed unless ``--yes``)."""
+
+    FLUSH_REVERSALS = "flush_reversals"
+    RESTORE_BACKUP = "restore_backup"
+    SIGN_ON_ADOPT = "sign_on_adopt"
+    RESUME_SETTLEMENT = "resume_settlement"
+
+
+REPAIR_TEXT: Final[dict[Repair, Line]] = {
+    Repair.FLUSH_REVERSALS: Line("send the pending reversals to the host", "向主机发送待发冲正"),
+    Repair.RESTORE_BACKUP: Line(
+        "restore the journal from its last backup, keeping the damaged copy aside",
+        "用最近的备份恢复流水日志(损坏的副本另行保留)",
+    ),
+    Repair.SIGN_ON_ADOPT: Line(
+        "sign on again and adopt the host's batch number (the local batch is kept for settlement)",
+        "重新签到并采用主机的批次号(本地批次保留待结算)",
+    ),
+    Repair.RESUME_SETTLEMENT: Line(
+        "settle: resume where settlement stopped (0500, batch upload when not balanced)",
+        "结算:从中断处继续(0500,对账不平时批上送)",
+    ),
+}
+
+
+class Verdict(enum.StrEnum):
+    POINTS = "points"
+    RULED_OUT = "ruled out"
+    NOT_CHECKED = "not checked"
+
+
+class Strength(enum.IntEnum):
+    NONE = 0
+    SIGN = 1  # consistent with the cause
+    PROOF = 2  # only this cause explains it
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    verdict: Verdict
+    lines: tuple[Line, ...]
+    strength: Strength = Strength.NONE
+
+
+def _points(strength: Strength, *lines: Line) -> Finding:
+    return Finding(Verdict.POINTS, lines, strength)
+
+
+def _out(*lines: Line) -> Finding:
+    return Finding(Verdict.RULED_OUT, lines)
+
+
+def _unknown(*lines: Line) -> Finding:
+    return Finding(Verdict.NOT_CHECKED, lines)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    cause: Cause
+    category: Category
+    title_en: str
+    title_zh: str
+    assess: Callable[[Evidence], Finding]
+    repairs: tuple[Repair, ...]
+    person_steps: tuple[Line, ...]
+    prevention: tuple[Line, ...]
+
+
+def _b(batch_no: int | None) -> str:
+    return "?" if batch_no is None else f"{batch_no:06d}"
+
+
+_NO_JOURNAL: Final = Line("needs the terminal journal", "需要终端流水日志")
+_NO_HOST: Final = Line("needs the host's batch number", "需要主机批次号")
+
+
+def _mismatch(evidence: Evidence) -> bool | None:
+    """Do terminal and host disagree on the batch number? None when unknown."""
+    journal = evidence.journal
+    host_batch_no = evidence.host_batch_no
+    if journal is None or host_batch_no is None:
+        return None
+    return journal.batch_no != host_batch_no
+
+
+# --- the rules ------------------------------------------------------------------
+
+
+def _manual_entry(evidence: Evidence) -> Finding:
+    journal = evidence.journal
+    if journal is None:
+        return _unknown(_NO_JOURNAL)
+    if not journal.manual_edits:
+        return _out(Line("no batch number was typed in by hand", "没有手工输入过批次号"))
+    last = journal.manual_edits[-1]
+    mismatch = _mismatch(evidence)
+    if mismatch is None:
+        return _unknown(_NO_HOST)
+    host = evidence.host_batch_no
+    if last.new_batch_no != journal.batch_no:
+        return _out(
+            Line(
+                f"the typed batch {_b(last.new_batch_no)} is no longer in use",
+                f"手工输入的批次号 {_b(last.new_batch_no)} 已不再使用",
+            )
+        )
+    if not mismatch:
+        return _out(
+            Line(
+                f"the typed batch {_b(last.new_batch_no)} matches the host",
+                f"手工输入的批次号 {_b(last.new_batch_no)} 与主机一致",
+            )
+        )
+    return _points(
+        Strength.PROOF,
+        Line(
+            f"{last.at:%Y-%m-%d %H:%M} the batch number was typed in by hand as "
+            f"{_b(last.new_batch_no)} (was {_b(last.old_batch_no)})",
+            f"{last.at:%Y-%m-%d %H:%M} 批次号被手工输入为 {_b(last.new_batch_no)}"
+            f"(原为 {_b(last.old_batch_no)})",
+        ),
+        Line(
+            f"the host's batch is {_b(host)}: the typed number is wrong",
+            f"主机批次号为 {_b(host)}:手工输入的批次号有误",
+        ),
+    )
+
+
+def _journal_damaged(evidence: Evidence) -> Finding:
+    journal = evidence.journal
+    if journal is None:
+        return _unknown(_NO_JOURNAL)
+    if journal.chain_intact and journal.schema_version == journal.schema_version_expected:
+        return _out(Line("the journal's hash chain is intact", "流水日志哈希链完整"))
+    lines = []
+    if not journal.chain_intact:
+        where = "" if journal.first_bad_row is None else f" at row {journal.first_bad_row}"
+        lines.append(
+            Line(f"the journal's hash chain is broken{where}", f"流水日志哈希链断裂{where}")
+        )
+    if journal.schema_version != journal.schema_version_expected:
+        lines.append(
+            Line(
+                f"journal schema {journal.schema_version}, software expects "
+                f"{journal.schema_version_expected}",
+                f"日志结构版本 {journal.schema_version},软件需要 {journal.schema_version_expected}",
+            )
+        )
+    return _points(Strength.PROOF, *lines)
+
+
+def _counters_reset(evidence: Evidence) -> Finding:
+    journal = evidence.journal
+    if journal is None:
+        return _unknown(_NO_JOURNAL)
+    if not journal.fresh_start or journal.settled_batches:
+        return _out(
+            Line(
+                "the journal did not start over at batch 000001",
+                "流水日志没有从批次号 000001 重新开始",
+            )
+        )
+    records = evidence.host_records
+    host_batch = evidence.host_batch_no
+    host_stan_ahead = (
+        records is not None
+        and records.last_stan is not None
+        and records.last_stan > journal.last_stan
+    )
+    host_closed = evidence.host_last_closed_batch_no
+    if host_batch is None and records is None:
+        return _unknown(_NO_HOST)
+    if (
+        (host_batch is not None and host_batch > journal.batch_no)
+        or host_stan_ahead
+        or (host_closed is not None and host_closed >= journal.batch_no)
+    ):
+        lines = [
+            Line(
+                "the journal started fresh at batch 000001 on "
+                f"{journal.journal_started_at:%Y-%m-%d %H:%M} (reinstall or reset)",
+                f"流水日志于 {journal.journal_started_at:%Y-%m-%d %H:%M} 从批次号 000001 重新开始"
+                "(重装或重置)",
+            ),
+            Line(
+                f"yet the host is at batch {_b(host_batch)} "
+                "and has closed batches of this terminal",
+                f"而主机已到批次号 {_b(host_batch)},且已结算过本终端的批次",
+            ),
+        ]
+        if host_stan_ahead and records is not None and records.last_stan is not None:
+            lines.append(
+                Line(
+                    f"the host last saw STAN {records.last_stan:06d}, the journal is at "
+                    f"{journal.last_stan:06d}",
+                    f"主机最后流水号 {records.last_stan:06d},日志为 {journal.last_stan:06d}",
+                )
+            )
+        return _points(Strength.PROOF, *lines)
+    return _out(
+        Line("a new terminal: the host has no earlier batch of it", "新终端:主机没有它的更早批次")
+    )
+
+
+def _clock_wrong(evidence: Evidence) -> Finding:
+    skew = clock_skew_s(evidence)
+    if skew is None:
+        return _unknown(Line("needs the host's time from a response", "需要主机应答中的时间"))
+    if abs(skew) <= CLOCK_SKEW_FAIL_S:
+        return _out(
+            Line(f"the clocks agree within {abs(skew)} s", f"终端与主机时钟相差 {abs(skew)} 秒以内")
+        )
+    hours = abs(skew) / 3600
+    return _points(
+        Strength.PROOF,
+        Line(
+            f"the terminal clock is off by {abs(skew)} s ({hours:.1f} h) against the host",
+            f"终端时钟与主机相差 {abs(skew)} 秒({hours:.1f} 小时)",
+        ),
+    )
+
+
+def _lost_response(evidence: Evidence) -> Finding:
+    journal = evidence.journal
+    if journal is None:
+        return _unknown(_NO_JOURNAL)
+    if not journal.settlement_request_unanswered:
+        return _out(Line("no settlement request is waiting for an answer", "没有未应答的结算请求"))
+    host_batch = evidence.host_batch_no
+    closed = evidence.host_last_closed_batch_no
+    records = evidence.host_records
+    host_record = records.batch(journal.batch_no) if records is not None else None
+    if host_batch is None and host_record is None:
+        return _unknown(_NO_HOST)
+    host_closed_it = (host_record is not None and host_record.state == "CLOSED") or (
+        closed is not None and closed == journal.batch_no
+    )
+    if not host_closed_it:
+        return _out(
+            Line(
+                f"the host has not closed batch {_b(journal.batch_no)}",
+                f"主机尚未关闭批次 {_b(journal.batch_no)}",
+            )
+        )
+    return _points(
+        Strength.PROOF,
+        Line(
+            f"the terminal sent settlement of batch {_b(journal.batch_no)} "
+            "and never got the answer",
+            f"终端已发送批次 {_b(journal.batch_no)} 的结算请求,但未收到应答",
+        ),
+        Line(
+            f"the host closed batch {_b(journal.batch_no)} and moved on to {_b(host_batch)}: "
+            "the answer was lost on the way back",
+            f"主机已关闭批次 {_b(journal.batch_no)} 并进入 {_b(host_batch)}:应答在返回途中丢失",
+        ),
+    )
+
+
+def _network_timeouts(evidence: Evidence) -> Finding:
+    probe = evidence.network
+    journal = evidence.journal
+    if probe is not None and probe.tcp_reachable is False:
+        return _points(
+            Strength.PROOF,
+            Line(f"cannot connect to the host at {probe.address}", f"无法连接主机 {probe.address}"),
+        )
+    if probe is not None and probe.echo_lost:
+        return _points(
+            Strength.PROOF,
+            Line(
+                f"{probe.echo_lost} of {probe.echo_sent} echo tests got no answer",
+                f"回响测试 {probe.echo_sent} 次中 {probe.echo_lost} 次无应答",
+            ),
+        )
+    signs = []
+    if journal is not None and journal.pending_reversals:
+        signs.append(
+            Line(
+                f"{journal.pending_reversals} transactions timed out and wait for reversal",
+                f"{journal.pending_reversals} 笔交易超时,等待冲正",
+            )
+        )
+    if journal is not None and journal.unanswered_requests and not signs:
+        signs.append(
+            Line(
+                f"{journal.unanswered_requests} requests never got an answer",
+                f"{journal.unanswered_requests} 笔请求未收到应答",
+            )
+        )
+    if signs:
+        if probe is not None and probe.echo_sent:
+            signs.append(
+                Line(
+                    "the network answers now: the timeouts happened earlier",
+                    "当前网络正常:超时发生在之前",
+                )
+            )
+        return _points(Strength.SIGN, *signs)
+    if probe is None and journal is None:
+        return _unknown(Line("needs echo tests or the journal", "需要回响测试或流水日志"))
+    lines = []
+    if probe is not None and probe.echo_sent:
+        lines.append(
+            Line(
+                f"all {probe.echo_sent} echo tests answered",
+                f"{probe.echo_sent} 次回响测试全部应答",
+            )
+        )
+    if journal is not None:
+        lines.append(Line("no request in the journal timed out", "日志中没有超时的请求"))
+    return _out(*lines)
+
+
+def _duplicates(evidence: Evidence) -> Finding:
+    journal = evidence.journal
+    records = evidence.host_records
+    if journal is None and records is None:
+        return _unknown(Line("needs the journal or the host's records", "需要流水日志或主机记录"))
+    lines = []
+    strength = Strength.NONE
+    if records is not None:
+        dup = [item for item in records.exceptions if "duplicate" in item.cause.lower()]
+        if dup:
+            strength = Strength.PROOF
+            lines.append(
+                Line(
+                    f"the host recorded {len(dup)} duplicate transactions as exceptions",
+                    f"主机将 {len(dup)} 笔重复交易记为差错",
+                )
+            )
+    if journal is not None and journal.duplicate_answers:
+        strength = max(strength, Strength.SIGN)
+        lines.append(
+            Line(
+                f"the host answered {journal.duplicate_answers} requests as duplicates",
+                f"主机将 {journal.duplicate_answers} 笔请求判为重复",
+            )
+        )
+    if lines:
+        return _points(strength, *lines)
+    return _out(Line("no duplicate was answered or recorded", "没有重复交易应答或记录"))
+
+
+def _software_update(evidence: Evidence) -> Finding:
+    journal = evidence.journal
+    if journal is None:
+        return _unknown(_NO_JOURNAL)
+    changed = [update for update in journal.updates if update.changed_counters]
+    if not journal.updates:
+        return _out(Line("no software update in the journal", "日志中没有软件升级记录"))
+    if not changed:
+        return _out(Line("software updates kept the counters", "软件升级保留了计数器"))
+    mismatch = _mismatch(evidence)
+    if mismatch is None:
+        return _unknown(_NO_HOST)
+    update = changed[-1]
+    if not mismatch:
+        return _out(
+            Line(
+                "an update changed the counters, but the batch number now matches the host",
+                "软件升级改变了计数器,但当前批次号与主机一致",
+            )
+        )
+    return _points(
+        Strength.PROOF,
+        Line(
+            f"{update.at:%Y-%m-%d %H:%M} software {update.from_version} → "
+            f"{update.to_version} changed the batch number "
+            f"{_b(update.batch_no_before)} → {_b(update.batch_no_after)}",
+            f"{update.at:%Y-%m-%d %H:%M} 软件 {update.from_version} → "
+            f"{update.to_version} 改变了批次号 "
+            f"{_b(update.batch_no_before)} → {_b(update.batch_no_after)}",
+        ),
+        Line(
+            f"the host's batch is {_b(evidence.host_batch_no)}",
+            f"主机批次号为 {_b(evidence.host_batch_no)}",
+        ),
+    )
+
+
+def _host_change(evidence: Evidence) -> Finding:
+    journal = evidence.journal
+    records = evidence.host_records
+    if records is not None and records.advances:
+        advance = records.advances[-1]
+        if journal is None or journal.batch_no != records.batch_no:
+            when = "" if advance.at is None else f"{advance.at:%Y-%m-%d %H:%M} "
+            return _points(
+                Strength.PROOF,
+                Line(
+                    f"{when}the host's back office moved this terminal's batch "
+                    f"{_b(advance.from_batch_no)} → {_b(advance.to_batch_no)}"
+                    + (f" ({advance.reason})" if advance.reason else ""),
+                    f"{when}主机后台将本终端批次号 {_b(advance.from_batch_no)} → "
+                    f"{_b(advance.to_batch_no)}"
+                    + (f"({advance.reason})" if advance.reason else ""),
+                ),
+            )
+    mismatch = _mismatch(evidence)
+    if mismatch is None:
+        return _unknown(_NO_HOST if journal is not None else _NO_JOURNAL)
+    if not mismatch:
+        return _out(Line("terminal and host agree on the batch number", "终端与主机批次号一致"))
+    assert journal is not None  # _mismatch knows both sides
+    host_batch = evidence.host_batch_no
+    closed = evidence.host_last_closed_batch_no
+    never_settled_here = (
+        journal.batch_state == LocalBatchState.OPEN
+        and not journal.settlement_request_unanswered
+        and not journal.manual_edits
+        and not any(update.changed_counters for update in journal.updates)
+        and not (journal.fresh_start and journal.settled_batches == 0)
+    )
+    if (
+        never_settled_here
+        and host_batch is not None
+        and host_batch > journal.batch_no
+        and closed is not None
+        and closed >= journal.batch_no
+    ):
+        return _points(
+            Strength.SIGN,
+            Line(
+                f"the host closed batch {_b(journal.batch_no)} that this terminal never settled, "
+                f"and is now at {_b(host_batch)}",
+                f"主机关闭了本终端从未结算的批次 {_b(journal.batch_no)},现为 {_b(host_batch)}",
+            ),
+            Line(
+                "nothing on the terminal changed its counters: the change came from the host side",
+                "终端计数器没有被改动:变化来自主机一侧",
+            ),
+        )
+    if records is not None:
+        return _out(Line("the host's records show no back-office change", "主机记录中没有后台改动"))
+    return _out(
+        Line(
+            "the terminal's own history explains the difference",
+            "终端自身的记录可以解释批次号差异",
+        )
+    )
+
+
+def _settlement_interrupted(evidence: Evidence) -> Finding:
+    journal = evidence.journal
+    if journal is None:
+        return _unknown(_NO_JOURNAL)
+    if journal.batch_state not in (LocalBatchState.SETTLING, LocalBatchState.UPLOADING):
+        return _out(Line("no settlement is half-done on the terminal", "终端没有未完成的结算"))
+    records = evidence.host_records
+    host_record = records.batch(journal.batch_no) if records is not None else None
+    host_batch = evidence.host_batch_no
+    if host_record is None and host_batch is None:
+        return _unknown(_NO_HOST)
+    host_closed = (host_record is not None and host_record.state == "CLOSED") or (
+        host_record is None and host_batch is not None and host_batch != journal.batch_no
+    )
+    if host_closed and journal.settlement_request_unanswered:
+        return _out(
+            Line(
+                "the host finished this settlement; only its answer was missing",
+                "主机已完成本次结算,只是应答丢失",
+            )
+        )
+    lines = [
+        Line(
+            f"settlement of batch {_b(journal.batch_no)} stopped half-way on the terminal "
+            f"({journal.batch_state})",
+            f"批次 {_b(journal.batch_no)} 的结算在终端上中途停止({journal.batch_state})",
+        )
+    ]
+    if journal.upload_records_total:
+        lines.append(
+            Line(
+                f"{journal.upload_records_acknowledged} of {journal.upload_records_total} "
+                "batch-upload records were acknowledged",
+                f"批上送 {journal.upload_records_total} 笔,已确认 "
+                f"{journal.upload_records_acknowledged} 笔",
+            )
+        )
+    state = host_record.state if host_record is not None else evidence.host_batch_state
+    if state is not None:
+        lines.append(
+            Line(
+                f"the host holds batch {_b(journal.batch_no)} as {state}",
+                f"主机上批次 {_b(journal.batch_no)} 状态为 {state}",
+            )
+        )
+    return _points(Strength.PROOF, *lines)
+
+
+def _stale_batch(evidence: Evidence) -> Finding:
+    journal = evidence.journal
+    if journal is None:
+        return _unknown(_NO_JOURNAL)
+    age = batch_age(evidence)
+    if age is None or journal.batch_state == LocalBatchState.CLOSED:
+        return _out(Line("the current batch holds no unsettled approval", "当前批次没有未结算交易"))
+    if age <= STALE_AFTER:
+        hours = int(age.total_seconds() // 3600)
+        return _out(
+            Line(
+                f"the oldest unsettled approval is {hours} hours old",
+                f"最早的未结算交易为 {hours} 小时前",
+            )
+        )
+    days = age.days
+    assert journal.oldest_unsettled_at is not None  # batch_age needs it
+    return _points(
+        Strength.PROOF,
+        Line(
+            f"batch {_b(journal.batch_no)} has been open since "
+            f"{journal.oldest_unsettled_at:%Y-%m-%d %H:%M} ({days} days) without settlement",
+            f"批次 {_b(journal.batch_no)} 自 {journal.oldest_unsettled_at:%Y-%m-%d %H:%M} 起"
+            f"({days} 天)未结算",
+        ),
+    )
+
+
+def _l(en: str, zh: str) -> Line:
+    return Line(en, zh)
+
+
+RULES: Final[tuple[Rule, ...]] = (
+    Rule(
+        Cause.MANUAL_BATCH_ENTRY,
+        Category.INPUT,
+        "batch number typed in by hand",
+        "手工输入批次号错误",
+        _manual_entry,
+        (Repair.SIGN_ON_ADOPT, Repair.RESUME_SETTLEMENT),
+        (
+            _l(
+                "do not type batch numbers: doctor has taken the host's number",
+                "请勿手工输入批次号:已采用主机的批次号",
+            ),
+        ),
+        (
+            _l(
+                "stop manual batch edits; if a procedure asks for one, call the service desk",
+                "停止手工修改批次号;如操作手册要求修改,请先联系服务商",
+            ),
+        ),
+    ),
+    Rule(
+        Cause.JOURNAL_DAMAGED,
+        Category.TERMINAL,
+        "terminal journal damaged",
+        "终端流水日志损坏",
+        _journal_damaged,
+        (Repair.RESTORE_BACKUP, Repair.SIGN_ON_ADOPT, Repair.RESUME_SETTLEMENT),
+        (
+            _l(
+                "send the support bundle to the service desk; keep the damaged journal file",
+                "将诊断包发送给服务商;保留损坏的日志文件",
+            ),
+            _l(
+                "check the terminal's storage and power supply (sudden power loss damages files)",
+                "检查终端存储和电源(突然断电会损坏文件)",
+            ),
+        ),
+        (
+            _l(
+                "keep automatic journal backups on; use a UPS or shut down properly",
+                "开启日志自动备份;使用不间断电源或正常关机",
+            ),
+        ),
+    ),
+    Rule(
+        Cause.COUNTERS_RESET,
+        Category.TERMINAL,
+        "counters reset (reinstall or new journal)",
+        "计数器被重置(重装或新日志)",
+        _counters_reset,
+        (Repair.RESTORE_BACKUP, Repair.SIGN_ON_ADOPT, Repair.RESUME_SETTLEMENT),
+        (
+            _l(
+                "if a backup of the old journal exists elsewhere, give it to the service desk",
+                "如其他地方存有旧日志备份,请交给服务商",
+            ),
+        ),
+        (
+            _l(
+                "before reinstalling, back up the journal and restore it first after; "
+                "never start a terminal on an empty journal",
+                "重装前先备份流水日志,重装后先恢复;不要用空日志启动终端",
+            ),
+        ),
+    ),
+    Rule(
+        Cause.CLOCK_WRONG,
+        Category.TERMINAL,
+        "terminal clock wrong",
+        "终端时钟错误",
+        _clock_wrong,
+        (Repair.RESUME_SETTLEMENT,),
+        (
+            _l(
+                "set the terminal's date and time (or turn on network time)",
+                "请设置终端日期和时间(或开启网络校时)",
+            ),
+        ),
+        (
+            _l(
+                "turn on network time; replace the clock battery if it keeps drifting",
+                "开启网络校时;如时钟持续偏差请更换时钟电池",
+            ),
+        ),
+    ),
+    Rule(
+        Cause.LOST_RESPONSE,
+        Category.NETWORK,
+        "settlement answer lost on the network",
+        "结算应答在网络中丢失",
+        _lost_response,
+        (Repair.RESUME_SETTLEMENT,),
+        (
+            _l(
+                "nothing: doctor asks the host again for the result",
+                "无需操作:已向主机重新查询结果",
+            ),
+        ),
+        (
+            _l(
+                "if it happens often, check the network (signal, router) before settling",
+                "如经常发生,请在结算前检查网络(信号、路由器)",
+            ),
+        ),
+    ),
+    Rule(
+        Cause.NETWORK_TIMEOUTS,
+        Category.NETWORK,
+        "network timeouts",
+        "网络超时",
+        _network_timeouts,
+        (Repair.FLUSH_REVERSALS, Repair.RESUME_SETTLEMENT),
+        (
+            _l(
+                "check the cable, router or SIM signal; "
+                "call the network provider if echoes are lost",
+                "检查网线、路由器或SIM卡信号;回响测试丢包时请联系网络运营商",
+            ),
+        ),
+        (
+            _l(
+                "move to a steadier line (wired rather than mobile) and keep reversals flowing",
+                "改用更稳定的线路(有线优于移动网络)",
+            ),
+        ),
+    ),
+    Rule(
+        Cause.DUPLICATES,
+        Category.NETWORK,
+        "duplicate transactions",
+        "重复交易",
+        _duplicates,
+        (Repair.SIGN_ON_ADOPT, Repair.RESUME_SETTLEMENT),
+        (
+            _l(
+                "the acquirer's back office reviews the duplicate exception records",
+                "由收单机构后台核查重复交易差错记录",
+            ),
+        ),
+        (
+            _l(
+                "do not repeat a transaction by hand after a timeout: the terminal resolves it",
+                "超时后不要手工重做交易:终端会自动处理",
+            ),
+        ),
+    ),
+    Rule(
+        Cause.SOFTWARE_UPDATE,
+        Category.MISMATCH,
+        "mismatch after a software update",
+        "软件升级后批次号不一致",
+        _software_update,
+        (Repair.SIGN_ON_ADOPT, Repair.RESUME_SETTLEMENT),
+        (
+            _l(
+                "report the software version to the service desk: the update lost the counters",
+                "将软件版本报告给服务商:本次升级丢失了计数器",
+            ),
+        ),
+        (
+            _l(
+                "settle before every update; updates must carry the journal's counters over",
+                "每次升级前先结算;升级必须保留日志计数器",
+            ),
+        ),
+    ),
+    Rule(
+        Cause.HOST_CHANGE,
+        Category.MISMATCH,
+        "batch changed on the host side",
+        "主机端批次号被改动",
+        _host_change,
+        (Repair.SIGN_ON_ADOPT, Repair.RESUME_SETTLEMENT),
+        (
+            _l(
+                "ask the acquirer why the batch was moved; "
+                "its back office reconciles the exceptions",
+                "请向收单机构核实批次号改动原因;由其后台处理差错",
+            ),
+        ),
+        (
+            _l(
+                "the acquirer should tell merchants before moving a terminal's batch",
+                "收单机构改动终端批次号前应通知商户",
+            ),
+        ),
+    ),
+    Rule(
+        Cause.SETTLEMENT_INTERRUPTED,
+        Category.INTERRUPTED,
+        "settlement interrupted half-way",
+        "结算中途中断",
+        _settlement_interrupted,
+        (Repair.FLUSH_REVERSALS, Repair.RESUME_SETTLEMENT),
+        (_l("nothing: doctor resumes the settlement", "无需操作:已继续完成结算"),),
+        (
+            _l(
+                "do not switch the terminal off or unplug it during settlement",
+                "结算过程中不要关机或断开网络",
+            ),
+        ),
+    ),
+    Rule(
+        Cause.STALE_BATCH,
+        Category.STALE,
+        "old batch left unsettled (day off)",
+        "旧批次未结算(节假日后)",
+        _stale_batch,
+        (Repair.FLUSH_REVERSALS, Repair.RESUME_SETTLEMENT),
+        (
+            _l(
+                "settle now; money of an unsettled batch is paid out only after settlement",
+                "请立即结算;未结算批次的资金需结算后才会入账",
+            ),
+        ),
+        (
+            _l(
+                "settle at the end of every business day, or turn on automatic settlement",
+                "每个营业日结束时结算,或开启自动结算",
+            ),
+        ),
+    ),
+)
+
+_BY_CAUSE: Final = {rule.cause: rule for rule in RULES}
+
+
+def rule_for(cause: Cause) -> Rule:
+    return _BY_CAUSE[cause]
+
+
+class Outcome(enum.StrEnum):
+    HEALTHY = "healthy"
+    FOUND = "found"
+    AMBIGUOUS = "ambiguous"
+    UNEXPLAINED = "unexplained"
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnosis:
+    outcome: Outcome
+    checks: tuple[Check, ...]
+    findings: tuple[tuple[Cause, Finding], ...]
+    symptoms: tuple[Line, ...]
+    cause: Cause | None
+    candidates: tuple[Cause, ...]  # when ambiguous/unexplained: the causes still possible
+    also_seen: tuple[Cause, ...]  # weaker causes that point too (contributing)
+    repairs: tuple[Repair, ...]
+    person_steps: tuple[Line, ...]
+    prevention: tuple[Line, ...]
+
+    def finding(self, cause: Cause) -> Finding:
+        return dict(self.findings)[cause]
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome != Outcome.HEALTHY
+
+
+def _symptoms(checks: tuple[Check, ...]) -> tuple[Line, ...]:
+    symptoms = []
+    for check in checks:
+        if check.status in (Status.FAILED, Status.WARNING) and check.key not in _NOT_SYMPTOMS:
+            summary = "; ".join(line.en for line in check.lines)
+            summary_zh = ";".join(line.zh for line in check.lines)
+            symptoms.append(Line(f"{check.title_en}: {summary}", f"{check.title_zh}:{summary_zh}"))
+    return tuple(symptoms)
+
+
+# Checks whose warning is advice, not a failure of settlement.
+_NOT_SYMPTOMS: Final = frozenset({"terminal.disk", "batch.manual"})
+
+
+def diagnose(evidence: Evidence) -> Diagnosis:
+    """Apply the rule table to ``evidence`` (pure)."""
+    checks = run_checks(evidence)
+    findings = tuple((rule.cause, rule.assess(evidence)) for rule in RULES)
+    symptoms = _symptoms(checks)
+    pointing = [(cause, f) for cause, f in findings if f.verdict == Verdict.POINTS]
+    pending = evidence.journal.pending_reversals if evidence.journal is not None else 0
+
+    def with_flush(repairs: tuple[Repair, ...]) -> tuple[Repair, ...]:
+        if pending and Repair.FLUSH_REVERSALS not in repairs:
+            return (Repair.FLUSH_REVERSALS, *repairs)
+        return repairs
+
+    if not symptoms and not pointing:
+        return Diagnosis(Outcome.HEALTHY, checks, findings, (), None, (), (), (), (), ())
+    if not pointing:
+        candidates = tuple(c for c, f in findings if f.verdict == Verdict.NOT_CHECKED)
+        return Diagnosis(
+            Outcome.UNEXPLAINED,
+            checks,
+            findings,
+            symptoms,
+            None,
+            candidates,
+            (),
+            with_flush(()),
+            (
+                Line(
+                    "send the support bundle to the service desk: "
+                    "the evidence does not name a cause",
+                    "请将诊断包发送给服务商:现有证据无法确定原因",
+                ),
+            ),
+            (),
+        )
+    top = max(f.strength for _, f in pointing)
+    leaders = tuple(cause for cause, f in pointing if f.strength == top)
+    others = tuple(cause for cause, f in pointing if f.strength < top)
+    if len(leaders) == 1:
+        rule = rule_for(leaders[0])
+        repairs = rule.repairs
+        if Repair.RESTORE_BACKUP in repairs and (
+            evidence.journal is None or evidence.journal.backup is None
+        ):
+            repairs = tuple(r for r in repairs if r != Repair.RESTORE_BACKUP)
+        return Diagnosis(
+            Outcome.FOUND,
+            checks,
+            findings,
+            symptoms,
+            leaders[0],
+            (),
+            others,
+            with_flush(repairs),
+            rule.person_steps,
+            rule.prevention,
+        )
+    shared = [r for r in rule_for(leaders[0]).repairs if r != Repair.RESTORE_BACKUP]
+    for cause in leaders[1:]:
+        shared = [r for r in shared if r in rule_for(cause).repairs]
+    steps: list[Line] = [
+        Line(
+            "the evidence points to more than one cause: check each candidate below",
+            "证据指向多个可能原因:请逐一核对下列原因",
+        )
+    ]
+    prevention: list[Line] = []
+    for cause in leaders:
+        steps.extend(rule_for(cause).person_steps)
+        prevention.extend(rule_for(cause).prevention)
+    return Diagnosis(
+        Outcome.AMBIGUOUS,
+        checks,
+        findings,
+        symptoms,
+        None,
+        leaders,
+        others,
+        with_flush(tuple(shared)),
+        tuple(steps),
+        tuple(prevention),
+    )

@@ -1,0 +1,280 @@
+"""The pure rule engine on hand-made evidence: each cause, healthy, missing and ambiguous."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+from doctor_samples import NOW, evidence, host_view, journal, network
+
+from posbatch.doctor import (
+    RULES,
+    BackupInfo,
+    BatchAdvance,
+    Cause,
+    HostBatch,
+    HostException,
+    HostRecords,
+    LocalBatchState,
+    ManualEdit,
+    Outcome,
+    Repair,
+    SoftwareUpdate,
+    Status,
+    Verdict,
+    diagnose,
+)
+
+
+def _records(**changes: object) -> HostRecords:
+    base = HostRecords(
+        terminal_id="10000001",
+        registered=True,
+        signed_on=True,
+        batch_no=7,
+        batch_state="OPEN",
+        last_stan=120,
+        batches=(
+            HostBatch(6, "CLOSED", 4, 9000, "balanced", NOW - timedelta(hours=29), "settlement"),
+        ),
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_healthy_terminal_has_no_failure_and_no_cause() -> None:
+    """Matching batch numbers, intact journal, a clean network: healthy, nothing claimed."""
+    diagnosis = diagnose(evidence())
+    expected = (Outcome.HEALTHY, None, (), ())
+    assert expected == (
+        diagnosis.outcome,
+        diagnosis.cause,
+        diagnosis.repairs,
+        diagnosis.symptoms,
+    )
+
+
+def test_healthy_terminal_rules_out_every_cause_it_can_check() -> None:
+    """On a healthy terminal no rule points at a cause."""
+    diagnosis = diagnose(evidence())
+    expected = []
+    assert expected == [c for c, f in diagnosis.findings if f.verdict == Verdict.POINTS]
+
+
+def test_every_taxonomy_cause_has_one_rule() -> None:
+    """The rule table covers the taxonomy exactly once."""
+    expected = sorted(Cause)
+    assert expected == sorted(rule.cause for rule in RULES)
+
+
+def test_every_rule_has_steps_and_prevention_in_both_languages() -> None:
+    """A cause without advice for a person, in Chinese and English, is a gap."""
+    missing = [
+        rule.cause
+        for rule in RULES
+        if not rule.person_steps
+        or not rule.prevention
+        or not all(line.en and line.zh for line in (*rule.person_steps, *rule.prevention))
+    ]
+    expected = []
+    assert expected == missing
+
+
+def test_manual_entry_is_found_from_a_typed_batch_that_differs_from_the_host() -> None:
+    """A batch typed in by hand as 000070 while the host is at 000007 is an input error."""
+    edit = ManualEdit(NOW - timedelta(hours=1), 7, 70)
+    diagnosis = diagnose(evidence(journal=journal(batch_no=70, manual_edits=(edit,))))
+    expected = (Outcome.FOUND, Cause.MANUAL_BATCH_ENTRY)
+    assert expected == (diagnosis.outcome, diagnosis.cause)
+
+
+def test_manual_entry_that_matches_the_host_is_ruled_out() -> None:
+    """A typed batch that equals the host's is not a cause."""
+    edit = ManualEdit(NOW - timedelta(hours=1), 6, 7)
+    diagnosis = diagnose(evidence(journal=journal(manual_edits=(edit,))))
+    expected = Verdict.RULED_OUT
+    assert expected == diagnosis.finding(Cause.MANUAL_BATCH_ENTRY).verdict
+
+
+def test_broken_hash_chain_is_a_damaged_journal() -> None:
+    """A broken hash chain names the damaged journal and plans a restore when a backup exists."""
+    backup = BackupInfo(NOW - timedelta(days=1), 6, 100, "/backup/journal.db")
+    diagnosis = diagnose(
+        evidence(journal=journal(chain_intact=False, first_bad_row=42, backup=backup))
+    )
+    expected = (Cause.JOURNAL_DAMAGED, Repair.RESTORE_BACKUP)
+    assert expected == (
+        diagnosis.cause,
+        diagnosis.repairs[0],
+    )
+
+
+def test_damaged_journal_without_backup_plans_no_restore() -> None:
+    """No backup, no restore step: doctor does not promise what it cannot do."""
+    diagnosis = diagnose(evidence(journal=journal(chain_intact=False)))
+    assert Repair.RESTORE_BACKUP not in diagnosis.repairs
+
+
+def test_fresh_journal_behind_the_host_is_a_counters_reset() -> None:
+    """A journal that started at 000001 while the host is at 000007 had its counters reset."""
+    fresh = journal(batch_no=1, last_stan=3, settled_batches=0, fresh_start=True)
+    diagnosis = diagnose(evidence(journal=fresh))
+    expected = Cause.COUNTERS_RESET
+    assert expected == diagnosis.cause
+
+
+def test_fresh_journal_of_a_new_terminal_is_not_a_reset() -> None:
+    """A new terminal at batch 000001 on a host at 000001 is healthy."""
+    fresh = journal(batch_no=1, last_stan=3, settled_batches=0, fresh_start=True)
+    view = host_view(batch_no=1, last_closed_batch_no=None)
+    diagnosis = diagnose(evidence(journal=fresh, host_view=view))
+    expected = Outcome.HEALTHY
+    assert expected == diagnosis.outcome
+
+
+def test_clock_off_by_hours_is_a_wrong_clock() -> None:
+    """A terminal clock two days ahead of the host is named."""
+    view = host_view(terminal_time=NOW + timedelta(days=2))
+    diagnosis = diagnose(evidence(host_view=view))
+    expected = Cause.CLOCK_WRONG
+    assert expected == diagnosis.cause
+
+
+def test_unanswered_settlement_of_a_batch_the_host_closed_is_a_lost_response() -> None:
+    """0500 sent, no 0510, host closed the batch and moved on: the answer was lost."""
+    settling = journal(batch_state=LocalBatchState.SETTLING, settlement_request_unanswered=True)
+    view = host_view(batch_no=8, last_closed_batch_no=7)
+    diagnosis = diagnose(evidence(journal=settling, host_view=view))
+    expected = (Cause.LOST_RESPONSE, (Repair.RESUME_SETTLEMENT,))
+    assert expected == (
+        diagnosis.cause,
+        diagnosis.repairs,
+    )
+
+
+def test_lost_echoes_are_network_timeouts() -> None:
+    """Two of five echo tests unanswered: the network loses messages."""
+    probe = network(echo_round_trips_ms=(3, None, 4, None, 3))
+    diagnosis = diagnose(evidence(network=probe))
+    expected = Cause.NETWORK_TIMEOUTS
+    assert expected == diagnosis.cause
+
+
+def test_pending_reversals_with_a_good_network_now_point_to_earlier_timeouts() -> None:
+    """Pending reversals are a sign of timeouts; the plan flushes them first."""
+    diagnosis = diagnose(evidence(journal=journal(pending_reversals=1, unanswered_requests=1)))
+    expected = (Cause.NETWORK_TIMEOUTS, Repair.FLUSH_REVERSALS)
+    assert expected == (
+        diagnosis.cause,
+        diagnosis.repairs[0],
+    )
+
+
+def test_duplicate_exceptions_on_the_host_are_duplicates() -> None:
+    """The host's exception records naming duplicates point to duplicates."""
+    records = _records(exceptions=(HostException(7, 55, "duplicate transaction", 100),))
+    diagnosis = diagnose(evidence(host_records=records))
+    expected = Cause.DUPLICATES
+    assert expected == diagnosis.cause
+
+
+def test_update_that_changed_counters_is_a_software_update_mismatch() -> None:
+    """An update that moved the batch 000007 → 000001 while the host stayed at 000007."""
+    update = SoftwareUpdate(NOW - timedelta(hours=2), "1.0.0", "1.1.0", 7, 1, 120, 1)
+    changed = journal(batch_no=1, last_stan=2, updates=(update,), fresh_start=False)
+    diagnosis = diagnose(evidence(journal=changed))
+    expected = Cause.SOFTWARE_UPDATE
+    assert expected == diagnosis.cause
+
+
+def test_back_office_advance_in_the_host_records_is_a_host_change() -> None:
+    """The host store shows the back office moved the batch 000007 → 000008."""
+    records = _records(
+        batch_no=8, advances=(BatchAdvance(NOW - timedelta(hours=1), 7, 8, "cut-over"),)
+    )
+    diagnosis = diagnose(evidence(host_records=records))
+    expected = Cause.HOST_CHANGE
+    assert expected == diagnosis.cause
+
+
+def test_host_closing_a_batch_the_terminal_never_settled_points_to_the_host_side() -> None:
+    """From sign-on alone: host ahead, our batch closed there, nothing changed locally."""
+    view = host_view(batch_no=8, last_closed_batch_no=7)
+    diagnosis = diagnose(evidence(journal=journal(fresh_start=False), host_view=view))
+    expected = (Outcome.FOUND, Cause.HOST_CHANGE)
+    assert expected == (diagnosis.outcome, diagnosis.cause)
+
+
+def test_half_done_upload_on_an_open_host_batch_is_an_interrupted_settlement() -> None:
+    """Three of ten records uploaded, host batch still UPLOADING: settlement interrupted."""
+    uploading = journal(
+        batch_state=LocalBatchState.UPLOADING,
+        upload_records_total=10,
+        upload_records_acknowledged=3,
+    )
+    diagnosis = diagnose(evidence(journal=uploading, host_view=host_view(batch_state="UPLOADING")))
+    expected = Cause.SETTLEMENT_INTERRUPTED
+    assert expected == diagnosis.cause
+
+
+def test_batch_open_for_three_days_is_stale() -> None:
+    """The first approval three days ago and no settlement since: a day off."""
+    old = journal(oldest_unsettled_at=NOW - timedelta(days=3))
+    diagnosis = diagnose(evidence(journal=old))
+    expected = Cause.STALE_BATCH
+    assert expected == diagnosis.cause
+
+
+def test_journal_without_host_claims_no_batch_cause() -> None:
+    """A typed batch with no host answer: doctor cannot tell whether it was wrong."""
+    edit = ManualEdit(NOW - timedelta(hours=1), 7, 70)
+    diagnosis = diagnose(
+        evidence(journal=journal(batch_no=70, manual_edits=(edit,)), host_view=None, network=None)
+    )
+    expected = (Verdict.NOT_CHECKED, None)
+    assert expected == (
+        diagnosis.finding(Cause.MANUAL_BATCH_ENTRY).verdict,
+        diagnosis.cause,
+    )
+
+
+def test_two_proofs_make_an_ambiguous_diagnosis_listing_both() -> None:
+    """A typed batch and a counter-changing update, both at odds with the host: ambiguous."""
+    update = SoftwareUpdate(NOW - timedelta(hours=3), "1.0.0", "1.1.0", 7, 1, 120, 1)
+    edit = ManualEdit(NOW - timedelta(hours=1), 1, 70)
+    both = journal(batch_no=70, manual_edits=(edit,), updates=(update,), fresh_start=False)
+    diagnosis = diagnose(evidence(journal=both))
+    expected = (Outcome.AMBIGUOUS, {Cause.MANUAL_BATCH_ENTRY, Cause.SOFTWARE_UPDATE})
+    assert expected == (
+        diagnosis.outcome,
+        set(diagnosis.candidates),
+    )
+
+
+def test_mismatch_with_no_evidence_for_any_cause_is_unexplained() -> None:
+    """Host ahead, yet the host records show no change and nothing local explains it."""
+    records = _records(batch_no=9)
+    diagnosis = diagnose(
+        evidence(journal=journal(fresh_start=False), host_records=records, host_view=None)
+    )
+    expected = (Outcome.UNEXPLAINED, None, True)
+    assert expected == (
+        diagnosis.outcome,
+        diagnosis.cause,
+        Cause.CLOCK_WRONG in diagnosis.candidates,
+    )
+
+
+def test_batch_number_check_fails_when_the_numbers_differ() -> None:
+    """Terminal 000070 vs host 000007 is a failed batch-number check."""
+    diagnosis = diagnose(evidence(journal=journal(batch_no=70)))
+    check = next(c for c in diagnosis.checks if c.key == "batch.number")
+    expected = Status.FAILED
+    assert expected == check.status
+
+
+def test_unreachable_host_is_a_network_cause() -> None:
+    """No TCP connection at all: the network is the cause."""
+    probe = network(tcp_reachable=False, connect_ms=None, echo_round_trips_ms=(), error="refused")
+    diagnosis = diagnose(evidence(network=probe, host_view=host_view(reached=False)))
+    expected = Cause.NETWORK_TIMEOUTS
+    assert expected == diagnosis.cause
