@@ -1,0 +1,341 @@
+"""The checker: DESIGN.md's six invariants over one :class:`~posbatch.sim._model.Snapshot`.
+
+Theory of operation
+-------------------
+After every simulated day the world copies the terminal journals and the host
+store into a snapshot; :func:`check` is a pure function of it and returns
+every violation it finds (an empty tuple when the promise held). How each
+invariant is read here:
+
+1. *Every transaction the terminal shows as approved is in exactly one host
+   batch, once*: each approved sale, void and refund of every journal
+   (reinstalled terminals keep their old journals in the snapshot) matches
+   exactly one approved host row with the same terminal, batch_no, STAN, kind
+   and amount.
+2. *No card is charged twice; every reversed or voided sale nets to zero*: a
+   host row that stands approved must be approved on the terminal too —
+   unless the terminal is still taking it back (a reversal queued, not yet
+   acknowledged: only while the run is not final), or it did take it back and
+   the host kept it because the batch was already closed (then an exception
+   record must name it). A terminal that simply forgets a timed-out sale
+   breaks this. Voids equal their sale; refunds never exceed it.
+3. *After settlement, terminal totals equal host totals for every closed
+   batch*: for each batch both sides closed, the totals computed from the
+   approved rows agree, or the host holds an exception record for that batch
+   (the back office owns the difference). A closed host batch's recorded
+   totals still equal its rows (a closed batch never changes).
+4. *No batch number is reused while its batch is open or recently closed*:
+   per terminal, at most one open batch on each side, and no batch number
+   repeats among the last :data:`BATCH_REUSE_WINDOW` batches of the host or
+   of a journal.
+5. *Every exception record has a cause*.
+6. *No unhandled exception in host or terminal*: anything that escaped the
+   host core or the terminal engine (other than the engine's own
+   TerminalError answers) is a violation.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final
+
+from posbatch.batch.totals import compute_totals
+from posbatch.sim._model import (
+    HostBatchRow,
+    HostTxnRow,
+    HostTxnStatus,
+    Snapshot,
+    TerminalTxnRow,
+    TerminalTxnStatus,
+)
+from posbatch.wire import CardType, Kind, SettlementTotals
+
+__all__ = ["BATCH_REUSE_WINDOW", "INVARIANTS", "Violation", "check"]
+
+BATCH_REUSE_WINDOW: Final = 50
+COUNTED_KINDS: Final = frozenset({Kind.SALE, Kind.VOID, Kind.REFUND})
+
+INVARIANTS: Final = {
+    1: "every approved transaction is in exactly one host batch, once",
+    2: "no card is charged twice; reversed and voided sales net to zero",
+    3: "terminal totals equal host totals for every closed batch",
+    4: "no batch number reused while open or recently closed",
+    5: "every exception record has a cause",
+    6: "no unhandled exception in host or terminal",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    invariant: int
+    day: int
+    terminal_id: str
+    message: str
+    batch_no: int | None = None
+    stan: int | None = None
+
+    def render(self) -> str:
+        where = f"terminal {self.terminal_id}"
+        if self.batch_no is not None:
+            where += f" batch {self.batch_no:06d}"
+        if self.stan is not None:
+            where += f" stan {self.stan:06d}"
+        title = INVARIANTS[self.invariant]
+        return f"invariant {self.invariant} ({title}), day {self.day}, {where}: {self.message}"
+
+
+_Key = tuple[str, int, int]  # terminal_id, batch_no, stan
+
+
+def _totals(rows: Iterable[tuple[Kind, int, CardType]]) -> SettlementTotals:
+    return compute_totals(rows)
+
+
+def check(snapshot: Snapshot) -> tuple[Violation, ...]:
+    """Every violation of invariants 1–6 in ``snapshot`` (empty when all hold)."""
+    day = snapshot.day
+    found: list[Violation] = []
+
+    host_by_key: dict[_Key, list[HostTxnRow]] = defaultdict(list)
+    for row in snapshot.host_txns:
+        host_by_key[(row.terminal_id, row.batch_no, row.stan)].append(row)
+    terminal_by_key: dict[_Key, list[TerminalTxnRow]] = defaultdict(list)
+    for trow in snapshot.terminal_txns:
+        if trow.status is not TerminalTxnStatus.TRAINING:
+            terminal_by_key[(trow.terminal_id, trow.batch_no, trow.stan)].append(trow)
+    exception_keys: set[_Key] = set()
+    exception_batches: set[tuple[str, int]] = set()
+    for exc in snapshot.host_exceptions:
+        if exc.batch_no is not None:
+            exception_batches.add((exc.terminal_id, exc.batch_no))
+            if exc.stan is not None:
+                exception_keys.add((exc.terminal_id, exc.batch_no, exc.stan))
+
+    # 1. every terminal approval is on the host exactly once
+    for trow in snapshot.terminal_txns:
+        if trow.status is not TerminalTxnStatus.APPROVED or trow.kind not in COUNTED_KINDS:
+            continue
+        key = (trow.terminal_id, trow.batch_no, trow.stan)
+        matches = [
+            row
+            for row in host_by_key.get(key, ())
+            if row.status is HostTxnStatus.APPROVED
+            and row.kind is trow.kind
+            and row.amount_fen == trow.amount_fen
+        ]
+        if len(matches) != 1:
+            seen = ", ".join(
+                f"{r.kind}/{r.status}/{r.amount_fen}" for r in host_by_key.get(key, ())
+            )
+            found.append(
+                Violation(
+                    1,
+                    day,
+                    trow.terminal_id,
+                    f"{trow.kind} of {trow.amount_fen} fen approved on the terminal, "
+                    f"{len(matches)} approved host rows (host has: {seen or 'nothing'})",
+                    trow.batch_no,
+                    trow.stan,
+                )
+            )
+
+    # 2. what the host charged, the terminal knows about (or is taking back)
+    for key, rows in host_by_key.items():
+        standing = [row for row in rows if row.status is HostTxnStatus.APPROVED]
+        if len(standing) > 1 and len({row.batch_key for row in standing}) < len(standing):
+            found.append(Violation(2, day, key[0], "charged twice on the host", key[1], key[2]))
+        for row in standing:
+            terminal_rows = terminal_by_key.get(key, [])
+            statuses = {t.status for t in terminal_rows if t.kind is row.kind}
+            if TerminalTxnStatus.APPROVED in statuses:
+                continue
+            taking_back = statuses & {
+                TerminalTxnStatus.REVERSAL_PENDING,
+                TerminalTxnStatus.IN_FLIGHT,
+            }
+            if taking_back and not snapshot.final:
+                continue
+            if TerminalTxnStatus.REVERSED in statuses and key in exception_keys:
+                continue
+            shown = ", ".join(sorted(status.value for status in statuses)) or "no journal row"
+            found.append(
+                Violation(
+                    2,
+                    day,
+                    row.terminal_id,
+                    f"host charged a {row.kind} of {row.amount_fen} fen; the terminal shows "
+                    f"{shown}" + (" and no exception records it" if statuses else ""),
+                    row.batch_no,
+                    row.stan,
+                )
+            )
+    by_txn_key = {row.txn_key: row for row in snapshot.host_txns}
+    refunded_fen: dict[int, int] = defaultdict(int)
+    for row in snapshot.host_txns:
+        if row.status is not HostTxnStatus.APPROVED or row.original_key is None:
+            continue
+        original = by_txn_key.get(row.original_key)
+        if original is None:
+            found.append(
+                Violation(
+                    2,
+                    day,
+                    row.terminal_id,
+                    f"{row.kind} without its original",
+                    row.batch_no,
+                    row.stan,
+                )
+            )
+        elif row.kind is Kind.VOID and row.amount_fen != original.amount_fen:
+            found.append(
+                Violation(
+                    2,
+                    day,
+                    row.terminal_id,
+                    f"void of {row.amount_fen} fen for a sale of {original.amount_fen}",
+                    row.batch_no,
+                    row.stan,
+                )
+            )
+        elif row.kind is Kind.REFUND:
+            refunded_fen[original.txn_key] += row.amount_fen
+            if refunded_fen[original.txn_key] > original.amount_fen:
+                found.append(
+                    Violation(
+                        2,
+                        day,
+                        row.terminal_id,
+                        f"refunds of {refunded_fen[original.txn_key]} fen exceed the sale of "
+                        f"{original.amount_fen}",
+                        row.batch_no,
+                        row.stan,
+                    )
+                )
+
+    # 3. closed batches agree
+    host_batches_by_no: dict[tuple[str, int], HostBatchRow] = {}
+    for batch in snapshot.host_batches:
+        host_batches_by_no[(batch.terminal_id, batch.batch_no)] = batch  # latest wins
+    host_rows_by_batch: dict[int, list[HostTxnRow]] = defaultdict(list)
+    for row in snapshot.host_txns:
+        if row.status is HostTxnStatus.APPROVED and row.kind in COUNTED_KINDS:
+            host_rows_by_batch[row.batch_key].append(row)
+    terminal_rows_by_batch: dict[tuple[str, int, int], list[TerminalTxnRow]] = defaultdict(list)
+    for trow in snapshot.terminal_txns:
+        if trow.status is TerminalTxnStatus.APPROVED and trow.kind in COUNTED_KINDS:
+            terminal_rows_by_batch[(trow.terminal_id, trow.journal, trow.batch_no)].append(trow)
+    for batch in snapshot.host_batches:
+        if batch.state != "CLOSED" or batch.host_totals is None:
+            continue
+        rows_totals = _totals(
+            (r.kind, r.amount_fen, r.card_type) for r in host_rows_by_batch[batch.batch_key]
+        )
+        if not rows_totals.same_amounts(batch.host_totals) and (
+            (batch.terminal_id, batch.batch_no) not in exception_batches
+        ):
+            found.append(
+                Violation(
+                    3,
+                    day,
+                    batch.terminal_id,
+                    f"closed host batch changed: recorded {batch.host_totals.encode()}, "
+                    f"rows now {rows_totals.encode()}",
+                    batch.batch_no,
+                )
+            )
+    for tbatch in snapshot.terminal_batches:
+        if not tbatch.closed:
+            continue
+        host_batch = host_batches_by_no.get((tbatch.terminal_id, tbatch.batch_no))
+        if host_batch is None or host_batch.state != "CLOSED":
+            if tbatch.close_reason and "aside" in tbatch.close_reason:
+                continue  # set aside for the back office: no host batch to compare
+            state = "missing" if host_batch is None else host_batch.state
+            found.append(
+                Violation(
+                    3,
+                    day,
+                    tbatch.terminal_id,
+                    f"closed on the terminal ({tbatch.close_reason}), host batch {state}",
+                    tbatch.batch_no,
+                )
+            )
+            continue
+        terminal_totals = _totals(
+            (r.kind, r.amount_fen, r.card_type)
+            for r in terminal_rows_by_batch[(tbatch.terminal_id, tbatch.journal, tbatch.batch_no)]
+        )
+        host_totals = _totals(
+            (r.kind, r.amount_fen, r.card_type) for r in host_rows_by_batch[host_batch.batch_key]
+        )
+        if not terminal_totals.same_amounts(host_totals) and (
+            (tbatch.terminal_id, tbatch.batch_no) not in exception_batches
+        ):
+            found.append(
+                Violation(
+                    3,
+                    day,
+                    tbatch.terminal_id,
+                    f"terminal totals {terminal_totals.encode()} != host totals "
+                    f"{host_totals.encode()} and no exception record",
+                    tbatch.batch_no,
+                )
+            )
+
+    # 4. batch numbers
+    host_batches_of: dict[str, list[HostBatchRow]] = defaultdict(list)
+    for batch in sorted(snapshot.host_batches, key=lambda b: b.batch_key):
+        host_batches_of[batch.terminal_id].append(batch)
+    for terminal_id, batches in host_batches_of.items():
+        open_batches = [b for b in batches if b.state != "CLOSED"]
+        if len(open_batches) > 1:
+            numbers = ", ".join(f"{b.batch_no:06d}" for b in open_batches)
+            found.append(
+                Violation(4, day, terminal_id, f"host has several open batches: {numbers}")
+            )
+        for index, batch in enumerate(batches):
+            recent = batches[max(0, index - BATCH_REUSE_WINDOW) : index]
+            if any(b.batch_no == batch.batch_no for b in recent):
+                found.append(
+                    Violation(4, day, terminal_id, "host reused a batch number", batch.batch_no)
+                )
+    terminal_batches_of: dict[tuple[str, int], list[int]] = defaultdict(list)
+    open_of: dict[tuple[str, int], int] = defaultdict(int)
+    for tbatch in snapshot.terminal_batches:
+        journal_key = (tbatch.terminal_id, tbatch.journal)
+        if not tbatch.closed:
+            open_of[journal_key] += 1
+        if terminal_rows_by_batch.get((tbatch.terminal_id, tbatch.journal, tbatch.batch_no)):
+            terminal_batches_of[journal_key].append(tbatch.batch_no)
+    for (terminal_id, _journal), count in open_of.items():
+        if count > 1:
+            found.append(Violation(4, day, terminal_id, f"journal has {count} open batches"))
+    for (terminal_id, _journal), batch_numbers in terminal_batches_of.items():
+        for index, number in enumerate(batch_numbers):
+            if number in batch_numbers[max(0, index - BATCH_REUSE_WINDOW) : index]:
+                found.append(
+                    Violation(
+                        4, day, terminal_id, "journal reused a batch number with approvals", number
+                    )
+                )
+
+    # 5. exceptions have causes
+    for exc in snapshot.host_exceptions:
+        if not exc.cause.strip() or not exc.kind.strip():
+            found.append(
+                Violation(
+                    5,
+                    day,
+                    exc.terminal_id,
+                    f"exception {exc.kind!r} without a cause",
+                    exc.batch_no,
+                    exc.stan,
+                )
+            )
+
+    # 6. nothing escaped
+    for where, what in snapshot.failures:
+        found.append(Violation(6, day, where, f"unhandled exception: {what}"))
+    return tuple(found)
