@@ -1,0 +1,1070 @@
+"""The host's sans-IO heart: whole frames in, answers out, everything durable first.
+
+Theory of operation
+-------------------
+:meth:`HostCore.handle_frames` takes a group of request frames (from one or
+many connections) and answers them in two steps:
+
+1. *Read* each frame without the database: framing, then the typed message.
+   A frame whose TPDU/header is bad is dropped; a body that cannot be read
+   but whose terminal and merchant ids can is answered 30; a forced fault
+   answers without processing.
+2. *Process* the rest in ONE database transaction (a group commit), in order
+   per terminal; the transaction commits before any answer is returned. If
+   anything unexpected fails, the group is rolled back and each request is
+   retried alone; the one that still fails is answered 96 (nothing of it was
+   kept).
+
+Per request the checks run in this order: terminal unknown → 97, merchant id
+differs → 03, suspended → 58, then sign-on / sign-off / echo; any other
+message needs a signed-on terminal (→ 77, 63 ``R=NOT_SIGNED_ON``) and a good
+MAC (→ A0, unMACed). Then the batch rules of DESIGN.md "The batch lifecycle",
+with the host batch state machine of :mod:`posbatch.batch.host_batch`.
+
+Time and randomness come only from the injected ``clock`` and
+``random_bytes`` (working keys, RRNs, authorisation codes), so a seeded
+simulator replays bit for bit. Nothing essential lives only in memory: a new
+``HostCore`` over the same store carries on where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+import iso8583
+
+from posbatch.batch.host_batch import BatchEvent, apply
+from posbatch.batch.totals import card_type_of_pan
+from posbatch.errors import DecodeError, FrameError, MacError, PosbatchError
+from posbatch.host.faults import FaultAction, FaultRule, FaultScript
+from posbatch.host.issuer import Issuer, IssuerRules
+from posbatch.host.store import (
+    CloseReason,
+    ExceptionKind,
+    HostStore,
+    StoreTx,
+    TerminalStatus,
+    TransactionStatus,
+    naive_utc,
+)
+from posbatch.wire import (
+    SPEC,
+    AdminResponse,
+    BatchReason,
+    BatchState,
+    BatchStateDetail,
+    BatchUploadEndRequest,
+    BatchUploadRequest,
+    BatchUploadResponse,
+    EchoRequest,
+    Frame,
+    Header,
+    Kind,
+    ProcessingRequirement,
+    Reconciliation,
+    RefundRequest,
+    Request,
+    Response,
+    ReversalRequest,
+    SaleRequest,
+    SettlementRequest,
+    SettlementResponse,
+    SettlementTotals,
+    SignOffRequest,
+    SignOnRequest,
+    SignOnResponse,
+    TransactionResponse,
+    VoidRequest,
+    WorkingKeys,
+    check_mac,
+    decode_detail,
+    decode_frame,
+    decode_message,
+    encode_detail,
+    encode_frame,
+    encode_message,
+    mask_pan,
+    wrap_working_keys,
+)
+
+__all__ = ["GROUP_MAX_REQUESTS", "HostCore", "HostReply", "RequestLog"]
+
+# The most requests one group commit may hold.
+GROUP_MAX_REQUESTS: Final = 512
+MAK_BYTES: Final = 8
+PIK_BYTES: Final = 16
+RRN_DIGITS: Final = 12
+AUTH_CODE_DIGITS: Final = 6
+LENGTH_PREFIX_BYTES: Final = 2
+
+_REQUEST_MTIS: Final = frozenset({"0800", "0820", "0200", "0220", "0400", "0500", "0320"})
+_FINANCIAL: Final = frozenset({Kind.SALE, Kind.VOID, Kind.REFUND})
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLog:
+    """What the one log line of a request says (never a PAN)."""
+
+    terminal_id: str | None = None
+    batch_no: int | None = None
+    stan: int | None = None
+    mti: str | None = None
+    kind: str | None = None
+    response_code: str | None = None
+    fault: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HostReply:
+    """What to do for one request frame: send ``frames`` (none = dropped) after ``delay_ms``,
+    then close the connection if ``close``."""
+
+    frames: tuple[bytes, ...] = ()
+    close: bool = False
+    delay_ms: int = 0
+    log: RequestLog = field(default_factory=RequestLog)
+
+
+@dataclass(slots=True)
+class _Work:
+    """One readable request waiting for the database."""
+
+    frame: Frame
+    request: Request
+    fault: FaultRule | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    response: Response
+    mak: bytes | None = None  # MAC the answer with this key
+    requirement: ProcessingRequirement = ProcessingRequirement.NONE
+
+
+def _response_mti(mti: str) -> str:
+    return mti[:2] + str(int(mti[2]) + 1) + mti[3]
+
+
+class HostCore:
+    """The host: one per process (or per simulated host); shared by every session."""
+
+    def __init__(
+        self,
+        store: HostStore,
+        *,
+        clock: Callable[[], datetime],
+        random_bytes: Callable[[int], bytes] = secrets.token_bytes,
+        issuer: Issuer | None = None,
+        faults: FaultScript | None = None,
+    ) -> None:
+        self.store = store
+        self._clock = clock
+        self._random_bytes = random_bytes
+        self._issuer: Issuer = issuer if issuer is not None else IssuerRules()
+        self._faults = faults
+
+    # --- admin ---------------------------------------------------------------------------
+
+    def set_faults(self, faults: FaultScript | None) -> None:
+        """Replace the fault script at run time (None: behave)."""
+        self._faults = faults
+
+    def advance_batch(self, terminal_id: str, reason: str) -> int:
+        """Back office: close the terminal's batch now (see HostStore.advance_batch)."""
+        return self.store.advance_batch(terminal_id, reason, now=self._clock())
+
+    # --- requests --------------------------------------------------------------------------
+
+    def handle_frame(self, frame: bytes) -> HostReply:
+        """One whole frame (with its 2-byte length prefix) → what to send back."""
+        return self.handle_frames([frame])[0]
+
+    def handle_frames(self, frames: Sequence[bytes]) -> list[HostReply]:
+        """Many frames in ONE transaction; each answer only after the commit."""
+        parsed: list[Frame | HostReply] = []
+        for raw in frames:
+            length = int.from_bytes(raw[:LENGTH_PREFIX_BYTES], "big") if len(raw) >= 2 else -1
+            if length != len(raw) - LENGTH_PREFIX_BYTES:
+                parsed.append(HostReply(close=True, log=RequestLog(error="bad length prefix")))
+                continue
+            try:
+                parsed.append(decode_frame(raw[LENGTH_PREFIX_BYTES:]))
+            except FrameError as exc:
+                parsed.append(HostReply(log=RequestLog(error=str(exc))))
+        return self._handle_mixed(parsed)
+
+    def handle_decoded_frames(self, frames: Sequence[Frame]) -> list[HostReply]:
+        """Like :meth:`handle_frames` for frames a FrameReader already split and read."""
+        return self._handle_mixed(list(frames))
+
+    def _handle_mixed(self, items: list[Frame | HostReply]) -> list[HostReply]:
+        replies: list[HostReply | None] = [None] * len(items)
+        work: list[tuple[int, _Work]] = []
+        for index, item in enumerate(items):
+            if isinstance(item, HostReply):
+                replies[index] = item
+                continue
+            early = self._read(item)
+            if isinstance(early, HostReply):
+                replies[index] = early
+            else:
+                work.append((index, early))
+        for start in range(0, len(work), GROUP_MAX_REQUESTS):
+            chunk = work[start : start + GROUP_MAX_REQUESTS]
+            for (index, _), reply in zip(
+                chunk, self._process_group([w for _, w in chunk]), strict=True
+            ):
+                replies[index] = reply
+        return [reply if reply is not None else HostReply() for reply in replies]
+
+    def _read(self, frame: Frame) -> _Work | HostReply:
+        try:
+            request = decode_message(frame.body)
+        except DecodeError as exc:
+            return _format_error(frame, exc)
+        if not isinstance(
+            request,
+            SignOnRequest
+            | SignOffRequest
+            | EchoRequest
+            | SaleRequest
+            | VoidRequest
+            | RefundRequest
+            | ReversalRequest
+            | SettlementRequest
+            | BatchUploadRequest
+            | BatchUploadEndRequest,
+        ):
+            return HostReply(log=RequestLog(error="a response sent to the host: dropped"))
+        kind = _kind(request)
+        fault = self._faults.pick(request.terminal_id, kind) if self._faults else None
+        if fault is not None and fault.action == FaultAction.FORCE:
+            assert fault.response_code is not None
+            outcome = _Outcome(_answer(request, fault.response_code, now=self._clock()))
+            return self._encode(frame, request, outcome, fault)
+        return _Work(frame, request, fault)
+
+    def _process_group(self, group: list[_Work]) -> list[HostReply]:
+        # Lock order: by terminal (stable, so one terminal's requests keep their order).
+        order = sorted(range(len(group)), key=lambda i: group[i].request.terminal_id)
+        outcomes: list[_Outcome | None] = [None] * len(group)
+        try:
+            with self.store.transaction() as tx:
+                for index in order:
+                    outcomes[index] = self._process(tx, group[index])
+        except Exception:  # isolate the failing request, answer it 96
+            if len(group) == 1:
+                return [self._failed(group[0])]
+            return [reply for work in group for reply in self._process_group([work])]
+        return [
+            self._encode(work.frame, work.request, outcome, work.fault)
+            for work, outcome in zip(group, outcomes, strict=True)
+            if outcome is not None
+        ]
+
+    def _failed(self, work: _Work) -> HostReply:
+        try:
+            outcome = _Outcome(_answer(work.request, "96", now=self._clock()))
+            return self._encode(work.frame, work.request, outcome, None, error="processing failed")
+        except PosbatchError:
+            return HostReply(log=RequestLog(error="processing failed; no answer could be built"))
+
+    def _encode(
+        self,
+        frame: Frame,
+        request: Request,
+        outcome: _Outcome,
+        fault: FaultRule | None,
+        *,
+        error: str | None = None,
+    ) -> HostReply:
+        response = outcome.response
+        body = encode_message(response, mak=outcome.mak)
+        header = frame.header.with_requirement(outcome.requirement)
+        wire = encode_frame(Frame(frame.tpdu.reply(), header, body))
+        log = RequestLog(
+            terminal_id=request.terminal_id,
+            batch_no=request.batch_no,
+            stan=request.stan,
+            mti=request.MTI,
+            kind=_kind(request).value,
+            response_code=response.response_code,
+            fault=None if fault is None else fault.action.value,
+            error=error,
+        )
+        if fault is None or fault.action == FaultAction.FORCE:
+            return HostReply((wire,), log=log)
+        if fault.action == FaultAction.DROP:
+            return HostReply((), log=log)
+        if fault.action == FaultAction.DELAY:
+            return HostReply((wire,), delay_ms=fault.delay_ms, log=log)
+        if fault.action == FaultAction.DUPLICATE:
+            return HostReply((wire, wire), log=log)
+        return HostReply((), close=True, log=log)
+
+    # --- one request inside the group's transaction ---------------------------------------------
+
+    def _process(self, tx: StoreTx, work: _Work) -> _Outcome:
+        request = work.request
+        now = self._clock()
+        terminal = tx.terminal(request.terminal_id, for_update=True)
+        if terminal is None:
+            return _Outcome(_answer(request, "97", now=now))
+        if terminal.merchant_id != request.merchant_id:
+            return _Outcome(_answer(request, "03", now=now))
+        if terminal.status != TerminalStatus.ACTIVE:
+            return _Outcome(_answer(request, "58", now=now))
+        if isinstance(request, SignOnRequest):
+            return self._sign_on(tx, terminal, request, now)
+        if isinstance(request, SignOffRequest):
+            tx.update_terminal(request.terminal_id, signed_on=False, mak=None, pik=None)
+            return _Outcome(_answer(request, "00", now=now))
+        if isinstance(request, EchoRequest):
+            return _Outcome(_answer(request, "00", now=now))
+        if not terminal.signed_on or terminal.mak is None:
+            detail = _detail(tx, terminal, BatchReason.NOT_SIGNED_ON)
+            return _Outcome(
+                _answer(request, "77", now=now, detail=detail),
+                requirement=ProcessingRequirement.SIGN_ON,
+            )
+        mak = bytes(terminal.mak)
+        try:
+            check_mac(work.frame.body, mak)
+        except MacError:
+            return _Outcome(
+                _answer(request, "A0", now=now), requirement=ProcessingRequirement.SIGN_ON
+            )
+        ctx = _Ctx(self, tx, terminal, mak, now)
+        return ctx.handle(request)
+
+    def _sign_on(
+        self, tx: StoreTx, terminal: Any, request: SignOnRequest, now: datetime
+    ) -> _Outcome:
+        keys = WorkingKeys(pik=self._random_bytes(PIK_BYTES), mak=self._random_bytes(MAK_BYTES))
+        if terminal.current_batch_id is None:
+            tx.first_batch(terminal.terminal_id, now=now)
+        tx.update_terminal(
+            terminal.terminal_id,
+            signed_on=True,
+            mak=keys.mak,
+            pik=keys.pik,
+            signed_on_at=_naive(now),
+            last_stan=request.stan,
+        )
+        terminal = tx.terminal(terminal.terminal_id)
+        batch = tx.current_batch(terminal)
+        response = SignOnResponse(
+            request.terminal_id,
+            request.merchant_id,
+            request.stan,
+            batch.batch_no,
+            "00",
+            now.strftime("%H%M%S"),
+            now.strftime("%m%d"),
+            wrap_working_keys(bytes(terminal.master_key), keys),
+            _detail(tx, terminal, None),
+        )
+        requirement = (
+            ProcessingRequirement.SETTLE
+            if batch.state == BatchState.UPLOADING.value
+            else ProcessingRequirement.NONE
+        )
+        return _Outcome(response, requirement=requirement)
+
+    def rrn(self) -> str:
+        return f"{int.from_bytes(self._random_bytes(5), 'big') % 10**RRN_DIGITS:0{RRN_DIGITS}d}"
+
+    def auth_code(self) -> str:
+        value = int.from_bytes(self._random_bytes(4), "big") % 10**AUTH_CODE_DIGITS
+        return f"{value:0{AUTH_CODE_DIGITS}d}"
+
+
+def _naive(moment: datetime) -> datetime:
+    return naive_utc(moment)
+
+
+class _Ctx:
+    """One signed-on, MAC-checked request being processed."""
+
+    def __init__(self, core: HostCore, tx: StoreTx, terminal: Any, mak: bytes, now: datetime):
+        self.core = core
+        self.tx = tx
+        self.terminal = terminal
+        self.mak = mak
+        self.now = now
+        self.terminal_id: str = terminal.terminal_id
+
+    def ok(self, response: Response) -> _Outcome:
+        return _Outcome(response, self.mak)
+
+    def answer(self, request: Request, code: str, **extra: Any) -> _Outcome:
+        return self.ok(_answer(request, code, now=self.now, **extra))
+
+    def handle(self, request: Request) -> _Outcome:
+        if isinstance(request, SaleRequest):
+            return self.sale(request)
+        if isinstance(request, VoidRequest):
+            return self.void(request)
+        if isinstance(request, RefundRequest):
+            return self.refund(request)
+        if isinstance(request, ReversalRequest):
+            return self.reversal(request)
+        if isinstance(request, SettlementRequest):
+            self.tx.update_terminal(self.terminal_id, last_stan=request.stan)
+            return self.settlement(request)
+        if isinstance(request, BatchUploadRequest):
+            return self.upload(request)
+        if isinstance(request, BatchUploadEndRequest):
+            return self.upload_end(request)
+        raise AssertionError(f"unhandled request {type(request).__name__}")
+
+    # --- batch checks -------------------------------------------------------------------------
+
+    def mismatch(self, request: Request, *, late_void: bool = False) -> _Outcome | None:
+        """A 77 when 60.2 is not the current batch, or the current batch is not OPEN."""
+        current = self.tx.current_batch(self.terminal)
+        if request.batch_no == current.batch_no and current.state == BatchState.OPEN.value:
+            return None
+        if request.batch_no == current.batch_no:
+            reason = BatchReason.CLOSED  # settling: the batch takes no new transactions
+        else:
+            named = self.tx.latest_batch(self.terminal_id, request.batch_no)
+            if named is not None and named.state == BatchState.CLOSED.value:
+                reason = BatchReason.CLOSED
+            elif request.batch_no < current.batch_no:
+                reason = BatchReason.BEHIND
+            else:
+                reason = BatchReason.AHEAD
+        if late_void and reason == BatchReason.CLOSED and request.batch_no != current.batch_no:
+            assert isinstance(request, VoidRequest)
+            named = self.tx.latest_batch(self.terminal_id, request.batch_no)
+            self.exception(
+                named,
+                request.stan,
+                ExceptionKind.LATE_VOID,
+                f"void STAN {request.stan:06d} of sale {request.original.stan:06d} arrived after "
+                f"batch {request.batch_no:06d} closed; answered 77, the sale stands — "
+                "the cashier must refund instead",
+                terminal_amount_fen=request.amount_fen,
+                host_amount_fen=None,
+            )
+        requirement = (
+            ProcessingRequirement.SETTLE
+            if current.state == BatchState.UPLOADING.value
+            else ProcessingRequirement.SIGN_ON
+        )
+        return _Outcome(
+            _answer(request, "77", now=self.now, detail=_detail(self.tx, self.terminal, reason)),
+            requirement=requirement,
+        )
+
+    def exception(
+        self,
+        batch: Any,
+        stan: int | None,
+        kind: str,
+        cause: str,
+        *,
+        terminal_amount_fen: int | None,
+        host_amount_fen: int | None,
+    ) -> None:
+        self.tx.add_exception(
+            terminal_id=self.terminal_id,
+            merchant_id=self.terminal.merchant_id,
+            batch_id=None if batch is None else batch.batch_id,
+            batch_no=None if batch is None else batch.batch_no,
+            stan=stan,
+            kind=kind,
+            cause=cause,
+            terminal_amount_fen=terminal_amount_fen,
+            host_amount_fen=host_amount_fen,
+            now=self.now,
+        )
+
+    # --- financial ------------------------------------------------------------------------
+
+    def _digest(self, request: SaleRequest | VoidRequest | RefundRequest, pan_hmac: str) -> str:
+        original = getattr(request, "original", None)
+        text = f"{request.KIND.value}|{request.amount_fen}|{pan_hmac}|" + (
+            "" if original is None else f"{original.batch_no}/{original.stan}"
+        )
+        return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+    def _duplicate(
+        self, request: SaleRequest | VoidRequest | RefundRequest, batch_id: int, digest: str
+    ) -> _Outcome | None:
+        existing = self.tx.transaction(batch_id, request.stan)
+        if existing is None:
+            return None
+        if existing.request_digest != digest:
+            return self.answer(request, "94")
+        return self.ok(
+            TransactionResponse(
+                request.KIND,
+                request.terminal_id,
+                request.merchant_id,
+                request.stan,
+                request.batch_no,
+                existing.response_code,
+                request.amount_fen,
+                rrn=existing.rrn,
+                auth_code=existing.auth_code,
+                local_time=existing.local_time,
+                local_date=existing.local_date,
+                currency=request.currency,
+            )
+        )
+
+    def _record(
+        self,
+        request: SaleRequest | VoidRequest | RefundRequest,
+        batch_id: int,
+        code: str,
+        pan_hmac: str,
+        digest: str,
+        *,
+        original_id: int | None = None,
+    ) -> _Outcome:
+        approved = code == "00"
+        rrn = self.core.rrn()
+        auth_code = self.core.auth_code() if approved else None
+        local_time, local_date = self.now.strftime("%H%M%S"), self.now.strftime("%m%d")
+        status = TransactionStatus.APPROVED if approved else TransactionStatus.DECLINED
+        if approved and request.KIND == Kind.SALE:
+            reversed_already = self.tx.reversal(
+                self.terminal_id, request.batch_no, request.stan, Kind.SALE.value
+            )
+            if reversed_already is not None and reversed_already.batch_id in (None, batch_id):
+                status = TransactionStatus.REVERSED  # its reversal overtook it
+        self.tx.insert_transaction(
+            batch_id=batch_id,
+            terminal_id=self.terminal_id,
+            stan=request.stan,
+            kind=request.KIND.value,
+            amount_fen=request.amount_fen,
+            card_type=card_type_of_pan(request.pan).value,
+            pan_hmac=pan_hmac,
+            pan_masked=mask_pan(request.pan),
+            status=status,
+            response_code=code,
+            rrn=rrn,
+            auth_code=auth_code,
+            local_time=local_time,
+            local_date=local_date,
+            original_transaction_id=original_id,
+            request_digest=digest,
+            created_at=self.now,
+        )
+        self.tx.update_terminal(self.terminal_id, last_stan=request.stan)
+        return self.ok(
+            TransactionResponse(
+                request.KIND,
+                request.terminal_id,
+                request.merchant_id,
+                request.stan,
+                request.batch_no,
+                code,
+                request.amount_fen,
+                rrn=rrn,
+                auth_code=auth_code,
+                local_time=local_time,
+                local_date=local_date,
+                currency=request.currency,
+            )
+        )
+
+    def sale(self, request: SaleRequest) -> _Outcome:
+        refused = self.mismatch(request)
+        if refused is not None:
+            return refused
+        batch_id = self.terminal.current_batch_id
+        pan_hmac = self.tx.store.pan_hmac(request.pan)
+        digest = self._digest(request, pan_hmac)
+        duplicate = self._duplicate(request, batch_id, digest)
+        if duplicate is not None:
+            return duplicate
+        code = self.core._issuer.decide(
+            pan=request.pan, amount_fen=request.amount_fen, expiry=request.expiry, now=self.now
+        )
+        apply(BatchState.OPEN, BatchEvent.TRANSACTION)
+        return self._record(request, batch_id, code, pan_hmac, digest)
+
+    def void(self, request: VoidRequest) -> _Outcome:
+        refused = self.mismatch(request, late_void=True)
+        if refused is not None:
+            return refused
+        batch_id = self.terminal.current_batch_id
+        pan_hmac = self.tx.store.pan_hmac(request.pan)
+        digest = self._digest(request, pan_hmac)
+        duplicate = self._duplicate(request, batch_id, digest)
+        if duplicate is not None:
+            return duplicate
+        code, original = self._void_check(request, batch_id, pan_hmac)
+        outcome = self._record(
+            request,
+            batch_id,
+            code,
+            pan_hmac,
+            digest,
+            original_id=None if original is None else original.transaction_id,
+        )
+        if code == "00":
+            assert original is not None
+            self.tx.set_transaction(original.transaction_id, status=TransactionStatus.VOIDED)
+        return outcome
+
+    def _void_check(self, request: VoidRequest, batch_id: int, pan_hmac: str) -> tuple[str, Any]:
+        if request.original.batch_no != request.batch_no:
+            elsewhere = self.tx.latest_batch(self.terminal_id, request.original.batch_no)
+            found = elsewhere is not None and (
+                self.tx.transaction(elsewhere.batch_id, request.original.stan) is not None
+            )
+            return ("12" if found else "25"), None
+        original = self.tx.transaction(batch_id, request.original.stan)
+        if original is None or original.status in (
+            TransactionStatus.DECLINED,
+            TransactionStatus.REVERSED,
+        ):
+            return "25", None
+        if original.kind != Kind.SALE.value or original.status == TransactionStatus.VOIDED:
+            return "12", None
+        if original.refunded_fen:
+            return "12", None
+        if original.pan_hmac != pan_hmac:
+            return "14", None
+        if original.amount_fen != request.amount_fen:
+            return "64", None
+        return "00", original
+
+    def refund(self, request: RefundRequest) -> _Outcome:
+        refused = self.mismatch(request)
+        if refused is not None:
+            return refused
+        batch_id = self.terminal.current_batch_id
+        pan_hmac = self.tx.store.pan_hmac(request.pan)
+        digest = self._digest(request, pan_hmac)
+        duplicate = self._duplicate(request, batch_id, digest)
+        if duplicate is not None:
+            return duplicate
+        code, original = self._refund_check(request, pan_hmac)
+        outcome = self._record(
+            request,
+            batch_id,
+            code,
+            pan_hmac,
+            digest,
+            original_id=None if original is None else original.transaction_id,
+        )
+        if code == "00":
+            assert original is not None
+            self.tx.set_transaction(
+                original.transaction_id, refunded_fen=original.refunded_fen + request.amount_fen
+            )
+        return outcome
+
+    def _refund_check(self, request: RefundRequest, pan_hmac: str) -> tuple[str, Any]:
+        batch = self.tx.latest_batch(self.terminal_id, request.original.batch_no)
+        original = (
+            None if batch is None else self.tx.transaction(batch.batch_id, request.original.stan)
+        )
+        if original is None or original.status in (
+            TransactionStatus.DECLINED,
+            TransactionStatus.REVERSED,
+        ):
+            return "25", None
+        if original.kind != Kind.SALE.value or original.status == TransactionStatus.VOIDED:
+            return "12", None
+        if original.pan_hmac != pan_hmac:
+            return "14", None
+        if (
+            request.amount_fen <= 0
+            or original.refunded_fen + request.amount_fen > original.amount_fen
+        ):
+            return "13", None
+        return "00", original
+
+    def reversal(self, request: ReversalRequest) -> _Outcome:
+        kind = request.original_kind.value
+        done = self.tx.reversal(self.terminal_id, request.batch_no, request.stan, kind)
+        if done is not None:
+            return self.answer(request, done.response_code)  # idempotent: the same answer
+        batch = self.tx.latest_batch(self.terminal_id, request.batch_no)
+        original = None if batch is None else self.tx.transaction(batch.batch_id, request.stan)
+        outcome, transaction_id = self._reverse(request, batch, original)
+        self.tx.insert_reversal(
+            terminal_id=self.terminal_id,
+            batch_id=None if batch is None else batch.batch_id,
+            batch_no=request.batch_no,
+            stan=request.stan,
+            original_kind=kind,
+            amount_fen=request.amount_fen,
+            reason_code=request.reason.value,
+            outcome=outcome,
+            transaction_id=transaction_id,
+            response_code="00",
+            created_at=self.now,
+        )
+        return self.answer(request, "00")
+
+    def _reverse(
+        self, request: ReversalRequest, batch: Any, original: Any
+    ) -> tuple[str, int | None]:
+        """Apply the reversal if it may be; return (outcome, transaction id)."""
+        if original is None:
+            return "unknown-original", None
+        if original.status == TransactionStatus.DECLINED:
+            return "original-declined", original.transaction_id
+        if original.status == TransactionStatus.REVERSED:
+            return "already-reversed", original.transaction_id
+        counted = original.status in (TransactionStatus.APPROVED, TransactionStatus.VOIDED)
+        if batch.state == BatchState.CLOSED.value:
+            if counted:
+                self.exception(
+                    batch,
+                    request.stan,
+                    ExceptionKind.LATE_REVERSAL,
+                    f"reversal (reason {request.reason.value}) of {original.kind} STAN "
+                    f"{request.stan:06d} arrived after batch {batch.batch_no:06d} closed; "
+                    "the closed batch keeps it — the back office must return the money",
+                    terminal_amount_fen=request.amount_fen,
+                    host_amount_fen=original.amount_fen,
+                )
+            return "late", original.transaction_id
+        mismatch = None
+        if original.kind != request.original_kind.value:
+            mismatch = f"names a {request.original_kind.value} but STAN is a {original.kind}"
+        elif original.amount_fen != request.amount_fen:
+            mismatch = f"amount {request.amount_fen} differs from {original.amount_fen}"
+        elif original.status == TransactionStatus.VOIDED:
+            mismatch = "the sale was voided; reverse the void instead"
+        if mismatch is not None:
+            self.exception(
+                batch,
+                request.stan,
+                ExceptionKind.REVERSAL_MISMATCH,
+                f"reversal of STAN {request.stan:06d} not applied: it {mismatch}",
+                terminal_amount_fen=request.amount_fen,
+                host_amount_fen=original.amount_fen,
+            )
+            return "mismatch", original.transaction_id
+        apply(BatchState(batch.state), BatchEvent.REVERSE)
+        self.tx.set_transaction(original.transaction_id, status=TransactionStatus.REVERSED)
+        if original.kind == Kind.VOID.value and original.original_transaction_id is not None:
+            self.tx.set_transaction(
+                original.original_transaction_id, status=TransactionStatus.APPROVED
+            )
+        if original.kind == Kind.REFUND.value and original.original_transaction_id is not None:
+            sale = self.tx.transaction_by_id(original.original_transaction_id)
+            self.tx.set_transaction(
+                sale.transaction_id, refunded_fen=sale.refunded_fen - original.amount_fen
+            )
+        return "applied", original.transaction_id
+
+    # --- settlement and upload --------------------------------------------------------------
+
+    def _named_batch(self, request: Request) -> tuple[Any, Any]:
+        current = self.tx.current_batch(self.terminal)
+        if request.batch_no == current.batch_no:
+            return current, current
+        named = self.tx.latest_batch(self.terminal_id, request.batch_no)
+        if named is not None and named.state != BatchState.CLOSED.value:
+            named = None
+        return current, named
+
+    def _batch_77(self, request: Request, current: Any) -> _Outcome:
+        reason = BatchReason.BEHIND if request.batch_no < current.batch_no else BatchReason.AHEAD
+        return _Outcome(
+            _answer(request, "77", now=self.now, detail=_detail(self.tx, self.terminal, reason)),
+            requirement=ProcessingRequirement.SIGN_ON,
+        )
+
+    def settlement(self, request: SettlementRequest) -> _Outcome:
+        current, batch = self._named_batch(request)
+        if batch is None:
+            return self._batch_77(request, current)
+        state = BatchState(batch.state)
+        if state == BatchState.OPEN:
+            totals = self.tx.host_totals(batch.batch_id)
+            if totals.same_amounts(request.totals):
+                apply(state, BatchEvent.SETTLE_BALANCED)
+                answer, result = totals.with_reconciliation(Reconciliation.BALANCED), "balanced"
+                self.tx.close_batch(batch.batch_id, reason=CloseReason.BALANCED, now=self.now)
+                self.tx.open_next_batch(self.terminal_id, batch.batch_no, now=self.now)
+            else:
+                apply(state, BatchEvent.SETTLE_UNBALANCED)
+                answer, result = (
+                    totals.with_reconciliation(Reconciliation.NOT_BALANCED),
+                    "unbalanced",
+                )
+                self.tx.set_batch(batch.batch_id, state=BatchState.UPLOADING.value)
+            self.tx.set_batch(
+                batch.batch_id,
+                terminal_totals=request.totals.encode(),
+                host_totals=answer.encode(),
+                settle_response_code="00",
+            )
+        elif batch.settle_response_code is not None:
+            apply(state, BatchEvent.SETTLE_AGAIN)
+            answer, result = SettlementTotals.decode(batch.host_totals), "repeated"
+        else:
+            # Closed by the back office (advance_batch) and never settled: compare only.
+            host = SettlementTotals.decode(batch.host_totals)
+            if host.same_amounts(request.totals):
+                answer, result = host.with_reconciliation(Reconciliation.BALANCED), "balanced"
+            else:
+                answer, result = host.with_reconciliation(Reconciliation.ERROR), "error"
+                self.exception(
+                    batch,
+                    request.stan,
+                    ExceptionKind.SETTLED_AFTER_ADVANCE,
+                    f"terminal settled batch {batch.batch_no:06d} after the back office closed "
+                    f"it; terminal totals {request.totals.encode()} differ from host totals "
+                    f"{host.encode()}",
+                    terminal_amount_fen=_net(request.totals),
+                    host_amount_fen=_net(host),
+                )
+            self.tx.set_batch(
+                batch.batch_id,
+                terminal_totals=request.totals.encode(),
+                host_totals=answer.encode(),
+                settle_response_code="00",
+            )
+        self.tx.add_settlement(
+            batch_id=batch.batch_id,
+            terminal_id=self.terminal_id,
+            batch_no=batch.batch_no,
+            stan=request.stan,
+            terminal_totals=request.totals.encode(),
+            host_totals=answer.encode(),
+            response_code="00",
+            outcome=result,
+            created_at=self.now,
+        )
+        return self.answer(request, "00", totals=answer)
+
+    def upload(self, request: BatchUploadRequest) -> _Outcome:
+        current, batch = self._named_batch(request)
+        if batch is None:
+            return self._batch_77(request, current)
+        state = BatchState(batch.state)
+        if state == BatchState.CLOSED:
+            return self.answer(request, "00")  # after balanced or after the end: no change
+        if state == BatchState.OPEN:
+            return self.answer(request, "12")  # upload before a not-balanced settlement
+        apply(state, BatchEvent.UPLOAD_RECORD)
+        seen = self.tx.upload_record_stans(batch.batch_id, [r.stan for r in request.records])
+        rows = []
+        for record in request.records:
+            if record.stan in seen:
+                continue  # idempotent per STAN: the first record stands
+            seen.add(record.stan)
+            rows.append(
+                {
+                    "batch_id": batch.batch_id,
+                    "stan": record.stan,
+                    "card_type": record.card_type.value,
+                    "pan_hmac": self.tx.store.pan_hmac(record.pan),
+                    "pan_masked": mask_pan(record.pan),
+                    "amount_fen": record.amount_fen,
+                    "created_at": self.now,
+                }
+            )
+        self.tx.insert_upload_records(rows)
+        return self.answer(request, "00")
+
+    def upload_end(self, request: BatchUploadEndRequest) -> _Outcome:
+        current, batch = self._named_batch(request)
+        if batch is None:
+            return self._batch_77(request, current)
+        state = BatchState(batch.state)
+        if state == BatchState.CLOSED:
+            return self.answer(request, "00", after_balanced=request.after_balanced)
+        if state == BatchState.OPEN:
+            return self.answer(request, "12", after_balanced=request.after_balanced)
+        apply(state, BatchEvent.UPLOAD_END)
+        self._reconcile(batch, request.total_records)
+        self.tx.set_batch(batch.batch_id, upload_end_records=request.total_records)
+        self.tx.close_batch(batch.batch_id, reason=CloseReason.UPLOADED, now=self.now)
+        self.tx.open_next_batch(self.terminal_id, batch.batch_no, now=self.now)
+        return self.answer(request, "00", after_balanced=request.after_balanced)
+
+    def _reconcile(self, batch: Any, total_records: int) -> None:
+        """Every difference between upload and host becomes an exception with its cause."""
+        host = {row.stan: row for row in self.tx.counted_transactions(batch.batch_id)}
+        uploaded = {row.stan: row for row in self.tx.upload_records(batch.batch_id)}
+        for stan, row in host.items():
+            record = uploaded.get(stan)
+            if record is None:
+                self.exception(
+                    batch,
+                    stan,
+                    ExceptionKind.HOST_ONLY,
+                    f"host approved {row.kind} STAN {stan:06d} ({row.pan_masked}) but the "
+                    "terminal did not upload it: its response was lost at the terminal, or the "
+                    "terminal reversed it and the reversal never reached the host",
+                    terminal_amount_fen=None,
+                    host_amount_fen=row.amount_fen,
+                )
+            elif record.amount_fen != row.amount_fen:
+                self.exception(
+                    batch,
+                    stan,
+                    ExceptionKind.AMOUNT_DIFFERS,
+                    f"{row.kind} STAN {stan:06d}: terminal uploaded {record.amount_fen} fen, "
+                    f"host approved {row.amount_fen} fen",
+                    terminal_amount_fen=record.amount_fen,
+                    host_amount_fen=row.amount_fen,
+                )
+            elif record.pan_hmac != row.pan_hmac:
+                self.exception(
+                    batch,
+                    stan,
+                    ExceptionKind.PAN_DIFFERS,
+                    f"{row.kind} STAN {stan:06d}: terminal uploaded card {record.pan_masked}, "
+                    f"host approved card {row.pan_masked}",
+                    terminal_amount_fen=record.amount_fen,
+                    host_amount_fen=row.amount_fen,
+                )
+        for stan, record in uploaded.items():
+            if stan in host:
+                continue
+            known = self.tx.transaction(batch.batch_id, stan)
+            if known is None:
+                why = "the host never received it (sent offline, or the request was lost)"
+            elif known.status == TransactionStatus.REVERSED:
+                why = "the host reversed it (a reversal reached the host)"
+            else:
+                why = f"the host {known.status} it with code {known.response_code}"
+            self.exception(
+                batch,
+                stan,
+                ExceptionKind.TERMINAL_ONLY,
+                f"terminal uploaded STAN {stan:06d} ({record.pan_masked}) as approved but {why}",
+                terminal_amount_fen=record.amount_fen,
+                host_amount_fen=None,
+            )
+        if total_records != len(uploaded):
+            self.exception(
+                batch,
+                None,
+                ExceptionKind.UPLOAD_COUNT_DIFFERS,
+                f"upload end says {total_records} records, the host received {len(uploaded)}",
+                terminal_amount_fen=None,
+                host_amount_fen=None,
+            )
+
+
+def _net(totals: SettlementTotals) -> int:
+    return (totals.domestic.debit_amount_fen + totals.foreign.debit_amount_fen) - (
+        totals.domestic.credit_amount_fen + totals.foreign.credit_amount_fen
+    )
+
+
+def _kind(request: Request) -> Kind:
+    return request.KIND
+
+
+def _detail(tx: StoreTx, terminal: Any, reason: BatchReason | None) -> str:
+    """Field 63: BatchStateDetail (R, B, S, L) plus ``Q=`` how the last closed batch ended."""
+    current = tx.current_batch(terminal)
+    last = tx.last_closed_batch(terminal.terminal_id)
+    detail = BatchStateDetail(
+        reason,
+        0 if current is None else current.batch_no,
+        BatchState.CLOSED if current is None else BatchState(current.state),
+        None if last is None else last.batch_no,
+    ).encode()
+    if last is None or last.close_reason is None:
+        return detail
+    items = decode_detail(detail)
+    items["Q"] = str(last.close_reason).upper()
+    return encode_detail(items)
+
+
+def _answer(request: Request, code: str, *, now: datetime, **extra: Any) -> Response:
+    """The response to ``request`` with ``code`` (and ``extra`` fields of its type)."""
+    local_time, local_date = now.strftime("%H%M%S"), now.strftime("%m%d")
+    detail = extra.pop("detail", None)
+    if isinstance(request, SignOnRequest):
+        return SignOnResponse(
+            request.terminal_id, request.merchant_id, request.stan, request.batch_no, code,
+            local_time, local_date, None, detail,
+        )  # fmt: skip
+    if isinstance(request, SignOffRequest | EchoRequest):
+        return AdminResponse(
+            request.KIND, request.terminal_id, request.merchant_id, request.stan,
+            request.batch_no, code, local_time, local_date, detail,
+        )  # fmt: skip
+    if isinstance(request, SaleRequest | VoidRequest | RefundRequest | ReversalRequest):
+        return TransactionResponse(
+            request.KIND,
+            request.terminal_id,
+            request.merchant_id,
+            request.stan,
+            request.batch_no,
+            code,
+            request.amount_fen,
+            original_kind=request.original_kind if isinstance(request, ReversalRequest) else None,
+            local_time=local_time,
+            local_date=local_date,
+            detail=detail,
+            currency=request.currency,
+        )
+    if isinstance(request, SettlementRequest):
+        return SettlementResponse(
+            request.terminal_id, request.merchant_id, request.stan, request.batch_no, code,
+            extra.get("totals"), local_time, local_date, detail, request.currency,
+        )  # fmt: skip
+    return BatchUploadResponse(
+        request.KIND, request.terminal_id, request.merchant_id, request.stan, request.batch_no,
+        code, bool(extra.get("after_balanced", False)), detail,
+    )  # fmt: skip
+
+
+def _format_error(frame: Frame, error: DecodeError) -> HostReply:
+    """Answer 30 when the terminal and merchant ids can still be read; else drop."""
+    log = RequestLog(error=str(error))
+    try:
+        fields, _ = iso8583.decode(frame.body, SPEC)
+    except Exception:  # unreadable bytes: nobody to answer
+        return HostReply(log=log)
+    mti, terminal_id, merchant_id = fields.get("t", ""), fields.get("41"), fields.get("42")
+    if mti not in _REQUEST_MTIS or not terminal_id or not merchant_id:
+        return HostReply(log=log)
+    answer: dict[str, str] = {
+        "t": _response_mti(mti),
+        "39": "30",
+        "41": terminal_id,
+        "42": merchant_id,
+    }
+    for number, digits in (("3", 6), ("4", 12), ("11", 6)):
+        value = fields.get(number, "")
+        if len(value) == digits and value.isdigit():
+            answer[number] = value
+    for number in ("49", "60"):
+        value = fields.get(number, "")
+        if value and value.isascii() and value.isalnum():
+            answer[number] = value
+    try:
+        body, _ = iso8583.encode(answer, SPEC)
+        header = Header()
+        wire = encode_frame(Frame(frame.tpdu.reply(), header, bytes(body)))
+    except Exception:  # whatever we salvaged does not encode: drop
+        return HostReply(log=log)
+    stan = answer.get("11")
+    return HostReply(
+        (wire,),
+        log=RequestLog(
+            terminal_id=terminal_id,
+            stan=int(stan) if stan else None,
+            mti=mti,
+            response_code="30",
+            error=str(error),
+        ),
+    )

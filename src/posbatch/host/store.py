@@ -1,0 +1,725 @@
+"""The host store: SQLAlchemy Core over one engine, SQLite or PostgreSQL.
+
+:class:`HostStore` owns the engine and offers the registry (add, suspend,
+list terminals), the read operations doctor, the dashboard and the simulator's
+checker use, and the back-office :meth:`HostStore.advance_batch`. The request
+path (:mod:`posbatch.host.core`) works inside :meth:`HostStore.transaction`
+through :class:`StoreTx`, which holds every query of one unit of work; the
+commit happens when the ``with`` block ends, and nothing is answered before.
+
+PANs: only ``pan_hmac`` (HMAC-SHA256 under the store's PAN key, which lives
+outside the database) and ``pan_masked`` are written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import StaticPool
+
+from posbatch import storage
+from posbatch.batch.host_batch import FIRST_BATCH_NO, BatchEvent, apply, next_batch_no
+from posbatch.batch.totals import compute_totals
+from posbatch.errors import HostError, StorageError
+from posbatch.host import _schema as t
+from posbatch.wire import BatchState, CardType, Kind, Reconciliation, SettlementTotals
+
+__all__ = [
+    "PAN_KEY_BYTES",
+    "BatchInfo",
+    "ExceptionInfo",
+    "ExceptionKind",
+    "HostStore",
+    "SettlementInfo",
+    "StoreTx",
+    "TerminalInfo",
+    "TransactionInfo",
+    "TransactionStatus",
+    "naive_utc",
+]
+
+MIGRATIONS: Final = "posbatch.host:migrations"
+VERSION_TABLE: Final = "host_alembic_version"
+PAN_KEY_BYTES: Final = 32
+MASTER_KEY_BYTES: Final = 16
+TERMINAL_ID_CHARS: Final = 8
+MERCHANT_ID_CHARS: Final = 15
+# Read operations return at most this many rows unless told otherwise.
+READ_LIMIT_DEFAULT: Final = 1000
+
+
+class TerminalStatus:
+    ACTIVE: Final = "active"
+    SUSPENDED: Final = "suspended"
+
+
+class TransactionStatus:
+    APPROVED: Final = "approved"
+    DECLINED: Final = "declined"
+    REVERSED: Final = "reversed"
+    VOIDED: Final = "voided"  # a sale whose void stands
+
+
+class CloseReason:
+    BALANCED: Final = "balanced"  # settled balanced at once
+    UPLOADED: Final = "uploaded"  # settled unbalanced, closed at upload end
+    ADVANCED: Final = "advanced"  # closed by the back office (advance_batch)
+
+
+class ExceptionKind:
+    """The kinds of exception (差错) records; every record also has a cause text."""
+
+    TERMINAL_ONLY: Final = "terminal-only"  # uploaded by the terminal, not approved on host
+    HOST_ONLY: Final = "host-only"  # approved on host, not uploaded by the terminal
+    AMOUNT_DIFFERS: Final = "amount-differs"
+    PAN_DIFFERS: Final = "pan-differs"
+    UPLOAD_COUNT_DIFFERS: Final = "upload-count-differs"
+    LATE_REVERSAL: Final = "late-reversal"  # reversal of a transaction in a closed batch
+    LATE_VOID: Final = "late-void"  # void sent in a batch the host had closed
+    REVERSAL_MISMATCH: Final = "reversal-mismatch"  # reversal that does not fit its original
+    BATCH_ADVANCED: Final = "batch-advanced"  # back office closed a batch holding approvals
+    SETTLED_AFTER_ADVANCE: Final = "settled-after-advance"
+
+
+def naive_utc(moment: datetime) -> datetime:
+    """``moment`` as naive UTC, the form every time column holds."""
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    return None if moment is None else moment.replace(tzinfo=UTC)
+
+
+# --- read models ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalInfo:
+    terminal_id: str
+    merchant_id: str
+    status: str
+    signed_on: bool
+    batch_no: int | None  # the current batch, None before the first sign-on
+    batch_state: BatchState | None
+    last_closed_batch_no: int | None
+    last_stan: int | None
+    signed_on_at: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BatchInfo:
+    batch_id: int
+    terminal_id: str
+    batch_no: int
+    state: BatchState
+    opened_at: datetime
+    closed_at: datetime | None
+    close_reason: str | None  # balanced / uploaded / advanced
+    host_totals: SettlementTotals | None  # as answered, with reconciliation codes
+    terminal_totals: SettlementTotals | None
+    settle_response_code: str | None
+    current: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionInfo:
+    transaction_id: int
+    terminal_id: str
+    batch_no: int
+    stan: int
+    kind: Kind
+    amount_fen: int
+    card_type: CardType
+    pan_masked: str
+    status: str  # approved / declined / reversed / voided
+    response_code: str
+    rrn: str | None
+    auth_code: str | None
+    original_transaction_id: int | None
+    refunded_fen: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ExceptionInfo:
+    exception_id: int
+    terminal_id: str
+    merchant_id: str
+    batch_no: int | None
+    stan: int | None
+    kind: str
+    cause: str
+    terminal_amount_fen: int | None
+    host_amount_fen: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementInfo:
+    settlement_id: int
+    terminal_id: str
+    batch_no: int
+    stan: int
+    terminal_totals: SettlementTotals
+    host_totals: SettlementTotals | None
+    response_code: str
+    outcome: str  # balanced / unbalanced / repeated / error / refused
+    created_at: datetime
+
+
+def _totals(text: str | None) -> SettlementTotals | None:
+    return None if text is None else SettlementTotals.decode(text)
+
+
+# --- the store -----------------------------------------------------------------------
+
+
+class HostStore:
+    """The host's durable state over one SQLAlchemy engine.
+
+    ``HostStore.open(url)`` creates the engine and runs the migrations;
+    ``sqlite://`` (in memory) uses one shared connection, for the simulator.
+    ``pan_key`` keys the PAN hash: pass the same key every time a store is
+    opened over the same data (the CLI keeps it in the data directory);
+    without one a random key is used, fit only for an in-memory store.
+    """
+
+    def __init__(self, engine: Engine, *, pan_key: bytes | None = None) -> None:
+        self.engine = engine
+        self._pan_key = pan_key if pan_key is not None else secrets.token_bytes(PAN_KEY_BYTES)
+        if len(self._pan_key) < 16:
+            raise HostError("the PAN key must be at least 16 bytes")
+        self._lock_rows = engine.dialect.name == "postgresql"
+
+    @classmethod
+    def open(cls, url: str, *, pan_key: bytes | None = None) -> HostStore:
+        """Engine for ``url`` (SQLite file, ``sqlite://`` in memory, or PostgreSQL), migrated."""
+        parsed = sa.engine.make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+            engine = sa.create_engine(
+                "sqlite://",
+                poolclass=StaticPool,
+                connect_args={"check_same_thread": False},
+            )
+            sa.event.listen(engine, "connect", _memory_pragmas)
+        else:
+            engine = storage.create_engine(url)
+        storage.upgrade(engine, MIGRATIONS, version_table=VERSION_TABLE)
+        return cls(engine, pan_key=pan_key)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def pan_hmac(self, pan: str) -> str:
+        return hmac.new(self._pan_key, pan.encode("ascii"), hashlib.sha256).hexdigest()
+
+    @contextmanager
+    def transaction(self) -> Iterator[StoreTx]:
+        """One unit of work, committed when the block ends (rolled back on an exception)."""
+        try:
+            with self.engine.begin() as connection:
+                yield StoreTx(connection, self)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(f"host store: {exc}") from exc
+
+    # --- registry ----------------------------------------------------------------------
+
+    def add_terminal(
+        self, merchant_id: str, terminal_id: str, master_key: bytes, *, now: datetime
+    ) -> None:
+        """Register a terminal (active, not signed on). HostError if it exists or is malformed."""
+        if len(terminal_id) != TERMINAL_ID_CHARS or not terminal_id.isascii():
+            raise HostError(f"terminal_id must be {TERMINAL_ID_CHARS} ascii characters")
+        if len(merchant_id) != MERCHANT_ID_CHARS or not merchant_id.isascii():
+            raise HostError(f"merchant_id must be {MERCHANT_ID_CHARS} ascii characters")
+        if len(master_key) != MASTER_KEY_BYTES:
+            raise HostError(f"the master key is {MASTER_KEY_BYTES} bytes")
+        with self.transaction() as tx:
+            if tx.terminal(terminal_id) is not None:
+                raise HostError(f"terminal {terminal_id} is already registered")
+            tx.connection.execute(
+                t.terminals.insert().values(
+                    terminal_id=terminal_id,
+                    merchant_id=merchant_id,
+                    master_key=master_key,
+                    status=TerminalStatus.ACTIVE,
+                    signed_on=False,
+                    created_at=naive_utc(now),
+                )
+            )
+
+    def set_status(self, terminal_id: str, *, suspended: bool) -> None:
+        """Suspend a terminal (its requests get 58) or make it active again."""
+        status = TerminalStatus.SUSPENDED if suspended else TerminalStatus.ACTIVE
+        with self.transaction() as tx:
+            done = tx.connection.execute(
+                t.terminals.update()
+                .where(t.terminals.c.terminal_id == terminal_id)
+                .values(status=status)
+            )
+            if done.rowcount != 1:
+                raise HostError(f"terminal {terminal_id} is not registered")
+
+    def suspend(self, terminal_id: str) -> None:
+        self.set_status(terminal_id, suspended=True)
+
+    def list_terminals(self) -> list[TerminalInfo]:
+        with self.engine.connect() as connection:
+            ids = connection.execute(
+                sa.select(t.terminals.c.terminal_id).order_by(t.terminals.c.terminal_id)
+            ).scalars()
+            return [self._terminal_info(connection, terminal_id) for terminal_id in ids]
+
+    def terminal(self, terminal_id: str) -> TerminalInfo | None:
+        with self.engine.connect() as connection:
+            exists = connection.execute(
+                sa.select(t.terminals.c.terminal_id).where(t.terminals.c.terminal_id == terminal_id)
+            ).first()
+            return self._terminal_info(connection, terminal_id) if exists else None
+
+    def _terminal_info(self, connection: Connection, terminal_id: str) -> TerminalInfo:
+        row = connection.execute(
+            sa.select(t.terminals).where(t.terminals.c.terminal_id == terminal_id)
+        ).one()
+        batch = None
+        if row.current_batch_id is not None:
+            batch = connection.execute(
+                sa.select(t.batches).where(t.batches.c.batch_id == row.current_batch_id)
+            ).one()
+        last_closed = connection.execute(
+            sa.select(t.batches.c.batch_no)
+            .where(t.batches.c.terminal_id == terminal_id, t.batches.c.state == "CLOSED")
+            .order_by(t.batches.c.batch_id.desc())
+            .limit(1)
+        ).scalar()
+        return TerminalInfo(
+            terminal_id=row.terminal_id,
+            merchant_id=row.merchant_id,
+            status=row.status,
+            signed_on=bool(row.signed_on),
+            batch_no=None if batch is None else batch.batch_no,
+            batch_state=None if batch is None else BatchState(batch.state),
+            last_closed_batch_no=last_closed,
+            last_stan=row.last_stan,
+            signed_on_at=_aware(row.signed_on_at),
+            created_at=_aware(row.created_at) or row.created_at,
+        )
+
+    # --- reads for doctor / dashboard / simulator ---------------------------------------
+
+    def batches(self, terminal_id: str, *, limit: int = READ_LIMIT_DEFAULT) -> list[BatchInfo]:
+        """The terminal's batches, oldest first (the last ``limit`` of them)."""
+        with self.engine.connect() as connection:
+            current = connection.execute(
+                sa.select(t.terminals.c.current_batch_id).where(
+                    t.terminals.c.terminal_id == terminal_id
+                )
+            ).scalar()
+            rows = connection.execute(
+                sa.select(t.batches)
+                .where(t.batches.c.terminal_id == terminal_id)
+                .order_by(t.batches.c.batch_id.desc())
+                .limit(limit)
+            ).all()
+        return [
+            BatchInfo(
+                batch_id=row.batch_id,
+                terminal_id=row.terminal_id,
+                batch_no=row.batch_no,
+                state=BatchState(row.state),
+                opened_at=_aware(row.opened_at) or row.opened_at,
+                closed_at=_aware(row.closed_at),
+                close_reason=row.close_reason,
+                host_totals=_totals(row.host_totals),
+                terminal_totals=_totals(row.terminal_totals),
+                settle_response_code=row.settle_response_code,
+                current=row.batch_id == current,
+            )
+            for row in reversed(rows)
+        ]
+
+    def transactions(
+        self, terminal_id: str, batch_no: int | None = None, *, limit: int = READ_LIMIT_DEFAULT
+    ) -> list[TransactionInfo]:
+        """Transactions of the terminal (of its latest batch ``batch_no`` if given), in order."""
+        query = (
+            sa.select(t.transactions, t.batches.c.batch_no)
+            .join(t.batches, t.batches.c.batch_id == t.transactions.c.batch_id)
+            .where(t.transactions.c.terminal_id == terminal_id)
+        )
+        with self.engine.connect() as connection:
+            if batch_no is not None:
+                batch_id = _latest_batch_id(connection, terminal_id, batch_no)
+                if batch_id is None:
+                    return []
+                query = query.where(t.transactions.c.batch_id == batch_id)
+            rows = connection.execute(
+                query.order_by(t.transactions.c.transaction_id).limit(limit)
+            ).all()
+        return [
+            TransactionInfo(
+                transaction_id=row.transaction_id,
+                terminal_id=row.terminal_id,
+                batch_no=row.batch_no,
+                stan=row.stan,
+                kind=Kind(row.kind),
+                amount_fen=row.amount_fen,
+                card_type=CardType(row.card_type),
+                pan_masked=row.pan_masked,
+                status=row.status,
+                response_code=row.response_code,
+                rrn=row.rrn,
+                auth_code=row.auth_code,
+                original_transaction_id=row.original_transaction_id,
+                refunded_fen=row.refunded_fen,
+                created_at=_aware(row.created_at) or row.created_at,
+            )
+            for row in rows
+        ]
+
+    def exceptions(
+        self, terminal_id: str | None = None, *, limit: int = READ_LIMIT_DEFAULT
+    ) -> list[ExceptionInfo]:
+        """Exception (差错) records, oldest first; all terminals' when ``terminal_id`` is None."""
+        query = sa.select(t.exceptions).order_by(t.exceptions.c.exception_id).limit(limit)
+        if terminal_id is not None:
+            query = query.where(t.exceptions.c.terminal_id == terminal_id)
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return [
+            ExceptionInfo(
+                exception_id=row.exception_id,
+                terminal_id=row.terminal_id,
+                merchant_id=row.merchant_id,
+                batch_no=row.batch_no,
+                stan=row.stan,
+                kind=row.kind,
+                cause=row.cause,
+                terminal_amount_fen=row.terminal_amount_fen,
+                host_amount_fen=row.host_amount_fen,
+                created_at=_aware(row.created_at) or row.created_at,
+            )
+            for row in rows
+        ]
+
+    def settlements(
+        self, terminal_id: str, *, limit: int = READ_LIMIT_DEFAULT
+    ) -> list[SettlementInfo]:
+        """Every 0500 the terminal sent and what it got, oldest first."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(t.settlements)
+                .where(t.settlements.c.terminal_id == terminal_id)
+                .order_by(t.settlements.c.settlement_id)
+                .limit(limit)
+            ).all()
+        return [
+            SettlementInfo(
+                settlement_id=row.settlement_id,
+                terminal_id=row.terminal_id,
+                batch_no=row.batch_no,
+                stan=row.stan,
+                terminal_totals=SettlementTotals.decode(row.terminal_totals),
+                host_totals=_totals(row.host_totals),
+                response_code=row.response_code,
+                outcome=row.outcome,
+                created_at=_aware(row.created_at) or row.created_at,
+            )
+            for row in rows
+        ]
+
+    # --- back office ---------------------------------------------------------------------
+
+    def advance_batch(self, terminal_id: str, reason: str, *, now: datetime) -> int:
+        """Close the terminal's current batch from the back office; return the new batch_no.
+
+        The rule: the current batch (OPEN or UPLOADING) is closed with
+        close_reason ``advanced`` and its host totals recorded; nothing in it
+        is lost or changed. If it holds approved transactions that no
+        settlement covered, a ``batch-advanced`` exception records them for the
+        back office (the terminal learns of it by a 77 with R=CLOSED; a later
+        0500 for the batch is compared with those totals, see the core).
+        """
+        with self.transaction() as tx:
+            terminal = tx.terminal(terminal_id, for_update=True)
+            if terminal is None:
+                raise HostError(f"terminal {terminal_id} is not registered")
+            batch = tx.current_batch(terminal)
+            if batch is None:
+                raise HostError(f"terminal {terminal_id} has no batch yet (never signed on)")
+            apply(BatchState(batch.state), BatchEvent.ADVANCE)
+            totals = tx.host_totals(batch.batch_id)
+            tx.close_batch(
+                batch.batch_id,
+                reason=CloseReason.ADVANCED,
+                now=now,
+                host_totals=totals,
+            )
+            if (
+                totals.domestic.debit_count
+                + totals.foreign.debit_count
+                + (totals.domestic.credit_count + totals.foreign.credit_count)
+            ):
+                net = (totals.domestic.debit_amount_fen + totals.foreign.debit_amount_fen) - (
+                    totals.domestic.credit_amount_fen + totals.foreign.credit_amount_fen
+                )
+                tx.add_exception(
+                    terminal_id=terminal_id,
+                    merchant_id=terminal.merchant_id,
+                    batch_id=batch.batch_id,
+                    batch_no=batch.batch_no,
+                    stan=None,
+                    kind=ExceptionKind.BATCH_ADVANCED,
+                    cause=(
+                        f"back office advanced the batch ({reason}) while it held unsettled "
+                        f"approvals: host totals {totals.encode()}, net {net} fen"
+                    ),
+                    terminal_amount_fen=None,
+                    host_amount_fen=net,
+                    now=now,
+                )
+            return tx.open_next_batch(terminal_id, batch.batch_no, now=now)
+
+
+def _memory_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def _latest_batch_id(connection: Connection, terminal_id: str, batch_no: int) -> int | None:
+    return connection.execute(
+        sa.select(t.batches.c.batch_id)
+        .where(t.batches.c.terminal_id == terminal_id, t.batches.c.batch_no == batch_no)
+        .order_by(t.batches.c.batch_id.desc())
+        .limit(1)
+    ).scalar()
+
+
+_COUNTED_STATUSES: Final = (TransactionStatus.APPROVED, TransactionStatus.VOIDED)
+
+
+class StoreTx:
+    """The queries of one unit of work on the request path (used by the core only)."""
+
+    def __init__(self, connection: Connection, store: HostStore) -> None:
+        self.connection = connection
+        self.store = store
+
+    # terminals
+    def terminal(self, terminal_id: str, *, for_update: bool = False) -> Any:
+        query = sa.select(t.terminals).where(t.terminals.c.terminal_id == terminal_id)
+        if for_update and self.store._lock_rows:
+            query = query.with_for_update()
+        return self.connection.execute(query).first()
+
+    def update_terminal(self, terminal_id: str, **values: Any) -> None:
+        self.connection.execute(
+            t.terminals.update().where(t.terminals.c.terminal_id == terminal_id).values(**values)
+        )
+
+    # batches
+    def batch(self, batch_id: int) -> Any:
+        return self.connection.execute(
+            sa.select(t.batches).where(t.batches.c.batch_id == batch_id)
+        ).first()
+
+    def current_batch(self, terminal: Any) -> Any:
+        if terminal.current_batch_id is None:
+            return None
+        return self.batch(terminal.current_batch_id)
+
+    def latest_batch(self, terminal_id: str, batch_no: int) -> Any:
+        batch_id = _latest_batch_id(self.connection, terminal_id, batch_no)
+        return None if batch_id is None else self.batch(batch_id)
+
+    def last_closed_batch(self, terminal_id: str) -> Any:
+        return self.connection.execute(
+            sa.select(t.batches)
+            .where(t.batches.c.terminal_id == terminal_id, t.batches.c.state == "CLOSED")
+            .order_by(t.batches.c.batch_id.desc())
+            .limit(1)
+        ).first()
+
+    def open_batch(self, terminal_id: str, batch_no: int, *, now: datetime) -> int:
+        batch_id = self.connection.execute(
+            t.batches.insert()
+            .values(
+                terminal_id=terminal_id,
+                batch_no=batch_no,
+                state=BatchState.OPEN.value,
+                opened_at=naive_utc(now),
+            )
+            .returning(t.batches.c.batch_id)
+        ).scalar_one()
+        self.update_terminal(terminal_id, current_batch_id=batch_id)
+        return int(batch_id)
+
+    def open_next_batch(self, terminal_id: str, batch_no: int, *, now: datetime) -> int:
+        """Open the batch after ``batch_no`` as the current one; return its number."""
+        following = next_batch_no(batch_no)
+        self.open_batch(terminal_id, following, now=now)
+        return following
+
+    def first_batch(self, terminal_id: str, *, now: datetime) -> int:
+        return self.open_batch(terminal_id, FIRST_BATCH_NO, now=now)
+
+    def set_batch(self, batch_id: int, **values: Any) -> None:
+        self.connection.execute(
+            t.batches.update().where(t.batches.c.batch_id == batch_id).values(**values)
+        )
+
+    def close_batch(
+        self,
+        batch_id: int,
+        *,
+        reason: str,
+        now: datetime,
+        host_totals: SettlementTotals | None = None,
+    ) -> None:
+        values: dict[str, Any] = {
+            "state": BatchState.CLOSED.value,
+            "closed_at": naive_utc(now),
+            "close_reason": reason,
+        }
+        if host_totals is not None:
+            values["host_totals"] = host_totals.encode()
+        self.set_batch(batch_id, **values)
+
+    def counted_transactions(self, batch_id: int) -> Sequence[Any]:
+        return self.connection.execute(
+            sa.select(t.transactions)
+            .where(
+                t.transactions.c.batch_id == batch_id,
+                t.transactions.c.status.in_(_COUNTED_STATUSES),
+            )
+            .order_by(t.transactions.c.stan)
+        ).all()
+
+    def host_totals(
+        self, batch_id: int, reconciliation: Reconciliation = Reconciliation.REQUEST
+    ) -> SettlementTotals:
+        rows = self.counted_transactions(batch_id)
+        return compute_totals(
+            ((Kind(row.kind), row.amount_fen, CardType(row.card_type)) for row in rows),
+            reconciliation=reconciliation,
+        )
+
+    # transactions
+    def transaction(self, batch_id: int, stan: int) -> Any:
+        return self.connection.execute(
+            sa.select(t.transactions).where(
+                t.transactions.c.batch_id == batch_id, t.transactions.c.stan == stan
+            )
+        ).first()
+
+    def transaction_by_id(self, transaction_id: int) -> Any:
+        return self.connection.execute(
+            sa.select(t.transactions).where(t.transactions.c.transaction_id == transaction_id)
+        ).first()
+
+    def insert_transaction(self, **values: Any) -> int:
+        values["created_at"] = naive_utc(values["created_at"])
+        values.setdefault("refunded_fen", 0)
+        return int(
+            self.connection.execute(
+                t.transactions.insert().values(**values).returning(t.transactions.c.transaction_id)
+            ).scalar_one()
+        )
+
+    def set_transaction(self, transaction_id: int, **values: Any) -> None:
+        self.connection.execute(
+            t.transactions.update()
+            .where(t.transactions.c.transaction_id == transaction_id)
+            .values(**values)
+        )
+
+    # reversals
+    def reversal(self, terminal_id: str, batch_no: int, stan: int, original_kind: str) -> Any:
+        return self.connection.execute(
+            sa.select(t.reversals)
+            .where(
+                t.reversals.c.terminal_id == terminal_id,
+                t.reversals.c.batch_no == batch_no,
+                t.reversals.c.stan == stan,
+                t.reversals.c.original_kind == original_kind,
+            )
+            .order_by(t.reversals.c.reversal_id.desc())
+            .limit(1)
+        ).first()
+
+    def insert_reversal(self, **values: Any) -> None:
+        values["created_at"] = naive_utc(values["created_at"])
+        self.connection.execute(t.reversals.insert().values(**values))
+
+    # uploads
+    def upload_records(self, batch_id: int) -> Sequence[Any]:
+        return self.connection.execute(
+            sa.select(t.upload_records)
+            .where(t.upload_records.c.batch_id == batch_id)
+            .order_by(t.upload_records.c.stan)
+        ).all()
+
+    def upload_record_stans(self, batch_id: int, stans: Sequence[int]) -> set[int]:
+        return set(
+            self.connection.execute(
+                sa.select(t.upload_records.c.stan).where(
+                    t.upload_records.c.batch_id == batch_id,
+                    t.upload_records.c.stan.in_(stans),
+                )
+            ).scalars()
+        )
+
+    def insert_upload_records(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            for row in rows:
+                row["created_at"] = naive_utc(row["created_at"])
+            self.connection.execute(t.upload_records.insert(), rows)
+
+    # exceptions and settlements
+    def add_exception(
+        self,
+        *,
+        terminal_id: str,
+        merchant_id: str,
+        batch_id: int | None,
+        batch_no: int | None,
+        stan: int | None,
+        kind: str,
+        cause: str,
+        terminal_amount_fen: int | None,
+        host_amount_fen: int | None,
+        now: datetime,
+    ) -> None:
+        self.connection.execute(
+            t.exceptions.insert().values(
+                terminal_id=terminal_id,
+                merchant_id=merchant_id,
+                batch_id=batch_id,
+                batch_no=batch_no,
+                stan=stan,
+                kind=kind,
+                cause=cause,
+                terminal_amount_fen=terminal_amount_fen,
+                host_amount_fen=host_amount_fen,
+                created_at=naive_utc(now),
+            )
+        )
+
+    def add_settlement(self, **values: Any) -> None:
+        values["created_at"] = naive_utc(values["created_at"])
+        self.connection.execute(t.settlements.insert().values(**values))

@@ -1,0 +1,190 @@
+"""A minimal test terminal for host tests: builds request frames, keeps the MAK, reads answers."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from posbatch.host import HostCore, HostReply, HostSession, HostStore
+from posbatch.host.issuer import TEST_PAN_APPROVED
+from posbatch.wire import (
+    BatchUploadEndRequest,
+    BatchUploadRequest,
+    Frame,
+    FrameReader,
+    Header,
+    Kind,
+    Message,
+    OriginalTransaction,
+    RefundRequest,
+    Request,
+    ReversalRequest,
+    SaleRequest,
+    SettlementRequest,
+    SettlementTotals,
+    SignOnRequest,
+    SignOnResponse,
+    Tpdu,
+    UploadRecord,
+    VoidRequest,
+    decode_message,
+    encode_frame,
+    encode_message,
+    unwrap_working_keys,
+)
+
+MERCHANT_ID = "898110054110001"
+TERMINAL_ID = "10000001"
+MASTER_KEY = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
+PAN = TEST_PAN_APPROVED
+START = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
+
+
+class StepClock:
+    """A clock that moves one second per reading."""
+
+    def __init__(self, start: datetime = START) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+def counting_bytes() -> Callable[[int], bytes]:
+    """Deterministic 'random' bytes for tests."""
+    counter = itertools.count(1)
+
+    def random_bytes(size: int) -> bytes:
+        return bytes((next(counter) * 37 + i) % 256 for i in range(size))
+
+    return random_bytes
+
+
+def new_core(store: HostStore) -> HostCore:
+    return HostCore(store, clock=StepClock(), random_bytes=counting_bytes())
+
+
+def open_store(url: str, *, terminals: tuple[str, ...] = (TERMINAL_ID,)) -> HostStore:
+    store = HostStore.open(url, pan_key=b"k" * 32)
+    for terminal_id in terminals:
+        store.add_terminal(MERCHANT_ID, terminal_id, MASTER_KEY, now=START)
+    return store
+
+
+def frame_of(message: Message, mak: bytes | None) -> bytes:
+    return encode_frame(Frame(Tpdu(), Header(), encode_message(message, mak=mak)))
+
+
+def read_reply(reply: HostReply) -> Message:
+    assert len(reply.frames) == 1, reply
+    reader = FrameReader()
+    frames = reader.feed(reply.frames[0])
+    return decode_message(frames[0].body)
+
+
+@dataclass
+class Terminal:
+    """Sends requests through ``send`` (bytes → list of answer frames) and tracks STAN and MAK."""
+
+    send: Callable[[bytes], list[bytes]]
+    terminal_id: str = TERMINAL_ID
+    merchant_id: str = MERCHANT_ID
+    master_key: bytes = MASTER_KEY
+    batch_no: int = 1
+    stan: int = 0
+    mak: bytes | None = None
+    pan: str = PAN
+    sent: list[Request] = field(default_factory=list)
+
+    def next_stan(self) -> int:
+        self.stan = self.stan % 999_999 + 1
+        return self.stan
+
+    def request(self, message: Request, *, mak: bytes | None = None) -> Message:
+        self.sent.append(message)
+        answers = self.send(frame_of(message, mak if mak is not None else self.mak))
+        assert len(answers) == 1, answers
+        return decode_message(FrameReader().feed(answers[0])[0].body)
+
+    def sign_on(self) -> SignOnResponse:
+        answer = self.request(
+            SignOnRequest(self.terminal_id, self.merchant_id, self.next_stan(), self.batch_no)
+        )
+        assert isinstance(answer, SignOnResponse)
+        if answer.response_code == "00":
+            assert answer.working_keys is not None
+            self.mak = unwrap_working_keys(self.master_key, answer.working_keys).mak
+            self.batch_no = answer.batch_no
+        return answer
+
+    def sale(self, amount_fen: int, **extra: object) -> Message:
+        return self.request(
+            SaleRequest(
+                self.terminal_id, self.merchant_id, self.next_stan(), self.batch_no, amount_fen,
+                extra.pop("pan", self.pan), **extra,  # type: ignore[arg-type]
+            )
+        )  # fmt: skip
+
+    def void(self, original_stan: int, amount_fen: int, *, batch_no: int | None = None) -> Message:
+        batch = self.batch_no if batch_no is None else batch_no
+        return self.request(
+            VoidRequest(
+                self.terminal_id, self.merchant_id, self.next_stan(), batch, amount_fen,
+                self.pan, OriginalTransaction(batch, original_stan),
+            )
+        )  # fmt: skip
+
+    def refund(self, original_batch_no: int, original_stan: int, amount_fen: int) -> Message:
+        return self.request(
+            RefundRequest(
+                self.terminal_id, self.merchant_id, self.next_stan(), self.batch_no, amount_fen,
+                self.pan, OriginalTransaction(original_batch_no, original_stan),
+            )
+        )  # fmt: skip
+
+    def reverse(
+        self, stan: int, amount_fen: int, *, kind: Kind = Kind.SALE, batch_no: int | None = None
+    ) -> Message:
+        return self.request(
+            ReversalRequest(
+                self.terminal_id, self.merchant_id, stan,
+                self.batch_no if batch_no is None else batch_no, amount_fen, self.pan,
+                original_kind=kind,
+            )
+        )  # fmt: skip
+
+    def settle(self, totals: SettlementTotals, *, batch_no: int | None = None) -> Message:
+        return self.request(
+            SettlementRequest(
+                self.terminal_id, self.merchant_id, self.next_stan(),
+                self.batch_no if batch_no is None else batch_no, totals,
+            )
+        )  # fmt: skip
+
+    def upload(self, records: tuple[UploadRecord, ...]) -> Message:
+        return self.request(
+            BatchUploadRequest(
+                self.terminal_id, self.merchant_id, self.next_stan(), self.batch_no, records
+            )
+        )
+
+    def upload_end(self, total_records: int, *, after_balanced: bool = False) -> Message:
+        return self.request(
+            BatchUploadEndRequest(
+                self.terminal_id, self.merchant_id, self.next_stan(), self.batch_no,
+                total_records, after_balanced=after_balanced,
+            )
+        )  # fmt: skip
+
+
+def session_terminal(core: HostCore, **kwargs: object) -> Terminal:
+    """A Terminal wired to an in-memory HostSession."""
+    session = HostSession(core)
+
+    def send(data: bytes) -> list[bytes]:
+        return [frame for reply in session.receive_data(data) for frame in reply.frames]
+
+    return Terminal(send, **kwargs)  # type: ignore[arg-type]
