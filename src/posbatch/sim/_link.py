@@ -37,9 +37,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+from posbatch.errors import PosbatchError
 from posbatch.sim._clock import VirtualClock
 from posbatch.sim._faults import FaultCounter, FaultKind, FaultProfile
 from posbatch.sim._trace import EventKind, Trace
+from posbatch.wire import BatchStateDetail, FrameReader, decode_message
 
 __all__ = [
     "LATENCY_MS_MAX",
@@ -55,6 +57,16 @@ LATENCY_MS_MAX: Final = 400
 # How late a delayed answer comes, beyond the terminal's timeout.
 DELAY_BEYOND_TIMEOUT_MS_MAX: Final = 30_000
 HOST_FAILURES_KEPT_MAX: Final = 100
+BATCH_ERROR_REASONS_KEPT_MAX: Final = 1_000
+# HostReply.log.error of a request the host could not process (it answered 96).
+HOST_FAILURE_PREFIX: Final = "processing failed"
+
+
+class LogLike(Protocol):
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def response_code(self) -> str | None: ...
 
 
 class ReplyLike(Protocol):
@@ -64,6 +76,8 @@ class ReplyLike(Protocol):
     def close(self) -> bool: ...
     @property
     def delay_ms(self) -> int: ...
+    @property
+    def log(self) -> LogLike: ...
 
 
 class SessionLike(Protocol):
@@ -143,7 +157,12 @@ class SimLink:
         self._trace = trace
         self._day = day
         self.exchanges = 0
-        self.crashes_armed = True  # the world turns crashes off while it recovers a terminal
+        self.batch_errors = 0  # 77 answers the terminal received
+        self.batch_error_reasons: list[str] = []  # field 63 R= of each (the last ones kept)
+
+    def quiet(self) -> None:
+        """No more faults on this line (the simulation's closing settlement)."""
+        self._profile = FaultProfile("none")
 
     def _record(self, kind: EventKind, text: str = "", frame: bytes = b"") -> None:
         self._trace.record(
@@ -175,6 +194,11 @@ class SimLink:
         for reply in replies:
             frames.extend(reply.frames)
             delay_ms = max(delay_ms, reply.delay_ms)
+            error = reply.log.error
+            if error is not None and error.startswith(HOST_FAILURE_PREFIX):
+                # The host caught something unexpected and answered 96: still invariant 6.
+                self._host.fail(self._clock.now_ms, self.terminal_id, RuntimeError(error))
+                self._record(EventKind.FAULT, f"HOST FAILED: {error}")
         if delay_ms:
             self._clock.advance(delay_ms)
         for frame in frames:
@@ -189,7 +213,7 @@ class SimLink:
         if profile.strikes(FaultKind.HOST_RESTART, generator):
             self._fault(FaultKind.HOST_RESTART)
             self._host.restart()
-        if self.crashes_armed and profile.strikes(FaultKind.TERMINAL_CRASH, generator):
+        if profile.strikes(FaultKind.TERMINAL_CRASH, generator):
             self._fault(FaultKind.TERMINAL_CRASH, "before the request left")
             raise SimulatedCrash(self.terminal_id, "before the request left")
         link_fault = profile.link_fault(generator)
@@ -211,7 +235,7 @@ class SimLink:
             second = self._deliver(self._host.session(), frame)
             if answers is not None and second is not None and generator.random() < 0.5:
                 answers = second
-        if self.crashes_armed and profile.strikes(FaultKind.TERMINAL_CRASH, generator):
+        if profile.strikes(FaultKind.TERMINAL_CRASH, generator):
             self._fault(FaultKind.TERMINAL_CRASH, "after the host answered, before reading it")
             raise SimulatedCrash(self.terminal_id, "after the host answered")
         if link_fault is FaultKind.RESPONSE_LOST:
@@ -227,5 +251,24 @@ class SimLink:
             self._timeout(timeout_ms)
             return None
         self._latency()
-        self._record(EventKind.RECEIVED, frame=answers[0])
-        return answers[0]
+        answer = answers[0]
+        self._record(EventKind.RECEIVED, frame=answer)
+        self._count_batch_error(answer)
+        return answer
+
+    def _count_batch_error(self, answer: bytes) -> None:
+        """A 77 (批次号错误) reaching the terminal: counted, with field 63's reason."""
+        try:
+            frames = FrameReader().feed(answer)
+            message = decode_message(frames[0].body) if frames else None
+        except PosbatchError:
+            return
+        if getattr(message, "response_code", None) != "77":
+            return
+        self.batch_errors += 1
+        detail_text = getattr(message, "detail", None)
+        detail = BatchStateDetail.decode(detail_text) if detail_text else None
+        reason = detail.reason.value if detail and detail.reason else "no reason given"
+        if len(self.batch_error_reasons) >= BATCH_ERROR_REASONS_KEPT_MAX:
+            del self.batch_error_reasons[: BATCH_ERROR_REASONS_KEPT_MAX // 2]
+        self.batch_error_reasons.append(f"77 {reason}")
