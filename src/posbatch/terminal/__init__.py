@@ -1,0 +1,76 @@
+"""The terminal engine: crash-safe journal, reversals, resumable settlement, 77 recovery.
+
+Typical use (synchronous link to a host core in the same process)::
+
+    from posbatch.terminal import InProcessLink, Journal, Terminal, TerminalSecrets
+
+    journal = Journal.open("sqlite:///data/journal.db")
+    Terminal.initialize(journal, merchant_id=..., terminal_id=..., host_address=..., clock=clock)
+    terminal = Terminal(journal, TerminalSecrets.create(master_key), clock=clock,
+                        exchange=InProcessLink(core))
+    result = terminal.sale(1250, "6222021234567890123")   # TransactionResult
+    report = terminal.settle()                             # SettlementResult
+
+Over TCP, the same flows run through :class:`TcpDriver`::
+
+    driver = TcpDriver("127.0.0.1", 5000)
+    result = await driver.run(terminal.sale_flow(1250, pan))
+"""
+
+from posbatch.terminal._drivers import InProcessLink, TcpDriver, parse_address
+from posbatch.terminal._engine import (
+    RESPONSE_TIMEOUT_MS,
+    BalanceResult,
+    SettlementResult,
+    SignOnResult,
+    Terminal,
+    TransactionResult,
+)
+from posbatch.terminal._files import (
+    DEFAULT_DATA_DIR,
+    RestoreReport,
+    init_terminal,
+    journal_url,
+    open_terminal,
+    restore_journal,
+)
+from posbatch.terminal._flows import TIMEOUT, Exchange, Flow, Send, Timeout, run_flow
+from posbatch.terminal._journal import BatchRow, EventRow, Journal, StateRow, TxnRow, TxnState
+from posbatch.terminal._money import format_fen, parse_yuan
+from posbatch.terminal._receipts import render_receipt, render_settlement_report
+from posbatch.terminal._secrets import TerminalSecrets
+
+__all__ = [
+    "DEFAULT_DATA_DIR",
+    "RESPONSE_TIMEOUT_MS",
+    "TIMEOUT",
+    "BalanceResult",
+    "BatchRow",
+    "EventRow",
+    "Exchange",
+    "Flow",
+    "InProcessLink",
+    "Journal",
+    "RestoreReport",
+    "Send",
+    "SettlementResult",
+    "SignOnResult",
+    "StateRow",
+    "TcpDriver",
+    "Terminal",
+    "TerminalSecrets",
+    "Timeout",
+    "TransactionResult",
+    "TxnRow",
+    "TxnState",
+    "format_fen",
+    "init_terminal",
+    "journal_url",
+    "open_terminal",
+    "parse_address",
+    "parse_yuan",
+    "render_receipt",
+    "render_settlement_report",
+    "restore_journal",
+    "run_flow",
+]

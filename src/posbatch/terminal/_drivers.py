@@ -1,0 +1,149 @@
+"""Drivers: move the frames a flow yields, over TCP (asyncio) or an in-process link.
+
+Both run the very same flow generators (:mod:`._flows`); neither holds any
+business logic. The asyncio driver keeps one connection, one request in
+flight (a lock around each flow), reconnects with a bounded backoff, and on a
+timeout drops the connection so a late answer can never be taken for the
+answer to the next request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import Final, Protocol, TypeVar
+
+from posbatch.errors import ConfigError
+from posbatch.terminal._flows import TIMEOUT, Flow
+from posbatch.wire import MAX_FRAME_BYTES
+
+__all__ = [
+    "CONNECT_ATTEMPTS_MAX",
+    "CONNECT_TIMEOUT_MS",
+    "InProcessLink",
+    "TcpDriver",
+    "parse_address",
+]
+
+CONNECT_TIMEOUT_MS: Final = 5_000
+CONNECT_ATTEMPTS_MAX: Final = 3
+BACKOFF_FIRST_MS: Final = 100
+BACKOFF_MAX_MS: Final = 2_000
+LENGTH_BYTES: Final = 2
+
+_T = TypeVar("_T")
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` → (host, port); :class:`ConfigError` when it is not one."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65_536:
+        raise ConfigError(f"{text!r} is not HOST:PORT")
+    return host, int(port_text)
+
+
+class _Reply(Protocol):
+    @property
+    def frames(self) -> Sequence[bytes]: ...
+
+    @property
+    def delay_ms(self) -> int: ...
+
+
+class _Core(Protocol):
+    def handle_frame(self, frame: bytes) -> _Reply: ...
+
+
+class InProcessLink:
+    """``exchange(frame, timeout_ms)`` over a host core in the same process (no sockets).
+
+    The first frame of the host's reply is the answer; a reply with no frame,
+    or one the host delays past ``timeout_ms``, is a timeout (None).
+    """
+
+    def __init__(self, core: _Core) -> None:
+        self._core = core
+
+    def __call__(self, frame: bytes, timeout_ms: int) -> bytes | None:
+        reply = self._core.handle_frame(frame)
+        if not reply.frames or reply.delay_ms > timeout_ms:
+            return None
+        return reply.frames[0]
+
+
+class TcpDriver:
+    """Runs flows over one TCP connection to the host (asyncio)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        connect_timeout_ms: int = CONNECT_TIMEOUT_MS,
+        connect_attempts_max: int = CONNECT_ATTEMPTS_MAX,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._connect_timeout_ms = connect_timeout_ms
+        self._connect_attempts_max = connect_attempts_max
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._lock = asyncio.Lock()
+        self.connects = 0
+
+    async def run(self, flow: Flow[_T]) -> _T:
+        """Drive ``flow`` to its end; one flow at a time on this connection."""
+        async with self._lock:
+            try:
+                request = next(flow)
+                while True:
+                    answer = await self.exchange(request.frame, request.timeout_ms)
+                    request = flow.send(TIMEOUT if answer is None else answer)
+            except StopIteration as stop:
+                result: _T = stop.value
+                return result
+
+    async def _connect(self) -> bool:
+        backoff_ms = BACKOFF_FIRST_MS
+        for attempt in range(self._connect_attempts_max):
+            try:
+                self._reader, self._writer = await asyncio.wait_for(
+                    asyncio.open_connection(self.host, self.port),
+                    self._connect_timeout_ms / 1000,
+                )
+                self.connects += 1
+                return True
+            except (OSError, TimeoutError):
+                if attempt + 1 < self._connect_attempts_max:
+                    await asyncio.sleep(backoff_ms / 1000)
+                    backoff_ms = min(2 * backoff_ms, BACKOFF_MAX_MS)
+        return False
+
+    async def _read_frame(self) -> bytes:
+        assert self._reader is not None
+        prefix = await self._reader.readexactly(LENGTH_BYTES)
+        length = int.from_bytes(prefix, "big")
+        if not 0 < length <= MAX_FRAME_BYTES:
+            raise ConnectionError(f"frame length {length}")
+        return prefix + await self._reader.readexactly(length)
+
+    async def exchange(self, frame: bytes, timeout_ms: int) -> bytes | None:
+        """Send one frame and wait for one answer frame; None on timeout or a lost connection."""
+        if self._writer is None and not await self._connect():
+            return None
+        assert self._writer is not None
+        try:
+            self._writer.write(frame)
+            await self._writer.drain()
+            return await asyncio.wait_for(self._read_frame(), timeout_ms / 1000)
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            await self.close()
+            return None
+
+    async def close(self) -> None:
+        writer, self._reader, self._writer = self._writer, None, None
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError, ConnectionError):
+                await writer.wait_closed()

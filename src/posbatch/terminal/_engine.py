@@ -1,0 +1,1230 @@
+"""The terminal engine: every flow written once, as a sans-IO generator over the journal.
+
+Theory of operation
+-------------------
+:class:`Terminal` owns a :class:`~posbatch.terminal._journal.Journal` and the
+working keys of the current sign-on (in memory only: after a restart the
+terminal signs on again, as a real terminal does every morning). Each public
+``*_flow`` method returns a generator (see :mod:`._flows`); a driver feeds it
+answers. The plain methods (``sale``, ``settle`` …) run the same flow over the
+synchronous link given at construction.
+
+Journal first: a transaction row is written ``pending`` (with its STAN taken)
+before its request is yielded; the outcome is written when the answer comes.
+Every flow starts by clearing what is outstanding (``_prepare``): sign on if
+there are no keys, then send every pending reversal (0400) and every refund
+still without an answer (resent as is: the host answers a duplicate with the
+original response). A request with no answer (or an approval whose MAC fails)
+becomes a pending reversal at once.
+
+Settlement walks :mod:`posbatch.batch.terminal_batch` step by step, persisting
+each move; recovery on 77 signs on and applies :func:`decide_recovery`.
+Limits: ``SEND_ATTEMPTS_MAX`` per outstanding item per flow,
+``RECOVERY_RETRIES_MAX`` per request, ``SIGN_ON_RETRIES_MAX`` after an A0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Final, TypeVar
+
+from posbatch.batch import terminal_batch as tb
+from posbatch.batch.codes import APPROVED, describe
+from posbatch.batch.counters import next_batch_no, next_stan, parse_batch_no
+from posbatch.batch.terminal_batch import (
+    LocalBatchView,
+    RecoveryAction,
+    RecoveryDecision,
+    SettleEvent,
+    SettleStep,
+)
+from posbatch.batch.totals import card_type_of_pan, compute_totals
+from posbatch.errors import (
+    ConfigError,
+    Declined,
+    DecodeError,
+    HostUnreachable,
+    KeyCheckError,
+    MacError,
+    NotSignedOn,
+    TerminalError,
+)
+from posbatch.terminal._flows import Exchange, Flow, Reply, Send, Timeout, run_flow
+from posbatch.terminal._journal import BatchRow, Journal, StateRow, TxnRow, TxnState, Writer
+from posbatch.terminal._secrets import TerminalSecrets
+from posbatch.wire import (
+    MAX_UPLOAD_RECORDS,
+    AdminResponse,
+    BatchStateDetail,
+    BatchUploadEndRequest,
+    BatchUploadRequest,
+    BatchUploadResponse,
+    CardType,
+    EchoRequest,
+    Frame,
+    FrameReader,
+    Header,
+    Kind,
+    Message,
+    OriginalTransaction,
+    ProcessingRequirement,
+    Reconciliation,
+    RefundRequest,
+    Request,
+    ReversalReason,
+    ReversalRequest,
+    SaleRequest,
+    SettlementRequest,
+    SettlementResponse,
+    SettlementTotals,
+    SignOffRequest,
+    SignOnRequest,
+    SignOnResponse,
+    Tpdu,
+    TransactionResponse,
+    UploadRecord,
+    VoidRequest,
+    WorkingKeys,
+    check_mac,
+    decode_message,
+    encode_frame,
+    encode_message,
+    mask_pan,
+    unwrap_working_keys,
+)
+
+__all__ = [
+    "RESPONSE_TIMEOUT_MS",
+    "BalanceResult",
+    "SettlementResult",
+    "SignOnResult",
+    "Terminal",
+    "TransactionResult",
+]
+
+RESPONSE_TIMEOUT_MS: Final = 30_000  # CUP terminals wait 30-60 s for an answer
+SEND_ATTEMPTS_MAX: Final = 3  # sends of one reversal / refund resend per flow
+RECOVERY_RETRIES_MAX: Final = 1  # a request retried after a 77 recovery
+SIGN_ON_RETRIES_MAX: Final = 1  # a request retried after A0 / a sign-on request
+RECOVERY_DEPTH_MAX: Final = 2  # nested recoveries (recovery → settle → 77 → …)
+AMOUNT_FEN_MAX: Final = 999_999_999_999
+PAN_DIGITS_MIN: Final = 12
+PAN_DIGITS_MAX: Final = 19
+# Codes after which a reversal is worth sending again; any other answer closes it.
+_RETRY_CODES: Final = frozenset({"96", "90", "68", "22", "A0"})
+_BATCH_ERROR: Final = "77"
+_MAC_ERROR: Final = "A0"
+
+_T = TypeVar("_T")
+_M = TypeVar("_M")
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionResult:
+    """What a sale, void or refund came to (``approved`` is the only thing a till needs)."""
+
+    kind: str
+    txn_id: int
+    stan: int
+    batch_no: int
+    amount_fen: int
+    state: str
+    response_code: str | None
+    rrn: str | None
+    auth_code: str | None
+    pan_masked: str
+    training: bool = False
+
+    @property
+    def approved(self) -> bool:
+        return self.state in TxnState.COUNTED or self.state == TxnState.TRAINING
+
+    @property
+    def message(self) -> str:
+        if self.state == TxnState.TRAINING:
+            return "培训模式 / training mode: not sent to the host"
+        if self.state in (TxnState.REVERSAL_PENDING, TxnState.REVERSED):
+            return "无应答，已冲正 / no valid answer: the transaction is reversed"
+        if self.response_code is None:
+            return "无应答 / no answer yet"
+        return describe(self.response_code)
+
+
+@dataclass(frozen=True, slots=True)
+class SignOnResult:
+    batch_no: int  # the terminal's current batch after sign-on
+    host_batch_no: int
+    recovery: RecoveryDecision
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementResult:
+    batch_no: int
+    balanced: bool | None
+    terminal_totals: SettlementTotals | None
+    host_totals: SettlementTotals | None
+    uploaded_count: int
+    close_reason: str
+    resumed_from: str
+    next_batch_no: int
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceResult:
+    batch_no: int
+    step: str
+    totals: SettlementTotals
+    approved_count: int
+    outstanding_count: int
+    training_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    message: Message
+    body: bytes
+    header: Header
+
+
+def _reconciliation_error(totals: SettlementTotals) -> bool:
+    return Reconciliation.ERROR in (totals.domestic.reconciliation, totals.foreign.reconciliation)
+
+
+def _settle_totals(text: str | None) -> SettlementTotals | None:
+    return SettlementTotals.decode(text) if text else None
+
+
+class Terminal:
+    """A terminal engine over one journal. Not thread-safe: one request in flight."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        secrets: TerminalSecrets,
+        *,
+        clock: Callable[[], datetime],
+        exchange: Exchange | None = None,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+        timeout_ms: int = RESPONSE_TIMEOUT_MS,
+        tpdu: Tpdu | None = None,
+        header: Header | None = None,
+    ) -> None:
+        self.journal = journal
+        self._secrets = secrets
+        self._clock = clock
+        self._exchange = exchange
+        self._random_bytes = random_bytes
+        self.timeout_ms = timeout_ms
+        self._tpdu = tpdu or Tpdu()
+        self._header = header or Header()
+        self._keys: WorkingKeys | None = None
+        self._recovery_depth = 0
+        self.last_host_detail: BatchStateDetail | None = None  # field 63 of the last sign-on
+
+    # --- set-up -------------------------------------------------------------------
+
+    @staticmethod
+    def initialize(
+        journal: Journal,
+        *,
+        merchant_id: str,
+        terminal_id: str,
+        host_address: str,
+        clock: Callable[[], datetime],
+        batch_no: int = 1,
+    ) -> None:
+        """Write the first state row and batch of a new journal (refuses a used one)."""
+        if journal.initialized:
+            raise ConfigError("this journal is initialised already")
+        if not (len(terminal_id) == 8 and terminal_id.isascii() and terminal_id.isprintable()):
+            raise ConfigError(f"terminal ID {terminal_id!r} must be 8 printable ascii characters")
+        if not (len(merchant_id) == 15 and merchant_id.isascii() and merchant_id.isprintable()):
+            raise ConfigError(f"merchant ID {merchant_id!r} must be 15 printable ascii characters")
+        now = clock()
+        at = now.isoformat()
+        with journal.write(now) as writer:
+            writer.insert_batch(BatchRow(1, batch_no, SettleStep.OPEN.value, at))
+            writer.insert_state(
+                StateRow(merchant_id, terminal_id, host_address, 0, 1, False, 0, at, True)
+            )
+            writer.event("initialized", f"terminal {terminal_id} of merchant {merchant_id}")
+
+    @property
+    def signed_on(self) -> bool:
+        return self._keys is not None
+
+    def forget_keys(self) -> None:
+        """Drop the working keys (as a power cut does); the next flow signs on."""
+        self._keys = None
+
+    def run(self, flow: Flow[_T]) -> _T:
+        """Run ``flow`` over the synchronous link given at construction."""
+        if self._exchange is None:
+            raise ConfigError("this terminal has no synchronous link: use a driver")
+        return run_flow(flow, self._exchange)
+
+    # --- plain (synchronous) API ----------------------------------------------------
+
+    def sign_on(self) -> SignOnResult:
+        return self.run(self.sign_on_flow())
+
+    def sign_off(self) -> str:
+        return self.run(self.sign_off_flow())
+
+    def echo(self) -> str:
+        return self.run(self.echo_flow())
+
+    def sale(
+        self, amount_fen: int, pan: str, *, expiry: str | None = None, reference: str | None = None
+    ) -> TransactionResult:
+        return self.run(self.sale_flow(amount_fen, pan, expiry=expiry, reference=reference))
+
+    def void(self, stan: int) -> TransactionResult:
+        return self.run(self.void_flow(stan))
+
+    def refund(
+        self, stan: int, amount_fen: int, *, original_batch_no: int | None = None
+    ) -> TransactionResult:
+        return self.run(self.refund_flow(stan, amount_fen, original_batch_no=original_batch_no))
+
+    def settle(self) -> SettlementResult:
+        return self.run(self.settle_flow())
+
+    def flush(self) -> int:
+        return self.run(self.flush_flow())
+
+    def set_batch_no(self, first: str, second: str) -> SignOnResult:
+        return self.run(self.set_batch_no_flow(first, second))
+
+    # --- local reads ------------------------------------------------------------------
+
+    def state(self) -> StateRow:
+        return self.journal.state()
+
+    def current_batch(self) -> BatchRow:
+        return self.journal.current_batch()
+
+    def balance(self) -> BalanceResult:
+        """Local totals of the current batch (no message sent)."""
+        batch = self.journal.current_batch()
+        rows = self.journal.transactions(batch.batch_id)
+        return BalanceResult(
+            batch.batch_no,
+            batch.step,
+            self._totals(rows),
+            sum(1 for row in rows if row.counted),
+            sum(1 for row in rows if row.state in TxnState.OUTSTANDING),
+            sum(1 for row in rows if row.training),
+        )
+
+    def set_training(self, enabled: bool) -> None:
+        now = self._clock()
+        with self.journal.write(now) as writer:
+            writer.state(replace(self.journal.state(), training=enabled))
+            writer.event("training", f"training mode {'on' if enabled else 'off'}")
+
+    def pan_of(self, row: TxnRow) -> str:
+        """The clear PAN of a journal row (for batch upload and refunds; never print it)."""
+        return self._secrets.open_pan(row.pan_sealed, self.journal.state().terminal_id)
+
+    # --- helpers: counters, frames, answers ---------------------------------------------
+
+    def _now(self) -> datetime:
+        return self._clock()
+
+    def _take_stan(self, writer: Writer) -> int:
+        state = self.journal.state()
+        stan = next_stan(state.stan) if state.stan else 1
+        writer.state(replace(state, stan=stan))
+        return stan
+
+    def _new_stan(self) -> int:
+        with self.journal.write(self._now()) as writer:
+            return self._take_stan(writer)
+
+    def _frame(self, message: Request, *, mac: bool) -> bytes:
+        mak = None
+        if mac:
+            if self._keys is None:
+                raise NotSignedOn("no working keys: sign on first")
+            mak = self._keys.mak
+        body = encode_message(message, mak=mak)
+        return encode_frame(Frame(self._tpdu, self._header, body))
+
+    def _exchange_flow(
+        self, message: Request, expected: type[_M], *, mac: bool = True
+    ) -> Flow[_Answer | None]:
+        """Send ``message``; the answer if one of type ``expected`` for its STAN came in time."""
+        reply: Reply = yield Send(self._frame(message, mac=mac), self.timeout_ms)
+        if isinstance(reply, Timeout):
+            return None
+        try:
+            reader = FrameReader()
+            frames = reader.feed(reply)
+            if len(frames) != 1:
+                return None
+            frame = frames[0]
+            answer = decode_message(frame.body)
+        except (DecodeError, ValueError):
+            return None
+        if not isinstance(answer, expected):
+            return None
+        if getattr(answer, "stan", None) != message.stan or (
+            getattr(answer, "terminal_id", None) != message.terminal_id
+        ):
+            return None
+        if frame.header.processing_requirement == ProcessingRequirement.SIGN_ON:
+            self._keys = None
+        return _Answer(answer, frame.body, frame.header)
+
+    def _mac_ok(self, answer: _Answer, mak: bytes | None) -> bool:
+        if mak is None:
+            return False
+        try:
+            check_mac(answer.body, mak)
+        except MacError:
+            return False
+        return True
+
+    def _totals(self, rows: list[TxnRow]) -> SettlementTotals:
+        return compute_totals(
+            (Kind(row.kind), row.amount_fen, CardType(row.card_type)) for row in rows if row.counted
+        )
+
+    def _view(self, batch: BatchRow) -> LocalBatchView:
+        rows = self.journal.transactions(batch.batch_id)
+        return LocalBatchView(
+            batch.batch_no,
+            batch.settle_step,
+            sum(1 for row in rows if row.counted),
+            sum(1 for row in rows if row.state in TxnState.OUTSTANDING),
+        )
+
+    def _result(self, row: TxnRow) -> TransactionResult:
+        return TransactionResult(
+            row.kind,
+            row.txn_id,
+            row.stan,
+            row.batch_no,
+            row.amount_fen,
+            row.state,
+            row.response_code,
+            row.rrn,
+            row.auth_code,
+            row.pan_masked,
+            row.training,
+        )
+
+    def _move(self, batch: BatchRow, event: SettleEvent, **changes: object) -> BatchRow:
+        step = tb.apply(batch.settle_step, event)
+        moved = replace(batch, step=step.value, **changes)  # type: ignore[arg-type]
+        with self.journal.write(self._now()) as writer:
+            writer.batch(moved)
+            writer.event("settle_step", f"batch {batch.batch_no:06d}: {event.value} → {step}")
+        return moved
+
+    def _close(
+        self,
+        batch: BatchRow,
+        event: SettleEvent,
+        reason: str,
+        *,
+        host_batch_no: int | None = None,
+        changes: dict[str, object] | None = None,
+    ) -> BatchRow:
+        """Close ``batch`` and open the next one, in one journal write."""
+        step = tb.apply(batch.settle_step, event)
+        now = self._now()
+        closed = replace(
+            batch,
+            step=step.value,
+            closed_at=now.isoformat(),
+            close_reason=reason,
+            **(changes or {}),  # type: ignore[arg-type]
+        )
+        following = host_batch_no if host_batch_no is not None else next_batch_no(batch.batch_no)
+        opened = BatchRow(
+            self.journal.next_batch_id(), following, SettleStep.OPEN.value, now.isoformat()
+        )
+        with self.journal.write(now) as writer:
+            writer.batch(closed)
+            writer.insert_batch(opened)
+            writer.state(replace(self.journal.state(), batch_id=opened.batch_id))
+            writer.event(
+                "batch_closed",
+                f"batch {batch.batch_no:06d} closed ({reason}); batch {following:06d} opened",
+                batch_no=batch.batch_no,
+                next_batch_no=following,
+                reason=reason,
+            )
+        return opened
+
+    # --- sign-on, sign-off, echo ----------------------------------------------------------
+
+    def sign_on_flow(self, *, reconcile: bool = True) -> Flow[SignOnResult]:
+        """0800: new working keys; adopt or reconcile the host's batch number (60.2, 63)."""
+        state = self.journal.state()
+        batch = self.journal.current_batch()
+        stan = self._new_stan()
+        request = SignOnRequest(state.terminal_id, state.merchant_id, stan, batch.batch_no)
+        answer = yield from self._exchange_flow(request, SignOnResponse, mac=False)
+        if answer is None:
+            raise HostUnreachable("sign-on not answered")
+        response = answer.message
+        assert isinstance(response, SignOnResponse)
+        if response.response_code != APPROVED:
+            raise Declined(
+                f"sign-on refused: {describe(response.response_code)}",
+                response_code=response.response_code,
+            )
+        if response.working_keys is None:
+            raise Declined("sign-on answer carries no working keys", response_code="96")
+        try:
+            self._keys = unwrap_working_keys(self._secrets.master_key, response.working_keys)
+        except KeyCheckError as exc:
+            raise TerminalError(f"sign-on keys do not check: wrong master key? ({exc})") from exc
+        detail = response.batch_state
+        self.last_host_detail = detail
+        if not reconcile:
+            decision = tb.decide_recovery(self._view(batch), response.batch_no, detail)
+            return SignOnResult(batch.batch_no, response.batch_no, decision)
+        decision = yield from self._reconcile(response.batch_no, detail, cause="sign-on")
+        if self.journal.state().resync_pending:
+            yield from self._resync(response.batch_no, detail)
+        return SignOnResult(self.journal.current_batch().batch_no, response.batch_no, decision)
+
+    def _resync(self, host_batch_no: int, detail: BatchStateDetail | None) -> Flow[None]:
+        """A new or restored journal: settle the host's open batch before trading.
+
+        The journal cannot know what that batch already holds (approvals made
+        before a reinstall or after the backup); reusing its STANs would be
+        answered 94. Settling it hands the host our records and lets it put
+        what only it has into exceptions; nothing is lost on either side. A
+        host that has never seen this terminal (batch 000001, none closed) has
+        nothing to resync.
+        """
+        fresh_host = host_batch_no == 1 and (detail is None or detail.last_closed_batch_no is None)
+        if not fresh_host:
+            batch = self.journal.current_batch()
+            with self.journal.write(self._now()) as writer:
+                writer.event(
+                    "resync",
+                    f"new or restored journal: settling the host's batch {host_batch_no:06d} "
+                    "before any new transaction",
+                    host_batch_no=host_batch_no,
+                    local_batch_no=batch.batch_no,
+                )
+            yield from self._flush()
+            yield from self._settle_batch(recovery=True)
+        with self.journal.write(self._now()) as writer:
+            writer.state(replace(self.journal.state(), resync_pending=False))
+
+    def _reconcile(
+        self, host_batch_no: int, detail: BatchStateDetail | None, *, cause: str
+    ) -> Flow[RecoveryDecision]:
+        batch = self.journal.current_batch()
+        decision = tb.decide_recovery(self._view(batch), host_batch_no, detail)
+        if decision.action == RecoveryAction.RESUME:
+            return decision
+        with self.journal.write(self._now()) as writer:
+            writer.event(
+                "recovery",
+                decision.reason,
+                cause=cause,
+                action=decision.action.value,
+                local_batch_no=batch.batch_no,
+                host_batch_no=host_batch_no,
+                detail=detail.encode() if detail is not None else None,
+            )
+        if decision.action == RecoveryAction.ADOPT:
+            self._renumber(batch, host_batch_no, "adopted at " + cause)
+        elif decision.action == RecoveryAction.SET_ASIDE:
+            self._close(batch, SettleEvent.HOST_CLOSED, "set_aside", host_batch_no=host_batch_no)
+        elif self._recovery_depth < RECOVERY_DEPTH_MAX:
+            self._recovery_depth += 1
+            try:
+                yield from self._settle_batch(recovery=True)
+            finally:
+                self._recovery_depth -= 1
+            current = self.journal.current_batch()
+            if current.batch_no != host_batch_no and not self._view(current).counted_count:
+                self._renumber(current, host_batch_no, "adopted after settling the old batch")
+        else:
+            raise TerminalError("recovery did not converge: run `posbatch doctor`")
+        return decision
+
+    def _renumber(self, batch: BatchRow, batch_no: int, why: str) -> None:
+        tb.apply(batch.settle_step, SettleEvent.RENUMBER)
+        with self.journal.write(self._now()) as writer:
+            writer.batch(replace(batch, batch_no=batch_no))
+            writer.event(
+                "batch_renumbered",
+                f"batch {batch.batch_no:06d} → {batch_no:06d} ({why})",
+                old_batch_no=batch.batch_no,
+                new_batch_no=batch_no,
+            )
+
+    def set_batch_no_flow(self, first: str, second: str) -> Flow[SignOnResult]:
+        """Manual batch number: typed twice, accepted only if the host agrees."""
+        typed = parse_batch_no(first)
+        if parse_batch_no(second) != typed:
+            raise ConfigError("the two entries differ: type the batch number again")
+        batch = self.journal.current_batch()
+        view = self._view(batch)
+        if batch.settle_step != SettleStep.OPEN or view.counted_count or view.pending_count:
+            raise ConfigError(
+                f"batch {batch.batch_no:06d} holds transactions: settle it before renumbering"
+            )
+        result = yield from self.sign_on_flow(reconcile=False)
+        if result.host_batch_no != typed:
+            with self.journal.write(self._now()) as writer:
+                writer.event(
+                    "manual_batch_no_refused",
+                    f"typed {typed:06d}, host has {result.host_batch_no:06d}",
+                    typed=typed,
+                    host_batch_no=result.host_batch_no,
+                )
+            raise ConfigError(
+                f"the host's batch number is {result.host_batch_no:06d}, not {typed:06d}: "
+                "nothing changed (typing it would have caused a 77)"
+            )
+        if typed != batch.batch_no:
+            self._renumber(batch, typed, "typed by hand, confirmed by the host")
+        with self.journal.write(self._now()) as writer:
+            writer.event(
+                "manual_batch_no", f"batch number {typed:06d} entered and confirmed", typed=typed
+            )
+        return SignOnResult(typed, result.host_batch_no, result.recovery)
+
+    def sign_off_flow(self) -> Flow[str]:
+        state = self.journal.state()
+        stan = self._new_stan()
+        request = SignOffRequest(
+            state.terminal_id, state.merchant_id, stan, self.journal.current_batch().batch_no
+        )
+        answer = yield from self._exchange_flow(request, AdminResponse, mac=False)
+        self._keys = None
+        if answer is None:
+            raise HostUnreachable("sign-off not answered")
+        assert isinstance(answer.message, AdminResponse)
+        return answer.message.response_code
+
+    def echo_flow(self) -> Flow[str]:
+        state = self.journal.state()
+        stan = self._new_stan()
+        request = EchoRequest(
+            state.terminal_id, state.merchant_id, stan, self.journal.current_batch().batch_no
+        )
+        answer = yield from self._exchange_flow(request, AdminResponse, mac=False)
+        if answer is None:
+            raise HostUnreachable("echo not answered")
+        assert isinstance(answer.message, AdminResponse)
+        return answer.message.response_code
+
+    # --- outstanding items: reversals and refund resends ------------------------------------
+
+    def _prepare(self) -> Flow[None]:
+        if self._keys is None:
+            yield from self.sign_on_flow()
+        yield from self._flush()
+
+    def flush_flow(self) -> Flow[int]:
+        """Sign on if needed and clear every outstanding item; how many were cleared."""
+        before = len(self.journal.outstanding())
+        yield from self._prepare()
+        return before - len(self.journal.outstanding())
+
+    def _flush(self) -> Flow[None]:
+        for outstanding in self.journal.outstanding():
+            row = outstanding
+            if row.state == TxnState.PENDING:
+                row = self._unanswered(row, ReversalReason.TIMEOUT)
+            if row.state == TxnState.REVERSAL_PENDING:
+                yield from self._send_reversal(row)
+            elif row.state == TxnState.RESEND_PENDING:
+                yield from self._resend_refund(row)
+
+    def _unanswered(self, row: TxnRow, reason: ReversalReason) -> TxnRow:
+        """A request without a trustworthy answer: reverse it (refunds are resent instead)."""
+        if row.kind == Kind.REFUND.value:
+            changed = replace(
+                row, state=TxnState.RESEND_PENDING, updated_at=self._now().isoformat()
+            )
+        else:
+            changed = replace(
+                row,
+                state=TxnState.REVERSAL_PENDING,
+                reversal_reason=reason.value,
+                updated_at=self._now().isoformat(),
+            )
+        with self.journal.write(self._now()) as writer:
+            writer.txn(changed)
+            writer.event(
+                "unanswered",
+                f"{row.kind} STAN {row.stan:06d} has no valid answer: "
+                + ("resend" if row.kind == Kind.REFUND.value else f"reverse ({reason.value})"),
+                txn_id=row.txn_id,
+                stan=row.stan,
+            )
+        return changed
+
+    def _send_reversal(self, row: TxnRow) -> Flow[None]:
+        state = self.journal.state()
+        original = None
+        if row.kind == Kind.VOID.value and row.original_stan is not None:
+            original = OriginalTransaction(
+                row.original_batch_no or row.batch_no, row.original_stan, row.original_date
+            )
+        attempts = 0
+        while True:
+            if self._keys is None:
+                yield from self.sign_on_flow()
+            request = ReversalRequest(
+                state.terminal_id,
+                state.merchant_id,
+                row.stan,
+                row.batch_no,
+                row.amount_fen,
+                self.pan_of(row),
+                original_kind=Kind(row.kind),
+                reason=ReversalReason(row.reversal_reason or ReversalReason.TIMEOUT.value),
+                original=original,
+                expiry=row.expiry,
+            )
+            answer = yield from self._exchange_flow(request, TransactionResponse)
+            attempts += 1
+            row = replace(row, send_attempts=row.send_attempts + 1)
+            code = answer.message.response_code if answer is not None else None  # type: ignore[union-attr]
+            if code == _MAC_ERROR:
+                self._keys = None
+            if code is None or code in _RETRY_CODES:
+                with self.journal.write(self._now()) as writer:
+                    writer.txn(replace(row, updated_at=self._now().isoformat()))
+                if attempts >= SEND_ATTEMPTS_MAX:
+                    raise HostUnreachable(
+                        f"reversal of STAN {row.stan:06d} not accepted after {attempts} tries; "
+                        "it stays pending and goes first next time"
+                    )
+                continue
+            assert code is not None
+            with self.journal.write(self._now()) as writer:
+                writer.txn(
+                    replace(row, state=TxnState.REVERSED, updated_at=self._now().isoformat())
+                )
+                writer.event(
+                    "reversed",
+                    f"reversal of {row.kind} STAN {row.stan:06d} answered {describe(code)}",
+                    txn_id=row.txn_id,
+                    stan=row.stan,
+                    batch_no=row.batch_no,
+                    response_code=code,
+                )
+            return
+
+    def _resend_refund(self, row: TxnRow) -> Flow[None]:
+        attempts = 0
+        while True:
+            if self._keys is None:
+                yield from self.sign_on_flow()
+            answer = yield from self._exchange_flow(self._refund_request(row), TransactionResponse)
+            attempts += 1
+            row = replace(row, send_attempts=row.send_attempts + 1)
+            code = answer.message.response_code if answer is not None else None  # type: ignore[union-attr]
+            if code == _MAC_ERROR:
+                self._keys = None
+            if code is None or code in _RETRY_CODES:
+                with self.journal.write(self._now()) as writer:
+                    writer.txn(replace(row, updated_at=self._now().isoformat()))
+                if attempts >= SEND_ATTEMPTS_MAX:
+                    raise HostUnreachable(
+                        f"refund STAN {row.stan:06d} not answered after {attempts} tries; "
+                        "it is resent first next time"
+                    )
+                continue
+            assert answer is not None
+            self._record_answer(row, answer, mak=self._keys.mak if self._keys else None)
+            return
+
+    # --- financial transactions --------------------------------------------------------
+
+    def _check_card(self, amount_fen: int, pan: str, expiry: str | None) -> None:
+        if not 0 < amount_fen <= AMOUNT_FEN_MAX:
+            raise ConfigError(f"amount {amount_fen} fen must be 1..{AMOUNT_FEN_MAX}")
+        if not (PAN_DIGITS_MIN <= len(pan) <= PAN_DIGITS_MAX and pan.isascii() and pan.isdigit()):
+            raise ConfigError("a card number is 12 to 19 digits")
+        if expiry is not None and not (len(expiry) == 4 and expiry.isascii() and expiry.isdigit()):
+            raise ConfigError("expiry is YYMM, 4 digits")
+
+    def _open_batch_for_transactions(self) -> BatchRow:
+        batch = self.journal.current_batch()
+        if not tb.accepts_transactions(batch.settle_step):
+            raise TerminalError(
+                f"settlement of batch {batch.batch_no:06d} is under way ({batch.step}): "
+                "run `settle` to finish it first"
+            )
+        return batch
+
+    def _write_pending(
+        self,
+        kind: Kind,
+        amount_fen: int,
+        pan: str,
+        expiry: str | None,
+        *,
+        original: TxnRow | None = None,
+        reference: str | None = None,
+        training: bool = False,
+    ) -> TxnRow:
+        """Take a STAN and write the row ``pending``, in one journal write."""
+        batch = self.journal.current_batch()
+        state = self.journal.state()
+        now = self._now()
+        with self.journal.write(now) as writer:
+            if training:
+                stan = state.training_seq % 999_999 + 1
+                writer.state(replace(state, training_seq=stan))
+            else:
+                stan = self._take_stan(writer)
+            row = TxnRow(
+                txn_id=self.journal.next_txn_id(),
+                batch_id=batch.batch_id,
+                batch_no=batch.batch_no,
+                kind=kind.value,
+                stan=stan,
+                amount_fen=amount_fen,
+                pan_sealed=self._secrets.seal_pan(
+                    pan, state.terminal_id, random_bytes=self._random_bytes
+                ),
+                pan_masked=mask_pan(pan),
+                expiry=expiry,
+                card_type=card_type_of_pan(pan).value,
+                state=TxnState.TRAINING if training else TxnState.PENDING,
+                created_at=now.isoformat(),
+                updated_at=now.isoformat(),
+                original_txn_id=original.txn_id if original else None,
+                original_batch_no=original.batch_no if original else None,
+                original_stan=original.stan if original else None,
+                original_date=(original.host_date or original.created_at[5:10].replace("-", ""))
+                if original
+                else None,
+                training=training,
+                reference=reference,
+            )
+            writer.insert_txn(row)
+        return row
+
+    def _record_answer(self, row: TxnRow, answer: _Answer, *, mak: bytes | None) -> TxnRow:
+        """Write the outcome of ``row`` from its answer; an approval must carry a good MAC."""
+        response = answer.message
+        assert isinstance(response, TransactionResponse)
+        code = response.response_code
+        now = self._now()
+        if code == APPROVED and not self._mac_ok(answer, mak):
+            reversal = self._unanswered(replace(row, response_code=code), ReversalReason.FAULT)
+            return reversal
+        outcome = replace(
+            row,
+            state=TxnState.APPROVED if code == APPROVED else TxnState.DECLINED,
+            response_code=code,
+            rrn=response.rrn,
+            auth_code=response.auth_code,
+            host_time=response.local_time,
+            host_date=response.local_date,
+            updated_at=now.isoformat(),
+        )
+        with self.journal.write(now) as writer:
+            writer.txn(outcome)
+            if code == APPROVED and row.original_txn_id is not None:
+                original = self.journal.transaction(row.original_txn_id)
+                if row.kind == Kind.VOID.value:
+                    writer.txn(replace(original, state=TxnState.VOIDED, updated_at=now.isoformat()))
+                elif row.kind == Kind.REFUND.value:
+                    writer.txn(
+                        replace(
+                            original,
+                            refunded_fen=original.refunded_fen + row.amount_fen,
+                            updated_at=now.isoformat(),
+                        )
+                    )
+        return outcome
+
+    def _financial(
+        self,
+        kind: Kind,
+        build: Callable[[TxnRow], Request],
+        write: Callable[[], TxnRow],
+    ) -> Flow[TransactionResult]:
+        """The common life of a sale, void or refund: journal, send, outcome, 77/A0 handling."""
+        retries_77 = 0
+        retries_a0 = 0
+        while True:
+            yield from self._prepare()
+            if not tb.accepts_transactions(self.journal.current_batch().settle_step):
+                yield from self._finish_interrupted_settlement()
+            self._open_batch_for_transactions()
+            row = write()
+            mak = self._keys.mak if self._keys else None
+            answer = yield from self._exchange_flow(build(row), TransactionResponse)
+            if answer is None:
+                row = self._unanswered(row, ReversalReason.TIMEOUT)
+                with contextlib.suppress(HostUnreachable):  # stays pending: goes first next time
+                    yield from self._flush()
+                return self._result(self.journal.transaction(row.txn_id))
+            row = self._record_answer(row, answer, mak=mak)
+            if row.state == TxnState.REVERSAL_PENDING:
+                with contextlib.suppress(HostUnreachable):
+                    yield from self._flush()
+                return self._result(self.journal.transaction(row.txn_id))
+            code = row.response_code
+            if code == _BATCH_ERROR and retries_77 < RECOVERY_RETRIES_MAX:
+                retries_77 += 1
+                yield from self._recover(answer, cause=f"77 on {kind.value} STAN {row.stan:06d}")
+                continue
+            if code == _MAC_ERROR and retries_a0 < SIGN_ON_RETRIES_MAX:
+                retries_a0 += 1
+                self._keys = None
+                continue
+            return self._result(row)
+
+    def _finish_interrupted_settlement(self) -> Flow[None]:
+        batch = self.journal.current_batch()
+        with self.journal.write(self._now()) as writer:
+            writer.event(
+                "settle_resumed",
+                f"settlement of batch {batch.batch_no:06d} was interrupted at {batch.step}: "
+                "finishing it before the next transaction",
+                batch_no=batch.batch_no,
+                step=batch.step,
+            )
+        yield from self._settle_batch(recovery=False)
+
+    def _recover(self, answer: _Answer, *, cause: str) -> Flow[None]:
+        """On 77: sign on (new keys, the host's batch) and reconcile the journal with it."""
+        detail_text = getattr(answer.message, "detail", None)
+        detail = BatchStateDetail.decode(detail_text) if detail_text else None
+        with self.journal.write(self._now()) as writer:
+            writer.event(
+                "batch_error",
+                f"77 {cause}; host says {detail_text or 'nothing in 63'}",
+                detail=detail_text,
+            )
+        self._keys = None
+        result = yield from self.sign_on_flow(reconcile=False)
+        host_detail = detail if detail is not None else self.last_host_detail
+        yield from self._reconcile(result.host_batch_no, host_detail, cause=cause)
+        if self.journal.state().resync_pending:
+            yield from self._resync(result.host_batch_no, host_detail)
+        yield from self._flush()
+
+    def sale_flow(
+        self, amount_fen: int, pan: str, *, expiry: str | None = None, reference: str | None = None
+    ) -> Flow[TransactionResult]:
+        """消费: journal, send 0200, outcome. No answer → reversed; 77 → recovered and retried."""
+        self._check_card(amount_fen, pan, expiry)
+        state = self.journal.state()
+        if state.training:
+            self._open_batch_for_transactions()
+            row = self._write_pending(
+                Kind.SALE, amount_fen, pan, expiry, training=True, reference=reference
+            )
+            return self._result(row)
+
+        def build(row: TxnRow) -> Request:
+            return SaleRequest(
+                state.terminal_id,
+                state.merchant_id,
+                row.stan,
+                row.batch_no,
+                amount_fen,
+                pan,
+                expiry=expiry,
+            )
+
+        return (
+            yield from self._financial(
+                Kind.SALE,
+                build,
+                lambda: self._write_pending(
+                    Kind.SALE, amount_fen, pan, expiry, reference=reference
+                ),
+            )
+        )
+
+    def _original_sale(self, stan: int, batch_no: int | None) -> TxnRow:
+        for row in self.journal.find(stan, batch_no):
+            if row.kind == Kind.SALE.value:
+                return row
+        where = f" in batch {batch_no:06d}" if batch_no is not None else ""
+        raise TerminalError(f"no sale with STAN {stan:06d}{where} in the journal")
+
+    def void_flow(self, stan: int) -> Flow[TransactionResult]:
+        """消费撤销: the full amount of a sale of the current batch; 61 = the sale."""
+        state = self.journal.state()
+        batch = self.journal.current_batch()
+        sale = self._original_sale(stan, batch.batch_no)
+        if sale.batch_id != batch.batch_id:
+            raise TerminalError(f"sale STAN {stan:06d} is not in the current batch: refund it")
+        if sale.state != TxnState.APPROVED:
+            raise TerminalError(f"sale STAN {stan:06d} is {sale.state}: it cannot be voided")
+        if sale.refunded_fen:
+            raise TerminalError(f"sale STAN {stan:06d} was partly refunded: refund the rest")
+        pan = self.pan_of(sale)
+
+        def build(row: TxnRow) -> Request:
+            return VoidRequest(
+                state.terminal_id,
+                state.merchant_id,
+                row.stan,
+                row.batch_no,
+                row.amount_fen,
+                pan,
+                original=OriginalTransaction(sale.batch_no, sale.stan, row.original_date),
+                original_rrn=sale.rrn,
+                original_auth_code=sale.auth_code,
+                expiry=sale.expiry,
+            )
+
+        def write() -> TxnRow:
+            current = self.journal.transaction(sale.txn_id)
+            if current.state != TxnState.APPROVED:
+                raise TerminalError(f"sale STAN {stan:06d} is {current.state}: not voided")
+            if current.batch_id != self.journal.current_batch().batch_id:
+                raise TerminalError(f"sale STAN {stan:06d} left the current batch: refund it")
+            return self._write_pending(Kind.VOID, sale.amount_fen, pan, sale.expiry, original=sale)
+
+        return (yield from self._financial(Kind.VOID, build, write))
+
+    def _refund_request(self, row: TxnRow) -> RefundRequest:
+        state = self.journal.state()
+        original_rrn = None
+        if row.original_txn_id is not None:
+            original_rrn = self.journal.transaction(row.original_txn_id).rrn
+        return RefundRequest(
+            state.terminal_id,
+            state.merchant_id,
+            row.stan,
+            row.batch_no,
+            row.amount_fen,
+            self.pan_of(row),
+            original=OriginalTransaction(
+                row.original_batch_no or row.batch_no, row.original_stan or 0, row.original_date
+            ),
+            original_rrn=original_rrn,
+            expiry=row.expiry,
+        )
+
+    def refund_flow(
+        self, stan: int, amount_fen: int, *, original_batch_no: int | None = None
+    ) -> Flow[TransactionResult]:
+        """退货: part or all of an earlier sale (any batch); counts in the current batch."""
+        sale = self._original_sale(stan, original_batch_no)
+        if sale.state not in TxnState.COUNTED:
+            raise TerminalError(f"sale STAN {stan:06d} is {sale.state}: nothing to refund")
+        if sale.state == TxnState.VOIDED:
+            raise TerminalError(f"sale STAN {stan:06d} was voided already")
+        left = sale.amount_fen - sale.refunded_fen
+        if not 0 < amount_fen <= left:
+            raise ConfigError(f"refund {amount_fen} fen: 1..{left} fen of the sale is left")
+        pan = self.pan_of(sale)
+
+        def write() -> TxnRow:
+            return self._write_pending(Kind.REFUND, amount_fen, pan, sale.expiry, original=sale)
+
+        return (yield from self._financial(Kind.REFUND, self._refund_request, write))
+
+    # --- settlement ------------------------------------------------------------------------
+
+    def settle_flow(self) -> Flow[SettlementResult]:
+        """结算: resume the current batch's settlement where the journal says it stopped."""
+        yield from self._prepare()
+        return (yield from self._settle_batch(recovery=False))
+
+    def _settle_batch(self, *, recovery: bool) -> Flow[SettlementResult]:
+        batch = self.journal.current_batch()
+        resumed_from = batch.step
+        state = self.journal.state()
+        if batch.settle_step in (SettleStep.OPEN, SettleStep.FLUSHING):
+            batch = self._move(batch, SettleEvent.BEGIN)
+            yield from self._flush()
+            batch = self._move(batch, SettleEvent.FLUSHED)
+        sign_on_retries = 0
+        while batch.settle_step == SettleStep.SETTLING:
+            totals = self._totals(self.journal.transactions(batch.batch_id))
+            request = SettlementRequest(
+                state.terminal_id, state.merchant_id, self._new_stan(), batch.batch_no, totals
+            )
+            mak = self._keys.mak if self._keys else None
+            answer = yield from self._exchange_flow(request, SettlementResponse)
+            if answer is None:
+                raise HostUnreachable(
+                    f"settlement of batch {batch.batch_no:06d} not answered; settle again"
+                )
+            response = answer.message
+            assert isinstance(response, SettlementResponse)
+            code = response.response_code
+            if code == APPROVED and not self._mac_ok(answer, mak):
+                code = _MAC_ERROR
+            if code == _MAC_ERROR and sign_on_retries < SIGN_ON_RETRIES_MAX:
+                sign_on_retries += 1
+                yield from self.sign_on_flow(reconcile=False)
+                continue
+            if code == _BATCH_ERROR:
+                return (yield from self._settle_refused(batch, answer, recovery, resumed_from))
+            if code != APPROVED or response.totals is None:
+                raise Declined(
+                    f"settlement of batch {batch.batch_no:06d} refused: {describe(code)}",
+                    response_code=code,
+                )
+            changes: dict[str, object] = {
+                "terminal_totals": totals.encode(),
+                "host_totals": response.totals.encode(),
+                "settle_response_code": code,
+                "balanced": response.totals.balanced,
+            }
+            same = totals.same_amounts(response.totals)
+            if response.totals.balanced and same:
+                self._close(batch, SettleEvent.BALANCED, "balanced", changes=changes)
+                return self._settlement_result(batch.batch_id, resumed_from)
+            if response.totals.balanced or _reconciliation_error(response.totals):
+                # The host closed this batch before (a repeated answer, or a batch the back
+                # office closed): nothing to upload; the difference is the back office's.
+                changes["balanced"] = False
+                self._close(batch, SettleEvent.HOST_CLOSED, "closed_by_host", changes=changes)
+                with self.journal.write(self._now()) as writer:
+                    writer.event(
+                        "closed_by_host",
+                        f"batch {batch.batch_no:06d} was closed by the host; terminal totals "
+                        f"{totals.encode()} host totals {response.totals.encode()}"
+                        + ("" if same else ": they differ, see the host's exceptions"),
+                        batch_no=batch.batch_no,
+                        same_totals=same,
+                    )
+                return self._settlement_result(batch.batch_id, resumed_from)
+            batch = self._move(batch, SettleEvent.NOT_BALANCED, **changes)
+        if batch.settle_step == SettleStep.UPLOADING:
+            batch = yield from self._upload(batch)
+        if batch.settle_step == SettleStep.ENDING:
+            yield from self._upload_end(batch)
+        return self._settlement_result(batch.batch_id, resumed_from)
+
+    def _settle_refused(
+        self, batch: BatchRow, answer: _Answer, recovery: bool, resumed_from: str
+    ) -> Flow[SettlementResult]:
+        """A 77 to our 0500: inside recovery the host closed the batch; else recover first."""
+        if recovery:
+            detail = getattr(answer.message, "detail", None)
+            self._close(
+                batch,
+                SettleEvent.HOST_CLOSED,
+                "closed_by_host",
+                changes={"settle_response_code": _BATCH_ERROR},
+            )
+            with self.journal.write(self._now()) as writer:
+                writer.event(
+                    "closed_by_host",
+                    f"the host closed batch {batch.batch_no:06d} without our settlement; "
+                    "its approvals stay in that host batch, totals not compared",
+                    batch_no=batch.batch_no,
+                    detail=detail,
+                )
+            return self._settlement_result(batch.batch_id, resumed_from)
+        yield from self._recover(answer, cause=f"77 on settlement of batch {batch.batch_no:06d}")
+        settled = self.journal.batch(batch.batch_id)
+        if settled.settle_step == SettleStep.CLOSED:
+            return self._settlement_result(settled.batch_id, resumed_from)
+        return (yield from self._settle_batch(recovery=True))
+
+    def _upload(self, batch: BatchRow) -> Flow[BatchRow]:
+        state = self.journal.state()
+        sign_on_retries = 0
+        while True:
+            rows = [
+                row
+                for row in self.journal.transactions(batch.batch_id)
+                if row.counted and not row.uploaded
+            ]
+            if not rows:
+                return self._move(batch, SettleEvent.UPLOADED)
+            chunk = rows[:MAX_UPLOAD_RECORDS]
+            records = tuple(
+                UploadRecord(CardType(row.card_type), row.stan, self.pan_of(row), row.amount_fen)
+                for row in chunk
+            )
+            request = BatchUploadRequest(
+                state.terminal_id, state.merchant_id, self._new_stan(), batch.batch_no, records
+            )
+            answer = yield from self._exchange_flow(request, BatchUploadResponse)
+            if answer is None:
+                raise HostUnreachable(
+                    f"batch upload of batch {batch.batch_no:06d} not answered; settle again"
+                )
+            assert isinstance(answer.message, BatchUploadResponse)
+            code = answer.message.response_code
+            if code == _MAC_ERROR and sign_on_retries < SIGN_ON_RETRIES_MAX:
+                sign_on_retries += 1
+                yield from self.sign_on_flow(reconcile=False)
+                continue
+            if code == _BATCH_ERROR:
+                self._close(batch, SettleEvent.HOST_CLOSED, "closed_by_host")
+                return self.journal.batch(batch.batch_id)
+            if code != APPROVED:
+                raise Declined(f"batch upload refused: {describe(code)}", response_code=code)
+            now = self._now()
+            batch = replace(
+                self.journal.batch(batch.batch_id),
+                uploaded_count=batch.uploaded_count + len(chunk),
+                upload_messages=batch.upload_messages + 1,
+            )
+            with self.journal.write(now) as writer:
+                for row in chunk:
+                    writer.txn(replace(row, uploaded=True, updated_at=now.isoformat()))
+                writer.batch(batch)
+
+    def _upload_end(self, batch: BatchRow) -> Flow[None]:
+        state = self.journal.state()
+        total = sum(1 for row in self.journal.transactions(batch.batch_id) if row.uploaded)
+        sign_on_retries = 0
+        while True:
+            request = BatchUploadEndRequest(
+                state.terminal_id, state.merchant_id, self._new_stan(), batch.batch_no, total
+            )
+            answer = yield from self._exchange_flow(request, BatchUploadResponse)
+            if answer is None:
+                raise HostUnreachable(
+                    f"upload end of batch {batch.batch_no:06d} not answered; settle again"
+                )
+            assert isinstance(answer.message, BatchUploadResponse)
+            code = answer.message.response_code
+            if code == _MAC_ERROR and sign_on_retries < SIGN_ON_RETRIES_MAX:
+                sign_on_retries += 1
+                yield from self.sign_on_flow(reconcile=False)
+                continue
+            if code == _BATCH_ERROR:
+                self._close(batch, SettleEvent.HOST_CLOSED, "closed_by_host")
+                return
+            if code != APPROVED:
+                raise Declined(f"upload end refused: {describe(code)}", response_code=code)
+            self._close(batch, SettleEvent.ENDED, "uploaded")
+            return
+
+    def _settlement_result(self, batch_id: int, resumed_from: str) -> SettlementResult:
+        batch = self.journal.batch(batch_id)
+        return SettlementResult(
+            batch.batch_no,
+            batch.balanced,
+            _settle_totals(batch.terminal_totals),
+            _settle_totals(batch.host_totals),
+            batch.uploaded_count,
+            batch.close_reason or batch.step,
+            resumed_from,
+            self.journal.current_batch().batch_no,
+        )
+
+    # --- iteration helpers for reports -------------------------------------------------------
+
+    def iter_batch(self, batch_id: int) -> Iterator[TxnRow]:
+        yield from self.journal.transactions(batch_id)
