@@ -1,0 +1,231 @@
+"""``posbatch host …``: a thin shell over posbatch.host (no business logic here)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Final
+
+import typer
+
+from posbatch import storage
+from posbatch.errors import ConfigError, PosbatchError
+from posbatch.host.core import HostCore
+from posbatch.host.faults import load_fault_script
+from posbatch.host.server import CONNECTIONS_MAX, IDLE_TIMEOUT_MS, ServerLimits, serve
+from posbatch.host.store import PAN_KEY_BYTES, HostStore
+
+__all__ = ["app", "open_store", "pan_key"]
+
+DATA_DIR_DEFAULT: Final = Path("posbatch-data")
+DB_FILE_NAME: Final = "host.db"
+PAN_KEY_FILE_NAME: Final = "host-pan.key"
+LISTEN_DEFAULT: Final = "127.0.0.1:5800"
+
+app = typer.Typer(help="The acquirer host (POSP).", no_args_is_help=True, add_completion=False)
+
+DataDir = Annotated[
+    Path, typer.Option("--data-dir", help="Where the SQLite file and the PAN key live.")
+]
+
+
+def pan_key(data_dir: Path) -> bytes:
+    """The PAN-hash key of this data directory (created on first use, mode 0600)."""
+    path = data_dir / PAN_KEY_FILE_NAME
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secrets.token_hex(PAN_KEY_BYTES))
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except ValueError as exc:
+        raise ConfigError(f"{path} does not hold a hex key") from exc
+
+
+def open_store(data_dir: Path) -> HostStore:
+    """The store of ``data_dir`` (or of POSBATCH_DATABASE_URL)."""
+    url = storage.database_url(data_dir, file_name=DB_FILE_NAME)
+    return HostStore.open(url, pan_key=pan_key(data_dir))
+
+
+def _fail(exc: PosbatchError) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(2)
+
+
+@app.command("serve")
+def serve_command(
+    listen: Annotated[str, typer.Option(help="HOST:PORT to listen on.")] = LISTEN_DEFAULT,
+    data_dir: DataDir = DATA_DIR_DEFAULT,
+    faults: Annotated[
+        Path | None, typer.Option(help="Fault script (JSON or TOML), see docs/host.md.")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="info: one JSON line per request.")] = "info",
+    *,
+    connections_max: Annotated[
+        int, typer.Option(help="Most connections at once.")
+    ] = CONNECTIONS_MAX,
+    idle_timeout_ms: Annotated[
+        int, typer.Option(help="Close a connection idle this long.")
+    ] = IDLE_TIMEOUT_MS,
+) -> None:
+    """Run the host: terminals connect over TCP and speak the wire profile.
+
+    Example: posbatch host serve --listen 127.0.0.1:5800 --data-dir ./posbatch-data
+    """
+    logging.basicConfig(stream=sys.stderr, format="%(message)s", level=log_level.upper())
+    host, _, port = listen.rpartition(":")
+    try:
+        script = load_fault_script(faults) if faults is not None else None
+        store = open_store(data_dir)
+    except PosbatchError as exc:
+        raise _fail(exc) from exc
+    core = HostCore(store, clock=lambda: datetime.now(UTC), faults=script)
+    limits = ServerLimits(connections_max=connections_max, idle_timeout_ms=idle_timeout_ms)
+    try:
+        asyncio.run(serve(core, host or "127.0.0.1", int(port), limits=limits))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        store.close()
+
+
+@app.command("add-terminal")
+def add_terminal(
+    merchant_id: Annotated[str, typer.Option(help="15 characters.")],
+    terminal_id: Annotated[str, typer.Option(help="8 characters.")],
+    master_key: Annotated[
+        str | None, typer.Option(help="32 hex digits; generated and printed when absent.")
+    ] = None,
+    data_dir: DataDir = DATA_DIR_DEFAULT,
+) -> None:
+    """Register a terminal with its master key (TMK).
+
+    Example: posbatch host add-terminal --merchant-id 898110054110001 --terminal-id 10000001
+    """
+    generated = master_key is None
+    key_hex = secrets.token_hex(16).upper() if master_key is None else master_key
+    try:
+        key = bytes.fromhex(key_hex)
+    except ValueError:
+        raise _fail(ConfigError("--master-key must be 32 hex digits")) from None
+    try:
+        store = open_store(data_dir)
+        store.add_terminal(merchant_id, terminal_id, key, now=datetime.now(UTC))
+    except PosbatchError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"registered terminal {terminal_id} of merchant {merchant_id}")
+    if generated:
+        typer.echo(f"master key: {key_hex}")
+
+
+@app.command("list-terminals")
+def list_terminals(data_dir: DataDir = DATA_DIR_DEFAULT) -> None:
+    """List registered terminals with their batch state.
+
+    Example: posbatch host list-terminals --data-dir ./posbatch-data
+    """
+    typer.echo("terminal_id  merchant_id      status     signed_on  batch_no  state      last_stan")
+    for info in open_store(data_dir).list_terminals():
+        batch = "-" if info.batch_no is None else f"{info.batch_no:06d}"
+        state = "-" if info.batch_state is None else info.batch_state.value
+        stan = "-" if info.last_stan is None else f"{info.last_stan:06d}"
+        typer.echo(
+            f"{info.terminal_id:<12} {info.merchant_id:<16} {info.status:<10} "
+            f"{'yes' if info.signed_on else 'no':<10} {batch:<9} {state:<10} {stan}"
+        )
+
+
+@app.command("suspend")
+def suspend(
+    terminal_id: str,
+    data_dir: DataDir = DATA_DIR_DEFAULT,
+    resume: Annotated[bool, typer.Option(help="Make the terminal active again.")] = False,
+) -> None:
+    """Suspend a terminal (its requests get 58), or --resume it.
+
+    Example: posbatch host suspend 10000001
+    """
+    try:
+        open_store(data_dir).set_status(terminal_id, suspended=not resume)
+    except PosbatchError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"terminal {terminal_id} {'active' if resume else 'suspended'}")
+
+
+@app.command("batches")
+def batches(terminal_id: str, data_dir: DataDir = DATA_DIR_DEFAULT) -> None:
+    """Show a terminal's batches: state, times, how each closed, settlement answer.
+
+    Example: posbatch host batches 10000001
+    """
+    typer.echo(
+        "batch_no  state      opened_at            closed_at            closed_by  host_totals"
+    )
+    for batch in open_store(data_dir).batches(terminal_id):
+        closed = "-" if batch.closed_at is None else f"{batch.closed_at:%Y-%m-%d %H:%M:%S}"
+        totals = "-" if batch.host_totals is None else batch.host_totals.encode()
+        marker = " *" if batch.current else ""
+        typer.echo(
+            f"{batch.batch_no:06d}    {batch.state.value:<10} {batch.opened_at:%Y-%m-%d %H:%M:%S}  "
+            f"{closed:<20} {batch.close_reason or '-':<10} {totals}{marker}"
+        )
+
+
+@app.command("transactions")
+def transactions(
+    terminal_id: str,
+    batch_no: Annotated[int | None, typer.Option(help="Only this batch.")] = None,
+    data_dir: DataDir = DATA_DIR_DEFAULT,
+) -> None:
+    """Show a terminal's transactions (masked card numbers only).
+
+    Example: posbatch host transactions 10000001 --batch-no 1
+    """
+    typer.echo("batch_no  stan    kind      amount_fen  card                 status    code")
+    for row in open_store(data_dir).transactions(terminal_id, batch_no):
+        typer.echo(
+            f"{row.batch_no:06d}    {row.stan:06d}  {row.kind.value:<9} {row.amount_fen:>10}  "
+            f"{row.pan_masked:<20} {row.status:<9} {row.response_code}"
+        )
+
+
+@app.command("exceptions")
+def exceptions(
+    terminal_id: Annotated[str | None, typer.Argument(help="Only this terminal.")] = None,
+    data_dir: DataDir = DATA_DIR_DEFAULT,
+) -> None:
+    """Show exception (差错) records with their causes.
+
+    Example: posbatch host exceptions 10000001
+    """
+    for row in open_store(data_dir).exceptions(terminal_id):
+        batch = "-" if row.batch_no is None else f"{row.batch_no:06d}"
+        stan = "-" if row.stan is None else f"{row.stan:06d}"
+        typer.echo(
+            f"#{row.exception_id} {row.terminal_id} batch {batch} stan {stan} {row.kind}: "
+            f"{row.cause} (terminal {row.terminal_amount_fen}, host {row.host_amount_fen})"
+        )
+
+
+@app.command("advance-batch")
+def advance_batch(
+    terminal_id: str,
+    reason: Annotated[str, typer.Option(help="Why, for the exception record.")],
+    data_dir: DataDir = DATA_DIR_DEFAULT,
+) -> None:
+    """Back office: close a terminal's open batch now and open the next (its terminal gets 77).
+
+    Example: posbatch host advance-batch 10000001 --reason "cut-over fix"
+    """
+    try:
+        batch_no = open_store(data_dir).advance_batch(terminal_id, reason, now=datetime.now(UTC))
+    except PosbatchError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"terminal {terminal_id} now on batch {batch_no:06d}")

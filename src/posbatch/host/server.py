@@ -1,0 +1,264 @@
+"""The asyncio TCP shell around :class:`~posbatch.host.core.HostCore`: sockets only.
+
+Theory of operation
+-------------------
+Each connection is an :class:`asyncio.Protocol` holding a
+:class:`~posbatch.host.session.HostSession`. Whole frames go to one
+:class:`GroupCommitter`, which hands everything that arrived since its last
+commit — from every connection — to ``core.handle_decoded_frames`` in a
+worker thread: one database transaction, one commit, then every answer of
+the group is written. While a group commits, the next one gathers; that is
+what makes many durable answers per second out of one fsync each.
+
+Answers on one connection leave in request order (a delayed answer holds
+back the ones after it, as on a real line). Named limits bound everything:
+connections, frame size, idle time, requests in flight per connection.
+One JSON log line per request (terminal_id, batch_no, stan, mti,
+response_code, latency_ms; never a PAN).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Final
+
+from posbatch.host.core import GROUP_MAX_REQUESTS, HostCore, HostReply
+from posbatch.host.session import HostSession
+from posbatch.wire import MAX_FRAME_BYTES, Frame
+
+__all__ = [
+    "CONNECTIONS_MAX",
+    "IDLE_TIMEOUT_MS",
+    "IN_FLIGHT_MAX",
+    "GroupCommitter",
+    "HostServer",
+    "ServerLimits",
+    "serve",
+]
+
+CONNECTIONS_MAX: Final = 10_000
+IDLE_TIMEOUT_MS: Final = 300_000
+IN_FLIGHT_MAX: Final = 32  # requests of one connection between arrival and answer
+IDLE_SWEEP_INTERVAL_MS: Final = 1_000
+LISTEN_BACKLOG: Final = 4096
+
+log = logging.getLogger("posbatch.host")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    connections_max: int = CONNECTIONS_MAX
+    frame_bytes_max: int = MAX_FRAME_BYTES
+    idle_timeout_ms: int = IDLE_TIMEOUT_MS
+    in_flight_max: int = IN_FLIGHT_MAX
+
+
+class _Slot:
+    """One request's place in its connection's answer order."""
+
+    __slots__ = ("arrived", "ready", "reply")
+
+    def __init__(self, arrived: float) -> None:
+        self.arrived = arrived
+        self.reply: HostReply | None = None
+        self.ready = False
+
+
+class GroupCommitter:
+    """Collects frames from all connections; one worker thread commits a group at a time."""
+
+    def __init__(self, core: HostCore) -> None:
+        self._core = core
+        self._queue: list[tuple[Frame, _Slot, _Connection]] = []
+        self._running = False
+        # One writer: SQLite has one anyway, and order per terminal stays simple.
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="host-commit"
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    def submit(self, frame: Frame, slot: _Slot, connection: _Connection) -> None:
+        self._queue.append((frame, slot, connection))
+        if not self._running:
+            self._running = True
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._queue:
+                group = self._queue[:GROUP_MAX_REQUESTS]
+                del self._queue[:GROUP_MAX_REQUESTS]
+                frames = [frame for frame, _, _ in group]
+                replies = await loop.run_in_executor(
+                    self._executor, self._core.handle_decoded_frames, frames
+                )
+                for (_, slot, connection), reply in zip(group, replies, strict=True):
+                    connection.answer(slot, reply)
+        finally:
+            self._running = False
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, server: HostServer) -> None:
+        self._server = server
+        self._session = HostSession(server.core, max_frame_bytes=server.limits.frame_bytes_max)
+        self._pending: collections.deque[_Slot] = collections.deque()
+        self._transport: asyncio.Transport | None = None
+        self._paused = False
+        self._closing = False
+        self.last_activity = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self.last_activity = time.monotonic()
+        if len(self._server.connections) >= self._server.limits.connections_max:
+            log.warning(json.dumps({"event": "refused", "reason": "connections_max"}))
+            transport.abort()
+            return
+        self._server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server.connections.discard(self)
+        self._closing = True
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        now = time.monotonic()
+        self.last_activity = now
+        frames, local = self._session.split(data)
+        for reply in local:
+            slot = _Slot(now)
+            self._pending.append(slot)
+            self.answer(slot, reply)
+        for frame in frames:
+            slot = _Slot(now)
+            self._pending.append(slot)
+            self._server.committer.submit(frame, slot, self)
+        if len(self._pending) >= self._server.limits.in_flight_max and not self._paused:
+            assert self._transport is not None
+            self._transport.pause_reading()
+            self._paused = True
+
+    def answer(self, slot: _Slot, reply: HostReply) -> None:
+        slot.reply = reply
+        if reply.delay_ms > 0:
+            asyncio.get_running_loop().call_later(reply.delay_ms / 1000, self._ready, slot)
+        else:
+            self._ready(slot)
+
+    def _ready(self, slot: _Slot) -> None:
+        slot.ready = True
+        self._flush()
+
+    def _flush(self) -> None:
+        transport = self._transport
+        while self._pending and self._pending[0].ready:
+            slot = self._pending.popleft()
+            reply = slot.reply
+            assert reply is not None
+            if reply.log.mti is not None or reply.log.error is not None:
+                self._server.log_request(reply, slot.arrived)
+            if transport is None or self._closing:
+                continue
+            for frame in reply.frames:
+                transport.write(frame)
+            if reply.close:
+                self._closing = True
+                transport.close()
+        if self._paused and len(self._pending) < self._server.limits.in_flight_max:
+            self._paused = False
+            if transport is not None and not self._closing:
+                transport.resume_reading()
+
+    def idle_for(self, now: float) -> float:
+        return now - self.last_activity if not self._pending else 0.0
+
+    def close_idle(self) -> None:
+        if self._transport is not None:
+            self._closing = True
+            self._transport.close()
+
+
+class HostServer:
+    def __init__(self, core: HostCore, *, limits: ServerLimits | None = None) -> None:
+        self.core = core
+        self.limits = limits or ServerLimits()
+        self.committer = GroupCommitter(core)
+        self.connections: set[_Connection] = set()
+        self._server: asyncio.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Connection(self), host, port, backlog=LISTEN_BACKLOG
+        )
+        self._sweeper = loop.create_task(self._sweep_idle())
+        address = self._server.sockets[0].getsockname()
+        return str(address[0]), int(address[1])
+
+    async def _sweep_idle(self) -> None:
+        while True:
+            await asyncio.sleep(IDLE_SWEEP_INTERVAL_MS / 1000)
+            now = time.monotonic()
+            for connection in list(self.connections):
+                if connection.idle_for(now) * 1000 > self.limits.idle_timeout_ms:
+                    connection.close_idle()
+
+    async def serve_forever(self) -> None:
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        if self._server is not None:
+            self._server.close()
+            for connection in list(self.connections):
+                connection.close_idle()
+            await self._server.wait_closed()
+        self.committer.close()
+
+    def log_request(self, reply: HostReply, arrived: float) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return
+        line = {k: v for k, v in asdict(reply.log).items() if v is not None}
+        line["latency_ms"] = round((time.monotonic() - arrived) * 1000, 3)
+        if not reply.frames:
+            line["answered"] = False
+        log.info(json.dumps(line, separators=(",", ":")))
+
+
+async def serve(
+    core: HostCore,
+    host: str,
+    port: int,
+    *,
+    limits: ServerLimits | None = None,
+    ready: asyncio.Event | None = None,
+) -> None:
+    """Run the host until cancelled."""
+    server = HostServer(core, limits=limits)
+    bound = await server.start(host, port)
+    log.warning(json.dumps({"event": "listening", "host": bound[0], "port": bound[1]}))
+    if ready is not None:
+        ready.set()
+    try:
+        await server.serve_forever()
+    finally:
+        await server.close()
