@@ -1,0 +1,663 @@
+"""Checkout: cart lines checked against a catalog snapshot, then paid. No I/O of its own.
+
+Theory of operation
+-------------------
+A cashier builds a cart of :class:`LineRequest` s: a product (GTIN), a quantity
+and — for a lot-tracked product — the lot(s) it is taken from. A lot comes
+from a scan, from manual entry (typed twice: :func:`manual_line`), or from a
+first-expiry-first-out suggestion (:func:`fefo_line`), which may spread one
+line over several lots.
+
+:func:`price_cart` checks every line against a :class:`CatalogSnapshot` and
+``today`` (both passed in) and refuses with :class:`CheckoutRefused` — reason
+in Chinese and English, plus the lot to use instead — when a product is
+unknown, a lot-tracked product has no lot, a lot is unknown for that product,
+expired (a lot is sellable up to and including its expiry date), recalled, or
+has less stock than the cart takes from it (summed over all lines). A cart
+priced on a terminal copy older than ``max_catalog_age`` carries a warning.
+
+:func:`pay_cart` turns the cart total into a sale through a :class:`Payer`
+and records the order in an :class:`OrderBook`, in this order:
+
+1. if a fresh snapshot is at hand, compare every product and lot of the cart
+   by version; a price or lot change since the scan refuses the payment
+   (:class:`CatalogChanged`) so the cashier sees it and prices again;
+2. the order is written *pending* (durable) with its lines and lots;
+3. the payer charges the total; the order records STAN and batch_no;
+4. approved → the order is completed and stock decremented, in one
+   transaction; declined or no answer → the order is closed unpaid.
+
+If the process dies between 3 and 4 the order stays *pending*: it still shows
+in a recall trace, ``posbatch catalog pending`` lists it, and the terminal
+journal (which wrote the sale before sending it) has its STAN and batch_no to
+complete or close it by hand. Nothing is decremented for money not taken.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from posbatch.catalog._model import CatalogSnapshot, Lot, Product
+from posbatch.catalog._scan import ScanReading
+from posbatch.errors import CheckoutRefused, Declined, HostUnreachable
+
+__all__ = [
+    "CART_LINES_MAX",
+    "DEFAULT_MAX_CATALOG_AGE",
+    "LINE_QUANTITY_MAX",
+    "Cart",
+    "CartLine",
+    "CatalogChange",
+    "CatalogChanged",
+    "CheckoutWarning",
+    "LineRequest",
+    "LineTake",
+    "LotSource",
+    "LotTake",
+    "OpenOrder",
+    "OrderBook",
+    "Payer",
+    "Payment",
+    "Receipt",
+    "catalog_changes",
+    "fefo_line",
+    "format_fen",
+    "manual_line",
+    "pay_cart",
+    "price_cart",
+    "render_receipt",
+]
+
+LINE_QUANTITY_MAX = 9_999
+CART_LINES_MAX = 200
+DEFAULT_MAX_CATALOG_AGE = dt.timedelta(hours=24)
+
+
+class LotSource(StrEnum):
+    """Where a line's lot came from (kept on the order for the audit)."""
+
+    SCAN = "scan"
+    MANUAL = "manual"
+    FEFO = "fefo"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class LotTake:
+    """``quantity`` units taken from lot ``lot_no``."""
+
+    lot_no: str
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class LineRequest:
+    """What the cashier asked for: a product, a quantity, and the lot(s) it comes from."""
+
+    gtin: str
+    quantity: int
+    lots: tuple[LotTake, ...] = ()
+    source: LotSource = LotSource.NONE
+    scan_raw: str | None = None
+
+    @classmethod
+    def from_scan(
+        cls, reading: ScanReading, *, raw: str, quantity: int | None = None
+    ) -> LineRequest:
+        """A line for a scanned item: quantity from the scan's count (30/37), else 1."""
+        count = quantity if quantity is not None else (reading.quantity or 1)
+        if reading.lot is None:
+            return cls(reading.gtin, count, (), LotSource.NONE, raw)
+        return cls(reading.gtin, count, (LotTake(reading.lot, count),), LotSource.SCAN, raw)
+
+
+@dataclass(frozen=True, slots=True)
+class LineTake:
+    lot: Lot
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class CartLine:
+    """A checked line: the product and lots as the snapshot had them, and the amount."""
+
+    product: Product
+    quantity: int
+    takes: tuple[LineTake, ...]
+    source: LotSource
+    scan_raw: str | None
+
+    @property
+    def amount_fen(self) -> int:
+        return self.product.price_fen * self.quantity
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutWarning:
+    code: str
+    message_en: str
+    message_zh: str
+
+
+@dataclass(frozen=True, slots=True)
+class Cart:
+    lines: tuple[CartLine, ...]
+    catalog_version: int
+    warnings: tuple[CheckoutWarning, ...] = ()
+
+    @property
+    def total_fen(self) -> int:
+        return sum(line.amount_fen for line in self.lines)
+
+
+def format_fen(amount_fen: int) -> str:
+    """``1250`` → ``"12.50"`` (integer arithmetic only)."""
+    sign = "-" if amount_fen < 0 else ""
+    yuan, fen = divmod(abs(amount_fen), 100)
+    return f"{sign}{yuan}.{fen:02d}"
+
+
+# --- refusals ------------------------------------------------------------------
+
+
+def _refuse(en: str, zh: str, suggestion: _Suggestion | None = None) -> CheckoutRefused:
+    if suggestion is None:
+        return CheckoutRefused(en, reason_zh=zh)
+    return CheckoutRefused(
+        f"{en}; {suggestion.en}", reason_zh=f"{zh}；{suggestion.zh}", suggestion=suggestion.lots
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Suggestion:
+    en: str
+    zh: str
+    lots: str | None
+
+
+def _expiry_text(lot: Lot) -> str:
+    return lot.expiry.isoformat() if lot.expiry else "no expiry"
+
+
+def _fefo_allocation(
+    snapshot: CatalogSnapshot,
+    gtin: str,
+    quantity: int,
+    today: dt.date,
+    *,
+    used: Mapping[tuple[str, str], int],
+    exclude: str | None = None,
+) -> tuple[list[tuple[Lot, int]], int]:
+    """Lots to take ``quantity`` from, first expiry first; and how many could not be found."""
+    allocation: list[tuple[Lot, int]] = []
+    missing = quantity
+    for lot in snapshot.lots_fefo(gtin):
+        if missing == 0:
+            break
+        if lot.lot_no == exclude or not lot.is_sellable(today):
+            continue
+        available = lot.quantity_on_hand - used.get((gtin, lot.lot_no), 0)
+        if available <= 0:
+            continue
+        take = min(available, missing)
+        allocation.append((lot, take))
+        missing -= take
+    return allocation, missing
+
+
+def _suggest(
+    snapshot: CatalogSnapshot,
+    product: Product,
+    quantity: int,
+    today: dt.date,
+    *,
+    used: Mapping[tuple[str, str], int],
+    exclude: str | None = None,
+) -> _Suggestion:
+    allocation, missing = _fefo_allocation(
+        snapshot, product.gtin, quantity, today, used=used, exclude=exclude
+    )
+    if not allocation:
+        return _Suggestion(
+            f"no lot of {product.name} can be sold "
+            "(none in stock that is unexpired and not recalled)",
+            f"{product.name} 没有可销售的批次（无未过期、未召回且有库存的批次）",
+            None,
+        )
+    if len(allocation) == 1 and missing == 0:
+        lot, _ = allocation[0]
+        return _Suggestion(
+            f"use lot {lot.lot_no} (expires {_expiry_text(lot)}, {lot.quantity_on_hand} in stock)",
+            f"请使用批次 {lot.lot_no}（有效期至 {_expiry_text(lot)}，库存 {lot.quantity_on_hand}）",
+            lot.lot_no,
+        )
+    parts_en = " + ".join(f"lot {lot.lot_no} x{take}" for lot, take in allocation)
+    parts_zh = " + ".join(f"批次 {lot.lot_no} ×{take}" for lot, take in allocation)
+    lots = ", ".join(f"{lot.lot_no} x{take}" for lot, take in allocation)
+    if missing:
+        return _Suggestion(
+            f"only {quantity - missing} can be sold: {parts_en}",
+            f"最多可售 {quantity - missing}：{parts_zh}",
+            lots,
+        )
+    return _Suggestion(f"split the line: {parts_en}", f"请拆分为：{parts_zh}", lots)
+
+
+# --- building lines ------------------------------------------------------------
+
+
+def manual_line(gtin: str, quantity: int, lot_no: str, lot_no_again: str) -> LineRequest:
+    """A line whose lot was typed by hand, twice; refused when the two entries differ."""
+    first, second = lot_no.strip(), lot_no_again.strip()
+    if first != second:
+        raise _refuse(
+            f"the lot was typed differently twice: {first!r} then {second!r}; type it again",
+            f"两次输入的批次号不一致：{first} / {second}，请重新输入",
+        )
+    if not first:
+        raise _refuse("no lot was typed", "未输入批次号")
+    return LineRequest(gtin, quantity, (LotTake(first, quantity),), LotSource.MANUAL)
+
+
+def fefo_line(
+    snapshot: CatalogSnapshot,
+    gtin: str,
+    quantity: int,
+    *,
+    today: dt.date,
+    cart: Iterable[LineRequest] = (),
+) -> LineRequest:
+    """A line taking ``quantity`` from the first-expiring sellable lots (several if needed).
+
+    Stock already taken by ``cart`` is not offered again. Refused when the
+    sellable stock is short.
+    """
+    product = _product_or_refuse(snapshot, gtin)
+    _check_quantity(quantity)
+    used = _used_by(cart)
+    allocation, missing = _fefo_allocation(snapshot, gtin, quantity, today, used=used)
+    if missing:
+        suggestion = _suggest(snapshot, product, quantity, today, used=used)
+        raise _refuse(
+            f"not enough sellable stock of {product.name}: {quantity} asked",
+            f"{product.name} 可售库存不足：需要 {quantity}",
+            suggestion,
+        )
+    takes = tuple(LotTake(lot.lot_no, take) for lot, take in allocation)
+    return LineRequest(gtin, quantity, takes, LotSource.FEFO)
+
+
+def _used_by(requests: Iterable[LineRequest]) -> dict[tuple[str, str], int]:
+    used: dict[tuple[str, str], int] = {}
+    for request in requests:
+        for take in request.lots:
+            key = (request.gtin, take.lot_no)
+            used[key] = used.get(key, 0) + take.quantity
+    return used
+
+
+def _product_or_refuse(snapshot: CatalogSnapshot, gtin: str) -> Product:
+    product = snapshot.product(gtin)
+    if product is None:
+        raise _refuse(
+            f"unknown product {gtin}: not in the catalog (sync the catalog?)",
+            f"商品 {gtin} 不在商品目录中（请同步商品目录）",
+        )
+    return product
+
+
+def _check_quantity(quantity: int) -> None:
+    if not 1 <= quantity <= LINE_QUANTITY_MAX:
+        raise _refuse(
+            f"quantity {quantity} is not between 1 and {LINE_QUANTITY_MAX}",
+            f"数量 {quantity} 不在 1 到 {LINE_QUANTITY_MAX} 之间",
+        )
+
+
+# --- pricing -------------------------------------------------------------------
+
+
+def price_cart(
+    snapshot: CatalogSnapshot,
+    requests: Iterable[LineRequest],
+    *,
+    today: dt.date,
+    now: dt.datetime,
+    max_catalog_age: dt.timedelta = DEFAULT_MAX_CATALOG_AGE,
+) -> Cart:
+    """Check every line and price the cart, or refuse the first line that must not be sold."""
+    lines: list[CartLine] = []
+    used: dict[tuple[str, str], int] = {}
+    for request in requests:
+        if len(lines) >= CART_LINES_MAX:
+            raise _refuse(
+                f"a cart holds at most {CART_LINES_MAX} lines",
+                f"一单最多 {CART_LINES_MAX} 行",
+            )
+        lines.append(_check_line(snapshot, request, today, used))
+    warnings: list[CheckoutWarning] = []
+    if snapshot.synced_at is not None and now - snapshot.synced_at > max_catalog_age:
+        age_min = int((now - snapshot.synced_at).total_seconds() // 60)
+        limit_min = int(max_catalog_age.total_seconds() // 60)
+        warnings.append(
+            CheckoutWarning(
+                "stale_catalog",
+                f"the catalog on this terminal was last synced {age_min} minutes ago "
+                f"(limit {limit_min}): prices and lots may be out of date",
+                f"本机商品目录已 {age_min} 分钟未同步（上限 {limit_min} 分钟），"
+                "价格和批次可能已过时",
+            )
+        )
+    return Cart(tuple(lines), snapshot.version, tuple(warnings))
+
+
+def _check_line(
+    snapshot: CatalogSnapshot,
+    request: LineRequest,
+    today: dt.date,
+    used: dict[tuple[str, str], int],
+) -> CartLine:
+    product = _product_or_refuse(snapshot, request.gtin)
+    _check_quantity(request.quantity)
+    name = f"{product.name} ({product.gtin})"
+    if not product.lot_tracked:
+        return CartLine(product, request.quantity, (), request.source, request.scan_raw)
+    if not request.lots:
+        raise _refuse(
+            f"{name} is lot-tracked: scan or type its lot",
+            f"{product.name}（{product.gtin}）需要批次号：请扫描或输入批次号",
+            _suggest(snapshot, product, request.quantity, today, used=used),
+        )
+    if sum(take.quantity for take in request.lots) != request.quantity:
+        raise _refuse(
+            f"the lots of {name} add up to {sum(t.quantity for t in request.lots)}, "
+            f"not {request.quantity}",
+            f"{product.name} 各批次数量之和与行数量 {request.quantity} 不符",
+        )
+    takes: list[LineTake] = []
+    for take in request.lots:
+        lot = snapshot.lot(product.gtin, take.lot_no)
+        if lot is None:
+            raise _refuse(
+                f"lot {take.lot_no!r} is not a lot of {name}",
+                f"批次号 {take.lot_no} 不属于商品 {product.name}（{product.gtin}）",
+                _suggest(snapshot, product, take.quantity, today, used=used),
+            )
+        if lot.recalled:
+            raise _refuse(
+                f"lot {lot.lot_no} of {name} is recalled: do not sell it",
+                f"{product.name} 的批次 {lot.lot_no} 已召回，禁止销售",
+                _suggest(snapshot, product, take.quantity, today, used=used, exclude=lot.lot_no),
+            )
+        if lot.is_expired(today):
+            raise _refuse(
+                f"lot {lot.lot_no} of {name} expired on {_expiry_text(lot)}",
+                f"{product.name} 的批次 {lot.lot_no} 已于 {_expiry_text(lot)} 过期",
+                _suggest(snapshot, product, take.quantity, today, used=used, exclude=lot.lot_no),
+            )
+        key = (product.gtin, lot.lot_no)
+        available = lot.quantity_on_hand - used.get(key, 0)
+        if take.quantity > available:
+            raise _refuse(
+                f"only {max(available, 0)} of {name} lot {lot.lot_no} in stock, "
+                f"{take.quantity} asked",
+                f"{product.name} 批次 {lot.lot_no} 库存仅 {max(available, 0)}，"
+                f"需要 {take.quantity}",
+                _suggest(snapshot, product, take.quantity, today, used=used),
+            )
+        used[key] = used.get(key, 0) + take.quantity
+        takes.append(LineTake(lot, take.quantity))
+    return CartLine(product, request.quantity, tuple(takes), request.source, request.scan_raw)
+
+
+# --- changes between scan and payment ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogChange:
+    gtin: str
+    lot_no: str | None
+    message_en: str
+    message_zh: str
+
+
+class CatalogChanged(CheckoutRefused):
+    """The price or a lot of a cart line changed between the scan and the payment."""
+
+    def __init__(self, changes: list[CatalogChange]) -> None:
+        super().__init__(
+            "the catalog changed since the scan: "
+            + "; ".join(change.message_en for change in changes)
+            + " — check the cart and confirm again",
+            reason_zh="扫描后商品目录已变更："
+            + "；".join(change.message_zh for change in changes)
+            + "——请核对后重新确认",
+        )
+        self.changes = changes
+
+
+def catalog_changes(cart: Cart, fresh: CatalogSnapshot, *, today: dt.date) -> list[CatalogChange]:
+    """What changed for this cart's products and lots between its snapshot and ``fresh``.
+
+    Versions are compared first; only a changed item is looked at. A change
+    that does not matter to the sale (stock still enough) is not reported.
+    """
+    changes: list[CatalogChange] = []
+    needed: dict[tuple[str, str], int] = {}
+    for line in cart.lines:
+        for take in line.takes:
+            key = (line.product.gtin, take.lot.lot_no)
+            needed[key] = needed.get(key, 0) + take.quantity
+    seen: set[tuple[str, str | None]] = set()
+    for line in cart.lines:
+        old = line.product
+        new = fresh.product(old.gtin)
+        if (old.gtin, None) not in seen:
+            seen.add((old.gtin, None))
+            if new is None:
+                changes.append(
+                    CatalogChange(
+                        old.gtin,
+                        None,
+                        f"{old.name} was removed from the catalog",
+                        f"{old.name} 已从商品目录删除",
+                    )
+                )
+                continue
+            if new.version != old.version and new.price_fen != old.price_fen:
+                changes.append(
+                    CatalogChange(
+                        old.gtin,
+                        None,
+                        f"price of {old.name} is now {format_fen(new.price_fen)} "
+                        f"(was {format_fen(old.price_fen)})",
+                        f"{old.name} 价格已改为 {format_fen(new.price_fen)}"
+                        f"（原 {format_fen(old.price_fen)}）",
+                    )
+                )
+        for take in line.takes:
+            key = (old.gtin, take.lot.lot_no)
+            if key in seen:
+                continue
+            seen.add(key)
+            lot = fresh.lot(*key)
+            if lot is not None and lot.version == take.lot.version:
+                continue
+            change = _lot_change(old, take.lot, lot, needed[key], today)
+            if change is not None:
+                changes.append(change)
+    return changes
+
+
+def _lot_change(
+    product: Product, old: Lot, new: Lot | None, needed: int, today: dt.date
+) -> CatalogChange | None:
+    lot_no = old.lot_no
+    if new is None:
+        return CatalogChange(
+            product.gtin,
+            lot_no,
+            f"lot {lot_no} of {product.name} is gone",
+            f"{product.name} 的批次 {lot_no} 已不存在",
+        )
+    if new.recalled and not old.recalled:
+        return CatalogChange(
+            product.gtin,
+            lot_no,
+            f"lot {lot_no} of {product.name} was recalled",
+            f"{product.name} 的批次 {lot_no} 已被召回",
+        )
+    if new.is_expired(today):
+        return CatalogChange(
+            product.gtin,
+            lot_no,
+            f"lot {lot_no} of {product.name} now expires {_expiry_text(new)}",
+            f"{product.name} 的批次 {lot_no} 有效期已改为 {_expiry_text(new)}",
+        )
+    if new.quantity_on_hand < needed:
+        return CatalogChange(
+            product.gtin,
+            lot_no,
+            f"only {new.quantity_on_hand} of {product.name} lot {lot_no} left in stock",
+            f"{product.name} 批次 {lot_no} 库存仅剩 {new.quantity_on_hand}",
+        )
+    return None
+
+
+# --- paying ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    """What the card payment came to (from the terminal engine)."""
+
+    approved: bool
+    response_code: str
+    stan: str | None
+    batch_no: str | None
+    rrn: str | None = None
+    auth_code: str | None = None
+
+
+class Payer(Protocol):
+    """Charges an amount: the terminal engine in production (see ``TerminalPayer``)."""
+
+    def pay(self, amount_fen: int) -> Payment:
+        """Charge ``amount_fen``: a decline is ``approved=False``, no answer HostUnreachable."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class OpenOrder:
+    order_id: int
+    receipt_no: str
+
+
+class OrderBook(Protocol):
+    """Where orders are written (``CatalogStore`` in the back office)."""
+
+    def open_order(self, cart: Cart, *, terminal_id: str, opened_at: dt.datetime) -> OpenOrder:
+        """Write the order as pending, durably, and give it a receipt number."""
+        ...
+
+    def complete_order(self, order_id: int, payment: Payment, *, closed_at: dt.datetime) -> None:
+        """Record the approved payment and decrement stock, in one transaction."""
+        ...
+
+    def close_unpaid(
+        self, order_id: int, *, payment: Payment | None, note: str, closed_at: dt.datetime
+    ) -> None:
+        """Close an order whose payment was declined or not answered."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    receipt_no: str
+    order_id: int
+    terminal_id: str
+    cart: Cart
+    payment: Payment
+    paid_at: dt.datetime
+
+
+def pay_cart(
+    cart: Cart,
+    *,
+    payer: Payer,
+    orders: OrderBook,
+    terminal_id: str,
+    clock: Callable[[], dt.datetime],
+    today: dt.date,
+    fresh_snapshot: CatalogSnapshot | None = None,
+) -> Receipt:
+    """Charge the cart total and record the order (see the theory of operation above).
+
+    Raises :class:`CatalogChanged` before charging anything if ``fresh_snapshot``
+    shows a price or lot change; :class:`Declined` when the card is declined;
+    :class:`HostUnreachable` as the payer raised it (the order is closed unpaid).
+    """
+    if not cart.lines:
+        raise _refuse("the cart is empty", "购物车为空")
+    if fresh_snapshot is not None:
+        changes = catalog_changes(cart, fresh_snapshot, today=today)
+        if changes:
+            raise CatalogChanged(changes)
+    order = orders.open_order(cart, terminal_id=terminal_id, opened_at=clock())
+    try:
+        payment = payer.pay(cart.total_fen)
+    except HostUnreachable:
+        orders.close_unpaid(
+            order.order_id,
+            payment=None,
+            note="no answer from the host; the terminal reverses the sale",
+            closed_at=clock(),
+        )
+        raise
+    if not payment.approved:
+        orders.close_unpaid(
+            order.order_id,
+            payment=payment,
+            note=f"declined with response code {payment.response_code}",
+            closed_at=clock(),
+        )
+        raise Declined(
+            f"payment of {format_fen(cart.total_fen)} declined (response code "
+            f"{payment.response_code}); receipt {order.receipt_no} not paid",
+            response_code=payment.response_code,
+        )
+    paid_at = clock()
+    orders.complete_order(order.order_id, payment, closed_at=paid_at)
+    return Receipt(order.receipt_no, order.order_id, terminal_id, cart, payment, paid_at)
+
+
+def render_receipt(receipt: Receipt) -> list[str]:
+    """The receipt as printed: lines with their lots, total, STAN and batch_no."""
+    out = [
+        f"收据 RECEIPT {receipt.receipt_no}",
+        f"终端 terminal {receipt.terminal_id}   {receipt.paid_at:%Y-%m-%d %H:%M:%S}",
+        "-" * 40,
+    ]
+    for line in receipt.cart.lines:
+        product = line.product
+        out.append(f"{product.name}")
+        out.append(
+            f"  {line.quantity} x {format_fen(product.price_fen)} = {format_fen(line.amount_fen)}"
+        )
+        for take in line.takes:
+            out.append(
+                f"  批次 lot {take.lot.lot_no} x{take.quantity}"
+                f"  有效期 exp {_expiry_text(take.lot)}"
+            )
+    payment = receipt.payment
+    out += [
+        "-" * 40,
+        f"合计 TOTAL  {format_fen(receipt.cart.total_fen)}",
+        f"批次号 batch_no {payment.batch_no}   流水号 stan {payment.stan}",
+        f"参考号 rrn {payment.rrn or '-'}   授权码 auth {payment.auth_code or '-'}",
+    ]
+    return out
