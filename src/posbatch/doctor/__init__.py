@@ -6,6 +6,7 @@ renderings of both. Gatherers read a terminal journal, the host over the
 network, or the host store; repairs act through the terminal engine.
 """
 
+from posbatch.doctor._accounting import Accounting, account
 from posbatch.doctor._checks import Check, Line, Status, run_checks
 from posbatch.doctor._evidence import (
     BackupInfo,
@@ -22,6 +23,8 @@ from posbatch.doctor._evidence import (
     RecoveryEvent,
     SoftwareUpdate,
 )
+from posbatch.doctor._gather import gather_terminal, host_records, journal_evidence, tcp_probe
+from posbatch.doctor._repair import TerminalSite, run_repairs
 from posbatch.doctor._report import (
     RepairResult,
     RepairStatus,
@@ -46,9 +49,11 @@ from posbatch.doctor._rules import (
     diagnose,
     rule_for,
 )
+from posbatch.doctor._run import always_yes, diagnose_from_host, examine
 
 __all__ = [
     "RULES",
+    "Accounting",
     "BackupInfo",
     "BatchAdvance",
     "Category",
@@ -76,13 +81,23 @@ __all__ = [
     "SoftwareUpdate",
     "Status",
     "Strength",
+    "TerminalSite",
     "Verdict",
+    "account",
+    "always_yes",
     "diagnose",
+    "diagnose_from_host",
+    "examine",
+    "gather_terminal",
+    "host_records",
+    "journal_evidence",
     "read_bundle",
     "render",
     "render_text",
     "rule_for",
     "run_checks",
+    "run_repairs",
     "scrub",
+    "tcp_probe",
     "write_bundle",
 ]

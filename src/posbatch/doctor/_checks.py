@@ -226,6 +226,17 @@ def _manual_edits(evidence: Evidence) -> Check:
     journal = evidence.journal
     if journal is None:
         return _check("batch.manual", "batch", *title, Status.NOT_CHECKED, _NO_JOURNAL)
+    refused = tuple(
+        Line(
+            f"{entry.at:%Y-%m-%d %H:%M} batch {_b(entry.new_batch_no)} typed in by hand and "
+            f"refused: the host has {_b(entry.old_batch_no)}",
+            f"{entry.at:%Y-%m-%d %H:%M} 手工输入批次号 {_b(entry.new_batch_no)} 被拒绝:"
+            f"主机批次号为 {_b(entry.old_batch_no)}",
+        )
+        for entry in journal.refused_manual_entries
+    )
+    if refused:
+        return _check("batch.manual", "batch", *title, Status.FAILED, *refused)
     if not journal.manual_edits:
         return _check(
             "batch.manual",
@@ -243,7 +254,8 @@ def _manual_edits(evidence: Evidence) -> Check:
         )
         for edit in journal.manual_edits
     )
-    return _check("batch.manual", "batch", *title, Status.WARNING, *lines)
+    # Accepted entries were checked against the host (double entry + sign-on): history only.
+    return _check("batch.manual", "batch", *title, Status.PASSED, *lines)
 
 
 def _chain(evidence: Evidence) -> Check:
@@ -494,14 +506,12 @@ def _host_settlement(evidence: Evidence) -> Check:
         result = last.settlement_result or "none"
         by = last.closed_by or "?"
         line = Line(
-            f"batch {_b(last.batch_no)} closed by {by}, result {result}, "
+            f"batch {_b(last.batch_no)} closed ({by}), result {result}, "
             f"{last.approved_count} approvals, net {last.approved_net_fen} fen",
-            f"批次 {_b(last.batch_no)} 由 {by} 关闭,结果 {result},"
+            f"批次 {_b(last.batch_no)} 已关闭({by}),结果 {result},"
             f"{last.approved_count} 笔,净额 {last.approved_net_fen} 分",
         )
-        status = (
-            Status.PASSED if last.closed_by in (None, "settlement", "upload") else Status.WARNING
-        )
+        status = Status.WARNING if last.closed_by == "advanced" else Status.PASSED
         return _check("host.settlement", "host", *title, status, line)
     view = evidence.host_view
     if view is not None and view.reached and view.last_closed_batch_no is not None:

@@ -126,6 +126,8 @@ class JournalEvidence:
     software_version: str
     free_disk_bytes: int | None
     manual_edits: tuple[ManualEdit, ...] = ()
+    # typed batch numbers the host refused since the last settlement (nothing changed)
+    refused_manual_entries: tuple[ManualEdit, ...] = ()
     updates: tuple[SoftwareUpdate, ...] = ()
     recovery_events: tuple[RecoveryEvent, ...] = ()
     backup: BackupInfo | None = None
@@ -141,6 +143,7 @@ class HostView:
     batch_state: str | None = None  # OPEN / UPLOADING / CLOSED (field 63 S=)
     last_closed_batch_no: int | None = None  # field 63 L=
     reason: str | None = None  # field 63 R= when the host answered 77
+    last_closed_reason: str | None = None  # field 63 Q=: BALANCED / UPLOADED / ADVANCED
     host_time: datetime | None = None  # fields 12/13 of the response
     terminal_time: datetime | None = None  # the terminal's clock when the answer came
 
@@ -174,7 +177,9 @@ class HostBatch:
     approved_net_fen: int
     settlement_result: str | None = None  # balanced / not_balanced / None (not settled)
     closed_at: datetime | None = None
-    closed_by: str | None = None  # settlement / upload / back_office
+    closed_by: str | None = None  # balanced / uploaded / advanced (the host's close reason)
+    first_approval_at: datetime | None = None
+    settled_by_terminal: bool = False  # a 0500 of the terminal reached the host for it
 
 
 @dataclass(frozen=True, slots=True)

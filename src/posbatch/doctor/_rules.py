@@ -178,6 +178,21 @@ def _manual_entry(evidence: Evidence) -> Finding:
     journal = evidence.journal
     if journal is None:
         return _unknown(_NO_JOURNAL)
+    if journal.refused_manual_entries:
+        entry = journal.refused_manual_entries[-1]
+        return _points(
+            Strength.PROOF,
+            Line(
+                f"{entry.at:%Y-%m-%d %H:%M} batch number {_b(entry.new_batch_no)} was typed in by "
+                f"hand; the host's is {_b(entry.old_batch_no)}",
+                f"{entry.at:%Y-%m-%d %H:%M} 手工输入批次号 {_b(entry.new_batch_no)};"
+                f"主机批次号为 {_b(entry.old_batch_no)}",
+            ),
+            Line(
+                "the host refused it (the 批次号错误 message); the terminal kept its own number",
+                "主机拒绝了该批次号(即“批次号错误”提示);终端保留了原批次号",
+            ),
+        )
     if not journal.manual_edits:
         return _out(Line("no batch number was typed in by hand", "没有手工输入过批次号"))
     last = journal.manual_edits[-1]
@@ -472,7 +487,11 @@ def _host_change(evidence: Evidence) -> Finding:
     records = evidence.host_records
     if records is not None and records.advances:
         advance = records.advances[-1]
-        if journal is None or journal.batch_no != records.batch_no:
+        advanced = records.batch(advance.from_batch_no)
+        unsettled = advanced is None or not advanced.settled_by_terminal
+        if (journal is None and unsettled) or (
+            journal is not None and journal.batch_no != records.batch_no
+        ):
             when = "" if advance.at is None else f"{advance.at:%Y-%m-%d %H:%M} "
             return _points(
                 Strength.PROOF,
@@ -491,6 +510,26 @@ def _host_change(evidence: Evidence) -> Finding:
     if not mismatch:
         return _out(Line("terminal and host agree on the batch number", "终端与主机批次号一致"))
     assert journal is not None  # _mismatch knows both sides
+    view = evidence.host_view
+    if (
+        view is not None
+        and view.last_closed_reason == "ADVANCED"
+        and view.last_closed_batch_no == journal.batch_no
+        and journal.batch_state == LocalBatchState.OPEN
+    ):
+        return _points(
+            Strength.PROOF,
+            Line(
+                f"the host says its back office closed batch {_b(journal.batch_no)} "
+                f"(sign-on field 63: ADVANCED) and opened {_b(view.batch_no)}",
+                f"主机签到应答显示:后台关闭了批次 {_b(journal.batch_no)}(ADVANCED),"
+                f"并开启了 {_b(view.batch_no)}",
+            ),
+            Line(
+                f"this terminal never settled batch {_b(journal.batch_no)}: it is still open here",
+                f"本终端从未结算批次 {_b(journal.batch_no)}:本地仍未结算",
+            ),
+        )
     host_batch = evidence.host_batch_no
     closed = evidence.host_last_closed_batch_no
     never_settled_here = (
@@ -531,6 +570,18 @@ def _host_change(evidence: Evidence) -> Finding:
 
 def _settlement_interrupted(evidence: Evidence) -> Finding:
     journal = evidence.journal
+    records = evidence.host_records
+    if journal is None and records is not None:
+        if records.batch_state == "UPLOADING":
+            return _points(
+                Strength.PROOF,
+                Line(
+                    f"the host holds batch {_b(records.batch_no)} as UPLOADING: the terminal "
+                    "started batch upload and never ended it",
+                    f"主机上批次 {_b(records.batch_no)} 处于批上送中:终端开始批上送后未完成",
+                ),
+            )
+        return _out(Line("the host has no half-done settlement", "主机上没有未完成的结算"))
     if journal is None:
         return _unknown(_NO_JOURNAL)
     if journal.batch_state not in (LocalBatchState.SETTLING, LocalBatchState.UPLOADING):
@@ -579,6 +630,30 @@ def _settlement_interrupted(evidence: Evidence) -> Finding:
 
 def _stale_batch(evidence: Evidence) -> Finding:
     journal = evidence.journal
+    records = evidence.host_records
+    if journal is None and records is not None and records.now is not None:
+        current = records.batch(records.batch_no)
+        first = current.first_approval_at if current is not None else None
+        if current is None or current.state != "OPEN" or first is None:
+            return _out(Line("the host's open batch holds no approval", "主机当前批次没有交易"))
+        host_age = records.now - first
+        if host_age <= STALE_AFTER:
+            hours = int(host_age.total_seconds() // 3600)
+            return _out(
+                Line(
+                    f"the host's oldest unsettled approval is {hours} hours old",
+                    f"主机上最早的未结算交易为 {hours} 小时前",
+                )
+            )
+        return _points(
+            Strength.PROOF,
+            Line(
+                f"the host's batch {_b(records.batch_no)} has held approvals since "
+                f"{first:%Y-%m-%d %H:%M} ({host_age.days} days) without settlement",
+                f"主机批次 {_b(records.batch_no)} 自 {first:%Y-%m-%d %H:%M} 起"
+                f"({host_age.days} 天)有交易未结算",
+            ),
+        )
     if journal is None:
         return _unknown(_NO_JOURNAL)
     age = batch_age(evidence)
@@ -880,7 +955,7 @@ def _symptoms(checks: tuple[Check, ...]) -> tuple[Line, ...]:
 
 
 # Checks whose warning is advice, not a failure of settlement.
-_NOT_SYMPTOMS: Final = frozenset({"terminal.disk", "batch.manual"})
+_NOT_SYMPTOMS: Final = frozenset({"terminal.disk"})
 
 
 def diagnose(evidence: Evidence) -> Diagnosis:

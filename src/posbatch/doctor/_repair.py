@@ -1,0 +1,210 @@
+"""Repairs: what ``posbatch doctor --fix`` does by itself, through the terminal engine.
+
+Theory of operation
+-------------------
+A repair plan is the ordered tuple of :class:`~posbatch.doctor._rules.Repair`
+a diagnosis gives. :func:`run_repairs` walks it: each step is put to the
+person first (``confirm``; ``--yes`` answers yes), then done through the
+terminal engine's own public operations — the same code a cashier's
+"settle" button runs, so a repair can never do what the engine forbids:
+
+- ``FLUSH_REVERSALS``  → ``Terminal.flush()`` (pending 0400s and refund resends)
+- ``RESTORE_BACKUP``   → the damaged journal is kept aside (renamed, never
+  deleted), ``restore_journal`` puts the backup in place, the terminal is
+  reopened on it
+- ``SIGN_ON_ADOPT``    → ``Terminal.sign_on()``: new keys, and the engine's
+  recovery decides (adopt the host's number, settle a batch the host
+  closed, or set a batch aside for the back office — never delete)
+- ``RESUME_SETTLEMENT`` → ``Terminal.settle()``: resumes at the step the
+  journal recorded (0500, batch upload, upload end)
+
+Every step, done, declined or failed, is written to the journal's event log
+as a ``doctor`` event. A declined or failed step stops the plan: later steps
+assume the earlier ones happened.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Final
+
+from posbatch.doctor._checks import Line
+from posbatch.doctor._report import RepairResult, RepairStatus
+from posbatch.doctor._rules import REPAIR_TEXT, Diagnosis, Repair
+from posbatch.errors import ConfigError, PosbatchError
+from posbatch.terminal import Exchange, Terminal, open_terminal, restore_journal
+from posbatch.terminal._journal import JOURNAL_FILE_NAME
+
+__all__ = ["DAMAGED_SUFFIX", "TerminalSite", "run_repairs"]
+
+# The damaged journal is renamed with this suffix (plus a timestamp), never deleted.
+DAMAGED_SUFFIX: Final = ".damaged"
+
+Confirm = Callable[[Repair, Line], bool]
+
+
+@dataclass
+class TerminalSite:
+    """The terminal doctor works on: the open engine, its link, its clock and its files."""
+
+    terminal: Terminal
+    exchange: Exchange
+    clock: Callable[[], datetime]
+    data_dir: Path | None = None
+    backups: tuple[Path, ...] = field(default=())
+
+    @classmethod
+    def open(
+        cls,
+        data_dir: Path,
+        exchange: Exchange,
+        *,
+        clock: Callable[[], datetime],
+        backups: tuple[Path, ...] = (),
+        timeout_ms: int | None = None,
+    ) -> TerminalSite:
+        """The terminal in ``data_dir``, opened WITHOUT refusing a damaged journal."""
+        terminal = open_terminal(
+            data_dir, clock=clock, exchange=exchange, verify=False, timeout_ms=timeout_ms
+        )
+        return cls(terminal, exchange, clock, data_dir, backups)
+
+    def close(self) -> None:
+        self.terminal.journal.engine.dispose()
+
+    def log(self, repair: Repair | None, status: str, message: str) -> None:
+        """A ``doctor`` event in the journal's event log."""
+        with self.terminal.journal.write(self.clock()) as writer:
+            writer.event(
+                "doctor",
+                message,
+                repair=None if repair is None else repair.value,
+                status=status,
+            )
+
+
+def _flush(site: TerminalSite, _diagnosis: Diagnosis) -> tuple[Line, ...]:
+    cleared = site.terminal.flush()
+    return (
+        Line(f"{cleared} outstanding items sent to the host", f"已向主机发送 {cleared} 笔待发交易"),
+    )
+
+
+def _restore(site: TerminalSite, diagnosis: Diagnosis) -> tuple[Line, ...]:
+    del diagnosis
+    if site.data_dir is None:
+        raise ConfigError("restore needs the terminal's data directory")
+    candidates = [path for path in site.backups if path.is_file()]
+    if not candidates:
+        raise ConfigError("no journal backup to restore from")
+    backup = max(candidates, key=lambda path: path.stat().st_mtime)
+    journal_file = site.data_dir / JOURNAL_FILE_NAME
+    stamp = site.clock().strftime("%Y%m%dT%H%M%S")
+    kept = journal_file.with_name(f"{JOURNAL_FILE_NAME}{DAMAGED_SUFFIX}-{stamp}")
+    site.close()
+    shutil.copy2(journal_file, kept)
+    report = restore_journal(backup, site.data_dir)
+    reopened = TerminalSite.open(
+        site.data_dir, site.exchange, clock=site.clock, backups=site.backups,
+        timeout_ms=site.terminal.timeout_ms,
+    )  # fmt: skip
+    site.terminal = reopened.terminal
+    lines = [
+        Line(
+            f"journal restored from {backup.name}; the replaced journal is kept as {kept.name}",
+            f"已用 {backup.name} 恢复流水日志;原日志保留为 {kept.name}",
+        )
+    ]
+    if report.missing_entries:
+        lines.append(
+            Line(
+                f"the backup lacks {report.missing_approvals} approvals of the replaced journal: "
+                "settlement reconciles them with the host (batch upload, exception records)",
+                f"备份缺少原日志中的 {report.missing_approvals} 笔成功交易:"
+                "结算时与主机核对(批上送,差错记录)",
+            )
+        )
+    return tuple(lines)
+
+
+def _sign_on(site: TerminalSite, _diagnosis: Diagnosis) -> tuple[Line, ...]:
+    result = site.terminal.sign_on()
+    return (
+        Line(
+            f"signed on: host batch {result.host_batch_no:06d}, terminal now at "
+            f"{result.batch_no:06d} ({result.recovery.action.value}: {result.recovery.reason})",
+            f"已签到:主机批次 {result.host_batch_no:06d},终端当前批次 {result.batch_no:06d}",
+        ),
+    )
+
+
+def _settle(site: TerminalSite, _diagnosis: Diagnosis) -> tuple[Line, ...]:
+    result = site.terminal.settle()
+    if result.balanced:
+        how_en, how_zh = "balanced", "对账平"
+    elif result.close_reason == "uploaded":
+        how_en = (
+            f"not balanced: {result.uploaded_count} records uploaded, differences go to exceptions"
+        )
+        how_zh = f"对账不平:已批上送 {result.uploaded_count} 笔,差异记入差错"
+    else:
+        how_en, how_zh = result.close_reason, result.close_reason
+    return (
+        Line(
+            f"batch {result.batch_no:06d} settled ({how_en}); "
+            f"next batch {result.next_batch_no:06d}",
+            f"批次 {result.batch_no:06d} 已结算({how_zh});下一批次 {result.next_batch_no:06d}",
+        ),
+    )
+
+
+_ACTIONS: Final[dict[Repair, Callable[[TerminalSite, Diagnosis], tuple[Line, ...]]]] = {
+    Repair.FLUSH_REVERSALS: _flush,
+    Repair.RESTORE_BACKUP: _restore,
+    Repair.SIGN_ON_ADOPT: _sign_on,
+    Repair.RESUME_SETTLEMENT: _settle,
+}
+
+
+def run_repairs(
+    site: TerminalSite, diagnosis: Diagnosis, *, confirm: Confirm
+) -> tuple[RepairResult, ...]:
+    """Do the diagnosis's repair plan, step by step, each confirmed and journaled."""
+    results: list[RepairResult] = []
+    stopped = False
+    for repair in diagnosis.repairs:
+        text = REPAIR_TEXT[repair]
+        if stopped:
+            results.append(RepairResult(repair, RepairStatus.SKIPPED))
+            continue
+        if not confirm(repair, text):
+            results.append(
+                RepairResult(
+                    repair,
+                    RepairStatus.DECLINED,
+                    (Line("declined: the later steps were not done", "已拒绝:后续步骤未执行"),),
+                )
+            )
+            site.log(repair, RepairStatus.DECLINED.value, f"doctor: {text.en} — declined")
+            stopped = True
+            continue
+        try:
+            lines = _ACTIONS[repair](site, diagnosis)
+        except PosbatchError as exc:
+            results.append(
+                RepairResult(repair, RepairStatus.FAILED, (Line(str(exc), f"失败:{exc}"),))
+            )
+            site.log(repair, RepairStatus.FAILED.value, f"doctor: {text.en} — failed: {exc}")
+            stopped = True
+            continue
+        results.append(RepairResult(repair, RepairStatus.DONE, lines))
+        site.log(
+            repair,
+            RepairStatus.DONE.value,
+            f"doctor: {text.en} — " + "; ".join(x.en for x in lines),
+        )
+    return tuple(results)

@@ -1,0 +1,77 @@
+"""One doctor run: gather → diagnose → (with ``--fix``) repair → gather and diagnose again.
+
+Also the host-side run (``posbatch host doctor TERMINAL_ID``): the same rule
+table over the host store's records alone, for a support desk that cannot
+reach the terminal.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Final
+
+from posbatch.doctor._checks import Line
+from posbatch.doctor._evidence import Evidence
+from posbatch.doctor._gather import ECHO_COUNT_DEFAULT, gather_terminal, host_records
+from posbatch.doctor._repair import Confirm, TerminalSite, run_repairs
+from posbatch.doctor._report import Report
+from posbatch.doctor._rules import Repair, diagnose
+
+__all__ = ["always_yes", "diagnose_from_host", "examine"]
+
+SOURCE_TERMINAL: Final = "terminal"
+SOURCE_HOST: Final = "host"
+
+
+def always_yes(_repair: Repair, _text: Line) -> bool:
+    """The confirmation of ``--yes``."""
+    return True
+
+
+def examine(
+    site: TerminalSite,
+    *,
+    fix: bool = False,
+    confirm: Confirm = always_yes,
+    host_store: object | None = None,
+    address: str = "in-process",
+    tcp: tuple[bool, int | None, str | None] | None = None,
+    echo_count: int = ECHO_COUNT_DEFAULT,
+    monotonic: Callable[[], float] | None = None,
+) -> Report:
+    """Diagnose the terminal of ``site``; with ``fix``, repair and diagnose again."""
+
+    def gather() -> Evidence:
+        return gather_terminal(
+            site.terminal,
+            site.exchange,
+            clock=site.clock,
+            address=address,
+            tcp=tcp,
+            echo_count=echo_count,
+            data_dir=site.data_dir,
+            backups=site.backups,
+            host_store=host_store,
+            monotonic=monotonic or time.monotonic,
+        )
+
+    evidence = gather()
+    diagnosis = diagnose(evidence)
+    if not fix or not diagnosis.repairs:
+        return Report(site.clock(), SOURCE_TERMINAL, evidence, diagnosis)
+    done = run_repairs(site, diagnosis, confirm=confirm)
+    after = diagnose(gather())
+    return Report(site.clock(), SOURCE_TERMINAL, evidence, diagnosis, done, after)
+
+
+def diagnose_from_host(store: object, terminal_id: str, *, now: datetime) -> Report:
+    """``posbatch host doctor TERMINAL_ID``: the diagnosis from the host store alone.
+
+    ``store`` is a :class:`posbatch.host.HostStore`. Causes that need the
+    terminal's journal answer "not checked"; nothing is claimed without it.
+    """
+    records = host_records(store, terminal_id, now=now)
+    evidence = Evidence(terminal_id=terminal_id, gathered_at=now, host_records=records)
+    return Report(now, SOURCE_HOST, evidence, diagnose(evidence))
