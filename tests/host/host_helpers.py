@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -188,3 +189,45 @@ def session_terminal(core: HostCore, **kwargs: object) -> Terminal:
         return [frame for reply in session.receive_data(data) for frame in reply.frames]
 
     return Terminal(send, **kwargs)  # type: ignore[arg-type]
+
+
+ANSWER_TIMEOUT_S = 10.0
+
+
+@dataclass
+class RunningHost:
+    host: str
+    port: int
+    store: HostStore
+
+    def connect(self) -> socket.socket:
+        sock = socket.create_connection((self.host, self.port), timeout=ANSWER_TIMEOUT_S)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+    def terminal(self, sock: socket.socket, **kwargs: object) -> Terminal:
+        return Terminal(socket_sender(sock), **kwargs)  # type: ignore[arg-type]
+
+
+def read_frame(sock: socket.socket) -> bytes:
+    """One whole frame (with its length prefix) from ``sock``."""
+    head = _read_exactly(sock, 2)
+    return head + _read_exactly(sock, int.from_bytes(head, "big"))
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("host closed the connection")
+        data += chunk
+    return data
+
+
+def socket_sender(sock: socket.socket) -> Callable[[bytes], list[bytes]]:
+    def send(frame: bytes) -> list[bytes]:
+        sock.sendall(frame)
+        return [read_frame(sock)]
+
+    return send
