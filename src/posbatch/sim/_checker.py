@@ -160,13 +160,18 @@ def check(snapshot: Snapshot) -> tuple[Violation, ...]:
             if TerminalTxnStatus.REVERSED in statuses and key in exception_keys:
                 continue
             shown = ", ".join(sorted(status.value for status in statuses)) or "no journal row"
+            why = (
+                "; no exception records the late reversal"
+                if TerminalTxnStatus.REVERSED in statuses
+                else ""
+            )
             found.append(
                 Violation(
                     2,
                     day,
                     row.terminal_id,
                     f"host charged a {row.kind} of {row.amount_fen} fen; the terminal shows "
-                    f"{shown}" + (" and no exception records it" if statuses else ""),
+                    f"{shown}{why}",
                     row.batch_no,
                     row.stan,
                 )

@@ -38,6 +38,7 @@ then nothing may still be in flight.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Final
 
@@ -75,7 +76,7 @@ from posbatch.terminal._journal import Journal, TxnRow, TxnState
 from posbatch.terminal._secrets import TerminalSecrets
 from posbatch.wire import CardType, Kind, SettlementTotals
 
-__all__ = ["Breakage", "SimConfig", "World", "run_seed"]
+__all__ = ["Breakage", "SimConfig", "World", "replay", "run_seed", "run_seeds"]
 
 OPENING_MS: Final = 8 * 3_600_000
 OPENING_SPREAD_MS: Final = 2 * 3_600_000
@@ -699,3 +700,15 @@ def _terminal_txn(terminal_id: str, journal: int, row: TxnRow) -> TerminalTxnRow
 def run_seed(seed: int, config: SimConfig | None = None) -> SeedResult:
     """One seeded run of ``config`` (defaults: :class:`SimConfig`), checked after every day."""
     return World(seed, config or SimConfig()).run()
+
+
+def replay(seed: int, config: SimConfig) -> tuple[SeedResult, Trace]:
+    """Run ``seed`` again keeping every trace event (what ``--replay`` prints)."""
+    world = World(seed, replace(config, keep_trace=True))
+    return world.run(), world.trace
+
+
+def run_seeds(seeds: Iterable[int], config: SimConfig) -> Iterator[SeedResult]:
+    """:func:`run_seed` for each seed in turn (the multi-seed loop of ``posbatch simulate``)."""
+    for seed in seeds:
+        yield run_seed(seed, config)
