@@ -53,9 +53,11 @@ class ScriptedPayer:
     def __init__(self, *outcomes: Payment | Exception) -> None:
         self.outcomes = list(outcomes)
         self.amounts: list[int] = []
+        self.references: list[str] = []
 
-    def pay(self, amount_fen: int) -> Payment:
+    def pay(self, amount_fen: int, *, reference: str) -> Payment:
         self.amounts.append(amount_fen)
+        self.references.append(reference)
         outcome = self.outcomes.pop(0)
         if isinstance(outcome, Exception):
             raise outcome

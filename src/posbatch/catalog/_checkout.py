@@ -23,7 +23,8 @@ and records the order in an :class:`OrderBook`, in this order:
    by version; a price or lot change since the scan refuses the payment
    (:class:`CatalogChanged`) so the cashier sees it and prices again;
 2. the order is written *pending* (durable) with its lines and lots;
-3. the payer charges the total; the order records STAN and batch_no;
+3. the payer charges the total (the receipt number goes along as the
+   terminal journal's reference); the order records STAN and batch_no;
 4. approved → the order is completed and stock decremented, in one
    transaction; declined or no answer → the order is closed unpaid.
 
@@ -546,8 +547,11 @@ class Payment:
 class Payer(Protocol):
     """Charges an amount: the terminal engine in production (see ``TerminalPayer``)."""
 
-    def pay(self, amount_fen: int) -> Payment:
-        """Charge ``amount_fen``: a decline is ``approved=False``, no answer HostUnreachable."""
+    def pay(self, amount_fen: int, *, reference: str) -> Payment:
+        """Charge ``amount_fen`` for order ``reference`` (its receipt number).
+
+        A decline is ``approved=False``; no answer raises HostUnreachable.
+        """
         ...
 
 
@@ -609,7 +613,7 @@ def pay_cart(
             raise CatalogChanged(changes)
     order = orders.open_order(cart, terminal_id=terminal_id, opened_at=clock())
     try:
-        payment = payer.pay(cart.total_fen)
+        payment = payer.pay(cart.total_fen, reference=order.receipt_no)
     except HostUnreachable:
         orders.close_unpaid(
             order.order_id,
