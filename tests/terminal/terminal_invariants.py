@@ -31,14 +31,17 @@ def problems(terminal: Terminal, store: HostStore, terminal_id: str) -> list[str
         if host_counted.get(key, 0) != 1 or count != 1:
             found.append(f"terminal approval {key} is in {host_counted.get(key, 0)} host batches")
     # 2. nothing the host counts is missing (or shown reversed) on the terminal
+    # A difference the host recorded as an exception (差错) with its cause is accounted for.
     exceptions = {(row.batch_no, row.stan) for row in store.exceptions(terminal_id)}
     for key in host_counted:
         if key not in local_counted and (key[0], key[1]) not in exceptions:
             found.append(f"host counts {key} but the terminal does not, and no exception says why")
     # 2b. a reversed or voided sale nets to zero on the host
     for row in local_rows:
-        if row.state == TxnState.REVERSED and host_counted.get(
-            (row.batch_no, row.stan, row.kind, row.amount_fen)
+        if (
+            row.state == TxnState.REVERSED
+            and host_counted.get((row.batch_no, row.stan, row.kind, row.amount_fen))
+            and (row.batch_no, row.stan) not in exceptions
         ):
             found.append(f"terminal reversed STAN {row.stan:06d} but the host still counts it")
     # 3. after settlement, totals agree for every batch closed on both sides
@@ -60,7 +63,8 @@ def problems(terminal: Terminal, store: HostStore, terminal_id: str) -> list[str
             for row in host_rows
             if row.batch_no == batch.batch_no and row.status in HOST_COUNTED
         )
-        if not local.same_amounts(remote):
+        excused = any(number == batch.batch_no for number, _stan in exceptions)
+        if not local.same_amounts(remote) and not excused:
             found.append(
                 f"batch {batch.batch_no:06d}: terminal totals {local.encode()} "
                 f"host totals {remote.encode()}"

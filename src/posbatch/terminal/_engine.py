@@ -1039,8 +1039,16 @@ class Terminal:
     # --- settlement ------------------------------------------------------------------------
 
     def settle_flow(self) -> Flow[SettlementResult]:
-        """结算: resume the current batch's settlement where the journal says it stopped."""
+        """结算: resume the current batch's settlement where the journal says it stopped.
+
+        If signing on already closed that batch (recovery found the host had
+        closed it, e.g. our 0510 was lost), its result is returned and the new
+        batch is left open.
+        """
+        batch = self.journal.current_batch()
         yield from self._prepare()
+        if self.journal.batch(batch.batch_id).settle_step == SettleStep.CLOSED:
+            return self._settlement_result(batch.batch_id, batch.step)
         return (yield from self._settle_batch(recovery=False))
 
     def _settle_batch(self, *, recovery: bool) -> Flow[SettlementResult]:
