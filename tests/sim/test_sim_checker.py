@@ -95,6 +95,21 @@ def test_pending_reversal_is_in_flight_until_the_end() -> None:
     assert expected == invariants(replace(pending, final=True))
 
 
+def test_reversal_never_sent_is_accounted_by_an_exception() -> None:
+    """A reversal still queued at the end is fine only if an exception record names the sale."""
+    stuck = settled_day(
+        terminal_txns=(terminal_sale(status=TerminalTxnStatus.REVERSAL_PENDING),),
+        final=True,
+    )
+    recorded = replace(
+        stuck, host_exceptions=(HostExceptionRow(TID, 1, 1, "host-only", "not uploaded"),)
+    )
+    expected = [2, 3]
+    assert expected == invariants(stuck)
+    expected = []
+    assert expected == invariants(recorded)
+
+
 def test_late_reversal_needs_an_exception_record() -> None:
     """A reversal the host kept (batch closed) is fine only with an exception naming it."""
     reversed_day = settled_day(

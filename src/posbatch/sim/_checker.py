@@ -15,9 +15,10 @@ invariant is read here:
 2. *No card is charged twice; every reversed or voided sale nets to zero*: a
    host row that stands approved must be approved on the terminal too —
    unless the terminal is still taking it back (a reversal queued, not yet
-   acknowledged: only while the run is not final), or it did take it back and
-   the host kept it because the batch was already closed (then an exception
-   record must name it). A terminal that simply forgets a timed-out sale
+   acknowledged: only while the run is not final), or it did take it back (or
+   was still trying to when its journal was replaced) and the host kept it
+   because the batch was already closed — then an exception record must name
+   it. A terminal that simply forgets a timed-out sale
    breaks this. Voids equal their sale; refunds never exceed it.
 3. *After settlement, terminal totals equal host totals for every closed
    batch*: for each batch both sides closed, the totals computed from the
@@ -157,8 +158,8 @@ def check(snapshot: Snapshot) -> tuple[Violation, ...]:
             }
             if taking_back and not snapshot.final:
                 continue
-            if TerminalTxnStatus.REVERSED in statuses and key in exception_keys:
-                continue
+            if (taking_back or TerminalTxnStatus.REVERSED in statuses) and key in exception_keys:
+                continue  # taken back too late, or by a journal since replaced: on record
             shown = ", ".join(sorted(status.value for status in statuses)) or "no journal row"
             why = (
                 "; no exception records the late reversal"

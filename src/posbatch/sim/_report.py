@@ -44,6 +44,7 @@ def closing_table(totals: RunTotals, *, wall_s: float) -> Table:
         row(f"  {kind.value}", totals.faults.get(kind, 0))
     row("batch-number errors met", totals.batch_errors, _counts(totals.batch_error_causes))
     row("  resolved", sum(totals.resolved.values()), _counts(totals.resolved))
+    row("doctor runs (--fix)", sum(totals.doctor_runs.values()), _counts(totals.doctor_runs))
     row("settlements", sum(totals.settlements.values()), _counts(totals.settlements))
     row("exceptions (差错) recorded", sum(totals.exceptions.values()), _counts(totals.exceptions))
     style = "green" if not totals.violations else "bold red"

@@ -25,6 +25,7 @@ class SeedResult:
     faults: Counter[FaultKind] = field(default_factory=Counter)
     batch_errors: int = 0  # 77 answers (批次号错误) met by terminals
     resolved: Counter[str] = field(default_factory=Counter)  # automatic / doctor / open
+    doctor_runs: Counter[str] = field(default_factory=Counter)  # repaired / not repaired
     batch_error_causes: Counter[str] = field(default_factory=Counter)
     settlements: Counter[str] = field(default_factory=Counter)  # balanced / after upload / ...
     exceptions: Counter[str] = field(default_factory=Counter)  # host exception kinds
@@ -52,6 +53,7 @@ class RunTotals:
     faults: Counter[FaultKind] = field(default_factory=Counter)
     batch_errors: int = 0
     resolved: Counter[str] = field(default_factory=Counter)
+    doctor_runs: Counter[str] = field(default_factory=Counter)
     batch_error_causes: Counter[str] = field(default_factory=Counter)
     settlements: Counter[str] = field(default_factory=Counter)
     exceptions: Counter[str] = field(default_factory=Counter)
@@ -67,6 +69,7 @@ class RunTotals:
         self.faults.update(result.faults)
         self.batch_errors += result.batch_errors
         self.resolved.update(result.resolved)
+        self.doctor_runs.update(result.doctor_runs)
         self.batch_error_causes.update(result.batch_error_causes)
         self.settlements.update(result.settlements)
         self.exceptions.update(result.exceptions)

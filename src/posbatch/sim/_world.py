@@ -43,6 +43,7 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 from posbatch.batch.counters import BATCH_NO_MAX
+from posbatch.doctor import RepairStatus, TerminalSite, examine
 from posbatch.errors import (
     BatchError,
     ConfigError,
@@ -71,9 +72,14 @@ from posbatch.sim._random import SimRandom
 from posbatch.sim._result import SeedResult
 from posbatch.sim._trace import EventKind, Trace
 from posbatch.sim._workload import Operation, OperationKind, draw_operation
-from posbatch.terminal._engine import RESPONSE_TIMEOUT_MS, Terminal
-from posbatch.terminal._journal import Journal, TxnRow, TxnState
-from posbatch.terminal._secrets import TerminalSecrets
+from posbatch.terminal import (
+    RESPONSE_TIMEOUT_MS,
+    Journal,
+    Terminal,
+    TerminalSecrets,
+    TxnRow,
+    TxnState,
+)
 from posbatch.wire import CardType, Kind, SettlementTotals
 
 __all__ = ["Breakage", "SimConfig", "World", "replay", "run_seed", "run_seeds"]
@@ -93,6 +99,8 @@ CLOCK_SKEWS_MS: Final = (-3 * DAY_MS, -3_600_000, -600_000, 600_000, DAY_MS, 365
 FIRST_TERMINAL_ID: Final = 10_000_001
 MERCHANT_PREFIX: Final = "8981100541"
 HOST_ADDRESS: Final = "sim:0"
+# What the engine says when its own recovery cannot go on (posbatch.terminal).
+DOCTOR_HINT: Final = "posbatch doctor"
 
 
 class Breakage(enum.StrEnum):
@@ -365,11 +373,30 @@ class World:
             outcome = f"declined {declined.response_code}"
         except (TerminalError, ConfigError) as refused:
             outcome = "refused: " + str(refused)
+            if DOCTOR_HINT in outcome:
+                outcome += "; " + self._doctor(node)
         except Exception as exc:  # invariant 6: the engine blew up
             self._engine_failure(node, exc)
             outcome = "ENGINE RAISED"
         self._resolve(node, errors_before, outcome)
         self._note(node, EventKind.OUTCOME, outcome)
+
+    def _doctor(self, node: _Node) -> str:
+        """The engine gave up and asked for doctor: run ``doctor --fix --yes`` on it."""
+        site = TerminalSite(
+            node.terminal, node.link.exchange, self.clock.view(lambda: node.skew_ms)
+        )
+        try:
+            report = examine(site, fix=True, host_store=self.store, echo_count=0)
+        except SimulatedCrash:
+            self._reopen(node)
+            return "doctor interrupted by a crash"
+        except (TerminalError, ConfigError) as refused:
+            return f"doctor could not run: {refused}"
+        done = [r.repair.value for r in report.repairs_done if r.status is RepairStatus.DONE]
+        healthy = report.after is not None and not report.after.failed
+        self.result.doctor_runs["repaired" if healthy else "not repaired"] += 1
+        return f"doctor: {report.diagnosis.cause}; repaired by {', '.join(done) or 'nothing'}"
 
     def _resolve(self, node: _Node, errors_before: int, outcome: str) -> None:
         met = node.link.batch_errors - errors_before
@@ -378,8 +405,10 @@ class World:
         self.result.batch_errors += met
         for reason in node.link.batch_error_reasons[-met:]:
             self.result.batch_error_causes[reason] += 1
-        if "doctor" in outcome:
-            self.result.resolved["needs doctor"] += met
+        if "doctor:" in outcome and "repaired by" in outcome:
+            self.result.resolved["doctor"] += met
+        elif DOCTOR_HINT in outcome:
+            self.result.resolved["unresolved (needs a person)"] += met
         else:
             self.result.resolved["automatic"] += met
 
@@ -507,6 +536,8 @@ class World:
                 continue
             except (TerminalError, ConfigError) as refused:
                 outcome = "refused: " + str(refused)
+                if DOCTOR_HINT in outcome:
+                    outcome += "; " + self._doctor(node)
                 break
             except Exception as exc:  # invariant 6
                 self._engine_failure(node, exc)
