@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from conftest import World
+from doctor_world import World
 
-from posbatch.doctor import Outcome, Status, Verdict, diagnose_from_host
+from posbatch.doctor import Outcome
 
 
 def test_healthy_terminal_reports_no_failure(world: World) -> None:

@@ -256,6 +256,13 @@ def _counters_reset(evidence: Evidence) -> Finding:
     journal = evidence.journal
     if journal is None:
         return _unknown(_NO_JOURNAL)
+    if any(update.changed_counters for update in journal.updates):
+        return _out(
+            Line(
+                "the counters changed with a recorded software update (see that cause)",
+                "计数器随已记录的软件升级而改变(见该原因)",
+            )
+        )
     if not journal.fresh_start or journal.settled_batches:
         return _out(
             Line(

@@ -1,0 +1,244 @@
+"""Each cause of the taxonomy, built for real through the terminal engine and the host core,
+then diagnosed; and ``--fix`` ending with the batch settled and every approval accounted for.
+
+The broken states come from what happens in the field: a typed batch number,
+a damaged journal file, a reinstall on an empty journal, a wrong clock, a
+lost 0510, a lost 0210 with its reversal, a journal restored from an old
+backup (STANs reused), a software update that re-created the journal, a
+back-office advance, a batch upload cut off, and a batch left over a day off.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from doctor_world import World
+
+from posbatch.doctor import Cause, Outcome, RepairStatus, Report, account, examine
+from posbatch.errors import ConfigError, HostUnreachable
+from posbatch.terminal import restore_journal
+from posbatch.terminal._journal import JOURNAL_FILE_NAME
+from posbatch.wire import Kind
+
+# --- the broken states ------------------------------------------------------------------
+
+
+def typed_batch_number(world: World) -> None:
+    """The cashier types the batch number by hand, with a typo (000030 for 000003)."""
+    world.established(open_sales=0)
+    with pytest.raises(ConfigError):
+        world.terminal.set_batch_no("000030", "000030")
+    world.sales(2)
+
+
+def damaged_journal(world: World) -> None:
+    """A backup, more sales, then the journal file is damaged (a row changed on disk)."""
+    world.established()
+    world.backup()
+    world.sales(3)
+    world.site.close()
+    with sqlite3.connect(world.data_dir / JOURNAL_FILE_NAME) as raw:
+        raw.execute("UPDATE transactions SET amount_fen = 1 WHERE txn_id = 2")
+    world.restart()
+
+
+def counters_reset(world: World) -> None:
+    """The terminal software is reinstalled on an empty journal mid-day."""
+    world.established()
+    world.reinstall()
+
+
+def clock_wrong(world: World) -> None:
+    """The terminal's clock is three days ahead of the host's."""
+    world.terminal_offset = timedelta(days=3)
+    world.established()
+
+
+def lost_settlement_answer(world: World) -> None:
+    """The host closes the batch, the 0510 never reaches the terminal."""
+    world.established()
+    world.drop_answer(Kind.SETTLEMENT)
+    with pytest.raises(HostUnreachable):
+        world.terminal.settle()
+    world.faults()
+
+
+def network_timeouts(world: World) -> None:
+    """A 0210 is lost and so is every try of its reversal: one reversal left pending."""
+    world.established()
+    world.drop_answer(Kind.SALE)
+    world.link.lose["0400"] = 3
+    result = world.terminal.sale(777, "6222021234567890128")
+    assert not result.approved
+    world.faults()
+
+
+def reused_stans(world: World) -> None:
+    """A journal restored from an older backup: the next sale reuses a STAN the host holds."""
+    world.established()
+    backup = world.backup()
+    world.sales(2, amount_fen=5000)
+    world.site.close()
+    restore_journal(backup, world.data_dir)
+    world.restart()
+    result = world.terminal.sale(6000, "6222021234567890128")
+    assert "94" == result.response_code
+
+
+def software_update(world: World) -> None:
+    """The update installer re-created the journal and recorded the update (counters lost)."""
+    world.established()
+    before = world.terminal.state().stan, world.terminal.current_batch().batch_no
+    world.reinstall()
+    with world.terminal.journal.write(world.terminal_clock()) as writer:
+        writer.event(
+            "software_update",
+            "posbatch 0.1.0 → 0.2.0",
+            from_version="0.1.0",
+            to_version="0.2.0",
+            batch_no_before=before[1],
+            batch_no_after=world.terminal.current_batch().batch_no,
+            stan_before=before[0],
+            stan_after=world.terminal.state().stan,
+        )
+
+
+def host_advanced(world: World) -> None:
+    """The acquirer's back office advances the terminal's batch (advance_batch)."""
+    world.established()
+    world.core.advance_batch("10000001", "cut-over")
+
+
+def upload_cut_off(world: World) -> None:
+    """Not balanced (journal restored from a backup), and the batch upload is cut off."""
+    world.established(open_sales=9)
+    backup = world.backup()
+    world.sales(3, amount_fen=2000)
+    world.site.close()
+    restore_journal(backup, world.data_dir)
+    world.restart()
+    world.drop_answer(Kind.BATCH_UPLOAD)
+    with pytest.raises(HostUnreachable):
+        world.terminal.settle()
+    world.faults()
+
+
+def day_off(world: World) -> None:
+    """Sales on Friday evening; nobody settles; doctor runs on Monday."""
+    world.established()
+    world.clock.skip(days=3)
+
+
+SCENARIOS: dict[Cause, Callable[[World], None]] = {
+    Cause.MANUAL_BATCH_ENTRY: typed_batch_number,
+    Cause.JOURNAL_DAMAGED: damaged_journal,
+    Cause.COUNTERS_RESET: counters_reset,
+    Cause.CLOCK_WRONG: clock_wrong,
+    Cause.LOST_RESPONSE: lost_settlement_answer,
+    Cause.NETWORK_TIMEOUTS: network_timeouts,
+    Cause.DUPLICATES: reused_stans,
+    Cause.SOFTWARE_UPDATE: software_update,
+    Cause.HOST_CHANGE: host_advanced,
+    Cause.SETTLEMENT_INTERRUPTED: upload_cut_off,
+    Cause.STALE_BATCH: day_off,
+}
+
+CAUSES = sorted(SCENARIOS)
+
+
+def _fixed(world: World) -> Report:
+    return world.examine(fix=True)
+
+
+def _unsettled(world: World) -> list[str]:
+    """What is still not settled: the terminal's batch must be empty and in step with the host."""
+    problems = []
+    balance = world.terminal.balance()
+    if balance.step != "open" or balance.approved_count or balance.outstanding_count:
+        problems.append(f"terminal batch {balance.batch_no:06d}: {balance}")
+    info = world.store.terminal("10000001")
+    assert info is not None
+    if info.batch_no != balance.batch_no:
+        problems.append(f"host batch {info.batch_no} vs terminal {balance.batch_no}")
+    return problems
+
+
+# --- the tests ----------------------------------------------------------------------------
+
+
+def test_every_cause_has_a_real_scenario() -> None:
+    """The taxonomy is covered: one broken state per cause."""
+    assert sorted(Cause) == CAUSES
+
+
+@pytest.mark.parametrize("cause", CAUSES)
+def test_doctor_names_the_cause(world: World, cause: Cause) -> None:
+    """Doctor's diagnosis of the broken state names the cause that made it."""
+    SCENARIOS[cause](world)
+    report = world.examine()
+    expected = (Outcome.FOUND, cause)
+    assert expected == (report.diagnosis.outcome, report.diagnosis.cause)
+
+
+@pytest.mark.parametrize("cause", CAUSES)
+def test_fix_settles_and_accounts_for_every_approval(world: World, cause: Cause) -> None:
+    """--fix --yes does every planned repair; the batch ends settled, in step with the host,
+    and every approval is settled or an exception record on both sides (nothing lost)."""
+    SCENARIOS[cause](world)
+    report = _fixed(world)
+    expected = ([RepairStatus.DONE] * len(report.diagnosis.repairs), [], [])
+    assert expected == (
+        [result.status for result in report.repairs_done],
+        _unsettled(world),
+        list(account(world.store, "10000001", world.terminal.journal).problems),
+    )
+
+
+def test_fix_logs_each_repair_in_the_journal(world: World) -> None:
+    """Each repair doctor does is a ``doctor`` event in the journal's event log."""
+    lost_settlement_answer(world)
+    report = _fixed(world)
+    logged = [e.details.get("repair") for e in world.terminal.journal.events("doctor")]
+    assert [r.repair.value for r in report.repairs_done] == logged
+
+
+def test_declined_repair_changes_nothing(world: World) -> None:
+    """Saying no to the first step stops the plan and leaves the batch as it was."""
+    lost_settlement_answer(world)
+    before = world.terminal.current_batch()
+    report = examine(
+        world.site, fix=True, confirm=lambda _repair, _text: False, host_store=world.store
+    )
+    expected = ([RepairStatus.DECLINED], before)
+    assert expected == (
+        [result.status for result in report.repairs_done],
+        world.terminal.current_batch(),
+    )
+
+
+def test_restore_keeps_the_damaged_journal(world: World) -> None:
+    """Restoring from a backup keeps the damaged journal file aside, never deletes it."""
+    damaged_journal(world)
+    _fixed(world)
+    kept = sorted(p.name for p in world.data_dir.iterdir() if ".damaged" in p.name)
+    assert 1 == len(kept)
+
+
+def test_fix_of_a_damaged_journal_leaves_an_intact_chain(world: World) -> None:
+    """After restore and settlement the journal's hash chain verifies again."""
+    damaged_journal(world)
+    report = _fixed(world)
+    assert report.after is not None
+    assert report.after.finding(Cause.JOURNAL_DAMAGED).verdict.value == "ruled out"
+
+
+def test_lost_settlement_fix_gets_the_hosts_first_answer(world: World) -> None:
+    """Resuming a settlement the host closed gets the host's result again, balanced."""
+    lost_settlement_answer(world)
+    _fixed(world)
+    closed = world.terminal.journal.batches()[-2]
+    expected = (3, True)
+    assert expected == (closed.batch_no, closed.balanced)
