@@ -102,6 +102,22 @@ class World:
         self.terminal = self._terminal(Journal.open(self.journal_url))
         return self.terminal
 
+    def reinstall(self, journal_url: str, *, batch_no: int = 1) -> Terminal:
+        """The terminal software is reinstalled: a brand-new journal, counters from scratch."""
+        self.terminal.journal.engine.dispose()
+        self.journal_url = journal_url
+        journal = Journal.open(journal_url)
+        Terminal.initialize(
+            journal,
+            merchant_id=MERCHANT_ID,
+            terminal_id=TERMINAL_ID,
+            host_address="in-process",
+            clock=self.clock,
+            batch_no=batch_no,
+        )
+        self.terminal = self._terminal(journal)
+        return self.terminal
+
     def faults(self, *rules: FaultRule) -> None:
         self.core.set_faults(FaultScript(list(rules)))
 

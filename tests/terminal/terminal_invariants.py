@@ -6,14 +6,24 @@ from collections import Counter
 
 from posbatch.batch.totals import compute_totals
 from posbatch.host import HostStore
-from posbatch.terminal import Terminal, TxnState
+from posbatch.terminal import Journal, Terminal, TxnState
 from posbatch.wire import CardType, Kind
 
 HOST_COUNTED = ("approved", "voided")
 
 
-def problems(terminal: Terminal, store: HostStore, terminal_id: str) -> list[str]:
-    """Every broken invariant, as a sentence (an empty list means all hold)."""
+def problems(
+    terminal: Terminal,
+    store: HostStore,
+    terminal_id: str,
+    *,
+    earlier: tuple[Journal, ...] = (),
+) -> list[str]:
+    """Every broken invariant, as a sentence (an empty list means all hold).
+
+    ``earlier`` are journals this terminal wrote before a reinstall: their
+    approvals count as the terminal's too.
+    """
     found: list[str] = []
     journal = terminal.journal
     host_rows = store.transactions(terminal_id, limit=100_000)
@@ -23,6 +33,8 @@ def problems(terminal: Terminal, store: HostStore, terminal_id: str) -> list[str
         if row.status in HOST_COUNTED
     )
     local_rows = [row for row in journal.transactions() if not row.training]
+    for old in earlier:
+        local_rows += [row for row in old.transactions() if not row.training]
     local_counted = Counter(
         (row.batch_no, row.stan, row.kind, row.amount_fen) for row in local_rows if row.counted
     )

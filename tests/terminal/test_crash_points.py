@@ -29,7 +29,7 @@ from posbatch.terminal._journal import Writer
 from posbatch.wire import Kind
 
 
-class Crash(Exception):
+class SimulatedCrashError(Exception):
     """The terminal process dies here."""
 
 
@@ -45,7 +45,7 @@ def _crash_after_commits(terminal: Terminal, commits: int) -> Callable[[], int]:
             yield writer
         count["n"] += 1
         if count["n"] == commits:
-            raise Crash
+            raise SimulatedCrashError
 
     journal.write = write  # type: ignore[method-assign]
     return lambda: count["n"]
@@ -60,7 +60,7 @@ def _crash_after_host(world: World, sends: int) -> None:
         count["n"] += 1
         answer = inner(frame, timeout_ms)
         if count["n"] == sends:
-            raise Crash
+            raise SimulatedCrashError
         return answer
 
     world.link.inner = exchange  # type: ignore[assignment]
@@ -105,7 +105,7 @@ def test_sale_survives_a_crash_after_every_commit(tmp_path: Path) -> None:
     for point in range(1, commits + 1):
         world = _sale_world(tmp_path, f"commit{point}.db")
         _crash_after_commits(world.terminal, point)
-        with pytest.raises(Crash):
+        with pytest.raises(SimulatedCrashError):
             _sale(world)
         _check_after_sale_crash(world)
 
@@ -115,7 +115,7 @@ def test_sale_survives_a_lost_answer_and_a_crash(tmp_path: Path) -> None:
     """The host approves, the answer never arrives, the terminal dies: the sale is reversed."""
     world = _sale_world(tmp_path, "lost.db")
     _crash_after_host(world, 1)
-    with pytest.raises(Crash):
+    with pytest.raises(SimulatedCrashError):
         _sale(world)
     _check_after_sale_crash(world)
     host = {row.amount_fen: row.status for row in world.store.transactions(TERMINAL_ID)}
@@ -169,7 +169,7 @@ def test_settlement_survives_a_crash_after_every_commit(
     for point in range(1, commits + 1):
         world = _settle_world(tmp_path, f"commit{point}.db", unbalanced=unbalanced)
         _crash_after_commits(world.terminal, point)
-        with pytest.raises(Crash):
+        with pytest.raises(SimulatedCrashError):
             _settle(world)
         _check_after_settle_crash(world, reason)
 
@@ -187,6 +187,6 @@ def test_settlement_survives_every_lost_answer(
     for point in range(1, sends + 1):
         world = _settle_world(tmp_path, f"lost{point}.db", unbalanced=unbalanced)
         _crash_after_host(world, point)
-        with pytest.raises(Crash):
+        with pytest.raises(SimulatedCrashError):
             _settle(world)
         _check_after_settle_crash(world, reason)

@@ -236,8 +236,15 @@ class Terminal:
         host_address: str,
         clock: Callable[[], datetime],
         batch_no: int = 1,
+        reinstall: bool = False,
     ) -> None:
-        """Write the first state row and batch of a new journal (refuses a used one)."""
+        """Write the first state row and batch of a new journal (refuses a used one).
+
+        Every new journal is ``resync_pending``: its first sign-on settles the
+        host's open batch if the host knows this terminal already (a batch
+        after 000001 or a closed one). ``reinstall`` says so even when the host
+        is still in batch 000001 (software reinstalled before any settlement).
+        """
         if journal.initialized:
             raise ConfigError("this journal is initialised already")
         if not (len(terminal_id) == 8 and terminal_id.isascii() and terminal_id.isprintable()):
@@ -252,6 +259,8 @@ class Terminal:
                 StateRow(merchant_id, terminal_id, host_address, 0, 1, False, 0, at, True)
             )
             writer.event("initialized", f"terminal {terminal_id} of merchant {merchant_id}")
+            if reinstall:
+                writer.event("reinstalled", "journal created by a reinstall: resync at sign-on")
 
     @property
     def signed_on(self) -> bool:
@@ -508,7 +517,8 @@ class Terminal:
         nothing to resync.
         """
         fresh_host = host_batch_no == 1 and (detail is None or detail.last_closed_batch_no is None)
-        if not fresh_host:
+        known_history = bool(self.journal.events("restored") or self.journal.events("reinstalled"))
+        if known_history or not fresh_host:
             batch = self.journal.current_batch()
             with self.journal.write(self._now()) as writer:
                 writer.event(

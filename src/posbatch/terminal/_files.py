@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
@@ -125,13 +125,23 @@ def _tail(url: str) -> tuple[dict[int, str], dict[int, tuple[int, str]]]:
         engine.dispose()
 
 
-def restore_journal(backup: Path, data_dir: Path, *, force: bool = False) -> RestoreReport:
+def restore_journal(
+    backup: Path,
+    data_dir: Path,
+    *,
+    force: bool = False,
+    clock: Callable[[], datetime] | None = None,
+) -> RestoreReport:
     """Put ``backup`` in place of the journal of ``data_dir``.
 
     Refuses a backup whose hash chain is broken (``JournalIntegrityError``)
     unless ``force``; reports what the current journal holds that the backup
     does not (entries, STANs, approvals) — that is what restoring loses.
+    The restored journal is marked ``resync_pending`` (and says so in its
+    event log): its next sign-on settles the host's open batch before any new
+    transaction, because the host may hold approvals made after the backup.
     """
+    moment = (clock or (lambda: datetime.now(UTC)))()
     if not backup.is_file():
         raise ConfigError(f"no backup file at {backup}")
     backup_url = f"sqlite:///{backup.resolve()}"
@@ -190,6 +200,20 @@ def restore_journal(backup: Path, data_dir: Path, *, force: bool = False) -> Res
             destination.close()
     finally:
         source.close()
+    journal = Journal.open(journal_url(data_dir), verify=problem is None)
+    try:
+        with journal.write(moment) as writer:
+            writer.state(replace(journal.state(), resync_pending=True))
+            writer.event(
+                "restored",
+                f"journal restored from {backup.name}"
+                + (f" (forced past: {problem})" if problem else "")
+                + "; the next sign-on settles the host's open batch first",
+                missing_entries=missing_entries,
+                missing_approvals=missing_approvals,
+            )
+    finally:
+        journal.engine.dispose()
     return RestoreReport(
         entries,
         problem is None,
