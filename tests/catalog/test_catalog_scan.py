@@ -69,7 +69,9 @@ GOOD_SCANS = [
 
 
 @pytest.mark.parametrize(("raw", "separators", "expected"), GOOD_SCANS)
-def test_good_scan_reads_exactly(raw: str, separators: tuple[str, ...], expected: tuple) -> None:
+def test_good_scan_reads_exactly(
+    raw: str, separators: tuple[str, ...], expected: tuple[object, ...]
+) -> None:
     """A valid scan gives exactly the expected GTIN, lot, expiry, serial and quantity."""
     scan = parse_scan(raw, today=TODAY, separators=separators)
     expected = (False, expected)
@@ -137,11 +139,13 @@ def test_bad_scan_names_the_problem(raw: str, message: str) -> None:
 def test_lot_swallowing_a_date_is_ambiguous() -> None:
     """Without separators, a lot ending in 17+YYMMDD yields both readings, in greedy order."""
     scan = parse_scan(f"01{PILLS}10ABC17261231", today=TODAY)
-    expected = [
-        (PILLS, "ABC17261231", None, None, None),
-        (PILLS, "ABC", dt.date(2026, 12, 31), None, None),
-    ]
-    expected = (True, expected)
+    expected = (
+        True,
+        [
+            (PILLS, "ABC17261231", None, None, None),
+            (PILLS, "ABC", dt.date(2026, 12, 31), None, None),
+        ],
+    )
     assert expected == (scan.ambiguous, [reading_fields(r) for r in scan.readings])
 
 

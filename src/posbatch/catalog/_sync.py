@@ -160,6 +160,7 @@ def fetch_changes(source: str, *, since: int) -> ChangeSet:
             with urllib.request.urlopen(url, timeout=SYNC_TIMEOUT_MS / 1000) as response:  # noqa: S310 - scheme checked above
                 body = response.read(SYNC_RESPONSE_BYTES_MAX + 1)
         except urllib.error.HTTPError as exc:
+            exc.close()
             raise CatalogError(f"catalog sync from {source}: HTTP {exc.code} {exc.reason}") from exc
         except (urllib.error.URLError, OSError) as exc:
             raise CatalogError(f"catalog sync: cannot reach {source}: {exc}") from exc
