@@ -1,0 +1,447 @@
+"""``posbatch terminal …``: a thin shell over posbatch.terminal (no business logic here).
+
+Every command opens the terminal in ``--data-dir`` (journal + key file), runs
+one flow over TCP to the host address given at ``init``, and prints the
+result. Amounts are typed in yuan ("12.50") and converted exactly to fen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Final, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from posbatch.errors import PosbatchError
+from posbatch.terminal._drivers import TcpDriver, parse_address
+from posbatch.terminal._engine import SettlementResult, Terminal, TransactionResult
+from posbatch.terminal._files import DEFAULT_DATA_DIR, init_terminal, open_terminal, restore_journal
+from posbatch.terminal._flows import Flow, Reply
+from posbatch.terminal._money import format_fen, parse_yuan
+from posbatch.terminal._receipts import render_receipt, render_settlement_report
+from posbatch.terminal._secrets import TerminalSecrets
+
+__all__ = ["app"]
+
+JOURNAL_ROWS_DEFAULT: Final = 50
+_UPLOAD_MTI: Final = b"\x03\x20"
+_MTI_SLICE: Final = slice(13, 15)  # length 2 + TPDU 5 + header 6
+
+app = typer.Typer(
+    help="The POS terminal engine: sign-on, sales, settlement, journal.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+
+DataDir = Annotated[
+    Path, typer.Option("--data-dir", help="Where the journal and the key file live.")
+]
+Width = Annotated[int, typer.Option("--width", help="Receipt width: 32 or 80 columns.")]
+
+_T = TypeVar("_T")
+
+
+def _clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def _fail(exc: PosbatchError) -> typer.Exit:
+    console.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(2)
+
+
+def _open(data_dir: Path) -> Terminal:
+    return open_terminal(data_dir, clock=_clock)
+
+
+def _run(terminal: Terminal, make: Callable[[Terminal], Flow[_T]]) -> _T:
+    """Run one flow over TCP to the host named in the journal."""
+    host, port = parse_address(terminal.state().host_address)
+
+    async def go() -> _T:
+        driver = TcpDriver(host, port)
+        try:
+            return await driver.run(make(terminal))
+        finally:
+            await driver.close()
+
+    return asyncio.run(go())
+
+
+def _with_progress(terminal: Terminal, flow: Flow[_T], progress: Progress) -> Flow[_T]:
+    """Pass ``flow`` through, advancing a progress bar on each batch-upload message."""
+    task = progress.add_task("批上送 batch upload", total=None, visible=False)
+    request = next(flow)
+    while True:
+        if request.frame[_MTI_SLICE] == _UPLOAD_MTI:
+            batch = terminal.current_batch()
+            rows = terminal.journal.transactions(batch.batch_id)
+            total = sum(1 for row in rows if row.counted)
+            done = sum(1 for row in rows if row.uploaded)
+            progress.update(task, total=total, completed=done, visible=True)
+        reply: Reply = yield request
+        try:
+            request = flow.send(reply)
+        except StopIteration as stop:
+            progress.update(task, completed=progress.tasks[task].total or 0)
+            result: _T = stop.value
+            return result
+
+
+def _print_transaction(result: TransactionResult) -> None:
+    table = Table(show_header=False)
+    table.add_row("结果 result", result.message)
+    table.add_row("流水号 STAN", f"{result.stan:06d}")
+    table.add_row("批次号 batch", f"{result.batch_no:06d}")
+    table.add_row("金额 amount", format_fen(result.amount_fen))
+    table.add_row("卡号 card", result.pan_masked)
+    table.add_row("参考号 RRN", result.rrn or "-")
+    table.add_row("授权码 auth", result.auth_code or "-")
+    table.add_row("状态 state", result.state)
+    console.print(table)
+
+
+def _print_settlement(result: SettlementResult) -> None:
+    table = Table(show_header=False)
+    verdict = {True: "对账平 balanced", False: "对账不平 not balanced", None: "-"}
+    table.add_row("批次号 batch", f"{result.batch_no:06d}")
+    table.add_row("结果 result", verdict[result.balanced])
+    table.add_row("关闭 closed by", result.close_reason)
+    table.add_row("批上送 uploaded", str(result.uploaded_count))
+    table.add_row("续自 resumed from", result.resumed_from)
+    table.add_row("新批次 next batch", f"{result.next_batch_no:06d}")
+    console.print(table)
+
+
+@app.command()
+def init(  # noqa: PLR0917 - typer options, one per flag
+    merchant_id: Annotated[str, typer.Option("--merchant-id", help="15-character merchant ID.")],
+    terminal_id: Annotated[str, typer.Option("--terminal-id", help="8-character terminal ID.")],
+    master_key: Annotated[str, typer.Option("--master-key", help="TMK, 32 hex digits.")],
+    host: Annotated[str, typer.Option("--host", help="Host address HOST:PORT.")],
+    reinstall: Annotated[
+        bool, typer.Option("--reinstall", help="This terminal traded before (software reinstall).")
+    ] = False,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Create the journal and key file of a new terminal.
+
+    Example: posbatch terminal init --merchant-id 898110054110001 --terminal-id 10000001
+    --master-key 0123456789ABCDEFFEDCBA9876543210 --host 127.0.0.1:5800
+    """
+    try:
+        parse_address(host)
+        init_terminal(
+            data_dir,
+            merchant_id=merchant_id,
+            terminal_id=terminal_id,
+            master_key=TerminalSecrets.parse_master_key(master_key),
+            host_address=host,
+            clock=_clock,
+        )
+        if reinstall:
+            terminal = _open(data_dir)
+            with terminal.journal.write(_clock()) as writer:
+                writer.event("reinstalled", "journal created by a reinstall: resync at sign-on")
+    except PosbatchError as exc:
+        raise _fail(exc) from exc
+    console.print(f"terminal {terminal_id} initialised in {data_dir}")
+
+
+@app.command("sign-on")
+def sign_on(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Sign on (签到): new working keys, the host's batch number reconciled.
+
+    Example: posbatch terminal sign-on
+    """
+    try:
+        terminal = _open(data_dir)
+        result = _run(terminal, lambda t: t.sign_on_flow())
+    except PosbatchError as exc:
+        raise _fail(exc) from exc
+    console.print(
+        f"signed on: batch {result.batch_no:06d} (host {result.host_batch_no:06d}); "
+        f"{result.recovery.reason}"
+    )
+
+
+@app.command()
+def sale(
+    amount: Annotated[str, typer.Argument(help="Amount in yuan, e.g. 12.50.")],
+    card: Annotated[str, typer.Option("--card", help="Card number (PAN).")],
+    expiry: Annotated[str | None, typer.Option("--expiry", help="Card expiry YYMM.")] = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """A sale (消费).
+
+    Example: posbatch terminal sale 12.50 --card 6222021234567890128 --expiry 3012
+    """
+    try:
+        amount_fen = parse_yuan(amount)
+        terminal = _open(data_dir)
+        result = _run(terminal, lambda t: t.sale_flow(amount_fen, card, expiry=expiry))
+    except PosbatchError as exc:
+        raise _fail(exc) from exc
+    _print_transaction(result)
+    if not result.approved:
+        raise typer.Exit(1)
+
+
+@app.command()
+def void(
+    stan: Annotated[int, typer.Argument(help="STAN of the sale to void (current batch).")],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Void a sale of the current batch (消费撤销), full amount.
+
+    Example: posbatch terminal void 2
+    """
+    try:
+        terminal = _open(data_dir)
+        result = _run(terminal, lambda t: t.void_flow(stan))
+    except PosbatchError as exc:
+        raise _fail(exc) from exc
+    _print_transaction(result)
+    if not result.approved:
+        raise typer.Exit(1)
+
+
+@app.command()
+def refund(
+    stan: Annotated[int, typer.Argument(help="STAN of the original sale.")],
+    amount: Annotated[str, typer.Argument(help="Amount to refund in yuan, e.g. 5.00.")],
+    batch_no: Annotated[
+        int | None, typer.Option("--batch", help="Batch of the original sale, if not the latest.")
+    ] = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Refund part or all of a sale (退货).
+
+    Example: posbatch terminal refund 2 5.00
+    """
+    try:
+        amount_fen = parse_yuan(amount)
+        terminal = _open(data_dir)
+        result = _run(
+            terminal, lambda t: t.refund_flow(stan, amount_fen, original_batch_no=batch_no)
+        )
+    except PosbatchError as exc:
+        raise _fail(exc) from exc
+    _print_transaction(result)
+    if not result.approved:
+        raise typer.Exit(1)
+
+
+@app.command()
+def settle(data_dir: DataDir = DEFAULT_DATA_DIR, width: Width = 80) -> None:
+    """Settle the current batch (结算), resuming where an interrupted settlement stopped.
+
+    Example: posbatch terminal settle
+    """
+    try:
+        terminal = _open(data_dir)
+        with Progress(console=console, transient=True) as progress:
+            result = _run(terminal, lambda t: _with_progress(t, t.settle_flow(), progress))
+        batch = next(b for b in terminal.journal.batches() if b.batch_no == result.batch_no)
+        report = render_settlement_report(
+            batch, terminal.journal.transactions(batch.batch_id), terminal.state(), width=width
+        )
+    except PosbatchError as exc:
+        raise _fail(exc) from exc
+    _print_settlement(result)
+    console.print(report, markup=False, highlight=False)
+
+
+@app.command()
+def status(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Counters, the current batch and its local totals (结算前查询), recent events.
+
+    Example: posbatch terminal status
+    """
+    try:
+        terminal = _open(data_dir)
+        state = terminal.state()
+        balance = terminal.balance()
+        events = terminal.journal.events()[-5:]
+    except PosbatchError as exc:
+        raise _fail(exc) from exc
+    table = Table(title=f"terminal {state.terminal_id} / merchant {state.merchant_id}")
+    table.add_column("item")
+    table.add_column("value")
+    half = balance.totals.domestic
+    foreign = balance.totals.foreign
+    table.add_row("host", state.host_address)
+    table.add_row("批次号 batch", f"{balance.batch_no:06d} ({balance.step})")
+    table.add_row("流水号 last STAN", f"{state.stan:06d}")
+    table.add_row("approved", str(balance.approved_count))
+    table.add_row("outstanding (reversal/resend)", str(balance.outstanding_count))
+    table.add_row(
+        "debit 借记",
+        f"{half.debit_count + foreign.debit_count} / "
+        f"{format_fen(half.debit_amount_fen + foreign.debit_amount_fen)}",
+    )
+    table.add_row(
+        "credit 贷记",
+        f"{half.credit_count + foreign.credit_count} / "
+        f"{format_fen(half.credit_amount_fen + foreign.credit_amount_fen)}",
+    )
+    table.add_row("training 培训模式", "on" if state.training else "off")
+    table.add_row("resync pending", "yes" if state.resync_pending else "no")
+    console.print(table)
+    for event in events:
+        console.print(f"  {event.at[:19]} {event.type}: {event.message}", markup=False)
+
+
+@app.command()
+def journal(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    limit: Annotated[int, typer.Option("--limit", help="Rows to show (latest).")] = (
+        JOURNAL_ROWS_DEFAULT
+    ),
+    events: Annotated[bool, typer.Option("--events", help="Show the event log instead.")] = False,
+    verify: Annotated[bool, typer.Option("--verify", help="Only verify the hash chain.")] = False,
+) -> None:
+    """The journal: transactions (masked cards), the event log, or a chain check.
+
+    Example: posbatch terminal journal --limit 20
+    """
+    try:
+        terminal = open_terminal(data_dir, clock=_clock, verify=True)
+        if verify:
+            console.print(f"journal OK: {terminal.journal.verify()} entries chained")
+            return
+        if events:
+            table = Table("seq", "at", "type", "message")
+            for event in terminal.journal.events()[-limit:]:
+                table.add_row(str(event.seq), event.at[:19], event.type, event.message)
+            console.print(table)
+            return
+        rows = terminal.journal.transactions()[-limit:]
+    except PosbatchError as exc:
+        raise _fail(exc) from exc
+    table = Table("batch", "STAN", "kind", "amount", "card", "state", "code", "RRN", "up")
+    for row in rows:
+        table.add_row(
+            f"{row.batch_no:06d}",
+            f"{row.stan:06d}",
+            row.kind + (" (training)" if row.training else ""),
+            format_fen(row.amount_fen),
+            row.pan_masked,
+            row.state,
+            row.response_code or "-",
+            row.rrn or "-",
+            "✓" if row.uploaded else "",
+        )
+    console.print(table)
+
+
+@app.command()
+def receipt(
+    stan: Annotated[int, typer.Argument(help="STAN of the transaction.")],
+    batch_no: Annotated[int | None, typer.Option("--batch", help="Batch, if not the latest.")] = (
+        None
+    ),
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    width: Width = 32,
+) -> None:
+    """Print a transaction's receipt (签购单) again.
+
+    Example: posbatch terminal receipt 2 --width 32
+    """
+    try:
+        terminal = _open(data_dir)
+        rows = terminal.journal.find(stan, batch_no)
+        if not rows:
+            raise typer.BadParameter(f"no transaction with STAN {stan:06d}")
+        text = render_receipt(rows[0], terminal.state(), width=width)
+    except PosbatchError as exc:
+        raise _fail(exc) from exc
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    console.print(text, markup=False, highlight=False)
+
+
+@app.command()
+def backup(
+    destination: Annotated[Path, typer.Argument(help="New file for the copy.")],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """A consistent online copy of the journal (SQLite backup API).
+
+    Example: posbatch terminal backup ./journal-2026-11-25.db
+    """
+    try:
+        terminal = _open(data_dir)
+        entries = terminal.journal.backup(destination)
+    except PosbatchError as exc:
+        raise _fail(exc) from exc
+    console.print(f"backup written: {destination} ({entries} journal entries)")
+
+
+@app.command()
+def restore(
+    source: Annotated[Path, typer.Argument(help="A backup made by `backup`.")],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    force: Annotated[
+        bool, typer.Option("--force", help="Restore even if its hash chain is broken.")
+    ] = False,
+) -> None:
+    """Put a backup in place of the journal; says what the backup lacks.
+
+    Example: posbatch terminal restore ./journal-2026-11-25.db
+    """
+    try:
+        report = restore_journal(source, data_dir, force=force, clock=_clock)
+    except PosbatchError as exc:
+        raise _fail(exc) from exc
+    console.print(f"restored {report.entries} entries from {source}")
+    if report.problem:
+        console.print(f"[yellow]forced past a broken chain:[/yellow] {report.problem}")
+    for note in report.notes:
+        console.print(f"note: {note}")
+    if report.missing_stans:
+        console.print(
+            "STANs not in the backup: " + ", ".join(f"{s:06d}" for s in report.missing_stans)
+        )
+    console.print("the next sign-on settles the host's open batch before any new sale")
+
+
+@app.command("batch-no")
+def batch_no(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Enter the batch number by hand: typed twice, accepted only if the host agrees.
+
+    Example: posbatch terminal batch-no
+    """
+    first = typer.prompt("batch number 批次号")
+    second = typer.prompt("again 再次输入")
+    try:
+        terminal = _open(data_dir)
+        result = _run(terminal, lambda t: t.set_batch_no_flow(first, second))
+    except PosbatchError as exc:
+        raise _fail(exc) from exc
+    console.print(f"batch number {result.batch_no:06d} confirmed by the host")
+
+
+@app.command()
+def training(
+    mode: Annotated[str, typer.Argument(help="on or off.")],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Training mode (培训模式): sales are journaled as training, never sent or settled.
+
+    Example: posbatch terminal training on
+    """
+    if mode not in ("on", "off"):
+        raise typer.BadParameter("training mode is 'on' or 'off'")
+    try:
+        _open(data_dir).set_training(mode == "on")
+    except PosbatchError as exc:
+        raise _fail(exc) from exc
+    console.print(f"training mode {mode}")

@@ -1,0 +1,100 @@
+"""``posbatch terminal …`` against a real host server on loopback (thin shell checks)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import MASTER_KEY, MERCHANT_ID, PAN, START, TERMINAL_ID
+from typer.testing import CliRunner
+
+from posbatch.host import HostCore, HostStore
+from posbatch.host.server import HostServer
+from posbatch.terminal.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def host_address(tmp_path: Path) -> Iterator[str]:
+    """A host server running in its own thread and event loop; its HOST:PORT."""
+    store = HostStore.open(f"sqlite:///{tmp_path / 'host.db'}", pan_key=b"k" * 32)
+    store.add_terminal(MERCHANT_ID, TERMINAL_ID, MASTER_KEY, now=START)
+    loop = asyncio.new_event_loop()
+    server = HostServer(HostCore(store, clock=lambda: START))
+    ready = threading.Event()
+    address: list[str] = []
+
+    async def main() -> None:
+        host, port = await server.start("127.0.0.1", 0)
+        address.append(f"{host}:{port}")
+        ready.set()
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(main(), loop).result(timeout=10)
+    ready.wait(10)
+    yield address[0]
+    asyncio.run_coroutine_threadsafe(server.close(), loop).result(timeout=10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=10)
+    loop.close()
+    store.close()
+
+
+def _init(data_dir: Path, host: str) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "init",
+            "--merchant-id",
+            MERCHANT_ID,
+            "--terminal-id",
+            TERMINAL_ID,
+            "--master-key",
+            MASTER_KEY.hex(),
+            "--host",
+            host,
+            "--data-dir",
+            str(data_dir),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_sale_receipt_and_settle_from_the_command_line(host_address: str, tmp_path: Path) -> None:
+    """init, sale 12.50, receipt, settle: the receipt shows 12.50 and settlement is balanced."""
+    data_dir = tmp_path / "terminal"
+    _init(data_dir, host_address)
+    sale = runner.invoke(app, ["sale", "12.50", "--card", PAN, "--data-dir", str(data_dir)])
+    receipt = runner.invoke(app, ["receipt", "2", "--data-dir", str(data_dir)])
+    settle = runner.invoke(app, ["settle", "--data-dir", str(data_dir)])
+    assert (sale.exit_code, receipt.exit_code, settle.exit_code) == (0, 0, 0), settle.output
+    assert ("12.50" in receipt.output, "对账平 BALANCED" in settle.output) == (True, True)
+
+
+def test_amount_with_three_decimals_is_refused(tmp_path: Path) -> None:
+    """'12.505' never becomes a sale: exit code 2 and the reason."""
+    _init(tmp_path, "127.0.0.1:9")
+    result = runner.invoke(app, ["sale", "12.505", "--card", PAN, "--data-dir", str(tmp_path)])
+    assert (result.exit_code, "at most 2 decimals" in result.output) == (2, True)
+
+
+def test_every_command_documents_an_example() -> None:
+    """Each command's help carries an 'Example:' line."""
+    missing = [
+        command.name
+        for command in app.registered_commands
+        if "Example:" not in (command.callback.__doc__ or "")  # type: ignore[union-attr]
+    ]
+    assert missing == []
+
+
+def test_status_shows_the_batch(tmp_path: Path) -> None:
+    """status prints the current batch and last STAN without talking to the host."""
+    _init(tmp_path, "127.0.0.1:9")
+    result = runner.invoke(app, ["status", "--data-dir", str(tmp_path)])
+    assert (result.exit_code, "000001 (open)" in result.output) == (0, True)
