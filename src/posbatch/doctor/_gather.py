@@ -91,6 +91,9 @@ _RECOVERY_TYPES: Final = frozenset(
         "manual_batch_no",
         "manual_batch_no_refused",
         "restored",
+        "reinstalled",
+        "resync",
+        "settle_resumed",
         "software_update",
         "doctor",
     }
@@ -274,7 +277,8 @@ def journal_evidence(
         if renumbered_first is not None and first_batch.batch_id == 1
         else first_batch.batch_no
     )
-    fresh_start = initial_batch_no == 1 and not closed
+    reinstalled = any(e.type == "reinstalled" for e in events)
+    fresh_start = not closed and (initial_batch_no == 1 or reinstalled)
     backup_found = [info for info in (backup_info(p) for p in backups) if info is not None]
     recovery = tuple(
         RecoveryEvent(_parse_at(e.at), e.type, e.message)

@@ -443,8 +443,10 @@ def _duplicates(evidence: Evidence) -> Finding:
         strength = max(strength, Strength.SIGN)
         lines.append(
             Line(
-                f"the host answered {journal.duplicate_answers} requests as duplicates",
-                f"主机将 {journal.duplicate_answers} 笔请求判为重复",
+                f"the host answered {journal.duplicate_answers} requests as duplicates (94): "
+                "a STAN was used twice in one batch",
+                f"主机将 {journal.duplicate_answers} 笔请求判为重复交易(94):"
+                "同一批次内流水号被重复使用",
             )
         )
     if lines:
@@ -833,7 +835,9 @@ RULES: Final[tuple[Rule, ...]] = (
         ),
         (
             _l(
-                "do not repeat a transaction by hand after a timeout: the terminal resolves it",
+                "never copy journal files by hand (use `posbatch terminal restore`), and do not "
+                "repeat a transaction by hand after a timeout: the terminal resolves it",
+                "不要手工复制流水日志文件(请使用 posbatch terminal restore);"
                 "超时后不要手工重做交易:终端会自动处理",
             ),
         ),
