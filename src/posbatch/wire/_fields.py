@@ -46,6 +46,8 @@ MAX_UPLOAD_RECORDS: Final = 8
 AMOUNT_FEN_MAX: Final = 999_999_999_999
 COUNT_MAX: Final = 999
 FIELD63_MAX_BYTES: Final = 163
+# 60 is n..17: 11 digits of 60.1-60.3, then up to 6 one-digit sub-fields.
+FIELD60_EXTRA_DIGITS_MAX: Final = 6
 
 
 def _digits(value: int, width: int, field: str) -> str:
@@ -66,6 +68,31 @@ def _number(text: str, start: int, width: int, field: str) -> int:
 # --- field 60 -----------------------------------------------------------------
 
 
+def field60_text(message_type: str, batch_no: int, network_code: str, extra: str = "") -> str:
+    """Field 60 as digits: 60.1 n2 + 60.2 batch_no n6 + 60.3 n3 + the extra one-digit sub-fields."""
+    if not (len(message_type) == 2 and message_type.isdigit()):
+        raise EncodeError(f"message type {message_type!r}", field="60.1")
+    if not 1 <= batch_no <= BATCH_NO_MAX:
+        raise EncodeError(f"batch_no {batch_no} outside 1..{BATCH_NO_MAX}", field="60.2")
+    if not (len(network_code) == 3 and network_code.isdigit()):
+        raise EncodeError(f"network code {network_code!r}", field="60.3")
+    if extra and (len(extra) > FIELD60_EXTRA_DIGITS_MAX or not extra.isdigit()):
+        raise EncodeError(f"extra sub-fields {extra!r}", field="60.4")
+    return f"{message_type}{batch_no:06d}{network_code}{extra}"
+
+
+def parse_field60(text: str) -> tuple[str, int, str, str]:
+    """(60.1, 60.2 batch_no, 60.3, extra digits) of field 60's digits."""
+    if len(text) < 11:
+        raise DecodeError(f"needs at least 11 digits, has {len(text)}", field="60", position=0)
+    if not text.isdigit():
+        raise DecodeError(f"not decimal: {text!r}", field="60", position=0)
+    batch_no = int(text[2:8])
+    if batch_no == 0:
+        raise DecodeError("batch_no 000000 is not a batch", field="60.2", position=2)
+    return text[:2], batch_no, text[8:11], text[11:]
+
+
 @dataclass(frozen=True, slots=True)
 class Field60:
     """60.1 message type code n2, 60.2 batch_no n6, 60.3 network management code n3, extras."""
@@ -76,26 +103,11 @@ class Field60:
     extra: str = ""  # the optional one-digit sub-fields 60.4 …, kept as sent
 
     def encode(self) -> str:
-        if not (len(self.message_type) == 2 and self.message_type.isdigit()):
-            raise EncodeError(f"message type {self.message_type!r}", field="60.1")
-        if not 1 <= self.batch_no <= BATCH_NO_MAX:
-            raise EncodeError(f"batch_no {self.batch_no} outside 1..{BATCH_NO_MAX}", field="60.2")
-        if not (len(self.network_code) == 3 and self.network_code.isdigit()):
-            raise EncodeError(f"network code {self.network_code!r}", field="60.3")
-        if len(self.extra) > 6 or not (self.extra.isdigit() or not self.extra):
-            raise EncodeError(f"extra sub-fields {self.extra!r}", field="60.4")
-        return f"{self.message_type}{self.batch_no:06d}{self.network_code}{self.extra}"
+        return field60_text(self.message_type, self.batch_no, self.network_code, self.extra)
 
     @classmethod
     def decode(cls, text: str) -> Field60:
-        if len(text) < 11:
-            raise DecodeError(f"needs at least 11 digits, has {len(text)}", field="60", position=0)
-        if not text.isdigit():
-            raise DecodeError(f"not decimal: {text!r}", field="60", position=0)
-        batch_no = int(text[2:8])
-        if batch_no == 0:
-            raise DecodeError("batch_no 000000 is not a batch", field="60.2", position=2)
-        return cls(text[:2], batch_no, text[8:11], text[11:])
+        return cls(*parse_field60(text))
 
 
 # --- field 61 -----------------------------------------------------------------

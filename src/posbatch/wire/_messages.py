@@ -20,9 +20,9 @@ wire's own strings (``hhmmss``, ``MMDD``) because this layer has no clock.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Final, TypeAlias, TypedDict
+from typing import ClassVar, Final, NamedTuple, TypeAlias, TypedDict, TypeVar
 
 import iso8583
 import iso8583.decoder
@@ -31,7 +31,6 @@ from posbatch.errors import DecodeError, EncodeError, MacError
 from posbatch.wire._crypto import MAC_BYTES, compute_mac, verify_mac
 from posbatch.wire._fields import (
     BatchStateDetail,
-    Field60,
     OriginalTransaction,
     SettlementTotals,
     UploadRecord,
@@ -41,9 +40,11 @@ from posbatch.wire._fields import (
     encode_track2,
     encode_upload_end,
     encode_upload_records,
+    field60_text,
     mask_pan,
+    parse_field60,
 )
-from posbatch.wire._spec import NUMERIC_FIELDS, SPEC
+from posbatch.wire._spec import NUMERIC_FIELDS, SPEC, TEXT_FIELDS
 
 __all__ = [
     "CURRENCY_CNY",
@@ -72,6 +73,8 @@ __all__ = [
     "encode_message",
     "has_mac",
 ]
+
+_T = TypeVar("_T")
 
 CURRENCY_CNY: Final = "156"
 PROCESSING_SALE: Final = "000000"
@@ -108,11 +111,21 @@ NET_UPLOAD_END_UNBALANCED: Final = "207"
 
 _TYPE_OF_KIND: Final = {Kind.SALE: TYPE_SALE, Kind.VOID: TYPE_VOID, Kind.REFUND: TYPE_REFUND}
 _KIND_OF_TYPE: Final = {value: key for key, value in _TYPE_OF_KIND.items()}
+_REVERSIBLE: Final = frozenset({Kind.SALE, Kind.VOID})
+_RESPONSE_MTI_OF_KIND: Final = {Kind.SALE: "0210", Kind.VOID: "0210", Kind.REFUND: "0230"}
 _PROCESSING_OF_KIND: Final = {
     Kind.SALE: PROCESSING_SALE,
     Kind.VOID: PROCESSING_CREDIT,
     Kind.REFUND: PROCESSING_CREDIT,
 }
+# Decoding looks up by the wire's own strings: hashing an enum member is a Python call.
+_PROCESSING_OF_TYPE: Final = {
+    TYPE_SALE: PROCESSING_SALE,
+    TYPE_VOID: PROCESSING_CREDIT,
+    TYPE_REFUND: PROCESSING_CREDIT,
+}
+_REVERSIBLE_TYPES: Final = frozenset({TYPE_SALE, TYPE_VOID})
+_RESPONSE_MTI_OF_TYPE: Final = {TYPE_SALE: "0210", TYPE_VOID: "0210", TYPE_REFUND: "0230"}
 
 
 def _n(value: int, width: int, field_number: str) -> str:
@@ -159,7 +172,7 @@ class SignOnRequest:
             "11": _stan(self.stan),
             "41": self.terminal_id,
             "42": self.merchant_id,
-            "60": Field60(TYPE_ADMIN, self.batch_no, NET_SIGN_ON).encode(),
+            "60": field60_text(TYPE_ADMIN, self.batch_no, NET_SIGN_ON),
             "63": self.operator,
         }
 
@@ -181,7 +194,7 @@ class SignOffRequest:
             "11": _stan(self.stan),
             "41": self.terminal_id,
             "42": self.merchant_id,
-            "60": Field60(TYPE_ADMIN, self.batch_no, NET_SIGN_OFF).encode(),
+            "60": field60_text(TYPE_ADMIN, self.batch_no, NET_SIGN_OFF),
         }
 
 
@@ -202,7 +215,7 @@ class EchoRequest:
             "11": _stan(self.stan),
             "41": self.terminal_id,
             "42": self.merchant_id,
-            "60": Field60(TYPE_ADMIN, self.batch_no, NET_ECHO).encode(),
+            "60": field60_text(TYPE_ADMIN, self.batch_no, NET_ECHO),
         }
 
 
@@ -233,7 +246,7 @@ class SaleRequest:
     def to_fields(self) -> dict[str, str]:
         fields = _card_fields(self, PROCESSING_SALE)
         fields["t"] = self.MTI
-        fields["60"] = Field60(TYPE_SALE, self.batch_no, NET_FINANCIAL).encode()
+        fields["60"] = field60_text(TYPE_SALE, self.batch_no, NET_FINANCIAL)
         return fields
 
 
@@ -270,7 +283,7 @@ class VoidRequest:
         fields["t"] = self.MTI
         _put(fields, "37", self.original_rrn)
         _put(fields, "38", self.original_auth_code)
-        fields["60"] = Field60(TYPE_VOID, self.batch_no, NET_FINANCIAL).encode()
+        fields["60"] = field60_text(TYPE_VOID, self.batch_no, NET_FINANCIAL)
         fields["61"] = self.original.encode()
         return fields
 
@@ -306,7 +319,7 @@ class RefundRequest:
         fields = _card_fields(self, PROCESSING_CREDIT)
         fields["t"] = self.MTI
         _put(fields, "37", self.original_rrn)
-        fields["60"] = Field60(TYPE_REFUND, self.batch_no, NET_FINANCIAL).encode()
+        fields["60"] = field60_text(TYPE_REFUND, self.batch_no, NET_FINANCIAL)
         fields["61"] = self.original.encode()
         return fields
 
@@ -347,14 +360,12 @@ class ReversalRequest:
         )
 
     def to_fields(self) -> dict[str, str]:
-        if self.original_kind not in (Kind.SALE, Kind.VOID):
+        if self.original_kind not in _REVERSIBLE:
             raise EncodeError(f"cannot reverse a {self.original_kind.value}", field="60.1")
         fields = _card_fields(self, _PROCESSING_OF_KIND[self.original_kind])
         fields["t"] = self.MTI
         fields["39"] = self.reason.value
-        fields["60"] = Field60(
-            _TYPE_OF_KIND[self.original_kind], self.batch_no, NET_FINANCIAL
-        ).encode()
+        fields["60"] = field60_text(_TYPE_OF_KIND[self.original_kind], self.batch_no, NET_FINANCIAL)
         if self.original is not None:
             fields["61"] = self.original.encode()
         return fields
@@ -382,7 +393,7 @@ class SettlementRequest:
             "42": self.merchant_id,
             "48": self.totals.encode(),
             "49": self.currency,
-            "60": Field60(TYPE_ADMIN, self.batch_no, NET_SETTLE).encode(),
+            "60": field60_text(TYPE_ADMIN, self.batch_no, NET_SETTLE),
             "63": self.operator,
         }
 
@@ -406,7 +417,7 @@ class BatchUploadRequest:
             "41": self.terminal_id,
             "42": self.merchant_id,
             "48": encode_upload_records(self.records),
-            "60": Field60(TYPE_ADMIN, self.batch_no, NET_SETTLE).encode(),
+            "60": field60_text(TYPE_ADMIN, self.batch_no, NET_SETTLE),
         }
 
 
@@ -431,7 +442,7 @@ class BatchUploadEndRequest:
             "41": self.terminal_id,
             "42": self.merchant_id,
             "48": encode_upload_end(self.total_records),
-            "60": Field60(TYPE_ADMIN, self.batch_no, code).encode(),
+            "60": field60_text(TYPE_ADMIN, self.batch_no, code),
         }
 
 
@@ -469,7 +480,7 @@ class SignOnResponse:
             "39": self.response_code,
             "41": self.terminal_id,
             "42": self.merchant_id,
-            "60": Field60(TYPE_ADMIN, self.batch_no, NET_SIGN_ON).encode(),
+            "60": field60_text(TYPE_ADMIN, self.batch_no, NET_SIGN_ON),
         }
         _put(fields, "12", self.local_time)
         _put(fields, "13", self.local_date)
@@ -508,7 +519,7 @@ class AdminResponse:
             "39": self.response_code,
             "41": self.terminal_id,
             "42": self.merchant_id,
-            "60": Field60(TYPE_ADMIN, self.batch_no, network).encode(),
+            "60": field60_text(TYPE_ADMIN, self.batch_no, network),
         }
         _put(fields, "12", self.local_time)
         _put(fields, "13", self.local_date)
@@ -553,14 +564,21 @@ class TransactionResponse:
 
     @property
     def mti(self) -> str:
-        return {Kind.SALE: "0210", Kind.VOID: "0210", Kind.REFUND: "0230"}.get(self.kind, "0410")
+        return _RESPONSE_MTI_OF_KIND.get(self.kind, "0410")
 
     @property
     def approved(self) -> bool:
         return self.response_code == "00"
 
     def to_fields(self) -> dict[str, str]:
-        transaction_kind = self.original_kind if self.kind == Kind.REVERSAL else self.kind
+        if self.kind == Kind.REVERSAL:
+            transaction_kind = self.original_kind
+            if transaction_kind not in _REVERSIBLE:
+                raise EncodeError(f"cannot reverse a {transaction_kind}", field="60.1")
+        else:
+            transaction_kind = self.kind
+            if self.original_kind is not None:
+                raise EncodeError("original_kind is for a reversal's answer only", field="60.1")
         if transaction_kind not in _TYPE_OF_KIND:
             raise EncodeError(f"no transaction response for {transaction_kind}", field="60.1")
         fields = {
@@ -572,7 +590,7 @@ class TransactionResponse:
             "41": self.terminal_id,
             "42": self.merchant_id,
             "49": self.currency,
-            "60": Field60(_TYPE_OF_KIND[transaction_kind], self.batch_no, NET_FINANCIAL).encode(),
+            "60": field60_text(_TYPE_OF_KIND[transaction_kind], self.batch_no, NET_FINANCIAL),
         }
         if self.pan is not None:
             fields["2"] = _pan(self.pan)
@@ -609,7 +627,7 @@ class SettlementResponse:
             "41": self.terminal_id,
             "42": self.merchant_id,
             "49": self.currency,
-            "60": Field60(TYPE_ADMIN, self.batch_no, NET_SETTLE).encode(),
+            "60": field60_text(TYPE_ADMIN, self.batch_no, NET_SETTLE),
         }
         if self.totals is not None:
             fields["48"] = self.totals.encode()
@@ -646,7 +664,7 @@ class BatchUploadResponse:
             "39": self.response_code,
             "41": self.terminal_id,
             "42": self.merchant_id,
-            "60": Field60(TYPE_ADMIN, self.batch_no, network).encode(),
+            "60": field60_text(TYPE_ADMIN, self.batch_no, network),
         }
         _put(fields, "63", self.detail)
         return fields
@@ -690,6 +708,41 @@ def _card_fields(message: CardRequest, processing_code: str) -> dict[str, str]:
     return fields
 
 
+def _printable_ascii(text: str) -> bool:
+    return text.isascii() and text.isprintable()
+
+
+def _first_bad(
+    fields: Mapping[str, str], numbers: frozenset[str], good: Callable[[str], bool]
+) -> str:
+    """The lowest-numbered of ``numbers`` in ``fields`` whose value is not ``good``."""
+    return min((n for n in numbers & fields.keys() if not good(fields[n])), key=int)
+
+
+# The valid case must stay cheap: one C-level pass (map over dict.get) per kind of
+# field, then one str test; only a failure looks for the field to blame.
+_NUMERIC_ORDER: Final = tuple(sorted(NUMERIC_FIELDS, key=int))
+_NUMERIC_ABSENT: Final = ("",) * len(_NUMERIC_ORDER)
+_TEXT_ORDER: Final = tuple(sorted(TEXT_FIELDS, key=int))
+_TEXT_ABSENT: Final = ("",) * len(_TEXT_ORDER)
+
+
+def _bad_numeric(fields: Mapping[str, str]) -> str | None:
+    """The first numeric field that holds anything but digits, or None."""
+    digits = "".join(map(fields.get, _NUMERIC_ORDER, _NUMERIC_ABSENT))
+    if not digits or digits.isdigit():
+        return None
+    return _first_bad(fields, NUMERIC_FIELDS, str.isdigit)
+
+
+def _bad_text(fields: Mapping[str, str]) -> str | None:
+    """The first ascii field that holds anything but printable ascii, or None."""
+    text = "".join(map(fields.get, _TEXT_ORDER, _TEXT_ABSENT))
+    if text.isascii() and text.isprintable():
+        return None
+    return _first_bad(fields, TEXT_FIELDS, _printable_ascii)
+
+
 # --- encode -----------------------------------------------------------------------
 
 _MAC_PLACEHOLDER: Final = "0" * (2 * MAC_BYTES)
@@ -703,6 +756,11 @@ def encode_message(message: Message, *, mak: bytes | None = None) -> bytes:
     a value the profile cannot carry.
     """
     fields = message.to_fields()
+    # The same checks decode makes, so that we never send what a peer must refuse.
+    if (number := _bad_numeric(fields)) is not None:
+        raise EncodeError(f"not decimal digits: {fields[number]!r}", field=number)
+    if (number := _bad_text(fields)) is not None:
+        raise EncodeError(f"not printable ascii: {fields[number]!r}", field=number)
     with_mac = mak is not None and fields["t"] not in _NO_MAC_MTIS
     if with_mac:
         fields["64"] = _MAC_PLACEHOLDER
@@ -745,193 +803,199 @@ def check_mac(body: bytes, mak: bytes) -> None:
     verify_mac(mak, body[:-MAC_BYTES], body[-MAC_BYTES:])
 
 
-def _field_position(body: bytes, encoded: dict[str, dict[str, bytes]], number: str) -> int:
-    """Byte offset of field ``number`` in ``body`` (for error messages only)."""
-    position = _BITMAP_END
-    for key in sorted((k for k in encoded if k.isdigit()), key=int):
-        if key == number:
-            return position
-        position += len(encoded[key]["len"]) + len(encoded[key]["data"])
-    return min(position, len(body))
+class _Fields(dict[str, str]):
+    """The decoded fields of one body, and where they came from.
 
+    Reading a field the message needs is ``fields["41"]``: a missing one is a
+    :class:`DecodeError` (``__missing__``), so the decoders read like the
+    field table and the common case costs a plain dict lookup.
+    """
 
-class _Reader:
-    """What decoding needs while it builds one typed message: the fields and where they are."""
+    __slots__ = ("body", "encoded")
 
-    __slots__ = ("body", "encoded", "fields")
+    body: bytes
+    encoded: dict[str, dict[str, bytes]]
 
-    def __init__(
-        self, body: bytes, fields: dict[str, str], encoded: dict[str, dict[str, bytes]]
-    ) -> None:
-        self.body = body
-        self.fields = fields
-        self.encoded = encoded
+    def __missing__(self, number: str) -> str:
+        raise DecodeError(f"field {number} is required here", field=number, position=len(self.body))
+
+    def position(self, number: str) -> int:
+        """Byte offset in the body where the data of field ``number`` starts."""
+        position = _BITMAP_END
+        for key in sorted((k for k in self.encoded if k.isdigit()), key=int):
+            if key == number:
+                return position + len(self.encoded[key]["len"])
+            position += len(self.encoded[key]["len"]) + len(self.encoded[key]["data"])
+        return min(position, len(self.body))
 
     def fail(self, number: str, reason: str, offset_digits: int = 0) -> DecodeError:
+        """A DecodeError for (sub-)field ``number``, ``offset_digits`` into its data."""
         base = number.split(".", maxsplit=1)[0]
-        start = _field_position(self.body, self.encoded, base)
-        if base in self.encoded:
-            start += len(self.encoded[base]["len"])
-        return DecodeError(reason, field=number, position=start + offset_digits // 2)
-
-    def required(self, number: str) -> str:
-        value = self.fields.get(number)
-        if value is None:
-            raise DecodeError(
-                f"field {number} is required here", field=number, position=len(self.body)
-            )
-        return value
-
-    def optional(self, number: str) -> str | None:
-        return self.fields.get(number)
-
-    def integer(self, number: str) -> int:
-        return int(self.required(number))
-
-    def field60(self) -> Field60:
-        try:
-            return Field60.decode(self.required("60"))
-        except DecodeError as exc:
-            raise self.fail(exc.field, exc.reason, exc.position) from None
-
-    def text(self, number: str) -> str:
-        return self.required(number)
+        return DecodeError(reason, field=number, position=self.position(base) + offset_digits // 2)
 
 
-def _decode_raw(body: bytes) -> _Reader:
+def _decode_raw(body: bytes) -> _Fields:
+    if len(body) < _BITMAP_START:
+        raise DecodeError("body is shorter than an MTI", field="t", position=0)
     if len(body) < _BITMAP_END:
-        raise DecodeError("body is shorter than MTI + bitmap", field="p", position=len(body))
-    mti_digits = body[:_BITMAP_START].hex()
-    if not mti_digits.isdigit():
-        raise DecodeError(f"MTI is not packed decimal: {mti_digits}", field="t", position=0)
-    bitmap = int.from_bytes(body[_BITMAP_START:_BITMAP_END], "big")
-    extra = bitmap & ~_ALLOWED_FIELDS_MASK
+        raise DecodeError("body is shorter than MTI + bitmap", field="p", position=_BITMAP_START)
+    if not body[:_BITMAP_START].hex().isdigit():
+        raise DecodeError(
+            f"MTI is not packed decimal: {body[:_BITMAP_START].hex().upper()}",
+            field="t",
+            position=0,
+        )
+    extra = int.from_bytes(body[_BITMAP_START:_BITMAP_END], "big") & ~_ALLOWED_FIELDS_MASK
     if extra:
         bit = 65 - extra.bit_length()  # the lowest-numbered field not in the profile
         name = "secondary bitmap" if bit == 1 else f"field {bit}"
         raise DecodeError(f"{name} is not in the wire profile", field="p", position=_BITMAP_START)
     try:
-        fields, encoded = iso8583.decode(body, SPEC)
+        decoded, encoded = iso8583.decode(body, SPEC)
     except iso8583.DecodeError as exc:
         raise DecodeError(exc.msg, field=exc.field, position=exc.pos) from None
-    except (UnicodeDecodeError, ValueError, KeyError, IndexError) as exc:
-        raise DecodeError(f"unreadable: {exc}", field="?", position=0) from None
-    reader = _Reader(body, fields, encoded)
-    for number in NUMERIC_FIELDS:
-        value = fields.get(number)
-        if value is not None and not value.isdigit() and number != "35":
-            raise reader.fail(number, f"not packed decimal: {value!r}")
+    fields = _Fields(decoded)
+    fields.body = body
+    fields.encoded = encoded
+    if (number := _bad_numeric(fields)) is not None:
+        raise fields.fail(number, f"not packed decimal: {fields[number]!r}")
+    if (number := _bad_text(fields)) is not None:
+        raise fields.fail(number, f"not printable ascii: {fields[number]!r}")
     if "35" in fields:
         try:
             fields["35"] = decode_track2(fields["35"])
         except DecodeError as exc:
-            raise reader.fail("35", exc.reason) from None
-    for number in ("37", "38", "39", "41", "42", "49", "63"):
-        value = fields.get(number)
-        if value is not None and not (value.isascii() and value.isprintable()):
-            raise reader.fail(number, f"not printable ascii: {value!r}")
-    return reader
+            raise fields.fail("35", exc.reason, exc.position) from None
+    return fields
 
 
 def decode_message(body: bytes) -> Message:
-    """The typed message in an ISO 8583 body; :class:`DecodeError` on anything else."""
-    reader = _decode_raw(body)
-    mti = reader.fields["t"]
+    """The typed message in an ISO 8583 body; :class:`DecodeError` on anything else.
+
+    Checks, in order: MTI and bitmap (only fields of the profile, no secondary
+    bitmap), each field's length and packing (pyiso8583), packed decimal in
+    every numeric field and printable ascii in every text field, then what the
+    MTI needs: the fields it requires, 60.1 / 60.3 / 3 fitting together, and
+    the sub-fields of 48, 60 and 61. Fields a message does not use are ignored.
+    """
+    fields = _decode_raw(body)
+    mti = fields["t"]
     decoder = _DECODERS.get(mti)
     if decoder is None:
         raise DecodeError(f"MTI {mti} is not in the wire profile", field="t", position=0)
-    try:
-        return decoder(reader)
-    except DecodeError:
-        raise
-    except (ValueError, KeyError) as exc:  # a typed value refused what the field held
-        raise DecodeError(f"unreadable: {exc}", field="?", position=0) from None
+    return decoder(fields)
 
 
-def _sub(reader: _Reader, number: str, decode: type[OriginalTransaction]) -> OriginalTransaction:
+def _sub_field(fields: _Fields, number: str, decode: Callable[[str], _T]) -> _T:
+    """``decode(fields[number])`` with sub-field errors placed in the body."""
+    text = fields[number]
     try:
-        return decode.decode(reader.required(number))
+        return decode(text)
     except DecodeError as exc:
-        if exc.field == number and exc.position == len(reader.body):
-            raise
-        raise reader.fail(exc.field, exc.reason, exc.position) from None
+        raise fields.fail(exc.field, exc.reason, exc.position) from None
 
 
-def _expect(reader: _Reader, f60: Field60, message_type: str, network: str) -> None:
+class _F60(NamedTuple):
+    """Field 60 while decoding (a tuple: cheaper than building a :class:`Field60`)."""
+
+    message_type: str
+    batch_no: int
+    network_code: str
+    extra: str
+
+
+def _field60(fields: _Fields) -> _F60:
+    return _F60._make(_sub_field(fields, "60", parse_field60))
+
+
+def _expect(fields: _Fields, f60: _F60, message_type: str, network: str | None) -> None:
     if f60.message_type != message_type:
-        raise reader.fail("60.1", f"expected {message_type} here, got {f60.message_type}")
-    if f60.network_code != network:
-        raise reader.fail("60.3", f"expected {network} here, got {f60.network_code}", 8)
+        raise fields.fail("60.1", f"expected {message_type} here, got {f60.message_type}")
+    if network is not None and f60.network_code != network:
+        raise fields.fail("60.3", f"expected {network} here, got {f60.network_code}", 8)
 
 
-def _common(reader: _Reader) -> tuple[str, str, int]:
-    return reader.text("41"), reader.text("42"), reader.integer("11")
+def _stan_of(fields: _Fields) -> int:
+    stan = int(fields["11"])
+    if stan == 0:
+        raise fields.fail("11", "STAN 000000 is not a STAN")
+    return stan
 
 
-def _decode_0800(reader: _Reader) -> SignOnRequest:
-    f60 = reader.field60()
-    _expect(reader, f60, TYPE_ADMIN, NET_SIGN_ON)
-    terminal_id, merchant_id, stan = _common(reader)
-    return SignOnRequest(terminal_id, merchant_id, stan, f60.batch_no, reader.optional("63") or "")
+def _pan_of(fields: _Fields) -> str:
+    pan = fields["2"]
+    if not 12 <= len(pan) <= 19:
+        raise fields.fail("2", f"PAN must be 12..19 digits, has {len(pan)}")
+    return pan
 
 
-def _decode_0810(reader: _Reader) -> SignOnResponse:
-    f60 = reader.field60()
-    _expect(reader, f60, TYPE_ADMIN, NET_SIGN_ON)
-    terminal_id, merchant_id, stan = _common(reader)
-    keys = reader.optional("62")
-    return SignOnResponse(
-        terminal_id,
-        merchant_id,
-        stan,
-        f60.batch_no,
-        reader.text("39"),
-        reader.optional("12"),
-        reader.optional("13"),
-        bytes.fromhex(keys) if keys is not None else None,
-        reader.optional("63"),
+def _decode_0800(fields: _Fields) -> SignOnRequest:
+    f60 = _field60(fields)
+    _expect(fields, f60, TYPE_ADMIN, NET_SIGN_ON)
+    return SignOnRequest(
+        fields["41"], fields["42"], _stan_of(fields), f60.batch_no, fields.get("63", "")
     )
 
 
-def _decode_0820(reader: _Reader) -> SignOffRequest | EchoRequest:
-    f60 = reader.field60()
-    terminal_id, merchant_id, stan = _common(reader)
-    if f60.message_type != TYPE_ADMIN:
-        raise reader.fail("60.1", f"expected 00 here, got {f60.message_type}")
-    if f60.network_code == NET_SIGN_OFF:
-        return SignOffRequest(terminal_id, merchant_id, stan, f60.batch_no)
-    if f60.network_code == NET_ECHO:
-        return EchoRequest(terminal_id, merchant_id, stan, f60.batch_no)
-    raise reader.fail("60.3", f"0820 with network code {f60.network_code}", 8)
+def _decode_0810(fields: _Fields) -> SignOnResponse:
+    f60 = _field60(fields)
+    _expect(fields, f60, TYPE_ADMIN, NET_SIGN_ON)
+    keys = fields.get("62")
+    return SignOnResponse(
+        fields["41"],
+        fields["42"],
+        _stan_of(fields),
+        f60.batch_no,
+        fields["39"],
+        fields.get("12"),
+        fields.get("13"),
+        bytes.fromhex(keys) if keys is not None else None,
+        fields.get("63"),
+    )
 
 
-def _decode_0830(reader: _Reader) -> AdminResponse:
-    f60 = reader.field60()
-    terminal_id, merchant_id, stan = _common(reader)
-    kind = {NET_SIGN_OFF: Kind.SIGN_OFF, NET_ECHO: Kind.ECHO}.get(f60.network_code)
+_ADMIN_KIND_OF_NETWORK: Final = {NET_SIGN_OFF: Kind.SIGN_OFF, NET_ECHO: Kind.ECHO}
+
+
+def _admin_kind(fields: _Fields, f60: _F60) -> Kind:
+    _expect(fields, f60, TYPE_ADMIN, None)
+    kind = _ADMIN_KIND_OF_NETWORK.get(f60.network_code)
     if kind is None:
-        raise reader.fail("60.3", f"0830 with network code {f60.network_code}", 8)
+        raise fields.fail("60.3", f"{fields['t']} with network code {f60.network_code}", 8)
+    return kind
+
+
+def _decode_0820(fields: _Fields) -> SignOffRequest | EchoRequest:
+    f60 = _field60(fields)
+    kind = _admin_kind(fields, f60)
+    request = SignOffRequest if kind == Kind.SIGN_OFF else EchoRequest
+    return request(fields["41"], fields["42"], _stan_of(fields), f60.batch_no)
+
+
+def _decode_0830(fields: _Fields) -> AdminResponse:
+    f60 = _field60(fields)
+    kind = _admin_kind(fields, f60)
     return AdminResponse(
         kind,
-        terminal_id,
-        merchant_id,
-        stan,
+        fields["41"],
+        fields["42"],
+        _stan_of(fields),
         f60.batch_no,
-        reader.text("39"),
-        reader.optional("12"),
-        reader.optional("13"),
-        reader.optional("63"),
+        fields["39"],
+        fields.get("12"),
+        fields.get("13"),
+        fields.get("63"),
     )
 
 
-def _transaction_kind(reader: _Reader, f60: Field60) -> Kind:
+def _transaction_kind(fields: _Fields, f60: _F60) -> Kind:
     kind = _KIND_OF_TYPE.get(f60.message_type)
     if kind is None:
-        raise reader.fail("60.1", f"unknown message type {f60.message_type}")
+        raise fields.fail("60.1", f"unknown message type {f60.message_type}")
     if f60.network_code != NET_FINANCIAL:
-        raise reader.fail("60.3", f"expected 000 here, got {f60.network_code}", 8)
-    if reader.text("3") != _PROCESSING_OF_KIND[kind]:
-        raise reader.fail("3", f"processing code {reader.text('3')} does not fit {kind.value}")
+        raise fields.fail("60.3", f"expected 000 here, got {f60.network_code}", 8)
+    if fields["3"] != _PROCESSING_OF_TYPE[f60.message_type]:
+        raise fields.fail("3", f"processing code {fields['3']} does not fit {kind.value}")
     return kind
 
 
@@ -944,199 +1008,205 @@ class _CardFields(TypedDict):
     currency: str
 
 
-def _card(reader: _Reader) -> _CardFields:
+def _card(fields: _Fields) -> _CardFields:
     return {
-        "pan": reader.text("2"),
-        "expiry": reader.optional("14"),
-        "entry_mode": reader.text("22"),
-        "condition_code": reader.text("25"),
-        "track2": reader.optional("35"),
-        "currency": reader.text("49"),
+        "pan": _pan_of(fields),
+        "expiry": fields.get("14"),
+        "entry_mode": fields["22"],
+        "condition_code": fields["25"],
+        "track2": fields.get("35"),
+        "currency": fields["49"],
     }
 
 
-def _decode_0200(reader: _Reader) -> SaleRequest | VoidRequest:
-    f60 = reader.field60()
-    kind = _transaction_kind(reader, f60)
-    terminal_id, merchant_id, stan = _common(reader)
-    amount = reader.integer("4")
-    card = _card(reader)
+def _original(fields: _Fields) -> OriginalTransaction:
+    return _sub_field(fields, "61", OriginalTransaction.decode)
+
+
+def _decode_0200(fields: _Fields) -> SaleRequest | VoidRequest:
+    f60 = _field60(fields)
+    kind = _transaction_kind(fields, f60)
     if kind == Kind.SALE:
-        return SaleRequest(terminal_id, merchant_id, stan, f60.batch_no, amount, **card)
+        return SaleRequest(
+            fields["41"],
+            fields["42"],
+            _stan_of(fields),
+            f60.batch_no,
+            int(fields["4"]),
+            pan=_pan_of(fields),
+            expiry=fields.get("14"),
+            entry_mode=fields["22"],
+            condition_code=fields["25"],
+            track2=fields.get("35"),
+            currency=fields["49"],
+        )
     if kind == Kind.VOID:
         return VoidRequest(
-            terminal_id,
-            merchant_id,
-            stan,
+            fields["41"],
+            fields["42"],
+            _stan_of(fields),
             f60.batch_no,
-            amount,
-            original=_sub(reader, "61", OriginalTransaction),
-            original_rrn=reader.optional("37"),
-            original_auth_code=reader.optional("38"),
-            **card,
+            int(fields["4"]),
+            original=_original(fields),
+            original_rrn=fields.get("37"),
+            original_auth_code=fields.get("38"),
+            **_card(fields),
         )
-    raise reader.fail("60.1", f"0200 cannot carry a {kind.value}")
+    raise fields.fail("60.1", f"0200 cannot carry a {kind.value}")
 
 
-def _decode_0220(reader: _Reader) -> RefundRequest:
-    f60 = reader.field60()
-    kind = _transaction_kind(reader, f60)
+def _decode_0220(fields: _Fields) -> RefundRequest:
+    f60 = _field60(fields)
+    kind = _transaction_kind(fields, f60)
     if kind != Kind.REFUND:
-        raise reader.fail("60.1", f"0220 cannot carry a {kind.value}")
-    terminal_id, merchant_id, stan = _common(reader)
+        raise fields.fail("60.1", f"0220 cannot carry a {kind.value}")
     return RefundRequest(
-        terminal_id,
-        merchant_id,
-        stan,
+        fields["41"],
+        fields["42"],
+        _stan_of(fields),
         f60.batch_no,
-        reader.integer("4"),
-        original=_sub(reader, "61", OriginalTransaction),
-        original_rrn=reader.optional("37"),
-        **_card(reader),
+        int(fields["4"]),
+        original=_original(fields),
+        original_rrn=fields.get("37"),
+        **_card(fields),
     )
 
 
-def _decode_0400(reader: _Reader) -> ReversalRequest:
-    f60 = reader.field60()
-    kind = _transaction_kind(reader, f60)
-    if kind not in (Kind.SALE, Kind.VOID):
-        raise reader.fail("60.1", f"a {kind.value} cannot be reversed")
-    terminal_id, merchant_id, stan = _common(reader)
+def _decode_0400(fields: _Fields) -> ReversalRequest:
+    f60 = _field60(fields)
+    kind = _transaction_kind(fields, f60)
+    if f60.message_type not in _REVERSIBLE_TYPES:
+        raise fields.fail("60.1", f"a {kind.value} cannot be reversed")
     try:
-        reason = ReversalReason(reader.text("39"))
+        reason = ReversalReason(fields["39"])
     except ValueError:
-        raise reader.fail("39", f"reversal reason {reader.text('39')!r}") from None
-    original = _sub(reader, "61", OriginalTransaction) if "61" in reader.fields else None
+        raise fields.fail("39", f"reversal reason {fields['39']!r}") from None
     return ReversalRequest(
-        terminal_id,
-        merchant_id,
-        stan,
+        fields["41"],
+        fields["42"],
+        _stan_of(fields),
         f60.batch_no,
-        reader.integer("4"),
+        int(fields["4"]),
         original_kind=kind,
         reason=reason,
-        original=original,
-        **_card(reader),
+        original=_original(fields) if "61" in fields else None,
+        **_card(fields),
     )
 
 
-def _decode_transaction_response(reader: _Reader) -> TransactionResponse:
-    f60 = reader.field60()
-    transaction_kind = _transaction_kind(reader, f60)
-    mti = reader.fields["t"]
-    kind = Kind.REVERSAL if mti == "0410" else transaction_kind
-    expected_mti = {Kind.REFUND: "0230", Kind.REVERSAL: "0410"}.get(kind, "0210")
-    if mti != expected_mti:
-        raise reader.fail("60.1", f"{mti} cannot answer a {kind.value}")
-    terminal_id, merchant_id, stan = _common(reader)
+def _decode_transaction_response(fields: _Fields) -> TransactionResponse:
+    f60 = _field60(fields)
+    transaction_kind = _transaction_kind(fields, f60)
+    mti = fields["t"]
+    if mti == "0410":
+        if f60.message_type not in _REVERSIBLE_TYPES:
+            raise fields.fail("60.1", f"a {transaction_kind.value} cannot be reversed")
+        kind = Kind.REVERSAL
+    elif _RESPONSE_MTI_OF_TYPE[f60.message_type] != mti:
+        raise fields.fail("60.1", f"{mti} cannot answer a {transaction_kind.value}")
+    else:
+        kind = transaction_kind
+    pan = _pan_of(fields) if "2" in fields else None
     return TransactionResponse(
         kind,
-        terminal_id,
-        merchant_id,
-        stan,
+        fields["41"],
+        fields["42"],
+        _stan_of(fields),
         f60.batch_no,
-        reader.text("39"),
-        reader.integer("4"),
+        fields["39"],
+        int(fields["4"]),
         original_kind=transaction_kind if kind == Kind.REVERSAL else None,
-        pan=reader.optional("2"),
-        rrn=reader.optional("37"),
-        auth_code=reader.optional("38"),
-        local_time=reader.optional("12"),
-        local_date=reader.optional("13"),
-        detail=reader.optional("63"),
-        currency=reader.text("49"),
+        pan=pan,
+        rrn=fields.get("37"),
+        auth_code=fields.get("38"),
+        local_time=fields.get("12"),
+        local_date=fields.get("13"),
+        detail=fields.get("63"),
+        currency=fields["49"],
     )
 
 
-def _totals(reader: _Reader) -> SettlementTotals:
-    try:
-        return SettlementTotals.decode(reader.required("48"))
-    except DecodeError as exc:
-        if exc.position == len(reader.body) and exc.field == "48":
-            raise
-        raise reader.fail(exc.field, exc.reason, exc.position) from None
-
-
-def _decode_0500(reader: _Reader) -> SettlementRequest:
-    f60 = reader.field60()
-    _expect(reader, f60, TYPE_ADMIN, NET_SETTLE)
-    terminal_id, merchant_id, stan = _common(reader)
+def _decode_0500(fields: _Fields) -> SettlementRequest:
+    f60 = _field60(fields)
+    _expect(fields, f60, TYPE_ADMIN, NET_SETTLE)
     return SettlementRequest(
-        terminal_id,
-        merchant_id,
-        stan,
+        fields["41"],
+        fields["42"],
+        _stan_of(fields),
         f60.batch_no,
-        _totals(reader),
-        reader.optional("63") or "",
-        reader.text("49"),
+        _sub_field(fields, "48", SettlementTotals.decode),
+        fields.get("63", ""),
+        fields["49"],
     )
 
 
-def _decode_0510(reader: _Reader) -> SettlementResponse:
-    f60 = reader.field60()
-    _expect(reader, f60, TYPE_ADMIN, NET_SETTLE)
-    terminal_id, merchant_id, stan = _common(reader)
+def _decode_0510(fields: _Fields) -> SettlementResponse:
+    f60 = _field60(fields)
+    _expect(fields, f60, TYPE_ADMIN, NET_SETTLE)
+    totals = _sub_field(fields, "48", SettlementTotals.decode) if "48" in fields else None
     return SettlementResponse(
-        terminal_id,
-        merchant_id,
-        stan,
+        fields["41"],
+        fields["42"],
+        _stan_of(fields),
         f60.batch_no,
-        reader.text("39"),
-        _totals(reader) if "48" in reader.fields else None,
-        reader.optional("12"),
-        reader.optional("13"),
-        reader.optional("63"),
-        reader.text("49"),
+        fields["39"],
+        totals,
+        fields.get("12"),
+        fields.get("13"),
+        fields.get("63"),
+        fields["49"],
     )
 
 
-def _decode_0320(reader: _Reader) -> BatchUploadRequest | BatchUploadEndRequest:
-    f60 = reader.field60()
-    if f60.message_type != TYPE_ADMIN:
-        raise reader.fail("60.1", f"expected 00 here, got {f60.message_type}")
-    terminal_id, merchant_id, stan = _common(reader)
-    text = reader.required("48")
-    try:
-        if f60.network_code == NET_SETTLE:
-            return BatchUploadRequest(
-                terminal_id, merchant_id, stan, f60.batch_no, decode_upload_records(text)
-            )
-        if f60.network_code in (NET_UPLOAD_END_BALANCED, NET_UPLOAD_END_UNBALANCED):
-            return BatchUploadEndRequest(
-                terminal_id,
-                merchant_id,
-                stan,
-                f60.batch_no,
-                decode_upload_end(text),
-                after_balanced=f60.network_code == NET_UPLOAD_END_BALANCED,
-            )
-    except DecodeError as exc:
-        raise reader.fail(exc.field, exc.reason, exc.position) from None
-    raise reader.fail("60.3", f"0320 with network code {f60.network_code}", 8)
-
-
-def _decode_0330(reader: _Reader) -> BatchUploadResponse:
-    f60 = reader.field60()
-    terminal_id, merchant_id, stan = _common(reader)
+def _upload_network(fields: _Fields, f60: _F60) -> tuple[Kind, bool]:
+    """(BATCH_UPLOAD or BATCH_UPLOAD_END, after_balanced) from 60.1 / 60.3 of a 0320/0330."""
+    _expect(fields, f60, TYPE_ADMIN, None)
     if f60.network_code == NET_SETTLE:
-        kind, after_balanced = Kind.BATCH_UPLOAD, False
-    elif f60.network_code in (NET_UPLOAD_END_BALANCED, NET_UPLOAD_END_UNBALANCED):
-        kind, after_balanced = Kind.BATCH_UPLOAD_END, f60.network_code == NET_UPLOAD_END_BALANCED
-    else:
-        raise reader.fail("60.3", f"0330 with network code {f60.network_code}", 8)
+        return Kind.BATCH_UPLOAD, False
+    if f60.network_code == NET_UPLOAD_END_BALANCED:
+        return Kind.BATCH_UPLOAD_END, True
+    if f60.network_code == NET_UPLOAD_END_UNBALANCED:
+        return Kind.BATCH_UPLOAD_END, False
+    raise fields.fail("60.3", f"{fields['t']} with network code {f60.network_code}", 8)
+
+
+def _decode_0320(fields: _Fields) -> BatchUploadRequest | BatchUploadEndRequest:
+    f60 = _field60(fields)
+    kind, after_balanced = _upload_network(fields, f60)
+    if kind == Kind.BATCH_UPLOAD:
+        return BatchUploadRequest(
+            fields["41"],
+            fields["42"],
+            _stan_of(fields),
+            f60.batch_no,
+            _sub_field(fields, "48", decode_upload_records),
+        )
+    return BatchUploadEndRequest(
+        fields["41"],
+        fields["42"],
+        _stan_of(fields),
+        f60.batch_no,
+        _sub_field(fields, "48", decode_upload_end),
+        after_balanced=after_balanced,
+    )
+
+
+def _decode_0330(fields: _Fields) -> BatchUploadResponse:
+    f60 = _field60(fields)
+    kind, after_balanced = _upload_network(fields, f60)
     return BatchUploadResponse(
         kind,
-        terminal_id,
-        merchant_id,
-        stan,
+        fields["41"],
+        fields["42"],
+        _stan_of(fields),
         f60.batch_no,
-        reader.text("39"),
+        fields["39"],
         after_balanced,
-        reader.optional("63"),
+        fields.get("63"),
     )
 
 
-_DECODERS: Final[dict[str, Callable[[_Reader], Message]]] = {
+_DECODERS: Final[dict[str, Callable[[_Fields], Message]]] = {
     "0800": _decode_0800,
     "0810": _decode_0810,
     "0820": _decode_0820,

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-__all__ = ["FIELD_NAMES", "NUMERIC_FIELDS", "SPEC"]
+__all__ = ["FIELD_NAMES", "NUMERIC_FIELDS", "SPEC", "TEXT_FIELDS"]
 
 
 def _fixed_bcd(digits: int, name: str) -> dict[str, Any]:
@@ -91,8 +91,12 @@ SPEC: Final[Mapping[str, Mapping[str, Any]]] = {
     "64": {"data_enc": "b", "len_enc": "b", "len_type": 0, "max_len": 8, "desc": "MAC"},
 }
 
+# Packed decimal fields that must hold digits only (35, track 2, may also hold D).
 NUMERIC_FIELDS: Final[frozenset[str]] = frozenset(
     {"2", "3", "4", "11", "12", "13", "14", "22", "25", "48", "60", "61"}
 )
+
+# Ascii fields that must hold printable ascii only.
+TEXT_FIELDS: Final[frozenset[str]] = frozenset({"37", "38", "39", "41", "42", "49", "63"})
 
 FIELD_NAMES: Final[Mapping[str, str]] = {k: str(v["desc"]) for k, v in SPEC.items()}
