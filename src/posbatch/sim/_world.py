@@ -52,24 +52,16 @@ from posbatch.errors import (
     HostUnreachable,
     TerminalError,
 )
-from posbatch.host import HostCore, HostSession, HostStore, IssuerRules, TransactionStatus
+from posbatch.host import HostCore, HostSession, HostStore, IssuerRules
 from posbatch.sim._checker import check
 from posbatch.sim._clock import DAY_MS, VirtualClock
 from posbatch.sim._faults import PROFILES, FaultCounter, FaultKind, FaultProfile
 from posbatch.sim._link import HostNode, SimLink, SimulatedCrash
 from posbatch.sim._memory import HOST, JOURNAL, MemoryDatabase
-from posbatch.sim._model import (
-    HostBatchRow,
-    HostExceptionRow,
-    HostTxnRow,
-    HostTxnStatus,
-    Snapshot,
-    TerminalBatchRow,
-    TerminalTxnRow,
-    TerminalTxnStatus,
-)
+from posbatch.sim._model import Snapshot
 from posbatch.sim._random import SimRandom
 from posbatch.sim._result import SeedResult
+from posbatch.sim._snapshot import READ_ROWS_MAX, take_snapshot
 from posbatch.sim._trace import EventKind, Trace
 from posbatch.sim._workload import Operation, OperationKind, draw_operation
 from posbatch.terminal import (
@@ -80,7 +72,7 @@ from posbatch.terminal import (
     TxnRow,
     TxnState,
 )
-from posbatch.wire import CardType, Kind, SettlementTotals
+from posbatch.wire import Kind
 
 __all__ = ["Breakage", "SimConfig", "World", "replay", "run_seed", "run_seeds"]
 
@@ -93,7 +85,6 @@ QUIET_CLOSE_ATTEMPTS_MAX: Final = 5
 TERMINALS_MAX: Final = 10_000
 DAYS_MAX: Final = 366
 TRANSACTIONS_PER_DAY_MAX: Final = 2_000
-READ_ROWS_MAX: Final = 1_000_000
 # Clock errors a terminal may show for a day (DESIGN.md: "clock wrong").
 CLOCK_SKEWS_MS: Final = (-3 * DAY_MS, -3_600_000, -600_000, 600_000, DAY_MS, 365 * DAY_MS)
 FIRST_TERMINAL_ID: Final = 10_000_001
@@ -246,7 +237,7 @@ class World:
         self._install(node, batch_no=self.config.start_batch_no)
         return node
 
-    def _install(self, node: _Node, *, batch_no: int) -> None:
+    def _install(self, node: _Node, *, batch_no: int, reinstall: bool = False) -> None:
         """A new journal (first install, or a reinstall: counters reset) and its engine."""
         database = MemoryDatabase(JOURNAL)
         journal = Journal(database.engine())
@@ -257,6 +248,7 @@ class World:
             host_address=HOST_ADDRESS,
             clock=self.clock.view(lambda: node.skew_ms),
             batch_no=batch_no,
+            reinstall=reinstall,
         )
         node.databases.append(database)
         node.journals.append(journal)
@@ -518,7 +510,7 @@ class World:
 
     def _reinstall(self, node: _Node) -> None:
         self._fault(node, FaultKind.TERMINAL_REINSTALL, f"journal {len(node.journals)} started")
-        self._install(node, batch_no=1)
+        self._install(node, batch_no=1, reinstall=True)
 
     def _settle(self, node: _Node, *, attempts: int) -> None:
         errors_before = node.link.batch_errors
@@ -561,75 +553,16 @@ class World:
     # --- checking ---------------------------------------------------------------------
 
     def snapshot(self, *, final: bool) -> Snapshot:
-        terminal_txns: list[TerminalTxnRow] = []
-        terminal_batches: list[TerminalBatchRow] = []
-        host_txns: list[HostTxnRow] = []
-        host_batches: list[HostBatchRow] = []
-        for node in self.nodes:
-            for number, journal in enumerate(node.journals):
-                for row in journal.transactions():
-                    terminal_txns.append(_terminal_txn(node.terminal_id, number, row))
-                for batch in journal.batches():
-                    terminal_batches.append(
-                        TerminalBatchRow(
-                            node.terminal_id,
-                            number,
-                            batch.batch_no,
-                            batch.step,
-                            batch.step == "closed",
-                            batch.balanced,
-                            batch.close_reason,
-                            SettlementTotals.decode(batch.terminal_totals)
-                            if batch.terminal_totals
-                            else None,
-                        )
-                    )
-            batch_key: dict[int, int] = {}
-            for info in self.store.batches(node.terminal_id, limit=READ_ROWS_MAX):
-                batch_key[info.batch_no] = info.batch_id
-                host_batches.append(
-                    HostBatchRow(
-                        node.terminal_id,
-                        info.batch_id,
-                        info.batch_no,
-                        info.state.value,
-                        info.close_reason,
-                        info.host_totals,
-                    )
-                )
-            for txn in self.store.transactions(node.terminal_id, limit=READ_ROWS_MAX):
-                host_txns.append(
-                    HostTxnRow(
-                        node.terminal_id,
-                        txn.batch_no,
-                        batch_key.get(txn.batch_no, -1),
-                        txn.transaction_id,
-                        txn.stan,
-                        txn.kind,
-                        txn.amount_fen,
-                        txn.card_type,
-                        _HOST_STATUS.get(txn.status, HostTxnStatus.DECLINED),
-                        txn.response_code,
-                        txn.original_transaction_id,
-                    )
-                )
-        exceptions = tuple(
-            HostExceptionRow(exc.terminal_id, exc.batch_no, exc.stan, exc.kind, exc.cause)
-            for exc in self.store.exceptions(limit=READ_ROWS_MAX)
-        )
         failures = list(self._failures)
         failures.extend(
             (failure.terminal_id, f"host: {failure.error}") for failure in self.host.failures
         )
-        return Snapshot(
-            self.day,
-            tuple(terminal_txns),
-            tuple(terminal_batches),
-            tuple(host_txns),
-            tuple(host_batches),
-            exceptions,
-            tuple(failures),
-            final,
+        return take_snapshot(
+            {node.terminal_id: node.journals for node in self.nodes},
+            self.store,
+            day=self.day,
+            failures=failures,
+            final=final,
         )
 
     def _check(self, *, final: bool) -> None:
@@ -690,42 +623,6 @@ class World:
         result.digest = self.trace.hexdigest()
         result.frames = self.trace.frames
         return result
-
-
-_HOST_STATUS: Final = {
-    TransactionStatus.APPROVED: HostTxnStatus.APPROVED,
-    TransactionStatus.VOIDED: HostTxnStatus.APPROVED,  # the sale still counts; its void credits
-    TransactionStatus.DECLINED: HostTxnStatus.DECLINED,
-    TransactionStatus.REVERSED: HostTxnStatus.REVERSED,
-}
-
-_TERMINAL_STATUS: Final = {
-    TxnState.APPROVED: TerminalTxnStatus.APPROVED,
-    TxnState.VOIDED: TerminalTxnStatus.APPROVED,
-    TxnState.DECLINED: TerminalTxnStatus.DECLINED,
-    TxnState.PENDING: TerminalTxnStatus.IN_FLIGHT,
-    TxnState.RESEND_PENDING: TerminalTxnStatus.IN_FLIGHT,
-    TxnState.REVERSAL_PENDING: TerminalTxnStatus.REVERSAL_PENDING,
-    TxnState.REVERSED: TerminalTxnStatus.REVERSED,
-    TxnState.TRAINING: TerminalTxnStatus.TRAINING,
-}
-
-
-def _terminal_txn(terminal_id: str, journal: int, row: TxnRow) -> TerminalTxnRow:
-    status = TerminalTxnStatus.TRAINING if row.training else _TERMINAL_STATUS[row.state]
-    return TerminalTxnRow(
-        terminal_id,
-        journal,
-        row.batch_no,
-        row.stan,
-        Kind(row.kind),
-        row.amount_fen,
-        CardType(row.card_type),
-        status,
-        row.original_batch_no,
-        row.original_stan,
-        row.state,
-    )
 
 
 def run_seed(seed: int, config: SimConfig | None = None) -> SeedResult:
