@@ -301,3 +301,15 @@ def test_stock_drop_below_cart_is_reported(snapshot: CatalogSnapshot) -> None:
     changes = catalog_changes(cart, changed_snapshot(lots=lots), today=TODAY)
     expected = ["only 1 of Milk 1L lot M-DEC15 left in stock"]
     assert expected == [c.message_en for c in changes]
+
+
+def test_expired_pack_is_refused_even_if_catalog_lot_is_not(snapshot: CatalogSnapshot) -> None:
+    """An expiry (17) in the barcode that is already past refuses the line."""
+    scan = parse_scan(f"]C101{PILLS}10P1\x1d17261031", today=TODAY)
+    request = LineRequest.from_scan(scan.reading(), raw=scan.raw)
+    error = refusal(snapshot, request)
+    expected = (
+        "the barcode of Vitamin C (09501101530003) says it expired on 2026-10-31; "
+        "no lot of Vitamin C can be sold (none in stock that is unexpired and not recalled)"
+    )
+    assert expected == error.reason_en

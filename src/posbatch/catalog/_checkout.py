@@ -12,8 +12,9 @@ line over several lots.
 ``today`` (both passed in) and refuses with :class:`CheckoutRefused` — reason
 in Chinese and English, plus the lot to use instead — when a product is
 unknown, a lot-tracked product has no lot, a lot is unknown for that product,
-expired (a lot is sellable up to and including its expiry date), recalled, or
-has less stock than the cart takes from it (summed over all lines). A cart
+expired (a lot is sellable up to and including its expiry date; the expiry
+printed in a scanned barcode is checked as well as the catalog's), recalled,
+or has less stock than the cart takes from it (summed over all lines). A cart
 priced on a terminal copy older than ``max_catalog_age`` carries a warning.
 
 :func:`pay_cart` turns the cart total into a sale through a :class:`Payer`
@@ -104,6 +105,8 @@ class LineRequest:
     lots: tuple[LotTake, ...] = ()
     source: LotSource = LotSource.NONE
     scan_raw: str | None = None
+    expiry_scanned: dt.date | None = None
+    """The expiry (17) printed in the scanned barcode, if any: checked too."""
 
     @classmethod
     def from_scan(
@@ -112,8 +115,9 @@ class LineRequest:
         """A line for a scanned item: quantity from the scan's count (30/37), else 1."""
         count = quantity if quantity is not None else (reading.quantity or 1)
         if reading.lot is None:
-            return cls(reading.gtin, count, (), LotSource.NONE, raw)
-        return cls(reading.gtin, count, (LotTake(reading.lot, count),), LotSource.SCAN, raw)
+            return cls(reading.gtin, count, (), LotSource.NONE, raw, reading.expiry)
+        takes = (LotTake(reading.lot, count),)
+        return cls(reading.gtin, count, takes, LotSource.SCAN, raw, reading.expiry)
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,6 +369,16 @@ def _check_line(
     product = _product_or_refuse(snapshot, request.gtin)
     _check_quantity(request.quantity)
     name = f"{product.name} ({product.gtin})"
+    if request.expiry_scanned is not None and request.expiry_scanned < today:
+        printed = request.expiry_scanned.isoformat()
+        scanned_lot = request.lots[0].lot_no if request.lots else None
+        raise _refuse(
+            f"the barcode of {name} says it expired on {printed}",
+            f"{product.name}（{product.gtin}）条码显示已于 {printed} 过期",
+            _suggest(snapshot, product, request.quantity, today, used=used, exclude=scanned_lot)
+            if product.lot_tracked
+            else None,
+        )
     if not product.lot_tracked:
         return CartLine(product, request.quantity, (), request.source, request.scan_raw)
     if not request.lots:

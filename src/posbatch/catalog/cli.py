@@ -568,3 +568,9 @@ class _Session:
             return
         for text_line in render_receipt(receipt):
             console.print(text_line, highlight=False)
+        try:  # the sale changed stock: start the next customer on fresh data
+            if self.sync_from is not None:
+                sync_replica(self.copy, self.sync_from, now=_now())
+            till.refresh(self.copy.snapshot())
+        except PosbatchError as exc:
+            console.print(f"[yellow]warning: catalog not refreshed: {exc}[/yellow]")
