@@ -427,8 +427,13 @@ def gather_terminal(
     backups: Sequence[Path] = (),
     host_store: object | None = None,
     monotonic: Callable[[], float] = time.monotonic,
+    contact_host: bool = True,
 ) -> Evidence:
-    """Everything doctor can learn about ``terminal``: journal, host view, network, store."""
+    """Everything doctor can learn about ``terminal``: journal, host view, network, store.
+
+    ``contact_host=False`` (no host address configured) sends nothing: the host's view
+    and the network are then unknown, and every rule that needs them says so.
+    """
     echo_count = max(0, min(echo_count, ECHO_COUNT_MAX))
     # The records and the journal first: doctor's own sign-on and echoes take STANs.
     journal = journal_evidence(terminal.journal, now=clock(), data_dir=data_dir, backups=backups)
@@ -436,8 +441,10 @@ def gather_terminal(
     if host_store is not None:
         records = host_records(host_store, journal.terminal_id, now=clock())
     host_view: HostView | None = None
-    probe: NetworkProbe
-    if tcp is not None and not tcp[0]:
+    probe: NetworkProbe | None
+    if not contact_host:
+        probe = None
+    elif tcp is not None and not tcp[0]:
         probe = NetworkProbe(address, False, None, (), tcp[2])
         host_view = HostView(reached=False)
     else:

@@ -83,7 +83,20 @@ def _both(line: Line) -> str:
 
 def _headline(diagnosis: Diagnosis) -> tuple[str, str, str]:
     if diagnosis.outcome == Outcome.HEALTHY:
-        return ("green", "No failure found: settlement should work.", "未发现故障:可以正常结算。")
+        unknown = [c for c, f in diagnosis.findings if f.verdict == Verdict.NOT_CHECKED]
+        if not unknown:
+            return (
+                "green",
+                "No failure found: settlement should work.",
+                "未发现故障:可以正常结算。",
+            )
+        names = ", ".join(rule_for(c).title_en for c in unknown)
+        names_zh = "、".join(rule_for(c).title_zh for c in unknown)
+        return (
+            "yellow",
+            f"No failure found in what could be checked; not checked: {names}",
+            f"已检查部分未发现故障;未能检查:{names_zh}",
+        )
     if diagnosis.outcome == Outcome.FOUND:
         assert diagnosis.cause is not None
         rule = rule_for(diagnosis.cause)

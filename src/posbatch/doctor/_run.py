@@ -40,6 +40,7 @@ def examine(
     tcp: tuple[bool, int | None, str | None] | None = None,
     echo_count: int = ECHO_COUNT_DEFAULT,
     monotonic: Callable[[], float] | None = None,
+    contact_host: bool = True,
 ) -> Report:
     """Diagnose the terminal of ``site``; with ``fix``, repair and diagnose again."""
 
@@ -55,6 +56,7 @@ def examine(
             backups=site.backups,
             host_store=host_store,
             monotonic=monotonic or time.monotonic,
+            contact_host=contact_host,
         )
 
     evidence = gather()

@@ -130,6 +130,7 @@ def doctor(
             address=address_text,
             tcp=tcp,
             echo_count=echo_count,
+            contact_host=bool(host),
         )
     except PosbatchError as exc:
         typer.echo(f"error: {exc}", err=True)
