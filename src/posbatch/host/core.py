@@ -416,7 +416,7 @@ class _Ctx:
         if isinstance(request, ReversalRequest):
             return self.reversal(request)
         if isinstance(request, SettlementRequest):
-            self.tx.update_terminal(self.terminal_id, last_stan=request.stan)
+            self.tx.note_stan(self.terminal_id, request.stan)
             return self.settlement(request)
         if isinstance(request, BatchUploadRequest):
             return self.upload(request)
@@ -428,6 +428,11 @@ class _Ctx:
 
     def mismatch(self, request: Request, *, late_void: bool = False) -> _Outcome | None:
         """A 77 when 60.2 is not the current batch, or the current batch is not OPEN."""
+        if (
+            request.batch_no == self.terminal.batch_no
+            and self.terminal.batch_state == BatchState.OPEN.value
+        ):
+            return None
         current = self.tx.current_batch(self.terminal)
         if request.batch_no == current.batch_no and current.state == BatchState.OPEN.value:
             return None
@@ -540,8 +545,14 @@ class _Ctx:
             reversed_already = self.tx.reversal(
                 self.terminal_id, request.batch_no, request.stan, Kind.SALE.value
             )
-            if reversed_already is not None and reversed_already.batch_id in (None, batch_id):
-                status = TransactionStatus.REVERSED  # its reversal overtook it
+            if (
+                reversed_already is not None
+                and reversed_already.batch_id in (None, batch_id)
+                and reversed_already.amount_fen == request.amount_fen
+            ):
+                # Its reversal overtook it. (A different amount under the same STAN is
+                # another sale — a terminal whose counters were reset — found by sim seed 31.)
+                status = TransactionStatus.REVERSED
         self.tx.insert_transaction(
             batch_id=batch_id,
             terminal_id=self.terminal_id,
@@ -561,7 +572,7 @@ class _Ctx:
             request_digest=digest,
             created_at=self.now,
         )
-        self.tx.update_terminal(self.terminal_id, last_stan=request.stan)
+        self.tx.note_stan(self.terminal_id, request.stan)
         return self.ok(
             TransactionResponse(
                 request.KIND,

@@ -16,11 +16,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -55,6 +55,7 @@ TERMINAL_ID_CHARS: Final = 8
 MERCHANT_ID_CHARS: Final = 15
 # Read operations return at most this many rows unless told otherwise.
 READ_LIMIT_DEFAULT: Final = 1000
+WRITE_OPTION: Final = "posbatch_host_write"
 
 
 class TerminalStatus:
@@ -202,6 +203,7 @@ class HostStore:
         if len(self._pan_key) < 16:
             raise HostError("the PAN key must be at least 16 bytes")
         self._lock_rows = engine.dialect.name == "postgresql"
+        self.sql = _HotSql(engine)
 
     @classmethod
     def open(cls, url: str, *, pan_key: bytes | None = None) -> HostStore:
@@ -216,6 +218,8 @@ class HostStore:
             sa.event.listen(engine, "connect", _memory_pragmas)
         else:
             engine = storage.create_engine(url)
+        if engine.dialect.name == "sqlite":
+            _begin_immediate(engine)
         storage.upgrade(engine, MIGRATIONS, version_table=VERSION_TABLE)
         return cls(engine, pan_key=pan_key)
 
@@ -229,8 +233,13 @@ class HostStore:
     def transaction(self) -> Iterator[StoreTx]:
         """One unit of work, committed when the block ends (rolled back on an exception)."""
         try:
-            with self.engine.begin() as connection:
-                yield StoreTx(connection, self)
+            with (
+                self.engine.connect().execution_options(**{WRITE_OPTION: True}) as connection,
+                connection.begin(),
+            ):
+                tx = StoreTx(connection, self)
+                yield tx
+                tx.flush()
         except sa.exc.SQLAlchemyError as exc:
             raise StorageError(f"host store: {exc}") from exc
 
@@ -493,6 +502,23 @@ class HostStore:
             return tx.open_next_batch(terminal_id, batch.batch_no, now=now)
 
 
+def _begin_immediate(engine: Engine) -> None:
+    """SQLite: take the write lock when a unit of work begins (SQLAlchemy's pysqlite recipe).
+
+    The driver would otherwise begin only at the first write, after the reads
+    the write depends on; BEGIN IMMEDIATE makes the whole group one serial step.
+    """
+
+    @sa.event.listens_for(engine, "connect")
+    def _no_driver_transactions(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        write = connection.get_execution_options().get(WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
 def _memory_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
@@ -513,19 +539,134 @@ def _latest_batch_id(connection: Connection, terminal_id: str, batch_no: int) ->
 _COUNTED_STATUSES: Final = (TransactionStatus.APPROVED, TransactionStatus.VOIDED)
 
 
+class TerminalRow(NamedTuple):
+    """The terminal as the request path reads it, with its current batch's number and state."""
+
+    terminal_id: str
+    merchant_id: str
+    master_key: bytes
+    status: str
+    signed_on: bool
+    mak: bytes | None
+    current_batch_id: int | None
+    batch_no: int | None
+    batch_state: str | None
+
+
+class TransactionRow(NamedTuple):
+    transaction_id: int
+    batch_id: int
+    stan: int
+    kind: str
+    amount_fen: int
+    card_type: str
+    pan_hmac: str
+    pan_masked: str
+    status: str
+    response_code: str
+    rrn: str | None
+    auth_code: str | None
+    local_time: str | None
+    local_date: str | None
+    original_transaction_id: int | None
+    refunded_fen: int
+    request_digest: str
+
+
+_INSERT_COLUMNS: Final = (*TransactionRow._fields[1:], "terminal_id", "created_at")
+_TERMINAL_SQL: Final = (
+    "SELECT t.terminal_id, t.merchant_id, t.master_key, t.status, t.signed_on, t.mak, "
+    "t.current_batch_id, b.batch_no, b.state FROM host_terminals t "
+    "LEFT JOIN host_batches b ON b.batch_id = t.current_batch_id "
+    "WHERE t.terminal_id = ?"
+)
+_TRANSACTION_SQL: Final = (
+    "SELECT transaction_id, batch_id, stan, kind, amount_fen, card_type, pan_hmac, pan_masked, "
+    "status, response_code, rrn, auth_code, local_time, local_date, original_transaction_id, "
+    "refunded_fen, request_digest FROM host_transactions WHERE batch_id = ? AND stan = ?"
+)
+_INSERT_SQL: Final = (
+    "INSERT INTO host_transactions (batch_id, stan, kind, amount_fen, card_type, pan_hmac, "
+    "pan_masked, status, response_code, rrn, auth_code, local_time, local_date, "
+    "original_transaction_id, refunded_fen, request_digest, terminal_id, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+class _HotSql:
+    """Driver-level SQL of the request path's hottest statements (one sale = 3 of them).
+
+    SQLAlchemy builds and caches everything else; these run on the DBAPI
+    cursor of the same connection and transaction, because statement
+    construction and result processing would otherwise cost more than the
+    work. Written with ``?`` and rewritten for drivers that use ``%s``.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        dialect = engine.dialect
+        lock = " FOR UPDATE OF t" if dialect.name == "postgresql" else ""
+
+        def sql(text: str) -> str:
+            return text.replace("?", "%s") if dialect.paramstyle != "qmark" else text
+
+        if dialect.paramstyle not in ("qmark", "format", "pyformat"):
+            raise StorageError(f"unsupported paramstyle {dialect.paramstyle}")
+        self.terminal = sql(_TERMINAL_SQL + lock)
+        self.transaction = sql(_TRANSACTION_SQL)
+        self.insert_transaction = sql(_INSERT_SQL)
+        self.reversal_exists = sql(
+            "SELECT batch_id FROM host_reversals WHERE terminal_id = ? AND batch_no = ? "
+            "AND stan = ? AND original_kind = ?"
+        )
+        self.last_stan = sql("UPDATE host_terminals SET last_stan = ? WHERE terminal_id = ?")
+        self.last_id = (
+            "SELECT last_insert_rowid()" if dialect.name == "sqlite" else "SELECT lastval()"
+        )
+        processor = sa.DateTime().dialect_impl(dialect).bind_processor(dialect)
+        self.datetime: Callable[[datetime], Any] = processor or (lambda moment: moment)
+
+
 class StoreTx:
     """The queries of one unit of work on the request path (used by the core only)."""
 
     def __init__(self, connection: Connection, store: HostStore) -> None:
         self.connection = connection
         self.store = store
+        self._sql = store.sql
+        self._cursor: Any = None
+        self._last_stans: dict[str, int] = {}
+
+    def cursor(self) -> Any:
+        if self._cursor is None:
+            self._cursor = self.connection.connection.cursor()
+        return self._cursor
+
+    def flush(self) -> None:
+        """Write what was deferred to the end of the unit of work (last STAN per terminal)."""
+        if self._last_stans:
+            self.cursor().executemany(
+                self._sql.last_stan,
+                [(stan, terminal_id) for terminal_id, stan in self._last_stans.items()],
+            )
+            self._last_stans.clear()
+
+    def note_stan(self, terminal_id: str, stan: int) -> None:
+        self._last_stans[terminal_id] = stan
 
     # terminals
-    def terminal(self, terminal_id: str, *, for_update: bool = False) -> Any:
-        query = sa.select(t.terminals).where(t.terminals.c.terminal_id == terminal_id)
-        if for_update and self.store._lock_rows:
-            query = query.with_for_update()
-        return self.connection.execute(query).first()
+    def terminal(self, terminal_id: str, *, for_update: bool = False) -> TerminalRow | None:
+        sql = self._sql.terminal
+        if not for_update:
+            sql = sql.replace(" FOR UPDATE OF t", "")
+        cursor = self.cursor()
+        cursor.execute(sql, (terminal_id,))
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        return TerminalRow(
+            row[0], row[1], bytes(row[2]), row[3], bool(row[4]),
+            None if row[5] is None else bytes(row[5]), row[6], row[7], row[8],
+        )  # fmt: skip
 
     def update_terminal(self, terminal_id: str, **values: Any) -> None:
         self.connection.execute(
@@ -620,12 +761,11 @@ class StoreTx:
         )
 
     # transactions
-    def transaction(self, batch_id: int, stan: int) -> Any:
-        return self.connection.execute(
-            sa.select(t.transactions).where(
-                t.transactions.c.batch_id == batch_id, t.transactions.c.stan == stan
-            )
-        ).first()
+    def transaction(self, batch_id: int, stan: int) -> TransactionRow | None:
+        cursor = self.cursor()
+        cursor.execute(self._sql.transaction, (batch_id, stan))
+        row = cursor.fetchone()
+        return None if row is None else TransactionRow(*row)
 
     def transaction_by_id(self, transaction_id: int) -> Any:
         return self.connection.execute(
