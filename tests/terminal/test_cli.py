@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import MASTER_KEY, MERCHANT_ID, PAN, START, TERMINAL_ID
+from terminal_world import MASTER_KEY, MERCHANT_ID, PAN, START, TERMINAL_ID
 from typer.testing import CliRunner
 
 from posbatch.host import HostCore, HostStore

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 from terminal_invariants import problems
+from terminal_world import PAN, TERMINAL_ID, World
 
-from conftest import PAN, TERMINAL_ID, World
 from posbatch.host import FaultAction, FaultRule
 from posbatch.terminal import Terminal, TxnState
 from posbatch.terminal._journal import Writer

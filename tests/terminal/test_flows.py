@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 from terminal_invariants import problems
+from terminal_world import PAN, TERMINAL_ID, World
 
-from conftest import PAN, TERMINAL_ID, World
 from posbatch.errors import ConfigError, TerminalError
 from posbatch.host import FaultAction, FaultRule
 from posbatch.host.issuer import TEST_PAN_INSUFFICIENT_FUNDS

@@ -9,8 +9,8 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from terminal_world import MASTER_KEY, MERCHANT_ID, PAN, TERMINAL_ID, StepClock, World
 
-from conftest import MASTER_KEY, MERCHANT_ID, PAN, TERMINAL_ID, StepClock, World
 from posbatch.errors import ConfigError, JournalIntegrityError, StorageError
 from posbatch.storage import create_engine
 from posbatch.terminal import (

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 from terminal_invariants import problems
+from terminal_world import PAN, TERMINAL_ID, World
 
-from conftest import PAN, TERMINAL_ID, World
 from posbatch.errors import HostUnreachable
 from posbatch.host import FaultAction, FaultRule
 from posbatch.terminal import Journal, restore_journal

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from terminal_invariants import problems
+from terminal_world import MASTER_KEY, MERCHANT_ID, PAN, START, TERMINAL_ID, StepClock
 
-from conftest import MASTER_KEY, MERCHANT_ID, PAN, START, TERMINAL_ID, StepClock
 from posbatch.errors import HostUnreachable
 from posbatch.host import FaultAction, FaultRule, FaultScript, HostCore, HostStore
 from posbatch.host.server import HostServer
