@@ -46,6 +46,7 @@ MAX_UPLOAD_RECORDS: Final = 8
 AMOUNT_FEN_MAX: Final = 999_999_999_999
 COUNT_MAX: Final = 999
 FIELD63_MAX_BYTES: Final = 163
+TRACK2_MAX_DIGITS: Final = 37
 # 60 is n..17: 11 digits of 60.1-60.3, then up to 6 one-digit sub-fields.
 FIELD60_EXTRA_DIGITS_MAX: Final = 6
 
@@ -131,13 +132,16 @@ class OriginalTransaction:
 
     @classmethod
     def decode(cls, text: str) -> OriginalTransaction:
+        if len(text) not in (12, 16):
+            raise DecodeError(
+                f"original transaction is 12 or 16 digits, got {len(text)}", field="61", position=0
+            )
         batch_no = _number(text, 0, 6, "61.1")
         stan = _number(text, 6, 6, "61.2")
-        date = None
-        if len(text) >= 16:
-            _number(text, 12, 4, "61.3")
-            date = text[12:16]
-        return cls(batch_no, stan, date)
+        if len(text) == 12:
+            return cls(batch_no, stan)
+        _number(text, 12, 4, "61.3")
+        return cls(batch_no, stan, text[12:16])
 
 
 # --- field 48: settlement -----------------------------------------------------
@@ -265,6 +269,9 @@ class UploadRecord:
     def encode(self) -> str:
         if not (12 <= len(self.pan) <= 19 and self.pan.isdigit()):
             raise EncodeError("PAN must be 12..19 digits", field="48")
+        if self.pan[0] == "0":
+            # n20 is zero-filled on the left: a leading 0 could not be told from the fill.
+            raise EncodeError("a PAN in an upload record cannot start with 0", field="48")
         return (
             self.card_type.value
             + _digits(self.stan, 6, "48")
@@ -368,6 +375,9 @@ class BatchStateDetail:
     last_closed_batch_no: int | None = None
 
     def encode(self) -> str:
+        for batch_no in (self.host_batch_no, self.last_closed_batch_no):
+            if batch_no is not None and not 1 <= batch_no <= BATCH_NO_MAX:
+                raise EncodeError(f"batch_no {batch_no} outside 1..{BATCH_NO_MAX}", field="63")
         items = {}
         if self.reason is not None:
             items["R"] = self.reason.value
@@ -381,17 +391,20 @@ class BatchStateDetail:
     def decode(cls, text: str) -> BatchStateDetail | None:
         """The detail in ``text``, or None when 63 does not carry one."""
         items = decode_detail(text)
+        batch_no = items.get("B", "")
+        last = items.get("L")
+        if not _is_batch_no(batch_no) or (last is not None and not _is_batch_no(last)):
+            return None
         try:
             reason = BatchReason(items["R"]) if "R" in items else None
-            last = items.get("L")
-            return cls(
-                reason,
-                int(items["B"]),
-                BatchState(items["S"]),
-                int(last) if last else None,
-            )
+            state = BatchState(items["S"])
         except (KeyError, ValueError):
             return None
+        return cls(reason, int(batch_no), state, int(last) if last is not None else None)
+
+
+def _is_batch_no(text: str) -> bool:
+    return len(text) == 6 and text.isdigit() and text.isascii() and text != "000000"
 
 
 # --- PAN and track 2 ------------------------------------------------------------
@@ -407,12 +420,21 @@ def mask_pan(pan: str) -> str:
 def encode_track2(track2: str) -> str:
     """Track 2 ``PAN=YYMM…`` as packed nibbles (``=`` is the nibble D)."""
     packed = track2.replace("=", "D")
-    if not all(ch in "0123456789D" for ch in packed) or len(packed) > 37:
-        raise EncodeError("track 2 is digits and one '=' (≤37)", field="35")
+    if (
+        not packed
+        or len(packed) > TRACK2_MAX_DIGITS
+        or packed.count("D") > 1
+        or not packed.replace("D", "").isdigit()
+    ):
+        raise EncodeError("track 2 is 1..37 digits with at most one '='", field="35")
     return packed
 
 
 def decode_track2(text: str) -> str:
-    if not all(ch in "0123456789D" for ch in text):
-        raise DecodeError(f"track 2 has bad nibbles: {text!r}", field="35", position=0)
+    """Track 2 from its nibbles; the offset of a bad nibble is in digits."""
+    for offset, nibble in enumerate(text):
+        if nibble not in "0123456789D":
+            raise DecodeError(f"track 2 has the nibble {nibble}", field="35", position=offset)
+    if text.count("D") > 1:
+        raise DecodeError("track 2 has more than one separator", field="35", position=0)
     return text.replace("D", "=")

@@ -24,7 +24,7 @@ import enum
 from dataclasses import dataclass, replace
 from typing import Final, NoReturn
 
-from posbatch.errors import FrameError
+from posbatch.errors import EncodeError, FrameError
 
 __all__ = [
     "HEADER_BYTES",
@@ -75,6 +75,10 @@ class Tpdu:
         return Tpdu(destination=self.source, source=self.destination)
 
     def encode(self) -> bytes:
+        if not (0 <= self.destination <= 0xFFFF and 0 <= self.source <= 0xFFFF):
+            raise EncodeError(
+                f"TPDU addresses are 2 bytes: {self.destination}, {self.source}", field="tpdu"
+            )
         return (
             bytes((TPDU_ID,)) + self.destination.to_bytes(2, "big") + self.source.to_bytes(2, "big")
         )
@@ -95,8 +99,8 @@ class Header:
             + self.processing_requirement.value
             + self.reserved
         )
-        if len(digits) != 12 or not digits.isdigit():
-            raise ValueError(f"header must be 12 digits, got {digits!r}")
+        if len(digits) != 12 or not (digits.isdigit() and digits.isascii()):
+            raise EncodeError(f"header must be 12 digits, got {digits!r}", field="header")
         return bytes.fromhex(digits)
 
     def with_requirement(self, requirement: ProcessingRequirement) -> Header:
@@ -115,7 +119,9 @@ class Frame:
 def encode_frame(frame: Frame) -> bytes:
     payload_length = TPDU_BYTES + HEADER_BYTES + len(frame.body)
     if payload_length > MAX_FRAME_BYTES:
-        raise ValueError(f"frame of {payload_length} bytes is over {MAX_FRAME_BYTES}")
+        raise EncodeError(
+            f"frame of {payload_length} bytes is over {MAX_FRAME_BYTES}", field="length"
+        )
     return (
         payload_length.to_bytes(LENGTH_BYTES, "big")
         + frame.tpdu.encode()
@@ -179,11 +185,13 @@ class FrameReader:
     ``receive_data(bytes)`` stores what arrived; ``next_frame()`` returns the
     next whole frame, or ``None`` when more bytes are needed.
 
-    A bad length prefix (0 or above the limit) is a :class:`FrameError` after
-    which the reader is broken (the stream has lost its place) and every later
-    call raises it again: close the connection. A frame whose TPDU or header is
-    bad raises a :class:`FrameError` too, but that frame is consumed and the
-    reader stays usable, because its length was sound.
+    A bad length prefix (0 or above the limit), or more unread bytes than
+    ``max_buffer_bytes``, is a :class:`FrameError` after which the reader is
+    broken (the stream has lost its place) and every later call raises it
+    again: close the connection. A frame whose TPDU or header is bad (or that
+    is too short to hold an MTI and a bitmap) raises a :class:`FrameError`
+    too, but that frame is consumed and the reader stays usable, because its
+    length was sound: answer or drop it, then keep reading.
     """
 
     def __init__(
@@ -212,6 +220,7 @@ class FrameReader:
         self._buffer += data
 
     def next_frame(self) -> Frame | None:
+        """The next whole frame, ``None`` when more bytes are needed, or a FrameError."""
         if self._broken is not None:
             raise self._broken
         if len(self._buffer) < LENGTH_BYTES:
@@ -226,12 +235,42 @@ class FrameReader:
         return decode_frame(payload)
 
     def feed(self, data: bytes) -> list[Frame]:
-        """``receive_data`` then every whole frame; raises on the first bad one."""
+        """``receive_data`` then every whole frame.
+
+        A bad frame is never silently skipped, and never costs the good frames
+        before it: when ``data`` completes good frames and then a bad one, the
+        good ones are returned and the bad one raises on the next call
+        (``feed(b"")`` or ``next_frame()``). A bad first frame raises at once.
+        """
         self.receive_data(data)
         frames: list[Frame] = []
-        while (frame := self.next_frame()) is not None:
+        while True:
+            if frames and self._broken is None and self._next_is_bad():
+                return frames
+            try:
+                frame = self.next_frame()
+            except FrameError:
+                if frames:
+                    return frames  # the reader is broken: the next call raises
+                raise
+            if frame is None:
+                return frames
             frames.append(frame)
-        return frames
+
+    def _next_is_bad(self) -> bool:
+        """Whether the next whole frame in the buffer would raise (it stays buffered)."""
+        if len(self._buffer) < LENGTH_BYTES:
+            return False
+        length = int.from_bytes(self._buffer[:LENGTH_BYTES], "big")
+        if length == 0 or length > self._max_frame_bytes:
+            return False  # next_frame breaks the reader; feed handles that
+        if len(self._buffer) < LENGTH_BYTES + length:
+            return False
+        try:
+            decode_frame(bytes(self._buffer[LENGTH_BYTES : LENGTH_BYTES + length]))
+        except FrameError:
+            return True
+        return False
 
     def _break(self, reason: str) -> NoReturn:
         self._broken = FrameError(reason, field="length", position=0)
