@@ -70,11 +70,15 @@ class World:
 
     def __post_init__(self) -> None:
         self.store = HostStore.open(self.db_url, pan_key=b"k" * 32)
-        self.store.add_terminal(MERCHANT_ID, TERMINAL_ID, MASTER_KEY, now=START)
-        self.core = HostCore(self.store, clock=self.clock)
-        self.link = Link(self.core)
-        self._init()
-        self.site = self._open()
+        try:
+            self.store.add_terminal(MERCHANT_ID, TERMINAL_ID, MASTER_KEY, now=START)
+            self.core = HostCore(self.store, clock=self.clock)
+            self.link = Link(self.core)
+            self._init()
+            self.site = self._open()
+        except BaseException:
+            self.store.close()
+            raise
 
     def terminal_clock(self) -> datetime:
         return self.clock() + self.terminal_offset
