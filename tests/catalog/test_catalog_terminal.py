@@ -20,7 +20,7 @@ from posbatch.catalog import (
     pay_cart,
     price_cart,
 )
-from posbatch.catalog._payer import Card, TerminalPayer, recover_pending_orders
+from posbatch.catalog.payer import Card, TerminalPayer, recover_pending_orders
 from posbatch.errors import Declined, HostUnreachable
 from posbatch.host import HostCore, HostStore
 from posbatch.host.issuer import TEST_PAN_APPROVED, TEST_PAN_INSUFFICIENT_FUNDS

@@ -451,7 +451,7 @@ def checkout(
 
     Example: posbatch checkout --terminal-dir ./posbatch-terminal --sync-from http://127.0.0.1:5801
     """
-    from posbatch.catalog._payer import (  # noqa: PLC0415 - the terminal engine loads on demand
+    from posbatch.catalog.payer import (  # noqa: PLC0415 - the terminal engine loads on demand
         Card,
         TerminalPayer,
         recover_pending_orders,
@@ -460,9 +460,9 @@ def checkout(
 
     console = Console()
     with _errors():
+        terminal = open_terminal(terminal_dir, clock=_now)
         copy = open_terminal_copy(terminal_dir)
         orders = open_back_office(data_dir)
-        terminal = open_terminal(terminal_dir, clock=_now)
         terminal_id = terminal.journal.state().terminal_id
         if sync_from is not None:
             result = sync_replica(copy, sync_from, now=_now())

@@ -1,0 +1,135 @@
+"""`posbatch checkout` end to end: a cashier session paying over TCP to a real host."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from catalog_samples import PILLS
+from typer.testing import CliRunner
+
+from posbatch.catalog import CatalogStore, Lot, Product, write_changes_file
+from posbatch.catalog.cli import checkout_app
+from posbatch.host import HostCore, HostStore
+from posbatch.host.issuer import TEST_PAN_APPROVED
+from posbatch.host.server import HostServer
+from posbatch.terminal import init_terminal
+
+MERCHANT_ID = "898110054110001"
+TERMINAL_ID = "10000001"
+MASTER_KEY = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
+START_TIMEOUT_S = 10
+FAR_EXPIRY = dt.date(2049, 12, 31)  # the CLI reads the real clock: keep lots unexpired
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class Shop:
+    data_dir: Path
+    terminal_dir: Path
+    changes_file: Path
+
+
+@pytest.fixture
+def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Shop]:
+    """A host on a loopback port, a terminal set up for it, a back office with one product."""
+    monkeypatch.delenv("POSBATCH_DATABASE_URL", raising=False)
+    host_store = HostStore.open(f"sqlite:///{tmp_path / 'host.db'}", pan_key=b"k" * 32)
+    host_store.add_terminal(MERCHANT_ID, TERMINAL_ID, MASTER_KEY, now=now())
+    server = HostServer(HostCore(host_store, clock=now))
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    address: list[tuple[str, int]] = []
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        address.append(loop.run_until_complete(server.start("127.0.0.1", 0)))
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert started.wait(START_TIMEOUT_S)
+    terminal_dir = tmp_path / "terminal"
+    init_terminal(
+        terminal_dir,
+        merchant_id=MERCHANT_ID,
+        terminal_id=TERMINAL_ID,
+        master_key=MASTER_KEY,
+        host_address=f"127.0.0.1:{address[0][1]}",
+        clock=now,
+    )
+    data_dir = tmp_path / "data"
+    back_office = CatalogStore.open(f"sqlite:///{data_dir / 'catalog.db'}")
+    back_office.import_catalog(
+        [Product(PILLS, "Vitamin C", 3890, True)],
+        [
+            Lot(PILLS, "P9", FAR_EXPIRY, 20, False),
+            Lot(PILLS, "P8", FAR_EXPIRY - dt.timedelta(days=1), 1, False),
+        ],
+        at=now(),
+        reason="test",
+    )
+    changes_file = tmp_path / "changes.json"
+    write_changes_file(back_office.changes_since(0), changes_file)
+    back_office.close()
+    yield Shop(data_dir, terminal_dir, changes_file)
+    asyncio.run_coroutine_threadsafe(server.close(), loop).result(START_TIMEOUT_S)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(START_TIMEOUT_S)
+    loop.close()
+    host_store.close()
+
+
+def run_session(shop: Shop, keystrokes: list[str]) -> str:
+    result = CliRunner().invoke(
+        checkout_app,
+        [
+            "--data-dir",
+            str(shop.data_dir),
+            "--terminal-dir",
+            str(shop.terminal_dir),
+            "--sync-from",
+            str(shop.changes_file),
+            "--separator",
+            "|",
+        ],
+        input="".join(line + "\n" for line in keystrokes),
+    )
+    assert 0 == result.exit_code, result.output
+    return result.output
+
+
+def test_cashier_session_sells_scanned_lot_by_card(shop: Shop) -> None:
+    """Scan two packs, pay by card over TCP: the receipt shows the lot, the order is paid."""
+    output = run_session(
+        shop,
+        [f"2*]C101{PILLS}10P9|17491231", "pay", TEST_PAN_APPROVED, "3012", "quit"],
+    )
+    back_office = CatalogStore.open(f"sqlite:///{shop.data_dir / 'catalog.db'}")
+    trace = back_office.trace_lot("P9")
+    lot = back_office.snapshot().lot(PILLS, "P9")
+    back_office.close()
+    expected = (True, True, [("paid", 2)], 18)
+    assert expected == (
+        "合计 TOTAL  77.80" in output,
+        "批次 lot P9 x2" in output,
+        [(row.status, row.quantity) for row in trace],
+        lot.quantity_on_hand if lot else None,
+    )
+    assert trace[0].stan is not None and trace[0].batch_no == "000001"
+
+
+def test_refused_line_then_fefo_choice(shop: Shop) -> None:
+    """A plain EAN of a lot-tracked product is refused; choosing FEFO adds the earliest lot."""
+    output = run_session(shop, ["9501101530003", "f", "list", "quit"])
+    expected = (True, True)
+    assert expected == ("需要批次号" in output, "P8 x1" in output)
