@@ -542,13 +542,12 @@ class _Ctx:
         local_time, local_date = self.now.strftime("%H%M%S"), self.now.strftime("%m%d")
         status = TransactionStatus.APPROVED if approved else TransactionStatus.DECLINED
         if approved and request.KIND == Kind.SALE:
-            reversed_already = self.tx.reversal(
+            seen = self.tx.reversals_seen(
                 self.terminal_id, request.batch_no, request.stan, Kind.SALE.value
             )
-            if (
-                reversed_already is not None
-                and reversed_already.batch_id in (None, batch_id)
-                and reversed_already.amount_fen == request.amount_fen
+            if any(
+                reversed_batch in (None, batch_id) and amount_fen == request.amount_fen
+                for reversed_batch, amount_fen in seen
             ):
                 # Its reversal overtook it. (A different amount under the same STAN is
                 # another sale — a terminal whose counters were reset — found by sim seed 31.)

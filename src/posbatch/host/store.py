@@ -615,8 +615,8 @@ class _HotSql:
         self.transaction = sql(_TRANSACTION_SQL)
         self.insert_transaction = sql(_INSERT_SQL)
         self.reversal_exists = sql(
-            "SELECT batch_id FROM host_reversals WHERE terminal_id = ? AND batch_no = ? "
-            "AND stan = ? AND original_kind = ?"
+            "SELECT batch_id, amount_fen FROM host_reversals "
+            "WHERE terminal_id = ? AND batch_no = ? AND stan = ? AND original_kind = ?"
         )
         self.last_stan = sql("UPDATE host_terminals SET last_stan = ? WHERE terminal_id = ?")
         self.last_id = (
@@ -772,14 +772,20 @@ class StoreTx:
             sa.select(t.transactions).where(t.transactions.c.transaction_id == transaction_id)
         ).first()
 
-    def insert_transaction(self, **values: Any) -> int:
-        values["created_at"] = naive_utc(values["created_at"])
+    def insert_transaction(self, **values: Any) -> None:
+        values["created_at"] = self._sql.datetime(naive_utc(values["created_at"]))
         values.setdefault("refunded_fen", 0)
-        return int(
-            self.connection.execute(
-                t.transactions.insert().values(**values).returning(t.transactions.c.transaction_id)
-            ).scalar_one()
+        self.cursor().execute(
+            self._sql.insert_transaction, tuple(values[name] for name in _INSERT_COLUMNS)
         )
+
+    def reversals_seen(
+        self, terminal_id: str, batch_no: int, stan: int, original_kind: str
+    ) -> list[tuple[int | None, int]]:
+        """(batch_id, amount_fen) of reversals recorded for this (batch_no, stan, kind); cheap."""
+        cursor = self.cursor()
+        cursor.execute(self._sql.reversal_exists, (terminal_id, batch_no, stan, original_kind))
+        return [(row[0], row[1]) for row in cursor.fetchall()]
 
     def set_transaction(self, transaction_id: int, **values: Any) -> None:
         self.connection.execute(
