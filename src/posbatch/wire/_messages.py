@@ -20,6 +20,7 @@ wire's own strings (``hhmmss``, ``MMDD``) because this layer has no clock.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Final, NamedTuple, TypeAlias, TypedDict, TypeVar
@@ -834,6 +835,18 @@ class _Fields(dict[str, str]):
         return DecodeError(reason, field=number, position=self.position(base) + offset_digits // 2)
 
 
+_PAD_FAILURE: Final = re.compile(r"Field data is (\d+) nibbles, expecting (\d+)")
+
+
+def _reason(exc: iso8583.DecodeError) -> str:
+    """pyiso8583's message, except that a bad pad nibble says so."""
+    found = _PAD_FAILURE.fullmatch(exc.msg)
+    if found is not None and int(found[1]) == int(found[2]) + 1:
+        # All the bytes are there: the odd-length field's pad nibble is not 0.
+        return f"the pad nibble of {found[2]} digits is not 0"
+    return str(exc.msg)
+
+
 def _decode_raw(body: bytes) -> _Fields:
     if len(body) < _BITMAP_START:
         raise DecodeError("body is shorter than an MTI", field="t", position=0)
@@ -853,7 +866,7 @@ def _decode_raw(body: bytes) -> _Fields:
     try:
         decoded, encoded = iso8583.decode(body, SPEC)
     except iso8583.DecodeError as exc:
-        raise DecodeError(exc.msg, field=exc.field, position=exc.pos) from None
+        raise DecodeError(_reason(exc), field=exc.field, position=exc.pos) from None
     fields = _Fields(decoded)
     fields.body = body
     fields.encoded = encoded
