@@ -604,6 +604,16 @@ class World:
         self.quiet_close()
         return self.finish()
 
+    def close(self) -> None:
+        """Free every simulated database (the results and the trace stay)."""
+        self.store.engine.dispose()
+        self.host_database.close()
+        for node in self.nodes:
+            for journal in node.journals:
+                journal.engine.dispose()
+            for database in node.databases:
+                database.close()
+
     def finish(self) -> SeedResult:
         result = self.result
         result.faults.update(self.faults.counts)
@@ -627,13 +637,20 @@ class World:
 
 def run_seed(seed: int, config: SimConfig | None = None) -> SeedResult:
     """One seeded run of ``config`` (defaults: :class:`SimConfig`), checked after every day."""
-    return World(seed, config or SimConfig()).run()
+    world = World(seed, config or SimConfig())
+    try:
+        return world.run()
+    finally:
+        world.close()
 
 
 def replay(seed: int, config: SimConfig) -> tuple[SeedResult, Trace]:
     """Run ``seed`` again keeping every trace event (what ``--replay`` prints)."""
     world = World(seed, replace(config, keep_trace=True))
-    return world.run(), world.trace
+    try:
+        return world.run(), world.trace
+    finally:
+        world.close()
 
 
 def run_seeds(seeds: Iterable[int], config: SimConfig) -> Iterator[SeedResult]:
