@@ -279,3 +279,16 @@ def test_same_element_strings_as_biip_when_separated(payload: str, lot: str) -> 
     assert message is not None
     expected = [(e.ai.ai, e.value) for e in message.element_strings]
     assert expected == ours
+
+
+@given(
+    digits, st.text(alphabet="ABCDEFGHJKLMNPQRSTUVWXYZ0123456789", min_size=1, max_size=12), dates
+)
+def test_unseparated_scan_always_offers_the_true_reading(
+    payload: str, lot: str, expiry: dt.date
+) -> None:
+    """Without separators the lot-then-date reading is always a candidate; its lot resolves it."""
+    gtin = with_check_digit("0" + payload[:12])
+    scan = parse_scan(f"01{gtin}10{lot}17{expiry:%y%m%d}", today=TODAY)
+    reading = scan.resolve(lambda known_gtin, known_lot: known_lot == lot)
+    assert (gtin, lot, expiry) == (reading.gtin, reading.lot, reading.expiry)

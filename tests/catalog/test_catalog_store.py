@@ -179,7 +179,7 @@ def test_declined_payment_closes_order_unpaid_and_keeps_stock(stocked: CatalogSt
     expected = ("51", [("unpaid", "000124")], 10)
     assert expected == (
         caught.value.response_code,
-        [(row.status, row.stan) for row in stocked.trace_lot("M-DEC15")],
+        [(row.status, row.stan) for row in stocked.trace_lot("M-DEC15", include_unpaid=True)],
         lot.quantity_on_hand if lot else None,
     )
 
@@ -199,7 +199,7 @@ def test_no_answer_closes_order_unpaid(stocked: CatalogStore) -> None:
         )
     expected = (["unpaid"], [])
     assert expected == (
-        [row.status for row in stocked.trace_lot("M-DEC15")],
+        [row.status for row in stocked.trace_lot("M-DEC15", include_unpaid=True)],
         stocked.pending_orders(),
     )
 
@@ -273,7 +273,7 @@ def test_multi_lot_line_stores_one_row_per_lot(stocked: CatalogStore) -> None:
     expected = ([3], [2])
     assert expected == (
         [row.quantity for row in stocked.trace_lot("M-DEC01")],
-        [row.quantity for row in stocked.trace_lot("M-DEC15")],
+        [row.quantity for row in stocked.trace_lot("M-DEC15", include_unpaid=True)],
     )
 
 
@@ -317,3 +317,22 @@ def test_trace_of_unsold_lot_is_empty(stocked: CatalogStore) -> None:
     """A lot nobody sold has an empty trace."""
     expected = []
     assert expected == stocked.trace_lot("M-DEC01")
+
+
+def test_trace_leaves_out_unpaid_orders_by_default(stocked: CatalogStore) -> None:
+    """A declined sale did not sell the lot: the recall trace omits it unless asked."""
+    cart = price_cart(stocked.snapshot(), [milk_line(1)], today=TODAY, now=NOW)
+    with pytest.raises(Declined):
+        pay_cart(
+            cart,
+            payer=ScriptedPayer(Payment(False, "51", "000124", "000007")),
+            orders=stocked,
+            terminal_id="10000001",
+            clock=lambda: NOW,
+            today=TODAY,
+        )
+    expected = (0, 1)
+    assert expected == (
+        len(stocked.trace_lot("M-DEC15")),
+        len(stocked.trace_lot("M-DEC15", include_unpaid=True)),
+    )

@@ -59,6 +59,7 @@ __all__ = [
     "ElementString",
     "Scan",
     "ScanReading",
+    "gs1_year",
     "parse_scan",
 ]
 

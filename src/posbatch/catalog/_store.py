@@ -505,8 +505,14 @@ class CatalogStore:
             for row in rows
         ]
 
-    def trace_lot(self, lot_no: str, *, gtin: str | None = None) -> list[TraceRow]:
-        """Every order line that sold ``lot_no`` (of ``gtin`` if given), oldest first."""
+    def trace_lot(
+        self, lot_no: str, *, gtin: str | None = None, include_unpaid: bool = False
+    ) -> list[TraceRow]:
+        """Every order line that sold ``lot_no`` (of ``gtin`` if given), oldest first.
+
+        Paid and pending orders (a pending one may have been charged); unpaid
+        ones (declined, not answered) only with ``include_unpaid``.
+        """
         statement = (
             sa.select(
                 t.orders.c.order_id,
@@ -530,6 +536,8 @@ class CatalogStore:
         )
         if gtin is not None:
             statement = statement.where(t.order_lines.c.gtin == gtin)
+        if not include_unpaid:
+            statement = statement.where(t.orders.c.status != "unpaid")
         with self._begin() as connection:
             rows = connection.execute(statement).all()
         return [

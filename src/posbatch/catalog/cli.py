@@ -296,6 +296,9 @@ def trace(
     lot_no: Annotated[str, typer.Argument(help="The lot number (批次号) to trace.")],
     gtin: Annotated[str | None, typer.Option("--gtin", help="Only this product's lot.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    include_unpaid: Annotated[
+        bool, typer.Option("--all", help="Also list declined / unanswered (unpaid) orders.")
+    ] = False,
     data_dir: DataDir = DATA_DIR_DEFAULT,
 ) -> None:
     """List every order, receipt, payment batch_no and STAN that sold a lot (recall trace).
@@ -307,7 +310,11 @@ def trace(
         try:
             from posbatch.catalog._gtin import normalize_gtin  # noqa: PLC0415
 
-            rows = store.trace_lot(lot_no, gtin=normalize_gtin(gtin) if gtin else None)
+            rows = store.trace_lot(
+                lot_no,
+                gtin=normalize_gtin(gtin) if gtin else None,
+                include_unpaid=include_unpaid,
+            )
         finally:
             store.close()
     if as_json:
