@@ -50,8 +50,12 @@ def init_terminal(
     master_key: bytes,
     host_address: str,
     clock: Callable[[], datetime],
+    reinstall: bool = False,
 ) -> None:
-    """Create the key file (0600) and the journal of a new terminal in ``data_dir``."""
+    """Create the key file (0600) and the journal of a new terminal in ``data_dir``.
+
+    ``reinstall``: this terminal traded before (see :meth:`Terminal.initialize`).
+    """
     if (data_dir / JOURNAL_FILE_NAME).exists():
         raise ConfigError(f"{data_dir} holds a terminal journal already")
     secrets = TerminalSecrets.create(master_key)
@@ -63,6 +67,7 @@ def init_terminal(
             terminal_id=terminal_id,
             host_address=host_address,
             clock=clock,
+            reinstall=reinstall,
         )
         secrets.save(data_dir / KEY_FILE_NAME)
     finally:

@@ -145,11 +145,8 @@ def init(  # noqa: PLR0917 - typer options, one per flag
             master_key=TerminalSecrets.parse_master_key(master_key),
             host_address=host,
             clock=_clock,
+            reinstall=reinstall,
         )
-        if reinstall:
-            terminal = _open(data_dir)
-            with terminal.journal.write(_clock()) as writer:
-                writer.event("reinstalled", "journal created by a reinstall: resync at sign-on")
     except PosbatchError as exc:
         raise _fail(exc) from exc
     console.print(f"terminal {terminal_id} initialised in {data_dir}")
