@@ -432,6 +432,8 @@ def encode_track2(track2: str) -> str:
 
 def decode_track2(text: str) -> str:
     """Track 2 from its nibbles; the offset of a bad nibble is in digits."""
+    if not text:
+        raise DecodeError("track 2 is empty", field="35", position=0)
     for offset, nibble in enumerate(text):
         if nibble not in "0123456789D":
             raise DecodeError(f"track 2 has the nibble {nibble}", field="35", position=offset)

@@ -210,6 +210,11 @@ class FrameReader:
     def buffered_bytes(self) -> int:
         return len(self._buffer)
 
+    @property
+    def broken(self) -> bool:
+        """True after a bad length or buffer overflow: the connection must be closed."""
+        return self._broken is not None
+
     def receive_data(self, data: bytes) -> None:
         if self._broken is not None:
             raise self._broken
