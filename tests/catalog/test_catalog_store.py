@@ -336,3 +336,12 @@ def test_trace_leaves_out_unpaid_orders_by_default(stocked: CatalogStore) -> Non
         len(stocked.trace_lot("M-DEC15")),
         len(stocked.trace_lot("M-DEC15", include_unpaid=True)),
     )
+
+
+def test_times_keep_their_instant_whatever_the_zone(stocked: CatalogStore) -> None:
+    """An order opened at 18:30 Beijing time reads back as the same instant (10:30 UTC)."""
+    beijing = dt.timezone(dt.timedelta(hours=8))
+    cart = price_cart(stocked.snapshot(), [milk_line(1)], today=TODAY, now=NOW)
+    stocked.open_order(cart, terminal_id="10000001", opened_at=NOW.astimezone(beijing))
+    expected = NOW
+    assert expected == stocked.trace_lot("M-DEC15")[0].opened_at

@@ -71,7 +71,15 @@ def next_order_status(status: str, event: str) -> str:
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
+    """A time read back: stored as UTC (SQLite returns it without its zone)."""
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+
+
+def _stored(value: dt.datetime) -> dt.datetime:
+    """A time to store: in UTC, so every backend keeps the same instant."""
+    if value.tzinfo is None:
+        raise CatalogError(f"time {value.isoformat()} has no time zone")
+    return value.astimezone(dt.UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +185,7 @@ class CatalogStore:
         if connection.dialect.name == "postgresql":
             connection.execute(sa.text("LOCK TABLE catalog_versions IN EXCLUSIVE MODE"))
         result = connection.execute(
-            sa.insert(t.versions).values(created_at=at, reason=reason[:200])
+            sa.insert(t.versions).values(created_at=_stored(at), reason=reason[:200])
         )
         assert result.inserted_primary_key is not None
         return int(result.inserted_primary_key[0])
@@ -371,7 +379,11 @@ class CatalogStore:
                     raise CatalogError(f"changes from {source}: lot of unknown product {lot.gtin}")
             self._upsert_products(connection, products, existing=existing_products)
             self._upsert_lots(connection, lots, existing=existing_lots)
-            values = {"version": changes.head_version, "synced_at": synced_at, "source": source}
+            values = {
+                "version": changes.head_version,
+                "synced_at": _stored(synced_at),
+                "source": source[:500],
+            }
             if state is None:
                 connection.execute(sa.insert(t.replica_state).values(state_id=1, **values))
             else:
@@ -389,7 +401,7 @@ class CatalogStore:
                     status="pending",
                     total_fen=cart.total_fen,
                     catalog_version=cart.catalog_version,
-                    opened_at=opened_at,
+                    opened_at=_stored(opened_at),
                 )
             )
             assert result.inserted_primary_key is not None
@@ -440,7 +452,7 @@ class CatalogStore:
                 .where(t.orders.c.order_id == order_id)
                 .values(
                     status=status,
-                    closed_at=closed_at,
+                    closed_at=_stored(closed_at),
                     stan=payment.stan,
                     batch_no=payment.batch_no,
                     rrn=payment.rrn,
@@ -472,7 +484,11 @@ class CatalogStore:
         """Close an order whose payment was declined or never answered; stock is untouched."""
         with self._begin() as connection:
             _, status = self._transition(connection, order_id, "unpaid")
-            values: dict[str, Any] = {"status": status, "closed_at": closed_at, "note": note[:200]}
+            values: dict[str, Any] = {
+                "status": status,
+                "closed_at": _stored(closed_at),
+                "note": note[:200],
+            }
             if payment is not None:
                 values |= {
                     "stan": payment.stan,

@@ -282,7 +282,8 @@ def version(
             typer.echo("this terminal has no catalog copy yet: run `posbatch catalog sync`")
         else:
             typer.echo(
-                f"copy at version {state.version}, synced {state.synced_at:%Y-%m-%d %H:%M:%S %Z} "
+                f"copy at version {state.version}, "
+                f"synced {state.synced_at.astimezone():%Y-%m-%d %H:%M:%S %Z} "
                 f"from {state.source}"
             )
         if source is not None:
@@ -338,7 +339,7 @@ def trace(
             row.receipt_no,
             row.terminal_id,
             row.status,
-            f"{row.opened_at:%Y-%m-%d %H:%M}",
+            f"{row.opened_at.astimezone():%Y-%m-%d %H:%M}",
             row.batch_no or "",
             row.stan or "",
             row.gtin,
@@ -363,7 +364,7 @@ def pending(data_dir: DataDir = DATA_DIR_DEFAULT) -> None:
     for order in orders:
         typer.echo(
             f"{order.receipt_no}  terminal {order.terminal_id}  {format_fen(order.total_fen)}  "
-            f"opened {order.opened_at:%Y-%m-%d %H:%M:%S}"
+            f"opened {order.opened_at.astimezone():%Y-%m-%d %H:%M:%S}"
         )
     typer.echo(f"{len(orders)} pending order(s)")
 
