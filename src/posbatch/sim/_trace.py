@@ -106,7 +106,8 @@ class Trace:
         digest.update(f"{at_ms}|{terminal_id}|{kind.value}|{text}|{len(frame)}|".encode())
         if frame:
             digest.update(frame)
-            self.frames += 1
+            if kind is EventKind.SENT:
+                self.frames += 1  # each request once, whatever happened to it
         if not self._keep:
             return
         events = self._events.get(terminal_id)
