@@ -38,7 +38,7 @@ from typing import Any, Final
 
 import iso8583
 
-from posbatch.batch.host_batch import BatchEvent, apply
+from posbatch.batch.host_batch import FIRST_BATCH_NO, BatchEvent, apply
 from posbatch.batch.totals import card_type_of_pan
 from posbatch.errors import DecodeError, FrameError, MacError, PosbatchError
 from posbatch.host.faults import FaultAction, FaultRule, FaultScript
@@ -986,8 +986,9 @@ def _detail(tx: StoreTx, terminal: Any, reason: BatchReason | None) -> str:
     last = tx.last_closed_batch(terminal.terminal_id)
     detail = BatchStateDetail(
         reason,
-        0 if current is None else current.batch_no,
-        BatchState.CLOSED if current is None else BatchState(current.state),
+        # Before the first sign-on there is no batch: report the one sign-on will open.
+        FIRST_BATCH_NO if current is None else current.batch_no,
+        BatchState.OPEN if current is None else BatchState(current.state),
         None if last is None else last.batch_no,
     ).encode()
     if last is None or last.close_reason is None:
