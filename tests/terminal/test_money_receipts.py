@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from terminal_world import PAN, World
 
 from posbatch.errors import ConfigError
+from posbatch.host import FaultAction, FaultRule
 from posbatch.terminal import (
     BatchRow,
     StateRow,
@@ -17,7 +19,7 @@ from posbatch.terminal import (
     render_settlement_report,
 )
 from posbatch.terminal._receipts import _columns
-from posbatch.wire import CardTotals, Reconciliation, SettlementTotals
+from posbatch.wire import CardTotals, Kind, Reconciliation, SettlementTotals
 
 
 @pytest.mark.parametrize(
@@ -97,3 +99,23 @@ def test_settlement_report_says_balanced() -> None:
     )
     text = render_settlement_report(batch, [ROW], STATE, width=80)
     assert ("对账平 BALANCED" in text, text.count("1 / 12.50")) == (True, 2)
+
+
+def test_settlement_report_lists_what_happened(world: World) -> None:
+    """A reversal in the batch appears among the report's exceptions."""
+    world.terminal.sign_on()
+    world.faults(FaultRule(FaultAction.DROP, kind=Kind.SALE, count=1))
+    world.terminal.sale(1250, PAN)
+    world.terminal.settle()
+    batch = world.terminal.journal.batches()[0]
+    text = render_settlement_report(
+        batch,
+        world.terminal.journal.transactions(batch.batch_id),
+        world.terminal.state(),
+        exceptions=world.terminal.batch_notes(batch.batch_no),
+        width=80,
+    )
+    assert ("unanswered: sale STAN 000002" in text, "reversed: reversal of sale" in text) == (
+        True,
+        True,
+    )

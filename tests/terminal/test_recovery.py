@@ -142,3 +142,16 @@ def test_old_batch_left_over_a_holiday_is_settled_after_it(world: World) -> None
     sale = terminal.sale(300, PAN)
     assert (sale.approved, sale.batch_no) == (True, 3)
     assert problems(terminal, world.store, TERMINAL_ID) == []
+
+
+def test_undetected_reinstall_on_batch_one_recovers_from_94(world: World, tmp_path: Path) -> None:
+    """Reinstalled before any settlement (host still in 000001): 94 → settle that batch, retry."""
+    world.terminal.sale(100, PAN)
+    old_url = world.journal_url
+    terminal = world.reinstall(f"sqlite:///{tmp_path / 'again.db'}")
+    sale = terminal.sale(999, PAN)  # its STAN 000002 was used by the old journal's sale
+    assert (sale.approved, sale.batch_no) == (True, 2)
+    assert len(_events(world, "duplicate_stan")) == 1
+    old_journal = Journal.open(old_url)
+    assert problems(terminal, world.store, TERMINAL_ID, earlier=(old_journal,)) == []
+    old_journal.engine.dispose()

@@ -118,6 +118,7 @@ PAN_DIGITS_MAX: Final = 19
 _RETRY_CODES: Final = frozenset({"96", "90", "68", "22", "A0"})
 _BATCH_ERROR: Final = "77"
 _MAC_ERROR: Final = "A0"
+_DUPLICATE: Final = "94"
 
 _T = TypeVar("_T")
 _M = TypeVar("_M")
@@ -329,6 +330,18 @@ class Terminal:
             sum(1 for row in rows if row.state in TxnState.OUTSTANDING),
             sum(1 for row in rows if row.training),
         )
+
+    def batch_notes(self, batch_no: int) -> list[str]:
+        """What went wrong or was repaired in batch ``batch_no`` (for the settlement report)."""
+        notable = {"closed_by_host", "recovery", "duplicate_stan", "unanswered", "reversed"}
+        notes = []
+        for event in self.journal.events():
+            if event.type not in notable:
+                continue
+            numbers = {event.details.get(key) for key in ("batch_no", "local_batch_no")}
+            if batch_no in numbers:
+                notes.append(f"{event.type}: {event.message}")
+        return notes
 
     def set_training(self, enabled: bool) -> None:
         now = self._clock()
@@ -679,6 +692,7 @@ class Terminal:
                 + ("resend" if row.kind == Kind.REFUND.value else f"reverse ({reason.value})"),
                 txn_id=row.txn_id,
                 stan=row.stan,
+                batch_no=row.batch_no,
             )
         return changed
 
@@ -871,6 +885,7 @@ class Terminal:
         """The common life of a sale, void or refund: journal, send, outcome, 77/A0 handling."""
         retries_77 = 0
         retries_a0 = 0
+        retries_94 = 0
         while True:
             yield from self._prepare()
             if not tb.accepts_transactions(self.journal.current_batch().settle_step):
@@ -893,6 +908,23 @@ class Terminal:
             if code == _BATCH_ERROR and retries_77 < RECOVERY_RETRIES_MAX:
                 retries_77 += 1
                 yield from self._recover(answer, cause=f"77 on {kind.value} STAN {row.stan:06d}")
+                continue
+            if code == _DUPLICATE and retries_94 < RECOVERY_RETRIES_MAX:
+                # Our journal never reuses a STAN in a batch: the host's batch holds
+                # transactions this journal does not know (a reinstall it could not
+                # detect). Settle that batch, then retry in a fresh one.
+                retries_94 += 1
+                batch = self.journal.current_batch()
+                with self.journal.write(self._now()) as writer:
+                    writer.event(
+                        "duplicate_stan",
+                        f"94 on {kind.value} STAN {row.stan:06d}: host batch "
+                        f"{batch.batch_no:06d} holds transactions this journal lacks; "
+                        "settling it before retrying",
+                        stan=row.stan,
+                        batch_no=batch.batch_no,
+                    )
+                yield from self._settle_batch(recovery=True)
                 continue
             if code == _MAC_ERROR and retries_a0 < SIGN_ON_RETRIES_MAX:
                 retries_a0 += 1

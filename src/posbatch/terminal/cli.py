@@ -248,7 +248,11 @@ def settle(data_dir: DataDir = DEFAULT_DATA_DIR, width: Width = 80) -> None:
             result = _run(terminal, lambda t: _with_progress(t, t.settle_flow(), progress))
         batch = next(b for b in terminal.journal.batches() if b.batch_no == result.batch_no)
         report = render_settlement_report(
-            batch, terminal.journal.transactions(batch.batch_id), terminal.state(), width=width
+            batch,
+            terminal.journal.transactions(batch.batch_id),
+            terminal.state(),
+            exceptions=terminal.batch_notes(batch.batch_no),
+            width=width,
         )
     except PosbatchError as exc:
         raise _fail(exc) from exc
