@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
+
+from rich.console import Console
 from typer.testing import CliRunner
 
-from posbatch.sim.cli import app
+from posbatch.sim import Breakage, SimConfig, profile_named, run_seed
+from posbatch.sim.cli import _print_violations, app
 
 runner = CliRunner()
 
@@ -41,3 +45,22 @@ def test_unknown_fault_profile_is_refused() -> None:
     result = runner.invoke(app, ["--faults", "chaos"])
     assert 0 != result.exit_code
     assert "default" in result.output
+
+
+def test_violation_is_printed_with_seed_day_terminal_trace_and_replay() -> None:
+    """A failing seed prints seed, day, terminal, the minimal trace and the replay command."""
+    config = SimConfig(
+        terminals=2,
+        days=2,
+        transactions=6,
+        faults=profile_named("heavy"),
+        broken=frozenset({Breakage.SKIP_REVERSAL}),
+    )
+    result = run_seed(2, config)
+    buffer = io.StringIO()
+    _print_violations(Console(file=buffer, width=200), result, config, "heavy")
+    text = buffer.getvalue()
+    first = result.violations[0]
+    assert f"VIOLATION seed 2, day {first.day}, terminal {first.terminal_id} (reproduced)" in text
+    assert f"stan={first.stan} " in text
+    assert "replay: posbatch simulate --seed 2 --replay --terminals 2 --days 2" in text
