@@ -23,6 +23,7 @@ from posbatch.catalog import (
     write_catalog_csv,
 )
 from posbatch.errors import CatalogError, Declined, HostUnreachable, IllegalTransition
+from posbatch.host import HostStore
 
 CSV = (
     "gtin,name,price_fen,lot_tracked,lot_no,expiry,quantity_on_hand,recalled\n"
@@ -345,3 +346,17 @@ def test_times_keep_their_instant_whatever_the_zone(stocked: CatalogStore) -> No
     stocked.open_order(cart, terminal_id="10000001", opened_at=NOW.astimezone(beijing))
     expected = NOW
     assert expected == stocked.trace_lot("M-DEC15")[0].opened_at
+
+
+def test_catalog_shares_a_database_with_the_host(db_url: str) -> None:
+    """Host and catalog migrate the same database side by side (own tables, own versions)."""
+    host = HostStore.open(db_url, pan_key=b"k" * 32)
+    catalog = CatalogStore.open(db_url)
+    summary = catalog.import_catalog(catalog_products(), catalog_lots(), at=NOW, reason="x")
+    host.add_terminal("898110054110001", "10000001", b"m" * 16, now=NOW)
+    catalog.close()
+    host.close()
+    reopened = CatalogStore.open(db_url)
+    expected = (1, 1)
+    assert expected == (summary.version, reopened.version())
+    reopened.close()

@@ -53,6 +53,8 @@ DATA_DIR_DEFAULT: Final = Path("posbatch-data")
 TERMINAL_DIR_DEFAULT: Final = Path("posbatch-terminal")
 DB_FILE_NAME: Final = "catalog.db"
 LISTEN_DEFAULT: Final = "127.0.0.1:5801"
+SERVE_CONNECTIONS_MAX: Final = 64
+"""Most concurrent HTTP connections `catalog serve` accepts (uvicorn answers 503 beyond)."""
 
 app = typer.Typer(
     help="Products and lots (商品批次号): import, scan, sync, recall trace.",
@@ -210,7 +212,13 @@ def serve(
         host, port = parse_address(listen)
         store = open_back_office(data_dir)
     try:
-        uvicorn.run(create_app(store), host=host, port=port, log_level="info")
+        uvicorn.run(
+            create_app(store),
+            host=host,
+            port=port,
+            log_level="info",
+            limit_concurrency=SERVE_CONNECTIONS_MAX,
+        )
     finally:
         store.close()
 
