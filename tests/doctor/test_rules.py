@@ -278,3 +278,27 @@ def test_unreachable_host_is_a_network_cause() -> None:
     diagnosis = diagnose(evidence(network=probe, host_view=host_view(reached=False)))
     expected = Cause.NETWORK_TIMEOUTS
     assert expected == diagnosis.cause
+
+
+def test_lost_first_settlement_of_a_new_terminal_is_not_a_reset() -> None:
+    """A new journal whose first 0510 was lost: the host closed that very batch — no reset."""
+    first = journal(
+        batch_no=1,
+        settled_batches=0,
+        fresh_start=True,
+        batch_state=LocalBatchState.SETTLING,
+        settlement_request_unanswered=True,
+    )
+    view = host_view(batch_no=2, last_closed_batch_no=1)
+    diagnosis = diagnose(evidence(journal=first, host_view=view))
+    expected = (Outcome.FOUND, Cause.LOST_RESPONSE)
+    assert expected == (diagnosis.outcome, diagnosis.cause)
+
+
+def test_back_office_advance_of_a_new_terminal_is_not_a_reset() -> None:
+    """A new terminal's first batch closed by the back office is a host change, not a reset."""
+    first = journal(batch_no=1, settled_batches=0, fresh_start=True)
+    view = host_view(batch_no=2, last_closed_batch_no=1, last_closed_reason="ADVANCED")
+    diagnosis = diagnose(evidence(journal=first, host_view=view))
+    expected = (Outcome.FOUND, Cause.HOST_CHANGE)
+    assert expected == (diagnosis.outcome, diagnosis.cause)

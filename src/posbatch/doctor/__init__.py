@@ -24,6 +24,7 @@ from posbatch.doctor._evidence import (
     SoftwareUpdate,
 )
 from posbatch.doctor._gather import gather_terminal, host_records, journal_evidence, tcp_probe
+from posbatch.doctor._net import TcpExchange
 from posbatch.doctor._repair import TerminalSite, run_repairs
 from posbatch.doctor._report import (
     RepairResult,
@@ -81,6 +82,7 @@ __all__ = [
     "SoftwareUpdate",
     "Status",
     "Strength",
+    "TcpExchange",
     "TerminalSite",
     "Verdict",
     "account",

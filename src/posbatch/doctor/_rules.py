@@ -280,11 +280,16 @@ def _counters_reset(evidence: Evidence) -> Finding:
     host_closed = evidence.host_last_closed_batch_no
     if host_batch is None and records is None:
         return _unknown(_NO_HOST)
-    if (
-        (host_batch is not None and host_batch > journal.batch_no)
-        or host_stan_ahead
-        or (host_closed is not None and host_closed >= journal.batch_no)
-    ):
+    # The host knows batches of this terminal the journal never had: a closed batch other
+    # than the journal's own (a lost first 0510 closes exactly the journal's batch), or a
+    # later batch while the journal never even started settling its own.
+    host_has_older_history = (host_closed is not None and host_closed != journal.batch_no) or (
+        host_batch is not None
+        and host_batch > journal.batch_no
+        and journal.batch_state == LocalBatchState.OPEN
+        and host_closed != journal.batch_no
+    )
+    if host_has_older_history or host_stan_ahead:
         lines = [
             Line(
                 "the journal started fresh at batch 000001 on "
