@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from posbatch.sim import Breakage, SimConfig, World, profile_named, replay, run_seed
+from posbatch.sim import (
+    Breakage,
+    SimConfig,
+    World,
+    profile_named,
+    replay,
+    run_seed,
+    run_seeds,
+)
 from posbatch.sim._report import minimal_trace
 
 HEAVY = profile_named("heavy")
@@ -83,3 +91,10 @@ def test_fifty_seeds_with_every_fault_hold_the_invariants() -> None:
         if result.violations:
             failures[seed] = [violation.render() for violation in result.violations[:3]]
     assert {} == failures
+
+
+def test_worker_processes_give_the_same_runs() -> None:
+    """Seeds run in two worker processes come back in order with the same digests."""
+    config = SimConfig(terminals=1, days=1, transactions=2, faults=HEAVY)
+    expected = [run_seed(seed, config).digest for seed in (1, 2, 3)]
+    assert expected == [result.digest for result in run_seeds(range(1, 4), config, jobs=2)]

@@ -78,7 +78,8 @@ class FaultProfile:
                 raise ConfigError(f"probability of {kind} must be in 0..1, got {value}")
         if sum(self.probability.get(kind, 0.0) for kind in LINK_FAULTS) > 1.0:
             raise ConfigError("link fault probabilities add up to more than 1")
-        object.__setattr__(self, "probability", MappingProxyType(dict(self.probability)))
+        # A private plain copy: frozen by convention, and picklable (``--jobs`` workers).
+        object.__setattr__(self, "probability", dict(self.probability))
 
     def of(self, kind: FaultKind) -> float:
         return self.probability.get(kind, 0.0)

@@ -27,7 +27,7 @@ from posbatch.errors import ConfigError
 from posbatch.sim._faults import PROFILES, profile_named
 from posbatch.sim._report import closing_table, minimal_trace, replay_command
 from posbatch.sim._result import RunTotals, SeedResult
-from posbatch.sim._world import SimConfig, replay, run_seeds
+from posbatch.sim._world import JOBS_MAX, SimConfig, replay, run_seeds
 
 __all__ = ["app", "simulate"]
 
@@ -83,6 +83,7 @@ def simulate(  # noqa: PLR0917 - typer options are parameters
     terminal: str | None = typer.Option(
         None, help="With --replay: print this terminal's trace even if nothing failed."
     ),
+    jobs: int = typer.Option(1, min=1, max=JOBS_MAX, help="Worker processes running seeds."),
 ) -> None:
     """Trade simulated days with faults injected everywhere; check invariants 1–6 nightly.
 
@@ -114,7 +115,7 @@ def simulate(  # noqa: PLR0917 - typer options are parameters
     )
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("seeds", total=seeds, violations=0)
-        for result in run_seeds(range(seed, seed + seeds), config):
+        for result in run_seeds(range(seed, seed + seeds), config, jobs=jobs):
             totals.add(result)
             if result.violations:
                 progress.stop()
