@@ -33,6 +33,8 @@ CLOCK_SKEW_WARN_S: Final = 60
 STALE_AFTER: Final = timedelta(hours=24)
 # Below this the journal may fail to commit the next transaction.
 LOW_DISK_BYTES: Final = 50 * 1024 * 1024
+# Exception records listed one by one (the newest); the rest are counted.
+EXCEPTIONS_SHOWN_MAX: Final = 5
 # An echo round trip above this is slow enough for a cashier to notice.
 ECHO_SLOW_MS: Final = 2_000
 
@@ -547,15 +549,20 @@ def _host_exceptions(evidence: Evidence) -> Check:
         )
     if not records.exceptions:
         return _check("host.exceptions", "host", *title, Status.PASSED, Line("none", "无"))
-    lines = tuple(
+    lines = [
         Line(
-            f"batch {_b(item.batch_no)} STAN {'?' if item.stan is None else f'{item.stan:06d}'}: "
-            f"{item.cause}",
-            f"批次 {_b(item.batch_no)} 流水号 {'?' if item.stan is None else f'{item.stan:06d}'}:"
-            f"{item.cause}",
+            f"{len(records.exceptions)} records for the back office (each has its cause)",
+            f"{len(records.exceptions)} 条差错记录待后台处理(均注明原因)",
         )
-        for item in records.exceptions
-    )
+    ]
+    for item in records.exceptions[-EXCEPTIONS_SHOWN_MAX:]:
+        stan = "?" if item.stan is None else f"{item.stan:06d}"
+        lines.append(
+            Line(
+                f"batch {_b(item.batch_no)} STAN {stan}: {item.cause}",
+                f"批次 {_b(item.batch_no)} 流水号 {stan}:{item.cause}",
+            )
+        )
     return _check("host.exceptions", "host", *title, Status.WARNING, *lines)
 
 

@@ -512,7 +512,7 @@ def host_records(store: object, terminal_id: str, *, now: datetime) -> HostRecor
         )
         if batch.close_reason == CloseReason.ADVANCED:
             following = batches[index + 1].batch_no if index + 1 < len(batches) else batch.batch_no
-            advances.append(BatchAdvance(batch.closed_at, batch.batch_no, following, "back office"))
+            advances.append(BatchAdvance(batch.closed_at, batch.batch_no, following))
     exceptions = tuple(
         HostException(
             batch_no=item.batch_no or 0,

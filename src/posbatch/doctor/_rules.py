@@ -970,8 +970,9 @@ def _symptoms(checks: tuple[Check, ...]) -> tuple[Line, ...]:
     return tuple(symptoms)
 
 
-# Checks whose warning is advice, not a failure of settlement.
-_NOT_SYMPTOMS: Final = frozenset({"terminal.disk"})
+# Exception records and a back-office close are work for the back office, shown as
+# warnings; the rules read them (duplicates, host change), they do not fail settlement.
+_NOT_SYMPTOMS: Final = frozenset({"terminal.disk", "host.exceptions", "host.settlement"})
 
 
 def diagnose(evidence: Evidence) -> Diagnosis:
