@@ -20,6 +20,7 @@ from posbatch.catalog import (
     changes_from_json,
     changes_to_json,
     create_app,
+    fetch_head_version,
     sync_replica,
     write_changes_file,
 )
@@ -210,3 +211,9 @@ def test_endpoint_refuses_negative_version(served: str) -> None:
         urllib.request.urlopen(f"{served}/catalog/changes?since=-1", timeout=10)
     caught.value.close()
     assert 422 == caught.value.code
+
+
+def test_head_version_over_http(back_office: CatalogStore, served: str) -> None:
+    """GET /catalog/version gives the back office's newest version."""
+    expected = 1
+    assert expected == fetch_head_version(served)

@@ -65,6 +65,7 @@ from posbatch.catalog._sync import (
     changes_to_json,
     create_app,
     fetch_changes,
+    fetch_head_version,
     sync_replica,
     write_changes_file,
 )
@@ -109,6 +110,7 @@ __all__ = [
     "create_app",
     "fefo_line",
     "fetch_changes",
+    "fetch_head_version",
     "format_fen",
     "gs1_year",
     "gtin_check_digit",

@@ -42,6 +42,7 @@ __all__ = [
     "changes_to_json",
     "create_app",
     "fetch_changes",
+    "fetch_head_version",
     "sync_replica",
     "write_changes_file",
 ]
@@ -151,19 +152,38 @@ def write_changes_file(changes: ChangeSet, path: Path) -> None:
     temporary.replace(path)
 
 
+def _http_get(source: str, path: str) -> bytes:
+    url = f"{source.rstrip('/')}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=SYNC_TIMEOUT_MS / 1000) as response:  # noqa: S310 - callers check the scheme
+            body: bytes = response.read(SYNC_RESPONSE_BYTES_MAX + 1)
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        raise CatalogError(f"catalog sync from {source}: HTTP {exc.code} {exc.reason}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise CatalogError(f"catalog sync: cannot reach {source}: {exc}") from exc
+    return body
+
+
+def fetch_head_version(source: str) -> int:
+    """The newest catalog version at ``source`` (HTTP: ``GET /catalog/version``)."""
+    if urllib.parse.urlsplit(source).scheme in ("http", "https"):
+        try:
+            document = json.loads(_http_get(source, "/catalog/version"))
+            version = document["version"]
+        except (ValueError, TypeError, KeyError) as exc:
+            raise CatalogError(f"{source}/catalog/version is not a version document") from exc
+        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+            raise CatalogError(f"{source}/catalog/version is not a version document")
+        return version
+    return fetch_changes(source, since=0).head_version
+
+
 def fetch_changes(source: str, *, since: int) -> ChangeSet:
     """Changes after ``since`` from ``source``: an ``http(s)://`` host or a changes file."""
     scheme = urllib.parse.urlsplit(source).scheme
     if scheme in ("http", "https"):
-        url = f"{source.rstrip('/')}/catalog/changes?since={since}"
-        try:
-            with urllib.request.urlopen(url, timeout=SYNC_TIMEOUT_MS / 1000) as response:  # noqa: S310 - scheme checked above
-                body = response.read(SYNC_RESPONSE_BYTES_MAX + 1)
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            raise CatalogError(f"catalog sync from {source}: HTTP {exc.code} {exc.reason}") from exc
-        except (urllib.error.URLError, OSError) as exc:
-            raise CatalogError(f"catalog sync: cannot reach {source}: {exc}") from exc
+        body = _http_get(source, f"/catalog/changes?since={since}")
     elif scheme in ("", "file"):
         path = Path(urllib.parse.urlsplit(source).path if scheme == "file" else source)
         try:

@@ -36,7 +36,12 @@ from posbatch.catalog._checkout import (
 from posbatch.catalog._csv import parse_catalog_csv, write_catalog_csv
 from posbatch.catalog._scan import DEFAULT_SEPARATORS, parse_scan
 from posbatch.catalog._store import CatalogStore
-from posbatch.catalog._sync import create_app, fetch_changes, sync_replica, write_changes_file
+from posbatch.catalog._sync import (
+    create_app,
+    fetch_head_version,
+    sync_replica,
+    write_changes_file,
+)
 from posbatch.catalog._till import Till
 from posbatch.errors import (
     CheckoutRefused,
@@ -295,9 +300,7 @@ def version(
                 f"from {state.source}"
             )
         if source is not None:
-            since = state.version if state else 0
-            head = fetch_changes(source, since=since).head_version
-            typer.echo(f"{source} is at version {head}")
+            typer.echo(f"{source} is at version {fetch_head_version(source)}")
 
 
 @app.command()
