@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from host_helpers import (
     MERCHANT_ID,
     PAN,
@@ -19,6 +21,7 @@ from host_helpers import (
 
 from posbatch.batch.totals import compute_totals
 from posbatch.host import ExceptionKind, FaultRule, FaultScript, HostCore, HostSession, HostStore
+from posbatch.host._schema import metadata
 from posbatch.host.faults import FaultAction
 from posbatch.host.issuer import TEST_PAN_INSUFFICIENT_FUNDS, TEST_PAN_NOT_ISSUED
 from posbatch.wire import (
@@ -572,3 +575,17 @@ def test_group_of_frames_answers_each(core: HostCore, term: Terminal) -> None:
 def test_sign_on_response_parses(term: Terminal) -> None:
     """The sign-on answer is a SignOnResponse whose keys unwrap under the TMK."""
     assert isinstance(term.sign_on(), SignOnResponse) and term.mak is not None
+
+
+def _host_table(name: str | None, type_: str, _parent: object) -> bool:
+    return type_ != "table" or (
+        name is not None and name.startswith("host_") and name != "host_alembic_version"
+    )
+
+
+def test_migrations_match_the_schema(store: HostStore) -> None:
+    """The migrated database has exactly the tables, columns and indexes of _schema."""
+    with store.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"include_name": _host_table})
+        differences = compare_metadata(context, metadata)
+    assert differences == []

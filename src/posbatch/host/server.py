@@ -26,10 +26,10 @@ import contextlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Final
 
-from posbatch.host.core import GROUP_MAX_REQUESTS, HostCore, HostReply
+from posbatch.host.core import GROUP_MAX_REQUESTS, HostCore, HostReply, RequestLog
 from posbatch.host.session import HostSession
 from posbatch.wire import MAX_FRAME_BYTES, Frame
 
@@ -50,6 +50,7 @@ IDLE_SWEEP_INTERVAL_MS: Final = 1_000
 LISTEN_BACKLOG: Final = 4096
 
 log = logging.getLogger("posbatch.host")
+_LOG_FIELDS: Final = tuple(field.name for field in fields(RequestLog))
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +238,10 @@ class HostServer:
     def log_request(self, reply: HostReply, arrived: float) -> None:
         if not log.isEnabledFor(logging.INFO):
             return
-        line = {k: v for k, v in asdict(reply.log).items() if v is not None}
+        entry = reply.log
+        line: dict[str, object] = {
+            name: value for name in _LOG_FIELDS if (value := getattr(entry, name)) is not None
+        }
         line["latency_ms"] = round((time.monotonic() - arrived) * 1000, 3)
         if not reply.frames:
             line["answered"] = False

@@ -249,25 +249,37 @@ class HostStore:
         self, merchant_id: str, terminal_id: str, master_key: bytes, *, now: datetime
     ) -> None:
         """Register a terminal (active, not signed on). HostError if it exists or is malformed."""
-        if len(terminal_id) != TERMINAL_ID_CHARS or not terminal_id.isascii():
-            raise HostError(f"terminal_id must be {TERMINAL_ID_CHARS} ascii characters")
-        if len(merchant_id) != MERCHANT_ID_CHARS or not merchant_id.isascii():
-            raise HostError(f"merchant_id must be {MERCHANT_ID_CHARS} ascii characters")
-        if len(master_key) != MASTER_KEY_BYTES:
-            raise HostError(f"the master key is {MASTER_KEY_BYTES} bytes")
-        with self.transaction() as tx:
-            if tx.terminal(terminal_id) is not None:
-                raise HostError(f"terminal {terminal_id} is already registered")
-            tx.connection.execute(
-                t.terminals.insert().values(
-                    terminal_id=terminal_id,
-                    merchant_id=merchant_id,
-                    master_key=master_key,
-                    status=TerminalStatus.ACTIVE,
-                    signed_on=False,
-                    created_at=naive_utc(now),
-                )
+        self.add_terminals([(merchant_id, terminal_id, master_key)], now=now)
+
+    def add_terminals(self, terminals: Sequence[tuple[str, str, bytes]], *, now: datetime) -> None:
+        """Register many (merchant_id, terminal_id, master_key) at once: all or none."""
+        rows = []
+        for merchant_id, terminal_id, master_key in terminals:
+            if len(terminal_id) != TERMINAL_ID_CHARS or not terminal_id.isascii():
+                raise HostError(f"terminal_id must be {TERMINAL_ID_CHARS} ascii characters")
+            if len(merchant_id) != MERCHANT_ID_CHARS or not merchant_id.isascii():
+                raise HostError(f"merchant_id must be {MERCHANT_ID_CHARS} ascii characters")
+            if len(master_key) != MASTER_KEY_BYTES:
+                raise HostError(f"the master key is {MASTER_KEY_BYTES} bytes")
+            rows.append(
+                {
+                    "terminal_id": terminal_id,
+                    "merchant_id": merchant_id,
+                    "master_key": master_key,
+                    "status": TerminalStatus.ACTIVE,
+                    "signed_on": False,
+                    "created_at": naive_utc(now),
+                }
             )
+        with self.transaction() as tx:
+            ids = [row["terminal_id"] for row in rows]
+            taken = tx.connection.execute(
+                sa.select(t.terminals.c.terminal_id).where(t.terminals.c.terminal_id.in_(ids))
+            ).first()
+            if taken is not None or len(set(ids)) != len(ids):
+                raise HostError(f"terminal {taken[0] if taken else ids} is already registered")
+            if rows:
+                tx.connection.execute(t.terminals.insert(), rows)
 
     def set_status(self, terminal_id: str, *, suspended: bool) -> None:
         """Suspend a terminal (its requests get 58) or make it active again."""

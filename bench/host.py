@@ -1,0 +1,501 @@
+"""Host throughput and latency over loopback, each beside a bare asyncio baseline.
+
+The load generator (this process, one asyncio loop) signs every terminal on,
+then pre-builds every request frame — STAN and MAC included — before the
+clock starts, and only reads field 39 of each answer. The host runs as its
+own process (``python -m posbatch host serve``), as does the baseline: a bare
+asyncio server that only frames and answers one canned, valid 0210.
+
+(a) throughput: 200 terminals over loopback, each sending its next sale as
+    soon as the last is answered; approvals/s for host and bare, and ratio.
+(b) latency: 2,000 connected terminals together sending 2,000 sales/s on a
+    schedule (open loop, latency counted from the scheduled send time);
+    p50/p99/max.
+(c) memory: the host's RSS with 5,000 idle connections.
+
+Targets (2-core machine): (a) ≥ 5,000 durable approvals/s on SQLite;
+(b) p99 ≤ 20 ms; (c) ≤ 300 MB.
+
+Usage: ``PYTHONPATH=src python bench/host.py [--db sqlite|postgresql|both]
+[--seconds 10] [--skip-memory]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from posbatch.host.cli import DB_FILE_NAME, pan_key
+from posbatch.host.store import HostStore
+from posbatch.storage import DATABASE_URL_ENV
+from posbatch.wire import (
+    Frame,
+    Header,
+    Kind,
+    SaleRequest,
+    SignOnRequest,
+    SignOnResponse,
+    Tpdu,
+    TransactionResponse,
+    decode_message,
+    encode_frame,
+    encode_message,
+    unwrap_working_keys,
+)
+
+MERCHANT_ID = "898110054110001"
+MASTER_KEY = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
+PAN = "6222021234567890128"
+TARGET_APPROVALS_PER_S = 5_000
+TARGET_P99_MS = 20.0
+TARGET_RSS_MB = 300
+THROUGHPUT_TERMINALS = 200
+LATENCY_TERMINALS = 2_000
+LATENCY_RATE_PER_S = 2_000
+IDLE_CONNECTIONS = 5_000
+WARMUP_S = 1.0
+START_TIMEOUT_S = 60.0
+POSTGRES_URL = os.environ.get(
+    "POSBATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+# --- answers: only field 39 is read ---
+
+_FIXED = {3: 3, 4: 6, 11: 3, 12: 3, 13: 2, 14: 2, 22: 2, 25: 1, 37: 12, 38: 6}
+_LLVAR_BCD = {2, 35}
+
+
+def field39(frame: bytes) -> bytes:
+    """Field 39 of a response frame (length prefix, TPDU, header, MTI, bitmap, fields)."""
+    body = frame[13:]
+    bitmap = int.from_bytes(body[2:10], "big")
+    position = 10
+    for number in range(2, 39):
+        if not bitmap >> (64 - number) & 1:
+            continue
+        if number in _LLVAR_BCD:
+            digits = int(body[position : position + 1].hex())
+            position += 1 + (digits + 1) // 2
+        else:
+            position += _FIXED[number]
+    return body[position : position + 2]
+
+
+def frame_of(message: object, mak: bytes | None) -> bytes:
+    return encode_frame(Frame(Tpdu(), Header(), encode_message(message, mak=mak)))  # type: ignore[arg-type]
+
+
+# --- the bare baseline server ---
+
+
+def canned_answer() -> bytes:
+    response = TransactionResponse(
+        Kind.SALE, "10000001", MERCHANT_ID, 7, 1, "00", 1250, rrn="000000000001",
+        auth_code="000001", local_time="120000", local_date="1125",
+    )  # fmt: skip
+    return encode_frame(
+        Frame(Tpdu(0, 3), Header(), encode_message(response, mak=bytes.fromhex("0123456789ABCDEF")))
+    )
+
+
+class _Bare(asyncio.Protocol):
+    answer = canned_answer()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+        self.buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer + data
+        answers = 0
+        while len(buffer) >= 2:
+            size = 2 + int.from_bytes(buffer[:2], "big")
+            if len(buffer) < size:
+                break
+            buffer = buffer[size:]
+            answers += 1
+        self.buffer = buffer
+        if answers:
+            self.transport.write(self.answer * answers)
+
+
+def run_bare_server(port: int) -> None:
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(
+            _Bare, "127.0.0.1", port, backlog=4096
+        )
+        await server.serve_forever()
+
+    asyncio.run(main())
+
+
+# --- processes ---
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("server did not start") from None
+            time.sleep(0.05)
+
+
+@contextmanager
+def server_process(args: list[str], port: int, env: dict[str, str]) -> Iterator[int]:
+    process = subprocess.Popen(
+        [sys.executable, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_listening(port, process)
+        yield process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def host_process(data_dir: Path, port: int, db_url: str | None) -> Iterator[int]:
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    env.pop(DATABASE_URL_ENV, None)
+    if db_url is not None:
+        env[DATABASE_URL_ENV] = db_url
+    args = ["-m", "posbatch", "host", "serve", "--listen", f"127.0.0.1:{port}",
+            "--data-dir", str(data_dir), "--log-level", "info"]  # fmt: skip
+    with server_process(args, port, env) as pid:
+        yield pid
+
+
+@contextmanager
+def bare_process(port: int) -> Iterator[int]:
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    with server_process(
+        [str(Path(__file__).resolve()), "--bare-server", str(port)], port, env
+    ) as pid:
+        yield pid
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str]:
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(POSTGRES_URL)
+    with admin.begin() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        separator = "&" if "?" in POSTGRES_URL else "?"
+        yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def register(data_dir: Path, db_url: str | None, terminal_ids: list[str]) -> None:
+    url = db_url or f"sqlite:///{data_dir / DB_FILE_NAME}"
+    store = HostStore.open(url, pan_key=pan_key(data_dir))
+    store.add_terminals(
+        [(MERCHANT_ID, terminal_id, MASTER_KEY) for terminal_id in terminal_ids],
+        now=datetime.now(UTC),
+    )
+    store.close()
+
+
+# --- the load generator ---
+
+
+class Client(asyncio.Protocol):
+    """One terminal's connection: a request/answer mode for sign-on, then pre-built load."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.buffer = b""
+        self.waiter: asyncio.Future[bytes] | None = None
+        self.frames: list[bytes] = []
+        self.next_index = 0
+        self.cycle = False
+        self.sent_at: collections.deque[float] = collections.deque()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.run.lost += 1
+
+    async def request(self, frame: bytes) -> bytes:
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(frame)
+        answer = await self.waiter
+        self.waiter = None
+        return answer
+
+    def send_next(self, scheduled: float) -> bool:
+        if self.next_index >= len(self.frames):
+            if not self.cycle:
+                return False
+            self.next_index = 0
+        assert self.transport is not None
+        self.sent_at.append(scheduled)
+        self.transport.write(self.frames[self.next_index])
+        self.next_index += 1
+        return True
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer + data
+        while len(buffer) >= 2:
+            size = 2 + int.from_bytes(buffer[:2], "big")
+            if len(buffer) < size:
+                break
+            frame, buffer = buffer[:size], buffer[size:]
+            if self.waiter is not None:
+                self.waiter.set_result(frame)
+            else:
+                self.run.answer(self, frame)
+        self.buffer = buffer
+
+
+class Run:
+    def __init__(self, *, closed_loop: bool) -> None:
+        self.closed_loop = closed_loop
+        self.measuring = False
+        self.stopping = False
+        self.approvals = 0
+        self.answers = 0
+        self.declines: collections.Counter[bytes] = collections.Counter()
+        self.latencies_ms: list[float] = []
+        self.lost = 0
+
+    def answer(self, client: Client, frame: bytes) -> None:
+        now = time.perf_counter()
+        scheduled = client.sent_at.popleft() if client.sent_at else now
+        code = field39(frame)
+        if self.measuring:
+            self.answers += 1
+            if code == b"00":
+                self.approvals += 1
+            else:
+                self.declines[code] += 1
+            self.latencies_ms.append((now - scheduled) * 1000)
+        if self.closed_loop and not self.stopping:
+            client.send_next(now)
+
+
+async def connect(port: int, run: Run, count: int) -> list[Client]:
+    loop = asyncio.get_running_loop()
+    clients = []
+    for start in range(0, count, 200):
+        batch = [
+            loop.create_connection(lambda: Client(run), "127.0.0.1", port)
+            for _ in range(min(200, count - start))
+        ]
+        for _, protocol in await asyncio.gather(*batch):
+            clients.append(protocol)
+    return clients
+
+
+async def sign_on_all(clients: list[Client], terminal_ids: list[str]) -> list[bytes]:
+    async def one(client: Client, terminal_id: str) -> bytes:
+        request = SignOnRequest(terminal_id, MERCHANT_ID, 1, 1)
+        answer = decode_message((await client.request(frame_of(request, None)))[13:])
+        assert isinstance(answer, SignOnResponse) and answer.working_keys is not None, answer
+        return unwrap_working_keys(MASTER_KEY, answer.working_keys).mak
+
+    return list(
+        await asyncio.gather(*(one(c, t) for c, t in zip(clients, terminal_ids, strict=True)))
+    )
+
+
+def build_frames(terminal_id: str, mak: bytes, count: int) -> list[bytes]:
+    return [
+        frame_of(SaleRequest(terminal_id, MERCHANT_ID, stan, 1, 100 + stan % 900, PAN), mak)
+        for stan in range(2, 2 + count)
+    ]
+
+
+async def closed_loop(port: int, terminal_ids: list[str], frames_each: int, seconds: float,
+                      *, cycle: bool) -> float:  # fmt: skip
+    run = Run(closed_loop=True)
+    clients = await connect(port, run, len(terminal_ids))
+    if cycle:  # bare server: one set of frames, sent round and round
+        frames = build_frames(terminal_ids[0], bytes(8), frames_each)
+        for client in clients:
+            client.frames, client.cycle = frames, True
+    else:
+        maks = await sign_on_all(clients, terminal_ids)
+        for client, terminal_id, mak in zip(clients, terminal_ids, maks, strict=True):
+            client.frames = build_frames(terminal_id, mak, frames_each)
+    for client in clients:
+        client.send_next(time.perf_counter())
+    await asyncio.sleep(WARMUP_S)
+    run.measuring = True
+    started = time.perf_counter()
+    await asyncio.sleep(seconds)
+    run.measuring = False
+    elapsed = time.perf_counter() - started
+    run.stopping = True
+    await asyncio.sleep(0.5)
+    for client in clients:
+        assert client.transport is not None
+        client.transport.close()
+    if run.declines:
+        print(f"    declines: {dict(run.declines)}")
+    if any(c.next_index >= len(c.frames) and not c.cycle for c in clients):
+        print("    warning: some terminals ran out of pre-built frames; raise --frames")
+    return run.approvals / elapsed
+
+
+async def open_loop(port: int, terminal_ids: list[str], seconds: float) -> list[float]:
+    run = Run(closed_loop=False)
+    clients = await connect(port, run, len(terminal_ids))
+    maks = await sign_on_all(clients, terminal_ids)
+    per_terminal = int(seconds * LATENCY_RATE_PER_S / len(terminal_ids)) + 3
+    for client, terminal_id, mak in zip(clients, terminal_ids, maks, strict=True):
+        client.frames = build_frames(terminal_id, mak, per_terminal)
+    total = int(seconds * LATENCY_RATE_PER_S)
+    interval = 1.0 / LATENCY_RATE_PER_S
+    run.measuring = True
+    start = time.perf_counter()
+    index = 0
+    while index < total:
+        now = time.perf_counter()
+        while index < total and start + index * interval <= now:
+            clients[index % len(clients)].send_next(start + index * interval)
+            index += 1
+        await asyncio.sleep(0.0005)
+    await asyncio.sleep(2.0)  # let the last answers arrive
+    run.measuring = False
+    missing = total - run.answers
+    if missing or run.declines:
+        print(f"    unanswered: {missing}, declines: {dict(run.declines)}")
+    for client in clients:
+        assert client.transport is not None
+        client.transport.close()
+    return run.latencies_ms
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+async def idle_connections(port: int, pid: int) -> tuple[float, float]:
+    before = rss_mb(pid)
+    run = Run(closed_loop=False)
+    clients = await connect(port, run, IDLE_CONNECTIONS)
+    await asyncio.sleep(2.0)
+    after = rss_mb(pid)
+    alive = IDLE_CONNECTIONS - run.lost
+    for client in clients:
+        assert client.transport is not None
+        client.transport.close()
+    if alive != IDLE_CONNECTIONS:
+        print(f"    only {alive} of {IDLE_CONNECTIONS} connections stayed open")
+    return before, after
+
+
+# --- main ---
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def bench_database(label: str, db_url: str | None, seconds: float, frames_each: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="posbatch-bench-") as tmp:
+        data_dir = Path(tmp)
+        throughput_ids = [f"5{i:07d}" for i in range(THROUGHPUT_TERMINALS)]
+        latency_ids = [f"6{i:07d}" for i in range(LATENCY_TERMINALS)]
+        register(data_dir, db_url, throughput_ids + latency_ids)
+        port = free_port()
+        with host_process(data_dir, port, db_url):
+            host_rate = asyncio.run(
+                closed_loop(port, throughput_ids, frames_each, seconds, cycle=False)
+            )
+            latencies = asyncio.run(open_loop(port, latency_ids, seconds))
+    target = f"target ≥ {TARGET_APPROVALS_PER_S:,}"
+    print(f"[{label}] (a) host: {host_rate:,.0f} durable approvals/s "
+          f"({THROUGHPUT_TERMINALS} terminals, closed loop; {target})")  # fmt: skip
+    print(f"[{label}] (b) {LATENCY_TERMINALS} terminals, {LATENCY_RATE_PER_S:,} sales/s open loop: "
+          f"p50 {percentile(latencies, 0.5):.1f} ms, p99 {percentile(latencies, 0.99):.1f} ms, "
+          f"max {max(latencies):.1f} ms (target p99 ≤ {TARGET_P99_MS:.0f} ms; "
+          f"mean {statistics.fmean(latencies):.1f} ms, n={len(latencies)})")  # fmt: skip
+    BARE_RESULTS.append((label, host_rate))
+
+
+BARE_RESULTS: list[tuple[str, float]] = []
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--frames", type=int, default=600, help="pre-built sales per terminal")
+    parser.add_argument("--skip-memory", action="store_true")
+    args = parser.parse_args()
+    if args.bare_server is not None:
+        run_bare_server(args.bare_server)
+        return
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it
+    print(f"posbatch host bench: {os.cpu_count()} cores, {args.seconds:.0f} s per figure, "
+          f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+    port = free_port()
+    with bare_process(port):
+        ids = [f"5{i:07d}" for i in range(THROUGHPUT_TERMINALS)]
+        bare_rate = asyncio.run(closed_loop(port, ids, 64, args.seconds, cycle=True))
+    print(f"[bare] (a) bare asyncio server, canned 0210: {bare_rate:,.0f} answers/s "
+          f"(the generator's ceiling is at least this)")  # fmt: skip
+    if args.db in ("sqlite", "both"):
+        bench_database("sqlite", None, args.seconds, args.frames)
+    if args.db in ("postgresql", "both"):
+        with postgres_schema() as url:
+            bench_database("postgresql", url, args.seconds, args.frames)
+    for label, rate in BARE_RESULTS:
+        print(f"[{label}] ratio host / bare: {rate / bare_rate:.3f}")
+    if not args.skip_memory:
+        with tempfile.TemporaryDirectory(prefix="posbatch-bench-") as tmp:
+            port = free_port()
+            register(Path(tmp), None, [])
+            with host_process(Path(tmp), port, None) as pid:
+                before, after = asyncio.run(idle_connections(port, pid))
+        print(f"[memory] host RSS {before:.0f} MB idle → {after:.0f} MB with "
+              f"{IDLE_CONNECTIONS:,} idle connections (target ≤ {TARGET_RSS_MB} MB)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
