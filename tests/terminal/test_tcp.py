@@ -98,3 +98,16 @@ async def test_unreachable_host_refuses_before_any_sale_is_written(tmp_path: Pat
         await driver.run(terminal.sale_flow(1250, PAN))
     assert (terminal.journal.transactions(), driver.connects) == ([], 0)
     journal.engine.dispose()
+
+
+async def test_duplicated_answer_is_not_taken_for_the_next_one(loopback: Loopback) -> None:
+    """The host sends a sale's answer twice; the stale copy is skipped, the next sale is fine."""
+    terminal, driver = loopback.terminal, loopback.driver
+    await driver.run(terminal.sign_on_flow())
+    loopback.core.set_faults(
+        FaultScript([FaultRule(FaultAction.DUPLICATE, kind=Kind.SALE, count=1)])
+    )
+    first = await driver.run(terminal.sale_flow(1250, PAN))
+    second = await driver.run(terminal.sale_flow(700, PAN))
+    assert (first.approved, second.approved, driver.connects) == (True, True, 1)
+    assert problems(terminal, loopback.store, TERMINAL_ID) == []

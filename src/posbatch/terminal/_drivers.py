@@ -66,6 +66,8 @@ class InProcessLink:
         self._core = core
 
     def __call__(self, frame: bytes, timeout_ms: int) -> bytes | None:
+        if not frame:  # "keep listening": an in-process host has nothing more to say
+            return None
         reply = self._core.handle_frame(frame)
         if not reply.frames or reply.delay_ms > timeout_ms:
             return None
@@ -134,8 +136,9 @@ class TcpDriver:
             return None
         assert self._writer is not None
         try:
-            self._writer.write(frame)
-            await self._writer.drain()
+            if frame:  # an empty frame: only wait for the next answer frame
+                self._writer.write(frame)
+                await self._writer.drain()
             return await asyncio.wait_for(self._read_frame(), timeout_ms / 1000)
         except (OSError, TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             await self.close()

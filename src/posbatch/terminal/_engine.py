@@ -110,6 +110,7 @@ RESPONSE_TIMEOUT_MS: Final = 30_000  # CUP terminals wait 30-60 s for an answer
 SEND_ATTEMPTS_MAX: Final = 3  # sends of one reversal / refund resend per flow
 RECOVERY_RETRIES_MAX: Final = 1  # a request retried after a 77 recovery
 SIGN_ON_RETRIES_MAX: Final = 1  # a request retried after A0 / a sign-on request
+STALE_FRAMES_MAX: Final = 4  # frames read for one request before giving up on its answer
 RECOVERY_DEPTH_MAX: Final = 2  # nested recoveries (recovery → settle → 77 → …)
 AMOUNT_FEN_MAX: Final = 999_999_999_999
 PAN_DIGITS_MIN: Final = 12
@@ -380,13 +381,25 @@ class Terminal:
     def _exchange_flow(
         self, message: Request, expected: type[_M], *, mac: bool = True
     ) -> Flow[_Answer | None]:
-        """Send ``message``; the answer if one of type ``expected`` for its STAN came in time."""
+        """Send ``message``; the answer if one of type ``expected`` for its STAN came in time.
+
+        A frame that is not that answer (a duplicate of an earlier answer still in
+        the stream, garbage) is skipped and the flow keeps listening
+        (``Send(b"")``), at most ``STALE_FRAMES_MAX`` times.
+        """
         reply: Reply = yield Send(self._frame(message, mac=mac), self.timeout_ms)
-        if isinstance(reply, Timeout):
-            return None
+        for _ in range(STALE_FRAMES_MAX):
+            if isinstance(reply, Timeout):
+                return None
+            answer = self._match(reply, message, expected)
+            if answer is not None:
+                return answer
+            reply = yield Send(b"", self.timeout_ms)
+        return None
+
+    def _match(self, reply: bytes, message: Request, expected: type[_M]) -> _Answer | None:
         try:
-            reader = FrameReader()
-            frames = reader.feed(reply)
+            frames = FrameReader().feed(reply)
             if len(frames) != 1:
                 return None
             frame = frames[0]
@@ -395,8 +408,10 @@ class Terminal:
             return None
         if not isinstance(answer, expected):
             return None
-        if getattr(answer, "stan", None) != message.stan or (
-            getattr(answer, "terminal_id", None) != message.terminal_id
+        if (
+            getattr(answer, "stan", None) != message.stan
+            or getattr(answer, "terminal_id", None) != message.terminal_id
+            or getattr(answer, "kind", getattr(answer, "KIND", None)) != message.KIND
         ):
             return None
         if frame.header.processing_requirement == ProcessingRequirement.SIGN_ON:

@@ -17,7 +17,11 @@ __all__ = ["TIMEOUT", "Exchange", "Flow", "Reply", "Send", "Timeout", "run_flow"
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    """Send ``frame`` (length prefix included) and wait ``timeout_ms`` for one answer frame."""
+    """Send ``frame`` (length prefix included) and wait ``timeout_ms`` for one answer frame.
+
+    An empty ``frame`` sends nothing: wait for the next frame on the line (the
+    flow skipped a frame that was not its answer).
+    """
 
     frame: bytes
     timeout_ms: int
