@@ -360,3 +360,22 @@ def test_catalog_shares_a_database_with_the_host(db_url: str) -> None:
     expected = (1, 1)
     assert expected == (summary.version, reopened.version())
     reopened.close()
+
+
+def test_payer_raising_declined_closes_order_unpaid(stocked: CatalogStore) -> None:
+    """A payer that raises Declined (instead of returning it) still closes the order unpaid."""
+    cart = price_cart(stocked.snapshot(), [milk_line(1)], today=TODAY, now=NOW)
+    with pytest.raises(Declined):
+        pay_cart(
+            cart,
+            payer=ScriptedPayer(Declined("no", response_code="05")),
+            orders=stocked,
+            terminal_id="10000001",
+            clock=lambda: NOW,
+            today=TODAY,
+        )
+    expected = ([], ["unpaid"])
+    assert expected == (
+        stocked.pending_orders(),
+        [row.status for row in stocked.trace_lot("M-DEC15", include_unpaid=True)],
+    )

@@ -21,7 +21,7 @@ from posbatch.catalog import (
     price_cart,
 )
 from posbatch.catalog.payer import Card, TerminalPayer, recover_pending_orders
-from posbatch.errors import Declined, HostUnreachable
+from posbatch.errors import ConfigError, Declined, HostUnreachable
 from posbatch.host import HostCore, HostStore
 from posbatch.host.issuer import TEST_PAN_APPROVED, TEST_PAN_INSUFFICIENT_FUNDS
 from posbatch.terminal import InProcessLink, Journal, Terminal, TerminalSecrets
@@ -177,3 +177,11 @@ def test_crash_before_charging_is_closed_unpaid(shop: Shop) -> None:
     )
     expected = [(order.receipt_no, "unpaid: never charged")]
     assert expected == done
+
+
+def test_mistyped_card_is_not_sent(shop: Shop) -> None:
+    """A card number of the wrong length is refused before the terminal sends anything."""
+    with pytest.raises(ConfigError, match="a card number is 12 to 19 digits"):
+        pay(shop, shop.payer("1234"))
+    expected: list[object] = []
+    assert expected == shop.terminal.journal.transactions()

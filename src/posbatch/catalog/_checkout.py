@@ -616,8 +616,11 @@ def pay_cart(
     """Charge the cart total and record the order (see the theory of operation above).
 
     Raises :class:`CatalogChanged` before charging anything if ``fresh_snapshot``
-    shows a price or lot change; :class:`Declined` when the card is declined;
-    :class:`HostUnreachable` as the payer raised it (the order is closed unpaid).
+    shows a price or lot change; :class:`Declined` when the card is declined and
+    :class:`HostUnreachable` when the host did not answer (the order is closed
+    unpaid). Any other error leaves the order pending: the payer may or may not
+    have charged the card, so only the terminal journal can tell
+    (:func:`posbatch.catalog.payer.recover_pending_orders`).
     """
     if not cart.lines:
         raise _refuse("the cart is empty", "购物车为空")
@@ -633,6 +636,14 @@ def pay_cart(
             order.order_id,
             payment=None,
             note="no answer from the host; the terminal reverses the sale",
+            closed_at=clock(),
+        )
+        raise
+    except Declined as exc:
+        orders.close_unpaid(
+            order.order_id,
+            payment=None,
+            note=f"declined with response code {exc.response_code}",
             closed_at=clock(),
         )
         raise

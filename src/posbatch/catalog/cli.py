@@ -43,6 +43,7 @@ from posbatch.catalog._sync import (
     write_changes_file,
 )
 from posbatch.catalog._till import Till
+from posbatch.catalog.payer import Card, TerminalPayer, recover_pending_orders
 from posbatch.errors import (
     CheckoutRefused,
     ConfigError,
@@ -51,6 +52,7 @@ from posbatch.errors import (
     PosbatchError,
     ScanError,
 )
+from posbatch.terminal import Journal, TcpDriver, open_terminal, parse_address
 
 __all__ = ["app", "checkout_app", "open_back_office", "open_terminal_copy"]
 
@@ -59,6 +61,7 @@ TERMINAL_DIR_DEFAULT: Final = Path("posbatch-terminal")
 DB_FILE_NAME: Final = "catalog.db"
 LISTEN_DEFAULT: Final = "127.0.0.1:5801"
 SERVE_CONNECTIONS_MAX: Final = 64
+CARD_PROMPTS_MAX: Final = 3
 """Most concurrent HTTP connections `catalog serve` accepts (uvicorn answers 503 beyond)."""
 
 app = typer.Typer(
@@ -210,8 +213,6 @@ def serve(
     Example: posbatch catalog serve --listen 127.0.0.1:5801
     """
     import uvicorn  # noqa: PLC0415 - only this command needs it
-
-    from posbatch.terminal import parse_address  # noqa: PLC0415
 
     with _errors():
         host, port = parse_address(listen)
@@ -470,13 +471,6 @@ def checkout(
 
     Example: posbatch checkout --terminal-dir ./posbatch-terminal --sync-from http://127.0.0.1:5801
     """
-    from posbatch.catalog.payer import (  # noqa: PLC0415 - the terminal engine loads on demand
-        Card,
-        TerminalPayer,
-        recover_pending_orders,
-    )
-    from posbatch.terminal import TcpDriver, open_terminal, parse_address  # noqa: PLC0415
-
     console = Console()
     with _errors():
         terminal = open_terminal(terminal_dir, clock=_now)
@@ -497,9 +491,17 @@ def checkout(
 
     def read_card(amount_fen: int) -> Card:
         console.print(f"amount 金额 {format_fen(amount_fen)}: present card")
-        pan = typer.prompt("card number 卡号", hide_input=True)
-        expiry = typer.prompt("expiry YYMM 有效期 (empty: none)", default="", show_default=False)
-        return Card(pan.strip(), expiry.strip() or None)
+        for _ in range(CARD_PROMPTS_MAX):
+            pan = typer.prompt("card number 卡号", hide_input=True)
+            expiry = typer.prompt(
+                "expiry YYMM 有效期 (empty: none)", default="", show_default=False
+            )
+            card = Card(pan.strip(), expiry.strip() or None)
+            problem = card.problem()
+            if problem is None:
+                return card
+            console.print(f"[red]{problem}[/red]")
+        raise ConfigError(f"no valid card after {CARD_PROMPTS_MAX} tries: payment not attempted")
 
     driver = TcpDriver(*parse_address(terminal.journal.state().host_address))
     payer = TerminalPayer(terminal, read_card=read_card, driver=driver)
@@ -511,7 +513,9 @@ def checkout(
     )
     console.print(f"terminal {terminal_id} — {_HELP_TEXT}")
     try:
-        _Session(console, till, payer, orders, copy, terminal_id, sync_from).loop()
+        _Session(
+            console, till, payer, orders, copy, terminal_id, sync_from, terminal.journal
+        ).loop()
     finally:
         payer.close()
         copy.close()
@@ -529,6 +533,7 @@ class _Session:
     copy: CatalogStore
     terminal_id: str
     sync_from: str | None
+    journal: Journal
 
     def loop(self) -> None:
         console, till = self.console, self.till
@@ -584,6 +589,11 @@ class _Session:
             return
         except PosbatchError as exc:
             console.print(f"[red]error: {exc}[/red]")
+            # An order left pending by the failure: settle it from the journal now.
+            for receipt_no, outcome in recover_pending_orders(
+                self.orders, self.journal, terminal_id=self.terminal_id, closed_at=_now()
+            ):
+                console.print(f"order {receipt_no}: {outcome}")
             return
         for text_line in render_receipt(receipt):
             console.print(text_line, highlight=False)

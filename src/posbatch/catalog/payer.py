@@ -15,10 +15,13 @@ from dataclasses import dataclass
 
 from posbatch.catalog._checkout import Payment
 from posbatch.catalog._store import CatalogStore
-from posbatch.errors import HostUnreachable
+from posbatch.errors import ConfigError, HostUnreachable
 from posbatch.terminal import Journal, TcpDriver, Terminal, TransactionResult, TxnState
 
 __all__ = ["Card", "TerminalPayer", "payment_from_result", "recover_pending_orders"]
+
+PAN_DIGITS_MIN = 12
+PAN_DIGITS_MAX = 19
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +33,20 @@ class Card:
 
     def __repr__(self) -> str:
         return f"Card(pan='****{self.pan[-4:]}', expiry={'****' if self.expiry else None})"
+
+    def problem(self) -> str | None:
+        """What is wrong with the card as typed (None: it can be sent)."""
+        if not (
+            PAN_DIGITS_MIN <= len(self.pan) <= PAN_DIGITS_MAX
+            and self.pan.isascii()
+            and self.pan.isdigit()
+        ):
+            return f"a card number is {PAN_DIGITS_MIN} to {PAN_DIGITS_MAX} digits"
+        if self.expiry is not None and not (
+            len(self.expiry) == 4 and self.expiry.isascii() and self.expiry.isdigit()
+        ):
+            return "the expiry is YYMM, 4 digits"
+        return None
 
 
 def payment_from_result(result: TransactionResult) -> Payment:
@@ -73,6 +90,9 @@ class TerminalPayer:
 
     def pay(self, amount_fen: int, *, reference: str) -> Payment:
         card = self._read_card(amount_fen)
+        problem = card.problem()
+        if problem is not None:
+            raise ConfigError(problem)
         if self._driver is None:
             result = self.terminal.sale(
                 amount_fen, card.pan, expiry=card.expiry, reference=reference
