@@ -77,9 +77,9 @@ BAD_BODIES: dict[str, tuple[bytes, str, int, str]] = {
         _body("sale", f4="00000000125A"),
         "4",
         24,
-        "not packed decimal: '00000000125A'",
+        "not decimal digits: '00000000125A'",
     ),
-    "F nibble in field 11": (_body("sale", f11="00000F"), "11", 30, "not packed decimal: '00000F'"),
+    "F nibble in field 11": (_body("sale", f11="00000F"), "11", 30, "not decimal digits: '00000F'"),
     "bad BCD length of field 2": (
         _edit(SALE, 10, 0x1A),
         "2",

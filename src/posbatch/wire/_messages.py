@@ -20,6 +20,8 @@ wire's own strings (``hhmmss``, ``MMDD``) because this layer has no clock.
 from __future__ import annotations
 
 import enum
+import functools
+import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ import iso8583.decoder
 from posbatch.errors import DecodeError, EncodeError, MacError
 from posbatch.wire._crypto import MAC_BYTES, compute_mac, verify_mac
 from posbatch.wire._fields import (
+    BATCH_NO_MAX,
     BatchStateDetail,
     OriginalTransaction,
     SettlementTotals,
@@ -41,7 +44,6 @@ from posbatch.wire._fields import (
     encode_track2,
     encode_upload_end,
     encode_upload_records,
-    field60_text,
     mask_pan,
     parse_field60,
 )
@@ -147,9 +149,11 @@ def _pan(value: str) -> str:
     return value
 
 
-def _put(fields: dict[str, str], number: str, value: str | None) -> None:
-    if value is not None:
-        fields[number] = value
+def _field60(message_type: str, batch_no: int, network_code: str) -> str:
+    """Field 60 of our own messages (60.1 and 60.3 are this module's constants)."""
+    if not 1 <= batch_no <= BATCH_NO_MAX:
+        raise EncodeError(f"batch_no {batch_no} outside 1..{BATCH_NO_MAX}", field="60.2")
+    return f"{message_type}{batch_no:06d}{network_code}"
 
 
 # --- requests -------------------------------------------------------------------
@@ -173,7 +177,7 @@ class SignOnRequest:
             "11": _stan(self.stan),
             "41": self.terminal_id,
             "42": self.merchant_id,
-            "60": field60_text(TYPE_ADMIN, self.batch_no, NET_SIGN_ON),
+            "60": _field60(TYPE_ADMIN, self.batch_no, NET_SIGN_ON),
             "63": self.operator,
         }
 
@@ -195,7 +199,7 @@ class SignOffRequest:
             "11": _stan(self.stan),
             "41": self.terminal_id,
             "42": self.merchant_id,
-            "60": field60_text(TYPE_ADMIN, self.batch_no, NET_SIGN_OFF),
+            "60": _field60(TYPE_ADMIN, self.batch_no, NET_SIGN_OFF),
         }
 
 
@@ -216,7 +220,7 @@ class EchoRequest:
             "11": _stan(self.stan),
             "41": self.terminal_id,
             "42": self.merchant_id,
-            "60": field60_text(TYPE_ADMIN, self.batch_no, NET_ECHO),
+            "60": _field60(TYPE_ADMIN, self.batch_no, NET_ECHO),
         }
 
 
@@ -247,7 +251,7 @@ class SaleRequest:
     def to_fields(self) -> dict[str, str]:
         fields = _card_fields(self, PROCESSING_SALE)
         fields["t"] = self.MTI
-        fields["60"] = field60_text(TYPE_SALE, self.batch_no, NET_FINANCIAL)
+        fields["60"] = _field60(TYPE_SALE, self.batch_no, NET_FINANCIAL)
         return fields
 
 
@@ -282,9 +286,11 @@ class VoidRequest:
     def to_fields(self) -> dict[str, str]:
         fields = _card_fields(self, PROCESSING_CREDIT)
         fields["t"] = self.MTI
-        _put(fields, "37", self.original_rrn)
-        _put(fields, "38", self.original_auth_code)
-        fields["60"] = field60_text(TYPE_VOID, self.batch_no, NET_FINANCIAL)
+        if self.original_rrn is not None:
+            fields["37"] = self.original_rrn
+        if self.original_auth_code is not None:
+            fields["38"] = self.original_auth_code
+        fields["60"] = _field60(TYPE_VOID, self.batch_no, NET_FINANCIAL)
         fields["61"] = self.original.encode()
         return fields
 
@@ -319,8 +325,9 @@ class RefundRequest:
     def to_fields(self) -> dict[str, str]:
         fields = _card_fields(self, PROCESSING_CREDIT)
         fields["t"] = self.MTI
-        _put(fields, "37", self.original_rrn)
-        fields["60"] = field60_text(TYPE_REFUND, self.batch_no, NET_FINANCIAL)
+        if self.original_rrn is not None:
+            fields["37"] = self.original_rrn
+        fields["60"] = _field60(TYPE_REFUND, self.batch_no, NET_FINANCIAL)
         fields["61"] = self.original.encode()
         return fields
 
@@ -366,7 +373,7 @@ class ReversalRequest:
         fields = _card_fields(self, _PROCESSING_OF_KIND[self.original_kind])
         fields["t"] = self.MTI
         fields["39"] = self.reason.value
-        fields["60"] = field60_text(_TYPE_OF_KIND[self.original_kind], self.batch_no, NET_FINANCIAL)
+        fields["60"] = _field60(_TYPE_OF_KIND[self.original_kind], self.batch_no, NET_FINANCIAL)
         if self.original is not None:
             fields["61"] = self.original.encode()
         return fields
@@ -394,7 +401,7 @@ class SettlementRequest:
             "42": self.merchant_id,
             "48": self.totals.encode(),
             "49": self.currency,
-            "60": field60_text(TYPE_ADMIN, self.batch_no, NET_SETTLE),
+            "60": _field60(TYPE_ADMIN, self.batch_no, NET_SETTLE),
             "63": self.operator,
         }
 
@@ -418,7 +425,7 @@ class BatchUploadRequest:
             "41": self.terminal_id,
             "42": self.merchant_id,
             "48": encode_upload_records(self.records),
-            "60": field60_text(TYPE_ADMIN, self.batch_no, NET_SETTLE),
+            "60": _field60(TYPE_ADMIN, self.batch_no, NET_SETTLE),
         }
 
 
@@ -443,7 +450,7 @@ class BatchUploadEndRequest:
             "41": self.terminal_id,
             "42": self.merchant_id,
             "48": encode_upload_end(self.total_records),
-            "60": field60_text(TYPE_ADMIN, self.batch_no, code),
+            "60": _field60(TYPE_ADMIN, self.batch_no, code),
         }
 
 
@@ -481,13 +488,16 @@ class SignOnResponse:
             "39": self.response_code,
             "41": self.terminal_id,
             "42": self.merchant_id,
-            "60": field60_text(TYPE_ADMIN, self.batch_no, NET_SIGN_ON),
+            "60": _field60(TYPE_ADMIN, self.batch_no, NET_SIGN_ON),
         }
-        _put(fields, "12", self.local_time)
-        _put(fields, "13", self.local_date)
+        if self.local_time is not None:
+            fields["12"] = self.local_time
+        if self.local_date is not None:
+            fields["13"] = self.local_date
         if self.working_keys is not None:
             fields["62"] = self.working_keys.hex()
-        _put(fields, "63", self.detail)
+        if self.detail is not None:
+            fields["63"] = self.detail
         return fields
 
     @property
@@ -520,11 +530,14 @@ class AdminResponse:
             "39": self.response_code,
             "41": self.terminal_id,
             "42": self.merchant_id,
-            "60": field60_text(TYPE_ADMIN, self.batch_no, network),
+            "60": _field60(TYPE_ADMIN, self.batch_no, network),
         }
-        _put(fields, "12", self.local_time)
-        _put(fields, "13", self.local_date)
-        _put(fields, "63", self.detail)
+        if self.local_time is not None:
+            fields["12"] = self.local_time
+        if self.local_date is not None:
+            fields["13"] = self.local_date
+        if self.detail is not None:
+            fields["63"] = self.detail
         return fields
 
 
@@ -591,15 +604,20 @@ class TransactionResponse:
             "41": self.terminal_id,
             "42": self.merchant_id,
             "49": self.currency,
-            "60": field60_text(_TYPE_OF_KIND[transaction_kind], self.batch_no, NET_FINANCIAL),
+            "60": _field60(_TYPE_OF_KIND[transaction_kind], self.batch_no, NET_FINANCIAL),
         }
         if self.pan is not None:
             fields["2"] = _pan(self.pan)
-        _put(fields, "12", self.local_time)
-        _put(fields, "13", self.local_date)
-        _put(fields, "37", self.rrn)
-        _put(fields, "38", self.auth_code)
-        _put(fields, "63", self.detail)
+        if self.local_time is not None:
+            fields["12"] = self.local_time
+        if self.local_date is not None:
+            fields["13"] = self.local_date
+        if self.rrn is not None:
+            fields["37"] = self.rrn
+        if self.auth_code is not None:
+            fields["38"] = self.auth_code
+        if self.detail is not None:
+            fields["63"] = self.detail
         return fields
 
 
@@ -628,13 +646,16 @@ class SettlementResponse:
             "41": self.terminal_id,
             "42": self.merchant_id,
             "49": self.currency,
-            "60": field60_text(TYPE_ADMIN, self.batch_no, NET_SETTLE),
+            "60": _field60(TYPE_ADMIN, self.batch_no, NET_SETTLE),
         }
         if self.totals is not None:
             fields["48"] = self.totals.encode()
-        _put(fields, "12", self.local_time)
-        _put(fields, "13", self.local_date)
-        _put(fields, "63", self.detail)
+        if self.local_time is not None:
+            fields["12"] = self.local_time
+        if self.local_date is not None:
+            fields["13"] = self.local_date
+        if self.detail is not None:
+            fields["63"] = self.detail
         return fields
 
 
@@ -665,9 +686,10 @@ class BatchUploadResponse:
             "39": self.response_code,
             "41": self.terminal_id,
             "42": self.merchant_id,
-            "60": field60_text(TYPE_ADMIN, self.batch_no, network),
+            "60": _field60(TYPE_ADMIN, self.batch_no, network),
         }
-        _put(fields, "63", self.detail)
+        if self.detail is not None:
+            fields["63"] = self.detail
         return fields
 
 
@@ -703,7 +725,8 @@ def _card_fields(message: CardRequest, processing_code: str) -> dict[str, str]:
         "42": message.merchant_id,
         "49": message.currency,
     }
-    _put(fields, "14", message.expiry)
+    if message.expiry is not None:
+        fields["14"] = message.expiry
     if message.track2 is not None:
         fields["35"] = encode_track2(message.track2)
     return fields
@@ -720,29 +743,48 @@ def _first_bad(
     return min((n for n in numbers & fields.keys() if not good(fields[n])), key=int)
 
 
-# The valid case must stay cheap: one C-level pass (map over dict.get) per kind of
-# field, then one str test; only a failure looks for the field to blame.
-_NUMERIC_ORDER: Final = tuple(sorted(NUMERIC_FIELDS, key=int))
-_NUMERIC_ABSENT: Final = ("",) * len(_NUMERIC_ORDER)
-_TEXT_ORDER: Final = tuple(sorted(TEXT_FIELDS, key=int))
-_TEXT_ABSENT: Final = ("",) * len(_TEXT_ORDER)
+# The checks run on every message, so the valid case must stay cheap: which numeric and
+# which text fields a bitmap holds is worked out once per bitmap, as a C-level getter;
+# gathering and testing the values is then two calls. Bitmaps repeat (one or two per kind
+# of message), and a peer sending random ones only evicts entries of a bounded cache.
+BITMAP_CACHE_MAX: Final = 256
+_Getter: TypeAlias = Callable[[Mapping[str, str]], "tuple[str, ...] | str"]
 
 
-def _bad_numeric(fields: Mapping[str, str]) -> str | None:
-    """The first numeric field that holds anything but digits, or None."""
-    digits = "".join(map(fields.get, _NUMERIC_ORDER, _NUMERIC_ABSENT))
-    if not digits or digits.isdigit():
-        return None
-    return _first_bad(fields, NUMERIC_FIELDS, str.isdigit)
+def _getter(numbers: list[str]) -> _Getter | None:
+    # itemgetter of one key returns the value itself; "".join of a str is that str.
+    return operator.itemgetter(*numbers) if numbers else None
 
 
-def _bad_text(fields: Mapping[str, str]) -> str | None:
-    """The first ascii field that holds anything but printable ascii, or None."""
-    text = "".join(map(fields.get, _TEXT_ORDER, _TEXT_ABSENT))
-    if text.isascii() and text.isprintable():
-        return None
-    return _first_bad(fields, TEXT_FIELDS, _printable_ascii)
+@functools.lru_cache(maxsize=BITMAP_CACHE_MAX)
+def _getters(bitmap: int) -> tuple[_Getter | None, _Getter | None]:
+    """Getters of the numeric and of the text fields present in a primary bitmap."""
+    present = [str(number) for number in range(2, 65) if bitmap >> (64 - number) & 1]
+    return (
+        _getter([number for number in present if number in NUMERIC_FIELDS]),
+        _getter([number for number in present if number in TEXT_FIELDS]),
+    )
 
+
+def _check_values(fields: Mapping[str, str], bitmap: int) -> tuple[str, str] | None:
+    """None when every numeric field holds digits and every text field printable ascii.
+
+    Otherwise (field, reason) for the lowest-numbered field that does not.
+    """
+    numeric, text = _getters(bitmap)
+    if numeric is not None and not "".join(numeric(fields)).isdigit():
+        number = _first_bad(fields, NUMERIC_FIELDS, str.isdigit)
+        return number, f"not decimal digits: {fields[number]!r}"
+    if text is not None:
+        joined = "".join(text(fields))
+        if not (joined.isascii() and joined.isprintable()):
+            number = _first_bad(fields, TEXT_FIELDS, _printable_ascii)
+            return number, f"not printable ascii: {fields[number]!r}"
+    return None
+
+
+_BITMAP_START: Final = 2
+_BITMAP_END: Final = 10
 
 # --- encode -----------------------------------------------------------------------
 
@@ -757,11 +799,6 @@ def encode_message(message: Message, *, mak: bytes | None = None) -> bytes:
     a value the profile cannot carry.
     """
     fields = message.to_fields()
-    # The same checks decode makes, so that we never send what a peer must refuse.
-    if (number := _bad_numeric(fields)) is not None:
-        raise EncodeError(f"not decimal digits: {fields[number]!r}", field=number)
-    if (number := _bad_text(fields)) is not None:
-        raise EncodeError(f"not printable ascii: {fields[number]!r}", field=number)
     with_mac = mak is not None and fields["t"] not in _NO_MAC_MTIS
     if with_mac:
         fields["64"] = _MAC_PLACEHOLDER
@@ -769,6 +806,10 @@ def encode_message(message: Message, *, mak: bytes | None = None) -> bytes:
         body, _ = iso8583.encode(fields, SPEC)
     except iso8583.EncodeError as exc:
         raise EncodeError(exc.msg, field=exc.field) from None
+    # The same checks decode makes, so that we never send what a peer must refuse.
+    bad = _check_values(fields, int.from_bytes(body[_BITMAP_START:_BITMAP_END], "big"))
+    if bad is not None:
+        raise EncodeError(bad[1], field=bad[0])
     if with_mac:
         assert mak is not None
         body[-MAC_BYTES:] = compute_mac(mak, bytes(body[:-MAC_BYTES]))
@@ -776,9 +817,6 @@ def encode_message(message: Message, *, mak: bytes | None = None) -> bytes:
 
 
 # --- decode -----------------------------------------------------------------------
-
-_BITMAP_START: Final = 2
-_BITMAP_END: Final = 10
 
 
 def _allowed_mask() -> int:
@@ -858,7 +896,8 @@ def _decode_raw(body: bytes) -> _Fields:
             field="t",
             position=0,
         )
-    extra = int.from_bytes(body[_BITMAP_START:_BITMAP_END], "big") & ~_ALLOWED_FIELDS_MASK
+    bitmap = int.from_bytes(body[_BITMAP_START:_BITMAP_END], "big")
+    extra = bitmap & ~_ALLOWED_FIELDS_MASK
     if extra:
         bit = 65 - extra.bit_length()  # the lowest-numbered field not in the profile
         name = "secondary bitmap" if bit == 1 else f"field {bit}"
@@ -870,10 +909,9 @@ def _decode_raw(body: bytes) -> _Fields:
     fields = _Fields(decoded)
     fields.body = body
     fields.encoded = encoded
-    if (number := _bad_numeric(fields)) is not None:
-        raise fields.fail(number, f"not packed decimal: {fields[number]!r}")
-    if (number := _bad_text(fields)) is not None:
-        raise fields.fail(number, f"not printable ascii: {fields[number]!r}")
+    bad = _check_values(fields, bitmap)
+    if bad is not None:
+        raise fields.fail(*bad)
     if "35" in fields:
         try:
             fields["35"] = decode_track2(fields["35"])
@@ -917,8 +955,12 @@ class _F60(NamedTuple):
     extra: str
 
 
-def _field60(fields: _Fields) -> _F60:
-    return _F60._make(_sub_field(fields, "60", parse_field60))
+def _read_field60(fields: _Fields) -> _F60:
+    text = fields["60"]
+    try:
+        return tuple.__new__(_F60, parse_field60(text))
+    except DecodeError as exc:
+        raise fields.fail(exc.field, exc.reason, exc.position) from None
 
 
 def _expect(fields: _Fields, f60: _F60, message_type: str, network: str | None) -> None:
@@ -943,7 +985,7 @@ def _pan_of(fields: _Fields) -> str:
 
 
 def _decode_0800(fields: _Fields) -> SignOnRequest:
-    f60 = _field60(fields)
+    f60 = _read_field60(fields)
     _expect(fields, f60, TYPE_ADMIN, NET_SIGN_ON)
     return SignOnRequest(
         fields["41"], fields["42"], _stan_of(fields), f60.batch_no, fields.get("63", "")
@@ -951,7 +993,7 @@ def _decode_0800(fields: _Fields) -> SignOnRequest:
 
 
 def _decode_0810(fields: _Fields) -> SignOnResponse:
-    f60 = _field60(fields)
+    f60 = _read_field60(fields)
     _expect(fields, f60, TYPE_ADMIN, NET_SIGN_ON)
     keys = fields.get("62")
     return SignOnResponse(
@@ -979,14 +1021,14 @@ def _admin_kind(fields: _Fields, f60: _F60) -> Kind:
 
 
 def _decode_0820(fields: _Fields) -> SignOffRequest | EchoRequest:
-    f60 = _field60(fields)
+    f60 = _read_field60(fields)
     kind = _admin_kind(fields, f60)
     request = SignOffRequest if kind == Kind.SIGN_OFF else EchoRequest
     return request(fields["41"], fields["42"], _stan_of(fields), f60.batch_no)
 
 
 def _decode_0830(fields: _Fields) -> AdminResponse:
-    f60 = _field60(fields)
+    f60 = _read_field60(fields)
     kind = _admin_kind(fields, f60)
     return AdminResponse(
         kind,
@@ -1037,7 +1079,7 @@ def _original(fields: _Fields) -> OriginalTransaction:
 
 
 def _decode_0200(fields: _Fields) -> SaleRequest | VoidRequest:
-    f60 = _field60(fields)
+    f60 = _read_field60(fields)
     kind = _transaction_kind(fields, f60)
     if kind == Kind.SALE:
         return SaleRequest(
@@ -1069,7 +1111,7 @@ def _decode_0200(fields: _Fields) -> SaleRequest | VoidRequest:
 
 
 def _decode_0220(fields: _Fields) -> RefundRequest:
-    f60 = _field60(fields)
+    f60 = _read_field60(fields)
     kind = _transaction_kind(fields, f60)
     if kind != Kind.REFUND:
         raise fields.fail("60.1", f"0220 cannot carry a {kind.value}")
@@ -1086,7 +1128,7 @@ def _decode_0220(fields: _Fields) -> RefundRequest:
 
 
 def _decode_0400(fields: _Fields) -> ReversalRequest:
-    f60 = _field60(fields)
+    f60 = _read_field60(fields)
     kind = _transaction_kind(fields, f60)
     if f60.message_type not in _REVERSIBLE_TYPES:
         raise fields.fail("60.1", f"a {kind.value} cannot be reversed")
@@ -1108,7 +1150,7 @@ def _decode_0400(fields: _Fields) -> ReversalRequest:
 
 
 def _decode_transaction_response(fields: _Fields) -> TransactionResponse:
-    f60 = _field60(fields)
+    f60 = _read_field60(fields)
     transaction_kind = _transaction_kind(fields, f60)
     mti = fields["t"]
     if mti == "0410":
@@ -1140,7 +1182,7 @@ def _decode_transaction_response(fields: _Fields) -> TransactionResponse:
 
 
 def _decode_0500(fields: _Fields) -> SettlementRequest:
-    f60 = _field60(fields)
+    f60 = _read_field60(fields)
     _expect(fields, f60, TYPE_ADMIN, NET_SETTLE)
     return SettlementRequest(
         fields["41"],
@@ -1154,7 +1196,7 @@ def _decode_0500(fields: _Fields) -> SettlementRequest:
 
 
 def _decode_0510(fields: _Fields) -> SettlementResponse:
-    f60 = _field60(fields)
+    f60 = _read_field60(fields)
     _expect(fields, f60, TYPE_ADMIN, NET_SETTLE)
     totals = _sub_field(fields, "48", SettlementTotals.decode) if "48" in fields else None
     return SettlementResponse(
@@ -1184,7 +1226,7 @@ def _upload_network(fields: _Fields, f60: _F60) -> tuple[Kind, bool]:
 
 
 def _decode_0320(fields: _Fields) -> BatchUploadRequest | BatchUploadEndRequest:
-    f60 = _field60(fields)
+    f60 = _read_field60(fields)
     kind, after_balanced = _upload_network(fields, f60)
     if kind == Kind.BATCH_UPLOAD:
         return BatchUploadRequest(
@@ -1205,7 +1247,7 @@ def _decode_0320(fields: _Fields) -> BatchUploadRequest | BatchUploadEndRequest:
 
 
 def _decode_0330(fields: _Fields) -> BatchUploadResponse:
-    f60 = _field60(fields)
+    f60 = _read_field60(fields)
     kind, after_balanced = _upload_network(fields, f60)
     return BatchUploadResponse(
         kind,
