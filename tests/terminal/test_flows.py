@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -206,3 +207,12 @@ def test_journal_survives_a_restart_with_its_counters(world: World) -> None:
     terminal = world.restart()
     result = terminal.sale(100, PAN)
     assert (result.batch_no, result.stan > 4) == (2, True)
+
+
+def test_stan_wraps_from_999999_to_000001(world: World) -> None:
+    """After STAN 999999 the next message uses 000001; the host accepts it."""
+    journal = world.terminal.journal
+    with journal.write(world.clock()) as writer:
+        writer.state(replace(journal.state(), stan=999_998))
+    result = world.terminal.sale(100, PAN)  # sign-on takes 999999, the sale wraps
+    assert (result.stan, result.approved) == (1, True)

@@ -87,21 +87,11 @@ def _totals_lines(label: str, totals: SettlementTotals | None, width: int) -> li
     if totals is None:
         return [_pair(label, "-", width)]
     lines = [label]
-    for name, half in (("内卡 DOMESTIC", totals.domestic), ("外卡 FOREIGN", totals.foreign)):
-        lines.append(
-            _pair(
-                f" {name} 借记 DEBIT",
-                f"{half.debit_count} / {format_fen(half.debit_amount_fen)}",
-                width,
-            )
-        )
-        lines.append(
-            _pair(
-                f" {name} 贷记 CREDIT",
-                f"{half.credit_count} / {format_fen(half.credit_amount_fen)}",
-                width,
-            )
-        )
+    for name, half in (("内卡 DOM", totals.domestic), ("外卡 FGN", totals.foreign)):
+        debit = f"{half.debit_count} / {format_fen(half.debit_amount_fen)}"
+        credit = f"{half.credit_count} / {format_fen(half.credit_amount_fen)}"
+        lines.append(_pair(f" {name} 借记 DR", debit, width))
+        lines.append(_pair(f" {name} 贷记 CR", credit, width))
     return lines
 
 
