@@ -319,8 +319,8 @@ class World:
                 times.append(at)
                 add(at, node, _Action.OPERATION, operation)
             if profile.strikes(FaultKind.BACK_OFFICE_ADVANCE, chance):
-                add(chance.randint(day_start + OPENING_MS, max(at, day_start + CLOSING_MS)), node,
-                    _Action.BACK_OFFICE)  # fmt: skip
+                # While the shop trades, so that the terminal meets it (a 77) before settling.
+                add(chance.randint(day_start + OPENING_MS, at), node, _Action.BACK_OFFICE)
             if profile.strikes(FaultKind.TERMINAL_REINSTALL, chance):
                 add(chance.choice(times) - 1 if times else at, node, _Action.REINSTALL)
             if not node.holiday:
@@ -427,16 +427,19 @@ class World:
         self._fault(node, FaultKind.BATCH_TYPO, f"typed {typed} for {true_batch_no:06d}")
         self.result.batch_errors += 1
         self.result.batch_error_causes["typo at manual entry"] += 1
+        resolution = "interrupted (crash)"
         try:
             node.terminal.set_batch_no(typed, typed)
+            resolution = "typed number matched the host"
         except ConfigError as refused:
-            self.result.resolved["automatic"] += 1
+            resolution = "automatic"
             return "typo refused: " + str(refused)
         except TerminalError:
-            self.result.resolved["automatic"] += 1
+            resolution = "interrupted (no answer)"
             raise
-        self.result.resolved["ACCEPTED A TYPO"] += 1
-        return f"typo {typed} ACCEPTED"
+        finally:
+            self.result.resolved[resolution] += 1
+        return f"typed {typed} accepted: the host has that number"
 
     def _operate(self, node: _Node, operation: Operation) -> str:
         kind = operation.kind
