@@ -119,6 +119,12 @@ def test_migration_keeps_stan_and_batch_no(tmp_path: Path) -> None:
         41,
         False,
     )
+    update = journal.events("software_update")[0].details
+    assert (update["from_version"], update["stan_after"], update["batch_no_after"]) == (
+        "t0001",
+        4321,
+        41,
+    )
     journal.engine.dispose()
 
 

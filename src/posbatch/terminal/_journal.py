@@ -33,10 +33,10 @@ import dataclasses
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -362,7 +362,9 @@ class Journal:
     # --- opening ---------------------------------------------------------------
 
     @classmethod
-    def open(cls, url: str, *, verify: bool = True) -> Journal:
+    def open(
+        cls, url: str, *, verify: bool = True, clock: Callable[[], datetime] | None = None
+    ) -> Journal:
         """Open (and migrate) the journal at ``url``; verify its chain unless told not to.
 
         ``sqlite://`` is an in-memory journal on one shared connection: the
@@ -374,16 +376,43 @@ class Journal:
             engine = sa.create_engine(
                 "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
             )
-            return cls.over(engine, verify=verify)
-        return cls.over(create_engine(url), verify=verify)
+            return cls.over(engine, verify=verify, clock=clock)
+        return cls.over(create_engine(url), verify=verify, clock=clock)
 
     @classmethod
-    def over(cls, engine: Engine, *, verify: bool = True) -> Journal:
-        """A journal over an existing engine (the simulator keeps in-memory engines)."""
+    def over(
+        cls,
+        engine: Engine,
+        *,
+        verify: bool = True,
+        clock: Callable[[], datetime] | None = None,
+    ) -> Journal:
+        """A journal over an existing engine (the simulator keeps in-memory engines).
+
+        When the schema is migrated under an initialised journal (a software
+        update), a ``software_update`` event records the revisions and the
+        counters before and after, so doctor can show they were kept.
+        """
+        before = _revision_and_counters(engine)
         upgrade(engine, MIGRATIONS, version_table=VERSION_TABLE)
         journal = cls(engine)
         if verify:
             journal.verify()
+        after = _revision_and_counters(engine)
+        if before[0] is not None and before[0] != after[0] and before[1] is not None:
+            moment = (clock or (lambda: datetime.now(UTC)))()
+            with journal.write(moment) as writer:
+                writer.event(
+                    "software_update",
+                    f"journal schema {before[0]} → {after[0]}; "
+                    f"batch {before[2]} → {after[2]}, STAN {before[1]} → {after[1]}",
+                    from_version=before[0],
+                    to_version=after[0],
+                    stan_before=before[1],
+                    stan_after=after[1],
+                    batch_no_before=before[2],
+                    batch_no_after=after[2],
+                )
         return journal
 
     def _read_tail(self) -> None:
@@ -542,6 +571,31 @@ class Journal:
         finally:
             raw.close()
         return self._last_seq
+
+
+def _revision_and_counters(engine: Engine) -> tuple[str | None, int | None, int | None]:
+    """(schema revision, STAN, current batch_no) of a journal, Nones where absent."""
+    try:
+        with engine.connect() as connection:
+            tables = set(sa.inspect(connection).get_table_names())
+            if VERSION_TABLE not in tables:
+                return None, None, None
+            revision = connection.execute(
+                sa.text(f"SELECT version_num FROM {VERSION_TABLE}")  # noqa: S608 - constant
+            ).scalar()
+            if "terminal_state" not in tables:
+                return revision, None, None
+            row = connection.execute(
+                sa.text(
+                    "SELECT s.stan, b.batch_no FROM terminal_state s "
+                    "JOIN batches b ON b.batch_id = s.batch_id"
+                )
+            ).first()
+    except sa.exc.SQLAlchemyError as exc:
+        raise StorageError(f"cannot read the journal: {exc}") from exc
+    if row is None:
+        return revision, None, None
+    return revision, int(row[0]), int(row[1])
 
 
 def verify_engine(engine: Engine) -> int:
