@@ -116,8 +116,8 @@ def add_terminal(
     except ValueError:
         raise _fail(ConfigError("--master-key must be 32 hex digits")) from None
     try:
-        store = open_store(data_dir)
-        store.add_terminal(merchant_id, terminal_id, key, now=datetime.now(UTC))
+        with open_store(data_dir) as store:
+            store.add_terminal(merchant_id, terminal_id, key, now=datetime.now(UTC))
     except PosbatchError as exc:
         raise _fail(exc) from exc
     typer.echo(f"registered terminal {terminal_id} of merchant {merchant_id}")
@@ -132,7 +132,9 @@ def list_terminals(data_dir: DataDir = DATA_DIR_DEFAULT) -> None:
     Example: posbatch host list-terminals --data-dir ./posbatch-data
     """
     typer.echo("terminal_id  merchant_id      status     signed_on  batch_no  state      last_stan")
-    for info in open_store(data_dir).list_terminals():
+    with open_store(data_dir) as store:
+        terminals = store.list_terminals()
+    for info in terminals:
         batch = "-" if info.batch_no is None else f"{info.batch_no:06d}"
         state = "-" if info.batch_state is None else info.batch_state.value
         stan = "-" if info.last_stan is None else f"{info.last_stan:06d}"
@@ -153,7 +155,8 @@ def suspend(
     Example: posbatch host suspend 10000001
     """
     try:
-        open_store(data_dir).set_status(terminal_id, suspended=not resume)
+        with open_store(data_dir) as store:
+            store.set_status(terminal_id, suspended=not resume)
     except PosbatchError as exc:
         raise _fail(exc) from exc
     typer.echo(f"terminal {terminal_id} {'active' if resume else 'suspended'}")
@@ -168,7 +171,9 @@ def batches(terminal_id: str, data_dir: DataDir = DATA_DIR_DEFAULT) -> None:
     typer.echo(
         "batch_no  state      opened_at            closed_at            closed_by  host_totals"
     )
-    for batch in open_store(data_dir).batches(terminal_id):
+    with open_store(data_dir) as store:
+        rows = store.batches(terminal_id)
+    for batch in rows:
         closed = "-" if batch.closed_at is None else f"{batch.closed_at:%Y-%m-%d %H:%M:%S}"
         totals = "-" if batch.host_totals is None else batch.host_totals.encode()
         marker = " *" if batch.current else ""
@@ -189,7 +194,9 @@ def transactions(
     Example: posbatch host transactions 10000001 --batch-no 1
     """
     typer.echo("batch_no  stan    kind      amount_fen  card                 status    code")
-    for row in open_store(data_dir).transactions(terminal_id, batch_no):
+    with open_store(data_dir) as store:
+        found = store.transactions(terminal_id, batch_no)
+    for row in found:
         typer.echo(
             f"{row.batch_no:06d}    {row.stan:06d}  {row.kind.value:<9} {row.amount_fen:>10}  "
             f"{row.pan_masked:<20} {row.status:<9} {row.response_code}"
@@ -205,7 +212,9 @@ def exceptions(
 
     Example: posbatch host exceptions 10000001
     """
-    for row in open_store(data_dir).exceptions(terminal_id):
+    with open_store(data_dir) as store:
+        records = store.exceptions(terminal_id)
+    for row in records:
         batch = "-" if row.batch_no is None else f"{row.batch_no:06d}"
         stan = "-" if row.stan is None else f"{row.stan:06d}"
         typer.echo(
@@ -225,7 +234,8 @@ def advance_batch(
     Example: posbatch host advance-batch 10000001 --reason "cut-over fix"
     """
     try:
-        batch_no = open_store(data_dir).advance_batch(terminal_id, reason, now=datetime.now(UTC))
+        with open_store(data_dir) as store:
+            batch_no = store.advance_batch(terminal_id, reason, now=datetime.now(UTC))
     except PosbatchError as exc:
         raise _fail(exc) from exc
     typer.echo(f"terminal {terminal_id} now on batch {batch_no:06d}")

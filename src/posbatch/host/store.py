@@ -226,6 +226,12 @@ class HostStore:
     def close(self) -> None:
         self.engine.dispose()
 
+    def __enter__(self) -> HostStore:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     def pan_hmac(self, pan: str) -> str:
         return hmac.new(self._pan_key, pan.encode("ascii"), hashlib.sha256).hexdigest()
 

@@ -1,0 +1,81 @@
+"""``posbatch host …`` commands: thin shells that print what the store holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from posbatch.host.cli import app
+from posbatch.storage import DATABASE_URL_ENV
+
+runner = CliRunner()
+MERCHANT = "898110054110001"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A data dir; on the PostgreSQL run the store is the fresh schema of db_url."""
+    if db_url.startswith("postgresql"):
+        monkeypatch.setenv(DATABASE_URL_ENV, db_url)
+    else:
+        monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
+    return str(tmp_path / "data")
+
+
+def test_add_terminal_generates_and_prints_a_key(data_dir: str) -> None:
+    """Without --master-key a key is generated and printed as 32 hex digits."""
+    result = runner.invoke(
+        app,
+        [
+            "add-terminal",
+            "--merchant-id",
+            MERCHANT,
+            "--terminal-id",
+            "10000001",
+            "--data-dir",
+            data_dir,
+        ],
+    )
+    key_line = result.output.splitlines()[-1]
+    assert (result.exit_code, key_line[:12], len(key_line.split()[-1])) == (0, "master key: ", 32)
+
+
+def test_list_terminals_shows_registered_terminals(data_dir: str) -> None:
+    """A registered terminal is listed active and not signed on."""
+    runner.invoke(app, ["add-terminal", "--merchant-id", MERCHANT, "--terminal-id", "10000001",
+                        "--master-key", "0123456789ABCDEFFEDCBA9876543210",
+                        "--data-dir", data_dir])  # fmt: skip
+    result = runner.invoke(app, ["list-terminals", "--data-dir", data_dir])
+    row = result.output.splitlines()[1].split()
+    assert row[:4] == ["10000001", MERCHANT, "active", "no"]
+
+
+def test_duplicate_terminal_is_an_error(data_dir: str) -> None:
+    """Registering the same terminal twice exits 2 with a message."""
+    arguments = ["add-terminal", "--merchant-id", MERCHANT, "--terminal-id", "10000001",
+                 "--data-dir", data_dir]  # fmt: skip
+    runner.invoke(app, arguments)
+    result = runner.invoke(app, arguments)
+    assert (result.exit_code, "already registered" in result.output) == (2, True)
+
+
+def test_suspend_then_list(data_dir: str) -> None:
+    """suspend marks the terminal suspended in the list."""
+    runner.invoke(app, ["add-terminal", "--merchant-id", MERCHANT, "--terminal-id", "10000001",
+                        "--data-dir", data_dir])  # fmt: skip
+    runner.invoke(app, ["suspend", "10000001", "--data-dir", data_dir])
+    result = runner.invoke(app, ["list-terminals", "--data-dir", data_dir])
+    assert result.output.splitlines()[1].split()[2] == "suspended"
+
+
+def test_every_command_has_an_example() -> None:
+    """Each command's help names an Example line."""
+    missing = [
+        command.name
+        for command in typer.main.get_command(app).commands.values()  # type: ignore[attr-defined]
+        if "Example:" not in (command.help or "")
+    ]
+    assert missing == []

@@ -1,0 +1,79 @@
+"""The asyncio shell: limits and log lines (over a real loopback socket)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+
+import pytest
+from host_helpers import PAN, Terminal, new_core, open_store, read_frame
+
+from posbatch.host.server import HostServer, ServerLimits
+
+
+async def _start(db_url: str, limits: ServerLimits) -> tuple[HostServer, int]:
+    server = HostServer(new_core(open_store(db_url)), limits=limits)
+    _, port = await server.start("127.0.0.1", 0)
+    return server, port
+
+
+async def _stop(server: HostServer) -> None:
+    await server.close()
+    server.core.store.close()
+
+
+def _exchange(port: int, frames: int = 1) -> tuple[list[str], list[bytes]]:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+
+        def send(frame: bytes) -> list[bytes]:
+            sock.sendall(frame)
+            return [read_frame(sock)]
+
+        terminal = Terminal(send)
+        codes = [terminal.sign_on().response_code]
+        codes += [terminal.sale(100 + i).response_code for i in range(frames)]  # type: ignore[union-attr]
+        return codes, []
+
+
+async def test_idle_connection_is_closed(db_url: str) -> None:
+    """A connection that sends nothing for idle_timeout_ms is closed by the host."""
+    server, port = await _start(db_url, ServerLimits(idle_timeout_ms=200))
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    data = await asyncio.wait_for(reader.read(10), timeout=10)
+    writer.close()
+    await _stop(server)
+    assert data == b""
+
+
+async def test_connections_over_the_limit_are_refused(db_url: str) -> None:
+    """With connections_max=1 a second connection is closed at once."""
+    server, port = await _start(db_url, ServerLimits(connections_max=1))
+    _, first = await asyncio.open_connection("127.0.0.1", port)
+    await asyncio.sleep(0.05)
+    reader, second = await asyncio.open_connection("127.0.0.1", port)
+    data = await asyncio.wait_for(reader.read(10), timeout=10)
+    first.close()
+    second.close()
+    await _stop(server)
+    assert data == b""
+
+
+async def test_one_json_log_line_per_request_without_pan(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each request logs terminal_id, batch_no, stan, mti, response_code, latency; no PAN."""
+    server, port = await _start(db_url, ServerLimits())
+    with caplog.at_level(logging.INFO, logger="posbatch.host"):
+        codes, _ = await asyncio.to_thread(_exchange, port, 2)
+        await _stop(server)
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "posbatch.host"]
+    requests = [line for line in lines if "mti" in line]
+    keys = {"terminal_id", "batch_no", "stan", "mti", "response_code", "latency_ms"}
+    assert (codes, len(requests), all(keys <= set(line) for line in requests)) == (
+        ["00", "00", "00"],
+        3,
+        True,
+    )
+    assert not any(PAN in record.getMessage() for record in caplog.records)
