@@ -19,10 +19,12 @@ from posbatch.doctor import (
     ManualEdit,
     Outcome,
     Repair,
+    Report,
     SoftwareUpdate,
     Status,
     Verdict,
     diagnose,
+    render_text,
 )
 
 
@@ -302,3 +304,25 @@ def test_back_office_advance_of_a_new_terminal_is_not_a_reset() -> None:
     diagnosis = diagnose(evidence(journal=first, host_view=view))
     expected = (Outcome.FOUND, Cause.HOST_CHANGE)
     assert expected == (diagnosis.outcome, diagnosis.cause)
+
+
+def test_ambiguous_report_says_so_and_names_each_candidate() -> None:
+    """The printed report of an ambiguous diagnosis says so and names every candidate."""
+    update = SoftwareUpdate(NOW - timedelta(hours=3), "1.0.0", "1.1.0", 7, 1, 120, 1)
+    edit = ManualEdit(NOW - timedelta(hours=1), 1, 70)
+    both = journal(batch_no=70, manual_edits=(edit,), updates=(update,), fresh_start=False)
+    sample = evidence(journal=both)
+    text = render_text(Report(NOW, "terminal", sample, diagnose(sample)), width=200)
+    expected = (True, True, True)
+    assert expected == (
+        "Ambiguous" in text,
+        "candidate 可能原因: batch number typed in by hand" in text,
+        "candidate 可能原因: mismatch after a software update" in text,
+    )
+
+
+def test_healthy_report_without_the_host_says_what_was_not_checked() -> None:
+    """No host answer: 'no failure found in what could be checked', naming what was not."""
+    sample = evidence(host_view=None, network=None)
+    text = render_text(Report(NOW, "terminal", sample, diagnose(sample)), width=200)
+    assert "not checked: " in text.split("diagnosis")[1]

@@ -17,7 +17,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Final
 
@@ -75,6 +75,8 @@ ECHO_COUNT_DEFAULT: Final = 5
 ECHO_COUNT_MAX: Final = 20
 # How long a probe waits for a TCP connect or an answer.
 PROBE_TIMEOUT_MS: Final = 5_000
+# Timeouts and duplicates older than this are history, not a cause.
+RECENT_WINDOW: Final = timedelta(hours=24)
 # Recovery events copied into the evidence (the newest ones).
 RECOVERY_EVENTS_KEPT_MAX: Final = 30
 # Host batches read back for the host's view.
@@ -92,6 +94,7 @@ _RECOVERY_TYPES: Final = frozenset(
         "manual_batch_no_refused",
         "restored",
         "reinstalled",
+        "duplicate_stan",
         "resync",
         "settle_resumed",
         "software_update",
@@ -278,6 +281,13 @@ def journal_evidence(
         else first_batch.batch_no
     )
     reinstalled = any(e.type == "reinstalled" for e in events)
+    # Network troubles count from the last day, or from doctor's last repair if later:
+    # what a repair has dealt with is history, not a cause any more.
+    repaired = [
+        _parse_at(e.at) for e in events if e.type == "doctor" and e.details.get("status") == "done"
+    ]
+    since = max([now - RECENT_WINDOW, *repaired])
+    recent = [e for e in events if _parse_at(e.at) > since]
     fresh_start = not closed and (initial_batch_no == 1 or reinstalled)
     backup_found = [info for info in (backup_info(p) for p in backups) if info is not None]
     recovery = tuple(
@@ -296,8 +306,15 @@ def journal_evidence(
         approved_count=len(counted),
         approved_net_fen=net,
         pending_reversals=sum(1 for row in all_rows if row.state in TxnState.OUTSTANDING),
-        unanswered_requests=sum(1 for e in events if e.type == "unanswered"),
-        duplicate_answers=sum(1 for row in all_rows if row.response_code == "94"),
+        unanswered_requests=sum(1 for e in recent if e.type == "unanswered"),
+        duplicate_answers=max(
+            sum(1 for e in recent if e.type == "duplicate_stan"),
+            sum(
+                1
+                for row in all_rows
+                if row.response_code == "94" and _parse_at(row.updated_at) > since
+            ),
+        ),
         settlement_request_unanswered=step == SettleStep.SETTLING,
         upload_records_total=upload_total,
         upload_records_acknowledged=sum(1 for row in counted if row.uploaded)

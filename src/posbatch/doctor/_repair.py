@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Final
 
 from posbatch.doctor._checks import Line
+from posbatch.doctor._gather import backup_info
 from posbatch.doctor._report import RepairResult, RepairStatus
 from posbatch.doctor._rules import REPAIR_TEXT, Diagnosis, Repair
 from posbatch.errors import ConfigError, PosbatchError
@@ -98,10 +99,10 @@ def _restore(site: TerminalSite, diagnosis: Diagnosis) -> tuple[Line, ...]:
     del diagnosis
     if site.data_dir is None:
         raise ConfigError("restore needs the terminal's data directory")
-    candidates = [path for path in site.backups if path.is_file()]
-    if not candidates:
-        raise ConfigError("no journal backup to restore from")
-    backup = max(candidates, key=lambda path: path.stat().st_mtime)
+    readable = [(info, path) for path in site.backups if (info := backup_info(path)) is not None]
+    if not readable:
+        raise ConfigError("no intact journal backup to restore from")
+    _info, backup = max(readable, key=lambda pair: pair[0].taken_at)
     journal_file = site.data_dir / JOURNAL_FILE_NAME
     stamp = site.clock().strftime("%Y%m%dT%H%M%S")
     kept = journal_file.with_name(f"{JOURNAL_FILE_NAME}{DAMAGED_SUFFIX}-{stamp}")

@@ -445,7 +445,7 @@ def _duplicates(evidence: Evidence) -> Finding:
                 )
             )
     if journal is not None and journal.duplicate_answers:
-        strength = max(strength, Strength.SIGN)
+        strength = Strength.PROOF  # the host said 94 to a STAN this journal had not used
         lines.append(
             Line(
                 f"the host answered {journal.duplicate_answers} requests as duplicates (94): "
