@@ -701,10 +701,10 @@ class _Ctx:
 
     def reversal(self, request: ReversalRequest) -> _Outcome:
         kind = request.original_kind.value
-        done = self.tx.reversal(self.terminal_id, request.batch_no, request.stan, kind)
-        if done is not None:
-            return self.answer(request, done.response_code)  # idempotent: the same answer
         batch = self.tx.latest_batch(self.terminal_id, request.batch_no)
+        done = self.tx.reversal(self.terminal_id, request.batch_no, request.stan, kind)
+        if done is not None and done.batch_id == (None if batch is None else batch.batch_id):
+            return self.answer(request, done.response_code)  # idempotent: the same answer
         original = None if batch is None else self.tx.transaction(batch.batch_id, request.stan)
         outcome, transaction_id = self._reverse(request, batch, original)
         self.tx.insert_reversal(
