@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from posbatch.catalog import CatalogSnapshot, Lot, Product
+from posbatch.catalog import CatalogSnapshot, Lot, Payment, Product
 
 TODAY = dt.date(2026, 11, 25)
 NOW = dt.datetime(2026, 11, 25, 10, 30, tzinfo=dt.UTC)
@@ -35,3 +35,24 @@ def catalog_lots() -> list[Lot]:
 
 def sample_snapshot() -> CatalogSnapshot:
     return CatalogSnapshot.build(catalog_products(), catalog_lots(), version=1)
+
+
+class ScriptedPayer:
+    """Answers each pay() with the next scripted payment (or raises it)."""
+
+    def __init__(self, *outcomes: Payment | Exception) -> None:
+        self.outcomes = list(outcomes)
+        self.amounts: list[int] = []
+        self.references: list[str] = []
+
+    def pay(self, amount_fen: int, *, reference: str) -> Payment:
+        self.amounts.append(amount_fen)
+        self.references.append(reference)
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+
+def approved(stan: str, batch_no: str = "000001") -> Payment:
+    return Payment(True, "00", stan, batch_no, rrn="000000000001", auth_code="A1B2C3")

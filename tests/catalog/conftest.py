@@ -2,13 +2,48 @@
 
 from __future__ import annotations
 
-import pytest
-from catalog_samples import sample_snapshot
+import threading
+from collections.abc import Iterator
 
-from posbatch.catalog import CatalogSnapshot
+import pytest
+import uvicorn
+from catalog_samples import NOW, catalog_lots, catalog_products, sample_snapshot
+
+from posbatch.catalog import CatalogSnapshot, CatalogStore, create_app
+
+SERVER_START_POLLS_MAX = 500
 
 
 @pytest.fixture
 def snapshot() -> CatalogSnapshot:
     """The sample catalog of catalog_samples, as checkout sees it."""
     return sample_snapshot()
+
+
+@pytest.fixture
+def back_office(db_url: str) -> Iterator[CatalogStore]:
+    """The back office store (SQLite and PostgreSQL) with the sample catalog."""
+    store = CatalogStore.open(db_url)
+    store.import_catalog(catalog_products(), catalog_lots(), at=NOW, reason="sample")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def served(back_office: CatalogStore) -> Iterator[str]:
+    """The back office served by uvicorn on a free loopback port; yields its base URL."""
+    config = uvicorn.Config(
+        create_app(back_office), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(SERVER_START_POLLS_MAX):
+        if server.started:
+            break
+        threading.Event().wait(0.01)
+    assert server.started, "uvicorn did not start"
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join()

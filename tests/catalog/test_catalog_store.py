@@ -8,7 +8,17 @@ import io
 from collections.abc import Iterator
 
 import pytest
-from catalog_samples import BAG, MILK, NOW, PILLS, TODAY, catalog_lots, catalog_products
+from catalog_samples import (
+    BAG,
+    MILK,
+    NOW,
+    PILLS,
+    TODAY,
+    ScriptedPayer,
+    approved,
+    catalog_lots,
+    catalog_products,
+)
 
 from posbatch.catalog import (
     CatalogChanged,
@@ -46,27 +56,6 @@ def stocked(store: CatalogStore) -> CatalogStore:
     """The store with the sample catalog imported."""
     store.import_catalog(catalog_products(), catalog_lots(), at=NOW, reason="sample")
     return store
-
-
-class ScriptedPayer:
-    """Answers each pay() with the next scripted payment (or raises it)."""
-
-    def __init__(self, *outcomes: Payment | Exception) -> None:
-        self.outcomes = list(outcomes)
-        self.amounts: list[int] = []
-        self.references: list[str] = []
-
-    def pay(self, amount_fen: int, *, reference: str) -> Payment:
-        self.amounts.append(amount_fen)
-        self.references.append(reference)
-        outcome = self.outcomes.pop(0)
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
-
-def approved(stan: str, batch_no: str = "000001") -> Payment:
-    return Payment(True, "00", stan, batch_no, rrn="000000000001", auth_code="A1B2C3")
 
 
 def milk_line(quantity: int, lot_no: str = "M-DEC15") -> LineRequest:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from catalog_samples import MILK, NOW, catalog_lots, catalog_products
 
 from posbatch.catalog import (
@@ -19,7 +17,6 @@ from posbatch.catalog import (
     ChangeSet,
     changes_from_json,
     changes_to_json,
-    create_app,
     fetch_head_version,
     sync_replica,
     write_changes_file,
@@ -30,40 +27,11 @@ SERVER_START_POLLS_MAX = 500
 
 
 @pytest.fixture
-def back_office(db_url: str) -> Iterator[CatalogStore]:
-    """The back office store (SQLite and PostgreSQL) with the sample catalog."""
-    store = CatalogStore.open(db_url)
-    store.import_catalog(catalog_products(), catalog_lots(), at=NOW, reason="sample")
-    yield store
-    store.close()
-
-
-@pytest.fixture
 def copy(tmp_path: Path) -> Iterator[CatalogStore]:
     """A terminal's empty catalog copy (a local SQLite file)."""
     store = CatalogStore.open(f"sqlite:///{tmp_path / 'terminal' / 'catalog.db'}")
     yield store
     store.close()
-
-
-@pytest.fixture
-def served(back_office: CatalogStore) -> Iterator[str]:
-    """The back office served by uvicorn on a free loopback port; yields its base URL."""
-    config = uvicorn.Config(
-        create_app(back_office), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(SERVER_START_POLLS_MAX):
-        if server.started:
-            break
-        threading.Event().wait(0.01)
-    assert server.started, "uvicorn did not start"
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join()
 
 
 def test_first_sync_from_file_copies_everything(

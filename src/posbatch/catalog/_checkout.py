@@ -62,6 +62,8 @@ __all__ = [
     "LotTake",
     "OpenOrder",
     "OrderBook",
+    "OrderDraft",
+    "OrderLine",
     "Payer",
     "Payment",
     "Receipt",
@@ -573,6 +575,55 @@ class Payer(Protocol):
 class OpenOrder:
     order_id: int
     receipt_no: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderLine:
+    """One stored order line: a line of the cart and one of its lots (None: no lot)."""
+
+    line_no: int
+    gtin: str
+    product_name: str
+    price_fen: int
+    lot_no: str | None
+    quantity: int
+    lot_source: str
+    scan_raw: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderDraft:
+    """What an order stores of a cart: lines split per lot, total, catalog version."""
+
+    catalog_version: int
+    lines: tuple[OrderLine, ...]
+
+    @property
+    def total_fen(self) -> int:
+        return sum(line.price_fen * line.quantity for line in self.lines)
+
+    @classmethod
+    def of(cls, cart: Cart) -> OrderDraft:
+        lines: list[OrderLine] = []
+        for line_no, line in enumerate(cart.lines, start=1):
+            product = line.product
+            takes: list[tuple[str | None, int]] = [
+                (take.lot.lot_no, take.quantity) for take in line.takes
+            ] or [(None, line.quantity)]
+            lines.extend(
+                OrderLine(
+                    line_no,
+                    product.gtin,
+                    product.name,
+                    product.price_fen,
+                    lot_no,
+                    quantity,
+                    str(line.source),
+                    line.scan_raw[:512] if line.scan_raw else None,
+                )
+                for lot_no, quantity in takes
+            )
+        return cls(cart.catalog_version, tuple(lines))
 
 
 class OrderBook(Protocol):

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from posbatch.catalog import _tables as t
-from posbatch.catalog._checkout import Cart, OpenOrder, Payment
+from posbatch.catalog._checkout import Cart, OpenOrder, OrderDraft, Payment
 from posbatch.catalog._model import CatalogSnapshot, ChangeSet, Lot, Product
 from posbatch.errors import CatalogError, IllegalTransition, StorageError
 from posbatch.storage import create_engine, upgrade
@@ -394,13 +394,19 @@ class CatalogStore:
 
     def open_order(self, cart: Cart, *, terminal_id: str, opened_at: dt.datetime) -> OpenOrder:
         """Write the order and its lines as pending; the receipt number is ``TERMINAL-ORDERID``."""
+        return self.open_draft(OrderDraft.of(cart), terminal_id=terminal_id, opened_at=opened_at)
+
+    def open_draft(
+        self, draft: OrderDraft, *, terminal_id: str, opened_at: dt.datetime
+    ) -> OpenOrder:
+        """:meth:`open_order` for an order already reduced to its stored lines."""
         with self._begin() as connection:
             result = connection.execute(
                 sa.insert(t.orders).values(
                     terminal_id=terminal_id,
                     status="pending",
-                    total_fen=cart.total_fen,
-                    catalog_version=cart.catalog_version,
+                    total_fen=draft.total_fen,
+                    catalog_version=draft.catalog_version,
                     opened_at=_stored(opened_at),
                 )
             )
@@ -412,23 +418,20 @@ class CatalogStore:
                 .where(t.orders.c.order_id == order_id)
                 .values(receipt_no=receipt_no)
             )
-            rows: list[dict[str, Any]] = []
-            for line_no, line in enumerate(cart.lines, start=1):
-                common = {
+            rows = [
+                {
                     "order_id": order_id,
-                    "line_no": line_no,
-                    "gtin": line.product.gtin,
-                    "product_name": line.product.name,
-                    "price_fen": line.product.price_fen,
-                    "lot_source": str(line.source),
-                    "scan_raw": line.scan_raw[:512] if line.scan_raw else None,
+                    "line_no": line.line_no,
+                    "gtin": line.gtin,
+                    "product_name": line.product_name,
+                    "price_fen": line.price_fen,
+                    "lot_no": line.lot_no,
+                    "quantity": line.quantity,
+                    "lot_source": line.lot_source,
+                    "scan_raw": line.scan_raw,
                 }
-                if not line.takes:
-                    rows.append(common | {"lot_no": None, "quantity": line.quantity})
-                rows.extend(
-                    common | {"lot_no": take.lot.lot_no, "quantity": take.quantity}
-                    for take in line.takes
-                )
+                for line in draft.lines
+            ]
             if rows:
                 connection.execute(sa.insert(t.order_lines), rows)
         return OpenOrder(order_id, receipt_no)

@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse
 
 from posbatch.catalog._gtin import normalize_gtin
 from posbatch.catalog._model import GS1_CSET82, LOT_LENGTH_MAX, ChangeSet, Lot, Product
+from posbatch.catalog._orders_http import add_order_routes
 from posbatch.catalog._store import CatalogStore
 from posbatch.errors import CatalogError
 
@@ -219,7 +220,7 @@ def sync_replica(replica: CatalogStore, source: str, *, now: dt.datetime) -> Syn
 
 
 def create_app(store: CatalogStore) -> FastAPI:
-    """The back office's catalog endpoint (``posbatch catalog serve``)."""
+    """The back office's HTTP API (``posbatch catalog serve``): catalog changes and orders."""
     app = FastAPI(title="posbatch catalog", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.get("/catalog/changes")
@@ -230,4 +231,5 @@ def create_app(store: CatalogStore) -> FastAPI:
     def version() -> dict[str, int]:
         return {"version": store.version()}
 
+    add_order_routes(app, store)
     return app

@@ -34,6 +34,7 @@ from posbatch.catalog._checkout import (
     render_receipt,
 )
 from posbatch.catalog._csv import parse_catalog_csv, write_catalog_csv
+from posbatch.catalog._orders_http import HttpOrderBook
 from posbatch.catalog._scan import DEFAULT_SEPARATORS, parse_scan
 from posbatch.catalog._store import CatalogStore
 from posbatch.catalog._sync import (
@@ -43,7 +44,7 @@ from posbatch.catalog._sync import (
     write_changes_file,
 )
 from posbatch.catalog._till import Till
-from posbatch.catalog.payer import Card, TerminalPayer, recover_pending_orders
+from posbatch.catalog.payer import Card, OrderLedger, TerminalPayer, recover_pending_orders
 from posbatch.errors import (
     CheckoutRefused,
     ConfigError,
@@ -454,8 +455,16 @@ def _add_line(console: Console, till: Till, text: str) -> None:
 
 @checkout_app.callback(invoke_without_command=True)
 def checkout(
+    *,
     data_dir: DataDir = DATA_DIR_DEFAULT,
     terminal_dir: TerminalDir = TERMINAL_DIR_DEFAULT,
+    orders_to: Annotated[
+        str | None,
+        typer.Option(
+            "--orders-to",
+            help="http://HOST:PORT of `catalog serve` (default: the --data-dir store).",
+        ),
+    ] = None,
     sync_from: Annotated[
         str | None,
         typer.Option(
@@ -475,7 +484,9 @@ def checkout(
     with _errors():
         terminal = open_terminal(terminal_dir, clock=_now)
         copy = open_terminal_copy(terminal_dir)
-        orders = open_back_office(data_dir)
+        orders: OrderLedger = (
+            HttpOrderBook(orders_to) if orders_to is not None else open_back_office(data_dir)
+        )
         terminal_id = terminal.journal.state().terminal_id
         if sync_from is not None:
             result = sync_replica(copy, sync_from, now=_now())
@@ -519,7 +530,8 @@ def checkout(
     finally:
         payer.close()
         copy.close()
-        orders.close()
+        if isinstance(orders, CatalogStore):
+            orders.close()
 
 
 @dataclass
@@ -529,7 +541,7 @@ class _Session:
     console: Console
     till: Till
     payer: Payer
-    orders: CatalogStore
+    orders: OrderLedger
     copy: CatalogStore
     terminal_id: str
     sync_from: str | None

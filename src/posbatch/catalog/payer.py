@@ -12,13 +12,20 @@ import asyncio
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
-from posbatch.catalog._checkout import Payment
-from posbatch.catalog._store import CatalogStore
+from posbatch.catalog._checkout import OrderBook, Payment
+from posbatch.catalog._store import OrderSummary
 from posbatch.errors import ConfigError, HostUnreachable
 from posbatch.terminal import Journal, TcpDriver, Terminal, TransactionResult, TxnState
 
-__all__ = ["Card", "TerminalPayer", "payment_from_result", "recover_pending_orders"]
+__all__ = [
+    "Card",
+    "OrderLedger",
+    "TerminalPayer",
+    "payment_from_result",
+    "recover_pending_orders",
+]
 
 PAN_DIGITS_MIN = 12
 PAN_DIGITS_MAX = 19
@@ -114,8 +121,14 @@ class TerminalPayer:
             self._loop = None
 
 
+class OrderLedger(OrderBook, Protocol):
+    """An order book that can also list pending orders (CatalogStore, HttpOrderBook)."""
+
+    def pending_orders(self) -> list[OrderSummary]: ...
+
+
 def recover_pending_orders(
-    store: CatalogStore, journal: Journal, *, terminal_id: str, closed_at: dt.datetime
+    store: OrderLedger, journal: Journal, *, terminal_id: str, closed_at: dt.datetime
 ) -> list[tuple[str, str]]:
     """Finish this terminal's orders left pending by a crash, from the terminal journal.
 

@@ -1,0 +1,110 @@
+"""Orders written to the back office over HTTP (`catalog serve`), as a remote till does."""
+
+from __future__ import annotations
+
+import pytest
+from catalog_samples import MILK, NOW, TODAY, ScriptedPayer, approved
+
+from posbatch.catalog import (
+    Cart,
+    CatalogStore,
+    LineRequest,
+    LotSource,
+    LotTake,
+    pay_cart,
+    price_cart,
+)
+from posbatch.catalog._orders_http import HttpOrderBook
+from posbatch.errors import CatalogError
+
+
+def milk_cart(back_office: CatalogStore, quantity: int = 2) -> Cart:
+    request = LineRequest(MILK, quantity, (LotTake("M-DEC15", quantity),), LotSource.SCAN)
+    return price_cart(back_office.snapshot(), [request], today=TODAY, now=NOW)
+
+
+def test_paid_order_over_http_is_traced_with_stan(back_office: CatalogStore, served: str) -> None:
+    """A cart paid with orders over HTTP lands in the back office as paid, stock decremented."""
+    receipt = pay_cart(
+        milk_cart(back_office),
+        payer=ScriptedPayer(approved("000042", "000003")),
+        orders=HttpOrderBook(served),
+        terminal_id="10000009",
+        clock=lambda: NOW,
+        today=TODAY,
+    )
+    lot = back_office.snapshot().lot(MILK, "M-DEC15")
+    expected = ([("10000009", "paid", "000003", "000042", 2)], 8)
+    assert expected == (
+        [
+            (row.terminal_id, row.status, row.batch_no, row.stan, row.quantity)
+            for row in back_office.trace_lot("M-DEC15")
+            if row.receipt_no == receipt.receipt_no
+        ],
+        lot.quantity_on_hand if lot else None,
+    )
+
+
+def test_interrupted_payment_is_listed_pending_over_http(
+    back_office: CatalogStore, served: str
+) -> None:
+    """An order left pending by a failed payer is listed by the pending endpoint."""
+    orders = HttpOrderBook(served)
+    with pytest.raises(RuntimeError):
+        pay_cart(
+            milk_cart(back_office),
+            payer=ScriptedPayer(RuntimeError("power cut")),
+            orders=orders,
+            terminal_id="10000009",
+            clock=lambda: NOW,
+            today=TODAY,
+        )
+    expected = [("10000009-00000001", "pending", 2500, NOW)]
+    assert expected == [
+        (o.receipt_no, o.status, o.total_fen, o.opened_at) for o in orders.pending_orders()
+    ]
+
+
+def test_paying_a_paid_order_again_is_a_conflict(back_office: CatalogStore, served: str) -> None:
+    """A second 'paid' for the same order is answered 409, nothing changes."""
+    orders = HttpOrderBook(served)
+    order = orders.open_order(milk_cart(back_office), terminal_id="10000009", opened_at=NOW)
+    orders.complete_order(order.order_id, approved("000001"), closed_at=NOW)
+    with pytest.raises(CatalogError, match="HTTP 409"):
+        orders.complete_order(order.order_id, approved("000001"), closed_at=NOW)
+
+
+def test_unknown_order_is_not_found(served: str) -> None:
+    """Closing an order the back office does not have is answered 404."""
+    with pytest.raises(CatalogError, match="HTTP 404"):
+        HttpOrderBook(served).close_unpaid(999, payment=None, note="x", closed_at=NOW)
+
+
+def test_malformed_order_is_refused(served: str) -> None:
+    """An order with a bad GTIN is answered 422 naming the line, not written."""
+    orders = HttpOrderBook(served)
+    with pytest.raises(CatalogError) as caught:
+        orders._call(
+            "POST",
+            "/catalog/orders",
+            {
+                "terminal_id": "10000009",
+                "opened_at": NOW.isoformat(),
+                "catalog_version": 1,
+                "lines": [
+                    {
+                        "line_no": 1,
+                        "gtin": "6901234567891",
+                        "product_name": "Milk",
+                        "price_fen": 1,
+                        "quantity": 1,
+                        "lot_source": "none",
+                    }
+                ],
+            },
+        )
+    expected = (
+        f"back office {served}: POST /catalog/orders → HTTP 422: "
+        '{"detail":"line 1: GTIN 6901234567891 has a bad check digit: expected 2, got 1"}'
+    )
+    assert (expected, []) == (str(caught.value), orders.pending_orders())
