@@ -28,6 +28,8 @@ from posbatch.catalog._checkout import (
     LotTake,
     OpenOrder,
     OrderBook,
+    OrderDraft,
+    OrderLine,
     Payer,
     Payment,
     Receipt,
@@ -42,6 +44,7 @@ from posbatch.catalog._checkout import (
 from posbatch.catalog._csv import CSV_COLUMNS, parse_catalog_csv, write_catalog_csv
 from posbatch.catalog._gtin import gtin_check_digit, normalize_gtin, with_check_digit
 from posbatch.catalog._model import CatalogSnapshot, ChangeSet, Lot, Product
+from posbatch.catalog._orders_http import HttpOrderBook
 from posbatch.catalog._scan import (
     DEFAULT_SEPARATORS,
     ElementString,
@@ -86,6 +89,7 @@ __all__ = [
     "ChangeSet",
     "CheckoutWarning",
     "ElementString",
+    "HttpOrderBook",
     "ImportSummary",
     "LineRequest",
     "LineTake",
@@ -94,6 +98,8 @@ __all__ = [
     "LotTake",
     "OpenOrder",
     "OrderBook",
+    "OrderDraft",
+    "OrderLine",
     "OrderSummary",
     "Payer",
     "Payment",
