@@ -885,17 +885,20 @@ def _reason(exc: iso8583.DecodeError) -> str:
     return str(exc.msg)
 
 
-def _decode_raw(body: bytes) -> _Fields:
+def _bad_mti(body: bytes) -> DecodeError:
+    """Why the first two bytes of ``body`` are not an MTI of the profile."""
     if len(body) < _BITMAP_START:
-        raise DecodeError("body is shorter than an MTI", field="t", position=0)
+        return DecodeError("body is shorter than an MTI", field="t", position=0)
+    digits = body[:_BITMAP_START].hex().upper()
+    if not digits.isdigit():
+        return DecodeError(f"MTI is not packed decimal: {digits}", field="t", position=0)
+    return DecodeError(f"MTI {digits} is not in the wire profile", field="t", position=0)
+
+
+def _decode_raw(body: bytes) -> _Fields:
+    """The checked fields of ``body``, whose MTI is known to be in the profile."""
     if len(body) < _BITMAP_END:
         raise DecodeError("body is shorter than MTI + bitmap", field="p", position=_BITMAP_START)
-    if not body[:_BITMAP_START].hex().isdigit():
-        raise DecodeError(
-            f"MTI is not packed decimal: {body[:_BITMAP_START].hex().upper()}",
-            field="t",
-            position=0,
-        )
     bitmap = int.from_bytes(body[_BITMAP_START:_BITMAP_END], "big")
     extra = bitmap & ~_ALLOWED_FIELDS_MASK
     if extra:
@@ -929,12 +932,10 @@ def decode_message(body: bytes) -> Message:
     MTI needs: the fields it requires, 60.1 / 60.3 / 3 fitting together, and
     the sub-fields of 48, 60 and 61. Fields a message does not use are ignored.
     """
-    fields = _decode_raw(body)
-    mti = fields["t"]
-    decoder = _DECODERS.get(mti)
+    decoder = _DECODER_OF_MTI.get(body[:_BITMAP_START])
     if decoder is None:
-        raise DecodeError(f"MTI {mti} is not in the wire profile", field="t", position=0)
-    return decoder(fields)
+        raise _bad_mti(body)
+    return decoder(_decode_raw(body))
 
 
 def _sub_field(fields: _Fields, number: str, decode: Callable[[str], _T]) -> _T:
@@ -1277,3 +1278,4 @@ _DECODERS: Final[dict[str, Callable[[_Fields], Message]]] = {
     "0320": _decode_0320,
     "0330": _decode_0330,
 }
+_DECODER_OF_MTI: Final = {bytes.fromhex(mti): decoder for mti, decoder in _DECODERS.items()}
