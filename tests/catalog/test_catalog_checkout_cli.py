@@ -89,7 +89,7 @@ def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Shop]:
     host_store.close()
 
 
-def run_session(shop: Shop, keystrokes: list[str]) -> str:
+def run_session(shop: Shop, keystrokes: list[str], sync_from: str | None = None) -> str:
     result = CliRunner().invoke(
         checkout_app,
         [
@@ -98,7 +98,7 @@ def run_session(shop: Shop, keystrokes: list[str]) -> str:
             "--terminal-dir",
             str(shop.terminal_dir),
             "--sync-from",
-            str(shop.changes_file),
+            sync_from or str(shop.changes_file),
             "--separator",
             "|",
         ],
@@ -133,3 +133,13 @@ def test_refused_line_then_fefo_choice(shop: Shop) -> None:
     output = run_session(shop, ["9501101530003", "f", "list", "quit"])
     expected = (True, True)
     assert expected == ("需要批次号" in output, "P8 x1" in output)
+
+
+def test_unreachable_sync_source_only_warns(shop: Shop) -> None:
+    """With a copy already synced, a dead sync source warns and the till still works."""
+    run_session(shop, ["quit"])
+    output = run_session(
+        shop, [f"]C101{PILLS}10P9|17491231", "list", "quit"], sync_from="http://127.0.0.1:9"
+    )
+    expected = (True, True)
+    assert expected == ("warning: catalog not synced" in output, "P9 x1" in output)

@@ -46,6 +46,7 @@ from posbatch.catalog._sync import (
 from posbatch.catalog._till import Till
 from posbatch.catalog.payer import Card, OrderLedger, TerminalPayer, recover_pending_orders
 from posbatch.errors import (
+    CatalogError,
     CheckoutRefused,
     ConfigError,
     Declined,
@@ -488,9 +489,13 @@ def checkout(
             HttpOrderBook(orders_to) if orders_to is not None else open_back_office(data_dir)
         )
         terminal_id = terminal.journal.state().terminal_id
+        host_address = parse_address(terminal.journal.state().host_address)
         if sync_from is not None:
-            result = sync_replica(copy, sync_from, now=_now())
-            console.print(f"catalog synced to version {result.to_version}")
+            try:
+                result = sync_replica(copy, sync_from, now=_now())
+                console.print(f"catalog synced to version {result.to_version}")
+            except CatalogError as exc:
+                console.print(f"[yellow]warning: catalog not synced: {exc}[/yellow]")
         if copy.replica_state() is None:
             raise ConfigError(
                 "this terminal has no catalog copy: run `posbatch catalog sync --from ...`"
@@ -514,7 +519,7 @@ def checkout(
             console.print(f"[red]{problem}[/red]")
         raise ConfigError(f"no valid card after {CARD_PROMPTS_MAX} tries: payment not attempted")
 
-    driver = TcpDriver(*parse_address(terminal.journal.state().host_address))
+    driver = TcpDriver(*host_address)
     payer = TerminalPayer(terminal, read_card=read_card, driver=driver)
     till = Till(
         copy.snapshot(),
@@ -571,9 +576,8 @@ class _Session:
 
     def pay(self) -> None:
         console, till = self.console, self.till
+        self.sync()
         try:
-            if self.sync_from is not None:
-                sync_replica(self.copy, self.sync_from, now=_now())
             fresh = self.copy.snapshot()
             receipt = till.pay(
                 payer=self.payer,
@@ -609,9 +613,17 @@ class _Session:
             return
         for text_line in render_receipt(receipt):
             console.print(text_line, highlight=False)
-        try:  # the sale changed stock: start the next customer on fresh data
-            if self.sync_from is not None:
-                sync_replica(self.copy, self.sync_from, now=_now())
+        self.sync()  # the sale changed stock: start the next customer on fresh data
+        try:
             till.refresh(self.copy.snapshot())
         except PosbatchError as exc:
             console.print(f"[yellow]warning: catalog not refreshed: {exc}[/yellow]")
+
+    def sync(self) -> None:
+        """Best effort: an unreachable back office leaves the copy as it is (and ages)."""
+        if self.sync_from is None:
+            return
+        try:
+            sync_replica(self.copy, self.sync_from, now=_now())
+        except CatalogError as exc:
+            self.console.print(f"[yellow]warning: catalog not synced: {exc}[/yellow]")
