@@ -24,7 +24,7 @@ from posbatch.wire import Kind, TransactionResponse
 
 TERMINALS = 6
 APPROVALS_BEFORE_KILL = 300
-START_TIMEOUT_S = 30.0
+START_TIMEOUT_S = 90.0
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 

@@ -6,6 +6,8 @@ import asyncio
 import logging
 import os
 import secrets
+import signal
+import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +28,7 @@ DATA_DIR_DEFAULT: Final = Path("posbatch-data")
 DB_FILE_NAME: Final = "host.db"
 PAN_KEY_FILE_NAME: Final = "host-pan.key"
 LISTEN_DEFAULT: Final = "127.0.0.1:5800"
+WORKERS_MAX: Final = 16
 
 app = typer.Typer(help="The acquirer host (POSP).", no_args_is_help=True, add_completion=False)
 
@@ -54,6 +57,24 @@ def open_store(data_dir: Path) -> HostStore:
     return HostStore.open(url, pan_key=pan_key(data_dir))
 
 
+def _without_option(argv: list[str], name: str) -> list[str]:
+    """``argv`` less ``name VALUE`` / ``name=VALUE``."""
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == name:
+            skip = True
+        elif not arg.startswith(name + "="):
+            kept.append(arg)
+    return kept
+
+
+def _interrupt(_signal: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _fail(exc: PosbatchError) -> typer.Exit:
     typer.echo(f"error: {exc}", err=True)
     return typer.Exit(2)
@@ -74,12 +95,30 @@ def serve_command(
     idle_timeout_ms: Annotated[
         int, typer.Option(help="Close a connection idle this long.")
     ] = IDLE_TIMEOUT_MS,
+    workers: Annotated[
+        int, typer.Option(help="Host processes sharing the port (SO_REUSEPORT) and the store.")
+    ] = 1,
+    reuse_port: Annotated[bool, typer.Option(hidden=True)] = False,
 ) -> None:
     """Run the host: terminals connect over TCP and speak the wire profile.
 
     Example: posbatch host serve --listen 127.0.0.1:5800 --data-dir ./posbatch-data
     """
+    signal.signal(signal.SIGTERM, _interrupt)  # stop cleanly (and stop the other workers)
+    if not 1 <= workers <= WORKERS_MAX:
+        raise _fail(ConfigError(f"--workers must be 1..{WORKERS_MAX}"))
+    children = []
+    if workers > 1:
+        argv = _without_option(sys.argv[1:], "--workers")
+        for _ in range(workers - 1):
+            children.append(
+                subprocess.Popen(  # noqa: S603 - this very command, one more process
+                    [sys.executable, "-m", "posbatch", *argv, "--reuse-port"]
+                )
+            )
+        reuse_port = True
     logging.basicConfig(stream=sys.stderr, format="%(message)s", level=log_level.upper())
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     host, _, port = listen.rpartition(":")
     try:
         script = load_fault_script(faults) if faults is not None else None
@@ -89,11 +128,16 @@ def serve_command(
     core = HostCore(store, clock=lambda: datetime.now(UTC), faults=script)
     limits = ServerLimits(connections_max=connections_max, idle_timeout_ms=idle_timeout_ms)
     try:
-        asyncio.run(serve(core, host or "127.0.0.1", int(port), limits=limits))
+        asyncio.run(
+            serve(core, host or "127.0.0.1", int(port), limits=limits, reuse_port=reuse_port)
+        )
     except KeyboardInterrupt:
         pass
     finally:
         store.close()
+        for child in children:
+            child.terminate()
+            child.wait()
 
 
 @app.command("add-terminal")

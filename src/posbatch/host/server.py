@@ -202,10 +202,11 @@ class HostServer:
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
-    async def start(self, host: str, port: int) -> tuple[str, int]:
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> tuple[str, int]:
+        """Listen; ``reuse_port`` lets several host processes share the port (SO_REUSEPORT)."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _Connection(self), host, port, backlog=LISTEN_BACKLOG
+            lambda: _Connection(self), host, port, backlog=LISTEN_BACKLOG, reuse_port=reuse_port
         )
         self._sweeper = loop.create_task(self._sweep_idle())
         address = self._server.sockets[0].getsockname()
@@ -255,10 +256,11 @@ async def serve(
     *,
     limits: ServerLimits | None = None,
     ready: asyncio.Event | None = None,
+    reuse_port: bool = False,
 ) -> None:
     """Run the host until cancelled."""
     server = HostServer(core, limits=limits)
-    bound = await server.start(host, port)
+    bound = await server.start(host, port, reuse_port=reuse_port)
     log.warning(json.dumps({"event": "listening", "host": bound[0], "port": bound[1]}))
     if ready is not None:
         ready.set()
