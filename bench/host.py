@@ -185,13 +185,14 @@ def server_process(args: list[str], port: int, env: dict[str, str]) -> Iterator[
 
 
 @contextmanager
-def host_process(data_dir: Path, port: int, db_url: str | None) -> Iterator[int]:
+def host_process(data_dir: Path, port: int, db_url: str | None, workers: int = 1) -> Iterator[int]:
     env = dict(os.environ, PYTHONPATH=str(SRC))
     env.pop(DATABASE_URL_ENV, None)
     if db_url is not None:
         env[DATABASE_URL_ENV] = db_url
     args = ["-m", "posbatch", "host", "serve", "--listen", f"127.0.0.1:{port}",
-            "--data-dir", str(data_dir), "--log-level", "info"]  # fmt: skip
+            "--data-dir", str(data_dir), "--log-level", "info",
+            "--workers", str(workers)]  # fmt: skip
     with server_process(args, port, env) as pid:
         yield pid
 
@@ -434,18 +435,29 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def bench_database(label: str, db_url: str | None, seconds: float, frames_each: int) -> None:
+def bench_database(
+    label: str, db_url: str | None, seconds: float, frames_each: int, workers: int
+) -> None:
     with tempfile.TemporaryDirectory(prefix="posbatch-bench-") as tmp:
         data_dir = Path(tmp)
         throughput_ids = [f"5{i:07d}" for i in range(THROUGHPUT_TERMINALS)]
         latency_ids = [f"6{i:07d}" for i in range(LATENCY_TERMINALS)]
-        register(data_dir, db_url, throughput_ids + latency_ids)
+        worker_ids = [f"7{i:07d}" for i in range(THROUGHPUT_TERMINALS)]
+        register(data_dir, db_url, throughput_ids + latency_ids + worker_ids)
         port = free_port()
         with host_process(data_dir, port, db_url):
             host_rate = asyncio.run(
                 closed_loop(port, throughput_ids, frames_each, seconds, cycle=False)
             )
             latencies = asyncio.run(open_loop(port, latency_ids, seconds))
+        if workers > 1:
+            port = free_port()
+            with host_process(data_dir, port, db_url, workers):
+                workers_rate = asyncio.run(
+                    closed_loop(port, worker_ids, frames_each, seconds, cycle=False)
+                )
+            print(f"[{label}] (a) host with {workers} processes (--workers): "
+                  f"{workers_rate:,.0f} durable approvals/s")  # fmt: skip
     target = f"target ≥ {TARGET_APPROVALS_PER_S:,}"
     print(f"[{label}] (a) host: {host_rate:,.0f} durable approvals/s "
           f"({THROUGHPUT_TERMINALS} terminals, closed loop; {target})")  # fmt: skip
@@ -466,6 +478,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--frames", type=int, default=600, help="pre-built sales per terminal")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--workers", type=int, default=1, help="also run (a) with N processes")
     args = parser.parse_args()
     if args.bare_server is not None:
         run_bare_server(args.bare_server)
@@ -481,10 +494,10 @@ def main() -> None:
     print(f"[bare] (a) bare asyncio server, canned 0210: {bare_rate:,.0f} answers/s "
           f"(the generator's ceiling is at least this)")  # fmt: skip
     if args.db in ("sqlite", "both"):
-        bench_database("sqlite", None, args.seconds, args.frames)
+        bench_database("sqlite", None, args.seconds, args.frames, args.workers)
     if args.db in ("postgresql", "both"):
         with postgres_schema() as url:
-            bench_database("postgresql", url, args.seconds, args.frames)
+            bench_database("postgresql", url, args.seconds, args.frames, args.workers)
     for label, rate in BARE_RESULTS:
         print(f"[{label}] ratio host / bare: {rate / bare_rate:.3f}")
     if not args.skip_memory:
