@@ -79,3 +79,11 @@ def test_every_command_has_an_example() -> None:
         if "Example:" not in (command.help or "")
     ]
     assert missing == []
+
+
+def test_host_doctor_unknown_terminal_exits_2(data_dir: str) -> None:
+    """posbatch host doctor on a terminal the host does not know exits 2."""
+    runner.invoke(app, ["add-terminal", "--merchant-id", MERCHANT, "--terminal-id", "10000001",
+                        "--data-dir", data_dir])  # fmt: skip
+    result = runner.invoke(app, ["doctor", "99999999", "--data-dir", data_dir])
+    assert result.exit_code == 2

@@ -283,3 +283,26 @@ def advance_batch(
     except PosbatchError as exc:
         raise _fail(exc) from exc
     typer.echo(f"terminal {terminal_id} now on batch {batch_no:06d}")
+
+
+@app.command("doctor")
+def doctor(
+    terminal_id: str,
+    data_dir: DataDir = DATA_DIR_DEFAULT,
+    bundle: Annotated[
+        Path | None, typer.Option(help="Also write a support bundle to this file.")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Diagnose a terminal's batch trouble from the host's records alone (posbatch.doctor).
+
+    Example: posbatch host doctor 10000001 --bundle 10000001.json
+    """
+    from posbatch.doctor.cli import host_doctor_command  # noqa: PLC0415 - doctor is optional
+
+    try:
+        with open_store(data_dir) as store:
+            code = host_doctor_command(store, terminal_id, bundle=bundle, json_out=json_out)
+    except PosbatchError as exc:
+        raise _fail(exc) from exc
+    raise typer.Exit(code)
