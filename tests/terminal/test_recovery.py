@@ -155,3 +155,12 @@ def test_undetected_reinstall_on_batch_one_recovers_from_94(world: World, tmp_pa
     old_journal = Journal.open(old_url)
     assert problems(terminal, world.store, TERMINAL_ID, earlier=(old_journal,)) == []
     old_journal.engine.dispose()
+
+
+def test_94_is_only_a_decline_without_the_policy(world: World, tmp_path: Path) -> None:
+    """With settle_on_duplicate off the 94 is a decline (for doctor); nothing is charged."""
+    world.terminal.sale(100, PAN)
+    terminal = world.reinstall(f"sqlite:///{tmp_path / 'again.db'}")
+    terminal.settle_on_duplicate = False
+    sale = terminal.sale(999, PAN)
+    assert (sale.approved, sale.response_code) == (False, "94")

@@ -214,6 +214,7 @@ class Terminal:
         timeout_ms: int = RESPONSE_TIMEOUT_MS,
         tpdu: Tpdu | None = None,
         header: Header | None = None,
+        settle_on_duplicate: bool = True,
     ) -> None:
         self.journal = journal
         self._secrets = secrets
@@ -225,6 +226,10 @@ class Terminal:
         self._header = header or Header()
         self._keys: WorkingKeys | None = None
         self._recovery_depth = 0
+        # Policy for a 94 to a fresh STAN (the host's batch holds transactions this
+        # journal lacks): True (default) settles that batch at once and retries the
+        # request in the next one; False only shows the decline (doctor diagnoses it).
+        self.settle_on_duplicate = settle_on_duplicate
         self.last_host_detail: BatchStateDetail | None = None  # field 63 of the last sign-on
 
     # --- set-up -------------------------------------------------------------------
@@ -924,7 +929,11 @@ class Terminal:
                 retries_77 += 1
                 yield from self._recover(answer, cause=f"77 on {kind.value} STAN {row.stan:06d}")
                 continue
-            if code == _DUPLICATE and retries_94 < RECOVERY_RETRIES_MAX:
+            if (
+                code == _DUPLICATE
+                and self.settle_on_duplicate
+                and retries_94 < RECOVERY_RETRIES_MAX
+            ):
                 # Our journal never reuses a STAN in a batch: the host's batch holds
                 # transactions this journal does not know (a reinstall it could not
                 # detect). Settle that batch, then retry in a fresh one.
