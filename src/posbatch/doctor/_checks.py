@@ -33,6 +33,8 @@ CLOCK_SKEW_WARN_S: Final = 60
 STALE_AFTER: Final = timedelta(hours=24)
 # Below this the journal may fail to commit the next transaction.
 LOW_DISK_BYTES: Final = 50 * 1024 * 1024
+# Recovery events of the journal listed (the newest).
+EVENTS_SHOWN_MAX: Final = 8
 # Exception records listed one by one (the newest); the rest are counted.
 EXCEPTIONS_SHOWN_MAX: Final = 5
 # An echo round trip above this is slow enough for a cashier to notice.
@@ -408,6 +410,22 @@ def _reversals(evidence: Evidence) -> Check:
     return _check("terminal.reversals", "terminal", *title, status, *lines)
 
 
+def _events(evidence: Evidence) -> Check:
+    title = ("recovery events in the journal", "日志中的恢复记录")
+    journal = evidence.journal
+    if journal is None:
+        return _check("terminal.events", "terminal", *title, Status.NOT_CHECKED, _NO_JOURNAL)
+    shown = journal.recovery_events[-EVENTS_SHOWN_MAX:]
+    if not shown:
+        return _check("terminal.events", "terminal", *title, Status.PASSED, Line("none", "无"))
+    lines = tuple(
+        Line(f"{event.at:%Y-%m-%d %H:%M} {event.kind}: {event.detail}",
+             f"{event.at:%Y-%m-%d %H:%M} {event.kind}:{event.detail}")
+        for event in shown
+    )  # fmt: skip
+    return _check("terminal.events", "terminal", *title, Status.PASSED, *lines)
+
+
 def _tcp(evidence: Evidence) -> Check:
     title = ("host reachable (TCP)", "主机可达(TCP)")
     probe = evidence.network
@@ -616,6 +634,7 @@ _CHECKS: Final = (
     _disk,
     _clock,
     _reversals,
+    _events,
     _tcp,
     _echo,
     _host_registry,
