@@ -98,3 +98,28 @@ def test_status_shows_the_batch(tmp_path: Path) -> None:
     _init(tmp_path, "127.0.0.1:9")
     result = runner.invoke(app, ["status", "--data-dir", str(tmp_path)])
     assert (result.exit_code, "000001 (open)" in result.output) == (0, True)
+
+
+def test_backup_and_restore_from_the_command_line(host_address: str, tmp_path: Path) -> None:
+    """backup after a sale, restore into a new dir: the restore says the next sign-on resyncs."""
+    data_dir = tmp_path / "terminal"
+    _init(data_dir, host_address)
+    runner.invoke(app, ["sale", "1.00", "--card", PAN, "--data-dir", str(data_dir)])
+    copy = tmp_path / "copy.db"
+    backup = runner.invoke(app, ["backup", str(copy), "--data-dir", str(data_dir)])
+    restore = runner.invoke(app, ["restore", str(copy), "--data-dir", str(tmp_path / "new")])
+    assert (backup.exit_code, restore.exit_code) == (0, 0), restore.output
+    assert "settles the host's open batch" in restore.output
+
+
+def test_batch_number_typed_twice_is_confirmed_by_the_host(
+    host_address: str, tmp_path: Path
+) -> None:
+    """batch-no asks twice; the host's number is accepted, a different one refused."""
+    data_dir = tmp_path / "terminal"
+    _init(data_dir, host_address)
+    runner.invoke(app, ["sign-on", "--data-dir", str(data_dir)])
+    good = runner.invoke(app, ["batch-no", "--data-dir", str(data_dir)], input="1\n000001\n")
+    wrong = runner.invoke(app, ["batch-no", "--data-dir", str(data_dir)], input="7\n7\n")
+    assert (good.exit_code, wrong.exit_code) == (0, 2), good.output
+    assert "not 000007" in wrong.output
