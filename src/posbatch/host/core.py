@@ -40,7 +40,7 @@ import iso8583
 
 from posbatch.batch.host_batch import FIRST_BATCH_NO, BatchEvent, apply
 from posbatch.batch.totals import card_type_of_pan
-from posbatch.errors import DecodeError, FrameError, MacError, PosbatchError
+from posbatch.errors import DecodeError, EncodeError, FrameError, MacError, PosbatchError
 from posbatch.host.faults import FaultAction, FaultRule, FaultScript
 from posbatch.host.issuer import Issuer, IssuerRules
 from posbatch.host.store import (
@@ -285,9 +285,19 @@ class HostCore:
         error: str | None = None,
     ) -> HostReply:
         response = outcome.response
-        body = encode_message(response, mak=outcome.mak)
-        header = frame.header.with_requirement(outcome.requirement)
-        wire = encode_frame(Frame(frame.tpdu.reply(), header, body))
+        try:
+            body = encode_message(response, mak=outcome.mak)
+            header = frame.header.with_requirement(outcome.requirement)
+            wire = encode_frame(Frame(frame.tpdu.reply(), header, body))
+        except (EncodeError, ValueError) as exc:  # a value the wire cannot carry: our bug
+            return HostReply(
+                log=RequestLog(
+                    terminal_id=request.terminal_id,
+                    stan=request.stan,
+                    mti=request.MTI,
+                    error=f"answer could not be encoded: {exc}",
+                )
+            )
         log = RequestLog(
             terminal_id=request.terminal_id,
             batch_no=request.batch_no,

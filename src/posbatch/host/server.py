@@ -98,9 +98,14 @@ class GroupCommitter:
                 group = self._queue[:GROUP_MAX_REQUESTS]
                 del self._queue[:GROUP_MAX_REQUESTS]
                 frames = [frame for frame, _, _ in group]
-                replies = await loop.run_in_executor(
-                    self._executor, self._core.handle_decoded_frames, frames
-                )
+                try:
+                    replies = await loop.run_in_executor(
+                        self._executor, self._core.handle_decoded_frames, frames
+                    )
+                except Exception as exc:  # the core must not raise; if it does, close lines
+                    log.exception("group failed")
+                    failed = HostReply(close=True, log=RequestLog(error=f"group failed: {exc}"))
+                    replies = [failed] * len(group)
                 for (_, slot, connection), reply in zip(group, replies, strict=True):
                     connection.answer(slot, reply)
         finally:
