@@ -326,3 +326,9 @@ def test_healthy_report_without_the_host_says_what_was_not_checked() -> None:
     sample = evidence(host_view=None, network=None)
     text = render_text(Report(NOW, "terminal", sample, diagnose(sample)), width=200)
     assert "not checked: " in text.split("diagnosis")[1]
+
+
+def test_plan_has_no_flush_step_when_nothing_is_pending() -> None:
+    """A stale batch with no pending reversal is repaired by settling alone."""
+    diagnosis = diagnose(evidence(journal=journal(oldest_unsettled_at=NOW - timedelta(days=3))))
+    assert (Repair.RESUME_SETTLEMENT,) == diagnosis.repairs

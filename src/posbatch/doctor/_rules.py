@@ -984,9 +984,9 @@ def diagnose(evidence: Evidence) -> Diagnosis:
     pending = evidence.journal.pending_reversals if evidence.journal is not None else 0
 
     def with_flush(repairs: tuple[Repair, ...]) -> tuple[Repair, ...]:
-        if pending and Repair.FLUSH_REVERSALS not in repairs:
-            return (Repair.FLUSH_REVERSALS, *repairs)
-        return repairs
+        """Reversals first when there are any; no flush step when there are none."""
+        rest = tuple(r for r in repairs if r != Repair.FLUSH_REVERSALS)
+        return (Repair.FLUSH_REVERSALS, *rest) if pending else rest
 
     if not symptoms and not pointing:
         return Diagnosis(Outcome.HEALTHY, checks, findings, (), None, (), (), (), (), ())
