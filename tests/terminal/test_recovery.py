@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 from terminal_invariants import problems
-from terminal_world import PAN, TERMINAL_ID, World
+from terminal_world import MASTER_KEY, MERCHANT_ID, PAN, START, TERMINAL_ID, World
 
 from posbatch.errors import HostUnreachable
-from posbatch.host import FaultAction, FaultRule
-from posbatch.terminal import Journal, restore_journal
+from posbatch.host import FaultAction, FaultRule, HostCore, HostStore
+from posbatch.terminal import InProcessLink, Journal, restore_journal
 from posbatch.wire import Kind
 
 
@@ -164,3 +164,26 @@ def test_94_is_only_a_decline_without_the_policy(world: World, tmp_path: Path) -
     terminal.settle_on_duplicate = False
     sale = terminal.sale(999, PAN)
     assert (sale.approved, sale.response_code) == (False, "94")
+
+
+def test_host_that_lost_its_batches_gets_the_local_batch_set_aside(world: World) -> None:
+    """A host restored to an old state (terminal ahead with approvals): set aside, not dropped."""
+    world.terminal.sale(100, PAN)
+    world.terminal.settle()
+    world.terminal.sale(200, PAN)
+    world.terminal.sale(300, PAN)  # batch 2 holds two approvals the host is about to forget
+    world.store.close()
+    world.store = HostStore.open("sqlite://", pan_key=b"k" * 32)  # the host lost its data
+    world.store.add_terminal(MERCHANT_ID, TERMINAL_ID, MASTER_KEY, now=START)
+    world.core = HostCore(world.store, clock=world.clock)
+    world.link.inner = InProcessLink(world.core)
+    terminal = world.restart()
+    terminal.sign_on()
+    kept = terminal.journal.batches()[1]
+    rows = terminal.journal.transactions(kept.batch_id)
+    assert (kept.batch_no, kept.close_reason, [r.state for r in rows]) == (
+        2,
+        "set_aside",
+        ["approved", "approved"],
+    )
+    assert (terminal.current_batch().batch_no, len(_events(world, "recovery"))) == (1, 1)
