@@ -1,14 +1,27 @@
 """The ``posbatch`` command: a thin shell over the library.
 
-Each component owns its sub-command in ``posbatch/<component>/cli.py`` (a
-``typer.Typer`` named ``app``); this module only mounts them.
+Each component owns its commands in ``posbatch/<component>/cli.py``; this
+module only mounts them::
+
+    posbatch host ...       the acquirer host (POSP)            posbatch.host.cli
+    posbatch terminal ...   the terminal engine                 posbatch.terminal.cli
+    posbatch catalog ...    products and lots (商品批次号)        posbatch.catalog.cli
+    posbatch checkout       the cashier's interactive checkout  posbatch.catalog.cli
+    posbatch doctor         diagnose and repair settlement      posbatch.doctor.cli
+    posbatch simulate       deterministic fault simulation      posbatch.sim.cli
+    posbatch demo           the main job a new user sees        posbatch.demo
 """
 
 from __future__ import annotations
 
-import importlib
-
 import typer
+
+from posbatch.catalog import cli as catalog_cli
+from posbatch.demo import run_demo
+from posbatch.doctor import cli as doctor_cli
+from posbatch.host import cli as host_cli
+from posbatch.sim import cli as sim_cli
+from posbatch.terminal import cli as terminal_cli
 
 __all__ = ["app", "main"]
 
@@ -18,23 +31,12 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-
-# (module, sub-command name): mounted when the module exists in this build.
-_SUBCOMMANDS: tuple[tuple[str, str], ...] = (
-    ("posbatch.host.cli", "host"),
-    ("posbatch.terminal.cli", "terminal"),
-    ("posbatch.catalog.cli", "catalog"),
-    ("posbatch.doctor.cli", "doctor"),
-)
-
-for _module_name, _name in _SUBCOMMANDS:
-    try:
-        _module = importlib.import_module(_module_name)
-    except ModuleNotFoundError as _exc:
-        if _exc.name != _module_name:
-            raise
-        continue
-    app.add_typer(_module.app, name=_name)
+app.add_typer(host_cli.app, name="host")
+app.add_typer(terminal_cli.app, name="terminal")
+app.add_typer(catalog_cli.app, name="catalog")
+app.add_typer(catalog_cli.checkout_app, name="checkout")
+app.add_typer(doctor_cli.app, name="doctor")
+app.command("simulate")(sim_cli.simulate)
 
 
 @app.callback()
@@ -48,8 +50,6 @@ def demo() -> None:
 
     Example: posbatch demo
     """
-    from posbatch.demo import run_demo  # noqa: PLC0415 - keep `posbatch --help` fast
-
     raise typer.Exit(run_demo())
 
 
