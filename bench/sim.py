@@ -13,7 +13,7 @@ profile, every invariant checked after every day, and prints:
 With ``--target`` it also runs that one day for real and prints its wall time.
 
 Usage: ``python bench/sim.py [--seeds 20] [--terminals 4] [--days 2]
-[--transactions 20] [--faults default] [--target]``
+[--transactions 20] [--faults default] [--jobs 1] [--target]``
 """
 
 from __future__ import annotations
@@ -21,19 +21,18 @@ from __future__ import annotations
 import argparse
 import time
 
-from posbatch.sim import SimConfig, profile_named, run_seed
+from posbatch.sim import SimConfig, profile_named, run_seeds
 
 TARGET_TERMINALS = 100
 TARGET_TRANSACTIONS = 300
 TARGET_WALL_S = 10.0
 
 
-def measure(config: SimConfig, seeds: range) -> tuple[float, int, int, int]:
-    """(wall seconds, transactions, frames, violations) over ``seeds``."""
+def measure(config: SimConfig, seeds: range, jobs: int = 1) -> tuple[float, int, int, int]:
+    """(wall seconds, transactions, requests, violations) over ``seeds``."""
     started = time.perf_counter()
     transactions = frames = violations = 0
-    for seed in seeds:
-        result = run_seed(seed, config)
+    for result in run_seeds(seeds, config, jobs=jobs):
         transactions += result.transactions
         frames += result.frames
         violations += len(result.violations)
@@ -46,7 +45,7 @@ def report(
     rate = transactions / wall_s
     print(
         f"{label:<22} {seeds / wall_s:8.3f} seeds/s  {rate:10.1f} transactions/s  "
-        f"{frames / wall_s:10.1f} frames/s  violations {bad}"
+        f"{frames / wall_s:10.1f} requests/s  violations {bad}"
     )
     return rate
 
@@ -59,6 +58,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=2)
     parser.add_argument("--transactions", type=int, default=20)
     parser.add_argument("--faults", default="default")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--target", action="store_true", help="also run the target day for real")
     options = parser.parse_args()
     seeds = range(options.first_seed, options.first_seed + options.seeds)
@@ -73,7 +73,7 @@ def main() -> None:
         f"{options.seeds} seeds x {options.terminals} terminals x {options.days} days x "
         f"{options.transactions} transactions, faults {options.faults!r}"
     )
-    wall_s, transactions, frames, bad = measure(config, seeds)
+    wall_s, transactions, frames, bad = measure(config, seeds, options.jobs)
     rate = report(f"faults {options.faults!r}", wall_s, options.seeds, transactions, frames, bad)
     quiet = SimConfig(
         terminals=options.terminals,
@@ -82,7 +82,7 @@ def main() -> None:
         faults=profile_named("none"),
         keep_trace=False,
     )
-    base_wall_s, base_tx, base_frames, base_bad = measure(quiet, seeds)
+    base_wall_s, base_tx, base_frames, base_bad = measure(quiet, seeds, options.jobs)
     base_rate = report("baseline: no faults", base_wall_s, options.seeds, base_tx, base_frames,
                        base_bad)  # fmt: skip
     print(f"cost of faults and recovery: {base_rate / rate:.2f}x the fault-free rate")
