@@ -589,3 +589,20 @@ def test_migrations_match_the_schema(store: HostStore) -> None:
         context = MigrationContext.configure(connection, opts={"include_name": _host_table})
         differences = compare_metadata(context, metadata)
     assert differences == []
+
+
+def test_no_table_holds_a_full_pan(store: HostStore, term: Terminal) -> None:
+    """After sales, a void, a refund and an upload, the PAN is nowhere in the database."""
+    sale = term.sale(900)
+    other = term.sale(100)
+    term.void(other.stan, 100)
+    term.refund(1, sale.stan, 50)
+    term.settle(totals())
+    term.upload((_record(sale.stan, 900),))
+    found = []
+    with store.engine.connect() as connection:
+        for table in metadata.sorted_tables:
+            for row in connection.execute(table.select()):
+                found += [table.name for value in row if PAN in str(value)]
+    masked = {row.pan_masked for row in store.transactions(TERMINAL_ID)}
+    assert (found, masked) == ([], {"622202*********0128"})
