@@ -375,8 +375,7 @@ class HostCore:
             request.stan,
             batch.batch_no,
             "00",
-            now.strftime("%H%M%S"),
-            now.strftime("%m%d"),
+            *_wire_time(now),
             wrap_working_keys(bytes(terminal.master_key), keys),
             _detail(tx, terminal, None),
         )
@@ -549,7 +548,7 @@ class _Ctx:
         approved = code == "00"
         rrn = self.core.rrn()
         auth_code = self.core.auth_code() if approved else None
-        local_time, local_date = self.now.strftime("%H%M%S"), self.now.strftime("%m%d")
+        local_time, local_date = _wire_time(self.now)
         status = TransactionStatus.APPROVED if approved else TransactionStatus.DECLINED
         if approved and request.KIND == Kind.SALE:
             seen = self.tx.reversals_seen(
@@ -980,6 +979,11 @@ class _Ctx:
             )
 
 
+def _wire_time(now: datetime) -> tuple[str, str]:
+    """Fields 12 (hhmmss) and 13 (MMDD) of ``now``."""
+    return f"{now.hour:02d}{now.minute:02d}{now.second:02d}", f"{now.month:02d}{now.day:02d}"
+
+
 def _net(totals: SettlementTotals) -> int:
     return (totals.domestic.debit_amount_fen + totals.foreign.debit_amount_fen) - (
         totals.domestic.credit_amount_fen + totals.foreign.credit_amount_fen
@@ -1010,7 +1014,7 @@ def _detail(tx: StoreTx, terminal: Any, reason: BatchReason | None) -> str:
 
 def _answer(request: Request, code: str, *, now: datetime, **extra: Any) -> Response:
     """The response to ``request`` with ``code`` (and ``extra`` fields of its type)."""
-    local_time, local_date = now.strftime("%H%M%S"), now.strftime("%m%d")
+    local_time, local_date = _wire_time(now)
     detail = extra.pop("detail", None)
     if isinstance(request, SignOnRequest):
         return SignOnResponse(

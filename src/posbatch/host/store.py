@@ -13,7 +13,6 @@ outside the database) and ``pan_masked`` are written.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from collections.abc import Callable, Iterator, Sequence
@@ -233,7 +232,7 @@ class HostStore:
         self.close()
 
     def pan_hmac(self, pan: str) -> str:
-        return hmac.new(self._pan_key, pan.encode("ascii"), hashlib.sha256).hexdigest()
+        return hmac.digest(self._pan_key, pan.encode("ascii"), "sha256").hex()
 
     @contextmanager
     def transaction(self) -> Iterator[StoreTx]:
