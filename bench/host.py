@@ -376,15 +376,17 @@ async def closed_loop(port: int, terminal_ids: list[str], frames_each: int, seco
     return run.approvals / elapsed
 
 
-async def open_loop(port: int, terminal_ids: list[str], seconds: float) -> list[float]:
+async def open_loop(
+    port: int, terminal_ids: list[str], seconds: float, rate: int = LATENCY_RATE_PER_S
+) -> list[float]:
     run = Run(closed_loop=False)
     clients = await connect(port, run, len(terminal_ids))
     maks = await sign_on_all(clients, terminal_ids)
-    per_terminal = int(seconds * LATENCY_RATE_PER_S / len(terminal_ids)) + 3
+    per_terminal = int(seconds * rate / len(terminal_ids)) + 3
     for client, terminal_id, mak in zip(clients, terminal_ids, maks, strict=True):
         client.frames = build_frames(terminal_id, mak, per_terminal)
-    total = int(seconds * LATENCY_RATE_PER_S)
-    interval = 1.0 / LATENCY_RATE_PER_S
+    total = int(seconds * rate)
+    interval = 1.0 / rate
     run.measuring = True
     start = time.perf_counter()
     index = 0
@@ -436,7 +438,7 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def bench_database(
-    label: str, db_url: str | None, seconds: float, frames_each: int, workers: int
+    label: str, db_url: str | None, seconds: float, frames_each: int, workers: int, rate: int
 ) -> None:
     with tempfile.TemporaryDirectory(prefix="posbatch-bench-") as tmp:
         data_dir = Path(tmp)
@@ -449,7 +451,7 @@ def bench_database(
             host_rate = asyncio.run(
                 closed_loop(port, throughput_ids, frames_each, seconds, cycle=False)
             )
-            latencies = asyncio.run(open_loop(port, latency_ids, seconds))
+            latencies = asyncio.run(open_loop(port, latency_ids, seconds, rate))
         if workers > 1:
             port = free_port()
             with host_process(data_dir, port, db_url, workers):
@@ -461,7 +463,7 @@ def bench_database(
     target = f"target ≥ {TARGET_APPROVALS_PER_S:,}"
     print(f"[{label}] (a) host: {host_rate:,.0f} durable approvals/s "
           f"({THROUGHPUT_TERMINALS} terminals, closed loop; {target})")  # fmt: skip
-    print(f"[{label}] (b) {LATENCY_TERMINALS} terminals, {LATENCY_RATE_PER_S:,} sales/s open loop: "
+    print(f"[{label}] (b) {LATENCY_TERMINALS} terminals, {rate:,} sales/s open loop: "
           f"p50 {percentile(latencies, 0.5):.1f} ms, p99 {percentile(latencies, 0.99):.1f} ms, "
           f"max {max(latencies):.1f} ms (target p99 ≤ {TARGET_P99_MS:.0f} ms; "
           f"mean {statistics.fmean(latencies):.1f} ms, n={len(latencies)})")  # fmt: skip
@@ -479,6 +481,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=600, help="pre-built sales per terminal")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--workers", type=int, default=1, help="also run (a) with N processes")
+    parser.add_argument("--rate", type=int, default=LATENCY_RATE_PER_S, help="sales/s of (b)")
     args = parser.parse_args()
     if args.bare_server is not None:
         run_bare_server(args.bare_server)
@@ -494,10 +497,10 @@ def main() -> None:
     print(f"[bare] (a) bare asyncio server, canned 0210: {bare_rate:,.0f} answers/s "
           f"(the generator's ceiling is at least this)")  # fmt: skip
     if args.db in ("sqlite", "both"):
-        bench_database("sqlite", None, args.seconds, args.frames, args.workers)
+        bench_database("sqlite", None, args.seconds, args.frames, args.workers, args.rate)
     if args.db in ("postgresql", "both"):
         with postgres_schema() as url:
-            bench_database("postgresql", url, args.seconds, args.frames, args.workers)
+            bench_database("postgresql", url, args.seconds, args.frames, args.workers, args.rate)
     for label, rate in BARE_RESULTS:
         print(f"[{label}] ratio host / bare: {rate / bare_rate:.3f}")
     if not args.skip_memory:
