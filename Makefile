@@ -32,8 +32,12 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
+# Each script prints its figures and its ratio to a baseline measured in the same run.
 bench: $(STAMP)
-	$(BIN)/python bench/codec.py
+	-$(BIN)/python bench/codec.py
+	-$(BIN)/python bench/scan.py
+	-$(BIN)/python bench/sim.py --target
+	-$(BIN)/python bench/host.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info
