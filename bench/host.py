@@ -345,7 +345,7 @@ def build_frames(terminal_id: str, mak: bytes, count: int) -> list[bytes]:
 
 
 async def closed_loop(port: int, terminal_ids: list[str], frames_each: int, seconds: float,
-                      *, cycle: bool) -> float:  # fmt: skip
+                      *, cycle: bool, pid: int | None = None) -> float:  # fmt: skip
     run = Run(closed_loop=True)
     clients = await connect(port, run, len(terminal_ids))
     if cycle:  # bare server: one set of frames, sent round and round
@@ -361,9 +361,14 @@ async def closed_loop(port: int, terminal_ids: list[str], frames_each: int, seco
     await asyncio.sleep(WARMUP_S)
     run.measuring = True
     started = time.perf_counter()
+    cpu_started = cpu_s(pid) if pid is not None else 0.0
     await asyncio.sleep(seconds)
     run.measuring = False
     elapsed = time.perf_counter() - started
+    if pid is not None and run.approvals:
+        cpu_used = cpu_s(pid) - cpu_started
+        print(f"    host CPU: {cpu_used / elapsed:.2f} cores busy, "
+              f"{cpu_used / run.approvals * 1000:.3f} ms per approval")  # fmt: skip
     run.stopping = True
     await asyncio.sleep(0.5)
     for client in clients:
@@ -407,6 +412,13 @@ async def open_loop(
     return run.latencies_ms
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (all its threads) so far."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -447,9 +459,9 @@ def bench_database(
         worker_ids = [f"7{i:07d}" for i in range(THROUGHPUT_TERMINALS)]
         register(data_dir, db_url, throughput_ids + latency_ids + worker_ids)
         port = free_port()
-        with host_process(data_dir, port, db_url):
+        with host_process(data_dir, port, db_url) as pid:
             host_rate = asyncio.run(
-                closed_loop(port, throughput_ids, frames_each, seconds, cycle=False)
+                closed_loop(port, throughput_ids, frames_each, seconds, cycle=False, pid=pid)
             )
             latencies = asyncio.run(open_loop(port, latency_ids, seconds, rate))
         if workers > 1:

@@ -287,7 +287,9 @@ class HostCore:
         response = outcome.response
         try:
             body = encode_message(response, mak=outcome.mak)
-            header = frame.header.with_requirement(outcome.requirement)
+            header = frame.header
+            if header.processing_requirement != outcome.requirement:
+                header = header.with_requirement(outcome.requirement)
             wire = encode_frame(Frame(frame.tpdu.reply(), header, body))
         except (EncodeError, ValueError) as exc:  # a value the wire cannot carry: our bug
             return HostReply(

@@ -53,6 +53,8 @@ LISTEN_BACKLOG: Final = 4096
 
 log = logging.getLogger("posbatch.host")
 _LOG_FIELDS: Final = tuple(field.name for field in fields(RequestLog))
+# json.dumps(line, separators=(",", ":")) builds an encoder per call; one does for all.
+_LOG_JSON: Final = json.JSONEncoder(separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +259,7 @@ class HostServer:
         line["latency_ms"] = round((time.monotonic() - arrived) * 1000, 3)
         if not reply.frames:
             line["answered"] = False
-        log.info(json.dumps(line, separators=(",", ":")))
+        log.info(_LOG_JSON.encode(line))
 
 
 async def serve(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import threading
 from dataclasses import dataclass
 from typing import Final
 
@@ -54,6 +55,9 @@ TMK_BYTES: Final = 16
 CHECK_VALUE_BYTES: Final = 4
 FIELD62_BYTES: Final = 40
 _ZERO_BLOCK: Final = bytes(8)
+# MAC encryptors kept per thread, by MAK (a key schedule costs ~6 times one block).
+MAC_CONTEXTS_MAX: Final = 4096
+_mac_contexts = threading.local()
 
 
 def _triple_key(key: bytes) -> bytes:
@@ -104,10 +108,27 @@ def compute_mac(mak: bytes, mac_input: bytes) -> bytes:
         folded ^= value & 0xFFFF_FFFF_FFFF_FFFF
         value >>= 64
     hex_block = folded.to_bytes(8, "big").hex().upper().encode("ascii")
-    context = _encryptor(mak)
+    context = _mac_encryptor(mak)
     first = context.update(hex_block[:8])
     second = context.update(_xor(first, hex_block[8:]))
     return second.hex().upper().encode("ascii")[:MAC_BYTES]
+
+
+def _mac_encryptor(mak: bytes) -> CipherContext:
+    """The ECB encryptor of ``mak``, reused: ECB keeps no state between whole blocks.
+
+    Per thread (a context is not for concurrent use); the oldest goes beyond the limit.
+    """
+    contexts: dict[bytes, CipherContext] | None = getattr(_mac_contexts, "by_key", None)
+    if contexts is None:
+        contexts = _mac_contexts.by_key = {}
+    key = bytes(mak)
+    context = contexts.get(key)
+    if context is None:
+        if len(contexts) >= MAC_CONTEXTS_MAX:
+            del contexts[next(iter(contexts))]
+        context = contexts[key] = _encryptor(key)
+    return context
 
 
 def verify_mac(mak: bytes, mac_input: bytes, mac: bytes) -> None:
