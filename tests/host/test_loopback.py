@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from host_helpers import PAN, TERMINAL_ID
+from host_helpers import PAN, TERMINAL_ID, RunningHost
 
-from conftest import RunningHost
 from posbatch.batch.totals import compute_totals
 from posbatch.host import ExceptionKind
 from posbatch.wire import (

@@ -19,7 +19,6 @@ wire's own strings (``hhmmss``, ``MMDD``) because this layer has no clock.
 
 from __future__ import annotations
 
-import binascii
 import enum
 import functools
 import operator
@@ -787,147 +786,6 @@ def _check_values(fields: Mapping[str, str], bitmap: int) -> tuple[str, str] | N
 _BITMAP_START: Final = 2
 _BITMAP_END: Final = 10
 
-
-# --- the profile's own codec, pyiso8583's twin for valid input --------------------------
-#
-# pyiso8583 is general and costs most of a request's CPU. These two functions encode and
-# decode exactly what it does for SPEC, and give up (None) at the first thing they do not
-# find perfectly well formed; the caller then runs pyiso8583 itself, which either agrees or
-# raises its own precise error. So results and errors are pyiso8583's, only cheaper.
-
-
-class _FieldLayout(NamedTuple):
-    number: str
-    len_type: int  # bytes of the BCD length prefix; 0 = fixed
-    max_len: int  # in nibbles (len_count == "nibbles") or bytes
-    nibbles: bool
-    binary: bool  # data_enc "b" (hex digits) or "ascii"
-    left_pad: bool  # odd digits: the pad nibble leads (else it trails)
-
-
-def _layouts() -> dict[str, _FieldLayout]:
-    layouts = {}
-    for number, spec in SPEC.items():
-        if not number.isdigit() or not 2 <= int(number) <= 64:
-            continue
-        if spec["len_type"] and spec["len_enc"] != "bcd":
-            raise AssertionError(f"field {number}: the fast codec reads BCD lengths only")
-        if spec["data_enc"] not in ("b", "ascii"):
-            raise AssertionError(f"field {number}: the fast codec reads b or ascii only")
-        left_pad, right_pad = bool(spec.get("left_pad")), bool(spec.get("right_pad"))
-        if spec.get("len_count") == "nibbles" and left_pad == right_pad:
-            raise AssertionError(f"field {number}: odd digits need exactly one pad side")
-        layouts[number] = _FieldLayout(
-            number,
-            spec["len_type"],
-            spec["max_len"],
-            spec.get("len_count", "bytes") == "nibbles",
-            spec["data_enc"] == "b",
-            left_pad,
-        )
-    return layouts
-
-
-_LAYOUTS: Final = _layouts()
-_LAYOUT_OF_BIT: Final = {64 - int(number): layout for number, layout in _LAYOUTS.items()}
-_BIT_OF_FIELD: Final = {number: 1 << (64 - int(number)) for number in _LAYOUTS}
-
-
-@functools.lru_cache(maxsize=BITMAP_CACHE_MAX)
-def _layouts_of(bitmap: int) -> tuple[_FieldLayout, ...]:
-    """The layouts of the fields a primary bitmap names, in order (bitmap checked already)."""
-    return tuple(_LAYOUT_OF_BIT[bit] for bit in range(62, -1, -1) if bitmap >> bit & 1)
-
-
-def _fast_decode(body: bytes, bitmap: int) -> dict[str, str] | None:
-    """``iso8583.decode(body, SPEC)[0]``, or None where pyiso8583 must look (maybe an error)."""
-    decoded = {"t": body[:2].hex().upper(), "p": body[2:10].hex().upper()}
-    position = _BITMAP_END
-    for number, len_type, max_len, nibbles, binary, left_pad in _layouts_of(bitmap):
-        if len_type:
-            prefix = body[position : position + len_type].hex()
-            if len(prefix) != 2 * len_type or not prefix.isdigit():
-                return None
-            length = int(prefix)
-            if length > max_len:
-                return None
-            position += len_type
-            if length == 0:
-                decoded[number] = ""
-                continue
-        else:
-            length = max_len
-        size = (length + 1) // 2 if nibbles else length
-        data = body[position : position + size]
-        if len(data) != size:
-            return None
-        position += size
-        if binary:
-            value = data.hex().upper()
-            if nibbles and length & 1:
-                if left_pad:
-                    if value[0] != "0":
-                        return None
-                    value = value[1:]
-                else:
-                    if value[-1] != "0":
-                        return None
-                    value = value[:-1]
-        else:
-            if not data.isascii():
-                return None
-            value = data.decode("ascii")
-        decoded[number] = value
-    if position != len(body):
-        return None
-    return decoded
-
-
-def _fast_encode(fields: Mapping[str, str]) -> bytearray | None:
-    """``iso8583.encode(fields, SPEC)[0]``, or None where pyiso8583 must look."""
-    mti = fields.get("t")
-    if type(mti) is not str or len(mti) != 4 or not mti.isdigit():
-        return None
-    bitmap = 0
-    for key in fields:
-        bit = _BIT_OF_FIELD.get(key)
-        if bit is None:
-            if key != "t":
-                return None
-            continue
-        bitmap |= bit
-    out = bytearray(binascii.a2b_hex(mti))
-    out += bitmap.to_bytes(8, "big")
-    for number, len_type, max_len, nibbles, binary, left_pad in _layouts_of(bitmap):
-        value = fields[number]
-        if type(value) is not str or not value.isascii():
-            return None
-        if binary:
-            length = len(value) if nibbles else len(value) // 2
-            if nibbles and len(value) & 1:
-                value = "0" + value if left_pad else value + "0"
-            if len(value) & 1:
-                return None
-            try:
-                data = binascii.a2b_hex(value)
-            except binascii.Error:
-                return None
-        else:
-            data = value.encode("ascii")
-            length = len(data) * 2 if nibbles else len(data)
-        if len_type:
-            if length > max_len:
-                return None
-            prefix = f"{length:0{2 * len_type}d}"
-            if len(prefix) > 2 * len_type:
-                return None
-            out += binascii.a2b_hex(prefix)
-        elif length != max_len:
-            return None
-        out += data
-    return out
-
-
 # --- encode -----------------------------------------------------------------------
 
 _MAC_PLACEHOLDER: Final = "0" * (2 * MAC_BYTES)
@@ -944,12 +802,10 @@ def encode_message(message: Message, *, mak: bytes | None = None) -> bytes:
     with_mac = mak is not None and fields["t"] not in _NO_MAC_MTIS
     if with_mac:
         fields["64"] = _MAC_PLACEHOLDER
-    body = _fast_encode(fields)
-    if body is None:
-        try:
-            body, _ = iso8583.encode(fields, SPEC)
-        except iso8583.EncodeError as exc:
-            raise EncodeError(exc.msg, field=exc.field) from None
+    try:
+        body, _ = iso8583.encode(fields, SPEC)
+    except iso8583.EncodeError as exc:
+        raise EncodeError(exc.msg, field=exc.field) from None
     # The same checks decode makes, so that we never send what a peer must refuse.
     bad = _check_values(fields, int.from_bytes(body[_BITMAP_START:_BITMAP_END], "big"))
     if bad is not None:
@@ -997,21 +853,18 @@ class _Fields(dict[str, str]):
     __slots__ = ("body", "encoded")
 
     body: bytes
-    encoded: dict[str, dict[str, bytes]] | None  # None: read by the fast codec
+    encoded: dict[str, dict[str, bytes]]
 
     def __missing__(self, number: str) -> str:
         raise DecodeError(f"field {number} is required here", field=number, position=len(self.body))
 
     def position(self, number: str) -> int:
         """Byte offset in the body where the data of field ``number`` starts."""
-        encoded = self.encoded
-        if encoded is None:  # only on the way to an error: let pyiso8583 say where
-            encoded = self.encoded = iso8583.decode(self.body, SPEC)[1]
         position = _BITMAP_END
-        for key in sorted((k for k in encoded if k.isdigit()), key=int):
+        for key in sorted((k for k in self.encoded if k.isdigit()), key=int):
             if key == number:
-                return position + len(encoded[key]["len"])
-            position += len(encoded[key]["len"]) + len(encoded[key]["data"])
+                return position + len(self.encoded[key]["len"])
+            position += len(self.encoded[key]["len"]) + len(self.encoded[key]["data"])
         return min(position, len(self.body))
 
     def fail(self, number: str, reason: str, offset_digits: int = 0) -> DecodeError:
@@ -1052,13 +905,10 @@ def _decode_raw(body: bytes) -> _Fields:
         bit = 65 - extra.bit_length()  # the lowest-numbered field not in the profile
         name = "secondary bitmap" if bit == 1 else f"field {bit}"
         raise DecodeError(f"{name} is not in the wire profile", field="p", position=_BITMAP_START)
-    decoded = _fast_decode(body, bitmap)
-    encoded = None
-    if decoded is None:
-        try:
-            decoded, encoded = iso8583.decode(body, SPEC)
-        except iso8583.DecodeError as exc:
-            raise DecodeError(_reason(exc), field=exc.field, position=exc.pos) from None
+    try:
+        decoded, encoded = iso8583.decode(body, SPEC)
+    except iso8583.DecodeError as exc:
+        raise DecodeError(_reason(exc), field=exc.field, position=exc.pos) from None
     fields = _Fields(decoded)
     fields.body = body
     fields.encoded = encoded
