@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from posbatch.batch.totals import card_type_of_pan, compute_totals
+from posbatch.batch.totals import card_type_of_pan, compute_totals, describe_totals, net_fen
 from posbatch.errors import BatchError
 from posbatch.wire import CardTotals, CardType, Kind, Reconciliation, SettlementTotals
 
@@ -78,3 +78,21 @@ def test_totals_round_trip_through_field_48(entries: list[tuple[Kind, int, CardT
 def test_card_type_follows_the_bin(pan: str, card_type: CardType) -> None:
     """UnionPay and 9… BINs are domestic; other cards are foreign."""
     assert card_type == card_type_of_pan(pan)
+
+
+def test_totals_read_as_people_read_them() -> None:
+    """An exception record says sales, credits and net in yuan, not field-48 digits."""
+    totals = compute_totals([(Kind.SALE, 7188, _D), (Kind.SALE, 12, _D), (Kind.VOID, 12, _D)])
+    expected = "domestic sales 2 / 72.00, credits 1 / 0.12; net 71.88"
+    assert expected == describe_totals(totals)
+
+
+def test_foreign_half_is_named_only_when_it_holds_something() -> None:
+    """A foreign card adds the foreign half; the net covers both halves."""
+    totals = compute_totals([(Kind.SALE, 100, _D), (Kind.REFUND, 250, _F)])
+    assert -150 == net_fen(totals)
+    expected = (
+        "domestic sales 1 / 1.00, credits 0 / 0.00; foreign sales 0 / 0.00, credits 1 / 2.50;"
+        " net -1.50"
+    )
+    assert expected == describe_totals(totals)

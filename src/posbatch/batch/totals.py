@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
+from posbatch.batch.money import format_fen
 from posbatch.errors import BatchError
 from posbatch.wire import CardTotals, CardType, Kind, Reconciliation, SettlementTotals
 
@@ -22,6 +23,8 @@ __all__ = [
     "TOTAL_AMOUNT_FEN_MAX",
     "TOTAL_COUNT_MAX",
     "compute_totals",
+    "describe_totals",
+    "net_fen",
 ]
 
 DEBIT_KINDS: Final = frozenset({Kind.SALE})
@@ -75,3 +78,26 @@ def compute_totals(
             CardTotals(debit_amount, debit_count, credit_amount, credit_count, reconciliation)
         )
     return SettlementTotals(halves[0], halves[1])
+
+
+def net_fen(totals: SettlementTotals) -> int:
+    """Debits minus credits over both halves, in fen."""
+    return (totals.domestic.debit_amount_fen + totals.foreign.debit_amount_fen) - (
+        totals.domestic.credit_amount_fen + totals.foreign.credit_amount_fen
+    )
+
+
+def _describe_half(half: CardTotals) -> str:
+    return (
+        f"sales {half.debit_count} / {format_fen(half.debit_amount_fen)}, "
+        f"credits {half.credit_count} / {format_fen(half.credit_amount_fen)}"
+    )
+
+
+def describe_totals(totals: SettlementTotals) -> str:
+    """Totals as people read them: ``domestic sales 3 / 71.88, credits 0 / 0.00; foreign …``."""
+    text = f"domestic {_describe_half(totals.domestic)}"
+    foreign = totals.foreign
+    if foreign.debit_count or foreign.credit_count:
+        text += f"; foreign {_describe_half(foreign)}"
+    return f"{text}; net {format_fen(net_fen(totals))}"

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from posbatch.batch.money import format_fen
 from posbatch.catalog._model import CatalogSnapshot, Lot, Product
 from posbatch.catalog._scan import ScanReading
 from posbatch.errors import CheckoutRefused, Declined, HostUnreachable
@@ -159,13 +160,6 @@ class Cart:
     @property
     def total_fen(self) -> int:
         return sum(line.amount_fen for line in self.lines)
-
-
-def format_fen(amount_fen: int) -> str:
-    """``1250`` → ``"12.50"`` (integer arithmetic only)."""
-    sign = "-" if amount_fen < 0 else ""
-    yuan, fen = divmod(abs(amount_fen), 100)
-    return f"{sign}{yuan}.{fen:02d}"
 
 
 # --- refusals ------------------------------------------------------------------

@@ -39,7 +39,7 @@ from typing import Any, Final
 import iso8583
 
 from posbatch.batch.host_batch import FIRST_BATCH_NO, BatchEvent, apply
-from posbatch.batch.totals import card_type_of_pan
+from posbatch.batch.totals import card_type_of_pan, describe_totals, net_fen
 from posbatch.errors import DecodeError, EncodeError, FrameError, MacError, PosbatchError
 from posbatch.host.faults import FaultAction, FaultRule, FaultScript
 from posbatch.host.issuer import Issuer, IssuerRules
@@ -845,10 +845,10 @@ class _Ctx:
                     request.stan,
                     ExceptionKind.SETTLED_AFTER_ADVANCE,
                     f"terminal settled batch {batch.batch_no:06d} after the back office closed "
-                    f"it; terminal totals {request.totals.encode()} differ from host totals "
-                    f"{host.encode()}",
-                    terminal_amount_fen=_net(request.totals),
-                    host_amount_fen=_net(host),
+                    f"it; terminal totals ({describe_totals(request.totals)}) differ from host "
+                    f"totals ({describe_totals(host)})",
+                    terminal_amount_fen=net_fen(request.totals),
+                    host_amount_fen=net_fen(host),
                 )
             self.tx.set_batch(
                 batch.batch_id,
@@ -984,12 +984,6 @@ class _Ctx:
 def _wire_time(now: datetime) -> tuple[str, str]:
     """Fields 12 (hhmmss) and 13 (MMDD) of ``now``."""
     return f"{now.hour:02d}{now.minute:02d}{now.second:02d}", f"{now.month:02d}{now.day:02d}"
-
-
-def _net(totals: SettlementTotals) -> int:
-    return (totals.domestic.debit_amount_fen + totals.foreign.debit_amount_fen) - (
-        totals.domestic.credit_amount_fen + totals.foreign.credit_amount_fen
-    )
 
 
 def _kind(request: Request) -> Kind:

@@ -27,7 +27,7 @@ from sqlalchemy.pool import StaticPool
 
 from posbatch import storage
 from posbatch.batch.host_batch import FIRST_BATCH_NO, BatchEvent, apply, next_batch_no
-from posbatch.batch.totals import compute_totals
+from posbatch.batch.totals import compute_totals, describe_totals, net_fen
 from posbatch.errors import HostError, StorageError
 from posbatch.host import _schema as t
 from posbatch.wire import BatchState, CardType, Kind, Reconciliation, SettlementTotals
@@ -498,9 +498,7 @@ class HostStore:
                 + totals.foreign.debit_count
                 + (totals.domestic.credit_count + totals.foreign.credit_count)
             ):
-                net = (totals.domestic.debit_amount_fen + totals.foreign.debit_amount_fen) - (
-                    totals.domestic.credit_amount_fen + totals.foreign.credit_amount_fen
-                )
+                net = net_fen(totals)
                 tx.add_exception(
                     terminal_id=terminal_id,
                     merchant_id=terminal.merchant_id,
@@ -510,7 +508,7 @@ class HostStore:
                     kind=ExceptionKind.BATCH_ADVANCED,
                     cause=(
                         f"back office advanced the batch ({reason}) while it held unsettled "
-                        f"approvals: host totals {totals.encode()}, net {net} fen"
+                        f"approvals: host totals {describe_totals(totals)}"
                     ),
                     terminal_amount_fen=None,
                     host_amount_fen=net,

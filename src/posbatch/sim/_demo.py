@@ -268,7 +268,7 @@ class _Demo:
         result = await self._run(shop, shop.engine.set_batch_no_flow(right, right))
         self.step(
             refused and shop.engine.current_batch().batch_no == host_batch_no,
-            f"typed again: {right} confirmed by the host ({result})",
+            f"typed again: {right} confirmed by the host ({result.recovery.reason})",
         )
         await self.trade(shop, SALES_PER_SHOP)
 

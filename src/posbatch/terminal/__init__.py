@@ -17,6 +17,7 @@ Over TCP, the same flows run through :class:`TcpDriver`::
     result = await driver.run(terminal.sale_flow(1250, pan))
 """
 
+from posbatch.batch.money import format_fen, parse_yuan
 from posbatch.terminal._drivers import InProcessLink, TcpDriver, parse_address
 from posbatch.terminal._engine import (
     RESPONSE_TIMEOUT_MS,
@@ -36,7 +37,6 @@ from posbatch.terminal._files import (
 )
 from posbatch.terminal._flows import TIMEOUT, Exchange, Flow, Send, Timeout, run_flow
 from posbatch.terminal._journal import BatchRow, EventRow, Journal, StateRow, TxnRow, TxnState
-from posbatch.terminal._money import format_fen, parse_yuan
 from posbatch.terminal._receipts import render_receipt, render_settlement_report
 from posbatch.terminal._secrets import TerminalSecrets
 

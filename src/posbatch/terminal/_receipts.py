@@ -10,8 +10,8 @@ import unicodedata
 from typing import Final
 
 from posbatch.batch.codes import describe
+from posbatch.batch.money import format_fen
 from posbatch.terminal._journal import BatchRow, StateRow, TxnRow, TxnState
-from posbatch.terminal._money import format_fen
 from posbatch.wire import SettlementTotals
 
 __all__ = ["RECEIPT_WIDTHS", "render_receipt", "render_settlement_report"]

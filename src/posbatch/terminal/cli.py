@@ -18,12 +18,12 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from posbatch.batch.money import format_fen, parse_yuan
 from posbatch.errors import PosbatchError
 from posbatch.terminal._drivers import TcpDriver, parse_address
 from posbatch.terminal._engine import SettlementResult, Terminal, TransactionResult
 from posbatch.terminal._files import DEFAULT_DATA_DIR, init_terminal, open_terminal, restore_journal
 from posbatch.terminal._flows import Flow, Reply
-from posbatch.terminal._money import format_fen, parse_yuan
 from posbatch.terminal._receipts import render_receipt, render_settlement_report
 from posbatch.terminal._secrets import TerminalSecrets
 
