@@ -34,7 +34,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import iso8583
 
@@ -145,6 +145,14 @@ class _Outcome:
     response: Response
     mak: bytes | None = None  # MAC the answer with this key
     requirement: ProcessingRequirement = ProcessingRequirement.NONE
+
+
+class _Admitted(NamedTuple):
+    """A sale, void or refund that passed the batch and duplicate rules."""
+
+    batch_id: int
+    pan_hmac: str
+    digest: str
 
 
 def _response_mti(mti: str) -> str:
@@ -600,8 +608,15 @@ class _Ctx:
             )
         )
 
-    def sale(self, request: SaleRequest) -> _Outcome:
-        refused = self.mismatch(request)
+    def _admit(
+        self, request: SaleRequest | VoidRequest | RefundRequest, *, late_void: bool = False
+    ) -> _Outcome | _Admitted:
+        """What every sale, void and refund passes first: the batch rules, then duplicates.
+
+        An :class:`_Outcome` is the answer already (77, a late void, the original
+        response of a duplicate, 94); :class:`_Admitted` lets the request go on.
+        """
+        refused = self.mismatch(request, late_void=late_void)
         if refused is not None:
             return refused
         batch_id = self.terminal.current_batch_id
@@ -610,6 +625,13 @@ class _Ctx:
         duplicate = self._duplicate(request, batch_id, digest)
         if duplicate is not None:
             return duplicate
+        return _Admitted(batch_id, pan_hmac, digest)
+
+    def sale(self, request: SaleRequest) -> _Outcome:
+        admitted = self._admit(request)
+        if isinstance(admitted, _Outcome):
+            return admitted
+        batch_id, pan_hmac, digest = admitted
         code = self.core._issuer.decide(
             pan=request.pan, amount_fen=request.amount_fen, expiry=request.expiry, now=self.now
         )
@@ -617,15 +639,10 @@ class _Ctx:
         return self._record(request, batch_id, code, pan_hmac, digest)
 
     def void(self, request: VoidRequest) -> _Outcome:
-        refused = self.mismatch(request, late_void=True)
-        if refused is not None:
-            return refused
-        batch_id = self.terminal.current_batch_id
-        pan_hmac = self.tx.store.pan_hmac(request.pan)
-        digest = self._digest(request, pan_hmac)
-        duplicate = self._duplicate(request, batch_id, digest)
-        if duplicate is not None:
-            return duplicate
+        admitted = self._admit(request, late_void=True)
+        if isinstance(admitted, _Outcome):
+            return admitted
+        batch_id, pan_hmac, digest = admitted
         code, original = self._void_check(request, batch_id, pan_hmac)
         outcome = self._record(
             request,
@@ -664,15 +681,10 @@ class _Ctx:
         return "00", original
 
     def refund(self, request: RefundRequest) -> _Outcome:
-        refused = self.mismatch(request)
-        if refused is not None:
-            return refused
-        batch_id = self.terminal.current_batch_id
-        pan_hmac = self.tx.store.pan_hmac(request.pan)
-        digest = self._digest(request, pan_hmac)
-        duplicate = self._duplicate(request, batch_id, digest)
-        if duplicate is not None:
-            return duplicate
+        admitted = self._admit(request)
+        if isinstance(admitted, _Outcome):
+            return admitted
+        batch_id, pan_hmac, digest = admitted
         code, original = self._refund_check(request, pan_hmac)
         outcome = self._record(
             request,
