@@ -1214,7 +1214,6 @@ class Terminal:
 
     def _upload(self, batch: BatchRow) -> Flow[BatchRow]:
         state = self.journal.state()
-        sign_on_retries = 0
         while True:
             rows = [
                 row
@@ -1231,22 +1230,9 @@ class Terminal:
             request = BatchUploadRequest(
                 state.terminal_id, state.merchant_id, self._new_stan(), batch.batch_no, records
             )
-            answer = yield from self._exchange_flow(request, BatchUploadResponse)
-            if answer is None:
-                raise HostUnreachable(
-                    f"batch upload of batch {batch.batch_no:06d} not answered; settle again"
-                )
-            assert isinstance(answer.message, BatchUploadResponse)
-            code = answer.message.response_code
-            if code == _MAC_ERROR and sign_on_retries < SIGN_ON_RETRIES_MAX:
-                sign_on_retries += 1
-                yield from self.sign_on_flow(reconcile=False)
-                continue
-            if code == _BATCH_ERROR:
-                self._close(batch, SettleEvent.HOST_CLOSED, "closed_by_host")
+            approved = yield from self._upload_exchange(batch, request, "batch upload")
+            if not approved:
                 return self.journal.batch(batch.batch_id)
-            if code != APPROVED:
-                raise Declined(f"batch upload refused: {describe(code)}", response_code=code)
             now = self._now()
             batch = replace(
                 self.journal.batch(batch.batch_id),
@@ -1261,29 +1247,45 @@ class Terminal:
     def _upload_end(self, batch: BatchRow) -> Flow[None]:
         state = self.journal.state()
         total = sum(1 for row in self.journal.transactions(batch.batch_id) if row.uploaded)
+        request = BatchUploadEndRequest(
+            state.terminal_id, state.merchant_id, self._new_stan(), batch.batch_no, total
+        )
+        approved = yield from self._upload_exchange(batch, request, "upload end")
+        if approved:
+            self._close(batch, SettleEvent.ENDED, "uploaded")
+
+    def _upload_exchange(
+        self,
+        batch: BatchRow,
+        request: BatchUploadRequest | BatchUploadEndRequest,
+        what: str,
+    ) -> Flow[bool]:
+        """Send one 0320 of ``batch``: True once approved, False when the host closed the batch.
+
+        A MAC error (A0) signs on again and sends the request again with a new STAN,
+        at most ``SIGN_ON_RETRIES_MAX`` times; a 77 closes the batch as closed by the
+        host; no answer or any other code raises.
+        """
         sign_on_retries = 0
         while True:
-            request = BatchUploadEndRequest(
-                state.terminal_id, state.merchant_id, self._new_stan(), batch.batch_no, total
-            )
             answer = yield from self._exchange_flow(request, BatchUploadResponse)
             if answer is None:
                 raise HostUnreachable(
-                    f"upload end of batch {batch.batch_no:06d} not answered; settle again"
+                    f"{what} of batch {batch.batch_no:06d} not answered; settle again"
                 )
             assert isinstance(answer.message, BatchUploadResponse)
             code = answer.message.response_code
             if code == _MAC_ERROR and sign_on_retries < SIGN_ON_RETRIES_MAX:
                 sign_on_retries += 1
                 yield from self.sign_on_flow(reconcile=False)
+                request = replace(request, stan=self._new_stan())
                 continue
             if code == _BATCH_ERROR:
                 self._close(batch, SettleEvent.HOST_CLOSED, "closed_by_host")
-                return
+                return False
             if code != APPROVED:
-                raise Declined(f"upload end refused: {describe(code)}", response_code=code)
-            self._close(batch, SettleEvent.ENDED, "uploaded")
-            return
+                raise Declined(f"{what} refused: {describe(code)}", response_code=code)
+            return True
 
     def _settlement_result(self, batch_id: int, resumed_from: str) -> SettlementResult:
         batch = self.journal.batch(batch_id)
