@@ -723,11 +723,9 @@ class Terminal:
             original = OriginalTransaction(
                 row.original_batch_no or row.batch_no, row.original_stan, row.original_date
             )
-        attempts = 0
-        while True:
-            if self._keys is None:
-                yield from self.sign_on_flow()
-            request = ReversalRequest(
+        row, answer = yield from self._resend_until_answered(
+            row,
+            lambda: ReversalRequest(
                 state.terminal_id,
                 state.merchant_id,
                 row.stan,
@@ -738,43 +736,52 @@ class Terminal:
                 reason=ReversalReason(row.reversal_reason or ReversalReason.TIMEOUT.value),
                 original=original,
                 expiry=row.expiry,
+            ),
+            failure=f"reversal of STAN {row.stan:06d} not accepted",
+            next_time="it stays pending and goes first next time",
+        )
+        assert isinstance(answer.message, TransactionResponse)
+        code = answer.message.response_code
+        with self.journal.write(self._now()) as writer:
+            writer.txn(replace(row, state=TxnState.REVERSED, updated_at=self._now().isoformat()))
+            writer.event(
+                "reversed",
+                f"reversal of {row.kind} STAN {row.stan:06d} answered {describe(code)}",
+                txn_id=row.txn_id,
+                stan=row.stan,
+                batch_no=row.batch_no,
+                response_code=code,
             )
-            answer = yield from self._exchange_flow(request, TransactionResponse)
-            attempts += 1
-            row = replace(row, send_attempts=row.send_attempts + 1)
-            code = answer.message.response_code if answer is not None else None  # type: ignore[union-attr]
-            if code == _MAC_ERROR:
-                self._keys = None
-            if code is None or code in _RETRY_CODES:
-                with self.journal.write(self._now()) as writer:
-                    writer.txn(replace(row, updated_at=self._now().isoformat()))
-                if attempts >= SEND_ATTEMPTS_MAX:
-                    raise HostUnreachable(
-                        f"reversal of STAN {row.stan:06d} not accepted after {attempts} tries; "
-                        "it stays pending and goes first next time"
-                    )
-                continue
-            assert code is not None
-            with self.journal.write(self._now()) as writer:
-                writer.txn(
-                    replace(row, state=TxnState.REVERSED, updated_at=self._now().isoformat())
-                )
-                writer.event(
-                    "reversed",
-                    f"reversal of {row.kind} STAN {row.stan:06d} answered {describe(code)}",
-                    txn_id=row.txn_id,
-                    stan=row.stan,
-                    batch_no=row.batch_no,
-                    response_code=code,
-                )
-            return
 
     def _resend_refund(self, row: TxnRow) -> Flow[None]:
+        row, answer = yield from self._resend_until_answered(
+            row,
+            lambda: self._refund_request(row),
+            failure=f"refund STAN {row.stan:06d} not answered",
+            next_time="it is resent first next time",
+        )
+        self._record_answer(row, answer, mak=self._keys.mak if self._keys else None)
+
+    def _resend_until_answered(
+        self,
+        row: TxnRow,
+        new_request: Callable[[], ReversalRequest | RefundRequest],
+        *,
+        failure: str,
+        next_time: str,
+    ) -> Flow[tuple[TxnRow, _Answer]]:
+        """Send ``row`` again until the host answers it with a code that is not a retry code.
+
+        Signs on first whenever there are no working keys (a MAC error drops them).
+        Every try is counted on the row and written to the journal; after
+        ``SEND_ATTEMPTS_MAX`` tries the row stays pending and :class:`HostUnreachable`
+        says so. Returns the row as written and the answer.
+        """
         attempts = 0
         while True:
             if self._keys is None:
                 yield from self.sign_on_flow()
-            answer = yield from self._exchange_flow(self._refund_request(row), TransactionResponse)
+            answer = yield from self._exchange_flow(new_request(), TransactionResponse)
             attempts += 1
             row = replace(row, send_attempts=row.send_attempts + 1)
             code = answer.message.response_code if answer is not None else None  # type: ignore[union-attr]
@@ -784,14 +791,10 @@ class Terminal:
                 with self.journal.write(self._now()) as writer:
                     writer.txn(replace(row, updated_at=self._now().isoformat()))
                 if attempts >= SEND_ATTEMPTS_MAX:
-                    raise HostUnreachable(
-                        f"refund STAN {row.stan:06d} not answered after {attempts} tries; "
-                        "it is resent first next time"
-                    )
+                    raise HostUnreachable(f"{failure} after {attempts} tries; {next_time}")
                 continue
             assert answer is not None
-            self._record_answer(row, answer, mak=self._keys.mak if self._keys else None)
-            return
+            return row, answer
 
     # --- financial transactions --------------------------------------------------------
 
