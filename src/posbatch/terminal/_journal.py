@@ -24,16 +24,20 @@ meets in practice.
 
 Single writer: one engine owns a journal (one terminal, one request in flight),
 so ``seq`` and ``prev_hash`` are kept in memory after :meth:`Journal.open`
-reads the tail.
+reads the tail, and a journal that writes mirrors in memory the rows its
+engine reads again and again (see :class:`Journal`: what the mirror holds and
+what it assumes). Statements are built once, at import.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import operator
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -245,6 +249,7 @@ class EventRow:
 
 
 _Row = TypeVar("_Row", StateRow, BatchRow, TxnRow)
+_AnyRow = StateRow | BatchRow | TxnRow
 
 _KIND_STATE: Final = "state"
 _KIND_BATCH: Final = "batch"
@@ -255,6 +260,56 @@ _TABLES: Final[dict[str, tuple[sa.Table, type[Any], str]]] = {
     _KIND_BATCH: (batches_table, BatchRow, "batch_id"),
     _KIND_TXN: (transactions_table, TxnRow, "txn_id"),
 }
+_KIND_OF: Final[dict[type[Any], str]] = {cls: kind for kind, (_t, cls, _k) in _TABLES.items()}
+
+# Limits of the writer's mirror (see Journal): rows of the open batch kept in memory (a
+# batch that grows past it is read from the database until the next batch opens), and
+# closed batches kept after they close (the settlement result reads the last one).
+OPEN_TXNS_MIRRORED_MAX: Final = 5_000
+CLOSED_BATCHES_MIRRORED_MAX: Final = 2
+
+# Statements are built once: executed with parameter dicts they hit SQLAlchemy's compiled
+# cache, where building one per call (``insert().values(**row)``) cost more than the SQL.
+_KEY_PARAM: Final = "row_key"
+_INSERT_ENTRY: Final = entries_table.insert()
+_INSERT: Final = {kind: table.insert() for kind, (table, _cls, _key) in _TABLES.items()}
+_UPDATE: Final = {
+    kind: table.update().where(table.c[key_name] == sa.bindparam(_KEY_PARAM))
+    for kind, (table, _cls, key_name) in _TABLES.items()
+}
+_SELECT_TAIL: Final = (
+    sa.select(entries_table.c.seq, entries_table.c.hash)
+    .order_by(entries_table.c.seq.desc())
+    .limit(1)
+)
+_SELECT_STATE: Final = sa.select(state_table)
+_SELECT_BATCH: Final = sa.select(batches_table).where(
+    batches_table.c.batch_id == sa.bindparam("batch_id")
+)
+_SELECT_BATCHES: Final = sa.select(batches_table).order_by(batches_table.c.batch_id)
+# The mirror's batches: the open one and every one not closed.
+_SELECT_LIVE_BATCHES: Final = (
+    sa.select(batches_table)
+    .where(
+        sa.or_(
+            batches_table.c.batch_id == sa.bindparam("batch_id"),
+            batches_table.c.step != SettleStep.CLOSED.value,
+        )
+    )
+    .order_by(batches_table.c.batch_id)
+)
+_SELECT_TXN: Final = sa.select(transactions_table).where(
+    transactions_table.c.txn_id == sa.bindparam("txn_id")
+)
+_SELECT_TXNS: Final = sa.select(transactions_table).order_by(transactions_table.c.txn_id)
+_SELECT_BATCH_TXNS: Final = _SELECT_TXNS.where(
+    transactions_table.c.batch_id == sa.bindparam("batch_id")
+)
+_SELECT_OUTSTANDING: Final = _SELECT_TXNS.where(
+    transactions_table.c.state.in_(sorted(TxnState.OUTSTANDING))
+)
+_SELECT_TOP_TXN_ID: Final = sa.select(sa.func.max(transactions_table.c.txn_id).label("top"))
+_SELECT_TOP_BATCH_ID: Final = sa.select(sa.func.max(batches_table.c.batch_id).label("top"))
 
 
 def _canonical(payload: Mapping[str, Any]) -> str:
@@ -266,17 +321,35 @@ def entry_hash(prev_hash: str, seq: int, *, at: str, kind: str, key: str, payloa
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _shape(cls: type[Any]) -> tuple[tuple[str, ...], frozenset[str]]:
+    """(field names, names of the boolean fields) of a row class."""
+    fields = dataclasses.fields(cls)
+    booleans = frozenset(field.name for field in fields if "bool" in str(field.type))
+    return tuple(field.name for field in fields), booleans
+
+
+_SHAPES: Final = {cls: _shape(cls) for cls in (StateRow, BatchRow, TxnRow)}
+
+
 def _from_mapping(cls: type[_Row], mapping: Mapping[Any, Any]) -> _Row:
-    names = {field.name: field for field in dataclasses.fields(cls)}
+    names, booleans = _SHAPES[cls]
     values: dict[str, Any] = {}
-    for name, field in names.items():
+    for name in names:
         if name not in mapping:
             continue  # a column added by a later migration: its default
         value = mapping[name]
-        if value is not None and "bool" in str(field.type):
+        if value is not None and name in booleans:
             value = bool(value)
         values[name] = value
     return cls(**values)
+
+
+def _values(row: _AnyRow) -> dict[str, Any]:
+    """The row as a dict of its fields (``dataclasses.asdict`` without the deep copy)."""
+    return {name: getattr(row, name) for name in _SHAPES[type(row)][0]}
+
+
+_txn_id: Final = operator.attrgetter("txn_id")
 
 
 def _at(moment: datetime) -> str:
@@ -290,6 +363,9 @@ class Writer:
         self._journal = journal
         self._connection = connection
         self._at = at
+        # The rows written, in order, with whether each was an insert: the journal folds
+        # them into its mirror once the unit of work has committed.
+        self.written: list[tuple[_AnyRow, bool]] = []
 
     def _append(self, kind: str, key: str, payload: Mapping[str, Any]) -> int:
         journal = self._journal
@@ -297,66 +373,148 @@ class Writer:
         text = _canonical(payload)
         digest = entry_hash(journal._last_hash, seq, at=self._at, kind=kind, key=key, payload=text)
         self._connection.execute(
-            entries_table.insert().values(
-                seq=seq,
-                at=self._at,
-                kind=kind,
-                key=key,
-                payload=text,
-                prev_hash=journal._last_hash,
-                hash=digest,
-            )
+            _INSERT_ENTRY,
+            {
+                "seq": seq,
+                "at": self._at,
+                "kind": kind,
+                "key": key,
+                "payload": text,
+                "prev_hash": journal._last_hash,
+                "hash": digest,
+            },
         )
         journal._last_seq = seq
         journal._last_hash = digest
         return seq
 
-    def _put(self, kind: str, row: StateRow | BatchRow | TxnRow, *, insert: bool) -> None:
+    def _put(self, row: _AnyRow, *, insert: bool) -> None:
+        kind = _KIND_OF[type(row)]
         table, _cls, key_name = _TABLES[kind]
-        values = dataclasses.asdict(row)
-        if kind == _KIND_STATE:
-            values = {"state_id": 1, **values}
-        key = str(values[key_name])
+        values = _values(row)
+        key = int(STATE_KEY) if kind == _KIND_STATE else values[key_name]
         if insert:
-            self._connection.execute(table.insert().values(**values))
+            columns = {key_name: key, **values} if kind == _KIND_STATE else values
+            self._connection.execute(_INSERT[kind], columns)
         else:
-            result = self._connection.execute(
-                table.update().where(table.c[key_name] == values[key_name]).values(**values)
-            )
+            result = self._connection.execute(_UPDATE[kind], {**values, _KEY_PARAM: key})
             if result.rowcount != 1:
                 raise StorageError(f"{table.name} row {key} is missing")
-        snapshot = {name: value for name, value in values.items() if name != "state_id"}
-        self._append(kind, key, snapshot)
+        self._append(kind, str(key), values)
+        self.written.append((row, insert))
 
     def insert_state(self, row: StateRow) -> None:
-        self._put(_KIND_STATE, row, insert=True)
+        self._put(row, insert=True)
 
     def state(self, row: StateRow) -> None:
-        self._put(_KIND_STATE, row, insert=False)
+        self._put(row, insert=False)
 
     def insert_batch(self, row: BatchRow) -> None:
-        self._put(_KIND_BATCH, row, insert=True)
+        self._put(row, insert=True)
 
     def batch(self, row: BatchRow) -> None:
-        self._put(_KIND_BATCH, row, insert=False)
+        self._put(row, insert=False)
 
     def insert_txn(self, row: TxnRow) -> None:
-        self._put(_KIND_TXN, row, insert=True)
+        self._put(row, insert=True)
 
     def txn(self, row: TxnRow) -> None:
-        self._put(_KIND_TXN, row, insert=False)
+        self._put(row, insert=False)
 
     def event(self, event_type: str, message: str, **details: Any) -> None:
         self._append(_KIND_EVENT, event_type, {"message": message, **details})
 
 
-class Journal:
-    """A terminal's journal over one database (a SQLite file in production)."""
+@dataclass(slots=True)
+class _Mirror:
+    """What the single writer knows of its journal without asking the database."""
 
-    def __init__(self, engine: Engine) -> None:
+    state: StateRow
+    batches: dict[int, BatchRow]  # the open batch, every batch not closed, the last closed
+    open_txns: dict[int, TxnRow] | None  # the open batch's rows by txn_id; None: too many
+    outstanding: dict[int, TxnRow]  # rows in an OUTSTANDING state, of any batch
+    top_txn_id: int
+    top_batch_id: int
+
+    def apply(self, written: Sequence[tuple[_AnyRow, bool]], open_txns_max: int) -> bool:
+        """Fold in the rows of a committed unit of work; False if it cannot follow them."""
+        state = self.state
+        inserted_batches: set[int] = set()
+        for row, insert in written:
+            if isinstance(row, StateRow):
+                state = row
+            elif isinstance(row, BatchRow):
+                self.batches[row.batch_id] = row
+                self.top_batch_id = max(self.top_batch_id, row.batch_id)
+                if insert:
+                    inserted_batches.add(row.batch_id)
+        if state.batch_id != self.state.batch_id:
+            if state.batch_id not in inserted_batches:
+                return False  # moved to a batch it does not hold the rows of: reload
+            self.open_txns = {}
+        self.state = state
+        for row, _insert in written:
+            if not isinstance(row, TxnRow):
+                continue
+            self.top_txn_id = max(self.top_txn_id, row.txn_id)
+            if row.state in TxnState.OUTSTANDING:
+                self.outstanding[row.txn_id] = row
+            else:
+                self.outstanding.pop(row.txn_id, None)
+            if self.open_txns is not None and row.batch_id == state.batch_id:
+                self.open_txns[row.txn_id] = row
+                if len(self.open_txns) > open_txns_max:
+                    self.open_txns = None
+        closed = [
+            batch_id
+            for batch_id, batch in self.batches.items()
+            if batch.step == SettleStep.CLOSED.value and batch_id != state.batch_id
+        ]
+        for batch_id in closed[: max(0, len(closed) - CLOSED_BATCHES_MIRRORED_MAX)]:
+            del self.batches[batch_id]
+        return True
+
+
+class Journal:
+    """A terminal's journal over one database (a SQLite file in production).
+
+    The writer's mirror
+    -------------------
+    A journal that writes keeps in memory what its engine reads again and
+    again: the state row; the open batch, any batch not closed and the last
+    ``CLOSED_BATCHES_MIRRORED_MAX`` closed ones; the open batch's transactions
+    (at most ``open_txns_mirrored_max``: past that they are read from the
+    database until the next batch opens); every outstanding transaction; the
+    top ``txn_id`` and ``batch_id``. Memory is bounded by the open batch, not
+    by the journal's age. Every other read goes to the database.
+
+    What the mirror assumes: **this object is the only writer of its
+    database** — one engine per journal, which the hash chain assumes
+    already. From that:
+
+    - it is loaded from the database after this object's first unit of work
+      commits, not at open: a journal that only reads (doctor, ``posbatch
+      terminal status``, the simulator's checker, one reopened after a crash)
+      has no mirror and sees whatever was committed, whenever it was opened;
+    - it changes only after a unit of work has committed, with the rows that
+      unit wrote; a unit that fails leaves it as it was, and a database error
+      drops it (reads go to the database until the next commit reloads it)
+      and takes the chain's tail from the database again;
+    - a second writer cannot make a stale mirror the base of a committed
+      write: each unit of work appends entry ``seq + 1``, which the database
+      refuses once another writer has appended it. Reads made between the
+      other writer's commit and that refusal may be stale: that is what the
+      single-writer rule forbids.
+    """
+
+    def __init__(
+        self, engine: Engine, *, open_txns_mirrored_max: int = OPEN_TXNS_MIRRORED_MAX
+    ) -> None:
         self.engine = engine
         self._last_seq = 0
         self._last_hash = GENESIS_HASH
+        self._mirror: _Mirror | None = None
+        self._open_txns_max = open_txns_mirrored_max
         self._read_tail()
 
     # --- opening ---------------------------------------------------------------
@@ -418,15 +576,56 @@ class Journal:
     def _read_tail(self) -> None:
         try:
             with self.engine.connect() as connection:
-                row = connection.execute(
-                    sa.select(entries_table.c.seq, entries_table.c.hash)
-                    .order_by(entries_table.c.seq.desc())
-                    .limit(1)
-                ).first()
+                self._set_tail(connection)
         except sa.exc.SQLAlchemyError as exc:
             raise StorageError(f"cannot read the journal: {exc}") from exc
+
+    def _set_tail(self, connection: Connection) -> None:
+        row = connection.execute(_SELECT_TAIL).first()
         if row is not None:
             self._last_seq, self._last_hash = int(row.seq), str(row.hash)
+        else:
+            self._last_seq, self._last_hash = 0, GENESIS_HASH
+
+    def _load_mirror(self, connection: Connection) -> _Mirror | None:
+        """The mirror as the database holds it (None before the journal is initialised)."""
+        self._set_tail(connection)
+        found = connection.execute(_SELECT_STATE).mappings().first()
+        if found is None:
+            return None
+        state = _from_mapping(StateRow, found)
+        batches = {
+            batch.batch_id: batch
+            for batch in (
+                _from_mapping(BatchRow, row)
+                for row in connection.execute(
+                    _SELECT_LIVE_BATCHES, {"batch_id": state.batch_id}
+                ).mappings()
+            )
+        }
+        if state.batch_id not in batches:
+            return None  # a damaged journal: reads go to the database and say so
+        rows = connection.execute(_SELECT_BATCH_TXNS, {"batch_id": state.batch_id}).mappings()
+        first = rows.fetchmany(self._open_txns_max + 1)
+        rows.close()
+        open_txns: dict[int, TxnRow] | None = None
+        if len(first) <= self._open_txns_max:
+            open_txns = {txn.txn_id: txn for txn in (_from_mapping(TxnRow, row) for row in first)}
+        outstanding = {
+            txn.txn_id: txn
+            for txn in (
+                _from_mapping(TxnRow, row)
+                for row in connection.execute(_SELECT_OUTSTANDING).mappings()
+            )
+        }
+        return _Mirror(
+            state,
+            batches,
+            open_txns,
+            outstanding,
+            int(connection.execute(_SELECT_TOP_TXN_ID).scalar() or 0),
+            int(connection.execute(_SELECT_TOP_BATCH_ID).scalar() or 0),
+        )
 
     # --- writing ---------------------------------------------------------------
 
@@ -436,35 +635,73 @@ class Journal:
         saved = (self._last_seq, self._last_hash)
         try:
             with self.engine.begin() as connection:
-                yield Writer(self, connection, _at(moment))
+                writer = Writer(self, connection, _at(moment))
+                yield writer
         except sa.exc.SQLAlchemyError as exc:
             self._last_seq, self._last_hash = saved
+            self._forget()
             raise StorageError(f"journal write failed: {exc}") from exc
         except BaseException:
             self._last_seq, self._last_hash = saved
             raise
+        self._follow(writer.written)
+
+    def _follow(self, written: Sequence[tuple[_AnyRow, bool]]) -> None:
+        """After a commit: fold the rows written into the mirror, or load it afresh."""
+        mirror = self._mirror
+        if mirror is not None and mirror.apply(written, self._open_txns_max):
+            return
+        self._mirror = None
+        try:
+            with self.engine.connect() as connection:
+                self._mirror = self._load_mirror(connection)
+        except sa.exc.SQLAlchemyError:
+            self._mirror = None  # reads go to the database, which will say what is wrong
+
+    def _forget(self) -> None:
+        """After a failed write: drop the mirror and take the chain's tail from the database."""
+        self._mirror = None
+        with contextlib.suppress(StorageError):
+            self._read_tail()
 
     # --- reading ---------------------------------------------------------------
 
-    def _select(self, statement: sa.Select[Any]) -> list[sa.RowMapping]:
+    def _select(
+        self, statement: sa.Select[Any], parameters: Mapping[str, Any] | None = None
+    ) -> list[sa.RowMapping]:
         try:
             with self.engine.connect() as connection:
-                return list(connection.execute(statement).mappings())
+                return list(connection.execute(statement, parameters).mappings())
         except sa.exc.SQLAlchemyError as exc:
             raise StorageError(f"cannot read the journal: {exc}") from exc
 
     @property
     def initialized(self) -> bool:
+        if self._mirror is not None:
+            return True
         return bool(self._select(sa.select(state_table.c.state_id)))
 
+    @property
+    def mirrored_rows(self) -> int:
+        """Rows the writer's mirror holds in memory (0 for a journal that only reads)."""
+        mirror = self._mirror
+        if mirror is None:
+            return 0
+        open_count = len(mirror.open_txns) if mirror.open_txns is not None else 0
+        return 1 + len(mirror.batches) + open_count + len(mirror.outstanding)
+
     def state(self) -> StateRow:
-        rows = self._select(sa.select(state_table))
+        if self._mirror is not None:
+            return self._mirror.state
+        rows = self._select(_SELECT_STATE)
         if not rows:
             raise StorageError("the journal is not initialised: run `posbatch terminal init`")
         return _from_mapping(StateRow, rows[0])
 
     def batch(self, batch_id: int) -> BatchRow:
-        rows = self._select(sa.select(batches_table).where(batches_table.c.batch_id == batch_id))
+        if self._mirror is not None and batch_id in self._mirror.batches:
+            return self._mirror.batches[batch_id]
+        rows = self._select(_SELECT_BATCH, {"batch_id": batch_id})
         if not rows:
             raise StorageError(f"batch {batch_id} is missing from the journal")
         return _from_mapping(BatchRow, rows[0])
@@ -473,31 +710,40 @@ class Journal:
         return self.batch(self.state().batch_id)
 
     def batches(self) -> list[BatchRow]:
-        rows = self._select(sa.select(batches_table).order_by(batches_table.c.batch_id))
-        return [_from_mapping(BatchRow, row) for row in rows]
+        return [_from_mapping(BatchRow, row) for row in self._select(_SELECT_BATCHES)]
 
     def transactions(self, batch_id: int | None = None) -> list[TxnRow]:
-        statement = sa.select(transactions_table).order_by(transactions_table.c.txn_id)
-        if batch_id is not None:
-            statement = statement.where(transactions_table.c.batch_id == batch_id)
-        return [_from_mapping(TxnRow, row) for row in self._select(statement)]
+        """Every transaction, or those of batch ``batch_id``; oldest first."""
+        if batch_id is None:
+            return [_from_mapping(TxnRow, row) for row in self._select(_SELECT_TXNS)]
+        mirror = self._mirror
+        if (
+            mirror is not None
+            and batch_id == mirror.state.batch_id
+            and mirror.open_txns is not None
+        ):
+            return sorted(mirror.open_txns.values(), key=_txn_id)
+        rows = self._select(_SELECT_BATCH_TXNS, {"batch_id": batch_id})
+        return [_from_mapping(TxnRow, row) for row in rows]
 
     def transaction(self, txn_id: int) -> TxnRow:
-        rows = self._select(
-            sa.select(transactions_table).where(transactions_table.c.txn_id == txn_id)
-        )
+        mirror = self._mirror
+        if mirror is not None:
+            found = mirror.outstanding.get(txn_id)
+            if found is None and mirror.open_txns is not None:
+                found = mirror.open_txns.get(txn_id)
+            if found is not None:
+                return found
+        rows = self._select(_SELECT_TXN, {"txn_id": txn_id})
         if not rows:
             raise StorageError(f"transaction {txn_id} is missing from the journal")
         return _from_mapping(TxnRow, rows[0])
 
     def outstanding(self) -> list[TxnRow]:
         """Transactions the host must hear about before anything else, oldest first."""
-        statement = (
-            sa.select(transactions_table)
-            .where(transactions_table.c.state.in_(sorted(TxnState.OUTSTANDING)))
-            .order_by(transactions_table.c.txn_id)
-        )
-        return [_from_mapping(TxnRow, row) for row in self._select(statement)]
+        if self._mirror is not None:
+            return sorted(self._mirror.outstanding.values(), key=_txn_id)
+        return [_from_mapping(TxnRow, row) for row in self._select(_SELECT_OUTSTANDING)]
 
     def find(self, stan: int, batch_no: int | None = None) -> list[TxnRow]:
         """Transactions with ``stan`` (newest first), optionally only in ``batch_no``."""
@@ -511,14 +757,18 @@ class Journal:
         return [_from_mapping(TxnRow, row) for row in self._select(statement)]
 
     def next_txn_id(self) -> int:
-        rows = self._select(sa.select(sa.func.max(transactions_table.c.txn_id).label("top")))
-        top = rows[0]["top"] if rows else None
-        return int(top or 0) + 1
+        if self._mirror is not None:
+            return self._mirror.top_txn_id + 1
+        return self._top(_SELECT_TOP_TXN_ID) + 1
 
     def next_batch_id(self) -> int:
-        rows = self._select(sa.select(sa.func.max(batches_table.c.batch_id).label("top")))
-        top = rows[0]["top"] if rows else None
-        return int(top or 0) + 1
+        if self._mirror is not None:
+            return self._mirror.top_batch_id + 1
+        return self._top(_SELECT_TOP_BATCH_ID) + 1
+
+    def _top(self, statement: sa.Select[Any]) -> int:
+        rows = self._select(statement)
+        return int(rows[0]["top"] or 0) if rows else 0
 
     def events(self, event_type: str | None = None) -> list[EventRow]:
         statement = (
