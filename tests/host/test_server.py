@@ -10,7 +10,8 @@ import socket
 import pytest
 from host_helpers import PAN, Terminal, new_core, open_store, read_frame
 
-from posbatch.host.server import HostServer, ServerLimits
+from posbatch.host.core import RequestLog
+from posbatch.host.server import HostServer, ServerLimits, request_log_line
 
 
 async def _start(db_url: str, limits: ServerLimits) -> tuple[HostServer, int]:
@@ -68,7 +69,12 @@ async def test_one_json_log_line_per_request_without_pan(
     with caplog.at_level(logging.INFO, logger="posbatch.host"):
         codes, _ = await asyncio.to_thread(_exchange, port, 2)
         await _stop(server)
-    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "posbatch.host"]
+    lines = [
+        json.loads(line)
+        for record in caplog.records
+        if record.name == "posbatch.host"
+        for line in record.getMessage().splitlines()
+    ]
     requests = [line for line in lines if "mti" in line]
     keys = {"terminal_id", "batch_no", "stan", "mti", "response_code", "latency_ms"}
     assert (codes, len(requests), all(keys <= set(line) for line in requests)) == (
@@ -77,3 +83,25 @@ async def test_one_json_log_line_per_request_without_pan(
         True,
     )
     assert not any(PAN in record.getMessage() for record in caplog.records)
+
+
+def test_log_line_is_json_with_the_set_fields_in_order() -> None:
+    """A request log line holds the fields that are set, in RequestLog order, then latency."""
+    entry = RequestLog("10000001", 1, 7, "0200", "sale", "00")
+    line = request_log_line(entry, 1.23456)
+    assert line == (
+        '{"terminal_id":"10000001","batch_no":1,"stan":7,"mti":"0200","kind":"sale",'
+        '"response_code":"00","latency_ms":1.235}'
+    )
+
+
+def test_log_line_escapes_what_a_peer_sent() -> None:
+    """A terminal id with quotes or backslashes (printable ascii, field 41) stays valid JSON."""
+    entry = RequestLog('1"\\0000}', error='bad "thing"\nhere')
+    line = request_log_line(entry, 0.5, answered=False)
+    assert json.loads(line) == {
+        "terminal_id": '1"\\0000}',
+        "error": 'bad "thing"\nhere',
+        "latency_ms": 0.5,
+        "answered": False,
+    }

@@ -14,7 +14,10 @@ Answers on one connection leave in request order (a delayed answer holds
 back the ones after it, as on a real line). Named limits bound everything:
 connections, frame size, idle time, requests in flight per connection.
 One JSON log line per request (terminal_id, batch_no, stan, mti,
-response_code, latency_ms; never a PAN).
+response_code, latency_ms; never a PAN). Lines are formatted from a fixed key
+table (no dict, no json.dumps per line) and written together: every line of
+one turn of the event loop goes out in one logging call, so one write, not
+one per request.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import collections
 import concurrent.futures
 import contextlib
 import json
+import json.encoder
 import logging
 import time
 from dataclasses import dataclass, fields
@@ -37,9 +41,12 @@ __all__ = [
     "CONNECTIONS_MAX",
     "IDLE_TIMEOUT_MS",
     "IN_FLIGHT_MAX",
+    "LOG_LINES_MAX",
     "GroupCommitter",
     "HostServer",
+    "RequestLogWriter",
     "ServerLimits",
+    "request_log_line",
     "serve",
 ]
 
@@ -50,11 +57,52 @@ IDLE_SWEEP_INTERVAL_MS: Final = 1_000
 # How long a group waits for more requests before it commits (latency traded for fsyncs).
 GROUP_GATHER_MS: Final = 1
 LISTEN_BACKLOG: Final = 4096
+# Request log lines held before they are written even within one turn of the loop.
+LOG_LINES_MAX: Final = 512
 
 log = logging.getLogger("posbatch.host")
-_LOG_FIELDS: Final = tuple(field.name for field in fields(RequestLog))
-# json.dumps(line, separators=(",", ":")) builds an encoder per call; one does for all.
-_LOG_JSON: Final = json.JSONEncoder(separators=(",", ":"))
+# (attribute, '"key":', whether the value is text to escape) for each RequestLog field.
+_LOG_KEYS: Final = tuple(
+    (field.name, f'"{field.name}":', field.name not in ("batch_no", "stan"))
+    for field in fields(RequestLog)
+)
+_json_string: Final = json.encoder.encode_basestring_ascii  # quoted and escaped
+
+
+def request_log_line(entry: RequestLog, latency_ms: float, *, answered: bool = True) -> str:
+    """The JSON line of one request: the set fields of ``entry``, then latency (never a PAN)."""
+    parts = []
+    for name, key, text in _LOG_KEYS:
+        value = getattr(entry, name)
+        if value is not None:
+            parts.append(key + (_json_string(value) if text else str(value)))
+    parts.append(f'"latency_ms":{round(latency_ms, 3)!r}')
+    if not answered:
+        parts.append('"answered":false')
+    return "{" + ",".join(parts) + "}"
+
+
+class RequestLogWriter:
+    """Collects request log lines and writes those of one loop turn in one logging call."""
+
+    def __init__(self, logger: logging.Logger = log) -> None:
+        self._logger = logger
+        self._lines: list[str] = []
+
+    def add(self, reply: HostReply, arrived: float) -> None:
+        if not self._logger.isEnabledFor(logging.INFO):
+            return
+        latency_ms = (time.monotonic() - arrived) * 1000
+        self._lines.append(request_log_line(reply.log, latency_ms, answered=bool(reply.frames)))
+        if len(self._lines) == 1:
+            asyncio.get_running_loop().call_soon(self.flush)
+        elif len(self._lines) >= LOG_LINES_MAX:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._lines:
+            lines, self._lines = self._lines, []
+            self._logger.info("\n".join(lines))
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +262,7 @@ class HostServer:
         self.connections: set[_Connection] = set()
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._log = RequestLogWriter()
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> tuple[str, int]:
         """Listen; ``reuse_port`` lets several host processes share the port (SO_REUSEPORT)."""
@@ -248,18 +297,10 @@ class HostServer:
                 connection.close_idle()
             await self._server.wait_closed()
         self.committer.close()
+        self._log.flush()
 
     def log_request(self, reply: HostReply, arrived: float) -> None:
-        if not log.isEnabledFor(logging.INFO):
-            return
-        entry = reply.log
-        line: dict[str, object] = {
-            name: value for name in _LOG_FIELDS if (value := getattr(entry, name)) is not None
-        }
-        line["latency_ms"] = round((time.monotonic() - arrived) * 1000, 3)
-        if not reply.frames:
-            line["answered"] = False
-        log.info(_LOG_JSON.encode(line))
+        self._log.add(reply, arrived)
 
 
 async def serve(
