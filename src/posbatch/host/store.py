@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -589,16 +589,19 @@ class TransactionRow(NamedTuple):
 
 
 _INSERT_COLUMNS: Final = (*TransactionRow._fields[1:], "terminal_id", "created_at")
-_TERMINAL_SQL: Final = (
+_TERMINAL_SELECT: Final = (
     "SELECT t.terminal_id, t.merchant_id, t.master_key, t.status, t.signed_on, t.mak, "
     "t.current_batch_id, b.batch_no, b.state FROM host_terminals t "
     "LEFT JOIN host_batches b ON b.batch_id = t.current_batch_id "
-    "WHERE t.terminal_id = ?"
 )
-_TRANSACTION_SQL: Final = (
+_TRANSACTION_SELECT: Final = (
     "SELECT transaction_id, batch_id, stan, kind, amount_fen, card_type, pan_hmac, pan_masked, "
     "status, response_code, rrn, auth_code, local_time, local_date, original_transaction_id, "
-    "refunded_fen, request_digest FROM host_transactions WHERE batch_id = ? AND stan = ?"
+    "refunded_fen, request_digest FROM host_transactions "
+)
+_REVERSAL_SELECT: Final = (
+    "SELECT terminal_id, batch_no, stan, batch_id, amount_fen FROM host_reversals "
+    "WHERE original_kind = ? AND "
 )
 _INSERT_SQL: Final = (
     "INSERT INTO host_transactions (batch_id, stan, kind, amount_fen, card_type, pan_hmac, "
@@ -606,10 +609,33 @@ _INSERT_SQL: Final = (
     "original_transaction_id, refunded_fen, request_digest, terminal_id, created_at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# Keys one read-ahead statement asks for at most (a group holds at most 512 requests).
+READ_AHEAD_KEYS_MAX: Final = 512
+
+
+def _values(rows: int, columns: int) -> str:
+    """``(VALUES (?, ?), (?, ?))`` for ``rows`` rows of ``columns`` parameters."""
+    row = "(" + ", ".join("?" * columns) + ")"
+    return "(VALUES " + ", ".join([row] * rows) + ")"
+
+
+_K = TypeVar("_K")
+
+
+def _terminal_row(row: Sequence[Any]) -> TerminalRow:
+    return TerminalRow(
+        row[0], row[1], bytes(row[2]), row[3], bool(row[4]),
+        None if row[5] is None else bytes(row[5]), row[6], row[7], row[8],
+    )  # fmt: skip
+
+
+def _chunks(keys: Sequence[_K]) -> Iterator[Sequence[_K]]:
+    for start in range(0, len(keys), READ_AHEAD_KEYS_MAX):
+        yield keys[start : start + READ_AHEAD_KEYS_MAX]
 
 
 class _HotSql:
-    """Driver-level SQL of the request path's hottest statements (one sale = 3 of them).
+    """Driver-level SQL of the request path's hottest statements.
 
     SQLAlchemy builds and caches everything else; these run on the DBAPI
     cursor of the same connection and transaction, because statement
@@ -619,45 +645,87 @@ class _HotSql:
 
     def __init__(self, engine: Engine) -> None:
         dialect = engine.dialect
-        lock = " FOR UPDATE OF t" if dialect.name == "postgresql" else ""
-
-        def sql(text: str) -> str:
-            return text.replace("?", "%s") if dialect.paramstyle != "qmark" else text
-
         if dialect.paramstyle not in ("qmark", "format", "pyformat"):
             raise StorageError(f"unsupported paramstyle {dialect.paramstyle}")
-        self.terminal = sql(_TERMINAL_SQL + lock)
-        self.transaction = sql(_TRANSACTION_SQL)
-        self.insert_transaction = sql(_INSERT_SQL)
-        self.reversal_exists = sql(
-            "SELECT batch_id, amount_fen FROM host_reversals "
-            "WHERE terminal_id = ? AND batch_no = ? AND stan = ? AND original_kind = ?"
+        self._percent = dialect.paramstyle != "qmark"
+        # PostgreSQL: lock the terminal rows a unit of work reads (SQLite locks the database).
+        self._lock = " FOR UPDATE OF t" if dialect.name == "postgresql" else ""
+        self.terminal = self.sql(_TERMINAL_SELECT + "WHERE t.terminal_id = ?")
+        self.terminal_locked = self.sql(_TERMINAL_SELECT + "WHERE t.terminal_id = ?" + self._lock)
+        self.transaction = self.sql(_TRANSACTION_SELECT + "WHERE batch_id = ? AND stan = ?")
+        self.insert_transaction = self.sql(_INSERT_SQL)
+        self.reversals = self.sql(
+            _REVERSAL_SELECT + "terminal_id = ? AND batch_no = ? AND stan = ?"
         )
-        self.last_stan = sql("UPDATE host_terminals SET last_stan = ? WHERE terminal_id = ?")
-        self.last_id = (
-            "SELECT last_insert_rowid()" if dialect.name == "sqlite" else "SELECT lastval()"
-        )
+        self.last_stan = self.sql("UPDATE host_terminals SET last_stan = ? WHERE terminal_id = ?")
         processor = sa.DateTime().dialect_impl(dialect).bind_processor(dialect)
         self.datetime: Callable[[datetime], Any] = processor or (lambda moment: moment)
 
+    def sql(self, text: str) -> str:
+        return text.replace("?", "%s") if self._percent else text
+
+    def terminals(self, count: int) -> str:
+        """``count`` terminals, locked in terminal id order (a stable lock order)."""
+        marks = ", ".join("?" * count)
+        where = f"WHERE t.terminal_id IN ({marks}) ORDER BY t.terminal_id"
+        return self.sql(_TERMINAL_SELECT + where + self._lock)
+
+    def transactions(self, count: int) -> str:
+        return self.sql(_TRANSACTION_SELECT + "WHERE (batch_id, stan) IN " + _values(count, 2))
+
+    def reversals_of(self, count: int) -> str:
+        return self.sql(_REVERSAL_SELECT + "(terminal_id, batch_no, stan) IN " + _values(count, 3))
+
 
 class StoreTx:
-    """The queries of one unit of work on the request path (used by the core only)."""
+    """The queries of one unit of work on the request path (used by the core only).
+
+    Read-ahead: a group of requests costs a few statements, not a few each.
+    :meth:`read_terminals` reads (and locks) every terminal of the group at
+    once, :meth:`read_transactions` the transactions under the group's
+    (batch, STAN) keys, :meth:`read_reversals` the reversals already recorded
+    for the group's sales; the hot reads (:meth:`terminal`,
+    :meth:`transaction`, :meth:`reversals_seen`) answer from what was read,
+    found or not. New transactions wait in memory and go in one multi-row
+    insert; a :meth:`transaction` read of a key written in this unit of work
+    writes them first.
+
+    Everything else goes through :attr:`connection`, which first writes the
+    waiting inserts and forgets the read-ahead: from then on every read sees
+    the database as it is. The read-ahead never outlives the unit of work, so
+    a change made elsewhere (another host process, the ``posbatch host`` CLI)
+    is seen by the next group exactly as without it.
+    """
 
     def __init__(self, connection: Connection, store: HostStore) -> None:
-        self.connection = connection
+        self._connection = connection
         self.store = store
         self._sql = store.sql
         self._cursor: Any = None
         self._last_stans: dict[str, int] = {}
+        self._terminals: dict[str, TerminalRow | None] = {}
+        self._transactions: dict[tuple[int, int], TransactionRow | None] = {}
+        self._reversals: dict[tuple[str, int, int, str], list[tuple[int | None, int]]] = {}
+        self._inserts: list[tuple[Any, ...]] = []
+        self._inserted: set[tuple[int, int]] = set()
+
+    @property
+    def connection(self) -> Connection:
+        """The SQLAlchemy connection; using it ends the read-ahead (see the class docstring)."""
+        self._write_inserts()
+        self._terminals.clear()
+        self._transactions.clear()
+        self._reversals.clear()
+        return self._connection
 
     def cursor(self) -> Any:
         if self._cursor is None:
-            self._cursor = self.connection.connection.cursor()
+            self._cursor = self._connection.connection.cursor()
         return self._cursor
 
     def flush(self) -> None:
-        """Write what was deferred to the end of the unit of work (last STAN per terminal)."""
+        """Write what was deferred to the end of the unit of work (inserts, last STANs)."""
+        self._write_inserts()
         if self._last_stans:
             self.cursor().executemany(
                 self._sql.last_stan,
@@ -665,23 +733,63 @@ class StoreTx:
             )
             self._last_stans.clear()
 
+    def _write_inserts(self) -> None:
+        if self._inserts:
+            self.cursor().executemany(self._sql.insert_transaction, self._inserts)
+            self._inserts.clear()
+            self._inserted.clear()
+
     def note_stan(self, terminal_id: str, stan: int) -> None:
         self._last_stans[terminal_id] = stan
 
+    # read-ahead
+    def read_terminals(self, terminal_ids: Sequence[str]) -> dict[str, TerminalRow | None]:
+        """Read and lock these terminals (None: not registered); :meth:`terminal` reuses them."""
+        ids = sorted(set(terminal_ids) - self._terminals.keys())
+        cursor = self.cursor()
+        for chunk in _chunks(ids):
+            self._terminals.update(dict.fromkeys(chunk))
+            cursor.execute(self._sql.terminals(len(chunk)), chunk)
+            for row in cursor.fetchall():
+                self._terminals[row[0]] = _terminal_row(row)
+        return self._terminals
+
+    def read_transactions(self, keys: Sequence[tuple[int, int]]) -> None:
+        """Read the transactions under these (batch_id, stan) keys for :meth:`transaction`."""
+        wanted = [key for key in dict.fromkeys(keys) if key not in self._inserted]
+        cursor = self.cursor()
+        for chunk in _chunks(wanted):
+            self._transactions.update(dict.fromkeys(chunk))
+            cursor.execute(self._sql.transactions(len(chunk)), [v for key in chunk for v in key])
+            for row in cursor.fetchall():
+                self._transactions[row[1], row[2]] = TransactionRow(*row)
+
+    def read_reversals(self, keys: Sequence[tuple[str, int, int]], original_kind: str) -> None:
+        """Read the reversals of ``original_kind`` under these (terminal, batch_no, stan) keys."""
+        wanted = list(dict.fromkeys(keys))
+        cursor = self.cursor()
+        for chunk in _chunks(wanted):
+            found: dict[tuple[str, int, int], list[tuple[int | None, int]]] = {
+                key: [] for key in chunk
+            }
+            cursor.execute(
+                self._sql.reversals_of(len(chunk)),
+                [original_kind, *(v for key in chunk for v in key)],
+            )
+            for terminal_id, batch_no, stan, batch_id, amount_fen in cursor.fetchall():
+                found[terminal_id, batch_no, stan].append((batch_id, amount_fen))
+            for (terminal_id, batch_no, stan), seen in found.items():
+                self._reversals[terminal_id, batch_no, stan, original_kind] = seen
+
     # terminals
     def terminal(self, terminal_id: str, *, for_update: bool = False) -> TerminalRow | None:
-        sql = self._sql.terminal
-        if not for_update:
-            sql = sql.replace(" FOR UPDATE OF t", "")
+        if terminal_id in self._terminals:
+            return self._terminals[terminal_id]  # read (and locked) ahead
+        sql = self._sql.terminal_locked if for_update else self._sql.terminal
         cursor = self.cursor()
         cursor.execute(sql, (terminal_id,))
         row = cursor.fetchone()
-        if row is None:
-            return None
-        return TerminalRow(
-            row[0], row[1], bytes(row[2]), row[3], bool(row[4]),
-            None if row[5] is None else bytes(row[5]), row[6], row[7], row[8],
-        )  # fmt: skip
+        return None if row is None else _terminal_row(row)
 
     def update_terminal(self, terminal_id: str, **values: Any) -> None:
         self.connection.execute(
@@ -777,6 +885,11 @@ class StoreTx:
 
     # transactions
     def transaction(self, batch_id: int, stan: int) -> TransactionRow | None:
+        key = (batch_id, stan)
+        if key in self._inserted:
+            self._write_inserts()  # written in this unit of work: read it back from the database
+        elif key in self._transactions:
+            return self._transactions[key]
         cursor = self.cursor()
         cursor.execute(self._sql.transaction, (batch_id, stan))
         row = cursor.fetchone()
@@ -788,19 +901,24 @@ class StoreTx:
         ).first()
 
     def insert_transaction(self, **values: Any) -> None:
+        """Insert a transaction (written with the others of the unit of work, in order)."""
         values["created_at"] = self._sql.datetime(naive_utc(values["created_at"]))
         values.setdefault("refunded_fen", 0)
-        self.cursor().execute(
-            self._sql.insert_transaction, tuple(values[name] for name in _INSERT_COLUMNS)
-        )
+        key = (values["batch_id"], values["stan"])
+        self._transactions.pop(key, None)
+        self._inserted.add(key)
+        self._inserts.append(tuple(values[name] for name in _INSERT_COLUMNS))
 
     def reversals_seen(
         self, terminal_id: str, batch_no: int, stan: int, original_kind: str
     ) -> list[tuple[int | None, int]]:
-        """(batch_id, amount_fen) of reversals recorded for this (batch_no, stan, kind); cheap."""
+        """(batch_id, amount_fen) of reversals recorded for this (batch_no, stan, kind)."""
+        key = (terminal_id, batch_no, stan, original_kind)
+        if key in self._reversals:
+            return self._reversals[key]
         cursor = self.cursor()
-        cursor.execute(self._sql.reversal_exists, (terminal_id, batch_no, stan, original_kind))
-        return [(row[0], row[1]) for row in cursor.fetchall()]
+        cursor.execute(self._sql.reversals, (original_kind, terminal_id, batch_no, stan))
+        return [(row[3], row[4]) for row in cursor.fetchall()]
 
     def set_transaction(self, transaction_id: int, **values: Any) -> None:
         self.connection.execute(
