@@ -364,15 +364,14 @@ class Terminal:
     def _now(self) -> datetime:
         return self._clock()
 
-    def _take_stan(self, writer: Writer) -> int:
-        state = self.journal.state()
+    def _take_stan(self, writer: Writer, state: StateRow) -> int:
         stan = next_stan(state.stan) if state.stan else 1
         writer.state(replace(state, stan=stan))
         return stan
 
     def _new_stan(self) -> int:
         with self.journal.write(self._now()) as writer:
-            return self._take_stan(writer)
+            return self._take_stan(writer, self.journal.state())
 
     def _frame(self, message: Request, *, mac: bool) -> bytes:
         mak = None
@@ -478,7 +477,7 @@ class Terminal:
         host_batch_no: int | None = None,
         changes: dict[str, object] | None = None,
     ) -> BatchRow:
-        """Close ``batch`` and open the next one, in one journal write."""
+        """Close ``batch`` and open the next one, in one journal write; the closed row."""
         step = tb.apply(batch.settle_step, event)
         now = self._now()
         closed = replace(
@@ -503,7 +502,7 @@ class Terminal:
                 next_batch_no=following,
                 reason=reason,
             )
-        return opened
+        return closed
 
     # --- sign-on, sign-off, echo ----------------------------------------------------------
 
@@ -835,7 +834,7 @@ class Terminal:
                 stan = state.training_seq % 999_999 + 1
                 writer.state(replace(state, training_seq=stan))
             else:
-                stan = self._take_stan(writer)
+                stan = self._take_stan(writer, state)
             row = TxnRow(
                 txn_id=self.journal.next_txn_id(),
                 batch_id=batch.batch_id,
@@ -1116,8 +1115,9 @@ class Terminal:
         """
         batch = self.journal.current_batch()
         yield from self._prepare()
-        if self.journal.batch(batch.batch_id).settle_step == SettleStep.CLOSED:
-            return self._settlement_result(batch.batch_id, batch.step)
+        settled = self.journal.batch(batch.batch_id)
+        if settled.settle_step == SettleStep.CLOSED:
+            return self._settlement_result(settled, batch.step)
         return (yield from self._settle_batch(recovery=False))
 
     def _settle_batch(self, *, recovery: bool) -> Flow[SettlementResult]:
@@ -1164,13 +1164,15 @@ class Terminal:
             }
             same = totals.same_amounts(response.totals)
             if response.totals.balanced and same:
-                self._close(batch, SettleEvent.BALANCED, "balanced", changes=changes)
-                return self._settlement_result(batch.batch_id, resumed_from)
+                closed = self._close(batch, SettleEvent.BALANCED, "balanced", changes=changes)
+                return self._settlement_result(closed, resumed_from)
             if response.totals.balanced or _reconciliation_error(response.totals):
                 # The host closed this batch before (a repeated answer, or a batch the back
                 # office closed): nothing to upload; the difference is the back office's.
                 changes["balanced"] = False
-                self._close(batch, SettleEvent.HOST_CLOSED, "closed_by_host", changes=changes)
+                closed = self._close(
+                    batch, SettleEvent.HOST_CLOSED, "closed_by_host", changes=changes
+                )
                 with self.journal.write(self._now()) as writer:
                     writer.event(
                         "closed_by_host",
@@ -1180,13 +1182,13 @@ class Terminal:
                         batch_no=batch.batch_no,
                         same_totals=same,
                     )
-                return self._settlement_result(batch.batch_id, resumed_from)
+                return self._settlement_result(closed, resumed_from)
             batch = self._move(batch, SettleEvent.NOT_BALANCED, **changes)
         if batch.settle_step == SettleStep.UPLOADING:
             batch = yield from self._upload(batch)
         if batch.settle_step == SettleStep.ENDING:
-            yield from self._upload_end(batch)
-        return self._settlement_result(batch.batch_id, resumed_from)
+            batch = yield from self._upload_end(batch)
+        return self._settlement_result(batch, resumed_from)
 
     def _settle_refused(
         self, batch: BatchRow, answer: _Answer, recovery: bool, resumed_from: str
@@ -1194,7 +1196,7 @@ class Terminal:
         """A 77 to our 0500: inside recovery the host closed the batch; else recover first."""
         if recovery:
             detail = getattr(answer.message, "detail", None)
-            self._close(
+            closed = self._close(
                 batch,
                 SettleEvent.HOST_CLOSED,
                 "closed_by_host",
@@ -1208,11 +1210,11 @@ class Terminal:
                     batch_no=batch.batch_no,
                     detail=detail,
                 )
-            return self._settlement_result(batch.batch_id, resumed_from)
+            return self._settlement_result(closed, resumed_from)
         yield from self._recover(answer, cause=f"77 on settlement of batch {batch.batch_no:06d}")
         settled = self.journal.batch(batch.batch_id)
         if settled.settle_step == SettleStep.CLOSED:
-            return self._settlement_result(settled.batch_id, resumed_from)
+            return self._settlement_result(settled, resumed_from)
         return (yield from self._settle_batch(recovery=True))
 
     def _upload(self, batch: BatchRow) -> Flow[BatchRow]:
@@ -1238,7 +1240,7 @@ class Terminal:
                 return self.journal.batch(batch.batch_id)
             now = self._now()
             batch = replace(
-                self.journal.batch(batch.batch_id),
+                batch,
                 uploaded_count=batch.uploaded_count + len(chunk),
                 upload_messages=batch.upload_messages + 1,
             )
@@ -1247,7 +1249,8 @@ class Terminal:
                     writer.txn(replace(row, uploaded=True, updated_at=now.isoformat()))
                 writer.batch(batch)
 
-    def _upload_end(self, batch: BatchRow) -> Flow[None]:
+    def _upload_end(self, batch: BatchRow) -> Flow[BatchRow]:
+        """Send the upload end (0320/207); the batch row as it is afterwards (closed)."""
         state = self.journal.state()
         total = sum(1 for row in self.journal.transactions(batch.batch_id) if row.uploaded)
         request = BatchUploadEndRequest(
@@ -1255,7 +1258,8 @@ class Terminal:
         )
         approved = yield from self._upload_exchange(batch, request, "upload end")
         if approved:
-            self._close(batch, SettleEvent.ENDED, "uploaded")
+            return self._close(batch, SettleEvent.ENDED, "uploaded")
+        return self.journal.batch(batch.batch_id)  # closed by the host
 
     def _upload_exchange(
         self,
@@ -1290,8 +1294,7 @@ class Terminal:
                 raise Declined(f"{what} refused: {describe(code)}", response_code=code)
             return True
 
-    def _settlement_result(self, batch_id: int, resumed_from: str) -> SettlementResult:
-        batch = self.journal.batch(batch_id)
+    def _settlement_result(self, batch: BatchRow, resumed_from: str) -> SettlementResult:
         return SettlementResult(
             batch.batch_no,
             batch.balanced,
