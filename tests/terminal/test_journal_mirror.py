@@ -166,3 +166,14 @@ def test_mirror_of_a_long_batch_is_bounded(tmp_path: Path) -> None:
     assert problems(terminal, world.store, TERMINAL_ID) == []
     journal.engine.dispose()
     world.store.close()
+
+
+def test_read_api_for_doctor(world: World) -> None:
+    """Schema revision and STAN history come from the journal file, without its internals."""
+    journal = world.terminal.journal
+    sales = [world.terminal.sale(amount_fen, PAN).stan for amount_fen in (100, 200)]
+    history = list(Journal(journal.engine).stan_history())
+    assert history[0] == 0  # the state row as initialised
+    assert history[-2:] == sales
+    assert history == sorted(history)
+    assert journal.schema_revision() == Journal(journal.engine).schema_revision() is not None

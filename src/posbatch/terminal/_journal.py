@@ -845,6 +845,31 @@ class Journal:
     def last_seq(self) -> int:
         return self._last_seq
 
+    def schema_revision(self) -> str | None:
+        """The migration revision of this journal's schema (None if never migrated)."""
+        return _revision_and_counters(self.engine)[0]
+
+    def stan_history(self) -> Iterator[int]:
+        """The STAN of every state snapshot, oldest first (doctor looks for gaps and jumps).
+
+        Read from the entries, not the mirror, so it shows what the file holds;
+        a snapshot whose payload cannot be read is skipped (:meth:`verify` names it).
+        """
+        statement = (
+            sa.select(entries_table.c.payload)
+            .where(entries_table.c.kind == _KIND_STATE)
+            .order_by(entries_table.c.seq)
+        )
+        try:
+            with self.engine.connect() as connection:
+                for payload in connection.execute(statement).scalars():
+                    try:
+                        yield int(json.loads(payload).get("stan") or 0)
+                    except (ValueError, TypeError, AttributeError):
+                        continue
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(f"cannot read the journal: {exc}") from exc
+
     # --- integrity -------------------------------------------------------------
 
     def verify(self) -> int:
