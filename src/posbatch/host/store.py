@@ -594,15 +594,12 @@ _TERMINAL_SELECT: Final = (
     "t.current_batch_id, b.batch_no, b.state FROM host_terminals t "
     "LEFT JOIN host_batches b ON b.batch_id = t.current_batch_id "
 )
-_TRANSACTION_SELECT: Final = (
-    "SELECT transaction_id, batch_id, stan, kind, amount_fen, card_type, pan_hmac, pan_masked, "
-    "status, response_code, rrn, auth_code, local_time, local_date, original_transaction_id, "
-    "refunded_fen, request_digest FROM host_transactions "
+_TRANSACTION_COLUMNS: Final = (
+    "t.transaction_id, t.batch_id, t.stan, t.kind, t.amount_fen, t.card_type, t.pan_hmac, "
+    "t.pan_masked, t.status, t.response_code, t.rrn, t.auth_code, t.local_time, t.local_date, "
+    "t.original_transaction_id, t.refunded_fen, t.request_digest"
 )
-_REVERSAL_SELECT: Final = (
-    "SELECT terminal_id, batch_no, stan, batch_id, amount_fen FROM host_reversals "
-    "WHERE original_kind = ? AND "
-)
+_REVERSAL_COLUMNS: Final = "r.terminal_id, r.batch_no, r.stan, r.batch_id, r.amount_fen"
 _INSERT_SQL: Final = (
     "INSERT INTO host_transactions (batch_id, stan, kind, amount_fen, card_type, pan_hmac, "
     "pan_masked, status, response_code, rrn, auth_code, local_time, local_date, "
@@ -611,13 +608,6 @@ _INSERT_SQL: Final = (
 )
 # Keys one read-ahead statement asks for at most (a group holds at most 512 requests).
 READ_AHEAD_KEYS_MAX: Final = 512
-
-
-def _values(rows: int, columns: int) -> str:
-    """``(VALUES (?, ?), (?, ?))`` for ``rows`` rows of ``columns`` parameters."""
-    row = "(" + ", ".join("?" * columns) + ")"
-    return "(VALUES " + ", ".join([row] * rows) + ")"
-
 
 _K = TypeVar("_K")
 
@@ -641,6 +631,11 @@ class _HotSql:
     cursor of the same connection and transaction, because statement
     construction and result processing would otherwise cost more than the
     work. Written with ``?`` and rewritten for drivers that use ``%s``.
+
+    The read-ahead statements look up many keys by joining them to the table
+    (so that each key is an index search): PostgreSQL takes the keys as arrays
+    (``unnest``, a few parameters however many keys), SQLite as a ``VALUES``
+    list. (A row-value ``IN (VALUES …)`` would make SQLite scan the table.)
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -648,14 +643,20 @@ class _HotSql:
         if dialect.paramstyle not in ("qmark", "format", "pyformat"):
             raise StorageError(f"unsupported paramstyle {dialect.paramstyle}")
         self._percent = dialect.paramstyle != "qmark"
+        self._arrays = dialect.name == "postgresql"
         # PostgreSQL: lock the terminal rows a unit of work reads (SQLite locks the database).
         self._lock = " FOR UPDATE OF t" if dialect.name == "postgresql" else ""
         self.terminal = self.sql(_TERMINAL_SELECT + "WHERE t.terminal_id = ?")
         self.terminal_locked = self.sql(_TERMINAL_SELECT + "WHERE t.terminal_id = ?" + self._lock)
-        self.transaction = self.sql(_TRANSACTION_SELECT + "WHERE batch_id = ? AND stan = ?")
+        self.transaction = self.sql(
+            f"SELECT {_TRANSACTION_COLUMNS} FROM host_transactions t "  # noqa: S608 - constants
+            "WHERE t.batch_id = ? AND t.stan = ?"
+        )
         self.insert_transaction = self.sql(_INSERT_SQL)
         self.reversals = self.sql(
-            _REVERSAL_SELECT + "terminal_id = ? AND batch_no = ? AND stan = ?"
+            f"SELECT {_REVERSAL_COLUMNS} FROM host_reversals r "  # noqa: S608 - constants
+            "WHERE r.original_kind = ? "
+            "AND r.terminal_id = ? AND r.batch_no = ? AND r.stan = ?"
         )
         self.last_stan = self.sql("UPDATE host_terminals SET last_stan = ? WHERE terminal_id = ?")
         processor = sa.DateTime().dialect_impl(dialect).bind_processor(dialect)
@@ -664,17 +665,46 @@ class _HotSql:
     def sql(self, text: str) -> str:
         return text.replace("?", "%s") if self._percent else text
 
-    def terminals(self, count: int) -> str:
-        """``count`` terminals, locked in terminal id order (a stable lock order)."""
-        marks = ", ".join("?" * count)
-        where = f"WHERE t.terminal_id IN ({marks}) ORDER BY t.terminal_id"
-        return self.sql(_TERMINAL_SELECT + where + self._lock)
+    def _keys(
+        self, keys: Sequence[tuple[Any, ...]], types: tuple[str, ...]
+    ) -> tuple[str, list[Any]]:
+        """A FROM item ``k`` with columns k1, k2, … holding ``keys``, and its parameters."""
+        names = ", ".join(f"k{i + 1}" for i in range(len(types)))
+        if self._arrays:
+            arrays = ", ".join(f"?::{kind}[]" for kind in types)
+            columns = [list(column) for column in zip(*keys, strict=True)]
+            return f"unnest({arrays}) AS k({names})", columns
+        row = "(" + ", ".join("?" * len(types)) + ")"
+        values = ", ".join([row] * len(keys))
+        # SQLite names VALUES columns column1, column2, …
+        columns = ", ".join(f"column{i + 1} AS k{i + 1}" for i in range(len(types)))
+        from_values = f"(SELECT {columns} FROM (VALUES {values})) AS k"  # noqa: S608 - marks only
+        return from_values, [value for key in keys for value in key]
 
-    def transactions(self, count: int) -> str:
-        return self.sql(_TRANSACTION_SELECT + "WHERE (batch_id, stan) IN " + _values(count, 2))
+    def terminals(self, terminal_ids: Sequence[str]) -> tuple[str, list[Any]]:
+        """Read ``terminal_ids``, locked in terminal id order (a stable lock order)."""
+        keys, params = self._keys([(terminal_id,) for terminal_id in terminal_ids], ("text",))
+        where = f"WHERE t.terminal_id IN (SELECT k1 FROM {keys}) ORDER BY t.terminal_id"  # noqa: S608
+        return self.sql(_TERMINAL_SELECT + where + self._lock), params
 
-    def reversals_of(self, count: int) -> str:
-        return self.sql(_REVERSAL_SELECT + "(terminal_id, batch_no, stan) IN " + _values(count, 3))
+    def transactions(self, keys: Sequence[tuple[int, int]]) -> tuple[str, list[Any]]:
+        """The transactions under these (batch_id, stan) keys."""
+        from_keys, params = self._keys(keys, ("int", "int"))
+        return self.sql(
+            f"SELECT {_TRANSACTION_COLUMNS} FROM {from_keys} "  # noqa: S608 - constants and marks
+            "JOIN host_transactions t ON t.batch_id = k.k1 AND t.stan = k.k2"
+        ), params
+
+    def reversals_of(
+        self, keys: Sequence[tuple[str, int, int]], original_kind: str
+    ) -> tuple[str, list[Any]]:
+        """The reversals of ``original_kind`` under these (terminal_id, batch_no, stan) keys."""
+        from_keys, params = self._keys(keys, ("text", "int", "int"))
+        return self.sql(
+            f"SELECT {_REVERSAL_COLUMNS} FROM {from_keys} JOIN host_reversals r "  # noqa: S608
+            "ON r.terminal_id = k.k1 AND r.batch_no = k.k2 AND r.stan = k.k3 "
+            "WHERE r.original_kind = ?"
+        ), [*params, original_kind]
 
 
 class StoreTx:
@@ -749,7 +779,7 @@ class StoreTx:
         cursor = self.cursor()
         for chunk in _chunks(ids):
             self._terminals.update(dict.fromkeys(chunk))
-            cursor.execute(self._sql.terminals(len(chunk)), chunk)
+            cursor.execute(*self._sql.terminals(chunk))
             for row in cursor.fetchall():
                 self._terminals[row[0]] = _terminal_row(row)
         return self._terminals
@@ -760,7 +790,7 @@ class StoreTx:
         cursor = self.cursor()
         for chunk in _chunks(wanted):
             self._transactions.update(dict.fromkeys(chunk))
-            cursor.execute(self._sql.transactions(len(chunk)), [v for key in chunk for v in key])
+            cursor.execute(*self._sql.transactions(chunk))
             for row in cursor.fetchall():
                 self._transactions[row[1], row[2]] = TransactionRow(*row)
 
@@ -772,10 +802,7 @@ class StoreTx:
             found: dict[tuple[str, int, int], list[tuple[int | None, int]]] = {
                 key: [] for key in chunk
             }
-            cursor.execute(
-                self._sql.reversals_of(len(chunk)),
-                [original_kind, *(v for key in chunk for v in key)],
-            )
+            cursor.execute(*self._sql.reversals_of(chunk, original_kind))
             for terminal_id, batch_no, stan, batch_id, amount_fen in cursor.fetchall():
                 found[terminal_id, batch_no, stan].append((batch_id, amount_fen))
             for (terminal_id, batch_no, stan), seen in found.items():
