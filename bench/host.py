@@ -84,7 +84,20 @@ _LLVAR_BCD = {2, 35}
 
 def field39(frame: bytes) -> bytes:
     """Field 39 of a response frame (length prefix, TPDU, header, MTI, bitmap, fields)."""
-    body = frame[13:]
+    bitmap = frame[15:23]
+    start = _FIELD39_START.get(bitmap)
+    if start is None:
+        start = 13 + _field39_position(frame[13:])
+        if not any(int.from_bytes(bitmap, "big") >> (64 - n) & 1 for n in _LLVAR_BCD):
+            _FIELD39_START[bitmap] = start  # no variable field before 39: fixed per bitmap
+    return frame[start : start + 2]
+
+
+# Where field 39 starts in the frame, per bitmap without a variable field before it.
+_FIELD39_START: dict[bytes, int] = {}
+
+
+def _field39_position(body: bytes) -> int:
     bitmap = int.from_bytes(body[2:10], "big")
     position = 10
     for number in range(2, 39):
@@ -95,7 +108,7 @@ def field39(frame: bytes) -> bytes:
             position += 1 + (digits + 1) // 2
         else:
             position += _FIXED[number]
-    return body[position : position + 2]
+    return position
 
 
 def frame_of(message: object, mak: bytes | None) -> bytes:
