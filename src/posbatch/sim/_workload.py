@@ -11,7 +11,8 @@ of a small Chinese shop:
   card, over the limit) — which PANs and amounts decline is the host issuer's
   rule, and :data:`CARDS` is built to meet each of them;
 - voids of a sale of the same batch (the customer changed their mind at the
-  till), refunds of an earlier sale (partial allowed, any earlier batch);
+  till), refunds of an earlier sale (partial allowed, of the open batch or one of the
+  last three closed ones);
 - training transactions (培训模式): rung up on the terminal, never sent.
 
 Nothing here touches a terminal; :mod:`posbatch.sim._world` carries the plan
