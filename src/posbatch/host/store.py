@@ -672,8 +672,8 @@ class _HotSql:
         names = ", ".join(f"k{i + 1}" for i in range(len(types)))
         if self._arrays:
             arrays = ", ".join(f"?::{kind}[]" for kind in types)
-            columns = [list(column) for column in zip(*keys, strict=True)]
-            return f"unnest({arrays}) AS k({names})", columns
+            by_column = [list(column) for column in zip(*keys, strict=True)]
+            return f"unnest({arrays}) AS k({names})", by_column
         row = "(" + ", ".join("?" * len(types)) + ")"
         values = ", ".join([row] * len(keys))
         # SQLite names VALUES columns column1, column2, …
