@@ -9,6 +9,17 @@ from datetime import UTC, datetime, timedelta
 from posbatch.host import FaultRule, FaultScript, HostCore, HostStore
 from posbatch.host.issuer import TEST_PAN_APPROVED
 from posbatch.terminal import InProcessLink, Journal, Terminal, TerminalSecrets
+from posbatch.wire import (
+    Frame,
+    FrameReader,
+    ReversalRequest,
+    SignOnResponse,
+    TransactionResponse,
+    decode_message,
+    encode_frame,
+    encode_message,
+    unwrap_working_keys,
+)
 
 MERCHANT_ID = "898110054110001"
 TERMINAL_ID = "10000001"
@@ -41,19 +52,95 @@ def counting_bytes() -> Callable[[int], bytes]:
     return random_bytes
 
 
+# Where a frame (length prefix included) keeps its MTI: after length, TPDU and header.
+_MTI_SLICE = slice(13, 15)
+
+
+def mti_of(frame: bytes) -> str:
+    """The message type of a whole frame, e.g. ``"0410"``."""
+    return frame[_MTI_SLICE].hex()
+
+
+def flip_mac(frame: bytes) -> bytes:
+    """The frame with one bit of field 64 (its last byte) flipped: damage, or a forger."""
+    return frame[:-1] + bytes([frame[-1] ^ 0x01])
+
+
+def flip_body(frame: bytes) -> bytes:
+    """The frame with one byte of the body changed (a digit of field 42), field 64 kept."""
+    at = frame.index(MERCHANT_ID.encode()) + len(MERCHANT_ID) - 1
+    return frame[:at] + bytes([frame[at] ^ 0x01]) + frame[at + 1 :]
+
+
 class Link:
-    """The in-process link, with a switch to lose every answer (a dead network)."""
+    """The in-process link, with a switch to lose every answer (a dead network).
+
+    It also plays the man in the middle: :meth:`tamper` changes answers of one
+    message type on their way back, :meth:`acknowledge_reversal` answers the
+    next reversal with a correctly MACed 00 without passing it on (a host that
+    acknowledges a reversal it never applies). For that it reads the MAK out of
+    every sign-on answer, as anyone holding the terminal's master key can.
+    """
 
     def __init__(self, core: HostCore) -> None:
         self.inner = InProcessLink(core)
         self.down = False
         self.sent: list[bytes] = []
+        self.mak: bytes | None = None
+        self.tampered = 0
+        self._tampers: dict[str, tuple[Callable[[bytes], bytes], int]] = {}
+        self._acknowledge_reversals = 0
+
+    def tamper(self, mti: str, change: Callable[[bytes], bytes], *, times: int = 1) -> None:
+        """Pass the next ``times`` answers of type ``mti`` through ``change``."""
+        self._tampers[mti] = (change, times)
+
+    def acknowledge_reversal(self) -> None:
+        """Answer the next 0400 with a MACed 00 the host never sees."""
+        self._acknowledge_reversals += 1
 
     def __call__(self, frame: bytes, timeout_ms: int) -> bytes | None:
         self.sent.append(frame)
         if self.down:
             return None
-        return self.inner(frame, timeout_ms)
+        if frame and mti_of(frame) == "0400" and self._acknowledge_reversals:
+            self._acknowledge_reversals -= 1
+            return self._acknowledgement(frame)
+        answer = self.inner(frame, timeout_ms)
+        if not answer:
+            return answer
+        mti = mti_of(answer)
+        if mti == "0810":
+            self._learn_keys(answer)
+        change, times = self._tampers.get(mti, (None, 0))
+        if change is not None and times > 0:
+            self._tampers[mti] = (change, times - 1)
+            self.tampered += 1
+            return change(answer)
+        return answer
+
+    def _learn_keys(self, answer: bytes) -> None:
+        (frame,) = FrameReader().feed(answer)
+        response = decode_message(frame.body)
+        if isinstance(response, SignOnResponse) and response.working_keys is not None:
+            self.mak = unwrap_working_keys(MASTER_KEY, response.working_keys).mak
+
+    def _acknowledgement(self, request_frame: bytes) -> bytes:
+        (frame,) = FrameReader().feed(request_frame)
+        request = decode_message(frame.body)
+        assert isinstance(request, ReversalRequest)
+        response = TransactionResponse(
+            request.KIND,
+            request.terminal_id,
+            request.merchant_id,
+            request.stan,
+            request.batch_no,
+            "00",
+            request.amount_fen,
+            original_kind=request.original_kind,
+        )
+        body = encode_message(response, mak=self.mak)
+        return encode_frame(Frame(frame.tpdu.reply(), frame.header, body))
 
 
 @dataclass

@@ -128,12 +128,11 @@ def _settle_world(tmp_path: Path, name: str, *, unbalanced: bool) -> World:
     for index in range(9):  # 9 records: two upload messages (8 + 1)
         world.terminal.sale(100 + index, PAN)
     if unbalanced:
-        # A reversal the host never applied (forced 00): the host keeps the sale,
-        # the terminal does not — settlement is not balanced and needs the upload.
-        world.faults(
-            FaultRule(FaultAction.DROP, kind=Kind.SALE, count=1),
-            FaultRule(FaultAction.FORCE, kind=Kind.REVERSAL, response_code="00", count=1),
-        )
+        # A reversal the host never applied (acknowledged 00, correctly MACed, on the
+        # way): the host keeps the sale, the terminal does not — settlement is not
+        # balanced and needs the upload.
+        world.faults(FaultRule(FaultAction.DROP, kind=Kind.SALE, count=1))
+        world.link.acknowledge_reversal()
         world.terminal.sale(999, PAN)
         world.faults()
     return world

@@ -14,8 +14,47 @@ before its request is yielded; the outcome is written when the answer comes.
 Every flow starts by clearing what is outstanding (``_prepare``): sign on if
 there are no keys, then send every pending reversal (0400) and every refund
 still without an answer (resent as is: the host answers a duplicate with the
-original response). A request with no answer (or an approval whose MAC fails)
+original response). A request with no answer (or an answer whose MAC fails)
 becomes a pending reversal at once.
+
+Answers are believed only when they are authentic. Every answer except to
+sign-on/sign-off/echo (08xx) carries field 64 (DESIGN.md "Keys and MAC"), so
+the terminal checks it under the MAK of the sign-on the request was sent
+under, for every code, and sorts the answer (:func:`_authenticity`):
+
+=========== ============================ =========================================
+verdict     when                         what the flow does
+=========== ============================ =========================================
+VERIFIED    field 64 checks              acts on the answer
+SIGN_ON     no good MAC, code A0 or 77   the host's "sign on again": it cannot MAC
+                                         these (A0: our MAC failed, the keys may
+                                         differ; 77: not signed on, it has no MAK)
+UNVERIFIED  field 64 wrong or missing,   not believed: what the answer claims may
+            any other code               be damage or forgery
+=========== ============================ =========================================
+
+An UNVERIFIED answer is treated as no answer, and the keys are dropped (the
+next request signs on first): a MAC that fails under our key is either
+damage on the line or keys out of step with the host, and a sign-on repairs
+the second for the price of one exchange in the first. A CUP terminal does
+this for an approval (reversal reason 96: the MAC of an approval failed);
+here it holds for every code, because that is the only reading that keeps
+the promise: believing a
+forged 0410 "00" would show a sale as reversed that the host still counts;
+believing a forged decline would hide an approval. So a sale or void without
+a verified answer is reversed (reason 96), a refund is resent as is (the host
+answers a duplicate with its original, MACed answer), a reversal stays
+``reversal_pending`` and is sent again by the bounded retry loop, and a
+settlement (0510) or batch upload (0330) answer is treated like A0 there —
+sign on and send again, ``SIGN_ON_RETRIES_MAX`` times, then
+:class:`HostUnreachable` with the step kept for the next ``settle`` (a
+repeated 0500 or 0320 is harmless by the host's rules). A0 and 77 are
+taken without a MAC because DESIGN.md lets the host send them so; each
+leads to a sign-on. A 77 to a reversal is a retry (the host answers a
+reversal 77 only when the terminal is not signed on, and then reversed
+nothing). The gap this leaves: a forged A0 or 77 to a sale that the host
+approved makes the terminal retry it with a new STAN (see docs/terminal.md,
+"Limits and known gaps").
 
 Settlement walks :mod:`posbatch.batch.terminal_batch` step by step, persisting
 each move; recovery on 77 signs on and applies :func:`decide_recovery`.
@@ -26,6 +65,7 @@ Limits: ``SEND_ATTEMPTS_MAX`` per outstanding item per flow,
 from __future__ import annotations
 
 import contextlib
+import enum
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -115,11 +155,16 @@ RECOVERY_DEPTH_MAX: Final = 2  # nested recoveries (recovery → settle → 77 �
 AMOUNT_FEN_MAX: Final = 999_999_999_999
 PAN_DIGITS_MIN: Final = 12
 PAN_DIGITS_MAX: Final = 19
-# Codes after which a reversal is worth sending again; any other answer closes it.
-_RETRY_CODES: Final = frozenset({"96", "90", "68", "22", "A0"})
 _BATCH_ERROR: Final = "77"
 _MAC_ERROR: Final = "A0"
 _DUPLICATE: Final = "94"
+# Codes after which a refund is worth resending; any other (verified) answer closes it.
+_RETRY_CODES: Final = frozenset({"96", "90", "68", "22", _MAC_ERROR})
+# A reversal is resent after a 77 too: the host answers 77 (unMACed) only when the
+# terminal is not signed on, and then it did not reverse anything.
+_REVERSAL_RETRY_CODES: Final = _RETRY_CODES | {_BATCH_ERROR}
+# The codes a host may send without a valid MAC (DESIGN.md "Keys and MAC").
+_SIGN_ON_CODES: Final = frozenset({_MAC_ERROR, _BATCH_ERROR})
 
 _T = TypeVar("_T")
 _M = TypeVar("_M")
@@ -190,6 +235,34 @@ class _Answer:
     message: Message
     body: bytes
     header: Header
+    mak: bytes | None  # the MAK its request was sent under (None: an 08xx exchange)
+
+
+class _Authenticity(enum.Enum):
+    """What an answer of a MACed exchange is worth (see the theory of operation)."""
+
+    VERIFIED = "verified"
+    SIGN_ON = "sign_on"
+    UNVERIFIED = "unverified"
+
+
+def _authenticity(answer: _Answer) -> _Authenticity:
+    """Sort ``answer`` by its field 64 under the MAK its request was sent with."""
+    if answer.mak is not None:
+        try:
+            check_mac(answer.body, answer.mak)
+        except MacError:
+            pass
+        else:
+            return _Authenticity.VERIFIED
+    if _response_code(answer) in _SIGN_ON_CODES:
+        return _Authenticity.SIGN_ON
+    return _Authenticity.UNVERIFIED
+
+
+def _response_code(answer: _Answer) -> str:
+    code: str = getattr(answer.message, "response_code")  # noqa: B009  every answer type has one
+    return code
 
 
 def _reconciliation_error(totals: SettlementTotals) -> bool:
@@ -391,17 +464,21 @@ class Terminal:
         the stream, garbage) is skipped and the flow keeps listening
         (``Send(b"")``), at most ``STALE_FRAMES_MAX`` times.
         """
-        reply: Reply = yield Send(self._frame(message, mac=mac), self.timeout_ms)
+        frame = self._frame(message, mac=mac)
+        mak = self._keys.mak if mac and self._keys is not None else None
+        reply: Reply = yield Send(frame, self.timeout_ms)
         for _ in range(STALE_FRAMES_MAX):
             if isinstance(reply, Timeout):
                 return None
-            answer = self._match(reply, message, expected)
+            answer = self._match(reply, message, expected, mak)
             if answer is not None:
                 return answer
             reply = yield Send(b"", self.timeout_ms)
         return None
 
-    def _match(self, reply: bytes, message: Request, expected: type[_M]) -> _Answer | None:
+    def _match(
+        self, reply: bytes, message: Request, expected: type[_M], mak: bytes | None
+    ) -> _Answer | None:
         try:
             frames = FrameReader().feed(reply)
             if len(frames) != 1:
@@ -420,16 +497,7 @@ class Terminal:
             return None
         if frame.header.processing_requirement == ProcessingRequirement.SIGN_ON:
             self._keys = None
-        return _Answer(answer, frame.body, frame.header)
-
-    def _mac_ok(self, answer: _Answer, mak: bytes | None) -> bool:
-        if mak is None:
-            return False
-        try:
-            check_mac(answer.body, mak)
-        except MacError:
-            return False
-        return True
+        return _Answer(answer, frame.body, frame.header, mak)
 
     def _totals(self, rows: list[TxnRow]) -> SettlementTotals:
         return compute_totals(
@@ -736,6 +804,7 @@ class Terminal:
                 original=original,
                 expiry=row.expiry,
             ),
+            retry_codes=_REVERSAL_RETRY_CODES,
             failure=f"reversal of STAN {row.stan:06d} not accepted",
             next_time="it stays pending and goes first next time",
         )
@@ -756,25 +825,29 @@ class Terminal:
         row, answer = yield from self._resend_until_answered(
             row,
             lambda: self._refund_request(row),
+            retry_codes=_RETRY_CODES,
             failure=f"refund STAN {row.stan:06d} not answered",
             next_time="it is resent first next time",
         )
-        self._record_answer(row, answer, mak=self._keys.mak if self._keys else None)
+        self._record_answer(row, answer)
 
     def _resend_until_answered(
         self,
         row: TxnRow,
         new_request: Callable[[], ReversalRequest | RefundRequest],
         *,
+        retry_codes: frozenset[str],
         failure: str,
         next_time: str,
     ) -> Flow[tuple[TxnRow, _Answer]]:
-        """Send ``row`` again until the host answers it with a code that is not a retry code.
+        """Send ``row`` again until the host answers it, authentic, with no code of ``retry_codes``.
 
-        Signs on first whenever there are no working keys (a MAC error drops them).
-        Every try is counted on the row and written to the journal; after
-        ``SEND_ATTEMPTS_MAX`` tries the row stays pending and :class:`HostUnreachable`
-        says so. Returns the row as written and the answer.
+        Signs on first whenever there are no working keys (a MAC error, ours or
+        the host's, drops them). An answer whose MAC does not verify counts as
+        no answer. Every try is counted on the row and written to the journal;
+        after ``SEND_ATTEMPTS_MAX`` tries the row stays pending and
+        :class:`HostUnreachable` says so. Returns the row as written and the
+        answer (its MAC verified, or an A0/77 the host sends without one).
         """
         attempts = 0
         while True:
@@ -783,10 +856,8 @@ class Terminal:
             answer = yield from self._exchange_flow(new_request(), TransactionResponse)
             attempts += 1
             row = replace(row, send_attempts=row.send_attempts + 1)
-            code = answer.message.response_code if answer is not None else None  # type: ignore[union-attr]
-            if code == _MAC_ERROR:
-                self._keys = None
-            if code is None or code in _RETRY_CODES:
+            code = self._believed_code(answer)
+            if code is None or code in retry_codes:
                 with self.journal.write(self._now()) as writer:
                     writer.txn(replace(row, updated_at=self._now().isoformat()))
                 if attempts >= SEND_ATTEMPTS_MAX:
@@ -794,6 +865,20 @@ class Terminal:
                 continue
             assert answer is not None
             return row, answer
+
+    def _believed_code(self, answer: _Answer | None) -> str | None:
+        """The response code of ``answer`` if it is believed, else None (as no answer).
+
+        Drops the working keys when the answer asks for a sign-on (A0, 77) or
+        fails its MAC check, so the next request signs on first.
+        """
+        if answer is None:
+            return None
+        verdict = _authenticity(answer)
+        code = _response_code(answer)
+        if verdict == _Authenticity.UNVERIFIED or code in _SIGN_ON_CODES:
+            self._keys = None
+        return None if verdict == _Authenticity.UNVERIFIED else code
 
     # --- financial transactions --------------------------------------------------------
 
@@ -863,15 +948,15 @@ class Terminal:
             writer.insert_txn(row)
         return row
 
-    def _record_answer(self, row: TxnRow, answer: _Answer, *, mak: bytes | None) -> TxnRow:
-        """Write the outcome of ``row`` from its answer; an approval must carry a good MAC."""
+    def _record_answer(self, row: TxnRow, answer: _Answer) -> TxnRow:
+        """Write the outcome of ``row`` from its answer, if believed; else reverse or resend it."""
         response = answer.message
         assert isinstance(response, TransactionResponse)
         code = response.response_code
         now = self._now()
-        if code == APPROVED and not self._mac_ok(answer, mak):
-            reversal = self._unanswered(replace(row, response_code=code), ReversalReason.FAULT)
-            return reversal
+        if _authenticity(answer) == _Authenticity.UNVERIFIED:
+            self._keys = None  # damage or keys out of step: sign on before the next request
+            return self._unanswered(replace(row, response_code=code), ReversalReason.FAULT)
         outcome = replace(
             row,
             state=TxnState.APPROVED if code == APPROVED else TxnState.DECLINED,
@@ -914,15 +999,14 @@ class Terminal:
                 yield from self._finish_interrupted_settlement()
             self._open_batch_for_transactions()
             row = write()
-            mak = self._keys.mak if self._keys else None
             answer = yield from self._exchange_flow(build(row), TransactionResponse)
             if answer is None:
                 row = self._unanswered(row, ReversalReason.TIMEOUT)
                 with contextlib.suppress(HostUnreachable):  # stays pending: goes first next time
                     yield from self._flush()
                 return self._result(self.journal.transaction(row.txn_id))
-            row = self._record_answer(row, answer, mak=mak)
-            if row.state == TxnState.REVERSAL_PENDING:
+            row = self._record_answer(row, answer)
+            if row.state in (TxnState.REVERSAL_PENDING, TxnState.RESEND_PENDING):
                 with contextlib.suppress(HostUnreachable):
                     yield from self._flush()
                 return self._result(self.journal.transaction(row.txn_id))
@@ -1134,7 +1218,6 @@ class Terminal:
             request = SettlementRequest(
                 state.terminal_id, state.merchant_id, self._new_stan(), batch.batch_no, totals
             )
-            mak = self._keys.mak if self._keys else None
             answer = yield from self._exchange_flow(request, SettlementResponse)
             if answer is None:
                 raise HostUnreachable(
@@ -1143,12 +1226,16 @@ class Terminal:
             response = answer.message
             assert isinstance(response, SettlementResponse)
             code = response.response_code
-            if code == APPROVED and not self._mac_ok(answer, mak):
-                code = _MAC_ERROR
-            if code == _MAC_ERROR and sign_on_retries < SIGN_ON_RETRIES_MAX:
+            authentic = _authenticity(answer) != _Authenticity.UNVERIFIED
+            if (code == _MAC_ERROR or not authentic) and sign_on_retries < SIGN_ON_RETRIES_MAX:
                 sign_on_retries += 1
                 yield from self.sign_on_flow(reconcile=False)
                 continue
+            if not authentic:
+                raise HostUnreachable(
+                    f"the answer to the settlement of batch {batch.batch_no:06d} failed its "
+                    "MAC check; settle again"
+                )
             if code == _BATCH_ERROR:
                 return (yield from self._settle_refused(batch, answer, recovery, resumed_from))
             if code != APPROVED or response.totals is None:
@@ -1269,9 +1356,10 @@ class Terminal:
     ) -> Flow[bool]:
         """Send one 0320 of ``batch``: True once approved, False when the host closed the batch.
 
-        A MAC error (A0) signs on again and sends the request again with a new STAN,
-        at most ``SIGN_ON_RETRIES_MAX`` times; a 77 closes the batch as closed by the
-        host; no answer or any other code raises.
+        A MAC error (A0, or an answer whose own MAC fails) signs on again and sends
+        the request again with a new STAN, at most ``SIGN_ON_RETRIES_MAX`` times; a
+        77 closes the batch as closed by the host; no answer, an answer still not
+        authentic, or any other code raises.
         """
         sign_on_retries = 0
         while True:
@@ -1282,11 +1370,17 @@ class Terminal:
                 )
             assert isinstance(answer.message, BatchUploadResponse)
             code = answer.message.response_code
-            if code == _MAC_ERROR and sign_on_retries < SIGN_ON_RETRIES_MAX:
+            authentic = _authenticity(answer) != _Authenticity.UNVERIFIED
+            if (code == _MAC_ERROR or not authentic) and sign_on_retries < SIGN_ON_RETRIES_MAX:
                 sign_on_retries += 1
                 yield from self.sign_on_flow(reconcile=False)
                 request = replace(request, stan=self._new_stan())
                 continue
+            if not authentic:
+                raise HostUnreachable(
+                    f"the answer to the {what} of batch {batch.batch_no:06d} failed its MAC "
+                    "check; settle again"
+                )
             if code == _BATCH_ERROR:
                 self._close(batch, SettleEvent.HOST_CLOSED, "closed_by_host")
                 return False
