@@ -160,6 +160,12 @@ class SimLink:
         self.batch_errors = 0  # 77 answers the terminal received
         self.batch_error_reasons: list[str] = []  # field 63 R= of each (the last ones kept)
 
+    def crash_point(self, where: str) -> None:
+        """The terminal's process may die here (a journal commit point): raise, or not."""
+        if self._profile.strikes(FaultKind.TERMINAL_CRASH, self._random):
+            self._fault(FaultKind.TERMINAL_CRASH, where)
+            raise SimulatedCrash(self.terminal_id, where)
+
     def quiet(self) -> None:
         """No more faults on this line (the simulation's closing settlement)."""
         self._profile = FaultProfile("none")

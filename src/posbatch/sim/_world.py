@@ -24,9 +24,12 @@ the host sees the terminals' traffic interleaved as a real acquirer does:
   up to :data:`SETTLE_ATTEMPTS_MAX` times if the host does not answer —
   unless it is a holiday for that shop.
 
-Crashes come from the link (:class:`SimulatedCrash`, raised through the
-engine); the world then drops the engine and reopens the same journal (the
-working keys are lost with the process). A host restart is a new HostCore
+Crashes (:class:`SimulatedCrash`, raised through the engine) strike at every
+step that matters: at each exchange, from the link (before the request leaves,
+after the host answered), and at each of the journal's units of work, from a
+:class:`_CrashingJournal` (before its commit — rolled back — or just after it).
+The world then drops the engine and reopens the same journal (the working keys
+are lost with the process). A host restart is a new HostCore
 over the same store.
 
 After each day the checker (:mod:`posbatch.sim._checker`) reads both sides
@@ -41,8 +44,12 @@ import concurrent.futures
 import enum
 import itertools
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Final
+
+from sqlalchemy.engine import Engine
 
 from posbatch.batch.counters import BATCH_NO_MAX
 from posbatch.doctor import RepairStatus, TerminalSite, examine
@@ -74,6 +81,7 @@ from posbatch.terminal import (
     TxnRow,
     TxnState,
 )
+from posbatch.terminal._journal import Writer
 from posbatch.wire import Kind
 
 __all__ = ["Breakage", "SimConfig", "World", "replay", "run_seed", "run_seeds"]
@@ -156,6 +164,26 @@ class _SkipReversalTerminal(Terminal):
         with self.journal.write(self._now()) as writer:
             writer.txn(changed)
         return changed
+
+
+class _CrashingJournal(Journal):
+    """A journal whose process may die at any unit of work: before its commit (the work
+    is rolled back, as a power cut before the disk write) or just after it (the work is on
+    disk, the engine never learnt it). ``armed`` once the terminal is installed."""
+
+    def __init__(self, engine: Engine, link: SimLink) -> None:
+        super().__init__(engine)
+        self._link = link
+        self.armed = False
+
+    @contextmanager
+    def write(self, moment: datetime) -> Iterator[Writer]:
+        with super().write(moment) as writer:
+            yield writer
+            if self.armed:
+                self._link.crash_point("before a journal commit")
+        if self.armed:
+            self._link.crash_point("after a journal commit")
 
 
 @dataclass
@@ -245,7 +273,7 @@ class World:
     def _install(self, node: _Node, *, batch_no: int, reinstall: bool = False) -> None:
         """A new journal (first install, or a reinstall: counters reset) and its engine."""
         database = MemoryDatabase(JOURNAL)
-        journal = Journal(database.engine())
+        journal = _CrashingJournal(database.engine(), node.link)
         Terminal.initialize(
             journal,
             merchant_id=node.merchant_id,
@@ -258,6 +286,7 @@ class World:
         node.databases.append(database)
         node.journals.append(journal)
         node.engine = self._engine(node, journal)
+        journal.armed = True
 
     def _engine(self, node: _Node, journal: Journal) -> Terminal:
         kind = _SkipReversalTerminal if Breakage.SKIP_REVERSAL in self.config.broken else Terminal
@@ -273,10 +302,11 @@ class World:
     def _reopen(self, node: _Node) -> None:
         """After a crash: the process is gone, the journal file is not."""
         node.journal.engine.dispose()
-        journal = Journal(node.databases[-1].engine())
+        journal = _CrashingJournal(node.databases[-1].engine(), node.link)
         journal.verify()
         node.journals[-1] = journal
         node.engine = self._engine(node, journal)
+        journal.armed = True
 
     # --- tracing --------------------------------------------------------------------
 
