@@ -15,8 +15,7 @@ from hypothesis import strategies as st
 from posbatch.doctor import Report, diagnose, read_bundle, scrub, write_bundle
 from posbatch.doctor._codec import from_json, to_json
 from posbatch.errors import ConfigError
-from posbatch.terminal import TerminalSecrets
-from posbatch.terminal._secrets import KEY_FILE_NAME
+from posbatch.terminal import KEY_FILE_NAME, TerminalSecrets
 
 
 def _report() -> Report:

@@ -20,8 +20,7 @@ from doctor_world import World
 
 from posbatch.doctor import Cause, Outcome, RepairStatus, Report, account, examine
 from posbatch.errors import ConfigError, HostUnreachable
-from posbatch.terminal import restore_journal
-from posbatch.terminal._journal import JOURNAL_FILE_NAME
+from posbatch.terminal import JOURNAL_FILE_NAME, restore_journal
 from posbatch.wire import Kind
 
 # --- the broken states ------------------------------------------------------------------

@@ -11,7 +11,6 @@ from the journal like any other, so STAN continuity stays intact.
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import socket
 import time
@@ -20,8 +19,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Final
-
-import sqlalchemy as sa
 
 from posbatch.batch.terminal_batch import SettleStep
 from posbatch.doctor._evidence import (
@@ -45,16 +42,14 @@ from posbatch.errors import (
     PosbatchError,
     TerminalError,
 )
-from posbatch.terminal._engine import Terminal
-from posbatch.terminal._flows import Exchange, run_flow
-from posbatch.terminal._journal import (
+from posbatch.terminal import (
     MIGRATIONS,
-    VERSION_TABLE,
     EventRow,
+    Exchange,
     Journal,
+    Terminal,
     TxnState,
-    entries_table,
-    verify_engine,
+    run_flow,
 )
 from posbatch.wire import FrameReader, Kind, SignOnResponse, decode_detail, decode_message
 
@@ -115,14 +110,8 @@ def _schema_versions(journal: Journal) -> tuple[str, str]:
     config = Config()
     config.set_main_option("script_location", MIGRATIONS)
     head = ScriptDirectory.from_config(config).get_current_head() or "?"
-    try:
-        with journal.engine.connect() as connection:
-            current = connection.execute(
-                sa.text(f"SELECT version_num FROM {VERSION_TABLE}")  # noqa: S608 - constant
-            ).scalar()
-    except sa.exc.SQLAlchemyError:
-        current = None
-    return (str(current) if current else "none", head)
+    current = journal.schema_revision()
+    return (current or "none", head)
 
 
 def _software_version() -> str:
@@ -139,23 +128,13 @@ def _stan_history(journal: Journal) -> tuple[int, int]:
     gaps = 0
     backward = 0
     previous: int | None = None
-    with journal.engine.connect() as connection:
-        rows = connection.execute(
-            sa.select(entries_table.c.payload)
-            .where(entries_table.c.kind == "state")
-            .order_by(entries_table.c.seq)
-        ).scalars()
-        for payload in rows:
-            try:
-                stan = int(json.loads(payload).get("stan") or 0)
-            except (ValueError, TypeError, AttributeError):
-                continue
-            if previous is not None and stan != previous:
-                if stan > previous + 1:
-                    gaps += stan - previous - 1
-                elif stan < previous and not (previous > 999_000 and stan < 1_000):
-                    backward += 1
-            previous = stan
+    for stan in journal.stan_history():
+        if previous is not None and stan != previous:
+            if stan > previous + 1:
+                gaps += stan - previous - 1
+            elif stan < previous and not (previous > 999_000 and stan < 1_000):
+                backward += 1
+        previous = stan
     return gaps, backward
 
 
@@ -246,7 +225,7 @@ def journal_evidence(
 ) -> JournalEvidence:
     """Read-only facts of ``journal`` (no row is written)."""
     try:
-        verify_engine(journal.engine)
+        journal.verify()
         chain_intact, first_bad_row = True, None
     except JournalIntegrityError as exc:
         chain_intact, first_bad_row = False, exc.first_bad_row

@@ -37,8 +37,13 @@ from posbatch.doctor._gather import backup_info
 from posbatch.doctor._report import RepairResult, RepairStatus
 from posbatch.doctor._rules import REPAIR_TEXT, Diagnosis, Repair
 from posbatch.errors import ConfigError, PosbatchError
-from posbatch.terminal import Exchange, Terminal, open_terminal, restore_journal
-from posbatch.terminal._journal import JOURNAL_FILE_NAME
+from posbatch.terminal import (
+    JOURNAL_FILE_NAME,
+    Exchange,
+    Terminal,
+    open_terminal,
+    restore_journal,
+)
 
 __all__ = ["DAMAGED_SUFFIX", "TerminalSite", "run_repairs"]
 

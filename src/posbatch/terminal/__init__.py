@@ -36,12 +36,24 @@ from posbatch.terminal._files import (
     restore_journal,
 )
 from posbatch.terminal._flows import TIMEOUT, Exchange, Flow, Send, Timeout, run_flow
-from posbatch.terminal._journal import BatchRow, EventRow, Journal, StateRow, TxnRow, TxnState
+from posbatch.terminal._journal import (
+    JOURNAL_FILE_NAME,
+    MIGRATIONS,
+    BatchRow,
+    EventRow,
+    Journal,
+    StateRow,
+    TxnRow,
+    TxnState,
+)
 from posbatch.terminal._receipts import render_receipt, render_settlement_report
-from posbatch.terminal._secrets import TerminalSecrets
+from posbatch.terminal._secrets import KEY_FILE_NAME, TerminalSecrets
 
 __all__ = [
     "DEFAULT_DATA_DIR",
+    "JOURNAL_FILE_NAME",
+    "KEY_FILE_NAME",
+    "MIGRATIONS",
     "RESPONSE_TIMEOUT_MS",
     "TIMEOUT",
     "BalanceResult",
