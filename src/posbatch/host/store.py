@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple, TypeVar
 
+import alembic.config
+import alembic.runtime.migration
+import alembic.script
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
@@ -201,12 +204,16 @@ class HostStore:
         self._pan_key = pan_key if pan_key is not None else secrets.token_bytes(PAN_KEY_BYTES)
         if len(self._pan_key) < 16:
             raise HostError("the PAN key must be at least 16 bytes")
-        self._lock_rows = engine.dialect.name == "postgresql"
         self.sql = _HotSql(engine)
 
     @classmethod
-    def open(cls, url: str, *, pan_key: bytes | None = None) -> HostStore:
-        """Engine for ``url`` (SQLite file, ``sqlite://`` in memory, or PostgreSQL), migrated."""
+    def open(cls, url: str, *, pan_key: bytes | None = None, migrate: bool = True) -> HostStore:
+        """Engine for ``url`` (SQLite file, ``sqlite://`` in memory, or PostgreSQL), migrated.
+
+        ``migrate=False`` (a worker of ``serve --workers N``, whose supervisor migrated
+        before starting it) only checks that the database is at the migrations' head:
+        StorageError if not, so N processes never race to migrate.
+        """
         parsed = sa.engine.make_url(url)
         if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
             engine = sa.create_engine(
@@ -219,7 +226,10 @@ class HostStore:
             engine = storage.create_engine(url)
         if engine.dialect.name == "sqlite":
             _begin_immediate(engine)
-        storage.upgrade(engine, MIGRATIONS, version_table=VERSION_TABLE)
+        if migrate:
+            storage.upgrade(engine, MIGRATIONS, version_table=VERSION_TABLE)
+        else:
+            _check_migrated(engine)
         return cls(engine, pan_key=pan_key)
 
     def close(self) -> None:
@@ -517,6 +527,26 @@ class HostStore:
             return tx.open_next_batch(terminal_id, batch.batch_no, now=now)
 
 
+def _check_migrated(engine: Engine) -> None:
+    """StorageError unless the host's tables are at the head of its migrations."""
+    config = alembic.config.Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    head = alembic.script.ScriptDirectory.from_config(config).get_current_head()
+    try:
+        with engine.connect() as connection:
+            context = alembic.runtime.migration.MigrationContext.configure(
+                connection, opts={"version_table": VERSION_TABLE}
+            )
+            current = context.get_current_revision()
+    except sa.exc.SQLAlchemyError as exc:
+        raise StorageError(f"host store: {exc}") from exc
+    if current != head:
+        raise StorageError(
+            f"the host store is at migration {current}, not {head}: "
+            "migrate it first (any single posbatch host command does)"
+        )
+
+
 def _begin_immediate(engine: Engine) -> None:
     """SQLite: take the write lock when a unit of work begins (SQLAlchemy's pysqlite recipe).
 
@@ -644,10 +674,17 @@ class _HotSql:
             raise StorageError(f"unsupported paramstyle {dialect.paramstyle}")
         self._percent = dialect.paramstyle != "qmark"
         self._arrays = dialect.name == "postgresql"
-        # PostgreSQL: lock the terminal rows a unit of work reads (SQLite locks the database).
-        self._lock = " FOR UPDATE OF t" if dialect.name == "postgresql" else ""
+        # PostgreSQL locks the terminal rows a unit of work reads, in a statement of its own
+        # BEFORE the read (SQLite: BEGIN IMMEDIATE already holds the whole database). One
+        # statement that joins and locks would, after waiting for another process's commit,
+        # return the terminal's new row beside the batch row of its old snapshot (a batch
+        # that another worker just closed, or none): READ COMMITTED gives each statement a
+        # fresh snapshot, so the read after the lock sees every commit made before it.
+        self.row_locks = dialect.name == "postgresql"
         self.terminal = self.sql(_TERMINAL_SELECT + "WHERE t.terminal_id = ?")
-        self.terminal_locked = self.sql(_TERMINAL_SELECT + "WHERE t.terminal_id = ?" + self._lock)
+        self.lock_terminal = self.sql(
+            "SELECT terminal_id FROM host_terminals WHERE terminal_id = ? FOR UPDATE"
+        )
         self.transaction = self.sql(
             f"SELECT {_TRANSACTION_COLUMNS} FROM host_transactions t "  # noqa: S608 - constants
             "WHERE t.batch_id = ? AND t.stan = ?"
@@ -682,10 +719,18 @@ class _HotSql:
         return from_values, [value for key in keys for value in key]
 
     def terminals(self, terminal_ids: Sequence[str]) -> tuple[str, list[Any]]:
-        """Read ``terminal_ids``, locked in terminal id order (a stable lock order)."""
+        """Read ``terminal_ids`` with their current batches (lock them first: :meth:`lock`)."""
         keys, params = self._keys([(terminal_id,) for terminal_id in terminal_ids], ("text",))
-        where = f"WHERE t.terminal_id IN (SELECT k1 FROM {keys}) ORDER BY t.terminal_id"  # noqa: S608
-        return self.sql(_TERMINAL_SELECT + where + self._lock), params
+        where = f"WHERE t.terminal_id IN (SELECT k1 FROM {keys})"  # noqa: S608 - marks only
+        return self.sql(_TERMINAL_SELECT + where), params
+
+    def lock(self, terminal_ids: Sequence[str]) -> tuple[str, list[Any]]:
+        """PostgreSQL: lock ``terminal_ids`` in terminal id order (a stable lock order)."""
+        keys, params = self._keys([(terminal_id,) for terminal_id in terminal_ids], ("text",))
+        return self.sql(
+            f"SELECT terminal_id FROM host_terminals WHERE terminal_id IN (SELECT k1 FROM {keys}) "  # noqa: S608
+            "ORDER BY terminal_id FOR UPDATE"
+        ), params
 
     def transactions(self, keys: Sequence[tuple[int, int]]) -> tuple[str, list[Any]]:
         """The transactions under these (batch_id, stan) keys."""
@@ -779,6 +824,8 @@ class StoreTx:
         cursor = self.cursor()
         for chunk in _chunks(ids):
             self._terminals.update(dict.fromkeys(chunk))
+            if self._sql.row_locks:
+                cursor.execute(*self._sql.lock(chunk))
             cursor.execute(*self._sql.terminals(chunk))
             for row in cursor.fetchall():
                 self._terminals[row[0]] = _terminal_row(row)
@@ -812,9 +859,10 @@ class StoreTx:
     def terminal(self, terminal_id: str, *, for_update: bool = False) -> TerminalRow | None:
         if terminal_id in self._terminals:
             return self._terminals[terminal_id]  # read (and locked) ahead
-        sql = self._sql.terminal_locked if for_update else self._sql.terminal
         cursor = self.cursor()
-        cursor.execute(sql, (terminal_id,))
+        if for_update and self._sql.row_locks:
+            cursor.execute(self._sql.lock_terminal, (terminal_id,))
+        cursor.execute(self._sql.terminal, (terminal_id,))
         row = cursor.fetchone()
         return None if row is None else _terminal_row(row)
 
