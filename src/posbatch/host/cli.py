@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import secrets
 import signal
-import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +21,7 @@ from posbatch.host.core import HostCore
 from posbatch.host.faults import load_fault_script
 from posbatch.host.server import CONNECTIONS_MAX, IDLE_TIMEOUT_MS, ServerLimits, serve
 from posbatch.host.store import PAN_KEY_BYTES, HostStore
+from posbatch.host.supervisor import Supervisor, reserve_port, stop_with_parent
 
 __all__ = ["app", "open_store", "pan_key"]
 
@@ -51,28 +52,10 @@ def pan_key(data_dir: Path) -> bytes:
         raise ConfigError(f"{path} does not hold a hex key") from exc
 
 
-def open_store(data_dir: Path) -> HostStore:
+def open_store(data_dir: Path, *, migrate: bool = True) -> HostStore:
     """The store of ``data_dir`` (or of POSBATCH_DATABASE_URL)."""
     url = storage.database_url(data_dir, file_name=DB_FILE_NAME)
-    return HostStore.open(url, pan_key=pan_key(data_dir))
-
-
-def _without_option(argv: list[str], name: str) -> list[str]:
-    """``argv`` less ``name VALUE`` / ``name=VALUE``."""
-    kept: list[str] = []
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == name:
-            skip = True
-        elif not arg.startswith(name + "="):
-            kept.append(arg)
-    return kept
-
-
-def _interrupt(_signal: int, _frame: object) -> None:
-    raise KeyboardInterrupt
+    return HostStore.open(url, pan_key=pan_key(data_dir), migrate=migrate)
 
 
 def _fail(exc: PosbatchError) -> typer.Exit:
@@ -90,54 +73,102 @@ def serve_command(
     log_level: Annotated[str, typer.Option(help="info: one JSON line per request.")] = "info",
     *,
     connections_max: Annotated[
-        int, typer.Option(help="Most connections at once.")
+        int, typer.Option(help="Most connections at once (per worker).")
     ] = CONNECTIONS_MAX,
     idle_timeout_ms: Annotated[
         int, typer.Option(help="Close a connection idle this long.")
     ] = IDLE_TIMEOUT_MS,
     workers: Annotated[
-        int, typer.Option(help="Host processes sharing the port (SO_REUSEPORT) and the store.")
+        int,
+        typer.Option(
+            help="Host processes sharing the port (SO_REUSEPORT) and the store, "
+            "under a supervisor that restarts them."
+        ),
     ] = 1,
-    reuse_port: Annotated[bool, typer.Option(hidden=True)] = False,
+    worker: Annotated[bool, typer.Option(hidden=True)] = False,
+    supervisor_pid: Annotated[int, typer.Option(hidden=True)] = 0,
 ) -> None:
     """Run the host: terminals connect over TCP and speak the wire profile.
 
-    Example: posbatch host serve --listen 127.0.0.1:5800 --data-dir ./posbatch-data
+    SIGTERM or SIGINT stops it gracefully: no new connections, answers to what
+    was read go out after their commit, then exit 0.
+
+    Example: posbatch host serve --listen 127.0.0.1:5800 --data-dir ./posbatch-data --workers 2
     """
-    signal.signal(signal.SIGTERM, _interrupt)  # stop cleanly (and stop the other workers)
-    if not 1 <= workers <= WORKERS_MAX:
-        raise _fail(ConfigError(f"--workers must be 1..{WORKERS_MAX}"))
-    children = []
-    if workers > 1:
-        argv = _without_option(sys.argv[1:], "--workers")
-        for _ in range(workers - 1):
-            children.append(
-                subprocess.Popen(  # noqa: S603 - this very command, one more process
-                    [sys.executable, "-m", "posbatch", *argv, "--reuse-port"]
-                )
-            )
-        reuse_port = True
+    early_stop: list[int] = []  # a signal that comes while the store opens stops at once
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda received, _frame: early_stop.append(received))
+    if worker and not stop_with_parent(supervisor_pid):
+        early_stop.append(signal.SIGTERM)
     logging.basicConfig(stream=sys.stderr, format="%(message)s", level=log_level.upper())
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    host, _, port = listen.rpartition(":")
+    if not 1 <= workers <= WORKERS_MAX:
+        raise _fail(ConfigError(f"--workers must be 1..{WORKERS_MAX}"))
+    host, _, port_text = listen.rpartition(":")
+    host = host or "127.0.0.1"
     try:
+        port = int(port_text)
         script = load_fault_script(faults) if faults is not None else None
-        store = open_store(data_dir)
+        # The supervisor (or the one process) migrates; a worker only checks.
+        store = open_store(data_dir, migrate=not worker)
+    except ValueError:
+        raise _fail(ConfigError(f"--listen must be HOST:PORT, not {listen!r}")) from None
     except PosbatchError as exc:
         raise _fail(exc) from exc
+    if workers > 1:
+        store.close()
+        if early_stop:
+            raise typer.Exit(0)
+        options = ["--data-dir", str(data_dir), "--log-level", log_level,
+                   "--connections-max", str(connections_max),
+                   "--idle-timeout-ms", str(idle_timeout_ms)]  # fmt: skip
+        if faults is not None:
+            options += ["--faults", str(faults)]
+        raise typer.Exit(_supervise(host, port, workers, options))
     core = HostCore(store, clock=lambda: datetime.now(UTC), faults=script)
     limits = ServerLimits(connections_max=connections_max, idle_timeout_ms=idle_timeout_ms)
     try:
         asyncio.run(
-            serve(core, host or "127.0.0.1", int(port), limits=limits, reuse_port=reuse_port)
+            _serve_until_signalled(core, host, port, limits, reuse_port=worker, early=early_stop)
         )
-    except KeyboardInterrupt:
-        pass
     finally:
         store.close()
-        for child in children:
-            child.terminate()
-            child.wait()
+
+
+async def _serve_until_signalled(
+    core: HostCore,
+    host: str,
+    port: int,
+    limits: ServerLimits,
+    *,
+    reuse_port: bool,
+    early: list[int],
+) -> None:
+    """Serve; SIGTERM or SIGINT (now, or ``early`` before the loop ran) stops gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    if early:
+        stop.set()
+    await serve(core, host, port, limits=limits, reuse_port=reuse_port, stop=stop)
+
+
+def _supervise(host: str, port: int, workers: int, options: list[str]) -> int:
+    """Run ``workers`` processes of this command (``--worker`` + ``options``) supervised."""
+    try:
+        reserved = reserve_port(host, port)
+    except OSError as exc:
+        raise _fail(ConfigError(f"cannot listen on {host}:{port}: {exc}")) from exc
+    with reserved:
+        port = reserved.getsockname()[1]
+        command = [sys.executable, "-m", "posbatch", "host", "serve", "--worker",
+                   "--supervisor-pid", str(os.getpid()),
+                   "--listen", f"{host}:{port}", *options]  # fmt: skip
+        logging.getLogger("posbatch.host").warning(
+            json.dumps({"event": "supervising", "host": host, "port": port, "workers": workers})
+        )
+        return Supervisor(command, workers).run()
 
 
 @app.command("add-terminal")

@@ -11,7 +11,11 @@ the group is written. While a group commits, the next one gathers; that is
 what makes many durable answers per second out of one fsync each.
 
 Answers on one connection leave in request order (a delayed answer holds
-back the ones after it, as on a real line). Named limits bound everything:
+back the ones after it, as on a real line). A graceful stop
+(:meth:`HostServer.drain`, what ``serve(stop=…)`` does when ``stop`` is set)
+stops listening and reading, lets the groups in flight commit and their
+answers go out — an answer still leaves only after its commit — then closes
+every connection. Named limits bound everything:
 connections, frame size, idle time, requests in flight per connection.
 One JSON log line per request (terminal_id, batch_no, stan, mti,
 response_code, latency_ms; never a PAN). Lines are formatted from a fixed key
@@ -29,6 +33,7 @@ import contextlib
 import json
 import json.encoder
 import logging
+import os
 import time
 from dataclasses import dataclass, fields
 from typing import Final
@@ -39,6 +44,7 @@ from posbatch.wire import MAX_FRAME_BYTES, Frame
 
 __all__ = [
     "CONNECTIONS_MAX",
+    "DRAIN_TIMEOUT_MS",
     "IDLE_TIMEOUT_MS",
     "IN_FLIGHT_MAX",
     "LOG_LINES_MAX",
@@ -59,6 +65,10 @@ GROUP_GATHER_MS: Final = 1
 LISTEN_BACKLOG: Final = 4096
 # Request log lines held before they are written even within one turn of the loop.
 LOG_LINES_MAX: Final = 512
+# A graceful stop waits at most this long for the answers in flight (a delay fault may
+# hold one longer: it is then not sent; its request was committed, as after a lost answer).
+DRAIN_TIMEOUT_MS: Final = 10_000
+DRAIN_POLL_MS: Final = 10
 
 log = logging.getLogger("posbatch.host")
 # (attribute, '"key":', whether the value is text to escape) for each RequestLog field.
@@ -137,6 +147,11 @@ class GroupCommitter:
         )
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def busy(self) -> bool:
+        """Requests wait for a group or a group is committing."""
+        return self._running or bool(self._queue)
+
     def submit(self, frame: Frame, slot: _Slot, connection: _Connection) -> None:
         self._queue.append((frame, slot, connection))
         if not self._running:
@@ -179,6 +194,7 @@ class _Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._paused = False
         self._closing = False
+        self._draining = False
         self.last_activity = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -214,6 +230,17 @@ class _Connection(asyncio.Protocol):
             self._transport.pause_reading()
             self._paused = True
 
+    def stop_reading(self) -> None:
+        """Graceful stop: read nothing more; what was read is still answered."""
+        self._draining = True
+        if self._transport is not None and not self._closing and not self._paused:
+            self._transport.pause_reading()
+            self._paused = True
+
+    @property
+    def in_flight(self) -> bool:
+        return bool(self._pending) and not self._closing
+
     def answer(self, slot: _Slot, reply: HostReply) -> None:
         slot.reply = reply
         if reply.delay_ms > 0:
@@ -240,7 +267,11 @@ class _Connection(asyncio.Protocol):
             if reply.close:
                 self._closing = True
                 transport.close()
-        if self._paused and len(self._pending) < self._server.limits.in_flight_max:
+        if (
+            self._paused
+            and not self._draining
+            and len(self._pending) < self._server.limits.in_flight_max
+        ):
             self._paused = False
             if transport is not None and not self._closing:
                 transport.resume_reading()
@@ -263,6 +294,7 @@ class HostServer:
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._log = RequestLogWriter()
+        self.requests_answered = 0  # request log entries written (answered or dropped)
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> tuple[str, int]:
         """Listen; ``reuse_port`` lets several host processes share the port (SO_REUSEPORT)."""
@@ -286,6 +318,18 @@ class HostServer:
         assert self._server is not None
         await self._server.serve_forever()
 
+    async def drain(self, *, timeout_ms: int = DRAIN_TIMEOUT_MS) -> None:
+        """Graceful stop: stop listening and reading, answer what was read (then :meth:`close`)."""
+        if self._server is not None:
+            self._server.close()  # no new connections; the open ones stay
+        for connection in list(self.connections):
+            connection.stop_reading()
+        deadline = time.monotonic() + timeout_ms / 1000
+        while time.monotonic() < deadline and (
+            self.committer.busy or any(c.in_flight for c in self.connections)
+        ):
+            await asyncio.sleep(DRAIN_POLL_MS / 1000)
+
     async def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
@@ -300,6 +344,7 @@ class HostServer:
         self._log.flush()
 
     def log_request(self, reply: HostReply, arrived: float) -> None:
+        self.requests_answered += 1
         self._log.add(reply, arrived)
 
 
@@ -311,14 +356,22 @@ async def serve(
     limits: ServerLimits | None = None,
     ready: asyncio.Event | None = None,
     reuse_port: bool = False,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Run the host until cancelled."""
+    """Run the host until cancelled, or until ``stop`` is set: then stop gracefully (drain)."""
     server = HostServer(core, limits=limits)
     bound = await server.start(host, port, reuse_port=reuse_port)
-    log.warning(json.dumps({"event": "listening", "host": bound[0], "port": bound[1]}))
+    pid = os.getpid()
+    log.warning(json.dumps({"event": "listening", "host": bound[0], "port": bound[1], "pid": pid}))
     if ready is not None:
         ready.set()
     try:
-        await server.serve_forever()
+        if stop is None:
+            await server.serve_forever()
+        else:
+            await stop.wait()
+            await server.drain()
     finally:
         await server.close()
+        stopped = {"event": "stopped", "pid": pid, "requests": server.requests_answered}
+        log.warning(json.dumps(stopped))
