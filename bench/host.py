@@ -16,8 +16,13 @@ asyncio server that only frames and answers one canned, valid 0210.
 Targets (2-core machine): (a) ≥ 5,000 durable approvals/s on SQLite;
 (b) p99 ≤ 20 ms; (c) ≤ 300 MB.
 
+``--workers N`` runs the host under test of (a) and (b) as
+``posbatch host serve --workers N`` (a supervisor and N processes sharing the
+port and the store); its CPU is the sum over the workers. The bare baseline
+and (c) stay one process.
+
 Usage: ``PYTHONPATH=src python bench/host.py [--db sqlite|postgresql|both]
-[--seconds 10] [--skip-memory]``
+[--seconds 10] [--workers 1] [--skip-memory]``
 """
 
 from __future__ import annotations
@@ -168,30 +173,38 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
+def wait_listening(
+    port: int, process: subprocess.Popen[bytes], log: Path | None = None, workers: int = 1
+) -> None:
+    """Until ``port`` answers and, with a log, ``workers`` processes said they listen."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
+            if log is None or log.read_text().count('"event": "listening"') >= workers:
+                return
         except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise RuntimeError("server did not start") from None
-            time.sleep(0.05)
+            pass
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise RuntimeError("server did not start") from None
+        time.sleep(0.05)
 
 
 @contextmanager
-def server_process(args: list[str], port: int, env: dict[str, str]) -> Iterator[int]:
-    process = subprocess.Popen(
-        [sys.executable, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+def server_process(
+    args: list[str], port: int, env: dict[str, str], *, log: Path | None = None, workers: int = 1
+) -> Iterator[int]:
+    with open(log or os.devnull, "wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, *args], env=env, stdout=subprocess.DEVNULL, stderr=stderr
+        )
     try:
-        wait_listening(port, process)
+        wait_listening(port, process, log, workers)
         yield process.pid
     finally:
         process.terminate()
         try:
-            process.wait(10)
+            process.wait(30)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
@@ -199,6 +212,7 @@ def server_process(args: list[str], port: int, env: dict[str, str]) -> Iterator[
 
 @contextmanager
 def host_process(data_dir: Path, port: int, db_url: str | None, workers: int = 1) -> Iterator[int]:
+    """The host (its supervisor with ``workers`` > 1); its request lines go to a file."""
     env = dict(os.environ, PYTHONPATH=str(SRC))
     env.pop(DATABASE_URL_ENV, None)
     if db_url is not None:
@@ -206,8 +220,12 @@ def host_process(data_dir: Path, port: int, db_url: str | None, workers: int = 1
     args = ["-m", "posbatch", "host", "serve", "--listen", f"127.0.0.1:{port}",
             "--data-dir", str(data_dir), "--log-level", "info",
             "--workers", str(workers)]  # fmt: skip
-    with server_process(args, port, env) as pid:
+    log = data_dir / f"host-{port}.log"
+    with server_process(args, port, env, log=log, workers=workers) as pid:
         yield pid
+    if workers > 1:
+        served = [line for line in log.read_text().splitlines() if '"event": "stopped"' in line]
+        print(f"    per worker: {'; '.join(served)}")
 
 
 @contextmanager
@@ -426,10 +444,17 @@ async def open_loop(
 
 
 def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` (all its threads) so far."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds so far of process ``pid`` and its children (workers)."""
+    total = 0
+    for stat_path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            stat = stat_path.read_text()
+        except OSError:
+            continue  # exited meanwhile
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(stat_path.parent.name) == pid or int(fields[1]) == pid:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -469,24 +494,15 @@ def bench_database(
         data_dir = Path(tmp)
         throughput_ids = [f"5{i:07d}" for i in range(THROUGHPUT_TERMINALS)]
         latency_ids = [f"6{i:07d}" for i in range(LATENCY_TERMINALS)]
-        worker_ids = [f"7{i:07d}" for i in range(THROUGHPUT_TERMINALS)]
-        register(data_dir, db_url, throughput_ids + latency_ids + worker_ids)
+        register(data_dir, db_url, throughput_ids + latency_ids)
         port = free_port()
-        with host_process(data_dir, port, db_url) as pid:
+        with host_process(data_dir, port, db_url, workers) as pid:
             host_rate = asyncio.run(
                 closed_loop(port, throughput_ids, frames_each, seconds, cycle=False, pid=pid)
             )
             latencies = asyncio.run(open_loop(port, latency_ids, seconds, rate))
-        if workers > 1:
-            port = free_port()
-            with host_process(data_dir, port, db_url, workers):
-                workers_rate = asyncio.run(
-                    closed_loop(port, worker_ids, frames_each, seconds, cycle=False)
-                )
-            print(f"[{label}] (a) host with {workers} processes (--workers): "
-                  f"{workers_rate:,.0f} durable approvals/s")  # fmt: skip
     target = f"target ≥ {TARGET_APPROVALS_PER_S:,}"
-    print(f"[{label}] (a) host: {host_rate:,.0f} durable approvals/s "
+    print(f"[{label}] (a) host, {workers} worker(s): {host_rate:,.0f} durable approvals/s "
           f"({THROUGHPUT_TERMINALS} terminals, closed loop; {target})")  # fmt: skip
     print(f"[{label}] (b) {LATENCY_TERMINALS} terminals, {rate:,} sales/s open loop: "
           f"p50 {percentile(latencies, 0.5):.1f} ms, p99 {percentile(latencies, 0.99):.1f} ms, "
@@ -505,7 +521,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--frames", type=int, default=600, help="pre-built sales per terminal")
     parser.add_argument("--skip-memory", action="store_true")
-    parser.add_argument("--workers", type=int, default=1, help="also run (a) with N processes")
+    parser.add_argument("--workers", type=int, default=1, help="host processes of (a) and (b)")
     parser.add_argument("--rate", type=int, default=LATENCY_RATE_PER_S, help="sales/s of (b)")
     args = parser.parse_args()
     if args.bare_server is not None:
