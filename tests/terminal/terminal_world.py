@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from posbatch.host import FaultRule, FaultScript, HostCore, HostStore
@@ -72,14 +72,31 @@ def flip_body(frame: bytes) -> bytes:
     return frame[:at] + bytes([frame[at] ^ 0x01]) + frame[at + 1 :]
 
 
+def forged(response_code: str) -> Callable[[bytes], bytes]:
+    """A change for :meth:`Link.tamper`: the answer re-coded ``response_code``, without a MAC.
+
+    What a forger on the line sends in place of the host's answer (or, for A0
+    and 77, what a host sends that holds no key for the terminal).
+    """
+
+    def change(frame: bytes) -> bytes:
+        (read,) = FrameReader().feed(frame)
+        message = replace(decode_message(read.body), response_code=response_code)  # type: ignore[type-var]
+        return encode_frame(Frame(read.tpdu, read.header, encode_message(message)))
+
+    return change
+
+
 class Link:
     """The in-process link, with a switch to lose every answer (a dead network).
 
     It also plays the man in the middle: :meth:`tamper` changes answers of one
     message type on their way back, :meth:`acknowledge_reversal` answers the
     next reversal with a correctly MACed 00 without passing it on (a host that
-    acknowledges a reversal it never applies). For that it reads the MAK out of
-    every sign-on answer, as anyone holding the terminal's master key can.
+    acknowledges a reversal it never applies), :meth:`forge_reversal_approval`
+    the next ones with an unMACed 00 (a forger: the host sees nothing). For
+    that it reads the MAK out of every sign-on answer, as anyone holding the
+    terminal's master key can.
     """
 
     def __init__(self, core: HostCore) -> None:
@@ -90,6 +107,7 @@ class Link:
         self.tampered = 0
         self._tampers: dict[str, tuple[Callable[[bytes], bytes], int]] = {}
         self._acknowledge_reversals = 0
+        self._forge_reversals = 0
 
     def tamper(self, mti: str, change: Callable[[bytes], bytes], *, times: int = 1) -> None:
         """Pass the next ``times`` answers of type ``mti`` through ``change``."""
@@ -99,13 +117,20 @@ class Link:
         """Answer the next 0400 with a MACed 00 the host never sees."""
         self._acknowledge_reversals += 1
 
+    def forge_reversal_approval(self, *, times: int = 1) -> None:
+        """Answer the next ``times`` 0400s with an unMACed 00 the host never sees."""
+        self._forge_reversals += times
+
     def __call__(self, frame: bytes, timeout_ms: int) -> bytes | None:
         self.sent.append(frame)
         if self.down:
             return None
         if frame and mti_of(frame) == "0400" and self._acknowledge_reversals:
             self._acknowledge_reversals -= 1
-            return self._acknowledgement(frame)
+            return self._acknowledgement(frame, self.mak)
+        if frame and mti_of(frame) == "0400" and self._forge_reversals:
+            self._forge_reversals -= 1
+            return self._acknowledgement(frame, None)
         answer = self.inner(frame, timeout_ms)
         if not answer:
             return answer
@@ -125,7 +150,7 @@ class Link:
         if isinstance(response, SignOnResponse) and response.working_keys is not None:
             self.mak = unwrap_working_keys(MASTER_KEY, response.working_keys).mak
 
-    def _acknowledgement(self, request_frame: bytes) -> bytes:
+    def _acknowledgement(self, request_frame: bytes, mak: bytes | None) -> bytes:
         (frame,) = FrameReader().feed(request_frame)
         request = decode_message(frame.body)
         assert isinstance(request, ReversalRequest)
@@ -139,7 +164,7 @@ class Link:
             request.amount_fen,
             original_kind=request.original_kind,
         )
-        body = encode_message(response, mak=self.mak)
+        body = encode_message(response, mak=mak)
         return encode_frame(Frame(frame.tpdu.reply(), frame.header, body))
 
 

@@ -1,8 +1,9 @@
 """Answers are believed only when their MAC checks: a damaged or forged answer is no answer.
 
 Each test damages answers on their way back through the in-process link (one
-bit of field 64, or one byte of the body with field 64 kept) or has the host's
-fault script answer without processing (a forced answer carries no MAC), then
+bit of field 64, or one byte of the body with field 64 kept), forges them (an
+unMACed answer in place of the host's), or has the host's fault script answer
+without processing (MACed like any answer when the host holds the MAK), then
 checks what the terminal believes and that DESIGN.md's invariants hold once
 the link is clean again.
 """
@@ -67,10 +68,8 @@ def test_damaged_reversal_answer_leaves_the_reversal_pending(
 def test_forged_reversal_approval_is_not_believed(world: World) -> None:
     """A 0410 "00" the host never sent (no MAC) does not make the sale count as reversed."""
     world.terminal.sign_on()
-    world.faults(
-        FaultRule(FaultAction.DROP, kind=Kind.SALE, count=1),
-        FaultRule(FaultAction.FORCE, kind=Kind.REVERSAL, response_code="00", count=SEND_ATTEMPTS),
-    )
+    world.faults(FaultRule(FaultAction.DROP, kind=Kind.SALE, count=1))
+    world.link.forge_reversal_approval(times=SEND_ATTEMPTS)
     lost = world.terminal.sale(1250, PAN)
     assert world.terminal.journal.transaction(lost.txn_id).state == TxnState.REVERSAL_PENDING
     assert _host_status(world, lost.stan) == "approved"  # the forger reversed nothing

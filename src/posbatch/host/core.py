@@ -7,8 +7,8 @@ many connections) and answers them in two steps:
 
 1. *Read* each frame without the database: framing, then the typed message.
    A frame whose TPDU/header is bad is dropped; a body that cannot be read
-   but whose terminal and merchant ids can is answered 30; a forced fault
-   answers without processing.
+   but whose terminal and merchant ids can is answered 30. The fault script
+   draws here, in arrival order.
 2. *Process* the rest in ONE database transaction (a group commit), in order
    per terminal; the transaction commits before any answer is returned. If
    anything unexpected fails, the group is rolled back and each request is
@@ -19,7 +19,17 @@ Per request the checks run in this order: terminal unknown → 97, merchant id
 differs → 03, suspended → 58, then sign-on / sign-off / echo; any other
 message needs a signed-on terminal (→ 77, 63 ``R=NOT_SIGNED_ON``) and a good
 MAC (→ A0, unMACed). Then the batch rules of DESIGN.md "The batch lifecycle",
-with the host batch state machine of :mod:`posbatch.batch.host_batch`.
+with the host batch state machine of :mod:`posbatch.batch.host_batch`. A
+request a fault script forces is answered its code without being processed.
+
+Which answers carry a MAC is decided in one place, :func:`_answer_mak`: every
+answer except to 08xx carries field 64 whenever the host holds a MAK for the
+terminal (it is signed on) — 77, 96, 03, 58, 30 and forced codes included —
+so a terminal may believe exactly the answers whose MAC checks. The only
+answers without one are those DESIGN.md "Keys and MAC" allows (A0, whose
+request's MAC failed; 77 to a terminal not signed on) and those to a
+terminal whose key the host cannot know (97 unknown terminal; a frame whose
+ids cannot be read is not answered at all).
 
 Time and randomness come only from the injected ``clock`` and
 ``random_bytes`` (working keys, RRNs, authorisation codes), so a seeded
@@ -32,7 +42,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final, NamedTuple
 
@@ -48,11 +58,13 @@ from posbatch.host.store import (
     ExceptionKind,
     HostStore,
     StoreTx,
+    TerminalRow,
     TerminalStatus,
     TransactionStatus,
     naive_utc,
 )
 from posbatch.wire import (
+    MAC_BYTES,
     SPEC,
     AdminResponse,
     BatchReason,
@@ -82,6 +94,7 @@ from posbatch.wire import (
     VoidRequest,
     WorkingKeys,
     check_mac,
+    compute_mac,
     decode_detail,
     decode_frame,
     decode_message,
@@ -103,6 +116,7 @@ AUTH_CODE_DIGITS: Final = 6
 LENGTH_PREFIX_BYTES: Final = 2
 
 _REQUEST_MTIS: Final = frozenset({"0800", "0820", "0200", "0220", "0400", "0500", "0320"})
+_MAC_ERROR: Final = "A0"
 _FINANCIAL: Final = frozenset({Kind.SALE, Kind.VOID, Kind.REFUND})
 
 
@@ -143,8 +157,8 @@ class _Work:
 @dataclass(frozen=True, slots=True)
 class _Outcome:
     response: Response
-    mak: bytes | None = None  # MAC the answer with this key
     requirement: ProcessingRequirement = ProcessingRequirement.NONE
+    mak: bytes | None = None  # MAC the answer with this key: set only from _answer_mak
 
 
 class _Admitted(NamedTuple):
@@ -235,7 +249,7 @@ class HostCore:
         try:
             request = decode_message(frame.body)
         except DecodeError as exc:
-            return _format_error(frame, exc)
+            return _format_error(frame, exc, self._terminal_now)
         if not isinstance(
             request,
             SignOnRequest
@@ -252,10 +266,6 @@ class HostCore:
             return HostReply(log=RequestLog(error="a response sent to the host: dropped"))
         kind = _kind(request)
         fault = self._faults.pick(request.terminal_id, kind) if self._faults else None
-        if fault is not None and fault.action == FaultAction.FORCE:
-            assert fault.response_code is not None
-            outcome = _Outcome(_answer(request, fault.response_code, now=self._clock()))
-            return self._encode(frame, request, outcome, fault)
         return _Work(frame, request, fault)
 
     def _process_group(self, group: list[_Work]) -> list[HostReply]:
@@ -279,10 +289,26 @@ class HostCore:
 
     def _failed(self, work: _Work) -> HostReply:
         try:
-            outcome = _Outcome(_answer(work.request, "96", now=self._clock()))
+            response = _answer(work.request, "96", now=self._clock())
+            mak = _answer_mak(response.response_code, self._terminal_now(work.request.terminal_id))
+            outcome = _Outcome(response, mak=mak)
             return self._encode(work.frame, work.request, outcome, None, error="processing failed")
         except PosbatchError:
             return HostReply(log=RequestLog(error="processing failed; no answer could be built"))
+
+    def _terminal_now(self, terminal_id: str) -> TerminalRow | None:
+        """The terminal as the store has it now, read on its own (None: unknown or unreadable).
+
+        For the answers given outside a group's transaction (30, and 96 after that
+        transaction failed). If the store cannot be read the answer goes without a
+        MAC: the terminal then takes it as no answer (reverses or resends), which
+        is safe.
+        """
+        try:
+            with self.store.transaction() as tx:
+                return tx.terminal(terminal_id)
+        except Exception:  # the store is what failed: answer without a key
+            return None
 
     def _encode(
         self,
@@ -332,9 +358,18 @@ class HostCore:
     # --- one request inside the group's transaction ---------------------------------------------
 
     def _process(self, tx: StoreTx, work: _Work) -> _Outcome:
+        """The answer to one request, MACed by :func:`_answer_mak` (the one place that decides)."""
+        terminal = tx.terminal(work.request.terminal_id, for_update=True)
+        outcome = self._decide(tx, work, terminal)
+        mak = _answer_mak(outcome.response.response_code, terminal)
+        return outcome if mak is None else replace(outcome, mak=mak)
+
+    def _decide(self, tx: StoreTx, work: _Work, terminal: TerminalRow | None) -> _Outcome:
         request = work.request
         now = self._clock()
-        terminal = tx.terminal(request.terminal_id, for_update=True)
+        if work.fault is not None and work.fault.action == FaultAction.FORCE:
+            assert work.fault.response_code is not None
+            return _Outcome(_answer(request, work.fault.response_code, now=now))  # not processed
         if terminal is None:
             return _Outcome(_answer(request, "97", now=now))
         if terminal.merchant_id != request.merchant_id:
@@ -361,7 +396,7 @@ class HostCore:
             return _Outcome(
                 _answer(request, "A0", now=now), requirement=ProcessingRequirement.SIGN_ON
             )
-        ctx = _Ctx(self, tx, terminal, mak, now)
+        ctx = _Ctx(self, tx, terminal, now)
         return ctx.handle(request)
 
     def _sign_on(
@@ -409,19 +444,34 @@ def _naive(moment: datetime) -> datetime:
     return naive_utc(moment)
 
 
+def _answer_mak(response_code: str, terminal: TerminalRow | None) -> bytes | None:
+    """The key of an answer's field 64: the one rule of which answers carry a MAC.
+
+    Every answer carries one whenever the host holds a MAK for the terminal
+    (the terminal is signed on), whatever its code — so that a terminal can
+    believe exactly the answers whose MAC checks. The exceptions: A0 (the
+    request's MAC failed, so the keys may be out of step; DESIGN.md "Keys and
+    MAC" has it unMACed), and a terminal whose MAK the host does not hold —
+    unknown (97), or not signed on (its 77). A 08xx answer never carries
+    field 64 whatever this says (:func:`~posbatch.wire.encode_message`).
+    """
+    if response_code == _MAC_ERROR or terminal is None or not terminal.signed_on:
+        return None
+    return None if terminal.mak is None else bytes(terminal.mak)
+
+
 class _Ctx:
     """One signed-on, MAC-checked request being processed."""
 
-    def __init__(self, core: HostCore, tx: StoreTx, terminal: Any, mak: bytes, now: datetime):
+    def __init__(self, core: HostCore, tx: StoreTx, terminal: Any, now: datetime):
         self.core = core
         self.tx = tx
         self.terminal = terminal
-        self.mak = mak
         self.now = now
         self.terminal_id: str = terminal.terminal_id
 
     def ok(self, response: Response) -> _Outcome:
-        return _Outcome(response, self.mak)
+        return _Outcome(response)
 
     def answer(self, request: Request, code: str, **extra: Any) -> _Outcome:
         return self.ok(_answer(request, code, now=self.now, **extra))
@@ -1087,8 +1137,14 @@ def _answer(request: Request, code: str, *, now: datetime, **extra: Any) -> Resp
     )  # fmt: skip
 
 
-def _format_error(frame: Frame, error: DecodeError) -> HostReply:
-    """Answer 30 when the terminal and merchant ids can still be read; else drop."""
+def _format_error(
+    frame: Frame, error: DecodeError, terminal_now: Callable[[str], TerminalRow | None]
+) -> HostReply:
+    """Answer 30 when the terminal and merchant ids can still be read; else drop.
+
+    The 30 is MACed under the MAK the host holds for that terminal (``terminal_now``
+    reads it), by the rule of :func:`_answer_mak`.
+    """
     log = RequestLog(error=str(error))
     try:
         fields, _ = iso8583.decode(frame.body, SPEC)
@@ -1111,8 +1167,13 @@ def _format_error(frame: Frame, error: DecodeError) -> HostReply:
         value = fields.get(number, "")
         if value and value.isascii() and value.isalnum():
             answer[number] = value
+    mak = _answer_mak("30", terminal_now(terminal_id))
+    if mak is not None:
+        answer["64"] = "0" * (2 * MAC_BYTES)  # placeholder, computed over the encoded body
     try:
         body, _ = iso8583.encode(answer, SPEC)
+        if mak is not None:
+            body[-MAC_BYTES:] = compute_mac(mak, bytes(body[:-MAC_BYTES]))
         header = Header()
         wire = encode_frame(Frame(frame.tpdu.reply(), header, bytes(body)))
     except Exception:  # whatever we salvaged does not encode: drop
