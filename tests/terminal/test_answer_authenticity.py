@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import pytest
 from terminal_invariants import problems
-from terminal_world import PAN, TERMINAL_ID, World, flip_body, flip_mac, mti_of
+from terminal_world import PAN, TERMINAL_ID, World, flip_body, flip_mac, forged, mti_of
 
 from posbatch.errors import HostUnreachable
 from posbatch.host import FaultAction, FaultRule
@@ -26,6 +26,7 @@ SEND_ATTEMPTS = 3  # posbatch.terminal._engine.SEND_ATTEMPTS_MAX
 SETTLE_SENDS = 2  # one send, then one more after a sign-on (SIGN_ON_RETRIES_MAX)
 
 DAMAGE = pytest.mark.parametrize("damage", [flip_mac, flip_body], ids=["field64", "body"])
+SIGN_ON_CODES = pytest.mark.parametrize("code", ["A0", "77"])
 
 
 def _sent(world: World, mti: str) -> int:
@@ -112,18 +113,85 @@ def test_a_reversal_answered_77_is_sent_again(world: World) -> None:
     assert problems(world.terminal, world.store, TERMINAL_ID) == []
 
 
-def test_a_sale_answered_a0_is_retried_not_reversed(world: World) -> None:
-    """An A0 to a sale is handled as A0 (sign on, retry with a new STAN), not as a forgery."""
+def test_a_sale_answered_a0_is_reversed_then_retried(world: World) -> None:
+    """An A0 (never MACed) to a sale: sign on, reverse the STAN (96), retry under a new one."""
     world.terminal.sign_on()
     world.faults(FaultRule(FaultAction.FORCE, kind=Kind.SALE, response_code="A0", count=1))
     result = world.terminal.sale(1250, PAN)
     first, second = world.terminal.journal.transactions()
-    assert (first.state, first.response_code, second.state, result.approved) == (
-        TxnState.DECLINED,
+    assert (first.state, first.response_code, first.reversal_reason) == (
+        TxnState.REVERSED,
         "A0",
+        "96",
+    )
+    assert (second.state, result.approved, _sent(world, "0400")) == (TxnState.APPROVED, True, 1)
+    assert problems(world.terminal, world.store, TERMINAL_ID) == []
+
+
+def _host_sales(world: World) -> list[tuple[int, str]]:
+    return [
+        (row.stan, str(row.status))
+        for row in world.store.transactions(TERMINAL_ID)
+        if row.kind == Kind.SALE
+    ]
+
+
+@SIGN_ON_CODES
+def test_forged_sign_on_answer_to_an_approved_sale_is_counted_once(world: World, code: str) -> None:
+    """The host approves, a forger answers an unMACed A0/77: the STAN is reversed, then retried."""
+    world.terminal.sign_on()
+    world.link.tamper("0210", forged(code))
+    result = world.terminal.sale(1250, PAN)
+    first, second = world.terminal.journal.transactions()
+    assert (first.state, first.reversal_reason, second.state, result.approved) == (
+        TxnState.REVERSED,
+        "96",
         TxnState.APPROVED,
         True,
     )
+    assert _host_sales(world) == [(first.stan, "reversed"), (second.stan, "approved")]
+    assert problems(world.terminal, world.store, TERMINAL_ID) == []
+
+
+@SIGN_ON_CODES
+def test_forged_sign_on_answer_to_an_approved_void_is_counted_once(world: World, code: str) -> None:
+    """A forged A0/77 to an approved void: the void is reversed, then voided again, once."""
+    sale = world.terminal.sale(1250, PAN)
+    world.link.tamper("0210", forged(code))
+    void = world.terminal.void(sale.stan)
+    voids = [row for row in world.store.transactions(TERMINAL_ID) if row.kind == Kind.VOID]
+    assert (void.approved, [str(row.status) for row in voids]) == (True, ["reversed", "approved"])
+    assert _host_status(world, sale.stan) == "voided"
+    assert problems(world.terminal, world.store, TERMINAL_ID) == []
+
+
+def test_verified_77_to_a_sale_needs_no_reversal(world: World) -> None:
+    """A 77 whose MAC checks (the back office advanced the batch) is believed: no reversal."""
+    world.terminal.sign_on()
+    world.core.advance_batch(TERMINAL_ID, "cut-over")
+    result = world.terminal.sale(1250, PAN)
+    first, second = world.terminal.journal.transactions()
+    assert (first.state, first.response_code, second.state, result.approved) == (
+        TxnState.DECLINED,
+        "77",
+        TxnState.APPROVED,
+        True,
+    )
+    assert _sent(world, "0400") == 0
+    assert problems(world.terminal, world.store, TERMINAL_ID) == []
+
+
+@SIGN_ON_CODES
+def test_forged_sign_on_answer_to_an_approved_refund_is_resent_not_retried(
+    world: World, code: str
+) -> None:
+    """A forged A0/77 to an approved refund: resent as is (never under a new STAN), counted once."""
+    sale = world.terminal.sale(5000, PAN)
+    world.link.tamper("0230", forged(code))
+    refund = world.terminal.refund(sale.stan, 1000)
+    refunds = [row for row in world.store.transactions(TERMINAL_ID) if row.kind == Kind.REFUND]
+    assert (refund.approved, len(refunds), _sent(world, "0220")) == (True, 1, 2)
+    assert world.terminal.journal.transaction(refund.txn_id).state == TxnState.APPROVED
     assert problems(world.terminal, world.store, TERMINAL_ID) == []
 
 
@@ -216,6 +284,15 @@ def test_one_damaged_upload_answer_is_sent_again(world: World) -> None:
     """One 0330 damaged: sign on, send that upload again; the batch closes uploaded."""
     _unbalanced(world)
     world.link.tamper("0330", flip_mac)
+    result = world.terminal.settle()
+    assert (result.close_reason, _sent(world, "0320")) == ("uploaded", 3)  # 1 + 1 again + end
+    assert problems(world.terminal, world.store, TERMINAL_ID) == []
+
+
+def test_forged_77_to_an_upload_does_not_close_the_batch(world: World) -> None:
+    """An unMACed 77 to a 0320 is not "closed by the host": sign on, send it again, uploaded."""
+    _unbalanced(world)
+    world.link.tamper("0330", forged("77"))
     result = world.terminal.settle()
     assert (result.close_reason, _sent(world, "0320")) == ("uploaded", 3)  # 1 + 1 again + end
     assert problems(world.terminal, world.store, TERMINAL_ID) == []

@@ -26,9 +26,10 @@ under, for every code, and sorts the answer (:func:`_authenticity`):
 verdict     when                         what the flow does
 =========== ============================ =========================================
 VERIFIED    field 64 checks              acts on the answer
-SIGN_ON     no good MAC, code A0 or 77   the host's "sign on again": it cannot MAC
-                                         these (A0: our MAC failed, the keys may
-                                         differ; 77: not signed on, it has no MAK)
+SIGN_ON     no good MAC, code A0 or 77   signs on, but believes nothing else of it
+                                         (the host sends these unMACed only when
+                                         it cannot MAC: A0, our MAC failed; 77,
+                                         we are not signed on and it has no MAK)
 UNVERIFIED  field 64 wrong or missing,   not believed: what the answer claims may
             any other code               be damage or forgery
 =========== ============================ =========================================
@@ -48,13 +49,21 @@ answers a duplicate with its original, MACed answer), a reversal stays
 settlement (0510) or batch upload (0330) answer is treated like A0 there —
 sign on and send again, ``SIGN_ON_RETRIES_MAX`` times, then
 :class:`HostUnreachable` with the step kept for the next ``settle`` (a
-repeated 0500 or 0320 is harmless by the host's rules). A0 and 77 are
-taken without a MAC because DESIGN.md lets the host send them so; each
-leads to a sign-on. A 77 to a reversal is a retry (the host answers a
-reversal 77 only when the terminal is not signed on, and then reversed
-nothing). The gap this leaves: a forged A0 or 77 to a sale that the host
-approved makes the terminal retry it with a new STAN (see docs/terminal.md,
-"Limits and known gaps").
+repeated 0500 or 0320 is harmless by the host's rules).
+
+A SIGN_ON answer is the same "no answer" for the request, plus a sign-on.
+The host MACs every answer whenever it holds our MAK (posbatch.host.core,
+``_answer_mak``), so a genuine unMACed A0/77 means it did nothing with the
+request; a forged one may hide an approval. Hence a sale or void answered so
+is reversed (reason 96; the host answers a reversal of an unknown original
+00 and records it) before it is tried again under a new STAN — after a
+sign-on for A0, after recovery for 77, whose field 63 is not trusted (the
+sign-on's is used) — and a refund is resent as is, never under a new STAN.
+A reversal or refund resend answered so is sent again after a sign-on; a
+0510 or 0330 answered 77 without a good MAC is sent again after a sign-on
+(it is not "closed by the host"). A VERIFIED 77 is believed: the host did
+not take the request, so it is declined 77, recovery runs and it is retried
+without a reversal.
 
 Settlement walks :mod:`posbatch.batch.terminal_batch` step by step, persisting
 each move; recovery on 77 signs on and applies :func:`decide_recovery`.
@@ -160,8 +169,8 @@ _MAC_ERROR: Final = "A0"
 _DUPLICATE: Final = "94"
 # Codes after which a refund is worth resending; any other (verified) answer closes it.
 _RETRY_CODES: Final = frozenset({"96", "90", "68", "22", _MAC_ERROR})
-# A reversal is resent after a 77 too: the host answers 77 (unMACed) only when the
-# terminal is not signed on, and then it did not reverse anything.
+# A reversal is resent after a 77 too: the host never refuses a reversal for its batch
+# number, so a 77 to one (not signed on, or a fault script's) means it reversed nothing.
 _REVERSAL_RETRY_CODES: Final = _RETRY_CODES | {_BATCH_ERROR}
 # The codes a host may send without a valid MAC (DESIGN.md "Keys and MAC").
 _SIGN_ON_CODES: Final = frozenset({_MAC_ERROR, _BATCH_ERROR})
@@ -258,6 +267,20 @@ def _authenticity(answer: _Answer) -> _Authenticity:
     if _response_code(answer) in _SIGN_ON_CODES:
         return _Authenticity.SIGN_ON
     return _Authenticity.UNVERIFIED
+
+
+def _acted_on(answer: _Answer) -> bool:
+    """Whether a settlement or upload answer may be acted on: verified, or an unMACed A0.
+
+    An unMACed 77 is not: the host MACs every 77 to a signed-on terminal, so
+    one without a good MAC is either "not signed on" (signing on and sending
+    again gets the real answer) or forged (it would close the batch as closed
+    by the host without settling it).
+    """
+    verdict = _authenticity(answer)
+    if verdict == _Authenticity.SIGN_ON:
+        return _response_code(answer) == _MAC_ERROR
+    return verdict == _Authenticity.VERIFIED
 
 
 def _response_code(answer: _Answer) -> str:
@@ -869,16 +892,18 @@ class Terminal:
     def _believed_code(self, answer: _Answer | None) -> str | None:
         """The response code of ``answer`` if it is believed, else None (as no answer).
 
-        Drops the working keys when the answer asks for a sign-on (A0, 77) or
-        fails its MAC check, so the next request signs on first.
+        Only a verified answer is believed; an unMACed A0/77 asks for a sign-on
+        and says nothing about the request (sent again after it). Drops the
+        working keys when the answer asks for a sign-on (A0, 77) or is not
+        verified, so the next request signs on first.
         """
         if answer is None:
             return None
         verdict = _authenticity(answer)
         code = _response_code(answer)
-        if verdict == _Authenticity.UNVERIFIED or code in _SIGN_ON_CODES:
+        if verdict != _Authenticity.VERIFIED or code in _SIGN_ON_CODES:
             self._keys = None
-        return None if verdict == _Authenticity.UNVERIFIED else code
+        return code if verdict == _Authenticity.VERIFIED else None
 
     # --- financial transactions --------------------------------------------------------
 
@@ -949,13 +974,18 @@ class Terminal:
         return row
 
     def _record_answer(self, row: TxnRow, answer: _Answer) -> TxnRow:
-        """Write the outcome of ``row`` from its answer, if believed; else reverse or resend it."""
+        """Write the outcome of ``row`` from its answer, if verified; else reverse or resend it.
+
+        An unMACed A0/77 is no outcome either: a genuine one means the host did
+        nothing, a forged one may hide an approval, so the STAN is reversed (a
+        refund resent as is) like any answer that does not verify.
+        """
         response = answer.message
         assert isinstance(response, TransactionResponse)
         code = response.response_code
         now = self._now()
-        if _authenticity(answer) == _Authenticity.UNVERIFIED:
-            self._keys = None  # damage or keys out of step: sign on before the next request
+        if _authenticity(answer) != _Authenticity.VERIFIED:
+            self._keys = None  # damage, keys out of step, or "sign on": sign on first
             return self._unanswered(replace(row, response_code=code), ReversalReason.FAULT)
         outcome = replace(
             row,
@@ -1006,14 +1036,29 @@ class Terminal:
                     yield from self._flush()
                 return self._result(self.journal.transaction(row.txn_id))
             row = self._record_answer(row, answer)
+            code = _response_code(answer)
             if row.state in (TxnState.REVERSAL_PENDING, TxnState.RESEND_PENDING):
-                with contextlib.suppress(HostUnreachable):
-                    yield from self._flush()
-                return self._result(self.journal.transaction(row.txn_id))
-            code = row.response_code
+                asks_sign_on = _authenticity(answer) == _Authenticity.SIGN_ON
+                if asks_sign_on and code == _BATCH_ERROR and retries_77 < RECOVERY_RETRIES_MAX:
+                    # An unMACed 77: sign on and recover, ignoring its 63 (it may be
+                    # forged); the recovery's flush sends the reversal (the refund).
+                    retries_77 += 1
+                    cause = f"unverified 77 on {kind.value} STAN {row.stan:06d}"
+                    yield from self._recover(None, cause=cause)
+                elif asks_sign_on and code == _MAC_ERROR and retries_a0 < SIGN_ON_RETRIES_MAX:
+                    retries_a0 += 1
+                    yield from self._prepare()  # sign on, then the reversal (the refund) first
+                else:
+                    with contextlib.suppress(HostUnreachable):
+                        yield from self._flush()
+                    return self._result(self.journal.transaction(row.txn_id))
+                if kind == Kind.REFUND:  # resent as is above: never again under a new STAN
+                    return self._result(self.journal.transaction(row.txn_id))
+                continue  # the old STAN is reversed: try again under a new one
             if code == _BATCH_ERROR and retries_77 < RECOVERY_RETRIES_MAX:
                 retries_77 += 1
-                yield from self._recover(answer, cause=f"77 on {kind.value} STAN {row.stan:06d}")
+                detail = getattr(answer.message, "detail", None)
+                yield from self._recover(detail, cause=f"77 on {kind.value} STAN {row.stan:06d}")
                 continue
             if (
                 code == _DUPLICATE
@@ -1054,9 +1099,12 @@ class Terminal:
             )
         yield from self._settle_batch(recovery=False)
 
-    def _recover(self, answer: _Answer, *, cause: str) -> Flow[None]:
-        """On 77: sign on (new keys, the host's batch) and reconcile the journal with it."""
-        detail_text = getattr(answer.message, "detail", None)
+    def _recover(self, detail_text: str | None, *, cause: str) -> Flow[None]:
+        """On 77: sign on (new keys, the host's batch) and reconcile the journal with it.
+
+        ``detail_text`` is the 77's field 63 when its MAC verified (None: the
+        sign-on's field 63 is used).
+        """
         detail = BatchStateDetail.decode(detail_text) if detail_text else None
         with self.journal.write(self._now()) as writer:
             writer.event(
@@ -1226,7 +1274,7 @@ class Terminal:
             response = answer.message
             assert isinstance(response, SettlementResponse)
             code = response.response_code
-            authentic = _authenticity(answer) != _Authenticity.UNVERIFIED
+            authentic = _acted_on(answer)
             if (code == _MAC_ERROR or not authentic) and sign_on_retries < SIGN_ON_RETRIES_MAX:
                 sign_on_retries += 1
                 yield from self.sign_on_flow(reconcile=False)
@@ -1298,7 +1346,10 @@ class Terminal:
                     detail=detail,
                 )
             return self._settlement_result(closed, resumed_from)
-        yield from self._recover(answer, cause=f"77 on settlement of batch {batch.batch_no:06d}")
+        yield from self._recover(
+            getattr(answer.message, "detail", None),
+            cause=f"77 on settlement of batch {batch.batch_no:06d}",
+        )
         settled = self.journal.batch(batch.batch_id)
         if settled.settle_step == SettleStep.CLOSED:
             return self._settlement_result(settled, resumed_from)
@@ -1370,7 +1421,7 @@ class Terminal:
                 )
             assert isinstance(answer.message, BatchUploadResponse)
             code = answer.message.response_code
-            authentic = _authenticity(answer) != _Authenticity.UNVERIFIED
+            authentic = _acted_on(answer)
             if (code == _MAC_ERROR or not authentic) and sign_on_retries < SIGN_ON_RETRIES_MAX:
                 sign_on_retries += 1
                 yield from self.sign_on_flow(reconcile=False)
