@@ -154,6 +154,24 @@ def test_sigterm_answers_what_was_committed_then_exits_0(data_dir: Path, db_url:
     assert [event["returncode"] for event in host.named("worker_stopped")] == [0, 0]
 
 
+def test_one_process_without_a_supervisor_stops_gracefully_on_sigterm(
+    data_dir: Path, db_url: str
+) -> None:
+    """--workers 1 is one process (no supervisor); SIGTERM ends it with exit code 0."""
+    with supervised(data_dir, db_url, workers=1) as host:
+        port = host.wait_listening(1)
+        codes = _echo_codes(port, TERMINAL_ID, 3)
+        exit_code = host.stop()
+    (listening,) = host.named("listening")
+    (stopped,) = host.named("stopped")
+    assert (codes, exit_code, host.named("supervising")) == (["00"] * 3, 0, [])
+    assert (listening["pid"], stopped["pid"], stopped["requests"]) == (
+        host.process.pid,
+        host.process.pid,
+        3,
+    )
+
+
 def test_workers_stop_when_the_supervisor_is_killed(data_dir: Path, db_url: str) -> None:
     """SIGKILL to the supervisor: its workers stop gracefully instead of serving on, orphaned."""
     with supervised(data_dir, db_url) as host:

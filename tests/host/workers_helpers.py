@@ -77,8 +77,7 @@ class Supervised:
     def wait_listening(self, workers: int) -> int:
         """Wait until ``workers`` workers listen; the shared port."""
         events = self.wait_for(lambda e: _count(e, "listening") >= workers)
-        (supervising,) = [event for event in events if event["event"] == "supervising"]
-        return int(supervising["port"])
+        return int(next(event for event in events if event["event"] == "listening")["port"])
 
     def live_pids(self) -> set[int]:
         """Worker pids that listen and have not exited (as the events tell)."""

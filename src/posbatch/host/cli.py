@@ -98,7 +98,7 @@ def serve_command(
     early_stop: list[int] = []  # a signal that comes while the store opens stops at once
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda received, _frame: early_stop.append(received))
-    if worker and not stop_with_parent(supervisor_pid):
+    if worker and supervisor_pid and not stop_with_parent(supervisor_pid):
         early_stop.append(signal.SIGTERM)
     logging.basicConfig(stream=sys.stderr, format="%(message)s", level=log_level.upper())
     logging.getLogger("alembic").setLevel(logging.WARNING)
