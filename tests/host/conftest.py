@@ -1,4 +1,5 @@
-"""Fixtures of the host tests: a real loopback server in a background thread."""
+"""Fixtures of the host tests: a store on each database, a core over it, a signed-on
+terminal on an in-memory session, and a real loopback server in a background thread."""
 
 from __future__ import annotations
 
@@ -7,9 +8,36 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from host_helpers import ANSWER_TIMEOUT_S, RunningHost, new_core, open_store
+from host_helpers import (
+    ANSWER_TIMEOUT_S,
+    RunningHost,
+    Terminal,
+    new_core,
+    open_store,
+    session_terminal,
+)
 
+from posbatch.host import HostCore, HostStore
 from posbatch.host.server import HostServer
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[HostStore]:
+    store = open_store(db_url)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def core(store: HostStore) -> HostCore:
+    return new_core(store)
+
+
+@pytest.fixture
+def term(core: HostCore) -> Terminal:
+    terminal = session_terminal(core)
+    assert terminal.sign_on().response_code == "00"
+    return terminal
 
 
 @pytest.fixture

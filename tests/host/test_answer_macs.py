@@ -9,7 +9,6 @@ Each test runs on SQLite and PostgreSQL over the in-memory session.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 
 import iso8583
@@ -21,8 +20,6 @@ from host_helpers import (
     StepClock,
     Terminal,
     frame_of,
-    new_core,
-    open_store,
     session_terminal,
 )
 
@@ -48,25 +45,6 @@ from posbatch.wire import (
 )
 
 OTHER_MERCHANT_ID = "898110054119999"
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[HostStore]:
-    store = open_store(db_url)
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def core(store: HostStore) -> HostCore:
-    return new_core(store)
-
-
-@pytest.fixture
-def term(core: HostCore) -> Terminal:
-    terminal = session_terminal(core)
-    assert terminal.sign_on().response_code == "00"
-    return terminal
 
 
 def _answer_frame(core: HostCore, frame: bytes) -> tuple[str, bytes]:

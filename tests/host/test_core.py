@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -15,7 +13,6 @@ from host_helpers import (
     Terminal,
     frame_of,
     new_core,
-    open_store,
     session_terminal,
 )
 
@@ -45,25 +42,6 @@ from posbatch.wire import (
 )
 
 D = CardType.DOMESTIC
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[HostStore]:
-    store = open_store(db_url)
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def core(store: HostStore) -> HostCore:
-    return new_core(store)
-
-
-@pytest.fixture
-def term(core: HostCore) -> Terminal:
-    terminal = session_terminal(core)
-    assert terminal.sign_on().response_code == "00"
-    return terminal
 
 
 def totals(*entries: tuple[Kind, int]) -> SettlementTotals:

@@ -18,7 +18,6 @@ from host_helpers import (
     START,
     TERMINAL_ID,
     frame_of,
-    new_core,
     open_store,
 )
 
@@ -48,11 +47,6 @@ def store(db_url: str) -> Iterator[HostStore]:
     store = open_store(db_url, terminals=(TERMINAL_ID, OTHER_TERMINAL_ID))
     yield store
     store.close()
-
-
-@pytest.fixture
-def core(store: HostStore) -> HostCore:
-    return new_core(store)
 
 
 def _answer(reply: HostReply) -> TransactionResponse:
