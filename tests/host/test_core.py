@@ -34,11 +34,13 @@ from posbatch.wire import (
     SettlementResponse,
     SettlementTotals,
     SignOffRequest,
+    SignOnRequest,
     SignOnResponse,
     TransactionResponse,
     UploadRecord,
     VoidRequest,
     encode_message,
+    unwrap_working_keys,
 )
 
 D = CardType.DOMESTIC
@@ -99,6 +101,31 @@ def test_each_sign_on_hands_out_new_keys(term: Terminal) -> None:
     term.sign_on()
     assert old_mak != term.mak
     assert code(_sale_with_mak(term, old_mak)) == "A0"
+
+
+def test_a_repeated_sign_on_gets_the_same_keys(term: Terminal) -> None:
+    """The same 0800 twice (a duplicate on the line): the same keys, whichever answer the
+    terminal reads; a new STAN gets new keys."""
+    request = SignOnRequest(TERMINAL_ID, MERCHANT_ID, term.next_stan(), term.batch_no)
+    first, second = term.request(request), term.request(request)
+    assert isinstance(first, SignOnResponse) and isinstance(second, SignOnResponse)
+    assert first.working_keys is not None and first.working_keys == second.working_keys
+    term.mak = unwrap_working_keys(term.master_key, first.working_keys).mak
+    assert code(term.sale(100)) == "00"
+    old_mak = term.mak
+    term.sign_on()
+    assert old_mak != term.mak
+
+
+def test_a_sign_on_repeating_an_older_stan_gets_new_keys(term: Terminal) -> None:
+    """Only a repeat of the LAST request is a duplicate: after a sale, the sign-on's STAN again
+    is a new sign-on (new keys)."""
+    stan = term.stan
+    old_mak = term.mak
+    assert code(term.sale(100)) == "00"
+    answer = term.request(SignOnRequest(TERMINAL_ID, MERCHANT_ID, stan, term.batch_no))
+    assert isinstance(answer, SignOnResponse) and answer.working_keys is not None
+    assert old_mak != unwrap_working_keys(term.master_key, answer.working_keys).mak
 
 
 def _sale_with_mak(term: Terminal, mak: bytes | None) -> object:

@@ -402,17 +402,19 @@ class HostCore:
     def _sign_on(
         self, tx: StoreTx, terminal: Any, request: SignOnRequest, now: datetime
     ) -> _Outcome:
-        keys = WorkingKeys(pik=self._random_bytes(PIK_BYTES), mak=self._random_bytes(MAK_BYTES))
-        if terminal.current_batch_id is None:
-            tx.first_batch(terminal.terminal_id, now=now)
-        tx.update_terminal(
-            terminal.terminal_id,
-            signed_on=True,
-            mak=keys.mak,
-            pik=keys.pik,
-            signed_on_at=_naive(now),
-            last_stan=request.stan,
-        )
+        keys = tx.repeated_sign_on_keys(terminal.terminal_id, request.stan)
+        if keys is None:
+            keys = WorkingKeys(pik=self._random_bytes(PIK_BYTES), mak=self._random_bytes(MAK_BYTES))
+            if terminal.current_batch_id is None:
+                tx.first_batch(terminal.terminal_id, now=now)
+            tx.update_terminal(
+                terminal.terminal_id,
+                signed_on=True,
+                mak=keys.mak,
+                pik=keys.pik,
+                signed_on_at=_naive(now),
+                last_stan=request.stan,
+            )
         terminal = tx.terminal(terminal.terminal_id)
         batch = tx.current_batch(terminal)
         response = SignOnResponse(

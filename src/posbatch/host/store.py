@@ -33,7 +33,14 @@ from posbatch.batch.host_batch import FIRST_BATCH_NO, BatchEvent, apply, next_ba
 from posbatch.batch.totals import compute_totals, describe_totals, net_fen
 from posbatch.errors import HostError, StorageError
 from posbatch.host import _schema as t
-from posbatch.wire import BatchState, CardType, Kind, Reconciliation, SettlementTotals
+from posbatch.wire import (
+    BatchState,
+    CardType,
+    Kind,
+    Reconciliation,
+    SettlementTotals,
+    WorkingKeys,
+)
 
 __all__ = [
     "PAN_KEY_BYTES",
@@ -865,6 +872,26 @@ class StoreTx:
         cursor.execute(self._sql.terminal, (terminal_id,))
         row = cursor.fetchone()
         return None if row is None else _terminal_row(row)
+
+    def repeated_sign_on_keys(self, terminal_id: str, stan: int) -> WorkingKeys | None:
+        """The keys handed out by the sign-on this one repeats, or None if it is a new one.
+
+        A sign-on with the STAN of the terminal's last request, while it is signed on, is that
+        request again (a duplicate on the line, a resend after a lost answer): it gets the
+        same keys, never new ones — else the terminal would keep the keys of the answer it
+        read while the host kept the keys of the one it did not (every request → A0).
+        """
+        self.flush()  # the last STANs of this unit of work, in order
+        row = self.connection.execute(
+            sa.select(t.terminals.c.signed_on, t.terminals.c.last_stan, t.terminals.c.pik,
+                      t.terminals.c.mak)
+            .where(t.terminals.c.terminal_id == terminal_id)
+        ).first()  # fmt: skip
+        if row is None or not row.signed_on or row.last_stan != stan:
+            return None
+        if row.pik is None or row.mak is None:
+            return None
+        return WorkingKeys(pik=bytes(row.pik), mak=bytes(row.mak))
 
     def update_terminal(self, terminal_id: str, **values: Any) -> None:
         self.connection.execute(
