@@ -35,8 +35,8 @@ from sqlalchemy.pool import QueuePool
 from posbatch.host.store import MIGRATIONS as HOST_MIGRATIONS
 from posbatch.host.store import VERSION_TABLE as HOST_VERSION_TABLE
 from posbatch.storage import upgrade
-from posbatch.terminal._journal import MIGRATIONS as JOURNAL_MIGRATIONS
-from posbatch.terminal._journal import VERSION_TABLE as JOURNAL_VERSION_TABLE
+from posbatch.terminal import MIGRATIONS as JOURNAL_MIGRATIONS
+from posbatch.terminal import VERSION_TABLE as JOURNAL_VERSION_TABLE
 
 __all__ = ["HOST", "JOURNAL", "MemoryDatabase"]
 

@@ -80,8 +80,8 @@ from posbatch.terminal import (
     TerminalSecrets,
     TxnRow,
     TxnState,
+    Writer,
 )
-from posbatch.terminal._journal import Writer
 from posbatch.wire import Kind
 
 __all__ = ["Breakage", "SimConfig", "World", "replay", "run_seed", "run_seeds"]

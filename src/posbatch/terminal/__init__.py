@@ -39,12 +39,14 @@ from posbatch.terminal._flows import TIMEOUT, Exchange, Flow, Send, Timeout, run
 from posbatch.terminal._journal import (
     JOURNAL_FILE_NAME,
     MIGRATIONS,
+    VERSION_TABLE,
     BatchRow,
     EventRow,
     Journal,
     StateRow,
     TxnRow,
     TxnState,
+    Writer,
 )
 from posbatch.terminal._receipts import render_receipt, render_settlement_report
 from posbatch.terminal._secrets import KEY_FILE_NAME, TerminalSecrets
@@ -56,6 +58,7 @@ __all__ = [
     "MIGRATIONS",
     "RESPONSE_TIMEOUT_MS",
     "TIMEOUT",
+    "VERSION_TABLE",
     "BalanceResult",
     "BatchRow",
     "EventRow",
@@ -75,6 +78,7 @@ __all__ = [
     "TransactionResult",
     "TxnRow",
     "TxnState",
+    "Writer",
     "format_fen",
     "init_terminal",
     "journal_url",
