@@ -345,11 +345,12 @@ _SHAPES: Final = {cls: _shape(cls) for cls in (StateRow, BatchRow, TxnRow)}
 
 def _from_mapping(cls: type[_Row], mapping: Mapping[Any, Any]) -> _Row:
     names, booleans = _SHAPES[cls]
+    found = dict(mapping)  # one copy: a key test on a SQLAlchemy row mapping costs more
     values: dict[str, Any] = {}
     for name in names:
-        if name not in mapping:
+        if name not in found:
             continue  # a column added by a later migration: its default
-        value = mapping[name]
+        value = found[name]
         if value is not None and name in booleans:
             value = bool(value)
         values[name] = value
