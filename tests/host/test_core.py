@@ -498,6 +498,43 @@ def test_advance_batch_keeps_approvals_and_records_exception(
     ) == ("77", BatchReason.CLOSED, [ExceptionKind.BATCH_ADVANCED])
 
 
+@pytest.mark.parametrize("kind", [Kind.SALE, Kind.VOID, Kind.REFUND])
+def test_a_repeat_after_its_batch_closed_gets_the_original_answer(
+    kind: Kind, core: HostCore, store: HostStore, term: Terminal
+) -> None:
+    """A request the host answered, sent again after its batch closed under it (a refund
+    resent after a lost answer, a late duplicate), gets its original answer, not 77 — a 77
+    would tell the terminal it was not processed while the host counts it."""
+    sale = term.sale(900)
+    if kind is Kind.SALE:
+        first = sale
+    elif kind is Kind.VOID:
+        first = term.void(sale.stan, 900)
+    else:
+        first = term.refund(1, sale.stan, 400)
+    request = term.sent[-1]
+    core.advance_batch(TERMINAL_ID, "back-office change")
+    again = term.request(request)
+    rows = [row for row in store.transactions(TERMINAL_ID, 1) if row.kind is kind]
+    exceptions = [row.kind for row in store.exceptions(TERMINAL_ID)]
+    assert (code(first), again, len(rows), exceptions) == (
+        "00",
+        first,
+        1,
+        [ExceptionKind.BATCH_ADVANCED],
+    )
+
+
+def test_a_new_request_in_a_closed_batch_still_gets_77(term: Terminal, core: HostCore) -> None:
+    """Only a repeat (same STAN, same content) is answered again: a new refund naming the
+    closed batch, or another request under a used STAN, is 77."""
+    sale = term.sale(900)
+    core.advance_batch(TERMINAL_ID, "back-office change")
+    refund = term.refund(1, sale.stan, 400)
+    other = term.request(SaleRequest(TERMINAL_ID, MERCHANT_ID, sale.stan, 1, 901, PAN))
+    assert (code(refund), code(other)) == ("77", "77")
+
+
 def test_settlement_of_advanced_batch_balanced(term: Terminal, core: HostCore) -> None:
     """After an advance, the terminal's 0500 with equal totals is answered balanced."""
     term.sale(100)

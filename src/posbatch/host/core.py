@@ -60,6 +60,7 @@ from posbatch.host.store import (
     StoreTx,
     TerminalRow,
     TerminalStatus,
+    TransactionRow,
     TransactionStatus,
     naive_utc,
 )
@@ -498,8 +499,12 @@ class _Ctx:
 
     # --- batch checks -------------------------------------------------------------------------
 
-    def mismatch(self, request: Request, *, late_void: bool = False) -> _Outcome | None:
-        """A 77 when 60.2 is not the current batch, or the current batch is not OPEN."""
+    def mismatch(
+        self, request: Request, *, late_void: bool = False, repeat_digest: str | None = None
+    ) -> _Outcome | None:
+        """A 77 when 60.2 is not the current batch, or the current batch is not OPEN —
+        unless the request repeats one (``repeat_digest``) that the batch it names holds:
+        then that request's original answer."""
         if (
             request.batch_no == self.terminal.batch_no
             and self.terminal.batch_state == BatchState.OPEN.value
@@ -508,6 +513,12 @@ class _Ctx:
         current = self.tx.current_batch(self.terminal)
         if request.batch_no == current.batch_no and current.state == BatchState.OPEN.value:
             return None
+        if repeat_digest is not None:
+            assert isinstance(request, SaleRequest | VoidRequest | RefundRequest)
+            named = self.tx.latest_batch(self.terminal_id, request.batch_no)
+            existing = None if named is None else self.tx.transaction(named.batch_id, request.stan)
+            if existing is not None and existing.request_digest == repeat_digest:
+                return self._original_answer(request, existing)
         if request.batch_no == current.batch_no:
             reason = BatchReason.CLOSED  # settling: the batch takes no new transactions
         else:
@@ -581,6 +592,12 @@ class _Ctx:
             return None
         if existing.request_digest != digest:
             return self.answer(request, "94")
+        return self._original_answer(request, existing)
+
+    def _original_answer(
+        self, request: SaleRequest | VoidRequest | RefundRequest, existing: TransactionRow
+    ) -> _Outcome:
+        """The answer ``existing`` got, for its repeat ``request``."""
         return self.ok(
             TransactionResponse(
                 request.KIND,
@@ -668,13 +685,17 @@ class _Ctx:
 
         An :class:`_Outcome` is the answer already (77, a late void, the original
         response of a duplicate, 94); :class:`_Admitted` lets the request go on.
+        A repeat of a request the host already answered gets that answer again even
+        when its batch has closed since (a refund resent after a lost answer, a late
+        duplicate): a 77 would tell the terminal it was not processed while the host
+        counts it. Only the same STAN with the same content is a repeat.
         """
-        refused = self.mismatch(request, late_void=late_void)
+        pan_hmac = self.tx.store.pan_hmac(request.pan)
+        digest = self._digest(request, pan_hmac)
+        refused = self.mismatch(request, late_void=late_void, repeat_digest=digest)
         if refused is not None:
             return refused
         batch_id = self.terminal.current_batch_id
-        pan_hmac = self.tx.store.pan_hmac(request.pan)
-        digest = self._digest(request, pan_hmac)
         duplicate = self._duplicate(request, batch_id, digest)
         if duplicate is not None:
             return duplicate
