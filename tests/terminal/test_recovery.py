@@ -16,7 +16,7 @@ from terminal_world import MASTER_KEY, MERCHANT_ID, PAN, START, TERMINAL_ID, Wor
 
 from posbatch.errors import HostUnreachable
 from posbatch.host import FaultAction, FaultRule, HostCore, HostStore
-from posbatch.terminal import InProcessLink, Journal, restore_journal
+from posbatch.terminal import InProcessLink, Journal, TxnState, restore_journal
 from posbatch.wire import Kind
 
 
@@ -121,6 +121,48 @@ def test_host_advanced_by_the_back_office_is_settled_and_adopted(world: World) -
         True,
     )
     assert "77" in _events(world, "batch_error")[0]
+    assert problems(world.terminal, world.store, TERMINAL_ID) == []
+
+
+def test_refund_approved_then_batch_advanced_is_resent_and_counted_once(world: World) -> None:
+    """A refund the host approved but whose answers were lost stays pending; the back office
+    then closes its batch. Resent, it gets its original 00 (not 77): approved in batch 1 on
+    both sides, and the next sale recovers into batch 2."""
+    sale = world.terminal.sale(5000, PAN)
+    world.faults(FaultRule(FaultAction.DROP, kind=Kind.REFUND, count=4))
+    pending = world.terminal.refund(sale.stan, 1000)
+    assert pending.state == TxnState.RESEND_PENDING
+    world.core.advance_batch(TERMINAL_ID, "back-office correction")
+    after = world.terminal.sale(300, PAN)
+    refund = world.terminal.journal.transaction(pending.txn_id)
+    refunds = [row for row in world.store.transactions(TERMINAL_ID) if row.kind == Kind.REFUND]
+    assert (refund.state, refund.batch_no, len(refunds), after.approved, after.batch_no) == (
+        TxnState.APPROVED,
+        1,
+        1,
+        True,
+        2,
+    )
+    assert problems(world.terminal, world.store, TERMINAL_ID) == []
+
+
+def test_a_resend_answered_77_leaves_the_next_sale_signed_on(world: World) -> None:
+    """A refund sent after the back office closed its batch is answered 77, and the 77s are
+    lost; the next sale resends it first, gets the 77 (which drops the keys), then signs on
+    again before its own request, recovers into batch 2 and is approved."""
+    sale = world.terminal.sale(5000, PAN)
+    world.core.advance_batch(TERMINAL_ID, "back-office correction")
+    world.faults(FaultRule(FaultAction.DROP, kind=Kind.REFUND, count=4))
+    pending = world.terminal.refund(sale.stan, 1000)
+    assert pending.state == TxnState.RESEND_PENDING
+    after = world.terminal.sale(300, PAN)
+    refund = world.terminal.journal.transaction(pending.txn_id)
+    assert (refund.state, refund.response_code, after.approved, after.batch_no) == (
+        TxnState.DECLINED,
+        "77",
+        True,
+        2,
+    )
     assert problems(world.terminal, world.store, TERMINAL_ID) == []
 
 

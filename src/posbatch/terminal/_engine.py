@@ -772,14 +772,22 @@ class Terminal:
         return before - len(self.journal.outstanding())
 
     def _flush(self) -> Flow[None]:
+        """Send every outstanding item, and end signed on if anything was sent: an answer
+        to a resend may drop the keys (A0, a 77, one not believed) and whatever the flow
+        sends next — a sale, a 0500 — needs them. Keys only: the next 77 reconciles."""
+        sent = False
         for outstanding in self.journal.outstanding():
             row = outstanding
             if row.state == TxnState.PENDING:
                 row = self._unanswered(row, ReversalReason.TIMEOUT)
             if row.state == TxnState.REVERSAL_PENDING:
                 yield from self._send_reversal(row)
+                sent = True
             elif row.state == TxnState.RESEND_PENDING:
                 yield from self._resend_refund(row)
+                sent = True
+        if sent and self._keys is None:
+            yield from self.sign_on_flow(reconcile=False)
 
     def _unanswered(self, row: TxnRow, reason: ReversalReason) -> TxnRow:
         """A request without a trustworthy answer: reverse it (refunds are resent instead)."""
