@@ -400,6 +400,7 @@ class World:
             outcome = f"declined {declined.response_code}"
         except (TerminalError, ConfigError) as refused:
             outcome = "refused: " + str(refused)
+            self.result.outcomes[f"refused ({type(refused).__name__})"] += 1
             if DOCTOR_HINT in outcome:
                 outcome += "; " + self._doctor(node)
         except Exception as exc:  # invariant 6: the engine blew up
@@ -571,6 +572,7 @@ class World:
                 continue
             except (TerminalError, ConfigError) as refused:
                 outcome = "refused: " + str(refused)
+                self.result.outcomes[f"refused ({type(refused).__name__})"] += 1
                 if DOCTOR_HINT in outcome:
                     outcome += "; " + self._doctor(node)
                 break
