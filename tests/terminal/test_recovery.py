@@ -166,6 +166,29 @@ def test_a_resend_answered_77_leaves_the_next_sale_signed_on(world: World) -> No
     assert problems(world.terminal, world.store, TERMINAL_ID) == []
 
 
+def test_refund_whose_77_was_lost_is_made_again_in_the_hosts_batch(world: World) -> None:
+    """The back office closed batch 1; a refund sent in it is answered 77 and the answer is
+    lost. Resent as is, it meets the 77 again: the host never took it, so after recovery it
+    is made again in batch 2 — approved once, nothing for the cashier to redo."""
+    sale = world.terminal.sale(5000, PAN)
+    world.core.advance_batch(TERMINAL_ID, "back-office correction")
+    world.faults(FaultRule(FaultAction.DROP, kind=Kind.REFUND, count=1))
+    refund = world.terminal.refund(sale.stan, 1000)
+    rows = [
+        (row.batch_no, row.state, row.response_code)
+        for row in world.terminal.journal.transactions()
+        if row.kind == Kind.REFUND.value
+    ]
+    refunds = [row for row in world.store.transactions(TERMINAL_ID) if row.kind == Kind.REFUND]
+    assert (refund.approved, refund.batch_no, rows, len(refunds)) == (
+        True,
+        2,
+        [(1, TxnState.DECLINED, "77"), (2, TxnState.APPROVED, "00")],
+        1,
+    )
+    assert problems(world.terminal, world.store, TERMINAL_ID) == []
+
+
 def test_old_batch_left_over_a_holiday_is_settled_after_it(world: World) -> None:
     """Sales on day 1, host cut-over closes two batches over a holiday; day 5 settles day 1."""
     world.terminal.sale(1500, PAN)

@@ -283,6 +283,16 @@ def _acted_on(answer: _Answer) -> bool:
     return verdict == _Authenticity.VERIFIED
 
 
+def _not_taken_for_batch(row: TxnRow) -> bool:
+    """A refund the host answered 77 on a resend: it never took it. (A repeat of a request
+    the host holds gets its original answer wherever its batch is, never a 77.)"""
+    return (
+        row.kind == Kind.REFUND.value
+        and row.state == TxnState.DECLINED
+        and row.response_code == _BATCH_ERROR
+    )
+
+
 def _response_code(answer: _Answer) -> str:
     code: str = getattr(answer.message, "response_code")  # noqa: B009  every answer type has one
     return code
@@ -1042,7 +1052,13 @@ class Terminal:
                 row = self._unanswered(row, ReversalReason.TIMEOUT)
                 with contextlib.suppress(HostUnreachable):  # stays pending: goes first next time
                     yield from self._flush()
-                return self._result(self.journal.transaction(row.txn_id))
+                row = self.journal.transaction(row.txn_id)
+                if _not_taken_for_batch(row) and retries_77 < RECOVERY_RETRIES_MAX:
+                    retries_77 += 1
+                    cause = f"77 on resent refund STAN {row.stan:06d}"
+                    yield from self._recover(None, cause=cause)
+                    continue  # the host never took it: made again in the host's batch
+                return self._result(row)
             row = self._record_answer(row, answer)
             code = _response_code(answer)
             if row.state in (TxnState.REVERSAL_PENDING, TxnState.RESEND_PENDING):
@@ -1060,9 +1076,11 @@ class Terminal:
                     with contextlib.suppress(HostUnreachable):
                         yield from self._flush()
                     return self._result(self.journal.transaction(row.txn_id))
-                if kind == Kind.REFUND:  # resent as is above: never again under a new STAN
-                    return self._result(self.journal.transaction(row.txn_id))
-                continue  # the old STAN is reversed: try again under a new one
+                if kind == Kind.REFUND:  # resent as is above: never again under a new STAN,
+                    row = self.journal.transaction(row.txn_id)
+                    if not _not_taken_for_batch(row):  # unless the host said it never took it
+                        return self._result(row)
+                continue  # the old STAN is reversed (or refused): try again under a new one
             if code == _BATCH_ERROR and retries_77 < RECOVERY_RETRIES_MAX:
                 retries_77 += 1
                 detail = getattr(answer.message, "detail", None)
