@@ -161,7 +161,7 @@ class SimLink:
         self.batch_error_reasons: list[str] = []  # field 63 R= of each (the last ones kept)
 
     def crash_point(self, where: str) -> None:
-        """The terminal's process may die here (a journal commit point): raise, or not."""
+        """The terminal's process may die here (an exchange or a journal commit): raise, or not."""
         if self._profile.strikes(FaultKind.TERMINAL_CRASH, self._random):
             self._fault(FaultKind.TERMINAL_CRASH, where)
             raise SimulatedCrash(self.terminal_id, where)
@@ -219,9 +219,7 @@ class SimLink:
         if profile.strikes(FaultKind.HOST_RESTART, generator):
             self._fault(FaultKind.HOST_RESTART)
             self._host.restart()
-        if profile.strikes(FaultKind.TERMINAL_CRASH, generator):
-            self._fault(FaultKind.TERMINAL_CRASH, "before the request left")
-            raise SimulatedCrash(self.terminal_id, "before the request left")
+        self.crash_point("before the request left")
         link_fault = profile.link_fault(generator)
         session = self._host.session()
         self._latency()
@@ -241,9 +239,7 @@ class SimLink:
             second = self._deliver(self._host.session(), frame)
             if answers is not None and second is not None and generator.random() < 0.5:
                 answers = second
-        if profile.strikes(FaultKind.TERMINAL_CRASH, generator):
-            self._fault(FaultKind.TERMINAL_CRASH, "after the host answered, before reading it")
-            raise SimulatedCrash(self.terminal_id, "after the host answered")
+        self.crash_point("after the host answered, before reading it")
         if link_fault is FaultKind.RESPONSE_LOST:
             self._fault(link_fault)
             self._timeout(timeout_ms)
