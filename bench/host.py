@@ -487,8 +487,8 @@ async def open_loop(
     await asyncio.sleep(2.0)  # let the last answers arrive
     run.measuring = False
     missing = total - run.answers
-    if missing or run.declines:
-        print(f"    unanswered: {missing}, declines: {dict(run.declines)}")
+    if run.declines:
+        print(f"    (b) declines: {dict(run.declines)}")
     for client in clients:
         assert client.transport is not None
         client.transport.close()
