@@ -359,7 +359,7 @@ class RefHost:
             for index, _line, frame, fields, master_key in sign_ons:
                 answers[index] = self.sign_on(frame, fields, master_key, local_time, local_date)
             db.execute("COMMIT")
-        except sqlite3.Error as exc:  # nothing of the group is kept: nothing is answered
+        except Exception as exc:  # nothing of the group is kept: nothing of it is answered
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
             for index, _ in sales:
