@@ -255,7 +255,12 @@ class RefHost:
                 decoded.append(None)
                 continue
             decoded.append((line, frame, fields))
-        keys = self.terminals({item[2].get("41", "") for item in decoded if item is not None})
+        try:
+            keys = self.terminals({item[2].get("41", "") for item in decoded if item is not None})
+        except sqlite3.Error as exc:  # the keys cannot be read: nothing can be answered
+            _event(event="group failed", error=str(exc))
+            decoded = [None] * len(group)
+            keys = {}
         now = datetime.now(UTC)
         local_time, local_date = now.strftime("%H%M%S"), now.strftime("%m%d")
         created_at = now.isoformat()
