@@ -1,28 +1,46 @@
-"""Host throughput and latency over loopback, each beside a bare asyncio baseline.
+"""Host throughput and latency over loopback, each beside a reference host and a bare server.
 
 The load generator (this process, one asyncio loop) signs every terminal on,
 then pre-builds every request frame — STAN and MAC included — before the
-clock starts, and only reads field 39 of each answer. The host runs as its
-own process (``python -m posbatch host serve``), as does the baseline: a bare
-asyncio server that only frames and answers one canned, valid 0210.
+clock starts, and only reads field 39 of each answer. Every host under test
+runs as its own process(es):
+
+- **posbatch**: ``python -m posbatch host serve [--workers N]``;
+- **the reference host** (``bench/refhost.py``): the least an honest host can
+  do with our libraries — same framing, pyiso8583 with ``posbatch.wire.SPEC``,
+  MAC checked and computed, PAN HMAC, one row per approval in SQLite (WAL,
+  ``synchronous=FULL``) committed per loop turn before answering. Issue #15's
+  speed targets are ratios to it: approvals/s ≥ 0.85× and host CPU per
+  approval ≤ 1.15×, with 1 worker and with 2;
+- **bare**: an asyncio server that only frames and answers one canned 0210
+  (the generator's ceiling).
+
+Before measuring a host, a real posbatch ``Terminal`` signs on and makes a sale
+against it over TCP and must believe the approval (MAC, STAN, terminal, kind);
+after, every approval the generator saw must be a row in the host's database.
 
 (a) throughput: 200 terminals over loopback, each sending its next sale as
-    soon as the last is answered; approvals/s for host and bare, and ratio.
+    soon as the last is answered; approvals/s, host CPU per approval (user +
+    system CPU of the host's processes, summed over its workers, read from
+    /proc) and the cores it kept busy.
 (b) latency: 2,000 connected terminals together sending 2,000 sales/s on a
     schedule (open loop, latency counted from the scheduled send time);
     p50/p99/max.
-(c) memory: the host's RSS with 5,000 idle connections.
+(c) memory: posbatch's RSS with 5,000 idle connections.
 
-Targets (2-core machine): (a) ≥ 5,000 durable approvals/s on SQLite;
-(b) p99 ≤ 20 ms; (c) ≤ 300 MB.
+Each round runs (a) and (b) for the reference host and for posbatch (on each
+``--db``) with each worker count of ``--workers``, the order of the hosts
+alternating between rounds; the ratios are per round (the two hosts measured
+minutes apart under the same load), then summarised as ranges over the rounds.
+The reference host always runs on SQLite: a PostgreSQL ratio compares
+posbatch on PostgreSQL with it.
 
-``--workers N`` runs the host under test of (a) and (b) as
-``posbatch host serve --workers N`` (a supervisor and N processes sharing the
-port and the store); its CPU is the sum over the workers. The bare baseline
-and (c) stay one process.
+Targets (2-core machine): (a) ≥ 0.85× the reference host's approvals/s and
+≤ 1.15× its CPU per approval (the old absolute one: ≥ 5,000 durable
+approvals/s on SQLite); (b) p99 ≤ 20 ms with 2 workers; (c) ≤ 300 MB.
 
 Usage: ``PYTHONPATH=src python bench/host.py [--db sqlite|postgresql|both]
-[--seconds 10] [--workers 1] [--skip-memory]``
+[--seconds 10] [--workers 1 2] [--rounds 2] [--skip-memory]``
 """
 
 from __future__ import annotations
@@ -33,22 +51,24 @@ import collections
 import os
 import resource
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import refhost
 import sqlalchemy as sa
 
 from posbatch.host.cli import DB_FILE_NAME, pan_key
 from posbatch.host.store import HostStore
 from posbatch.storage import DATABASE_URL_ENV
+from posbatch.terminal import Journal, TcpDriver, Terminal, TerminalSecrets
 from posbatch.wire import (
     Frame,
     Header,
@@ -68,12 +88,16 @@ MERCHANT_ID = "898110054110001"
 MASTER_KEY = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
 PAN = "6222021234567890128"
 TARGET_APPROVALS_PER_S = 5_000
+TARGET_RATE_RATIO = 0.85  # posbatch approvals/s over the reference host's, at least
+TARGET_CPU_RATIO = 1.15  # posbatch host CPU per approval over the reference host's, at most
 TARGET_P99_MS = 20.0
 TARGET_RSS_MB = 300
 THROUGHPUT_TERMINALS = 200
 LATENCY_TERMINALS = 2_000
 LATENCY_RATE_PER_S = 2_000
 IDLE_CONNECTIONS = 5_000
+BELIEVED_TERMINAL_ID = "70000001"  # the real Terminal that checks a host's answers
+BELIEVED_TIMEOUT_MS = 5_000
 WARMUP_S = 1.0
 START_TIMEOUT_S = 60.0
 POSTGRES_URL = os.environ.get(
@@ -238,6 +262,21 @@ def bare_process(port: int) -> Iterator[int]:
 
 
 @contextmanager
+def reference_process(data_dir: Path, port: int, workers: int = 1) -> Iterator[int]:
+    """The reference host (bench/refhost.py; a parent of ``workers`` processes when > 1)."""
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    args = [str(Path(__file__).resolve().parent / "refhost.py"), "serve",
+            "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir),
+            "--workers", str(workers)]  # fmt: skip
+    log = data_dir / f"ref-{port}.log"
+    with server_process(args, port, env, log=log, workers=workers) as pid:
+        yield pid
+    if workers > 1:
+        stopped = [line for line in log.read_text().splitlines() if '"event": "stopped"' in line]
+        print(f"    per worker: {'; '.join(stopped)}")
+
+
+@contextmanager
 def postgres_schema() -> Iterator[str]:
     schema = f"bench_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(POSTGRES_URL)
@@ -323,6 +362,7 @@ class Run:
         self.measuring = False
         self.stopping = False
         self.approvals = 0
+        self.approvals_seen = 0  # every "00" answer, outside the measured window too
         self.answers = 0
         self.declines: collections.Counter[bytes] = collections.Counter()
         self.latencies_ms: list[float] = []
@@ -332,6 +372,7 @@ class Run:
         now = time.perf_counter()
         scheduled = client.sent_at.popleft() if client.sent_at else now
         code = field39(frame)
+        self.approvals_seen += code == b"00"
         if self.measuring:
             self.answers += 1
             if code == b"00":
@@ -375,8 +416,18 @@ def build_frames(terminal_id: str, mak: bytes, count: int) -> list[bytes]:
     ]
 
 
+@dataclass(frozen=True)
+class Throughput:
+    """(a) of one host: approvals per second and what they cost the host's processes."""
+
+    approvals_per_s: float
+    cpu_ms_per_approval: float | None  # None for the bare server (not measured)
+    cores_busy: float | None
+    approvals_seen: int  # every approval answered, warm-up and drain included
+
+
 async def closed_loop(port: int, terminal_ids: list[str], frames_each: int, seconds: float,
-                      *, cycle: bool, pid: int | None = None) -> float:  # fmt: skip
+                      *, cycle: bool, pid: int | None = None) -> Throughput:  # fmt: skip
     run = Run(closed_loop=True)
     clients = await connect(port, run, len(terminal_ids))
     if cycle:  # bare server: one set of frames, sent round and round
@@ -396,10 +447,10 @@ async def closed_loop(port: int, terminal_ids: list[str], frames_each: int, seco
     await asyncio.sleep(seconds)
     run.measuring = False
     elapsed = time.perf_counter() - started
+    cpu_ms = cores = None
     if pid is not None and run.approvals:
         cpu_used = cpu_s(pid) - cpu_started
-        print(f"    host CPU: {cpu_used / elapsed:.2f} cores busy, "
-              f"{cpu_used / run.approvals * 1000:.3f} ms per approval")  # fmt: skip
+        cpu_ms, cores = cpu_used / run.approvals * 1000, cpu_used / elapsed
     run.stopping = True
     await asyncio.sleep(0.5)
     for client in clients:
@@ -409,12 +460,13 @@ async def closed_loop(port: int, terminal_ids: list[str], frames_each: int, seco
         print(f"    declines: {dict(run.declines)}")
     if any(c.next_index >= len(c.frames) and not c.cycle for c in clients):
         print("    warning: some terminals ran out of pre-built frames; raise --frames")
-    return run.approvals / elapsed
+    return Throughput(run.approvals / elapsed, cpu_ms, cores, run.approvals_seen)
 
 
 async def open_loop(
     port: int, terminal_ids: list[str], seconds: float, rate: int = LATENCY_RATE_PER_S
-) -> list[float]:
+) -> tuple[list[float], int, int]:
+    """(latencies in ms, requests unanswered, approvals seen) of ``rate`` sales/s."""
     run = Run(closed_loop=False)
     clients = await connect(port, run, len(terminal_ids))
     maks = await sign_on_all(clients, terminal_ids)
@@ -435,12 +487,12 @@ async def open_loop(
     await asyncio.sleep(2.0)  # let the last answers arrive
     run.measuring = False
     missing = total - run.answers
-    if missing or run.declines:
-        print(f"    unanswered: {missing}, declines: {dict(run.declines)}")
+    if run.declines:
+        print(f"    (b) declines: {dict(run.declines)}")
     for client in clients:
         assert client.transport is not None
         client.transport.close()
-    return run.latencies_ms
+    return run.latencies_ms, missing, run.approvals_seen
 
 
 def cpu_s(pid: int) -> float:
@@ -479,6 +531,123 @@ async def idle_connections(port: int, pid: int) -> tuple[float, float]:
     return before, after
 
 
+# --- one host under test ---
+
+
+async def check_believed(port: int, journal_url: str) -> None:
+    """A real posbatch Terminal signs on and sells over TCP; it must believe the approval."""
+
+    def clock() -> datetime:
+        return datetime.now(UTC)
+
+    journal = Journal.open(journal_url)
+    Terminal.initialize(journal, merchant_id=MERCHANT_ID, terminal_id=BELIEVED_TERMINAL_ID,
+                        host_address=f"127.0.0.1:{port}", clock=clock)  # fmt: skip
+    terminal = Terminal(journal, TerminalSecrets(MASTER_KEY, bytes(32)), clock=clock)
+    terminal.timeout_ms = BELIEVED_TIMEOUT_MS
+    driver = TcpDriver("127.0.0.1", port)
+    try:
+        await driver.run(terminal.sign_on_flow())
+        sale = await driver.run(terminal.sale_flow(1250, PAN))
+    finally:
+        await driver.close()
+        journal.engine.dispose()
+    if not (sale.approved and sale.rrn and sale.auth_code):
+        raise RuntimeError(f"a posbatch terminal did not believe the host's approval: {sale}")
+
+
+def approved_rows(url: str) -> int:
+    """Approved transactions in posbatch's host database at ``url``."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return int(
+                connection.execute(
+                    sa.text("SELECT count(*) FROM host_transactions WHERE response_code = '00'")
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What one host process (or one set of workers) did in (a) and (b)."""
+
+    throughput: Throughput
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    unanswered: int
+
+
+def measure_host(
+    start: Callable[[Path, int], AbstractContextManager[int]],
+    prepare: Callable[[Path, list[str]], Callable[[], int]],
+    options: argparse.Namespace,
+) -> Figures:
+    """(a) and (b) of one host: ``prepare`` registers the terminals in a fresh data directory
+    and returns how to count its approved rows; ``start`` runs it on a port."""
+    with tempfile.TemporaryDirectory(prefix="posbatch-bench-") as tmp:
+        data_dir = Path(tmp)
+        throughput_ids = [f"5{i:07d}" for i in range(THROUGHPUT_TERMINALS)]
+        latency_ids = [f"6{i:07d}" for i in range(LATENCY_TERMINALS)]
+        count_rows = prepare(data_dir, [BELIEVED_TERMINAL_ID, *throughput_ids, *latency_ids])
+        port = free_port()
+        with start(data_dir, port) as pid:
+            asyncio.run(check_believed(port, f"sqlite:///{data_dir / 'believer.db'}"))
+            throughput = asyncio.run(
+                closed_loop(port, throughput_ids, options.frames, options.seconds,
+                            cycle=False, pid=pid)
+            )  # fmt: skip
+            latencies, unanswered, seen = asyncio.run(
+                open_loop(port, latency_ids, options.seconds, options.rate)
+            )
+        rows = count_rows()
+        answered = 1 + throughput.approvals_seen + seen  # the believed sale, (a), (b)
+        if rows < answered:
+            raise RuntimeError(f"{answered} approvals answered but only {rows} rows stored")
+    return Figures(throughput, percentile(latencies, 0.5), percentile(latencies, 0.99),
+                   max(latencies), unanswered)  # fmt: skip
+
+
+def prepare_reference(data_dir: Path, terminal_ids: list[str]) -> Callable[[], int]:
+    refhost.create(data_dir, [(MERCHANT_ID, terminal, MASTER_KEY) for terminal in terminal_ids])
+    return lambda: refhost.approvals(data_dir)
+
+
+def prepare_posbatch(db_url: str | None) -> Callable[[Path, list[str]], Callable[[], int]]:
+    def prepare(data_dir: Path, terminal_ids: list[str]) -> Callable[[], int]:
+        register(data_dir, db_url, terminal_ids)
+        url = db_url or f"sqlite:///{data_dir / DB_FILE_NAME}"
+        return lambda: approved_rows(url)
+
+    return prepare
+
+
+def run_posbatch(db: str, workers: int, options: argparse.Namespace) -> Figures:
+    if db == "sqlite":
+        return measure_host(
+            lambda data_dir, port: host_process(data_dir, port, None, workers),
+            prepare_posbatch(None),
+            options,
+        )
+    with postgres_schema() as url:
+        return measure_host(
+            lambda data_dir, port: host_process(data_dir, port, url, workers),
+            prepare_posbatch(url),
+            options,
+        )
+
+
+def run_reference(workers: int, options: argparse.Namespace) -> Figures:
+    return measure_host(
+        lambda data_dir, port: reference_process(data_dir, port, workers),
+        prepare_reference,
+        options,
+    )
+
+
 # --- main ---
 
 
@@ -487,31 +656,55 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def bench_database(
-    label: str, db_url: str | None, seconds: float, frames_each: int, workers: int, rate: int
-) -> None:
-    with tempfile.TemporaryDirectory(prefix="posbatch-bench-") as tmp:
-        data_dir = Path(tmp)
-        throughput_ids = [f"5{i:07d}" for i in range(THROUGHPUT_TERMINALS)]
-        latency_ids = [f"6{i:07d}" for i in range(LATENCY_TERMINALS)]
-        register(data_dir, db_url, throughput_ids + latency_ids)
-        port = free_port()
-        with host_process(data_dir, port, db_url, workers) as pid:
-            host_rate = asyncio.run(
-                closed_loop(port, throughput_ids, frames_each, seconds, cycle=False, pid=pid)
-            )
-            latencies = asyncio.run(open_loop(port, latency_ids, seconds, rate))
-    target = f"target ≥ {TARGET_APPROVALS_PER_S:,}"
-    print(f"[{label}] (a) host, {workers} worker(s): {host_rate:,.0f} durable approvals/s "
-          f"({THROUGHPUT_TERMINALS} terminals, closed loop; {target})")  # fmt: skip
-    print(f"[{label}] (b) {LATENCY_TERMINALS} terminals, {rate:,} sales/s open loop: "
-          f"p50 {percentile(latencies, 0.5):.1f} ms, p99 {percentile(latencies, 0.99):.1f} ms, "
-          f"max {max(latencies):.1f} ms (target p99 ≤ {TARGET_P99_MS:.0f} ms; "
-          f"mean {statistics.fmean(latencies):.1f} ms, n={len(latencies)})")  # fmt: skip
-    BARE_RESULTS.append((label, host_rate))
+def describe(label: str, workers: int, figures: Figures) -> str:
+    a = figures.throughput
+    cpu = "" if a.cpu_ms_per_approval is None else (
+        f", {a.cpu_ms_per_approval:.3f} ms CPU per approval ({a.cores_busy:.2f} cores busy)"
+    )  # fmt: skip
+    lost = f", {figures.unanswered} unanswered" if figures.unanswered else ""
+    return (f"  {label:<20} {workers} worker(s): (a) {a.approvals_per_s:,.0f} durable "
+            f"approvals/s{cpu}; (b) p50 {figures.p50_ms:.1f} / p99 {figures.p99_ms:.1f} / "
+            f"max {figures.max_ms:.1f} ms{lost}")  # fmt: skip
 
 
-BARE_RESULTS: list[tuple[str, float]] = []
+def ratios(figures: Figures, reference: Figures) -> tuple[float, float | None]:
+    """(approvals/s ratio, CPU-per-approval ratio) of ``figures`` to ``reference``."""
+    ours, theirs = figures.throughput, reference.throughput
+    rate = ours.approvals_per_s / theirs.approvals_per_s
+    if ours.cpu_ms_per_approval is None or theirs.cpu_ms_per_approval is None:
+        return rate, None
+    return rate, ours.cpu_ms_per_approval / theirs.cpu_ms_per_approval
+
+
+def span(values: list[float], form: str) -> str:
+    low, high = min(values), max(values)
+    return format(low, form) if low == high else f"{low:{form}}–{high:{form}}"
+
+
+def summarise(results: dict[tuple[str, int], list[Figures]], workers: list[int]) -> None:
+    print("\nsummary (ranges over the rounds; ratios per round, to the reference host "
+          "of the same round):")  # fmt: skip
+    print(f"  {'host':<20} {'workers':>7}  {'approvals/s':>15}  {'CPU ms/approval':>15}  "
+          f"{'(b) p99 ms':>13}  {'rate ratio':>11}  {'CPU ratio':>11}")  # fmt: skip
+    for count in workers:
+        reference = results[("reference", count)]
+        for (label, worker_count), runs in results.items():
+            if worker_count != count:
+                continue
+            rates = [run.throughput.approvals_per_s for run in runs]
+            cpus = [run.throughput.cpu_ms_per_approval or 0.0 for run in runs]
+            p99s = [run.p99_ms for run in runs]
+            rate_ratio = cpu_ratio = ""
+            if label != "reference":
+                pairs = [ratios(run, ref) for run, ref in zip(runs, reference, strict=True)]
+                rate_ratio = span([rate for rate, _ in pairs], ".2f")
+                cpu_ratio = span([cpu for _, cpu in pairs if cpu is not None], ".2f")
+            print(f"  {label:<20} {count:>7}  {span(rates, ',.0f'):>15}  "
+                  f"{span(cpus, '.3f'):>15}  {span(p99s, '.1f'):>13}  {rate_ratio:>11}  "
+                  f"{cpu_ratio:>11}")  # fmt: skip
+    print(f"  targets: rate ratio ≥ {TARGET_RATE_RATIO}, CPU ratio ≤ {TARGET_CPU_RATIO} "
+          f"(1 and 2 workers); (b) p99 ≤ {TARGET_P99_MS:.0f} ms with 2 workers; "
+          f"(a) ≥ {TARGET_APPROVALS_PER_S:,} approvals/s")  # fmt: skip
 
 
 def main() -> None:
@@ -521,30 +714,53 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--frames", type=int, default=600, help="pre-built sales per terminal")
     parser.add_argument("--skip-memory", action="store_true")
-    parser.add_argument("--workers", type=int, default=1, help="host processes of (a) and (b)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                        help="host processes of (a) and (b); each count in turn")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=2, help="runs of every host and count")
     parser.add_argument("--rate", type=int, default=LATENCY_RATE_PER_S, help="sales/s of (b)")
-    args = parser.parse_args()
-    if args.bare_server is not None:
-        run_bare_server(args.bare_server)
+    options = parser.parse_args()
+    if options.bare_server is not None:
+        run_bare_server(options.bare_server)
         return
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it
-    print(f"posbatch host bench: {os.cpu_count()} cores, {args.seconds:.0f} s per figure, "
-          f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+    print(f"posbatch host bench: {os.cpu_count()} cores, {options.seconds:.0f} s per figure, "
+          f"{options.rounds} round(s), load average {os.getloadavg()[0]:.2f}")  # fmt: skip
     port = free_port()
     with bare_process(port):
         ids = [f"5{i:07d}" for i in range(THROUGHPUT_TERMINALS)]
-        bare_rate = asyncio.run(closed_loop(port, ids, 64, args.seconds, cycle=True))
-    print(f"[bare] (a) bare asyncio server, canned 0210: {bare_rate:,.0f} answers/s "
+        bare = asyncio.run(closed_loop(port, ids, 64, options.seconds, cycle=True))
+    print(f"[bare] (a) bare asyncio server, canned 0210: {bare.approvals_per_s:,.0f} answers/s "
           f"(the generator's ceiling is at least this)")  # fmt: skip
-    if args.db in ("sqlite", "both"):
-        bench_database("sqlite", None, args.seconds, args.frames, args.workers, args.rate)
-    if args.db in ("postgresql", "both"):
-        with postgres_schema() as url:
-            bench_database("postgresql", url, args.seconds, args.frames, args.workers, args.rate)
-    for label, rate in BARE_RESULTS:
-        print(f"[{label}] ratio host / bare: {rate / bare_rate:.3f}")
-    if not args.skip_memory:
+    databases = ["sqlite", "postgresql"] if options.db == "both" else [options.db]
+    labels = ["reference", *(f"posbatch {db}" for db in databases)]
+    results: dict[tuple[str, int], list[Figures]] = {
+        (label, count): [] for count in options.workers for label in labels
+    }
+    for round_number in range(1, options.rounds + 1):
+        for count in options.workers:
+            print(f"[round {round_number}, {count} worker(s)] load average "
+                  f"{os.getloadavg()[0]:.2f}")  # fmt: skip
+            order = labels if round_number % 2 else list(reversed(labels))
+            for label in order:
+                if label == "reference":
+                    figures = run_reference(count, options)
+                else:
+                    figures = run_posbatch(label.split()[1], count, options)
+                results[(label, count)].append(figures)
+                print(describe(label, count, figures))
+            reference = results[("reference", count)][-1]
+            for label in labels[1:]:
+                latest = results[(label, count)][-1]
+                rate, cpu = ratios(latest, reference)
+                cpu_text = "" if cpu is None else f", CPU per approval {cpu:.2f}×"
+                to_bare = latest.throughput.approvals_per_s / bare.approvals_per_s
+                print(f"  {label} / reference: approvals/s {rate:.2f}×{cpu_text} "
+                      f"(targets ≥ {TARGET_RATE_RATIO}, ≤ {TARGET_CPU_RATIO}); "
+                      f"{label} / bare {to_bare:.3f}")  # fmt: skip
+    summarise(results, options.workers)
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
+    if not options.skip_memory:
         with tempfile.TemporaryDirectory(prefix="posbatch-bench-") as tmp:
             port = free_port()
             register(Path(tmp), None, [])
