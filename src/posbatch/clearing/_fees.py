@@ -16,12 +16,14 @@ rounded the same way, not capped.
 *The fee of a void or refund* follows the merchant's rule for it
 (:class:`CreditFeeRule`): ``kept`` — the acquirer keeps the sale's fee, the
 credit carries none; ``returned`` — the sale's fee comes back in proportion
-to the amount credited. Proportions are rounded *cumulatively*: a credit
-returns ``R(before + amount) − R(before)`` where ``R(x)`` is the sale's fee
-× x / sale amount rounded half up and ``before`` the amount already credited,
-so partial refunds together never return more than the sale's fee and a full
-credit returns it exactly — no fen is created or lost however a sale is
-split. The defaults (:data:`VOID_FEE_DEFAULT`, :data:`REFUND_FEE_DEFAULT`):
+to the amount credited. Proportions are rounded over *pieces* of the sale:
+each credit holds fixed stretches of the sale's amount (the lowest ones free
+when it was approved; a reversal of the credit frees them) and returns
+``R(high) − R(low)`` for each, where ``R(x)`` is the sale's fee × x / sale
+amount rounded half up. Standing credits hold disjoint pieces, so however a
+sale is split, refunded, reversed and refunded again, its credits never
+return more than its fee, and return exactly its fee when they cover it —
+no fen is created or lost. The defaults (:data:`VOID_FEE_DEFAULT`, :data:`REFUND_FEE_DEFAULT`):
 a void (撤销, the same batch) returns the fee — the sale is cancelled before
 clearing; a refund (退货) keeps it, as UnionPay's rules keep the issuer's and
 the network's fees of a refunded sale.
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Final
 
@@ -131,6 +134,8 @@ def parse_rate(text: str) -> Decimal:
 
 def check_rate(rate: Decimal) -> Decimal:
     """``rate`` if it is a finite fraction in 0..RATE_MAX with at most the allowed digits."""
+    if not isinstance(rate, Decimal):
+        raise ClearingError(f"a rate is an exact Decimal, never a {type(rate).__name__}")
     try:
         valid = rate.is_finite() and Decimal(0) <= rate <= RATE_MAX
         exponent = rate.normalize().as_tuple().exponent
@@ -181,19 +186,25 @@ def _share(fee: int, part_fen: int, whole_fen: int) -> int:
 
 
 def returned_fee_fen(
-    sale_fee_fen: int, sale_amount_fen: int, credited_before_fen: int, credit_amount_fen: int
+    sale_fee_fen: int, sale_amount_fen: int, pieces: Sequence[tuple[int, int]]
 ) -> int:
-    """The part of a sale's fee a credit of ``credit_amount_fen`` returns (cumulative rounding).
+    """The part of a sale's fee that a credit holding ``pieces`` of the sale returns.
 
-    ``credited_before_fen``: what earlier credits of the same sale, still standing,
-    had credited. Raises ClearingError when the credits exceed the sale.
+    A piece ``(low, high)`` is a stretch of the sale's amount in fen, 0 ≤ low < high ≤ the
+    amount; the credit returns ``R(high) - R(low)`` for each, ``R(x)`` being the sale's fee
+    × x / amount rounded half up. Credits standing together hold disjoint pieces
+    (:func:`~posbatch.clearing.credit_pieces`), so together they never return more than
+    the fee, and exactly the fee when they cover the whole sale.
     """
-    if sale_amount_fen <= 0 or sale_fee_fen < 0 or credit_amount_fen <= 0:
+    if sale_amount_fen <= 0 or sale_fee_fen < 0:
         raise ClearingError("a credit returns a share of a positive sale's fee")
-    if credited_before_fen < 0 or credited_before_fen + credit_amount_fen > sale_amount_fen:
-        raise ClearingError(
-            f"credits of {credited_before_fen + credit_amount_fen} fen exceed the sale of "
-            f"{sale_amount_fen} fen"
+    returned = 0
+    for low, high in pieces:
+        if not 0 <= low < high <= sale_amount_fen:
+            raise ClearingError(
+                f"credits beyond the sale of {sale_amount_fen} fen (piece {low}..{high})"
+            )
+        returned += _share(sale_fee_fen, high, sale_amount_fen) - _share(
+            sale_fee_fen, low, sale_amount_fen
         )
-    after = _share(sale_fee_fen, credited_before_fen + credit_amount_fen, sale_amount_fen)
-    return after - _share(sale_fee_fen, credited_before_fen, sale_amount_fen)
+    return returned

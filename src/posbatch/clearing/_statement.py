@@ -62,7 +62,7 @@ __all__ = [
     "build_statement",
     "clearing_file",
     "clearing_file_of",
-    "credited_before_fen",
+    "credit_pieces",
     "price_lines",
     "summarize",
     "summary_parts",
@@ -127,7 +127,7 @@ class ClearingRecord(NamedTuple):
     approved_at: datetime  # UTC, aware
     reversed_at: datetime | None  # when a reversal took it back (None: it stands)
     original: OriginalSale | None = None  # a void's or refund's sale
-    credited_before_fen: int = 0  # what earlier credits of that sale credited (see below)
+    pieces: tuple[tuple[int, int], ...] = ()  # the stretches of the sale it credits (below)
 
 
 class BatchRecord(NamedTuple):
@@ -154,19 +154,61 @@ class ExceptionRecord(NamedTuple):
     created_at: datetime
 
 
-def credited_before_fen(
-    credit_id: int, approved_at: datetime, siblings: Iterable[tuple[int, int, datetime | None]]
-) -> int:
-    """What the credits of the same sale entered before ``credit_id`` still credited then.
+def credit_pieces(
+    credit_id: int,
+    sale_amount_fen: int,
+    siblings: Iterable[tuple[int, int, datetime, datetime | None]],
+) -> tuple[tuple[int, int], ...]:
+    """The stretches ``(low, high)`` of its sale that credit ``credit_id`` holds.
 
-    ``siblings``: (transaction_id, amount_fen, reversed_at) of every approved credit of
-    the sale. One counts if it was entered earlier and not reversed before this one.
+    ``siblings``: (transaction_id, amount_fen, approved_at, reversed_at) of every credit
+    the host approved for the sale, this one included. Replaying them in time order, each
+    credit takes the lowest stretches no standing credit holds; a reversal frees them.
+    Standing credits therefore hold disjoint pieces of the sale (the fee rule of
+    :func:`~posbatch.clearing.returned_fee_fen` rests on it), and what a credit holds is
+    fixed when it is approved: a later event never changes a past statement.
     """
-    return sum(
-        amount_fen
-        for transaction_id, amount_fen, reversed_at in siblings
-        if transaction_id < credit_id and (reversed_at is None or reversed_at > approved_at)
-    )
+    amount_of: dict[int, int] = {}
+    events: list[tuple[datetime, int, int]] = []
+    for transaction_id, amount_fen, approved_at, reversed_at in siblings:
+        if transaction_id != credit_id and reversed_at is not None and reversed_at <= approved_at:
+            continue  # its reversal overtook it: it never stood, it holds nothing
+        amount_of[transaction_id] = amount_fen
+        events.append((approved_at, 1, transaction_id))
+        if reversed_at is not None:
+            events.append((reversed_at, 0, transaction_id))  # frees before an approval then
+    events.sort()
+    held: dict[int, list[tuple[int, int]]] = {}
+    for _at, is_approval, transaction_id in events:
+        if not is_approval:
+            held.pop(transaction_id, None)
+            continue
+        taken = _free_stretches(held.values(), sale_amount_fen, amount_of[transaction_id])
+        if transaction_id == credit_id:
+            return tuple(taken)
+        held[transaction_id] = taken
+    raise ClearingError(f"credit {credit_id} is not among its sale's credits")
+
+
+def _free_stretches(
+    held: Iterable[list[tuple[int, int]]], total_fen: int, wanted_fen: int
+) -> list[tuple[int, int]]:
+    """The lowest ``wanted_fen`` of ``[0, total_fen)`` that no ``held`` stretch covers."""
+    taken: list[tuple[int, int]] = []
+    position = 0
+    for low, high in sorted(piece for pieces in held for piece in pieces):
+        if wanted_fen and position < low:
+            size = min(low - position, wanted_fen)
+            taken.append((position, position + size))
+            wanted_fen -= size
+        position = max(position, high)
+    if wanted_fen and position < total_fen:
+        size = min(total_fen - position, wanted_fen)
+        taken.append((position, position + size))
+        wanted_fen -= size
+    if wanted_fen:
+        raise ClearingError(f"credits exceed the sale of {total_fen} fen")
+    return taken
 
 
 # --- the statement (output) ----------------------------------------------------------
@@ -375,9 +417,7 @@ class _Pricer:
         sale_day = self.trading_day(original.approved_at)
         sale_class, _known = self.card_class(original.card_type, original.pan_masked, sale_day)
         sale_fee = self.sale_fee(record.merchant_id, sale_day, sale_class, original.amount_fen)
-        returned = returned_fee_fen(
-            sale_fee, original.amount_fen, record.credited_before_fen, record.amount_fen
-        )
+        returned = returned_fee_fen(sale_fee, original.amount_fen, record.pieces)
         return -record.amount_fen, -returned, card_class, known
 
 

@@ -58,7 +58,7 @@ from posbatch.clearing import (
     check_cutoff,
     check_merchant_id,
     clearing_file_of,
-    credited_before_fen,
+    credit_pieces,
     price_lines,
     summarize,
     summary_parts,
@@ -497,17 +497,17 @@ class ClearingStore:
                 # A sale whose reversal overtook it was recorded reversed: it never stood.
                 taken_back = reversed_at.get(transaction_id, approved_at)
             original = None
-            before = 0
+            pieces: tuple[tuple[int, int], ...] = ()
             if original_id is not None:
                 original = originals.get(original_id)
                 if original is not None:
-                    before = credited_before_fen(
-                        transaction_id, approved_at, siblings.get(original_id, ())
+                    pieces = credit_pieces(
+                        transaction_id, original.amount_fen, siblings.get(original_id, ())
                     )
             append(
                 make((transaction_id, merchant_of[terminal_id], terminal_id, batch_id,
                       batch_no_of[batch_id], stan, rrn, kind, amount_fen, card_type, pan_masked,
-                      approved_at, taken_back, original, before))
+                      approved_at, taken_back, original, pieces))
             )  # fmt: skip
         return records
 
@@ -585,8 +585,9 @@ class ClearingStore:
 
     def _siblings(
         self, cursor: Any, original_ids: Sequence[int]
-    ) -> dict[int, list[tuple[int, int, datetime | None]]]:
-        """Per sale: (transaction_id, amount_fen, reversed_at) of each credit the host approved."""
+    ) -> dict[int, list[tuple[int, int, datetime, datetime | None]]]:
+        """Per sale: (transaction_id, amount_fen, approved_at, reversed_at) of each credit the
+        host approved."""
         rows = [
             row
             for row in self._in_ids(
@@ -601,12 +602,15 @@ class ClearingStore:
         reversed_at = self._reversal_times(
             cursor, [row[1] for row in rows if row[3] == TransactionStatus.REVERSED]
         )
-        found: dict[int, list[tuple[int, int, datetime | None]]] = {}
+        found: dict[int, list[tuple[int, int, datetime, datetime | None]]] = {}
         for original_id, transaction_id, amount_fen, status, _kind, created_at in rows:
+            approved_at = _time_reader(created_at)(created_at)
             taken_back = None
             if status == TransactionStatus.REVERSED:
-                taken_back = reversed_at.get(transaction_id, _time_reader(created_at)(created_at))
-            found.setdefault(original_id, []).append((transaction_id, amount_fen, taken_back))
+                taken_back = reversed_at.get(transaction_id, approved_at)
+            found.setdefault(original_id, []).append(
+                (transaction_id, amount_fen, approved_at, taken_back)
+            )
         return found
 
     def _batch_numbers(self, cursor: Any, batch_ids: Iterable[int]) -> dict[int, int]:
