@@ -553,6 +553,15 @@ class ClearingStore:
             and _time_reader(row[9])(row[9]) < _aware(start)
         ]
 
+    def reversal_times(self, transaction_ids: Sequence[int]) -> dict[int, datetime]:
+        """When an applied reversal took each of ``transaction_ids`` back (absent: none did)."""
+        with self._read() as connection:
+            cursor = connection.connection.cursor()
+            try:
+                return self._reversal_times(cursor, transaction_ids)
+            finally:
+                cursor.close()
+
     def _reversal_times(self, cursor: Any, ids: Sequence[int]) -> dict[int, datetime]:
         """When an applied reversal took each of ``ids`` back (the first one, if several)."""
         rows = self._in_ids(
@@ -676,16 +685,19 @@ class ClearingStore:
 
     # --- clearing runs (清算) ------------------------------------------------------------------
 
-    def clear_day(self, day: date, *, now: datetime) -> ClearedDay:
+    def clear_day(
+        self, day: date, *, now: datetime, rules: ClearingRules | None = None
+    ) -> ClearedDay:
         """Price every line of trading day ``day`` and keep them: the day is cleared.
 
         Only once the day has ended (and :data:`CLEARING_GRACE` has passed, for a write
         still in flight at the cut-off). All of it is written in one unit of work: a crash
         leaves the day uncleared, and the run can simply be made again. Clearing a cleared
         day again computes it afresh and changes nothing; figures that would differ are an
-        error (what was paid is never rewritten).
+        error (what was paid is never rewritten). ``rules``: as read by :meth:`rules` (a run
+        over many days reads them once).
         """
-        rules = self.rules()
+        rules = rules or self.rules()
         start, end = trading_day_bounds(day, rules.cutoffs)
         ready = end + CLEARING_GRACE
         if _aware(now) < ready:
@@ -903,10 +915,10 @@ class ClearingStore:
             lines_of = price_lines(day, self.records(start, end), rules)
         return {merchant_id: summary_parts(lines) for merchant_id, lines in lines_of.items()}
 
-    def summaries(self, day: date) -> list[StatementSummary]:
+    def summaries(self, day: date, *, rules: ClearingRules | None = None) -> list[StatementSummary]:
         """Every merchant's statement figures of trading day ``day`` (a statement run): by
         card class and kind, fees, net, arrival — from the clearing run when cleared."""
-        rules = self.rules()
+        rules = rules or self.rules()
         parts = self._parts(day, rules)
         return [
             summarize(merchant_id, day, parts[merchant_id], rules) for merchant_id in sorted(parts)
