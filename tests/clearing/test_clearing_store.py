@@ -30,7 +30,7 @@ from posbatch.clearing import (
     trading_day_bounds,
 )
 from posbatch.errors import ClearingError
-from posbatch.host import ExceptionKind
+from posbatch.host import ClearingStore, ExceptionKind
 from posbatch.host import _schema as t
 from posbatch.wire import Kind
 
@@ -361,3 +361,19 @@ def test_a_reversed_void_restores_the_sale_on_the_statement(world: World) -> Non
     assert [(LineKind.SALE, 10_000, 60)] == [
         (line.kind, line.amount_fen, line.fee_fen) for line in statement.lines
     ]
+
+
+def test_two_clearing_runs_at_once_keep_one(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second run that started before the first one committed meets its rows and returns
+    the first run (same figures) instead of failing or writing twice."""
+    _trade(world)
+    first = world.clearing.clear_day(SEP_30, now=LATER)
+    real = ClearingStore.cleared_day
+    looked: list[date] = []
+
+    def not_yet(self: ClearingStore, day: date) -> object:
+        looked.append(day)
+        return None if len(looked) == 1 else real(self, day)  # blind the first look only
+
+    monkeypatch.setattr(ClearingStore, "cleared_day", not_yet)
+    assert first == world.clearing.clear_day(SEP_30, now=LATER + timedelta(hours=1))

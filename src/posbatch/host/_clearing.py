@@ -717,13 +717,7 @@ class ClearingStore:
         )
         done = self.cleared_day(day)
         if done is not None:
-            if done.totals != totals:
-                raise ClearingError(
-                    f"trading day {day} was cleared at {beijing(done.cleared_at):%Y-%m-%d %H:%M} "
-                    f"with {_describe(done.totals)}; the records now give {_describe(totals)}. "
-                    "A cleared day is never rewritten: record the difference as an exception"
-                )
-            return done
+            return _same_run(done, totals)
         hot = self.store.sql
         on_day = self._bind_date(day)
         rows = [
@@ -753,6 +747,24 @@ class ClearingStore:
             for line in lines
         ]
         cleared_at = naive_utc(now)
+        try:
+            self._keep(day, totals, lines_of, rows, cleared_at)
+        except StorageError:
+            done = self.cleared_day(day)
+            if done is None:
+                raise
+            return _same_run(done, totals)  # another run cleared it meanwhile
+        return ClearedDay(day, totals, _aware(cleared_at))
+
+    def _keep(
+        self,
+        day: date,
+        totals: Totals,
+        lines_of: dict[str, list[StatementLine]],
+        rows: list[tuple[Any, ...]],
+        cleared_at: datetime,
+    ) -> None:
+        """Write a clearing run: the day, its sums and its lines, in one unit of work."""
         with self._write() as tx:
             connection = tx.connection
             connection.execute(
@@ -784,9 +796,12 @@ class ClearingStore:
                 connection.execute(t.clearing_sums.insert(), sums)
             # through the driver: a day is many rows, each written once
             cursor = tx.cursor()
-            for chunk in range(0, len(rows), INSERT_ROWS_MAX):
-                cursor.executemany(hot.sql(_INSERT_LINE_SQL), rows[chunk : chunk + INSERT_ROWS_MAX])
-        return ClearedDay(day, totals, _aware(cleared_at))
+            insert = self.store.sql.sql(_INSERT_LINE_SQL)
+            try:
+                for chunk in range(0, len(rows), INSERT_ROWS_MAX):
+                    cursor.executemany(insert, rows[chunk : chunk + INSERT_ROWS_MAX])
+            except self.engine.dialect.loaded_dbapi.Error as exc:
+                raise StorageError(f"host store: clearing lines of {day}: {exc}") from exc
 
     def cleared_day(self, day: date) -> ClearedDay | None:
         """The clearing run of ``day``, or None if the day is not cleared."""
@@ -928,6 +943,18 @@ class ClearingStore:
         """清算文件 of trading day ``day``: every merchant's count, gross, fees, net, arrival."""
         rules = self.rules()
         return clearing_file_of(day, self._parts(day, rules), rules)
+
+
+def _same_run(done: ClearedDay, totals: Totals) -> ClearedDay:
+    """``done`` if it kept ``totals``; else the refusal to rewrite what was paid."""
+    if done.totals != totals:
+        raise ClearingError(
+            f"trading day {done.trading_day} was cleared at "
+            f"{beijing(done.cleared_at):%Y-%m-%d %H:%M} with {_describe(done.totals)}; the "
+            f"records now give {_describe(totals)}. A cleared day is never rewritten: record "
+            "the difference as an exception"
+        )
+    return done
 
 
 def _describe(totals: Totals) -> str:
