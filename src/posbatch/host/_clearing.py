@@ -17,6 +17,7 @@ current day's end would move transactions already made between days).
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
@@ -132,12 +133,16 @@ _DAY_SQL: Final = (
     "WHERE created_at >= ? AND created_at < ? "
     "AND status IN ('approved', 'voided', 'reversed') AND kind IN ('sale', 'void', 'refund')"
 )
+_LINE_COLUMNS: Final = (
+    "trading_day, merchant_id, transaction_id, at, terminal_id, batch_id, batch_no, stan, rrn, "
+    "kind, reverses, card_class, bin_known, pan_masked, amount_fen, fee_fen, net_fen, "
+    "original_batch_no, original_stan, original_day"
+)
 _INSERT_LINE_SQL: Final = (
-    "INSERT INTO host_clearing_lines (trading_day, merchant_id, transaction_id, at, "
-    "terminal_id, batch_id, batch_no, stan, rrn, kind, reverses, card_class, bin_known, "
-    "pan_masked, amount_fen, fee_fen, net_fen, original_batch_no, original_stan, original_day) "
+    f"INSERT INTO host_clearing_lines ({_LINE_COLUMNS}) "  # noqa: S608 - constants only
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_COPY_LINES_SQL: Final = f"COPY host_clearing_lines ({_LINE_COLUMNS}) FROM STDIN"
 _BY_ID_SQL: Final = f"SELECT {_COLUMNS} FROM host_transactions WHERE transaction_id IN"  # noqa: S608
 
 
@@ -178,6 +183,7 @@ class ClearingStore:
     def __init__(self, store: HostStore) -> None:
         self.store = store
         self.engine = store.engine
+        self._local = threading.local()
         dialect = store.engine.dialect
         processor = sa.Date().dialect_impl(dialect).bind_processor(dialect)
         self._bind_date: Any = processor or (lambda day: day)
@@ -185,8 +191,28 @@ class ClearingStore:
     def _write(self) -> Any:
         return self.store.transaction()
 
-    def _read(self) -> Connection:
-        return self.engine.connect()
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        pinned = getattr(self._local, "connection", None)
+        if pinned is not None:
+            yield pinned  # within _reading(): the block's one connection
+            return
+        with self.engine.connect() as connection:
+            yield connection
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Every read of the block (in this thread) on one connection: a statement run makes
+        a dozen small reads, and a connection per read cost more than they did."""
+        if getattr(self._local, "connection", None) is not None:
+            yield
+            return
+        with self.engine.connect() as connection:
+            self._local.connection = connection
+            try:
+                yield
+            finally:
+                self._local.connection = None
 
     # --- the clock-dependent rule: never rewrite the past -------------------------------
 
@@ -422,13 +448,14 @@ class ClearingStore:
 
     def rules(self) -> ClearingRules:
         """Every rule in force over time, read once (a statement run reads it once)."""
-        return ClearingRules(
-            fee_schedules=tuple(self.fee_schedules(every=True)),
-            merchant_terms=tuple(self.merchant_terms(every=True)),
-            card_bins=tuple(self.card_bins()),
-            calendar=self.calendar(),
-            cutoffs=self.cutoffs(),
-        )
+        with self._reading():
+            return ClearingRules(
+                fee_schedules=tuple(self.fee_schedules(every=True)),
+                merchant_terms=tuple(self.merchant_terms(every=True)),
+                card_bins=tuple(self.card_bins()),
+                calendar=self.calendar(),
+                cutoffs=self.cutoffs(),
+            )
 
     def merchants(self) -> list[str]:
         """Every merchant with a terminal on this host."""
@@ -796,10 +823,15 @@ class ClearingStore:
                 connection.execute(t.clearing_sums.insert(), sums)
             # through the driver: a day is many rows, each written once
             cursor = tx.cursor()
-            insert = self.store.sql.sql(_INSERT_LINE_SQL)
             try:
-                for chunk in range(0, len(rows), INSERT_ROWS_MAX):
-                    cursor.executemany(insert, rows[chunk : chunk + INSERT_ROWS_MAX])
+                if self.engine.dialect.name == "postgresql":
+                    with cursor.copy(_COPY_LINES_SQL) as copy:  # ten times executemany's speed
+                        for row in rows:
+                            copy.write_row(row)
+                else:
+                    insert = self.store.sql.sql(_INSERT_LINE_SQL)
+                    for chunk in range(0, len(rows), INSERT_ROWS_MAX):
+                        cursor.executemany(insert, rows[chunk : chunk + INSERT_ROWS_MAX])
             except self.engine.dialect.loaded_dbapi.Error as exc:
                 raise StorageError(f"host store: clearing lines of {day}: {exc}") from exc
 
@@ -933,16 +965,19 @@ class ClearingStore:
     def summaries(self, day: date, *, rules: ClearingRules | None = None) -> list[StatementSummary]:
         """Every merchant's statement figures of trading day ``day`` (a statement run): by
         card class and kind, fees, net, arrival — from the clearing run when cleared."""
-        rules = rules or self.rules()
-        parts = self._parts(day, rules)
+        with self._reading():
+            rules = rules or self.rules()
+            parts = self._parts(day, rules)
         return [
             summarize(merchant_id, day, parts[merchant_id], rules) for merchant_id in sorted(parts)
         ]
 
     def clearing_file(self, day: date) -> ClearingFile:
         """清算文件 of trading day ``day``: every merchant's count, gross, fees, net, arrival."""
-        rules = self.rules()
-        return clearing_file_of(day, self._parts(day, rules), rules)
+        with self._reading():
+            rules = self.rules()
+            parts = self._parts(day, rules)
+        return clearing_file_of(day, parts, rules)
 
 
 def _same_run(done: ClearedDay, totals: Totals) -> ClearedDay:
