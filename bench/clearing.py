@@ -267,13 +267,15 @@ def measure(kind: str, store: HostStore, repeat: int) -> float:
 
     base_s, aggregate = timed(baseline, repeat)
     live_s, live = timed(lambda: clearing.summaries(DAY), repeat)
+    assert isinstance(live, list)
+    first = live[0].merchant_id
+    one_live_s, _statement = timed(lambda: clearing.statement(first, DAY), repeat)
     began = time.perf_counter()
     cleared = clearing.clear_day(DAY, now=end + timedelta(hours=1))
     clear_s = time.perf_counter() - began
     run_s, summaries = timed(lambda: clearing.summaries(DAY), repeat)
     file_s, _document = timed(lambda: clearing.clearing_file(DAY), repeat)
-    merchant_ids = [summary.merchant_id for summary in summaries]  # type: ignore[attr-defined]
-    one_s, _statement = timed(lambda: clearing.statement(merchant_ids[0], DAY), repeat)
+    one_s, _statement = timed(lambda: clearing.statement(first, DAY), repeat)
     assert isinstance(aggregate, list) and isinstance(summaries, list)
     expected = {row[0]: (row[1], row[2]) for row in aggregate}
     actual = {s.merchant_id: (s.total.count, s.total.gross_fen) for s in summaries}
@@ -289,6 +291,7 @@ def measure(kind: str, store: HostStore, repeat: int) -> float:
     print(f"[{kind}] clearing file, cleared day                 {file_s * 1000:8.1f} ms  "
           f"ratio {file_s / base_s:.2f}")  # fmt: skip
     print(f"[{kind}] one statement with its lines, cleared day  {one_s * 1000:8.1f} ms")
+    print(f"[{kind}] one statement, computed (day not cleared)  {one_live_s * 1000:8.1f} ms")
     print(f"[{kind}] clearing run (price and keep every line)   {clear_s * 1000:8.1f} ms  "
           f"ratio {clear_s / base_s:.2f} (once a day, after the cut-off)")  # fmt: skip
     print(f"[{kind}] statement run before clearing (computed)   {live_s * 1000:8.1f} ms  "

@@ -558,21 +558,25 @@ def summarize(
     merchant_id: str, day: date, parts: Iterable[SummaryPart], rules: ClearingRules
 ) -> StatementSummary:
     """The figures of ``merchant_id``'s statement of ``day`` from its per-class-and-kind sums."""
-    by_class: dict[CardClass, list[Totals]] = {card_class: [] for card_class in CardClass}
-    by_kind: dict[LineKind, list[Totals]] = {kind: [] for kind in LineKind}
+    # [count, gross, fee, net] per card class, per kind, and over all
+    by_class = {card_class: [0, 0, 0, 0] for card_class in _CLASSES}
+    by_kind = {kind: [0, 0, 0, 0] for kind in _LINE_KINDS}
+    total = [0, 0, 0, 0]
     unknown_bins = 0
-    every = []
     for part in parts:
-        by_class[part.card_class].append(part.totals)
-        by_kind[part.kind].append(part.totals)
-        every.append(part.totals)
+        totals = part.totals
+        for sums in (by_class[part.card_class], by_kind[part.kind], total):
+            sums[0] += totals.count
+            sums[1] += totals.gross_fen
+            sums[2] += totals.fee_fen
+            sums[3] += totals.net_fen
         unknown_bins += part.unknown_bins
     return StatementSummary(
         merchant_id=merchant_id,
         trading_day=day,
-        by_class=tuple((key, _sum(totals)) for key, totals in by_class.items()),
-        by_kind=tuple((key, _sum(totals)) for key, totals in by_kind.items()),
-        total=_sum(every),
+        by_class=tuple((key, Totals(*sums)) for key, sums in by_class.items()),
+        by_kind=tuple((key, Totals(*sums)) for key, sums in by_kind.items()),
+        total=Totals(*total),
         arrival=rules.arrival(merchant_id, day),
         unknown_bins=unknown_bins,
     )
@@ -669,6 +673,9 @@ def build_statement(
 
 
 _KINDS: Final = {kind.value: kind for kind in LineKind}
+# Iterating an Enum class is slow (it rebuilds the member list): once, here.
+_CLASSES: Final = tuple(CardClass)
+_LINE_KINDS: Final = tuple(LineKind)
 
 
 def clearing_file_of(

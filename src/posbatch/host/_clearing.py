@@ -87,6 +87,9 @@ APPLIED: Final = "applied"
 _CLEARED_KINDS: Final = ("sale", "void", "refund")
 _CREDIT_KINDS: Final = ("void", "refund")
 _STANDING: Final = (TransactionStatus.APPROVED, TransactionStatus.VOIDED)
+# Enum(value) costs more than the rest of reading a kept row: look values up instead.
+_CARD_CLASSES: Final = {card_class.value: card_class for card_class in CardClass}
+_LINE_KINDS: Final = {kind.value: kind for kind in LineKind}
 _CLASS_COLUMNS: Final = {
     CardClass.DOMESTIC_DEBIT: "domestic_debit",
     CardClass.DOMESTIC_CREDIT: "domestic_credit",
@@ -494,7 +497,16 @@ class ClearingStore:
             cursor = connection.connection.cursor()
             try:
                 merchant_of = self._merchant_of(cursor, merchant_id)
-                cursor.execute(hot.sql(_DAY_SQL), (begin, finish))
+                terminal_ids = sorted(merchant_of)
+                if merchant_id is not None and len(terminal_ids) <= IDS_PER_QUERY_MAX:
+                    # one merchant's: the database skips the others' rows (a page, not a run)
+                    marks = ", ".join("?" * len(terminal_ids)) or "NULL"
+                    cursor.execute(
+                        hot.sql(f"{_DAY_SQL} AND terminal_id IN ({marks})"),
+                        (begin, finish, *terminal_ids),
+                    )
+                else:
+                    cursor.execute(hot.sql(_DAY_SQL), (begin, finish))
                 rows: list[Any] = list(cursor.fetchall())
                 if merchant_id is not None:
                     rows = [row for row in rows if row[1] in merchant_of]
@@ -884,9 +896,9 @@ class ClearingStore:
                     row.batch_no,
                     row.stan,
                     row.rrn,
-                    LineKind(row.kind),
-                    None if row.reverses is None else LineKind(row.reverses),
-                    CardClass(row.card_class),
+                    _LINE_KINDS[row.kind],
+                    None if row.reverses is None else _LINE_KINDS[row.reverses],
+                    _CARD_CLASSES[row.card_class],
                     bool(row.bin_known),
                     row.pan_masked,
                     row.amount_fen,
@@ -898,28 +910,37 @@ class ClearingStore:
                 )
                 for row in rows
             ]
-        except ValueError as exc:
+        except (KeyError, ValueError) as exc:
             raise StorageError(f"host store: clearing line: {exc}") from exc
 
     def _kept_parts(self, day: date) -> dict[str, list[SummaryPart]]:
         """Per merchant, the cleared day's sums per (card class, kind), as the run kept them."""
         with self._read() as connection:
-            rows = connection.execute(
-                sa.select(t.clearing_sums).where(t.clearing_sums.c.trading_day == day)
-            ).all()
+            cursor = connection.connection.cursor()
+            try:
+                cursor.execute(
+                    self.store.sql.sql(
+                        "SELECT merchant_id, card_class, kind, lines, gross_fen, fee_fen, "
+                        "net_fen, unknown_bins FROM host_clearing_sums WHERE trading_day = ?"
+                    ),
+                    (self._bind_date(day),),
+                )
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
         parts: dict[str, list[SummaryPart]] = {}
         try:
-            for row in rows:
-                parts.setdefault(row.merchant_id, []).append(
+            for merchant_id, card_class, kind, lines, gross, fee, net, unknown in rows:
+                parts.setdefault(merchant_id, []).append(
                     SummaryPart(
-                        CardClass(row.card_class),
-                        LineKind(row.kind),
-                        Totals(row.lines, row.gross_fen, row.fee_fen, row.net_fen),
-                        row.unknown_bins,
+                        _CARD_CLASSES[card_class],
+                        _LINE_KINDS[kind],
+                        Totals(lines, gross, fee, net),
+                        unknown,
                     )
                 )
-        except ValueError as exc:
-            raise StorageError(f"host store: clearing sums: {exc}") from exc
+        except KeyError as exc:
+            raise StorageError(f"host store: clearing sums: unknown {exc}") from exc
         return parts
 
     # --- the one call of a CLI command or a page -----------------------------------------------
