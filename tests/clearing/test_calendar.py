@@ -192,6 +192,15 @@ def test_each_settlement_cycle(cycle: SettlementCycle, day: date, expected: date
     assert expected == arrival_date(day, cycle).arrival_date
 
 
+@pytest.mark.parametrize("day", [date.min, date.max, date(1999, 12, 31), date(2100, 1, 1)])
+def test_days_outside_the_covered_range_are_refused(day: date) -> None:
+    """A day at the edge of Python's range would overflow its bounds: refused, saying so."""
+    with pytest.raises(ClearingError, match="outside the days clearing covers"):
+        trading_day_bounds(day)
+    with pytest.raises(ClearingError, match="outside the days clearing covers"):
+        arrival_date(day)
+
+
 def test_an_override_table_declaring_everything_off_is_an_error() -> None:
     """Overrides that leave no working day in 60 days stop the search with a reason."""
     calendar = WorkingDayCalendar({date(2026, 10, 1) + timedelta(n): False for n in range(70)})

@@ -60,6 +60,8 @@ __all__ = [
     "BEIJING",
     "CUTOFF_DEFAULT",
     "CUTOFF_EARLIEST",
+    "DAY_EARLIEST",
+    "DAY_LATEST",
     "WORKING_DAY_SEARCH_DAYS_MAX",
     "Arrival",
     "CutoffChange",
@@ -69,6 +71,7 @@ __all__ = [
     "arrival_date",
     "beijing",
     "check_cutoff",
+    "check_day",
     "library_publishes",
     "parse_cutoff",
     "parse_day",
@@ -89,6 +92,10 @@ MIDNIGHT: Final = time(0, 0)
 WORKING_DAY_SEARCH_DAYS_MAX: Final = 60
 # The first year of State Council holiday notices the library carries.
 NOTICES_FIRST_YEAR: Final = 2001
+# The days clearing works with: card payments under this profile, and a calendar to compute
+# over (a date at the edge of Python's range would overflow a day's bounds).
+DAY_EARLIEST: Final = date(2000, 1, 1)
+DAY_LATEST: Final = date(2099, 12, 31)
 
 
 class SettlementCycle(enum.StrEnum):
@@ -188,10 +195,20 @@ def _day_end(day: date, cutoffs: CutoffSchedule) -> datetime:
     return local.astimezone(UTC)
 
 
+def check_day(day: date) -> date:
+    """``day`` if clearing covers it (:data:`DAY_EARLIEST`..:data:`DAY_LATEST`)."""
+    if not DAY_EARLIEST <= day <= DAY_LATEST:
+        raise ClearingError(
+            f"{day} is outside the days clearing covers ({DAY_EARLIEST}..{DAY_LATEST})"
+        )
+    return day
+
+
 def trading_day_bounds(
     day: date, cutoffs: CutoffSchedule = DEFAULT_CUTOFFS
 ) -> tuple[datetime, datetime]:
     """``[start, end)`` in UTC: exactly the moments whose :func:`trading_day` is ``day``."""
+    check_day(day)
     return _day_end(day - timedelta(days=1), cutoffs), _day_end(day, cutoffs)
 
 
@@ -296,6 +313,7 @@ def arrival_date(
     calendar: WorkingDayCalendar | None = None,
 ) -> Arrival:
     """The arrival date of trading day ``day`` under ``cycle`` (see the module docstring)."""
+    check_day(day)
     calendar = calendar if calendar is not None else WorkingDayCalendar()
     if cycle is SettlementCycle.D0:
         arrival, provisional = day, calendar.is_provisional(day)
@@ -335,7 +353,7 @@ def parse_day(text: str) -> date:
     stripped = text.strip()
     try:
         if _DAY.fullmatch(stripped):
-            return date.fromisoformat(stripped)
+            return check_day(date.fromisoformat(stripped))
     except ValueError:
         pass
     raise ClearingError(f"date {text!r} must be a real date written YYYY-MM-DD")
@@ -355,8 +373,9 @@ def parse_moment(text: str) -> datetime:
                 moment = local.replace(tzinfo=UTC)
             else:
                 moment = datetime.fromisoformat(f"{match['day']}T{match['clock']}{zone}")
+            check_day(moment.astimezone(BEIJING).date())
             return moment.astimezone(UTC)
-        except ValueError:
+        except (ValueError, OverflowError):
             pass
     raise ClearingError(
         f"time {text!r} must be YYYY-MM-DDTHH:MM (Beijing time), or end in Z or +HH:MM"
