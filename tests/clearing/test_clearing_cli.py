@@ -214,22 +214,3 @@ def test_calendar_publish_and_override(data_dir: str) -> None:
     invoke("clearing", "calendar", "publish", "2099", "--note", "notice 1", data_dir=data_dir)
     _code, out, _err = invoke("clearing", "calendar", "show", "2099", data_dir=data_dir)
     assert ("2099: published" in out, "2099-02-02 Mon  day off 休息" in out) == (True, True)
-
-
-def test_every_clearing_command_has_an_example(data_dir: str) -> None:
-    """Each command's help ends with an Example line (the project's rule)."""
-    commands = [
-        ["clearing", "arrival"], ["clearing", "statement"], ["clearing", "file"],
-        ["clearing", "run"], ["clearing", "days"], ["clearing", "calendar", "show"],
-        ["clearing", "calendar", "set"], ["clearing", "calendar", "unset"],
-        ["clearing", "calendar", "publish"], ["host", "set-fees"], ["host", "fees"],
-        ["host", "set-terms"], ["host", "terms"], ["host", "set-card-bin"],
-        ["host", "load-card-bins"], ["host", "card-bins"], ["host", "set-cutoff"],
-        ["host", "cutoffs"],
-    ]  # fmt: skip
-    missing = [
-        " ".join(command)
-        for command in commands
-        if "Example:" not in runner.invoke(app, [*command, "--help"]).stdout
-    ]
-    assert [] == missing

@@ -413,7 +413,7 @@ def test_a_refund_reversed_after_a_later_one_frees_only_its_own_pieces() -> None
     assert ({2: ((1, 4),), 3: ((0, 1),)}, 1) == (pieces, returned)
 
 
-@settings(max_examples=1_000)
+@settings(max_examples=400)
 @given(
     amount_fen=st.integers(min_value=1, max_value=12),
     fee_fen=st.integers(min_value=0, max_value=12),

@@ -84,9 +84,7 @@ IDS_PER_QUERY_MAX: Final = 5_000
 RULE_ROWS_MAX: Final = 200_000
 # host_reversals.outcome of a reversal that took its original back (written in SQL below too)
 APPLIED: Final = "applied"
-_CLEARED_KINDS: Final = ("sale", "void", "refund")
 _CREDIT_KINDS: Final = ("void", "refund")
-_STANDING: Final = (TransactionStatus.APPROVED, TransactionStatus.VOIDED)
 # Enum(value) costs more than the rest of reading a kept row: look values up instead.
 _CARD_CLASSES: Final = {card_class.value: card_class for card_class in CardClass}
 _LINE_KINDS: Final = {kind.value: kind for kind in LineKind}
