@@ -55,7 +55,7 @@ BIN_FILE_BYTES_MAX: Final = 8 * 1024 * 1024
 CSV_ENCODING: Final = "utf-8-sig"  # with a BOM: spreadsheets then read the Chinese right
 
 app = typer.Typer(
-    help="The merchant's money: arrival dates, statements (对账单), clearing files.",
+    help="The merchant's money: arrival dates, statements (对账单), clearing.",
     no_args_is_help=True,
     add_completion=False,
 )
