@@ -8,6 +8,7 @@ module only mounts them::
     posbatch catalog ...    products and lots (商品批次号)        posbatch.catalog.cli
     posbatch checkout       the cashier's interactive checkout  posbatch.catalog.cli
     posbatch doctor         diagnose and repair settlement      posbatch.doctor.cli
+    posbatch clearing ...   fees, arrival dates, statements     posbatch.host.clearing_cli
     posbatch simulate       deterministic fault simulation      posbatch.sim.cli
     posbatch demo           the main job a new user sees        posbatch.demo
 """
@@ -19,6 +20,7 @@ import typer
 from posbatch.catalog import cli as catalog_cli
 from posbatch.demo import run_demo
 from posbatch.doctor import cli as doctor_cli
+from posbatch.host import clearing_cli
 from posbatch.host import cli as host_cli
 from posbatch.sim import cli as sim_cli
 from posbatch.terminal import cli as terminal_cli
@@ -36,6 +38,8 @@ app.add_typer(terminal_cli.app, name="terminal")
 app.add_typer(catalog_cli.app, name="catalog")
 app.add_typer(catalog_cli.checkout_app, name="checkout")
 app.add_typer(doctor_cli.app, name="doctor")
+app.add_typer(clearing_cli.app, name="clearing")
+clearing_cli.add_host_commands(host_cli.app)
 app.command("simulate")(sim_cli.simulate)
 
 

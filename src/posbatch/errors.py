@@ -27,6 +27,7 @@ these::
     ├── CatalogError                 products, lots and scans
     │   ├── ScanError                a barcode string that cannot be read
     │   └── CheckoutRefused          a cart line that must not be sold (says why)
+    ├── ClearingError                fees, trading days, calendars, statements (says why)
     └── ConfigError                  bad settings, bad command-line values
 
 A peer's bad bytes never escape a server as anything but a DecodeError/MacError
@@ -39,6 +40,7 @@ __all__ = [
     "BatchError",
     "CatalogError",
     "CheckoutRefused",
+    "ClearingError",
     "ConfigError",
     "Declined",
     "DecodeError",
@@ -212,6 +214,10 @@ class CheckoutRefused(CatalogError):  # noqa: N818 - the name says what happened
         self.reason_en = reason_en
         self.reason_zh = reason_zh
         self.suggestion = suggestion
+
+
+class ClearingError(PosbatchError):
+    """The merchant's money cannot be computed as asked: a rule or a value is missing or bad."""
 
 
 class ConfigError(PosbatchError):

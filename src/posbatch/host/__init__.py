@@ -11,6 +11,7 @@ Public API::
 The asyncio TCP shell is :mod:`posbatch.host.server`.
 """
 
+from posbatch.host._clearing import ClearingStore
 from posbatch.host.core import GROUP_MAX_REQUESTS, HostCore, HostReply, RequestLog
 from posbatch.host.faults import FaultAction, FaultRule, FaultScript, load_fault_script
 from posbatch.host.issuer import Issuer, IssuerRules
@@ -29,6 +30,7 @@ from posbatch.host.store import (
 __all__ = [
     "GROUP_MAX_REQUESTS",
     "BatchInfo",
+    "ClearingStore",
     "ExceptionInfo",
     "ExceptionKind",
     "FaultAction",

@@ -2,7 +2,7 @@
 
 A host core and N terminal engines joined by an in-memory link, a virtual
 clock, one seeded random source, faults injected everywhere, and DESIGN.md's
-invariants 1–6 checked after every simulated day (see docs/sim.md)::
+invariants 1–6 and 8 checked after every simulated day (see docs/sim.md)::
 
     from posbatch.sim import SimConfig, run_seed, profile_named
 

@@ -33,6 +33,10 @@ invariant is read here:
 6. *No unhandled exception in host or terminal*: anything that escaped the
    host core or the terminal engine (other than the engine's own
    TerminalError answers) is a violation.
+8. *Statements reconcile*: for every trading day, each merchant's statement
+   gross equals the host's approved transactions of that day, fees + net =
+   gross, and a cleared day computed again is what the clearing run kept
+   (:mod:`posbatch.sim._clearing`).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from posbatch.batch.totals import compute_totals
+from posbatch.sim import _clearing
 from posbatch.sim._model import (
     HostBatchRow,
     HostTxnRow,
@@ -65,6 +70,7 @@ INVARIANTS: Final = {
     4: "no batch number reused while open or recently closed",
     5: "every exception record has a cause",
     6: "no unhandled exception in host or terminal",
+    8: "statements reconcile with the host's approved transactions",
 }
 
 
@@ -95,7 +101,7 @@ def _totals(rows: Iterable[tuple[Kind, int, CardType]]) -> SettlementTotals:
 
 
 def check(snapshot: Snapshot) -> tuple[Violation, ...]:
-    """Every violation of invariants 1–6 in ``snapshot`` (empty when all hold)."""
+    """Every violation of invariants 1–6 and 8 in ``snapshot`` (empty when all hold)."""
     day = snapshot.day
     found: list[Violation] = []
 
@@ -344,4 +350,9 @@ def check(snapshot: Snapshot) -> tuple[Violation, ...]:
     # 6. nothing escaped
     for where, what in snapshot.failures:
         found.append(Violation(6, day, where, f"unhandled exception: {what}"))
+
+    # 8. the merchant's money reconciles
+    if snapshot.clearing is not None:
+        for where, what in _clearing.violations(snapshot.clearing):
+            found.append(Violation(8, day, where, what))
     return tuple(found)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from posbatch.sim._clearing import ClearingSnapshot
 from posbatch.wire import CardType, Kind, SettlementTotals
 
 __all__ = [
@@ -117,3 +118,4 @@ class Snapshot:
     host_exceptions: tuple[HostExceptionRow, ...]
     failures: tuple[tuple[str, str], ...]  # (terminal_id or "host", what escaped) — invariant 6
     final: bool = False  # after the quiet close: nothing may still be in flight
+    clearing: ClearingSnapshot | None = None  # statements and host sums (invariant 8)

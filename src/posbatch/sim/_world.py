@@ -62,6 +62,7 @@ from posbatch.errors import (
     TerminalError,
 )
 from posbatch.host import HostCore, HostSession, HostStore, IssuerRules
+from posbatch.sim import _clearing
 from posbatch.sim._checker import check
 from posbatch.sim._clock import DAY_MS, VirtualClock
 from posbatch.sim._faults import PROFILES, FaultCounter, FaultKind, FaultProfile
@@ -235,6 +236,10 @@ class World:
         self.host = HostNode(lambda: HostSession(self.core), self._restart_host)
         self.nodes = [self._new_node(index, keys.randbytes(16), keys.randbytes(32))
                       for index in range(config.terminals)]  # fmt: skip
+        self._clearing_since = _clearing.set_up(
+            self.store, self.random.stream("clearing"), [node.merchant_id for node in self.nodes],
+            start=self.clock.now(),
+        )  # fmt: skip
 
     # --- building --------------------------------------------------------------------
 
@@ -602,15 +607,22 @@ class World:
         failures.extend(
             (failure.terminal_id, f"host: {failure.error}") for failure in self.host.failures
         )
-        return take_snapshot(
+        snapshot = take_snapshot(
             {node.terminal_id: node.journals for node in self.nodes},
             self.store,
             day=self.day,
             failures=failures,
             final=final,
         )
+        clearing = _clearing.take(
+            self.store, [node.terminal_id for node in self.nodes], since=self._clearing_since,
+            now=self.clock.now(), final=final,
+        )  # fmt: skip
+        return replace(snapshot, clearing=clearing)
 
     def _check(self, *, final: bool) -> None:
+        # the acquirer's nightly clearing run (清算) of every trading day that has ended
+        _clearing.clear_ended_days(self.store, self.clock.now(), since=self._clearing_since)
         for violation in check(self.snapshot(final=final)):
             key = (
                 violation.invariant,

@@ -85,7 +85,7 @@ def simulate(  # noqa: PLR0917 - typer options are parameters
     ),
     jobs: int = typer.Option(1, min=1, max=JOBS_MAX, help="Worker processes running seeds."),
 ) -> None:
-    """Trade simulated days with faults injected everywhere; check invariants 1–6 nightly.
+    """Trade simulated days with faults injected everywhere; check invariants 1–6 and 8 nightly.
 
     Example: posbatch simulate --terminals 100 --days 5 --seeds 200 --seed 1 --faults default
     """

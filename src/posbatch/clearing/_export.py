@@ -1,0 +1,365 @@
+"""Statements, clearing files and arrival dates as people read them: text and CSV.
+
+Pure: objects in, strings out (writing the file is the caller's). Every text
+a merchant or the support desk reads is in Chinese and English, amounts in
+yuan with two decimals, times in Beijing time.
+
+CSV safety: a spreadsheet runs a cell that begins with ``=``, ``+``, ``-``,
+``@``, a tab or a carriage return as a formula, so such a cell is written
+with a leading apostrophe — unless it is exactly a decimal number (``-12.50``
+stays a number). Card numbers appear only masked (first 6 / last 4), and
+free text (an exception's cause) has any run of 13–19 digits masked the same
+way, whatever put it there.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Final
+
+from posbatch.batch.money import format_fen
+from posbatch.clearing._calendar import Arrival, beijing
+from posbatch.clearing._fees import CardClass, format_rate
+from posbatch.clearing._statement import ClearingFile, Statement, StatementLine, Totals
+from posbatch.wire import mask_pan
+
+__all__ = [
+    "FORMULA_PREFIXES",
+    "clearing_file_csv",
+    "mask_card_numbers",
+    "render_arrival",
+    "render_clearing_file",
+    "render_statement",
+    "safe_cell",
+    "statement_csv",
+]
+
+FORMULA_PREFIXES: Final = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER: Final = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+_CARD_RUN: Final = re.compile(r"(?<![0-9])[0-9]{13,19}(?![0-9])")
+_TIME: Final = "%Y-%m-%d %H:%M:%S"
+
+
+def mask_card_numbers(text: str) -> str:
+    """Every run of 13–19 digits (a card number's length) masked to first 6 / last 4."""
+    return _CARD_RUN.sub(lambda match: mask_pan(match.group()), text)
+
+
+def safe_cell(value: object) -> str:
+    """``value`` as a CSV cell a spreadsheet shows as text, never runs as a formula."""
+    text = "" if value is None else str(value)
+    if text.startswith(FORMULA_PREFIXES) and not _NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
+def _csv(rows: Iterable[Sequence[object]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    for row in rows:
+        writer.writerow([safe_cell(cell) for cell in row])
+    return out.getvalue()
+
+
+def _yuan(amount_fen: int) -> str:
+    return format_fen(amount_fen)
+
+
+def _arrival_text(arrival: Arrival) -> str:
+    text = f"{arrival.arrival_date.isoformat()} ({arrival.cycle.value})"
+    if arrival.provisional:
+        text += " 暂定 provisional: no State Council holiday notice for that year yet"
+    return text
+
+
+def _window(start: datetime, end: datetime) -> str:
+    """A trading day's bounds in Beijing time."""
+    return f"{beijing(start):%Y-%m-%d %H:%M} – {beijing(end):%Y-%m-%d %H:%M}"
+
+
+def render_arrival(moment_text: str, arrival: Arrival, cutoff_text: str) -> str:
+    """What ``posbatch clearing arrival`` prints."""
+    lines = [
+        f"traded 交易时间      {moment_text}",
+        f"trading day 交易日   {arrival.trading_day.isoformat()} "
+        f"(cut-off 日切 {cutoff_text} Beijing)",
+        f"arrival 到账日       {_arrival_text(arrival)}",
+    ]
+    return "\n".join(lines)
+
+
+# --- the statement ---------------------------------------------------------------------
+
+
+def _line_text(line: StatementLine) -> str:
+    what = line.kind.label
+    if line.reverses is not None:
+        what += f" of {line.reverses.value}"
+    card = line.pan_masked + ("" if line.bin_known else " BIN?")
+    original = ""
+    if line.original is not None:
+        original = (
+            f" ← batch {line.original.batch_no:06d} stan {line.original.stan:06d} "
+            f"{line.original.trading_day.isoformat()}"
+        )
+    return (
+        f"{beijing(line.at).strftime(_TIME)}  {line.terminal_id:<8}  {line.batch_no:06d}  "
+        f"{line.stan:06d}  {line.rrn or '-':<12}  {what:<18} {card:<24} "
+        f"{line.card_class.value:<16} {_yuan(line.amount_fen):>12} {_yuan(line.fee_fen):>9} "
+        f"{_yuan(line.net_fen):>12}{original}"
+    )
+
+
+def _schedule_text(statement: Statement) -> list[str]:
+    schedule = statement.schedule
+    if schedule is None:
+        return ["费率 fees: no schedule in force 未设置费率"]
+    owner = "standard 标准" if schedule.merchant_id is None else "merchant's own 商户专属"
+    parts = []
+    for card_class in CardClass:
+        cap = schedule.cap_fen(card_class)
+        text = f"{card_class.value} {format_rate(schedule.rates[card_class])}"
+        if cap is not None:
+            text += f" cap 封顶 {_yuan(cap)}"
+        parts.append(text)
+    lines = [
+        f"费率 fees ({owner}, from {schedule.effective_from.isoformat()}): " + "; ".join(parts)
+    ]
+    if statement.terms.cycle.instant:
+        lines.append(f"  instant 即时到账 extra {format_rate(schedule.instant_rate)}")
+    return lines
+
+
+def render_statement(statement: Statement) -> str:
+    """The statement as ``posbatch clearing statement`` prints it."""
+    terms = statement.terms
+    out = [
+        f"对账单 Statement — merchant 商户 {statement.merchant_id}, trading day 交易日 "
+        f"{statement.trading_day.isoformat()} "
+        f"({_window(statement.start, statement.end)} Beijing)",
+        f"结算周期 cycle {terms.cycle.value}; 撤销手续费 void fee {terms.void_fee.value}; "
+        f"退货手续费 refund fee {terms.refund_fee.value}",
+        *_schedule_text(statement),
+        "",
+        "交易明细 Transactions",
+    ]
+    if statement.lines:
+        out.append(
+            "time (Beijing)       terminal  batch   stan    rrn           kind               "
+            "card                     class                  amount       fee          net"
+        )
+        out.extend(_line_text(line) for line in statement.lines)
+    else:
+        out.append("  (none 无交易)")
+    out += ["", "按卡类 By card type"]
+    for card_class, totals in statement.by_class:
+        if totals.count:
+            out.append(
+                f"  {card_class.label:<28} {totals.count:>6}  gross {_yuan(totals.gross_fen):>12}  "
+                f"fees {_yuan(totals.fee_fen):>9}  net {_yuan(totals.net_fen):>12}"
+            )
+    out += ["按交易类型 By kind"]
+    for kind, totals in statement.by_kind:
+        if totals.count:
+            out.append(
+                f"  {kind.label:<28} {totals.count:>6}  gross {_yuan(totals.gross_fen):>12}  "
+                f"fees {_yuan(totals.fee_fen):>9}  net {_yuan(totals.net_fen):>12}"
+            )
+    out += ["", "批次 Batches"]
+    for batch in statement.batches:
+        closed = "-" if batch.closed_at is None else beijing(batch.closed_at).strftime(_TIME)
+        out.append(
+            f"  {batch.terminal_id} batch {batch.batch_no:06d}: {batch.count} lines, "
+            f"{_yuan(batch.gross_fen)}; {batch.settled}"
+            + ("" if batch.closed_at is None else f" at {closed}")
+        )
+    if not statement.batches:
+        out.append("  (none 无)")
+    out += [
+        "",
+        "差错 Exceptions touching the money (not in the net below; the back office settles them)",
+    ]
+    for record in statement.exceptions:
+        amounts = (
+            f"terminal {_fen_or_dash(record.terminal_amount_fen)}, "
+            f"host {_fen_or_dash(record.host_amount_fen)}"
+        )
+        out.append(
+            f"  #{record.exception_id} {record.terminal_id} {record.kind}: "
+            f"{mask_card_numbers(record.cause)} ({amounts})"
+        )
+    if not statement.exceptions:
+        out.append("  (none 无)")
+    total = statement.total
+    out += [
+        "",
+        f"合计 Total: {total.count} lines, gross 交易金额 {_yuan(total.gross_fen)}, "
+        f"fees 手续费 {_yuan(total.fee_fen)}, net 净额 {_yuan(total.net_fen)}",
+        _net_sentence(statement.net_fen, statement.arrival),
+    ]
+    if statement.unknown_bins:
+        out.append(
+            f"注意 note: {statement.unknown_bins} card(s) with no BIN entry were priced as credit "
+            "cards (posbatch host set-card-bin)"
+        )
+    return "\n".join(out)
+
+
+def _fen_or_dash(amount_fen: int | None) -> str:
+    return "-" if amount_fen is None else _yuan(amount_fen)
+
+
+def _net_sentence(net_fen: int, arrival: Arrival) -> str:
+    if net_fen >= 0:
+        return (
+            f"应付商户 to be paid to the merchant: {_yuan(net_fen)} on 到账日 "
+            f"{_arrival_text(arrival)}"
+        )
+    return (
+        f"应收商户 to be recovered from the merchant: {_yuan(-net_fen)} on {_arrival_text(arrival)}"
+    )
+
+
+STATEMENT_COLUMNS: Final = (
+    "交易时间 time (Beijing)",
+    "终端 terminal_id",
+    "批次号 batch_no",
+    "流水号 stan",
+    "参考号 rrn",
+    "类型 kind",
+    "冲正原交易 reverses",
+    "卡号 card",
+    "卡类 card_class",
+    "金额 amount",
+    "手续费 fee",
+    "净额 net",
+    "原批次 original batch_no",
+    "原流水 original stan",
+    "原交易日 original trading_day",
+    "BIN known",
+)
+
+
+def statement_csv(statement: Statement) -> str:
+    """The statement as CSV: a summary block, a blank row, then one row per line."""
+    total = statement.total
+    arrival = statement.arrival
+    rows: list[Sequence[object]] = [
+        ("对账单 statement", statement.merchant_id),
+        ("交易日 trading_day", statement.trading_day.isoformat()),
+        ("结算周期 cycle", statement.terms.cycle.value),
+        ("笔数 count", total.count),
+        ("交易金额 gross", _yuan(total.gross_fen)),
+        ("手续费 fees", _yuan(total.fee_fen)),
+        ("净额 net", _yuan(total.net_fen)),
+        ("到账日 arrival_date", arrival.arrival_date.isoformat()),
+        ("暂定 provisional", "yes" if arrival.provisional else "no"),
+        ("差错 exceptions", len(statement.exceptions)),
+        (),
+        STATEMENT_COLUMNS,
+    ]
+    for line in statement.lines:
+        original = line.original
+        rows.append(
+            (
+                beijing(line.at).strftime(_TIME),
+                line.terminal_id,
+                f"{line.batch_no:06d}",
+                f"{line.stan:06d}",
+                line.rrn or "",
+                line.kind.value,
+                "" if line.reverses is None else line.reverses.value,
+                mask_pan(line.pan_masked),
+                line.card_class.value,
+                _yuan(line.amount_fen),
+                _yuan(line.fee_fen),
+                _yuan(line.net_fen),
+                "" if original is None else f"{original.batch_no:06d}",
+                "" if original is None else f"{original.stan:06d}",
+                "" if original is None else original.trading_day.isoformat(),
+                "yes" if line.bin_known else "no",
+            )
+        )
+    if statement.exceptions:
+        rows += [(), ("差错 exception_id", "terminal_id", "batch_no", "stan", "kind", "cause",
+                      "terminal amount", "host amount")]  # fmt: skip
+        for record in statement.exceptions:
+            rows.append(
+                (
+                    record.exception_id,
+                    record.terminal_id,
+                    "" if record.batch_no is None else f"{record.batch_no:06d}",
+                    "" if record.stan is None else f"{record.stan:06d}",
+                    record.kind,
+                    mask_card_numbers(record.cause),
+                    "" if record.terminal_amount_fen is None else _yuan(record.terminal_amount_fen),
+                    "" if record.host_amount_fen is None else _yuan(record.host_amount_fen),
+                )
+            )
+    return _csv(rows)
+
+
+# --- the clearing file -----------------------------------------------------------------
+
+CLEARING_FILE_COLUMNS: Final = (
+    "商户 merchant_id",
+    "笔数 count",
+    "交易金额 gross",
+    "手续费 fees",
+    "净额 net",
+    "结算周期 cycle",
+    "到账日 arrival_date",
+    "暂定 provisional",
+)
+
+
+def _file_row(merchant_id: str, line_total: Totals, arrival: Arrival | None) -> list[object]:
+    return [
+        merchant_id,
+        line_total.count,
+        _yuan(line_total.gross_fen),
+        _yuan(line_total.fee_fen),
+        _yuan(line_total.net_fen),
+        "" if arrival is None else arrival.cycle.value,
+        "" if arrival is None else arrival.arrival_date.isoformat(),
+        "" if arrival is None else ("yes" if arrival.provisional else "no"),
+    ]
+
+
+def clearing_file_csv(document: ClearingFile) -> str:
+    """The clearing file as CSV: one row per merchant, then the total."""
+    rows: list[Sequence[object]] = [CLEARING_FILE_COLUMNS]
+    rows.extend(_file_row(line.merchant_id, line.total, line.arrival) for line in document.lines)
+    rows.append(_file_row("合计 total", document.total, None))
+    return _csv(rows)
+
+
+def render_clearing_file(document: ClearingFile) -> str:
+    """The clearing file as ``posbatch clearing file`` prints it."""
+    out = [
+        f"清算文件 Clearing file — trading day 交易日 {document.trading_day.isoformat()} "
+        f"({_window(document.start, document.end)} Beijing)",
+        "merchant_id       count         gross        fees           net  cycle  arrival",
+    ]
+    for line in document.lines:
+        total = line.total
+        flag = " BIN?" if line.unknown_bins else ""
+        out.append(
+            f"{line.merchant_id:<16} {total.count:>6} {_yuan(total.gross_fen):>13} "
+            f"{_yuan(total.fee_fen):>11} {_yuan(total.net_fen):>13}  "
+            f"{line.arrival.cycle.value:<5}  {line.arrival.arrival_date.isoformat()}"
+            + (" 暂定 provisional" if line.arrival.provisional else "")
+            + flag
+        )
+    total = document.total
+    out.append(
+        f"{'total 合计':<16} {total.count:>6} {_yuan(total.gross_fen):>13} "
+        f"{_yuan(total.fee_fen):>11} {_yuan(total.net_fen):>13}"
+    )
+    if not document.lines:
+        out.append("(no transactions that day 当日无交易)")
+    return "\n".join(out)

@@ -1,0 +1,295 @@
+"""The clearing rules in force: fee schedules, merchant terms, card BINs, calendar, cut-off.
+
+Theory of operation
+-------------------
+Everything that decides a merchant's money is *effective-dated*: each change
+takes effect from a trading day and the history is kept, so a statement of a
+past day is computed with what was in force that day — it never changes
+because a rate changed since.
+
+- :class:`FeeSchedule` — a rate per card class (domestic/foreign ×
+  debit/credit), an optional cap per transaction per class, and the extra
+  *instant* rate paid by a merchant on T+0/D+0. A merchant's own schedule
+  wins; without one, the acquirer's *standard* schedule (``merchant_id``
+  None) applies; with neither, clearing refuses (a fee is never guessed).
+- :class:`MerchantTerms` — the settlement cycle (T+1, T+0, D+0, D+1) and the
+  void and refund fee rules; a merchant's own, else the standard terms, else
+  :data:`DEFAULT_TERMS` (T+1, void fee returned, refund fee kept).
+- :class:`CardBin` — which card numbers are debit and which credit: the
+  longest BIN prefix in force matches the card's first six digits (the only
+  ones the host keeps). A card no entry matches is priced as **credit** —
+  the uncapped rate, so a missing BIN entry never undercharges — and its
+  statement line is flagged "BIN unknown" for the operator to fix.
+- the working-day calendar and the cut-off schedule (:mod:`._calendar`).
+
+When two entries take effect on the same day, the later one entered wins (a
+correction). :class:`ClearingRules` bundles them; it is pure and cheap to
+query (answers are cached per merchant and day).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Final, TypeVar
+
+from posbatch.clearing._calendar import (
+    DEFAULT_CUTOFFS,
+    Arrival,
+    CutoffSchedule,
+    SettlementCycle,
+    WorkingDayCalendar,
+    arrival_date,
+    trading_day,
+)
+from posbatch.clearing._fees import (
+    CAP_FEN_MAX,
+    REFUND_FEE_DEFAULT,
+    VOID_FEE_DEFAULT,
+    CardClass,
+    CreditFeeRule,
+    Funding,
+    check_rate,
+    fee_from_ratio,
+    rate_ratio,
+)
+from posbatch.errors import ClearingError
+
+__all__ = [
+    "BIN_DIGITS_MAX",
+    "BIN_DIGITS_MIN",
+    "DEFAULT_TERMS",
+    "FUNDING_UNKNOWN_BIN",
+    "CardBin",
+    "ClearingRules",
+    "FeeSchedule",
+    "MerchantTerms",
+]
+
+# The host keeps the first 6 digits of a card (DESIGN.md): a BIN entry is 2..6 of them.
+BIN_DIGITS_MIN: Final = 2
+BIN_DIGITS_MAX: Final = 6
+FUNDING_UNKNOWN_BIN: Final = Funding.CREDIT
+MERCHANT_ID_CHARS: Final = 15
+
+
+def check_merchant_id(merchant_id: str | None) -> str | None:
+    """``merchant_id`` if it is None (standard) or 15 printable ASCII characters."""
+    if merchant_id is not None and (
+        len(merchant_id) != MERCHANT_ID_CHARS
+        or not merchant_id.isascii()
+        or not merchant_id.isprintable()
+    ):
+        raise ClearingError(f"merchant_id must be {MERCHANT_ID_CHARS} ascii characters")
+    return merchant_id
+
+
+@dataclass(frozen=True, slots=True)
+class FeeSchedule:
+    """A merchant's (or, with ``merchant_id`` None, the standard) fees from a trading day on."""
+
+    merchant_id: str | None
+    effective_from: date
+    rates: Mapping[CardClass, Decimal]
+    caps_fen: Mapping[CardClass, int | None] = field(default_factory=dict)
+    instant_rate: Decimal = Decimal(0)
+    schedule_id: int = 0  # order of entry: the later of two on the same day wins
+    _ratios: dict[CardClass, tuple[int, int, int | None]] = field(
+        init=False, repr=False, compare=False
+    )
+    _instant: tuple[int, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        check_merchant_id(self.merchant_id)
+        missing = [card_class.value for card_class in CardClass if card_class not in self.rates]
+        if missing:
+            raise ClearingError(f"a fee schedule needs a rate for {', '.join(missing)}")
+        ratios: dict[CardClass, tuple[int, int, int | None]] = {}
+        for card_class in CardClass:
+            cap = self.caps_fen.get(card_class)
+            if cap is not None and not 0 <= cap <= CAP_FEN_MAX:
+                raise ClearingError(f"a cap is 0..{CAP_FEN_MAX} fen, not {cap}")
+            numerator, denominator = rate_ratio(self.rates[card_class])
+            ratios[card_class] = (numerator, denominator, cap)
+        object.__setattr__(self, "_ratios", ratios)
+        object.__setattr__(self, "_instant", rate_ratio(check_rate(self.instant_rate)))
+
+    def cap_fen(self, card_class: CardClass) -> int | None:
+        return self.caps_fen.get(card_class)
+
+    def sale_fee_fen(self, amount_fen: int, card_class: CardClass, *, instant: bool) -> int:
+        """The fee of a sale of ``amount_fen`` on a card of ``card_class``."""
+        numerator, denominator, cap = self._ratios[card_class]
+        fee = fee_from_ratio(amount_fen, numerator, denominator, cap)
+        if instant:
+            fee += fee_from_ratio(amount_fen, *self._instant, None)
+        return fee
+
+
+@dataclass(frozen=True, slots=True)
+class MerchantTerms:
+    """Settlement cycle and credit fee rules from a trading day on (merchant_id None: standard)."""
+
+    merchant_id: str | None
+    effective_from: date
+    cycle: SettlementCycle = SettlementCycle.T1
+    void_fee: CreditFeeRule = VOID_FEE_DEFAULT
+    refund_fee: CreditFeeRule = REFUND_FEE_DEFAULT
+    terms_id: int = 0
+
+    def __post_init__(self) -> None:
+        check_merchant_id(self.merchant_id)
+
+
+DEFAULT_TERMS: Final = MerchantTerms(None, date.min)
+
+
+@dataclass(frozen=True, slots=True)
+class CardBin:
+    """Cards whose number starts with ``prefix`` are ``funding``, from a trading day on."""
+
+    prefix: str
+    funding: Funding
+    effective_from: date
+    bin_id: int = 0
+
+    def __post_init__(self) -> None:
+        if not (
+            BIN_DIGITS_MIN <= len(self.prefix) <= BIN_DIGITS_MAX
+            and self.prefix.isascii()
+            and self.prefix.isdigit()
+        ):
+            raise ClearingError(
+                f"a BIN prefix is {BIN_DIGITS_MIN}..{BIN_DIGITS_MAX} digits, not {self.prefix!r}"
+            )
+
+
+_Dated = TypeVar("_Dated", FeeSchedule, MerchantTerms, CardBin)
+
+
+def _in_force(entries: Iterable[_Dated], day: date, order: str) -> _Dated | None:
+    best: _Dated | None = None
+    for entry in entries:
+        if entry.effective_from <= day and (
+            best is None
+            or (entry.effective_from, getattr(entry, order))
+            > (best.effective_from, getattr(best, order))
+        ):
+            best = entry
+    return best
+
+
+@dataclass(frozen=True, slots=True)
+class ClearingRules:
+    """Everything in force, over time: the one input a statement needs besides the records."""
+
+    fee_schedules: tuple[FeeSchedule, ...] = ()
+    merchant_terms: tuple[MerchantTerms, ...] = ()
+    card_bins: tuple[CardBin, ...] = ()
+    calendar: WorkingDayCalendar = field(default_factory=WorkingDayCalendar)
+    cutoffs: CutoffSchedule = DEFAULT_CUTOFFS
+    _schedules_of: dict[str | None, list[FeeSchedule]] = field(
+        init=False, repr=False, compare=False
+    )
+    _terms_of: dict[str | None, list[MerchantTerms]] = field(init=False, repr=False, compare=False)
+    _cache: dict[tuple[str, object, object], object] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        schedules: dict[str | None, list[FeeSchedule]] = {}
+        for schedule in self.fee_schedules:
+            schedules.setdefault(schedule.merchant_id, []).append(schedule)
+        terms: dict[str | None, list[MerchantTerms]] = {}
+        for entry in self.merchant_terms:
+            terms.setdefault(entry.merchant_id, []).append(entry)
+        object.__setattr__(self, "_schedules_of", schedules)
+        object.__setattr__(self, "_terms_of", terms)
+        object.__setattr__(self, "_cache", {})
+
+    def trading_day(self, moment: datetime) -> date:
+        return trading_day(moment, self.cutoffs)
+
+    def schedule_for(self, merchant_id: str | None, day: date) -> FeeSchedule:
+        """The fee schedule of ``merchant_id`` (None: the standard one) on trading day ``day``."""
+        key = ("schedule", merchant_id, day)
+        found = self._cache.get(key)
+        if found is None:
+            found = _in_force(self._schedules_of.get(merchant_id, ()), day, "schedule_id")
+            if found is None:
+                found = _in_force(self._schedules_of.get(None, ()), day, "schedule_id")
+            if found is None:
+                whose = "the standard" if merchant_id is None else f"merchant {merchant_id}"
+                raise ClearingError(
+                    f"no fee schedule in force for {whose} on {day}: set one "
+                    "with posbatch host set-fees (--merchant-id, or --standard for all)"
+                )
+            self._cache[key] = found
+        assert isinstance(found, FeeSchedule)
+        return found
+
+    def terms_for(self, merchant_id: str | None, day: date) -> MerchantTerms:
+        """The settlement cycle and credit fee rules of ``merchant_id`` on trading day ``day``
+        (None: the standard terms)."""
+        key = ("terms", merchant_id, day)
+        found = self._cache.get(key)
+        if found is None:
+            found = (
+                _in_force(self._terms_of.get(merchant_id, ()), day, "terms_id")
+                or _in_force(self._terms_of.get(None, ()), day, "terms_id")
+                or DEFAULT_TERMS
+            )
+            self._cache[key] = found
+        assert isinstance(found, MerchantTerms)
+        return found
+
+    def funding_of(self, pan_masked: str, day: date) -> tuple[Funding, bool]:
+        """Debit or credit for a card (by its first six digits) on ``day``; and whether known."""
+        bin6 = pan_masked[:BIN_DIGITS_MAX]
+        key = ("bin", bin6, day)
+        found = self._cache.get(key)
+        if found is None:
+            table = self._bins_on(day)
+            found = (FUNDING_UNKNOWN_BIN, False)
+            for digits in range(min(len(bin6), BIN_DIGITS_MAX), BIN_DIGITS_MIN - 1, -1):
+                funding = table.get(bin6[:digits])
+                if funding is not None:
+                    found = (funding, True)
+                    break
+            self._cache[key] = found
+        assert isinstance(found, tuple)
+        return found
+
+    def _bins_on(self, day: date) -> dict[str, Funding]:
+        key = ("bins", None, day)
+        table = self._cache.get(key)
+        if table is None:
+            best: dict[str, CardBin] = {}
+            for entry in self.card_bins:
+                if entry.effective_from > day:
+                    continue
+                held = best.get(entry.prefix)
+                if held is None or (entry.effective_from, entry.bin_id) > (
+                    held.effective_from,
+                    held.bin_id,
+                ):
+                    best[entry.prefix] = entry
+            table = {prefix: entry.funding for prefix, entry in best.items()}
+            self._cache[key] = table
+        assert isinstance(table, dict)
+        return table
+
+    def card_class(self, card_type: str, pan_masked: str, day: date) -> tuple[CardClass, bool]:
+        funding, known = self.funding_of(pan_masked, day)
+        return CardClass.of(card_type, funding), known
+
+    def arrival(self, merchant_id: str, day: date) -> Arrival:
+        """When ``merchant_id``'s net of trading day ``day`` arrives."""
+        cycle = self.terms_for(merchant_id, day).cycle
+        key = ("arrival", cycle, day)
+        found = self._cache.get(key)
+        if found is None:
+            found = arrival_date(day, cycle, self.calendar)
+            self._cache[key] = found
+        assert isinstance(found, Arrival)
+        return found

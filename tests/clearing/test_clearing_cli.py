@@ -1,0 +1,216 @@
+"""``posbatch clearing …`` and the host's clearing settings: what a user types and sees."""
+
+from __future__ import annotations
+
+import csv
+import io
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from clearing_world import MERCHANT_ID, World
+from typer.testing import CliRunner
+
+from posbatch.cli import app
+from posbatch.storage import DATABASE_URL_ENV
+
+runner = CliRunner()
+FUTURE = "2099-01-05"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A data dir; on the PostgreSQL run the store is the fresh schema of db_url."""
+    if db_url.startswith("postgresql"):
+        monkeypatch.setenv(DATABASE_URL_ENV, db_url)
+    else:
+        monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
+    return str(tmp_path / "data")
+
+
+@pytest.fixture
+def traded(data_dir: str, db_url: str) -> Iterator[World]:
+    """The host of ``data_dir`` after a day of trading on 30 Sep 2026 (rules set before)."""
+    url = db_url if db_url.startswith("postgresql") else f"sqlite:///{Path(data_dir) / 'host.db'}"
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    world = World(url)
+    world.standard_rules()
+    till = world.at("2026-09-30 10:00").till()
+    till.sale(10_000)
+    till.sale(1_000_000)
+    yield world
+    world.close()
+
+
+def invoke(*arguments: str, data_dir: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, [*arguments, "--data-dir", data_dir])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_arrival_prints_the_trading_day_and_the_arrival_date(data_dir: str) -> None:
+    """The issue's example: 30 Sep 10:00 trades that day and arrives on 8 Oct."""
+    code, out, _err = invoke("clearing", "arrival", "2026-09-30T10:00", data_dir=data_dir)
+    assert (0, True, True) == (
+        code,
+        "trading day 交易日   2026-09-30 (cut-off 日切 23:00 Beijing)" in out,
+        "arrival 到账日       2026-10-08 (T+1)" in out,
+    )
+
+
+def test_arrival_into_2027_says_provisional(data_dir: str) -> None:
+    """31 Dec 2026 arrives on 4 Jan 2027, marked provisional in both languages."""
+    _code, out, _err = invoke("clearing", "arrival", "2026-12-31T10:00", data_dir=data_dir)
+    assert "2027-01-04 (T+1) 暂定 provisional" in out
+
+
+def test_set_fees_then_list_them(data_dir: str) -> None:
+    """An operator sets the standard schedule; `fees` shows it with its rates and cap."""
+    code, _out, err = invoke(
+        "host", "set-fees", "--standard", "--from", FUTURE, "--debit", "0.60%",
+        "--debit-cap", "20.00", "--credit", "0.60%", "--foreign-debit", "2.50%",
+        "--foreign-credit", "2.50%", data_dir=data_dir,
+    )  # fmt: skip
+    _code, out, _err = invoke("host", "fees", data_dir=data_dir)
+    assert (0, "", True) == (
+        code,
+        err,
+        "domestic-debit 0.60% cap 20.00; domestic-credit 0.60%; foreign-debit 2.50%" in out,
+    )
+
+
+def test_set_terms_keeps_what_is_not_given(data_dir: str) -> None:
+    """Changing the cycle keeps the void and refund rules in force."""
+    invoke("host", "set-terms", "--merchant-id", MERCHANT_ID, "--from", FUTURE,
+           "--refund-fee", "returned", data_dir=data_dir)  # fmt: skip
+    invoke("host", "set-terms", "--merchant-id", MERCHANT_ID, "--from", "2099-02-01",
+           "--cycle", "t+0", data_dir=data_dir)  # fmt: skip
+    _code, out, _err = invoke("host", "terms", "--merchant-id", MERCHANT_ID, data_dir=data_dir)
+    assert out.splitlines()[-1].endswith("cycle T+0, void fee returned, refund fee returned")
+
+
+_SET_FEES = ["host", "set-fees", "--standard", "--from", FUTURE, "--debit", "0.60%",
+             "--credit", "0.60%", "--foreign-debit", "2.50%",
+             "--foreign-credit", "2.50%"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["clearing", "arrival", "2026-02-30T10:00"], "must be YYYY-MM-DDTHH:MM"),
+        (["clearing", "arrival", "2026-09-30T10:00", "--cycle", "T+2"], "--cycle is T+1"),
+        (["clearing", "arrival", "2026-09-30", "--merchant-id", "short"], "merchant_id must be"),
+        (["clearing", "statement", "--merchant-id", MERCHANT_ID, "--date", "30-09-2026"],
+         "YYYY-MM-DD"),
+        (["clearing", "statement", "--merchant-id", "898110054119999", "--date", "2026-09-30"],
+         "has no terminal on this host"),
+        (["clearing", "file", "--date", "2026-09-31"], "must be a real date"),
+        (["clearing", "file", "--date", "0001-01-01"], "outside the days clearing covers"),
+        (["clearing", "statement", "--merchant-id", MERCHANT_ID, "--date", "9999-12-31"],
+         "outside the days clearing covers"),
+        (["clearing", "arrival", "9999-12-31T23:30"], "outside the days clearing covers"),
+        (["clearing", "arrival", "0001-01-01T00:30+14:00"], "must be YYYY-MM-DDTHH:MM"),
+        (["clearing", "run", "--date", "2099-01-01"], "can be cleared from"),
+        (["clearing", "calendar", "show", "1999"], "not one this calendar covers"),
+        (["clearing", "calendar", "set", "2099-01-01", "--working", "--note", "x" * 201],
+         "at most 200 printable"),
+        (["clearing", "calendar", "set", "2020-01-01", "--day-off", "--note", "old"],
+         "cannot take effect on 2020-01-01"),
+        (_SET_FEES[:-2], "set-fees needs --foreign-credit"),
+        ([*_SET_FEES[:6], "60", *_SET_FEES[7:]], "must be a percentage with its sign"),
+        ([*_SET_FEES, "--debit-cap", "-1"], "must be yuan"),
+        ([*_SET_FEES, "--merchant-id", MERCHANT_ID], "give --merchant-id ID or --standard"),
+        ([*_SET_FEES[:4], "2020-01-01", *_SET_FEES[5:]], "cannot take effect on 2020-01-01"),
+        (["host", "set-terms", "--standard", "--from", FUTURE, "--void-fee", "maybe"],
+         "--void-fee/--refund-fee returned or kept"),
+        (["host", "set-card-bin", "62a", "debit", "--from", FUTURE], "a BIN prefix is 2..6"),
+        (["host", "set-card-bin", "622202", "prepaid", "--from", FUTURE], "debit or credit"),
+        (["host", "set-cutoff", "02:00", "--from", FUTURE], "before 12:00"),
+        (["host", "set-cutoff", "23:00"], "set-cutoff needs --from"),
+        (["host", "load-card-bins", "/nonexistent/bins.csv", "--from", FUTURE], "cannot read"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_line_and_exit_2(
+    data_dir: str, arguments: list[str], message: str
+) -> None:
+    """Every bad value gets one line on stderr naming the problem, exit 2, no traceback."""
+    code, _out, err = invoke(*arguments, data_dir=data_dir)
+    assert (2, True, 1) == (code, message in err, len(err.strip().splitlines())), err
+
+
+def test_a_bin_file_with_a_bad_line_loads_nothing(data_dir: str, tmp_path: Path) -> None:
+    """load-card-bins is all or none: a bad line names its number and nothing is kept."""
+    bins = tmp_path / "bins.csv"
+    bins.write_text("prefix,funding\n622202,debit\n622588,gold\n", encoding="utf-8")
+    code, _out, err = invoke("host", "load-card-bins", str(bins), "--from", FUTURE,
+                             data_dir=data_dir)  # fmt: skip
+    _c, out, _e = invoke("host", "card-bins", data_dir=data_dir)
+    assert (2, True, True) == (code, "line 3" in err, out.startswith("no BIN entries"))
+
+
+def test_statement_prints_and_writes_a_private_csv(
+    traded: World, data_dir: str, tmp_path: Path
+) -> None:
+    """The statement is printed in Chinese and English and written to a 0600 CSV that a
+    spreadsheet opens in UTF-8 (BOM), with cards masked 6/4."""
+    target = tmp_path / "statement.csv"
+    code, out, _err = invoke("clearing", "statement", "--merchant-id", MERCHANT_ID,
+                             "--date", "2026-09-30", "--csv", str(target),
+                             data_dir=data_dir)  # fmt: skip
+    raw = target.read_bytes()
+    rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
+    details = [row for row in rows if len(row) > 10 and row[1] == "10000001"]
+    assert 0 == code
+    assert "对账单 Statement" in out and "应付商户 to be paid to the merchant: 10079.40" in out
+    assert (0o600, b"\xef\xbb\xbf") == (stat.S_IMODE(target.stat().st_mode), raw[:3])
+    assert [("622202*********0128", "100.00", "0.60"), ("622202*********0128", "10000.00",
+            "20.00")] == [(row[7], row[9], row[10]) for row in details]  # fmt: skip
+    assert b"6222021234567890128" not in raw
+
+
+def test_a_hostile_terminal_id_cannot_make_a_spreadsheet_formula(
+    traded: World, data_dir: str, tmp_path: Path
+) -> None:
+    """A terminal registered as '=HYPERLN' (any 8 ASCII characters are allowed) appears as
+    text in the CSV, not as a formula; amounts like -10.00 stay numbers."""
+    till = traded.till("=HYPERLN", MERCHANT_ID)
+    stan = till.sale(1_000)
+    till.void(stan, 1_000)
+    target = tmp_path / "hostile.csv"
+    invoke("clearing", "statement", "--merchant-id", MERCHANT_ID, "--date", "2026-09-30",
+           "--csv", str(target), data_dir=data_dir)  # fmt: skip
+    rows = list(csv.reader(io.StringIO(target.read_text(encoding="utf-8-sig"))))
+    hostile = [row for row in rows if len(row) > 10 and row[1].endswith("HYPERLN")]
+    assert [("'=HYPERLN", "10.00"), ("'=HYPERLN", "-10.00")] == [
+        (row[1], row[9]) for row in hostile
+    ]
+
+
+def test_the_clearing_file_then_a_clearing_run(traded: World, data_dir: str) -> None:
+    """Before the run the file says 'not cleared yet'; the run keeps the day; after it the
+    file says 'cleared' with the same figures, and `days` lists it."""
+    _c, before, _e = invoke("clearing", "file", "--date", "2026-09-30", data_dir=data_dir)
+    code, ran, err = invoke("clearing", "run", "--date", "2026-09-30", data_dir=data_dir)
+    _c, after, _e = invoke("clearing", "file", "--date", "2026-09-30", data_dir=data_dir)
+    _c, days, _e = invoke("clearing", "days", data_dir=data_dir)
+    line = f"{MERCHANT_ID}       2      10100.00       20.60      10079.40  T+1    2026-10-08"
+    assert (0, "", True, True) == (code, err, line in before, line in after)
+    assert ("未清算" in before, "已清算" in after) == (True, True)
+    assert "2 lines, gross 10100.00, fees 20.60, net 10079.40" in ran
+    assert days.startswith("2026-09-30")
+
+
+def test_calendar_show_lists_make_up_days(data_dir: str) -> None:
+    """2026: published; 14 Feb (a Saturday) is a make-up working day; 1 Oct a day off."""
+    _code, out, _err = invoke("clearing", "calendar", "show", "2026", data_dir=data_dir)
+    assert ("2026: published" in out, "2026-02-14 Sat  working day 上班" in out,
+            "2026-10-01 Thu  day off 休息" in out) == (True, True, True)  # fmt: skip
+
+
+def test_calendar_publish_and_override(data_dir: str) -> None:
+    """An operator enters a 2099 day off and publishes the year; `show` says both."""
+    invoke("clearing", "calendar", "set", "2099-02-02", "--day-off", "--note", "notice 1",
+           data_dir=data_dir)  # fmt: skip
+    invoke("clearing", "calendar", "publish", "2099", "--note", "notice 1", data_dir=data_dir)
+    _code, out, _err = invoke("clearing", "calendar", "show", "2099", data_dir=data_dir)
+    assert ("2099: published" in out, "2099-02-02 Mon  day off 休息" in out) == (True, True)

@@ -1,0 +1,135 @@
+"""CSV and text exports: spreadsheet-safe cells, card numbers masked 6/4 everywhere."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date
+
+import pytest
+from clearing_world import DEBIT_PAN, RULES_FROM, beijing_time, standard_rates
+
+from posbatch.clearing import (
+    CardBin,
+    CardClass,
+    ClearingRecord,
+    ClearingRules,
+    ExceptionRecord,
+    FeeSchedule,
+    Funding,
+    build_statement,
+    clearing_file,
+    clearing_file_csv,
+    mask_card_numbers,
+    render_clearing_file,
+    render_statement,
+    safe_cell,
+    statement_csv,
+)
+
+MERCHANT = "898110054110001"
+DAY = date(2026, 9, 30)
+RULES = ClearingRules(
+    fee_schedules=(FeeSchedule(None, RULES_FROM, standard_rates()),),
+    card_bins=(CardBin("622202", Funding.DEBIT, RULES_FROM),),
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("=1+2", "'=1+2"),
+        ("+cmd|' /C calc'!A0", "'+cmd|' /C calc'!A0"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\t=1", "'\t=1"),
+        ("\r=1", "'\r=1"),
+        ("-12.50", "-12.50"),  # a number stays a number
+        ("-0", "-0"),
+        ("12.50", "12.50"),
+        ("10000001", "10000001"),
+        ("", ""),
+        (None, ""),
+        ("a=1", "a=1"),
+    ],
+)
+def test_safe_cells(value: object, expected: str) -> None:
+    """A cell a spreadsheet would run as a formula gets a leading apostrophe; numbers stay."""
+    assert expected == safe_cell(value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("card 6222021234567890128 declined", "card 622202*********0128 declined"),
+        ("4111111111111", "411111***1111"),  # 13 digits
+        ("rrn 123456789012 stan 000001", "rrn 123456789012 stan 000001"),  # 12: not a card
+        ("merchant 898110054110001x", "merchant 898110*****0001x"),  # 15 digits look like one
+        ("62220212345678901234", "62220212345678901234"),  # 20 digits: not a card number
+    ],
+)
+def test_card_numbers_in_free_text_are_masked(text: str, expected: str) -> None:
+    """Any run of 13–19 digits in free text shows first 6 / last 4 only."""
+    assert expected == mask_card_numbers(text)
+
+
+def _statement_with_a_leaky_exception():  # type: ignore[no-untyped-def]
+    record = ClearingRecord(
+        1, MERCHANT, "10000001", 1, 1, 1, "000000000001", "sale", 10_000, "00",
+        "622202*********0128", beijing_time("2026-09-30 10:00"), None,
+    )  # fmt: skip
+    leak = ExceptionRecord(
+        7, MERCHANT, "10000001", 1, 1, "late-reversal",
+        f"=cause quoting the card {DEBIT_PAN}", 10_000, 10_000,
+        beijing_time("2026-09-30 11:00"),
+    )  # fmt: skip
+    return build_statement(MERCHANT, DAY, [record], RULES, exceptions=[leak])
+
+
+def test_no_export_shows_a_whole_card_number() -> None:
+    """Even an exception cause holding a whole card number is masked in text and CSV."""
+    statement = _statement_with_a_leaky_exception()
+    text = render_statement(statement)
+    exported = statement_csv(statement)
+    assert (DEBIT_PAN in text, DEBIT_PAN in exported, "622202*********0128" in exported) == (
+        False,
+        False,
+        True,
+    )
+
+
+def test_statement_csv_has_a_summary_then_the_lines() -> None:
+    """Summary rows first (merchant, day, totals, arrival), then one row per line."""
+    rows = list(csv.reader(io.StringIO(statement_csv(_statement_with_a_leaky_exception()))))
+    summary = {row[0]: row[1] for row in rows[:10]}
+    assert ("898110054110001", "2026-09-30", "100.00", "0.60", "99.40", "2026-10-08") == (
+        summary["对账单 statement"],
+        summary["交易日 trading_day"],
+        summary["交易金额 gross"],
+        summary["手续费 fees"],
+        summary["净额 net"],
+        summary["到账日 arrival_date"],
+    )
+    exception_row = next(row for row in rows if row and row[0] == "7")
+    assert "'=cause quoting the card 622202*********0128" == exception_row[5]
+
+
+def test_clearing_file_csv_and_text() -> None:
+    """One row per merchant then the total; the text shows the same figures."""
+    record = ClearingRecord(
+        1, MERCHANT, "10000001", 1, 1, 1, None, "sale", 123_456, "00",
+        "622202*********0128", beijing_time("2026-09-30 10:00"), None,
+    )  # fmt: skip
+    document = clearing_file(DAY, [record], RULES)
+    rows = list(csv.reader(io.StringIO(clearing_file_csv(document))))
+    assert [MERCHANT, "1", "1234.56", "7.41", "1227.15", "T+1", "2026-10-08", "no"] == rows[1]
+    assert ["合计 total", "1", "1234.56", "7.41", "1227.15", "", "", ""] == rows[2]
+    assert f"{MERCHANT}       1       1234.56        7.41       1227.15" in render_clearing_file(
+        document
+    )
+
+
+def test_a_statement_names_classes_in_both_languages() -> None:
+    """The by-card-type block reads 境内借记卡 domestic debit."""
+    assert "境内借记卡 domestic debit" in render_statement(_statement_with_a_leaky_exception())
+    assert "境内借记卡 domestic debit" == CardClass.DOMESTIC_DEBIT.label
