@@ -4,8 +4,8 @@ One-line errors. :class:`OneLineErrors` is the click group class of the
 ``posbatch`` command and of its sub-commands: a :class:`~posbatch.errors.PosbatchError`
 that escapes a command — a store that does not open, a bad value found by the
 library — is printed as ``error: <what is wrong>`` on one line, exit status 2,
-never a traceback. An :class:`OSError` that no layer translated is printed
-the same way with exit status 1. Commands keep only the try/except that adds
+never a traceback. An :class:`OSError` that no layer translated (a path that
+cannot be used) is printed the same way. Commands keep only the try/except that adds
 something a person needs (a different exit status, a hint).
 
 Secrets off the command line. A command line is visible to every user of the
@@ -41,7 +41,6 @@ STDIN: Final = "-"
 # A key file or a piped secret longer than this is not one (a wrong file was given).
 SECRET_BYTES_MAX: Final = 4096
 EXIT_BAD_INPUT: Final = 2
-EXIT_OPERATING_ERROR: Final = 1
 
 
 def one_line(exc: BaseException) -> str:
@@ -59,10 +58,10 @@ class OneLineErrors(TyperGroup):
         except PosbatchError as exc:
             typer.echo(f"error: {one_line(exc)}", err=True)
             raise typer.Exit(EXIT_BAD_INPUT) from exc
-        except OSError as exc:
+        except OSError as exc:  # a path or address no layer translated: still the input's
             where = f" ({exc.filename})" if exc.filename else ""
             typer.echo(f"error: {exc.strerror or one_line(exc)}{where}", err=True)
-            raise typer.Exit(EXIT_OPERATING_ERROR) from exc
+            raise typer.Exit(EXIT_BAD_INPUT) from exc
 
 
 def refuse_secret_option(value: str | None, *, option: str, instead: str) -> None:

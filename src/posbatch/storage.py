@@ -41,7 +41,9 @@ __all__ = [
     "PRIVATE_FILE_MODE",
     "SQLITE_BUSY_TIMEOUT_MS",
     "check_private",
+    "check_private_database",
     "create_engine",
+    "create_private_database",
     "database_url",
     "describe_database_error",
     "is_memory_url",
@@ -49,6 +51,7 @@ __all__ = [
     "make_private_dir",
     "read_private_file",
     "replace_file",
+    "require_database",
     "run_env",
     "sqlite_path",
     "upgrade",
@@ -84,6 +87,17 @@ def sqlite_path(url: str) -> Path | None:
     if _parse_url(url).get_backend_name() != "sqlite" or is_memory_url(url):
         return None
     return Path(str(_parse_url(url).database))
+
+
+def require_database(url: str, *, what: str, hint: str) -> None:
+    """ConfigError unless the SQLite file of ``url`` exists (nothing is created).
+
+    For the commands that only read or change what exists: a typo in a data
+    directory must say so, not leave a new empty store behind.
+    """
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        raise ConfigError(f"no {what} at {path}: check the directory ({hint})")
 
 
 def is_memory_url(url: str) -> bool:
@@ -220,7 +234,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(descriptor)
 
 
-def _create_private_database(path: Path) -> None:
+def create_private_database(path: Path) -> None:
     """Make the SQLite file ``path`` exist with mode 0600 before SQLite opens it."""
     make_private_dir(path.parent)
     try:
@@ -258,7 +272,7 @@ def create_engine(url: str, *, echo: bool = False) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         path = sqlite_path(url)
         if path is not None and not path.exists():
-            _create_private_database(path)
+            create_private_database(path)
         engine = sa.create_engine(url, echo=echo)
         sa.event.listen(engine, "connect", _sqlite_on_connect)
         return engine

@@ -25,6 +25,8 @@ from typing import Annotated, Final
 import typer
 
 from posbatch import storage
+from posbatch.batch.counters import BATCH_NO_MAX
+from posbatch.batch.ids import check_merchant_id, check_terminal_id
 from posbatch.cli_support import OneLineErrors, read_secret_file, refuse_secret_option
 from posbatch.errors import ConfigError, HostError, KekMismatch, PosbatchError
 from posbatch.host.core import HostCore
@@ -53,6 +55,8 @@ PAN_KEY_FILE_NAME: Final = "host-pan.key"
 LISTEN_DEFAULT: Final = "127.0.0.1:5800"
 WORKERS_MAX: Final = 16
 PORT_MAX: Final = 65_535
+CONNECTIONS_LIMIT: Final = 1_000_000  # the most --connections-max may say
+IDLE_TIMEOUT_LIMIT_MS: Final = 86_400_000  # the most --idle-timeout-ms may say: a day
 LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
 ROWS_DEFAULT: Final = 1000  # rows a listing shows unless --limit says otherwise
 ROWS_MAX: Final = 100_000
@@ -103,10 +107,9 @@ def open_store(data_dir: Path, *, migrate: bool = True, create: bool = False) ->
     database = storage.sqlite_path(url)
     if create:
         storage.make_private_dir(data_dir)
-    elif database is not None and not database.is_file():
-        raise ConfigError(
-            f"no host store at {database}: check --data-dir "
-            "(`posbatch host add-terminal` or `serve` makes a new one)"
+    else:
+        storage.require_database(
+            url, what="host store", hint="`posbatch host add-terminal` or `serve` makes one"
         )
     if data_dir.exists():
         if not data_dir.is_dir():
@@ -170,10 +173,12 @@ def serve_command(
     ] = "info",
     *,
     connections_max: Annotated[
-        int, typer.Option(min=1, help="Most connections at once (per worker).")
+        int,
+        typer.Option(min=1, max=CONNECTIONS_LIMIT, help="Most connections at once (per worker)."),
     ] = CONNECTIONS_MAX,
     idle_timeout_ms: Annotated[
-        int, typer.Option(min=1, help="Close a connection idle this long.")
+        int,
+        typer.Option(min=1, max=IDLE_TIMEOUT_LIMIT_MS, help="Close a connection idle this long."),
     ] = IDLE_TIMEOUT_MS,
     workers: Annotated[
         int,
@@ -298,6 +303,8 @@ def add_terminal(
     --master-key-file tmk.hex
     """
     refuse_secret_option(master_key, option="--master-key", instead="--master-key-file PATH or -")
+    check_terminal_id(terminal_id)  # before the store is made: a typo leaves nothing behind
+    check_merchant_id(merchant_id)
     generated = master_key_file is None
     if master_key_file is None:
         key_hex = secrets.token_hex(16).upper()
@@ -378,11 +385,13 @@ def batches(
 @app.command("transactions")
 def transactions(
     terminal_id: str,
-    batch_no: Annotated[int | None, typer.Option(min=1, help="Only this batch.")] = None,
+    batch_no: Annotated[
+        int | None, typer.Option(min=1, max=BATCH_NO_MAX, help="Only this batch.")
+    ] = None,
     data_dir: DataDir = DATA_DIR_DEFAULT,
     limit: Limit = ROWS_DEFAULT,
     page: Annotated[
-        int, typer.Option(min=1, help="Which page of --limit rows (1 = the oldest).")
+        int, typer.Option(min=1, max=ROWS_MAX, help="Which page of --limit rows (1 = the oldest).")
     ] = 1,
 ) -> None:
     """Show a terminal's transactions (masked card numbers only), a page at a time.
@@ -391,8 +400,13 @@ def transactions(
     """
     with open_store(data_dir) as store:
         _registered(store, terminal_id)
-        found = store.transactions(terminal_id, batch_no, limit=limit, offset=(page - 1) * limit)
         total = store.count_transactions(terminal_id, batch_no)
+        if page > 1 and (page - 1) * limit >= total:
+            raise ConfigError(
+                f"--page {page} is past the end: {total} transactions, "
+                f"{-(-total // limit)} page(s) of {limit}"
+            )
+        found = store.transactions(terminal_id, batch_no, limit=limit, offset=(page - 1) * limit)
     typer.echo("batch_no  stan    kind      amount_fen  card                 status    code")
     for row in found:
         typer.echo(
@@ -400,11 +414,10 @@ def transactions(
             f"{row.pan_masked:<20} {row.status:<9} {row.response_code}"
         )
     first = (page - 1) * limit
-    if first + len(found) < total or page > 1:
-        more = f"; next: --page {page + 1}" if first + len(found) < total else ""
-        typer.echo(
-            f"… rows {first + 1 if found else 0}-{first + len(found)} of {total} shown{more}"
-        )
+    last = first + len(found)
+    if first > 0 or last < total:
+        more = f"; next: --page {page + 1}" if last < total else ""
+        typer.echo(f"… rows {first + 1}-{last} of {total} shown{more}")
 
 
 @app.command("exceptions")

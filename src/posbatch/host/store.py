@@ -42,6 +42,7 @@ from sqlalchemy.pool import StaticPool
 
 from posbatch import storage
 from posbatch.batch.host_batch import FIRST_BATCH_NO, BatchEvent, apply, next_batch_no
+from posbatch.batch.ids import check_merchant_id, check_terminal_id
 from posbatch.batch.totals import compute_totals, describe_totals, net_fen
 from posbatch.errors import ConfigError, HostError, KekMismatch, StorageError
 from posbatch.host import _schema as t
@@ -75,8 +76,6 @@ MIGRATIONS: Final = "posbatch.host:migrations"
 VERSION_TABLE: Final = "host_alembic_version"
 PAN_KEY_BYTES: Final = 32
 MASTER_KEY_BYTES: Final = 16
-TERMINAL_ID_CHARS: Final = 8
-MERCHANT_ID_CHARS: Final = 15
 # Read operations return at most this many rows unless told otherwise.
 READ_LIMIT_DEFAULT: Final = 1000
 WRITE_OPTION: Final = "posbatch_host_write"
@@ -432,10 +431,8 @@ class HostStore:
         """Register many (merchant_id, terminal_id, master_key) at once: all or none."""
         rows = []
         for merchant_id, terminal_id, master_key in terminals:
-            if len(terminal_id) != TERMINAL_ID_CHARS or not terminal_id.isascii():
-                raise HostError(f"terminal_id must be {TERMINAL_ID_CHARS} ascii characters")
-            if len(merchant_id) != MERCHANT_ID_CHARS or not merchant_id.isascii():
-                raise HostError(f"merchant_id must be {MERCHANT_ID_CHARS} ascii characters")
+            check_terminal_id(terminal_id)
+            check_merchant_id(merchant_id)
             if len(master_key) != MASTER_KEY_BYTES:
                 raise HostError(f"the master key is {MASTER_KEY_BYTES} bytes")
             rows.append(
