@@ -523,7 +523,7 @@ def rotate_kek(
         count = store.rotate_kek(new)
         commit_rotation(current)
     where = current.path or new_kek_file
-    typer.echo(f"re-sealed the keys of {count} terminals under KEK {new.kek_id} (was {old})")
+    typer.echo(f"re-sealed the keys of {count} terminal(s) under KEK {new.kek_id} (was {old})")
     typer.echo(f"the KEK is in {where}; restart every host process on this store")
     if current.path is None:
         typer.echo(f"put the KEK of {new_kek_file} in {KEK_ENV} (or {KEK_FILE_ENV}={new_kek_file})")

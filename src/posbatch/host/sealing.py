@@ -97,6 +97,7 @@ class KeyEncryptionKey:
     path: Path | None = None
     kek_id: str = field(init=False, compare=False)
     _aead: AESGCM = field(init=False, compare=False)
+    _header: bytes = field(init=False, compare=False)  # version ‖ kek_id of what it seals
 
     def __post_init__(self) -> None:
         if len(self.key) != KEK_BYTES:
@@ -106,6 +107,7 @@ class KeyEncryptionKey:
         digest = hmac.digest(self.key, _KEK_ID_LABEL, "sha256")[:KEK_ID_BYTES]
         object.__setattr__(self, "kek_id", digest.hex())
         object.__setattr__(self, "_aead", AESGCM(self.key))
+        object.__setattr__(self, "_header", bytes([SEAL_VERSION]) + digest)
 
     def __repr__(self) -> str:
         return f"KeyEncryptionKey(id={self.kek_id}, source={self.source!r})"
@@ -129,33 +131,19 @@ class KeyEncryptionKey:
 
     def seal(self, clear: bytes, *, kind: KeyKind, terminal_id: str) -> bytes:
         """``clear`` sealed for the ``kind`` key of ``terminal_id`` (a fresh nonce each time)."""
-        header = bytes([SEAL_VERSION]) + bytes.fromhex(self.kek_id)
         nonce = os.urandom(NONCE_BYTES)
-        sealed = self._aead.encrypt(nonce, clear, _associated(header, kind, terminal_id))
-        return header + nonce + sealed
+        sealed = self._aead.encrypt(nonce, clear, _associated(self._header, kind, terminal_id))
+        return self._header + nonce + sealed
 
     def open(self, sealed: bytes, *, kind: KeyKind, terminal_id: str) -> bytes:
         """The clear key; StorageError (KekMismatch for another KEK) when it does not open."""
-        sealed = bytes(sealed)
-        if len(sealed) < HEADER_BYTES + NONCE_BYTES + TAG_BYTES or sealed[0] != SEAL_VERSION:
-            raise StorageError(
-                f"the {kind.value.upper()} of terminal {terminal_id} is not a sealed key: "
-                "the host store was changed outside posbatch"
-            )
-        kek_id = sealed[1:HEADER_BYTES].hex()
-        if kek_id != self.kek_id:
-            raise KekMismatch(
-                f"the {kind.value.upper()} of terminal {terminal_id} is sealed under KEK "
-                f"{kek_id}, not under KEK {self.kek_id} ({self.source})",
-                store_kek_id=kek_id,
-            )
-        header = sealed[:HEADER_BYTES]
-        nonce = sealed[HEADER_BYTES : HEADER_BYTES + NONCE_BYTES]
+        if sealed[:HEADER_BYTES] != self._header or len(sealed) < _SEALED_BYTES_MIN:
+            raise self._not_mine(bytes(sealed), kind, terminal_id)
         try:
             return self._aead.decrypt(
-                nonce,
-                sealed[HEADER_BYTES + NONCE_BYTES :],
-                _associated(header, kind, terminal_id),
+                sealed[HEADER_BYTES:_NONCE_END],
+                sealed[_NONCE_END:],
+                _associated(self._header, kind, terminal_id),
             )
         except InvalidTag:
             raise StorageError(
@@ -163,9 +151,28 @@ class KeyEncryptionKey:
                 "it was altered or moved from another row"
             ) from None
 
+    def _not_mine(self, sealed: bytes, kind: KeyKind, terminal_id: str) -> StorageError:
+        """Why ``sealed`` is not a key sealed under this KEK (the slow path: a message)."""
+        if len(sealed) < _SEALED_BYTES_MIN or sealed[0] != SEAL_VERSION:
+            return StorageError(
+                f"the {kind.value.upper()} of terminal {terminal_id} is not a sealed key: "
+                "the host store was changed outside posbatch"
+            )
+        kek_id = sealed[1:HEADER_BYTES].hex()
+        return KekMismatch(
+            f"the {kind.value.upper()} of terminal {terminal_id} is sealed under KEK "
+            f"{kek_id}, not under KEK {self.kek_id} ({self.source})",
+            store_kek_id=kek_id,
+        )
+
+
+_NONCE_END: Final = HEADER_BYTES + NONCE_BYTES
+_SEALED_BYTES_MIN: Final = _NONCE_END + TAG_BYTES
+_KIND_LABELS: Final = {kind: kind.value.encode() for kind in KeyKind}
+
 
 def _associated(header: bytes, kind: KeyKind, terminal_id: str) -> bytes:
-    return b"\0".join((_AD_LABEL, header, kind.value.encode(), terminal_id.encode()))
+    return b"\0".join((_AD_LABEL, header, _KIND_LABELS[kind], terminal_id.encode()))
 
 
 # --- where the KEK comes from (the I/O shell of this module) ---------------------------
