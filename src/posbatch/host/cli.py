@@ -118,13 +118,12 @@ def open_store(data_dir: Path, *, migrate: bool = True, create: bool = False) ->
     if database is not None:
         storage.check_private_database(database)
     default_kek = data_dir / KEK_FILE_NAME
-    from_environment = bool(os.environ.get(KEK_FILE_ENV, "").strip() or os.environ.get(KEK_ENV))
-    # An existing SQLite store without a KEK file predates sealing: the migration seals it.
-    make_kek = not (from_environment or default_kek.exists()) and (create or database is not None)
+    had_kek = default_kek.exists()
     found: list[KeyEncryptionKey] = []
 
     def store_kek() -> KeyEncryptionKey:  # once the database answers: its errors come first
-        found.append(resolve_kek(data_dir, create=make_kek))
+        # A SQLite store without a KEK file predates sealing: its migration seals it.
+        found.append(resolve_kek(data_dir, create=create or database is not None))
         return found[0]
 
     try:
@@ -136,8 +135,8 @@ def open_store(data_dir: Path, *, migrate: bool = True, create: bool = False) ->
             create=create,
         )
     except KekMismatch as exc:
-        if make_kek:  # the KEK made just now is not this store's: leave no stray key behind
-            default_kek.unlink(missing_ok=True)
+        if not had_kek and found[0].path == default_kek:  # made just now, not this store's
+            default_kek.unlink(missing_ok=True)  # leave no stray key behind
             raise KekMismatch(
                 f"no KEK at {default_kek}, and this store is sealed under KEK "
                 f"{exc.store_kek_id}: give that KEK ({KEK_FILE_ENV}=PATH or {KEK_ENV}), "
@@ -508,8 +507,7 @@ def rotate_kek(
     Example: posbatch host rotate-kek --data-dir ./posbatch-data
     """
     with open_store(data_dir) as store:
-        old = store.kek_id
-        current = kek(data_dir, create=False)
+        current = store.kek
         if new_kek_file is not None:
             if not new_kek_file.exists():
                 new = KeyEncryptionKey.generate(str(new_kek_file))
@@ -523,7 +521,9 @@ def rotate_kek(
         count = store.rotate_kek(new)
         commit_rotation(current)
     where = current.path or new_kek_file
-    typer.echo(f"re-sealed the keys of {count} terminal(s) under KEK {new.kek_id} (was {old})")
+    typer.echo(
+        f"re-sealed the keys of {count} terminal(s) under KEK {new.kek_id} (was {current.kek_id})"
+    )
     typer.echo(f"the KEK is in {where}; restart every host process on this store")
     if current.path is None:
         typer.echo(f"put the KEK of {new_kek_file} in {KEK_ENV} (or {KEK_FILE_ENV}={new_kek_file})")

@@ -316,6 +316,11 @@ class HostStore:
     # --- sealed keys (the one place that seals and opens) ---------------------------------
 
     @property
+    def kek(self) -> KeyEncryptionKey:
+        """The KEK this store seals under (its repr shows the id and source, never the key)."""
+        return self._kek
+
+    @property
     def kek_id(self) -> str:
         """The id of the KEK this store seals under (an HMAC of it, safe to print)."""
         return self._kek.kek_id
