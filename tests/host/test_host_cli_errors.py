@@ -237,6 +237,19 @@ def test_transactions_with_a_limit_and_a_page_past_the_end(registered: Path) -> 
     _refused(past, "--page 4 is past the end: 5 transactions, 3 page(s) of 2")
 
 
+def test_batches_say_when_older_ones_are_not_shown(registered: Path) -> None:
+    """Three batches, --limit 2: the latest two and a line saying older ones were left out."""
+    with open_store(registered) as store:
+        with store.transaction() as tx:
+            tx.first_batch(TERMINAL_ID, now=START)
+        store.advance_batch(TERMINAL_ID, "test", now=START)
+        store.advance_batch(TERMINAL_ID, "test", now=START)
+    result = _posbatch("host", "batches", TERMINAL_ID, "--limit", "2")
+    lines = result.output.splitlines()
+    assert lines[1] == "… older batches not shown: only the latest 2 (--limit)"
+    assert [line.split()[0] for line in lines[2:]] == ["000002", "000003"]
+
+
 def test_a_whole_list_says_nothing_more(registered: Path) -> None:
     """A list that fits shows no 'cut' line."""
     _many_transactions(registered, 3)

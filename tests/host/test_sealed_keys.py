@@ -164,6 +164,26 @@ def test_a_store_with_clear_keys_is_sealed_by_the_migration_and_works(db_url: st
     assert signed_on.response_code == "00"
 
 
+def test_a_downgrade_below_sealing_gives_the_clear_keys_back(db_url: str) -> None:
+    """Migration host_sec_keys_cli undone (with the KEK): the keys are clear again, and
+    sealing them anew on the next open works."""
+    store = open_store(db_url)
+    mak = _signed_on(store)
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    config.attributes.update(version_table=VERSION_TABLE, host_kek=TEST_KEK)
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "host0001")
+    clear = _raw_keys(store)
+    store.close()
+    again = HostStore.open(db_url, pan_key=b"k" * 32, kek=OTHER_KEK)
+    sealed = _raw_keys(again)
+    again.close()
+    assert (clear[0], clear[1]) == (MASTER_KEY, mak)
+    assert MASTER_KEY not in sealed[0] and len(sealed[0]) == 53
+
+
 def test_a_store_with_clear_keys_is_not_migrated_without_its_kek(db_url: str) -> None:
     """Sealing needs the KEK: without one the migration refuses and changes nothing."""
     _old_store_with_clear_keys(db_url)
