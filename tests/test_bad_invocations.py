@@ -39,7 +39,8 @@ INVOCATION_TIMEOUT_S: Final = 30
 # A server that accepts every other value fails to bind here (TEST-NET-1, not on this
 # machine) and says so in one line, instead of serving on its default port.
 UNBINDABLE: Final = "192.0.2.1:0"
-ALWAYS_GIVEN: Final = {"listen"}
+# A simulation that accepts the other values runs one small day, not the default three.
+ALWAYS_GIVEN: Final = {"listen", "terminals", "days", "transactions"}
 # Commands that make their data directory by design; every other one must not.
 CREATING: Final = {
     ("host", "serve"),
@@ -138,7 +139,7 @@ def _plausible(parameter: Any, world: Path) -> str:
         "reason": "a test", "destination": str(world / "new-backup.db"),
         "source": str(world / "no-such-backup.db"), "mode": "on", "csv_file": "catalog.csv",
         "output": str(world / "out.csv"), "raw": "]C10109501101530003", "lot_no": "ABC123",
-        "listen": UNBINDABLE,
+        "listen": UNBINDABLE, "terminals": "1", "days": "1", "transactions": "1",
     }  # fmt: skip
     return by_name.get(parameter.name, "x")
 
@@ -227,3 +228,9 @@ def test_the_walk_finds_the_commands_of_every_component() -> None:
     tops = {path[0] for path in COMMANDS}
     assert {"host", "terminal", "catalog", "checkout", "doctor", "simulate"} <= tops
     assert ("host", "rotate-kek") in COMMANDS and len(COMMANDS) >= 30
+
+
+def test_simulate_refuses_a_terminal_without_replay(in_world: Path) -> None:
+    """--terminal picks the trace --replay prints; alone it was ignored and a full run made."""
+    result = _run(["simulate", "--terminal", "abc", "--days", "1"])
+    assert (result.exit_code, "--terminal goes with --replay" in result.output) == (2, True)
