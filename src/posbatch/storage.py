@@ -66,6 +66,7 @@ PRIVATE_DIR_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 _OTHERS_MASK = 0o077  # group and other users: no bit of these on a private file
 _SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
+_MEMORY_DATABASES = (None, "", ":memory:")  # what a SQLite URL names for no file
 
 
 def database_url(
@@ -84,9 +85,10 @@ def database_url(
 
 def sqlite_path(url: str) -> Path | None:
     """The file of a SQLite URL; None for PostgreSQL or an in-memory SQLite database."""
-    if _parse_url(url).get_backend_name() != "sqlite" or is_memory_url(url):
+    parsed = _parse_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in _MEMORY_DATABASES:
         return None
-    return Path(str(_parse_url(url).database))
+    return Path(str(parsed.database))
 
 
 def require_database(url: str, *, what: str, hint: str) -> None:
@@ -103,7 +105,7 @@ def require_database(url: str, *, what: str, hint: str) -> None:
 def is_memory_url(url: str) -> bool:
     """True for an in-memory SQLite URL (``sqlite://``)."""
     parsed = _parse_url(url)
-    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+    return parsed.get_backend_name() == "sqlite" and parsed.database in _MEMORY_DATABASES
 
 
 def _parse_url(url: str) -> sa.engine.URL:
