@@ -39,6 +39,7 @@ bench: $(STAMP)
 	-$(BIN)/python bench/sim.py --target
 	-$(BIN)/python bench/host.py
 	-$(BIN)/python bench/clearing.py
+	-$(BIN)/python bench/sealing.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info

@@ -18,7 +18,8 @@ these::
     ├── BatchError                   batch-domain rule violated
     │   └── IllegalTransition        a state machine was asked for a move its table forbids
     ├── StorageError                 the database or the journal failed
-    │   └── JournalIntegrityError    the journal's hash chain is broken
+    │   ├── JournalIntegrityError    the journal's hash chain is broken
+    │   └── KekMismatch              the host's keys are sealed under another KEK
     ├── TerminalError                an operation on the terminal cannot proceed
     │   ├── NotSignedOn
     │   ├── HostUnreachable          no answer in time (network); the journal says what to do
@@ -29,6 +30,7 @@ these::
     │   └── CheckoutRefused          a cart line that must not be sold (says why)
     ├── ClearingError                fees, trading days, calendars, statements (says why)
     └── ConfigError                  bad settings, bad command-line values
+        └── StoreMissingError             a command that never creates found no store there
 
 A peer's bad bytes never escape a server as anything but a DecodeError/MacError
 answered with a response code; an unexpected exception there is a bug.
@@ -50,6 +52,7 @@ __all__ = [
     "HostUnreachable",
     "IllegalTransition",
     "JournalIntegrityError",
+    "KekMismatch",
     "KeyCheckError",
     "LocalProtocolError",
     "MacError",
@@ -59,6 +62,7 @@ __all__ = [
     "RemoteProtocolError",
     "ScanError",
     "StorageError",
+    "StoreMissingError",
     "TerminalError",
     "WireError",
 ]
@@ -168,6 +172,14 @@ class JournalIntegrityError(StorageError):
         self.first_bad_row = first_bad_row
 
 
+class KekMismatch(StorageError):  # noqa: N818 - the name says what happened
+    """The host store's keys are sealed under another key-encryption key than the one given."""
+
+    def __init__(self, message: str, *, store_kek_id: str) -> None:
+        super().__init__(message)
+        self.store_kek_id = store_kek_id
+
+
 # --- terminal ---------------------------------------------------------------
 
 
@@ -222,3 +234,7 @@ class ClearingError(PosbatchError):
 
 class ConfigError(PosbatchError):
     """Bad settings or command-line values; the message says which and why."""
+
+
+class StoreMissingError(ConfigError):
+    """A command that never creates a store found none where it was told to look."""

@@ -91,9 +91,17 @@ def test_scan_error_json_output() -> None:
 
 def test_trace_json_of_unsold_lot_is_empty(tmp_path: Path) -> None:
     """`catalog trace LOT --json` prints a JSON list (empty when nothing sold the lot)."""
+    (tmp_path / "in.csv").write_text(CSV)
+    runner.invoke(app, ["import", str(tmp_path / "in.csv"), "--data-dir", str(tmp_path)])
     result = runner.invoke(app, ["trace", "NOPE", "--json", "--data-dir", str(tmp_path)])
     expected = (0, [])
     assert expected == (result.exit_code, json.loads(result.stdout))
+
+
+def test_trace_in_a_data_dir_without_a_catalog_creates_none(tmp_path: Path) -> None:
+    """A reading command on a typo'd data dir: exit 2, and no empty catalog appears."""
+    result = runner.invoke(app, ["trace", "NOPE", "--data-dir", str(tmp_path / "typo")])
+    assert (result.exit_code, (tmp_path / "typo").exists()) == (2, False)
 
 
 def test_changes_file_then_sync(tmp_path: Path) -> None:

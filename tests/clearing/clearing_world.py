@@ -23,6 +23,7 @@ from posbatch.clearing import (
 )
 from posbatch.host import ClearingStore, HostCore, HostSession, HostStore
 from posbatch.host.issuer import TEST_PAN_APPROVED
+from posbatch.host.sealing import KeyEncryptionKey
 from posbatch.wire import (
     Frame,
     FrameReader,
@@ -189,8 +190,14 @@ class Till:
 class World:
     """A host store (SQLite or PostgreSQL), its core on a set clock, tills, clearing."""
 
-    def __init__(self, db_url: str, *, start: datetime | None = None) -> None:
-        self.store = HostStore.open(db_url, pan_key=b"k" * 32)
+    def __init__(
+        self,
+        db_url: str,
+        *,
+        start: datetime | None = None,
+        kek: KeyEncryptionKey | None = None,
+    ) -> None:
+        self.store = HostStore.open(db_url, pan_key=b"k" * 32, kek=kek)
         self.clock = SetClock(start or beijing_time("2026-09-29 09:00"))
         self.core = HostCore(self.store, clock=self.clock)
         self.clearing = ClearingStore(self.store)

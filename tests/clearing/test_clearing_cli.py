@@ -13,6 +13,9 @@ from clearing_world import MERCHANT_ID, World
 from typer.testing import CliRunner
 
 from posbatch.cli import app
+from posbatch.errors import ConfigError
+from posbatch.host import cli as host_cli
+from posbatch.host.cli import open_store
 from posbatch.storage import DATABASE_URL_ENV
 
 runner = CliRunner()
@@ -33,8 +36,8 @@ def data_dir(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> st
 def traded(data_dir: str, db_url: str) -> Iterator[World]:
     """The host of ``data_dir`` after a day of trading on 30 Sep 2026 (rules set before)."""
     url = db_url if db_url.startswith("postgresql") else f"sqlite:///{Path(data_dir) / 'host.db'}"
-    Path(data_dir).mkdir(parents=True, exist_ok=True)
-    world = World(url)
+    Path(data_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+    world = World(url, kek=host_cli.kek(Path(data_dir)))
     world.standard_rules()
     till = world.at("2026-09-30 10:00").till()
     till.sale(10_000)
@@ -134,12 +137,14 @@ def test_bad_input_is_one_line_and_exit_2(
     data_dir: str, arguments: list[str], message: str
 ) -> None:
     """Every bad value gets one line on stderr naming the problem, exit 2, no traceback."""
+    open_store(Path(data_dir), create=True).close()  # a host exists: the values are what is wrong
     code, _out, err = invoke(*arguments, data_dir=data_dir)
     assert (2, True, 1) == (code, message in err, len(err.strip().splitlines())), err
 
 
 def test_a_bin_file_with_a_bad_line_loads_nothing(data_dir: str, tmp_path: Path) -> None:
     """load-card-bins is all or none: a bad line names its number and nothing is kept."""
+    open_store(Path(data_dir), create=True).close()
     bins = tmp_path / "bins.csv"
     bins.write_text("prefix,funding\n622202,debit\n622588,gold\n", encoding="utf-8")
     code, _out, err = invoke("host", "load-card-bins", str(bins), "--from", FUTURE,
@@ -168,22 +173,12 @@ def test_statement_prints_and_writes_a_private_csv(
     assert b"6222021234567890128" not in raw
 
 
-def test_a_hostile_terminal_id_cannot_make_a_spreadsheet_formula(
-    traded: World, data_dir: str, tmp_path: Path
-) -> None:
-    """A terminal registered as '=HYPERLN' (any 8 ASCII characters are allowed) appears as
-    text in the CSV, not as a formula; amounts like -10.00 stay numbers."""
-    till = traded.till("=HYPERLN", MERCHANT_ID)
-    stan = till.sale(1_000)
-    till.void(stan, 1_000)
-    target = tmp_path / "hostile.csv"
-    invoke("clearing", "statement", "--merchant-id", MERCHANT_ID, "--date", "2026-09-30",
-           "--csv", str(target), data_dir=data_dir)  # fmt: skip
-    rows = list(csv.reader(io.StringIO(target.read_text(encoding="utf-8-sig"))))
-    hostile = [row for row in rows if len(row) > 10 and row[1].endswith("HYPERLN")]
-    assert [("'=HYPERLN", "10.00"), ("'=HYPERLN", "-10.00")] == [
-        (row[1], row[9]) for row in hostile
-    ]
+def test_a_hostile_terminal_id_cannot_reach_a_statement(traded: World) -> None:
+    """A terminal id like '=HYPERLN' is refused when it is registered (ids are letters and
+    digits), so it never reaches a CSV cell; cells that still begin with = + - @ (exception
+    texts) are escaped by the export (test_clearing_export)."""
+    with pytest.raises(ConfigError, match="must be 8 letters or digits"):
+        traded.till("=HYPERLN", MERCHANT_ID)
 
 
 def test_the_clearing_file_then_a_clearing_run(traded: World, data_dir: str) -> None:
@@ -214,3 +209,16 @@ def test_calendar_publish_and_override(data_dir: str) -> None:
     invoke("clearing", "calendar", "publish", "2099", "--note", "notice 1", data_dir=data_dir)
     _code, out, _err = invoke("clearing", "calendar", "show", "2099", data_dir=data_dir)
     assert ("2099: published" in out, "2099-02-02 Mon  day off 休息" in out) == (True, True)
+
+
+def test_arrival_without_a_host_store_uses_the_default_rules_and_creates_nothing(
+    data_dir: str,
+) -> None:
+    """Before any host exists, arrival answers from the defaults, says so, and makes no store."""
+    code, out, _err = invoke("clearing", "arrival", "2026-09-29T23:30", data_dir=data_dir)
+    assert (0, True, True, False) == (
+        code,
+        "arrival 到账日       2026-10-08 (T+1)" in out,
+        "default rules" in out,
+        (Path(data_dir) / "host.db").exists(),
+    )

@@ -41,6 +41,26 @@ def test_bad_amounts_are_refused(typed: str) -> None:
         parse_yuan(typed)
 
 
+@pytest.mark.parametrize(
+    ("typed", "reason"),
+    [
+        ("10000000000", "too large: at most 10 digits of yuan (9999999999.99)"),
+        ("12345678901.5", "too large: at most 10 digits of yuan (9999999999.99)"),
+        ("12.505", "must be yuan with at most 2 decimals"),
+    ],
+)
+def test_a_refused_amount_says_what_is_wrong(typed: str, reason: str) -> None:
+    """11 digits of yuan are 'too large', not 'at most 2 decimals'."""
+    with pytest.raises(ConfigError) as error:
+        parse_yuan(typed)
+    assert reason in str(error.value)
+
+
+def test_the_largest_amount_field_4_carries_is_accepted() -> None:
+    """9999999999.99 yuan (and leading zeros) is 999,999,999,999 fen."""
+    assert (parse_yuan("9999999999.99"), parse_yuan("000012.50")) == (999_999_999_999, 1250)
+
+
 @given(st.integers(min_value=1, max_value=999_999_999_999))
 def test_fen_round_trip(amount_fen: int) -> None:
     """format_fen then parse_yuan gives the same fen."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from terminal_world import MASTER_KEY, MERCHANT_ID, PAN, START, TERMINAL_ID
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from posbatch.host import HostCore, HostStore
 from posbatch.host.server import HostServer
@@ -54,22 +54,28 @@ def _init(data_dir: Path, host: str) -> None:
             MERCHANT_ID,
             "--terminal-id",
             TERMINAL_ID,
-            "--master-key",
-            MASTER_KEY.hex(),
+            "--master-key-file",
+            "-",
             "--host",
             host,
             "--data-dir",
             str(data_dir),
         ],
+        input=MASTER_KEY.hex() + "\n",
     )
     assert result.exit_code == 0, result.output
+
+
+def _sale(data_dir: Path, amount: str, card: str = PAN) -> Result:
+    """A sale whose card number comes on standard input, as a script gives it."""
+    return runner.invoke(app, ["sale", amount, "--data-dir", str(data_dir)], input=card + "\n")
 
 
 def test_sale_receipt_and_settle_from_the_command_line(host_address: str, tmp_path: Path) -> None:
     """init, sale 12.50, receipt, settle: the receipt shows 12.50 and settlement is balanced."""
     data_dir = tmp_path / "terminal"
     _init(data_dir, host_address)
-    sale = runner.invoke(app, ["sale", "12.50", "--card", PAN, "--data-dir", str(data_dir)])
+    sale = _sale(data_dir, "12.50")
     receipt = runner.invoke(app, ["receipt", "2", "--data-dir", str(data_dir)])
     settle = runner.invoke(app, ["settle", "--data-dir", str(data_dir)])
     assert (sale.exit_code, receipt.exit_code, settle.exit_code) == (0, 0, 0), settle.output
@@ -79,7 +85,7 @@ def test_sale_receipt_and_settle_from_the_command_line(host_address: str, tmp_pa
 def test_amount_with_three_decimals_is_refused(tmp_path: Path) -> None:
     """'12.505' never becomes a sale: exit code 2 and the reason."""
     _init(tmp_path, "127.0.0.1:9")
-    result = runner.invoke(app, ["sale", "12.505", "--card", PAN, "--data-dir", str(tmp_path)])
+    result = _sale(tmp_path, "12.505")
     assert (result.exit_code, "at most 2 decimals" in result.output) == (2, True)
 
 
@@ -104,7 +110,7 @@ def test_backup_and_restore_from_the_command_line(host_address: str, tmp_path: P
     """backup after a sale, restore into a new dir: the restore says the next sign-on resyncs."""
     data_dir = tmp_path / "terminal"
     _init(data_dir, host_address)
-    runner.invoke(app, ["sale", "1.00", "--card", PAN, "--data-dir", str(data_dir)])
+    _sale(data_dir, "1.00")
     copy = tmp_path / "copy.db"
     backup = runner.invoke(app, ["backup", str(copy), "--data-dir", str(data_dir)])
     restore = runner.invoke(app, ["restore", str(copy), "--data-dir", str(tmp_path / "new")])

@@ -10,17 +10,24 @@ from posbatch.errors import ConfigError
 __all__ = ["YUAN_DIGITS_MAX", "format_fen", "parse_yuan"]
 
 YUAN_DIGITS_MAX: Final = 10  # field 4 holds 12 digits of fen
-_YUAN: Final = re.compile(r"(?P<yuan>[0-9]{1,10})(?:\.(?P<fen>[0-9]{1,2}))?")
+FEN_DIGITS_MAX: Final = 2
+_YUAN: Final = re.compile(r"(?P<yuan>[0-9]+)(?:\.(?P<fen>[0-9]+))?")
 
 
 def parse_yuan(text: str) -> int:
-    """``"12.50"`` → 1250 fen. Refuses signs, more than 2 decimals, exponents, separators."""
+    """``"12.50"`` → 1250 fen. Refuses signs, more than 2 decimals, exponents, separators,
+    and more than 10 digits of yuan (what field 4 cannot carry)."""
     stripped = text.strip()
     match = _YUAN.fullmatch(stripped) if stripped.isascii() else None
-    if match is None:
+    if match is None or len(match["fen"] or "") > FEN_DIGITS_MAX:
         raise ConfigError(
             f"amount {text!r} must be yuan with at most 2 decimals, like 12.50 (no sign, "
             "no exponent, no separators)"
+        )
+    if len(match["yuan"].lstrip("0")) > YUAN_DIGITS_MAX:
+        raise ConfigError(
+            f"amount {text!r} is too large: at most {YUAN_DIGITS_MAX} digits of yuan "
+            f"({'9' * YUAN_DIGITS_MAX}.99)"
         )
     fen = int(match["yuan"]) * 100 + int((match["fen"] or "0").ljust(2, "0"))
     if fen <= 0:

@@ -148,6 +148,8 @@ def _version(item: dict[str, Any], head: int) -> int:
 
 def write_changes_file(changes: ChangeSet, path: Path) -> None:
     """Write a changes document atomically (temporary file, then rename)."""
+    if not path.name or path.is_dir():
+        raise CatalogError(f"the changes file {str(path)!r} must be a file name, not a directory")
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(changes_to_json(changes), ensure_ascii=False), "utf-8")
     temporary.replace(path)

@@ -45,6 +45,7 @@ from posbatch.catalog._sync import (
 )
 from posbatch.catalog._till import Till
 from posbatch.catalog.payer import Card, OrderLedger, TerminalPayer, recover_pending_orders
+from posbatch.cli_support import read_secret_line
 from posbatch.errors import (
     CatalogError,
     CheckoutRefused,
@@ -89,13 +90,20 @@ Separators = Annotated[
 ]
 
 
-def open_back_office(data_dir: Path) -> CatalogStore:
-    return CatalogStore.open(storage.database_url(data_dir, file_name=DB_FILE_NAME))
+def open_back_office(data_dir: Path, *, create: bool = False) -> CatalogStore:
+    """The back office's catalog; only ``create`` (import, serve) may make a new one."""
+    url = storage.database_url(data_dir, file_name=DB_FILE_NAME)
+    if not create:
+        storage.require_database(url, what="catalog", hint="`posbatch catalog import` makes one")
+    return CatalogStore.open(url)
 
 
-def open_terminal_copy(terminal_dir: Path) -> CatalogStore:
-    terminal_dir.mkdir(parents=True, exist_ok=True)
-    return CatalogStore.open(f"sqlite:///{(terminal_dir / DB_FILE_NAME).resolve()}")
+def open_terminal_copy(terminal_dir: Path, *, create: bool = False) -> CatalogStore:
+    """The terminal's catalog copy; only ``create`` (sync) may make a new one."""
+    url = f"sqlite:///{(terminal_dir / DB_FILE_NAME).absolute()}"
+    if not create:
+        storage.require_database(url, what="catalog copy", hint="`posbatch catalog sync` makes one")
+    return CatalogStore.open(url)
 
 
 def _now() -> dt.datetime:
@@ -126,7 +134,7 @@ def import_(
         except OSError as exc:
             raise ConfigError(f"cannot read {csv_file}: {exc.strerror}") from exc
         products, lots = parse_catalog_csv(text)
-        store = open_back_office(data_dir)
+        store = open_back_office(data_dir, create=True)
         try:
             summary = store.import_catalog(
                 products, lots, at=_now(), reason=f"import {csv_file.name}"
@@ -218,7 +226,7 @@ def serve(
 
     with _errors():
         host, port = parse_address(listen)
-        store = open_back_office(data_dir)
+        store = open_back_office(data_dir, create=True)
     try:
         uvicorn.run(
             create_app(store),
@@ -266,7 +274,7 @@ def sync(
     Example: posbatch catalog sync --from http://127.0.0.1:5801 --terminal-dir ./posbatch-terminal
     """
     with _errors():
-        copy = open_terminal_copy(terminal_dir)
+        copy = open_terminal_copy(terminal_dir, create=True)
         try:
             result = sync_replica(copy, source, now=_now())
         finally:
@@ -484,7 +492,7 @@ def checkout(
     console = Console()
     with _errors():
         terminal = open_terminal(terminal_dir, clock=_now)
-        copy = open_terminal_copy(terminal_dir)
+        copy = open_terminal_copy(terminal_dir, create=sync_from is not None)  # syncs it first
         orders: OrderLedger = (
             HttpOrderBook(orders_to) if orders_to is not None else open_back_office(data_dir)
         )
@@ -508,7 +516,7 @@ def checkout(
     def read_card(amount_fen: int) -> Card:
         console.print(f"amount 金额 {format_fen(amount_fen)}: present card")
         for _ in range(CARD_PROMPTS_MAX):
-            pan = typer.prompt("card number 卡号", hide_input=True)
+            pan = read_secret_line("card number 卡号")  # hidden, or a line of piped input
             expiry = typer.prompt(
                 "expiry YYMM 有效期 (empty: none)", default="", show_default=False
             )

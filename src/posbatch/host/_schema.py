@@ -1,12 +1,17 @@
 """The host's tables (SQLAlchemy Core). Changes go through an Alembic migration too.
 
 All times are naive UTC. Money is integer fen. A PAN is only ever stored as
-its keyed hash (``pan_hmac``) and its masked form (``pan_masked``).
+its keyed hash (``pan_hmac``) and its masked form (``pan_masked``). Terminal
+keys (``master_key``, ``mak``, ``pik``) are only ever stored sealed under the
+key-encryption key (:mod:`posbatch.host.sealing`); ``host_key_encryption``
+names that KEK (its id, never the key).
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
+
+from posbatch.host.sealing import SEALED_KEY_BYTES_MAX
 
 __all__ = [
     "batches",
@@ -18,6 +23,7 @@ __all__ = [
     "cutoffs",
     "exceptions",
     "fee_schedules",
+    "key_encryption",
     "merchant_terms",
     "metadata",
     "reversals",
@@ -35,11 +41,11 @@ terminals = sa.Table(
     metadata,
     sa.Column("terminal_id", sa.String(8), primary_key=True),
     sa.Column("merchant_id", sa.String(15), nullable=False),
-    sa.Column("master_key", sa.LargeBinary(16), nullable=False),
+    sa.Column("master_key", sa.LargeBinary(SEALED_KEY_BYTES_MAX), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("signed_on", sa.Boolean, nullable=False),
-    sa.Column("mak", sa.LargeBinary(8), nullable=True),
-    sa.Column("pik", sa.LargeBinary(16), nullable=True),
+    sa.Column("mak", sa.LargeBinary(SEALED_KEY_BYTES_MAX), nullable=True),
+    sa.Column("pik", sa.LargeBinary(SEALED_KEY_BYTES_MAX), nullable=True),
     sa.Column("current_batch_id", sa.Integer, nullable=True),
     sa.Column("last_stan", sa.Integer, nullable=True),
     sa.Column("signed_on_at", sa.DateTime, nullable=True),
@@ -296,3 +302,12 @@ sa.Index("ix_host_transactions_created_at", transactions.c.created_at)
 sa.Index("ix_host_transactions_original", transactions.c.original_transaction_id)
 sa.Index("ix_host_reversals_created_at", reversals.c.created_at)
 sa.Index("ix_host_reversals_transaction", reversals.c.transaction_id)
+# One row: the id of the KEK every key of this store is sealed under.
+key_encryption = sa.Table(
+    "host_key_encryption",
+    metadata,
+    sa.Column("slot", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("kek_id", sa.String(16), nullable=False),
+    sa.Column("changed_at", sa.DateTime, nullable=False),
+    sa.CheckConstraint("slot = 1", name="ck_host_key_encryption_one_row"),
+)

@@ -25,12 +25,15 @@ from posbatch.batch.money import format_fen, parse_yuan
 from posbatch.clearing import (
     CardBin,
     CardClass,
+    ClearingRules,
     CreditFeeRule,
     FeeSchedule,
     Funding,
     MerchantTerms,
     SettlementCycle,
+    arrival_date,
     beijing,
+    check_merchant_id,
     clearing_file_csv,
     format_rate,
     parse_cutoff,
@@ -43,7 +46,7 @@ from posbatch.clearing import (
     statement_csv,
     trading_day,
 )
-from posbatch.errors import ClearingError, ConfigError, PosbatchError
+from posbatch.errors import ClearingError, ConfigError, PosbatchError, StoreMissingError
 from posbatch.host import ClearingStore
 from posbatch.host.cli import DATA_DIR_DEFAULT, open_store
 
@@ -84,11 +87,27 @@ def _fail(exc: PosbatchError) -> typer.Exit:
 
 
 @contextmanager
-def _clearing(data_dir: Path) -> Iterator[ClearingStore]:
-    """The clearing store over the host's store of ``data_dir``; errors become exit 2."""
+def _clearing(data_dir: Path, *, create: bool = False) -> Iterator[ClearingStore]:
+    """The clearing store over the host's store of ``data_dir``; errors become exit 2.
+
+    ``create``: a setting may be written before the first terminal is registered
+    (the commands that set rules); reading commands never create a store.
+    """
+    try:
+        with open_store(data_dir, create=create) as store:
+            yield ClearingStore(store)
+    except PosbatchError as exc:
+        raise _fail(exc) from exc
+
+
+def _rules_or_defaults(data_dir: Path) -> tuple[ClearingRules, str | None]:
+    """The host's clearing rules; before any host store exists, the defaults (23:00 cut-off,
+    T+1, China's calendar) and a note that says so. Nothing is created."""
     try:
         with open_store(data_dir) as store:
-            yield ClearingStore(store)
+            return ClearingStore(store).rules(), None
+    except StoreMissingError:
+        return ClearingRules(), "(no host store yet: the default rules)"
     except PosbatchError as exc:
         raise _fail(exc) from exc
 
@@ -177,7 +196,7 @@ def set_fees(
         )
     except PosbatchError as exc:
         raise _fail(exc) from exc
-    with _clearing(data_dir) as clearing:
+    with _clearing(data_dir, create=True) as clearing:
         saved = clearing.set_fee_schedule(schedule, now=_now())
     typer.echo(f"fee schedule #{saved.schedule_id} of {_whose(owner)} from {saved.effective_from}:")
     typer.echo(_schedule_text(saved))
@@ -258,7 +277,7 @@ def set_terms(
         raise _fail(
             ConfigError("--cycle is T+1, T+0, D+0 or D+1; --void-fee/--refund-fee returned or kept")
         ) from None
-    with _clearing(data_dir) as clearing:
+    with _clearing(data_dir, create=True) as clearing:
         current = clearing.rules().terms_for(owner, day)
         terms = MerchantTerms(
             owner,
@@ -325,7 +344,7 @@ def set_card_bin(
         entry = CardBin(prefix.strip(), _funding(funding), parse_day(effective_from))
     except PosbatchError as exc:
         raise _fail(exc) from exc
-    with _clearing(data_dir) as clearing:
+    with _clearing(data_dir, create=True) as clearing:
         clearing.set_card_bins([entry], now=_now())
     typer.echo(f"cards {entry.prefix}… are {entry.funding.value} from {entry.effective_from}")
 
@@ -364,7 +383,7 @@ def load_card_bins(
             entries.append(CardBin(row[0].strip(), _funding(row[1]), day))
         except PosbatchError as exc:
             raise _fail(ClearingError(f"{file} line {number}: {exc}")) from exc
-    with _clearing(data_dir) as clearing:
+    with _clearing(data_dir, create=True) as clearing:
         count = clearing.set_card_bins(entries, now=_now())
     typer.echo(f"loaded {count} BIN entries from {day}")
 
@@ -396,7 +415,7 @@ def set_cutoff(
         raise _fail(ConfigError("set-cutoff needs --from"))
     moment = _parsed(parse_cutoff, cutoff)
     day = _parsed(parse_day, effective_from)
-    with _clearing(data_dir) as clearing:
+    with _clearing(data_dir, create=True) as clearing:
         clearing.set_cutoff(day, moment, now=_now())
     typer.echo(f"trading days from {day} end at {moment:%H:%M} Beijing time")
 
@@ -453,20 +472,24 @@ def arrival(
         chosen = None if cycle is None else SettlementCycle(cycle.strip().upper())
     except ValueError:
         raise _fail(ConfigError("--cycle is T+1, T+0, D+0 or D+1")) from None
-    with _clearing(data_dir) as clearing:
-        try:
-            cut = clearing.cutoffs()
-            if len(moment.strip()) == len("YYYY-MM-DD"):
-                day = parse_day(moment)
-                shown = f"trading day {day} (given)"
-            else:
-                traded = parse_moment(moment)
-                day = trading_day(traded, cut)
-                shown = f"{beijing(traded):%Y-%m-%d %H:%M} Beijing ({traded:%Y-%m-%d %H:%M} UTC)"
-            result = clearing.arrival(day, merchant_id=merchant_id, cycle=chosen)
-        except PosbatchError as exc:
-            raise _fail(exc) from exc
+    rules, note = _rules_or_defaults(data_dir)
+    try:
+        cut = rules.cutoffs
+        if len(moment.strip()) == len("YYYY-MM-DD"):
+            day = parse_day(moment)
+            shown = f"trading day {day} (given)"
+        else:
+            traded = parse_moment(moment)
+            day = trading_day(traded, cut)
+            shown = f"{beijing(traded):%Y-%m-%d %H:%M} Beijing ({traded:%Y-%m-%d %H:%M} UTC)"
+        if chosen is None:
+            chosen = rules.terms_for(check_merchant_id(merchant_id), day).cycle
+        result = arrival_date(day, chosen, rules.calendar)
+    except PosbatchError as exc:
+        raise _fail(exc) from exc
     typer.echo(render_arrival(shown, result, f"{cut.cutoff_on(day):%H:%M}"))
+    if note is not None:
+        typer.echo(note)
 
 
 @app.command("statement")
@@ -584,8 +607,10 @@ def calendar_show(
     """
     if not 2000 <= year <= 2100:
         raise _fail(ClearingError(f"year {year} is not one this calendar covers (2000..2100)"))
-    with _clearing(data_dir) as clearing:
-        calendar = clearing.calendar()
+    rules, note = _rules_or_defaults(data_dir)
+    calendar = rules.calendar
+    if note is not None:
+        typer.echo(note)
     status = "published 已发布" if calendar.is_published(year) else (
         "暂定 provisional: no State Council notice for it yet (the library guesses by rule)"
     )  # fmt: skip
@@ -609,7 +634,7 @@ def calendar_set(
     Example: posbatch clearing calendar set 2027-02-20 --working --note "国务院办公厅通知"
     """
     day = _parsed(parse_day, on)
-    with _clearing(data_dir) as clearing:
+    with _clearing(data_dir, create=True) as clearing:
         clearing.set_working_day(day, working, note=note, now=_now())
     typer.echo(f"{day} is {'a working day' if working else 'a day off'} (override)")
 
@@ -624,7 +649,7 @@ def calendar_unset(
     Example: posbatch clearing calendar unset 2027-02-20
     """
     day = _parsed(parse_day, on)
-    with _clearing(data_dir) as clearing:
+    with _clearing(data_dir, create=True) as clearing:
         clearing.set_working_day(day, None, note="", now=_now())
     typer.echo(f"{day}: no override")
 
@@ -642,6 +667,6 @@ def calendar_publish(
 
     Example: posbatch clearing calendar publish 2027 --note "国办发明电〔2026〕号"
     """
-    with _clearing(data_dir) as clearing:
+    with _clearing(data_dir, create=True) as clearing:
         clearing.publish_year(year, note=note, now=_now(), published=not undo)
     typer.echo(f"{year}: {'provisional again' if undo else 'published'}")

@@ -90,6 +90,8 @@ def simulate(  # noqa: PLR0917 - typer options are parameters
     Example: posbatch simulate --terminals 100 --days 5 --seeds 200 --seed 1 --faults default
     """
     console = Console()
+    if terminal is not None and not replay_seed:
+        raise typer.BadParameter("--terminal goes with --replay (it picks the trace to print)")
     try:
         config = SimConfig(
             terminals=terminals,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Sequence
 from typing import Final, Protocol, TypeVar
 
@@ -93,6 +94,9 @@ class TcpDriver:
         self._writer: asyncio.StreamWriter | None = None
         self._lock = asyncio.Lock()
         self.connects = 0
+        # Why the last connection attempt failed (None once one succeeds): a name that
+        # does not resolve is not a host that is down, and the cashier is told which.
+        self.connect_error: str | None = None
 
     async def run(self, flow: Flow[_T]) -> _T:
         """Drive ``flow`` to its end; one flow at a time on this connection."""
@@ -115,12 +119,24 @@ class TcpDriver:
                     self._connect_timeout_ms / 1000,
                 )
                 self.connects += 1
+                self.connect_error = None
                 return True
-            except (OSError, TimeoutError):
+            except (OSError, TimeoutError) as exc:
+                self.connect_error = self._why(exc)
                 if attempt + 1 < self._connect_attempts_max:
                     await asyncio.sleep(backoff_ms / 1000)
                     backoff_ms = min(2 * backoff_ms, BACKOFF_MAX_MS)
         return False
+
+    def _why(self, exc: OSError | TimeoutError) -> str:
+        where = f"{self.host}:{self.port}"
+        if isinstance(exc, socket.gaierror):
+            return f"the host name {self.host!r} does not resolve (check the host address)"
+        if isinstance(exc, ConnectionRefusedError):
+            return f"nothing listens at {where} (connection refused: is the host running?)"
+        if isinstance(exc, TimeoutError):
+            return f"{where} did not accept a connection within {self._connect_timeout_ms} ms"
+        return f"cannot connect to {where}: {exc.strerror or exc}"
 
     async def _read_frame(self) -> bytes:
         assert self._reader is not None

@@ -1,4 +1,10 @@
-"""A terminal's data directory: journal file, key file, backup and restore."""
+"""A terminal's data directory: journal file, key file, backup and restore.
+
+The directory is private (mode 0700) and so is every file in it (0600: the
+journal and its -wal/-shm, the key file), like a copy restored into it. A
+terminal whose directory or files other users can read is refused, with the
+chmod that fixes it (:func:`posbatch.storage.check_private`).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,8 @@ from typing import Final
 
 import sqlalchemy as sa
 
+from posbatch import storage
+from posbatch.batch.ids import check_merchant_id, check_terminal_id
 from posbatch.errors import ConfigError, JournalIntegrityError, StorageError
 from posbatch.storage import create_engine
 from posbatch.terminal._engine import Terminal
@@ -56,8 +64,12 @@ def init_terminal(
 
     ``reinstall``: this terminal traded before (see :meth:`Terminal.initialize`).
     """
+    check_terminal_id(terminal_id)
+    check_merchant_id(merchant_id)
     if (data_dir / JOURNAL_FILE_NAME).exists():
         raise ConfigError(f"{data_dir} holds a terminal journal already")
+    storage.make_private_dir(data_dir)
+    storage.check_private(data_dir)
     secrets = TerminalSecrets.create(master_key)
     journal = Journal.open(journal_url(data_dir))
     try:
@@ -85,6 +97,8 @@ def open_terminal(
     """The terminal kept in ``data_dir`` (journal verified unless told not to)."""
     if not (data_dir / JOURNAL_FILE_NAME).exists():
         raise ConfigError(f"no terminal in {data_dir}: run `posbatch terminal init` first")
+    storage.check_private(data_dir)
+    storage.check_private_database(data_dir / JOURNAL_FILE_NAME)
     secrets = TerminalSecrets.load(data_dir / KEY_FILE_NAME)
     journal = Journal.open(journal_url(data_dir), verify=verify)
     terminal = Terminal(journal, secrets, clock=clock, exchange=exchange)
@@ -195,7 +209,9 @@ def restore_journal(
                 )
         except (StorageError, sa.exc.SQLAlchemyError) as exc:
             notes.append(f"the current journal could not be read for comparison: {exc}")
-    data_dir.mkdir(parents=True, exist_ok=True)
+    storage.make_private_dir(data_dir)
+    if not target.exists():
+        storage.create_private_database(target)  # 0600 before SQLite writes to it
     source = sqlite3.connect(backup)
     try:
         destination = sqlite3.connect(target)

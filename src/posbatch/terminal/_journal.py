@@ -50,7 +50,7 @@ from sqlalchemy.pool import StaticPool
 
 from posbatch.batch.terminal_batch import SettleStep
 from posbatch.errors import JournalIntegrityError, StorageError
-from posbatch.storage import create_engine, upgrade
+from posbatch.storage import create_engine, create_private_database, upgrade
 
 __all__ = [
     "GENESIS_HASH",
@@ -887,9 +887,9 @@ class Journal:
             ":memory:",
         ):
             raise StorageError("backup needs a journal in a SQLite file")
-        destination.parent.mkdir(parents=True, exist_ok=True)
         if destination.exists():
             raise StorageError(f"{destination} exists already: choose a new backup file")
+        create_private_database(destination)  # a backup is as private as the journal: 0600
         raw = self.engine.raw_connection()
         try:
             source = raw.driver_connection

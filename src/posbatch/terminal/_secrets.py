@@ -21,6 +21,7 @@ from typing import Final
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from posbatch import storage
 from posbatch.errors import ConfigError, StorageError
 
 __all__ = ["KEY_FILE_NAME", "PAN_KEY_BYTES", "TerminalSecrets"]
@@ -68,7 +69,7 @@ class TerminalSecrets:
     def save(self, path: Path) -> None:
         """Write the key file with mode 0600 (refuses to overwrite one)."""
         text = json.dumps({"master_key": self.master_key.hex(), "pan_key": self.pan_key.hex()})
-        path.parent.mkdir(parents=True, exist_ok=True)
+        storage.make_private_dir(path.parent)
         try:
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, KEY_FILE_MODE)
         except FileExistsError as exc:

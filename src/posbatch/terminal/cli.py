@@ -3,6 +3,9 @@
 Every command opens the terminal in ``--data-dir`` (journal + key file), runs
 one flow over TCP to the host address given at ``init``, and prints the
 result. Amounts are typed in yuan ("12.50") and converted exactly to fen.
+Secrets never come on the command line (``ps`` shows it to every user): the
+master key from a file or standard input, the card number from a hidden
+prompt or standard input (:mod:`posbatch.cli_support`).
 """
 
 from __future__ import annotations
@@ -18,8 +21,15 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from posbatch.batch.counters import BATCH_NO_MAX, STAN_MAX
 from posbatch.batch.money import format_fen, parse_yuan
-from posbatch.errors import PosbatchError
+from posbatch.cli_support import (
+    OneLineErrors,
+    read_secret_file,
+    read_secret_line,
+    refuse_secret_option,
+)
+from posbatch.errors import ConfigError, HostUnreachable, PosbatchError
 from posbatch.terminal._drivers import TcpDriver, parse_address
 from posbatch.terminal._engine import SettlementResult, Terminal, TransactionResult
 from posbatch.terminal._files import DEFAULT_DATA_DIR, init_terminal, open_terminal, restore_journal
@@ -30,6 +40,7 @@ from posbatch.terminal._secrets import TerminalSecrets
 __all__ = ["app"]
 
 JOURNAL_ROWS_DEFAULT: Final = 50
+CARD_PROMPT: Final = "card number 卡号"
 _UPLOAD_MTI: Final = b"\x03\x20"
 _MTI_SLICE: Final = slice(13, 15)  # length 2 + TPDU 5 + header 6
 
@@ -37,6 +48,7 @@ app = typer.Typer(
     help="The POS terminal engine: sign-on, sales, settlement, journal.",
     no_args_is_help=True,
     add_completion=False,
+    cls=OneLineErrors,
 )
 console = Console()
 
@@ -61,18 +73,32 @@ def _open(data_dir: Path) -> Terminal:
     return open_terminal(data_dir, clock=_clock)
 
 
+def _ask(prompt: str) -> str:
+    """A typed answer; ConfigError when standard input ends before one is given."""
+    try:
+        return str(typer.prompt(prompt))
+    except typer.Abort:
+        raise ConfigError(f"no {prompt} given: standard input ended") from None
+
+
 def _run(terminal: Terminal, make: Callable[[Terminal], Flow[_T]]) -> _T:
     """Run one flow over TCP to the host named in the journal."""
     host, port = parse_address(terminal.state().host_address)
 
+    driver = TcpDriver(host, port)
+
     async def go() -> _T:
-        driver = TcpDriver(host, port)
         try:
             return await driver.run(make(terminal))
         finally:
             await driver.close()
 
-    return asyncio.run(go())
+    try:
+        return asyncio.run(go())
+    except HostUnreachable as exc:  # never connected: say why, not only "not answered"
+        if driver.connect_error is None:
+            raise
+        raise HostUnreachable(f"{exc}: {driver.connect_error}") from exc
 
 
 def _with_progress(terminal: Terminal, flow: Flow[_T], progress: Progress) -> Flow[_T]:
@@ -124,25 +150,35 @@ def _print_settlement(result: SettlementResult) -> None:
 def init(  # noqa: PLR0917 - typer options, one per flag
     merchant_id: Annotated[str, typer.Option("--merchant-id", help="15-character merchant ID.")],
     terminal_id: Annotated[str, typer.Option("--terminal-id", help="8-character terminal ID.")],
-    master_key: Annotated[str, typer.Option("--master-key", help="TMK, 32 hex digits.")],
+    master_key_file: Annotated[
+        str,
+        typer.Option(
+            "--master-key-file",
+            help="File holding the TMK (32 hex digits), or - for standard input. Never on the "
+            "command line: `ps` shows a command line to every user of the machine.",
+        ),
+    ],
     host: Annotated[str, typer.Option("--host", help="Host address HOST:PORT.")],
     reinstall: Annotated[
         bool, typer.Option("--reinstall", help="This terminal traded before (software reinstall).")
     ] = False,
     data_dir: DataDir = DEFAULT_DATA_DIR,
+    master_key: Annotated[str | None, typer.Option("--master-key", hidden=True)] = None,
 ) -> None:
-    """Create the journal and key file of a new terminal.
+    """Create the journal and key file (mode 0600, in a 0700 directory) of a new terminal.
 
     Example: posbatch terminal init --merchant-id 898110054110001 --terminal-id 10000001
-    --master-key 0123456789ABCDEFFEDCBA9876543210 --host 127.0.0.1:5800
+    --master-key-file tmk.hex --host 127.0.0.1:5800
     """
+    refuse_secret_option(master_key, option="--master-key", instead="--master-key-file PATH or -")
     try:
         parse_address(host)
+        key_hex = read_secret_file(master_key_file, what="master key")
         init_terminal(
             data_dir,
             merchant_id=merchant_id,
             terminal_id=terminal_id,
-            master_key=TerminalSecrets.parse_master_key(master_key),
+            master_key=TerminalSecrets.parse_master_key(key_hex),
             host_address=host,
             clock=_clock,
             reinstall=reinstall,
@@ -172,18 +208,22 @@ def sign_on(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
 @app.command()
 def sale(
     amount: Annotated[str, typer.Argument(help="Amount in yuan, e.g. 12.50.")],
-    card: Annotated[str, typer.Option("--card", help="Card number (PAN).")],
     expiry: Annotated[str | None, typer.Option("--expiry", help="Card expiry YYMM.")] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
+    card: Annotated[str | None, typer.Option("--card", hidden=True)] = None,
 ) -> None:
-    """A sale (消费).
+    """A sale (消费). The card number is asked at a hidden prompt, or read from standard
+    input (one line) when that is not a terminal — never from the command line, which
+    `ps` shows to every user of the machine.
 
-    Example: posbatch terminal sale 12.50 --card 6222021234567890128 --expiry 3012
+    Example: posbatch terminal sale 12.50 --expiry 3012   (then type the card number)
     """
+    refuse_secret_option(card, option="--card", instead="the prompt, or a line on standard input")
     try:
         amount_fen = parse_yuan(amount)
         terminal = _open(data_dir)
-        result = _run(terminal, lambda t: t.sale_flow(amount_fen, card, expiry=expiry))
+        pan = read_secret_line(CARD_PROMPT)
+        result = _run(terminal, lambda t: t.sale_flow(amount_fen, pan, expiry=expiry))
     except PosbatchError as exc:
         raise _fail(exc) from exc
     _print_transaction(result)
@@ -193,7 +233,9 @@ def sale(
 
 @app.command()
 def void(
-    stan: Annotated[int, typer.Argument(help="STAN of the sale to void (current batch).")],
+    stan: Annotated[
+        int, typer.Argument(min=1, max=STAN_MAX, help="STAN of the sale to void (current batch).")
+    ],
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Void a sale of the current batch (消费撤销), full amount.
@@ -212,10 +254,16 @@ def void(
 
 @app.command()
 def refund(
-    stan: Annotated[int, typer.Argument(help="STAN of the original sale.")],
+    stan: Annotated[int, typer.Argument(min=1, max=STAN_MAX, help="STAN of the original sale.")],
     amount: Annotated[str, typer.Argument(help="Amount to refund in yuan, e.g. 5.00.")],
     batch_no: Annotated[
-        int | None, typer.Option("--batch", help="Batch of the original sale, if not the latest.")
+        int | None,
+        typer.Option(
+            "--batch",
+            min=1,
+            max=BATCH_NO_MAX,
+            help="Batch of the original sale, if not the latest.",
+        ),
     ] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
@@ -345,10 +393,11 @@ def journal(
 
 @app.command()
 def receipt(
-    stan: Annotated[int, typer.Argument(help="STAN of the transaction.")],
-    batch_no: Annotated[int | None, typer.Option("--batch", help="Batch, if not the latest.")] = (
-        None
-    ),
+    stan: Annotated[int, typer.Argument(min=1, max=STAN_MAX, help="STAN of the transaction.")],
+    batch_no: Annotated[
+        int | None,
+        typer.Option("--batch", min=1, max=BATCH_NO_MAX, help="Batch, if not the latest."),
+    ] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     width: Width = 32,
 ) -> None:
@@ -420,10 +469,10 @@ def batch_no(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
 
     Example: posbatch terminal batch-no
     """
-    first = typer.prompt("batch number 批次号")
-    second = typer.prompt("again 再次输入")
     try:
         terminal = _open(data_dir)
+        first = _ask("batch number 批次号")
+        second = _ask("again 再次输入")
         result = _run(terminal, lambda t: t.set_batch_no_flow(first, second))
     except PosbatchError as exc:
         raise _fail(exc) from exc

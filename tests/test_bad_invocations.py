@@ -1,0 +1,236 @@
+"""Bad input on EVERY command: one line and exit status 2, never a traceback.
+
+The commands are found by walking the ``posbatch`` typer app, so a command that
+another part of posbatch adds later is swept too, with no change here. Each
+one meets: an option it does not have; for each of its visible parameters in
+turn, hostile values (empty, negative, not a number, huge, a file where a
+directory belongs and the other way round, a NUL byte, a very long string)
+while its other required parameters get plausible values; and a data
+directory that does not exist, which a command that only reads must not
+create. They run in a working directory holding a host store with one
+terminal, an initialised terminal (whose host address is a closed port) and
+a catalog, so that a hostile value meets a real command, not a missing store.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any, Final
+
+import pytest
+import typer
+from typer.testing import CliRunner, Result
+
+from posbatch.cli import app
+from posbatch.host.sealing import KEK_ENV, KEK_FILE_ENV
+from posbatch.storage import DATABASE_URL_ENV
+
+MERCHANT: Final = "898110054110001"
+TERMINAL: Final = "10000001"
+TMK: Final = "0123456789ABCDEFFEDCBA9876543210"
+PAN: Final = "6222021234567890128"
+# An invocation running longer than this is a command that took a hostile value and went on
+# working (serving, simulating) instead of refusing it.
+INVOCATION_TIMEOUT_S: Final = 30
+# A server that accepts every other value fails to bind here (TEST-NET-1, not on this
+# machine) and says so in one line, instead of serving on its default port.
+UNBINDABLE: Final = "192.0.2.1:0"
+# A simulation that accepts the other values runs one small day, not the default three.
+ALWAYS_GIVEN: Final = {"listen", "terminals", "days", "transactions"}
+# Commands that make their data directory by design; every other one must not.
+CREATING: Final = {
+    ("host", "serve"),
+    ("host", "add-terminal"),
+    ("terminal", "init"),
+    ("terminal", "restore"),
+    ("catalog", "import"),
+    ("catalog", "serve"),
+    ("catalog", "sync"),
+}
+# Commands whose exit status 1 means an answer, not an error (a declined sale, a diagnosis
+# that found a failure); bad input still ends in 2.
+ONE_IS_AN_ANSWER: Final = {("doctor",), ("terminal", "sale"), ("terminal", "void"),
+                           ("terminal", "refund"), ("host", "doctor")}  # fmt: skip
+# Hidden options are posbatch's own plumbing (serve --worker): not typed by people.
+
+runner = CliRunner()
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _walk(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """Every command reachable from ``command``: (its path of names, the click command)."""
+    children = getattr(command, "commands", None)
+    if not children or getattr(command, "invoke_without_command", False):
+        yield path, command
+    for name, child in (children or {}).items():
+        yield from _walk(child, (*path, name))
+
+
+COMMANDS: Final = [path for path, _ in _walk(typer.main.get_command(app)) if path]
+_BY_PATH: Final = dict(_walk(typer.main.get_command(app)))
+
+
+def _parameters(path: tuple[str, ...]) -> list[Any]:
+    return [p for p in _BY_PATH[path].params if not getattr(p, "hidden", False)]
+
+
+def _is_flag(parameter: Any) -> bool:
+    return bool(getattr(parameter, "is_flag", False))
+
+
+class _Hung(Exception):  # noqa: N818 - what happened
+    pass
+
+
+def _alarm(_signum: int, _frame: FrameType | None) -> None:
+    raise _Hung(f"still running after {INVOCATION_TIMEOUT_S} s")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A working directory with a host store, a terminal and a catalog in their default dirs."""
+    root = tmp_path_factory.mktemp("world")
+    (root / "afile").write_text("not a directory, not a database\n")
+    (root / "adir").mkdir(mode=0o700)
+    (root / "tmk.hex").write_text(TMK + "\n")
+    (root / "catalog.csv").write_text("not,a,catalog\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        for name in (DATABASE_URL_ENV, KEK_ENV, KEK_FILE_ENV):
+            patch.delenv(name, raising=False)
+        results = [
+            runner.invoke(app, ["host", "add-terminal", "--merchant-id", MERCHANT,
+                                "--terminal-id", TERMINAL, "--master-key-file", "tmk.hex"]),
+            runner.invoke(app, ["terminal", "init", "--merchant-id", MERCHANT,
+                                "--terminal-id", TERMINAL, "--master-key-file", "tmk.hex",
+                                "--host", f"127.0.0.1:{_closed_port()}"]),
+        ]  # fmt: skip
+    assert [r.exit_code for r in results] == [0, 0], [r.output for r in results]
+    return root
+
+
+@pytest.fixture
+def in_world(world: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.chdir(world)
+    for name in (DATABASE_URL_ENV, KEK_ENV, KEK_FILE_ENV):
+        monkeypatch.delenv(name, raising=False)
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    yield world
+    signal.signal(signal.SIGALRM, previous)
+    for signum, handler in handlers.items():  # a command may have set its own
+        signal.signal(signum, handler)
+
+
+def _plausible(parameter: Any, world: Path) -> str:
+    """A value that lets a command get past its parameter checks, by the parameter's name."""
+    by_name = {
+        "merchant_id": MERCHANT, "terminal_id": TERMINAL, "master_key_file": "tmk.hex",
+        "host": f"127.0.0.1:{_closed_port()}", "amount": "12.50", "stan": "1",
+        "reason": "a test", "destination": str(world / "new-backup.db"),
+        "source": str(world / "no-such-backup.db"), "mode": "on", "csv_file": "catalog.csv",
+        "output": str(world / "out.csv"), "raw": "]C10109501101530003", "lot_no": "ABC123",
+        "listen": UNBINDABLE, "terminals": "1", "days": "1", "transactions": "1",
+    }  # fmt: skip
+    return by_name.get(parameter.name, "x")
+
+
+def _argv(path: tuple[str, ...], world: Path, **override: str) -> list[str]:
+    """``path`` with every required parameter (and those in ``override``) given a value."""
+    options: list[str] = []
+    arguments: list[str] = []
+    for parameter in _parameters(path):
+        always = parameter.name in ALWAYS_GIVEN
+        if parameter.name not in override and not parameter.required and not always:
+            continue
+        value = override.get(parameter.name) or _plausible(parameter, world)
+        if parameter.name in override:
+            value = override[parameter.name]
+        if getattr(parameter, "opts", None) and parameter.opts[0].startswith("-"):
+            options += [parameter.opts[0]] if _is_flag(parameter) else [parameter.opts[0], value]
+        else:
+            arguments.append(value)
+    return [*path, *arguments, *options]
+
+
+def _run(argv: list[str]) -> Result:
+    signal.alarm(INVOCATION_TIMEOUT_S)
+    try:
+        return runner.invoke(app, argv, input="")
+    finally:
+        signal.alarm(0)
+
+
+def _assert_one_line_refusal(path: tuple[str, ...], argv: list[str], result: Result) -> None:
+    """No traceback; a refusal exits 2 and says why on one line (click's usage errors aside)."""
+    shown = " ".join(repr(a) if (" " in a or not a) else a for a in argv)
+    exception = result.exception
+    assert exception is None or isinstance(exception, SystemExit), (
+        f"posbatch {shown}: {type(exception).__name__}: {exception}"
+    )
+    assert "Traceback (most recent call last)" not in result.output, f"posbatch {shown}"
+    allowed = {0, 2} | ({1} if path in ONE_IS_AN_ANSWER else set())
+    assert result.exit_code in allowed, f"posbatch {shown}: exit {result.exit_code}"
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) <= 1, f"posbatch {shown}: {result.output}"
+
+
+# (No NUL byte: a command line cannot carry one, every argv string ends at the first.)
+HOSTILE: Final = ("", "-1", "abc", "99999999999999999999", "afile", "adir",
+                  "typo/missing", "9" * 5000)  # fmt: skip
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
+def test_an_option_the_command_does_not_have_is_a_usage_error(
+    in_world: Path, path: tuple[str, ...]
+) -> None:
+    """--no-such-option: exit 2, click's usage message, no traceback."""
+    result = _run([*path, "--no-such-option"])
+    assert (result.exit_code, "No such option" in result.output) == (2, True), result.output
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
+def test_hostile_values_for_every_parameter(in_world: Path, path: tuple[str, ...]) -> None:
+    """Each visible parameter in turn gets each hostile value: never a traceback, exit 0 or 2."""
+    for parameter in _parameters(path):
+        if _is_flag(parameter):
+            continue
+        for value in HOSTILE:
+            argv = _argv(path, in_world, **{parameter.name: value})
+            _assert_one_line_refusal(path, argv, _run(argv))
+
+
+@pytest.mark.parametrize("path", [p for p in COMMANDS if p not in CREATING], ids=" ".join)
+def test_a_command_that_does_not_create_leaves_a_missing_directory_missing(
+    in_world: Path, path: tuple[str, ...]
+) -> None:
+    """Each directory option pointed at a typo: refused in one line, and nothing is created."""
+    directories = [p for p in _parameters(path) if p.name.endswith("dir")]
+    for parameter in directories:
+        typo = in_world / f"typo-{'-'.join(path)}-{parameter.name}"
+        argv = _argv(path, in_world, **{parameter.name: str(typo)})
+        result = _run(argv)
+        _assert_one_line_refusal(path, argv, result)
+        assert not typo.exists(), f"posbatch {' '.join(argv)} created {typo}"
+
+
+def test_the_walk_finds_the_commands_of_every_component() -> None:
+    """The sweep covers host, terminal, catalog, checkout, doctor and simulate at least."""
+    tops = {path[0] for path in COMMANDS}
+    assert {"host", "terminal", "catalog", "checkout", "doctor", "simulate"} <= tops
+    assert ("host", "rotate-kek") in COMMANDS and len(COMMANDS) >= 30
+
+
+def test_simulate_refuses_a_terminal_without_replay(in_world: Path) -> None:
+    """--terminal picks the trace --replay prints; alone it was ignored and a full run made."""
+    result = _run(["simulate", "--terminal", "abc", "--days", "1"])
+    assert (result.exit_code, "--terminal goes with --replay" in result.output) == (2, True)
