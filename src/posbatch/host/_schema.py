@@ -35,6 +35,11 @@ terminals = sa.Table(
     sa.Column("last_stan", sa.Integer, nullable=True),
     sa.Column("signed_on_at", sa.DateTime, nullable=True),
     sa.Column("created_at", sa.DateTime, nullable=False),
+    # The working keys of the last sign-on while no request has used them yet, exactly as
+    # field 62 carried them (encrypted under the TMK, as on the wire): mak/pik stay the keys
+    # in force until a request MACed under these arrives (docs/host.md, "Sign-on and
+    # sign-off from someone else").
+    sa.Column("pending_keys", sa.LargeBinary(40), nullable=True),
 )
 
 batches = sa.Table(

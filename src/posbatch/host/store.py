@@ -39,7 +39,6 @@ from posbatch.wire import (
     Kind,
     Reconciliation,
     SettlementTotals,
-    WorkingKeys,
 )
 
 __all__ = [
@@ -603,6 +602,7 @@ class TerminalRow(NamedTuple):
     current_batch_id: int | None
     batch_no: int | None
     batch_state: str | None
+    pending_keys: bytes | None = None  # field 62 of a sign-on whose keys no request used yet
 
 
 class TransactionRow(NamedTuple):
@@ -628,7 +628,7 @@ class TransactionRow(NamedTuple):
 _INSERT_COLUMNS: Final = (*TransactionRow._fields[1:], "terminal_id", "created_at")
 _TERMINAL_SELECT: Final = (
     "SELECT t.terminal_id, t.merchant_id, t.master_key, t.status, t.signed_on, t.mak, "
-    "t.current_batch_id, b.batch_no, b.state FROM host_terminals t "
+    "t.current_batch_id, b.batch_no, b.state, t.pending_keys FROM host_terminals t "
     "LEFT JOIN host_batches b ON b.batch_id = t.current_batch_id "
 )
 _TRANSACTION_COLUMNS: Final = (
@@ -653,6 +653,7 @@ def _terminal_row(row: Sequence[Any]) -> TerminalRow:
     return TerminalRow(
         row[0], row[1], bytes(row[2]), row[3], bool(row[4]),
         None if row[5] is None else bytes(row[5]), row[6], row[7], row[8],
+        None if row[9] is None else bytes(row[9]),
     )  # fmt: skip
 
 
@@ -872,26 +873,6 @@ class StoreTx:
         cursor.execute(self._sql.terminal, (terminal_id,))
         row = cursor.fetchone()
         return None if row is None else _terminal_row(row)
-
-    def repeated_sign_on_keys(self, terminal_id: str, stan: int) -> WorkingKeys | None:
-        """The keys handed out by the sign-on this one repeats, or None if it is a new one.
-
-        A sign-on with the STAN of the terminal's last request, while it is signed on, is that
-        request again (a duplicate on the line, a resend after a lost answer): it gets the
-        same keys, never new ones — else the terminal would keep the keys of the answer it
-        read while the host kept the keys of the one it did not (every request → A0).
-        """
-        self.flush()  # the last STANs of this unit of work, in order
-        row = self.connection.execute(
-            sa.select(t.terminals.c.signed_on, t.terminals.c.last_stan, t.terminals.c.pik,
-                      t.terminals.c.mak)
-            .where(t.terminals.c.terminal_id == terminal_id)
-        ).first()  # fmt: skip
-        if row is None or not row.signed_on or row.last_stan != stan:
-            return None
-        if row.pik is None or row.mak is None:
-            return None
-        return WorkingKeys(pik=bytes(row.pik), mak=bytes(row.mak))
 
     def update_terminal(self, terminal_id: str, **values: Any) -> None:
         self.connection.execute(
