@@ -280,11 +280,15 @@ async def test_a_new_connection_takes_the_place_of_a_silent_one_of_its_address(
 @pytest.mark.parametrize(
     "host", [{"connections_max": 4, "connections_per_address_max": 2}], indirect=True
 )
+@pytest.mark.parametrize("flood_sends", [0, 5], ids=["silent", "slowloris"])
 async def test_silent_sockets_filling_every_slot_cannot_keep_a_terminal_out(
-    host: HostServer,
+    host: HostServer, flood_sends: int
 ) -> None:
-    """Every slot held by silent sockets of two peers: a terminal still gets in and sells."""
+    """Every slot held by silent sockets of two peers, or by slowloris ones that sent part of
+    a frame (the issue's case: 50 slots, 50 peers at 1 byte/s): a terminal still gets in."""
     flood = [await Peer.connect(host, address) for address in ("127.0.0.2", "127.0.0.3") * 2]
+    for peer in flood:
+        await peer.send(_sign_on_frame()[:flood_sends])
     assert 4 == len(host.connections)
     terminal = await Peer.connect(host, "127.0.0.1")
     await terminal.sign_on()

@@ -626,7 +626,10 @@ class HostServer:
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(IDLE_SWEEP_INTERVAL_MS / 1000)
-            self.sweep(time.monotonic())
+            try:
+                self.sweep(time.monotonic())
+            except Exception:  # a bug here must not end the limits for good: log, go on
+                log.exception("sweep failed")
 
     def sweep(self, now: float) -> None:
         """Close what broke a time limit; log what limits did since the last sweep."""
