@@ -46,7 +46,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from posbatch.host.cli import DB_FILE_NAME, pan_key
+from posbatch.host.cli import DB_FILE_NAME, kek, pan_key
 from posbatch.host.store import HostStore
 from posbatch.storage import DATABASE_URL_ENV
 from posbatch.wire import (
@@ -256,7 +256,7 @@ def postgres_schema() -> Iterator[str]:
 
 def register(data_dir: Path, db_url: str | None, terminal_ids: list[str]) -> None:
     url = db_url or f"sqlite:///{data_dir / DB_FILE_NAME}"
-    store = HostStore.open(url, pan_key=pan_key(data_dir))
+    store = HostStore.open(url, pan_key=pan_key(data_dir), kek=kek(data_dir))
     store.add_terminals(
         [(MERCHANT_ID, terminal_id, MASTER_KEY) for terminal_id in terminal_ids],
         now=datetime.now(UTC),

@@ -276,12 +276,29 @@ def host_process(src: Path, data_dir: Path, port: int) -> Iterator[subprocess.Po
     env = dict(os.environ, PYTHONPATH=str(src))
     env.pop("POSBATCH_DATABASE_URL", None)
     for terminal_id in (TERMINAL_ID, NON_READER_ID):
-        subprocess.run(
-            [sys.executable, "-m", "posbatch", "host", "add-terminal", "--merchant-id",
-             MERCHANT_ID, "--terminal-id", terminal_id, "--master-key", MASTER_KEY.hex(),
-             "--data-dir", str(data_dir)],
-            env=env, check=True, capture_output=True,
+        command = [
+            sys.executable,
+            "-m",
+            "posbatch",
+            "host",
+            "add-terminal",
+            "--merchant-id",
+            MERCHANT_ID,
+            "--terminal-id",
+            terminal_id,
+            "--data-dir",
+            str(data_dir),
+        ]
+        done = subprocess.run(
+            [*command, "--master-key-file", "-"], env=env, input=MASTER_KEY.hex().encode(),
+            capture_output=True, check=False,
         )  # fmt: skip
+        if done.returncode != 0 and b"--master-key-file" in done.stderr + done.stdout:
+            # a host tree from before --master-key-file (--src): its --master-key
+            command += ["--master-key", MASTER_KEY.hex()]
+            done = subprocess.run(command, env=env, capture_output=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"add-terminal failed: {(done.stderr or done.stdout).decode()}")
     log = data_dir / "host.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,13 @@ from posbatch.errors import ConfigError, StorageError
 from posbatch.storage import (
     DATABASE_URL_ENV,
     SQLITE_BUSY_TIMEOUT_MS,
+    check_private,
     create_engine,
     database_url,
     is_sqlite,
+    make_private_dir,
     upgrade,
+    write_private_file,
 )
 
 ENV_PY = "from posbatch.storage import run_env\n\nrun_env()\n"
@@ -141,7 +145,10 @@ def test_failing_migration_is_a_storage_error(db_url: str, tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("not a url", "not a database URL: 'not a url'"),
+        (
+            "not a url",
+            "not a database URL: 'not a url' (sqlite:///PATH or postgresql+psycopg://USER@HOST/DB)",
+        ),
         ("mysql://user@host/db", "unsupported database 'mysql': use sqlite or postgresql+psycopg"),
     ],
 )
@@ -159,8 +166,57 @@ def test_database_url_prefers_the_environment(tmp_path: Path) -> None:
 
 
 def test_database_url_defaults_to_a_sqlite_file_in_the_data_dir(tmp_path: Path) -> None:
-    """Without the variable the URL is a SQLite file in the data directory, which is created."""
+    """Without the variable the URL is a SQLite file in the data directory; nothing is created
+    (a command that only reads must not leave an empty store behind a typo)."""
     data_dir = tmp_path / "data"
     url = database_url(data_dir, file_name="host.db", environ={})
     assert f"sqlite:///{(data_dir / 'host.db').resolve()}" == url
-    assert data_dir.is_dir()
+    assert not data_dir.exists()
+
+
+def test_a_new_sqlite_file_and_its_directories_are_private(tmp_path: Path) -> None:
+    """create_engine makes missing directories 0700 and the database (and its WAL) 0600."""
+    path = tmp_path / "a" / "b" / "x.db"
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+        modes = {
+            p.name: stat.S_IMODE(p.stat().st_mode) for p in path.parent.iterdir()
+        }  # -wal and -shm exist while the connection is open
+        directories = [stat.S_IMODE(d.stat().st_mode) for d in (path.parent, path.parent.parent)]
+    engine.dispose()
+    assert directories == [0o700, 0o700]
+    assert modes == {"x.db": 0o600, "x.db-wal": 0o600, "x.db-shm": 0o600}
+
+
+def test_a_file_open_to_other_users_is_refused_with_the_chmod(tmp_path: Path) -> None:
+    """check_private names the file, its mode and the chmod that fixes it."""
+    path = tmp_path / "secret"
+    path.write_text("x")
+    path.chmod(0o640)
+    with pytest.raises(ConfigError) as error:
+        check_private(path)
+    assert str(error.value) == (
+        f"{path} is open to other users (mode 640); posbatch refuses it: chmod 600 {path}"
+    )
+
+
+def test_a_private_file_is_written_once_when_exclusive(tmp_path: Path) -> None:
+    """exclusive=True never replaces a file another process made first."""
+    path = tmp_path / "d" / "key"
+    first = write_private_file(path, "one", exclusive=True)
+    second = write_private_file(path, "two", exclusive=True)
+    assert (first, second, path.read_text(), stat.S_IMODE(path.stat().st_mode)) == (
+        True,
+        False,
+        "one",
+        0o600,
+    )
+    assert [p.name for p in path.parent.iterdir()] == ["key"]  # no temporary file left
+
+
+def test_a_data_dir_that_is_a_file_is_a_config_error(tmp_path: Path) -> None:
+    """--data-dir pointing at a file: ConfigError, not a traceback."""
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ConfigError, match="is not a directory"):
+        make_private_dir(tmp_path / "afile" / "data")

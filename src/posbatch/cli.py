@@ -17,6 +17,7 @@ from __future__ import annotations
 import typer
 
 from posbatch.catalog import cli as catalog_cli
+from posbatch.cli_support import OneLineErrors
 from posbatch.demo import run_demo
 from posbatch.doctor import cli as doctor_cli
 from posbatch.host import cli as host_cli
@@ -30,6 +31,7 @@ app = typer.Typer(
     help="POS card payments whose batches always settle (CUP-style ISO 8583).",
     no_args_is_help=True,
     add_completion=False,
+    cls=OneLineErrors,  # a PosbatchError from any command: one line, exit 2
 )
 app.add_typer(host_cli.app, name="host")
 app.add_typer(terminal_cli.app, name="terminal")

@@ -18,7 +18,8 @@ these::
     ├── BatchError                   batch-domain rule violated
     │   └── IllegalTransition        a state machine was asked for a move its table forbids
     ├── StorageError                 the database or the journal failed
-    │   └── JournalIntegrityError    the journal's hash chain is broken
+    │   ├── JournalIntegrityError    the journal's hash chain is broken
+    │   └── KekMismatch              the host's keys are sealed under another KEK
     ├── TerminalError                an operation on the terminal cannot proceed
     │   ├── NotSignedOn
     │   ├── HostUnreachable          no answer in time (network); the journal says what to do
@@ -48,6 +49,7 @@ __all__ = [
     "HostUnreachable",
     "IllegalTransition",
     "JournalIntegrityError",
+    "KekMismatch",
     "KeyCheckError",
     "LocalProtocolError",
     "MacError",
@@ -164,6 +166,14 @@ class JournalIntegrityError(StorageError):
     def __init__(self, message: str, *, first_bad_row: int | None = None) -> None:
         super().__init__(message)
         self.first_bad_row = first_bad_row
+
+
+class KekMismatch(StorageError):  # noqa: N818 - the name says what happened
+    """The host store's keys are sealed under another key-encryption key than the one given."""
+
+    def __init__(self, message: str, *, store_kek_id: str) -> None:
+        super().__init__(message)
+        self.store_kek_id = store_kek_id
 
 
 # --- terminal ---------------------------------------------------------------

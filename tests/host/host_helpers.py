@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from posbatch.host import HostCore, HostReply, HostSession, HostStore
 from posbatch.host.issuer import TEST_PAN_APPROVED
+from posbatch.host.sealing import KeyEncryptionKey
 from posbatch.wire import (
     BatchUploadEndRequest,
     BatchUploadRequest,
@@ -40,6 +41,8 @@ MERCHANT_ID = "898110054110001"
 TERMINAL_ID = "10000001"
 MASTER_KEY = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
 PAN = TEST_PAN_APPROVED
+# Every store the host tests open over the same data seals under this KEK.
+TEST_KEK = KeyEncryptionKey(bytes(range(32)), "the host tests' KEK")
 START = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
 
 
@@ -69,7 +72,7 @@ def new_core(store: HostStore) -> HostCore:
 
 
 def open_store(url: str, *, terminals: tuple[str, ...] = (TERMINAL_ID,)) -> HostStore:
-    store = HostStore.open(url, pan_key=b"k" * 32)
+    store = HostStore.open(url, pan_key=b"k" * 32, kek=TEST_KEK)
     for terminal_id in terminals:
         store.add_terminal(MERCHANT_ID, terminal_id, MASTER_KEY, now=START)
     return store

@@ -26,7 +26,7 @@ def data_dir(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> st
 
 
 def test_add_terminal_generates_and_prints_a_key(data_dir: str) -> None:
-    """Without --master-key a key is generated and printed as 32 hex digits."""
+    """Without --master-key-file a key is generated and printed as 32 hex digits."""
     result = runner.invoke(
         app,
         [
@@ -46,8 +46,8 @@ def test_add_terminal_generates_and_prints_a_key(data_dir: str) -> None:
 def test_list_terminals_shows_registered_terminals(data_dir: str) -> None:
     """A registered terminal is listed active and not signed on."""
     runner.invoke(app, ["add-terminal", "--merchant-id", MERCHANT, "--terminal-id", "10000001",
-                        "--master-key", "0123456789ABCDEFFEDCBA9876543210",
-                        "--data-dir", data_dir])  # fmt: skip
+                        "--master-key-file", "-", "--data-dir", data_dir],
+                  input="0123456789ABCDEFFEDCBA9876543210\n")  # fmt: skip
     result = runner.invoke(app, ["list-terminals", "--data-dir", data_dir])
     row = result.output.splitlines()[1].split()
     assert row[:4] == ["10000001", MERCHANT, "active", "no"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from host_helpers import MASTER_KEY, MERCHANT_ID, START, Terminal, read_frame
 
-from posbatch.host.cli import DB_FILE_NAME, pan_key
+from posbatch.host.cli import DB_FILE_NAME, kek, pan_key
 from posbatch.host.store import HostStore
 from posbatch.storage import DATABASE_URL_ENV
 from posbatch.wire import Kind, TransactionResponse
@@ -115,7 +115,7 @@ def crash_db(db_url: str) -> str | None:
 def test_sigkill_under_load_loses_no_approval(tmp_path: Path, crash_db: str | None) -> None:
     """Every approval is in storage after SIGKILL; every unanswered sale is absent or reversible."""
     url = crash_db or f"sqlite:///{tmp_path / DB_FILE_NAME}"
-    store = HostStore.open(url, pan_key=pan_key(tmp_path))
+    store = HostStore.open(url, pan_key=pan_key(tmp_path), kek=kek(tmp_path))
     terminal_ids = [f"2000000{i}" for i in range(TERMINALS)]
     for terminal_id in terminal_ids:
         store.add_terminal(MERCHANT_ID, terminal_id, MASTER_KEY, now=START)

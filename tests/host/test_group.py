@@ -17,6 +17,7 @@ from host_helpers import (
     PAN,
     START,
     TERMINAL_ID,
+    TEST_KEK,
     frame_of,
     open_store,
 )
@@ -142,7 +143,7 @@ def test_suspend_from_another_process_applies_to_the_next_group(
     """A terminal suspended through another store (the CLI) gets 58 from the next group on."""
     mak = _sign_on(core)
     assert _group(core, mak, _sale(2, 500)) == ["00"]
-    with HostStore.open(db_url, pan_key=b"k" * 32) as other:
+    with HostStore.open(db_url, pan_key=b"k" * 32, kek=TEST_KEK) as other:
         other.suspend(TERMINAL_ID)
     assert _group(core, mak, _sale(3, 500)) == ["58"]
 
@@ -153,6 +154,6 @@ def test_advance_from_another_process_applies_to_the_next_group(
     """A batch advanced through another store gets 77 for the old batch from the next group on."""
     mak = _sign_on(core)
     assert _group(core, mak, _sale(2, 500)) == ["00"]
-    with HostStore.open(db_url, pan_key=b"k" * 32) as other:
+    with HostStore.open(db_url, pan_key=b"k" * 32, kek=TEST_KEK) as other:
         other.advance_batch(TERMINAL_ID, "cut-over", now=START)
     assert _group(core, mak, _sale(3, 500)) == ["77"]

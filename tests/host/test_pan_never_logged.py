@@ -90,9 +90,9 @@ def live_host(db_url: str, tmp_path: Path) -> Iterator[LiveHost]:
     env = _env(db_url)
     registered = subprocess.run(
         [sys.executable, "-m", "posbatch", "host", "add-terminal", "--merchant-id", MERCHANT_ID,
-         "--terminal-id", TERMINAL_ID, "--master-key", MASTER_KEY.hex(),
-         "--data-dir", str(data_dir)],
-        env=env, capture_output=True, text=True, timeout=START_TIMEOUT_S, check=False,
+         "--terminal-id", TERMINAL_ID, "--master-key-file", "-", "--data-dir", str(data_dir)],
+        env=env, input=MASTER_KEY.hex(), capture_output=True, text=True,
+        timeout=START_TIMEOUT_S, check=False,
     )  # fmt: skip
     assert 0 == registered.returncode, registered.stderr
     output = tmp_path / "host-output.log"

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from host_helpers import MASTER_KEY, MERCHANT_ID, START, TERMINAL_ID
+from host_helpers import MASTER_KEY, MERCHANT_ID, START, TERMINAL_ID, TEST_KEK
 from workers_helpers import (
     ANSWER_TIMEOUT_S,
     START_TIMEOUT_S,
@@ -23,7 +23,7 @@ from workers_helpers import (
 
 from posbatch.batch.totals import compute_totals
 from posbatch.errors import StorageError
-from posbatch.host.cli import DB_FILE_NAME, PAN_KEY_FILE_NAME, pan_key
+from posbatch.host.cli import DB_FILE_NAME, PAN_KEY_FILE_NAME, kek, pan_key
 from posbatch.host.store import HostStore
 from posbatch.host.supervisor import RESTART_BACKOFF_MS, RESTARTS_MAX, restart_delay_ms
 from posbatch.wire import (
@@ -43,7 +43,7 @@ def data_dir(tmp_path: Path, db_url: str) -> Iterator[Path]:
     """A data dir whose store (a SQLite file, or db_url's PostgreSQL schema) has 3 terminals."""
     directory = tmp_path / "data"
     url = db_url if db_url.startswith("postgresql") else f"sqlite:///{directory / DB_FILE_NAME}"
-    store = HostStore.open(url, pan_key=pan_key(directory))
+    store = HostStore.open(url, pan_key=pan_key(directory), kek=kek(directory))
     for terminal_id in (TERMINAL_ID, "10000002", "10000003"):
         store.add_terminal(MERCHANT_ID, terminal_id, MASTER_KEY, now=START)
     store.close()
@@ -210,9 +210,9 @@ def test_a_unit_of_work_waiting_for_a_terminal_reads_what_its_holder_committed(
     its old batch, or none; SQLite: BEGIN IMMEDIATE waits out the busy timeout.)
     """
     url = db_url if db_url.startswith("postgresql") else f"sqlite:///{tmp_path / 'shared.db'}"
-    first = HostStore.open(url, pan_key=b"k" * 32)
+    first = HostStore.open(url, pan_key=b"k" * 32, kek=TEST_KEK)
     first.add_terminal(MERCHANT_ID, TERMINAL_ID, MASTER_KEY, now=START)
-    second = HostStore.open(url, pan_key=b"k" * 32, migrate=False)
+    second = HostStore.open(url, pan_key=b"k" * 32, kek=TEST_KEK, migrate=False)
     with first.transaction() as tx:
         tx.first_batch(TERMINAL_ID, now=START)
     seen = []
@@ -253,7 +253,7 @@ def test_a_worker_store_refuses_an_unmigrated_database(tmp_path: Path) -> None:
 
 def open_store_of(data_dir: Path, db_url: str) -> HostStore:
     url = db_url if db_url.startswith("postgresql") else f"sqlite:///{data_dir / DB_FILE_NAME}"
-    return HostStore.open(url, pan_key=pan_key(data_dir), migrate=False)
+    return HostStore.open(url, pan_key=pan_key(data_dir), kek=kek(data_dir), migrate=False)
 
 
 def _wait_until(condition: Callable[[], bool]) -> None:

@@ -110,7 +110,7 @@ def doctor(
         if host_db is not None:
             from posbatch.host import HostStore  # noqa: PLC0415 - only with --host-db
 
-            store = HostStore.open(host_db)
+            store = HostStore.open(host_db, create=False)  # reading: never makes a store
         link = _Link()
         site = TerminalSite.open(data_dir, link, clock=_now, backups=tuple(backup or ()))
         address_text = site.terminal.state().host_address

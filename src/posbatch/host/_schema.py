@@ -1,16 +1,22 @@
 """The host's tables (SQLAlchemy Core). Changes go through an Alembic migration too.
 
 All times are naive UTC. Money is integer fen. A PAN is only ever stored as
-its keyed hash (``pan_hmac``) and its masked form (``pan_masked``).
+its keyed hash (``pan_hmac``) and its masked form (``pan_masked``). Terminal
+keys (``master_key``, ``mak``, ``pik``, ``pending_keys``) are only ever stored sealed under the
+key-encryption key (:mod:`posbatch.host.sealing`); ``host_key_encryption``
+names that KEK (its id, never the key).
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
+from posbatch.host.sealing import SEALED_KEY_BYTES_MAX
+
 __all__ = [
     "batches",
     "exceptions",
+    "key_encryption",
     "metadata",
     "reversals",
     "settlements",
@@ -26,20 +32,19 @@ terminals = sa.Table(
     metadata,
     sa.Column("terminal_id", sa.String(8), primary_key=True),
     sa.Column("merchant_id", sa.String(15), nullable=False),
-    sa.Column("master_key", sa.LargeBinary(16), nullable=False),
+    sa.Column("master_key", sa.LargeBinary(SEALED_KEY_BYTES_MAX), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("signed_on", sa.Boolean, nullable=False),
-    sa.Column("mak", sa.LargeBinary(8), nullable=True),
-    sa.Column("pik", sa.LargeBinary(16), nullable=True),
+    sa.Column("mak", sa.LargeBinary(SEALED_KEY_BYTES_MAX), nullable=True),
+    sa.Column("pik", sa.LargeBinary(SEALED_KEY_BYTES_MAX), nullable=True),
     sa.Column("current_batch_id", sa.Integer, nullable=True),
     sa.Column("last_stan", sa.Integer, nullable=True),
     sa.Column("signed_on_at", sa.DateTime, nullable=True),
     sa.Column("created_at", sa.DateTime, nullable=False),
-    # The working keys of the last sign-on while no request has used them yet, exactly as
-    # field 62 carried them (encrypted under the TMK, as on the wire): mak/pik stay the keys
-    # in force until a request MACed under these arrives (docs/host.md, "Sign-on and
-    # sign-off from someone else").
-    sa.Column("pending_keys", sa.LargeBinary(40), nullable=True),
+    # PIK ‖ MAK of the last sign-on while no request has used them yet, sealed like every
+    # key: mak/pik stay the keys in force until a request MACed under these arrives
+    # (docs/host.md, "Sign-on and sign-off from someone else").
+    sa.Column("pending_keys", sa.LargeBinary(SEALED_KEY_BYTES_MAX), nullable=True),
 )
 
 batches = sa.Table(
@@ -149,4 +154,14 @@ settlements = sa.Table(
     sa.Column("outcome", sa.String(16), nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Index("ix_host_settlements_terminal", "terminal_id"),
+)
+
+# One row: the id of the KEK every key of this store is sealed under.
+key_encryption = sa.Table(
+    "host_key_encryption",
+    metadata,
+    sa.Column("slot", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("kek_id", sa.String(16), nullable=False),
+    sa.Column("changed_at", sa.DateTime, nullable=False),
+    sa.CheckConstraint("slot = 1", name="ck_host_key_encryption_one_row"),
 )

@@ -1,4 +1,12 @@
-"""``posbatch host …``: a thin shell over posbatch.host (no business logic here)."""
+"""``posbatch host …``: a thin shell over posbatch.host (no business logic here).
+
+The store of a command is opened by :func:`open_store`: its keys sealed under
+the KEK resolved from the data directory or the environment
+(:mod:`posbatch.host.sealing`), its files private. Only ``serve`` and
+``add-terminal`` may create a store; every other command refuses one that does
+not exist. A PosbatchError escaping a command is one line, exit 2
+(:class:`posbatch.cli_support.OneLineErrors`).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,9 +25,21 @@ from typing import Annotated, Final
 import typer
 
 from posbatch import storage
-from posbatch.errors import ConfigError, PosbatchError
+from posbatch.cli_support import OneLineErrors, read_secret_file, refuse_secret_option
+from posbatch.errors import ConfigError, HostError, KekMismatch, PosbatchError
 from posbatch.host.core import HostCore
 from posbatch.host.faults import load_fault_script
+from posbatch.host.sealing import (
+    KEK_ENV,
+    KEK_FILE_ENV,
+    KEK_FILE_NAME,
+    KeyEncryptionKey,
+    commit_rotation,
+    finish_rotation,
+    read_kek_file,
+    resolve_kek,
+    stage_rotation,
+)
 from posbatch.host.server import (
     CONNECTIONS_MAX,
     CONNECTIONS_PER_ADDRESS_MAX,
@@ -31,40 +52,114 @@ from posbatch.host.server import (
 )
 from posbatch.host.store import PAN_KEY_BYTES, HostStore
 from posbatch.host.supervisor import Supervisor, reserve_port, stop_with_parent
+from posbatch.terminal import TerminalSecrets
 
-__all__ = ["app", "open_store", "pan_key"]
+__all__ = ["app", "kek", "open_store", "pan_key"]
 
 DATA_DIR_DEFAULT: Final = Path("posbatch-data")
 DB_FILE_NAME: Final = "host.db"
 PAN_KEY_FILE_NAME: Final = "host-pan.key"
 LISTEN_DEFAULT: Final = "127.0.0.1:5800"
 WORKERS_MAX: Final = 16
+PORT_MAX: Final = 65_535
+LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
+ROWS_DEFAULT: Final = 1000  # rows a listing shows unless --limit says otherwise
+ROWS_MAX: Final = 100_000
 
-app = typer.Typer(help="The acquirer host (POSP).", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="The acquirer host (POSP).", no_args_is_help=True, add_completion=False, cls=OneLineErrors
+)
 
 DataDir = Annotated[
-    Path, typer.Option("--data-dir", help="Where the SQLite file and the PAN key live.")
+    Path,
+    typer.Option("--data-dir", help="Where the SQLite file, the PAN key and the KEK live."),
 ]
+Limit = Annotated[int, typer.Option("--limit", min=1, max=ROWS_MAX, help="Rows to show at most.")]
 
 
-def pan_key(data_dir: Path) -> bytes:
-    """The PAN-hash key of this data directory (created on first use, mode 0600)."""
+def pan_key(data_dir: Path, *, create: bool = True) -> bytes | None:
+    """The PAN-hash key of this data directory (created on first use, mode 0600).
+
+    Without ``create`` a missing key is None: a command that never hashes a PAN.
+    """
     path = data_dir / PAN_KEY_FILE_NAME
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(secrets.token_hex(PAN_KEY_BYTES))
+        if not create:
+            return None
+        storage.write_private_file(path, secrets.token_hex(PAN_KEY_BYTES), exclusive=True)
+    text = storage.read_private_file(path, missing=f"no PAN key at {path}")
     try:
-        return bytes.fromhex(path.read_text().strip())
+        return bytes.fromhex(text.strip())
     except ValueError as exc:
         raise ConfigError(f"{path} does not hold a hex key") from exc
 
 
-def open_store(data_dir: Path, *, migrate: bool = True) -> HostStore:
-    """The store of ``data_dir`` (or of POSBATCH_DATABASE_URL)."""
+def kek(data_dir: Path, *, create: bool = True) -> KeyEncryptionKey:
+    """The KEK of the store of ``data_dir`` (see :func:`posbatch.host.sealing.resolve_kek`)."""
+    return resolve_kek(data_dir, create=create)
+
+
+def open_store(data_dir: Path, *, migrate: bool = True, create: bool = False) -> HostStore:
+    """The store of ``data_dir`` (or of POSBATCH_DATABASE_URL), keys sealed under its KEK.
+
+    ``create``: a new store may be made (``serve``, ``add-terminal``); otherwise a
+    missing store is a ConfigError and nothing is created. The data directory and
+    its files must be private (mode 0700 / 0600): a looser one is refused, with the
+    chmod that fixes it. A rotation that committed but did not yet put its new KEK
+    file in place (a crash between the two) is finished here.
+    """
     url = storage.database_url(data_dir, file_name=DB_FILE_NAME)
-    return HostStore.open(url, pan_key=pan_key(data_dir), migrate=migrate)
+    database = storage.sqlite_path(url)
+    if create:
+        storage.make_private_dir(data_dir)
+    elif database is not None and not database.is_file():
+        raise ConfigError(
+            f"no host store at {database}: check --data-dir "
+            "(`posbatch host add-terminal` or `serve` makes a new one)"
+        )
+    if data_dir.exists():
+        if not data_dir.is_dir():
+            raise ConfigError(f"--data-dir {data_dir} is not a directory")
+        storage.check_private(data_dir)
+    if database is not None:
+        storage.check_private_database(database)
+    default_kek = data_dir / KEK_FILE_NAME
+    from_environment = bool(os.environ.get(KEK_FILE_ENV, "").strip() or os.environ.get(KEK_ENV))
+    # An existing SQLite store without a KEK file predates sealing: the migration seals it.
+    make_kek = not (from_environment or default_kek.exists()) and (create or database is not None)
+    found: list[KeyEncryptionKey] = []
+
+    def store_kek() -> KeyEncryptionKey:  # once the database answers: its errors come first
+        found.append(resolve_kek(data_dir, create=make_kek))
+        return found[0]
+
+    try:
+        return HostStore.open(
+            url,
+            pan_key=pan_key(data_dir, create=create),
+            kek=store_kek,
+            migrate=migrate,
+            create=create,
+        )
+    except KekMismatch as exc:
+        if make_kek:  # the KEK made just now is not this store's: leave no stray key behind
+            default_kek.unlink(missing_ok=True)
+            raise KekMismatch(
+                f"no KEK at {default_kek}, and this store is sealed under KEK "
+                f"{exc.store_kek_id}: give that KEK ({KEK_FILE_ENV}=PATH or {KEK_ENV}), "
+                "see docs/host.md",
+                store_kek_id=exc.store_kek_id,
+            ) from exc
+        if finish_rotation(found[0], exc.store_kek_id):
+            return open_store(data_dir, migrate=migrate, create=create)
+        raise
+
+
+def _registered(store: HostStore, terminal_id: str) -> None:
+    if store.terminal(terminal_id) is None:
+        raise HostError(
+            f"terminal {terminal_id!r} is not registered (`posbatch host list-terminals`)"
+        )
 
 
 def _fail(exc: PosbatchError) -> typer.Exit:
@@ -79,13 +174,15 @@ def serve_command(
     faults: Annotated[
         Path | None, typer.Option(help="Fault script (JSON or TOML), see docs/host.md.")
     ] = None,
-    log_level: Annotated[str, typer.Option(help="info: one JSON line per request.")] = "info",
+    log_level: Annotated[
+        str, typer.Option(help=f"info: one JSON line per request ({', '.join(LOG_LEVELS)}).")
+    ] = "info",
     *,
     connections_max: Annotated[
-        int, typer.Option(help="Most connections at once (per worker).")
+        int, typer.Option(min=1, help="Most connections at once (per worker).")
     ] = CONNECTIONS_MAX,
     idle_timeout_ms: Annotated[
-        int, typer.Option(help="Close a connection this long after its last whole frame.")
+        int, typer.Option(min=1, help="Close a connection this long after its last whole frame.")
     ] = IDLE_TIMEOUT_MS,
     connections_per_address_max: Annotated[
         int | None,
@@ -127,12 +224,13 @@ def serve_command(
         signal.signal(signum, lambda received, _frame: early_stop.append(received))
     if worker and supervisor_pid and not stop_with_parent(supervisor_pid):
         early_stop.append(signal.SIGTERM)
+    if log_level.lower() not in LOG_LEVELS:
+        raise _fail(ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}"))
     logging.basicConfig(stream=sys.stderr, format="%(message)s", level=log_level.upper())
     logging.getLogger("alembic").setLevel(logging.WARNING)
     if not 1 <= workers <= WORKERS_MAX:
         raise _fail(ConfigError(f"--workers must be 1..{WORKERS_MAX}"))
-    host, _, port_text = listen.rpartition(":")
-    host = host or "127.0.0.1"
+    host, port = _listen_address(listen)
     try:
         limits = ServerLimits(
             connections_max=connections_max,
@@ -147,15 +245,13 @@ def serve_command(
         for name in ServerLimits.__dataclass_fields__:
             text = text.replace(name, "--" + name.replace("_", "-"))
         raise _fail(ConfigError(text)) from exc
-    try:
-        port = int(port_text)
-        script = load_fault_script(faults) if faults is not None else None
-        # The supervisor (or the one process) migrates; a worker only checks.
-        store = open_store(data_dir, migrate=not worker)
-    except ValueError:
-        raise _fail(ConfigError(f"--listen must be HOST:PORT, not {listen!r}")) from None
-    except PosbatchError as exc:
-        raise _fail(exc) from exc
+    try:  # before the store is made: a typo in --listen leaves nothing behind
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise _fail(ConfigError(f"cannot listen on {listen}: {exc.strerror or exc}")) from exc
+    script = load_fault_script(faults) if faults is not None else None
+    # The supervisor (or the one process) migrates; a worker only checks.
+    store = open_store(data_dir, migrate=not worker, create=not worker)
     if workers > 1:
         store.close()
         if early_stop:
@@ -175,8 +271,18 @@ def serve_command(
         asyncio.run(
             _serve_until_signalled(core, host, port, limits, reuse_port=worker, early=early_stop)
         )
+    except OSError as exc:  # the address: in use, not on this machine, not resolved
+        raise _fail(ConfigError(f"cannot listen on {listen}: {exc.strerror or exc}")) from exc
     finally:
         store.close()
+
+
+def _listen_address(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` (HOST may be empty: 127.0.0.1; PORT 0 picks a free one)."""
+    host, separator, port_text = listen.rpartition(":")
+    if not separator or not port_text.isdigit() or not 0 <= int(port_text) <= PORT_MAX:
+        raise ConfigError(f"--listen must be HOST:PORT with a port 0..{PORT_MAX}, not {listen!r}")
+    return host or "127.0.0.1", int(port_text)
 
 
 async def _serve_until_signalled(
@@ -217,28 +323,33 @@ def _supervise(host: str, port: int, workers: int, options: list[str]) -> int:
 
 @app.command("add-terminal")
 def add_terminal(
-    merchant_id: Annotated[str, typer.Option(help="15 characters.")],
-    terminal_id: Annotated[str, typer.Option(help="8 characters.")],
-    master_key: Annotated[
-        str | None, typer.Option(help="32 hex digits; generated and printed when absent.")
+    merchant_id: Annotated[str, typer.Option(help="15 letters or digits.")],
+    terminal_id: Annotated[str, typer.Option(help="8 letters or digits.")],
+    master_key_file: Annotated[
+        str | None,
+        typer.Option(
+            help="File holding the TMK (32 hex digits), or - to read it from standard input; "
+            "generated and printed when absent. Never on the command line: `ps` shows a "
+            "command line to every user of the machine."
+        ),
     ] = None,
+    master_key: Annotated[str | None, typer.Option(hidden=True)] = None,
     data_dir: DataDir = DATA_DIR_DEFAULT,
 ) -> None:
-    """Register a terminal with its master key (TMK).
+    """Register a terminal with its master key (TMK), sealed under the store's KEK.
 
     Example: posbatch host add-terminal --merchant-id 898110054110001 --terminal-id 10000001
+    --master-key-file tmk.hex
     """
-    generated = master_key is None
-    key_hex = secrets.token_hex(16).upper() if master_key is None else master_key
-    try:
-        key = bytes.fromhex(key_hex)
-    except ValueError:
-        raise _fail(ConfigError("--master-key must be 32 hex digits")) from None
-    try:
-        with open_store(data_dir) as store:
-            store.add_terminal(merchant_id, terminal_id, key, now=datetime.now(UTC))
-    except PosbatchError as exc:
-        raise _fail(exc) from exc
+    refuse_secret_option(master_key, option="--master-key", instead="--master-key-file PATH or -")
+    generated = master_key_file is None
+    if master_key_file is None:
+        key_hex = secrets.token_hex(16).upper()
+    else:
+        key_hex = read_secret_file(master_key_file, what="master key")
+    key = TerminalSecrets.parse_master_key(key_hex)
+    with open_store(data_dir, create=True) as store:
+        store.add_terminal(merchant_id, terminal_id, key, now=datetime.now(UTC))
     typer.echo(f"registered terminal {terminal_id} of merchant {merchant_id}")
     if generated:
         typer.echo(f"master key: {key_hex}")
@@ -250,9 +361,9 @@ def list_terminals(data_dir: DataDir = DATA_DIR_DEFAULT) -> None:
 
     Example: posbatch host list-terminals --data-dir ./posbatch-data
     """
-    typer.echo("terminal_id  merchant_id      status     signed_on  batch_no  state      last_stan")
     with open_store(data_dir) as store:
         terminals = store.list_terminals()
+    typer.echo("terminal_id  merchant_id      status     signed_on  batch_no  state      last_stan")
     for info in terminals:
         batch = "-" if info.batch_no is None else f"{info.batch_no:06d}"
         state = "-" if info.batch_state is None else info.batch_state.value
@@ -282,16 +393,22 @@ def suspend(
 
 
 @app.command("batches")
-def batches(terminal_id: str, data_dir: DataDir = DATA_DIR_DEFAULT) -> None:
+def batches(
+    terminal_id: str, data_dir: DataDir = DATA_DIR_DEFAULT, limit: Limit = ROWS_DEFAULT
+) -> None:
     """Show a terminal's batches: state, times, how each closed, settlement answer.
 
     Example: posbatch host batches 10000001
     """
+    with open_store(data_dir) as store:
+        _registered(store, terminal_id)
+        rows = store.batches(terminal_id, limit=limit + 1)
     typer.echo(
         "batch_no  state      opened_at            closed_at            closed_by  host_totals"
     )
-    with open_store(data_dir) as store:
-        rows = store.batches(terminal_id)
+    if len(rows) > limit:
+        typer.echo(f"… older batches not shown: only the latest {limit} (--limit)")
+        rows = rows[1:]
     for batch in rows:
         closed = "-" if batch.closed_at is None else f"{batch.closed_at:%Y-%m-%d %H:%M:%S}"
         totals = "-" if batch.host_totals is None else batch.host_totals.encode()
@@ -305,20 +422,32 @@ def batches(terminal_id: str, data_dir: DataDir = DATA_DIR_DEFAULT) -> None:
 @app.command("transactions")
 def transactions(
     terminal_id: str,
-    batch_no: Annotated[int | None, typer.Option(help="Only this batch.")] = None,
+    batch_no: Annotated[int | None, typer.Option(min=1, help="Only this batch.")] = None,
     data_dir: DataDir = DATA_DIR_DEFAULT,
+    limit: Limit = ROWS_DEFAULT,
+    page: Annotated[
+        int, typer.Option(min=1, help="Which page of --limit rows (1 = the oldest).")
+    ] = 1,
 ) -> None:
-    """Show a terminal's transactions (masked card numbers only).
+    """Show a terminal's transactions (masked card numbers only), a page at a time.
 
-    Example: posbatch host transactions 10000001 --batch-no 1
+    Example: posbatch host transactions 10000001 --batch-no 1 --limit 100 --page 2
     """
-    typer.echo("batch_no  stan    kind      amount_fen  card                 status    code")
     with open_store(data_dir) as store:
-        found = store.transactions(terminal_id, batch_no)
+        _registered(store, terminal_id)
+        found = store.transactions(terminal_id, batch_no, limit=limit, offset=(page - 1) * limit)
+        total = store.count_transactions(terminal_id, batch_no)
+    typer.echo("batch_no  stan    kind      amount_fen  card                 status    code")
     for row in found:
         typer.echo(
             f"{row.batch_no:06d}    {row.stan:06d}  {row.kind.value:<9} {row.amount_fen:>10}  "
             f"{row.pan_masked:<20} {row.status:<9} {row.response_code}"
+        )
+    first = (page - 1) * limit
+    if first + len(found) < total or page > 1:
+        more = f"; next: --page {page + 1}" if first + len(found) < total else ""
+        typer.echo(
+            f"… rows {first + 1 if found else 0}-{first + len(found)} of {total} shown{more}"
         )
 
 
@@ -326,13 +455,19 @@ def transactions(
 def exceptions(
     terminal_id: Annotated[str | None, typer.Argument(help="Only this terminal.")] = None,
     data_dir: DataDir = DATA_DIR_DEFAULT,
+    limit: Limit = ROWS_DEFAULT,
 ) -> None:
     """Show exception (差错) records with their causes.
 
     Example: posbatch host exceptions 10000001
     """
     with open_store(data_dir) as store:
-        records = store.exceptions(terminal_id)
+        if terminal_id is not None:
+            _registered(store, terminal_id)
+        records = store.exceptions(terminal_id, limit=limit + 1)
+    if len(records) > limit:
+        records = records[:limit]
+        typer.echo(f"… only the oldest {limit} exception records are shown (--limit)")
     for row in records:
         batch = "-" if row.batch_no is None else f"{row.batch_no:06d}"
         stan = "-" if row.stan is None else f"{row.stan:06d}"
@@ -381,3 +516,45 @@ def doctor(
     except PosbatchError as exc:
         raise _fail(exc) from exc
     raise typer.Exit(code)
+
+
+@app.command("rotate-kek")
+def rotate_kek(
+    data_dir: DataDir = DATA_DIR_DEFAULT,
+    new_kek_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="A file holding the new KEK (64 hex digits, mode 0600); generated when absent."
+        ),
+    ] = None,
+) -> None:
+    """Re-seal every terminal key under a new key-encryption key, in one transaction.
+
+    Stop every host process on the store first (one still running keeps the old KEK
+    and is refused). A crash before the commit leaves the old KEK in force; after it,
+    the next command finishes the change. The KEK file (the data directory's, or
+    POSBATCH_HOST_KEK_FILE) then holds the new KEK; a KEK given in POSBATCH_HOST_KEK
+    needs --new-kek-file, whose content you then put in its place.
+
+    Example: posbatch host rotate-kek --data-dir ./posbatch-data
+    """
+    with open_store(data_dir) as store:
+        old = store.kek_id
+        current = kek(data_dir, create=False)
+        if new_kek_file is not None:
+            if not new_kek_file.exists():
+                new = KeyEncryptionKey.generate(str(new_kek_file))
+                storage.write_private_file(new_kek_file, new.hex() + "\n", exclusive=True)
+            new = read_kek_file(new_kek_file)
+        elif current.path is None:
+            raise ConfigError(f"the KEK comes from {KEK_ENV}: give the new one in --new-kek-file")
+        else:
+            new = KeyEncryptionKey.generate()
+        stage_rotation(current, new)
+        count = store.rotate_kek(new)
+        commit_rotation(current)
+    where = current.path or new_kek_file
+    typer.echo(f"re-sealed the keys of {count} terminals under KEK {new.kek_id} (was {old})")
+    typer.echo(f"the KEK is in {where}; restart every host process on this store")
+    if current.path is None:
+        typer.echo(f"put the KEK of {new_kek_file} in {KEK_ENV} (or {KEK_FILE_ENV}={new_kek_file})")

@@ -58,14 +58,7 @@ import iso8583
 
 from posbatch.batch.host_batch import FIRST_BATCH_NO, BatchEvent, apply
 from posbatch.batch.totals import card_type_of_pan, describe_totals, net_fen
-from posbatch.errors import (
-    DecodeError,
-    EncodeError,
-    FrameError,
-    KeyCheckError,
-    MacError,
-    PosbatchError,
-)
+from posbatch.errors import DecodeError, EncodeError, FrameError, MacError, PosbatchError
 from posbatch.host.faults import FaultAction, FaultRule, FaultScript
 from posbatch.host.issuer import Issuer, IssuerRules
 from posbatch.host.store import (
@@ -78,6 +71,7 @@ from posbatch.host.store import (
     TransactionRow,
     TransactionStatus,
     naive_utc,
+    pending_keys_bytes,
 )
 from posbatch.wire import (
     MAC_BYTES,
@@ -119,7 +113,6 @@ from posbatch.wire import (
     encode_message,
     has_mac,
     mask_pan,
-    unwrap_working_keys,
     wrap_working_keys,
 )
 
@@ -420,7 +413,7 @@ class HostCore:
                 _answer(request, "A0", now=now), requirement=ProcessingRequirement.SIGN_ON
             )
         if proof != terminal.mak:  # the keys of the last sign-on, used for the first time
-            keys = _pending_keys(terminal)
+            keys = terminal.pending_keys
             assert keys is not None and keys.mak == proof
             tx.update_terminal(
                 terminal.terminal_id, mak=keys.mak, pik=keys.pik, pending_keys=None, signed_on=True
@@ -440,24 +433,23 @@ class HostCore:
 
         An 0800 carries no MAC: anyone who knows the terminal's ids (printed on
         every receipt) can send one. So a sign-on never replaces the keys in
-        force (``mak``/``pik``): its keys wait in ``pending_keys``, as field 62
-        carried them, and come into force with the first request MACed under
-        them (:meth:`_decide`). Until then every sign-on — a spoofed one, a
+        force (``mak``/``pik``): its keys wait in ``pending_keys`` (sealed like
+        every key) and come into force with the first request MACed under them
+        (:meth:`_decide`). Until then every sign-on — a spoofed one, a
         duplicate on the line, a resend after a lost answer, whatever its STAN —
         hands out those same keys again; new ones are made only once the last
         ones were used. The real terminal therefore always ends up with keys the
         host takes, and its keys in force keep working whoever signs it on.
         """
-        blob = terminal.pending_keys
-        if blob is None:
+        keys = terminal.pending_keys
+        if keys is None:
             keys = WorkingKeys(pik=self._random_bytes(PIK_BYTES), mak=self._random_bytes(MAK_BYTES))
-            blob = wrap_working_keys(bytes(terminal.master_key), keys)
         if terminal.current_batch_id is None:
             tx.first_batch(terminal.terminal_id, now=now)
         tx.update_terminal(
             terminal.terminal_id,
             signed_on=True,
-            pending_keys=blob,
+            pending_keys=pending_keys_bytes(keys),
             signed_on_at=_naive(now),
             last_stan=request.stan,
         )
@@ -470,7 +462,7 @@ class HostCore:
             batch.batch_no,
             "00",
             *_wire_time(now),
-            blob,
+            wrap_working_keys(bytes(terminal.master_key), keys),  # the same keys, the same 62
             _detail(tx, terminal, None),
         )
         requirement = (
@@ -518,28 +510,17 @@ def _answer_mak(
         return proof
     if not terminal.signed_on:
         return None
-    pending = _pending_keys(terminal)
-    if pending is not None:
-        return pending.mak
+    if terminal.pending_keys is not None:
+        return terminal.pending_keys.mak
     return None if terminal.mak is None else bytes(terminal.mak)
-
-
-def _pending_keys(terminal: TerminalRow) -> WorkingKeys | None:
-    """The keys of the terminal's last sign-on that no request used yet (None: none)."""
-    if terminal.pending_keys is None:
-        return None
-    try:
-        return unwrap_working_keys(bytes(terminal.master_key), bytes(terminal.pending_keys))
-    except (KeyCheckError, ValueError):  # not under this TMK: nobody can use them
-        return None
 
 
 def _proven_mak(terminal: TerminalRow, body: bytes) -> bytes | None:
     """The MAK under which ``body``'s field 64 verifies, or None.
 
     First the keys in force, then those of the last sign-on not used yet
-    (unwrapped only when the first do not verify: a new terminal's first
-    request, or a MAC nobody can make).
+    (tried only when the first do not verify: a terminal's first request after
+    a sign-on, or a MAC nobody can make).
     """
     if not has_mac(body):
         return None
@@ -547,11 +528,10 @@ def _proven_mak(terminal: TerminalRow, body: bytes) -> bytes | None:
         with contextlib.suppress(MacError):
             check_mac(body, bytes(terminal.mak))
             return bytes(terminal.mak)
-    pending = _pending_keys(terminal)
-    if pending is not None:
+    if terminal.pending_keys is not None:
         with contextlib.suppress(MacError):
-            check_mac(body, pending.mak)
-            return pending.mak
+            check_mac(body, terminal.pending_keys.mak)
+            return terminal.pending_keys.mak
     return None
 
 

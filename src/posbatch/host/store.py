@@ -9,6 +9,18 @@ commit happens when the ``with`` block ends, and nothing is answered before.
 
 PANs: only ``pan_hmac`` (HMAC-SHA256 under the store's PAN key, which lives
 outside the database) and ``pan_masked`` are written.
+
+Keys: the TMK, MAK and PIK of a terminal are sealed under the store's
+key-encryption key (:mod:`posbatch.host.sealing`) here and only here — sealed
+on write (:meth:`HostStore.add_terminals`, :meth:`StoreTx.update_terminal`, for
+every column of :data:`SEALED_COLUMNS`), opened on read (the terminal rows of
+the request path, pending working keys included). Callers pass and get
+clear keys and never see a sealed one. ``host_key_encryption`` records the id
+of the KEK; a store opened with another KEK is refused at once
+(:class:`~posbatch.errors.KekMismatch`), and a unit of work that seals checks
+the record under a lock, so no key is ever sealed under a KEK the store has
+left (:meth:`HostStore.rotate_kek`). A new key column joins
+:data:`SEALED_COLUMNS` and is read through :meth:`HostStore.open_key`.
 """
 
 from __future__ import annotations
@@ -31,18 +43,22 @@ from sqlalchemy.pool import StaticPool
 from posbatch import storage
 from posbatch.batch.host_batch import FIRST_BATCH_NO, BatchEvent, apply, next_batch_no
 from posbatch.batch.totals import compute_totals, describe_totals, net_fen
-from posbatch.errors import HostError, StorageError
+from posbatch.errors import ConfigError, HostError, KekMismatch, StorageError
 from posbatch.host import _schema as t
+from posbatch.host.sealing import KEK_ENV, KEK_FILE_ENV, KEK_FILE_NAME, KeyEncryptionKey, KeyKind
 from posbatch.wire import (
     BatchState,
     CardType,
     Kind,
     Reconciliation,
     SettlementTotals,
+    WorkingKeys,
 )
 
 __all__ = [
+    "KEK_ATTRIBUTE",
     "PAN_KEY_BYTES",
+    "SEALED_COLUMNS",
     "BatchInfo",
     "ExceptionInfo",
     "ExceptionKind",
@@ -53,6 +69,7 @@ __all__ = [
     "TransactionInfo",
     "TransactionStatus",
     "naive_utc",
+    "pending_keys_bytes",
 ]
 
 MIGRATIONS: Final = "posbatch.host:migrations"
@@ -64,6 +81,16 @@ MERCHANT_ID_CHARS: Final = 15
 # Read operations return at most this many rows unless told otherwise.
 READ_LIMIT_DEFAULT: Final = 1000
 WRITE_OPTION: Final = "posbatch_host_write"
+# The migrations get the KEK under this attribute (v0002 seals the keys of older stores).
+KEK_ATTRIBUTE: Final = "host_kek"
+# The columns of host_terminals that hold a key, and what key each holds: sealed, always.
+SEALED_COLUMNS: Final[dict[str, KeyKind]] = {
+    "master_key": KeyKind.TMK,
+    "mak": KeyKind.MAK,
+    "pik": KeyKind.PIK,
+    "pending_keys": KeyKind.PENDING,  # PIK ‖ MAK of a sign-on, until a request uses them
+}
+PIK_BYTES: Final = 16
 
 
 class TerminalStatus:
@@ -203,25 +230,52 @@ class HostStore:
     ``pan_key`` keys the PAN hash: pass the same key every time a store is
     opened over the same data (the CLI keeps it in the data directory);
     without one a random key is used, fit only for an in-memory store.
+    ``kek`` seals the terminal keys (the CLI resolves it with
+    :func:`posbatch.host.sealing.resolve_kek`). Without one a random KEK of this
+    process is used and nothing is recorded: fit for an in-memory store, or for
+    a reader that never touches keys (doctor); a key sealed under another KEK
+    then fails to open with :class:`~posbatch.errors.KekMismatch`.
     """
 
-    def __init__(self, engine: Engine, *, pan_key: bytes | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        pan_key: bytes | None = None,
+        kek: KeyEncryptionKey | None = None,
+    ) -> None:
         self.engine = engine
         self._pan_key = pan_key if pan_key is not None else secrets.token_bytes(PAN_KEY_BYTES)
         if len(self._pan_key) < 16:
             raise HostError("the PAN key must be at least 16 bytes")
+        self._kek = kek or KeyEncryptionKey.generate("a random KEK of this process (none given)")
         self.sql = _HotSql(engine)
 
     @classmethod
-    def open(cls, url: str, *, pan_key: bytes | None = None, migrate: bool = True) -> HostStore:
+    def open(
+        cls,
+        url: str,
+        *,
+        pan_key: bytes | None = None,
+        kek: KeyEncryptionKey | Callable[[], KeyEncryptionKey] | None = None,
+        migrate: bool = True,
+        create: bool = True,
+    ) -> HostStore:
         """Engine for ``url`` (SQLite file, ``sqlite://`` in memory, or PostgreSQL), migrated.
 
         ``migrate=False`` (a worker of ``serve --workers N``, whose supervisor migrated
         before starting it) only checks that the database is at the migrations' head:
-        StorageError if not, so N processes never race to migrate.
+        StorageError if not, so N processes never race to migrate. ``create=False``
+        (every command that only reads or changes what exists) refuses, with a
+        ConfigError, a store that does not exist yet instead of making an empty one.
+        With ``kek``, the store must be sealed under it (KekMismatch, one line, if not);
+        a new store records it. ``kek`` may be a function that finds it, called once the
+        database is known to answer (so that a database that is down says so first).
         """
-        parsed = sa.engine.make_url(url)
-        if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        path = storage.sqlite_path(url)
+        if path is not None and not create and not path.is_file():
+            raise ConfigError(f"no host store at {path} (nothing was created)")
+        if path is None and storage.is_memory_url(url):
             engine = sa.create_engine(
                 "sqlite://",
                 poolclass=StaticPool,
@@ -230,13 +284,26 @@ class HostStore:
             sa.event.listen(engine, "connect", _memory_pragmas)
         else:
             engine = storage.create_engine(url)
-        if engine.dialect.name == "sqlite":
-            _begin_immediate(engine)
-        if migrate:
-            storage.upgrade(engine, MIGRATIONS, version_table=VERSION_TABLE)
-        else:
-            _check_migrated(engine)
-        return cls(engine, pan_key=pan_key)
+        try:
+            if engine.dialect.name == "sqlite":
+                _begin_immediate(engine)
+            if not create and path is None:
+                _check_exists(engine)
+            if callable(kek):
+                kek = kek()
+            if migrate:
+                attributes = {} if kek is None else {KEK_ATTRIBUTE: kek}
+                storage.upgrade(
+                    engine, MIGRATIONS, version_table=VERSION_TABLE, attributes=attributes
+                )
+            else:
+                _check_migrated(engine)
+            if kek is not None:
+                _claim_kek(engine, kek)
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine, pan_key=pan_key, kek=kek)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -249,6 +316,98 @@ class HostStore:
 
     def pan_hmac(self, pan: str) -> str:
         return hmac.digest(self._pan_key, pan.encode("ascii"), "sha256").hex()
+
+    # --- sealed keys (the one place that seals and opens) ---------------------------------
+
+    @property
+    def kek_id(self) -> str:
+        """The id of the KEK this store seals under (an HMAC of it, safe to print)."""
+        return self._kek.kek_id
+
+    def seal_key(self, kind: KeyKind, terminal_id: str, clear: bytes) -> bytes:
+        return self._kek.seal(clear, kind=kind, terminal_id=terminal_id)
+
+    def open_key(self, kind: KeyKind, terminal_id: str, sealed: bytes) -> bytes:
+        return self._kek.open(sealed, kind=kind, terminal_id=terminal_id)
+
+    def _sealed_values(self, terminal_id: str, values: dict[str, Any]) -> bool:
+        """Seal, in place, every key of ``values``; True if any was sealed."""
+        sealed = False
+        for column, kind in SEALED_COLUMNS.items():
+            clear = values.get(column)
+            if clear is not None:
+                values[column] = self.seal_key(kind, terminal_id, bytes(clear))
+                sealed = True
+        return sealed
+
+    def check_kek(self, connection: Connection) -> None:
+        """KekMismatch unless the store is sealed under this store's KEK (or records none).
+
+        Locks the record for the rest of the unit of work (PostgreSQL ``FOR SHARE``;
+        SQLite holds the whole database already): a rotation cannot commit between
+        this check and the keys this unit of work seals.
+        """
+        recorded = connection.execute(
+            sa.select(t.key_encryption.c.kek_id).with_for_update(read=True)
+        ).scalar()
+        if recorded is not None and recorded != self._kek.kek_id:
+            raise _kek_mismatch(recorded, self._kek)
+
+    def rotate_kek(
+        self, new_kek: KeyEncryptionKey, *, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Re-seal every key of the store under ``new_kek`` in ONE transaction; return the count.
+
+        Either every key is sealed under the new KEK and the record names it, or —
+        a failure or a crash at any point before the commit — nothing changed and
+        the old KEK opens everything. ``progress(n)`` is called after each terminal.
+        From the commit on, this store seals and opens under ``new_kek``; any other
+        process still holding the old KEK is refused (KekMismatch) until restarted.
+        """
+        if new_kek.kek_id == self._kek.kek_id:
+            raise ConfigError("the new KEK is the KEK in use: nothing to rotate")
+        done = 0
+        with self.transaction() as tx:
+            connection = tx.connection
+            recorded = connection.execute(
+                sa.select(t.key_encryption.c.kek_id).with_for_update()
+            ).scalar()
+            if recorded is not None and recorded != self._kek.kek_id:
+                raise _kek_mismatch(recorded, self._kek)
+            columns = [t.terminals.c[name] for name in SEALED_COLUMNS]
+            rows = connection.execute(
+                sa.select(t.terminals.c.terminal_id, *columns)
+                .order_by(t.terminals.c.terminal_id)
+                .with_for_update()
+            ).all()
+            for row in rows:
+                terminal_id = row[0]
+                values = {}
+                for (name, kind), sealed in zip(SEALED_COLUMNS.items(), row[1:], strict=True):
+                    if sealed is not None:
+                        clear = self.open_key(kind, terminal_id, sealed)
+                        values[name] = new_kek.seal(clear, kind=kind, terminal_id=terminal_id)
+                connection.execute(
+                    t.terminals.update()
+                    .where(t.terminals.c.terminal_id == terminal_id)
+                    .values(values)
+                )
+                done += 1
+                if progress is not None:
+                    progress(done)
+            moment = naive_utc(datetime.now(UTC))
+            if recorded is None:
+                connection.execute(
+                    t.key_encryption.insert().values(
+                        slot=1, kek_id=new_kek.kek_id, changed_at=moment
+                    )
+                )
+            else:
+                connection.execute(
+                    t.key_encryption.update().values(kek_id=new_kek.kek_id, changed_at=moment)
+                )
+        self._kek = new_kek
+        return done
 
     @contextmanager
     def transaction(self) -> Iterator[StoreTx]:
@@ -286,13 +445,14 @@ class HostStore:
                 {
                     "terminal_id": terminal_id,
                     "merchant_id": merchant_id,
-                    "master_key": master_key,
+                    "master_key": self.seal_key(KeyKind.TMK, terminal_id, master_key),
                     "status": TerminalStatus.ACTIVE,
                     "signed_on": False,
                     "created_at": naive_utc(now),
                 }
             )
         with self.transaction() as tx:
+            self.check_kek(tx.connection)
             ids = [row["terminal_id"] for row in rows]
             taken = tx.connection.execute(
                 sa.select(t.terminals.c.terminal_id).where(t.terminals.c.terminal_id.in_(ids))
@@ -393,9 +553,18 @@ class HostStore:
         ]
 
     def transactions(
-        self, terminal_id: str, batch_no: int | None = None, *, limit: int = READ_LIMIT_DEFAULT
+        self,
+        terminal_id: str,
+        batch_no: int | None = None,
+        *,
+        limit: int = READ_LIMIT_DEFAULT,
+        offset: int = 0,
     ) -> list[TransactionInfo]:
-        """Transactions of the terminal (of its latest batch ``batch_no`` if given), in order."""
+        """Transactions of the terminal (of its latest batch ``batch_no`` if given), in order.
+
+        At most ``limit`` of them, after the first ``offset`` (a page of a long list:
+        :meth:`count_transactions` says how many there are in all).
+        """
         query = (
             sa.select(t.transactions, t.batches.c.batch_no)
             .join(t.batches, t.batches.c.batch_id == t.transactions.c.batch_id)
@@ -408,7 +577,7 @@ class HostStore:
                     return []
                 query = query.where(t.transactions.c.batch_id == batch_id)
             rows = connection.execute(
-                query.order_by(t.transactions.c.transaction_id).limit(limit)
+                query.order_by(t.transactions.c.transaction_id).limit(limit).offset(offset)
             ).all()
         return [
             TransactionInfo(
@@ -430,6 +599,17 @@ class HostStore:
             )
             for row in rows
         ]
+
+    def count_transactions(self, terminal_id: str, batch_no: int | None = None) -> int:
+        """How many rows :meth:`transactions` has for these arguments, however long."""
+        query = sa.select(sa.func.count()).where(t.transactions.c.terminal_id == terminal_id)
+        with self.engine.connect() as connection:
+            if batch_no is not None:
+                batch_id = _latest_batch_id(connection, terminal_id, batch_no)
+                if batch_id is None:
+                    return 0
+                query = query.where(t.transactions.c.batch_id == batch_id)
+            return int(connection.execute(query).scalar_one())
 
     def exceptions(
         self, terminal_id: str | None = None, *, limit: int = READ_LIMIT_DEFAULT
@@ -533,6 +713,54 @@ class HostStore:
             return tx.open_next_batch(terminal_id, batch.batch_no, now=now)
 
 
+def _kek_mismatch(recorded: str, kek: KeyEncryptionKey) -> KekMismatch:
+    return KekMismatch(
+        f"the keys of this host store are sealed under KEK {recorded}, and the KEK from "
+        f"{kek.source} is {kek.kek_id}: give the KEK the store was sealed with "
+        f"({KEK_FILE_ENV}=PATH, {KEK_ENV}, or {KEK_FILE_NAME} in the data directory)",
+        store_kek_id=recorded,
+    )
+
+
+def _claim_kek(engine: Engine, kek: KeyEncryptionKey) -> None:
+    """Record ``kek`` as the store's KEK if none is; KekMismatch if another one is."""
+    select = sa.select(t.key_encryption.c.kek_id)
+    try:
+        try:
+            with engine.begin() as connection:
+                recorded = connection.execute(select).scalar()
+                if recorded is None:
+                    connection.execute(
+                        t.key_encryption.insert().values(
+                            slot=1, kek_id=kek.kek_id, changed_at=naive_utc(datetime.now(UTC))
+                        )
+                    )
+                    return
+        except sa.exc.IntegrityError:  # another process recorded its KEK first
+            with engine.connect() as connection:
+                recorded = connection.execute(select).scalar()
+    except sa.exc.SQLAlchemyError as exc:
+        url = engine.url.render_as_string(hide_password=False)
+        raise StorageError(f"host store {storage.describe_database_error(exc, url)}") from exc
+    if recorded != kek.kek_id:
+        raise _kek_mismatch(str(recorded), kek)
+
+
+def _check_exists(engine: Engine) -> None:
+    """ConfigError unless the database (PostgreSQL) holds a host store already."""
+    url = engine.url.render_as_string(hide_password=False)
+    try:
+        with engine.connect() as connection:
+            exists = sa.inspect(connection).has_table(VERSION_TABLE)
+    except sa.exc.SQLAlchemyError as exc:
+        raise StorageError(
+            f"cannot open the database {storage.describe_database_error(exc, url)}"
+        ) from exc
+    if not exists:
+        where = engine.url.render_as_string(hide_password=True)
+        raise ConfigError(f"no host store in {where} (nothing was created)")
+
+
 def _check_migrated(engine: Engine) -> None:
     """StorageError unless the host's tables are at the head of its migrations."""
     config = alembic.config.Config()
@@ -545,7 +773,10 @@ def _check_migrated(engine: Engine) -> None:
             )
             current = context.get_current_revision()
     except sa.exc.SQLAlchemyError as exc:
-        raise StorageError(f"host store: {exc}") from exc
+        url = engine.url.render_as_string(hide_password=False)
+        raise StorageError(
+            f"cannot open the database {storage.describe_database_error(exc, url)}"
+        ) from exc
     if current != head:
         raise StorageError(
             f"the host store is at migration {current}, not {head}: "
@@ -602,7 +833,7 @@ class TerminalRow(NamedTuple):
     current_batch_id: int | None
     batch_no: int | None
     batch_state: str | None
-    pending_keys: bytes | None = None  # field 62 of a sign-on whose keys no request used yet
+    pending_keys: WorkingKeys | None = None  # of the last sign-on, while no request used them
 
 
 class TransactionRow(NamedTuple):
@@ -649,11 +880,26 @@ READ_AHEAD_KEYS_MAX: Final = 512
 _K = TypeVar("_K")
 
 
-def _terminal_row(row: Sequence[Any]) -> TerminalRow:
+def pending_keys_bytes(keys: WorkingKeys) -> bytes:
+    """The ``pending_keys`` column's clear value (sealed on write): PIK ‖ MAK, 24 bytes."""
+    return keys.pik + keys.mak
+
+
+def _working_keys(clear: bytes) -> WorkingKeys:
+    return WorkingKeys(pik=clear[:PIK_BYTES], mak=clear[PIK_BYTES:])
+
+
+def _terminal_row(row: Sequence[Any], store: HostStore) -> TerminalRow:
+    """A terminal row of the request path, its TMK, MAK and pending keys opened."""
+    terminal_id = row[0]
     return TerminalRow(
-        row[0], row[1], bytes(row[2]), row[3], bool(row[4]),
-        None if row[5] is None else bytes(row[5]), row[6], row[7], row[8],
-        None if row[9] is None else bytes(row[9]),
+        terminal_id, row[1], store.open_key(KeyKind.TMK, terminal_id, row[2]), row[3],
+        bool(row[4]),
+        None if row[5] is None else store.open_key(KeyKind.MAK, terminal_id, row[5]),
+        row[6], row[7], row[8],
+        None if row[9] is None else _working_keys(
+            store.open_key(KeyKind.PENDING, terminal_id, row[9])
+        ),
     )  # fmt: skip
 
 
@@ -791,6 +1037,7 @@ class StoreTx:
         self._reversals: dict[tuple[str, int, int, str], list[tuple[int | None, int]]] = {}
         self._inserts: list[tuple[Any, ...]] = []
         self._inserted: set[tuple[int, int]] = set()
+        self._kek_checked = False
 
     @property
     def connection(self) -> Connection:
@@ -836,7 +1083,7 @@ class StoreTx:
                 cursor.execute(*self._sql.lock(chunk))
             cursor.execute(*self._sql.terminals(chunk))
             for row in cursor.fetchall():
-                self._terminals[row[0]] = _terminal_row(row)
+                self._terminals[row[0]] = _terminal_row(row, self.store)
         return self._terminals
 
     def read_transactions(self, keys: Sequence[tuple[int, int]]) -> None:
@@ -872,9 +1119,13 @@ class StoreTx:
             cursor.execute(self._sql.lock_terminal, (terminal_id,))
         cursor.execute(self._sql.terminal, (terminal_id,))
         row = cursor.fetchone()
-        return None if row is None else _terminal_row(row)
+        return None if row is None else _terminal_row(row, self.store)
 
     def update_terminal(self, terminal_id: str, **values: Any) -> None:
+        """Set columns of the terminal's row; keys (:data:`SEALED_COLUMNS`) are sealed here."""
+        if self.store._sealed_values(terminal_id, values) and not self._kek_checked:
+            self.store.check_kek(self.connection)
+            self._kek_checked = True
         self.connection.execute(
             t.terminals.update().where(t.terminals.c.terminal_id == terminal_id).values(**values)
         )

@@ -1,0 +1,109 @@
+"""What every ``posbatch`` command shares: one-line errors, and secrets read off the command line.
+
+One-line errors. :class:`OneLineErrors` is the click group class of the
+``posbatch`` command and of its sub-commands: a :class:`~posbatch.errors.PosbatchError`
+that escapes a command — a store that does not open, a bad value found by the
+library — is printed as ``error: <what is wrong>`` on one line, exit status 2,
+never a traceback. An :class:`OSError` that no layer translated is printed
+the same way with exit status 1. Commands keep only the try/except that adds
+something a person needs (a different exit status, a hint).
+
+Secrets off the command line. A command line is visible to every user of the
+machine (``ps``, ``/proc/PID/cmdline``) and lands in shell history, so a key or
+a card number never travels on it: keys are read from a file or standard input
+(:func:`read_secret_file`), card numbers from a hidden prompt or standard input
+(:func:`read_secret_line`). A script pipes the secret in: that is the way for
+scripts and tests.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Final
+
+import typer
+from typer.core import TyperGroup
+
+from posbatch.errors import ConfigError, PosbatchError
+
+__all__ = [
+    "SECRET_BYTES_MAX",
+    "STDIN",
+    "OneLineErrors",
+    "one_line",
+    "read_secret_file",
+    "read_secret_line",
+    "refuse_secret_option",
+]
+
+STDIN: Final = "-"
+# A key file or a piped secret longer than this is not one (a wrong file was given).
+SECRET_BYTES_MAX: Final = 4096
+EXIT_BAD_INPUT: Final = 2
+EXIT_OPERATING_ERROR: Final = 1
+
+
+def one_line(exc: BaseException) -> str:
+    """``exc`` as one line: its lines joined (a driver's message may hold several)."""
+    text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+    return text or type(exc).__name__
+
+
+class OneLineErrors(TyperGroup):
+    """A typer group whose commands end in one line and exit 2 on a PosbatchError."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer.core.Context (typer vendors click)
+        try:
+            return super().invoke(ctx)
+        except PosbatchError as exc:
+            typer.echo(f"error: {one_line(exc)}", err=True)
+            raise typer.Exit(EXIT_BAD_INPUT) from exc
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            typer.echo(f"error: {exc.strerror or one_line(exc)}{where}", err=True)
+            raise typer.Exit(EXIT_OPERATING_ERROR) from exc
+
+
+def refuse_secret_option(value: str | None, *, option: str, instead: str) -> None:
+    """A secret given on the command line is refused, whatever it is, with the safe way."""
+    if value is not None:
+        raise ConfigError(
+            f"{option} is refused: a command line is visible to every user of this machine "
+            f"(ps); use {instead}"
+        )
+
+
+def read_secret_file(path: str, *, what: str) -> str:
+    """The secret text held in the file ``path``, or on standard input for ``-`` (stripped)."""
+    if path == STDIN:
+        text = sys.stdin.read(SECRET_BYTES_MAX + 1)
+        source = "standard input"
+    else:
+        file = Path(path)
+        try:
+            with file.open(encoding="ascii") as handle:
+                text = handle.read(SECRET_BYTES_MAX + 1)
+        except FileNotFoundError:
+            raise ConfigError(f"no {what} file at {path}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the {what} file {path}: {one_line(exc)}") from exc
+        source = path
+    if len(text) > SECRET_BYTES_MAX:
+        raise ConfigError(f"{source} holds more than a {what}")
+    if not text.strip():
+        raise ConfigError(f"{source} holds no {what}")
+    return text.strip()
+
+
+def read_secret_line(prompt: str) -> str:
+    """One secret line: a hidden prompt on a terminal, else the first line of standard input."""
+    if sys.stdin.isatty():
+        text = str(typer.prompt(prompt, hide_input=True))
+    else:
+        text = sys.stdin.readline(SECRET_BYTES_MAX + 1)
+        if len(text) > SECRET_BYTES_MAX:
+            raise ConfigError(f"standard input holds more than a {prompt}")
+    if not text.strip():
+        raise ConfigError(f"no {prompt} given (type it at the prompt, or pipe it in)")
+    return text.strip()
