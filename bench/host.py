@@ -243,7 +243,9 @@ def host_process(data_dir: Path, port: int, db_url: str | None, workers: int = 1
         env[DATABASE_URL_ENV] = db_url
     args = ["-m", "posbatch", "host", "serve", "--listen", f"127.0.0.1:{port}",
             "--data-dir", str(data_dir), "--log-level", "info",
-            "--workers", str(workers)]  # fmt: skip
+            "--workers", str(workers),
+            # every generated terminal comes from 127.0.0.1: one address, thousands of them
+            "--connections-per-address-max", str(IDLE_CONNECTIONS)]  # fmt: skip
     log = data_dir / f"host-{port}.log"
     with server_process(args, port, env, log=log, workers=workers) as pid:
         yield pid

@@ -96,10 +96,15 @@ def test_sign_on_reports_last_closed_batch_and_result(term: Terminal) -> None:
 
 
 def test_each_sign_on_hands_out_new_keys(term: Terminal) -> None:
-    """A second sign-on gives a different MAK; the old one no longer verifies."""
+    """A sign-on after the last keys were used gives a different MAK; the old one works
+    until a request under the new one arrives, and no longer verifies after it."""
+    assert code(term.sale(100)) == "00"  # the sign-on's keys are used: in force
     old_mak = term.mak
     term.sign_on()
-    assert old_mak != term.mak
+    new_mak = term.mak
+    before = code(_sale_with_mak(term, old_mak))
+    under_new = code(term.sale(100))
+    assert (old_mak != new_mak, before, under_new) == (True, "00", "00")
     assert code(_sale_with_mak(term, old_mak)) == "A0"
 
 
@@ -142,9 +147,17 @@ def test_not_signed_on_gets_77_with_reason(core: HostCore) -> None:
 
 
 def test_signed_off_terminal_gets_77(core: HostCore, term: Terminal) -> None:
-    """After sign-off the keys are gone: a sale is 77 NOT_SIGNED_ON."""
+    """After sign-off a request whose MAC the host cannot verify is 77 NOT_SIGNED_ON."""
     term.request(SignOffRequest(TERMINAL_ID, MERCHANT_ID, term.next_stan(), term.batch_no))
-    assert code(term.sale(100)) == "77"
+    answer = _sale_with_mak(term, b"\x02" * 8)
+    assert (code(answer), detail_of(answer).reason) == ("77", BatchReason.NOT_SIGNED_ON)
+
+
+def test_after_sign_off_a_request_under_the_kept_keys_goes_on(term: Terminal) -> None:
+    """An 0820 carries no MAC: a request MACed under the keys in force proves the terminal
+    still holds them, and is processed (docs/host.md, sign-on and sign-off from someone else)."""
+    term.request(SignOffRequest(TERMINAL_ID, MERCHANT_ID, term.next_stan(), term.batch_no))
+    assert code(term.sale(100)) == "00"
 
 
 def test_echo_is_answered_00(term: Terminal) -> None:

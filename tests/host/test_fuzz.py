@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from posbatch.host import HostReply, HostSession
+from posbatch.host.server import request_log_line
 from posbatch.wire import SaleRequest, SettlementRequest, SettlementTotals
 
 STORE = open_store("sqlite://")
@@ -28,10 +29,14 @@ def test_random_bytes_never_raise(data: bytes) -> None:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(SEEDS), st.data())
 def test_mutated_frames_never_raise(seed: bytes, data: st.DataObject) -> None:
-    """A valid frame with bytes changed (length kept) is answered or dropped, never raises."""
+    """A valid frame with bytes changed (length kept) is answered or dropped, never raises,
+    and its log line never carries the card number."""
     frame = bytearray(seed)
     for _ in range(data.draw(st.integers(1, 6))):
         index = data.draw(st.integers(2, len(frame) - 1))
         frame[index] = data.draw(st.integers(0, 255))
     replies = HostSession(CORE).receive_data(bytes(frame))
     assert len(replies) == 1
+    # What the host logs of it holds no run of 12 digits of the card (issue #12 §2).
+    line = request_log_line(replies[0].log, 0.0)
+    assert [] == [PAN[i : i + 12] for i in range(len(PAN) - 11) if PAN[i : i + 12] in line]

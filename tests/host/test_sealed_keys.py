@@ -53,14 +53,29 @@ def _signed_on(store: HostStore) -> bytes:
     return term.mak
 
 
+def _raw_pending_keys(store: HostStore) -> bytes:
+    with store.engine.connect() as connection:
+        value = connection.execute(
+            sa.text("SELECT pending_keys FROM host_terminals WHERE terminal_id = :t"),
+            {"t": TERMINAL_ID},
+        ).scalar_one()
+    return b"" if value is None else bytes(value)
+
+
 def test_no_key_is_in_the_database_in_clear(db_url: str) -> None:
-    """After sign-on the TMK, MAK and PIK are in the database only sealed, none in clear."""
+    """After sign-on the TMK and the sign-on's keys (pending until used), after the first
+    sale the MAK and PIK in force: in the database only sealed, none in clear."""
     store = open_store(db_url)
-    mak = _signed_on(store)
+    term = session_terminal(new_core(store))
+    assert term.sign_on().response_code == "00" and term.mak is not None
+    pending = _raw_pending_keys(store)
+    assert isinstance(term.sale(100), TransactionResponse)
     master_key, sealed_mak, sealed_pik = _raw_keys(store)
+    pending_after = _raw_pending_keys(store)
     store.close()
-    assert MASTER_KEY not in master_key and mak not in sealed_mak
-    assert (len(master_key), len(sealed_mak), len(sealed_pik)) == (53, 45, 53)
+    assert MASTER_KEY not in master_key and term.mak not in sealed_mak + pending
+    assert (len(master_key), len(pending), len(sealed_mak), len(sealed_pik)) == (53, 61, 45, 53)
+    assert b"" == pending_after  # the sale brought them into force
 
 
 def test_a_sale_after_sign_on_is_approved_with_sealed_keys(db_url: str) -> None:
@@ -168,7 +183,10 @@ def test_a_downgrade_below_sealing_gives_the_clear_keys_back(db_url: str) -> Non
     """Migration host_sec_keys_cli undone (with the KEK): the keys are clear again, and
     sealing them anew on the next open works."""
     store = open_store(db_url)
-    mak = _signed_on(store)
+    term = session_terminal(new_core(store))
+    assert term.sign_on().response_code == "00"
+    assert term.sale(1_000).response_code == "00"  # the sign-on's keys are now the ones in force
+    mak = term.mak
     config = Config()
     config.set_main_option("script_location", MIGRATIONS)
     config.attributes.update(version_table=VERSION_TABLE, host_kek=TEST_KEK)

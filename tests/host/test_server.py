@@ -8,10 +8,20 @@ import logging
 import socket
 
 import pytest
-from host_helpers import PAN, Terminal, new_core, open_store, read_frame
+from host_helpers import (
+    MERCHANT_ID,
+    PAN,
+    TERMINAL_ID,
+    Terminal,
+    frame_of,
+    new_core,
+    open_store,
+    read_frame,
+)
 
 from posbatch.host.core import RequestLog
 from posbatch.host.server import HostServer, ServerLimits, request_log_line
+from posbatch.wire import EchoRequest
 
 
 async def _start(db_url: str, limits: ServerLimits) -> tuple[HostServer, int]:
@@ -49,10 +59,11 @@ async def test_idle_connection_is_closed(db_url: str) -> None:
 
 
 async def test_connections_over_the_limit_are_refused(db_url: str) -> None:
-    """With connections_max=1 a second connection is closed at once."""
+    """With connections_max=1 and a first connection that talks, a second is closed at once."""
     server, port = await _start(db_url, ServerLimits(connections_max=1))
-    _, first = await asyncio.open_connection("127.0.0.1", port)
-    await asyncio.sleep(0.05)
+    first_reader, first = await asyncio.open_connection("127.0.0.1", port)
+    first.write(frame_of(EchoRequest(TERMINAL_ID, MERCHANT_ID, 1, 1), None))
+    await asyncio.wait_for(first_reader.readexactly(2), timeout=10)  # it is answered: talking
     reader, second = await asyncio.open_connection("127.0.0.1", port)
     data = await asyncio.wait_for(reader.read(10), timeout=10)
     first.close()

@@ -232,3 +232,28 @@ def test_tpdu_address_over_two_bytes_is_an_encode_error() -> None:
     """TPDU addresses are 2 bytes each."""
     with pytest.raises(EncodeError, match="field tpdu"):
         Tpdu(destination=0x10000).encode()
+
+
+def _started_after(*chunks: bytes) -> bool:
+    reader = FrameReader()
+    for chunk in chunks:
+        reader.receive_data(chunk)
+    return reader.frame_started
+
+
+def test_frame_started_says_whether_an_unfinished_frame_is_buffered() -> None:
+    """The server times a frame from its first byte: frame_started is true exactly while
+    the next frame has begun and not ended (whole frames waiting do not count)."""
+    frame = encode_frame(Frame(Tpdu(), Header(), encode_message(SAMPLES["sale"], mak=MAK)))
+    reader = FrameReader()
+    reader.receive_data(frame + frame[:5])
+    taken = reader.next_frame() is not None
+    assert (False, True, True, False, False, True, True) == (
+        _started_after(),
+        _started_after(frame[:1]),
+        _started_after(frame[:-1]),
+        _started_after(frame),
+        _started_after(frame + frame),
+        _started_after(frame[:3], frame[3:-1]),
+        taken and reader.frame_started,
+    )

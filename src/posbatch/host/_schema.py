@@ -2,7 +2,7 @@
 
 All times are naive UTC. Money is integer fen. A PAN is only ever stored as
 its keyed hash (``pan_hmac``) and its masked form (``pan_masked``). Terminal
-keys (``master_key``, ``mak``, ``pik``) are only ever stored sealed under the
+keys (``master_key``, ``mak``, ``pik``, ``pending_keys``) are only ever stored sealed under the
 key-encryption key (:mod:`posbatch.host.sealing`); ``host_key_encryption``
 names that KEK (its id, never the key).
 """
@@ -50,6 +50,10 @@ terminals = sa.Table(
     sa.Column("last_stan", sa.Integer, nullable=True),
     sa.Column("signed_on_at", sa.DateTime, nullable=True),
     sa.Column("created_at", sa.DateTime, nullable=False),
+    # PIK ‖ MAK of the last sign-on while no request has used them yet, sealed like every
+    # key: mak/pik stay the keys in force until a request MACed under these arrives
+    # (docs/host.md, "Sign-on and sign-off from someone else").
+    sa.Column("pending_keys", sa.LargeBinary(SEALED_KEY_BYTES_MAX), nullable=True),
 )
 
 batches = sa.Table(

@@ -42,7 +42,16 @@ from posbatch.host.sealing import (
     resolve_kek,
     stage_rotation,
 )
-from posbatch.host.server import CONNECTIONS_MAX, IDLE_TIMEOUT_MS, ServerLimits, serve
+from posbatch.host.server import (
+    CONNECTIONS_MAX,
+    CONNECTIONS_PER_ADDRESS_MAX,
+    FIRST_FRAME_TIMEOUT_MS,
+    FRAME_DEADLINE_MS,
+    IDLE_TIMEOUT_MS,
+    UNSENT_BYTES_MAX,
+    ServerLimits,
+    serve,
+)
 from posbatch.host.store import PAN_KEY_BYTES, HostStore
 from posbatch.host.supervisor import Supervisor, reserve_port, stop_with_parent
 from posbatch.terminal import TerminalSecrets
@@ -177,8 +186,30 @@ def serve_command(
     ] = CONNECTIONS_MAX,
     idle_timeout_ms: Annotated[
         int,
-        typer.Option(min=1, max=IDLE_TIMEOUT_LIMIT_MS, help="Close a connection idle this long."),
+        typer.Option(
+            min=1,
+            max=IDLE_TIMEOUT_LIMIT_MS,
+            help="Close a connection this long after its last whole frame.",
+        ),
     ] = IDLE_TIMEOUT_MS,
+    connections_per_address_max: Annotated[
+        int | None,
+        typer.Option(
+            help="Most connections from one peer address (IPv6: one /64); default "
+            f"{CONNECTIONS_PER_ADDRESS_MAX}, at most half of --connections-max.",
+            show_default=False,
+        ),
+    ] = None,
+    frame_deadline_ms: Annotated[
+        int, typer.Option(help="A frame must be whole this long after its first byte.")
+    ] = FRAME_DEADLINE_MS,
+    first_frame_timeout_ms: Annotated[
+        int, typer.Option(help="Close a connection with no whole frame this long after it opened.")
+    ] = FIRST_FRAME_TIMEOUT_MS,
+    unsent_bytes_max: Annotated[
+        int,
+        typer.Option(help="Stop reading a connection whose unread answers pass this many bytes."),
+    ] = UNSENT_BYTES_MAX,
     workers: Annotated[
         int,
         typer.Option(
@@ -208,6 +239,20 @@ def serve_command(
     if not 1 <= workers <= WORKERS_MAX:
         raise _fail(ConfigError(f"--workers must be 1..{WORKERS_MAX}"))
     host, port = _listen_address(listen)
+    try:
+        limits = ServerLimits(
+            connections_max=connections_max,
+            connections_per_address_max=connections_per_address_max or 0,
+            idle_timeout_ms=idle_timeout_ms,
+            frame_deadline_ms=frame_deadline_ms,
+            first_frame_timeout_ms=first_frame_timeout_ms,
+            unsent_bytes_max=unsent_bytes_max,
+        )
+    except ConfigError as exc:  # say it with the options' names
+        text = str(exc)
+        for name in ServerLimits.__dataclass_fields__:
+            text = text.replace(name, "--" + name.replace("_", "-"))
+        raise _fail(ConfigError(text)) from exc
     try:  # before the store is made: a typo in --listen leaves nothing behind
         socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
@@ -221,12 +266,15 @@ def serve_command(
             raise typer.Exit(0)
         options = ["--data-dir", str(data_dir), "--log-level", log_level,
                    "--connections-max", str(connections_max),
-                   "--idle-timeout-ms", str(idle_timeout_ms)]  # fmt: skip
+                   "--connections-per-address-max", str(limits.connections_per_address_max),
+                   "--idle-timeout-ms", str(idle_timeout_ms),
+                   "--frame-deadline-ms", str(frame_deadline_ms),
+                   "--first-frame-timeout-ms", str(first_frame_timeout_ms),
+                   "--unsent-bytes-max", str(unsent_bytes_max)]  # fmt: skip
         if faults is not None:
             options += ["--faults", str(faults)]
         raise typer.Exit(_supervise(host, port, workers, options))
     core = HostCore(store, clock=lambda: datetime.now(UTC), faults=script)
-    limits = ServerLimits(connections_max=connections_max, idle_timeout_ms=idle_timeout_ms)
     try:
         asyncio.run(
             _serve_until_signalled(core, host, port, limits, reuse_port=worker, early=early_stop)

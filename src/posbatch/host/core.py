@@ -17,15 +17,22 @@ many connections) and answers them in two steps:
 
 Per request the checks run in this order: terminal unknown → 97, merchant id
 differs → 03, suspended → 58, then sign-on / sign-off / echo; any other
-message needs a signed-on terminal (→ 77, 63 ``R=NOT_SIGNED_ON``) and a good
-MAC (→ A0, unMACed). Then the batch rules of DESIGN.md "The batch lifecycle",
+message needs a MAC that verifies under the terminal's keys in force or under
+the keys its last sign-on handed out and no request used yet (which then come
+into force) — else 77, 63 ``R=NOT_SIGNED_ON``, when the terminal is signed off
+or never signed on, and A0 (unMACed) when it is signed on. 08xx carry no MAC,
+so anyone who knows a terminal's ids can send them: a sign-on hands out keys
+but takes none away, a sign-off takes nothing away either (see
+:meth:`HostCore._sign_on`; docs/host.md, "Sign-on and sign-off from someone
+else"). Then the batch rules of DESIGN.md "The batch lifecycle",
 with the host batch state machine of :mod:`posbatch.batch.host_batch`. A
 request a fault script forces is answered its code without being processed.
 
 Which answers carry a MAC is decided in one place, :func:`_answer_mak`: every
-answer except to 08xx carries field 64 whenever the host holds a MAK for the
-terminal (it is signed on) — 77, 96, 03, 58, 30 and forced codes included —
-so a terminal may believe exactly the answers whose MAC checks. The only
+answer except to 08xx carries field 64 — under the key the request's own MAC
+verified with, else the keys in force while the terminal is signed on — 77,
+96, 03, 58, 30 and forced codes included — so a terminal may believe exactly
+the answers whose MAC checks. The only
 answers without one are those DESIGN.md "Keys and MAC" allows (A0, whose
 request's MAC failed; 77 to a terminal not signed on) and those to a
 terminal whose key the host cannot know (97 unknown terminal; a frame whose
@@ -39,6 +46,7 @@ simulator replays bit for bit. Nothing essential lives only in memory: a new
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 from collections.abc import Callable, Sequence
@@ -63,6 +71,7 @@ from posbatch.host.store import (
     TransactionRow,
     TransactionStatus,
     naive_utc,
+    pending_keys_bytes,
 )
 from posbatch.wire import (
     MAC_BYTES,
@@ -102,6 +111,7 @@ from posbatch.wire import (
     encode_detail,
     encode_frame,
     encode_message,
+    has_mac,
     mask_pan,
     wrap_working_keys,
 )
@@ -160,6 +170,7 @@ class _Outcome:
     response: Response
     requirement: ProcessingRequirement = ProcessingRequirement.NONE
     mak: bytes | None = None  # MAC the answer with this key: set only from _answer_mak
+    proof: bytes | None = None  # the MAK the request's own MAC verified under
 
 
 class _Admitted(NamedTuple):
@@ -291,8 +302,9 @@ class HostCore:
     def _failed(self, work: _Work) -> HostReply:
         try:
             response = _answer(work.request, "96", now=self._clock())
-            mak = _answer_mak(response.response_code, self._terminal_now(work.request.terminal_id))
-            outcome = _Outcome(response, mak=mak)
+            terminal = self._terminal_now(work.request.terminal_id)
+            proof = None if terminal is None else _proven_mak(terminal, work.frame.body)
+            outcome = _Outcome(response, mak=_answer_mak(response.response_code, terminal, proof))
             return self._encode(work.frame, work.request, outcome, None, error="processing failed")
         except PosbatchError:
             return HostReply(log=RequestLog(error="processing failed; no answer could be built"))
@@ -362,60 +374,85 @@ class HostCore:
         """The answer to one request, MACed by :func:`_answer_mak` (the one place that decides)."""
         terminal = tx.terminal(work.request.terminal_id, for_update=True)
         outcome = self._decide(tx, work, terminal)
-        mak = _answer_mak(outcome.response.response_code, terminal)
+        mak = _answer_mak(outcome.response.response_code, terminal, outcome.proof)
         return outcome if mak is None else replace(outcome, mak=mak)
 
     def _decide(self, tx: StoreTx, work: _Work, terminal: TerminalRow | None) -> _Outcome:
         request = work.request
         now = self._clock()
+        admin = isinstance(request, SignOnRequest | SignOffRequest | EchoRequest)
+        proof = None if terminal is None or admin else _proven_mak(terminal, work.frame.body)
         if work.fault is not None and work.fault.action == FaultAction.FORCE:
             assert work.fault.response_code is not None
-            return _Outcome(_answer(request, work.fault.response_code, now=now))  # not processed
+            code = work.fault.response_code  # not processed
+            return _Outcome(_answer(request, code, now=now), proof=proof)
         if terminal is None:
             return _Outcome(_answer(request, "97", now=now))
         if terminal.merchant_id != request.merchant_id:
-            return _Outcome(_answer(request, "03", now=now))
+            return _Outcome(_answer(request, "03", now=now), proof=proof)
         if terminal.status != TerminalStatus.ACTIVE:
-            return _Outcome(_answer(request, "58", now=now))
+            return _Outcome(_answer(request, "58", now=now), proof=proof)
         if isinstance(request, SignOnRequest):
             return self._sign_on(tx, terminal, request, now)
         if isinstance(request, SignOffRequest):
-            tx.update_terminal(request.terminal_id, signed_on=False, mak=None, pik=None)
+            # The keys stay: an 0820 carries no MAC, so it may come from anyone who read the
+            # ids off a receipt. A request MACed under them afterwards proves the terminal
+            # still holds them, and goes on (below); the real terminal dropped its keys.
+            tx.update_terminal(request.terminal_id, signed_on=False)
             return _Outcome(_answer(request, "00", now=now))
         if isinstance(request, EchoRequest):
             return _Outcome(_answer(request, "00", now=now))
-        if not terminal.signed_on or terminal.mak is None:
-            detail = _detail(tx, terminal, BatchReason.NOT_SIGNED_ON)
-            return _Outcome(
-                _answer(request, "77", now=now, detail=detail),
-                requirement=ProcessingRequirement.SIGN_ON,
-            )
-        mak = bytes(terminal.mak)
-        try:
-            check_mac(work.frame.body, mak)
-        except MacError:
+        if proof is None:
+            if not terminal.signed_on or (terminal.mak is None and terminal.pending_keys is None):
+                detail = _detail(tx, terminal, BatchReason.NOT_SIGNED_ON)
+                return _Outcome(
+                    _answer(request, "77", now=now, detail=detail),
+                    requirement=ProcessingRequirement.SIGN_ON,
+                )
             return _Outcome(
                 _answer(request, "A0", now=now), requirement=ProcessingRequirement.SIGN_ON
             )
+        if proof != terminal.mak:  # the keys of the last sign-on, used for the first time
+            keys = terminal.pending_keys
+            assert keys is not None and keys.mak == proof
+            tx.update_terminal(
+                terminal.terminal_id, mak=keys.mak, pik=keys.pik, pending_keys=None, signed_on=True
+            )
+            terminal = tx.terminal(terminal.terminal_id)
+        elif not terminal.signed_on:  # signed off, yet it holds the keys: it is the terminal
+            tx.update_terminal(terminal.terminal_id, signed_on=True)
+            terminal = tx.terminal(terminal.terminal_id)
+        assert terminal is not None
         ctx = _Ctx(self, tx, terminal, now)
-        return ctx.handle(request)
+        return replace(ctx.handle(request), proof=proof)
 
     def _sign_on(
         self, tx: StoreTx, terminal: Any, request: SignOnRequest, now: datetime
     ) -> _Outcome:
-        keys = tx.repeated_sign_on_keys(terminal.terminal_id, request.stan)
+        """签到: hand out working keys — without taking the ones in force away.
+
+        An 0800 carries no MAC: anyone who knows the terminal's ids (printed on
+        every receipt) can send one. So a sign-on never replaces the keys in
+        force (``mak``/``pik``): its keys wait in ``pending_keys`` (sealed like
+        every key) and come into force with the first request MACed under them
+        (:meth:`_decide`). Until then every sign-on — a spoofed one, a
+        duplicate on the line, a resend after a lost answer, whatever its STAN —
+        hands out those same keys again; new ones are made only once the last
+        ones were used. The real terminal therefore always ends up with keys the
+        host takes, and its keys in force keep working whoever signs it on.
+        """
+        keys = terminal.pending_keys
         if keys is None:
             keys = WorkingKeys(pik=self._random_bytes(PIK_BYTES), mak=self._random_bytes(MAK_BYTES))
-            if terminal.current_batch_id is None:
-                tx.first_batch(terminal.terminal_id, now=now)
-            tx.update_terminal(
-                terminal.terminal_id,
-                signed_on=True,
-                mak=keys.mak,
-                pik=keys.pik,
-                signed_on_at=_naive(now),
-                last_stan=request.stan,
-            )
+        if terminal.current_batch_id is None:
+            tx.first_batch(terminal.terminal_id, now=now)
+        tx.update_terminal(
+            terminal.terminal_id,
+            signed_on=True,
+            pending_keys=pending_keys_bytes(keys),
+            signed_on_at=_naive(now),
+            last_stan=request.stan,
+        )
         terminal = tx.terminal(terminal.terminal_id)
         batch = tx.current_batch(terminal)
         response = SignOnResponse(
@@ -425,7 +462,7 @@ class HostCore:
             batch.batch_no,
             "00",
             *_wire_time(now),
-            wrap_working_keys(bytes(terminal.master_key), keys),
+            wrap_working_keys(bytes(terminal.master_key), keys),  # the same keys, the same 62
             _detail(tx, terminal, None),
         )
         requirement = (
@@ -447,20 +484,55 @@ def _naive(moment: datetime) -> datetime:
     return naive_utc(moment)
 
 
-def _answer_mak(response_code: str, terminal: TerminalRow | None) -> bytes | None:
+def _answer_mak(
+    response_code: str, terminal: TerminalRow | None, proof: bytes | None = None
+) -> bytes | None:
     """The key of an answer's field 64: the one rule of which answers carry a MAC.
 
-    Every answer carries one whenever the host holds a MAK for the terminal
-    (the terminal is signed on), whatever its code — so that a terminal can
-    believe exactly the answers whose MAC checks. The exceptions: A0 (the
-    request's MAC failed, so the keys may be out of step; DESIGN.md "Keys and
-    MAC" has it unMACed), and a terminal whose MAK the host does not hold —
-    unknown (97), or not signed on (its 77). A 08xx answer never carries
-    field 64 whatever this says (:func:`~posbatch.wire.encode_message`).
+    An answer is MACed under the key its request's own MAC verified with
+    (``proof``: the keys in force, or those of the last sign-on, which that
+    request just brought into force); a request whose MAC was not checked or
+    did not verify gets, while the terminal is signed on, the keys it most
+    likely holds: those of its last sign-on if no request used them yet (it
+    signed on and has sent nothing readable since), else the keys in force —
+    whatever the code, so that a terminal can believe exactly the answers
+    whose MAC checks. (Should it hold the other keys, it cannot believe such
+    an answer and takes it as none: it reverses or asks again, which is safe.)
+    The exceptions: A0 (the request's MAC failed, so the keys may be out of
+    step; DESIGN.md "Keys and MAC" has it unMACed), and a terminal whose MAK
+    the host cannot use — unknown (97), or not signed on and not proven (its
+    77). A 08xx answer never carries field 64 whatever this says
+    (:func:`~posbatch.wire.encode_message`).
     """
-    if response_code == _MAC_ERROR or terminal is None or not terminal.signed_on:
+    if response_code == _MAC_ERROR or terminal is None:
         return None
+    if proof is not None:
+        return proof
+    if not terminal.signed_on:
+        return None
+    if terminal.pending_keys is not None:
+        return terminal.pending_keys.mak
     return None if terminal.mak is None else bytes(terminal.mak)
+
+
+def _proven_mak(terminal: TerminalRow, body: bytes) -> bytes | None:
+    """The MAK under which ``body``'s field 64 verifies, or None.
+
+    First the keys in force, then those of the last sign-on not used yet
+    (tried only when the first do not verify: a terminal's first request after
+    a sign-on, or a MAC nobody can make).
+    """
+    if not has_mac(body):
+        return None
+    if terminal.mak is not None:
+        with contextlib.suppress(MacError):
+            check_mac(body, bytes(terminal.mak))
+            return bytes(terminal.mak)
+    if terminal.pending_keys is not None:
+        with contextlib.suppress(MacError):
+            check_mac(body, terminal.pending_keys.mak)
+            return terminal.pending_keys.mak
+    return None
 
 
 class _Ctx:
@@ -1190,7 +1262,9 @@ def _format_error(
         value = fields.get(number, "")
         if value and value.isascii() and value.isalnum():
             answer[number] = value
-    mak = _answer_mak("30", terminal_now(terminal_id))
+    terminal = terminal_now(terminal_id)
+    proof = None if terminal is None else _proven_mak(terminal, frame.body)
+    mak = _answer_mak("30", terminal, proof)
     if mak is not None:
         answer["64"] = "0" * (2 * MAC_BYTES)  # placeholder, computed over the encoded body
     try:

@@ -66,7 +66,7 @@ NONCE_BYTES: Final = 12
 TAG_BYTES: Final = 16
 SEAL_VERSION: Final = 1
 HEADER_BYTES: Final = 1 + KEK_ID_BYTES
-# The longest key the host seals is 16 bytes (TMK, PIK): 1 + 8 + 12 + 16 + 16 = 53.
+# The longest key the host seals is 24 bytes (pending PIK ‖ MAK): 1 + 8 + 12 + 24 + 16 = 61.
 SEALED_KEY_BYTES_MAX: Final = 64
 KEK_FILE_NAME: Final = "host-kek.key"
 KEK_FILE_ENV: Final = "POSBATCH_HOST_KEK_FILE"
@@ -81,6 +81,7 @@ class KeyKind(StrEnum):
     TMK = "tmk"
     MAK = "mak"
     PIK = "pik"
+    PENDING = "pending"  # PIK ‖ MAK handed out at a sign-on, not in force yet
 
 
 @dataclass(frozen=True, slots=True, repr=False)

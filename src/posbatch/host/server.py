@@ -15,8 +15,33 @@ back the ones after it, as on a real line). A graceful stop
 (:meth:`HostServer.drain`, what ``serve(stop=…)`` does when ``stop`` is set)
 stops listening and reading, lets the groups in flight commit and their
 answers go out — an answer still leaves only after its commit — then closes
-every connection. Named limits bound everything:
-connections, frame size, idle time, requests in flight per connection.
+every connection.
+
+No peer can starve the others (every limit is a named constant, a field of
+:class:`ServerLimits`, and in docs/host.md's table):
+
+- a frame must be whole ``FRAME_DEADLINE_MS`` after its first byte (a peer
+  sending one byte a second is cut off, whatever it sends); idle time counts
+  from the last whole frame or answer, not from any byte;
+- a connection that has not sent one whole frame ``FIRST_FRAME_TIMEOUT_MS``
+  after it opened is closed (silent and slow sockets go long before a
+  terminal's own timeout, tens of seconds);
+- one peer address (IPv6: its /64) holds at most
+  ``CONNECTIONS_PER_ADDRESS_MAX`` connections, all peers ``CONNECTIONS_MAX``;
+  when either is full a new connection takes the place of the oldest one that
+  never sent a whole frame, and is refused only when there is none — so
+  sockets that say nothing can never keep out a terminal that talks;
+- requests of one connection between arrival and answer are at most
+  ``IN_FLIGHT_MAX``; frames beyond that wait in the connection's reader and
+  the socket is not read;
+- answers a peer does not read: above ``UNSENT_BYTES_MAX`` unsent bytes the
+  connection is not read any more (its requests stay in its own socket
+  buffers, not in our memory) until they drain; stuck above it for
+  ``UNSENT_STALL_TIMEOUT_MS`` it is cut off.
+
+Closures and refusals are counted and logged once per sweep (one line a
+second at most), never one line per socket: a flood must not flood the log.
+
 One JSON log line per request (terminal_id, batch_no, stan, mti,
 response_code, latency_ms; never a PAN). Lines are formatted from a fixed key
 table (no dict, no json.dumps per line) and written together: every line of
@@ -30,24 +55,35 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import dataclasses
+import ipaddress
 import json
 import json.encoder
 import logging
 import os
+import resource
+import socket
 import time
 from dataclasses import dataclass, fields
-from typing import Final
+from typing import Any, Final
 
+from posbatch.errors import ConfigError
 from posbatch.host.core import GROUP_MAX_REQUESTS, HostCore, HostReply, RequestLog
 from posbatch.host.session import HostSession
-from posbatch.wire import MAX_FRAME_BYTES, Frame
+from posbatch.wire import LENGTH_BYTES, MAX_FRAME_BYTES, Frame
 
 __all__ = [
     "CONNECTIONS_MAX",
+    "CONNECTIONS_PER_ADDRESS_MAX",
     "DRAIN_TIMEOUT_MS",
+    "FIRST_FRAME_TIMEOUT_MS",
+    "FRAME_DEADLINE_MS",
     "IDLE_TIMEOUT_MS",
     "IN_FLIGHT_MAX",
     "LOG_LINES_MAX",
+    "SOCKET_SEND_BUFFER_BYTES",
+    "UNSENT_BYTES_MAX",
+    "UNSENT_STALL_TIMEOUT_MS",
     "GroupCommitter",
     "HostServer",
     "RequestLogWriter",
@@ -57,9 +93,34 @@ __all__ = [
 ]
 
 CONNECTIONS_MAX: Final = 10_000
-IDLE_TIMEOUT_MS: Final = 300_000
+# One peer address (an IPv6 /64): a shop's or a carrier's NAT may put many terminals
+# behind one address, so this is generous — but far below CONNECTIONS_MAX.
+CONNECTIONS_PER_ADDRESS_MAX: Final = 256
+IDLE_TIMEOUT_MS: Final = 300_000  # from the last whole frame or answer
+# A frame is a few hundred bytes sent in one write; even over GPRS it is whole in a
+# second or two. Counted from its first byte, while the host reads the connection.
+FRAME_DEADLINE_MS: Final = 10_000
+# From the connection's opening to its first whole frame (a terminal sends at once).
+FIRST_FRAME_TIMEOUT_MS: Final = 10_000
 IN_FLIGHT_MAX: Final = 32  # requests of one connection between arrival and answer
+# Answers written but not yet taken by the peer's TCP stack (asyncio's write buffer);
+# above it the connection is not read. Resume below a quarter of it.
+UNSENT_BYTES_MAX: Final = 64 * 1024
+# A connection whose unsent answers stay above UNSENT_BYTES_MAX this long is cut off.
+UNSENT_STALL_TIMEOUT_MS: Final = 30_000
+# The kernel's send buffer of each connection (SO_SNDBUF; Linux doubles it for its own
+# bookkeeping). Answers are a few hundred bytes: without this a peer that never reads
+# lets the kernel queue megabytes per connection (tcp_wmem autotuning) before the host
+# even sees the backpressure.
+SOCKET_SEND_BUFFER_BYTES: Final = 64 * 1024
+# Descriptors kept for what is not a connection: the listening socket, the database,
+# the log, epoll, the commit thread's files.
+FILE_DESCRIPTORS_RESERVED: Final = 64
 IDLE_SWEEP_INTERVAL_MS: Final = 1_000
+# asyncio's socket transport hands over at most this much per data_received call. A
+# connection's reader holds at most one such read of frames not yet taken (reading
+# stops until they are) plus one unfinished frame, so this bounds its buffer.
+SOCKET_READ_BYTES_MAX: Final = 256 * 1024
 # How long a group waits for more requests before it commits (latency traded for fsyncs).
 GROUP_GATHER_MS: Final = 1
 LISTEN_BACKLOG: Final = 4096
@@ -115,12 +176,71 @@ class RequestLogWriter:
             self._logger.info("\n".join(lines))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ServerLimits:
+    """What one host process allows its peers (docs/host.md, "Limits")."""
+
     connections_max: int = CONNECTIONS_MAX
+    # 0: CONNECTIONS_PER_ADDRESS_MAX, but at most half of connections_max, so that one
+    # address can never hold every connection of a host set up small.
+    connections_per_address_max: int = 0
     frame_bytes_max: int = MAX_FRAME_BYTES
     idle_timeout_ms: int = IDLE_TIMEOUT_MS
+    frame_deadline_ms: int = FRAME_DEADLINE_MS
+    first_frame_timeout_ms: int = FIRST_FRAME_TIMEOUT_MS
     in_flight_max: int = IN_FLIGHT_MAX
+    unsent_bytes_max: int = UNSENT_BYTES_MAX
+    unsent_stall_timeout_ms: int = UNSENT_STALL_TIMEOUT_MS
+    socket_send_buffer_bytes: int = SOCKET_SEND_BUFFER_BYTES
+
+    def __post_init__(self) -> None:
+        if self.connections_per_address_max == 0 and isinstance(self.connections_max, int):
+            derived = max(1, min(CONNECTIONS_PER_ADDRESS_MAX, self.connections_max // 2))
+            object.__setattr__(self, "connections_per_address_max", derived)
+        for limit in fields(self):
+            value = getattr(self, limit.name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{limit.name} must be a whole number ≥ 1, got {value!r}")
+        if self.connections_per_address_max > self.connections_max:
+            raise ConfigError(
+                f"connections_per_address_max ({self.connections_per_address_max}) must not "
+                f"exceed connections_max ({self.connections_max})"
+            )
+
+
+def peer_key(peername: Any) -> str:
+    """The address a per-peer limit counts: IPv4 as is, IPv6 by its /64 (one site)."""
+    if not isinstance(peername, tuple) or not peername:
+        return str(peername)
+    try:
+        address = ipaddress.ip_address(str(peername[0]).partition("%")[0])
+    except ValueError:
+        return str(peername[0])
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+def fit_file_descriptors(connections_max: int) -> int:
+    """Raise this process's descriptor limit for ``connections_max``; the most it can hold.
+
+    A full descriptor table stops ``accept`` altogether (asyncio then waits a
+    second before trying again), and with it every terminal, so the host must
+    never let its connections reach it: when the hard limit is too low the
+    connection limit is lowered to fit, and the caller says so.
+    """
+    needed = connections_max + FILE_DESCRIPTORS_RESERVED
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return connections_max
+    return max(1, soft - FILE_DESCRIPTORS_RESERVED)
 
 
 class _Slot:
@@ -187,59 +307,159 @@ class GroupCommitter:
 
 
 class _Connection(asyncio.Protocol):
+    """One peer: its session, its answers in request order, and what it is allowed."""
+
     def __init__(self, server: HostServer) -> None:
         self._server = server
-        self._session = HostSession(server.core, max_frame_bytes=server.limits.frame_bytes_max)
+        frame_max = server.limits.frame_bytes_max
+        self._session = HostSession(
+            server.core,
+            max_frame_bytes=frame_max,
+            max_buffer_bytes=SOCKET_READ_BYTES_MAX + LENGTH_BYTES + frame_max,
+        )
         self._pending: collections.deque[_Slot] = collections.deque()
         self._transport: asyncio.Transport | None = None
-        self._paused = False
+        self._reading = True
+        self._taking = False
         self._closing = False
         self._draining = False
-        self.last_activity = 0.0
+        self.address = ""
+        self.connected_at = 0.0
+        self.last_activity = 0.0  # the last whole frame taken or answer written
+        self.framed = False  # one whole frame has come: the peer talks
+        self.frame_started_at: float | None = None  # first byte of an unfinished frame
+        self.unsent_since: float | None = None  # unsent answers above the limit since
+
+    # --- asyncio callbacks ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
-        self.last_activity = time.monotonic()
-        if len(self._server.connections) >= self._server.limits.connections_max:
-            log.warning(json.dumps({"event": "refused", "reason": "connections_max"}))
+        self.connected_at = self.last_activity = time.monotonic()
+        self.address = peer_key(transport.get_extra_info("peername"))
+        if not self._server.admit(self):
+            self._closing = True
             transport.abort()
             return
-        self._server.connections.add(self)
+        limits = self._server.limits
+        transport.set_write_buffer_limits(
+            high=limits.unsent_bytes_max, low=limits.unsent_bytes_max // 4
+        )
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_SNDBUF, limits.socket_send_buffer_bytes
+                )
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._server.connections.discard(self)
+        self._server.forget(self)
         self._closing = True
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
-        now = time.monotonic()
+        self._take(data, time.monotonic())
+
+    def pause_writing(self) -> None:
+        """asyncio: the unsent answers passed UNSENT_BYTES_MAX — read nothing more."""
+        self.unsent_since = time.monotonic()
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        """asyncio: they drained below a quarter of it."""
+        self.unsent_since = None
+        if not self._closing:
+            self._take(b"", time.monotonic())  # frames read before the pause come first
+        self._update_reading()
+
+    # --- requests in -----------------------------------------------------------------------
+
+    def _take(self, data: bytes, now: float) -> None:
+        """Feed ``data``; take whole frames while the in-flight limit allows (the rest waits)."""
+        if self._taking:
+            return  # an answer given while taking: the loop below goes on by itself
+        self._taking = True
+        try:
+            chunk = data
+            while not self._closing:
+                budget = self._server.limits.in_flight_max - len(self._pending)
+                if self.unsent_since is not None:
+                    budget = 0  # answers pile up unread: take no more requests either
+                frames, local = self._session.split(chunk, max_frames=max(budget, 0))
+                chunk = b""
+                if not frames and not local:
+                    break
+                self._took_frames(now, talking=bool(frames))
+                self._admit_frames(frames, local, now)
+            if not self._session.frame_started:
+                self.frame_started_at = None
+            elif self.frame_started_at is None:
+                self.frame_started_at = now
+        finally:
+            self._taking = False
+        self._update_reading()
+
+    def _took_frames(self, now: float, *, talking: bool) -> None:
         self.last_activity = now
-        frames, local = self._session.split(data)
+        self.frame_started_at = None  # the frame ended; a new one starts with its first byte
+        if talking and not self.framed:
+            # A frame for the core (sound TPDU and header), not only dropped garbage.
+            self.framed = True
+            self._server.talking(self)
+
+    def _admit_frames(self, frames: list[Frame], local: list[HostReply], now: float) -> None:
+        """Slots in stream order: drops, then the frames for the core, then a closing reply."""
+        closing = [reply for reply in local if reply.close]
         for reply in local:
-            slot = _Slot(now)
-            self._pending.append(slot)
-            self.answer(slot, reply)
+            if not reply.close:
+                self._answer_now(reply, now)
         for frame in frames:
             slot = _Slot(now)
             self._pending.append(slot)
             self._server.committer.submit(frame, slot, self)
-        if len(self._pending) >= self._server.limits.in_flight_max and not self._paused:
-            assert self._transport is not None
-            self._transport.pause_reading()
-            self._paused = True
+        for reply in closing:
+            self._answer_now(reply, now)
+
+    def _answer_now(self, reply: HostReply, now: float) -> None:
+        slot = _Slot(now)
+        self._pending.append(slot)
+        self.answer(slot, reply)
+
+    def _update_reading(self) -> None:
+        """Read the socket only when this peer may send more (one place decides)."""
+        transport = self._transport
+        if transport is None or self._closing:
+            return
+        want = (
+            not self._draining
+            and self.unsent_since is None
+            and len(self._pending) < self._server.limits.in_flight_max
+        )
+        if want and not self._reading:
+            self._reading = True
+            if self._session.frame_started:
+                # Its bytes waited on us, not on the peer: the frame's clock starts again.
+                self.frame_started_at = time.monotonic()
+            transport.resume_reading()
+        elif not want and self._reading:
+            self._reading = False
+            transport.pause_reading()
 
     def stop_reading(self) -> None:
         """Graceful stop: read nothing more; what was read is still answered."""
         self._draining = True
-        if self._transport is not None and not self._closing and not self._paused:
-            self._transport.pause_reading()
-            self._paused = True
+        self._update_reading()
+
+    @property
+    def reading(self) -> bool:
+        return self._reading and not self._closing
 
     @property
     def in_flight(self) -> bool:
         return bool(self._pending) and not self._closing
+
+    # --- answers out ---------------------------------------------------------------------------
 
     def answer(self, slot: _Slot, reply: HostReply) -> None:
         slot.reply = reply
@@ -254,8 +474,10 @@ class _Connection(asyncio.Protocol):
 
     def _flush(self) -> None:
         transport = self._transport
+        answered = False
         while self._pending and self._pending[0].ready:
             slot = self._pending.popleft()
+            answered = True
             reply = slot.reply
             assert reply is not None
             if reply.log.mti is not None or reply.log.error is not None:
@@ -267,22 +489,51 @@ class _Connection(asyncio.Protocol):
             if reply.close:
                 self._closing = True
                 transport.close()
-        if (
-            self._paused
-            and not self._draining
-            and len(self._pending) < self._server.limits.in_flight_max
-        ):
-            self._paused = False
-            if transport is not None and not self._closing:
-                transport.resume_reading()
+        if answered and not self._closing:
+            now = time.monotonic()
+            self.last_activity = now
+            self._take(b"", now)  # frames that waited for room in flight
+        self._update_reading()
+
+    # --- limits -------------------------------------------------------------------------------
 
     def idle_for(self, now: float) -> float:
         return now - self.last_activity if not self._pending else 0.0
 
+    def overdue(self, now: float) -> str | None:
+        """Why this connection must be cut off now (a ServerLimits field), or None."""
+        limits = self._server.limits
+        if self.unsent_since is not None:
+            if (now - self.unsent_since) * 1000 > limits.unsent_stall_timeout_ms:
+                return "unsent_stall_timeout_ms"
+            return None
+        if (
+            not self.framed
+            and not self._pending
+            and (now - self.connected_at) * 1000 > limits.first_frame_timeout_ms
+        ):
+            return "first_frame_timeout_ms"
+        if (
+            self._reading
+            and self.frame_started_at is not None
+            and (now - self.frame_started_at) * 1000 > limits.frame_deadline_ms
+        ):
+            return "frame_deadline_ms"
+        if self.idle_for(now) * 1000 > limits.idle_timeout_ms:
+            return "idle_timeout_ms"
+        return None
+
     def close_idle(self) -> None:
+        """Close after what is written has gone (idle, or a graceful stop)."""
         if self._transport is not None:
             self._closing = True
             self._transport.close()
+
+    def cut_off(self) -> None:
+        """Close now, dropping what is unsent (a peer that broke a limit)."""
+        if self._transport is not None:
+            self._closing = True
+            self._transport.abort()
 
 
 class HostServer:
@@ -291,28 +542,113 @@ class HostServer:
         self.limits = limits or ServerLimits()
         self.committer = GroupCommitter(core)
         self.connections: set[_Connection] = set()
+        # Per peer address, its connections in the order they came (oldest first).
+        self._by_address: dict[str, dict[_Connection, None]] = {}
+        # Connections that have not sent a whole frame yet, oldest first: the ones a
+        # new connection may take the place of when a limit is full.
+        self._silent: dict[_Connection, None] = {}
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._log = RequestLogWriter()
         self.requests_answered = 0  # request log entries written (answered or dropped)
+        # Refusals and closures since the last sweep, by reason (logged once per sweep).
+        self.closed_by_limit: collections.Counter[str] = collections.Counter()
+        self.closed_by_limit_total: collections.Counter[str] = collections.Counter()
 
     async def start(self, host: str, port: int, *, reuse_port: bool = False) -> tuple[str, int]:
         """Listen; ``reuse_port`` lets several host processes share the port (SO_REUSEPORT)."""
+        fitted = fit_file_descriptors(self.limits.connections_max)
+        if fitted < self.limits.connections_max:
+            log.warning(json.dumps({
+                "event": "connections_max_lowered", "requested": self.limits.connections_max,
+                "connections_max": fitted, "reason": "file descriptor limit (ulimit -n)",
+            }))  # fmt: skip
+            self.limits = dataclasses.replace(
+                self.limits,
+                connections_max=fitted,
+                connections_per_address_max=min(fitted, self.limits.connections_per_address_max),
+            )
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: _Connection(self), host, port, backlog=LISTEN_BACKLOG, reuse_port=reuse_port
         )
-        self._sweeper = loop.create_task(self._sweep_idle())
+        self._sweeper = loop.create_task(self._sweep())
         address = self._server.sockets[0].getsockname()
         return str(address[0]), int(address[1])
 
-    async def _sweep_idle(self) -> None:
+    # --- admission -----------------------------------------------------------------------------
+
+    def admit(self, connection: _Connection) -> bool:
+        """Take ``connection`` in, in the place of a silent one if a limit is full."""
+        limits = self.limits
+        same = self._by_address.get(connection.address, {})
+        if len(same) >= limits.connections_per_address_max:
+            victim = next((c for c in same if c in self._silent), None)
+            if victim is None:
+                self.closed_by_limit["refused_connections_per_address_max"] += 1
+                return False
+            self._evict(victim, "evicted_connections_per_address_max")
+        if len(self.connections) >= limits.connections_max:
+            victim = next(iter(self._silent), None)
+            if victim is None:
+                self.closed_by_limit["refused_connections_max"] += 1
+                return False
+            self._evict(victim, "evicted_connections_max")
+        self.connections.add(connection)
+        self._by_address.setdefault(connection.address, {})[connection] = None
+        self._silent[connection] = None
+        return True
+
+    def talking(self, connection: _Connection) -> None:
+        """``connection`` sent its first whole frame: it is no longer one to evict."""
+        self._silent.pop(connection, None)
+
+    def forget(self, connection: _Connection) -> None:
+        """``connection`` is gone (idempotent: an eviction forgets before the close lands)."""
+        self.connections.discard(connection)
+        self._silent.pop(connection, None)
+        same = self._by_address.get(connection.address)
+        if same is not None:
+            same.pop(connection, None)
+            if not same:
+                del self._by_address[connection.address]
+
+    def _evict(self, connection: _Connection, reason: str) -> None:
+        self.closed_by_limit[reason] += 1
+        self.forget(connection)
+        connection.cut_off()
+
+    def connections_of(self, address: str) -> int:
+        return len(self._by_address.get(address, ()))
+
+    # --- the sweep -----------------------------------------------------------------------------
+
+    async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(IDLE_SWEEP_INTERVAL_MS / 1000)
-            now = time.monotonic()
-            for connection in list(self.connections):
-                if connection.idle_for(now) * 1000 > self.limits.idle_timeout_ms:
-                    connection.close_idle()
+            try:
+                self.sweep(time.monotonic())
+            except Exception:  # a bug here must not end the limits for good: log, go on
+                log.exception("sweep failed")
+
+    def sweep(self, now: float) -> None:
+        """Close what broke a time limit; log what limits did since the last sweep."""
+        for connection in list(self.connections):
+            reason = connection.overdue(now)
+            if reason == "idle_timeout_ms":
+                self.closed_by_limit[reason] += 1
+                self.forget(connection)
+                connection.close_idle()
+            elif reason is not None:
+                self._evict(connection, reason)
+        if self.closed_by_limit:
+            counts = dict(sorted(self.closed_by_limit.items()))
+            self.closed_by_limit_total.update(self.closed_by_limit)
+            self.closed_by_limit.clear()
+            level = logging.INFO if set(counts) == {"idle_timeout_ms"} else logging.WARNING
+            log.log(level, json.dumps({"event": "limits", **counts}))
+
+    # --- lifecycle -------------------------------------------------------------------------------
 
     async def serve_forever(self) -> None:
         assert self._server is not None

@@ -18,7 +18,7 @@ from typing import Final
 
 from posbatch.errors import FrameError
 from posbatch.host.core import HostCore, HostReply, RequestLog
-from posbatch.wire import MAX_FRAME_BYTES, Frame, FrameReader
+from posbatch.wire import MAX_BUFFER_BYTES, MAX_FRAME_BYTES, Frame, FrameReader
 
 __all__ = ["FRAMES_PER_READ_MAX", "HostSession"]
 
@@ -27,16 +27,35 @@ FRAMES_PER_READ_MAX: Final = 64
 
 
 class HostSession:
-    def __init__(self, core: HostCore, *, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
+    def __init__(
+        self,
+        core: HostCore,
+        *,
+        max_frame_bytes: int = MAX_FRAME_BYTES,
+        max_buffer_bytes: int = MAX_BUFFER_BYTES,
+    ) -> None:
         self.core = core
-        self._reader = FrameReader(max_frame_bytes=max_frame_bytes)
+        self._reader = FrameReader(
+            max_frame_bytes=max_frame_bytes, max_buffer_bytes=max_buffer_bytes
+        )
         self.closed = False
 
-    def split(self, data: bytes) -> tuple[list[Frame], list[HostReply]]:
+    @property
+    def frame_started(self) -> bool:
+        """Part of a frame is buffered and its end has not come (see FrameReader)."""
+        return not self.closed and self._reader.frame_started
+
+    def split(
+        self, data: bytes, *, max_frames: int | None = None
+    ) -> tuple[list[Frame], list[HostReply]]:
         """The whole frames in the stream so far, and replies owed without the core.
 
         The second list holds drops (bad TPDU/header) and, when the stream is
-        broken, one closing reply (after which :attr:`closed` is true).
+        broken, one closing reply (after which :attr:`closed` is true). At most
+        ``max_frames`` frames are taken (drops count too); the rest stays in
+        the reader, bounded by its buffer, until the next call — that is how a
+        server keeps the requests of one connection in flight under a limit
+        however many arrived in one read.
         """
         if self.closed:
             return [], []
@@ -46,7 +65,7 @@ class HostSession:
             self._reader.receive_data(data)
         except FrameError as exc:
             return [], [self._close(exc)]
-        while True:
+        while max_frames is None or len(frames) + len(local) < max_frames:
             try:
                 frame = self._reader.next_frame()
             except FrameError as exc:

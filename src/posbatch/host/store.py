@@ -14,7 +14,7 @@ Keys: the TMK, MAK and PIK of a terminal are sealed under the store's
 key-encryption key (:mod:`posbatch.host.sealing`) here and only here — sealed
 on write (:meth:`HostStore.add_terminals`, :meth:`StoreTx.update_terminal`, for
 every column of :data:`SEALED_COLUMNS`), opened on read (the terminal rows of
-the request path, :meth:`StoreTx.repeated_sign_on_keys`). Callers pass and get
+the request path, pending working keys included). Callers pass and get
 clear keys and never see a sealed one. ``host_key_encryption`` records the id
 of the KEK; a store opened with another KEK is refused at once
 (:class:`~posbatch.errors.KekMismatch`), and a unit of work that seals checks
@@ -70,6 +70,7 @@ __all__ = [
     "TransactionInfo",
     "TransactionStatus",
     "naive_utc",
+    "pending_keys_bytes",
 ]
 
 MIGRATIONS: Final = "posbatch.host:migrations"
@@ -86,7 +87,9 @@ SEALED_COLUMNS: Final[dict[str, KeyKind]] = {
     "master_key": KeyKind.TMK,
     "mak": KeyKind.MAK,
     "pik": KeyKind.PIK,
+    "pending_keys": KeyKind.PENDING,  # PIK ‖ MAK of a sign-on, until a request uses them
 }
+PIK_BYTES: Final = 16
 
 
 class TerminalStatus:
@@ -832,6 +835,7 @@ class TerminalRow(NamedTuple):
     current_batch_id: int | None
     batch_no: int | None
     batch_state: str | None
+    pending_keys: WorkingKeys | None = None  # of the last sign-on, while no request used them
 
 
 class TransactionRow(NamedTuple):
@@ -857,7 +861,7 @@ class TransactionRow(NamedTuple):
 _INSERT_COLUMNS: Final = (*TransactionRow._fields[1:], "terminal_id", "created_at")
 _TERMINAL_SELECT: Final = (
     "SELECT t.terminal_id, t.merchant_id, t.master_key, t.status, t.signed_on, t.mak, "
-    "t.current_batch_id, b.batch_no, b.state FROM host_terminals t "
+    "t.current_batch_id, b.batch_no, b.state, t.pending_keys FROM host_terminals t "
     "LEFT JOIN host_batches b ON b.batch_id = t.current_batch_id "
 )
 _TRANSACTION_COLUMNS: Final = (
@@ -878,14 +882,26 @@ READ_AHEAD_KEYS_MAX: Final = 512
 _K = TypeVar("_K")
 
 
+def pending_keys_bytes(keys: WorkingKeys) -> bytes:
+    """The ``pending_keys`` column's clear value (sealed on write): PIK ‖ MAK, 24 bytes."""
+    return keys.pik + keys.mak
+
+
+def _working_keys(clear: bytes) -> WorkingKeys:
+    return WorkingKeys(pik=clear[:PIK_BYTES], mak=clear[PIK_BYTES:])
+
+
 def _terminal_row(row: Sequence[Any], store: HostStore) -> TerminalRow:
-    """A terminal row of the request path, its TMK and MAK opened."""
+    """A terminal row of the request path, its TMK, MAK and pending keys opened."""
     terminal_id = row[0]
     return TerminalRow(
         terminal_id, row[1], store.open_key(KeyKind.TMK, terminal_id, row[2]), row[3],
         bool(row[4]),
         None if row[5] is None else store.open_key(KeyKind.MAK, terminal_id, row[5]),
         row[6], row[7], row[8],
+        None if row[9] is None else _working_keys(
+            store.open_key(KeyKind.PENDING, terminal_id, row[9])
+        ),
     )  # fmt: skip
 
 
@@ -1106,29 +1122,6 @@ class StoreTx:
         cursor.execute(self._sql.terminal, (terminal_id,))
         row = cursor.fetchone()
         return None if row is None else _terminal_row(row, self.store)
-
-    def repeated_sign_on_keys(self, terminal_id: str, stan: int) -> WorkingKeys | None:
-        """The keys handed out by the sign-on this one repeats, or None if it is a new one.
-
-        A sign-on with the STAN of the terminal's last request, while it is signed on, is that
-        request again (a duplicate on the line, a resend after a lost answer): it gets the
-        same keys, never new ones — else the terminal would keep the keys of the answer it
-        read while the host kept the keys of the one it did not (every request → A0).
-        """
-        self.flush()  # the last STANs of this unit of work, in order
-        row = self.connection.execute(
-            sa.select(t.terminals.c.signed_on, t.terminals.c.last_stan, t.terminals.c.pik,
-                      t.terminals.c.mak)
-            .where(t.terminals.c.terminal_id == terminal_id)
-        ).first()  # fmt: skip
-        if row is None or not row.signed_on or row.last_stan != stan:
-            return None
-        if row.pik is None or row.mak is None:
-            return None
-        return WorkingKeys(
-            pik=self.store.open_key(KeyKind.PIK, terminal_id, row.pik),
-            mak=self.store.open_key(KeyKind.MAK, terminal_id, row.mak),
-        )
 
     def update_terminal(self, terminal_id: str, **values: Any) -> None:
         """Set columns of the terminal's row; keys (:data:`SEALED_COLUMNS`) are sealed here."""

@@ -41,6 +41,8 @@ from posbatch.wire._fields import (
     mask_pan,
 )
 from posbatch.wire._framing import (
+    LENGTH_BYTES,
+    MAX_BUFFER_BYTES,
     MAX_FRAME_BYTES,
     Frame,
     FrameReader,
@@ -83,7 +85,9 @@ __all__ = [
     "BATCH_NO_MAX",
     "CURRENCY_CNY",
     "FIELD62_BYTES",
+    "LENGTH_BYTES",
     "MAC_BYTES",
+    "MAX_BUFFER_BYTES",
     "MAX_FRAME_BYTES",
     "MAX_UPLOAD_RECORDS",
     "SPEC",

@@ -51,6 +51,27 @@ TRACK2_MAX_DIGITS: Final = 37
 FIELD60_EXTRA_DIGITS_MAX: Final = 6
 
 
+def first_non_digit(text: str) -> int:
+    """Index of the first character of ``text`` that is not a decimal digit (-1: none)."""
+    for index, char in enumerate(text):
+        if not ("0" <= char <= "9"):
+            return index
+    return -1
+
+
+def non_digit_reason(text: str) -> tuple[str, int]:
+    """Why ``text`` is not decimal digits, and the index of the first bad character.
+
+    The reason names that one character and where it is, never the text around
+    it: a field that should be digits may hold a card number (2, 35, 48), and a
+    peer that changes one nibble of it must not get the rest of the number
+    into our logs (DESIGN.md: no more than the first 6 and last 4 digits, even
+    when the field is malformed).
+    """
+    index = first_non_digit(text)
+    return f"not decimal digits: {text[index]!r} at digit {index + 1}", index
+
+
 def _digits(value: int, width: int, field: str) -> str:
     if not 0 <= value < 10**width:
         raise EncodeError(f"{value} does not fit in {width} digits", field=field)
@@ -61,8 +82,9 @@ def _number(text: str, start: int, width: int, field: str) -> int:
     piece = text[start : start + width]
     if len(piece) != width:
         raise DecodeError(f"needs {width} digits, has {len(piece)}", field=field, position=start)
-    if not piece.isdigit():
-        raise DecodeError(f"not decimal: {piece!r}", field=field, position=start)
+    if not (piece.isdigit() and piece.isascii()):
+        reason, index = non_digit_reason(piece)
+        raise DecodeError(reason, field=field, position=start + index)
     return int(piece)
 
 
@@ -72,13 +94,21 @@ def _number(text: str, start: int, width: int, field: str) -> int:
 def field60_text(message_type: str, batch_no: int, network_code: str, extra: str = "") -> str:
     """Field 60 as digits: 60.1 n2 + 60.2 batch_no n6 + 60.3 n3 + the extra one-digit sub-fields."""
     if not (len(message_type) == 2 and message_type.isdigit()):
-        raise EncodeError(f"message type {message_type!r}", field="60.1")
+        raise EncodeError(
+            f"message type is 2 digits, got {len(message_type)} characters", field="60.1"
+        )
     if not 1 <= batch_no <= BATCH_NO_MAX:
         raise EncodeError(f"batch_no {batch_no} outside 1..{BATCH_NO_MAX}", field="60.2")
     if not (len(network_code) == 3 and network_code.isdigit()):
-        raise EncodeError(f"network code {network_code!r}", field="60.3")
+        raise EncodeError(
+            f"network code is 3 digits, got {len(network_code)} characters", field="60.3"
+        )
     if extra and (len(extra) > FIELD60_EXTRA_DIGITS_MAX or not extra.isdigit()):
-        raise EncodeError(f"extra sub-fields {extra!r}", field="60.4")
+        raise EncodeError(
+            f"extra sub-fields are 1..{FIELD60_EXTRA_DIGITS_MAX} digits, got {len(extra)} "
+            "characters",
+            field="60.4",
+        )
     return f"{message_type}{batch_no:06d}{network_code}{extra}"
 
 
@@ -86,8 +116,9 @@ def parse_field60(text: str) -> tuple[str, int, str, str]:
     """(60.1, 60.2 batch_no, 60.3, extra digits) of field 60's digits."""
     if len(text) < 11:
         raise DecodeError(f"needs at least 11 digits, has {len(text)}", field="60", position=0)
-    if not text.isdigit():
-        raise DecodeError(f"not decimal: {text!r}", field="60", position=0)
+    if not (text.isdigit() and text.isascii()):
+        reason, index = non_digit_reason(text)
+        raise DecodeError(reason, field="60", position=index)
     batch_no = int(text[2:8])
     if batch_no == 0:
         raise DecodeError("batch_no 000000 is not a batch", field="60.2", position=2)
@@ -126,7 +157,9 @@ class OriginalTransaction:
         text = _digits(self.batch_no, 6, "61.1") + _digits(self.stan, 6, "61.2")
         if self.date_mmdd is not None:
             if not (len(self.date_mmdd) == 4 and self.date_mmdd.isdigit()):
-                raise EncodeError(f"date {self.date_mmdd!r}", field="61.3")
+                raise EncodeError(
+                    f"date is MMDD, 4 digits, got {len(self.date_mmdd)} characters", field="61.3"
+                )
             text += self.date_mmdd
         return text
 
@@ -331,10 +364,16 @@ def encode_detail(items: Mapping[str, str]) -> str:
     """Field 63 as ``KEY=value;KEY=value`` (printable ascii, ≤ 163 bytes)."""
     text = ";".join(f"{key}={value}" for key, value in items.items())
     if len(text) > FIELD63_MAX_BYTES or not (text.isascii() and text.isprintable()):
-        raise EncodeError(f"detail {text!r} is not ≤163 printable ascii bytes", field="63")
-    for key, value in items.items():
+        raise EncodeError(
+            f"detail of {len(text)} characters is not ≤163 printable ascii bytes", field="63"
+        )
+    for position, (key, value) in enumerate(items.items(), start=1):
         if not key or "=" in key or ";" in key or ";" in value:
-            raise EncodeError(f"detail item {key!r}={value!r}", field="63")
+            raise EncodeError(
+                f"detail item {position}: a key is non-empty without '=' or ';', "
+                "a value has no ';'",
+                field="63",
+            )
     return text
 
 

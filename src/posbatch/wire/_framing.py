@@ -211,6 +211,22 @@ class FrameReader:
         return len(self._buffer)
 
     @property
+    def frame_started(self) -> bool:
+        """Part of the next frame is buffered: its first byte came, its last has not.
+
+        The server times a frame from its first byte (``FRAME_DEADLINE_MS`` in
+        posbatch.host.server): a peer that sends a frame one byte at a time must
+        not hold a connection open with it. False when nothing is buffered and
+        when the next frame is whole (it waits only for ``next_frame``).
+        """
+        buffered = len(self._buffer)
+        if buffered == 0:
+            return False
+        if buffered < LENGTH_BYTES:
+            return True
+        return buffered < LENGTH_BYTES + int.from_bytes(self._buffer[:LENGTH_BYTES], "big")
+
+    @property
     def broken(self) -> bool:
         """True after a bad length or buffer overflow: the connection must be closed."""
         return self._broken is not None

@@ -45,6 +45,7 @@ from posbatch.wire._fields import (
     encode_upload_end,
     encode_upload_records,
     mask_pan,
+    non_digit_reason,
     parse_field60,
 )
 from posbatch.wire._spec import NUMERIC_FIELDS, SPEC, TEXT_FIELDS
@@ -766,21 +767,37 @@ def _getters(bitmap: int) -> tuple[_Getter | None, _Getter | None]:
     )
 
 
-def _check_values(fields: Mapping[str, str], bitmap: int) -> tuple[str, str] | None:
+# Fixed-length numeric fields of an odd number of digits start with a pad nibble.
+_LEAD_NIBBLES: Final = {number: 1 if "left_pad" in SPEC[number] else 0 for number in NUMERIC_FIELDS}
+
+
+def _check_values(fields: Mapping[str, str], bitmap: int) -> tuple[str, str, int] | None:
     """None when every numeric field holds digits and every text field printable ascii.
 
-    Otherwise (field, reason) for the lowest-numbered field that does not.
+    Otherwise (field, reason, nibbles from the start of the field's data to the
+    bad character) for the lowest-numbered field that does not. The reason
+    names the one bad character and where it is, never the field's value: a
+    numeric field may carry a card number (2, 35, 48), and a text field
+    whatever a peer put there.
     """
     numeric, text = _getters(bitmap)
     if numeric is not None and not "".join(numeric(fields)).isdigit():
-        number = _first_bad(fields, NUMERIC_FIELDS, str.isdigit)
-        return number, f"not decimal digits: {fields[number]!r}"
+        number = _first_bad(fields, NUMERIC_FIELDS, _decimal)
+        reason, index = non_digit_reason(fields[number])
+        return number, reason, index + _LEAD_NIBBLES[number]
     if text is not None:
         joined = "".join(text(fields))
         if not (joined.isascii() and joined.isprintable()):
             number = _first_bad(fields, TEXT_FIELDS, _printable_ascii)
-            return number, f"not printable ascii: {fields[number]!r}"
+            value = fields[number]
+            index = next(i for i, char in enumerate(value) if not _printable_ascii(char))
+            reason = f"not printable ascii: {value[index]!r} at character {index + 1}"
+            return number, reason, 2 * index  # one byte (two nibbles) per character
     return None
+
+
+def _decimal(text: str) -> bool:
+    return text.isdigit() and text.isascii()
 
 
 _BITMAP_START: Final = 2
