@@ -13,7 +13,7 @@ import pytest
 from catalog_samples import PILLS
 from typer.testing import CliRunner
 
-from posbatch.catalog import CatalogStore, Lot, Product, write_changes_file
+from posbatch.catalog import CatalogStore, Lot, Product, write_changes_file, write_credential
 from posbatch.catalog.cli import checkout_app
 from posbatch.host import HostCore, HostStore
 from posbatch.host.issuer import TEST_PAN_APPROVED
@@ -80,6 +80,8 @@ def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Shop]:
     )
     changes_file = tmp_path / "changes.json"
     write_changes_file(back_office.changes_since(0), changes_file)
+    credential = back_office.add_till(TERMINAL_ID, issued_by="test", at=now())
+    write_credential(credential, terminal_dir / "catalog-till.json")
     back_office.close()
     yield Shop(data_dir, terminal_dir, changes_file)
     asyncio.run_coroutine_threadsafe(server.close(), loop).result(START_TIMEOUT_S)
