@@ -490,21 +490,43 @@ class OrdersMixin(StockMixin):
                 .order_by(t.order_lines.c.order_line_id)
             ).all()
             version = self._new_version(connection, at=closed_at, reason=f"sale {row.receipt_no}")
-            record_movements(
-                connection,
-                [
-                    Movement(
-                        line.gtin,
-                        line.lot_no or t.NO_LOT,
-                        MovementKind.SALE,
-                        -int(line.quantity),
-                        order_id=order_id,
-                    )
-                    for line in sold
-                ],
-                at=closed_at,
-                version=version,
+            for line in sold:
+                record_movements(
+                    connection,
+                    [self._sale_movement(connection, line, order_id)],
+                    at=closed_at,
+                    version=version,
+                )
+
+    def _sale_movement(self, connection: Connection, line: Any, order_id: int) -> Movement:
+        """A sold line's movement. The units of an order still pending when its lot was
+        recalled had left the shop already: the recall's quarantine gives them back."""
+        quantity = int(line.quantity)
+        recall_id = (
+            None if line.lot_no is None else self.active_recall(connection, line.gtin, line.lot_no)
+        )
+        from_quarantine = 0
+        if recall_id is not None:
+            held = connection.execute(
+                sa.select(t.lots.c.quarantined).where(
+                    t.lots.c.gtin == line.gtin, t.lots.c.lot_no == line.lot_no
+                )
+            ).scalar_one()
+            from_quarantine = max(
+                0, min(quantity, int(held), self.set_aside_by(connection, recall_id))
             )
+        return Movement(
+            line.gtin,
+            line.lot_no or t.NO_LOT,
+            MovementKind.SALE,
+            -(quantity - from_quarantine),
+            -from_quarantine,
+            "sold while the order was pending, the lot recalled meanwhile"
+            if from_quarantine
+            else None,
+            order_id=order_id,
+            recall_id=recall_id if from_quarantine else None,
+        )
 
     def close_unpaid(
         self,

@@ -393,7 +393,8 @@ class StockMixin(StoreBase):
                         f"lot {lot_no} of {product.name} expires {lot.expiry or 'never'} in the "
                         f"catalog, not {expiry}: check the delivery"
                     )
-                recalled = lot is not None and bool(lot.recalled)
+                recall_id = self.active_recall(connection, gtin, lot_no)
+                recalled = recall_id is not None
                 movement = Movement(
                     gtin,
                     lot_no,
@@ -402,6 +403,7 @@ class StockMixin(StoreBase):
                     quantity if recalled else 0,
                     reason + (" (recalled lot: quarantined)" if recalled else ""),
                     actor,
+                    recall_id=recall_id,
                 )
             record_movements(connection, [movement], at=at, version=version)
             return self._stock_row(connection, gtin, lot_no)
@@ -654,12 +656,7 @@ class StockMixin(StoreBase):
                 .where(t.lots.c.gtin == lot.gtin, t.lots.c.lot_no == lot.lot_no)
                 .values(recalled=False, version=version)
             )
-            set_aside = connection.execute(
-                sa.select(sa.func.coalesce(sa.func.sum(t.movements.c.quarantined_delta), 0)).where(
-                    t.movements.c.recall_id == last.recall_id
-                )
-            ).scalar()
-            release = min(int(set_aside or 0), int(lot.quarantined))
+            release = min(self.set_aside_by(connection, last.recall_id), int(lot.quarantined))
             if release > 0:
                 record_movements(
                     connection,
@@ -724,6 +721,16 @@ class StockMixin(StoreBase):
                 .order_by(t.recalls.c.recall_id)
             ).all()
         return [_recall_row(row) for row in rows]
+
+    @staticmethod
+    def set_aside_by(connection: Connection, recall_id: int) -> int:
+        """Units in quarantine because of a recall: what it moved there, less what left."""
+        value = connection.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(t.movements.c.quarantined_delta), 0)).where(
+                t.movements.c.recall_id == recall_id
+            )
+        ).scalar()
+        return int(value or 0)
 
     def active_recall(self, connection: Connection, gtin: str, lot_no: str) -> int | None:
         """The recall_id in force for a lot (None: not recalled)."""

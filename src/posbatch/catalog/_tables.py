@@ -77,7 +77,7 @@ orders = sa.Table(
     sa.Column("order_id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("receipt_no", sa.String(40), nullable=True, unique=True),
     sa.Column("terminal_id", sa.String(8), nullable=False),
-    sa.Column("status", sa.String(10), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
     sa.Column("total_fen", sa.BigInteger, nullable=False),
     sa.Column("catalog_version", sa.Integer, nullable=False),
     sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),

@@ -83,11 +83,21 @@ _STANDING = {
 
 
 class HostStoreVerifier:
-    """Looks card transactions up in the host's store (opened on first use)."""
+    """Looks card transactions up in the host's store (opened on first use).
 
-    def __init__(self, connect: Callable[[], HostStore]) -> None:
+    ``owned``: the verifier opened the store and closes it (False: a store
+    shared with its owner, e.g. a host in the same process, is left open).
+    """
+
+    def __init__(self, connect: Callable[[], HostStore], *, owned: bool = True) -> None:
         self._connect = connect
+        self._owned = owned
         self._store: HostStore | None = None
+
+    @classmethod
+    def over(cls, store: HostStore) -> HostStoreVerifier:
+        """A verifier reading an open host store it does not own."""
+        return cls(lambda: store, owned=False)
 
     def check(self, transaction: CardTransaction) -> tuple[PaymentCheck, str]:
         try:
@@ -114,9 +124,9 @@ class HostStoreVerifier:
         )
 
     def close(self) -> None:
-        if self._store is not None:
+        if self._store is not None and self._owned:
             self._store.close()
-            self._store = None
+        self._store = None
 
 
 def host_verifier_for(data_dir: Path) -> HostStoreVerifier | None:

@@ -43,6 +43,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("quarantined", sa.Integer, nullable=False, server_default="0"))
     with op.batch_alter_table("catalog_orders") as batch:
         batch.add_column(sa.Column("payment_check", sa.String(12), nullable=True))
+        batch.alter_column(  # "part_refunded" is 13 characters
+            "status", type_=sa.String(16), existing_type=sa.String(10), existing_nullable=False
+        )
     with op.batch_alter_table("catalog_order_lines") as batch:
         batch.add_column(sa.Column("serial", sa.String(20), nullable=True))
         batch.add_column(sa.Column("trace_code", sa.String(20), nullable=True))
@@ -271,6 +274,9 @@ def downgrade() -> None:
         batch.drop_column("serial")
     with op.batch_alter_table("catalog_orders") as batch:
         batch.drop_column("payment_check")
+        batch.alter_column(
+            "status", type_=sa.String(10), existing_type=sa.String(16), existing_nullable=False
+        )
     with op.batch_alter_table("catalog_lots") as batch:
         batch.drop_column("quarantined")
     with op.batch_alter_table("catalog_products") as batch:
