@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from posbatch.catalog import _tables as t
+from posbatch.catalog._csv import export_quantity
 from posbatch.catalog._model import CatalogSnapshot, ChangeSet, Lot, Product
 from posbatch.catalog._orders_store import (
     ORDER_TRANSITIONS,
@@ -526,10 +527,10 @@ def _import_notes(
         known = current_lots.get((lot.gtin, lot.lot_no))
         if known is None:
             continue
-        if known.quantity_on_hand != lot.quantity_on_hand:
+        if export_quantity(known) != lot.quantity_on_hand:
             notes.append(
                 f"lot {lot.lot_no} of {lot.gtin}: the file says {lot.quantity_on_hand}, "
-                f"{known.quantity_on_hand} counted — stock unchanged (use `catalog receive` "
+                f"{export_quantity(known)} counted — stock unchanged (use `catalog receive` "
                 "or `catalog adjust`)"
             )
         if known.recalled != lot.recalled:
