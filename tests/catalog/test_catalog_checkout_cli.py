@@ -145,3 +145,40 @@ def test_unreachable_sync_source_only_warns(shop: Shop) -> None:
     )
     expected = (True, True)
     assert expected == ("warning: catalog not synced" in output, "P9 x1" in output)
+
+
+def test_a_scan_typed_at_the_lot_prompt_is_the_next_line(shop: Shop) -> None:
+    """The cashier scans the next item instead of answering t/f/s: it is not lost."""
+    output = run_session(shop, ["9501101530003", f"]C101{PILLS}10P9|17491231", "list", "quit"])
+    expected = (True, True, True)
+    assert expected == (
+        "需要批次号" in output,
+        "is read as the next line" in output,
+        "P9 x1" in output,
+    )
+
+
+def test_return_by_scanning_the_receipt(shop: Shop) -> None:
+    """Sell two packs, then `return` and scan the receipt's barcode: voided, stock back."""
+    run_session(shop, [f"2*]C101{PILLS}10P9|17491231", "pay", TEST_PAN_APPROVED, "3012", "quit"])
+    output = run_session(shop, ["return", f"]C0{TERMINAL_ID}-00000001", "all", "y", "quit"])
+    back_office = CatalogStore.open(f"sqlite:///{shop.data_dir / 'catalog.db'}")
+    detail = back_office.order_detail(f"{TERMINAL_ID}-00000001")
+    lot = back_office.snapshot().lot(PILLS, "P9")
+    back_office.close()
+    assert detail is not None and lot is not None
+    expected = (True, True, "voided", 20)
+    assert expected == (
+        "消费撤销 VOID" in output,
+        "退款 REFUNDED  77.80" in output,
+        detail.status,
+        lot.quantity_on_hand,
+    )
+
+
+def test_partial_return_typed_by_line_and_quantity(shop: Shop) -> None:
+    """`return RECEIPT` then `1x1`: one pack back as a refund of its price."""
+    run_session(shop, [f"2*]C101{PILLS}10P9|17491231", "pay", TEST_PAN_APPROVED, "3012", "quit"])
+    output = run_session(shop, [f"return {TERMINAL_ID}-00000001", "1x1", "y", "quit"])
+    expected = (True, True)
+    assert expected == ("退货 REFUND" in output, "退款 REFUNDED  38.90" in output)

@@ -295,6 +295,13 @@ def scan(
     if as_json:
         typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
         return
+    code = result.trace_code
+    if code is not None:
+        typer.echo(
+            f"drug traceability code 药品追溯码 {code.code}: drug identification code "
+            f"药品标识码 {code.prefix}, pack {code.pack_part}"
+        )
+        return
     table = Table(
         title=f"scan {raw!r}" + ("  AMBIGUOUS: candidate readings" if result.ambiguous else "")
     )
