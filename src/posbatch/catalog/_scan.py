@@ -388,10 +388,11 @@ def _greedy(segment: str, offset: int = 0, *, to_separator: bool = False) -> _St
         start = position + len(ai.ai)
         pattern = _value_pattern(ai)
         if to_separator and ai.separator_required:
-            problem = _variable_problem(ai, segment[start:])
-            if problem is not None:
-                raise problem
             match = pattern.fullmatch(segment, start)
+            if match is None:
+                problem = _variable_problem(ai, segment[start:])
+                if problem is not None:
+                    raise problem
         else:
             match = pattern.match(segment, start)
         if match is None:
@@ -504,6 +505,7 @@ def _validate(structure: _Structure, today: dt.date) -> ScanReading:
     """
     values: dict[str, str] = {}
     dates: dict[str, dt.date] = {}
+    gtin: str | None = None
     for element in structure:
         ai, value = element.ai, element.value
         if ai in values:
@@ -515,7 +517,7 @@ def _validate(structure: _Structure, today: dt.date) -> ScanReading:
         values[ai] = value
         if ai in ("01", "02"):
             try:
-                normalize_gtin(value)
+                gtin = normalize_gtin(value)
             except CatalogError as exc:
                 raise ScanError(f"({ai}) {exc}") from exc
         elif ai in _DATE_AIS:
@@ -534,12 +536,11 @@ def _validate(structure: _Structure, today: dt.date) -> ScanReading:
         )
     if "02" in values and "37" not in values:
         raise ScanError("(02) names the items inside a logistic unit: (37) must count them")
-    gtin_text = values.get("01") or values.get("02")
-    if gtin_text is None:
+    if gtin is None:
         raise ScanError("no GTIN (01) in the scan")
     count = values.get("37") or values.get("30")
     return ScanReading(
-        gtin=normalize_gtin(gtin_text),
+        gtin=gtin,
         lot=values.get("10"),
         expiry=dates.get("17") or dates.get("15"),
         serial=values.get("21"),
