@@ -37,6 +37,7 @@ from posbatch.catalog import (
     price_cart,
     write_catalog_csv,
 )
+from posbatch.catalog._stock import stock_by_product
 from posbatch.errors import CatalogError
 from posbatch.storage import create_engine
 
@@ -312,3 +313,10 @@ def test_product_rows_carry_their_new_fields(store: CatalogStore) -> None:
     )
     product = store.snapshot().product_for_trace_prefix("8612345")
     assert product is not None and "06970000000000" == product.gtin
+
+
+def test_stock_report_per_product_adds_up_its_lots(store: CatalogStore) -> None:
+    """`--by-product`: one line per product, its lots (on hand, quarantined) added up."""
+    rows = stock_by_product(store.stock_report(gtin=MILK))
+    expected = [(MILK, None, 18, 50, True)]
+    assert expected == [(r.gtin, r.lot_no, r.on_hand, r.quarantined, r.recalled) for r in rows]

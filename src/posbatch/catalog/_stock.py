@@ -61,6 +61,7 @@ __all__ = [
     "StockRow",
     "check_lot_no",
     "record_movements",
+    "stock_by_product",
 ]
 
 MOVEMENT_ROWS_MAX = 10_000
@@ -175,6 +176,23 @@ class RecallRow:
             "actor": self.actor,
             "at": self.at.isoformat(),
         }
+
+
+def stock_by_product(rows: Iterable[StockRow]) -> list[StockRow]:
+    """One row per product (``lot_no`` None): its lots' stock added up."""
+    totals: dict[str, StockRow] = {}
+    for row in rows:
+        total = totals.get(row.gtin)
+        totals[row.gtin] = StockRow(
+            row.gtin,
+            row.product_name,
+            None,
+            None,
+            row.recalled or (total is not None and total.recalled),
+            row.on_hand + (total.on_hand if total else 0),
+            row.quarantined + (total.quarantined if total else 0),
+        )
+    return [totals[gtin] for gtin in sorted(totals)]
 
 
 def check_lot_no(lot_no: str) -> str:

@@ -53,6 +53,7 @@ from posbatch.catalog._returns import (
     summarize_lines,
 )
 from posbatch.catalog._scan import DEFAULT_SEPARATORS, parse_scan
+from posbatch.catalog._stock import stock_by_product
 from posbatch.catalog._store import CatalogStore
 from posbatch.catalog._sync import (
     create_app,
@@ -653,6 +654,9 @@ def stock(
         bool, typer.Option("--history", help="List the movements instead (with --gtin).")
     ] = False,
     lot_no: Annotated[str | None, typer.Option("--lot", help="With --history: one lot.")] = None,
+    by_product: Annotated[
+        bool, typer.Option("--by-product", help="One line per product (its lots added up).")
+    ] = False,
     as_json: AsJson = False,
     data_dir: DataDir = DATA_DIR_DEFAULT,
 ) -> None:
@@ -671,6 +675,8 @@ def stock(
                 movements = store.movements(gtin=only, lot_no=lot_no)
             else:
                 rows = store.stock_report(at=moment, gtin=only)
+                if by_product:
+                    rows = stock_by_product(rows)
         finally:
             store.close()
     if history:
@@ -703,7 +709,7 @@ def stock(
         table.add_row(
             row.gtin,
             row.product_name,
-            row.lot_no or "(no lots)",
+            row.lot_no or ("(all lots)" if by_product else "(no lots)"),
             row.expiry.isoformat() if row.expiry else "",
             str(row.on_hand),
             str(row.quarantined),
