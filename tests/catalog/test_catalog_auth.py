@@ -23,6 +23,7 @@ from posbatch.catalog import (
     LineRequest,
     LotSource,
     LotTake,
+    PaymentCheck,
     PaymentMismatch,
     TillCredential,
     create_app,
@@ -34,7 +35,9 @@ from posbatch.catalog import (
     write_credential,
 )
 from posbatch.catalog.cli import app as catalog_cli
+from posbatch.catalog.payer import recover_pending_orders
 from posbatch.errors import CatalogError, ConfigError
+from posbatch.host.issuer import TEST_PAN_APPROVED
 
 runner = CliRunner()
 
@@ -312,4 +315,41 @@ def test_add_till_command_writes_the_credential(
         read_credential(out).terminal_id,
         again.exit_code,
         "10000001  active" in listed.stdout,
+    )
+
+
+class MismatchFor:
+    """A verifier that disowns one STAN and asks the real host about the others."""
+
+    def __init__(self, stan: str, real: Any) -> None:
+        self.stan, self.real = stan, real
+
+    def check(self, transaction: Any) -> tuple[PaymentCheck, str]:
+        if transaction.stan == self.stan:
+            return PaymentCheck.MISMATCH, "the host holds no such sale"
+        verdict: tuple[PaymentCheck, str] = self.real.check(transaction)
+        return verdict
+
+
+def test_recovery_goes_on_past_an_order_the_back_office_will_not_take(shop: Shop) -> None:
+    """Two orders left pending by a crash; the host disowns the first: the second completes."""
+    references = []
+    for _ in range(2):
+        order = shop.store.open_order(
+            milk_cart(shop.store, 1), terminal_id=TERMINAL_ID, opened_at=shop.clock()
+        )
+        shop.terminal.sale(1250, TEST_PAN_APPROVED, reference=order.receipt_no)
+        references.append(order.receipt_no)
+    first_stan = f"{shop.terminal.journal.transactions()[-2].stan:06d}"
+    shop.store.payment_verifier = MismatchFor(first_stan, shop.store.payment_verifier)
+    done = dict(
+        recover_pending_orders(
+            shop.store, shop.terminal.journal, terminal_id=TERMINAL_ID, closed_at=shop.clock()
+        )
+    )
+    expected = (True, True, [references[0]])
+    assert expected == (
+        done[references[0]].startswith("left pending: order"),
+        done[references[1]].startswith("paid: STAN"),
+        [order.receipt_no for order in shop.store.pending_orders()],
     )

@@ -14,11 +14,13 @@ from catalog_samples import PILLS
 from typer.testing import CliRunner
 
 from posbatch.catalog import CatalogStore, Lot, Product, write_changes_file, write_credential
+from posbatch.catalog.cli import app as catalog_cli
 from posbatch.catalog.cli import checkout_app
 from posbatch.host import HostCore, HostStore
 from posbatch.host.issuer import TEST_PAN_APPROVED
 from posbatch.host.server import HostServer
-from posbatch.terminal import init_terminal
+from posbatch.terminal import init_terminal, open_terminal
+from posbatch.terminal.cli import app as terminal_cli
 
 MERCHANT_ID = "898110054110001"
 TERMINAL_ID = "10000001"
@@ -182,3 +184,31 @@ def test_partial_return_typed_by_line_and_quantity(shop: Shop) -> None:
     output = run_session(shop, [f"return {TERMINAL_ID}-00000001", "1x1", "y", "quit"])
     expected = (True, True)
     assert expected == ("退货 REFUND" in output, "退款 REFUNDED  38.90" in output)
+
+
+def test_terminal_void_is_reconciled_into_the_back_office(shop: Shop) -> None:
+    """`posbatch terminal void` of a checkout sale, then `catalog reconcile`: goods back."""
+    run_session(shop, [f"2*]C101{PILLS}10P9|17491231", "pay", TEST_PAN_APPROVED, "3012", "quit"])
+    terminal = open_terminal(shop.terminal_dir, clock=now)
+    sale = next(row for row in terminal.journal.transactions() if row.kind == "sale")
+    terminal.journal.engine.dispose()
+    voided = CliRunner().invoke(
+        terminal_cli, ["void", str(sale.stan), "--data-dir", str(shop.terminal_dir)]
+    )
+    result = CliRunner().invoke(
+        catalog_cli,
+        ["reconcile", "--terminal-dir", str(shop.terminal_dir), "--data-dir", str(shop.data_dir)],
+    )
+    back_office = CatalogStore.open(f"sqlite:///{shop.data_dir / 'catalog.db'}")
+    lot = back_office.snapshot().lot(PILLS, "P9")
+    detail = back_office.order_detail(f"{TERMINAL_ID}-00000001")
+    back_office.close()
+    assert lot is not None and detail is not None
+    expected = (0, 0, True, "voided", 20)
+    assert expected == (
+        voided.exit_code,
+        result.exit_code,
+        "all lines back" in result.stdout,
+        detail.status,
+        lot.quantity_on_hand,
+    )

@@ -836,6 +836,49 @@ def verify_payments(data_dir: DataDir = DATA_DIR_DEFAULT) -> None:
     typer.echo(f"{plural(len(results), 'payment')} checked")
 
 
+@app.command()
+def reconcile(
+    terminal_dir: TerminalDir = TERMINAL_DIR_DEFAULT,
+    orders_to: Annotated[
+        str | None,
+        typer.Option(
+            "--orders-to", help="http://HOST:PORT of `catalog serve` (default: --data-dir)."
+        ),
+    ] = None,
+    credential_file: CredentialFile = None,
+    data_dir: DataDir = DATA_DIR_DEFAULT,
+) -> None:
+    """Settle this till's orders and returns with its terminal journal: what a crash left
+    pending, and voids/refunds made with `posbatch terminal void|refund` (goods back).
+
+    Checkout does this at every start; run it after using the terminal commands.
+
+    Example: posbatch catalog reconcile --terminal-dir ./posbatch-terminal
+    """
+    with _errors():
+        terminal = open_terminal(terminal_dir, clock=_now)
+        credential = _credential(terminal_dir, credential_file, required=orders_to is not None)
+        orders: OrderLedger = (
+            HttpOrderBook(orders_to, credential)
+            if orders_to is not None and credential is not None
+            else open_back_office(data_dir)
+        )
+        try:
+            done = recover_pending_orders(
+                orders,
+                terminal.journal,
+                terminal_id=terminal.journal.state().terminal_id,
+                closed_at=_now(),
+            )
+        finally:
+            if isinstance(orders, CatalogStore):
+                orders.close()
+            terminal.journal.engine.dispose()
+    for number, outcome in done:
+        typer.echo(f"{number}: {outcome}")
+    typer.echo(f"{plural(len(done), 'order or return', 'orders or returns')} settled")
+
+
 # --- tills ------------------------------------------------------------------------------------
 
 

@@ -18,7 +18,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from posbatch.catalog._checkout import OrderBook, Payment
-from posbatch.catalog._orders_store import OrderSummary, OutsideReturn, ReturnSummary
+from posbatch.catalog._orders_store import (
+    OrderSummary,
+    OutsideReturn,
+    PaymentMismatch,
+    ReturnSummary,
+)
 from posbatch.catalog._returns import ReturnBook, ReturnKind
 from posbatch.errors import CatalogError, ConfigError, HostUnreachable
 from posbatch.terminal import (
@@ -209,15 +214,18 @@ def recover_pending_orders(
     """Finish this terminal's orders and returns left pending, from the terminal journal.
 
     Each pending order is matched to the journal's sale whose ``reference`` is
-    its receipt number: approved → completed (STAN, batch_no, stock);
-    declined, reversed or voided → closed unpaid; no such sale → closed unpaid
-    (the card was never charged); a sale still outstanding → left pending
-    until the terminal has flushed it. Each pending return likewise, by its
-    return number: approved → done (goods back); declined or reversed →
-    failed; never sent → failed; outstanding → left pending. Then voids and
-    refunds made outside checkout (no reference, original sale of a receipt)
-    in the journal's last :data:`RECONCILE_BATCHES_MAX` batches are recorded.
-    Returns (receipt or return number, what was done) per item.
+    its receipt number: approved (voided or refunded since, too) → completed
+    (STAN, batch_no, stock; the void or refund is then recorded below);
+    declined or reversed → closed unpaid; no such sale → closed unpaid (the
+    card was never charged); a sale still outstanding → left pending until
+    the terminal has flushed it. Each pending return likewise, by its return
+    number: approved → done (goods back); declined or reversed → failed;
+    never sent → failed; outstanding → left pending. Then voids and refunds
+    made outside checkout (no reference, original sale of a receipt) in the
+    journal's last :data:`RECONCILE_BATCHES_MAX` batches are recorded. An
+    item the back office will not take (the host holds no such approval) is
+    left as it is and said so; the others go on. Returns (receipt or return
+    number, what was done) per item.
     """
     rows = journal.transactions()
     by_reference = {row.reference: row for row in rows if row.reference is not None}
@@ -238,7 +246,11 @@ def recover_pending_orders(
             done.append((item.return_no, f"still pending: {row.kind} STAN {row.stan:06d}"))
         elif row.state == TxnState.APPROVED:
             payment = _payment_of(row)
-            store.complete_return(item.return_id, payment, closed_at=closed_at)
+            try:
+                store.complete_return(item.return_id, payment, closed_at=closed_at)
+            except PaymentMismatch as exc:
+                done.append((item.return_no, f"left pending: {exc}"))
+                continue
             done.append((item.return_no, f"done: STAN {payment.stan} batch {payment.batch_no}"))
         else:
             store.fail_return(
@@ -279,7 +291,11 @@ def _recover_orders(
         if row.state in TxnState.OUTSTANDING:
             done.append((order.receipt_no, f"still pending: sale STAN {payment.stan} {row.state}"))
         elif payment.approved:
-            store.complete_order(order.order_id, payment, closed_at=closed_at)
+            try:
+                store.complete_order(order.order_id, payment, closed_at=closed_at)
+            except PaymentMismatch as exc:
+                done.append((order.receipt_no, f"left pending: {exc}"))
+                continue
             done.append((order.receipt_no, f"paid: STAN {payment.stan} batch {payment.batch_no}"))
         else:
             store.close_unpaid(
