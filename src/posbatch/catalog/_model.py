@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 __all__ = ["GS1_CSET82", "CatalogSnapshot", "ChangeSet", "Lot", "Product"]
 
@@ -76,7 +77,6 @@ class CatalogSnapshot:
     version: int
     synced_at: dt.datetime | None = None
     _fefo: dict[str, tuple[Lot, ...]] = field(default_factory=dict, repr=False, compare=False)
-    _trace_index: dict[str, Product] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def build(
@@ -104,17 +104,17 @@ class CatalogSnapshot:
         lots = self.lots.get(gtin)
         return None if lots is None else lots.get(lot_no)
 
+    @cached_property
+    def _trace_prefixes(self) -> dict[str, Product]:
+        return {
+            product.trace_prefix: product
+            for product in self.products.values()
+            if product.trace_prefix
+        }
+
     def product_for_trace_prefix(self, prefix: str) -> Product | None:
         """The product whose drug traceability codes start with ``prefix`` (7 digits)."""
-        index = self._trace_index
-        if not index:
-            index.update(
-                (product.trace_prefix, product)
-                for product in self.products.values()
-                if product.trace_prefix
-            )
-            index.setdefault("", Product("", "", 0, False))  # built, even when empty
-        return index.get(prefix) if prefix else None
+        return self._trace_prefixes.get(prefix)
 
     def is_known_lot(self, gtin: str, lot_no: str) -> bool:
         """For :meth:`Scan.resolve`: does this product have this lot?"""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import hmac
 import json
 import os
 import secrets
@@ -140,8 +139,6 @@ class TillsMixin(StoreBase):
                 sa.select(t.tills).where(t.tills.c.token_sha256 == digest)
             ).first()
         if row is None or row.revoked_at is not None:
-            return None
-        if not hmac.compare_digest(row.token_sha256, digest):
             return None
         return str(row.terminal_id)
 
