@@ -244,3 +244,13 @@ def test_bad_input_is_one_line_exit_2(tmp_path: Path, args: list[str], message: 
     data_dir = tmp_path / "data"
     result = runner.invoke(app, [*args, "--data-dir", str(data_dir)])
     assert (2, message.replace("{data}", str(data_dir))) == (result.exit_code, result.stderr)
+
+
+@pytest.mark.parametrize("command", [["stock"], ["trace", "L1"], ["tills"], ["pending"]])
+def test_a_file_given_as_data_directory_is_one_line(tmp_path: Path, command: list[str]) -> None:
+    """`--data-dir` naming a file: one line, exit 2 (it was a FileExistsError traceback)."""
+    afile = tmp_path / "afile"
+    afile.touch()
+    result = runner.invoke(app, [*command, "--data-dir", str(afile)])
+    expected = (2, f"error: cannot use {afile} as the data directory: File exists\n")
+    assert expected == (result.exit_code, result.stderr)

@@ -136,14 +136,21 @@ CredentialFile = Annotated[
 
 def open_back_office(data_dir: Path) -> CatalogStore:
     """The back office store; paid orders are checked against the host's store if it is here."""
-    return CatalogStore.open(
-        storage.database_url(data_dir, file_name=DB_FILE_NAME),
-        payment_verifier=host_verifier_for(data_dir),
-    )
+    try:
+        url = storage.database_url(data_dir, file_name=DB_FILE_NAME)
+        verifier = host_verifier_for(data_dir)
+    except OSError as exc:
+        raise ConfigError(f"cannot use {data_dir} as the data directory: {exc.strerror}") from exc
+    return CatalogStore.open(url, payment_verifier=verifier)
 
 
 def open_terminal_copy(terminal_dir: Path) -> CatalogStore:
-    terminal_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        terminal_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot use {terminal_dir} as the terminal directory: {exc.strerror}"
+        ) from exc
     return CatalogStore.open(f"sqlite:///{(terminal_dir / DB_FILE_NAME).resolve()}")
 
 
