@@ -3,6 +3,7 @@ approval the host knows, and a till takes changes only from its own back office.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import stat
@@ -353,3 +354,25 @@ def test_recovery_goes_on_past_an_order_the_back_office_will_not_take(shop: Shop
         done[references[1]].startswith("paid: STAN"),
         [order.receipt_no for order in shop.store.pending_orders()],
     )
+
+
+def test_a_streamed_body_is_bounded_too(served: str, till: TillCredential) -> None:
+    """Chunked, without a Content-Length: cut off at the limit with 413 all the same."""
+    host, port = served.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.putrequest("POST", "/catalog/orders")
+    connection.putheader("Authorization", f"Bearer {till.token}")
+    connection.putheader("Content-Type", "application/json")
+    connection.putheader("Transfer-Encoding", "chunked")
+    connection.endheaders()
+    chunk = b"x" * 65536
+    try:
+        for _ in range(48):  # 3 MiB
+            connection.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        connection.send(b"0\r\n\r\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server may stop reading once it has answered
+    response = connection.getresponse()
+    status = response.status
+    connection.close()
+    assert 413 == status

@@ -121,12 +121,13 @@ _Receive = Callable[[], Awaitable[_Message]]
 _Send = Callable[[_Message], Awaitable[None]]
 
 
-class _BodyTooLargeError(Exception):
-    pass
-
-
 class _BodyLimit:
-    """ASGI: refuse a request body over ``limit`` bytes with 413, declared or streamed."""
+    """ASGI: refuse a request body over ``limit`` bytes with 413, declared or streamed.
+
+    The body is read here first (never more than ``limit`` + one chunk), then
+    handed to the app; a declared Content-Length over the limit is refused
+    before a byte of the body is read.
+    """
 
     def __init__(self, app: Callable[[_Scope, _Receive, _Send], Awaitable[None]], limit: int):
         self.app = app
@@ -140,28 +141,23 @@ class _BodyLimit:
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             await self._refuse(send)
             return
-        received = 0
-        started = False
-
-        async def limited() -> _Message:
-            nonlocal received
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _BodyTooLargeError
-            return message
-
-        async def watched(message: _Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited, watched)
-        except _BodyTooLargeError:
-            if not started:
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([message], receive), send)
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
                 await self._refuse(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, _replay([body], receive), send)
 
     async def _refuse(self, send: _Send) -> None:
         body = json.dumps({"detail": f"request body over {self.limit} bytes"}).encode()
@@ -169,10 +165,22 @@ class _BodyLimit:
             {
                 "type": "http.response.start",
                 "status": 413,
-                "headers": [(b"content-type", b"application/json")],
+                "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def _replay(messages: list[_Message], receive: _Receive) -> _Receive:
+    """A receive that first gives ``messages``, then what the client sends next."""
+    pending = list(messages)
+
+    async def replayed() -> _Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replayed
 
 
 def limit_request_bodies(app: FastAPI, limit: int = REQUEST_BYTES_MAX) -> None:
