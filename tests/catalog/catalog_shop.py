@@ -99,10 +99,10 @@ class Shop:
         self.host.close()
 
 
-def open_shop(tmp_path: Path, db_url: str) -> Shop:
+def open_shop(tmp_path: Path, db_url: str, *, host_url: str = "sqlite://") -> Shop:
     """The sample catalog in a back office, a terminal and a host it pays through."""
     clock = StepClock()
-    host = HostStore.open("sqlite://", pan_key=b"k" * 32)
+    host = HostStore.open(host_url, pan_key=b"k" * 32)
     host.add_terminal(MERCHANT_ID, TERMINAL_ID, MASTER_KEY, now=START)
     link = Link(HostCore(host, clock=clock))
     journal = Journal.open(f"sqlite:///{tmp_path / 'journal.db'}")

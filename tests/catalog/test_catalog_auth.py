@@ -3,6 +3,7 @@ approval the host knows, and a till takes changes only from its own back office.
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import os
@@ -19,6 +20,7 @@ from fastapi.routing import APIRoute
 from typer.testing import CliRunner
 
 from posbatch.catalog import (
+    CardTransaction,
     CatalogStore,
     HttpOrderBook,
     LineRequest,
@@ -28,6 +30,7 @@ from posbatch.catalog import (
     PaymentMismatch,
     TillCredential,
     create_app,
+    host_verifier_for,
     pay_cart,
     price_cart,
     read_credential,
@@ -376,3 +379,36 @@ def test_a_streamed_body_is_bounded_too(served: str, till: TillCredential) -> No
     status = response.status
     connection.close()
     assert 413 == status
+
+
+def test_the_back_office_finds_the_hosts_store_in_its_data_directory(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """host.db beside catalog.db is asked (as `catalog serve` does); without it, nothing is."""
+    monkeypatch.delenv("POSBATCH_DATABASE_URL", raising=False)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    shop = open_shop(tmp_path, db_url, host_url=f"sqlite:///{data_dir / 'host.db'}")
+    try:
+        receipt = shop.pay([LineRequest(MILK, 2, (LotTake("M-DEC15", 2),), LotSource.SCAN)])
+    finally:
+        shop.close()
+    payment = receipt.payment
+    verifier = host_verifier_for(data_dir)
+    assert verifier is not None
+    sale = CardTransaction("sale", TERMINAL_ID, payment.batch_no or "", payment.stan or "", 2500)
+    verdicts = (
+        verifier.check(sale)[0],
+        verifier.check(dataclasses.replace(sale, amount_fen=2499))[0],
+        verifier.check(dataclasses.replace(sale, terminal_id="10000002"))[0],
+    )
+    verifier.close()
+    (data_dir / "host.db").write_bytes(b"not a database at all")
+    broken = host_verifier_for(data_dir)
+    assert broken is not None
+    expected = (
+        (PaymentCheck.VERIFIED, PaymentCheck.MISMATCH, PaymentCheck.MISMATCH),
+        PaymentCheck.UNVERIFIED,
+        None,
+    )
+    assert expected == (verdicts, broken.check(sale)[0], host_verifier_for(tmp_path / "empty"))

@@ -17,6 +17,7 @@ terminal, batch_no, STAN, kind and amount, approved. Then:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -93,6 +94,7 @@ class HostStoreVerifier:
         self._connect = connect
         self._owned = owned
         self._store: HostStore | None = None
+        self._lock = threading.Lock()  # catalog serve checks from several threads
 
     @classmethod
     def over(cls, store: HostStore) -> HostStoreVerifier:
@@ -101,9 +103,11 @@ class HostStoreVerifier:
 
     def check(self, transaction: CardTransaction) -> tuple[PaymentCheck, str]:
         try:
-            if self._store is None:
-                self._store = self._connect()
-            rows = self._store.transactions(
+            with self._lock:
+                if self._store is None:
+                    self._store = self._connect()
+                store = self._store
+            rows = store.transactions(
                 transaction.terminal_id, int(transaction.batch_no), limit=HOST_BATCH_ROWS_MAX
             )
         except (PosbatchError, sa.exc.SQLAlchemyError, OSError, ValueError) as exc:
@@ -124,9 +128,10 @@ class HostStoreVerifier:
         )
 
     def close(self) -> None:
-        if self._store is not None and self._owned:
-            self._store.close()
-        self._store = None
+        with self._lock:
+            if self._store is not None and self._owned:
+                self._store.close()
+            self._store = None
 
 
 def host_verifier_for(data_dir: Path) -> HostStoreVerifier | None:
