@@ -315,9 +315,9 @@ def test_declined_refund_moves_nothing(shop: Shop) -> None:
 
 
 def test_the_trace_shows_what_came_back(shop: Shop) -> None:
-    """The recall trace lists each sale line with the units returned and the order's status."""
-    receipt = shop.pay([milk(3)])
-    shop.give_back(receipt.receipt_no, [ReturnLine(1, 2)])
-    row = shop.store.trace_lot("M-DEC15")[0]
-    expected = ("part_refunded", 3, 2)
-    assert expected == (row.status, row.quantity, row.returned)
+    """The trace marks each line: the one all back is refunded, the other still sold."""
+    receipt = shop.pay([milk(3), pills(1)])
+    shop.give_back(receipt.receipt_no, [ReturnLine(1, 3)])
+    rows = shop.store.trace_lot("M-DEC15") + shop.store.trace_lot("P1")
+    expected = [("part_refunded", "refunded", 3, 3), ("part_refunded", "paid", 1, 0)]
+    assert expected == [(r.status, r.line_status, r.quantity, r.returned) for r in rows]

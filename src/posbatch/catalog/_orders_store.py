@@ -160,12 +160,24 @@ class TraceRow:
     trace_code: str | None = None
     expiry_scanned: dt.date | None = None
 
+    @property
+    def line_status(self) -> str:
+        """This line's own state: ``voided``, ``refunded`` (all of it back),
+        ``part_refunded`` (some back); nothing back: ``paid`` when the order was
+        partly refunded (other lines came back), else the order's status."""
+        if self.returned <= 0:
+            return "paid" if self.status in ("part_refunded", "refunded") else self.status
+        if self.status == "voided":
+            return "voided"
+        return "refunded" if self.returned >= self.quantity else "part_refunded"
+
     def to_json(self) -> dict[str, Any]:
         return {
             "order_id": self.order_id,
             "receipt_no": self.receipt_no,
             "terminal_id": self.terminal_id,
             "status": self.status,
+            "line_status": self.line_status,
             "opened_at": self.opened_at.isoformat(),
             "closed_at": self.closed_at.isoformat() if self.closed_at else None,
             "batch_no": self.batch_no,

@@ -453,7 +453,7 @@ def _trace_table(title: str, rows: list[TraceRow]) -> Table:
     table.add_column("qty", no_wrap=True, justify="right")
     table.add_column("back", no_wrap=True, justify="right")
     for row in rows:
-        status = row.status + (
+        status = row.line_status + (
             f" ({row.payment_check})" if row.payment_check not in (None, "verified") else ""
         )
         unit = " ".join(
