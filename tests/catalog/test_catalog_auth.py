@@ -412,3 +412,29 @@ def test_the_back_office_finds_the_hosts_store_in_its_data_directory(
         None,
     )
     assert expected == (verdicts, broken.check(sale)[0], host_verifier_for(tmp_path / "empty"))
+
+
+HOSTILE_BODIES: list[Any] = [
+    {},
+    [],
+    "x",
+    {"receipt_no": "1" * 5000},
+    {"returns": [{"receipt_no": "10000009-00000001", "kind": "void", "stan": "1"}]},
+    {"payment": {"approved": True, "response_code": "00", "stan": "abc"}, "closed_at": "now"},
+    {"lines": [{"line_no": -1}], "terminal_id": "10000009", "opened_at": "2026-11-25T10:00:00"},
+]
+
+
+def test_no_body_makes_the_server_fail(
+    back_office: CatalogStore, served: str, till: TillCredential
+) -> None:
+    """Every POST route with every malformed body: 4xx naming the problem, never a 500."""
+    statuses = {
+        (path, index): call(served, method, path, body, till.token)[0]
+        for method, path in routes(back_office)
+        if method == "POST"
+        for index, body in enumerate(HOSTILE_BODIES)
+    }
+    assert {key: True for key in statuses} == {
+        key: 400 <= status < 500 for key, status in statuses.items()
+    }
