@@ -61,6 +61,8 @@ __all__ = [
     "DEFAULT_MAX_CATALOG_AGE",
     "DEFAULT_NEAR_EXPIRY_DAYS",
     "LINE_QUANTITY_MAX",
+    "NEAR_EXPIRY_DAYS_MAX",
+    "SCAN_RAW_STORED_MAX",
     "Cart",
     "CartLine",
     "CatalogChange",
@@ -82,6 +84,7 @@ __all__ = [
     "format_fen",
     "manual_line",
     "pay_cart",
+    "plural",
     "price_cart",
     "render_receipt",
 ]

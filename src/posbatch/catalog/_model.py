@@ -7,7 +7,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
-__all__ = ["GS1_CSET82", "CatalogSnapshot", "ChangeSet", "Lot", "Product"]
+__all__ = [
+    "GS1_CSET82",
+    "LOT_LENGTH_MAX",
+    "NAME_LENGTH_MAX",
+    "CatalogSnapshot",
+    "ChangeSet",
+    "Lot",
+    "Product",
+]
 
 LOT_LENGTH_MAX = 20
 """GS1 AI (10) holds at most 20 characters."""

@@ -61,6 +61,7 @@ from posbatch.errors import CatalogError, IllegalTransition
 
 __all__ = [
     "ORDER_TRANSITIONS",
+    "OUTSIDE_RETURNS_MAX",
     "PENDING_ROWS_MAX",
     "TRACE_ROWS_MAX",
     "OrderSummary",

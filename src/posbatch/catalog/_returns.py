@@ -50,6 +50,7 @@ from posbatch.catalog._checkout import LINE_QUANTITY_MAX, Payment
 from posbatch.errors import CheckoutRefused, Declined, HostUnreachable, IllegalTransition
 
 __all__ = [
+    "RECEIPT_SCAN_LENGTH_MAX",
     "RETURNABLE_STATUSES",
     "RETURN_TRANSITIONS",
     "OpenReturn",
@@ -68,6 +69,7 @@ __all__ = [
     "plan_return",
     "render_return_receipt",
     "return_order",
+    "summarize_lines",
 ]
 
 RETURN_TRANSITIONS: dict[tuple[str, str], str] = {

@@ -24,8 +24,11 @@ __all__ = [
     "REASON_LENGTH_MAX",
     "StoreBase",
     "begin_immediate",
+    "checked_text",
     "lot_of",
     "product_of",
+    "stored",
+    "utc",
 ]
 
 REASON_LENGTH_MAX = 200
