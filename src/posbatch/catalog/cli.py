@@ -46,7 +46,6 @@ from posbatch.catalog._orders_http import HttpOrderBook
 from posbatch.catalog._orders_store import TraceRow
 from posbatch.catalog._returns import (
     ReturnLine,
-    ReturnPending,
     parse_receipt_scan,
     render_return_receipt,
     return_order,
@@ -1262,19 +1261,8 @@ class _Session:
                 _refused(console, again)
                 console.print("remove or change the refused line (del N), then pay again")
             return
-        except CheckoutRefused as exc:
-            _refused(console, exc)
-            return
-        except Declined as exc:
-            console.print(f"[red]declined 交易被拒: {exc}[/red]")
-            return
-        except HostUnreachable as exc:
-            console.print(f"[red]no answer from the host 主机无应答: {exc}; not paid[/red]")
-            return
         except PosbatchError as exc:
-            console.print(f"[red]error: {exc}[/red]")
-            # An order left pending by the failure: settle it from the journal now.
-            _recover(console, self.orders, self.journal, self.terminal_id)
+            self.failed(exc, nothing="not paid 未付款")
             return
         for text_line in render_receipt(receipt):
             console.print(text_line, highlight=False)
@@ -1325,25 +1313,28 @@ class _Session:
                 clock=_now,
                 restock=restock,
             )
-        except ReturnPending as exc:
-            _refused(console, exc)
-            return
-        except CheckoutRefused as exc:
-            _refused(console, exc)
-            return
-        except Declined as exc:
-            console.print(f"[red]declined 交易被拒: {exc}[/red]")
-            return
-        except HostUnreachable as exc:
-            console.print(f"[red]no answer from the host 主机无应答: {exc}; nothing refunded[/red]")
-            return
         except PosbatchError as exc:
-            console.print(f"[red]error: {exc}[/red]")
-            _recover(console, self.orders, self.journal, self.terminal_id)
+            self.failed(exc, nothing="nothing refunded 未退款")
             return
         for text_line in render_return_receipt(slip):
             console.print(text_line, highlight=False)
         self.sync()
+
+    def failed(self, exc: PosbatchError, *, nothing: str) -> None:
+        """Tell the cashier why a payment or a return did not happen (zh + en)."""
+        console = self.console
+        if isinstance(exc, CheckoutRefused):
+            _refused(console, exc)
+        elif isinstance(exc, Declined):
+            console.print(f"[red]declined 交易被拒: {exc}[/red]", highlight=False)
+        elif isinstance(exc, HostUnreachable):
+            console.print(
+                f"[red]no answer from the host 主机无应答: {exc}; {nothing}[/red]", highlight=False
+            )
+        else:
+            console.print(f"[red]error: {exc}[/red]", highlight=False)
+            # Whatever the failure left pending: settle it from the journal now.
+            _recover(console, self.orders, self.journal, self.terminal_id)
 
 
 def _return_lines(answer: str, totals: dict[int, tuple[int, int]]) -> list[ReturnLine] | None:
