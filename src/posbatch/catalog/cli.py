@@ -52,7 +52,7 @@ from posbatch.catalog._returns import (
     summarize_lines,
 )
 from posbatch.catalog._scan import DEFAULT_SEPARATORS, parse_scan
-from posbatch.catalog._stock import stock_by_product
+from posbatch.catalog._stock import StockRow, stock_by_product
 from posbatch.catalog._store import CatalogStore
 from posbatch.catalog._sync import (
     create_app,
@@ -558,6 +558,14 @@ def pending(data_dir: DataDir = DATA_DIR_DEFAULT) -> None:
 # --- stock -------------------------------------------------------------------------
 
 
+def _echo_stock(row: StockRow) -> None:
+    where = f"lot {row.lot_no}" if row.lot_no else "no lot"
+    typer.echo(
+        f"{row.product_name} ({row.gtin}) {where}: {row.on_hand} on hand, "
+        f"{row.quarantined} quarantined"
+    )
+
+
 @app.command()
 def receive(
     *,
@@ -597,11 +605,7 @@ def receive(
             )
         finally:
             store.close()
-    where = f"lot {row.lot_no}" if row.lot_no else "no lot"
-    typer.echo(
-        f"{row.product_name} ({row.gtin}) {where}: {row.on_hand} on hand, "
-        f"{row.quarantined} quarantined"
-    )
+    _echo_stock(row)
 
 
 @app.command()
@@ -641,11 +645,7 @@ def adjust(
             )
         finally:
             store.close()
-    where = f"lot {row.lot_no}" if row.lot_no else "no lot"
-    typer.echo(
-        f"{row.product_name} ({row.gtin}) {where}: {row.on_hand} on hand, "
-        f"{row.quarantined} quarantined"
-    )
+    _echo_stock(row)
 
 
 @app.command()
