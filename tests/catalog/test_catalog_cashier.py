@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 from pathlib import Path
 
 import pytest
@@ -254,3 +255,44 @@ def test_a_file_given_as_data_directory_is_one_line(tmp_path: Path, command: lis
     result = runner.invoke(app, [*command, "--data-dir", str(afile)])
     expected = (2, f"error: cannot use {afile} as the data directory: File exists\n")
     assert expected == (result.exit_code, result.stderr)
+
+
+def test_goods_in_and_a_stocktake_through_the_commands(tmp_path: Path) -> None:
+    """receive, adjust --counted, then stock --json and --history: the movements add up."""
+    data = ["--data-dir", str(tmp_path / "data")]
+    source = tmp_path / "in.csv"
+    source.write_text(HEADER + "6901234567892,Milk,1250,yes,L1,2027-01-31,10,no\n")
+    runner.invoke(app, ["import", str(source), "--by", "li", *data])
+    received = runner.invoke(
+        app, ["receive", "6901234567892", "5", "--lot", "L1", "--by", "li", *data]
+    )
+    counted = runner.invoke(
+        app,
+        [
+            "adjust",
+            "6901234567892",
+            "--lot",
+            "L1",
+            "--counted",
+            "14",
+            "--reason",
+            "count",
+            "--by",
+            "wang",
+            *data,
+        ],
+    )
+    report = runner.invoke(app, ["stock", "--json", *data])
+    history = runner.invoke(app, ["stock", "--history", "--gtin", "6901234567892", "--json", *data])
+    expected = (
+        "Milk (06901234567892) lot L1: 15 on hand, 0 quarantined\n",
+        "Milk (06901234567892) lot L1: 14 on hand, 0 quarantined\n",
+        [("L1", 14, 0)],
+        [("received", 10, "li"), ("received", 5, "li"), ("adjustment", -1, "wang")],
+    )
+    assert expected == (
+        received.stdout,
+        counted.stdout,
+        [(r["lot_no"], r["on_hand"], r["quarantined"]) for r in json.loads(report.stdout)],
+        [(m["kind"], m["on_hand_delta"], m["actor"]) for m in json.loads(history.stdout)],
+    )
