@@ -1075,9 +1075,12 @@ def _recover(console: Console, orders: OrderLedger, journal: Journal, terminal_i
         for number, outcome in recover_pending_orders(
             orders, journal, terminal_id=terminal_id, closed_at=_now()
         ):
-            console.print(f"recovered {number}: {outcome}", highlight=False)
+            console.print(f"已恢复 recovered {number}: {outcome}", highlight=False)
     except PosbatchError as exc:
-        console.print(f"[yellow]warning: pending orders not recovered yet: {exc}[/yellow]")
+        console.print(
+            f"[yellow]warning 提示: 未完成订单暂未恢复 pending orders not recovered yet: {exc}"
+            "[/yellow]"
+        )
 
 
 @checkout_app.callback(invoke_without_command=True)
@@ -1163,7 +1166,10 @@ def checkout(
         try:
             payer.flush()  # reversals and refunds owed to the host first: then recovery knows
         except PosbatchError as exc:
-            console.print(f"[yellow]warning: the terminal could not reach the host: {exc}[/yellow]")
+            console.print(
+                f"[yellow]warning 提示: 终端无法连接主机 the terminal could not reach the host: "
+                f"{exc}[/yellow]"
+            )
     _recover(console, orders, terminal.journal, terminal_id)
     till = Till(
         copy.snapshot(),
