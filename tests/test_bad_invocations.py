@@ -50,6 +50,15 @@ CREATING: Final = {
     ("catalog", "import"),
     ("catalog", "serve"),
     ("catalog", "sync"),
+    ("catalog", "add-till"),
+    # the acquirer's clearing rules may be set before the first terminal is registered
+    ("host", "set-fees"),
+    ("host", "set-terms"),
+    ("host", "set-card-bin"),
+    ("host", "load-card-bins"),
+    ("host", "set-cutoff"),
+    ("clearing", "calendar", "set"),
+    ("clearing", "calendar", "publish"),
 }
 # Commands whose exit status 1 means an answer, not an error (a declined sale, a diagnosis
 # that found a failure); bad input still ends in 2.

@@ -98,6 +98,8 @@ def require_database(url: str, *, what: str, hint: str) -> None:
     directory must say so, not leave a new empty store behind.
     """
     path = sqlite_path(url)
+    if path is not None and path.parent.exists() and not path.parent.is_dir():
+        raise ConfigError(f"{path.parent} is not a directory")
     if path is not None and not path.is_file():
         raise StoreMissingError(f"no {what} at {path}: check the directory ({hint})")
 

@@ -17,7 +17,7 @@ PILLS = "09501101530003"
 def catalog_products() -> list[Product]:
     return [
         Product(MILK, "Milk 1L", 1250, True, 1),
-        Product(BAG, "Paper bag", 50, False, 1),
+        Product(BAG, "Paper bag", 50, False, 1, quantity_on_hand=500),
         Product(PILLS, "Vitamin C", 3890, True, 1),
     ]
 

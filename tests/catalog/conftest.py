@@ -9,9 +9,10 @@ import pytest
 import uvicorn
 from catalog_samples import NOW, catalog_lots, catalog_products, sample_snapshot
 
-from posbatch.catalog import CatalogSnapshot, CatalogStore, create_app
+from posbatch.catalog import CatalogSnapshot, CatalogStore, TillCredential, create_app
 
 SERVER_START_POLLS_MAX = 500
+TILL_ID = "10000009"
 
 
 @pytest.fixture
@@ -30,10 +31,20 @@ def back_office(db_url: str) -> Iterator[CatalogStore]:
 
 
 @pytest.fixture
+def till(back_office: CatalogStore) -> TillCredential:
+    """The credential of till 10000009, registered with the back office."""
+    return back_office.add_till(TILL_ID, issued_by="test", at=NOW)
+
+
+@pytest.fixture
 def served(back_office: CatalogStore) -> Iterator[str]:
-    """The back office served by uvicorn on a free loopback port; yields its base URL."""
+    """The back office served by uvicorn on a free loopback port (its clock at NOW)."""
     config = uvicorn.Config(
-        create_app(back_office), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
+        create_app(back_office, clock=lambda: NOW),
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        lifespan="off",
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

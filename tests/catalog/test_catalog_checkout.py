@@ -232,7 +232,7 @@ def test_stale_terminal_catalog_warns() -> None:
     expected = [
         (
             "stale_catalog",
-            "the catalog on this terminal was last synced 1500 minutes ago (limit 1440): "
+            "the catalog on this terminal was last synced 1500 minutes ago (limit 1440 minutes): "
             "prices and lots may be out of date",
         )
     ]

@@ -13,12 +13,14 @@ import pytest
 from catalog_samples import PILLS
 from typer.testing import CliRunner
 
-from posbatch.catalog import CatalogStore, Lot, Product, write_changes_file
+from posbatch.catalog import CatalogStore, Lot, Product, write_changes_file, write_credential
+from posbatch.catalog.cli import app as catalog_cli
 from posbatch.catalog.cli import checkout_app
 from posbatch.host import HostCore, HostStore
 from posbatch.host.issuer import TEST_PAN_APPROVED
 from posbatch.host.server import HostServer
-from posbatch.terminal import init_terminal
+from posbatch.terminal import init_terminal, open_terminal
+from posbatch.terminal.cli import app as terminal_cli
 
 MERCHANT_ID = "898110054110001"
 TERMINAL_ID = "10000001"
@@ -80,6 +82,8 @@ def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Shop]:
     )
     changes_file = tmp_path / "changes.json"
     write_changes_file(back_office.changes_since(0), changes_file)
+    credential = back_office.add_till(TERMINAL_ID, issued_by="test", at=now())
+    write_credential(credential, terminal_dir / "catalog-till.json")
     back_office.close()
     yield Shop(data_dir, terminal_dir, changes_file)
     asyncio.run_coroutine_threadsafe(server.close(), loop).result(START_TIMEOUT_S)
@@ -143,3 +147,68 @@ def test_unreachable_sync_source_only_warns(shop: Shop) -> None:
     )
     expected = (True, True)
     assert expected == ("warning: catalog not synced" in output, "P9 x1" in output)
+
+
+def test_a_scan_typed_at_the_lot_prompt_is_the_next_line(shop: Shop) -> None:
+    """The cashier scans the next item instead of answering t/f/s: it is not lost."""
+    output = run_session(shop, ["9501101530003", f"]C101{PILLS}10P9|17491231", "list", "quit"])
+    expected = (True, True, True)
+    assert expected == (
+        "需要批次号" in output,
+        "is read as the next line" in output,
+        "P9 x1" in output,
+    )
+
+
+def test_return_by_scanning_the_receipt(shop: Shop) -> None:
+    """Sell two packs, then `return` and scan the receipt's barcode: voided, stock back."""
+    run_session(shop, [f"2*]C101{PILLS}10P9|17491231", "pay", TEST_PAN_APPROVED, "3012", "quit"])
+    output = run_session(shop, ["return", f"]C0{TERMINAL_ID}-00000001", "all", "y", "quit"])
+    back_office = CatalogStore.open(f"sqlite:///{shop.data_dir / 'catalog.db'}")
+    detail = back_office.order_detail(f"{TERMINAL_ID}-00000001")
+    lot = back_office.snapshot().lot(PILLS, "P9")
+    back_office.close()
+    assert detail is not None and lot is not None
+    expected = (True, True, "voided", 20)
+    assert expected == (
+        "消费撤销 VOID" in output,
+        "退款 REFUNDED  77.80" in output,
+        detail.status,
+        lot.quantity_on_hand,
+    )
+
+
+def test_partial_return_typed_by_line_and_quantity(shop: Shop) -> None:
+    """`return RECEIPT` then `1x1`: one pack back as a refund of its price."""
+    run_session(shop, [f"2*]C101{PILLS}10P9|17491231", "pay", TEST_PAN_APPROVED, "3012", "quit"])
+    output = run_session(shop, [f"return {TERMINAL_ID}-00000001", "1x1", "y", "quit"])
+    expected = (True, True)
+    assert expected == ("退货 REFUND" in output, "退款 REFUNDED  38.90" in output)
+
+
+def test_terminal_void_is_reconciled_into_the_back_office(shop: Shop) -> None:
+    """`posbatch terminal void` of a checkout sale, then `catalog reconcile`: goods back."""
+    run_session(shop, [f"2*]C101{PILLS}10P9|17491231", "pay", TEST_PAN_APPROVED, "3012", "quit"])
+    terminal = open_terminal(shop.terminal_dir, clock=now)
+    sale = next(row for row in terminal.journal.transactions() if row.kind == "sale")
+    terminal.journal.engine.dispose()
+    voided = CliRunner().invoke(
+        terminal_cli, ["void", str(sale.stan), "--data-dir", str(shop.terminal_dir)]
+    )
+    result = CliRunner().invoke(
+        catalog_cli,
+        ["reconcile", "--terminal-dir", str(shop.terminal_dir), "--data-dir", str(shop.data_dir)],
+    )
+    back_office = CatalogStore.open(f"sqlite:///{shop.data_dir / 'catalog.db'}")
+    lot = back_office.snapshot().lot(PILLS, "P9")
+    detail = back_office.order_detail(f"{TERMINAL_ID}-00000001")
+    back_office.close()
+    assert lot is not None and detail is not None
+    expected = (0, 0, True, "voided", 20)
+    assert expected == (
+        voided.exit_code,
+        result.exit_code,
+        "all lines back" in result.stdout,
+        detail.status,
+        lot.quantity_on_hand,
+    )

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from posbatch.catalog.cli import app, checkout_app
 
 CSV = (
-    "gtin,name,price_fen,lot_tracked,lot_no,expiry,quantity_on_hand,recalled\n"
-    "6901234567892,Milk 1L,1250,yes,M-DEC15,2026-12-15,10,no\n"
-    "6909876543212,Paper bag,50,no,,,,\n"
+    "gtin,name,price_fen,lot_tracked,lot_no,expiry,quantity_on_hand,recalled,trace_prefix\n"
+    "6901234567892,Milk 1L,1250,yes,M-DEC15,2026-12-15,10,no,\n"
+    "6909876543212,Paper bag,50,no,,,300,,\n"
 )
 runner = CliRunner()
 
@@ -59,7 +59,7 @@ def test_import_of_bad_csv_exits_2_and_names_the_row(tmp_path: Path) -> None:
     source = tmp_path / "bad.csv"
     source.write_text(CSV.replace("1250", "12,50", 1))
     result = runner.invoke(app, ["import", str(source), "--data-dir", str(tmp_path / "d")])
-    expected = (2, "error: 1 bad row(s), nothing imported:\nrow 2: 9 columns, expected 8\n")
+    expected = (2, "error: 1 bad row(s), nothing imported:\nrow 2: 10 columns, expected 9\n")
     assert expected == (result.exit_code, result.stderr)
 
 
@@ -90,10 +90,11 @@ def test_scan_error_json_output() -> None:
 
 
 def test_trace_json_of_unsold_lot_is_empty(tmp_path: Path) -> None:
-    """`catalog trace LOT --json` prints a JSON list (empty when nothing sold the lot)."""
-    (tmp_path / "in.csv").write_text(CSV)
-    runner.invoke(app, ["import", str(tmp_path / "in.csv"), "--data-dir", str(tmp_path)])
-    result = runner.invoke(app, ["trace", "NOPE", "--json", "--data-dir", str(tmp_path)])
+    """`catalog trace LOT --json` prints a JSON list (empty when nothing sold a known lot)."""
+    source = tmp_path / "in.csv"
+    source.write_text(CSV)
+    runner.invoke(app, ["import", str(source), "--data-dir", str(tmp_path)])
+    result = runner.invoke(app, ["trace", "M-DEC15", "--json", "--data-dir", str(tmp_path)])
     expected = (0, [])
     assert expected == (result.exit_code, json.loads(result.stdout))
 

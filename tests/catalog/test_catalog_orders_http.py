@@ -11,6 +11,7 @@ from posbatch.catalog import (
     LineRequest,
     LotSource,
     LotTake,
+    TillCredential,
     pay_cart,
     price_cart,
 )
@@ -23,12 +24,14 @@ def milk_cart(back_office: CatalogStore, quantity: int = 2) -> Cart:
     return price_cart(back_office.snapshot(), [request], today=TODAY, now=NOW)
 
 
-def test_paid_order_over_http_is_traced_with_stan(back_office: CatalogStore, served: str) -> None:
+def test_paid_order_over_http_is_traced_with_stan(
+    back_office: CatalogStore, served: str, till: TillCredential
+) -> None:
     """A cart paid with orders over HTTP lands in the back office as paid, stock decremented."""
     receipt = pay_cart(
         milk_cart(back_office),
         payer=ScriptedPayer(approved("000042", "000003")),
-        orders=HttpOrderBook(served),
+        orders=HttpOrderBook(served, till),
         terminal_id="10000009",
         clock=lambda: NOW,
         today=TODAY,
@@ -46,10 +49,10 @@ def test_paid_order_over_http_is_traced_with_stan(back_office: CatalogStore, ser
 
 
 def test_interrupted_payment_is_listed_pending_over_http(
-    back_office: CatalogStore, served: str
+    back_office: CatalogStore, served: str, till: TillCredential
 ) -> None:
     """An order left pending by a failed payer is listed by the pending endpoint."""
-    orders = HttpOrderBook(served)
+    orders = HttpOrderBook(served, till)
     with pytest.raises(RuntimeError):
         pay_cart(
             milk_cart(back_office),
@@ -65,24 +68,26 @@ def test_interrupted_payment_is_listed_pending_over_http(
     ]
 
 
-def test_paying_a_paid_order_again_is_a_conflict(back_office: CatalogStore, served: str) -> None:
+def test_paying_a_paid_order_again_is_a_conflict(
+    back_office: CatalogStore, served: str, till: TillCredential
+) -> None:
     """A second 'paid' for the same order is answered 409, nothing changes."""
-    orders = HttpOrderBook(served)
+    orders = HttpOrderBook(served, till)
     order = orders.open_order(milk_cart(back_office), terminal_id="10000009", opened_at=NOW)
     orders.complete_order(order.order_id, approved("000001"), closed_at=NOW)
     with pytest.raises(CatalogError, match="HTTP 409"):
         orders.complete_order(order.order_id, approved("000001"), closed_at=NOW)
 
 
-def test_unknown_order_is_not_found(served: str) -> None:
+def test_unknown_order_is_not_found(served: str, till: TillCredential) -> None:
     """Closing an order the back office does not have is answered 404."""
     with pytest.raises(CatalogError, match="HTTP 404"):
-        HttpOrderBook(served).close_unpaid(999, payment=None, note="x", closed_at=NOW)
+        HttpOrderBook(served, till).close_unpaid(999, payment=None, note="x", closed_at=NOW)
 
 
-def test_malformed_order_is_refused(served: str) -> None:
+def test_malformed_order_is_refused(served: str, till: TillCredential) -> None:
     """An order with a bad GTIN is answered 422 naming the line, not written."""
-    orders = HttpOrderBook(served)
+    orders = HttpOrderBook(served, till)
     with pytest.raises(CatalogError) as caught:
         orders._call(
             "POST",
@@ -105,6 +110,6 @@ def test_malformed_order_is_refused(served: str) -> None:
         )
     expected = (
         f"back office {served}: POST /catalog/orders → HTTP 422: "
-        '{"detail":"line 1: GTIN 6901234567891 has a bad check digit: expected 2, got 1"}'
+        "line 1: GTIN 6901234567891 has a bad check digit: expected 2, got 1"
     )
     assert (expected, []) == (str(caught.value), orders.pending_orders())

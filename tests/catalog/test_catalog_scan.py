@@ -35,10 +35,34 @@ GOOD_SCANS = [
         id="datamatrix-pipe-separator-day-00",
     ),
     pytest.param(
-        f"]Q301{PILLS}1728020010X{GS}3705",
+        f"]Q301{PILLS}1728020010X{GS}3005",
         (),
         (PILLS, "X", dt.date(2028, 2, 29), None, 5),
         id="qr-day-00-leap-february",
+    ),
+    pytest.param(
+        f"]C102{PILLS}3712{GS}10L1",
+        (),
+        (PILLS, "L1", None, None, 12),
+        id="logistic-unit-02-with-37",
+    ),
+    pytest.param(
+        f"]J101{PILLS}10DOT{GS}17261231",
+        (),
+        (PILLS, "DOT", dt.date(2026, 12, 31), None, None),
+        id="gs1-dotcode",
+    ),
+    pytest.param(
+        f"01{PILLS}15261200{GS}10BB",
+        (),
+        (PILLS, "BB", dt.date(2026, 12, 31), None, None),
+        id="best-before-15-without-17",
+    ),
+    pytest.param(
+        f"01{PILLS}15270101{GS}17261231{GS}10E",
+        (),
+        (PILLS, "E", dt.date(2026, 12, 31), None, None),
+        id="expiry-17-wins-over-15",
     ),
     pytest.param(
         f"{GS}01{PILLS}17261231{GS}10ABC",
@@ -119,8 +143,56 @@ BAD_SCANS = [
     pytest.param("]C1", "scan holds only the symbology identifier ]C1", id="only-symbology"),
     pytest.param(
         "]A0ABC",
-        "symbology ]A0 (CODE_39) carries neither a GTIN nor GS1 element strings",
+        "symbology ]A0 (CODE_39) carries neither a GTIN, GS1 element strings nor a drug "
+        "traceability code",
         id="code-39",
+    ),
+    pytest.param(
+        f"01{PILLS}{GS}3712",
+        "(37) counts the trade items inside a logistic unit: it goes with (02), "
+        "the GTIN of those items, not with (01)",
+        id="count-37-with-01",
+    ),
+    pytest.param(
+        f"02{PILLS}{GS}10A",
+        "(02) names the items inside a logistic unit: (37) must count them",
+        id="contents-02-without-37",
+    ),
+    pytest.param(
+        f"01{PILLS}02{PILLS}3712",
+        "(01) and (02) in one scan: (02) names the items inside a logistic unit, "
+        "which then has no (01)",
+        id="01-and-02",
+    ),
+    pytest.param(
+        f"01{PILLS}10{'A' * 25}{GS}17261231",
+        f"(10) lot '{'A' * 25}' is 25 characters long: at most 20",
+        id="lot-over-20-with-fnc1",
+    ),
+    pytest.param(
+        f"01{PILLS}10{'A' * 25}",
+        f"(10) lot '{'A' * 25}' is 25 characters long: at most 20",
+        id="lot-over-20-without-fnc1",
+    ),
+    pytest.param(
+        f"01{PILLS}10AB\u00c9{GS}17261231",
+        "(10) lot 'AB\u00c9' has '\u00c9', outside GS1 character set 82: "
+        "no GS1 barcode can carry it",
+        id="lot-character-outside-cset82",
+    ),
+    pytest.param(
+        f"01{PILLS}10AB CD",
+        "(10) lot 'AB CD' has ' ', outside GS1 character set 82: no GS1 barcode can carry it",
+        id="lot-with-space-no-fnc1",
+    ),
+    pytest.param(f"01{PILLS}10{GS}17261231", "(10) lot is empty", id="empty-lot"),
+    pytest.param(f"01{PILLS}{GS}10", "(10) lot is empty", id="empty-lot-at-end"),
+    pytest.param(f"01{PILLS}21{GS}10A", "(21) serial is empty", id="empty-serial"),
+    pytest.param(
+        "8123456789012345678",
+        "a drug traceability code (药品追溯码) has 20 digits, '8123456789012345678' has 19: "
+        "scan it again",
+        id="trace-code-19-digits",
     ),
     pytest.param("]!0123", "unknown symbology identifier ']!0'", id="bad-symbology"),
     pytest.param("", "scan is empty", id="empty"),
@@ -231,6 +303,7 @@ def test_json_form_of_scan() -> None:
                 "hri": "(01)09501101530003(10)A(17)261200",
             }
         ],
+        "trace_code": None,
     }
     assert expected == document
 

@@ -36,10 +36,10 @@ from posbatch.errors import CatalogError, Declined, HostUnreachable, IllegalTran
 from posbatch.host import HostStore
 
 CSV = (
-    "gtin,name,price_fen,lot_tracked,lot_no,expiry,quantity_on_hand,recalled\n"
-    "6901234567892,Milk 1L,1250,yes,M-DEC01,2026-12-01,3,no\n"
-    "6901234567892,Milk 1L,1250,yes,M-DEC15,2026-12-15,10,no\n"
-    "6909876543212,Paper bag,50,no,,,,\n"
+    "gtin,name,price_fen,lot_tracked,lot_no,expiry,quantity_on_hand,recalled,trace_prefix\n"
+    "6901234567892,Milk 1L,1250,yes,M-DEC01,2026-12-01,3,no,\n"
+    "6901234567892,Milk 1L,1250,yes,M-DEC15,2026-12-15,10,no,\n"
+    "6909876543212,Paper bag,50,no,,,200,,\n"
 )
 
 

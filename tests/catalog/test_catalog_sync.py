@@ -15,6 +15,7 @@ from catalog_samples import MILK, NOW, catalog_lots, catalog_products
 from posbatch.catalog import (
     CatalogStore,
     ChangeSet,
+    TillCredential,
     changes_from_json,
     changes_to_json,
     fetch_head_version,
@@ -51,15 +52,15 @@ def test_first_sync_from_file_copies_everything(
 
 
 def test_sync_over_http_pulls_only_new_changes(
-    back_office: CatalogStore, copy: CatalogStore, served: str
+    back_office: CatalogStore, copy: CatalogStore, served: str, till: TillCredential
 ) -> None:
     """After a price change, an HTTP sync applies just that product and records the version."""
-    sync_replica(copy, served, now=NOW)
+    sync_replica(copy, served, now=NOW, credential=till)
     products = [
         dataclasses.replace(p, price_fen=1300) if p.gtin == MILK else p for p in catalog_products()
     ]
     back_office.import_catalog(products, catalog_lots(), at=NOW, reason="price")
-    result = sync_replica(copy, served, now=NOW)
+    result = sync_replica(copy, served, now=NOW, credential=till)
     product = copy.snapshot().product(MILK)
     expected = (1, 2, 1, 1300, 2)
     assert expected == (
@@ -77,7 +78,8 @@ def test_copy_records_sync_time_for_staleness(copy: CatalogStore, tmp_path: Path
     path.write_text(
         json.dumps(
             {
-                "format": "posbatch-catalog-changes/1",
+                "format": "posbatch-catalog-changes/2",
+                "store_id": "a-store",
                 "since_version": 0,
                 "head_version": 0,
                 "products": [],
@@ -116,12 +118,13 @@ MALFORMED = [
     pytest.param([], "the document is not a JSON object", id="not-object"),
     pytest.param(
         {"format": "other/1"},
-        "format is 'other/1', expected 'posbatch-catalog-changes/1'",
+        "format is 'other/1', expected 'posbatch-catalog-changes/2'",
         id="wrong-format",
     ),
     pytest.param(
         {
-            "format": "posbatch-catalog-changes/1",
+            "format": "posbatch-catalog-changes/2",
+            "store_id": "s",
             "since_version": 0,
             "head_version": 1,
             "products": [
@@ -140,7 +143,8 @@ MALFORMED = [
     ),
     pytest.param(
         {
-            "format": "posbatch-catalog-changes/1",
+            "format": "posbatch-catalog-changes/2",
+            "store_id": "s",
             "since_version": 0,
             "head_version": 1,
             "products": [
@@ -152,7 +156,12 @@ MALFORMED = [
         id="float-price",
     ),
     pytest.param(
-        {"format": "posbatch-catalog-changes/1", "since_version": 0, "head_version": 1},
+        {
+            "format": "posbatch-catalog-changes/2",
+            "store_id": "s",
+            "since_version": 0,
+            "head_version": 1,
+        },
         "missing field 'products'",
         id="missing-products",
     ),
@@ -173,15 +182,20 @@ def test_unreachable_host_is_a_catalog_error(copy: CatalogStore) -> None:
         sync_replica(copy, "http://127.0.0.1:9", now=NOW)
 
 
-def test_endpoint_refuses_negative_version(served: str) -> None:
-    """A peer asking for changes since -1 gets HTTP 422, not a server error."""
+def test_endpoint_refuses_negative_version(served: str, till: TillCredential) -> None:
+    """A till asking for changes since -1 gets HTTP 422, not a server error."""
+    request = urllib.request.Request(
+        f"{served}/catalog/changes?since=-1", headers={"Authorization": f"Bearer {till.token}"}
+    )
     with pytest.raises(urllib.error.HTTPError) as caught:
-        urllib.request.urlopen(f"{served}/catalog/changes?since=-1", timeout=10)
+        urllib.request.urlopen(request, timeout=10)
     caught.value.close()
     assert 422 == caught.value.code
 
 
-def test_head_version_over_http(back_office: CatalogStore, served: str) -> None:
+def test_head_version_over_http(
+    back_office: CatalogStore, served: str, till: TillCredential
+) -> None:
     """GET /catalog/version gives the back office's newest version."""
     expected = 1
-    assert expected == fetch_head_version(served)
+    assert expected == fetch_head_version(served, credential=till)

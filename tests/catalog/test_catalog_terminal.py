@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from catalog_samples import MILK, TODAY, catalog_lots, catalog_products
+from catalog_samples import MILK, TODAY
+from catalog_shop import START, TERMINAL_ID, Shop, open_shop
 
 from posbatch.catalog import (
     Cart,
-    CatalogStore,
     LineRequest,
     LotSource,
     LotTake,
@@ -20,83 +18,27 @@ from posbatch.catalog import (
     pay_cart,
     price_cart,
 )
-from posbatch.catalog.payer import Card, TerminalPayer, recover_pending_orders
+from posbatch.catalog.payer import TerminalPayer, recover_pending_orders
 from posbatch.errors import ConfigError, Declined, HostUnreachable
-from posbatch.host import HostCore, HostStore
 from posbatch.host.issuer import TEST_PAN_APPROVED, TEST_PAN_INSUFFICIENT_FUNDS
-from posbatch.terminal import InProcessLink, Journal, Terminal, TerminalSecrets
-
-MERCHANT_ID = "898110054110001"
-TERMINAL_ID = "10000001"
-MASTER_KEY = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
-START = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
-
-
-class StepClock:
-    """Moves one second per reading (host, terminal and checkout share it)."""
-
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
-
-
-class Link:
-    """In-process link to the host core that can go dead (every answer lost)."""
-
-    def __init__(self, core: HostCore) -> None:
-        self.inner = InProcessLink(core)
-        self.down = False
-
-    def __call__(self, frame: bytes, timeout_ms: int) -> bytes | None:
-        return None if self.down else self.inner(frame, timeout_ms)
-
-
-@dataclass
-class Shop:
-    clock: StepClock
-    host: HostStore
-    link: Link
-    terminal: Terminal
-    store: CatalogStore
-
-    def payer(self, pan: str = TEST_PAN_APPROVED) -> TerminalPayer:
-        return TerminalPayer(self.terminal, read_card=lambda amount_fen: Card(pan, "3012"))
-
-    def cart_of_milk(self, quantity: int = 2) -> Cart:
-        request = LineRequest(MILK, quantity, (LotTake("M-DEC15", quantity),), LotSource.SCAN)
-        return price_cart(self.store.snapshot(), [request], today=TODAY, now=START)
 
 
 @pytest.fixture
 def shop(tmp_path: Path, db_url: str) -> Iterator[Shop]:
     """A host core, a terminal over a journal file, and the back-office catalog store."""
-    clock = StepClock()
-    host = HostStore.open("sqlite://", pan_key=b"k" * 32)
-    host.add_terminal(MERCHANT_ID, TERMINAL_ID, MASTER_KEY, now=START)
-    link = Link(HostCore(host, clock=clock))
-    journal = Journal.open(f"sqlite:///{tmp_path / 'journal.db'}")
-    Terminal.initialize(
-        journal,
-        merchant_id=MERCHANT_ID,
-        terminal_id=TERMINAL_ID,
-        host_address="in-process",
-        clock=clock,
-    )
-    terminal = Terminal(journal, TerminalSecrets(MASTER_KEY, b"p" * 32), clock=clock, exchange=link)
-    store = CatalogStore.open(db_url)
-    store.import_catalog(catalog_products(), catalog_lots(), at=START, reason="sample")
-    yield Shop(clock, host, link, terminal, store)
-    store.close()
-    journal.engine.dispose()
-    host.close()
+    opened = open_shop(tmp_path, db_url)
+    yield opened
+    opened.close()
+
+
+def cart_of_milk(shop: Shop, quantity: int = 2) -> Cart:
+    request = LineRequest(MILK, quantity, (LotTake("M-DEC15", quantity),), LotSource.SCAN)
+    return price_cart(shop.store.snapshot(), [request], today=TODAY, now=START)
 
 
 def pay(shop: Shop, payer: TerminalPayer) -> Receipt:
     return pay_cart(
-        shop.cart_of_milk(),
+        cart_of_milk(shop),
         payer=payer,
         orders=shop.store,
         terminal_id=TERMINAL_ID,
@@ -144,7 +86,7 @@ def test_dead_network_closes_order_unpaid(shop: Shop) -> None:
 def test_crash_after_approval_is_recovered_from_the_journal(shop: Shop) -> None:
     """A pending order whose receipt the journal shows approved is completed on restart."""
     order = shop.store.open_order(
-        shop.cart_of_milk(),
+        cart_of_milk(shop),
         terminal_id=TERMINAL_ID,
         opened_at=START,
     )
@@ -168,7 +110,7 @@ def test_crash_after_approval_is_recovered_from_the_journal(shop: Shop) -> None:
 def test_crash_before_charging_is_closed_unpaid(shop: Shop) -> None:
     """A pending order with no sale in the journal was never charged: closed unpaid."""
     order = shop.store.open_order(
-        shop.cart_of_milk(),
+        cart_of_milk(shop),
         terminal_id=TERMINAL_ID,
         opened_at=START,
     )

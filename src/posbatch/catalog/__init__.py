@@ -1,12 +1,13 @@
-"""Products and lots (商品批次号): GS1 scanning, checkout checks, catalog sync, recall trace.
+"""Products and lots (商品批次号): GS1 scanning, checkout checks, stock, returns, recalls.
 
 Public surface (everything else is private)::
 
     parse_scan(raw, today=..., separators=("|",)) -> Scan        # pure
     price_cart(snapshot, [LineRequest, ...], today=..., now=...) -> Cart   # pure
     pay_cart(cart, payer=..., orders=store, terminal_id=..., clock=..., today=...) -> Receipt
+    return_order(receipt_no, [ReturnLine, ...] or None, book=store, refunder=..., ...)
     CatalogStore.open(url)      # back office or a terminal's copy (same schema)
-    sync_replica(copy, "http://127.0.0.1:5801" or "changes.json", now=...)
+    sync_replica(copy, "http://127.0.0.1:5801" or "changes.json", now=..., credential=...)
 
 See docs/catalog.md.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 from posbatch.catalog._checkout import (
     CART_LINES_MAX,
     DEFAULT_MAX_CATALOG_AGE,
+    DEFAULT_NEAR_EXPIRY_DAYS,
     LINE_QUANTITY_MAX,
     Cart,
     CartLine,
@@ -38,6 +40,7 @@ from posbatch.catalog._checkout import (
     format_fen,
     manual_line,
     pay_cart,
+    plural,
     price_cart,
     render_receipt,
 )
@@ -45,6 +48,30 @@ from posbatch.catalog._csv import CSV_COLUMNS, parse_catalog_csv, write_catalog_
 from posbatch.catalog._gtin import gtin_check_digit, normalize_gtin, with_check_digit
 from posbatch.catalog._model import CatalogSnapshot, ChangeSet, Lot, Product
 from posbatch.catalog._orders_http import HttpOrderBook
+from posbatch.catalog._orders_store import (
+    OutsideReturn,
+    PaymentMismatch,
+    RecallReport,
+    ReturnedRow,
+    ReturnSummary,
+)
+from posbatch.catalog._returns import (
+    OpenReturn,
+    OrderDetail,
+    OrderLineView,
+    Refunder,
+    ReturnBook,
+    ReturnKind,
+    ReturnLine,
+    ReturnPending,
+    ReturnReceipt,
+    ReturnView,
+    parse_receipt_scan,
+    plan_return,
+    render_return_receipt,
+    return_order,
+)
+from posbatch.catalog._rules import OrderProblem, OrderRefused
 from posbatch.catalog._scan import (
     DEFAULT_SEPARATORS,
     ElementString,
@@ -53,6 +80,7 @@ from posbatch.catalog._scan import (
     gs1_year,
     parse_scan,
 )
+from posbatch.catalog._stock import Movement, MovementKind, MovementRow, RecallRow, StockRow
 from posbatch.catalog._store import (
     CatalogStore,
     ImportSummary,
@@ -72,14 +100,25 @@ from posbatch.catalog._sync import (
     sync_replica,
     write_changes_file,
 )
+from posbatch.catalog._tills import TillCredential, TillInfo, read_credential, write_credential
+from posbatch.catalog._trace_code import DrugTraceCode, parse_trace_code
+from posbatch.catalog._verify import (
+    CardTransaction,
+    HostStoreVerifier,
+    PaymentCheck,
+    PaymentVerifier,
+    host_verifier_for,
+)
 
 __all__ = [
     "CART_LINES_MAX",
     "CHANGES_FORMAT",
     "CSV_COLUMNS",
     "DEFAULT_MAX_CATALOG_AGE",
+    "DEFAULT_NEAR_EXPIRY_DAYS",
     "DEFAULT_SEPARATORS",
     "LINE_QUANTITY_MAX",
+    "CardTransaction",
     "Cart",
     "CartLine",
     "CatalogChange",
@@ -88,7 +127,9 @@ __all__ = [
     "CatalogStore",
     "ChangeSet",
     "CheckoutWarning",
+    "DrugTraceCode",
     "ElementString",
+    "HostStoreVerifier",
     "HttpOrderBook",
     "ImportSummary",
     "LineRequest",
@@ -96,19 +137,45 @@ __all__ = [
     "Lot",
     "LotSource",
     "LotTake",
+    "Movement",
+    "MovementKind",
+    "MovementRow",
     "OpenOrder",
+    "OpenReturn",
     "OrderBook",
+    "OrderDetail",
     "OrderDraft",
     "OrderLine",
+    "OrderLineView",
+    "OrderProblem",
+    "OrderRefused",
     "OrderSummary",
+    "OutsideReturn",
     "Payer",
     "Payment",
+    "PaymentCheck",
+    "PaymentMismatch",
+    "PaymentVerifier",
     "Product",
+    "RecallReport",
+    "RecallRow",
     "Receipt",
+    "Refunder",
     "ReplicaState",
+    "ReturnBook",
+    "ReturnKind",
+    "ReturnLine",
+    "ReturnPending",
+    "ReturnReceipt",
+    "ReturnSummary",
+    "ReturnView",
+    "ReturnedRow",
     "Scan",
     "ScanReading",
+    "StockRow",
     "SyncResult",
+    "TillCredential",
+    "TillInfo",
     "TraceRow",
     "catalog_changes",
     "changes_from_json",
@@ -120,16 +187,25 @@ __all__ = [
     "format_fen",
     "gs1_year",
     "gtin_check_digit",
+    "host_verifier_for",
     "manual_line",
     "next_order_status",
     "normalize_gtin",
     "parse_catalog_csv",
+    "parse_receipt_scan",
     "parse_scan",
+    "parse_trace_code",
     "pay_cart",
+    "plan_return",
+    "plural",
     "price_cart",
+    "read_credential",
     "render_receipt",
+    "render_return_receipt",
+    "return_order",
     "sync_replica",
     "with_check_digit",
     "write_catalog_csv",
     "write_changes_file",
+    "write_credential",
 ]

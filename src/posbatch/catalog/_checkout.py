@@ -14,8 +14,13 @@ in Chinese and English, plus the lot to use instead — when a product is
 unknown, a lot-tracked product has no lot, a lot is unknown for that product,
 expired (a lot is sellable up to and including its expiry date; the expiry
 printed in a scanned barcode is checked as well as the catalog's), recalled,
-or has less stock than the cart takes from it (summed over all lines). A cart
-priced on a terminal copy older than ``max_catalog_age`` carries a warning.
+or has less stock than the cart takes from it (summed over all lines); when a
+unit scanned by its serial (21) or its drug traceability code is already in
+the cart, or such a line is for more than one unit. A cart carries warnings
+(zh + en) when priced on a terminal copy older than ``max_catalog_age``, when
+a lot expires within ``near_expiry_days``, when a barcode's printed expiry
+differs from the catalog's for that lot, and when a product without lots has
+less stock than the cart takes (it is sold: the count is what is wrong).
 
 :func:`pay_cart` turns the cart total into a sale through a :class:`Payer`
 and records the order in an :class:`OrderBook`, in this order:
@@ -26,32 +31,38 @@ and records the order in an :class:`OrderBook`, in this order:
 2. the order is written *pending* (durable) with its lines and lots;
 3. the payer charges the total (the receipt number goes along as the
    terminal journal's reference); the order records STAN and batch_no;
-4. approved → the order is completed and stock decremented, in one
+4. approved → the order is completed and its sale movements written, in one
    transaction; declined or no answer → the order is closed unpaid.
 
 If the process dies between 3 and 4 the order stays *pending*: it still shows
 in a recall trace, ``posbatch catalog pending`` lists it, and the terminal
-journal (which wrote the sale before sending it) has its STAN and batch_no to
-complete or close it by hand. Nothing is decremented for money not taken.
+journal (which wrote the sale before sending it, with the receipt number as
+its reference) tells ``recover_pending_orders`` how to finish it. Nothing is
+decremented for money not taken. Returns follow the same order of writes
+(``_returns``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Protocol
 
 from posbatch.batch.money import format_fen
 from posbatch.catalog._model import CatalogSnapshot, Lot, Product
 from posbatch.catalog._scan import ScanReading
-from posbatch.errors import CheckoutRefused, Declined, HostUnreachable
+from posbatch.catalog._trace_code import TRACE_PREFIX_DIGITS
+from posbatch.errors import CheckoutRefused, ConfigError, Declined, HostUnreachable
 
 __all__ = [
     "CART_LINES_MAX",
     "DEFAULT_MAX_CATALOG_AGE",
+    "DEFAULT_NEAR_EXPIRY_DAYS",
     "LINE_QUANTITY_MAX",
+    "NEAR_EXPIRY_DAYS_MAX",
+    "SCAN_RAW_STORED_MAX",
     "Cart",
     "CartLine",
     "CatalogChange",
@@ -73,6 +84,7 @@ __all__ = [
     "format_fen",
     "manual_line",
     "pay_cart",
+    "plural",
     "price_cart",
     "render_receipt",
 ]
@@ -80,6 +92,11 @@ __all__ = [
 LINE_QUANTITY_MAX = 9_999
 CART_LINES_MAX = 200
 DEFAULT_MAX_CATALOG_AGE = dt.timedelta(hours=24)
+DEFAULT_NEAR_EXPIRY_DAYS = 30
+"""A lot expiring within this many days is sold with a warning (``--near-expiry-days``)."""
+NEAR_EXPIRY_DAYS_MAX = 3_660
+SCAN_RAW_STORED_MAX = 512
+"""An order line keeps at most this much of the raw scan (the parser reads no more)."""
 
 
 class LotSource(StrEnum):
@@ -109,7 +126,11 @@ class LineRequest:
     source: LotSource = LotSource.NONE
     scan_raw: str | None = None
     expiry_scanned: dt.date | None = None
-    """The expiry (17) printed in the scanned barcode, if any: checked too."""
+    """The expiry (17, else 15) printed in the scanned barcode, if any: checked too."""
+    serial: str | None = None
+    """The unit's GS1 serial (21): the line is that one unit."""
+    trace_code: str | None = None
+    """The pack's drug traceability code (药品追溯码): the line is that one pack."""
 
     @classmethod
     def from_scan(
@@ -117,10 +138,30 @@ class LineRequest:
     ) -> LineRequest:
         """A line for a scanned item: quantity from the scan's count (30/37), else 1."""
         count = quantity if quantity is not None else (reading.quantity or 1)
-        if reading.lot is None:
-            return cls(reading.gtin, count, (), LotSource.NONE, raw, reading.expiry)
-        takes = (LotTake(reading.lot, count),)
-        return cls(reading.gtin, count, takes, LotSource.SCAN, raw, reading.expiry)
+        takes = () if reading.lot is None else (LotTake(reading.lot, count),)
+        return cls(
+            reading.gtin,
+            count,
+            takes,
+            LotSource.NONE if reading.lot is None else LotSource.SCAN,
+            raw,
+            reading.expiry,
+            reading.serial,
+            reading.trace_code,
+        )
+
+    def with_lots(self, lots: tuple[LotTake, ...], source: LotSource) -> LineRequest:
+        """This line (its scan, serial, traceability code) taking its units from ``lots``."""
+        return replace(self, lots=lots, source=source)
+
+    @property
+    def unit_code(self) -> tuple[str, str] | None:
+        """("serial" or "trace", code) when the line is one identified unit."""
+        if self.trace_code is not None:
+            return ("trace", self.trace_code)
+        if self.serial is not None:
+            return ("serial", self.serial)
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +179,9 @@ class CartLine:
     takes: tuple[LineTake, ...]
     source: LotSource
     scan_raw: str | None
+    serial: str | None = None
+    trace_code: str | None = None
+    expiry_scanned: dt.date | None = None
 
     @property
     def amount_fen(self) -> int:
@@ -251,8 +295,13 @@ def _suggest(
 # --- building lines ------------------------------------------------------------
 
 
-def manual_line(gtin: str, quantity: int, lot_no: str, lot_no_again: str) -> LineRequest:
-    """A line whose lot was typed by hand, twice; refused when the two entries differ."""
+def manual_line(
+    gtin: str, quantity: int, lot_no: str, lot_no_again: str, *, base: LineRequest | None = None
+) -> LineRequest:
+    """A line whose lot was typed by hand, twice; refused when the two entries differ.
+
+    ``base``: the scanned line this lot completes (its serial, traceability code, scan).
+    """
     first, second = lot_no.strip(), lot_no_again.strip()
     if first != second:
         raise _refuse(
@@ -261,7 +310,10 @@ def manual_line(gtin: str, quantity: int, lot_no: str, lot_no_again: str) -> Lin
         )
     if not first:
         raise _refuse("no lot was typed", "未输入批次号")
-    return LineRequest(gtin, quantity, (LotTake(first, quantity),), LotSource.MANUAL)
+    takes = (LotTake(first, quantity),)
+    if base is not None:
+        return replace(base, quantity=quantity).with_lots(takes, LotSource.MANUAL)
+    return LineRequest(gtin, quantity, takes, LotSource.MANUAL)
 
 
 def fefo_line(
@@ -271,11 +323,12 @@ def fefo_line(
     *,
     today: dt.date,
     cart: Iterable[LineRequest] = (),
+    base: LineRequest | None = None,
 ) -> LineRequest:
     """A line taking ``quantity`` from the first-expiring sellable lots (several if needed).
 
     Stock already taken by ``cart`` is not offered again. Refused when the
-    sellable stock is short.
+    sellable stock is short. ``base``: the scanned line it completes.
     """
     product = _product_or_refuse(snapshot, gtin)
     _check_quantity(quantity)
@@ -289,6 +342,8 @@ def fefo_line(
             suggestion,
         )
     takes = tuple(LotTake(lot.lot_no, take) for lot, take in allocation)
+    if base is not None:
+        return replace(base, quantity=quantity).with_lots(takes, LotSource.FEFO)
     return LineRequest(gtin, quantity, takes, LotSource.FEFO)
 
 
@@ -322,6 +377,11 @@ def _check_quantity(quantity: int) -> None:
 # --- pricing -------------------------------------------------------------------
 
 
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 minute``, ``2 minutes``: a count with its noun in the right number (English)."""
+    return f"{count} {noun if count == 1 else (nouns or noun + 's')}"
+
+
 def price_cart(
     snapshot: CatalogSnapshot,
     requests: Iterable[LineRequest],
@@ -329,17 +389,23 @@ def price_cart(
     today: dt.date,
     now: dt.datetime,
     max_catalog_age: dt.timedelta = DEFAULT_MAX_CATALOG_AGE,
+    near_expiry_days: int = DEFAULT_NEAR_EXPIRY_DAYS,
 ) -> Cart:
     """Check every line and price the cart, or refuse the first line that must not be sold."""
+    if not 0 <= near_expiry_days <= NEAR_EXPIRY_DAYS_MAX:
+        raise ConfigError(f"near-expiry days {near_expiry_days} is not 0..{NEAR_EXPIRY_DAYS_MAX}")
     lines: list[CartLine] = []
     used: dict[tuple[str, str], int] = {}
+    units: set[tuple[str, str, str]] = set()
     for request in requests:
         if len(lines) >= CART_LINES_MAX:
             raise _refuse(
                 f"a cart holds at most {CART_LINES_MAX} lines",
                 f"一单最多 {CART_LINES_MAX} 行",
             )
-        lines.append(_check_line(snapshot, request, today, used))
+        line = _check_line(snapshot, request, today, used)
+        _check_unit(line, units)
+        lines.append(line)
     warnings: list[CheckoutWarning] = []
     if snapshot.synced_at is not None and now - snapshot.synced_at > max_catalog_age:
         age_min = int((now - snapshot.synced_at).total_seconds() // 60)
@@ -347,13 +413,106 @@ def price_cart(
         warnings.append(
             CheckoutWarning(
                 "stale_catalog",
-                f"the catalog on this terminal was last synced {age_min} minutes ago "
-                f"(limit {limit_min}): prices and lots may be out of date",
+                f"the catalog on this terminal was last synced {plural(age_min, 'minute')} ago "
+                f"(limit {plural(limit_min, 'minute')}): prices and lots may be out of date",
                 f"本机商品目录已 {age_min} 分钟未同步（上限 {limit_min} 分钟），"
                 "价格和批次可能已过时",
             )
         )
+    warnings.extend(_line_warnings(snapshot, lines, today, near_expiry_days))
     return Cart(tuple(lines), snapshot.version, tuple(warnings))
+
+
+def _check_unit(line: CartLine, units: set[tuple[str, str, str]]) -> None:
+    """A serial or a traceability code names one unit: once per cart, quantity 1."""
+    code = (
+        ("trace", "", line.trace_code)
+        if line.trace_code is not None
+        else ("serial", line.product.gtin, line.serial)
+        if line.serial is not None
+        else None
+    )
+    if code is None:
+        return
+    kind, _, value = code
+    product = line.product
+    what_en = "drug traceability code" if kind == "trace" else "serial"
+    what_zh = "药品追溯码" if kind == "trace" else "序列号"
+    if line.quantity != 1:
+        raise _refuse(
+            f"{what_en} {value} names one pack of {product.name}: the line is for 1, not "
+            f"{line.quantity}; scan each pack",
+            f"{what_zh} {value} 只对应一件 {product.name}，数量应为 1（现为 {line.quantity}）："
+            "请逐件扫码",
+        )
+    if code in units:
+        raise _refuse(
+            f"{what_en} {value} of {product.name} is already in the cart: each pack is "
+            "scanned once",
+            f"{product.name} 的{what_zh} {value} 已在购物车中：每件只扫一次",
+        )
+    units.add(code)
+
+
+def _line_warnings(
+    snapshot: CatalogSnapshot, lines: list[CartLine], today: dt.date, near_expiry_days: int
+) -> list[CheckoutWarning]:
+    """Near expiry, a barcode's expiry unlike the catalog's, a product without lots short."""
+    warnings: list[CheckoutWarning] = []
+    seen: set[tuple[str, str]] = set()
+    taken: dict[str, int] = {}
+    for line in lines:
+        product = line.product
+        if not line.takes:
+            taken[product.gtin] = taken.get(product.gtin, 0) + line.quantity
+        for take in line.takes:
+            lot = take.lot
+            if (
+                line.expiry_scanned is not None
+                and lot.expiry is not None
+                and line.expiry_scanned != lot.expiry
+            ):
+                printed, listed = line.expiry_scanned.isoformat(), lot.expiry.isoformat()
+                warnings.append(
+                    CheckoutWarning(
+                        "expiry_mismatch",
+                        f"the barcode of {product.name} lot {lot.lot_no} says it expires "
+                        f"{printed}, the catalog says {listed}: check the pack",
+                        f"{product.name} 批次 {lot.lot_no} 条码有效期 {printed} 与商品目录 "
+                        f"{listed} 不符：请核对包装",
+                    )
+                )
+            key = (product.gtin, lot.lot_no)
+            if key in seen or lot.expiry is None:
+                continue
+            seen.add(key)
+            days = (lot.expiry - today).days
+            if 0 <= days <= near_expiry_days:
+                when_en = "today" if days == 0 else f"in {plural(days, 'day')}"
+                when_zh = "今天到期" if days == 0 else f"还有 {days} 天到期"
+                warnings.append(
+                    CheckoutWarning(
+                        "near_expiry",
+                        f"lot {lot.lot_no} of {product.name} expires on "
+                        f"{lot.expiry.isoformat()}, {when_en}",
+                        f"{product.name} 批次 {lot.lot_no} 有效期至 {lot.expiry.isoformat()}，"
+                        f"{when_zh}",
+                    )
+                )
+    for gtin, quantity in taken.items():
+        product = snapshot.products[gtin]
+        if product.lot_tracked or quantity <= product.quantity_on_hand:
+            continue
+        warnings.append(
+            CheckoutWarning(
+                "stock_short",
+                f"the catalog shows {product.quantity_on_hand} of {product.name} in stock, "
+                f"the cart takes {quantity}: it is sold, count the stock",
+                f"{product.name} 账面库存 {product.quantity_on_hand}，本单 {quantity}："
+                "照常销售，请盘点库存",
+            )
+        )
+    return warnings
 
 
 def _check_line(
@@ -375,8 +534,10 @@ def _check_line(
             if product.lot_tracked
             else None,
         )
+    if request.trace_code is not None:
+        _check_trace_code(product, request.trace_code)
     if not product.lot_tracked:
-        return CartLine(product, request.quantity, (), request.source, request.scan_raw)
+        return _cart_line(product, request, ())  # a lot printed on its barcode is not stock
     if not request.lots:
         raise _refuse(
             f"{name} is lot-tracked: scan or type its lot",
@@ -422,7 +583,38 @@ def _check_line(
             )
         used[key] = used.get(key, 0) + take.quantity
         takes.append(LineTake(lot, take.quantity))
-    return CartLine(product, request.quantity, tuple(takes), request.source, request.scan_raw)
+    return _cart_line(product, request, tuple(takes))
+
+
+def _cart_line(product: Product, request: LineRequest, takes: tuple[LineTake, ...]) -> CartLine:
+    return CartLine(
+        product,
+        request.quantity,
+        takes,
+        request.source,
+        request.scan_raw,
+        request.serial,
+        request.trace_code,
+        request.expiry_scanned,
+    )
+
+
+def _check_trace_code(product: Product, code: str) -> None:
+    """The code's 7-digit drug identification code must be this product's."""
+    prefix = code[:TRACE_PREFIX_DIGITS]
+    if product.trace_prefix is None:
+        raise _refuse(
+            f"drug traceability code {code} cannot be checked: the catalog has no drug "
+            f"identification code (trace_prefix) for {product.name} ({product.gtin})",
+            f"商品目录中 {product.name}（{product.gtin}）没有药品标识码（追溯码前 7 位），"
+            f"无法核对追溯码 {code}",
+        )
+    if product.trace_prefix != prefix:
+        raise _refuse(
+            f"drug traceability code {code} is of another medicine (identification code "
+            f"{prefix}), not of {product.name} ({product.trace_prefix})",
+            f"追溯码 {code} 的药品标识码 {prefix} 不是 {product.name} 的（{product.trace_prefix}）",
+        )
 
 
 # --- changes between scan and payment ------------------------------------------
@@ -583,6 +775,9 @@ class OrderLine:
     quantity: int
     lot_source: str
     scan_raw: str | None
+    serial: str | None = None
+    trace_code: str | None = None
+    expiry_scanned: dt.date | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -613,7 +808,10 @@ class OrderDraft:
                     lot_no,
                     quantity,
                     str(line.source),
-                    line.scan_raw[:512] if line.scan_raw else None,
+                    line.scan_raw[:SCAN_RAW_STORED_MAX] if line.scan_raw else None,
+                    line.serial,
+                    line.trace_code,
+                    line.expiry_scanned,
                 )
                 for lot_no, quantity in takes
             )
@@ -727,11 +925,16 @@ def render_receipt(receipt: Receipt) -> list[str]:
                 f"  批次 lot {take.lot.lot_no} x{take.quantity}"
                 f"  有效期 exp {_expiry_text(take.lot)}"
             )
+        if line.serial is not None:
+            out.append(f"  序列号 serial {line.serial}")
+        if line.trace_code is not None:
+            out.append(f"  追溯码 trace code {line.trace_code}")
     payment = receipt.payment
     out += [
         "-" * 40,
         f"合计 TOTAL  {format_fen(receipt.cart.total_fen)}",
         f"批次号 batch_no {payment.batch_no}   流水号 stan {payment.stan}",
         f"参考号 rrn {payment.rrn or '-'}   授权码 auth {payment.auth_code or '-'}",
+        f"退货凭条码 returns: scan [{receipt.receipt_no}] (Code 128)",
     ]
     return out

@@ -5,8 +5,17 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
-__all__ = ["GS1_CSET82", "CatalogSnapshot", "ChangeSet", "Lot", "Product"]
+__all__ = [
+    "GS1_CSET82",
+    "LOT_LENGTH_MAX",
+    "NAME_LENGTH_MAX",
+    "CatalogSnapshot",
+    "ChangeSet",
+    "Lot",
+    "Product",
+]
 
 LOT_LENGTH_MAX = 20
 """GS1 AI (10) holds at most 20 characters."""
@@ -27,6 +36,14 @@ class Product:
     lot_tracked: bool
     version: int = 0
     """Catalog version of the last change to this product."""
+    quantity_on_hand: int = 0
+    """Stock of a product without lots (a lot-tracked product's stock is in its lots).
+
+    In an import: the opening stock of a product new to the store (ignored otherwise)."""
+    trace_prefix: str | None = None
+    """The 7-digit 药品标识码 that starts each drug traceability code of this product."""
+    quarantined: int = 0
+    """Units of a product without lots set aside (returned damaged): never sold."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +57,8 @@ class Lot:
     recalled: bool
     version: int = 0
     """Catalog version of the last change to this lot (stock changes count)."""
+    quarantined: int = 0
+    """Units set aside (a recalled lot's stock, returns of it): never sold."""
 
     def is_expired(self, today: dt.date) -> bool:
         """A lot may be sold up to and including its expiry date."""
@@ -93,6 +112,18 @@ class CatalogSnapshot:
         lots = self.lots.get(gtin)
         return None if lots is None else lots.get(lot_no)
 
+    @cached_property
+    def _trace_prefixes(self) -> dict[str, Product]:
+        return {
+            product.trace_prefix: product
+            for product in self.products.values()
+            if product.trace_prefix
+        }
+
+    def product_for_trace_prefix(self, prefix: str) -> Product | None:
+        """The product whose drug traceability codes start with ``prefix`` (7 digits)."""
+        return self._trace_prefixes.get(prefix)
+
     def is_known_lot(self, gtin: str, lot_no: str) -> bool:
         """For :meth:`Scan.resolve`: does this product have this lot?"""
         return self.lot(gtin, lot_no) is not None
@@ -114,3 +145,5 @@ class ChangeSet:
     head_version: int
     products: tuple[Product, ...]
     lots: tuple[Lot, ...]
+    store_id: str | None = None
+    """The back office the changes come from: a till refuses another's."""

@@ -3,12 +3,14 @@
 Theory of operation
 -------------------
 A scanner sends a string: optionally a symbology identifier (``]C1`` GS1-128,
-``]d2`` GS1 DataMatrix, ``]Q3`` GS1 QR, ``]e0`` GS1 DataBar, ``]E0`` EAN/UPC,
-``]E4`` EAN-8, ``]I1`` ITF-14), then either a bare GTIN (EAN-8, UPC-A, EAN-13,
-GTIN-14; UPC-E after ``]E0``) or a GS1 message: element strings, each an
-application identifier (AI) and its value. Variable-length values (lot (10),
-serial (21), count (30)…) end at FNC1, which scanners send as GS (``\\x1d``)
-or as a configured character such as ``|``.
+``]d2`` GS1 DataMatrix, ``]Q3`` GS1 QR, ``]e0`` GS1 DataBar, ``]J1`` GS1
+DotCode, ``]E0`` EAN/UPC, ``]E4`` EAN-8, ``]I1`` ITF-14), then either a bare
+GTIN (EAN-8, UPC-A, EAN-13, GTIN-14; UPC-E after ``]E0``), a GS1 message —
+element strings, each an application identifier (AI) and its value — or
+China's 20-digit drug traceability code (药品追溯码, ``_trace_code``; plain
+Code 128 ``]C0``, QR ``]Q1``, DataMatrix ``]d1`` or no identifier).
+Variable-length values (lot (10), serial (21), count (30)…) end at FNC1,
+which scanners send as GS (``\\x1d``) or as a configured character such as ``|``.
 
 Symbology identifiers, the AI table (formats, fixed or variable length) and
 UPC-E expansion come from ``biip``; GTIN check digits from python-stdnum.
@@ -49,6 +51,7 @@ from biip.upc import Upc
 
 from posbatch.catalog._gtin import normalize_gtin
 from posbatch.catalog._model import GS1_CSET82
+from posbatch.catalog._trace_code import DrugTraceCode, looks_like_trace_code, parse_trace_code
 from posbatch.errors import CatalogError, ConfigError, ScanError
 
 __all__ = [
@@ -72,11 +75,15 @@ SCAN_READINGS_MAX = 16
 _PARTIAL_READINGS_MAX = 256
 """Most partial readings explored per scan (bounds the work on hostile input)."""
 
-SPLIT_AIS = frozenset({"01", "10", "11", "13", "15", "16", "17", "21", "30", "37"})
+SPLIT_AIS = frozenset({"01", "02", "10", "11", "13", "15", "16", "17", "21", "30", "37"})
 """AIs that, when no separator was seen, may start inside a variable-length value."""
 
 _GTIN_SYMBOLOGIES = frozenset({"E0", "E3", "E4", "I1"})
 _GS1_SYMBOLOGIES = frozenset({"C1", "e0", "d2", "Q3", "J1"})
+_PLAIN_SYMBOLOGIES = frozenset({"C0", "Q1", "d1"})
+"""Symbologies without FNC1 in first position: a drug traceability code may come in them."""
+_DOTCODE = "]J1"
+"""GS1 DotCode (ISO/IEC 15424 identifier ]J1): biip's table does not have it."""
 _DATE_AIS = frozenset({"11", "13", "15", "16", "17"})
 _COUNT_AIS = frozenset({"30", "37"})
 _TITLES = {
@@ -85,6 +92,7 @@ _TITLES = {
     "11": "production date",
     "13": "packaging date",
     "15": "best-before date",
+    "02": "GTIN of contained items",
     "16": "sell-by date",
     "17": "expiry",
     "21": "serial",
@@ -107,12 +115,15 @@ class ScanReading:
     """One complete, valid reading of a scan."""
 
     gtin: str
-    """GTIN-14 (check digit verified)."""
+    """GTIN-14 (check digit verified): (01), or (02) for a logistic unit's contents."""
     lot: str | None
     expiry: dt.date | None
+    """The expiry (17); without it the best-before date (15)."""
     serial: str | None
     quantity: int | None
     element_strings: tuple[ElementString, ...]
+    trace_code: str | None = None
+    """A drug traceability code scanned for this pack (set when the till maps one)."""
 
     def hri(self) -> str:
         """Human-readable form, as printed under a barcode: ``(01)…(10)…``."""
@@ -137,7 +148,9 @@ class Scan:
     symbology_identifier: str | None
     separator_seen: bool
     readings: tuple[ScanReading, ...]
-    """One reading, or several when the scan is ambiguous (never zero)."""
+    """One reading, or several when the scan is ambiguous; none for a traceability code."""
+    trace_code: DrugTraceCode | None = None
+    """A drug traceability code (药品追溯码): the product is found by its prefix."""
 
     @property
     def ambiguous(self) -> bool:
@@ -145,6 +158,11 @@ class Scan:
 
     def reading(self) -> ScanReading:
         """The only reading; :class:`ScanError` when the scan is ambiguous."""
+        if self.trace_code is not None:
+            raise ScanError(
+                f"drug traceability code {self.trace_code.code}: the catalog maps its prefix "
+                f"{self.trace_code.prefix} to a product"
+            )
         if self.ambiguous:
             raise ScanError(
                 f"ambiguous scan without separators: {len(self.readings)} readings "
@@ -159,7 +177,7 @@ class Scan:
         when no candidate, or more than one, names a known lot.
         """
         if not self.ambiguous:
-            return self.readings[0]
+            return self.reading()
         known = [
             reading
             for reading in self.readings
@@ -178,12 +196,16 @@ class Scan:
         )
 
     def to_json(self) -> dict[str, Any]:
+        code = self.trace_code
         return {
             "raw": self.raw,
             "symbology_identifier": self.symbology_identifier,
             "separator_seen": self.separator_seen,
             "ambiguous": self.ambiguous,
             "readings": [reading.to_json() for reading in self.readings],
+            "trace_code": None
+            if code is None
+            else {"code": code.code, "prefix": code.prefix, "pack_part": code.pack_part},
         }
 
 
@@ -200,20 +222,27 @@ def parse_scan(raw: str, *, today: dt.date, separators: Iterable[str] = DEFAULT_
     if not text:
         raise ScanError("scan is empty")
     symbology: str | None = None
-    if text.startswith("]"):
+    if text.startswith(_DOTCODE):
+        symbology = _DOTCODE
+        text = text[len(_DOTCODE) :].strip("".join(separator_set))
+    elif text.startswith("]"):
         identifier = _symbology_identifier(text)
         symbology = identifier.value
         text = text[len(identifier) :].strip("".join(separator_set))
         code = symbology[1:]
         if code in _GTIN_SYMBOLOGIES:
             return Scan(raw, symbology, False, (_plain_reading(text, code),))
+        if code in _PLAIN_SYMBOLOGIES and looks_like_trace_code(text):
+            return Scan(raw, symbology, False, (), parse_trace_code(text))
         if code not in _GS1_SYMBOLOGIES:
             raise ScanError(
                 f"symbology {symbology} ({identifier.iso_symbology.name}) carries neither "
-                "a GTIN nor GS1 element strings"
+                "a GTIN, GS1 element strings nor a drug traceability code"
             )
     elif text.isascii() and text.isdigit() and len(text) in (8, 12, 13, 14):
         return Scan(raw, None, False, (_plain_reading(text, None),))
+    elif looks_like_trace_code(text):
+        return Scan(raw, None, False, (), parse_trace_code(text))
     if not text:
         raise ScanError(f"scan holds only the symbology identifier {symbology}")
     separator_seen = any(character in separator_set for character in text)
@@ -287,25 +316,89 @@ def _title(ai: str, fallback: str) -> str:
     return _TITLES.get(ai, fallback)
 
 
-def _read_ai(segment: str, position: int, offset: int) -> GS1ApplicationIdentifier:
+def _read_ai(
+    segment: str, position: int, offset: int, *, after: ElementString | None = None
+) -> GS1ApplicationIdentifier:
     ai = _ai_for(segment[position : position + 4])
-    if ai is None:
-        raise ScanError(
-            f"unknown application identifier at position {offset + position}: "
-            f"{segment[position : position + 4]!r}"
+    if ai is not None:
+        return ai
+    previous = _ai_for(after.ai) if after is not None else None
+    if after is not None and previous is not None and previous.separator_required:
+        # The value before ran to its format's limit: the rest was meant as part of it.
+        problem = _variable_problem(previous, after.value + segment[position:])
+        if problem is not None:
+            raise problem
+    raise ScanError(
+        f"unknown application identifier at position {offset + position}: "
+        f"{segment[position : position + 4]!r}"
+    )
+
+
+_VARIABLE_FORMAT = re.compile(r"\+([NX])\.\.(\d+)$")
+
+
+@functools.lru_cache(maxsize=256)
+def _variable_spec(ai: GS1ApplicationIdentifier) -> tuple[str, int] | None:
+    """("digits" or "GS1 character set 82", maximum length) of a variable-length AI."""
+    match = _VARIABLE_FORMAT.search(ai.format)
+    if match is None or not ai.separator_required:
+        return None
+    return ("digits" if match.group(1) == "N" else "GS1 character set 82", int(match.group(2)))
+
+
+def _outside(value: str, kind: str) -> list[str]:
+    if kind == "digits":
+        return sorted({character for character in value if not character.isdigit()})
+    return sorted(set(value) - GS1_CSET82)
+
+
+def _variable_problem(ai: GS1ApplicationIdentifier, value: str) -> ScanError | None:
+    """Why ``value`` (all of it, up to FNC1) cannot be the value of variable-length ``ai``."""
+    spec = _variable_spec(ai)
+    if spec is None:
+        return None
+    kind, maximum = spec
+    title = _title(ai.ai, ai.data_title)
+    if not value:
+        return ScanError(f"({ai.ai}) {title} is empty")
+    bad = _outside(value, kind)
+    if bad:
+        shown = ", ".join(repr(character) for character in bad)
+        return ScanError(
+            f"({ai.ai}) {title} {value!r} has {shown}, outside {kind}: no GS1 barcode can carry it"
         )
-    return ai
+    if len(value) > maximum:
+        return ScanError(
+            f"({ai.ai}) {title} {value!r} is {len(value)} characters long: at most {maximum}"
+        )
+    return None
 
 
-def _greedy(segment: str, offset: int = 0) -> _Structure:
-    """The reading a greedy parser gives: each value as long as its format allows."""
+def _greedy(segment: str, offset: int = 0, *, to_separator: bool = False) -> _Structure:
+    """The reading a greedy parser gives: each value as long as its format allows.
+
+    ``to_separator``: the scanner sends FNC1, so a variable-length value runs
+    to the end of ``segment``; one that cannot is reported precisely (empty,
+    too long, a character a barcode cannot carry).
+    """
     elements: list[ElementString] = []
     position = 0
     while position < len(segment):
-        ai = _read_ai(segment, position, offset)
+        ai = _read_ai(segment, position, offset, after=elements[-1] if elements else None)
         start = position + len(ai.ai)
-        match = _value_pattern(ai).match(segment, start)
+        pattern = _value_pattern(ai)
+        if to_separator and ai.separator_required:
+            match = pattern.fullmatch(segment, start)
+            if match is None:
+                problem = _variable_problem(ai, segment[start:])
+                if problem is not None:
+                    raise problem
+        else:
+            match = pattern.match(segment, start)
         if match is None:
+            problem = _variable_problem(ai, segment[start:]) if not segment[start:] else None
+            if problem is not None:
+                raise problem
             shown = segment[start:] or "nothing"
             raise ScanError(
                 f"({ai.ai}) {_title(ai.ai, ai.data_title)} {shown!r} does not match "
@@ -364,7 +457,7 @@ def _read_message(
         structure = tuple(
             element
             for segment in _segment_pattern(separator_set).finditer(text)
-            for element in _greedy(segment.group(), segment.start())
+            for element in _greedy(segment.group(), segment.start(), to_separator=True)
         )
         return (_validate(structure, today),)
     try:
@@ -403,11 +496,16 @@ def _segment_pattern(separator_set: frozenset[str]) -> re.Pattern[str]:
 
 
 def _validate(structure: _Structure, today: dt.date) -> ScanReading:
-    """Check digits, dates, counts and repeats of one structural reading."""
+    """Check digits, dates, counts, repeats and AI pairings of one structural reading.
+
+    Pairings (GS1 General Specifications, mandatory associations and invalid
+    pairs): (37) counts the trade items *inside a logistic unit* and goes with
+    (02), the GTIN of those items, never with (01); (02) needs (37); (01) and
+    (02) never come together. The expiry is (17), else the best-before date (15).
+    """
     values: dict[str, str] = {}
+    dates: dict[str, dt.date] = {}
     gtin: str | None = None
-    expiry: dt.date | None = None
-    quantity: int | None = None
     for element in structure:
         ai, value = element.ai, element.value
         if ai in values:
@@ -417,28 +515,36 @@ def _validate(structure: _Structure, today: dt.date) -> ScanReading:
                 )
             continue
         values[ai] = value
-        if ai == "01":
+        if ai in ("01", "02"):
             try:
                 gtin = normalize_gtin(value)
             except CatalogError as exc:
-                raise ScanError(f"(01) {exc}") from exc
+                raise ScanError(f"({ai}) {exc}") from exc
         elif ai in _DATE_AIS:
-            date = _gs1_date(ai, value, today)
-            if ai == "17":
-                expiry = date
-        elif ai in _COUNT_AIS:
-            if not value or int(value) == 0:
-                raise ScanError(f"({ai}) count {value!r} must be at least 1")
-            if quantity is None:
-                quantity = int(value)
+            dates[ai] = _gs1_date(ai, value, today)
+        elif ai in _COUNT_AIS and (not value or int(value) == 0):
+            raise ScanError(f"({ai}) count {value!r} must be at least 1")
+    if "01" in values and "02" in values:
+        raise ScanError(
+            "(01) and (02) in one scan: (02) names the items inside a logistic unit, "
+            "which then has no (01)"
+        )
+    if "37" in values and "02" not in values:
+        raise ScanError(
+            "(37) counts the trade items inside a logistic unit: it goes with (02), "
+            "the GTIN of those items, not with (01)"
+        )
+    if "02" in values and "37" not in values:
+        raise ScanError("(02) names the items inside a logistic unit: (37) must count them")
     if gtin is None:
         raise ScanError("no GTIN (01) in the scan")
+    count = values.get("37") or values.get("30")
     return ScanReading(
         gtin=gtin,
         lot=values.get("10"),
-        expiry=expiry,
+        expiry=dates.get("17") or dates.get("15"),
         serial=values.get("21"),
-        quantity=quantity,
+        quantity=int(count) if count else None,
         element_strings=structure,
     )
 

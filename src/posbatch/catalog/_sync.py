@@ -2,16 +2,22 @@
 
 The changes document (JSON, the same over HTTP and in a file)::
 
-    {"format": "posbatch-catalog-changes/1", "since_version": 0, "head_version": 7,
+    {"format": "posbatch-catalog-changes/2", "store_id": "6f1c…",
+     "since_version": 0, "head_version": 7,
      "products": [{"gtin": "06901234567892", "name": "Milk 1L", "price_fen": 1250,
-                   "lot_tracked": true, "version": 3}, ...],
+                   "lot_tracked": true, "trace_prefix": null, "quantity_on_hand": 0,
+                   "quarantined": 0, "version": 3}, ...],
      "lots": [{"gtin": "06901234567892", "lot_no": "L2611A", "expiry": "2026-12-31",
-               "quantity_on_hand": 40, "recalled": false, "version": 7}, ...]}
+               "quantity_on_hand": 40, "quarantined": 0, "recalled": false,
+               "version": 7}, ...]}
 
-Served by :func:`create_app` at ``GET /catalog/changes?since=N``; a file is
-written by ``posbatch catalog changes --since N --output FILE``. A document is
-read as a peer's input: anything malformed is a :class:`CatalogError`, never a
-crash, and nothing of it is applied.
+Served by :func:`create_app` at ``GET /catalog/changes?since=N`` to tills
+that present their credential (``_tills``); a file is written by
+``posbatch catalog changes --since N --output FILE``. ``store_id`` is the
+back office's identity: a copy follows one back office and refuses changes
+from another (a second shop's server, a restored test system). A document
+is read as a peer's input: anything malformed is a :class:`CatalogError`,
+never a crash, and nothing of it is applied.
 """
 
 from __future__ import annotations
@@ -21,17 +27,21 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Query
+from fastapi import Depends, FastAPI, Query
 from fastapi.responses import JSONResponse
 
 from posbatch.catalog._gtin import normalize_gtin
 from posbatch.catalog._model import GS1_CSET82, LOT_LENGTH_MAX, ChangeSet, Lot, Product
-from posbatch.catalog._orders_http import add_order_routes
+from posbatch.catalog._orders_http import add_order_routes, limit_request_bodies, till_dependency
 from posbatch.catalog._store import CatalogStore
+from posbatch.catalog._tills import TillCredential
+from posbatch.catalog._trace_code import check_trace_prefix
 from posbatch.errors import CatalogError
 
 __all__ = [
@@ -48,7 +58,8 @@ __all__ = [
     "write_changes_file",
 ]
 
-CHANGES_FORMAT = "posbatch-catalog-changes/1"
+CHANGES_FORMAT = "posbatch-catalog-changes/2"
+STORE_ID_LENGTH_MAX = 36
 SYNC_TIMEOUT_MS = 10_000
 SYNC_RESPONSE_BYTES_MAX = 128 * 1024 * 1024
 
@@ -56,6 +67,7 @@ SYNC_RESPONSE_BYTES_MAX = 128 * 1024 * 1024
 def changes_to_json(changes: ChangeSet) -> dict[str, Any]:
     return {
         "format": CHANGES_FORMAT,
+        "store_id": changes.store_id,
         "since_version": changes.since_version,
         "head_version": changes.head_version,
         "products": [
@@ -64,6 +76,9 @@ def changes_to_json(changes: ChangeSet) -> dict[str, Any]:
                 "name": p.name,
                 "price_fen": p.price_fen,
                 "lot_tracked": p.lot_tracked,
+                "trace_prefix": p.trace_prefix,
+                "quantity_on_hand": p.quantity_on_hand,
+                "quarantined": p.quarantined,
                 "version": p.version,
             }
             for p in changes.products
@@ -74,6 +89,7 @@ def changes_to_json(changes: ChangeSet) -> dict[str, Any]:
                 "lot_no": lot.lot_no,
                 "expiry": lot.expiry.isoformat() if lot.expiry else None,
                 "quantity_on_hand": lot.quantity_on_hand,
+                "quarantined": lot.quarantined,
                 "recalled": lot.recalled,
                 "version": lot.version,
             }
@@ -98,6 +114,9 @@ def changes_from_json(document: Any, *, source: str = "changes") -> ChangeSet:
             raise TypeError("the document is not a JSON object")
         if document.get("format") != CHANGES_FORMAT:
             raise ValueError(f"format is {document.get('format')!r}, expected {CHANGES_FORMAT!r}")
+        store_id = _field(document, "store_id", str)
+        if not 0 < len(store_id) <= STORE_ID_LENGTH_MAX:
+            raise ValueError(f"store_id {store_id!r} is not a store identity")
         since = _field(document, "since_version", int)
         head = _field(document, "head_version", int)
         if not 0 <= since <= head:
@@ -108,6 +127,9 @@ def changes_from_json(document: Any, *, source: str = "changes") -> ChangeSet:
             price_fen = _field(item, "price_fen", int)
             if price_fen < 0:
                 raise ValueError(f"price_fen of {gtin} is negative")
+            prefix = item["trace_prefix"]
+            if prefix is not None and not isinstance(prefix, str):
+                raise TypeError(f"trace_prefix must be a string, got {prefix!r}")
             products.append(
                 Product(
                     gtin,
@@ -115,6 +137,11 @@ def changes_from_json(document: Any, *, source: str = "changes") -> ChangeSet:
                     price_fen,
                     _field(item, "lot_tracked", bool),
                     _version(item, head),
+                    _field(item, "quantity_on_hand", int),
+                    None
+                    if prefix is None
+                    else check_trace_prefix(_field(item, "trace_prefix", str)),
+                    _field(item, "quarantined", int),
                 )
             )
         lots = []
@@ -131,12 +158,13 @@ def changes_from_json(document: Any, *, source: str = "changes") -> ChangeSet:
                     _field(item, "quantity_on_hand", int),
                     _field(item, "recalled", bool),
                     _version(item, head),
+                    _field(item, "quarantined", int),
                 )
             )
     except (KeyError, TypeError, ValueError, CatalogError) as exc:
         detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
         raise CatalogError(f"catalog changes from {source} are malformed: {detail}") from exc
-    return ChangeSet(since, head, tuple(products), tuple(lots))
+    return ChangeSet(since, head, tuple(products), tuple(lots), store_id=store_id)
 
 
 def _version(item: dict[str, Any], head: int) -> int:
@@ -155,24 +183,33 @@ def write_changes_file(changes: ChangeSet, path: Path) -> None:
     temporary.replace(path)
 
 
-def _http_get(source: str, path: str) -> bytes:
+def _http_get(source: str, path: str, credential: TillCredential | None) -> bytes:
     url = f"{source.rstrip('/')}{path}"
+    headers = {} if credential is None else {"Authorization": f"Bearer {credential.token}"}
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - callers check the scheme
     try:
-        with urllib.request.urlopen(url, timeout=SYNC_TIMEOUT_MS / 1000) as response:  # noqa: S310 - callers check the scheme
+        with urllib.request.urlopen(request, timeout=SYNC_TIMEOUT_MS / 1000) as response:  # noqa: S310
             body: bytes = response.read(SYNC_RESPONSE_BYTES_MAX + 1)
     except urllib.error.HTTPError as exc:
         exc.close()
-        raise CatalogError(f"catalog sync from {source}: HTTP {exc.code} {exc.reason}") from exc
+        hint = (
+            ": this till has no valid credential (posbatch catalog add-till)"
+            if exc.code == HTTPStatus.UNAUTHORIZED
+            else ""
+        )
+        raise CatalogError(
+            f"catalog sync from {source}: HTTP {exc.code} {exc.reason}{hint}"
+        ) from exc
     except (urllib.error.URLError, OSError) as exc:
         raise CatalogError(f"catalog sync: cannot reach {source}: {exc}") from exc
     return body
 
 
-def fetch_head_version(source: str) -> int:
+def fetch_head_version(source: str, *, credential: TillCredential | None = None) -> int:
     """The newest catalog version at ``source`` (HTTP: ``GET /catalog/version``)."""
     if urllib.parse.urlsplit(source).scheme in ("http", "https"):
         try:
-            document = json.loads(_http_get(source, "/catalog/version"))
+            document = json.loads(_http_get(source, "/catalog/version", credential))
             version = document["version"]
         except (ValueError, TypeError, KeyError) as exc:
             raise CatalogError(f"{source}/catalog/version is not a version document") from exc
@@ -182,11 +219,13 @@ def fetch_head_version(source: str) -> int:
     return fetch_changes(source, since=0).head_version
 
 
-def fetch_changes(source: str, *, since: int) -> ChangeSet:
+def fetch_changes(
+    source: str, *, since: int, credential: TillCredential | None = None
+) -> ChangeSet:
     """Changes after ``since`` from ``source``: an ``http(s)://`` host or a changes file."""
     scheme = urllib.parse.urlsplit(source).scheme
     if scheme in ("http", "https"):
-        body = _http_get(source, f"/catalog/changes?since={since}")
+        body = _http_get(source, f"/catalog/changes?since={since}", credential)
     elif scheme in ("", "file"):
         path = Path(urllib.parse.urlsplit(source).path if scheme == "file" else source)
         try:
@@ -212,26 +251,53 @@ class SyncResult:
     rows_applied: int
 
 
-def sync_replica(replica: CatalogStore, source: str, *, now: dt.datetime) -> SyncResult:
-    """Pull what changed since the copy's version and apply it in one transaction."""
+def sync_replica(
+    replica: CatalogStore,
+    source: str,
+    *,
+    now: dt.datetime,
+    credential: TillCredential | None = None,
+) -> SyncResult:
+    """Pull what changed since the copy's version and apply it in one transaction.
+
+    With a ``credential`` the till authenticates to ``catalog serve`` and the
+    changes must come from the back office that issued it.
+    """
     state = replica.replica_state()
     local = state.version if state is not None else 0
-    changes = fetch_changes(source, since=local)
-    applied = replica.apply_changes(changes, synced_at=now, source=source)
+    changes = fetch_changes(source, since=local, credential=credential)
+    applied = replica.apply_changes(
+        changes,
+        synced_at=now,
+        source=source,
+        expected_store_id=None if credential is None else credential.store_id,
+    )
     return SyncResult(local, changes.head_version, applied)
 
 
-def create_app(store: CatalogStore) -> FastAPI:
-    """The back office's HTTP API (``posbatch catalog serve``): catalog changes and orders."""
+def create_app(
+    store: CatalogStore,
+    *,
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now().astimezone(),
+) -> FastAPI:
+    """The back office's HTTP API (``posbatch catalog serve``): catalog changes and orders.
+
+    Every route answers registered tills only (``Authorization: Bearer``);
+    ``clock`` gives the back office's own date for the order checks.
+    """
     app = FastAPI(title="posbatch catalog", docs_url=None, redoc_url=None, openapi_url=None)
+    till = till_dependency(store)
+    limit_request_bodies(app)
+
+    caller = Depends(till)
 
     @app.get("/catalog/changes")
-    def changes(since: int = Query(0, ge=0, le=2**31 - 1)) -> JSONResponse:
+    def changes(since: int = Query(0, ge=0, le=2**31 - 1), _till: str = caller) -> JSONResponse:
         return JSONResponse(changes_to_json(store.changes_since(since)))
 
     @app.get("/catalog/version")
-    def version() -> dict[str, int]:
+    def version(_till: str = caller) -> dict[str, int]:
         return {"version": store.version()}
 
-    add_order_routes(app, store)
+    add_order_routes(app, store, till=till, clock=clock)
     return app

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 
 from posbatch.catalog._checkout import (
     DEFAULT_MAX_CATALOG_AGE,
+    DEFAULT_NEAR_EXPIRY_DAYS,
     Cart,
     CatalogChange,
     LineRequest,
@@ -27,7 +28,7 @@ from posbatch.catalog._checkout import (
 )
 from posbatch.catalog._model import CatalogSnapshot
 from posbatch.catalog._scan import DEFAULT_SEPARATORS, ScanReading, parse_scan
-from posbatch.errors import CatalogError
+from posbatch.errors import CatalogError, CheckoutRefused
 
 __all__ = ["Till"]
 
@@ -42,20 +43,44 @@ class Till:
         clock: Callable[[], dt.datetime],
         separators: Iterable[str] = DEFAULT_SEPARATORS,
         max_catalog_age: dt.timedelta = DEFAULT_MAX_CATALOG_AGE,
+        near_expiry_days: int = DEFAULT_NEAR_EXPIRY_DAYS,
     ) -> None:
         self.snapshot = snapshot
         self._clock = clock
         self._separators = tuple(separators)
         self._max_catalog_age = max_catalog_age
+        self._near_expiry_days = near_expiry_days
         self.requests: list[LineRequest] = []
 
     def _today(self) -> dt.date:
         return self._clock().date()
 
     def read(self, raw: str) -> tuple[ScanReading, str]:
-        """What a scan reads as, an ambiguous one resolved by the lots this catalog knows."""
+        """What a scan reads as, an ambiguous one resolved by the lots this catalog knows.
+
+        A drug traceability code (药品追溯码) reads as the product whose
+        ``trace_prefix`` its first 7 digits are, without a lot (the code
+        carries none: the cashier scans or types it, or takes FEFO).
+        """
         scan = parse_scan(raw, today=self._today(), separators=self._separators)
-        return scan.resolve(self.snapshot.is_known_lot), scan.raw
+        code = scan.trace_code
+        if code is None:
+            return scan.resolve(self.snapshot.is_known_lot), scan.raw
+        product = self.snapshot.product_for_trace_prefix(code.prefix)
+        if product is None:
+            raise CheckoutRefused(
+                f"drug traceability code {code.code}: no product in the catalog has the drug "
+                f"identification code {code.prefix} (set its trace_prefix, then sync)",
+                reason_zh=f"追溯码 {code.code}：商品目录中没有药品标识码为 {code.prefix} 的商品"
+                "（请维护 trace_prefix 并同步）",
+            )
+        reading = ScanReading(product.gtin, None, None, None, None, (), trace_code=code.code)
+        return reading, scan.raw
+
+    def request_for(self, raw: str, *, quantity: int | None = None) -> LineRequest:
+        """The line a scan asks for (not yet checked against the catalog)."""
+        reading, kept = self.read(raw)
+        return LineRequest.from_scan(reading, raw=kept, quantity=quantity)
 
     def price(self, requests: Iterable[LineRequest]) -> Cart:
         now = self._clock()
@@ -65,6 +90,7 @@ class Till:
             today=now.date(),
             now=now,
             max_catalog_age=self._max_catalog_age,
+            near_expiry_days=self._near_expiry_days,
         )
 
     def cart(self) -> Cart:
@@ -77,14 +103,25 @@ class Till:
         return cart
 
     def add_scan(self, raw: str, *, quantity: int | None = None) -> Cart:
-        reading, kept = self.read(raw)
-        return self.add(LineRequest.from_scan(reading, raw=kept, quantity=quantity))
+        return self.add(self.request_for(raw, quantity=quantity))
 
-    def add_manual(self, gtin: str, quantity: int, lot_no: str, lot_no_again: str) -> Cart:
-        return self.add(manual_line(gtin, quantity, lot_no, lot_no_again))
+    def add_manual(
+        self,
+        gtin: str,
+        quantity: int,
+        lot_no: str,
+        lot_no_again: str,
+        *,
+        base: LineRequest | None = None,
+    ) -> Cart:
+        """A line whose lot was typed twice; ``base``: the scanned line it completes."""
+        return self.add(manual_line(gtin, quantity, lot_no, lot_no_again, base=base))
 
-    def add_fefo(self, gtin: str, quantity: int) -> Cart:
-        request = fefo_line(self.snapshot, gtin, quantity, today=self._today(), cart=self.requests)
+    def add_fefo(self, gtin: str, quantity: int, *, base: LineRequest | None = None) -> Cart:
+        """A line from the first-expiring lots; ``base``: the scanned line it completes."""
+        request = fefo_line(
+            self.snapshot, gtin, quantity, today=self._today(), cart=self.requests, base=base
+        )
         return self.add(request)
 
     def remove(self, line_no: int) -> LineRequest:

@@ -649,7 +649,7 @@ def calendar_unset(
     Example: posbatch clearing calendar unset 2027-02-20
     """
     day = _parsed(parse_day, on)
-    with _clearing(data_dir, create=True) as clearing:
+    with _clearing(data_dir) as clearing:
         clearing.set_working_day(day, None, note="", now=_now())
     typer.echo(f"{day}: no override")
 

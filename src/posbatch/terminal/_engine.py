@@ -405,13 +405,22 @@ class Terminal:
     ) -> TransactionResult:
         return self.run(self.sale_flow(amount_fen, pan, expiry=expiry, reference=reference))
 
-    def void(self, stan: int) -> TransactionResult:
-        return self.run(self.void_flow(stan))
+    def void(self, stan: int, *, reference: str | None = None) -> TransactionResult:
+        return self.run(self.void_flow(stan, reference=reference))
 
     def refund(
-        self, stan: int, amount_fen: int, *, original_batch_no: int | None = None
+        self,
+        stan: int,
+        amount_fen: int,
+        *,
+        original_batch_no: int | None = None,
+        reference: str | None = None,
     ) -> TransactionResult:
-        return self.run(self.refund_flow(stan, amount_fen, original_batch_no=original_batch_no))
+        return self.run(
+            self.refund_flow(
+                stan, amount_fen, original_batch_no=original_batch_no, reference=reference
+            )
+        )
 
     def settle(self) -> SettlementResult:
         return self.run(self.settle_flow())
@@ -1187,7 +1196,7 @@ class Terminal:
         where = f" in batch {batch_no:06d}" if batch_no is not None else ""
         raise TerminalError(f"no sale with STAN {stan:06d}{where} in the journal")
 
-    def void_flow(self, stan: int) -> Flow[TransactionResult]:
+    def void_flow(self, stan: int, *, reference: str | None = None) -> Flow[TransactionResult]:
         """消费撤销: the full amount of a sale of the current batch; 61 = the sale."""
         state = self.journal.state()
         batch = self.journal.current_batch()
@@ -1220,7 +1229,9 @@ class Terminal:
                 raise TerminalError(f"sale STAN {stan:06d} is {current.state}: not voided")
             if current.batch_id != self.journal.current_batch().batch_id:
                 raise TerminalError(f"sale STAN {stan:06d} left the current batch: refund it")
-            return self._write_pending(Kind.VOID, sale.amount_fen, pan, sale.expiry, original=sale)
+            return self._write_pending(
+                Kind.VOID, sale.amount_fen, pan, sale.expiry, original=sale, reference=reference
+            )
 
         return (yield from self._financial(Kind.VOID, build, write))
 
@@ -1244,7 +1255,12 @@ class Terminal:
         )
 
     def refund_flow(
-        self, stan: int, amount_fen: int, *, original_batch_no: int | None = None
+        self,
+        stan: int,
+        amount_fen: int,
+        *,
+        original_batch_no: int | None = None,
+        reference: str | None = None,
     ) -> Flow[TransactionResult]:
         """退货: part or all of an earlier sale (any batch); counts in the current batch."""
         sale = self._original_sale(stan, original_batch_no)
@@ -1258,7 +1274,9 @@ class Terminal:
         pan = self.pan_of(sale)
 
         def write() -> TxnRow:
-            return self._write_pending(Kind.REFUND, amount_fen, pan, sale.expiry, original=sale)
+            return self._write_pending(
+                Kind.REFUND, amount_fen, pan, sale.expiry, original=sale, reference=reference
+            )
 
         return (yield from self._financial(Kind.REFUND, self._refund_request, write))
 
