@@ -9,6 +9,7 @@ module only mounts them::
     posbatch checkout       the cashier's interactive checkout  posbatch.catalog.cli
     posbatch doctor         diagnose and repair settlement      posbatch.doctor.cli
     posbatch simulate       deterministic fault simulation      posbatch.sim.cli
+    posbatch backoffice ... the web console                     posbatch.web.cli
     posbatch demo           the main job a new user sees        posbatch.demo
 """
 
@@ -22,6 +23,7 @@ from posbatch.doctor import cli as doctor_cli
 from posbatch.host import cli as host_cli
 from posbatch.sim import cli as sim_cli
 from posbatch.terminal import cli as terminal_cli
+from posbatch.web import cli as web_cli
 
 __all__ = ["app", "main"]
 
@@ -37,6 +39,7 @@ app.add_typer(catalog_cli.app, name="catalog")
 app.add_typer(catalog_cli.checkout_app, name="checkout")
 app.add_typer(doctor_cli.app, name="doctor")
 app.command("simulate")(sim_cli.simulate)
+app.add_typer(web_cli.app, name="backoffice")
 
 
 @app.callback()

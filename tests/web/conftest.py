@@ -1,0 +1,91 @@
+"""Fixtures of the back-office tests: a traded world on each database, the console app
+over it, clients logged in per role; for the browser tests, chromium from Debian."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from web_world import World
+
+from posbatch.web import create_app
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+def world(db_url: str, tmp_path: Path) -> Iterator[World]:
+    built = World(db_url, tmp_path).trade().users()
+    yield built
+    built.close()
+
+
+def _postgres_base() -> str:
+    """The test PostgreSQL (the rule of tests/conftest.py: skipped, or failed when required)."""
+    url = os.environ.get(
+        "POSBATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    )
+    try:
+        engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
+        with engine.connect() as connection:
+            connection.execute(sa.text("select 1"))
+        engine.dispose()
+    except Exception as exc:  # any failure means "not available here"
+        message = f"PostgreSQL not reachable at {url} ({type(exc).__name__})"
+        if os.environ.get("POSBATCH_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message + " — required because POSBATCH_REQUIRE_POSTGRES=1")
+        pytest.skip(message)
+    return url
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def shared_world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    """One traded world per module and database, for tests that only read."""
+    root = tmp_path_factory.mktemp("world")
+    if request.param == "sqlite":
+        built = World(f"sqlite:///{root / 'test.db'}", root).trade().users()
+        yield built
+        built.close()
+        return
+    base = _postgres_base()
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    admin = sa.create_engine(base)
+    with admin.begin() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in base else "?"
+    built = World(f"{base}{separator}options=-csearch_path%3D{schema}", root).trade().users()
+    yield built
+    built.close()
+    with admin.begin() as connection:
+        connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture
+async def client(world: World) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the console app, over HTTPS as far as the app knows (no socket)."""
+    transport = httpx.ASGITransport(app=create_app(world.office))
+    async with httpx.AsyncClient(transport=transport, base_url="https://console.test") as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args() -> dict[str, Any]:
+    """pytest-playwright: Debian's chromium, never a downloaded browser."""
+    return {"executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
