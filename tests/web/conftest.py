@@ -89,3 +89,11 @@ async def client(world: World) -> AsyncIterator[httpx.AsyncClient]:
 def browser_type_launch_args() -> dict[str, Any]:
     """pytest-playwright: Debian's chromium, never a downloaded browser."""
     return {"executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture
+async def shared_client(shared_world: World) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a console over the module's shared world (tests that only read)."""
+    transport = httpx.ASGITransport(app=create_app(shared_world.office))
+    async with httpx.AsyncClient(transport=transport, base_url="https://console.test") as c:
+        yield c

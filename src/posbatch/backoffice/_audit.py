@@ -75,7 +75,6 @@ class AuditFilter:
     @classmethod
     def parse(cls, params: Mapping[str, str]) -> AuditFilter:
         """From URL parameters; ConfigError (one line) for a bad one."""
-        from posbatch.backoffice._time import parse_beijing  # noqa: PLC0415 - no cycle
 
         def text(name: str) -> str | None:
             value = params.get(name, "").strip()
@@ -83,8 +82,8 @@ class AuditFilter:
                 raise ConfigError(f"{name} is longer than {NAME_CHARS_MAX} characters")
             return value or None
 
-        since = params.get("since", "").strip()
-        until = params.get("until", "").strip()
+        since = text("since") or ""
+        until = text("until") or ""
         outcome = text("outcome")
         if outcome not in (None, Outcome.DONE, Outcome.REFUSED, Outcome.REQUESTED):
             raise ConfigError("outcome must be done, refused or requested")
@@ -93,8 +92,8 @@ class AuditFilter:
             action=text("action"),
             target=text("target"),
             outcome=outcome,
-            since=parse_beijing(since) if since else None,
-            until=parse_beijing(until) if until else None,
+            since=_time(since, "since"),
+            until=_time(until, "until"),
         )
 
     def query(self) -> dict[str, str]:
@@ -109,6 +108,15 @@ class AuditFilter:
             "until": None if self.until is None else f"{beijing(self.until):%Y-%m-%d %H:%M}",
         }
         return {key: value for key, value in values.items() if value}
+
+
+def _time(text: str, name: str) -> datetime | None:
+    from posbatch.backoffice._time import parse_beijing  # noqa: PLC0415 - no cycle
+
+    try:
+        return parse_beijing(text) if text else None
+    except ConfigError:
+        raise ConfigError(f"{name}: Beijing time like 2026-12-05 23:30") from None
 
 
 def _json(value: Mapping[str, Any] | None) -> str | None:

@@ -219,7 +219,7 @@ class BackOffice:
             steps.insert(0, (meaning.step_en, meaning.step_zh))
         local = beijing(now)
         ticket = Ticket(
-            reference=f"T{local:%Y%m%d%H%M%S}-{terminal_id}",
+            reference=f"T-{local:%Y%m%d-%H%M%S}-{terminal_id}",
             merchant_id=row.merchant_id,
             terminal_id=terminal_id,
             error_code=code,

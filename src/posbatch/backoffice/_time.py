@@ -70,14 +70,14 @@ def parse_cutoff(text: str) -> time:
     """``"23:00"`` → 23:00. ConfigError for anything but HH:MM (00:00–23:59)."""
     match = _CUTOFF.fullmatch(text.strip())
     if match is None:
-        raise ConfigError(f"cut-off {text!r} must be HH:MM, like 23:00")
+        raise ConfigError("the cut-off must be HH:MM, like 23:00")
     return time(int(match[1]), int(match[2]))
 
 
 def parse_beijing(text: str) -> datetime:
     """A Beijing wall-clock time typed by a person (``2026-12-05T23:30``, or a date) → UTC.
 
-    ConfigError (one line) for anything else.
+    ConfigError (one line, never echoing what was typed) for anything else.
     """
     stripped = text.strip()
     if stripped.isascii() and len(stripped) <= 19:
@@ -87,4 +87,4 @@ def parse_beijing(text: str) -> datetime:
             except ValueError:
                 continue
             return local.replace(tzinfo=BEIJING).astimezone(UTC)
-    raise ConfigError(f"time {text[:40]!r} must be Beijing time like 2026-12-05 23:30")
+    raise ConfigError("a time must be Beijing time like 2026-12-05 23:30")

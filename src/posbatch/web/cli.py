@@ -46,7 +46,7 @@ def _fail(exc: PosbatchError) -> typer.Exit:
 def _listen(listen: str) -> tuple[str, int]:
     host, _, port_text = listen.rpartition(":")
     if not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ConfigError(f"--listen must be HOST:PORT, not {listen[:64]!r}")
+        raise ConfigError("--listen must be HOST:PORT, like 127.0.0.1:8080")
     return host.strip("[]"), int(port_text)
 
 
