@@ -38,6 +38,7 @@ bench: $(STAMP)
 	-$(BIN)/python bench/scan.py
 	-$(BIN)/python bench/sim.py --target
 	-$(BIN)/python bench/host.py
+	-$(BIN)/python bench/backoffice.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info

@@ -15,10 +15,12 @@ module only mounts them::
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from posbatch.catalog import cli as catalog_cli
-from posbatch.demo import run_demo
+from posbatch.demo import run_demo, serve_demo
 from posbatch.doctor import cli as doctor_cli
 from posbatch.host import cli as host_cli
 from posbatch.sim import cli as sim_cli
@@ -48,11 +50,18 @@ def _root() -> None:
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    serve: Annotated[
+        bool, typer.Option(help="Then keep the day's store and show it in the web console.")
+    ] = False,
+    port: Annotated[int, typer.Option(help="The console's port on 127.0.0.1 (0: any).")] = 8080,
+) -> None:
     """Run the main job a new user should see.
 
-    Example: posbatch demo
+    Example: posbatch demo --serve
     """
+    if serve:
+        raise typer.Exit(serve_demo("127.0.0.1", port))
     raise typer.Exit(run_demo())
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import getpass
 import json
 import logging
 import os
+import signal
 import socket
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Final
@@ -26,6 +30,7 @@ LISTEN_DEFAULT: Final = "127.0.0.1:8080"
 CONNECTIONS_MAX: Final = 200  # uvicorn answers 503 above this many at once
 KEEP_ALIVE_S: Final = 5
 HEADER_BYTES_MAX: Final = 16 * 1024  # h11's limit on a request's head
+BACKLOG: Final = 128
 
 app = typer.Typer(
     help="The back office: a web console over the host's store.",
@@ -48,6 +53,23 @@ def _listen(listen: str) -> tuple[str, int]:
     if not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise ConfigError("--listen must be HOST:PORT, like 127.0.0.1:8080")
     return host.strip("[]"), int(port_text)
+
+
+def _server_class() -> type:
+    import uvicorn  # noqa: PLC0415
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, stopped gracefully by SIGTERM/SIGINT and then exiting 0 (uvicorn
+        itself re-raises the signal after its shutdown, which ends the process with -15)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+        def stop(self) -> None:
+            self.should_exit = True
+
+    return Server
 
 
 def serve_console(
@@ -74,6 +96,7 @@ def serve_console(
     except OSError as exc:
         sock.close()
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(BACKLOG)  # connections made once the URL is printed wait, not fail
     bound_port = sock.getsockname()[1]
     scheme = "https" if tls_cert else "http"
     typer.echo(json.dumps({"event": "listening", "url": f"{scheme}://{host}:{bound_port}/"}))
@@ -92,7 +115,15 @@ def serve_console(
         h11_max_incomplete_event_size=HEADER_BYTES_MAX,
         server_header=False,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    server = _server_class()(config)
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, server.stop)
+        await server.serve(sockets=[sock])
+
+    asyncio.run(run())
 
 
 @app.command("serve")
