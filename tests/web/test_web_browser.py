@@ -14,10 +14,11 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, BrowserType, Page, Playwright, expect, sync_playwright
 from web_world import (
     MASTER_KEY,
     MASTER_KEY_HEX,
@@ -35,6 +36,36 @@ from posbatch.terminal import TcpDriver, Terminal, init_terminal, open_terminal
 from posbatch.web import create_app
 
 START_TIMEOUT_S = 10
+
+
+# pytest-playwright's playwright/browser fixtures are session-scoped: their event loop would
+# stay running in the main thread after this module, and every asyncio test collected after
+# it would fail ("cannot be called from a running event loop"). Here they live per module.
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    driver = sync_playwright().start()
+    yield driver
+    driver.stop()
+
+
+@pytest.fixture(scope="module")
+def browser_context_args() -> dict[str, Any]:
+    return {"viewport": {"width": 1280, "height": 900}}
+
+
+@pytest.fixture(scope="module")
+def browser_type(playwright: Playwright, browser_name: str) -> BrowserType:
+    kind: BrowserType = getattr(playwright, browser_name)
+    return kind
+
+
+@pytest.fixture(scope="module")
+def browser(
+    browser_type: BrowserType, browser_type_launch_args: dict[str, Any]
+) -> Iterator[Browser]:
+    launched = browser_type.launch(**browser_type_launch_args)
+    yield launched
+    launched.close()
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -94,7 +94,7 @@ _MESSAGES: Final = {
 }
 
 
-Handler = Callable[[Request, Any], Awaitable[Response]]
+Handler = Callable[[Request, Any], Response]
 
 
 class _Login(Exception):  # noqa: N818 - control flow to the login page
@@ -173,8 +173,9 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
             raise Forbidden("your role may not open this page / 您的角色无权访问此页")
         return Ctx(session, _address(request))
 
-    async def form_of(request: Request, ctx: Ctx) -> FormData:
-        form = await request.form(max_files=0, max_fields=FORM_FIELDS_MAX)
+    def form_of(request: Request, ctx: Ctx) -> FormData:
+        """The request's form (read before the handler ran), its CSRF token checked."""
+        form: FormData = request.state.form
         given = form.get("csrf_token") or request.headers.get("x-csrf-token")
         if not csrf_matches(ctx.session.csrf_token, given):
             raise Forbidden("the form is stale or forged (CSRF token): reload the page")
@@ -188,14 +189,25 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
 
         def register(handler: Handler) -> Handler:
             async def endpoint(request: Request) -> Response:
+                # The form is read here (bounded by GuardMiddleware and max_fields); all the
+                # rest — session, permission, CSRF, library, rendering — in ONE worker thread.
+                request.state.form = None
+                if method == "POST":
+                    try:
+                        request.state.form = await request.form(
+                            max_files=0, max_fields=FORM_FIELDS_MAX
+                        )
+                    except Exception:  # a malformed body: the peer's fault, one clear answer
+                        return error_page(request, None, 400, ConfigError("unreadable form"))
+                return await run_in_threadpool(dispatch, request)
+
+            def dispatch(request: Request) -> Response:
                 ctx: Ctx | None = None
                 try:
                     if permission == ANONYMOUS:
-                        return await handler(request, None)
-                    ctx = await run_in_threadpool(
-                        guard, request, permission if isinstance(permission, Permission) else None
-                    )
-                    return await handler(request, ctx)
+                        return handler(request, None)
+                    ctx = guard(request, permission if isinstance(permission, Permission) else None)
+                    return handler(request, ctx)
                 except _Login:
                     if request.headers.get("hx-request") == "true":
                         return Response(status_code=401, headers={"HX-Redirect": "/login"})
@@ -228,12 +240,6 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
 
         return register
 
-    def blocking(function: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            return await run_in_threadpool(function, *args, **kwargs)
-
-        return call
-
     def see(path: str, msg: str | None = None, **params: str) -> RedirectResponse:
         query = {**params, **({"msg": msg} if msg else {})}
         return RedirectResponse(path + ("?" + urlencode(query) if query else ""), 303)
@@ -254,14 +260,14 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
         return response
 
     @route("GET", "/login", ANONYMOUS)
-    async def login_form(request: Request, _: None) -> Response:
-        if await run_in_threadpool(session_of, request) is not None:
+    def login_form(request: Request, _: None) -> Response:
+        if session_of(request) is not None:
             return see("/")
         return login_page(request, next_path=_next(request), error=None)
 
     @route("POST", "/login", ANONYMOUS)
-    async def login(request: Request, _: None) -> Response:
-        form = await request.form(max_files=0, max_fields=10)
+    def login(request: Request, _: None) -> Response:
+        form: FormData = request.state.form
         next_path = _safe_next(str(form.get("next", "")))
         if not csrf_matches(request.cookies.get(LOGIN_CSRF_COOKIE, ""), form.get("login_csrf")):
             return login_page(
@@ -270,8 +276,8 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
             )  # fmt: skip
         name, password = str(form.get("name", "")), str(form.get("password", ""))
         try:
-            token, _session = await run_in_threadpool(
-                lambda: office.staff.login(name, password, address=_address(request), now=now())
+            token, _session = office.staff.login(
+                name, password, address=_address(request), now=now()
             )
         except LoginRefused as exc:
             return login_page(request, next_path=next_path, error=str(exc), status=401)
@@ -281,10 +287,10 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
         return response
 
     @route("POST", "/logout", None)
-    async def logout(request: Request, ctx: Ctx) -> Response:
-        await form_of(request, ctx)
+    def logout(request: Request, ctx: Ctx) -> Response:
+        form_of(request, ctx)
         token = request.cookies.get(SESSION_COOKIE, "")
-        await run_in_threadpool(lambda: office.staff.logout(token, address=ctx.address, now=now()))
+        office.staff.logout(token, address=ctx.address, now=now())
         response = see("/login")
         clear_session_cookie(response, request)
         return response
@@ -292,10 +298,10 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
     # --- overview --------------------------------------------------------------------------
 
     @route("GET", "/", Permission.VIEW)
-    async def overview(request: Request, ctx: Ctx) -> Response:
+    def overview(request: Request, ctx: Ctx) -> Response:
         today = trading_day(now(), cutoff=office.cutoff)
         day = iso_day(request.query_params.get("day"), today)
-        data = await blocking(office.queries.overview)(ctx.scope, day, now=now())
+        data = office.queries.overview(ctx.scope, day, now=now())
         name = "_overview.html" if request.headers.get("hx-request") == "true" else "overview.html"
         return page(
             request, ctx, name, o=data, chart=batch_error_chart(data.batch_errors),
@@ -306,12 +312,12 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
     # --- terminals -------------------------------------------------------------------------
 
     @route("GET", "/terminals", Permission.VIEW)
-    async def terminals(request: Request, ctx: Ctx) -> Response:
+    def terminals(request: Request, ctx: Ctx) -> Response:
         params = request.query_params
         merchant = merchant_id_param(params)
         status = choice_param(params, "status", ("active", "suspended"))
         after = terminal_id_param(params, "after")
-        rows, more = await blocking(office.queries.terminals)(
+        rows, more = office.queries.terminals(
             ctx.scope, merchant_id=merchant, status=status, after=after
         )
         query = {k: v for k, v in {"merchant_id": merchant, "status": status}.items() if v}
@@ -319,51 +325,49 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
                     kcv=None, form={})  # fmt: skip
 
     @route("POST", "/terminals", Permission.MANAGE_TERMINALS)
-    async def register_terminal(request: Request, ctx: Ctx) -> Response:
-        form = await form_of(request, ctx)
+    def register_terminal(request: Request, ctx: Ctx) -> Response:
+        form = form_of(request, ctx)
         values = {k: str(form.get(k, "")) for k in ("merchant_id", "terminal_id", "kcv")}
         try:
-            kcv = await blocking(office.register_terminal)(
+            kcv = office.register_terminal(
                 ctx.actor, values["merchant_id"].strip(), values["terminal_id"].strip(),
                 str(form.get("master_key", "")), expected_kcv=values["kcv"],
             )  # fmt: skip
         except PosbatchError as exc:
-            rows, more = await blocking(office.queries.terminals)(ctx.scope)
+            rows, more = office.queries.terminals(ctx.scope)
             status = 409 if isinstance(exc, BackOfficeError) else 400
             return page(request, ctx, "terminals.html", status, rows=rows, more=more, query={},
                         kcv=None, form=values, error=str(exc))  # fmt: skip
-        rows, more = await blocking(office.queries.terminals)(ctx.scope)
+        rows, more = office.queries.terminals(ctx.scope)
         return page(request, ctx, "terminals.html", rows=rows, more=more, query={}, kcv=kcv,
                     form={}, registered=values["terminal_id"].strip())  # fmt: skip
 
     @route("GET", "/terminals/{terminal_id}", Permission.VIEW)
-    async def terminal(request: Request, ctx: Ctx) -> Response:
+    def terminal(request: Request, ctx: Ctx) -> Response:
         terminal_id = _path_terminal(request)
-        row = await blocking(office.queries.terminal)(ctx.scope, terminal_id)
-        batches, _ = await blocking(office.queries.batches)(
-            ctx.scope, terminal_id=terminal_id, limit=20
-        )
+        row = office.queries.terminal(ctx.scope, terminal_id)
+        batches, _ = office.queries.batches(ctx.scope, terminal_id=terminal_id, limit=20)
         return page(request, ctx, "terminal.html", t=row, batches=batches)
 
     @route("POST", "/terminals/{terminal_id}/suspend", Permission.MANAGE_TERMINALS)
-    async def suspend(request: Request, ctx: Ctx) -> Response:
-        form = await form_of(request, ctx)
+    def suspend(request: Request, ctx: Ctx) -> Response:
+        form = form_of(request, ctx)
         terminal_id = _path_terminal(request)
         resume = form.get("resume") == "1"
-        await blocking(office.set_suspended)(ctx.actor, terminal_id, suspended=not resume)
+        office.set_suspended(ctx.actor, terminal_id, suspended=not resume)
         return see(f"/terminals/{terminal_id}", "resumed" if resume else "suspended")
 
     @route("POST", "/terminals/{terminal_id}/advance", Permission.MANAGE_TERMINALS)
-    async def advance(request: Request, ctx: Ctx) -> Response:
-        form = await form_of(request, ctx)
+    def advance(request: Request, ctx: Ctx) -> Response:
+        form = form_of(request, ctx)
         terminal_id = _path_terminal(request)
-        await blocking(office.advance_batch)(ctx.actor, terminal_id, str(form.get("reason", "")))
+        office.advance_batch(ctx.actor, terminal_id, str(form.get("reason", "")))
         return see(f"/terminals/{terminal_id}", "advanced")
 
     # --- transactions ----------------------------------------------------------------------
 
     @route("GET", "/transactions", Permission.VIEW)
-    async def transactions(request: Request, ctx: Ctx) -> Response:
+    def transactions(request: Request, ctx: Ctx) -> Response:
         params = request.query_params
         try:
             search = TransactionFilter.parse(params)
@@ -372,7 +376,7 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
             return page(request, ctx, "transactions.html", 400, rows=[], next_url=None,
                         f=TransactionFilter(), raw=_raw(params), error=str(exc),
                         export_url=None)  # fmt: skip
-        rows, cursor = await blocking(office.queries.search)(ctx.scope, search, after=after)
+        rows, cursor = office.queries.search(ctx.scope, search, after=after)
         query = search.query()
         next_url = None
         if cursor is not None:
@@ -388,7 +392,7 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
                     export_url="/transactions.csv?" + urlencode(query))  # fmt: skip
 
     @route("GET", "/transactions.csv", Permission.VIEW)
-    async def transactions_csv(request: Request, ctx: Ctx) -> Response:
+    def transactions_csv(request: Request, ctx: Ctx) -> Response:
         search = TransactionFilter.parse(request.query_params)
         cutoff = office.cutoff
 
@@ -417,13 +421,13 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
     # --- batches ---------------------------------------------------------------------------
 
     @route("GET", "/batches", Permission.VIEW)
-    async def batches(request: Request, ctx: Ctx) -> Response:
+    def batches(request: Request, ctx: Ctx) -> Response:
         params = request.query_params
         terminal_id = terminal_id_param(params)
         merchant = merchant_id_param(params)
         state = choice_param(params, "state", ("OPEN", "UPLOADING", "CLOSED"))
         before = number_param(params, "before", 12)
-        rows, more = await blocking(office.queries.batches)(
+        rows, more = office.queries.batches(
             ctx.scope, terminal_id=terminal_id, merchant_id=merchant, state=state,
             before_id=before,
         )  # fmt: skip
@@ -433,32 +437,32 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
         return page(request, ctx, "batches.html", rows=rows, next_url=next_url, query=query)
 
     @route("GET", "/batches/{batch_id}", Permission.VIEW)
-    async def batch(request: Request, ctx: Ctx) -> Response:
+    def batch(request: Request, ctx: Ctx) -> Response:
         batch_id = _path_int(request, "batch_id")
         after = number_param(request.query_params, "after_stan", 6)
-        detail = await blocking(office.queries.batch)(ctx.scope, batch_id, after_stan=after)
+        detail = office.queries.batch(ctx.scope, batch_id, after_stan=after)
         return page(request, ctx, "batch.html", d=detail)
 
     # --- exceptions ------------------------------------------------------------------------
 
     @route("GET", "/exceptions", Permission.VIEW)
-    async def exceptions(request: Request, ctx: Ctx) -> Response:
+    def exceptions(request: Request, ctx: Ctx) -> Response:
         params = request.query_params
         queue_filter = ExceptionFilter.parse(params)
         after = _after_key(params.get("after", ""))
-        items, more = await blocking(office.exceptions.queue)(ctx.scope, queue_filter, after=after)
+        items, more = office.exceptions.queue(ctx.scope, queue_filter, after=after)
         query = queue_filter.query()
         next_url = None
         if more is not None:
             next_url = "/exceptions?" + urlencode({**query, "after": f"{more[0]}-{more[1]}"})
-        assignees = await blocking(office.exceptions.assignees)()
+        assignees = office.exceptions.assignees()
         return page(request, ctx, "exceptions.html", items=items, next_url=next_url,
                     f=queue_filter, query=query, resolutions=RESOLUTION_TEXT,
                     assignees=assignees, now_=now(),
                     export_url="/exceptions.csv?" + urlencode(query))  # fmt: skip
 
     @route("GET", "/exceptions.csv", Permission.VIEW)
-    async def exceptions_csv(request: Request, ctx: Ctx) -> Response:
+    def exceptions_csv(request: Request, ctx: Ctx) -> Response:
         queue_filter = ExceptionFilter.parse(request.query_params)
 
         def rows() -> Iterator[list[object]]:
@@ -494,21 +498,21 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
         )
 
     @route("GET", "/exceptions/{exception_id}", Permission.VIEW)
-    async def exception(request: Request, ctx: Ctx) -> Response:
+    def exception(request: Request, ctx: Ctx) -> Response:
         exception_id = _path_int(request, "exception_id")
-        item = await blocking(office.exceptions.item)(ctx.scope, exception_id)
-        history = await blocking(office.exceptions.history)(ctx.scope, exception_id)
-        assignees = await blocking(office.exceptions.assignees)()
+        item = office.exceptions.item(ctx.scope, exception_id)
+        history = office.exceptions.history(ctx.scope, exception_id)
+        assignees = office.exceptions.assignees()
         return page(request, ctx, "exception.html", x=item, history=history,
                     resolutions=RESOLUTION_TEXT, assignees=assignees)  # fmt: skip
 
     @route("POST", "/exceptions/resolve", Permission.RESOLVE_EXCEPTIONS)
-    async def resolve(request: Request, ctx: Ctx) -> Response:
-        form = await form_of(request, ctx)
+    def resolve(request: Request, ctx: Ctx) -> Response:
+        form = form_of(request, ctx)
         ids = parse_ids([str(v) for v in form.getlist("id")])
         amount_text = str(form.get("amount", "")).strip()
         amount = parse_yuan(amount_text) if amount_text else None
-        await blocking(office.exceptions.resolve)(
+        office.exceptions.resolve(
             ctx.actor, ids, str(form.get("resolution", "")), str(form.get("remark", "")),
             amount_fen=amount, now=now(),
         )  # fmt: skip
@@ -517,10 +521,10 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
         return see("/exceptions", "resolved")
 
     @route("POST", "/exceptions/assign", Permission.RESOLVE_EXCEPTIONS)
-    async def assign(request: Request, ctx: Ctx) -> Response:
-        form = await form_of(request, ctx)
+    def assign(request: Request, ctx: Ctx) -> Response:
+        form = form_of(request, ctx)
         ids = parse_ids([str(v) for v in form.getlist("id")])
-        await blocking(office.exceptions.assign)(
+        office.exceptions.assign(
             ctx.actor, ids, str(form.get("assignee", "")), str(form.get("remark", "")),
             now=now(),
         )  # fmt: skip
@@ -529,41 +533,39 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
         return see("/exceptions", "assigned")
 
     @route("POST", "/exceptions/{exception_id}/note", Permission.RESOLVE_EXCEPTIONS)
-    async def note(request: Request, ctx: Ctx) -> Response:
-        form = await form_of(request, ctx)
+    def note(request: Request, ctx: Ctx) -> Response:
+        form = form_of(request, ctx)
         exception_id = _path_int(request, "exception_id")
-        await blocking(office.exceptions.note)(
-            ctx.actor, exception_id, str(form.get("remark", "")), now=now()
-        )
+        office.exceptions.note(ctx.actor, exception_id, str(form.get("remark", "")), now=now())
         return see(f"/exceptions/{exception_id}", "noted")
 
     # --- support desk ----------------------------------------------------------------------
 
     @route("GET", "/support", Permission.SUPPORT_DESK)
-    async def support_pick(request: Request, ctx: Ctx) -> Response:
+    def support_pick(request: Request, ctx: Ctx) -> Response:
         terminal_id = terminal_id_param(request.query_params)
         if terminal_id is not None:
             return see(f"/support/{terminal_id}")
         return page(request, ctx, "support_pick.html")
 
     @route("GET", "/support/{terminal_id}", Permission.SUPPORT_DESK)
-    async def support(request: Request, ctx: Ctx) -> Response:
-        view = await blocking(office.support)(ctx.scope, _path_terminal(request))
+    def support(request: Request, ctx: Ctx) -> Response:
+        view = office.support(ctx.scope, _path_terminal(request))
         return page(request, ctx, "support.html", v=view, r=view.report, k=view.ticket)
 
     @route("GET", "/support/{terminal_id}/ticket", Permission.SUPPORT_DESK)
-    async def ticket(request: Request, ctx: Ctx) -> Response:
-        view = await blocking(office.support)(ctx.scope, _path_terminal(request))
+    def ticket(request: Request, ctx: Ctx) -> Response:
+        view = office.support(ctx.scope, _path_terminal(request))
         return page(request, ctx, "ticket.html", k=view.ticket)
 
     # --- audit -----------------------------------------------------------------------------
 
     @route("GET", "/audit", Permission.READ_AUDIT)
-    async def audit(request: Request, ctx: Ctx) -> Response:
+    def audit(request: Request, ctx: Ctx) -> Response:
         params = request.query_params
         audit_filter = AuditFilter.parse(params)
         before = number_param(params, "before", 12)
-        entries = await blocking(office.audit.search)(audit_filter, before_id=before)
+        entries = office.audit.search(audit_filter, before_id=before)
         query = audit_filter.query()
         next_url = None
         if len(entries) == 100:
@@ -573,7 +575,7 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
                     export_url="/audit.csv?" + urlencode(query))  # fmt: skip
 
     @route("GET", "/audit.csv", Permission.EXPORT_AUDIT)
-    async def audit_csv(request: Request, ctx: Ctx) -> Response:
+    def audit_csv(request: Request, ctx: Ctx) -> Response:
         audit_filter = AuditFilter.parse(request.query_params)
 
         def rows() -> Iterator[list[object]]:
@@ -601,55 +603,53 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
     # --- users and account -----------------------------------------------------------------
 
     @route("GET", "/users", Permission.MANAGE_USERS)
-    async def users(request: Request, ctx: Ctx) -> Response:
-        rows = await blocking(office.staff.users)()
+    def users(request: Request, ctx: Ctx) -> Response:
+        rows = office.staff.users()
         return page(request, ctx, "users.html", rows=rows, roles=[r.value for r in Role],
                     form={})  # fmt: skip
 
     @route("POST", "/users", Permission.MANAGE_USERS)
-    async def add_user(request: Request, ctx: Ctx) -> Response:
-        form = await form_of(request, ctx)
+    def add_user(request: Request, ctx: Ctx) -> Response:
+        form = form_of(request, ctx)
         values = {k: str(form.get(k, "")).strip() for k in ("name", "role", "merchant_id")}
         password, again = str(form.get("password", "")), str(form.get("password_again", ""))
         try:
             if password != again:
                 raise ConfigError("the two passwords differ")
-            await blocking(office.staff.add_user)(
+            office.staff.add_user(
                 ctx.actor, values["name"], values["role"], password,
                 merchant_id=values["merchant_id"] or None, now=now(),
             )  # fmt: skip
         except PosbatchError as exc:
-            rows = await blocking(office.staff.users)()
+            rows = office.staff.users()
             return page(request, ctx, "users.html", 400, rows=rows,
                         roles=[r.value for r in Role], form=values, error=str(exc))  # fmt: skip
         return see("/users", "user-added")
 
     @route("POST", "/users/{name}/active", Permission.MANAGE_USERS)
-    async def user_active(request: Request, ctx: Ctx) -> Response:
-        form = await form_of(request, ctx)
+    def user_active(request: Request, ctx: Ctx) -> Response:
+        form = form_of(request, ctx)
         name = request.path_params["name"]
-        await blocking(office.staff.set_active)(
-            ctx.actor, name, active=form.get("active") == "1", now=now()
-        )
+        office.staff.set_active(ctx.actor, name, active=form.get("active") == "1", now=now())
         return see("/users", "user-changed")
 
     @route("POST", "/users/{name}/unlock", Permission.MANAGE_USERS)
-    async def user_unlock(request: Request, ctx: Ctx) -> Response:
-        await form_of(request, ctx)
-        await blocking(office.staff.unlock)(ctx.actor, request.path_params["name"], now=now())
+    def user_unlock(request: Request, ctx: Ctx) -> Response:
+        form_of(request, ctx)
+        office.staff.unlock(ctx.actor, request.path_params["name"], now=now())
         return see("/users", "user-changed")
 
     @route("GET", "/account", None)
-    async def account(request: Request, ctx: Ctx) -> Response:
+    def account(request: Request, ctx: Ctx) -> Response:
         return page(request, ctx, "account.html")
 
     @route("POST", "/account/password", None)
-    async def password(request: Request, ctx: Ctx) -> Response:
-        form = await form_of(request, ctx)
+    def password(request: Request, ctx: Ctx) -> Response:
+        form = form_of(request, ctx)
         new, again = str(form.get("new_password", "")), str(form.get("new_password_again", ""))
         if new != again:
             raise ConfigError("the two new passwords differ")
-        await blocking(office.staff.change_password)(
+        office.staff.change_password(
             ctx.session.user, str(form.get("password", "")), new, address=ctx.address,
             now=now(),
         )  # fmt: skip
