@@ -326,6 +326,71 @@ def _difference(terminal: SettlementTotals, host: SettlementTotals) -> TotalsDif
     )
 
 
+def _terminal_rows() -> sa.Select[Any]:
+    """Terminals with their current batch and, from indexed subqueries, when the host last
+    recorded a request of theirs and their last settlement (one statement per page)."""
+    s = t.settlements.c
+    last_tx = (
+        sa.select(sa.func.max(tx.created_at))
+        .where(tx.terminal_id == term.terminal_id)
+        .scalar_subquery()
+    )
+    last_error = (
+        sa.select(sa.func.max(t.batch_errors.c.created_at))
+        .where(t.batch_errors.c.terminal_id == term.terminal_id)
+        .scalar_subquery()
+    )
+    last_settlement = (
+        sa.select(sa.func.max(s.settlement_id))
+        .where(s.terminal_id == term.terminal_id)
+        .scalar_subquery()
+    )
+    return (
+        sa.select(
+            term.terminal_id, term.merchant_id, term.status, term.signed_on, term.signed_on_at,
+            term.current_batch_id, bt.batch_no, bt.state, term.created_at,
+            last_tx.label("last_tx"), last_error.label("last_error"),
+            last_settlement.label("last_settlement"),
+        )
+        .select_from(t.terminals)
+        .outerjoin(t.batches, bt.batch_id == term.current_batch_id)
+    )  # fmt: skip
+
+
+def _with_settlements(connection: sa.Connection, found: Sequence[Any]) -> list[TerminalRow]:
+    s = t.settlements.c
+    ids = [row.last_settlement for row in found if row.last_settlement is not None]
+    settled = {
+        r[0]: (aware(r[1]), r[2])
+        for r in connection.execute(
+            sa.select(s.settlement_id, s.created_at, s.outcome).where(s.settlement_id.in_(ids))
+        ).all()
+    } if ids else {}  # fmt: skip
+    rows = []
+    for row in found:
+        settlement = settled.get(row.last_settlement)
+        seen = [m for m in (row.signed_on_at, row.last_tx, row.last_error) if m is not None]
+        if settlement is not None:
+            seen.append(settlement[0].replace(tzinfo=None))
+        rows.append(
+            TerminalRow(
+                terminal_id=row.terminal_id,
+                merchant_id=row.merchant_id,
+                status=row.status,
+                signed_on=bool(row.signed_on),
+                signed_on_at=None if row.signed_on_at is None else aware(row.signed_on_at),
+                batch_id=row.current_batch_id,
+                batch_no=row.batch_no,
+                batch_state=row.state,
+                last_seen_at=aware(max(m.replace(tzinfo=None) for m in seen)) if seen else None,
+                last_settlement_at=None if settlement is None else settlement[0],
+                last_settlement_outcome=None if settlement is None else settlement[1],
+                created_at=aware(row.created_at),
+            )
+        )
+    return rows
+
+
 class Queries:
     """The back office's reads over one host store."""
 
@@ -430,7 +495,9 @@ class Queries:
             sa.select(
                 e.kind,
                 sa.func.count(),
-                sa.func.sum(sa.func.coalesce(e.host_amount_fen, e.terminal_amount_fen, 0)),
+                sa.func.sum(
+                    sa.func.abs(sa.func.coalesce(e.host_amount_fen, e.terminal_amount_fen, 0))
+                ),
             )
             .select_from(t.exceptions.outerjoin(t.exception_work, w.exception_id == e.exception_id))
             .where(sa.or_(w.status.is_(None), w.status == "open"))
@@ -441,7 +508,7 @@ class Queries:
         rows = connection.execute(query).all()
         return (
             sum(int(r[1]) for r in rows),
-            sum(abs(int(r[2] or 0)) for r in rows),
+            sum(int(r[2] or 0) for r in rows),
             {r[0]: int(r[1]) for r in rows},
         )
 
@@ -547,7 +614,7 @@ class Queries:
     ) -> tuple[list[TerminalRow], str | None]:
         """Terminals by id, one page, with their state and when the host last heard them."""
         limit = max(1, min(limit, TERMINAL_PAGE_ROWS))
-        query = sa.select(term.terminal_id).order_by(term.terminal_id).limit(limit + 1)
+        query = _terminal_rows().order_by(term.terminal_id).limit(limit + 1)
         if scope.merchant_id is not None:
             query = query.where(term.merchant_id == scope.merchant_id)
         if merchant_id is not None:
@@ -557,72 +624,20 @@ class Queries:
         if after is not None:
             query = query.where(term.terminal_id > after)
         with read(self.store) as connection:
-            ids = list(connection.execute(query).scalars())
-            more = len(ids) > limit
-            rows = [self._terminal_row(connection, terminal_id) for terminal_id in ids[:limit]]
+            found = connection.execute(query).all()
+            rows = _with_settlements(connection, found[:limit])
+        more = len(found) > limit
         return rows, (rows[-1].terminal_id if more and rows else None)
 
     def terminal(self, scope: Scope, terminal_id: str) -> TerminalRow:
+        query = _terminal_rows().where(term.terminal_id == terminal_id)
+        if scope.merchant_id is not None:
+            query = query.where(term.merchant_id == scope.merchant_id)
         with read(self.store) as connection:
-            query = sa.select(term.merchant_id).where(term.terminal_id == terminal_id)
-            merchant = connection.execute(query).scalar()
-            if merchant is None or scope.merchant_id not in (None, merchant):
+            found = connection.execute(query).all()
+            if not found:
                 raise NotFound(f"no terminal {terminal_id}")
-            return self._terminal_row(connection, terminal_id)
-
-    def _terminal_row(self, connection: sa.Connection, terminal_id: str) -> TerminalRow:
-        row = connection.execute(
-            sa.select(
-                term.terminal_id, term.merchant_id, term.status, term.signed_on,
-                term.signed_on_at, term.current_batch_id, bt.batch_no, bt.state,
-                term.created_at,
-            )
-            .select_from(t.terminals)
-            .outerjoin(t.batches, bt.batch_id == term.current_batch_id)
-            .where(term.terminal_id == terminal_id)
-        ).one()  # fmt: skip
-        s = t.settlements.c
-        last_tx = connection.execute(
-            sa.select(tx.created_at)
-            .where(tx.terminal_id == terminal_id)
-            .order_by(tx.created_at.desc(), tx.transaction_id.desc())
-            .limit(1)
-        ).scalar()
-        settlement = connection.execute(
-            sa.select(s.created_at, s.outcome)
-            .where(s.terminal_id == terminal_id)
-            .order_by(s.settlement_id.desc())
-            .limit(1)
-        ).first()
-        last_error = connection.execute(
-            sa.select(sa.func.max(t.batch_errors.c.created_at)).where(
-                t.batch_errors.c.terminal_id == terminal_id
-            )
-        ).scalar()
-        seen = [
-            moment
-            for moment in (
-                row.signed_on_at,
-                last_tx,
-                None if settlement is None else settlement[0],
-                last_error,
-            )
-            if moment is not None
-        ]
-        return TerminalRow(
-            terminal_id=row.terminal_id,
-            merchant_id=row.merchant_id,
-            status=row.status,
-            signed_on=bool(row.signed_on),
-            signed_on_at=None if row.signed_on_at is None else aware(row.signed_on_at),
-            batch_id=row.current_batch_id,
-            batch_no=row.batch_no,
-            batch_state=row.state,
-            last_seen_at=aware(max(seen)) if seen else None,
-            last_settlement_at=None if settlement is None else aware(settlement[0]),
-            last_settlement_outcome=None if settlement is None else settlement[1],
-            created_at=aware(row.created_at),
-        )
+            return _with_settlements(connection, found)[0]
 
     # --- batches ---------------------------------------------------------------------------
 

@@ -51,8 +51,10 @@ from posbatch.backoffice._staff import SESSION_LIFETIME_HOURS
 from posbatch.batch.money import parse_yuan
 from posbatch.errors import (
     BackOfficeError,
+    BatchError,
     ConfigError,
     Forbidden,
+    HostError,
     LoginRefused,
     NotFound,
     PosbatchError,
@@ -224,7 +226,7 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
                 except (ConfigError, ValueError) as exc:
                     text = str(exc) if isinstance(exc, ConfigError) else "a value is not valid"
                     return error_page(request, ctx, 400, ConfigError(text))
-                except BackOfficeError as exc:
+                except (BackOfficeError, HostError, BatchError) as exc:
                     return error_page(request, ctx, 409, exc)
                 except PosbatchError as exc:
                     log.warning("request failed: %s", type(exc).__name__)
