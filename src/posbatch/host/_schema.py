@@ -164,6 +164,12 @@ sa.Index(
 )
 sa.Index("ix_host_transactions_rrn", transactions.c.rrn)
 sa.Index(
+    "ix_host_transactions_amount",
+    transactions.c.amount_fen,
+    transactions.c.created_at,
+    transactions.c.transaction_id,
+)
+sa.Index(
     "ix_host_transactions_last4",
     LAST4_EXPRESSION,
     transactions.c.created_at,

@@ -30,6 +30,12 @@ def upgrade() -> None:
         ["terminal_id", "created_at", "transaction_id"],
     )
     op.create_index("ix_host_transactions_rrn", "host_transactions", ["rrn"])
+    # "the sale of 128.00 this afternoon": an amount within a time range, any merchant.
+    op.create_index(
+        "ix_host_transactions_amount",
+        "host_transactions",
+        ["amount_fen", "created_at", "transaction_id"],
+    )
     op.create_index(
         "ix_host_transactions_last4",
         "host_transactions",
@@ -177,6 +183,7 @@ def downgrade() -> None:
         ("ix_host_batches_state", "host_batches"),
         ("ix_host_terminals_merchant", "host_terminals"),
         ("ix_host_transactions_last4", "host_transactions"),
+        ("ix_host_transactions_amount", "host_transactions"),
         ("ix_host_transactions_rrn", "host_transactions"),
         ("ix_host_transactions_terminal_created", "host_transactions"),
         ("ix_host_transactions_created", "host_transactions"),
