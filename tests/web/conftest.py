@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
-from web_world import World
+from web_world import World, copied_world
 
 from posbatch.web import create_app
 
@@ -27,9 +28,24 @@ CHROMIUM_ARGS = [
 ]
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, datetime]:
+    """The traded world on SQLite, built once: each SQLite test gets a copy of its file."""
+    root = tmp_path_factory.mktemp("template")
+    built = World(f"sqlite:///{root / 'host.db'}", root).trade().users()
+    now = built.clock.now
+    built.close()
+    assert not (root / "host.db-wal").exists() or (root / "host.db-wal").stat().st_size == 0
+    return root / "host.db", now
+
+
 @pytest.fixture
-def world(db_url: str, tmp_path: Path) -> Iterator[World]:
-    built = World(db_url, tmp_path).trade().users()
+def world(db_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[World]:
+    """A traded world of its own (SQLite: a copy of the template; PostgreSQL: built)."""
+    if db_url.startswith("sqlite"):
+        built = copied_world(request.getfixturevalue("sqlite_template"), tmp_path)
+    else:
+        built = World(db_url, tmp_path).trade().users()
     yield built
     built.close()
 
@@ -59,7 +75,7 @@ def shared_world(
     """One traded world per module and database, for tests that only read."""
     root = tmp_path_factory.mktemp("world")
     if request.param == "sqlite":
-        built = World(f"sqlite:///{root / 'test.db'}", root).trade().users()
+        built = copied_world(request.getfixturevalue("sqlite_template"), root)
         yield built
         built.close()
         return

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from web_world import (
     PASSWORD,
     TERMINAL_A1,
     World,
+    copied_world,
     scan,
 )
 
@@ -117,11 +119,12 @@ def live_host(world: World) -> Iterator[tuple[str, int]]:
 
 
 @pytest.fixture(scope="module")
-def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def console(
+    tmp_path_factory: pytest.TempPathFactory, sqlite_template: tuple[Path, datetime]
+) -> Iterator[str]:
     """The console over one traded world on SQLite for this module's journeys that need no
     live host (the one that does runs on both databases, on a world of its own)."""
-    root = tmp_path_factory.mktemp("console")
-    built = World(f"sqlite:///{root / 'host.db'}", root).trade().users()
+    built = copied_world(sqlite_template, tmp_path_factory.mktemp("console"))
     try:
         with serving(built.office) as url:
             yield url

@@ -5,6 +5,7 @@ advanced by the back office (an exception) and the 77 that followed — then the
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -143,3 +144,10 @@ def scan(text: str) -> list[str]:
     allowed = {MERCHANT_A, MERCHANT_B}
     found += [run for run in digits if run not in allowed]
     return found
+
+
+def copied_world(template: tuple[Path, datetime], root: Path) -> World:
+    """A world on a copy of a traded SQLite file, its clock where the original's stopped."""
+    path, now = template
+    shutil.copyfile(path, root / "copy.db")
+    return World(f"sqlite:///{root / 'copy.db'}", root, clock=Clock(now))
