@@ -187,6 +187,16 @@ def test_batch_detail_shows_reported_counted_and_difference(shared_world: World)
     assert [1, 2, 3] == [r.stan for r in detail.transactions][:3] or len(detail.transactions) == 3
 
 
+def test_the_queue_filters_by_words_of_the_cause(shared_world: World) -> None:
+    """'merchant closed early' is the reason of B1's advance, in its exception's cause."""
+    items, _ = shared_world.office.exceptions.queue(
+        ALL, ExceptionFilter.parse({"cause": "merchant closed early", "status": "all"})
+    )
+    assert [TERMINAL_B1] == [i.terminal_id for i in items]
+    none, _ = shared_world.office.exceptions.queue(ALL, ExceptionFilter.parse({"cause": "50%_"}))
+    assert [] == none
+
+
 def test_resolutions_depend_on_the_kind(shared_world: World) -> None:
     """A batch-advanced exception may be confirmed or adjusted, not refunded."""
     item = shared_world.office.exceptions.queue(ALL, ExceptionFilter())[0][0]

@@ -201,6 +201,7 @@ HOSTILE = {
     "sort": "price",
     "state": "open;",
     "outcome": "🙂",
+    "cause": "\x00%_' --",
 }
 
 

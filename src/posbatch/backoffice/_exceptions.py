@@ -199,6 +199,7 @@ class ExceptionFilter:
     terminal_id: str | None = None
     merchant_id: str | None = None
     assignee: str | None = None
+    cause: str | None = None  # words the cause contains
     sort: str = "age"  # age (oldest first) or amount (largest first)
 
     @classmethod
@@ -210,12 +211,16 @@ class ExceptionFilter:
         assignee = params.get("assignee", "").strip()
         if len(assignee) > PARAM_CHARS_MAX:
             raise ConfigError("assignee: a user name")
+        cause = params.get("cause", "").strip()
+        if len(cause) > PARAM_CHARS_MAX or not cause.isprintable():
+            raise ConfigError(f"cause: at most {PARAM_CHARS_MAX} printable characters")
         return cls(
             status=None if status == "all" else (status or Status.OPEN),
             kind=kind or None,
             terminal_id=terminal_id_param(params),
             merchant_id=merchant_id_param(params),
             assignee=assignee or None,
+            cause=cause or None,
             sort=choice_param(params, "sort", ("age", "amount")) or "age",
         )
 
@@ -226,6 +231,7 @@ class ExceptionFilter:
             "terminal_id": self.terminal_id,
             "merchant_id": self.merchant_id,
             "assignee": self.assignee,
+            "cause": self.cause,
             "sort": self.sort if self.sort != "age" else None,
         }
         return {key: value for key, value in out.items() if value}
@@ -361,6 +367,8 @@ class ExceptionWork:
             query = query.where(e.merchant_id == queue_filter.merchant_id)
         if queue_filter.assignee is not None:
             query = query.where(w.assignee == queue_filter.assignee)
+        if queue_filter.cause is not None:
+            query = query.where(e.cause.contains(queue_filter.cause, autoescape=True))
         return query
 
     def item(self, scope: Scope, exception_id: int) -> ExceptionItem:
