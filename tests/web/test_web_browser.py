@@ -132,6 +132,25 @@ def console(
         built.close()
 
 
+@pytest.fixture(autouse=True)
+def every_answer_scanned(page: Page) -> Iterator[None]:
+    """Every document, fragment and file the browser receives: no PAN beyond 6/4, no key."""
+    shown: list[tuple[str, list[str]]] = []
+
+    def check(response: Any) -> None:
+        if response.request.resource_type in ("document", "xhr", "fetch"):
+            try:
+                found = scan(response.text())
+            except Exception:  # a redirect or a download has no body to read here
+                return
+            if found:
+                shown.append((response.url, found))
+
+    page.on("response", check)
+    yield
+    assert [] == shown
+
+
 def log_in(page: Page, url: str, name: str) -> None:
     page.goto(url + "/")
     expect(page).to_have_url(url + "/login?next=%2F")

@@ -256,7 +256,9 @@ async def test_security_headers_and_cookie_flags(shared_client: httpx.AsyncClien
 async def test_no_secure_flag_over_plain_http(shared_world: World) -> None:
     """On 127.0.0.1 without TLS the cookie cannot be Secure (the browser would drop it)."""
     transport = httpx.ASGITransport(app=create_app(shared_world.office))
-    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://127.0.0.1", event_hooks={"response": [_read]}
+    ) as client:
         await log_in(client, "olga")
         assert client.cookies.get("posbatch_session")
 
@@ -284,6 +286,16 @@ async def test_login_refusals_say_the_same_and_never_open_redirect(
               "next": "//evil.example/steal"},
     )  # fmt: skip
     assert "/" == answer.headers["location"]
+
+
+async def test_a_card_number_in_a_url_is_not_carried_to_the_login_page(
+    shared_client: httpx.AsyncClient,
+) -> None:
+    """Anonymous /transactions?last4=<a PAN>: the redirect and the login form mask it."""
+    answer = await shared_client.get("/transactions", params={"last4": "6222021234567890128"})
+    assert 303 == answer.status_code
+    login = await shared_client.get(answer.headers["location"])
+    assert "622202*********0128" in login.text  # what the scan hook lets through
 
 
 async def test_login_without_its_form_token_is_refused(shared_client: httpx.AsyncClient) -> None:
@@ -326,6 +338,10 @@ async def test_transactions_csv(shared_client: httpx.AsyncClient) -> None:
         newest[0][:15], newest[1], newest[7], newest[9],
     )  # fmt: skip
     assert [] == scan(answer.text)
+
+
+async def _read(response: httpx.Response) -> None:
+    assert [] == scan((await response.aread()).decode())
 
 
 def test_spreadsheet_formula_cells_are_made_safe() -> None:

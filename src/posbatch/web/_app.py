@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
@@ -38,6 +38,7 @@ from posbatch.backoffice import (
     Session,
     TransactionFilter,
     beijing,
+    mask_card_numbers,
     parse_ids,
     trading_day,
 )
@@ -215,7 +216,8 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
                         return Response(status_code=401, headers={"HX-Redirect": "/login"})
                     target = request.url.path
                     if request.url.query and method == "GET":
-                        target += "?" + request.url.query
+                        # Back to the same search after login — never a card number in it.
+                        target += "?" + mask_card_numbers(unquote(request.url.query))
                     return RedirectResponse(
                         "/login?" + urlencode({"next": target[:512]}), status_code=303
                     )
@@ -678,6 +680,7 @@ def _next(request: Request) -> str:
 
 def _safe_next(target: str) -> str:
     """Only a path of this site (no scheme, no host, no //): never an open redirect."""
+    target = mask_card_numbers(target)
     if (
         not target.startswith("/")
         or target.startswith("//")
