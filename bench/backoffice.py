@@ -57,6 +57,7 @@ from posbatch.backoffice import (
     search_statement,
     trading_day_bounds,
 )
+from posbatch.backoffice._queries import MERCHANT_TERMINALS_UNION_MAX
 from posbatch.backoffice._staff import Staff
 from posbatch.host.cli import DB_FILE_NAME, pan_key
 from posbatch.host.store import HostStore
@@ -234,26 +235,60 @@ def searches(samples: dict[str, Any], rng: random.Random) -> list[dict[str, str]
     ]
 
 
-def bare_search(engine: sa.Engine) -> Callable[[dict[str, str]], int]:
-    """The search page's statement, compiled, run on the raw driver connection."""
+def bare_search(engine: sa.Engine) -> Callable[[dict[str, str]], Callable[[], int]]:
+    """For URL parameters, the bare run of the search page's SQL on the raw driver
+    connection: the merchant's terminals (when a merchant is searched) and the page's own
+    statement, compiled before the clock starts."""
     raw = engine.raw_connection()
     dialect = engine.dialect
+    mark = "%s" if dialect.name == "postgresql" else "?"
+    terminals_sql = (
+        f"SELECT terminal_id FROM host_terminals WHERE merchant_id = {mark} "
+        f"ORDER BY terminal_id LIMIT {MERCHANT_TERMINALS_UNION_MAX + 1}"
+    )
 
-    def run(params: dict[str, str]) -> int:
-        statement = search_statement(Scope(), TransactionFilter.parse(params), after=None, limit=51)
-        compiled = statement.compile(dialect=dialect)
-        cursor = raw.cursor()
-        if dialect.paramstyle in ("pyformat", "format"):
-            values = {k: _bind(v) for k, v in compiled.params.items()}
-            cursor.execute(str(compiled), values)
+    def prepare(params: dict[str, str]) -> Callable[[], int]:
+        search = TransactionFilter.parse(params)
+        merchant = search.merchant_id if search.terminal_id is None else None
+        compiled_by: dict[tuple[str, ...] | None, Any] = {}
+
+        def compiled_for(terminals: tuple[str, ...] | None) -> Any:
+            if terminals not in compiled_by:
+                statement = search_statement(
+                    Scope(), search, after=None, limit=51,
+                    merchant_terminals=None if terminals is None else list(terminals),
+                )  # fmt: skip
+                compiled_by[terminals] = statement.compile(dialect=dialect)
+            return compiled_by[terminals]
+
+        if merchant is not None:  # compiled ahead for the merchant's terminals
+            cursor = raw.cursor()
+            cursor.execute(terminals_sql, (merchant,))
+            ahead = tuple(row[0] for row in cursor.fetchall())
+            compiled_for(ahead if len(ahead) <= MERCHANT_TERMINALS_UNION_MAX else None)
         else:
-            positions = compiled.positiontup or []
-            cursor.execute(str(compiled), [_bind(compiled.params[name]) for name in positions])
-        rows = cursor.fetchall()
-        cursor.close()
-        return len(rows)
+            compiled_for(None)
 
-    return run
+        def run() -> int:
+            cursor = raw.cursor()
+            terminals = None
+            if merchant is not None:
+                cursor.execute(terminals_sql, (merchant,))
+                found = tuple(row[0] for row in cursor.fetchall())
+                terminals = found if len(found) <= MERCHANT_TERMINALS_UNION_MAX else None
+            compiled = compiled_for(terminals)
+            if dialect.paramstyle in ("pyformat", "format"):
+                cursor.execute(str(compiled), {k: _bind(v) for k, v in compiled.params.items()})
+            else:
+                positions = compiled.positiontup or []
+                cursor.execute(str(compiled), [_bind(compiled.params[n]) for n in positions])
+            rows = cursor.fetchall()
+            cursor.close()
+            return len(rows)
+
+        return run
+
+    return prepare
 
 
 def _bind(value: Any) -> Any:
@@ -375,8 +410,9 @@ def measure(name: str, url: str | None, data_dir: Path, args: argparse.Namespace
             ]
             work += [("batch", rng.choice(samples["batch_ids"]), "batch") for _ in range(4)]
             for kind, item, name in work:
+                bare_run = search_sql(item) if kind == "search" else None
                 t0 = time.perf_counter()
-                rows = search_sql(item) if kind == "search" else batch_sql(item)
+                rows = bare_run() if bare_run is not None else batch_sql(item)
                 t1 = time.perf_counter()
                 path = "/transactions" if kind == "search" else f"/batches/{item}"
                 answer = client.get(path, params=item if kind == "search" else None)

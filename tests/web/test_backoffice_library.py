@@ -50,6 +50,24 @@ def test_search_pages_by_keyset_without_gaps_or_repeats(shared_world: World) -> 
     assert [r.created_at for r in seen] == sorted((r.created_at for r in seen), reverse=True)
 
 
+@pytest.mark.parametrize("scope", [Scope(), Scope(MERCHANT_A)])
+def test_a_merchants_search_pages_by_keyset_over_its_terminals(
+    shared_world: World, scope: Scope
+) -> None:
+    """One merchant (a branch per terminal, merged): pages of 2 give the full list, in order."""
+    search = TransactionFilter(merchant_id=MERCHANT_A)
+    everything, _ = shared_world.office.queries.search(scope, search, limit=50)
+    seen, cursor = [], None
+    while True:
+        page, cursor = shared_world.office.queries.search(scope, search, after=cursor, limit=2)
+        seen += page
+        if cursor is None:
+            break
+    assert 8 == len(everything)  # a1: 5, a2: 3
+    assert [r.transaction_id for r in everything] == [r.transaction_id for r in seen]
+    assert {TERMINAL_A1, TERMINAL_A2} == {r.terminal_id for r in seen}
+
+
 @pytest.mark.parametrize(
     ("params", "count"),
     [
