@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from posbatch.backoffice import Scope
 from posbatch.storage import DATABASE_URL_ENV
 from posbatch.web.cli import app
 
@@ -114,3 +117,41 @@ def test_serve_runs_the_console_and_stops_on_sigterm(tmp_path: Path) -> None:
             proc.send_signal(signal.SIGTERM)
             proc.wait(SERVE_TIMEOUT_S)
     assert 0 == proc.returncode
+
+
+@pytest.mark.slow
+def test_demo_serve_keeps_the_day_and_opens_the_console_with_a_fresh_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`posbatch demo --serve`: the day's store is kept, a `demo` user (ops) gets a password
+    made for the run, printed once, which logs in; then the console is served on loopback."""
+    import re  # noqa: PLC0415
+
+    from rich.console import Console  # noqa: PLC0415
+
+    from posbatch import demo  # noqa: PLC0415
+    from posbatch.backoffice import BackOffice  # noqa: PLC0415
+    from posbatch.host.cli import open_store  # noqa: PLC0415
+    from posbatch.web import cli as web_cli  # noqa: PLC0415
+
+    served: list[tuple[str, int, Path]] = []
+
+    def fake_serve(office: BackOffice, host: str, port: int, **options: object) -> None:
+        served.append((host, port, Path(str(office.store.engine.url.database)).parent))
+        listening = options["on_listening"]
+        assert callable(listening)
+        listening(port)
+
+    monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
+    monkeypatch.setattr(web_cli, "serve_console", fake_serve)
+    console = Console(record=True, width=120)
+    assert 0 == demo.serve_demo("127.0.0.1", 0, console)
+    text = console.export_text()
+    password = re.search(r"name demo\s+password (\S+)", text)
+    assert password is not None and served and served[0][:2] == ("127.0.0.1", 0)
+    with open_store(served[0][2]) as store:
+        office = BackOffice(store)
+        _, session = office.staff.login("demo", password[1], address="local", now=datetime.now(UTC))
+        assert "ops" == session.user.role.value
+        assert office.queries.terminals(Scope())[0]  # the demo's four terminals
+    shutil.rmtree(served[0][2])
