@@ -10,7 +10,7 @@ from datetime import date, datetime, time
 from typing import Any, Final
 
 import jinja2
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from posbatch.backoffice import beijing, trading_day
 from posbatch.batch.codes import lookup
@@ -62,6 +62,15 @@ def _batch_no(batch_no: int | None) -> str:
     return "" if batch_no is None else f"{batch_no:06d}"
 
 
+_ROW: Final = (
+    "<tr><td>{time}</td><td>{day}</td><td>{merchant}</td>"
+    '<td><a href="/terminals/{terminal}">{terminal}</a></td>'
+    '<td><a href="/batches/{batch_id}">{batch_no}</a></td><td>{stan}</td><td>{kind}</td>'
+    '<td class="num">{amount}</td><td class="mono">{card}</td><td>{status}</td>'
+    '<td title="{code_en}">{code} {code_zh}</td><td class="mono">{rrn}</td></tr>'
+)
+
+
 class Renderer:
     """One Jinja2 environment for the console; ``cutoff`` decides the trading days shown."""
 
@@ -83,9 +92,38 @@ class Renderer:
             stan=lambda stan: "" if stan is None else f"{stan:06d}",
             tday=self.trading_day,
         )
+        self.env.globals["transaction_rows"] = self.transaction_rows
 
     def trading_day(self, moment: datetime | None) -> str:
         return "" if moment is None else trading_day(moment, cutoff=self.cutoff).isoformat()
+
+    def transaction_rows(self, rows: Iterable[Any]) -> Markup:
+        """The <tr> of each transaction: the page's hottest loop, one format per row (every
+        value escaped) instead of a dozen template expressions."""
+        out = []
+        for r in rows:
+            local = beijing(r.created_at)
+            meaning = lookup(r.response_code)
+            out.append(
+                _ROW.format(
+                    time=f"{local:%Y-%m-%d %H:%M:%S}",
+                    day=trading_day(r.created_at, cutoff=self.cutoff).isoformat(),
+                    merchant=escape(r.merchant_id),
+                    terminal=escape(r.terminal_id),
+                    batch_id=int(r.batch_id),
+                    batch_no=f"{r.batch_no:06d}",
+                    stan=f"{r.stan:06d}",
+                    kind=escape(r.kind),
+                    amount=format_fen(r.amount_fen),
+                    card=escape(r.pan_masked),
+                    status=escape(r.status),
+                    code_en=escape(meaning.meaning_en),
+                    code=escape(r.response_code),
+                    code_zh=escape(meaning.meaning_zh),
+                    rrn=escape(r.rrn or ""),
+                )
+            )
+        return Markup("".join(out))  # noqa: S704 - every value above is escaped or a number
 
     def render(self, name: str, **context: Any) -> str:
         return self.env.get_template(name).render(**context)
