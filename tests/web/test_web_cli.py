@@ -46,6 +46,27 @@ def test_add_user_reads_the_password_from_standard_input(data_dir: str) -> None:
     assert 2 == again.exit_code and "exists already" in again.output
 
 
+def test_set_password_resets_a_forgotten_password_and_the_lock(data_dir: str) -> None:
+    from posbatch.backoffice import BackOffice  # noqa: PLC0415
+    from posbatch.host.cli import open_store  # noqa: PLC0415
+
+    runner.invoke(app, ["add-user", "olga", "--role", "ops", "--data-dir", data_dir],
+                  input="correct horse battery\n")  # fmt: skip
+    result = runner.invoke(
+        app, ["set-password", "olga", "--data-dir", data_dir], input="a new passphrase\n"
+    )
+    assert (0, "user olga: new password set\n") == (result.exit_code, result.output)
+    with open_store(Path(data_dir)) as store:
+        _, session = BackOffice(store).staff.login(
+            "olga", "a new passphrase", address="local", now=datetime.now(UTC)
+        )
+    assert "olga" == session.user.name
+    missing = runner.invoke(
+        app, ["set-password", "nobody", "--data-dir", data_dir], input="a new passphrase\n"
+    )
+    assert (2, "error: no user nobody\n") == (missing.exit_code, missing.output)
+
+
 def test_a_merchant_user_names_its_merchant(data_dir: str) -> None:
     result = runner.invoke(
         app,

@@ -207,6 +207,25 @@ def add_user(
     typer.echo(f"user {name} ({role}{' of ' + merchant_id if merchant_id else ''}) added")
 
 
+@app.command("set-password")
+def set_password(name: str, data_dir: DataDir = DATA_DIR_DEFAULT) -> None:
+    """Give a console user a new password (hidden prompt or standard input); their sessions
+    end and their lock is cleared.
+
+    Example: posbatch backoffice set-password alice
+    """
+    try:
+        password = _read_password()
+        with open_store(data_dir) as store:
+            BackOffice(store).staff.set_password(
+                Actor(f"cli:{_login_name()}", "cli", "local"), name, password,
+                now=datetime.now(UTC),
+            )  # fmt: skip
+    except PosbatchError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"user {name}: new password set")
+
+
 def _login_name() -> str:
     try:
         return os.getlogin()
