@@ -167,6 +167,20 @@ def check_password_rules(password: str) -> None:
         raise ConfigError("the password must be printable characters only")
 
 
+# Every request asks for its session: the statement is built once.
+_SESSION_QUERY: Final = (
+    sa.select(
+        t.users,
+        t.sessions.c.csrf_token,
+        t.sessions.c.created_at.label("session_created_at"),
+        t.sessions.c.last_seen_at,
+        t.sessions.c.expires_at,
+    )
+    .join(t.users, t.users.c.user_id == t.sessions.c.user_id)
+    .where(t.sessions.c.token_sha256 == sa.bindparam("key"))
+)
+
+
 class Staff:
     """The users and sessions of one host store.
 
@@ -514,17 +528,7 @@ class Staff:
         key = _token_hash(token)
         s = t.sessions.c
         with read(self.store) as connection:
-            row = connection.execute(
-                sa.select(
-                    t.users,
-                    s.csrf_token,
-                    s.created_at.label("session_created_at"),
-                    s.last_seen_at,
-                    s.expires_at,
-                )
-                .join(t.users, t.users.c.user_id == s.user_id)
-                .where(s.token_sha256 == key)
-            ).first()
+            row = connection.execute(_SESSION_QUERY, {"key": key}).first()
         if row is None or not row.active:
             return None
         last_seen = aware(row.last_seen_at)
