@@ -404,6 +404,21 @@ async def test_register_shows_the_kcv_never_the_key(
     assert [] == scan(audit) and "08D7B4FB" in audit
 
 
+async def test_a_page_after_a_write_in_the_same_request_sees_it(
+    world: World, client: httpx.AsyncClient
+) -> None:
+    """Register, then the same request lists the terminals: the new one is in the list (a
+    request's reads share one connection; its write ends their snapshot first)."""
+    csrf = await log_in(client, "olga")
+    answer = await client.post(
+        "/terminals",
+        data={"csrf_token": csrf, "merchant_id": MERCHANT_B, "terminal_id": "20000009",
+              "master_key": MASTER_KEY_HEX, "kcv": ""},
+    )  # fmt: skip
+    assert 200 == answer.status_code
+    assert '<a href="/terminals/20000009">' in answer.text
+
+
 async def test_a_bad_key_is_one_clear_error(world: World, client: httpx.AsyncClient) -> None:
     csrf = await log_in(client, "olga")
     answer = await client.post(

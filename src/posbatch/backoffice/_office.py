@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from typing import Final
@@ -17,6 +18,7 @@ from typing import Final
 import argon2
 
 from posbatch.backoffice._audit import Actor, AuditLog, Outcome
+from posbatch.backoffice._db import reading
 from posbatch.backoffice._exceptions import ExceptionWork
 from posbatch.backoffice._filters import Scope
 from posbatch.backoffice._queries import Queries
@@ -75,6 +77,10 @@ class BackOffice:
         self.exceptions = ExceptionWork(store)
         self.staff = Staff(store, hasher=hasher)
         self.audit = AuditLog(store)
+
+    def reading(self) -> AbstractContextManager[None]:
+        """A block whose reads share one connection (the console opens one per request)."""
+        return reading(self.store)
 
     # --- terminal actions ---------------------------------------------------------------
 

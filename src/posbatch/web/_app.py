@@ -205,6 +205,14 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
                 return await run_in_threadpool(dispatch, request)
 
             def dispatch(request: Request) -> Response:
+                try:
+                    with office.reading():  # one connection for the request's reads
+                        return dispatch_reading(request)
+                except PosbatchError as exc:  # the store cannot be reached at all
+                    log.warning("request failed: %s", type(exc).__name__)
+                    return error_page(request, None, 503, exc)
+
+            def dispatch_reading(request: Request) -> Response:
                 ctx: Ctx | None = None
                 try:
                     if permission == ANONYMOUS:
