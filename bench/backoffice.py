@@ -21,8 +21,11 @@ and, to show where a page's time goes, the same page asked of the app in this pr
 
 Targets: page p95 ≤ 150 ms, and ≤ 1.5 × the bare SQL's p95.
 
+``--insert-cost`` measures instead what the search indexes cost the host: transactions
+inserted per second, in commits of 500, at migration ``host0001`` and at the head.
+
 Usage: ``PYTHONPATH=src python bench/backoffice.py [--db sqlite|postgresql|both]
-[--transactions 1000000] [--terminals 2000] [--rounds 25]``
+[--transactions 1000000] [--terminals 2000] [--rounds 25] [--insert-cost]``
 """
 
 from __future__ import annotations
@@ -457,13 +460,119 @@ def measure(name: str, url: str | None, data_dir: Path, args: argparse.Namespace
     return ok
 
 
+# --- what the indexes cost the host's inserts --------------------------------------------
+
+
+def _store_at(revision: str, url: str) -> sa.Engine:
+    from alembic import command  # noqa: PLC0415
+    from alembic.config import Config  # noqa: PLC0415
+
+    from posbatch import storage  # noqa: PLC0415
+    from posbatch.host.store import MIGRATIONS, VERSION_TABLE  # noqa: PLC0415
+
+    engine = storage.create_engine(url)
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    config.attributes["version_table"] = VERSION_TABLE
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+    return engine
+
+
+def insert_rate(revision: str, url: str, groups: int = 100, per_group: int = 500) -> float:
+    """Transactions inserted per second, in commits of ``per_group`` (the host's group size)."""
+    engine = _store_at(revision, url)
+    raw = engine.raw_connection()
+    cursor = raw.cursor()
+    mark = "%s" if engine.dialect.name == "postgresql" else "?"
+    marks = ", ".join([mark] * 6)
+    cursor.execute(
+        f"INSERT INTO host_terminals (terminal_id, merchant_id, master_key, status, signed_on, "
+        f"created_at) VALUES ({marks})",
+        ("10000001", "898110054110001", b"k" * 16, "active", True, datetime(2026, 1, 1)),
+    )
+    cursor.execute(
+        "INSERT INTO host_batches (batch_id, terminal_id, batch_no, state, opened_at) "
+        f"VALUES (1, '10000001', 1, 'OPEN', {mark})",
+        (datetime(2026, 1, 1),),
+    )
+    raw.commit()
+    columns = ("batch_id", "terminal_id", "stan", "kind", "amount_fen", "card_type",
+               "pan_hmac", "pan_masked", "status", "response_code", "rrn", "auth_code",
+               "local_time", "local_date", "original_transaction_id", "refunded_fen",
+               "request_digest", "created_at")  # fmt: skip
+    sql = (
+        f"INSERT INTO host_transactions ({', '.join(columns)}) "
+        f"VALUES ({', '.join([mark] * len(columns))})"
+    )
+    rng = random.Random(1)
+    count = 0
+    started = time.perf_counter()
+    for _ in range(groups):
+        rows = []
+        for _ in range(per_group):
+            count += 1
+            rows.append((
+                1, "10000001", count, "sale", rng.randrange(100, 100_000), "00", f"{count:064x}",
+                f"622202*********{rng.randrange(10_000):04d}", "approved", "00",
+                f"{rng.randrange(10**12):012d}", "123456", "120000", "1205", None, 0,
+                f"{count:064x}", datetime(2026, 12, 5) + timedelta(seconds=count),
+            ))  # fmt: skip
+        if engine.dialect.name == "sqlite":
+            cursor.execute("BEGIN")
+        cursor.executemany(sql, rows)
+        raw.commit()
+    elapsed = time.perf_counter() - started
+    raw.close()
+    engine.dispose()
+    return count / elapsed
+
+
+def insert_cost(args: argparse.Namespace) -> None:
+    """The host's transaction inserts at host0001 and with the back office's indexes."""
+    print("\ninsert cost of the search indexes (transactions/s in commits of 500):")
+    for name in ("sqlite", "postgresql") if args.db == "both" else (args.db,):
+        rates: dict[str, list[float]] = {"host0001": [], "head": []}
+        for revision in ("host0001", "head", "host0001", "head"):
+            if name == "sqlite":
+                with tempfile.TemporaryDirectory() as directory:
+                    rates[revision].append(insert_rate(revision, f"sqlite:///{directory}/h.db"))
+                continue
+            schema = f"bench_{uuid.uuid4().hex[:12]}"
+            admin = sa.create_engine(POSTGRES_URL)
+            with admin.begin() as connection:
+                connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+            separator = "&" if "?" in POSTGRES_URL else "?"
+            try:
+                rates[revision].append(
+                    insert_rate(
+                        revision, f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+                    )
+                )
+            finally:
+                with admin.begin() as connection:
+                    connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+                admin.dispose()
+        before, after = max(rates["host0001"]), max(rates["head"])
+        print(f"  {name:<10} host0001 {before:9,.0f}/s   with the back office's indexes "
+              f"{after:9,.0f}/s   ratio {after / before:4.2f}")  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--transactions", type=int, default=1_000_000)
     parser.add_argument("--terminals", type=int, default=2_000)
     parser.add_argument("--rounds", type=int, default=25)
+    parser.add_argument(
+        "--insert-cost", action="store_true",
+        help="Only measure what the search indexes cost the host's transaction inserts.",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.insert_cost:
+        insert_cost(args)
+        return 0
     ok = True
     if args.db in ("sqlite", "both"):
         with tempfile.TemporaryDirectory(prefix="bench-backoffice-") as directory:
