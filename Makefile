@@ -40,6 +40,7 @@ bench: $(STAMP)
 	-$(BIN)/python bench/host.py
 	-$(BIN)/python bench/clearing.py
 	-$(BIN)/python bench/sealing.py
+	-$(BIN)/python bench/backoffice.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info

@@ -51,6 +51,7 @@ CREATING: Final = {
     ("catalog", "serve"),
     ("catalog", "sync"),
     ("catalog", "add-till"),
+    ("backoffice", "add-user"),
     # the acquirer's clearing rules may be set before the first terminal is registered
     ("host", "set-fees"),
     ("host", "set-terms"),

@@ -10,21 +10,25 @@ module only mounts them::
     posbatch doctor         diagnose and repair settlement      posbatch.doctor.cli
     posbatch clearing ...   fees, arrival dates, statements     posbatch.host.clearing_cli
     posbatch simulate       deterministic fault simulation      posbatch.sim.cli
+    posbatch backoffice ... the web console                     posbatch.web.cli
     posbatch demo           the main job a new user sees        posbatch.demo
 """
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from posbatch.catalog import cli as catalog_cli
 from posbatch.cli_support import OneLineErrors
-from posbatch.demo import run_demo
+from posbatch.demo import run_demo, serve_demo
 from posbatch.doctor import cli as doctor_cli
 from posbatch.host import clearing_cli
 from posbatch.host import cli as host_cli
 from posbatch.sim import cli as sim_cli
 from posbatch.terminal import cli as terminal_cli
+from posbatch.web import cli as web_cli
 
 __all__ = ["app", "main"]
 
@@ -43,6 +47,7 @@ app.add_typer(doctor_cli.app, name="doctor")
 app.add_typer(clearing_cli.app, name="clearing")
 clearing_cli.add_host_commands(host_cli.app)
 app.command("simulate")(sim_cli.simulate)
+app.add_typer(web_cli.app, name="backoffice")
 
 
 @app.callback()
@@ -51,11 +56,18 @@ def _root() -> None:
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    serve: Annotated[
+        bool, typer.Option(help="Then keep the day's store and show it in the web console.")
+    ] = False,
+    port: Annotated[int, typer.Option(help="The console's port on 127.0.0.1 (0: any).")] = 8080,
+) -> None:
     """Run the main job a new user should see.
 
-    Example: posbatch demo
+    Example: posbatch demo --serve
     """
+    if serve:
+        raise typer.Exit(serve_demo("127.0.0.1", port))
     raise typer.Exit(run_demo())
 
 

@@ -10,13 +10,59 @@ proves nothing was lost. The day itself lives in :mod:`posbatch.sim._demo`.
 
 from __future__ import annotations
 
+import secrets
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
 from rich.console import Console
 
-__all__ = ["run_demo"]
+__all__ = ["run_demo", "serve_demo"]
+
+DEMO_USER: Final = "demo"
+ONE_TIME_PASSWORD_BYTES: Final = 12
 
 
-def run_demo(console: Console | None = None) -> int:
+def run_demo(console: Console | None = None, *, keep_dir: Path | None = None) -> int:
     """Run the demo day; 0 when every cause was resolved and every check held."""
     from posbatch.sim._demo import run_main_job  # noqa: PLC0415 - keep `posbatch --help` fast
 
-    return run_main_job(console)
+    code = run_main_job(console, keep_dir=keep_dir)
+    if keep_dir is None:
+        (console or Console()).print(
+            "to look at this day in the back office (web console): [bold]posbatch demo --serve[/]"
+        )
+    return code
+
+
+def serve_demo(listen_host: str, port: int, console: Console | None = None) -> int:
+    """Run the demo day in a kept directory, then serve the console over its store on
+    ``listen_host`` (loopback) with a user ``demo`` (ops) whose password is made now,
+    printed once and stored only as its argon2 hash."""
+    from posbatch.backoffice import Actor, BackOffice  # noqa: PLC0415
+    from posbatch.host.cli import open_store  # noqa: PLC0415
+    from posbatch.web.cli import serve_console  # noqa: PLC0415
+
+    out = console or Console()
+    data_dir = Path(tempfile.mkdtemp(prefix="posbatch-demo-"))
+    code = run_demo(out, keep_dir=data_dir)
+    if code != 0:
+        return code
+    password = secrets.token_urlsafe(ONE_TIME_PASSWORD_BYTES)
+    with open_store(data_dir) as store:
+        office = BackOffice(store)
+        office.staff.add_user(
+            Actor("cli:demo", "cli", "local"), DEMO_USER, "ops", password, now=datetime.now(UTC)
+        )
+
+        def listening(bound_port: int) -> None:
+            out.rule("the back office 后台")
+            out.print(f"open [bold]http://{listen_host}:{bound_port}/[/] and log in as")
+            out.print(
+                f"  name [bold]{DEMO_USER}[/]   password [bold]{password}[/]  (made for this run)"
+            )
+            out.print(f"the day's store is kept in {data_dir}; Ctrl-C stops the console")
+
+        serve_console(office, listen_host, port, on_listening=listening)
+    return 0

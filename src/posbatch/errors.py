@@ -25,6 +25,10 @@ these::
     │   ├── HostUnreachable          no answer in time (network); the journal says what to do
     │   └── Declined                 the host answered, and the answer is not 00
     ├── HostError                    host-side configuration / registry problems
+    ├── BackOfficeError              the back office refused an action (the message says why)
+    │   ├── LoginRefused             wrong name or password, locked, or disabled (one message)
+    │   ├── Forbidden                the user's role may not do this
+    │   └── NotFound                 no such record within what the user may see
     ├── CatalogError                 products, lots and scans
     │   ├── ScanError                a barcode string that cannot be read
     │   └── CheckoutRefused          a cart line that must not be sold (says why)
@@ -39,6 +43,7 @@ answered with a response code; an unexpected exception there is a bug.
 from __future__ import annotations
 
 __all__ = [
+    "BackOfficeError",
     "BatchError",
     "CatalogError",
     "CheckoutRefused",
@@ -47,6 +52,7 @@ __all__ = [
     "Declined",
     "DecodeError",
     "EncodeError",
+    "Forbidden",
     "FrameError",
     "HostError",
     "HostUnreachable",
@@ -55,7 +61,9 @@ __all__ = [
     "KekMismatch",
     "KeyCheckError",
     "LocalProtocolError",
+    "LoginRefused",
     "MacError",
+    "NotFound",
     "NotSignedOn",
     "PosbatchError",
     "ProtocolError",
@@ -238,3 +246,22 @@ class ConfigError(PosbatchError):
 
 class StoreMissingError(ConfigError):
     """A command that never creates a store found none where it was told to look."""
+
+
+# --- back office ----------------------------------------------------------------
+
+
+class BackOfficeError(PosbatchError):
+    """The back office refused an action; the message (one line) says why."""
+
+
+class LoginRefused(BackOfficeError):  # noqa: N818 - the name says what happened
+    """A login that did not succeed: the same words whatever the reason (no user probing)."""
+
+
+class Forbidden(BackOfficeError):  # noqa: N818 - the name says what happened
+    """The user's role may not do this."""
+
+
+class NotFound(BackOfficeError):  # noqa: N818 - the name says what happened
+    """No such record within what the user may see (another merchant's is 'not found' too)."""

@@ -638,6 +638,8 @@ def _host_table(name: str | None, type_: str, _parent: object) -> bool:
     )
 
 
+@pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
+@pytest.mark.filterwarnings("ignore:autogenerate skipping metadata-specified expression-based")
 def test_migrations_match_the_schema(store: HostStore) -> None:
     """The migrated database has exactly the tables, columns and indexes of _schema."""
     with store.engine.connect() as connection:

@@ -14,6 +14,8 @@ import sqlalchemy as sa
 from posbatch.host.sealing import SEALED_KEY_BYTES_MAX
 
 __all__ = [
+    "audit",
+    "batch_errors",
     "batches",
     "calendar_years",
     "card_bins",
@@ -21,16 +23,20 @@ __all__ = [
     "clearing_lines",
     "clearing_sums",
     "cutoffs",
+    "exception_history",
+    "exception_work",
     "exceptions",
     "fee_schedules",
     "key_encryption",
     "merchant_terms",
     "metadata",
     "reversals",
+    "sessions",
     "settlements",
     "terminals",
     "transactions",
     "upload_records",
+    "users",
     "working_days",
 ]
 
@@ -300,9 +306,9 @@ clearing_sums = sa.Table(
     sa.Column("unknown_bins", sa.Integer, nullable=False),
 )
 
-# Clearing reads a trading day by approval time, reversals by when they were applied, and
-# the other credits of a refunded sale.
-sa.Index("ix_host_transactions_created_at", transactions.c.created_at)
+# Clearing reads a trading day by approval time (ix_host_transactions_created, below: the back
+# office's search index, which replaced clearing's own), reversals by when they were applied,
+# and the other credits of a refunded sale.
 sa.Index("ix_host_transactions_original", transactions.c.original_transaction_id)
 sa.Index("ix_host_reversals_created_at", reversals.c.created_at)
 sa.Index("ix_host_reversals_transaction", reversals.c.transaction_id)
@@ -314,4 +320,144 @@ key_encryption = sa.Table(
     sa.Column("kek_id", sa.String(16), nullable=False),
     sa.Column("changed_at", sa.DateTime, nullable=False),
     sa.CheckConstraint("slot = 1", name="ck_host_key_encryption_one_row"),
+)
+
+# --- the back office (posbatch.backoffice, migration host_backoffice) --------------------------
+
+# Search indexes. A transaction search pages by (created_at, transaction_id) — alone, within one
+# terminal, or by the last 4 digits of the card (an expression index: the same expression is
+# used by the query, posbatch.backoffice._queries.last4_of).
+LAST4_EXPRESSION = sa.func.substr(
+    transactions.c.pan_masked, sa.func.length(transactions.c.pan_masked) - sa.literal_column("3")
+)
+sa.Index("ix_host_transactions_created", transactions.c.created_at, transactions.c.transaction_id)
+sa.Index(
+    "ix_host_transactions_terminal_created",
+    transactions.c.terminal_id,
+    transactions.c.created_at,
+    transactions.c.transaction_id,
+)
+sa.Index("ix_host_transactions_rrn", transactions.c.rrn)
+sa.Index(
+    "ix_host_transactions_amount",
+    transactions.c.amount_fen,
+    transactions.c.created_at,
+    transactions.c.transaction_id,
+)
+sa.Index(
+    "ix_host_transactions_last4",
+    LAST4_EXPRESSION,
+    transactions.c.created_at,
+    transactions.c.transaction_id,
+)
+sa.Index("ix_host_terminals_merchant", terminals.c.merchant_id, terminals.c.terminal_id)
+sa.Index("ix_host_batches_state", batches.c.state, batches.c.batch_id)
+sa.Index("ix_host_batches_closed", batches.c.closed_at)
+sa.Index("ix_host_settlements_batch", settlements.c.batch_id)
+sa.Index("ix_host_exceptions_created", exceptions.c.created_at)
+
+# Every 77 the host answered, with the reason field 63 carried (R=…), for the back office's
+# chart of batch-number errors by cause.
+batch_errors = sa.Table(
+    "host_batch_errors",
+    metadata,
+    sa.Column("batch_error_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("terminal_id", sa.String(8), nullable=False),
+    sa.Column("merchant_id", sa.String(15), nullable=False),
+    sa.Column("kind", sa.String(12), nullable=False),
+    sa.Column("stan", sa.Integer, nullable=True),
+    sa.Column("batch_no", sa.Integer, nullable=True),  # the batch the request named
+    sa.Column("host_batch_no", sa.Integer, nullable=True),
+    sa.Column("reason", sa.String(16), nullable=False),  # BEHIND / AHEAD / NOT_SIGNED_ON / …
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Index("ix_host_batch_errors_created", "created_at"),
+    sa.Index("ix_host_batch_errors_terminal", "terminal_id", "created_at"),
+)
+
+# The work on an exception (差错): its status now (one row per exception that was touched;
+# none = open, unassigned) and every step of its history. The exception row itself never
+# changes.
+exception_work = sa.Table(
+    "host_exception_work",
+    metadata,
+    sa.Column(
+        "exception_id",
+        sa.Integer,
+        sa.ForeignKey("host_exceptions.exception_id"),
+        primary_key=True,
+    ),
+    sa.Column("status", sa.String(12), nullable=False),  # open / resolved
+    sa.Column("assignee", sa.String(64), nullable=True),
+    sa.Column("resolution", sa.String(24), nullable=True),
+    sa.Column("amount_fen", sa.BigInteger, nullable=True),
+    sa.Column("resolved_by", sa.String(64), nullable=True),
+    sa.Column("resolved_at", sa.DateTime, nullable=True),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.Index("ix_host_exception_work_status", "status"),
+)
+
+exception_history = sa.Table(
+    "host_exception_history",
+    metadata,
+    sa.Column("history_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "exception_id", sa.Integer, sa.ForeignKey("host_exceptions.exception_id"), nullable=False
+    ),
+    sa.Column("step", sa.String(12), nullable=False),  # assign / note / resolve
+    sa.Column("actor", sa.String(64), nullable=False),
+    sa.Column("assignee", sa.String(64), nullable=True),
+    sa.Column("resolution", sa.String(24), nullable=True),
+    sa.Column("amount_fen", sa.BigInteger, nullable=True),
+    sa.Column("remark", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Index("ix_host_exception_history_exception", "exception_id", "history_id"),
+)
+
+users = sa.Table(
+    "host_users",
+    metadata,
+    sa.Column("user_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("role", sa.String(12), nullable=False),  # ops / support / merchant
+    sa.Column("merchant_id", sa.String(15), nullable=True),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("failed_logins", sa.Integer, nullable=False),
+    sa.Column("locked_until", sa.DateTime, nullable=True),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("password_changed_at", sa.DateTime, nullable=False),
+)
+
+# A session is known by the SHA-256 of its cookie; the cookie itself is never stored.
+sessions = sa.Table(
+    "host_sessions",
+    metadata,
+    sa.Column("token_sha256", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("host_users.user_id"), nullable=False),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    sa.Column("address", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("last_seen_at", sa.DateTime, nullable=False),
+    sa.Column("expires_at", sa.DateTime, nullable=False),
+    sa.Index("ix_host_sessions_user", "user_id"),
+)
+
+# Append-only: triggers (migration host_backoffice) refuse UPDATE and DELETE.
+audit = sa.Table(
+    "host_audit",
+    metadata,
+    sa.Column("audit_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("actor", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(12), nullable=False),
+    sa.Column("address", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("target", sa.String(64), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),  # done / refused / requested
+    sa.Column("before", sa.Text, nullable=True),  # JSON
+    sa.Column("after", sa.Text, nullable=True),  # JSON
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Index("ix_host_audit_created", "created_at", "audit_id"),
+    sa.Index("ix_host_audit_actor", "actor", "audit_id"),
+    sa.Index("ix_host_audit_target", "target", "audit_id"),
 )

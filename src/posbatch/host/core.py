@@ -373,13 +373,17 @@ class HostCore:
     def _process(self, tx: StoreTx, work: _Work) -> _Outcome:
         """The answer to one request, MACed by :func:`_answer_mak` (the one place that decides)."""
         terminal = tx.terminal(work.request.terminal_id, for_update=True)
-        outcome = self._decide(tx, work, terminal)
+        now = self._clock()
+        outcome = self._decide(tx, work, terminal, now)
+        if outcome.response.response_code == "77" and terminal is not None:
+            tx.add_batch_error(terminal, work.request, outcome.response.detail, now=now)
         mak = _answer_mak(outcome.response.response_code, terminal, outcome.proof)
         return outcome if mak is None else replace(outcome, mak=mak)
 
-    def _decide(self, tx: StoreTx, work: _Work, terminal: TerminalRow | None) -> _Outcome:
+    def _decide(
+        self, tx: StoreTx, work: _Work, terminal: TerminalRow | None, now: datetime
+    ) -> _Outcome:
         request = work.request
-        now = self._clock()
         admin = isinstance(request, SignOnRequest | SignOffRequest | EchoRequest)
         proof = None if terminal is None or admin else _proven_mak(terminal, work.frame.body)
         if work.fault is not None and work.fault.action == FaultAction.FORCE:

@@ -49,6 +49,7 @@ from posbatch.host import _schema as t
 from posbatch.host.sealing import KEK_ENV, KEK_FILE_ENV, KEK_FILE_NAME, KeyEncryptionKey, KeyKind
 from posbatch.wire import (
     BatchState,
+    BatchStateDetail,
     CardType,
     Kind,
     Reconciliation,
@@ -1338,3 +1339,23 @@ class StoreTx:
     def add_settlement(self, **values: Any) -> None:
         values["created_at"] = naive_utc(values["created_at"])
         self.connection.execute(t.settlements.insert().values(**values))
+
+    def add_batch_error(
+        self, terminal: TerminalRow, request: Any, detail: str | None, *, now: datetime
+    ) -> None:
+        """Record a 77 answered to ``request``, with the reason its field 63 carries
+        (``FORCED`` when a fault script forced it without one), for the back office."""
+        state = BatchStateDetail.decode(detail) if detail else None
+        reason = "FORCED" if state is None or state.reason is None else state.reason.value
+        self.connection.execute(
+            t.batch_errors.insert().values(
+                terminal_id=terminal.terminal_id,
+                merchant_id=terminal.merchant_id,
+                kind=request.KIND.value,
+                stan=request.stan,
+                batch_no=request.batch_no,
+                host_batch_no=None if state is None else state.host_batch_no,
+                reason=reason,
+                created_at=naive_utc(now),
+            )
+        )

@@ -34,6 +34,7 @@ checker over the very same files.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import secrets
 import tempfile
@@ -52,6 +53,7 @@ from posbatch.batch.codes import describe
 from posbatch.doctor import Evidence, diagnose, host_records, journal_evidence, rule_for
 from posbatch.errors import ConfigError, PosbatchError, TerminalError
 from posbatch.host import FaultAction, FaultRule, FaultScript, HostCore, HostStore
+from posbatch.host.cli import kek, pan_key
 from posbatch.host.server import HostServer
 from posbatch.sim._checker import check
 from posbatch.sim._snapshot import take_snapshot
@@ -103,8 +105,10 @@ class _Demo:
         self.data_dir = data_dir
         self.random = random.Random(DEMO_SEED)
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        # The data directory's own PAN key and KEK (host.cli): `demo --serve` and any
+        # `posbatch host … --data-dir` reopen this store with the same keys.
         self.store = HostStore.open(
-            f"sqlite:///{data_dir / 'host.db'}", pan_key=secrets.token_bytes(32)
+            f"sqlite:///{data_dir / 'host.db'}", pan_key=pan_key(data_dir), kek=kek(data_dir)
         )
         self.core = HostCore(self.store, clock=self.clock)
         self.server = HostServer(self.core)
@@ -463,8 +467,11 @@ async def _day(out: Console, data_dir: Path) -> bool:
     return held and all(demo.steps_ok)
 
 
-def run_main_job(console: Console | None = None) -> int:
-    """Run the demo day; 0 when every cause was resolved and every check held."""
+def run_main_job(console: Console | None = None, *, keep_dir: Path | None = None) -> int:
+    """Run the demo day; 0 when every cause was resolved and every check held.
+
+    ``keep_dir``: trade in that (new) directory and keep it, for the console to show.
+    """
     out = console or Console()
     started = time.perf_counter()
     out.print(
@@ -474,7 +481,11 @@ def run_main_job(console: Console | None = None) -> int:
             title="posbatch demo",
         )
     )
-    with tempfile.TemporaryDirectory(prefix="posbatch-demo-") as directory:
+    with (
+        tempfile.TemporaryDirectory(prefix="posbatch-demo-")
+        if keep_dir is None
+        else contextlib.nullcontext(str(keep_dir))
+    ) as directory:
         try:
             ok = asyncio.run(_day(out, Path(directory)))
         except PosbatchError as exc:

@@ -1,0 +1,112 @@
+"""The back office's library: what the web console (posbatch.web) calls — no SQL there.
+
+Public API::
+
+    office = BackOffice(store, cutoff=time(23, 0))     # over a HostStore
+    office.queries.overview(scope, day, now=now)       # the trading day at a glance
+    office.queries.search(scope, TransactionFilter.parse(params), after=cursor)
+    office.queries.batch(scope, batch_id)              # totals, difference, uploads…
+    office.exceptions.resolve(actor, [12, 13], "confirm-host", "remark", now=now)
+    office.staff.login(name, password, address=..., now=now)
+    office.register_terminal(actor, merchant_id, terminal_id, tmk_hex)  # → KCV
+    office.audit.search(AuditFilter(...))
+
+Scopes: ``Scope(None)`` sees every merchant; ``Scope(merchant_id)`` one merchant's data
+only. Times: UTC in the store, Beijing time on pages, trading days end at the cut-off
+(:mod:`posbatch.backoffice._time`).
+"""
+
+from posbatch.backoffice._audit import AUDIT_PAGE_ROWS, Actor, AuditEntry, AuditFilter, AuditLog
+from posbatch.backoffice._exceptions import (
+    BULK_MAX,
+    RESOLUTION_TEXT,
+    RESOLUTIONS_BY_KIND,
+    ExceptionFilter,
+    ExceptionItem,
+    ExceptionWork,
+    HistoryStep,
+    Resolution,
+    parse_ids,
+)
+from posbatch.backoffice._filters import Cursor, Scope, TransactionFilter
+from posbatch.backoffice._office import BackOffice, SupportView, Ticket
+from posbatch.backoffice._queries import (
+    EXPORT_ROWS_MAX,
+    BatchDetail,
+    BatchRow,
+    Overview,
+    Queries,
+    TerminalRow,
+    TransactionRow,
+    search_statement,
+)
+from posbatch.backoffice._staff import (
+    LOCKOUT_MINUTES,
+    LOGIN_FAILURES_MAX,
+    ROLE_PERMISSIONS,
+    Permission,
+    Role,
+    Session,
+    Staff,
+    User,
+    may,
+)
+from posbatch.backoffice._text import clean_text, mask_card_numbers
+from posbatch.backoffice._time import (
+    BEIJING,
+    CUTOFF_DEFAULT,
+    beijing,
+    parse_beijing,
+    parse_cutoff,
+    trading_day,
+    trading_day_bounds,
+)
+
+__all__ = [
+    "AUDIT_PAGE_ROWS",
+    "BEIJING",
+    "BULK_MAX",
+    "CUTOFF_DEFAULT",
+    "EXPORT_ROWS_MAX",
+    "LOCKOUT_MINUTES",
+    "LOGIN_FAILURES_MAX",
+    "RESOLUTIONS_BY_KIND",
+    "RESOLUTION_TEXT",
+    "ROLE_PERMISSIONS",
+    "Actor",
+    "AuditEntry",
+    "AuditFilter",
+    "AuditLog",
+    "BackOffice",
+    "BatchDetail",
+    "BatchRow",
+    "Cursor",
+    "ExceptionFilter",
+    "ExceptionItem",
+    "ExceptionWork",
+    "HistoryStep",
+    "Overview",
+    "Permission",
+    "Queries",
+    "Resolution",
+    "Role",
+    "Scope",
+    "Session",
+    "Staff",
+    "SupportView",
+    "TerminalRow",
+    "Ticket",
+    "TransactionFilter",
+    "TransactionRow",
+    "User",
+    "beijing",
+    "clean_text",
+    "mask_card_numbers",
+    "may",
+    "parse_beijing",
+    "parse_cutoff",
+    "parse_ids",
+    "search_statement",
+    "trading_day",
+    "trading_day_bounds",
+]

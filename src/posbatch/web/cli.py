@@ -1,0 +1,233 @@
+"""``posbatch backoffice …``: run the console, add its users (a thin shell, no rules here)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Final
+
+import typer
+
+from posbatch.backoffice import BackOffice, parse_cutoff
+from posbatch.backoffice._audit import Actor
+from posbatch.backoffice._staff import PASSWORD_CHARS_MAX
+from posbatch.errors import ConfigError, PosbatchError
+from posbatch.host.cli import DATA_DIR_DEFAULT, open_store
+
+__all__ = ["app", "serve_console"]
+
+LISTEN_DEFAULT: Final = "127.0.0.1:8080"
+CONNECTIONS_MAX: Final = 200  # uvicorn answers 503 above this many at once
+KEEP_ALIVE_S: Final = 5
+HEADER_BYTES_MAX: Final = 16 * 1024  # h11's limit on a request's head
+BACKLOG: Final = 128
+
+app = typer.Typer(
+    help="The back office: a web console over the host's store.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+DataDir = Annotated[
+    Path, typer.Option("--data-dir", help="The host's data directory (or POSBATCH_DATABASE_URL).")
+]
+
+
+def _fail(exc: PosbatchError) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(2)
+
+
+def _listen(listen: str) -> tuple[str, int]:
+    host, _, port_text = listen.rpartition(":")
+    if not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ConfigError("--listen must be HOST:PORT, like 127.0.0.1:8080")
+    return host.strip("[]"), int(port_text)
+
+
+def _server_class() -> type:
+    import uvicorn  # noqa: PLC0415
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, stopped gracefully by SIGTERM/SIGINT and then exiting 0 (uvicorn
+        itself re-raises the signal after its shutdown, which ends the process with -15)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+        def stop(self) -> None:
+            self.should_exit = True
+
+    return Server
+
+
+def serve_console(
+    office: BackOffice,
+    host: str,
+    port: int,
+    *,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    trust_proxy: bool = False,
+    on_listening: object = None,
+) -> None:
+    """Serve the console until SIGINT/SIGTERM (uvicorn), on a socket bound here so that
+    port 0 becomes a real port, printed as one JSON line."""
+    import uvicorn  # noqa: PLC0415 - keep `posbatch --help` fast
+
+    from posbatch.web import create_app  # noqa: PLC0415
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit it: a response's head and body go out at once instead of
+    # the body waiting ~40 ms for the client's delayed ACK of the head (Nagle).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.listen(BACKLOG)  # connections made once the URL is printed wait, not fail
+    bound_port = sock.getsockname()[1]
+    scheme = "https" if tls_cert else "http"
+    typer.echo(json.dumps({"event": "listening", "url": f"{scheme}://{host}:{bound_port}/"}))
+    if callable(on_listening):
+        on_listening(bound_port)
+    config = uvicorn.Config(
+        create_app(office),
+        log_level="warning",
+        access_log=False,
+        proxy_headers=trust_proxy,
+        forwarded_allow_ips="127.0.0.1" if trust_proxy else "",
+        ssl_certfile=None if tls_cert is None else str(tls_cert),
+        ssl_keyfile=None if tls_key is None else str(tls_key),
+        limit_concurrency=CONNECTIONS_MAX,
+        timeout_keep_alive=KEEP_ALIVE_S,
+        h11_max_incomplete_event_size=HEADER_BYTES_MAX,
+        server_header=False,
+    )
+    server = _server_class()(config)
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, server.stop)
+        await server.serve(sockets=[sock])
+
+    asyncio.run(run())
+
+
+@app.command("serve")
+def serve(
+    listen: Annotated[str, typer.Option(help="HOST:PORT to listen on.")] = LISTEN_DEFAULT,
+    data_dir: DataDir = DATA_DIR_DEFAULT,
+    *,
+    cutoff: Annotated[
+        str, typer.Option(help="The trading day's cut-off (日切), Beijing time HH:MM.")
+    ] = "23:00",
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="Serve HTTPS with this certificate.")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="The certificate's private key.")] = None,
+    trust_proxy: Annotated[
+        bool,
+        typer.Option(help="Behind a TLS proxy on 127.0.0.1: trust its X-Forwarded-* headers."),
+    ] = False,
+) -> None:
+    """Run the back office console (it can run while the host serves on the same store).
+
+    Example: posbatch backoffice serve --listen 127.0.0.1:8080 --data-dir ./posbatch-data
+    """
+    logging.basicConfig(stream=sys.stderr, format="%(message)s", level=logging.WARNING)
+    try:
+        host, port = _listen(listen)
+        day_end = parse_cutoff(cutoff)
+        if (tls_cert is None) != (tls_key is None):
+            raise ConfigError("--tls-cert and --tls-key go together")
+        store = open_store(data_dir)
+    except PosbatchError as exc:
+        raise _fail(exc) from exc
+    try:
+        serve_console(
+            BackOffice(store, cutoff=day_end), host, port,
+            tls_cert=tls_cert, tls_key=tls_key, trust_proxy=trust_proxy,
+        )  # fmt: skip
+    except PosbatchError as exc:
+        raise _fail(exc) from exc
+    finally:
+        store.close()
+
+
+def _read_password() -> str:
+    """From a hidden prompt (twice) on a terminal, else the first line of standard input."""
+    if sys.stdin.isatty():
+        first = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != first:
+            raise ConfigError("the two passwords differ")
+        return first
+    line = sys.stdin.readline(PASSWORD_CHARS_MAX + 2)
+    return line.rstrip("\r\n")
+
+
+@app.command("add-user")
+def add_user(
+    name: str,
+    role: Annotated[str, typer.Option(help="ops, support or merchant.")],
+    merchant_id: Annotated[
+        str | None, typer.Option(help="The merchant a merchant user sees (only theirs).")
+    ] = None,
+    data_dir: DataDir = DATA_DIR_DEFAULT,
+) -> None:
+    """Add a console user; the password comes from a hidden prompt or standard input.
+
+    Example: printf '%s\\n' "$PASSWORD" | posbatch backoffice add-user alice --role ops
+    """
+    try:
+        password = _read_password()
+        with open_store(data_dir, create=True) as store:  # the first user may come first
+            office = BackOffice(store)
+            actor = Actor(f"cli:{_login_name()}", "cli", "local")
+            office.staff.add_user(
+                actor, name, role, password, merchant_id=merchant_id, now=datetime.now(UTC)
+            )
+    except PosbatchError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"user {name} ({role}{' of ' + merchant_id if merchant_id else ''}) added")
+
+
+@app.command("set-password")
+def set_password(name: str, data_dir: DataDir = DATA_DIR_DEFAULT) -> None:
+    """Give a console user a new password (hidden prompt or standard input); their sessions
+    end and their lock is cleared.
+
+    Example: posbatch backoffice set-password alice
+    """
+    try:
+        password = _read_password()
+        with open_store(data_dir) as store:
+            BackOffice(store).staff.set_password(
+                Actor(f"cli:{_login_name()}", "cli", "local"), name, password,
+                now=datetime.now(UTC),
+            )  # fmt: skip
+    except PosbatchError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"user {name}: new password set")
+
+
+def _login_name() -> str:
+    try:
+        return os.getlogin()
+    except OSError:
+        return str(os.getuid())

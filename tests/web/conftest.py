@@ -1,0 +1,128 @@
+"""Fixtures of the back-office tests: a traded world on each database, the console app
+over it, clients logged in per role; for the browser tests, chromium from Debian."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from web_world import World, copied_world, scan
+
+from posbatch.web import create_app
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, datetime]:
+    """The traded world on SQLite, built once: each SQLite test gets a copy of its file."""
+    root = tmp_path_factory.mktemp("template")
+    built = World(f"sqlite:///{root / 'host.db'}", root).trade().users()
+    now = built.clock.now
+    built.close()
+    assert not (root / "host.db-wal").exists() or (root / "host.db-wal").stat().st_size == 0
+    return root / "host.db", now
+
+
+@pytest.fixture
+def world(db_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[World]:
+    """A traded world of its own (SQLite: a copy of the template; PostgreSQL: built)."""
+    if db_url.startswith("sqlite"):
+        built = copied_world(request.getfixturevalue("sqlite_template"), tmp_path)
+    else:
+        built = World(db_url, tmp_path).trade().users()
+    yield built
+    built.close()
+
+
+def _postgres_base() -> str:
+    """The test PostgreSQL (the rule of tests/conftest.py: skipped, or failed when required)."""
+    url = os.environ.get(
+        "POSBATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    )
+    try:
+        engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
+        with engine.connect() as connection:
+            connection.execute(sa.text("select 1"))
+        engine.dispose()
+    except Exception as exc:  # any failure means "not available here"
+        message = f"PostgreSQL not reachable at {url} ({type(exc).__name__})"
+        if os.environ.get("POSBATCH_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message + " — required because POSBATCH_REQUIRE_POSTGRES=1")
+        pytest.skip(message)
+    return url
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def shared_world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    """One traded world per module and database, for tests that only read."""
+    root = tmp_path_factory.mktemp("world")
+    if request.param == "sqlite":
+        built = copied_world(request.getfixturevalue("sqlite_template"), root)
+        yield built
+        built.close()
+        return
+    base = _postgres_base()
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    admin = sa.create_engine(base)
+    with admin.begin() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in base else "?"
+    built = World(f"{base}{separator}options=-csearch_path%3D{schema}", root).trade().users()
+    yield built
+    built.close()
+    with admin.begin() as connection:
+        connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+async def _scanned(response: httpx.Response) -> None:
+    """Every answer any test receives is read and scanned: no card number beyond 6/4, no key."""
+    body = (await response.aread()).decode("utf-8", "replace")
+    shown = scan(body) + scan(str(response.headers))
+    assert [] == shown, f"{response.request.method} {response.request.url} shows {shown}"
+
+
+def _client(world: World) -> httpx.AsyncClient:
+    """A client of the console app, over HTTPS as far as the app knows (no socket)."""
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(world.office)),
+        base_url="https://console.test",
+        event_hooks={"response": [_scanned]},
+    )
+
+
+@pytest.fixture
+async def client(world: World) -> AsyncIterator[httpx.AsyncClient]:
+    async with _client(world) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args() -> dict[str, Any]:
+    """pytest-playwright: Debian's chromium, never a downloaded browser."""
+    return {"executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
+
+
+@pytest.fixture
+async def shared_client(shared_world: World) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a console over the module's shared world (tests that only read)."""
+    async with _client(shared_world) as c:
+        yield c

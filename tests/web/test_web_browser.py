@@ -1,0 +1,282 @@
+"""Journeys in a real browser (Debian's chromium via pytest-playwright) against the console
+served over a loopback socket — and, for a terminal's suspension, beside a live host on the
+same store with a terminal speaking ISO 8583 to it over TCP."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from playwright.sync_api import Browser, BrowserType, Page, Playwright, expect, sync_playwright
+from web_world import (
+    MASTER_KEY,
+    MASTER_KEY_HEX,
+    MERCHANT_A,
+    PAN_A,
+    PASSWORD,
+    TERMINAL_A1,
+    World,
+    copied_world,
+    scan,
+)
+
+from posbatch.backoffice import BackOffice
+from posbatch.host.server import HostServer
+from posbatch.terminal import TcpDriver, Terminal, init_terminal, open_terminal
+from posbatch.web import create_app
+
+START_TIMEOUT_S = 10
+
+
+# pytest-playwright's playwright/browser fixtures are session-scoped: their event loop would
+# stay running in the main thread after this module, and every asyncio test collected after
+# it would fail ("cannot be called from a running event loop"). Here they live per module.
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[Playwright]:
+    driver = sync_playwright().start()
+    yield driver
+    driver.stop()
+
+
+@pytest.fixture(scope="module")
+def browser_context_args() -> dict[str, Any]:
+    return {"viewport": {"width": 1280, "height": 900}}
+
+
+@pytest.fixture(scope="module")
+def browser_type(playwright: Playwright, browser_name: str) -> BrowserType:
+    kind: BrowserType = getattr(playwright, browser_name)
+    return kind
+
+
+@pytest.fixture(scope="module")
+def browser(
+    browser_type: BrowserType, browser_type_launch_args: dict[str, Any]
+) -> Iterator[Browser]:
+    launched = browser_type.launch(**browser_type_launch_args)
+    yield launched
+    launched.close()
+
+
+@contextmanager
+def serving(office: BackOffice) -> Iterator[str]:
+    """The console on 127.0.0.1, a free port, in a thread of this process."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(office), log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not server.started:
+        assert time.monotonic() < deadline, "the console did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(START_TIMEOUT_S)
+        sock.close()
+
+
+@contextmanager
+def live_host(world: World) -> Iterator[tuple[str, int]]:
+    """A HostServer over the world's store, on 127.0.0.1 (free port), in its own thread."""
+    loop = asyncio.new_event_loop()
+    server = HostServer(world.core)
+    started = threading.Event()
+    address: list[tuple[str, int]] = []
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        address.append(loop.run_until_complete(server.start("127.0.0.1", 0)))
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert started.wait(START_TIMEOUT_S)
+    try:
+        yield address[0]
+    finally:
+        asyncio.run_coroutine_threadsafe(server.close(), loop).result(START_TIMEOUT_S)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(START_TIMEOUT_S)
+        loop.close()
+
+
+@pytest.fixture(scope="module")
+def console(
+    tmp_path_factory: pytest.TempPathFactory, sqlite_template: tuple[Path, datetime]
+) -> Iterator[str]:
+    """The console over one traded world on SQLite for this module's journeys that need no
+    live host (the one that does runs on both databases, on a world of its own)."""
+    built = copied_world(sqlite_template, tmp_path_factory.mktemp("console"))
+    try:
+        with serving(built.office) as url:
+            yield url
+    finally:
+        built.close()
+
+
+@pytest.fixture(autouse=True)
+def every_answer_scanned(page: Page) -> Iterator[None]:
+    """Every document, fragment and file the browser receives: no PAN beyond 6/4, no key."""
+    shown: list[tuple[str, list[str]]] = []
+
+    def check(response: Any) -> None:
+        if response.request.resource_type in ("document", "xhr", "fetch"):
+            try:
+                found = scan(response.text())
+            except Exception:  # a redirect or a download has no body to read here
+                return
+            if found:
+                shown.append((response.url, found))
+
+    page.on("response", check)
+    yield
+    assert [] == shown
+
+
+def log_in(page: Page, url: str, name: str) -> None:
+    page.goto(url + "/")
+    expect(page).to_have_url(url + "/login?next=%2F")
+    page.get_by_label("用户名 Name").fill(name)
+    page.get_by_label("密码 Password").fill(PASSWORD)
+    page.get_by_role("button", name="登录 Log in").click()
+    expect(page.locator("h1")).to_contain_text("交易日概览")
+
+
+@pytest.mark.parametrize(
+    ("name", "shown", "hidden"),
+    [
+        ("olga", ["用户 Users", "审计 Audit log", "客服 Support desk"], []),
+        ("sam", ["审计 Audit log", "客服 Support desk"], ["用户 Users"]),
+        ("mia", ["交易 Transactions"], ["用户 Users", "审计 Audit log", "客服 Support desk"]),
+    ],
+)
+def test_each_role_logs_in_and_sees_its_menu(
+    page: Page, console: str, name: str, shown: list[str], hidden: list[str]
+) -> None:
+    log_in(page, console, name)
+    nav = page.locator("header nav")
+    for text in shown:
+        expect(nav).to_contain_text(text)
+    for text in hidden:
+        expect(nav).not_to_contain_text(text)
+    assert [] == scan(page.content())
+    page.get_by_role("button", name="退出 Log out").click()
+    expect(page.locator("h1")).to_contain_text("登录")
+
+
+def test_search_with_filters_then_refresh_keeps_them(page: Page, console: str) -> None:
+    log_in(page, console, "sam")
+    page.get_by_role("link", name="交易 Transactions").click()
+    page.get_by_label("终端号 terminal_id").fill(TERMINAL_A1)
+    page.get_by_label("卡号后四位 card last 4").fill(PAN_A[-4:])
+    page.get_by_label("状态 status").select_option("approved")
+    page.get_by_role("button", name="查询 Search").click()
+    rows = page.locator("#transaction-rows tbody tr")
+    expect(rows).to_have_count(4)  # a1's four approved sales (the declined one is filtered)
+    assert f"terminal_id={TERMINAL_A1}" in page.url and "last4=0128" in page.url
+    page.reload()
+    expect(page.get_by_label("终端号 terminal_id")).to_have_value(TERMINAL_A1)
+    expect(page.get_by_label("卡号后四位 card last 4")).to_have_value("0128")
+    expect(page.get_by_label("状态 status")).to_have_value("approved")
+    expect(rows).to_have_count(4)
+    expect(rows.first).to_contain_text("622202*********0128")
+    assert [] == scan(page.content())
+
+
+def test_resolve_an_exception_and_see_it_in_the_audit_log(page: Page, console: str) -> None:
+    log_in(page, console, "sam")
+    page.get_by_role("link", name="差错 Exceptions").click()
+    page.locator("tbody a").first.click()
+    expect(page.locator("#exception-status")).to_contain_text("open")
+    page.locator("#resolve").get_by_label("处理方式 resolution").select_option("confirm-host")
+    page.locator("#resolve").get_by_label("备注 remark").fill("merchant confirmed by phone")
+    page.locator("#resolve").get_by_role("button", name="处理 Resolve").click()
+    expect(page.locator(".notice")).to_contain_text("exceptions resolved")
+    expect(page.locator("#exception-status")).to_contain_text("resolved · confirm-host")
+    expect(page.locator("#history")).to_contain_text("merchant confirmed by phone")
+    page.get_by_role("link", name="审计 Audit log").click()
+    row = page.locator("#audit tbody tr").first
+    expect(row).to_contain_text("exception.resolve")
+    expect(row).to_contain_text("sam")
+    expect(row).to_contain_text("merchant confirmed by phone")
+
+
+def test_export_csv(page: Page, console: str, tmp_path: Path) -> None:
+    log_in(page, console, "mia")
+    page.get_by_role("link", name="交易 Transactions").click()
+    with page.expect_download() as caught:
+        page.locator("#export-csv").click()
+    path = tmp_path / "export.csv"
+    caught.value.save_as(path)
+    text = path.read_text(encoding="utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0][0] == "time (Beijing) 时间"
+    assert {MERCHANT_A} == {row[2] for row in rows[1:]}  # mia's merchant only
+    assert 8 == len(rows) - 1 and [] == scan(text)
+
+
+def _sale(host: tuple[str, int], terminal: Terminal, amount_fen: int) -> str:
+    """One sale over a fresh TCP connection; the response code the terminal shows."""
+
+    async def run() -> str:
+        driver = TcpDriver(*host)
+        try:
+            result = await driver.run(terminal.sale_flow(amount_fen, PAN_A))
+        finally:
+            await driver.close()
+        return result.response_code
+
+    # Playwright's sync API holds this thread's event loop: the terminal runs in another.
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, run()).result(timeout=START_TIMEOUT_S)
+
+
+def test_register_and_suspend_a_terminal_then_its_next_sale_gets_58(
+    page: Page, world: World, tmp_path: Path
+) -> None:
+    """Ops registers a terminal (TMK masked, KCV shown), it trades with the running host,
+    ops suspends it in the browser, and the host answers its next sale 58."""
+    with serving(world.office) as url, live_host(world) as host:
+        log_in(page, url, "olga")
+        page.get_by_role("link", name="终端 Terminals").click()
+        page.get_by_label("商户号 merchant_id").last.fill(MERCHANT_A)
+        page.get_by_label("终端号 terminal_id").fill("30000001")
+        key = page.get_by_label("主密钥 TMK (32 hex)")
+        assert "password" == key.get_attribute("type")
+        key.fill(MASTER_KEY_HEX)
+        page.get_by_role("button", name="登记 Register").click()
+        expect(page.locator(".kcv")).to_have_text("08D7B4FB")
+        assert MASTER_KEY_HEX not in page.content()
+
+        directory = tmp_path / "terminal"
+        init_terminal(
+            directory, merchant_id=MERCHANT_A, terminal_id="30000001", master_key=MASTER_KEY,
+            host_address=f"{host[0]}:{host[1]}", clock=world.clock,
+        )  # fmt: skip
+        terminal = open_terminal(directory, clock=world.clock)
+        assert "00" == _sale(host, terminal, 1234)
+
+        page.goto(url + "/terminals/30000001")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="停用 Suspend").click()
+        expect(page.locator("#terminal-status")).to_have_text("suspended")
+        assert "58" == _sale(host, terminal, 555)
+        terminal.journal.engine.dispose()

@@ -1,0 +1,180 @@
+"""``posbatch backoffice add-user|serve``: passwords never on the command line, one-line
+errors (exit 2), and the console served for real by the command."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from posbatch.backoffice import Scope
+from posbatch.host.cli import open_store
+from posbatch.storage import DATABASE_URL_ENV
+from posbatch.web.cli import app
+
+runner = CliRunner()
+SERVE_TIMEOUT_S = 30
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A data dir; on the PostgreSQL run the store is the fresh schema of db_url."""
+    if db_url.startswith("postgresql"):
+        monkeypatch.setenv(DATABASE_URL_ENV, db_url)
+    else:
+        monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
+    return str(tmp_path / "data")
+
+
+def test_add_user_reads_the_password_from_standard_input(data_dir: str) -> None:
+    result = runner.invoke(
+        app, ["add-user", "olga", "--role", "ops", "--data-dir", data_dir],
+        input="correct horse battery\n",
+    )  # fmt: skip
+    assert (0, "user olga (ops) added\n") == (result.exit_code, result.output)
+    again = runner.invoke(
+        app, ["add-user", "olga", "--role", "ops", "--data-dir", data_dir], input="x" * 12 + "\n"
+    )
+    assert 2 == again.exit_code and "exists already" in again.output
+
+
+def test_set_password_resets_a_forgotten_password_and_the_lock(data_dir: str) -> None:
+    from posbatch.backoffice import BackOffice  # noqa: PLC0415
+    from posbatch.host.cli import open_store  # noqa: PLC0415
+
+    runner.invoke(app, ["add-user", "olga", "--role", "ops", "--data-dir", data_dir],
+                  input="correct horse battery\n")  # fmt: skip
+    result = runner.invoke(
+        app, ["set-password", "olga", "--data-dir", data_dir], input="a new passphrase\n"
+    )
+    assert (0, "user olga: new password set\n") == (result.exit_code, result.output)
+    with open_store(Path(data_dir)) as store:
+        _, session = BackOffice(store).staff.login(
+            "olga", "a new passphrase", address="local", now=datetime.now(UTC)
+        )
+    assert "olga" == session.user.name
+    missing = runner.invoke(
+        app, ["set-password", "nobody", "--data-dir", data_dir], input="a new passphrase\n"
+    )
+    assert (2, "error: no user nobody\n") == (missing.exit_code, missing.output)
+
+
+def test_a_merchant_user_names_its_merchant(data_dir: str) -> None:
+    result = runner.invoke(
+        app,
+        ["add-user", "mia", "--role", "merchant", "--merchant-id", "898110054110001",
+         "--data-dir", data_dir],
+        input="correct horse battery\n",
+    )  # fmt: skip
+    assert 0 == result.exit_code
+    assert "mia (merchant of 898110054110001) added" in result.output
+
+
+@pytest.mark.parametrize(
+    ("arguments", "password", "message"),
+    [
+        (["--role", "root"], "correct horse battery", "the role must be ops, support or merchant"),
+        (
+            ["--role", "merchant"],
+            "correct horse battery",
+            "a merchant user needs --merchant-id (15 letters or digits)",
+        ),
+        (["--role", "ops"], "short", "the password must be 10..128 characters"),
+        (["--role", "ops"], "", "the password must be 10..128 characters"),
+    ],
+)
+def test_bad_add_user_is_one_line_exit_2(
+    data_dir: str, arguments: list[str], password: str, message: str
+) -> None:
+    result = runner.invoke(
+        app, ["add-user", "bob", *arguments, "--data-dir", data_dir], input=password + "\n"
+    )
+    assert (2, f"error: {message}\n") == (result.exit_code, result.output)
+
+
+def test_there_is_no_password_option() -> None:
+    """A password on the command line would show in `ps`: the command has no such option."""
+    result = runner.invoke(app, ["add-user", "bob", "--role", "ops", "--password", "x" * 12])
+    assert 2 == result.exit_code and "No such option" in result.output
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--listen", "nowhere"], "--listen must be HOST:PORT"),
+        (["--listen", "127.0.0.1:99999"], "--listen must be HOST:PORT"),
+        (["--cutoff", "25:00"], "the cut-off must be HH:MM"),
+        (["--tls-cert", "cert.pem"], "--tls-cert and --tls-key go together"),
+    ],
+)
+def test_bad_serve_options(data_dir: str, arguments: list[str], message: str) -> None:
+    result = runner.invoke(app, ["serve", *arguments, "--data-dir", data_dir])
+    assert 2 == result.exit_code and message in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_serve_runs_the_console_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """The real command: it prints its URL (port 0 resolved), answers, stops on SIGTERM."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    env.pop(DATABASE_URL_ENV, None)
+    open_store(tmp_path / "data", create=True).close()  # the host's store: serve never makes one
+    command = [sys.executable, "-m", "posbatch", "backoffice", "serve", "--listen",
+               "127.0.0.1:0", "--data-dir", str(tmp_path / "data")]  # fmt: skip
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            url = json.loads(line)["url"]
+            with urllib.request.urlopen(url + "login", timeout=SERVE_TIMEOUT_S) as answer:
+                assert 200 == answer.status and "posbatch" in answer.read().decode()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(SERVE_TIMEOUT_S)
+    assert 0 == proc.returncode
+
+
+@pytest.mark.slow
+def test_demo_serve_keeps_the_day_and_opens_the_console_with_a_fresh_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`posbatch demo --serve`: the day's store is kept, a `demo` user (ops) gets a password
+    made for the run, printed once, which logs in; then the console is served on loopback."""
+    import re  # noqa: PLC0415
+
+    from rich.console import Console  # noqa: PLC0415
+
+    from posbatch import demo  # noqa: PLC0415
+    from posbatch.backoffice import BackOffice  # noqa: PLC0415
+    from posbatch.host.cli import open_store  # noqa: PLC0415
+    from posbatch.web import cli as web_cli  # noqa: PLC0415
+
+    served: list[tuple[str, int, Path]] = []
+
+    def fake_serve(office: BackOffice, host: str, port: int, **options: object) -> None:
+        served.append((host, port, Path(str(office.store.engine.url.database)).parent))
+        listening = options["on_listening"]
+        assert callable(listening)
+        listening(port)
+
+    monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
+    monkeypatch.setattr(web_cli, "serve_console", fake_serve)
+    console = Console(record=True, width=120)
+    assert 0 == demo.serve_demo("127.0.0.1", 0, console)
+    text = console.export_text()
+    password = re.search(r"name demo\s+password (\S+)", text)
+    assert password is not None and served and served[0][:2] == ("127.0.0.1", 0)
+    with open_store(served[0][2]) as store:
+        office = BackOffice(store)
+        _, session = office.staff.login("demo", password[1], address="local", now=datetime.now(UTC))
+        assert "ops" == session.user.role.value
+        assert office.queries.terminals(Scope())[0]  # the demo's four terminals
+    shutil.rmtree(served[0][2])
