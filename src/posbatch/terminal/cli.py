@@ -25,6 +25,7 @@ from posbatch.batch.counters import BATCH_NO_MAX, STAN_MAX
 from posbatch.batch.money import format_fen, parse_yuan
 from posbatch.cli_support import (
     OneLineErrors,
+    one_line,
     read_secret_file,
     read_secret_line,
     refuse_secret_option,
@@ -65,7 +66,8 @@ def _clock() -> datetime:
 
 
 def _fail(exc: PosbatchError) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc}")
+    """One line on standard error (never wrapped to the screen's width), exit status 2."""
+    typer.echo(f"error: {one_line(exc)}", err=True)
     return typer.Exit(2)
 
 
