@@ -53,7 +53,7 @@ from posbatch.host.server import (
     serve,
 )
 from posbatch.host.store import PAN_KEY_BYTES, HostStore
-from posbatch.host.supervisor import Supervisor, reserve_port, stop_with_parent
+from posbatch.host.supervisor import Supervisor, reserve_port, say_listening, stop_with_parent
 from posbatch.terminal import TerminalSecrets
 
 __all__ = ["app", "kek", "open_store", "pan_key"]
@@ -219,6 +219,7 @@ def serve_command(
     ] = 1,
     worker: Annotated[bool, typer.Option(hidden=True)] = False,
     supervisor_pid: Annotated[int, typer.Option(hidden=True)] = 0,
+    ready_fd: Annotated[int, typer.Option(hidden=True)] = -1,
 ) -> None:
     """Run the host: terminals connect over TCP and speak the wire profile.
 
@@ -277,7 +278,9 @@ def serve_command(
     core = HostCore(store, clock=lambda: datetime.now(UTC), faults=script)
     try:
         asyncio.run(
-            _serve_until_signalled(core, host, port, limits, reuse_port=worker, early=early_stop)
+            _serve_until_signalled(
+                core, host, port, limits, reuse_port=worker, early=early_stop, ready_fd=ready_fd
+            )
         )
     except OSError as exc:  # the address: in use, not on this machine, not resolved
         raise _fail(ConfigError(f"cannot listen on {listen}: {exc.strerror or exc}")) from exc
@@ -301,15 +304,29 @@ async def _serve_until_signalled(
     *,
     reuse_port: bool,
     early: list[int],
+    ready_fd: int = -1,
 ) -> None:
-    """Serve; SIGTERM or SIGINT (now, or ``early`` before the loop ran) stops gracefully."""
+    """Serve; SIGTERM or SIGINT (now, or ``early`` before the loop ran) stops gracefully.
+
+    ``ready_fd`` (a worker): the supervisor's pipe, told once the worker listens.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     if early:
         stop.set()
-    await serve(core, host, port, limits=limits, reuse_port=reuse_port, stop=stop)
+    ready = asyncio.Event()
+    serving = asyncio.create_task(
+        serve(core, host, port, limits=limits, reuse_port=reuse_port, stop=stop, ready=ready)
+    )
+    if ready_fd >= 0:
+        waiting = asyncio.create_task(ready.wait())
+        await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        if ready.is_set():
+            say_listening(ready_fd)
+    await serving
 
 
 def _supervise(host: str, port: int, workers: int, options: list[str]) -> int:

@@ -15,9 +15,11 @@ there is no supervisor, the one process serves. The supervisor:
    connections over the listening workers;
 3. restarts a worker that exits on its own, after a backoff that grows with
    the deaths in a row of that worker's slot (:func:`restart_delay_ms`; a
-   worker that lived ``WORKER_STABLE_MS`` starts the count again), and gives
-   up — stops the others, exits 1 — when one slot died ``RESTARTS_MAX``
-   times in a row;
+   worker that served ``WORKER_STABLE_MS`` after it said it was listening
+   starts the count again — one that dies before it listens never does, however
+   long a loaded machine took to start it), and gives up — stops the others,
+   exits 1 — when one slot died ``RESTARTS_MAX`` times in a row. A worker says
+   it listens by writing one byte to the pipe named by ``--ready-fd``;
 4. on SIGTERM or SIGINT sends SIGTERM to every worker (each stops
    listening, answers what it has read once it is committed, then exits 0),
    waits at most ``STOP_TIMEOUT_MS``, kills what is left, and exits 0 when
@@ -52,6 +54,7 @@ __all__ = [
     "Supervisor",
     "reserve_port",
     "restart_delay_ms",
+    "say_listening",
     "stop_with_parent",
 ]
 
@@ -59,7 +62,8 @@ __all__ = [
 RESTART_BACKOFF_MS: Final = (100, 400, 1_600, 3_200)
 # Deaths in a row of one worker slot after which the supervisor gives up.
 RESTARTS_MAX: Final = len(RESTART_BACKOFF_MS) + 1
-# A worker that ran this long before dying starts its slot's count again.
+# A worker that served this long (from when it said it listens) before dying starts its slot's
+# count again.
 WORKER_STABLE_MS: Final = 10_000
 # A graceful stop waits this long for the workers, then kills the rest.
 STOP_TIMEOUT_MS: Final = 30_000
@@ -116,9 +120,28 @@ class _Slot:
 
     index: int
     process: subprocess.Popen[bytes] | None = None
+    ready_pipe: int | None = None  # read end: the worker writes a byte once it listens
+    listening_since: float | None = None
     started: float = 0.0
     deaths_in_a_row: int = 0
     restart_at: float = 0.0
+
+    def poll_ready(self, now: float) -> None:
+        """Note when the worker first said it listens (non-blocking)."""
+        if self.ready_pipe is None or self.listening_since is not None:
+            return
+        try:
+            said = os.read(self.ready_pipe, 1)
+        except BlockingIOError:
+            return
+        if said:
+            self.listening_since = now
+        self.close_pipe()  # a byte, or the end of the pipe: nothing more will come
+
+    def close_pipe(self) -> None:
+        if self.ready_pipe is not None:
+            os.close(self.ready_pipe)
+            self.ready_pipe = None
 
 
 class Supervisor:
@@ -129,11 +152,11 @@ class Supervisor:
         command: Sequence[str],
         workers: int,
         *,
-        spawn: Callable[[Sequence[str]], subprocess.Popen[bytes]] = subprocess.Popen,
+        spawn: Callable[[Sequence[str], int], subprocess.Popen[bytes]] | None = None,
     ) -> None:
         assert workers >= 1
         self._command = list(command)
-        self._spawn = spawn
+        self._spawn = spawn if spawn is not None else _spawn_worker
         self._slots = [_Slot(index) for index in range(workers)]
         self._stop_signal: int | None = None
 
@@ -167,6 +190,7 @@ class Supervisor:
                     if now >= slot.restart_at:
                         self._start(slot, now)
                     continue
+                slot.poll_ready(now)
                 returncode = slot.process.poll()
                 if returncode is None:
                     continue
@@ -183,7 +207,17 @@ class Supervisor:
         return self._stop_signal is not None  # set by the signal handler at any moment
 
     def _start(self, slot: _Slot, now: float) -> None:
-        slot.process = self._spawn(self._command)
+        read_end, write_end = os.pipe()
+        os.set_blocking(read_end, False)
+        try:
+            slot.process = self._spawn(self._command, write_end)
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)  # the worker holds its own copy
+        slot.ready_pipe = read_end
+        slot.listening_since = None
         slot.started = now
         _event("worker_started", worker=slot.index, pid=slot.process.pid)
 
@@ -192,8 +226,12 @@ class Supervisor:
         assert slot.process is not None
         pid = slot.process.pid
         slot.process = None
+        slot.poll_ready(now)  # it may have said so just before it died
+        slot.close_pipe()
         lived_ms = (now - slot.started) * 1000
-        slot.deaths_in_a_row = 1 if lived_ms >= WORKER_STABLE_MS else slot.deaths_in_a_row + 1
+        served_ms = 0.0 if slot.listening_since is None else (now - slot.listening_since) * 1000
+        stable = served_ms >= WORKER_STABLE_MS
+        slot.deaths_in_a_row = 1 if stable else slot.deaths_in_a_row + 1
         delay_ms = restart_delay_ms(slot.deaths_in_a_row)
         _event(
             "worker_exited",
@@ -201,6 +239,7 @@ class Supervisor:
             pid=pid,
             returncode=returncode,
             lived_ms=round(lived_ms),
+            listened=slot.listening_since is not None,
             restart_in_ms=delay_ms,
         )
         if delay_ms is None:
@@ -230,6 +269,21 @@ class Supervisor:
             clean = clean and returncode in (0, -signal.SIGTERM)
             _event("worker_stopped", worker=slot.index, pid=process.pid, returncode=returncode)
         return 0 if clean else EXIT_UNCLEAN_STOP
+
+
+def _spawn_worker(command: Sequence[str], ready_fd: int) -> subprocess.Popen[bytes]:
+    """Start ``command --ready-fd N`` with the pipe's write end N inherited."""
+    argv = [*command, "--ready-fd", str(ready_fd)]  # our own command line (sys.executable)
+    return subprocess.Popen(argv, pass_fds=(ready_fd,))  # noqa: S603
+
+
+def say_listening(ready_fd: int) -> None:
+    """In a worker: tell the supervisor this worker listens (one byte on its pipe)."""
+    try:
+        os.write(ready_fd, b"L")
+        os.close(ready_fd)
+    except OSError:  # the supervisor is gone: stop_with_parent handles that
+        pass
 
 
 def _event(name: str, **fields: object) -> None:
