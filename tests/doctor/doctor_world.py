@@ -11,7 +11,7 @@ from pathlib import Path
 from posbatch.doctor import Report, TerminalSite, examine
 from posbatch.host import FaultAction, FaultRule, FaultScript, HostCore, HostStore
 from posbatch.host.issuer import TEST_PAN_APPROVED
-from posbatch.terminal import InProcessLink, Terminal, init_terminal
+from posbatch.terminal import JOURNAL_FILE_NAME, InProcessLink, Terminal, init_terminal
 from posbatch.wire import Kind
 
 MERCHANT_ID = "898110054110001"
@@ -67,6 +67,8 @@ class World:
     link: Link = field(init=False)
     site: TerminalSite = field(init=False)
     backups: list[Path] = field(default_factory=list)
+    # What a TCP connect to the host gave (the CLI's probe); None: not tried (in-process).
+    tcp: tuple[bool, int | None, str | None] | None = None
 
     def __post_init__(self) -> None:
         self.store = HostStore.open(self.db_url, pan_key=b"k" * 32)
@@ -140,8 +142,25 @@ class World:
         self._init()
         self.site = self._open()
 
-    def examine(self, *, fix: bool = False) -> Report:
-        return examine(self.site, fix=fix, host_store=self.store)
+    def examine(self, *, fix: bool = False, host_store: bool = True) -> Report:
+        return examine(
+            self.site, fix=fix, host_store=self.store if host_store else None, tcp=self.tcp
+        )
+
+    def copy_journal(self) -> Path:
+        """A plain copy of the journal file (what a person makes by hand: no restore)."""
+        path = self.data_dir.parent / f"copy-{len(list(self.data_dir.parent.iterdir()))}.db"
+        self.terminal.journal.backup(path)
+        return path
+
+    def copy_back(self, copy: Path) -> None:
+        """The copy put over the journal file by hand (the terminal restarts on it)."""
+        self.site.close()
+        journal_file = self.data_dir / JOURNAL_FILE_NAME
+        for leftover in (journal_file.with_name(journal_file.name + s) for s in ("-wal", "-shm")):
+            leftover.unlink(missing_ok=True)
+        shutil.copyfile(copy, journal_file)
+        self.site = self._open()
 
     def close(self) -> None:
         self.site.close()

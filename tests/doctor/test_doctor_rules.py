@@ -124,6 +124,20 @@ def test_fresh_journal_behind_the_host_is_a_counters_reset() -> None:
     assert expected == diagnosis.cause
 
 
+def test_open_batch_the_host_holds_for_upload_is_an_older_journal() -> None:
+    """The host holds the journal's batch waiting for batch upload, yet the batch is open
+    here: another journal sent its 0500 — an early copy put back (counters reset) or an
+    older one (journal replaced); was 'unexplained' (simulator, heavy seed 57)."""
+    uploading = host_view(batch_no=1, batch_state="UPLOADING", last_closed_batch_no=None)
+    fresh = journal(batch_no=1, last_stan=7, settled_batches=0, fresh_start=True)
+    older = journal(batch_no=7, fresh_start=False)
+    causes = [
+        diagnose(evidence(journal=fresh, host_view=uploading)).cause,
+        diagnose(evidence(journal=older, host_view=replace(uploading, batch_no=7))).cause,
+    ]
+    assert [Cause.COUNTERS_RESET, Cause.JOURNAL_REPLACED] == causes
+
+
 def test_fresh_journal_of_a_new_terminal_is_not_a_reset() -> None:
     """A new terminal at batch 000001 on a host at 000001 is healthy."""
     fresh = journal(batch_no=1, last_stan=3, settled_batches=0, fresh_start=True)
@@ -275,11 +289,26 @@ def test_batch_number_check_fails_when_the_numbers_differ() -> None:
 
 
 def test_unreachable_host_is_a_network_cause() -> None:
-    """No TCP connection at all: the network is the cause."""
-    probe = network(tcp_reachable=False, connect_ms=None, echo_round_trips_ms=(), error="refused")
+    """No TCP connection at all (the connect timed out): the network is the cause."""
+    probe = network(tcp_reachable=False, connect_ms=None, echo_round_trips_ms=(), error="timeout")
     diagnosis = diagnose(evidence(network=probe, host_view=host_view(reached=False)))
     expected = Cause.NETWORK_TIMEOUTS
     assert expected == diagnosis.cause
+
+
+def test_refused_connection_means_the_host_is_not_listening() -> None:
+    """A refused connection is the host program, not the line: no cable/router/SIM advice,
+    nothing doctor can repair, the acquirer must start its host."""
+    probe = network(tcp_reachable=False, connect_ms=None, echo_round_trips_ms=(), error="refused")
+    diagnosis = diagnose(evidence(network=probe, host_view=host_view(reached=False)))
+    advice = " ".join(line.en for line in diagnosis.person_steps)
+    expected = (Cause.HOST_NOT_LISTENING, (), False, True)
+    assert expected == (
+        diagnosis.cause,
+        diagnosis.repairs,
+        "SIM" in advice,
+        "host program is not running" in advice,
+    )
 
 
 def test_lost_first_settlement_of_a_new_terminal_is_not_a_reset() -> None:

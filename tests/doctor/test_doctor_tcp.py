@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +20,16 @@ from posbatch.errors import HostUnreachable
 from posbatch.host import FaultAction, FaultRule, FaultScript, HostCore, HostStore
 from posbatch.host.server import HostServer
 from posbatch.terminal import init_terminal, open_terminal
-from posbatch.wire import Kind
+from posbatch.wire import (
+    AdminResponse,
+    EchoRequest,
+    Frame,
+    FrameReader,
+    Kind,
+    decode_message,
+    encode_frame,
+    encode_message,
+)
 
 runner = CliRunner()
 # How long the till waits for an answer the host's fault script drops.
@@ -56,7 +66,7 @@ class Loopback:
 
     def doctor(self, *args: str) -> tuple[int, dict[str, object]]:
         result = runner.invoke(app, ["doctor", "--data-dir", str(self.data_dir), "--json", *args])
-        return result.exit_code, json.loads(result.output)
+        return result.exit_code, json.loads(result.stdout)
 
 
 @pytest.fixture
@@ -114,4 +124,221 @@ async def test_doctor_fix_over_tcp_recovers_a_lost_settlement_answer(loopback: L
         code,
         report["diagnosis"]["cause"],  # type: ignore[index]
         report["after"]["outcome"],  # type: ignore[index]
+    )
+
+
+# --- a diagnosis that changes nothing, over a real socket -------------------------------------
+
+
+def _state(loopback: Loopback) -> tuple[object, ...]:
+    """What a later diagnosis reads: the journal's last entry and STAN, the host's records."""
+    terminal = open_terminal(loopback.data_dir, clock=_now)
+    try:
+        journal = terminal.journal
+        mine = (journal.last_seq, journal.chain_hash(journal.last_seq), journal.state().stan)
+    finally:
+        terminal.journal.engine.dispose()
+    store = loopback.store
+    return (
+        mine,
+        store.terminal(TERMINAL_ID),
+        tuple(store.batches(TERMINAL_ID)),
+        len(store.transactions(TERMINAL_ID)),
+    )
+
+
+def _verdict(report: dict[str, object]) -> tuple[object, ...]:
+    diagnosis = report["diagnosis"]
+    assert isinstance(diagnosis, dict)
+    return (
+        diagnosis["outcome"],
+        diagnosis["cause"],
+        diagnosis["repairs"],
+        [(check["key"], check["status"]) for check in diagnosis["checks"]],
+    )
+
+
+async def test_doctor_twice_over_tcp_changes_nothing(loopback: Loopback) -> None:
+    """`posbatch doctor` against the live host, twice: the host's last STAN, keys and batch and
+    the journal stay as they were (no sign-on, no STAN taken), and the verdict is the same."""
+    await asyncio.to_thread(loopback.till, 1250)
+    loopback.core.set_faults(
+        FaultScript([FaultRule(FaultAction.DROP, kind=Kind.SETTLEMENT, count=1)])
+    )
+    with pytest.raises(HostUnreachable):
+        await asyncio.to_thread(loopback.settle)
+    loopback.core.set_faults(None)
+    before = await asyncio.to_thread(_state, loopback)
+    code, first = await asyncio.to_thread(loopback.doctor)
+    middle = await asyncio.to_thread(_state, loopback)
+    again, second = await asyncio.to_thread(loopback.doctor)
+    expected = (before, before, (1, _verdict(first)), "lost_response")
+    assert expected == (
+        middle,
+        await asyncio.to_thread(_state, loopback),
+        (again, _verdict(second)),
+        first["diagnosis"]["cause"],  # type: ignore[index]
+    )
+    assert code == 1
+
+
+async def test_doctor_fix_shows_the_diagnosis_and_plan_before_asking(loopback: Loopback) -> None:
+    """--fix prints the cause and the numbered plan first, then asks step 1 (and a 'no'
+    changes nothing)."""
+    await asyncio.to_thread(loopback.till, 1250)
+    loopback.core.set_faults(
+        FaultScript([FaultRule(FaultAction.DROP, kind=Kind.SETTLEMENT, count=1)])
+    )
+    with pytest.raises(HostUnreachable):
+        await asyncio.to_thread(loopback.settle)
+    loopback.core.set_faults(None)
+    result = await asyncio.to_thread(
+        runner.invoke, app, ["doctor", "--data-dir", str(loopback.data_dir), "--fix"], "n\n"
+    )
+    out = result.output
+    cause, plan, question = (
+        out.find("Cause: settlement answer lost"),
+        out.find("doctor can repair"),
+        out.find("step 1 of 1"),
+    )
+    expected = (True, 1)
+    assert expected == (-1 < cause < plan < question, result.exit_code)
+
+
+# --- every wait has a deadline ---------------------------------------------------------------
+
+
+@pytest.fixture
+async def silent_host(tmp_path: Path) -> AsyncIterator[Path]:
+    """A 'host' that accepts every connection and never answers, and a terminal pointing at it."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # keep it open; say nothing
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    data_dir = tmp_path / "terminal"
+    init_terminal(
+        data_dir,
+        merchant_id=MERCHANT_ID,
+        terminal_id=TERMINAL_ID,
+        master_key=MASTER_KEY,
+        host_address=f"127.0.0.1:{port}",
+        clock=_now,
+    )
+    yield data_dir
+    for writer in accepted:
+        writer.close()
+    server.close()
+    await server.wait_closed()
+
+
+@pytest.mark.slow  # waits out its 3 s budget
+async def test_a_host_that_never_answers_gets_deadlines_and_progress_lines(
+    silent_host: Path,
+) -> None:
+    """Each echo waits at most --wait seconds, all of them at most 3 × that (the rest are not
+    sent), and each wait is announced on standard error before it starts."""
+    args = ["doctor", "--data-dir", str(silent_host), "--json", "--wait", "1"]
+    result = await asyncio.to_thread(runner.invoke, app, args)
+    report = json.loads(result.stdout)
+    network = report["evidence"]["network"]
+    announced = result.stderr.count("waiting at most 1 s for the host")
+    expected = (1, True, "network_timeouts", len(network["echo_round_trips_ms"]))
+    assert expected == (
+        result.exit_code,
+        network["echo_not_sent"] >= 1 and all(t is None for t in network["echo_round_trips_ms"]),
+        report["diagnosis"]["cause"],
+        announced,
+    )
+
+
+async def test_refused_connection_names_the_host_not_the_cable(tmp_path: Path) -> None:
+    """Nothing listens on the port: 'the host is not listening', not 'check cable, router or
+    SIM', and no repair doctor could do."""
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now
+    data_dir = tmp_path / "terminal"
+    init_terminal(
+        data_dir,
+        merchant_id=MERCHANT_ID,
+        terminal_id=TERMINAL_ID,
+        master_key=MASTER_KEY,
+        host_address=f"127.0.0.1:{port}",
+        clock=_now,
+    )
+    result = await asyncio.to_thread(
+        runner.invoke, app, ["doctor", "--data-dir", str(data_dir), "--json"]
+    )
+    report = json.loads(result.stdout)
+    tcp = next(c for c in report["diagnosis"]["checks"] if c["key"] == "network.tcp")
+    expected = ("host_not_listening", [], False, True)
+    assert expected == (
+        report["diagnosis"]["cause"],
+        report["diagnosis"]["repairs"],
+        "SIM" in json.dumps(tcp),
+        "nothing listens" in json.dumps(tcp),
+    )
+
+
+@pytest.fixture
+async def hostile_host(tmp_path: Path) -> AsyncIterator[Path]:
+    """A 'host' that answers every echo with markup and junk in field 63."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            prefix = await reader.readexactly(2)
+            body = await reader.readexactly(int.from_bytes(prefix, "big"))
+        except asyncio.IncompleteReadError:  # doctor's TCP probe: connect, hang up
+            writer.close()
+            return
+        frame = FrameReader().feed(prefix + body)[0]
+        request = decode_message(frame.body)
+        assert isinstance(request, EchoRequest)
+        now = _now()
+        reply = AdminResponse(
+            Kind.ECHO, request.terminal_id, request.merchant_id, request.stan,
+            request.batch_no, "00", f"{now:%H%M%S}", f"{now:%m%d}",
+            "B=000001;S=OPEN;Q=[/];T=[bold]x;X=[red]",
+        )  # fmt: skip
+        writer.write(encode_frame(Frame(frame.tpdu, frame.header, encode_message(reply))))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    data_dir = tmp_path / "terminal"
+    init_terminal(
+        data_dir,
+        merchant_id=MERCHANT_ID,
+        terminal_id=TERMINAL_ID,
+        master_key=MASTER_KEY,
+        host_address=f"127.0.0.1:{port}",
+        clock=_now,
+    )
+    yield data_dir
+    server.close()
+    await server.wait_closed()
+
+
+async def test_markup_from_a_hostile_host_is_printed_not_obeyed(hostile_host: Path) -> None:
+    """Field 63 text like '[/]' is shown as text (no traceback), an unknown Q= is not
+    believed, and a T= that is not 6 digits is ignored."""
+    result = await asyncio.to_thread(
+        runner.invoke, app, ["doctor", "--data-dir", str(hostile_host)]
+    )
+    json_result = await asyncio.to_thread(
+        runner.invoke, app, ["doctor", "--data-dir", str(hostile_host), "--json"]
+    )
+    view = json.loads(json_result.stdout)["evidence"]["host_view"]
+    expected = (0, False, None, None, 1)
+    assert expected == (
+        result.exit_code,
+        "Traceback" in result.output,
+        view["last_closed_reason"],
+        view["last_stan_in_batch"],
+        view["batch_no"],
     )

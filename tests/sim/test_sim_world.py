@@ -13,6 +13,7 @@ from posbatch.sim import (
     run_seed,
     run_seeds,
 )
+from posbatch.sim._faults import FaultKind
 from posbatch.sim._report import minimal_trace
 
 HEAVY = profile_named("heavy")
@@ -101,3 +102,36 @@ def test_worker_processes_give_the_same_runs() -> None:
     config = SimConfig(terminals=1, days=1, transactions=2, faults=HEAVY)
     expected = [run_seed(seed, config).digest for seed in (1, 2, 3)]
     assert expected == [result.digest for result in run_seeds(range(1, 4), config, jobs=2)]
+
+
+DOCTOR = SimConfig(terminals=2, days=2, transactions=6, faults=HEAVY)
+DOCTOR_BROKEN = SimConfig(
+    terminals=2,
+    days=2,
+    transactions=6,
+    faults=HEAVY,
+    broken=frozenset({Breakage.DOCTOR_TAKES_STANS}),
+)
+
+
+def test_copied_back_journals_and_mid_fault_diagnoses_are_drawn_and_hold() -> None:
+    """Heavy faults draw older journals copied back and doctor runs (diagnosis only) through
+    the faulty link: each diagnosis changed nothing and gave one verdict (invariant 9), and a
+    copied-back journal is diagnosed at once."""
+    result = run_seed(3, DOCTOR)
+    diagnosed = {key.split(":")[0] for key in result.diagnoses}
+    expected = ([], True, True, {"mid-faults", "after a copy-back"})
+    assert expected == (
+        [violation.render() for violation in result.violations],
+        result.faults[FaultKind.JOURNAL_COPIED_BACK] > 0,
+        result.faults[FaultKind.DOCTOR_DIAGNOSIS] > 0,
+        diagnosed,
+    )
+
+
+def test_checker_catches_a_diagnosis_that_takes_stans() -> None:
+    """Doctor's old echo tests (a STAN taken from the journal per echo) break invariant 9."""
+    result = run_seed(3, DOCTOR_BROKEN)
+    expected = {9}
+    assert expected == {violation.invariant for violation in result.violations}
+    assert all("state of the journal" in v.message for v in result.violations)

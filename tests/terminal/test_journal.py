@@ -14,6 +14,7 @@ from terminal_world import MASTER_KEY, MERCHANT_ID, PAN, TERMINAL_ID, StepClock,
 from posbatch.errors import ConfigError, JournalIntegrityError, StorageError
 from posbatch.storage import create_engine
 from posbatch.terminal import (
+    KEY_FILE_NAME,
     BatchRow,
     Journal,
     Terminal,
@@ -187,6 +188,7 @@ def test_backup_and_restore_report_what_is_missing(world: World, tmp_path: Path)
     world.terminal.journal.backup(tmp_path / "backup.db")
     late = world.terminal.sale(200, PAN)
     world.terminal.journal.engine.dispose()
+    world.secrets.save(tmp_path / KEY_FILE_NAME)  # the terminal's key file, next to its journal
     report = restore_journal(tmp_path / "backup.db", tmp_path)
     assert (report.chain_ok, report.missing_stans, report.missing_approvals) == (
         True,
@@ -204,6 +206,7 @@ def test_restore_refuses_a_damaged_backup(world: World, tmp_path: Path) -> None:
     with engine.begin() as connection:
         connection.execute(sa.text("UPDATE transactions SET amount_fen = 99999"))
     engine.dispose()
+    world.secrets.save(tmp_path / "elsewhere" / KEY_FILE_NAME)  # a terminal with the same key
     with pytest.raises(JournalIntegrityError, match="use --force"):
         restore_journal(backup, tmp_path / "elsewhere")
     forced = restore_journal(backup, tmp_path / "elsewhere", force=True)

@@ -16,7 +16,7 @@ from terminal_world import MASTER_KEY, MERCHANT_ID, PAN, START, TERMINAL_ID, Wor
 
 from posbatch.errors import HostUnreachable
 from posbatch.host import FaultAction, FaultRule, HostCore, HostStore
-from posbatch.terminal import InProcessLink, Journal, TxnState, restore_journal
+from posbatch.terminal import KEY_FILE_NAME, InProcessLink, Journal, TxnState, restore_journal
 from posbatch.wire import Kind
 
 
@@ -34,6 +34,7 @@ def test_reinstall_restored_from_backup_settles_what_the_host_holds(
     unseen = {world.terminal.sale(400, PAN).stan, world.terminal.sale(500, PAN).stan}
     world.terminal.journal.engine.dispose()
     new_dir = tmp_path / "reinstalled"
+    world.secrets.save(new_dir / KEY_FILE_NAME)  # the journal's disk was lost, its key kept
     report = restore_journal(tmp_path / "backup.db", new_dir, clock=world.clock)
     world.journal_url = f"sqlite:///{new_dir / 'journal.db'}"
     terminal = world.restart()

@@ -107,13 +107,17 @@ def test_status_shows_the_batch(tmp_path: Path) -> None:
 
 
 def test_backup_and_restore_from_the_command_line(host_address: str, tmp_path: Path) -> None:
-    """backup after a sale, restore into a new dir: the restore says the next sign-on resyncs."""
+    """backup after a sale (passphrase at the prompt), restore it: the next sign-on resyncs."""
     data_dir = tmp_path / "terminal"
     _init(data_dir, host_address)
     _sale(data_dir, "1.00")
     copy = tmp_path / "copy.db"
-    backup = runner.invoke(app, ["backup", str(copy), "--data-dir", str(data_dir)])
-    restore = runner.invoke(app, ["restore", str(copy), "--data-dir", str(tmp_path / "new")])
+    backup = runner.invoke(
+        app,
+        ["backup", str(copy), "--data-dir", str(data_dir)],
+        input="a passphrase\na passphrase\n",
+    )
+    restore = runner.invoke(app, ["restore", str(copy), "--data-dir", str(data_dir)])
     assert (backup.exit_code, restore.exit_code) == (0, 0), restore.output
     assert "settles the host's open batch" in restore.output
 

@@ -109,12 +109,20 @@ def test_malformed_ids_are_refused_at_init(
 
 
 def test_the_terminal_files_are_private(tmp_path: Path) -> None:
-    """init: directory 0700, journal and key file 0600; a backup 0600 too."""
+    """init: directory 0700, journal and key file 0600; a backup 0600 too, and a restore on
+    a reinstalled terminal (in a directory of its own) writes 0600 files."""
     data_dir = tmp_path / "t"
     _init(data_dir)
-    backup = _terminal("backup", str(tmp_path / "b" / "copy.db"), "--data-dir", str(data_dir))
-    restored = _terminal("restore", str(tmp_path / "b" / "copy.db"), "--data-dir",
-                         str(tmp_path / "r"))  # fmt: skip
+    backup = _terminal("backup", str(tmp_path / "b" / "copy.db"), "--passphrase-stdin",
+                       "--data-dir", str(data_dir), input="shop passphrase 1\n")  # fmt: skip
+    _terminal(
+        "init", "--merchant-id", MERCHANT_ID, "--terminal-id", TERMINAL_ID, "--reinstall",
+        "--master-key-file", "-", "--host", "127.0.0.1:9", "--data-dir", str(tmp_path / "r"),
+        input=MASTER_KEY.hex() + "\n",
+    )  # fmt: skip
+    restored = _terminal("restore", str(tmp_path / "b" / "copy.db"), "--passphrase-stdin",
+                         "--data-dir", str(tmp_path / "r"),
+                         input="shop passphrase 1\n")  # fmt: skip
     assert (backup.exit_code, restored.exit_code) == (0, 0), restored.output
     files = {path.name: _mode(path) for path in data_dir.iterdir()}
     assert _mode(data_dir) == 0o700 and set(files.values()) == {0o600}

@@ -17,7 +17,16 @@ import enum
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["APPROVED", "CODES", "Actor", "ResponseCode", "describe", "lookup"]
+__all__ = [
+    "APPROVED",
+    "BATCH_FULL",
+    "CODES",
+    "CURRENCY_NOT_SUPPORTED",
+    "Actor",
+    "ResponseCode",
+    "describe",
+    "lookup",
+]
 
 
 class Actor(enum.StrEnum):
@@ -46,6 +55,10 @@ class ResponseCode:
 
 
 APPROVED: Final = "00"
+# This profile's decisions (docs/host.md, "How it answers"): ISO 8583 has no code of
+# its own for either, so each takes the nearest ISO meaning.
+CURRENCY_NOT_SUPPORTED: Final = "40"  # ISO: requested function not supported
+BATCH_FULL: Final = "95"  # ISO: reconcile error — the batch can no longer be reconciled
 
 _T = Actor.TERMINAL
 _C = Actor.CASHIER
@@ -142,6 +155,18 @@ CODES: Final[dict[str, ResponseCode]] = {
             "the message does not follow the wire profile",
             "report the terminal software version to the service desk",
             "请将终端软件版本报告给服务商",
+        ),
+        ResponseCode(
+            "40",
+            "请求的功能尚不支持(仅受理人民币 156)",
+            "requested function not supported (only CNY, currency 156)",
+            _M,
+            False,
+            False,
+            "field 49 names a currency this acquirer does not settle: only 156 (CNY) is "
+            "accepted, and a sale in another currency would be counted as CNY fen",
+            "set the terminal's currency to CNY (156), or take the payment in CNY",
+            "请将终端币种设为人民币(156)，或以人民币收款",
         ),
         ResponseCode(
             "51",
@@ -242,6 +267,19 @@ CODES: Final[dict[str, ResponseCode]] = {
             "the same terminal, batch and STAN were sent before",
             "check the journal; the original answer stands",
             "请查看终端流水，以原交易结果为准",
+        ),
+        ResponseCode(
+            "95",
+            "交易笔数已满，请先结算",
+            "batch full — settle first",
+            _T,
+            True,
+            False,
+            "one more transaction would make the batch unsettleable: field 48 counts at most "
+            "999 debits and 999 credits per card class (domestic, foreign), and sums each "
+            "amount in 12 digits of fen (field 63 R=FULL;F=... names the counter that is full)",
+            "the terminal settles this batch and sends the transaction again in the next one",
+            "终端将自动结算本批次，并在新批次中重新发送该交易",
         ),
         ResponseCode(
             "96",

@@ -7,6 +7,10 @@ value someone typed is a batch number at all. Pure: no storage, no clock.
 - STAN (流水号): one per message the terminal originates; ``999999`` is
   followed by ``000001`` (``000000`` is never used).
 - batch_no (批次号): advances by one when a batch closes; it wraps the same way.
+
+"Behind" has ONE definition (:func:`is_behind`), used by the host (which
+answers 77 ``R=BEHIND`` / ``R=AHEAD``), the terminal's recovery and doctor:
+999999 is behind 000001, because 000001 follows it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ __all__ = [
     "format_batch_no",
     "format_stan",
     "is_batch_no",
+    "is_behind",
     "is_stan",
     "next_batch_no",
     "next_stan",
@@ -37,6 +42,9 @@ BATCH_NO_FIRST: Final = 1
 BATCH_NO_MAX: Final = 999_999
 BATCH_NO_DIGITS: Final = 6
 _CYCLE: Final = BATCH_NO_MAX  # values per turn of either counter (1..999999)
+# Batch numbers within half a turn are compared as "behind"/"ahead"; beyond that the
+# wrap makes the order meaningless and the nearer direction wins.
+_HALF_CYCLE: Final = _CYCLE // 2
 
 
 def is_stan(value: int) -> bool:
@@ -66,6 +74,16 @@ def batch_no_distance(start: int, end: int) -> int:
     if not (is_batch_no(start) and is_batch_no(end)):
         raise ValueError(f"batch_no outside {BATCH_NO_FIRST}..{BATCH_NO_MAX}: {start}, {end}")
     return (end - start) % _CYCLE
+
+
+def is_behind(batch_no: int, other: int) -> bool:
+    """Whether ``batch_no`` comes before ``other``, counting across the wrap.
+
+    ``other`` is reached from ``batch_no`` in 1..499,999 ``next_batch_no`` steps:
+    000005 is behind 000006, 999999 is behind 000001 (the wrap), and 000001 is
+    *not* behind 999999 — it is ahead of it. Equal numbers are neither.
+    """
+    return 0 < batch_no_distance(batch_no, other) <= _HALF_CYCLE
 
 
 def format_stan(stan: int) -> str:

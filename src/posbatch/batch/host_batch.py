@@ -37,8 +37,9 @@ from __future__ import annotations
 import enum
 from typing import Final
 
+from posbatch.batch.counters import next_batch_no
 from posbatch.errors import IllegalTransition
-from posbatch.wire import BATCH_NO_MAX, BatchState
+from posbatch.wire import BatchState
 
 __all__ = [
     "FIRST_BATCH_NO",
@@ -95,10 +96,3 @@ def apply(state: BatchState, event: BatchEvent) -> BatchState:
 def allows(state: BatchState, event: BatchEvent) -> bool:
     """Whether the table has a move for ``event`` in ``state``."""
     return (state, event) in TRANSITIONS
-
-
-def next_batch_no(batch_no: int) -> int:
-    """The batch number after ``batch_no``: 999999 wraps to 000001."""
-    if not FIRST_BATCH_NO <= batch_no <= BATCH_NO_MAX:
-        raise ValueError(f"batch_no {batch_no} outside 1..{BATCH_NO_MAX}")
-    return FIRST_BATCH_NO if batch_no == BATCH_NO_MAX else batch_no + 1

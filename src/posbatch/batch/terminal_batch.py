@@ -60,7 +60,7 @@ import enum
 from dataclasses import dataclass
 from typing import Final
 
-from posbatch.batch.counters import BATCH_NO_MAX, batch_no_distance
+from posbatch.batch.counters import is_behind
 from posbatch.errors import IllegalTransition
 from posbatch.wire import BatchReason, BatchStateDetail
 
@@ -79,9 +79,6 @@ __all__ = [
 ]
 
 MACHINE_NAME: Final = "terminal settlement"
-# Batch numbers within half a turn are compared as "behind"/"ahead"; beyond
-# that the wrap makes the order meaningless and the nearer direction wins.
-_HALF_CYCLE: Final = BATCH_NO_MAX // 2
 
 
 class SettleStep(enum.StrEnum):
@@ -135,12 +132,6 @@ def apply(step: SettleStep, event: SettleEvent) -> SettleStep:
 def accepts_transactions(step: SettleStep) -> bool:
     """Only an OPEN batch takes sales, voids and refunds; settlement freezes it."""
     return step == SettleStep.OPEN
-
-
-def is_behind(batch_no: int, other: int) -> bool:
-    """Whether ``batch_no`` comes before ``other`` (within half a turn of the wrap)."""
-    distance = batch_no_distance(batch_no, other)
-    return 0 < distance <= _HALF_CYCLE
 
 
 class RecoveryAction(enum.StrEnum):

@@ -25,7 +25,10 @@ __all__ = ["Accounting", "account"]
 
 _COUNTED_HOST: Final = frozenset({"approved", "voided"})
 # Exception kinds that cover a whole batch rather than one STAN.
-_BATCH_WIDE: Final = frozenset({"batch-advanced", "settled-after-advance"})
+_BATCH_WIDE: Final = frozenset({"batch-advanced", "settled-after-advance", "settled-again-differs"})
+# Rows of one host batch read at once: a batch counts at most 4 × 999 transactions in
+# field 48 (declines come on top), so the store's default page of 1,000 is not enough.
+BATCH_ROWS_READ_MAX: Final = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +55,7 @@ def account(store: object, terminal_id: str, journal: Journal | None = None) -> 
     host_seen: dict[tuple[int, int], int] = {}
     host_count = 0
     for batch in store.batches(terminal_id):
-        txns = store.transactions(terminal_id, batch.batch_no)
+        txns = store.transactions(terminal_id, batch.batch_no, limit=BATCH_ROWS_READ_MAX)
         counted = [tx for tx in txns if tx.status in _COUNTED_HOST]
         host_count += len(counted)
         for tx in counted:

@@ -12,7 +12,28 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
-from posbatch.doctor._evidence import Evidence, LocalBatchState
+from posbatch.batch.counters import STAN_MAX, is_behind
+from posbatch.batch.totals import TOTAL_COUNT_MAX
+from posbatch.doctor._evidence import (
+    TCP_REFUSED,
+    TCP_TIMEOUT,
+    TCP_UNREACHABLE,
+    TCP_UNRESOLVED,
+    Evidence,
+    LocalBatchState,
+)
+from posbatch.doctor._words import (
+    Line,
+    batch_state_words,
+    capacity_words,
+    close_reason_words,
+    count,
+    event_line,
+    exception_kind_words,
+    money,
+    response_words,
+    stan,
+)
 
 __all__ = [
     "CLOCK_SKEW_FAIL_S",
@@ -20,10 +41,12 @@ __all__ = [
     "ECHO_SLOW_MS",
     "LOW_DISK_BYTES",
     "STALE_AFTER",
+    "TCP_FAILURE_WORDS",
     "Check",
     "Line",
     "Status",
     "run_checks",
+    "stan_ahead",
 ]
 
 # Past this the terminal's dates (receipts, field 13, the day boundary) are wrong.
@@ -46,14 +69,6 @@ class Status(enum.StrEnum):
     WARNING = "warning"
     FAILED = "failed"
     NOT_CHECKED = "not checked"
-
-
-@dataclass(frozen=True, slots=True)
-class Line:
-    """One line of evidence or advice, in English and Chinese."""
-
-    en: str
-    zh: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +105,15 @@ def clock_skew_s(evidence: Evidence) -> int | None:
     return round((view.terminal_time - view.host_time).total_seconds())
 
 
+def stan_ahead(stan_number: int, of: int) -> bool:
+    """Is ``stan_number`` after ``of`` in the terminal's count (within half a turn: 999999
+    wraps to 000001, so 000003 is after 999998)? ``of`` 0 means none used yet."""
+    if of == 0:
+        return stan_number != 0
+    distance = (stan_number - of) % STAN_MAX
+    return 0 < distance <= STAN_MAX // 2
+
+
 def batch_age(evidence: Evidence) -> timedelta | None:
     journal = evidence.journal
     if journal is None or journal.oldest_unsettled_at is None:
@@ -113,7 +137,7 @@ def _batch_number(evidence: Evidence) -> Check:
         return _check("batch.number", "batch", *title, Status.PASSED, line)
     side = (
         ("the terminal is behind the host", "终端落后于主机")
-        if journal.batch_no < host_batch_no
+        if is_behind(journal.batch_no, host_batch_no)
         else ("the terminal is ahead of the host", "终端超前于主机")
     )
     return _check("batch.number", "batch", *title, Status.FAILED, line, Line(*side))
@@ -142,10 +166,11 @@ def _batch_state(evidence: Evidence) -> Check:
             f"终端批次 {_b(journal.batch_no)} {zh}",
         )
     ]
+    net_en, net_zh = money(journal.approved_net_fen)
     lines.append(
         Line(
-            f"{journal.approved_count} approvals, net {journal.approved_net_fen} fen",
-            f"{journal.approved_count} 笔成功交易,净额 {journal.approved_net_fen} 分",
+            f"{count(journal.approved_count, 'approval')}, net {net_en}",
+            f"{journal.approved_count} 笔成功交易,净额 {net_zh}",
         )
     )
     status = Status.PASSED
@@ -155,24 +180,25 @@ def _batch_state(evidence: Evidence) -> Check:
             lines.append(
                 Line(
                     "a settlement request (0500) went out and no answer came back",
-                    "结算请求(0500)已发出,未收到应答",
+                    "结算请求已发出,未收到应答",
                 )
             )
         if journal.upload_records_total:
             lines.append(
                 Line(
-                    f"{journal.upload_records_acknowledged} of {journal.upload_records_total} "
-                    "batch-upload records acknowledged",
+                    f"{journal.upload_records_acknowledged} of "
+                    f"{count(journal.upload_records_total, 'batch-upload record')} acknowledged",
                     f"批上送 {journal.upload_records_total} 笔,已确认 "
                     f"{journal.upload_records_acknowledged} 笔",
                 )
             )
     host_state = evidence.host_batch_state
     if host_state is not None:
+        state_en, state_zh = batch_state_words(host_state)
         lines.append(
             Line(
-                f"the host's batch {_b(evidence.host_batch_no)} is {host_state}",
-                f"主机批次 {_b(evidence.host_batch_no)} 状态 {host_state}",
+                f"the host's batch {_b(evidence.host_batch_no)} is {state_en}",
+                f"主机批次 {_b(evidence.host_batch_no)} {state_zh}",
             )
         )
         if host_state == "UPLOADING":
@@ -182,7 +208,7 @@ def _batch_state(evidence: Evidence) -> Check:
         hours = int(age.total_seconds() // 3600)
         lines.append(
             Line(
-                f"the first approval of this batch is {hours} hours old: "
+                f"the first approval of this batch is {count(hours, 'hour')} old: "
                 "not settled for over a day",
                 f"本批次第一笔交易已过去 {hours} 小时:超过一天未结算",
             )
@@ -192,34 +218,53 @@ def _batch_state(evidence: Evidence) -> Check:
 
 
 def _stan(evidence: Evidence) -> Check:
-    title = ("STAN continuity", "流水号连续性")
+    title = ("message numbers (STAN) in order", "流水号连续性")
     journal = evidence.journal
     if journal is None:
         return _check("batch.stan", "batch", *title, Status.NOT_CHECKED, _NO_JOURNAL)
-    lines = [Line(f"last STAN {journal.last_stan:06d}", f"最后流水号 {journal.last_stan:06d}")]
+    mine_en, mine_zh = stan(journal.last_stan)
+    lines = [Line(f"the terminal's last {mine_en}", f"终端最后{mine_zh}")]
     status = Status.PASSED
     if journal.stan_gaps:
         status = Status.WARNING
         lines.append(
             Line(
-                f"{journal.stan_gaps} STANs missing inside the journal",
+                f"{count(journal.stan_gaps, 'message number')} skipped inside the journal",
                 f"流水日志中缺少 {journal.stan_gaps} 个流水号",
             )
         )
     records = evidence.host_records
     if records is not None and records.last_stan is not None:
-        lines.append(
-            Line(
-                f"the host last saw STAN {records.last_stan:06d}",
-                f"主机最后流水号 {records.last_stan:06d}",
-            )
-        )
-        if records.last_stan > journal.last_stan:
+        host_en, host_zh = stan(records.last_stan)
+        lines.append(Line(f"the host last saw {host_en}", f"主机最后收到{host_zh}"))
+        if stan_ahead(records.last_stan, journal.last_stan):
             status = Status.FAILED
             lines.append(
                 Line(
-                    "the host has seen STANs this journal never used: counters went back",
-                    "主机收到过本日志未使用的流水号:计数器被回退",
+                    "the host has seen message numbers this journal never used: "
+                    "the journal's counter went back",
+                    "主机收到过本日志未使用的流水号:终端计数器被回退",
+                )
+            )
+    host_stan = evidence.host_last_stan_in_batch
+    held = evidence.host_last_stan_in_journal
+    if host_stan is not None and held is not None:
+        host_en, host_zh = stan(host_stan)
+        where = _b(evidence.host_batch_no)
+        if held:
+            lines.append(
+                Line(
+                    f"the host's last transaction in batch {where}, {host_en}, is in the journal",
+                    f"主机批次 {where} 的最后一笔交易({host_zh})在本日志中",
+                )
+            )
+        else:
+            status = Status.FAILED
+            lines.append(
+                Line(
+                    f"the host's last transaction in batch {where}, {host_en}, "
+                    "is missing from the journal",
+                    f"主机批次 {where} 的最后一笔交易({host_zh})不在本日志中",
                 )
             )
     return _check("batch.stan", "batch", *title, status, *lines)
@@ -275,8 +320,8 @@ def _chain(evidence: Evidence) -> Check:
             Status.PASSED,
             Line("every row links to the one before", "每一行都与上一行链接一致"),
         )
-    where = "" if journal.first_bad_row is None else f" at row {journal.first_bad_row}"
-    where_zh = "" if journal.first_bad_row is None else f"(第 {journal.first_bad_row} 行)"
+    where = "" if journal.first_bad_row is None else f" at entry {journal.first_bad_row}"
+    where_zh = "" if journal.first_bad_row is None else f"(第 {journal.first_bad_row} 条记录)"
     return _check(
         "terminal.chain",
         "terminal",
@@ -351,7 +396,7 @@ def _disk(evidence: Evidence) -> Check:
             Line("free space not measured", "未测量剩余空间"),
         )
     mib = journal.free_disk_bytes // (1024 * 1024)
-    line = Line(f"{mib} MiB free where the journal lives", f"日志所在磁盘剩余 {mib} MiB")
+    line = Line(f"{mib} MiB free where the journal lives", f"日志所在磁盘剩余 {mib} 兆字节")
     status = Status.PASSED if journal.free_disk_bytes >= LOW_DISK_BYTES else Status.WARNING
     return _check("terminal.disk", "terminal", *title, status, line)
 
@@ -382,28 +427,51 @@ def _clock(evidence: Evidence) -> Check:
 
 
 def _reversals(evidence: Evidence) -> Check:
-    title = ("pending reversals", "待发冲正")
+    title = ("pending reversals and unanswered requests", "待发冲正与未应答请求")
     journal = evidence.journal
     if journal is None:
         return _check("terminal.reversals", "terminal", *title, Status.NOT_CHECKED, _NO_JOURNAL)
     lines = [
         Line(
-            f"{journal.pending_reversals} reversals waiting to be sent",
+            f"{count(journal.pending_reversals, 'reversal')} waiting to be sent",
             f"{journal.pending_reversals} 笔冲正待发送",
         )
     ]
-    if journal.unanswered_requests:
+    still_open = journal.unanswered_requests - journal.recovered_timeouts
+    if journal.recovered_timeouts:
+        when = (
+            ""
+            if journal.last_timeout_at is None
+            else f" (the last at {journal.last_timeout_at:%Y-%m-%d %H:%M})"
+        )
+        when_zh = (
+            ""
+            if journal.last_timeout_at is None
+            else f"(最近一次 {journal.last_timeout_at:%Y-%m-%d %H:%M})"
+        )
         lines.append(
             Line(
-                f"{journal.unanswered_requests} requests in the journal never got an answer",
-                f"日志中有 {journal.unanswered_requests} 笔请求未收到应答",
+                f"history: {count(journal.recovered_timeouts, 'request')} got no answer "
+                f"earlier{when}; the terminal reversed or resent "
+                f"{'it' if journal.recovered_timeouts == 1 else 'them'} itself — "
+                "nothing left to repair",
+                f"历史记录:之前有 {journal.recovered_timeouts} 笔请求未收到应答{when_zh};"
+                "终端已自动冲正或重发,无需修复",
+            )
+        )
+    if still_open > 0:
+        lines.append(
+            Line(
+                f"{count(still_open, 'request')} without an answer still to be cleared",
+                f"{still_open} 笔未应答请求尚待处理",
             )
         )
     if journal.duplicate_answers:
         lines.append(
             Line(
-                f"{journal.duplicate_answers} answers were duplicates of an earlier request",
-                f"{journal.duplicate_answers} 笔应答为重复交易",
+                f"{count(journal.duplicate_answers, 'answer')} said 94 (duplicate transaction: "
+                "the host already holds that message number in this batch)",
+                f"{journal.duplicate_answers} 笔应答为 94(重复交易:主机本批次已有该流水号)",
             )
         )
     status = Status.WARNING if journal.pending_reversals else Status.PASSED
@@ -419,15 +487,49 @@ def _events(evidence: Evidence) -> Check:
     if not shown:
         return _check("terminal.events", "terminal", *title, Status.PASSED, Line("none", "无"))
     lines = tuple(
-        Line(f"{event.at:%Y-%m-%d %H:%M} {event.kind}: {event.detail}",
-             f"{event.at:%Y-%m-%d %H:%M} {event.kind}:{event.detail}")
+        event_line(
+            f"{event.at:%Y-%m-%d %H:%M}",
+            event.kind,
+            event.detail,
+            batch_no=event.batch_no,
+            other_batch_no=event.other_batch_no,
+            stan_number=event.stan,
+        )
         for event in shown
-    )  # fmt: skip
+    )
     return _check("terminal.events", "terminal", *title, Status.PASSED, *lines)
 
 
+# Why a TCP connect failed (NetworkProbe.error, from _gather.tcp_probe), for a shop owner.
+TCP_FAILURE_WORDS: Final = {
+    TCP_REFUSED: (
+        "the host's machine answered but nothing listens on that port: the host program is "
+        "not running, or the port set in the terminal is wrong",
+        "主机所在机器有响应,但该端口没有服务在监听:主机程序未运行,或终端设置的端口有误",
+    ),
+    TCP_TIMEOUT: (
+        "no answer at all within the deadline: the line to the host drops everything "
+        "(check cable, router or SIM signal; a firewall)",
+        "在时限内没有任何响应:到主机的线路不通(请检查网线、路由器或SIM卡信号;防火墙)",
+    ),
+    TCP_UNREACHABLE: (
+        "no route to the host: the terminal's own network is down "
+        "(check cable, router or SIM signal)",
+        "没有到主机的路由:终端本身的网络不通(请检查网线、路由器或SIM卡信号)",
+    ),
+    TCP_UNRESOLVED: (
+        "the host's name does not resolve: check the host address set in the terminal",
+        "无法解析主机名称:请检查终端设置的主机地址",
+    ),
+}
+_TCP_OTHER_WORDS: Final = (
+    "the connection failed: check the host address and the network",
+    "连接失败:请检查主机地址和网络",
+)
+
+
 def _tcp(evidence: Evidence) -> Check:
-    title = ("host reachable (TCP)", "主机可达(TCP)")
+    title = ("host reachable (TCP)", "主机可达(TCP连接)")
     probe = evidence.network
     if probe is None or probe.tcp_reachable is None:
         return _check(
@@ -448,16 +550,13 @@ def _tcp(evidence: Evidence) -> Check:
                 f"{probe.address} 可连接,建立连接用时 {probe.connect_ms} 毫秒",
             ),
         )
-    why = f" ({probe.error})" if probe.error else ""
+    en, zh = TCP_FAILURE_WORDS.get(probe.error or "", _TCP_OTHER_WORDS)
     return _check(
         "network.tcp",
         "network",
         *title,
         Status.FAILED,
-        Line(
-            f"could not connect to {probe.address}{why}: check cable, router or SIM signal",
-            f"无法连接 {probe.address}{why}:请检查网线、路由器或SIM卡信号",
-        ),
+        Line(f"could not connect to {probe.address}: {en}", f"无法连接 {probe.address}:{zh}"),
     )
 
 
@@ -473,12 +572,24 @@ def _echo(evidence: Evidence) -> Check:
             Line("no echo test was sent", "未发送回响测试"),
         )
     answered = [trip for trip in probe.echo_round_trips_ms if trip is not None]
+    wait = "" if probe.answer_wait_ms is None else f" within {probe.answer_wait_ms / 1000:g} s"
+    wait_zh = "" if probe.answer_wait_ms is None else f"({probe.answer_wait_ms / 1000:g} 秒内)"
     lines = [
         Line(
-            f"{len(answered)} of {probe.echo_sent} echo tests answered, {probe.echo_lost} lost",
-            f"回响测试 {probe.echo_sent} 次,应答 {len(answered)} 次,丢失 {probe.echo_lost} 次",
+            f"{len(answered)} of {count(probe.echo_sent, 'echo test')} answered{wait}, "
+            f"{probe.echo_lost} lost",
+            f"回响测试 {probe.echo_sent} 次,应答{wait_zh} {len(answered)} 次,"
+            f"丢失 {probe.echo_lost} 次",
         )
     ]
+    if probe.echo_not_sent:
+        lines.append(
+            Line(
+                f"{count(probe.echo_not_sent, 'echo test')} not sent: doctor stops waiting "
+                "for an unanswering host after its time limit",
+                f"{probe.echo_not_sent} 次回响测试未发送:主机无应答,已达到等待时限",
+            )
+        )
     if answered:
         slowest = max(answered)
         lines.append(
@@ -489,7 +600,14 @@ def _echo(evidence: Evidence) -> Check:
         )
     if probe.echo_lost == probe.echo_sent:
         status = Status.FAILED
-        lines.append(Line("the host does not answer at all", "主机完全无应答"))
+        lines.append(
+            Line(
+                "the host accepts connections but does not answer at all",
+                "主机接受连接,但完全不应答",
+            )
+            if probe.tcp_reachable
+            else Line("the host does not answer at all", "主机完全无应答")
+        )
     elif probe.echo_lost:
         status = Status.FAILED
         lines.append(
@@ -523,26 +641,40 @@ def _host_settlement(evidence: Evidence) -> Check:
                     "主机尚未结算过本终端的批次",
                 ),
             )
-        result = last.settlement_result or "none"
-        by = last.closed_by or "?"
-        line = Line(
-            f"batch {_b(last.batch_no)} closed ({by}), result {result}, "
-            f"{last.approved_count} approvals, net {last.approved_net_fen} fen",
-            f"批次 {_b(last.batch_no)} 已关闭({by}),结果 {result},"
-            f"{last.approved_count} 笔,净额 {last.approved_net_fen} 分",
-        )
-        status = Status.WARNING if last.closed_by == "advanced" else Status.PASSED
-        return _check("host.settlement", "host", *title, status, line)
+        how_en, how_zh = close_reason_words(last.closed_by)
+        result_en, result_zh = close_reason_words(last.settlement_result)
+        net_en, net_zh = money(last.approved_net_fen)
+        lines = [
+            Line(
+                f"batch {_b(last.batch_no)} {how_en} (result: {result_en}), "
+                f"{count(last.approved_count, 'approval')}, net {net_en}",
+                f"批次 {_b(last.batch_no)} {how_zh}(结果:{result_zh}),"
+                f"{last.approved_count} 笔,净额 {net_zh}",
+            )
+        ]
+        status = Status.PASSED
+        if last.closed_by == "advanced":
+            status = Status.WARNING
+            lines.append(
+                Line(
+                    "the terminal did not settle it: the back office compares its approvals "
+                    "with the terminal's",
+                    "该批次不是终端结算的:需由后台核对其交易与终端记录",
+                )
+            )
+        return _check("host.settlement", "host", *title, status, *lines)
     view = evidence.host_view
     if view is not None and view.reached and view.last_closed_batch_no is not None:
+        how_en, how_zh = close_reason_words(view.last_closed_reason)
         return _check(
             "host.settlement",
             "host",
             *title,
             Status.PASSED,
             Line(
-                f"sign-on says the host last closed batch {_b(view.last_closed_batch_no)}",
-                f"签到应答显示主机最近关闭的批次为 {_b(view.last_closed_batch_no)}",
+                f"the host says its last closed batch is {_b(view.last_closed_batch_no)} "
+                f"({how_en})",
+                f"主机显示最近关闭的批次为 {_b(view.last_closed_batch_no)}({how_zh})",
             ),
         )
     return _check(
@@ -567,25 +699,33 @@ def _host_exceptions(evidence: Evidence) -> Check:
         )
     if not records.exceptions:
         return _check("host.exceptions", "host", *title, Status.PASSED, Line("none", "无"))
+    total = sum(item.amount_fen or 0 for item in records.exceptions)
+    total_en, total_zh = money(total)
     lines = [
         Line(
-            f"{len(records.exceptions)} records for the back office (each has its cause)",
-            f"{len(records.exceptions)} 条差错记录待后台处理(均注明原因)",
+            f"{count(len(records.exceptions), 'record')} the back office must work off "
+            f"({total_en} in question: money to return to cardholders or to pay the merchant)",
+            f"{len(records.exceptions)} 条差错记录待后台处理(涉及金额 {total_zh}:"
+            "需退还持卡人或付给商户)",
         )
     ]
     for item in records.exceptions[-EXCEPTIONS_SHOWN_MAX:]:
-        stan = "?" if item.stan is None else f"{item.stan:06d}"
+        stan_en, stan_zh = stan(item.stan)
+        kind_en, kind_zh = exception_kind_words(item.kind or item.cause.split(":", 1)[0])
+        amount_en, amount_zh = ("", "") if item.amount_fen is None else money(item.amount_fen)
         lines.append(
             Line(
-                f"batch {_b(item.batch_no)} STAN {stan}: {item.cause}",
-                f"批次 {_b(item.batch_no)} 流水号 {stan}:{item.cause}",
+                f"batch {_b(item.batch_no)} {stan_en}: {kind_en}"
+                + (f", {amount_en}" if amount_en else ""),
+                f"批次 {_b(item.batch_no)} {stan_zh}:{kind_zh}"
+                + (f",{amount_zh}" if amount_zh else ""),
             )
         )
     return _check("host.exceptions", "host", *title, Status.WARNING, *lines)
 
 
 def _host_registry(evidence: Evidence) -> Check:
-    title = ("host: terminal registration and sign-on", "主机:终端登记与签到")
+    title = ("host: terminal registration", "主机:终端登记")
     records = evidence.host_records
     view = evidence.host_view
     if records is not None:
@@ -606,27 +746,89 @@ def _host_registry(evidence: Evidence) -> Check:
             Line(f"registered, {signed[0]}", f"已登记,{signed[1]}"),
         )
     if view is not None and view.reached:
-        code = view.response_code or "?"
-        status = Status.PASSED if code == "00" else Status.FAILED
+        code_en, code_zh = response_words(view.response_code)
+        status = Status.PASSED if view.response_code == "00" else Status.FAILED
         return _check(
             "host.registry",
             "host",
             *title,
             status,
-            Line(f"sign-on answered {code}", f"签到应答码 {code}"),
+            Line(f"the host answered the echo test: {code_en}", f"主机应答回响测试:{code_zh}"),
         )
     return _check(
         "host.registry",
         "host",
         *title,
         Status.NOT_CHECKED,
-        Line("the host did not answer a sign-on", "主机未应答签到"),
+        Line("the host did not answer", "主机未应答"),
     )
+
+
+def _batch_capacity(evidence: Evidence) -> Check:
+    """The settlement totals (field 48) count at most 999 debits and 999 credits per card
+    class, in at most 12 digits of fen: a batch past that cannot be settled by its totals."""
+    title = ("batch capacity (the settlement totals, field 48)", "批次容量(结算总额,第48域)")
+    journal = evidence.journal
+    records = evidence.host_records
+    over_on_host = [b for b in records.batches if b.over_capacity] if records is not None else []
+    if journal is None and records is None:
+        return _check("batch.capacity", "batch", *title, Status.NOT_CHECKED, _NO_JOURNAL)
+    failed = []
+    if journal is not None and journal.batch_over_capacity:
+        en, zh = capacity_words(journal.batch_over_capacity)
+        failed.append(
+            Line(
+                f"batch {_b(journal.batch_no)} holds more than the settlement totals (field "
+                f"48) can count: {en}",
+                f"批次 {_b(journal.batch_no)} 超出结算总额的容量:{zh}",
+            )
+        )
+    for batch in over_on_host:
+        en, zh = capacity_words(batch.over_capacity)
+        state_en, state_zh = batch_state_words(batch.state)
+        failed.append(
+            Line(
+                f"the host's batch {_b(batch.batch_no)} ({state_en}) holds more than the "
+                f"settlement totals (field 48) can count: {en}",
+                f"主机批次 {_b(batch.batch_no)}({state_zh})超出结算总额的容量:{zh}",
+            )
+        )
+    if failed:
+        return _check("batch.capacity", "batch", *title, Status.FAILED, *failed)
+    if journal is None:
+        return _check(
+            "batch.capacity", "batch", *title, Status.PASSED,
+            Line("the host's unsettled batches fit the settlement totals",
+                 "主机未结算批次均在结算总额容量之内"),
+        )  # fmt: skip
+    lines = [
+        Line(
+            f"batch {_b(journal.batch_no)}: {journal.batch_fullest} on its fullest counter; "
+            f"the terminal settles by itself at {journal.batch_limit} (the totals count at "
+            f"most {TOTAL_COUNT_MAX})",
+            f"批次 {_b(journal.batch_no)}:单项最多 {journal.batch_fullest} 笔;终端在 "
+            f"{journal.batch_limit} 笔时自动结算(结算总额最多 {TOTAL_COUNT_MAX} 笔)",
+        )
+    ]
+    if journal.batch_fullest >= journal.batch_limit:
+        lines.append(_AT_THE_LIMIT)
+    return _check("batch.capacity", "batch", *title, Status.PASSED, *lines)
+
+
+# A batch at the terminal's own limit is not a failure: the engine settles it before the
+# next sale or refund and carries on in the next batch (a settlement that fails on the
+# way is another cause: interrupted, lost answer, network).
+_AT_THE_LIMIT: Final = Line(
+    "full at the terminal's limit: it settles this batch by itself before the next sale or "
+    "refund, then carries on in the next batch (nothing to repair)",
+    "已达终端的笔数上限:下一笔消费或退货前终端会自动结算本批次,再在新批次中继续(无需修复)",
+)
 
 
 _CHECKS: Final = (
     _batch_number,
     _batch_state,
+    _batch_capacity,
     _stan,
     _manual_edits,
     _chain,

@@ -23,8 +23,14 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Final
 
 __all__ = [
+    "TCP_OTHER",
+    "TCP_REFUSED",
+    "TCP_TIMEOUT",
+    "TCP_UNREACHABLE",
+    "TCP_UNRESOLVED",
     "BackupInfo",
     "BatchAdvance",
     "Evidence",
@@ -39,6 +45,14 @@ __all__ = [
     "RecoveryEvent",
     "SoftwareUpdate",
 ]
+
+
+# Why a TCP connect failed, in doctor's words (NetworkProbe.error).
+TCP_REFUSED: Final = "refused"  # the address answers; nothing listens on the port
+TCP_TIMEOUT: Final = "timeout"  # no answer at all within the deadline
+TCP_UNREACHABLE: Final = "unreachable"  # no route: the terminal's own network is down
+TCP_UNRESOLVED: Final = "unresolved"  # the host's name does not resolve
+TCP_OTHER: Final = "other"
 
 
 class LocalBatchState(enum.StrEnum):
@@ -78,11 +92,18 @@ class SoftwareUpdate:
 
 @dataclass(frozen=True, slots=True)
 class RecoveryEvent:
-    """One line of the journal's event log of recovery actions (doctor's own included)."""
+    """One line of the journal's event log of recovery actions (doctor's own included).
+
+    ``detail`` is the engine's own (English) message; ``batch_no``/``other_batch_no``/``stan``
+    are the numbers it names, so the event can be told in Chinese too.
+    """
 
     at: datetime
     kind: str
     detail: str
+    batch_no: int | None = None
+    other_batch_no: int | None = None
+    stan: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +114,10 @@ class BackupInfo:
     batch_no: int
     stan: int
     location: str
+    # The backup's hash chain holds the journal's whole chain and goes on past its end:
+    # the journal in use is an older copy of the backup's history (None: not compared).
+    extends_journal: bool | None = None
+    entries_beyond_journal: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +133,7 @@ class JournalEvidence:
     approved_count: int  # approvals in the current batch (sales, voids, refunds)
     approved_net_fen: int  # debits minus credits of the current batch
     pending_reversals: int
-    unanswered_requests: int  # requests whose answer never came (timeouts), all time
+    unanswered_requests: int  # requests whose answer never came (timeouts), recent ones
     duplicate_answers: int  # answers flagged as duplicates (94, or a repeated answer)
     settlement_request_unanswered: bool  # a 0500 went out and its 0510 never came
     upload_records_total: int  # records to batch-upload (0 when no upload is due)
@@ -131,6 +156,18 @@ class JournalEvidence:
     updates: tuple[SoftwareUpdate, ...] = ()
     recovery_events: tuple[RecoveryEvent, ...] = ()
     backup: BackupInfo | None = None
+    # Batch capacity: the highest of the current batch's four field-48 counts, the
+    # terminal's batch limit, and the counters field 48 cannot carry (over capacity).
+    batch_fullest: int = 0
+    batch_limit: int = 500
+    batch_over_capacity: tuple[tuple[str, int], ...] = ()  # (counter, what it holds)
+    # Of the recent unanswered requests, those the engine has dealt with itself (reversed,
+    # resent and answered): history, not a cause.
+    recovered_timeouts: int = 0
+    last_timeout_at: datetime | None = None
+    resync_pending: bool = False  # new or restored journal: the next sign-on settles first
+    restored_at: datetime | None = None  # the last restore recorded in the event log
+    reinstalled: bool = False  # the journal says it was created by a reinstall
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +183,8 @@ class HostView:
     last_closed_reason: str | None = None  # field 63 Q=: BALANCED / UPLOADED / ADVANCED
     host_time: datetime | None = None  # fields 12/13 of the response
     terminal_time: datetime | None = None  # the terminal's clock when the answer came
+    # field 63 T= of an echo answer: the STAN of the last transaction in the host's batch
+    last_stan_in_batch: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +195,9 @@ class NetworkProbe:
     tcp_reachable: bool | None
     connect_ms: int | None
     echo_round_trips_ms: tuple[int | None, ...] = ()
-    error: str | None = None
+    error: str | None = None  # why TCP failed: one of TCP_ERRORS (see _gather.tcp_probe)
+    answer_wait_ms: int | None = None  # how long each echo waited for its answer
+    echo_not_sent: int = 0  # echoes left out: the probe's time budget ran out
 
     @property
     def echo_sent(self) -> int:
@@ -180,6 +221,9 @@ class HostBatch:
     closed_by: str | None = None  # balanced / uploaded / advanced (the host's close reason)
     first_approval_at: datetime | None = None
     settled_by_terminal: bool = False  # a 0500 of the terminal reached the host for it
+    # The field-48 counters this batch holds too much for, each with what it holds (a
+    # count, or fen for an amount): posbatch.batch.totals.TotalsCounter names.
+    over_capacity: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +235,7 @@ class HostException:
     cause: str
     amount_fen: int | None = None
     at: datetime | None = None
+    kind: str = ""  # posbatch.host.store.ExceptionKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +262,7 @@ class HostRecords:
     exceptions: tuple[HostException, ...] = ()
     advances: tuple[BatchAdvance, ...] = ()
     now: datetime | None = None
+    last_stan_in_batch: int | None = None  # the last transaction of the current batch
 
     def batch(self, batch_no: int) -> HostBatch | None:
         for host_batch in self.batches:
@@ -243,6 +289,9 @@ class Evidence:
     network: NetworkProbe | None = None
     host_records: HostRecords | None = None
     notes: tuple[str, ...] = field(default=())
+    # Does the journal hold the host's last STAN of the batch both have open (T=)?
+    # None when not compared (no T, or the host's batch is not the journal's).
+    host_last_stan_in_journal: bool | None = None
 
     @property
     def host_batch_no(self) -> int | None:
@@ -259,6 +308,26 @@ class Evidence:
             return self.host_records.batch_state
         if self.host_view is not None and self.host_view.reached:
             return self.host_view.batch_state
+        return None
+
+    @property
+    def host_last_stan_in_batch(self) -> int | None:
+        """The STAN of the last transaction in the host's current batch, if known."""
+        if self.host_records is not None:
+            return self.host_records.last_stan_in_batch
+        if self.host_view is not None and self.host_view.reached:
+            return self.host_view.last_stan_in_batch
+        return None
+
+    @property
+    def host_last_closed_reason(self) -> str | None:
+        """How the host's last closed batch ended: BALANCED / UPLOADED / ADVANCED."""
+        if self.host_records is not None:
+            closed = [b for b in self.host_records.batches if b.state == "CLOSED"]
+            if closed and closed[-1].closed_by:
+                return closed[-1].closed_by.upper()
+        if self.host_view is not None and self.host_view.reached:
+            return self.host_view.last_closed_reason
         return None
 
     @property

@@ -1,27 +1,50 @@
 """Gatherers: the thin shell that turns a terminal journal, the host's answers and the host
 store into :class:`~posbatch.doctor._evidence.Evidence`.
 
-Nothing here judges; nothing here repairs. Gathering from the host sends
-only what a terminal may always send (a sign-on that does NOT reconcile the
-batch number, and echo tests): the terminal's batch, transactions and
-settlement state are left exactly as they were. Each message takes its STAN
-from the journal like any other, so STAN continuity stays intact.
+Nothing here judges; nothing here repairs, and nothing here changes what it
+looks at: a diagnosis run twice on the same state gives the same evidence.
+Gathering from the host sends echo tests only (0820 / 60.3 301), and:
+
+- an echo changes nothing on the host (no keys, no last STAN, no batch — the
+  host's rule, docs/host.md) while its answer carries the host's view of the
+  terminal in field 63 (current batch and its state, the last closed batch and
+  how it closed, ``T=`` the last STAN recorded in the current batch) and the
+  host's clock in fields 12/13: everything a sign-on used to tell doctor,
+  without the new keys and the moved "last STAN" a sign-on leaves behind;
+- its STAN is borrowed, not taken (:meth:`Terminal.probe_flow`): the journal
+  is not written, so its STAN stays where the terminal left it (an echo that
+  took the next STANs would hide the very 94 a copied-back journal is about
+  to meet);
+- every wait has a deadline (:data:`PROBE_ANSWER_WAIT_MS` per echo,
+  :data:`PROBE_BUDGET_MS` for all of them) and is announced through
+  ``progress`` before it starts.
+
+The journal and its backups are read without migrating or writing them.
 """
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import shutil
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Final
 
+import sqlalchemy as sa
+
 from posbatch.batch.terminal_batch import SettleStep
+from posbatch.batch.totals import BatchTally, tally
+from posbatch.doctor._accounting import BATCH_ROWS_READ_MAX
 from posbatch.doctor._evidence import (
+    TCP_OTHER,
+    TCP_REFUSED,
+    TCP_TIMEOUT,
+    TCP_UNREACHABLE,
+    TCP_UNRESOLVED,
     BackupInfo,
     BatchAdvance,
     Evidence,
@@ -36,12 +59,8 @@ from posbatch.doctor._evidence import (
     RecoveryEvent,
     SoftwareUpdate,
 )
-from posbatch.errors import (
-    DecodeError,
-    JournalIntegrityError,
-    PosbatchError,
-    TerminalError,
-)
+from posbatch.doctor._words import Line, count
+from posbatch.errors import JournalIntegrityError, PosbatchError
 from posbatch.terminal import (
     MIGRATIONS,
     EventRow,
@@ -51,13 +70,22 @@ from posbatch.terminal import (
     TxnState,
     run_flow,
 )
-from posbatch.wire import FrameReader, Kind, SignOnResponse, decode_detail, decode_message
+from posbatch.wire import (
+    DETAIL_LAST_STAN,
+    AdminResponse,
+    BatchStateDetail,
+    CardType,
+    Kind,
+    decode_detail,
+)
 
 __all__ = [
     "ECHO_COUNT_DEFAULT",
+    "PROBE_ANSWER_WAIT_MS",
+    "PROBE_BUDGET_MS",
     "PROBE_TIMEOUT_MS",
     "RECOVERY_EVENTS_KEPT_MAX",
-    "RecordingExchange",
+    "Progress",
     "backup_info",
     "gather_terminal",
     "host_records",
@@ -68,14 +96,30 @@ __all__ = [
 # Echo round trips per doctor run: enough to see loss, few enough to be quick.
 ECHO_COUNT_DEFAULT: Final = 5
 ECHO_COUNT_MAX: Final = 20
-# How long a probe waits for a TCP connect or an answer.
+# How long a probe waits for a TCP connect.
 PROBE_TIMEOUT_MS: Final = 5_000
+# How long each echo waits for its answer, and all the echoes of one run together: a host
+# that accepts and never answers keeps doctor no longer than this.
+PROBE_ANSWER_WAIT_MS: Final = 5_000
+PROBE_BUDGET_MS: Final = 15_000
+_UNREACHABLE_ERRNOS: Final = frozenset(
+    {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN}
+)
 # Timeouts and duplicates older than this are history, not a cause.
 RECENT_WINDOW: Final = timedelta(hours=24)
 # Recovery events copied into the evidence (the newest ones).
 RECOVERY_EVENTS_KEPT_MAX: Final = 30
 # Host batches read back for the host's view.
 HOST_BATCHES_READ_MAX: Final = 20
+Progress = Callable[[Line], None]
+# How the host says its last batch closed (field 63 Q=, docs/host.md).
+_CLOSE_REASONS: Final = frozenset({"BALANCED", "UPLOADED", "ADVANCED"})
+
+
+def _quiet(_line: Line) -> None:
+    """No progress lines (the library default)."""
+
+
 # Events that say what recovery (the engine's or doctor's) did.
 _RECOVERY_TYPES: Final = frozenset(
     {
@@ -198,22 +242,45 @@ def _updates(events: Sequence[EventRow]) -> tuple[SoftwareUpdate, ...]:
     return tuple(updates)
 
 
-def backup_info(path: Path) -> BackupInfo | None:
-    """What a journal backup file holds (its batch, STAN, last write), or None if unreadable."""
+def _read_only(path: Path) -> Journal:
+    """A journal file opened for reading only: never migrated, never written (a backup
+    must stay byte for byte what it was)."""
+    engine = sa.create_engine(f"sqlite:///file:{path.resolve()}?mode=ro&uri=true")
+    return Journal(engine)
+
+
+def backup_info(path: Path, journal: Journal | None = None) -> BackupInfo | None:
+    """What a journal backup file holds (its batch, STAN, last write), or None if unreadable.
+
+    With ``journal`` (the one in use): whether the backup's hash chain holds the
+    journal's whole chain and goes on past its end — the journal is then an older
+    copy of the backup's history (copied back over a newer one).
+    """
     if not path.is_file():
         return None
     try:
-        backup = Journal.open(f"sqlite:///{path.resolve()}", verify=True)
+        backup = _read_only(path)
         try:
+            backup.verify()
             state = backup.state()
             batch = backup.current_batch()
             events = backup.events()
+            extends = None
+            beyond = 0
+            if journal is not None and journal.last_seq:
+                mine = journal.chain_hash(journal.last_seq)
+                extends = (
+                    backup.last_seq > journal.last_seq
+                    and mine is not None
+                    and backup.chain_hash(journal.last_seq) == mine
+                )
+                beyond = backup.last_seq - journal.last_seq if extends else 0
         finally:
             backup.engine.dispose()
-    except PosbatchError:
+    except (PosbatchError, sa.exc.SQLAlchemyError):
         return None
     taken = _parse_at(events[-1].at) if events else _parse_at(state.created_at)
-    return BackupInfo(taken, batch.batch_no, state.stan, str(path))
+    return BackupInfo(taken, batch.batch_no, state.stan, str(path), extends, beyond)
 
 
 def journal_evidence(
@@ -268,13 +335,20 @@ def journal_evidence(
     since = max([now - RECENT_WINDOW, *repaired])
     recent = [e for e in events if _parse_at(e.at) > since]
     fresh_start = not closed and (initial_batch_no == 1 or reinstalled)
-    backup_found = [info for info in (backup_info(p) for p in backups) if info is not None]
-    recovery = tuple(
-        RecoveryEvent(_parse_at(e.at), e.type, e.message)
-        for e in events
-        if e.type in _RECOVERY_TYPES
-    )[-RECOVERY_EVENTS_KEPT_MAX:]
+    backup_found = [info for info in (backup_info(p, journal) for p in backups) if info is not None]
+    recovery = tuple(_recovery_event(e) for e in events if e.type in _RECOVERY_TYPES)[
+        -RECOVERY_EVENTS_KEPT_MAX:
+    ]
+    # A request left unanswered is history once the engine has dealt with it (reversed, or
+    # resent and answered): only the ones still outstanding point to the network.
+    outstanding_ids = {row.txn_id for row in all_rows if row.state in TxnState.OUTSTANDING}
+    unanswered = [e for e in recent if e.type == "unanswered"]
+    recovered = [e for e in unanswered if _int(e.details.get("txn_id")) not in outstanding_ids]
+    restores = [e for e in events if e.type == "restored"]
     upload_total = len(counted) if batch_state == LocalBatchState.UPLOADING else 0
+    counted_tally = tally(
+        (Kind(row.kind), row.amount_fen, CardType(row.card_type)) for row in counted
+    )
     return JournalEvidence(
         terminal_id=state.terminal_id,
         merchant_id=state.merchant_id,
@@ -285,7 +359,7 @@ def journal_evidence(
         approved_count=len(counted),
         approved_net_fen=net,
         pending_reversals=sum(1 for row in all_rows if row.state in TxnState.OUTSTANDING),
-        unanswered_requests=sum(1 for e in recent if e.type == "unanswered"),
+        unanswered_requests=len(unanswered),
         duplicate_answers=max(
             sum(1 for e in recent if e.type == "duplicate_stan"),
             sum(
@@ -316,50 +390,93 @@ def journal_evidence(
         updates=_updates(events),
         recovery_events=recovery,
         backup=max(backup_found, key=lambda b: b.taken_at) if backup_found else None,
+        batch_fullest=_fullest(counted_tally),
+        batch_limit=state.batch_limit,
+        batch_over_capacity=_overflows(counted_tally),
+        recovered_timeouts=len(recovered),
+        last_timeout_at=_parse_at(unanswered[-1].at) if unanswered else None,
+        resync_pending=state.resync_pending,
+        restored_at=_parse_at(restores[-1].at) if restores else None,
+        reinstalled=reinstalled,
+    )
+
+
+def _fullest(counted: BatchTally) -> int:
+    return max(
+        counted.domestic.debit_count,
+        counted.domestic.credit_count,
+        counted.foreign.debit_count,
+        counted.foreign.credit_count,
+    )
+
+
+def _overflows(counted: BatchTally) -> tuple[tuple[str, int], ...]:
+    """Each field-48 counter ``counted`` holds too much for, with what it holds (a count,
+    or fen for an amount)."""
+    return tuple((counter.value, counted.value_of(counter)) for counter in counted.overflows())
+
+
+def _recovery_event(event: EventRow) -> RecoveryEvent:
+    """An event of the log with the numbers it names (for telling it in Chinese)."""
+    details = event.details
+    batch_no = next(
+        (
+            _int(details.get(key))
+            for key in ("batch_no", "old_batch_no", "local_batch_no", "typed", "batch_no_before")
+            if _int(details.get(key)) is not None
+        ),
+        None,
+    )
+    other = next(
+        (
+            _int(details.get(key))
+            for key in ("next_batch_no", "new_batch_no", "host_batch_no", "batch_no_after")
+            if _int(details.get(key)) is not None
+        ),
+        None,
+    )
+    return RecoveryEvent(
+        _parse_at(event.at), event.type, event.message, batch_no, other, _int(details.get("stan"))
     )
 
 
 # --- the network -------------------------------------------------------------------------
 
 
-@dataclass
-class RecordingExchange:
-    """Wraps an exchange: keeps the last answer and each round trip's time (ms, None = lost)."""
-
-    inner: Exchange
-    monotonic: Callable[[], float] = time.monotonic
-    last_reply: bytes | None = None
-    round_trips_ms: list[int | None] = field(default_factory=list)
-
-    def __call__(self, frame: bytes, timeout_ms: int) -> bytes | None:
-        started = self.monotonic()
-        reply = self.inner(frame, timeout_ms)
-        elapsed = round((self.monotonic() - started) * 1000)
-        self.last_reply = reply
-        self.round_trips_ms.append(None if reply is None else elapsed)
-        return reply
-
-
 def tcp_probe(
     host: str, port: int, *, timeout_ms: int = PROBE_TIMEOUT_MS
 ) -> tuple[bool, int | None, str | None]:
-    """(reachable, connect time in ms, why not) for a plain TCP connect."""
+    """(reachable, connect time in ms, why not: one of the ``TCP_*`` words) for a TCP connect.
+
+    The words matter to the person reading: *refused* means the host's machine
+    answered and nothing listens on the port (the host program is down, or the
+    port is wrong) — no cable or SIM card will fix that; *timeout* and
+    *unreachable* are the line; *unresolved* is the address itself.
+    """
     started = time.monotonic()
     try:
         with socket.create_connection((host, port), timeout=timeout_ms / 1000):
             pass
+    except ConnectionRefusedError:
+        return False, None, TCP_REFUSED
+    except socket.gaierror:
+        return False, None, TCP_UNRESOLVED
+    except TimeoutError:
+        return False, None, TCP_TIMEOUT
     except OSError as exc:
-        return False, None, exc.strerror or type(exc).__name__
+        return False, None, TCP_UNREACHABLE if exc.errno in _UNREACHABLE_ERRNOS else TCP_OTHER
     return True, round((time.monotonic() - started) * 1000), None
 
 
-def _host_time(response: SignOnResponse, terminal_time: datetime) -> datetime | None:
+def _host_time(
+    local_time: str | None, local_date: str | None, terminal_time: datetime
+) -> datetime | None:
     """Fields 13 (MMDD) and 12 (hhmmss) placed in the year nearest the terminal's clock."""
-    if not response.local_time or not response.local_date:
+    if not local_time or not local_date:
         return None
     try:
-        month, day = int(response.local_date[:2]), int(response.local_date[2:])
-        hour, minute, second = (int(response.local_time[i : i + 2]) for i in (0, 2, 4))
+        month, day = int(local_date[:2]), int(local_date[2:])
+        hour, minute, second = (int(local_time[i : i + 2]) for i in (0, 2, 4))
         candidates = [
             terminal_time.replace(
                 year=terminal_time.year + delta,
@@ -377,38 +494,77 @@ def _host_time(response: SignOnResponse, terminal_time: datetime) -> datetime | 
     return min(candidates, key=lambda moment: abs(moment - terminal_time))
 
 
-def _sign_on_view(
-    terminal: Terminal, recorder: RecordingExchange, clock: Callable[[], datetime]
-) -> HostView:
-    try:
-        run_flow(terminal.sign_on_flow(reconcile=False), recorder)
-    except TerminalError as exc:
-        if recorder.last_reply is None:
-            return HostView(reached=False)
-        code = getattr(exc, "response_code", None)
-        return HostView(reached=True, response_code=code)
-    terminal_time = clock()
-    reply = recorder.last_reply
-    if reply is None:
-        return HostView(reached=False)
-    try:
-        message = decode_message(FrameReader().feed(reply)[0].body)
-    except (DecodeError, ValueError, IndexError):
-        return HostView(reached=True)
-    if not isinstance(message, SignOnResponse):
-        return HostView(reached=True)
-    detail = message.batch_state
+def _echo_view(answer: AdminResponse, terminal_time: datetime) -> HostView:
+    """The host's view of the terminal, from the field 63 of an echo answer."""
+    items = decode_detail(answer.detail) if answer.detail else {}
+    detail = BatchStateDetail.decode(answer.detail) if answer.detail else None
+    last_stan = items.get(DETAIL_LAST_STAN, "")
+    closed_how = items.get("Q")  # only the host's three words are believed
     return HostView(
         reached=True,
-        response_code=message.response_code,
-        batch_no=message.batch_no,
+        response_code=answer.response_code,
+        batch_no=detail.host_batch_no if detail is not None else None,
         batch_state=detail.host_batch_state.value if detail is not None else None,
         last_closed_batch_no=detail.last_closed_batch_no if detail is not None else None,
-        reason=detail.reason.value if detail is not None and detail.reason else None,
-        last_closed_reason=decode_detail(message.detail).get("Q") if message.detail else None,
-        host_time=_host_time(message, terminal_time),
+        last_closed_reason=closed_how if closed_how in _CLOSE_REASONS else None,
+        host_time=_host_time(answer.local_time, answer.local_date, terminal_time),
         terminal_time=terminal_time,
+        last_stan_in_batch=int(last_stan)
+        if len(last_stan) == 6 and last_stan.isascii() and last_stan.isdigit()
+        else None,
     )
+
+
+def _probe(
+    terminal: Terminal,
+    exchange: Exchange,
+    *,
+    clock: Callable[[], datetime],
+    echo_count: int,
+    answer_wait_ms: int,
+    budget_ms: int,
+    monotonic: Callable[[], float],
+    progress: Progress,
+) -> tuple[HostView, tuple[int | None, ...], int]:
+    """Echo tests that change nothing: (the host's view, round trips in ms, echoes not sent)."""
+    view = HostView(reached=False)
+    trips: list[int | None] = []
+    started = monotonic()
+    wait_s = _seconds(answer_wait_ms)
+    for index in range(1, echo_count + 1):
+        if (monotonic() - started) * 1000 >= budget_ms:
+            progress(
+                Line(
+                    f"stopped after {_seconds(budget_ms)} s: "
+                    f"{count(echo_count - index + 1, 'echo test')} not sent",
+                    f"已用时 {_seconds(budget_ms)} 秒,停止测试:"
+                    f"{echo_count - index + 1} 次回响测试未发送",
+                )
+            )
+            return view, tuple(trips), echo_count - index + 1
+        progress(
+            Line(
+                f"echo test {index} of {echo_count}: waiting at most {wait_s} s for the host",
+                f"回响测试 第 {index} 次(共 {echo_count} 次):最多等待主机 {wait_s} 秒",
+            )
+        )
+        sent_at = monotonic()
+        answer = run_flow(terminal.probe_flow(index, answer_wait_ms), exchange)
+        if answer is None:
+            trips.append(None)
+            progress(Line(f"  no answer within {wait_s} s", f"  {wait_s} 秒内无应答"))
+            continue
+        elapsed_ms = round((monotonic() - sent_at) * 1000)
+        trips.append(elapsed_ms)
+        progress(Line(f"  answered in {elapsed_ms} ms", f"  {elapsed_ms} 毫秒后应答"))
+        if not view.reached:
+            view = _echo_view(answer, clock())
+    return view, tuple(trips), 0
+
+
+def _seconds(milliseconds: int) -> str:
+    """``5000`` → ``"5"``, ``1500`` → ``"1.5"`` (a deadline, in seconds)."""
+    return f"{milliseconds / 1000:g}"
 
 
 def gather_terminal(
@@ -424,14 +580,17 @@ def gather_terminal(
     host_store: object | None = None,
     monotonic: Callable[[], float] = time.monotonic,
     contact_host: bool = True,
+    answer_wait_ms: int = PROBE_ANSWER_WAIT_MS,
+    budget_ms: int = PROBE_BUDGET_MS,
+    progress: Progress = _quiet,
 ) -> Evidence:
     """Everything doctor can learn about ``terminal``: journal, host view, network, store.
 
+    Changes nothing on either side (see the module's docstring).
     ``contact_host=False`` (no host address configured) sends nothing: the host's view
     and the network are then unknown, and every rule that needs them says so.
     """
     echo_count = max(0, min(echo_count, ECHO_COUNT_MAX))
-    # The records and the journal first: doctor's own sign-on and echoes take STANs.
     journal = journal_evidence(terminal.journal, now=clock(), data_dir=data_dir, backups=backups)
     records = None
     if host_store is not None:
@@ -444,19 +603,26 @@ def gather_terminal(
         probe = NetworkProbe(address, False, None, (), tcp[2])
         host_view = HostView(reached=False)
     else:
-        recorder = RecordingExchange(exchange, monotonic)
-        host_view = _sign_on_view(terminal, recorder, clock)
-        echoes = RecordingExchange(exchange, monotonic)
-        for _ in range(echo_count):
-            with contextlib.suppress(TerminalError):  # recorded as a lost round trip
-                run_flow(terminal.echo_flow(), echoes)
+        view, trips, not_sent = _probe(
+            terminal,
+            exchange,
+            clock=clock,
+            echo_count=echo_count,
+            answer_wait_ms=answer_wait_ms,
+            budget_ms=budget_ms,
+            monotonic=monotonic,
+            progress=progress,
+        )
+        host_view = view if echo_count else None
         probe = NetworkProbe(
             address,
             tcp[0] if tcp is not None else None,
             tcp[1] if tcp is not None else None,
-            tuple(echoes.round_trips_ms),
+            trips,
+            answer_wait_ms=answer_wait_ms,
+            echo_not_sent=not_sent,
         )
-    return Evidence(
+    evidence = Evidence(
         terminal_id=journal.terminal_id,
         gathered_at=clock(),
         journal=journal,
@@ -464,6 +630,18 @@ def gather_terminal(
         network=probe,
         host_records=records,
     )
+    return replace(
+        evidence, host_last_stan_in_journal=_holds_host_last_stan(terminal.journal, evidence)
+    )
+
+
+def _holds_host_last_stan(journal: Journal, evidence: Evidence) -> bool | None:
+    """Does the journal hold the last STAN the host recorded in the batch both have open?"""
+    stan = evidence.host_last_stan_in_batch
+    host_batch_no = evidence.host_batch_no
+    if stan is None or evidence.journal is None or host_batch_no != evidence.journal.batch_no:
+        return None
+    return bool(journal.find(stan, host_batch_no))
 
 
 # --- the host store -------------------------------------------------------------------------
@@ -481,8 +659,11 @@ def host_records(store: object, terminal_id: str, *, now: datetime) -> HostRecor
     settled_nos = {s.batch_no for s in store.settlements(terminal_id) if s.response_code == "00"}
     host_batches = []
     advances = []
+    last_stan_in_batch = None
     for index, batch in enumerate(batches):
-        txns = store.transactions(terminal_id, batch.batch_no)
+        txns = store.transactions(terminal_id, batch.batch_no, limit=BATCH_ROWS_READ_MAX)
+        if batch.current and txns:
+            last_stan_in_batch = max(txns, key=lambda tx: tx.transaction_id).stan
         counted = [
             tx
             for tx in txns
@@ -506,6 +687,9 @@ def host_records(store: object, terminal_id: str, *, now: datetime) -> HostRecor
                 settled_by_terminal=batch.batch_no in settled_nos,
             )
         )
+        if batch.state.value != "CLOSED":  # capacity matters while it can still be settled
+            over = _overflows(store.batch_tally(batch.batch_id))
+            host_batches[-1] = replace(host_batches[-1], over_capacity=over)
         if batch.close_reason == CloseReason.ADVANCED:
             following = batches[index + 1].batch_no if index + 1 < len(batches) else batch.batch_no
             advances.append(BatchAdvance(batch.closed_at, batch.batch_no, following))
@@ -518,6 +702,7 @@ def host_records(store: object, terminal_id: str, *, now: datetime) -> HostRecor
             if item.host_amount_fen is not None
             else item.terminal_amount_fen,
             at=item.created_at,
+            kind=item.kind,
         )
         for item in store.exceptions(terminal_id)
     )
@@ -532,4 +717,5 @@ def host_records(store: object, terminal_id: str, *, now: datetime) -> HostRecor
         exceptions=exceptions,
         advances=tuple(advances),
         now=now,
+        last_stan_in_batch=last_stan_in_batch,
     )

@@ -12,6 +12,9 @@ terminal engine's own public operations — the same code a cashier's
 - ``RESTORE_BACKUP``   → the damaged journal is kept aside (renamed, never
   deleted), ``restore_journal`` puts the backup in place, the terminal is
   reopened on it
+- ``RESYNC_JOURNAL``   → ``Terminal.mark_restored()``: a journal older than the
+  host's records (copied back by hand) is told so; its next sign-on settles
+  the host's open batch before any new sale
 - ``SIGN_ON_ADOPT``    → ``Terminal.sign_on()``: new keys, and the engine's
   recovery decides (adopt the host's number, settle a batch the host
   closed, or set a batch aside for the back office — never delete)
@@ -32,15 +35,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
-from posbatch.doctor._checks import Line
-from posbatch.doctor._gather import backup_info
+from posbatch.doctor._gather import Progress, backup_info
 from posbatch.doctor._report import RepairResult, RepairStatus
 from posbatch.doctor._rules import REPAIR_TEXT, Diagnosis, Repair
+from posbatch.doctor._words import Line, close_reason_words, count, error_line
 from posbatch.errors import ConfigError, PosbatchError
 from posbatch.terminal import (
     JOURNAL_FILE_NAME,
     Exchange,
     Terminal,
+    check_restore,
     open_terminal,
     restore_journal,
 )
@@ -62,6 +66,8 @@ class TerminalSite:
     clock: Callable[[], datetime]
     data_dir: Path | None = None
     backups: tuple[Path, ...] = field(default=())
+    # Asked (once) when a backup taken before a reinstall needs its passphrase to restore.
+    backup_passphrase: Callable[[], str] | None = None
 
     @classmethod
     def open(
@@ -72,12 +78,13 @@ class TerminalSite:
         clock: Callable[[], datetime],
         backups: tuple[Path, ...] = (),
         timeout_ms: int | None = None,
+        backup_passphrase: Callable[[], str] | None = None,
     ) -> TerminalSite:
         """The terminal in ``data_dir``, opened WITHOUT refusing a damaged journal."""
         terminal = open_terminal(
             data_dir, clock=clock, exchange=exchange, verify=False, timeout_ms=timeout_ms
         )
-        return cls(terminal, exchange, clock, data_dir, backups)
+        return cls(terminal, exchange, clock, data_dir, backups, _once(backup_passphrase))
 
     def close(self) -> None:
         self.terminal.journal.engine.dispose()
@@ -96,7 +103,24 @@ class TerminalSite:
 def _flush(site: TerminalSite, _diagnosis: Diagnosis) -> tuple[Line, ...]:
     cleared = site.terminal.flush()
     return (
-        Line(f"{cleared} outstanding items sent to the host", f"已向主机发送 {cleared} 笔待发交易"),
+        Line(
+            f"{count(cleared, 'outstanding item')} sent to the host",
+            f"已向主机发送 {cleared} 笔待发交易",
+        ),
+    )
+
+
+def _resync(site: TerminalSite, _diagnosis: Diagnosis) -> tuple[Line, ...]:
+    site.terminal.mark_restored(
+        "doctor: this journal is older than the host's records (copied back by hand); "
+        "the next sign-on settles the host's open batch first"
+    )
+    return (
+        Line(
+            "the journal is marked as restored: its next sign-on settles the host's open batch "
+            "before any new sale",
+            "流水日志已标记为已恢复:下次签到时先结算主机的未结批次,再做新交易",
+        ),
     )
 
 
@@ -104,19 +128,26 @@ def _restore(site: TerminalSite, diagnosis: Diagnosis) -> tuple[Line, ...]:
     del diagnosis
     if site.data_dir is None:
         raise ConfigError("restore needs the terminal's data directory")
-    readable = [(info, path) for path in site.backups if (info := backup_info(path)) is not None]
+    readable = [
+        (info, path)
+        for path in site.backups
+        if (info := backup_info(path, site.terminal.journal)) is not None
+    ]
     if not readable:
         raise ConfigError("no intact journal backup to restore from")
     _info, backup = max(readable, key=lambda pair: pair[0].taken_at)
+    # Every check of the restore (this terminal's backup, its card keys, the passphrase
+    # of a backup taken before a reinstall) before anything is touched.
+    check_restore(backup, site.data_dir, passphrase=site.backup_passphrase)
     journal_file = site.data_dir / JOURNAL_FILE_NAME
     stamp = site.clock().strftime("%Y%m%dT%H%M%S")
     kept = journal_file.with_name(f"{JOURNAL_FILE_NAME}{DAMAGED_SUFFIX}-{stamp}")
     site.close()
     shutil.copy2(journal_file, kept)
-    report = restore_journal(backup, site.data_dir)
+    report = restore_journal(backup, site.data_dir, passphrase=site.backup_passphrase)
     reopened = TerminalSite.open(
         site.data_dir, site.exchange, clock=site.clock, backups=site.backups,
-        timeout_ms=site.terminal.timeout_ms,
+        timeout_ms=site.terminal.timeout_ms, backup_passphrase=site.backup_passphrase,
     )  # fmt: skip
     site.terminal = reopened.terminal
     lines = [
@@ -128,7 +159,8 @@ def _restore(site: TerminalSite, diagnosis: Diagnosis) -> tuple[Line, ...]:
     if report.missing_entries:
         lines.append(
             Line(
-                f"the backup lacks {report.missing_approvals} approvals of the replaced journal: "
+                f"the backup lacks {count(report.missing_approvals, 'approval')} of the "
+                "replaced journal: "
                 "settlement reconciles them with the host (batch upload, exception records)",
                 f"备份缺少原日志中的 {report.missing_approvals} 笔成功交易:"
                 "结算时与主机核对(批上送,差错记录)",
@@ -137,13 +169,37 @@ def _restore(site: TerminalSite, diagnosis: Diagnosis) -> tuple[Line, ...]:
     return tuple(lines)
 
 
+def _once(ask: Callable[[], str] | None) -> Callable[[], str] | None:
+    """``ask`` asked at most once (a check and the restore itself both may need it)."""
+    if ask is None:
+        return None
+    answers: list[str] = []
+
+    def once() -> str:
+        if not answers:
+            answers.append(ask())
+        return answers[0]
+
+    return once
+
+
+_RECOVERY_ZH: Final = {
+    "resume": "终端与主机批次号一致",
+    "adopt": "采用主机批次号",
+    "settle_closed": "先结算主机已关闭的批次",
+    "set_aside": "本地批次留待后台处理",
+}
+
+
 def _sign_on(site: TerminalSite, _diagnosis: Diagnosis) -> tuple[Line, ...]:
     result = site.terminal.sign_on()
+    action = result.recovery.action.value
     return (
         Line(
             f"signed on: host batch {result.host_batch_no:06d}, terminal now at "
-            f"{result.batch_no:06d} ({result.recovery.action.value}: {result.recovery.reason})",
-            f"已签到:主机批次 {result.host_batch_no:06d},终端当前批次 {result.batch_no:06d}",
+            f"{result.batch_no:06d} ({action}: {result.recovery.reason})",
+            f"已签到:主机批次 {result.host_batch_no:06d},终端当前批次 {result.batch_no:06d}"
+            f"({_RECOVERY_ZH.get(action, '已处理')})",
         ),
     )
 
@@ -154,11 +210,12 @@ def _settle(site: TerminalSite, _diagnosis: Diagnosis) -> tuple[Line, ...]:
         how_en, how_zh = "balanced", "对账平"
     elif result.close_reason == "uploaded":
         how_en = (
-            f"not balanced: {result.uploaded_count} records uploaded, differences go to exceptions"
+            f"not balanced: {count(result.uploaded_count, 'record')} uploaded, "
+            "differences go to exceptions"
         )
         how_zh = f"对账不平:已批上送 {result.uploaded_count} 笔,差异记入差错"
     else:
-        how_en, how_zh = result.close_reason, result.close_reason
+        how_en, how_zh = close_reason_words(result.close_reason)
     return (
         Line(
             f"batch {result.batch_no:06d} settled ({how_en}); "
@@ -171,18 +228,24 @@ def _settle(site: TerminalSite, _diagnosis: Diagnosis) -> tuple[Line, ...]:
 _ACTIONS: Final[dict[Repair, Callable[[TerminalSite, Diagnosis], tuple[Line, ...]]]] = {
     Repair.FLUSH_REVERSALS: _flush,
     Repair.RESTORE_BACKUP: _restore,
+    Repair.RESYNC_JOURNAL: _resync,
     Repair.SIGN_ON_ADOPT: _sign_on,
     Repair.RESUME_SETTLEMENT: _settle,
 }
 
 
+def _no_progress(_line: Line) -> None:
+    """No progress lines (the library default)."""
+
+
 def run_repairs(
-    site: TerminalSite, diagnosis: Diagnosis, *, confirm: Confirm
+    site: TerminalSite, diagnosis: Diagnosis, *, confirm: Confirm, progress: Progress = _no_progress
 ) -> tuple[RepairResult, ...]:
     """Do the diagnosis's repair plan, step by step, each confirmed and journaled."""
     results: list[RepairResult] = []
     stopped = False
-    for repair in diagnosis.repairs:
+    total = len(diagnosis.repairs)
+    for number, repair in enumerate(diagnosis.repairs, 1):
         text = REPAIR_TEXT[repair]
         if stopped:
             results.append(RepairResult(repair, RepairStatus.SKIPPED))
@@ -198,12 +261,16 @@ def run_repairs(
             site.log(repair, RepairStatus.DECLINED.value, f"doctor: {text.en} — declined")
             stopped = True
             continue
+        progress(
+            Line(
+                f"repair {number} of {total}: {text.en}",
+                f"修复 第 {number} 步(共 {total} 步):{text.zh}",
+            )
+        )
         try:
             lines = _ACTIONS[repair](site, diagnosis)
         except PosbatchError as exc:
-            results.append(
-                RepairResult(repair, RepairStatus.FAILED, (Line(str(exc), f"失败:{exc}"),))
-            )
+            results.append(RepairResult(repair, RepairStatus.FAILED, (error_line(exc),)))
             site.log(repair, RepairStatus.FAILED.value, f"doctor: {text.en} — failed: {exc}")
             stopped = True
             continue

@@ -18,13 +18,15 @@ from pathlib import Path
 from typing import Final
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from posbatch.doctor._checks import Line, Status
+from posbatch.doctor._checks import Status
 from posbatch.doctor._codec import from_json, to_json
 from posbatch.doctor._evidence import Evidence
 from posbatch.doctor._rules import REPAIR_TEXT, Diagnosis, Outcome, Repair, Verdict, rule_for
+from posbatch.doctor._words import Line, count
 from posbatch.errors import ConfigError
 
 __all__ = [
@@ -34,6 +36,8 @@ __all__ = [
     "Report",
     "read_bundle",
     "render",
+    "render_diagnosis",
+    "render_repairs",
     "render_text",
     "scrub",
     "write_bundle",
@@ -78,10 +82,20 @@ _STATUS_STYLE: Final = {
 
 
 def _both(line: Line) -> str:
-    return f"{line.en}\n[dim]{line.zh}[/]"
+    # Evidence carries text from outside (the host's field 63, the journal's events, a
+    # bundle): never markup — "[/]" from a peer must print, not break the report.
+    return f"{escape(line.en)}\n[dim]{escape(line.zh)}[/]"
 
 
 def _headline(diagnosis: Diagnosis) -> tuple[str, str, str]:
+    if diagnosis.outcome == Outcome.ATTENTION:
+        things = len(diagnosis.attention)
+        return (
+            "yellow",
+            f"No settlement failure, but {count(things, 'warning')} "
+            f"{'needs' if things == 1 else 'need'} a person (see below): not healthy yet.",
+            f"结算没有故障,但有 {things} 项警告需要人工处理(见下文):尚不算正常。",
+        )
     if diagnosis.outcome == Outcome.HEALTHY:
         unknown = [c for c, f in diagnosis.findings if f.verdict == Verdict.NOT_CHECKED]
         if not unknown:
@@ -124,12 +138,24 @@ def _headline(diagnosis: Diagnosis) -> tuple[str, str, str]:
 
 def render(report: Report, console: Console) -> None:
     """Print ``report`` for a person, in English and Chinese."""
+    render_diagnosis(report, console)
+    render_repairs(report, console)
+
+
+def render_diagnosis(report: Report, console: Console) -> None:
+    """The checks and the diagnosis with its plan: what ``--fix`` shows before it asks."""
     evidence = report.evidence
     console.rule(
-        f"posbatch doctor — terminal {evidence.terminal_id} — "
-        f"{report.generated_at:%Y-%m-%d %H:%M:%S} ({report.source})"
+        escape(
+            f"posbatch doctor — terminal {evidence.terminal_id} — "
+            f"{report.generated_at:%Y-%m-%d %H:%M:%S} ({report.source})"
+        )
     )
     _render_diagnosis(report.diagnosis, console, title="diagnosis 诊断")
+
+
+def render_repairs(report: Report, console: Console) -> None:
+    """What ``--fix`` did, and the diagnosis after it."""
     if report.repairs_done:
         table = Table(title="repairs 修复", show_lines=True)
         table.add_column("repair 修复项")
@@ -156,8 +182,8 @@ def _render_diagnosis(
         table.add_column("evidence 证据")
         for check in diagnosis.checks:
             table.add_row(
-                check.area,
-                f"{check.title_en}\n[dim]{check.title_zh}[/]",
+                escape(check.area),
+                _both(Line(check.title_en, check.title_zh)),
                 _STATUS_STYLE[check.status],
                 "\n".join(_both(line) for line in check.lines),
             )
@@ -173,16 +199,18 @@ def _render_diagnosis(
             body.append("\n[bold]rules out the others 排除其他原因[/]")
             for cause, f in ruled:
                 rule = rule_for(cause)
-                reasons = "; ".join(line.en for line in f.lines)
-                reasons_zh = ";".join(line.zh for line in f.lines)
+                reasons = escape("; ".join(line.en for line in f.lines))
+                reasons_zh = escape(";".join(line.zh for line in f.lines))
                 body.append(
                     f"• not {rule.title_en}: {reasons}\n  [dim]非{rule.title_zh}:{reasons_zh}[/]"
                 )
         unknown = [cause for cause, f in diagnosis.findings if f.verdict == Verdict.NOT_CHECKED]
         if unknown:
             body.append(
-                "\n[dim]not checked 未检查: "
+                "\n[dim]not checked: "
                 + ", ".join(rule_for(c).title_en for c in unknown)
+                + "\n未检查:"
+                + "、".join(rule_for(c).title_zh for c in unknown)
                 + "[/]"
             )
     for cause in diagnosis.candidates if diagnosis.outcome == Outcome.AMBIGUOUS else ():
@@ -196,9 +224,12 @@ def _render_diagnosis(
                 f"{rule_for(c).title_en} / {rule_for(c).title_zh}" for c in diagnosis.also_seen
             )
         )
-    if diagnosis.symptoms and diagnosis.outcome != Outcome.HEALTHY:
+    if diagnosis.symptoms and diagnosis.outcome not in (Outcome.HEALTHY, Outcome.ATTENTION):
         body.append("\n[bold]symptoms 现象[/]")
         body.extend(f"• {_both(line)}" for line in diagnosis.symptoms)
+    if diagnosis.attention:
+        body.append("\n[bold]warnings that need a person 需人工处理的警告[/]")
+        body.extend(f"• {_both(line)}" for line in diagnosis.attention)
     if diagnosis.repairs:
         body.append("\n[bold]doctor can repair (posbatch doctor --fix) 可自动修复[/]")
         body.extend(f"{i}. {_both(REPAIR_TEXT[r])}" for i, r in enumerate(diagnosis.repairs, 1))

@@ -34,17 +34,27 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from posbatch.batch.counters import is_behind
 from posbatch.doctor._checks import (
     CLOCK_SKEW_FAIL_S,
     STALE_AFTER,
+    TCP_FAILURE_WORDS,
     Check,
-    Line,
     Status,
     batch_age,
     clock_skew_s,
     run_checks,
+    stan_ahead,
 )
-from posbatch.doctor._evidence import Evidence, LocalBatchState
+from posbatch.doctor._evidence import TCP_REFUSED, Evidence, LocalBatchState
+from posbatch.doctor._words import (
+    Line,
+    batch_state_words,
+    capacity_words,
+    close_reason_words,
+    count,
+    stan,
+)
 
 __all__ = [
     "RULES",
@@ -69,6 +79,7 @@ class Category(enum.StrEnum):
     MISMATCH = "mismatch after update or host change"
     INTERRUPTED = "settlement interrupted"
     STALE = "unsettled old batch"
+    CAPACITY = "batch full"
 
 
 class Cause(enum.StrEnum):
@@ -83,6 +94,9 @@ class Cause(enum.StrEnum):
     HOST_CHANGE = "host_change"
     SETTLEMENT_INTERRUPTED = "settlement_interrupted"
     STALE_BATCH = "stale_batch"
+    BATCH_FULL = "batch_full"
+    JOURNAL_REPLACED = "journal_replaced"
+    HOST_NOT_LISTENING = "host_not_listening"
 
 
 class Repair(enum.StrEnum):
@@ -90,6 +104,7 @@ class Repair(enum.StrEnum):
 
     FLUSH_REVERSALS = "flush_reversals"
     RESTORE_BACKUP = "restore_backup"
+    RESYNC_JOURNAL = "resync_journal"
     SIGN_ON_ADOPT = "sign_on_adopt"
     RESUME_SETTLEMENT = "resume_settlement"
 
@@ -100,13 +115,21 @@ REPAIR_TEXT: Final[dict[Repair, Line]] = {
         "restore the journal from its last backup, keeping the damaged copy aside",
         "用最近的备份恢复流水日志(损坏的副本另行保留)",
     ),
+    Repair.RESYNC_JOURNAL: Line(
+        "mark the journal as restored, so that its next sign-on settles the host's open batch "
+        "before any new sale (the host's approvals are counted once, none is lost)",
+        "将流水日志标记为已恢复:下次签到时先结算主机的未结批次,再做新交易"
+        "(主机上的交易只计一次,不会丢失)",
+    ),
     Repair.SIGN_ON_ADOPT: Line(
-        "sign on again and adopt the host's batch number (the local batch is kept for settlement)",
-        "重新签到并采用主机的批次号(本地批次保留待结算)",
+        "sign on again: the terminal takes the host's batch number, first settling what the "
+        "host closed or holds (nothing is deleted)",
+        "重新签到:终端采用主机的批次号,并先结算主机已关闭或持有的批次(不删除任何交易)",
     ),
     Repair.RESUME_SETTLEMENT: Line(
-        "settle: resume where settlement stopped (0500, batch upload when not balanced)",
-        "结算:从中断处继续(0500,对账不平时批上送)",
+        "settle: resume where settlement stopped (settlement request 0500, then batch upload "
+        "when not balanced)",
+        "结算:从中断处继续(先发结算请求,对账不平时再批上送)",
     ),
 }
 
@@ -160,6 +183,8 @@ def _b(batch_no: int | None) -> str:
 
 _NO_JOURNAL: Final = Line("needs the terminal journal", "需要终端流水日志")
 _NO_HOST: Final = Line("needs the host's batch number", "需要主机批次号")
+# How a batch closed when a terminal's settlement closed it (field 63 Q=, host records).
+_SETTLED_BY_A_TERMINAL: Final = frozenset({"BALANCED", "UPLOADED"})
 
 
 def _mismatch(evidence: Evidence) -> bool | None:
@@ -237,9 +262,14 @@ def _journal_damaged(evidence: Evidence) -> Finding:
         return _out(Line("the journal's hash chain is intact", "流水日志哈希链完整"))
     lines = []
     if not journal.chain_intact:
-        where = "" if journal.first_bad_row is None else f" at row {journal.first_bad_row}"
+        row = journal.first_bad_row
+        where = "" if row is None else f" at entry {row}"
+        where_zh = "" if row is None else f"(第 {row} 条记录)"
         lines.append(
-            Line(f"the journal's hash chain is broken{where}", f"流水日志哈希链断裂{where}")
+            Line(
+                f"the journal's hash chain is broken{where}: entries were damaged or edited",
+                f"流水日志哈希链断裂{where_zh}:记录被损坏或篡改",
+            )
         )
     if journal.schema_version != journal.schema_version_expected:
         lines.append(
@@ -250,6 +280,95 @@ def _journal_damaged(evidence: Evidence) -> Finding:
             )
         )
     return _points(Strength.PROOF, *lines)
+
+
+def _newer_history(evidence: Evidence) -> list[Line] | None:
+    """The host's evidence that another journal of this terminal traded after this one's
+    last entry (an older copy, a reinstall, a second device); None when unknown.
+
+    Every request leaves the terminal only after the journal wrote it, so whatever the
+    host recorded from this terminal is in this journal — unless the journal is not the
+    one that sent it. Only an OPEN batch is at risk: one being settled takes no new
+    transaction, and its settlement puts what only the host holds into exceptions.
+    """
+    journal = evidence.journal
+    assert journal is not None
+    records = evidence.host_records
+    known = evidence.host_batch_no is not None or records is not None
+    lines: list[Line] = []
+    if journal.batch_state != LocalBatchState.OPEN:
+        return lines if known else None
+    host_stan = evidence.host_last_stan_in_batch
+    if evidence.host_last_stan_in_journal is False and host_stan is not None:
+        host_en, host_zh = stan(host_stan)
+        lines.append(
+            Line(
+                f"the host recorded {host_en} in batch {_b(journal.batch_no)}, the batch this "
+                "terminal has open, and this journal has no such transaction",
+                f"主机在本终端当前批次 {_b(journal.batch_no)} 中记录了{host_zh}的交易,"
+                "而本日志中没有这笔交易",
+            )
+        )
+        if stan_ahead(host_stan, journal.last_stan):
+            mine_en, mine_zh = stan(journal.last_stan)
+            lines.append(
+                Line(
+                    f"this journal's last is {mine_en}: its next sale would reuse a message "
+                    "number the host holds and be answered 94 (duplicate transaction)",
+                    f"本日志最后为{mine_zh}:下一笔消费会重复使用主机已有的流水号,"
+                    "被应答 94(重复交易)",
+                )
+            )
+    if evidence.host_batch_no == journal.batch_no and evidence.host_batch_state == "UPLOADING":
+        # A journal sends its 0500 only after its own batch left OPEN (settling): a batch the
+        # host holds for upload while it is open here was settled by another journal.
+        lines.append(
+            Line(
+                f"the host holds batch {_b(journal.batch_no)} waiting for batch upload: a "
+                "settlement request (0500) for it reached the host, and this journal never "
+                "sent one — its batch is still open here",
+                f"主机上批次 {_b(journal.batch_no)} 处于批上送中:主机已收到该批次的结算请求,"
+                "而本日志从未发出过,本地批次仍未结算",
+            )
+        )
+    closed = evidence.host_last_closed_batch_no
+    how = evidence.host_last_closed_reason
+    # A batch the host closed that this journal never settled: by a terminal's settlement
+    # (field 63 Q=, the records) — or, for a fresh journal, any batch after its own that
+    # the back office did not close (a host that does not say how still closed it).
+    settled_elsewhere = how in _SETTLED_BY_A_TERMINAL or (
+        journal.fresh_start and how != "ADVANCED" and closed != journal.batch_no
+    )
+    if (
+        closed is not None
+        and settled_elsewhere
+        and (closed == journal.batch_no or is_behind(journal.batch_no, closed))
+    ):
+        how_en, how_zh = close_reason_words(how) if how else ("closed", "已关闭")
+        lines.append(
+            Line(
+                f"the host has closed batch {_b(closed)} ({how_en}), which this journal never "
+                f"settled: its batch {_b(journal.batch_no)} is still open here",
+                f"主机已关闭批次 {_b(closed)}({how_zh}),而本日志从未结算过它:"
+                f"本地批次 {_b(journal.batch_no)} 仍未结算",
+            )
+        )
+    if (
+        records is not None
+        and records.last_stan is not None
+        and stan_ahead(records.last_stan, journal.last_stan)
+    ):
+        host_en, host_zh = stan(records.last_stan)
+        mine_en, mine_zh = stan(journal.last_stan)
+        lines.append(
+            Line(
+                f"the host last saw {host_en}, after this journal's last ({mine_en})",
+                f"主机最后收到{host_zh},在本日志最后的{mine_zh}之后",
+            )
+        )
+    if not lines and not known:
+        return None
+    return lines
 
 
 def _counters_reset(evidence: Evidence) -> Finding:
@@ -270,51 +389,105 @@ def _counters_reset(evidence: Evidence) -> Finding:
                 "流水日志没有从批次号 000001 重新开始",
             )
         )
-    records = evidence.host_records
-    host_batch = evidence.host_batch_no
-    host_stan_ahead = (
-        records is not None
-        and records.last_stan is not None
-        and records.last_stan > journal.last_stan
-    )
-    host_closed = evidence.host_last_closed_batch_no
-    if host_batch is None and records is None:
+    history = _newer_history(evidence)
+    if history is None:
         return _unknown(_NO_HOST)
-    # The host knows batches of this terminal the journal never had: a closed batch other
-    # than the journal's own (a lost first 0510 closes exactly the journal's batch), or a
-    # later batch while the journal never even started settling its own.
-    host_has_older_history = (host_closed is not None and host_closed != journal.batch_no) or (
-        host_batch is not None
-        and host_batch > journal.batch_no
-        and journal.batch_state == LocalBatchState.OPEN
-        and host_closed != journal.batch_no
-    )
-    if host_has_older_history or host_stan_ahead:
-        lines = [
+    if not history:
+        return _out(
             Line(
-                "the journal started fresh at batch 000001 on "
-                f"{journal.journal_started_at:%Y-%m-%d %H:%M} (reinstall or reset)",
-                f"流水日志于 {journal.journal_started_at:%Y-%m-%d %H:%M} 从批次号 000001 重新开始"
-                "(重装或重置)",
-            ),
-            Line(
-                f"yet the host is at batch {_b(host_batch)} "
-                "and has closed batches of this terminal",
-                f"而主机已到批次号 {_b(host_batch)},且已结算过本终端的批次",
-            ),
-        ]
-        if host_stan_ahead and records is not None and records.last_stan is not None:
-            lines.append(
-                Line(
-                    f"the host last saw STAN {records.last_stan:06d}, the journal is at "
-                    f"{journal.last_stan:06d}",
-                    f"主机最后流水号 {records.last_stan:06d},日志为 {journal.last_stan:06d}",
-                )
+                "a new terminal: the host holds nothing of it this journal lacks",
+                "新终端:主机上没有本日志缺少的记录",
             )
-        return _points(Strength.PROOF, *lines)
-    return _out(
-        Line("a new terminal: the host has no earlier batch of it", "新终端:主机没有它的更早批次")
+        )
+    why = (
+        ("the journal says it was created by a reinstall", "日志记录显示为重装后新建")
+        if journal.reinstalled
+        else (
+            "a reinstall, a reset, or an early copy of the journal put back",
+            "重装、重置,或放回了早期的日志副本",
+        )
     )
+    lines = [
+        Line(
+            "the journal started fresh at batch 000001 on "
+            f"{journal.journal_started_at:%Y-%m-%d %H:%M} ({why[0]})",
+            f"流水日志于 {journal.journal_started_at:%Y-%m-%d %H:%M} 从批次号 000001 重新开始"
+            f"({why[1]})",
+        ),
+        *history,
+    ]
+    if journal.resync_pending:
+        lines.append(
+            Line(
+                "its next sign-on settles the host's open batch before any new sale, so the "
+                "approvals made before the reinstall are counted once",
+                "下次签到时会先结算主机的未结批次,再做新交易:重装前的交易只计一次",
+            )
+        )
+    return _points(Strength.PROOF, *lines)
+
+
+def _journal_replaced(evidence: Evidence) -> Finding:
+    journal = evidence.journal
+    if journal is None:
+        return _unknown(_NO_JOURNAL)
+    if journal.fresh_start and not journal.settled_batches:
+        return _out(
+            Line(
+                "a fresh journal, not an older copy (see counters reset)",
+                "这是新建的日志,不是旧副本(见计数器被重置)",
+            )
+        )
+    lines: list[Line] = []
+    backup = journal.backup
+    if backup is not None and backup.extends_journal:
+        lines.append(
+            Line(
+                f"the backup {backup.location} holds this journal's whole history and "
+                f"{count(backup.entries_beyond_journal, 'entry', 'entries')} after its end: "
+                "the journal in use is an older copy",
+                f"备份 {backup.location} 包含本日志的全部记录,并在其后多出 "
+                f"{backup.entries_beyond_journal} 条:正在使用的日志是旧副本",
+            )
+        )
+    history = _newer_history(evidence)
+    if history:
+        lines.extend(history)
+    if not lines:
+        if history is None:
+            return _unknown(_NO_HOST)
+        return _out(
+            Line(
+                "the host holds nothing from this terminal that the journal lacks",
+                "主机上没有本日志缺少的本终端记录",
+            )
+        )
+    if journal.restored_at is not None:
+        lines.append(
+            Line(
+                f"the journal was restored from a backup on {journal.restored_at:%Y-%m-%d %H:%M}",
+                f"流水日志于 {journal.restored_at:%Y-%m-%d %H:%M} 从备份恢复",
+            )
+        )
+    else:
+        lines.append(
+            Line(
+                "no restore is recorded: an older journal file was copied over the newer one "
+                "by hand (or another device uses this terminal's ID)",
+                "日志中没有恢复记录:较旧的日志文件被手工复制覆盖了较新的日志"
+                "(或另一台设备在使用本终端号)",
+            )
+        )
+    if journal.pending_reversals:
+        lines.append(
+            Line(
+                f"this copy still has {count(journal.pending_reversals, 'reversal')} to send: "
+                "the newer journal may have had their answers — check them on the receipts",
+                f"本副本仍有 {journal.pending_reversals} 笔冲正待发:较新的日志可能已收到应答,"
+                "请核对签购单",
+            )
+        )
+    return _points(Strength.PROOF, *lines)
 
 
 def _clock_wrong(evidence: Evidence) -> Finding:
@@ -376,34 +549,38 @@ def _network_timeouts(evidence: Evidence) -> Finding:
     probe = evidence.network
     journal = evidence.journal
     if probe is not None and probe.tcp_reachable is False:
+        if probe.error == TCP_REFUSED:
+            return _out(
+                Line(
+                    "the connection was refused: the line works, the host is not listening "
+                    "(see that cause)",
+                    "连接被拒绝:线路是通的,是主机没有在监听(见该原因)",
+                )
+            )
+        en, zh = TCP_FAILURE_WORDS.get(probe.error or "", ("", ""))
         return _points(
             Strength.PROOF,
-            Line(f"cannot connect to the host at {probe.address}", f"无法连接主机 {probe.address}"),
+            Line(
+                f"cannot connect to the host at {probe.address}" + (f": {en}" if en else ""),
+                f"无法连接主机 {probe.address}" + (f":{zh}" if zh else ""),
+            ),
         )
     if probe is not None and probe.echo_lost:
         return _points(
             Strength.PROOF,
             Line(
-                f"{probe.echo_lost} of {probe.echo_sent} echo tests got no answer",
+                f"{probe.echo_lost} of {count(probe.echo_sent, 'echo test')} got no answer",
                 f"回响测试 {probe.echo_sent} 次中 {probe.echo_lost} 次无应答",
             ),
         )
-    signs = []
     if journal is not None and journal.pending_reversals:
-        signs.append(
+        signs = [
             Line(
-                f"{journal.pending_reversals} transactions timed out and wait for reversal",
+                f"{count(journal.pending_reversals, 'transaction')} timed out and "
+                f"{'waits' if journal.pending_reversals == 1 else 'wait'} for reversal",
                 f"{journal.pending_reversals} 笔交易超时,等待冲正",
             )
-        )
-    if journal is not None and journal.unanswered_requests and not signs:
-        signs.append(
-            Line(
-                f"{journal.unanswered_requests} requests never got an answer",
-                f"{journal.unanswered_requests} 笔请求未收到应答",
-            )
-        )
-    if signs:
+        ]
         if probe is not None and probe.echo_sent:
             signs.append(
                 Line(
@@ -418,13 +595,45 @@ def _network_timeouts(evidence: Evidence) -> Finding:
     if probe is not None and probe.echo_sent:
         lines.append(
             Line(
-                f"all {probe.echo_sent} echo tests answered",
+                f"all {count(probe.echo_sent, 'echo test')} answered",
                 f"{probe.echo_sent} 次回响测试全部应答",
             )
         )
-    if journal is not None:
-        lines.append(Line("no request in the journal timed out", "日志中没有超时的请求"))
+    if journal is not None and journal.recovered_timeouts:
+        lines.append(
+            Line(
+                f"{count(journal.recovered_timeouts, 'request')} timed out earlier and the "
+                "terminal recovered by itself (reversed or resent): history, not a cause",
+                f"之前有 {journal.recovered_timeouts} 笔请求超时,终端已自动处理(冲正或重发):"
+                "属历史记录,不是故障原因",
+            )
+        )
+    elif journal is not None:
+        lines.append(
+            Line("no request in the journal is left unanswered", "日志中没有未处理的超时请求")
+        )
     return _out(*lines)
+
+
+def _host_not_listening(evidence: Evidence) -> Finding:
+    probe = evidence.network
+    if probe is None or probe.tcp_reachable is None:
+        return _unknown(Line("needs a connection attempt to the host", "需要尝试连接主机"))
+    if probe.tcp_reachable or probe.error != TCP_REFUSED:
+        return _out(
+            Line(
+                "the host accepted the connection" if probe.tcp_reachable else
+                "the connection was not refused",
+                "主机接受了连接" if probe.tcp_reachable else "连接没有被拒绝",
+            )
+        )  # fmt: skip
+    return _points(
+        Strength.PROOF,
+        Line(
+            f"the connection to {probe.address} was refused: {TCP_FAILURE_WORDS[TCP_REFUSED][0]}",
+            f"连接 {probe.address} 被拒绝:{TCP_FAILURE_WORDS[TCP_REFUSED][1]}",
+        ),
+    )
 
 
 def _duplicates(evidence: Evidence) -> Finding:
@@ -440,7 +649,7 @@ def _duplicates(evidence: Evidence) -> Finding:
             strength = Strength.PROOF
             lines.append(
                 Line(
-                    f"the host recorded {len(dup)} duplicate transactions as exceptions",
+                    f"the host recorded {count(len(dup), 'duplicate transaction')} as exceptions",
                     f"主机将 {len(dup)} 笔重复交易记为差错",
                 )
             )
@@ -448,9 +657,9 @@ def _duplicates(evidence: Evidence) -> Finding:
         strength = Strength.PROOF  # the host said 94 to a STAN this journal had not used
         lines.append(
             Line(
-                f"the host answered {journal.duplicate_answers} requests as duplicates (94): "
-                "a STAN was used twice in one batch",
-                f"主机将 {journal.duplicate_answers} 笔请求判为重复交易(94):"
+                f"the host answered {count(journal.duplicate_answers, 'request')} with 94 "
+                "(duplicate transaction): a message number (STAN) was used twice in one batch",
+                f"主机将 {journal.duplicate_answers} 笔请求应答为 94(重复交易):"
                 "同一批次内流水号被重复使用",
             )
         )
@@ -534,9 +743,9 @@ def _host_change(evidence: Evidence) -> Finding:
         return _points(
             Strength.PROOF,
             Line(
-                f"the host says its back office closed batch {_b(journal.batch_no)} "
-                f"(sign-on field 63: ADVANCED) and opened {_b(view.batch_no)}",
-                f"主机签到应答显示:后台关闭了批次 {_b(journal.batch_no)}(ADVANCED),"
+                f"the host says (its note in the answer, field 63) that its back office closed "
+                f"batch {_b(journal.batch_no)} and opened {_b(view.batch_no)}",
+                f"主机应答中的说明(第63域)显示:后台关闭了批次 {_b(journal.batch_no)},"
                 f"并开启了 {_b(view.batch_no)}",
             ),
             Line(
@@ -547,7 +756,8 @@ def _host_change(evidence: Evidence) -> Finding:
     host_batch = evidence.host_batch_no
     closed = evidence.host_last_closed_batch_no
     never_settled_here = (
-        journal.batch_state == LocalBatchState.OPEN
+        evidence.host_last_closed_reason not in _SETTLED_BY_A_TERMINAL
+        and journal.batch_state == LocalBatchState.OPEN
         and not journal.settlement_request_unanswered
         and not journal.manual_edits
         and not any(update.changed_counters for update in journal.updates)
@@ -556,9 +766,9 @@ def _host_change(evidence: Evidence) -> Finding:
     if (
         never_settled_here
         and host_batch is not None
-        and host_batch > journal.batch_no
+        and is_behind(journal.batch_no, host_batch)
         and closed is not None
-        and closed >= journal.batch_no
+        and (closed == journal.batch_no or is_behind(journal.batch_no, closed))
     ):
         return _points(
             Strength.SIGN,
@@ -590,8 +800,8 @@ def _settlement_interrupted(evidence: Evidence) -> Finding:
             return _points(
                 Strength.PROOF,
                 Line(
-                    f"the host holds batch {_b(records.batch_no)} as UPLOADING: the terminal "
-                    "started batch upload and never ended it",
+                    f"the host holds batch {_b(records.batch_no)} waiting for batch upload: "
+                    "the terminal started batch upload and never ended it",
                     f"主机上批次 {_b(records.batch_no)} 处于批上送中:终端开始批上送后未完成",
                 ),
             )
@@ -615,28 +825,30 @@ def _settlement_interrupted(evidence: Evidence) -> Finding:
                 "主机已完成本次结算,只是应答丢失",
             )
         )
+    state_en, state_zh = batch_state_words(journal.batch_state)
     lines = [
         Line(
             f"settlement of batch {_b(journal.batch_no)} stopped half-way on the terminal "
-            f"({journal.batch_state})",
-            f"批次 {_b(journal.batch_no)} 的结算在终端上中途停止({journal.batch_state})",
+            f"({state_en})",
+            f"批次 {_b(journal.batch_no)} 的结算在终端上中途停止({state_zh})",
         )
     ]
     if journal.upload_records_total:
         lines.append(
             Line(
-                f"{journal.upload_records_acknowledged} of {journal.upload_records_total} "
-                "batch-upload records were acknowledged",
+                f"{journal.upload_records_acknowledged} of "
+                f"{count(journal.upload_records_total, 'batch-upload record')} were acknowledged",
                 f"批上送 {journal.upload_records_total} 笔,已确认 "
                 f"{journal.upload_records_acknowledged} 笔",
             )
         )
     state = host_record.state if host_record is not None else evidence.host_batch_state
     if state is not None:
+        host_en, host_zh = batch_state_words(state)
         lines.append(
             Line(
-                f"the host holds batch {_b(journal.batch_no)} as {state}",
-                f"主机上批次 {_b(journal.batch_no)} 状态为 {state}",
+                f"the host holds batch {_b(journal.batch_no)} as {host_en}",
+                f"主机上批次 {_b(journal.batch_no)} {host_zh}",
             )
         )
     return _points(Strength.PROOF, *lines)
@@ -655,7 +867,7 @@ def _stale_batch(evidence: Evidence) -> Finding:
             hours = int(host_age.total_seconds() // 3600)
             return _out(
                 Line(
-                    f"the host's oldest unsettled approval is {hours} hours old",
+                    f"the host's oldest unsettled approval is {count(hours, 'hour')} old",
                     f"主机上最早的未结算交易为 {hours} 小时前",
                 )
             )
@@ -663,7 +875,7 @@ def _stale_batch(evidence: Evidence) -> Finding:
             Strength.PROOF,
             Line(
                 f"the host's batch {_b(records.batch_no)} has held approvals since "
-                f"{first:%Y-%m-%d %H:%M} ({host_age.days} days) without settlement",
+                f"{first:%Y-%m-%d %H:%M} ({count(host_age.days, 'day')}) without settlement",
                 f"主机批次 {_b(records.batch_no)} 自 {first:%Y-%m-%d %H:%M} 起"
                 f"({host_age.days} 天)有交易未结算",
             ),
@@ -677,7 +889,7 @@ def _stale_batch(evidence: Evidence) -> Finding:
         hours = int(age.total_seconds() // 3600)
         return _out(
             Line(
-                f"the oldest unsettled approval is {hours} hours old",
+                f"the oldest unsettled approval is {count(hours, 'hour')} old",
                 f"最早的未结算交易为 {hours} 小时前",
             )
         )
@@ -687,10 +899,75 @@ def _stale_batch(evidence: Evidence) -> Finding:
         Strength.PROOF,
         Line(
             f"batch {_b(journal.batch_no)} has been open since "
-            f"{journal.oldest_unsettled_at:%Y-%m-%d %H:%M} ({days} days) without settlement",
+            f"{journal.oldest_unsettled_at:%Y-%m-%d %H:%M} ({count(days, 'day')}) "
+            "without settlement",
             f"批次 {_b(journal.batch_no)} 自 {journal.oldest_unsettled_at:%Y-%m-%d %H:%M} 起"
             f"({days} 天)未结算",
         ),
+    )
+
+
+def _batch_full(evidence: Evidence) -> Finding:
+    """交易笔数已满: a batch the settlement totals (field 48) cannot count — in the journal or
+    on the host — is proof. One at the terminal's own limit is ruled out: the engine
+    settles it by itself before the next sale or refund."""
+    journal = evidence.journal
+    records = evidence.host_records
+    if journal is None and records is None:
+        return _unknown(Line("needs the journal or the host's records", "需要流水日志或主机记录"))
+    proof = []
+    if journal is not None and journal.batch_over_capacity:
+        en, zh = capacity_words(journal.batch_over_capacity)
+        proof.append(
+            Line(
+                f"batch {_b(journal.batch_no)} holds more than the settlement totals (field 48) "
+                f"can count ({en}): its totals cannot be sent as they are; only batch upload, "
+                "record by record, can settle it",
+                f"批次 {_b(journal.batch_no)} 超出结算总额的容量({zh}):"
+                "总额无法按原样上送,只能通过批上送逐笔结算",
+            )
+        )
+    for batch in records.batches if records is not None else ():
+        if batch.over_capacity:
+            en, zh = capacity_words(batch.over_capacity)
+            state_en, state_zh = batch_state_words(batch.state)
+            proof.append(
+                Line(
+                    f"the host's batch {_b(batch.batch_no)} ({state_en}) holds more than the "
+                    f"settlement totals (field 48) can count: {en}",
+                    f"主机批次 {_b(batch.batch_no)}({state_zh})超出结算总额的容量:{zh}",
+                )
+            )
+    if proof:
+        return _points(Strength.PROOF, *proof)
+    if journal is not None and journal.batch_fullest >= journal.batch_limit:
+        # Not a failure: the engine settles it before the next sale or refund (a settlement
+        # of it that stopped half-way is settlement_interrupted; --fix does not settle a
+        # shop's batch mid-day for it).
+        return _out(
+            Line(
+                f"batch {_b(journal.batch_no)} is full at the terminal's limit "
+                f"({count(journal.batch_fullest, 'transaction')} on one counter, the limit is "
+                f"{journal.batch_limit}): the terminal settles it by itself before the next "
+                "sale or refund — not a failure",
+                f"批次 {_b(journal.batch_no)} 已达终端上限(单项 {journal.batch_fullest} 笔,"
+                f"上限 {journal.batch_limit} 笔):下一笔消费或退货前终端会自动结算,不是故障",
+            )
+        )
+    if journal is None:
+        return _out(
+            Line(
+                "the host's unsettled batches fit the settlement totals",
+                "主机未结算批次均在结算总额容量之内",
+            )
+        )
+    return _out(
+        Line(
+            f"batch {_b(journal.batch_no)} has room: {journal.batch_fullest} of "
+            f"{journal.batch_limit} on its fullest counter",
+            f"批次 {_b(journal.batch_no)} 未满:单项最多 {journal.batch_fullest} 笔,"
+            f"上限 {journal.batch_limit} 笔",
+        )
     )
 
 
@@ -749,7 +1026,10 @@ RULES: Final[tuple[Rule, ...]] = (
         "counters reset (reinstall or new journal)",
         "计数器被重置(重装或新日志)",
         _counters_reset,
-        (Repair.RESTORE_BACKUP, Repair.SIGN_ON_ADOPT, Repair.RESUME_SETTLEMENT),
+        # The sign-on settles the host's batch of before the reset (the engine's resync;
+        # a fresh journal that already signed on is marked for it again): nothing is left
+        # to settle after it, so no settlement is planned.
+        (Repair.RESTORE_BACKUP, Repair.RESYNC_JOURNAL, Repair.SIGN_ON_ADOPT),
         (
             _l(
                 "if a backup of the old journal exists elsewhere, give it to the service desk",
@@ -810,12 +1090,13 @@ RULES: Final[tuple[Rule, ...]] = (
         "network timeouts",
         "网络超时",
         _network_timeouts,
-        (Repair.FLUSH_REVERSALS, Repair.RESUME_SETTLEMENT),
+        # Settling is the shop's end-of-day decision, not a network repair.
+        (Repair.FLUSH_REVERSALS,),
         (
             _l(
                 "check the cable, router or SIM signal; "
-                "call the network provider if echoes are lost",
-                "检查网线、路由器或SIM卡信号;回响测试丢包时请联系网络运营商",
+                "call the network provider if echo tests keep getting no answer",
+                "检查网线、路由器或SIM卡信号;回响测试持续无应答时请联系网络运营商",
             ),
         ),
         (
@@ -904,6 +1185,28 @@ RULES: Final[tuple[Rule, ...]] = (
         ),
     ),
     Rule(
+        Cause.BATCH_FULL,
+        Category.CAPACITY,
+        "batch full: settle first (the settlement totals, field 48, count at most 999)",
+        "交易笔数已满,请先结算(结算总额最多 999 笔)",
+        _batch_full,
+        (Repair.FLUSH_REVERSALS, Repair.RESUME_SETTLEMENT),
+        (
+            _l(
+                "nothing: doctor settles the batch (a batch over capacity goes by batch upload, "
+                "record by record; the host notes it for the back office)",
+                "无需操作:已结算该批次(超出容量的批次通过批上送逐笔结算,主机记入差错由后台核对)",
+            ),
+        ),
+        (
+            _l(
+                "keep automatic settlement on (`posbatch terminal settings --batch-limit`, "
+                "default 500) and settle every day",
+                "保持自动结算开启(posbatch terminal settings --batch-limit,默认 500 笔),并每日结算",
+            ),
+        ),
+    ),
+    Rule(
         Cause.STALE_BATCH,
         Category.STALE,
         "old batch left unsettled (day off)",
@@ -923,6 +1226,53 @@ RULES: Final[tuple[Rule, ...]] = (
             ),
         ),
     ),
+    Rule(
+        Cause.JOURNAL_REPLACED,
+        Category.TERMINAL,
+        "journal replaced by an older copy",
+        "流水日志被旧副本替换",
+        _journal_replaced,
+        # A newer backup puts the lost entries back; otherwise the sign-on settles the host's
+        # batch first, so what only the host holds is settled once, never reused (no 94).
+        (Repair.RESTORE_BACKUP, Repair.RESYNC_JOURNAL, Repair.SIGN_ON_ADOPT),
+        (
+            _l(
+                "if the newer journal file still exists anywhere, give it to the service desk; "
+                "keep the receipts of the day: the host's records are the reference",
+                "如较新的日志文件仍在,请交给服务商;保留当天的签购单:以主机记录为准",
+            ),
+        ),
+        (
+            _l(
+                "never copy journal files by hand: use `posbatch terminal backup` and "
+                "`posbatch terminal restore`, which tell the terminal to resync with the host",
+                "不要手工复制流水日志文件:请使用 posbatch terminal backup 和 "
+                "posbatch terminal restore,恢复后终端会与主机重新同步",
+            ),
+        ),
+    ),
+    Rule(
+        Cause.HOST_NOT_LISTENING,
+        Category.NETWORK,
+        "the host is not listening (connection refused)",
+        "主机没有在监听(连接被拒绝)",
+        _host_not_listening,
+        (),
+        (
+            _l(
+                "call the acquirer or the service desk: the host program is not running at the "
+                "address set in the terminal; check the host address and port in the settings",
+                "请联系收单机构或服务商:终端设置的地址上主机程序没有运行;"
+                "并核对终端设置中的主机地址和端口",
+            ),
+        ),
+        (
+            _l(
+                "the acquirer monitors its host; keep the terminal's host address up to date",
+                "收单机构应监控主机运行;终端的主机地址应保持最新",
+            ),
+        ),
+    ),
 )
 
 _BY_CAUSE: Final = {rule.cause: rule for rule in RULES}
@@ -933,7 +1283,8 @@ def rule_for(cause: Cause) -> Rule:
 
 
 class Outcome(enum.StrEnum):
-    HEALTHY = "healthy"
+    HEALTHY = "healthy"  # nothing wrong, nothing for anyone to do
+    ATTENTION = "attention"  # settlement works, but warnings need a person (差错, disk, clock)
     FOUND = "found"
     AMBIGUOUS = "ambiguous"
     UNEXPLAINED = "unexplained"
@@ -951,28 +1302,75 @@ class Diagnosis:
     repairs: tuple[Repair, ...]
     person_steps: tuple[Line, ...]
     prevention: tuple[Line, ...]
+    attention: tuple[Line, ...] = ()  # warnings a person must act on, whatever the outcome
 
     def finding(self, cause: Cause) -> Finding:
         return dict(self.findings)[cause]
 
     @property
     def failed(self) -> bool:
-        return self.outcome != Outcome.HEALTHY
+        """A settlement failure (or one that could not be named): not merely attention."""
+        return self.outcome in (Outcome.FOUND, Outcome.AMBIGUOUS, Outcome.UNEXPLAINED)
+
+    @property
+    def healthy(self) -> bool:
+        """Nothing wrong and nothing for anyone to do (exit code 0)."""
+        return self.outcome == Outcome.HEALTHY
 
 
 def _symptoms(checks: tuple[Check, ...]) -> tuple[Line, ...]:
-    symptoms = []
-    for check in checks:
-        if check.status in (Status.FAILED, Status.WARNING) and check.key not in _NOT_SYMPTOMS:
-            summary = "; ".join(line.en for line in check.lines)
-            summary_zh = ";".join(line.zh for line in check.lines)
-            symptoms.append(Line(f"{check.title_en}: {summary}", f"{check.title_zh}:{summary_zh}"))
-    return tuple(symptoms)
+    return tuple(
+        _summary(check)
+        for check in checks
+        if check.status == Status.FAILED
+        or (check.status == Status.WARNING and check.key not in _ATTENTION)
+    )
 
 
-# Exception records and a back-office close are work for the back office, shown as
-# warnings; the rules read them (duplicates, host change), they do not fail settlement.
-_NOT_SYMPTOMS: Final = frozenset({"terminal.disk", "host.exceptions", "host.settlement"})
+def _summary(check: Check) -> Line:
+    summary = "; ".join(line.en for line in check.lines)
+    summary_zh = ";".join(line.zh for line in check.lines)
+    return Line(f"{check.title_en}: {summary}", f"{check.title_zh}:{summary_zh}")
+
+
+# Warnings that do not stop settlement but need a person: the rules read some of them
+# (duplicates, host change); on their own they make the outcome ATTENTION, never HEALTHY
+# (money the back office must return is not "healthy"), with what the person must do.
+_ATTENTION: Final[dict[str, Line]] = {
+    "host.exceptions": Line(
+        "the back office works off the exception records (差错): money to return to "
+        "cardholders or to pay the merchant; the terminal settles normally meanwhile",
+        "后台处理差错记录:需退还持卡人或付给商户的款项;在此期间终端可正常结算",
+    ),
+    "host.settlement": Line(
+        "the back office compares the batch it closed with the terminal's records",
+        "后台核对其关闭的批次与终端记录",
+    ),
+    "terminal.disk": Line(
+        "free disk space where the journal lives: below 50 MiB the next sale may not be written",
+        "清理日志所在磁盘:剩余空间低于 50 兆字节时,下一笔交易可能无法写入",
+    ),
+    "terminal.clock": Line(
+        "set the terminal's date and time (or turn on network time)",
+        "请设置终端日期和时间(或开启网络校时)",
+    ),
+}
+
+
+def _plan(cause: Cause, evidence: Evidence) -> tuple[Repair, ...]:
+    """The cause's repairs, kept to those that fit the evidence."""
+    journal = evidence.journal
+    backup = journal.backup if journal is not None else None
+    repairs = rule_for(cause).repairs
+    restore = backup is not None and (
+        cause != Cause.JOURNAL_REPLACED or bool(backup.extends_journal)
+    )
+    if not restore:
+        repairs = tuple(r for r in repairs if r != Repair.RESTORE_BACKUP)
+    # A restore marks the journal for resync itself, and so does a reinstall.
+    if restore or (journal is not None and journal.resync_pending):
+        repairs = tuple(r for r in repairs if r != Repair.RESYNC_JOURNAL)
+    return repairs
 
 
 def diagnose(evidence: Evidence) -> Diagnosis:
@@ -980,6 +1378,11 @@ def diagnose(evidence: Evidence) -> Diagnosis:
     checks = run_checks(evidence)
     findings = tuple((rule.cause, rule.assess(evidence)) for rule in RULES)
     symptoms = _symptoms(checks)
+    attention_checks = [
+        check for check in checks if check.key in _ATTENTION and check.status == Status.WARNING
+    ]
+    attention = tuple(_summary(check) for check in attention_checks)
+    attention_steps = tuple(_ATTENTION[check.key] for check in attention_checks)
     pointing = [(cause, f) for cause, f in findings if f.verdict == Verdict.POINTS]
     pending = evidence.journal.pending_reversals if evidence.journal is not None else 0
 
@@ -989,6 +1392,11 @@ def diagnose(evidence: Evidence) -> Diagnosis:
         return (Repair.FLUSH_REVERSALS, *rest) if pending else rest
 
     if not symptoms and not pointing:
+        if attention:
+            return Diagnosis(
+                Outcome.ATTENTION, checks, findings, attention, None, (), (), (),
+                attention_steps, (), attention,
+            )  # fmt: skip
         return Diagnosis(Outcome.HEALTHY, checks, findings, (), None, (), (), (), (), ())
     if not pointing:
         candidates = tuple(c for c, f in findings if f.verdict == Verdict.NOT_CHECKED)
@@ -1007,19 +1415,16 @@ def diagnose(evidence: Evidence) -> Diagnosis:
                     "the evidence does not name a cause",
                     "请将诊断包发送给服务商:现有证据无法确定原因",
                 ),
+                *attention_steps,
             ),
             (),
+            attention,
         )
     top = max(f.strength for _, f in pointing)
     leaders = tuple(cause for cause, f in pointing if f.strength == top)
     others = tuple(cause for cause, f in pointing if f.strength < top)
     if len(leaders) == 1:
         rule = rule_for(leaders[0])
-        repairs = rule.repairs
-        if Repair.RESTORE_BACKUP in repairs and (
-            evidence.journal is None or evidence.journal.backup is None
-        ):
-            repairs = tuple(r for r in repairs if r != Repair.RESTORE_BACKUP)
         return Diagnosis(
             Outcome.FOUND,
             checks,
@@ -1028,13 +1433,14 @@ def diagnose(evidence: Evidence) -> Diagnosis:
             leaders[0],
             (),
             others,
-            with_flush(repairs),
-            rule.person_steps,
+            with_flush(_plan(leaders[0], evidence)),
+            tuple(dict.fromkeys((*rule.person_steps, *attention_steps))),
             rule.prevention,
+            attention,
         )
-    shared = [r for r in rule_for(leaders[0]).repairs if r != Repair.RESTORE_BACKUP]
+    shared = [r for r in _plan(leaders[0], evidence) if r != Repair.RESTORE_BACKUP]
     for cause in leaders[1:]:
-        shared = [r for r in shared if r in rule_for(cause).repairs]
+        shared = [r for r in shared if r in _plan(cause, evidence)]
     steps: list[Line] = [
         Line(
             "the evidence points to more than one cause: check each candidate below",
@@ -1045,6 +1451,8 @@ def diagnose(evidence: Evidence) -> Diagnosis:
     for cause in leaders:
         steps.extend(rule_for(cause).person_steps)
         prevention.extend(rule_for(cause).prevention)
+    steps.extend(attention_steps)
+    steps = list(dict.fromkeys(steps))
     return Diagnosis(
         Outcome.AMBIGUOUS,
         checks,
@@ -1056,4 +1464,5 @@ def diagnose(evidence: Evidence) -> Diagnosis:
         with_flush(tuple(shared)),
         tuple(steps),
         tuple(prevention),
+        attention,
     )

@@ -12,12 +12,19 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Final
 
-from posbatch.doctor._checks import Line
 from posbatch.doctor._evidence import Evidence
-from posbatch.doctor._gather import ECHO_COUNT_DEFAULT, gather_terminal, host_records
+from posbatch.doctor._gather import (
+    ECHO_COUNT_DEFAULT,
+    PROBE_ANSWER_WAIT_MS,
+    PROBE_BUDGET_MS,
+    Progress,
+    gather_terminal,
+    host_records,
+)
 from posbatch.doctor._repair import Confirm, TerminalSite, run_repairs
 from posbatch.doctor._report import Report
 from posbatch.doctor._rules import Repair, diagnose
+from posbatch.doctor._words import Line
 
 __all__ = ["always_yes", "diagnose_from_host", "examine"]
 
@@ -28,6 +35,14 @@ SOURCE_HOST: Final = "host"
 def always_yes(_repair: Repair, _text: Line) -> bool:
     """The confirmation of ``--yes``."""
     return True
+
+
+def _quiet(_line: Line) -> None:
+    """No progress lines (the library default)."""
+
+
+def _nothing(_report: Report) -> None:
+    """No one to show the diagnosis to before the repairs (the library default)."""
 
 
 def examine(
@@ -41,8 +56,17 @@ def examine(
     echo_count: int = ECHO_COUNT_DEFAULT,
     monotonic: Callable[[], float] | None = None,
     contact_host: bool = True,
+    answer_wait_ms: int = PROBE_ANSWER_WAIT_MS,
+    budget_ms: int = PROBE_BUDGET_MS,
+    progress: Progress = _quiet,
+    on_diagnosis: Callable[[Report], None] = _nothing,
 ) -> Report:
-    """Diagnose the terminal of ``site``; with ``fix``, repair and diagnose again."""
+    """Diagnose the terminal of ``site``; with ``fix``, repair and diagnose again.
+
+    Without ``fix`` nothing changes on the terminal or the host (docs/doctor.md).
+    With it, ``on_diagnosis`` is shown the diagnosis and its plan before the first
+    repair is put to ``confirm``.
+    """
 
     def gather() -> Evidence:
         return gather_terminal(
@@ -57,13 +81,18 @@ def examine(
             host_store=host_store,
             monotonic=monotonic or time.monotonic,
             contact_host=contact_host,
+            answer_wait_ms=answer_wait_ms,
+            budget_ms=budget_ms,
+            progress=progress,
         )
 
     evidence = gather()
     diagnosis = diagnose(evidence)
+    report = Report(site.clock(), SOURCE_TERMINAL, evidence, diagnosis)
     if not fix or not diagnosis.repairs:
-        return Report(site.clock(), SOURCE_TERMINAL, evidence, diagnosis)
-    done = run_repairs(site, diagnosis, confirm=confirm)
+        return report
+    on_diagnosis(report)
+    done = run_repairs(site, diagnosis, confirm=confirm, progress=progress)
     after = diagnose(gather())
     return Report(site.clock(), SOURCE_TERMINAL, evidence, diagnosis, done, after)
 

@@ -7,21 +7,38 @@ Also :func:`host_doctor_command`, the body of ``posbatch host doctor TERMINAL_ID
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from posbatch.doctor._checks import Line
 from posbatch.doctor._codec import to_json
-from posbatch.doctor._gather import ECHO_COUNT_DEFAULT, tcp_probe
-from posbatch.doctor._net import TcpExchange
+from posbatch.doctor._gather import (
+    ECHO_COUNT_DEFAULT,
+    PROBE_ANSWER_WAIT_MS,
+    PROBE_BUDGET_MS,
+    PROBE_TIMEOUT_MS,
+    tcp_probe,
+)
+from posbatch.doctor._net import ANSWER_TIMEOUT_MS_MAX, AnnouncedExchange, TcpExchange
 from posbatch.doctor._repair import TerminalSite
-from posbatch.doctor._report import Report, read_bundle, render, scrub, write_bundle
-from posbatch.doctor._rules import Outcome, Repair
+from posbatch.doctor._report import (
+    Report,
+    read_bundle,
+    render,
+    render_diagnosis,
+    render_repairs,
+    scrub,
+    write_bundle,
+)
+from posbatch.doctor._rules import Repair
 from posbatch.doctor._run import always_yes, diagnose_from_host, examine
+from posbatch.doctor._words import Line
 from posbatch.errors import ConfigError, PosbatchError
 from posbatch.terminal import DEFAULT_DATA_DIR, Exchange, parse_address
 
@@ -35,17 +52,28 @@ def _now() -> datetime:
 
 
 def _exit_code(report: Report) -> int:
-    """0 when nothing is wrong (after --fix: nothing left), 1 otherwise."""
+    """0 when nothing is wrong and nothing needs a person (after --fix: nothing left),
+    1 otherwise — a warning such as money the back office must return is not healthy."""
     final = report.after if report.after is not None else report.diagnosis
-    return 0 if final.outcome == Outcome.HEALTHY else 1
+    return 0 if final.healthy else 1
 
 
-def _output(report: Report, *, bundle: Path | None, json_out: bool, console: Console) -> None:
+def _output(
+    report: Report,
+    *,
+    bundle: Path | None,
+    json_out: bool,
+    console: Console,
+    shown: bool = False,
+) -> None:
+    """Print the report (``shown``: its diagnosis was printed already, before the repairs)."""
     if json_out:
         allowed = frozenset({report.evidence.terminal_id})
         typer.echo(
             scrub(json.dumps(to_json(report), ensure_ascii=False, indent=2), allowed=allowed)
         )
+    elif shown:
+        render_repairs(report, console)
     else:
         render(report, console)
     if bundle is not None:
@@ -57,9 +85,23 @@ def _output(report: Report, *, bundle: Path | None, json_out: bool, console: Con
             console.print(message)
 
 
-def _ask(repair: Repair, text: Line) -> bool:
-    del repair
-    return typer.confirm(f"{text.en} / {text.zh}?", default=False)
+class _Ask:
+    """``--fix`` without ``--yes``: each step of the plan put to the person, numbered."""
+
+    def __init__(self, *, err: bool) -> None:
+        self.err = err
+        self.asked = 0
+        self.total = 0
+
+    def __call__(self, repair: Repair, text: Line) -> bool:
+        del repair
+        self.asked += 1
+        return typer.confirm(
+            f"step {self.asked} of {self.total}: {text.en}?\n"
+            f"第 {self.asked} 步(共 {self.total} 步):{text.zh}?",
+            default=False,
+            err=self.err,
+        )
 
 
 @app.callback(invoke_without_command=True)
@@ -85,13 +127,34 @@ def doctor(
         typer.Option("--host-db", help="The host store's URL, when it is at hand (support desk)."),
     ] = None,
     echo_count: Annotated[
-        int, typer.Option("--echo-count", help="Echo tests to send.")
+        int, typer.Option("--echo-count", help="Echo tests to send.", min=0, max=20)
     ] = ECHO_COUNT_DEFAULT,
+    passphrase_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--passphrase-stdin",
+            help="Read a --backup's passphrase from standard input (else a hidden prompt asks, "
+            "when the backup was taken before a reinstall). Never on the command line.",
+        ),
+    ] = False,
+    wait: Annotated[
+        int,
+        typer.Option(
+            "--wait",
+            help="Seconds each echo test waits for the host's answer (all of them together "
+            f"wait at most {PROBE_BUDGET_MS // PROBE_ANSWER_WAIT_MS} times this).",
+            min=1,
+            max=ANSWER_TIMEOUT_MS_MAX // 1000,
+        ),
+    ] = PROBE_ANSWER_WAIT_MS // 1000,
 ) -> None:
     """Diagnose and repair settlement failures (批次号错误 and the rest).
 
     Checks the batch number, the terminal, the network and the host's view, names the
-    cause with its evidence, and with --fix does the repairs it can (each confirmed).
+    cause with its evidence, and with --fix does the repairs it can: it shows the
+    diagnosis and the plan first, then asks before each step. Without --fix nothing
+    changes on the terminal or the host. Every wait for the host has a deadline and a
+    progress line on standard error.
 
     Example: posbatch doctor --data-dir ./posbatch-terminal --fix --bundle support.json
     """
@@ -106,13 +169,41 @@ def doctor(
         raise typer.Exit(_exit_code(report))
     store = None
     site = None
+    status = Console(stderr=True, highlight=False)
+    asker = _Ask(err=json_out)
+    shown = False
+
+    def progress(line: Line) -> None:
+        status.print(f"[dim]… {escape(line.en)} / {escape(line.zh)}[/]", soft_wrap=True)
+
+    def show_plan(report: Report) -> None:
+        """--fix: the diagnosis and its plan, before the first question."""
+        nonlocal shown
+        asker.total = len(report.diagnosis.repairs)
+        link.announce = progress
+        if yes and json_out:
+            return
+        render_diagnosis(report, status if json_out else console)
+        shown = not json_out
+
+    link = _Link()
     try:
+        for path in backup or ():
+            if not path.is_file():
+                raise ConfigError(f"backup file {path} not found")
         if host_db is not None:
             from posbatch.host import HostStore  # noqa: PLC0415 - only with --host-db
 
-            store = HostStore.open(host_db, create=False)  # reading: never makes a store
-        link = _Link()
-        site = TerminalSite.open(data_dir, link, clock=_now, backups=tuple(backup or ()))
+            store = HostStore.open(  # doctor reads: it never migrates, never makes a store
+                host_db, migrate=False, create=False
+            )
+        site = TerminalSite.open(
+            data_dir,
+            link,
+            clock=_now,
+            backups=tuple(backup or ()),
+            backup_passphrase=lambda: _backup_passphrase(passphrase_stdin),
+        )
         address_text = site.terminal.state().host_address
         tcp = None
         try:
@@ -121,16 +212,27 @@ def doctor(
             host, port = "", 0  # no TCP host configured: the network is not checked
         if host:
             link.target = TcpExchange(host, port)
+            progress(
+                Line(
+                    f"connecting to the host at {address_text} "
+                    f"(waiting at most {PROBE_TIMEOUT_MS // 1000} s)",
+                    f"正在连接主机 {address_text}(最多等待 {PROBE_TIMEOUT_MS // 1000} 秒)",
+                )
+            )
             tcp = tcp_probe(host, port)
         report = examine(
             site,
             fix=fix,
-            confirm=always_yes if yes else _ask,
+            confirm=always_yes if yes else asker,
             host_store=store,
             address=address_text,
             tcp=tcp,
             echo_count=echo_count,
             contact_host=bool(host),
+            answer_wait_ms=wait * 1000,
+            budget_ms=wait * 1000 * (PROBE_BUDGET_MS // PROBE_ANSWER_WAIT_MS),
+            progress=progress,
+            on_diagnosis=show_plan,
         )
     except PosbatchError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -140,18 +242,35 @@ def doctor(
             site.close()
         if store is not None:
             store.close()
-    _output(report, bundle=bundle, json_out=json_out, console=console)
+    _output(report, bundle=bundle, json_out=json_out, console=console, shown=shown)
     raise typer.Exit(_exit_code(report))
 
 
+def _backup_passphrase(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    try:
+        return str(typer.prompt("backup passphrase 备份密码", hide_input=True))
+    except (typer.Abort, EOFError) as exc:
+        raise ConfigError(
+            "no backup passphrase given: type it at the prompt, or pipe it with --passphrase-stdin"
+        ) from exc
+
+
 class _Link:
-    """The terminal's link; its target is set once the journal says where the host is."""
+    """The terminal's link; its target is set once the journal says where the host is.
+    Once the repairs start (``announce`` set), each wait gets its progress lines."""
 
     def __init__(self) -> None:
         self.target: Exchange | None = None
+        self.announce: Callable[[Line], None] | None = None
 
     def __call__(self, frame: bytes, timeout_ms: int) -> bytes | None:
-        return None if self.target is None else self.target(frame, timeout_ms)
+        if self.target is None:
+            return None
+        if self.announce is not None:
+            return AnnouncedExchange(self.target, self.announce)(frame, timeout_ms)
+        return self.target(frame, timeout_ms)
 
 
 def host_doctor_command(

@@ -78,6 +78,10 @@ batches = sa.Table(
     sa.Column("host_totals", sa.String(62), nullable=True),
     sa.Column("settle_response_code", sa.String(2), nullable=True),
     sa.Column("upload_end_records", sa.Integer, nullable=True),
+    # Every approval inserted into the batch, never lowered: an upper bound of each
+    # field-48 counter (migration promise_core; posbatch.host.core, batch capacity).
+    sa.Column("approved_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("approved_amount_fen", sa.BigInteger, nullable=False, server_default="0"),
     sa.Index("ix_host_batches_terminal_batch_no", "terminal_id", "batch_no"),
 )
 

@@ -56,9 +56,25 @@ from typing import Any, Final, NamedTuple
 
 import iso8583
 
+from posbatch.batch.cards import check_currency, check_track2
+from posbatch.batch.codes import BATCH_FULL
+from posbatch.batch.counters import is_behind
 from posbatch.batch.host_batch import FIRST_BATCH_NO, BatchEvent, apply
-from posbatch.batch.totals import card_type_of_pan, describe_totals, net_fen
-from posbatch.errors import DecodeError, EncodeError, FrameError, MacError, PosbatchError
+from posbatch.batch.totals import (
+    TOTAL_AMOUNT_FEN_MAX,
+    TOTAL_COUNT_MAX,
+    card_type_of_pan,
+    describe_totals,
+    net_fen,
+)
+from posbatch.errors import (
+    DecodeError,
+    EncodeError,
+    FrameError,
+    HostError,
+    MacError,
+    PosbatchError,
+)
 from posbatch.host.faults import FaultAction, FaultRule, FaultScript
 from posbatch.host.issuer import Issuer, IssuerRules
 from posbatch.host.store import (
@@ -74,6 +90,7 @@ from posbatch.host.store import (
     pending_keys_bytes,
 )
 from posbatch.wire import (
+    DETAIL_LAST_STAN,
     MAC_BYTES,
     SPEC,
     AdminResponse,
@@ -196,7 +213,13 @@ class HostCore:
         random_bytes: Callable[[int], bytes] = secrets.token_bytes,
         issuer: Issuer | None = None,
         faults: FaultScript | None = None,
+        batch_count_max: int = TOTAL_COUNT_MAX,
     ) -> None:
+        if not 1 <= batch_count_max <= TOTAL_COUNT_MAX:
+            raise HostError(f"batch_count_max {batch_count_max}: 1..{TOTAL_COUNT_MAX}")
+        # Entries one field-48 counter of a batch may hold (field 48 counts 999; an
+        # acquirer may cap its batches lower): the next one is answered 95.
+        self.batch_count_max = batch_count_max
         self.store = store
         self._clock = clock
         self._random_bytes = random_bytes
@@ -405,7 +428,9 @@ class HostCore:
             tx.update_terminal(request.terminal_id, signed_on=False)
             return _Outcome(_answer(request, "00", now=now))
         if isinstance(request, EchoRequest):
-            return _Outcome(_answer(request, "00", now=now))
+            # A network check changes nothing here (no keys, no last STAN, no batch): doctor
+            # diagnoses with it. Its 63 is the host's view, and T= the last STAN it recorded.
+            return _Outcome(_answer(request, "00", now=now, detail=_echo_detail(tx, terminal)))
         if proof is None:
             if not terminal.signed_on or (terminal.mak is None and terminal.pending_keys is None):
                 detail = _detail(tx, terminal, BatchReason.NOT_SIGNED_ON)
@@ -601,7 +626,7 @@ class _Ctx:
             named = self.tx.latest_batch(self.terminal_id, request.batch_no)
             if named is not None and named.state == BatchState.CLOSED.value:
                 reason = BatchReason.CLOSED
-            elif request.batch_no < current.batch_no:
+            elif is_behind(request.batch_no, current.batch_no):
                 reason = BatchReason.BEHIND
             else:
                 reason = BatchReason.AHEAD
@@ -700,6 +725,7 @@ class _Ctx:
         digest: str,
         *,
         original_id: int | None = None,
+        detail: str | None = None,
     ) -> _Outcome:
         approved = code == "00"
         rrn = self.core.rrn()
@@ -736,6 +762,8 @@ class _Ctx:
             request_digest=digest,
             created_at=self.now,
         )
+        if status == TransactionStatus.APPROVED:
+            self.tx.note_approval(batch_id, request.amount_fen)
         self.tx.note_stan(self.terminal_id, request.stan)
         return self.ok(
             TransactionResponse(
@@ -750,8 +778,52 @@ class _Ctx:
                 auth_code=auth_code,
                 local_time=local_time,
                 local_date=local_date,
+                detail=detail,
                 currency=request.currency,
             )
+        )
+
+    def _refused(
+        self, request: SaleRequest | VoidRequest | RefundRequest, admitted: _Admitted
+    ) -> _Outcome | None:
+        """The recorded decline of what no issuer is asked about: a currency other than CNY
+        (30 malformed, 40 other), a card number the batch upload could not carry or that
+        fails its check digit, a track 2 naming another card (14) — see
+        :mod:`posbatch.batch.cards`. None: the request goes on."""
+        refused = check_currency(request.currency) or check_track2(request.pan, request.track2)
+        if refused is None:
+            return None
+        return self._record(
+            request, admitted.batch_id, refused.response_code, admitted.pan_hmac, admitted.digest
+        )
+
+    def _full(
+        self, request: SaleRequest | VoidRequest | RefundRequest, admitted: _Admitted
+    ) -> _Outcome | None:
+        """The recorded 95 (63 ``R=FULL;…;F=<counter>``) when approving ``request`` would make
+        the batch's totals unrepresentable in field 48; None when there is room.
+
+        The batch's bound (every approval ever inserted, and its amount) decides at
+        no cost while it is far from the limits; near them the batch is summed exactly.
+        """
+        count_max = self.core.batch_count_max
+        count, amount_fen = self.tx.batch_bound(admitted.batch_id)
+        if count < count_max and amount_fen + request.amount_fen <= TOTAL_AMOUNT_FEN_MAX:
+            return None
+        counter = self.tx.batch_tally(admitted.batch_id).full_counter(
+            request.KIND, request.amount_fen, card_type_of_pan(request.pan), count_max=count_max
+        )
+        if counter is None:
+            return None
+        items = decode_detail(_detail(self.tx, self.terminal, BatchReason.FULL))
+        items["F"] = counter.value
+        return self._record(
+            request,
+            admitted.batch_id,
+            BATCH_FULL,
+            admitted.pan_hmac,
+            admitted.digest,
+            detail=encode_detail(items),
         )
 
     def _admit(
@@ -781,19 +853,29 @@ class _Ctx:
         admitted = self._admit(request)
         if isinstance(admitted, _Outcome):
             return admitted
+        apply(BatchState.OPEN, BatchEvent.TRANSACTION)
+        # before the issuer: never authorise what cannot be settled
+        refused = self._refused(request, admitted) or self._full(request, admitted)
+        if refused is not None:
+            return refused
         batch_id, pan_hmac, digest = admitted
         code = self.core._issuer.decide(
             pan=request.pan, amount_fen=request.amount_fen, expiry=request.expiry, now=self.now
         )
-        apply(BatchState.OPEN, BatchEvent.TRANSACTION)
         return self._record(request, batch_id, code, pan_hmac, digest)
 
     def void(self, request: VoidRequest) -> _Outcome:
         admitted = self._admit(request, late_void=True)
         if isinstance(admitted, _Outcome):
             return admitted
+        refused = self._refused(request, admitted)
+        if refused is not None:
+            return refused
         batch_id, pan_hmac, digest = admitted
         code, original = self._void_check(request, batch_id, pan_hmac)
+        full = self._full(request, admitted) if code == "00" else None
+        if full is not None:
+            return full
         outcome = self._record(
             request,
             batch_id,
@@ -834,8 +916,14 @@ class _Ctx:
         admitted = self._admit(request)
         if isinstance(admitted, _Outcome):
             return admitted
+        refused = self._refused(request, admitted)
+        if refused is not None:
+            return refused
         batch_id, pan_hmac, digest = admitted
         code, original = self._refund_check(request, pan_hmac)
+        full = self._full(request, admitted) if code == "00" else None
+        if full is not None:
+            return full
         outcome = self._record(
             request,
             batch_id,
@@ -961,7 +1049,8 @@ class _Ctx:
         return current, named
 
     def _batch_77(self, request: Request, current: Any) -> _Outcome:
-        reason = BatchReason.BEHIND if request.batch_no < current.batch_no else BatchReason.AHEAD
+        behind = is_behind(request.batch_no, current.batch_no)
+        reason = BatchReason.BEHIND if behind else BatchReason.AHEAD
         return _Outcome(
             _answer(request, "77", now=self.now, detail=_detail(self.tx, self.terminal, reason)),
             requirement=ProcessingRequirement.SIGN_ON,
@@ -971,10 +1060,18 @@ class _Ctx:
         current, batch = self._named_batch(request)
         if batch is None:
             return self._batch_77(request, current)
+        refused = check_currency(request.currency)
+        if refused is not None:
+            return self.answer(request, refused.response_code)
         state = BatchState(batch.state)
         if state == BatchState.OPEN:
-            totals = self.tx.host_totals(batch.batch_id)
-            if totals.same_amounts(request.totals):
+            counted = self.tx.batch_tally(batch.batch_id)
+            # A batch over field 48's capacity (from before the capacity rule; or the
+            # terminal marks a half with code 3) is never balanced: batch upload carries
+            # its records one by one, and the upload end closes it.
+            over = not counted.fits() or _over_capacity(request.totals)
+            totals = counted.capped_totals().with_reconciliation(Reconciliation.REQUEST)
+            if not over and totals.same_amounts(request.totals):
                 apply(state, BatchEvent.SETTLE_BALANCED)
                 answer, result = totals.with_reconciliation(Reconciliation.BALANCED), "balanced"
                 self.tx.close_batch(batch.batch_id, reason=CloseReason.BALANCED, now=self.now)
@@ -995,20 +1092,33 @@ class _Ctx:
         elif batch.settle_response_code is not None:
             apply(state, BatchEvent.SETTLE_AGAIN)
             answer, result = SettlementTotals.decode(batch.host_totals), "repeated"
+            if (
+                state == BatchState.CLOSED
+                and batch.terminal_totals is not None
+                and not SettlementTotals.decode(batch.terminal_totals).same_amounts(request.totals)
+            ):
+                answer, result = self._settled_again(batch, request)
         else:
             # Closed by the back office (advance_batch) and never settled: compare only.
             host = SettlementTotals.decode(batch.host_totals)
-            if host.same_amounts(request.totals):
+            over = _over_capacity(host) or _over_capacity(request.totals)
+            if not over and host.same_amounts(request.totals):
                 answer, result = host.with_reconciliation(Reconciliation.BALANCED), "balanced"
             else:
                 answer, result = host.with_reconciliation(Reconciliation.ERROR), "error"
+                why = (
+                    "the batch holds more than field 48 can count, so the totals cannot be "
+                    "compared (capped on both sides; see the batch-over-capacity record)"
+                    if over
+                    else f"terminal totals ({describe_totals(request.totals)}) differ from "
+                    f"host totals ({describe_totals(host)})"
+                )
                 self.exception(
                     batch,
                     request.stan,
                     ExceptionKind.SETTLED_AFTER_ADVANCE,
                     f"terminal settled batch {batch.batch_no:06d} after the back office closed "
-                    f"it; terminal totals ({describe_totals(request.totals)}) differ from host "
-                    f"totals ({describe_totals(host)})",
+                    f"it; {why}",
                     terminal_amount_fen=net_fen(request.totals),
                     host_amount_fen=net_fen(host),
                 )
@@ -1030,6 +1140,37 @@ class _Ctx:
             created_at=self.now,
         )
         return self.answer(request, "00", totals=answer)
+
+    def _settled_again(
+        self, batch: Any, request: SettlementRequest
+    ) -> tuple[SettlementTotals, str]:
+        """A 0500 for a closed batch with other totals than the one that closed it: not a
+        repeat but another journal (restored from an older backup, or an older copy put
+        back by hand) — compared, never answered "balanced" blindly: equal to the host's →
+        code 1; different (or a batch over capacity, which cannot be compared) → code 3
+        and, once per such totals, a settled-again-differs record for the back office. The
+        host's records stand (docs/host.md)."""
+        earlier = self.tx.earlier_answer(batch.batch_id, request.totals.encode())
+        if earlier is not None:
+            return SettlementTotals.decode(earlier), "repeated"
+        counted = self.tx.batch_tally(batch.batch_id)
+        host = counted.capped_totals()
+        over = not counted.fits() or _over_capacity(request.totals)
+        if not over and host.same_amounts(request.totals):
+            return host.with_reconciliation(Reconciliation.BALANCED), "balanced"
+        self.exception(
+            batch,
+            request.stan,
+            ExceptionKind.SETTLED_AGAIN_DIFFERS,
+            f"batch {batch.batch_no:06d} was settled again after it closed, with other totals "
+            f"({describe_totals(request.totals)}) than the host's ({describe_totals(host)}"
+            + ("; capped: the batch holds more than field 48 can count" if over else "")
+            + "): the terminal's journal is not the one that settled it (restored from an "
+            "older backup, or an older copy put back); the host's records stand",
+            terminal_amount_fen=net_fen(request.totals),
+            host_amount_fen=counted.net_fen,
+        )
+        return host.with_reconciliation(Reconciliation.ERROR), "error"
 
     def upload(self, request: BatchUploadRequest) -> _Outcome:
         current, batch = self._named_batch(request)
@@ -1072,6 +1213,12 @@ class _Ctx:
             return self.answer(request, "12", after_balanced=request.after_balanced)
         apply(state, BatchEvent.UPLOAD_END)
         self._reconcile(batch, request.total_records)
+        counted = self.tx.batch_tally(batch.batch_id)
+        if not counted.fits():
+            self.tx.add_over_capacity(
+                self.terminal_id, self.terminal.merchant_id, batch, counted, "batch upload",
+                now=self.now,
+            )  # fmt: skip
         self.tx.set_batch(batch.batch_id, upload_end_records=request.total_records)
         self.tx.close_batch(batch.batch_id, reason=CloseReason.UPLOADED, now=self.now)
         self.tx.open_next_batch(self.terminal_id, batch.batch_no, now=self.now)
@@ -1169,6 +1316,11 @@ def _read_ahead(tx: StoreTx, group: list[_Work]) -> None:
     tx.read_reversals(sales, Kind.SALE.value)
 
 
+def _over_capacity(totals: SettlementTotals) -> bool:
+    """Whether a half of ``totals`` carries code 3: capped, not the batch's totals."""
+    return Reconciliation.ERROR in (totals.domestic.reconciliation, totals.foreign.reconciliation)
+
+
 def _wire_time(now: datetime) -> tuple[str, str]:
     """Fields 12 (hhmmss) and 13 (MMDD) of ``now``."""
     return f"{now.hour:02d}{now.minute:02d}{now.second:02d}", f"{now.month:02d}{now.day:02d}"
@@ -1193,6 +1345,21 @@ def _detail(tx: StoreTx, terminal: Any, reason: BatchReason | None) -> str:
         return detail
     items = decode_detail(detail)
     items["Q"] = str(last.close_reason).upper()
+    return encode_detail(items)
+
+
+def _echo_detail(tx: StoreTx, terminal: Any) -> str:
+    """Field 63 of an echo answer: the batch-state detail plus ``T=`` the STAN of the last
+    transaction recorded in the current batch (docs/host.md; doctor compares it with the
+    journal: a STAN the host holds and the journal does not is a journal copied back)."""
+    detail = _detail(tx, terminal, None)
+    if terminal.current_batch_id is None:
+        return detail
+    stan = tx.last_stan_in_batch(terminal.current_batch_id)
+    if stan is None:
+        return detail
+    items = decode_detail(detail)
+    items[DETAIL_LAST_STAN] = f"{stan:06d}"
     return encode_detail(items)
 
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Protocol
 
+from posbatch.batch.cards import luhn_valid
+
 __all__ = [
     "AMOUNT_LIMIT_FEN_DEFAULT",
     "TEST_PAN_APPROVED",
@@ -37,21 +39,6 @@ AMOUNT_LIMIT_FEN_DEFAULT: Final = 5_000_000
 TEST_PAN_APPROVED: Final = "6222021234567890128"
 TEST_PAN_INSUFFICIENT_FUNDS: Final = "6222028880000000007"
 TEST_PAN_NOT_ISSUED: Final = "6222029990000000003"
-
-
-def luhn_valid(pan: str) -> bool:
-    """Whether the last digit of ``pan`` is its Luhn check digit."""
-    if not pan.isdigit():
-        return False
-    total = 0
-    for index, char in enumerate(reversed(pan)):
-        digit = int(char)
-        if index % 2:
-            digit *= 2
-            if digit > 9:
-                digit -= 9
-        total += digit
-    return total % 10 == 0
 
 
 class Issuer(Protocol):

@@ -43,7 +43,12 @@ from sqlalchemy.pool import StaticPool
 from posbatch import storage
 from posbatch.batch.host_batch import FIRST_BATCH_NO, BatchEvent, apply, next_batch_no
 from posbatch.batch.ids import check_merchant_id, check_terminal_id
-from posbatch.batch.totals import compute_totals, describe_totals, net_fen
+from posbatch.batch.totals import (
+    BatchTally,
+    compute_totals,
+    describe_totals,
+    tally_sums,
+)
 from posbatch.errors import ConfigError, HostError, KekMismatch, StorageError, StoreMissingError
 from posbatch.host import _schema as t
 from posbatch.host.sealing import KEK_ENV, KEK_FILE_ENV, KEK_FILE_NAME, KeyEncryptionKey, KeyKind
@@ -124,6 +129,12 @@ class ExceptionKind:
     REVERSAL_MISMATCH: Final = "reversal-mismatch"  # reversal that does not fit its original
     BATCH_ADVANCED: Final = "batch-advanced"  # back office closed a batch holding approvals
     SETTLED_AFTER_ADVANCE: Final = "settled-after-advance"
+    # a batch that held more than field 48 can count (from before the capacity rule),
+    # closed by batch upload or by the back office
+    BATCH_OVER_CAPACITY: Final = "batch-over-capacity"
+    # a closed batch settled again with other totals (restored from an older backup, or an
+    # older copy of the journal put back by hand)
+    SETTLED_AGAIN_DIFFERS: Final = "settled-again-differs"
 
 
 def naive_utc(moment: datetime) -> datetime:
@@ -665,6 +676,14 @@ class HostStore:
             for row in rows
         ]
 
+    def batch_tally(self, batch_id: int) -> BatchTally:
+        """A batch's field-48 counts and amounts, exactly (doctor: is it over capacity?)."""
+        try:
+            with self.engine.connect() as connection:
+                return _batch_tally(connection, batch_id)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(f"host store: {exc}") from exc
+
     # --- back office ---------------------------------------------------------------------
 
     def advance_batch(self, terminal_id: str, reason: str, *, now: datetime) -> int:
@@ -685,7 +704,12 @@ class HostStore:
             if batch is None:
                 raise HostError(f"terminal {terminal_id} has no batch yet (never signed on)")
             apply(BatchState(batch.state), BatchEvent.ADVANCE)
-            totals = tx.host_totals(batch.batch_id)
+            counted = tx.batch_tally(batch.batch_id)
+            totals = counted.capped_totals()
+            if not counted.fits():
+                tx.add_over_capacity(
+                    terminal_id, terminal.merchant_id, batch, counted, "the back office", now=now
+                )
             tx.close_batch(
                 batch.batch_id,
                 reason=CloseReason.ADVANCED,
@@ -697,7 +721,7 @@ class HostStore:
                 + totals.foreign.debit_count
                 + (totals.domestic.credit_count + totals.foreign.credit_count)
             ):
-                net = net_fen(totals)
+                net = counted.net_fen  # exact, even when the recorded totals are capped
                 tx.add_exception(
                     terminal_id=terminal_id,
                     merchant_id=terminal.merchant_id,
@@ -707,7 +731,8 @@ class HostStore:
                     kind=ExceptionKind.BATCH_ADVANCED,
                     cause=(
                         f"back office advanced the batch ({reason}) while it held unsettled "
-                        f"approvals: host totals {describe_totals(totals)}"
+                        "approvals: host totals "
+                        + (describe_totals(totals) if counted.fits() else counted.describe())
                     ),
                     terminal_amount_fen=None,
                     host_amount_fen=net,
@@ -812,6 +837,26 @@ def _memory_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+def _batch_tally(connection: Connection, batch_id: int) -> BatchTally:
+    rows = connection.execute(
+        sa.select(
+            t.transactions.c.kind,
+            t.transactions.c.card_type,
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(t.transactions.c.amount_fen), 0),
+        )
+        .where(
+            t.transactions.c.batch_id == batch_id,
+            t.transactions.c.status.in_(_COUNTED_STATUSES),
+        )
+        .group_by(t.transactions.c.kind, t.transactions.c.card_type)
+    ).all()
+    return tally_sums(
+        (Kind(kind), CardType(card_type), int(count), int(amount_fen))
+        for kind, card_type, count, amount_fen in rows
+    )
+
+
 def _latest_batch_id(connection: Connection, terminal_id: str, batch_no: int) -> int | None:
     return connection.execute(
         sa.select(t.batches.c.batch_id)
@@ -862,7 +907,8 @@ class TransactionRow(NamedTuple):
 _INSERT_COLUMNS: Final = (*TransactionRow._fields[1:], "terminal_id", "created_at")
 _TERMINAL_SELECT: Final = (
     "SELECT t.terminal_id, t.merchant_id, t.master_key, t.status, t.signed_on, t.mak, "
-    "t.current_batch_id, b.batch_no, b.state, t.pending_keys FROM host_terminals t "
+    "t.current_batch_id, b.batch_no, b.state, t.pending_keys, b.approved_count, "
+    "b.approved_amount_fen FROM host_terminals t "
     "LEFT JOIN host_batches b ON b.batch_id = t.current_batch_id "
 )
 _TRANSACTION_COLUMNS: Final = (
@@ -953,6 +999,13 @@ class _HotSql:
             "AND r.terminal_id = ? AND r.batch_no = ? AND r.stan = ?"
         )
         self.last_stan = self.sql("UPDATE host_terminals SET last_stan = ? WHERE terminal_id = ?")
+        self.batch_bound = self.sql(
+            "SELECT approved_count, approved_amount_fen FROM host_batches WHERE batch_id = ?"
+        )
+        self.grow_batch = self.sql(
+            "UPDATE host_batches SET approved_count = approved_count + ?, "
+            "approved_amount_fen = approved_amount_fen + ? WHERE batch_id = ?"
+        )
         processor = sa.DateTime().dialect_impl(dialect).bind_processor(dialect)
         self.datetime: Callable[[datetime], Any] = processor or (lambda moment: moment)
 
@@ -974,6 +1027,17 @@ class _HotSql:
         columns = ", ".join(f"column{i + 1} AS k{i + 1}" for i in range(len(types)))
         from_values = f"(SELECT {columns} FROM (VALUES {values})) AS k"  # noqa: S608 - marks only
         return from_values, [value for key in keys for value in key]
+
+    def grow_batches(self, growth: Sequence[tuple[int, int, int]]) -> tuple[str, list[Any]]:
+        """PostgreSQL: add (batch_id, approvals, amount_fen) to the batches' capacity bounds
+        in one statement (SQLite: ``grow_batch`` per batch, cheaper in process)."""
+        from_keys, params = self._keys(growth, ("int", "int", "bigint"))
+        statement = (
+            "UPDATE host_batches SET approved_count = approved_count + k.k2, "  # noqa: S608
+            f"approved_amount_fen = approved_amount_fen + k.k3 FROM {from_keys} "
+            "WHERE host_batches.batch_id = k.k1"
+        )
+        return self.sql(statement), params
 
     def terminals(self, terminal_ids: Sequence[str]) -> tuple[str, list[Any]]:
         """Read ``terminal_ids`` with their current batches (lock them first: :meth:`lock`)."""
@@ -1041,6 +1105,10 @@ class StoreTx:
         self._inserts: list[tuple[Any, ...]] = []
         self._inserted: set[tuple[int, int]] = set()
         self._kek_checked = False
+        # Batch capacity bounds (approved_count, approved_amount_fen) as of this unit of
+        # work, and what it added that is not written yet (written by flush).
+        self._bounds: dict[int, tuple[int, int]] = {}
+        self._growth: dict[int, tuple[int, int]] = {}
 
     @property
     def connection(self) -> Connection:
@@ -1065,6 +1133,18 @@ class StoreTx:
                 [(stan, terminal_id) for terminal_id, stan in self._last_stans.items()],
             )
             self._last_stans.clear()
+        if self._growth:
+            growth = [
+                (batch_id, count, amount) for batch_id, (count, amount) in self._growth.items()
+            ]
+            if self._sql.row_locks:  # PostgreSQL: one statement, not a round trip per batch
+                for chunk in _chunks(growth):
+                    self.cursor().execute(*self._sql.grow_batches(chunk))
+            else:
+                self.cursor().executemany(
+                    self._sql.grow_batch, [(count, amount, key) for key, count, amount in growth]
+                )
+            self._growth.clear()
 
     def _write_inserts(self) -> None:
         if self._inserts:
@@ -1087,6 +1167,7 @@ class StoreTx:
             cursor.execute(*self._sql.terminals(chunk))
             for row in cursor.fetchall():
                 self._terminals[row[0]] = _terminal_row(row, self.store)
+                self._note_bound(row)
         return self._terminals
 
     def read_transactions(self, keys: Sequence[tuple[int, int]]) -> None:
@@ -1122,7 +1203,41 @@ class StoreTx:
             cursor.execute(self._sql.lock_terminal, (terminal_id,))
         cursor.execute(self._sql.terminal, (terminal_id,))
         row = cursor.fetchone()
-        return None if row is None else _terminal_row(row, self.store)
+        if row is None:
+            return None
+        self._note_bound(row)
+        return _terminal_row(row, self.store)
+
+    # batch capacity
+    def _note_bound(self, row: Sequence[Any]) -> None:
+        """Keep the current batch's bound read with its terminal (the first reading stands:
+        after it, this unit of work's own approvals are added in memory)."""
+        if row[6] is not None and row[10] is not None:
+            self._bounds.setdefault(int(row[6]), (int(row[10]), int(row[11])))
+
+    def batch_bound(self, batch_id: int) -> tuple[int, int]:
+        """(approvals ever inserted into the batch, their amount in fen): an upper bound of
+        every field-48 counter of the batch, this unit of work's approvals included."""
+        bound = self._bounds.get(batch_id)
+        if bound is None:
+            cursor = self.cursor()
+            cursor.execute(self._sql.batch_bound, (batch_id,))
+            row = cursor.fetchone()
+            bound = (0, 0) if row is None else (int(row[0]), int(row[1]))
+            self._bounds[batch_id] = bound
+        return bound
+
+    def note_approval(self, batch_id: int, amount_fen: int) -> None:
+        """An approval inserted into ``batch_id``: raise its bound (written by flush)."""
+        count, amount = self.batch_bound(batch_id)
+        self._bounds[batch_id] = (count + 1, amount + amount_fen)
+        grown_count, grown_amount = self._growth.get(batch_id, (0, 0))
+        self._growth[batch_id] = (grown_count + 1, grown_amount + amount_fen)
+
+    def batch_tally(self, batch_id: int) -> BatchTally:
+        """What the batch counts now, exactly (approved and voided rows; this unit of
+        work's included): field 48 without its widths (:mod:`posbatch.batch.totals`)."""
+        return _batch_tally(self.connection, batch_id)
 
     def update_terminal(self, terminal_id: str, **values: Any) -> None:
         """Set columns of the terminal's row; keys (:data:`SEALED_COLUMNS`) are sealed here."""
@@ -1155,6 +1270,15 @@ class StoreTx:
             .order_by(t.batches.c.batch_id.desc())
             .limit(1)
         ).first()
+
+    def last_stan_in_batch(self, batch_id: int) -> int | None:
+        """The STAN of the last transaction recorded in batch ``batch_id`` (None if none)."""
+        return self.connection.execute(
+            sa.select(t.transactions.c.stan)
+            .where(t.transactions.c.batch_id == batch_id)
+            .order_by(t.transactions.c.transaction_id.desc())
+            .limit(1)
+        ).scalar()
 
     def open_batch(self, terminal_id: str, batch_no: int, *, now: datetime) -> int:
         batch_id = self.connection.execute(
@@ -1335,6 +1459,47 @@ class StoreTx:
                 created_at=naive_utc(now),
             )
         )
+
+    def add_over_capacity(
+        self,
+        terminal_id: str,
+        merchant_id: str,
+        batch: Any,
+        counted: BatchTally,
+        closed_by: str,
+        *,
+        now: datetime,
+    ) -> None:
+        """The exception record of a batch that held more than field 48 can count."""
+        over = ", ".join(words[0] for words in (counter.words for counter in counted.overflows()))
+        self.add_exception(
+            terminal_id=terminal_id,
+            merchant_id=merchant_id,
+            batch_id=batch.batch_id,
+            batch_no=batch.batch_no,
+            stan=None,
+            kind=ExceptionKind.BATCH_OVER_CAPACITY,
+            cause=(
+                f"batch {batch.batch_no:06d} held more than field 48 can count ({over} over "
+                f"999 entries or 999,999,999,999 fen): {counted.describe()}; closed by "
+                f"{closed_by}, its recorded totals are capped — the records are the truth"
+            ),
+            terminal_amount_fen=None,
+            host_amount_fen=None,
+            now=now,
+        )
+
+    def earlier_answer(self, batch_id: int, terminal_totals: str) -> str | None:
+        """The host totals answered to an earlier 0500 of ``batch_id`` with these totals."""
+        return self.connection.execute(
+            sa.select(t.settlements.c.host_totals)
+            .where(
+                t.settlements.c.batch_id == batch_id,
+                t.settlements.c.terminal_totals == terminal_totals,
+            )
+            .order_by(t.settlements.c.settlement_id)
+            .limit(1)
+        ).scalar()
 
     def add_settlement(self, **values: Any) -> None:
         values["created_at"] = naive_utc(values["created_at"])

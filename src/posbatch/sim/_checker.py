@@ -18,8 +18,12 @@ invariant is read here:
    acknowledged: only while the run is not final), or it did take it back (or
    was still trying to when its journal was replaced) and the host kept it
    because the batch was already closed — then an exception record must name
-   it. A terminal that simply forgets a timed-out sale
-   breaks this. Voids equal their sale; refunds never exceed it.
+   it; a replaced journal's request still in flight in a batch the back
+   office closed (or one settled again with other totals) is named by that
+   batch's batch-wide record (``batch-advanced``, ``settled-after-advance``,
+   ``settled-again-differs``: it puts every approval of the batch before the
+   back office, and no journal is left to take the request back). A terminal that simply forgets
+   a timed-out sale breaks this. Voids equal their sale; refunds never exceed it.
 3. *After settlement, terminal totals equal host totals for every closed
    batch*: for each batch both sides closed, the totals computed from the
    approved rows agree, or the host holds an exception record for that batch
@@ -46,7 +50,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from posbatch.batch.totals import compute_totals
+from posbatch.batch.totals import tally
 from posbatch.sim import _clearing
 from posbatch.sim._model import (
     HostBatchRow,
@@ -62,6 +66,13 @@ __all__ = ["BATCH_REUSE_WINDOW", "INVARIANTS", "Violation", "check"]
 
 BATCH_REUSE_WINDOW: Final = 50
 COUNTED_KINDS: Final = frozenset({Kind.SALE, Kind.VOID, Kind.REFUND})
+# Exception records that put a whole batch on the back office's desk (it closed a batch
+# holding approvals, a terminal settled one it had closed, or settled a closed one again
+# with other totals): each approval of that batch is on record for a journal since
+# replaced, as posbatch.doctor.account reads them too.
+BATCH_WIDE_EXCEPTIONS: Final = frozenset(
+    {"batch-advanced", "settled-after-advance", "settled-again-differs"}
+)
 
 INVARIANTS: Final = {
     1: "every approved transaction is in exactly one host batch, once",
@@ -71,6 +82,9 @@ INVARIANTS: Final = {
     5: "every exception record has a cause",
     6: "no unhandled exception in host or terminal",
     8: "statements reconcile with the host's approved transactions",
+    # Checked by the world at each diagnosis-only doctor run, not in snapshots (DESIGN.md:
+    # "Diagnosis never changes what it diagnoses").
+    9: "a diagnosis changes nothing it diagnoses, and gives the same verdict twice",
 }
 
 
@@ -97,7 +111,9 @@ _Key = tuple[str, int, int]  # terminal_id, batch_no, stan
 
 
 def _totals(rows: Iterable[tuple[Kind, int, CardType]]) -> SettlementTotals:
-    return compute_totals(rows)
+    """Field 48 of ``rows`` (capped where a batch holds more than it counts: the host
+    records such a batch capped too)."""
+    return tally(rows).capped_totals()
 
 
 def check(snapshot: Snapshot) -> tuple[Violation, ...]:
@@ -114,11 +130,21 @@ def check(snapshot: Snapshot) -> tuple[Violation, ...]:
             terminal_by_key[(trow.terminal_id, trow.batch_no, trow.stan)].append(trow)
     exception_keys: set[_Key] = set()
     exception_batches: set[tuple[str, int]] = set()
+    batch_wide: set[tuple[str, int]] = set()
     for exc in snapshot.host_exceptions:
         if exc.batch_no is not None:
             exception_batches.add((exc.terminal_id, exc.batch_no))
+            if exc.kind in BATCH_WIDE_EXCEPTIONS:
+                batch_wide.add((exc.terminal_id, exc.batch_no))
             if exc.stan is not None:
                 exception_keys.add((exc.terminal_id, exc.batch_no, exc.stan))
+    current_journal: dict[str, int] = defaultdict(int)
+    for trow in snapshot.terminal_txns:
+        current_journal[trow.terminal_id] = max(current_journal[trow.terminal_id], trow.journal)
+    for tbatch in snapshot.terminal_batches:
+        current_journal[tbatch.terminal_id] = max(
+            current_journal[tbatch.terminal_id], tbatch.journal
+        )
 
     # 1. every terminal approval is on the host exactly once
     for trow in snapshot.terminal_txns:
@@ -166,6 +192,13 @@ def check(snapshot: Snapshot) -> tuple[Violation, ...]:
                 continue
             if (taking_back or TerminalTxnStatus.REVERSED in statuses) and key in exception_keys:
                 continue  # taken back too late, or by a journal since replaced: on record
+            replaced = all(
+                t.journal < current_journal[key[0]]
+                for t in terminal_rows
+                if t.kind is row.kind and t.status in taking_back
+            )
+            if taking_back and replaced and key[:2] in batch_wide:
+                continue  # in flight in a journal since replaced; its batch is on record
             shown = ", ".join(sorted(status.value for status in statuses)) or "no journal row"
             why = (
                 "; no exception records the late reversal"

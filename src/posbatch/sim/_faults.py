@@ -10,9 +10,15 @@ probability per opportunity, drawn from the run's ``faults`` stream:
   duplicate delivery, connection reset mid-frame; and, independently, a
   terminal crash (before the request leaves, or after the host committed but
   before the answer is read) and a host crash/restart;
-- per terminal and trading day: reinstall with counters reset, a batch
-  number typed by hand with a typo, a back-office batch advance on the host,
-  a clock set wrong, a day with no settlement (holiday).
+- per terminal and trading day: reinstall with counters reset (and a new PAN
+  key, as a real reinstall makes), a batch number typed by hand with a typo, a
+  back-office batch advance on the host, a clock set wrong, a day with no
+  settlement (holiday), backup → reinstall → restore (the journal backed up
+  with its keys sealed under the merchant's passphrase, the terminal
+  reinstalled later that day, the backup restored — now and then after a
+  wrong passphrase, which must change nothing), an older copy of the journal
+  put back by hand over the newer one, and a support desk running doctor
+  (diagnosis only) in the middle of it all.
 
 :class:`FaultProfile` holds the probabilities; :class:`FaultCounter` counts
 what was injected, by kind, for the closing table.
@@ -53,6 +59,9 @@ class FaultKind(enum.StrEnum):
     BACK_OFFICE_ADVANCE = "host batch advanced by back office"
     CLOCK_SKEW = "terminal clock wrong"
     HOLIDAY = "day with no settlement"
+    BACKUP_RESTORE = "backup, reinstall, restore"
+    JOURNAL_COPIED_BACK = "older journal copied back by hand"
+    DOCTOR_DIAGNOSIS = "doctor run mid-faults (diagnosis only)"
 
 
 # At most one of these strikes a given exchange; the order is the draw order.
@@ -113,6 +122,9 @@ _DEFAULT: Final = {
     FaultKind.BACK_OFFICE_ADVANCE: 0.03,
     FaultKind.CLOCK_SKEW: 0.05,
     FaultKind.HOLIDAY: 0.05,
+    FaultKind.BACKUP_RESTORE: 0.03,
+    FaultKind.JOURNAL_COPIED_BACK: 0.05,
+    FaultKind.DOCTOR_DIAGNOSIS: 0.1,
 }
 
 PROFILES: Final[Mapping[str, FaultProfile]] = MappingProxyType(

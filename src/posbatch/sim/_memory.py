@@ -84,5 +84,14 @@ class MemoryDatabase:
             max_overflow=POOL_OVERFLOW_MAX,
         )
 
+    def copy(self) -> MemoryDatabase:
+        """A copy of this database as it is now: a person copying the file by hand, a
+        journal backup, or that backup put back in place."""
+        copied = MemoryDatabase.__new__(MemoryDatabase)
+        copied.uri = f"file:posbatch-sim-{next(_names)}?mode=memory&cache=shared"
+        copied._keeper = _connect(copied.uri)
+        self._keeper.backup(copied._keeper)
+        return copied
+
     def close(self) -> None:
         self._keeper.close()

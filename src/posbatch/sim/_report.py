@@ -45,14 +45,20 @@ def closing_table(totals: RunTotals, *, wall_s: float) -> Table:
     row("batch-number errors met", totals.batch_errors, _counts(totals.batch_error_causes))
     row("  resolved", sum(totals.resolved.values()), _counts(totals.resolved))
     row("doctor runs (--fix)", sum(totals.doctor_runs.values()), _counts(totals.doctor_runs))
+    row("doctor runs (diagnosis only)", sum(totals.diagnoses.values()), _counts(totals.diagnoses))
     row("settlements", sum(totals.settlements.values()), _counts(totals.settlements))
     row("exceptions (差错) recorded", sum(totals.exceptions.values()), _counts(totals.exceptions))
+    row("workload kinds met", sum(totals.workload.values()), "")
+    for name, count in sorted(totals.workload.items()):
+        row(f"  {name}", count)
     style = "green" if not totals.violations else "bold red"
     failed = ", ".join(str(seed) for seed in totals.failed_seeds[:10])
     table.add_row(
         "invariant violations",
         f"[{style}]{len(totals.violations)}[/]",
-        f"seeds {failed}" if failed else "invariants 1–6 held after every day",
+        f"seeds {failed}"
+        if failed
+        else "invariants 1–6 held after every day, and 9 at every diagnosis",
     )
     return table
 

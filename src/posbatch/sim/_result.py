@@ -29,7 +29,11 @@ class SeedResult:
     batch_error_causes: Counter[str] = field(default_factory=Counter)
     settlements: Counter[str] = field(default_factory=Counter)  # balanced / after upload / ...
     exceptions: Counter[str] = field(default_factory=Counter)  # host exception kinds
+    # the workload kinds of issue 11 met: busy days, full batches, edge cards, probes, restores
+    workload: Counter[str] = field(default_factory=Counter)
     violations: list[Violation] = field(default_factory=list)
+    # diagnosis-only doctor runs: "when: verdict" (mid-faults, right after a copy-back)
+    diagnoses: Counter[str] = field(default_factory=Counter)
 
     @property
     def transactions(self) -> int:
@@ -57,7 +61,9 @@ class RunTotals:
     batch_error_causes: Counter[str] = field(default_factory=Counter)
     settlements: Counter[str] = field(default_factory=Counter)
     exceptions: Counter[str] = field(default_factory=Counter)
+    workload: Counter[str] = field(default_factory=Counter)
     violations: list[tuple[int, Violation]] = field(default_factory=list)
+    diagnoses: Counter[str] = field(default_factory=Counter)
 
     def add(self, result: SeedResult) -> None:
         self.seeds += 1
@@ -73,6 +79,8 @@ class RunTotals:
         self.batch_error_causes.update(result.batch_error_causes)
         self.settlements.update(result.settlements)
         self.exceptions.update(result.exceptions)
+        self.workload.update(result.workload)
+        self.diagnoses.update(result.diagnoses)
         self.violations.extend((result.seed, violation) for violation in result.violations)
 
     @property

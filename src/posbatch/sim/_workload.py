@@ -13,7 +13,19 @@ of a small Chinese shop:
 - voids of a sale of the same batch (the customer changed their mind at the
   till), refunds of an earlier sale (partial allowed, of the open batch or one of the
   last three closed ones);
-- training transactions (培训模式): rung up on the terminal, never sent.
+- training transactions (培训模式): rung up on the terminal, never sent;
+- cards at the edges of the rules (issue 11): the shortest and longest card
+  numbers the batch upload carries (12, 13 digits; 19 is the common case),
+  which must be approved, and numbers it cannot carry or that fail their
+  check digit (leading 0, Luhn failure, 11 and 20 digits, a separator typed
+  in), which the terminal must refuse (14) before it spends a STAN;
+- busy days (:data:`BUSY_DAY_SHARE`): the shop sets a low batch limit
+  (:data:`BUSY_BATCH_LIMITS`), so the batch fills during the day and the
+  terminal settles it by itself, faults and all;
+- third-party probes (:data:`PROBES`): another terminal's software, built
+  from docs/wire.md, sends the host what must never be approved — an odd
+  currency, a malformed one, a card number upload cannot carry, a track 2 of
+  another card — and expects the documented refusal.
 
 Nothing here touches a terminal; :mod:`posbatch.sim._world` carries the plan
 out.
@@ -32,10 +44,14 @@ from posbatch.wire import CardType
 
 __all__ = [
     "AMOUNT_FEN_MAX",
+    "BUSY_BATCH_LIMITS",
+    "BUSY_DAY_SHARE",
     "CARDS",
+    "PROBES",
     "Card",
     "Operation",
     "OperationKind",
+    "Probe",
     "draw_amount_fen",
     "draw_card",
     "draw_operation",
@@ -66,11 +82,12 @@ class Card:
     expiry: str
     card_type: CardType
     weight: int
+    edge: bool = False  # at the edge of the card-number rules (counted apart)
 
 
-# Weights are per 1000 cards presented. The PANs pass the Luhn check; the
-# last three are refused by the host's issuer rules (posbatch.host.issuer):
-# expired → 54, no funds → 51, not issued → 14.
+# Weights are relative (the first eight add up to 990). The first eight PANs pass the
+# Luhn check; three of them are refused by the host's issuer rules (posbatch.host.issuer):
+# expired → 54, no funds → 51, not issued → 14. The edge cards (≈ 5 %) follow.
 CARDS: Final = (
     Card("UnionPay debit", "6222021234567890128", "3012", CardType.DOMESTIC, 520),
     Card("UnionPay debit 2", "6217003810012345677", "2906", CardType.DOMESTIC, 150),
@@ -80,6 +97,15 @@ CARDS: Final = (
     Card("expired UnionPay", "6222020000000000018", "2001", CardType.DOMESTIC, 15),
     Card("no-funds UnionPay", TEST_PAN_INSUFFICIENT_FUNDS, "3012", CardType.DOMESTIC, 20),
     Card("not-issued UnionPay", TEST_PAN_NOT_ISSUED, "3012", CardType.DOMESTIC, 5),
+    # At the edges of the card-number rules: approved …
+    Card("12-digit card", "622202123452", "3012", CardType.DOMESTIC, 10, edge=True),
+    Card("13-digit card", "6222021234566", "3012", CardType.DOMESTIC, 10, edge=True),
+    # … and refused by the terminal before a STAN is spent (14)
+    Card("card starting with 0", "0000000000000000", "3012", CardType.DOMESTIC, 8, edge=True),
+    Card("check digit wrong", "6222021234567890123", "3012", CardType.DOMESTIC, 8, edge=True),
+    Card("11-digit card", "62220212345", "3012", CardType.DOMESTIC, 4, edge=True),
+    Card("20-digit card", "62220212345678901283", "3012", CardType.DOMESTIC, 4, edge=True),
+    Card("card typed with a dash", "6222-02123456789012", "3012", CardType.DOMESTIC, 4, edge=True),
 )
 _CARD_WEIGHTS: Final = tuple(card.weight for card in CARDS)
 
@@ -112,6 +138,46 @@ REFUND_SHARE: Final = 0.04
 TRAINING_SHARE: Final = 0.02
 THINK_MS_MIN: Final = 5_000
 THINK_MS_MAX: Final = 150_000
+
+
+# Busy days: the shop lowers its batch limit (posbatch terminal settings --batch-limit) so
+# that a day's trading fills a batch or two.
+BUSY_DAY_SHARE: Final = 0.15
+BUSY_BATCH_LIMITS: Final = (2, 3, 4, 5, 8)
+# Now and then a seed's host caps batches lower than field 48 does (an acquirer's rule): a
+# terminal whose own limit is higher then meets the host's 95 and settles on it.
+LOW_HOST_CAP_SHARE: Final = 0.3
+LOW_HOST_CAPS: Final = (3, 4, 6, 10)
+PROBE_SHARE: Final = 0.3  # per terminal-day: one third-party probe
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """What a third-party terminal sends, and the code the host must answer."""
+
+    label: str
+    pan: str
+    currency: str
+    expected: str
+    track2: str | None = None
+
+
+PROBES: Final = (
+    Probe("currency 840 (USD)", "6222021234567890128", "840", "40"),
+    Probe("currency 978 (EUR)", "6222021234567890128", "978", "40"),
+    Probe("currency AB! (malformed)", "6222021234567890128", "AB!", "30"),
+    Probe("currency '15 ' (malformed)", "6222021234567890128", "15 ", "30"),
+    Probe("card starting with 0", "0000000000000000", "156", "14"),
+    Probe("card starting with 0, 19 digits", "0622021234567890125", "156", "14"),
+    Probe("check digit wrong", "6222021234567890123", "156", "14"),
+    Probe(
+        "track 2 of another card",
+        "6222021234567890128",
+        "156",
+        "14",
+        track2="6222020000000000018=3012101",
+    ),
+)
 
 
 def draw_operation(generator: random.Random) -> Operation:

@@ -18,8 +18,22 @@ the host sees the terminals' traffic interleaved as a real acquirer does:
 - its transactions follow, each after the cashier's pause: sales, voids of
   a sale of the same batch, refunds of any earlier sale, training sales;
 - at some moment the back office may advance the terminal's host batch, and
-  the terminal may be reinstalled (a new, empty journal: counters reset) —
-  its old journal is kept for the checker, as the old device would be;
+  the terminal may be reinstalled (a new, empty journal: counters reset, a new
+  PAN key) — its old journal is kept for the checker, as the old device would
+  be; or the journal is backed up (its keys sealed under the merchant's
+  passphrase), the terminal reinstalled later and the backup restored;
+- a busy day lowers the terminal's batch limit, so its batch fills and it
+  settles by itself; some seeds' hosts cap batches lower than field 48 does,
+  so terminals meet the host's 95 and settle on it; a third-party terminal
+  probes the host with what must never be approved;
+- someone may copy the journal file (with its key file) by hand and later put
+  that older copy back over the newer one (the newer journal is kept for the
+  checker: its approvals are on the host); doctor then diagnoses the terminal
+  at once;
+- a support desk may run doctor (diagnosis only) at any moment, its echo
+  tests going through the same faulty link: the world checks that it changed
+  nothing on either side and that the same state gives the same verdict
+  (invariant 9, :meth:`World._diagnose`);
 - at closing time (from 21:00) the cashier settles, pressing the key again
   up to :data:`SETTLE_ATTEMPTS_MAX` times if the host does not answer —
   unless it is a holiday for that shop.
@@ -41,6 +55,7 @@ then nothing may still be in flight.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import enum
 import itertools
 from collections.abc import Iterable, Iterator
@@ -52,18 +67,20 @@ from typing import Final
 from sqlalchemy.engine import Engine
 
 from posbatch.batch.counters import BATCH_NO_MAX
-from posbatch.doctor import RepairStatus, TerminalSite, examine
+from posbatch.batch.totals import TOTAL_COUNT_MAX
+from posbatch.doctor import RepairStatus, Report, TerminalSite, examine
 from posbatch.errors import (
     BatchError,
     ConfigError,
     Declined,
     HostError,
     HostUnreachable,
+    StorageError,
     TerminalError,
 )
 from posbatch.host import HostCore, HostSession, HostStore, IssuerRules
 from posbatch.sim import _clearing
-from posbatch.sim._checker import check
+from posbatch.sim._checker import Violation, check
 from posbatch.sim._clock import DAY_MS, VirtualClock
 from posbatch.sim._faults import PROFILES, FaultCounter, FaultKind, FaultProfile
 from posbatch.sim._link import HostNode, SimLink, SimulatedCrash
@@ -72,16 +89,34 @@ from posbatch.sim._model import Snapshot
 from posbatch.sim._random import SimRandom
 from posbatch.sim._result import SeedResult
 from posbatch.sim._snapshot import READ_ROWS_MAX, take_snapshot
+from posbatch.sim._third_party import ThirdParty
 from posbatch.sim._trace import EventKind, Trace
-from posbatch.sim._workload import Operation, OperationKind, draw_operation
+from posbatch.sim._workload import (
+    BUSY_BATCH_LIMITS,
+    BUSY_DAY_SHARE,
+    LOW_HOST_CAP_SHARE,
+    LOW_HOST_CAPS,
+    PROBE_SHARE,
+    PROBES,
+    Operation,
+    OperationKind,
+    draw_operation,
+)
 from posbatch.terminal import (
+    BATCH_LIMIT_DEFAULT,
     RESPONSE_TIMEOUT_MS,
+    SCRYPT_N_MIN,
+    BackupKey,
     Journal,
     Terminal,
     TerminalSecrets,
+    TransactionResult,
     TxnRow,
     TxnState,
     Writer,
+    mark_restored,
+    secrets_for_backup,
+    write_backup_key,
 )
 from posbatch.wire import Kind
 
@@ -106,12 +141,21 @@ MERCHANT_PREFIX: Final = "8981100541"
 HOST_ADDRESS: Final = "sim:0"
 # What the engine says when its own recovery cannot go on (posbatch.terminal).
 DOCTOR_HINT: Final = "posbatch doctor"
+# Backup → reinstall → restore: how often the cashier first types a wrong passphrase.
+WRONG_PASSPHRASE_SHARE: Final = 0.25
+BACKUP_KEY_TABLE: Final = "backup_key"
+# Echo tests of a diagnosis-only doctor run (through the faulty link).
+DOCTOR_ECHOES: Final = 3
+# Host rows read back to compare the host's state before and after a diagnosis.
+STATE_ROWS_MAX: Final = 1_000_000
 
 
 class Breakage(enum.StrEnum):
     """Deliberately broken behaviour, to prove the checker bites (tests only)."""
 
     SKIP_REVERSAL = "skip-reversal"  # a request with no answer is written off, never reversed
+    # doctor's old diagnosis: its echo tests take STANs from the journal (and hide 94s)
+    DOCTOR_TAKES_STANS = "doctor-takes-stans"
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +190,12 @@ class _Action(enum.IntEnum):
     REINSTALL = 3
     OPERATION = 4
     SETTLE = 5
+    BACKUP = 6
+    RESTORE = 7
+    PROBE = 8
+    COPY = 9  # someone copies the journal file (and its key file)
+    COPY_BACK = 10  # ... and later puts the copy back over the newer journal
+    DOCTOR = 11  # a support desk runs doctor (diagnosis only)
 
 
 @dataclass(order=True, frozen=True, slots=True)
@@ -201,6 +251,10 @@ class _Node:
     engine: Terminal | None = None
     skew_ms: int = 0
     holiday: bool = False
+    busy_limit: int | None = None  # a busy day's batch limit (None: the default)
+    backup: MemoryDatabase | None = None  # the last backup taken, until it is restored
+    # a hand copy of the journal file, waiting to go back, and the keys it was sealed with
+    copy: tuple[MemoryDatabase, TerminalSecrets] | None = None
 
     @property
     def journal(self) -> Journal:
@@ -226,13 +280,20 @@ class World:
         self.day = 0
         self._workload = self.random.stream("workload")
         self._fault_random = self.random.stream("faults")
+        self._third_random = self.random.stream("third-party")
+        self._reinstall_keys = self.random.stream("reinstall-keys")
         self._failures: list[tuple[str, str]] = []
         self._seen: set[tuple[int, str, int | None, int | None, str]] = set()
         keys = self.random.stream("keys")
         self.host_database = MemoryDatabase(HOST)
         self.store = HostStore(self.host_database.engine(), pan_key=keys.randbytes(32))
         self._host_random_bytes = self.random.bytes_source("host")
+        self.host_cap = TOTAL_COUNT_MAX
+        if self._third_random.random() < LOW_HOST_CAP_SHARE:
+            self.host_cap = self._third_random.choice(LOW_HOST_CAPS)
+            self.result.workload[f"host caps batches at {self.host_cap}"] += 1
         self.core = self._new_core()
+        self.third_party = ThirdParty(self.store, self._third_random, now=self.clock.now())
         self.host = HostNode(lambda: HostSession(self.core), self._restart_host)
         self.nodes = [self._new_node(index, keys.randbytes(16), keys.randbytes(32))
                       for index in range(config.terminals)]  # fmt: skip
@@ -249,6 +310,7 @@ class World:
             clock=self.clock.now,
             random_bytes=self._host_random_bytes,
             issuer=IssuerRules(),
+            batch_count_max=self.host_cap,
         )
 
     def _restart_host(self) -> None:
@@ -345,8 +407,15 @@ class World:
             node.holiday = profile.strikes(FaultKind.HOLIDAY, chance)
             if node.holiday:
                 self._fault(node, FaultKind.HOLIDAY)
+            node.busy_limit = None
+            if self._workload.random() < BUSY_DAY_SHARE:
+                node.busy_limit = self._workload.choice(BUSY_BATCH_LIMITS)
             at = day_start + OPENING_MS + self._workload.randint(0, OPENING_SPREAD_MS)
             add(at, node, _Action.SIGN_ON)
+            if self._third_random.random() < PROBE_SHARE:
+                add(
+                    at + self._third_random.randint(1, CLOSING_MS - OPENING_MS), node, _Action.PROBE
+                )
             if profile.strikes(FaultKind.BATCH_TYPO, chance):
                 add(at + 1_000, node, _Action.TYPO)
             times = []
@@ -360,9 +429,27 @@ class World:
                 add(chance.randint(day_start + OPENING_MS, at), node, _Action.BACK_OFFICE)
             if profile.strikes(FaultKind.TERMINAL_REINSTALL, chance):
                 add(chance.choice(times) - 1 if times else at, node, _Action.REINSTALL)
+            if profile.strikes(FaultKind.BACKUP_RESTORE, chance):
+                # backup before one operation, reinstall before a later one, restore at once
+                # or before one later still (the trading in between is the host's alone)
+                moments = sorted(chance.sample(times, 3)) if len(times) >= 3 else [at, at, at]
+                add(moments[0] - 2, node, _Action.BACKUP)
+                add(moments[1] - 2, node, _Action.REINSTALL)
+                add(chance.choice((moments[1], moments[2])) - 1, node, _Action.RESTORE)
+            closing = max(at, day_start + CLOSING_MS)
+            settle_at = closing + self._workload.randint(0, CLOSING_SPREAD_MS)
             if not node.holiday:
-                closing = max(at, day_start + CLOSING_MS)
-                add(closing + self._workload.randint(0, CLOSING_SPREAD_MS), node, _Action.SETTLE)
+                add(settle_at, node, _Action.SETTLE)
+            if profile.strikes(FaultKind.JOURNAL_COPIED_BACK, chance) and times:
+                # Copied between two operations; put back later the same day — between two
+                # later operations, or after the settlement (a batch older than the host's).
+                copy_at = chance.choice(times) + 1
+                add(copy_at, node, _Action.COPY)
+                later = [t for t in times if t > copy_at]
+                add(chance.choice([*later, settle_at]) + 2, node, _Action.COPY_BACK)
+            if profile.strikes(FaultKind.DOCTOR_DIAGNOSIS, chance):
+                # After some operation, or after the settlement: wherever the day's faults left it.
+                add(chance.choice([*times, settle_at]) + 3, node, _Action.DOCTOR)
         events.sort()
         return events
 
@@ -376,8 +463,24 @@ class World:
                 self._back_office(node)
             elif event.action is _Action.REINSTALL:
                 self._reinstall(node)
+            elif event.action is _Action.BACKUP:
+                self._backup(node)
+            elif event.action is _Action.RESTORE:
+                self._restore(node)
+            elif event.action is _Action.PROBE:
+                self._probe()
             elif event.action is _Action.SETTLE:
                 self._settle(node, attempts=SETTLE_ATTEMPTS_MAX)
+            elif event.action is _Action.COPY:
+                if node.copy is not None:
+                    node.copy[0].close()
+                node.copy = (node.databases[-1].copy(), node.secrets)
+                self._note(node, EventKind.OPERATION, "journal file copied by hand")
+            elif event.action is _Action.COPY_BACK:
+                self._copy_back(node)
+            elif event.action is _Action.DOCTOR:
+                self._fault(node, FaultKind.DOCTOR_DIAGNOSIS)
+                self._diagnose(node, "mid-faults")
             else:
                 self._guarded(node, event)
         self._check(final=False)
@@ -403,6 +506,8 @@ class World:
             outcome = "no answer"
         except Declined as declined:
             outcome = f"declined {declined.response_code}"
+            if "nothing was sent" in str(declined):  # a card refused before a STAN was spent
+                self.result.outcomes[f"refused on the terminal {declined.response_code}"] += 1
         except (TerminalError, ConfigError) as refused:
             outcome = "refused: " + str(refused)
             self.result.outcomes[f"refused ({type(refused).__name__})"] += 1
@@ -452,6 +557,11 @@ class World:
 
     def _sign_on(self, node: _Node) -> str:
         self._note(node, EventKind.OPERATION, "sign on")
+        limit = node.busy_limit or BATCH_LIMIT_DEFAULT
+        if node.journal.state().batch_limit != limit:
+            node.terminal.set_batch_limit(limit)
+            if node.busy_limit is not None:
+                self.result.workload["busy day: batch limit lowered"] += 1
         result = node.terminal.sign_on()
         return f"signed on, batch {result.batch_no:06d} (host {result.host_batch_no:06d})"
 
@@ -487,7 +597,7 @@ class World:
             sale = self._voidable(node)
             if sale is not None:
                 self._note(node, EventKind.OPERATION, f"void of STAN {sale.stan:06d}")
-                return self._outcome(terminal.void(sale.stan).state)
+                return self._outcome(self._settled_first(terminal.void(sale.stan)).state)
             kind = OperationKind.SALE
         if kind is OperationKind.REFUND:
             original = self._refundable(node)
@@ -498,7 +608,7 @@ class World:
                            f"refund {amount} of STAN {original.stan:06d} "
                            f"batch {original.batch_no:06d}")  # fmt: skip
                 result = terminal.refund(original.stan, amount, original_batch_no=original.batch_no)
-                return self._outcome(result.state)
+                return self._outcome(self._settled_first(result).state)
             kind = OperationKind.SALE
         card = operation.card
         if kind is OperationKind.TRAINING:
@@ -510,11 +620,23 @@ class World:
                 terminal.set_training(False)
             return self._outcome(result.state)
         self._note(node, EventKind.OPERATION, f"sale {operation.amount_fen} on {card.label}")
-        result = terminal.sale(operation.amount_fen, card.pan, expiry=card.expiry)
+        if card.edge:
+            self.result.workload[f"edge card: {card.label}"] += 1
+        result = self._settled_first(
+            terminal.sale(operation.amount_fen, card.pan, expiry=card.expiry)
+        )
         if result.response_code and result.state == TxnState.DECLINED:
             self.result.outcomes[f"declined {result.response_code}"] += 1
             return f"declined {result.response_code}"
         return self._outcome(result.state)
+
+    def _settled_first(self, result: TransactionResult) -> TransactionResult:
+        """Count the batches the engine settled by itself before ``result`` (batch full)."""
+        if result.settled_batch_nos:
+            self.result.workload["batch full: settled by itself, then sold"] += len(
+                result.settled_batch_nos
+            )
+        return result
 
     def _outcome(self, state: str) -> str:
         self.result.outcomes[state] += 1
@@ -558,8 +680,194 @@ class World:
         self._fault(node, FaultKind.BACK_OFFICE_ADVANCE, f"host batch now {batch_no:06d}")
 
     def _reinstall(self, node: _Node) -> None:
-        self._fault(node, FaultKind.TERMINAL_REINSTALL, f"journal {len(node.journals)} started")
+        """A new, empty journal and a new PAN key (a reinstall makes both, as `terminal init
+        --reinstall` does); the master key is the acquirer's and stays."""
+        if node.backup is None:
+            self._fault(node, FaultKind.TERMINAL_REINSTALL, f"journal {len(node.journals)} started")
+        else:
+            self._note(node, EventKind.FAULT, f"reinstall: journal {len(node.journals)} started")
+        node.secrets = TerminalSecrets(node.secrets.master_key, self._reinstall_keys.randbytes(32))
         self._install(node, batch_no=1, reinstall=True)
+
+    def _passphrase(self, node: _Node) -> str:
+        return f"backup of {node.terminal_id}, seed {self.seed}"
+
+    def _backup(self, node: _Node) -> None:
+        """`terminal backup`: a copy of the journal carrying its keys, sealed under the
+        merchant's passphrase (the cheapest scrypt cost a backup may record)."""
+        backup = node.databases[-1].copy()
+        engine = backup.engine()
+        try:
+            key = BackupKey.seal(
+                node.secrets,
+                node.terminal_id,
+                self._passphrase(node),
+                n=SCRYPT_N_MIN,
+                random_bytes=self._third_random.randbytes,
+            )
+            write_backup_key(engine, key)
+        finally:
+            engine.dispose()
+        if node.backup is not None:
+            node.backup.close()
+        node.backup = backup
+        state = node.journal.state()
+        self._fault(
+            node,
+            FaultKind.BACKUP_RESTORE,
+            f"backup taken (batch {node.journal.current_batch().batch_no:06d}, STAN "
+            f"{state.stan:06d}); a reinstall follows",
+        )
+
+    def _restore(self, node: _Node) -> None:
+        """`terminal restore` on the reinstalled terminal: every check first (a wrong
+        passphrase must change nothing), then the backup's keys and journal in place."""
+        backup = node.backup
+        if backup is None:
+            return
+        node.backup = None
+        engine = backup.engine()
+        old_secrets = node.secrets
+        try:
+            if self._fault_random.random() < WRONG_PASSPHRASE_SHARE:
+                try:
+                    opened = secrets_for_backup(
+                        engine, node.secrets, passphrase=lambda: "not the passphrase",
+                        terminal_id=node.terminal_id,
+                    )  # fmt: skip
+                except ConfigError:
+                    self.result.workload["restore refused: wrong passphrase (nothing changed)"] += 1
+                else:  # the terminal's own keys opened it: no passphrase was asked
+                    if opened != node.secrets:
+                        self._failures.append(
+                            (node.terminal_id, "a wrong passphrase opened the backup's keys")
+                        )
+            secrets = secrets_for_backup(
+                engine,
+                node.secrets,
+                passphrase=lambda: self._passphrase(node),
+                terminal_id=node.terminal_id,
+            )
+        except (ConfigError, StorageError) as refused:
+            self._failures.append((node.terminal_id, f"restore refused: {refused}"))
+            backup.close()
+            return
+        finally:
+            engine.dispose()
+        database = backup.copy()
+        backup.close()
+        engine = database.engine()
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f"DROP TABLE IF EXISTS {BACKUP_KEY_TABLE}")
+        engine.dispose()
+        node.secrets = secrets
+        journal = _CrashingJournal(database.engine(), node.link)
+        journal.verify()
+        mark_restored(
+            journal,
+            self.clock.view(lambda: node.skew_ms)(),
+            source="the simulated backup",
+            key_restored=secrets != old_secrets,
+        )
+        node.databases.append(database)
+        node.journals.append(journal)
+        node.engine = self._engine(node, journal)
+        journal.armed = True
+        restored = "the backup's keys" if secrets != old_secrets else "the same keys"
+        self.result.workload[f"restored after a reinstall ({restored})"] += 1
+        self._note(node, EventKind.FAULT, f"restored from the backup with {restored}")
+
+    def _probe(self) -> None:
+        """The third-party terminal sends what must never be approved; it must be refused."""
+        probe = self._third_random.choice(PROBES)
+        code = self.third_party.probe(lambda: self.core, probe)
+        self.result.workload[f"third-party probe: {probe.label} → {code}"] += 1
+        if code != probe.expected:
+            self._failures.append(
+                (
+                    "host",
+                    f"third-party probe {probe.label}: answered {code}, expected {probe.expected}",
+                )
+            )
+
+    def _copy_back(self, node: _Node) -> None:
+        """The older copy is put over the journal file; the terminal starts again on it.
+
+        The person copied the terminal's files, the key file with the journal: after a
+        reinstall in between (a new PAN key) the copy's card numbers open with the key
+        it was sealed with, as a hand copy of the whole folder would.
+        """
+        copied, node.copy = node.copy, None
+        if copied is None:
+            return
+        copy, node.secrets = copied
+        self._fault(node, FaultKind.JOURNAL_COPIED_BACK, f"journal {len(node.journals)} replaced")
+        node.journal.engine.dispose()
+        journal = _CrashingJournal(copy.engine(), node.link)
+        node.databases.append(copy)
+        node.journals.append(journal)  # the newer one stays for the checker: its approvals count
+        node.engine = self._engine(node, journal)
+        journal.armed = True
+        self._diagnose(node, "after a copy-back")
+
+    def _state(self, node: _Node) -> tuple[object, ...]:
+        """What a later diagnosis reads, on both sides (invariant 9 compares it)."""
+        journal = node.journal
+        terminal_id = node.terminal_id
+        return (
+            journal.last_seq,
+            journal.chain_hash(journal.last_seq),
+            journal.state(),
+            self.store.terminal(terminal_id),
+            tuple(self.store.batches(terminal_id, limit=STATE_ROWS_MAX)),
+            len(self.store.transactions(terminal_id, limit=STATE_ROWS_MAX)),
+            len(self.store.exceptions(terminal_id, limit=STATE_ROWS_MAX)),
+        )
+
+    def _diagnose(self, node: _Node, when: str) -> None:
+        """``posbatch doctor`` without --fix, as a support desk runs it at any moment.
+
+        Three runs at one frozen instant: one from the journal and the host store, one
+        that also sends echo tests through the faulty link (they may be lost, delayed,
+        duplicated, crash the terminal), then the first again. Invariant 9: the state of
+        both sides is what it was before, and the first and last verdicts agree.
+        """
+        frozen = self.clock.view(lambda: node.skew_ms)()
+        before = self._state(node)
+        verdicts = []
+        first: Report | None = None
+        outcome = "ok"
+        for echoes in (0, DOCTOR_ECHOES, 0):
+            site = TerminalSite(node.terminal, node.link.exchange, lambda: frozen)
+            try:
+                if echoes and Breakage.DOCTOR_TAKES_STANS in self.config.broken:
+                    with contextlib.suppress(HostUnreachable):
+                        node.terminal.echo()
+                report = examine(site, host_store=self.store, echo_count=echoes)
+            except SimulatedCrash as crash:
+                outcome = f"interrupted by a crash {crash.where}"
+                self._reopen(node)
+                continue
+            except (TerminalError, ConfigError) as refused:
+                outcome = f"could not run: {refused}"
+                continue
+            if not echoes:
+                first = first or report
+                verdicts.append(_verdict(report))
+        # Counted by the verdict from the journal and the host's records (what --host-db
+        # gives; the echoes' verdict depends on which of them the faults took).
+        named = "could not run" if first is None else _named(first)
+        self.result.diagnoses[f"{when}: {named}"] += 1
+        self._note(node, EventKind.OUTCOME, f"doctor (diagnosis only) {when}: {named}; {outcome}")
+        problems = []
+        if self._state(node) != before:
+            problems.append("the state of the journal or the host changed")
+        if len(verdicts) == 2 and verdicts[0] != verdicts[1]:
+            problems.append(f"two verdicts: {verdicts[0][:2]} then {verdicts[1][:2]}")
+        for problem in problems:
+            violation = Violation(9, self.day, node.terminal_id, f"doctor {when}: {problem}")
+            self.result.violations.append(violation)
+            self._note(node, EventKind.CHECK, violation.render())
 
     def _settle(self, node: _Node, *, attempts: int) -> None:
         errors_before = node.link.batch_errors
@@ -666,6 +974,10 @@ class World:
         self.store.engine.dispose()
         self.host_database.close()
         for node in self.nodes:
+            if node.backup is not None:
+                node.backup.close()
+            if node.copy is not None:
+                node.copy[0].close()
             for journal in node.journals:
                 journal.engine.dispose()
             for database in node.databases:
@@ -676,6 +988,12 @@ class World:
         result.faults.update(self.faults.counts)
         for exc in self.store.exceptions(limit=READ_ROWS_MAX):
             result.exceptions[exc.kind] += 1
+        for node in self.nodes:
+            for journal in node.journals:
+                for event in journal.events("batch_full"):
+                    source = event.details.get("source")
+                    what = "the host's 95" if source == "host" else "the terminal's limit"
+                    result.workload[f"batch full met ({what})"] += 1
         for node in self.nodes:
             state = node.journal.state()
             info = self.store.terminal(node.terminal_id)
@@ -690,6 +1008,29 @@ class World:
         result.digest = self.trace.hexdigest()
         result.frames = self.trace.frames
         return result
+
+
+def _named(report: Report) -> str:
+    """The verdict in a few words: the cause, or the outcome (with the candidates)."""
+    diagnosis = report.diagnosis
+    if diagnosis.cause is not None:
+        return str(diagnosis.cause)
+    if diagnosis.candidates and diagnosis.outcome.value == "ambiguous":
+        return f"ambiguous ({' + '.join(sorted(diagnosis.candidates))})"
+    return str(diagnosis.outcome)
+
+
+def _verdict(report: Report) -> tuple[object, ...]:
+    """What a person acts on: outcome, cause, plan, and every rule's and check's verdict."""
+    diagnosis = report.diagnosis
+    return (
+        diagnosis.outcome,
+        diagnosis.cause,
+        diagnosis.candidates,
+        diagnosis.repairs,
+        tuple((cause, finding.verdict) for cause, finding in diagnosis.findings),
+        tuple((check.key, check.status) for check in diagnosis.checks),
+    )
 
 
 def run_seed(seed: int, config: SimConfig | None = None) -> SeedResult:

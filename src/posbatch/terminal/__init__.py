@@ -20,6 +20,8 @@ Over TCP, the same flows run through :class:`TcpDriver`::
 from posbatch.batch.money import format_fen, parse_yuan
 from posbatch.terminal._drivers import InProcessLink, TcpDriver, parse_address
 from posbatch.terminal._engine import (
+    BATCH_LIMIT_DEFAULT,
+    BATCH_LIMIT_MAX,
     RESPONSE_TIMEOUT_MS,
     BalanceResult,
     SettlementResult,
@@ -29,11 +31,18 @@ from posbatch.terminal._engine import (
 )
 from posbatch.terminal._files import (
     DEFAULT_DATA_DIR,
+    BackupReport,
     RestoreReport,
+    backup_terminal,
+    check_restore,
     init_terminal,
     journal_url,
+    mark_restored,
     open_terminal,
+    read_backup_key,
     restore_journal,
+    secrets_for_backup,
+    write_backup_key,
 )
 from posbatch.terminal._flows import TIMEOUT, Exchange, Flow, Send, Timeout, run_flow
 from posbatch.terminal._journal import (
@@ -49,16 +58,21 @@ from posbatch.terminal._journal import (
     Writer,
 )
 from posbatch.terminal._receipts import render_receipt, render_settlement_report
-from posbatch.terminal._secrets import KEY_FILE_NAME, TerminalSecrets
+from posbatch.terminal._secrets import KEY_FILE_NAME, SCRYPT_N_MIN, BackupKey, TerminalSecrets
 
 __all__ = [
+    "BATCH_LIMIT_DEFAULT",
+    "BATCH_LIMIT_MAX",
     "DEFAULT_DATA_DIR",
     "JOURNAL_FILE_NAME",
     "KEY_FILE_NAME",
     "MIGRATIONS",
     "RESPONSE_TIMEOUT_MS",
+    "SCRYPT_N_MIN",
     "TIMEOUT",
     "VERSION_TABLE",
+    "BackupKey",
+    "BackupReport",
     "BalanceResult",
     "BatchRow",
     "EventRow",
@@ -79,14 +93,20 @@ __all__ = [
     "TxnRow",
     "TxnState",
     "Writer",
+    "backup_terminal",
+    "check_restore",
     "format_fen",
     "init_terminal",
     "journal_url",
+    "mark_restored",
     "open_terminal",
     "parse_address",
     "parse_yuan",
+    "read_backup_key",
     "render_receipt",
     "render_settlement_report",
     "restore_journal",
     "run_flow",
+    "secrets_for_backup",
+    "write_backup_key",
 ]

@@ -77,13 +77,14 @@ import contextlib
 import enum
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Final, TypeVar
 
 from posbatch.batch import terminal_batch as tb
-from posbatch.batch.codes import APPROVED, describe
-from posbatch.batch.counters import next_batch_no, next_stan, parse_batch_no
+from posbatch.batch.cards import ENTRY_MODE_MANUAL, ENTRY_MODE_SWIPED, check_track2
+from posbatch.batch.codes import APPROVED, BATCH_FULL, describe
+from posbatch.batch.counters import STAN_MAX, next_batch_no, next_stan, parse_batch_no
 from posbatch.batch.terminal_batch import (
     LocalBatchView,
     RecoveryAction,
@@ -91,7 +92,14 @@ from posbatch.batch.terminal_batch import (
     SettleEvent,
     SettleStep,
 )
-from posbatch.batch.totals import card_type_of_pan, compute_totals
+from posbatch.batch.totals import (
+    TOTAL_AMOUNT_FEN_MAX,
+    TOTAL_COUNT_MAX,
+    BatchTally,
+    TotalsCounter,
+    card_type_of_pan,
+    tally,
+)
 from posbatch.errors import (
     ConfigError,
     Declined,
@@ -139,6 +147,7 @@ from posbatch.wire import (
     VoidRequest,
     WorkingKeys,
     check_mac,
+    decode_detail,
     decode_message,
     encode_frame,
     encode_message,
@@ -147,6 +156,8 @@ from posbatch.wire import (
 )
 
 __all__ = [
+    "BATCH_LIMIT_DEFAULT",
+    "BATCH_LIMIT_MAX",
     "RESPONSE_TIMEOUT_MS",
     "BalanceResult",
     "SettlementResult",
@@ -162,8 +173,11 @@ SIGN_ON_RETRIES_MAX: Final = 1  # a request retried after A0 / a sign-on request
 STALE_FRAMES_MAX: Final = 4  # frames read for one request before giving up on its answer
 RECOVERY_DEPTH_MAX: Final = 2  # nested recoveries (recovery → settle → 77 → …)
 AMOUNT_FEN_MAX: Final = 999_999_999_999
-PAN_DIGITS_MIN: Final = 12
-PAN_DIGITS_MAX: Final = 19
+# The terminal settles by itself before one field-48 counter of its batch passes this
+# many entries (a setting of the journal, ``StateRow.batch_limit``); field 48 counts 999.
+BATCH_LIMIT_DEFAULT: Final = 500
+BATCH_LIMIT_MAX: Final = TOTAL_COUNT_MAX
+AUTO_SETTLES_MAX: Final = 2  # automatic settlements before one transaction
 _BATCH_ERROR: Final = "77"
 _MAC_ERROR: Final = "A0"
 _DUPLICATE: Final = "94"
@@ -194,6 +208,9 @@ class TransactionResult:
     auth_code: str | None
     pan_masked: str
     training: bool = False
+    # Batches this terminal settled by itself before the transaction, because they were
+    # full (its own limit, or the host's 95): the cashier did nothing, the receipt says so.
+    settled_batch_nos: tuple[int, ...] = ()
 
     @property
     def approved(self) -> bool:
@@ -233,10 +250,22 @@ class SettlementResult:
 class BalanceResult:
     batch_no: int
     step: str
-    totals: SettlementTotals
+    totals: SettlementTotals  # field 48 as the 0500 would carry it (capped if over capacity)
     approved_count: int
     outstanding_count: int
     training_count: int
+    tally: BatchTally = field(default_factory=BatchTally)  # the batch counted exactly
+    batch_limit: int = BATCH_LIMIT_DEFAULT  # entries per counter before it settles by itself
+
+    @property
+    def fullest(self) -> int:
+        """The highest of the batch's four field-48 counts (what the batch limit is about)."""
+        return max(
+            self.tally.domestic.debit_count,
+            self.tally.domestic.credit_count,
+            self.tally.foreign.debit_count,
+            self.tally.foreign.credit_count,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +327,29 @@ def _response_code(answer: _Answer) -> str:
     return code
 
 
+def _tally(rows: list[TxnRow], *, with_pending_refunds: bool = False) -> BatchTally:
+    """What ``rows`` count in field 48, exactly (and, if told, the refunds still waiting
+    for an answer: a refund resent may yet be approved)."""
+    return tally(
+        (Kind(row.kind), row.amount_fen, CardType(row.card_type))
+        for row in rows
+        if row.counted or (with_pending_refunds and row.state == TxnState.RESEND_PENDING)
+    )
+
+
+def _full_counter_named(detail: str | None) -> TotalsCounter | None:
+    """The counter a 95's field 63 names (``F=``), if it names one we know."""
+    try:
+        return TotalsCounter(decode_detail(detail or "").get("F", ""))
+    except ValueError:
+        return None
+
+
+def _check_batch_limit(limit: int) -> None:
+    if not 1 <= limit <= BATCH_LIMIT_MAX:
+        raise ConfigError(f"batch limit {limit}: 1..{BATCH_LIMIT_MAX} transactions per counter")
+
+
 def _reconciliation_error(totals: SettlementTotals) -> bool:
     return Reconciliation.ERROR in (totals.domestic.reconciliation, totals.foreign.reconciliation)
 
@@ -332,6 +384,9 @@ class Terminal:
         self._header = header or Header()
         self._keys: WorkingKeys | None = None
         self._recovery_depth = 0
+        # Batches settled automatically before the transaction being written (its receipt
+        # says so: an ``auto_settled`` event in the same journal write as its row).
+        self._auto_settled_pending: tuple[int, ...] = ()
         # Policy for a 94 to a fresh STAN (the host's batch holds transactions this
         # journal lacks): True (default) settles that batch at once and retries the
         # request in the next one; False only shows the decline (doctor diagnoses it).
@@ -350,6 +405,7 @@ class Terminal:
         clock: Callable[[], datetime],
         batch_no: int = 1,
         reinstall: bool = False,
+        batch_limit: int = BATCH_LIMIT_DEFAULT,
     ) -> None:
         """Write the first state row and batch of a new journal (refuses a used one).
 
@@ -360,20 +416,37 @@ class Terminal:
         """
         if journal.initialized:
             raise ConfigError("this journal is initialised already")
-        if not (len(terminal_id) == 8 and terminal_id.isascii() and terminal_id.isprintable()):
-            raise ConfigError(f"terminal ID {terminal_id!r} must be 8 printable ascii characters")
-        if not (len(merchant_id) == 15 and merchant_id.isascii() and merchant_id.isprintable()):
-            raise ConfigError(f"merchant ID {merchant_id!r} must be 15 printable ascii characters")
+        Terminal.check_identity(merchant_id=merchant_id, terminal_id=terminal_id)
+        _check_batch_limit(batch_limit)
         now = clock()
         at = now.isoformat()
         with journal.write(now) as writer:
             writer.insert_batch(BatchRow(1, batch_no, SettleStep.OPEN.value, at))
             writer.insert_state(
-                StateRow(merchant_id, terminal_id, host_address, 0, 1, False, 0, at, True)
+                StateRow(
+                    merchant_id,
+                    terminal_id,
+                    host_address,
+                    0,
+                    1,
+                    False,
+                    0,
+                    at,
+                    True,
+                    batch_limit=batch_limit,
+                )
             )
             writer.event("initialized", f"terminal {terminal_id} of merchant {merchant_id}")
             if reinstall:
                 writer.event("reinstalled", "journal created by a reinstall: resync at sign-on")
+
+    @staticmethod
+    def check_identity(*, merchant_id: str, terminal_id: str) -> None:
+        """ConfigError unless the ids are what fields 41 (ans8) and 42 (ans15) carry."""
+        if not (len(terminal_id) == 8 and terminal_id.isascii() and terminal_id.isprintable()):
+            raise ConfigError(f"terminal ID {terminal_id!r} must be 8 printable ascii characters")
+        if not (len(merchant_id) == 15 and merchant_id.isascii() and merchant_id.isprintable()):
+            raise ConfigError(f"merchant ID {merchant_id!r} must be 15 printable ascii characters")
 
     @property
     def signed_on(self) -> bool:
@@ -401,9 +474,17 @@ class Terminal:
         return self.run(self.echo_flow())
 
     def sale(
-        self, amount_fen: int, pan: str, *, expiry: str | None = None, reference: str | None = None
+        self,
+        amount_fen: int,
+        pan: str,
+        *,
+        expiry: str | None = None,
+        reference: str | None = None,
+        track2: str | None = None,
     ) -> TransactionResult:
-        return self.run(self.sale_flow(amount_fen, pan, expiry=expiry, reference=reference))
+        return self.run(
+            self.sale_flow(amount_fen, pan, expiry=expiry, reference=reference, track2=track2)
+        )
 
     def void(self, stan: int, *, reference: str | None = None) -> TransactionResult:
         return self.run(self.void_flow(stan, reference=reference))
@@ -443,18 +524,54 @@ class Terminal:
         """Local totals of the current batch (no message sent)."""
         batch = self.journal.current_batch()
         rows = self.journal.transactions(batch.batch_id)
+        counted = _tally(rows)
         return BalanceResult(
             batch.batch_no,
             batch.step,
-            self._totals(rows),
+            counted.capped_totals(),
             sum(1 for row in rows if row.counted),
             sum(1 for row in rows if row.state in TxnState.OUTSTANDING),
             sum(1 for row in rows if row.training),
+            counted,
+            self.journal.state().batch_limit,
         )
+
+    def set_batch_limit(self, limit: int) -> None:
+        """Settings: settle by itself before one field-48 counter passes ``limit`` (1..999)."""
+        _check_batch_limit(limit)
+        now = self._clock()
+        state = self.journal.state()
+        with self.journal.write(now) as writer:
+            writer.state(replace(state, batch_limit=limit))
+            writer.event(
+                "settings",
+                f"batch limit {state.batch_limit} → {limit} per counter",
+                batch_limit=limit,
+            )
+
+    def receipt_notes(self, row: TxnRow) -> list[str]:
+        """Lines the receipt of ``row`` adds: batches settled by themselves before it."""
+        notes = []
+        for event in self.journal.events("auto_settled"):
+            if event.details.get("txn_id") != row.txn_id:
+                continue
+            for batch_no in event.details.get("settled_batch_nos", []):
+                notes.append(
+                    f"批次 {batch_no:06d} 已满，已自动结算 / "
+                    f"batch {batch_no:06d} was full: settled automatically"
+                )
+        return notes
 
     def batch_notes(self, batch_no: int) -> list[str]:
         """What went wrong or was repaired in batch ``batch_no`` (for the settlement report)."""
-        notable = {"closed_by_host", "recovery", "duplicate_stan", "unanswered", "reversed"}
+        notable = {
+            "closed_by_host",
+            "recovery",
+            "duplicate_stan",
+            "unanswered",
+            "reversed",
+            "batch_full",
+        }
         notes = []
         for event in self.journal.events():
             if event.type not in notable:
@@ -469,6 +586,15 @@ class Terminal:
         with self.journal.write(now) as writer:
             writer.state(replace(self.journal.state(), training=enabled))
             writer.event("training", f"training mode {'on' if enabled else 'off'}")
+
+    def mark_restored(self, why: str) -> None:
+        """Treat this journal as restored (as ``restore_journal`` does): its next sign-on
+        settles the host's open batch before any new transaction. For a journal found
+        older than the host's records — copied back by hand, never restored."""
+        now = self._clock()
+        with self.journal.write(now) as writer:
+            writer.state(replace(self.journal.state(), resync_pending=True))
+            writer.event("restored", why)
 
     def pan_of(self, row: TxnRow) -> str:
         """The clear PAN of a journal row (for batch upload and refunds; never print it)."""
@@ -542,9 +668,9 @@ class Terminal:
         return _Answer(answer, frame.body, frame.header, mak)
 
     def _totals(self, rows: list[TxnRow]) -> SettlementTotals:
-        return compute_totals(
-            (Kind(row.kind), row.amount_fen, CardType(row.card_type)) for row in rows if row.counted
-        )
+        """Field 48 of ``rows``: capped and marked (code 3) where it does not fit — a batch
+        from before the capacity rules still settles, by batch upload."""
+        return _tally(rows).capped_totals()
 
     def _view(self, batch: BatchRow) -> LocalBatchView:
         rows = self.journal.transactions(batch.batch_id)
@@ -555,7 +681,7 @@ class Terminal:
             sum(1 for row in rows if row.state in TxnState.OUTSTANDING),
         )
 
-    def _result(self, row: TxnRow) -> TransactionResult:
+    def _result(self, row: TxnRow, settled: list[int] | None = None) -> TransactionResult:
         return TransactionResult(
             row.kind,
             row.txn_id,
@@ -568,6 +694,7 @@ class Terminal:
             row.auth_code,
             row.pan_masked,
             row.training,
+            tuple(settled or ()),
         )
 
     def _move(self, batch: BatchRow, event: SettleEvent, **changes: object) -> BatchRow:
@@ -777,6 +904,32 @@ class Terminal:
         assert isinstance(answer.message, AdminResponse)
         return answer.message.response_code
 
+    def probe_flow(self, offset: int, timeout_ms: int) -> Flow[AdminResponse | None]:
+        """An echo test that changes nothing, for doctor: the answer, or None (no answer).
+
+        Its STAN is borrowed, not taken: the ``offset``-th after the journal's last
+        (1 = the next one), and nothing is written. An echo changes nothing on the host
+        either (docs/host.md), so the next real request may use the same STAN.
+        """
+        state = self.journal.state()
+        stan = state.stan or STAN_MAX
+        for _ in range(offset):
+            stan = next_stan(stan)
+        request = EchoRequest(
+            state.terminal_id, state.merchant_id, stan, self.journal.current_batch().batch_no
+        )
+        frame = self._frame(request, mac=False)
+        reply: Reply = yield Send(frame, timeout_ms)
+        for _ in range(STALE_FRAMES_MAX):
+            if isinstance(reply, Timeout):
+                return None
+            answer = self._match(reply, request, AdminResponse, None)
+            if answer is not None:
+                assert isinstance(answer.message, AdminResponse)
+                return answer.message
+            reply = yield Send(b"", timeout_ms)
+        return None
+
     # --- outstanding items: reversals and refund resends ------------------------------------
 
     def _prepare(self) -> Flow[None]:
@@ -934,11 +1087,21 @@ class Terminal:
 
     # --- financial transactions --------------------------------------------------------
 
-    def _check_card(self, amount_fen: int, pan: str, expiry: str | None) -> None:
+    def _check_card(
+        self, amount_fen: int, pan: str, expiry: str | None, track2: str | None = None
+    ) -> None:
+        """Refuse, before a STAN is spent or anything is journaled, what the host would
+        refuse for the card itself (14): the batch upload could not carry the number, its
+        check digit fails, or track 2 names another card (:mod:`posbatch.batch.cards`)."""
         if not 0 < amount_fen <= AMOUNT_FEN_MAX:
             raise ConfigError(f"amount {amount_fen} fen must be 1..{AMOUNT_FEN_MAX}")
-        if not (PAN_DIGITS_MIN <= len(pan) <= PAN_DIGITS_MAX and pan.isascii() and pan.isdigit()):
-            raise ConfigError("a card number is 12 to 19 digits")
+        refused = check_track2(pan, track2)
+        if refused is not None:
+            raise Declined(
+                f"{describe(refused.response_code)}: {refused} (checked on the terminal: "
+                "nothing was sent)",
+                response_code=refused.response_code,
+            )
         if expiry is not None and not (len(expiry) == 4 and expiry.isascii() and expiry.isdigit()):
             raise ConfigError("expiry is YYMM, 4 digits")
 
@@ -998,6 +1161,18 @@ class Terminal:
                 reference=reference,
             )
             writer.insert_txn(row)
+            settled, self._auto_settled_pending = self._auto_settled_pending, ()
+            if settled and not training:
+                writer.event(
+                    "auto_settled",
+                    f"{kind.value} STAN {stan:06d} in batch {batch.batch_no:06d}, after batch "
+                    + ", ".join(f"{batch_no:06d}" for batch_no in settled)
+                    + " was settled automatically (full)",
+                    txn_id=row.txn_id,
+                    stan=stan,
+                    batch_no=batch.batch_no,
+                    settled_batch_nos=list(settled),
+                )
         return row
 
     def _record_answer(self, row: TxnRow, answer: _Answer) -> TxnRow:
@@ -1045,17 +1220,31 @@ class Terminal:
         kind: Kind,
         build: Callable[[TxnRow], Request],
         write: Callable[[], TxnRow],
+        *,
+        amount_fen: int,
+        card_type: CardType,
     ) -> Flow[TransactionResult]:
-        """The common life of a sale, void or refund: journal, send, outcome, 77/A0 handling."""
+        """The common life of a sale, void or refund: journal, send, outcome, 77/A0/94/95
+        handling — and, before it is written, an automatic settlement of a full batch."""
         retries_77 = 0
         retries_a0 = 0
         retries_94 = 0
+        retries_95 = 0
+        settled: list[int] = []  # batches settled by themselves before this transaction
         while True:
             yield from self._prepare()
             if not tb.accepts_transactions(self.journal.current_batch().settle_step):
                 yield from self._finish_interrupted_settlement()
-            self._open_batch_for_transactions()
-            row = write()
+            batch = self._open_batch_for_transactions()
+            counter = self._full_counter(batch, kind, amount_fen, card_type)
+            if counter is not None:
+                yield from self._settle_full(batch, kind, counter, settled, by_host=False)
+                continue
+            self._auto_settled_pending = tuple(settled)
+            try:
+                row = write()
+            finally:
+                self._auto_settled_pending = ()
             answer = yield from self._exchange_flow(build(row), TransactionResponse)
             if answer is None:
                 row = self._unanswered(row, ReversalReason.TIMEOUT)
@@ -1067,7 +1256,7 @@ class Terminal:
                     cause = f"77 on resent refund STAN {row.stan:06d}"
                     yield from self._recover(None, cause=cause)
                     continue  # the host never took it: made again in the host's batch
-                return self._result(row)
+                return self._result(row, settled)
             row = self._record_answer(row, answer)
             code = _response_code(answer)
             if row.state in (TxnState.REVERSAL_PENDING, TxnState.RESEND_PENDING):
@@ -1084,11 +1273,11 @@ class Terminal:
                 else:
                     with contextlib.suppress(HostUnreachable):
                         yield from self._flush()
-                    return self._result(self.journal.transaction(row.txn_id))
+                    return self._result(self.journal.transaction(row.txn_id), settled)
                 if kind == Kind.REFUND:  # resent as is above: never again under a new STAN,
                     row = self.journal.transaction(row.txn_id)
                     if not _not_taken_for_batch(row):  # unless the host said it never took it
-                        return self._result(row)
+                        return self._result(row, settled)
                 continue  # the old STAN is reversed (or refused): try again under a new one
             if code == _BATCH_ERROR and retries_77 < RECOVERY_RETRIES_MAX:
                 retries_77 += 1
@@ -1116,11 +1305,86 @@ class Terminal:
                     )
                 yield from self._settle_batch(recovery=True)
                 continue
+            if code == BATCH_FULL and kind != Kind.VOID and retries_95 < RECOVERY_RETRIES_MAX:
+                # The host counts more in this batch than field 48 can take with this
+                # request (it may hold approvals this journal lacks): settle the batch,
+                # then send the transaction again, under a new STAN, in the next one. A
+                # void cannot leave its sale's batch: it stays declined 95 (refund instead).
+                retries_95 += 1
+                full = _full_counter_named(getattr(answer.message, "detail", None))
+                yield from self._settle_full(
+                    self.journal.current_batch(), kind, full, settled, by_host=True
+                )
+                continue
             if code == _MAC_ERROR and retries_a0 < SIGN_ON_RETRIES_MAX:
                 retries_a0 += 1
                 self._keys = None
                 continue
-            return self._result(row)
+            return self._result(row, settled)
+
+    def _full_counter(
+        self, batch: BatchRow, kind: Kind, amount_fen: int, card_type: CardType
+    ) -> TotalsCounter | None:
+        """The field-48 counter of ``batch`` that this transaction would take past the batch
+        limit (a void: past field 48 itself — it cannot leave its sale's batch); None: room.
+
+        Counted are the approvals and the refunds still waiting for an answer (a refund
+        resent may yet be approved); ``_prepare`` has just flushed everything else.
+        """
+        rows = self.journal.transactions(batch.batch_id)
+        limit = TOTAL_COUNT_MAX if kind == Kind.VOID else self.journal.state().batch_limit
+        # No counter holds more entries than the batch has rows, no sum more than all its
+        # amounts: far from the limits that settles it without counting (every sale asks).
+        if len(rows) < limit and sum(row.amount_fen for row in rows) + amount_fen <= (
+            TOTAL_AMOUNT_FEN_MAX
+        ):
+            return None
+        counted = _tally(rows, with_pending_refunds=True)
+        return counted.full_counter(kind, amount_fen, card_type, count_max=limit)
+
+    def _settle_full(
+        self,
+        batch: BatchRow,
+        kind: Kind,
+        counter: TotalsCounter | None,
+        settled: list[int],
+        *,
+        by_host: bool,
+    ) -> Flow[None]:
+        """交易笔数已满，请先结算 — without the cashier: settle the full batch (persisted step
+        by step like any settlement, so a crash resumes it) and let the caller go on in the
+        next batch. A void cannot (its sale would leave the batch): TerminalError."""
+        what_en, what_zh = counter.words if counter is not None else ("a counter", "计数")
+        if kind == Kind.VOID:
+            raise TerminalError(
+                f"批次 {batch.batch_no:06d} 的{what_zh}已满，无法撤销：请先结算，再做退货 / "
+                f"batch {batch.batch_no:06d} is full ({what_en}): a void must stay in its "
+                "sale's batch — settle, then refund instead"
+            )
+        if len(settled) >= AUTO_SETTLES_MAX:
+            raise TerminalError(
+                f"batch {batch.batch_no:06d} is still full after {len(settled)} automatic "
+                "settlements: run `posbatch doctor`"
+            )
+        limit = self.journal.state().batch_limit
+        with self.journal.write(self._now()) as writer:
+            writer.event(
+                "batch_full",
+                (
+                    f"the host answered 95 (batch full, {what_en}) to a {kind.value}"
+                    if by_host
+                    else f"{what_en} of batch {batch.batch_no:06d} reached the batch limit "
+                    f"({limit} per counter, or the 12-digit amount) before a {kind.value}"
+                )
+                + f": settling batch {batch.batch_no:06d} automatically, then the "
+                f"{kind.value} goes in the next batch",
+                batch_no=batch.batch_no,
+                counter=None if counter is None else counter.value,
+                batch_limit=limit,
+                source="host" if by_host else "terminal",
+            )
+        result = yield from self._settle_batch(recovery=False)
+        settled.append(result.batch_no)
 
     def _finish_interrupted_settlement(self) -> Flow[None]:
         batch = self.journal.current_batch()
@@ -1156,10 +1420,25 @@ class Terminal:
         yield from self._flush()
 
     def sale_flow(
-        self, amount_fen: int, pan: str, *, expiry: str | None = None, reference: str | None = None
+        self,
+        amount_fen: int,
+        pan: str,
+        *,
+        expiry: str | None = None,
+        reference: str | None = None,
+        track2: str | None = None,
     ) -> Flow[TransactionResult]:
-        """消费: journal, send 0200, outcome. No answer → reversed; 77 → recovered and retried."""
-        self._check_card(amount_fen, pan, expiry)
+        """消费: journal, send 0200, outcome. No answer → reversed; 77 → recovered and retried.
+
+        ``track2`` (a swiped card: ``PAN=YYMM…``) goes in field 35 with entry mode 021 and
+        must name ``pan``; without it the card was keyed in (entry mode 012). Track 2 is
+        never written to the journal. A card number the host would refuse (14) is refused
+        here, before a STAN is taken; a full batch is settled first (see ``_financial``).
+        """
+        self._check_card(amount_fen, pan, expiry, track2)
+        if track2 is not None and expiry is None:
+            after = track2.partition("=")[2][:4]
+            expiry = after if len(after) == 4 and after.isdigit() else None
         state = self.journal.state()
         if state.training:
             self._open_batch_for_transactions()
@@ -1177,6 +1456,8 @@ class Terminal:
                 amount_fen,
                 pan,
                 expiry=expiry,
+                entry_mode=ENTRY_MODE_MANUAL if track2 is None else ENTRY_MODE_SWIPED,
+                track2=track2,
             )
 
         return (
@@ -1186,6 +1467,8 @@ class Terminal:
                 lambda: self._write_pending(
                     Kind.SALE, amount_fen, pan, expiry, reference=reference
                 ),
+                amount_fen=amount_fen,
+                card_type=card_type_of_pan(pan),
             )
         )
 
@@ -1233,7 +1516,15 @@ class Terminal:
                 Kind.VOID, sale.amount_fen, pan, sale.expiry, original=sale, reference=reference
             )
 
-        return (yield from self._financial(Kind.VOID, build, write))
+        return (
+            yield from self._financial(
+                Kind.VOID,
+                build,
+                write,
+                amount_fen=sale.amount_fen,
+                card_type=CardType(sale.card_type),
+            )
+        )
 
     def _refund_request(self, row: TxnRow) -> RefundRequest:
         state = self.journal.state()
@@ -1278,7 +1569,15 @@ class Terminal:
                 Kind.REFUND, amount_fen, pan, sale.expiry, original=sale, reference=reference
             )
 
-        return (yield from self._financial(Kind.REFUND, self._refund_request, write))
+        return (
+            yield from self._financial(
+                Kind.REFUND,
+                self._refund_request,
+                write,
+                amount_fen=amount_fen,
+                card_type=CardType(sale.card_type),
+            )
+        )
 
     # --- settlement ------------------------------------------------------------------------
 

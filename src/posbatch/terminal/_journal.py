@@ -36,6 +36,7 @@ import dataclasses
 import hashlib
 import json
 import operator
+import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -50,7 +51,7 @@ from sqlalchemy.pool import StaticPool
 
 from posbatch.batch.terminal_batch import SettleStep
 from posbatch.errors import JournalIntegrityError, StorageError
-from posbatch.storage import create_engine, create_private_database, upgrade
+from posbatch.storage import create_engine, make_private_dir, upgrade
 
 __all__ = [
     "GENESIS_HASH",
@@ -68,6 +69,7 @@ VERSION_TABLE: Final = "journal_alembic_version"
 MIGRATIONS: Final = "posbatch.terminal:migrations"
 GENESIS_HASH: Final = "0" * 64
 STATE_KEY: Final = "1"
+BACKUP_FILE_MODE: Final = 0o600  # a backup holds sealed card numbers: private
 # Events read back at once for status/doctor; older ones stay in the journal.
 EVENTS_READ_MAX: Final = 10_000
 
@@ -97,6 +99,7 @@ state_table = sa.Table(
     sa.Column("training_seq", sa.Integer),
     sa.Column("created_at", sa.String(32)),
     sa.Column("resync_pending", sa.Boolean),
+    sa.Column("batch_limit", sa.Integer),
 )
 batches_table = sa.Table(
     "batches",
@@ -177,6 +180,9 @@ class StateRow:
     training_seq: int
     created_at: str
     resync_pending: bool = False  # new or restored journal: settle the host's batch first
+    # Entries one field-48 counter takes before the terminal settles by itself (settings;
+    # migration t0003_promise_core). Must equal that migration's server default.
+    batch_limit: int = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -846,6 +852,18 @@ class Journal:
     def last_seq(self) -> int:
         return self._last_seq
 
+    def chain_hash(self, seq: int) -> str | None:
+        """The hash of entry ``seq``, or None if there is none: two journals with the same
+        hash at ``seq`` share their whole history up to it (doctor compares backups)."""
+        try:
+            with self.engine.connect() as connection:
+                found = connection.execute(
+                    sa.select(entries_table.c.hash).where(entries_table.c.seq == seq)
+                ).scalar()
+        except sa.exc.SQLAlchemyError as exc:
+            raise StorageError(f"cannot read the journal: {exc}") from exc
+        return None if found is None else str(found)
+
     def schema_revision(self) -> str | None:
         """The migration revision of this journal's schema (None if never migrated)."""
         return _revision_and_counters(self.engine)[0]
@@ -887,9 +905,13 @@ class Journal:
             ":memory:",
         ):
             raise StorageError("backup needs a journal in a SQLite file")
-        if destination.exists():
-            raise StorageError(f"{destination} exists already: choose a new backup file")
-        create_private_database(destination)  # a backup is as private as the journal: 0600
+        make_private_dir(destination.parent)  # a backup is as private as the journal
+        try:  # created here, private (0600), before SQLite writes a byte into it
+            os.close(os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, BACKUP_FILE_MODE))
+        except FileExistsError as exc:
+            raise StorageError(f"{destination} exists already: choose a new backup file") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot create the backup file {destination}: {exc}") from exc
         raw = self.engine.raw_connection()
         try:
             source = raw.driver_connection

@@ -7,6 +7,7 @@ columns, as thermal printers do. Amounts are yuan with two decimals from fen.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 from typing import Final
 
 from posbatch.batch.codes import describe
@@ -41,8 +42,11 @@ def _check_width(width: int) -> None:
         raise ValueError(f"receipt width is one of {RECEIPT_WIDTHS}, not {width}")
 
 
-def render_receipt(row: TxnRow, state: StateRow, *, width: int = 32) -> str:
-    """One transaction's receipt (merchant copy)."""
+def render_receipt(
+    row: TxnRow, state: StateRow, *, width: int = 32, notes: Sequence[str] = ()
+) -> str:
+    """One transaction's receipt (merchant copy); ``notes`` are printed under the result
+    (e.g. ``Terminal.receipt_notes``: a full batch settled by itself before it)."""
     _check_width(width)
     rule = "-" * width
     amount = format_fen(-row.amount_fen if row.kind != "sale" else row.amount_fen)
@@ -79,6 +83,7 @@ def render_receipt(row: TxnRow, state: StateRow, *, width: int = 32) -> str:
     else:
         result = describe(row.response_code) if row.response_code else row.state
         lines.append("结果 RESULT: " + result + f" ({row.state})")
+    lines.extend(notes)
     lines += [rule, "持卡人签名 CARDHOLDER SIGNATURE", "", rule]
     return "\n".join(lines) + "\n"
 

@@ -11,11 +11,13 @@ prompt or standard input (:mod:`posbatch.cli_support`).
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Final, TypeVar
 
+import click
 import typer
 from rich.console import Console
 from rich.progress import Progress
@@ -33,7 +35,13 @@ from posbatch.cli_support import (
 from posbatch.errors import ConfigError, HostUnreachable, PosbatchError
 from posbatch.terminal._drivers import TcpDriver, parse_address
 from posbatch.terminal._engine import SettlementResult, Terminal, TransactionResult
-from posbatch.terminal._files import DEFAULT_DATA_DIR, init_terminal, open_terminal, restore_journal
+from posbatch.terminal._files import (
+    DEFAULT_DATA_DIR,
+    backup_terminal,
+    init_terminal,
+    open_terminal,
+    restore_journal,
+)
 from posbatch.terminal._flows import Flow, Reply
 from posbatch.terminal._receipts import render_receipt, render_settlement_report
 from posbatch.terminal._secrets import TerminalSecrets
@@ -133,6 +141,10 @@ def _print_transaction(result: TransactionResult) -> None:
     table.add_row("参考号 RRN", result.rrn or "-")
     table.add_row("授权码 auth", result.auth_code or "-")
     table.add_row("状态 state", result.state)
+    for batch_no in result.settled_batch_nos:
+        table.add_row(
+            "自动结算 auto-settled", f"批次 {batch_no:06d} 已满 / batch {batch_no:06d} was full"
+        )
     console.print(table)
 
 
@@ -343,6 +355,12 @@ def status(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
         f"{half.credit_count + foreign.credit_count} / "
         f"{format_fen(half.credit_amount_fen + foreign.credit_amount_fen)}",
     )
+    table.add_row(
+        "批次上限 batch limit",
+        f"{balance.batch_limit} per counter (fullest now {balance.fullest}); settles by itself",
+    )
+    if not balance.tally.fits():
+        table.add_row("over capacity 超出容量", "field 48 cannot count it: settle (batch upload)")
     table.add_row("training 培训模式", "on" if state.training else "off")
     table.add_row("resync pending", "yes" if state.resync_pending else "no")
     console.print(table)
@@ -412,7 +430,9 @@ def receipt(
         rows = terminal.journal.find(stan, batch_no)
         if not rows:
             raise typer.BadParameter(f"no transaction with STAN {stan:06d}")
-        text = render_receipt(rows[0], terminal.state(), width=width)
+        text = render_receipt(
+            rows[0], terminal.state(), width=width, notes=terminal.receipt_notes(rows[0])
+        )
     except PosbatchError as exc:
         raise _fail(exc) from exc
     except ValueError as exc:
@@ -420,21 +440,49 @@ def receipt(
     console.print(text, markup=False, highlight=False)
 
 
+PassphraseStdin = Annotated[
+    bool,
+    typer.Option(
+        "--passphrase-stdin",
+        help="Read the backup passphrase from the first line of standard input (for scripts); "
+        "without it a hidden prompt asks. Never on the command line: `ps` shows it to everyone.",
+    ),
+]
+
+
+def _passphrase(from_stdin: bool, *, confirm: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    try:
+        return str(
+            typer.prompt("backup passphrase 备份密码", hide_input=True, confirmation_prompt=confirm)
+        )
+    except (typer.Abort, click.exceptions.Abort, EOFError) as exc:
+        raise ConfigError(
+            "no backup passphrase given: type it at the prompt, or pipe it with --passphrase-stdin"
+        ) from exc
+
+
 @app.command()
 def backup(
-    destination: Annotated[Path, typer.Argument(help="New file for the copy.")],
+    destination: Annotated[Path, typer.Argument(help="New file for the copy (mode 0600).")],
     data_dir: DataDir = DEFAULT_DATA_DIR,
+    passphrase_stdin: PassphraseStdin = False,
 ) -> None:
-    """A consistent online copy of the journal (SQLite backup API).
+    """A consistent online copy of the journal that carries its card keys, sealed under a
+    passphrase you choose now: it restores on this terminal even after a reinstall.
 
     Example: posbatch terminal backup ./journal-2026-11-25.db
     """
     try:
-        terminal = _open(data_dir)
-        entries = terminal.journal.backup(destination)
+        passphrase = _passphrase(passphrase_stdin, confirm=True)
+        report = backup_terminal(data_dir, destination, passphrase=passphrase)
     except PosbatchError as exc:
         raise _fail(exc) from exc
-    console.print(f"backup written: {destination} ({entries} journal entries)")
+    console.print(
+        f"backup written: {destination} ({report.entries} journal entries, batch "
+        f"{report.batch_no:06d}); keep the passphrase: a restore after a reinstall needs it"
+    )
 
 
 @app.command()
@@ -444,16 +492,26 @@ def restore(
     force: Annotated[
         bool, typer.Option("--force", help="Restore even if its hash chain is broken.")
     ] = False,
+    passphrase_stdin: PassphraseStdin = False,
 ) -> None:
-    """Put a backup in place of the journal; says what the backup lacks.
+    """Put a backup in place of the journal; says what the backup lacks. On a reinstalled
+    terminal (`init --reinstall` first) it asks for the backup's passphrase.
 
     Example: posbatch terminal restore ./journal-2026-11-25.db
     """
     try:
-        report = restore_journal(source, data_dir, force=force, clock=_clock)
+        report = restore_journal(
+            source,
+            data_dir,
+            force=force,
+            clock=_clock,
+            passphrase=lambda: _passphrase(passphrase_stdin, confirm=False),
+        )
     except PosbatchError as exc:
         raise _fail(exc) from exc
     console.print(f"restored {report.entries} entries from {source}")
+    if report.key_restored:
+        console.print("the backup's card keys are in the key file (this terminal's kept too)")
     if report.problem:
         console.print(f"[yellow]forced past a broken chain:[/yellow] {report.problem}")
     for note in report.notes:
@@ -479,6 +537,32 @@ def batch_no(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     except PosbatchError as exc:
         raise _fail(exc) from exc
     console.print(f"batch number {result.batch_no:06d} confirmed by the host")
+
+
+@app.command()
+def settings(
+    batch_limit: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-limit",
+            help="Transactions per field-48 counter (1-999, default 500) before the terminal "
+            "settles by itself and carries on in the next batch.",
+        ),
+    ] = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Show or change the terminal's settings (the batch limit).
+
+    Example: posbatch terminal settings --batch-limit 300
+    """
+    try:
+        terminal = _open(data_dir)
+        if batch_limit is not None:
+            terminal.set_batch_limit(batch_limit)
+        limit = terminal.state().batch_limit
+    except PosbatchError as exc:
+        raise _fail(exc) from exc
+    console.print(f"batch limit 批次上限: {limit} transactions per counter")
 
 
 @app.command()

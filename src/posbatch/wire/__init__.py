@@ -24,6 +24,7 @@ from posbatch.wire._crypto import (
 )
 from posbatch.wire._fields import (
     BATCH_NO_MAX,
+    DETAIL_LAST_STAN,
     MAX_UPLOAD_RECORDS,
     STAN_MAX,
     BatchReason,
@@ -84,6 +85,7 @@ from posbatch.wire._spec import SPEC
 __all__ = [
     "BATCH_NO_MAX",
     "CURRENCY_CNY",
+    "DETAIL_LAST_STAN",
     "FIELD62_BYTES",
     "LENGTH_BYTES",
     "MAC_BYTES",

@@ -18,6 +18,7 @@ from posbatch.errors import DecodeError, EncodeError
 
 __all__ = [
     "BATCH_NO_MAX",
+    "DETAIL_LAST_STAN",
     "MAX_UPLOAD_RECORDS",
     "STAN_MAX",
     "BatchReason",
@@ -46,6 +47,8 @@ MAX_UPLOAD_RECORDS: Final = 8
 AMOUNT_FEN_MAX: Final = 999_999_999_999
 COUNT_MAX: Final = 999
 FIELD63_MAX_BYTES: Final = 163
+# Field 63 of an echo answer: the STAN of the last transaction in the host's current batch.
+DETAIL_LAST_STAN: Final = "T"
 TRACK2_MAX_DIGITS: Final = 37
 # 60 is n..17: 11 digits of 60.1-60.3, then up to 6 one-digit sub-fields.
 FIELD60_EXTRA_DIGITS_MAX: Final = 6
@@ -390,12 +393,13 @@ def decode_detail(text: str) -> dict[str, str]:
 
 
 class BatchReason(enum.StrEnum):
-    """Why the host answered 77: field 63 ``R=``."""
+    """Why the host refused for the batch: field 63 ``R=`` of a 77 (or of a 95: FULL)."""
 
     BEHIND = "BEHIND"  # the terminal's batch_no is lower than the host's
     AHEAD = "AHEAD"  # higher than the host's
     NOT_SIGNED_ON = "NOT_SIGNED_ON"
     CLOSED = "CLOSED"  # the batch the terminal names was already closed by the host
+    FULL = "FULL"  # a 95: one more transaction would overflow field 48 (63 F= says which)
 
 
 class BatchState(enum.StrEnum):

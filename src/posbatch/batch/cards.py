@@ -1,0 +1,163 @@
+"""Card-number and currency rules: never approve what cannot be settled.
+
+The host and the terminal apply the same rules, the host at approval and the
+terminal before it spends a STAN or writes anything to its journal. A card
+number (PAN) is refused (response code 14) when a message that must carry it
+later could not:
+
+- field 2 is LLVAR n..19, and this profile takes 12..19 digits;
+- the batch-upload record carries the PAN as n20, right-aligned and zero-filled,
+  so a PAN that starts with 0 could not be told from the fill: uploading the
+  batch would fail, and the batch would never close;
+- the last digit is the Luhn check digit (ISO/IEC 7812): a number that fails it
+  was mistyped or misread, and an issuer would refuse it anyway.
+
+When track 2 is present (a swiped card, entry mode 02x), its PAN — the digits
+before the separator ``=`` — obeys the same rules and must be field 2's PAN: a
+request whose two card numbers differ names two cards, and the host could not
+tell which one it approved (14).
+
+Field 49 (currency): only 156 (CNY) is settled. A value that is not three
+decimal digits is a format error (30); a well-formed other ISO 4217 code is
+refused with 40 (``CURRENCY_NOT_SUPPORTED``, see :mod:`posbatch.batch.codes`).
+
+Pure: strings in, a refusal (or None) out. A refusal never quotes the PAN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from posbatch.batch.codes import CURRENCY_NOT_SUPPORTED
+
+__all__ = [
+    "CURRENCY_CNY",
+    "ENTRY_MODE_MANUAL",
+    "ENTRY_MODE_SWIPED",
+    "INVALID_CARD",
+    "PAN_DIGITS_MAX",
+    "PAN_DIGITS_MIN",
+    "CardRefusal",
+    "check_currency",
+    "check_pan",
+    "check_track2",
+    "luhn_valid",
+    "track2_pan",
+]
+
+PAN_DIGITS_MIN: Final = 12
+PAN_DIGITS_MAX: Final = 19  # field 2 is n..19 (the upload record's n20 holds one more)
+INVALID_CARD: Final = "14"
+FORMAT_ERROR: Final = "30"
+CURRENCY_CNY: Final = "156"
+CURRENCY_DIGITS: Final = 3
+# Field 22, POS entry mode: 01x key-entered, 02x magnetic stripe (track 2 read).
+ENTRY_MODE_MANUAL: Final = "012"
+ENTRY_MODE_SWIPED: Final = "021"
+TRACK2_SEPARATOR: Final = "="
+_DOUBLED: Final = str.maketrans("0123456789", "0246813579")  # 2d, less 9 when over 9
+
+
+@dataclass(frozen=True, slots=True)
+class CardRefusal:
+    """Why a request is refused before anyone approves it, with its response code."""
+
+    response_code: str
+    reason_en: str
+    reason_zh: str
+
+    def __str__(self) -> str:
+        return f"{self.reason_zh} / {self.reason_en}"
+
+
+def luhn_valid(pan: str) -> bool:
+    """Whether the last digit of ``pan`` is its Luhn check digit (digits only).
+
+    From the right, every second digit is doubled (a doubled digit over 9 loses 9 —
+    the table ``_DOUBLED``); the sum must end in 0. Run for every sale (terminal, host
+    rule, issuer), so written with C-level string operations.
+    """
+    if not (pan.isascii() and pan.isdigit()):
+        return False
+    backwards = pan[::-1]
+    total = sum(map(int, backwards[::2])) + sum(map(int, backwards[1::2].translate(_DOUBLED)))
+    return total % 10 == 0
+
+
+def check_pan(pan: str, *, check_luhn: bool = True) -> CardRefusal | None:
+    """None when ``pan`` may be approved; else why not (code 14)."""
+    if not (pan.isascii() and pan.isdigit()):
+        return CardRefusal(
+            INVALID_CARD,
+            "a card number is 12 to 19 digits 0-9, nothing else",
+            "卡号只能是 12 至 19 位数字",
+        )
+    if not PAN_DIGITS_MIN <= len(pan) <= PAN_DIGITS_MAX:
+        return CardRefusal(
+            INVALID_CARD,
+            f"a card number is 12 to 19 digits, this one has {len(pan)}",
+            f"卡号应为 12 至 19 位，此卡号为 {len(pan)} 位",
+        )
+    if pan[0] == "0":
+        return CardRefusal(
+            INVALID_CARD,
+            "a card number cannot start with 0 (batch upload could not carry it)",
+            "卡号不能以 0 开头(批上送无法传送)",
+        )
+    if check_luhn and not luhn_valid(pan):
+        return CardRefusal(
+            INVALID_CARD,
+            "the card number's check digit is wrong (mistyped or misread)",
+            "卡号校验位错误(输入或读卡有误)",
+        )
+    return None
+
+
+def track2_pan(track2: str) -> str | None:
+    """The PAN of track 2 (the digits before ``=``); None when there is no separator."""
+    pan, separator, _rest = track2.partition(TRACK2_SEPARATOR)
+    return pan if separator else None
+
+
+def check_track2(pan: str, track2: str | None, *, check_luhn: bool = True) -> CardRefusal | None:
+    """:func:`check_pan` of field 2, then of track 2's PAN, which must be the same number."""
+    refused = check_pan(pan, check_luhn=check_luhn)
+    if refused is not None or track2 is None:
+        return refused
+    on_track = track2_pan(track2)
+    if on_track is None:
+        return CardRefusal(
+            INVALID_CARD,
+            "track 2 has no separator '=': no card number can be read from it",
+            "二磁道数据缺少分隔符，无法读出卡号",
+        )
+    refused = check_pan(on_track, check_luhn=check_luhn)
+    if refused is not None:
+        return CardRefusal(
+            INVALID_CARD, "track 2: " + refused.reason_en, "二磁道:" + refused.reason_zh
+        )
+    if on_track != pan:
+        return CardRefusal(
+            INVALID_CARD,
+            "the card number in track 2 differs from the one in field 2",
+            "二磁道中的卡号与主账号不一致",
+        )
+    return None
+
+
+def check_currency(currency: str) -> CardRefusal | None:
+    """None for 156 (CNY); 30 for a value that is not 3 digits; 40 for another currency."""
+    if currency == CURRENCY_CNY:
+        return None
+    if not (len(currency) == CURRENCY_DIGITS and currency.isascii() and currency.isdigit()):
+        return CardRefusal(
+            FORMAT_ERROR,
+            "field 49 (currency) must be 3 digits (ISO 4217 numeric)",
+            "币种代码(49 域)须为 3 位数字",
+        )
+    return CardRefusal(
+        CURRENCY_NOT_SUPPORTED,
+        f"currency {currency} is not accepted: only 156 (CNY) is settled",
+        f"不受理币种 {currency}:仅受理人民币(156)",
+    )
