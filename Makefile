@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint typecheck unit venv bench clean
+.PHONY: demo test test-slow test-all lint typecheck unit venv bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,11 +27,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# One pytest worker per core: the suite is a long tail of short tests.
+# One pytest worker per core: the suite is a long tail of short tests. Tests marked
+# `slow` (real worker processes, 50 simulated seeds, every hostile value for every
+# command) run in `make test-slow`; CI runs both.
 unit: $(STAMP)
-	$(BIN)/pytest -q -n auto
+	$(BIN)/pytest -q -n auto -m "not slow"
 
 test: lint typecheck unit
+
+test-slow: $(STAMP)
+	$(BIN)/pytest -q -n auto -m slow
+
+test-all: test test-slow
 
 # Each script prints its figures and its ratio to a baseline measured in the same run.
 bench: $(STAMP)

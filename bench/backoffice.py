@@ -62,11 +62,12 @@ from posbatch.backoffice import (
 )
 from posbatch.backoffice._queries import MERCHANT_TERMINALS_UNION_MAX
 from posbatch.backoffice._staff import Staff
+from posbatch.batch.model import CardTotals, SettlementTotals
 from posbatch.host.cli import DB_FILE_NAME, pan_key
 from posbatch.host.store import HostStore
 from posbatch.storage import DATABASE_URL_ENV
 from posbatch.web import create_app
-from posbatch.wire import CardTotals, SettlementTotals
+from posbatch.wire import encode_totals
 
 POSTGRES_URL = os.environ.get(
     "POSBATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -166,7 +167,7 @@ def fill(engine: sa.Engine, transactions: int, terminals: int, seed: int = 7) ->
                     samples["rrn"].append(rrn)
                     samples["last4"].append(last4)
                     samples["amount"].append(amount_fen)
-            totals = SettlementTotals(CardTotals(debit[0], debit[1])).encode()
+            totals = encode_totals(SettlementTotals(CardTotals(debit[0], debit[1])))
             closed = None if current else opened + timedelta(days=3)
             batch_rows.append((
                 batch_id, terminal_id, batch_index + 1, "OPEN" if current else "CLOSED",

@@ -32,9 +32,9 @@ from collections.abc import Callable
 
 import iso8583
 
+from posbatch.batch.model import Kind
 from posbatch.wire import (
     SPEC,
-    Kind,
     SaleRequest,
     TransactionResponse,
     check_mac,

@@ -65,6 +65,7 @@ from pathlib import Path
 import refhost
 import sqlalchemy as sa
 
+from posbatch.batch.model import Kind
 from posbatch.host.cli import DB_FILE_NAME, kek, pan_key
 from posbatch.host.store import HostStore
 from posbatch.storage import DATABASE_URL_ENV
@@ -72,7 +73,6 @@ from posbatch.terminal import Journal, TcpDriver, Terminal, TerminalSecrets
 from posbatch.wire import (
     Frame,
     Header,
-    Kind,
     SaleRequest,
     SignOnRequest,
     SignOnResponse,

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from posbatch.batch.cards import check_currency, check_pan, check_track2, luhn_valid, track2_pan
 from posbatch.batch.codes import BATCH_FULL, CODES, CURRENCY_NOT_SUPPORTED
 from posbatch.batch.counters import BATCH_NO_MAX, is_behind, next_batch_no
+from posbatch.batch.model import CardType, Kind, Reconciliation
 from posbatch.batch.terminal_batch import is_behind as terminal_is_behind
 from posbatch.batch.totals import (
     TOTAL_AMOUNT_FEN_MAX,
@@ -19,7 +20,6 @@ from posbatch.batch.totals import (
     tally,
 )
 from posbatch.errors import BatchError
-from posbatch.wire import CardType, Kind, Reconciliation
 
 D, F = CardType.DOMESTIC, CardType.FOREIGN
 

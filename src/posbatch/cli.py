@@ -46,6 +46,7 @@ app.add_typer(catalog_cli.checkout_app, name="checkout")
 app.add_typer(doctor_cli.app, name="doctor")
 app.add_typer(clearing_cli.app, name="clearing")
 clearing_cli.add_host_commands(host_cli.app)
+doctor_cli.add_host_commands(host_cli.app)
 app.command("simulate")(sim_cli.simulate)
 app.add_typer(web_cli.app, name="backoffice")
 

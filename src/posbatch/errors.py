@@ -12,9 +12,6 @@ these::
     │   ├── EncodeError              we tried to build a bad message (our bug)
     │   ├── MacError                 field 64 does not verify         → A0
     │   └── KeyCheckError            a working key's check value differs
-    ├── ProtocolError                a valid message at the wrong time
-    │   ├── LocalProtocolError       we broke the rules (programmer error)
-    │   └── RemoteProtocolError      the peer broke the rules (has a response_code)
     ├── BatchError                   batch-domain rule violated
     │   └── IllegalTransition        a state machine was asked for a move its table forbids
     ├── StorageError                 the database or the journal failed
@@ -32,6 +29,7 @@ these::
     ├── CatalogError                 products, lots and scans
     │   ├── ScanError                a barcode string that cannot be read
     │   └── CheckoutRefused          a cart line that must not be sold (says why)
+    │       └── CatalogChanged       a price or lot changed between the scan and the payment
     ├── ClearingError                fees, trading days, calendars, statements (says why)
     └── ConfigError                  bad settings, bad command-line values
         └── StoreMissingError             a command that never creates found no store there
@@ -42,9 +40,13 @@ answered with a response code; an unexpected exception there is a bug.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol
+
 __all__ = [
     "BackOfficeError",
     "BatchError",
+    "CatalogChanged",
     "CatalogError",
     "CheckoutRefused",
     "ClearingError",
@@ -60,14 +62,11 @@ __all__ = [
     "JournalIntegrityError",
     "KekMismatch",
     "KeyCheckError",
-    "LocalProtocolError",
     "LoginRefused",
     "MacError",
     "NotFound",
     "NotSignedOn",
     "PosbatchError",
-    "ProtocolError",
-    "RemoteProtocolError",
     "ScanError",
     "StorageError",
     "StoreMissingError",
@@ -127,25 +126,6 @@ class MacError(WireError):
 
 class KeyCheckError(WireError):
     """A working key unwrapped from field 62 does not match its check value."""
-
-
-# --- protocol ---------------------------------------------------------------
-
-
-class ProtocolError(PosbatchError):
-    """A well-formed message that is not allowed here and now."""
-
-
-class LocalProtocolError(ProtocolError):
-    """We broke the protocol: a programmer error on our side."""
-
-
-class RemoteProtocolError(ProtocolError):
-    """The peer broke the protocol; ``response_code`` is what to answer."""
-
-    def __init__(self, message: str, *, response_code: str) -> None:
-        super().__init__(message)
-        self.response_code = response_code
 
 
 # --- batch domain -----------------------------------------------------------
@@ -234,6 +214,31 @@ class CheckoutRefused(CatalogError):  # noqa: N818 - the name says what happened
         self.reason_en = reason_en
         self.reason_zh = reason_zh
         self.suggestion = suggestion
+
+
+class CatalogChange(Protocol):
+    """What :class:`CatalogChanged` needs of one change (posbatch.catalog's ``CatalogChange``)."""
+
+    @property
+    def message_en(self) -> str: ...
+
+    @property
+    def message_zh(self) -> str: ...
+
+
+class CatalogChanged(CheckoutRefused):
+    """The price or a lot of a cart line changed between the scan and the payment."""
+
+    def __init__(self, changes: Sequence[CatalogChange]) -> None:
+        super().__init__(
+            "the catalog changed since the scan: "
+            + "; ".join(change.message_en for change in changes)
+            + " — check the cart and confirm again",
+            reason_zh="扫描后商品目录已变更："
+            + "；".join(change.message_zh for change in changes)
+            + "——请核对后重新确认",
+        )
+        self.changes = list(changes)
 
 
 class ClearingError(PosbatchError):

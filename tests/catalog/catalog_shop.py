@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from catalog_samples import TODAY, catalog_lots, catalog_products
@@ -29,22 +28,7 @@ from posbatch.catalog.payer import Card, TerminalPayer
 from posbatch.host import HostCore, HostStore
 from posbatch.host.issuer import TEST_PAN_APPROVED
 from posbatch.terminal import InProcessLink, Journal, Terminal, TerminalSecrets
-
-MERCHANT_ID = "898110054110001"
-TERMINAL_ID = "10000001"
-MASTER_KEY = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
-START = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
-
-
-class StepClock:
-    """Moves one second per reading (host, terminal and checkout share it)."""
-
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
+from testbed import MASTER_KEY, MERCHANT_ID, START, TERMINAL_ID, StepClock
 
 
 class Link:

@@ -21,10 +21,8 @@ from posbatch.host.issuer import TEST_PAN_APPROVED
 from posbatch.host.server import HostServer
 from posbatch.terminal import init_terminal, open_terminal
 from posbatch.terminal.cli import app as terminal_cli
+from testbed import MASTER_KEY, MERCHANT_ID, TERMINAL_ID
 
-MERCHANT_ID = "898110054110001"
-TERMINAL_ID = "10000001"
-MASTER_KEY = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
 START_TIMEOUT_S = 10
 FAR_EXPIRY = dt.date(2049, 12, 31)  # the CLI reads the real clock: keep lots unexpired
 

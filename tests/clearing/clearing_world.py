@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from posbatch.batch.model import Kind, SettlementTotals
 from posbatch.clearing import (
     BEIJING,
     CardBin,
@@ -28,7 +29,6 @@ from posbatch.wire import (
     Frame,
     FrameReader,
     Header,
-    Kind,
     Message,
     OriginalTransaction,
     RefundRequest,
@@ -36,7 +36,6 @@ from posbatch.wire import (
     ReversalRequest,
     SaleRequest,
     SettlementRequest,
-    SettlementTotals,
     SignOnRequest,
     SignOnResponse,
     Tpdu,
@@ -47,11 +46,9 @@ from posbatch.wire import (
     encode_message,
     unwrap_working_keys,
 )
+from testbed import MASTER_KEY, MERCHANT_ID, TERMINAL_ID
 
-MERCHANT_ID = "898110054110001"
 OTHER_MERCHANT_ID = "898110054110002"
-TERMINAL_ID = "10000001"
-MASTER_KEY = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
 DEBIT_PAN = TEST_PAN_APPROVED  # 622202… : a debit BIN below
 CREDIT_PAN = "6225881234567898"  # 622588… : credit
 FOREIGN_PAN = "4111111111111111"  # a Visa: foreign, credit

@@ -17,6 +17,7 @@ from clearing_world import (
     standard_rates,
 )
 
+from posbatch.batch.model import Kind
 from posbatch.clearing import (
     CardBin,
     CardClass,
@@ -32,7 +33,6 @@ from posbatch.clearing import (
 from posbatch.errors import ClearingError
 from posbatch.host import ClearingStore, ExceptionKind
 from posbatch.host import _schema as t
-from posbatch.wire import Kind
 
 SEP_29 = date(2026, 9, 29)
 SEP_30 = date(2026, 9, 30)

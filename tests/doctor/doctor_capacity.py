@@ -7,8 +7,9 @@ from dataclasses import replace
 
 from doctor_world import PAN, World
 
+from posbatch.batch.model import CardType, Kind
 from posbatch.terminal import KEY_FILE_NAME, TerminalSecrets, TxnRow, TxnState
-from posbatch.wire import CardType, Kind, mask_pan
+from posbatch.wire import mask_pan
 
 OLD_SALES = 1_001
 

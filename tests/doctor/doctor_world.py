@@ -8,31 +8,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from posbatch.batch.model import Kind
 from posbatch.doctor import Report, TerminalSite, examine
 from posbatch.host import FaultAction, FaultRule, FaultScript, HostCore, HostStore
 from posbatch.host.issuer import TEST_PAN_APPROVED
 from posbatch.terminal import JOURNAL_FILE_NAME, InProcessLink, Terminal, init_terminal
-from posbatch.wire import Kind
+from testbed import MASTER_KEY, MERCHANT_ID, TERMINAL_ID, StepClock
 
-MERCHANT_ID = "898110054110001"
-TERMINAL_ID = "10000001"
-MASTER_KEY = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
 PAN = TEST_PAN_APPROVED
 START = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
-
-
-class StepClock:
-    """The host's clock: one second per reading; ``skip`` jumps (a day off)."""
-
-    def __init__(self, start: datetime = START) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
-
-    def skip(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 class Link:
@@ -60,7 +44,7 @@ class World:
 
     db_url: str
     data_dir: Path
-    clock: StepClock = field(default_factory=StepClock)
+    clock: StepClock = field(default_factory=lambda: StepClock(START))
     terminal_offset: timedelta = timedelta(0)
     store: HostStore = field(init=False)
     core: HostCore = field(init=False)

@@ -19,10 +19,10 @@ import pytest
 from doctor_capacity import over_capacity
 from doctor_world import World
 
+from posbatch.batch.model import Kind
 from posbatch.doctor import Cause, Outcome, RepairStatus, Report, account, examine, rule_for
 from posbatch.errors import ConfigError, HostUnreachable
 from posbatch.terminal import JOURNAL_FILE_NAME, restore_journal
-from posbatch.wire import Kind
 
 # --- the broken states ------------------------------------------------------------------
 

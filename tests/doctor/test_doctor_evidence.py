@@ -24,6 +24,7 @@ from test_causes import (
     typed_batch_number,
 )
 
+from posbatch.batch.model import Kind
 from posbatch.doctor import (
     Cause,
     Outcome,
@@ -39,7 +40,6 @@ from posbatch.doctor._rules import Repair
 from posbatch.doctor.cli import host_doctor_command
 from posbatch.host.store import BatchInfo, ExceptionInfo, TerminalInfo
 from posbatch.terminal import restore_journal
-from posbatch.wire import Kind
 
 # --- the state doctor must leave alone -------------------------------------------------------
 

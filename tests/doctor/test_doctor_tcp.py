@@ -14,6 +14,7 @@ import pytest
 from doctor_world import MASTER_KEY, MERCHANT_ID, PAN, START, TERMINAL_ID
 from typer.testing import CliRunner
 
+from posbatch.batch.model import Kind
 from posbatch.cli import app
 from posbatch.doctor import TcpExchange
 from posbatch.errors import HostUnreachable
@@ -25,7 +26,6 @@ from posbatch.wire import (
     EchoRequest,
     Frame,
     FrameReader,
-    Kind,
     decode_message,
     encode_frame,
     encode_message,

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
+from posbatch.batch.model import Kind, SettlementTotals
 from posbatch.host import HostCore, HostReply, HostSession, HostStore
 from posbatch.host.issuer import TEST_PAN_APPROVED
 from posbatch.host.sealing import KeyEncryptionKey
@@ -17,7 +16,6 @@ from posbatch.wire import (
     Frame,
     FrameReader,
     Header,
-    Kind,
     Message,
     OriginalTransaction,
     RefundRequest,
@@ -25,7 +23,6 @@ from posbatch.wire import (
     ReversalRequest,
     SaleRequest,
     SettlementRequest,
-    SettlementTotals,
     SignOnRequest,
     SignOnResponse,
     Tpdu,
@@ -36,35 +33,11 @@ from posbatch.wire import (
     encode_message,
     unwrap_working_keys,
 )
+from testbed import MASTER_KEY, MERCHANT_ID, START, TERMINAL_ID, StepClock, counting_bytes
 
-MERCHANT_ID = "898110054110001"
-TERMINAL_ID = "10000001"
-MASTER_KEY = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
 PAN = TEST_PAN_APPROVED
 # Every store the host tests open over the same data seals under this KEK.
 TEST_KEK = KeyEncryptionKey(bytes(range(32)), "the host tests' KEK")
-START = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
-
-
-class StepClock:
-    """A clock that moves one second per reading."""
-
-    def __init__(self, start: datetime = START) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
-
-
-def counting_bytes() -> Callable[[int], bytes]:
-    """Deterministic 'random' bytes for tests."""
-    counter = itertools.count(1)
-
-    def random_bytes(size: int) -> bytes:
-        return bytes((next(counter) * 37 + i) % 256 for i in range(size))
-
-    return random_bytes
 
 
 def new_core(store: HostStore) -> HostCore:

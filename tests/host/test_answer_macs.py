@@ -23,6 +23,7 @@ from host_helpers import (
     session_terminal,
 )
 
+from posbatch.batch.model import CardType, Kind
 from posbatch.batch.totals import compute_totals
 from posbatch.errors import MacError
 from posbatch.host import FaultRule, FaultScript, HostCore, HostSession, HostStore
@@ -30,9 +31,7 @@ from posbatch.host.faults import FaultAction
 from posbatch.wire import (
     SPEC,
     BatchUploadRequest,
-    CardType,
     FrameReader,
-    Kind,
     OriginalTransaction,
     Request,
     SaleRequest,

@@ -16,29 +16,32 @@ from host_helpers import (
     session_terminal,
 )
 
+from posbatch.batch.model import (
+    BatchReason,
+    BatchState,
+    BatchStateDetail,
+    CardType,
+    Kind,
+    Reconciliation,
+    SettlementTotals,
+)
 from posbatch.batch.totals import compute_totals
 from posbatch.host import ExceptionKind, FaultRule, FaultScript, HostCore, HostSession, HostStore
 from posbatch.host._schema import metadata
 from posbatch.host.faults import FaultAction
 from posbatch.host.issuer import TEST_PAN_INSUFFICIENT_FUNDS, TEST_PAN_NOT_ISSUED
 from posbatch.wire import (
-    BatchReason,
-    BatchState,
-    BatchStateDetail,
-    CardType,
     EchoRequest,
-    Kind,
     OriginalTransaction,
-    Reconciliation,
     SaleRequest,
     SettlementResponse,
-    SettlementTotals,
     SignOffRequest,
     SignOnRequest,
     SignOnResponse,
     TransactionResponse,
     UploadRecord,
     VoidRequest,
+    decode_batch_detail,
     encode_message,
     unwrap_working_keys,
 )
@@ -55,7 +58,7 @@ def code(message: object) -> str:
 
 
 def detail_of(message: object) -> BatchStateDetail:
-    detail = BatchStateDetail.decode(message.detail)  # type: ignore[attr-defined]
+    detail = decode_batch_detail(message.detail)  # type: ignore[attr-defined]
     assert detail is not None
     return detail
 

@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 from host_helpers import MASTER_KEY, MERCHANT_ID, START, Terminal, read_frame
 
+from posbatch.batch.model import Kind
 from posbatch.host.cli import DB_FILE_NAME, kek, pan_key
 from posbatch.host.store import HostStore
 from posbatch.storage import DATABASE_URL_ENV
-from posbatch.wire import Kind, TransactionResponse
+from posbatch.wire import TransactionResponse
 
 TERMINALS = 6
 APPROVALS_BEFORE_KILL = 300

@@ -12,10 +12,10 @@ from posbatch.host import HostStore
 from posbatch.wire import (
     DETAIL_LAST_STAN,
     AdminResponse,
-    BatchStateDetail,
     EchoRequest,
-    SettlementTotals,
+    decode_batch_detail,
     decode_detail,
+    decode_totals,
 )
 
 
@@ -49,13 +49,13 @@ def test_echo_answer_carries_the_batch_state_and_the_last_stan(term: Terminal) -
     """Field 63 of the answer: the host's batch, its state, the last closed batch and how it
     closed, and T= the STAN of the last transaction of the current batch."""
     term.sale(1250)
-    assert term.settle(SettlementTotals.decode("0" * 62)).response_code == "00"  # not balanced
+    assert term.settle(decode_totals("0" * 62)).response_code == "00"  # not balanced
     assert term.upload_end(0).response_code == "00"  # closes it (an exception for the sale)
     term.batch_no = 2
     term.sale(800)
     last = term.stan
     answer = _echo(term, 77)
-    detail = BatchStateDetail.decode(answer.detail or "")
+    detail = decode_batch_detail(answer.detail or "")
     items = decode_detail(answer.detail or "")
     expected = (2, "OPEN", 1, "UPLOADED", f"{last:06d}", True)
     assert detail is not None

@@ -6,9 +6,10 @@ from host_helpers import MERCHANT_ID, PAN, TERMINAL_ID, frame_of, new_core, open
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from posbatch.batch.model import SettlementTotals
 from posbatch.host import HostReply, HostSession
 from posbatch.host.server import request_log_line
-from posbatch.wire import SaleRequest, SettlementRequest, SettlementTotals
+from posbatch.wire import SaleRequest, SettlementRequest
 
 STORE = open_store("sqlite://")
 CORE = new_core(STORE)

@@ -22,11 +22,11 @@ from host_helpers import (
     open_store,
 )
 
+from posbatch.batch.model import Kind
 from posbatch.host import HostCore, HostReply, HostStore
 from posbatch.host.store import TransactionStatus
 from posbatch.wire import (
     FrameReader,
-    Kind,
     OriginalTransaction,
     RefundRequest,
     Request,

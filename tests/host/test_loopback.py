@@ -4,16 +4,10 @@ from __future__ import annotations
 
 from host_helpers import PAN, TERMINAL_ID, RunningHost
 
+from posbatch.batch.model import BatchState, CardType, Kind, Reconciliation
 from posbatch.batch.totals import compute_totals
 from posbatch.host import ExceptionKind
-from posbatch.wire import (
-    BatchState,
-    CardType,
-    Kind,
-    Reconciliation,
-    SettlementResponse,
-    UploadRecord,
-)
+from posbatch.wire import SettlementResponse, UploadRecord
 
 D = CardType.DOMESTIC
 

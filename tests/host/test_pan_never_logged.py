@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 from host_helpers import MASTER_KEY, MERCHANT_ID, TERMINAL_ID, frame_of, read_frame
 
+from posbatch.batch.model import CardType, Kind
 from posbatch.errors import DecodeError
 from posbatch.host.issuer import (
     TEST_PAN_APPROVED,
@@ -38,10 +39,8 @@ from posbatch.storage import DATABASE_URL_ENV
 from posbatch.wire import (
     AdminResponse,
     BatchUploadRequest,
-    CardType,
     EchoRequest,
     FrameReader,
-    Kind,
     OriginalTransaction,
     RefundRequest,
     ReversalRequest,

@@ -26,29 +26,31 @@ from host_helpers import (
     session_terminal,
 )
 
+from posbatch.batch.model import (
+    BatchReason,
+    BatchState,
+    CardType,
+    Kind,
+    Reconciliation,
+    SettlementTotals,
+)
 from posbatch.batch.totals import TOTAL_AMOUNT_FEN_MAX, tally
 from posbatch.errors import HostError
 from posbatch.host import ExceptionKind, HostCore, HostStore, IssuerRules
 from posbatch.host.store import MIGRATIONS, VERSION_TABLE
 from posbatch.storage import create_engine
 from posbatch.wire import (
-    BatchReason,
-    BatchState,
-    BatchStateDetail,
-    CardType,
     Frame,
     Header,
-    Kind,
     OriginalTransaction,
-    Reconciliation,
     RefundRequest,
     SaleRequest,
     SettlementRequest,
     SettlementResponse,
-    SettlementTotals,
     Tpdu,
     UploadRecord,
     VoidRequest,
+    decode_batch_detail,
     decode_detail,
     encode_frame,
     encode_message,
@@ -111,7 +113,7 @@ def test_behind_across_the_wrap_is_behind(term: Terminal, store: HostStore) -> N
     answer = term.sale(100)
     assert ("77", BatchReason.BEHIND) == (
         code(answer),
-        BatchStateDetail.decode(answer.detail).reason,
+        decode_batch_detail(answer.detail).reason,
     )  # type: ignore[union-attr, attr-defined]
 
 
@@ -122,7 +124,7 @@ def test_ahead_across_the_wrap_is_ahead(term: Terminal, store: HostStore) -> Non
     answer = term.sale(100)
     assert ("77", BatchReason.AHEAD) == (
         code(answer),
-        BatchStateDetail.decode(answer.detail).reason,
+        decode_batch_detail(answer.detail).reason,
     )  # type: ignore[union-attr, attr-defined]
 
 
@@ -130,7 +132,7 @@ def test_settlement_of_an_unknown_batch_behind_the_wrap(term: Terminal, store: H
     """A 0500 naming 999998 while the host is at 000002 is 77 BEHIND."""
     _host_batch(store, 2)
     answer = term.settle(SettlementTotals(), batch_no=999_998)
-    detail = BatchStateDetail.decode(answer.detail)  # type: ignore[attr-defined]
+    detail = decode_batch_detail(answer.detail)  # type: ignore[attr-defined]
     assert ("77", BatchReason.BEHIND) == (code(answer), detail.reason if detail else None)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from posbatch.batch.host_batch import TRANSITIONS, BatchEvent, allows, apply, next_batch_no
+from posbatch.batch.model import BatchState, Kind
 from posbatch.errors import ConfigError, IllegalTransition
 from posbatch.host.faults import FaultAction, FaultRule, FaultScript, load_fault_script
 from posbatch.host.issuer import (
@@ -18,7 +19,6 @@ from posbatch.host.issuer import (
     IssuerRules,
     luhn_valid,
 )
-from posbatch.wire import BatchState, Kind
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 

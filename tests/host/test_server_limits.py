@@ -397,6 +397,7 @@ def _echo_frames(count: int) -> bytes:
 SMALL_BUFFERS = {"unsent_bytes_max": 4096, "socket_send_buffer_bytes": 4096}
 
 
+@pytest.mark.slow  # fills the kernel's buffers of a client that never reads
 @pytest.mark.parametrize("host", [SMALL_BUFFERS], indirect=True)
 async def test_a_client_that_never_reads_stops_being_read_and_nothing_is_lost(
     host: HostServer,

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from host_helpers import PAN, TERMINAL_ID, Terminal
 
+from posbatch.batch.model import Kind, Reconciliation, SettlementTotals
 from posbatch.batch.totals import card_type_of_pan, compute_totals
 from posbatch.host import HostStore
-from posbatch.wire import Kind, Reconciliation, SettlementResponse, SettlementTotals
+from posbatch.wire import SettlementResponse
 
 
 def _totals(*amounts_fen: int) -> SettlementTotals:

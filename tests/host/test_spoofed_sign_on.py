@@ -32,13 +32,12 @@ from host_helpers import (
     session_terminal,
 )
 
+from posbatch.batch.model import BatchReason
 from posbatch.errors import MacError
 from posbatch.host import HostCore, HostSession, HostStore
 from posbatch.terminal import InProcessLink, Journal, TerminalSecrets
 from posbatch.terminal import Terminal as TerminalEngine
 from posbatch.wire import (
-    BatchReason,
-    BatchStateDetail,
     FrameReader,
     Message,
     SaleRequest,
@@ -47,6 +46,7 @@ from posbatch.wire import (
     SignOnResponse,
     TransactionResponse,
     check_mac,
+    decode_batch_detail,
     decode_message,
     unwrap_working_keys,
 )
@@ -162,7 +162,7 @@ def test_a_request_under_no_known_key_is_a0_signed_on_and_77_signed_off(
     request = SaleRequest(TERMINAL_ID, MERCHANT_ID, 900_100, term.batch_no, 100, PAN)
     answer = stranger.request(request)
     assert isinstance(answer, TransactionResponse) and answer.detail is not None
-    detail = BatchStateDetail.decode(answer.detail)
+    detail = decode_batch_detail(answer.detail)
     assert ("A0", "77", BatchReason.NOT_SIGNED_ON) == (
         signed_on_code,
         answer.response_code,

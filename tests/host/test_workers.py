@@ -21,18 +21,13 @@ from workers_helpers import (
     supervised,
 )
 
+from posbatch.batch.model import CardType, Kind, Reconciliation
 from posbatch.batch.totals import compute_totals
 from posbatch.errors import StorageError
 from posbatch.host.cli import DB_FILE_NAME, PAN_KEY_FILE_NAME, kek, pan_key
 from posbatch.host.store import HostStore
 from posbatch.host.supervisor import RESTART_BACKOFF_MS, RESTARTS_MAX, restart_delay_ms
-from posbatch.wire import (
-    CardType,
-    Kind,
-    Reconciliation,
-    SettlementResponse,
-    TransactionResponse,
-)
+from posbatch.wire import SettlementResponse, TransactionResponse
 
 D = CardType.DOMESTIC
 SPREAD_CONNECTIONS = 40  # enough that the kernel gives both workers some (2**-39 that not)
@@ -86,6 +81,7 @@ def test_a_terminal_whose_connections_land_on_both_workers_settles_balanced(
     assert (exit_code, len(served), min(served.values()) > 0) == (0, 2, True)
 
 
+@pytest.mark.slow  # real worker processes, restarts and backoff
 def test_a_duplicate_on_the_other_worker_gets_the_original_answer(
     data_dir: Path, db_url: str
 ) -> None:
@@ -106,6 +102,7 @@ def test_a_duplicate_on_the_other_worker_gets_the_original_answer(
     assert len({event["pid"] for event in host.named("stopped") if event["requests"]}) == 2
 
 
+@pytest.mark.slow  # real worker processes, restarts and backoff
 def test_a_killed_worker_is_restarted_and_the_service_keeps_answering(
     data_dir: Path, db_url: str
 ) -> None:
@@ -131,6 +128,7 @@ def test_a_killed_worker_is_restarted_and_the_service_keeps_answering(
     )
 
 
+@pytest.mark.slow  # real worker processes, restarts and backoff
 def test_sigterm_answers_what_was_committed_then_exits_0(data_dir: Path, db_url: str) -> None:
     """A sale committed but not yet answered (delay fault) is answered during the stop."""
     faults = data_dir / "faults.json"
@@ -172,6 +170,7 @@ def test_one_process_without_a_supervisor_stops_gracefully_on_sigterm(
     )
 
 
+@pytest.mark.slow  # real worker processes, restarts and backoff
 def test_workers_stop_when_the_supervisor_is_killed(data_dir: Path, db_url: str) -> None:
     """SIGKILL to the supervisor: its workers stop gracefully instead of serving on, orphaned."""
     with supervised(data_dir, db_url) as host:
@@ -183,6 +182,7 @@ def test_workers_stop_when_the_supervisor_is_killed(data_dir: Path, db_url: str)
     assert {event["pid"] for event in host.named("stopped")} == workers
 
 
+@pytest.mark.slow  # real worker processes, restarts and backoff
 def test_the_supervisor_gives_up_when_a_worker_keeps_dying(tmp_path: Path) -> None:
     """A worker that cannot start (its PAN key file went bad) is retried, then exit 1."""
     data_dir = tmp_path / "data"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from posbatch.batch.model import CardTotals, CardType, Kind, SettlementTotals
 from posbatch.sim._checker import check
 from posbatch.sim._model import (
     HostBatchRow,
@@ -15,7 +16,6 @@ from posbatch.sim._model import (
     TerminalTxnRow,
     TerminalTxnStatus,
 )
-from posbatch.wire import CardTotals, CardType, Kind, SettlementTotals
 
 TID = "10000001"
 SALE_TOTALS = SettlementTotals(CardTotals(1250, 1, 0, 0))

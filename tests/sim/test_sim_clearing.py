@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, time
 
 import pytest
 
+from posbatch.batch.model import Kind
 from posbatch.clearing import SettlementCycle, Totals, trading_day
 from posbatch.host import ClearingStore, TransactionStatus
 from posbatch.host import _schema as t
@@ -14,7 +15,6 @@ from posbatch.sim import _clearing
 from posbatch.sim._clearing import ClearingSnapshot, DayFigures, host_sums
 from posbatch.sim._faults import PROFILES
 from posbatch.sim._world import SimConfig, World
-from posbatch.wire import Kind
 
 MERCHANT = "898110054100000"
 DAY = date(2026, 11, 23)

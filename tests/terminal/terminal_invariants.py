@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+from posbatch.batch.model import CardType, Kind
 from posbatch.batch.totals import compute_totals
 from posbatch.host import HostStore
 from posbatch.terminal import Journal, Terminal, TxnState
-from posbatch.wire import CardType, Kind
 
 HOST_COUNTED = ("approved", "voided")
 

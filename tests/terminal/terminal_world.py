@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
 
 from posbatch.host import FaultRule, FaultScript, HostCore, HostStore
 from posbatch.host.issuer import TEST_PAN_APPROVED
@@ -20,36 +19,9 @@ from posbatch.wire import (
     encode_message,
     unwrap_working_keys,
 )
+from testbed import MASTER_KEY, MERCHANT_ID, START, TERMINAL_ID, StepClock, counting_bytes
 
-MERCHANT_ID = "898110054110001"
-TERMINAL_ID = "10000001"
-MASTER_KEY = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
 PAN = TEST_PAN_APPROVED
-START = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
-
-
-class StepClock:
-    """A clock that moves one second per reading (shared by host and terminal)."""
-
-    def __init__(self, start: datetime = START) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
-
-    def skip(self, days: int) -> None:
-        self.now += timedelta(days=days)
-
-
-def counting_bytes() -> Callable[[int], bytes]:
-    state = {"n": 0}
-
-    def random_bytes(size: int) -> bytes:
-        state["n"] += 1
-        return bytes((state["n"] * 37 + i) % 256 for i in range(size))
-
-    return random_bytes
 
 
 # Where a frame (length prefix included) keeps its MTI: after length, TPDU and header.

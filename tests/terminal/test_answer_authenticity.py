@@ -16,11 +16,11 @@ import pytest
 from terminal_invariants import problems
 from terminal_world import PAN, TERMINAL_ID, World, flip_body, flip_mac, forged, mti_of
 
+from posbatch.batch.model import Kind
 from posbatch.errors import HostUnreachable
 from posbatch.host import FaultAction, FaultRule
 from posbatch.host.issuer import TEST_PAN_INSUFFICIENT_FUNDS
 from posbatch.terminal import TxnState
-from posbatch.wire import Kind
 
 SEND_ATTEMPTS = 3  # posbatch.terminal._engine.SEND_ATTEMPTS_MAX
 SETTLE_SENDS = 2  # one send, then one more after a sign-on (SIGN_ON_RETRIES_MAX)

@@ -13,6 +13,7 @@ from posbatch.batch.counters import (
     next_stan,
     parse_batch_no,
 )
+from posbatch.batch.model import BatchReason, BatchState, BatchStateDetail
 from posbatch.batch.terminal_batch import (
     LocalBatchView,
     RecoveryAction,
@@ -21,7 +22,6 @@ from posbatch.batch.terminal_batch import (
     decide_recovery,
 )
 from posbatch.errors import ConfigError, IllegalTransition
-from posbatch.wire import BatchReason, BatchState, BatchStateDetail
 
 counter_values = st.integers(min_value=1, max_value=999_999)
 

@@ -23,10 +23,10 @@ import pytest
 from terminal_invariants import problems
 from terminal_world import PAN, TERMINAL_ID, World
 
+from posbatch.batch.model import Kind
 from posbatch.host import FaultAction, FaultRule
 from posbatch.terminal import Terminal, TxnState
 from posbatch.terminal._journal import Writer
-from posbatch.wire import Kind
 
 
 class SimulatedCrashError(Exception):

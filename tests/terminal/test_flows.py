@@ -9,11 +9,11 @@ import pytest
 from terminal_invariants import problems
 from terminal_world import PAN, TERMINAL_ID, World
 
+from posbatch.batch.model import Kind
 from posbatch.errors import ConfigError, TerminalError
 from posbatch.host import FaultAction, FaultRule
 from posbatch.host.issuer import TEST_PAN_INSUFFICIENT_FUNDS
 from posbatch.terminal import TxnState
-from posbatch.wire import Kind
 
 
 def test_sign_on_adopts_the_hosts_first_batch(world: World) -> None:

@@ -11,6 +11,7 @@ from alembic import command
 from alembic.config import Config
 from terminal_world import MASTER_KEY, MERCHANT_ID, PAN, TERMINAL_ID, StepClock, World
 
+from posbatch.batch.model import Kind
 from posbatch.errors import ConfigError, JournalIntegrityError, StorageError
 from posbatch.storage import create_engine
 from posbatch.terminal import (
@@ -25,7 +26,6 @@ from posbatch.terminal import (
     restore_journal,
 )
 from posbatch.terminal._journal import MIGRATIONS, VERSION_TABLE
-from posbatch.wire import Kind
 
 AT = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
 

@@ -10,11 +10,11 @@ import pytest
 from terminal_invariants import problems
 from terminal_world import PAN, TERMINAL_ID, World
 
+from posbatch.batch.model import Kind
 from posbatch.errors import StorageError
 from posbatch.host import FaultAction, FaultRule
 from posbatch.terminal import Journal, TxnState
 from posbatch.terminal._journal import CLOSED_BATCHES_MIRRORED_MAX
-from posbatch.wire import Kind
 
 AT = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

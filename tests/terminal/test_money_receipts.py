@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from terminal_world import PAN, World
 
+from posbatch.batch.model import CardTotals, Kind, Reconciliation, SettlementTotals
 from posbatch.errors import ConfigError
 from posbatch.host import FaultAction, FaultRule
 from posbatch.terminal import (
@@ -19,7 +20,7 @@ from posbatch.terminal import (
     render_settlement_report,
 )
 from posbatch.terminal._receipts import _columns
-from posbatch.wire import CardTotals, Kind, Reconciliation, SettlementTotals
+from posbatch.wire import encode_totals
 
 
 @pytest.mark.parametrize(
@@ -112,8 +113,8 @@ def test_settlement_report_says_balanced() -> None:
         3,
         "closed",
         "2026-11-25T09:30:00",
-        terminal_totals=totals.encode(),
-        host_totals=totals.encode(),
+        terminal_totals=encode_totals(totals),
+        host_totals=encode_totals(totals),
         balanced=True,
         close_reason="balanced",
     )

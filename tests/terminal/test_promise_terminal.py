@@ -14,18 +14,16 @@ import pytest
 from terminal_invariants import problems
 from terminal_world import MERCHANT_ID, PAN, START, TERMINAL_ID, World, mti_of
 
+from posbatch.batch.model import BatchState, CardType, Kind
 from posbatch.batch.totals import TOTAL_AMOUNT_FEN_MAX
 from posbatch.errors import ConfigError, Declined, TerminalError
 from posbatch.host import ExceptionKind, FaultAction, FaultRule, IssuerRules
 from posbatch.terminal import Journal, StateRow, Terminal, TxnRow, TxnState, render_receipt
 from posbatch.terminal._journal import Writer
 from posbatch.wire import (
-    BatchState,
-    CardType,
     Frame,
     FrameReader,
     Header,
-    Kind,
     SaleRequest,
     Tpdu,
     decode_message,

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from terminal_invariants import problems
 from terminal_world import PAN, TERMINAL_ID, World
 
+from posbatch.batch.model import Kind
 from posbatch.errors import ConfigError, TerminalError
 from posbatch.host import FaultAction, FaultRule
 from posbatch.terminal import Journal, Terminal, TerminalSecrets, TxnState
-from posbatch.wire import Kind
 
 _runs = itertools.count()
 

@@ -14,10 +14,10 @@ import pytest
 from terminal_invariants import problems
 from terminal_world import MASTER_KEY, MERCHANT_ID, PAN, START, TERMINAL_ID, World
 
+from posbatch.batch.model import Kind
 from posbatch.errors import HostUnreachable
 from posbatch.host import FaultAction, FaultRule, HostCore, HostStore
 from posbatch.terminal import KEY_FILE_NAME, InProcessLink, Journal, TxnState, restore_journal
-from posbatch.wire import Kind
 
 
 def _events(world: World, event_type: str) -> list[str]:

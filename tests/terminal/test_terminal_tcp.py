@@ -10,11 +10,11 @@ import pytest
 from terminal_invariants import problems
 from terminal_world import MASTER_KEY, MERCHANT_ID, PAN, START, TERMINAL_ID, StepClock
 
+from posbatch.batch.model import Kind
 from posbatch.errors import HostUnreachable
 from posbatch.host import FaultAction, FaultRule, FaultScript, HostCore, HostStore
 from posbatch.host.server import HostServer
 from posbatch.terminal import Journal, TcpDriver, Terminal, TerminalSecrets, TxnState
-from posbatch.wire import Kind
 
 
 @dataclass

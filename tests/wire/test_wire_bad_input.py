@@ -10,12 +10,11 @@ import iso8583
 import pytest
 from wire_samples import SAMPLES
 
+from posbatch.batch.model import CardType, Kind
 from posbatch.errors import DecodeError, EncodeError
 from posbatch.wire import (
     SPEC,
-    CardType,
     Field60,
-    Kind,
     OriginalTransaction,
     SaleRequest,
     TransactionResponse,

@@ -11,12 +11,12 @@ from __future__ import annotations
 import pytest
 from wire_samples import FIELD62, MAK, MERCHANT_ID, TERMINAL_ID, TOTALS
 
+from posbatch.batch.model import Reconciliation
 from posbatch.wire import (
     Frame,
     FrameReader,
     Header,
     Message,
-    Reconciliation,
     SaleRequest,
     SettlementRequest,
     SettlementResponse,

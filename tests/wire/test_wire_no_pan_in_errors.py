@@ -19,14 +19,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from wire_samples import MAK, MERCHANT_ID, SALE_ORIGINAL, TERMINAL_ID
 
+from posbatch.batch.model import CardType, Kind
 from posbatch.errors import DecodeError, PosbatchError
 from posbatch.wire import (
     BatchUploadRequest,
-    CardType,
     Frame,
     FrameReader,
     Header,
-    Kind,
     RefundRequest,
     ReversalRequest,
     SaleRequest,

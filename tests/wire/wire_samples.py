@@ -11,25 +11,21 @@ import string
 
 from hypothesis import strategies as st
 
+from posbatch.batch.model import CardTotals, CardType, Kind, Reconciliation, SettlementTotals
 from posbatch.wire import (
     AdminResponse,
     BatchUploadEndRequest,
     BatchUploadRequest,
     BatchUploadResponse,
-    CardTotals,
-    CardType,
     EchoRequest,
-    Kind,
     Message,
     OriginalTransaction,
-    Reconciliation,
     RefundRequest,
     ReversalReason,
     ReversalRequest,
     SaleRequest,
     SettlementRequest,
     SettlementResponse,
-    SettlementTotals,
     SignOffRequest,
     SignOnRequest,
     SignOnResponse,

@@ -12,10 +12,10 @@ from typing import Final
 
 from posbatch.backoffice._time import beijing, parse_beijing
 from posbatch.batch.ids import MERCHANT_ID_CHARS, TERMINAL_ID_CHARS
+from posbatch.batch.model import Kind
 from posbatch.batch.money import format_fen, parse_yuan
 from posbatch.errors import ConfigError
 from posbatch.host.store import TransactionStatus
-from posbatch.wire import Kind
 
 __all__ = ["PARAM_CHARS_MAX", "Cursor", "Scope", "TransactionFilter"]
 

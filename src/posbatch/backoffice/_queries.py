@@ -20,11 +20,12 @@ from posbatch.backoffice._db import aware, naive, read
 from posbatch.backoffice._filters import Cursor, Scope, TransactionFilter
 from posbatch.backoffice._time import CUTOFF_DEFAULT, trading_day_bounds
 from posbatch.batch.codes import lookup
+from posbatch.batch.model import BatchState, CardTotals, CardType, Kind, SettlementTotals
 from posbatch.batch.totals import CREDIT_KINDS, DEBIT_KINDS, net_fen
 from posbatch.errors import DecodeError, NotFound
 from posbatch.host import _schema as t
 from posbatch.host.store import HostStore, TransactionStatus
-from posbatch.wire import BatchState, CardTotals, CardType, Kind, SettlementTotals
+from posbatch.wire import decode_totals
 
 __all__ = [
     "BATCH_ERROR_DAYS",
@@ -221,7 +222,7 @@ def _totals(text: str | None) -> SettlementTotals | None:
     if text is None:
         return None
     try:
-        return SettlementTotals.decode(text)
+        return decode_totals(text)
     except DecodeError:
         return None
 

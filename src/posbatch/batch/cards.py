@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from posbatch.batch.codes import CURRENCY_NOT_SUPPORTED
+from posbatch.batch.limits import PAN_DIGITS_MAX, PAN_DIGITS_MIN
 
 __all__ = [
     "CURRENCY_CNY",
@@ -46,8 +47,6 @@ __all__ = [
     "track2_pan",
 ]
 
-PAN_DIGITS_MIN: Final = 12
-PAN_DIGITS_MAX: Final = 19  # field 2 is n..19 (the upload record's n20 holds one more)
 INVALID_CARD: Final = "14"
 FORMAT_ERROR: Final = "30"
 CURRENCY_CNY: Final = "156"

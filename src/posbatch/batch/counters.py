@@ -17,6 +17,13 @@ from __future__ import annotations
 
 from typing import Final
 
+from posbatch.batch.limits import (
+    BATCH_NO_DIGITS,
+    BATCH_NO_FIRST,
+    BATCH_NO_MAX,
+    STAN_FIRST,
+    STAN_MAX,
+)
 from posbatch.errors import ConfigError
 
 __all__ = [
@@ -36,11 +43,6 @@ __all__ = [
     "parse_batch_no",
 ]
 
-STAN_FIRST: Final = 1
-STAN_MAX: Final = 999_999
-BATCH_NO_FIRST: Final = 1
-BATCH_NO_MAX: Final = 999_999
-BATCH_NO_DIGITS: Final = 6
 _CYCLE: Final = BATCH_NO_MAX  # values per turn of either counter (1..999999)
 # Batch numbers within half a turn are compared as "behind"/"ahead"; beyond that the
 # wrap makes the order meaningless and the nearer direction wins.

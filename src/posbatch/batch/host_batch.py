@@ -38,8 +38,8 @@ import enum
 from typing import Final
 
 from posbatch.batch.counters import next_batch_no
+from posbatch.batch.model import BatchState
 from posbatch.errors import IllegalTransition
-from posbatch.wire import BatchState
 
 __all__ = [
     "FIRST_BATCH_NO",

@@ -61,8 +61,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from posbatch.batch.counters import is_behind
+from posbatch.batch.model import BatchReason, BatchStateDetail
 from posbatch.errors import IllegalTransition
-from posbatch.wire import BatchReason, BatchStateDetail
 
 __all__ = [
     "MACHINE_NAME",

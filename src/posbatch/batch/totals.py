@@ -15,7 +15,7 @@ rules) with :meth:`BatchTally.capped_totals` — each half that does not fit is
 sent capped and marked reconciliation code 3, which is never balanced, so batch
 upload carries every record.
 
-Pure: integers in, :class:`~posbatch.wire.SettlementTotals` out.
+Pure: integers in, :class:`~posbatch.batch.model.SettlementTotals` out.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Final
 
+from posbatch.batch.limits import TOTAL_AMOUNT_FEN_MAX, TOTAL_COUNT_MAX
+from posbatch.batch.model import CardTotals, CardType, Kind, Reconciliation, SettlementTotals
 from posbatch.batch.money import format_fen
 from posbatch.errors import BatchError
-from posbatch.wire import CardTotals, CardType, Kind, Reconciliation, SettlementTotals
 
 __all__ = [
     "CREDIT_KINDS",
@@ -46,9 +47,6 @@ __all__ = [
 
 DEBIT_KINDS: Final = frozenset({Kind.SALE})
 CREDIT_KINDS: Final = frozenset({Kind.VOID, Kind.REFUND})
-# What field 48 can carry: n3 counts and n12 amounts per half.
-TOTAL_COUNT_MAX: Final = 999
-TOTAL_AMOUNT_FEN_MAX: Final = 999_999_999_999
 # Which half of field 48 a card counts in. This profile's rule, shared by host and
 # terminal so both sides put every card on the same side: UnionPay BINs (62…) and
 # the domestic 9… range are domestic (内卡), everything else foreign (外卡).

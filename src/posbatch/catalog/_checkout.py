@@ -54,7 +54,7 @@ from posbatch.batch.money import format_fen
 from posbatch.catalog._model import CatalogSnapshot, Lot, Product
 from posbatch.catalog._scan import ScanReading
 from posbatch.catalog._trace_code import TRACE_PREFIX_DIGITS
-from posbatch.errors import CheckoutRefused, ConfigError, Declined, HostUnreachable
+from posbatch.errors import CatalogChanged, CheckoutRefused, ConfigError, Declined, HostUnreachable
 
 __all__ = [
     "CART_LINES_MAX",
@@ -626,21 +626,6 @@ class CatalogChange:
     lot_no: str | None
     message_en: str
     message_zh: str
-
-
-class CatalogChanged(CheckoutRefused):
-    """The price or a lot of a cart line changed between the scan and the payment."""
-
-    def __init__(self, changes: list[CatalogChange]) -> None:
-        super().__init__(
-            "the catalog changed since the scan: "
-            + "; ".join(change.message_en for change in changes)
-            + " — check the cart and confirm again",
-            reason_zh="扫描后商品目录已变更："
-            + "；".join(change.message_zh for change in changes)
-            + "——请核对后重新确认",
-        )
-        self.changes = changes
 
 
 def catalog_changes(cart: Cart, fresh: CatalogSnapshot, *, today: dt.date) -> list[CatalogChange]:

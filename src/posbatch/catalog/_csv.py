@@ -25,6 +25,7 @@ import io
 from collections.abc import Callable, Iterable
 from typing import TextIO, TypeVar
 
+from posbatch.batch.limits import AMOUNT_FEN_MAX
 from posbatch.catalog._gtin import normalize_gtin
 from posbatch.catalog._model import GS1_CSET82, LOT_LENGTH_MAX, NAME_LENGTH_MAX, Lot, Product
 from posbatch.catalog._trace_code import check_trace_prefix
@@ -58,7 +59,7 @@ CSV_ENCODINGS = ("utf-8-sig", "gb18030")
 """Tried in this order: UTF-8 (BOM or not), then GB18030 (a superset of GBK/GB2312)."""
 IMPORT_ROWS_MAX = 1_000_000
 IMPORT_PROBLEMS_SHOWN_MAX = 50
-PRICE_FEN_MAX = 999_999_999_999
+PRICE_FEN_MAX = AMOUNT_FEN_MAX  # a price must fit one transaction's amount (field 4, n12)
 """Field 4 of the wire profile is n12 fen."""
 QUANTITY_MAX = 100_000_000
 

@@ -39,6 +39,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AwareDatetime, BaseModel, Field
 
+from posbatch.batch.limits import AMOUNT_FEN_MAX
 from posbatch.catalog._checkout import (
     CART_LINES_MAX,
     LINE_QUANTITY_MAX,
@@ -203,7 +204,7 @@ class _LineModel(BaseModel):
     line_no: int = Field(ge=1, le=CART_LINES_MAX)
     gtin: str = Field(max_length=14)
     product_name: str = Field(min_length=1, max_length=200)
-    price_fen: int = Field(ge=0, le=999_999_999_999)
+    price_fen: int = Field(ge=0, le=AMOUNT_FEN_MAX)
     lot_no: str | None = Field(default=None, min_length=1, max_length=LOT_LENGTH_MAX)
     quantity: int = Field(ge=1, le=LINE_QUANTITY_MAX)
     lot_source: Literal["scan", "manual", "fefo", "none"]
@@ -259,7 +260,7 @@ class _OutsideModel(BaseModel):
     kind: Literal["void", "refund"]
     stan: str = Field(pattern=r"^\d{6}$")
     batch_no: str = Field(pattern=r"^\d{6}$")
-    amount_fen: int = Field(ge=1, le=999_999_999_999)
+    amount_fen: int = Field(ge=1, le=AMOUNT_FEN_MAX)
     rrn: str | None = Field(default=None, max_length=12)
     auth_code: str | None = Field(default=None, max_length=6)
 

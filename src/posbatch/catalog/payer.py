@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from posbatch.batch.limits import PAN_DIGITS_MAX, PAN_DIGITS_MIN
 from posbatch.catalog._checkout import OrderBook, Payment
 from posbatch.catalog._orders_store import (
     OrderSummary,
@@ -45,8 +46,6 @@ __all__ = [
     "recover_pending_orders",
 ]
 
-PAN_DIGITS_MIN = 12
-PAN_DIGITS_MAX = 19
 RECONCILE_BATCHES_MAX = 10
 """How many of the journal's latest batches are searched for voids/refunds made outside checkout."""
 

@@ -37,8 +37,8 @@ from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Final
 
+from posbatch.batch.model import CardType
 from posbatch.errors import ClearingError
-from posbatch.wire import CardType
 
 __all__ = [
     "CAP_FEN_MAX",

@@ -36,6 +36,7 @@ from typing import Final
 
 import sqlalchemy as sa
 
+from posbatch.batch.model import CardType, Kind
 from posbatch.batch.terminal_batch import SettleStep
 from posbatch.batch.totals import BatchTally, tally
 from posbatch.doctor._accounting import BATCH_ROWS_READ_MAX
@@ -70,14 +71,7 @@ from posbatch.terminal import (
     TxnState,
     run_flow,
 )
-from posbatch.wire import (
-    DETAIL_LAST_STAN,
-    AdminResponse,
-    BatchStateDetail,
-    CardType,
-    Kind,
-    decode_detail,
-)
+from posbatch.wire import DETAIL_LAST_STAN, AdminResponse, decode_batch_detail, decode_detail
 
 __all__ = [
     "ECHO_COUNT_DEFAULT",
@@ -497,7 +491,7 @@ def _host_time(
 def _echo_view(answer: AdminResponse, terminal_time: datetime) -> HostView:
     """The host's view of the terminal, from the field 63 of an echo answer."""
     items = decode_detail(answer.detail) if answer.detail else {}
-    detail = BatchStateDetail.decode(answer.detail) if answer.detail else None
+    detail = decode_batch_detail(answer.detail) if answer.detail else None
     last_stan = items.get(DETAIL_LAST_STAN, "")
     closed_how = items.get("Q")  # only the host's three words are believed
     return HostView(

@@ -20,12 +20,11 @@ from typing import Final
 
 from posbatch.doctor._words import Line
 from posbatch.terminal import Exchange
-from posbatch.wire import MAX_FRAME_BYTES
+from posbatch.wire import LENGTH_BYTES, MAX_FRAME_BYTES
 
 __all__ = ["ANSWER_TIMEOUT_MS_MAX", "CONNECT_TIMEOUT_MS", "AnnouncedExchange", "TcpExchange"]
 
 CONNECT_TIMEOUT_MS: Final = 5_000
-LENGTH_BYTES: Final = 2
 # Doctor waits no longer than this for one answer, whatever the flow asks.
 ANSWER_TIMEOUT_MS_MAX: Final = 30_000
 # Where the MTI sits in a frame: after the length prefix, the TPDU and the header.

@@ -42,7 +42,7 @@ from posbatch.doctor._words import Line
 from posbatch.errors import ConfigError, PosbatchError
 from posbatch.terminal import DEFAULT_DATA_DIR, Exchange, parse_address
 
-__all__ = ["app", "host_doctor_command"]
+__all__ = ["add_host_commands", "app", "host_doctor", "host_doctor_command"]
 
 app = typer.Typer(add_completion=False)
 
@@ -271,6 +271,40 @@ class _Link:
         if self.announce is not None:
             return AnnouncedExchange(self.target, self.announce)(frame, timeout_ms)
         return self.target(frame, timeout_ms)
+
+
+def add_host_commands(host_app: typer.Typer) -> None:
+    """Mount ``posbatch host doctor`` (the host's side of doctor) on ``posbatch host``.
+
+    The arrow runs one way: doctor reads the host's store, the host never imports doctor.
+    """
+    host_app.command("doctor")(host_doctor)
+
+
+def host_doctor(
+    terminal_id: str,
+    data_dir: Annotated[
+        Path,
+        typer.Option("--data-dir", help="Where the SQLite file, the PAN key and the KEK live."),
+    ] = Path("posbatch-data"),
+    bundle: Annotated[
+        Path | None, typer.Option(help="Also write a support bundle to this file.")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Diagnose a terminal's batch trouble from the host's records alone (posbatch.doctor).
+
+    Example: posbatch host doctor 10000001 --bundle 10000001.json
+    """
+    from posbatch.host.cli import open_store  # noqa: PLC0415 - keep doctor importable without host
+
+    try:
+        with open_store(data_dir) as store:
+            code = host_doctor_command(store, terminal_id, bundle=bundle, json_out=json_out)
+    except PosbatchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    raise typer.Exit(code)
 
 
 def host_doctor_command(

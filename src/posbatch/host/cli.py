@@ -55,6 +55,7 @@ from posbatch.host.server import (
 from posbatch.host.store import PAN_KEY_BYTES, HostStore
 from posbatch.host.supervisor import Supervisor, reserve_port, say_listening, stop_with_parent
 from posbatch.terminal import TerminalSecrets
+from posbatch.wire import encode_totals
 
 __all__ = ["app", "kek", "open_store", "pan_key"]
 
@@ -438,7 +439,7 @@ def batches(
         rows = rows[1:]
     for batch in rows:
         closed = "-" if batch.closed_at is None else f"{batch.closed_at:%Y-%m-%d %H:%M:%S}"
-        totals = "-" if batch.host_totals is None else batch.host_totals.encode()
+        totals = "-" if batch.host_totals is None else encode_totals(batch.host_totals)
         marker = " *" if batch.current else ""
         typer.echo(
             f"{batch.batch_no:06d}    {batch.state.value:<10} {batch.opened_at:%Y-%m-%d %H:%M:%S}  "
@@ -526,29 +527,6 @@ def advance_batch(
     except PosbatchError as exc:
         raise _fail(exc) from exc
     typer.echo(f"terminal {terminal_id} now on batch {batch_no:06d}")
-
-
-@app.command("doctor")
-def doctor(
-    terminal_id: str,
-    data_dir: DataDir = DATA_DIR_DEFAULT,
-    bundle: Annotated[
-        Path | None, typer.Option(help="Also write a support bundle to this file.")
-    ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-) -> None:
-    """Diagnose a terminal's batch trouble from the host's records alone (posbatch.doctor).
-
-    Example: posbatch host doctor 10000001 --bundle 10000001.json
-    """
-    from posbatch.doctor.cli import host_doctor_command  # noqa: PLC0415 - doctor is optional
-
-    try:
-        with open_store(data_dir) as store:
-            code = host_doctor_command(store, terminal_id, bundle=bundle, json_out=json_out)
-    except PosbatchError as exc:
-        raise _fail(exc) from exc
-    raise typer.Exit(code)
 
 
 @app.command("rotate-kek")

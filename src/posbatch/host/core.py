@@ -60,6 +60,14 @@ from posbatch.batch.cards import check_currency, check_track2
 from posbatch.batch.codes import BATCH_FULL
 from posbatch.batch.counters import is_behind
 from posbatch.batch.host_batch import FIRST_BATCH_NO, BatchEvent, apply
+from posbatch.batch.model import (
+    BatchReason,
+    BatchState,
+    BatchStateDetail,
+    Kind,
+    Reconciliation,
+    SettlementTotals,
+)
 from posbatch.batch.totals import (
     TOTAL_AMOUNT_FEN_MAX,
     TOTAL_COUNT_MAX,
@@ -94,18 +102,13 @@ from posbatch.wire import (
     MAC_BYTES,
     SPEC,
     AdminResponse,
-    BatchReason,
-    BatchState,
-    BatchStateDetail,
     BatchUploadEndRequest,
     BatchUploadRequest,
     BatchUploadResponse,
     EchoRequest,
     Frame,
     Header,
-    Kind,
     ProcessingRequirement,
-    Reconciliation,
     RefundRequest,
     Request,
     Response,
@@ -113,7 +116,6 @@ from posbatch.wire import (
     SaleRequest,
     SettlementRequest,
     SettlementResponse,
-    SettlementTotals,
     SignOffRequest,
     SignOnRequest,
     SignOnResponse,
@@ -125,9 +127,12 @@ from posbatch.wire import (
     decode_detail,
     decode_frame,
     decode_message,
+    decode_totals,
+    encode_batch_detail,
     encode_detail,
     encode_frame,
     encode_message,
+    encode_totals,
     has_mac,
     mask_pan,
     wrap_working_keys,
@@ -1085,22 +1090,22 @@ class _Ctx:
                 self.tx.set_batch(batch.batch_id, state=BatchState.UPLOADING.value)
             self.tx.set_batch(
                 batch.batch_id,
-                terminal_totals=request.totals.encode(),
-                host_totals=answer.encode(),
+                terminal_totals=encode_totals(request.totals),
+                host_totals=encode_totals(answer),
                 settle_response_code="00",
             )
         elif batch.settle_response_code is not None:
             apply(state, BatchEvent.SETTLE_AGAIN)
-            answer, result = SettlementTotals.decode(batch.host_totals), "repeated"
+            answer, result = decode_totals(batch.host_totals), "repeated"
             if (
                 state == BatchState.CLOSED
                 and batch.terminal_totals is not None
-                and not SettlementTotals.decode(batch.terminal_totals).same_amounts(request.totals)
+                and not decode_totals(batch.terminal_totals).same_amounts(request.totals)
             ):
                 answer, result = self._settled_again(batch, request)
         else:
             # Closed by the back office (advance_batch) and never settled: compare only.
-            host = SettlementTotals.decode(batch.host_totals)
+            host = decode_totals(batch.host_totals)
             over = _over_capacity(host) or _over_capacity(request.totals)
             if not over and host.same_amounts(request.totals):
                 answer, result = host.with_reconciliation(Reconciliation.BALANCED), "balanced"
@@ -1124,8 +1129,8 @@ class _Ctx:
                 )
             self.tx.set_batch(
                 batch.batch_id,
-                terminal_totals=request.totals.encode(),
-                host_totals=answer.encode(),
+                terminal_totals=encode_totals(request.totals),
+                host_totals=encode_totals(answer),
                 settle_response_code="00",
             )
         self.tx.add_settlement(
@@ -1133,8 +1138,8 @@ class _Ctx:
             terminal_id=self.terminal_id,
             batch_no=batch.batch_no,
             stan=request.stan,
-            terminal_totals=request.totals.encode(),
-            host_totals=answer.encode(),
+            terminal_totals=encode_totals(request.totals),
+            host_totals=encode_totals(answer),
             response_code="00",
             outcome=result,
             created_at=self.now,
@@ -1150,9 +1155,9 @@ class _Ctx:
         code 1; different (or a batch over capacity, which cannot be compared) → code 3
         and, once per such totals, a settled-again-differs record for the back office. The
         host's records stand (docs/host.md)."""
-        earlier = self.tx.earlier_answer(batch.batch_id, request.totals.encode())
+        earlier = self.tx.earlier_answer(batch.batch_id, encode_totals(request.totals))
         if earlier is not None:
-            return SettlementTotals.decode(earlier), "repeated"
+            return decode_totals(earlier), "repeated"
         counted = self.tx.batch_tally(batch.batch_id)
         host = counted.capped_totals()
         over = not counted.fits() or _over_capacity(request.totals)
@@ -1334,13 +1339,15 @@ def _detail(tx: StoreTx, terminal: Any, reason: BatchReason | None) -> str:
     """Field 63: BatchStateDetail (R, B, S, L) plus ``Q=`` how the last closed batch ended."""
     current = tx.current_batch(terminal)
     last = tx.last_closed_batch(terminal.terminal_id)
-    detail = BatchStateDetail(
-        reason,
-        # Before the first sign-on there is no batch: report the one sign-on will open.
-        FIRST_BATCH_NO if current is None else current.batch_no,
-        BatchState.OPEN if current is None else BatchState(current.state),
-        None if last is None else last.batch_no,
-    ).encode()
+    detail = encode_batch_detail(
+        BatchStateDetail(
+            reason,
+            # Before the first sign-on there is no batch: report the one sign-on will open.
+            FIRST_BATCH_NO if current is None else current.batch_no,
+            BatchState.OPEN if current is None else BatchState(current.state),
+            None if last is None else last.batch_no,
+        )
+    )
     if last is None or last.close_reason is None:
         return detail
     items = decode_detail(detail)

@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from posbatch.batch.model import Kind
 from posbatch.errors import ConfigError
-from posbatch.wire import Kind
 
 __all__ = ["DELAY_MS_MAX", "FaultAction", "FaultRule", "FaultScript", "load_fault_script"]
 

@@ -43,6 +43,13 @@ from sqlalchemy.pool import StaticPool
 from posbatch import storage
 from posbatch.batch.host_batch import FIRST_BATCH_NO, BatchEvent, apply, next_batch_no
 from posbatch.batch.ids import check_merchant_id, check_terminal_id
+from posbatch.batch.model import (
+    BatchState,
+    CardType,
+    Kind,
+    Reconciliation,
+    SettlementTotals,
+)
 from posbatch.batch.totals import (
     BatchTally,
     compute_totals,
@@ -52,15 +59,7 @@ from posbatch.batch.totals import (
 from posbatch.errors import ConfigError, HostError, KekMismatch, StorageError, StoreMissingError
 from posbatch.host import _schema as t
 from posbatch.host.sealing import KEK_ENV, KEK_FILE_ENV, KEK_FILE_NAME, KeyEncryptionKey, KeyKind
-from posbatch.wire import (
-    BatchState,
-    BatchStateDetail,
-    CardType,
-    Kind,
-    Reconciliation,
-    SettlementTotals,
-    WorkingKeys,
-)
+from posbatch.wire import WorkingKeys, decode_batch_detail, decode_totals, encode_totals
 
 __all__ = [
     "KEK_ATTRIBUTE",
@@ -227,7 +226,7 @@ class SettlementInfo:
 
 
 def _totals(text: str | None) -> SettlementTotals | None:
-    return None if text is None else SettlementTotals.decode(text)
+    return None if text is None else decode_totals(text)
 
 
 # --- the store -----------------------------------------------------------------------
@@ -667,7 +666,7 @@ class HostStore:
                 terminal_id=row.terminal_id,
                 batch_no=row.batch_no,
                 stan=row.stan,
-                terminal_totals=SettlementTotals.decode(row.terminal_totals),
+                terminal_totals=decode_totals(row.terminal_totals),
                 host_totals=_totals(row.host_totals),
                 response_code=row.response_code,
                 outcome=row.outcome,
@@ -1322,7 +1321,7 @@ class StoreTx:
             "close_reason": reason,
         }
         if host_totals is not None:
-            values["host_totals"] = host_totals.encode()
+            values["host_totals"] = encode_totals(host_totals)
         self.set_batch(batch_id, **values)
 
     def counted_transactions(self, batch_id: int) -> Sequence[Any]:
@@ -1510,7 +1509,7 @@ class StoreTx:
     ) -> None:
         """Record a 77 answered to ``request``, with the reason its field 63 carries
         (``FORCED`` when a fault script forced it without one), for the back office."""
-        state = BatchStateDetail.decode(detail) if detail else None
+        state = decode_batch_detail(detail) if detail else None
         reason = "FORCED" if state is None or state.reason is None else state.reason.value
         self.connection.execute(
             t.batch_errors.insert().values(

@@ -50,6 +50,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from posbatch.batch.model import CardType, Kind, SettlementTotals
 from posbatch.batch.totals import tally
 from posbatch.sim import _clearing
 from posbatch.sim._model import (
@@ -60,7 +61,7 @@ from posbatch.sim._model import (
     TerminalTxnRow,
     TerminalTxnStatus,
 )
-from posbatch.wire import CardType, Kind, SettlementTotals
+from posbatch.wire import encode_totals
 
 __all__ = ["BATCH_REUSE_WINDOW", "INVARIANTS", "Violation", "check"]
 
@@ -285,8 +286,8 @@ def check(snapshot: Snapshot) -> tuple[Violation, ...]:
                     3,
                     day,
                     batch.terminal_id,
-                    f"closed host batch changed: recorded {batch.host_totals.encode()}, "
-                    f"rows now {rows_totals.encode()}",
+                    f"closed host batch changed: recorded {encode_totals(batch.host_totals)}, "
+                    f"rows now {encode_totals(rows_totals)}",
                     batch.batch_no,
                 )
             )
@@ -323,8 +324,8 @@ def check(snapshot: Snapshot) -> tuple[Violation, ...]:
                     3,
                     day,
                     tbatch.terminal_id,
-                    f"terminal totals {terminal_totals.encode()} != host totals "
-                    f"{host_totals.encode()} and no exception record",
+                    f"terminal totals {encode_totals(terminal_totals)} != host totals "
+                    f"{encode_totals(host_totals)} and no exception record",
                     tbatch.batch_no,
                 )
             )

@@ -37,6 +37,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Final
 
+from posbatch.batch.model import Kind
 from posbatch.clearing import (
     CardBin,
     CardClass,
@@ -52,7 +53,6 @@ from posbatch.clearing import (
 )
 from posbatch.host import ClearingStore, HostStore, TransactionStatus
 from posbatch.host._clearing import CLEARING_GRACE
-from posbatch.wire import Kind
 
 __all__ = [
     "RECHECK_DAYS_MAX",

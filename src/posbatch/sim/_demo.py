@@ -50,6 +50,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from posbatch.batch.codes import describe
+from posbatch.batch.model import Kind
 from posbatch.doctor import Evidence, diagnose, host_records, journal_evidence, rule_for
 from posbatch.errors import ConfigError, PosbatchError, TerminalError
 from posbatch.host import FaultAction, FaultRule, FaultScript, HostCore, HostStore
@@ -69,7 +70,7 @@ from posbatch.terminal import (
     TransactionResult,
     format_fen,
 )
-from posbatch.wire import FrameReader, Kind, decode_message
+from posbatch.wire import FrameReader, decode_message
 
 __all__ = ["run_main_job"]
 

@@ -41,7 +41,7 @@ from posbatch.errors import PosbatchError
 from posbatch.sim._clock import VirtualClock
 from posbatch.sim._faults import FaultCounter, FaultKind, FaultProfile
 from posbatch.sim._trace import EventKind, Trace
-from posbatch.wire import BatchStateDetail, FrameReader, decode_message
+from posbatch.wire import FrameReader, decode_batch_detail, decode_message
 
 __all__ = [
     "LATENCY_MS_MAX",
@@ -269,7 +269,7 @@ class SimLink:
             return
         self.batch_errors += 1
         detail_text = getattr(message, "detail", None)
-        detail = BatchStateDetail.decode(detail_text) if detail_text else None
+        detail = decode_batch_detail(detail_text) if detail_text else None
         reason = detail.reason.value if detail and detail.reason else "no reason given"
         if len(self.batch_error_reasons) >= BATCH_ERROR_REASONS_KEPT_MAX:
             del self.batch_error_reasons[: BATCH_ERROR_REASONS_KEPT_MAX // 2]

@@ -12,8 +12,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from posbatch.batch.model import CardType, Kind, SettlementTotals
 from posbatch.sim._clearing import ClearingSnapshot
-from posbatch.wire import CardType, Kind, SettlementTotals
 
 __all__ = [
     "HostBatchRow",

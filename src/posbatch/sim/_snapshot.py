@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
+from posbatch.batch.model import CardType, Kind
 from posbatch.host import HostStore, TransactionStatus
 from posbatch.sim._model import (
     HostBatchRow,
@@ -23,7 +24,7 @@ from posbatch.sim._model import (
     TerminalTxnStatus,
 )
 from posbatch.terminal import Journal, TxnRow, TxnState
-from posbatch.wire import CardType, Kind, SettlementTotals
+from posbatch.wire import decode_totals
 
 __all__ = ["READ_ROWS_MAX", "take_snapshot"]
 
@@ -93,9 +94,7 @@ def take_snapshot(
                         batch.step == "closed",
                         batch.balanced,
                         batch.close_reason,
-                        SettlementTotals.decode(batch.terminal_totals)
-                        if batch.terminal_totals
-                        else None,
+                        decode_totals(batch.terminal_totals) if batch.terminal_totals else None,
                     )
                 )
         batch_key: dict[int, int] = {}

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Final
 
+from posbatch.batch.counters import next_stan
+from posbatch.batch.limits import STAN_MAX
 from posbatch.host import HostCore, HostStore
 from posbatch.sim._workload import Probe
 from posbatch.wire import (
@@ -49,11 +51,11 @@ class ThirdParty:
         store.add_terminal(
             THIRD_PARTY_MERCHANT_ID, THIRD_PARTY_TERMINAL_ID, self._master_key, now=now
         )
-        self._stan = 0
+        self._stan = STAN_MAX  # the first STAN sent is the one after: 000001
         self._batch_no = 1
 
     def _next_stan(self) -> int:
-        self._stan = self._stan % 999_999 + 1
+        self._stan = next_stan(self._stan)
         return self._stan
 
     def _send(self, core: HostCore, body: bytes) -> object | None:

@@ -39,8 +39,8 @@ import random
 from dataclasses import dataclass
 from typing import Final
 
+from posbatch.batch.model import CardType
 from posbatch.host.issuer import TEST_PAN_INSUFFICIENT_FUNDS, TEST_PAN_NOT_ISSUED
-from posbatch.wire import CardType
 
 __all__ = [
     "AMOUNT_FEN_MAX",

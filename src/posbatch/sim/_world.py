@@ -67,6 +67,7 @@ from typing import Final
 from sqlalchemy.engine import Engine
 
 from posbatch.batch.counters import BATCH_NO_MAX
+from posbatch.batch.model import Kind
 from posbatch.batch.totals import TOTAL_COUNT_MAX
 from posbatch.doctor import RepairStatus, Report, TerminalSite, examine
 from posbatch.errors import (
@@ -118,7 +119,6 @@ from posbatch.terminal import (
     secrets_for_backup,
     write_backup_key,
 )
-from posbatch.wire import Kind
 
 __all__ = ["Breakage", "SimConfig", "World", "replay", "run_seed", "run_seeds"]
 

@@ -17,7 +17,7 @@ from typing import Final, Protocol, TypeVar
 
 from posbatch.errors import ConfigError
 from posbatch.terminal._flows import TIMEOUT, Flow
-from posbatch.wire import MAX_FRAME_BYTES
+from posbatch.wire import LENGTH_BYTES, MAX_FRAME_BYTES
 
 __all__ = [
     "CONNECT_ATTEMPTS_MAX",
@@ -31,7 +31,6 @@ CONNECT_TIMEOUT_MS: Final = 5_000
 CONNECT_ATTEMPTS_MAX: Final = 3
 BACKOFF_FIRST_MS: Final = 100
 BACKOFF_MAX_MS: Final = 2_000
-LENGTH_BYTES: Final = 2
 
 _T = TypeVar("_T")
 

@@ -85,6 +85,8 @@ from posbatch.batch import terminal_batch as tb
 from posbatch.batch.cards import ENTRY_MODE_MANUAL, ENTRY_MODE_SWIPED, check_track2
 from posbatch.batch.codes import APPROVED, BATCH_FULL, describe
 from posbatch.batch.counters import STAN_MAX, next_batch_no, next_stan, parse_batch_no
+from posbatch.batch.limits import UPLOAD_RECORDS_MAX
+from posbatch.batch.model import BatchStateDetail, CardType, Kind, Reconciliation, SettlementTotals
 from posbatch.batch.terminal_batch import (
     LocalBatchView,
     RecoveryAction,
@@ -114,22 +116,17 @@ from posbatch.terminal._flows import Exchange, Flow, Reply, Send, Timeout, run_f
 from posbatch.terminal._journal import BatchRow, Journal, StateRow, TxnRow, TxnState, Writer
 from posbatch.terminal._secrets import TerminalSecrets
 from posbatch.wire import (
-    MAX_UPLOAD_RECORDS,
     AdminResponse,
-    BatchStateDetail,
     BatchUploadEndRequest,
     BatchUploadRequest,
     BatchUploadResponse,
-    CardType,
     EchoRequest,
     Frame,
     FrameReader,
     Header,
-    Kind,
     Message,
     OriginalTransaction,
     ProcessingRequirement,
-    Reconciliation,
     RefundRequest,
     Request,
     ReversalReason,
@@ -137,7 +134,6 @@ from posbatch.wire import (
     SaleRequest,
     SettlementRequest,
     SettlementResponse,
-    SettlementTotals,
     SignOffRequest,
     SignOnRequest,
     SignOnResponse,
@@ -147,10 +143,14 @@ from posbatch.wire import (
     VoidRequest,
     WorkingKeys,
     check_mac,
+    decode_batch_detail,
     decode_detail,
     decode_message,
+    decode_totals,
+    encode_batch_detail,
     encode_frame,
     encode_message,
+    encode_totals,
     mask_pan,
     unwrap_working_keys,
 )
@@ -355,7 +355,7 @@ def _reconciliation_error(totals: SettlementTotals) -> bool:
 
 
 def _settle_totals(text: str | None) -> SettlementTotals | None:
-    return SettlementTotals.decode(text) if text else None
+    return decode_totals(text) if text else None
 
 
 class Terminal:
@@ -817,7 +817,7 @@ class Terminal:
                 action=decision.action.value,
                 local_batch_no=batch.batch_no,
                 host_batch_no=host_batch_no,
-                detail=detail.encode() if detail is not None else None,
+                detail=encode_batch_detail(detail) if detail is not None else None,
             )
         if decision.action == RecoveryAction.ADOPT:
             self._renumber(batch, host_batch_no, "adopted at " + cause)
@@ -1404,7 +1404,7 @@ class Terminal:
         ``detail_text`` is the 77's field 63 when its MAC verified (None: the
         sign-on's field 63 is used).
         """
-        detail = BatchStateDetail.decode(detail_text) if detail_text else None
+        detail = decode_batch_detail(detail_text) if detail_text else None
         with self.journal.write(self._now()) as writer:
             writer.event(
                 "batch_error",
@@ -1635,8 +1635,8 @@ class Terminal:
                     response_code=code,
                 )
             changes: dict[str, object] = {
-                "terminal_totals": totals.encode(),
-                "host_totals": response.totals.encode(),
+                "terminal_totals": encode_totals(totals),
+                "host_totals": encode_totals(response.totals),
                 "settle_response_code": code,
                 "balanced": response.totals.balanced,
             }
@@ -1655,7 +1655,7 @@ class Terminal:
                     writer.event(
                         "closed_by_host",
                         f"batch {batch.batch_no:06d} was closed by the host; terminal totals "
-                        f"{totals.encode()} host totals {response.totals.encode()}"
+                        f"{encode_totals(totals)} host totals {encode_totals(response.totals)}"
                         + ("" if same else ": they differ, see the host's exceptions"),
                         batch_no=batch.batch_no,
                         same_totals=same,
@@ -1708,7 +1708,7 @@ class Terminal:
             ]
             if not rows:
                 return self._move(batch, SettleEvent.UPLOADED)
-            chunk = rows[:MAX_UPLOAD_RECORDS]
+            chunk = rows[:UPLOAD_RECORDS_MAX]
             records = tuple(
                 UploadRecord(CardType(row.card_type), row.stan, self.pan_of(row), row.amount_fen)
                 for row in chunk

@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from typing import Final
 
 from posbatch.batch.codes import describe
+from posbatch.batch.model import SettlementTotals
 from posbatch.batch.money import format_fen
 from posbatch.terminal._journal import BatchRow, StateRow, TxnRow, TxnState
-from posbatch.wire import SettlementTotals
+from posbatch.wire import decode_totals
 
 __all__ = ["RECEIPT_WIDTHS", "render_receipt", "render_settlement_report"]
 
@@ -111,8 +112,8 @@ def render_settlement_report(
     """结算单: the batch's totals, balanced or not, uploads, and what went wrong."""
     _check_width(width)
     rule = "-" * width
-    terminal = SettlementTotals.decode(batch.terminal_totals) if batch.terminal_totals else None
-    host = SettlementTotals.decode(batch.host_totals) if batch.host_totals else None
+    terminal = decode_totals(batch.terminal_totals) if batch.terminal_totals else None
+    host = decode_totals(batch.host_totals) if batch.host_totals else None
     if batch.balanced is None:
         verdict = "未结算 NOT SETTLED" if batch.close_reason is None else "未对账 NOT COMPARED"
     else:

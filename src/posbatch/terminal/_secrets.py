@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from posbatch import storage
 from posbatch.errors import ConfigError, StorageError
+from posbatch.wire import TMK_BYTES
 
 __all__ = [
     "BACKUP_KEY_FORMAT",
@@ -47,7 +48,7 @@ __all__ = [
 
 KEY_FILE_NAME: Final = "terminal.key"
 PAN_KEY_BYTES: Final = 32
-MASTER_KEY_BYTES: Final = 16
+MASTER_KEY_BYTES: Final = TMK_BYTES  # the terminal master key is the TMK of field 62
 NONCE_BYTES: Final = 12
 KEY_FILE_MODE: Final = 0o600
 # Older PAN keys the key file keeps after a restore brought the backup's (newest first).

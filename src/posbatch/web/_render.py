@@ -15,6 +15,7 @@ from markupsafe import Markup, escape
 from posbatch.backoffice import beijing, trading_day
 from posbatch.batch.codes import lookup
 from posbatch.batch.money import format_fen
+from posbatch.wire import encode_totals
 
 __all__ = ["CSV_BOM", "Renderer", "csv_lines", "safe_cell"]
 
@@ -91,6 +92,7 @@ class Renderer:
             batch_no=_batch_no,
             stan=lambda stan: "" if stan is None else f"{stan:06d}",
             tday=self.trading_day,
+            totals=lambda totals: "" if totals is None else encode_totals(totals),
         )
         self.env.globals["transaction_rows"] = self.transaction_rows
 

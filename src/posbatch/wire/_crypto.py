@@ -39,6 +39,7 @@ from posbatch.errors import KeyCheckError, MacError
 __all__ = [
     "FIELD62_BYTES",
     "MAC_BYTES",
+    "TMK_BYTES",
     "WorkingKeys",
     "check_value",
     "compute_mac",

@@ -9,43 +9,48 @@ starts in the body).
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from posbatch.batch.limits import (
+    BATCH_NO_MAX,
+    PAN_DIGITS_MAX,
+    PAN_DIGITS_MIN,
+    UPLOAD_RECORDS_MAX,
+)
+from posbatch.batch.model import (
+    BatchReason,
+    BatchState,
+    BatchStateDetail,
+    CardTotals,
+    CardType,
+    Reconciliation,
+    SettlementTotals,
+)
 from posbatch.errors import DecodeError, EncodeError
 
 __all__ = [
-    "BATCH_NO_MAX",
     "DETAIL_LAST_STAN",
-    "MAX_UPLOAD_RECORDS",
-    "STAN_MAX",
-    "BatchReason",
-    "BatchState",
-    "BatchStateDetail",
-    "CardTotals",
-    "CardType",
+    "SETTLEMENT_TOTALS_DIGITS",
     "Field60",
     "OriginalTransaction",
-    "Reconciliation",
-    "SettlementTotals",
     "UploadRecord",
+    "decode_batch_detail",
     "decode_detail",
+    "decode_totals",
     "decode_track2",
     "decode_upload_end",
     "decode_upload_records",
+    "encode_batch_detail",
     "encode_detail",
+    "encode_totals",
     "encode_track2",
     "encode_upload_end",
     "encode_upload_records",
 ]
 
-BATCH_NO_MAX: Final = 999_999
-STAN_MAX: Final = 999_999
-MAX_UPLOAD_RECORDS: Final = 8
-AMOUNT_FEN_MAX: Final = 999_999_999_999
-COUNT_MAX: Final = 999
+SETTLEMENT_TOTALS_DIGITS: Final = 62
 FIELD63_MAX_BYTES: Final = 163
 # Field 63 of an echo answer: the STAN of the last transaction in the host's current batch.
 DETAIL_LAST_STAN: Final = "T"
@@ -183,104 +188,49 @@ class OriginalTransaction:
 # --- field 48: settlement -----------------------------------------------------
 
 
-class Reconciliation(enum.IntEnum):
-    """The reconciliation code closing each half of settlement field 48."""
-
-    REQUEST = 0
-    BALANCED = 1  # 对账平
-    NOT_BALANCED = 2  # 对账不平
-    ERROR = 3
-
-
-@dataclass(frozen=True, slots=True)
-class CardTotals:
-    """One half of field 48: debits are sales, credits are voids and refunds."""
-
-    debit_amount_fen: int = 0
-    debit_count: int = 0
-    credit_amount_fen: int = 0
-    credit_count: int = 0
-    reconciliation: Reconciliation = Reconciliation.REQUEST
-
-    def encode(self, field: str) -> str:
-        return (
-            _digits(self.debit_amount_fen, 12, field)
-            + _digits(self.debit_count, 3, field)
-            + _digits(self.credit_amount_fen, 12, field)
-            + _digits(self.credit_count, 3, field)
-            + _digits(int(self.reconciliation), 1, field)
-        )
-
-    @classmethod
-    def decode(cls, text: str, start: int, field: str) -> CardTotals:
-        code = _number(text, start + 30, 1, field)
-        if code > 3:
-            raise DecodeError(f"reconciliation code {code}", field=field, position=start + 30)
-        return cls(
-            _number(text, start, 12, field),
-            _number(text, start + 12, 3, field),
-            _number(text, start + 15, 12, field),
-            _number(text, start + 27, 3, field),
-            Reconciliation(code),
-        )
-
-    def same_amounts(self, other: CardTotals) -> bool:
-        """Equal totals, whatever the reconciliation code."""
-        return (
-            self.debit_amount_fen == other.debit_amount_fen
-            and self.debit_count == other.debit_count
-            and self.credit_amount_fen == other.credit_amount_fen
-            and self.credit_count == other.credit_count
-        )
-
-    def with_reconciliation(self, code: Reconciliation) -> CardTotals:
-        return CardTotals(
-            self.debit_amount_fen, self.debit_count, self.credit_amount_fen, self.credit_count, code
-        )
+def _encode_card_totals(totals: CardTotals, field: str) -> str:
+    return (
+        _digits(totals.debit_amount_fen, 12, field)
+        + _digits(totals.debit_count, 3, field)
+        + _digits(totals.credit_amount_fen, 12, field)
+        + _digits(totals.credit_count, 3, field)
+        + _digits(int(totals.reconciliation), 1, field)
+    )
 
 
-@dataclass(frozen=True, slots=True)
-class SettlementTotals:
+def _decode_card_totals(text: str, start: int, field: str) -> CardTotals:
+    code = _number(text, start + 30, 1, field)
+    if code > 3:
+        raise DecodeError(f"reconciliation code {code}", field=field, position=start + 30)
+    return CardTotals(
+        _number(text, start, 12, field),
+        _number(text, start + 12, 3, field),
+        _number(text, start + 15, 12, field),
+        _number(text, start + 27, 3, field),
+        Reconciliation(code),
+    )
+
+
+def encode_totals(totals: SettlementTotals) -> str:
     """Field 48 of 0500/0510: domestic cards then foreign cards, 31 digits each."""
+    return _encode_card_totals(totals.domestic, "48.1") + _encode_card_totals(
+        totals.foreign, "48.2"
+    )
 
-    domestic: CardTotals = CardTotals()
-    foreign: CardTotals = CardTotals()
 
-    def encode(self) -> str:
-        return self.domestic.encode("48.1") + self.foreign.encode("48.2")
-
-    @classmethod
-    def decode(cls, text: str) -> SettlementTotals:
-        if len(text) != 62:
-            raise DecodeError(
-                f"settlement totals are 62 digits, got {len(text)}", field="48", position=0
-            )
-        return cls(CardTotals.decode(text, 0, "48.1"), CardTotals.decode(text, 31, "48.2"))
-
-    def same_amounts(self, other: SettlementTotals) -> bool:
-        return self.domestic.same_amounts(other.domestic) and self.foreign.same_amounts(
-            other.foreign
+def decode_totals(text: str) -> SettlementTotals:
+    if len(text) != SETTLEMENT_TOTALS_DIGITS:
+        raise DecodeError(
+            f"settlement totals are {SETTLEMENT_TOTALS_DIGITS} digits, got {len(text)}",
+            field="48",
+            position=0,
         )
-
-    @property
-    def balanced(self) -> bool:
-        return (
-            self.domestic.reconciliation == Reconciliation.BALANCED
-            and self.foreign.reconciliation == Reconciliation.BALANCED
-        )
-
-    def with_reconciliation(self, code: Reconciliation) -> SettlementTotals:
-        return SettlementTotals(
-            self.domestic.with_reconciliation(code), self.foreign.with_reconciliation(code)
-        )
+    return SettlementTotals(
+        _decode_card_totals(text, 0, "48.1"), _decode_card_totals(text, 31, "48.2")
+    )
 
 
 # --- field 48: batch upload ---------------------------------------------------
-
-
-class CardType(enum.StrEnum):
-    DOMESTIC = "00"
-    FOREIGN = "01"
 
 
 _CARD_TYPES: Final = {member.value: member for member in CardType}
@@ -303,8 +253,8 @@ class UploadRecord:
         )
 
     def encode(self) -> str:
-        if not (12 <= len(self.pan) <= 19 and self.pan.isdigit()):
-            raise EncodeError("PAN must be 12..19 digits", field="48")
+        if not (PAN_DIGITS_MIN <= len(self.pan) <= PAN_DIGITS_MAX and self.pan.isdigit()):
+            raise EncodeError(f"PAN must be {PAN_DIGITS_MIN}..{PAN_DIGITS_MAX} digits", field="48")
         if self.pan[0] == "0":
             # n20 is zero-filled on the left: a leading 0 could not be told from the fill.
             raise EncodeError("a PAN in an upload record cannot start with 0", field="48")
@@ -317,17 +267,19 @@ class UploadRecord:
 
 
 def encode_upload_records(records: tuple[UploadRecord, ...]) -> str:
-    if not 1 <= len(records) <= MAX_UPLOAD_RECORDS:
+    if not 1 <= len(records) <= UPLOAD_RECORDS_MAX:
         raise EncodeError(
-            f"{len(records)} records: a message carries 1..{MAX_UPLOAD_RECORDS}", field="48"
+            f"{len(records)} records: a message carries 1..{UPLOAD_RECORDS_MAX}", field="48"
         )
     return f"{len(records):02d}" + "".join(record.encode() for record in records)
 
 
 def decode_upload_records(text: str) -> tuple[UploadRecord, ...]:
     count = _number(text, 0, 2, "48")
-    if not 1 <= count <= MAX_UPLOAD_RECORDS:
-        raise DecodeError(f"record count {count} outside 1..8", field="48", position=0)
+    if not 1 <= count <= UPLOAD_RECORDS_MAX:
+        raise DecodeError(
+            f"record count {count} outside 1..{UPLOAD_RECORDS_MAX}", field="48", position=0
+        )
     if len(text) != 2 + count * _RECORD_DIGITS:
         raise DecodeError(
             f"{count} records need {2 + count * _RECORD_DIGITS} digits, got {len(text)}",
@@ -392,58 +344,34 @@ def decode_detail(text: str) -> dict[str, str]:
     return items
 
 
-class BatchReason(enum.StrEnum):
-    """Why the host refused for the batch: field 63 ``R=`` of a 77 (or of a 95: FULL)."""
+def encode_batch_detail(detail: BatchStateDetail) -> str:
+    """Field 63 of a 77 (and of a sign-on response): ``R=… B=… S=… L=…``."""
+    for batch_no in (detail.host_batch_no, detail.last_closed_batch_no):
+        if batch_no is not None and not 1 <= batch_no <= BATCH_NO_MAX:
+            raise EncodeError(f"batch_no {batch_no} outside 1..{BATCH_NO_MAX}", field="63")
+    items = {}
+    if detail.reason is not None:
+        items["R"] = detail.reason.value
+    items["B"] = f"{detail.host_batch_no:06d}"
+    items["S"] = detail.host_batch_state.value
+    if detail.last_closed_batch_no is not None:
+        items["L"] = f"{detail.last_closed_batch_no:06d}"
+    return encode_detail(items)
 
-    BEHIND = "BEHIND"  # the terminal's batch_no is lower than the host's
-    AHEAD = "AHEAD"  # higher than the host's
-    NOT_SIGNED_ON = "NOT_SIGNED_ON"
-    CLOSED = "CLOSED"  # the batch the terminal names was already closed by the host
-    FULL = "FULL"  # a 95: one more transaction would overflow field 48 (63 F= says which)
 
-
-class BatchState(enum.StrEnum):
-    OPEN = "OPEN"
-    UPLOADING = "UPLOADING"  # settled unbalanced, waiting for batch upload to end
-    CLOSED = "CLOSED"
-
-
-@dataclass(frozen=True, slots=True)
-class BatchStateDetail:
-    """Field 63 of a 77 (and of a sign-on response): the host's view of the batch."""
-
-    reason: BatchReason | None
-    host_batch_no: int
-    host_batch_state: BatchState
-    last_closed_batch_no: int | None = None
-
-    def encode(self) -> str:
-        for batch_no in (self.host_batch_no, self.last_closed_batch_no):
-            if batch_no is not None and not 1 <= batch_no <= BATCH_NO_MAX:
-                raise EncodeError(f"batch_no {batch_no} outside 1..{BATCH_NO_MAX}", field="63")
-        items = {}
-        if self.reason is not None:
-            items["R"] = self.reason.value
-        items["B"] = f"{self.host_batch_no:06d}"
-        items["S"] = self.host_batch_state.value
-        if self.last_closed_batch_no is not None:
-            items["L"] = f"{self.last_closed_batch_no:06d}"
-        return encode_detail(items)
-
-    @classmethod
-    def decode(cls, text: str) -> BatchStateDetail | None:
-        """The detail in ``text``, or None when 63 does not carry one."""
-        items = decode_detail(text)
-        batch_no = items.get("B", "")
-        last = items.get("L")
-        if not _is_batch_no(batch_no) or (last is not None and not _is_batch_no(last)):
-            return None
-        try:
-            reason = BatchReason(items["R"]) if "R" in items else None
-            state = BatchState(items["S"])
-        except (KeyError, ValueError):
-            return None
-        return cls(reason, int(batch_no), state, int(last) if last is not None else None)
+def decode_batch_detail(text: str) -> BatchStateDetail | None:
+    """The batch detail in field 63 ``text``, or None when 63 does not carry one."""
+    items = decode_detail(text)
+    batch_no = items.get("B", "")
+    last = items.get("L")
+    if not _is_batch_no(batch_no) or (last is not None and not _is_batch_no(last)):
+        return None
+    try:
+        reason = BatchReason(items["R"]) if "R" in items else None
+        state = BatchState(items["S"])
+    except (KeyError, ValueError):
+        return None
+    return BatchStateDetail(reason, int(batch_no), state, int(last) if last is not None else None)
 
 
 def _is_batch_no(text: str) -> bool:

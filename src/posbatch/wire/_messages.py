@@ -30,17 +30,19 @@ from typing import ClassVar, Final, NamedTuple, TypeAlias, TypedDict, TypeVar
 import iso8583
 import iso8583.decoder
 
+from posbatch.batch.limits import BATCH_NO_MAX, STAN_FIRST, STAN_MAX
+from posbatch.batch.model import BatchStateDetail, Kind, SettlementTotals
 from posbatch.errors import DecodeError, EncodeError, MacError
 from posbatch.wire._crypto import MAC_BYTES, compute_mac, verify_mac
 from posbatch.wire._fields import (
-    BATCH_NO_MAX,
-    BatchStateDetail,
     OriginalTransaction,
-    SettlementTotals,
     UploadRecord,
+    decode_batch_detail,
+    decode_totals,
     decode_track2,
     decode_upload_end,
     decode_upload_records,
+    encode_totals,
     encode_track2,
     encode_upload_end,
     encode_upload_records,
@@ -85,21 +87,6 @@ PROCESSING_SALE: Final = "000000"
 PROCESSING_CREDIT: Final = "200000"  # void and refund
 
 
-class Kind(enum.StrEnum):
-    """What a message is about: one word per function of DESIGN.md's table."""
-
-    SIGN_ON = "sign_on"
-    SIGN_OFF = "sign_off"
-    ECHO = "echo"
-    SALE = "sale"
-    VOID = "void"
-    REFUND = "refund"
-    REVERSAL = "reversal"
-    SETTLEMENT = "settlement"
-    BATCH_UPLOAD = "batch_upload"
-    BATCH_UPLOAD_END = "batch_upload_end"
-
-
 # 60.1 message type codes and 60.3 network management codes.
 TYPE_ADMIN: Final = "00"
 TYPE_SALE: Final = "22"
@@ -139,8 +126,8 @@ def _n(value: int, width: int, field_number: str) -> str:
 
 
 def _stan(value: int) -> str:
-    if not 1 <= value <= 999_999:
-        raise EncodeError(f"STAN {value} outside 1..999999", field="11")
+    if not STAN_FIRST <= value <= STAN_MAX:
+        raise EncodeError(f"STAN {value} outside {STAN_FIRST}..{STAN_MAX}", field="11")
     return f"{value:06d}"
 
 
@@ -400,7 +387,7 @@ class SettlementRequest:
             "11": _stan(self.stan),
             "41": self.terminal_id,
             "42": self.merchant_id,
-            "48": self.totals.encode(),
+            "48": encode_totals(self.totals),
             "49": self.currency,
             "60": _field60(TYPE_ADMIN, self.batch_no, NET_SETTLE),
             "63": self.operator,
@@ -503,7 +490,7 @@ class SignOnResponse:
 
     @property
     def batch_state(self) -> BatchStateDetail | None:
-        return BatchStateDetail.decode(self.detail) if self.detail else None
+        return decode_batch_detail(self.detail) if self.detail else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -650,7 +637,7 @@ class SettlementResponse:
             "60": _field60(TYPE_ADMIN, self.batch_no, NET_SETTLE),
         }
         if self.totals is not None:
-            fields["48"] = self.totals.encode()
+            fields["48"] = encode_totals(self.totals)
         if self.local_time is not None:
             fields["12"] = self.local_time
         if self.local_date is not None:
@@ -1207,7 +1194,7 @@ def _decode_0500(fields: _Fields) -> SettlementRequest:
         fields["42"],
         _stan_of(fields),
         f60.batch_no,
-        _sub_field(fields, "48", SettlementTotals.decode),
+        _sub_field(fields, "48", decode_totals),
         fields.get("63", ""),
         fields["49"],
     )
@@ -1216,7 +1203,7 @@ def _decode_0500(fields: _Fields) -> SettlementRequest:
 def _decode_0510(fields: _Fields) -> SettlementResponse:
     f60 = _read_field60(fields)
     _expect(fields, f60, TYPE_ADMIN, NET_SETTLE)
-    totals = _sub_field(fields, "48", SettlementTotals.decode) if "48" in fields else None
+    totals = _sub_field(fields, "48", decode_totals) if "48" in fields else None
     return SettlementResponse(
         fields["41"],
         fields["42"],
