@@ -8,7 +8,6 @@ Terminal actions go through the very functions the ``posbatch host`` CLI calls
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -27,13 +26,12 @@ from posbatch.backoffice._text import clean_text
 from posbatch.backoffice._time import CUTOFF_DEFAULT, beijing
 from posbatch.batch.codes import lookup
 from posbatch.errors import ConfigError, Forbidden, NotFound, PosbatchError
-from posbatch.host.store import MASTER_KEY_BYTES, HostStore
-from posbatch.wire import check_value
+from posbatch.host.store import HostStore
+from posbatch.wire import check_value, parse_tmk
 
 __all__ = ["REASON_CHARS_MAX", "BackOffice", "SupportView", "Ticket"]
 
 REASON_CHARS_MAX: Final = 200
-_HEX: Final = re.compile(r"[0-9A-Fa-f]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,10 +130,7 @@ class BackOffice:
         differs is refused before anything is stored: a typo in a masked field shows.
         """
         self._require(actor, Permission.MANAGE_TERMINALS)
-        key_text = master_key_hex.strip().replace(" ", "")
-        if len(key_text) != 2 * MASTER_KEY_BYTES or not _HEX.fullmatch(key_text):
-            raise ConfigError(f"the master key is {2 * MASTER_KEY_BYTES} hex digits")
-        key = bytes.fromhex(key_text)
+        key = parse_tmk(master_key_hex)
         kcv = check_value(key).hex().upper()
         expected = expected_kcv.strip().upper()
         if expected and (len(expected) > 8 or expected != kcv[: len(expected)]):

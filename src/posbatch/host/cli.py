@@ -54,8 +54,7 @@ from posbatch.host.server import (
 )
 from posbatch.host.store import PAN_KEY_BYTES, HostStore
 from posbatch.host.supervisor import Supervisor, reserve_port, say_listening, stop_with_parent
-from posbatch.terminal import TerminalSecrets
-from posbatch.wire import encode_totals
+from posbatch.wire import encode_totals, parse_tmk
 
 __all__ = ["app", "kek", "open_store", "pan_key"]
 
@@ -375,7 +374,7 @@ def add_terminal(
         key_hex = secrets.token_hex(16).upper()
     else:
         key_hex = read_secret_file(master_key_file, what="master key")
-    key = TerminalSecrets.parse_master_key(key_hex)
+    key = parse_tmk(key_hex)
     with open_store(data_dir, create=True) as store:
         store.add_terminal(merchant_id, terminal_id, key, now=datetime.now(UTC))
     typer.echo(f"registered terminal {terminal_id} of merchant {merchant_id}")

@@ -210,17 +210,6 @@ class TerminalSecrets:
     ) -> TerminalSecrets:
         return cls(master_key=master_key, pan_key=random_bytes(PAN_KEY_BYTES))
 
-    @staticmethod
-    def parse_master_key(text: str) -> bytes:
-        """32 hex digits → 16 bytes; :class:`ConfigError` otherwise."""
-        cleaned = text.strip().replace(" ", "")
-        if len(cleaned) != 2 * MASTER_KEY_BYTES:
-            raise ConfigError(f"the master key is {2 * MASTER_KEY_BYTES} hex digits")
-        try:
-            return bytes.fromhex(cleaned)
-        except ValueError as exc:
-            raise ConfigError("the master key must be hex digits 0-9 A-F") from exc
-
     def _text(self) -> str:
         data: dict[str, object] = {
             "master_key": self.master_key.hex(),

@@ -44,7 +44,7 @@ from posbatch.terminal._files import (
 )
 from posbatch.terminal._flows import Flow, Reply
 from posbatch.terminal._receipts import render_receipt, render_settlement_report
-from posbatch.terminal._secrets import TerminalSecrets
+from posbatch.wire import parse_tmk
 
 __all__ = ["app"]
 
@@ -192,7 +192,7 @@ def init(  # noqa: PLR0917 - typer options, one per flag
             data_dir,
             merchant_id=merchant_id,
             terminal_id=terminal_id,
-            master_key=TerminalSecrets.parse_master_key(key_hex),
+            master_key=parse_tmk(key_hex),
             host_address=host,
             clock=_clock,
             reinstall=reinstall,

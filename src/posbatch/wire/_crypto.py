@@ -34,7 +34,7 @@ except ImportError:  # pragma: no cover - older cryptography
         TripleDES,
     )
 
-from posbatch.errors import KeyCheckError, MacError
+from posbatch.errors import ConfigError, KeyCheckError, MacError
 
 __all__ = [
     "FIELD62_BYTES",
@@ -44,6 +44,7 @@ __all__ = [
     "check_value",
     "compute_mac",
     "generate_working_keys",
+    "parse_tmk",
     "unwrap_working_keys",
     "verify_mac",
     "wrap_working_keys",
@@ -56,6 +57,7 @@ TMK_BYTES: Final = 16
 CHECK_VALUE_BYTES: Final = 4
 FIELD62_BYTES: Final = 40
 _ZERO_BLOCK: Final = bytes(8)
+_HEX_DIGITS: Final = frozenset("0123456789abcdefABCDEF")
 # MAC encryptors kept per thread, by MAK (a key schedule costs ~6 times one block).
 MAC_CONTEXTS_MAX: Final = 4096
 _mac_contexts = threading.local()
@@ -156,6 +158,21 @@ class WorkingKeys:
 def generate_working_keys() -> WorkingKeys:
     """Fresh random keys for one sign-on (``secrets``, not the simulation RNG)."""
     return WorkingKeys(pik=secrets.token_bytes(PIK_BYTES), mak=secrets.token_bytes(MAK_BYTES))
+
+
+def parse_tmk(text: str) -> bytes:
+    """A terminal master key as people write it (32 hex digits, spaces allowed) → 16 bytes.
+
+    The one parser of a TMK for every door it comes in by: the host's and the terminal's
+    key files and the back office's form. :class:`ConfigError` says what is wrong, never
+    quoting the text (it may be a key, or a card number typed into the wrong field).
+    """
+    cleaned = text.strip().replace(" ", "")
+    if len(cleaned) != 2 * TMK_BYTES:
+        raise ConfigError(f"the master key is {2 * TMK_BYTES} hex digits")
+    if not all(char in _HEX_DIGITS for char in cleaned):
+        raise ConfigError("the master key must be hex digits 0-9 A-F")
+    return bytes.fromhex(cleaned)
 
 
 def wrap_working_keys(tmk: bytes, keys: WorkingKeys) -> bytes:
