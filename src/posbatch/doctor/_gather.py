@@ -63,13 +63,13 @@ from posbatch.doctor._evidence import (
 from posbatch.doctor._words import Line, count
 from posbatch.errors import JournalIntegrityError, PosbatchError
 from posbatch.terminal import (
-    MIGRATIONS,
     EventRow,
     Exchange,
     Journal,
     Terminal,
     TxnState,
     run_flow,
+    schema_head,
 )
 from posbatch.wire import DETAIL_LAST_STAN, AdminResponse, decode_batch_detail, decode_detail
 
@@ -142,14 +142,7 @@ def _parse_at(text: str) -> datetime:
 
 def _schema_versions(journal: Journal) -> tuple[str, str]:
     """(the journal's Alembic revision, the head this software ships)."""
-    from alembic.config import Config  # noqa: PLC0415 - only doctor needs it
-    from alembic.script import ScriptDirectory  # noqa: PLC0415
-
-    config = Config()
-    config.set_main_option("script_location", MIGRATIONS)
-    head = ScriptDirectory.from_config(config).get_current_head() or "?"
-    current = journal.schema_revision()
-    return (current or "none", head)
+    return (journal.schema_revision() or "none", schema_head())
 
 
 def _software_version() -> str:

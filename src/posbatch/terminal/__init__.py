@@ -56,6 +56,7 @@ from posbatch.terminal._journal import (
     TxnRow,
     TxnState,
     Writer,
+    schema_head,
 )
 from posbatch.terminal._receipts import render_receipt, render_settlement_report
 from posbatch.terminal._secrets import KEY_FILE_NAME, SCRYPT_N_MIN, BackupKey, TerminalSecrets
@@ -107,6 +108,7 @@ __all__ = [
     "render_settlement_report",
     "restore_journal",
     "run_flow",
+    "schema_head",
     "secrets_for_backup",
     "write_backup_key",
 ]

@@ -20,8 +20,10 @@ terminal that opens both.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,13 +36,17 @@ from sqlalchemy.engine import Engine
 from posbatch import storage
 from posbatch.batch.ids import check_merchant_id, check_terminal_id
 from posbatch.errors import ConfigError, JournalIntegrityError, StorageError
-from posbatch.storage import create_engine
+from posbatch.storage import create_engine, upgrade
 from posbatch.terminal._engine import Terminal
 from posbatch.terminal._flows import Exchange
 from posbatch.terminal._journal import (
     JOURNAL_FILE_NAME,
+    MIGRATIONS,
+    VERSION_TABLE,
     Journal,
     entries_table,
+    schema_head,
+    schema_revision_of,
     state_table,
     transactions_table,
     verify_engine,
@@ -375,10 +381,66 @@ def check_restore(
 ) -> bool:
     """Every check :func:`restore_journal` makes, changing nothing; whether the restore
     would bring the backup's keys (raises what restore_journal would raise)."""
-    _entries, _problem, secrets, needed = _restore_plan(
-        backup, data_dir, force=force, passphrase=passphrase
-    )
+    with at_current_schema(backup, _scratch_dir(data_dir)) as current:
+        _entries, _problem, secrets, needed = _restore_plan(
+            current, data_dir, force=force, passphrase=passphrase, name=backup
+        )
     return needed != secrets
+
+
+def _scratch_dir(data_dir: Path) -> Path:
+    """Where a migrated copy of a backup is made: the terminal's own private directory
+    (restore needs its key file there), else beside it."""
+    return data_dir if data_dir.is_dir() else data_dir.resolve().parent
+
+
+@contextlib.contextmanager
+def at_current_schema(backup: Path, scratch_dir: Path) -> Iterator[Path]:
+    """``backup`` itself, or — for a backup taken before a software update — a private
+    copy of it (mode 0600, in ``scratch_dir``, deleted afterwards) brought to the schema
+    this software ships, by the same migrations the live journal went through. The
+    backup file is never changed. A file that is not a journal is passed on as it is:
+    the checks after say what it is."""
+    if not _is_sqlite_file(backup):
+        yield backup
+        return
+    engine = read_only_engine(backup)
+    try:
+        revision = schema_revision_of(engine)
+    except StorageError:
+        revision = None
+    finally:
+        engine.dispose()
+    if revision is None or revision == schema_head():
+        yield backup
+        return
+    handle, name = tempfile.mkstemp(prefix=".restore-", suffix=".db", dir=scratch_dir)
+    os.close(handle)
+    copy = Path(name)
+    try:
+        source = sqlite3.connect(f"file:{quote(str(backup.resolve()))}?mode=ro", uri=True)
+        try:
+            destination = sqlite3.connect(copy)
+            try:
+                source.backup(destination)
+            finally:
+                destination.close()
+        finally:
+            source.close()
+        engine = create_engine(f"sqlite:///{copy}")
+        try:
+            upgrade(engine, MIGRATIONS, version_table=VERSION_TABLE)
+        except StorageError as exc:
+            raise ConfigError(
+                f"{backup} was written by an older posbatch (journal schema {revision}) and "
+                f"could not be brought to this version's schema: {exc}; nothing was changed"
+            ) from exc
+        finally:
+            engine.dispose()
+        yield copy
+    finally:
+        for leftover in (copy, _side(copy, "-wal"), _side(copy, "-shm"), _side(copy, "-journal")):
+            leftover.unlink(missing_ok=True)
 
 
 def _restore_plan(
@@ -387,12 +449,17 @@ def _restore_plan(
     *,
     force: bool,
     passphrase: Callable[[], str] | None,
+    name: Path,
 ) -> tuple[int, str | None, TerminalSecrets, TerminalSecrets]:
-    """(entries, chain problem, the key file's secrets, the secrets needed): the checks."""
+    """(entries, chain problem, the key file's secrets, the secrets needed): the checks.
+
+    ``backup`` is the file read (the backup, or its copy at the current schema);
+    ``name`` the backup as the user named it, for the messages.
+    """
     if not backup.is_file():
-        raise ConfigError(f"no backup file at {backup}")
+        raise ConfigError(f"no backup file at {name}")
     if not _is_sqlite_file(backup):
-        raise ConfigError(f"{backup} is not a posbatch journal backup: nothing was changed")
+        raise ConfigError(f"{name} is not a posbatch journal backup: nothing was changed")
     engine = read_only_engine(backup)
     problem = None
     try:
@@ -400,15 +467,13 @@ def _restore_plan(
     except JournalIntegrityError as exc:
         if not force:
             raise JournalIntegrityError(
-                f"backup {backup} is damaged: {exc}; use --force to restore it anyway",
+                f"backup {name} is damaged: {exc}; use --force to restore it anyway",
                 first_bad_row=exc.first_bad_row,
             ) from exc
         problem = str(exc)
         entries = 0
     except StorageError as exc:  # an SQLite file, but not a journal: say so in one line
-        raise ConfigError(
-            f"{backup} is not a posbatch journal backup: nothing was changed"
-        ) from exc
+        raise ConfigError(f"{name} is not a posbatch journal backup: nothing was changed") from exc
     finally:
         engine.dispose()
     key_file = data_dir / KEY_FILE_NAME
@@ -425,7 +490,7 @@ def _restore_plan(
             secrets,
             passphrase=passphrase,
             terminal_id=_terminal_id_of(data_dir),
-            name=backup.name,
+            name=name.name,
         )
     finally:
         engine.dispose()
@@ -453,10 +518,28 @@ def restore_journal(
     The restored journal is marked ``resync_pending`` (and says so in its
     event log): its next sign-on settles the host's open batch before any new
     transaction, because the host may hold approvals made after the backup.
+    A backup taken before a software update is restored from a copy brought to the
+    current schema (:func:`at_current_schema`).
     """
+    with at_current_schema(backup, _scratch_dir(data_dir)) as current:
+        return _restore(
+            current, data_dir, name=backup, force=force, clock=clock, passphrase=passphrase
+        )
+
+
+def _restore(
+    backup: Path,
+    data_dir: Path,
+    *,
+    name: Path,
+    force: bool,
+    clock: Callable[[], datetime] | None,
+    passphrase: Callable[[], str] | None,
+) -> RestoreReport:
+    """:func:`restore_journal` from ``backup`` (already at the current schema)."""
     moment = (clock or (lambda: datetime.now(UTC)))()
     entries, problem, secrets, needed = _restore_plan(
-        backup, data_dir, force=force, passphrase=passphrase
+        backup, data_dir, force=force, passphrase=passphrase, name=name
     )
     key_file = data_dir / KEY_FILE_NAME
     notes: list[str] = []
@@ -512,7 +595,7 @@ def restore_journal(
         mark_restored(
             journal,
             moment,
-            source=backup.name,
+            source=name.name,
             problem=problem,
             missing_entries=missing_entries,
             missing_approvals=missing_approvals,

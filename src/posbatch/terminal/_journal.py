@@ -926,6 +926,21 @@ class Journal:
         return self._last_seq
 
 
+def schema_head() -> str:
+    """The journal schema revision this software ships (the head of its migrations)."""
+    from alembic.config import Config  # noqa: PLC0415 - read only on restore and by doctor
+    from alembic.script import ScriptDirectory  # noqa: PLC0415
+
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    return ScriptDirectory.from_config(config).get_current_head() or "?"
+
+
+def schema_revision_of(engine: Engine) -> str | None:
+    """The schema revision of the journal behind ``engine``; None when it has none."""
+    return _revision_and_counters(engine)[0]
+
+
 def _revision_and_counters(engine: Engine) -> tuple[str | None, int | None, int | None]:
     """(schema revision, STAN, current batch_no) of a journal, Nones where absent."""
     try:
