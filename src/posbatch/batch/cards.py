@@ -26,6 +26,7 @@ Pure: strings in, a refusal (or None) out. A refusal never quotes the PAN.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -44,6 +45,8 @@ __all__ = [
     "check_pan",
     "check_track2",
     "luhn_valid",
+    "mask_card_numbers",
+    "mask_pan",
     "track2_pan",
 ]
 
@@ -56,6 +59,9 @@ ENTRY_MODE_MANUAL: Final = "012"
 ENTRY_MODE_SWIPED: Final = "021"
 TRACK2_SEPARATOR: Final = "="
 _DOUBLED: Final = str.maketrans("0123456789", "0246813579")  # 2d, less 9 when over 9
+PAN_SHOWN_DIGITS: Final = 6 + 4  # what may be shown of a card number: first 6, last 4
+# A card number in free text: 12–19 digits, also written in groups ("6222 0212 3456 7890 123").
+_CARD_NUMBER_LIKE: Final = re.compile(r"(?<![0-9])(?:[0-9][ -]?){11,18}[0-9](?![0-9])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +88,34 @@ def luhn_valid(pan: str) -> bool:
     backwards = pan[::-1]
     total = sum(map(int, backwards[::2])) + sum(map(int, backwards[1::2].translate(_DOUBLED)))
     return total % 10 == 0
+
+
+def mask_pan(pan: str) -> str:
+    """``622588******1234``: first 6 and last 4 digits, the rest starred."""
+    if len(pan) < PAN_SHOWN_DIGITS:
+        return "*" * len(pan)
+    return pan[:6] + "*" * (len(pan) - PAN_SHOWN_DIGITS) + pan[-4:]
+
+
+def mask_card_numbers(text: str, *, allowed: frozenset[str] = frozenset()) -> str:
+    """``text`` with every card number in it masked to its first 6 and last 4 digits.
+
+    The one safety net of every log line, page, export and bundle that may carry text a
+    peer or a person typed. A card number is a run of 13–19 digits (grouped or not), or a
+    run of 12 that this profile would take as one (no leading 0, Luhn check digit valid):
+    a 12-digit RRN or a zero-filled amount is left readable unless it could be a card.
+    ``allowed`` are ids shown whole (a 15-digit merchant id).
+    """
+
+    def mask(match: re.Match[str]) -> str:
+        digits = match.group(0).replace(" ", "").replace("-", "")
+        if digits in allowed:
+            return match.group(0)
+        if len(digits) == PAN_DIGITS_MIN and check_pan(digits) is not None:
+            return match.group(0)
+        return mask_pan(digits)
+
+    return _CARD_NUMBER_LIKE.sub(mask, text)
 
 
 def check_pan(pan: str, *, check_luhn: bool = True) -> CardRefusal | None:

@@ -21,11 +21,11 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Final
 
+from posbatch.batch.cards import mask_card_numbers, mask_pan
 from posbatch.batch.money import format_fen
 from posbatch.clearing._calendar import Arrival, beijing
 from posbatch.clearing._fees import CardClass, format_rate
 from posbatch.clearing._statement import ClearingFile, Statement, StatementLine, Totals
-from posbatch.wire import mask_pan
 
 __all__ = [
     "FORMULA_PREFIXES",
@@ -40,13 +40,7 @@ __all__ = [
 
 FORMULA_PREFIXES: Final = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER: Final = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
-_CARD_RUN: Final = re.compile(r"(?<![0-9])[0-9]{13,19}(?![0-9])")
 _TIME: Final = "%Y-%m-%d %H:%M:%S"
-
-
-def mask_card_numbers(text: str) -> str:
-    """Every run of 13–19 digits (a card number's length) masked to first 6 / last 4."""
-    return _CARD_RUN.sub(lambda match: mask_pan(match.group()), text)
 
 
 def safe_cell(value: object) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import enum
 import io
 import json
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +21,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
+from posbatch.batch.cards import mask_card_numbers
 from posbatch.doctor._checks import Status
 from posbatch.doctor._codec import from_json, to_json
 from posbatch.doctor._evidence import Evidence
@@ -46,7 +46,6 @@ __all__ = [
 BUNDLE_FORMAT: Final = "posbatch-doctor-bundle/1"
 # A bundle is small (a few kB); refuse to read something far larger than any bundle.
 MAX_BUNDLE_BYTES: Final = 4 * 1024 * 1024
-_PAN_LIKE: Final = re.compile(r"(?<!\d)\d{13,19}(?!\d)")
 
 
 class RepairStatus(enum.StrEnum):
@@ -250,15 +249,9 @@ def render_text(report: Report, *, width: int = 110) -> str:
 
 
 def scrub(text: str, *, allowed: frozenset[str] = frozenset()) -> str:
-    """Mask every run of 13–19 digits (a possible card number) except ``allowed`` IDs."""
-
-    def mask(match: re.Match[str]) -> str:
-        digits = match.group(0)
-        if digits in allowed:
-            return digits
-        return digits[:6] + "*" * (len(digits) - 10) + digits[-4:]
-
-    return _PAN_LIKE.sub(mask, text)
+    """Mask every possible card number (:func:`~posbatch.batch.cards.mask_card_numbers`)
+    except the ``allowed`` IDs."""
+    return mask_card_numbers(text, allowed=allowed)
 
 
 def _allowed(report: Report) -> frozenset[str]:

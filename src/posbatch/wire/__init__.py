@@ -11,6 +11,7 @@ Typical use on either side of a connection::
     wire = encode_frame(Frame(frame.tpdu.reply(), header, encode_message(answer, mak=mak)))
 """
 
+from posbatch.batch.cards import mask_pan
 from posbatch.wire._crypto import (
     FIELD62_BYTES,
     MAC_BYTES,
@@ -35,7 +36,6 @@ from posbatch.wire._fields import (
     encode_batch_detail,
     encode_detail,
     encode_totals,
-    mask_pan,
 )
 from posbatch.wire._framing import (
     LENGTH_BYTES,

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from posbatch.batch.cards import mask_pan
 from posbatch.batch.limits import (
     BATCH_NO_MAX,
     PAN_DIGITS_MAX,
@@ -379,13 +380,6 @@ def _is_batch_no(text: str) -> bool:
 
 
 # --- PAN and track 2 ------------------------------------------------------------
-
-
-def mask_pan(pan: str) -> str:
-    """``622588******1234``: first 6 and last 4 digits, the rest starred."""
-    if len(pan) < 10:
-        return "*" * len(pan)
-    return pan[:6] + "*" * (len(pan) - 10) + pan[-4:]
 
 
 def encode_track2(track2: str) -> str:

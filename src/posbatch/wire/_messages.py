@@ -30,6 +30,7 @@ from typing import ClassVar, Final, NamedTuple, TypeAlias, TypedDict, TypeVar
 import iso8583
 import iso8583.decoder
 
+from posbatch.batch.cards import mask_pan
 from posbatch.batch.limits import BATCH_NO_MAX, STAN_FIRST, STAN_MAX
 from posbatch.batch.model import BatchStateDetail, Kind, SettlementTotals
 from posbatch.errors import DecodeError, EncodeError, MacError
@@ -46,7 +47,6 @@ from posbatch.wire._fields import (
     encode_track2,
     encode_upload_end,
     encode_upload_records,
-    mask_pan,
     non_digit_reason,
     parse_field60,
 )
