@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+import posbatch.doctor._report as doctor_report
 from posbatch.sim import (
     Breakage,
     SimConfig,
@@ -135,3 +138,19 @@ def test_checker_catches_a_diagnosis_that_takes_stans() -> None:
     expected = {9}
     assert expected == {violation.invariant for violation in result.violations}
     assert all("state of the journal" in v.message for v in result.violations)
+
+
+def test_checker_catches_a_bundle_net_that_misses_12_digit_cards(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Doctor's old net (13–19 digits only) lets an operator's 12-digit card number in a
+    back-office reason into the support bundle: invariant 10 bites; today's net holds."""
+    config = SimConfig(terminals=2, days=3, transactions=6, faults=HEAVY)
+    assert [] == [violation.render() for violation in run_seed(18, config).violations]
+    old = re.compile(r"(?<![0-9])[0-9]{13,19}(?![0-9])")
+
+    def old_scrub(text: str, *, allowed: frozenset[str] = frozenset()) -> str:
+        return old.sub(lambda m: m[0][:6] + "*" * (len(m[0]) - 10) + m[0][-4:], text)
+
+    monkeypatch.setattr(doctor_report, "scrub", old_scrub)
+    assert {10} == {violation.invariant for violation in run_seed(18, config).violations}

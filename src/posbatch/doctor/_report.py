@@ -34,6 +34,7 @@ __all__ = [
     "RepairResult",
     "RepairStatus",
     "Report",
+    "bundle_text",
     "read_bundle",
     "render",
     "render_diagnosis",
@@ -261,12 +262,17 @@ def _allowed(report: Report) -> frozenset[str]:
     return frozenset(ids)
 
 
-def write_bundle(report: Report, path: Path) -> tuple[Path, Path]:
-    """Write ``path`` (JSON) and ``path`` + ``.txt`` (summary); return both paths."""
+def bundle_text(report: Report) -> tuple[str, str]:
+    """(the bundle's JSON, its text summary): what leaves the shop, card numbers masked."""
     allowed = _allowed(report)
     summary = scrub(render_text(report), allowed=allowed)
     document = {"format": BUNDLE_FORMAT, "summary": summary, "report": to_json(report)}
-    text = scrub(json.dumps(document, ensure_ascii=False, indent=2), allowed=allowed)
+    return scrub(json.dumps(document, ensure_ascii=False, indent=2), allowed=allowed), summary
+
+
+def write_bundle(report: Report, path: Path) -> tuple[Path, Path]:
+    """Write ``path`` (JSON) and ``path`` + ``.txt`` (summary); return both paths."""
+    text, summary = bundle_text(report)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     summary_path = path.with_name(path.name + ".txt")

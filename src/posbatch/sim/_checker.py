@@ -86,6 +86,9 @@ INVARIANTS: Final = {
     # Checked by the world at each diagnosis-only doctor run, not in snapshots (DESIGN.md:
     # "Diagnosis never changes what it diagnoses").
     9: "a diagnosis changes nothing it diagnoses, and gives the same verdict twice",
+    # Checked by the world on the support bundle of each diagnosis (the security rule:
+    # no card number beyond its first 6 and last 4 in any bundle).
+    10: "a support bundle holds no card number",
 }
 
 

@@ -39,6 +39,7 @@ import random
 from dataclasses import dataclass
 from typing import Final
 
+from posbatch.batch.limits import PAN_DIGITS_MAX, PAN_DIGITS_MIN
 from posbatch.batch.model import CardType
 from posbatch.host.issuer import TEST_PAN_INSUFFICIENT_FUNDS, TEST_PAN_NOT_ISSUED
 
@@ -47,6 +48,7 @@ __all__ = [
     "BUSY_BATCH_LIMITS",
     "BUSY_DAY_SHARE",
     "CARDS",
+    "CARD_NUMBERS",
     "PROBES",
     "Card",
     "Operation",
@@ -107,6 +109,14 @@ CARDS: Final = (
     Card("20-digit card", "62220212345678901283", "3012", CardType.DOMESTIC, 4, edge=True),
     Card("card typed with a dash", "6222-02123456789012", "3012", CardType.DOMESTIC, 4, edge=True),
 )
+# Every card number the cashiers of the world type that could be a card (12–19 digits, not
+# starting with 0), as digits: what must never leak whole. A run of zeros or 20 digits is
+# no card of this profile (zero-filled amounts and totals are ordinary runs of digits).
+CARD_NUMBERS: Final = tuple(
+    sorted({digits for card in CARDS
+            if PAN_DIGITS_MIN <= len(digits := card.pan.replace("-", "")) <= PAN_DIGITS_MAX
+            and not digits.startswith("0")})
+)  # fmt: skip
 _CARD_WEIGHTS: Final = tuple(card.weight for card in CARDS)
 
 

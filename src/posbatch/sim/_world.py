@@ -33,7 +33,9 @@ the host sees the terminals' traffic interleaved as a real acquirer does:
 - a support desk may run doctor (diagnosis only) at any moment, its echo
   tests going through the same faulty link: the world checks that it changed
   nothing on either side and that the same state gives the same verdict
-  (invariant 9, :meth:`World._diagnose`);
+  (invariant 9, :meth:`World._diagnose`), and that the support bundle it would
+  send holds no card number the cashiers (or an operator, in a back-office reason)
+  typed, at any length the profile accepts (invariant 10);
 - at closing time (from 21:00) the cashier settles, pressing the key again
   up to :data:`SETTLE_ATTEMPTS_MAX` times if the host does not answer —
   unless it is a holiday for that shop.
@@ -69,7 +71,7 @@ from sqlalchemy.engine import Engine
 from posbatch.batch.counters import BATCH_NO_MAX
 from posbatch.batch.model import Kind
 from posbatch.batch.totals import TOTAL_COUNT_MAX
-from posbatch.doctor import RepairStatus, Report, TerminalSite, examine
+from posbatch.doctor import RepairStatus, Report, TerminalSite, bundle_text, examine
 from posbatch.errors import (
     BatchError,
     ConfigError,
@@ -95,6 +97,7 @@ from posbatch.sim._trace import EventKind, Trace
 from posbatch.sim._workload import (
     BUSY_BATCH_LIMITS,
     BUSY_DAY_SHARE,
+    CARD_NUMBERS,
     LOW_HOST_CAP_SHARE,
     LOW_HOST_CAPS,
     PROBE_SHARE,
@@ -673,11 +676,22 @@ class World:
 
     def _back_office(self, node: _Node) -> None:
         try:
-            batch_no = self.core.advance_batch(node.terminal_id, "simulated back-office change")
+            batch_no = self.core.advance_batch(node.terminal_id, self._back_office_reason(node))
         except (HostError, BatchError) as refused:
             self._note(node, EventKind.FAULT, f"back-office advance refused: {refused}")
             return
         self._fault(node, FaultKind.BACK_OFFICE_ADVANCE, f"host batch now {batch_no:06d}")
+
+    def _back_office_reason(self, node: _Node) -> str:
+        """What an operator types as the reason; every other day it names the cardholder's
+        card number in full, as people do — the shortest or the longest the profile takes
+        (no draw: the seeds' runs stay as they were). The reason reaches the exception
+        record and doctor's bundle (invariant 10)."""
+        turn = self.day + int(node.terminal_id)
+        if turn % 2:
+            return "simulated back-office change"
+        shortest, longest = min(CARD_NUMBERS, key=len), max(CARD_NUMBERS, key=len)
+        return f"cardholder {shortest if turn % 4 else longest} disputes a sale"
 
     def _reinstall(self, node: _Node) -> None:
         """A new, empty journal and a new PAN key (a reinstall makes both, as `terminal init
@@ -854,6 +868,7 @@ class World:
             if not echoes:
                 first = first or report
                 verdicts.append(_verdict(report))
+            self._check_bundle(node, when, report)
         # Counted by the verdict from the journal and the host's records (what --host-db
         # gives; the echoes' verdict depends on which of them the faults took).
         named = "could not run" if first is None else _named(first)
@@ -868,6 +883,19 @@ class World:
             violation = Violation(9, self.day, node.terminal_id, f"doctor {when}: {problem}")
             self.result.violations.append(violation)
             self._note(node, EventKind.CHECK, violation.render())
+
+    def _check_bundle(self, node: _Node, when: str, report: Report) -> None:
+        """Invariant 10: the support bundle a desk would send on holds no card number the
+        world's cashiers used — at every length the profile accepts, edge cards included."""
+        text = "".join(bundle_text(report))
+        for pan in CARD_NUMBERS:
+            if pan in text:
+                violation = Violation(
+                    10, self.day, node.terminal_id, f"doctor {when}: a card number in the bundle"
+                )
+                self.result.violations.append(violation)
+                self._note(node, EventKind.CHECK, violation.render())
+                return
 
     def _settle(self, node: _Node, *, attempts: int) -> None:
         errors_before = node.link.batch_errors
