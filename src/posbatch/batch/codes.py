@@ -16,10 +16,12 @@ them here rather than keeping lists of its own (posbatch.terminal._financial,
 
 - ``sign_on_again``: the terminal must sign on (new working keys) before its
   next request — it drops its keys on a believed answer with this code (77, A0, 22).
-- ``retry``: the same request may be sent again (the outstanding queue resends a
-  reversal or a refund on it; a fresh sale, void or refund is tried again under a
-  new STAN when the code also asks for a sign-on, or names the batch as the cause:
-  77 after recovery, 95 after settling the full batch).
+- ``retry``: the request may be sent again. The outstanding queue resends a
+  reversal or a refund (same STAN) on it — except 95, which refuses that STAN for
+  good, and 77 for a refund, which the host never took. A fresh sale, void or
+  refund is tried again under a new STAN when the code also asks for a sign-on
+  (A0, 22), or names the batch as the cause (77 after recovery, 95 after
+  settling the full batch); otherwise trying again is the cashier's choice.
 
 Which codes a host may send *without* a MAC of its own is not a flag of a code
 but a rule of the wire profile (DESIGN.md "Keys and MAC"): :data:`SENT_WITHOUT_MAC`.

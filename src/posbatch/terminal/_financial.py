@@ -180,150 +180,137 @@ class Financial:
     def __init__(self, ctx: EngineContext) -> None:
         self.ctx = ctx
 
-    def _result(self, row: TxnRow, settled: list[int] | None = None) -> TransactionResult:
-        return TransactionResult(
-            row.kind,
-            row.txn_id,
-            row.stan,
-            row.batch_no,
-            row.amount_fen,
-            row.state,
-            row.response_code,
-            row.rrn,
-            row.auth_code,
-            row.pan_masked,
-            row.training,
-            tuple(settled or ()),
-        )
-
-    def _check_card(
-        self, amount_fen: int, pan: str, expiry: str | None, track2: str | None = None
-    ) -> None:
-        """Refuse, before a STAN is spent or anything is journaled, what the host would
-        refuse for the card itself (14): the batch upload could not carry the number, its
-        check digit fails, or track 2 names another card (:mod:`posbatch.batch.cards`)."""
-        if not 0 < amount_fen <= AMOUNT_FEN_MAX:
-            raise ConfigError(f"amount {amount_fen} fen must be 1..{AMOUNT_FEN_MAX}")
-        refused = check_track2(pan, track2)
-        if refused is not None:
-            raise Declined(
-                f"{describe(refused.response_code)}: {refused} (checked on the terminal: "
-                "nothing was sent)",
-                response_code=refused.response_code,
-            )
-        if expiry is not None and not (len(expiry) == 4 and expiry.isascii() and expiry.isdigit()):
-            raise ConfigError("expiry is YYMM, 4 digits")
-
-    def open_batch_for_transactions(self) -> BatchRow:
-        batch = self.ctx.journal.current_batch()
-        if not accepts_transactions(batch.settle_step):
-            raise TerminalError(
-                f"settlement of batch {batch.batch_no:06d} is under way ({batch.step}): "
-                "run `settle` to finish it first"
-            )
-        return batch
-
-    def write_pending(
+    def sale_flow(
         self,
-        kind: Kind,
         amount_fen: int,
         pan: str,
-        expiry: str | None,
         *,
-        original: TxnRow | None = None,
+        expiry: str | None = None,
         reference: str | None = None,
-        training: bool = False,
-    ) -> TxnRow:
-        """Take a STAN and write the row ``pending``, in one journal write."""
-        batch = self.ctx.journal.current_batch()
-        state = self.ctx.journal.state()
-        now = self.ctx.now()
-        with self.ctx.journal.write(now) as writer:
-            if training:
-                stan = state.training_seq % 999_999 + 1
-                writer.state(replace(state, training_seq=stan))
-            else:
-                stan = self.ctx.take_stan(writer, state)
-            row = TxnRow(
-                txn_id=self.ctx.journal.next_txn_id(),
-                batch_id=batch.batch_id,
-                batch_no=batch.batch_no,
-                kind=kind.value,
-                stan=stan,
-                amount_fen=amount_fen,
-                pan_sealed=self.ctx.secrets.seal_pan(
-                    pan, state.terminal_id, random_bytes=self.ctx.random_bytes
-                ),
-                pan_masked=mask_pan(pan),
-                expiry=expiry,
-                card_type=card_type_of_pan(pan).value,
-                state=TxnState.TRAINING if training else TxnState.PENDING,
-                created_at=now.isoformat(),
-                updated_at=now.isoformat(),
-                original_txn_id=original.txn_id if original else None,
-                original_batch_no=original.batch_no if original else None,
-                original_stan=original.stan if original else None,
-                original_date=(original.host_date or original.created_at[5:10].replace("-", ""))
-                if original
-                else None,
-                training=training,
-                reference=reference,
-            )
-            writer.insert_txn(row)
-            settled, self.ctx.auto_settled_pending = self.ctx.auto_settled_pending, ()
-            if settled and not training:
-                writer.event(
-                    "auto_settled",
-                    f"{kind.value} STAN {stan:06d} in batch {batch.batch_no:06d}, after batch "
-                    + ", ".join(f"{batch_no:06d}" for batch_no in settled)
-                    + " was settled automatically (full)",
-                    txn_id=row.txn_id,
-                    stan=stan,
-                    batch_no=batch.batch_no,
-                    settled_batch_nos=list(settled),
-                )
-        return row
+        track2: str | None = None,
+    ) -> Flow[TransactionResult]:
+        """消费: journal, send 0200, outcome. No answer → reversed; 77 → recovered and retried.
 
-    def record_answer(self, row: TxnRow, answer: Answer) -> TxnRow:
-        """Write the outcome of ``row`` from its answer, if verified; else reverse or resend it.
-
-        An unMACed A0/77 is no outcome either: a genuine one means the host did
-        nothing, a forged one may hide an approval, so the STAN is reversed (a
-        refund resent as is) like any answer that does not verify.
+        ``track2`` (a swiped card: ``PAN=YYMM…``) goes in field 35 with entry mode 021 and
+        must name ``pan``; without it the card was keyed in (entry mode 012). Track 2 is
+        never written to the journal. A card number the host would refuse (14) is refused
+        here, before a STAN is taken; a full batch is settled first (see ``_transact``).
         """
-        response = answer.message
-        assert isinstance(response, TransactionResponse)
-        code = response.response_code
-        now = self.ctx.now()
-        if authenticity(answer) != Authenticity.VERIFIED:
-            self.ctx.keys = None  # damage, keys out of step, or "sign on": sign on first
-            return self.ctx.outstanding.unanswered(
-                replace(row, response_code=code), ReversalReason.FAULT
+        self._check_card(amount_fen, pan, expiry, track2)
+        if track2 is not None and expiry is None:
+            after = track2.partition("=")[2][:4]
+            expiry = after if len(after) == 4 and after.isdigit() else None
+        state = self.ctx.journal.state()
+        if state.training:
+            self.open_batch_for_transactions()
+            row = self.write_pending(
+                Kind.SALE, amount_fen, pan, expiry, training=True, reference=reference
             )
-        outcome = row.moved(
-            TxnEvent.APPROVED if code == APPROVED else TxnEvent.DECLINED,
-            response_code=code,
-            rrn=response.rrn,
-            auth_code=response.auth_code,
-            host_time=response.local_time,
-            host_date=response.local_date,
-            updated_at=now.isoformat(),
+            return self._result(row)
+
+        def build(row: TxnRow) -> Request:
+            return SaleRequest(
+                state.terminal_id,
+                state.merchant_id,
+                row.stan,
+                row.batch_no,
+                amount_fen,
+                pan,
+                expiry=expiry,
+                entry_mode=ENTRY_MODE_MANUAL if track2 is None else ENTRY_MODE_SWIPED,
+                track2=track2,
+            )
+
+        return (
+            yield from self._transact(
+                Kind.SALE,
+                build,
+                lambda: self.write_pending(Kind.SALE, amount_fen, pan, expiry, reference=reference),
+                amount_fen=amount_fen,
+                card_type=card_type_of_pan(pan),
+            )
         )
-        with self.ctx.journal.write(now) as writer:
-            writer.txn(outcome)
-            if code == APPROVED and row.original_txn_id is not None:
-                original = self.ctx.journal.transaction(row.original_txn_id)
-                if row.kind == Kind.VOID.value:
-                    writer.txn(original.moved(TxnEvent.VOIDED, updated_at=now.isoformat()))
-                elif row.kind == Kind.REFUND.value:
-                    writer.txn(
-                        replace(
-                            original,
-                            refunded_fen=original.refunded_fen + row.amount_fen,
-                            updated_at=now.isoformat(),
-                        )
-                    )
-        return outcome
+
+    def void_flow(self, stan: int, *, reference: str | None = None) -> Flow[TransactionResult]:
+        """消费撤销: the full amount of a sale of the current batch; 61 = the sale."""
+        state = self.ctx.journal.state()
+        batch = self.ctx.journal.current_batch()
+        sale = self._original_sale(stan, batch.batch_no)
+        if sale.batch_id != batch.batch_id:
+            raise TerminalError(f"sale STAN {stan:06d} is not in the current batch: refund it")
+        if sale.state != TxnState.APPROVED:
+            raise TerminalError(f"sale STAN {stan:06d} is {sale.state}: it cannot be voided")
+        if sale.refunded_fen:
+            raise TerminalError(f"sale STAN {stan:06d} was partly refunded: refund the rest")
+        pan = self.ctx.pan_of(sale)
+
+        def build(row: TxnRow) -> Request:
+            return VoidRequest(
+                state.terminal_id,
+                state.merchant_id,
+                row.stan,
+                row.batch_no,
+                row.amount_fen,
+                pan,
+                original=OriginalTransaction(sale.batch_no, sale.stan, row.original_date),
+                original_rrn=sale.rrn,
+                original_auth_code=sale.auth_code,
+                expiry=sale.expiry,
+            )
+
+        def write() -> TxnRow:
+            current = self.ctx.journal.transaction(sale.txn_id)
+            if current.state != TxnState.APPROVED:
+                raise TerminalError(f"sale STAN {stan:06d} is {current.state}: not voided")
+            if current.batch_id != self.ctx.journal.current_batch().batch_id:
+                raise TerminalError(f"sale STAN {stan:06d} left the current batch: refund it")
+            return self.write_pending(
+                Kind.VOID, sale.amount_fen, pan, sale.expiry, original=sale, reference=reference
+            )
+
+        return (
+            yield from self._transact(
+                Kind.VOID,
+                build,
+                write,
+                amount_fen=sale.amount_fen,
+                card_type=CardType(sale.card_type),
+            )
+        )
+
+    def refund_flow(
+        self,
+        stan: int,
+        amount_fen: int,
+        *,
+        original_batch_no: int | None = None,
+        reference: str | None = None,
+    ) -> Flow[TransactionResult]:
+        """退货: part or all of an earlier sale (any batch); counts in the current batch."""
+        sale = self._original_sale(stan, original_batch_no)
+        if sale.state not in TxnState.COUNTED:
+            raise TerminalError(f"sale STAN {stan:06d} is {sale.state}: nothing to refund")
+        if sale.state == TxnState.VOIDED:
+            raise TerminalError(f"sale STAN {stan:06d} was voided already")
+        left = sale.amount_fen - sale.refunded_fen
+        if not 0 < amount_fen <= left:
+            raise ConfigError(f"refund {amount_fen} fen: 1..{left} fen of the sale is left")
+        pan = self.ctx.pan_of(sale)
+
+        def write() -> TxnRow:
+            return self.write_pending(
+                Kind.REFUND, amount_fen, pan, sale.expiry, original=sale, reference=reference
+            )
+
+        return (
+            yield from self._transact(
+                Kind.REFUND,
+                self.refund_request,
+                write,
+                amount_fen=amount_fen,
+                card_type=CardType(sale.card_type),
+            )
+        )
 
     def _transact(
         self,
@@ -434,6 +421,161 @@ class Financial:
             return False
         return not (react == Reaction.SETTLE_DUPLICATE and not self.ctx.settle_on_duplicate)
 
+    def record_answer(self, row: TxnRow, answer: Answer) -> TxnRow:
+        """Write the outcome of ``row`` from its answer, if verified; else reverse or resend it.
+
+        An unMACed A0/77 is no outcome either: a genuine one means the host did
+        nothing, a forged one may hide an approval, so the STAN is reversed (a
+        refund resent as is) like any answer that does not verify.
+        """
+        response = answer.message
+        assert isinstance(response, TransactionResponse)
+        code = response.response_code
+        now = self.ctx.now()
+        if authenticity(answer) != Authenticity.VERIFIED:
+            self.ctx.keys = None  # damage, keys out of step, or "sign on": sign on first
+            return self.ctx.outstanding.unanswered(
+                replace(row, response_code=code), ReversalReason.FAULT
+            )
+        outcome = row.moved(
+            TxnEvent.APPROVED if code == APPROVED else TxnEvent.DECLINED,
+            response_code=code,
+            rrn=response.rrn,
+            auth_code=response.auth_code,
+            host_time=response.local_time,
+            host_date=response.local_date,
+            updated_at=now.isoformat(),
+        )
+        with self.ctx.journal.write(now) as writer:
+            writer.txn(outcome)
+            if code == APPROVED and row.original_txn_id is not None:
+                original = self.ctx.journal.transaction(row.original_txn_id)
+                if row.kind == Kind.VOID.value:
+                    writer.txn(original.moved(TxnEvent.VOIDED, updated_at=now.isoformat()))
+                elif row.kind == Kind.REFUND.value:
+                    writer.txn(
+                        replace(
+                            original,
+                            refunded_fen=original.refunded_fen + row.amount_fen,
+                            updated_at=now.isoformat(),
+                        )
+                    )
+        return outcome
+
+    def write_pending(
+        self,
+        kind: Kind,
+        amount_fen: int,
+        pan: str,
+        expiry: str | None,
+        *,
+        original: TxnRow | None = None,
+        reference: str | None = None,
+        training: bool = False,
+    ) -> TxnRow:
+        """Take a STAN and write the row ``pending``, in one journal write."""
+        batch = self.ctx.journal.current_batch()
+        state = self.ctx.journal.state()
+        now = self.ctx.now()
+        with self.ctx.journal.write(now) as writer:
+            if training:
+                stan = state.training_seq % 999_999 + 1
+                writer.state(replace(state, training_seq=stan))
+            else:
+                stan = self.ctx.take_stan(writer, state)
+            row = TxnRow(
+                txn_id=self.ctx.journal.next_txn_id(),
+                batch_id=batch.batch_id,
+                batch_no=batch.batch_no,
+                kind=kind.value,
+                stan=stan,
+                amount_fen=amount_fen,
+                pan_sealed=self.ctx.secrets.seal_pan(
+                    pan, state.terminal_id, random_bytes=self.ctx.random_bytes
+                ),
+                pan_masked=mask_pan(pan),
+                expiry=expiry,
+                card_type=card_type_of_pan(pan).value,
+                state=TxnState.TRAINING if training else TxnState.PENDING,
+                created_at=now.isoformat(),
+                updated_at=now.isoformat(),
+                original_txn_id=original.txn_id if original else None,
+                original_batch_no=original.batch_no if original else None,
+                original_stan=original.stan if original else None,
+                original_date=(original.host_date or original.created_at[5:10].replace("-", ""))
+                if original
+                else None,
+                training=training,
+                reference=reference,
+            )
+            writer.insert_txn(row)
+            settled, self.ctx.auto_settled_pending = self.ctx.auto_settled_pending, ()
+            if settled and not training:
+                writer.event(
+                    "auto_settled",
+                    f"{kind.value} STAN {stan:06d} in batch {batch.batch_no:06d}, after batch "
+                    + ", ".join(f"{batch_no:06d}" for batch_no in settled)
+                    + " was settled automatically (full)",
+                    txn_id=row.txn_id,
+                    stan=stan,
+                    batch_no=batch.batch_no,
+                    settled_batch_nos=list(settled),
+                )
+        return row
+
+    def open_batch_for_transactions(self) -> BatchRow:
+        batch = self.ctx.journal.current_batch()
+        if not accepts_transactions(batch.settle_step):
+            raise TerminalError(
+                f"settlement of batch {batch.batch_no:06d} is under way ({batch.step}): "
+                "run `settle` to finish it first"
+            )
+        return batch
+
+    def _check_card(
+        self, amount_fen: int, pan: str, expiry: str | None, track2: str | None = None
+    ) -> None:
+        """Refuse, before a STAN is spent or anything is journaled, what the host would
+        refuse for the card itself (14): the batch upload could not carry the number, its
+        check digit fails, or track 2 names another card (:mod:`posbatch.batch.cards`)."""
+        if not 0 < amount_fen <= AMOUNT_FEN_MAX:
+            raise ConfigError(f"amount {amount_fen} fen must be 1..{AMOUNT_FEN_MAX}")
+        refused = check_track2(pan, track2)
+        if refused is not None:
+            raise Declined(
+                f"{describe(refused.response_code)}: {refused} (checked on the terminal: "
+                "nothing was sent)",
+                response_code=refused.response_code,
+            )
+        if expiry is not None and not (len(expiry) == 4 and expiry.isascii() and expiry.isdigit()):
+            raise ConfigError("expiry is YYMM, 4 digits")
+
+    def _original_sale(self, stan: int, batch_no: int | None) -> TxnRow:
+        for row in self.ctx.journal.find(stan, batch_no):
+            if row.kind == Kind.SALE.value:
+                return row
+        where = f" in batch {batch_no:06d}" if batch_no is not None else ""
+        raise TerminalError(f"no sale with STAN {stan:06d}{where} in the journal")
+
+    def refund_request(self, row: TxnRow) -> RefundRequest:
+        state = self.ctx.journal.state()
+        original_rrn = None
+        if row.original_txn_id is not None:
+            original_rrn = self.ctx.journal.transaction(row.original_txn_id).rrn
+        return RefundRequest(
+            state.terminal_id,
+            state.merchant_id,
+            row.stan,
+            row.batch_no,
+            row.amount_fen,
+            self.ctx.pan_of(row),
+            original=OriginalTransaction(
+                row.original_batch_no or row.batch_no, row.original_stan or 0, row.original_date
+            ),
+            original_rrn=original_rrn,
+            expiry=row.expiry,
+        )
+
     def _full_counter(
         self, batch: BatchRow, kind: Kind, amount_fen: int, card_type: CardType
     ) -> TotalsCounter | None:
@@ -441,7 +583,7 @@ class Financial:
         limit (a void: past field 48 itself — it cannot leave its sale's batch); None: room.
 
         Counted are the approvals and the refunds still waiting for an answer (a refund
-        resent may yet be approved); ``_prepare`` has just flushed everything else.
+        resent may yet be approved); ``prepare`` has just flushed everything else.
         """
         rows = self.ctx.journal.transactions(batch.batch_id)
         limit = TOTAL_COUNT_MAX if kind == Kind.VOID else self.ctx.journal.state().batch_limit
@@ -510,160 +652,18 @@ class Financial:
             )
         yield from self.ctx.settlement.settle_batch(recovery=False)
 
-    def sale_flow(
-        self,
-        amount_fen: int,
-        pan: str,
-        *,
-        expiry: str | None = None,
-        reference: str | None = None,
-        track2: str | None = None,
-    ) -> Flow[TransactionResult]:
-        """消费: journal, send 0200, outcome. No answer → reversed; 77 → recovered and retried.
-
-        ``track2`` (a swiped card: ``PAN=YYMM…``) goes in field 35 with entry mode 021 and
-        must name ``pan``; without it the card was keyed in (entry mode 012). Track 2 is
-        never written to the journal. A card number the host would refuse (14) is refused
-        here, before a STAN is taken; a full batch is settled first (see ``_financial``).
-        """
-        self._check_card(amount_fen, pan, expiry, track2)
-        if track2 is not None and expiry is None:
-            after = track2.partition("=")[2][:4]
-            expiry = after if len(after) == 4 and after.isdigit() else None
-        state = self.ctx.journal.state()
-        if state.training:
-            self.open_batch_for_transactions()
-            row = self.write_pending(
-                Kind.SALE, amount_fen, pan, expiry, training=True, reference=reference
-            )
-            return self._result(row)
-
-        def build(row: TxnRow) -> Request:
-            return SaleRequest(
-                state.terminal_id,
-                state.merchant_id,
-                row.stan,
-                row.batch_no,
-                amount_fen,
-                pan,
-                expiry=expiry,
-                entry_mode=ENTRY_MODE_MANUAL if track2 is None else ENTRY_MODE_SWIPED,
-                track2=track2,
-            )
-
-        return (
-            yield from self._transact(
-                Kind.SALE,
-                build,
-                lambda: self.write_pending(Kind.SALE, amount_fen, pan, expiry, reference=reference),
-                amount_fen=amount_fen,
-                card_type=card_type_of_pan(pan),
-            )
-        )
-
-    def _original_sale(self, stan: int, batch_no: int | None) -> TxnRow:
-        for row in self.ctx.journal.find(stan, batch_no):
-            if row.kind == Kind.SALE.value:
-                return row
-        where = f" in batch {batch_no:06d}" if batch_no is not None else ""
-        raise TerminalError(f"no sale with STAN {stan:06d}{where} in the journal")
-
-    def void_flow(self, stan: int, *, reference: str | None = None) -> Flow[TransactionResult]:
-        """消费撤销: the full amount of a sale of the current batch; 61 = the sale."""
-        state = self.ctx.journal.state()
-        batch = self.ctx.journal.current_batch()
-        sale = self._original_sale(stan, batch.batch_no)
-        if sale.batch_id != batch.batch_id:
-            raise TerminalError(f"sale STAN {stan:06d} is not in the current batch: refund it")
-        if sale.state != TxnState.APPROVED:
-            raise TerminalError(f"sale STAN {stan:06d} is {sale.state}: it cannot be voided")
-        if sale.refunded_fen:
-            raise TerminalError(f"sale STAN {stan:06d} was partly refunded: refund the rest")
-        pan = self.ctx.pan_of(sale)
-
-        def build(row: TxnRow) -> Request:
-            return VoidRequest(
-                state.terminal_id,
-                state.merchant_id,
-                row.stan,
-                row.batch_no,
-                row.amount_fen,
-                pan,
-                original=OriginalTransaction(sale.batch_no, sale.stan, row.original_date),
-                original_rrn=sale.rrn,
-                original_auth_code=sale.auth_code,
-                expiry=sale.expiry,
-            )
-
-        def write() -> TxnRow:
-            current = self.ctx.journal.transaction(sale.txn_id)
-            if current.state != TxnState.APPROVED:
-                raise TerminalError(f"sale STAN {stan:06d} is {current.state}: not voided")
-            if current.batch_id != self.ctx.journal.current_batch().batch_id:
-                raise TerminalError(f"sale STAN {stan:06d} left the current batch: refund it")
-            return self.write_pending(
-                Kind.VOID, sale.amount_fen, pan, sale.expiry, original=sale, reference=reference
-            )
-
-        return (
-            yield from self._transact(
-                Kind.VOID,
-                build,
-                write,
-                amount_fen=sale.amount_fen,
-                card_type=CardType(sale.card_type),
-            )
-        )
-
-    def refund_request(self, row: TxnRow) -> RefundRequest:
-        state = self.ctx.journal.state()
-        original_rrn = None
-        if row.original_txn_id is not None:
-            original_rrn = self.ctx.journal.transaction(row.original_txn_id).rrn
-        return RefundRequest(
-            state.terminal_id,
-            state.merchant_id,
+    def _result(self, row: TxnRow, settled: list[int] | None = None) -> TransactionResult:
+        return TransactionResult(
+            row.kind,
+            row.txn_id,
             row.stan,
             row.batch_no,
             row.amount_fen,
-            self.ctx.pan_of(row),
-            original=OriginalTransaction(
-                row.original_batch_no or row.batch_no, row.original_stan or 0, row.original_date
-            ),
-            original_rrn=original_rrn,
-            expiry=row.expiry,
-        )
-
-    def refund_flow(
-        self,
-        stan: int,
-        amount_fen: int,
-        *,
-        original_batch_no: int | None = None,
-        reference: str | None = None,
-    ) -> Flow[TransactionResult]:
-        """退货: part or all of an earlier sale (any batch); counts in the current batch."""
-        sale = self._original_sale(stan, original_batch_no)
-        if sale.state not in TxnState.COUNTED:
-            raise TerminalError(f"sale STAN {stan:06d} is {sale.state}: nothing to refund")
-        if sale.state == TxnState.VOIDED:
-            raise TerminalError(f"sale STAN {stan:06d} was voided already")
-        left = sale.amount_fen - sale.refunded_fen
-        if not 0 < amount_fen <= left:
-            raise ConfigError(f"refund {amount_fen} fen: 1..{left} fen of the sale is left")
-        pan = self.ctx.pan_of(sale)
-
-        def write() -> TxnRow:
-            return self.write_pending(
-                Kind.REFUND, amount_fen, pan, sale.expiry, original=sale, reference=reference
-            )
-
-        return (
-            yield from self._transact(
-                Kind.REFUND,
-                self.refund_request,
-                write,
-                amount_fen=amount_fen,
-                card_type=CardType(sale.card_type),
-            )
+            row.state,
+            row.response_code,
+            row.rrn,
+            row.auth_code,
+            row.pan_masked,
+            row.training,
+            tuple(settled or ()),
         )

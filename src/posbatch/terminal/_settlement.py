@@ -60,55 +60,6 @@ class Settlement:
     def __init__(self, ctx: EngineContext) -> None:
         self.ctx = ctx
 
-    def _totals(self, rows: list[TxnRow]) -> SettlementTotals:
-        """Field 48 of ``rows``: capped and marked (code 3) where it does not fit — a batch
-        from before the capacity rules still settles, by batch upload."""
-        return tally_rows(rows).capped_totals()
-
-    def move(self, batch: BatchRow, event: SettleEvent, **changes: object) -> BatchRow:
-        step = settle_apply(batch.settle_step, event)
-        moved = replace(batch, step=step.value, **changes)  # type: ignore[arg-type]
-        with self.ctx.journal.write(self.ctx.now()) as writer:
-            writer.batch(moved)
-            writer.event("settle_step", f"batch {batch.batch_no:06d}: {event.value} → {step}")
-        return moved
-
-    def close(
-        self,
-        batch: BatchRow,
-        event: SettleEvent,
-        reason: str,
-        *,
-        host_batch_no: int | None = None,
-        changes: dict[str, object] | None = None,
-    ) -> BatchRow:
-        """Close ``batch`` and open the next one, in one journal write; the closed row."""
-        step = settle_apply(batch.settle_step, event)
-        now = self.ctx.now()
-        closed = replace(
-            batch,
-            step=step.value,
-            closed_at=now.isoformat(),
-            close_reason=reason,
-            **(changes or {}),  # type: ignore[arg-type]
-        )
-        following = host_batch_no if host_batch_no is not None else next_batch_no(batch.batch_no)
-        opened = BatchRow(
-            self.ctx.journal.next_batch_id(), following, SettleStep.OPEN.value, now.isoformat()
-        )
-        with self.ctx.journal.write(now) as writer:
-            writer.batch(closed)
-            writer.insert_batch(opened)
-            writer.state(replace(self.ctx.journal.state(), batch_id=opened.batch_id))
-            writer.event(
-                "batch_closed",
-                f"batch {batch.batch_no:06d} closed ({reason}); batch {following:06d} opened",
-                batch_no=batch.batch_no,
-                next_batch_no=following,
-                reason=reason,
-            )
-        return closed
-
     def settle_flow(self) -> Flow[SettlementResult]:
         """结算: resume the current batch's settlement where the journal says it stopped.
 
@@ -124,6 +75,8 @@ class Settlement:
         return (yield from self.settle_batch(recovery=False))
 
     def settle_batch(self, *, recovery: bool) -> Flow[SettlementResult]:
+        """Settle the current batch from its persisted step to CLOSED (``recovery``: inside
+        a recovery, where a 77 to the 0500 means the host closed the batch already)."""
         batch = self.ctx.journal.current_batch()
         resumed_from = batch.step
         state = self.ctx.journal.state()
@@ -312,7 +265,53 @@ class Settlement:
                 raise Declined(f"{what} refused: {describe(code)}", response_code=code)
             return True
 
+    def move(self, batch: BatchRow, event: SettleEvent, **changes: object) -> BatchRow:
+        """Persist ``batch``'s next step by the settlement table (an illegal move raises)."""
+        step = settle_apply(batch.settle_step, event)
+        moved = replace(batch, step=step.value, **changes)  # type: ignore[arg-type]
+        with self.ctx.journal.write(self.ctx.now()) as writer:
+            writer.batch(moved)
+            writer.event("settle_step", f"batch {batch.batch_no:06d}: {event.value} → {step}")
+        return moved
+
+    def close(
+        self,
+        batch: BatchRow,
+        event: SettleEvent,
+        reason: str,
+        *,
+        host_batch_no: int | None = None,
+        changes: dict[str, object] | None = None,
+    ) -> BatchRow:
+        """Close ``batch`` and open the next one, in one journal write; the closed row."""
+        step = settle_apply(batch.settle_step, event)
+        now = self.ctx.now()
+        closed = replace(
+            batch,
+            step=step.value,
+            closed_at=now.isoformat(),
+            close_reason=reason,
+            **(changes or {}),  # type: ignore[arg-type]
+        )
+        following = host_batch_no if host_batch_no is not None else next_batch_no(batch.batch_no)
+        opened = BatchRow(
+            self.ctx.journal.next_batch_id(), following, SettleStep.OPEN.value, now.isoformat()
+        )
+        with self.ctx.journal.write(now) as writer:
+            writer.batch(closed)
+            writer.insert_batch(opened)
+            writer.state(replace(self.ctx.journal.state(), batch_id=opened.batch_id))
+            writer.event(
+                "batch_closed",
+                f"batch {batch.batch_no:06d} closed ({reason}); batch {following:06d} opened",
+                batch_no=batch.batch_no,
+                next_batch_no=following,
+                reason=reason,
+            )
+        return closed
+
     def result(self, batch: BatchRow, resumed_from: str) -> SettlementResult:
+        """What the settlement of ``batch`` came to, for the report."""
         return SettlementResult(
             batch.batch_no,
             batch.balanced,
@@ -323,6 +322,11 @@ class Settlement:
             resumed_from,
             self.ctx.journal.current_batch().batch_no,
         )
+
+    def _totals(self, rows: list[TxnRow]) -> SettlementTotals:
+        """Field 48 of ``rows``: capped and marked (code 3) where it does not fit — a batch
+        from before the capacity rules still settles, by batch upload."""
+        return tally_rows(rows).capped_totals()
 
 
 def _reconciliation_error(totals: SettlementTotals) -> bool:
