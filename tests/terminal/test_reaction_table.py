@@ -135,3 +135,31 @@ def test_a_refund_resend_answered_22_signs_on_before_the_next_resend(world: Worl
         1,
     )
     assert problems(world.terminal, world.store, TERMINAL_ID) == []
+
+
+def test_a_settlement_answered_22_signs_on_and_is_sent_again(world: World) -> None:
+    """A verified 22 to the 0500 is a sign-on request, as an A0 is: sign on, send the 0500
+    again (a repeated 0500 is harmless), and the batch settles balanced."""
+    world.terminal.sale(1250, PAN)
+    world.faults(FaultRule(FaultAction.FORCE, kind=Kind.SETTLEMENT, response_code="22", count=1))
+    signed_on_before = _sent(world, "0800")
+    result = world.terminal.settle()
+    assert (result.close_reason, _sent(world, "0500"), _sent(world, "0800") - signed_on_before) == (
+        "balanced",
+        2,
+        1,
+    )
+    assert problems(world.terminal, world.store, TERMINAL_ID) == []
+
+
+def test_a_batch_upload_answered_22_signs_on_and_is_sent_again(world: World) -> None:
+    """A verified 22 to a 0320 signs on and sends that upload again; the batch closes
+    uploaded."""
+    world.terminal.sale(300, PAN)
+    world.faults(FaultRule(FaultAction.DROP, kind=Kind.SALE, count=1))
+    world.link.acknowledge_reversal()
+    world.terminal.sale(999, PAN)  # the host keeps it, the terminal reversed it: not balanced
+    world.faults(FaultRule(FaultAction.FORCE, kind=Kind.BATCH_UPLOAD, response_code="22", count=1))
+    result = world.terminal.settle()
+    assert (result.close_reason, _sent(world, "0320")) == ("uploaded", 3)  # 1 + 1 again + end
+    assert problems(world.terminal, world.store, TERMINAL_ID) == []

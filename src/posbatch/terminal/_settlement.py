@@ -12,7 +12,8 @@ step it reached::
 
 Closing a batch opens the next one in the same journal write
 (:meth:`Settlement.close`). The answers to a 0500 or 0320 are acted on only when
-verified or an unMACed A0 (:func:`._answers.acted_on`): a MAC error signs on
+verified or an unMACed A0 (:func:`._answers.acted_on`): a MAC error, or a
+code whose row in :mod:`posbatch.batch.codes` says ``sign_on_again`` (A0, 22), signs on
 and sends again, ``SIGN_ON_RETRIES_MAX`` times, then :class:`HostUnreachable`
 with the step kept for the next ``settle`` (a repeated 0500 or 0320 is
 harmless by the host's rules). A verified 77 means the host closed the batch
@@ -25,7 +26,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from posbatch.batch.codes import APPROVED, BATCH_NUMBER_DIFFERS, MAC_ERROR, describe
+from posbatch.batch.codes import APPROVED, BATCH_NUMBER_DIFFERS, describe, lookup
 from posbatch.batch.counters import next_batch_no
 from posbatch.batch.terminal_batch import SettleEvent, SettleStep
 from posbatch.batch.terminal_batch import apply as settle_apply
@@ -99,7 +100,7 @@ class Settlement:
             assert isinstance(response, SettlementResponse)
             code = response.response_code
             authentic = acted_on(answer)
-            if (code == MAC_ERROR or not authentic) and sign_on_retries < SIGN_ON_RETRIES_MAX:
+            if (_asks_sign_on(code) or not authentic) and sign_on_retries < SIGN_ON_RETRIES_MAX:
                 sign_on_retries += 1
                 yield from self.ctx.recovery.sign_on_flow(reconcile=False)
                 continue
@@ -233,7 +234,7 @@ class Settlement:
     ) -> Flow[bool]:
         """Send one 0320 of ``batch``: True once approved, False when the host closed the batch.
 
-        A MAC error (A0, or an answer whose own MAC fails) signs on again and sends
+        A MAC error (A0, or an answer whose own MAC fails) or a 22 signs on again and sends
         the request again with a new STAN, at most ``SIGN_ON_RETRIES_MAX`` times; a
         77 closes the batch as closed by the host; no answer, an answer still not
         authentic, or any other code raises.
@@ -248,7 +249,7 @@ class Settlement:
             assert isinstance(answer.message, BatchUploadResponse)
             code = answer.message.response_code
             authentic = acted_on(answer)
-            if (code == MAC_ERROR or not authentic) and sign_on_retries < SIGN_ON_RETRIES_MAX:
+            if (_asks_sign_on(code) or not authentic) and sign_on_retries < SIGN_ON_RETRIES_MAX:
                 sign_on_retries += 1
                 yield from self.ctx.recovery.sign_on_flow(reconcile=False)
                 request = replace(request, stan=self.ctx.new_stan())
@@ -327,6 +328,12 @@ class Settlement:
         """Field 48 of ``rows``: capped and marked (code 3) where it does not fit — a batch
         from before the capacity rules still settles, by batch upload."""
         return tally_rows(rows).capped_totals()
+
+
+def _asks_sign_on(code: str) -> bool:
+    """Whether a believed 0510/0330 code says sign on and send again (codes.py
+    ``sign_on_again``: A0, 22) — all but 77, which here says the host closed the batch."""
+    return lookup(code).sign_on_again and code != BATCH_NUMBER_DIFFERS
 
 
 def _reconciliation_error(totals: SettlementTotals) -> bool:
