@@ -22,7 +22,7 @@ from posbatch.host import FaultAction, FaultRule
 from posbatch.host.issuer import TEST_PAN_INSUFFICIENT_FUNDS
 from posbatch.terminal import TxnState
 
-SEND_ATTEMPTS = 3  # posbatch.terminal._engine.SEND_ATTEMPTS_MAX
+SEND_ATTEMPTS = 3  # posbatch.terminal._outstanding.SEND_ATTEMPTS_MAX
 SETTLE_SENDS = 2  # one send, then one more after a sign-on (SIGN_ON_RETRIES_MAX)
 
 DAMAGE = pytest.mark.parametrize("damage", [flip_mac, flip_body], ids=["field64", "body"])

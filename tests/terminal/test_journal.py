@@ -40,7 +40,7 @@ def _journal_with_a_sale(url: str) -> Journal:
         clock=StepClock(),
     )
     terminal = Terminal(journal, TerminalSecrets(MASTER_KEY, b"p" * 32), clock=StepClock())
-    terminal._write_pending(Kind.SALE, 1250, PAN, None)
+    terminal._ctx.financial.write_pending(Kind.SALE, 1250, PAN, None)
     return journal
 
 

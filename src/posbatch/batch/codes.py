@@ -9,6 +9,22 @@ meaning can change in one place. ``actor`` says who must act:
 - ``cashier``:   the cashier tells the cardholder / tries another card
 - ``merchant``:  the merchant or the service desk must change something
 - ``host``:      the acquirer's side must act (back office)
+
+Two flags say what the terminal engine does by itself, and the engine reads
+them here rather than keeping lists of its own (posbatch.terminal._financial,
+"the reaction table"):
+
+- ``sign_on_again``: the terminal must sign on (new working keys) before its
+  next request — it drops its keys on a believed answer with this code (77, A0, 22).
+- ``retry``: the request may be sent again. The outstanding queue resends a
+  reversal or a refund (same STAN) on it — except 95, which refuses that STAN for
+  good, and 77 for a refund, which the host never took. A fresh sale, void or
+  refund is tried again under a new STAN when the code also asks for a sign-on
+  (A0, 22), or names the batch as the cause (77 after recovery, 95 after
+  settling the full batch); otherwise trying again is the cashier's choice.
+
+Which codes a host may send *without* a MAC of its own is not a flag of a code
+but a rule of the wire profile (DESIGN.md "Keys and MAC"): :data:`SENT_WITHOUT_MAC`.
 """
 
 from __future__ import annotations
@@ -20,8 +36,12 @@ from typing import Final
 __all__ = [
     "APPROVED",
     "BATCH_FULL",
+    "BATCH_NUMBER_DIFFERS",
     "CODES",
     "CURRENCY_NOT_SUPPORTED",
+    "DUPLICATE",
+    "MAC_ERROR",
+    "SENT_WITHOUT_MAC",
     "Actor",
     "ResponseCode",
     "describe",
@@ -59,6 +79,12 @@ APPROVED: Final = "00"
 # its own for either, so each takes the nearest ISO meaning.
 CURRENCY_NOT_SUPPORTED: Final = "40"  # ISO: requested function not supported
 BATCH_FULL: Final = "95"  # ISO: reconcile error — the batch can no longer be reconciled
+BATCH_NUMBER_DIFFERS: Final = "77"
+DUPLICATE: Final = "94"
+MAC_ERROR: Final = "A0"
+# The only codes a host answers without a valid MAC of its own (DESIGN.md "Keys and
+# MAC"): A0 to a request whose MAC failed, 77 to a terminal not signed on (no MAK).
+SENT_WITHOUT_MAC: Final = frozenset({MAC_ERROR, BATCH_NUMBER_DIFFERS})
 
 _T = Actor.TERMINAL
 _C = Actor.CASHIER

@@ -56,6 +56,7 @@ from posbatch.batch.totals import (
     describe_totals,
     tally_sums,
 )
+from posbatch.batch.txn_lifecycle import TransactionStatus  # re-exported: the table lives there
 from posbatch.errors import ConfigError, HostError, KekMismatch, StorageError, StoreMissingError
 from posbatch.host import _schema as t
 from posbatch.host.sealing import KEK_ENV, KEK_FILE_ENV, KEK_FILE_NAME, KeyEncryptionKey, KeyKind
@@ -100,13 +101,6 @@ PIK_BYTES: Final = 16
 class TerminalStatus:
     ACTIVE: Final = "active"
     SUSPENDED: Final = "suspended"
-
-
-class TransactionStatus:
-    APPROVED: Final = "approved"
-    DECLINED: Final = "declined"
-    REVERSED: Final = "reversed"
-    VOIDED: Final = "voided"  # a sale whose void stands
 
 
 class CloseReason:

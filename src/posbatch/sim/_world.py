@@ -64,13 +64,14 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy.engine import Engine
 
 from posbatch.batch.counters import BATCH_NO_MAX
 from posbatch.batch.model import Kind
 from posbatch.batch.totals import TOTAL_COUNT_MAX
+from posbatch.batch.txn_lifecycle import TxnEvent
 from posbatch.doctor import RepairStatus, Report, TerminalSite, bundle_text, examine
 from posbatch.errors import (
     BatchError,
@@ -122,6 +123,7 @@ from posbatch.terminal import (
     secrets_for_backup,
     write_backup_key,
 )
+from posbatch.terminal._outstanding import Outstanding
 
 __all__ = ["Breakage", "SimConfig", "World", "replay", "run_seed", "run_seeds"]
 
@@ -210,14 +212,22 @@ class _Event:
     operation: Operation | None = field(default=None, compare=False)
 
 
-class _SkipReversalTerminal(Terminal):
+class _SkipReversal(Outstanding):
     """Breakage.SKIP_REVERSAL: an unanswered request is marked declined — no 0400 ever goes."""
 
-    def _unanswered(self, row: TxnRow, reason: object) -> TxnRow:
-        changed = replace(row, state=TxnState.DECLINED, updated_at=self._now().isoformat())
-        with self.journal.write(self._now()) as writer:
+    def unanswered(self, row: TxnRow, reason: object) -> TxnRow:
+        changed = row.moved(TxnEvent.DECLINED, updated_at=self.ctx.now().isoformat())
+        with self.ctx.journal.write(self.ctx.now()) as writer:
             writer.txn(changed)
         return changed
+
+
+class _SkipReversalTerminal(Terminal):
+    """A terminal whose outstanding queue is :class:`_SkipReversal`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ctx.outstanding = _SkipReversal(self._ctx)
 
 
 class _CrashingJournal(Journal):

@@ -50,6 +50,7 @@ from sqlalchemy.engine import Connection, CursorResult, Dialect, Engine
 from sqlalchemy.pool import StaticPool
 
 from posbatch.batch.terminal_batch import SettleStep
+from posbatch.batch.txn_lifecycle import TxnEvent, TxnState, apply_terminal
 from posbatch.errors import JournalIntegrityError, StorageError
 from posbatch.storage import create_engine, make_private_dir, upgrade
 
@@ -151,24 +152,6 @@ transactions_table = sa.Table(
 )
 
 
-class TxnState:
-    """States of a journal transaction row (strings, as stored)."""
-
-    PENDING = "pending"  # written, request not answered yet
-    APPROVED = "approved"
-    DECLINED = "declined"
-    REVERSAL_PENDING = "reversal_pending"  # no (trustworthy) answer: 0400 must go first
-    REVERSED = "reversed"  # the host answered the reversal
-    VOIDED = "voided"  # a sale whose void was approved
-    RESEND_PENDING = "resend_pending"  # a refund with no answer: resent as is (host dedupes)
-    TRAINING = "training"  # training mode: never sent, never counted
-
-    # What counts in settlement totals and goes to batch upload.
-    COUNTED: Final = frozenset({APPROVED, VOIDED})
-    # What must be cleared with the host before anything else is sent.
-    OUTSTANDING: Final = frozenset({PENDING, REVERSAL_PENDING, RESEND_PENDING})
-
-
 @dataclass(frozen=True, slots=True)
 class StateRow:
     merchant_id: str
@@ -243,6 +226,11 @@ class TxnRow:
     @property
     def approved(self) -> bool:
         return self.state in TxnState.COUNTED
+
+    def moved(self, event: TxnEvent, **changes: Any) -> TxnRow:
+        """This row after ``event`` (:mod:`posbatch.batch.txn_lifecycle`), with ``changes``:
+        the only way the engine changes a row's state (an illegal move raises)."""
+        return dataclasses.replace(self, state=apply_terminal(self.state, event), **changes)
 
 
 @dataclass(frozen=True, slots=True)
