@@ -22,6 +22,7 @@ users can read (``chmod`` fixes it; the message says how).
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 import tempfile
 from collections.abc import Mapping
@@ -42,6 +43,7 @@ __all__ = [
     "SQLITE_BUSY_TIMEOUT_MS",
     "check_private",
     "check_private_database",
+    "copy_sqlite",
     "create_engine",
     "create_private_database",
     "database_url",
@@ -247,6 +249,16 @@ def create_private_database(path: Path) -> None:
         raise ConfigError(f"{path} is a directory, not a database file") from None
     except OSError as exc:
         raise ConfigError(f"cannot create {path}: {exc.strerror}") from exc
+
+
+def copy_sqlite(source: sqlite3.Connection, destination: Path) -> None:
+    """A consistent copy of the open SQLite database ``source`` into ``destination``
+    (SQLite's online backup: readers and the writer of ``source`` may go on)."""
+    target = sqlite3.connect(destination)
+    try:
+        source.backup(target)
+    finally:
+        target.close()
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import shutil
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
@@ -18,6 +18,7 @@ from posbatch.backoffice import Actor, BackOffice
 from posbatch.host import HostCore, HostStore
 from posbatch.host.issuer import TEST_PAN_APPROVED, TEST_PAN_INSUFFICIENT_FUNDS
 from posbatch.terminal import InProcessLink, Terminal, init_terminal, open_terminal
+from testbed import StepClock
 
 MERCHANT_A: Final = "898110054110001"
 MERCHANT_B: Final = "898110054110002"
@@ -42,25 +43,11 @@ CHEAP_HASHER: Final = argon2.PasswordHasher(time_cost=1, memory_cost=8, parallel
 SECRETS: Final = (PAN_A, PAN_B, TEST_PAN_INSUFFICIENT_FUNDS, MASTER_KEY_HEX)
 
 
-class Clock:
-    """The host's and terminals' clock: one second per reading; ``skip`` jumps."""
-
-    def __init__(self, start: datetime = START) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
-
-    def skip(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
 @dataclass
 class World:
     db_url: str
     root: Path
-    clock: Clock = field(default_factory=Clock)
+    clock: StepClock = field(default_factory=lambda: StepClock(START))
     terminals: dict[str, Terminal] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -150,4 +137,4 @@ def copied_world(template: tuple[Path, datetime], root: Path) -> World:
     """A world on a copy of a traded SQLite file, its clock where the original's stopped."""
     path, now = template
     shutil.copyfile(path, root / "copy.db")
-    return World(f"sqlite:///{root / 'copy.db'}", root, clock=Clock(now))
+    return World(f"sqlite:///{root / 'copy.db'}", root, clock=StepClock(now))

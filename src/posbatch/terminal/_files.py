@@ -420,11 +420,7 @@ def at_current_schema(backup: Path, scratch_dir: Path) -> Iterator[Path]:
     try:
         source = sqlite3.connect(f"file:{quote(str(backup.resolve()))}?mode=ro", uri=True)
         try:
-            destination = sqlite3.connect(copy)
-            try:
-                source.backup(destination)
-            finally:
-                destination.close()
+            storage.copy_sqlite(source, copy)
         finally:
             source.close()
         engine = create_engine(f"sqlite:///{copy}")
