@@ -48,12 +48,13 @@ def test_a_naive_time_is_utc() -> None:
     [
         (time(0, 0), "2026-12-05T15:59:59", date(2026, 12, 5)),  # 23:59:59: calendar day
         (time(0, 0), "2026-12-05T16:00:00", date(2026, 12, 6)),
-        (time(1, 30), "2026-12-05T17:29:00", date(2026, 12, 6)),  # 01:29 on the 6th: day 6
-        (time(1, 30), "2026-12-05T17:30:00", date(2026, 12, 7)),  # 01:30: day 7 begins
+        (time(21, 0), "2026-12-05T12:59:00", date(2026, 12, 5)),  # 20:59 on the 5th: day 5
+        (time(21, 0), "2026-12-05T13:00:00", date(2026, 12, 6)),  # 21:00: day 6 begins
     ],
 )
 def test_other_cutoffs(cutoff: time, moment_utc: str, expected: date) -> None:
-    """00:00 means the calendar day; a cut-off after midnight keeps the small hours."""
+    """00:00 means the calendar day; an earlier evening cut-off starts the next day sooner
+    (a cut-off before 12:00 is refused, as clearing refuses it)."""
     assert expected == trading_day(utc(moment_utc), cutoff=cutoff)
 
 

@@ -8,6 +8,7 @@ Terminal actions go through the very functions the ``posbatch host`` CLI calls
 
 from __future__ import annotations
 
+import time as time_module
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -23,14 +24,19 @@ from posbatch.backoffice._filters import Scope
 from posbatch.backoffice._queries import Queries
 from posbatch.backoffice._staff import Permission, Staff, may
 from posbatch.backoffice._text import clean_text
-from posbatch.backoffice._time import CUTOFF_DEFAULT, beijing
+from posbatch.backoffice._time import Cutoff, beijing
 from posbatch.batch.codes import lookup
+from posbatch.clearing import CutoffSchedule
 from posbatch.errors import ConfigError, Forbidden, NotFound, PosbatchError
+from posbatch.host import ClearingStore
 from posbatch.host.store import HostStore
 from posbatch.wire import check_value, parse_tmk
 
 __all__ = ["REASON_CHARS_MAX", "BackOffice", "SupportView", "Ticket"]
 
+# The acquirer's cut-off schedule is read again after this long (a change by `host
+# set-cutoff` shows in a running console within it).
+CUTOFF_REREAD_S: Final = 30.0
 REASON_CHARS_MAX: Final = 200
 
 
@@ -64,17 +70,31 @@ class BackOffice:
         self,
         store: HostStore,
         *,
-        cutoff: time = CUTOFF_DEFAULT,
+        cutoff: time | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         hasher: argon2.PasswordHasher | None = None,
     ) -> None:
         self.store = store
-        self.cutoff = cutoff
+        self._fixed_cutoff = cutoff
+        self._clearing = ClearingStore(store)
+        self._schedule: tuple[float, CutoffSchedule] | None = None
         self.clock = clock
-        self.queries = Queries(store, cutoff=cutoff)
+        self.queries = Queries(store, cutoff=lambda: self.cutoff)
         self.exceptions = ExceptionWork(store)
         self.staff = Staff(store, hasher=hasher)
         self.audit = AuditLog(store)
+
+    @property
+    def cutoff(self) -> Cutoff:
+        """What ends a trading day here: the ``cutoff`` given, else the acquirer's schedule
+        (``posbatch host set-cutoff``, what clearing's statements use), read again at most
+        every ``CUTOFF_REREAD_S`` seconds."""
+        if self._fixed_cutoff is not None:
+            return self._fixed_cutoff
+        moment = time_module.monotonic()
+        if self._schedule is None or moment - self._schedule[0] > CUTOFF_REREAD_S:
+            self._schedule = (moment, self._clearing.cutoffs())
+        return self._schedule[1]
 
     def reading(self) -> AbstractContextManager[None]:
         """A block whose reads share one connection (the console opens one per request)."""

@@ -9,16 +9,16 @@ them in Beijing time (:mod:`posbatch.backoffice._time`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Final
 
 import sqlalchemy as sa
 
 from posbatch.backoffice._db import aware, naive, read
 from posbatch.backoffice._filters import Cursor, Scope, TransactionFilter
-from posbatch.backoffice._time import CUTOFF_DEFAULT, trading_day_bounds
+from posbatch.backoffice._time import CUTOFF_DEFAULT, Cutoff, trading_day_bounds
 from posbatch.batch.codes import lookup
 from posbatch.batch.model import BatchState, CardTotals, CardType, Kind, SettlementTotals
 from posbatch.batch.totals import CREDIT_KINDS, DEBIT_KINDS, net_fen
@@ -451,9 +451,16 @@ def _with_settlements(connection: sa.Connection, found: Sequence[Any]) -> list[T
 class Queries:
     """The back office's reads over one host store."""
 
-    def __init__(self, store: HostStore, *, cutoff: time = CUTOFF_DEFAULT) -> None:
+    def __init__(
+        self, store: HostStore, *, cutoff: Callable[[], Cutoff] = lambda: CUTOFF_DEFAULT
+    ) -> None:
         self.store = store
-        self.cutoff = cutoff
+        self._cutoff = cutoff
+
+    @property
+    def cutoff(self) -> Cutoff:
+        """What ends the trading days (the office's: fixed, or the acquirer's schedule)."""
+        return self._cutoff()
 
     # --- overview ------------------------------------------------------------------------
 

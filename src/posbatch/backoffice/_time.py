@@ -8,70 +8,85 @@ otherwise: a sale at 23:30 on 5 December belongs to the trading day of 6 Decembe
 A cut-off of 00:00 means the trading day is the calendar day (it ends at 24:00). Every
 other cut-off C makes trading day D run from C on D-1 to C on D, Beijing time.
 
-When the clearing branch's ``posbatch.clearing`` trading-day function lands, this module
-should call it instead of deciding on its own (see docs/backoffice.md).
+The day itself is clearing's (:func:`posbatch.clearing.trading_day`), so a transaction
+shown on trading day D in the console is on the statement of day D. The console follows
+the acquirer's cut-off schedule (``posbatch host set-cutoff``) unless ``--cutoff`` fixes one.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, time, timedelta, timezone
-from typing import Final
+from datetime import UTC, date, datetime, time
+from typing import Final, TypeAlias
 
-from posbatch.errors import ConfigError
+from posbatch import clearing
+from posbatch.errors import ClearingError, ConfigError
 
 __all__ = [
     "BEIJING",
     "CUTOFF_DEFAULT",
+    "Cutoff",
     "beijing",
+    "cutoff_on",
     "parse_beijing",
     "parse_cutoff",
+    "schedule",
     "trading_day",
     "trading_day_bounds",
 ]
 
-BEIJING: Final = timezone(timedelta(hours=8), "CST")
-CUTOFF_DEFAULT: Final = time(23, 0)
-_DAY: Final = timedelta(days=1)
+CUTOFF_DEFAULT: Final = clearing.CUTOFF_DEFAULT
+BEIJING: Final = clearing.BEIJING
+# What decides the trading days the console shows: one cut-off (``backoffice serve
+# --cutoff``) or the acquirer's schedule (``posbatch host set-cutoff``), as clearing uses.
+Cutoff: TypeAlias = time | clearing.CutoffSchedule
 _LOCAL_FORMATS: Final = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M",
                          "%Y-%m-%d %H:%M:%S", "%Y-%m-%d")  # fmt: skip
 _CUTOFF: Final = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 
 
-def _aware_utc(moment: datetime) -> datetime:
-    """``moment`` as an aware UTC datetime (naive values are UTC, as the store keeps them)."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+def schedule(cutoff: Cutoff) -> clearing.CutoffSchedule:
+    """``cutoff`` as a schedule: one cut-off holds for every day clearing covers."""
+    if isinstance(cutoff, clearing.CutoffSchedule):
+        return cutoff
+    return clearing.CutoffSchedule((clearing.CutoffChange(clearing.DAY_EARLIEST, cutoff),))
 
 
 def beijing(moment: datetime) -> datetime:
     """``moment`` (aware, or naive UTC) in Beijing time."""
-    return _aware_utc(moment).astimezone(BEIJING)
+    return clearing.beijing(moment)
 
 
-def _end_of_day(cutoff: time) -> timedelta:
-    """How long after local midnight the trading day of that date ends (00:00 → 24 h)."""
-    offset = timedelta(hours=cutoff.hour, minutes=cutoff.minute)
-    return offset if offset else _DAY
+def trading_day(moment: datetime, *, cutoff: Cutoff = CUTOFF_DEFAULT) -> date:
+    """The trading day ``moment`` belongs to: clearing's, so the console and the statements
+    always name the same day (:func:`posbatch.clearing.trading_day`)."""
+    return clearing.trading_day(moment, schedule(cutoff))
 
 
-def trading_day(moment: datetime, *, cutoff: time = CUTOFF_DEFAULT) -> date:
-    """The trading day ``moment`` belongs to: the date whose cut-off it comes before."""
-    local = beijing(moment).replace(tzinfo=None)
-    return (local + (_DAY - _end_of_day(cutoff))).date()
+def trading_day_bounds(day: date, *, cutoff: Cutoff = CUTOFF_DEFAULT) -> tuple[datetime, datetime]:
+    """[start, end) of trading day ``day`` as aware UTC datetimes; a day outside what
+    clearing covers is a one-line ConfigError."""
+    try:
+        return clearing.trading_day_bounds(day, schedule(cutoff))
+    except ClearingError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
-def trading_day_bounds(day: date, *, cutoff: time = CUTOFF_DEFAULT) -> tuple[datetime, datetime]:
-    """[start, end) of trading day ``day`` as aware UTC datetimes."""
-    end_local = datetime.combine(day, time(0), tzinfo=BEIJING) + _end_of_day(cutoff)
-    return (end_local - _DAY).astimezone(UTC), end_local.astimezone(UTC)
+def cutoff_on(day: date, *, cutoff: Cutoff = CUTOFF_DEFAULT) -> time:
+    """The cut-off that ends trading day ``day`` (what the console's footer shows)."""
+    return schedule(cutoff).cutoff_on(day)
 
 
 def parse_cutoff(text: str) -> time:
-    """``"23:00"`` → 23:00. ConfigError for anything but HH:MM (00:00–23:59)."""
+    """``"23:00"`` → 23:00. ConfigError for anything but HH:MM that clearing takes as a
+    cut-off (00:00, or 12:00–23:59: ``posbatch host set-cutoff`` takes the same)."""
     match = _CUTOFF.fullmatch(text.strip())
     if match is None:
         raise ConfigError("the cut-off must be HH:MM, like 23:00")
-    return time(int(match[1]), int(match[2]))
+    try:
+        return clearing.check_cutoff(time(int(match[1]), int(match[2])))
+    except ClearingError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def parse_beijing(text: str) -> datetime:

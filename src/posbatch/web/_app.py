@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import unquote, urlencode
@@ -38,6 +38,7 @@ from posbatch.backoffice import (
     Session,
     TransactionFilter,
     beijing,
+    cutoff_on,
     mask_card_numbers,
     parse_ids,
     trading_day,
@@ -128,7 +129,7 @@ def _address(request: Request) -> str:
 def create_app(office: BackOffice, *, title: str = "posbatch back office") -> FastAPI:
     """The console over ``office`` (which holds the store, the cut-off and the clock)."""
     app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
-    renderer = Renderer(cutoff=office.cutoff)
+    renderer = Renderer(cutoff=lambda: office.cutoff)
     HX_FILE_URL = f"/static/{HTMX_FILE}"  # noqa: N806 - a constant of this app
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     ROUTES[("GET", "/static/{path}")] = ANONYMOUS
@@ -136,6 +137,11 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
 
     def now() -> datetime:
         return office.clock()
+
+    def cutoff_today() -> time:
+        """The cut-off that ends today's trading day (the footer says it)."""
+        cutoff = office.cutoff
+        return cutoff_on(trading_day(now(), cutoff=cutoff), cutoff=cutoff)
 
     def page(request: Request, ctx: Ctx | None, name: str, status: int = 200,
              **context: Any) -> HTMLResponse:  # fmt: skip
@@ -152,7 +158,7 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
             message=message,
             htmx=HX_FILE_URL,
             now=now(),
-            cutoff=office.cutoff,
+            cutoff=cutoff_today(),
             **context,
         )
         return HTMLResponse(body, status_code=status)
@@ -265,7 +271,7 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
         token = new_login_token(response, request)
         response.body = renderer.render(
             "login.html", session=None, path="/login", user=None, may=lambda _: False, P=Permission,
-            csrf=None, message=None, htmx=HX_FILE_URL, now=now(), cutoff=office.cutoff,
+            csrf=None, message=None, htmx=HX_FILE_URL, now=now(), cutoff=cutoff_today(),
             next=next_path, error=error, login_csrf=token,
         ).encode()  # fmt: skip
         response.headers["content-length"] = str(len(response.body))

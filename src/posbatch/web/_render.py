@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Iterator, Sequence
-from datetime import date, datetime, time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import date, datetime
 from typing import Any, Final
 
 import jinja2
 from markupsafe import Markup, escape
 
-from posbatch.backoffice import beijing, trading_day
+from posbatch.backoffice import Cutoff, beijing, trading_day
 from posbatch.batch.codes import lookup
 from posbatch.batch.money import format_fen
 from posbatch.wire import encode_totals
@@ -73,10 +73,11 @@ _ROW: Final = (
 
 
 class Renderer:
-    """One Jinja2 environment for the console; ``cutoff`` decides the trading days shown."""
+    """One Jinja2 environment for the console; ``cutoff()`` decides the trading days shown
+    (the office's cut-off: fixed, or the acquirer's schedule as clearing uses it)."""
 
-    def __init__(self, *, cutoff: time) -> None:
-        self.cutoff = cutoff
+    def __init__(self, *, cutoff: Callable[[], Cutoff]) -> None:
+        self._cutoff = cutoff
         self.env = jinja2.Environment(
             loader=jinja2.PackageLoader("posbatch.web", "templates"),
             autoescape=jinja2.select_autoescape(["html", "svg"], default=True),
@@ -97,7 +98,7 @@ class Renderer:
         self.env.globals["transaction_rows"] = self.transaction_rows
 
     def trading_day(self, moment: datetime | None) -> str:
-        return "" if moment is None else trading_day(moment, cutoff=self.cutoff).isoformat()
+        return "" if moment is None else trading_day(moment, cutoff=self._cutoff()).isoformat()
 
     def transaction_rows(self, rows: Iterable[Any]) -> Markup:
         """The <tr> of each transaction: the page's hottest loop, one format per row (every
@@ -109,7 +110,7 @@ class Renderer:
             out.append(
                 _ROW.format(
                     time=f"{local:%Y-%m-%d %H:%M:%S}",
-                    day=trading_day(r.created_at, cutoff=self.cutoff).isoformat(),
+                    day=trading_day(r.created_at, cutoff=self._cutoff()).isoformat(),
                     merchant=escape(r.merchant_id),
                     terminal=escape(r.terminal_id),
                     batch_id=int(r.batch_id),

@@ -135,8 +135,13 @@ def serve(
     data_dir: DataDir = DATA_DIR_DEFAULT,
     *,
     cutoff: Annotated[
-        str, typer.Option(help="The trading day's cut-off (日切), Beijing time HH:MM.")
-    ] = "23:00",
+        str | None,
+        typer.Option(
+            help="Fix the trading day's cut-off (日切), Beijing time HH:MM. Without it the "
+            "console follows the acquirer's schedule (`posbatch host set-cutoff`, 23:00 unless "
+            "set), as the statements do."
+        ),
+    ] = None,
     tls_cert: Annotated[
         Path | None, typer.Option(help="Serve HTTPS with this certificate.")
     ] = None,
@@ -153,7 +158,7 @@ def serve(
     logging.basicConfig(stream=sys.stderr, format="%(message)s", level=logging.WARNING)
     try:
         host, port = _listen(listen)
-        day_end = parse_cutoff(cutoff)
+        day_end = None if cutoff is None else parse_cutoff(cutoff)
         if (tls_cert is None) != (tls_key is None):
             raise ConfigError("--tls-cert and --tls-key go together")
         store = open_store(data_dir)
