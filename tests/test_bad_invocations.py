@@ -260,3 +260,21 @@ def test_simulate_refuses_a_terminal_without_replay(in_world: Path) -> None:
     """--terminal picks the trace --replay prints; alone it was ignored and a full run made."""
     result = _run(["simulate", "--terminal", "abc", "--days", "1"])
     assert (result.exit_code, "--terminal goes with --replay" in result.output) == (2, True)
+
+
+@pytest.mark.parametrize(
+    "path", [("host", "serve"), ("catalog", "serve"), ("backoffice", "serve")], ids=" ".join
+)
+def test_a_server_on_a_port_in_use_says_so_in_one_line(
+    in_world: Path, path: tuple[str, ...]
+) -> None:
+    """Every server binds before it starts: a port in use is one line and exit 2 (catalog
+    serve printed uvicorn's log and exited 3)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _run([*path, "--listen", f"127.0.0.1:{port}"])
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert (2, 1) == (result.exit_code, len(errors)), result.output
+    assert "in use" in errors[0]

@@ -17,7 +17,7 @@ SRC: Final = Path(__file__).resolve().parent.parent / "src" / "posbatch"
 ALLOWED: Final[dict[str, frozenset[str]]] = {
     "errors": frozenset(),
     "storage": frozenset({"errors"}),
-    "cli_support": frozenset({"errors"}),
+    "cli_support": frozenset({"batch", "errors"}),
     "batch": frozenset({"errors"}),
     "wire": frozenset({"batch", "errors"}),
     "clearing": frozenset({"batch", "errors", "wire"}),

@@ -18,6 +18,8 @@ scripts and tests.
 
 from __future__ import annotations
 
+import logging
+import socket
 import sys
 from pathlib import Path
 from typing import Any, Final
@@ -25,6 +27,7 @@ from typing import Any, Final
 import typer
 from typer.core import TyperGroup
 
+from posbatch.batch.cards import mask_card_numbers
 from posbatch.errors import ConfigError, PosbatchError
 
 __all__ = [
@@ -41,6 +44,58 @@ STDIN: Final = "-"
 # A key file or a piped secret longer than this is not one (a wrong file was given).
 SECRET_BYTES_MAX: Final = 4096
 EXIT_BAD_INPUT: Final = 2
+
+
+class CardNumberFilter(logging.Filter):
+    """The last net under every log line a server writes: card numbers masked to their
+    first 6 and last 4 (:func:`posbatch.batch.cards.mask_card_numbers`), in the message and
+    in a traceback, whatever the code that logged them put there."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_card_numbers(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = mask_card_numbers(record.exc_text)
+        if record.stack_info:
+            record.stack_info = mask_card_numbers(record.stack_info)
+        return True
+
+
+def log_to_stderr(level: int | str, *, loggers: tuple[str, ...] = ()) -> None:
+    """Log lines (the message only) to standard error at ``level``, through
+    :class:`CardNumberFilter`; ``loggers`` with handlers of their own (uvicorn's) get it too."""
+    logging.basicConfig(stream=sys.stderr, format="%(message)s", level=level)
+    net = CardNumberFilter()
+    for name in ("", *loggers):
+        for handler in logging.getLogger(name).handlers:
+            if not any(isinstance(f, CardNumberFilter) for f in handler.filters):
+                handler.addFilter(net)
+
+
+def listening_socket(host: str, port: int, *, backlog: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` and listening, for a server to serve on.
+
+    Bound here, before any server starts, so that a port in use or an address that is not
+    this machine's is one line (ConfigError: exit 2), and port 0 becomes a real port.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit it: a response's head and body go out at once instead of
+    # the body waiting ~40 ms for the client's delayed ACK of the head (Nagle).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"cannot listen on {host}:{port}: {reason}") from exc
+    sock.listen(backlog)
+    return sock
 
 
 def one_line(exc: BaseException) -> str:

@@ -112,10 +112,10 @@ def _boolean(column: str, text: str, *, default: bool | None = None) -> bool:
     raise _RowProblem(f"{column} {text!r} is not yes/no")
 
 
-def _integer(column: str, text: str, maximum: int) -> int:
+def _integer(column: str, text: str, maximum: int, *, unit: str) -> int:
     value = text.strip()
     if not value.isascii() or not value.isdigit():
-        raise _RowProblem(f"{column} {text!r} is not a whole number (fen, no decimal point)")
+        raise _RowProblem(f"{column} {text!r} is not a whole number ({unit}, no decimal point)")
     number = int(value)
     if number > maximum:
         raise _RowProblem(f"{column} {number} is above {maximum}")
@@ -235,14 +235,14 @@ def _read_row(
 
     gtin = read(gtin_of)
     name = read(name_of)
-    price_fen = read(lambda: _integer("price_fen", cell("price_fen"), PRICE_FEN_MAX))
+    price_fen = read(lambda: _integer("price_fen", cell("price_fen"), PRICE_FEN_MAX, unit="fen"))
     lot_tracked = read(lambda: _boolean("lot_tracked", cell("lot_tracked")))
     trace_prefix = read(prefix_of)
     lot_no = read(lambda: _lot_no(cell("lot_no")))
     expiry = read(lambda: _expiry(cell("expiry")))
     quantity_text = cell("quantity_on_hand").strip()
     quantity = (
-        read(lambda: _integer("quantity_on_hand", quantity_text, QUANTITY_MAX))
+        read(lambda: _integer("quantity_on_hand", quantity_text, QUANTITY_MAX, unit="units"))
         if quantity_text
         else 0
     )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -69,7 +70,7 @@ from posbatch.catalog._tills import (
 )
 from posbatch.catalog._verify import host_verifier_for
 from posbatch.catalog.payer import Card, OrderLedger, TerminalPayer, recover_pending_orders
-from posbatch.cli_support import read_secret_line
+from posbatch.cli_support import listening_socket, log_to_stderr, read_secret_line
 from posbatch.errors import (
     CatalogError,
     CheckoutRefused,
@@ -359,16 +360,22 @@ def serve(
 
     with _errors():
         host, port = parse_address(listen)
-        store = open_back_office(data_dir, create=True)
+        sock = listening_socket(host, port, backlog=SERVE_CONNECTIONS_MAX)
+        try:
+            store = open_back_office(data_dir, create=True)
+        except BaseException:
+            sock.close()
+            raise
+    typer.echo(json.dumps({"event": "listening", "url": f"http://{host}:{sock.getsockname()[1]}/"}))
+    config = uvicorn.Config(
+        create_app(store, clock=_now), log_level="info", limit_concurrency=SERVE_CONNECTIONS_MAX
+    )
+    # uvicorn set up its loggers above: every line of theirs and ours goes through the net.
+    log_to_stderr(logging.INFO, loggers=("uvicorn", "uvicorn.error", "uvicorn.access"))
     try:
-        uvicorn.run(
-            create_app(store, clock=_now),
-            host=host,
-            port=port,
-            log_level="info",
-            limit_concurrency=SERVE_CONNECTIONS_MAX,
-        )
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
+        sock.close()
         store.close()
 
 

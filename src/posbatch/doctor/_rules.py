@@ -566,13 +566,22 @@ def _network_timeouts(evidence: Evidence) -> Finding:
             ),
         )
     if probe is not None and probe.echo_lost:
-        return _points(
-            Strength.PROOF,
-            Line(
-                f"{probe.echo_lost} of {count(probe.echo_sent, 'echo test')} got no answer",
-                f"回响测试 {probe.echo_sent} 次中 {probe.echo_lost} 次无应答",
-            ),
+        lost = Line(
+            f"{probe.echo_lost} of {count(probe.echo_sent, 'echo test')} got no answer",
+            f"回响测试 {probe.echo_sent} 次中 {probe.echo_lost} 次无应答",
         )
+        if probe.tcp_reachable and probe.echo_lost == probe.echo_sent:
+            # The connection was accepted: the line works; the host program answers nothing.
+            return _points(
+                Strength.PROOF,
+                lost,
+                Line(
+                    "the host's machine accepted the connection, so the line works: the host "
+                    "program is stuck or overloaded — call the acquirer's service desk",
+                    "主机接受了连接,线路是通的:是主机程序无响应或过载,请联系收单机构客服",
+                ),
+            )
+        return _points(Strength.PROOF, lost)
     if journal is not None and journal.pending_reversals:
         signs = [
             Line(
@@ -1094,9 +1103,11 @@ RULES: Final[tuple[Rule, ...]] = (
         (Repair.FLUSH_REVERSALS,),
         (
             _l(
-                "check the cable, router or SIM signal; "
-                "call the network provider if echo tests keep getting no answer",
-                "检查网线、路由器或SIM卡信号;回响测试持续无应答时请联系网络运营商",
+                "check the cable, router or SIM signal; call the network provider if echo "
+                "tests keep getting no answer — or the acquirer, when the host accepts the "
+                "connection and answers nothing",
+                "检查网线、路由器或SIM卡信号;回响测试持续无应答时请联系网络运营商;"
+                "主机接受连接却不应答时请联系收单机构",
             ),
         ),
         (

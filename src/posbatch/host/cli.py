@@ -27,7 +27,12 @@ import typer
 from posbatch import storage
 from posbatch.batch.counters import BATCH_NO_MAX
 from posbatch.batch.ids import check_merchant_id, check_terminal_id
-from posbatch.cli_support import OneLineErrors, read_secret_file, refuse_secret_option
+from posbatch.cli_support import (
+    OneLineErrors,
+    log_to_stderr,
+    read_secret_file,
+    refuse_secret_option,
+)
 from posbatch.errors import ConfigError, HostError, KekMismatch, PosbatchError
 from posbatch.host.core import HostCore
 from posbatch.host.faults import load_fault_script
@@ -235,7 +240,7 @@ def serve_command(
         early_stop.append(signal.SIGTERM)
     if log_level.lower() not in LOG_LEVELS:
         raise _fail(ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}"))
-    logging.basicConfig(stream=sys.stderr, format="%(message)s", level=log_level.upper())
+    log_to_stderr(log_level.upper())
     logging.getLogger("alembic").setLevel(logging.WARNING)
     if not 1 <= workers <= WORKERS_MAX:
         raise _fail(ConfigError(f"--workers must be 1..{WORKERS_MAX}"))

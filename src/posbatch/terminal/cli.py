@@ -44,6 +44,7 @@ from posbatch.terminal._files import (
 )
 from posbatch.terminal._flows import Flow, Reply
 from posbatch.terminal._receipts import render_receipt, render_settlement_report
+from posbatch.terminal._secrets import PASSPHRASE_CHARS_MAX
 from posbatch.wire import parse_tmk
 
 __all__ = ["app"]
@@ -451,8 +452,18 @@ PassphraseStdin = Annotated[
 
 
 def _passphrase(from_stdin: bool, *, confirm: bool) -> str:
-    if from_stdin:
-        return sys.stdin.readline().rstrip("\r\n")
+    if from_stdin or not sys.stdin.isatty():
+        # Piped in (a script): its first line as it is (spaces are part of a passphrase),
+        # bounded — never a hidden prompt on a pipe, which warns the input may be echoed.
+        line = sys.stdin.readline(PASSPHRASE_CHARS_MAX + 2).rstrip("\r\n")
+        if not line:
+            raise ConfigError(
+                "no backup passphrase given: type it at the prompt, "
+                "or pipe it with --passphrase-stdin"
+            )
+        if len(line) > PASSPHRASE_CHARS_MAX:
+            raise ConfigError(f"a backup passphrase is at most {PASSPHRASE_CHARS_MAX} characters")
+        return line
     try:
         return str(
             typer.prompt("backup passphrase 备份密码", hide_input=True, confirmation_prompt=confirm)

@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ import typer
 from posbatch.backoffice import BackOffice, parse_cutoff
 from posbatch.backoffice._audit import Actor
 from posbatch.backoffice._staff import PASSWORD_CHARS_MAX
+from posbatch.cli_support import listening_socket, log_to_stderr
 from posbatch.errors import ConfigError, PosbatchError
 from posbatch.host.cli import DATA_DIR_DEFAULT, open_store
 
@@ -88,18 +88,8 @@ def serve_console(
 
     from posbatch.web import create_app  # noqa: PLC0415
 
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # Accepted connections inherit it: a response's head and body go out at once instead of
-    # the body waiting ~40 ms for the client's delayed ACK of the head (Nagle).
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-    sock.listen(BACKLOG)  # connections made once the URL is printed wait, not fail
+    # Connections made once the URL is printed wait in the backlog, not fail.
+    sock = listening_socket(host, port, backlog=BACKLOG)
     bound_port = sock.getsockname()[1]
     scheme = "https" if tls_cert else "http"
     typer.echo(json.dumps({"event": "listening", "url": f"{scheme}://{host}:{bound_port}/"}))
@@ -155,7 +145,7 @@ def serve(
 
     Example: posbatch backoffice serve --listen 127.0.0.1:8080 --data-dir ./posbatch-data
     """
-    logging.basicConfig(stream=sys.stderr, format="%(message)s", level=logging.WARNING)
+    log_to_stderr(logging.WARNING)
     try:
         host, port = _listen(listen)
         day_end = None if cutoff is None else parse_cutoff(cutoff)
