@@ -64,8 +64,6 @@ def latest_batch_id(connection: Connection, terminal_id: str, batch_no: int) -> 
     ).scalar()
 
 
-
-
 INSERT_COLUMNS: Final = (*TransactionRow._fields[1:], "terminal_id", "created_at")
 _TERMINAL_SELECT: Final = (
     "SELECT t.terminal_id, t.merchant_id, t.master_key, t.status, t.signed_on, t.mak, "
@@ -210,4 +208,3 @@ class HotSql:
             "ON r.terminal_id = k.k1 AND r.batch_no = k.k2 AND r.stan = k.k3 "
             "WHERE r.original_kind = ?"
         ), [*params, original_kind]
-

@@ -15,6 +15,14 @@ many connections) and answers them in two steps:
    retried alone; the one that still fails is answered 96 (nothing of it was
    kept).
 
+Processing is a pipeline: *read ahead* (:func:`_read_ahead`: the group's
+terminals, duplicates and overtaking reversals in a few statements) → per
+request *admit* (:meth:`HostCore._admit`, below: fault, registry, sign-on,
+MAC) → *decide* (:func:`posbatch.batch.host_rules.decide`, pure: the batch
+rules, returning the answer and typed effects) → *apply the effects*
+(:meth:`~posbatch.host.unit_of_work.StoreTx.apply`) → after the commit,
+*answer* (:meth:`HostCore._encode`).
+
 Per request the checks run in this order: terminal unknown → 97, merchant id
 differs → 03, suspended → 58, then sign-on / sign-off / echo; any other
 message needs a MAC that verifies under the terminal's keys in force or under
@@ -24,8 +32,9 @@ or never signed on, and A0 (unMACed) when it is signed on. 08xx carry no MAC,
 so anyone who knows a terminal's ids can send them: a sign-on hands out keys
 but takes none away, a sign-off takes nothing away either (see
 :meth:`HostCore._sign_on`; docs/host.md, "Sign-on and sign-off from someone
-else"). Then the batch rules of DESIGN.md "The batch lifecycle",
-with the host batch state machine of :mod:`posbatch.batch.host_batch`. A
+else"). Then the batch rules of DESIGN.md "The batch lifecycle"
+(:func:`~posbatch.batch.host_rules.decide`, with the host batch state machine
+of :mod:`posbatch.batch.host_batch`). A
 request a fault script forces is answered its code without being processed.
 
 Which answers carry a MAC is decided in one place, :func:`_answer_mak`: every
@@ -51,7 +60,7 @@ import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Final, NamedTuple
+from typing import Final
 
 import iso8583
 
@@ -124,7 +133,6 @@ LENGTH_PREFIX_BYTES: Final = 2
 
 _REQUEST_MTIS: Final = frozenset({"0800", "0820", "0200", "0220", "0400", "0500", "0320"})
 _MAC_ERROR: Final = "A0"
-_FINANCIAL: Final = frozenset({Kind.SALE, Kind.VOID, Kind.REFUND})
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,14 +175,6 @@ class _Outcome:
     requirement: ProcessingRequirement = ProcessingRequirement.NONE
     mak: bytes | None = None  # MAC the answer with this key: set only from _answer_mak
     proof: bytes | None = None  # the MAK the request's own MAC verified under
-
-
-class _Admitted(NamedTuple):
-    """A sale, void or refund that passed the batch and duplicate rules."""
-
-    batch_id: int
-    pan_hmac: str
-    digest: str
 
 
 def _response_mti(mti: str) -> str:
@@ -393,15 +393,16 @@ class HostCore:
         """The answer to one request, MACed by :func:`_answer_mak` (the one place that decides)."""
         terminal = tx.terminal(work.request.terminal_id, for_update=True)
         now = self._clock()
-        outcome = self._decide(tx, work, terminal, now)
+        outcome = self._admit(tx, work, terminal, now)
         if outcome.response.response_code == "77" and terminal is not None:
             tx.add_batch_error(terminal, work.request, outcome.response.detail, now=now)
         mak = _answer_mak(outcome.response.response_code, terminal, outcome.proof)
         return outcome if mak is None else replace(outcome, mak=mak)
 
-    def _decide(
+    def _admit(
         self, tx: StoreTx, work: _Work, terminal: TerminalRow | None, now: datetime
     ) -> _Outcome:
+        """Admission (fault, registry, 08xx, MAC), then :func:`decide` and its effects."""
         request = work.request
         admin = isinstance(request, SignOnRequest | SignOffRequest | EchoRequest)
         proof = None if terminal is None or admin else _proven_mak(terminal, work.frame.body)
@@ -461,7 +462,7 @@ class HostCore:
         every receipt) can send one. So a sign-on never replaces the keys in
         force (``mak``/``pik``): its keys wait in ``pending_keys`` (sealed like
         every key) and come into force with the first request MACed under them
-        (:meth:`_decide`). Until then every sign-on — a spoofed one, a
+        (:meth:`_admit`). Until then every sign-on — a spoofed one, a
         duplicate on the line, a resend after a lost answer, whatever its STAN —
         hands out those same keys again; new ones are made only once the last
         ones were used. The real terminal therefore always ends up with keys the
@@ -476,7 +477,7 @@ class HostCore:
             terminal.terminal_id,
             signed_on=True,
             pending_keys=pending_keys_bytes(keys),
-            signed_on_at=_naive(now),
+            signed_on_at=naive_utc(now),
             last_stan=request.stan,
         )
         signed_on = tx.terminal(terminal.terminal_id)
@@ -507,10 +508,6 @@ class HostCore:
     def auth_code(self) -> str:
         value = int.from_bytes(self._random_bytes(4), "big") % 10**AUTH_CODE_DIGITS
         return f"{value:0{AUTH_CODE_DIGITS}d}"
-
-
-def _naive(moment: datetime) -> datetime:
-    return naive_utc(moment)
 
 
 def _answer_mak(

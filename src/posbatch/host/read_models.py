@@ -114,4 +114,3 @@ class SettlementInfo:
 
 def totals_of(text: str | None) -> SettlementTotals | None:
     return None if text is None else SettlementTotals.decode(text)
-

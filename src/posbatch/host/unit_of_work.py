@@ -532,16 +532,19 @@ class StoreTx:
 
     def _insert_transaction(self, effect: InsertTransaction) -> None:
         """Written with the others of the unit of work, in order, at the first read of it
-        or at the end."""
-        values: dict[str, Any] = {
-            name: getattr(effect, name) for name in INSERT_COLUMNS if name != "refunded_fen"
-        }
-        values["created_at"] = self._sql.datetime(naive_utc(effect.created_at))
-        values["refunded_fen"] = 0
+        or at the end (the columns of :data:`~posbatch.host._queries.INSERT_COLUMNS`)."""
         key = (effect.batch_id, effect.stan)
         self._transactions.pop(key, None)
         self._inserted.add(key)
-        self._inserts.append(tuple(values[name] for name in INSERT_COLUMNS))
+        self._inserts.append(
+            (
+                effect.batch_id, effect.stan, effect.kind, effect.amount_fen, effect.card_type,
+                effect.pan_hmac, effect.pan_masked, effect.status, effect.response_code,
+                effect.rrn, effect.auth_code, effect.local_time, effect.local_date,
+                effect.original_transaction_id, 0, effect.request_digest, effect.terminal_id,
+                self._sql.datetime(naive_utc(effect.created_at)),
+            )
+        )  # fmt: skip
         if effect.status == TransactionStatus.APPROVED:
             self.note_approval(effect.batch_id, effect.amount_fen)
 
@@ -639,9 +642,7 @@ _BATCH_COLUMNS: Final = (
     t.batches.c.settle_response_code,
     t.batches.c.upload_end_records,
 )
-_TRANSACTION_TABLE_COLUMNS: Final = tuple(
-    t.transactions.c[name] for name in TransactionRow._fields
-)
+_TRANSACTION_TABLE_COLUMNS: Final = tuple(t.transactions.c[name] for name in TransactionRow._fields)
 
 
 def _batch_row(row: Sequence[Any]) -> BatchRow:
