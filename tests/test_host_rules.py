@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from posbatch.batch.counters import BATCH_NO_MAX
-from posbatch.batch.host_batch import TRANSITIONS
+from posbatch.batch.host_batch import TRANSITIONS, BatchEvent
 from posbatch.batch.host_records import (
     BatchRow,
     CloseReason,
@@ -41,6 +41,7 @@ from posbatch.batch.host_rules import (
     Snapshot,
     advance,
     decide,
+    move_batch,
 )
 from posbatch.batch.totals import BatchTally, tally_sums
 from posbatch.errors import IllegalTransition
@@ -512,3 +513,18 @@ def test_decide_keeps_the_batch_rules_whatever_comes(
             assert (effect.batch_id, state) == (CURRENT_ID, BatchState.OPEN)
     if batch_no != CURRENT and kind in ("sale", "void", "refund", "settle"):
         assert decision.code == "77" or (kind == "settle" and batch_offset == -1)
+
+
+@pytest.mark.parametrize("state", list(BatchState))
+@pytest.mark.parametrize("event", list(BatchEvent))
+def test_a_batch_moves_only_to_the_state_the_table_returns(
+    state: BatchState, event: BatchEvent
+) -> None:
+    """move_batch(): the table's state (None when it stays), IllegalTransition off the table."""
+    after = TRANSITIONS.get((state, event))
+    if after is None:
+        with pytest.raises(IllegalTransition):
+            move_batch(CURRENT_ID, state, event, at=NOW, close_reason=CloseReason.BALANCED)
+        return
+    move = move_batch(CURRENT_ID, state, event, at=NOW, close_reason=CloseReason.BALANCED)
+    assert (None if after == state else after) == (None if move is None else move.state)

@@ -357,13 +357,22 @@ def set_status(transaction_id: int, status: str) -> SetTransactionStatus:
 
 
 def move_batch(
-    batch: BatchRow, event: BatchEvent, *, at: datetime, close_reason: str | None = None
-) -> MoveBatch:
-    """The move of ``batch`` by ``event``: to the state the table returns (raises if illegal)."""
-    state = apply(batch.state, event)
-    if state == BatchState.CLOSED and close_reason is None:
-        raise ValueError(f"batch {batch.batch_no:06d} closes without a close reason")
-    return MoveBatch(batch.batch_id, state, close_reason, at)
+    batch_id: int,
+    state: BatchState,
+    event: BatchEvent,
+    *,
+    at: datetime,
+    close_reason: str | None = None,
+) -> MoveBatch | None:
+    """The write of ``event`` on a batch in ``state``: a move to the state the batch table's
+    ``apply()`` returns, or None when the table keeps the batch where it is (nothing to
+    write). Raises :class:`~posbatch.errors.IllegalTransition` if the table forbids it."""
+    after = apply(state, event)
+    if after == state:
+        return None
+    if after == BatchState.CLOSED and close_reason is None:
+        raise ValueError(f"batch {batch_id} closes without a close reason")
+    return MoveBatch(batch_id, after, close_reason, at)
 
 
 def over_capacity_cause(batch_no: int, counted: BatchTally, closed_by: str) -> str:
@@ -520,6 +529,19 @@ class _Decider:
         if isinstance(request, BatchUploadEndRequest):
             return self.upload_end(request)
         raise AssertionError(f"decide() takes no {type(request).__name__}")
+
+    def move(
+        self,
+        batch_id: int,
+        state: BatchState,
+        event: BatchEvent,
+        *,
+        close_reason: str | None = None,
+    ) -> None:
+        """The batch moves as the table says (no write when it stays)."""
+        move = move_batch(batch_id, state, event, at=self.now, close_reason=close_reason)
+        if move is not None:
+            self.effects.append(move)
 
     def exception(
         self,
@@ -776,7 +798,8 @@ class _Decider:
         admitted = self._admit(request)
         if isinstance(admitted, Decision):
             return admitted
-        apply(BatchState.OPEN, BatchEvent.TRANSACTION)  # stays OPEN: nothing to write
+        # the batch is OPEN (else mismatch() answered 77): the table keeps it OPEN
+        self.move(admitted.batch_id, BatchState.OPEN, BatchEvent.TRANSACTION)
         # before the issuer: never authorise what cannot be settled
         refused = self._refused(request, admitted) or self._full(request, admitted)
         if refused is not None:
@@ -955,7 +978,7 @@ class _Decider:
                 host_amount_fen=original.amount_fen,
             )
             return "mismatch", original.transaction_id
-        apply(batch.state, BatchEvent.REVERSE)  # OPEN or UPLOADING stays: nothing to write
+        self.move(batch.batch_id, batch.state, BatchEvent.REVERSE)
         self.effects.append(set_status(original.transaction_id, TransactionStatus.REVERSED))
         if original.kind == Kind.VOID.value and original.original_transaction_id is not None:
             self.effects.append(
@@ -1005,24 +1028,22 @@ class _Decider:
             totals = counted.capped_totals().with_reconciliation(Reconciliation.REQUEST)
             if not over and totals.same_amounts(request.totals):
                 answered, result = totals.with_reconciliation(Reconciliation.BALANCED), "balanced"
-                self.effects.append(
-                    move_batch(
-                        batch,
-                        BatchEvent.SETTLE_BALANCED,
-                        at=self.now,
-                        close_reason=CloseReason.BALANCED,
-                    )
+                self.move(
+                    batch.batch_id,
+                    state,
+                    BatchEvent.SETTLE_BALANCED,
+                    close_reason=CloseReason.BALANCED,
                 )
                 self.effects.append(OpenNextBatch(self.terminal_id, batch.batch_no, self.now))
             else:
                 answered = totals.with_reconciliation(Reconciliation.NOT_BALANCED)
                 result = "unbalanced"
-                self.effects.append(move_batch(batch, BatchEvent.SETTLE_UNBALANCED, at=self.now))
+                self.move(batch.batch_id, state, BatchEvent.SETTLE_UNBALANCED)
             self.effects.append(
                 RecordSettlementTotals(batch.batch_id, request.totals.encode(), answered.encode())
             )
         elif batch.settle_response_code is not None:
-            apply(state, BatchEvent.SETTLE_AGAIN)  # stays: nothing to write
+            self.move(batch.batch_id, state, BatchEvent.SETTLE_AGAIN)
             assert batch.host_totals is not None
             answered, result = SettlementTotals.decode(batch.host_totals), "repeated"
             if (
@@ -1120,7 +1141,7 @@ class _Decider:
             return self.answer(request, "00")  # after balanced or after the end: no change
         if batch.state == BatchState.OPEN:
             return self.answer(request, "12")  # upload before a not-balanced settlement
-        apply(batch.state, BatchEvent.UPLOAD_RECORD)  # stays UPLOADING: nothing to write
+        self.move(batch.batch_id, batch.state, BatchEvent.UPLOAD_RECORD)
         seen = self.view.upload_record_stans(batch.batch_id, [r.stan for r in request.records])
         rows: list[UploadRecordRow] = []
         for record in request.records:
@@ -1149,8 +1170,13 @@ class _Decider:
         if batch.state == BatchState.OPEN:
             return self.answer(request, "12", after_balanced=request.after_balanced)
         close = move_batch(
-            batch, BatchEvent.UPLOAD_END, at=self.now, close_reason=CloseReason.UPLOADED
+            batch.batch_id,
+            batch.state,
+            BatchEvent.UPLOAD_END,
+            at=self.now,
+            close_reason=CloseReason.UPLOADED,
         )
+        assert close is not None  # UPLOADING --upload_end--> CLOSED
         self._reconcile(batch, request.total_records)
         counted = self.view.batch_tally(batch.batch_id)
         if not counted.fits():
@@ -1248,7 +1274,10 @@ def advance(
     learns of it by a 77 with R=CLOSED; a later 0500 for the batch is compared
     with those totals, see :func:`decide`). Then the next batch opens.
     """
-    close = move_batch(batch, BatchEvent.ADVANCE, at=now, close_reason=CloseReason.ADVANCED)
+    close = move_batch(
+        batch.batch_id, batch.state, BatchEvent.ADVANCE, at=now, close_reason=CloseReason.ADVANCED
+    )
+    assert close is not None  # OPEN or UPLOADING --advance--> CLOSED
     totals = counted.capped_totals()
     effects: list[Effect] = []
 

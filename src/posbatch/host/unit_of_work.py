@@ -97,7 +97,9 @@ def _terminal_row(row: Sequence[Any], store: HostStore) -> TerminalRow:
 
 
 class StoreTx:
-    """The queries of one unit of work on the request path (used by the core only).
+    """The queries of one unit of work on the request path (used by the core only): the
+    :class:`~posbatch.batch.host_rules.HostView` that :func:`~posbatch.batch.host_rules.decide`
+    reads, and :meth:`apply`, which writes the effects it returns.
 
     Read-ahead: a group of requests costs a few statements, not a few each.
     :meth:`read_terminals` reads (and locks) every terminal of the group at
