@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -165,7 +166,7 @@ def _batch(batch_id: int, batch_no: int, state: BatchState, **values: str | int 
     return dataclasses.replace(row, **values)  # type: ignore[arg-type]
 
 
-def _sale_row(**values: str | int | None) -> TransactionRow:
+def _sale_row(**values: Any) -> TransactionRow:
     row = TransactionRow(
         SALE_ID, CURRENT_ID, SALE_STAN, Kind.SALE.value, 1_000, CardType.DOMESTIC.value,
         _hmac(TEST_PAN_APPROVED), "622202******0128", TransactionStatus.APPROVED, "00",
@@ -366,6 +367,7 @@ def test_a_77_says_behind_or_ahead_counting_the_wrap(
     decision = decide(_sale(batch_no=batch_no), snapshot, _rules())
     assert decision.code == "77" and decision.detail is not None
     detail = BatchStateDetail.decode(decision.detail)
+    assert detail is not None
     assert (detail.reason, detail.host_batch_no) == (reason, current)
     assert decision.requirement == ProcessingRequirement.SIGN_ON
 
