@@ -14,17 +14,7 @@ from hypothesis import strategies as st
 
 from posbatch.batch.counters import BATCH_NO_MAX
 from posbatch.batch.host_batch import TRANSITIONS, BatchEvent
-from posbatch.batch.host_records import (
-    BatchRow,
-    CloseReason,
-    ExceptionKind,
-    ReversalRow,
-    TerminalRow,
-    TransactionRow,
-    TransactionStatus,
-    UploadRecordRow,
-)
-from posbatch.batch.host_rules import (
+from posbatch.batch.host_effects import (
     AddException,
     AddSettlement,
     InsertReversal,
@@ -36,13 +26,25 @@ from posbatch.batch.host_rules import (
     RecordHostTotals,
     RecordSettlementTotals,
     RecordUploadEnd,
-    Rules,
     SetRefundedFen,
     SetTransactionStatus,
+    move_batch,
+)
+from posbatch.batch.host_records import (
+    BatchRow,
+    CloseReason,
+    ExceptionKind,
+    ReversalRow,
+    TerminalRow,
+    TransactionRow,
+    TransactionStatus,
+    UploadRecordRow,
+)
+from posbatch.batch.host_rules import (
+    Rules,
     Snapshot,
     advance,
     decide,
-    move_batch,
 )
 from posbatch.batch.totals import BatchTally, tally_sums
 from posbatch.errors import IllegalTransition

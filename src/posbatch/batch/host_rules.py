@@ -14,17 +14,20 @@ reversal, settlement, batch upload and its end.
 state, read ahead for the whole group) and a read-only :class:`HostView` of
 the host's records, through which the rare lookups of the cold paths (a batch
 named by a 77, the original of a void or refund, the records of an upload)
-are made only when a rule needs them. It returns a :class:`Decision`: the
-response, the processing requirement of the answer's header, and the
-:data:`Effect` values — frozen dataclasses, each one write — that the host
-applies in order inside the same unit of work before it answers.
+are made only when a rule needs them. It returns a
+:class:`~posbatch.batch.host_effects.Decision`: the response, the processing
+requirement of the answer's header, and the effects
+(:mod:`posbatch.batch.host_effects`) — frozen dataclasses, each one write —
+that the host applies in order inside the same unit of work before it answers.
 
 The batch lifecycle is the table of :mod:`posbatch.batch.host_batch`: a move
-of a batch is a :class:`MoveBatch` whose state is what ``apply()`` returned
-(:func:`move_batch`), and a request the table forbids in the batch's state
-raises :class:`~posbatch.errors.IllegalTransition` (a programmer error, never
-a peer's). "Behind" is :func:`posbatch.batch.counters.is_behind` (the wrap
-counted). A transaction's status changes only through :func:`set_status`.
+of a batch is a :class:`~posbatch.batch.host_effects.MoveBatch` whose state
+is what ``apply()`` returned (:func:`~posbatch.batch.host_effects.move_batch`),
+and a request the table forbids in the batch's state raises
+:class:`~posbatch.errors.IllegalTransition` (a programmer error, never a
+peer's). "Behind" is :func:`posbatch.batch.counters.is_behind` (the wrap
+counted). A transaction's status changes only through
+:func:`~posbatch.batch.host_effects.set_status`.
 
 Time (``snapshot.now``), the issuer, the keyed PAN hash and the RRN and
 authorisation-code draws come in with the snapshot and the rules, so a
@@ -42,7 +45,24 @@ from typing import Final, Protocol
 from posbatch.batch.cards import check_currency, check_track2
 from posbatch.batch.codes import BATCH_FULL
 from posbatch.batch.counters import is_behind
-from posbatch.batch.host_batch import FIRST_BATCH_NO, BatchEvent, apply
+from posbatch.batch.host_batch import FIRST_BATCH_NO, BatchEvent
+from posbatch.batch.host_effects import (
+    AddException,
+    AddSettlement,
+    Decision,
+    Effect,
+    InsertReversal,
+    InsertTransaction,
+    InsertUploadRecords,
+    NoteStan,
+    OpenNextBatch,
+    RecordHostTotals,
+    RecordSettlementTotals,
+    RecordUploadEnd,
+    SetRefundedFen,
+    move_batch,
+    set_status,
+)
 from posbatch.batch.host_records import (
     BatchRow,
     CloseReason,
@@ -91,32 +111,15 @@ from posbatch.wire import (
 )
 
 __all__ = [
-    "AddException",
-    "AddSettlement",
-    "Decision",
-    "Effect",
     "HostView",
-    "InsertReversal",
-    "InsertTransaction",
-    "InsertUploadRecords",
     "Issuer",
-    "MoveBatch",
-    "NoteStan",
-    "OpenNextBatch",
-    "RecordHostTotals",
-    "RecordSettlementTotals",
-    "RecordUploadEnd",
     "Rules",
-    "SetRefundedFen",
-    "SetTransactionStatus",
     "Snapshot",
     "advance",
     "answer",
     "batch_detail",
     "decide",
-    "move_batch",
     "over_capacity_cause",
-    "set_status",
     "wire_time",
 ]
 
@@ -170,209 +173,6 @@ class Rules:
     pan_hmac: Callable[[str], str]  # the keyed hash under which a PAN is matched
     rrn: Callable[[], str]  # draws a retrieval reference number
     auth_code: Callable[[], str]  # draws an authorisation code
-
-
-# --- what decide returns --------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class NoteStan:
-    """The terminal's last STAN seen is ``stan``."""
-
-    terminal_id: str
-    stan: int
-
-
-@dataclass(frozen=True, slots=True)
-class InsertTransaction:
-    """A sale, void or refund answered (approved, declined, or reversed before it came)."""
-
-    batch_id: int
-    terminal_id: str
-    stan: int
-    kind: str
-    amount_fen: int
-    card_type: str
-    pan_hmac: str
-    pan_masked: str
-    status: str
-    response_code: str
-    rrn: str | None
-    auth_code: str | None
-    local_time: str | None
-    local_date: str | None
-    original_transaction_id: int | None
-    request_digest: str
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class SetTransactionStatus:
-    """Made only by :func:`set_status`: the one place a transaction's status changes."""
-
-    transaction_id: int
-    status: str
-
-
-@dataclass(frozen=True, slots=True)
-class SetRefundedFen:
-    transaction_id: int
-    refunded_fen: int
-
-
-@dataclass(frozen=True, slots=True)
-class MoveBatch:
-    """The batch is now in ``state``, the state the batch table's ``apply()`` returned
-    (made only by :func:`move_batch`); ``close_reason`` and ``at`` when it closes."""
-
-    batch_id: int
-    state: BatchState
-    close_reason: str | None
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class OpenNextBatch:
-    """Open the batch after ``after_batch_no`` (wrapping) as the terminal's current one."""
-
-    terminal_id: str
-    after_batch_no: int
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class RecordSettlementTotals:
-    """What the batch's 0500 said and what the host answered (settle code 00)."""
-
-    batch_id: int
-    terminal_totals: str
-    host_totals: str
-
-
-@dataclass(frozen=True, slots=True)
-class RecordHostTotals:
-    """The host's totals of a batch the back office closed (nobody settled it)."""
-
-    batch_id: int
-    host_totals: str
-
-
-@dataclass(frozen=True, slots=True)
-class RecordUploadEnd:
-    batch_id: int
-    total_records: int
-
-
-@dataclass(frozen=True, slots=True)
-class AddException:
-    """An exception (差错) record for the back office, with its cause."""
-
-    terminal_id: str
-    merchant_id: str
-    batch_id: int | None
-    batch_no: int | None
-    stan: int | None
-    kind: str
-    cause: str
-    terminal_amount_fen: int | None
-    host_amount_fen: int | None
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class InsertReversal:
-    terminal_id: str
-    batch_id: int | None
-    batch_no: int
-    stan: int
-    original_kind: str
-    amount_fen: int
-    reason_code: str
-    outcome: str
-    transaction_id: int | None
-    response_code: str
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class InsertUploadRecords:
-    batch_id: int
-    records: tuple[UploadRecordRow, ...]
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class AddSettlement:
-    """The log of one 0500 and its answer."""
-
-    batch_id: int
-    terminal_id: str
-    batch_no: int
-    stan: int
-    terminal_totals: str
-    host_totals: str
-    response_code: str
-    outcome: str  # balanced / unbalanced / repeated / error
-    created_at: datetime
-
-
-Effect = (
-    NoteStan
-    | InsertTransaction
-    | SetTransactionStatus
-    | SetRefundedFen
-    | MoveBatch
-    | OpenNextBatch
-    | RecordSettlementTotals
-    | RecordHostTotals
-    | RecordUploadEnd
-    | AddException
-    | InsertReversal
-    | InsertUploadRecords
-    | AddSettlement
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """The answer to one request and the writes that must be durable before it is sent."""
-
-    response: Response
-    requirement: ProcessingRequirement = ProcessingRequirement.NONE
-    effects: tuple[Effect, ...] = ()
-
-    @property
-    def code(self) -> str:
-        return self.response.response_code
-
-    @property
-    def detail(self) -> str | None:
-        return self.response.detail
-
-
-def set_status(transaction_id: int, status: str) -> SetTransactionStatus:
-    """The one place a transaction's status is set (to be checked against the
-    transaction lifecycle table when it exists)."""
-    return SetTransactionStatus(transaction_id, status)
-
-
-def move_batch(
-    batch_id: int,
-    state: BatchState,
-    event: BatchEvent,
-    *,
-    at: datetime,
-    close_reason: str | None = None,
-) -> MoveBatch | None:
-    """The write of ``event`` on a batch in ``state``: a move to the state the batch table's
-    ``apply()`` returns, or None when the table keeps the batch where it is (nothing to
-    write). Raises :class:`~posbatch.errors.IllegalTransition` if the table forbids it."""
-    after = apply(state, event)
-    if after == state:
-        return None
-    if after == BatchState.CLOSED and close_reason is None:
-        raise ValueError(f"batch {batch_id} closes without a close reason")
-    return MoveBatch(batch_id, after, close_reason, at)
 
 
 def over_capacity_cause(batch_no: int, counted: BatchTally, closed_by: str) -> str:

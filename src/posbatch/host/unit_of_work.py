@@ -19,15 +19,7 @@ from sqlalchemy.engine import Connection
 
 from posbatch.batch.counters import next_batch_no
 from posbatch.batch.host_batch import FIRST_BATCH_NO
-from posbatch.batch.host_records import (
-    BatchRow,
-    ReversalRow,
-    TerminalRow,
-    TransactionRow,
-    TransactionStatus,
-    UploadRecordRow,
-)
-from posbatch.batch.host_rules import (
+from posbatch.batch.host_effects import (
     AddException,
     AddSettlement,
     Effect,
@@ -42,6 +34,14 @@ from posbatch.batch.host_rules import (
     RecordUploadEnd,
     SetRefundedFen,
     SetTransactionStatus,
+)
+from posbatch.batch.host_records import (
+    BatchRow,
+    ReversalRow,
+    TerminalRow,
+    TransactionRow,
+    TransactionStatus,
+    UploadRecordRow,
 )
 from posbatch.batch.totals import BatchTally, compute_totals
 from posbatch.host import _schema as t
