@@ -22,12 +22,15 @@ from posbatch.batch.host_effects import (
     InsertUploadRecords,
     MoveBatch,
     NoteStan,
+    OpenFirstBatch,
     OpenNextBatch,
     RecordHostTotals,
     RecordSettlementTotals,
     RecordUploadEnd,
     SetRefundedFen,
     SetTransactionStatus,
+    SignOff,
+    SignOn,
     move_batch,
 )
 from posbatch.batch.host_records import (
@@ -61,6 +64,7 @@ from posbatch.wire import (
     BatchUploadRequest,
     CardTotals,
     CardType,
+    EchoRequest,
     Kind,
     OriginalTransaction,
     ProcessingRequirement,
@@ -70,8 +74,12 @@ from posbatch.wire import (
     SaleRequest,
     SettlementRequest,
     SettlementTotals,
+    SignOffRequest,
+    SignOnRequest,
     UploadRecord,
     VoidRequest,
+    WorkingKeys,
+    unwrap_working_keys,
 )
 
 TERMINAL_ID = "10000001"
@@ -157,6 +165,10 @@ class View:
     def upload_records(self, batch_id: int) -> Sequence[UploadRecordRow]:
         return sorted(self.uploads.get(batch_id, []), key=lambda r: r.stan)
 
+    def last_stan_in_batch(self, batch_id: int) -> int | None:
+        rows = [t for t in self.transactions if t.batch_id == batch_id]
+        return max(rows, key=lambda t: t.transaction_id).stan if rows else None
+
 
 def _batch(batch_id: int, batch_no: int, state: BatchState, **values: str | int | None) -> BatchRow:
     closed = state == BatchState.CLOSED
@@ -201,6 +213,7 @@ def _rules(*, batch_count_max: int = 999) -> Rules:
         pan_hmac=_hmac,
         rrn=lambda: "000000000042",
         auth_code=lambda: "123456",
+        working_keys=lambda: WorkingKeys(pik=b"p" * 16, mak=b"n" * 8),
     )
 
 
@@ -254,6 +267,12 @@ SALE_IN_BATCH = (_sale_row(),)
 
 # (case, request, batch state, transactions, expected code, expected effect types)
 CODES: list[tuple[str, Request, BatchState, Sequence[TransactionRow], str, list[type]]] = [
+    ("sign-on", SignOnRequest(TERMINAL_ID, MERCHANT_ID, 1, 1), BatchState.OPEN, (), "00",
+     [SignOn]),
+    ("sign-off", SignOffRequest(TERMINAL_ID, MERCHANT_ID, 2, 1), BatchState.OPEN, (), "00",
+     [SignOff]),
+    ("echo", EchoRequest(TERMINAL_ID, MERCHANT_ID, 3, 1), BatchState.OPEN, SALE_IN_BATCH, "00",
+     []),
     ("sale approved", _sale(), BatchState.OPEN, (), "00", [InsertTransaction, NoteStan]),
     ("sale of 0 fen", _sale(0), BatchState.OPEN, (), "13", [InsertTransaction, NoteStan]),
     ("sale over the issuer's limit", _sale(5_000_001), BatchState.OPEN, (), "61",
@@ -532,3 +551,34 @@ def test_a_batch_moves_only_to_the_state_the_table_returns(
         return
     move = move_batch(CURRENT_ID, state, event, at=NOW, close_reason=CloseReason.BALANCED)
     assert (None if after == state else after) == (None if move is None else move.state)
+
+
+def test_the_first_sign_on_opens_batch_1_and_a_resend_hands_out_the_same_keys() -> None:
+    """First sign-on: batch 000001 opens, new keys wait; again before use: the same keys."""
+    snapshot, _ = _world()
+    first = snapshot.terminal._replace(current_batch_id=None, batch_no=None)
+    unsigned = dataclasses.replace(snapshot, terminal=first)
+    decision = decide(SignOnRequest(TERMINAL_ID, MERCHANT_ID, 1, 1), unsigned, _rules())
+    assert [type(e) for e in decision.effects] == [OpenFirstBatch, SignOn]
+    assert decision.response.batch_no == 1
+    sign_on = decision.effects[1]
+    assert isinstance(sign_on, SignOn)
+    pending = first._replace(pending_keys=sign_on.pending_keys, current_batch_id=CURRENT_ID)
+    again = decide(
+        SignOnRequest(TERMINAL_ID, MERCHANT_ID, 5, 1),
+        dataclasses.replace(snapshot, terminal=pending),
+        dataclasses.replace(_rules(), working_keys=lambda: WorkingKeys(b"x" * 16, b"y" * 8)),
+    )
+    wrapped = [d.response.working_keys for d in (decision, again)]  # type: ignore[union-attr]
+    keys = [unwrap_working_keys(b"k" * 16, field_62) for field_62 in wrapped if field_62]
+    assert keys[0] == keys[1] == sign_on.pending_keys
+
+
+def test_an_echo_says_the_last_stan_the_host_recorded() -> None:
+    """Echo: 00, nothing written, 63 carries T= the last STAN of the current batch."""
+    snapshot, _ = _world(transactions=SALE_IN_BATCH)
+    view = snapshot.view
+    decision = decide(EchoRequest(TERMINAL_ID, MERCHANT_ID, 3, 1), snapshot, _rules())
+    assert (decision.code, decision.effects) == ("00", ())
+    assert decision.detail is not None and f"T={SALE_STAN:06d}" in decision.detail
+    assert view.last_stan_in_batch(CURRENT_ID) == SALE_STAN

@@ -17,7 +17,7 @@ from datetime import datetime
 
 from posbatch.batch.host_batch import BatchEvent, apply
 from posbatch.batch.host_records import UploadRecordRow
-from posbatch.wire import BatchState, ProcessingRequirement, Response
+from posbatch.wire import BatchState, ProcessingRequirement, Response, WorkingKeys
 
 __all__ = [
     "AddException",
@@ -29,15 +29,43 @@ __all__ = [
     "InsertUploadRecords",
     "MoveBatch",
     "NoteStan",
+    "OpenFirstBatch",
     "OpenNextBatch",
     "RecordHostTotals",
     "RecordSettlementTotals",
     "RecordUploadEnd",
     "SetRefundedFen",
     "SetTransactionStatus",
+    "SignOff",
+    "SignOn",
     "move_batch",
     "set_status",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class OpenFirstBatch:
+    """The terminal's first sign-on: batch 000001 opens as its current batch."""
+
+    terminal_id: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SignOn:
+    """The terminal signed on: its new keys wait (pending) until a request uses them."""
+
+    terminal_id: str
+    pending_keys: WorkingKeys
+    stan: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SignOff:
+    """The terminal signed off (its keys stay: an 0820 carries no MAC)."""
+
+    terminal_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +210,10 @@ class AddSettlement:
 
 
 Effect = (
-    NoteStan
+    OpenFirstBatch
+    | SignOn
+    | SignOff
+    | NoteStan
     | InsertTransaction
     | SetTransactionStatus
     | SetRefundedFen

@@ -6,8 +6,8 @@ The host (:mod:`posbatch.host.core`) runs every request through a pipeline:
 read ahead (the group's terminals, duplicates and reversals in a few
 statements) → admit (unknown terminal, merchant, suspension, sign-on, MAC) →
 **decide** → apply the effects → commit → answer. This module is the
-*decide* step for every request that passed admission: sale, void, refund,
-reversal, settlement, batch upload and its end.
+*decide* step for every request that passed admission: sign-on, sign-off,
+echo, sale, void, refund, reversal, settlement, batch upload and its end.
 
 :func:`decide` never writes. It reads what it needs from the
 :class:`Snapshot`: the terminal row (with its current batch's number and
@@ -55,11 +55,14 @@ from posbatch.batch.host_effects import (
     InsertTransaction,
     InsertUploadRecords,
     NoteStan,
+    OpenFirstBatch,
     OpenNextBatch,
     RecordHostTotals,
     RecordSettlementTotals,
     RecordUploadEnd,
     SetRefundedFen,
+    SignOff,
+    SignOn,
     move_batch,
     set_status,
 )
@@ -81,6 +84,7 @@ from posbatch.batch.totals import (
     net_fen,
 )
 from posbatch.wire import (
+    DETAIL_LAST_STAN,
     AdminResponse,
     BatchReason,
     BatchState,
@@ -105,9 +109,11 @@ from posbatch.wire import (
     SignOnResponse,
     TransactionResponse,
     VoidRequest,
+    WorkingKeys,
     decode_detail,
     encode_detail,
     mask_pan,
+    wrap_working_keys,
 )
 
 __all__ = [
@@ -147,6 +153,7 @@ class HostView(Protocol):
     def upload_record_stans(self, batch_id: int, stans: Sequence[int]) -> set[int]: ...
     def upload_records(self, batch_id: int) -> Sequence[UploadRecordRow]: ...
     def counted_transactions(self, batch_id: int) -> Sequence[TransactionRow]: ...
+    def last_stan_in_batch(self, batch_id: int) -> int | None: ...
 
 
 class Issuer(Protocol):
@@ -173,6 +180,7 @@ class Rules:
     pan_hmac: Callable[[str], str]  # the keyed hash under which a PAN is matched
     rrn: Callable[[], str]  # draws a retrieval reference number
     auth_code: Callable[[], str]  # draws an authorisation code
+    working_keys: Callable[[], WorkingKeys]  # draws a sign-on's PIK and MAK
 
 
 def over_capacity_cause(batch_no: int, counted: BatchTally, closed_by: str) -> str:
@@ -271,7 +279,8 @@ def _over_capacity(totals: SettlementTotals) -> bool:
 
 
 def decide(request: Request, snapshot: Snapshot, rules: Rules) -> Decision:
-    """The answer to ``request`` from a signed-on terminal whose MAC verified, and its effects."""
+    """The answer to an admitted ``request`` and its effects: a sign-on, sign-off or echo
+    of a registered, active terminal, or any other request whose MAC verified."""
     return _Decider(snapshot, rules).decide(request)
 
 
@@ -313,6 +322,18 @@ class _Decider:
         )
 
     def decide(self, request: Request) -> Decision:
+        if isinstance(request, SignOnRequest):
+            return self.sign_on(request)
+        if isinstance(request, SignOffRequest):
+            # The keys stay: an 0820 carries no MAC, so it may come from anyone who read the
+            # ids off a receipt. A request MACed under them afterwards proves the terminal
+            # still holds them, and goes on; the real terminal dropped its keys.
+            self.effects.append(SignOff(self.terminal_id))
+            return self.answer(request, "00")
+        if isinstance(request, EchoRequest):
+            # A network check changes nothing here (no keys, no last STAN, no batch): doctor
+            # diagnoses with it. Its 63 is the host's view, and T= the last STAN it recorded.
+            return self.done(answer(request, "00", now=self.now, detail=self.echo_detail()))
         if isinstance(request, SaleRequest):
             return self.sale(request)
         if isinstance(request, VoidRequest):
@@ -342,6 +363,58 @@ class _Decider:
         move = move_batch(batch_id, state, event, at=self.now, close_reason=close_reason)
         if move is not None:
             self.effects.append(move)
+
+    # --- sign-on and echo -------------------------------------------------------------------
+
+    def sign_on(self, request: SignOnRequest) -> Decision:
+        """签到: hand out working keys — without taking the ones in force away.
+
+        An 0800 carries no MAC: anyone who knows the terminal's ids (printed on
+        every receipt) can send one. So a sign-on never replaces the keys in
+        force (``mak``/``pik``): its keys wait in ``pending_keys`` (sealed like
+        every key) and come into force with the first request MACed under them
+        (the host's admission). Until then every sign-on — a spoofed one, a
+        duplicate on the line, a resend after a lost answer, whatever its STAN —
+        hands out those same keys again; new ones are made only once the last
+        ones were used. The real terminal therefore always ends up with keys the
+        host takes, and its keys in force keep working whoever signs it on. The
+        first sign-on opens batch 000001.
+        """
+        terminal = self.terminal
+        keys = terminal.pending_keys
+        if keys is None:
+            keys = self.rules.working_keys()
+        if terminal.current_batch_id is None:
+            self.effects.append(OpenFirstBatch(self.terminal_id, self.now))
+        self.effects.append(SignOn(self.terminal_id, keys, request.stan, self.now))
+        current = self.view.current_batch(terminal)  # None: the first one, opened above
+        response = SignOnResponse(
+            request.terminal_id,
+            request.merchant_id,
+            request.stan,
+            FIRST_BATCH_NO if current is None else current.batch_no,
+            "00",
+            *wire_time(self.now),
+            wrap_working_keys(bytes(terminal.master_key), keys),  # the same keys, the same 62
+            batch_detail(self.view, terminal, None),
+        )
+        uploading = current is not None and current.state == BatchState.UPLOADING
+        requirement = ProcessingRequirement.SETTLE if uploading else ProcessingRequirement.NONE
+        return self.done(response, requirement)
+
+    def echo_detail(self) -> str:
+        """Field 63 of an echo answer: the batch-state detail plus ``T=`` the STAN of the last
+        transaction recorded in the current batch (docs/host.md; doctor compares it with the
+        journal: a STAN the host holds and the journal does not is a journal copied back)."""
+        detail = batch_detail(self.view, self.terminal, None)
+        if self.terminal.current_batch_id is None:
+            return detail
+        stan = self.view.last_stan_in_batch(self.terminal.current_batch_id)
+        if stan is None:
+            return detail
+        items = decode_detail(detail)
+        items[DETAIL_LAST_STAN] = f"{stan:06d}"
+        return encode_detail(items)
 
     def exception(
         self,

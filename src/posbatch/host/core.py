@@ -31,7 +31,7 @@ into force) — else 77, 63 ``R=NOT_SIGNED_ON``, when the terminal is signed off
 or never signed on, and A0 (unMACed) when it is signed on. 08xx carry no MAC,
 so anyone who knows a terminal's ids can send them: a sign-on hands out keys
 but takes none away, a sign-off takes nothing away either (see
-:meth:`HostCore._sign_on`; docs/host.md, "Sign-on and sign-off from someone
+:meth:`posbatch.batch.host_rules` sign-on; docs/host.md, "Sign-on and sign-off from someone
 else"). Then the batch rules of DESIGN.md "The batch lifecycle"
 (:func:`~posbatch.batch.host_rules.decide`, with the host batch state machine
 of :mod:`posbatch.batch.host_batch`). A
@@ -71,7 +71,6 @@ from posbatch.batch.host_rules import (
     answer,
     batch_detail,
     decide,
-    wire_time,
 )
 from posbatch.batch.totals import TOTAL_COUNT_MAX
 from posbatch.errors import (
@@ -84,13 +83,11 @@ from posbatch.errors import (
 )
 from posbatch.host.faults import FaultAction, FaultRule, FaultScript
 from posbatch.host.issuer import Issuer, IssuerRules
-from posbatch.host.store import HostStore, StoreTx, naive_utc, pending_keys_bytes
+from posbatch.host.store import HostStore, StoreTx
 from posbatch.wire import (
-    DETAIL_LAST_STAN,
     MAC_BYTES,
     SPEC,
     BatchReason,
-    BatchState,
     BatchUploadEndRequest,
     BatchUploadRequest,
     EchoRequest,
@@ -106,19 +103,15 @@ from posbatch.wire import (
     SettlementRequest,
     SignOffRequest,
     SignOnRequest,
-    SignOnResponse,
     VoidRequest,
     WorkingKeys,
     check_mac,
     compute_mac,
-    decode_detail,
     decode_frame,
     decode_message,
-    encode_detail,
     encode_frame,
     encode_message,
     has_mac,
-    wrap_working_keys,
 )
 
 __all__ = ["GROUP_MAX_REQUESTS", "HostCore", "HostReply", "RequestLog"]
@@ -208,6 +201,7 @@ class HostCore:
             pan_hmac=store.pan_hmac,
             rrn=self.rrn,
             auth_code=self.auth_code,
+            working_keys=self._working_keys,
         )
 
     @property
@@ -416,18 +410,8 @@ class HostCore:
             return _Outcome(answer(request, "03", now=now), proof=proof)
         if terminal.status != TerminalStatus.ACTIVE:
             return _Outcome(answer(request, "58", now=now), proof=proof)
-        if isinstance(request, SignOnRequest):
-            return self._sign_on(tx, terminal, request, now)
-        if isinstance(request, SignOffRequest):
-            # The keys stay: an 0820 carries no MAC, so it may come from anyone who read the
-            # ids off a receipt. A request MACed under them afterwards proves the terminal
-            # still holds them, and goes on (below); the real terminal dropped its keys.
-            tx.update_terminal(request.terminal_id, signed_on=False)
-            return _Outcome(answer(request, "00", now=now))
-        if isinstance(request, EchoRequest):
-            # A network check changes nothing here (no keys, no last STAN, no batch): doctor
-            # diagnoses with it. Its 63 is the host's view, and T= the last STAN it recorded.
-            return _Outcome(answer(request, "00", now=now, detail=_echo_detail(tx, terminal)))
+        if admin:
+            return self._decide(tx, request, terminal, now, proof=None)
         if proof is None:
             if not terminal.signed_on or (terminal.mak is None and terminal.pending_keys is None):
                 detail = batch_detail(tx, terminal, BatchReason.NOT_SIGNED_ON)
@@ -449,58 +433,25 @@ class HostCore:
             tx.update_terminal(terminal.terminal_id, signed_on=True)
             terminal = tx.terminal(terminal.terminal_id)
         assert terminal is not None
+        return self._decide(tx, request, terminal, now, proof=proof)
+
+    def _decide(
+        self,
+        tx: StoreTx,
+        request: Request,
+        terminal: TerminalRow,
+        now: datetime,
+        *,
+        proof: bytes | None,
+    ) -> _Outcome:
+        """Decide (pure), then apply the effects in this unit of work."""
         decision = decide(request, Snapshot(terminal, tx, now), self._rules)
         tx.apply(decision.effects)
         return _Outcome(decision.response, decision.requirement, proof=proof)
 
-    def _sign_on(
-        self, tx: StoreTx, terminal: TerminalRow, request: SignOnRequest, now: datetime
-    ) -> _Outcome:
-        """签到: hand out working keys — without taking the ones in force away.
-
-        An 0800 carries no MAC: anyone who knows the terminal's ids (printed on
-        every receipt) can send one. So a sign-on never replaces the keys in
-        force (``mak``/``pik``): its keys wait in ``pending_keys`` (sealed like
-        every key) and come into force with the first request MACed under them
-        (:meth:`_admit`). Until then every sign-on — a spoofed one, a
-        duplicate on the line, a resend after a lost answer, whatever its STAN —
-        hands out those same keys again; new ones are made only once the last
-        ones were used. The real terminal therefore always ends up with keys the
-        host takes, and its keys in force keep working whoever signs it on.
-        """
-        keys = terminal.pending_keys
-        if keys is None:
-            keys = WorkingKeys(pik=self._random_bytes(PIK_BYTES), mak=self._random_bytes(MAK_BYTES))
-        if terminal.current_batch_id is None:
-            tx.first_batch(terminal.terminal_id, now=now)
-        tx.update_terminal(
-            terminal.terminal_id,
-            signed_on=True,
-            pending_keys=pending_keys_bytes(keys),
-            signed_on_at=naive_utc(now),
-            last_stan=request.stan,
-        )
-        signed_on = tx.terminal(terminal.terminal_id)
-        assert signed_on is not None
-        terminal = signed_on
-        batch = tx.current_batch(terminal)
-        assert batch is not None
-        response = SignOnResponse(
-            request.terminal_id,
-            request.merchant_id,
-            request.stan,
-            batch.batch_no,
-            "00",
-            *wire_time(now),
-            wrap_working_keys(bytes(terminal.master_key), keys),  # the same keys, the same 62
-            batch_detail(tx, terminal, None),
-        )
-        requirement = (
-            ProcessingRequirement.SETTLE
-            if batch.state == BatchState.UPLOADING
-            else ProcessingRequirement.NONE
-        )
-        return _Outcome(response, requirement=requirement)
+    def _working_keys(self) -> WorkingKeys:
+        """A sign-on's new PIK and MAK (drawn PIK first, as ever: a seeded run replays)."""
+        return WorkingKeys(pik=self._random_bytes(PIK_BYTES), mak=self._random_bytes(MAK_BYTES))
 
     def rrn(self) -> str:
         return f"{int.from_bytes(self._random_bytes(5), 'big') % 10**RRN_DIGITS:0{RRN_DIGITS}d}"
@@ -589,21 +540,6 @@ def _read_ahead(tx: StoreTx, group: list[_Work]) -> None:
 
 def _kind(request: Request) -> Kind:
     return request.KIND
-
-
-def _echo_detail(tx: StoreTx, terminal: TerminalRow) -> str:
-    """Field 63 of an echo answer: the batch-state detail plus ``T=`` the STAN of the last
-    transaction recorded in the current batch (docs/host.md; doctor compares it with the
-    journal: a STAN the host holds and the journal does not is a journal copied back)."""
-    detail = batch_detail(tx, terminal, None)
-    if terminal.current_batch_id is None:
-        return detail
-    stan = tx.last_stan_in_batch(terminal.current_batch_id)
-    if stan is None:
-        return detail
-    items = decode_detail(detail)
-    items[DETAIL_LAST_STAN] = f"{stan:06d}"
-    return encode_detail(items)
 
 
 def _format_error(

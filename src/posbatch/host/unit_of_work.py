@@ -28,12 +28,15 @@ from posbatch.batch.host_effects import (
     InsertUploadRecords,
     MoveBatch,
     NoteStan,
+    OpenFirstBatch,
     OpenNextBatch,
     RecordHostTotals,
     RecordSettlementTotals,
     RecordUploadEnd,
     SetRefundedFen,
     SetTransactionStatus,
+    SignOff,
+    SignOn,
 )
 from posbatch.batch.host_records import (
     BatchRow,
@@ -509,6 +512,18 @@ class StoreTx:
                 self._set_transaction(effect.transaction_id, refunded_fen=effect.refunded_fen)
             elif isinstance(effect, MoveBatch):
                 self._move_batch(effect)
+            elif isinstance(effect, OpenFirstBatch):
+                self.first_batch(effect.terminal_id, now=effect.at)
+            elif isinstance(effect, SignOn):
+                self.update_terminal(
+                    effect.terminal_id,
+                    signed_on=True,
+                    pending_keys=pending_keys_bytes(effect.pending_keys),
+                    signed_on_at=naive_utc(effect.at),
+                    last_stan=effect.stan,
+                )
+            elif isinstance(effect, SignOff):
+                self.update_terminal(effect.terminal_id, signed_on=False)
             elif isinstance(effect, OpenNextBatch):
                 self.open_next_batch(effect.terminal_id, effect.after_batch_no, now=effect.at)
             elif isinstance(effect, RecordSettlementTotals):
