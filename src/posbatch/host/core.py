@@ -30,9 +30,9 @@ the keys its last sign-on handed out and no request used yet (which then come
 into force) — else 77, 63 ``R=NOT_SIGNED_ON``, when the terminal is signed off
 or never signed on, and A0 (unMACed) when it is signed on. 08xx carry no MAC,
 so anyone who knows a terminal's ids can send them: a sign-on hands out keys
-but takes none away, a sign-off takes nothing away either (see
-:meth:`posbatch.batch.host_rules` sign-on; docs/host.md, "Sign-on and sign-off from someone
-else"). Then the batch rules of DESIGN.md "The batch lifecycle"
+but takes none away, a sign-off takes nothing away either (see the sign-on
+of :mod:`posbatch.batch.host_rules`; docs/host.md, "Sign-on and sign-off from
+someone else"). Then the batch rules of DESIGN.md "The batch lifecycle"
 (:func:`~posbatch.batch.host_rules.decide`, with the host batch state machine
 of :mod:`posbatch.batch.host_batch`). A
 request a fault script forces is answered its code without being processed.
