@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from posbatch.host import core as host_core
+from posbatch.batch import host_rules
 from posbatch.sim import SimConfig, profile_named, run_seed
 from posbatch.terminal import _files as terminal_files
 
@@ -52,8 +52,8 @@ def test_a_host_without_the_card_and_currency_rules_is_caught(
 ) -> None:
     """The host of before (no card-number or currency rule): the third-party probes are
     approved, and the run fails — the simulator now draws what it missed."""
-    monkeypatch.setattr(host_core, "check_currency", lambda currency: None)
-    monkeypatch.setattr(host_core, "check_track2", lambda pan, track2: None)
+    monkeypatch.setattr(host_rules, "check_currency", lambda currency: None)
+    monkeypatch.setattr(host_rules, "check_track2", lambda pan, track2: None)
     _workload, violations = _met(range(1, 4))
     assert any(
         "third-party probe" in violation and "answered 00" in violation for violation in violations

@@ -8,6 +8,7 @@ from posbatch.batch.model import CardType, Kind
 from posbatch.batch.totals import compute_totals
 from posbatch.host import HostStore
 from posbatch.terminal import Journal, Terminal, TxnState
+from posbatch.wire import encode_totals
 
 HOST_COUNTED = ("approved", "voided")
 
@@ -78,8 +79,8 @@ def problems(
         excused = any(number == batch.batch_no for number, _stan in exceptions)
         if not local.same_amounts(remote) and not excused:
             found.append(
-                f"batch {batch.batch_no:06d}: terminal totals {local.encode()} "
-                f"host totals {remote.encode()}"
+                f"batch {batch.batch_no:06d}: terminal totals {encode_totals(local)} "
+                f"host totals {encode_totals(remote)}"
             )
     # 4. no batch number reused while open: one open batch on the terminal
     open_batches = [batch for batch in journal.batches() if batch.step != "closed"]

@@ -4,8 +4,18 @@
 list terminals), the read operations doctor, the dashboard and the simulator's
 checker use, and the back-office :meth:`HostStore.advance_batch`. The request
 path (:mod:`posbatch.host.core`) works inside :meth:`HostStore.transaction`
-through :class:`StoreTx`, which holds every query of one unit of work; the
-commit happens when the ``with`` block ends, and nothing is answered before.
+through :class:`~posbatch.host.unit_of_work.StoreTx`, which holds every query
+of one unit of work; the commit happens when the ``with`` block ends, and
+nothing is answered before.
+
+Where the rest lives, by role: the record kinds and the typed rows the
+host's rules read (statuses, exception kinds, close reasons) are in
+:mod:`posbatch.batch.host_records`; the back-office rule of
+:meth:`HostStore.advance_batch` is :func:`posbatch.batch.host_rules.advance`;
+the read models of :meth:`HostStore.batches` and its kin are in
+:mod:`posbatch.host.read_models`; the unit of work is
+:mod:`posbatch.host.unit_of_work`; the raw SQL is :mod:`posbatch.host._queries`.
+This module re-exports the names other packages import from it.
 
 PANs: only ``pan_hmac`` (HMAC-SHA256 under the store's PAN key, which lives
 outside the database) and ``pan_masked`` are written.
@@ -29,9 +39,8 @@ import hmac
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, NamedTuple, TypeVar
+from typing import Any, Final
 
 import alembic.config
 import alembic.runtime.migration
@@ -41,39 +50,58 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
 from posbatch import storage
-from posbatch.batch.host_batch import FIRST_BATCH_NO, BatchEvent, apply, next_batch_no
+from posbatch.batch import host_rules
+from posbatch.batch.counters import next_batch_no
+from posbatch.batch.host_records import (
+    BatchRow,
+    CloseReason,
+    ExceptionKind,
+    TerminalRow,
+    TerminalStatus,
+    TransactionRow,
+    TransactionStatus,
+)
 from posbatch.batch.ids import check_merchant_id, check_terminal_id
-from posbatch.batch.model import (
-    BatchState,
-    CardType,
-    Kind,
-    Reconciliation,
-    SettlementTotals,
-)
-from posbatch.batch.totals import (
-    BatchTally,
-    compute_totals,
-    describe_totals,
-    tally_sums,
-)
-from posbatch.batch.txn_lifecycle import TransactionStatus  # re-exported: the table lives there
+from posbatch.batch.model import BatchState, CardType, Kind
+from posbatch.batch.totals import BatchTally
 from posbatch.errors import ConfigError, HostError, KekMismatch, StorageError, StoreMissingError
 from posbatch.host import _schema as t
+from posbatch.host._queries import HotSql, batch_tally, latest_batch_id
+from posbatch.host.read_models import (
+    BatchInfo,
+    ExceptionInfo,
+    SettlementInfo,
+    TerminalInfo,
+    TransactionInfo,
+    aware_utc,
+    naive_utc,
+    totals_of,
+)
 from posbatch.host.sealing import KEK_ENV, KEK_FILE_ENV, KEK_FILE_NAME, KeyEncryptionKey, KeyKind
-from posbatch.wire import WorkingKeys, decode_batch_detail, decode_totals, encode_totals
+from posbatch.host.unit_of_work import PIK_BYTES, StoreTx, pending_keys_bytes
+from posbatch.wire import TMK_BYTES, decode_totals
 
 __all__ = [
     "KEK_ATTRIBUTE",
+    "MASTER_KEY_BYTES",
+    "MIGRATIONS",
     "PAN_KEY_BYTES",
+    "PIK_BYTES",
     "SEALED_COLUMNS",
+    "VERSION_TABLE",
     "BatchInfo",
+    "BatchRow",
+    "CloseReason",
     "ExceptionInfo",
     "ExceptionKind",
     "HostStore",
     "SettlementInfo",
     "StoreTx",
     "TerminalInfo",
+    "TerminalRow",
+    "TerminalStatus",
     "TransactionInfo",
+    "TransactionRow",
     "TransactionStatus",
     "naive_utc",
     "pending_keys_bytes",
@@ -82,7 +110,7 @@ __all__ = [
 MIGRATIONS: Final = "posbatch.host:migrations"
 VERSION_TABLE: Final = "host_alembic_version"
 PAN_KEY_BYTES: Final = 32
-MASTER_KEY_BYTES: Final = 16
+MASTER_KEY_BYTES: Final = TMK_BYTES  # a terminal master key is the TMK of field 62
 # Read operations return at most this many rows unless told otherwise.
 READ_LIMIT_DEFAULT: Final = 1000
 WRITE_OPTION: Final = "posbatch_host_write"
@@ -95,132 +123,6 @@ SEALED_COLUMNS: Final[dict[str, KeyKind]] = {
     "pik": KeyKind.PIK,
     "pending_keys": KeyKind.PENDING,  # PIK ‖ MAK of a sign-on, until a request uses them
 }
-PIK_BYTES: Final = 16
-
-
-class TerminalStatus:
-    ACTIVE: Final = "active"
-    SUSPENDED: Final = "suspended"
-
-
-class CloseReason:
-    BALANCED: Final = "balanced"  # settled balanced at once
-    UPLOADED: Final = "uploaded"  # settled unbalanced, closed at upload end
-    ADVANCED: Final = "advanced"  # closed by the back office (advance_batch)
-
-
-class ExceptionKind:
-    """The kinds of exception (差错) records; every record also has a cause text."""
-
-    TERMINAL_ONLY: Final = "terminal-only"  # uploaded by the terminal, not approved on host
-    HOST_ONLY: Final = "host-only"  # approved on host, not uploaded by the terminal
-    AMOUNT_DIFFERS: Final = "amount-differs"
-    PAN_DIFFERS: Final = "pan-differs"
-    UPLOAD_COUNT_DIFFERS: Final = "upload-count-differs"
-    LATE_REVERSAL: Final = "late-reversal"  # reversal of a transaction in a closed batch
-    LATE_VOID: Final = "late-void"  # void sent in a batch the host had closed
-    REVERSAL_MISMATCH: Final = "reversal-mismatch"  # reversal that does not fit its original
-    BATCH_ADVANCED: Final = "batch-advanced"  # back office closed a batch holding approvals
-    SETTLED_AFTER_ADVANCE: Final = "settled-after-advance"
-    # a batch that held more than field 48 can count (from before the capacity rule),
-    # closed by batch upload or by the back office
-    BATCH_OVER_CAPACITY: Final = "batch-over-capacity"
-    # a closed batch settled again with other totals (restored from an older backup, or an
-    # older copy of the journal put back by hand)
-    SETTLED_AGAIN_DIFFERS: Final = "settled-again-differs"
-
-
-def naive_utc(moment: datetime) -> datetime:
-    """``moment`` as naive UTC, the form every time column holds."""
-    if moment.tzinfo is None:
-        return moment
-    return moment.astimezone(UTC).replace(tzinfo=None)
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    return None if moment is None else moment.replace(tzinfo=UTC)
-
-
-# --- read models ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TerminalInfo:
-    terminal_id: str
-    merchant_id: str
-    status: str
-    signed_on: bool
-    batch_no: int | None  # the current batch, None before the first sign-on
-    batch_state: BatchState | None
-    last_closed_batch_no: int | None
-    last_stan: int | None
-    signed_on_at: datetime | None
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class BatchInfo:
-    batch_id: int
-    terminal_id: str
-    batch_no: int
-    state: BatchState
-    opened_at: datetime
-    closed_at: datetime | None
-    close_reason: str | None  # balanced / uploaded / advanced
-    host_totals: SettlementTotals | None  # as answered, with reconciliation codes
-    terminal_totals: SettlementTotals | None
-    settle_response_code: str | None
-    current: bool
-
-
-@dataclass(frozen=True, slots=True)
-class TransactionInfo:
-    transaction_id: int
-    terminal_id: str
-    batch_no: int
-    stan: int
-    kind: Kind
-    amount_fen: int
-    card_type: CardType
-    pan_masked: str
-    status: str  # approved / declined / reversed / voided
-    response_code: str
-    rrn: str | None
-    auth_code: str | None
-    original_transaction_id: int | None
-    refunded_fen: int
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class ExceptionInfo:
-    exception_id: int
-    terminal_id: str
-    merchant_id: str
-    batch_no: int | None
-    stan: int | None
-    kind: str
-    cause: str
-    terminal_amount_fen: int | None
-    host_amount_fen: int | None
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class SettlementInfo:
-    settlement_id: int
-    terminal_id: str
-    batch_no: int
-    stan: int
-    terminal_totals: SettlementTotals
-    host_totals: SettlementTotals | None
-    response_code: str
-    outcome: str  # balanced / unbalanced / repeated / error / refused
-    created_at: datetime
-
-
-def _totals(text: str | None) -> SettlementTotals | None:
-    return None if text is None else decode_totals(text)
 
 
 # --- the store -----------------------------------------------------------------------
@@ -253,7 +155,7 @@ class HostStore:
         if len(self._pan_key) < 16:
             raise HostError("the PAN key must be at least 16 bytes")
         self._kek = kek or KeyEncryptionKey.generate("a random KEK of this process (none given)")
-        self.sql = _HotSql(engine)
+        self.sql = HotSql(engine)
 
     @classmethod
     def open(
@@ -522,8 +424,8 @@ class HostStore:
             batch_state=None if batch is None else BatchState(batch.state),
             last_closed_batch_no=last_closed,
             last_stan=row.last_stan,
-            signed_on_at=_aware(row.signed_on_at),
-            created_at=_aware(row.created_at) or row.created_at,
+            signed_on_at=aware_utc(row.signed_on_at),
+            created_at=aware_utc(row.created_at) or row.created_at,
         )
 
     # --- reads for doctor / dashboard / simulator ---------------------------------------
@@ -548,11 +450,11 @@ class HostStore:
                 terminal_id=row.terminal_id,
                 batch_no=row.batch_no,
                 state=BatchState(row.state),
-                opened_at=_aware(row.opened_at) or row.opened_at,
-                closed_at=_aware(row.closed_at),
+                opened_at=aware_utc(row.opened_at) or row.opened_at,
+                closed_at=aware_utc(row.closed_at),
                 close_reason=row.close_reason,
-                host_totals=_totals(row.host_totals),
-                terminal_totals=_totals(row.terminal_totals),
+                host_totals=totals_of(row.host_totals),
+                terminal_totals=totals_of(row.terminal_totals),
                 settle_response_code=row.settle_response_code,
                 current=row.batch_id == current,
             )
@@ -579,7 +481,7 @@ class HostStore:
         )
         with self.engine.connect() as connection:
             if batch_no is not None:
-                batch_id = _latest_batch_id(connection, terminal_id, batch_no)
+                batch_id = latest_batch_id(connection, terminal_id, batch_no)
                 if batch_id is None:
                     return []
                 query = query.where(t.transactions.c.batch_id == batch_id)
@@ -602,7 +504,7 @@ class HostStore:
                 auth_code=row.auth_code,
                 original_transaction_id=row.original_transaction_id,
                 refunded_fen=row.refunded_fen,
-                created_at=_aware(row.created_at) or row.created_at,
+                created_at=aware_utc(row.created_at) or row.created_at,
             )
             for row in rows
         ]
@@ -612,7 +514,7 @@ class HostStore:
         query = sa.select(sa.func.count()).where(t.transactions.c.terminal_id == terminal_id)
         with self.engine.connect() as connection:
             if batch_no is not None:
-                batch_id = _latest_batch_id(connection, terminal_id, batch_no)
+                batch_id = latest_batch_id(connection, terminal_id, batch_no)
                 if batch_id is None:
                     return 0
                 query = query.where(t.transactions.c.batch_id == batch_id)
@@ -638,7 +540,7 @@ class HostStore:
                 cause=row.cause,
                 terminal_amount_fen=row.terminal_amount_fen,
                 host_amount_fen=row.host_amount_fen,
-                created_at=_aware(row.created_at) or row.created_at,
+                created_at=aware_utc(row.created_at) or row.created_at,
             )
             for row in rows
         ]
@@ -661,10 +563,10 @@ class HostStore:
                 batch_no=row.batch_no,
                 stan=row.stan,
                 terminal_totals=decode_totals(row.terminal_totals),
-                host_totals=_totals(row.host_totals),
+                host_totals=totals_of(row.host_totals),
                 response_code=row.response_code,
                 outcome=row.outcome,
-                created_at=_aware(row.created_at) or row.created_at,
+                created_at=aware_utc(row.created_at) or row.created_at,
             )
             for row in rows
         ]
@@ -673,7 +575,7 @@ class HostStore:
         """A batch's field-48 counts and amounts, exactly (doctor: is it over capacity?)."""
         try:
             with self.engine.connect() as connection:
-                return _batch_tally(connection, batch_id)
+                return batch_tally(connection, batch_id)
         except sa.exc.SQLAlchemyError as exc:
             raise StorageError(f"host store: {exc}") from exc
 
@@ -696,42 +598,9 @@ class HostStore:
             batch = tx.current_batch(terminal)
             if batch is None:
                 raise HostError(f"terminal {terminal_id} has no batch yet (never signed on)")
-            apply(BatchState(batch.state), BatchEvent.ADVANCE)
             counted = tx.batch_tally(batch.batch_id)
-            totals = counted.capped_totals()
-            if not counted.fits():
-                tx.add_over_capacity(
-                    terminal_id, terminal.merchant_id, batch, counted, "the back office", now=now
-                )
-            tx.close_batch(
-                batch.batch_id,
-                reason=CloseReason.ADVANCED,
-                now=now,
-                host_totals=totals,
-            )
-            if (
-                totals.domestic.debit_count
-                + totals.foreign.debit_count
-                + (totals.domestic.credit_count + totals.foreign.credit_count)
-            ):
-                net = counted.net_fen  # exact, even when the recorded totals are capped
-                tx.add_exception(
-                    terminal_id=terminal_id,
-                    merchant_id=terminal.merchant_id,
-                    batch_id=batch.batch_id,
-                    batch_no=batch.batch_no,
-                    stan=None,
-                    kind=ExceptionKind.BATCH_ADVANCED,
-                    cause=(
-                        f"back office advanced the batch ({reason}) while it held unsettled "
-                        "approvals: host totals "
-                        + (describe_totals(totals) if counted.fits() else counted.describe())
-                    ),
-                    terminal_amount_fen=None,
-                    host_amount_fen=net,
-                    now=now,
-                )
-            return tx.open_next_batch(terminal_id, batch.batch_no, now=now)
+            tx.apply(host_rules.advance(terminal, batch, counted, reason, now=now))
+            return next_batch_no(batch.batch_no)
 
 
 def _kek_mismatch(recorded: str, kek: KeyEncryptionKey) -> KekMismatch:
@@ -828,692 +697,3 @@ def _memory_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
     finally:
         cursor.close()
-
-
-def _batch_tally(connection: Connection, batch_id: int) -> BatchTally:
-    rows = connection.execute(
-        sa.select(
-            t.transactions.c.kind,
-            t.transactions.c.card_type,
-            sa.func.count(),
-            sa.func.coalesce(sa.func.sum(t.transactions.c.amount_fen), 0),
-        )
-        .where(
-            t.transactions.c.batch_id == batch_id,
-            t.transactions.c.status.in_(_COUNTED_STATUSES),
-        )
-        .group_by(t.transactions.c.kind, t.transactions.c.card_type)
-    ).all()
-    return tally_sums(
-        (Kind(kind), CardType(card_type), int(count), int(amount_fen))
-        for kind, card_type, count, amount_fen in rows
-    )
-
-
-def _latest_batch_id(connection: Connection, terminal_id: str, batch_no: int) -> int | None:
-    return connection.execute(
-        sa.select(t.batches.c.batch_id)
-        .where(t.batches.c.terminal_id == terminal_id, t.batches.c.batch_no == batch_no)
-        .order_by(t.batches.c.batch_id.desc())
-        .limit(1)
-    ).scalar()
-
-
-_COUNTED_STATUSES: Final = (TransactionStatus.APPROVED, TransactionStatus.VOIDED)
-
-
-class TerminalRow(NamedTuple):
-    """The terminal as the request path reads it, with its current batch's number and state."""
-
-    terminal_id: str
-    merchant_id: str
-    master_key: bytes
-    status: str
-    signed_on: bool
-    mak: bytes | None
-    current_batch_id: int | None
-    batch_no: int | None
-    batch_state: str | None
-    pending_keys: WorkingKeys | None = None  # of the last sign-on, while no request used them
-
-
-class TransactionRow(NamedTuple):
-    transaction_id: int
-    batch_id: int
-    stan: int
-    kind: str
-    amount_fen: int
-    card_type: str
-    pan_hmac: str
-    pan_masked: str
-    status: str
-    response_code: str
-    rrn: str | None
-    auth_code: str | None
-    local_time: str | None
-    local_date: str | None
-    original_transaction_id: int | None
-    refunded_fen: int
-    request_digest: str
-
-
-_INSERT_COLUMNS: Final = (*TransactionRow._fields[1:], "terminal_id", "created_at")
-_TERMINAL_SELECT: Final = (
-    "SELECT t.terminal_id, t.merchant_id, t.master_key, t.status, t.signed_on, t.mak, "
-    "t.current_batch_id, b.batch_no, b.state, t.pending_keys, b.approved_count, "
-    "b.approved_amount_fen FROM host_terminals t "
-    "LEFT JOIN host_batches b ON b.batch_id = t.current_batch_id "
-)
-_TRANSACTION_COLUMNS: Final = (
-    "t.transaction_id, t.batch_id, t.stan, t.kind, t.amount_fen, t.card_type, t.pan_hmac, "
-    "t.pan_masked, t.status, t.response_code, t.rrn, t.auth_code, t.local_time, t.local_date, "
-    "t.original_transaction_id, t.refunded_fen, t.request_digest"
-)
-_REVERSAL_COLUMNS: Final = "r.terminal_id, r.batch_no, r.stan, r.batch_id, r.amount_fen"
-_INSERT_SQL: Final = (
-    "INSERT INTO host_transactions (batch_id, stan, kind, amount_fen, card_type, pan_hmac, "
-    "pan_masked, status, response_code, rrn, auth_code, local_time, local_date, "
-    "original_transaction_id, refunded_fen, request_digest, terminal_id, created_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-# Keys one read-ahead statement asks for at most (a group holds at most 512 requests).
-READ_AHEAD_KEYS_MAX: Final = 512
-
-_K = TypeVar("_K")
-
-
-def pending_keys_bytes(keys: WorkingKeys) -> bytes:
-    """The ``pending_keys`` column's clear value (sealed on write): PIK ‖ MAK, 24 bytes."""
-    return keys.pik + keys.mak
-
-
-def _working_keys(clear: bytes) -> WorkingKeys:
-    return WorkingKeys(pik=clear[:PIK_BYTES], mak=clear[PIK_BYTES:])
-
-
-def _terminal_row(row: Sequence[Any], store: HostStore) -> TerminalRow:
-    """A terminal row of the request path, its TMK, MAK and pending keys opened."""
-    terminal_id = row[0]
-    return TerminalRow(
-        terminal_id, row[1], store.open_key(KeyKind.TMK, terminal_id, row[2]), row[3],
-        bool(row[4]),
-        None if row[5] is None else store.open_key(KeyKind.MAK, terminal_id, row[5]),
-        row[6], row[7], row[8],
-        None if row[9] is None else _working_keys(
-            store.open_key(KeyKind.PENDING, terminal_id, row[9])
-        ),
-    )  # fmt: skip
-
-
-def _chunks(keys: Sequence[_K]) -> Iterator[Sequence[_K]]:
-    for start in range(0, len(keys), READ_AHEAD_KEYS_MAX):
-        yield keys[start : start + READ_AHEAD_KEYS_MAX]
-
-
-class _HotSql:
-    """Driver-level SQL of the request path's hottest statements.
-
-    SQLAlchemy builds and caches everything else; these run on the DBAPI
-    cursor of the same connection and transaction, because statement
-    construction and result processing would otherwise cost more than the
-    work. Written with ``?`` and rewritten for drivers that use ``%s``.
-
-    The read-ahead statements look up many keys by joining them to the table
-    (so that each key is an index search): PostgreSQL takes the keys as arrays
-    (``unnest``, a few parameters however many keys), SQLite as a ``VALUES``
-    list. (A row-value ``IN (VALUES …)`` would make SQLite scan the table.)
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        dialect = engine.dialect
-        if dialect.paramstyle not in ("qmark", "format", "pyformat"):
-            raise StorageError(f"unsupported paramstyle {dialect.paramstyle}")
-        self._percent = dialect.paramstyle != "qmark"
-        self._arrays = dialect.name == "postgresql"
-        # PostgreSQL locks the terminal rows a unit of work reads, in a statement of its own
-        # BEFORE the read (SQLite: BEGIN IMMEDIATE already holds the whole database). One
-        # statement that joins and locks would, after waiting for another process's commit,
-        # return the terminal's new row beside the batch row of its old snapshot (a batch
-        # that another worker just closed, or none): READ COMMITTED gives each statement a
-        # fresh snapshot, so the read after the lock sees every commit made before it.
-        self.row_locks = dialect.name == "postgresql"
-        self.terminal = self.sql(_TERMINAL_SELECT + "WHERE t.terminal_id = ?")
-        self.lock_terminal = self.sql(
-            "SELECT terminal_id FROM host_terminals WHERE terminal_id = ? FOR UPDATE"
-        )
-        self.transaction = self.sql(
-            f"SELECT {_TRANSACTION_COLUMNS} FROM host_transactions t "  # noqa: S608 - constants
-            "WHERE t.batch_id = ? AND t.stan = ?"
-        )
-        self.insert_transaction = self.sql(_INSERT_SQL)
-        self.reversals = self.sql(
-            f"SELECT {_REVERSAL_COLUMNS} FROM host_reversals r "  # noqa: S608 - constants
-            "WHERE r.original_kind = ? "
-            "AND r.terminal_id = ? AND r.batch_no = ? AND r.stan = ?"
-        )
-        self.last_stan = self.sql("UPDATE host_terminals SET last_stan = ? WHERE terminal_id = ?")
-        self.batch_bound = self.sql(
-            "SELECT approved_count, approved_amount_fen FROM host_batches WHERE batch_id = ?"
-        )
-        self.grow_batch = self.sql(
-            "UPDATE host_batches SET approved_count = approved_count + ?, "
-            "approved_amount_fen = approved_amount_fen + ? WHERE batch_id = ?"
-        )
-        processor = sa.DateTime().dialect_impl(dialect).bind_processor(dialect)
-        self.datetime: Callable[[datetime], Any] = processor or (lambda moment: moment)
-
-    def sql(self, text: str) -> str:
-        return text.replace("?", "%s") if self._percent else text
-
-    def _keys(
-        self, keys: Sequence[tuple[Any, ...]], types: tuple[str, ...]
-    ) -> tuple[str, list[Any]]:
-        """A FROM item ``k`` with columns k1, k2, … holding ``keys``, and its parameters."""
-        names = ", ".join(f"k{i + 1}" for i in range(len(types)))
-        if self._arrays:
-            arrays = ", ".join(f"?::{kind}[]" for kind in types)
-            by_column = [list(column) for column in zip(*keys, strict=True)]
-            return f"unnest({arrays}) AS k({names})", by_column
-        row = "(" + ", ".join("?" * len(types)) + ")"
-        values = ", ".join([row] * len(keys))
-        # SQLite names VALUES columns column1, column2, …
-        columns = ", ".join(f"column{i + 1} AS k{i + 1}" for i in range(len(types)))
-        from_values = f"(SELECT {columns} FROM (VALUES {values})) AS k"  # noqa: S608 - marks only
-        return from_values, [value for key in keys for value in key]
-
-    def grow_batches(self, growth: Sequence[tuple[int, int, int]]) -> tuple[str, list[Any]]:
-        """PostgreSQL: add (batch_id, approvals, amount_fen) to the batches' capacity bounds
-        in one statement (SQLite: ``grow_batch`` per batch, cheaper in process)."""
-        from_keys, params = self._keys(growth, ("int", "int", "bigint"))
-        statement = (
-            "UPDATE host_batches SET approved_count = approved_count + k.k2, "  # noqa: S608
-            f"approved_amount_fen = approved_amount_fen + k.k3 FROM {from_keys} "
-            "WHERE host_batches.batch_id = k.k1"
-        )
-        return self.sql(statement), params
-
-    def terminals(self, terminal_ids: Sequence[str]) -> tuple[str, list[Any]]:
-        """Read ``terminal_ids`` with their current batches (lock them first: :meth:`lock`)."""
-        keys, params = self._keys([(terminal_id,) for terminal_id in terminal_ids], ("text",))
-        where = f"WHERE t.terminal_id IN (SELECT k1 FROM {keys})"  # noqa: S608 - marks only
-        return self.sql(_TERMINAL_SELECT + where), params
-
-    def lock(self, terminal_ids: Sequence[str]) -> tuple[str, list[Any]]:
-        """PostgreSQL: lock ``terminal_ids`` in terminal id order (a stable lock order)."""
-        keys, params = self._keys([(terminal_id,) for terminal_id in terminal_ids], ("text",))
-        return self.sql(
-            f"SELECT terminal_id FROM host_terminals WHERE terminal_id IN (SELECT k1 FROM {keys}) "  # noqa: S608
-            "ORDER BY terminal_id FOR UPDATE"
-        ), params
-
-    def transactions(self, keys: Sequence[tuple[int, int]]) -> tuple[str, list[Any]]:
-        """The transactions under these (batch_id, stan) keys."""
-        from_keys, params = self._keys(keys, ("int", "int"))
-        return self.sql(
-            f"SELECT {_TRANSACTION_COLUMNS} FROM {from_keys} "  # noqa: S608 - constants and marks
-            "JOIN host_transactions t ON t.batch_id = k.k1 AND t.stan = k.k2"
-        ), params
-
-    def reversals_of(
-        self, keys: Sequence[tuple[str, int, int]], original_kind: str
-    ) -> tuple[str, list[Any]]:
-        """The reversals of ``original_kind`` under these (terminal_id, batch_no, stan) keys."""
-        from_keys, params = self._keys(keys, ("text", "int", "int"))
-        return self.sql(
-            f"SELECT {_REVERSAL_COLUMNS} FROM {from_keys} JOIN host_reversals r "  # noqa: S608
-            "ON r.terminal_id = k.k1 AND r.batch_no = k.k2 AND r.stan = k.k3 "
-            "WHERE r.original_kind = ?"
-        ), [*params, original_kind]
-
-
-class StoreTx:
-    """The queries of one unit of work on the request path (used by the core only).
-
-    Read-ahead: a group of requests costs a few statements, not a few each.
-    :meth:`read_terminals` reads (and locks) every terminal of the group at
-    once, :meth:`read_transactions` the transactions under the group's
-    (batch, STAN) keys, :meth:`read_reversals` the reversals already recorded
-    for the group's sales; the hot reads (:meth:`terminal`,
-    :meth:`transaction`, :meth:`reversals_seen`) answer from what was read,
-    found or not. New transactions wait in memory and go in one multi-row
-    insert; a :meth:`transaction` read of a key written in this unit of work
-    writes them first.
-
-    Everything else goes through :attr:`connection`, which first writes the
-    waiting inserts and forgets the read-ahead: from then on every read sees
-    the database as it is. The read-ahead never outlives the unit of work, so
-    a change made elsewhere (another host process, the ``posbatch host`` CLI)
-    is seen by the next group exactly as without it.
-    """
-
-    def __init__(self, connection: Connection, store: HostStore) -> None:
-        self._connection = connection
-        self.store = store
-        self._sql = store.sql
-        self._cursor: Any = None
-        self._last_stans: dict[str, int] = {}
-        self._terminals: dict[str, TerminalRow | None] = {}
-        self._transactions: dict[tuple[int, int], TransactionRow | None] = {}
-        self._reversals: dict[tuple[str, int, int, str], list[tuple[int | None, int]]] = {}
-        self._inserts: list[tuple[Any, ...]] = []
-        self._inserted: set[tuple[int, int]] = set()
-        self._kek_checked = False
-        # Batch capacity bounds (approved_count, approved_amount_fen) as of this unit of
-        # work, and what it added that is not written yet (written by flush).
-        self._bounds: dict[int, tuple[int, int]] = {}
-        self._growth: dict[int, tuple[int, int]] = {}
-
-    @property
-    def connection(self) -> Connection:
-        """The SQLAlchemy connection; using it ends the read-ahead (see the class docstring)."""
-        self._write_inserts()
-        self._terminals.clear()
-        self._transactions.clear()
-        self._reversals.clear()
-        return self._connection
-
-    def cursor(self) -> Any:
-        if self._cursor is None:
-            self._cursor = self._connection.connection.cursor()
-        return self._cursor
-
-    def flush(self) -> None:
-        """Write what was deferred to the end of the unit of work (inserts, last STANs)."""
-        self._write_inserts()
-        if self._last_stans:
-            self.cursor().executemany(
-                self._sql.last_stan,
-                [(stan, terminal_id) for terminal_id, stan in self._last_stans.items()],
-            )
-            self._last_stans.clear()
-        if self._growth:
-            growth = [
-                (batch_id, count, amount) for batch_id, (count, amount) in self._growth.items()
-            ]
-            if self._sql.row_locks:  # PostgreSQL: one statement, not a round trip per batch
-                for chunk in _chunks(growth):
-                    self.cursor().execute(*self._sql.grow_batches(chunk))
-            else:
-                self.cursor().executemany(
-                    self._sql.grow_batch, [(count, amount, key) for key, count, amount in growth]
-                )
-            self._growth.clear()
-
-    def _write_inserts(self) -> None:
-        if self._inserts:
-            self.cursor().executemany(self._sql.insert_transaction, self._inserts)
-            self._inserts.clear()
-            self._inserted.clear()
-
-    def note_stan(self, terminal_id: str, stan: int) -> None:
-        self._last_stans[terminal_id] = stan
-
-    # read-ahead
-    def read_terminals(self, terminal_ids: Sequence[str]) -> dict[str, TerminalRow | None]:
-        """Read and lock these terminals (None: not registered); :meth:`terminal` reuses them."""
-        ids = sorted(set(terminal_ids) - self._terminals.keys())
-        cursor = self.cursor()
-        for chunk in _chunks(ids):
-            self._terminals.update(dict.fromkeys(chunk))
-            if self._sql.row_locks:
-                cursor.execute(*self._sql.lock(chunk))
-            cursor.execute(*self._sql.terminals(chunk))
-            for row in cursor.fetchall():
-                self._terminals[row[0]] = _terminal_row(row, self.store)
-                self._note_bound(row)
-        return self._terminals
-
-    def read_transactions(self, keys: Sequence[tuple[int, int]]) -> None:
-        """Read the transactions under these (batch_id, stan) keys for :meth:`transaction`."""
-        wanted = [key for key in dict.fromkeys(keys) if key not in self._inserted]
-        cursor = self.cursor()
-        for chunk in _chunks(wanted):
-            self._transactions.update(dict.fromkeys(chunk))
-            cursor.execute(*self._sql.transactions(chunk))
-            for row in cursor.fetchall():
-                self._transactions[row[1], row[2]] = TransactionRow(*row)
-
-    def read_reversals(self, keys: Sequence[tuple[str, int, int]], original_kind: str) -> None:
-        """Read the reversals of ``original_kind`` under these (terminal, batch_no, stan) keys."""
-        wanted = list(dict.fromkeys(keys))
-        cursor = self.cursor()
-        for chunk in _chunks(wanted):
-            found: dict[tuple[str, int, int], list[tuple[int | None, int]]] = {
-                key: [] for key in chunk
-            }
-            cursor.execute(*self._sql.reversals_of(chunk, original_kind))
-            for terminal_id, batch_no, stan, batch_id, amount_fen in cursor.fetchall():
-                found[terminal_id, batch_no, stan].append((batch_id, amount_fen))
-            for (terminal_id, batch_no, stan), seen in found.items():
-                self._reversals[terminal_id, batch_no, stan, original_kind] = seen
-
-    # terminals
-    def terminal(self, terminal_id: str, *, for_update: bool = False) -> TerminalRow | None:
-        if terminal_id in self._terminals:
-            return self._terminals[terminal_id]  # read (and locked) ahead
-        cursor = self.cursor()
-        if for_update and self._sql.row_locks:
-            cursor.execute(self._sql.lock_terminal, (terminal_id,))
-        cursor.execute(self._sql.terminal, (terminal_id,))
-        row = cursor.fetchone()
-        if row is None:
-            return None
-        self._note_bound(row)
-        return _terminal_row(row, self.store)
-
-    # batch capacity
-    def _note_bound(self, row: Sequence[Any]) -> None:
-        """Keep the current batch's bound read with its terminal (the first reading stands:
-        after it, this unit of work's own approvals are added in memory)."""
-        if row[6] is not None and row[10] is not None:
-            self._bounds.setdefault(int(row[6]), (int(row[10]), int(row[11])))
-
-    def batch_bound(self, batch_id: int) -> tuple[int, int]:
-        """(approvals ever inserted into the batch, their amount in fen): an upper bound of
-        every field-48 counter of the batch, this unit of work's approvals included."""
-        bound = self._bounds.get(batch_id)
-        if bound is None:
-            cursor = self.cursor()
-            cursor.execute(self._sql.batch_bound, (batch_id,))
-            row = cursor.fetchone()
-            bound = (0, 0) if row is None else (int(row[0]), int(row[1]))
-            self._bounds[batch_id] = bound
-        return bound
-
-    def note_approval(self, batch_id: int, amount_fen: int) -> None:
-        """An approval inserted into ``batch_id``: raise its bound (written by flush)."""
-        count, amount = self.batch_bound(batch_id)
-        self._bounds[batch_id] = (count + 1, amount + amount_fen)
-        grown_count, grown_amount = self._growth.get(batch_id, (0, 0))
-        self._growth[batch_id] = (grown_count + 1, grown_amount + amount_fen)
-
-    def batch_tally(self, batch_id: int) -> BatchTally:
-        """What the batch counts now, exactly (approved and voided rows; this unit of
-        work's included): field 48 without its widths (:mod:`posbatch.batch.totals`)."""
-        return _batch_tally(self.connection, batch_id)
-
-    def update_terminal(self, terminal_id: str, **values: Any) -> None:
-        """Set columns of the terminal's row; keys (:data:`SEALED_COLUMNS`) are sealed here."""
-        if self.store._sealed_values(terminal_id, values) and not self._kek_checked:
-            self.store.check_kek(self.connection)
-            self._kek_checked = True
-        self.connection.execute(
-            t.terminals.update().where(t.terminals.c.terminal_id == terminal_id).values(**values)
-        )
-
-    # batches
-    def batch(self, batch_id: int) -> Any:
-        return self.connection.execute(
-            sa.select(t.batches).where(t.batches.c.batch_id == batch_id)
-        ).first()
-
-    def current_batch(self, terminal: Any) -> Any:
-        if terminal.current_batch_id is None:
-            return None
-        return self.batch(terminal.current_batch_id)
-
-    def latest_batch(self, terminal_id: str, batch_no: int) -> Any:
-        batch_id = _latest_batch_id(self.connection, terminal_id, batch_no)
-        return None if batch_id is None else self.batch(batch_id)
-
-    def last_closed_batch(self, terminal_id: str) -> Any:
-        return self.connection.execute(
-            sa.select(t.batches)
-            .where(t.batches.c.terminal_id == terminal_id, t.batches.c.state == "CLOSED")
-            .order_by(t.batches.c.batch_id.desc())
-            .limit(1)
-        ).first()
-
-    def last_stan_in_batch(self, batch_id: int) -> int | None:
-        """The STAN of the last transaction recorded in batch ``batch_id`` (None if none)."""
-        return self.connection.execute(
-            sa.select(t.transactions.c.stan)
-            .where(t.transactions.c.batch_id == batch_id)
-            .order_by(t.transactions.c.transaction_id.desc())
-            .limit(1)
-        ).scalar()
-
-    def open_batch(self, terminal_id: str, batch_no: int, *, now: datetime) -> int:
-        batch_id = self.connection.execute(
-            t.batches.insert()
-            .values(
-                terminal_id=terminal_id,
-                batch_no=batch_no,
-                state=BatchState.OPEN.value,
-                opened_at=naive_utc(now),
-            )
-            .returning(t.batches.c.batch_id)
-        ).scalar_one()
-        self.update_terminal(terminal_id, current_batch_id=batch_id)
-        return int(batch_id)
-
-    def open_next_batch(self, terminal_id: str, batch_no: int, *, now: datetime) -> int:
-        """Open the batch after ``batch_no`` as the current one; return its number."""
-        following = next_batch_no(batch_no)
-        self.open_batch(terminal_id, following, now=now)
-        return following
-
-    def first_batch(self, terminal_id: str, *, now: datetime) -> int:
-        return self.open_batch(terminal_id, FIRST_BATCH_NO, now=now)
-
-    def set_batch(self, batch_id: int, **values: Any) -> None:
-        self.connection.execute(
-            t.batches.update().where(t.batches.c.batch_id == batch_id).values(**values)
-        )
-
-    def close_batch(
-        self,
-        batch_id: int,
-        *,
-        reason: str,
-        now: datetime,
-        host_totals: SettlementTotals | None = None,
-    ) -> None:
-        values: dict[str, Any] = {
-            "state": BatchState.CLOSED.value,
-            "closed_at": naive_utc(now),
-            "close_reason": reason,
-        }
-        if host_totals is not None:
-            values["host_totals"] = encode_totals(host_totals)
-        self.set_batch(batch_id, **values)
-
-    def counted_transactions(self, batch_id: int) -> Sequence[Any]:
-        return self.connection.execute(
-            sa.select(t.transactions)
-            .where(
-                t.transactions.c.batch_id == batch_id,
-                t.transactions.c.status.in_(_COUNTED_STATUSES),
-            )
-            .order_by(t.transactions.c.stan)
-        ).all()
-
-    def host_totals(
-        self, batch_id: int, reconciliation: Reconciliation = Reconciliation.REQUEST
-    ) -> SettlementTotals:
-        rows = self.counted_transactions(batch_id)
-        return compute_totals(
-            ((Kind(row.kind), row.amount_fen, CardType(row.card_type)) for row in rows),
-            reconciliation=reconciliation,
-        )
-
-    # transactions
-    def transaction(self, batch_id: int, stan: int) -> TransactionRow | None:
-        key = (batch_id, stan)
-        if key in self._inserted:
-            self._write_inserts()  # written in this unit of work: read it back from the database
-        elif key in self._transactions:
-            return self._transactions[key]
-        cursor = self.cursor()
-        cursor.execute(self._sql.transaction, (batch_id, stan))
-        row = cursor.fetchone()
-        return None if row is None else TransactionRow(*row)
-
-    def transaction_by_id(self, transaction_id: int) -> Any:
-        return self.connection.execute(
-            sa.select(t.transactions).where(t.transactions.c.transaction_id == transaction_id)
-        ).first()
-
-    def insert_transaction(self, **values: Any) -> None:
-        """Insert a transaction (written with the others of the unit of work, in order)."""
-        values["created_at"] = self._sql.datetime(naive_utc(values["created_at"]))
-        values.setdefault("refunded_fen", 0)
-        key = (values["batch_id"], values["stan"])
-        self._transactions.pop(key, None)
-        self._inserted.add(key)
-        self._inserts.append(tuple(values[name] for name in _INSERT_COLUMNS))
-
-    def reversals_seen(
-        self, terminal_id: str, batch_no: int, stan: int, original_kind: str
-    ) -> list[tuple[int | None, int]]:
-        """(batch_id, amount_fen) of reversals recorded for this (batch_no, stan, kind)."""
-        key = (terminal_id, batch_no, stan, original_kind)
-        if key in self._reversals:
-            return self._reversals[key]
-        cursor = self.cursor()
-        cursor.execute(self._sql.reversals, (original_kind, terminal_id, batch_no, stan))
-        return [(row[3], row[4]) for row in cursor.fetchall()]
-
-    def set_transaction(self, transaction_id: int, **values: Any) -> None:
-        self.connection.execute(
-            t.transactions.update()
-            .where(t.transactions.c.transaction_id == transaction_id)
-            .values(**values)
-        )
-
-    # reversals
-    def reversal(self, terminal_id: str, batch_no: int, stan: int, original_kind: str) -> Any:
-        return self.connection.execute(
-            sa.select(t.reversals)
-            .where(
-                t.reversals.c.terminal_id == terminal_id,
-                t.reversals.c.batch_no == batch_no,
-                t.reversals.c.stan == stan,
-                t.reversals.c.original_kind == original_kind,
-            )
-            .order_by(t.reversals.c.reversal_id.desc())
-            .limit(1)
-        ).first()
-
-    def insert_reversal(self, **values: Any) -> None:
-        values["created_at"] = naive_utc(values["created_at"])
-        self.connection.execute(t.reversals.insert().values(**values))
-
-    # uploads
-    def upload_records(self, batch_id: int) -> Sequence[Any]:
-        return self.connection.execute(
-            sa.select(t.upload_records)
-            .where(t.upload_records.c.batch_id == batch_id)
-            .order_by(t.upload_records.c.stan)
-        ).all()
-
-    def upload_record_stans(self, batch_id: int, stans: Sequence[int]) -> set[int]:
-        return set(
-            self.connection.execute(
-                sa.select(t.upload_records.c.stan).where(
-                    t.upload_records.c.batch_id == batch_id,
-                    t.upload_records.c.stan.in_(stans),
-                )
-            ).scalars()
-        )
-
-    def insert_upload_records(self, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            for row in rows:
-                row["created_at"] = naive_utc(row["created_at"])
-            self.connection.execute(t.upload_records.insert(), rows)
-
-    # exceptions and settlements
-    def add_exception(
-        self,
-        *,
-        terminal_id: str,
-        merchant_id: str,
-        batch_id: int | None,
-        batch_no: int | None,
-        stan: int | None,
-        kind: str,
-        cause: str,
-        terminal_amount_fen: int | None,
-        host_amount_fen: int | None,
-        now: datetime,
-    ) -> None:
-        self.connection.execute(
-            t.exceptions.insert().values(
-                terminal_id=terminal_id,
-                merchant_id=merchant_id,
-                batch_id=batch_id,
-                batch_no=batch_no,
-                stan=stan,
-                kind=kind,
-                cause=cause,
-                terminal_amount_fen=terminal_amount_fen,
-                host_amount_fen=host_amount_fen,
-                created_at=naive_utc(now),
-            )
-        )
-
-    def add_over_capacity(
-        self,
-        terminal_id: str,
-        merchant_id: str,
-        batch: Any,
-        counted: BatchTally,
-        closed_by: str,
-        *,
-        now: datetime,
-    ) -> None:
-        """The exception record of a batch that held more than field 48 can count."""
-        over = ", ".join(words[0] for words in (counter.words for counter in counted.overflows()))
-        self.add_exception(
-            terminal_id=terminal_id,
-            merchant_id=merchant_id,
-            batch_id=batch.batch_id,
-            batch_no=batch.batch_no,
-            stan=None,
-            kind=ExceptionKind.BATCH_OVER_CAPACITY,
-            cause=(
-                f"batch {batch.batch_no:06d} held more than field 48 can count ({over} over "
-                f"999 entries or 999,999,999,999 fen): {counted.describe()}; closed by "
-                f"{closed_by}, its recorded totals are capped — the records are the truth"
-            ),
-            terminal_amount_fen=None,
-            host_amount_fen=None,
-            now=now,
-        )
-
-    def earlier_answer(self, batch_id: int, terminal_totals: str) -> str | None:
-        """The host totals answered to an earlier 0500 of ``batch_id`` with these totals."""
-        return self.connection.execute(
-            sa.select(t.settlements.c.host_totals)
-            .where(
-                t.settlements.c.batch_id == batch_id,
-                t.settlements.c.terminal_totals == terminal_totals,
-            )
-            .order_by(t.settlements.c.settlement_id)
-            .limit(1)
-        ).scalar()
-
-    def add_settlement(self, **values: Any) -> None:
-        values["created_at"] = naive_utc(values["created_at"])
-        self.connection.execute(t.settlements.insert().values(**values))
-
-    def add_batch_error(
-        self, terminal: TerminalRow, request: Any, detail: str | None, *, now: datetime
-    ) -> None:
-        """Record a 77 answered to ``request``, with the reason its field 63 carries
-        (``FORCED`` when a fault script forced it without one), for the back office."""
-        state = decode_batch_detail(detail) if detail else None
-        reason = "FORCED" if state is None or state.reason is None else state.reason.value
-        self.connection.execute(
-            t.batch_errors.insert().values(
-                terminal_id=terminal.terminal_id,
-                merchant_id=terminal.merchant_id,
-                kind=request.KIND.value,
-                stan=request.stan,
-                batch_no=request.batch_no,
-                host_batch_no=None if state is None else state.host_batch_no,
-                reason=reason,
-                created_at=naive_utc(now),
-            )
-        )

@@ -1,0 +1,274 @@
+"""What the host's rules decide to write: typed effects, one write each, and the Decision.
+
+:func:`posbatch.batch.host_rules.decide` returns a :class:`Decision` — the
+response, the processing requirement of the answer's header, and the effects —
+and the host applies the effects in order, in the unit of work of the request,
+before it answers (:meth:`posbatch.host.unit_of_work.StoreTx.apply`). Every
+effect is a frozen dataclass. Two are made by one function each, so that each
+rule lives in one place: a batch moves only by :func:`move_batch` (to the
+state the batch table of :mod:`posbatch.batch.host_batch` returns), a
+transaction's status changes only by :func:`set_status`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from posbatch.batch.host_batch import BatchEvent, apply
+from posbatch.batch.host_records import UploadRecordRow
+from posbatch.batch.model import BatchState
+from posbatch.batch.txn_lifecycle import HostTxnEvent, apply_host
+from posbatch.wire import ProcessingRequirement, Response, WorkingKeys
+
+__all__ = [
+    "AddException",
+    "AddSettlement",
+    "Decision",
+    "Effect",
+    "InsertReversal",
+    "InsertTransaction",
+    "InsertUploadRecords",
+    "MoveBatch",
+    "NoteStan",
+    "OpenFirstBatch",
+    "OpenNextBatch",
+    "RecordHostTotals",
+    "RecordSettlementTotals",
+    "RecordUploadEnd",
+    "SetRefundedFen",
+    "SetTransactionStatus",
+    "SignOff",
+    "SignOn",
+    "move_batch",
+    "set_status",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class OpenFirstBatch:
+    """The terminal's first sign-on: batch 000001 opens as its current batch."""
+
+    terminal_id: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SignOn:
+    """The terminal signed on: its new keys wait (pending) until a request uses them."""
+
+    terminal_id: str
+    pending_keys: WorkingKeys
+    stan: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SignOff:
+    """The terminal signed off (its keys stay: an 0820 carries no MAC)."""
+
+    terminal_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class NoteStan:
+    """The terminal's last STAN seen is ``stan``."""
+
+    terminal_id: str
+    stan: int
+
+
+@dataclass(frozen=True, slots=True)
+class InsertTransaction:
+    """A sale, void or refund answered (approved, declined, or reversed before it came)."""
+
+    batch_id: int
+    terminal_id: str
+    stan: int
+    kind: str
+    amount_fen: int
+    card_type: str
+    pan_hmac: str
+    pan_masked: str
+    status: str
+    response_code: str
+    rrn: str | None
+    auth_code: str | None
+    local_time: str | None
+    local_date: str | None
+    original_transaction_id: int | None
+    request_digest: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SetTransactionStatus:
+    """Made only by :func:`set_status`: the one place a transaction's status changes."""
+
+    transaction_id: int
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetRefundedFen:
+    transaction_id: int
+    refunded_fen: int
+
+
+@dataclass(frozen=True, slots=True)
+class MoveBatch:
+    """The batch is now in ``state``, the state the batch table's ``apply()`` returned
+    (made only by :func:`move_batch`); ``close_reason`` and ``at`` when it closes."""
+
+    batch_id: int
+    state: BatchState
+    close_reason: str | None
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OpenNextBatch:
+    """Open the batch after ``after_batch_no`` (wrapping) as the terminal's current one."""
+
+    terminal_id: str
+    after_batch_no: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSettlementTotals:
+    """What the batch's 0500 said and what the host answered (settle code 00)."""
+
+    batch_id: int
+    terminal_totals: str
+    host_totals: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordHostTotals:
+    """The host's totals of a batch the back office closed (nobody settled it)."""
+
+    batch_id: int
+    host_totals: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordUploadEnd:
+    batch_id: int
+    total_records: int
+
+
+@dataclass(frozen=True, slots=True)
+class AddException:
+    """An exception (差错) record for the back office, with its cause."""
+
+    terminal_id: str
+    merchant_id: str
+    batch_id: int | None
+    batch_no: int | None
+    stan: int | None
+    kind: str
+    cause: str
+    terminal_amount_fen: int | None
+    host_amount_fen: int | None
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class InsertReversal:
+    terminal_id: str
+    batch_id: int | None
+    batch_no: int
+    stan: int
+    original_kind: str
+    amount_fen: int
+    reason_code: str
+    outcome: str
+    transaction_id: int | None
+    response_code: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class InsertUploadRecords:
+    batch_id: int
+    records: tuple[UploadRecordRow, ...]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AddSettlement:
+    """The log of one 0500 and its answer."""
+
+    batch_id: int
+    terminal_id: str
+    batch_no: int
+    stan: int
+    terminal_totals: str
+    host_totals: str
+    response_code: str
+    outcome: str  # balanced / unbalanced / repeated / error
+    created_at: datetime
+
+
+Effect = (
+    OpenFirstBatch
+    | SignOn
+    | SignOff
+    | NoteStan
+    | InsertTransaction
+    | SetTransactionStatus
+    | SetRefundedFen
+    | MoveBatch
+    | OpenNextBatch
+    | RecordSettlementTotals
+    | RecordHostTotals
+    | RecordUploadEnd
+    | AddException
+    | InsertReversal
+    | InsertUploadRecords
+    | AddSettlement
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer to one request and the writes that must be durable before it is sent."""
+
+    response: Response
+    requirement: ProcessingRequirement = ProcessingRequirement.NONE
+    effects: tuple[Effect, ...] = ()
+
+    @property
+    def code(self) -> str:
+        return self.response.response_code
+
+    @property
+    def detail(self) -> str | None:
+        return self.response.detail
+
+
+def set_status(transaction_id: int, status: str, event: HostTxnEvent) -> SetTransactionStatus:
+    """The one place a transaction's status is set: the status the host transaction
+    table (:mod:`posbatch.batch.txn_lifecycle`) gives ``event`` from ``status``; raises
+    :class:`~posbatch.errors.IllegalTransition` if the table has no such move."""
+    return SetTransactionStatus(transaction_id, apply_host(status, event))
+
+
+def move_batch(
+    batch_id: int,
+    state: BatchState,
+    event: BatchEvent,
+    *,
+    at: datetime,
+    close_reason: str | None = None,
+) -> MoveBatch | None:
+    """The write of ``event`` on a batch in ``state``: a move to the state the batch table's
+    ``apply()`` returns, or None when the table keeps the batch where it is (nothing to
+    write). Raises :class:`~posbatch.errors.IllegalTransition` if the table forbids it."""
+    after = apply(state, event)
+    if after == state:
+        return None
+    if after == BatchState.CLOSED and close_reason is None:
+        raise ValueError(f"batch {batch_id} closes without a close reason")
+    return MoveBatch(batch_id, after, close_reason, at)
