@@ -21,6 +21,7 @@ from posbatch.backoffice._audit import Actor, AuditLog, Outcome
 from posbatch.backoffice._db import reading
 from posbatch.backoffice._exceptions import ExceptionWork
 from posbatch.backoffice._filters import Scope
+from posbatch.backoffice._money import Money
 from posbatch.backoffice._queries import Queries
 from posbatch.backoffice._staff import Permission, Staff, may
 from posbatch.backoffice._text import clean_text
@@ -83,6 +84,7 @@ class BackOffice:
         self.exceptions = ExceptionWork(store)
         self.staff = Staff(store, hasher=hasher)
         self.audit = AuditLog(store)
+        self.money = Money(store, clock=clock, require=self._require, act=self._act)
 
     @property
     def cutoff(self) -> Cutoff:
