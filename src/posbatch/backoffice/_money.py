@@ -249,9 +249,9 @@ class Money:
         if merchant is None:
             raise ConfigError("merchant_id: choose the merchant of the statement")
         if scope.merchant_id is not None and merchant != scope.merchant_id:
-            raise NotFound(f"no merchant {merchant}")
+            raise NotFound("no such merchant")
         if merchant not in self._clearing.merchants():
-            raise NotFound(f"no merchant {merchant} on this host")
+            raise NotFound("no such merchant on this host")
         try:
             return self._clearing.statement(merchant, day)
         except ClearingError as exc:  # no fee schedule in force, a day out of range…
@@ -305,5 +305,6 @@ class Money:
             _schedule_record(before),
             run,
             detail=f"from {schedule.effective_from.isoformat()}",
+            allowed=frozenset({merchant_id}),
         )
         return saved[0]

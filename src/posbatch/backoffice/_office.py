@@ -117,11 +117,13 @@ class BackOffice:
         run: Callable[[], dict[str, object]],
         *,
         detail: str = "",
+        allowed: frozenset[str] = frozenset(),
     ) -> dict[str, object]:
-        """Audit ``requested``, run the store function, audit ``done`` or ``refused``."""
+        """Audit ``requested``, run the store function, audit ``done`` or ``refused``
+        (``allowed``: ids the rows may show whole, see :func:`record`)."""
         self.audit.append(
             actor, action=action, target=target, outcome=Outcome.REQUESTED, now=self.clock(),
-            before=before, detail=detail,
+            before=before, detail=detail, allowed=allowed,
         )  # fmt: skip
         try:
             after = run()
@@ -129,11 +131,12 @@ class BackOffice:
             self.audit.append(
                 actor, action=action, target=target, outcome=Outcome.REFUSED, now=self.clock(),
                 before=before, detail=f"{detail} — {exc}" if detail else str(exc),
+                allowed=allowed,
             )  # fmt: skip
             raise
         self.audit.append(
             actor, action=action, target=target, outcome=Outcome.DONE, now=self.clock(),
-            before=before, after=after, detail=detail,
+            before=before, after=after, detail=detail, allowed=allowed,
         )  # fmt: skip
         return after
 
