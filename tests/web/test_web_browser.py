@@ -280,3 +280,38 @@ def test_register_and_suspend_a_terminal_then_its_next_sale_gets_58(
         expect(page.locator("#terminal-status")).to_have_text("suspended")
         assert "58" == _sale(host, terminal, 555)
         terminal.journal.engine.dispose()
+
+
+def test_ops_set_a_fee_from_tomorrow_and_the_merchant_sees_its_statement(
+    page: Page, world: World
+) -> None:
+    """olga sets merchant A's fees from the next trading day on the fee page (credit 0.50 %);
+    on that day a 100.00 sale is on mia's statement with a fee of 0.50, net 99.50."""
+    with serving(world.office) as url:
+        log_in(page, url, "olga")
+        page.get_by_role("link", name="费率 Fees").click()
+        form = page.locator("#set-fees")
+        form.get_by_label("商户号 merchant_id").fill(MERCHANT_A)
+        expect(form.get_by_label("生效交易日 effective from")).to_have_value("2026-12-07")
+        for name, rate in (("debit", "0.45%"), ("credit", "0.50%"), ("foreign_debit", "2.50%"),
+                           ("foreign_credit", "2.50%")):  # fmt: skip
+            form.locator(f'input[name="{name}"]').fill(rate)
+        form.get_by_role("button", name="设置 Set fees").click()
+        expect(page.locator(".notice")).to_contain_text("fee schedule set")
+        expect(page.locator(f"#fees-{MERCHANT_A}")).to_contain_text("upcoming 待生效")
+        page.get_by_role("button", name="退出 Log out").click()
+
+        world.clock.skip(days=1)  # 6 Dec 23:25 Beijing: trading day 7 December
+        terminal = world.terminal(MERCHANT_A, "30000002")
+        assert terminal.sale(10_000, PAN_A).approved
+
+        log_in(page, url, "mia")
+        page.get_by_role("link", name="对账单 Statements").click()
+        expect(page.locator("#statement-facts")).to_contain_text("2026-12-07")
+        expect(page.locator("#statement-schedule")).to_contain_text("merchant's own")
+        line = page.locator("#statement-lines tbody tr")
+        expect(line).to_have_count(1)
+        expect(line).to_contain_text("622202*********0128")
+        expect(page.locator("#statement-fees")).to_have_text("¥0.50")
+        expect(page.locator("#statement-net")).to_have_text("¥99.50")
+        expect(page.locator("header nav")).not_to_contain_text("费率 Fees")

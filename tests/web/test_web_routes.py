@@ -10,6 +10,7 @@ import httpx
 import pytest
 from web_world import (
     MASTER_KEY_HEX,
+    MERCHANT_A,
     MERCHANT_B,
     PASSWORD,
     TERMINAL_A1,
@@ -52,6 +53,10 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("POST", "/exceptions/resolve"): STAFF,
     ("POST", "/exceptions/assign"): STAFF,
     ("POST", "/exceptions/{exception_id}/note"): STAFF,
+    ("GET", "/statements"): VIEW,
+    ("GET", "/statements.csv"): VIEW,
+    ("GET", "/fees"): STAFF,
+    ("POST", "/fees"): OPS,
     ("GET", "/support"): STAFF,
     ("GET", "/support/{terminal_id}"): STAFF,
     ("GET", "/support/{terminal_id}/ticket"): STAFF,
@@ -80,8 +85,14 @@ def app_routes(world: World) -> set[tuple[str, str]]:
     return found
 
 
+# Merchant A's statement of its first trading day (lines, fees, an exception).
+STATEMENT_QUERY = f"?merchant_id={MERCHANT_A}&date=2026-12-05"
+
+
 def concrete(world: World, path: str) -> str:
     """A URL of ``path`` naming records of merchant A (the merchant user's own)."""
+    if path in ("/statements", "/statements.csv"):
+        return path + STATEMENT_QUERY
     batch = world.office.queries.batches(Scope(), terminal_id=TERMINAL_A1)[0][0]
     exception = world.office.exceptions.queue(Scope(), ExceptionFilter(terminal_id=TERMINAL_A2))
     return (

@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 import shutil
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Final
 
@@ -15,7 +16,8 @@ import argon2
 import httpx
 
 from posbatch.backoffice import Actor, BackOffice
-from posbatch.host import HostCore, HostStore
+from posbatch.clearing import CardClass, FeeSchedule
+from posbatch.host import ClearingStore, HostCore, HostStore
 from posbatch.host.issuer import TEST_PAN_APPROVED, TEST_PAN_INSUFFICIENT_FUNDS
 from posbatch.terminal import InProcessLink, Terminal, init_terminal, open_terminal
 from testbed import StepClock
@@ -39,6 +41,13 @@ USERS: Final = {
     "max": ("merchant", MERCHANT_B),
 }
 CHEAP_HASHER: Final = argon2.PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+# The acquirer's standard fees from the first trading day: 0.60 %, domestic debit capped at 20.00.
+STANDARD_FEES: Final = FeeSchedule(
+    None,
+    date(2026, 12, 5),
+    {card_class: Decimal("0.006") for card_class in CardClass},
+    {CardClass.DOMESTIC_DEBIT: 2000},
+)
 # Every key and card number the world knows, for the scans of what pages show.
 SECRETS: Final = (PAN_A, PAN_B, TEST_PAN_INSUFFICIENT_FUNDS, MASTER_KEY_HEX)
 
@@ -72,7 +81,8 @@ class World:
         return terminal
 
     def trade(self) -> World:
-        """The day every web test starts from."""
+        """The day every web test starts from (under the standard fees)."""
+        ClearingStore(self.store).set_fee_schedule(STANDARD_FEES, now=self.clock())
         a1 = self.terminal(MERCHANT_A, TERMINAL_A1)
         a2 = self.terminal(MERCHANT_A, TERMINAL_A2)
         b1 = self.terminal(MERCHANT_B, TERMINAL_B1)

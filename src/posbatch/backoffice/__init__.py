@@ -10,6 +10,8 @@ Public API::
     office.staff.login(name, password, address=..., now=now)
     office.register_terminal(actor, merchant_id, terminal_id, tmk_hex)  # → KCV
     office.audit.search(AuditFilter(...))
+    office.money.statement(scope, merchant_id, day)    # 对账单, as `clearing statement`
+    office.money.set_fees(actor, form)                 # as `host set-fees`, audited
 
 Scopes: ``Scope(None)`` sees every merchant; ``Scope(merchant_id)`` one merchant's data
 only. Times: UTC in the store, Beijing time on pages, trading days end at the cut-off
@@ -29,6 +31,18 @@ from posbatch.backoffice._exceptions import (
     parse_ids,
 )
 from posbatch.backoffice._filters import Cursor, Scope, TransactionFilter
+from posbatch.backoffice._money import (
+    FEE_FIELDS,
+    FeeField,
+    Money,
+    OwnerFees,
+    ScheduleEntry,
+    TermsEntry,
+    fee_book,
+    render_statement,
+    schedule_rates,
+    statement_csv,
+)
 from posbatch.backoffice._office import BackOffice, SupportView, Ticket
 from posbatch.backoffice._queries import (
     EXPORT_ROWS_MAX,
@@ -70,6 +84,7 @@ __all__ = [
     "BULK_MAX",
     "CUTOFF_DEFAULT",
     "EXPORT_ROWS_MAX",
+    "FEE_FIELDS",
     "LOCKOUT_MINUTES",
     "LOGIN_FAILURES_MAX",
     "RESOLUTIONS_BY_KIND",
@@ -87,17 +102,22 @@ __all__ = [
     "ExceptionFilter",
     "ExceptionItem",
     "ExceptionWork",
+    "FeeField",
     "HistoryStep",
+    "Money",
     "Overview",
+    "OwnerFees",
     "Permission",
     "Queries",
     "Resolution",
     "Role",
+    "ScheduleEntry",
     "Scope",
     "Session",
     "Staff",
     "SupportView",
     "TerminalRow",
+    "TermsEntry",
     "Ticket",
     "TransactionFilter",
     "TransactionRow",
@@ -105,12 +125,16 @@ __all__ = [
     "beijing",
     "clean_text",
     "cutoff_on",
+    "fee_book",
     "mask_card_numbers",
     "may",
     "parse_beijing",
     "parse_cutoff",
     "parse_ids",
+    "render_statement",
+    "schedule_rates",
     "search_statement",
+    "statement_csv",
     "trading_day",
     "trading_day_bounds",
 ]

@@ -21,6 +21,7 @@ from posbatch.backoffice._audit import Actor, AuditLog, Outcome
 from posbatch.backoffice._db import reading
 from posbatch.backoffice._exceptions import ExceptionWork
 from posbatch.backoffice._filters import Scope
+from posbatch.backoffice._money import Money
 from posbatch.backoffice._queries import Queries
 from posbatch.backoffice._staff import Permission, Staff, may
 from posbatch.backoffice._text import clean_text
@@ -83,6 +84,7 @@ class BackOffice:
         self.exceptions = ExceptionWork(store)
         self.staff = Staff(store, hasher=hasher)
         self.audit = AuditLog(store)
+        self.money = Money(store, clock=clock, require=self._require, act=self._act)
 
     @property
     def cutoff(self) -> Cutoff:
@@ -115,11 +117,13 @@ class BackOffice:
         run: Callable[[], dict[str, object]],
         *,
         detail: str = "",
+        allowed: frozenset[str] = frozenset(),
     ) -> dict[str, object]:
-        """Audit ``requested``, run the store function, audit ``done`` or ``refused``."""
+        """Audit ``requested``, run the store function, audit ``done`` or ``refused``
+        (``allowed``: ids the rows may show whole, see :func:`record`)."""
         self.audit.append(
             actor, action=action, target=target, outcome=Outcome.REQUESTED, now=self.clock(),
-            before=before, detail=detail,
+            before=before, detail=detail, allowed=allowed,
         )  # fmt: skip
         try:
             after = run()
@@ -127,11 +131,12 @@ class BackOffice:
             self.audit.append(
                 actor, action=action, target=target, outcome=Outcome.REFUSED, now=self.clock(),
                 before=before, detail=f"{detail} — {exc}" if detail else str(exc),
+                allowed=allowed,
             )  # fmt: skip
             raise
         self.audit.append(
             actor, action=action, target=target, outcome=Outcome.DONE, now=self.clock(),
-            before=before, after=after, detail=detail,
+            before=before, after=after, detail=detail, allowed=allowed,
         )  # fmt: skip
         return after
 

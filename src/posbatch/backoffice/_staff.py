@@ -12,6 +12,9 @@ register/suspend terminals, advance batch  ✔      ✗        ✗
 users                                      ✔      ✗        ✗
 audit log                                  ✔      read     ✗
 support desk (host-side diagnosis)         ✔      ✔        ✗
+statements (对账单)                          all   all      own merchant only
+fee schedules and terms: view              ✔      ✔        ✗
+fee schedules: set (from a coming day)     ✔      ✗        ✗
 =========================================  =====  =======  ==================
 
 Passwords are argon2id hashes (argon2-cffi). A login that fails — unknown name, wrong
@@ -91,6 +94,8 @@ class Permission(enum.StrEnum):
     READ_AUDIT = "read-audit"
     EXPORT_AUDIT = "export-audit"
     SUPPORT_DESK = "support-desk"
+    VIEW_FEES = "view-fees"  # fee schedules and terms, every merchant's
+    SET_FEES = "set-fees"  # a merchant's fee schedule from a coming trading day
 
 
 ROLE_PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
@@ -101,6 +106,7 @@ ROLE_PERMISSIONS: Final[dict[Role, frozenset[Permission]]] = {
             Permission.RESOLVE_EXCEPTIONS,
             Permission.READ_AUDIT,
             Permission.SUPPORT_DESK,
+            Permission.VIEW_FEES,
         }
     ),
     Role.MERCHANT: frozenset({Permission.VIEW}),

@@ -73,6 +73,7 @@ from posbatch.clearing._rules import (
     FeeSchedule,
     MerchantTerms,
     check_merchant_id,
+    parse_fee_schedule,
 )
 from posbatch.clearing._statement import (
     BatchLine,
@@ -160,6 +161,7 @@ __all__ = [
     "mask_card_numbers",
     "parse_cutoff",
     "parse_day",
+    "parse_fee_schedule",
     "parse_moment",
     "parse_rate",
     "price_lines",

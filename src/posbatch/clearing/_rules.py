@@ -35,6 +35,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Final, TypeVar
 
+from posbatch.batch.money import parse_yuan
 from posbatch.clearing._calendar import (
     DEFAULT_CUTOFFS,
     Arrival,
@@ -42,6 +43,7 @@ from posbatch.clearing._calendar import (
     SettlementCycle,
     WorkingDayCalendar,
     arrival_date,
+    parse_day,
     trading_day,
 )
 from posbatch.clearing._fees import (
@@ -53,6 +55,7 @@ from posbatch.clearing._fees import (
     Funding,
     check_rate,
     fee_from_ratio,
+    parse_rate,
     rate_ratio,
 )
 from posbatch.errors import ClearingError
@@ -66,6 +69,7 @@ __all__ = [
     "ClearingRules",
     "FeeSchedule",
     "MerchantTerms",
+    "parse_fee_schedule",
 ]
 
 # The host keeps the first 6 digits of a card (DESIGN.md): a BIN entry is 2..6 of them.
@@ -126,6 +130,29 @@ class FeeSchedule:
         if instant:
             fee += fee_from_ratio(amount_fen, *self._instant, None)
         return fee
+
+
+def parse_fee_schedule(
+    merchant_id: str | None,
+    effective_from: str,
+    rates: Mapping[CardClass, str],
+    caps: Mapping[CardClass, str | None],
+    instant: str,
+) -> FeeSchedule:
+    """A fee schedule from what a person typed: rates like ``0.60%``, caps in yuan (None: no
+    cap), the first trading day ``YYYY-MM-DD``. What ``posbatch host set-fees`` and the back
+    office's fee page both call; the first value that does not parse is the error."""
+    parsed_rates = {card_class: parse_rate(text) for card_class, text in rates.items()}
+    parsed_caps = {
+        card_class: None if text is None else parse_yuan(text) for card_class, text in caps.items()
+    }
+    return FeeSchedule(
+        merchant_id,
+        parse_day(effective_from),
+        parsed_rates,
+        parsed_caps,
+        instant_rate=parse_rate(instant),
+    )
 
 
 @dataclass(frozen=True, slots=True)

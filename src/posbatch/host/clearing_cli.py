@@ -21,7 +21,7 @@ from typing import Annotated, Final, TypeVar
 
 import typer
 
-from posbatch.batch.money import format_fen, parse_yuan
+from posbatch.batch.money import format_fen
 from posbatch.clearing import (
     CardBin,
     CardClass,
@@ -38,8 +38,8 @@ from posbatch.clearing import (
     format_rate,
     parse_cutoff,
     parse_day,
+    parse_fee_schedule,
     parse_moment,
-    parse_rate,
     render_arrival,
     render_clearing_file,
     render_statement,
@@ -129,10 +129,6 @@ def _parsed(parse: Callable[[str], _T], text: str) -> _T:
         raise _fail(exc) from exc
 
 
-def _cap(text: str | None) -> int | None:
-    return None if text is None else _parsed(parse_yuan, text)
-
-
 def write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` readable by its owner only (0600), replacing it."""
     try:
@@ -184,15 +180,13 @@ def set_fees(
     if missing or not effective_from:
         needed = [*missing, *([] if effective_from else ["--from"])]
         raise _fail(ConfigError(f"set-fees needs {', '.join(needed)}"))
-    rates = {card_class: _parsed(parse_rate, rate) for card_class, (_o, rate, _c) in texts.items()}
-    caps = {card_class: _cap(cap) for card_class, (_o, _r, cap) in texts.items()}
     try:
-        schedule = FeeSchedule(
+        schedule = parse_fee_schedule(
             owner,
-            parse_day(effective_from),
-            rates,
-            caps,
-            instant_rate=parse_rate(instant),
+            effective_from,
+            {card_class: rate for card_class, (_o, rate, _c) in texts.items()},
+            {card_class: cap for card_class, (_o, _r, cap) in texts.items()},
+            instant,
         )
     except PosbatchError as exc:
         raise _fail(exc) from exc

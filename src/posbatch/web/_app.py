@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Iterator
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import unquote, urlencode
@@ -27,6 +27,7 @@ from starlette.datastructures import FormData
 
 from posbatch.backoffice import (
     BULK_MAX,
+    FEE_FIELDS,
     RESOLUTION_TEXT,
     AuditFilter,
     BackOffice,
@@ -38,9 +39,13 @@ from posbatch.backoffice import (
     Session,
     TransactionFilter,
     beijing,
+    clean_text,
     cutoff_on,
     mask_card_numbers,
     parse_ids,
+    render_statement,
+    schedule_rates,
+    statement_csv,
     trading_day,
 )
 from posbatch.backoffice._filters import (
@@ -61,7 +66,7 @@ from posbatch.errors import (
     NotFound,
     PosbatchError,
 )
-from posbatch.web._render import Renderer, csv_lines, iso_day
+from posbatch.web._render import CSV_BOM, Renderer, csv_lines, iso_day
 from posbatch.web._security import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -95,6 +100,7 @@ _MESSAGES: Final = {
     "user-added": ("用户已添加", "user added"),
     "user-changed": ("用户已更新", "user changed"),
     "password": ("密码已修改", "password changed"),
+    "fees-set": ("费率已设置", "fee schedule set"),
 }
 
 
@@ -617,6 +623,72 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
             media_type="text/csv; charset=utf-8",
             headers={"content-disposition": 'attachment; filename="audit.csv"'},
         )
+
+    # --- the merchant's money: statements and fees -----------------------------------------
+
+    def statement_of(request: Request, ctx: Ctx) -> tuple[str | None, date, Any]:
+        """The merchant and trading day the URL asks for, and their statement (None while
+        no merchant is chosen: staff pick one first)."""
+        params = request.query_params
+        merchant = merchant_id_param(params) or ctx.scope.merchant_id
+        day = iso_day(params.get("date"), trading_day(now(), cutoff=office.cutoff))
+        if merchant is None:
+            return None, day, None
+        return merchant, day, office.money.statement(ctx.scope, merchant, day)
+
+    @route("GET", "/statements", Permission.VIEW)
+    def statements(request: Request, ctx: Ctx) -> Response:
+        merchant, day, found = statement_of(request, ctx)
+        query = {"merchant_id": merchant or "", "date": day.isoformat()}
+        return page(
+            request, ctx, "statements.html", s=found, merchant=merchant, day=day,
+            merchants=office.money.merchants(ctx.scope),
+            text=None if found is None else render_statement(found),
+            rates=() if found is None or found.schedule is None else schedule_rates(found.schedule),
+            previous=day - timedelta(days=1), following=day + timedelta(days=1),
+            export_url="/statements.csv?" + urlencode(query),
+        )  # fmt: skip
+
+    @route("GET", "/statements.csv", Permission.VIEW)
+    def statements_csv(request: Request, ctx: Ctx) -> Response:
+        merchant, day, found = statement_of(request, ctx)
+        if found is None:
+            raise ConfigError("merchant_id: choose the merchant of the statement")
+        body = (CSV_BOM + statement_csv(found)).encode("utf-8")
+        name = f"statement-{merchant}-{day:%Y%m%d}.csv"
+        return Response(
+            body,
+            media_type="text/csv; charset=utf-8",
+            headers={"content-disposition": f'attachment; filename="{name}"'},
+        )
+
+    def fees_page(
+        request: Request, ctx: Ctx, status: int = 200, *, form: dict[str, str] | None = None,
+        error: str | None = None,
+    ) -> Response:  # fmt: skip
+        today = office.money.today()
+        default = {"effective_from": (today + timedelta(days=1)).isoformat(), "instant": "0.00%"}
+        return page(
+            request, ctx, "fees.html", status, book=office.money.fee_book(), today=today,
+            fields=FEE_FIELDS, form=form or default, error=error,
+        )  # fmt: skip
+
+    @route("GET", "/fees", Permission.VIEW_FEES)
+    def fees(request: Request, ctx: Ctx) -> Response:
+        return fees_page(request, ctx)
+
+    @route("POST", "/fees", Permission.SET_FEES)
+    def set_fees(request: Request, ctx: Ctx) -> Response:
+        form = form_of(request, ctx)
+        values = {key: str(value) for key, value in form.items() if key != "csrf_token"}
+        try:
+            office.money.set_fees(ctx.actor, values)
+        except (ConfigError, BackOfficeError) as exc:
+            if isinstance(exc, (Forbidden, NotFound)):
+                raise
+            shown = {key: clean_text(value, 32) for key, value in values.items()}
+            return fees_page(request, ctx, 400, form=shown, error=str(exc))
+        return see("/fees", "fees-set")
 
     # --- users and account -----------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from typing import Any, Final
 import jinja2
 from markupsafe import Markup, escape
 
-from posbatch.backoffice import Cutoff, beijing, trading_day
+from posbatch.backoffice import Cutoff, beijing, mask_card_numbers, trading_day
 from posbatch.batch.codes import lookup
 from posbatch.batch.money import format_fen
 from posbatch.wire import encode_totals
@@ -94,6 +94,7 @@ class Renderer:
             stan=lambda stan: "" if stan is None else f"{stan:06d}",
             tday=self.trading_day,
             totals=lambda totals: "" if totals is None else encode_totals(totals),
+            masked=lambda text: mask_card_numbers(str(text)),
         )
         self.env.globals["transaction_rows"] = self.transaction_rows
 

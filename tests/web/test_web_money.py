@@ -1,0 +1,244 @@
+"""The merchant's money in the console: the statement page and its CSV say what
+``posbatch clearing statement`` says, a merchant sees only its own, and ops set a fee
+schedule with ``host set-fees``' rules (a day under way or cleared is refused), audited."""
+
+from __future__ import annotations
+
+import html
+from datetime import date
+from decimal import Decimal
+
+import httpx
+import pytest
+from web_world import MERCHANT_A, MERCHANT_B, STANDARD_FEES, World, log_in, scan
+
+from posbatch.backoffice import AuditFilter, fee_book
+from posbatch.clearing import (
+    CardClass,
+    ClearingRules,
+    FeeSchedule,
+    MerchantTerms,
+    SettlementCycle,
+    parse_fee_schedule,
+    render_statement,
+    statement_csv,
+)
+from posbatch.errors import PosbatchError
+from posbatch.host import ClearingStore
+
+DAY = "2026-12-05"  # merchant A's trading day: seven sales, a declined one, an exception
+RATES = {"debit": "0.55%", "credit": "0.50%", "foreign_debit": "2.50%", "foreign_credit": "2.50%"}
+
+
+async def test_the_statement_page_shows_what_the_cli_prints(
+    world: World, client: httpx.AsyncClient
+) -> None:
+    """mia's statement of 5 Dec: gross 120.30, fees 0.72 (0.60 %), net 119.58, money on
+    Monday 7 Dec — and, word for word, the text of `posbatch clearing statement`."""
+    await log_in(client, "mia")
+    answer = await client.get("/statements", params={"merchant_id": MERCHANT_A, "date": DAY})
+    assert 200 == answer.status_code
+    expected = ClearingStore(world.store).statement(MERCHANT_A, date(2026, 12, 5))
+    assert (12030, 72, 11958) == (expected.gross_fen, expected.fee_fen, expected.net_fen)
+    for shown in ("¥120.30", "¥0.72", "¥119.58", "2026-12-07", "622202*********0128"):
+        assert shown in answer.text
+    assert 7 == answer.text.count("<td>消费 sale</td>")
+    assert html.escape(render_statement(expected), quote=False) in answer.text
+
+
+async def test_the_statement_csv_is_the_cli_file(world: World, client: httpx.AsyncClient) -> None:
+    """/statements.csv is byte for byte what `clearing statement --csv` writes (BOM, safe cells)."""
+    await log_in(client, "sam")
+    answer = await client.get("/statements.csv", params={"merchant_id": MERCHANT_A, "date": DAY})
+    expected = statement_csv(ClearingStore(world.store).statement(MERCHANT_A, date(2026, 12, 5)))
+    assert 200 == answer.status_code and answer.headers["content-type"].startswith("text/csv")
+    assert expected.encode("utf-8-sig") == answer.content
+    assert f"statement-{MERCHANT_A}-20261205.csv" in answer.headers["content-disposition"]
+
+
+async def test_a_merchant_sees_only_its_own_statement(client: httpx.AsyncClient) -> None:
+    """mia: her merchant by default; merchant B's statement and CSV are 404 and show nothing."""
+    await log_in(client, "mia")
+    own = await client.get("/statements", params={"date": DAY})
+    assert 200 == own.status_code and "¥120.30" in own.text
+    for url in ("/statements", "/statements.csv"):
+        answer = await client.get(url, params={"merchant_id": MERCHANT_B, "date": "2026-12-06"})
+        assert 404 == answer.status_code, url
+        assert "77.00" not in answer.text and "4321" not in answer.text
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "words"),
+    [
+        ({}, 200, "choose a merchant"),
+        ({"merchant_id": "898110054119999"}, 404, "no such merchant on this host"),
+        ({"merchant_id": MERCHANT_A, "date": "2026-02-30"}, 400, "a value is not valid"),
+        ({"merchant_id": "6222021234567890128"}, 400, "a merchant id is 15"),
+    ],
+)
+async def test_statement_requests_staff_may_get_wrong(
+    client: httpx.AsyncClient, params: dict[str, str], status: int, words: str
+) -> None:
+    await log_in(client, "olga")
+    answer = await client.get("/statements", params=params)
+    assert (status, True) == (answer.status_code, words in answer.text)
+    assert "Traceback" not in answer.text
+
+
+async def test_the_csv_without_a_merchant_is_a_clear_error(client: httpx.AsyncClient) -> None:
+    await log_in(client, "olga")
+    answer = await client.get("/statements.csv")
+    assert 400 == answer.status_code and "choose the merchant" in answer.text
+
+
+async def test_ops_set_a_fee_schedule_from_tomorrow(
+    world: World, client: httpx.AsyncClient
+) -> None:
+    """The schedule is stored as `host set-fees` stores it, shown as upcoming, and audited
+    with the schedule it replaces (the standard) and the new one."""
+    csrf = await log_in(client, "olga")
+    form = {"csrf_token": csrf, "merchant_id": MERCHANT_A, "effective_from": "2026-12-07",
+            **RATES, "debit_cap": "18.00"}  # fmt: skip
+    answer = await client.post("/fees", data=form)
+    assert (303, "/fees?msg=fees-set") == (answer.status_code, answer.headers["location"])
+    (saved,) = ClearingStore(world.store).fee_schedules(MERCHANT_A)
+    assert (date(2026, 12, 7), Decimal("0.0055"), 1800, None) == (
+        saved.effective_from, saved.rates[CardClass.DOMESTIC_DEBIT],
+        saved.cap_fen(CardClass.DOMESTIC_DEBIT), saved.cap_fen(CardClass.DOMESTIC_CREDIT),
+    )  # fmt: skip
+    page = await client.get("/fees?msg=fees-set")
+    assert "fee schedule set" in page.text and "upcoming 待生效" in page.text
+    done = world.office.audit.search(AuditFilter(action="fees.set"))
+    assert ["done", "requested"] == [entry.outcome for entry in done]
+    assert (MERCHANT_A, "olga") == (done[0].target, done[0].actor)
+    assert done[0].before is not None and done[0].before["merchant_id"] is None
+    assert done[0].after is not None and "0.55% cap 18.00" == done[0].after["domestic-debit"]
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"effective_from": "2026-12-05"}, "earlier days are cleared"),
+        ({"credit": "0.6"}, "must be a percentage with its sign"),
+        ({"debit": "60%"}, "is over 10.00%: a typo?"),
+        ({"debit_cap": "-1"}, "must be yuan with at most 2 decimals"),
+        ({"foreign_credit": ""}, "setting fees needs foreign_credit"),
+        ({"merchant_id": "123"}, "a merchant id is 15 letters or digits"),
+        ({"effective_from": "tomorrow"}, "must be a real date written YYYY-MM-DD"),
+    ],
+)
+async def test_a_refused_fee_schedule_is_one_line_on_the_page(
+    world: World, client: httpx.AsyncClient, change: dict[str, str], words: str
+) -> None:
+    """400, the reason on the fee page with what was typed, nothing stored, no traceback."""
+    csrf = await log_in(client, "olga")
+    form = {"csrf_token": csrf, "merchant_id": MERCHANT_A, "effective_from": "2026-12-07",
+            **RATES, **change}  # fmt: skip
+    answer = await client.post("/fees", data=form)
+    assert 400 == answer.status_code and "Traceback" not in answer.text
+    assert words in answer.text and 'role="alert"' in answer.text
+    assert [] == ClearingStore(world.store).fee_schedules(MERCHANT_A)
+
+
+async def test_a_past_day_is_refused_and_audited(world: World, client: httpx.AsyncClient) -> None:
+    csrf = await log_in(client, "olga")
+    form = {"csrf_token": csrf, "merchant_id": MERCHANT_A, "effective_from": "2026-12-01",
+            **RATES}  # fmt: skip
+    assert 400 == (await client.post("/fees", data=form)).status_code
+    refused = world.office.audit.search(AuditFilter(action="fees.set", outcome="refused"))
+    assert 1 == len(refused) and "earlier days are cleared" in refused[0].detail
+
+
+async def test_setting_fees_needs_the_csrf_token(world: World, client: httpx.AsyncClient) -> None:
+    await log_in(client, "olga")
+    form = {"merchant_id": MERCHANT_A, "effective_from": "2026-12-07", **RATES}
+    assert 403 == (await client.post("/fees", data=form)).status_code
+    assert [] == ClearingStore(world.store).fee_schedules(MERCHANT_A)
+
+
+async def test_the_fee_page_shows_what_is_in_force(shared_client: httpx.AsyncClient) -> None:
+    """support reads it (no form); the standard is in force for both merchants."""
+    await log_in(shared_client, "sam")
+    answer = await shared_client.get("/fees")
+    assert 200 == answer.status_code and 'action="/fees"' not in answer.text
+    assert 3 == answer.text.count("境内借记卡 domestic debit <strong>0.60%</strong> cap 20.00")
+    assert [] == scan(answer.text)
+
+
+# --- the pure pieces -------------------------------------------------------------------------
+
+TODAY = date(2026, 12, 6)
+
+
+def _schedule(merchant_id: str | None, day: int, schedule_id: int) -> FeeSchedule:
+    rates = {card_class: Decimal("0.006") for card_class in CardClass}
+    return FeeSchedule(merchant_id, date(2026, 12, day), rates, schedule_id=schedule_id)
+
+
+@pytest.mark.parametrize(
+    ("schedules", "merchant_states", "falls_back"),
+    [
+        ((), [], False),
+        (((None, 1, 1),), [], True),
+        (((None, 1, 1), (MERCHANT_A, 6, 2)), ["in force 生效中"], False),
+        (((None, 1, 1), (MERCHANT_A, 7, 2)), ["upcoming 待生效"], True),
+        (
+            ((MERCHANT_A, 2, 1), (MERCHANT_A, 3, 2), (MERCHANT_A, 9, 3)),
+            ["upcoming 待生效", "in force 生效中", "superseded 已替换"],
+            False,
+        ),
+        (  # the same day twice: the later entered wins (a correction)
+            ((MERCHANT_A, 4, 1), (MERCHANT_A, 4, 2)),
+            ["in force 生效中", "superseded 已替换"],
+            False,
+        ),
+    ],
+)
+def test_fee_book_states(
+    schedules: tuple[tuple[str | None, int, int], ...],
+    merchant_states: list[str],
+    falls_back: bool,
+) -> None:
+    """Newest first: upcoming, in force today, superseded; the standard when none of its own."""
+    rules = ClearingRules(fee_schedules=tuple(_schedule(*entry) for entry in schedules))
+    book = fee_book(rules, [MERCHANT_A], TODAY)
+    assert [None, MERCHANT_A] == [owner.merchant_id for owner in book]
+    merchant = book[1]
+    assert merchant_states == [entry.state for entry in merchant.schedules]
+    assert falls_back == merchant.standard_applies
+    assert (merchant.in_force is None) == (not schedules or schedules == ((MERCHANT_A, 7, 2),))
+
+
+def test_fee_book_lists_merchants_with_terms_only() -> None:
+    rules = ClearingRules(
+        merchant_terms=(MerchantTerms(MERCHANT_B, date(2026, 12, 1), SettlementCycle.T0),)
+    )
+    book = fee_book(rules, [MERCHANT_A], TODAY)
+    assert [None, MERCHANT_A, MERCHANT_B] == [owner.merchant_id for owner in book]
+    assert SettlementCycle.T0 == book[2].terms_in_force.cycle
+    assert ["in force 生效中"] == [entry.state for entry in book[2].terms]
+
+
+def test_parse_fee_schedule_reads_what_set_fees_reads() -> None:
+    rates = {card_class: "0.60%" for card_class in CardClass}
+    caps = {CardClass.DOMESTIC_DEBIT: "20.00"}
+    assert STANDARD_FEES == parse_fee_schedule(None, "2026-12-05", rates, caps, "0.00%")
+
+
+@pytest.mark.parametrize(
+    ("rate", "cap", "day", "instant", "message"),
+    [
+        ("0.6", None, "2026-12-05", "0%", "rate '0.6' must be a percentage with its sign"),
+        ("0.60%", "0", "2026-12-05", "0%", "amount '0' must be more than 0.00"),
+        ("0.60%", None, "2026-12-32", "0%", "date '2026-12-32' must be a real date"),
+        ("0.60%", None, "2026-12-05", "0.00001%", "rate '0.00001%' has more than 4 decimals"),
+    ],
+)
+def test_parse_fee_schedule_refusals(
+    rate: str, cap: str | None, day: str, instant: str, message: str
+) -> None:
+    """The first value that does not parse is the one-line error (CLI and page alike)."""
+    rates = {card_class: rate for card_class in CardClass}
+    with pytest.raises(PosbatchError) as caught:
+        parse_fee_schedule(MERCHANT_A, day, rates, {CardClass.DOMESTIC_DEBIT: cap}, instant)
+    assert str(caught.value).startswith(message)
