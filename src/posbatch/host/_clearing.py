@@ -7,6 +7,11 @@ day, every record :mod:`posbatch.clearing` needs — then calls its pure
 functions. :meth:`ClearingStore.statement` and :meth:`ClearingStore.clearing_file`
 are the one call a CLI command or a back-office page makes.
 
+It also reads the back office's resolutions of exceptions (差错, ``host_exception_work``)
+by the moment they were resolved: those that move the merchant's money are the day's
+adjustments (差错调整), which a clearing run keeps beside the lines
+(``host_clearing_adjustments``, keyed by exception: an exception is paid once).
+
 Rules about *when* a change may take effect (the past is never rewritten):
 fee schedules, merchant terms and card BINs from the current trading day on
 (they price the whole day); working-day overrides for dates from the current
