@@ -34,8 +34,19 @@ ALLOWED: Final[dict[str, frozenset[str]]] = {
     "web": frozenset(
         {"batch", "wire", "errors", "storage", "cli_support", "host", "doctor", "backoffice"}
     ),
+    # sim also works the exception queue through the back office's library (invariant 8)
     "sim": frozenset(
-        {"batch", "wire", "errors", "storage", "host", "terminal", "doctor", "clearing"}
+        {
+            "batch",
+            "wire",
+            "errors",
+            "storage",
+            "host",
+            "terminal",
+            "doctor",
+            "clearing",
+            "backoffice",
+        }
     ),
 }
 TOP: Final = frozenset({"cli", "demo", "__main__", "__init__"})  # mount everything

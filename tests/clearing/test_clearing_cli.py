@@ -9,9 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clearing_world import MERCHANT_ID, World
+from clearing_world import MERCHANT_ID, World, beijing_time
 from typer.testing import CliRunner
 
+from posbatch.backoffice import Actor, ExceptionWork
+from posbatch.batch.host_effects import AddException
 from posbatch.cli import app
 from posbatch.errors import ConfigError
 from posbatch.host import cli as host_cli
@@ -171,6 +173,38 @@ def test_statement_prints_and_writes_a_private_csv(
     assert [("622202*********0128", "100.00", "0.60"), ("622202*********0128", "10000.00",
             "20.00")] == [(row[7], row[9], row[10]) for row in details]  # fmt: skip
     assert b"6222021234567890128" not in raw
+
+
+def test_statement_and_run_show_an_adjustment(traded: World, data_dir: str, tmp_path: Path) -> None:
+    """An exception resolved credit-merchant 25.00 that day: the statement prints it under
+    差错调整, pays it in the net, writes it to the CSV; the clearing run says so too."""
+    with traded.store.transaction() as tx:
+        tx.apply([AddException(
+            terminal_id="10000001", merchant_id=MERCHANT_ID, batch_id=None, batch_no=1, stan=9,
+            kind="terminal-only", cause="uploaded, not on the host", terminal_amount_fen=2_500,
+            host_amount_fen=None, at=traded.clock(),
+        )])  # fmt: skip
+    (exception,) = traded.store.exceptions()
+    ExceptionWork(traded.store).resolve(
+        Actor("olga", "ops", "127.0.0.1"), [exception.exception_id], "credit-merchant",
+        "paid after checking the terminal's journal", now=beijing_time("2026-09-30 16:00"),
+    )  # fmt: skip
+    target = tmp_path / "statement.csv"
+    code, out, _err = invoke("clearing", "statement", "--merchant-id", MERCHANT_ID,
+                             "--date", "2026-09-30", "--csv", str(target),
+                             data_dir=data_dir)  # fmt: skip
+    rows = list(csv.reader(io.StringIO(target.read_bytes().decode("utf-8-sig"))))
+    _c, ran, _e = invoke("clearing", "run", "--date", "2026-09-30", data_dir=data_dir)
+    assert 0 == code
+    assert f"差错 #{exception.exception_id}" in out
+    assert "adjustments 差错调整 25.00 (1), net 净额 10104.40" in out
+    assert "应付商户 to be paid to the merchant: 10104.40" in out
+    assert (["差错调整 adjustments", "25.00"] in rows, ["净额 net", "10104.40"] in rows) == (
+        True,
+        True,
+    )
+    assert ["terminal-only", "credit-merchant", "25.00", "0.00"] in [row[3:] for row in rows]
+    assert "fees 20.60, adjustments 差错调整 25.00, net 10104.40" in ran
 
 
 def test_a_hostile_terminal_id_cannot_reach_a_statement(traded: World) -> None:

@@ -122,8 +122,10 @@ def test_clearing_file_csv_and_text() -> None:
     )  # fmt: skip
     document = clearing_file(DAY, [record], RULES)
     rows = list(csv.reader(io.StringIO(clearing_file_csv(document))))
-    assert [MERCHANT, "1", "1234.56", "7.41", "1227.15", "T+1", "2026-10-08", "no"] == rows[1]
-    assert ["合计 total", "1", "1234.56", "7.41", "1227.15", "", "", ""] == rows[2]
+    assert [MERCHANT, "1", "1234.56", "7.41", "1227.15", "T+1", "2026-10-08", "no", "0.00"] == rows[
+        1
+    ]
+    assert ["合计 total", "1", "1234.56", "7.41", "1227.15", "", "", "", "0.00"] == rows[2]
     assert f"{MERCHANT}       1       1234.56        7.41       1227.15" in render_clearing_file(
         document
     )

@@ -114,3 +114,80 @@ def test_a_seed_with_a_cut_off_inside_trading_hours_reconciles(
         )
     finally:
         world.close()
+
+
+def test_adjustments_the_back_office_resolved_reconcile() -> None:
+    """A statement whose adjustments are what the back office resolved that day: fine."""
+    row = figures(adjustment_fen=-500)
+    found = _clearing.violations(replace(snapshot(row), adjustments=((MERCHANT, DAY, -500),)))
+    assert [] == found
+
+
+@pytest.mark.parametrize(
+    ("row", "resolved_fen", "message"),
+    [
+        (figures(adjustment_fen=100), 0, "statement has adjustments of 100 fen; the back office"),
+        (figures(), 300, "resolved 300 fen that day"),
+        (None, 300, "statement has adjustments of 0 fen"),
+        (figures(adjustment_fen=300, recomputed_adjustment_fen=0), 300, "computed again: 0"),
+    ],
+)
+def test_each_adjustment_break_is_reported(
+    row: DayFigures | None, resolved_fen: int, message: str
+) -> None:
+    """Adjustments missing, invented, or changed on a cleared day: each is invariant 8."""
+    base = snapshot(*(() if row is None else (row,)), host=(0, 0) if row is None else (1, 10_000))
+    found = _clearing.violations(replace(base, adjustments=((MERCHANT, DAY, resolved_fen),)))
+    assert message in " | ".join(what for _where, what in found)
+
+
+def test_desk_sums_date_each_resolution_by_its_trading_day() -> None:
+    """credit +, debit and refund −, write-off and confirm nothing; 23:30 Beijing is the
+    next trading day (cut-off 23:00)."""
+    late = datetime(2026, 11, 23, 15, 30, tzinfo=UTC)  # 23:30 Beijing: trading day 24 Nov
+    noon = datetime(2026, 11, 23, 4, 0, tzinfo=UTC)
+    rows = [
+        (MERCHANT, "credit-merchant", 1_000, noon),
+        (MERCHANT, "debit-merchant", 300, noon),
+        (MERCHANT, "refund-cardholder", 200, late),
+        (MERCHANT, "write-off", 900, noon),
+        (MERCHANT, "confirm-host", None, noon),
+    ]
+    assert {(MERCHANT, DAY): 700, (MERCHANT, date(2026, 11, 24)): -200} == _clearing.desk_sums(
+        rows, trading_day
+    )
+
+
+def test_a_seed_whose_back_office_resolves_exceptions_reconciles() -> None:
+    """Seed 2 (3 terminals × 3 days): the back office resolves some exceptions with money;
+    the clearing runs keep them as adjustments and invariant 8 holds."""
+    world = World(2, SimConfig(terminals=3, days=3, transactions=20))
+    try:
+        result = world.run()
+        with world.store.engine.connect() as connection:
+            kept = connection.execute(t.clearing_adjustments.select()).all()
+        assert (True, []) == (bool(kept), [violation.render() for violation in result.violations])
+    finally:
+        world.close()
+
+
+def test_a_tampered_adjustment_is_caught_the_next_night() -> None:
+    """A kept adjustment changed by a fen after its day was cleared: invariant 8 says so."""
+    world = World(2, SimConfig(terminals=3, days=4, transactions=20))
+    try:
+        kept: list[object] = []
+        while not kept and world.day < 3:
+            world.run_day()
+            with world.store.engine.connect() as connection:
+                kept = list(connection.execute(t.clearing_adjustments.select()).all())
+        assert kept, "no adjustment was kept"
+        with world.store.transaction() as tx:
+            tx.connection.execute(
+                t.clearing_adjustments.update().values(
+                    amount_fen=t.clearing_adjustments.c.amount_fen - 1
+                )
+            )
+        world.run_day()
+        assert 8 in {violation.invariant for violation in world.result.violations}
+    finally:
+        world.close()

@@ -16,6 +16,12 @@ stands) or refunded to the cardholder; one the terminal counted and the host did
 be confirmed or credited to the merchant; and so on. A resolution that moves money
 carries an amount in fen, bounded by the amounts the exception is about.
 
+A resolution that moves the merchant's money (credit-merchant, debit-merchant,
+refund-cardholder) is paid by clearing: an adjustment line (差错调整) of the trading
+day it is resolved on (``posbatch.clearing.adjustment_lines``). A day already cleared
+never changes, so a resolution dated within a cleared day (a clock gone back) is
+refused, in the same unit of work that would write it.
+
 Several at once: all of them take the step, or none does (the error names the first
 that cannot). Every step is written with its audit row in one unit of work; on
 PostgreSQL the exception rows are locked first, on SQLite the unit of work holds the
@@ -28,7 +34,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -46,7 +52,9 @@ from posbatch.backoffice._filters import (
 from posbatch.backoffice._staff import Permission, Role, may
 from posbatch.backoffice._text import clean_text
 from posbatch.batch.money import format_fen
+from posbatch.clearing import ADJUSTMENT_SIGNS, trading_day
 from posbatch.errors import BackOfficeError, ConfigError, Forbidden, NotFound
+from posbatch.host import ClearingStore
 from posbatch.host import _schema as t
 from posbatch.host.store import ExceptionKind, HostStore
 
@@ -277,6 +285,19 @@ def _select() -> sa.Select[Any]:
     ).select_from(t.exceptions.outerjoin(t.exception_work, w.exception_id == e.exception_id))
 
 
+def _refuse_cleared(connection: Connection, day: date) -> None:
+    """A resolution that moves the merchant's money is an adjustment of its trading day
+    ``day``: refused when that day is cleared already (what was paid never changes)."""
+    cleared = connection.execute(
+        sa.select(t.cleared_days.c.trading_day).where(t.cleared_days.c.trading_day == day)
+    ).first()
+    if cleared is not None:
+        raise BackOfficeError(
+            f"trading day {day} is cleared already: a resolution that moves the merchant's "
+            "money cannot be dated within it (check the clock)"
+        )
+
+
 def parse_ids(values: Sequence[str]) -> list[int]:
     """Exception ids from a form (checkboxes): digits only, at most BULK_MAX."""
     if len(values) > BULK_MAX:
@@ -472,7 +493,12 @@ class ExceptionWork:
         if not text:
             raise ConfigError("a remark is required: say what was done and why")
         scope = Scope(actor.merchant_id)
+        pays_on = None
+        if resolution is not None and ADJUSTMENT_SIGNS[resolution.value]:
+            pays_on = trading_day(now, ClearingStore(self.store).cutoffs())
         with write(self.store) as connection:
+            if pays_on is not None:
+                _refuse_cleared(connection, pays_on)
             items = self._locked(connection, scope, ids)
             for item in items:
                 after = STEPS.get((item.status, step))

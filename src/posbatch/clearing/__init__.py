@@ -9,12 +9,21 @@ what these functions return::
                           calendar=WorkingDayCalendar(overrides), cutoffs=CutoffSchedule())
     day = trading_day(approved_at, rules.cutoffs)        # the ONE function for 日切
     arrival = arrival_date(day, SettlementCycle.T1, rules.calendar)
-    statement = build_statement(merchant_id, day, records, rules, batches=..., exceptions=...)
+    statement = build_statement(merchant_id, day, records, rules, batches=..., exceptions=...,
+                                adjustments=...)  # resolved exceptions (差错调整)
     document = clearing_file(day, records, rules)
 
 docs/clearing.md explains every rule and its default.
 """
 
+from posbatch.clearing._adjustments import (
+    ADJUSTMENT_LABELS,
+    ADJUSTMENT_SIGNS,
+    AdjustmentLine,
+    AdjustmentRecord,
+    adjustment_fen,
+    adjustment_lines,
+)
 from posbatch.clearing._calendar import (
     BEIJING,
     CUTOFF_DEFAULT,
@@ -101,6 +110,8 @@ from posbatch.clearing._statement import (
 )
 
 __all__ = [
+    "ADJUSTMENT_LABELS",
+    "ADJUSTMENT_SIGNS",
     "BEIJING",
     "BIN_DIGITS_MAX",
     "BIN_DIGITS_MIN",
@@ -117,6 +128,8 @@ __all__ = [
     "REFUND_FEE_DEFAULT",
     "VOID_FEE_DEFAULT",
     "WORKING_DAY_SEARCH_DAYS_MAX",
+    "AdjustmentLine",
+    "AdjustmentRecord",
     "Arrival",
     "BatchLine",
     "BatchRecord",
@@ -143,6 +156,8 @@ __all__ = [
     "SummaryPart",
     "Totals",
     "WorkingDayCalendar",
+    "adjustment_fen",
+    "adjustment_lines",
     "arrival_date",
     "assemble_statement",
     "beijing",

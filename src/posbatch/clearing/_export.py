@@ -23,6 +23,7 @@ from typing import Final
 
 from posbatch.batch.cards import mask_card_numbers, mask_pan
 from posbatch.batch.money import format_fen
+from posbatch.clearing._adjustments import ADJUSTMENT_LABELS, AdjustmentLine
 from posbatch.clearing._calendar import Arrival, beijing
 from posbatch.clearing._fees import CardClass, format_rate
 from posbatch.clearing._statement import ClearingFile, Statement, StatementLine, Totals
@@ -108,6 +109,14 @@ def _line_text(line: StatementLine) -> str:
     )
 
 
+def _adjustment_text(line: AdjustmentLine) -> str:
+    what = ADJUSTMENT_LABELS.get(line.resolution, line.resolution)
+    return (
+        f"{beijing(line.at).strftime(_TIME)}  {line.terminal_id:<8}  差错 #{line.exception_id} "
+        f"{line.kind:<22} {what:<28} {_yuan(line.amount_fen):>12}  fee 0.00"
+    )
+
+
 def _schedule_text(statement: Statement) -> list[str]:
     schedule = statement.schedule
     if schedule is None:
@@ -173,9 +182,14 @@ def render_statement(statement: Statement) -> str:
         )
     if not statement.batches:
         out.append("  (none 无)")
+    out += ["", "差错调整 Adjustments (exceptions resolved this trading day; no fee)"]
+    out.extend("  " + _adjustment_text(line) for line in statement.adjustments)
+    if not statement.adjustments:
+        out.append("  (none 无)")
     out += [
         "",
-        "差错 Exceptions touching the money (not in the net below; the back office settles them)",
+        "差错 Exceptions touching the money, raised this day (a resolution that moves the "
+        "merchant's money is an adjustment of the day it is resolved)",
     ]
     for record in statement.exceptions:
         amounts = (
@@ -192,7 +206,14 @@ def render_statement(statement: Statement) -> str:
     out += [
         "",
         f"合计 Total: {total.count} lines, gross 交易金额 {_yuan(total.gross_fen)}, "
-        f"fees 手续费 {_yuan(total.fee_fen)}, net 净额 {_yuan(total.net_fen)}",
+        f"fees 手续费 {_yuan(total.fee_fen)}, "
+        + (
+            f"adjustments 差错调整 {_yuan(statement.adjustment_fen)} "
+            f"({len(statement.adjustments)}), "
+            if statement.adjustments
+            else ""
+        )
+        + f"net 净额 {_yuan(statement.net_fen)}",
         _net_sentence(statement.net_fen, statement.arrival),
     ]
     if statement.unknown_bins:
@@ -238,6 +259,17 @@ STATEMENT_COLUMNS: Final = (
 )
 
 
+ADJUSTMENT_COLUMNS: Final = (
+    "差错调整 resolved (Beijing)",
+    "差错 exception_id",
+    "终端 terminal_id",
+    "差错类型 kind",
+    "处理 resolution",
+    "调整金额 amount",
+    "手续费 fee",
+)
+
+
 def statement_csv(statement: Statement) -> str:
     """The statement as CSV: a summary block, a blank row, then one row per line."""
     total = statement.total
@@ -249,7 +281,8 @@ def statement_csv(statement: Statement) -> str:
         ("笔数 count", total.count),
         ("交易金额 gross", _yuan(total.gross_fen)),
         ("手续费 fees", _yuan(total.fee_fen)),
-        ("净额 net", _yuan(total.net_fen)),
+        ("差错调整 adjustments", _yuan(statement.adjustment_fen)),
+        ("净额 net", _yuan(statement.net_fen)),
         ("到账日 arrival_date", arrival.arrival_date.isoformat()),
         ("暂定 provisional", "yes" if arrival.provisional else "no"),
         ("差错 exceptions", len(statement.exceptions)),
@@ -278,6 +311,20 @@ def statement_csv(statement: Statement) -> str:
                 "yes" if line.bin_known else "no",
             )
         )
+    if statement.adjustments:
+        rows += [(), ADJUSTMENT_COLUMNS]
+        for adjustment in statement.adjustments:
+            rows.append(
+                (
+                    beijing(adjustment.at).strftime(_TIME),
+                    adjustment.exception_id,
+                    adjustment.terminal_id,
+                    adjustment.kind,
+                    adjustment.resolution,
+                    _yuan(adjustment.amount_fen),
+                    _yuan(0),
+                )
+            )
     if statement.exceptions:
         rows += [(), ("差错 exception_id", "terminal_id", "batch_no", "stan", "kind", "cause",
                       "terminal amount", "host amount")]  # fmt: skip
@@ -304,31 +351,38 @@ CLEARING_FILE_COLUMNS: Final = (
     "笔数 count",
     "交易金额 gross",
     "手续费 fees",
-    "净额 net",
+    "净额 net",  # gross - fees + adjustments: what is paid
     "结算周期 cycle",
     "到账日 arrival_date",
     "暂定 provisional",
+    "差错调整 adjustments",  # last: the columns before it kept their places
 )
 
 
-def _file_row(merchant_id: str, line_total: Totals, arrival: Arrival | None) -> list[object]:
+def _file_row(
+    merchant_id: str, line_total: Totals, adjustment_fen: int, arrival: Arrival | None
+) -> list[object]:
     return [
         merchant_id,
         line_total.count,
         _yuan(line_total.gross_fen),
         _yuan(line_total.fee_fen),
-        _yuan(line_total.net_fen),
+        _yuan(line_total.net_fen + adjustment_fen),
         "" if arrival is None else arrival.cycle.value,
         "" if arrival is None else arrival.arrival_date.isoformat(),
         "" if arrival is None else ("yes" if arrival.provisional else "no"),
+        _yuan(adjustment_fen),
     ]
 
 
 def clearing_file_csv(document: ClearingFile) -> str:
     """The clearing file as CSV: one row per merchant, then the total."""
     rows: list[Sequence[object]] = [CLEARING_FILE_COLUMNS]
-    rows.extend(_file_row(line.merchant_id, line.total, line.arrival) for line in document.lines)
-    rows.append(_file_row("合计 total", document.total, None))
+    rows.extend(
+        _file_row(line.merchant_id, line.total, line.adjustment_fen, line.arrival)
+        for line in document.lines
+    )
+    rows.append(_file_row("合计 total", document.total, document.adjustment_fen, None))
     return _csv(rows)
 
 
@@ -344,16 +398,26 @@ def render_clearing_file(document: ClearingFile) -> str:
         flag = " BIN?" if line.unknown_bins else ""
         out.append(
             f"{line.merchant_id:<16} {total.count:>6} {_yuan(total.gross_fen):>13} "
-            f"{_yuan(total.fee_fen):>11} {_yuan(total.net_fen):>13}  "
+            f"{_yuan(total.fee_fen):>11} {_yuan(line.net_fen):>13}  "
             f"{line.arrival.cycle.value:<5}  {line.arrival.arrival_date.isoformat()}"
             + (" 暂定 provisional" if line.arrival.provisional else "")
             + flag
+            + (
+                f"  差错调整 adjustments {_yuan(line.adjustment_fen)} ({line.adjustments})"
+                if line.adjustments
+                else ""
+            )
         )
     total = document.total
     out.append(
         f"{'total 合计':<16} {total.count:>6} {_yuan(total.gross_fen):>13} "
-        f"{_yuan(total.fee_fen):>11} {_yuan(total.net_fen):>13}"
+        f"{_yuan(total.fee_fen):>11} {_yuan(document.net_fen):>13}"
+        + (
+            f"  差错调整 adjustments {_yuan(document.adjustment_fen)}"
+            if document.adjustment_fen
+            else ""
+        )
     )
     if not document.lines:
-        out.append("(no transactions that day 当日无交易)")
+        out.append("(no transactions or adjustments that day 当日无交易)")
     return "\n".join(out)

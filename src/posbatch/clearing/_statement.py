@@ -25,8 +25,13 @@ sign of what the merchant pays (a returned fee is negative); ``net = amount -
 fee`` per line. The statement's gross, fees and net are sums over its lines,
 so ``fees + net = gross`` holds for every statement and every line.
 
+Resolved exceptions (差错) that move the merchant's money are *adjustment
+lines* of the day they were resolved (:mod:`posbatch.clearing._adjustments`):
+no fee, so the statement's net is ``gross - fees + adjustments``; the lines'
+own totals (``total``) keep ``fees + net = gross``.
+
 The clearing file of a day is one line per merchant (count, gross, fees,
-net, arrival date) computed by the same per-line arithmetic as the
+adjustments, net, arrival date) computed by the same per-line arithmetic as the
 statements, so the two always agree.
 """
 
@@ -38,6 +43,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Final, NamedTuple
 
+from posbatch.clearing._adjustments import AdjustmentLine, AdjustmentRecord, adjustment_lines
 from posbatch.clearing._calendar import Arrival, trading_day_bounds
 from posbatch.clearing._fees import CardClass, CreditFeeRule, returned_fee_fen
 from posbatch.clearing._rules import ClearingRules, FeeSchedule, MerchantTerms
@@ -299,6 +305,7 @@ class Statement:
     exceptions: tuple[ExceptionRecord, ...]  # 差错 touching money, raised that day
     unknown_bins: int  # lines priced as credit because no BIN entry matched
     cleared: bool = False  # read from the day's clearing run (else computed from the records)
+    adjustments: tuple[AdjustmentLine, ...] = ()  # 差错调整 resolved that day (no fee)
 
     @property
     def gross_fen(self) -> int:
@@ -309,16 +316,28 @@ class Statement:
         return self.total.fee_fen
 
     @property
+    def adjustment_fen(self) -> int:
+        return sum(line.amount_fen for line in self.adjustments)
+
+    @property
     def net_fen(self) -> int:
-        return self.total.net_fen
+        """What the merchant is paid: gross - fees + adjustments."""
+        return self.total.net_fen + self.adjustment_fen
 
 
 @dataclass(frozen=True, slots=True)
 class ClearingFileLine:
     merchant_id: str
-    total: Totals
+    total: Totals  # the transaction lines (fees + net = gross)
     arrival: Arrival
     unknown_bins: int
+    adjustment_fen: int = 0  # 差错调整 resolved that day
+    adjustments: int = 0  # how many
+
+    @property
+    def net_fen(self) -> int:
+        """What the merchant is paid: gross - fees + adjustments."""
+        return self.total.net_fen + self.adjustment_fen
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +349,12 @@ class ClearingFile:
     end: datetime
     lines: tuple[ClearingFileLine, ...]
     total: Totals
+    adjustment_fen: int = 0
+
+    @property
+    def net_fen(self) -> int:
+        """What all merchants are paid: gross - fees + adjustments."""
+        return self.total.net_fen + self.adjustment_fen
 
 
 # --- the arithmetic --------------------------------------------------------------------
@@ -542,6 +567,12 @@ class StatementSummary:
     total: Totals
     arrival: Arrival
     unknown_bins: int
+    adjustment_fen: int = 0  # 差错调整 resolved that day
+
+    @property
+    def net_fen(self) -> int:
+        """What the merchant is paid: gross - fees + adjustments."""
+        return self.total.net_fen + self.adjustment_fen
 
 
 def _sum(totals: Iterable[Totals]) -> Totals:
@@ -555,9 +586,15 @@ def _sum(totals: Iterable[Totals]) -> Totals:
 
 
 def summarize(
-    merchant_id: str, day: date, parts: Iterable[SummaryPart], rules: ClearingRules
+    merchant_id: str,
+    day: date,
+    parts: Iterable[SummaryPart],
+    rules: ClearingRules,
+    *,
+    adjustment_fen: int = 0,
 ) -> StatementSummary:
-    """The figures of ``merchant_id``'s statement of ``day`` from its per-class-and-kind sums."""
+    """The figures of ``merchant_id``'s statement of ``day`` from its per-class-and-kind sums
+    and the sum of its adjustments."""
     # [count, gross, fee, net] per card class, per kind, and over all
     by_class = {card_class: [0, 0, 0, 0] for card_class in _CLASSES}
     by_kind = {kind: [0, 0, 0, 0] for kind in _LINE_KINDS}
@@ -579,6 +616,7 @@ def summarize(
         total=Totals(*total),
         arrival=rules.arrival(merchant_id, day),
         unknown_bins=unknown_bins,
+        adjustment_fen=adjustment_fen,
     )
 
 
@@ -591,9 +629,12 @@ def assemble_statement(
     batches: Iterable[BatchRecord] = (),
     exceptions: Iterable[ExceptionRecord] = (),
     cleared: bool = False,
+    adjustments: Iterable[AdjustmentLine] = (),
 ) -> Statement:
-    """The statement of ``merchant_id`` for ``day`` from its priced ``lines`` (computed now
-    by :func:`price_lines`, or kept by a clearing run — ``cleared`` — the same either way)."""
+    """The statement of ``merchant_id`` for ``day`` from its priced ``lines`` and its
+    ``adjustments`` (computed now by :func:`price_lines` and
+    :func:`~posbatch.clearing.adjustment_lines`, or kept by a clearing run — ``cleared`` —
+    the same either way)."""
     start, end = trading_day_bounds(day, rules.cutoffs)
     summary = summarize(merchant_id, day, summary_parts(lines), rules)
     per_batch: dict[int, list[int]] = {}
@@ -649,6 +690,7 @@ def assemble_statement(
         exceptions=tuple(money_exceptions),
         unknown_bins=summary.unknown_bins,
         cleared=cleared,
+        adjustments=tuple(sorted(adjustments, key=lambda line: (line.at, line.exception_id))),
     )
 
 
@@ -660,16 +702,21 @@ def build_statement(
     *,
     batches: Iterable[BatchRecord] = (),
     exceptions: Iterable[ExceptionRecord] = (),
+    adjustments: Iterable[AdjustmentRecord] = (),
 ) -> Statement:
-    """The statement of ``merchant_id`` for trading day ``day``, computed from ``records``.
+    """The statement of ``merchant_id`` for trading day ``day``, computed from ``records``
+    and the resolved exceptions ``adjustments``.
 
-    ``records`` may hold more than the day (other days, other merchants): only what
-    counts on the day for the merchant is taken (the module docstring says what).
+    ``records`` and ``adjustments`` may hold more than the day (other days, other
+    merchants): only what counts on the day for the merchant is taken (the module
+    docstring says what).
     """
     lines = price_lines(day, records, rules, merchant_ids=(merchant_id,))[merchant_id]
+    adjusted = adjustment_lines(day, adjustments, rules.cutoffs, merchant_ids=(merchant_id,))
     return assemble_statement(
-        merchant_id, day, lines, rules, batches=batches, exceptions=exceptions
-    )
+        merchant_id, day, lines, rules, batches=batches, exceptions=exceptions,
+        adjustments=adjusted[merchant_id],
+    )  # fmt: skip
 
 
 _KINDS: Final = {kind.value: kind for kind in LineKind}
@@ -679,26 +726,47 @@ _LINE_KINDS: Final = tuple(LineKind)
 
 
 def clearing_file_of(
-    day: date, parts_of: Mapping[str, Iterable[SummaryPart]], rules: ClearingRules
+    day: date,
+    parts_of: Mapping[str, Iterable[SummaryPart]],
+    rules: ClearingRules,
+    adjustments_of: Mapping[str, Sequence[AdjustmentLine]] | None = None,
 ) -> ClearingFile:
-    """The clearing file of ``day`` from each merchant's summary parts."""
+    """The clearing file of ``day`` from each merchant's summary parts and adjustment lines
+    (a merchant with only adjustments has a line too)."""
     start, end = trading_day_bounds(day, rules.cutoffs)
+    adjustments_of = adjustments_of or {}
     lines = []
-    for merchant_id in sorted(parts_of):
-        summary = summarize(merchant_id, day, parts_of[merchant_id], rules)
-        lines.append(
-            ClearingFileLine(merchant_id, summary.total, summary.arrival, summary.unknown_bins)
+    for merchant_id in sorted(set(parts_of) | set(adjustments_of)):
+        adjusted = adjustments_of.get(merchant_id, ())
+        adjustment = sum(line.amount_fen for line in adjusted)
+        summary = summarize(
+            merchant_id, day, parts_of.get(merchant_id, ()), rules, adjustment_fen=adjustment
         )
+        lines.append(
+            ClearingFileLine(
+                merchant_id, summary.total, summary.arrival, summary.unknown_bins, adjustment,
+                len(adjusted),
+            )
+        )  # fmt: skip
     total = _sum(line.total for line in lines)
-    return ClearingFile(day, start, end, tuple(lines), total)
+    return ClearingFile(
+        day, start, end, tuple(lines), total, sum(line.adjustment_fen for line in lines)
+    )
 
 
 def clearing_file(
-    day: date, records: Iterable[ClearingRecord], rules: ClearingRules
+    day: date,
+    records: Iterable[ClearingRecord],
+    rules: ClearingRules,
+    adjustments: Iterable[AdjustmentRecord] = (),
 ) -> ClearingFile:
-    """The clearing file of trading day ``day``, computed from ``records``: one line per
-    merchant with anything on it (the same lines as the statements)."""
+    """The clearing file of trading day ``day``, computed from ``records`` and the resolved
+    exceptions ``adjustments``: one line per merchant with anything on it (the same lines
+    as the statements)."""
     lines_of = price_lines(day, records, rules)
     return clearing_file_of(
-        day, {merchant_id: summary_parts(lines) for merchant_id, lines in lines_of.items()}, rules
+        day,
+        {merchant_id: summary_parts(lines) for merchant_id, lines in lines_of.items()},
+        rules,
+        adjustment_lines(day, adjustments, rules.cutoffs),
     )

@@ -7,6 +7,11 @@ day, every record :mod:`posbatch.clearing` needs — then calls its pure
 functions. :meth:`ClearingStore.statement` and :meth:`ClearingStore.clearing_file`
 are the one call a CLI command or a back-office page makes.
 
+It also reads the back office's resolutions of exceptions (差错, ``host_exception_work``)
+by the moment they were resolved: those that move the merchant's money are the day's
+adjustments (差错调整), which a clearing run keeps beside the lines
+(``host_clearing_adjustments``, keyed by exception: an exception is paid once).
+
 Rules about *when* a change may take effect (the past is never rewritten):
 fee schedules, merchant terms and card BINs from the current trading day on
 (they price the whole day); working-day overrides for dates from the current
@@ -29,6 +34,8 @@ from sqlalchemy.engine import Connection
 
 from posbatch.batch.money import format_fen
 from posbatch.clearing import (
+    AdjustmentLine,
+    AdjustmentRecord,
     Arrival,
     BatchRecord,
     CardBin,
@@ -53,6 +60,7 @@ from posbatch.clearing import (
     SummaryPart,
     Totals,
     WorkingDayCalendar,
+    adjustment_lines,
     arrival_date,
     assemble_statement,
     beijing,
@@ -97,11 +105,13 @@ _CLASS_COLUMNS: Final = {
 
 
 class ClearedDay(NamedTuple):
-    """A clearing run: the day, its totals, when it ran."""
+    """A clearing run: the day, its lines' totals, when it ran, and its adjustments (差错调整:
+    the merchants' net is ``totals.net_fen + adjustment_fen``)."""
 
     trading_day: date
     totals: Totals
     cleared_at: datetime
+    adjustment_fen: int = 0
 
 
 def _aware(moment: datetime) -> datetime:
@@ -720,6 +730,80 @@ class ClearingStore:
             for row in rows
         ]
 
+    def adjustment_records(
+        self, start: datetime, end: datetime, *, merchant_id: str | None = None
+    ) -> list[AdjustmentRecord]:
+        """Exceptions (差错) the back office resolved within ``[start, end)`` (of one merchant
+        if given), whatever the resolution: :func:`~posbatch.clearing.adjustment_lines` takes
+        the ones that move the merchant's money."""
+        work, exceptions = t.exception_work.c, t.exceptions.c
+        query = (
+            sa.select(
+                exceptions.exception_id,
+                exceptions.merchant_id,
+                exceptions.terminal_id,
+                exceptions.kind,
+                work.resolution,
+                work.amount_fen,
+                work.resolved_at,
+            )
+            .select_from(
+                t.exception_work.join(t.exceptions, exceptions.exception_id == work.exception_id)
+            )
+            .where(
+                work.resolution.is_not(None),
+                work.resolved_at >= naive_utc(start),
+                work.resolved_at < naive_utc(end),
+            )
+            .order_by(exceptions.exception_id)
+        )
+        if merchant_id is not None:
+            query = query.where(exceptions.merchant_id == merchant_id)
+        with self._read() as connection:
+            rows = connection.execute(query).all()
+        return [
+            AdjustmentRecord(
+                row.exception_id, row.merchant_id, row.terminal_id, row.kind, row.resolution,
+                row.amount_fen, _aware(row.resolved_at),
+            )
+            for row in rows
+        ]  # fmt: skip
+
+    def _adjustments(
+        self, day: date, rules: ClearingRules, *, merchant_id: str | None = None
+    ) -> dict[str, list[AdjustmentLine]]:
+        """Per merchant, the adjustment lines of ``day``: kept by its clearing run when the day
+        is cleared, else computed from the resolutions as they are."""
+        if self.cleared_day(day) is not None:
+            return self._kept_adjustments(day, merchant_id=merchant_id)
+        start, end = trading_day_bounds(day, rules.cutoffs)
+        records = self.adjustment_records(start, end, merchant_id=merchant_id)
+        only = None if merchant_id is None else (merchant_id,)
+        return adjustment_lines(day, records, rules.cutoffs, merchant_ids=only)
+
+    def _kept_adjustments(
+        self, day: date, *, merchant_id: str | None = None
+    ) -> dict[str, list[AdjustmentLine]]:
+        adjustments = t.clearing_adjustments.c
+        query = (
+            sa.select(t.clearing_adjustments)
+            .where(adjustments.trading_day == day)
+            .order_by(adjustments.at, adjustments.exception_id)
+        )
+        if merchant_id is not None:
+            query = query.where(adjustments.merchant_id == merchant_id)
+        with self._read() as connection:
+            rows = connection.execute(query).all()
+        found: dict[str, list[AdjustmentLine]] = {} if merchant_id is None else {merchant_id: []}
+        for row in rows:
+            found.setdefault(row.merchant_id, []).append(
+                AdjustmentLine(
+                    row.exception_id, _aware(row.at), row.terminal_id, row.kind,
+                    row.resolution, row.amount_fen,
+                )
+            )  # fmt: skip
+        return found
+
     # --- clearing runs (清算) ------------------------------------------------------------------
 
     def clear_day(
@@ -745,6 +829,7 @@ class ClearingStore:
             )
         with _bulk():
             lines_of = price_lines(day, self.records(start, end), rules)
+        adjusted = adjustment_lines(day, self.adjustment_records(start, end), rules.cutoffs)
         every = [line for lines in lines_of.values() for line in lines]
         totals = Totals(
             len(every),
@@ -754,7 +839,7 @@ class ClearingStore:
         )
         done = self.cleared_day(day)
         if done is not None:
-            return _same_run(done, totals)
+            return _same_run(done, totals, self._kept_adjustments(day), adjusted)
         hot = self.store.sql
         on_day = self._bind_date(day)
         rows = [
@@ -785,13 +870,15 @@ class ClearingStore:
         ]
         cleared_at = naive_utc(now)
         try:
-            self._keep(day, totals, lines_of, rows, cleared_at)
+            self._keep(day, totals, lines_of, rows, cleared_at, adjusted=adjusted)
         except StorageError:
             done = self.cleared_day(day)
             if done is None:
                 raise
-            return _same_run(done, totals)  # another run cleared it meanwhile
-        return ClearedDay(day, totals, _aware(cleared_at))
+            # another run cleared it meanwhile
+            return _same_run(done, totals, self._kept_adjustments(day), adjusted)
+        adjustment = sum(line.amount_fen for lines in adjusted.values() for line in lines)
+        return ClearedDay(day, totals, _aware(cleared_at), adjustment)
 
     def _keep(
         self,
@@ -800,8 +887,11 @@ class ClearingStore:
         lines_of: dict[str, list[StatementLine]],
         rows: list[tuple[Any, ...]],
         cleared_at: datetime,
+        *,
+        adjusted: dict[str, list[AdjustmentLine]],
     ) -> None:
-        """Write a clearing run: the day, its sums and its lines, in one unit of work."""
+        """Write a clearing run: the day, its sums, its lines and its adjustments, in one unit
+        of work."""
         with self._write() as tx:
             connection = tx.connection
             connection.execute(
@@ -831,6 +921,23 @@ class ClearingStore:
             ]
             if sums:
                 connection.execute(t.clearing_sums.insert(), sums)
+            kept = [
+                {
+                    "exception_id": line.exception_id,
+                    "trading_day": day,
+                    "merchant_id": merchant_id,
+                    "terminal_id": line.terminal_id,
+                    "kind": line.kind,
+                    "resolution": line.resolution,
+                    "amount_fen": line.amount_fen,
+                    "at": naive_utc(line.at),
+                }
+                for merchant_id, lines in adjusted.items()
+                for line in lines
+            ]
+            if kept:
+                # the exception is the key: one kept on another day already fails the run
+                connection.execute(t.clearing_adjustments.insert(), kept)
             # through the driver: a day is many rows, each written once
             cursor = tx.cursor()
             try:
@@ -851,12 +958,18 @@ class ClearingStore:
             row = connection.execute(
                 sa.select(t.cleared_days).where(t.cleared_days.c.trading_day == day)
             ).first()
-        if row is None:
-            return None
+            if row is None:
+                return None
+            adjustment = connection.execute(
+                sa.select(
+                    sa.func.coalesce(sa.func.sum(t.clearing_adjustments.c.amount_fen), 0)
+                ).where(t.clearing_adjustments.c.trading_day == day)
+            ).scalar_one()
         return ClearedDay(
             row.trading_day,
             Totals(row.lines, row.gross_fen, row.fee_fen, row.net_fen),
             _aware(row.cleared_at),
+            int(adjustment),
         )
 
     def cleared_days(self, *, limit: int = READ_DAYS_MAX) -> list[ClearedDay]:
@@ -963,6 +1076,7 @@ class ClearingStore:
         else:
             records = self.records(start, end, merchant_id=merchant_id)
             lines = price_lines(day, records, rules, merchant_ids=(merchant_id,))[merchant_id]
+        adjustments = self._adjustments(day, rules, merchant_id=merchant_id).get(merchant_id, [])
         return assemble_statement(
             merchant_id,
             day,
@@ -971,6 +1085,7 @@ class ClearingStore:
             batches=self.batches({line.batch_id for line in lines}),
             exceptions=self.exceptions(start, end, merchant_id=merchant_id),
             cleared=cleared,
+            adjustments=adjustments,
         )
 
     def _parts(self, day: date, rules: ClearingRules) -> dict[str, list[SummaryPart]]:
@@ -987,20 +1102,42 @@ class ClearingStore:
         with self._reading():
             rules = rules or self.rules()
             parts = self._parts(day, rules)
+            adjusted = self._adjustments(day, rules)
         return [
-            summarize(merchant_id, day, parts[merchant_id], rules) for merchant_id in sorted(parts)
-        ]
+            summarize(
+                merchant_id, day, parts.get(merchant_id, ()), rules,
+                adjustment_fen=sum(line.amount_fen for line in adjusted.get(merchant_id, ())),
+            )
+            for merchant_id in sorted(set(parts) | set(adjusted))
+        ]  # fmt: skip
 
     def clearing_file(self, day: date) -> ClearingFile:
         """清算文件 of trading day ``day``: every merchant's count, gross, fees, net, arrival."""
         with self._reading():
             rules = self.rules()
             parts = self._parts(day, rules)
-        return clearing_file_of(day, parts, rules)
+            adjusted = self._adjustments(day, rules)
+        return clearing_file_of(day, parts, rules, adjusted)
 
 
-def _same_run(done: ClearedDay, totals: Totals) -> ClearedDay:
-    """``done`` if it kept ``totals``; else the refusal to rewrite what was paid."""
+def _same_run(
+    done: ClearedDay,
+    totals: Totals,
+    kept: dict[str, list[AdjustmentLine]],
+    adjusted: dict[str, list[AdjustmentLine]],
+) -> ClearedDay:
+    """``done`` if it kept ``totals`` and the ``adjusted`` lines; else the refusal to rewrite
+    what was paid."""
+    kept_set = {(merchant_id, line) for merchant_id, lines in kept.items() for line in lines}
+    now_set = {(merchant_id, line) for merchant_id, lines in adjusted.items() for line in lines}
+    if kept_set != now_set:
+        raise ClearingError(
+            f"trading day {done.trading_day} was cleared at "
+            f"{beijing(done.cleared_at):%Y-%m-%d %H:%M} with {len(kept_set)} adjustment(s) of "
+            f"{format_fen(sum(line.amount_fen for _m, line in kept_set))}; the resolutions now "
+            f"give {len(now_set)} of {format_fen(sum(line.amount_fen for _m, line in now_set))}. "
+            "A cleared day is never rewritten"
+        )
     if done.totals != totals:
         raise ClearingError(
             f"trading day {done.trading_day} was cleared at "

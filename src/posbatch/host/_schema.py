@@ -20,6 +20,7 @@ __all__ = [
     "calendar_years",
     "card_bins",
     "cleared_days",
+    "clearing_adjustments",
     "clearing_lines",
     "clearing_sums",
     "cutoffs",
@@ -308,6 +309,29 @@ clearing_sums = sa.Table(
     sa.Column("fee_fen", sa.BigInteger, nullable=False),
     sa.Column("net_fen", sa.BigInteger, nullable=False),
     sa.Column("unknown_bins", sa.Integer, nullable=False),
+)
+
+# ... and each resolved exception (差错) that moved the merchant's money: an adjustment line of
+# the trading day it was resolved on, kept once (the exception is the key: never twice).
+clearing_adjustments = sa.Table(
+    "host_clearing_adjustments",
+    metadata,
+    sa.Column(
+        "exception_id",
+        sa.Integer,
+        sa.ForeignKey("host_exceptions.exception_id"),
+        primary_key=True,
+    ),
+    sa.Column(
+        "trading_day", sa.Date, sa.ForeignKey("host_cleared_days.trading_day"), nullable=False
+    ),
+    sa.Column("merchant_id", sa.String(15), nullable=False),
+    sa.Column("terminal_id", sa.String(8), nullable=False),
+    sa.Column("kind", sa.String(24), nullable=False),
+    sa.Column("resolution", sa.String(24), nullable=False),
+    sa.Column("amount_fen", sa.BigInteger, nullable=False),  # signed: added to the net
+    sa.Column("at", sa.DateTime, nullable=False),  # resolved_at
+    sa.Index("ix_host_clearing_adjustments_day_merchant", "trading_day", "merchant_id"),
 )
 
 # Clearing reads a trading day by approval time (ix_host_transactions_created, below: the back

@@ -567,7 +567,13 @@ def run(
     typer.echo(
         f"trading day {day} cleared at {beijing(done.cleared_at):%Y-%m-%d %H:%M} Beijing: "
         f"{totals.count} lines, gross {format_fen(totals.gross_fen)}, fees "
-        f"{format_fen(totals.fee_fen)}, net {format_fen(totals.net_fen)}"
+        f"{format_fen(totals.fee_fen)}, "
+        + (
+            f"adjustments 差错调整 {format_fen(done.adjustment_fen)}, "
+            if done.adjustment_fen
+            else ""
+        )
+        + f"net {format_fen(totals.net_fen + done.adjustment_fen)}"
     )
 
 

@@ -24,8 +24,17 @@ acquirer's nightly run does), then :func:`take` copies what the checker needs:
 :func:`violations` then checks invariant 8: for every trading day, every merchant's
 statement gross equals the host's approved transactions of that day (a transaction
 reversed after its day's cut-off counts on its day and is taken back on the reversal's),
-fees + net = gross, a cleared day computed again gives what the run kept (what was paid
-never changes), and a T+1/T+0 arrival is a working day not before the trading day.
+fees + net = gross over the lines, the statement's adjustments (差错调整) equal what the
+back office resolved that trading day (summed by :func:`desk_sums` from the back office's
+own export) and its net = gross − fees + those adjustments, a cleared day computed again
+gives what the run kept, adjustments included (what was paid never changes), and a
+T+1/T+0 arrival is a working day not before the trading day.
+
+So that adjustments are exercised, the back office works every night too
+(:func:`work_exceptions`): after the clearing run it resolves some of the open exceptions
+— drawn from the seed's own ``backoffice`` stream (no other stream shifts, and nothing
+it does reaches a terminal, so digests and outcomes stay as they were) — with one of the
+resolutions their kind allows, for the amount the exception records.
 """
 
 from __future__ import annotations
@@ -37,8 +46,10 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Final
 
+from posbatch.backoffice import Actor, ExceptionFilter, ExceptionWork, Resolution, Scope
 from posbatch.batch.model import Kind
 from posbatch.clearing import (
+    ADJUSTMENT_SIGNS,
     CardBin,
     CardClass,
     CreditFeeRule,
@@ -51,6 +62,7 @@ from posbatch.clearing import (
     trading_day,
     trading_day_bounds,
 )
+from posbatch.errors import BackOfficeError, ConfigError
 from posbatch.host import ClearingStore, HostStore, TransactionStatus
 from posbatch.host._clearing import CLEARING_GRACE
 
@@ -59,10 +71,12 @@ __all__ = [
     "ClearingSnapshot",
     "DayFigures",
     "clear_ended_days",
+    "desk_sums",
     "host_sums",
     "set_up",
     "take",
     "violations",
+    "work_exceptions",
 ]
 
 # Cut-offs a seed may draw (weights): the default most often, and ones inside trading hours.
@@ -73,6 +87,9 @@ RECHECK_DAYS_MAX: Final = 7
 SIM_BINS: Final = (("622202", Funding.DEBIT), ("622588", Funding.CREDIT),
                    ("411111", Funding.CREDIT), ("555555", Funding.CREDIT))  # fmt: skip
 _SIGN: Final = {Kind.SALE: 1, Kind.VOID: -1, Kind.REFUND: -1}
+# The share of open exceptions the back office resolves each night.
+RESOLVE_SHARE: Final = 0.5
+DESK: Final = Actor("sim-desk", "ops", "sim")
 
 
 def _rates(generator: random.Random) -> dict[CardClass, Decimal]:
@@ -148,6 +165,40 @@ def clear_ended_days(store: HostStore, now: datetime, *, since: date) -> list[da
     return cleared
 
 
+def work_exceptions(store: HostStore, generator: random.Random, now: datetime) -> int:
+    """The back office's night: resolve some open exceptions (seeded); how many."""
+    work = ExceptionWork(store)
+    resolved = 0
+    for item in list(work.export(Scope(None), ExceptionFilter())):
+        if generator.random() >= RESOLVE_SHARE:
+            continue
+        resolution = generator.choice(item.resolutions)
+        if resolution.moves_money and item.natural_amount_fen is None:
+            if Resolution.CONFIRM_HOST not in item.resolutions:
+                continue
+            resolution = Resolution.CONFIRM_HOST
+        try:
+            work.resolve(DESK, [item.exception_id], resolution.value, "sim: nightly work", now=now)
+        except (BackOfficeError, ConfigError):
+            continue  # refused (its amount, a cleared day): left open, as a person would
+        resolved += 1
+    return resolved
+
+
+def desk_sums(
+    rows: Iterable[tuple[str, str, int | None, datetime]], day_of: Callable[[datetime], date]
+) -> dict[tuple[str, date], int]:
+    """(merchant, trading day) → the signed fen the back office's resolutions of that day
+    move; ``rows``: (merchant_id, resolution, amount_fen, resolved_at)."""
+    sums: dict[tuple[str, date], int] = {}
+    for merchant_id, resolution, amount_fen, resolved_at in rows:
+        sign = ADJUSTMENT_SIGNS[resolution]
+        if sign and amount_fen is not None:
+            key = (merchant_id, day_of(resolved_at))
+            sums[key] = sums.get(key, 0) + sign * amount_fen
+    return sums
+
+
 @dataclass(frozen=True, slots=True)
 class DayFigures:
     """One merchant's statement figures of one trading day."""
@@ -160,6 +211,13 @@ class DayFigures:
     arrival_working: bool  # the arrival date is a working day (for T+1 / T+0)
     cleared: bool
     recomputed: Totals | None  # a cleared day computed again from the records
+    adjustment_fen: int = 0  # the statement's adjustments (差错调整)
+    recomputed_adjustment_fen: int | None = None  # a cleared day's, computed again
+
+    @property
+    def net_fen(self) -> int:
+        """What the statement pays: gross - fees + adjustments."""
+        return self.total.net_fen + self.adjustment_fen
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +227,8 @@ class ClearingSnapshot:
     figures: tuple[DayFigures, ...]
     host_sums: tuple[tuple[str, date, int, int], ...]  # merchant, day, count, gross fen
     terminal_of: tuple[tuple[str, str], ...]  # merchant → a terminal of it (for the trace)
+    # merchant, day, signed fen the back office's resolutions of that day move
+    adjustments: tuple[tuple[str, date, int], ...] = ()
 
 
 def host_sums(
@@ -237,6 +297,14 @@ def take(
             if txn.status == TransactionStatus.REVERSED:
                 reversed_ids.append(txn.transaction_id)
     sums = host_sums(rows, clearing.reversal_times(reversed_ids), rules.trading_day)
+    desk = desk_sums(
+        (
+            (item.merchant_id, item.resolution, item.amount_fen, item.resolved_at)
+            for item in ExceptionWork(store).export(Scope(None), ExceptionFilter(status=None))
+            if item.resolution is not None and item.resolved_at is not None
+        ),
+        rules.trading_day,
+    )
     figures = []
     day = since
     while day <= until:
@@ -248,11 +316,13 @@ def take(
             and run.cleared_at < now
             and (final or (until - day).days < RECHECK_DAYS_MAX)
         )
-        again: dict[str, Totals] = {}
+        again: dict[str, tuple[Totals, int]] = {}
         if recheck:
             start, end = trading_day_bounds(day, rules.cutoffs)
-            computed = clearing_file(day, clearing.records(start, end), rules)
-            again = {line.merchant_id: line.total for line in computed.lines}
+            computed = clearing_file(
+                day, clearing.records(start, end), rules, clearing.adjustment_records(start, end)
+            )
+            again = {line.merchant_id: (line.total, line.adjustment_fen) for line in computed.lines}
         for summary in clearing.summaries(day, rules=rules):
             arrival = summary.arrival
             figures.append(
@@ -264,7 +334,9 @@ def take(
                     arrival.arrival_date,
                     rules.calendar.is_working_day(arrival.arrival_date),
                     done,
-                    again.get(summary.merchant_id, Totals()) if recheck else None,
+                    again.get(summary.merchant_id, (Totals(), 0))[0] if recheck else None,
+                    summary.adjustment_fen,
+                    again.get(summary.merchant_id, (Totals(), 0))[1] if recheck else None,
                 )
             )
         day += timedelta(days=1)
@@ -276,6 +348,11 @@ def take(
             if since <= day <= until
         ),
         tuple(sorted(terminal_of.items())),
+        tuple(
+            (merchant_id, day, fen)
+            for (merchant_id, day), fen in sorted(desk.items())
+            if since <= day <= until
+        ),
     )
 
 
@@ -287,7 +364,8 @@ def violations(snapshot: ClearingSnapshot) -> list[tuple[str, str]]:
     host = {
         (merchant_id, day): (count, gross) for merchant_id, day, count, gross in snapshot.host_sums
     }
-    for key in sorted(set(statements) | set(host)):
+    desk = {(merchant_id, day): fen for merchant_id, day, fen in snapshot.adjustments}
+    for key in sorted(set(statements) | set(host) | set(desk)):
         merchant_id, day = key
         figures = statements.get(key)
         count, gross = host.get(key, (0, 0))
@@ -297,6 +375,12 @@ def violations(snapshot: ClearingSnapshot) -> list[tuple[str, str]]:
             found.append((where, f"merchant {merchant_id} trading day {day}: statement has "
                                  f"{shown[0]} lines, gross {shown[1]} fen; the host's approved "
                                  f"transactions {count}, {gross} fen"))  # fmt: skip
+        adjusted = desk.get(key, 0)
+        shown_adjustment = 0 if figures is None else figures.adjustment_fen
+        if shown_adjustment != adjusted:
+            found.append((where, f"merchant {merchant_id} trading day {day}: statement has "
+                                 f"adjustments of {shown_adjustment} fen; the back office "
+                                 f"resolved {adjusted} fen that day"))  # fmt: skip
         if figures is None:
             continue
         total = figures.total
@@ -304,9 +388,20 @@ def violations(snapshot: ClearingSnapshot) -> list[tuple[str, str]]:
             found.append((where, f"merchant {merchant_id} trading day {day}: fees "
                                  f"{total.fee_fen} + net {total.net_fen} != gross "
                                  f"{total.gross_fen}"))  # fmt: skip
+        elif figures.net_fen != total.gross_fen - total.fee_fen + adjusted:
+            found.append((where, f"merchant {merchant_id} trading day {day}: net "
+                                 f"{figures.net_fen} != gross {total.gross_fen} - fees "
+                                 f"{total.fee_fen} + adjustments {adjusted}"))  # fmt: skip
         if figures.recomputed is not None and figures.recomputed != total:
             found.append((where, f"merchant {merchant_id} trading day {day} was cleared "
                                  f"as {total}; computed again: {figures.recomputed}"))  # fmt: skip
+        if (
+            figures.recomputed_adjustment_fen is not None
+            and figures.recomputed_adjustment_fen != figures.adjustment_fen
+        ):
+            found.append((where, f"merchant {merchant_id} trading day {day} was cleared "
+                                 f"with adjustments of {figures.adjustment_fen} fen; computed "
+                                 f"again: {figures.recomputed_adjustment_fen}"))  # fmt: skip
         if figures.cycle in (SettlementCycle.T1, SettlementCycle.T0) and (
             not figures.arrival_working
             or figures.arrival < day + timedelta(days=figures.cycle is SettlementCycle.T1)

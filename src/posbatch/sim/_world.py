@@ -969,6 +969,8 @@ class World:
     def _check(self, *, final: bool) -> None:
         # the acquirer's nightly clearing run (清算) of every trading day that has ended
         _clearing.clear_ended_days(self.store, self.clock.now(), since=self._clearing_since)
+        # then the back office works its exception queue (差错): resolutions are adjustments
+        _clearing.work_exceptions(self.store, self.random.stream("backoffice"), self.clock.now())
         for violation in check(self.snapshot(final=final)):
             key = (
                 violation.invariant,
