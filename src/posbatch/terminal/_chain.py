@@ -10,10 +10,11 @@ breaks the chain at the first bad ``seq``. Two verifications:
   by its table and key);
 - :func:`verify_since` (a terminal reopened after a crash) starts from a
   :class:`Checkpoint` — an entry this terminal verified or wrote itself — and
-  walks only what follows: the checkpoint entry must still hold its hash, the
-  entries after it must chain from it, and every row they snapshot must
-  still be that snapshot. A file whose checkpoint entry is gone or changed is
-  not the file that was verified: it is verified whole.
+  walks only what follows: the checkpoint entry must still hold its hash (and
+  its content still hash to it), the entries after it must chain from it, and
+  every row they snapshot must still be that snapshot. A file whose checkpoint
+  entry is gone or changed is not the file that was verified: it is verified
+  whole.
 
 Either failure is a :class:`~posbatch.errors.JournalIntegrityError` naming the
 first bad entry. The chain is not a signature: whoever can rewrite the whole
@@ -156,10 +157,14 @@ def verify_since(engine: Engine, checkpoint: Checkpoint) -> int:
         return verify_engine(engine)
     try:
         with engine.connect() as connection:
-            held = connection.execute(
-                sa.select(entries_table.c.hash).where(entries_table.c.seq == checkpoint.seq)
-            ).scalar()
-            if held != checkpoint.hash:
+            held = (
+                connection.execute(
+                    sa.select(entries_table).where(entries_table.c.seq == checkpoint.seq)
+                )
+                .mappings()
+                .first()
+            )
+            if held is None or not _holds(held, checkpoint):
                 return verify_engine(engine)
             entries = connection.execute(
                 sa.select(entries_table)
@@ -171,6 +176,19 @@ def verify_since(engine: Engine, checkpoint: Checkpoint) -> int:
             return checked - checkpoint.seq
     except sa.exc.SQLAlchemyError as exc:
         raise StorageError(f"cannot read the journal: {exc}") from exc
+
+
+def _holds(entry: sa.RowMapping, checkpoint: Checkpoint) -> bool:
+    """Whether ``entry`` is still the checkpoint's: that hash, and content hashing to it."""
+    digest = entry_hash(
+        entry["prev_hash"],
+        checkpoint.seq,
+        at=entry["at"],
+        kind=entry["kind"],
+        key=entry["key"],
+        payload=entry["payload"],
+    )
+    return bool(entry["hash"] == checkpoint.hash == digest)
 
 
 def _check_rows(
