@@ -111,7 +111,7 @@ def test_migration_keeps_stan_and_batch_no(tmp_path: Path) -> None:
     with old.write(AT) as writer:
         writer.insert_batch(_batch(batch_no=41))
         writer._append("state", "1", _old_state())
-        writer._connection.execute(sa.text(_OLD_STATE_INSERT))
+        writer._cursor.execute(_OLD_STATE_INSERT)
     engine.dispose()
     journal = Journal.open(url)
     state = journal.state()

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Final
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -106,13 +107,23 @@ checkout_app = typer.Typer(
     add_completion=False,
 )
 
+
 DataDir = Annotated[
     Path,
-    typer.Option("--data-dir", help="Back office data directory (unless POSBATCH_DATABASE_URL)."),
+    typer.Option(
+        "--data-dir",
+        help="Back office data directory (unless POSBATCH_DATABASE_URL).",
+    ),
 ]
 TerminalDir = Annotated[
-    Path, typer.Option("--terminal-dir", help="The terminal's data directory (catalog copy).")
+    Path,
+    typer.Option(
+        "--terminal-dir",
+        help="The terminal's data directory (catalog copy).",
+    ),
 ]
+# A catalog version is an SQL BIGINT: a larger --since is no version at all.
+VERSION_MAX: Final = 2**63 - 1
 Separators = Annotated[
     list[str] | None,
     typer.Option("--separator", help="A character the scanner sends for FNC1 besides GS."),
@@ -382,7 +393,9 @@ def serve(
 @app.command()
 def changes(
     output: Annotated[Path, typer.Option("--output", "-o", help="JSON file to write.")],
-    since: Annotated[int, typer.Option("--since", min=0, help="Changes after this version.")] = 0,
+    since: Annotated[
+        int, typer.Option("--since", min=0, max=VERSION_MAX, help="Changes after this version.")
+    ] = 0,
     data_dir: DataDir = DATA_DIR_DEFAULT,
 ) -> None:
     """Write the catalog changes after a version to a file that terminals can sync from.
@@ -1248,7 +1261,13 @@ class _Session:
     def loop(self) -> None:
         console, till = self.console, self.till
         while True:
-            text = str(typer.prompt("scan 扫码", default="", show_default=False)).strip()
+            try:
+                text = str(typer.prompt("scan 扫码", default="", show_default=False)).strip()
+            except (click.exceptions.Abort, EOFError):
+                # The input ended (Ctrl-D, or a script's last line): as `quit` — nothing is
+                # charged that was not paid.
+                console.print("input ended 输入结束: checkout closed, nothing more was charged")
+                return
             command, _, argument = text.partition(" ")
             if not text:
                 console.print(_HELP_TEXT)

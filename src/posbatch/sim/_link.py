@@ -37,11 +37,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from posbatch.errors import PosbatchError
 from posbatch.sim._clock import VirtualClock
 from posbatch.sim._faults import FaultCounter, FaultKind, FaultProfile
 from posbatch.sim._trace import EventKind, Trace
-from posbatch.wire import FrameReader, decode_batch_detail, decode_message
+from posbatch.wire import Message, decode_batch_detail
 
 __all__ = [
     "LATENCY_MS_MAX",
@@ -255,16 +254,11 @@ class SimLink:
         self._latency()
         answer = answers[0]
         self._record(EventKind.RECEIVED, frame=answer)
-        self._count_batch_error(answer)
         return answer
 
-    def _count_batch_error(self, answer: bytes) -> None:
-        """A 77 (批次号错误) reaching the terminal: counted, with field 63's reason."""
-        try:
-            frames = FrameReader().feed(answer)
-            message = decode_message(frames[0].body) if frames else None
-        except PosbatchError:
-            return
+    def count_answer(self, message: Message) -> None:
+        """The terminal's ``on_answer``: every answer it decoded, decoded once (by it). A 77
+        (批次号错误) reaching the terminal is counted, with field 63's reason."""
         if getattr(message, "response_code", None) != "77":
             return
         self.batch_errors += 1

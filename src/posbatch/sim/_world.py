@@ -377,13 +377,16 @@ class World:
             exchange=node.link.exchange,
             random_bytes=self.random.bytes_source(f"terminal:{node.terminal_id}"),
             timeout_ms=self.config.timeout_ms,
+            on_answer=node.link.count_answer,
         )
 
     def _reopen(self, node: _Node) -> None:
-        """After a crash: the process is gone, the journal file is not."""
+        """After a crash: the process is gone, the journal file is not. The chain is
+        verified from the checkpoint the terminal kept (what it verified or wrote itself)."""
+        checkpoint = node.journal.checkpoint
         node.journal.engine.dispose()
         journal = _CrashingJournal(node.databases[-1].engine(), node.link)
-        journal.verify()
+        journal.verify(since=checkpoint)
         node.journals[-1] = journal
         node.engine = self._engine(node, journal)
         journal.armed = True

@@ -177,6 +177,8 @@ class Answers:
             answer = decode_message(frame.body)
         except (DecodeError, ValueError):
             return None
+        if self.ctx.on_answer is not None:
+            self.ctx.on_answer(answer)
         if not isinstance(answer, expected):
             return None
         if (

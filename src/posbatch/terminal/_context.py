@@ -36,7 +36,7 @@ from posbatch.batch.terminal_batch import LocalBatchView
 from posbatch.batch.totals import BatchTally, tally
 from posbatch.terminal._journal import BatchRow, Journal, StateRow, TxnRow, TxnState, Writer
 from posbatch.terminal._secrets import TerminalSecrets
-from posbatch.wire import Header, Tpdu, WorkingKeys
+from posbatch.wire import Header, Message, Tpdu, WorkingKeys
 
 if TYPE_CHECKING:
     from posbatch.terminal._answers import Answers
@@ -71,6 +71,7 @@ class EngineContext:
         tpdu: Tpdu,
         header: Header,
         settle_on_duplicate: bool,
+        on_answer: Callable[[Message], None] | None = None,
     ) -> None:
         self.journal = journal
         self.secrets = secrets
@@ -89,6 +90,9 @@ class EngineContext:
         # request in the next one; False only shows the decline (doctor diagnoses it).
         self.settle_on_duplicate = settle_on_duplicate
         self.last_host_detail: BatchStateDetail | None = None  # field 63 of the last sign-on
+        # Shown every message the terminal decodes from the line (the simulator counts the
+        # 77s it meets with it, reusing this decode rather than making its own).
+        self.on_answer = on_answer
 
     def now(self) -> datetime:
         return self.clock()

@@ -67,7 +67,7 @@ from posbatch.terminal._results import (
 )
 from posbatch.terminal._secrets import TerminalSecrets
 from posbatch.terminal._settlement import Settlement
-from posbatch.wire import AdminResponse, Header, Tpdu
+from posbatch.wire import AdminResponse, Header, Message, Tpdu
 
 __all__ = [
     "BATCH_LIMIT_DEFAULT",
@@ -98,6 +98,7 @@ class Terminal:
         tpdu: Tpdu | None = None,
         header: Header | None = None,
         settle_on_duplicate: bool = True,
+        on_answer: Callable[[Message], None] | None = None,
     ) -> None:
         self._exchange = exchange
         self._ctx = ctx = EngineContext(
@@ -109,6 +110,7 @@ class Terminal:
             tpdu=tpdu or Tpdu(),
             header=header or Header(),
             settle_on_duplicate=settle_on_duplicate,
+            on_answer=on_answer,
         )
         ctx.answers = Answers(ctx)
         ctx.outstanding = Outstanding(ctx)
