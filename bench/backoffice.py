@@ -17,7 +17,10 @@ on a raw driver connection (sqlite3 / psycopg): the search page's own statement
 (``posbatch.backoffice.search_statement``, compiled once) and, for a batch, the five
 indexed queries its page needs. It prints p50/p95 of each and the ratio of the p95s —
 and, to show where a page's time goes, the same page asked of the app in this process
-(ASGI, no socket, no other process), and the machine's load average.
+(ASGI, no socket, no other process), a **reference page** (the least a page can do with
+our libraries: a FastAPI route that runs that same bare SQL and renders its rows with
+Jinja2, asked in-process too), and the machine's load average. ``--profile`` adds where an
+in-process page's time goes, by package.
 
 Targets: page p95 ≤ 150 ms, and ≤ 1.5 × the bare SQL's p95.
 
@@ -25,15 +28,17 @@ Targets: page p95 ≤ 150 ms, and ≤ 1.5 × the bare SQL's p95.
 inserted per second, in commits of 500, at migration ``host0001`` and at the head.
 
 Usage: ``PYTHONPATH=src python bench/backoffice.py [--db sqlite|postgresql|both]
-[--transactions 1000000] [--terminals 2000] [--rounds 25] [--insert-cost]``
+[--transactions 1000000] [--terminals 2000] [--rounds 25] [--profile] [--insert-cost]``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import os
+import pstats
 import random
 import re
 import statistics
@@ -45,11 +50,16 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import httpx
+import jinja2
 import sqlalchemy as sa
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
 
 from posbatch.backoffice import (
     Actor,
@@ -239,7 +249,7 @@ def searches(samples: dict[str, Any], rng: random.Random) -> list[dict[str, str]
     ]
 
 
-def bare_search(engine: sa.Engine) -> Callable[[dict[str, str]], Callable[[], int]]:
+def bare_search(engine: sa.Engine) -> Callable[[dict[str, str]], Callable[[], list[Any]]]:
     """For URL parameters, the bare run of the search page's SQL on the raw driver
     connection: the merchant's terminals (when a merchant is searched) and the page's own
     statement, compiled before the clock starts."""
@@ -251,7 +261,7 @@ def bare_search(engine: sa.Engine) -> Callable[[dict[str, str]], Callable[[], in
         f"ORDER BY terminal_id LIMIT {MERCHANT_TERMINALS_UNION_MAX + 1}"
     )
 
-    def prepare(params: dict[str, str]) -> Callable[[], int]:
+    def prepare(params: dict[str, str]) -> Callable[[], list[Any]]:
         search = TransactionFilter.parse(params)
         merchant = search.merchant_id if search.terminal_id is None else None
         compiled_by: dict[tuple[str, ...] | None, Any] = {}
@@ -273,7 +283,7 @@ def bare_search(engine: sa.Engine) -> Callable[[dict[str, str]], Callable[[], in
         else:
             compiled_for(None)
 
-        def run() -> int:
+        def run() -> list[Any]:
             cursor = raw.cursor()
             terminals = None
             if merchant is not None:
@@ -288,7 +298,7 @@ def bare_search(engine: sa.Engine) -> Callable[[dict[str, str]], Callable[[], in
                 cursor.execute(str(compiled), [_bind(compiled.params[n]) for n in positions])
             rows = cursor.fetchall()
             cursor.close()
-            return len(rows)
+            return list(rows)
 
         return run
 
@@ -319,21 +329,113 @@ BATCH_SQL = (
 )
 
 
-def bare_batch(engine: sa.Engine) -> Callable[[int], int]:
+def bare_batch(engine: sa.Engine) -> Callable[[int], list[Any]]:
     raw = engine.raw_connection()
     mark = "%s" if engine.dialect.name == "postgresql" else "?"
     statements = [sql.format(m=mark) for sql in BATCH_SQL]
 
-    def run(batch_id: int) -> int:
-        count = 0
+    def run(batch_id: int) -> list[Any]:
+        rows: list[Any] = []
         cursor = raw.cursor()
         for sql in statements:
             cursor.execute(sql, (batch_id,))
-            count += len(cursor.fetchall())
+            rows += cursor.fetchall()
         cursor.close()
-        return count
+        return rows
 
     return run
+
+
+# --- the reference page: the least a page can do with our libraries --------------------
+
+REFERENCE_TEMPLATE = (
+    '<!doctype html><html lang="zh"><head><meta charset="utf-8"><title>{{ title }}</title>'
+    "</head><body><h1>{{ title }}</h1><table>{% for row in rows %}<tr>"
+    "{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}</table></body></html>"
+)
+
+
+def reference_app() -> tuple[FastAPI, list[Callable[[], list[Any]]]]:
+    """The floor under any page built on FastAPI + Jinja2: one route that runs the bare SQL
+    (the very closure the bare figure times, on the raw driver connection) and renders its
+    rows, autoescaped, as a table — no session, no middleware, no CSRF, no filter parsed, no
+    money or time formatted, no menu. Asked in-process (ASGI), like the page's in-process
+    figure. The closure to run is pushed on the returned list before each request."""
+    template = jinja2.Environment(autoescape=True).from_string(REFERENCE_TEMPLATE)
+    app = FastAPI()
+    pending: list[Callable[[], list[Any]]] = []
+
+    @app.get("/reference")
+    async def reference() -> HTMLResponse:  # async: the raw connection stays on this thread
+        rows = pending.pop()()
+        return HTMLResponse(template.render(title="reference", rows=rows))
+
+    return app, pending
+
+
+_BUCKETS = (
+    ("sqlalchemy", "SQLAlchemy"),
+    ("jinja2", "Jinja2 (templates)"),
+    ("markupsafe", "Jinja2 (templates)"),
+    ("posbatch/web", "posbatch.web (routes, views)"),
+    ("posbatch/backoffice", "posbatch.backoffice (library)"),
+    ("posbatch", "posbatch (other)"),
+    ("starlette", "FastAPI / Starlette / anyio / httpx"),
+    ("fastapi", "FastAPI / Starlette / anyio / httpx"),
+    ("anyio", "FastAPI / Starlette / anyio / httpx"),
+    ("httpx", "FastAPI / Starlette / anyio / httpx"),
+    ("httpcore", "FastAPI / Starlette / anyio / httpx"),
+    ("pydantic", "FastAPI / Starlette / anyio / httpx"),
+    ("asyncio", "asyncio"),
+)
+
+
+def _bucket(filename: str, name: str) -> str:
+    if filename == "~":  # a builtin: the driver's calls are the SQL itself
+        if "sqlite3" in name or "psycopg" in name or "execute" in name or "fetch" in name:
+            return "driver (the SQL itself)"
+        return "builtins"
+    if "psycopg" in filename:
+        return "driver (the SQL itself)"
+    for needle, bucket in _BUCKETS:
+        if f"/{needle}/" in filename or f"/{needle}." in filename:
+            return bucket
+    return "other"
+
+
+def profile_pages(
+    loop: asyncio.AbstractEventLoop, asgi: httpx.AsyncClient, paths: list[tuple[str, Any]]
+) -> None:
+    """Where an in-process page's time goes, by package (cProfile, own time).
+
+    cProfile sees one thread: while it runs, the hop of a route's work to the thread pool
+    (the console's own, and FastAPI's for a sync route or dependency) is made inline, so the route's own work is seen (the hop itself, about
+    0.1 ms, is then not).
+    """
+
+    async def inline(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+
+    profiler = cProfile.Profile()
+    with (
+        mock.patch("fastapi.routing.run_in_threadpool", inline),
+        mock.patch("fastapi.dependencies.utils.run_in_threadpool", inline),
+        mock.patch("posbatch.web._app.run_in_threadpool", inline),
+    ):
+        profiler.enable()
+        for path, params in paths:
+            loop.run_until_complete(asgi.get(path, params=params))
+        profiler.disable()
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    spent: dict[str, float] = {}
+    for (filename, _line, name), (_cc, _nc, own, _cum, _callers) in stats.items():
+        bucket = _bucket(filename, name)
+        spent[bucket] = spent.get(bucket, 0.0) + own
+    total = sum(spent.values())
+    print(f"  where an in-process page's time goes ({len(paths)} pages, under cProfile, "
+          f"{total / len(paths) * 1000:.2f} ms a page):")  # fmt: skip
+    for bucket, own in sorted(spent.items(), key=lambda item: -item[1]):
+        print(f"    {bucket:<38} {own / total:6.1%}  {own / len(paths) * 1000:6.2f} ms")
 
 
 # --- the console -------------------------------------------------------------------------
@@ -401,6 +503,10 @@ def measure(name: str, url: str | None, data_dir: Path, args: argparse.Namespace
     )
     loop.run_until_complete(_log_in_asgi(asgi))
     inproc: dict[str, list[float]] = {"search": [], "batch": []}
+    reference, pending = reference_app()
+    floor = httpx.AsyncClient(transport=httpx.ASGITransport(app=reference), base_url="http://ref")
+    floor_s: dict[str, list[float]] = {"search": [], "batch": []}
+    asked: list[tuple[str, Any]] = []
     load_before = os.getloadavg()[0]
     rng = random.Random(11)
     page: dict[str, list[float]] = {"search": [], "batch": []}
@@ -414,9 +520,9 @@ def measure(name: str, url: str | None, data_dir: Path, args: argparse.Namespace
             ]
             work += [("batch", rng.choice(samples["batch_ids"]), "batch") for _ in range(4)]
             for kind, item, name in work:
-                bare_run = search_sql(item) if kind == "search" else None
+                bare_run = search_sql(item) if kind == "search" else partial(batch_sql, item)
                 t0 = time.perf_counter()
-                rows = bare_run() if bare_run is not None else batch_sql(item)
+                rows = bare_run()
                 t1 = time.perf_counter()
                 path = "/transactions" if kind == "search" else f"/batches/{item}"
                 answer = client.get(path, params=item if kind == "search" else None)
@@ -427,7 +533,14 @@ def measure(name: str, url: str | None, data_dir: Path, args: argparse.Namespace
                 )
                 t3 = time.perf_counter()
                 assert local.status_code == 200, (path, local.status_code)
+                pending.append(bare_run)
+                t4 = time.perf_counter()
+                floor_answer = loop.run_until_complete(floor.get("/reference"))
+                t5 = time.perf_counter()
+                assert floor_answer.status_code == 200
+                asked.append((path, item if kind == "search" else None))
                 if round_index:
+                    floor_s[kind].append(t5 - t4)
                     inproc[kind].append(t3 - t2)
                     bare[kind].append(t1 - t0)
                     page[kind].append(t2 - t1)
@@ -435,7 +548,11 @@ def measure(name: str, url: str | None, data_dir: Path, args: argparse.Namespace
                         by_name[name][0].append(t2 - t1)
                         by_name[name][1].append(t1 - t0)
                 del rows
+    if args.profile:
+        profile_pages(loop, asgi, [a for a in asked if a[0] == "/transactions"][:200])
+        profile_pages(loop, asgi, [a for a in asked if a[0] != "/transactions"][:100])
     loop.run_until_complete(asgi.aclose())
+    loop.run_until_complete(floor.aclose())
     loop.close()
     store.close()
     print(f"  load average (1 min) {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
@@ -455,9 +572,14 @@ def measure(name: str, url: str | None, data_dir: Path, args: argparse.Namespace
         local_p50, local_p95 = _ms(inproc[kind])
         print(f"    page in-process  p50 {local_p50:7.2f} ms   p95 {local_p95:7.2f} ms"
               "   (ASGI, no socket)")  # fmt: skip
+        floor_p50, floor_p95 = _ms(floor_s[kind])
+        print(f"    reference page   p50 {floor_p50:7.2f} ms   p95 {floor_p95:7.2f} ms"
+              "   (in-process: the bare SQL + FastAPI + Jinja2, nothing more)")  # fmt: skip
         print(f"    bare SQL         p50 {bare_p50:7.2f} ms   p95 {bare_p95:7.2f} ms")
         print(f"    ratio of p95s    {ratio:5.2f}  (target ≤ {RATIO_MAX}, page p95 ≤ "
               f"{PAGE_P95_MS_MAX:.0f} ms): {'met' if met else 'NOT met'}")  # fmt: skip
+        print(f"    the floor        reference / bare SQL {floor_p95 / bare_p95:5.2f}; "
+              f"page in-process / reference {local_p95 / floor_p95:5.2f} (p95s)")  # fmt: skip
     return ok
 
 
@@ -566,6 +688,10 @@ def main() -> int:
     parser.add_argument("--transactions", type=int, default=1_000_000)
     parser.add_argument("--terminals", type=int, default=2_000)
     parser.add_argument("--rounds", type=int, default=25)
+    parser.add_argument(
+        "--profile", action="store_true",
+        help="Also profile the in-process pages and print where their time goes, by package.",
+    )  # fmt: skip
     parser.add_argument(
         "--insert-cost", action="store_true",
         help="Only measure what the search indexes cost the host's transaction inserts.",

@@ -25,7 +25,9 @@ from posbatch.backoffice import (
     ExceptionFilter,
     Scope,
     TransactionFilter,
+    search_statement,
 )
+from posbatch.backoffice._queries import search_query
 from posbatch.backoffice._staff import SESSION_IDLE_MINUTES, SESSION_LIFETIME_HOURS
 from posbatch.errors import BackOfficeError, ConfigError, Forbidden, LoginRefused, NotFound
 from posbatch.host import _schema as t
@@ -101,6 +103,31 @@ def test_search_by_rrn_finds_that_transaction(shared_world: World) -> None:
     assert wanted.rrn is not None
     found, _ = shared_world.office.queries.search(ALL, TransactionFilter.parse({"rrn": wanted.rrn}))
     assert [wanted.transaction_id] == [r.transaction_id for r in found]
+
+
+def test_a_search_statement_is_built_once_per_shape_its_values_bound_each_time(
+    shared_world: World,
+) -> None:
+    """Two searches of one shape (the same filters set) share one statement, and each gets
+    its own rows; the bench's bare statement, values bound, finds the same rows."""
+    queries = shared_world.office.queries
+    first, first_values = search_query(
+        ALL, TransactionFilter(terminal_id=TERMINAL_A1), after=None, limit=51
+    )
+    second, second_values = search_query(
+        ALL, TransactionFilter(terminal_id=TERMINAL_B1), after=None, limit=51
+    )
+    assert first is second
+    assert first_values != second_values
+    for terminal_id in (TERMINAL_A1, TERMINAL_B1):
+        rows, _ = queries.search(ALL, TransactionFilter(terminal_id=terminal_id))
+        assert rows and {terminal_id} == {r.terminal_id for r in rows}
+        bound = search_statement(
+            ALL, TransactionFilter(terminal_id=terminal_id), after=None, limit=51
+        )
+        with shared_world.store.engine.connect() as connection:
+            bare = [row[0] for row in connection.execute(bound)]
+        assert [r.transaction_id for r in rows] == bare
 
 
 def test_a_merchant_scope_sees_only_its_merchant(shared_world: World) -> None:

@@ -37,8 +37,7 @@ from posbatch.host.server import HostServer
 from posbatch.terminal import TcpDriver, Terminal, init_terminal, open_terminal
 from posbatch.web import create_app
 
-# A real browser per journey (~25 s of CPU): `make test-slow` (and CI) runs them.
-pytestmark = pytest.mark.slow
+# The journeys run in `make test` (issue #13): ten of them cost about 20 s of CPU in all.
 START_TIMEOUT_S = 10
 
 

@@ -9,10 +9,11 @@ them in Beijing time (:mod:`posbatch.backoffice._time`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import sqlalchemy as sa
 
@@ -245,72 +246,68 @@ def _transaction(row: Any) -> TransactionRow:
     )  # fmt: skip
 
 
-def _filtered(
-    inner: sa.Select[Any], search: TransactionFilter, after: Cursor | None
-) -> sa.Select[Any]:
-    """``inner`` (over host_transactions) with every filter but the merchant's."""
-    if search.terminal_id is not None:
-        inner = inner.where(tx.terminal_id == search.terminal_id)
-    if search.since is not None:
-        inner = inner.where(tx.created_at >= naive(search.since))
-    if search.until is not None:
-        inner = inner.where(tx.created_at < naive(search.until))
-    if search.stan is not None:
-        inner = inner.where(tx.stan == search.stan)
-    if search.rrn is not None:
-        inner = inner.where(tx.rrn == search.rrn)
-    if search.last4 is not None:
-        inner = inner.where(t.LAST4_EXPRESSION == search.last4)
-    if search.amount_fen is not None:
-        inner = inner.where(tx.amount_fen == search.amount_fen)
-    if search.response_code is not None:
-        inner = inner.where(tx.response_code == search.response_code)
-    if search.status is not None:
-        inner = inner.where(tx.status == search.status)
-    if search.kind is not None:
-        inner = inner.where(tx.kind == search.kind)
-    if after is not None:
+# The filters a search may set, in one order: each a bound parameter of the same name.
+_FILTERS: Final = (
+    "terminal_id", "since", "until", "stan", "rrn", "last4", "amount_fen", "response_code",
+    "status", "kind",
+)  # fmt: skip
+_FILTER_CLAUSES: Final[dict[str, Callable[[], Any]]] = {
+    "terminal_id": lambda: tx.terminal_id == sa.bindparam("terminal_id"),
+    "since": lambda: tx.created_at >= sa.bindparam("since", type_=tx.created_at.type),
+    "until": lambda: tx.created_at < sa.bindparam("until", type_=tx.created_at.type),
+    "stan": lambda: tx.stan == sa.bindparam("stan"),
+    "rrn": lambda: tx.rrn == sa.bindparam("rrn"),
+    "last4": lambda: t.LAST4_EXPRESSION == sa.bindparam("last4", type_=sa.String),
+    "amount_fen": lambda: tx.amount_fen == sa.bindparam("amount_fen"),
+    "response_code": lambda: tx.response_code == sa.bindparam("response_code"),
+    "status": lambda: tx.status == sa.bindparam("status"),
+    "kind": lambda: tx.kind == sa.bindparam("kind"),
+}
+
+
+def _filtered(inner: sa.Select[Any], filters: tuple[str, ...], after: bool) -> sa.Select[Any]:
+    """``inner`` (over host_transactions) with the named filters (all but the merchant's)."""
+    for name in filters:
+        inner = inner.where(_FILTER_CLAUSES[name]())
+    if after:
         inner = inner.where(
             sa.tuple_(tx.created_at, tx.transaction_id)
-            < sa.tuple_(sa.literal(naive(after.created_at), sa.DateTime), after.row_id)
+            < sa.tuple_(
+                sa.bindparam("after_at", type_=tx.created_at.type),
+                sa.bindparam("after_id", type_=tx.transaction_id.type),
+            )
         )
     return inner.order_by(tx.created_at.desc(), tx.transaction_id.desc())
 
 
-def search_statement(
-    scope: Scope,
-    search: TransactionFilter,
-    *,
-    after: Cursor | None,
-    limit: int,
-    merchant_terminals: Sequence[str] | None = None,
+@functools.lru_cache(maxsize=256)
+def _search_shape(
+    filters: tuple[str, ...], merchants: int, branches: int | None, after: bool, limit: int
 ) -> sa.Select[Any]:
-    """The one statement of a transaction search page (the bench runs it bare too).
-
-    The filters, the order and the limit apply to ``host_transactions`` alone; the page's
-    merchant id and batch number are joined to the rows found only. A search within one
-    merchant whose terminals are given (``merchant_terminals``, at most
-    MERCHANT_TERMINALS_UNION_MAX) is a UNION ALL of one limited branch per terminal, each
-    read from that terminal's (terminal_id, created_at) index — both databases otherwise
-    either walk every transaction by time to find the merchant's (PostgreSQL: 19,000 rows
-    for 51) or look up all of the merchant's rows before the limit.
-    """
+    """The statement of every search of one shape — which filters are set, how many
+    merchants, how many terminals unioned — its values left to bound parameters. Built
+    once per shape (building the union of a merchant's terminals costs milliseconds of
+    Python; a page should not pay it on every request), then shared: statements are
+    immutable."""
     columns = (
         tx.transaction_id, tx.created_at, tx.terminal_id, tx.batch_id, tx.stan, tx.kind,
         tx.amount_fen, tx.card_type, tx.pan_masked, tx.status, tx.response_code, tx.rrn,
         tx.auth_code,
     )  # fmt: skip
-    merchants = {scope.merchant_id, search.merchant_id} - {None}
-    if merchant_terminals is not None and len(merchants) == 1 and not search.terminal_id:
-        branches = [
-            _filtered(sa.select(*columns).where(tx.terminal_id == terminal_id), search, after)
+    if branches is not None:
+        parts = [
+            _filtered(
+                sa.select(*columns).where(tx.terminal_id == sa.bindparam(f"terminal_{index}")),
+                filters,
+                after,
+            )
             .limit(limit)
             .subquery()
-            for terminal_id in merchant_terminals[:MERCHANT_TERMINALS_UNION_MAX]
+            for index in range(branches)
         ]
-        if not branches:  # a merchant without terminals: nothing, by an always-false filter
-            branches = [_filtered(sa.select(*columns).where(sa.false()), search, after).subquery()]
-        union = sa.union_all(*(sa.select(branch) for branch in branches)).subquery("each")
+        if not parts:  # a merchant without terminals: nothing, by an always-false filter
+            parts = [_filtered(sa.select(*columns).where(sa.false()), filters, after).subquery()]
+        union = sa.union_all(*(sa.select(part) for part in parts)).subquery("each")
         u = union.c
         found = (
             sa.select(union)
@@ -320,13 +317,15 @@ def search_statement(
         )
     else:
         inner = sa.select(*columns)
-        for merchant_id in merchants:
+        for index in range(merchants):
             inner = inner.where(
                 tx.terminal_id.in_(
-                    sa.select(term.terminal_id).where(term.merchant_id == merchant_id)
+                    sa.select(term.terminal_id).where(
+                        term.merchant_id == sa.bindparam(f"merchant_{index}")
+                    )
                 )
             )
-        found = _filtered(inner, search, after).limit(limit).subquery("found")
+        found = _filtered(inner, filters, after).limit(limit).subquery("found")
     f = found.c
     return (
         sa.select(
@@ -339,6 +338,115 @@ def search_statement(
         .join(t.batches, bt.batch_id == f.batch_id)
         .order_by(f.created_at.desc(), f.transaction_id.desc())
     )  # fmt: skip
+
+
+def search_query(
+    scope: Scope,
+    search: TransactionFilter,
+    *,
+    after: Cursor | None,
+    limit: int,
+    merchant_terminals: Sequence[str] | None = None,
+) -> tuple[sa.Select[Any], dict[str, Any]]:
+    """The one statement of a transaction search page and the values of its parameters.
+
+    The filters, the order and the limit apply to ``host_transactions`` alone; the page's
+    merchant id and batch number are joined to the rows found only. A search within one
+    merchant whose terminals are given (``merchant_terminals``, at most
+    MERCHANT_TERMINALS_UNION_MAX) is a UNION ALL of one limited branch per terminal, each
+    read from that terminal's (terminal_id, created_at) index — both databases otherwise
+    either walk every transaction by time to find the merchant's (PostgreSQL: 19,000 rows
+    for 51) or look up all of the merchant's rows before the limit.
+    """
+    merchants = sorted({m for m in (scope.merchant_id, search.merchant_id) if m is not None})
+    values: dict[str, Any] = {}
+    filters = tuple(name for name in _FILTERS if getattr(search, name) is not None)
+    for name in filters:
+        value = getattr(search, name)
+        values[name] = naive(value) if isinstance(value, datetime) else value
+    if after is not None:
+        values["after_at"], values["after_id"] = naive(after.created_at), after.row_id
+    branches: int | None = None
+    if merchant_terminals is not None and len(merchants) == 1 and not search.terminal_id:
+        unioned = merchant_terminals[:MERCHANT_TERMINALS_UNION_MAX]
+        branches = len(unioned)
+        values.update({f"terminal_{i}": terminal_id for i, terminal_id in enumerate(unioned)})
+    else:
+        values.update({f"merchant_{i}": merchant_id for i, merchant_id in enumerate(merchants)})
+    statement = _search_shape(filters, len(merchants), branches, after is not None, limit)
+    return statement, values
+
+
+def search_statement(
+    scope: Scope,
+    search: TransactionFilter,
+    *,
+    after: Cursor | None,
+    limit: int,
+    merchant_terminals: Sequence[str] | None = None,
+) -> sa.Select[Any]:
+    """:func:`search_query`'s statement with its values bound (the bench runs it bare)."""
+    statement, values = search_query(
+        scope, search, after=after, limit=limit, merchant_terminals=merchant_terminals
+    )
+    return statement.params(values)
+
+
+class _BatchStatements(NamedTuple):
+    header: sa.Select[Any]
+    scoped_header: sa.Select[Any]
+    groups: sa.Select[Any]
+    uploads: sa.Select[Any]
+    settlements: sa.Select[Any]
+    page: sa.Select[Any]
+    page_after: sa.Select[Any]
+
+
+@functools.cache
+def _batch_statements() -> _BatchStatements:
+    """The batch page's statements, built once, the batch (and the rest) bound at execution."""
+    u = t.upload_records.c
+    s = t.settlements.c
+    batch_id = sa.bindparam("batch_id", type_=bt.batch_id.type)
+    header = (
+        sa.select(t.batches, term.merchant_id)
+        .join(t.terminals, term.terminal_id == bt.terminal_id)
+        .where(bt.batch_id == batch_id)
+    )
+    page = (
+        sa.select(*_TRANSACTION_COLUMNS)
+        .select_from(t.transactions)
+        .join(t.terminals, term.terminal_id == tx.terminal_id)
+        .join(t.batches, bt.batch_id == tx.batch_id)
+        .where(tx.batch_id == batch_id)
+        .order_by(tx.stan)
+        .limit(BATCH_PAGE_ROWS + 1)
+    )
+    return _BatchStatements(
+        header=header,
+        scoped_header=header.where(term.merchant_id == sa.bindparam("merchant_id")),
+        groups=sa.select(tx.kind, tx.card_type, sa.func.count(), sa.func.sum(tx.amount_fen))
+        .where(tx.batch_id == batch_id, tx.status.in_(_COUNTED))
+        .group_by(tx.kind, tx.card_type),
+        uploads=sa.select(u.stan, u.card_type, u.pan_masked, u.amount_fen, u.created_at)
+        .where(u.batch_id == batch_id)
+        .order_by(u.stan)
+        .limit(BATCH_PAGE_ROWS + 1),
+        settlements=sa.select(
+            s.settlement_id,
+            s.stan,
+            s.terminal_totals,
+            s.host_totals,
+            s.response_code,
+            s.outcome,
+            s.created_at,
+        )
+        .where(s.batch_id == batch_id)
+        .order_by(s.settlement_id)
+        .limit(BATCH_PAGE_ROWS),
+        page=page,
+        page_after=page.where(tx.stan > sa.bindparam("after_stan", type_=tx.stan.type)),
+    )
 
 
 def _empty_totals() -> list[int]:
@@ -627,11 +735,11 @@ class Queries:
         """One page, newest first, and the cursor of the next page (None: the last page)."""
         limit = max(1, min(limit, SEARCH_PAGE_ROWS))
         with read(self.store) as connection:
-            statement = search_statement(
+            statement, values = search_query(
                 scope, search, after=after, limit=limit + 1,
                 merchant_terminals=self._merchant_terminals(connection, scope, search),
             )  # fmt: skip
-            rows = [_transaction(row) for row in connection.execute(statement)]
+            rows = [_transaction(row) for row in connection.execute(statement, values)]
         more = len(rows) > limit
         rows = rows[:limit]
         return rows, (rows[-1].cursor if more and rows else None)
@@ -644,11 +752,11 @@ class Queries:
         while sent < EXPORT_ROWS_MAX:
             chunk = min(EXPORT_CHUNK_ROWS, EXPORT_ROWS_MAX - sent)
             with read(self.store) as connection:
-                statement = search_statement(
+                statement, values = search_query(
                     scope, search, after=after, limit=chunk,
                     merchant_terminals=self._merchant_terminals(connection, scope, search),
                 )  # fmt: skip
-                rows = [_transaction(row) for row in connection.execute(statement)]
+                rows = [_transaction(row) for row in connection.execute(statement, values)]
             yield from rows
             sent += len(rows)
             if len(rows) < chunk:
@@ -780,52 +888,30 @@ class Queries:
     def batch(self, scope: Scope, batch_id: int, *, after_stan: int | None = None) -> BatchDetail:
         """A batch: totals as reported and as counted, the difference, uploads, settlement
         answers and one page of its transactions (by STAN)."""
-        u = t.upload_records.c
-        s = t.settlements.c
+        statements = _batch_statements()
+        by_batch = {"batch_id": batch_id}
         with read(self.store) as connection:
-            query = (
-                sa.select(t.batches, term.merchant_id)
-                .join(t.terminals, term.terminal_id == bt.terminal_id)
-                .where(bt.batch_id == batch_id)
-            )
-            if scope.merchant_id is not None:
-                query = query.where(term.merchant_id == scope.merchant_id)
-            found = connection.execute(query).first()
+            if scope.merchant_id is None:
+                header = connection.execute(statements.header, by_batch)
+            else:
+                header = connection.execute(
+                    statements.scoped_header, {**by_batch, "merchant_id": scope.merchant_id}
+                )
+            found = header.first()
             if found is None:
                 raise NotFound(f"no batch {batch_id}")
             batch = self._batch_row(found)
-            groups = connection.execute(
-                sa.select(tx.kind, tx.card_type, sa.func.count(), sa.func.sum(tx.amount_fen))
-                .where(tx.batch_id == batch_id, tx.status.in_(_COUNTED))
-                .group_by(tx.kind, tx.card_type)
-            ).all()
-            uploads = connection.execute(
-                sa.select(u.stan, u.card_type, u.pan_masked, u.amount_fen, u.created_at)
-                .where(u.batch_id == batch_id)
-                .order_by(u.stan)
-                .limit(BATCH_PAGE_ROWS + 1)
-            ).all()
-            settlements = connection.execute(
-                sa.select(
-                    s.settlement_id, s.stan, s.terminal_totals, s.host_totals,
-                    s.response_code, s.outcome, s.created_at,
-                )
-                .where(s.batch_id == batch_id)
-                .order_by(s.settlement_id)
-                .limit(BATCH_PAGE_ROWS)
-            ).all()  # fmt: skip
+            groups = connection.execute(statements.groups, by_batch).all()
+            uploads = connection.execute(statements.uploads, by_batch).all()
+            settlements = connection.execute(statements.settlements, by_batch).all()
             page = (
-                sa.select(*_TRANSACTION_COLUMNS)
-                .select_from(t.transactions)
-                .join(t.terminals, term.terminal_id == tx.terminal_id)
-                .join(t.batches, bt.batch_id == tx.batch_id)
-                .where(tx.batch_id == batch_id)
-                .order_by(tx.stan)
-                .limit(BATCH_PAGE_ROWS + 1)
+                connection.execute(statements.page, by_batch)
+                if after_stan is None
+                else connection.execute(
+                    statements.page_after, {**by_batch, "after_stan": after_stan}
+                )
             )
-            if after_stan is not None:
-                page = page.where(tx.stan > after_stan)
-            transactions = [_transaction(row) for row in connection.execute(page)]
+            transactions = [_transaction(row) for row in page]
             end_records = found.upload_end_records
         counted = _counted_totals(groups)
         more = len(transactions) > BATCH_PAGE_ROWS
