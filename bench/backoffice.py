@@ -409,8 +409,8 @@ def profile_pages(
     """Where an in-process page's time goes, by package (cProfile, own time).
 
     cProfile sees one thread: while it runs, the hop of a route's work to the thread pool
-    (the console's own, and FastAPI's for a sync route or dependency) is made inline, so the route's own work is seen (the hop itself, about
-    0.1 ms, is then not).
+    (the console's own, and FastAPI's for a sync route or dependency) is made inline, so
+    the route's own work is seen (the hop itself, about 0.1 ms, is then not).
     """
 
     async def inline(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
