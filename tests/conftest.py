@@ -70,3 +70,28 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'test.db'}"
     else:
         yield request.getfixturevalue("postgres_schema_url")
+
+
+# Suites whose PostgreSQL runs repeat rules their SQLite runs already hold (the host's
+# decisions, the doctor's causes and evidence): those runs are in `make test-slow`, which CI
+# runs too. Everything that depends on the database — locking, worker processes, migrations,
+# the back office's and clearing's stores, the CLIs on POSBATCH_DATABASE_URL — keeps its
+# PostgreSQL runs in `make test`. Each such run costs ~0.3 s of schema and migrations alone.
+POSTGRES_IN_SLOW_RUN: frozenset[str] = frozenset(
+    {
+        "tests/host/test_core.py",
+        "tests/host/test_promise_host.py",
+        "tests/doctor/test_causes.py",
+        "tests/doctor/test_doctor_evidence.py",
+    }
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(str(config.rootpath))
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None or callspec.params.get("db_url") != "postgresql":
+            continue
+        if Path(str(item.path)).relative_to(root).as_posix() in POSTGRES_IN_SLOW_RUN:
+            item.add_marker(pytest.mark.slow)
