@@ -73,7 +73,7 @@ from posbatch.backoffice import (
 from posbatch.backoffice._queries import MERCHANT_TERMINALS_UNION_MAX
 from posbatch.backoffice._staff import Staff
 from posbatch.batch.model import CardTotals, SettlementTotals
-from posbatch.host.cli import DB_FILE_NAME, pan_key
+from posbatch.host.cli import DB_FILE_NAME, kek, pan_key
 from posbatch.host.store import HostStore
 from posbatch.storage import DATABASE_URL_ENV
 from posbatch.web import create_app
@@ -487,7 +487,8 @@ def _ms(samples: list[float]) -> tuple[float, float]:
 
 def measure(name: str, url: str | None, data_dir: Path, args: argparse.Namespace) -> bool:
     engine_url = url or f"sqlite:///{data_dir / DB_FILE_NAME}"
-    store = HostStore.open(engine_url, pan_key=pan_key(data_dir))
+    # The KEK in the data directory, where the console (its own process) looks for it.
+    store = HostStore.open(engine_url, pan_key=pan_key(data_dir), kek=kek(data_dir))
     started = time.perf_counter()
     samples = fill(store.engine, args.transactions, args.terminals)
     filled = time.perf_counter() - started
