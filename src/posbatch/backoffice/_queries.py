@@ -239,6 +239,16 @@ _TRANSACTION_COLUMNS: Final = (
 )  # fmt: skip
 
 
+def _transactions_shown() -> sa.Select[Any]:
+    """Transactions as a page shows them: with their merchant id and batch number."""
+    return (
+        sa.select(*_TRANSACTION_COLUMNS)
+        .select_from(t.transactions)
+        .join(t.terminals, term.terminal_id == tx.terminal_id)
+        .join(t.batches, bt.batch_id == tx.batch_id)
+    )
+
+
 def _transaction(row: Any) -> TransactionRow:
     return TransactionRow(
         row[0], aware(row[1]), row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9],
@@ -414,10 +424,7 @@ def _batch_statements() -> _BatchStatements:
         .where(bt.batch_id == batch_id)
     )
     page = (
-        sa.select(*_TRANSACTION_COLUMNS)
-        .select_from(t.transactions)
-        .join(t.terminals, term.terminal_id == tx.terminal_id)
-        .join(t.batches, bt.batch_id == tx.batch_id)
+        _transactions_shown()
         .where(tx.batch_id == batch_id)
         .order_by(tx.stan)
         .limit(BATCH_PAGE_ROWS + 1)
@@ -781,13 +788,7 @@ class Queries:
         return ids if len(ids) <= MERCHANT_TERMINALS_UNION_MAX else None
 
     def transaction(self, scope: Scope, transaction_id: int) -> TransactionRow:
-        query = (
-            sa.select(*_TRANSACTION_COLUMNS)
-            .select_from(t.transactions)
-            .join(t.terminals, term.terminal_id == tx.terminal_id)
-            .join(t.batches, bt.batch_id == tx.batch_id)
-            .where(tx.transaction_id == transaction_id)
-        )
+        query = _transactions_shown().where(tx.transaction_id == transaction_id)
         if scope.merchant_id is not None:
             query = query.where(term.merchant_id == scope.merchant_id)
         with read(self.store) as connection:
