@@ -257,8 +257,12 @@ CODES: Final[dict[str, ResponseCode]] = {
             True,
             False,
             "the host did not hear from the issuer in time",
-            "the terminal reverses the transaction; retry",
-            "终端将自动冲正，请重试",
+            # A verified 68 is the host's answer: the sale is declined and not counted, so
+            # the terminal has nothing to reverse (reversing toward an issuer that may
+            # have approved is the host's work). The engine shows it; retrying is the
+            # cashier's choice (terminal/_financial.py).
+            "the transaction did not go through; try again",
+            "交易未成功，请重试",
         ),
         ResponseCode(
             "77",
