@@ -158,6 +158,33 @@ def test_a_scan_typed_at_the_lot_prompt_is_the_next_line(shop: Shop) -> None:
     )
 
 
+def test_a_command_typed_at_the_lot_prompt_is_that_command(shop: Shop) -> None:
+    """`quit` answered to t/f/s after a refused line quits (it was read as a barcode)."""
+    output = run_session(shop, ["9501101530003", "quit", "list"])
+    expected = (True, True, False)
+    assert expected == (
+        "需要批次号" in output,
+        "'quit' is not t, f or s" in output,
+        "unknown application identifier" in output,
+    )
+    assert "cart" not in output.split("'quit' is not t, f or s")[1]  # `list` never ran
+
+
+@pytest.mark.parametrize(
+    "keystrokes",
+    [[], ["9501101530003"], ["9501101530003", "t"], [f"]C101{PILLS}10P9|17491231", "pay"]],
+    ids=["at the scan prompt", "at the lot prompt", "at the typed lot", "at the card"],
+)
+def test_input_ending_at_any_prompt_closes_the_checkout(shop: Shop, keystrokes: list[str]) -> None:
+    """A script's last line (or Ctrl-D) anywhere: exit 0, a line saying so, nothing charged."""
+    output = run_session(shop, keystrokes)  # run_session asserts exit status 0
+    back_office = CatalogStore.open(f"sqlite:///{shop.data_dir / 'catalog.db'}")
+    trace = back_office.trace_lot("P9")
+    back_office.close()
+    assert ("Aborted" in output, [r.status for r in trace if r.status == "paid"]) == (False, [])
+    assert "input ended" in output or "no card number" in output
+
+
 def test_return_by_scanning_the_receipt(shop: Shop) -> None:
     """Sell two packs, then `return` and scan the receipt's barcode: voided, stock back."""
     run_session(shop, [f"2*]C101{PILLS}10P9|17491231", "pay", TEST_PAN_APPROVED, "3012", "quit"])

@@ -1037,18 +1037,12 @@ def _refused(console: Console, exc: CheckoutRefused) -> None:
     console.print(f"[red]refused: {exc.reason_en}[/red]", highlight=False)
 
 
-def _add_line(console: Console, till: Till, text: str) -> None:
+def _one_line(console: Console, till: Till, text: str) -> str | None:
     """Add what was scanned or typed; a refused line offers to type the lot or take FEFO.
 
-    Something else typed at that prompt (a scan, a GTIN) is not lost: the
-    refused line is skipped and the new input is read as the next line.
+    Something else typed at that prompt (a scan, a GTIN, a command) is not lost: the
+    refused line is skipped and the new input is returned, to be read as the next line.
     """
-    following: str | None = text
-    while following is not None:
-        following = _one_line(console, till, following)
-
-
-def _one_line(console: Console, till: Till, text: str) -> str | None:
     quantity: int | None = None
     head, star, rest = text.partition("*")
     if star and head.strip().isdigit():
@@ -1259,15 +1253,21 @@ class _Session:
     journal: Journal
 
     def loop(self) -> None:
+        try:
+            self._lines()
+        except (typer.Abort, click.exceptions.Abort, EOFError):
+            # The input ended (Ctrl-D, or a script's last line) at any prompt: as `quit` —
+            # nothing is charged that was not paid (a payment under way is the journal's).
+            self.console.print("input ended 输入结束: checkout closed, nothing more was charged")
+
+    def _lines(self) -> None:
         console, till = self.console, self.till
+        pending: str | None = None  # what was typed at a refused line's prompt
         while True:
-            try:
+            if pending is None:
                 text = str(typer.prompt("scan 扫码", default="", show_default=False)).strip()
-            except (click.exceptions.Abort, EOFError):
-                # The input ended (Ctrl-D, or a script's last line): as `quit` — nothing is
-                # charged that was not paid.
-                console.print("input ended 输入结束: checkout closed, nothing more was charged")
-                return
+            else:
+                text, pending = pending.strip(), None
             command, _, argument = text.partition(" ")
             if not text:
                 console.print(_HELP_TEXT)
@@ -1286,7 +1286,7 @@ class _Session:
             elif command in ("return", "r"):
                 self.give_back(argument.strip())
             else:
-                _add_line(console, till, text)
+                pending = _one_line(console, till, text)
 
     def pay(self) -> None:
         console, till = self.console, self.till
