@@ -41,13 +41,21 @@ def serve_demo(listen_host: str, port: int, console: Console | None = None) -> i
     ``listen_host`` (loopback) with a user ``demo`` (ops) whose password is made now,
     printed once and stored only as its argon2 hash."""
     from posbatch.backoffice import Actor, BackOffice  # noqa: PLC0415
+    from posbatch.cli_support import listening_socket  # noqa: PLC0415
+    from posbatch.errors import ConfigError  # noqa: PLC0415
     from posbatch.host.cli import open_store  # noqa: PLC0415
-    from posbatch.web.cli import serve_console  # noqa: PLC0415
+    from posbatch.web.cli import BACKLOG, serve_console  # noqa: PLC0415
 
     out = console or Console()
+    # The port first: a port in use is said before the day is traded, with what to do.
+    try:
+        sock = listening_socket(listen_host, port, backlog=BACKLOG)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}: choose another with --port (0: any free port)") from exc
     data_dir = Path(tempfile.mkdtemp(prefix="posbatch-demo-"))
     code = run_demo(out, keep_dir=data_dir)
     if code != 0:
+        sock.close()
         return code
     password = secrets.token_urlsafe(ONE_TIME_PASSWORD_BYTES)
     with open_store(data_dir) as store:
@@ -64,5 +72,5 @@ def serve_demo(listen_host: str, port: int, console: Console | None = None) -> i
             )
             out.print(f"the day's store is kept in {data_dir}; Ctrl-C stops the console")
 
-        serve_console(office, listen_host, port, on_listening=listening)
+        serve_console(office, listen_host, port, on_listening=listening, sock=sock)
     return 0

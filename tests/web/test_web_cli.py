@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -17,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from posbatch.backoffice import Scope
+from posbatch.errors import ConfigError
 from posbatch.host.cli import open_store
 from posbatch.storage import DATABASE_URL_ENV
 from posbatch.web.cli import app
@@ -161,6 +163,9 @@ def test_demo_serve_keeps_the_day_and_opens_the_console_with_a_fresh_password(
 
     def fake_serve(office: BackOffice, host: str, port: int, **options: object) -> None:
         served.append((host, port, Path(str(office.store.engine.url.database)).parent))
+        sock = options["sock"]
+        assert isinstance(sock, socket.socket)
+        sock.close()
         listening = options["on_listening"]
         assert callable(listening)
         listening(port)
@@ -178,3 +183,20 @@ def test_demo_serve_keeps_the_day_and_opens_the_console_with_a_fresh_password(
         assert "ops" == session.user.role.value
         assert office.queries.terminals(Scope())[0]  # the demo's four terminals
     shutil.rmtree(served[0][2])
+
+
+def test_demo_serve_on_a_port_in_use_says_so_before_trading(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The port is taken first: a busy one is one line naming --port, and no day is traded
+    (it traded the whole day, then failed, and left its directory behind)."""
+    from posbatch import demo  # noqa: PLC0415
+
+    traded: list[object] = []
+    monkeypatch.setattr(demo, "run_demo", lambda *a, **k: traded.append(a) or 0)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        with pytest.raises(ConfigError, match="--port"):
+            demo.serve_demo("127.0.0.1", busy.getsockname()[1])
+    assert [] == traded

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -81,15 +82,18 @@ def serve_console(
     tls_key: Path | None = None,
     trust_proxy: bool = False,
     on_listening: object = None,
+    sock: socket.socket | None = None,
 ) -> None:
-    """Serve the console until SIGINT/SIGTERM (uvicorn), on a socket bound here so that
-    port 0 becomes a real port, printed as one JSON line."""
+    """Serve the console until SIGINT/SIGTERM (uvicorn), on a socket bound here (or
+    ``sock``, bound by the caller) so that port 0 becomes a real port, printed as one
+    JSON line."""
     import uvicorn  # noqa: PLC0415 - keep `posbatch --help` fast
 
     from posbatch.web import create_app  # noqa: PLC0415
 
     # Connections made once the URL is printed wait in the backlog, not fail.
-    sock = listening_socket(host, port, backlog=BACKLOG)
+    if sock is None:
+        sock = listening_socket(host, port, backlog=BACKLOG)
     bound_port = sock.getsockname()[1]
     scheme = "https" if tls_cert else "http"
     typer.echo(json.dumps({"event": "listening", "url": f"{scheme}://{host}:{bound_port}/"}))
