@@ -57,6 +57,7 @@ __all__ = [
     "run_env",
     "sqlite_path",
     "upgrade",
+    "write_owner_only",
     "write_private_file",
 ]
 
@@ -180,6 +181,18 @@ def check_private_database(path: Path) -> None:
     """:func:`check_private` for a SQLite file and its -wal/-shm/-journal companions."""
     for candidate in (path, *(path.with_name(path.name + end) for end in _SQLITE_COMPANIONS)):
         check_private(candidate)
+
+
+def write_owner_only(
+    path: Path, text: str, *, encoding: str = "utf-8", newline: str | None = None
+) -> None:
+    """Write ``text`` to ``path``, an export the user named (a support bundle, a statement,
+    a clearing file), readable by its owner only (0600, also when it was there before);
+    the directory is the user's and is left as it is. OSError when it cannot be written."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+    os.fchmod(descriptor, PRIVATE_FILE_MODE)
+    with os.fdopen(descriptor, "w", encoding=encoding, newline=newline) as handle:
+        handle.write(text)
 
 
 def write_private_file(path: Path, text: str, *, exclusive: bool) -> bool:

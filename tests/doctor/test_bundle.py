@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,15 @@ def test_bundle_has_a_text_summary(tmp_path: Path) -> None:
     """The bundle comes with a plain-text summary a service desk can open anywhere."""
     _path, summary = write_bundle(_report(), tmp_path / "support.json")
     assert "diagnosis" in summary.read_text(encoding="utf-8")
+
+
+def test_bundle_files_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    """Both files are 0600, also when an older bundle of looser mode was there (were 0644)."""
+    older = tmp_path / "support.json"
+    older.write_text("{}", encoding="utf-8")
+    older.chmod(0o644)
+    path, summary = write_bundle(_report(), older)
+    assert [0o600, 0o600] == [stat.S_IMODE(p.stat().st_mode) for p in (path, summary)]
 
 
 def test_reading_something_else_is_a_config_error(tmp_path: Path) -> None:

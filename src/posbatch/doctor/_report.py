@@ -28,6 +28,7 @@ from posbatch.doctor._evidence import Evidence
 from posbatch.doctor._rules import REPAIR_TEXT, Diagnosis, Outcome, Repair, Verdict, rule_for
 from posbatch.doctor._words import Line, count
 from posbatch.errors import ConfigError
+from posbatch.storage import write_owner_only
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -274,9 +275,9 @@ def write_bundle(report: Report, path: Path) -> tuple[Path, Path]:
     """Write ``path`` (JSON) and ``path`` + ``.txt`` (summary); return both paths."""
     text, summary = bundle_text(report)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    write_owner_only(path, text)  # no card number or key in it, but the shop's own data
     summary_path = path.with_name(path.name + ".txt")
-    summary_path.write_text(summary, encoding="utf-8")
+    write_owner_only(summary_path, summary)
     return path, summary_path
 
 

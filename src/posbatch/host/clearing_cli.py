@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -21,6 +20,7 @@ from typing import Annotated, Final, TypeVar
 
 import typer
 
+from posbatch import storage
 from posbatch.batch.money import format_fen
 from posbatch.clearing import (
     CardBin,
@@ -132,10 +132,7 @@ def _parsed(parse: Callable[[str], _T], text: str) -> _T:
 def write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` readable by its owner only (0600), replacing it."""
     try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(descriptor, 0o600)
-        with os.fdopen(descriptor, "w", encoding=CSV_ENCODING, newline="") as handle:
-            handle.write(text)
+        storage.write_owner_only(path, text, encoding=CSV_ENCODING, newline="")
     except OSError as exc:
         raise _fail(ConfigError(f"cannot write {path}: {exc.strerror}")) from exc
 
