@@ -102,10 +102,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-checkout_app = typer.Typer(
-    help="Interactive checkout: scan lines, check lots, pay by card, print the receipt.",
-    add_completion=False,
-)
+checkout_app = typer.Typer(add_completion=False)  # its help: checkout()'s docstring
 
 
 DataDir = Annotated[
@@ -1146,9 +1143,9 @@ def checkout(
     separator: Separators = None,
 ) -> None:
     """Interactive cashier checkout: scan lines, check lots, pay by card, print the receipt;
-    returns by receipt.
+    returns by receipt. Commands at its prompt: pay, list, del N, return [RECEIPT], quit.
 
-    Example: posbatch checkout --terminal-dir ./posbatch-terminal --sync-from http://127.0.0.1:5801
+    Example: posbatch checkout --sync-from http://127.0.0.1:5801 --orders-to http://127.0.0.1:5801
     """
     console = Console()
     with _errors():

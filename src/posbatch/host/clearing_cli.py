@@ -63,7 +63,8 @@ app = typer.Typer(
     add_completion=False,
 )
 calendar_app = typer.Typer(
-    help="China's working days: the library's calendar and the overrides that win over it.",
+    help="China's working days: the library's calendar and the overrides that win over it."
+    "\n\nExample: posbatch clearing calendar show 2026",
     no_args_is_help=True,
     add_completion=False,
 )
