@@ -694,10 +694,29 @@ class _Decider:
         admitted = self._admit(request, late_void=True)
         if isinstance(admitted, Decision):
             return admitted
+        return self._on_original(
+            request,
+            admitted,
+            lambda: self._void_check(request, admitted.batch_id, admitted.pan_hmac),
+            lambda original: set_status(
+                original.transaction_id, original.status, HostTxnEvent.VOID
+            ),
+        )
+
+    def _on_original(
+        self,
+        request: VoidRequest | RefundRequest,
+        admitted: _Admitted,
+        check: Callable[[], tuple[str, TransactionRow | None]],
+        change: Callable[[TransactionRow], Effect],
+    ) -> Decision:
+        """A void or a refund once admitted: refused (currency, card), checked against its
+        original (``check``: the code and, when 00, the original), refused 95 when approving
+        it would overfill the batch, recorded; approved, the original is changed too."""
         refused = self._refused(request, admitted)
         if refused is not None:
             return refused
-        code, original = self._void_check(request, admitted.batch_id, admitted.pan_hmac)
+        code, original = check()
         full = self._full(request, admitted) if code == "00" else None
         if full is not None:
             return full
@@ -712,7 +731,7 @@ class _Decider:
         if code != "00":
             return decision
         assert original is not None
-        self.effects.append(set_status(original.transaction_id, original.status, HostTxnEvent.VOID))
+        self.effects.append(change(original))
         return self.done(decision.response)
 
     def _void_check(
@@ -744,28 +763,14 @@ class _Decider:
         admitted = self._admit(request)
         if isinstance(admitted, Decision):
             return admitted
-        refused = self._refused(request, admitted)
-        if refused is not None:
-            return refused
-        code, original = self._refund_check(request, admitted.pan_hmac)
-        full = self._full(request, admitted) if code == "00" else None
-        if full is not None:
-            return full
-        decision = self._record(
+        return self._on_original(
             request,
-            admitted.batch_id,
-            code,
-            admitted.pan_hmac,
-            admitted.digest,
-            original_id=None if original is None else original.transaction_id,
+            admitted,
+            lambda: self._refund_check(request, admitted.pan_hmac),
+            lambda original: SetRefundedFen(
+                original.transaction_id, original.refunded_fen + request.amount_fen
+            ),
         )
-        if code != "00":
-            return decision
-        assert original is not None
-        self.effects.append(
-            SetRefundedFen(original.transaction_id, original.refunded_fen + request.amount_fen)
-        )
-        return self.done(decision.response)
 
     def _refund_check(
         self, request: RefundRequest, pan_hmac: str
