@@ -8,7 +8,6 @@ fails instead, so CI always covers both.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,36 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-POSTGRES_URL_ENV = "POSBATCH_TEST_POSTGRES_URL"
-REQUIRE_POSTGRES_ENV = "POSBATCH_REQUIRE_POSTGRES"
-DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-_postgres_checked: dict[str, str | None] = {}
-
-
-def _postgres_problem(url: str) -> str | None:
-    """None when PostgreSQL at ``url`` answers, else why not (cached per run)."""
-    if url not in _postgres_checked:
-        try:
-            engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
-            with engine.connect() as connection:
-                connection.execute(sa.text("select 1"))
-            engine.dispose()
-            _postgres_checked[url] = None
-        except Exception as exc:  # any failure means "not available here"
-            _postgres_checked[url] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
-    return _postgres_checked[url]
-
-
-def postgres_url_or_skip() -> str:
-    url = os.environ.get(POSTGRES_URL_ENV, DEFAULT_POSTGRES_URL)
-    problem = _postgres_problem(url)
-    if problem is not None:
-        message = f"PostgreSQL not reachable at {url} ({problem}); set {POSTGRES_URL_ENV}"
-        if os.environ.get(REQUIRE_POSTGRES_ENV) == "1":
-            pytest.fail(message + f" — required because {REQUIRE_POSTGRES_ENV}=1")
-        pytest.skip(message)
-    return url
+from testbed import postgres_url_or_skip
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from web_world import World, copied_world, scan
 
 from posbatch.web import create_app
-from testbed import StepClock
+from testbed import StepClock, postgres_url_or_skip
 
 CHROMIUM = "/usr/bin/chromium"
 REQUIRE_BROWSER_ENV = "POSBATCH_REQUIRE_BROWSER"
@@ -55,24 +55,6 @@ def world(db_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterat
         yield built
 
 
-def _postgres_base() -> str:
-    """The test PostgreSQL (the rule of tests/conftest.py: skipped, or failed when required)."""
-    url = os.environ.get(
-        "POSBATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-    )
-    try:
-        engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
-        with engine.connect() as connection:
-            connection.execute(sa.text("select 1"))
-        engine.dispose()
-    except Exception as exc:  # any failure means "not available here"
-        message = f"PostgreSQL not reachable at {url} ({type(exc).__name__})"
-        if os.environ.get("POSBATCH_REQUIRE_POSTGRES") == "1":
-            pytest.fail(message + " — required because POSBATCH_REQUIRE_POSTGRES=1")
-        pytest.skip(message)
-    return url
-
-
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def shared_world(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -100,7 +82,7 @@ def postgres_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Post
     """The traded world on PostgreSQL, built once per test process in a database of its own:
     each PostgreSQL test gets a copy (CREATE DATABASE … TEMPLATE: ~30 ms, where trading the
     world again cost more than a second)."""
-    base = _postgres_base()
+    base = postgres_url_or_skip()
     admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
     database = f"tmpl_{uuid.uuid4().hex[:16]}"
     with admin.connect() as connection:
