@@ -256,11 +256,8 @@ def _transaction(row: Any) -> TransactionRow:
     )  # fmt: skip
 
 
-# The filters a search may set, in one order: each a bound parameter of the same name.
-_FILTERS: Final = (
-    "terminal_id", "since", "until", "stan", "rrn", "last4", "amount_fen", "response_code",
-    "status", "kind",
-)  # fmt: skip
+# The filters a search may set (TransactionFilter's fields but the merchant), in one order:
+# each a bound parameter of the same name.
 _FILTER_CLAUSES: Final[dict[str, Callable[[], Any]]] = {
     "terminal_id": lambda: tx.terminal_id == sa.bindparam("terminal_id"),
     "since": lambda: tx.created_at >= sa.bindparam("since", type_=tx.created_at.type),
@@ -370,7 +367,7 @@ def search_query(
     """
     merchants = sorted({m for m in (scope.merchant_id, search.merchant_id) if m is not None})
     values: dict[str, Any] = {}
-    filters = tuple(name for name in _FILTERS if getattr(search, name) is not None)
+    filters = tuple(name for name in _FILTER_CLAUSES if getattr(search, name) is not None)
     for name in filters:
         value = getattr(search, name)
         values[name] = naive(value) if isinstance(value, datetime) else value
