@@ -52,25 +52,26 @@ def serve_demo(listen_host: str, port: int, console: Console | None = None) -> i
         sock = listening_socket(listen_host, port, backlog=BACKLOG)
     except ConfigError as exc:
         raise ConfigError(f"{exc}: choose another with --port (0: any free port)") from exc
-    data_dir = Path(tempfile.mkdtemp(prefix="posbatch-demo-"))
-    code = run_demo(out, keep_dir=data_dir)
-    if code != 0:
-        sock.close()
-        return code
-    password = secrets.token_urlsafe(ONE_TIME_PASSWORD_BYTES)
-    with open_store(data_dir) as store:
-        office = BackOffice(store)
-        office.staff.add_user(
-            Actor("cli:demo", "cli", "local"), DEMO_USER, "ops", password, now=datetime.now(UTC)
-        )
-
-        def listening(bound_port: int) -> None:
-            out.rule("the back office 后台")
-            out.print(f"open [bold]http://{listen_host}:{bound_port}/[/] and log in as")
-            out.print(
-                f"  name [bold]{DEMO_USER}[/]   password [bold]{password}[/]  (made for this run)"
+    with sock:  # closed however the day or the console ends
+        data_dir = Path(tempfile.mkdtemp(prefix="posbatch-demo-"))
+        code = run_demo(out, keep_dir=data_dir)
+        if code != 0:
+            return code
+        password = secrets.token_urlsafe(ONE_TIME_PASSWORD_BYTES)
+        with open_store(data_dir) as store:
+            office = BackOffice(store)
+            office.staff.add_user(
+                Actor("cli:demo", "cli", "local"), DEMO_USER, "ops", password, now=datetime.now(UTC)
             )
-            out.print(f"the day's store is kept in {data_dir}; Ctrl-C stops the console")
 
-        serve_console(office, listen_host, port, on_listening=listening, sock=sock)
-    return 0
+            def listening(bound_port: int) -> None:
+                out.rule("the back office 后台")
+                out.print(f"open [bold]http://{listen_host}:{bound_port}/[/] and log in as")
+                out.print(
+                    f"  name [bold]{DEMO_USER}[/]   password [bold]{password}[/]"
+                    "  (made for this run)"
+                )
+                out.print(f"the day's store is kept in {data_dir}; Ctrl-C stops the console")
+
+            serve_console(office, listen_host, port, on_listening=listening, sock=sock)
+        return 0
