@@ -52,7 +52,7 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from unittest import mock
 
 import httpx
@@ -298,7 +298,7 @@ def bare_search(engine: sa.Engine) -> Callable[[dict[str, str]], Callable[[], li
                 cursor.execute(str(compiled), [_bind(compiled.params[n]) for n in positions])
             rows = cursor.fetchall()
             cursor.close()
-            return list(rows)
+            return cast(list[Any], rows)  # fetchall gives a list: no copy in the timed run
 
         return run
 
