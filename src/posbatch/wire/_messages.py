@@ -34,6 +34,7 @@ from posbatch.batch.cards import mask_pan
 from posbatch.batch.limits import BATCH_NO_MAX, STAN_FIRST, STAN_MAX
 from posbatch.batch.model import BatchStateDetail, Kind, SettlementTotals
 from posbatch.errors import DecodeError, EncodeError, MacError
+from posbatch.wire import _codec
 from posbatch.wire._crypto import MAC_BYTES, compute_mac, verify_mac
 from posbatch.wire._fields import (
     OriginalTransaction,
@@ -806,14 +807,16 @@ def encode_message(message: Message, *, mak: bytes | None = None) -> bytes:
     with_mac = mak is not None and fields["t"] not in _NO_MAC_MTIS
     if with_mac:
         fields["64"] = _MAC_PLACEHOLDER
-    try:
-        body, _ = iso8583.encode(fields, SPEC)
-    except iso8583.EncodeError as exc:
-        raise EncodeError(exc.msg, field=exc.field) from None
-    # The same checks decode makes, so that we never send what a peer must refuse.
-    bad = _check_values(fields, int.from_bytes(body[_BITMAP_START:_BITMAP_END], "big"))
-    if bad is not None:
-        raise EncodeError(bad[1], field=bad[0])
+    body = _codec.encode(fields)  # the plain case: pyiso8583's bytes, our checks passed
+    if body is None:
+        try:
+            body, _ = iso8583.encode(fields, SPEC)
+        except iso8583.EncodeError as exc:
+            raise EncodeError(exc.msg, field=exc.field) from None
+        # The same checks decode makes, so that we never send what a peer must refuse.
+        bad = _check_values(fields, int.from_bytes(body[_BITMAP_START:_BITMAP_END], "big"))
+        if bad is not None:
+            raise EncodeError(bad[1], field=bad[0])
     if with_mac:
         assert mak is not None
         body[-MAC_BYTES:] = compute_mac(mak, bytes(body[:-MAC_BYTES]))
@@ -854,10 +857,17 @@ class _Fields(dict[str, str]):
     field table and the common case costs a plain dict lookup.
     """
 
-    __slots__ = ("body", "encoded")
+    __slots__ = ("body", "encoded_by_pyiso8583")
 
     body: bytes
-    encoded: dict[str, dict[str, bytes]]
+    encoded_by_pyiso8583: dict[str, dict[str, bytes]] | None  # None: the fast path read it
+
+    @property
+    def encoded(self) -> dict[str, dict[str, bytes]]:
+        """pyiso8583's encoded parts (where each field lies), read again only on an error."""
+        if self.encoded_by_pyiso8583 is None:
+            self.encoded_by_pyiso8583 = iso8583.decode(self.body, SPEC)[1]
+        return self.encoded_by_pyiso8583
 
     def __missing__(self, number: str) -> str:
         raise DecodeError(f"field {number} is required here", field=number, position=len(self.body))
@@ -909,13 +919,16 @@ def _decode_raw(body: bytes) -> _Fields:
         bit = 65 - extra.bit_length()  # the lowest-numbered field not in the profile
         name = "secondary bitmap" if bit == 1 else f"field {bit}"
         raise DecodeError(f"{name} is not in the wire profile", field="p", position=_BITMAP_START)
-    try:
-        decoded, encoded = iso8583.decode(body, SPEC)
-    except iso8583.DecodeError as exc:
-        raise DecodeError(_reason(exc), field=exc.field, position=exc.pos) from None
+    decoded = _codec.decode(body)  # the plain case: pyiso8583's dict, in one pass
+    encoded = None
+    if decoded is None:
+        try:
+            decoded, encoded = iso8583.decode(body, SPEC)
+        except iso8583.DecodeError as exc:
+            raise DecodeError(_reason(exc), field=exc.field, position=exc.pos) from None
     fields = _Fields(decoded)
     fields.body = body
-    fields.encoded = encoded
+    fields.encoded_by_pyiso8583 = encoded
     bad = _check_values(fields, bitmap)
     if bad is not None:
         raise fields.fail(*bad)

@@ -1,0 +1,188 @@
+"""A straight-line codec for :data:`SPEC`, giving exactly what pyiso8583 gives, or nothing.
+
+Theory of operation
+-------------------
+pyiso8583 stays the codec: it reads any spec, and every error a peer or our
+own code meets is its message. What it spends per message (about 60 µs to
+decode a sale, 60 µs to encode its answer, on a slow core) is mostly the
+generality of reading a spec dict field by field. :data:`SPEC` never changes,
+so this module compiles it once into a table and reads or writes a body in
+one pass — but only the *plain case*: a body or a dict that pyiso8583 takes
+without complaint and that holds nothing our own checks would refuse.
+
+:func:`decode` returns pyiso8583's ``doc_dec`` (the same dict, key for key)
+or None; :func:`encode` returns pyiso8583's bytes (and sets ``"p"`` in the
+dict as pyiso8583 does) or None. None means "not the plain case": the caller
+runs pyiso8583, which either takes it after all (a numeric field holding hex
+letters, an empty variable field) or raises the error the caller reports. So
+a frame never gets a different answer for taking the fast path, only a
+cheaper one — the differential tests (tests/wire/test_wire_codec.py) hold
+that for every message kind, hypothesis-drawn messages, mutated and random
+bodies, and hostile dicts; ``bench/codec.py`` measures both.
+
+The plain case of :func:`encode` is stricter than pyiso8583 where our own
+:func:`~posbatch.wire._messages.encode_message` checks follow it: numeric
+fields (:data:`NUMERIC_FIELDS`) hold ascii digits only and text fields
+(:data:`TEXT_FIELDS`) printable ascii only, so a body it returns needs no
+second check.
+"""
+
+from __future__ import annotations
+
+import binascii
+from typing import Final, NamedTuple
+
+from posbatch.wire._spec import NUMERIC_FIELDS, SPEC, TEXT_FIELDS
+
+__all__ = ["decode", "encode"]
+
+_MTI_END: Final = 2
+_BITMAP_END: Final = 10
+
+
+class _Field(NamedTuple):
+    """One numbered field of :data:`SPEC`, as the one pass needs it."""
+
+    key: str
+    bit: int  # its bit in the 64-bit primary bitmap
+    len_type: int  # bytes of the length prefix (0: fixed)
+    max_len: int  # digits when ``nibbles``, else bytes
+    nibbles: bool  # the length counts digits (packed decimal)
+    binary: bool  # data_enc "b": hex digits on our side, bytes on the wire
+    left_pad: bool  # an odd count of digits starts with the pad nibble (else ends with it)
+    digits_only: bool  # encode's plain case: ascii digits only
+    printable: bool  # encode's plain case: printable ascii only
+
+
+def _compile() -> tuple[_Field, ...]:
+    fields = []
+    for key, spec in SPEC.items():
+        if not key.isdigit() or not 2 <= int(key) <= 64:
+            continue
+        # The one pass knows these encodings only; a spec change must come here first.
+        assert spec["data_enc"] in ("b", "ascii"), key
+        assert spec["len_type"] == 0 or spec["len_enc"] == "bcd", key
+        fields.append(
+            _Field(
+                key=key,
+                bit=1 << (64 - int(key)),
+                len_type=spec["len_type"],
+                max_len=spec["max_len"],
+                nibbles=spec.get("len_count", "bytes") == "nibbles",
+                binary=spec["data_enc"] == "b",
+                left_pad=bool(spec.get("left_pad")),
+                digits_only=key in NUMERIC_FIELDS,
+                printable=key in TEXT_FIELDS,
+            )
+        )
+    return tuple(sorted(fields, key=lambda field: int(field.key)))
+
+
+_FIELDS: Final = _compile()
+_BY_KEY: Final = {field.key: field for field in _FIELDS}
+_ALLOWED_BITS: Final = sum(field.bit for field in _FIELDS)
+# Keys besides the fields: pyiso8583 writes "p" itself and ignores "h" (max_len 0).
+_ENCODE_KEYS: Final = frozenset({"t", "p", "h", *_BY_KEY})
+assert SPEC["h"]["max_len"] == 0 and SPEC["t"]["max_len"] == 2 and SPEC["p"]["data_enc"] == "b"
+
+
+def decode(body: bytes) -> dict[str, str] | None:
+    """pyiso8583's decoded dict of ``body`` under :data:`SPEC`, or None: ask pyiso8583."""
+    size = len(body)
+    if size < _BITMAP_END:
+        return None
+    bitmap = int.from_bytes(body[_MTI_END:_BITMAP_END], "big")
+    if not bitmap or bitmap & ~_ALLOWED_BITS:
+        return None  # a secondary bitmap, a field outside the profile, or none at all
+    doc = {"t": body[:_MTI_END].hex().upper(), "p": body[_MTI_END:_BITMAP_END].hex().upper()}
+    index = _BITMAP_END
+    for field in _FIELDS:
+        if not bitmap & field.bit:
+            continue
+        if field.len_type:
+            prefix = body[index : index + field.len_type].hex()
+            if len(prefix) != 2 * field.len_type or not prefix.isdigit():
+                return None
+            length = int(prefix)
+            if length > field.max_len:
+                return None
+            index += field.len_type
+            if not length:
+                doc[field.key] = ""
+                continue
+        else:
+            length = field.max_len
+        end = index + ((length + 1) // 2 if field.nibbles else length)
+        if end > size:
+            return None
+        data = body[index:end]
+        index = end
+        if field.binary:
+            value = data.hex().upper()
+            if field.nibbles and length & 1:
+                if field.left_pad:
+                    if value[0] != "0":
+                        return None
+                    value = value[1:]
+                else:
+                    if value[-1] != "0":
+                        return None
+                    value = value[:-1]
+        else:
+            try:
+                value = data.decode("ascii")
+            except UnicodeDecodeError:
+                return None
+        doc[field.key] = value
+    return doc if index == size else None
+
+
+def encode(doc: dict[str, str]) -> bytearray | None:
+    """pyiso8583's body of ``doc`` under :data:`SPEC` (setting ``doc["p"]`` as it does), or
+    None: ask pyiso8583 — and our own checks, which the plain case already passed."""
+    mti = doc.get("t")
+    if type(mti) is not str or len(mti) != 2 * _MTI_END:
+        return None
+    if not (mti.isascii() and mti.isdigit()):
+        return None
+    if not doc.keys() <= _ENCODE_KEYS:
+        return None  # a secondary bitmap's field, or a key pyiso8583 would refuse or ignore
+    parts = [binascii.a2b_hex(mti), b""]
+    bitmap = 0
+    for field in _FIELDS:
+        if field.key not in doc:
+            continue
+        value = doc[field.key]
+        if type(value) is not str or not value.isascii():
+            return None
+        if field.digits_only:
+            if not value.isdigit():
+                return None
+        elif field.printable and not value.isprintable():
+            return None
+        if field.binary:
+            length = len(value)
+            if length & 1:
+                if not field.nibbles:
+                    return None
+                value = "0" + value if field.left_pad else value + "0"
+            try:
+                data = binascii.a2b_hex(value)
+            except binascii.Error:
+                return None
+            if not field.nibbles:
+                length = len(data)
+        else:
+            data = value.encode("ascii")
+            length = len(data)
+        if field.len_type:
+            if length > field.max_len:
+                return None
+            parts.append(binascii.a2b_hex(f"{length:0{2 * field.len_type}d}"))
+        elif length != field.max_len:
+            return None
+        parts.append(data)
+        bitmap |= field.bit
+    parts[1] = bitmap.to_bytes(_BITMAP_END - _MTI_END, "big")
+    doc["p"] = parts[1].hex().upper()
+    return bytearray(b"".join(parts))
