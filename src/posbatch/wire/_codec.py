@@ -86,6 +86,20 @@ _ENCODE_KEYS: Final = frozenset({"t", "p", "h", *_BY_KEY})
 assert SPEC["h"]["max_len"] == 0 and SPEC["t"]["max_len"] == 2 and SPEC["p"]["data_enc"] == "b"
 
 
+def _present(bitmap: int) -> tuple[_Field, ...]:
+    """The fields ``bitmap`` names, in order (kept per bitmap: a profile has a few dozen)."""
+    fields = _PRESENT.get(bitmap)
+    if fields is None:
+        fields = tuple(field for field in _FIELDS if bitmap & field.bit)
+        if len(_PRESENT) < _PRESENT_MAX:
+            _PRESENT[bitmap] = fields
+    return fields
+
+
+_PRESENT: Final[dict[int, tuple[_Field, ...]]] = {}
+_PRESENT_MAX: Final = 1024
+
+
 def decode(body: bytes) -> dict[str, str] | None:
     """pyiso8583's decoded dict of ``body`` under :data:`SPEC`, or None: ask pyiso8583."""
     size = len(body)
@@ -96,44 +110,41 @@ def decode(body: bytes) -> dict[str, str] | None:
         return None  # a secondary bitmap, a field outside the profile, or none at all
     doc = {"t": body[:_MTI_END].hex().upper(), "p": body[_MTI_END:_BITMAP_END].hex().upper()}
     index = _BITMAP_END
-    for field in _FIELDS:
-        if not bitmap & field.bit:
-            continue
-        if field.len_type:
-            prefix = body[index : index + field.len_type].hex()
-            if len(prefix) != 2 * field.len_type or not prefix.isdigit():
+    for key, _bit, len_type, max_len, nibbles, binary, left_pad, _, _ in _present(bitmap):
+        if len_type:
+            prefix = body[index : index + len_type].hex()
+            if len(prefix) != 2 * len_type or not prefix.isdigit():
                 return None
             length = int(prefix)
-            if length > field.max_len:
+            if length > max_len:
                 return None
-            index += field.len_type
+            index += len_type
             if not length:
-                doc[field.key] = ""
+                doc[key] = ""
                 continue
         else:
-            length = field.max_len
-        end = index + ((length + 1) // 2 if field.nibbles else length)
+            length = max_len
+        end = index + ((length + 1) // 2 if nibbles else length)
         if end > size:
             return None
-        data = body[index:end]
-        index = end
-        if field.binary:
-            value = data.hex().upper()
-            if field.nibbles and length & 1:
-                if field.left_pad:
+        if binary:
+            value = body[index:end].hex().upper()
+            if nibbles and length & 1:
+                if left_pad:
                     if value[0] != "0":
                         return None
                     value = value[1:]
+                elif value[-1] != "0":
+                    return None
                 else:
-                    if value[-1] != "0":
-                        return None
                     value = value[:-1]
         else:
             try:
-                value = data.decode("ascii")
+                value = body[index:end].decode("ascii")
             except UnicodeDecodeError:
                 return None
-        doc[field.key] = value
+        doc[key] = value
+        index = end
     return doc if index == size else None
 
 
@@ -147,42 +158,54 @@ def encode(doc: dict[str, str]) -> bytearray | None:
         return None
     if not doc.keys() <= _ENCODE_KEYS:
         return None  # a secondary bitmap's field, or a key pyiso8583 would refuse or ignore
-    parts = [binascii.a2b_hex(mti), b""]
     bitmap = 0
-    for field in _FIELDS:
-        if field.key not in doc:
-            continue
-        value = doc[field.key]
+    for key in doc:
+        bitmap |= _BIT_OF.get(key, 0)
+    parts = [binascii.a2b_hex(mti), bitmap.to_bytes(_BITMAP_END - _MTI_END, "big")]
+    for key, _bit, len_type, max_len, nibbles, binary, left_pad, digits_only, printable in _present(
+        bitmap
+    ):
+        value = doc[key]
         if type(value) is not str or not value.isascii():
             return None
-        if field.digits_only:
+        if digits_only:
             if not value.isdigit():
                 return None
-        elif field.printable and not value.isprintable():
+        elif printable and not value.isprintable():
             return None
-        if field.binary:
+        if binary:
             length = len(value)
             if length & 1:
-                if not field.nibbles:
+                if not nibbles:
                     return None
-                value = "0" + value if field.left_pad else value + "0"
+                value = "0" + value if left_pad else value + "0"
             try:
                 data = binascii.a2b_hex(value)
             except binascii.Error:
                 return None
-            if not field.nibbles:
+            if not nibbles:
                 length = len(data)
         else:
             data = value.encode("ascii")
             length = len(data)
-        if field.len_type:
-            if length > field.max_len:
+        if len_type:
+            if length > max_len:
                 return None
-            parts.append(binascii.a2b_hex(f"{length:0{2 * field.len_type}d}"))
-        elif length != field.max_len:
+            parts.append(_LENGTH_PREFIX[len_type][length])
+        elif length != max_len:
             return None
         parts.append(data)
-        bitmap |= field.bit
-    parts[1] = bitmap.to_bytes(_BITMAP_END - _MTI_END, "big")
     doc["p"] = parts[1].hex().upper()
     return bytearray(b"".join(parts))
+
+
+_BIT_OF: Final = {field.key: field.bit for field in _FIELDS}
+# The packed-decimal length prefixes pyiso8583 writes, by prefix bytes and length.
+_LENGTH_PREFIX: Final = {
+    len_type: [
+        binascii.a2b_hex(f"{length:0{2 * len_type}d}")
+        for length in range(1 + max(f.max_len for f in _FIELDS if f.len_type == len_type))
+    ]
+    for len_type in {field.len_type for field in _FIELDS if field.len_type}
+}
+assert all(field.max_len < 10 ** (2 * field.len_type) for field in _FIELDS if field.len_type)
