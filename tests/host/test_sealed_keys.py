@@ -102,6 +102,27 @@ def test_a_sealed_key_moved_to_another_row_does_not_open(db_url: str) -> None:
     store.close()
 
 
+def test_keys_opened_before_do_not_let_a_moved_or_altered_key_open(db_url: str) -> None:
+    """The store remembers keys it opened (by their exact bytes, kind and terminal): a
+    value moved from a row it already read, or altered, is still refused."""
+    store = open_store(db_url, terminals=(TERMINAL_ID, "10000002"))
+    with store.transaction() as tx:  # both rows opened once, so remembered
+        tx.terminal(TERMINAL_ID)
+        tx.terminal("10000002")
+    foreign = _raw_keys(store, "10000002")[0]
+    mine = bytes(_raw_keys(store, TERMINAL_ID)[0])
+    altered = mine[:-1] + bytes([mine[-1] ^ 1])
+    for value in (foreign, altered):
+        with store.engine.begin() as connection:
+            connection.execute(
+                sa.text("UPDATE host_terminals SET master_key = :k WHERE terminal_id = :t"),
+                {"k": value, "t": TERMINAL_ID},
+            )
+        with pytest.raises(StorageError, match="altered or moved"), store.transaction() as tx:
+            tx.terminal(TERMINAL_ID)
+    store.close()
+
+
 def test_a_sealed_pik_in_the_tmk_column_does_not_open() -> None:
     """The kind of key is associated data too: a PIK cannot stand in for the TMK."""
     sealed_pik = TEST_KEK.seal(MASTER_KEY, kind=KeyKind.PIK, terminal_id=TERMINAL_ID)

@@ -116,6 +116,8 @@ READ_LIMIT_DEFAULT: Final = 1000
 WRITE_OPTION: Final = "posbatch_host_write"
 # The migrations get the KEK under this attribute (v0002 seals the keys of older stores).
 KEK_ATTRIBUTE: Final = "host_kek"
+# Opened keys a store remembers (HostStore.open_key): a few per terminal in service.
+OPENED_KEYS_MAX: Final = 16_384
 # The columns of host_terminals that hold a key, and what key each holds: sealed, always.
 SEALED_COLUMNS: Final[dict[str, KeyKind]] = {
     "master_key": KeyKind.TMK,
@@ -155,6 +157,7 @@ class HostStore:
         if len(self._pan_key) < 16:
             raise HostError("the PAN key must be at least 16 bytes")
         self._kek = kek or KeyEncryptionKey.generate("a random KEK of this process (none given)")
+        self._opened: dict[tuple[KeyKind, str, bytes], bytes] = {}  # see open_key
         self.sql = HotSql(engine)
 
     @classmethod
@@ -239,7 +242,22 @@ class HostStore:
         return self._kek.seal(clear, kind=kind, terminal_id=terminal_id)
 
     def open_key(self, kind: KeyKind, terminal_id: str, sealed: bytes) -> bytes:
-        return self._kek.open(sealed, kind=kind, terminal_id=terminal_id)
+        """The clear key of ``sealed`` (StorageError when it does not open under this KEK).
+
+        Every request reads its terminal's sealed TMK and MAK; opening them with AES-GCM
+        each time cost more than the request's MAC. A sealed value that opened once is
+        remembered by its exact bytes, kind and terminal — an altered or moved value is
+        other bytes or another key of the memo, and is opened (and refused) as ever. The
+        memo forgets everything when full and when the KEK changes.
+        """
+        memo_key = (kind, terminal_id, bytes(sealed))
+        clear = self._opened.get(memo_key)
+        if clear is None:
+            clear = self._kek.open(sealed, kind=kind, terminal_id=terminal_id)
+            if len(self._opened) >= OPENED_KEYS_MAX:
+                self._opened.clear()
+            self._opened[memo_key] = clear
+        return clear
 
     def _sealed_values(self, terminal_id: str, values: dict[str, Any]) -> bool:
         """Seal, in place, every key of ``values``; True if any was sealed."""
@@ -318,6 +336,7 @@ class HostStore:
                     t.key_encryption.update().values(kek_id=new_kek.kek_id, changed_at=moment)
                 )
         self._kek = new_kek
+        self._opened.clear()
         return done
 
     @contextmanager
