@@ -16,8 +16,9 @@ acquirer's nightly run does), then :func:`take` copies what the checker needs:
 - per (merchant, trading day), the statement's figures (from the clearing run when the
   day is cleared, computed from the records when not) and each cleared day's figures
   computed afresh from the records;
-- the host's approved transactions, read through its plain read API with the moment a
-  reversal took each back, summed per (merchant, trading day) by :func:`host_sums` —
+- the host's approved transactions, read from its tables with bare SQL (the rows the
+  checker's snapshot reads the same night, :mod:`posbatch.sim._host_rows`) with the moment
+  a reversal took each back, summed per (merchant, trading day) by :func:`host_sums` —
   independently of the statement code: only :func:`posbatch.clearing.trading_day`, the
   one function of the trading day, is shared.
 
@@ -65,6 +66,7 @@ from posbatch.clearing import (
 from posbatch.errors import BackOfficeError, ConfigError
 from posbatch.host import ClearingStore, HostStore, TransactionStatus
 from posbatch.host._clearing import CLEARING_GRACE
+from posbatch.sim._host_rows import HostRows, read_host_rows
 
 __all__ = [
     "RECHECK_DAYS_MAX",
@@ -273,25 +275,28 @@ def take(
     since: date,
     now: datetime,
     final: bool,
+    host_rows: HostRows | None = None,
 ) -> ClearingSnapshot:
     """Statements' figures and the host's own sums, for the trading days from ``since`` to the
-    one under way at ``now``."""
+    one under way at ``now``. ``host_rows``: the host's records already read this night (the
+    checker's snapshot reads the same; read here if not given)."""
     clearing = ClearingStore(store)
     rules = clearing.rules()
     until = rules.trading_day(now)
+    host = read_host_rows(store.engine) if host_rows is None else host_rows
     rows = []
     terminal_of: dict[str, str] = {}
     reversed_ids = []
     for terminal_id in terminal_ids:
-        info = store.terminal(terminal_id)
-        if info is None:
+        merchant_id = host.merchant_of.get(terminal_id)
+        if merchant_id is None:
             continue
-        terminal_of.setdefault(info.merchant_id, terminal_id)
-        for txn in store.transactions(terminal_id, limit=10**9):
+        terminal_of.setdefault(merchant_id, terminal_id)
+        for txn in host.transactions.get(terminal_id, ()):
             if txn.kind not in _SIGN:
                 continue
             rows.append(
-                (info.merchant_id, txn.transaction_id, txn.kind, txn.amount_fen, txn.status,
+                (merchant_id, txn.transaction_id, Kind(txn.kind), txn.amount_fen, txn.status,
                  txn.created_at)
             )  # fmt: skip
             if txn.status == TransactionStatus.REVERSED:

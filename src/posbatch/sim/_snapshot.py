@@ -1,9 +1,10 @@
 """Copy both sides' records into a :class:`~posbatch.sim._model.Snapshot` for the checker.
 
-Only the public read APIs are used: :class:`~posbatch.terminal.Journal`
-(``transactions``, ``batches``) and :class:`~posbatch.host.HostStore`
-(``batches``, ``transactions``, ``exceptions``). The simulator and the demo
-both check through here.
+The journals are read through their public read API (:class:`~posbatch.terminal.Journal`
+``transactions``, ``batches``); the host's tables with bare SQL, once a night for every
+terminal (:func:`~posbatch.sim._host_rows.read_host_rows`: its read API cost three
+statements per terminal, built and compiled each time), the rows it gives converted as
+the read API converts them. The simulator and the demo both check through here.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Final
 
 from posbatch.batch.model import CardType, Kind
 from posbatch.host import HostStore, TransactionStatus
+from posbatch.sim._host_rows import HostRows, read_host_rows
 from posbatch.sim._model import (
     HostBatchRow,
     HostExceptionRow,
@@ -73,8 +75,13 @@ def take_snapshot(
     day: int,
     failures: Iterable[tuple[str, str]] = (),
     final: bool = False,
+    host_rows: HostRows | None = None,
 ) -> Snapshot:
-    """Both sides of every terminal in ``journals`` (terminal_id → its journals, oldest first)."""
+    """Both sides of every terminal in ``journals`` (terminal_id → its journals, oldest first).
+
+    ``host_rows``: the host's records already read this night (read here if not given).
+    """
+    host = read_host_rows(store.engine) if host_rows is None else host_rows
     terminal_txns: list[TerminalTxnRow] = []
     terminal_batches: list[TerminalBatchRow] = []
     host_txns: list[HostTxnRow] = []
@@ -98,19 +105,19 @@ def take_snapshot(
                     )
                 )
         batch_key: dict[int, int] = {}
-        for info in store.batches(terminal_id, limit=READ_ROWS_MAX):
-            batch_key[info.batch_no] = info.batch_id
+        for info in host.batches.get(terminal_id, ()):
+            batch_key[info.batch_no] = info.batch_id  # the latest batch of a number wins
             host_batches.append(
                 HostBatchRow(
                     terminal_id,
                     info.batch_id,
                     info.batch_no,
-                    info.state.value,
+                    info.state,
                     info.close_reason,
-                    info.host_totals,
+                    None if info.host_totals is None else decode_totals(info.host_totals),
                 )
             )
-        for txn in store.transactions(terminal_id, limit=READ_ROWS_MAX):
+        for txn in host.transactions.get(terminal_id, ()):
             host_txns.append(
                 HostTxnRow(
                     terminal_id,
@@ -118,9 +125,9 @@ def take_snapshot(
                     batch_key.get(txn.batch_no, -1),
                     txn.transaction_id,
                     txn.stan,
-                    txn.kind,
+                    Kind(txn.kind),
                     txn.amount_fen,
-                    txn.card_type,
+                    CardType(txn.card_type),
                     _HOST_STATUS.get(txn.status, HostTxnStatus.DECLINED),
                     txn.response_code,
                     txn.original_transaction_id,
@@ -128,7 +135,7 @@ def take_snapshot(
             )
     exceptions = tuple(
         HostExceptionRow(exc.terminal_id, exc.batch_no, exc.stan, exc.kind, exc.cause)
-        for exc in store.exceptions(limit=READ_ROWS_MAX)
+        for exc in host.exceptions
         if exc.terminal_id in journals
     )
     return Snapshot(
