@@ -355,13 +355,13 @@ async def test_many_frames_in_one_read_are_taken_a_few_at_a_time_and_all_answere
 ) -> None:
     """60 echoes in one write: groups of at most 4 reach the core; 60 answers, in order."""
     groups: list[int] = []
-    handle = host.core.handle_decoded_frames
+    handle = host.core.open_group
 
     def counting(frames: Sequence[Frame]) -> Any:
         groups.append(len(frames))
         return handle(frames)
 
-    monkeypatch.setattr(host.core, "handle_decoded_frames", counting)
+    monkeypatch.setattr(host.core, "open_group", counting)
     peer = await Peer.connect(host)
     echoes = [
         frame_of(EchoRequest(TERMINAL_ID, MERCHANT_ID, stan, 1), None) for stan in range(1, 61)

@@ -57,10 +57,11 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Final
+from typing import Final, TypeAlias
 
 import iso8583
 
@@ -114,7 +115,7 @@ from posbatch.wire import (
     has_mac,
 )
 
-__all__ = ["GROUP_MAX_REQUESTS", "HostCore", "HostReply", "RequestLog"]
+__all__ = ["GROUP_MAX_REQUESTS", "HostCore", "HostReply", "OpenGroup", "RequestLog"]
 
 # The most requests one group commit may hold.
 GROUP_MAX_REQUESTS: Final = 512
@@ -171,6 +172,57 @@ class _Outcome:
 
 def _response_mti(mti: str) -> str:
     return mti[:2] + str(int(mti[2]) + 1) + mti[3]
+
+
+_Transaction: TypeAlias = contextlib.AbstractContextManager[StoreTx]
+
+
+def _commit(transaction: _Transaction) -> bool:
+    """Write what the unit of work deferred and commit; False when that failed (rolled back)."""
+    try:
+        transaction.__exit__(None, None, None)
+    except Exception:
+        return False
+    return True
+
+
+class OpenGroup:
+    """A group processed in an open transaction (:meth:`HostCore.open_group`)."""
+
+    def __init__(
+        self,
+        core: HostCore,
+        replies: list[HostReply | None],
+        places: list[int],
+        group: list[_Work],
+        begun: tuple[_Transaction, list[_Outcome]] | None,
+    ) -> None:
+        self._core = core
+        self._replies = replies
+        self._places = places  # where each request of ``group`` stands among the frames
+        self._group = group
+        self._begun = begun
+        self._answered: list[HostReply] | None = None  # set by commit when it had to isolate
+        self._outcomes: list[_Outcome] = []
+
+    def commit(self) -> None:
+        """The writes and COMMIT (or, if the group failed, each request alone): any thread."""
+        begun, self._begun = self._begun, None
+        if not self._group:
+            return
+        if begun is None or not _commit(begun[0]):
+            self._answered = self._core._isolate(self._group)
+        else:
+            self._outcomes = begun[1]
+
+    def replies(self) -> list[HostReply]:
+        """Every frame's reply, in frame order; only after :meth:`commit`."""
+        answered = self._answered
+        if answered is None and self._group:
+            answered = self._core._answers(self._group, self._outcomes)
+        for place, reply in zip(self._places, answered or [], strict=True):
+            self._replies[place] = reply
+        return [reply if reply is not None else HostReply() for reply in self._replies]
 
 
 class HostCore:
@@ -249,6 +301,30 @@ class HostCore:
         """Like :meth:`handle_frames` for frames a FrameReader already split and read."""
         return self._handle_mixed(list(frames))
 
+    def open_group(self, frames: Sequence[Frame]) -> OpenGroup:
+        """:meth:`handle_decoded_frames` in three steps, for a server's two threads.
+
+        This call does the Python work of the whole group — read, admit, decide,
+        apply — in ONE open transaction; :meth:`OpenGroup.commit` then writes what
+        was deferred and commits (the part that waits on the disk or the database,
+        for a worker thread); :meth:`OpenGroup.replies` encodes the answers. At most
+        :data:`GROUP_MAX_REQUESTS` frames. Nothing is answered before the commit, and
+        a group that fails anywhere is done again one request at a time inside
+        ``commit`` (the failing one answered 96), exactly as ``handle_decoded_frames``.
+        """
+        if len(frames) > GROUP_MAX_REQUESTS:
+            raise HostError(f"a group holds at most {GROUP_MAX_REQUESTS} requests")
+        replies: list[HostReply | None] = [None] * len(frames)
+        work: list[tuple[int, _Work]] = []
+        for index, frame in enumerate(frames):
+            early = self._read(frame)
+            if isinstance(early, HostReply):
+                replies[index] = early
+            else:
+                work.append((index, early))
+        group = [w for _, w in work]
+        return OpenGroup(self, replies, [index for index, _ in work], group, self._begin(group))
+
     def _handle_mixed(self, items: list[Frame | HostReply]) -> list[HostReply]:
         replies: list[HostReply | None] = [None] * len(items)
         work: list[tuple[int, _Work]] = []
@@ -293,22 +369,38 @@ class HostCore:
         return _Work(frame, request, fault)
 
     def _process_group(self, group: list[_Work]) -> list[HostReply]:
+        begun = self._begin(group)
+        if begun is None or not _commit(begun[0]):
+            return self._isolate(group)
+        return self._answers(group, begun[1])
+
+    def _begin(self, group: list[_Work]) -> tuple[_Transaction, list[_Outcome]] | None:
+        """The group processed in one transaction left open (None: it failed, rolled back)."""
         # Lock order: by terminal (stable, so one terminal's requests keep their order).
         order = sorted(range(len(group)), key=lambda i: group[i].request.terminal_id)
         outcomes: list[_Outcome | None] = [None] * len(group)
+        transaction = self.store.transaction()
         try:
-            with self.store.transaction() as tx:
-                _read_ahead(tx, group)
-                for index in order:
-                    outcomes[index] = self._process(tx, group[index])
-        except Exception:  # isolate the failing request, answer it 96
-            if len(group) == 1:
-                return [self._failed(group[0])]
-            return [reply for work in group for reply in self._process_group([work])]
+            tx = transaction.__enter__()
+            _read_ahead(tx, group)
+            for index in order:
+                outcomes[index] = self._process(tx, group[index])
+        except Exception:
+            with contextlib.suppress(Exception):  # roll back; the group is done again alone
+                transaction.__exit__(*sys.exc_info())
+            return None
+        return transaction, [outcome for outcome in outcomes if outcome is not None]
+
+    def _isolate(self, group: list[_Work]) -> list[HostReply]:
+        """Each request of a failed group alone; the one that still fails is answered 96."""
+        if len(group) == 1:
+            return [self._failed(group[0])]
+        return [reply for work in group for reply in self._process_group([work])]
+
+    def _answers(self, group: list[_Work], outcomes: list[_Outcome]) -> list[HostReply]:
         return [
             self._encode(work.frame, work.request, outcome, work.fault)
             for work, outcome in zip(group, outcomes, strict=True)
-            if outcome is not None
         ]
 
     def _failed(self, work: _Work) -> HostReply:

@@ -5,9 +5,10 @@ Theory of operation
 Each connection is an :class:`asyncio.Protocol` holding a
 :class:`~posbatch.host.session.HostSession`. Whole frames go to one
 :class:`GroupCommitter`, which hands everything that arrived since its last
-commit — from every connection — to ``core.handle_decoded_frames`` in a
-worker thread: one database transaction, one commit, then every answer of
-the group is written. While a group commits, the next one gathers; that is
+commit — from every connection — to ``core.open_group`` (the group's Python
+work, on the loop's thread, in one open database transaction), commits it in a
+worker thread (the wait on the disk or the database, the GIL free), then writes
+every answer of the group. While a group commits, the next one gathers; that is
 what makes many durable answers per second out of one fsync each.
 
 Answers on one connection leave in request order (a delayed answer holds
@@ -255,7 +256,11 @@ class _Slot:
 
 
 class GroupCommitter:
-    """Collects frames from all connections; one worker thread commits a group at a time."""
+    """Collects frames from all connections; one worker thread commits a group at a time.
+
+    A group is processed on the loop's thread in an open transaction
+    (:meth:`HostCore.open_group`), committed in the worker, then answered.
+    """
 
     def __init__(self, core: HostCore) -> None:
         self._core = core
@@ -290,9 +295,12 @@ class GroupCommitter:
                 del self._queue[:GROUP_MAX_REQUESTS]
                 frames = [frame for frame, _, _ in group]
                 try:
-                    replies = await loop.run_in_executor(
-                        self._executor, self._core.handle_decoded_frames, frames
-                    )
+                    # The Python work here, on the loop's thread; only the writes and the
+                    # COMMIT (the wait on the disk or the database) in the worker: two
+                    # threads taking turns at the GIL cost more than the commit's wait.
+                    opened = self._core.open_group(frames)
+                    await loop.run_in_executor(self._executor, opened.commit)
+                    replies = opened.replies()
                 except Exception as exc:  # the core must not raise; if it does, close lines
                     log.exception("group failed")
                     failed = HostReply(close=True, log=RequestLog(error=f"group failed: {exc}"))
