@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from stdnum import luhn as stdnum_luhn
 
 from posbatch.batch.cards import check_currency, check_pan, check_track2, luhn_valid, track2_pan
 from posbatch.batch.codes import BATCH_FULL, CODES, CURRENCY_NOT_SUPPORTED
@@ -189,3 +190,9 @@ def test_luhn_accepts_exactly_one_check_digit(body: str) -> None:
     """Of the ten last digits, exactly one makes a Luhn-valid number."""
     valid = [digit for digit in "0123456789" if luhn_valid(body[:-1] + digit)]
     assert 1 == len(valid)
+
+
+@given(st.text(alphabet="0123456789", max_size=25) | st.text(max_size=8))
+def test_luhn_is_python_stdnum_s(text: str) -> None:
+    """Our Luhn (written for speed) agrees with python-stdnum's on any digits and non-digits."""
+    assert luhn_valid(text) == (text.isascii() and text.isdigit() and stdnum_luhn.is_valid(text))
