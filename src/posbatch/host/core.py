@@ -162,8 +162,10 @@ class _Work:
     fault: FaultRule | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Outcome:
+    """One request's answer as decided (made fresh per request; only _process sets ``mak``)."""
+
     response: Response
     requirement: ProcessingRequirement = ProcessingRequirement.NONE
     mak: bytes | None = None  # MAC the answer with this key: set only from _answer_mak
@@ -481,8 +483,8 @@ class HostCore:
         outcome = self._admit(tx, work, terminal, now)
         if outcome.response.response_code == "77" and terminal is not None:
             tx.add_batch_error(terminal, work.request, outcome.response.detail, now=now)
-        mak = _answer_mak(outcome.response.response_code, terminal, outcome.proof)
-        return outcome if mak is None else replace(outcome, mak=mak)
+        outcome.mak = _answer_mak(outcome.response.response_code, terminal, outcome.proof)
+        return outcome
 
     def _admit(
         self, tx: StoreTx, work: _Work, terminal: TerminalRow | None, now: datetime

@@ -28,6 +28,8 @@ def naive_utc(moment: datetime) -> datetime:
     """``moment`` as naive UTC, the form every time column holds."""
     if moment.tzinfo is None:
         return moment
+    if moment.tzinfo is UTC:  # the common case: the host's clock is UTC
+        return moment.replace(tzinfo=None)
     return moment.astimezone(UTC).replace(tzinfo=None)
 
 
