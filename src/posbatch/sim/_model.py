@@ -1,7 +1,7 @@
 """What the checker reads: plain snapshots of the terminal journals and the host store.
 
-The simulation copies each side's records into these frozen rows (through
-the host's and the terminal's own read APIs) after every day; the checker is
+The simulation copies each side's records into these frozen rows (the journals
+through their read API, the host's tables with bare SQL) after every day; the checker is
 a pure function of them. Keeping the checker off the live objects means it
 can be tested with hand-written tables, and that a violation can be printed
 from exactly the rows that showed it.

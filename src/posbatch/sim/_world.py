@@ -49,7 +49,8 @@ are lost with the process). A host restart is a new HostCore
 over the same store.
 
 After each day the checker (:mod:`posbatch.sim._checker`) reads both sides
-through their read APIs. After the last day a *quiet close* (no faults)
+(the journals through their read API, the host's tables once with bare SQL,
+:mod:`posbatch.sim._host_rows`). After the last day a *quiet close* (no faults)
 settles every terminal, and the checker runs once more with ``final``: by
 then nothing may still be in flight.
 """
