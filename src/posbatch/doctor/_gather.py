@@ -25,6 +25,7 @@ The journal and its backups are read without migrating or writing them.
 from __future__ import annotations
 
 import errno
+import functools
 import shutil
 import socket
 import time
@@ -145,6 +146,7 @@ def _schema_versions(journal: Journal) -> tuple[str, str]:
     return (journal.schema_revision() or "none", schema_head())
 
 
+@functools.cache  # the installed package's, fixed for the process
 def _software_version() -> str:
     from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
 

@@ -9,6 +9,7 @@ column is text, an integer or a boolean, which every driver takes as it is
 
 from __future__ import annotations
 
+import functools
 from typing import Final
 
 import sqlalchemy as sa
@@ -112,8 +113,12 @@ transactions_table = sa.Table(
 )
 
 
+@functools.cache
 def schema_head() -> str:
-    """The journal schema revision this software ships (the head of its migrations)."""
+    """The journal schema revision this software ships (the head of its migrations).
+
+    Read once per process: the migrations ship with the software and change only with it
+    (Alembic reads every migration file to find the head; doctor asks at every run)."""
     from alembic.config import Config  # noqa: PLC0415 - read only on restore and by doctor
     from alembic.script import ScriptDirectory  # noqa: PLC0415
 
