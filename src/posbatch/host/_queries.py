@@ -7,6 +7,7 @@ SQLAlchemy Core queries both the request path and the read operations use.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, Final, TypeVar
@@ -155,6 +156,15 @@ class HotSql:
 
     def sql(self, text: str) -> str:
         return text.replace("?", "%s") if self._percent else text
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - one HotSql per store, a few shapes
+    def update_terminal(self, columns: tuple[str, ...]) -> str:
+        """``UPDATE host_terminals SET`` these columns (checked against the table's)."""
+        unknown = set(columns) - set(t.terminals.c.keys())
+        if unknown or not columns:
+            raise ValueError(f"not columns of host_terminals: {sorted(unknown) or 'none'}")
+        assignments = ", ".join(f"{column} = ?" for column in columns)
+        return self.sql(f"UPDATE host_terminals SET {assignments} WHERE terminal_id = ?")  # noqa: S608 - checked names
 
     def _keys(
         self, keys: Sequence[tuple[Any, ...]], types: tuple[str, ...]

@@ -229,10 +229,12 @@ class StoreTx:
             cursor.execute(self._sql.lock_terminal, (terminal_id,))
         cursor.execute(self._sql.terminal, (terminal_id,))
         row = cursor.fetchone()
-        if row is None:
-            return None
-        self._note_bound(row)
-        return _terminal_row(row, self.store)
+        terminal = None if row is None else _terminal_row(row, self.store)
+        if row is not None:
+            self._note_bound(row)
+        if for_update or not self._sql.row_locks:  # kept only as read_terminals keeps it
+            self._terminals[terminal_id] = terminal
+        return terminal
 
     # batch capacity
     def _note_bound(self, row: Sequence[Any]) -> None:
@@ -266,13 +268,25 @@ class StoreTx:
         return batch_tally(self.connection, batch_id)
 
     def update_terminal(self, terminal_id: str, **values: object) -> None:
-        """Set columns of the terminal's row; keys (:data:`SEALED_COLUMNS`) are sealed here."""
+        """Set columns of the terminal's row; keys (:data:`SEALED_COLUMNS`) are sealed here.
+
+        Only this terminal's read-ahead is forgotten (its next :meth:`terminal` reads the
+        row again): nothing else the group read ahead lives in that row. (A terminal's
+        first request after a sign-on comes here; forgetting everything made each such
+        request cost the rest of its group a statement per lookup.)
+        """
         if self.store._sealed_values(terminal_id, values) and not self._kek_checked:
-            self.store.check_kek(self.connection)
+            self.store.check_kek(self._connection)
             self._kek_checked = True
-        self.connection.execute(
-            t.terminals.update().where(t.terminals.c.terminal_id == terminal_id).values(**values)
+        self.cursor().execute(
+            self._sql.update_terminal(tuple(values)),
+            [
+                self._sql.datetime(value) if isinstance(value, datetime) else value
+                for value in values.values()
+            ]
+            + [terminal_id],
         )
+        self._terminals.pop(terminal_id, None)
 
     # batches
     def batch(self, batch_id: int) -> BatchRow | None:
