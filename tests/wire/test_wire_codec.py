@@ -124,7 +124,7 @@ def test_seeded_mutations_decode_as_pyiso8583_or_are_left_to_it() -> None:
             taken += 1
         else:  # declined: pyiso8583 refuses it, or it is one of the cases left to it
             pass
-    assert taken > 1_000  # mutations that stay readable (an A-F nibble, a text byte) are taken
+    assert taken > 400  # mutations that stay readable (a digit, a bitmap bit, a length) are taken
 
 
 @settings(max_examples=500)

@@ -20,11 +20,12 @@ cheaper one — the differential tests (tests/wire/test_wire_codec.py) hold
 that for every message kind, hypothesis-drawn messages, mutated and random
 bodies, and hostile dicts; ``bench/codec.py`` measures both.
 
-The plain case of :func:`encode` is stricter than pyiso8583 where our own
-:func:`~posbatch.wire._messages.encode_message` checks follow it: numeric
-fields (:data:`NUMERIC_FIELDS`) hold ascii digits only and text fields
-(:data:`TEXT_FIELDS`) printable ascii only, so a body it returns needs no
-second check.
+The plain case of both is stricter than pyiso8583 where our own checks follow
+it (``_check_values`` of :mod:`posbatch.wire._messages`): numeric fields
+(:data:`NUMERIC_FIELDS`) hold ascii digits only and text fields
+(:data:`TEXT_FIELDS`) printable ascii only, so what it returns needs no second
+check — and what fails that check is left to pyiso8583 and the check, which
+name the bad character and its place.
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ _PRESENT_MAX: Final = 1024
 
 
 def decode(body: bytes) -> dict[str, str] | None:
-    """pyiso8583's decoded dict of ``body`` under :data:`SPEC`, or None: ask pyiso8583."""
+    """pyiso8583's decoded dict of ``body`` under :data:`SPEC` — whose numeric and text
+    fields pass our checks — or None: ask pyiso8583."""
     size = len(body)
     if size < _BITMAP_END:
         return None
@@ -110,7 +112,9 @@ def decode(body: bytes) -> dict[str, str] | None:
         return None  # a secondary bitmap, a field outside the profile, or none at all
     doc = {"t": body[:_MTI_END].hex().upper(), "p": body[_MTI_END:_BITMAP_END].hex().upper()}
     index = _BITMAP_END
-    for key, _bit, len_type, max_len, nibbles, binary, left_pad, _, _ in _present(bitmap):
+    for key, _bit, len_type, max_len, nibbles, binary, left_pad, digits_only, printable in _present(
+        bitmap
+    ):
         if len_type:
             prefix = body[index : index + len_type].hex()
             if len(prefix) != 2 * len_type or not prefix.isdigit():
@@ -129,6 +133,8 @@ def decode(body: bytes) -> dict[str, str] | None:
             return None
         if binary:
             value = body[index:end].hex().upper()
+            if digits_only and not value.isdigit():
+                return None  # a nibble A-F: our check refuses it, with its place
             if nibbles and length & 1:
                 if left_pad:
                     if value[0] != "0":
@@ -142,6 +148,8 @@ def decode(body: bytes) -> dict[str, str] | None:
             try:
                 value = body[index:end].decode("ascii")
             except UnicodeDecodeError:
+                return None
+            if printable and not value.isprintable():
                 return None
         doc[key] = value
         index = end

@@ -141,6 +141,31 @@ def _decode_tpdu(data: bytes) -> Tpdu:
 _REQUIREMENTS: Final = {member.value: member for member in ProcessingRequirement}
 
 
+# Peers send a handful of distinct TPDUs and headers: each is read once, then looked up
+# (bounded: past the limit a new one is read every time, as before).
+_READ_MAX: Final = 1024
+_TPDUS_READ: Final[dict[bytes, Tpdu]] = {}
+_HEADERS_READ: Final[dict[bytes, Header]] = {}
+
+
+def _decode_tpdu_once(data: bytes) -> Tpdu:
+    tpdu = _TPDUS_READ.get(data)
+    if tpdu is None:
+        tpdu = _decode_tpdu(data)
+        if len(_TPDUS_READ) < _READ_MAX:
+            _TPDUS_READ[bytes(data)] = tpdu
+    return tpdu
+
+
+def _decode_header_once(data: bytes) -> Header:
+    header = _HEADERS_READ.get(data)
+    if header is None:
+        header = _decode_header(data)
+        if len(_HEADERS_READ) < _READ_MAX:
+            _HEADERS_READ[bytes(data)] = header
+    return header
+
+
 def _decode_header(data: bytes) -> Header:
     digits = data.hex()
     if not digits.isdigit():
@@ -173,8 +198,8 @@ def decode_frame(payload: bytes) -> Frame:
             position=0,
         )
     return Frame(
-        tpdu=_decode_tpdu(payload[:TPDU_BYTES]),
-        header=_decode_header(payload[TPDU_BYTES : TPDU_BYTES + HEADER_BYTES]),
+        tpdu=_decode_tpdu_once(bytes(payload[:TPDU_BYTES])),
+        header=_decode_header_once(bytes(payload[TPDU_BYTES : TPDU_BYTES + HEADER_BYTES])),
         body=bytes(payload[TPDU_BYTES + HEADER_BYTES :]),
     )
 
