@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from datetime import UTC, datetime, timedelta, timezone
 
 import sqlalchemy as sa
@@ -9,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy.dialects import sqlite
 
+from posbatch.host import HostStore
 from posbatch.host._queries import _sqlite_datetime
 from posbatch.host.read_models import naive_utc
 
@@ -33,3 +35,11 @@ def test_naive_utc_is_the_same_instant_in_utc(moment: datetime, offset_minutes: 
             continue
         assert naive_utc(aware) == expected
     assert naive_utc(moment) == moment
+
+
+@given(st.text("0123456789", min_size=12, max_size=19))
+def test_the_pan_hmac_is_hmac_sha256_under_the_pan_key(pan: str) -> None:
+    key = bytes(range(32))
+    store = HostStore(sa.create_engine("sqlite://"), pan_key=key)
+    assert store.pan_hmac(pan) == hmac.digest(key, pan.encode("ascii"), "sha256").hex()
+    store.close()
