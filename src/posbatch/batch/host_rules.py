@@ -36,6 +36,7 @@ seeded simulator replays bit for bit.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -207,7 +208,12 @@ _NOT_FOUND: Final = "25"
 
 def wire_time(now: datetime) -> tuple[str, str]:
     """Fields 12 (hhmmss) and 13 (MMDD) of ``now``."""
-    return f"{now.hour:02d}{now.minute:02d}{now.second:02d}", f"{now.month:02d}{now.day:02d}"
+    return _wire_time(now.hour, now.minute, now.second, now.month, now.day)
+
+
+@functools.lru_cache(maxsize=8)  # every answer of one second has the same two fields
+def _wire_time(hour: int, minute: int, second: int, month: int, day: int) -> tuple[str, str]:
+    return f"{hour:02d}{minute:02d}{second:02d}", f"{month:02d}{day:02d}"
 
 
 def answer(
