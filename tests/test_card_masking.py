@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from posbatch.backoffice import clean_text
+from posbatch.batch import cards
 from posbatch.batch.cards import check_pan, luhn_valid, mask_card_numbers
 from posbatch.clearing import mask_card_numbers as clearing_mask
 from posbatch.doctor._report import scrub
@@ -60,3 +61,12 @@ def test_no_approvable_card_number_survives(body: str, before: str, after: str) 
     assert check_pan(pan) is None
     assert pan not in masked
     assert masked.count("*") == len(pan) - 10
+
+
+@given(st.text(alphabet='0123456789 -ab\n"', max_size=60))
+def test_the_quick_look_never_misses_a_card_number(text: str) -> None:
+    """mask_card_numbers returns a text as it is when the quick look finds no span of 12
+    digits, spaces and dashes: then the full net finds nothing in it either."""
+    if cards._CARD_NUMBER_SPAN.search(text) is None:
+        assert cards._CARD_NUMBER_LIKE.search(text) is None
+        assert mask_card_numbers(text) == text

@@ -65,6 +65,9 @@ _DOUBLED_VALUE: Final = bytes.maketrans(b"0123456789", bytes((0, 2, 4, 6, 8, 1, 
 PAN_SHOWN_DIGITS: Final = 6 + 4  # what may be shown of a card number: first 6, last 4
 # A card number in free text: 12–19 digits, also written in groups ("6222 0212 3456 7890 123").
 _CARD_NUMBER_LIKE: Final = re.compile(r"(?<![0-9])(?:[0-9][ -]?){11,18}[0-9](?![0-9])")
+# What every match of _CARD_NUMBER_LIKE holds (12 or more characters of [0-9 -]): a text
+# without it has no card number, found at a fifth of the cost (a server's every log line).
+_CARD_NUMBER_SPAN: Final = re.compile(r"[0-9 -]{12}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +124,8 @@ def mask_card_numbers(text: str, *, allowed: frozenset[str] = frozenset()) -> st
             return match.group(0)
         return mask_pan(digits)
 
+    if _CARD_NUMBER_SPAN.search(text) is None:
+        return text  # no 12 characters in a row that digits, spaces and dashes could make
     return _CARD_NUMBER_LIKE.sub(mask, text)
 
 
