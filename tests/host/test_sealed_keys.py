@@ -91,15 +91,19 @@ def test_a_sale_after_sign_on_is_approved_with_sealed_keys(db_url: str) -> None:
 def test_a_sealed_key_moved_to_another_row_does_not_open(db_url: str) -> None:
     """The terminal id is associated data: another terminal's sealed TMK is refused."""
     store = open_store(db_url, terminals=(TERMINAL_ID, "10000002"))
-    foreign = _raw_keys(store, "10000002")[0]
+    _refused_with_master_key(store, _raw_keys(store, "10000002")[0])
+    store.close()
+
+
+def _refused_with_master_key(store: HostStore, sealed: bytes) -> None:
+    """Put ``sealed`` in the terminal's TMK column: reading the terminal is refused."""
     with store.engine.begin() as connection:
         connection.execute(
             sa.text("UPDATE host_terminals SET master_key = :k WHERE terminal_id = :t"),
-            {"k": foreign, "t": TERMINAL_ID},
+            {"k": sealed, "t": TERMINAL_ID},
         )
     with pytest.raises(StorageError, match="altered or moved"), store.transaction() as tx:
         tx.terminal(TERMINAL_ID)
-    store.close()
 
 
 def test_keys_opened_before_do_not_let_a_moved_or_altered_key_open(db_url: str) -> None:
@@ -113,13 +117,7 @@ def test_keys_opened_before_do_not_let_a_moved_or_altered_key_open(db_url: str) 
     mine = bytes(_raw_keys(store, TERMINAL_ID)[0])
     altered = mine[:-1] + bytes([mine[-1] ^ 1])
     for value in (foreign, altered):
-        with store.engine.begin() as connection:
-            connection.execute(
-                sa.text("UPDATE host_terminals SET master_key = :k WHERE terminal_id = :t"),
-                {"k": value, "t": TERMINAL_ID},
-            )
-        with pytest.raises(StorageError, match="altered or moved"), store.transaction() as tx:
-            tx.terminal(TERMINAL_ID)
+        _refused_with_master_key(store, value)
     store.close()
 
 

@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 from sqlalchemy.engine import Engine
 
-__all__ = ["HostBatch", "HostException", "HostRows", "HostTransaction", "read_host_rows"]
+__all__ = ["HostBatch", "HostExceptionRow", "HostRows", "HostTransaction", "read_host_rows"]
 
 
 class HostBatch(NamedTuple):
@@ -52,7 +52,9 @@ class HostTransaction(NamedTuple):
     created_at: datetime  # aware, UTC
 
 
-class HostException(NamedTuple):
+class HostExceptionRow(NamedTuple):
+    """An exception record (差错) as the snapshot keeps it."""
+
     terminal_id: str
     batch_no: int | None
     stan: int | None
@@ -67,7 +69,7 @@ class HostRows:
     merchant_of: Mapping[str, str]  # terminal_id → merchant_id
     batches: Mapping[str, Sequence[HostBatch]]
     transactions: Mapping[str, Sequence[HostTransaction]]
-    exceptions: Sequence[HostException]  # every terminal's, in id order
+    exceptions: Sequence[HostExceptionRow]  # every terminal's, in id order
 
 
 _TERMINALS = "SELECT terminal_id, merchant_id FROM host_terminals"
@@ -110,5 +112,5 @@ def read_host_rows(engine: Engine) -> HostRows:
         for row in connection.exec_driver_sql(_TRANSACTIONS):
             txn = HostTransaction._make((*row[:-1], _utc(row[-1])))
             transactions.setdefault(txn.terminal_id, []).append(txn)
-        exceptions = [HostException(*row) for row in connection.exec_driver_sql(_EXCEPTIONS)]
+        exceptions = [HostExceptionRow(*row) for row in connection.exec_driver_sql(_EXCEPTIONS)]
     return HostRows(merchant_of, batches, transactions, exceptions)

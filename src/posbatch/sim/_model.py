@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from posbatch.batch.model import CardType, Kind, SettlementTotals
 from posbatch.sim._clearing import ClearingSnapshot
+from posbatch.sim._host_rows import HostExceptionRow
 
 __all__ = [
     "HostBatchRow",
@@ -95,15 +96,6 @@ class HostBatchRow:
     state: str  # OPEN / UPLOADING / CLOSED
     close_reason: str | None
     host_totals: SettlementTotals | None
-
-
-@dataclass(frozen=True, slots=True)
-class HostExceptionRow:
-    terminal_id: str
-    batch_no: int | None
-    stan: int | None
-    kind: str
-    cause: str
 
 
 @dataclass(frozen=True, slots=True)

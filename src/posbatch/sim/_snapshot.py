@@ -17,7 +17,6 @@ from posbatch.host import HostStore, TransactionStatus
 from posbatch.sim._host_rows import HostRows, read_host_rows
 from posbatch.sim._model import (
     HostBatchRow,
-    HostExceptionRow,
     HostTxnRow,
     HostTxnStatus,
     Snapshot,
@@ -133,11 +132,7 @@ def take_snapshot(
                     txn.original_transaction_id,
                 )
             )
-    exceptions = tuple(
-        HostExceptionRow(exc.terminal_id, exc.batch_no, exc.stan, exc.kind, exc.cause)
-        for exc in host.exceptions
-        if exc.terminal_id in journals
-    )
+    exceptions = tuple(exc for exc in host.exceptions if exc.terminal_id in journals)
     return Snapshot(
         day,
         tuple(terminal_txns),

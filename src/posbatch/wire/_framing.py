@@ -21,8 +21,9 @@ use are :class:`ProcessingRequirement`.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Final, NoReturn
+from typing import Final, NoReturn, TypeVar
 
 from posbatch.errors import EncodeError, FrameError
 
@@ -144,26 +145,19 @@ _REQUIREMENTS: Final = {member.value: member for member in ProcessingRequirement
 # Peers send a handful of distinct TPDUs and headers: each is read once, then looked up
 # (bounded: past the limit a new one is read every time, as before).
 _READ_MAX: Final = 1024
+_T = TypeVar("_T")
 _TPDUS_READ: Final[dict[bytes, Tpdu]] = {}
 _HEADERS_READ: Final[dict[bytes, Header]] = {}
 
 
-def _decode_tpdu_once(data: bytes) -> Tpdu:
-    tpdu = _TPDUS_READ.get(data)
-    if tpdu is None:
-        tpdu = _decode_tpdu(data)
-        if len(_TPDUS_READ) < _READ_MAX:
-            _TPDUS_READ[bytes(data)] = tpdu
-    return tpdu
-
-
-def _decode_header_once(data: bytes) -> Header:
-    header = _HEADERS_READ.get(data)
-    if header is None:
-        header = _decode_header(data)
-        if len(_HEADERS_READ) < _READ_MAX:
-            _HEADERS_READ[bytes(data)] = header
-    return header
+def _read_once(read: Callable[[bytes], _T], memo: dict[bytes, _T], data: bytes) -> _T:
+    """``read(data)``, looked up in ``memo`` when it was read before (a bad one raises)."""
+    value = memo.get(data)
+    if value is None:
+        value = read(data)
+        if len(memo) < _READ_MAX:
+            memo[data] = value
+    return value
 
 
 def _decode_header(data: bytes) -> Header:
@@ -198,8 +192,10 @@ def decode_frame(payload: bytes) -> Frame:
             position=0,
         )
     return Frame(
-        tpdu=_decode_tpdu_once(bytes(payload[:TPDU_BYTES])),
-        header=_decode_header_once(bytes(payload[TPDU_BYTES : TPDU_BYTES + HEADER_BYTES])),
+        tpdu=_read_once(_decode_tpdu, _TPDUS_READ, bytes(payload[:TPDU_BYTES])),
+        header=_read_once(
+            _decode_header, _HEADERS_READ, bytes(payload[TPDU_BYTES : TPDU_BYTES + HEADER_BYTES])
+        ),
         body=bytes(payload[TPDU_BYTES + HEADER_BYTES :]),
     )
 
