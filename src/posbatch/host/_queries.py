@@ -36,20 +36,33 @@ __all__ = [
 COUNTED_STATUSES: Final = (TransactionStatus.APPROVED, TransactionStatus.VOIDED)
 
 
+# Built once (values bound at execution): building them per call cost more than the query.
+_BATCH_TALLY: Final = (
+    sa.select(
+        t.transactions.c.kind,
+        t.transactions.c.card_type,
+        sa.func.count(),
+        sa.func.coalesce(sa.func.sum(t.transactions.c.amount_fen), 0),
+    )
+    .where(
+        t.transactions.c.batch_id == sa.bindparam("by_batch_id"),
+        t.transactions.c.status.in_(COUNTED_STATUSES),
+    )
+    .group_by(t.transactions.c.kind, t.transactions.c.card_type)
+)
+_LATEST_BATCH_ID: Final = (
+    sa.select(t.batches.c.batch_id)
+    .where(
+        t.batches.c.terminal_id == sa.bindparam("by_terminal_id"),
+        t.batches.c.batch_no == sa.bindparam("by_batch_no"),
+    )
+    .order_by(t.batches.c.batch_id.desc())
+    .limit(1)
+)
+
+
 def batch_tally(connection: Connection, batch_id: int) -> BatchTally:
-    rows = connection.execute(
-        sa.select(
-            t.transactions.c.kind,
-            t.transactions.c.card_type,
-            sa.func.count(),
-            sa.func.coalesce(sa.func.sum(t.transactions.c.amount_fen), 0),
-        )
-        .where(
-            t.transactions.c.batch_id == batch_id,
-            t.transactions.c.status.in_(COUNTED_STATUSES),
-        )
-        .group_by(t.transactions.c.kind, t.transactions.c.card_type)
-    ).all()
+    rows = connection.execute(_BATCH_TALLY, {"by_batch_id": batch_id}).all()
     return tally_sums(
         (Kind(kind), CardType(card_type), int(count), int(amount_fen))
         for kind, card_type, count, amount_fen in rows
@@ -58,10 +71,7 @@ def batch_tally(connection: Connection, batch_id: int) -> BatchTally:
 
 def latest_batch_id(connection: Connection, terminal_id: str, batch_no: int) -> int | None:
     return connection.execute(
-        sa.select(t.batches.c.batch_id)
-        .where(t.batches.c.terminal_id == terminal_id, t.batches.c.batch_no == batch_no)
-        .order_by(t.batches.c.batch_id.desc())
-        .limit(1)
+        _LATEST_BATCH_ID, {"by_terminal_id": terminal_id, "by_batch_no": batch_no}
     ).scalar()
 
 
