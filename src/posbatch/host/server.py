@@ -286,14 +286,11 @@ class GroupCommitter:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            gather = True
             while self._queue:
-                if gather and len(self._queue) < GROUP_MAX_REQUESTS:
+                if len(self._queue) < GROUP_MAX_REQUESTS:
                     # Let the requests already on their way join this group: one commit
-                    # (one fsync) then serves them all instead of a group each. The groups
-                    # after it do not wait: what came while one committed is their gathering.
+                    # (one fsync) then serves them all instead of a group each.
                     await asyncio.sleep(GROUP_GATHER_MS / 1000)
-                gather = False
                 group = self._queue[:GROUP_MAX_REQUESTS]
                 del self._queue[:GROUP_MAX_REQUESTS]
                 frames = [frame for frame, _, _ in group]
