@@ -59,9 +59,9 @@ import contextlib
 import secrets
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Final, TypeAlias
+from typing import Final, NamedTuple, TypeAlias
 
 import iso8583
 
@@ -128,9 +128,12 @@ _REQUEST_MTIS: Final = frozenset({"0800", "0820", "0200", "0220", "0400", "0500"
 _MAC_ERROR: Final = "A0"
 
 
-@dataclass(frozen=True, slots=True)
-class RequestLog:
-    """What the one log line of a request says (never a PAN)."""
+class RequestLog(NamedTuple):
+    """What the one log line of a request says (never a PAN).
+
+    This and :class:`HostReply` are NamedTuples (immutable, like a frozen dataclass, and
+    a few µs cheaper to make: one of each for every request).
+    """
 
     terminal_id: str | None = None
     batch_no: int | None = None
@@ -142,15 +145,14 @@ class RequestLog:
     error: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class HostReply:
+class HostReply(NamedTuple):
     """What to do for one request frame: send ``frames`` (none = dropped) after ``delay_ms``,
     then close the connection if ``close``."""
 
     frames: tuple[bytes, ...] = ()
     close: bool = False
     delay_ms: int = 0
-    log: RequestLog = field(default_factory=RequestLog)
+    log: RequestLog = RequestLog()
 
 
 @dataclass(slots=True)

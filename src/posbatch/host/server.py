@@ -135,8 +135,7 @@ DRAIN_POLL_MS: Final = 10
 log = logging.getLogger("posbatch.host")
 # (attribute, '"key":', whether the value is text to escape) for each RequestLog field.
 _LOG_KEYS: Final = tuple(
-    (field.name, f'"{field.name}":', field.name not in ("batch_no", "stan"))
-    for field in fields(RequestLog)
+    (name, f'"{name}":', name not in ("batch_no", "stan")) for name in RequestLog._fields
 )
 _json_string: Final = json.encoder.encode_basestring_ascii  # quoted and escaped
 
