@@ -123,3 +123,21 @@ def test_open_group_and_handle_decoded_frames_answer_alike(store: HostStore) -> 
     first = _codes(_through_two_threads(core, _sales(term, [100, 0, 99_999_999_999])))
     second = _codes(core.handle_decoded_frames(_sales(term, [100, 0, 99_999_999_999])))
     assert first == second == ["00", "13", "61"]
+
+
+def test_a_group_with_nothing_to_process_opens_no_transaction(
+    store: HostStore, core: HostCore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every frame answered already (an unreadable body): no unit of work is begun, none is
+    left open, and the replies are still given."""
+    unreadable = decode_frame(
+        frame_of(SaleRequest(TERMINAL_ID, MERCHANT_ID, 1, 1, 100, PAN), None)[2:]
+    )
+    unreadable = Frame(unreadable.tpdu, unreadable.header, unreadable.body[:-3])
+    begun: list[object] = []
+    transaction = store.transaction
+    monkeypatch.setattr(store, "transaction", lambda: begun.append(1) or transaction())
+    opened = core.open_group([unreadable, unreadable])
+    opened.commit()
+    replies = opened.replies()
+    assert (begun, len(replies)) == ([], 2)

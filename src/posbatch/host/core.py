@@ -318,29 +318,29 @@ class HostCore:
         """
         if len(frames) > GROUP_MAX_REQUESTS:
             raise HostError(f"a group holds at most {GROUP_MAX_REQUESTS} requests")
-        replies: list[HostReply | None] = [None] * len(frames)
-        work: list[tuple[int, _Work]] = []
-        for index, frame in enumerate(frames):
-            early = self._read(frame)
-            if isinstance(early, HostReply):
-                replies[index] = early
-            else:
-                work.append((index, early))
+        replies, work = self._read_all(frames)
         group = [w for _, w in work]
-        return OpenGroup(self, replies, [index for index, _ in work], group, self._begin(group))
+        # No request left to process (every frame answered already): no transaction either.
+        begun = self._begin(group) if group else None
+        return OpenGroup(self, replies, [index for index, _ in work], group, begun)
 
-    def _handle_mixed(self, items: list[Frame | HostReply]) -> list[HostReply]:
+    def _read_all(
+        self, items: Sequence[Frame | HostReply]
+    ) -> tuple[list[HostReply | None], list[tuple[int, _Work]]]:
+        """Each item's reply when it has one already (a framing error, an unreadable body),
+        and the readable requests with their places among the items."""
         replies: list[HostReply | None] = [None] * len(items)
         work: list[tuple[int, _Work]] = []
         for index, item in enumerate(items):
-            if isinstance(item, HostReply):
-                replies[index] = item
-                continue
-            early = self._read(item)
+            early = item if isinstance(item, HostReply) else self._read(item)
             if isinstance(early, HostReply):
                 replies[index] = early
             else:
                 work.append((index, early))
+        return replies, work
+
+    def _handle_mixed(self, items: list[Frame | HostReply]) -> list[HostReply]:
+        replies, work = self._read_all(items)
         for start in range(0, len(work), GROUP_MAX_REQUESTS):
             chunk = work[start : start + GROUP_MAX_REQUESTS]
             for (index, _), reply in zip(
