@@ -229,9 +229,10 @@ class StoreTx:
             cursor.execute(self._sql.lock_terminal, (terminal_id,))
         cursor.execute(self._sql.terminal, (terminal_id,))
         row = cursor.fetchone()
-        terminal = None if row is None else _terminal_row(row, self.store)
+        terminal = None
         if row is not None:
             self._note_bound(row)
+            terminal = _terminal_row(row, self.store)
         if for_update or not self._sql.row_locks:  # kept only as read_terminals keeps it
             self._terminals[terminal_id] = terminal
         return terminal

@@ -51,8 +51,8 @@ class _Field(NamedTuple):
     nibbles: bool  # the length counts digits (packed decimal)
     binary: bool  # data_enc "b": hex digits on our side, bytes on the wire
     left_pad: bool  # an odd count of digits starts with the pad nibble (else ends with it)
-    digits_only: bool  # encode's plain case: ascii digits only
-    printable: bool  # encode's plain case: printable ascii only
+    digits_only: bool  # the plain case (both ways): ascii digits only
+    printable: bool  # the plain case (both ways): printable ascii only
 
 
 def _compile() -> tuple[_Field, ...]:

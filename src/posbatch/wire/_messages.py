@@ -920,18 +920,16 @@ def _decode_raw(body: bytes) -> _Fields:
         name = "secondary bitmap" if bit == 1 else f"field {bit}"
         raise DecodeError(f"{name} is not in the wire profile", field="p", position=_BITMAP_START)
     decoded = _codec.decode(body)  # the plain case: pyiso8583's dict, our checks passed
-    if decoded is not None:
-        fields = _Fields(decoded)
-        fields.body = body
-        fields.encoded_by_pyiso8583 = None
-    else:
+    encoded = None
+    if decoded is None:
         try:
             decoded, encoded = iso8583.decode(body, SPEC)
         except iso8583.DecodeError as exc:
             raise DecodeError(_reason(exc), field=exc.field, position=exc.pos) from None
-        fields = _Fields(decoded)
-        fields.body = body
-        fields.encoded_by_pyiso8583 = encoded
+    fields = _Fields(decoded)
+    fields.body = body
+    fields.encoded_by_pyiso8583 = encoded
+    if encoded is not None:  # pyiso8583 read it: our checks are still to be made
         bad = _check_values(fields, bitmap)
         if bad is not None:
             raise fields.fail(*bad)
