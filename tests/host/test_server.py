@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import socket
+import threading
 
 import pytest
 from host_helpers import (
@@ -19,7 +20,7 @@ from host_helpers import (
     read_frame,
 )
 
-from posbatch.host.core import RequestLog
+from posbatch.host.core import OpenGroup, RequestLog
 from posbatch.host.server import HostServer, ServerLimits, request_log_line
 from posbatch.wire import EchoRequest
 
@@ -94,6 +95,28 @@ async def test_one_json_log_line_per_request_without_pan(
         True,
     )
     assert not any(PAN in record.getMessage() for record in caplog.records)
+
+
+async def test_sqlite_commits_on_the_loop_thread_a_database_server_in_a_worker(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where a group commits (docs/host.md): an embedded SQLite's COMMIT is this process's own
+    work, done on the loop's thread; a server's is another process's, awaited in a thread."""
+    threads: list[str] = []
+    commit = OpenGroup.commit
+
+    def recording(opened: OpenGroup) -> None:
+        threads.append(threading.current_thread().name)
+        commit(opened)
+
+    monkeypatch.setattr(OpenGroup, "commit", recording)
+    server, port = await _start(db_url, ServerLimits())
+    loop_thread = threading.current_thread().name
+    codes, _ = await asyncio.to_thread(_exchange, port, 2)
+    await _stop(server)
+    assert codes == ["00", "00", "00"]
+    on_loop = {name == loop_thread for name in threads}
+    assert on_loop == ({True} if db_url.startswith("sqlite") else {False})
 
 
 def test_log_line_is_json_with_the_set_fields_in_order() -> None:

@@ -6,10 +6,15 @@ Each connection is an :class:`asyncio.Protocol` holding a
 :class:`~posbatch.host.session.HostSession`. Whole frames go to one
 :class:`GroupCommitter`, which hands everything that arrived since its last
 commit — from every connection — to ``core.open_group`` (the group's Python
-work, on the loop's thread, in one open database transaction), commits it in a
-worker thread (the wait on the disk or the database, the GIL free), then writes
-every answer of the group. While a group commits, the next one gathers; that is
-what makes many durable answers per second out of one fsync each.
+work, on the loop's thread, in one open database transaction), commits it, then
+writes every answer of the group; one commit (one fsync) serves the whole group,
+which is what makes many durable answers per second. Where the commit runs
+depends on who does its work (measured, docs/host.md): an embedded SQLite
+commits on the loop's thread — its COMMIT is this process's own work and one
+fsync, and handing it to a thread costs more (two threads taking turns at the
+GIL) than the fsync the loop waits for; a database server's commit is another
+process's work, so it waits in a worker thread while the loop reads the next
+group's requests, and the groups are larger.
 
 Answers on one connection leave in request order (a delayed answer holds
 back the ones after it, as on a real line). A graceful stop
@@ -69,6 +74,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Final
 
 from posbatch.errors import ConfigError
+from posbatch.storage import is_sqlite
 from posbatch.host.core import GROUP_MAX_REQUESTS, HostCore, HostReply, RequestLog
 from posbatch.host.session import HostSession
 from posbatch.wire import LENGTH_BYTES, MAX_FRAME_BYTES, Frame
@@ -255,19 +261,22 @@ class _Slot:
 
 
 class GroupCommitter:
-    """Collects frames from all connections; one worker thread commits a group at a time.
+    """Collects frames from all connections; commits one group at a time.
 
     A group is processed on the loop's thread in an open transaction
-    (:meth:`HostCore.open_group`), committed in the worker, then answered.
+    (:meth:`HostCore.open_group`), committed — on the loop's thread, or in a worker
+    thread when ``commit_in_thread`` — then answered.
     """
 
-    def __init__(self, core: HostCore) -> None:
+    def __init__(self, core: HostCore, *, commit_in_thread: bool) -> None:
         self._core = core
         self._queue: list[tuple[Frame, _Slot, _Connection]] = []
         self._running = False
         # One writer: SQLite has one anyway, and order per terminal stays simple.
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="host-commit"
+        self._executor = (
+            concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="host-commit")
+            if commit_in_thread
+            else None
         )
         self._task: asyncio.Task[None] | None = None
 
@@ -294,11 +303,13 @@ class GroupCommitter:
                 del self._queue[:GROUP_MAX_REQUESTS]
                 frames = [frame for frame, _, _ in group]
                 try:
-                    # The Python work here, on the loop's thread; only the writes and the
-                    # COMMIT (the wait on the disk or the database) in the worker: two
-                    # threads taking turns at the GIL cost more than the commit's wait.
+                    # The Python work on the loop's thread: two threads taking turns at
+                    # the GIL cost more than any of it.
                     opened = self._core.open_group(frames)
-                    await loop.run_in_executor(self._executor, opened.commit)
+                    if self._executor is None:
+                        opened.commit()
+                    else:
+                        await loop.run_in_executor(self._executor, opened.commit)
                     replies = opened.replies()
                 except Exception as exc:  # the core must not raise; if it does, close lines
                     log.exception("group failed")
@@ -310,7 +321,8 @@ class GroupCommitter:
             self._running = False
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
 
 
 class _Connection(asyncio.Protocol):
@@ -547,7 +559,7 @@ class HostServer:
     def __init__(self, core: HostCore, *, limits: ServerLimits | None = None) -> None:
         self.core = core
         self.limits = limits or ServerLimits()
-        self.committer = GroupCommitter(core)
+        self.committer = GroupCommitter(core, commit_in_thread=not is_sqlite(core.store.engine))
         self.connections: set[_Connection] = set()
         # Per peer address, its connections in the order they came (oldest first).
         self._by_address: dict[str, dict[_Connection, None]] = {}
