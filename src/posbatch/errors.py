@@ -152,6 +152,10 @@ class StorageError(PosbatchError):
     """The database or the journal failed; nothing was answered on its behalf."""
 
 
+class StoreBusy(StorageError):
+    """Another process holds the database's write lock, and the caller chose not to wait."""
+
+
 class JournalIntegrityError(StorageError):
     """The terminal journal's hash chain is broken: rows were damaged or edited."""
 

@@ -3,20 +3,26 @@ another thread, then answers) gives what handle_decoded_frames gives, failures i
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from host_helpers import (
     MERCHANT_ID,
     PAN,
     TERMINAL_ID,
+    TEST_KEK,
     Terminal,
     frame_of,
     new_core,
+    open_store,
     session_terminal,
 )
 
+from posbatch.errors import StorageError, StoreBusy
 from posbatch.host import HostCore, HostStore
 from posbatch.host.unit_of_work import StoreTx
 from posbatch.wire import (
@@ -141,3 +147,65 @@ def test_a_group_with_nothing_to_process_opens_no_transaction(
     opened.commit()
     replies = opened.replies()
     assert (begun, len(replies)) == ([], 2)
+
+
+def test_a_group_that_may_not_wait_does_nothing_while_another_process_writes(
+    tmp_path: Path,
+) -> None:
+    """SQLite, two stores on one file (two worker processes): while one holds the write lock,
+    the other's group begins nothing, keeps nothing, and is done in full once it is free."""
+    url = f"sqlite:///{tmp_path / 'host.db'}"
+    store = open_store(url)
+    other = HostStore.open(url, pan_key=b"k" * 32, kek=TEST_KEK)
+    try:
+        core = new_core(store)
+        term = session_terminal(core)
+        term.sign_on()
+        frames = _sales(term, [100, 200])
+        with other.transaction():  # the other worker's group, holding the lock
+            opened = core.open_group(frames, wait=False)
+            assert opened.waiting
+            with pytest.raises(StoreBusy), store.transaction(wait=False):
+                pass
+            opened.begin(wait=False)
+            assert opened.waiting
+        assert store.transactions(TERMINAL_ID) == []
+        opened.begin(wait=False)
+        assert not opened.waiting
+        opened.commit()
+        assert _codes(opened.replies()) == ["00", "00"]
+        assert [row.amount_fen for row in store.transactions(TERMINAL_ID)] == [100, 200]
+    finally:
+        other.close()
+        store.close()
+
+
+def test_a_store_error_other_than_busy_is_not_taken_for_busy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only SQLITE_BUSY means "try again": any other failure to begin is a failed group,
+    done request by request as before."""
+    store = open_store(f"sqlite:///{tmp_path / 'host.db'}")
+    try:
+        core = new_core(store)
+        term = session_terminal(core)
+        term.sign_on()
+        broken: list[int] = []
+        transaction = store.transaction
+
+        @contextlib.contextmanager
+        def failing_once(*, wait: bool = True) -> Iterator[StoreTx]:
+            if not broken:  # as BEGIN failing for another reason than the lock
+                broken.append(1)
+                raise StorageError("host store: disk I/O error")
+            with transaction(wait=wait) as tx:
+                yield tx
+
+        monkeypatch.setattr(store, "transaction", failing_once)
+        opened = core.open_group(_sales(term, [100, 200]), wait=False)
+        assert not opened.waiting
+        opened.commit()
+        assert _codes(opened.replies()) == ["00", "00"]
+        assert [row.amount_fen for row in store.transactions(TERMINAL_ID)] == [100, 200]
+    finally:
+        store.close()

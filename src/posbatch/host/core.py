@@ -56,6 +56,7 @@ simulator replays bit for bit. Nothing essential lives only in memory: a new
 from __future__ import annotations
 
 import contextlib
+import enum
 import secrets
 import sys
 from collections.abc import Callable, Sequence
@@ -82,6 +83,7 @@ from posbatch.errors import (
     HostError,
     MacError,
     PosbatchError,
+    StoreBusy,
 )
 from posbatch.host.faults import FaultAction, FaultRule, FaultScript
 from posbatch.host.issuer import Issuer, IssuerRules
@@ -181,6 +183,13 @@ def _response_mti(mti: str) -> str:
 _Transaction: TypeAlias = contextlib.AbstractContextManager[StoreTx]
 
 
+class _Busy(enum.Enum):
+    BUSY = "busy"
+
+
+_BUSY: Final = _Busy.BUSY  # _begin: the write lock was held elsewhere, nothing done
+
+
 def _commit(transaction: _Transaction) -> bool:
     """Write what the unit of work deferred and commit; False when that failed (rolled back)."""
     try:
@@ -199,15 +208,29 @@ class OpenGroup:
         replies: list[HostReply | None],
         places: list[int],
         group: list[_Work],
-        begun: tuple[_Transaction, list[_Outcome]] | None,
     ) -> None:
         self._core = core
         self._replies = replies
         self._places = places  # where each request of ``group`` stands among the frames
         self._group = group
-        self._begun = begun
+        self._begun: tuple[_Transaction, list[_Outcome]] | None = None
         self._answered: list[HostReply] | None = None  # set by commit when it had to isolate
         self._outcomes: list[_Outcome] = []
+        # Set by begin(wait=False) when another process held SQLite's write lock.
+        self.waiting = False
+
+    def begin(self, *, wait: bool = True) -> None:
+        """Process the group in one open transaction (none when no request is left).
+
+        Without ``wait``, when another process holds SQLite's write lock nothing is
+        done and :attr:`waiting` is set: call again (the server waits on its event
+        loop meanwhile, reading).
+        """
+        if not self._group:
+            return
+        begun = self._core._begin(self._group, wait=wait)
+        self.waiting = isinstance(begun, _Busy)
+        self._begun = None if isinstance(begun, _Busy) else begun
 
     def commit(self) -> None:
         """The writes and COMMIT (or, if the group failed, each request alone): any thread."""
@@ -305,7 +328,7 @@ class HostCore:
         """Like :meth:`handle_frames` for frames a FrameReader already split and read."""
         return self._handle_mixed(list(frames))
 
-    def open_group(self, frames: Sequence[Frame]) -> OpenGroup:
+    def open_group(self, frames: Sequence[Frame], *, wait: bool = True) -> OpenGroup:
         """:meth:`handle_decoded_frames` in three steps, for a server's two threads.
 
         This call does the Python work of the whole group — read, admit, decide,
@@ -315,14 +338,15 @@ class HostCore:
         :data:`GROUP_MAX_REQUESTS` frames. Nothing is answered before the commit, and
         a group that fails anywhere is done again one request at a time inside
         ``commit`` (the failing one answered 96), exactly as ``handle_decoded_frames``.
+        ``wait``: as in :meth:`OpenGroup.begin`. A group with no request left (every
+        frame answered already) begins no transaction.
         """
         if len(frames) > GROUP_MAX_REQUESTS:
             raise HostError(f"a group holds at most {GROUP_MAX_REQUESTS} requests")
         replies, work = self._read_all(frames)
-        group = [w for _, w in work]
-        # No request left to process (every frame answered already): no transaction either.
-        begun = self._begin(group) if group else None
-        return OpenGroup(self, replies, [index for index, _ in work], group, begun)
+        opened = OpenGroup(self, replies, [index for index, _ in work], [w for _, w in work])
+        opened.begin(wait=wait)
+        return opened
 
     def _read_all(
         self, items: Sequence[Frame | HostReply]
@@ -374,18 +398,26 @@ class HostCore:
 
     def _process_group(self, group: list[_Work]) -> list[HostReply]:
         begun = self._begin(group)
-        if begun is None or not _commit(begun[0]):
+        if begun is None or isinstance(begun, _Busy) or not _commit(begun[0]):
             return self._isolate(group)
         return self._answers(group, begun[1])
 
-    def _begin(self, group: list[_Work]) -> tuple[_Transaction, list[_Outcome]] | None:
-        """The group processed in one transaction left open (None: it failed, rolled back)."""
+    def _begin(
+        self, group: list[_Work], *, wait: bool = True
+    ) -> tuple[_Transaction, list[_Outcome]] | _Busy | None:
+        """The group processed in one transaction left open (None: it failed, rolled back;
+        _BUSY: not ``wait`` and another process held SQLite's write lock, nothing done)."""
         # Lock order: by terminal (stable, so one terminal's requests keep their order).
         order = sorted(range(len(group)), key=lambda i: group[i].request.terminal_id)
         outcomes: list[_Outcome | None] = [None] * len(group)
-        transaction = self.store.transaction()
+        transaction = self.store.transaction(wait=wait)
         try:
             tx = transaction.__enter__()
+        except StoreBusy:
+            return _BUSY
+        except Exception:
+            return None
+        try:
             _read_ahead(tx, group)
             for index in order:
                 outcomes[index] = self._process(tx, group[index])

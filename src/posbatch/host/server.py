@@ -14,7 +14,10 @@ commits on the loop's thread — its COMMIT is this process's own work and one
 fsync, and handing it to a thread costs more (two threads taking turns at the
 GIL) than the fsync the loop waits for; a database server's commit is another
 process's work, so it waits in a worker thread while the loop reads the next
-group's requests, and the groups are larger.
+group's requests, and the groups are larger. With several worker processes on
+one SQLite file a group does not wait in SQLite's busy handler for the write
+lock (it sleeps 1, 2, 5, 10, 15… ms, the loop stopped): it tries again every
+``LOCK_RETRY_MS`` while the loop reads on.
 
 Answers on one connection leave in request order (a delayed answer holds
 back the ones after it, as on a real line). A graceful stop
@@ -74,9 +77,9 @@ from dataclasses import dataclass, fields
 from typing import Any, Final
 
 from posbatch.errors import ConfigError
-from posbatch.storage import is_sqlite
-from posbatch.host.core import GROUP_MAX_REQUESTS, HostCore, HostReply, RequestLog
+from posbatch.host.core import GROUP_MAX_REQUESTS, HostCore, HostReply, OpenGroup, RequestLog
 from posbatch.host.session import HostSession
+from posbatch.storage import SQLITE_BUSY_TIMEOUT_MS, is_sqlite
 from posbatch.wire import LENGTH_BYTES, MAX_FRAME_BYTES, Frame
 
 __all__ = [
@@ -130,6 +133,8 @@ IDLE_SWEEP_INTERVAL_MS: Final = 1_000
 SOCKET_READ_BYTES_MAX: Final = 256 * 1024
 # How long a group waits for more requests before it commits (latency traded for fsyncs).
 GROUP_GATHER_MS: Final = 1
+# How often a group tries again for SQLite's write lock that another worker holds.
+LOCK_RETRY_MS: Final = 0.5
 LISTEN_BACKLOG: Final = 4096
 # Request log lines held before they are written even within one turn of the loop.
 LOG_LINES_MAX: Final = 512
@@ -305,7 +310,9 @@ class GroupCommitter:
                 try:
                     # The Python work on the loop's thread: two threads taking turns at
                     # the GIL cost more than any of it.
-                    opened = self._core.open_group(frames)
+                    opened = self._core.open_group(frames, wait=False)
+                    if opened.waiting:
+                        await self._wait_for_the_lock(opened)
                     if self._executor is None:
                         opened.commit()
                     else:
@@ -319,6 +326,18 @@ class GroupCommitter:
                     connection.answer(slot, reply)
         finally:
             self._running = False
+
+    async def _wait_for_the_lock(self, opened: OpenGroup) -> None:
+        """Another worker process holds SQLite's write lock: try again every
+        ``LOCK_RETRY_MS`` while the loop goes on reading (SQLite's own busy handler would
+        sleep 1, 2, 5, 10, 15… ms with the loop stopped), then wait as everyone else does."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + SQLITE_BUSY_TIMEOUT_MS / 1000
+        while opened.waiting and loop.time() < deadline:
+            await asyncio.sleep(LOCK_RETRY_MS / 1000)
+            opened.begin(wait=False)
+        if opened.waiting:
+            opened.begin(wait=True)
 
     def close(self) -> None:
         if self._executor is not None:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -65,7 +66,14 @@ from posbatch.batch.host_records import (
 from posbatch.batch.ids import check_merchant_id, check_terminal_id
 from posbatch.batch.model import BatchState, CardType, Kind
 from posbatch.batch.totals import BatchTally
-from posbatch.errors import ConfigError, HostError, KekMismatch, StorageError, StoreMissingError
+from posbatch.errors import (
+    ConfigError,
+    HostError,
+    KekMismatch,
+    StorageError,
+    StoreBusy,
+    StoreMissingError,
+)
 from posbatch.host import _schema as t
 from posbatch.host._queries import HotSql, batch_tally, latest_batch_id
 from posbatch.host.read_models import (
@@ -115,6 +123,8 @@ MASTER_KEY_BYTES: Final = TMK_BYTES  # a terminal master key is the TMK of field
 # Read operations return at most this many rows unless told otherwise.
 READ_LIMIT_DEFAULT: Final = 1000
 WRITE_OPTION: Final = "posbatch_host_write"
+# WRITE_OPTION's value for a unit of work that does not wait for SQLite's write lock.
+WRITE_UNLESS_BUSY: Final = "unless busy"
 # The migrations get the KEK under this attribute (v0002 seals the keys of older stores).
 KEK_ATTRIBUTE: Final = "host_kek"
 # Opened keys a store remembers (HostStore.open_key): a few per terminal in service.
@@ -345,16 +355,27 @@ class HostStore:
         return done
 
     @contextmanager
-    def transaction(self) -> Iterator[StoreTx]:
-        """One unit of work, committed when the block ends (rolled back on an exception)."""
+    def transaction(self, *, wait: bool = True) -> Iterator[StoreTx]:
+        """One unit of work, committed when the block ends (rolled back on an exception).
+
+        SQLite: the unit of work takes the write lock as it begins. With ``wait`` it
+        waits for it (up to the busy timeout); without, entering raises
+        :class:`StoreBusy` at once when another process holds it — the caller waits
+        its own way (the server keeps its event loop going) and tries again.
+        """
+        write: bool | str = True if wait else WRITE_UNLESS_BUSY
         try:
             with (
-                self.engine.connect().execution_options(**{WRITE_OPTION: True}) as connection,
+                self.engine.connect().execution_options(**{WRITE_OPTION: write}) as connection,
                 connection.begin(),
             ):
                 tx = StoreTx(connection, self)
                 yield tx
                 tx.flush()
+        except sa.exc.OperationalError as exc:
+            if not wait and _busy(exc):
+                raise StoreBusy("host store: the write lock is held by another process") from exc
+            raise StorageError(f"host store: {exc}") from exc
         except sa.exc.SQLAlchemyError as exc:
             raise StorageError(f"host store: {exc}") from exc
 
@@ -712,7 +733,22 @@ def _begin_immediate(engine: Engine) -> None:
     @sa.event.listens_for(engine, "begin")
     def _begin(connection: Connection) -> None:
         write = connection.get_execution_options().get(WRITE_OPTION, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        if write != WRITE_UNLESS_BUSY:
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+            return
+        # SQLite's busy handler sleeps 1, 2, 5, 10, 15, 20, 25… ms between tries, the
+        # thread blocked all the while; this caller would rather wait its own way.
+        connection.exec_driver_sql("PRAGMA busy_timeout=0")
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        finally:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout={storage.SQLITE_BUSY_TIMEOUT_MS}")
+
+
+def _busy(exc: sa.exc.OperationalError) -> bool:
+    """SQLite said SQLITE_BUSY (another connection holds the lock this one asked for)."""
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF == sqlite3.SQLITE_BUSY
 
 
 def _memory_pragmas(dbapi_connection: Any, _record: Any) -> None:
