@@ -357,9 +357,9 @@ async def test_many_frames_in_one_read_are_taken_a_few_at_a_time_and_all_answere
     groups: list[int] = []
     handle = host.core.open_group
 
-    def counting(frames: Sequence[Frame]) -> Any:
+    def counting(frames: Sequence[Frame], *, wait: bool = True) -> Any:
         groups.append(len(frames))
-        return handle(frames)
+        return handle(frames, wait=wait)
 
     monkeypatch.setattr(host.core, "open_group", counting)
     peer = await Peer.connect(host)
