@@ -152,7 +152,7 @@ class StorageError(PosbatchError):
     """The database or the journal failed; nothing was answered on its behalf."""
 
 
-class StoreBusy(StorageError):
+class StoreBusyError(StorageError):
     """Another process holds the database's write lock, and the caller chose not to wait."""
 
 

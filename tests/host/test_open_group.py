@@ -22,7 +22,7 @@ from host_helpers import (
     session_terminal,
 )
 
-from posbatch.errors import StorageError, StoreBusy
+from posbatch.errors import StorageError, StoreBusyError
 from posbatch.host import HostCore, HostStore
 from posbatch.host.unit_of_work import StoreTx
 from posbatch.wire import (
@@ -165,7 +165,7 @@ def test_a_group_that_may_not_wait_does_nothing_while_another_process_writes(
         with other.transaction():  # the other worker's group, holding the lock
             opened = core.open_group(frames, wait=False)
             assert opened.waiting
-            with pytest.raises(StoreBusy), store.transaction(wait=False):
+            with pytest.raises(StoreBusyError), store.transaction(wait=False):
                 pass
             opened.begin(wait=False)
             assert opened.waiting

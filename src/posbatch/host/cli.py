@@ -56,6 +56,7 @@ from posbatch.host.server import (
     UNSENT_BYTES_MAX,
     ServerLimits,
     serve,
+    settle_the_heap,
 )
 from posbatch.host.store import PAN_KEY_BYTES, HostStore
 from posbatch.host.supervisor import Supervisor, reserve_port, say_listening, stop_with_parent
@@ -281,6 +282,7 @@ def serve_command(
             options += ["--faults", str(faults)]
         raise typer.Exit(_supervise(host, port, workers, options))
     core = HostCore(store, clock=lambda: datetime.now(UTC), faults=script)
+    settle_the_heap()
     try:
         asyncio.run(
             _serve_until_signalled(

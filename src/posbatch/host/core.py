@@ -83,7 +83,7 @@ from posbatch.errors import (
     HostError,
     MacError,
     PosbatchError,
-    StoreBusy,
+    StoreBusyError,
 )
 from posbatch.host.faults import FaultAction, FaultRule, FaultScript
 from posbatch.host.issuer import Issuer, IssuerRules
@@ -413,7 +413,7 @@ class HostCore:
         transaction = self.store.transaction(wait=wait)
         try:
             tx = transaction.__enter__()
-        except StoreBusy:
+        except StoreBusyError:
             return _BUSY
         except Exception:
             return None

@@ -71,7 +71,7 @@ from posbatch.errors import (
     HostError,
     KekMismatch,
     StorageError,
-    StoreBusy,
+    StoreBusyError,
     StoreMissingError,
 )
 from posbatch.host import _schema as t
@@ -360,7 +360,7 @@ class HostStore:
 
         SQLite: the unit of work takes the write lock as it begins. With ``wait`` it
         waits for it (up to the busy timeout); without, entering raises
-        :class:`StoreBusy` at once when another process holds it — the caller waits
+        :class:`StoreBusyError` at once when another process holds it — the caller waits
         its own way (the server keeps its event loop going) and tries again.
         """
         write: bool | str = True if wait else WRITE_UNLESS_BUSY
@@ -374,7 +374,8 @@ class HostStore:
                 tx.flush()
         except sa.exc.OperationalError as exc:
             if not wait and _busy(exc):
-                raise StoreBusy("host store: the write lock is held by another process") from exc
+                held = "host store: the write lock is held by another process"
+                raise StoreBusyError(held) from exc
             raise StorageError(f"host store: {exc}") from exc
         except sa.exc.SQLAlchemyError as exc:
             raise StorageError(f"host store: {exc}") from exc
