@@ -46,6 +46,7 @@ import time
 from dataclasses import dataclass, replace
 from unittest import mock
 
+from posbatch.cli_support import settle_the_heap
 from posbatch.errors import PosbatchError
 from posbatch.sim import SimConfig, World, profile_named, run_seeds
 from posbatch.wire import (
@@ -211,6 +212,7 @@ def main() -> None:
         f"{options.transactions} transactions, faults {options.faults!r}, "
         f"load average {os.getloadavg()[0]:.2f}"
     )
+    settle_the_heap()  # as `posbatch simulate` does before its seeds
     measured = measure(config, seeds, options.jobs)
     rate = report(f"faults {options.faults!r}", options.seeds, measured)
     quiet = SimConfig(

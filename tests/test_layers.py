@@ -46,6 +46,7 @@ ALLOWED: Final[dict[str, frozenset[str]]] = {
             "doctor",
             "clearing",
             "backoffice",
+            "cli_support",
         }
     ),
 }

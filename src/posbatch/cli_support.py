@@ -18,6 +18,7 @@ scripts and tests.
 
 from __future__ import annotations
 
+import gc
 import logging
 import socket
 import sys
@@ -31,6 +32,7 @@ from posbatch.batch.cards import mask_card_numbers
 from posbatch.errors import ConfigError, PosbatchError
 
 __all__ = [
+    "GC_THRESHOLDS",
     "SECRET_BYTES_MAX",
     "STDIN",
     "OneLineErrors",
@@ -38,6 +40,7 @@ __all__ = [
     "read_secret_file",
     "read_secret_line",
     "refuse_secret_option",
+    "settle_the_heap",
 ]
 
 STDIN: Final = "-"
@@ -161,3 +164,25 @@ def read_secret_line(prompt: str) -> str:
     if not text.strip():
         raise ConfigError(f"no {prompt} given (type it at the prompt, or pipe it in)")
     return text.strip()
+
+
+# The cyclic garbage collector's thresholds for a long-running command (gc.set_threshold):
+# its young generation is collected every 10,000 net allocations instead of CPython's 700,
+# the older ones as before relative to it.
+GC_THRESHOLDS: Final = (10_000, 10, 10)
+
+
+def settle_the_heap() -> None:
+    """For a long-running command (a host serving, a simulation), once everything it runs
+    on is made (the modules, a store and its engine): the collector never looks at those
+    objects again, and runs less often.
+
+    Measured (docs/host.md, "The garbage collector"): without this, each full collection
+    of the host walked every object of every imported module, ≈ 77 ms with the event loop
+    stopped — an answer late by that much; a simulation spent ≈ 15 % of its CPU collecting.
+    Only garbage in cycles waits for the collector; everything else is freed when its
+    last reference goes. Worker processes forked afterwards inherit it.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)

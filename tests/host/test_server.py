@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import logging
 import socket
@@ -22,13 +21,7 @@ from host_helpers import (
 )
 
 from posbatch.host.core import OpenGroup, RequestLog
-from posbatch.host.server import (
-    GC_THRESHOLDS,
-    HostServer,
-    ServerLimits,
-    request_log_line,
-    settle_the_heap,
-)
+from posbatch.host.server import HostServer, ServerLimits, request_log_line
 from posbatch.wire import EchoRequest
 
 
@@ -146,15 +139,3 @@ def test_log_line_escapes_what_a_peer_sent() -> None:
         "latency_ms": 0.5,
         "answered": False,
     }
-
-
-def test_a_serving_process_freezes_its_heap_and_collects_less_often() -> None:
-    """settle_the_heap (what `posbatch host serve` does before it serves): the objects made so
-    far are out of the collector's sight and its thresholds are GC_THRESHOLDS."""
-    thresholds = gc.get_threshold()
-    try:
-        settle_the_heap()
-        assert (gc.get_freeze_count() > 0, gc.get_threshold()) == (True, GC_THRESHOLDS)
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)

@@ -32,6 +32,7 @@ from posbatch.cli_support import (
     log_to_stderr,
     read_secret_file,
     refuse_secret_option,
+    settle_the_heap,
 )
 from posbatch.errors import ConfigError, HostError, KekMismatch, PosbatchError
 from posbatch.host.core import HostCore
@@ -56,7 +57,6 @@ from posbatch.host.server import (
     UNSENT_BYTES_MAX,
     ServerLimits,
     serve,
-    settle_the_heap,
 )
 from posbatch.host.store import PAN_KEY_BYTES, HostStore
 from posbatch.host.supervisor import Supervisor, reserve_port, say_listening, stop_with_parent

@@ -65,7 +65,6 @@ import collections
 import concurrent.futures
 import contextlib
 import dataclasses
-import gc
 import ipaddress
 import json
 import json.encoder
@@ -101,7 +100,6 @@ __all__ = [
     "ServerLimits",
     "request_log_line",
     "serve",
-    "settle_the_heap",
 ]
 
 CONNECTIONS_MAX: Final = 10_000
@@ -144,11 +142,6 @@ LOG_LINES_MAX: Final = 512
 # hold one longer: it is then not sent; its request was committed, as after a lost answer).
 DRAIN_TIMEOUT_MS: Final = 10_000
 DRAIN_POLL_MS: Final = 10
-
-# The cyclic garbage collector's thresholds in a serving process (gc.set_threshold): its
-# young generation is collected every 10,000 net allocations instead of 700, the older
-# ones as before relative to it (docs/host.md, "The garbage collector").
-GC_THRESHOLDS: Final = (10_000, 10, 10)
 
 log = logging.getLogger("posbatch.host")
 # (attribute, '"key":', whether the value is text to escape) for each RequestLog field.
@@ -727,21 +720,6 @@ class HostServer:
     def log_request(self, reply: HostReply, arrived: float) -> None:
         self.requests_answered += 1
         self._log.add(reply, arrived)
-
-
-def settle_the_heap() -> None:
-    """For a process about to serve, once everything it runs on is made (the modules, the
-    store and its engine): the collector never looks at those objects again, and runs less
-    often.
-
-    Measured (docs/host.md): without this, each full collection walked every object
-    of every imported module, ≈ 77 ms with the event loop stopped — an answer late by
-    that much — and collections took ≈ 3 % of the host's CPU. Only garbage in cycles
-    waits for a collector; everything else is freed when its last reference goes.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 async def serve(

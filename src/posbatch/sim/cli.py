@@ -23,6 +23,7 @@ from rich.progress import (
 )
 
 from posbatch.batch.counters import BATCH_NO_MAX
+from posbatch.cli_support import settle_the_heap
 from posbatch.errors import ConfigError
 from posbatch.sim._faults import PROFILES, profile_named
 from posbatch.sim._report import closing_table, minimal_trace, replay_command
@@ -115,6 +116,7 @@ def simulate(  # noqa: PLR0917 - typer options are parameters
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
+    settle_the_heap()  # before the workers fork: they inherit it
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("seeds", total=seeds, violations=0)
         for result in run_seeds(range(seed, seed + seeds), config, jobs=jobs):
