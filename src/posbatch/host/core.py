@@ -329,12 +329,13 @@ class HostCore:
         return self._handle_mixed(list(frames))
 
     def open_group(self, frames: Sequence[Frame], *, wait: bool = True) -> OpenGroup:
-        """:meth:`handle_decoded_frames` in three steps, for a server's two threads.
+        """:meth:`handle_decoded_frames` in three steps, for a server's event loop.
 
         This call does the Python work of the whole group — read, admit, decide,
         apply — in ONE open transaction; :meth:`OpenGroup.commit` then writes what
-        was deferred and commits (the part that waits on the disk or the database,
-        for a worker thread); :meth:`OpenGroup.replies` encodes the answers. At most
+        was deferred and commits (the part that waits on the disk or the database:
+        the server runs it in a worker thread when a database server does the work);
+        :meth:`OpenGroup.replies` encodes the answers. At most
         :data:`GROUP_MAX_REQUESTS` frames. Nothing is answered before the commit, and
         a group that fails anywhere is done again one request at a time inside
         ``commit`` (the failing one answered 96), exactly as ``handle_decoded_frames``.
