@@ -6,13 +6,17 @@ import hmac
 from datetime import UTC, datetime, timedelta, timezone
 
 import sqlalchemy as sa
+from host_helpers import MERCHANT_ID, TERMINAL_ID, session_terminal
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy.dialects import sqlite
 
-from posbatch.host import HostStore
+from posbatch.batch.host_records import TerminalRow
+from posbatch.host import HostCore, HostStore
 from posbatch.host._queries import _sqlite_datetime
 from posbatch.host.read_models import naive_utc
+from posbatch.host.unit_of_work import StoreTx
+from posbatch.wire import SignOffRequest
 
 _SQLALCHEMY_SQLITE_DATETIME = (
     sa.DateTime().dialect_impl(sqlite.dialect()).bind_processor(sqlite.dialect())
@@ -43,3 +47,42 @@ def test_the_pan_hmac_is_hmac_sha256_under_the_pan_key(pan: str) -> None:
     store = HostStore(sa.create_engine("sqlite://"), pan_key=key)
     assert store.pan_hmac(pan) == hmac.digest(key, pan.encode("ascii"), "sha256").hex()
     store.close()
+
+
+def _read_again(tx: StoreTx, terminal_id: str) -> TerminalRow | None:
+    tx.connection  # noqa: B018 - reaching for it forgets the read-ahead
+    return tx.terminal(terminal_id, for_update=True)
+
+
+def test_keys_brought_into_force_are_kept_as_the_row_now_reads(
+    store: HostStore, core: HostCore
+) -> None:
+    """The first request under a sign-on's keys: the row kept in memory (not read again) is
+    exactly what reading the row gives, on SQLite and PostgreSQL."""
+    assert session_terminal(core).sign_on().response_code == "00"
+    with store.transaction() as tx:
+        terminal = tx.terminal(TERMINAL_ID, for_update=True)
+        assert terminal is not None and terminal.pending_keys is not None
+        kept = tx.bring_keys_into_force(terminal)
+        assert (kept.mak, kept.pending_keys, kept.signed_on) == (
+            terminal.pending_keys.mak,
+            None,
+            True,
+        )
+        assert kept == _read_again(tx, TERMINAL_ID)
+
+
+def test_a_terminal_signed_on_again_is_kept_as_the_row_now_reads(
+    store: HostStore, core: HostCore
+) -> None:
+    """A signed-off terminal that MACs under its keys in force: the row kept is the row read."""
+    term = session_terminal(core)
+    term.sign_on()
+    assert term.sale(100).response_code == "00"  # type: ignore[union-attr]
+    term.request(SignOffRequest(TERMINAL_ID, MERCHANT_ID, term.next_stan(), term.batch_no))
+    with store.transaction() as tx:
+        terminal = tx.terminal(TERMINAL_ID, for_update=True)
+        assert terminal is not None and not terminal.signed_on
+        kept = tx.sign_on_again(terminal)
+        assert kept.signed_on
+        assert kept == _read_again(tx, TERMINAL_ID)

@@ -551,16 +551,10 @@ class HostCore:
                 answer(request, "A0", now=now), requirement=ProcessingRequirement.SIGN_ON
             )
         if proof != terminal.mak:  # the keys of the last sign-on, used for the first time
-            keys = terminal.pending_keys
-            assert keys is not None and keys.mak == proof
-            tx.update_terminal(
-                terminal.terminal_id, mak=keys.mak, pik=keys.pik, pending_keys=None, signed_on=True
-            )
-            terminal = tx.terminal(terminal.terminal_id)
+            assert terminal.pending_keys is not None and terminal.pending_keys.mak == proof
+            terminal = tx.bring_keys_into_force(terminal)
         elif not terminal.signed_on:  # signed off, yet it holds the keys: it is the terminal
-            tx.update_terminal(terminal.terminal_id, signed_on=True)
-            terminal = tx.terminal(terminal.terminal_id)
-        assert terminal is not None
+            terminal = tx.sign_on_again(terminal)
         return self._decide(tx, request, terminal, now, proof=proof)
 
     def _decide(

@@ -289,6 +289,31 @@ class StoreTx:
         )
         self._terminals.pop(terminal_id, None)
 
+    def bring_keys_into_force(self, terminal: TerminalRow) -> TerminalRow:
+        """The terminal's first request MACed under the keys of its last sign-on: they are
+        the keys in force now, and it is signed on. Written at once; the row is kept as it
+        now stands, not read again (a round trip and two key openings per such request).
+
+        ``terminal`` is this unit of work's locked reading of the row (``terminal(…,
+        for_update=True)``): nothing else can have changed it since.
+        """
+        keys = terminal.pending_keys
+        assert keys is not None
+        self.update_terminal(
+            terminal.terminal_id, mak=keys.mak, pik=keys.pik, pending_keys=None, signed_on=True
+        )
+        return self._keep(terminal._replace(mak=keys.mak, pending_keys=None, signed_on=True))
+
+    def sign_on_again(self, terminal: TerminalRow) -> TerminalRow:
+        """A signed-off terminal that MACs under its keys in force is signed on again (as
+        :meth:`bring_keys_into_force`, on this unit of work's locked reading of the row)."""
+        self.update_terminal(terminal.terminal_id, signed_on=True)
+        return self._keep(terminal._replace(signed_on=True))
+
+    def _keep(self, terminal: TerminalRow) -> TerminalRow:
+        self._terminals[terminal.terminal_id] = terminal
+        return terminal
+
     # batches
     def batch(self, batch_id: int) -> BatchRow | None:
         row = self.connection.execute(_BATCH_BY_ID, {"by_batch_id": batch_id}).first()
