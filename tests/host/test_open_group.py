@@ -181,31 +181,24 @@ def test_a_group_that_may_not_wait_does_nothing_while_another_process_writes(
 
 
 def test_a_store_error_other_than_busy_is_not_taken_for_busy(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: HostStore, core: HostCore, term: Terminal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Only SQLITE_BUSY means "try again": any other failure to begin is a failed group,
     done request by request as before."""
-    store = open_store(f"sqlite:///{tmp_path / 'host.db'}")
-    try:
-        core = new_core(store)
-        term = session_terminal(core)
-        term.sign_on()
-        broken: list[int] = []
-        transaction = store.transaction
+    broken: list[int] = []
+    transaction = store.transaction
 
-        @contextlib.contextmanager
-        def failing_once(*, wait: bool = True) -> Iterator[StoreTx]:
-            if not broken:  # as BEGIN failing for another reason than the lock
-                broken.append(1)
-                raise StorageError("host store: disk I/O error")
-            with transaction(wait=wait) as tx:
-                yield tx
+    @contextlib.contextmanager
+    def failing_once(*, wait: bool = True) -> Iterator[StoreTx]:
+        if not broken:  # as BEGIN failing for another reason than the lock
+            broken.append(1)
+            raise StorageError("host store: disk I/O error")
+        with transaction(wait=wait) as tx:
+            yield tx
 
-        monkeypatch.setattr(store, "transaction", failing_once)
-        opened = core.open_group(_sales(term, [100, 200]), wait=False)
-        assert not opened.waiting
-        opened.commit()
-        assert _codes(opened.replies()) == ["00", "00"]
-        assert [row.amount_fen for row in store.transactions(TERMINAL_ID)] == [100, 200]
-    finally:
-        store.close()
+    monkeypatch.setattr(store, "transaction", failing_once)
+    opened = core.open_group(_sales(term, [100, 200]), wait=False)
+    assert not opened.waiting
+    opened.commit()
+    assert _codes(opened.replies()) == ["00", "00"]
+    assert [row.amount_fen for row in store.transactions(TERMINAL_ID)] == [100, 200]

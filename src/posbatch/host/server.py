@@ -277,7 +277,8 @@ class GroupCommitter:
         self._core = core
         self._queue: list[tuple[Frame, _Slot, _Connection]] = []
         self._running = False
-        # One writer: SQLite has one anyway, and order per terminal stays simple.
+        # A database server's commits: one thread, so groups commit in order and order per
+        # terminal stays simple. SQLite commits on the loop's thread (measured, docs/host.md).
         self._executor = (
             concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="host-commit")
             if commit_in_thread

@@ -744,9 +744,7 @@ def _begin_immediate(engine: Engine) -> None:
             raw.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
-                raise StoreBusyError(
-                    "host store: the write lock is held by another process"
-                ) from None
+                raise StoreBusyError(_LOCK_HELD) from None
             raise StorageError(f"host store: {exc}") from exc
         finally:
             raw.execute(f"PRAGMA busy_timeout={storage.SQLITE_BUSY_TIMEOUT_MS}")
