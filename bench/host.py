@@ -92,6 +92,8 @@ TARGET_RATE_RATIO = 0.85  # posbatch approvals/s over the reference host's, at l
 TARGET_CPU_RATIO = 1.15  # posbatch host CPU per approval over the reference host's, at most
 TARGET_P99_MS = 20.0
 TARGET_RSS_MB = 300
+REFERENCE = "reference"
+SEARCHABLE_REFERENCE = "searchable ref"  # the reference with the back office's search indexes
 THROUGHPUT_TERMINALS = 200
 LATENCY_TERMINALS = 2_000
 LATENCY_RATE_PER_S = 2_000
@@ -613,9 +615,13 @@ def measure_host(
                    max(latencies), unanswered)  # fmt: skip
 
 
-def prepare_reference(data_dir: Path, terminal_ids: list[str]) -> Callable[[], int]:
-    refhost.create(data_dir, [(MERCHANT_ID, terminal, MASTER_KEY) for terminal in terminal_ids])
-    return lambda: refhost.approvals(data_dir)
+def prepare_reference(searchable: bool) -> Callable[[Path, list[str]], Callable[[], int]]:
+    def prepare(data_dir: Path, terminal_ids: list[str]) -> Callable[[], int]:
+        terminals = [(MERCHANT_ID, terminal, MASTER_KEY) for terminal in terminal_ids]
+        refhost.create(data_dir, terminals, searchable=searchable)
+        return lambda: refhost.approvals(data_dir)
+
+    return prepare
 
 
 def prepare_posbatch(db_url: str | None) -> Callable[[Path, list[str]], Callable[[], int]]:
@@ -642,10 +648,10 @@ def run_posbatch(db: str, workers: int, options: argparse.Namespace) -> Figures:
         )
 
 
-def run_reference(workers: int, options: argparse.Namespace) -> Figures:
+def run_reference(workers: int, options: argparse.Namespace, *, searchable: bool) -> Figures:
     return measure_host(
         lambda data_dir, port: reference_process(data_dir, port, workers),
-        prepare_reference,
+        prepare_reference(searchable),
         options,
     )
 
@@ -685,28 +691,40 @@ def span(values: list[float], form: str) -> str:
 
 def summarise(results: dict[tuple[str, int], list[Figures]], workers: list[int]) -> None:
     print("\nsummary (ranges over the rounds; ratios per round, to the reference host "
-          "of the same round):")  # fmt: skip
+          "of the same round, and to its searchable variant):")  # fmt: skip
     print(f"  {'host':<20} {'workers':>7}  {'approvals/s':>15}  {'CPU ms/approval':>15}  "
-          f"{'(b) p99 ms':>13}  {'rate ratio':>11}  {'CPU ratio':>11}")  # fmt: skip
+          f"{'(b) p99 ms':>13}  {'rate ratio':>11}  {'CPU ratio':>11}  "
+          f"{'to searchable: rate':>19}  {'CPU':>11}")  # fmt: skip
     for count in workers:
-        reference = results[("reference", count)]
+        reference = results[(REFERENCE, count)]
+        searchable = results.get((SEARCHABLE_REFERENCE, count))
         for (label, worker_count), runs in results.items():
             if worker_count != count:
                 continue
             rates = [run.throughput.approvals_per_s for run in runs]
             cpus = [run.throughput.cpu_ms_per_approval or 0.0 for run in runs]
             p99s = [run.p99_ms for run in runs]
-            rate_ratio = cpu_ratio = ""
-            if label != "reference":
-                pairs = [ratios(run, ref) for run, ref in zip(runs, reference, strict=True)]
-                rate_ratio = span([rate for rate, _ in pairs], ".2f")
-                cpu_ratio = span([cpu for _, cpu in pairs if cpu is not None], ".2f")
+            columns = [span_ratios(runs, reference) if label != REFERENCE else ("", "")]
+            if searchable is not None and label.startswith("posbatch"):
+                columns.append(span_ratios(runs, searchable))
+            cells = "".join(
+                f"  {rate:>{width}}  {cpu:>11}"
+                for (rate, cpu), width in zip(columns, (11, 19), strict=False)
+            )
             print(f"  {label:<20} {count:>7}  {span(rates, ',.0f'):>15}  "
-                  f"{span(cpus, '.3f'):>15}  {span(p99s, '.1f'):>13}  {rate_ratio:>11}  "
-                  f"{cpu_ratio:>11}")  # fmt: skip
+                  f"{span(cpus, '.3f'):>15}  {span(p99s, '.1f'):>13}{cells}")  # fmt: skip
     print(f"  targets: rate ratio ≥ {TARGET_RATE_RATIO}, CPU ratio ≤ {TARGET_CPU_RATIO} "
           f"(1 and 2 workers); (b) p99 ≤ {TARGET_P99_MS:.0f} ms with 2 workers; "
           f"(a) ≥ {TARGET_APPROVALS_PER_S:,} approvals/s")  # fmt: skip
+
+
+def span_ratios(runs: list[Figures], references: list[Figures]) -> tuple[str, str]:
+    """The ranges of the per-round (rate, CPU) ratios of ``runs`` to ``references``."""
+    pairs = [ratios(run, ref) for run, ref in zip(runs, references, strict=True)]
+    return (
+        span([rate for rate, _ in pairs], ".2f"),
+        span([cpu for _, cpu in pairs if cpu is not None], ".2f"),
+    )
 
 
 def main() -> None:
@@ -720,6 +738,11 @@ def main() -> None:
                         help="host processes of (a) and (b); each count in turn")  # fmt: skip
     parser.add_argument("--rounds", type=int, default=2, help="runs of every host and count")
     parser.add_argument("--rate", type=int, default=LATENCY_RATE_PER_S, help="sales/s of (b)")
+    parser.add_argument(
+        "--no-searchable",
+        action="store_true",
+        help="skip the reference host with the back office's search indexes",
+    )
     options = parser.parse_args()
     if options.bare_server is not None:
         run_bare_server(options.bare_server)
@@ -735,7 +758,8 @@ def main() -> None:
     print(f"[bare] (a) bare asyncio server, canned 0210: {bare.approvals_per_s:,.0f} answers/s "
           f"(the generator's ceiling is at least this)")  # fmt: skip
     databases = ["sqlite", "postgresql"] if options.db == "both" else [options.db]
-    labels = ["reference", *(f"posbatch {db}" for db in databases)]
+    references = [REFERENCE] if options.no_searchable else [REFERENCE, SEARCHABLE_REFERENCE]
+    labels = [*references, *(f"posbatch {db}" for db in databases)]
     results: dict[tuple[str, int], list[Figures]] = {
         (label, count): [] for count in options.workers for label in labels
     }
@@ -745,21 +769,24 @@ def main() -> None:
                   f"{os.getloadavg()[0]:.2f}")  # fmt: skip
             order = labels if round_number % 2 else list(reversed(labels))
             for label in order:
-                if label == "reference":
-                    figures = run_reference(count, options)
+                if label in references:
+                    figures = run_reference(count, options, searchable=label != REFERENCE)
                 else:
                     figures = run_posbatch(label.split()[1], count, options)
                 results[(label, count)].append(figures)
                 print(describe(label, count, figures))
-            reference = results[("reference", count)][-1]
             for label in labels[1:]:
                 latest = results[(label, count)][-1]
-                rate, cpu = ratios(latest, reference)
-                cpu_text = "" if cpu is None else f", CPU per approval {cpu:.2f}×"
-                to_bare = latest.throughput.approvals_per_s / bare.approvals_per_s
-                print(f"  {label} / reference: approvals/s {rate:.2f}×{cpu_text} "
-                      f"(targets ≥ {TARGET_RATE_RATIO}, ≤ {TARGET_CPU_RATIO}); "
-                      f"{label} / bare {to_bare:.3f}")  # fmt: skip
+                for name in references if label.startswith("posbatch") else [REFERENCE]:
+                    rate, cpu = ratios(latest, results[(name, count)][-1])
+                    cpu_text = "" if cpu is None else f", CPU per approval {cpu:.2f}×"
+                    targets = ""
+                    if name == REFERENCE and label.startswith("posbatch"):
+                        targets = f" (targets ≥ {TARGET_RATE_RATIO}, ≤ {TARGET_CPU_RATIO})"
+                    print(f"  {label} / {name}: approvals/s {rate:.2f}×{cpu_text}{targets}")
+                if label.startswith("posbatch"):
+                    to_bare = latest.throughput.approvals_per_s / bare.approvals_per_s
+                    print(f"  {label} / bare {to_bare:.3f}")
     summarise(results, options.workers)
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
     if not options.skip_memory:
