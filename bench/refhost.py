@@ -7,7 +7,7 @@ do for real what a terminal relies on — and nothing else:
 
 - the same framing (2-byte length, TPDU answered with the addresses swapped,
   the request's header echoed), split by hand from the byte stream, with the
-  frame size bounded by ``posbatch.wire.MAX_FRAME_BYTES``;
+  frame size bounded by ``posbatch.wire.FRAME_BYTES_MAX``;
 - ``iso8583.decode`` / ``iso8583.encode`` with ``posbatch.wire.SPEC``;
 - sign-on (0800): fresh working keys (``posbatch.wire.generate_working_keys``)
   sent under the terminal's master key in field 62 and kept in the database;
@@ -74,8 +74,8 @@ import iso8583
 
 from posbatch.errors import MacError
 from posbatch.wire import (
+    FRAME_BYTES_MAX,
     MAC_BYTES,
-    MAX_FRAME_BYTES,
     SPEC,
     SignOnResponse,
     compute_mac,
@@ -202,7 +202,7 @@ class _Line(asyncio.Protocol):
         start = 0
         while len(buffer) - start >= _LENGTH_BYTES:
             size = _LENGTH_BYTES + int.from_bytes(buffer[start : start + _LENGTH_BYTES], "big")
-            if size > _LENGTH_BYTES + MAX_FRAME_BYTES or size < _BODY_START + 10:
+            if size > _LENGTH_BYTES + FRAME_BYTES_MAX or size < _BODY_START + 10:
                 self.close()  # the stream cannot be resynchronised
                 return
             if len(buffer) - start < size:

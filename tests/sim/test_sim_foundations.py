@@ -11,7 +11,7 @@ from posbatch.errors import ConfigError
 from posbatch.sim._clock import DAY_MS, SIM_EPOCH, VirtualClock
 from posbatch.sim._faults import LINK_FAULTS, FaultKind, FaultProfile, profile_named
 from posbatch.sim._random import SimRandom
-from posbatch.sim._workload import AMOUNT_FEN_MAX, OVER_LIMIT_AMOUNT_FEN, draw_amount_fen
+from posbatch.sim._workload import OVER_LIMIT_AMOUNT_FEN, SHOP_SALE_FEN_MAX, draw_amount_fen
 
 
 def test_same_seed_same_stream() -> None:
@@ -89,5 +89,5 @@ def test_amounts_are_integer_fen_in_range() -> None:
     amounts = [draw_amount_fen(generator) for _ in range(5_000)]
     assert all(isinstance(amount, int) for amount in amounts)
     assert all(
-        1 <= amount <= AMOUNT_FEN_MAX or amount == OVER_LIMIT_AMOUNT_FEN for amount in amounts
+        1 <= amount <= SHOP_SALE_FEN_MAX or amount == OVER_LIMIT_AMOUNT_FEN for amount in amounts
     )

@@ -9,7 +9,7 @@ from wire_samples import MAK, SAMPLES
 
 from posbatch.errors import EncodeError, FrameError
 from posbatch.wire import (
-    MAX_FRAME_BYTES,
+    FRAME_BYTES_MAX,
     Frame,
     FrameReader,
     Header,
@@ -199,7 +199,7 @@ def test_good_frames_before_a_bad_length_are_not_lost() -> None:
 
 def test_buffer_limit_breaks_the_reader() -> None:
     """More unread bytes than max_buffer_bytes is a FrameError; the reader is broken."""
-    reader = FrameReader(max_frame_bytes=MAX_FRAME_BYTES, max_buffer_bytes=MAX_FRAME_BYTES + 2)
+    reader = FrameReader(max_frame_bytes=FRAME_BYTES_MAX, max_buffer_bytes=FRAME_BYTES_MAX + 2)
     reader.receive_data(b"\x08\x00" + bytes(100))  # a frame of 2048 bytes, still incomplete
     with pytest.raises(FrameError, match="2151 unread bytes exceed 2050"):
         reader.receive_data(bytes(2049))
@@ -217,7 +217,7 @@ def test_buffer_must_hold_one_whole_frame() -> None:
 def test_encode_frame_over_the_limit_is_an_encode_error() -> None:
     """We never send a frame the peer's reader must refuse."""
     with pytest.raises(EncodeError, match="frame of 2049 bytes is over 2048: field length"):
-        encode_frame(Frame(Tpdu(), Header(), bytes(MAX_FRAME_BYTES - 10)))
+        encode_frame(Frame(Tpdu(), Header(), bytes(FRAME_BYTES_MAX - 10)))
 
 
 def test_header_that_is_not_twelve_digits_is_an_encode_error() -> None:

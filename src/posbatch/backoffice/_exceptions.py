@@ -51,6 +51,7 @@ from posbatch.backoffice._filters import (
 )
 from posbatch.backoffice._staff import Permission, Role, may
 from posbatch.backoffice._text import clean_text
+from posbatch.batch.limits import AMOUNT_FEN_MAX  # what field 4 can carry
 from posbatch.batch.money import format_fen
 from posbatch.clearing import ADJUSTMENT_SIGNS, trading_day
 from posbatch.errors import BackOfficeError, ConfigError, Forbidden, NotFound
@@ -74,7 +75,6 @@ __all__ = [
 EXCEPTION_PAGE_ROWS: Final = 100
 BULK_MAX: Final = 200  # exceptions one request may resolve or assign at once
 REMARK_CHARS_MAX: Final = 500
-AMOUNT_FEN_MAX: Final = 10**12 - 1  # what field 4 can carry
 
 
 class Status:

@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Final, NamedTuple
 
+from posbatch.batch.limits import AMOUNT_FEN_MAX  # what field 4 carries: no resolution moves more
 from posbatch.clearing._calendar import CutoffSchedule, trading_day_bounds
 from posbatch.errors import ClearingError
 
@@ -59,7 +60,6 @@ ADJUSTMENT_LABELS: Final[dict[str, str]] = {
     "write-off": "核销 write-off",
     "confirm-host": "以主机为准 confirm host",
 }
-AMOUNT_FEN_MAX: Final = 10**12 - 1  # what field 4 carries: no resolution moves more
 
 
 class AdjustmentRecord(NamedTuple):

@@ -20,7 +20,7 @@ from typing import Final
 
 from posbatch.doctor._words import Line
 from posbatch.terminal import Exchange
-from posbatch.wire import LENGTH_BYTES, MAX_FRAME_BYTES
+from posbatch.wire import FRAME_BYTES_MAX, HEADER_BYTES, LENGTH_BYTES, TPDU_BYTES
 
 __all__ = ["ANSWER_TIMEOUT_MS_MAX", "CONNECT_TIMEOUT_MS", "AnnouncedExchange", "TcpExchange"]
 
@@ -28,7 +28,7 @@ CONNECT_TIMEOUT_MS: Final = 5_000
 # Doctor waits no longer than this for one answer, whatever the flow asks.
 ANSWER_TIMEOUT_MS_MAX: Final = 30_000
 # Where the MTI sits in a frame: after the length prefix, the TPDU and the header.
-_MTI_OFFSET: Final = LENGTH_BYTES + 5 + 6
+_MTI_OFFSET: Final = LENGTH_BYTES + TPDU_BYTES + HEADER_BYTES
 # What a request is, by its MTI, for the progress lines (en, zh).
 _MTI_WORDS: Final = {
     "0800": ("sign-on", "签到"),
@@ -69,7 +69,7 @@ class TcpExchange:
                 connection.sendall(frame)
                 prefix = _read_exactly(connection, LENGTH_BYTES, deadline)
                 length = int.from_bytes(prefix, "big")
-                if not 0 < length <= MAX_FRAME_BYTES:
+                if not 0 < length <= FRAME_BYTES_MAX:
                     return None
                 return prefix + _read_exactly(connection, length, deadline)
         except (OSError, ConnectionError):

@@ -47,7 +47,7 @@ __all__ = [
 
 BUNDLE_FORMAT: Final = "posbatch-doctor-bundle/1"
 # A bundle is small (a few kB); refuse to read something far larger than any bundle.
-MAX_BUNDLE_BYTES: Final = 4 * 1024 * 1024
+BUNDLE_BYTES_MAX: Final = 4 * 1024 * 1024
 
 
 class RepairStatus(enum.StrEnum):
@@ -284,8 +284,8 @@ def write_bundle(report: Report, path: Path) -> tuple[Path, Path]:
 def read_bundle(path: Path) -> Report:
     """The report kept in a bundle written by :func:`write_bundle`."""
     try:
-        if path.stat().st_size > MAX_BUNDLE_BYTES:
-            raise ConfigError(f"{path} is over {MAX_BUNDLE_BYTES} bytes: not a doctor bundle")
+        if path.stat().st_size > BUNDLE_BYTES_MAX:
+            raise ConfigError(f"{path} is over {BUNDLE_BYTES_MAX} bytes: not a doctor bundle")
         document = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc

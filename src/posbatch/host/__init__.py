@@ -12,7 +12,7 @@ The asyncio TCP shell is :mod:`posbatch.host.server`.
 """
 
 from posbatch.host._clearing import ClearingStore
-from posbatch.host.core import GROUP_MAX_REQUESTS, HostCore, HostReply, RequestLog
+from posbatch.host.core import GROUP_REQUESTS_MAX, HostCore, HostReply, RequestLog
 from posbatch.host.faults import FaultAction, FaultRule, FaultScript, load_fault_script
 from posbatch.host.issuer import Issuer, IssuerRules
 from posbatch.host.session import HostSession
@@ -28,7 +28,7 @@ from posbatch.host.store import (
 )
 
 __all__ = [
-    "GROUP_MAX_REQUESTS",
+    "GROUP_REQUESTS_MAX",
     "BatchInfo",
     "ClearingStore",
     "ExceptionInfo",

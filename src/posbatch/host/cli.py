@@ -58,7 +58,7 @@ from posbatch.host.server import (
     ServerLimits,
     serve,
 )
-from posbatch.host.store import PAN_KEY_BYTES, HostStore
+from posbatch.host.store import PAN_HMAC_KEY_BYTES, HostStore
 from posbatch.host.supervisor import Supervisor, reserve_port, say_listening, stop_with_parent
 from posbatch.wire import encode_totals, parse_tmk
 
@@ -96,7 +96,7 @@ def pan_key(data_dir: Path, *, create: bool = True) -> bytes | None:
     if not path.exists():
         if not create:
             return None
-        storage.write_private_file(path, secrets.token_hex(PAN_KEY_BYTES), exclusive=True)
+        storage.write_private_file(path, secrets.token_hex(PAN_HMAC_KEY_BYTES), exclusive=True)
     text = storage.read_private_file(path, missing=f"no PAN key at {path}")
     try:
         return bytes.fromhex(text.strip())

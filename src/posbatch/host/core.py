@@ -91,6 +91,8 @@ from posbatch.host.store import HostStore, StoreTx
 from posbatch.wire import (
     LENGTH_BYTES,
     MAC_BYTES,
+    MAK_BYTES,
+    PIK_BYTES,
     SPEC,
     BatchUploadEndRequest,
     BatchUploadRequest,
@@ -117,12 +119,10 @@ from posbatch.wire import (
     has_mac,
 )
 
-__all__ = ["GROUP_MAX_REQUESTS", "HostCore", "HostReply", "OpenGroup", "RequestLog"]
+__all__ = ["GROUP_REQUESTS_MAX", "HostCore", "HostReply", "OpenGroup", "RequestLog"]
 
 # The most requests one group commit may hold.
-GROUP_MAX_REQUESTS: Final = 512
-MAK_BYTES: Final = 8
-PIK_BYTES: Final = 16
+GROUP_REQUESTS_MAX: Final = 512
 RRN_DIGITS: Final = 12
 AUTH_CODE_DIGITS: Final = 6
 
@@ -336,14 +336,14 @@ class HostCore:
         was deferred and commits (the part that waits on the disk or the database:
         the server runs it in a worker thread when a database server does the work);
         :meth:`OpenGroup.replies` encodes the answers. At most
-        :data:`GROUP_MAX_REQUESTS` frames. Nothing is answered before the commit, and
+        :data:`GROUP_REQUESTS_MAX` frames. Nothing is answered before the commit, and
         a group that fails anywhere is done again one request at a time inside
         ``commit`` (the failing one answered 96), exactly as ``handle_decoded_frames``.
         ``wait``: as in :meth:`OpenGroup.begin`. A group with no request left (every
         frame answered already) begins no transaction.
         """
-        if len(frames) > GROUP_MAX_REQUESTS:
-            raise HostError(f"a group holds at most {GROUP_MAX_REQUESTS} requests")
+        if len(frames) > GROUP_REQUESTS_MAX:
+            raise HostError(f"a group holds at most {GROUP_REQUESTS_MAX} requests")
         replies, work = self._read_all(frames)
         opened = OpenGroup(self, replies, [index for index, _ in work], [w for _, w in work])
         opened.begin(wait=wait)
@@ -366,8 +366,8 @@ class HostCore:
 
     def _handle_mixed(self, items: list[Frame | HostReply]) -> list[HostReply]:
         replies, work = self._read_all(items)
-        for start in range(0, len(work), GROUP_MAX_REQUESTS):
-            chunk = work[start : start + GROUP_MAX_REQUESTS]
+        for start in range(0, len(work), GROUP_REQUESTS_MAX):
+            chunk = work[start : start + GROUP_REQUESTS_MAX]
             for (index, _), reply in zip(
                 chunk, self._process_group([w for _, w in chunk]), strict=True
             ):

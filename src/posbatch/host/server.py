@@ -77,10 +77,10 @@ from dataclasses import dataclass, fields
 from typing import Any, Final
 
 from posbatch.errors import ConfigError
-from posbatch.host.core import GROUP_MAX_REQUESTS, HostCore, HostReply, OpenGroup, RequestLog
+from posbatch.host.core import GROUP_REQUESTS_MAX, HostCore, HostReply, OpenGroup, RequestLog
 from posbatch.host.session import HostSession
 from posbatch.storage import SQLITE_BUSY_TIMEOUT_MS, is_sqlite
-from posbatch.wire import LENGTH_BYTES, MAX_FRAME_BYTES, Frame
+from posbatch.wire import FRAME_BYTES_MAX, LENGTH_BYTES, Frame
 
 __all__ = [
     "CONNECTIONS_MAX",
@@ -195,7 +195,7 @@ class ServerLimits:
     # 0: CONNECTIONS_PER_ADDRESS_MAX, but at most half of connections_max, so that one
     # address can never hold every connection of a host set up small.
     connections_per_address_max: int = 0
-    frame_bytes_max: int = MAX_FRAME_BYTES
+    frame_bytes_max: int = FRAME_BYTES_MAX
     idle_timeout_ms: int = IDLE_TIMEOUT_MS
     frame_deadline_ms: int = FRAME_DEADLINE_MS
     first_frame_timeout_ms: int = FIRST_FRAME_TIMEOUT_MS
@@ -301,12 +301,12 @@ class GroupCommitter:
         loop = asyncio.get_running_loop()
         try:
             while self._queue:
-                if len(self._queue) < GROUP_MAX_REQUESTS:
+                if len(self._queue) < GROUP_REQUESTS_MAX:
                     # Let the requests already on their way join this group: one commit
                     # (one fsync) then serves them all instead of a group each.
                     await asyncio.sleep(GROUP_GATHER_MS / 1000)
-                group = self._queue[:GROUP_MAX_REQUESTS]
-                del self._queue[:GROUP_MAX_REQUESTS]
+                group = self._queue[:GROUP_REQUESTS_MAX]
+                del self._queue[:GROUP_REQUESTS_MAX]
                 frames = [frame for frame, _, _ in group]
                 try:
                     # The Python work on the loop's thread: two threads taking turns at

@@ -18,7 +18,7 @@ from typing import Final
 
 from posbatch.errors import FrameError
 from posbatch.host.core import HostCore, HostReply, RequestLog
-from posbatch.wire import MAX_BUFFER_BYTES, MAX_FRAME_BYTES, Frame, FrameReader
+from posbatch.wire import BUFFER_BYTES_MAX, FRAME_BYTES_MAX, Frame, FrameReader
 
 __all__ = ["FRAMES_PER_READ_MAX", "HostSession"]
 
@@ -31,8 +31,8 @@ class HostSession:
         self,
         core: HostCore,
         *,
-        max_frame_bytes: int = MAX_FRAME_BYTES,
-        max_buffer_bytes: int = MAX_BUFFER_BYTES,
+        max_frame_bytes: int = FRAME_BYTES_MAX,
+        max_buffer_bytes: int = BUFFER_BYTES_MAX,
     ) -> None:
         self.core = core
         self._reader = FrameReader(

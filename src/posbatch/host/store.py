@@ -87,15 +87,13 @@ from posbatch.host.read_models import (
     totals_of,
 )
 from posbatch.host.sealing import KEK_ENV, KEK_FILE_ENV, KEK_FILE_NAME, KeyEncryptionKey, KeyKind
-from posbatch.host.unit_of_work import PIK_BYTES, StoreTx, pending_keys_bytes
+from posbatch.host.unit_of_work import StoreTx, pending_keys_bytes
 from posbatch.wire import TMK_BYTES, decode_totals
 
 __all__ = [
     "KEK_ATTRIBUTE",
-    "MASTER_KEY_BYTES",
     "MIGRATIONS",
-    "PAN_KEY_BYTES",
-    "PIK_BYTES",
+    "PAN_HMAC_KEY_BYTES",
     "SEALED_COLUMNS",
     "VERSION_TABLE",
     "BatchInfo",
@@ -118,8 +116,7 @@ __all__ = [
 
 MIGRATIONS: Final = "posbatch.host:migrations"
 VERSION_TABLE: Final = "host_alembic_version"
-PAN_KEY_BYTES: Final = 32
-MASTER_KEY_BYTES: Final = TMK_BYTES  # a terminal master key is the TMK of field 62
+PAN_HMAC_KEY_BYTES: Final = 32  # the key of the card numbers' HMAC-SHA256 digests
 # Read operations return at most this many rows unless told otherwise.
 READ_LIMIT_DEFAULT: Final = 1000
 WRITE_OPTION: Final = "posbatch_host_write"
@@ -165,7 +162,7 @@ class HostStore:
         kek: KeyEncryptionKey | None = None,
     ) -> None:
         self.engine = engine
-        self._pan_key = pan_key if pan_key is not None else secrets.token_bytes(PAN_KEY_BYTES)
+        self._pan_key = pan_key if pan_key is not None else secrets.token_bytes(PAN_HMAC_KEY_BYTES)
         if len(self._pan_key) < 16:
             raise HostError("the PAN key must be at least 16 bytes")
         self._pan_mac = hmac.new(self._pan_key, digestmod=hashlib.sha256)
@@ -390,8 +387,8 @@ class HostStore:
         for merchant_id, terminal_id, master_key in terminals:
             check_terminal_id(terminal_id)
             check_merchant_id(merchant_id)
-            if len(master_key) != MASTER_KEY_BYTES:
-                raise HostError(f"the master key is {MASTER_KEY_BYTES} bytes")
+            if len(master_key) != TMK_BYTES:  # a terminal master key is the TMK of field 62
+                raise HostError(f"the master key is {TMK_BYTES} bytes")
             rows.append(
                 {
                     "terminal_id": terminal_id,

@@ -64,14 +64,12 @@ from posbatch.host._queries import (
 )
 from posbatch.host.read_models import naive_utc
 from posbatch.host.sealing import KeyKind
-from posbatch.wire import Request, WorkingKeys, decode_batch_detail
+from posbatch.wire import PIK_BYTES, Request, WorkingKeys, decode_batch_detail
 
 if TYPE_CHECKING:
     from posbatch.host.store import HostStore
 
-__all__ = ["PIK_BYTES", "StoreTx", "pending_keys_bytes"]
-
-PIK_BYTES: Final = 16
+__all__ = ["StoreTx", "pending_keys_bytes"]
 
 
 def pending_keys_bytes(keys: WorkingKeys) -> bytes:

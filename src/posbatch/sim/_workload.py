@@ -44,12 +44,12 @@ from posbatch.batch.model import CardType
 from posbatch.host.issuer import TEST_PAN_INSUFFICIENT_FUNDS, TEST_PAN_NOT_ISSUED
 
 __all__ = [
-    "AMOUNT_FEN_MAX",
     "BUSY_BATCH_LIMITS",
     "BUSY_DAY_SHARE",
     "CARDS",
     "CARD_NUMBERS",
     "PROBES",
+    "SHOP_SALE_FEN_MAX",
     "Card",
     "Operation",
     "OperationKind",
@@ -61,7 +61,7 @@ __all__ = [
 
 AMOUNT_FEN_MEDIAN: Final = 3_800
 AMOUNT_SIGMA: Final = 1.1
-AMOUNT_FEN_MAX: Final = 2_000_000  # ¥20,000: above it a shop takes a bank transfer
+SHOP_SALE_FEN_MAX: Final = 2_000_000  # ¥20,000: above it a shop takes a bank transfer
 ROUND_AMOUNT_SHARE: Final = 0.15
 # Now and then someone tries a ¥60,000 purchase: over the issuer's limit (61).
 OVER_LIMIT_SHARE: Final = 0.003
@@ -135,7 +135,7 @@ def draw_amount_fen(generator: random.Random) -> int:
         amount = max(100, round(amount, -2))
     if generator.random() < OVER_LIMIT_SHARE:
         return OVER_LIMIT_AMOUNT_FEN
-    return min(max(amount, 1), AMOUNT_FEN_MAX)
+    return min(max(amount, 1), SHOP_SALE_FEN_MAX)
 
 
 def draw_card(generator: random.Random) -> Card:

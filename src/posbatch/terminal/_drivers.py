@@ -17,7 +17,7 @@ from typing import Final, Protocol, TypeVar
 
 from posbatch.errors import ConfigError
 from posbatch.terminal._flows import TIMEOUT, Flow
-from posbatch.wire import LENGTH_BYTES, MAX_FRAME_BYTES
+from posbatch.wire import FRAME_BYTES_MAX, LENGTH_BYTES
 
 __all__ = [
     "CONNECT_ATTEMPTS_MAX",
@@ -30,7 +30,7 @@ __all__ = [
 CONNECT_TIMEOUT_MS: Final = 5_000
 CONNECT_ATTEMPTS_MAX: Final = 3
 BACKOFF_FIRST_MS: Final = 100
-BACKOFF_MAX_MS: Final = 2_000
+BACKOFF_MS_MAX: Final = 2_000
 
 _T = TypeVar("_T")
 
@@ -124,7 +124,7 @@ class TcpDriver:
                 self.connect_error = self._why(exc)
                 if attempt + 1 < self._connect_attempts_max:
                     await asyncio.sleep(backoff_ms / 1000)
-                    backoff_ms = min(2 * backoff_ms, BACKOFF_MAX_MS)
+                    backoff_ms = min(2 * backoff_ms, BACKOFF_MS_MAX)
         return False
 
     def _why(self, exc: OSError | TimeoutError) -> str:
@@ -141,7 +141,7 @@ class TcpDriver:
         assert self._reader is not None
         prefix = await self._reader.readexactly(LENGTH_BYTES)
         length = int.from_bytes(prefix, "big")
-        if not 0 < length <= MAX_FRAME_BYTES:
+        if not 0 < length <= FRAME_BYTES_MAX:
             raise ConnectionError(f"frame length {length}")
         return prefix + await self._reader.readexactly(length)
 

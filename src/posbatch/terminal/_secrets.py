@@ -37,7 +37,7 @@ from posbatch.wire import TMK_BYTES
 __all__ = [
     "BACKUP_KEY_FORMAT",
     "KEY_FILE_NAME",
-    "PAN_KEY_BYTES",
+    "PAN_SEAL_KEY_BYTES",
     "PASSPHRASE_CHARS_MAX",
     "PASSPHRASE_CHARS_MIN",
     "SCRYPT_N_DEFAULT",
@@ -47,8 +47,7 @@ __all__ = [
 ]
 
 KEY_FILE_NAME: Final = "terminal.key"
-PAN_KEY_BYTES: Final = 32
-MASTER_KEY_BYTES: Final = TMK_BYTES  # the terminal master key is the TMK of field 62
+PAN_SEAL_KEY_BYTES: Final = 32  # the AES-256-GCM key that seals card numbers in the journal
 NONCE_BYTES: Final = 12
 KEY_FILE_MODE: Final = 0o600
 # Older PAN keys the key file keeps after a restore brought the backup's (newest first).
@@ -133,7 +132,7 @@ class BackupKey:
             raise ConfigError("wrong passphrase for this backup: nothing was changed") from exc
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigError("the backup's sealed key is damaged: nothing was changed") from exc
-        if not keys or any(len(key) != PAN_KEY_BYTES for key in keys):
+        if not keys or any(len(key) != PAN_SEAL_KEY_BYTES for key in keys):
             raise ConfigError("the backup's sealed key is damaged: nothing was changed")
         return keys
 
@@ -179,10 +178,10 @@ class TerminalSecrets:
     older_pan_keys: tuple[bytes, ...] = ()
 
     def __post_init__(self) -> None:
-        if len(self.master_key) != MASTER_KEY_BYTES:
-            raise ConfigError(f"the master key is {MASTER_KEY_BYTES} bytes (32 hex digits)")
-        if any(len(key) != PAN_KEY_BYTES for key in (self.pan_key, *self.older_pan_keys)):
-            raise ConfigError(f"the PAN key is {PAN_KEY_BYTES} bytes")
+        if len(self.master_key) != TMK_BYTES:  # the terminal master key is the TMK of field 62
+            raise ConfigError(f"the master key is {TMK_BYTES} bytes (32 hex digits)")
+        if any(len(key) != PAN_SEAL_KEY_BYTES for key in (self.pan_key, *self.older_pan_keys)):
+            raise ConfigError(f"the PAN key is {PAN_SEAL_KEY_BYTES} bytes")
 
     def __repr__(self) -> str:
         return "TerminalSecrets(master_key=****, pan_key=****)"
@@ -208,7 +207,7 @@ class TerminalSecrets:
     def create(
         cls, master_key: bytes, *, random_bytes: Callable[[int], bytes] = os.urandom
     ) -> TerminalSecrets:
-        return cls(master_key=master_key, pan_key=random_bytes(PAN_KEY_BYTES))
+        return cls(master_key=master_key, pan_key=random_bytes(PAN_SEAL_KEY_BYTES))
 
     def _text(self) -> str:
         data: dict[str, object] = {

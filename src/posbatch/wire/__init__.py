@@ -15,6 +15,8 @@ from posbatch.batch.cards import mask_pan
 from posbatch.wire._crypto import (
     FIELD62_BYTES,
     MAC_BYTES,
+    MAK_BYTES,
+    PIK_BYTES,
     TMK_BYTES,
     WorkingKeys,
     check_value,
@@ -38,9 +40,11 @@ from posbatch.wire._fields import (
     encode_totals,
 )
 from posbatch.wire._framing import (
+    BUFFER_BYTES_MAX,
+    FRAME_BYTES_MAX,
+    HEADER_BYTES,
     LENGTH_BYTES,
-    MAX_BUFFER_BYTES,
-    MAX_FRAME_BYTES,
+    TPDU_BYTES,
     Frame,
     FrameReader,
     Header,
@@ -78,15 +82,19 @@ from posbatch.wire._messages import (
 from posbatch.wire._spec import SPEC
 
 __all__ = [
+    "BUFFER_BYTES_MAX",
     "CURRENCY_CNY",
     "DETAIL_LAST_STAN",
     "FIELD62_BYTES",
+    "FRAME_BYTES_MAX",
+    "HEADER_BYTES",
     "LENGTH_BYTES",
     "MAC_BYTES",
-    "MAX_BUFFER_BYTES",
-    "MAX_FRAME_BYTES",
+    "MAK_BYTES",
+    "PIK_BYTES",
     "SPEC",
     "TMK_BYTES",
+    "TPDU_BYTES",
     "AdminResponse",
     "BatchUploadEndRequest",
     "BatchUploadRequest",

@@ -52,10 +52,10 @@ __all__ = [
 ]
 
 SETTLEMENT_TOTALS_DIGITS: Final = 62
-FIELD63_MAX_BYTES: Final = 163
+FIELD63_BYTES_MAX: Final = 163
 # Field 63 of an echo answer: the STAN of the last transaction in the host's current batch.
 DETAIL_LAST_STAN: Final = "T"
-TRACK2_MAX_DIGITS: Final = 37
+TRACK2_DIGITS_MAX: Final = 37
 # 60 is n..17: 11 digits of 60.1-60.3, then up to 6 one-digit sub-fields.
 FIELD60_EXTRA_DIGITS_MAX: Final = 6
 
@@ -296,8 +296,12 @@ def decode_upload_records(text: str) -> tuple[UploadRecord, ...]:
         stan = _number(text, start + 2, 6, "48")
         _number(text, start + 8, 20, "48")
         pan = text[start + 8 : start + 28].lstrip("0")
-        if not 12 <= len(pan) <= 19:
-            raise DecodeError("PAN must be 12..19 digits", field="48", position=start + 8)
+        if not PAN_DIGITS_MIN <= len(pan) <= PAN_DIGITS_MAX:
+            raise DecodeError(
+                f"PAN must be {PAN_DIGITS_MIN}..{PAN_DIGITS_MAX} digits",
+                field="48",
+                position=start + 8,
+            )
         amount = _number(text, start + 28, 12, "48")
         records.append(UploadRecord(card_type, stan, pan, amount))
     return tuple(records)
@@ -319,7 +323,7 @@ def decode_upload_end(text: str) -> int:
 def encode_detail(items: Mapping[str, str]) -> str:
     """Field 63 as ``KEY=value;KEY=value`` (printable ascii, ≤ 163 bytes)."""
     text = ";".join(f"{key}={value}" for key, value in items.items())
-    if len(text) > FIELD63_MAX_BYTES or not (text.isascii() and text.isprintable()):
+    if len(text) > FIELD63_BYTES_MAX or not (text.isascii() and text.isprintable()):
         raise EncodeError(
             f"detail of {len(text)} characters is not ≤163 printable ascii bytes", field="63"
         )
@@ -387,7 +391,7 @@ def encode_track2(track2: str) -> str:
     packed = track2.replace("=", "D")
     if (
         not packed
-        or len(packed) > TRACK2_MAX_DIGITS
+        or len(packed) > TRACK2_DIGITS_MAX
         or packed.count("D") > 1
         or not packed.replace("D", "").isdigit()
     ):

@@ -28,11 +28,11 @@ from typing import Final, NoReturn, TypeVar
 from posbatch.errors import EncodeError, FrameError
 
 __all__ = [
+    "BODY_BYTES_MIN",
+    "BUFFER_BYTES_MAX",
+    "FRAME_BYTES_MAX",
     "HEADER_BYTES",
     "LENGTH_BYTES",
-    "MAX_BUFFER_BYTES",
-    "MAX_FRAME_BYTES",
-    "MIN_BODY_BYTES",
     "TPDU_BYTES",
     "Frame",
     "FrameReader",
@@ -46,12 +46,12 @@ __all__ = [
 LENGTH_BYTES: Final = 2
 TPDU_BYTES: Final = 5
 HEADER_BYTES: Final = 6
-MIN_BODY_BYTES: Final = 2 + 8  # MTI + primary bitmap
+BODY_BYTES_MIN: Final = 2 + 8  # MTI + primary bitmap
 # The largest legal message is far below this (48 ≤ 161 bytes, 62 ≤ 512, 63 ≤ 163);
 # a length prefix above it is garbage or an attack, not a message.
-MAX_FRAME_BYTES: Final = 2048
+FRAME_BYTES_MAX: Final = 2048
 # Unread bytes a reader may hold: one whole frame and a socket read or two.
-MAX_BUFFER_BYTES: Final = 256 * 1024
+BUFFER_BYTES_MAX: Final = 256 * 1024
 
 TPDU_ID: Final = 0x60
 APPLICATION_TYPE: Final = "60"
@@ -119,9 +119,9 @@ class Frame:
 
 def encode_frame(frame: Frame) -> bytes:
     payload_length = TPDU_BYTES + HEADER_BYTES + len(frame.body)
-    if payload_length > MAX_FRAME_BYTES:
+    if payload_length > FRAME_BYTES_MAX:
         raise EncodeError(
-            f"frame of {payload_length} bytes is over {MAX_FRAME_BYTES}", field="length"
+            f"frame of {payload_length} bytes is over {FRAME_BYTES_MAX}", field="length"
         )
     return (
         payload_length.to_bytes(LENGTH_BYTES, "big")
@@ -185,7 +185,7 @@ def _decode_header(data: bytes) -> Header:
 
 def decode_frame(payload: bytes) -> Frame:
     """A frame from its payload (everything after the 2-byte length prefix)."""
-    if len(payload) < TPDU_BYTES + HEADER_BYTES + MIN_BODY_BYTES:
+    if len(payload) < TPDU_BYTES + HEADER_BYTES + BODY_BYTES_MIN:
         raise FrameError(
             f"frame of {len(payload)} bytes is shorter than TPDU + header + MTI + bitmap",
             field="length",
@@ -216,9 +216,9 @@ class FrameReader:
     """
 
     def __init__(
-        self, *, max_frame_bytes: int = MAX_FRAME_BYTES, max_buffer_bytes: int = MAX_BUFFER_BYTES
+        self, *, max_frame_bytes: int = FRAME_BYTES_MAX, max_buffer_bytes: int = BUFFER_BYTES_MAX
     ) -> None:
-        if not TPDU_BYTES + HEADER_BYTES + MIN_BODY_BYTES <= max_frame_bytes <= 0xFFFF:
+        if not TPDU_BYTES + HEADER_BYTES + BODY_BYTES_MIN <= max_frame_bytes <= 0xFFFF:
             raise ValueError(f"max_frame_bytes out of range: {max_frame_bytes}")
         if max_buffer_bytes < LENGTH_BYTES + max_frame_bytes:
             raise ValueError("max_buffer_bytes must hold at least one whole frame")

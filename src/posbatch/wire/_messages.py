@@ -31,7 +31,13 @@ import iso8583
 import iso8583.decoder
 
 from posbatch.batch.cards import mask_pan
-from posbatch.batch.limits import BATCH_NO_MAX, STAN_FIRST, STAN_MAX
+from posbatch.batch.limits import (
+    BATCH_NO_MAX,
+    PAN_DIGITS_MAX,
+    PAN_DIGITS_MIN,
+    STAN_FIRST,
+    STAN_MAX,
+)
 from posbatch.batch.model import BatchStateDetail, Kind, SettlementTotals
 from posbatch.errors import DecodeError, EncodeError, MacError
 from posbatch.wire import _codec
@@ -133,8 +139,8 @@ def _stan(value: int) -> str:
 
 
 def _pan(value: str) -> str:
-    if not (12 <= len(value) <= 19 and value.isdigit()):
-        raise EncodeError("PAN must be 12..19 digits", field="2")
+    if not (PAN_DIGITS_MIN <= len(value) <= PAN_DIGITS_MAX and value.isdigit()):
+        raise EncodeError(f"PAN must be {PAN_DIGITS_MIN}..{PAN_DIGITS_MAX} digits", field="2")
     return value
 
 
@@ -998,8 +1004,10 @@ def _stan_of(fields: _Fields) -> int:
 
 def _pan_of(fields: _Fields) -> str:
     pan = fields["2"]
-    if not 12 <= len(pan) <= 19:
-        raise fields.fail("2", f"PAN must be 12..19 digits, has {len(pan)}")
+    if not PAN_DIGITS_MIN <= len(pan) <= PAN_DIGITS_MAX:
+        raise fields.fail(
+            "2", f"PAN must be {PAN_DIGITS_MIN}..{PAN_DIGITS_MAX} digits, has {len(pan)}"
+        )
     return pan
 
 
