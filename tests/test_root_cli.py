@@ -1,12 +1,22 @@
-"""The command line: every command is documented with an example (sqlite-utils style)."""
+"""The command line: every command is documented with an example (sqlite-utils style), and
+a command whose output is cut (`posbatch ... | head`) ends quietly."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
+import pytest
 import typer.main
 
 from posbatch.cli import app
+from posbatch.host.sealing import KEK_ENV, KEK_FILE_ENV
+from posbatch.storage import DATABASE_URL_ENV
+
+SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def _commands(command: Any, path: tuple[str, ...] = ()) -> list[tuple[str, Any]]:
@@ -35,3 +45,71 @@ def test_the_demo_command_exists() -> None:
     """`posbatch demo` is what `make demo` runs."""
     names = [name for name, _ in _commands(typer.main.get_command(app))]
     assert "demo" in names
+
+
+def _run(
+    argv: list[str], *, cwd: Path, stdout: int, env: dict[str, str] | None = None
+) -> tuple[int, str]:
+    """``python <argv>`` in a process, on this checkout's source, with no shared store
+    and ``env`` added: its exit status and standard error."""
+    unshared = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in {DATABASE_URL_ENV, KEK_ENV, KEK_FILE_ENV}
+    }
+    process = subprocess.run(
+        [sys.executable, *argv], cwd=cwd, env=dict(unshared, **(env or {}), PYTHONPATH=str(SRC)),
+        stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.PIPE, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    return process.returncode, process.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "env"),
+    [
+        (["--help"], {}),
+        (["simulate", "--help"], {}),  # printed inside the OneLineErrors group, by rich
+        (["simulate", "--help"], {"TYPER_USE_RICH": "0"}),  # by click: was "error: Broken pipe"
+        # typer.echo after the store committed: it said "error: Broken pipe" of a job done
+        (["host", "add-terminal", "--merchant-id", "898110054110001", "--terminal-id", "10000001"],
+         {}),
+    ],
+)  # fmt: skip
+def test_a_cut_output_ends_quietly(tmp_path: Path, argv: list[str], env: dict[str, str]) -> None:
+    """`posbatch ... | true`: the reader is gone before the command writes, and the
+    command ends with exit status 1 and nothing on standard error (no error line, no
+    traceback, no "Exception ignored" from the final flush)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        expected = (1, "")
+        assert expected == _run(["-m", "posbatch", *argv], cwd=tmp_path, stdout=write_end, env=env)
+    finally:
+        os.close(write_end)
+
+
+# A command of a OneLineErrors group whose socket's peer has gone, printing as it goes.
+SOCKET_PEER_GONE = """
+import socket
+import typer
+from posbatch.cli_support import OneLineErrors
+app = typer.Typer(cls=OneLineErrors)
+@app.command()
+def send() -> None:
+    typer.echo("sending")
+    mine, peer = socket.socketpair()
+    peer.close()
+    mine.sendall(b"x")
+@app.command()
+def other() -> None:
+    pass
+app(["send"])
+"""
+
+
+def test_a_broken_pipe_on_a_socket_is_still_an_error(tmp_path: Path) -> None:
+    """A socket's broken pipe is no cut output (standard output is still read): one
+    error line, exit status 2. In a process: the check needs real descriptors."""
+    expected = (2, "error: Broken pipe\n")
+    assert expected == _run(["-c", SOCKET_PEER_GONE], cwd=tmp_path, stdout=subprocess.PIPE)

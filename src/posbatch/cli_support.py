@@ -8,6 +8,14 @@ never a traceback. An :class:`OSError` that no layer translated (a path that
 cannot be used) is printed the same way. Commands keep only the try/except that adds
 something a person needs (a different exit status, a hint).
 
+A cut output is no error. When the reader of standard output or standard error has
+gone (``posbatch host fees | head -1``), the next write fails with a broken pipe
+(Python ignores SIGPIPE); the command then ends quietly, exit status 1 as click and
+rich do, with the cut stream pointed at ``/dev/null`` so that the interpreter's final
+flush does not fail again (the Python docs' recipe, "Note on SIGPIPE"). A broken pipe
+on a socket or a file a command opened is still an error line: only a stream whose
+reader is really gone is silenced.
+
 Secrets off the command line. A command line is visible to every user of the
 machine (``ps``, ``/proc/PID/cmdline``) and lands in shell history, so a key or
 a card number never travels on it: keys are read from a file or standard input
@@ -18,12 +26,15 @@ scripts and tests.
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
+import os
+import select
 import socket
 import sys
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TextIO
 
 import typer
 from typer.core import TyperGroup
@@ -47,6 +58,8 @@ STDIN: Final = "-"
 # A key file or a piped secret longer than this is not one (a wrong file was given).
 SECRET_BYTES_MAX: Final = 4096
 EXIT_BAD_INPUT: Final = 2
+# Standard output or error cut (their reader gone): what click, rich and the Python docs use.
+EXIT_OUTPUT_CUT: Final = 1
 
 
 class CardNumberFilter(logging.Filter):
@@ -107,8 +120,40 @@ def one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+def _reader_gone(stream: TextIO) -> bool:
+    """Whether ``stream`` is a pipe or socket whose reader has gone (poll says so at once,
+    without writing). False for anything without a file descriptor (a test's capture)."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # None, closed, or no descriptor
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def output_cut(exc: OSError) -> bool:
+    """Whether ``exc`` is a broken pipe because standard output or standard error lost
+    its reader, not a socket's or a file's that a command opened."""
+    return exc.errno == errno.EPIPE and any(map(_reader_gone, (sys.stdout, sys.stderr)))
+
+
+def end_quietly() -> typer.Exit:
+    """The exit for a cut output: each cut stream now writes to /dev/null, so the
+    interpreter's final flush of what is still buffered does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            if _reader_gone(stream):
+                os.dup2(devnull, stream.fileno())
+    finally:
+        os.close(devnull)
+    return typer.Exit(EXIT_OUTPUT_CUT)
+
+
 class OneLineErrors(TyperGroup):
-    """A typer group whose commands end in one line and exit 2 on a PosbatchError."""
+    """A typer group whose commands end in one line and exit 2 on a PosbatchError, and
+    end quietly when their output is cut."""
 
     def invoke(self, ctx: Any) -> Any:  # typer.core.Context (typer vendors click)
         try:
@@ -117,6 +162,8 @@ class OneLineErrors(TyperGroup):
             typer.echo(f"error: {one_line(exc)}", err=True)
             raise typer.Exit(EXIT_BAD_INPUT) from exc
         except OSError as exc:  # a path or address no layer translated: still the input's
+            if output_cut(exc):  # `posbatch ... | head`: the reader has what it wanted
+                raise end_quietly() from exc
             where = f" ({exc.filename})" if exc.filename else ""
             typer.echo(f"error: {exc.strerror or one_line(exc)}{where}", err=True)
             raise typer.Exit(EXIT_BAD_INPUT) from exc
