@@ -60,6 +60,17 @@ def test_approved_is_only_00() -> None:
     assert [APPROVED] == [code for code, row in CODES.items() if row.approved]
 
 
+def test_only_95_and_77_refuse_the_stan_as_sent() -> None:
+    """95 is kept by the host for its STAN and 77 refuses the batch number; both are
+    retry codes, and no other code says either (the outstanding queue reads these)."""
+    assert (["95"], ["77"], True, True) == (
+        [code for code, row in CODES.items() if row.stan_spent],
+        [code for code, row in CODES.items() if row.batch_no_refused],
+        lookup("95").retry,
+        lookup("77").retry,
+    )
+
+
 def test_batch_number_error_reads_as_design_says() -> None:
     """77 is 'batch number differs from the centre — sign on again' / 批次号与中心不符."""
     assert (

@@ -483,6 +483,45 @@ def test_a_sale_whose_reversal_overtook_it_is_recorded_reversed() -> None:
     assert (insert.response_code, insert.status) == ("00", TransactionStatus.REVERSED)
 
 
+VOID_STAN = 9
+VOID_ID = 900
+
+
+def _void_row(**values: Any) -> TransactionRow:
+    """An approved void of the sale of SALE_STAN, in the current batch."""
+    return _sale_row(
+        transaction_id=VOID_ID,
+        stan=VOID_STAN,
+        kind=Kind.VOID.value,
+        original_transaction_id=SALE_ID,
+        **values,
+    )
+
+
+def test_a_reversal_of_a_void_makes_its_sale_stand_again() -> None:
+    """The void is reversed and its sale, voided, is approved again."""
+    voided_sale = _sale_row(status=TransactionStatus.VOIDED)
+    snapshot, _ = _world(transactions=(voided_sale, _void_row()))
+    decision = decide(_reversal(stan=VOID_STAN, original_kind=Kind.VOID), snapshot, _rules())
+    assert ("00", [(VOID_ID, "reversed"), (SALE_ID, "approved")]) == (
+        decision.code,
+        [
+            (effect.transaction_id, effect.status)
+            for effect in decision.effects
+            if isinstance(effect, SetTransactionStatus)
+        ],
+    )
+
+
+def test_a_reversal_of_a_void_whose_sale_is_not_voided_is_refused_by_the_table() -> None:
+    """The sale's own status is checked: approved --unvoid--> is not in the table."""
+    snapshot, _ = _world(transactions=(_sale_row(), _void_row()))
+    with pytest.raises(
+        IllegalTransition, match="host transaction: no transition from 'approved' on 'unvoid'"
+    ):
+        decide(_reversal(stan=VOID_STAN, original_kind=Kind.VOID), snapshot, _rules())
+
+
 def test_the_back_office_advance_closes_by_the_table_and_opens_the_next() -> None:
     """advance(): exception for unsettled approvals, CLOSED (advanced), next batch."""
     snapshot, view = _world(transactions=SALE_IN_BATCH)

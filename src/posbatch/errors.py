@@ -6,12 +6,11 @@ translated at the boundary where they enter, so callers only ever catch
 these::
 
     PosbatchError
-    ├── WireError                    bytes on the wire are wrong
-    │   ├── DecodeError              peer sent bytes we cannot read   → 30
-    │   │   └── FrameError           framing: length, TPDU, header    → 30 / drop
-    │   ├── EncodeError              we tried to build a bad message (our bug)
-    │   ├── MacError                 field 64 does not verify         → A0
-    │   └── KeyCheckError            a working key's check value differs
+    ├── DecodeError                  peer sent bytes we cannot read   → 30
+    │   └── FrameError               framing: length, TPDU, header    → 30 / drop
+    ├── EncodeError                  we tried to build a bad message (our bug)
+    ├── MacError                     field 64 does not verify         → A0
+    ├── KeyCheckError                a working key's check value differs
     ├── BatchError                   batch-domain rule violated
     │   └── IllegalTransition        a state machine was asked for a move its table forbids
     ├── StorageError                 the database or the journal failed
@@ -36,6 +35,9 @@ these::
 
 A peer's bad bytes never escape a server as anything but a DecodeError/MacError
 answered with a response code; an unexpected exception there is a bug.
+
+The four wire errors have no base of their own: each is met and answered on
+its own (30, A0, a refused sign-on, our bug), never caught as a group.
 """
 
 from __future__ import annotations
@@ -71,7 +73,6 @@ __all__ = [
     "StorageError",
     "StoreMissingError",
     "TerminalError",
-    "WireError",
 ]
 
 
@@ -82,11 +83,7 @@ class PosbatchError(Exception):
 # --- wire -------------------------------------------------------------------
 
 
-class WireError(PosbatchError):
-    """The bytes on the wire are wrong."""
-
-
-class DecodeError(WireError):
+class DecodeError(PosbatchError):
     """The peer sent bytes that cannot be read as our wire profile.
 
     ``field`` names the field ("length", "tpdu", "header", "t" for the MTI,
@@ -109,7 +106,7 @@ class FrameError(DecodeError):
     """The frame around the message is wrong: length prefix, TPDU or header."""
 
 
-class EncodeError(WireError):
+class EncodeError(PosbatchError):
     """We tried to build a message that breaks our own wire profile (a bug)."""
 
     def __init__(self, reason: str, *, field: str) -> None:
@@ -118,13 +115,13 @@ class EncodeError(WireError):
         self.field = field
 
 
-class MacError(WireError):
+class MacError(PosbatchError):
     """Field 64 is missing or does not match the MAC computed with the MAK."""
 
     response_code = "A0"
 
 
-class KeyCheckError(WireError):
+class KeyCheckError(PosbatchError):
     """A working key unwrapped from field 62 does not match its check value."""
 
 

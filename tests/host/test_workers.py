@@ -21,6 +21,7 @@ from workers_helpers import (
     supervised,
 )
 
+from posbatch.batch import host_rules
 from posbatch.batch.model import CardType, Kind, Reconciliation
 from posbatch.batch.totals import compute_totals
 from posbatch.errors import StorageError
@@ -228,8 +229,12 @@ def test_a_unit_of_work_waiting_for_a_terminal_reads_what_its_holder_committed(
     with first.transaction() as tx:
         terminal = tx.terminal(TERMINAL_ID, for_update=True)
         batch = tx.current_batch(terminal)
-        tx.close_batch(batch.batch_id, reason="advanced", now=START)
-        tx.open_next_batch(TERMINAL_ID, batch.batch_no, now=START)
+        # The back office's advance (HostStore.advance_batch), inside this unit of work.
+        tx.apply(
+            host_rules.advance(
+                terminal, batch, tx.batch_tally(batch.batch_id), "advanced", now=START
+            )
+        )
         reader.start()
         reader.join(1.0)  # most likely waiting for the lock by now; the outcome must not differ
     reader.join(ANSWER_TIMEOUT_S)

@@ -55,7 +55,7 @@ STUCK_UPLOAD_MINUTES: Final = 30
 BATCH_ERROR_DAYS: Final = 14
 # A merchant with more terminals than this is searched with an IN (one plan for all).
 MERCHANT_TERMINALS_UNION_MAX: Final = 64
-_COUNTED: Final = (TransactionStatus.APPROVED, TransactionStatus.VOIDED)
+_COUNTED: Final = tuple(sorted(TransactionStatus.COUNTED))  # one order, for IN (...)
 
 tx = t.transactions.c
 term = t.terminals.c

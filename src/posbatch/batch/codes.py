@@ -17,11 +17,23 @@ them here rather than keeping lists of its own (posbatch.terminal._financial,
 - ``sign_on_again``: the terminal must sign on (new working keys) before its
   next request — it drops its keys on a believed answer with this code (77, A0, 22).
 - ``retry``: the request may be sent again. The outstanding queue resends a
-  reversal or a refund (same STAN) on it — except 95, which refuses that STAN for
-  good, and 77 for a refund, which the host never took. A fresh sale, void or
-  refund is tried again under a new STAN when the code also asks for a sign-on
-  (A0, 22), or names the batch as the cause (77 after recovery, 95 after
-  settling the full batch); otherwise trying again is the cashier's choice.
+  reversal or a refund (same STAN) on it — unless one of the two flags below
+  says the same STAN cannot succeed. A fresh sale, void or refund is tried again
+  under a new STAN when the code also asks for a sign-on (A0, 22), or names the
+  batch as the cause (77 after recovery, 95 after settling the full batch);
+  otherwise trying again is the cashier's choice.
+
+Two more say why a ``retry`` code still refuses the request *as sent* — its
+STAN — so that only a new STAN can go through:
+
+- ``stan_spent``: the host records this answer under the STAN, and answers a
+  repeat of a request it holds with the original answer: resending the same
+  STAN only brings the same answer back (95: the batch is full).
+- ``batch_no_refused``: the host refused the batch number the request is
+  counted under, and took nothing (77). A request counted in a batch (a refund
+  resent) must be made again under a new STAN once the batch is recovered. A
+  reversal is never refused for its batch number (the host finds the original
+  wherever it is), so a 77 to one only says "sign on": it is resent.
 
 Which codes a host may send *without* a MAC of its own is not a flag of a code
 but a rule of the wire profile (DESIGN.md "Keys and MAC"): :data:`SENT_WITHOUT_MAC`.
@@ -68,6 +80,9 @@ class ResponseCode:
     cause_en: str
     step_en: str
     step_zh: str
+    # Why a retry needs a new STAN (module docstring): most codes say neither.
+    stan_spent: bool = False  # the host keeps this answer for the STAN (95)
+    batch_no_refused: bool = False  # the request's batch number was refused (77)
 
     @property
     def approved(self) -> bool:
@@ -275,6 +290,7 @@ CODES: Final[dict[str, ResponseCode]] = {
             "(typed by hand, counters reset, response lost, host changed)",
             "sign on again; the terminal reconciles the batch automatically",
             "请重新签到，终端将自动核对批次",
+            batch_no_refused=True,
         ),
         ResponseCode(
             "90",
@@ -310,6 +326,7 @@ CODES: Final[dict[str, ResponseCode]] = {
             "amount in 12 digits of fen (field 63 R=FULL;F=... names the counter that is full)",
             "the terminal settles this batch and sends the transaction again in the next one",
             "终端将自动结算本批次，并在新批次中重新发送该交易",
+            stan_spent=True,
         ),
         ResponseCode(
             "96",

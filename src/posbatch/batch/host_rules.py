@@ -875,13 +875,12 @@ class _Decider:
             set_status(original.transaction_id, original.status, HostTxnEvent.REVERSE)
         )
         if original.kind == Kind.VOID.value and original.original_transaction_id is not None:
-            self.effects.append(
-                # The sale of a void that stood is VOIDED (a void is approved only over an
-                # approved sale, which it voids): reversing the void makes it stand again.
-                set_status(
-                    original.original_transaction_id, TransactionStatus.VOIDED, HostTxnEvent.UNVOID
-                )
-            )
+            sale = self.view.transaction_by_id(original.original_transaction_id)
+            assert sale is not None
+            # The sale of a void that stood is VOIDED (a void is approved only over an
+            # approved sale, which it voids): reversing the void makes it stand again. The
+            # table checks the sale's real status; any other is IllegalTransition.
+            self.effects.append(set_status(sale.transaction_id, sale.status, HostTxnEvent.UNVOID))
         if original.kind == Kind.REFUND.value and original.original_transaction_id is not None:
             sale = self.view.transaction_by_id(original.original_transaction_id)
             assert sale is not None

@@ -124,6 +124,9 @@ class TransactionStatus:
     REVERSED: Final = "reversed"
     VOIDED: Final = "voided"  # a sale whose void stands
 
+    # What counts in a batch's totals (a voided sale still counts: its void credits it).
+    COUNTED: Final = frozenset({APPROVED, VOIDED})
+
 
 class HostTxnEvent(enum.StrEnum):
     REVERSE = "reverse"  # a reversal of this transaction applied (its batch still open)

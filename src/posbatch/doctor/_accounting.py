@@ -19,11 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from posbatch.batch.txn_lifecycle import TransactionStatus
 from posbatch.terminal import Journal
 
 __all__ = ["Accounting", "account"]
 
-_COUNTED_HOST: Final = frozenset({"approved", "voided"})
 # Exception kinds that cover a whole batch rather than one STAN.
 _BATCH_WIDE: Final = frozenset({"batch-advanced", "settled-after-advance", "settled-again-differs"})
 # Rows of one host batch read at once: a batch counts at most 4 × 999 transactions in
@@ -56,7 +56,7 @@ def account(store: object, terminal_id: str, journal: Journal | None = None) -> 
     host_count = 0
     for batch in store.batches(terminal_id):
         txns = store.transactions(terminal_id, batch.batch_no, limit=BATCH_ROWS_READ_MAX)
-        counted = [tx for tx in txns if tx.status in _COUNTED_HOST]
+        counted = [tx for tx in txns if tx.status in TransactionStatus.COUNTED]
         host_count += len(counted)
         for tx in counted:
             host_seen[(batch.batch_no, tx.stan)] = tx.amount_fen

@@ -40,6 +40,7 @@ import sqlalchemy as sa
 from posbatch.batch.model import CardType, Kind
 from posbatch.batch.terminal_batch import SettleStep
 from posbatch.batch.totals import BatchTally, tally
+from posbatch.batch.txn_lifecycle import TransactionStatus
 from posbatch.doctor._accounting import BATCH_ROWS_READ_MAX
 from posbatch.doctor._evidence import (
     TCP_OTHER,
@@ -656,7 +657,7 @@ def host_records(store: object, terminal_id: str, *, now: datetime) -> HostRecor
         counted = [
             tx
             for tx in txns
-            if tx.status in ("approved", "voided")
+            if tx.status in TransactionStatus.COUNTED
             and tx.kind in (Kind.SALE, Kind.VOID, Kind.REFUND)
         ]
         net = sum(tx.amount_fen if tx.kind == Kind.SALE else -tx.amount_fen for tx in counted)

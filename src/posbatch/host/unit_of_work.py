@@ -360,12 +360,6 @@ class StoreTx:
     def set_batch(self, batch_id: int, **values: object) -> None:
         self.connection.execute(_UPDATE_BATCH, {**values, "by_batch_id": batch_id})
 
-    def close_batch(self, batch_id: int, *, reason: str, now: datetime) -> None:
-        """Close the batch now (for tools and tests; the rules close through :meth:`apply`)."""
-        self.set_batch(
-            batch_id, state=BatchState.CLOSED.value, closed_at=naive_utc(now), close_reason=reason
-        )
-
     def counted_transactions(self, batch_id: int) -> list[TransactionRow]:
         """The batch's approved and voided transactions, by STAN."""
         return [

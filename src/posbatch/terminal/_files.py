@@ -35,6 +35,7 @@ from sqlalchemy.engine import Engine
 
 from posbatch import storage
 from posbatch.batch.ids import check_merchant_id, check_terminal_id
+from posbatch.batch.txn_lifecycle import TxnState
 from posbatch.errors import ConfigError, JournalIntegrityError, StorageError
 from posbatch.storage import create_engine, upgrade
 from posbatch.terminal._engine import Terminal
@@ -559,7 +560,7 @@ def _restore(
             lost = sorted(set(current_txns) - set(backup_txns))
             missing_stans = tuple(current_txns[txn_id][0] for txn_id in lost)
             missing_approvals = sum(
-                1 for txn_id in lost if current_txns[txn_id][1] in ("approved", "voided")
+                1 for txn_id in lost if current_txns[txn_id][1] in TxnState.COUNTED
             )
             if missing_entries:
                 notes.append(

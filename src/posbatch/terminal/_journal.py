@@ -17,6 +17,8 @@ The parts, by role:
 - :mod:`._rows` — the typed rows (``StateRow``, ``BatchRow``, ``TxnRow``, ``EventRow``);
 - :mod:`._chain` — entry hashing, full and incremental verification;
 - :mod:`._mirror` — what the single writer keeps in memory;
+- :mod:`._statements` — the statements it runs, built once and compiled once
+  per kind of database, executed on the driver's own cursor;
 - this module — :class:`Journal` (open, read, write, verify, back up) and its
   :class:`Writer` (one unit of work).
 
@@ -24,7 +26,7 @@ Single writer: one engine owns a journal (one terminal, one request in flight),
 so ``seq`` and ``prev_hash`` are kept in memory after :meth:`Journal.open`
 reads the tail, and a journal that writes mirrors in memory the rows its
 engine reads again and again (see :class:`Journal`: what the mirror holds and
-what it assumes). Statements are built once, at import.
+what it assumes). Statements are built once, at import (:mod:`._statements`).
 
 Every name this module had before the split is importable from it still.
 """
@@ -37,17 +39,15 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlalchemy.pool import StaticPool
 
-from posbatch.batch.terminal_batch import SettleStep
 from posbatch.batch.txn_lifecycle import TxnState
 from posbatch.errors import StorageError
 from posbatch.storage import create_engine, make_private_dir, upgrade
@@ -82,14 +82,36 @@ from posbatch.terminal._rows import (
     AnyRow,
     BatchRow,
     EventRow,
-    RowClass,
     StateRow,
     TxnRow,
     Value,
-    field_names,
     row_from_record,
     row_values,
     txn_id_of,
+)
+from posbatch.terminal._statements import (
+    DRIVER_STATEMENTS,
+    ENTRY_COLUMNS,
+    INSERT,
+    INSERT_ENTRY,
+    KEY_PARAM,
+    SELECT_BATCH,
+    SELECT_BATCH_TXNS,
+    SELECT_BATCHES,
+    SELECT_BY_STAN,
+    SELECT_BY_STAN_IN_BATCH,
+    SELECT_LIVE_BATCHES,
+    SELECT_OUTSTANDING,
+    SELECT_STATE,
+    SELECT_STATE_IDS,
+    SELECT_TAIL,
+    SELECT_TOP_BATCH_ID,
+    SELECT_TOP_TXN_ID,
+    SELECT_TXN,
+    SELECT_TXNS,
+    UPDATE,
+    DriverStatement,
+    Query,
 )
 
 __all__ = [
@@ -123,99 +145,6 @@ BACKUP_FILE_MODE: Final = 0o600  # a backup holds sealed card numbers: private
 # Events read back at once for status/doctor; older ones stay in the journal.
 EVENTS_READ_MAX: Final = 10_000
 
-# Statements are built once, at import, and compiled once per kind of database; the
-# journal executes them on the driver's own cursor (see _DriverStatement). Every read
-# names the columns of its row class in field order (rows are built positionally).
-_KEY_PARAM: Final = "row_key"
-_INSERT_ENTRY: Final = entries_table.insert()
-_INSERT: Final = {kind: table.insert() for kind, (table, _cls, _key) in ROW_TABLES.items()}
-_UPDATE: Final = {
-    kind: table.update().where(table.c[key_name] == sa.bindparam(_KEY_PARAM))
-    for kind, (table, _cls, key_name) in ROW_TABLES.items()
-}
-_ENTRY_COLUMNS: Final = tuple(column.name for column in entries_table.columns)
-
-
-def _columns(table: sa.Table, cls: RowClass) -> list[sa.ColumnClause[Any]]:
-    return [table.c[name] for name in field_names(cls)]
-
-
-_STATE_COLUMNS: Final = _columns(state_table, StateRow)
-_BATCH_COLUMNS: Final = _columns(batches_table, BatchRow)
-_TXN_COLUMNS: Final = _columns(transactions_table, TxnRow)
-
-
-@dataclass(frozen=True, slots=True)
-class _Query:
-    """A read the journal makes: its name (the key of its compiled form) and statement;
-    ``literal``: its constants are written into the SQL (it takes no parameters)."""
-
-    name: str
-    statement: sa.Select[Any]
-    literal: bool = False
-
-
-_SELECT_TAIL: Final = _Query(
-    "tail",
-    sa.select(entries_table.c.seq, entries_table.c.hash)
-    .order_by(entries_table.c.seq.desc())
-    .limit(1),
-    literal=True,
-)
-_SELECT_STATE_IDS: Final = _Query("state ids", sa.select(state_table.c.state_id), literal=True)
-_SELECT_STATE: Final = _Query("state", sa.select(*_STATE_COLUMNS), literal=True)
-_SELECT_BATCH: Final = _Query(
-    "batch",
-    sa.select(*_BATCH_COLUMNS).where(batches_table.c.batch_id == sa.bindparam("batch_id")),
-)
-_SELECT_BATCHES: Final = _Query(
-    "batches", sa.select(*_BATCH_COLUMNS).order_by(batches_table.c.batch_id), literal=True
-)
-# The mirror's batches: the open one and every one not closed.
-_SELECT_LIVE_BATCHES: Final = _Query(
-    "live batches",
-    sa.select(*_BATCH_COLUMNS)
-    .where(
-        sa.or_(
-            batches_table.c.batch_id == sa.bindparam("batch_id"),
-            batches_table.c.step != sa.literal_column(f"'{SettleStep.CLOSED.value}'"),
-        )
-    )
-    .order_by(batches_table.c.batch_id),
-)
-_TXNS: Final = sa.select(*_TXN_COLUMNS)
-_SELECT_TXN: Final = _Query(
-    "txn", _TXNS.where(transactions_table.c.txn_id == sa.bindparam("txn_id"))
-)
-_SELECT_TXNS: Final = _Query("txns", _TXNS.order_by(transactions_table.c.txn_id), literal=True)
-_SELECT_BATCH_TXNS: Final = _Query(
-    "batch txns",
-    _TXNS.where(transactions_table.c.batch_id == sa.bindparam("batch_id")).order_by(
-        transactions_table.c.txn_id
-    ),
-)
-_SELECT_OUTSTANDING: Final = _Query(
-    "outstanding",
-    _TXNS.where(transactions_table.c.state.in_(sorted(TxnState.OUTSTANDING))).order_by(
-        transactions_table.c.txn_id
-    ),
-    literal=True,
-)
-_BY_STAN: Final = _TXNS.where(
-    transactions_table.c.stan == sa.bindparam("stan"),
-    transactions_table.c.training.is_(False),
-).order_by(transactions_table.c.txn_id.desc())
-_SELECT_BY_STAN: Final = _Query("by stan", _BY_STAN)
-_SELECT_BY_STAN_IN_BATCH: Final = _Query(
-    "by stan in batch", _BY_STAN.where(transactions_table.c.batch_no == sa.bindparam("batch_no"))
-)
-_SELECT_TOP_TXN_ID: Final = _Query(
-    "top txn_id", sa.select(sa.func.max(transactions_table.c.txn_id)), literal=True
-)
-_SELECT_TOP_BATCH_ID: Final = _Query(
-    "top batch_id", sa.select(sa.func.max(batches_table.c.batch_id)), literal=True
-)
-
 
 def _at(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds")
@@ -227,55 +156,6 @@ def _described(error: Exception) -> str:
         return str(error)
     kind = type(error)
     return f"({kind.__module__}.{kind.__qualname__}) {error}"
-
-
-@dataclass(frozen=True, slots=True)
-class _DriverStatement:
-    """A statement compiled once for one database, executed straight on its driver.
-
-    A statement executed on the DB-API cursor costs a fraction of SQLAlchemy's
-    ``Connection.execute`` with a cached statement (an insert 12 µs against 39 µs
-    on SQLite; a point select a few µs against some 37), and the journal writes
-    some seven rows per sale and reads what its mirror does not hold. Its columns
-    are text, integers and booleans, which every driver takes and gives back as
-    they are (SQLite gives booleans as 0/1: the rows make them ``bool``): no bind
-    or result processing is skipped that would change a value. SQLAlchemy keeps
-    the schema, the migrations and every read that is not on the hot path.
-    """
-
-    sql: str
-    order: tuple[str, ...] | None  # the driver's positional order; None: it takes a dict
-
-    @classmethod
-    def compile(
-        cls,
-        statement: sa.Insert | sa.Update | sa.Select[Any],
-        dialect: Dialect,
-        columns: Iterable[str] | None = None,
-        *,
-        literal: bool = False,
-    ) -> _DriverStatement:
-        if columns is not None:
-            compiled = statement.compile(dialect=dialect, column_keys=list(columns))
-        elif literal:
-            compiled = statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
-        else:
-            compiled = statement.compile(dialect=dialect)
-        order = compiled.positiontup if compiled.positional else None
-        return cls(compiled.string, None if order is None else tuple(order))
-
-    def execute(self, cursor: DBAPICursor, parameters: Mapping[str, Value] | None = None) -> None:
-        if not parameters:
-            cursor.execute(self.sql)
-        elif self.order is None:
-            cursor.execute(self.sql, dict(parameters))
-        else:
-            cursor.execute(self.sql, tuple(map(parameters.__getitem__, self.order)))
-
-
-# Compiled once per kind of database (dialect, driver, paramstyle) and statement name:
-# a handful of entries, shared by every journal of the process (the simulator opens hundreds).
-_DRIVER_STATEMENTS: Final[dict[tuple[str, str, str, str], _DriverStatement]] = {}
 
 
 class Writer:
@@ -294,7 +174,7 @@ class Writer:
         seq = journal._last_seq + 1
         text = canonical(payload)
         digest = entry_hash(journal._last_hash, seq, at=self._at, kind=kind, key=key, payload=text)
-        journal._driver("insert entry", _INSERT_ENTRY, _ENTRY_COLUMNS).execute(
+        journal._driver("insert entry", INSERT_ENTRY, ENTRY_COLUMNS).execute(
             self._cursor,
             {
                 "seq": seq,
@@ -317,11 +197,11 @@ class Writer:
         key = int(STATE_KEY) if kind == KIND_STATE else values[key_name]
         if insert:
             columns = {key_name: key, **values} if kind == KIND_STATE else values
-            statement = self._journal._driver(f"insert {kind}", _INSERT[kind], columns)
+            statement = self._journal._driver(f"insert {kind}", INSERT[kind], columns)
             statement.execute(self._cursor, columns)
         else:
-            statement = self._journal._driver(f"update {kind}", _UPDATE[kind], values)
-            statement.execute(self._cursor, {**values, _KEY_PARAM: key})
+            statement = self._journal._driver(f"update {kind}", UPDATE[kind], values)
+            statement.execute(self._cursor, {**values, KEY_PARAM: key})
             if self._cursor.rowcount != 1:
                 raise StorageError(f"{table.name} row {key} is missing")
         self._append(kind, str(key), values)
@@ -389,7 +269,7 @@ class Journal:
         self._last_hash = GENESIS_HASH
         self._mirror: Mirror | None = None
         self._open_txns_max = open_txns_mirrored_max
-        self._statements: dict[str, _DriverStatement] = {}  # by name, for this database
+        self._statements: dict[str, DriverStatement] = {}  # by name, for this database
         # What a failing database raises here: SQLAlchemy's errors (the pool, the engine)
         # and the driver's own (statements run on its cursor).
         self._errors: tuple[type[Exception], ...] = (
@@ -455,7 +335,7 @@ class Journal:
         return journal
 
     def _read_tail(self) -> None:
-        records = self._fetch(_SELECT_TAIL)
+        records = self._fetch(SELECT_TAIL)
         if records:
             seq, digest = records[0]
             self._last_seq, self._last_hash = int(seq or 0), str(digest)
@@ -465,7 +345,7 @@ class Journal:
     def _load_mirror(self) -> Mirror | None:
         """The mirror as the database holds it (None before the journal is initialised)."""
         self._read_tail()
-        found = self._fetch(_SELECT_STATE)
+        found = self._fetch(SELECT_STATE)
         if not found:
             return None
         state = row_from_record(StateRow, found[0])
@@ -473,13 +353,13 @@ class Journal:
             batch.batch_id: batch
             for batch in (
                 row_from_record(BatchRow, record)
-                for record in self._fetch(_SELECT_LIVE_BATCHES, {"batch_id": state.batch_id})
+                for record in self._fetch(SELECT_LIVE_BATCHES, {"batch_id": state.batch_id})
             )
         }
         if state.batch_id not in batches:
             return None  # a damaged journal: reads go to the database and say so
         first = self._fetch(
-            _SELECT_BATCH_TXNS, {"batch_id": state.batch_id}, most=self._open_txns_max + 1
+            SELECT_BATCH_TXNS, {"batch_id": state.batch_id}, most=self._open_txns_max + 1
         )
         open_txns: dict[int, TxnRow] | None = None
         if len(first) <= self._open_txns_max:
@@ -489,7 +369,7 @@ class Journal:
         outstanding = {
             txn.txn_id: txn
             for txn in (
-                row_from_record(TxnRow, record) for record in self._fetch(_SELECT_OUTSTANDING)
+                row_from_record(TxnRow, record) for record in self._fetch(SELECT_OUTSTANDING)
             )
         }
         return Mirror(
@@ -497,8 +377,8 @@ class Journal:
             batches,
             open_txns,
             outstanding,
-            self._top(_SELECT_TOP_TXN_ID),
-            self._top(_SELECT_TOP_BATCH_ID),
+            self._top(SELECT_TOP_TXN_ID),
+            self._top(SELECT_TOP_BATCH_ID),
         )
 
     # --- writing ---------------------------------------------------------------
@@ -510,16 +390,16 @@ class Journal:
         columns: Iterable[str] | None = None,
         *,
         literal: bool = False,
-    ) -> _DriverStatement:
+    ) -> DriverStatement:
         """``statement`` (writing ``columns``) compiled for this journal's database, once."""
         found = self._statements.get(name)
         if found is not None:
             return found
         dialect = self.engine.dialect
         key = (dialect.name, dialect.driver, dialect.paramstyle, name)
-        found = _DRIVER_STATEMENTS.get(key)
+        found = DRIVER_STATEMENTS.get(key)
         if found is None:
-            found = _DRIVER_STATEMENTS[key] = _DriverStatement.compile(
+            found = DRIVER_STATEMENTS[key] = DriverStatement.compile(
                 statement, dialect, columns, literal=literal
             )
         self._statements[name] = found
@@ -571,7 +451,7 @@ class Journal:
 
     def _fetch(
         self,
-        query: _Query,
+        query: Query,
         parameters: Mapping[str, Value] | None = None,
         *,
         most: int | None = None,
@@ -604,7 +484,7 @@ class Journal:
     def initialized(self) -> bool:
         if self._mirror is not None:
             return True
-        return bool(self._fetch(_SELECT_STATE_IDS))
+        return bool(self._fetch(SELECT_STATE_IDS))
 
     @property
     def mirrored_rows(self) -> int:
@@ -618,7 +498,7 @@ class Journal:
     def state(self) -> StateRow:
         if self._mirror is not None:
             return self._mirror.state
-        records = self._fetch(_SELECT_STATE)
+        records = self._fetch(SELECT_STATE)
         if not records:
             raise StorageError("the journal is not initialised: run `posbatch terminal init`")
         return row_from_record(StateRow, records[0])
@@ -626,7 +506,7 @@ class Journal:
     def batch(self, batch_id: int) -> BatchRow:
         if self._mirror is not None and batch_id in self._mirror.batches:
             return self._mirror.batches[batch_id]
-        records = self._fetch(_SELECT_BATCH, {"batch_id": batch_id})
+        records = self._fetch(SELECT_BATCH, {"batch_id": batch_id})
         if not records:
             raise StorageError(f"batch {batch_id} is missing from the journal")
         return row_from_record(BatchRow, records[0])
@@ -635,12 +515,12 @@ class Journal:
         return self.batch(self.state().batch_id)
 
     def batches(self) -> list[BatchRow]:
-        return [row_from_record(BatchRow, record) for record in self._fetch(_SELECT_BATCHES)]
+        return [row_from_record(BatchRow, record) for record in self._fetch(SELECT_BATCHES)]
 
     def transactions(self, batch_id: int | None = None) -> list[TxnRow]:
         """Every transaction, or those of batch ``batch_id``; oldest first."""
         if batch_id is None:
-            return [row_from_record(TxnRow, record) for record in self._fetch(_SELECT_TXNS)]
+            return [row_from_record(TxnRow, record) for record in self._fetch(SELECT_TXNS)]
         mirror = self._mirror
         if (
             mirror is not None
@@ -648,7 +528,7 @@ class Journal:
             and mirror.open_txns is not None
         ):
             return sorted(mirror.open_txns.values(), key=txn_id_of)
-        records = self._fetch(_SELECT_BATCH_TXNS, {"batch_id": batch_id})
+        records = self._fetch(SELECT_BATCH_TXNS, {"batch_id": batch_id})
         return [row_from_record(TxnRow, record) for record in records]
 
     def transaction(self, txn_id: int) -> TxnRow:
@@ -659,7 +539,7 @@ class Journal:
                 found = mirror.open_txns.get(txn_id)
             if found is not None:
                 return found
-        records = self._fetch(_SELECT_TXN, {"txn_id": txn_id})
+        records = self._fetch(SELECT_TXN, {"txn_id": txn_id})
         if not records:
             raise StorageError(f"transaction {txn_id} is missing from the journal")
         return row_from_record(TxnRow, records[0])
@@ -668,27 +548,27 @@ class Journal:
         """Transactions the host must hear about before anything else, oldest first."""
         if self._mirror is not None:
             return sorted(self._mirror.outstanding.values(), key=txn_id_of)
-        return [row_from_record(TxnRow, record) for record in self._fetch(_SELECT_OUTSTANDING)]
+        return [row_from_record(TxnRow, record) for record in self._fetch(SELECT_OUTSTANDING)]
 
     def find(self, stan: int, batch_no: int | None = None) -> list[TxnRow]:
         """Transactions with ``stan`` (newest first), optionally only in ``batch_no``."""
         if batch_no is None:
-            records = self._fetch(_SELECT_BY_STAN, {"stan": stan})
+            records = self._fetch(SELECT_BY_STAN, {"stan": stan})
         else:
-            records = self._fetch(_SELECT_BY_STAN_IN_BATCH, {"stan": stan, "batch_no": batch_no})
+            records = self._fetch(SELECT_BY_STAN_IN_BATCH, {"stan": stan, "batch_no": batch_no})
         return [row_from_record(TxnRow, record) for record in records]
 
     def next_txn_id(self) -> int:
         if self._mirror is not None:
             return self._mirror.top_txn_id + 1
-        return self._top(_SELECT_TOP_TXN_ID) + 1
+        return self._top(SELECT_TOP_TXN_ID) + 1
 
     def next_batch_id(self) -> int:
         if self._mirror is not None:
             return self._mirror.top_batch_id + 1
-        return self._top(_SELECT_TOP_BATCH_ID) + 1
+        return self._top(SELECT_TOP_BATCH_ID) + 1
 
-    def _top(self, query: _Query) -> int:
+    def _top(self, query: Query) -> int:
         records = self._fetch(query)
         return int(records[0][0] or 0) if records else 0
 

@@ -19,14 +19,15 @@ believed answer comes whose code is not worth a resend (below), at most
 ``SEND_ATTEMPTS_MAX`` times per flow; then it stays pending and goes first
 next time (:class:`HostUnreachable`).
 
-Which codes are worth a resend is read from the ``retry`` flag of
-:mod:`posbatch.batch.codes`, less the codes that refuse this STAN for good: 95
-(the batch is full: a new STAN in the next batch is needed) always, and 77 for
-a refund (the host never took it — it answers a repeat of a request it holds
-with the original answer, never 77 — so the financial flow makes it again
-under a new STAN after recovery). A reversal answered 77 is resent: the host
-never refuses a reversal for its batch number, so a 77 to one (not signed on,
-or a fault script's) means it reversed nothing.
+Which codes are worth a resend (:func:`worth_a_resend`) is read from the
+flags of :mod:`posbatch.batch.codes`: a ``retry`` code, unless the code says
+the same STAN cannot succeed. ``stan_spent`` (95: the batch is full) always —
+the host keeps that answer for the STAN, and a new STAN in the next batch is
+needed. ``batch_no_refused`` (77) for a refund — the host never took it (it
+answers a repeat of a request it holds with the original answer, never 77), so
+the financial flow makes it again under a new STAN after recovery. A reversal
+answered 77 is resent: the host never refuses a reversal for its batch number,
+so a 77 to one (not signed on, or a fault script's) means it reversed nothing.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
-from posbatch.batch.codes import BATCH_FULL, BATCH_NUMBER_DIFFERS, CODES, describe
+from posbatch.batch.codes import CODES, ResponseCode, describe
 from posbatch.batch.model import Kind
 from posbatch.batch.txn_lifecycle import TxnEvent
 from posbatch.errors import HostUnreachable
@@ -53,12 +54,29 @@ from posbatch.wire import (
 if TYPE_CHECKING:
     from posbatch.terminal._context import EngineContext
 
-__all__ = ["SEND_ATTEMPTS_MAX", "Outstanding"]
+__all__ = ["SEND_ATTEMPTS_MAX", "Outstanding", "worth_a_resend"]
 
 SEND_ATTEMPTS_MAX: Final = 3  # sends of one reversal / refund resend per flow
-_RETRY_CODES: Final = frozenset(code for code, row in CODES.items() if row.retry)
-_REVERSAL_RESEND_CODES: Final = _RETRY_CODES - {BATCH_FULL}
-_REFUND_RESEND_CODES: Final = _REVERSAL_RESEND_CODES - {BATCH_NUMBER_DIFFERS}
+
+
+def worth_a_resend(row: ResponseCode, *, counted_in_batch: bool) -> bool:
+    """Whether a request believed answered ``row`` is sent again as is, same STAN.
+
+    ``counted_in_batch``: the request is counted in the batch it names (a refund),
+    not a reversal, which the host never refuses for its batch number.
+    """
+    if not row.retry or row.stan_spent:
+        return False
+    return not (row.batch_no_refused and counted_in_batch)
+
+
+# The rule applied to every row of the table, once.
+_REVERSAL_RESEND_CODES: Final = frozenset(
+    code for code, row in CODES.items() if worth_a_resend(row, counted_in_batch=False)
+)
+_REFUND_RESEND_CODES: Final = frozenset(
+    code for code, row in CODES.items() if worth_a_resend(row, counted_in_batch=True)
+)
 
 
 class Outstanding:
