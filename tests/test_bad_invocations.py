@@ -278,3 +278,12 @@ def test_a_server_on_a_port_in_use_says_so_in_one_line(
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert (2, 1) == (result.exit_code, len(errors)), result.output
     assert "in use" in errors[0]
+
+
+def test_checkout_refuses_a_catalog_age_no_timedelta_can_hold(in_world: Path) -> None:
+    """--max-catalog-age-min had no upper bound: 10**20 minutes reached ``timedelta`` and
+    raised OverflowError, whenever the world held a catalog copy by then (the sweep above
+    met it only in some orders of the module's tests). Now click refuses it first."""
+    result = _run(["checkout", "--max-catalog-age-min", "99999999999999999999"])
+    assert (result.exit_code, "--max-catalog-age-min" in result.output) == (2, True)
+    assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -58,6 +58,7 @@ from posbatch.errors import CatalogChanged, CheckoutRefused, ConfigError, Declin
 
 __all__ = [
     "CART_LINES_MAX",
+    "CATALOG_AGE_MINUTES_MAX",
     "DEFAULT_MAX_CATALOG_AGE",
     "DEFAULT_NEAR_EXPIRY_DAYS",
     "LINE_QUANTITY_MAX",
@@ -92,6 +93,8 @@ __all__ = [
 LINE_QUANTITY_MAX = 9_999
 CART_LINES_MAX = 200
 DEFAULT_MAX_CATALOG_AGE = dt.timedelta(hours=24)
+CATALOG_AGE_MINUTES_MAX = 527_040
+"""The longest ``--max-catalog-age-min`` (a leap year): older than that a copy is stale."""
 DEFAULT_NEAR_EXPIRY_DAYS = 30
 """A lot expiring within this many days is sold with a warning (``--near-expiry-days``)."""
 NEAR_EXPIRY_DAYS_MAX = 3_660

@@ -33,6 +33,7 @@ from rich.table import Table
 
 from posbatch import storage
 from posbatch.catalog._checkout import (
+    CATALOG_AGE_MINUTES_MAX,
     DEFAULT_MAX_CATALOG_AGE,
     DEFAULT_NEAR_EXPIRY_DAYS,
     NEAR_EXPIRY_DAYS_MAX,
@@ -1129,7 +1130,13 @@ def checkout(
     ] = None,
     credential_file: CredentialFile = None,
     max_catalog_age_min: Annotated[
-        int, typer.Option("--max-catalog-age-min", min=1, help="Warn when the copy is older.")
+        int,
+        typer.Option(
+            "--max-catalog-age-min",
+            min=1,
+            max=CATALOG_AGE_MINUTES_MAX,
+            help="Warn when the copy is older.",
+        ),
     ] = int(DEFAULT_MAX_CATALOG_AGE.total_seconds() // 60),
     near_expiry_days: Annotated[
         int,
