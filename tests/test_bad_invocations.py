@@ -28,10 +28,8 @@ from typer.testing import CliRunner, Result
 from posbatch.cli import app
 from posbatch.host.sealing import KEK_ENV, KEK_FILE_ENV
 from posbatch.storage import DATABASE_URL_ENV
+from testbed import MASTER_KEY_HEX, MERCHANT_ID, TERMINAL_ID
 
-MERCHANT: Final = "898110054110001"
-TERMINAL: Final = "10000001"
-TMK: Final = "0123456789ABCDEFFEDCBA9876543210"
 PAN: Final = "6222021234567890128"
 # An invocation running longer than this is a command that took a hostile value and went on
 # working (serving, simulating) instead of refusing it.
@@ -111,17 +109,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("world")
     (root / "afile").write_text("not a directory, not a database\n")
     (root / "adir").mkdir(mode=0o700)
-    (root / "tmk.hex").write_text(TMK + "\n")
+    (root / "tmk.hex").write_text(MASTER_KEY_HEX + "\n")
     (root / "catalog.csv").write_text("not,a,catalog\n")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
         for name in (DATABASE_URL_ENV, KEK_ENV, KEK_FILE_ENV):
             patch.delenv(name, raising=False)
         results = [
-            runner.invoke(app, ["host", "add-terminal", "--merchant-id", MERCHANT,
-                                "--terminal-id", TERMINAL, "--master-key-file", "tmk.hex"]),
-            runner.invoke(app, ["terminal", "init", "--merchant-id", MERCHANT,
-                                "--terminal-id", TERMINAL, "--master-key-file", "tmk.hex",
+            runner.invoke(app, ["host", "add-terminal", "--merchant-id", MERCHANT_ID,
+                                "--terminal-id", TERMINAL_ID, "--master-key-file", "tmk.hex"]),
+            runner.invoke(app, ["terminal", "init", "--merchant-id", MERCHANT_ID,
+                                "--terminal-id", TERMINAL_ID, "--master-key-file", "tmk.hex",
                                 "--host", f"127.0.0.1:{_closed_port()}"]),
         ]  # fmt: skip
     assert [r.exit_code for r in results] == [0, 0], [r.output for r in results]
@@ -144,7 +142,7 @@ def in_world(world: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 def _plausible(parameter: Any, world: Path) -> str:
     """A value that lets a command get past its parameter checks, by the parameter's name."""
     by_name = {
-        "merchant_id": MERCHANT, "terminal_id": TERMINAL, "master_key_file": "tmk.hex",
+        "merchant_id": MERCHANT_ID, "terminal_id": TERMINAL_ID, "master_key_file": "tmk.hex",
         "host": f"127.0.0.1:{_closed_port()}", "amount": "12.50", "stan": "1",
         "reason": "a test", "destination": str(world / "new-backup.db"),
         "source": str(world / "no-such-backup.db"), "mode": "on", "csv_file": "catalog.csv",

@@ -14,9 +14,9 @@ from posbatch.batch import cards
 from posbatch.batch.cards import check_pan, luhn_valid, mask_card_numbers
 from posbatch.clearing import mask_card_numbers as clearing_mask
 from posbatch.doctor._report import scrub
+from testbed import MERCHANT_ID
 
 PAN_12 = "622202123452"  # 12 digits, Luhn-valid: this profile approves it
-MERCHANT = "898110054110001"
 
 
 def _with_check_digit(body: str) -> str:
@@ -35,13 +35,13 @@ def _with_check_digit(body: str) -> str:
         ("amount 000000001250", "amount 000000001250"),  # 12, leading 0: never a card
         ("totals " + "0" * 62, "totals " + "0" * 62),  # field 48 text is no card number
         ("12345678901", "12345678901"),  # 11 digits: too short to be a card
-        (f"merchant {MERCHANT}", f"merchant {MERCHANT}"),  # allowed below
+        (f"merchant {MERCHANT_ID}", f"merchant {MERCHANT_ID}"),  # allowed below
     ],
 )
 def test_what_is_masked_and_what_is_left(text: str, expected: str) -> None:
     """Every length a card may have is masked; ids, RRNs and amounts stay readable."""
     assert check_pan(PAN_12) is None
-    assert expected == mask_card_numbers(text, allowed=frozenset({MERCHANT}))
+    assert expected == mask_card_numbers(text, allowed=frozenset({MERCHANT_ID}))
 
 
 def test_every_door_uses_the_same_net() -> None:

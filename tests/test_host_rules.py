@@ -84,9 +84,8 @@ from posbatch.wire import (
     encode_totals,
     unwrap_working_keys,
 )
+from testbed import MERCHANT_ID, TERMINAL_ID
 
-TERMINAL_ID = "10000001"
-MERCHANT_ID = "898110054110001"
 NOW = datetime(2026, 3, 1, 10, 30, tzinfo=UTC)
 CURRENT = 5  # the current batch's number
 CURRENT_ID = 50  # its batch_id

@@ -107,7 +107,7 @@ def test_a_till_cannot_write_as_another_terminal(
     """The credential names the till: an order for another terminal ID is 403."""
     orders = HttpOrderBook(served, till)
     with pytest.raises(CatalogError, match="HTTP 403"):
-        orders.open_order(milk_cart(back_office), terminal_id="10000001", opened_at=NOW)
+        orders.open_order(milk_cart(back_office), terminal_id=TERMINAL_ID, opened_at=NOW)
 
 
 def test_a_till_cannot_touch_another_tills_order(
@@ -210,7 +210,7 @@ def test_without_the_host_store_a_payment_is_unverified_and_shown_so(
         milk_cart(back_office),
         payer=ScriptedPayer(approved("000005")),
         orders=back_office,
-        terminal_id="10000001",
+        terminal_id=TERMINAL_ID,
         clock=lambda: NOW,
         today=TODAY,
     )
@@ -269,7 +269,7 @@ def test_a_till_refuses_changes_from_another_back_office(
     write_changes_file(stranger.changes_since(0), theirs)
     with pytest.raises(CatalogError) as caught:
         sync_replica(copy, str(theirs), now=NOW)
-    credential = TillCredential("10000001", stranger.store_id(), "pbt_x")
+    credential = TillCredential(TERMINAL_ID, stranger.store_id(), "pbt_x")
     fresh = CatalogStore.open(f"sqlite:///{tmp_path / 'fresh.db'}")
     with pytest.raises(CatalogError, match="this till's credential names back office"):
         sync_replica(fresh, str(first), now=NOW, credential=credential)
@@ -317,13 +317,13 @@ def test_add_till_command_writes_the_credential(
     out = tmp_path / "till.json"
     first = runner.invoke(
         catalog_cli,
-        ["add-till", "10000001", "--output", str(out), "--by", "li", "--data-dir", data_dir],
+        ["add-till", TERMINAL_ID, "--output", str(out), "--by", "li", "--data-dir", data_dir],
     )
     again = runner.invoke(
         catalog_cli,
         [
             "add-till",
-            "10000001",
+            TERMINAL_ID,
             "--output",
             str(tmp_path / "b.json"),
             "--by",
@@ -333,7 +333,7 @@ def test_add_till_command_writes_the_credential(
         ],
     )
     listed = runner.invoke(catalog_cli, ["tills", "--data-dir", data_dir])
-    expected = (0, "10000001", 2, True)
+    expected = (0, TERMINAL_ID, 2, True)
     assert expected == (
         first.exit_code,
         read_credential(out).terminal_id,

@@ -35,6 +35,7 @@ from posbatch.catalog import (
 )
 from posbatch.catalog.cli import app, open_back_office
 from posbatch.errors import CatalogError, CheckoutRefused
+from testbed import TERMINAL_ID
 
 runner = CliRunner()
 HEADER = "gtin,name,price_fen,lot_tracked,lot_no,expiry,quantity_on_hand,recalled\n"
@@ -135,7 +136,7 @@ def test_trace_keeps_receipt_numbers_whole_at_80_columns(tmp_path: Path) -> None
         price_cart(store.snapshot(), [request], today=TODAY, now=NOW),
         payer=ScriptedPayer(approved("000001")),
         orders=store,
-        terminal_id="10000001",
+        terminal_id=TERMINAL_ID,
         clock=lambda: NOW,
         today=TODAY,
     )

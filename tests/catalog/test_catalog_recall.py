@@ -38,6 +38,7 @@ from posbatch.catalog import (
 )
 from posbatch.catalog.cli import app
 from posbatch.errors import CatalogError, CheckoutRefused
+from testbed import TERMINAL_ID
 
 LATER = NOW + dt.timedelta(hours=1)
 runner = CliRunner()
@@ -147,7 +148,7 @@ def test_a_stale_till_cannot_sell_a_recalled_lot(
             cart,
             payer=payer,
             orders=back_office,
-            terminal_id="10000001",
+            terminal_id=TERMINAL_ID,
             clock=lambda: LATER,
             today=TODAY,
         )
@@ -193,7 +194,7 @@ def test_every_bad_line_is_refused_at_once(back_office: CatalogStore) -> None:
         ),
     )
     with pytest.raises(OrderRefused) as caught:
-        back_office.open_draft(draft, terminal_id="10000001", opened_at=NOW, today=TODAY)
+        back_office.open_draft(draft, terminal_id=TERMINAL_ID, opened_at=NOW, today=TODAY)
     expected = [
         (1, "unknown product 06900000000014"),
         (2, f"lot 'P1' is a lot of {PILLS}, not of Milk 1L ({MILK})"),
@@ -205,7 +206,7 @@ def test_every_bad_line_is_refused_at_once(back_office: CatalogStore) -> None:
 
 def test_the_recall_report_lists_sales_stock_and_returns(back_office: CatalogStore) -> None:
     """Each sale (receipt, terminal, batch_no, STAN, time, quantity), stock, what came back."""
-    for stan, terminal_id in (("000011", "10000001"), ("000012", "10000002")):
+    for stan, terminal_id in (("000011", TERMINAL_ID), ("000012", "10000002")):
         cart = price_cart(back_office.snapshot(), [milk(2)], today=TODAY, now=NOW)
         pay_cart(
             cart,
@@ -219,7 +220,7 @@ def test_the_recall_report_lists_sales_stock_and_returns(back_office: CatalogSto
     report = back_office.recall_report("M-DEC15")
     expected = (
         [
-            ("10000001-00000001", "10000001", "000001", "000011", 2),
+            ("10000001-00000001", TERMINAL_ID, "000001", "000011", 2),
             ("10000002-00000002", "10000002", "000001", "000012", 2),
         ],
         (0, 6),

@@ -40,6 +40,7 @@ from posbatch.catalog import (
 from posbatch.catalog._stock import stock_by_product
 from posbatch.errors import CatalogError
 from posbatch.storage import create_engine
+from testbed import TERMINAL_ID
 
 LATER = NOW + dt.timedelta(hours=2)
 
@@ -69,7 +70,7 @@ def sell(store: CatalogStore, request: LineRequest, stan: str, at: dt.datetime =
         cart,
         payer=ScriptedPayer(approved(stan)),
         orders=store,
-        terminal_id="10000001",
+        terminal_id=TERMINAL_ID,
         clock=lambda: at,
         today=TODAY,
     )

@@ -34,6 +34,7 @@ from posbatch.catalog import (
 )
 from posbatch.errors import CatalogError, Declined, HostUnreachable, IllegalTransition
 from posbatch.host import HostStore
+from testbed import MERCHANT_ID, TERMINAL_ID
 
 CSV = (
     "gtin,name,price_fen,lot_tracked,lot_no,expiry,quantity_on_hand,recalled,trace_prefix\n"
@@ -135,7 +136,7 @@ def test_approved_payment_completes_order_and_decrements_stock(stocked: CatalogS
     cart = price_cart(stocked.snapshot(), [milk_line(4)], today=TODAY, now=NOW)
     payer = ScriptedPayer(approved("000123", "000007"))
     receipt = pay_cart(
-        cart, payer=payer, orders=stocked, terminal_id="10000001", clock=lambda: NOW, today=TODAY
+        cart, payer=payer, orders=stocked, terminal_id=TERMINAL_ID, clock=lambda: NOW, today=TODAY
     )
     trace = stocked.trace_lot("M-DEC15")
     expected = (
@@ -161,7 +162,7 @@ def test_declined_payment_closes_order_unpaid_and_keeps_stock(stocked: CatalogSt
             cart,
             payer=payer,
             orders=stocked,
-            terminal_id="10000001",
+            terminal_id=TERMINAL_ID,
             clock=lambda: NOW,
             today=TODAY,
         )
@@ -183,7 +184,7 @@ def test_no_answer_closes_order_unpaid(stocked: CatalogStore) -> None:
             cart,
             payer=payer,
             orders=stocked,
-            terminal_id="10000001",
+            terminal_id=TERMINAL_ID,
             clock=lambda: NOW,
             today=TODAY,
         )
@@ -203,7 +204,7 @@ def test_crash_during_payment_leaves_order_pending(stocked: CatalogStore) -> Non
             cart,
             payer=payer,
             orders=stocked,
-            terminal_id="10000001",
+            terminal_id=TERMINAL_ID,
             clock=lambda: NOW,
             today=TODAY,
         )
@@ -216,7 +217,7 @@ def test_crash_during_payment_leaves_order_pending(stocked: CatalogStore) -> Non
 def test_paid_order_cannot_be_paid_again(stocked: CatalogStore) -> None:
     """The order state machine refuses paid → paid."""
     cart = price_cart(stocked.snapshot(), [milk_line(1)], today=TODAY, now=NOW)
-    order = stocked.open_order(cart, terminal_id="10000001", opened_at=NOW)
+    order = stocked.open_order(cart, terminal_id=TERMINAL_ID, opened_at=NOW)
     stocked.complete_order(order.order_id, approved("000001"), closed_at=NOW)
     with pytest.raises(IllegalTransition):
         stocked.complete_order(order.order_id, approved("000001"), closed_at=NOW)
@@ -235,7 +236,7 @@ def test_price_change_before_payment_charges_nothing(stocked: CatalogStore) -> N
             cart,
             payer=payer,
             orders=stocked,
-            terminal_id="10000001",
+            terminal_id=TERMINAL_ID,
             clock=lambda: NOW,
             today=TODAY,
             fresh_snapshot=stocked.snapshot(),
@@ -256,7 +257,7 @@ def test_multi_lot_line_stores_one_row_per_lot(stocked: CatalogStore) -> None:
         cart,
         payer=ScriptedPayer(approved("000009")),
         orders=stocked,
-        terminal_id="10000001",
+        terminal_id=TERMINAL_ID,
         clock=lambda: NOW,
         today=TODAY,
     )
@@ -272,9 +273,9 @@ def test_recall_trace_across_two_terminals_and_two_days(stocked: CatalogStore) -
     day_one = NOW
     day_two = NOW + dt.timedelta(days=1, hours=2)
     sales = [
-        ("10000001", day_one, "000001", "000011", "P1"),
+        (TERMINAL_ID, day_one, "000001", "000011", "P1"),
         ("10000002", day_one + dt.timedelta(minutes=5), "000003", "000021", "P1"),
-        ("10000001", day_two, "000002", "000012", "P1"),
+        (TERMINAL_ID, day_two, "000002", "000012", "P1"),
         ("10000002", day_two + dt.timedelta(minutes=1), "000004", "000022", None),
     ]
     for terminal_id, at, batch_no, stan, lot_no in sales:
@@ -294,9 +295,9 @@ def test_recall_trace_across_two_terminals_and_two_days(stocked: CatalogStore) -
         )
     trace = stocked.trace_lot("P1")
     expected = [
-        ("10000001-00000001", "10000001", "000001", "000011", day_one),
+        ("10000001-00000001", TERMINAL_ID, "000001", "000011", day_one),
         ("10000002-00000002", "10000002", "000003", "000021", day_one + dt.timedelta(minutes=5)),
-        ("10000001-00000003", "10000001", "000002", "000012", day_two),
+        ("10000001-00000003", TERMINAL_ID, "000002", "000012", day_two),
     ]
     assert expected == [
         (r.receipt_no, r.terminal_id, r.batch_no, r.stan, r.opened_at) for r in trace
@@ -317,7 +318,7 @@ def test_trace_leaves_out_unpaid_orders_by_default(stocked: CatalogStore) -> Non
             cart,
             payer=ScriptedPayer(Payment(False, "51", "000124", "000007")),
             orders=stocked,
-            terminal_id="10000001",
+            terminal_id=TERMINAL_ID,
             clock=lambda: NOW,
             today=TODAY,
         )
@@ -332,7 +333,7 @@ def test_times_keep_their_instant_whatever_the_zone(stocked: CatalogStore) -> No
     """An order opened at 18:30 Beijing time reads back as the same instant (10:30 UTC)."""
     beijing = dt.timezone(dt.timedelta(hours=8))
     cart = price_cart(stocked.snapshot(), [milk_line(1)], today=TODAY, now=NOW)
-    stocked.open_order(cart, terminal_id="10000001", opened_at=NOW.astimezone(beijing))
+    stocked.open_order(cart, terminal_id=TERMINAL_ID, opened_at=NOW.astimezone(beijing))
     expected = NOW
     assert expected == stocked.trace_lot("M-DEC15")[0].opened_at
 
@@ -342,7 +343,7 @@ def test_catalog_shares_a_database_with_the_host(db_url: str) -> None:
     host = HostStore.open(db_url, pan_key=b"k" * 32)
     catalog = CatalogStore.open(db_url)
     summary = catalog.import_catalog(catalog_products(), catalog_lots(), at=NOW, reason="x")
-    host.add_terminal("898110054110001", "10000001", b"m" * 16, now=NOW)
+    host.add_terminal(MERCHANT_ID, TERMINAL_ID, b"m" * 16, now=NOW)
     catalog.close()
     host.close()
     reopened = CatalogStore.open(db_url)
@@ -359,7 +360,7 @@ def test_payer_raising_declined_closes_order_unpaid(stocked: CatalogStore) -> No
             cart,
             payer=ScriptedPayer(Declined("no", response_code="05")),
             orders=stocked,
-            terminal_id="10000001",
+            terminal_id=TERMINAL_ID,
             clock=lambda: NOW,
             today=TODAY,
         )

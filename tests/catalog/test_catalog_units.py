@@ -171,7 +171,7 @@ def test_a_serial_names_one_unit() -> None:
 
 
 def sell(
-    store: CatalogStore, request: LineRequest, stan: str, terminal_id: str = "10000001"
+    store: CatalogStore, request: LineRequest, stan: str, terminal_id: str = TERMINAL_ID
 ) -> str:
     cart = price_cart(store.snapshot(), [request], today=TODAY, now=NOW)
     return pay_cart(
@@ -208,7 +208,7 @@ def test_a_pack_on_a_pending_order_is_not_sold_twice(back_office: CatalogStore) 
     """Two tills at the same moment: the pack is out from the moment its order is written."""
     back_office.import_catalog(products(), lots(), at=NOW, reason="units")
     cart = price_cart(back_office.snapshot(), [amox(CODE_2)], today=TODAY, now=NOW)
-    back_office.open_order(cart, terminal_id="10000001", opened_at=NOW)
+    back_office.open_order(cart, terminal_id=TERMINAL_ID, opened_at=NOW)
     with pytest.raises(OrderRefused, match=f"drug traceability code {CODE_2} was sold already"):
         back_office.open_order(cart, terminal_id="10000002", opened_at=NOW)
 
@@ -218,7 +218,7 @@ def test_a_declined_payment_frees_the_unit(back_office: CatalogStore) -> None:
     back_office.import_catalog(products(), lots(), at=NOW, reason="units")
     order = back_office.open_order(
         price_cart(back_office.snapshot(), [amox(CODE_2)], today=TODAY, now=NOW),
-        terminal_id="10000001",
+        terminal_id=TERMINAL_ID,
         opened_at=NOW,
     )
     back_office.close_unpaid(order.order_id, payment=None, note="declined", closed_at=NOW)

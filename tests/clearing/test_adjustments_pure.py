@@ -35,9 +35,9 @@ from posbatch.clearing import (
 )
 from posbatch.errors import ClearingError
 from posbatch.wire import mask_pan
+from testbed import MERCHANT_ID, TERMINAL_ID
 
 DAY = date(2026, 9, 30)
-MERCHANT = "898110054110001"
 OTHER = "898110054110002"
 
 
@@ -52,17 +52,17 @@ def rules() -> ClearingRules:
 
 def resolved(
     at: str, resolution: str, amount_fen: int | None, *, exception_id: int = 1,
-    merchant_id: str = MERCHANT,
+    merchant_id: str = MERCHANT_ID,
 ) -> AdjustmentRecord:  # fmt: skip
     return AdjustmentRecord(
-        exception_id, merchant_id, "10000001", "amount-differs", resolution, amount_fen,
+        exception_id, merchant_id, TERMINAL_ID, "amount-differs", resolution, amount_fen,
         beijing_time(at),
     )  # fmt: skip
 
 
 def sale(at: str, amount_fen: int) -> ClearingRecord:
     return ClearingRecord(
-        1, MERCHANT, "10000001", 1, 1, 1, "000000000001", "sale", amount_fen, "00",
+        1, MERCHANT_ID, TERMINAL_ID, 1, 1, 1, "000000000001", "sale", amount_fen, "00",
         mask_pan(DEBIT_PAN), beijing_time(at), None,
     )  # fmt: skip
 
@@ -117,11 +117,13 @@ def test_an_adjustment_is_on_the_trading_day_it_was_resolved() -> None:
         resolved("2026-09-30 22:59", "debit-merchant", 30, exception_id=2),
         resolved("2026-09-30 23:00", "credit-merchant", 7, exception_id=3),
     ]
-    lines = adjustment_lines(DAY, records, CutoffSchedule())[MERCHANT]
+    lines = adjustment_lines(DAY, records, CutoffSchedule())[MERCHANT_ID]
     assert [(1, 100), (2, -30)] == [(line.exception_id, line.amount_fen) for line in lines]
     assert [3] == [
         line.exception_id
-        for line in adjustment_lines(DAY + timedelta(days=1), records, CutoffSchedule())[MERCHANT]
+        for line in adjustment_lines(DAY + timedelta(days=1), records, CutoffSchedule())[
+            MERCHANT_ID
+        ]
     ]
 
 
@@ -132,7 +134,8 @@ def test_the_cut_off_schedule_dates_the_adjustment() -> None:
     assert date(2026, 10, 1) == trading_day(record.resolved_at, cutoffs)
     assert {} == adjustment_lines(DAY, [record], cutoffs)
     assert [100] == [
-        line.amount_fen for line in adjustment_lines(date(2026, 10, 1), [record], cutoffs)[MERCHANT]
+        line.amount_fen
+        for line in adjustment_lines(date(2026, 10, 1), [record], cutoffs)[MERCHANT_ID]
     ]
 
 
@@ -142,8 +145,8 @@ def test_write_off_and_confirm_make_no_line() -> None:
         resolved("2026-09-30 10:00", "write-off", 500, exception_id=1),
         resolved("2026-09-30 10:00", "confirm-host", None, exception_id=2),
     ]
-    assert {MERCHANT: []} == adjustment_lines(
-        DAY, records, CutoffSchedule(), merchant_ids=(MERCHANT,)
+    assert {MERCHANT_ID: []} == adjustment_lines(
+        DAY, records, CutoffSchedule(), merchant_ids=(MERCHANT_ID,)
     )
 
 
@@ -163,7 +166,7 @@ def test_a_statement_with_adjustments_shows_them_and_pays_them() -> None:
         resolved("2026-09-30 12:00", "refund-cardholder", 1_000, exception_id=8),
         resolved("2026-09-30 12:30", "write-off", 900, exception_id=9),
     ]
-    statement = build_statement(MERCHANT, DAY, records, day_rules, adjustments=adjustments)
+    statement = build_statement(MERCHANT_ID, DAY, records, day_rules, adjustments=adjustments)
     assert (100_000, 600, 1_500, 100_900) == (
         statement.gross_fen, statement.fee_fen, statement.adjustment_fen, statement.net_fen,
     )  # fmt: skip
@@ -176,16 +179,16 @@ def test_a_statement_with_adjustments_shows_them_and_pays_them() -> None:
     rows = list(csv.reader(io.StringIO(statement_csv(statement).lstrip("\ufeff"))))
     assert ["差错调整 adjustments", "15.00"] in rows
     assert ["净额 net", "1009.00"] in rows
-    assert ["8", "10000001", "amount-differs", "refund-cardholder", "-10.00", "0.00"] in [
+    assert ["8", TERMINAL_ID, "amount-differs", "refund-cardholder", "-10.00", "0.00"] in [
         row[1:] for row in rows
     ]
     document = clearing_file(DAY, records, day_rules, adjustments)
-    assert [(MERCHANT, 1_500, 100_900)] == [
+    assert [(MERCHANT_ID, 1_500, 100_900)] == [
         (line.merchant_id, line.adjustment_fen, line.net_fen) for line in document.lines
     ]
     assert (1_500, 100_900) == (document.adjustment_fen, document.net_fen)
     file_rows = list(csv.reader(io.StringIO(clearing_file_csv(document))))
-    assert [MERCHANT, "1", "1000.00", "6.00", "1009.00", "T+1", "2026-10-08", "no", "15.00"] == (
+    assert [MERCHANT_ID, "1", "1000.00", "6.00", "1009.00", "T+1", "2026-10-08", "no", "15.00"] == (
         file_rows[1]
     )
     assert "差错调整 adjustments 15.00 (2)" in render_clearing_file(document)
@@ -222,14 +225,14 @@ def test_no_fen_is_created_or_lost_by_adjustments(
     day_rules = rules()
     records = [
         ClearingRecord(
-            number, MERCHANT, "10000001", 1, 1, number, None, "sale", amount, "00",
+            number, MERCHANT_ID, TERMINAL_ID, 1, 1, number, None, "sale", amount, "00",
             mask_pan(DEBIT_PAN), start + timedelta(minutes=minute), None,
         )
         for number, (minute, amount) in enumerate(sales, start=1)
     ]  # fmt: skip
     adjustments = [
         AdjustmentRecord(
-            number, MERCHANT, "10000001", "amount-differs", resolution,
+            number, MERCHANT_ID, TERMINAL_ID, "amount-differs", resolution,
             None if resolution == "confirm-host" else amount,
             start + timedelta(minutes=minute),
         )
@@ -239,7 +242,7 @@ def test_no_fen_is_created_or_lost_by_adjustments(
     counted: list[int] = []
     for offset in range(3):
         day = DAY + timedelta(days=offset)
-        statement = build_statement(MERCHANT, day, records, day_rules, adjustments=adjustments)
+        statement = build_statement(MERCHANT_ID, day, records, day_rules, adjustments=adjustments)
         assert statement.net_fen == (
             statement.gross_fen - statement.fee_fen + statement.adjustment_fen
         )

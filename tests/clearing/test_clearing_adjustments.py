@@ -8,7 +8,7 @@ import io
 from datetime import date
 
 import pytest
-from clearing_world import MERCHANT_ID, World, beijing_time
+from clearing_world import MERCHANT_ID, TERMINAL_ID, World, beijing_time
 
 from posbatch.backoffice import Actor, ExceptionWork
 from posbatch.batch.host_effects import AddException
@@ -27,7 +27,7 @@ def raise_exception(world: World, *, host_amount_fen: int = 5_000) -> int:
     """An exception (差错) of the merchant's terminal, raised at the world's clock; its id."""
     with world.store.transaction() as tx:
         tx.apply([AddException(
-            terminal_id="10000001", merchant_id=MERCHANT_ID, batch_id=None, batch_no=1, stan=1,
+            terminal_id=TERMINAL_ID, merchant_id=MERCHANT_ID, batch_id=None, batch_no=1, stan=1,
             kind=ANY_KIND, cause="a difference to settle", terminal_amount_fen=None,
             host_amount_fen=host_amount_fen, at=world.clock(),
         )])  # fmt: skip

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clearing_world import MERCHANT_ID, World, beijing_time
+from clearing_world import MERCHANT_ID, TERMINAL_ID, World, beijing_time
 from typer.testing import CliRunner
 
 from posbatch.backoffice import Actor, ExceptionWork
@@ -166,7 +166,7 @@ def test_statement_prints_and_writes_a_private_csv(
                              data_dir=data_dir)  # fmt: skip
     raw = target.read_bytes()
     rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
-    details = [row for row in rows if len(row) > 10 and row[1] == "10000001"]
+    details = [row for row in rows if len(row) > 10 and row[1] == TERMINAL_ID]
     assert 0 == code
     assert "对账单 Statement" in out and "应付商户 to be paid to the merchant: 10079.40" in out
     assert (0o600, b"\xef\xbb\xbf") == (stat.S_IMODE(target.stat().st_mode), raw[:3])
@@ -180,7 +180,7 @@ def test_statement_and_run_show_an_adjustment(traded: World, data_dir: str, tmp_
     差错调整, pays it in the net, writes it to the CSV; the clearing run says so too."""
     with traded.store.transaction() as tx:
         tx.apply([AddException(
-            terminal_id="10000001", merchant_id=MERCHANT_ID, batch_id=None, batch_no=1, stan=9,
+            terminal_id=TERMINAL_ID, merchant_id=MERCHANT_ID, batch_id=None, batch_no=1, stan=9,
             kind="terminal-only", cause="uploaded, not on the host", terminal_amount_fen=2_500,
             host_amount_fen=None, at=traded.clock(),
         )])  # fmt: skip

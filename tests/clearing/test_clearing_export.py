@@ -26,8 +26,8 @@ from posbatch.clearing import (
     safe_cell,
     statement_csv,
 )
+from testbed import MERCHANT_ID, TERMINAL_ID
 
-MERCHANT = "898110054110001"
 DAY = date(2026, 9, 30)
 RULES = ClearingRules(
     fee_schedules=(FeeSchedule(None, RULES_FROM, standard_rates()),),
@@ -75,15 +75,15 @@ def test_card_numbers_in_free_text_are_masked(text: str, expected: str) -> None:
 
 def _statement_with_a_leaky_exception():  # type: ignore[no-untyped-def]
     record = ClearingRecord(
-        1, MERCHANT, "10000001", 1, 1, 1, "000000000001", "sale", 10_000, "00",
+        1, MERCHANT_ID, TERMINAL_ID, 1, 1, 1, "000000000001", "sale", 10_000, "00",
         "622202*********0128", beijing_time("2026-09-30 10:00"), None,
     )  # fmt: skip
     leak = ExceptionRecord(
-        7, MERCHANT, "10000001", 1, 1, "late-reversal",
+        7, MERCHANT_ID, TERMINAL_ID, 1, 1, "late-reversal",
         f"=cause quoting the card {DEBIT_PAN}", 10_000, 10_000,
         beijing_time("2026-09-30 11:00"),
     )  # fmt: skip
-    return build_statement(MERCHANT, DAY, [record], RULES, exceptions=[leak])
+    return build_statement(MERCHANT_ID, DAY, [record], RULES, exceptions=[leak])
 
 
 def test_no_export_shows_a_whole_card_number() -> None:
@@ -102,7 +102,7 @@ def test_statement_csv_has_a_summary_then_the_lines() -> None:
     """Summary rows first (merchant, day, totals, arrival), then one row per line."""
     rows = list(csv.reader(io.StringIO(statement_csv(_statement_with_a_leaky_exception()))))
     summary = {row[0]: row[1] for row in rows[:10]}
-    assert ("898110054110001", "2026-09-30", "100.00", "0.60", "99.40", "2026-10-08") == (
+    assert (MERCHANT_ID, "2026-09-30", "100.00", "0.60", "99.40", "2026-10-08") == (
         summary["对账单 statement"],
         summary["交易日 trading_day"],
         summary["交易金额 gross"],
@@ -117,16 +117,16 @@ def test_statement_csv_has_a_summary_then_the_lines() -> None:
 def test_clearing_file_csv_and_text() -> None:
     """One row per merchant then the total; the text shows the same figures."""
     record = ClearingRecord(
-        1, MERCHANT, "10000001", 1, 1, 1, None, "sale", 123_456, "00",
+        1, MERCHANT_ID, TERMINAL_ID, 1, 1, 1, None, "sale", 123_456, "00",
         "622202*********0128", beijing_time("2026-09-30 10:00"), None,
     )  # fmt: skip
     document = clearing_file(DAY, [record], RULES)
     rows = list(csv.reader(io.StringIO(clearing_file_csv(document))))
-    assert [MERCHANT, "1", "1234.56", "7.41", "1227.15", "T+1", "2026-10-08", "no", "0.00"] == rows[
-        1
-    ]
+    assert [MERCHANT_ID, "1", "1234.56", "7.41", "1227.15", "T+1", "2026-10-08", "no", "0.00"] == (
+        rows[1]
+    )
     assert ["合计 total", "1", "1234.56", "7.41", "1227.15", "", "", "", "0.00"] == rows[2]
-    assert f"{MERCHANT}       1       1234.56        7.41       1227.15" in render_clearing_file(
+    assert f"{MERCHANT_ID}       1       1234.56        7.41       1227.15" in render_clearing_file(
         document
     )
 

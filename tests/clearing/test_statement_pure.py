@@ -33,8 +33,8 @@ from posbatch.clearing import (
 )
 from posbatch.errors import ClearingError
 from posbatch.wire import mask_pan
+from testbed import MERCHANT_ID, TERMINAL_ID
 
-MERCHANT = "898110054110001"
 DAY = date(2026, 9, 30)
 
 
@@ -63,7 +63,7 @@ class Ledger:
     ) -> ClearingRecord:
         number = next(self.ids)
         record = ClearingRecord(
-            number, MERCHANT, "10000001", 1, 1, number, f"{number:012d}", "sale", amount_fen,
+            number, MERCHANT_ID, TERMINAL_ID, 1, 1, number, f"{number:012d}", "sale", amount_fen,
             "00", mask_pan(pan), beijing_time(at),
             None if reversed_at is None else beijing_time(reversed_at),
         )  # fmt: skip
@@ -91,7 +91,7 @@ class Ledger:
             if r.original is not None and r.original.transaction_id == sale.transaction_id
         ] + [(number, amount_fen, approved_at, None)]
         record = ClearingRecord(
-            number, MERCHANT, "10000001", 1, 1, number, f"{number:012d}", kind, amount_fen,
+            number, MERCHANT_ID, TERMINAL_ID, 1, 1, number, f"{number:012d}", kind, amount_fen,
             sale.card_type, sale.pan_masked, approved_at,
             None if reversed_at is None else beijing_time(reversed_at), original,
             credit_pieces(number, sale.amount_fen, siblings),
@@ -101,7 +101,7 @@ class Ledger:
 
 
 def statement_of(ledger: Ledger, day: date = DAY, **terms: object):  # type: ignore[no-untyped-def]
-    return build_statement(MERCHANT, day, ledger.records, rules(**terms))
+    return build_statement(MERCHANT_ID, day, ledger.records, rules(**terms))
 
 
 def test_fees_and_net_of_a_day() -> None:
@@ -215,7 +215,7 @@ def test_a_missing_schedule_is_an_error_not_a_free_sale() -> None:
     ledger = Ledger()
     ledger.sale("2026-09-30 10:00", 10_000)
     with pytest.raises(ClearingError, match="set-fees"):
-        build_statement(MERCHANT, DAY, ledger.records, ClearingRules())
+        build_statement(MERCHANT_ID, DAY, ledger.records, ClearingRules())
 
 
 def test_an_unknown_bin_is_priced_as_credit_and_counted() -> None:
@@ -258,10 +258,10 @@ def test_instant_merchants_pay_the_instant_rate_and_arrive_the_same_day() -> Non
     schedule = FeeSchedule(None, RULES_FROM, standard_rates(), instant_rate=extra)
     instant = ClearingRules(
         fee_schedules=(schedule,),
-        merchant_terms=(MerchantTerms(MERCHANT, RULES_FROM, SettlementCycle.D0),),
+        merchant_terms=(MerchantTerms(MERCHANT_ID, RULES_FROM, SettlementCycle.D0),),
         card_bins=(CardBin("622202", Funding.DEBIT, RULES_FROM),),
     )
-    statement = build_statement(MERCHANT, date(2026, 10, 3), ledger.records, instant)
+    statement = build_statement(MERCHANT_ID, date(2026, 10, 3), ledger.records, instant)
     assert (65, date(2026, 10, 3)) == (statement.fee_fen, statement.arrival.arrival_date)
 
 
@@ -338,7 +338,7 @@ def test_no_fen_is_created_or_lost(
     days = sorted({trading_day(moment) for moment in moments})
     lines = []
     for day in days:
-        statement = build_statement(MERCHANT, day, ledger.records, clearing_rules)
+        statement = build_statement(MERCHANT_ID, day, ledger.records, clearing_rules)
         assert statement.gross_fen == statement.fee_fen + statement.net_fen
         assert all(line.amount_fen == line.fee_fen + line.net_fen for line in statement.lines)
         lines.extend(statement.lines)
@@ -359,7 +359,7 @@ def test_no_fen_is_created_or_lost(
         by_sale[sale_id] = by_sale.get(sale_id, 0) + line.fee_fen
     for sale_id, fees in by_sale.items():
         sale = next(r for r in ledger.records if r.transaction_id == sale_id)
-        own = clearing_rules.schedule_for(MERCHANT, DAY).sale_fee_fen(
+        own = clearing_rules.schedule_for(MERCHANT_ID, DAY).sale_fee_fen(
             sale.amount_fen, CardClass.DOMESTIC_DEBIT, instant=False
         )
         assert 0 <= fees <= own, (sale_id, fees, own)
@@ -398,7 +398,7 @@ def test_price_lines_is_the_one_pricing_of_statements_and_files() -> None:
     ledger = Ledger()
     for minute in range(10):
         ledger.sale(f"2026-09-30 10:{minute:02d}", 1_000 + 777 * minute)
-    priced = price_lines(DAY, ledger.records, rules())[MERCHANT]
+    priced = price_lines(DAY, ledger.records, rules())[MERCHANT_ID]
     document = clearing_file(DAY, ledger.records, rules())
     assert sum(line.fee_fen for line in priced) == document.total.fee_fen
 

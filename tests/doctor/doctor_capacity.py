@@ -10,6 +10,7 @@ from doctor_world import PAN, World
 from posbatch.batch.model import CardType, Kind
 from posbatch.terminal import KEY_FILE_NAME, TerminalSecrets, TxnRow, TxnState
 from posbatch.wire import mask_pan
+from testbed import TERMINAL_ID
 
 OLD_SALES = 1_001
 
@@ -25,7 +26,7 @@ def over_capacity(world: World) -> None:
     state = journal.state()
     first_stan = state.stan + 1  # STANs taken one by one, as the old terminal did
     at = terminal.journal.transactions()[-1].created_at
-    host_batch = next(b for b in world.store.batches("10000001") if b.current)
+    host_batch = next(b for b in world.store.batches(TERMINAL_ID) if b.current)
     with journal.write(world.terminal_clock()) as writer:
         for index in range(OLD_SALES):
             writer.state(replace(state, stan=first_stan + index))
@@ -41,11 +42,11 @@ def over_capacity(world: World) -> None:
     with world.store.transaction() as tx:
         for index in range(OLD_SALES):
             tx.insert_transaction(
-                batch_id=host_batch.batch_id, terminal_id="10000001", stan=first_stan + index,
+                batch_id=host_batch.batch_id, terminal_id=TERMINAL_ID, stan=first_stan + index,
                 kind="sale", amount_fen=1_000 + index, card_type="00",
                 pan_hmac=world.store.pan_hmac(PAN), pan_masked=mask_pan(PAN), status="approved",
                 response_code="00", rrn=None, auth_code=None, local_time=None, local_date=None,
                 original_transaction_id=None, request_digest="old", created_at=world.clock(),
             )  # fmt: skip
             tx.note_approval(host_batch.batch_id, 1_000 + index)
-            tx.note_stan("10000001", first_stan + index)
+            tx.note_stan(TERMINAL_ID, first_stan + index)

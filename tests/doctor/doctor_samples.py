@@ -12,14 +12,15 @@ from posbatch.doctor import (
     LocalBatchState,
     NetworkProbe,
 )
+from testbed import MERCHANT_ID, TERMINAL_ID
 
 NOW = datetime(2026, 11, 25, 18, 0, tzinfo=UTC)
 
 
 def journal(**changes: object) -> JournalEvidence:
     base = JournalEvidence(
-        terminal_id="10000001",
-        merchant_id="898110054110001",
+        terminal_id=TERMINAL_ID,
+        merchant_id=MERCHANT_ID,
         now=NOW,
         batch_no=7,
         batch_state=LocalBatchState.OPEN,
@@ -73,7 +74,7 @@ def network(**changes: object) -> NetworkProbe:
 
 def evidence(**changes: object) -> Evidence:
     base = Evidence(
-        terminal_id="10000001",
+        terminal_id=TERMINAL_ID,
         gathered_at=NOW,
         journal=journal(),
         host_view=host_view(),

@@ -23,6 +23,7 @@ from posbatch.batch.model import Kind
 from posbatch.doctor import Cause, Outcome, RepairStatus, Report, account, examine, rule_for
 from posbatch.errors import ConfigError, HostUnreachable
 from posbatch.terminal import JOURNAL_FILE_NAME, restore_journal
+from testbed import TERMINAL_ID
 
 # --- the broken states ------------------------------------------------------------------
 
@@ -131,7 +132,7 @@ def software_update(world: World) -> None:
 def host_advanced(world: World) -> None:
     """The acquirer's back office advances the terminal's batch (advance_batch)."""
     world.established()
-    world.core.advance_batch("10000001", "cut-over")
+    world.core.advance_batch(TERMINAL_ID, "cut-over")
 
 
 def upload_cut_off(world: World) -> None:
@@ -195,7 +196,7 @@ def _unsettled(world: World, *, left_open: bool = False) -> list[str]:
         or balance.outstanding_count
     ):
         problems.append(f"terminal batch {balance.batch_no:06d}: {balance}")
-    info = world.store.terminal("10000001")
+    info = world.store.terminal(TERMINAL_ID)
     assert info is not None
     if info.batch_no != balance.batch_no:
         problems.append(f"host batch {info.batch_no} vs terminal {balance.batch_no}")
@@ -230,7 +231,7 @@ def test_fix_settles_and_accounts_for_every_approval(world: World, cause: Cause)
     assert expected == (
         [result.status for result in report.repairs_done],
         _unsettled(world, left_open=cause in LEFT_OPEN),
-        list(account(world.store, "10000001", world.terminal.journal).problems),
+        list(account(world.store, TERMINAL_ID, world.terminal.journal).problems),
     )
 
 

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from posbatch.cli import app
 from posbatch.doctor import Cause, Line, Outcome, diagnose_from_host, write_bundle
 from posbatch.doctor.cli import host_doctor_command
+from testbed import TERMINAL_ID
 
 runner = CliRunner()
 
@@ -65,14 +66,14 @@ def test_doctor_without_a_host_address_claims_no_cause(world: World) -> None:
 def test_host_doctor_names_a_back_office_advance(world: World) -> None:
     """From the host's records alone, a back-office advance is named."""
     host_advanced(world)
-    report = diagnose_from_host(world.store, "10000001", now=world.clock())
+    report = diagnose_from_host(world.store, TERMINAL_ID, now=world.clock())
     assert Cause.HOST_CHANGE == report.diagnosis.cause
 
 
 def test_host_doctor_of_a_healthy_terminal_finds_nothing(world: World) -> None:
     """Settled batches and a fresh open batch: the host side sees no failure."""
     world.established()
-    report = diagnose_from_host(world.store, "10000001", now=world.clock())
+    report = diagnose_from_host(world.store, TERMINAL_ID, now=world.clock())
     assert Outcome.HEALTHY == report.diagnosis.outcome
 
 
@@ -85,7 +86,7 @@ def test_host_doctor_command_writes_a_bundle(world: World) -> None:
     """``host doctor --bundle`` writes a bundle the support desk can read."""
     host_advanced(world)
     path = world.data_dir.parent / "host.json"
-    host_doctor_command(world.store, "10000001", bundle=path, console=Console(quiet=True))
+    host_doctor_command(world.store, TERMINAL_ID, bundle=path, console=Console(quiet=True))
     assert "host_change" == json.loads(path.read_text())["report"]["diagnosis"]["cause"]
 
 

@@ -26,11 +26,12 @@ from posbatch.doctor import (
     diagnose,
     render_text,
 )
+from testbed import TERMINAL_ID
 
 
 def _records(**changes: object) -> HostRecords:
     base = HostRecords(
-        terminal_id="10000001",
+        terminal_id=TERMINAL_ID,
         registered=True,
         signed_on=True,
         batch_no=7,

@@ -11,6 +11,7 @@ from posbatch.doctor import Cause, Outcome, account, diagnose_from_host
 from posbatch.doctor._words import capacity_words
 from posbatch.doctor.cli import host_doctor_command
 from posbatch.host import ExceptionKind
+from testbed import TERMINAL_ID
 
 
 def _evidence_text(report: object) -> str:
@@ -32,19 +33,19 @@ def test_a_batch_over_capacity_is_named_and_fix_settles_it_by_upload(world: Worl
     assert "more than the settlement totals (field 48) can count" in _evidence_text(report)
     assert "domestic debits (sales): 1001 (at most 999)" in _evidence_text(report)
     fixed = world.examine(fix=True)
-    kinds = {exc.kind for exc in world.store.exceptions("10000001")}
+    kinds = {exc.kind for exc in world.store.exceptions(TERMINAL_ID)}
     assert fixed.after is not None and fixed.after.outcome == Outcome.ATTENTION, fixed.after
     assert not fixed.after.failed
     assert ExceptionKind.BATCH_OVER_CAPACITY in kinds
-    assert [] == list(account(world.store, "10000001", world.terminal.journal).problems)
+    assert [] == list(account(world.store, TERMINAL_ID, world.terminal.journal).problems)
     assert world.terminal.sale(500, PAN).approved
 
 
 def test_host_doctor_sees_a_batch_over_capacity(world: World) -> None:
     """From the host's records alone: found, exit 1 (it said "healthy" before)."""
     over_capacity(world)
-    report = diagnose_from_host(world.store, "10000001", now=world.clock())
-    code = host_doctor_command(world.store, "10000001", console=Console(file=None, quiet=True))
+    report = diagnose_from_host(world.store, TERMINAL_ID, now=world.clock())
+    code = host_doctor_command(world.store, TERMINAL_ID, console=Console(file=None, quiet=True))
     assert (Outcome.FOUND, Cause.BATCH_FULL, 1) == (
         report.diagnosis.outcome, report.diagnosis.cause, code
     )  # fmt: skip

@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 from posbatch.cli import app as root_app
 from posbatch.host.cli import app
 from posbatch.storage import DATABASE_URL_ENV
+from testbed import MASTER_KEY_HEX, MERCHANT_ID, TERMINAL_ID
 
 runner = CliRunner()
-MERCHANT = "898110054110001"
 
 
 @pytest.fixture
@@ -33,9 +33,9 @@ def test_add_terminal_generates_and_prints_a_key(data_dir: str) -> None:
         [
             "add-terminal",
             "--merchant-id",
-            MERCHANT,
+            MERCHANT_ID,
             "--terminal-id",
-            "10000001",
+            TERMINAL_ID,
             "--data-dir",
             data_dir,
         ],
@@ -46,17 +46,17 @@ def test_add_terminal_generates_and_prints_a_key(data_dir: str) -> None:
 
 def test_list_terminals_shows_registered_terminals(data_dir: str) -> None:
     """A registered terminal is listed active and not signed on."""
-    runner.invoke(app, ["add-terminal", "--merchant-id", MERCHANT, "--terminal-id", "10000001",
+    runner.invoke(app, ["add-terminal", "--merchant-id", MERCHANT_ID, "--terminal-id", TERMINAL_ID,
                         "--master-key-file", "-", "--data-dir", data_dir],
-                  input="0123456789ABCDEFFEDCBA9876543210\n")  # fmt: skip
+                  input=MASTER_KEY_HEX + "\n")  # fmt: skip
     result = runner.invoke(app, ["list-terminals", "--data-dir", data_dir])
     row = result.output.splitlines()[1].split()
-    assert row[:4] == ["10000001", MERCHANT, "active", "no"]
+    assert row[:4] == [TERMINAL_ID, MERCHANT_ID, "active", "no"]
 
 
 def test_duplicate_terminal_is_an_error(data_dir: str) -> None:
     """Registering the same terminal twice exits 2 with a message."""
-    arguments = ["add-terminal", "--merchant-id", MERCHANT, "--terminal-id", "10000001",
+    arguments = ["add-terminal", "--merchant-id", MERCHANT_ID, "--terminal-id", TERMINAL_ID,
                  "--data-dir", data_dir]  # fmt: skip
     runner.invoke(app, arguments)
     result = runner.invoke(app, arguments)
@@ -65,9 +65,9 @@ def test_duplicate_terminal_is_an_error(data_dir: str) -> None:
 
 def test_suspend_then_list(data_dir: str) -> None:
     """suspend marks the terminal suspended in the list."""
-    runner.invoke(app, ["add-terminal", "--merchant-id", MERCHANT, "--terminal-id", "10000001",
+    runner.invoke(app, ["add-terminal", "--merchant-id", MERCHANT_ID, "--terminal-id", TERMINAL_ID,
                         "--data-dir", data_dir])  # fmt: skip
-    runner.invoke(app, ["suspend", "10000001", "--data-dir", data_dir])
+    runner.invoke(app, ["suspend", TERMINAL_ID, "--data-dir", data_dir])
     result = runner.invoke(app, ["list-terminals", "--data-dir", data_dir])
     assert result.output.splitlines()[1].split()[2] == "suspended"
 
@@ -84,7 +84,7 @@ def test_every_command_has_an_example() -> None:
 
 def test_host_doctor_unknown_terminal_exits_2(data_dir: str) -> None:
     """posbatch host doctor on a terminal the host does not know exits 2."""
-    runner.invoke(app, ["add-terminal", "--merchant-id", MERCHANT, "--terminal-id", "10000001",
+    runner.invoke(app, ["add-terminal", "--merchant-id", MERCHANT_ID, "--terminal-id", TERMINAL_ID,
                         "--data-dir", data_dir])  # fmt: skip
     # `host doctor` belongs to doctor (the host never imports doctor): mounted by the root command.
     result = runner.invoke(root_app, ["host", "doctor", "99999999", "--data-dir", data_dir])

@@ -20,10 +20,9 @@ from posbatch.host.sealing import (
     stage_rotation,
 )
 from posbatch.storage import DATABASE_URL_ENV
+from testbed import MASTER_KEY_HEX, MERCHANT_ID, TERMINAL_ID
 
 runner = CliRunner()
-MERCHANT = "898110054110001"
-TMK = "0123456789ABCDEFFEDCBA9876543210"
 
 
 @pytest.fixture
@@ -34,8 +33,9 @@ def data_dir(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Pa
     if db_url.startswith("postgresql"):
         monkeypatch.setenv(DATABASE_URL_ENV, db_url)
     directory = tmp_path / "data"
-    result = _host("add-terminal", "--merchant-id", MERCHANT, "--terminal-id", "10000001",
-                   "--master-key-file", "-", "--data-dir", str(directory), input=TMK)  # fmt: skip
+    result = _host("add-terminal", "--merchant-id", MERCHANT_ID, "--terminal-id", TERMINAL_ID,
+                   "--master-key-file", "-", "--data-dir", str(directory),
+                   input=MASTER_KEY_HEX)  # fmt: skip
     assert result.exit_code == 0, result.output
     return directory
 
@@ -77,7 +77,7 @@ def test_a_store_open_to_other_users_is_refused_with_the_fix(data_dir: Path, tar
 def test_the_sqlite_file_open_to_other_users_is_refused(tmp_path: Path) -> None:
     """host.db with mode 0644 (a copy made with a loose umask) is refused."""
     directory = tmp_path / "data"
-    _host("add-terminal", "--merchant-id", MERCHANT, "--terminal-id", "10000001",
+    _host("add-terminal", "--merchant-id", MERCHANT_ID, "--terminal-id", TERMINAL_ID,
           "--data-dir", str(directory))  # fmt: skip
     (directory / "host.db").chmod(0o644)
     result = _host("list-terminals", "--data-dir", str(directory))
@@ -106,7 +106,7 @@ def test_the_kek_from_a_file_named_in_the_environment(
     monkeypatch.setenv(KEK_FILE_ENV, str(elsewhere))
     found = _host("list-terminals", "--data-dir", str(data_dir))
     assert (missing.exit_code, "no KEK at" in missing.output) == (2, True)
-    assert (found.exit_code, "10000001" in found.output) == (0, True)
+    assert (found.exit_code, TERMINAL_ID in found.output) == (0, True)
 
 
 def test_a_missing_kek_is_not_made_anew_for_a_sealed_store(data_dir: Path, db_url: str) -> None:
@@ -125,7 +125,7 @@ def test_rotate_kek_reseals_and_replaces_the_kek_file(data_dir: Path) -> None:
     listed = _host("list-terminals", "--data-dir", str(data_dir))
     assert result.exit_code == 0, result.output
     assert before.kek_id != after.kek_id and f"under KEK {after.kek_id}" in result.output
-    assert (listed.exit_code, "10000001" in listed.output) == (0, True)
+    assert (listed.exit_code, TERMINAL_ID in listed.output) == (0, True)
     assert not pending_kek_path(data_dir / KEK_FILE_NAME).exists()
     assert _mode(data_dir / KEK_FILE_NAME) == 0o600
 

@@ -19,6 +19,7 @@ from posbatch.host.issuer import (
     IssuerRules,
     luhn_valid,
 )
+from testbed import TERMINAL_ID
 
 NOW = datetime(2026, 11, 25, tzinfo=UTC)
 
@@ -103,11 +104,11 @@ def test_fault_script_from_json_file(tmp_path: Path) -> None:
     """A JSON script loads its rules and seed."""
     path = tmp_path / "faults.json"
     path.write_text(json.dumps({"seed": 3, "rules": [
-        {"terminal_id": "10000001", "kind": "sale", "action": "drop", "count": 1}]}))  # fmt: skip
+        {"terminal_id": TERMINAL_ID, "kind": "sale", "action": "drop", "count": 1}]}))  # fmt: skip
     script = load_fault_script(path)
     assert (script.seed, script.rules) == (
         3,
-        (FaultRule(FaultAction.DROP, terminal_id="10000001", kind=Kind.SALE, count=1),),
+        (FaultRule(FaultAction.DROP, terminal_id=TERMINAL_ID, kind=Kind.SALE, count=1),),
     )
 
 
@@ -139,7 +140,7 @@ def test_bad_fault_rules_are_refused(tmp_path: Path, rule: dict[str, object]) ->
 def test_fault_count_is_used_up() -> None:
     """A rule with count 2 acts twice, then never again."""
     script = FaultScript([FaultRule(FaultAction.DROP, count=2)])
-    picks = [script.pick("10000001", Kind.SALE) is not None for _ in range(4)]
+    picks = [script.pick(TERMINAL_ID, Kind.SALE) is not None for _ in range(4)]
     assert picks == [True, True, False, False]
 
 
@@ -148,17 +149,17 @@ def test_fault_draws_repeat_with_the_same_seed() -> None:
 
     def draws(seed: int) -> list[bool]:
         script = FaultScript([FaultRule(FaultAction.DROP, probability=0.5)], seed=seed)
-        return [script.pick("10000001", Kind.SALE) is not None for _ in range(50)]
+        return [script.pick(TERMINAL_ID, Kind.SALE) is not None for _ in range(50)]
 
     assert draws(7) == draws(7)
 
 
 def test_fault_rule_matches_terminal_and_kind() -> None:
     """A rule for one terminal's settlements leaves its sales and other terminals alone."""
-    rule = FaultRule(FaultAction.DROP, terminal_id="10000001", kind=Kind.SETTLEMENT)
+    rule = FaultRule(FaultAction.DROP, terminal_id=TERMINAL_ID, kind=Kind.SETTLEMENT)
     matches = (
-        rule.matches("10000001", Kind.SETTLEMENT),
-        rule.matches("10000001", Kind.SALE),
+        rule.matches(TERMINAL_ID, Kind.SETTLEMENT),
+        rule.matches(TERMINAL_ID, Kind.SALE),
         rule.matches("10000002", Kind.SETTLEMENT),
     )
     assert matches == (True, False, False)

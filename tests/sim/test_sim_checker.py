@@ -16,8 +16,8 @@ from posbatch.sim._model import (
     TerminalTxnRow,
     TerminalTxnStatus,
 )
+from testbed import TERMINAL_ID as TID
 
-TID = "10000001"
 SALE_TOTALS = SettlementTotals(CardTotals(1250, 1, 0, 0))
 
 

@@ -11,6 +11,7 @@ from posbatch.sim._clock import VirtualClock
 from posbatch.sim._faults import FaultCounter, FaultKind, FaultProfile
 from posbatch.sim._link import HostNode, SimLink, SimulatedCrash
 from posbatch.sim._trace import Trace
+from testbed import TERMINAL_ID
 
 REQUEST = b"\x00\x05hello"
 ANSWER = b"\x00\x03ok!"
@@ -58,7 +59,7 @@ def make_link(kind: FaultKind | None) -> tuple[SimLink, _RecordingHost, FaultCou
     profile = FaultProfile("one", {kind: 1.0} if kind is not None else {})
     node = HostNode(host.session, lambda: None)
     link = SimLink(
-        "10000001",
+        TERMINAL_ID,
         host=node,
         clock=clock,
         profile=profile,
@@ -144,7 +145,7 @@ def test_host_failure_is_recorded_not_raised() -> None:
 
     node = HostNode(broken_session, lambda: None)
     link = SimLink(
-        "10000001",
+        TERMINAL_ID,
         host=node,
         clock=VirtualClock(),
         profile=FaultProfile("none"),

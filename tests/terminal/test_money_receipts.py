@@ -21,6 +21,7 @@ from posbatch.terminal import (
 )
 from posbatch.terminal._receipts import _columns
 from posbatch.wire import encode_totals
+from testbed import MERCHANT_ID, TERMINAL_ID
 
 
 @pytest.mark.parametrize(
@@ -68,7 +69,7 @@ def test_fen_round_trip(amount_fen: int) -> None:
     assert parse_yuan(format_fen(amount_fen)) == amount_fen
 
 
-STATE = StateRow("898110054110001", "10000001", "h:1", 9, 1, False, 0, "2026-11-25T09:30:00")
+STATE = StateRow(MERCHANT_ID, TERMINAL_ID, "h:1", 9, 1, False, 0, "2026-11-25T09:30:00")
 ROW = TxnRow(
     txn_id=1,
     batch_id=1,

@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from terminal_invariants import problems
-from terminal_world import PAN, TERMINAL_ID, World
+from terminal_world import MERCHANT_ID, PAN, TERMINAL_ID, World
 
 from posbatch.batch.model import Kind
 from posbatch.errors import ConfigError, TerminalError
@@ -87,7 +87,7 @@ def test_in_memory_journal_survives_a_simulated_crash() -> None:
     journal = Journal.open("sqlite://")
     Terminal.initialize(
         journal,
-        merchant_id="898110054110001",
+        merchant_id=MERCHANT_ID,
         terminal_id=TERMINAL_ID,
         host_address="sim",
         clock=lambda: moment,

@@ -9,6 +9,7 @@ from datetime import date, timedelta
 import pytest
 import sqlalchemy as sa
 from web_world import (
+    MASTER_KEY_HEX,
     MERCHANT_A,
     MERCHANT_B,
     PASSWORD,
@@ -366,9 +367,7 @@ def test_terminal_actions_are_audited_requested_then_done(shared_world: World) -
 
 def test_a_refused_action_is_audited_refused(world: World) -> None:
     with pytest.raises(Exception, match="already registered"):
-        world.office.register_terminal(
-            world.ops(), MERCHANT_A, TERMINAL_A1, "0123456789ABCDEFFEDCBA9876543210"
-        )
+        world.office.register_terminal(world.ops(), MERCHANT_A, TERMINAL_A1, MASTER_KEY_HEX)
     entries = world.office.audit.search(AuditFilter(action="terminal.register"))
     assert ["refused", "requested"] == [e.outcome for e in entries]
 

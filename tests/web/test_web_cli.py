@@ -22,6 +22,7 @@ from posbatch.errors import ConfigError
 from posbatch.host.cli import open_store
 from posbatch.storage import DATABASE_URL_ENV
 from posbatch.web.cli import app
+from testbed import MERCHANT_ID
 
 runner = CliRunner()
 SERVE_TIMEOUT_S = 30
@@ -73,7 +74,7 @@ def test_set_password_resets_a_forgotten_password_and_the_lock(data_dir: str) ->
 def test_a_merchant_user_names_its_merchant(data_dir: str) -> None:
     result = runner.invoke(
         app,
-        ["add-user", "mia", "--role", "merchant", "--merchant-id", "898110054110001",
+        ["add-user", "mia", "--role", "merchant", "--merchant-id", MERCHANT_ID,
          "--data-dir", data_dir],
         input="correct horse battery\n",
     )  # fmt: skip

@@ -20,15 +20,13 @@ from posbatch.clearing import CardClass, FeeSchedule
 from posbatch.host import ClearingStore, HostCore, HostStore
 from posbatch.host.issuer import TEST_PAN_APPROVED, TEST_PAN_INSUFFICIENT_FUNDS
 from posbatch.terminal import InProcessLink, Terminal, init_terminal, open_terminal
-from testbed import StepClock
+from testbed import MASTER_KEY, MASTER_KEY_HEX, MERCHANT_ID, TERMINAL_ID, StepClock
 
-MERCHANT_A: Final = "898110054110001"
+MERCHANT_A: Final = MERCHANT_ID
 MERCHANT_B: Final = "898110054110002"
-TERMINAL_A1: Final = "10000001"
+TERMINAL_A1: Final = TERMINAL_ID
 TERMINAL_A2: Final = "10000002"
 TERMINAL_B1: Final = "20000001"
-MASTER_KEY: Final = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
-MASTER_KEY_HEX: Final = "0123456789ABCDEFFEDCBA9876543210"
 PAN_A: Final = TEST_PAN_APPROVED  # 6222021234567890128
 PAN_B: Final = "6222020000000044321"
 PASSWORD: Final = "correct horse battery"

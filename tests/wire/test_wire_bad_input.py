@@ -23,6 +23,7 @@ from posbatch.wire import (
     encode_message,
 )
 from posbatch.wire._fields import encode_detail, encode_track2, encode_upload_records
+from testbed import MERCHANT_ID, TERMINAL_ID
 
 
 def _body(name: str, **changes: str | None) -> bytes:
@@ -245,8 +246,8 @@ def test_decode_error_maps_to_response_code_30() -> None:
 
 def _sale(**changes: object) -> SaleRequest:
     values: dict[str, object] = {
-        "terminal_id": "10000001",
-        "merchant_id": "898110054110001",
+        "terminal_id": TERMINAL_ID,
+        "merchant_id": MERCHANT_ID,
         "stan": 7,
         "batch_no": 1,
         "amount_fen": 1250,
@@ -281,13 +282,13 @@ ENCODE_ERRORS = {
     ),
     "answer to a reversal of a refund": (
         TransactionResponse(
-            Kind.REVERSAL, "10000001", "898110054110001", 7, 1, "00", 1, original_kind=Kind.REFUND
+            Kind.REVERSAL, TERMINAL_ID, MERCHANT_ID, 7, 1, "00", 1, original_kind=Kind.REFUND
         ),
         "cannot reverse a refund: field 60.1",
     ),
     "original_kind on a sale's answer": (
         TransactionResponse(
-            Kind.SALE, "10000001", "898110054110001", 7, 1, "00", 1, original_kind=Kind.SALE
+            Kind.SALE, TERMINAL_ID, MERCHANT_ID, 7, 1, "00", 1, original_kind=Kind.SALE
         ),
         "original_kind is for a reversal's answer only: field 60.1",
     ),

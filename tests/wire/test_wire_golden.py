@@ -9,7 +9,7 @@ check it against the table without running anything. Bitmap bit n is byte
 from __future__ import annotations
 
 import pytest
-from wire_samples import FIELD62, MAK, MERCHANT_ID, TERMINAL_ID, TOTALS
+from wire_samples import FIELD62, MAK, TOTALS
 
 from posbatch.batch.model import Reconciliation
 from posbatch.wire import (
@@ -29,6 +29,7 @@ from posbatch.wire import (
     encode_frame,
     encode_message,
 )
+from testbed import MERCHANT_ID, TERMINAL_ID
 
 TPDU = "60 0003 0000"  # id 60, destination 0003, source 0000
 HEADER = "60 31 0 0 000000"  # application 60, software 31, status 0, requirement 0, reserved

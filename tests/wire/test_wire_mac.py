@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from wire_samples import KEYS, MAK, SAMPLES, TMK
+from wire_samples import KEYS, MAK, SAMPLES
 
 from posbatch.errors import KeyCheckError, MacError
 from posbatch.wire import (
@@ -20,6 +20,7 @@ from posbatch.wire import (
     verify_mac,
     wrap_working_keys,
 )
+from testbed import MASTER_KEY
 
 SALE_BODY = encode_message(SAMPLES["sale"], mak=MAK)
 MAC_INPUT = bytes.fromhex(
@@ -87,14 +88,14 @@ def test_mac_error_maps_to_A0() -> None:
 
 def test_working_keys_wrap_and_unwrap() -> None:
     """Field 62 built under the TMK gives back the same PIK and MAK."""
-    field62 = wrap_working_keys(TMK, KEYS)
+    field62 = wrap_working_keys(MASTER_KEY, KEYS)
     assert FIELD62_BYTES == len(field62)
-    assert KEYS == unwrap_working_keys(TMK, field62)
+    assert KEYS == unwrap_working_keys(MASTER_KEY, field62)
 
 
 def test_field62_layout_carries_the_check_values() -> None:
     """Bytes 16..20 are the PIK check value, 36..40 the MAK check value."""
-    field62 = wrap_working_keys(TMK, KEYS)
+    field62 = wrap_working_keys(MASTER_KEY, KEYS)
     assert (check_value(KEYS.pik), check_value(KEYS.mak)) == (field62[16:20], field62[36:40])
     assert "D5D44FF7" == field62[36:40].hex().upper()
 
@@ -102,12 +103,12 @@ def test_field62_layout_carries_the_check_values() -> None:
 def test_generated_keys_wrap_and_unwrap() -> None:
     """Fresh random keys survive the trip through field 62."""
     keys = generate_working_keys()
-    assert keys == unwrap_working_keys(TMK, wrap_working_keys(TMK, keys))
+    assert keys == unwrap_working_keys(MASTER_KEY, wrap_working_keys(MASTER_KEY, keys))
 
 
 def test_wrong_tmk_is_a_key_check_error() -> None:
     """Unwrapping under another master key fails the check value."""
-    field62 = wrap_working_keys(TMK, KEYS)
+    field62 = wrap_working_keys(MASTER_KEY, KEYS)
     other_tmk = bytes.fromhex("FEDCBA98765432100123456789ABCDEF")
     with pytest.raises(KeyCheckError, match="PIK check value differs: wrong master key"):
         unwrap_working_keys(other_tmk, field62)
@@ -115,17 +116,17 @@ def test_wrong_tmk_is_a_key_check_error() -> None:
 
 def test_damaged_mak_check_value_is_a_key_check_error() -> None:
     """A MAK check value that does not match is refused."""
-    field62 = bytearray(wrap_working_keys(TMK, KEYS))
+    field62 = bytearray(wrap_working_keys(MASTER_KEY, KEYS))
     field62[39] ^= 0x01
     with pytest.raises(KeyCheckError, match="MAK check value differs"):
-        unwrap_working_keys(TMK, bytes(field62))
+        unwrap_working_keys(MASTER_KEY, bytes(field62))
 
 
 @pytest.mark.parametrize("length", [0, 39, 41, 512])
 def test_field62_of_the_wrong_length_is_a_key_check_error(length: int) -> None:
     """Field 62 must be 40 bytes."""
     with pytest.raises(KeyCheckError, match=f"field 62 must be 40 bytes, got {length}"):
-        unwrap_working_keys(TMK, bytes(length))
+        unwrap_working_keys(MASTER_KEY, bytes(length))
 
 
 @pytest.mark.parametrize("length", [8, 15, 17, 24])

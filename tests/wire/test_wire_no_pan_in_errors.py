@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from wire_samples import MAK, MERCHANT_ID, SALE_ORIGINAL, TERMINAL_ID
+from wire_samples import MAK, SALE_ORIGINAL
 
 from posbatch.batch.model import CardType, Kind
 from posbatch.errors import DecodeError, PosbatchError
@@ -37,6 +37,7 @@ from posbatch.wire import (
     encode_frame,
     encode_message,
 )
+from testbed import MERCHANT_ID, TERMINAL_ID
 
 # Luhn-valid test cards of the host's issuer rules, and one of 12 digits (the shortest).
 PANS = ("6222021234567890128", "6222028880000000007", "6222029990000000003", "621700123456")

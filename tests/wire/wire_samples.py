@@ -35,15 +35,13 @@ from posbatch.wire import (
     WorkingKeys,
     wrap_working_keys,
 )
+from testbed import MASTER_KEY, MERCHANT_ID, TERMINAL_ID
 
-TERMINAL_ID = "10000001"
-MERCHANT_ID = "898110054110001"
 PAN = "6222021234567890123"
-TMK = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
 MAK = bytes.fromhex("0123456789ABCDEF")
 PIK = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
 KEYS = WorkingKeys(pik=PIK, mak=MAK)
-FIELD62 = wrap_working_keys(TMK, KEYS)
+FIELD62 = wrap_working_keys(MASTER_KEY, KEYS)
 SALE_ORIGINAL = OriginalTransaction(batch_no=1, stan=7, date_mmdd="1125")
 TOTALS = SettlementTotals(CardTotals(12500, 3, 1250, 1))
 RECORD = UploadRecord(CardType.DOMESTIC, 7, PAN, 1250)
