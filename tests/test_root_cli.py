@@ -15,6 +15,7 @@ import typer.main
 from posbatch.cli import app
 from posbatch.host.sealing import KEK_ENV, KEK_FILE_ENV
 from posbatch.storage import DATABASE_URL_ENV
+from testbed import MERCHANT_ID, TERMINAL_ID
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -72,7 +73,7 @@ def _run(
         (["simulate", "--help"], {}),  # printed inside the OneLineErrors group, by rich
         (["simulate", "--help"], {"TYPER_USE_RICH": "0"}),  # by click: was "error: Broken pipe"
         # typer.echo after the store committed: it said "error: Broken pipe" of a job done
-        (["host", "add-terminal", "--merchant-id", "898110054110001", "--terminal-id", "10000001"],
+        (["host", "add-terminal", "--merchant-id", MERCHANT_ID, "--terminal-id", TERMINAL_ID],
          {}),
     ],
 )  # fmt: skip
