@@ -9,7 +9,10 @@ while its other required parameters get plausible values; and a data
 directory that does not exist, which a command that only reads must not
 create. They run in a working directory holding a host store with one
 terminal, an initialised terminal (whose host address is a closed port) and
-a catalog, so that a hostile value meets a real command, not a missing store.
+a catalog the terminal holds a copy of, made before any test runs, so that a
+hostile value meets a real command, not a missing store — whatever order the
+tests run in (checkout met its catalog-age option only when an earlier test
+had left a copy).
 """
 
 from __future__ import annotations
@@ -64,6 +67,10 @@ CREATING: Final = {
 ONE_IS_AN_ANSWER: Final = {("doctor",), ("terminal", "sale"), ("terminal", "void"),
                            ("terminal", "refund"), ("host", "doctor")}  # fmt: skip
 # Hidden options are posbatch's own plumbing (serve --worker): not typed by people.
+SHOP_CATALOG: Final = (
+    "gtin,name,price_fen,lot_tracked,lot_no,expiry,quantity_on_hand,recalled,trace_prefix\n"
+    "6901234567892,Milk 1L,1250,yes,M-DEC15,2026-12-15,10,no,\n"
+)
 
 runner = CliRunner()
 
@@ -111,6 +118,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "adir").mkdir(mode=0o700)
     (root / "tmk.hex").write_text(MASTER_KEY_HEX + "\n")
     (root / "catalog.csv").write_text("not,a,catalog\n")
+    (root / "shop.csv").write_text(SHOP_CATALOG)
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
         for name in (DATABASE_URL_ENV, KEK_ENV, KEK_FILE_ENV):
@@ -121,8 +129,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
             runner.invoke(app, ["terminal", "init", "--merchant-id", MERCHANT_ID,
                                 "--terminal-id", TERMINAL_ID, "--master-key-file", "tmk.hex",
                                 "--host", f"127.0.0.1:{_closed_port()}"]),
+            # a catalog, and the terminal's copy of it: checkout's values meet a real cart
+            runner.invoke(app, ["catalog", "import", "shop.csv"]),
+            runner.invoke(app, ["catalog", "changes", "--output", "changes.json"]),
+            runner.invoke(app, ["catalog", "sync", "--from", "changes.json"]),
         ]  # fmt: skip
-    assert [r.exit_code for r in results] == [0, 0], [r.output for r in results]
+    assert [r.exit_code for r in results] == [0] * 5, [r.output for r in results]
     return root
 
 
