@@ -203,7 +203,7 @@ def _world(
     records = View(batches, list(transactions), **view)  # type: ignore[arg-type]
     terminal = TerminalRow(
         TERMINAL_ID, MERCHANT_ID, b"k" * 16, "active", True, b"m" * 8, CURRENT_ID, current,
-        state.value,
+        state,
     )  # fmt: skip
     return Snapshot(terminal, records, NOW), records
 

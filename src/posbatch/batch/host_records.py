@@ -71,7 +71,7 @@ class TerminalRow(NamedTuple):
     mak: bytes | None
     current_batch_id: int | None
     batch_no: int | None
-    batch_state: str | None
+    batch_state: BatchState | None
     pending_keys: WorkingKeys | None = None  # of the last sign-on, while no request used them
 
 

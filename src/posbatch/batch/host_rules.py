@@ -470,7 +470,7 @@ class _Decider:
         then that request's original answer."""
         if (
             request.batch_no == self.terminal.batch_no
-            and self.terminal.batch_state == BatchState.OPEN.value
+            and self.terminal.batch_state == BatchState.OPEN
         ):
             return None
         current = self.current()

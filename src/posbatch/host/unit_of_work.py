@@ -88,7 +88,7 @@ def _terminal_row(row: Sequence[Any], store: HostStore) -> TerminalRow:
         terminal_id, row[1], store.open_key(KeyKind.TMK, terminal_id, row[2]), row[3],
         bool(row[4]),
         None if row[5] is None else store.open_key(KeyKind.MAK, terminal_id, row[5]),
-        row[6], row[7], row[8],
+        row[6], row[7], None if row[8] is None else BatchState(row[8]),
         None if row[9] is None else _working_keys(
             store.open_key(KeyKind.PENDING, terminal_id, row[9])
         ),
