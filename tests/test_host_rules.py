@@ -184,7 +184,7 @@ def _batch(batch_id: int, batch_no: int, state: BatchState, **values: str | int 
 
 def _sale_row(**values: Any) -> TransactionRow:
     row = TransactionRow(
-        SALE_ID, CURRENT_ID, SALE_STAN, Kind.SALE.value, 1_000, CardType.DOMESTIC.value,
+        SALE_ID, CURRENT_ID, SALE_STAN, Kind.SALE, 1_000, CardType.DOMESTIC.value,
         _hmac(TEST_PAN_APPROVED), "622202******0128", TransactionStatus.APPROVED, "00",
         "000000000001", "000001", "103000", "0301", None, 0, "digest",
     )  # fmt: skip

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, NamedTuple
 
-from posbatch.batch.model import BatchState
+from posbatch.batch.model import BatchState, Kind
 from posbatch.batch.txn_lifecycle import TransactionStatus
 from posbatch.wire import WorkingKeys
 
@@ -79,7 +79,7 @@ class TransactionRow(NamedTuple):
     transaction_id: int
     batch_id: int
     stan: int
-    kind: str
+    kind: Kind
     amount_fen: int
     card_type: str
     pan_hmac: str

@@ -755,7 +755,7 @@ class _Decider:
             TransactionStatus.REVERSED,
         ):
             return _NOT_FOUND, None
-        if original.kind != Kind.SALE.value or original.status == TransactionStatus.VOIDED:
+        if original.kind != Kind.SALE or original.status == TransactionStatus.VOIDED:
             return "12", None
         if original.refunded_fen:
             return "12", None
@@ -790,7 +790,7 @@ class _Decider:
             TransactionStatus.REVERSED,
         ):
             return _NOT_FOUND, None
-        if original.kind != Kind.SALE.value or original.status == TransactionStatus.VOIDED:
+        if original.kind != Kind.SALE or original.status == TransactionStatus.VOIDED:
             return "12", None
         if original.pan_hmac != pan_hmac:
             return "14", None
@@ -854,7 +854,7 @@ class _Decider:
                 )
             return "late", original.transaction_id
         mismatch = None
-        if original.kind != request.original_kind.value:
+        if original.kind != request.original_kind:
             mismatch = f"names a {request.original_kind.value} but STAN is a {original.kind}"
         elif original.amount_fen != request.amount_fen:
             mismatch = f"amount {request.amount_fen} differs from {original.amount_fen}"
@@ -874,14 +874,14 @@ class _Decider:
         self.effects.append(
             set_status(original.transaction_id, original.status, HostTxnEvent.REVERSE)
         )
-        if original.kind == Kind.VOID.value and original.original_transaction_id is not None:
+        if original.kind == Kind.VOID and original.original_transaction_id is not None:
             sale = self.view.transaction_by_id(original.original_transaction_id)
             assert sale is not None
             # The sale of a void that stood is VOIDED (a void is approved only over an
             # approved sale, which it voids): reversing the void makes it stand again. The
             # table checks the sale's real status; any other is IllegalTransition.
             self.effects.append(set_status(sale.transaction_id, sale.status, HostTxnEvent.UNVOID))
-        if original.kind == Kind.REFUND.value and original.original_transaction_id is not None:
+        if original.kind == Kind.REFUND and original.original_transaction_id is not None:
             sale = self.view.transaction_by_id(original.original_transaction_id)
             assert sale is not None
             self.effects.append(

@@ -202,7 +202,7 @@ class StoreTx:
             self._transactions.update(dict.fromkeys(chunk))
             cursor.execute(*self._sql.transactions(chunk))
             for row in cursor.fetchall():
-                self._transactions[row[1], row[2]] = TransactionRow(*row)
+                self._transactions[row[1], row[2]] = _transaction_row(row)
 
     def read_reversals(self, keys: Sequence[tuple[str, int, int]], original_kind: str) -> None:
         """Read the reversals of ``original_kind`` under these (terminal, batch_no, stan) keys."""
@@ -377,7 +377,7 @@ class StoreTx:
         cursor = self.cursor()
         cursor.execute(self._sql.transaction, (batch_id, stan))
         row = cursor.fetchone()
-        return None if row is None else TransactionRow(*row)
+        return None if row is None else _transaction_row(row)
 
     def insert_transaction(self, **values: Any) -> None:
         """Insert a transaction row as given (for fixtures and tools; the request path
@@ -719,4 +719,4 @@ def _batch_row(row: Sequence[Any]) -> BatchRow:
 
 
 def _transaction_row(row: Sequence[Any]) -> TransactionRow:
-    return TransactionRow(*row)
+    return TransactionRow(row[0], row[1], row[2], Kind(row[3]), *row[4:])
