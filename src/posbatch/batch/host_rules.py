@@ -874,19 +874,21 @@ class _Decider:
         self.effects.append(
             set_status(original.transaction_id, original.status, HostTxnEvent.REVERSE)
         )
-        if original.kind == Kind.VOID and original.original_transaction_id is not None:
-            sale = self.view.transaction_by_id(original.original_transaction_id)
+        sale_id = original.original_transaction_id
+        if original.kind in (Kind.VOID, Kind.REFUND) and sale_id is not None:
+            sale = self.view.transaction_by_id(sale_id)
             assert sale is not None
-            # The sale of a void that stood is VOIDED (a void is approved only over an
-            # approved sale, which it voids): reversing the void makes it stand again. The
-            # table checks the sale's real status; any other is IllegalTransition.
-            self.effects.append(set_status(sale.transaction_id, sale.status, HostTxnEvent.UNVOID))
-        if original.kind == Kind.REFUND and original.original_transaction_id is not None:
-            sale = self.view.transaction_by_id(original.original_transaction_id)
-            assert sale is not None
-            self.effects.append(
-                SetRefundedFen(sale.transaction_id, sale.refunded_fen - original.amount_fen)
-            )
+            if original.kind == Kind.VOID:
+                # The sale of a void that stood is VOIDED (a void is approved only over an
+                # approved sale, which it voids): reversing the void makes it stand again.
+                # The table checks the sale's real status; any other is IllegalTransition.
+                self.effects.append(
+                    set_status(sale.transaction_id, sale.status, HostTxnEvent.UNVOID)
+                )
+            else:
+                self.effects.append(
+                    SetRefundedFen(sale.transaction_id, sale.refunded_fen - original.amount_fen)
+                )
         return "applied", original.transaction_id
 
     # --- settlement and upload --------------------------------------------------------------
