@@ -17,6 +17,7 @@ from posbatch.batch.host_batch import TRANSITIONS, BatchEvent
 from posbatch.batch.host_effects import (
     AddException,
     AddSettlement,
+    BringKeysIntoForce,
     InsertReversal,
     InsertTransaction,
     InsertUploadRecords,
@@ -24,6 +25,7 @@ from posbatch.batch.host_effects import (
     NoteStan,
     OpenFirstBatch,
     OpenNextBatch,
+    RecordBatchError,
     RecordHostTotals,
     RecordSettlementTotals,
     RecordUploadEnd,
@@ -31,6 +33,7 @@ from posbatch.batch.host_effects import (
     SetTransactionStatus,
     SignOff,
     SignOn,
+    SignOnAgain,
     move_batch,
 )
 from posbatch.batch.host_records import (
@@ -205,7 +208,7 @@ def _world(
         TERMINAL_ID, MERCHANT_ID, b"k" * 16, "active", True, b"m" * 8, CURRENT_ID, current,
         state,
     )  # fmt: skip
-    return Snapshot(terminal, records, NOW), records
+    return Snapshot(terminal, records, NOW, terminal.mak), records
 
 
 def _rules(*, batch_count_max: int = 999) -> Rules:
@@ -291,9 +294,11 @@ CODES: list[tuple[str, Request, BatchState, Sequence[TransactionRow], str, list[
      [InsertTransaction, NoteStan]),
     ("sale repeated", _sale(stan=SALE_STAN), BatchState.OPEN,
      (_sale_row(request_digest="x"),), "94", []),
-    ("sale in a batch behind", _sale(batch_no=CURRENT - 2), BatchState.OPEN, (), "77", []),
-    ("sale in a batch ahead", _sale(batch_no=CURRENT + 1), BatchState.OPEN, (), "77", []),
-    ("sale while settling", _sale(), BatchState.UPLOADING, (), "77", []),
+    ("sale in a batch behind", _sale(batch_no=CURRENT - 2), BatchState.OPEN, (), "77",
+     [RecordBatchError]),
+    ("sale in a batch ahead", _sale(batch_no=CURRENT + 1), BatchState.OPEN, (), "77",
+     [RecordBatchError]),
+    ("sale while settling", _sale(), BatchState.UPLOADING, (), "77", [RecordBatchError]),
     ("void approved", _void(), BatchState.OPEN, SALE_IN_BATCH, "00",
      [InsertTransaction, NoteStan, SetTransactionStatus]),
     ("void of nothing", _void(), BatchState.OPEN, (), "25", [InsertTransaction, NoteStan]),
@@ -317,7 +322,7 @@ CODES: list[tuple[str, Request, BatchState, Sequence[TransactionRow], str, list[
     ("settlement in dollars", _settle(currency="840"), BatchState.OPEN, SALE_IN_BATCH, "40",
      [NoteStan]),
     ("settlement of a batch ahead", _settle(batch_no=CURRENT + 1), BatchState.OPEN, (), "77",
-     [NoteStan]),
+     [NoteStan, RecordBatchError]),
     ("upload before settlement", _upload(), BatchState.OPEN, SALE_IN_BATCH, "12", []),
     ("upload", _upload(), BatchState.UPLOADING, SALE_IN_BATCH, "00", [InsertUploadRecords]),
     ("upload end before settlement", _upload_end(), BatchState.OPEN, SALE_IN_BATCH, "12", []),
@@ -339,6 +344,66 @@ def test_decide_answers_each_code(
     snapshot, _ = _world(state, transactions=transactions)
     decision = decide(request_, snapshot, _rules())
     assert (code, effects) == (decision.code, [type(effect) for effect in decision.effects])
+
+
+PENDING = WorkingKeys(pik=b"q" * 16, mak=b"o" * 8)
+
+# (case, how the terminal's row differs, the MAK the request verified under, request,
+#  expected code, expected effect types): admission, before the batch rules
+ADMISSION: list[tuple[str, dict[str, object] | None, bytes | None, Request, str, list[type]]] = [
+    ("unknown terminal", None, None, _sale(), "97", []),
+    ("unknown terminal signs on", None, None, SignOnRequest(TERMINAL_ID, MERCHANT_ID, 1, 1),
+     "97", []),
+    ("another merchant's id", {}, b"m" * 8, _sale(merchant_id="999999999999999"), "03", []),
+    ("suspended", {"status": "suspended"}, b"m" * 8, _sale(), "58", []),
+    ("suspended signs on", {"status": "suspended"}, None,
+     SignOnRequest(TERMINAL_ID, MERCHANT_ID, 1, 1), "58", []),
+    ("MAC does not verify, signed on", {}, None, _sale(), "A0", []),
+    ("MAC does not verify, signed off", {"signed_on": False}, None, _sale(), "77",
+     [RecordBatchError]),
+    ("no keys at all", {"mak": None}, None, _sale(), "77", [RecordBatchError]),
+    ("first request under a sign-on's keys", {"pending_keys": PENDING}, PENDING.mak, _sale(),
+     "00", [BringKeysIntoForce, InsertTransaction, NoteStan]),
+    ("signed off, MACs under its keys", {"signed_on": False}, b"m" * 8, _sale(), "00",
+     [SignOnAgain, InsertTransaction, NoteStan]),
+    ("signed off, MACs under its keys, batch behind", {"signed_on": False}, b"m" * 8,
+     _sale(batch_no=CURRENT - 2), "77", [SignOnAgain, RecordBatchError]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("row", "proof", "request_", "code", "effects"),
+    [pytest.param(*case[1:], id=case[0]) for case in ADMISSION],
+)
+def test_decide_admits_before_the_batch_rules(
+    row: dict[str, object] | None,
+    proof: bytes | None,
+    request_: Request,
+    code: str,
+    effects: list[type],
+) -> None:
+    """97, 03, 58, then the MAC (77 not signed on, A0 signed on); a sign-on's keys come into
+    force at their first use, a signed-off terminal that MACs under its keys is signed on."""
+    snapshot, _ = _world()
+    assert snapshot.terminal is not None
+    terminal = None if row is None else snapshot.terminal._replace(**row)  # type: ignore[arg-type]
+    admitted = dataclasses.replace(snapshot, terminal=terminal, proof=proof)
+    decision = decide(request_, admitted, _rules())
+    assert (code, effects) == (decision.code, [type(effect) for effect in decision.effects])
+    asks_for_a_sign_on = code in {"77", "A0"}
+    assert (decision.requirement == ProcessingRequirement.SIGN_ON) == asks_for_a_sign_on
+
+
+def test_a_77_is_recorded_with_the_reason_its_field_63_gives() -> None:
+    """The back office's record of a 77: the host's batch number and the reason (R=)."""
+    snapshot, _ = _world()
+    decision = decide(_sale(batch_no=CURRENT - 2), snapshot, _rules())
+    record = decision.effects[-1]
+    assert isinstance(record, RecordBatchError)
+    assert (record.batch_no, record.host_batch_no, record.reason, record.kind, record.at) == (
+        CURRENT - 2, CURRENT, "BEHIND", "sale", NOW,
+    )  # fmt: skip
+    assert (record.terminal_id, record.merchant_id, record.stan) == (TERMINAL_ID, MERCHANT_ID, 8)
 
 
 def test_a_sale_into_a_full_batch_is_answered_95_and_says_which_counter() -> None:
@@ -524,6 +589,7 @@ def test_a_reversal_of_a_void_whose_sale_is_not_voided_is_refused_by_the_table()
 def test_the_back_office_advance_closes_by_the_table_and_opens_the_next() -> None:
     """advance(): exception for unsettled approvals, CLOSED (advanced), next batch."""
     snapshot, view = _world(transactions=SALE_IN_BATCH)
+    assert snapshot.terminal is not None
     batch = view.batches[-1]
     effects = advance(snapshot.terminal, batch, view.batch_tally(CURRENT_ID), "test", now=NOW)
     assert [type(e) for e in effects] == [MoveBatch, RecordHostTotals, AddException, OpenNextBatch]
@@ -597,6 +663,7 @@ def test_a_batch_moves_only_to_the_state_the_table_returns(
 def test_the_first_sign_on_opens_batch_1_and_a_resend_hands_out_the_same_keys() -> None:
     """First sign-on: batch 000001 opens, new keys wait; again before use: the same keys."""
     snapshot, _ = _world()
+    assert snapshot.terminal is not None
     first = snapshot.terminal._replace(current_batch_id=None, batch_no=None)
     unsigned = dataclasses.replace(snapshot, terminal=first)
     decision = decide(SignOnRequest(TERMINAL_ID, MERCHANT_ID, 1, 1), unsigned, _rules())

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy.dialects import sqlite
 
+from posbatch.batch.host_effects import BringKeysIntoForce, SignOnAgain
 from posbatch.batch.host_records import TerminalRow
 from posbatch.host import HostCore, HostStore
 from posbatch.host._queries import _sqlite_datetime
@@ -63,7 +64,9 @@ def test_keys_brought_into_force_are_kept_as_the_row_now_reads(
     with store.transaction() as tx:
         terminal = tx.terminal(TERMINAL_ID, for_update=True)
         assert terminal is not None and terminal.pending_keys is not None
-        kept = tx.bring_keys_into_force(terminal)
+        tx.apply((BringKeysIntoForce(TERMINAL_ID, terminal.pending_keys),))
+        kept = tx.terminal(TERMINAL_ID)
+        assert kept is not None
         assert (kept.mak, kept.pending_keys, kept.signed_on) == (
             terminal.pending_keys.mak,
             None,
@@ -83,6 +86,8 @@ def test_a_terminal_signed_on_again_is_kept_as_the_row_now_reads(
     with store.transaction() as tx:
         terminal = tx.terminal(TERMINAL_ID, for_update=True)
         assert terminal is not None and not terminal.signed_on
-        kept = tx.sign_on_again(terminal)
+        tx.apply((SignOnAgain(TERMINAL_ID),))
+        kept = tx.terminal(TERMINAL_ID)
+        assert kept is not None
         assert kept.signed_on
         assert kept == _read_again(tx, TERMINAL_ID)

@@ -18,14 +18,21 @@ from datetime import datetime
 from typing import NamedTuple
 
 from posbatch.batch.host_batch import BatchEvent, apply
-from posbatch.batch.host_records import UploadRecordRow
+from posbatch.batch.host_records import TerminalRow, UploadRecordRow
 from posbatch.batch.model import BatchState
 from posbatch.batch.txn_lifecycle import HostTxnEvent, apply_host
-from posbatch.wire import ProcessingRequirement, Response, WorkingKeys
+from posbatch.wire import (
+    ProcessingRequirement,
+    Request,
+    Response,
+    WorkingKeys,
+    decode_batch_detail,
+)
 
 __all__ = [
     "AddException",
     "AddSettlement",
+    "BringKeysIntoForce",
     "Decision",
     "Effect",
     "InsertReversal",
@@ -35,6 +42,7 @@ __all__ = [
     "NoteStan",
     "OpenFirstBatch",
     "OpenNextBatch",
+    "RecordBatchError",
     "RecordHostTotals",
     "RecordSettlementTotals",
     "RecordUploadEnd",
@@ -42,6 +50,8 @@ __all__ = [
     "SetTransactionStatus",
     "SignOff",
     "SignOn",
+    "SignOnAgain",
+    "batch_error",
     "move_batch",
     "set_status",
 ]
@@ -68,6 +78,22 @@ class SignOn:
 @dataclass(frozen=True, slots=True)
 class SignOff:
     """The terminal signed off (its keys stay: an 0820 carries no MAC)."""
+
+    terminal_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class BringKeysIntoForce:
+    """The terminal's first request MACed under the keys of its last sign-on: they are the
+    keys in force now, and it is signed on."""
+
+    terminal_id: str
+    keys: WorkingKeys
+
+
+@dataclass(frozen=True, slots=True)
+class SignOnAgain:
+    """A signed-off terminal MACed a request under its keys in force: it is signed on again."""
 
     terminal_id: str
 
@@ -216,8 +242,26 @@ class AddSettlement:
     created_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class RecordBatchError:
+    """A 77 answered, for the back office: the host's batch number and the reason its
+    field 63 gave (``FORCED`` when a fault script forced the 77 without one)."""
+
+    terminal_id: str
+    merchant_id: str
+    kind: str
+    stan: int
+    batch_no: int
+    host_batch_no: int | None
+    reason: str
+    at: datetime
+
+
 Effect = (
     OpenFirstBatch
+    | BringKeysIntoForce
+    | SignOnAgain
+    | RecordBatchError
     | SignOn
     | SignOff
     | NoteStan
@@ -251,6 +295,18 @@ class Decision:
     @property
     def detail(self) -> str | None:
         return self.response.detail
+
+
+def batch_error(
+    terminal: TerminalRow, request: Request, detail: str | None, *, at: datetime
+) -> RecordBatchError:
+    """The record of a 77 answered to ``request`` with field 63 ``detail``."""
+    state = decode_batch_detail(detail) if detail else None
+    reason = "FORCED" if state is None or state.reason is None else state.reason.value
+    return RecordBatchError(
+        terminal.terminal_id, terminal.merchant_id, request.KIND.value, request.stan,
+        request.batch_no, None if state is None else state.host_batch_no, reason, at,
+    )  # fmt: skip
 
 
 def set_status(transaction_id: int, status: str, event: HostTxnEvent) -> SetTransactionStatus:

@@ -4,10 +4,12 @@ Theory of operation
 -------------------
 The host (:mod:`posbatch.host.core`) runs every request through a pipeline:
 read ahead (the group's terminals, duplicates and reversals in a few
-statements) → admit (unknown terminal, merchant, suspension, sign-on, MAC) →
-**decide** → apply the effects → commit → answer. This module is the
-*decide* step for every request that passed admission: sign-on, sign-off,
-echo, sale, void, refund, reversal, settlement, batch upload and its end.
+statements) → the MAK the request's MAC verifies under (the crypto stays in
+the host) → **decide** → apply the effects → commit → answer. This module is
+the *decide* step of every request: admission (unknown terminal, merchant,
+suspension, the MAC, the keys of a sign-on coming into force), then the
+rules of sign-on, sign-off, echo, sale, void, refund, reversal, settlement,
+batch upload and its end.
 
 :func:`decide` never writes. It reads what it needs from the
 :class:`Snapshot`: the terminal row (with its current batch's number and
@@ -44,12 +46,13 @@ from datetime import datetime
 from typing import Final, Protocol
 
 from posbatch.batch.cards import check_currency, check_track2
-from posbatch.batch.codes import BATCH_FULL
+from posbatch.batch.codes import BATCH_FULL, BATCH_NUMBER_DIFFERS, MAC_ERROR
 from posbatch.batch.counters import is_behind
 from posbatch.batch.host_batch import FIRST_BATCH_NO, BatchEvent
 from posbatch.batch.host_effects import (
     AddException,
     AddSettlement,
+    BringKeysIntoForce,
     Decision,
     Effect,
     InsertReversal,
@@ -64,6 +67,8 @@ from posbatch.batch.host_effects import (
     SetRefundedFen,
     SignOff,
     SignOn,
+    SignOnAgain,
+    batch_error,
     move_batch,
     set_status,
 )
@@ -73,6 +78,7 @@ from posbatch.batch.host_records import (
     ExceptionKind,
     ReversalRow,
     TerminalRow,
+    TerminalStatus,
     TransactionRow,
     TransactionStatus,
     UploadRecordRow,
@@ -171,11 +177,16 @@ class Issuer(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """The signed-on, MAC-checked terminal a request comes from, the records, the time."""
+    """What a request is decided on: the registry's row of the terminal it names (read
+    for update; None if no such terminal), the records, the time, and ``proof``: the
+    MAK under which the request's field 64 verified — the keys in force or those of
+    the last sign-on (:func:`posbatch.host.core._proven_mak`) — or None (no MAC, or
+    none that verifies). A sign-on, sign-off or echo carries no MAC: its proof is None."""
 
-    terminal: TerminalRow
+    terminal: TerminalRow | None
     view: HostView
     now: datetime
+    proof: bytes | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,9 +304,65 @@ def _over_capacity(totals: SettlementTotals) -> bool:
 
 
 def decide(request: Request, snapshot: Snapshot, rules: Rules) -> Decision:
-    """The answer to an admitted ``request`` and its effects: a sign-on, sign-off or echo
-    of a registered, active terminal, or any other request whose MAC verified."""
-    return _Decider(snapshot, rules).decide(request)
+    """The answer to ``request`` and its effects: admission, then the batch rules.
+
+    Admission, in this order: an unknown terminal is answered 97, a merchant id that
+    is not the terminal's 03, a terminal not active 58; a sign-on, sign-off or echo
+    (no MAC) is then decided. Any other request must have MACed under the terminal's
+    keys (``snapshot.proof``): without that, 77 (field 63 says why) to a terminal
+    that is not signed on or holds no keys, else A0 — both ask for a sign-on. A
+    request MACed under the keys of the last sign-on brings them into force; one
+    from a signed-off terminal under its keys in force signs it on again. Every 77
+    is recorded for the back office (:func:`~posbatch.batch.host_effects.batch_error`).
+    """
+    terminal, now = snapshot.terminal, snapshot.now
+    if terminal is None:
+        return Decision(answer(request, "97", now=now))
+    if terminal.merchant_id != request.merchant_id:
+        return Decision(answer(request, "03", now=now))
+    if terminal.status != TerminalStatus.ACTIVE:
+        return Decision(answer(request, "58", now=now))
+    if isinstance(request, _ADMIN_REQUEST):
+        return _recorded(
+            _Decider(terminal, snapshot, rules).decide(request), terminal, request, now
+        )
+    proof = snapshot.proof
+    if proof is None:
+        if not terminal.signed_on or (terminal.mak is None and terminal.pending_keys is None):
+            detail = batch_detail(snapshot.view, terminal, BatchReason.NOT_SIGNED_ON)
+            response = answer(request, BATCH_NUMBER_DIFFERS, now=now, detail=detail)
+            return Decision(
+                response,
+                ProcessingRequirement.SIGN_ON,
+                (batch_error(terminal, request, detail, at=now),),
+            )
+        return Decision(answer(request, MAC_ERROR, now=now), ProcessingRequirement.SIGN_ON)
+    keys: Effect | None = None
+    if proof != terminal.mak:  # the keys of the last sign-on, used for the first time
+        pending = terminal.pending_keys
+        assert pending is not None and pending.mak == proof
+        keys = BringKeysIntoForce(terminal.terminal_id, pending)
+        terminal = terminal._replace(mak=pending.mak, pending_keys=None, signed_on=True)
+    elif not terminal.signed_on:  # signed off, yet it holds the keys: it is the terminal
+        keys = SignOnAgain(terminal.terminal_id)
+        terminal = terminal._replace(signed_on=True)
+    decider = _Decider(terminal, snapshot, rules)
+    if keys is not None:
+        decider.effects.append(keys)
+    return _recorded(decider.decide(request), terminal, request, now)
+
+
+_ADMIN_REQUEST = SignOnRequest | SignOffRequest | EchoRequest
+
+
+def _recorded(
+    decision: Decision, terminal: TerminalRow, request: Request, now: datetime
+) -> Decision:
+    """``decision``, with the record of its 77 for the back office if it is one."""
+    if decision.response.response_code != BATCH_NUMBER_DIFFERS:
+        return decision
+    record = batch_error(terminal, request, decision.response.detail, at=now)
+    return Decision(decision.response, decision.requirement, (*decision.effects, record))
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,10 +377,10 @@ class _Admitted:
 class _Decider:
     """One request's decision; ``effects`` collects its writes in the order they apply."""
 
-    def __init__(self, snapshot: Snapshot, rules: Rules) -> None:
+    def __init__(self, terminal: TerminalRow, snapshot: Snapshot, rules: Rules) -> None:
         self.view = snapshot.view
-        self.terminal = snapshot.terminal
-        self.terminal_id = snapshot.terminal.terminal_id
+        self.terminal = terminal
+        self.terminal_id = terminal.terminal_id
         self.now = snapshot.now
         self.rules = rules
         self.effects: list[Effect] = []
@@ -387,7 +454,7 @@ class _Decider:
         every receipt) can send one. So a sign-on never replaces the keys in
         force (``mak``/``pik``): its keys wait in ``pending_keys`` (sealed like
         every key) and come into force with the first request MACed under them
-        (the host's admission). Until then every sign-on — a spoofed one, a
+        (:func:`decide`'s admission). Until then every sign-on — a spoofed one, a
         duplicate on the line, a resend after a lost answer, whatever its STAN —
         hands out those same keys again; new ones are made only once the last
         ones were used. The real terminal therefore always ends up with keys the

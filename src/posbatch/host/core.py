@@ -17,25 +17,20 @@ many connections) and answers them in two steps:
 
 Processing is a pipeline: *read ahead* (:func:`_read_ahead`: the group's
 terminals, duplicates and overtaking reversals in a few statements) → per
-request *admit* (:meth:`HostCore._admit`, below: fault, registry, sign-on,
-MAC) → *decide* (:func:`posbatch.batch.host_rules.decide`, pure: the batch
-rules, returning the answer and typed effects) → *apply the effects*
-(:meth:`~posbatch.host.unit_of_work.StoreTx.apply`) → after the commit,
-*answer* (:meth:`HostCore._encode`).
+request (:meth:`HostCore._process`) the terminal's row and the MAK its field
+64 verifies under (:func:`_proven_mak`: the crypto stays here) → *decide*
+(:func:`posbatch.batch.host_rules.decide`, pure: admission — 97, 03, 58,
+sign-on, the MAC's 77 / A0, the keys of a sign-on brought into force — then
+the batch rules, returning the answer and typed effects) → *apply the
+effects* (:meth:`~posbatch.host.unit_of_work.StoreTx.apply`) → after the
+commit, *answer* (:meth:`HostCore._encode`). A request a fault script forces
+is answered its code without being decided (a forced 77 is recorded for the
+back office like any other).
 
-Per request the checks run in this order: terminal unknown → 97, merchant id
-differs → 03, suspended → 58, then sign-on / sign-off / echo; any other
-message needs a MAC that verifies under the terminal's keys in force or under
-the keys its last sign-on handed out and no request used yet (which then come
-into force) — else 77, 63 ``R=NOT_SIGNED_ON``, when the terminal is signed off
-or never signed on, and A0 (unMACed) when it is signed on. 08xx carry no MAC,
-so anyone who knows a terminal's ids can send them: a sign-on hands out keys
-but takes none away, a sign-off takes nothing away either (see the sign-on
-of :mod:`posbatch.batch.host_rules`; docs/host.md, "Sign-on and sign-off from
-someone else"). Then the batch rules of DESIGN.md "The batch lifecycle"
-(:func:`~posbatch.batch.host_rules.decide`, with the host batch state machine
-of :mod:`posbatch.batch.host_batch`). A
-request a fault script forces is answered its code without being processed.
+08xx carry no MAC, so anyone who knows a terminal's ids can send them: a
+sign-on hands out keys but takes none away, a sign-off takes nothing away
+either (see :func:`~posbatch.batch.host_rules.decide`; docs/host.md,
+"Sign-on and sign-off from someone else").
 
 Which answers carry a MAC is decided in one place, :func:`_answer_mak`: every
 answer except to 08xx carries field 64 — under the key the request's own MAC
@@ -66,15 +61,16 @@ from typing import Final, NamedTuple, TypeAlias
 
 import iso8583
 
-from posbatch.batch.host_records import TerminalRow, TerminalStatus
+from posbatch.batch.codes import BATCH_NUMBER_DIFFERS, MAC_ERROR
+from posbatch.batch.host_effects import batch_error
+from posbatch.batch.host_records import TerminalRow
 from posbatch.batch.host_rules import (
     Rules,
     Snapshot,
     answer,
-    batch_detail,
     decide,
 )
-from posbatch.batch.model import BatchReason, Kind
+from posbatch.batch.model import Kind
 from posbatch.batch.totals import TOTAL_COUNT_MAX
 from posbatch.errors import (
     DecodeError,
@@ -127,7 +123,6 @@ RRN_DIGITS: Final = 12
 AUTH_CODE_DIGITS: Final = 6
 
 _REQUEST_MTIS: Final = frozenset({"0800", "0820", "0200", "0220", "0400", "0500", "0320"})
-_MAC_ERROR: Final = "A0"
 
 
 class RequestLog(NamedTuple):
@@ -512,64 +507,27 @@ class HostCore:
     # --- one request inside the group's transaction ---------------------------------------------
 
     def _process(self, tx: StoreTx, work: _Work) -> _Outcome:
-        """The answer to one request, MACed by :func:`_answer_mak` (the one place that decides)."""
-        terminal = tx.terminal(work.request.terminal_id, for_update=True)
-        now = self._clock()
-        outcome = self._admit(tx, work, terminal, now)
-        if outcome.response.response_code == "77" and terminal is not None:
-            tx.add_batch_error(terminal, work.request, outcome.response.detail, now=now)
-        outcome.mak = _answer_mak(outcome.response.response_code, terminal, outcome.proof)
-        return outcome
-
-    def _admit(
-        self, tx: StoreTx, work: _Work, terminal: TerminalRow | None, now: datetime
-    ) -> _Outcome:
-        """Admission (fault, registry, 08xx, MAC), then :func:`decide` and its effects."""
+        """The answer to one request: a forced fault's code, or :func:`decide`'s answer (its
+        effects applied in this unit of work); MACed by :func:`_answer_mak` (the one place
+        that decides)."""
         request = work.request
+        terminal = tx.terminal(request.terminal_id, for_update=True)
+        now = self._clock()
         admin = isinstance(request, SignOnRequest | SignOffRequest | EchoRequest)
         proof = None if terminal is None or admin else _proven_mak(terminal, work.frame.body)
         if work.fault is not None and work.fault.action == FaultAction.FORCE:
             assert work.fault.response_code is not None
             code = work.fault.response_code  # not processed
-            return _Outcome(answer(request, code, now=now), proof=proof)
-        if terminal is None:
-            return _Outcome(answer(request, "97", now=now))
-        if terminal.merchant_id != request.merchant_id:
-            return _Outcome(answer(request, "03", now=now), proof=proof)
-        if terminal.status != TerminalStatus.ACTIVE:
-            return _Outcome(answer(request, "58", now=now), proof=proof)
-        if admin:
-            return self._decide(tx, request, terminal, now, proof=None)
-        if proof is None:
-            if not terminal.signed_on or (terminal.mak is None and terminal.pending_keys is None):
-                detail = batch_detail(tx, terminal, BatchReason.NOT_SIGNED_ON)
-                return _Outcome(
-                    answer(request, "77", now=now, detail=detail),
-                    requirement=ProcessingRequirement.SIGN_ON,
-                )
-            return _Outcome(
-                answer(request, "A0", now=now), requirement=ProcessingRequirement.SIGN_ON
-            )
-        if proof != terminal.mak:  # the keys of the last sign-on, used for the first time
-            assert terminal.pending_keys is not None and terminal.pending_keys.mak == proof
-            terminal = tx.bring_keys_into_force(terminal)
-        elif not terminal.signed_on:  # signed off, yet it holds the keys: it is the terminal
-            terminal = tx.sign_on_again(terminal)
-        return self._decide(tx, request, terminal, now, proof=proof)
-
-    def _decide(
-        self,
-        tx: StoreTx,
-        request: Request,
-        terminal: TerminalRow,
-        now: datetime,
-        *,
-        proof: bytes | None,
-    ) -> _Outcome:
-        """Decide (pure), then apply the effects in this unit of work."""
-        decision = decide(request, Snapshot(terminal, tx, now), self._rules)
-        tx.apply(decision.effects)
-        return _Outcome(decision.response, decision.requirement, proof=proof)
+            response = answer(request, code, now=now)
+            if code == BATCH_NUMBER_DIFFERS and terminal is not None:
+                tx.apply((batch_error(terminal, request, None, at=now),))
+            outcome = _Outcome(response, proof=proof)
+        else:
+            decision = decide(request, Snapshot(terminal, tx, now, proof), self._rules)
+            tx.apply(decision.effects)
+            outcome = _Outcome(decision.response, decision.requirement, proof=proof)
+        outcome.mak = _answer_mak(outcome.response.response_code, terminal, outcome.proof)
+        return outcome
 
     def _working_keys(self) -> WorkingKeys:
         """A sign-on's new PIK and MAK (drawn PIK first, as ever: a seeded run replays)."""
@@ -603,7 +561,7 @@ def _answer_mak(
     77). A 08xx answer never carries field 64 whatever this says
     (:func:`~posbatch.wire.encode_message`).
     """
-    if response_code == _MAC_ERROR or terminal is None:
+    if response_code == MAC_ERROR or terminal is None:
         return None
     if proof is not None:
         return proof

@@ -22,6 +22,7 @@ from posbatch.batch.host_batch import FIRST_BATCH_NO
 from posbatch.batch.host_effects import (
     AddException,
     AddSettlement,
+    BringKeysIntoForce,
     Effect,
     InsertReversal,
     InsertTransaction,
@@ -30,6 +31,7 @@ from posbatch.batch.host_effects import (
     NoteStan,
     OpenFirstBatch,
     OpenNextBatch,
+    RecordBatchError,
     RecordHostTotals,
     RecordSettlementTotals,
     RecordUploadEnd,
@@ -37,6 +39,7 @@ from posbatch.batch.host_effects import (
     SetTransactionStatus,
     SignOff,
     SignOn,
+    SignOnAgain,
 )
 from posbatch.batch.host_records import (
     BatchRow,
@@ -64,7 +67,7 @@ from posbatch.host._queries import (
 )
 from posbatch.host.read_models import naive_utc
 from posbatch.host.sealing import KeyKind
-from posbatch.wire import PIK_BYTES, Request, WorkingKeys, decode_batch_detail
+from posbatch.wire import PIK_BYTES, WorkingKeys
 
 if TYPE_CHECKING:
     from posbatch.host.store import HostStore
@@ -287,26 +290,25 @@ class StoreTx:
         )
         self._terminals.pop(terminal_id, None)
 
-    def bring_keys_into_force(self, terminal: TerminalRow) -> TerminalRow:
+    def bring_keys_into_force(self, terminal_id: str, keys: WorkingKeys) -> None:
         """The terminal's first request MACed under the keys of its last sign-on: they are
-        the keys in force now, and it is signed on. Written at once; the row is kept as it
-        now stands, not read again (a round trip and two key openings per such request).
+        the keys in force now, and it is signed on. Written at once; a row this unit of
+        work read (locked: ``terminal(…, for_update=True)``, so nothing else can have
+        changed it) is kept as it now stands, not read again (a round trip and two key
+        openings per such request)."""
+        kept = self._terminals.get(terminal_id)
+        self.update_terminal(terminal_id, mak=keys.mak, pik=keys.pik, pending_keys=None,
+                             signed_on=True)  # fmt: skip
+        if kept is not None:
+            self._keep(kept._replace(mak=keys.mak, pending_keys=None, signed_on=True))
 
-        ``terminal`` is this unit of work's locked reading of the row (``terminal(…,
-        for_update=True)``): nothing else can have changed it since.
-        """
-        keys = terminal.pending_keys
-        assert keys is not None
-        self.update_terminal(
-            terminal.terminal_id, mak=keys.mak, pik=keys.pik, pending_keys=None, signed_on=True
-        )
-        return self._keep(terminal._replace(mak=keys.mak, pending_keys=None, signed_on=True))
-
-    def sign_on_again(self, terminal: TerminalRow) -> TerminalRow:
+    def sign_on_again(self, terminal_id: str) -> None:
         """A signed-off terminal that MACs under its keys in force is signed on again (as
-        :meth:`bring_keys_into_force`, on this unit of work's locked reading of the row)."""
-        self.update_terminal(terminal.terminal_id, signed_on=True)
-        return self._keep(terminal._replace(signed_on=True))
+        :meth:`bring_keys_into_force`, a row this unit of work read is kept)."""
+        kept = self._terminals.get(terminal_id)
+        self.update_terminal(terminal_id, signed_on=True)
+        if kept is not None:
+            self._keep(kept._replace(signed_on=True))
 
     def _keep(self, terminal: TerminalRow) -> TerminalRow:
         self._terminals[terminal.terminal_id] = terminal
@@ -485,26 +487,6 @@ class StoreTx:
         ).scalar()
         return None if host_totals is None else str(host_totals)
 
-    def add_batch_error(
-        self, terminal: TerminalRow, request: Request, detail: str | None, *, now: datetime
-    ) -> None:
-        """Record a 77 answered to ``request``, with the reason its field 63 carries
-        (``FORCED`` when a fault script forced it without one), for the back office."""
-        state = decode_batch_detail(detail) if detail else None
-        reason = "FORCED" if state is None or state.reason is None else state.reason.value
-        self.connection.execute(
-            t.batch_errors.insert().values(
-                terminal_id=terminal.terminal_id,
-                merchant_id=terminal.merchant_id,
-                kind=request.KIND.value,
-                stan=request.stan,
-                batch_no=request.batch_no,
-                host_batch_no=None if state is None else state.host_batch_no,
-                reason=reason,
-                created_at=naive_utc(now),
-            )
-        )
-
     # --- effects: what the rules decided, written in order -----------------------------------
 
     def apply(self, effects: Sequence[Effect]) -> None:
@@ -551,9 +533,30 @@ class StoreTx:
                 self._insert_reversal(effect)
             elif isinstance(effect, InsertUploadRecords):
                 self._insert_upload_records(effect)
+            elif isinstance(effect, BringKeysIntoForce):
+                self.bring_keys_into_force(effect.terminal_id, effect.keys)
+            elif isinstance(effect, SignOnAgain):
+                self.sign_on_again(effect.terminal_id)
+            elif isinstance(effect, RecordBatchError):
+                self._record_batch_error(effect)
             else:
                 assert isinstance(effect, AddSettlement), effect
                 self._add_settlement(effect)
+
+    def _record_batch_error(self, effect: RecordBatchError) -> None:
+        """A 77 answered, for the back office's list of batch-number errors."""
+        self.connection.execute(
+            t.batch_errors.insert().values(
+                terminal_id=effect.terminal_id,
+                merchant_id=effect.merchant_id,
+                kind=effect.kind,
+                stan=effect.stan,
+                batch_no=effect.batch_no,
+                host_batch_no=effect.host_batch_no,
+                reason=effect.reason,
+                created_at=naive_utc(effect.at),
+            )
+        )
 
     def _insert_transaction(self, effect: InsertTransaction) -> None:
         """Written with the others of the unit of work, in order, at the first read of it
