@@ -9,8 +9,10 @@ import json
 import os
 import socket
 import stat
+import time
 import urllib.error
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from catalog_shop import TERMINAL_ID, Shop, open_shop
 from fastapi.routing import APIRoute
 from typer.testing import CliRunner
 
+from posbatch.batch.model import BEIJING
 from posbatch.catalog import (
     CardTransaction,
     CatalogStore,
@@ -458,3 +461,30 @@ def test_no_body_makes_the_server_fail(
     assert {key: True for key in statuses} == {
         key: 400 <= status < 500 for key, status in statuses.items()
     }
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Shanghai"])
+def test_catalog_commands_show_beijing_time_whatever_the_machine_zone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, zone: str
+) -> None:
+    """DESIGN.md: times are shown in Beijing time — not the machine's zone (a shop's PC
+    set to UTC printed its tills' times eight hours off)."""
+    monkeypatch.delenv("POSBATCH_DATABASE_URL", raising=False)
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        data_dir = str(tmp_path / "data")
+        before = datetime.now(BEIJING)
+        added = runner.invoke(
+            catalog_cli,
+            ["add-till", TERMINAL_ID, "--output", str(tmp_path / "t.json"), "--by", "li",
+             "--data-dir", data_dir],
+        )  # fmt: skip
+        listed = runner.invoke(catalog_cli, ["tills", "--data-dir", data_dir])
+        after = datetime.now(BEIJING)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert (0, 0) == (added.exit_code, listed.exit_code)
+    shown = {f"issued {moment:%Y-%m-%d %H:%M}" for moment in (before, after)}
+    assert any(text in listed.stdout for text in shown), listed.stdout

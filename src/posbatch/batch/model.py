@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import timedelta, timezone
+from typing import Final
 
 __all__ = [
+    "BEIJING",
     "BatchReason",
     "BatchState",
     "BatchStateDetail",
@@ -22,6 +25,10 @@ __all__ = [
     "Reconciliation",
     "SettlementTotals",
 ]
+
+# DESIGN.md: times are stored in UTC and shown in Beijing time — China Standard Time, UTC+8
+# all year (no daylight saving since 1991), so a fixed offset is exact for every date.
+BEIJING: Final = timezone(timedelta(hours=8), "Beijing")
 
 
 class Kind(enum.StrEnum):

@@ -36,6 +36,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Query
 from fastapi.responses import JSONResponse
 
+from posbatch.batch.model import BEIJING
 from posbatch.catalog._gtin import normalize_gtin
 from posbatch.catalog._model import GS1_CSET82, LOT_LENGTH_MAX, ChangeSet, Lot, Product
 from posbatch.catalog._orders_http import add_order_routes, limit_request_bodies, till_dependency
@@ -278,7 +279,7 @@ def sync_replica(
 def create_app(
     store: CatalogStore,
     *,
-    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now().astimezone(),
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(BEIJING),
 ) -> FastAPI:
     """The back office's HTTP API (``posbatch catalog serve``): catalog changes and orders.
 

@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from posbatch import storage
+from posbatch.batch.model import BEIJING
 from posbatch.catalog._checkout import (
     CATALOG_AGE_MINUTES_MAX,
     DEFAULT_MAX_CATALOG_AGE,
@@ -179,7 +180,13 @@ def open_terminal_copy(terminal_dir: Path, *, create: bool = False) -> CatalogSt
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now().astimezone()
+    """Now, in Beijing time: its date is the shop's today (expiry, recalls, scans)."""
+    return dt.datetime.now(BEIJING)
+
+
+def _shown(moment: dt.datetime, *, seconds: bool = False) -> str:
+    """``moment`` as people read it here: Beijing time (DESIGN.md), to the minute."""
+    return f"{moment.astimezone(BEIJING):%Y-%m-%d %H:%M{':%S' if seconds else ''}}"
 
 
 def _actor(by: str | None) -> str:
@@ -213,7 +220,8 @@ def _is_http(source: str) -> bool:
 
 
 def _when(text: str | None) -> dt.datetime | None:
-    """``YYYY-MM-DD`` (the end of that day) or ``YYYY-MM-DD HH:MM[:SS]``, local time."""
+    """``YYYY-MM-DD`` (the end of that day) or ``YYYY-MM-DD HH:MM[:SS]``, Beijing time
+    unless it names its own offset."""
     if text is None:
         return None
     try:
@@ -224,7 +232,7 @@ def _when(text: str | None) -> dt.datetime | None:
             moment = dt.datetime.fromisoformat(text.strip())
     except ValueError as exc:
         raise ConfigError(f"--at {text!r} is not YYYY-MM-DD or YYYY-MM-DD HH:MM") from exc
-    return moment if moment.tzinfo else moment.astimezone()
+    return moment if moment.tzinfo else moment.replace(tzinfo=BEIJING)
 
 
 @contextmanager
@@ -464,7 +472,7 @@ def version(
         else:
             typer.echo(
                 f"copy at version {state.version}, "
-                f"synced {state.synced_at.astimezone():%Y-%m-%d %H:%M:%S %Z} "
+                f"synced {_shown(state.synced_at, seconds=True)} Beijing time "
                 f"from {state.source}"
             )
         if source is not None:
@@ -501,7 +509,7 @@ def _trace_table(title: str, rows: list[TraceRow]) -> Table:
             row.receipt_no,
             row.terminal_id,
             status,
-            f"{row.opened_at.astimezone():%Y-%m-%d %H:%M}",
+            f"{_shown(row.opened_at)}",
             row.batch_no or "",
             row.stan or "",
             row.product_name,
@@ -578,12 +586,12 @@ def pending(data_dir: DataDir = DATA_DIR_DEFAULT) -> None:
     for order in orders:
         typer.echo(
             f"{order.receipt_no}  terminal {order.terminal_id}  {format_fen(order.total_fen)}  "
-            f"opened {order.opened_at.astimezone():%Y-%m-%d %H:%M:%S}"
+            f"opened {_shown(order.opened_at, seconds=True)}"
         )
     for item in returns:
         typer.echo(
             f"{item.return_no}  {item.kind} of {item.receipt_no}  terminal {item.terminal_id}  "
-            f"{format_fen(item.amount_fen)}  opened {item.opened_at.astimezone():%Y-%m-%d %H:%M:%S}"
+            f"{format_fen(item.amount_fen)}  opened {_shown(item.opened_at, seconds=True)}"
         )
     typer.echo(f"{plural(len(orders), 'pending order')}, {plural(len(returns), 'pending return')}")
 
@@ -687,7 +695,7 @@ def stock(
     gtin: Gtin = None,
     at: Annotated[
         str | None,
-        typer.Option("--at", help="As of this time (YYYY-MM-DD = end of that day, local time)."),
+        typer.Option("--at", help="As of this time (YYYY-MM-DD = end of that day, Beijing time)."),
     ] = None,
     history: Annotated[
         bool, typer.Option("--history", help="List the movements instead (with --gtin).")
@@ -727,7 +735,7 @@ def stock(
             table.add_column(column, overflow="fold")
         for m in movements:
             table.add_row(
-                f"{m.at.astimezone():%Y-%m-%d %H:%M}",
+                f"{_shown(m.at)}",
                 m.lot_no or "",
                 m.kind,
                 f"{m.on_hand_delta:+d}",
@@ -790,7 +798,7 @@ def recall(
     verb = "recall lifted" if lift else "recalled"
     typer.echo(
         f"lot {record.lot_no} of {record.gtin} {verb} by {record.actor} at "
-        f"{record.at.astimezone():%Y-%m-%d %H:%M}: {held.on_hand} on hand, "
+        f"{_shown(record.at)}: {held.on_hand} on hand, "
         f"{held.quarantined} quarantined; sold on {plural(len(sold), 'sale line')} "
         f"(`posbatch catalog recall-report {record.lot_no}`)"
     )
@@ -827,8 +835,7 @@ def recall_report(
     )
     for record in report.recalls:
         console.print(
-            f"  {record.action} {record.at.astimezone():%Y-%m-%d %H:%M} by {record.actor}: "
-            f"{record.reason}",
+            f"  {record.action} {_shown(record.at)} by {record.actor}: {record.reason}",
             highlight=False,
         )
     console.print(
@@ -848,7 +855,7 @@ def recall_report(
                 row.terminal_id,
                 row.kind,
                 str(row.quantity),
-                f"{row.closed_at.astimezone():%Y-%m-%d %H:%M}" if row.closed_at else "",
+                f"{_shown(row.closed_at)}" if row.closed_at else "",
                 "quarantine" if row.quarantined else "stock",
             )
         console.print(table)
@@ -990,13 +997,8 @@ def tills(data_dir: DataDir = DATA_DIR_DEFAULT) -> None:
         finally:
             store.close()
     for row in rows:
-        state = (
-            f"revoked {row.revoked_at.astimezone():%Y-%m-%d %H:%M}" if row.revoked_at else "active"
-        )
-        typer.echo(
-            f"{row.terminal_id}  {state}  issued {row.issued_at.astimezone():%Y-%m-%d %H:%M} "
-            f"by {row.issued_by}"
-        )
+        state = f"revoked {_shown(row.revoked_at)}" if row.revoked_at else "active"
+        typer.echo(f"{row.terminal_id}  {state}  issued {_shown(row.issued_at)} by {row.issued_by}")
     typer.echo(plural(len(rows), "till"))
 
 

@@ -49,11 +49,12 @@ import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Final
 
 import holidays
 
+from posbatch.batch.model import BEIJING
 from posbatch.errors import ClearingError
 
 __all__ = [
@@ -80,8 +81,6 @@ __all__ = [
     "trading_day_bounds",
 ]
 
-# China Standard Time: UTC+8 all year (no daylight saving since 1991).
-BEIJING: Final = timezone(timedelta(hours=8), "Beijing")
 CUTOFF_DEFAULT: Final = time(23, 0)
 # A cut-off is midnight or in the afternoon/evening: trading day D is named after the
 # calendar day on which it ends (a cut-off at 02:00 would name it after the next day).
