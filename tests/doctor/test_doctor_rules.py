@@ -362,3 +362,16 @@ def test_plan_has_no_flush_step_when_nothing_is_pending() -> None:
     """A stale batch with no pending reversal is repaired by settling alone."""
     diagnosis = diagnose(evidence(journal=journal(oldest_unsettled_at=NOW - timedelta(days=3))))
     assert (Repair.RESUME_SETTLEMENT,) == diagnosis.repairs
+
+
+def test_times_are_told_in_beijing_time() -> None:
+    """DESIGN.md: times are stored in UTC and shown in Beijing time. A batch typed in by
+    hand at 17:00 UTC was typed at 01:00 the next day in the shop."""
+    edit = ManualEdit(NOW - timedelta(hours=1), 7, 70)  # NOW is 18:00 UTC on 25 Nov
+    sample = evidence(journal=journal(batch_no=70, manual_edits=(edit,)))
+    diagnosis = diagnose(sample)
+    text = render_text(Report(NOW, "terminal", sample, diagnosis), width=200)
+    assert diagnosis.cause == Cause.MANUAL_BATCH_ENTRY
+    assert "2026-11-26 01:00 batch" in text  # the line of the edit
+    assert "2026-11-26 02:00:00" in text  # the report's own time
+    assert "17:00" not in text

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Final
 
 __all__ = [
@@ -24,11 +24,19 @@ __all__ = [
     "Kind",
     "Reconciliation",
     "SettlementTotals",
+    "shown_at",
 ]
 
 # DESIGN.md: times are stored in UTC and shown in Beijing time — China Standard Time, UTC+8
 # all year (no daylight saving since 1991), so a fixed offset is exact for every date.
 BEIJING: Final = timezone(timedelta(hours=8), "Beijing")
+
+
+def shown_at(moment: datetime, *, seconds: bool = False) -> str:
+    """``moment`` as people read it: Beijing time, to the minute (or the second). A naive
+    time is UTC, as the host store and the journal keep it."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return f"{aware.astimezone(BEIJING):%Y-%m-%d %H:%M{':%S' if seconds else ''}}"
 
 
 class Kind(enum.StrEnum):

@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from posbatch import storage
-from posbatch.batch.model import BEIJING
+from posbatch.batch.model import BEIJING, shown_at
 from posbatch.catalog._checkout import (
     CATALOG_AGE_MINUTES_MAX,
     DEFAULT_MAX_CATALOG_AGE,
@@ -182,11 +182,6 @@ def open_terminal_copy(terminal_dir: Path, *, create: bool = False) -> CatalogSt
 def _now() -> dt.datetime:
     """Now, in Beijing time: its date is the shop's today (expiry, recalls, scans)."""
     return dt.datetime.now(BEIJING)
-
-
-def _shown(moment: dt.datetime, *, seconds: bool = False) -> str:
-    """``moment`` as people read it here: Beijing time (DESIGN.md), to the minute."""
-    return f"{moment.astimezone(BEIJING):%Y-%m-%d %H:%M{':%S' if seconds else ''}}"
 
 
 def _actor(by: str | None) -> str:
@@ -472,7 +467,7 @@ def version(
         else:
             typer.echo(
                 f"copy at version {state.version}, "
-                f"synced {_shown(state.synced_at, seconds=True)} Beijing time "
+                f"synced {shown_at(state.synced_at, seconds=True)} Beijing time "
                 f"from {state.source}"
             )
         if source is not None:
@@ -509,7 +504,7 @@ def _trace_table(title: str, rows: list[TraceRow]) -> Table:
             row.receipt_no,
             row.terminal_id,
             status,
-            f"{_shown(row.opened_at)}",
+            f"{shown_at(row.opened_at)}",
             row.batch_no or "",
             row.stan or "",
             row.product_name,
@@ -586,12 +581,12 @@ def pending(data_dir: DataDir = DATA_DIR_DEFAULT) -> None:
     for order in orders:
         typer.echo(
             f"{order.receipt_no}  terminal {order.terminal_id}  {format_fen(order.total_fen)}  "
-            f"opened {_shown(order.opened_at, seconds=True)}"
+            f"opened {shown_at(order.opened_at, seconds=True)}"
         )
     for item in returns:
         typer.echo(
             f"{item.return_no}  {item.kind} of {item.receipt_no}  terminal {item.terminal_id}  "
-            f"{format_fen(item.amount_fen)}  opened {_shown(item.opened_at, seconds=True)}"
+            f"{format_fen(item.amount_fen)}  opened {shown_at(item.opened_at, seconds=True)}"
         )
     typer.echo(f"{plural(len(orders), 'pending order')}, {plural(len(returns), 'pending return')}")
 
@@ -735,7 +730,7 @@ def stock(
             table.add_column(column, overflow="fold")
         for m in movements:
             table.add_row(
-                f"{_shown(m.at)}",
+                f"{shown_at(m.at)}",
                 m.lot_no or "",
                 m.kind,
                 f"{m.on_hand_delta:+d}",
@@ -798,7 +793,7 @@ def recall(
     verb = "recall lifted" if lift else "recalled"
     typer.echo(
         f"lot {record.lot_no} of {record.gtin} {verb} by {record.actor} at "
-        f"{_shown(record.at)}: {held.on_hand} on hand, "
+        f"{shown_at(record.at)}: {held.on_hand} on hand, "
         f"{held.quarantined} quarantined; sold on {plural(len(sold), 'sale line')} "
         f"(`posbatch catalog recall-report {record.lot_no}`)"
     )
@@ -835,7 +830,7 @@ def recall_report(
     )
     for record in report.recalls:
         console.print(
-            f"  {record.action} {_shown(record.at)} by {record.actor}: {record.reason}",
+            f"  {record.action} {shown_at(record.at)} by {record.actor}: {record.reason}",
             highlight=False,
         )
     console.print(
@@ -855,7 +850,7 @@ def recall_report(
                 row.terminal_id,
                 row.kind,
                 str(row.quantity),
-                f"{_shown(row.closed_at)}" if row.closed_at else "",
+                f"{shown_at(row.closed_at)}" if row.closed_at else "",
                 "quarantine" if row.quarantined else "stock",
             )
         console.print(table)
@@ -997,8 +992,9 @@ def tills(data_dir: DataDir = DATA_DIR_DEFAULT) -> None:
         finally:
             store.close()
     for row in rows:
-        state = f"revoked {_shown(row.revoked_at)}" if row.revoked_at else "active"
-        typer.echo(f"{row.terminal_id}  {state}  issued {_shown(row.issued_at)} by {row.issued_by}")
+        state = f"revoked {shown_at(row.revoked_at)}" if row.revoked_at else "active"
+        issued = shown_at(row.issued_at)
+        typer.echo(f"{row.terminal_id}  {state}  issued {issued} by {row.issued_by}")
     typer.echo(plural(len(rows), "till"))
 
 

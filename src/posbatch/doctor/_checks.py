@@ -32,6 +32,7 @@ from posbatch.doctor._words import (
     exception_kind_words,
     money,
     response_words,
+    shown_at,
     stan,
 )
 
@@ -277,9 +278,9 @@ def _manual_edits(evidence: Evidence) -> Check:
         return _check("batch.manual", "batch", *title, Status.NOT_CHECKED, _NO_JOURNAL)
     refused = tuple(
         Line(
-            f"{entry.at:%Y-%m-%d %H:%M} batch {_b(entry.new_batch_no)} typed in by hand and "
+            f"{shown_at(entry.at)} batch {_b(entry.new_batch_no)} typed in by hand and "
             f"refused: the host has {_b(entry.old_batch_no)}",
-            f"{entry.at:%Y-%m-%d %H:%M} 手工输入批次号 {_b(entry.new_batch_no)} 被拒绝:"
+            f"{shown_at(entry.at)} 手工输入批次号 {_b(entry.new_batch_no)} 被拒绝:"
             f"主机批次号为 {_b(entry.old_batch_no)}",
         )
         for entry in journal.refused_manual_entries
@@ -296,10 +297,9 @@ def _manual_edits(evidence: Evidence) -> Check:
         )
     lines = tuple(
         Line(
-            f"{edit.at:%Y-%m-%d %H:%M} batch typed in by hand: {_b(edit.old_batch_no)} → "
+            f"{shown_at(edit.at)} batch typed in by hand: {_b(edit.old_batch_no)} → "
             f"{_b(edit.new_batch_no)}",
-            f"{edit.at:%Y-%m-%d %H:%M} 手工输入批次号:{_b(edit.old_batch_no)} → "
-            f"{_b(edit.new_batch_no)}",
+            f"{shown_at(edit.at)} 手工输入批次号:{_b(edit.old_batch_no)} → {_b(edit.new_batch_no)}",
         )
         for edit in journal.manual_edits
     )
@@ -352,7 +352,7 @@ def _schema(evidence: Evidence) -> Check:
     if journal.schema_version != journal.schema_version_expected:
         status = Status.FAILED
     for update in journal.updates:
-        when = f"{update.at:%Y-%m-%d %H:%M}"
+        when = f"{shown_at(update.at)}"
         versions = f"{update.from_version} → {update.to_version}"
         if update.changed_counters:
             status = Status.FAILED
@@ -377,8 +377,8 @@ def _schema(evidence: Evidence) -> Check:
         lines.append(
             Line(
                 "this journal started fresh at batch 000001 on "
-                f"{journal.journal_started_at:%Y-%m-%d %H:%M}",
-                f"本日志于 {journal.journal_started_at:%Y-%m-%d %H:%M} 从批次号 000001 重新开始",
+                f"{shown_at(journal.journal_started_at)}",
+                f"本日志于 {shown_at(journal.journal_started_at)} 从批次号 000001 重新开始",
             )
         )
     return _check("terminal.schema", "terminal", *title, status, *lines)
@@ -442,12 +442,12 @@ def _reversals(evidence: Evidence) -> Check:
         when = (
             ""
             if journal.last_timeout_at is None
-            else f" (the last at {journal.last_timeout_at:%Y-%m-%d %H:%M})"
+            else f" (the last at {shown_at(journal.last_timeout_at)})"
         )
         when_zh = (
             ""
             if journal.last_timeout_at is None
-            else f"(最近一次 {journal.last_timeout_at:%Y-%m-%d %H:%M})"
+            else f"(最近一次 {shown_at(journal.last_timeout_at)})"
         )
         lines.append(
             Line(
@@ -488,7 +488,7 @@ def _events(evidence: Evidence) -> Check:
         return _check("terminal.events", "terminal", *title, Status.PASSED, Line("none", "无"))
     lines = tuple(
         event_line(
-            f"{event.at:%Y-%m-%d %H:%M}",
+            f"{shown_at(event.at)}",
             event.kind,
             event.detail,
             batch_no=event.batch_no,

@@ -26,7 +26,7 @@ from posbatch.doctor._checks import Status
 from posbatch.doctor._codec import from_json, to_json
 from posbatch.doctor._evidence import Evidence
 from posbatch.doctor._rules import REPAIR_TEXT, Diagnosis, Outcome, Repair, Verdict, rule_for
-from posbatch.doctor._words import Line, count
+from posbatch.doctor._words import Line, count, shown_at
 from posbatch.errors import ConfigError
 from posbatch.storage import write_owner_only
 
@@ -149,7 +149,7 @@ def render_diagnosis(report: Report, console: Console) -> None:
     console.rule(
         escape(
             f"posbatch doctor — terminal {evidence.terminal_id} — "
-            f"{report.generated_at:%Y-%m-%d %H:%M:%S} ({report.source})"
+            f"{shown_at(report.generated_at, seconds=True)} ({report.source})"
         )
     )
     _render_diagnosis(report.diagnosis, console, title="diagnosis 诊断")

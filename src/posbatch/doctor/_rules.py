@@ -53,6 +53,7 @@ from posbatch.doctor._words import (
     capacity_words,
     close_reason_words,
     count,
+    shown_at,
     stan,
 )
 
@@ -208,9 +209,9 @@ def _manual_entry(evidence: Evidence) -> Finding:
         return _points(
             Strength.PROOF,
             Line(
-                f"{entry.at:%Y-%m-%d %H:%M} batch number {_b(entry.new_batch_no)} was typed in by "
+                f"{shown_at(entry.at)} batch number {_b(entry.new_batch_no)} was typed in by "
                 f"hand; the host's is {_b(entry.old_batch_no)}",
-                f"{entry.at:%Y-%m-%d %H:%M} 手工输入批次号 {_b(entry.new_batch_no)};"
+                f"{shown_at(entry.at)} 手工输入批次号 {_b(entry.new_batch_no)};"
                 f"主机批次号为 {_b(entry.old_batch_no)}",
             ),
             Line(
@@ -242,9 +243,9 @@ def _manual_entry(evidence: Evidence) -> Finding:
     return _points(
         Strength.PROOF,
         Line(
-            f"{last.at:%Y-%m-%d %H:%M} the batch number was typed in by hand as "
+            f"{shown_at(last.at)} the batch number was typed in by hand as "
             f"{_b(last.new_batch_no)} (was {_b(last.old_batch_no)})",
-            f"{last.at:%Y-%m-%d %H:%M} 批次号被手工输入为 {_b(last.new_batch_no)}"
+            f"{shown_at(last.at)} 批次号被手工输入为 {_b(last.new_batch_no)}"
             f"(原为 {_b(last.old_batch_no)})",
         ),
         Line(
@@ -410,9 +411,8 @@ def _counters_reset(evidence: Evidence) -> Finding:
     lines = [
         Line(
             "the journal started fresh at batch 000001 on "
-            f"{journal.journal_started_at:%Y-%m-%d %H:%M} ({why[0]})",
-            f"流水日志于 {journal.journal_started_at:%Y-%m-%d %H:%M} 从批次号 000001 重新开始"
-            f"({why[1]})",
+            f"{shown_at(journal.journal_started_at)} ({why[0]})",
+            f"流水日志于 {shown_at(journal.journal_started_at)} 从批次号 000001 重新开始({why[1]})",
         ),
         *history,
     ]
@@ -465,8 +465,8 @@ def _journal_replaced(evidence: Evidence) -> Finding:
     if journal.restored_at is not None:
         lines.append(
             Line(
-                f"the journal was restored from a backup on {journal.restored_at:%Y-%m-%d %H:%M}",
-                f"流水日志于 {journal.restored_at:%Y-%m-%d %H:%M} 从备份恢复",
+                f"the journal was restored from a backup on {shown_at(journal.restored_at)}",
+                f"流水日志于 {shown_at(journal.restored_at)} 从备份恢复",
             )
         )
     else:
@@ -700,10 +700,10 @@ def _software_update(evidence: Evidence) -> Finding:
     return _points(
         Strength.PROOF,
         Line(
-            f"{update.at:%Y-%m-%d %H:%M} software {update.from_version} → "
+            f"{shown_at(update.at)} software {update.from_version} → "
             f"{update.to_version} changed the batch number "
             f"{_b(update.batch_no_before)} → {_b(update.batch_no_after)}",
-            f"{update.at:%Y-%m-%d %H:%M} 软件 {update.from_version} → "
+            f"{shown_at(update.at)} 软件 {update.from_version} → "
             f"{update.to_version} 改变了批次号 "
             f"{_b(update.batch_no_before)} → {_b(update.batch_no_after)}",
         ),
@@ -724,7 +724,7 @@ def _host_change(evidence: Evidence) -> Finding:
         if (journal is None and unsettled) or (
             journal is not None and journal.batch_no != records.batch_no
         ):
-            when = "" if advance.at is None else f"{advance.at:%Y-%m-%d %H:%M} "
+            when = "" if advance.at is None else f"{shown_at(advance.at)} "
             return _points(
                 Strength.PROOF,
                 Line(
@@ -884,8 +884,8 @@ def _stale_batch(evidence: Evidence) -> Finding:
             Strength.PROOF,
             Line(
                 f"the host's batch {_b(records.batch_no)} has held approvals since "
-                f"{first:%Y-%m-%d %H:%M} ({count(host_age.days, 'day')}) without settlement",
-                f"主机批次 {_b(records.batch_no)} 自 {first:%Y-%m-%d %H:%M} 起"
+                f"{shown_at(first)} ({count(host_age.days, 'day')}) without settlement",
+                f"主机批次 {_b(records.batch_no)} 自 {shown_at(first)} 起"
                 f"({host_age.days} 天)有交易未结算",
             ),
         )
@@ -908,9 +908,9 @@ def _stale_batch(evidence: Evidence) -> Finding:
         Strength.PROOF,
         Line(
             f"batch {_b(journal.batch_no)} has been open since "
-            f"{journal.oldest_unsettled_at:%Y-%m-%d %H:%M} ({count(days, 'day')}) "
+            f"{shown_at(journal.oldest_unsettled_at)} ({count(days, 'day')}) "
             "without settlement",
-            f"批次 {_b(journal.batch_no)} 自 {journal.oldest_unsettled_at:%Y-%m-%d %H:%M} 起"
+            f"批次 {_b(journal.batch_no)} 自 {shown_at(journal.oldest_unsettled_at)} 起"
             f"({days} 天)未结算",
         ),
     )

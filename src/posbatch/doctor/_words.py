@@ -3,6 +3,7 @@
 One place for the words every line uses, so that the report reads the same
 everywhere:
 
+- times in Beijing time, as DESIGN.md shows every time (``shown_at``: stored in UTC);
 - counts with their plural (``1 approval``, ``2 approvals``; Chinese has none);
 - money in yuan as the terminal shows it (``RMB 70.00`` / ``70.00 元``), never fen;
 - the protocol's jargon explained where it is used: the STAN is the
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from posbatch.batch.codes import lookup
+from posbatch.batch.model import shown_at
 from posbatch.batch.money import format_fen
 from posbatch.batch.totals import TOTAL_AMOUNT_FEN_MAX, TOTAL_COUNT_MAX, TotalsCounter
 from posbatch.errors import (
@@ -42,6 +44,7 @@ __all__ = [
     "exception_kind_words",
     "money",
     "response_words",
+    "shown_at",
     "stan",
 ]
 

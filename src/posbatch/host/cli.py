@@ -27,6 +27,7 @@ import typer
 from posbatch import storage
 from posbatch.batch.counters import BATCH_NO_MAX
 from posbatch.batch.ids import check_merchant_id, check_terminal_id
+from posbatch.batch.model import shown_at
 from posbatch.cli_support import (
     OneLineErrors,
     log_to_stderr,
@@ -439,16 +440,18 @@ def batches(
         rows = store.batches(terminal_id, limit=limit + 1)
     typer.echo(
         "batch_no  state      opened_at            closed_at            closed_by  host_totals"
+        "   (Beijing time)"
     )
     if len(rows) > limit:
         typer.echo(f"… older batches not shown: only the latest {limit} (--limit)")
         rows = rows[1:]
     for batch in rows:
-        closed = "-" if batch.closed_at is None else f"{batch.closed_at:%Y-%m-%d %H:%M:%S}"
+        opened = shown_at(batch.opened_at, seconds=True)
+        closed = "-" if batch.closed_at is None else shown_at(batch.closed_at, seconds=True)
         totals = "-" if batch.host_totals is None else encode_totals(batch.host_totals)
         marker = " *" if batch.current else ""
         typer.echo(
-            f"{batch.batch_no:06d}    {batch.state.value:<10} {batch.opened_at:%Y-%m-%d %H:%M:%S}  "
+            f"{batch.batch_no:06d}    {batch.state.value:<10} {opened}  "
             f"{closed:<20} {batch.close_reason or '-':<10} {totals}{marker}"
         )
 
