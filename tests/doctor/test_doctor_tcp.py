@@ -14,7 +14,7 @@ import pytest
 from doctor_world import MASTER_KEY, MERCHANT_ID, PAN, START, TERMINAL_ID
 from typer.testing import CliRunner
 
-from posbatch.batch.model import Kind
+from posbatch.batch.model import BEIJING, Kind
 from posbatch.cli import app
 from posbatch.doctor import TcpExchange
 from posbatch.errors import HostUnreachable
@@ -298,7 +298,7 @@ async def hostile_host(tmp_path: Path) -> AsyncIterator[Path]:
         frame = FrameReader().feed(prefix + body)[0]
         request = decode_message(frame.body)
         assert isinstance(request, EchoRequest)
-        now = _now()
+        now = _now().astimezone(BEIJING)  # fields 12/13: the host's local (Beijing) time
         reply = AdminResponse(
             Kind.ECHO, request.terminal_id, request.merchant_id, request.stan,
             request.batch_no, "00", f"{now:%H%M%S}", f"{now:%m%d}",

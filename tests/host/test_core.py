@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -45,6 +47,7 @@ from posbatch.wire import (
     encode_message,
     unwrap_working_keys,
 )
+from testbed import StepClock, counting_bytes
 
 D = CardType.DOMESTIC
 
@@ -190,6 +193,23 @@ def test_sale_is_approved_with_rrn_and_auth_code(term: Terminal) -> None:
         len(answer.rrn or ""),
         len(answer.auth_code or ""),
     ) == ("00", 12, 6)
+
+
+def test_fields_12_and_13_are_beijing_time_whatever_the_host_clock_zone(
+    store: HostStore,
+) -> None:
+    """DESIGN.md's fields 12/13 are the local time, Beijing time: a host clock in UTC (as
+    ``posbatch host serve`` runs) at 16:30:00 UTC on 25 Nov answers 00:30:01 on 26 Nov —
+    the date and time on the cardholder's receipt. (The simulator's clock runs in Beijing
+    time, so it never saw a host that answered UTC.)"""
+    clock = StepClock(datetime(2026, 11, 25, 16, 30, tzinfo=UTC))
+    core = HostCore(store, clock=clock, random_bytes=counting_bytes())
+    term = session_terminal(core)
+    assert term.sign_on().response_code == "00"
+    clock.now = datetime(2026, 11, 25, 16, 30, tzinfo=UTC)
+    answer = term.sale(1250)
+    assert isinstance(answer, TransactionResponse)
+    assert (answer.local_date, answer.local_time) == ("1126", "003001")
 
 
 def test_duplicate_sale_gets_the_original_answer_once(store: HostStore, term: Terminal) -> None:

@@ -42,7 +42,7 @@ import functools
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final, Protocol
 
 from posbatch.batch.cards import check_currency, check_track2
@@ -84,6 +84,7 @@ from posbatch.batch.host_records import (
     UploadRecordRow,
 )
 from posbatch.batch.model import (
+    BEIJING,
     BatchReason,
     BatchState,
     BatchStateDetail,
@@ -218,8 +219,10 @@ _NOT_FOUND: Final = "25"
 
 
 def wire_time(now: datetime) -> tuple[str, str]:
-    """Fields 12 (hhmmss) and 13 (MMDD) of ``now``."""
-    return _wire_time(now.hour, now.minute, now.second, now.month, now.day)
+    """Fields 12 (hhmmss) and 13 (MMDD): ``now`` as the local time of DESIGN.md's table —
+    Beijing time, the time every person and receipt reads (a naive ``now`` is UTC)."""
+    local = (now if now.tzinfo is not None else now.replace(tzinfo=UTC)).astimezone(BEIJING)
+    return _wire_time(local.hour, local.minute, local.second, local.month, local.day)
 
 
 @functools.lru_cache(maxsize=8)  # every answer of one second has the same two fields

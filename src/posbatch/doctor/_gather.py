@@ -37,7 +37,7 @@ from typing import Final
 
 import sqlalchemy as sa
 
-from posbatch.batch.model import CardType, Kind
+from posbatch.batch.model import BEIJING, CardType, Kind
 from posbatch.batch.terminal_batch import SettleStep
 from posbatch.batch.totals import BatchTally, tally
 from posbatch.batch.txn_lifecycle import TransactionStatus
@@ -461,15 +461,17 @@ def tcp_probe(
 def _host_time(
     local_time: str | None, local_date: str | None, terminal_time: datetime
 ) -> datetime | None:
-    """Fields 13 (MMDD) and 12 (hhmmss) placed in the year nearest the terminal's clock."""
+    """Fields 13 (MMDD) and 12 (hhmmss), the host's Beijing time, placed in the year
+    nearest the terminal's clock."""
     if not local_time or not local_date:
         return None
+    local = terminal_time.astimezone(BEIJING)
     try:
         month, day = int(local_date[:2]), int(local_date[2:])
         hour, minute, second = (int(local_time[i : i + 2]) for i in (0, 2, 4))
         candidates = [
-            terminal_time.replace(
-                year=terminal_time.year + delta,
+            local.replace(
+                year=local.year + delta,
                 month=month,
                 day=day,
                 hour=hour,

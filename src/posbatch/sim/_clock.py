@@ -11,7 +11,7 @@ order of events.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Final
 
 __all__ = ["CHINA_STANDARD_TIME", "DAY_MS", "SIM_EPOCH", "VirtualClock"]
@@ -40,14 +40,16 @@ class VirtualClock:
         self.now_ms = max(self.now_ms, at_ms)
 
     def now(self) -> datetime:
-        """The host's view: true simulated time."""
-        return SIM_EPOCH + timedelta(milliseconds=self.now_ms)
+        """The host's view: true simulated time, read in UTC as ``posbatch host serve``
+        and the terminal commands read theirs (``datetime.now(UTC)``): code that shows
+        a time must convert it to Beijing time itself, and a run shows where it does not."""
+        return (SIM_EPOCH + timedelta(milliseconds=self.now_ms)).astimezone(UTC)
 
     def view(self, skew_ms: Callable[[], int]) -> Callable[[], datetime]:
         """A clock that reads true time plus ``skew_ms()`` (a terminal whose clock is wrong)."""
 
         def read() -> datetime:
-            return SIM_EPOCH + timedelta(milliseconds=self.now_ms + skew_ms())
+            return (SIM_EPOCH + timedelta(milliseconds=self.now_ms + skew_ms())).astimezone(UTC)
 
         return read
 

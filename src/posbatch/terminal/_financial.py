@@ -51,6 +51,7 @@ import enum
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
 from posbatch.batch.cards import ENTRY_MODE_MANUAL, ENTRY_MODE_SWIPED, check_track2
@@ -66,7 +67,7 @@ from posbatch.batch.codes import (
     lookup,
 )
 from posbatch.batch.limits import AMOUNT_FEN_MAX, STAN_MAX
-from posbatch.batch.model import CardType, Kind
+from posbatch.batch.model import BEIJING, CardType, Kind
 from posbatch.batch.terminal_batch import accepts_transactions
 from posbatch.batch.totals import (
     TOTAL_AMOUNT_FEN_MAX,
@@ -501,7 +502,7 @@ class Financial:
                 original_txn_id=original.txn_id if original else None,
                 original_batch_no=original.batch_no if original else None,
                 original_stan=original.stan if original else None,
-                original_date=(original.host_date or original.created_at[5:10].replace("-", ""))
+                original_date=(original.host_date or _beijing_mmdd(original.created_at))
                 if original
                 else None,
                 training=training,
@@ -666,3 +667,9 @@ class Financial:
             row.training,
             tuple(settled or ()),
         )
+
+
+def _beijing_mmdd(created_at: str) -> str:
+    """Field 61's date of an original the host never dated: the day it was made, as the
+    host dates (Beijing time, like fields 12 and 13)."""
+    return f"{datetime.fromisoformat(created_at).astimezone(BEIJING):%m%d}"

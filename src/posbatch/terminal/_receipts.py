@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Final
 
 from posbatch.batch.codes import describe
-from posbatch.batch.model import SettlementTotals
+from posbatch.batch.model import SettlementTotals, shown_at
 from posbatch.batch.money import format_fen
 from posbatch.terminal._journal import BatchRow, StateRow, TxnRow, TxnState
 from posbatch.wire import decode_totals
@@ -51,7 +52,7 @@ def render_receipt(
     _check_width(width)
     rule = "-" * width
     amount = format_fen(-row.amount_fen if row.kind != "sale" else row.amount_fen)
-    when = row.created_at[:19].replace("T", " ")
+    when = shown_at(datetime.fromisoformat(row.created_at), seconds=True)  # Beijing time
     if row.host_date and row.host_time:
         when = f"{row.host_date[:2]}-{row.host_date[2:]} {row.host_time[:2]}:{row.host_time[2:4]}"
         when += f":{row.host_time[4:]}"
