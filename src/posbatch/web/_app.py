@@ -11,8 +11,10 @@ Anonymous requests to a page go to the login page (htmx requests get 401 with
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -20,7 +22,13 @@ from typing import Any, Final
 from urllib.parse import unquote, urlencode
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import (
+    HTMLResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -48,6 +56,7 @@ from posbatch.backoffice import (
     statement_csv,
     trading_day,
 )
+from posbatch.backoffice._db import CONNECTIONS_PER_REQUEST, connections_max
 from posbatch.backoffice._filters import (
     choice_param,
     merchant_id_param,
@@ -140,6 +149,16 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     ROUTES[("GET", "/static/{path}")] = ANONYMOUS
     app.add_middleware(GuardMiddleware)
+    # Each request holds up to CONNECTIONS_PER_REQUEST of the store's pooled connections at
+    # once: let in no more requests than the pool can serve whole, or each of them holds its
+    # first and waits for its second until the pool gives up (every request then fails, and
+    # ~15 logins at once, with no account, were enough to stop the console).
+    pool_max = connections_max(office.store)
+    in_store: contextlib.AbstractContextManager[Any] = (
+        contextlib.nullcontext()
+        if pool_max is None
+        else threading.BoundedSemaphore(max(1, pool_max // CONNECTIONS_PER_REQUEST))
+    )
 
     def now() -> datetime:
         return office.clock()
@@ -218,11 +237,14 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
 
             def dispatch(request: Request) -> Response:
                 try:
-                    with office.reading():  # one connection for the request's reads
+                    with in_store, office.reading():  # one connection for the request's reads
                         return dispatch_reading(request)
                 except PosbatchError as exc:  # the store cannot be reached at all
                     log.warning("request failed: %s", type(exc).__name__)
-                    return error_page(request, None, 503, exc)
+                    try:
+                        return error_page(request, None, 503, exc)
+                    except Exception:  # the page itself needs the store (its cut-off)
+                        return PlainTextResponse(f"503 {exc}", status_code=503)
 
             def dispatch_reading(request: Request) -> Response:
                 ctx: Ctx | None = None
