@@ -8,9 +8,11 @@ import time
 
 import argon2
 import httpx
-from web_world import LOGIN_TOKEN, World
+import pytest
+from web_world import CHEAP_HASHER, LOGIN_TOKEN, PASSWORD, World, log_in
 
-from posbatch.backoffice import BackOffice
+from posbatch.backoffice import LOGIN_FAILURES_MAX, AuditFilter, BackOffice
+from posbatch.errors import LoginRefused
 from posbatch.web import create_app
 
 
@@ -52,3 +54,61 @@ async def test_many_logins_at_once_do_not_stop_the_console(world: World) -> None
     )
     assert statuses == [401] * 30
     assert time.monotonic() - started < 25
+
+
+class RacingHasher(argon2.PasswordHasher):
+    """While the right password is being checked, LOGIN_FAILURES_MAX wrong guesses sent at
+    the same moment come in and lock the user (what a burst of parallel logins does)."""
+
+    def __init__(self, world: World) -> None:
+        super().__init__(time_cost=1, memory_cost=8, parallelism=1)
+        self.world = world
+        self.raced = False
+
+    def verify(self, hash: str | bytes, password: str | bytes) -> bool:
+        right = super().verify(hash, password)  # VerifyMismatchError when wrong
+        if not self.raced:
+            self.raced = True
+            others = BackOffice(self.world.store, clock=self.world.clock, hasher=CHEAP_HASHER)
+            for _ in range(LOGIN_FAILURES_MAX):
+                with pytest.raises(LoginRefused):
+                    others.staff.login(
+                        "sam", "wrong password!", address="10.0.0.9", now=self.world.clock()
+                    )
+        return right
+
+
+def test_a_right_guess_racing_the_lockout_opens_no_session(world: World) -> None:
+    """Guesses sent at once were each checked against the user as read before hashing: a
+    right one among them logged in (and cleared the lock) however many failed meanwhile."""
+    office = BackOffice(world.store, clock=world.clock, hasher=RacingHasher(world))
+    with pytest.raises(LoginRefused):
+        office.staff.login("sam", PASSWORD, address="10.0.0.9", now=world.clock())
+    user = office.staff.user("sam")
+    assert user.locked_until is not None and user.locked_until > world.clock.now  # still locked
+    refusals = office.audit.search(AuditFilter(action="login", outcome="refused"))
+    assert "locked" in [entry.detail for entry in refusals]
+
+
+async def test_changing_ones_password_ends_ones_other_sessions(
+    world: World, client: httpx.AsyncClient
+) -> None:
+    """A cookie stolen (or left on a shared computer) kept working after its owner changed
+    the password; the docstring of change_password promised otherwise."""
+    thief = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(world.office)),
+        base_url="https://console.test",
+    )
+    async with thief:
+        await log_in(thief, "sam")
+        csrf = await log_in(client, "sam")
+        new = "a brand new password"
+        answer = await client.post(
+            "/account/password",
+            data={"password": PASSWORD, "new_password": new, "new_password_again": new,
+                  "csrf_token": csrf},
+        )  # fmt: skip
+        assert 303 == answer.status_code
+        assert 200 == (await client.get("/account")).status_code  # the changer stays in
+        stolen = await thief.get("/account")
+        assert 303 == stolen.status_code and stolen.headers["location"].startswith("/login")

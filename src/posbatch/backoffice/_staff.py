@@ -355,9 +355,17 @@ class Staff:
             )  # fmt: skip
 
     def change_password(
-        self, user: User, old_password: str, new_password: str, *, address: str, now: datetime
+        self,
+        user: User,
+        old_password: str,
+        new_password: str,
+        *,
+        address: str,
+        now: datetime,
+        keep_token: str = "",
     ) -> None:
-        """The user's own password; every other session of theirs ends."""
+        """The user's own password; every other session of theirs ends (all but the one
+        of ``keep_token``, the cookie of the request that changes it)."""
         check_password_rules(new_password)
         with read(self.store) as connection:
             row = self._user_row(connection, user.name)
@@ -369,6 +377,14 @@ class Staff:
                 t.users.update()
                 .where(t.users.c.user_id == user.user_id)
                 .values(password_hash=new_hash, password_changed_at=naive(now))
+            )
+            # Whoever else holds a session of this user (a stolen cookie, a shared computer)
+            # loses it with the old password.
+            connection.execute(
+                t.sessions.delete().where(
+                    t.sessions.c.user_id == user.user_id,
+                    t.sessions.c.token_sha256 != _token_hash(keep_token),
+                )
             )
             record(
                 connection,
@@ -423,33 +439,48 @@ class Staff:
         csrf_token = secrets.token_urlsafe(TOKEN_BYTES)
         expires_at = now + timedelta(hours=SESSION_LIFETIME_HOURS)
         rehash = self.hasher.check_needs_rehash(row.password_hash)
+        new_hash = self.hasher.hash(password) if rehash else None
+        refused: str | None = None
         with write(self.store) as connection:
-            values: dict[str, object] = {"failed_logins": 0, "locked_until": None}
-            if rehash:
-                values["password_hash"] = self.hasher.hash(password)
-            connection.execute(
-                t.users.update().where(t.users.c.user_id == user.user_id).values(**values)
-            )
-            self._prune_sessions(connection, user.user_id, now)
-            connection.execute(
-                t.sessions.insert().values(
-                    token_sha256=_token_hash(token),
-                    user_id=user.user_id,
-                    csrf_token=csrf_token,
-                    address=address[:64],
-                    created_at=naive(now),
-                    last_seen_at=naive(now),
-                    expires_at=naive(expires_at),
+            # Read again under the write lock: failures that came in while the password was
+            # hashed may have locked the user (or ops disabled them). A right password then
+            # opens no session and clears no lock — else many guesses sent at once all get
+            # an answer, past LOGIN_FAILURES_MAX.
+            current = _user(self._user_row(connection, user.name))
+            if not current.active:
+                refused = "disabled"
+            elif current.locked_until is not None and current.locked_until > now:
+                refused = "locked"
+            if refused is None:
+                values: dict[str, object] = {"failed_logins": 0, "locked_until": None}
+                if new_hash is not None:
+                    values["password_hash"] = new_hash
+                connection.execute(
+                    t.users.update().where(t.users.c.user_id == user.user_id).values(**values)
                 )
-            )
+                self._prune_sessions(connection, user.user_id, now)
+                connection.execute(
+                    t.sessions.insert().values(
+                        token_sha256=_token_hash(token),
+                        user_id=user.user_id,
+                        csrf_token=csrf_token,
+                        address=address[:64],
+                        created_at=naive(now),
+                        last_seen_at=naive(now),
+                        expires_at=naive(expires_at),
+                    )
+                )
             record(
                 connection,
                 user.actor(address),
                 action="login",
                 target=user.name,
-                outcome=Outcome.DONE,
+                outcome=Outcome.DONE if refused is None else Outcome.REFUSED,
                 now=now,
+                detail="" if refused is None else refused,
             )
+        if refused is not None:
+            raise LoginRefused(LOGIN_REFUSED_TEXT)
         fresh = User(
             user.user_id, user.name, user.role, user.merchant_id, True, 0, None, user.created_at
         )

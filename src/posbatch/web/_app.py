@@ -763,7 +763,7 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
             raise ConfigError("the two new passwords differ")
         office.staff.change_password(
             ctx.session.user, str(form.get("password", "")), new, address=ctx.address,
-            now=now(),
+            now=now(), keep_token=request.cookies.get(SESSION_COOKIE, ""),
         )  # fmt: skip
         return see("/account", "password")
 
