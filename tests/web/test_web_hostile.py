@@ -112,3 +112,25 @@ async def test_changing_ones_password_ends_ones_other_sessions(
         assert 200 == (await client.get("/account")).status_code  # the changer stays in
         stolen = await thief.get("/account")
         assert 303 == stolen.status_code and stolen.headers["location"].startswith("/login")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/transactions?since=0001-01-01",
+        "/transactions?until=0001-01-01 07:59",
+        "/transactions.csv?since=0001-01-01",
+        "/audit?since=0001-01-01",
+        "/audit.csv?until=0001-01-01",
+        "/statements?date=9999-12-31",  # staff, no merchant chosen yet: links to day ± 1
+        "/statements?date=0001-01-01",
+    ],
+)
+async def test_dates_at_the_ends_of_the_calendar_are_400_not_500(
+    shared_client: httpx.AsyncClient, url: str
+) -> None:
+    """A Beijing time in year 1 is before UTC's year 1, a day ± 1 past year 9999: both
+    used to escape as OverflowError (500)."""
+    await log_in(shared_client, "olga")
+    answer = await shared_client.get(url)
+    assert 400 == answer.status_code, answer.text[-400:]

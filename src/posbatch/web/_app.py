@@ -47,6 +47,7 @@ from posbatch.backoffice import (
     Session,
     TransactionFilter,
     beijing,
+    check_day,
     clean_text,
     cutoff_on,
     mask_card_numbers,
@@ -654,6 +655,7 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
         params = request.query_params
         merchant = merchant_id_param(params) or ctx.scope.merchant_id
         day = iso_day(params.get("date"), trading_day(now(), cutoff=office.cutoff))
+        check_day(day)  # also when no merchant is chosen yet: the page links day ± 1
         if merchant is None:
             return None, day, None
         return merchant, day, office.money.statement(ctx.scope, merchant, day)
