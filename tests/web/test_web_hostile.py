@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import unicodedata
 
 import argon2
 import httpx
@@ -134,3 +135,69 @@ async def test_dates_at_the_ends_of_the_calendar_are_400_not_500(
     await log_in(shared_client, "olga")
     answer = await shared_client.get(url)
     assert 400 == answer.status_code, answer.text[-400:]
+
+
+CARD = "6222021234567890128"
+CARD_FORMS = [
+    CARD,
+    "６２２２０２１２３４５６７８９０１２８",  # a Chinese input method's full-width digits
+    "6222\u00a00212\u00a03456\u00a07890\u00a0128",  # no-break spaces, as pasted
+    "0" + CARD,  # batch upload's zero-filled n20
+    CARD + CARD,  # glued to other digits
+]
+
+
+def _digits(text: str) -> str:
+    """``text`` with digits of every script made ASCII and no spaces of any kind (what a
+    reader takes from it)."""
+    return "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in text
+                   if not c.isspace())  # fmt: skip
+
+
+async def test_a_card_number_typed_as_a_login_name_is_not_kept_or_shown(
+    world: World, client: httpx.AsyncClient
+) -> None:
+    """A cashier who types the card number into the name field: the refused login's audit
+    row kept it whole as the actor, shown on /audit and in /audit.csv."""
+    for name in CARD_FORMS[:2]:
+        form = await client.get("/login")
+        token = LOGIN_TOKEN.search(form.text)
+        assert token is not None
+        answer = await client.post(
+            "/login", data={"name": name, "password": "wrong password!", "login_csrf": token[1]}
+        )
+        assert 401 == answer.status_code
+    await log_in(client, "olga")
+    for url in ("/audit?action=login", "/audit.csv?action=login"):
+        shown = _digits((await client.get(url)).text)
+        assert CARD not in shown and "622202*********0128" in shown, url
+
+
+@pytest.mark.parametrize("typed", CARD_FORMS)
+async def test_a_remark_never_keeps_a_card_number_in_any_form(
+    world: World, client: httpx.AsyncClient, typed: str
+) -> None:
+    """Remarks are masked by clean_text: full-width digits, no-break spaces and a number
+    inside a longer run of digits went through whole, to the page and the CSV."""
+    csrf = await log_in(client, "sam")
+    answer = await client.post(
+        "/exceptions/1/note", data={"remark": f"card {typed} refunded", "csrf_token": csrf}
+    )
+    assert 303 == answer.status_code
+    for url in ("/exceptions/1", "/exceptions.csv?status=all"):
+        assert CARD not in _digits((await client.get(url)).text), url
+
+
+async def test_a_user_name_may_not_be_a_card_number(
+    world: World, client: httpx.AsyncClient
+) -> None:
+    """ops could add a user named 6222021234567890128: /users and the audit showed it."""
+    csrf = await log_in(client, "olga")
+    answer = await client.post(
+        "/users",
+        data={"name": CARD, "role": "support", "password": PASSWORD,
+              "password_again": PASSWORD, "csrf_token": csrf},
+    )  # fmt: skip
+    assert 400 == answer.status_code
+    assert CARD not in answer.text
+    assert CARD not in (await client.get("/users")).text

@@ -143,9 +143,11 @@ def record(
     connection.execute(
         t.audit.insert().values(
             created_at=naive(now),
-            actor=actor.name[:NAME_CHARS_MAX],
+            # The actor of a refused login is whatever was typed as the name: a cashier's
+            # card number typed into the wrong field must not be kept (or shown) whole.
+            actor=clean_text(actor.name, NAME_CHARS_MAX),
             role=actor.role,
-            address=actor.address[:NAME_CHARS_MAX],
+            address=clean_text(actor.address, NAME_CHARS_MAX),
             action=action,
             target=clean_text(target, NAME_CHARS_MAX, allowed=allowed),
             outcome=outcome,

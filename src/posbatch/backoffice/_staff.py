@@ -42,6 +42,7 @@ from sqlalchemy.engine import Connection
 
 from posbatch.backoffice._audit import Actor, Outcome, record
 from posbatch.backoffice._db import aware, naive, read, write
+from posbatch.backoffice._text import clean_text
 from posbatch.batch.ids import MERCHANT_ID_CHARS
 from posbatch.errors import ConfigError, Forbidden, LoginRefused, NotFound
 from posbatch.host import _schema as t
@@ -219,6 +220,8 @@ class Staff:
                 "a user name is 1..64 letters, digits, '_', '.', '@' or '-', "
                 "starting with a letter or digit"
             )
+        if clean_text(name, len(name)) != name:
+            raise ConfigError("a user name may not look like a card number")
         try:
             user_role = Role(role)
         except ValueError:

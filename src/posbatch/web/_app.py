@@ -736,8 +736,9 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
             )  # fmt: skip
         except PosbatchError as exc:
             rows = office.staff.users()
+            shown = {**values, "name": clean_text(values["name"], 64)}  # never a card number
             return page(request, ctx, "users.html", 400, rows=rows,
-                        roles=[r.value for r in Role], form=values, error=str(exc))  # fmt: skip
+                        roles=[r.value for r in Role], form=shown, error=str(exc))  # fmt: skip
         return see("/users", "user-added")
 
     @route("POST", "/users/{name}/active", Permission.MANAGE_USERS)
