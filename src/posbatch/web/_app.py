@@ -80,6 +80,7 @@ from posbatch.web._render import CSV_BOM, Renderer, csv_lines, iso_day
 from posbatch.web._security import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
+    BodyTooLarge,
     GuardMiddleware,
     clear_session_cookie,
     csrf_matches,
@@ -232,6 +233,8 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
                         request.state.form = await request.form(
                             max_files=0, max_fields=FORM_FIELDS_MAX
                         )
+                    except BodyTooLarge:  # streamed past BODY_BYTES_MAX: GuardMiddleware's 413
+                        raise
                     except Exception:  # a malformed body: the peer's fault, one clear answer
                         return error_page(request, None, 400, ConfigError("unreadable form"))
                 return await run_in_threadpool(dispatch, request)
