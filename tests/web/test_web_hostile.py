@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import argon2
 import httpx
 import pytest
-from web_world import CHEAP_HASHER, LOGIN_TOKEN, PASSWORD, World, log_in
+from web_world import CHEAP_HASHER, LOGIN_TOKEN, MERCHANT_A, PASSWORD, World, log_in
 
 from posbatch.backoffice import LOGIN_FAILURES_MAX, AuditFilter, BackOffice
 from posbatch.errors import LoginRefused
@@ -229,3 +229,45 @@ async def test_a_streamed_body_over_64_kib_is_413_not_400(
         headers={"content-type": "application/x-www-form-urlencoded"},
     )
     assert 413 == answer.status_code
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"/audit?actor={CARD}",
+        f"/audit?target={CARD}",
+        f"/audit.csv?action={CARD}",
+        f"/exceptions?cause={CARD}",
+        f"/exceptions?assignee={CARD}",
+    ],
+)
+async def test_a_card_number_typed_into_a_filter_is_not_shown_back(
+    shared_client: httpx.AsyncClient, url: str
+) -> None:
+    """The audit and exception filters showed what was typed whole, in the form and in the
+    export link (the transaction search already masks what it shows back)."""
+    await log_in(shared_client, "olga")
+    answer = await shared_client.get(url)
+    assert 200 == answer.status_code
+    assert CARD not in answer.text
+
+
+async def test_an_audit_search_by_a_typed_card_number_finds_its_masked_row(
+    world: World, client: httpx.AsyncClient
+) -> None:
+    form = await client.get("/login")
+    token = LOGIN_TOKEN.search(form.text)
+    assert token is not None
+    await client.post(
+        "/login", data={"name": CARD, "password": "wrong password!", "login_csrf": token[1]}
+    )
+    await log_in(client, "olga")
+    found = await client.get("/audit.csv", params={"actor": CARD})
+    assert 2 == len(found.text.splitlines())  # the header and the refused login
+    world.office.money.set_fees(
+        world.ops(),
+        {"merchant_id": MERCHANT_A, "effective_from": "2026-12-20", "debit": "0.50%",
+         "credit": "0.50%", "foreign_debit": "2.00%", "foreign_credit": "2.00%"},
+    )  # fmt: skip
+    found = await client.get("/audit.csv", params={"target": MERCHANT_A})
+    assert 3 == len(found.text.splitlines())  # a merchant id stays whole: requested, done
