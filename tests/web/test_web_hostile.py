@@ -271,3 +271,30 @@ async def test_an_audit_search_by_a_typed_card_number_finds_its_masked_row(
     )  # fmt: skip
     found = await client.get("/audit.csv", params={"target": MERCHANT_A})
     assert 3 == len(found.text.splitlines())  # a merchant id stays whole: requested, done
+
+
+async def test_the_current_password_cannot_be_guessed_on_the_account_page(
+    world: World, client: httpx.AsyncClient
+) -> None:
+    """Whoever holds a session could try current password after current password on
+    /account/password: no lock, no audit — and a right guess takes the account over (the
+    change ends the owner's other sessions)."""
+    csrf = await log_in(client, "sam")
+    new = "a brand new password"
+    for number in range(LOGIN_FAILURES_MAX):
+        answer = await client.post(
+            "/account/password",
+            data={"password": f"guess number {number}", "new_password": new,
+                  "new_password_again": new, "csrf_token": csrf},
+        )  # fmt: skip
+        assert 400 == answer.status_code
+    answer = await client.post(
+        "/account/password",
+        data={"password": PASSWORD, "new_password": new, "new_password_again": new,
+              "csrf_token": csrf},
+    )  # fmt: skip
+    assert 400 == answer.status_code  # locked: even the right one is refused for a while
+    user = world.office.staff.user("sam")
+    assert user.locked_until is not None
+    refusals = world.office.audit.search(AuditFilter(action="user.password", outcome="refused"))
+    assert LOGIN_FAILURES_MAX + 1 == len(refusals)

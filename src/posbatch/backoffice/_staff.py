@@ -372,14 +372,25 @@ class Staff:
         check_password_rules(new_password)
         with read(self.store) as connection:
             row = self._user_row(connection, user.name)
-        if not self._verify(row.password_hash, old_password[:PASSWORD_CHARS_MAX]):
-            raise ConfigError("the current password is wrong")
+        # The current password is checked like a login's: a session's holder (a stolen
+        # cookie, an unattended browser) may not try password after password here.
+        current = _user(row)
+        locked = current.locked_until is not None and current.locked_until > now
+        if not self._verify(row.password_hash, old_password[:PASSWORD_CHARS_MAX]) or locked:
+            self._failed(
+                current, "locked" if locked else "wrong current password", address, now,
+                count=not locked, action="user.password",
+                error=ConfigError(
+                    "the current password is wrong (or the user is locked for a while after "
+                    "repeated failures)"
+                ),
+            )  # fmt: skip
         new_hash = self.hasher.hash(new_password)
         with write(self.store) as connection:
             connection.execute(
                 t.users.update()
                 .where(t.users.c.user_id == user.user_id)
-                .values(password_hash=new_hash, password_changed_at=naive(now))
+                .values(password_hash=new_hash, password_changed_at=naive(now), failed_logins=0)
             )
             # Whoever else holds a session of this user (a stolen cookie, a shared computer)
             # loses it with the old password.
@@ -503,8 +514,19 @@ class Staff:
         raise LoginRefused(LOGIN_REFUSED_TEXT)
 
     def _failed(
-        self, user: User, why: str, address: str, now: datetime, *, count: bool
+        self,
+        user: User,
+        why: str,
+        address: str,
+        now: datetime,
+        *,
+        count: bool,
+        action: str = "login",
+        error: Exception | None = None,
     ) -> NoReturn:
+        """Record a refused ``action`` (a login, or the current password of a password
+        change: one counter of failures in a row), lock the user at LOGIN_FAILURES_MAX, and
+        raise ``error`` (LoginRefused by default)."""
         with write(self.store) as connection:
             detail = why
             if count:
@@ -530,13 +552,13 @@ class Staff:
             record(
                 connection,
                 user.actor(address),
-                action="login",
+                action=action,
                 target=user.name,
                 outcome=Outcome.REFUSED,
                 now=now,
                 detail=detail,
             )
-        raise LoginRefused(LOGIN_REFUSED_TEXT)
+        raise error or LoginRefused(LOGIN_REFUSED_TEXT)
 
     def _prune_sessions(self, connection: Connection, user_id: int, now: datetime) -> None:
         """Drop the user's ended sessions, and the oldest beyond SESSIONS_PER_USER_MAX - 1."""
