@@ -298,3 +298,12 @@ async def test_the_current_password_cannot_be_guessed_on_the_account_page(
     assert user.locked_until is not None
     refusals = world.office.audit.search(AuditFilter(action="user.password", outcome="refused"))
     assert LOGIN_FAILURES_MAX + 1 == len(refusals)
+
+
+async def test_a_card_number_in_a_path_is_not_carried_to_the_login_page(
+    shared_client: httpx.AsyncClient,
+) -> None:
+    """Anonymous: the query was masked on the way to the login page, the path was not."""
+    answer = await shared_client.get(f"/exceptions/{CARD}")
+    assert 303 == answer.status_code
+    assert CARD not in answer.headers["location"]

@@ -260,7 +260,7 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
                 except _Login:
                     if request.headers.get("hx-request") == "true":
                         return Response(status_code=401, headers={"HX-Redirect": "/login"})
-                    target = request.url.path
+                    target = mask_card_numbers(request.url.path)  # /exceptions/6222…: too
                     if request.url.query and method == "GET":
                         # Back to the same search after login — never a card number in it.
                         target += "?" + mask_card_numbers(unquote(request.url.query))
