@@ -307,3 +307,15 @@ async def test_a_card_number_in_a_path_is_not_carried_to_the_login_page(
     answer = await shared_client.get(f"/exceptions/{CARD}")
     assert 303 == answer.status_code
     assert CARD not in answer.headers["location"]
+
+
+@pytest.mark.parametrize("step", ["unlock", "active"])
+async def test_an_unknown_user_named_by_a_card_number_is_not_echoed(
+    shared_client: httpx.AsyncClient, step: str
+) -> None:
+    csrf = await log_in(shared_client, "olga")
+    answer = await shared_client.post(
+        f"/users/{CARD}/{step}", data={"csrf_token": csrf, "active": "1"}
+    )
+    assert 404 == answer.status_code
+    assert CARD not in answer.text

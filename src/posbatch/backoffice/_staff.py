@@ -280,7 +280,7 @@ class Staff:
         with read(self.store) as connection:
             row = connection.execute(sa.select(t.users).where(t.users.c.name == name)).first()
         if row is None:
-            raise NotFound(f"no user {name[:64]}")
+            raise NotFound(f"no user {clean_text(name, 64)}")
         return _user(row)
 
     def set_active(self, actor: Actor, name: str, *, active: bool, now: datetime) -> None:
@@ -412,7 +412,7 @@ class Staff:
     def _user_row(self, connection: Connection, name: str) -> Any:
         row = connection.execute(sa.select(t.users).where(t.users.c.name == name)).first()
         if row is None:
-            raise NotFound(f"no user {name[:64]}")
+            raise NotFound(f"no user {clean_text(name, 64)}")
         return row
 
     # --- login and sessions --------------------------------------------------------------
