@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from posbatch.backoffice._db import aware, naive, read, write
 from posbatch.backoffice._text import clean_text
+from posbatch.batch.ids import MERCHANT_ID_CHARS
 from posbatch.errors import ConfigError
 from posbatch.host import _schema as t
 from posbatch.host.store import HostStore
@@ -80,7 +81,11 @@ class AuditFilter:
             value = params.get(name, "").strip()
             if len(value) > NAME_CHARS_MAX:
                 raise ConfigError(f"{name} is longer than {NAME_CHARS_MAX} characters")
-            return value or None
+            # Searched, and shown back, as record() stores it: a card number masked, a
+            # merchant id (fees.set's target) whole.
+            shape = len(value) == MERCHANT_ID_CHARS and value.isascii() and value.isalnum()
+            allowed = frozenset({value} if shape else ())
+            return clean_text(value, NAME_CHARS_MAX, allowed=allowed) or None
 
         since = text("since") or ""
         until = text("until") or ""
@@ -143,9 +148,11 @@ def record(
     connection.execute(
         t.audit.insert().values(
             created_at=naive(now),
-            actor=actor.name[:NAME_CHARS_MAX],
+            # The actor of a refused login is whatever was typed as the name: a cashier's
+            # card number typed into the wrong field must not be kept (or shown) whole.
+            actor=clean_text(actor.name, NAME_CHARS_MAX),
             role=actor.role,
-            address=actor.address[:NAME_CHARS_MAX],
+            address=clean_text(actor.address, NAME_CHARS_MAX),
             action=action,
             target=clean_text(target, NAME_CHARS_MAX, allowed=allowed),
             outcome=outcome,

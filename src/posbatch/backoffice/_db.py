@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import Final
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -15,7 +16,20 @@ from sqlalchemy.engine import Connection
 from posbatch.errors import StorageError
 from posbatch.host.store import HostStore, naive_utc
 
-__all__ = ["aware", "naive", "read", "reading", "write"]
+__all__ = [
+    "CONNECTIONS_PER_REQUEST",
+    "aware",
+    "connections_max",
+    "naive",
+    "read",
+    "reading",
+    "write",
+]
+
+# The most connections one request of the console holds at once: its :func:`reading`
+# connection and one more — a :func:`write` unit of work, or a host store call that opens
+# its own (``HostStore.terminal``, ``ClearingStore.statement``…) — never a third.
+CONNECTIONS_PER_REQUEST: Final = 2
 
 # The connection of a :func:`reading` block in progress (one per request of the console).
 _READING: ContextVar[tuple[HostStore, Connection] | None] = ContextVar("reading", default=None)
@@ -73,6 +87,20 @@ def _end(connection: Connection) -> None:
         connection.rollback()  # reads only: nothing to lose
     except sa.exc.SQLAlchemyError as exc:
         raise StorageError(f"host store: {str(exc).splitlines()[0]}") from exc
+
+
+def connections_max(store: HostStore) -> int | None:
+    """How many connections the store's pool hands out at once (None: no bound — a pool
+    that shares one connection or opens one per checkout).
+
+    More requests than ``connections_max // CONNECTIONS_PER_REQUEST`` at once can each hold
+    their first connection and wait for their second until the pool's timeout: the console
+    lets no more than that many in (see ``posbatch.web``)."""
+    pool = store.engine.pool
+    if not isinstance(pool, sa.pool.QueuePool):
+        return None
+    overflow = pool._max_overflow  # QueuePool keeps it only there
+    return None if overflow < 0 else pool.size() + overflow
 
 
 def naive(moment: datetime) -> datetime:

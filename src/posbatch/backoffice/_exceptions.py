@@ -227,8 +227,10 @@ class ExceptionFilter:
             kind=kind or None,
             terminal_id=terminal_id_param(params),
             merchant_id=merchant_id_param(params),
-            assignee=assignee or None,
-            cause=cause or None,
+            # Kept (and shown back in the form and the export link) as the stored text is:
+            # a card number typed in is searched, and shown, masked.
+            assignee=clean_text(assignee, PARAM_CHARS_MAX) or None,
+            cause=clean_text(cause, PARAM_CHARS_MAX) or None,
             sort=choice_param(params, "sort", ("age", "amount")) or "age",
         )
 

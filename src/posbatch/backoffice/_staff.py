@@ -42,6 +42,7 @@ from sqlalchemy.engine import Connection
 
 from posbatch.backoffice._audit import Actor, Outcome, record
 from posbatch.backoffice._db import aware, naive, read, write
+from posbatch.backoffice._text import clean_text
 from posbatch.batch.ids import MERCHANT_ID_CHARS
 from posbatch.errors import ConfigError, Forbidden, LoginRefused, NotFound
 from posbatch.host import _schema as t
@@ -219,6 +220,8 @@ class Staff:
                 "a user name is 1..64 letters, digits, '_', '.', '@' or '-', "
                 "starting with a letter or digit"
             )
+        if clean_text(name, len(name)) != name:
+            raise ConfigError("a user name may not look like a card number")
         try:
             user_role = Role(role)
         except ValueError:
@@ -277,7 +280,7 @@ class Staff:
         with read(self.store) as connection:
             row = connection.execute(sa.select(t.users).where(t.users.c.name == name)).first()
         if row is None:
-            raise NotFound(f"no user {name[:64]}")
+            raise NotFound(f"no user {clean_text(name, 64)}")
         return _user(row)
 
     def set_active(self, actor: Actor, name: str, *, active: bool, now: datetime) -> None:
@@ -355,20 +358,47 @@ class Staff:
             )  # fmt: skip
 
     def change_password(
-        self, user: User, old_password: str, new_password: str, *, address: str, now: datetime
+        self,
+        user: User,
+        old_password: str,
+        new_password: str,
+        *,
+        address: str,
+        now: datetime,
+        keep_token: str = "",
     ) -> None:
-        """The user's own password; every other session of theirs ends."""
+        """The user's own password; every other session of theirs ends (all but the one
+        of ``keep_token``, the cookie of the request that changes it)."""
         check_password_rules(new_password)
         with read(self.store) as connection:
             row = self._user_row(connection, user.name)
-        if not self._verify(row.password_hash, old_password[:PASSWORD_CHARS_MAX]):
-            raise ConfigError("the current password is wrong")
+        # The current password is checked like a login's: a session's holder (a stolen
+        # cookie, an unattended browser) may not try password after password here.
+        current = _user(row)
+        locked = current.locked_until is not None and current.locked_until > now
+        if not self._verify(row.password_hash, old_password[:PASSWORD_CHARS_MAX]) or locked:
+            self._failed(
+                current, "locked" if locked else "wrong current password", address, now,
+                count=not locked, action="user.password",
+                error=ConfigError(
+                    "the current password is wrong (or the user is locked for a while after "
+                    "repeated failures)"
+                ),
+            )  # fmt: skip
         new_hash = self.hasher.hash(new_password)
         with write(self.store) as connection:
             connection.execute(
                 t.users.update()
                 .where(t.users.c.user_id == user.user_id)
-                .values(password_hash=new_hash, password_changed_at=naive(now))
+                .values(password_hash=new_hash, password_changed_at=naive(now), failed_logins=0)
+            )
+            # Whoever else holds a session of this user (a stolen cookie, a shared computer)
+            # loses it with the old password.
+            connection.execute(
+                t.sessions.delete().where(
+                    t.sessions.c.user_id == user.user_id,
+                    t.sessions.c.token_sha256 != _token_hash(keep_token),
+                )
             )
             record(
                 connection,
@@ -382,7 +412,7 @@ class Staff:
     def _user_row(self, connection: Connection, name: str) -> Any:
         row = connection.execute(sa.select(t.users).where(t.users.c.name == name)).first()
         if row is None:
-            raise NotFound(f"no user {name[:64]}")
+            raise NotFound(f"no user {clean_text(name, 64)}")
         return row
 
     # --- login and sessions --------------------------------------------------------------
@@ -423,33 +453,48 @@ class Staff:
         csrf_token = secrets.token_urlsafe(TOKEN_BYTES)
         expires_at = now + timedelta(hours=SESSION_LIFETIME_HOURS)
         rehash = self.hasher.check_needs_rehash(row.password_hash)
+        new_hash = self.hasher.hash(password) if rehash else None
+        refused: str | None = None
         with write(self.store) as connection:
-            values: dict[str, object] = {"failed_logins": 0, "locked_until": None}
-            if rehash:
-                values["password_hash"] = self.hasher.hash(password)
-            connection.execute(
-                t.users.update().where(t.users.c.user_id == user.user_id).values(**values)
-            )
-            self._prune_sessions(connection, user.user_id, now)
-            connection.execute(
-                t.sessions.insert().values(
-                    token_sha256=_token_hash(token),
-                    user_id=user.user_id,
-                    csrf_token=csrf_token,
-                    address=address[:64],
-                    created_at=naive(now),
-                    last_seen_at=naive(now),
-                    expires_at=naive(expires_at),
+            # Read again under the write lock: failures that came in while the password was
+            # hashed may have locked the user (or ops disabled them). A right password then
+            # opens no session and clears no lock — else many guesses sent at once all get
+            # an answer, past LOGIN_FAILURES_MAX.
+            current = _user(self._user_row(connection, user.name))
+            if not current.active:
+                refused = "disabled"
+            elif current.locked_until is not None and current.locked_until > now:
+                refused = "locked"
+            if refused is None:
+                values: dict[str, object] = {"failed_logins": 0, "locked_until": None}
+                if new_hash is not None:
+                    values["password_hash"] = new_hash
+                connection.execute(
+                    t.users.update().where(t.users.c.user_id == user.user_id).values(**values)
                 )
-            )
+                self._prune_sessions(connection, user.user_id, now)
+                connection.execute(
+                    t.sessions.insert().values(
+                        token_sha256=_token_hash(token),
+                        user_id=user.user_id,
+                        csrf_token=csrf_token,
+                        address=address[:64],
+                        created_at=naive(now),
+                        last_seen_at=naive(now),
+                        expires_at=naive(expires_at),
+                    )
+                )
             record(
                 connection,
                 user.actor(address),
                 action="login",
                 target=user.name,
-                outcome=Outcome.DONE,
+                outcome=Outcome.DONE if refused is None else Outcome.REFUSED,
                 now=now,
+                detail="" if refused is None else refused,
             )
+        if refused is not None:
+            raise LoginRefused(LOGIN_REFUSED_TEXT)
         fresh = User(
             user.user_id, user.name, user.role, user.merchant_id, True, 0, None, user.created_at
         )
@@ -469,8 +514,19 @@ class Staff:
         raise LoginRefused(LOGIN_REFUSED_TEXT)
 
     def _failed(
-        self, user: User, why: str, address: str, now: datetime, *, count: bool
+        self,
+        user: User,
+        why: str,
+        address: str,
+        now: datetime,
+        *,
+        count: bool,
+        action: str = "login",
+        error: Exception | None = None,
     ) -> NoReturn:
+        """Record a refused ``action`` (a login, or the current password of a password
+        change: one counter of failures in a row), lock the user at LOGIN_FAILURES_MAX, and
+        raise ``error`` (LoginRefused by default)."""
         with write(self.store) as connection:
             detail = why
             if count:
@@ -496,13 +552,13 @@ class Staff:
             record(
                 connection,
                 user.actor(address),
-                action="login",
+                action=action,
                 target=user.name,
                 outcome=Outcome.REFUSED,
                 now=now,
                 detail=detail,
             )
-        raise LoginRefused(LOGIN_REFUSED_TEXT)
+        raise error or LoginRefused(LOGIN_REFUSED_TEXT)
 
     def _prune_sessions(self, connection: Connection, user_id: int, now: datetime) -> None:
         """Drop the user's ended sessions, and the oldest beyond SESSIONS_PER_USER_MAX - 1."""

@@ -27,6 +27,7 @@ __all__ = [
     "CUTOFF_DEFAULT",
     "Cutoff",
     "beijing",
+    "check_day",
     "cutoff_on",
     "parse_beijing",
     "parse_cutoff",
@@ -50,6 +51,15 @@ def schedule(cutoff: Cutoff) -> clearing.CutoffSchedule:
     if isinstance(cutoff, clearing.CutoffSchedule):
         return cutoff
     return clearing.CutoffSchedule((clearing.CutoffChange(clearing.DAY_EARLIEST, cutoff),))
+
+
+def check_day(day: date) -> date:
+    """``day`` if clearing covers it; ConfigError (400) otherwise — also where nothing is
+    computed for the day yet (a page that links to day ± 1 must not reach year 0 or 10000)."""
+    try:
+        return clearing.check_day(day)
+    except ClearingError as exc:
+        raise ConfigError(f"date: {exc}") from None
 
 
 def beijing(moment: datetime) -> datetime:
@@ -101,5 +111,8 @@ def parse_beijing(text: str) -> datetime:
                 local = datetime.strptime(stripped, layout)
             except ValueError:
                 continue
-            return local.replace(tzinfo=BEIJING).astimezone(UTC)
+            try:
+                return local.replace(tzinfo=BEIJING).astimezone(UTC)
+            except OverflowError:  # 0001-01-01 07:59 Beijing is before UTC's year 1
+                break
     raise ConfigError("a time must be Beijing time like 2026-12-05 23:30")

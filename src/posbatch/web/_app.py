@@ -11,8 +11,10 @@ Anonymous requests to a page go to the login page (htmx requests get 401 with
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -20,7 +22,13 @@ from typing import Any, Final
 from urllib.parse import unquote, urlencode
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import (
+    HTMLResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -39,6 +47,7 @@ from posbatch.backoffice import (
     Session,
     TransactionFilter,
     beijing,
+    check_day,
     clean_text,
     cutoff_on,
     mask_card_numbers,
@@ -48,6 +57,7 @@ from posbatch.backoffice import (
     statement_csv,
     trading_day,
 )
+from posbatch.backoffice._db import CONNECTIONS_PER_REQUEST, connections_max
 from posbatch.backoffice._filters import (
     choice_param,
     merchant_id_param,
@@ -70,6 +80,7 @@ from posbatch.web._render import CSV_BOM, Renderer, csv_lines, iso_day
 from posbatch.web._security import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
+    BodyTooLarge,
     GuardMiddleware,
     clear_session_cookie,
     csrf_matches,
@@ -140,6 +151,16 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     ROUTES[("GET", "/static/{path}")] = ANONYMOUS
     app.add_middleware(GuardMiddleware)
+    # Each request holds up to CONNECTIONS_PER_REQUEST of the store's pooled connections at
+    # once: let in no more requests than the pool can serve whole, or each of them holds its
+    # first and waits for its second until the pool gives up (every request then fails, and
+    # ~15 logins at once, with no account, were enough to stop the console).
+    pool_max = connections_max(office.store)
+    in_store: contextlib.AbstractContextManager[Any] = (
+        contextlib.nullcontext()
+        if pool_max is None
+        else threading.BoundedSemaphore(max(1, pool_max // CONNECTIONS_PER_REQUEST))
+    )
 
     def now() -> datetime:
         return office.clock()
@@ -212,17 +233,22 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
                         request.state.form = await request.form(
                             max_files=0, max_fields=FORM_FIELDS_MAX
                         )
+                    except BodyTooLarge:  # streamed past BODY_BYTES_MAX: GuardMiddleware's 413
+                        raise
                     except Exception:  # a malformed body: the peer's fault, one clear answer
                         return error_page(request, None, 400, ConfigError("unreadable form"))
                 return await run_in_threadpool(dispatch, request)
 
             def dispatch(request: Request) -> Response:
                 try:
-                    with office.reading():  # one connection for the request's reads
+                    with in_store, office.reading():  # one connection for the request's reads
                         return dispatch_reading(request)
                 except PosbatchError as exc:  # the store cannot be reached at all
                     log.warning("request failed: %s", type(exc).__name__)
-                    return error_page(request, None, 503, exc)
+                    try:
+                        return error_page(request, None, 503, exc)
+                    except Exception:  # the page itself needs the store (its cut-off)
+                        return PlainTextResponse(f"503 {exc}", status_code=503)
 
             def dispatch_reading(request: Request) -> Response:
                 ctx: Ctx | None = None
@@ -234,7 +260,7 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
                 except _Login:
                     if request.headers.get("hx-request") == "true":
                         return Response(status_code=401, headers={"HX-Redirect": "/login"})
-                    target = request.url.path
+                    target = mask_card_numbers(request.url.path)  # /exceptions/6222…: too
                     if request.url.query and method == "GET":
                         # Back to the same search after login — never a card number in it.
                         target += "?" + mask_card_numbers(unquote(request.url.query))
@@ -632,6 +658,7 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
         params = request.query_params
         merchant = merchant_id_param(params) or ctx.scope.merchant_id
         day = iso_day(params.get("date"), trading_day(now(), cutoff=office.cutoff))
+        check_day(day)  # also when no merchant is chosen yet: the page links day ± 1
         if merchant is None:
             return None, day, None
         return merchant, day, office.money.statement(ctx.scope, merchant, day)
@@ -712,8 +739,9 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
             )  # fmt: skip
         except PosbatchError as exc:
             rows = office.staff.users()
+            shown = {**values, "name": clean_text(values["name"], 64)}  # never a card number
             return page(request, ctx, "users.html", 400, rows=rows,
-                        roles=[r.value for r in Role], form=values, error=str(exc))  # fmt: skip
+                        roles=[r.value for r in Role], form=shown, error=str(exc))  # fmt: skip
         return see("/users", "user-added")
 
     @route("POST", "/users/{name}/active", Permission.MANAGE_USERS)
@@ -741,7 +769,7 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
             raise ConfigError("the two new passwords differ")
         office.staff.change_password(
             ctx.session.user, str(form.get("password", "")), new, address=ctx.address,
-            now=now(),
+            now=now(), keep_token=request.cookies.get(SESSION_COOKIE, ""),
         )  # fmt: skip
         return see("/account", "password")
 
