@@ -158,7 +158,7 @@ class HostView(Protocol):
         self, terminal_id: str, batch_no: int, stan: int, original_kind: str
     ) -> list[tuple[int | None, int]]: ...
     def reversal(
-        self, terminal_id: str, batch_no: int, stan: int, original_kind: str
+        self, terminal_id: str, batch_no: int, stan: int, original_kind: str, amount_fen: int
     ) -> ReversalRow | None: ...
     def batch_bound(self, batch_id: int) -> tuple[int, int]: ...
     def batch_tally(self, batch_id: int) -> BatchTally: ...
@@ -873,7 +873,12 @@ class _Decider:
     def reversal(self, request: ReversalRequest) -> Decision:
         kind = request.original_kind.value
         batch = self.view.latest_batch(self.terminal_id, request.batch_no)
-        done = self.view.reversal(self.terminal_id, request.batch_no, request.stan, kind)
+        # A repeat is the same terminal, batch, STAN and amount (DESIGN.md's duplicate rule):
+        # a reversal with another amount under that STAN — a terminal's corrected one after
+        # a mismatch — is not a repeat of it and is decided on its own.
+        done = self.view.reversal(
+            self.terminal_id, request.batch_no, request.stan, kind, request.amount_fen
+        )
         if done is not None and done.batch_id == (None if batch is None else batch.batch_id):
             return self.answer(request, done.response_code)  # idempotent: the same answer
         original = None if batch is None else self.view.transaction(batch.batch_id, request.stan)

@@ -1,0 +1,63 @@
+"""Defects found by probing the host from outside with a client written from DESIGN.md only.
+
+Each test is the smallest reproduction of one finding; the probe's hex transcripts are in
+its report.
+"""
+
+from __future__ import annotations
+
+from host_helpers import TERMINAL_ID, Terminal
+
+from posbatch.batch.model import Kind
+from posbatch.host import ExceptionKind, HostStore
+
+
+def code(message: object) -> str:
+    return str(message.response_code)  # type: ignore[attr-defined]
+
+
+# --- a reversal is a duplicate only when its amount is the same too ---------------------------
+
+
+def test_a_correct_reversal_after_a_mismatched_one_is_applied(
+    store: HostStore, term: Terminal
+) -> None:
+    """DESIGN.md: duplicates are "same terminal, batch, STAN, amount". A reversal whose amount
+    does not fit the sale is answered 00, not applied and recorded; the terminal's corrected
+    reversal of the same STAN (the right amount) is not a duplicate of it and must reverse the
+    sale. It used to be answered 00 as a repeat: not applied, not recorded, the sale stood."""
+    sale = term.sale(2000)
+    assert code(term.reverse(sale.stan, 1999)) == "00"  # mismatch: recorded, not applied
+    assert code(term.reverse(sale.stan, 2000)) == "00"
+    assert store.transactions(TERMINAL_ID)[0].status == "reversed"
+    kinds = [row.kind for row in store.exceptions(TERMINAL_ID)]
+    assert kinds == [ExceptionKind.REVERSAL_MISMATCH]
+
+
+def test_the_same_reversal_twice_is_still_one_reversal(store: HostStore, term: Terminal) -> None:
+    """The fix keeps the repeat harmless: the same reversal (same amount) again changes nothing
+    and is answered the same."""
+    sale = term.sale(2000)
+    first = term.reverse(sale.stan, 2000)
+    second = term.reverse(sale.stan, 2000)
+    third = term.reverse(sale.stan, 1999)  # a stray different amount after it: recorded only
+    assert (code(first), code(second), code(third)) == ("00", "00", "00")
+    assert store.transactions(TERMINAL_ID)[0].status == "reversed"
+
+
+def test_a_mismatched_reversal_repeated_is_recorded_once(store: HostStore, term: Terminal) -> None:
+    sale = term.sale(2000)
+    assert code(term.reverse(sale.stan, 1999)) == "00"
+    assert code(term.reverse(sale.stan, 1999)) == "00"
+    assert [row.kind for row in store.exceptions(TERMINAL_ID)] == [ExceptionKind.REVERSAL_MISMATCH]
+    assert store.transactions(TERMINAL_ID)[0].status == "approved"
+
+
+def test_a_void_reversal_with_the_right_amount_after_a_wrong_one_restores_the_sale(
+    store: HostStore, term: Terminal
+) -> None:
+    sale = term.sale(900)
+    void = term.void(sale.stan, 900)
+    assert code(term.reverse(void.stan, 901, kind=Kind.VOID)) == "00"
+    assert code(term.reverse(void.stan, 900, kind=Kind.VOID)) == "00"
+    assert [row.status for row in store.transactions(TERMINAL_ID)] == ["approved", "reversed"]
