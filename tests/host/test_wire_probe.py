@@ -6,7 +6,7 @@ its report.
 
 from __future__ import annotations
 
-from host_helpers import TERMINAL_ID, Terminal
+from host_helpers import PAN, TERMINAL_ID, Terminal
 
 from posbatch.batch.model import Kind
 from posbatch.host import ExceptionKind, HostStore
@@ -61,3 +61,34 @@ def test_a_void_reversal_with_the_right_amount_after_a_wrong_one_restores_the_sa
     assert code(term.reverse(void.stan, 901, kind=Kind.VOID)) == "00"
     assert code(term.reverse(void.stan, 900, kind=Kind.VOID)) == "00"
     assert [row.status for row in store.transactions(TERMINAL_ID)] == ["approved", "reversed"]
+
+
+# --- a swiped card's expiry is on track 2 -------------------------------------------------------
+
+
+def test_a_swiped_expired_card_is_54(term: Terminal) -> None:
+    """DESIGN.md lists 54 expired card. A swiped sale carries the expiry in track 2 (the
+    YYMM after '='), often without field 14; the host used to read field 14 only and approved
+    an expired card swiped."""
+    answer = term.sale(100, track2=f"{PAN}=0001101")
+    assert code(answer) == "54"
+
+
+def test_a_swiped_card_in_date_is_approved(term: Terminal) -> None:
+    assert code(term.sale(100, track2=f"{PAN}=9912101")) == "00"
+
+
+def test_a_track_2_month_that_is_not_a_month_is_54_like_field_14s(term: Terminal) -> None:
+    assert code(term.sale(100, track2=f"{PAN}=9913101")) == "54"
+    assert code(term.sale(100, expiry="9913")) == "54"
+
+
+def test_field_14_still_decides_when_sent(term: Terminal) -> None:
+    """Field 14 sent (a key-entered card, or a terminal that copies it) keeps its meaning."""
+    assert code(term.sale(100, expiry="0001")) == "54"
+    assert code(term.sale(100, expiry="9912")) == "00"
+
+
+def test_an_expired_track_is_54_even_when_field_14_says_otherwise(term: Terminal) -> None:
+    """The card's own data wins over a field the terminal filled in: both are checked."""
+    assert code(term.sale(100, expiry="9912", track2=f"{PAN}=0001101")) == "54"

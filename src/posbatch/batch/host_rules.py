@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Protocol
 
-from posbatch.batch.cards import check_currency, check_track2
+from posbatch.batch.cards import card_expiry, check_currency, check_track2
 from posbatch.batch.codes import BATCH_FULL, BATCH_NUMBER_DIFFERS, MAC_ERROR
 from posbatch.batch.counters import is_behind
 from posbatch.batch.host_batch import FIRST_BATCH_NO, BatchEvent
@@ -759,7 +759,10 @@ class _Decider:
         if refused is not None:
             return refused
         code = self.rules.issuer.decide(
-            pan=request.pan, amount_fen=request.amount_fen, expiry=request.expiry, now=self.now
+            pan=request.pan,
+            amount_fen=request.amount_fen,
+            expiry=card_expiry(request.expiry, request.track2),
+            now=self.now,
         )
         return self._record(request, admitted.batch_id, code, admitted.pan_hmac, admitted.digest)
 

@@ -7,7 +7,8 @@ decline on purpose. :class:`IssuerRules` checks, in this order:
    50,000 CNY) → 61;
 2. card number: fails the Luhn check digit → 14; starts with a prefix of
    ``not_issued_prefixes`` (default ``622202999``) → 14;
-3. expiry (field 14, YYMM) before the month of the injected clock → 54; a
+3. expiry (field 14, YYMM, and track 2's, the worse of the two: see
+   :func:`posbatch.batch.cards.card_expiry`) before the month of the injected clock → 54; a
    month outside 01..12 → 54;
 4. ``insufficient_funds_prefixes`` (default ``622202888``) → 51;
 5. otherwise 00.
