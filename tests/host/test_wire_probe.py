@@ -6,10 +6,27 @@ its report.
 
 from __future__ import annotations
 
-from host_helpers import PAN, TERMINAL_ID, Terminal
+from host_helpers import MERCHANT_ID, PAN, TERMINAL_ID, Terminal, frame_of
 
-from posbatch.batch.model import Kind
-from posbatch.host import ExceptionKind, HostStore
+from posbatch.batch.model import BatchState, Kind
+from posbatch.host import (
+    ExceptionKind,
+    FaultRule,
+    FaultScript,
+    HostCore,
+    HostSession,
+    HostStore,
+)
+from posbatch.host.faults import FaultAction
+from posbatch.wire import (
+    Frame,
+    FrameReader,
+    ProcessingRequirement,
+    SaleRequest,
+    TransactionResponse,
+    decode_batch_detail,
+    decode_message,
+)
 
 
 def code(message: object) -> str:
@@ -92,3 +109,41 @@ def test_field_14_still_decides_when_sent(term: Terminal) -> None:
 def test_an_expired_track_is_54_even_when_field_14_says_otherwise(term: Terminal) -> None:
     """The card's own data wins over a field the terminal filled in: both are checked."""
     assert code(term.sale(100, expiry="9912", track2=f"{PAN}=0001101")) == "54"
+
+
+# --- a forced 77 or A0 reads like the host's own ----------------------------------------------
+
+
+def _forced_answer(core: HostCore, term: Terminal, response_code: str) -> Frame:
+    core.set_faults(FaultScript([FaultRule(FaultAction.FORCE, response_code=response_code)]))
+    request = SaleRequest(TERMINAL_ID, MERCHANT_ID, term.next_stan(), term.batch_no, 300, PAN)
+    (reply,) = HostSession(core).receive_data(frame_of(request, term.mak))
+    (frame,) = FrameReader().feed(reply.frames[0])
+    return frame
+
+
+def test_a_forced_77_asks_for_a_sign_on_and_says_the_hosts_batch(
+    core: HostCore, term: Terminal
+) -> None:
+    """DESIGN.md: "Field 63 of a 77 says why ... and the host's batch state"; the host's own
+    77 sets the header's processing requirement to 3 (sign on). A scripted 77 — the fault a
+    terminal developer forces to test that path — had neither: no 63, requirement 0."""
+    frame = _forced_answer(core, term, "77")
+    response = decode_message(frame.body)
+    assert code(response) == "77"
+    assert frame.header.processing_requirement == ProcessingRequirement.SIGN_ON
+    assert isinstance(response, TransactionResponse) and response.detail is not None
+    detail = decode_batch_detail(response.detail)
+    assert (detail.host_batch_no, detail.host_batch_state) == (term.batch_no, BatchState.OPEN)
+
+
+def test_a_forced_a0_asks_for_a_sign_on(core: HostCore, term: Terminal) -> None:
+    """DESIGN.md: "A0 MAC error — sign on again"; the host's own A0 sets requirement 3."""
+    frame = _forced_answer(core, term, "A0")
+    assert code(decode_message(frame.body)) == "A0"
+    assert frame.header.processing_requirement == ProcessingRequirement.SIGN_ON
+
+
+def test_other_forced_codes_ask_nothing(core: HostCore, term: Terminal) -> None:
+    frame = _forced_answer(core, term, "96")
+    assert frame.header.processing_requirement == ProcessingRequirement.NONE
