@@ -6,7 +6,16 @@ its report.
 
 from __future__ import annotations
 
-from host_helpers import MERCHANT_ID, PAN, TERMINAL_ID, Terminal, frame_of
+from datetime import UTC, datetime
+
+from host_helpers import (
+    MERCHANT_ID,
+    PAN,
+    TERMINAL_ID,
+    Terminal,
+    frame_of,
+    session_terminal,
+)
 
 from posbatch.batch.model import BatchState, Kind
 from posbatch.host import (
@@ -27,6 +36,7 @@ from posbatch.wire import (
     decode_batch_detail,
     decode_message,
 )
+from testbed import StepClock, counting_bytes
 
 
 def code(message: object) -> str:
@@ -147,3 +157,23 @@ def test_a_forced_a0_asks_for_a_sign_on(core: HostCore, term: Terminal) -> None:
 def test_other_forced_codes_ask_nothing(core: HostCore, term: Terminal) -> None:
     frame = _forced_answer(core, term, "96")
     assert frame.header.processing_requirement == ProcessingRequirement.NONE
+
+
+# --- the expiry month is Beijing's -------------------------------------------------------------
+
+# 2026-11-30 17:00 UTC is 2026-12-01 01:00 in Beijing: the card's month there is December.
+_NIGHT = datetime(2026, 11, 30, 17, 0, tzinfo=UTC)
+
+
+def _night_terminal(store: HostStore) -> Terminal:
+    core = HostCore(store, clock=StepClock(_NIGHT), random_bytes=counting_bytes())
+    terminal = session_terminal(core)
+    assert terminal.sign_on().response_code == "00"
+    return terminal
+
+
+def test_a_card_that_expired_last_month_is_54_after_beijing_midnight(store: HostStore) -> None:
+    """A card is good through its expiry month in the issuer's time, China's; the host compared
+    it with the month of its UTC clock, so a card of 2611 stayed good until 08:00 on
+    1 December in Beijing."""
+    assert code(_night_terminal(store).sale(100, expiry="2611")) == "54"
