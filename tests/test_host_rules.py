@@ -108,7 +108,7 @@ class View:
 
     batches: list[BatchRow]
     transactions: list[TransactionRow] = field(default_factory=list)
-    reversals_done: dict[tuple[str, int, int, str], ReversalRow] = field(default_factory=dict)
+    reversals_done: dict[tuple[str, int, int, str, int], ReversalRow] = field(default_factory=dict)
     reversals_overtaken: dict[tuple[str, int, int, str], list[tuple[int | None, int]]] = field(
         default_factory=dict
     )
@@ -140,9 +140,9 @@ class View:
         return self.reversals_overtaken.get((terminal_id, batch_no, stan, original_kind), [])
 
     def reversal(
-        self, terminal_id: str, batch_no: int, stan: int, original_kind: str
+        self, terminal_id: str, batch_no: int, stan: int, original_kind: str, amount_fen: int
     ) -> ReversalRow | None:
-        return self.reversals_done.get((terminal_id, batch_no, stan, original_kind))
+        return self.reversals_done.get((terminal_id, batch_no, stan, original_kind, amount_fen))
 
     def counted_transactions(self, batch_id: int) -> Sequence[TransactionRow]:
         counted = (TransactionStatus.APPROVED, TransactionStatus.VOIDED)
@@ -532,10 +532,22 @@ def test_a_late_reversal_of_a_closed_batch_is_an_exception_not_a_change() -> Non
 
 def test_a_repeated_reversal_gets_the_same_answer_and_writes_nothing() -> None:
     """Idempotent: the reversal already recorded under that batch answers again."""
-    done = {(TERMINAL_ID, CURRENT, SALE_STAN, Kind.SALE.value): ReversalRow(CURRENT_ID, "00")}
+    key = (TERMINAL_ID, CURRENT, SALE_STAN, Kind.SALE.value, 1_000)
+    done = {key: ReversalRow(CURRENT_ID, "00")}
     snapshot, _ = _world(transactions=SALE_IN_BATCH, reversals_done=done)
     decision = decide(_reversal(), snapshot, _rules())
     assert (decision.code, decision.effects) == ("00", ())
+
+
+def test_a_reversal_of_another_amount_under_that_stan_is_not_a_repeat() -> None:
+    """Duplicates are the same terminal, batch, STAN and amount: a reversal recorded with
+    another amount (a mismatch, not applied) does not make this one a repeat."""
+    key = (TERMINAL_ID, CURRENT, SALE_STAN, Kind.SALE.value, 999)
+    done = {key: ReversalRow(CURRENT_ID, "00")}
+    snapshot, _ = _world(transactions=SALE_IN_BATCH, reversals_done=done)
+    decision = decide(_reversal(), snapshot, _rules())
+    assert decision.code == "00"
+    assert any(isinstance(e, InsertReversal) and e.outcome == "applied" for e in decision.effects)
 
 
 def test_a_sale_whose_reversal_overtook_it_is_recorded_reversed() -> None:

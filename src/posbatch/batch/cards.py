@@ -15,7 +15,9 @@ later could not:
 When track 2 is present (a swiped card, entry mode 02x), its PAN — the digits
 before the separator ``=`` — obeys the same rules and must be field 2's PAN: a
 request whose two card numbers differ names two cards, and the host could not
-tell which one it approved (14).
+tell which one it approved (14). Its expiry — the four digits YYMM after the
+separator — is the card's own: a swiped sale is judged on it whether or not field
+14 is sent (:func:`card_expiry`).
 
 Field 49 (currency): only 156 (CNY) is settled. A value that is not three
 decimal digits is a format error (30); a well-formed other ISO 4217 code is
@@ -41,12 +43,14 @@ __all__ = [
     "PAN_DIGITS_MAX",
     "PAN_DIGITS_MIN",
     "CardRefusal",
+    "card_expiry",
     "check_currency",
     "check_pan",
     "check_track2",
     "luhn_valid",
     "mask_card_numbers",
     "mask_pan",
+    "track2_expiry",
     "track2_pan",
 ]
 
@@ -172,6 +176,30 @@ def track2_pan(track2: str) -> str | None:
     """The PAN of track 2 (the digits before ``=``); None when there is no separator."""
     pan, separator, _rest = track2.partition(TRACK2_SEPARATOR)
     return pan if separator else None
+
+
+def track2_expiry(track2: str | None) -> str | None:
+    """Track 2's expiry: the (up to) four characters after ``=``; None without a track or a
+    separator. Fewer than four, or not a month, is for the issuer to refuse, as field 14's."""
+    if track2 is None:
+        return None
+    _pan, separator, rest = track2.partition(TRACK2_SEPARATOR)
+    return rest[:4] if separator else None
+
+
+def _is_yymm(expiry: str) -> bool:
+    return len(expiry) == 4 and expiry.isdigit() and 1 <= int(expiry[2:]) <= 12
+
+
+def card_expiry(expiry: str | None, track2: str | None) -> str | None:
+    """The expiry a sale is judged on: field 14 and track 2's, whichever is worse — one that
+    is not a month, else the earlier. A swiped card's expiry is on its track (field 14 is
+    often absent), and a field 14 the terminal filled in cannot make an expired card good."""
+    candidates = [e for e in (expiry, track2_expiry(track2)) if e is not None]
+    if not candidates:
+        return None
+    malformed = [e for e in candidates if not _is_yymm(e)]
+    return malformed[0] if malformed else min(candidates)
 
 
 def check_track2(pan: str, track2: str | None, *, check_luhn: bool = True) -> CardRefusal | None:

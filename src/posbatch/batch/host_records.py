@@ -114,7 +114,7 @@ class BatchRow:
 
 @dataclass(frozen=True, slots=True)
 class ReversalRow:
-    """The last reversal recorded under a (terminal, batch_no, STAN, original kind)."""
+    """The last reversal recorded under a (terminal, batch_no, STAN, original kind, amount)."""
 
     batch_id: int | None
     response_code: str

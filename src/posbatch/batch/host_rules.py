@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, Protocol
 
-from posbatch.batch.cards import check_currency, check_track2
+from posbatch.batch.cards import card_expiry, check_currency, check_track2
 from posbatch.batch.codes import BATCH_FULL, BATCH_NUMBER_DIFFERS, MAC_ERROR
 from posbatch.batch.counters import is_behind
 from posbatch.batch.host_batch import FIRST_BATCH_NO, BatchEvent
@@ -159,7 +159,7 @@ class HostView(Protocol):
         self, terminal_id: str, batch_no: int, stan: int, original_kind: str
     ) -> list[tuple[int | None, int]]: ...
     def reversal(
-        self, terminal_id: str, batch_no: int, stan: int, original_kind: str
+        self, terminal_id: str, batch_no: int, stan: int, original_kind: str, amount_fen: int
     ) -> ReversalRow | None: ...
     def batch_bound(self, batch_id: int) -> tuple[int, int]: ...
     def batch_tally(self, batch_id: int) -> BatchTally: ...
@@ -762,7 +762,10 @@ class _Decider:
         if refused is not None:
             return refused
         code = self.rules.issuer.decide(
-            pan=request.pan, amount_fen=request.amount_fen, expiry=request.expiry, now=self.now
+            pan=request.pan,
+            amount_fen=request.amount_fen,
+            expiry=card_expiry(request.expiry, request.track2),
+            now=self.now,
         )
         return self._record(request, admitted.batch_id, code, admitted.pan_hmac, admitted.digest)
 
@@ -876,7 +879,12 @@ class _Decider:
     def reversal(self, request: ReversalRequest) -> Decision:
         kind = request.original_kind.value
         batch = self.view.latest_batch(self.terminal_id, request.batch_no)
-        done = self.view.reversal(self.terminal_id, request.batch_no, request.stan, kind)
+        # A repeat is the same terminal, batch, STAN and amount (DESIGN.md's duplicate rule):
+        # a reversal with another amount under that STAN — a terminal's corrected one after
+        # a mismatch — is not a repeat of it and is decided on its own.
+        done = self.view.reversal(
+            self.terminal_id, request.batch_no, request.stan, kind, request.amount_fen
+        )
         if done is not None and done.batch_id == (None if batch is None else batch.batch_id):
             return self.answer(request, done.response_code)  # idempotent: the same answer
         original = None if batch is None else self.view.transaction(batch.batch_id, request.stan)

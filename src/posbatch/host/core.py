@@ -68,6 +68,7 @@ from posbatch.batch.host_rules import (
     Rules,
     Snapshot,
     answer,
+    batch_detail,
     decide,
 )
 from posbatch.batch.model import Kind
@@ -518,10 +519,17 @@ class HostCore:
         if work.fault is not None and work.fault.action == FaultAction.FORCE:
             assert work.fault.response_code is not None
             code = work.fault.response_code  # not processed
-            response = answer(request, code, now=now)
+            # Read like the host's own: a 77 or an A0 asks for a sign-on (header digit 10),
+            # and a 77 says the host's batch state in 63 (no reason: nothing was decided).
+            sign_on = code in (BATCH_NUMBER_DIFFERS, MAC_ERROR)
+            requirement = ProcessingRequirement.SIGN_ON if sign_on else ProcessingRequirement.NONE
+            detail = None
+            if code == BATCH_NUMBER_DIFFERS and terminal is not None:
+                detail = batch_detail(tx, terminal, None)
+            response = answer(request, code, now=now, detail=detail)
             if code == BATCH_NUMBER_DIFFERS and terminal is not None:
                 tx.apply((batch_error(terminal, request, None, at=now),))
-            outcome = _Outcome(response, proof=proof)
+            outcome = _Outcome(response, requirement, proof=proof)
         else:
             decision = decide(request, Snapshot(terminal, tx, now, proof), self._rules)
             tx.apply(decision.effects)

@@ -7,8 +7,9 @@ decline on purpose. :class:`IssuerRules` checks, in this order:
    50,000 CNY) → 61;
 2. card number: fails the Luhn check digit → 14; starts with a prefix of
    ``not_issued_prefixes`` (default ``622202999``) → 14;
-3. expiry (field 14, YYMM) before the month of the injected clock → 54; a
-   month outside 01..12 → 54;
+3. expiry (field 14, YYMM, and track 2's, the worse of the two: see
+   :func:`posbatch.batch.cards.card_expiry`) before the month of the injected clock, read
+   in Beijing time → 54; a month outside 01..12 → 54;
 4. ``insufficient_funds_prefixes`` (default ``622202888``) → 51;
 5. otherwise 00.
 
@@ -19,7 +20,7 @@ A real issuer link replaces this by anything with the same ``decide`` method
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Final, Protocol
 
 from posbatch.batch.cards import luhn_valid
@@ -39,6 +40,9 @@ AMOUNT_LIMIT_FEN_DEFAULT: Final = 5_000_000
 TEST_PAN_APPROVED: Final = "6222021234567890128"
 TEST_PAN_INSUFFICIENT_FUNDS: Final = "6222028880000000007"
 TEST_PAN_NOT_ISSUED: Final = "6222029990000000003"
+# A card's expiry month is the issuer's, China's (UTC+8): a card of 2611 is over at 00:00
+# on 1 December in Beijing, 16:00 UTC the day before.
+CHINA_TIME: Final = timezone(timedelta(hours=8), "Beijing")
 
 
 class Issuer(Protocol):
@@ -68,7 +72,8 @@ class IssuerRules:
             month = int(expiry[2:4]) if len(expiry) == 4 and expiry.isdigit() else 0
             if not 1 <= month <= 12:
                 return "54"
-            if int(expiry) < (now.year % 100) * 100 + now.month:
+            local = now.astimezone(CHINA_TIME) if now.tzinfo is not None else now
+            if int(expiry) < (local.year % 100) * 100 + local.month:
                 return "54"
         if pan.startswith(self.insufficient_funds_prefixes):
             return "51"

@@ -424,7 +424,7 @@ class StoreTx:
 
     # reversals
     def reversal(
-        self, terminal_id: str, batch_no: int, stan: int, original_kind: str
+        self, terminal_id: str, batch_no: int, stan: int, original_kind: str, amount_fen: int
     ) -> ReversalRow | None:
         row = self.connection.execute(
             sa.select(t.reversals.c.batch_id, t.reversals.c.response_code)
@@ -433,6 +433,7 @@ class StoreTx:
                 t.reversals.c.batch_no == batch_no,
                 t.reversals.c.stan == stan,
                 t.reversals.c.original_kind == original_kind,
+                t.reversals.c.amount_fen == amount_fen,
             )
             .order_by(t.reversals.c.reversal_id.desc())
             .limit(1)
