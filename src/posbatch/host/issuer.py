@@ -20,10 +20,11 @@ A real issuer link replaces this by anything with the same ``decide`` method
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from typing import Final, Protocol
 
 from posbatch.batch.cards import luhn_valid
+from posbatch.batch.model import BEIJING
 
 __all__ = [
     "AMOUNT_LIMIT_FEN_DEFAULT",
@@ -40,9 +41,6 @@ AMOUNT_LIMIT_FEN_DEFAULT: Final = 5_000_000
 TEST_PAN_APPROVED: Final = "6222021234567890128"
 TEST_PAN_INSUFFICIENT_FUNDS: Final = "6222028880000000007"
 TEST_PAN_NOT_ISSUED: Final = "6222029990000000003"
-# A card's expiry month is the issuer's, China's (UTC+8): a card of 2611 is over at 00:00
-# on 1 December in Beijing, 16:00 UTC the day before.
-CHINA_TIME: Final = timezone(timedelta(hours=8), "Beijing")
 
 
 class Issuer(Protocol):
@@ -72,7 +70,9 @@ class IssuerRules:
             month = int(expiry[2:4]) if len(expiry) == 4 and expiry.isdigit() else 0
             if not 1 <= month <= 12:
                 return "54"
-            local = now.astimezone(CHINA_TIME) if now.tzinfo is not None else now
+            # The expiry month is China's: a card of 2611 is over at 00:00 on 1 December in
+            # Beijing, 16:00 UTC the day before.
+            local = now.astimezone(BEIJING) if now.tzinfo is not None else now
             if int(expiry) < (local.year % 100) * 100 + local.month:
                 return "54"
         if pan.startswith(self.insufficient_funds_prefixes):
