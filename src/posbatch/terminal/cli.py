@@ -50,6 +50,9 @@ from posbatch.wire import parse_tmk
 __all__ = ["app"]
 
 JOURNAL_ROWS_DEFAULT: Final = 50
+# --limit's bound: more rows than a batch can hold many times over (and 0 or a negative
+# number is not "all": a slice from the end read -1 as "all but the first row").
+JOURNAL_ROWS_MAX: Final = 100_000
 CARD_PROMPT: Final = "card number 卡号"
 _UPLOAD_MTI: Final = b"\x03\x20"
 _MTI_SLICE: Final = slice(13, 15)  # length 2 + TPDU 5 + header 6
@@ -372,9 +375,9 @@ def status(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
 @app.command()
 def journal(
     data_dir: DataDir = DEFAULT_DATA_DIR,
-    limit: Annotated[int, typer.Option("--limit", help="Rows to show (latest).")] = (
-        JOURNAL_ROWS_DEFAULT
-    ),
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=JOURNAL_ROWS_MAX, help="Rows to show (latest).")
+    ] = JOURNAL_ROWS_DEFAULT,
     events: Annotated[bool, typer.Option("--events", help="Show the event log instead.")] = False,
     verify: Annotated[bool, typer.Option("--verify", help="Only verify the hash chain.")] = False,
 ) -> None:
