@@ -182,6 +182,25 @@ def test_a_lot_s_sales_keep_batch_no_and_stan_whole_at_80_columns(
     ), result.stdout
 
 
+def test_stock_keeps_expiry_dates_and_gtins_whole_at_80_columns(tmp_path: Path) -> None:
+    """A folded cell read "2027-06-3" on one line and "0" on the next: at 80 columns each lot's
+    GTIN, lot and expiry are printed whole (only a product name may wrap)."""
+    source = tmp_path / "shop.csv"
+    source.write_text(
+        HEADER + "6920000000012,阿莫西林胶囊 0.25g×24粒,1590,yes,A2611,2027-06-30,20,no\n",
+        encoding="utf-8",
+    )
+    data_dir = tmp_path / "data"
+    imported = runner.invoke(app, ["import", str(source), "--data-dir", str(data_dir)])
+    result = runner.invoke(app, ["stock", "--data-dir", str(data_dir)], env={"COLUMNS": "80"})
+    shown = ["06920000000012", "A2611", "2027-06-30", "on hand 20"]
+    assert (0, 0, [True] * len(shown)) == (
+        imported.exit_code,
+        result.exit_code,
+        [part in result.stdout for part in shown],
+    ), result.stdout
+
+
 def test_near_expiry_is_warned_with_the_days_left() -> None:
     """A lot expiring within the configured days sells with a warning (zh + en)."""
     request = LineRequest(MILK, 1, (LotTake("M-DEC01", 1),), LotSource.SCAN)

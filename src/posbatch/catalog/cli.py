@@ -781,7 +781,8 @@ def stock(
     when = "now" if moment is None else f"as of {moment:%Y-%m-%d %H:%M}"
     table = Table(title=f"stock {when}")
     for column in ("GTIN", "product", "lot", "expiry", "on hand", "quarantined", "recalled"):
-        table.add_column(column, overflow="fold")
+        # only a name may wrap: a folded expiry read '2027-12-3' on one line, '1' below
+        table.add_column(column, overflow="fold", no_wrap=column != "product")
     for row in rows:
         table.add_row(
             row.gtin,
@@ -792,7 +793,7 @@ def stock(
             str(row.quarantined),
             "yes" if row.recalled else "",
         )
-    Console().print(table)
+    _print_table(Console(), table)
 
 
 # --- recalls ----------------------------------------------------------------------------
