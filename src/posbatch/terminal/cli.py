@@ -24,6 +24,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from posbatch.batch.counters import BATCH_NO_MAX, STAN_MAX
+from posbatch.batch.model import shown_at
 from posbatch.batch.money import format_fen, parse_yuan
 from posbatch.cli_support import (
     OneLineErrors,
@@ -369,7 +370,13 @@ def status(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     table.add_row("resync pending", "yes" if state.resync_pending else "no")
     console.print(table)
     for event in events:
-        console.print(f"  {event.at[:19]} {event.type}: {event.message}", markup=False)
+        console.print(f"  {_event_at(event.at)} {event.type}: {event.message}", markup=False)
+
+
+def _event_at(stored: str) -> str:
+    """An event's time as the journal keeps it (ISO, UTC), shown in Beijing time (DESIGN.md)
+    like every other time posbatch prints: the raw string read 8 hours early."""
+    return shown_at(datetime.fromisoformat(stored), seconds=True)
 
 
 @app.command()
@@ -393,7 +400,7 @@ def journal(
         if events:
             table = Table("seq", "at", "type", "message")
             for event in terminal.journal.events()[-limit:]:
-                table.add_row(str(event.seq), event.at[:19], event.type, event.message)
+                table.add_row(str(event.seq), _event_at(event.at), event.type, event.message)
             console.print(table)
             return
         rows = terminal.journal.transactions()[-limit:]
