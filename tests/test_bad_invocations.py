@@ -297,3 +297,11 @@ def test_checkout_refuses_a_catalog_age_no_timedelta_can_hold(in_world: Path) ->
     result = _run(["checkout", "--max-catalog-age-min", "99999999999999999999"])
     assert (result.exit_code, "--max-catalog-age-min" in result.output) == (2, True)
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "100001"])
+def test_the_journal_refuses_a_limit_it_cannot_show(in_world: Path, limit: str) -> None:
+    """--limit -1 showed every row but the oldest and --limit 0 every row, silently (a slice
+    from the end); now a row count outside 1..100000 is a usage error naming --limit."""
+    result = _run(["terminal", "journal", "--limit", limit])
+    assert (result.exit_code, "--limit" in result.output) == (2, True), result.output

@@ -147,6 +147,60 @@ def test_trace_keeps_receipt_numbers_whole_at_80_columns(tmp_path: Path) -> None
     assert "1 sale line" in result.stdout and "1 sale lines" not in result.stdout
 
 
+@pytest.mark.parametrize("command", ["trace", "recall-report"])
+def test_a_lot_s_sales_keep_batch_no_and_stan_whole_at_80_columns(
+    tmp_path: Path, command: str
+) -> None:
+    """What a recall needs from each sale (batch_no, STAN, status, time, product) is printed
+    whole at 80 columns, and so in a file (80 columns too): the table cut them to "…"."""
+    data_dir = tmp_path / "data"
+    store = CatalogStore.open(f"sqlite:///{data_dir / 'catalog.db'}")
+    store.import_catalog(catalog_products(), catalog_lots(), at=NOW, reason="sample")
+    request = LineRequest(PILLS, 1, (LotTake("P1", 1),), LotSource.SCAN)
+    receipt = pay_cart(
+        price_cart(store.snapshot(), [request], today=TODAY, now=NOW),
+        payer=ScriptedPayer(approved("000123", batch_no="000045")),
+        orders=store,
+        terminal_id=TERMINAL_ID,
+        clock=lambda: NOW,
+        today=TODAY,
+    )
+    name = store.snapshot().products[PILLS].name
+    store.close()
+    result = runner.invoke(app, [command, "P1", "--data-dir", str(data_dir)], env={"COLUMNS": "80"})
+    shown = [
+        f"receipt {receipt.receipt_no}",
+        "status paid",
+        "batch_no 000045",
+        "STAN 000123",
+        f"product {name}",
+    ]
+    assert (0, [True] * len(shown), "…" in result.stdout) == (
+        result.exit_code,
+        [part in result.stdout for part in shown],
+        False,
+    ), result.stdout
+
+
+def test_stock_keeps_expiry_dates_and_gtins_whole_at_80_columns(tmp_path: Path) -> None:
+    """A folded cell read "2027-06-3" on one line and "0" on the next: at 80 columns each lot's
+    GTIN, lot and expiry are printed whole (only a product name may wrap)."""
+    source = tmp_path / "shop.csv"
+    source.write_text(
+        HEADER + "6920000000012,阿莫西林胶囊 0.25g×24粒,1590,yes,A2611,2027-06-30,20,no\n",
+        encoding="utf-8",
+    )
+    data_dir = tmp_path / "data"
+    imported = runner.invoke(app, ["import", str(source), "--data-dir", str(data_dir)])
+    result = runner.invoke(app, ["stock", "--data-dir", str(data_dir)], env={"COLUMNS": "80"})
+    shown = ["06920000000012", "A2611", "2027-06-30", "on hand 20"]
+    assert (0, 0, [True] * len(shown)) == (
+        imported.exit_code,
+        result.exit_code,
+        [part in result.stdout for part in shown],
+    ), result.stdout
+
+
 def test_near_expiry_is_warned_with_the_days_left() -> None:
     """A lot expiring within the configured days sells with a warning (zh + en)."""
     request = LineRequest(MILK, 1, (LotTake("M-DEC01", 1),), LotSource.SCAN)

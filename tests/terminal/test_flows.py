@@ -99,8 +99,22 @@ def test_refund_above_what_is_left_is_refused_locally(world: World) -> None:
     """Refunds never exceed the sale: the second one asks for more than is left."""
     sale = world.terminal.sale(5000, PAN)
     world.terminal.refund(sale.stan, 4000)
-    with pytest.raises(ConfigError, match=r"1\.\.1000 fen"):
+    with pytest.raises(ConfigError) as too_much:
         world.terminal.refund(sale.stan, 1001)
+    expected = f"refund 10.01: at most 10.00 of sale STAN {sale.stan:06d} (50.00) is left to refund"
+    assert expected == str(too_much.value)
+
+
+def test_a_sale_refunded_in_full_says_so_in_yuan(world: World) -> None:
+    """The cashier typed yuan: the refusal speaks yuan too, not "1..0 fen of the sale is left"."""
+    sale = world.terminal.sale(1250, PAN)
+    world.terminal.refund(sale.stan, 1250)
+    with pytest.raises(TerminalError) as nothing_left:
+        world.terminal.refund(sale.stan, 1)
+    expected = (
+        f"sale STAN {sale.stan:06d} (12.50) was refunded in full already: nothing is left to refund"
+    )
+    assert expected == str(nothing_left.value)
 
 
 def test_balanced_settlement_closes_and_advances(world: World) -> None:

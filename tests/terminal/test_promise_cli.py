@@ -17,6 +17,7 @@ import pytest
 from terminal_world import MASTER_KEY, MERCHANT_ID, PAN, START, TERMINAL_ID
 from typer.testing import CliRunner
 
+from posbatch.batch.model import shown_at
 from posbatch.doctor.cli import app as doctor_app
 from posbatch.host import HostCore, HostStore
 from posbatch.host.server import HostServer
@@ -83,6 +84,26 @@ def test_settings_status_and_an_automatic_settlement(host_address: str, tmp_path
     assert "batch 000001 was full" in sales[2].output
     assert "batch 000001 was full: settled automatically" in receipt.output
     assert "2 per counter" in status.output
+
+
+def test_status_and_the_event_log_show_beijing_time(tmp_path: Path) -> None:
+    """The journal keeps UTC; status and journal --events printed it raw (07:44 for a
+    terminal set up at 15:44 in Beijing). Now both show Beijing time, as every other
+    command does."""
+    data_dir = tmp_path / "terminal"
+    _init(data_dir, "127.0.0.1:9")
+    journal = Journal.open(journal_url(data_dir))
+    stored = journal.events()[0].at
+    journal.engine.dispose()
+    beijing = shown_at(datetime.fromisoformat(stored), seconds=True)
+    status = runner.invoke(app, ["status", "--data-dir", str(data_dir)], terminal_width=200)
+    events = runner.invoke(
+        app, ["journal", "--events", "--data-dir", str(data_dir)], terminal_width=200
+    )
+    assert [(0, True, False), (0, True, False)] == [
+        (result.exit_code, beijing in result.output, stored[:19] in result.output)
+        for result in (status, events)
+    ], (stored, status.output, events.output)
 
 
 @pytest.mark.parametrize("limit", ["0", "1000", "-5"])

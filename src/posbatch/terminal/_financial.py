@@ -68,6 +68,7 @@ from posbatch.batch.codes import (
 )
 from posbatch.batch.limits import AMOUNT_FEN_MAX, STAN_MAX
 from posbatch.batch.model import BEIJING, CardType, Kind
+from posbatch.batch.money import format_fen
 from posbatch.batch.terminal_batch import accepts_transactions
 from posbatch.batch.totals import (
     TOTAL_AMOUNT_FEN_MAX,
@@ -293,8 +294,17 @@ class Financial:
         if sale.state == TxnState.VOIDED:
             raise TerminalError(f"sale STAN {stan:06d} was voided already")
         left = sale.amount_fen - sale.refunded_fen
+        if left <= 0:
+            raise TerminalError(
+                f"sale STAN {stan:06d} ({format_fen(sale.amount_fen)}) was refunded in full "
+                "already: nothing is left to refund"
+            )
         if not 0 < amount_fen <= left:
-            raise ConfigError(f"refund {amount_fen} fen: 1..{left} fen of the sale is left")
+            # yuan, as the cashier typed it: "5000 fen" read as a different amount
+            raise ConfigError(
+                f"refund {format_fen(amount_fen)}: at most {format_fen(left)} of sale STAN "
+                f"{stan:06d} ({format_fen(sale.amount_fen)}) is left to refund"
+            )
         pan = self.ctx.pan_of(sale)
 
         def write() -> TxnRow:

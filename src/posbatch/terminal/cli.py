@@ -24,6 +24,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from posbatch.batch.counters import BATCH_NO_MAX, STAN_MAX
+from posbatch.batch.model import shown_at
 from posbatch.batch.money import format_fen, parse_yuan
 from posbatch.cli_support import (
     OneLineErrors,
@@ -50,6 +51,9 @@ from posbatch.wire import parse_tmk
 __all__ = ["app"]
 
 JOURNAL_ROWS_DEFAULT: Final = 50
+# --limit's bound: more rows than a batch can hold many times over (and 0 or a negative
+# number is not "all": a slice from the end read -1 as "all but the first row").
+JOURNAL_ROWS_MAX: Final = 100_000
 CARD_PROMPT: Final = "card number 卡号"
 _UPLOAD_MTI: Final = b"\x03\x20"
 _MTI_SLICE: Final = slice(13, 15)  # length 2 + TPDU 5 + header 6
@@ -366,15 +370,21 @@ def status(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     table.add_row("resync pending", "yes" if state.resync_pending else "no")
     console.print(table)
     for event in events:
-        console.print(f"  {event.at[:19]} {event.type}: {event.message}", markup=False)
+        console.print(f"  {_event_at(event.at)} {event.type}: {event.message}", markup=False)
+
+
+def _event_at(stored: str) -> str:
+    """An event's time as the journal keeps it (ISO, UTC), shown in Beijing time (DESIGN.md)
+    like every other time posbatch prints: the raw string read 8 hours early."""
+    return shown_at(datetime.fromisoformat(stored), seconds=True)
 
 
 @app.command()
 def journal(
     data_dir: DataDir = DEFAULT_DATA_DIR,
-    limit: Annotated[int, typer.Option("--limit", help="Rows to show (latest).")] = (
-        JOURNAL_ROWS_DEFAULT
-    ),
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=JOURNAL_ROWS_MAX, help="Rows to show (latest).")
+    ] = JOURNAL_ROWS_DEFAULT,
     events: Annotated[bool, typer.Option("--events", help="Show the event log instead.")] = False,
     verify: Annotated[bool, typer.Option("--verify", help="Only verify the hash chain.")] = False,
 ) -> None:
@@ -390,7 +400,7 @@ def journal(
         if events:
             table = Table("seq", "at", "type", "message")
             for event in terminal.journal.events()[-limit:]:
-                table.add_row(str(event.seq), event.at[:19], event.type, event.message)
+                table.add_row(str(event.seq), _event_at(event.at), event.type, event.message)
             console.print(table)
             return
         rows = terminal.journal.transactions()[-limit:]
