@@ -20,6 +20,7 @@ from catalog_samples import (
 )
 from typer.testing import CliRunner
 
+from posbatch.batch.model import BEIJING
 from posbatch.catalog import (
     CatalogStore,
     HttpOrderBook,
@@ -91,7 +92,8 @@ def test_recalling_twice_says_since_when(back_office: CatalogStore) -> None:
     back_office.recall("M-DEC15", reason="notice", actor="qa", at=LATER)
     with pytest.raises(CatalogError) as caught:
         back_office.recall("M-DEC15", reason="again", actor="qa2", at=LATER)
-    expected = f"lot M-DEC15 of {MILK} is already recalled on {LATER:%Y-%m-%d %H:%M} UTC by qa"
+    shown = f"{LATER.astimezone(BEIJING):%Y-%m-%d %H:%M}"  # Beijing time, as every time shown
+    expected = f"lot M-DEC15 of {MILK} is already recalled on {shown} by qa"
     assert expected == str(caught.value)
 
 

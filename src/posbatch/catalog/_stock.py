@@ -35,6 +35,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from posbatch.batch.model import shown_at
 from posbatch.catalog import _tables as t
 from posbatch.catalog._model import GS1_CSET82, LOT_LENGTH_MAX, Lot
 from posbatch.catalog._store_base import (
@@ -622,7 +623,7 @@ class StockMixin(StoreBase):
             lot = self._lot_for_update(connection, lot_no, gtin)
             if lot.recalled:
                 last = self._last_recall(connection, lot.gtin, lot.lot_no)
-                since = f" on {last.at:%Y-%m-%d %H:%M} UTC by {last.actor}" if last else ""
+                since = f" on {shown_at(last.at)} by {last.actor}" if last else ""  # Beijing
                 raise CatalogError(f"lot {lot.lot_no} of {lot.gtin} is already recalled{since}")
             recall_id = self._insert_recall(
                 connection, lot, "recall", reason, actor, at=at, version=version
