@@ -4,8 +4,9 @@ simulated host with what must never be approved (issue 11 §2).
 It is registered at the host like any terminal, signs on, and sends one sale
 per probe (:data:`posbatch.sim._workload.PROBES`): a currency other than CNY,
 a malformed currency, a card number the batch upload cannot carry, one whose
-check digit fails, a track 2 naming another card. Each must be answered with
-the documented refusal (40, 30, 14); anything else — above all an approval —
+check digit fails, a track 2 naming another card, a swipe whose track says the
+card expired (with or without field 14). Each must be answered with the
+documented refusal (40, 30, 14, 54); anything else — above all an approval —
 is reported as a failure of the run. Its requests go straight to the host core
 (no link faults): the point is the host's rule, not the network.
 """
@@ -83,7 +84,7 @@ class ThirdParty:
             self._batch_no,
             PROBE_AMOUNT_FEN,
             probe.pan,
-            expiry="3012",
+            expiry=probe.expiry,
             entry_mode="021" if probe.track2 else "012",
             track2=probe.track2,
             currency=probe.currency,

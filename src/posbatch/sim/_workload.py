@@ -170,6 +170,7 @@ class Probe:
     currency: str
     expected: str
     track2: str | None = None
+    expiry: str | None = "3012"  # field 14 (None: not sent, as a swipe often is)
 
 
 PROBES: Final = (
@@ -186,6 +187,22 @@ PROBES: Final = (
         "156",
         "14",
         track2="6222020000000000018=3012101",
+    ),
+    # A swipe often carries the expiry only on its track: the host judges the card by it.
+    Probe(
+        "swiped, expired on the track, no field 14",
+        "6222021234567890128",
+        "156",
+        "54",
+        track2="6222021234567890128=2001101",
+        expiry=None,
+    ),
+    Probe(
+        "swiped, expired on the track, a field 14 to come",
+        "6222021234567890128",
+        "156",
+        "54",
+        track2="6222021234567890128=2001101",
     ),
 )
 
