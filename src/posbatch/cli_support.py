@@ -30,6 +30,7 @@ import errno
 import gc
 import logging
 import os
+import re
 import select
 import socket
 import sys
@@ -43,11 +44,13 @@ from posbatch.batch.cards import mask_card_numbers
 from posbatch.errors import ConfigError, PosbatchError
 
 __all__ = [
+    "CARD_PROMPT",
     "GC_THRESHOLDS",
     "SECRET_BYTES_MAX",
     "STDIN",
     "OneLineErrors",
     "one_line",
+    "read_card_number",
     "read_secret_file",
     "read_secret_line",
     "refuse_secret_option",
@@ -211,6 +214,22 @@ def read_secret_line(prompt: str) -> str:
     if not text.strip():
         raise ConfigError(f"no {prompt} given (type it at the prompt, or pipe it in)")
     return text.strip()
+
+
+# A card number as people type it: groups of digits, as printed on the card, split by
+# single spaces or hyphens ("6222 0212 3456 7890 128").
+_GROUPED_CARD_NUMBER: Final = re.compile(r"[0-9]+(?:[ -][0-9]+)*")
+CARD_PROMPT: Final = "card number 卡号"
+
+
+def read_card_number() -> str:
+    """A card number from the hidden prompt or standard input (:func:`read_secret_line`),
+    the spaces or hyphens between its groups taken out. Anything else is returned as typed,
+    for the card rules to refuse."""
+    text = read_secret_line(CARD_PROMPT)
+    if _GROUPED_CARD_NUMBER.fullmatch(text):
+        return text.replace(" ", "").replace("-", "")
+    return text
 
 
 # The cyclic garbage collector's thresholds for a long-running command (gc.set_threshold):

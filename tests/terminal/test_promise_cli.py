@@ -134,6 +134,29 @@ def test_a_card_the_host_would_refuse_is_one_line_and_sends_nothing(
     ), result.output  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    "typed", ["6222 0212 3456 7890 128", "6222-0212-3456-7890-128", " 6222021234567890128 "]
+)
+def test_a_card_number_typed_in_groups_is_the_card(
+    host_address: str, tmp_path: Path, typed: str
+) -> None:
+    """Cards print their number in groups of four: typed so (spaces or hyphens between
+    the groups), it is the same card, approved."""
+    data_dir = tmp_path / "terminal"
+    _init(data_dir, host_address)
+    result = runner.invoke(app, ["sale", "1.00", "--data-dir", str(data_dir)], input=typed + "\n")
+    assert (0, True) == (result.exit_code, "622202*********0128" in result.output), result.output
+
+
+@pytest.mark.parametrize("typed", ["6222  0212 3456 7890 128", "6222 0212 3456 7890 12a"])
+def test_a_card_number_not_in_groups_is_refused_as_typed(tmp_path: Path, typed: str) -> None:
+    """Two spaces in a row, or a letter, are not a card number: one line, nothing sent."""
+    data_dir = tmp_path / "terminal"
+    _init(data_dir, "127.0.0.1:9")
+    result = runner.invoke(app, ["sale", "1.00", "--data-dir", str(data_dir)], input=typed + "\n")
+    assert (2, False) == (result.exit_code, "Traceback" in result.output), result.output
+
+
 def test_backup_reinstall_restore_settle_over_the_command_line(
     host_address: str, tmp_path: Path
 ) -> None:

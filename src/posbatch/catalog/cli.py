@@ -75,7 +75,7 @@ from posbatch.catalog._tills import (
 )
 from posbatch.catalog._verify import host_verifier_for
 from posbatch.catalog.payer import Card, OrderLedger, TerminalPayer, recover_pending_orders
-from posbatch.cli_support import listening_socket, log_to_stderr, read_secret_line
+from posbatch.cli_support import listening_socket, log_to_stderr, read_card_number
 from posbatch.errors import (
     CatalogError,
     CheckoutRefused,
@@ -1216,7 +1216,7 @@ def checkout(
     def read_card(amount_fen: int) -> Card:
         console.print(f"amount 金额 {format_fen(amount_fen)}: present card")
         for _ in range(CARD_PROMPTS_MAX):
-            pan = read_secret_line("card number 卡号")  # hidden, or a line of piped input
+            pan = read_card_number()  # hidden, or a line of piped input; "6222 0212 …" too
             expiry = typer.prompt(
                 "expiry YYMM 有效期 (empty: none)", default="", show_default=False
             )

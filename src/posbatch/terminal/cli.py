@@ -29,8 +29,8 @@ from posbatch.batch.money import format_fen, parse_yuan
 from posbatch.cli_support import (
     OneLineErrors,
     one_line,
+    read_card_number,
     read_secret_file,
-    read_secret_line,
     refuse_secret_option,
 )
 from posbatch.errors import ConfigError, HostUnreachable, PosbatchError
@@ -54,7 +54,6 @@ JOURNAL_ROWS_DEFAULT: Final = 50
 # --limit's bound: more rows than a batch can hold many times over (and 0 or a negative
 # number is not "all": a slice from the end read -1 as "all but the first row").
 JOURNAL_ROWS_MAX: Final = 100_000
-CARD_PROMPT: Final = "card number 卡号"
 _UPLOAD_MTI: Final = b"\x03\x20"
 _MTI_SLICE: Final = slice(13, 15)  # length 2 + TPDU 5 + header 6
 
@@ -241,7 +240,7 @@ def sale(
     try:
         amount_fen = parse_yuan(amount)
         terminal = _open(data_dir)
-        pan = read_secret_line(CARD_PROMPT)
+        pan = read_card_number()
         result = _run(terminal, lambda t: t.sale_flow(amount_fen, pan, expiry=expiry))
     except PosbatchError as exc:
         raise _fail(exc) from exc
