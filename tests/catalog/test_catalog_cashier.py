@@ -352,3 +352,29 @@ def test_goods_in_and_a_stocktake_through_the_commands(tmp_path: Path) -> None:
         [(r["lot_no"], r["on_hand"], r["quarantined"]) for r in json.loads(report.stdout)],
         [(m["kind"], m["on_hand_delta"], m["actor"]) for m in json.loads(history.stdout)],
     )
+
+
+def test_receiving_a_lot_without_an_expiry_or_already_expired_says_so(tmp_path: Path) -> None:
+    """A new lot received without --expiry is never refused as expired at checkout, and one
+    already expired is always refused: both are received, each with a note on stderr."""
+    data = ["--data-dir", str(tmp_path / "data")]
+    source = tmp_path / "in.csv"
+    source.write_text(HEADER + "6901234567892,Milk,1250,yes,L1,2027-01-31,10,no\n")
+    runner.invoke(app, ["import", str(source), "--by", "li", *data])
+    undated = runner.invoke(
+        app, ["receive", "6901234567892", "5", "--lot", "NEW1", "--by", "li", *data]
+    )
+    expired = runner.invoke(
+        app,
+        ["receive", "6901234567892", "5", "--lot", "OLD1", "--expiry", "2020-01-31",
+         "--by", "li", *data],
+    )  # fmt: skip
+    dated = runner.invoke(
+        app,
+        ["receive", "6901234567892", "5", "--lot", "NEW2", "--expiry", "2099-01-31",
+         "--by", "li", *data],
+    )  # fmt: skip
+    assert (0, 0, 0) == (undated.exit_code, expired.exit_code, dated.exit_code)
+    assert "note: lot NEW1 has no expiry date" in undated.stderr
+    assert "note: lot OLD1 expired on 2020-01-31" in expired.stderr
+    assert "" == dated.stderr

@@ -677,6 +677,19 @@ def receive(
         finally:
             store.close()
     _echo_stock(row)
+    today = _now().date()
+    if row.lot_no is not None and row.expiry is None:
+        typer.echo(
+            f"note: lot {row.lot_no} has no expiry date: checkout never refuses it as expired "
+            "(a new lot's expiry is --expiry YYYY-MM-DD)",
+            err=True,
+        )
+    elif row.expiry is not None and row.expiry < today:
+        typer.echo(
+            f"note: lot {row.lot_no} expired on {row.expiry.isoformat()}: checkout refuses it "
+            "(posbatch catalog adjust … --reason expired takes it off the shelf)",
+            err=True,
+        )
 
 
 @app.command()
