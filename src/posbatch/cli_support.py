@@ -35,13 +35,17 @@ import select
 import socket
 import sys
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 import typer
 from typer.core import TyperGroup
 
 from posbatch.batch.cards import mask_card_numbers
 from posbatch.errors import ConfigError, PosbatchError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 __all__ = [
     "CARD_PROMPT",
@@ -50,6 +54,7 @@ __all__ = [
     "STDIN",
     "OneLineErrors",
     "one_line",
+    "print_table",
     "read_card_number",
     "read_secret_file",
     "read_secret_line",
@@ -230,6 +235,44 @@ def read_card_number() -> str:
     if _GROUPED_CARD_NUMBER.fullmatch(text):
         return text.replace(" ", "").replace("-", "")
     return text
+
+
+# A table is measured at this width to learn the least it needs (rich clamps a measurement
+# to the width it is given).
+TABLE_MEASURE_WIDTH_MAX: Final = 10_000
+
+
+def print_table(console: Console, table: Table) -> None:
+    """``table`` as it is when it fits the console; else one block of "name value" pairs
+    per row. A table wider than the console cuts its columns to "…" — at 80 columns the
+    batch_no and STAN of a trace, and in a file (``trace > recall.txt``, 80 columns too)
+    for good — where a recall needs every one of them whole."""
+    from rich.measure import Measurement  # noqa: PLC0415 - rich only for the commands that print
+    from rich.text import Text  # noqa: PLC0415
+
+    unbounded = console.options.update_width(TABLE_MEASURE_WIDTH_MAX)
+    if Measurement.get(console, unbounded, table).minimum <= console.width:
+        console.print(table)
+        return
+    if table.title:
+        console.print(table.title, highlight=False)
+    headers = [str(column.header) for column in table.columns]
+    cells = [[str(cell) for cell in column.cells] for column in table.columns]
+    room = max(1, console.width - 2)
+    for index in range(table.row_count):
+        lines: list[str] = []
+        for header, values in zip(headers, cells, strict=True):
+            if not values[index]:
+                continue
+            pair = f"{header} {values[index]}"
+            if lines and Text(f"{lines[-1]}   {pair}").cell_len <= room:
+                lines[-1] = f"{lines[-1]}   {pair}"
+            else:
+                lines.append(pair)
+        for line in lines:
+            console.print(Text("  " + line), overflow="fold")
+        if index < table.row_count - 1:
+            console.print()
 
 
 # The cyclic garbage collector's thresholds for a long-running command (gc.set_threshold):

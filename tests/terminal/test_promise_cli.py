@@ -157,6 +157,25 @@ def test_a_card_number_not_in_groups_is_refused_as_typed(tmp_path: Path, typed: 
     assert (2, False) == (result.exit_code, "Traceback" in result.output), result.output
 
 
+def test_the_journal_shows_every_column_whole_at_80_columns(
+    host_address: str, tmp_path: Path
+) -> None:
+    """`terminal journal` in an 80-column window (or a file): the RRN a dispute needs, the
+    masked card and the time are whole — a table too wide becomes a block per row."""
+    data_dir = tmp_path / "terminal"
+    _init(data_dir, host_address)
+    sale = runner.invoke(app, ["sale", "1.00", "--data-dir", str(data_dir)], input=PAN + "\n")
+    found = re.search(r"RRN\s*│\s*(\d{12})", sale.output)
+    assert found is not None, sale.output
+    listed = runner.invoke(app, ["journal", "--data-dir", str(data_dir)], terminal_width=80)
+    assert (0, True, True, False) == (
+        listed.exit_code,
+        found[1] in listed.output,
+        "622202*********0128" in listed.output,
+        "…" in listed.output,
+    ), listed.output
+
+
 def test_backup_reinstall_restore_settle_over_the_command_line(
     host_address: str, tmp_path: Path
 ) -> None:

@@ -29,9 +29,7 @@ from typing import Annotated, Final
 import click
 import typer
 from rich.console import Console
-from rich.measure import Measurement
 from rich.table import Table
-from rich.text import Text
 
 from posbatch import storage
 from posbatch.batch.model import BEIJING, shown_at
@@ -75,7 +73,12 @@ from posbatch.catalog._tills import (
 )
 from posbatch.catalog._verify import host_verifier_for
 from posbatch.catalog.payer import Card, OrderLedger, TerminalPayer, recover_pending_orders
-from posbatch.cli_support import listening_socket, log_to_stderr, read_card_number
+from posbatch.cli_support import (
+    listening_socket,
+    log_to_stderr,
+    print_table,
+    read_card_number,
+)
 from posbatch.errors import (
     CatalogError,
     CheckoutRefused,
@@ -100,9 +103,6 @@ CARD_PROMPTS_MAX: Final = 3
 CHOICE_PROMPTS_MAX: Final = 3
 """Most answers to a [t]/[f]/[s] prompt before the line is skipped."""
 TRACE_RECEIPT_WIDTH_MIN: Final = 20
-# A table is measured at this width to learn the least it needs (rich clamps a measurement
-# to the width it is given).
-TABLE_MEASURE_WIDTH_MAX: Final = 10_000
 
 app = typer.Typer(
     help="Products and lots (商品批次号): import, scan, sync, recall trace.",
@@ -233,36 +233,6 @@ def _when(text: str | None) -> dt.datetime | None:
     except ValueError as exc:
         raise ConfigError(f"--at {text!r} is not YYYY-MM-DD or YYYY-MM-DD HH:MM") from exc
     return moment if moment.tzinfo else moment.replace(tzinfo=BEIJING)
-
-
-def _print_table(console: Console, table: Table) -> None:
-    """``table`` as it is when it fits the console; else one block of "name value" pairs
-    per row. A table wider than the console cuts its columns to "…" — at 80 columns the
-    batch_no and STAN of a trace, and in a file (``trace > recall.txt``, 80 columns too)
-    for good — where a recall needs every one of them whole."""
-    unbounded = console.options.update_width(TABLE_MEASURE_WIDTH_MAX)
-    if Measurement.get(console, unbounded, table).minimum <= console.width:
-        console.print(table)
-        return
-    if table.title:
-        console.print(table.title, highlight=False)
-    headers = [str(column.header) for column in table.columns]
-    cells = [[str(cell) for cell in column.cells] for column in table.columns]
-    room = max(1, console.width - 2)
-    for index in range(table.row_count):
-        lines: list[str] = []
-        for header, values in zip(headers, cells, strict=True):
-            if not values[index]:
-                continue
-            pair = f"{header} {values[index]}"
-            if lines and Text(f"{lines[-1]}   {pair}").cell_len <= room:
-                lines[-1] = f"{lines[-1]}   {pair}"
-            else:
-                lines.append(pair)
-        for line in lines:
-            console.print(Text("  " + line), overflow="fold")
-        if index < table.row_count - 1:
-            console.print()
 
 
 @contextmanager
@@ -597,7 +567,7 @@ def trace(
     if as_json:
         typer.echo(json.dumps([row.to_json() for row in rows], ensure_ascii=False))
         return
-    _print_table(Console(), _trace_table(f"{what}: {plural(len(rows), 'sale line')}", rows))
+    print_table(Console(), _trace_table(f"{what}: {plural(len(rows), 'sale line')}", rows))
 
 
 @app.command()
@@ -806,7 +776,7 @@ def stock(
             str(row.quarantined),
             "yes" if row.recalled else "",
         )
-    _print_table(Console(), table)
+    print_table(Console(), table)
 
 
 # --- recalls ----------------------------------------------------------------------------
@@ -887,7 +857,7 @@ def recall_report(
         f"sold 售出 {report.sold_quantity}, came back 退回 {report.returned_quantity}",
         highlight=False,
     )
-    _print_table(console, _trace_table(f"sales of lot {lot.lot_no}", report.sales))
+    print_table(console, _trace_table(f"sales of lot {lot.lot_no}", report.sales))
     if report.returned:
         table = Table(title=f"returns of lot {lot.lot_no}")
         for column in ("return", "receipt", "terminal", "kind", "qty", "at", "to"):
@@ -902,7 +872,7 @@ def recall_report(
                 f"{shown_at(row.closed_at)}" if row.closed_at else "",
                 "quarantine" if row.quarantined else "stock",
             )
-        _print_table(console, table)
+        print_table(console, table)
 
 
 @app.command("verify-payments")

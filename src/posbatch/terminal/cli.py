@@ -29,6 +29,7 @@ from posbatch.batch.money import format_fen, parse_yuan
 from posbatch.cli_support import (
     OneLineErrors,
     one_line,
+    print_table,
     read_card_number,
     read_secret_file,
     refuse_secret_option,
@@ -400,16 +401,19 @@ def journal(
             table = Table("seq", "at", "type", "message")
             for event in terminal.journal.events()[-limit:]:
                 table.add_row(str(event.seq), _event_at(event.at), event.type, event.message)
-            console.print(table)
+            print_table(console, table)
             return
         rows = terminal.journal.transactions()[-limit:]
     except PosbatchError as exc:
         raise _fail(exc) from exc
-    table = Table("batch", "STAN", "kind", "amount", "card", "state", "code", "RRN", "up")
+    table = Table(
+        "batch", "STAN", "at", "kind", "amount", "card", "state", "code", "RRN", "up"
+    )  # fmt: skip
     for row in rows:
         table.add_row(
             f"{row.batch_no:06d}",
             f"{row.stan:06d}",
+            shown_at(datetime.fromisoformat(row.created_at)),
             row.kind + (" (training)" if row.training else ""),
             format_fen(row.amount_fen),
             row.pan_masked,
@@ -418,7 +422,7 @@ def journal(
             row.rrn or "-",
             "✓" if row.uploaded else "",
         )
-    console.print(table)
+    print_table(console, table)
 
 
 @app.command()
