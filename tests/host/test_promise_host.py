@@ -174,9 +174,8 @@ def _raw_sale_body(term: Terminal, pan_field: bytes) -> bytes:
 @pytest.mark.parametrize(
     ("pan_field", "expected"),
     [
-        # 20 digits: field 2 is n..19, so no field after it can be read either (not even
-        # 41/42): the frame is dropped, the request stays unanswered and nothing is kept
-        (bytes.fromhex("20") + bytes.fromhex("62220212345678901283"), None),
+        # 20 digits: field 2 is n..19; the salvage read walks past it to 41/42: 30
+        (bytes.fromhex("20") + bytes.fromhex("62220212345678901283"), "30"),
         (bytes.fromhex("11") + bytes.fromhex("622202123450"), "30"),  # 11 digits
         (bytes.fromhex("16") + bytes.fromhex("6222021234A67890"), "30"),  # a nibble A
     ],

@@ -82,6 +82,7 @@ from posbatch.errors import (
     PosbatchError,
     StoreBusyError,
 )
+from posbatch.host._salvage import salvage_read
 from posbatch.host.faults import FaultAction, FaultRule, FaultScript
 from posbatch.host.issuer import Issuer, IssuerRules
 from posbatch.host.store import HostStore, StoreTx
@@ -635,16 +636,20 @@ def _format_error(
 ) -> HostReply:
     """Answer 30 when the terminal and merchant ids can still be read; else drop.
 
-    The 30 is MACed under the MAK the host holds for that terminal (``terminal_now``
+    They are read by :func:`~posbatch.host._salvage.salvage_read`, which walks
+    bodies the profile refuses (fields outside it, a secondary bitmap, fields
+    longer than it allows). The answer carries only fields of the profile, and
+    only well-formed ones: 41, 42 and whichever of 3, 4, 11, 49 and 60 are. The 30
+    is MACed under the MAK the host holds for that terminal (``terminal_now``
     reads it), by the rule of :func:`_answer_mak`.
     """
     log = RequestLog(error=str(error))
-    try:
-        fields, _ = iso8583.decode(frame.body, SPEC)
-    except Exception:  # unreadable bytes: nobody to answer
+    mti = frame.body[:2].hex()
+    fields = salvage_read(frame.body) if mti in _REQUEST_MTIS else None
+    if fields is None:  # unreadable bytes: nobody to answer
         return HostReply(log=log)
-    mti, terminal_id, merchant_id = fields.get("t", ""), fields.get("41"), fields.get("42")
-    if mti not in _REQUEST_MTIS or not terminal_id or not merchant_id:
+    terminal_id, merchant_id = fields.get("41", ""), fields.get("42", "")
+    if not (terminal_id and merchant_id and terminal_id.isascii() and merchant_id.isascii()):
         return HostReply(log=log)
     answer: dict[str, str] = {
         "t": _response_mti(mti),
@@ -656,10 +661,11 @@ def _format_error(
         value = fields.get(number, "")
         if len(value) == digits and value.isdigit():
             answer[number] = value
-    for number in ("49", "60"):
-        value = fields.get(number, "")
-        if value and value.isascii() and value.isalnum():
-            answer[number] = value
+    currency, field60 = fields.get("49", ""), fields.get("60", "")
+    if currency.isascii() and currency.isalnum():
+        answer["49"] = currency
+    if field60.isascii() and field60.isdigit() and len(field60) <= SPEC["60"]["max_len"]:
+        answer["60"] = field60
     terminal = terminal_now(terminal_id)
     proof = None if terminal is None else _proven_mak(terminal, frame.body)
     mak = _answer_mak("30", terminal, proof)
