@@ -702,3 +702,11 @@ def test_an_echo_says_the_last_stan_the_host_recorded() -> None:
     assert (decision.code, decision.effects) == ("00", ())
     assert decision.detail is not None and f"T={SALE_STAN:06d}" in decision.detail
     assert view.last_stan_in_batch(CURRENT_ID) == SALE_STAN
+
+
+def test_a_mismatched_reversal_says_both_amounts_in_yuan() -> None:
+    """The back office reads the cause: the reversal's amount and the sale's, in yuan."""
+    snapshot, _ = _world(transactions=SALE_IN_BATCH)
+    decision = decide(_reversal(amount_fen=999), snapshot, _rules())
+    (record,) = [e for e in decision.effects if isinstance(e, AddException)]
+    assert record.cause.endswith("not applied: it is for 9.99, the sale for 10.00"), record.cause

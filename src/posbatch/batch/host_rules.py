@@ -92,6 +92,7 @@ from posbatch.batch.model import (
     Reconciliation,
     SettlementTotals,
 )
+from posbatch.batch.money import format_fen
 from posbatch.batch.totals import (
     TOTAL_AMOUNT_FEN_MAX,
     BatchTally,
@@ -933,11 +934,14 @@ class _Decider:
             return "late", original.transaction_id
         mismatch = None
         if original.kind != request.original_kind:
-            mismatch = f"names a {request.original_kind.value} but STAN is a {original.kind}"
+            mismatch = f"names a {request.original_kind.value} but the STAN is a {original.kind}"
         elif original.amount_fen != request.amount_fen:
-            mismatch = f"amount {request.amount_fen} differs from {original.amount_fen}"
+            mismatch = (
+                f"is for {format_fen(request.amount_fen)}, the {original.kind} for "
+                f"{format_fen(original.amount_fen)}"
+            )
         elif original.status == TransactionStatus.VOIDED:
-            mismatch = "the sale was voided; reverse the void instead"
+            mismatch = "reverses a sale that was voided (reverse the void instead)"
         if mismatch is not None:
             self.exception(
                 batch,
