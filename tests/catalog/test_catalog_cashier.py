@@ -378,3 +378,19 @@ def test_receiving_a_lot_without_an_expiry_or_already_expired_says_so(tmp_path: 
     assert "note: lot NEW1 has no expiry date" in undated.stderr
     assert "note: lot OLD1 expired on 2020-01-31" in expired.stderr
     assert "" == dated.stderr
+
+
+def test_importing_lots_already_expired_names_them(tmp_path: Path) -> None:
+    """An import is all rows or none, and a lot already past its expiry is imported — with
+    a note naming it, as checkout will refuse it."""
+    data = ["--data-dir", str(tmp_path / "data")]
+    source = tmp_path / "in.csv"
+    source.write_text(
+        HEADER
+        + "6901234567892,Milk,1250,yes,OLD1,2020-01-31,10,no\n"
+        + "6901234567892,Milk,1250,yes,NEW1,2099-01-31,10,no\n"
+    )
+    result = runner.invoke(app, ["import", str(source), "--by", "li", *data])
+    assert 0 == result.exit_code, result.output
+    assert "note: 1 lot already expired, refused at checkout: OLD1 (2020-01-31)" in result.stderr
+    assert "NEW1" not in result.stderr

@@ -103,6 +103,7 @@ CARD_PROMPTS_MAX: Final = 3
 CHOICE_PROMPTS_MAX: Final = 3
 """Most answers to a [t]/[f]/[s] prompt before the line is skipped."""
 TRACE_RECEIPT_WIDTH_MIN: Final = 20
+EXPIRED_NAMED_MAX: Final = 5  # lots an import's "already expired" note names
 
 app = typer.Typer(
     help="Products and lots (商品批次号): import, scan, sync, recall trace.",
@@ -279,6 +280,20 @@ def import_(
             store.close()
     for note in summary.notes:
         typer.echo(f"note: {note}", err=True)
+    today = _now().date()
+    expired = [lot for lot in lots if lot.is_expired(today)]
+    if expired:
+        named = ", ".join(f"{lot.lot_no} ({lot.expiry})" for lot in expired[:EXPIRED_NAMED_MAX])
+        more = (
+            f" and {len(expired) - EXPIRED_NAMED_MAX} more"
+            if len(expired) > EXPIRED_NAMED_MAX
+            else ""
+        )
+        typer.echo(
+            f"note: {plural(len(expired), 'lot')} already expired, refused at checkout: "
+            f"{named}{more}",
+            err=True,
+        )
     typer.echo(
         f"catalog version {summary.version}: {plural(summary.products_changed, 'product')} and "
         f"{plural(summary.lots_changed, 'lot')} changed ({plural(len(products), 'product')}, "
