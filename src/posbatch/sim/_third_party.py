@@ -20,13 +20,17 @@ from typing import Final
 
 from posbatch.batch.counters import next_stan
 from posbatch.batch.limits import STAN_MAX
+from posbatch.batch.model import Kind, SettlementTotals
 from posbatch.host import HostCore, HostStore
 from posbatch.sim._workload import Probe
 from posbatch.wire import (
     Frame,
     FrameReader,
     Header,
+    ReversalRequest,
     SaleRequest,
+    SettlementRequest,
+    SettlementResponse,
     SignOnRequest,
     SignOnResponse,
     Tpdu,
@@ -42,6 +46,7 @@ __all__ = ["THIRD_PARTY_TERMINAL_ID", "ThirdParty"]
 THIRD_PARTY_TERMINAL_ID: Final = "99000001"
 THIRD_PARTY_MERCHANT_ID: Final = "898110054199999"
 PROBE_AMOUNT_FEN: Final = 1_000
+CORRECTED_REVERSAL_PAN: Final = "6222021234567890128"  # approved by the default issuer
 
 
 class ThirdParty:
@@ -66,17 +71,23 @@ class ThirdParty:
         (frame,) = FrameReader().feed(reply.frames[0])
         return decode_message(frame.body)
 
-    def probe(self, core: Callable[[], HostCore], probe: Probe) -> str:
-        """Sign on, send ``probe`` as a sale; the response code (``"-"``: no answer)."""
-        host = core()
+    def _sign_on(self, host: HostCore) -> bytes | None:
+        """Sign on: the MAK the host handed out (None: no usable answer)."""
         sign_on = SignOnRequest(
             THIRD_PARTY_TERMINAL_ID, THIRD_PARTY_MERCHANT_ID, self._next_stan(), self._batch_no
         )
         answer = self._send(host, encode_message(sign_on))
         if not isinstance(answer, SignOnResponse) or answer.working_keys is None:
-            return "-"
+            return None
         self._batch_no = answer.batch_no
-        mak = unwrap_working_keys(self._master_key, answer.working_keys).mak
+        return unwrap_working_keys(self._master_key, answer.working_keys).mak
+
+    def probe(self, core: Callable[[], HostCore], probe: Probe) -> str:
+        """Sign on, send ``probe`` as a sale; the response code (``"-"``: no answer)."""
+        host = core()
+        mak = self._sign_on(host)
+        if mak is None:
+            return "-"
         sale = SaleRequest(
             THIRD_PARTY_TERMINAL_ID,
             THIRD_PARTY_MERCHANT_ID,
@@ -91,3 +102,38 @@ class ThirdParty:
         )
         result = self._send(host, encode_message(sale, mak=mak))
         return result.response_code if isinstance(result, TransactionResponse) else "-"
+
+    def corrected_reversal(self, core: Callable[[], HostCore]) -> str:
+        """A sale, its reversal for the wrong amount, then the right one — a terminal that
+        corrects itself — then settlement at zero: ``"balanced"`` when the right one reversed
+        the sale (the wrong one is an exception for the back office), else what went wrong.
+        (DESIGN.md's duplicate rule: a repeat is the same STAN *and amount*; until 7 Dec the
+        host took the right one for a repeat of the wrong one, and the sale stood.)"""
+        host = core()
+        mak = self._sign_on(host)
+        if mak is None:
+            return "no sign-on answer"
+        stan, batch_no = self._next_stan(), self._batch_no
+        sale = SaleRequest(
+            THIRD_PARTY_TERMINAL_ID, THIRD_PARTY_MERCHANT_ID, stan, batch_no, PROBE_AMOUNT_FEN,
+            CORRECTED_REVERSAL_PAN, expiry="3012",
+        )  # fmt: skip
+        answer = self._send(host, encode_message(sale, mak=mak))
+        if not isinstance(answer, TransactionResponse) or answer.response_code != "00":
+            return "sale not approved"
+        for amount_fen in (PROBE_AMOUNT_FEN - 1, PROBE_AMOUNT_FEN):
+            reversal = ReversalRequest(
+                THIRD_PARTY_TERMINAL_ID, THIRD_PARTY_MERCHANT_ID, stan, batch_no, amount_fen,
+                CORRECTED_REVERSAL_PAN, Kind.SALE, expiry="3012",
+            )  # fmt: skip
+            self._send(host, encode_message(reversal, mak=mak))
+        settlement = SettlementRequest(
+            THIRD_PARTY_TERMINAL_ID, THIRD_PARTY_MERCHANT_ID, self._next_stan(), batch_no,
+            SettlementTotals(),
+        )  # fmt: skip
+        settled = self._send(host, encode_message(settlement, mak=mak))
+        if not isinstance(settled, SettlementResponse) or settled.totals is None:
+            return "no settlement answer"
+        if settled.totals.balanced:
+            return "balanced"
+        return "not balanced: the sale stood"

@@ -25,7 +25,10 @@ of a small Chinese shop:
 - third-party probes (:data:`PROBES`): another terminal's software, built
   from docs/wire.md, sends the host what must never be approved — an odd
   currency, a malformed one, a card number upload cannot carry, a track 2 of
-  another card — and expects the documented refusal.
+  another card, a swipe whose track says the card expired — and expects the
+  documented refusal; one probe in :data:`CORRECTED_REVERSAL_SHARE` is instead a
+  sale reversed first for the wrong amount, then for the right one, and settled
+  at zero: it must balance.
 
 Nothing here touches a terminal; :mod:`posbatch.sim._world` carries the plan
 out.
@@ -48,6 +51,7 @@ __all__ = [
     "BUSY_DAY_SHARE",
     "CARDS",
     "CARD_NUMBERS",
+    "CORRECTED_REVERSAL_SHARE",
     "PROBES",
     "SHOP_SALE_FEN_MAX",
     "Card",
@@ -159,6 +163,7 @@ BUSY_BATCH_LIMITS: Final = (2, 3, 4, 5, 8)
 LOW_HOST_CAP_SHARE: Final = 0.3
 LOW_HOST_CAPS: Final = (3, 4, 6, 10)
 PROBE_SHARE: Final = 0.3  # per terminal-day: one third-party probe
+CORRECTED_REVERSAL_SHARE: Final = 0.2  # of the probes: a corrected reversal instead
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,6 +101,7 @@ from posbatch.sim._workload import (
     BUSY_BATCH_LIMITS,
     BUSY_DAY_SHARE,
     CARD_NUMBERS,
+    CORRECTED_REVERSAL_SHARE,
     LOW_HOST_CAP_SHARE,
     LOW_HOST_CAPS,
     PROBE_SHARE,
@@ -807,7 +808,14 @@ class World:
         self._note(node, EventKind.FAULT, f"restored from the backup with {restored}")
 
     def _probe(self) -> None:
-        """The third-party terminal sends what must never be approved; it must be refused."""
+        """The third-party terminal sends what must never be approved; it must be refused.
+        Now and then it corrects a reversal instead: the sale must end reversed."""
+        if self._third_random.random() < CORRECTED_REVERSAL_SHARE:
+            outcome = self.third_party.corrected_reversal(lambda: self.core)
+            self.result.workload[f"third-party corrected reversal: {outcome}"] += 1
+            if outcome != "balanced":
+                self._failures.append(("host", f"third-party corrected reversal: {outcome}"))
+            return
         probe = self._third_random.choice(PROBES)
         code = self.third_party.probe(lambda: self.core, probe)
         self.result.workload[f"third-party probe: {probe.label} → {code}"] += 1
