@@ -375,3 +375,11 @@ def test_times_are_told_in_beijing_time() -> None:
     assert "2026-11-26 01:00 batch" in text  # the line of the edit
     assert "2026-11-26 02:00:00" in text  # the report's own time
     assert "17:00" not in text
+
+
+def test_an_80_column_report_cuts_no_chinese_line() -> None:
+    """A Chinese line has no spaces to wrap at: in a narrow column it is folded onto the
+    next line, never cut with '…' (an 80-column terminal lost the end of 10 lines)."""
+    sample = evidence()
+    text = render_text(Report(NOW, "terminal", sample, diagnose(sample)), width=80)
+    assert "…" not in text

@@ -159,9 +159,9 @@ def render_repairs(report: Report, console: Console) -> None:
     """What ``--fix`` did, and the diagnosis after it."""
     if report.repairs_done:
         table = Table(title="repairs 修复", show_lines=True)
-        table.add_column("repair 修复项")
-        table.add_column("result 结果")
-        table.add_column("evidence 说明")
+        table.add_column("repair 修复项", overflow="fold")
+        table.add_column("result 结果", overflow="fold")
+        table.add_column("evidence 说明", overflow="fold")
         for result in report.repairs_done:
             text = REPAIR_TEXT[result.repair]
             table.add_row(
@@ -176,11 +176,13 @@ def _render_diagnosis(
     diagnosis: Diagnosis, console: Console, *, title: str, checks: bool = True
 ) -> None:
     if checks:
+        # overflow="fold": a Chinese line has no spaces to wrap at, and rich would cut it
+        # with "…" where the column is narrow (an 80-column terminal).
         table = Table(title="checks 检查", show_lines=True)
-        table.add_column("area 范围")
-        table.add_column("check 检查项")
-        table.add_column("status 结果")
-        table.add_column("evidence 证据")
+        table.add_column("area 范围", overflow="fold")
+        table.add_column("check 检查项", overflow="fold")
+        table.add_column("status 结果", overflow="fold")
+        table.add_column("evidence 证据", overflow="fold")
         for check in diagnosis.checks:
             table.add_row(
                 escape(check.area),
