@@ -121,6 +121,8 @@ def test_settlement_report_says_balanced() -> None:
     )
     text = render_settlement_report(batch, [ROW], STATE, width=80)
     assert ("对账平 BALANCED" in text, text.count("1 / 12.50")) == (True, 2)
+    # when the batch opened, in Beijing time (the journal keeps UTC): 09:30 UTC is 17:30
+    assert "2026-11-25 17:30" in next(line for line in text.splitlines() if "OPENED" in line)
 
 
 def test_settlement_report_lists_what_happened(world: World) -> None:

@@ -39,6 +39,11 @@ def _center(text: str, width: int) -> str:
     return " " * (pad // 2) + text
 
 
+def _when(stored: str) -> str:
+    """A journal time (ISO, as stored) as the slip prints it: Beijing time, to the minute."""
+    return shown_at(datetime.fromisoformat(stored))
+
+
 def _check_width(width: int) -> None:
     if width not in RECEIPT_WIDTHS:
         raise ValueError(f"receipt width is one of {RECEIPT_WIDTHS}, not {width}")
@@ -126,6 +131,8 @@ def render_settlement_report(
         _pair("商户号 MERCHANT", state.merchant_id, width),
         _pair("终端号 TERMINAL", state.terminal_id, width),
         _pair("批次号 BATCH", f"{batch.batch_no:06d}", width),
+        _pair("开始 OPENED", _when(batch.opened_at), width),
+        _pair("关闭 CLOSED", "-" if batch.closed_at is None else _when(batch.closed_at), width),
         _pair("状态 STEP", batch.step, width),
         _pair("结果 RESULT", verdict, width),
         _pair("关闭原因 CLOSED BY", batch.close_reason or "-", width),
