@@ -256,3 +256,27 @@ def test_arrival_without_a_host_store_uses_the_default_rules_and_creates_nothing
         "default rules" in out,
         (Path(data_dir) / "host.db").exists(),
     )
+
+
+def test_days_lists_the_net_paid_with_the_adjustments(traded: World, data_dir: str) -> None:
+    """`clearing days` shows the net the run paid (adjustments included, as `run` and `file`
+    say), not the lines' net alone: a day of adjustments only is not a day of 0.00."""
+    with traded.store.transaction() as tx:
+        tx.apply([AddException(
+            terminal_id=TERMINAL_ID, merchant_id=MERCHANT_ID, batch_id=None, batch_no=1, stan=9,
+            kind="terminal-only", cause="uploaded, not on the host", terminal_amount_fen=2_500,
+            host_amount_fen=None, at=traded.clock(),
+        )])  # fmt: skip
+    (exception,) = traded.store.exceptions()
+    ExceptionWork(traded.store).resolve(
+        Actor("olga", "ops", "127.0.0.1"), [exception.exception_id], "credit-merchant",
+        "paid after checking the terminal's journal", now=beijing_time("2026-10-01 10:00"),
+    )  # fmt: skip
+    invoke("clearing", "run", "--date", "2026-09-30", data_dir=data_dir)
+    _c, ran_oct, _e = invoke("clearing", "run", "--date", "2026-10-01", data_dir=data_dir)
+    code, days, err = invoke("clearing", "days", data_dir=data_dir)
+    sep_30, oct_1 = days.splitlines()
+    assert (0, "", "net 25.00" in ran_oct) == (code, err, True)
+    assert "net       10079.40" in sep_30 and "差错调整" not in sep_30
+    assert "net          25.00" in oct_1 and "差错调整 adjustments 25.00" in oct_1
+

@@ -974,15 +974,32 @@ class ClearingStore:
 
     def cleared_days(self, *, limit: int = READ_DAYS_MAX) -> list[ClearedDay]:
         """The last ``limit`` cleared days, oldest first."""
+        # each day with the adjustments its run kept: they are paid in the day's net
+        adjustments = (
+            sa.select(
+                t.clearing_adjustments.c.trading_day,
+                sa.func.sum(t.clearing_adjustments.c.amount_fen).label("amount_fen"),
+            )
+            .group_by(t.clearing_adjustments.c.trading_day)
+            .subquery()
+        )
         with self._read() as connection:
             rows = connection.execute(
-                sa.select(t.cleared_days).order_by(t.cleared_days.c.trading_day.desc()).limit(limit)
+                sa.select(t.cleared_days, adjustments.c.amount_fen.label("adjustment_fen"))
+                .select_from(
+                    t.cleared_days.outerjoin(
+                        adjustments, adjustments.c.trading_day == t.cleared_days.c.trading_day
+                    )
+                )
+                .order_by(t.cleared_days.c.trading_day.desc())
+                .limit(limit)
             ).all()
         return [
             ClearedDay(
                 row.trading_day,
                 Totals(row.lines, row.gross_fen, row.fee_fen, row.net_fen),
                 _aware(row.cleared_at),
+                int(row.adjustment_fen or 0),
             )
             for row in reversed(rows)
         ]

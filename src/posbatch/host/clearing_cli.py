@@ -589,8 +589,14 @@ def days(data_dir: DataDir = DATA_DIR_DEFAULT) -> None:
         totals = done.totals
         typer.echo(
             f"{done.trading_day}  {totals.count:>7} lines  gross {format_fen(totals.gross_fen):>14}"
-            f"  fees {format_fen(totals.fee_fen):>11}  net {format_fen(totals.net_fen):>14}"
+            f"  fees {format_fen(totals.fee_fen):>11}"
+            f"  net {format_fen(totals.net_fen + done.adjustment_fen):>14}"
             f"  cleared {beijing(done.cleared_at):%Y-%m-%d %H:%M}"
+            + (
+                f"  差错调整 adjustments {format_fen(done.adjustment_fen)}"
+                if done.adjustment_fen
+                else ""
+            )
         )
 
 
