@@ -280,3 +280,12 @@ def test_days_lists_the_net_paid_with_the_adjustments(traded: World, data_dir: s
     assert "net       10079.40" in sep_30 and "差错调整" not in sep_30
     assert "net          25.00" in oct_1 and "差错调整 adjustments 25.00" in oct_1
 
+
+def test_a_statement_says_whether_its_day_is_cleared(traded: World, data_dir: str) -> None:
+    """The statement, like the clearing file, says whether its figures are the ones a
+    clearing run kept (已清算) or computed from the records as they are (未清算)."""
+    arguments = ("clearing", "statement", "--merchant-id", MERCHANT_ID, "--date", "2026-09-30")
+    _c, before, _e = invoke(*arguments, data_dir=data_dir)
+    invoke("clearing", "run", "--date", "2026-09-30", data_dir=data_dir)
+    _c, after, _e = invoke(*arguments, data_dir=data_dir)
+    assert ("未清算 not cleared yet" in before, "已清算 cleared" in after) == (True, True)

@@ -504,6 +504,7 @@ def statement(
         except PosbatchError as exc:
             raise _fail(exc) from exc
     typer.echo(render_statement(found))
+    typer.echo(_cleared_note(day, found.cleared))
     if csv_file is not None:
         write_private(csv_file, statement_csv(found))
         typer.echo(f"written {csv_file}")
