@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from doctor_samples import evidence, host_view
 from doctor_world import World
 from test_causes import counters_reset, damaged_journal
 
 from posbatch.batch.model import BEIJING
-from posbatch.doctor import Repair
+from posbatch.doctor import Repair, diagnose
 
 _KEPT_PREFIX = "journal.db.damaged-"
 
@@ -35,3 +36,16 @@ def test_damaged_journal_is_kept_under_a_beijing_time_stamp(world: World) -> Non
     stamp = datetime.strptime(kept[0].removeprefix(_KEPT_PREFIX), "%Y%m%dT%H%M%S")
     now = world.terminal_clock().astimezone(BEIJING).replace(tzinfo=None)
     assert abs(now - stamp) < timedelta(minutes=5), (kept[0], now)
+
+
+def test_terminal_the_host_does_not_know_says_who_must_act() -> None:
+    """A host that answers 97 (terminal not registered) — a wrong host address or terminal
+    ID, or a terminal the acquirer never registered — is no cause of the taxonomy, but
+    the person's steps say what to check and whom to ask, not only "send the bundle"."""
+    unknown = host_view(
+        response_code="97", batch_no=None, batch_state=None, last_closed_batch_no=None
+    )
+    diagnosis = diagnose(evidence(host_view=unknown))
+    steps = [line.en for line in diagnosis.person_steps]
+    assert any("does not know this terminal (97)" in text for text in steps), steps
+    assert any("主机不认识本终端(97)" in line.zh for line in diagnosis.person_steps)
