@@ -35,6 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
+from posbatch.batch.model import BEIJING
 from posbatch.doctor._gather import Progress, backup_info
 from posbatch.doctor._report import RepairResult, RepairStatus
 from posbatch.doctor._rules import REPAIR_TEXT, Diagnosis, Repair
@@ -140,7 +141,8 @@ def _restore(site: TerminalSite, diagnosis: Diagnosis) -> tuple[Line, ...]:
     # of a backup taken before a reinstall) before anything is touched.
     check_restore(backup, site.data_dir, passphrase=site.backup_passphrase)
     journal_file = site.data_dir / JOURNAL_FILE_NAME
-    stamp = site.clock().strftime("%Y%m%dT%H%M%S")
+    # Beijing time, like every time doctor shows (a UTC stamp read 8 hours off the report).
+    stamp = site.clock().astimezone(BEIJING).strftime("%Y%m%dT%H%M%S")
     kept = journal_file.with_name(f"{JOURNAL_FILE_NAME}{DAMAGED_SUFFIX}-{stamp}")
     site.close()
     shutil.copy2(journal_file, kept)
@@ -192,15 +194,39 @@ _RECOVERY_ZH: Final = {
 
 
 def _sign_on(site: TerminalSite, _diagnosis: Diagnosis) -> tuple[Line, ...]:
+    closed_before = {row.batch_id for row in site.terminal.journal.batches() if row.closed_at}
     result = site.terminal.sign_on()
     action = result.recovery.action.value
-    return (
+    lines = [
         Line(
             f"signed on: host batch {result.host_batch_no:06d}, terminal now at "
             f"{result.batch_no:06d} ({action}: {result.recovery.reason})",
             f"已签到:主机批次 {result.host_batch_no:06d},终端当前批次 {result.batch_no:06d}"
             f"({_RECOVERY_ZH.get(action, '已处理')})",
-        ),
+        )
+    ]
+    # The sign-on may settle batches itself (a batch the host closed; a new or restored
+    # journal's resync of the host's open batch): say so, and how each closed.
+    for row in site.terminal.journal.batches():
+        if row.closed_at is None or row.batch_id in closed_before:
+            continue
+        lines.append(_closed_by_sign_on(row.batch_no, row.close_reason, row.uploaded_count))
+    return tuple(lines)
+
+
+def _closed_by_sign_on(batch_no: int, close_reason: str | None, uploaded: int) -> Line:
+    how_en, how_zh = close_reason_words(close_reason)
+    if close_reason == "uploaded":
+        return Line(
+            f"the sign-on settled batch {batch_no:06d} first: not balanced, "
+            f"{count(uploaded, 'record')} uploaded; what only the host holds is now an "
+            "exception record (差错) for the back office",
+            f"签到时先结算了批次 {batch_no:06d}:对账不平,已批上送 {uploaded} 笔;"
+            "仅主机有的交易已记为差错,由后台处理",
+        )
+    return Line(
+        f"the sign-on settled batch {batch_no:06d} first ({how_en})",
+        f"签到时先结算了批次 {batch_no:06d}({how_zh})",
     )
 
 

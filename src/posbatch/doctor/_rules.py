@@ -1421,6 +1421,7 @@ def diagnose(evidence: Evidence) -> Diagnosis:
             (),
             with_flush(()),
             (
+                *_refused_steps(evidence),
                 Line(
                     "send the support bundle to the service desk: "
                     "the evidence does not name a cause",
@@ -1477,3 +1478,32 @@ def diagnose(evidence: Evidence) -> Diagnosis:
         tuple(prevention),
         attention,
     )
+
+
+# The host answered the echo test but refused this terminal: no rule of the taxonomy
+# names it, yet the code says who must act (a wrong host address or terminal ID, or
+# a terminal the acquirer never registered or has suspended).
+_REFUSED_STEPS: Final[dict[str, Line]] = {
+    "97": Line(
+        "the host does not know this terminal (97): check the terminal ID and the host "
+        "address set in the terminal; if both are right, ask the acquirer to register it",
+        "主机不认识本终端(97):请核对终端设置中的终端号和主机地址;如均无误,请收单机构登记本终端",
+    ),
+    "03": Line(
+        "the host does not know this merchant (03): check the merchant ID set in the "
+        "terminal, then ask the acquirer",
+        "主机不认识本商户(03):请核对终端设置中的商户号,再联系收单机构",
+    ),
+    "58": Line(
+        "the host has suspended this terminal (58): ask the acquirer why",
+        "主机已停用本终端(58):请向收单机构询问原因",
+    ),
+}
+
+
+def _refused_steps(evidence: Evidence) -> tuple[Line, ...]:
+    view = evidence.host_view
+    if view is None or not view.reached or view.response_code is None:
+        return ()
+    step = _REFUSED_STEPS.get(view.response_code)
+    return (step,) if step is not None else ()
