@@ -63,6 +63,16 @@ def test_arrival_prints_the_trading_day_and_the_arrival_date(data_dir: str) -> N
     )
 
 
+def test_arrival_shows_the_moment_to_the_second(data_dir: str) -> None:
+    """A second before the cut-off is another trading day: the moment is shown whole (it was
+    cut to the minute, 22:59, right where the seconds decide)."""
+    _code, before, _err = invoke("clearing", "arrival", "2026-09-29T22:59:59", data_dir=data_dir)
+    _code, after, _err = invoke("clearing", "arrival", "2026-09-29T23:00:00", data_dir=data_dir)
+    assert "2026-09-29 22:59:59 Beijing (2026-09-29 14:59:59 UTC)" in before
+    assert "2026-09-29 23:00:00 Beijing" in after
+    assert "2026-09-29 (cut-off" in before and "2026-09-30 (cut-off" in after
+
+
 def test_arrival_into_2027_says_provisional(data_dir: str) -> None:
     """31 Dec 2026 arrives on 4 Jan 2027, marked provisional in both languages."""
     _code, out, _err = invoke("clearing", "arrival", "2026-12-31T10:00", data_dir=data_dir)

@@ -473,7 +473,11 @@ def arrival(
         else:
             traded = parse_moment(moment)
             day = trading_day(traded, cut)
-            shown = f"{beijing(traded):%Y-%m-%d %H:%M} Beijing ({traded:%Y-%m-%d %H:%M} UTC)"
+            # To the second: a second before the cut-off is another trading day.
+            shown = (
+                f"{beijing(traded):%Y-%m-%d %H:%M:%S} Beijing "
+                f"({traded.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC)"
+            )
         if chosen is None:
             chosen = rules.terms_for(check_merchant_id(merchant_id), day).cycle
         result = arrival_date(day, chosen, rules.calendar)
