@@ -134,6 +134,8 @@ _SET_FEES = ["host", "set-fees", "--standard", "--from", FUTURE, "--debit", "0.6
         (_SET_FEES[:-2], "set-fees needs --foreign-credit"),
         ([*_SET_FEES[:6], "60", *_SET_FEES[7:]], "must be a percentage with its sign"),
         ([*_SET_FEES, "--debit-cap", "-1"], "must be yuan"),
+        ([*_SET_FEES, "--debit-cap", "100000.01"],
+         "a fee cap is 0.00..100000.00 yuan, not 100000.01"),
         ([*_SET_FEES, "--merchant-id", MERCHANT_ID], "give --merchant-id ID or --standard"),
         ([*_SET_FEES[:4], "2020-01-01", *_SET_FEES[5:]], "cannot take effect on 2020-01-01"),
         (["host", "set-terms", "--standard", "--from", FUTURE, "--void-fee", "maybe"],

@@ -35,7 +35,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Final, TypeVar
 
-from posbatch.batch.money import parse_yuan
+from posbatch.batch.money import format_fen, parse_yuan
 from posbatch.clearing._calendar import (
     DEFAULT_CUTOFFS,
     Arrival,
@@ -114,7 +114,9 @@ class FeeSchedule:
         for card_class in CardClass:
             cap = self.caps_fen.get(card_class)
             if cap is not None and not 0 <= cap <= CAP_FEN_MAX:
-                raise ClearingError(f"a cap is 0..{CAP_FEN_MAX} fen, not {cap}")
+                raise ClearingError(
+                    f"a fee cap is 0.00..{format_fen(CAP_FEN_MAX)} yuan, not {format_fen(cap)}"
+                )
             numerator, denominator = rate_ratio(self.rates[card_class])
             ratios[card_class] = (numerator, denominator, cap)
         object.__setattr__(self, "_ratios", ratios)
