@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
+from posbatch.batch.host_effects import AddException
 from posbatch.cli import app as root_app
-from posbatch.host.cli import app
+from posbatch.host.cli import app, open_store
 from posbatch.storage import DATABASE_URL_ENV
 from testbed import MASTER_KEY_HEX, MERCHANT_ID, TERMINAL_ID
 
@@ -89,3 +91,25 @@ def test_host_doctor_unknown_terminal_exits_2(data_dir: str) -> None:
     # `host doctor` belongs to doctor (the host never imports doctor): mounted by the root command.
     result = runner.invoke(root_app, ["host", "doctor", "99999999", "--data-dir", data_dir])
     assert result.exit_code == 2
+
+
+def test_exceptions_show_amounts_in_yuan_and_only_those_there_are(data_dir: str) -> None:
+    """`host exceptions`: a record with only the host's amount shows 'host 42.50' — not
+    'terminal None, host 4250' (Python's None, and fen to someone who reads yuan)."""
+    runner.invoke(app, ["add-terminal", "--merchant-id", MERCHANT_ID, "--terminal-id", TERMINAL_ID,
+                        "--data-dir", data_dir])  # fmt: skip
+    store = open_store(Path(data_dir))
+    try:
+        with store.transaction() as tx:
+            tx.apply((
+                AddException(TERMINAL_ID, MERCHANT_ID, None, None, None, "host_only",
+                             "approved at the host only", None, 4_250, datetime.now(UTC)),
+            ))  # fmt: skip
+    finally:
+        store.close()
+    result = runner.invoke(app, ["exceptions", "--data-dir", data_dir])
+    assert (0, True, False) == (
+        result.exit_code,
+        "approved at the host only (host 42.50)" in result.output,
+        "None" in result.output,
+    ), result.output

@@ -28,6 +28,7 @@ from posbatch import storage
 from posbatch.batch.counters import BATCH_NO_MAX
 from posbatch.batch.ids import check_merchant_id, check_terminal_id
 from posbatch.batch.model import shown_at
+from posbatch.batch.money import format_fen
 from posbatch.cli_support import (
     OneLineErrors,
     log_to_stderr,
@@ -514,9 +515,12 @@ def exceptions(
     for row in records:
         batch = "-" if row.batch_no is None else f"{row.batch_no:06d}"
         stan = "-" if row.stan is None else f"{row.stan:06d}"
+        sides = (("terminal", row.terminal_amount_fen), ("host", row.host_amount_fen))
+        # yuan, and only the sides that have an amount (it printed "terminal None", in fen)
+        amounts = ", ".join(f"{s} {format_fen(a)}" for s, a in sides if a is not None)
         typer.echo(
             f"#{row.exception_id} {row.terminal_id} batch {batch} stan {stan} {row.kind}: "
-            f"{row.cause} (terminal {row.terminal_amount_fen}, host {row.host_amount_fen})"
+            f"{row.cause}" + (f" ({amounts})" if amounts else "")
         )
 
 
