@@ -383,3 +383,10 @@ def test_an_80_column_report_cuts_no_chinese_line() -> None:
     sample = evidence()
     text = render_text(Report(NOW, "terminal", sample, diagnose(sample)), width=80)
     assert "…" not in text
+
+
+def test_clocks_in_step_say_how_far_apart_and_what_is_fine() -> None:
+    """Not 'the clocks agree within 0 s': how far apart, and the bound."""
+    sample = evidence()
+    lines = diagnose(sample).finding(Cause.CLOCK_WRONG).lines
+    assert [line.en for line in lines] == ["the clocks are 0 s apart (up to 300 s is fine)"]

@@ -496,7 +496,10 @@ def _clock_wrong(evidence: Evidence) -> Finding:
         return _unknown(Line("needs the host's time from a response", "需要主机应答中的时间"))
     if abs(skew) <= CLOCK_SKEW_FAIL_S:
         return _out(
-            Line(f"the clocks agree within {abs(skew)} s", f"终端与主机时钟相差 {abs(skew)} 秒以内")
+            Line(
+                f"the clocks are {abs(skew)} s apart (up to {CLOCK_SKEW_FAIL_S} s is fine)",
+                f"终端与主机时钟相差 {abs(skew)} 秒(不超过 {CLOCK_SKEW_FAIL_S} 秒即可)",
+            )
         )
     hours = abs(skew) / 3600
     return _points(
