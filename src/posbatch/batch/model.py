@@ -24,6 +24,7 @@ __all__ = [
     "Kind",
     "Reconciliation",
     "SettlementTotals",
+    "beijing",
     "shown_at",
 ]
 
@@ -32,11 +33,16 @@ __all__ = [
 BEIJING: Final = timezone(timedelta(hours=8), "Beijing")
 
 
+def beijing(moment: datetime) -> datetime:
+    """``moment`` in Beijing time. House rule: a naive datetime is UTC (every time column
+    and journal entry holds UTC)."""
+    return (moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment).astimezone(BEIJING)
+
+
 def shown_at(moment: datetime, *, seconds: bool = False) -> str:
-    """``moment`` as people read it: Beijing time, to the minute (or the second). A naive
-    time is UTC, as the host store and the journal keep it."""
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    return f"{aware.astimezone(BEIJING):%Y-%m-%d %H:%M{':%S' if seconds else ''}}"
+    """``moment`` as people read it: Beijing time (:func:`beijing`), to the minute (or the
+    second)."""
+    return f"{beijing(moment):%Y-%m-%d %H:%M{':%S' if seconds else ''}}"
 
 
 class Kind(enum.StrEnum):

@@ -50,7 +50,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Protocol
 
-from posbatch.batch.model import BEIJING
+from posbatch.batch.model import beijing
 from posbatch.batch.money import format_fen
 from posbatch.catalog._model import CatalogSnapshot, Lot, Product
 from posbatch.catalog._scan import ScanReading
@@ -898,7 +898,7 @@ def pay_cart(
 
 def render_receipt(receipt: Receipt) -> list[str]:
     """The receipt as printed: lines with their lots, total, STAN and batch_no."""
-    paid_at = receipt.paid_at.astimezone(BEIJING)  # DESIGN.md: shown in Beijing time
+    paid_at = beijing(receipt.paid_at)  # DESIGN.md: shown in Beijing time
     out = [
         f"收据 RECEIPT {receipt.receipt_no}",
         f"终端 terminal {receipt.terminal_id}   {paid_at:%Y-%m-%d %H:%M:%S}",

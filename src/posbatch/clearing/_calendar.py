@@ -54,7 +54,7 @@ from typing import Final
 
 import holidays
 
-from posbatch.batch.model import BEIJING
+from posbatch.batch.model import BEIJING, beijing
 from posbatch.errors import ClearingError
 
 __all__ = [
@@ -159,16 +159,6 @@ class CutoffSchedule:
 
 
 DEFAULT_CUTOFFS: Final = CutoffSchedule()
-
-
-def _as_utc(moment: datetime) -> datetime:
-    # House rule: a naive datetime is UTC (every time column holds naive UTC).
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
-def beijing(moment: datetime) -> datetime:
-    """``moment`` in Beijing time, for people (a naive ``moment`` is UTC)."""
-    return _as_utc(moment).astimezone(BEIJING)
 
 
 def trading_day(moment: datetime, cutoffs: CutoffSchedule = DEFAULT_CUTOFFS) -> date:

@@ -37,7 +37,7 @@ from typing import Final
 
 import sqlalchemy as sa
 
-from posbatch.batch.model import BEIJING, CardType, Kind
+from posbatch.batch.model import CardType, Kind, beijing
 from posbatch.batch.terminal_batch import SettleStep
 from posbatch.batch.totals import BatchTally, tally
 from posbatch.batch.txn_lifecycle import TransactionStatus
@@ -465,7 +465,7 @@ def _host_time(
     nearest the terminal's clock."""
     if not local_time or not local_date:
         return None
-    local = terminal_time.astimezone(BEIJING)
+    local = beijing(terminal_time)
     try:
         month, day = int(local_date[:2]), int(local_date[2:])
         hour, minute, second = (int(local_time[i : i + 2]) for i in (0, 2, 4))

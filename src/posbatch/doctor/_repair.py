@@ -35,7 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
-from posbatch.batch.model import BEIJING
+from posbatch.batch.model import beijing
 from posbatch.doctor._gather import Progress, backup_info
 from posbatch.doctor._report import RepairResult, RepairStatus
 from posbatch.doctor._rules import REPAIR_TEXT, Diagnosis, Repair
@@ -142,7 +142,7 @@ def _restore(site: TerminalSite, diagnosis: Diagnosis) -> tuple[Line, ...]:
     check_restore(backup, site.data_dir, passphrase=site.backup_passphrase)
     journal_file = site.data_dir / JOURNAL_FILE_NAME
     # Beijing time, like every time doctor shows (a UTC stamp read 8 hours off the report).
-    stamp = site.clock().astimezone(BEIJING).strftime("%Y%m%dT%H%M%S")
+    stamp = beijing(site.clock()).strftime("%Y%m%dT%H%M%S")
     kept = journal_file.with_name(f"{JOURNAL_FILE_NAME}{DAMAGED_SUFFIX}-{stamp}")
     site.close()
     shutil.copy2(journal_file, kept)

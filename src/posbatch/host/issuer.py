@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Final, Protocol
 
 from posbatch.batch.cards import luhn_valid
-from posbatch.batch.model import BEIJING
+from posbatch.batch.model import beijing
 
 __all__ = [
     "AMOUNT_LIMIT_FEN_DEFAULT",
@@ -72,7 +72,7 @@ class IssuerRules:
                 return "54"
             # The expiry month is China's: a card of 2611 is over at 00:00 on 1 December in
             # Beijing, 16:00 UTC the day before.
-            local = now.astimezone(BEIJING) if now.tzinfo is not None else now
+            local = beijing(now)
             if int(expiry) < (local.year % 100) * 100 + local.month:
                 return "54"
         if pan.startswith(self.insufficient_funds_prefixes):

@@ -11,14 +11,15 @@ order of events.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
-__all__ = ["CHINA_STANDARD_TIME", "DAY_MS", "SIM_EPOCH", "VirtualClock"]
+from posbatch.batch.model import BEIJING
 
-CHINA_STANDARD_TIME: Final = timezone(timedelta(hours=8), "CST")
+__all__ = ["DAY_MS", "SIM_EPOCH", "VirtualClock"]
+
 # Monday 23 November 2026, midnight in Beijing: day 0 of every run.
-SIM_EPOCH: Final = datetime(2026, 11, 23, tzinfo=CHINA_STANDARD_TIME)
+SIM_EPOCH: Final = datetime(2026, 11, 23, tzinfo=BEIJING)
 DAY_MS: Final = 24 * 60 * 60 * 1000
 
 

@@ -67,7 +67,7 @@ from posbatch.batch.codes import (
     lookup,
 )
 from posbatch.batch.limits import AMOUNT_FEN_MAX, STAN_MAX
-from posbatch.batch.model import BEIJING, CardType, Kind
+from posbatch.batch.model import CardType, Kind, beijing
 from posbatch.batch.money import format_fen
 from posbatch.batch.terminal_batch import accepts_transactions
 from posbatch.batch.totals import (
@@ -682,4 +682,4 @@ class Financial:
 def _beijing_mmdd(created_at: str) -> str:
     """Field 61's date of an original the host never dated: the day it was made, as the
     host dates (Beijing time, like fields 12 and 13)."""
-    return f"{datetime.fromisoformat(created_at).astimezone(BEIJING):%m%d}"
+    return f"{beijing(datetime.fromisoformat(created_at)):%m%d}"

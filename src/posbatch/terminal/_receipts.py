@@ -17,7 +17,7 @@ from posbatch.batch.money import format_fen
 from posbatch.terminal._journal import BatchRow, StateRow, TxnRow, TxnState
 from posbatch.wire import decode_totals
 
-__all__ = ["RECEIPT_WIDTHS", "render_receipt", "render_settlement_report"]
+__all__ = ["RECEIPT_WIDTHS", "render_receipt", "render_settlement_report", "shown_stored"]
 
 RECEIPT_WIDTHS: Final = (32, 80)
 _KIND_LABELS: Final = {"sale": "消费 SALE", "void": "消费撤销 VOID", "refund": "退货 REFUND"}
@@ -39,9 +39,10 @@ def _center(text: str, width: int) -> str:
     return " " * (pad // 2) + text
 
 
-def _when(stored: str) -> str:
-    """A journal time (ISO, as stored) as the slip prints it: Beijing time, to the minute."""
-    return shown_at(datetime.fromisoformat(stored))
+def shown_stored(stored: str, *, seconds: bool = False) -> str:
+    """A journal time (ISO, as stored: UTC) as people read it — Beijing time, to the
+    minute or the second (:func:`~posbatch.batch.model.shown_at`)."""
+    return shown_at(datetime.fromisoformat(stored), seconds=seconds)
 
 
 def _check_width(width: int) -> None:
@@ -57,7 +58,7 @@ def render_receipt(
     _check_width(width)
     rule = "-" * width
     amount = format_fen(-row.amount_fen if row.kind != "sale" else row.amount_fen)
-    when = shown_at(datetime.fromisoformat(row.created_at), seconds=True)  # Beijing time
+    when = shown_stored(row.created_at, seconds=True)
     if row.host_date and row.host_time:
         when = f"{row.host_date[:2]}-{row.host_date[2:]} {row.host_time[:2]}:{row.host_time[2:4]}"
         when += f":{row.host_time[4:]}"
@@ -131,8 +132,10 @@ def render_settlement_report(
         _pair("商户号 MERCHANT", state.merchant_id, width),
         _pair("终端号 TERMINAL", state.terminal_id, width),
         _pair("批次号 BATCH", f"{batch.batch_no:06d}", width),
-        _pair("开始 OPENED", _when(batch.opened_at), width),
-        _pair("关闭 CLOSED", "-" if batch.closed_at is None else _when(batch.closed_at), width),
+        _pair("开始 OPENED", shown_stored(batch.opened_at), width),
+        _pair(
+            "关闭 CLOSED", "-" if batch.closed_at is None else shown_stored(batch.closed_at), width
+        ),
         _pair("状态 STEP", batch.step, width),
         _pair("结果 RESULT", verdict, width),
         _pair("关闭原因 CLOSED BY", batch.close_reason or "-", width),

@@ -24,7 +24,6 @@ from rich.progress import Progress
 from rich.table import Table
 
 from posbatch.batch.counters import BATCH_NO_MAX, STAN_MAX
-from posbatch.batch.model import shown_at
 from posbatch.batch.money import format_fen, parse_yuan
 from posbatch.cli_support import (
     OneLineErrors,
@@ -45,7 +44,7 @@ from posbatch.terminal._files import (
     restore_journal,
 )
 from posbatch.terminal._flows import Flow, Reply
-from posbatch.terminal._receipts import render_receipt, render_settlement_report
+from posbatch.terminal._receipts import render_receipt, render_settlement_report, shown_stored
 from posbatch.terminal._secrets import PASSPHRASE_CHARS_MAX
 from posbatch.wire import parse_tmk
 
@@ -370,13 +369,8 @@ def status(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     table.add_row("resync pending", "yes" if state.resync_pending else "no")
     console.print(table)
     for event in events:
-        console.print(f"  {_event_at(event.at)} {event.type}: {event.message}", markup=False)
-
-
-def _event_at(stored: str) -> str:
-    """An event's time as the journal keeps it (ISO, UTC), shown in Beijing time (DESIGN.md)
-    like every other time posbatch prints: the raw string read 8 hours early."""
-    return shown_at(datetime.fromisoformat(stored), seconds=True)
+        at = shown_stored(event.at, seconds=True)
+        console.print(f"  {at} {event.type}: {event.message}", markup=False)
 
 
 @app.command()
@@ -400,7 +394,8 @@ def journal(
         if events:
             table = Table("seq", "at", "type", "message")
             for event in terminal.journal.events()[-limit:]:
-                table.add_row(str(event.seq), _event_at(event.at), event.type, event.message)
+                at = shown_stored(event.at, seconds=True)
+                table.add_row(str(event.seq), at, event.type, event.message)
             print_table(console, table)
             return
         rows = terminal.journal.transactions()[-limit:]
@@ -413,7 +408,7 @@ def journal(
         table.add_row(
             f"{row.batch_no:06d}",
             f"{row.stan:06d}",
-            shown_at(datetime.fromisoformat(row.created_at)),
+            shown_stored(row.created_at),
             row.kind + (" (training)" if row.training else ""),
             format_fen(row.amount_fen),
             row.pan_masked,
