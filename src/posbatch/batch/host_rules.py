@@ -42,7 +42,7 @@ import functools
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Final, Protocol
 
 from posbatch.batch.cards import card_expiry, check_currency, check_track2
@@ -84,13 +84,13 @@ from posbatch.batch.host_records import (
     UploadRecordRow,
 )
 from posbatch.batch.model import (
-    BEIJING,
     BatchReason,
     BatchState,
     BatchStateDetail,
     Kind,
     Reconciliation,
     SettlementTotals,
+    beijing,
 )
 from posbatch.batch.money import format_fen
 from posbatch.batch.totals import (
@@ -222,7 +222,7 @@ _NOT_FOUND: Final = "25"
 def wire_time(now: datetime) -> tuple[str, str]:
     """Fields 12 (hhmmss) and 13 (MMDD): ``now`` as the local time of DESIGN.md's table —
     Beijing time, the time every person and receipt reads (a naive ``now`` is UTC)."""
-    local = (now if now.tzinfo is not None else now.replace(tzinfo=UTC)).astimezone(BEIJING)
+    local = beijing(now)
     return _wire_time(local.hour, local.minute, local.second, local.month, local.day)
 
 
@@ -335,10 +335,8 @@ def decide(request: Request, snapshot: Snapshot, rules: Rules) -> Decision:
         if not terminal.signed_on or (terminal.mak is None and terminal.pending_keys is None):
             detail = batch_detail(snapshot.view, terminal, BatchReason.NOT_SIGNED_ON)
             response = answer(request, BATCH_NUMBER_DIFFERS, now=now, detail=detail)
-            return Decision(
-                response,
-                ProcessingRequirement.SIGN_ON,
-                (batch_error(terminal, request, detail, at=now),),
+            return _recorded(
+                Decision(response, ProcessingRequirement.SIGN_ON), terminal, request, now
             )
         return Decision(answer(request, MAC_ERROR, now=now), ProcessingRequirement.SIGN_ON)
     keys: Effect | None = None

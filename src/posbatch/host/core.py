@@ -524,12 +524,12 @@ class HostCore:
             # and a 77 says the host's batch state in 63 (no reason: nothing was decided).
             sign_on = code in (BATCH_NUMBER_DIFFERS, MAC_ERROR)
             requirement = ProcessingRequirement.SIGN_ON if sign_on else ProcessingRequirement.NONE
-            detail = None
             if code == BATCH_NUMBER_DIFFERS and terminal is not None:
-                detail = batch_detail(tx, terminal, None)
-            response = answer(request, code, now=now, detail=detail)
-            if code == BATCH_NUMBER_DIFFERS and terminal is not None:
-                tx.apply((batch_error(terminal, request, None, at=now),))
+                detail = batch_detail(tx, terminal, None)  # no R=: its record says FORCED
+                response = answer(request, code, now=now, detail=detail)
+                tx.apply((batch_error(terminal, request, detail, at=now),))
+            else:
+                response = answer(request, code, now=now)
             outcome = _Outcome(response, requirement, proof=proof)
         else:
             decision = decide(request, Snapshot(terminal, tx, now, proof), self._rules)
