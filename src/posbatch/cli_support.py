@@ -30,7 +30,6 @@ import errno
 import gc
 import logging
 import os
-import re
 import select
 import socket
 import sys
@@ -40,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 import typer
 from typer.core import TyperGroup
 
-from posbatch.batch.cards import mask_card_numbers
+from posbatch.batch.cards import mask_card_numbers, ungrouped
 from posbatch.errors import ConfigError, PosbatchError
 
 if TYPE_CHECKING:
@@ -221,20 +220,13 @@ def read_secret_line(prompt: str) -> str:
     return text.strip()
 
 
-# A card number as people type it: groups of digits, as printed on the card, split by
-# single spaces or hyphens ("6222 0212 3456 7890 128").
-_GROUPED_CARD_NUMBER: Final = re.compile(r"[0-9]+(?:[ -][0-9]+)*")
 CARD_PROMPT: Final = "card number 卡号"
 
 
 def read_card_number() -> str:
     """A card number from the hidden prompt or standard input (:func:`read_secret_line`),
-    the spaces or hyphens between its groups taken out. Anything else is returned as typed,
-    for the card rules to refuse."""
-    text = read_secret_line(CARD_PROMPT)
-    if _GROUPED_CARD_NUMBER.fullmatch(text):
-        return text.replace(" ", "").replace("-", "")
-    return text
+    typed whole or in its printed groups (:func:`~posbatch.batch.cards.ungrouped`)."""
+    return ungrouped(read_secret_line(CARD_PROMPT))
 
 
 # A table is measured at this width to learn the least it needs (rich clamps a measurement

@@ -52,6 +52,7 @@ __all__ = [
     "mask_pan",
     "track2_expiry",
     "track2_pan",
+    "ungrouped",
 ]
 
 INVALID_CARD: Final = "14"
@@ -69,6 +70,8 @@ _DOUBLED_VALUE: Final = bytes.maketrans(b"0123456789", bytes((0, 2, 4, 6, 8, 1, 
 PAN_SHOWN_DIGITS: Final = 6 + 4  # what may be shown of a card number: first 6, last 4
 # A card number in free text: 12–19 digits, also written in groups ("6222 0212 3456 7890 123").
 _CARD_NUMBER_LIKE: Final = re.compile(r"(?<![0-9])(?:[0-9][ -]?){11,18}[0-9](?![0-9])")
+# A card number as a person types it: groups of digits split by single spaces or hyphens.
+_DIGIT_GROUPS: Final = re.compile(r"[0-9]+(?:[ -][0-9]+)*")
 # What every match of _CARD_NUMBER_LIKE holds: 12 characters of [0-9 -] in a row. A text
 # without them has no card number. Found on the text's UTF-8 bytes translated byte by byte
 # (those 12 characters to "1", anything else to "0"; no other character's UTF-8 bytes are
@@ -135,6 +138,15 @@ def mask_card_numbers(text: str, *, allowed: frozenset[str] = frozenset()) -> st
     if not may_hold_card_number(text):
         return text
     return _CARD_NUMBER_LIKE.sub(mask, text)
+
+
+def ungrouped(typed: str) -> str:
+    """``typed`` without the spaces or hyphens between its groups of digits, when it is such
+    groups ("6222 0212 3456 7890 128", as printed on a card); anything else as it is, for
+    :func:`check_pan` to refuse."""
+    if _DIGIT_GROUPS.fullmatch(typed):
+        return typed.replace(" ", "").replace("-", "")
+    return typed
 
 
 def may_hold_card_number(text: str) -> bool:
