@@ -313,12 +313,18 @@ def test_a_file_given_as_data_directory_is_one_line(tmp_path: Path, command: lis
     assert expected == (result.exit_code, result.stderr)
 
 
-def test_goods_in_and_a_stocktake_through_the_commands(tmp_path: Path) -> None:
-    """receive, adjust --counted, then stock --json and --history: the movements add up."""
+def _milk_in_stock(tmp_path: Path) -> list[str]:
+    """A catalog with Milk, lot L1 (10 on hand, expiring 2027-01-31): its --data-dir."""
     data = ["--data-dir", str(tmp_path / "data")]
     source = tmp_path / "in.csv"
     source.write_text(HEADER + "6901234567892,Milk,1250,yes,L1,2027-01-31,10,no\n")
     runner.invoke(app, ["import", str(source), "--by", "li", *data])
+    return data
+
+
+def test_goods_in_and_a_stocktake_through_the_commands(tmp_path: Path) -> None:
+    """receive, adjust --counted, then stock --json and --history: the movements add up."""
+    data = _milk_in_stock(tmp_path)
     received = runner.invoke(
         app, ["receive", "6901234567892", "5", "--lot", "L1", "--by", "li", *data]
     )
@@ -357,10 +363,7 @@ def test_goods_in_and_a_stocktake_through_the_commands(tmp_path: Path) -> None:
 def test_receiving_a_lot_without_an_expiry_or_already_expired_says_so(tmp_path: Path) -> None:
     """A new lot received without --expiry is never refused as expired at checkout, and one
     already expired is always refused: both are received, each with a note on stderr."""
-    data = ["--data-dir", str(tmp_path / "data")]
-    source = tmp_path / "in.csv"
-    source.write_text(HEADER + "6901234567892,Milk,1250,yes,L1,2027-01-31,10,no\n")
-    runner.invoke(app, ["import", str(source), "--by", "li", *data])
+    data = _milk_in_stock(tmp_path)
     undated = runner.invoke(
         app, ["receive", "6901234567892", "5", "--lot", "NEW1", "--by", "li", *data]
     )

@@ -187,9 +187,9 @@ def test_statement_prints_and_writes_a_private_csv(
     assert b"6222021234567890128" not in raw
 
 
-def test_statement_and_run_show_an_adjustment(traded: World, data_dir: str, tmp_path: Path) -> None:
-    """An exception resolved credit-merchant 25.00 that day: the statement prints it under
-    差错调整, pays it in the net, writes it to the CSV; the clearing run says so too."""
+def _credit_merchant_25(traded: World, *, resolved_at: str) -> int:
+    """An exception of 25.00 the terminal holds alone, resolved credit-merchant by ops at
+    ``resolved_at`` (Beijing): an adjustment (差错调整) of that trading day. Its id."""
     with traded.store.transaction() as tx:
         tx.apply([AddException(
             terminal_id=TERMINAL_ID, merchant_id=MERCHANT_ID, batch_id=None, batch_no=1, stan=9,
@@ -199,8 +199,15 @@ def test_statement_and_run_show_an_adjustment(traded: World, data_dir: str, tmp_
     (exception,) = traded.store.exceptions()
     ExceptionWork(traded.store).resolve(
         Actor("olga", "ops", "127.0.0.1"), [exception.exception_id], "credit-merchant",
-        "paid after checking the terminal's journal", now=beijing_time("2026-09-30 16:00"),
+        "paid after checking the terminal's journal", now=beijing_time(resolved_at),
     )  # fmt: skip
+    return exception.exception_id
+
+
+def test_statement_and_run_show_an_adjustment(traded: World, data_dir: str, tmp_path: Path) -> None:
+    """An exception resolved credit-merchant 25.00 that day: the statement prints it under
+    差错调整, pays it in the net, writes it to the CSV; the clearing run says so too."""
+    exception_id = _credit_merchant_25(traded, resolved_at="2026-09-30 16:00")
     target = tmp_path / "statement.csv"
     code, out, _err = invoke("clearing", "statement", "--merchant-id", MERCHANT_ID,
                              "--date", "2026-09-30", "--csv", str(target),
@@ -208,7 +215,7 @@ def test_statement_and_run_show_an_adjustment(traded: World, data_dir: str, tmp_
     rows = list(csv.reader(io.StringIO(target.read_bytes().decode("utf-8-sig"))))
     _c, ran, _e = invoke("clearing", "run", "--date", "2026-09-30", data_dir=data_dir)
     assert 0 == code
-    assert f"差错 #{exception.exception_id}" in out
+    assert f"差错 #{exception_id}" in out
     assert "adjustments 差错调整 25.00 (1), net 净额 10104.40" in out
     assert "应付商户 to be paid to the merchant: 10104.40" in out
     assert (["差错调整 adjustments", "25.00"] in rows, ["净额 net", "10104.40"] in rows) == (
@@ -273,17 +280,7 @@ def test_arrival_without_a_host_store_uses_the_default_rules_and_creates_nothing
 def test_days_lists_the_net_paid_with_the_adjustments(traded: World, data_dir: str) -> None:
     """`clearing days` shows the net the run paid (adjustments included, as `run` and `file`
     say), not the lines' net alone: a day of adjustments only is not a day of 0.00."""
-    with traded.store.transaction() as tx:
-        tx.apply([AddException(
-            terminal_id=TERMINAL_ID, merchant_id=MERCHANT_ID, batch_id=None, batch_no=1, stan=9,
-            kind="terminal-only", cause="uploaded, not on the host", terminal_amount_fen=2_500,
-            host_amount_fen=None, at=traded.clock(),
-        )])  # fmt: skip
-    (exception,) = traded.store.exceptions()
-    ExceptionWork(traded.store).resolve(
-        Actor("olga", "ops", "127.0.0.1"), [exception.exception_id], "credit-merchant",
-        "paid after checking the terminal's journal", now=beijing_time("2026-10-01 10:00"),
-    )  # fmt: skip
+    _credit_merchant_25(traded, resolved_at="2026-10-01 10:00")
     invoke("clearing", "run", "--date", "2026-09-30", data_dir=data_dir)
     _c, ran_oct, _e = invoke("clearing", "run", "--date", "2026-10-01", data_dir=data_dir)
     code, days, err = invoke("clearing", "days", data_dir=data_dir)
