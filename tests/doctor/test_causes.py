@@ -20,7 +20,16 @@ from doctor_capacity import over_capacity
 from doctor_world import World
 
 from posbatch.batch.model import Kind
-from posbatch.doctor import Cause, Outcome, RepairStatus, Report, account, examine, rule_for
+from posbatch.doctor import (
+    Cause,
+    Outcome,
+    Repair,
+    RepairStatus,
+    Report,
+    account,
+    examine,
+    rule_for,
+)
 from posbatch.errors import ConfigError, HostUnreachable
 from posbatch.terminal import JOURNAL_FILE_NAME, restore_journal
 from testbed import TERMINAL_ID
@@ -181,8 +190,13 @@ def _fixed(world: World) -> Report:
     return world.examine(fix=True)
 
 
-# The repair of a network trouble sends the reversals; settling stays the shop's decision.
-LEFT_OPEN = frozenset({Cause.NETWORK_TIMEOUTS})
+# Causes whose repair leaves the shop's batch open, every approval in it: no settlement
+# of it was started (mid-day), and settling stays the shop's end-of-day decision. The
+# others end settled: a settlement was under way (lost answer, upload cut off), the host
+# closed or holds the batch (sign-on settles it first), or the batch is a day old or full.
+LEFT_OPEN = frozenset(
+    {Cause.CLOCK_WRONG, Cause.DUPLICATES, Cause.MANUAL_BATCH_ENTRY, Cause.NETWORK_TIMEOUTS}
+)
 
 
 def _unsettled(world: World, *, left_open: bool = False) -> list[str]:
@@ -203,6 +217,11 @@ def _unsettled(world: World, *, left_open: bool = False) -> list[str]:
     return problems
 
 
+def _settled_batches(world: World) -> list[int]:
+    """The batch numbers the terminal's journal holds as closed."""
+    return [row.batch_no for row in world.terminal.journal.batches() if row.closed_at]
+
+
 # --- the tests ----------------------------------------------------------------------------
 
 
@@ -221,10 +240,11 @@ def test_doctor_names_the_cause(world: World, cause: Cause) -> None:
 
 
 @pytest.mark.parametrize("cause", REPAIRABLE)
-def test_fix_settles_and_accounts_for_every_approval(world: World, cause: Cause) -> None:
-    """--fix --yes does every planned repair; the batch ends settled (a network trouble: with
-    nothing outstanding), in step with the host, and every approval is settled or an
-    exception record on both sides (nothing lost)."""
+def test_fix_repairs_and_accounts_for_every_approval(world: World, cause: Cause) -> None:
+    """--fix --yes does every planned repair; the batch ends settled — or, where no
+    settlement was started (LEFT_OPEN), open with nothing outstanding — in step with the
+    host, and every approval is settled, in the open batch or an exception record on both
+    sides (nothing lost)."""
     SCENARIOS[cause](world)
     report = _fixed(world)
     expected = ([RepairStatus.DONE] * len(report.diagnosis.repairs), [], [])
@@ -232,6 +252,75 @@ def test_fix_settles_and_accounts_for_every_approval(world: World, cause: Cause)
         [result.status for result in report.repairs_done],
         _unsettled(world, left_open=cause in LEFT_OPEN),
         list(account(world.store, TERMINAL_ID, world.terminal.journal).problems),
+    )
+
+
+@pytest.mark.parametrize("cause", sorted(LEFT_OPEN))
+def test_fix_leaves_a_batch_no_settlement_was_started_for_open(world: World, cause: Cause) -> None:
+    """Where no settlement was started, --fix closes no batch: the open batch keeps every
+    approval it held."""
+    SCENARIOS[cause](world)
+    before = (_settled_batches(world), world.terminal.balance().approved_count)
+    _fixed(world)
+    assert before == (_settled_batches(world), world.terminal.balance().approved_count)
+
+
+def test_clock_wrong_fix_leaves_the_days_batch_open(world: World) -> None:
+    """A wrong clock at mid-day: --fix leaves batch 000003 open with both approvals, in
+    step with the host, and says so in both languages."""
+    clock_wrong(world)
+    report = _fixed(world)
+    resumed = [r for r in report.repairs_done if r.repair == Repair.RESUME_SETTLEMENT]
+    balance = world.terminal.balance()
+    info = world.store.terminal(TERMINAL_ID)
+    assert info is not None
+    expected = (
+        [RepairStatus.DONE],
+        "batch 000003 left open",
+        "批次 000003 保持未结算",
+        (3, "open", 2, 2001),
+        (3, "OPEN"),
+        [1, 2],
+    )
+    assert expected == (
+        [r.status for r in resumed],
+        resumed[0].lines[0].en.split(":")[0],
+        resumed[0].lines[0].zh.split(":")[0],
+        (
+            balance.batch_no,
+            balance.step,
+            balance.approved_count,
+            balance.tally.domestic.debit_amount_fen,
+        ),
+        (info.batch_no, info.batch_state),
+        _settled_batches(world),
+    )
+
+
+@pytest.mark.parametrize("cause", sorted(LEFT_OPEN))
+def test_second_fix_does_not_settle(world: World, cause: Cause) -> None:
+    """doctor --fix run twice in a row (support desks do): the second run settles nothing
+    and changes nothing of the batch."""
+    SCENARIOS[cause](world)
+    _fixed(world)
+    before = (_settled_batches(world), world.terminal.balance())
+    _fixed(world)
+    assert before == (_settled_batches(world), world.terminal.balance())
+
+
+def test_lost_response_fix_still_settles(world: World) -> None:
+    """A settlement whose answer was lost was under way: --fix finishes it (batch 000003
+    closed balanced on both sides, the terminal in the next batch)."""
+    lost_settlement_answer(world)
+    assert world.terminal.current_batch().settle_step != "open"
+    report = _fixed(world)
+    info = world.store.terminal(TERMINAL_ID)
+    assert info is not None
+    expected = ([RepairStatus.DONE], [1, 2, 3], (4, 4))
+    assert expected == (
+        [r.status for r in report.repairs_done],
+        _settled_batches(world),
+        (world.terminal.current_batch().batch_no, info.batch_no),
     )
 
 

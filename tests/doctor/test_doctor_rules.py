@@ -26,6 +26,7 @@ from posbatch.doctor import (
     diagnose,
     render_text,
 )
+from posbatch.doctor._repair import settlement_started_on_host
 from testbed import TERMINAL_ID
 
 
@@ -359,9 +360,61 @@ def test_healthy_report_without_the_host_says_what_was_not_checked() -> None:
 
 
 def test_plan_has_no_flush_step_when_nothing_is_pending() -> None:
-    """A stale batch with no pending reversal is repaired by settling alone."""
+    """A stale batch with no pending reversal is repaired by settling alone: its end of day
+    has passed, so the plan settles it now."""
     diagnosis = diagnose(evidence(journal=journal(oldest_unsettled_at=NOW - timedelta(days=3))))
+    assert (Repair.SETTLE_BATCH,) == diagnosis.repairs
+
+
+def test_wrong_clock_plans_no_settlement_of_the_open_batch() -> None:
+    """A wrong clock plans only RESUME_SETTLEMENT (which finishes a settlement already
+    started and leaves an open batch open), never SETTLE_BATCH."""
+    view = host_view(terminal_time=NOW + timedelta(days=2))
+    diagnosis = diagnose(evidence(host_view=view))
     assert (Repair.RESUME_SETTLEMENT,) == diagnosis.repairs
+
+
+def test_only_stale_and_full_batches_are_settled_whatever_their_step() -> None:
+    """SETTLE_BATCH (settle the open batch now) is planned only where the end of day has
+    passed or the batch can count no more; every other settlement step is a resume."""
+    settling_now = sorted(rule.cause for rule in RULES if Repair.SETTLE_BATCH in rule.repairs)
+    assert [Cause.BATCH_FULL, Cause.STALE_BATCH] == settling_now
+
+
+def test_settlement_started_on_host_reads_the_hosts_batch_state() -> None:
+    """The host closed or is uploading the terminal's batch → started; the host holds it
+    open, knows nothing, or was not reached → not started."""
+    records = _records(
+        batch_no=9,
+        batches=(
+            HostBatch(7, "CLOSED", 3, 4500, "balanced", NOW, "balanced"),
+            HostBatch(8, "UPLOADING", 1, 100),
+            HostBatch(9, "OPEN", 1, 100),
+        ),
+    )
+    cases = {
+        "closed (store)": evidence(host_records=records),
+        "uploading (store)": evidence(journal=journal(batch_no=8), host_records=records),
+        "open (store)": evidence(journal=journal(batch_no=9), host_records=records),
+        "closed (field 63)": evidence(host_view=host_view(batch_no=8, last_closed_batch_no=7)),
+        "uploading (field 63)": evidence(host_view=host_view(batch_state="UPLOADING")),
+        "open (field 63)": evidence(),
+        "not reached": evidence(host_view=host_view(reached=False, last_closed_batch_no=7)),
+    }
+    started = {
+        name: settlement_started_on_host(sample, sample.journal.batch_no if sample.journal else 0)
+        for name, sample in cases.items()
+    }
+    expected = {
+        "closed (store)": True,
+        "uploading (store)": True,
+        "open (store)": False,
+        "closed (field 63)": True,
+        "uploading (field 63)": True,
+        "open (field 63)": False,
+        "not reached": False,
+    }
+    assert expected == started
 
 
 def test_times_are_told_in_beijing_time() -> None:

@@ -18,8 +18,15 @@ terminal engine's own public operations — the same code a cashier's
 - ``SIGN_ON_ADOPT``    → ``Terminal.sign_on()``: new keys, and the engine's
   recovery decides (adopt the host's number, settle a batch the host
   closed, or set a batch aside for the back office — never delete)
-- ``RESUME_SETTLEMENT`` → ``Terminal.settle()``: resumes at the step the
-  journal recorded (0500, batch upload, upload end)
+- ``RESUME_SETTLEMENT`` → ``Terminal.settle()`` only for a settlement already
+  started: the terminal's batch is past OPEN (flushing, 0500 sent, batch upload,
+  upload end), or the host has closed — or is taking the batch upload of — the
+  batch the terminal still holds open (:func:`settlement_started_on_host`, from
+  the evidence gathered before the repairs). With none started the step does
+  nothing and says so: the batch stays open, every approval in it, for the shop
+  to settle at the end of its day — so a second ``--fix`` never settles again.
+- ``SETTLE_BATCH``     → ``Terminal.settle()``: settles the open batch now (only
+  planned for a batch whose end of day has passed, or one that can count no more)
 
 Every step, done, declined or failed, is written to the journal's event log
 as a ``doctor`` event. A declined or failed step stops the plan: later steps
@@ -36,6 +43,8 @@ from pathlib import Path
 from typing import Final
 
 from posbatch.batch.model import beijing
+from posbatch.batch.terminal_batch import SettleStep
+from posbatch.doctor._evidence import Evidence
 from posbatch.doctor._gather import Progress, backup_info
 from posbatch.doctor._report import RepairResult, RepairStatus
 from posbatch.doctor._rules import REPAIR_TEXT, Diagnosis, Repair
@@ -50,7 +59,7 @@ from posbatch.terminal import (
     restore_journal,
 )
 
-__all__ = ["DAMAGED_SUFFIX", "TerminalSite", "run_repairs"]
+__all__ = ["DAMAGED_SUFFIX", "TerminalSite", "run_repairs", "settlement_started_on_host"]
 
 # The damaged journal is renamed with this suffix (plus a timestamp), never deleted.
 DAMAGED_SUFFIX: Final = ".damaged"
@@ -101,7 +110,7 @@ class TerminalSite:
             )
 
 
-def _flush(site: TerminalSite, _diagnosis: Diagnosis) -> tuple[Line, ...]:
+def _flush(site: TerminalSite, _evidence: Evidence | None) -> tuple[Line, ...]:
     cleared = site.terminal.flush()
     return (
         Line(
@@ -111,7 +120,7 @@ def _flush(site: TerminalSite, _diagnosis: Diagnosis) -> tuple[Line, ...]:
     )
 
 
-def _resync(site: TerminalSite, _diagnosis: Diagnosis) -> tuple[Line, ...]:
+def _resync(site: TerminalSite, _evidence: Evidence | None) -> tuple[Line, ...]:
     site.terminal.mark_restored(
         "doctor: this journal is older than the host's records (copied back by hand); "
         "the next sign-on settles the host's open batch first"
@@ -125,8 +134,7 @@ def _resync(site: TerminalSite, _diagnosis: Diagnosis) -> tuple[Line, ...]:
     )
 
 
-def _restore(site: TerminalSite, diagnosis: Diagnosis) -> tuple[Line, ...]:
-    del diagnosis
+def _restore(site: TerminalSite, _evidence: Evidence | None) -> tuple[Line, ...]:
     if site.data_dir is None:
         raise ConfigError("restore needs the terminal's data directory")
     readable = [
@@ -193,7 +201,7 @@ _RECOVERY_ZH: Final = {
 }
 
 
-def _sign_on(site: TerminalSite, _diagnosis: Diagnosis) -> tuple[Line, ...]:
+def _sign_on(site: TerminalSite, _evidence: Evidence | None) -> tuple[Line, ...]:
     closed_before = {row.batch_id for row in site.terminal.journal.batches() if row.closed_at}
     result = site.terminal.sign_on()
     action = result.recovery.action.value
@@ -230,7 +238,51 @@ def _closed_by_sign_on(batch_no: int, close_reason: str | None, uploaded: int) -
     )
 
 
-def _settle(site: TerminalSite, _diagnosis: Diagnosis) -> tuple[Line, ...]:
+def settlement_started_on_host(evidence: Evidence | None, batch_no: int) -> bool:
+    """Has the host closed batch ``batch_no``, or begun taking its batch upload? (pure)
+
+    Then a settlement of it was started (by this terminal's 0500, or by the back office)
+    even when the terminal holds it open: settling it finishes what the host has done.
+    Read from the host's records when they hold the batch, else from its note in the
+    echo answer (field 63); unknown counts as not started.
+    """
+    if evidence is None:
+        return False
+    records = evidence.host_records
+    held = records.batch(batch_no) if records is not None else None
+    if held is not None:
+        return held.state in _HOST_SETTLING
+    view = evidence.host_view
+    if view is None or not view.reached:
+        return False
+    if view.batch_no == batch_no:
+        return view.batch_state in _HOST_SETTLING
+    return view.last_closed_batch_no == batch_no
+
+
+# The host's batch states that mean a settlement of the batch was started.
+_HOST_SETTLING: Final = frozenset({"CLOSED", "UPLOADING"})
+
+
+def _resume(site: TerminalSite, evidence: Evidence | None) -> tuple[Line, ...]:
+    """Finish a settlement already started; leave a batch none was started for open."""
+    batch = site.terminal.current_batch()
+    if batch.settle_step == SettleStep.OPEN and not settlement_started_on_host(
+        evidence, batch.batch_no
+    ):
+        return (
+            Line(
+                f"batch {batch.batch_no:06d} left open: no settlement of it was started, and "
+                "doctor does not close a shop's batch during the day; settle at the end of "
+                "the day as usual",
+                f"批次 {batch.batch_no:06d} 保持未结算:该批次尚未开始结算,"
+                "诊断工具不会在营业中途结算商户的批次;请照常在日终结算",
+            ),
+        )
+    return _settle(site, evidence)
+
+
+def _settle(site: TerminalSite, _evidence: Evidence | None) -> tuple[Line, ...]:
     result = site.terminal.settle()
     if result.balanced:
         how_en, how_zh = "balanced", "对账平"
@@ -251,12 +303,13 @@ def _settle(site: TerminalSite, _diagnosis: Diagnosis) -> tuple[Line, ...]:
     )
 
 
-_ACTIONS: Final[dict[Repair, Callable[[TerminalSite, Diagnosis], tuple[Line, ...]]]] = {
+_ACTIONS: Final[dict[Repair, Callable[[TerminalSite, Evidence | None], tuple[Line, ...]]]] = {
     Repair.FLUSH_REVERSALS: _flush,
     Repair.RESTORE_BACKUP: _restore,
     Repair.RESYNC_JOURNAL: _resync,
     Repair.SIGN_ON_ADOPT: _sign_on,
-    Repair.RESUME_SETTLEMENT: _settle,
+    Repair.RESUME_SETTLEMENT: _resume,
+    Repair.SETTLE_BATCH: _settle,
 }
 
 
@@ -265,9 +318,19 @@ def _no_progress(_line: Line) -> None:
 
 
 def run_repairs(
-    site: TerminalSite, diagnosis: Diagnosis, *, confirm: Confirm, progress: Progress = _no_progress
+    site: TerminalSite,
+    diagnosis: Diagnosis,
+    *,
+    confirm: Confirm,
+    progress: Progress = _no_progress,
+    evidence: Evidence | None = None,
 ) -> tuple[RepairResult, ...]:
-    """Do the diagnosis's repair plan, step by step, each confirmed and journaled."""
+    """Do the diagnosis's repair plan, step by step, each confirmed and journaled.
+
+    ``evidence`` is what the diagnosis was made from: the host's view of the batch tells
+    ``RESUME_SETTLEMENT`` whether a settlement was started (without it, only the
+    terminal's own step does).
+    """
     results: list[RepairResult] = []
     stopped = False
     total = len(diagnosis.repairs)
@@ -294,7 +357,7 @@ def run_repairs(
             )
         )
         try:
-            lines = _ACTIONS[repair](site, diagnosis)
+            lines = _ACTIONS[repair](site, evidence)
         except PosbatchError as exc:
             results.append(RepairResult(repair, RepairStatus.FAILED, (error_line(exc),)))
             site.log(repair, RepairStatus.FAILED.value, f"doctor: {text.en} — failed: {exc}")

@@ -107,7 +107,13 @@ class Repair(enum.StrEnum):
     RESTORE_BACKUP = "restore_backup"
     RESYNC_JOURNAL = "resync_journal"
     SIGN_ON_ADOPT = "sign_on_adopt"
+    # Finishes a settlement already started (the terminal's step, or the host closed or
+    # is uploading the batch the terminal still holds open); with none started it leaves
+    # the batch open: settling is the shop's end-of-day decision, never a repair's.
     RESUME_SETTLEMENT = "resume_settlement"
+    # Settles the open batch now: only for a batch whose end of day has passed (stale) or
+    # that can count no more (full) — what the shop or the engine would do anyway.
+    SETTLE_BATCH = "settle_batch"
 
 
 REPAIR_TEXT: Final[dict[Repair, Line]] = {
@@ -128,9 +134,15 @@ REPAIR_TEXT: Final[dict[Repair, Line]] = {
         "重新签到:终端采用主机的批次号,并先结算主机已关闭或持有的批次(不删除任何交易)",
     ),
     Repair.RESUME_SETTLEMENT: Line(
-        "settle: resume where settlement stopped (settlement request 0500, then batch upload "
-        "when not balanced)",
-        "结算:从中断处继续(先发结算请求,对账不平时再批上送)",
+        "finish a settlement already started, where it stopped (settlement request 0500, "
+        "then batch upload when not balanced); a batch with no settlement started is left "
+        "open for the shop to settle at the end of the day",
+        "完成已开始的结算,从中断处继续(先发结算请求,对账不平时再批上送);"
+        "尚未开始结算的批次保持不动,由商户在日终照常结算",
+    ),
+    Repair.SETTLE_BATCH: Line(
+        "settle the open batch now (settlement request 0500, then batch upload when not balanced)",
+        "立即结算当前批次(先发结算请求,对账不平时再批上送)",
     ),
 }
 
@@ -1062,6 +1074,8 @@ RULES: Final[tuple[Rule, ...]] = (
         "terminal clock wrong",
         "终端时钟错误",
         _clock_wrong,
+        # A wrong clock is a person's fix; doctor finishes only a settlement already started
+        # (the shop's open batch stays open: settling it is their end-of-day decision).
         (Repair.RESUME_SETTLEMENT,),
         (
             _l(
@@ -1082,6 +1096,7 @@ RULES: Final[tuple[Rule, ...]] = (
         "settlement answer lost on the network",
         "结算应答在网络中丢失",
         _lost_response,
+        # The 0500 went out: the settlement is under way, and finishing it is the repair.
         (Repair.RESUME_SETTLEMENT,),
         (
             _l(
@@ -1204,7 +1219,9 @@ RULES: Final[tuple[Rule, ...]] = (
         "batch full: settle first (the settlement totals, field 48, count at most 999)",
         "交易笔数已满,请先结算(结算总额最多 999 笔)",
         _batch_full,
-        (Repair.FLUSH_REVERSALS, Repair.RESUME_SETTLEMENT),
+        # The batch can count no more: settling it is the repair (the engine itself would
+        # before the next sale or refund).
+        (Repair.FLUSH_REVERSALS, Repair.SETTLE_BATCH),
         (
             _l(
                 "nothing: doctor settles the batch (a batch over capacity goes by batch upload, "
@@ -1226,7 +1243,8 @@ RULES: Final[tuple[Rule, ...]] = (
         "old batch left unsettled (day off)",
         "旧批次未结算(节假日后)",
         _stale_batch,
-        (Repair.FLUSH_REVERSALS, Repair.RESUME_SETTLEMENT),
+        # Its end of day has passed: settling it is the repair, not a mid-day decision.
+        (Repair.FLUSH_REVERSALS, Repair.SETTLE_BATCH),
         (
             _l(
                 "settle now; money of an unsettled batch is paid out only after settlement",

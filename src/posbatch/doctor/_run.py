@@ -92,7 +92,7 @@ def examine(
     if not fix or not diagnosis.repairs:
         return report
     on_diagnosis(report)
-    done = run_repairs(site, diagnosis, confirm=confirm, progress=progress)
+    done = run_repairs(site, diagnosis, confirm=confirm, progress=progress, evidence=evidence)
     after = diagnose(gather())
     return Report(site.clock(), SOURCE_TERMINAL, evidence, diagnosis, done, after)
 
