@@ -26,6 +26,7 @@ from posbatch.doctor import (
     Repair,
     RepairStatus,
     Report,
+    Verdict,
     account,
     examine,
     rule_for,
@@ -306,6 +307,16 @@ def test_second_fix_does_not_settle(world: World, cause: Cause) -> None:
     before = (_settled_batches(world), world.terminal.balance())
     _fixed(world)
     assert before == (_settled_batches(world), world.terminal.balance())
+
+
+def test_typed_batch_number_is_history_after_the_fix(world: World) -> None:
+    """A typed batch number the host refused is history once doctor's sign-on has taken the
+    host's number, though the day's batch stays open: the diagnosis after the repair no
+    longer names it."""
+    typed_batch_number(world)
+    report = _fixed(world)
+    assert report.after is not None
+    assert Verdict.RULED_OUT == report.after.finding(Cause.MANUAL_BATCH_ENTRY).verdict
 
 
 def test_lost_response_fix_still_settles(world: World) -> None:

@@ -306,7 +306,16 @@ def journal_evidence(
     last_closed_at = max((_parse_at(b.closed_at) for b in closed if b.closed_at), default=None)
     all_rows = journal.transactions()
     gaps, _backward = _stan_history(journal)
-    accepted, refused = _manual(events, last_closed_at)
+    # Network troubles count from the last day, or from doctor's last repair if later:
+    # what a repair has dealt with is history, not a cause any more.
+    repaired = [
+        _parse_at(e.at) for e in events if e.type == "doctor" and e.details.get("status") == "done"
+    ]
+    # A typed number the host refused changed nothing: it is history after the next
+    # settlement, or after doctor's repair (its sign-on took the host's number; the batch
+    # may stay open until the shop's end of day).
+    manual_since = [*repaired, last_closed_at] if last_closed_at is not None else repaired
+    accepted, refused = _manual(events, max(manual_since, default=None))
     schema, expected = _schema_versions(journal)
     free = shutil.disk_usage(data_dir).free if data_dir is not None and data_dir.exists() else None
     first_batch = batches[0] if batches else current
@@ -317,11 +326,6 @@ def journal_evidence(
         else first_batch.batch_no
     )
     reinstalled = any(e.type == "reinstalled" for e in events)
-    # Network troubles count from the last day, or from doctor's last repair if later:
-    # what a repair has dealt with is history, not a cause any more.
-    repaired = [
-        _parse_at(e.at) for e in events if e.type == "doctor" and e.details.get("status") == "done"
-    ]
     since = max([now - RECENT_WINDOW, *repaired])
     recent = [e for e in events if _parse_at(e.at) > since]
     fresh_start = not closed and (initial_batch_no == 1 or reinstalled)
