@@ -7,6 +7,7 @@ the web asks:
                                            ops    support  merchant
 =========================================  =====  =======  ==================
 overview, batches, transactions, exceptions all   all      own merchant only
+exceptions' remarks, assignees, staff names ✔      ✔        ✗ (outcome only)
 resolve exceptions                         ✔      ✔        ✗
 register/suspend terminals, advance batch  ✔      ✗        ✗
 users                                      ✔      ✗        ✗
