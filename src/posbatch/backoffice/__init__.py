@@ -55,6 +55,8 @@ from posbatch.backoffice._queries import (
     search_statement,
 )
 from posbatch.backoffice._staff import (
+    ACCOUNT_FAILURES_MAX,
+    ADDRESS_FAILURES_MAX,
     LOCKOUT_MINUTES,
     LOGIN_FAILURES_MAX,
     ROLE_PERMISSIONS,
@@ -80,6 +82,8 @@ from posbatch.backoffice._time import (
 )
 
 __all__ = [
+    "ACCOUNT_FAILURES_MAX",
+    "ADDRESS_FAILURES_MAX",
     "AUDIT_PAGE_ROWS",
     "BEIJING",
     "BULK_MAX",

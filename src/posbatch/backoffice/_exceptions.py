@@ -22,6 +22,12 @@ day it is resolved on (``posbatch.clearing.adjustment_lines``). A day already cl
 never changes, so a resolution dated within a cleared day (a clock gone back) is
 refused, in the same unit of work that would write it.
 
+What a merchant user sees (its own merchant's exceptions only; another's is NotFound):
+the exception, its status, the resolution, its amount and when — never the staff's
+internal work: remarks, assignees, who resolved it. :class:`ExceptionWork`'s reads leave
+those out for a merchant scope (:func:`for_merchant`, :func:`merchant_history`), so no
+page or export can show them; a merchant's search by assignee is ignored.
+
 Several at once: all of them take the step, or none does (the error names the first
 that cannot). Every step is written with its audit row in one unit of work; on
 PostgreSQL the exception rows are locked first, on SQLite the unit of work holds the
@@ -31,6 +37,7 @@ the other is told it is resolved already.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -275,6 +282,25 @@ def _item(row: Any) -> ExceptionItem:
     )
 
 
+# Who a merchant is told acted on its exception (never a staff member's name).
+ACQUIRER: Final = "收单机构 acquirer"
+
+
+def for_merchant(item: ExceptionItem) -> ExceptionItem:
+    """The exception as its merchant sees it: no assignee, no name of who resolved it."""
+    return dataclasses.replace(item, assignee=None, resolved_by=None)
+
+
+def merchant_history(steps: Sequence[HistoryStep]) -> list[HistoryStep]:
+    """The history as the merchant sees it: the resolution only (when, how, how much),
+    by the acquirer — no remarks, no assignments, no notes, no staff names."""
+    return [
+        dataclasses.replace(step, actor=ACQUIRER, assignee=None, remark="")
+        for step in steps
+        if step.step == Step.RESOLVE
+    ]
+
+
 def _select() -> sa.Select[Any]:
     return sa.select(
         t.exceptions,
@@ -347,7 +373,7 @@ class ExceptionWork:
             if after is not None:
                 query = query.where(e.exception_id > after[1])
         with read(self.store) as connection:
-            items = [_item(row) for row in connection.execute(query.limit(limit + 1)).all()]
+            items = [self._seen(scope, row) for row in connection.execute(query.limit(limit + 1))]
         more = len(items) > limit
         items = items[:limit]
         if not more or not items:
@@ -368,7 +394,7 @@ class ExceptionWork:
                 .limit(EXCEPTION_PAGE_ROWS)
             )
             with read(self.store) as connection:
-                items = [_item(row) for row in connection.execute(query).all()]
+                items = [self._seen(scope, row) for row in connection.execute(query).all()]
             yield from items
             if len(items) < EXCEPTION_PAGE_ROWS:
                 return
@@ -388,7 +414,7 @@ class ExceptionWork:
             query = query.where(e.terminal_id == queue_filter.terminal_id)
         if queue_filter.merchant_id is not None:
             query = query.where(e.merchant_id == queue_filter.merchant_id)
-        if queue_filter.assignee is not None:
+        if queue_filter.assignee is not None and scope.merchant_id is None:
             query = query.where(w.assignee == queue_filter.assignee)
         if queue_filter.cause is not None:
             query = query.where(e.cause.contains(queue_filter.cause, autoescape=True))
@@ -402,7 +428,12 @@ class ExceptionWork:
             row = connection.execute(query).first()
         if row is None:
             raise NotFound(f"no exception #{exception_id}")
-        return _item(row)
+        return self._seen(scope, row)
+
+    @staticmethod
+    def _seen(scope: Scope, row: Any) -> ExceptionItem:
+        item = _item(row)
+        return item if scope.merchant_id is None else for_merchant(item)
 
     def history(self, scope: Scope, exception_id: int) -> list[HistoryStep]:
         self.item(scope, exception_id)  # NotFound outside the scope
@@ -412,13 +443,14 @@ class ExceptionWork:
                 .where(h.exception_id == exception_id)
                 .order_by(h.history_id)
             ).all()
-        return [
+        steps = [
             HistoryStep(
                 r.history_id, r.step, r.actor, r.assignee, r.resolution, r.amount_fen,
                 r.remark, aware(r.created_at),
             )
             for r in rows
         ]  # fmt: skip
+        return steps if scope.merchant_id is None else merchant_history(steps)
 
     def assignees(self) -> list[str]:
         """Who work can be assigned to: the active ops and support users."""

@@ -7,6 +7,7 @@ the web asks:
                                            ops    support  merchant
 =========================================  =====  =======  ==================
 overview, batches, transactions, exceptions all   all      own merchant only
+exceptions' remarks, assignees, staff names ✔      ✔        ✗ (outcome only)
 resolve exceptions                         ✔      ✔        ✗
 register/suspend terminals, advance batch  ✔      ✗        ✗
 users                                      ✔      ✗        ✗
@@ -19,8 +20,13 @@ fee schedules: set (from a coming day)     ✔      ✗        ✗
 
 Passwords are argon2id hashes (argon2-cffi). A login that fails — unknown name, wrong
 password, disabled user, locked user — gets the same words and costs the same hash
-work, so nobody can probe which names exist. :data:`LOGIN_FAILURES_MAX` failures in a
-row lock the user for :data:`LOCKOUT_MINUTES`. A session is a random token in an
+work, so nobody can probe which names exist. Failures are counted per (name, client
+address), per address and per account (:mod:`posbatch.backoffice._throttle`):
+:data:`LOGIN_FAILURES_MAX` lock that name *from that address* for :data:`LOCKOUT_MINUTES`
+(a stranger's guesses do not lock the user out of their own desk), an address that fails
+too often over any names is throttled, and only a ceiling that takes many addresses to
+reach locks the account itself — for a bounded time, with a ``user.locked`` audit row.
+A session is a random token in an
 HttpOnly cookie; the store keeps only its SHA-256, with a CSRF token of its own, and
 ends it after :data:`SESSION_IDLE_MINUTES` without a request or
 :data:`SESSION_LIFETIME_HOURS` after login, whichever comes first.
@@ -28,13 +34,14 @@ ends it after :data:`SESSION_IDLE_MINUTES` without a request or
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final, NoReturn
+from typing import Any, Final
 
 import argon2
 import sqlalchemy as sa
@@ -43,12 +50,22 @@ from sqlalchemy.engine import Connection
 from posbatch.backoffice._audit import Actor, Outcome, record
 from posbatch.backoffice._db import aware, naive, read, write
 from posbatch.backoffice._text import clean_text
+from posbatch.backoffice._throttle import (
+    ROWS_MAX,
+    RULES,
+    Counter,
+    Key,
+    client_key,
+    failed,
+)
 from posbatch.batch.ids import MERCHANT_ID_CHARS
 from posbatch.errors import ConfigError, Forbidden, LoginRefused, NotFound
 from posbatch.host import _schema as t
 from posbatch.host.store import HostStore
 
 __all__ = [
+    "ACCOUNT_FAILURES_MAX",
+    "ADDRESS_FAILURES_MAX",
     "LOCKOUT_MINUTES",
     "LOGIN_FAILURES_MAX",
     "PASSWORD_CHARS_MAX",
@@ -66,8 +83,14 @@ __all__ = [
 
 PASSWORD_CHARS_MIN: Final = 10
 PASSWORD_CHARS_MAX: Final = 128  # bounds the hash work one request can ask for
-LOGIN_FAILURES_MAX: Final = 5
-LOCKOUT_MINUTES: Final = 15
+# Failures of one name from one address that lock that pair, and for how long.
+LOGIN_FAILURES_MAX: Final = RULES[Key.PAIR].failures_max
+LOCKOUT_MINUTES: Final = int(RULES[Key.PAIR].lockout.total_seconds() // 60)
+ADDRESS_FAILURES_MAX: Final = RULES[Key.ADDRESS].failures_max  # any names, one address
+ACCOUNT_FAILURES_MAX: Final = RULES[Key.ACCOUNT].failures_max  # one name, any addresses
+# PostgreSQL: the login units of work take this advisory lock, so that counting failures
+# is serialised there as SQLite's write lock serialises it (read, count, write).
+_LOGIN_LOCK_KEY: Final = 0x706F73_6C6F67  # "pos" "log"
 SESSION_IDLE_MINUTES: Final = 30
 SESSION_LIFETIME_HOURS: Final = 12
 # A session's last_seen_at is written at most this often (a page view is not a write).
@@ -308,7 +331,8 @@ class Staff:
             )
 
     def unlock(self, actor: Actor, name: str, *, now: datetime) -> None:
-        """Clear a user's failed logins and lock."""
+        """Clear a user's failed logins and lock (the account's, and the name's from every
+        address; an address's own throttle stays)."""
         if not may(actor.role, Permission.MANAGE_USERS):
             raise Forbidden("only ops may change users")
         with write(self.store) as connection:
@@ -318,6 +342,7 @@ class Staff:
                 .where(t.users.c.user_id == row.user_id)
                 .values(failed_logins=0, locked_until=None)
             )
+            self._clear_failures(connection, name)
             record(
                 connection,
                 actor,
@@ -352,6 +377,7 @@ class Staff:
                 )
             )
             connection.execute(t.sessions.delete().where(t.sessions.c.user_id == row.user_id))
+            self._clear_failures(connection, name)
             record(
                 connection, actor, action="user.set-password", target=name,
                 outcome=Outcome.DONE, now=now,
@@ -372,42 +398,58 @@ class Staff:
         check_password_rules(new_password)
         with read(self.store) as connection:
             row = self._user_row(connection, user.name)
-        # The current password is checked like a login's: a session's holder (a stolen
-        # cookie, an unattended browser) may not try password after password here.
-        current = _user(row)
-        locked = current.locked_until is not None and current.locked_until > now
-        if not self._verify(row.password_hash, old_password[:PASSWORD_CHARS_MAX]) or locked:
-            self._failed(
-                current, "locked" if locked else "wrong current password", address, now,
-                count=not locked, action="user.password",
-                error=ConfigError(
-                    "the current password is wrong (or the user is locked for a while after "
-                    "repeated failures)"
-                ),
-            )  # fmt: skip
-        new_hash = self.hasher.hash(new_password)
+        # The current password is checked like a login's, and its failures count like a
+        # login's (same keys, same limits): a session's holder (a stolen cookie, an
+        # unattended browser) may not try password after password here.
+        good = self._verify(row.password_hash, old_password[:PASSWORD_CHARS_MAX])
+        new_hash = self.hasher.hash(new_password) if good else None
         with write(self.store) as connection:
-            connection.execute(
-                t.users.update()
-                .where(t.users.c.user_id == user.user_id)
-                .values(password_hash=new_hash, password_changed_at=naive(now), failed_logins=0)
-            )
-            # Whoever else holds a session of this user (a stolen cookie, a shared computer)
-            # loses it with the old password.
-            connection.execute(
-                t.sessions.delete().where(
-                    t.sessions.c.user_id == user.user_id,
-                    t.sessions.c.token_sha256 != _token_hash(keep_token),
-                )
-            )
-            record(
-                connection,
-                user.actor(address),
-                action="user.password",
-                target=user.name,
-                outcome=Outcome.DONE,
+            _, refused, detail = self._judge(
+                connection, user.name, address, good=good, wrong="wrong current password",
                 now=now,
+            )  # fmt: skip
+            if refused is not None or new_hash is None:
+                record(
+                    connection, user.actor(address), action="user.password", target=user.name,
+                    outcome=Outcome.REFUSED, now=now, detail=detail,
+                )  # fmt: skip
+                new_hash = None
+            else:
+                self._new_password(
+                    connection, user, new_hash, address=address, keep_token=keep_token, now=now
+                )
+        if new_hash is None:
+            raise ConfigError(
+                "the current password is wrong (or the user is locked for a while after "
+                "repeated failures)"
             )
+
+    def _new_password(
+        self, connection: Connection, user: User, new_hash: str, *, address: str,
+        keep_token: str, now: datetime,
+    ) -> None:  # fmt: skip
+        """Write the new password; end every other session of the user."""
+        connection.execute(
+            t.users.update()
+            .where(t.users.c.user_id == user.user_id)
+            .values(password_hash=new_hash, password_changed_at=naive(now))
+        )
+        # Whoever else holds a session of this user (a stolen cookie, a shared computer)
+        # loses it with the old password.
+        connection.execute(
+            t.sessions.delete().where(
+                t.sessions.c.user_id == user.user_id,
+                t.sessions.c.token_sha256 != _token_hash(keep_token),
+            )
+        )
+        record(
+            connection,
+            user.actor(address),
+            action="user.password",
+            target=user.name,
+            outcome=Outcome.DONE,
+            now=now,
+        )
 
     def _user_row(self, connection: Connection, name: str) -> Any:
         row = connection.execute(sa.select(t.users).where(t.users.c.name == name)).first()
@@ -433,7 +475,9 @@ class Staff:
     ) -> tuple[str, Session]:
         """A new session (its cookie token and what it holds), or LoginRefused.
 
-        Every attempt is in the audit log (``login`` done / refused).
+        Every attempt is in the audit log (``login`` done / refused). ``address`` is the
+        client's (the socket peer; a proxy's X-Forwarded-For only when the server was told
+        to trust that proxy).
         """
         name = name.strip()[:64]
         password = password[:PASSWORD_CHARS_MAX]
@@ -441,32 +485,21 @@ class Staff:
             row = connection.execute(sa.select(t.users).where(t.users.c.name == name)).first()
         # The hash work is done whether or not the user exists (no timing oracle).
         good = self._verify(self._dummy() if row is None else row.password_hash, password)
-        anonymous = Actor(name or "-", "-", address)
-        if row is None:
-            self._refuse(anonymous, name, "unknown user", now)
-        user = _user(row)
-        locked = user.locked_until is not None and user.locked_until > now
-        if not user.active or locked or not good:
-            why = "disabled" if not user.active else "locked" if locked else "wrong password"
-            self._failed(user, why, address, now, count=not locked and user.active)
         token = secrets.token_urlsafe(TOKEN_BYTES)
         csrf_token = secrets.token_urlsafe(TOKEN_BYTES)
         expires_at = now + timedelta(hours=SESSION_LIFETIME_HOURS)
-        rehash = self.hasher.check_needs_rehash(row.password_hash)
+        rehash = good and row is not None and self.hasher.check_needs_rehash(row.password_hash)
         new_hash = self.hasher.hash(password) if rehash else None
-        refused: str | None = None
         with write(self.store) as connection:
-            # Read again under the write lock: failures that came in while the password was
+            # Judged under the write lock: failures that came in while the password was
             # hashed may have locked the user (or ops disabled them). A right password then
             # opens no session and clears no lock — else many guesses sent at once all get
             # an answer, past LOGIN_FAILURES_MAX.
-            current = _user(self._user_row(connection, user.name))
-            if not current.active:
-                refused = "disabled"
-            elif current.locked_until is not None and current.locked_until > now:
-                refused = "locked"
-            if refused is None:
-                values: dict[str, object] = {"failed_logins": 0, "locked_until": None}
+            user, refused, detail = self._judge(
+                connection, name, address, good=good, wrong="wrong password", now=now
+            )
+            if user is not None and refused is None:
+                values: dict[str, object] = {"locked_until": None}  # one that ran out
                 if new_hash is not None:
                     values["password_hash"] = new_hash
                 connection.execute(
@@ -486,79 +519,176 @@ class Staff:
                 )
             record(
                 connection,
-                user.actor(address),
-                action="login",
-                target=user.name,
-                outcome=Outcome.DONE if refused is None else Outcome.REFUSED,
-                now=now,
-                detail="" if refused is None else refused,
-            )
-        if refused is not None:
-            raise LoginRefused(LOGIN_REFUSED_TEXT)
-        fresh = User(
-            user.user_id, user.name, user.role, user.merchant_id, True, 0, None, user.created_at
-        )
-        return token, Session(fresh, csrf_token, now, expires_at)
-
-    def _refuse(self, actor: Actor, name: str, why: str, now: datetime) -> NoReturn:
-        with write(self.store) as connection:
-            record(
-                connection,
-                actor,
+                Actor(name or "-", "-", address) if user is None else user.actor(address),
                 action="login",
                 target=name or "-",
-                outcome=Outcome.REFUSED,
-                now=now,
-                detail=why,
-            )
-        raise LoginRefused(LOGIN_REFUSED_TEXT)
-
-    def _failed(
-        self,
-        user: User,
-        why: str,
-        address: str,
-        now: datetime,
-        *,
-        count: bool,
-        action: str = "login",
-        error: Exception | None = None,
-    ) -> NoReturn:
-        """Record a refused ``action`` (a login, or the current password of a password
-        change: one counter of failures in a row), lock the user at LOGIN_FAILURES_MAX, and
-        raise ``error`` (LoginRefused by default)."""
-        with write(self.store) as connection:
-            detail = why
-            if count:
-                # Counted in the database (two processes' failures both count).
-                connection.execute(
-                    t.users.update()
-                    .where(t.users.c.user_id == user.user_id)
-                    .values(failed_logins=t.users.c.failed_logins + 1)
-                )
-                failures = connection.execute(
-                    sa.select(t.users.c.failed_logins).where(t.users.c.user_id == user.user_id)
-                ).scalar_one()
-                if failures >= LOGIN_FAILURES_MAX:
-                    until = now + timedelta(minutes=LOCKOUT_MINUTES)
-                    connection.execute(
-                        t.users.update()
-                        .where(t.users.c.user_id == user.user_id)
-                        .values(failed_logins=0, locked_until=naive(until))
-                    )
-                    detail = (
-                        f"{why}; {failures} failures in a row: locked for {LOCKOUT_MINUTES} min"
-                    )
-            record(
-                connection,
-                user.actor(address),
-                action=action,
-                target=user.name,
-                outcome=Outcome.REFUSED,
+                outcome=Outcome.DONE if refused is None else Outcome.REFUSED,
                 now=now,
                 detail=detail,
             )
-        raise error or LoginRefused(LOGIN_REFUSED_TEXT)
+        if user is None or refused is not None:
+            raise LoginRefused(LOGIN_REFUSED_TEXT)
+        fresh = dataclasses.replace(user, active=True, locked_until=None)
+        return token, Session(fresh, csrf_token, now, expires_at)
+
+    def _judge(
+        self, connection: Connection, name: str, address: str, *, good: bool, wrong: str,
+        now: datetime,
+    ) -> tuple[User | None, str | None, str]:  # fmt: skip
+        """Inside a login's unit of work: the user, why the attempt is refused (None: it is
+        not) and the audit detail. A failure that may count (an unknown name, a wrong
+        password: ``wrong``) is counted under every key of :mod:`._throttle`; one refused
+        for a lock or a disabled user is not (a lock is never extended by its attacker)."""
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_LOGIN_LOCK_KEY)))
+        row = connection.execute(sa.select(t.users).where(t.users.c.name == name)).first()
+        user = None if row is None else _user(row)
+        where = client_key(address)
+        counters = self._counters(connection, name, where, account=user is not None)
+        pair, from_address = counters.get(Key.PAIR), counters.get(Key.ADDRESS)
+        if user is not None and not user.active:
+            return user, "disabled", "disabled"
+        if user is not None and user.locked_until is not None and user.locked_until > now:
+            return user, "locked", "locked (the account, until ops unlock it or the lock ends)"
+        if pair is not None and pair.locked(now):
+            return user, "locked", "locked (this name from this address)"
+        if from_address is not None and from_address.locked(now):
+            return user, "locked", "locked (this address: too many failures over any names)"
+        if good and user is not None:
+            if pair is not None:  # a success clears its own pair, nothing else
+                connection.execute(
+                    t.login_failures.delete().where(self._key(Key.PAIR, name, where))
+                )
+            return user, None, ""
+        why = "unknown user" if user is None else wrong
+        notes = self._count_failure(
+            connection, user, name, where=where, counters=counters, address=address, now=now
+        )
+        return user, why, "; ".join([why, *notes])
+
+    @staticmethod
+    def _key(key: Key, name: str, where: str) -> sa.ColumnElement[bool]:
+        """The condition that picks one counter's row."""
+        f = t.login_failures.c
+        named, address = {
+            Key.PAIR: (name, where), Key.ADDRESS: ("", where), Key.ACCOUNT: (name, "")
+        }[key]  # fmt: skip
+        return sa.and_(f.kind == key.value, f.name == named, f.address == address)
+
+    def _counters(
+        self, connection: Connection, name: str, where: str, *, account: bool
+    ) -> dict[Key, Counter]:
+        keys = [Key.PAIR, Key.ADDRESS, *([Key.ACCOUNT] if account else [])]
+        rows = connection.execute(
+            sa.select(t.login_failures).where(
+                sa.or_(*(self._key(key, name, where) for key in keys))
+            )
+        ).all()
+        return {
+            Key(row.kind): Counter(
+                row.failures,
+                aware(row.window_start),
+                None if row.locked_until is None else aware(row.locked_until),
+            )
+            for row in rows
+        }
+
+    def _count_failure(
+        self, connection: Connection, user: User | None, name: str, *, where: str,
+        counters: dict[Key, Counter], address: str, now: datetime,
+    ) -> list[str]:  # fmt: skip
+        """Count one failure under each key (ACCOUNT for an existing user only), write the
+        counters, lock what reached its limit; what was locked, as audit notes."""
+        keys = [Key.PAIR, Key.ADDRESS, *([Key.ACCOUNT] if user is not None else [])]
+        notes: list[str] = []
+        for key in keys:
+            rule = RULES[key]
+            before = counters.get(key)
+            after, locked_now = failed(before, rule, now)
+            values = {
+                "failures": after.failures,
+                "window_start": naive(after.window_start),
+                "locked_until": None if after.locked_until is None else naive(after.locked_until),
+                "expires_at": naive(after.expires_at(rule)),
+            }
+            condition = self._key(key, name, where)
+            if before is None:
+                named = {Key.PAIR: (name, where), Key.ADDRESS: ("", where),
+                         Key.ACCOUNT: (name, "")}[key]  # fmt: skip
+                connection.execute(
+                    t.login_failures.insert().values(
+                        kind=key.value, name=named[0], address=named[1], **values
+                    )
+                )
+            else:
+                connection.execute(t.login_failures.update().where(condition).values(**values))
+            minutes = int(rule.lockout.total_seconds() // 60)
+            if locked_now and key is Key.PAIR:
+                notes.append(
+                    f"{rule.failures_max} failures of this name from this address: "
+                    f"locked for {minutes} min"
+                )
+            elif locked_now and key is Key.ADDRESS:
+                notes.append(
+                    f"{rule.failures_max} failures from this address over any names: "
+                    f"address locked for {minutes} min"
+                )
+            elif key is Key.ACCOUNT and user is not None:
+                until = after.locked_until if locked_now else None
+                connection.execute(
+                    t.users.update()
+                    .where(t.users.c.user_id == user.user_id)
+                    .values(
+                        failed_logins=rule.failures_max if locked_now else after.failures,
+                        **({"locked_until": naive(until)} if until is not None else {}),
+                    )
+                )
+                if locked_now:
+                    notes.append(f"account locked for {minutes} min")
+                    record(
+                        connection,
+                        Actor("posbatch", "system", address),
+                        action="user.locked",
+                        target=user.name,
+                        outcome=Outcome.DONE,
+                        now=now,
+                        detail=(
+                            f"{rule.failures_max} failed logins within "
+                            f"{int(rule.window.total_seconds() // 60)} min from any addresses: "
+                            f"the account is locked for {minutes} min (ops can unlock it)"
+                        ),
+                    )
+        self._prune_failures(connection, now)
+        return notes
+
+    @staticmethod
+    def _prune_failures(connection: Connection, now: datetime) -> None:
+        """Drop counters that mean nothing any more, and hold the rows an attacker can
+        create (PAIR, ADDRESS: any name, any address) to ROWS_MAX, the oldest going first."""
+        f = t.login_failures.c
+        connection.execute(t.login_failures.delete().where(f.expires_at <= naive(now)))
+        floating = f.kind.in_((Key.PAIR.value, Key.ADDRESS.value))
+        excess = (
+            connection.execute(sa.select(sa.func.count()).where(floating)).scalar_one() - ROWS_MAX
+        )
+        if excess > 0:
+            threshold = connection.execute(
+                sa.select(f.expires_at)
+                .where(floating)
+                .order_by(f.expires_at)
+                .offset(excess - 1)
+                .limit(1)
+            ).scalar_one()
+            connection.execute(t.login_failures.delete().where(floating, f.expires_at <= threshold))
+
+    def _clear_failures(self, connection: Connection, name: str) -> None:
+        """An unlock or a new password: the name's counters (every address) start again."""
+        f = t.login_failures.c
+        connection.execute(
+            t.login_failures.delete().where(
+                f.kind.in_((Key.PAIR.value, Key.ACCOUNT.value)), f.name == name
+            )
+        )
 
     def _prune_sessions(self, connection: Connection, user_id: int, now: datetime) -> None:
         """Drop the user's ended sessions, and the oldest beyond SESSIONS_PER_USER_MAX - 1."""

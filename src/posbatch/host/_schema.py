@@ -29,6 +29,7 @@ __all__ = [
     "exceptions",
     "fee_schedules",
     "key_encryption",
+    "login_failures",
     "merchant_terms",
     "metadata",
     "reversals",
@@ -468,6 +469,22 @@ sessions = sa.Table(
     sa.Column("last_seen_at", sa.DateTime, nullable=False),
     sa.Column("expires_at", sa.DateTime, nullable=False),
     sa.Index("ix_host_sessions_user", "user_id"),
+)
+
+# Failed logins counted per key (posbatch.backoffice._throttle): kind pair (name, address),
+# address (name ''), account (address ''). Bounded: expired rows are deleted, pair and
+# address rows are held to a maximum.
+login_failures = sa.Table(
+    "host_login_failures",
+    metadata,
+    sa.Column("kind", sa.String(8), primary_key=True),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("address", sa.String(64), primary_key=True),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("window_start", sa.DateTime, nullable=False),
+    sa.Column("locked_until", sa.DateTime, nullable=True),
+    sa.Column("expires_at", sa.DateTime, nullable=False),
+    sa.Index("ix_host_login_failures_expires", "expires_at"),
 )
 
 # Append-only: triggers (migration host_backoffice) refuse UPDATE and DELETE.

@@ -495,6 +495,12 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
 
     # --- exceptions ------------------------------------------------------------------------
 
+    def staff_names(ctx: Ctx) -> list[str]:
+        """Who work can be assigned to — for those who assign it only (never a merchant)."""
+        if not ctx.session.user.may(Permission.RESOLVE_EXCEPTIONS):
+            return []
+        return office.exceptions.assignees()
+
     @route("GET", "/exceptions", Permission.VIEW)
     def exceptions(request: Request, ctx: Ctx) -> Response:
         params = request.query_params
@@ -505,7 +511,7 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
         next_url = None
         if more is not None:
             next_url = "/exceptions?" + urlencode({**query, "after": f"{more[0]}-{more[1]}"})
-        assignees = office.exceptions.assignees()
+        assignees = staff_names(ctx)
         return page(request, ctx, "exceptions.html", items=items, next_url=next_url,
                     f=queue_filter, query=query, resolutions=RESOLUTION_TEXT,
                     assignees=assignees, now_=now(),
@@ -552,7 +558,7 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
         exception_id = _path_int(request, "exception_id")
         item = office.exceptions.item(ctx.scope, exception_id)
         history = office.exceptions.history(ctx.scope, exception_id)
-        assignees = office.exceptions.assignees()
+        assignees = staff_names(ctx)
         return page(request, ctx, "exception.html", x=item, history=history,
                     resolutions=RESOLUTION_TEXT, assignees=assignees)  # fmt: skip
 
