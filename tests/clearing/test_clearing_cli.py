@@ -6,6 +6,7 @@ import csv
 import io
 import stat
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from posbatch.backoffice import Actor, ExceptionWork
 from posbatch.batch.host_effects import AddException
 from posbatch.cli import app
 from posbatch.errors import ConfigError
+from posbatch.host import clearing_cli
 from posbatch.host import cli as host_cli
 from posbatch.host.cli import open_store
 from posbatch.storage import DATABASE_URL_ENV
@@ -298,3 +300,39 @@ def test_a_statement_says_whether_its_day_is_cleared(traded: World, data_dir: st
     invoke("clearing", "run", "--date", "2026-09-30", data_dir=data_dir)
     _c, after, _e = invoke(*arguments, data_dir=data_dir)
     assert ("未清算 not cleared yet" in before, "已清算 cleared" in after) == (True, True)
+
+
+def test_set_fees_from_today_refuses_to_reprice_todays_sales(
+    traded: World, data_dir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 11:00 on 30 Sep, a standard schedule from 30 Sep with debit at 0.50 % would re-price
+    the morning's 100.00 sale (the 10,000.00 one stays at its 20.00 cap): one line on stderr
+    with the count, the yuan and the merchant, exit 2; from the next trading day it is taken."""
+    monkeypatch.setattr(clearing_cli, "_now", lambda: beijing_time("2026-09-30 11:00"))
+    fees = ["--debit", "0.50%", "--debit-cap", "20.00", "--credit", "0.60%",
+            "--foreign-debit", "2.50%", "--foreign-credit", "2.50%"]  # fmt: skip
+    code, out, err = invoke("host", "set-fees", "--standard", "--from", "2026-09-30", *fees,
+                            data_dir=data_dir)  # fmt: skip
+    assert (2, "") == (code, out)
+    assert [
+        "error: a fee schedule from 2026-09-30 would re-price 1 transaction(s) already made on "
+        f"trading day 2026-09-30 (gross 100.00, fees 0.60 -> 0.50) of merchant(s) "
+        f"{MERCHANT_ID}: a transaction keeps the price it was made at; set it from 2026-10-01 "
+        "(the next trading day)"
+    ] == err.splitlines()
+    code, out, err = invoke("host", "set-fees", "--standard", "--from", "2026-10-01", *fees,
+                            data_dir=data_dir)  # fmt: skip
+    assert (0, "", False) == (code, err, "trading day under way" in out)
+
+
+def test_arrival_of_a_cleared_day_is_the_one_kept(traded: World, data_dir: str) -> None:
+    """`clearing arrival 2026-09-30 --merchant-id` after the run and an override of 8 Oct:
+    still 8 Oct (what the merchant was promised); without a merchant, the calendar's 9 Oct."""
+    assert 0 == invoke("clearing", "run", "--date", "2026-09-30", data_dir=data_dir)[0]
+    traded.clearing.set_working_day(
+        date(2026, 10, 8), False, note="typhoon", now=beijing_time("2026-10-01 09:00")
+    )
+    _c, kept, _e = invoke("clearing", "arrival", "2026-09-30", "--merchant-id", MERCHANT_ID,
+                          data_dir=data_dir)  # fmt: skip
+    _c, computed, _e = invoke("clearing", "arrival", "2026-09-30", data_dir=data_dir)
+    assert ("2026-10-08 (T+1)" in kept, "2026-10-09 (T+1)" in computed) == (True, True)

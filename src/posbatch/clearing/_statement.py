@@ -59,6 +59,7 @@ __all__ = [
     "LineKind",
     "OriginalRef",
     "OriginalSale",
+    "Repricing",
     "Statement",
     "StatementLine",
     "StatementSummary",
@@ -70,6 +71,7 @@ __all__ = [
     "clearing_file_of",
     "credit_pieces",
     "price_lines",
+    "repricing",
     "summarize",
     "summary_parts",
 ]
@@ -592,9 +594,11 @@ def summarize(
     rules: ClearingRules,
     *,
     adjustment_fen: int = 0,
+    arrival: Arrival | None = None,
 ) -> StatementSummary:
     """The figures of ``merchant_id``'s statement of ``day`` from its per-class-and-kind sums
-    and the sum of its adjustments."""
+    and the sum of its adjustments. ``arrival``: the one a clearing run kept (else computed
+    from ``rules``)."""
     # [count, gross, fee, net] per card class, per kind, and over all
     by_class = {card_class: [0, 0, 0, 0] for card_class in _CLASSES}
     by_kind = {kind: [0, 0, 0, 0] for kind in _LINE_KINDS}
@@ -614,7 +618,7 @@ def summarize(
         by_class=tuple((key, Totals(*sums)) for key, sums in by_class.items()),
         by_kind=tuple((key, Totals(*sums)) for key, sums in by_kind.items()),
         total=Totals(*total),
-        arrival=rules.arrival(merchant_id, day),
+        arrival=rules.arrival(merchant_id, day) if arrival is None else arrival,
         unknown_bins=unknown_bins,
         adjustment_fen=adjustment_fen,
     )
@@ -630,13 +634,15 @@ def assemble_statement(
     exceptions: Iterable[ExceptionRecord] = (),
     cleared: bool = False,
     adjustments: Iterable[AdjustmentLine] = (),
+    arrival: Arrival | None = None,
 ) -> Statement:
     """The statement of ``merchant_id`` for ``day`` from its priced ``lines`` and its
     ``adjustments`` (computed now by :func:`price_lines` and
     :func:`~posbatch.clearing.adjustment_lines`, or kept by a clearing run — ``cleared`` —
-    the same either way)."""
+    the same either way). ``arrival``: the one the clearing run kept (a cleared day's
+    arrival never moves); else computed from ``rules``."""
     start, end = trading_day_bounds(day, rules.cutoffs)
-    summary = summarize(merchant_id, day, summary_parts(lines), rules)
+    summary = summarize(merchant_id, day, summary_parts(lines), rules, arrival=arrival)
     per_batch: dict[int, list[int]] = {}
     for line in lines:
         sums = per_batch.get(line.batch_id)
@@ -730,18 +736,22 @@ def clearing_file_of(
     parts_of: Mapping[str, Iterable[SummaryPart]],
     rules: ClearingRules,
     adjustments_of: Mapping[str, Sequence[AdjustmentLine]] | None = None,
+    arrivals_of: Mapping[str, Arrival] | None = None,
 ) -> ClearingFile:
     """The clearing file of ``day`` from each merchant's summary parts and adjustment lines
-    (a merchant with only adjustments has a line too)."""
+    (a merchant with only adjustments has a line too). ``arrivals_of``: the arrivals a
+    clearing run kept, per merchant (a merchant without one: computed from ``rules``)."""
     start, end = trading_day_bounds(day, rules.cutoffs)
     adjustments_of = adjustments_of or {}
+    arrivals_of = arrivals_of or {}
     lines = []
     for merchant_id in sorted(set(parts_of) | set(adjustments_of)):
         adjusted = adjustments_of.get(merchant_id, ())
         adjustment = sum(line.amount_fen for line in adjusted)
         summary = summarize(
-            merchant_id, day, parts_of.get(merchant_id, ()), rules, adjustment_fen=adjustment
-        )
+            merchant_id, day, parts_of.get(merchant_id, ()), rules, adjustment_fen=adjustment,
+            arrival=arrivals_of.get(merchant_id),
+        )  # fmt: skip
         lines.append(
             ClearingFileLine(
                 merchant_id, summary.total, summary.arrival, summary.unknown_bins, adjustment,
@@ -770,3 +780,68 @@ def clearing_file(
         rules,
         adjustment_lines(day, adjustments, rules.cutoffs),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Repricing:
+    """What a change of rules would do to the lines of a trading day already made: how many
+    would be priced (or paid) differently, their gross, their fees before and after, and
+    whose they are."""
+
+    trading_day: date
+    count: int
+    gross_fen: int
+    fee_before_fen: int
+    fee_after_fen: int
+    merchant_ids: tuple[str, ...]
+
+
+def _priced(
+    day: date, records: Sequence[ClearingRecord], rules: ClearingRules
+) -> dict[str, list[StatementLine] | None]:
+    """Per merchant, its lines of ``day`` priced under ``rules`` — None for a merchant whose
+    lines cannot be priced (no fee schedule in force: nothing was ever priced)."""
+    merchant_ids = sorted({record.merchant_id for record in records})
+    try:
+        return dict(price_lines(day, records, rules, merchant_ids=merchant_ids))
+    except ClearingError:
+        found: dict[str, list[StatementLine] | None] = {}
+        for merchant_id in merchant_ids:
+            try:
+                own = price_lines(day, records, rules, merchant_ids=(merchant_id,))
+                found[merchant_id] = own[merchant_id]
+            except ClearingError:
+                found[merchant_id] = None
+        return found
+
+
+def repricing(
+    day: date, records: Iterable[ClearingRecord], before: ClearingRules, after: ClearingRules
+) -> Repricing:
+    """The lines of trading day ``day`` (from ``records``) that ``after`` prices or pays
+    otherwise than ``before``: a line whose fee or net differs, and every line of a merchant
+    whose arrival (cycle) differs. A merchant ``before`` cannot price (no schedule) is not
+    re-priced: it was never priced."""
+    every = list(records)
+    priced_before = _priced(day, every, before)
+    priced_after = _priced(day, every, after)
+    count = gross = fee_before = fee_after = 0
+    merchant_ids: list[str] = []
+    for merchant_id, lines in sorted(priced_before.items()):
+        changed_lines = priced_after.get(merchant_id)
+        if lines is None or changed_lines is None:
+            continue
+        moved = bool(lines) and before.arrival(merchant_id, day) != after.arrival(merchant_id, day)
+        old_of = {line.transaction_id: line for line in lines}
+        touched = 0
+        for line in changed_lines:
+            old = old_of.get(line.transaction_id)
+            if moved or old is None or (old.fee_fen, old.net_fen) != (line.fee_fen, line.net_fen):
+                touched += 1
+                gross += line.amount_fen
+                fee_before += 0 if old is None else old.fee_fen
+                fee_after += line.fee_fen
+        if touched:
+            count += touched
+            merchant_ids.append(merchant_id)
+    return Repricing(day, count, gross, fee_before, fee_after, tuple(merchant_ids))

@@ -13,18 +13,29 @@ adjustments (差错调整), which a clearing run keeps beside the lines
 (``host_clearing_adjustments``, keyed by exception: an exception is paid once).
 
 Rules about *when* a change may take effect (the past is never rewritten):
-fee schedules, merchant terms and card BINs from the current trading day on
-(they price the whole day); working-day overrides for dates from the current
-trading day on; a new cut-off only from the next trading day on (moving the
-current day's end would move transactions already made between days).
+fee schedules, merchant terms and card BINs from a coming trading day on — or from the
+one under way only when they price (and pay) none of the transactions already made that
+day otherwise: a transaction keeps the price it was made at, and the refusal says how
+many it would re-price, for how much, and whose; working-day overrides for dates from the
+current trading day on; a new cut-off only from the next trading day on (moving the
+current day's end would move transactions already made between days). Nothing takes
+effect on a day already cleared (even with a clock behind the runs).
+
+A clearing run keeps, per (trading day, merchant), the arrival date it computed with its
+cycle and whether it was provisional (``host_clearing_arrivals``): a cleared day's
+arrival is read from there, never computed again from a calendar that may have changed
+since (an override, a release of the holidays package). Running a cleared day again
+changes nothing it kept — figures that would differ are refused, arrivals kept stay — and
+only adds the arrivals of a day cleared before they were kept.
 """
 
 from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, NamedTuple
@@ -53,6 +64,7 @@ from posbatch.clearing import (
     MerchantTerms,
     OriginalRef,
     OriginalSale,
+    Repricing,
     SettlementCycle,
     Statement,
     StatementLine,
@@ -69,6 +81,7 @@ from posbatch.clearing import (
     clearing_file_of,
     credit_pieces,
     price_lines,
+    repricing,
     summarize,
     summary_parts,
     trading_day,
@@ -237,12 +250,60 @@ class ClearingStore:
                 f"{what} cannot take effect on {day}: trading day {today} is under way and "
                 "earlier days are cleared (their statements never change)"
             )
+        with self._read() as connection:
+            last = connection.execute(sa.select(sa.func.max(t.cleared_days.c.trading_day))).scalar()
+        if last is not None and day <= last:  # a clock behind the clearing runs
+            raise ClearingError(
+                f"{what} cannot take effect on {day}: trading day {last} is cleared "
+                "(its statements never change)"
+            )
+
+    def _reprices_nothing_made(
+        self,
+        what: str,
+        effective_from: date,
+        now: datetime,
+        changed: Callable[[ClearingRules], ClearingRules],
+        *,
+        merchant_id: str | None = None,
+    ) -> None:
+        """Refuse a rule taking effect on the trading day under way that would price (or pay)
+        otherwise a transaction already made that day: a transaction keeps the price it was
+        made at. Nothing made yet today, or nothing priced differently: it may.
+        ``merchant_id``: the rule is that merchant's own (only its records are read)."""
+        today = self.current_trading_day(now)
+        if effective_from != today:
+            return
+        with self._reading():
+            before = self.rules()
+            start, end = trading_day_bounds(today, before.cutoffs)
+            records = self.records(start, end, merchant_id=merchant_id)
+        if not records:
+            return
+        with _bulk():
+            found = repricing(today, records, before, changed(before))
+        if found.count:
+            raise ClearingError(_repricing_text(what, found))
 
     # --- fee schedules --------------------------------------------------------------------
 
     def set_fee_schedule(self, schedule: FeeSchedule, *, now: datetime) -> FeeSchedule:
-        """Record ``schedule`` (history kept); return it with its id."""
+        """Record ``schedule`` (history kept); return it with its id. From the trading day under
+        way only if it re-prices none of the transactions already made that day."""
         self._not_before_today(schedule.effective_from, now, "a fee schedule")
+        self._reprices_nothing_made(
+            "a fee schedule",
+            schedule.effective_from,
+            now,
+            lambda rules: replace(
+                rules,
+                fee_schedules=(
+                    *rules.fee_schedules,
+                    replace(schedule, schedule_id=_next_id(rules.fee_schedules, "schedule_id")),
+                ),
+            ),
+            merchant_id=schedule.merchant_id,
+        )
         values: dict[str, Any] = {
             "merchant_id": schedule.merchant_id,
             "effective_from": schedule.effective_from,
@@ -290,7 +351,22 @@ class ClearingStore:
     # --- merchant terms -------------------------------------------------------------------
 
     def set_merchant_terms(self, terms: MerchantTerms, *, now: datetime) -> MerchantTerms:
+        """Record ``terms`` (history kept); from the trading day under way only if they change
+        the price or the arrival of none of the transactions already made that day."""
         self._not_before_today(terms.effective_from, now, "merchant terms")
+        self._reprices_nothing_made(
+            "merchant terms",
+            terms.effective_from,
+            now,
+            lambda rules: replace(
+                rules,
+                merchant_terms=(
+                    *rules.merchant_terms,
+                    replace(terms, terms_id=_next_id(rules.merchant_terms, "terms_id")),
+                ),
+            ),
+            merchant_id=terms.merchant_id,
+        )
         with self._write() as tx:
             terms_id = tx.connection.execute(
                 t.merchant_terms.insert()
@@ -339,11 +415,21 @@ class ClearingStore:
     # --- card BINs ------------------------------------------------------------------------
 
     def set_card_bins(self, bins: Sequence[CardBin], *, now: datetime) -> int:
-        """Record BIN entries (all or none); return how many."""
+        """Record BIN entries (all or none); return how many. Those from the trading day under
+        way only if they re-price none of the transactions already made that day."""
         for entry in bins:
             self._not_before_today(entry.effective_from, now, "a BIN entry")
         if len(bins) > RULE_ROWS_MAX:
             raise ClearingError(f"at most {RULE_ROWS_MAX} BIN entries at once")
+        today = self.current_trading_day(now)
+        if any(entry.effective_from == today for entry in bins):
+
+            def changed(rules: ClearingRules) -> ClearingRules:
+                first = _next_id(rules.card_bins, "bin_id")
+                added = (replace(entry, bin_id=first + index) for index, entry in enumerate(bins))
+                return replace(rules, card_bins=(*rules.card_bins, *added))
+
+            self._reprices_nothing_made("BIN entries", today, now, changed)
         rows = [
             {
                 "prefix": entry.prefix,
@@ -483,7 +569,12 @@ class ClearingStore:
         self, day: date, *, merchant_id: str | None = None, cycle: SettlementCycle | None = None
     ) -> Arrival:
         """When the net of trading day ``day`` arrives: ``cycle``, else the merchant's (or the
-        standard terms') cycle."""
+        standard terms') cycle. A merchant's cleared day: the arrival its clearing run kept
+        (what was promised), whatever the calendar says now."""
+        if cycle is None and merchant_id is not None:
+            kept = self.kept_arrivals(day, merchant_id=check_merchant_id(merchant_id))
+            if merchant_id in kept:
+                return kept[merchant_id]
         rules = self.rules()
         if cycle is None:
             cycle = rules.terms_for(check_merchant_id(merchant_id), day).cycle
@@ -837,9 +928,15 @@ class ClearingStore:
             sum(line.fee_fen for line in every),
             sum(line.net_fen for line in every),
         )
+        # the arrival each merchant is promised, kept with the run: a calendar changed later
+        # (an override, a new holidays release) never moves it
+        arrivals = {
+            merchant_id: rules.arrival(merchant_id, day)
+            for merchant_id in sorted(set(lines_of) | set(adjusted))
+        }
         done = self.cleared_day(day)
         if done is not None:
-            return _same_run(done, totals, self._kept_adjustments(day), adjusted)
+            return self._run_again(done, totals, adjusted, arrivals, now)
         hot = self.store.sql
         on_day = self._bind_date(day)
         rows = [
@@ -870,13 +967,15 @@ class ClearingStore:
         ]
         cleared_at = naive_utc(now)
         try:
-            self._keep(day, totals, lines_of, rows, cleared_at, adjusted=adjusted)
+            self._keep(
+                day, totals, lines_of, rows, cleared_at, adjusted=adjusted, arrivals=arrivals
+            )
         except StorageError:
             done = self.cleared_day(day)
             if done is None:
                 raise
             # another run cleared it meanwhile
-            return _same_run(done, totals, self._kept_adjustments(day), adjusted)
+            return self._run_again(done, totals, adjusted, arrivals, now)
         adjustment = sum(line.amount_fen for lines in adjusted.values() for line in lines)
         return ClearedDay(day, totals, _aware(cleared_at), adjustment)
 
@@ -889,9 +988,10 @@ class ClearingStore:
         cleared_at: datetime,
         *,
         adjusted: dict[str, list[AdjustmentLine]],
+        arrivals: dict[str, Arrival],
     ) -> None:
-        """Write a clearing run: the day, its sums, its lines and its adjustments, in one unit
-        of work."""
+        """Write a clearing run: the day, its sums, its lines, its adjustments and each
+        merchant's arrival, in one unit of work."""
         with self._write() as tx:
             connection = tx.connection
             connection.execute(
@@ -938,6 +1038,10 @@ class ClearingStore:
             if kept:
                 # the exception is the key: one kept on another day already fails the run
                 connection.execute(t.clearing_adjustments.insert(), kept)
+            if arrivals:
+                connection.execute(
+                    t.clearing_arrivals.insert(), _arrival_rows(day, arrivals, cleared_at)
+                )
             # through the driver: a day is many rows, each written once
             cursor = tx.cursor()
             try:
@@ -951,6 +1055,59 @@ class ClearingStore:
                         cursor.executemany(insert, rows[chunk : chunk + INSERT_ROWS_MAX])
             except self.engine.dialect.loaded_dbapi.Error as exc:
                 raise StorageError(f"host store: clearing lines of {day}: {exc}") from exc
+
+    def _run_again(
+        self,
+        done: ClearedDay,
+        totals: Totals,
+        adjusted: dict[str, list[AdjustmentLine]],
+        arrivals: dict[str, Arrival],
+        now: datetime,
+    ) -> ClearedDay:
+        """A run of a day already cleared: ``done`` if the records give what it kept (else
+        the refusal to rewrite it). The arrivals it kept stay as they are; a merchant without
+        one (a day cleared before they were kept) gets the one computed now."""
+        same = _same_run(done, totals, self._kept_adjustments(done.trading_day), adjusted)
+        kept = self.kept_arrivals(done.trading_day)
+        missing = {
+            merchant_id: arrival
+            for merchant_id, arrival in arrivals.items()
+            if merchant_id not in kept
+        }
+        if missing:
+            try:
+                with self._write() as tx:
+                    tx.connection.execute(
+                        t.clearing_arrivals.insert(),
+                        _arrival_rows(done.trading_day, missing, naive_utc(now)),
+                    )
+            except StorageError:
+                # another run kept them meanwhile: theirs stand
+                if set(missing) - set(self.kept_arrivals(done.trading_day)):
+                    raise
+        return same
+
+    def kept_arrivals(self, day: date, *, merchant_id: str | None = None) -> dict[str, Arrival]:
+        """Per merchant, the arrival the clearing run of ``day`` kept (none: not cleared, or
+        cleared before arrivals were kept)."""
+        arrivals = t.clearing_arrivals.c
+        query = sa.select(t.clearing_arrivals).where(arrivals.trading_day == day)
+        if merchant_id is not None:
+            query = query.where(arrivals.merchant_id == merchant_id)
+        with self._read() as connection:
+            rows = connection.execute(query).all()
+        try:
+            return {
+                row.merchant_id: Arrival(
+                    row.trading_day,
+                    SettlementCycle(row.cycle),
+                    row.arrival_date,
+                    bool(row.provisional),
+                )
+                for row in rows
+            }
+        except ValueError as exc:
+            raise StorageError(f"host store: clearing arrival: {exc}") from exc
 
     def cleared_day(self, day: date) -> ClearedDay | None:
         """The clearing run of ``day``, or None if the day is not cleared."""
@@ -1088,8 +1245,10 @@ class ClearingStore:
         rules = self.rules()
         start, end = trading_day_bounds(day, rules.cutoffs)
         cleared = self.cleared_day(day) is not None
+        arrival: Arrival | None = None
         if cleared:
             lines = self._kept_lines(day, merchant_id)
+            arrival = self.kept_arrivals(day, merchant_id=merchant_id).get(merchant_id)
         else:
             records = self.records(start, end, merchant_id=merchant_id)
             lines = price_lines(day, records, rules, merchant_ids=(merchant_id,))[merchant_id]
@@ -1103,6 +1262,7 @@ class ClearingStore:
             exceptions=self.exceptions(start, end, merchant_id=merchant_id),
             cleared=cleared,
             adjustments=adjustments,
+            arrival=arrival,
         )
 
     def _parts(self, day: date, rules: ClearingRules) -> dict[str, list[SummaryPart]]:
@@ -1120,10 +1280,12 @@ class ClearingStore:
             rules = rules or self.rules()
             parts = self._parts(day, rules)
             adjusted = self._adjustments(day, rules)
+            arrivals = self.kept_arrivals(day)
         return [
             summarize(
                 merchant_id, day, parts.get(merchant_id, ()), rules,
                 adjustment_fen=sum(line.amount_fen for line in adjusted.get(merchant_id, ())),
+                arrival=arrivals.get(merchant_id),
             )
             for merchant_id in sorted(set(parts) | set(adjusted))
         ]  # fmt: skip
@@ -1134,7 +1296,8 @@ class ClearingStore:
             rules = self.rules()
             parts = self._parts(day, rules)
             adjusted = self._adjustments(day, rules)
-        return clearing_file_of(day, parts, rules, adjusted)
+            arrivals = self.kept_arrivals(day)
+        return clearing_file_of(day, parts, rules, adjusted, arrivals)
 
 
 def _same_run(
@@ -1163,6 +1326,46 @@ def _same_run(
             "the difference as an exception"
         )
     return done
+
+
+# Merchants one refusal names at most (the rest are counted).
+MERCHANTS_NAMED_MAX: Final = 5
+
+
+def _next_id(entries: Iterable[Any], name: str) -> int:
+    return max((getattr(entry, name) for entry in entries), default=0) + 1
+
+
+def _repricing_text(what: str, found: Repricing) -> str:
+    """One line: what a rule from the day under way would re-price, and the day it may take
+    effect from."""
+    day = found.trading_day
+    merchants = ", ".join(found.merchant_ids[:MERCHANTS_NAMED_MAX])
+    if len(found.merchant_ids) > MERCHANTS_NAMED_MAX:
+        merchants += f" and {len(found.merchant_ids) - MERCHANTS_NAMED_MAX} more"
+    return (
+        f"{what} from {day} would re-price {found.count} transaction(s) already made on "
+        f"trading day {day} (gross {format_fen(found.gross_fen)}, fees "
+        f"{format_fen(found.fee_before_fen)} -> {format_fen(found.fee_after_fen)}) of "
+        f"merchant(s) {merchants}: a transaction keeps the price it was made at; set it from "
+        f"{day + timedelta(days=1)} (the next trading day)"
+    )
+
+
+def _arrival_rows(
+    day: date, arrivals: dict[str, Arrival], recorded_at: datetime
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "trading_day": day,
+            "merchant_id": merchant_id,
+            "cycle": arrival.cycle.value,
+            "arrival_date": arrival.arrival_date,
+            "provisional": arrival.provisional,
+            "recorded_at": recorded_at,
+        }
+        for merchant_id, arrival in arrivals.items()
+    ]
 
 
 def _describe(totals: Totals) -> str:

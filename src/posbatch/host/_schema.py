@@ -21,6 +21,7 @@ __all__ = [
     "card_bins",
     "cleared_days",
     "clearing_adjustments",
+    "clearing_arrivals",
     "clearing_lines",
     "clearing_sums",
     "cutoffs",
@@ -333,6 +334,25 @@ clearing_adjustments = sa.Table(
     sa.Column("amount_fen", sa.BigInteger, nullable=False),  # signed: added to the net
     sa.Column("at", sa.DateTime, nullable=False),  # resolved_at
     sa.Index("ix_host_clearing_adjustments_day_merchant", "trading_day", "merchant_id"),
+)
+
+# ... and, per merchant, the arrival date (到账日) the run computed and the cycle it applied:
+# what was promised stays what was promised, whatever the calendar says later (an override,
+# a new release of the holidays package).
+clearing_arrivals = sa.Table(
+    "host_clearing_arrivals",
+    metadata,
+    sa.Column(
+        "trading_day",
+        sa.Date,
+        sa.ForeignKey("host_cleared_days.trading_day"),
+        primary_key=True,
+    ),
+    sa.Column("merchant_id", sa.String(15), primary_key=True),
+    sa.Column("cycle", sa.String(4), nullable=False),
+    sa.Column("arrival_date", sa.Date, nullable=False),
+    sa.Column("provisional", sa.Boolean, nullable=False),  # computed through an unpublished year
+    sa.Column("recorded_at", sa.DateTime, nullable=False),
 )
 
 # Clearing reads a trading day by approval time (ix_host_transactions_created, below: the back

@@ -23,6 +23,7 @@ import typer
 from posbatch import storage
 from posbatch.batch.money import format_fen
 from posbatch.clearing import (
+    Arrival,
     CardBin,
     CardClass,
     ClearingRules,
@@ -162,7 +163,9 @@ def set_fees(
     """Set a fee schedule (手续费) from a trading day on; the history is kept.
 
     Every rate is a percentage with its sign; caps are yuan. A schedule takes effect
-    from the current trading day or later, never earlier (cleared days never change).
+    from a coming trading day; from the one under way only if it re-prices none of the
+    transactions already made that day (a transaction keeps the price it was made at),
+    never earlier (cleared days never change).
 
     Example: posbatch host set-fees --standard --from 2026-10-01 --debit 0.60% --debit-cap 20.00
     --credit 0.60% --foreign-debit 2.50% --foreign-credit 2.50%
@@ -188,10 +191,23 @@ def set_fees(
         )
     except PosbatchError as exc:
         raise _fail(exc) from exc
+    now = _now()
     with _clearing(data_dir, create=True) as clearing:
-        saved = clearing.set_fee_schedule(schedule, now=_now())
+        saved = clearing.set_fee_schedule(schedule, now=now)
+        today = clearing.current_trading_day(now)
     typer.echo(f"fee schedule #{saved.schedule_id} of {_whose(owner)} from {saved.effective_from}:")
     typer.echo(_schedule_text(saved))
+    _say_if_today(saved.effective_from, today)
+
+
+def _say_if_today(effective_from: date, today: date) -> None:
+    """A rule from the trading day under way was taken only because it re-prices nothing
+    already made: say so (one line)."""
+    if effective_from == today:
+        typer.echo(
+            f"from the trading day under way ({today}): no transaction already made that day "
+            "is priced or paid otherwise"
+        )
 
 
 def _whose(merchant_id: str | None) -> str:
@@ -278,8 +294,11 @@ def set_terms(
             new_void or current.void_fee,
             new_refund or current.refund_fee,
         )
-        saved = clearing.set_merchant_terms(terms, now=_now())
+        now = _now()
+        saved = clearing.set_merchant_terms(terms, now=now)
+        today = clearing.current_trading_day(now)
     typer.echo(f"terms #{saved.terms_id} of {_whose(owner)} from {day}: {_terms_text(saved)}")
+    _say_if_today(day, today)
 
 
 def _terms_text(terms: MerchantTerms) -> str:
@@ -336,9 +355,12 @@ def set_card_bin(
         entry = CardBin(prefix.strip(), _funding(funding), parse_day(effective_from))
     except PosbatchError as exc:
         raise _fail(exc) from exc
+    now = _now()
     with _clearing(data_dir, create=True) as clearing:
-        clearing.set_card_bins([entry], now=_now())
+        clearing.set_card_bins([entry], now=now)
+        today = clearing.current_trading_day(now)
     typer.echo(f"cards {entry.prefix}… are {entry.funding.value} from {entry.effective_from}")
+    _say_if_today(entry.effective_from, today)
 
 
 def load_card_bins(
@@ -375,9 +397,12 @@ def load_card_bins(
             entries.append(CardBin(row[0].strip(), _funding(row[1]), day))
         except PosbatchError as exc:
             raise _fail(ClearingError(f"{file} line {number}: {exc}")) from exc
+    now = _now()
     with _clearing(data_dir, create=True) as clearing:
-        count = clearing.set_card_bins(entries, now=_now())
+        count = clearing.set_card_bins(entries, now=now)
+        today = clearing.current_trading_day(now)
     typer.echo(f"loaded {count} BIN entries from {day}")
+    _say_if_today(day, today)
 
 
 def card_bins(data_dir: DataDir = DATA_DIR_DEFAULT) -> None:
@@ -478,9 +503,15 @@ def arrival(
                 f"{beijing(traded):%Y-%m-%d %H:%M:%S} Beijing "
                 f"({traded.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC)"
             )
-        if chosen is None:
-            chosen = rules.terms_for(check_merchant_id(merchant_id), day).cycle
-        result = arrival_date(day, chosen, rules.calendar)
+        result: Arrival | None = None
+        if chosen is None and merchant_id is not None and note is None:
+            # a cleared day: the arrival its clearing run kept (what the merchant was promised)
+            with _clearing(data_dir) as clearing:
+                result = clearing.arrival(day, merchant_id=merchant_id)
+        if result is None:
+            if chosen is None:
+                chosen = rules.terms_for(check_merchant_id(merchant_id), day).cycle
+            result = arrival_date(day, chosen, rules.calendar)
     except PosbatchError as exc:
         raise _fail(exc) from exc
     typer.echo(render_arrival(shown, result, f"{cut.cutoff_on(day):%H:%M}"))
