@@ -135,14 +135,14 @@ def _downgrade(url: str, revision: str) -> None:
 
 
 def test_the_migration_upgrades_a_store_with_cleared_days(db_url: str) -> None:
-    """A store at the previous head (clearing_adjustments) holding a cleared day upgrades; the
+    """A store at the previous head (login_throttle) holding a cleared day upgrades; the
     day reads as before (arrival computed: none was kept), and running it again keeps the
     arrival, which then no longer moves."""
     world = World(db_url)
     _cleared_sep_30(world)
     statement = world.clearing.statement(MERCHANT_ID, SEP_30)
     world.close()
-    _downgrade(db_url, "clearing_adjustments")
+    _downgrade(db_url, "login_throttle")
     engine = sa.create_engine(db_url)
     with engine.connect() as connection:
         assert "host_clearing_arrivals" not in sa.inspect(connection).get_table_names()

@@ -11,7 +11,7 @@ until ``posbatch clearing run --date D`` is made again for them, which keeps the
 it computes then (nothing else of the day changes).
 
 Revision ID: clearing_arrivals
-Revises: clearing_adjustments
+Revises: login_throttle
 Create Date: 2026-12-07
 """
 
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "clearing_arrivals"
-down_revision = "clearing_adjustments"
+down_revision = "login_throttle"
 branch_labels = None
 depends_on = None
 
