@@ -19,6 +19,7 @@ import datetime as dt
 import getpass
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from posbatch import storage
+from posbatch.batch.cards import mask_card_numbers
 from posbatch.batch.model import BEIJING, shown_at
 from posbatch.catalog._checkout import (
     CATALOG_AGE_MINUTES_MAX,
@@ -45,7 +47,7 @@ from posbatch.catalog._checkout import (
     render_receipt,
 )
 from posbatch.catalog._csv import decode_catalog_csv, parse_catalog_csv, write_catalog_csv
-from posbatch.catalog._gtin import normalize_gtin
+from posbatch.catalog._gtin import GTIN_LENGTHS, gtin_check_digit, normalize_gtin
 from posbatch.catalog._orders_http import HttpOrderBook
 from posbatch.catalog._orders_store import TraceRow
 from posbatch.catalog._returns import (
@@ -74,8 +76,10 @@ from posbatch.catalog._tills import (
 from posbatch.catalog._verify import host_verifier_for
 from posbatch.catalog.payer import Card, OrderLedger, TerminalPayer, recover_pending_orders
 from posbatch.cli_support import (
+    error_line,
     listening_socket,
     log_to_stderr,
+    one_line,
     print_table,
     read_card_number,
 )
@@ -236,12 +240,33 @@ def _when(text: str | None) -> dt.datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=BEIJING)
 
 
+# A run of digits as long as a GTIN (8, 12, 13 or 14 digits).
+_GTIN_LIKE: Final = re.compile(r"(?<![0-9])[0-9]{8,14}(?![0-9])")
+
+
+def _gtins(text: str) -> frozenset[str]:
+    """The GTINs named in ``text``: runs of a GTIN's length whose GS1 check digit is right.
+    The card-number net shows them whole (a GTIN-13 or -14 is as long as a card number); a
+    card number of 16 to 19 digits is never one."""
+    return frozenset(
+        run
+        for run in _GTIN_LIKE.findall(text)
+        if len(run) in GTIN_LENGTHS and gtin_check_digit(run[:-1]) == run[-1]
+    )
+
+
+def _error_line(exc: Exception) -> str:
+    """``error: <exc>`` through the card-number net, the GTINs it names left whole."""
+    text = str(exc)
+    return error_line(text, allowed=_gtins(text))
+
+
 @contextmanager
 def _errors() -> Iterator[None]:
     try:
         yield
     except PosbatchError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(_error_line(exc), err=True)
         raise typer.Exit(2) from exc
 
 
@@ -345,6 +370,8 @@ def scan(
         if as_json:
             typer.echo(json.dumps({"raw": raw, "error": str(exc)}, ensure_ascii=False))
         else:
+            # Not through the card-number net: a scan's error names the barcode's digits (a
+            # GTIN is 14 of them, which the net would mask), from what was typed just now.
             typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     if as_json:
@@ -1408,14 +1435,17 @@ class _Session:
         console = self.console
         if isinstance(exc, CheckoutRefused):
             _refused(console, exc)
-        elif isinstance(exc, Declined):
-            console.print(f"[red]declined 交易被拒: {exc}[/red]", highlight=False)
+            return
+        text = one_line(exc)  # a peer's or a person's words may be in it: through the net
+        text = mask_card_numbers(text, allowed=_gtins(text))
+        if isinstance(exc, Declined):
+            console.print(f"[red]declined 交易被拒: {text}[/red]", highlight=False)
         elif isinstance(exc, HostUnreachable):
             console.print(
-                f"[red]no answer from the host 主机无应答: {exc}; {nothing}[/red]", highlight=False
+                f"[red]no answer from the host 主机无应答: {text}; {nothing}[/red]", highlight=False
             )
         else:
-            console.print(f"[red]error: {exc}[/red]", highlight=False)
+            console.print(f"[red]error: {text}[/red]", highlight=False)
             # Whatever the failure left pending: settle it from the journal now.
             _recover(console, self.orders, self.journal, self.terminal_id)
 
