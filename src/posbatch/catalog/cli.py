@@ -47,7 +47,7 @@ from posbatch.catalog._checkout import (
     render_receipt,
 )
 from posbatch.catalog._csv import decode_catalog_csv, parse_catalog_csv, write_catalog_csv
-from posbatch.catalog._gtin import GTIN_LENGTHS, gtin_check_digit, normalize_gtin
+from posbatch.catalog._gtin import GTIN_LENGTHS, normalize_gtin
 from posbatch.catalog._orders_http import HttpOrderBook
 from posbatch.catalog._orders_store import TraceRow
 from posbatch.catalog._returns import (
@@ -73,6 +73,7 @@ from posbatch.catalog._tills import (
     read_credential,
     write_credential,
 )
+from posbatch.catalog._trace_code import TRACE_CODE_DIGITS, TRACE_CODE_FIRST_DIGIT
 from posbatch.catalog._verify import host_verifier_for
 from posbatch.catalog.payer import Card, OrderLedger, TerminalPayer, recover_pending_orders
 from posbatch.cli_support import (
@@ -240,18 +241,19 @@ def _when(text: str | None) -> dt.datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=BEIJING)
 
 
-# A run of digits as long as a GTIN (8, 12, 13 or 14 digits).
-_GTIN_LIKE: Final = re.compile(r"(?<![0-9])[0-9]{8,14}(?![0-9])")
+_DIGIT_RUN: Final = re.compile(r"(?<![0-9])[0-9]+(?![0-9])")
 
 
 def _gtins(text: str) -> frozenset[str]:
-    """The GTINs named in ``text``: runs of a GTIN's length whose GS1 check digit is right.
-    The card-number net shows them whole (a GTIN-13 or -14 is as long as a card number); a
-    card number of 16 to 19 digits is never one."""
+    """The GTINs and drug traceability codes named in ``text``: runs of a GTIN's length (8,
+    12, 13 or 14 digits, its check digit right or not: an error names what was typed) and
+    codes of 20 digits starting with 8. The card-number net shows them whole (they are as
+    long as card numbers); a card number of 15 to 19 digits is never one of them."""
     return frozenset(
         run
-        for run in _GTIN_LIKE.findall(text)
-        if len(run) in GTIN_LENGTHS and gtin_check_digit(run[:-1]) == run[-1]
+        for run in _DIGIT_RUN.findall(text)
+        if len(run) in GTIN_LENGTHS
+        or (len(run) == TRACE_CODE_DIGITS and run.startswith(TRACE_CODE_FIRST_DIGIT))
     )
 
 
