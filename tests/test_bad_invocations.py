@@ -305,3 +305,54 @@ def test_the_journal_refuses_a_limit_it_cannot_show(in_world: Path, limit: str) 
     from the end); now a row count outside 1..100000 is a usage error naming --limit."""
     result = _run(["terminal", "journal", "--limit", limit])
     assert (result.exit_code, "--limit" in result.output) == (2, True), result.output
+
+
+FULL_WIDTH_PAN: Final = "６２２２０２１２３４５６７８９０１２８"
+NEGATIVE: Final = "amounts must be positive yuan like 12.50"
+SET_FEES: Final = ["host", "set-fees", "--merchant-id", MERCHANT_ID, "--debit", "0.60%",
+                   "--credit", "0.60%", "--foreign-debit", "1.00%", "--foreign-credit", "1.00%",
+                   "--from", "2026-12-01"]  # fmt: skip
+# (arguments, standard input, what the one error line says). Amounts, counts and card
+# numbers as people get them wrong: a sign (click took "-1" for an option and answered
+# "No such option: -1"), too many decimals, more than field 4 carries, digits of another
+# script, letters, and a card number typed where an amount or a STAN belongs.
+BAD_NUMBERS: Final = [
+    (["terminal", "sale", "-1"], "", f"-1 is refused: {NEGATIVE}"),
+    (["terminal", "sale", "-12.50"], "", f"-12.50 is refused: {NEGATIVE}"),
+    (["terminal", "refund", "1", "-0.5"], "", f"-0.5 is refused: {NEGATIVE}"),
+    (["terminal", "void", "-1"], "", f"-1 is refused: {NEGATIVE}"),
+    (["catalog", "receive", "6901234567892", "-1"], "", f"-1 is refused: {NEGATIVE}"),
+    (["terminal", "sale", "12.505"], "", "must be yuan with at most 2 decimals, like 12.50"),
+    (["terminal", "sale", "10000000000.00"], "", "is too large: at most 10 digits of yuan"),
+    (["terminal", "sale", "１２.５０"], "", "must be yuan with at most 2 decimals, like 12.50"),
+    (["terminal", "sale", PAN], "", "amount '622202*********0128' is too large"),
+    (["terminal", "refund", PAN, "5.00"], "", "Invalid value for 'stan'"),
+    (["catalog", "receive", "6901234567892", PAN], "", "quantity received 622202*********0128"),
+    ([*SET_FEES, "--debit-cap", "-1"], "", "like 12.50"),
+    ([*SET_FEES, "--debit-cap", "0.001"], "", "at most 2 decimals"),
+    ([*SET_FEES, "--debit-cap", PAN], "", "'622202*********0128' is too large"),
+    (["terminal", "sale", "12.50"], "6222abc1234567890128\n", "12 to 19 digits 0-9"),
+    (["terminal", "sale", "12.50"], FULL_WIDTH_PAN + "\n", "12 to 19 digits 0-9"),
+    ([PAN], "", "No such command '622202*********0128'"),
+    # a GTIN is as long as a card number: a catalog error names it whole when it is one
+    (["catalog", "receive", "4006381333931", "5"], "", "unknown product 04006381333931"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("argv", "typed", "says"), BAD_NUMBERS, ids=" ".join)
+def test_a_bad_number_is_one_line_without_the_card_number(
+    in_world: Path, argv: list[str], typed: str, says: str
+) -> None:
+    """Each bad amount, count or card number: exit 2, one line that says what is wrong and
+    how it is written, never a traceback, never the card number beyond its first 6 / last 4
+    (in ASCII digits or full-width)."""
+    signal.alarm(INVOCATION_TIMEOUT_S)
+    try:
+        result = runner.invoke(app, argv, input=typed)
+    finally:
+        signal.alarm(0)
+    lines = result.output.strip().splitlines()
+    assert (2, 1) == (result.exit_code, len(lines)), result.output
+    assert lines[0].startswith("error: ") and says in lines[0], lines[0]
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert PAN not in result.output and FULL_WIDTH_PAN not in result.output

@@ -30,6 +30,7 @@ import errno
 import gc
 import logging
 import os
+import re
 import select
 import socket
 import sys
@@ -37,6 +38,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 import typer
+
+# typer vendors click (typer._click) and exports none of its usage errors but BadParameter.
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, NoSuchOption, UsageError
 from typer.core import TyperGroup
 
 from posbatch.batch.cards import mask_card_numbers, ungrouped
@@ -158,21 +162,68 @@ def end_quietly() -> typer.Exit:
     return typer.Exit(EXIT_OUTPUT_CUT)
 
 
+# A value click took for an option because it starts with "-": a negative number.
+_NEGATIVE_NUMBER: Final = re.compile(r"-\.?[0-9]")
+
+
+def error_line(text: str, *, allowed: frozenset[str] = frozenset()) -> str:
+    """``error: <text>``, card numbers in it masked to their first 6 and last 4 (but the
+    ``allowed`` ids): an error may quote what was typed (an amount field given a card
+    number)."""
+    return f"error: {mask_card_numbers(text, allowed=allowed)}"
+
+
+def usage_error_line(exc: UsageError, typed: list[str]) -> str:
+    """A usage error (a value click or a command refused, an unknown option or command) as
+    one error line that names the command's help. ``typed`` are the arguments the command
+    was given: click names only the first character of "-0.5" (as the option "-0")."""
+    if isinstance(exc, NoSuchOption) and _NEGATIVE_NUMBER.match(exc.option_name):
+        number = next((a for a in typed if a.startswith(exc.option_name)), exc.option_name)
+        text = (
+            f"{number} is refused: amounts must be positive yuan like 12.50, and "
+            "counts, STANs and batch numbers positive whole numbers (no sign)"
+        )
+    else:
+        text = one_line(ClickException(exc.format_message()))
+    if exc.ctx is not None:
+        text += f" (see: {exc.ctx.command_path} --help)"
+    return error_line(text)
+
+
 class OneLineErrors(TyperGroup):
-    """A typer group whose commands end in one line and exit 2 on a PosbatchError, and
-    end quietly when their output is cut."""
+    """A typer group whose commands end in one line and exit 2 on a PosbatchError or a usage
+    error, and end quietly when their output is cut. Every error line goes through the card
+    number net (:func:`error_line`)."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any
+    ) -> Any:  # typer.core.Context: the root's own options and arguments are parsed here
+        typed = list(args)
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except NoArgsIsHelpError:  # help, not an error
+            raise
+        except UsageError as exc:
+            typer.echo(usage_error_line(exc, typed), err=True)
+            raise typer.Exit(EXIT_BAD_INPUT) from exc
 
     def invoke(self, ctx: Any) -> Any:  # typer.core.Context (typer vendors click)
+        typed = list(ctx.args)  # the sub-command's arguments (invoke empties ctx.args)
         try:
             return super().invoke(ctx)
+        except NoArgsIsHelpError:  # help, not an error
+            raise
+        except UsageError as exc:  # a sub-command's parameters, or no such command
+            typer.echo(usage_error_line(exc, typed), err=True)
+            raise typer.Exit(EXIT_BAD_INPUT) from exc
         except PosbatchError as exc:
-            typer.echo(f"error: {one_line(exc)}", err=True)
+            typer.echo(error_line(one_line(exc)), err=True)
             raise typer.Exit(EXIT_BAD_INPUT) from exc
         except OSError as exc:  # a path or address no layer translated: still the input's
             if output_cut(exc):  # `posbatch ... | head`: the reader has what it wanted
                 raise end_quietly() from exc
             where = f" ({exc.filename})" if exc.filename else ""
-            typer.echo(f"error: {exc.strerror or one_line(exc)}{where}", err=True)
+            typer.echo(error_line(f"{exc.strerror or one_line(exc)}{where}"), err=True)
             raise typer.Exit(EXIT_BAD_INPUT) from exc
 
 

@@ -65,11 +65,13 @@ def test_safe_cells(value: object, expected: str) -> None:
         ("4111111111111", "411111***1111"),  # 13 digits
         ("rrn 123456789012 stan 000001", "rrn 123456789012 stan 000001"),  # 12: not a card
         ("merchant 898110054110001x", "merchant 898110*****0001x"),  # 15 digits look like one
-        ("62220212345678901234", "62220212345678901234"),  # 20 digits: not a card number
+        # 20 digits: a card number glued to others (it was left whole, card and all)
+        ("62220212345678901234", "622202**********1234"),
     ],
 )
 def test_card_numbers_in_free_text_are_masked(text: str, expected: str) -> None:
-    """Any run of 13–19 digits in free text shows first 6 / last 4 only."""
+    """Any run of 13–19 digits in free text, or a longer one that may hold a card number,
+    shows first 6 / last 4 only."""
     assert expected == mask_card_numbers(text)
 
 

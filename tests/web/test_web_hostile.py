@@ -318,3 +318,19 @@ async def test_an_unknown_user_named_by_a_card_number_is_not_echoed(
     )
     assert 404 == answer.status_code
     assert CARD not in answer.text
+
+
+@pytest.mark.parametrize("typed", CARD_FORMS)
+async def test_an_error_page_never_quotes_a_card_number_typed_into_a_form(
+    world: World, client: httpx.AsyncClient, typed: str
+) -> None:
+    """A card number typed into the amount of a resolution: the error page quoted the refused
+    value whole ("amount '6222021234567890128' is too large")."""
+    csrf = await log_in(client, "sam")
+    answer = await client.post(
+        "/exceptions/resolve",
+        data={"id": "1", "resolution": "credit-merchant", "amount": typed, "csrf_token": csrf},
+    )
+    assert 400 == answer.status_code, answer.text[-400:]
+    assert "amount" in answer.text
+    assert CARD not in _digits(answer.text)

@@ -6,9 +6,10 @@ refunded" keeps 622202*********0123), unless it is one of the ids passed as allo
 
 What a person types is not always ASCII: a Chinese input method in full-width mode writes
 ６２２２…, a pasted number may carry no-break spaces. Digits of every script become ASCII
-digits and every kind of space a space before the card numbers are looked for. A run of
-more than 19 digits (a PAN glued to other digits, as in a batch-upload record's zero-filled
-n20) is masked whole to its first 6 and last 4 too: it may hold a card number anywhere."""
+digits and every kind of space a space, so that what is kept reads the same everywhere. The
+net itself finds card numbers in digits of any script, grouped by any kind of separator, and
+inside runs longer than 19 digits (a PAN glued to other digits, as in a batch-upload
+record's zero-filled n20)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import re
 import unicodedata
 from typing import Final
 
-from posbatch.batch.cards import PAN_DIGITS_MAX, mask_card_numbers, mask_pan
+from posbatch.batch.cards import mask_card_numbers
 
 __all__ = ["clean_text", "mask_card_numbers"]
 
@@ -24,8 +25,6 @@ _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]+")
 # Any character beyond ASCII: a digit of another script or a space of another kind is
 # made ASCII, anything else is left as it is.
 _OTHER_DIGIT_OR_SPACE: Final = re.compile(r"[^\x00-\x7f]")
-# More digits in a row (grouped or not, like _CARD_NUMBER_LIKE) than any card number has.
-_LONG_RUN: Final = re.compile(rf"(?<![0-9])(?:[0-9][ -]?){{{PAN_DIGITS_MAX},}}[0-9](?![0-9])")
 
 
 def _ascii_digit_or_space(match: re.Match[str]) -> str:
@@ -37,10 +36,6 @@ def _ascii_digit_or_space(match: re.Match[str]) -> str:
     return char
 
 
-def _mask_long_run(match: re.Match[str]) -> str:
-    return mask_pan(match.group(0).replace(" ", "").replace("-", ""))
-
-
 def clean_text(text: str, chars_max: int, *, allowed: frozenset[str] = frozenset()) -> str:
     """``text`` on one line (control characters become spaces), cut to ``chars_max``,
     card numbers masked (also in digits of other scripts, and inside longer runs)."""
@@ -48,5 +43,4 @@ def clean_text(text: str, chars_max: int, *, allowed: frozenset[str] = frozenset
     if not one_line.isascii():
         one_line = _OTHER_DIGIT_OR_SPACE.sub(_ascii_digit_or_space, one_line)
     # Mask before cutting, so a cut can never leave the digits of a number unmasked.
-    masked = mask_card_numbers(one_line, allowed=allowed)
-    return _LONG_RUN.sub(_mask_long_run, masked)[:chars_max]
+    return mask_card_numbers(one_line, allowed=allowed)[:chars_max]

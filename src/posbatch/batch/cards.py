@@ -29,6 +29,7 @@ Pure: strings in, a refusal (or None) out. A refusal never quotes the PAN.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Final
 
@@ -68,15 +69,32 @@ TRACK2_SEPARATOR: Final = "="
 _VALUE: Final = bytes.maketrans(b"0123456789", bytes(range(10)))
 _DOUBLED_VALUE: Final = bytes.maketrans(b"0123456789", bytes((0, 2, 4, 6, 8, 1, 3, 5, 7, 9)))
 PAN_SHOWN_DIGITS: Final = 6 + 4  # what may be shown of a card number: first 6, last 4
-# A card number in free text: 12–19 digits, also written in groups ("6222 0212 3456 7890 123").
-_CARD_NUMBER_LIKE: Final = re.compile(r"(?<![0-9])(?:[0-9][ -]?){11,18}[0-9](?![0-9])")
+# What may stand between two digits of one card number written in free text: a space of
+# any kind (a tab, a no-break or an ideographic space), a hyphen or dash of any kind, a dot,
+# a slash, an underscore, their full-width forms, and the invisible joiners a paste may
+# carry (zero-width space, BOM) — one or two of them ("6222  0212", "6222 - 0212" is three
+# and splits). More would join the columns of a table.
+_SEPARATOR: Final = (
+    "[ \t._/\\-\u00a0\u1680\u2000-\u200d\u2010-\u2015\u202f\u205f\u2060\u2212"
+    "\u3000\ufeff\uff0d\uff0e\uff0f\uff3f]"
+)
+SEPARATOR_CHARS_MAX: Final = 2
+_SEPARATORS: Final = re.compile(f"({_SEPARATOR}+)")
+# A card number in free text: a run of at least 12 digits of any script (``\d`` is every
+# Unicode decimal digit: ASCII, full-width ６, Arabic-Indic ٣ …), written whole or in groups
+# ("6222 0212 3456 7890 123"), as long as it goes on — a card number glued to a date, an
+# amount or a zero fill is inside a longer run, so the whole run is what is judged.
+_CARD_NUMBER_LIKE: Final = re.compile(
+    rf"(?<!\d)\d(?:{_SEPARATOR}{{0,{SEPARATOR_CHARS_MAX}}}\d){{{PAN_DIGITS_MIN - 1},}}"
+)
 # A card number as a person types it: groups of digits split by single spaces or hyphens.
 _DIGIT_GROUPS: Final = re.compile(r"[0-9]+(?:[ -][0-9]+)*")
-# What every match of _CARD_NUMBER_LIKE holds: 12 characters of [0-9 -] in a row. A text
-# without them has no card number. Found on the text's UTF-8 bytes translated byte by byte
-# (those 12 characters to "1", anything else to "0"; no other character's UTF-8 bytes are
-# ascii), 14 times faster than a regular expression (a server's every log line).
-_SPAN_CHARACTERS: Final = frozenset(b"0123456789 -")
+# What every match of _CARD_NUMBER_LIKE holds: 12 characters in a row, each an ASCII digit,
+# an ASCII separator or a character beyond ASCII (a digit or separator of another script).
+# A text without them has no card number. Found on the text's UTF-8 bytes translated byte by
+# byte (those ASCII characters and every byte of a character beyond ASCII to "1", anything
+# else to "0"), 14 times faster than a regular expression (a server's every log line).
+_SPAN_CHARACTERS: Final = frozenset(b"0123456789 \t._/-") | frozenset(range(0x80, 0x100))
 _SPAN_BYTES: Final = bytes(0x31 if byte in _SPAN_CHARACTERS else 0x30 for byte in range(256))
 _SPAN: Final = b"1" * PAN_DIGITS_MIN
 
@@ -121,23 +139,70 @@ def mask_card_numbers(text: str, *, allowed: frozenset[str] = frozenset()) -> st
     """``text`` with every card number in it masked to its first 6 and last 4 digits.
 
     The one safety net of every log line, page, export and bundle that may carry text a
-    peer or a person typed. A card number is a run of 13–19 digits (grouped or not), or a
-    run of 12 that this profile would take as one (no leading 0, Luhn check digit valid):
-    a 12-digit RRN or a zero-filled amount is left readable unless it could be a card.
-    ``allowed`` are ids shown whole (a 15-digit merchant id).
+    peer or a person typed. It looks at runs of digits of any script (full-width ６２２２,
+    Arabic-Indic …), whole or grouped by one or two separators (spaces of any kind,
+    hyphens, dots, slashes, underscores). A run of 13–19 digits is a card number; a run of
+    12 is one when this profile would take it as one (no leading 0, Luhn check digit
+    valid): a 12-digit RRN or a zero-filled amount is left readable unless it could be a
+    card. A run longer than 19 (a card number glued to a date or an amount, the zero-filled
+    n20 of a batch-upload record) may hold a card number anywhere: it is masked whole to
+    its first 6 and last 4, unless no 12 of its digits can start a card number (all zeros
+    but for its last 11: a zero-filled total). ``allowed`` are ids shown whole (a 15-digit
+    merchant id). A masked run is written in ASCII digits, without its separators.
     """
 
     def mask(match: re.Match[str]) -> str:
-        digits = match.group(0).replace(" ", "").replace("-", "")
-        if digits in allowed:
-            return match.group(0)
-        if len(digits) == PAN_DIGITS_MIN and check_pan(digits) is not None:
-            return match.group(0)
-        return mask_pan(digits)
+        grouped = match.group(0)
+        if not allowed or _ascii_digits(grouped) in allowed:
+            return _mask_run(grouped, allowed)
+        # An allowed id is a group of its own ("898110054110001 10000001": a merchant id
+        # and a terminal id side by side): shown whole, and what is on each side of it is
+        # judged as a run of its own.
+        pieces = _SEPARATORS.split(grouped)  # groups, with the separators between them
+        masked: list[str] = []
+        run: list[str] = []
+        for index, piece in enumerate(pieces):
+            if index % 2 == 0 and _ascii_digits(piece) in allowed:
+                if run:
+                    masked.append(_mask_run("".join(run[:-1]), allowed) + run[-1])
+                    run = []
+                masked.append(piece)
+            elif index % 2 == 1 and not run:
+                masked.append(piece)
+            else:
+                run.append(piece)
+        if run:
+            masked.append(_mask_run("".join(run), allowed))
+        return "".join(masked)
 
     if not may_hold_card_number(text):
         return text
     return _CARD_NUMBER_LIKE.sub(mask, text)
+
+
+def _mask_run(grouped: str, allowed: frozenset[str]) -> str:
+    """``grouped`` (digits and separators) masked when it may be or hold a card number."""
+    digits = _ascii_digits(grouped)
+    if len(digits) < PAN_DIGITS_MIN or digits in allowed:
+        return grouped
+    if len(digits) == PAN_DIGITS_MIN and check_pan(digits) is not None:
+        return grouped
+    if len(digits) > PAN_DIGITS_MAX and not _may_start_a_card_number(digits):
+        return grouped
+    return mask_pan(digits)
+
+
+def _ascii_digits(grouped: str) -> str:
+    """The digits of ``grouped`` (digits of any script and separators) as ASCII digits."""
+    if grouped.isascii():
+        return "".join(char for char in grouped if char.isdigit())
+    return "".join(str(unicodedata.decimal(char)) for char in grouped if char.isdecimal())
+
+
+def _may_start_a_card_number(digits: str) -> bool:
+    """Whether a digit other than 0 has at least 11 digits after it: a card number (12 to
+    19 digits, never a leading 0) could start there."""
+    return bool(digits[: len(digits) - PAN_DIGITS_MIN + 1].strip("0"))
 
 
 def ungrouped(typed: str) -> str:
@@ -150,8 +215,9 @@ def ungrouped(typed: str) -> str:
 
 
 def may_hold_card_number(text: str) -> bool:
-    """Whether ``text`` holds 12 characters in a row that digits, spaces and dashes could
-    make: without them it holds no card number (:func:`mask_card_numbers` leaves it)."""
+    """Whether ``text`` holds 12 characters in a row that digits and separators could make
+    (any character beyond ASCII counts as one): without them it holds no card number
+    (:func:`mask_card_numbers` leaves it)."""
     return _SPAN in text.encode("utf-8", "surrogatepass").translate(_SPAN_BYTES)
 
 

@@ -19,6 +19,7 @@ import datetime as dt
 import getpass
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from posbatch import storage
+from posbatch.batch.cards import mask_card_numbers
 from posbatch.batch.model import BEIJING, shown_at
 from posbatch.catalog._checkout import (
     CATALOG_AGE_MINUTES_MAX,
@@ -45,7 +47,7 @@ from posbatch.catalog._checkout import (
     render_receipt,
 )
 from posbatch.catalog._csv import decode_catalog_csv, parse_catalog_csv, write_catalog_csv
-from posbatch.catalog._gtin import normalize_gtin
+from posbatch.catalog._gtin import GTIN_LENGTHS, normalize_gtin
 from posbatch.catalog._orders_http import HttpOrderBook
 from posbatch.catalog._orders_store import TraceRow
 from posbatch.catalog._returns import (
@@ -71,11 +73,14 @@ from posbatch.catalog._tills import (
     read_credential,
     write_credential,
 )
+from posbatch.catalog._trace_code import TRACE_CODE_DIGITS, TRACE_CODE_FIRST_DIGIT
 from posbatch.catalog._verify import host_verifier_for
 from posbatch.catalog.payer import Card, OrderLedger, TerminalPayer, recover_pending_orders
 from posbatch.cli_support import (
+    error_line,
     listening_socket,
     log_to_stderr,
+    one_line,
     print_table,
     read_card_number,
 )
@@ -236,12 +241,34 @@ def _when(text: str | None) -> dt.datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=BEIJING)
 
 
+_DIGIT_RUN: Final = re.compile(r"(?<![0-9])[0-9]+(?![0-9])")
+
+
+def _gtins(text: str) -> frozenset[str]:
+    """The GTINs and drug traceability codes named in ``text``: runs of a GTIN's length (8,
+    12, 13 or 14 digits, its check digit right or not: an error names what was typed) and
+    codes of 20 digits starting with 8. The card-number net shows them whole (they are as
+    long as card numbers); a card number of 15 to 19 digits is never one of them."""
+    return frozenset(
+        run
+        for run in _DIGIT_RUN.findall(text)
+        if len(run) in GTIN_LENGTHS
+        or (len(run) == TRACE_CODE_DIGITS and run.startswith(TRACE_CODE_FIRST_DIGIT))
+    )
+
+
+def _error_line(exc: Exception) -> str:
+    """``error: <exc>`` through the card-number net, the GTINs it names left whole."""
+    text = str(exc)
+    return error_line(text, allowed=_gtins(text))
+
+
 @contextmanager
 def _errors() -> Iterator[None]:
     try:
         yield
     except PosbatchError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(_error_line(exc), err=True)
         raise typer.Exit(2) from exc
 
 
@@ -345,6 +372,8 @@ def scan(
         if as_json:
             typer.echo(json.dumps({"raw": raw, "error": str(exc)}, ensure_ascii=False))
         else:
+            # Not through the card-number net: a scan's error names the barcode's digits (a
+            # GTIN is 14 of them, which the net would mask), from what was typed just now.
             typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
     if as_json:
@@ -1408,14 +1437,17 @@ class _Session:
         console = self.console
         if isinstance(exc, CheckoutRefused):
             _refused(console, exc)
-        elif isinstance(exc, Declined):
-            console.print(f"[red]declined 交易被拒: {exc}[/red]", highlight=False)
+            return
+        text = one_line(exc)  # a peer's or a person's words may be in it: through the net
+        text = mask_card_numbers(text, allowed=_gtins(text))
+        if isinstance(exc, Declined):
+            console.print(f"[red]declined 交易被拒: {text}[/red]", highlight=False)
         elif isinstance(exc, HostUnreachable):
             console.print(
-                f"[red]no answer from the host 主机无应答: {exc}; {nothing}[/red]", highlight=False
+                f"[red]no answer from the host 主机无应答: {text}; {nothing}[/red]", highlight=False
             )
         else:
-            console.print(f"[red]error: {exc}[/red]", highlight=False)
+            console.print(f"[red]error: {text}[/red]", highlight=False)
             # Whatever the failure left pending: settle it from the journal now.
             _recover(console, self.orders, self.journal, self.terminal_id)
 

@@ -31,6 +31,7 @@ from posbatch.batch.model import shown_at
 from posbatch.batch.money import format_fen
 from posbatch.cli_support import (
     OneLineErrors,
+    error_line,
     log_to_stderr,
     read_secret_file,
     refuse_secret_option,
@@ -173,7 +174,7 @@ def _registered(store: HostStore, terminal_id: str) -> None:
 
 
 def _fail(exc: PosbatchError) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
+    typer.echo(error_line(str(exc)), err=True)
     return typer.Exit(2)
 
 

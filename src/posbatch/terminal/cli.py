@@ -27,6 +27,7 @@ from posbatch.batch.counters import BATCH_NO_MAX, STAN_MAX
 from posbatch.batch.money import format_fen, parse_yuan
 from posbatch.cli_support import (
     OneLineErrors,
+    error_line,
     one_line,
     print_table,
     read_card_number,
@@ -79,7 +80,7 @@ def _clock() -> datetime:
 
 def _fail(exc: PosbatchError) -> typer.Exit:
     """One line on standard error (never wrapped to the screen's width), exit status 2."""
-    typer.echo(f"error: {one_line(exc)}", err=True)
+    typer.echo(error_line(one_line(exc)), err=True)
     return typer.Exit(2)
 
 

@@ -191,11 +191,13 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
         return HTMLResponse(body, status_code=status)
 
     def error_page(request: Request, ctx: Ctx | None, status: int, exc: Exception) -> Response:
+        # An error may quote what was typed (an amount field given a card number): masked.
+        error = mask_card_numbers(str(exc))
         if request.headers.get("hx-request") == "true":
             return HTMLResponse(
-                renderer.render("_error.html", error=str(exc), status=status), status_code=status
+                renderer.render("_error.html", error=error, status=status), status_code=status
             )
-        return page(request, ctx, "error.html", status, error=str(exc), status_code=status)
+        return page(request, ctx, "error.html", status, error=error, status_code=status)
 
     def session_of(request: Request) -> Session | None:
         token = request.cookies.get(SESSION_COOKIE, "")
@@ -248,7 +250,9 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
                     try:
                         return error_page(request, None, 503, exc)
                     except Exception:  # the page itself needs the store (its cut-off)
-                        return PlainTextResponse(f"503 {exc}", status_code=503)
+                        return PlainTextResponse(
+                            f"503 {mask_card_numbers(str(exc))}", status_code=503
+                        )
 
             def dispatch_reading(request: Request) -> Response:
                 ctx: Ctx | None = None
