@@ -100,6 +100,7 @@ def test_host_doctor_command_writes_a_bundle(world: World) -> None:
         (["--echo-count", "21"], "--echo-count"),
         (["--backup", "missing-backup.db"], "missing-backup.db"),
         (["--host-db", "nosuchdb://x"], "database"),
+        (["--host-db", "postgresql+psycopg://support:pw-in-ps@127.0.0.1:1/db"], "PGPASSWORD"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(

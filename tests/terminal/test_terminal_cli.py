@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,3 +135,29 @@ def test_batch_number_typed_twice_is_confirmed_by_the_host(
     wrong = runner.invoke(app, ["batch-no", "--data-dir", str(data_dir)], input="7\n7\n")
     assert (good.exit_code, wrong.exit_code) == (0, 2), good.output
     assert "not 000007" in wrong.output
+
+
+@pytest.mark.parametrize("command", [["status"], ["journal", "--verify"], ["sign-on"]])
+def test_a_journal_file_of_another_kind_is_refused_and_left_alone(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """journal.db that is a host store (any other database): one line, exit 2, and no
+    journal tables migrated into it."""
+    data_dir = tmp_path / "term"
+    _init(data_dir, "127.0.0.1:1")
+    journal = data_dir / "journal.db"
+    journal.unlink()
+    HostStore.open(f"sqlite:///{journal}", pan_key=b"k" * 32).close()
+    journal.chmod(0o600)
+    before = _table_names(journal)
+    result = runner.invoke(app, [*command, "--data-dir", str(data_dir)])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert (result.exit_code, len(lines)) == (2, 1), result.output
+    assert f"{journal} is not a posbatch terminal journal" in lines[0]
+    assert _table_names(journal) == before
+
+
+def _table_names(path: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return sorted(str(row[0]) for row in rows)

@@ -104,6 +104,19 @@ def test_bad_add_user_is_one_line_exit_2(
     assert (2, f"error: {message}\n") == (result.exit_code, result.output)
 
 
+def test_a_refused_first_user_leaves_no_store_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """add-user may make the store, but a user it refuses makes nothing (a typo in
+    --data-dir must not leave a new store, with keys of its own, behind)."""
+    monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
+    data_dir = tmp_path / "typo"
+    result = runner.invoke(
+        app, ["add-user", "bob", "--role", "ops", "--data-dir", str(data_dir)], input="short\n"
+    )
+    assert (result.exit_code, data_dir.exists()) == (2, False)
+
+
 def test_there_is_no_password_option() -> None:
     """A password on the command line would show in `ps`: the command has no such option."""
     result = runner.invoke(app, ["add-user", "bob", "--role", "ops", "--password", "x" * 12])

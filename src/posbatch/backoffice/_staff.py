@@ -188,6 +188,38 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
 
+def check_new_user(name: str, role: str, password: str, *, merchant_id: str | None) -> Role:
+    """The role of a new user; ConfigError for a bad name, role, merchant id or password.
+
+    Pure: the CLI checks before it opens (or makes) a store, so a refused user leaves
+    nothing behind.
+    """
+    if not _NAME.fullmatch(name):
+        raise ConfigError(
+            "a user name is 1..64 letters, digits, '_', '.', '@' or '-', "
+            "starting with a letter or digit"
+        )
+    if clean_text(name, len(name)) != name:
+        raise ConfigError("a user name may not look like a card number")
+    try:
+        user_role = Role(role)
+    except ValueError:
+        raise ConfigError("the role must be ops, support or merchant") from None
+    if user_role == Role.MERCHANT:
+        if (
+            merchant_id is None
+            or len(merchant_id) != MERCHANT_ID_CHARS
+            or not (merchant_id.isascii() and merchant_id.isalnum())
+        ):
+            raise ConfigError(
+                f"a merchant user needs --merchant-id ({MERCHANT_ID_CHARS} letters or digits)"
+            )
+    elif merchant_id is not None:
+        raise ConfigError("only a merchant user has a merchant id")
+    check_password_rules(password)
+    return user_role
+
+
 def check_password_rules(password: str) -> None:
     """ConfigError unless ``password`` is PASSWORD_CHARS_MIN..MAX printable characters."""
     if not PASSWORD_CHARS_MIN <= len(password) <= PASSWORD_CHARS_MAX:
@@ -238,29 +270,7 @@ class Staff:
     ) -> User:
         """A new, active user. ConfigError for a bad name/role/password; BackOfficeError
         (ConfigError) if the name is taken."""
-        if not _NAME.fullmatch(name):
-            raise ConfigError(
-                "a user name is 1..64 letters, digits, '_', '.', '@' or '-', "
-                "starting with a letter or digit"
-            )
-        if clean_text(name, len(name)) != name:
-            raise ConfigError("a user name may not look like a card number")
-        try:
-            user_role = Role(role)
-        except ValueError:
-            raise ConfigError("the role must be ops, support or merchant") from None
-        if user_role == Role.MERCHANT:
-            if (
-                merchant_id is None
-                or len(merchant_id) != MERCHANT_ID_CHARS
-                or not (merchant_id.isascii() and merchant_id.isalnum())
-            ):
-                raise ConfigError(
-                    f"a merchant user needs --merchant-id ({MERCHANT_ID_CHARS} letters or digits)"
-                )
-        elif merchant_id is not None:
-            raise ConfigError("only a merchant user has a merchant id")
-        check_password_rules(password)
+        user_role = check_new_user(name, role, password, merchant_id=merchant_id)
         password_hash = self.hasher.hash(password)
         with write(self.store) as connection:
             taken = connection.execute(

@@ -195,6 +195,7 @@ def doctor(
         if host_db is not None:
             from posbatch.host import HostStore  # noqa: PLC0415 - only with --host-db
 
+            _refuse_a_password_in(host_db)
             store = HostStore.open(  # doctor reads: it never migrates, never makes a store
                 host_db, migrate=False, create=False
             )
@@ -245,6 +246,22 @@ def doctor(
             store.close()
     _output(report, bundle=bundle, json_out=json_out, console=console, shown=shown)
     raise typer.Exit(_exit_code(report))
+
+
+def _refuse_a_password_in(url: str) -> None:
+    """A --host-db URL that carries a password is refused: ``ps`` shows it to every user."""
+    import sqlalchemy as sa  # noqa: PLC0415 - only with --host-db
+
+    try:
+        password = sa.engine.make_url(url).password
+    except sa.exc.ArgumentError:
+        return  # not a URL at all: opening it says so
+    if password:
+        raise ConfigError(
+            "--host-db with a password in it is refused: a command line is visible to every "
+            "user of this machine (ps); leave the password out of the URL and give it in "
+            "PGPASSWORD or ~/.pgpass"
+        )
 
 
 def _backup_passphrase(from_stdin: bool) -> str:

@@ -18,6 +18,7 @@ import secrets
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Final
@@ -61,7 +62,7 @@ from posbatch.host.server import (
     ServerLimits,
     serve,
 )
-from posbatch.host.store import PAN_HMAC_KEY_BYTES, HostStore
+from posbatch.host.store import PAN_HMAC_KEY_BYTES, HostStore, host_store_exists
 from posbatch.host.supervisor import Supervisor, reserve_port, say_listening, stop_with_parent
 from posbatch.wire import encode_totals, parse_tmk
 
@@ -90,15 +91,28 @@ DataDir = Annotated[
 Limit = Annotated[int, typer.Option("--limit", min=1, max=ROWS_MAX, help="Rows to show at most.")]
 
 
-def pan_key(data_dir: Path, *, create: bool = True) -> bytes | None:
-    """The PAN-hash key of this data directory (created on first use, mode 0600).
+def pan_key(
+    data_dir: Path, *, create: bool = True, store_exists: Callable[[], bool] | None = None
+) -> bytes | None:
+    """The PAN-hash key of this data directory (created with a new store, mode 0600).
 
     Without ``create`` a missing key is None: a command that never hashes a PAN.
+    ``store_exists`` tells whether the store is there already: its card numbers are
+    hashed under a key of their own, and a new key would match none of them (every
+    void and refund of an earlier sale declined 14, no duplicate found), so a missing
+    key of an existing store is refused, never made anew.
     """
     path = data_dir / PAN_KEY_FILE_NAME
     if not path.exists():
         if not create:
             return None
+        if store_exists is not None and store_exists():
+            raise ConfigError(
+                f"no PAN key at {path}, and this host store hashes its card numbers under "
+                f"its own: put back the {PAN_KEY_FILE_NAME} of this store (from the backup "
+                "of its data directory, or from another host process on the same database); "
+                "a new key would match none of its cards (see docs/host.md, Backups)"
+            )
         storage.write_private_file(path, secrets.token_hex(PAN_HMAC_KEY_BYTES), exclusive=True)
     text = storage.read_private_file(path, missing=f"no PAN key at {path}")
     try:
@@ -147,7 +161,7 @@ def open_store(data_dir: Path, *, migrate: bool = True, create: bool = False) ->
     try:
         return HostStore.open(
             url,
-            pan_key=pan_key(data_dir, create=create),
+            pan_key=pan_key(data_dir, create=create, store_exists=lambda: host_store_exists(url)),
             kek=store_kek,
             migrate=migrate,
             create=create,

@@ -110,6 +110,7 @@ __all__ = [
     "TransactionInfo",
     "TransactionRow",
     "TransactionStatus",
+    "host_store_exists",
     "naive_utc",
     "pending_keys_bytes",
 ]
@@ -206,8 +207,11 @@ class HostStore:
         try:
             if engine.dialect.name == "sqlite":
                 _begin_immediate(engine)
-            if not create and path is None:
-                _check_exists(engine)
+            if not create or path is not None:
+                # A store that must exist, or a SQLite file that is there already: a file
+                # of another kind (a terminal's journal, a backup) is refused, never migrated
+                # into a host store.
+                _check_exists(engine, missing_ok=create)
             if callable(kek):
                 kek = kek()
             if migrate:
@@ -675,19 +679,51 @@ def _claim_kek(engine: Engine, kek: KeyEncryptionKey) -> None:
         raise _kek_mismatch(str(recorded), kek)
 
 
-def _check_exists(engine: Engine) -> None:
-    """ConfigError unless the database (PostgreSQL) holds a host store already."""
+def _check_exists(engine: Engine, *, missing_ok: bool = False) -> None:
+    """ConfigError unless the database holds a host store already.
+
+    ``missing_ok``: an empty database (a store about to be made) passes; a database
+    holding other tables than a host store's never does.
+    """
     url = engine.url.render_as_string(hide_password=False)
     try:
         with engine.connect() as connection:
-            exists = sa.inspect(connection).has_table(VERSION_TABLE)
+            tables = sa.inspect(connection).get_table_names()
     except sa.exc.SQLAlchemyError as exc:
         raise StorageError(
             f"cannot open the database {storage.describe_database_error(exc, url)}"
         ) from exc
-    if not exists:
-        where = engine.url.render_as_string(hide_password=True)
+    if VERSION_TABLE in tables:
+        return
+    where = engine.url.render_as_string(hide_password=True)
+    path = storage.sqlite_path(url)
+    if path is not None and tables:
+        raise StoreMissingError(
+            f"{path} is not a posbatch host store (it holds {len(tables)} other tables, "
+            f"such as {sorted(tables)[0]}): nothing was changed"
+        )
+    if not missing_ok:
         raise StoreMissingError(f"no host store in {where} (nothing was created)")
+
+
+def host_store_exists(url: str) -> bool:
+    """True if ``url`` holds a host store already (nothing is created or changed)."""
+    path = storage.sqlite_path(url)
+    if path is not None and not path.is_file():
+        return False
+    if path is None and storage.is_memory_url(url):
+        return False
+    engine = storage.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return sa.inspect(connection).has_table(VERSION_TABLE)
+    except sa.exc.SQLAlchemyError as exc:
+        text = storage.describe_database_error(
+            exc, engine.url.render_as_string(hide_password=False)
+        )
+        raise StorageError(f"cannot open the database {text}") from exc
+    finally:
+        engine.dispose()
 
 
 def _check_migrated(engine: Engine) -> None:

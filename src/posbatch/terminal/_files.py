@@ -161,12 +161,33 @@ def open_terminal(
         raise ConfigError(f"no terminal in {data_dir}: run `posbatch terminal init` first")
     storage.check_private(data_dir)
     storage.check_private_database(data_dir / JOURNAL_FILE_NAME)
+    _require_journal(data_dir / JOURNAL_FILE_NAME)
     secrets = TerminalSecrets.load(data_dir / KEY_FILE_NAME)
     journal = Journal.open(journal_url(data_dir), verify=verify)
     terminal = Terminal(journal, secrets, clock=clock, exchange=exchange)
     if timeout_ms is not None:
         terminal.timeout_ms = timeout_ms
     return terminal
+
+
+def _require_journal(path: Path) -> None:
+    """ConfigError if the SQLite file at ``path`` holds tables but no journal's (a host
+    store, any other database): it is refused, read only, never migrated into a journal."""
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)
+        ) as db:
+            tables = sorted(
+                str(row[0])
+                for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            )
+    except sqlite3.Error:
+        return  # not SQLite at all, or unreadable: opening the journal says so
+    if tables and VERSION_TABLE not in tables:
+        raise ConfigError(
+            f"{path} is not a posbatch terminal journal (it holds {len(tables)} other tables, "
+            f"such as {tables[0]}): nothing was changed"
+        )
 
 
 @dataclass(frozen=True, slots=True)

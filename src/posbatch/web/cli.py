@@ -20,7 +20,7 @@ import typer
 
 from posbatch.backoffice import BackOffice, parse_cutoff
 from posbatch.backoffice._audit import Actor
-from posbatch.backoffice._staff import PASSWORD_CHARS_MAX
+from posbatch.backoffice._staff import PASSWORD_CHARS_MAX, check_new_user
 from posbatch.cli_support import error_line, listening_socket, log_to_stderr
 from posbatch.errors import ConfigError, PosbatchError
 from posbatch.host.cli import DATA_DIR_DEFAULT, open_store
@@ -195,6 +195,7 @@ def add_user(
     """
     try:
         password = _read_password()
+        check_new_user(name, role, password, merchant_id=merchant_id)  # before a store is made
         with open_store(data_dir, create=True) as store:  # the first user may come first
             office = BackOffice(store)
             actor = Actor(f"cli:{_login_name()}", "cli", "local")
