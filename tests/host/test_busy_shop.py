@@ -563,3 +563,30 @@ def test_a_thousand_silent_connections_do_not_keep_a_terminal_out(shop: Shop) ->
     terminal = shop.signed_on()
     assert approved(terminal.sale(100, PAN))
     assert len(held) == 1_000
+
+
+def test_a_half_closed_connection_gets_its_answers_then_is_closed(shop: Shop) -> None:
+    """A terminal (or a one-shot tool) that sends two sales and closes its sending side
+    (``shutdown(SHUT_WR)``) still reads both answers, then the host closes. Before, the host
+    closed at the peer's end of file: both sales were committed, their answers dropped, and
+    the terminal reversed two approved sales."""
+    terminal = shop.signed_on()
+    terminal.sock.sendall(frame(terminal.sale_body(100, PAN)) + frame(terminal.sale_body(200, PAN)))
+    terminal.sock.shutdown(socket.SHUT_WR)
+    answers = [terminal.receive(), terminal.receive()]
+    assert [(a.text(4), approved(a)) for a in answers] == [
+        ("000000000100", True),
+        ("000000000200", True),
+    ]
+    assert terminal.sock.recv(1) == b""  # then the host closes
+
+
+def test_a_half_close_with_nothing_owed_closes_at_once(shop: Shop) -> None:
+    """A peer that half-closes with no request in flight (and one unfinished frame, which can
+    never complete now) is closed at once: no slot kept until the idle limit."""
+    terminal = shop.signed_on()
+    terminal.sock.sendall(b"\x00\x40\x60")
+    terminal.sock.shutdown(socket.SHUT_WR)
+    started = time.monotonic()
+    assert terminal.sock.recv(1) == b""
+    assert time.monotonic() - started < 1.0
