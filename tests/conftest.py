@@ -49,6 +49,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 # PostgreSQL runs in `make test`. Each such run costs ~0.3 s of schema and migrations alone.
 POSTGRES_IN_SLOW_RUN: frozenset[str] = frozenset(
     {
+        "tests/host/test_busy_shop.py",
         "tests/host/test_core.py",
         "tests/host/test_promise_host.py",
         "tests/doctor/test_causes.py",

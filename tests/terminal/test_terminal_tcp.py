@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,4 +112,27 @@ async def test_duplicated_answer_is_not_taken_for_the_next_one(loopback: Loopbac
     first = await driver.run(terminal.sale_flow(1250, PAN))
     second = await driver.run(terminal.sale_flow(700, PAN))
     assert (first.approved, second.approved, driver.connects) == (True, True, 1)
+    assert problems(terminal, loopback.store, TERMINAL_ID) == []
+
+
+async def test_a_connection_the_host_closed_while_idle_is_replaced_before_the_sale(
+    loopback: Loopback,
+) -> None:
+    """A quiet shop: the host closes the connection after its idle limit. The next sale goes
+    on a new connection — approved, nothing reversed — instead of being written into the
+    closed one, timing out and being reversed (the customer's payment failing)."""
+    terminal, driver = loopback.terminal, loopback.driver
+    await driver.run(terminal.sign_on_flow())
+    assert (await driver.run(terminal.sale_flow(1250, PAN))).approved
+    idle_s = loopback.server.limits.idle_timeout_ms / 1000
+    loopback.server.sweep(time.monotonic() + idle_s + 1)  # the sweeper, after the idle limit
+    await asyncio.sleep(0.2)  # the host's FIN reaches the terminal's socket
+    assert loopback.server.connections == set()
+    sale = await driver.run(terminal.sale_flow(700, PAN))
+    states = [row.state for row in terminal.journal.transactions()]
+    assert (sale.approved, states, driver.connects) == (
+        True,
+        [TxnState.APPROVED, TxnState.APPROVED],
+        2,
+    )
     assert problems(terminal, loopback.store, TERMINAL_ID) == []

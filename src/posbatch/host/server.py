@@ -362,6 +362,7 @@ class _Connection(asyncio.Protocol):
         self._taking = False
         self._closing = False
         self._draining = False
+        self._peer_done = False  # the peer half-closed: it sends nothing more
         self.address = ""
         self.connected_at = 0.0
         self.last_activity = 0.0  # the last whole frame taken or answer written
@@ -399,6 +400,24 @@ class _Connection(asyncio.Protocol):
         if self._closing:
             return
         self._take(data, time.monotonic())
+
+    def eof_received(self) -> bool:
+        """asyncio: the peer closed its sending side (a half-close, ``shutdown(SHUT_WR)``
+        after its last request). What it sent is still answered, then the connection
+        closes; True keeps the transport open for those answers. (asyncio's default
+        closed at once: the requests were processed and committed, their answers
+        dropped, and the terminal reversed approved sales.)"""
+        self._peer_done = True
+        self._close_when_answered()
+        return True
+
+    def _close_when_answered(self) -> None:
+        """Once a half-closed peer has every answer it is owed, close (an unfinished
+        frame it left can never complete)."""
+        if self._peer_done and not self._pending and not self._closing:
+            self._closing = True
+            if self._transport is not None:
+                self._transport.close()
 
     def pause_writing(self) -> None:
         """asyncio: the unsent answers passed UNSENT_BYTES_MAX — read nothing more."""
@@ -532,6 +551,7 @@ class _Connection(asyncio.Protocol):
             now = time.monotonic()
             self.last_activity = now
             self._take(b"", now)  # frames that waited for room in flight
+            self._close_when_answered()
         self._update_reading()
 
     # --- limits -------------------------------------------------------------------------------

@@ -147,6 +147,12 @@ class TcpDriver:
 
     async def exchange(self, frame: bytes, timeout_ms: int) -> bytes | None:
         """Send one frame and wait for one answer frame; None on timeout or a lost connection."""
+        if frame and self._closed_by_peer():
+            # The host closed the connection while it was idle (its idle limit, a restart):
+            # nothing of this request has left, so a new connection carries it. Written
+            # into the closed one it would meet EOF, and an approvable sale would be
+            # reversed and shown failed.
+            await self.close()
         if self._writer is None and not await self._connect():
             return None
         assert self._writer is not None
@@ -158,6 +164,13 @@ class TcpDriver:
         except (OSError, TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             await self.close()
             return None
+
+    def _closed_by_peer(self) -> bool:
+        """Whether the open connection is known to be closed by the host: its end of file
+        has arrived with nothing left to read, or the transport is closing."""
+        if self._reader is None or self._writer is None:
+            return False
+        return self._reader.at_eof() or self._writer.is_closing()
 
     async def close(self) -> None:
         writer, self._reader, self._writer = self._writer, None, None
