@@ -65,3 +65,13 @@ def test_a_resolved_exception_is_not_left_to_work_off(store: HostStore, term: Te
         False,
         [True],
     ) == (_exceptions_check(store), "works off" in steps, [x.resolved for x in store.exceptions()])
+
+
+def test_the_cause_of_an_amount_differs_is_in_yuan_like_every_amount_beside_it(
+    store: HostStore, term: Terminal
+) -> None:
+    """The exception page, its CSV and the merchant's statement show the cause beside the
+    amounts in yuan (25.00 / 20.00): the cause said '2500 fen … 2000 fen'."""
+    _amounts_differ(term)
+    (item,) = store.exceptions(TERMINAL_ID)
+    assert "sale STAN 000003: terminal uploaded 25.00, host approved 20.00" == item.cause
