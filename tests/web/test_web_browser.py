@@ -203,6 +203,28 @@ def test_search_with_filters_then_refresh_keeps_them(page: Page, console: str) -
     assert [] == scan(page.content())
 
 
+def test_a_search_the_console_refuses_says_why_instead_of_keeping_the_old_rows(
+    page: Page, console: str
+) -> None:
+    """With htmx, a refused search (400, its one-line error in the results) was not swapped
+    in: the rows of the search before stayed on screen as if they answered the new one."""
+    log_in(page, console, "sam")
+    page.get_by_role("link", name="交易 Transactions").click()
+    page.get_by_label("卡号后四位 card last 4").fill(PAN_A[-4:])
+    page.get_by_role("button", name="查询 Search").click()
+    rows = page.locator("#transaction-rows tbody tr")
+    expect(rows.first).to_contain_text("622202*********0128")
+    page.get_by_label("卡号后四位 card last 4").fill("12")
+    page.get_by_role("button", name="查询 Search").click()
+    expect(page.locator("#results .error")).to_contain_text("last4: the last 4 digits of the card")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("no transactions")
+    page.get_by_label("卡号后四位 card last 4").fill(PAN_A[-4:])  # and it recovers
+    page.get_by_role("button", name="查询 Search").click()
+    expect(page.locator("#results .error")).to_have_count(0)
+    expect(rows.first).to_contain_text("622202*********0128")
+
+
 def test_resolve_an_exception_and_see_it_in_the_audit_log(page: Page, console: str) -> None:
     log_in(page, console, "sam")
     page.get_by_role("link", name="差错 Exceptions").click()
