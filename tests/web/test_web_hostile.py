@@ -319,3 +319,28 @@ async def test_an_unknown_user_named_by_a_card_number_is_not_echoed(
     )
     assert 404 == answer.status_code
     assert CARD not in answer.text
+
+
+@pytest.mark.parametrize("typed", CARD_FORMS)
+async def test_a_card_number_typed_as_an_amount_is_not_shown_back(
+    world: World, client: httpx.AsyncClient, typed: str
+) -> None:
+    """A card number typed into an amount — the resolution amount of an exception, a fee
+    cap — was quoted whole by the one-line error: "amount '6222021234567890128' is too
+    large". The error names the field and the rule, never the card."""
+    csrf = await log_in(client, "olga")
+    resolve = await client.post(
+        "/exceptions/resolve",
+        data={"id": "1", "resolution": "write-off", "remark": "x", "amount": typed,
+              "csrf_token": csrf},
+    )  # fmt: skip
+    fees = await client.post(
+        "/fees",
+        data={"merchant_id": MERCHANT_A, "effective_from": "2026-12-08", "debit": "0.50%",
+              "debit_cap": typed, "credit": "0.50%", "foreign_debit": "1%",
+              "foreign_credit": "1%", "instant": "0.00%", "csrf_token": csrf},
+    )  # fmt: skip
+    for answer in (resolve, fees):
+        assert 400 == answer.status_code
+        assert "amount" in answer.text and "yuan" in answer.text
+        assert CARD not in _digits(answer.text)
