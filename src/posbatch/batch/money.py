@@ -5,14 +5,13 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from posbatch.batch.cards import may_hold_card_number
+from posbatch.batch.cards import quoted_as_typed
 from posbatch.errors import ConfigError
 
 __all__ = ["YUAN_DIGITS_MAX", "format_fen", "parse_yuan"]
 
 YUAN_DIGITS_MAX: Final = 10  # field 4 holds 12 digits of fen
 FEN_DIGITS_MAX: Final = 2
-AS_TYPED_CHARS_MAX: Final = 16  # an error quotes at most this much of what was typed
 _YUAN: Final = re.compile(r"(?P<yuan>[0-9]+)(?:\.(?P<fen>[0-9]+))?")
 
 
@@ -23,31 +22,18 @@ def parse_yuan(text: str) -> int:
     match = _YUAN.fullmatch(stripped) if stripped.isascii() else None
     if match is None or len(match["fen"] or "") > FEN_DIGITS_MAX:
         raise ConfigError(
-            f"amount{_as_typed(stripped)} must be yuan with at most 2 decimals, like 12.50 "
+            f"amount{quoted_as_typed(text)} must be yuan with at most 2 decimals, like 12.50 "
             "(no sign, no exponent, no separators)"
         )
     if len(match["yuan"].lstrip("0")) > YUAN_DIGITS_MAX:
         raise ConfigError(
-            f"amount{_as_typed(stripped)} is too large: at most {YUAN_DIGITS_MAX} digits of "
+            f"amount{quoted_as_typed(text)} is too large: at most {YUAN_DIGITS_MAX} digits of "
             f"yuan ({'9' * YUAN_DIGITS_MAX}.99)"
         )
     fen = int(match["yuan"]) * 100 + int((match["fen"] or "0").ljust(2, "0"))
     if fen <= 0:
-        raise ConfigError(f"amount{_as_typed(stripped)} must be more than 0.00")
+        raise ConfigError(f"amount{quoted_as_typed(text)} must be more than 0.00")
     return fen
-
-
-def _as_typed(stripped: str) -> str:
-    """What was typed, for the error to quote — only when it is short, plain ASCII and no
-    card number: a card number typed (or pasted) into an amount field went back whole onto
-    the page that refused it ("amount '6222021234567890128' is too large")."""
-    if (
-        len(stripped) > AS_TYPED_CHARS_MAX
-        or not (stripped.isascii() and stripped.isprintable())
-        or may_hold_card_number(stripped)
-    ):
-        return ""
-    return f" {stripped!r}"
 
 
 def format_fen(amount_fen: int) -> str:
