@@ -27,6 +27,7 @@ from web_world import (
     PAN_A,
     PASSWORD,
     TERMINAL_A1,
+    TERMINAL_A2,
     World,
     copied_world,
     scan,
@@ -202,6 +203,28 @@ def test_search_with_filters_then_refresh_keeps_them(page: Page, console: str) -
     assert [] == scan(page.content())
 
 
+def test_a_search_the_console_refuses_says_why_instead_of_keeping_the_old_rows(
+    page: Page, console: str
+) -> None:
+    """With htmx, a refused search (400, its one-line error in the results) was not swapped
+    in: the rows of the search before stayed on screen as if they answered the new one."""
+    log_in(page, console, "sam")
+    page.get_by_role("link", name="交易 Transactions").click()
+    page.get_by_label("卡号后四位 card last 4").fill(PAN_A[-4:])
+    page.get_by_role("button", name="查询 Search").click()
+    rows = page.locator("#transaction-rows tbody tr")
+    expect(rows.first).to_contain_text("622202*********0128")
+    page.get_by_label("卡号后四位 card last 4").fill("12")
+    page.get_by_role("button", name="查询 Search").click()
+    expect(page.locator("#results .error")).to_contain_text("last4: the last 4 digits of the card")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("no transactions")
+    page.get_by_label("卡号后四位 card last 4").fill(PAN_A[-4:])  # and it recovers
+    page.get_by_role("button", name="查询 Search").click()
+    expect(page.locator("#results .error")).to_have_count(0)
+    expect(rows.first).to_contain_text("622202*********0128")
+
+
 def test_resolve_an_exception_and_see_it_in_the_audit_log(page: Page, console: str) -> None:
     log_in(page, console, "sam")
     page.get_by_role("link", name="差错 Exceptions").click()
@@ -209,6 +232,7 @@ def test_resolve_an_exception_and_see_it_in_the_audit_log(page: Page, console: s
     expect(page.locator("#exception-status")).to_contain_text("open")
     page.locator("#resolve").get_by_label("处理方式 resolution").select_option("confirm-host")
     page.locator("#resolve").get_by_label("备注 remark").fill("merchant confirmed by phone")
+    page.once("dialog", lambda dialog: dialog.accept())  # a resolution is final: it asks
     page.locator("#resolve").get_by_role("button", name="处理 Resolve").click()
     expect(page.locator(".notice")).to_contain_text("exceptions resolved")
     expect(page.locator("#exception-status")).to_contain_text("resolved · confirm-host")
@@ -218,6 +242,73 @@ def test_resolve_an_exception_and_see_it_in_the_audit_log(page: Page, console: s
     expect(row).to_contain_text("exception.resolve")
     expect(row).to_contain_text("sam")
     expect(row).to_contain_text("merchant confirmed by phone")
+
+
+@pytest.fixture
+def own_console(tmp_path: Path, sqlite_template: tuple[Path, datetime]) -> Iterator[str]:
+    """The console over a traded world of this test's own (for journeys that change it)."""
+    built = copied_world(sqlite_template, tmp_path)
+    try:
+        with serving(built.office) as url:
+            yield url
+    finally:
+        built.close()
+
+
+def _open_exception_of(page: Page, url: str, terminal_id: str) -> None:
+    page.goto(f"{url}/exceptions?terminal_id={terminal_id}&status=open")
+    page.locator("tbody a[href^='/exceptions/']").first.click()
+    expect(page.locator("#exception-status")).to_contain_text("open")
+
+
+def test_resolving_asks_first_and_a_no_changes_nothing(page: Page, own_console: str) -> None:
+    """A resolution is final and may move the merchant's money: the page asks before it is
+    sent, on the exception's page and for the bulk step (not for assigning); "no" sends
+    nothing."""
+    log_in(page, own_console, "sam")
+    _open_exception_of(page, own_console, TERMINAL_A2)
+    asked: list[str] = []
+
+    def refuse(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", refuse)
+    page.locator("#resolve").get_by_label("备注 remark").fill("pressed by mistake")
+    page.locator("#resolve").get_by_role("button", name="处理 Resolve").click()
+    expect(page.locator("#exception-status")).to_contain_text("open")
+    page.goto(f"{own_console}/exceptions?status=open")
+    page.locator("tbody input[name='id']").first.check()
+    page.locator("#bulk").get_by_label("备注 remark").fill("pressed by mistake")
+    page.locator("#bulk-resolve").click()
+    expect(page.locator("tbody")).not_to_contain_text("resolved")
+    page.locator("#bulk-assign").click()  # assigning is not final: it does not ask
+    expect(page.locator(".notice")).to_contain_text("exceptions assigned")
+    assert 2 == len(asked) and all("final" in text for text in asked), asked
+    page.goto(f"{own_console}/exceptions?status=resolved")
+    expect(page.locator("tbody")).to_contain_text("no exceptions")
+
+
+def test_the_support_desk_no_longer_sends_the_merchant_to_a_resolved_exception(
+    page: Page, own_console: str
+) -> None:
+    """The desk resolves the exception of a2's advanced batch; the host-side diagnosis on
+    the support page then says it is worked off, not that the back office must still do it
+    (it did, before: the host's exception rows never change, their resolution is beside)."""
+    log_in(page, own_console, "sam")
+    page.goto(f"{own_console}/support/{TERMINAL_A2}")
+    expect(page.locator("main")).to_contain_text("the back office must work off")
+    _open_exception_of(page, own_console, TERMINAL_A2)
+    page.locator("#resolve").get_by_label("处理方式 resolution").select_option("confirm-host")
+    page.locator("#resolve").get_by_label("备注 remark").fill("merchant agreed on the phone")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#resolve").get_by_role("button", name="处理 Resolve").click()
+    expect(page.locator("#exception-status")).to_contain_text("resolved")
+    page.goto(f"{own_console}/support/{TERMINAL_A2}")
+    main = page.locator("main")
+    expect(main).to_contain_text("1 record, all resolved by the back office")
+    expect(main).not_to_contain_text("must work off")
+    expect(main).not_to_contain_text("the back office works off the exception records")
 
 
 def test_export_csv(page: Page, console: str, tmp_path: Path) -> None:

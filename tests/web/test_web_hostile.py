@@ -334,3 +334,59 @@ async def test_an_error_page_never_quotes_a_card_number_typed_into_a_form(
     assert 400 == answer.status_code, answer.text[-400:]
     assert "amount" in answer.text
     assert CARD not in _digits(answer.text)
+
+
+@pytest.mark.parametrize("typed", CARD_FORMS)
+async def test_a_card_number_typed_as_an_amount_is_not_shown_back(
+    world: World, client: httpx.AsyncClient, typed: str
+) -> None:
+    """A card number typed into an amount — the resolution amount of an exception, a fee
+    cap — was quoted whole by the one-line error: "amount '6222021234567890128' is too
+    large". The error names the field and the rule, never the card."""
+    csrf = await log_in(client, "olga")
+    resolve = await client.post(
+        "/exceptions/resolve",
+        data={"id": "1", "resolution": "write-off", "remark": "x", "amount": typed,
+              "csrf_token": csrf},
+    )  # fmt: skip
+    fees = await client.post(
+        "/fees",
+        data={"merchant_id": MERCHANT_A, "effective_from": "2026-12-08", "debit": "0.50%",
+              "debit_cap": typed, "credit": "0.50%", "foreign_debit": "1%",
+              "foreign_credit": "1%", "instant": "0.00%", "csrf_token": csrf},
+    )  # fmt: skip
+    for answer in (resolve, fees):
+        assert 400 == answer.status_code
+        assert "amount" in answer.text and "yuan" in answer.text
+        assert CARD not in _digits(answer.text)
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/fees", "effective_from"),
+        ("/fees", "debit"),
+        ("/terminals", "merchant_id"),
+        ("/terminals", "kcv"),
+        ("/users", "merchant_id"),
+    ],
+)
+async def test_a_card_number_typed_into_an_ops_form_is_not_shown_back(
+    world: World, client: httpx.AsyncClient, path: str, field: str
+) -> None:
+    """The fee form's date and rates, the register form's merchant id and key check value,
+    the user form's merchant id: the error quoted the card number typed, or the form showed
+    it back whole in its field."""
+    csrf = await log_in(client, "olga")
+    forms = {
+        "/fees": {"merchant_id": MERCHANT_A, "effective_from": "2026-12-08", "debit": "0.50%",
+                  "credit": "0.50%", "foreign_debit": "1%", "foreign_credit": "1%",
+                  "instant": "0.00%"},
+        "/terminals": {"merchant_id": MERCHANT_A, "terminal_id": "40000001",
+                       "master_key": "0" * 32, "kcv": ""},
+        "/users": {"name": "zed", "role": "merchant", "merchant_id": MERCHANT_A,
+                   "password": PASSWORD, "password_again": PASSWORD},
+    }  # fmt: skip
+    answer = await client.post(path, data={**forms[path], field: CARD, "csrf_token": csrf})
+    assert 400 == answer.status_code
+    assert CARD not in _digits(answer.text)  # its field may show it back masked (6/4)

@@ -4,6 +4,7 @@ schedule with ``host set-fees``' rules (a day under way or cleared is refused), 
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from decimal import Decimal
 
@@ -44,6 +45,20 @@ async def test_the_statement_page_shows_what_the_cli_prints(
         assert shown in answer.text
     assert 7 == answer.text.count("<td>消费 sale</td>")
     assert str(markupsafe.escape(render_statement(expected))) in answer.text  # as Jinja escapes
+
+
+async def test_the_overview_does_not_call_a_net_before_fees_what_the_statement_calls_net(
+    client: httpx.AsyncClient,
+) -> None:
+    """mia's 5 Dec: the overview's card said '净额 net ¥120.30' (sales − credits) and the
+    statement '净额 net ¥119.58' (after fees): two nets for one day. The overview's is now
+    named for what it is."""
+    await log_in(client, "mia")
+    overview = (await client.get("/", params={"day": DAY})).text
+    statement = (await client.get("/statements", params={"date": DAY})).text
+    card = re.search(r'<div class="card" id="overview-net">(.*?)</div>', overview, re.S)
+    assert card is not None and "¥120.30" in card[1] and "before fees" in card[1]
+    assert "净额 <small>net</small>" not in overview and "¥119.58" in statement
 
 
 async def test_the_statement_csv_is_the_cli_file(world: World, client: httpx.AsyncClient) -> None:

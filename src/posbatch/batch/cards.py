@@ -51,6 +51,7 @@ __all__ = [
     "luhn_valid",
     "mask_card_numbers",
     "mask_pan",
+    "quoted_as_typed",
     "track2_expiry",
     "track2_pan",
     "ungrouped",
@@ -219,6 +220,23 @@ def may_hold_card_number(text: str) -> bool:
     (any character beyond ASCII counts as one): without them it holds no card number
     (:func:`mask_card_numbers` leaves it)."""
     return _SPAN in text.encode("utf-8", "surrogatepass").translate(_SPAN_BYTES)
+
+
+QUOTED_CHARS_MAX: Final = 16  # an error quotes at most this much of what was typed
+
+
+def quoted_as_typed(text: str) -> str:
+    """`` '12.505'`` — what was typed, for a one-line error to quote — or ``""`` when it is
+    long, not plain ASCII or could hold a card number: a card number typed into an amount,
+    a rate, a date or an id went back whole onto the page or the terminal that refused it
+    ("amount '6222021234567890128' is too large")."""
+    if (
+        len(text) > QUOTED_CHARS_MAX
+        or not (text.isascii() and text.isprintable())
+        or (may_hold_card_number(text) and any(char.isdigit() for char in text))
+    ):
+        return ""
+    return f" {text!r}"
 
 
 def check_pan(pan: str, *, check_luhn: bool = True) -> CardRefusal | None:

@@ -1198,8 +1198,8 @@ class _Decider:
                     batch,
                     stan,
                     ExceptionKind.AMOUNT_DIFFERS,
-                    f"{row.kind} STAN {stan:06d}: terminal uploaded {record.amount_fen} fen, "
-                    f"host approved {row.amount_fen} fen",
+                    f"{row.kind} STAN {stan:06d}: terminal uploaded "
+                    f"{format_fen(record.amount_fen)}, host approved {format_fen(row.amount_fen)}",
                     terminal_amount_fen=record.amount_fen,
                     host_amount_fen=row.amount_fen,
                 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from posbatch.batch.cards import quoted_as_typed
 from posbatch.errors import ConfigError
 
 __all__ = ["MERCHANT_ID_CHARS", "TERMINAL_ID_CHARS", "check_merchant_id", "check_terminal_id"]
@@ -23,7 +24,7 @@ _LETTERS_AND_DIGITS: Final = re.compile(r"[0-9A-Za-z]+")
 def _check(text: str, *, what: str, chars: int) -> str:
     if len(text) != chars or not _LETTERS_AND_DIGITS.fullmatch(text):
         raise ConfigError(
-            f"{what} {text!r} must be {chars} letters or digits (A-Z, a-z, 0-9), "
+            f"{what}{quoted_as_typed(text)} must be {chars} letters or digits (A-Z, a-z, 0-9), "
             "no spaces or other characters"
         )
     return text

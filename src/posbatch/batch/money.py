@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from posbatch.batch.cards import quoted_as_typed
 from posbatch.errors import ConfigError
 
 __all__ = ["YUAN_DIGITS_MAX", "format_fen", "parse_yuan"]
@@ -21,17 +22,17 @@ def parse_yuan(text: str) -> int:
     match = _YUAN.fullmatch(stripped) if stripped.isascii() else None
     if match is None or len(match["fen"] or "") > FEN_DIGITS_MAX:
         raise ConfigError(
-            f"amount {text!r} must be yuan with at most 2 decimals, like 12.50 (no sign, "
-            "no exponent, no separators)"
+            f"amount{quoted_as_typed(text)} must be yuan with at most 2 decimals, like 12.50 "
+            "(no sign, no exponent, no separators)"
         )
     if len(match["yuan"].lstrip("0")) > YUAN_DIGITS_MAX:
         raise ConfigError(
-            f"amount {text!r} is too large: at most {YUAN_DIGITS_MAX} digits of yuan "
-            f"({'9' * YUAN_DIGITS_MAX}.99)"
+            f"amount{quoted_as_typed(text)} is too large: at most {YUAN_DIGITS_MAX} digits of "
+            f"yuan ({'9' * YUAN_DIGITS_MAX}.99)"
         )
     fen = int(match["yuan"]) * 100 + int((match["fen"] or "0").ljust(2, "0"))
     if fen <= 0:
-        raise ConfigError(f"amount {text!r} must be more than 0.00")
+        raise ConfigError(f"amount{quoted_as_typed(text)} must be more than 0.00")
     return fen
 
 

@@ -54,6 +54,7 @@ from typing import Final
 
 import holidays
 
+from posbatch.batch.cards import quoted_as_typed
 from posbatch.batch.model import BEIJING, beijing
 from posbatch.errors import ClearingError
 
@@ -345,7 +346,7 @@ def parse_day(text: str) -> date:
             return check_day(date.fromisoformat(stripped))
     except ValueError:
         pass
-    raise ClearingError(f"date {text!r} must be a real date written YYYY-MM-DD")
+    raise ClearingError(f"date{quoted_as_typed(text)} must be a real date written YYYY-MM-DD")
 
 
 def parse_moment(text: str) -> datetime:

@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Final
 
+from posbatch.batch.cards import quoted_as_typed
 from posbatch.batch.model import CardType
 from posbatch.errors import ClearingError
 
@@ -117,18 +118,19 @@ def parse_rate(text: str) -> Decimal:
     match = _PERCENT.fullmatch(stripped) if stripped.isascii() else None
     if match is None:
         raise ClearingError(
-            f"rate {text!r} must be a percentage with its sign, like 0.60% (no exponent, "
-            "no separators)"
+            f"rate{quoted_as_typed(text)} must be a percentage with its sign, like 0.60% "
+            "(no exponent, no separators)"
         )
     number = match["number"]
     decimals = len(number.partition(".")[2])
     if decimals > RATE_PERCENT_DECIMALS_MAX:
         raise ClearingError(
-            f"rate {text!r} has more than {RATE_PERCENT_DECIMALS_MAX} decimals of a percent"
+            f"rate{quoted_as_typed(text)} has more than {RATE_PERCENT_DECIMALS_MAX} decimals "
+            "of a percent"
         )
     rate = Decimal(number) / 100
     if rate > RATE_MAX:
-        raise ClearingError(f"rate {text!r} is over {format_rate(RATE_MAX)}: a typo?")
+        raise ClearingError(f"rate{quoted_as_typed(text)} is over {format_rate(RATE_MAX)}: a typo?")
     return rate
 
 

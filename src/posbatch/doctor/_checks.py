@@ -699,17 +699,31 @@ def _host_exceptions(evidence: Evidence) -> Check:
         )
     if not records.exceptions:
         return _check("host.exceptions", "host", *title, Status.PASSED, Line("none", "无"))
-    total = sum(item.amount_fen or 0 for item in records.exceptions)
+    waiting = [item for item in records.exceptions if not item.resolved]
+    worked = len(records.exceptions) - len(waiting)
+    if not waiting:  # every record worked off by the back office: nothing left to do
+        return _check(
+            "host.exceptions",
+            "host",
+            *title,
+            Status.PASSED,
+            Line(
+                f"{count(worked, 'record')}, all resolved by the back office",
+                f"{worked} 条差错记录,后台均已处理",
+            ),
+        )
+    total = sum(item.amount_fen or 0 for item in waiting)
     total_en, total_zh = money(total)
     lines = [
         Line(
-            f"{count(len(records.exceptions), 'record')} the back office must work off "
-            f"({total_en} in question: money to return to cardholders or to pay the merchant)",
-            f"{len(records.exceptions)} 条差错记录待后台处理(涉及金额 {total_zh}:"
-            "需退还持卡人或付给商户)",
+            f"{count(len(waiting), 'record')} the back office must work off "
+            f"({total_en} in question: money to return to cardholders or to pay the merchant)"
+            + (f"; {worked} more resolved already" if worked else ""),
+            f"{len(waiting)} 条差错记录待后台处理(涉及金额 {total_zh}:"
+            "需退还持卡人或付给商户)" + (f";另有 {worked} 条已处理" if worked else ""),
         )
     ]
-    for item in records.exceptions[-EXCEPTIONS_SHOWN_MAX:]:
+    for item in waiting[-EXCEPTIONS_SHOWN_MAX:]:
         stan_en, stan_zh = stan(item.stan)
         kind_en, kind_zh = exception_kind_words(item.kind or item.cause.split(":", 1)[0])
         amount_en, amount_zh = ("", "") if item.amount_fen is None else money(item.amount_fen)

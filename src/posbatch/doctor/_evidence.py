@@ -236,6 +236,7 @@ class HostException:
     amount_fen: int | None = None
     at: datetime | None = None
     kind: str = ""  # posbatch.host.store.ExceptionKind
+    resolved: bool = False  # the back office has worked it off (its record stays)
 
 
 @dataclass(frozen=True, slots=True)

@@ -694,11 +694,10 @@ def host_records(store: object, terminal_id: str, *, now: datetime) -> HostRecor
             batch_no=item.batch_no or 0,
             stan=item.stan,
             cause=f"{item.kind}: {item.cause}",
-            amount_fen=item.host_amount_fen
-            if item.host_amount_fen is not None
-            else item.terminal_amount_fen,
+            amount_fen=_amount_in_question(item.terminal_amount_fen, item.host_amount_fen),
             at=item.created_at,
             kind=item.kind,
+            resolved=item.resolved,
         )
         for item in store.exceptions(terminal_id)
     )
@@ -715,3 +714,12 @@ def host_records(store: object, terminal_id: str, *, now: datetime) -> HostRecor
         now=now,
         last_stan_in_batch=last_stan_in_batch,
     )
+
+
+def _amount_in_question(terminal_fen: int | None, host_fen: int | None) -> int | None:
+    """What an exception is about in money, as the back office resolves it: the difference
+    when both sides have an amount and they differ (terminal 25.00, host 20.00: 5.00), else
+    the one amount there is (a late reversal of 9.00: 9.00)."""
+    if terminal_fen is not None and host_fen is not None:
+        return abs(terminal_fen - host_fen) or abs(host_fen)
+    return host_fen if host_fen is not None else terminal_fen

@@ -100,6 +100,8 @@ class ExceptionInfo:
     terminal_amount_fen: int | None
     host_amount_fen: int | None
     created_at: datetime
+    # The back office resolved it (host_exception_work): the record stays, the work is done.
+    resolved: bool = False
 
 
 @dataclass(frozen=True, slots=True)

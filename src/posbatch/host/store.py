@@ -566,8 +566,19 @@ class HostStore:
     def exceptions(
         self, terminal_id: str | None = None, *, limit: int = READ_LIMIT_DEFAULT
     ) -> list[ExceptionInfo]:
-        """Exception (差错) records, oldest first; all terminals' when ``terminal_id`` is None."""
-        query = sa.select(t.exceptions).order_by(t.exceptions.c.exception_id).limit(limit)
+        """Exception (差错) records, oldest first; all terminals' when ``terminal_id`` is None;
+        each says whether the back office has resolved it (the record itself never changes)."""
+        work = t.exception_work.c
+        query = (
+            sa.select(t.exceptions, work.status.label("work_status"))
+            .select_from(
+                t.exceptions.outerjoin(
+                    t.exception_work, work.exception_id == t.exceptions.c.exception_id
+                )
+            )
+            .order_by(t.exceptions.c.exception_id)
+            .limit(limit)
+        )
         if terminal_id is not None:
             query = query.where(t.exceptions.c.terminal_id == terminal_id)
         with self.engine.connect() as connection:
@@ -584,6 +595,7 @@ class HostStore:
                 terminal_amount_fen=row.terminal_amount_fen,
                 host_amount_fen=row.host_amount_fen,
                 created_at=aware_utc(row.created_at) or row.created_at,
+                resolved=row.work_status == "resolved",
             )
             for row in rows
         ]

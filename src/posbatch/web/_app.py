@@ -390,8 +390,9 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
         except PosbatchError as exc:
             rows, more = office.queries.terminals(ctx.scope)
             status = 409 if isinstance(exc, BackOfficeError) else 400
+            shown = {key: clean_text(value, 32) for key, value in values.items()}  # no card
             return page(request, ctx, "terminals.html", status, rows=rows, more=more, query={},
-                        kcv=None, form=values, error=str(exc))  # fmt: skip
+                        kcv=None, form=shown, error=str(exc))  # fmt: skip
         rows, more = office.queries.terminals(ctx.scope)
         return page(request, ctx, "terminals.html", rows=rows, more=more, query={}, kcv=kcv,
                     form={}, registered=values["terminal_id"].strip())  # fmt: skip
@@ -749,7 +750,7 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
             )  # fmt: skip
         except PosbatchError as exc:
             rows = office.staff.users()
-            shown = {**values, "name": clean_text(values["name"], 64)}  # never a card number
+            shown = {key: clean_text(value, 64) for key, value in values.items()}  # no card
             return page(request, ctx, "users.html", 400, rows=rows,
                         roles=[r.value for r in Role], form=shown, error=str(exc))  # fmt: skip
         return see("/users", "user-added")

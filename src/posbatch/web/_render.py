@@ -21,6 +21,7 @@ __all__ = ["CSV_BOM", "Renderer", "csv_lines", "safe_cell"]
 
 CSV_BOM: Final = "\ufeff"  # spreadsheets then read the file as UTF-8 (Chinese text)
 _FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
+CSV_CHUNK_CHARS: Final = 64 * 1024  # a streamed CSV is sent in pieces of whole lines this big
 
 
 def safe_cell(value: object) -> str:
@@ -31,16 +32,23 @@ def safe_cell(value: object) -> str:
 
 
 def csv_lines(header: Sequence[str], rows: Iterable[Sequence[object]]) -> Iterator[bytes]:
-    """The CSV file, line by line (for a streamed response), BOM first."""
+    """The CSV file in pieces of about CSV_CHUNK_CHARS (for a streamed response), BOM first.
+
+    Not a piece per line: a streamed response asks a worker thread for each piece of a
+    plain iterator and sends each one on its own, which made a 100,000-row export take
+    17 s (12 s of it those round trips); a piece of whole lines costs them once per ~64 KiB.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
+    buffer.write(CSV_BOM)
     writer.writerow([safe_cell(cell) for cell in header])
-    yield (CSV_BOM + buffer.getvalue()).encode("utf-8")
     for row in rows:
-        buffer.seek(0)
-        buffer.truncate()
         writer.writerow([safe_cell(cell) for cell in row])
-        yield buffer.getvalue().encode("utf-8")
+        if buffer.tell() >= CSV_CHUNK_CHARS:
+            yield buffer.getvalue().encode("utf-8")
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue().encode("utf-8")
 
 
 def _fen(amount_fen: int | None) -> str:

@@ -18,9 +18,14 @@ document.addEventListener("click", function (event) {
     });
   }
 });
+// An irreversible step asks first: data-confirm on the form, or on the button that submits
+// it (a form with several buttons: only the irreversible one asks).
 document.addEventListener("submit", function (event) {
   var form = event.target;
-  if (form instanceof HTMLFormElement && form.dataset.confirm && !window.confirm(form.dataset.confirm)) {
+  if (!(form instanceof HTMLFormElement)) return;
+  var button = event.submitter;
+  var question = (button && button.getAttribute("data-confirm")) || form.dataset.confirm;
+  if (question && !window.confirm(question)) {
     event.preventDefault();
   }
 });
