@@ -166,6 +166,12 @@ def end_quietly() -> typer.Exit:
 _NEGATIVE_NUMBER: Final = re.compile(r"-\.?[0-9]")
 
 
+def shown_ids(exc: BaseException) -> frozenset[str]:
+    """The ids an error names that its raiser read from a store (never typed): an error
+    line shows them whole (see :class:`~posbatch.errors.PosbatchError`)."""
+    return exc.shown_ids if isinstance(exc, PosbatchError) else frozenset()
+
+
 def error_line(text: str, *, allowed: frozenset[str] = frozenset()) -> str:
     """``error: <text>``, card numbers in it masked to their first 6 and last 4 (but the
     ``allowed`` ids): an error may quote what was typed (an amount field given a card
@@ -217,7 +223,7 @@ class OneLineErrors(TyperGroup):
             typer.echo(usage_error_line(exc, typed), err=True)
             raise typer.Exit(EXIT_BAD_INPUT) from exc
         except PosbatchError as exc:
-            typer.echo(error_line(one_line(exc)), err=True)
+            typer.echo(error_line(one_line(exc), allowed=shown_ids(exc)), err=True)
             raise typer.Exit(EXIT_BAD_INPUT) from exc
         except OSError as exc:  # a path or address no layer translated: still the input's
             if output_cut(exc):  # `posbatch ... | head`: the reader has what it wanted

@@ -77,7 +77,19 @@ __all__ = [
 
 
 class PosbatchError(Exception):
-    """Root of every error posbatch raises on purpose."""
+    """Root of every error posbatch raises on purpose.
+
+    ``shown_ids``: ids the message names that are not card numbers (merchant ids read
+    from the store: 15 digits, which the card-number net would mask to 6/4); an error
+    line leaves them whole. Set by whoever raises, from what it read, never from what
+    was typed.
+    """
+
+    shown_ids: frozenset[str] = frozenset()  # also for subclasses with an __init__ of their own
+
+    def __init__(self, *args: object, shown_ids: frozenset[str] = frozenset()) -> None:
+        super().__init__(*args)
+        self.shown_ids = shown_ids
 
 
 # --- wire -------------------------------------------------------------------

@@ -193,8 +193,9 @@ class World:
         *,
         start: datetime | None = None,
         kek: KeyEncryptionKey | None = None,
+        pan_key: bytes = b"k" * 32,
     ) -> None:
-        self.store = HostStore.open(db_url, pan_key=b"k" * 32, kek=kek)
+        self.store = HostStore.open(db_url, pan_key=pan_key, kek=kek)
         self.clock = SetClock(start or beijing_time("2026-09-29 09:00"))
         self.core = HostCore(self.store, clock=self.clock)
         self.clearing = ClearingStore(self.store)

@@ -41,7 +41,12 @@ def traded(data_dir: str, db_url: str) -> Iterator[World]:
     """The host of ``data_dir`` after a day of trading on 30 Sep 2026 (rules set before)."""
     url = db_url if db_url.startswith("postgresql") else f"sqlite:///{Path(data_dir) / 'host.db'}"
     Path(data_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
-    world = World(url, kek=host_cli.kek(Path(data_dir)))
+    # the data dir's own keys, as `host serve` would make them: the CLI refuses a store
+    # whose PAN key is missing
+    data = Path(data_dir)
+    pan_key = host_cli.pan_key(data)
+    assert pan_key is not None
+    world = World(url, kek=host_cli.kek(data), pan_key=pan_key)
     world.standard_rules()
     till = world.at("2026-09-30 10:00").till()
     till.sale(10_000)

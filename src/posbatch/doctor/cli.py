@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from posbatch.cli_support import error_line
+from posbatch.cli_support import error_line, shown_ids
 from posbatch.doctor._codec import to_json
 from posbatch.doctor._gather import (
     ECHO_COUNT_DEFAULT,
@@ -164,7 +164,7 @@ def doctor(
         try:
             report = read_bundle(read)
         except PosbatchError as exc:
-            typer.echo(error_line(str(exc)), err=True)
+            typer.echo(error_line(str(exc), allowed=shown_ids(exc)), err=True)
             raise typer.Exit(2) from exc
         _output(report, bundle=None, json_out=json_out, console=console)
         raise typer.Exit(_exit_code(report))
@@ -237,7 +237,7 @@ def doctor(
             on_diagnosis=show_plan,
         )
     except PosbatchError as exc:
-        typer.echo(error_line(str(exc)), err=True)
+        typer.echo(error_line(str(exc), allowed=shown_ids(exc)), err=True)
         raise typer.Exit(2) from exc
     finally:
         if site is not None:
@@ -320,7 +320,7 @@ def host_doctor(
         with open_store(data_dir) as store:
             code = host_doctor_command(store, terminal_id, bundle=bundle, json_out=json_out)
     except PosbatchError as exc:
-        typer.echo(error_line(str(exc)), err=True)
+        typer.echo(error_line(str(exc), allowed=shown_ids(exc)), err=True)
         raise typer.Exit(2) from exc
     raise typer.Exit(code)
 

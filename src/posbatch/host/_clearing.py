@@ -283,7 +283,9 @@ class ClearingStore:
         with _bulk():
             found = repricing(today, records, before, changed(before))
         if found.count:
-            raise ClearingError(_repricing_text(what, found))
+            raise ClearingError(
+                _repricing_text(what, found), shown_ids=frozenset(found.merchant_ids)
+            )
 
     # --- fee schedules --------------------------------------------------------------------
 

@@ -47,7 +47,7 @@ from posbatch.clearing import (
     statement_csv,
     trading_day,
 )
-from posbatch.cli_support import error_line
+from posbatch.cli_support import error_line, shown_ids
 from posbatch.errors import ClearingError, ConfigError, PosbatchError, StoreMissingError
 from posbatch.host import ClearingStore
 from posbatch.host.cli import DATA_DIR_DEFAULT, open_store
@@ -85,7 +85,7 @@ FromOption = Annotated[
 
 
 def _fail(exc: PosbatchError) -> typer.Exit:
-    typer.echo(error_line(str(exc)), err=True)
+    typer.echo(error_line(str(exc), allowed=shown_ids(exc)), err=True)
     return typer.Exit(2)
 
 

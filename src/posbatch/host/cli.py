@@ -37,6 +37,7 @@ from posbatch.cli_support import (
     read_secret_file,
     refuse_secret_option,
     settle_the_heap,
+    shown_ids,
 )
 from posbatch.errors import ConfigError, HostError, KekMismatch, PosbatchError
 from posbatch.host.core import HostCore
@@ -188,7 +189,7 @@ def _registered(store: HostStore, terminal_id: str) -> None:
 
 
 def _fail(exc: PosbatchError) -> typer.Exit:
-    typer.echo(error_line(str(exc)), err=True)
+    typer.echo(error_line(str(exc), allowed=shown_ids(exc)), err=True)
     return typer.Exit(2)
 
 

@@ -33,6 +33,7 @@ from posbatch.cli_support import (
     read_card_number,
     read_secret_file,
     refuse_secret_option,
+    shown_ids,
 )
 from posbatch.errors import ConfigError, HostUnreachable, PosbatchError
 from posbatch.terminal._drivers import TcpDriver, parse_address
@@ -80,7 +81,7 @@ def _clock() -> datetime:
 
 def _fail(exc: PosbatchError) -> typer.Exit:
     """One line on standard error (never wrapped to the screen's width), exit status 2."""
-    typer.echo(error_line(one_line(exc)), err=True)
+    typer.echo(error_line(one_line(exc), allowed=shown_ids(exc)), err=True)
     return typer.Exit(2)
 
 

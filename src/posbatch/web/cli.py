@@ -21,7 +21,7 @@ import typer
 from posbatch.backoffice import BackOffice, parse_cutoff
 from posbatch.backoffice._audit import Actor
 from posbatch.backoffice._staff import PASSWORD_CHARS_MAX, check_new_user
-from posbatch.cli_support import error_line, listening_socket, log_to_stderr
+from posbatch.cli_support import error_line, listening_socket, log_to_stderr, shown_ids
 from posbatch.errors import ConfigError, PosbatchError
 from posbatch.host.cli import DATA_DIR_DEFAULT, open_store
 
@@ -45,7 +45,7 @@ DataDir = Annotated[
 
 
 def _fail(exc: PosbatchError) -> typer.Exit:
-    typer.echo(error_line(str(exc)), err=True)
+    typer.echo(error_line(str(exc), allowed=shown_ids(exc)), err=True)
     return typer.Exit(2)
 
 
