@@ -134,6 +134,18 @@ def test_sign_on_answer_is_designs(shop: Shop) -> None:
     assert 64 not in answer.fields and terminal.mak is not None
 
 
+def test_a_new_terminal_signs_on_with_no_batch_yet(shop: Shop) -> None:
+    """A terminal built from DESIGN.md that holds no batch before its first sign-on sends
+    60.2 = 000000: it is answered 00 with the batch the first sign-on opens, 000001 (it was
+    answered 30, "batch_no 000000 is not a batch", and such a terminal could never sign on),
+    and its first sale in that batch is approved."""
+    terminal = shop.terminal()
+    terminal.batch_no = 0
+    answer = terminal.sign_on()
+    assert (answer.code, answer.text(60)) == ("00", "00000001003")
+    assert approved(terminal.sale(1_250, PAN))
+
+
 def test_one_fen_sale_is_approved_with_designs_fields(shop: Shop) -> None:
     """A 1-fen sale: 0210, 00, the fields DESIGN.md lists, MAC right under the new MAK."""
     terminal = shop.signed_on()

@@ -26,10 +26,13 @@ from posbatch.batch.model import (
     CardTotals,
     SettlementTotals,
 )
+from posbatch.errors import EncodeError
 from posbatch.wire import (
+    EchoRequest,
     Field60,
     Message,
     OriginalTransaction,
+    SignOnRequest,
     check_mac,
     decode_batch_detail,
     decode_detail,
@@ -198,3 +201,12 @@ def test_track2_round_trips(track2: str) -> None:
     packed = encode_track2(track2)
     assert "=" not in packed
     assert track2 == decode_track2(packed)
+
+
+def test_a_sign_on_with_no_batch_yet_round_trips_and_nothing_else_does() -> None:
+    """60.2 = 000000 is a sign-on's "no batch yet" (a new terminal's first sign-on): it
+    encodes and decodes; in any other message it names no batch and is refused."""
+    sign_on = SignOnRequest("10000001", "898110054110001", stan=1, batch_no=0)
+    assert sign_on == decode_message(encode_message(sign_on))
+    with pytest.raises(EncodeError, match=r"60\.2"):
+        encode_message(EchoRequest("10000001", "898110054110001", stan=1, batch_no=0))

@@ -121,15 +121,19 @@ def field60_text(message_type: str, batch_no: int, network_code: str, extra: str
     return f"{message_type}{batch_no:06d}{network_code}{extra}"
 
 
-def parse_field60(text: str) -> tuple[str, int, str, str]:
-    """(60.1, 60.2 batch_no, 60.3, extra digits) of field 60's digits."""
+def parse_field60(text: str, *, no_batch_ok: bool = False) -> tuple[str, int, str, str]:
+    """(60.1, 60.2 batch_no, 60.3, extra digits) of field 60's digits.
+
+    60.2 ``000000`` names no batch: refused, but where ``no_batch_ok`` (a sign-on, whose
+    terminal may hold no batch yet — a new one's first sign-on; the answer names the
+    batch)."""
     if len(text) < 11:
         raise DecodeError(f"needs at least 11 digits, has {len(text)}", field="60", position=0)
     if not (text.isdigit() and text.isascii()):
         reason, index = non_digit_reason(text)
         raise DecodeError(reason, field="60", position=index)
     batch_no = int(text[2:8])
-    if batch_no == 0:
+    if batch_no == 0 and not no_batch_ok:
         raise DecodeError("batch_no 000000 is not a batch", field="60.2", position=2)
     return text[:2], batch_no, text[8:11], text[11:]
 

@@ -144,10 +144,14 @@ def _pan(value: str) -> str:
     return value
 
 
-def _field60(message_type: str, batch_no: int, network_code: str) -> str:
-    """Field 60 of our own messages (60.1 and 60.3 are this module's constants)."""
-    if not 1 <= batch_no <= BATCH_NO_MAX:
-        raise EncodeError(f"batch_no {batch_no} outside 1..{BATCH_NO_MAX}", field="60.2")
+def _field60(
+    message_type: str, batch_no: int, network_code: str, *, no_batch_ok: bool = False
+) -> str:
+    """Field 60 of our own messages (60.1 and 60.3 are this module's constants); 60.2 is
+    ``000000`` only where ``no_batch_ok`` (a sign-on from a terminal with no batch yet)."""
+    low = 0 if no_batch_ok else 1
+    if not low <= batch_no <= BATCH_NO_MAX:
+        raise EncodeError(f"batch_no {batch_no} outside {low}..{BATCH_NO_MAX}", field="60.2")
     return f"{message_type}{batch_no:06d}{network_code}"
 
 
@@ -156,7 +160,9 @@ def _field60(message_type: str, batch_no: int, network_code: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class SignOnRequest:
-    """0800 / 60.3 003. The terminal's own batch_no goes in 60.2; 63 = operator."""
+    """0800 / 60.3 003. The terminal's own batch_no goes in 60.2 — ``000000`` (0) when it
+    has none yet, a new terminal's first sign-on: the host does not read it, its answer
+    names the batch; 63 = operator."""
 
     MTI: ClassVar[str] = "0800"
     KIND: ClassVar[Kind] = Kind.SIGN_ON
@@ -172,7 +178,7 @@ class SignOnRequest:
             "11": _stan(self.stan),
             "41": self.terminal_id,
             "42": self.merchant_id,
-            "60": _field60(TYPE_ADMIN, self.batch_no, NET_SIGN_ON),
+            "60": _field60(TYPE_ADMIN, self.batch_no, NET_SIGN_ON, no_batch_ok=True),
             "63": self.operator,
         }
 
@@ -483,7 +489,7 @@ class SignOnResponse:
             "39": self.response_code,
             "41": self.terminal_id,
             "42": self.merchant_id,
-            "60": _field60(TYPE_ADMIN, self.batch_no, NET_SIGN_ON),
+            "60": _field60(TYPE_ADMIN, self.batch_no, NET_SIGN_ON, no_batch_ok=True),
         }
         if self.local_time is not None:
             fields["12"] = self.local_time
@@ -980,10 +986,10 @@ class _F60(NamedTuple):
     extra: str
 
 
-def _read_field60(fields: _Fields) -> _F60:
+def _read_field60(fields: _Fields, *, no_batch_ok: bool = False) -> _F60:
     text = fields["60"]
     try:
-        return tuple.__new__(_F60, parse_field60(text))
+        return tuple.__new__(_F60, parse_field60(text, no_batch_ok=no_batch_ok))
     except DecodeError as exc:
         raise fields.fail(exc.field, exc.reason, exc.position) from None
 
@@ -1012,7 +1018,7 @@ def _pan_of(fields: _Fields) -> str:
 
 
 def _decode_0800(fields: _Fields) -> SignOnRequest:
-    f60 = _read_field60(fields)
+    f60 = _read_field60(fields, no_batch_ok=True)
     _expect(fields, f60, TYPE_ADMIN, NET_SIGN_ON)
     return SignOnRequest(
         fields["41"], fields["42"], _stan_of(fields), f60.batch_no, fields.get("63", "")
