@@ -6,19 +6,56 @@ tests/host, tests/terminal, tests/doctor, tests/catalog and tests/clearing impor
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from posbatch.host.server import HostServer
 
 MERCHANT_ID = "898110054110001"
 TERMINAL_ID = "10000001"
 MASTER_KEY_HEX = "0123456789ABCDEFFEDCBA9876543210"  # as typed into a CLI or a form
 MASTER_KEY = bytes.fromhex(MASTER_KEY_HEX)
 START = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
+
+
+SERVER_TIMEOUT_S = 10.0  # a server in a thread starts, and stops, within this
+
+
+@contextmanager
+def serving_in_thread(server: HostServer) -> Iterator[tuple[str, int]]:
+    """``server`` listening on 127.0.0.1 (a free port) on an event loop of its own thread;
+    yields its address, and closes the server, stops the loop and joins the thread after
+    (the store is the caller's to close)."""
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    address: list[tuple[str, int]] = []
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        address.append(loop.run_until_complete(server.start("127.0.0.1", 0)))
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert started.wait(SERVER_TIMEOUT_S), "the server did not start"
+    try:
+        yield address[0]
+    finally:
+        asyncio.run_coroutine_threadsafe(server.close(), loop).result(SERVER_TIMEOUT_S)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(SERVER_TIMEOUT_S)
+        loop.close()
 
 
 class StepClock:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,7 @@ from posbatch.host.issuer import TEST_PAN_APPROVED
 from posbatch.host.server import HostServer
 from posbatch.terminal import init_terminal, open_terminal
 from posbatch.terminal.cli import app as terminal_cli
-from testbed import MASTER_KEY, MERCHANT_ID, TERMINAL_ID
+from testbed import MASTER_KEY, MERCHANT_ID, TERMINAL_ID, serving_in_thread
 
 START_TIMEOUT_S = 10
 FAR_EXPIRY = dt.date(2049, 12, 31)  # the CLI reads the real clock: keep lots unexpired
@@ -45,49 +43,33 @@ def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Shop]:
     host_store = HostStore.open(f"sqlite:///{tmp_path / 'host.db'}", pan_key=b"k" * 32)
     host_store.add_terminal(MERCHANT_ID, TERMINAL_ID, MASTER_KEY, now=now())
     server = HostServer(HostCore(host_store, clock=now))
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-    address: list[tuple[str, int]] = []
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        address.append(loop.run_until_complete(server.start("127.0.0.1", 0)))
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert started.wait(START_TIMEOUT_S)
-    terminal_dir = tmp_path / "terminal"
-    init_terminal(
-        terminal_dir,
-        merchant_id=MERCHANT_ID,
-        terminal_id=TERMINAL_ID,
-        master_key=MASTER_KEY,
-        host_address=f"127.0.0.1:{address[0][1]}",
-        clock=now,
-    )
-    data_dir = tmp_path / "data"
-    back_office = CatalogStore.open(f"sqlite:///{data_dir / 'catalog.db'}")
-    back_office.import_catalog(
-        [Product(PILLS, "Vitamin C", 3890, True)],
-        [
-            Lot(PILLS, "P9", FAR_EXPIRY, 20, False),
-            Lot(PILLS, "P8", FAR_EXPIRY - dt.timedelta(days=1), 1, False),
-        ],
-        at=now(),
-        reason="test",
-    )
-    changes_file = tmp_path / "changes.json"
-    write_changes_file(back_office.changes_since(0), changes_file)
-    credential = back_office.add_till(TERMINAL_ID, issued_by="test", at=now())
-    write_credential(credential, terminal_dir / "catalog-till.json")
-    back_office.close()
-    yield Shop(data_dir, terminal_dir, changes_file)
-    asyncio.run_coroutine_threadsafe(server.close(), loop).result(START_TIMEOUT_S)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(START_TIMEOUT_S)
-    loop.close()
+    with serving_in_thread(server) as (_host, port):
+        terminal_dir = tmp_path / "terminal"
+        init_terminal(
+            terminal_dir,
+            merchant_id=MERCHANT_ID,
+            terminal_id=TERMINAL_ID,
+            master_key=MASTER_KEY,
+            host_address=f"127.0.0.1:{port}",
+            clock=now,
+        )
+        data_dir = tmp_path / "data"
+        back_office = CatalogStore.open(f"sqlite:///{data_dir / 'catalog.db'}")
+        back_office.import_catalog(
+            [Product(PILLS, "Vitamin C", 3890, True)],
+            [
+                Lot(PILLS, "P9", FAR_EXPIRY, 20, False),
+                Lot(PILLS, "P8", FAR_EXPIRY - dt.timedelta(days=1), 1, False),
+            ],
+            at=now(),
+            reason="test",
+        )
+        changes_file = tmp_path / "changes.json"
+        write_changes_file(back_office.changes_since(0), changes_file)
+        credential = back_office.add_till(TERMINAL_ID, issued_by="test", at=now())
+        write_credential(credential, terminal_dir / "catalog-till.json")
+        back_office.close()
+        yield Shop(data_dir, terminal_dir, changes_file)
     host_store.close()
 
 

@@ -9,7 +9,6 @@ loopback port in its own thread, on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import struct
 import threading
@@ -34,7 +33,7 @@ from host_helpers import ANSWER_TIMEOUT_S, open_store
 from posbatch.host import HostCore, HostStore
 from posbatch.host.issuer import IssuerRules
 from posbatch.host.server import HostServer, ServerLimits
-from testbed import MASTER_KEY, MERCHANT_ID, StepClock, counting_bytes
+from testbed import MASTER_KEY, MERCHANT_ID, StepClock, counting_bytes, serving_in_thread
 
 PAN = "6222021234567890128"  # Luhn-valid, approved by the default issuer
 TERMINALS = tuple(f"1000{number:04d}" for number in range(1, 9))
@@ -71,27 +70,11 @@ def _serve(db_url: str, core_options: dict[str, object]) -> Iterator[Shop]:
     core = HostCore(store, clock=StepClock(), random_bytes=counting_bytes(), **core_options)  # type: ignore[arg-type]
     limits = ServerLimits(frame_deadline_ms=FRAME_DEADLINE_MS)
     server = HostServer(core, limits=limits)
-    loop = asyncio.new_event_loop()
-    started = threading.Event()
-    address: list[tuple[str, int]] = []
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        address.append(loop.run_until_complete(server.start("127.0.0.1", 0)))
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert started.wait(ANSWER_TIMEOUT_S)
-    shop = Shop(address[0][0], address[0][1], store, server, [])
-    yield shop
-    for sock in shop.sockets:
-        sock.close()
-    asyncio.run_coroutine_threadsafe(server.close(), loop).result(ANSWER_TIMEOUT_S)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(ANSWER_TIMEOUT_S)
-    loop.close()
+    with serving_in_thread(server) as (host, port):
+        shop = Shop(host, port, store, server, [])
+        yield shop
+        for sock in shop.sockets:
+            sock.close()
     store.close()
 
 

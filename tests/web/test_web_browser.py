@@ -37,6 +37,7 @@ from posbatch.backoffice import BackOffice
 from posbatch.host.server import HostServer
 from posbatch.terminal import TcpDriver, Terminal, init_terminal, open_terminal
 from posbatch.web import create_app
+from testbed import serving_in_thread
 
 # The journeys run in `make test` (issue #13): ten of them cost about 20 s of CPU in all.
 START_TIMEOUT_S = 10
@@ -97,27 +98,8 @@ def serving(office: BackOffice) -> Iterator[str]:
 @contextmanager
 def live_host(world: World) -> Iterator[tuple[str, int]]:
     """A HostServer over the world's store, on 127.0.0.1 (free port), in its own thread."""
-    loop = asyncio.new_event_loop()
-    server = HostServer(world.core)
-    started = threading.Event()
-    address: list[tuple[str, int]] = []
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        address.append(loop.run_until_complete(server.start("127.0.0.1", 0)))
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    assert started.wait(START_TIMEOUT_S)
-    try:
-        yield address[0]
-    finally:
-        asyncio.run_coroutine_threadsafe(server.close(), loop).result(START_TIMEOUT_S)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(START_TIMEOUT_S)
-        loop.close()
+    with serving_in_thread(HostServer(world.core)) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")
