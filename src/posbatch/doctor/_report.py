@@ -28,7 +28,7 @@ from posbatch.doctor._evidence import Evidence
 from posbatch.doctor._rules import REPAIR_TEXT, Diagnosis, Outcome, Repair, Verdict, rule_for
 from posbatch.doctor._words import Line, count, shown_at
 from posbatch.errors import ConfigError
-from posbatch.storage import write_owner_only
+from posbatch.storage import make_private_dir, write_owner_only
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -276,7 +276,7 @@ def bundle_text(report: Report) -> tuple[str, str]:
 def write_bundle(report: Report, path: Path) -> tuple[Path, Path]:
     """Write ``path`` (JSON) and ``path`` + ``.txt`` (summary); return both paths."""
     text, summary = bundle_text(report)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)  # the directories it makes: 0700, whatever the umask
     write_owner_only(path, text)  # no card number or key in it, but the shop's own data
     summary_path = path.with_name(path.name + ".txt")
     write_owner_only(summary_path, summary)
