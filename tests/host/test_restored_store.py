@@ -7,11 +7,14 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner, Result
 
 from posbatch.cli import app
+from posbatch.errors import ConfigError
+from posbatch.host import HostStore
 from posbatch.host.cli import PAN_KEY_FILE_NAME
-from posbatch.host.sealing import KEK_ENV, KEK_FILE_ENV
+from posbatch.host.sealing import KEK_ENV, KEK_FILE_ENV, KeyEncryptionKey
 from posbatch.storage import DATABASE_URL_ENV
 from testbed import MASTER_KEY_HEX, MERCHANT_ID, TERMINAL_ID
 
@@ -60,6 +63,40 @@ def test_a_store_with_its_pan_key_put_back_opens(data_dir: Path) -> None:
     (data_dir / PAN_KEY_FILE_NAME).chmod(0o600)
     result = _add_terminal(data_dir, "10000002")
     assert (result.exit_code, (data_dir / PAN_KEY_FILE_NAME).read_bytes()) == (0, key)
+
+
+def test_a_store_with_another_stores_pan_key_is_refused(data_dir: Path) -> None:
+    """A restore that put back ANOTHER data directory's host-pan.key: refused in one line,
+    naming both keys' ids and neither key (every card would have been hashed anew under
+    the wrong key: no void or refund of an earlier sale found its sale, no duplicate
+    found); the store's own key put back, it opens again."""
+    key = (data_dir / PAN_KEY_FILE_NAME).read_bytes()
+    other = bytes.fromhex(key.decode().strip())[::-1].hex()
+    (data_dir / PAN_KEY_FILE_NAME).write_text(other, encoding="ascii")
+    result = _add_terminal(data_dir, "10000002")
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert (result.exit_code, len(lines)) == (2, 1), result.output
+    assert "is not this host store's" in lines[0]
+    assert other not in lines[0] and key.decode().strip() not in lines[0]
+    (data_dir / PAN_KEY_FILE_NAME).write_bytes(key)
+    assert _add_terminal(data_dir, "10000002").exit_code == 0
+
+
+def test_a_store_made_before_the_key_id_records_the_key_it_is_opened_with(
+    tmp_path: Path,
+) -> None:
+    """A store of the migration before (no pan_key_id) takes the first key it is opened with
+    after the upgrade, and refuses another from then on."""
+    url = f"sqlite:///{tmp_path / 'host.db'}"
+    kek = KeyEncryptionKey.generate()
+    HostStore.open(url, pan_key=b"a" * 32, kek=kek).close()
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE host_key_encryption SET pan_key_id = NULL"))
+    engine.dispose()
+    HostStore.open(url, pan_key=b"b" * 32, kek=kek).close()
+    with pytest.raises(ConfigError, match="is not this host store's"):
+        HostStore.open(url, pan_key=b"a" * 32, kek=kek)
 
 
 def _journal_like(path: Path) -> None:

@@ -361,13 +361,16 @@ clearing_arrivals = sa.Table(
 sa.Index("ix_host_transactions_original", transactions.c.original_transaction_id)
 sa.Index("ix_host_reversals_created_at", reversals.c.created_at)
 sa.Index("ix_host_reversals_transaction", reversals.c.transaction_id)
-# One row: the id of the KEK every key of this store is sealed under.
+# One row: the id of the KEK every key of this store is sealed under, and the id of the key
+# its card numbers are hashed under (host-pan.key; recorded at its first use, migration
+# pan_key_id).
 key_encryption = sa.Table(
     "host_key_encryption",
     metadata,
     sa.Column("slot", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("kek_id", sa.String(16), nullable=False),
     sa.Column("changed_at", sa.DateTime, nullable=False),
+    sa.Column("pan_key_id", sa.String(16), nullable=True),
     sa.CheckConstraint("slot = 1", name="ck_host_key_encryption_one_row"),
 )
 

@@ -223,6 +223,8 @@ class HostStore:
                 _check_migrated(engine)
             if kek is not None:
                 _claim_kek(engine, kek)
+                if pan_key is not None:
+                    _claim_pan_key(engine, pan_key)
         except BaseException:
             engine.dispose()
             raise
@@ -689,6 +691,41 @@ def _claim_kek(engine: Engine, kek: KeyEncryptionKey) -> None:
         raise StorageError(f"host store {storage.describe_database_error(exc, url)}") from exc
     if recorded != kek.kek_id:
         raise _kek_mismatch(str(recorded), kek)
+
+
+def pan_key_id(pan_key: bytes) -> str:
+    """The id a store records of the key its card numbers are hashed under (it tells two
+    keys apart and says nothing of either)."""
+    return hmac.new(pan_key, b"posbatch host PAN key id", hashlib.sha256).hexdigest()[:16]
+
+
+def _claim_pan_key(engine: Engine, pan_key: bytes) -> None:
+    """Record ``pan_key``'s id beside the KEK's if none is; ConfigError if another key's is.
+
+    A store hashed under one key and opened with another (a data directory restored with
+    the wrong ``host-pan.key``) would find none of its cards: every void and refund of an
+    earlier sale declined 14, no duplicate found. Runs after :func:`_claim_kek`, which made
+    the row."""
+    wanted = pan_key_id(pan_key)
+    column = t.key_encryption.c.pan_key_id
+    try:
+        with engine.begin() as connection:
+            recorded = connection.execute(sa.select(column)).scalar()
+            if recorded is None:
+                connection.execute(
+                    t.key_encryption.update().where(column.is_(None)).values(pan_key_id=wanted)
+                )
+                recorded = connection.execute(sa.select(column)).scalar()
+    except sa.exc.SQLAlchemyError as exc:
+        url = engine.url.render_as_string(hide_password=False)
+        raise StorageError(f"host store {storage.describe_database_error(exc, url)}") from exc
+    if recorded is not None and recorded != wanted:
+        raise ConfigError(
+            f"the PAN key given (id {wanted}) is not this host store's (id {recorded}): its "
+            "card numbers were hashed under another host-pan.key, and this one would match "
+            "none of them; put back the host-pan.key of this store (from the backup of its "
+            "data directory; see docs/host.md, Backups)"
+        )
 
 
 def _check_exists(engine: Engine, *, missing_ok: bool = False) -> None:
