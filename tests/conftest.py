@@ -8,6 +8,7 @@ fails instead, so CI always covers both.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,25 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+import posbatch.storage
+from migration_replay import MigrationReplay
 from testbed import postgres_url_or_skip
+
+# Set to 1 to run every PostgreSQL migration through Alembic (no replay).
+REAL_MIGRATIONS_ENV = "POSBATCH_TESTS_REAL_MIGRATIONS"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def migration_replay() -> Iterator[MigrationReplay]:
+    """PostgreSQL migrations to head run once per process, then replayed (migration_replay.py)."""
+    replay = MigrationReplay()
+    replay.enabled = os.environ.get(REAL_MIGRATIONS_ENV) != "1"
+    real = posbatch.storage.command
+    posbatch.storage.command = replay  # type: ignore[assignment]
+    try:
+        yield replay
+    finally:
+        posbatch.storage.command = real
 
 
 @pytest.fixture
@@ -46,7 +65,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 # decisions, the doctor's causes and evidence): those runs are in `make test-slow`, which CI
 # runs too. Everything that depends on the database — locking, worker processes, migrations,
 # the back office's and clearing's stores, the CLIs on POSBATCH_DATABASE_URL — keeps its
-# PostgreSQL runs in `make test`. Each such run costs ~0.3 s of schema and migrations alone.
+# PostgreSQL runs in `make test`. Each such run costs a fresh schema (its migrations are
+# replayed after the first of a process: migration_replay.py).
 POSTGRES_IN_SLOW_RUN: frozenset[str] = frozenset(
     {
         "tests/host/test_busy_shop.py",

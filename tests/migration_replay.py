@@ -1,0 +1,124 @@
+"""PostgreSQL migrations to head, run once per test process and replayed after that.
+
+Every storage test runs on a fresh PostgreSQL schema, and the store it opens migrates
+that schema to head through :func:`posbatch.storage.upgrade` — Alembic stepping through
+every revision, ≈ 0.4 s for the host's, against ≈ 0.07 s for the very same statements sent
+again (and ≈ 0.04 s for the whole migration on SQLite). Over the 500-odd PostgreSQL runs of
+``make test`` that was the largest single cost of the suite.
+
+So, in the tests only: the first time a process migrates a component (its migrations'
+location and version table) on a schema holding a given set of tables, the real
+migration runs and every statement it sends — DDL, the version table's rows, Alembic's
+own reads — is recorded as sent to the driver (SQL text and parameters). The next time
+the same component is migrated to head on a schema in the same state, those statements
+are sent again, in order, in the same transaction :func:`~posbatch.storage.upgrade`
+opened. Anything else — SQLite, a schema where the component already has its version
+table, another target than head — runs Alembic as always.
+
+What keeps this honest:
+
+- ``tests/test_migration_replay.py`` migrates each component both ways and compares the
+  two schemas (columns, types, defaults, constraints, indexes, the version row);
+- the first migration of each component in every test process is the real one, and every
+  test that migrates from an older revision, downgrades, or runs a CLI in a subprocess
+  runs Alembic itself;
+- a statement the real migration sent that depends on what the schema held (a data
+  migration over existing rows) cannot differ between two schemas with the same tables
+  and no rows: the recording is keyed by those tables, and taken only when the
+  component's version table is absent;
+- what a migration is given besides its connection: the host's KEK alone, which on an
+  empty schema only makes the migration record the KEK's id — recorded and replayed
+  without it, the store records its KEK's id as it opens (``HostStore.open``), as it does
+  for a store migrated without one. Any other attribute: Alembic runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command as alembic_command
+from alembic.config import Config
+from sqlalchemy.engine import Connection
+
+from posbatch.host.store import KEK_ATTRIBUTE
+
+__all__ = ["MigrationReplay"]
+
+_TABLES_SQL = (
+    "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+)
+
+Recorded = list[tuple[str, Any, bool]]  # SQL text, driver parameters, executemany
+
+
+class MigrationReplay:
+    """Stands in for ``alembic.command`` inside :mod:`posbatch.storage` (see the module)."""
+
+    def __init__(self) -> None:
+        self.enabled = True
+        self.replayed = 0  # migrations replayed rather than run: the tests read it
+        self._recorded: dict[tuple[str, str, tuple[str, ...]], Recorded] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(alembic_command, name)  # every other command, as Alembic has it
+
+    def upgrade(self, config: Config, revision: str, *args: Any, **kwargs: Any) -> None:
+        connection = config.attributes.get("connection")
+        if (
+            not self.enabled
+            or args
+            or kwargs
+            or revision != "head"
+            or not isinstance(connection, Connection)
+            or connection.dialect.name != "postgresql"
+        ):
+            alembic_command.upgrade(config, revision, *args, **kwargs)
+            return
+        extra = set(config.attributes) - {"connection", "version_table"}
+        if extra - {KEK_ATTRIBUTE}:  # an attribute this replay does not know: Alembic
+            alembic_command.upgrade(config, revision)
+            return
+        version_table = str(config.attributes["version_table"])
+        tables = tuple(
+            sorted(str(name) for name in connection.exec_driver_sql(_TABLES_SQL).scalars())
+        )
+        if version_table in tables:  # this component was migrated here before: Alembic decides
+            alembic_command.upgrade(config, revision)
+            return
+        # On an empty schema the host's KEK only makes its migration record the KEK's id;
+        # without it the store records it as it opens (HostStore.open, _claim_kek). The
+        # replay migrates without it, so that one recording serves every KEK.
+        config.attributes.pop(KEK_ATTRIBUTE, None)
+        key = (str(config.get_main_option("script_location")), version_table, tables)
+        recorded = self._recorded.get(key)
+        if recorded is not None:
+            cursor = connection.connection.cursor()
+            try:
+                for statement, parameters, many in recorded:
+                    if many:
+                        cursor.executemany(statement, parameters)
+                    else:
+                        cursor.execute(statement, parameters)
+            finally:
+                cursor.close()
+            self.replayed += 1
+            return
+        statements: Recorded = []
+
+        def record(
+            _connection: Connection,
+            _cursor: Any,
+            statement: str,
+            parameters: Any,
+            _context: Any,
+            executemany: bool,
+        ) -> None:
+            statements.append((statement, parameters, executemany))
+
+        sa.event.listen(connection, "before_cursor_execute", record)
+        try:
+            alembic_command.upgrade(config, revision)
+        finally:
+            sa.event.remove(connection, "before_cursor_execute", record)
+        self._recorded[key] = statements

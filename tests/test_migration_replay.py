@@ -1,0 +1,129 @@
+"""The tests' replay of PostgreSQL migrations (tests/migration_replay.py) builds exactly
+the schema Alembic builds: for every component, a schema migrated by Alembic and one
+migrated by the replay are compared object by object."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from migration_replay import MigrationReplay
+from posbatch.catalog import CatalogStore
+from posbatch.host.store import HostStore
+from posbatch.terminal import Journal
+from testbed import postgres_url_or_skip
+
+_COLUMNS = """
+SELECT table_name, column_name, ordinal_position, data_type, character_maximum_length,
+       numeric_precision, is_nullable, column_default
+FROM information_schema.columns WHERE table_schema = current_schema()
+"""
+_CONSTRAINTS = """
+SELECT rel.relname, con.conname, con.contype, pg_get_constraintdef(con.oid)
+FROM pg_constraint con JOIN pg_class rel ON rel.oid = con.conrelid
+WHERE rel.relnamespace = current_schema()::regnamespace
+"""
+_INDEXES = (
+    "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+)
+
+
+def _open_host(url: str) -> sa.Engine:
+    return HostStore.open(url).engine
+
+
+def _open_journal(url: str) -> sa.Engine:
+    return Journal.open(url).engine
+
+
+def _open_catalog(url: str) -> sa.Engine:
+    return CatalogStore.open(url).engine
+
+
+COMPONENTS = {"host": _open_host, "journal": _open_journal, "catalog": _open_catalog}
+
+
+def _described(engine: sa.Engine, schema_url: str) -> dict[str, list[tuple[object, ...]]]:
+    schema = schema_url.rpartition("%3D")[2]
+    with engine.connect() as connection:
+        described = {
+            name: sorted(tuple(row) for row in connection.exec_driver_sql(sql))
+            for name, sql in (("columns", _COLUMNS), ("constraints", _CONSTRAINTS))
+        }
+        described["indexes"] = sorted(
+            (table, name, definition.replace(f"{schema}.", ""))
+            for table, name, definition in connection.exec_driver_sql(_INDEXES)
+        )
+        versions = [
+            table
+            for (table,) in connection.exec_driver_sql(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = current_schema() AND table_name LIKE '%%alembic_version'"
+            )
+        ]
+        described["versions"] = sorted(
+            (table, *row)
+            for table in versions
+            for row in connection.exec_driver_sql(f"SELECT * FROM {table}")
+        )
+    engine.dispose()
+    return described
+
+
+@pytest.fixture
+def new_schema_url() -> Iterator[Callable[[], str]]:
+    """Fresh PostgreSQL schemas (URLs whose search_path is the schema), dropped at the end."""
+    base = postgres_url_or_skip()
+    admin = sa.create_engine(base)
+    made: list[str] = []
+
+    def new() -> str:
+        schema = f"t_{uuid.uuid4().hex[:16]}"
+        with admin.begin() as connection:
+            connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+        made.append(schema)
+        separator = "&" if "?" in base else "?"
+        return f"{base}{separator}options=-csearch_path%3D{schema}"
+
+    yield new
+    with admin.begin() as connection:
+        for schema in made:
+            connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.mark.parametrize("component", sorted(COMPONENTS))
+def test_a_replayed_migration_builds_the_schema_alembic_builds(
+    component: str, migration_replay: MigrationReplay, new_schema_url: Callable[[], str]
+) -> None:
+    opener = COMPONENTS[component]
+    was = migration_replay.enabled
+    try:
+        migration_replay.enabled = False
+        url = new_schema_url()
+        by_alembic = _described(opener(url), url)
+        migration_replay.enabled = True
+        url = new_schema_url()
+        recorded_or_replayed = _described(opener(url), url)  # the first in a process records
+        replayed_before = migration_replay.replayed
+        url = new_schema_url()
+        replayed = _described(opener(url), url)
+    finally:
+        migration_replay.enabled = was
+    assert migration_replay.replayed == replayed_before + 1
+    assert by_alembic["columns"]  # the comparison compares something
+    assert recorded_or_replayed == by_alembic
+    assert replayed == by_alembic
+
+
+def test_the_replay_leaves_sqlite_and_partial_migrations_to_alembic(
+    migration_replay: MigrationReplay, tmp_path: Path
+) -> None:
+    replayed_before = migration_replay.replayed
+    Journal.open(f"sqlite:///{tmp_path / 'journal.db'}").engine.dispose()
+    HostStore.open(f"sqlite:///{tmp_path / 'host.db'}").engine.dispose()
+    assert migration_replay.replayed == replayed_before
