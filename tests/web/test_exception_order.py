@@ -29,10 +29,14 @@ def _raise(world: World) -> dict[int, int]:
         ids = [
             connection.execute(
                 t.exceptions.insert().values(
-                    terminal_id=TERMINAL_A1, merchant_id=MERCHANT_A, kind=KIND,
-                    cause=f"order test {index}", terminal_amount_fen=terminal,
-                    host_amount_fen=host, created_at=world.clock().replace(tzinfo=None),
-                )  # fmt: skip
+                    terminal_id=TERMINAL_A1,
+                    merchant_id=MERCHANT_A,
+                    kind=KIND,
+                    cause=f"order test {index}",
+                    terminal_amount_fen=terminal,
+                    host_amount_fen=host,
+                    created_at=world.clock().replace(tzinfo=None),
+                )
             ).inserted_primary_key[0]
             for index, (terminal, host) in enumerate(ROWS)
         ]

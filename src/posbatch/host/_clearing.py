@@ -167,7 +167,13 @@ _INSERT_LINE_SQL: Final = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _COPY_LINES_SQL: Final = f"COPY host_clearing_lines ({_LINE_COLUMNS}) FROM STDIN"
-_BY_ID_SQL: Final = f"SELECT {_COLUMNS} FROM host_transactions WHERE transaction_id IN"  # noqa: S608
+# Approved before the day, taken back by a reversal applied within it.
+_REVERSED_WITHIN_SQL: Final = (
+    f"SELECT {_COLUMNS} FROM host_transactions "  # noqa: S608 - constants only
+    "WHERE created_at < ? AND status = 'reversed' AND transaction_id IN ("
+    "SELECT transaction_id FROM host_reversals WHERE outcome = ? "
+    "AND created_at >= ? AND created_at < ? AND transaction_id IS NOT NULL)"
+)
 
 
 def _from_text(value: str) -> datetime:
@@ -611,8 +617,11 @@ class ClearingStore:
                 rows: list[Any] = list(cursor.fetchall())
                 if merchant_id is not None:
                     rows = [row for row in rows if row[1] in merchant_of]
-                rows += [row for row in self._reversed_within(cursor, begin, finish, start)
-                         if row[1] in merchant_of]  # fmt: skip
+                rows += [
+                    row
+                    for row in self._reversed_within(cursor, begin, finish, terminal_ids)
+                    if row[1] in merchant_of
+                ]
                 read_time = _time_reader(rows[0][9]) if rows else _aware
                 reversed_at = self._reversal_times(
                     cursor, [row[0] for row in rows if row[10] == TransactionStatus.REVERSED]
@@ -674,24 +683,22 @@ class ClearingStore:
         return found
 
     def _reversed_within(
-        self, cursor: Any, begin: Any, finish: Any, start: datetime
+        self, cursor: Any, begin: Any, finish: Any, terminal_ids: Sequence[str]
     ) -> list[tuple[Any, ...]]:
-        """Transactions approved before ``start`` that a reversal took back within the day."""
-        cursor.execute(
-            self.store.sql.sql(
-                "SELECT DISTINCT transaction_id FROM host_reversals WHERE outcome = ? "
-                "AND created_at >= ? AND created_at < ? AND transaction_id IS NOT NULL"
-            ),
-            (APPLIED, begin, finish),
-        )
-        ids = sorted(row[0] for row in cursor.fetchall())
-        rows = self._in_ids(cursor, _BY_ID_SQL, ids)
-        return [
-            row
-            for row in rows
-            if row[10] == TransactionStatus.REVERSED
-            and _time_reader(row[9])(row[9]) < _aware(start)
-        ]
+        """Transactions approved before ``begin`` that a reversal took back within
+        ``[begin, finish)`` (of ``terminal_ids`` when they fit one statement; the caller keeps
+        its merchant's), by transaction id.
+
+        One statement: the database picks them (it read every reversal of the day and every
+        transaction they named, of every merchant, into Python — 40 % of a merchant's
+        statement page with 2,000 reversals a day)."""
+        sql = _REVERSED_WITHIN_SQL
+        parameters: tuple[Any, ...] = (begin, APPLIED, begin, finish)
+        if terminal_ids and len(terminal_ids) <= IDS_PER_QUERY_MAX:
+            sql += f" AND terminal_id IN ({', '.join('?' * len(terminal_ids))})"
+            parameters += tuple(terminal_ids)
+        cursor.execute(self.store.sql.sql(sql + " ORDER BY transaction_id"), parameters)
+        return list(cursor.fetchall())
 
     def reversal_times(self, transaction_ids: Sequence[int]) -> dict[int, datetime]:
         """When an applied reversal took each of ``transaction_ids`` back (absent: none did)."""
