@@ -6,6 +6,7 @@ it, the CSV as `clearing statement --csv` writes it."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 from collections import defaultdict
@@ -306,6 +307,27 @@ def test_the_store_computes_the_statement_the_records_make(traded: World) -> Non
         kinds |= {line.kind.value for line in found.lines}
     assert {"sale", "void", "refund", "reversal"} == kinds
     assert found.adjustments and found.unknown_bins  # the second day: adjustments, no BIN
+
+
+def test_a_cleared_day_keeps_the_statement_the_records_made(traded: World) -> None:
+    """Once each day is cleared, the statement read from what the run kept is the one the
+    records make, line for line — only marked cleared."""
+    clearing = ClearingStore(traded.store)
+    rules = clearing.rules()
+    records = _reference_records(traded)
+    for day in DAYS:
+        start, end = trading_day_bounds(day, rules.cutoffs)
+        expected = build_statement(
+            MERCHANT_A, day, records, rules,
+            batches=clearing.batches({record.batch_id for record in records}),
+            exceptions=clearing.exceptions(start, end),
+            adjustments=clearing.adjustment_records(start, end),
+        )  # fmt: skip
+        clearing.clear_day(day, now=end + timedelta(hours=1))
+        kept = clearing.statement(MERCHANT_A, day)
+        assert kept.cleared and len(kept.lines) > 1_000
+        assert dataclasses.replace(expected, cleared=True) == kept
+        assert render_statement(expected) == render_statement(kept)
 
 
 def _shown_lines(page: str) -> list[tuple[str, ...]]:
