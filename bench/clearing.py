@@ -19,15 +19,33 @@ Measured, each the best of ``--repeat`` runs in this process, same store:
 The target is statement run / baseline ≤ 2. The gross of every statement is
 checked against the aggregate before anything is timed.
 
+Then the statement page of the back office, for a merchant with thousands of lines
+(another store: ``--page-transactions`` over ``--page-merchants``, by default 100,000
+over 30 — about 3,300 lines a merchant with one terminal, 6,600 with two), each the
+median of ``--repeat`` × 3 rounds, interleaved:
+
+- bare query: that merchant's rows of the day on a raw driver cursor (the statement's
+  own day query, for its terminals);
+- statement: ``ClearingStore.statement`` — every line priced, totals, batches;
+- page: ``GET /statements`` asked of the console app in this process (ASGI, logged in),
+  first page of lines — and the ratio of page to bare query;
+- text export: ``GET /statements.txt``, the whole statement;
+
+first computed from the records (the day not cleared), then read from the clearing run.
+
 Usage: ``PYTHONPATH=src python bench/clearing.py [--db sqlite|postgresql|both]
-[--transactions 100000] [--merchants 1000] [--repeat 5]``
+[--transactions 100000] [--merchants 1000] [--repeat 5] [--page-transactions 100000]
+[--page-merchants 30]``
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import random
+import re
+import statistics
 import tempfile
 import time
 import uuid
@@ -38,8 +56,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import sqlalchemy as sa
 
+from posbatch.backoffice import Actor, BackOffice
+from posbatch.backoffice._staff import Staff
 from posbatch.clearing import (
     CardBin,
     CardClass,
@@ -51,6 +72,8 @@ from posbatch.clearing import (
 )
 from posbatch.host import ClearingStore, HostStore
 from posbatch.host import _schema as t
+from posbatch.host._clearing import _DAY_SQL
+from posbatch.web import create_app
 
 POSTGRES_URL = os.environ.get(
     "POSBATCH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -299,17 +322,122 @@ def measure(kind: str, store: HostStore, repeat: int) -> float:
     return ratio
 
 
+PAGE_USER = "bench"
+PAGE_PASSWORD = "bench password 1"
+
+
+async def _log_in(client: httpx.AsyncClient) -> None:
+    form = await client.get("/login")
+    token = re.search(r'name="login_csrf" value="([^"]+)"', form.text)
+    assert token is not None
+    answer = await client.post(
+        "/login", data={"name": PAGE_USER, "password": PAGE_PASSWORD, "login_csrf": token[1]}
+    )
+    assert answer.status_code == 303, answer.text[:200]
+
+
+def page_run(kind: str, *, transactions: int, merchants: int, repeat: int) -> float:
+    """The statement page of the merchant with the most lines, beside its bare query."""
+    with database(kind) as url:
+        store = HostStore.open(url, pan_key=b"k" * 32)
+        try:
+            fill(store, transactions=transactions, merchants=merchants)
+            Staff(store).add_user(Actor("bench", "cli", "local"), PAGE_USER, "ops",
+                                  PAGE_PASSWORD, now=datetime.now(UTC))  # fmt: skip
+            return page_measure(kind, store, repeat)
+        finally:
+            store.close()
+
+
+def page_measure(kind: str, store: HostStore, repeat: int) -> float:
+    clearing = ClearingStore(store)
+    start, end = trading_day_bounds(DAY)
+    biggest = max(clearing.summaries(DAY), key=lambda summary: summary.total.count)
+    merchant_id = biggest.merchant_id
+    with store.engine.connect() as connection:
+        terminal_ids = [
+            row[0]
+            for row in connection.execute(
+                sa.select(t.terminals.c.terminal_id).where(t.terminals.c.merchant_id == merchant_id)
+            )
+        ]
+    hot = store.sql
+    marks = ", ".join("?" * len(terminal_ids))
+    bare_sql = hot.sql(f"{_DAY_SQL} AND terminal_id IN ({marks})")
+    parameters = (hot.datetime(start.replace(tzinfo=None)),
+                  hot.datetime(end.replace(tzinfo=None)), *terminal_ids)  # fmt: skip
+
+    def bare() -> list[Any]:
+        with store.engine.connect() as connection:
+            cursor = connection.connection.cursor()
+            try:
+                cursor.execute(bare_sql, parameters)
+                return list(cursor.fetchall())
+            finally:
+                cursor.close()
+
+    loop = asyncio.new_event_loop()
+    app = create_app(BackOffice(store))
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://bench")
+    loop.run_until_complete(_log_in(client))
+    params = {"merchant_id": merchant_id, "date": DAY.isoformat()}
+
+    def get(path: str) -> httpx.Response:
+        answer = loop.run_until_complete(client.get(path, params=params))
+        assert answer.status_code == 200, (path, answer.status_code, answer.text[:200])
+        return answer
+
+    actions: dict[str, Callable[[], object]] = {
+        "bare": bare,
+        "statement": lambda: clearing.statement(merchant_id, DAY),
+        "page": lambda: get("/statements"),
+        "text": lambda: get("/statements.txt"),
+    }
+    rows = len(bare())
+    print(f"[{kind}] statement page of merchant {merchant_id}: {biggest.total.count:,} lines "
+          f"({rows:,} rows of the day), medians of {repeat * 3} rounds")  # fmt: skip
+    ratio = 0.0
+    for state in ("computed (day not cleared)", "cleared day"):
+        if state == "cleared day":
+            clearing.clear_day(DAY, now=end + timedelta(hours=1))
+        page_bytes = len(get("/statements").content)
+        samples: dict[str, list[float]] = {name: [] for name in actions}
+        for round_index in range(repeat * 3 + 1):  # round 0 warms up, not counted
+            for name, action in actions.items():
+                began = time.perf_counter()
+                action()
+                if round_index:
+                    samples[name].append(time.perf_counter() - began)
+        ms = {name: statistics.median(values) * 1000 for name, values in samples.items()}
+        ratio = max(ratio, ms["page"] / ms["bare"])
+        print(f"[{kind}]  {state}:")
+        print(f"[{kind}]   bare query (its rows of the day)          {ms['bare']:8.1f} ms")
+        print(f"[{kind}]   statement (ClearingStore.statement)       {ms['statement']:8.1f} ms  "
+              f"ratio {ms['statement'] / ms['bare']:.2f}")  # fmt: skip
+        print(f"[{kind}]   page GET /statements (in-process)         {ms['page']:8.1f} ms  "
+              f"ratio {ms['page'] / ms['bare']:.2f}  ({page_bytes:,} bytes)")  # fmt: skip
+        print(f"[{kind}]   text export GET /statements.txt           {ms['text']:8.1f} ms  "
+              f"ratio {ms['text'] / ms['bare']:.2f}")  # fmt: skip
+    loop.run_until_complete(client.aclose())
+    loop.close()
+    return ratio
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--transactions", type=int, default=100_000)
     parser.add_argument("--merchants", type=int, default=1_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--page-transactions", type=int, default=100_000)
+    parser.add_argument("--page-merchants", type=int, default=30)
     options = parser.parse_args()
     kinds = ("sqlite", "postgresql") if options.db == "both" else (options.db,)
     for kind in kinds:
         run(kind, transactions=options.transactions, merchants=options.merchants,
             repeat=options.repeat)  # fmt: skip
+        page_run(kind, transactions=options.page_transactions,
+                 merchants=options.page_merchants, repeat=options.repeat)  # fmt: skip
 
 
 if __name__ == "__main__":

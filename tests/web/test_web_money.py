@@ -9,7 +9,6 @@ from datetime import date
 from decimal import Decimal
 
 import httpx
-import markupsafe
 import pytest
 from web_world import MERCHANT_A, MERCHANT_B, STANDARD_FEES, World, log_in, scan
 
@@ -35,7 +34,7 @@ async def test_the_statement_page_shows_what_the_cli_prints(
     world: World, client: httpx.AsyncClient
 ) -> None:
     """mia's statement of 5 Dec: gross 120.30, fees 0.72 (0.60 %), net 119.58, money on
-    Monday 7 Dec — and, word for word, the text of `posbatch clearing statement`."""
+    Monday 7 Dec — and its text export, word for word, `posbatch clearing statement`."""
     await log_in(client, "mia")
     answer = await client.get("/statements", params={"merchant_id": MERCHANT_A, "date": DAY})
     assert 200 == answer.status_code
@@ -44,7 +43,8 @@ async def test_the_statement_page_shows_what_the_cli_prints(
     for shown in ("¥120.30", "¥0.72", "¥119.58", "2026-12-07", "622202*********0128"):
         assert shown in answer.text
     assert 7 == answer.text.count("<td>消费 sale</td>")
-    assert str(markupsafe.escape(render_statement(expected))) in answer.text  # as Jinja escapes
+    text = await client.get("/statements.txt", params={"merchant_id": MERCHANT_A, "date": DAY})
+    assert (render_statement(expected) + "\n").encode("utf-8") == text.content  # as the CLI
 
 
 async def test_the_overview_does_not_call_a_net_before_fees_what_the_statement_calls_net(

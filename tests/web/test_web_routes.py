@@ -55,6 +55,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("POST", "/exceptions/{exception_id}/note"): STAFF,
     ("GET", "/statements"): VIEW,
     ("GET", "/statements.csv"): VIEW,
+    ("GET", "/statements.txt"): VIEW,
     ("GET", "/fees"): STAFF,
     ("POST", "/fees"): OPS,
     ("GET", "/support"): STAFF,
@@ -91,7 +92,7 @@ STATEMENT_QUERY = f"?merchant_id={MERCHANT_A}&date=2026-12-05"
 
 def concrete(world: World, path: str) -> str:
     """A URL of ``path`` naming records of merchant A (the merchant user's own)."""
-    if path in ("/statements", "/statements.csv"):
+    if path in ("/statements", "/statements.csv", "/statements.txt"):
         return path + STATEMENT_QUERY
     batch = world.office.queries.batches(Scope(), terminal_id=TERMINAL_A1)[0][0]
     exception = world.office.exceptions.queue(Scope(), ExceptionFilter(terminal_id=TERMINAL_A2))

@@ -32,16 +32,21 @@ from posbatch.backoffice._exceptions import (
 )
 from posbatch.backoffice._filters import Cursor, Scope, TransactionFilter
 from posbatch.backoffice._money import (
+    ADJUSTMENT_LABELS,
     FEE_FIELDS,
+    STATEMENT_PAGE_LINES,
     FeeField,
     Money,
     OwnerFees,
     ScheduleEntry,
+    StatementPage,
     TermsEntry,
     fee_book,
     render_statement,
     schedule_rates,
     statement_csv,
+    statement_page,
+    statement_page_param,
 )
 from posbatch.backoffice._office import BackOffice, SupportView, Ticket
 from posbatch.backoffice._queries import (
@@ -84,6 +89,7 @@ from posbatch.backoffice._time import (
 __all__ = [
     "ACCOUNT_FAILURES_MAX",
     "ADDRESS_FAILURES_MAX",
+    "ADJUSTMENT_LABELS",
     "AUDIT_PAGE_ROWS",
     "BEIJING",
     "BULK_MAX",
@@ -95,6 +101,7 @@ __all__ = [
     "RESOLUTIONS_BY_KIND",
     "RESOLUTION_TEXT",
     "ROLE_PERMISSIONS",
+    "STATEMENT_PAGE_LINES",
     "Actor",
     "AuditEntry",
     "AuditFilter",
@@ -120,6 +127,7 @@ __all__ = [
     "Scope",
     "Session",
     "Staff",
+    "StatementPage",
     "SupportView",
     "TerminalRow",
     "TermsEntry",
@@ -141,6 +149,8 @@ __all__ = [
     "schedule_rates",
     "search_statement",
     "statement_csv",
+    "statement_page",
+    "statement_page_param",
     "trading_day",
     "trading_day_bounds",
 ]

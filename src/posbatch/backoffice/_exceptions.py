@@ -191,6 +191,12 @@ class ExceptionItem:
         return self.amount_bound_fen or None
 
     @property
+    def at_stake_fen(self) -> int:
+        """The money at stake, what "largest first" sorts by (``_AT_STAKE`` in SQL): the
+        amount the exception is about (:attr:`natural_amount_fen`), 0 when none is known."""
+        return self.natural_amount_fen or 0
+
+    @property
     def resolutions(self) -> tuple[Resolution, ...]:
         return resolutions_for(self.kind)
 
@@ -257,7 +263,21 @@ class ExceptionFilter:
 e = t.exceptions.c
 w = t.exception_work.c
 h = t.exception_history.c
-_AMOUNT = sa.func.abs(sa.func.coalesce(e.host_amount_fen, e.terminal_amount_fen, 0))
+# The money at stake, as ExceptionItem.at_stake_fen says it: the difference when both sides
+# have an amount and they differ; else the one amount there is (the host's when both agree);
+# 0 when neither side has one. (It was the host's amount whenever the host had one: an
+# amount-differs of 5,000.00 against the host's 1.00 sorted as 1.00.)
+_AT_STAKE = sa.case(
+    (
+        sa.and_(
+            e.terminal_amount_fen.is_not(None),
+            e.host_amount_fen.is_not(None),
+            e.terminal_amount_fen != e.host_amount_fen,
+        ),
+        sa.func.abs(e.terminal_amount_fen - e.host_amount_fen),
+    ),
+    else_=sa.func.abs(sa.func.coalesce(e.host_amount_fen, e.terminal_amount_fen, 0)),
+)
 
 
 def _item(row: Any) -> ExceptionItem:
@@ -360,12 +380,12 @@ class ExceptionWork:
         limit = max(1, min(limit, EXCEPTION_PAGE_ROWS))
         query = self._filtered(scope, queue_filter)
         if queue_filter.sort == "amount":
-            query = query.order_by(_AMOUNT.desc(), e.exception_id)
+            query = query.order_by(_AT_STAKE.desc(), e.exception_id)
             if after is not None:
                 query = query.where(
                     sa.or_(
-                        _AMOUNT < after[0],
-                        sa.and_(_AMOUNT == after[0], e.exception_id > after[1]),
+                        _AT_STAKE < after[0],
+                        sa.and_(_AT_STAKE == after[0], e.exception_id > after[1]),
                     )
                 )
         else:
@@ -379,9 +399,8 @@ class ExceptionWork:
         if not more or not items:
             return items, None
         last = items[-1]
-        key = abs(last.host_amount_fen if last.host_amount_fen is not None else (
-            last.terminal_amount_fen or 0))  # fmt: skip
-        return items, ((key if queue_filter.sort == "amount" else 0), last.exception_id)
+        key = last.at_stake_fen if queue_filter.sort == "amount" else 0
+        return items, (key, last.exception_id)
 
     def export(self, scope: Scope, queue_filter: ExceptionFilter) -> Iterator[ExceptionItem]:
         """Every exception of the filter, oldest first, in bounded chunks."""

@@ -8,7 +8,15 @@ already under way or cleared exactly as the CLI refuses it. Setting one is audit
 (``fees.set``: requested, then done or refused, with the schedule in force before and the
 one set after).
 
-:func:`fee_book` is pure: the rules in force and the day in, what the fee page shows out.
+A statement page shows the statement's figures whole (totals, by card type and kind,
+batches, adjustments, exceptions) and its lines a page at a time
+(:func:`statement_page`, :data:`STATEMENT_PAGE_LINES` a page): a merchant may have
+thousands of lines a day, and a page of all of them (each line twice, as a table row
+and in the text) took longer to render than to compute. The whole statement is its
+exports: the CSV and the text, as ``posbatch clearing statement`` writes them.
+
+:func:`fee_book` and :func:`statement_page` are pure: the rules in force and the day in,
+what the fee page shows out; a statement and a page number in, that page's lines out.
 """
 
 from __future__ import annotations
@@ -23,11 +31,13 @@ from posbatch.backoffice._filters import Scope, merchant_id_param
 from posbatch.backoffice._staff import Permission
 from posbatch.batch.money import format_fen
 from posbatch.clearing import (
+    ADJUSTMENT_LABELS,
     CardClass,
     ClearingRules,
     FeeSchedule,
     MerchantTerms,
     Statement,
+    StatementLine,
     format_rate,
     parse_fee_schedule,
     render_statement,
@@ -38,21 +48,31 @@ from posbatch.host import ClearingStore
 from posbatch.host.store import HostStore
 
 __all__ = [
+    "ADJUSTMENT_LABELS",
     "FEE_FIELDS",
+    "STATEMENT_PAGE_LINES",
     "FeeField",
     "Money",
     "OwnerFees",
     "ScheduleEntry",
+    "StatementPage",
     "TermsEntry",
     "fee_book",
     "render_statement",
     "schedule_rates",
     "statement_csv",
+    "statement_page",
+    "statement_page_param",
 ]
 
 # The instant rate when the form leaves it empty (what `host set-fees` defaults to).
 INSTANT_RATE_DEFAULT: Final = "0.00%"
 FEE_TEXT_CHARS_MAX: Final = 32
+# Lines of a statement on one page (the whole statement is its CSV and text exports).
+STATEMENT_PAGE_LINES: Final = 200
+# The most pages a URL may ask for: 999 debits and 999 credits per card class a batch,
+# 999,999 batch numbers — far beyond any day's statement; digits beyond are refused.
+STATEMENT_PAGE_DIGITS_MAX: Final = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +132,56 @@ class OwnerFees:
     terms_in_force: MerchantTerms
     schedules: tuple[ScheduleEntry, ...]
     terms: tuple[TermsEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StatementPage:
+    """One page of a statement's lines: lines ``first``–``last`` (1-based) of ``count``."""
+
+    lines: tuple[StatementLine, ...]
+    number: int  # 1-based
+    pages: int  # at least 1 (an empty statement has one page, empty)
+    count: int  # the statement's lines
+    first: int  # the number of the page's first line (0: no lines)
+
+    @property
+    def last(self) -> int:
+        return self.first + len(self.lines) - 1 if self.lines else 0
+
+    @property
+    def previous(self) -> int | None:
+        return self.number - 1 if self.number > 1 else None
+
+    @property
+    def following(self) -> int | None:
+        return self.number + 1 if self.number < self.pages else None
+
+
+def statement_page_param(params: Mapping[str, str], name: str = "page") -> int:
+    """The page a URL asks for: 1 when absent; digits only (a one-line error otherwise)."""
+    value = params.get(name, "").strip()
+    if not value:
+        return 1
+    if not (value.isascii() and value.isdigit()) or len(value) > STATEMENT_PAGE_DIGITS_MAX:
+        raise ConfigError(f"{name}: a page number from 1")
+    number = int(value)
+    if number < 1:
+        raise ConfigError(f"{name}: a page number from 1")
+    return number
+
+
+def statement_page(
+    statement: Statement, number: int, *, lines_per_page: int = STATEMENT_PAGE_LINES
+) -> StatementPage:
+    """Page ``number`` (1-based) of ``statement``'s lines, in the statement's order. A page
+    past the last is a one-line error that says how many there are."""
+    count = len(statement.lines)
+    pages = max(1, -(-count // lines_per_page))
+    if not 1 <= number <= pages:
+        raise ConfigError(f"page: this statement has {pages} page(s) of lines")
+    start = (number - 1) * lines_per_page
+    lines = statement.lines[start : start + lines_per_page]
+    return StatementPage(lines, number, pages, count, start + 1 if lines else 0)
 
 
 def _state(effective_from: date, entry_id: int, in_force_id: int | None, today: date) -> str:

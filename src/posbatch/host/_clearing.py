@@ -167,7 +167,27 @@ _INSERT_LINE_SQL: Final = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _COPY_LINES_SQL: Final = f"COPY host_clearing_lines ({_LINE_COLUMNS}) FROM STDIN"
-_BY_ID_SQL: Final = f"SELECT {_COLUMNS} FROM host_transactions WHERE transaction_id IN"  # noqa: S608
+# Approved before the day, taken back by a reversal applied within it.
+_REVERSED_WITHIN_SQL: Final = (
+    f"SELECT {_COLUMNS} FROM host_transactions "  # noqa: S608 - constants only
+    "WHERE created_at < ? AND status = 'reversed' AND transaction_id IN ("
+    "SELECT transaction_id FROM host_reversals WHERE outcome = ? "
+    "AND created_at >= ? AND created_at < ? AND transaction_id IS NOT NULL)"
+)
+
+
+# A merchant's kept lines of a cleared day, in the statement's order.
+_KEPT_LINES_SQL: Final = (
+    "SELECT transaction_id, at, terminal_id, batch_id, batch_no, stan, rrn, kind, reverses, "
+    "card_class, bin_known, pan_masked, amount_fen, fee_fen, net_fen, original_batch_no, "
+    "original_stan, original_day FROM host_clearing_lines "
+    "WHERE trading_day = ? AND merchant_id = ? ORDER BY at, transaction_id"
+)
+
+
+def _day_of(value: date | str) -> date:
+    # SQLite keeps a Date as text "2026-09-30"; PostgreSQL's driver gives a date
+    return value if isinstance(value, date) else date.fromisoformat(value)
 
 
 def _from_text(value: str) -> datetime:
@@ -611,8 +631,11 @@ class ClearingStore:
                 rows: list[Any] = list(cursor.fetchall())
                 if merchant_id is not None:
                     rows = [row for row in rows if row[1] in merchant_of]
-                rows += [row for row in self._reversed_within(cursor, begin, finish, start)
-                         if row[1] in merchant_of]  # fmt: skip
+                rows += [
+                    row
+                    for row in self._reversed_within(cursor, begin, finish, terminal_ids)
+                    if row[1] in merchant_of
+                ]
                 read_time = _time_reader(rows[0][9]) if rows else _aware
                 reversed_at = self._reversal_times(
                     cursor, [row[0] for row in rows if row[10] == TransactionStatus.REVERSED]
@@ -674,24 +697,22 @@ class ClearingStore:
         return found
 
     def _reversed_within(
-        self, cursor: Any, begin: Any, finish: Any, start: datetime
+        self, cursor: Any, begin: Any, finish: Any, terminal_ids: Sequence[str]
     ) -> list[tuple[Any, ...]]:
-        """Transactions approved before ``start`` that a reversal took back within the day."""
-        cursor.execute(
-            self.store.sql.sql(
-                "SELECT DISTINCT transaction_id FROM host_reversals WHERE outcome = ? "
-                "AND created_at >= ? AND created_at < ? AND transaction_id IS NOT NULL"
-            ),
-            (APPLIED, begin, finish),
-        )
-        ids = sorted(row[0] for row in cursor.fetchall())
-        rows = self._in_ids(cursor, _BY_ID_SQL, ids)
-        return [
-            row
-            for row in rows
-            if row[10] == TransactionStatus.REVERSED
-            and _time_reader(row[9])(row[9]) < _aware(start)
-        ]
+        """Transactions approved before ``begin`` that a reversal took back within
+        ``[begin, finish)`` (of ``terminal_ids`` when they fit one statement; the caller keeps
+        its merchant's), by transaction id.
+
+        One statement: the database picks them (it read every reversal of the day and every
+        transaction they named, of every merchant, into Python — 40 % of a merchant's
+        statement page with 2,000 reversals a day)."""
+        sql = _REVERSED_WITHIN_SQL
+        parameters: tuple[Any, ...] = (begin, APPLIED, begin, finish)
+        if terminal_ids and len(terminal_ids) <= IDS_PER_QUERY_MAX:
+            sql += f" AND terminal_id IN ({', '.join('?' * len(terminal_ids))})"
+            parameters += tuple(terminal_ids)
+        cursor.execute(self.store.sql.sql(sql + " ORDER BY transaction_id"), parameters)
+        return list(cursor.fetchall())
 
     def reversal_times(self, transaction_ids: Sequence[int]) -> dict[int, datetime]:
         """When an applied reversal took each of ``transaction_ids`` back (absent: none did)."""
@@ -1164,41 +1185,43 @@ class ClearingStore:
         ]
 
     def _kept_lines(self, day: date, merchant_id: str) -> list[StatementLine]:
+        """The lines the clearing run kept for ``merchant_id``'s statement of ``day``.
+
+        Read through the driver's cursor, as :meth:`records` reads a day: SQLAlchemy's
+        per-row processing cost a merchant's statement page more than the query did."""
         with self._read() as connection:
-            rows = connection.execute(
-                sa.select(t.clearing_lines)
-                .where(
-                    t.clearing_lines.c.trading_day == day,
-                    t.clearing_lines.c.merchant_id == merchant_id,
+            cursor = connection.connection.cursor()
+            try:
+                cursor.execute(
+                    self.store.sql.sql(_KEPT_LINES_SQL), (self._bind_date(day), merchant_id)
                 )
-                .order_by(t.clearing_lines.c.at, t.clearing_lines.c.transaction_id)
-            ).all()
+                rows = cursor.fetchall()
+            finally:
+                cursor.close()
+        if not rows:
+            return []
+        read_time = _time_reader(rows[0][1])
+        make = StatementLine._make
+        lines: list[StatementLine] = []
+        append = lines.append
         try:
-            return [
-                StatementLine(
-                    row.transaction_id,
-                    _aware(row.at),
-                    row.terminal_id,
-                    row.batch_id,
-                    row.batch_no,
-                    row.stan,
-                    row.rrn,
-                    _LINE_KINDS[row.kind],
-                    None if row.reverses is None else _LINE_KINDS[row.reverses],
-                    _CARD_CLASSES[row.card_class],
-                    bool(row.bin_known),
-                    row.pan_masked,
-                    row.amount_fen,
-                    row.fee_fen,
-                    row.net_fen,
-                    None
-                    if row.original_batch_no is None
-                    else OriginalRef(row.original_batch_no, row.original_stan, row.original_day),
-                )
-                for row in rows
-            ]
+            for row in rows:
+                (transaction_id, at, terminal_id, batch_id, batch_no, stan, rrn, kind, reverses,
+                 card_class, bin_known, pan_masked, amount_fen, fee_fen, net_fen,
+                 original_batch_no, original_stan, original_day) = row  # fmt: skip
+                original = None
+                if original_batch_no is not None:
+                    original = OriginalRef(original_batch_no, original_stan, _day_of(original_day))
+                append(
+                    make((transaction_id, read_time(at), terminal_id, batch_id, batch_no, stan,
+                          rrn, _LINE_KINDS[kind],
+                          None if reverses is None else _LINE_KINDS[reverses],
+                          _CARD_CLASSES[card_class], bool(bin_known), pan_masked, amount_fen,
+                          fee_fen, net_fen, original))
+                )  # fmt: skip
         except (KeyError, ValueError) as exc:
             raise StorageError(f"host store: clearing line: {exc}") from exc
+        return lines
 
     def _kept_parts(self, day: date) -> dict[str, list[SummaryPart]]:
         """Per merchant, the cleared day's sums per (card class, kind), as the run kept them."""

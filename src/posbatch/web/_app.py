@@ -34,9 +34,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from posbatch.backoffice import (
+    ADJUSTMENT_LABELS,
     BULK_MAX,
     FEE_FIELDS,
     RESOLUTION_TEXT,
+    STATEMENT_PAGE_LINES,
     AuditFilter,
     BackOffice,
     Cursor,
@@ -55,6 +57,8 @@ from posbatch.backoffice import (
     render_statement,
     schedule_rates,
     statement_csv,
+    statement_page,
+    statement_page_param,
     trading_day,
 )
 from posbatch.backoffice._db import CONNECTIONS_PER_REQUEST, connections_max
@@ -676,16 +680,34 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
 
     @route("GET", "/statements", Permission.VIEW)
     def statements(request: Request, ctx: Ctx) -> Response:
+        number = statement_page_param(request.query_params)
         merchant, day, found = statement_of(request, ctx)
         query = {"merchant_id": merchant or "", "date": day.isoformat()}
+        lines = None if found is None else statement_page(
+            found, number, lines_per_page=STATEMENT_PAGE_LINES
+        )  # fmt: skip
         return page(
             request, ctx, "statements.html", s=found, merchant=merchant, day=day,
-            merchants=office.money.merchants(ctx.scope),
-            text=None if found is None else render_statement(found),
+            merchants=office.money.merchants(ctx.scope), lines=lines,
             rates=() if found is None or found.schedule is None else schedule_rates(found.schedule),
             previous=day - timedelta(days=1), following=day + timedelta(days=1),
+            page_url="/statements?" + urlencode(query) + "&page=",
             export_url="/statements.csv?" + urlencode(query),
+            text_url="/statements.txt?" + urlencode(query), adjustment_labels=ADJUSTMENT_LABELS,
         )  # fmt: skip
+
+    @route("GET", "/statements.txt", Permission.VIEW)
+    def statements_text(request: Request, ctx: Ctx) -> Response:
+        """The whole statement as ``posbatch clearing statement`` prints it."""
+        merchant, day, found = statement_of(request, ctx)
+        if found is None:
+            raise ConfigError("merchant_id: choose the merchant of the statement")
+        name = f"statement-{merchant}-{day:%Y%m%d}.txt"
+        return Response(
+            (render_statement(found) + "\n").encode("utf-8"),
+            media_type="text/plain; charset=utf-8",
+            headers={"content-disposition": f'attachment; filename="{name}"'},
+        )
 
     @route("GET", "/statements.csv", Permission.VIEW)
     def statements_csv(request: Request, ctx: Ctx) -> Response:
