@@ -1,6 +1,6 @@
-"""The tests' replay of PostgreSQL migrations (tests/migration_replay.py) builds exactly
-the schema Alembic builds: for every component, a schema migrated by Alembic and one
-migrated by the replay are compared object by object."""
+"""The tests' replay of migrations (tests/migration_replay.py) builds exactly the
+database Alembic builds: for every component, on SQLite and on PostgreSQL, a database
+migrated by Alembic and one migrated by the replay are compared object by object."""
 
 from __future__ import annotations
 
@@ -47,24 +47,37 @@ def _open_catalog(url: str) -> sa.Engine:
 COMPONENTS = {"host": _open_host, "journal": _open_journal, "catalog": _open_catalog}
 
 
-def _described(engine: sa.Engine, schema_url: str) -> dict[str, list[tuple[object, ...]]]:
-    schema = schema_url.rpartition("%3D")[2]
+_SQLITE_OBJECTS = (
+    "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
+)
+_VERSION_TABLES = {
+    "postgresql": "SELECT table_name FROM information_schema.tables "
+    "WHERE table_schema = current_schema() AND table_name LIKE '%%alembic_version'",
+    "sqlite": "SELECT name FROM sqlite_master WHERE type = 'table' "
+    "AND name LIKE '%alembic_version'",
+}
+
+
+def _described(engine: sa.Engine, url: str) -> dict[str, list[tuple[object, ...]]]:
+    """Every object of the database at ``url`` and its version rows, comparable across
+    databases (PostgreSQL's schema name taken out of index definitions)."""
+    dialect = engine.dialect.name
     with engine.connect() as connection:
-        described = {
-            name: sorted(tuple(row) for row in connection.exec_driver_sql(sql))
-            for name, sql in (("columns", _COLUMNS), ("constraints", _CONSTRAINTS))
-        }
-        described["indexes"] = sorted(
-            (table, name, definition.replace(f"{schema}.", ""))
-            for table, name, definition in connection.exec_driver_sql(_INDEXES)
-        )
-        versions = [
-            table
-            for (table,) in connection.exec_driver_sql(
-                "SELECT table_name FROM information_schema.tables "
-                "WHERE table_schema = current_schema() AND table_name LIKE '%%alembic_version'"
+        if dialect == "postgresql":
+            schema = url.rpartition("%3D")[2]
+            described = {
+                name: sorted(tuple(row) for row in connection.exec_driver_sql(sql))
+                for name, sql in (("columns", _COLUMNS), ("constraints", _CONSTRAINTS))
+            }
+            described["indexes"] = sorted(
+                (table, name, definition.replace(f"{schema}.", ""))
+                for table, name, definition in connection.exec_driver_sql(_INDEXES)
             )
-        ]
+        else:
+            described = {
+                "objects": sorted(tuple(row) for row in connection.exec_driver_sql(_SQLITE_OBJECTS))
+            }
+        versions = [table for (table,) in connection.exec_driver_sql(_VERSION_TABLES[dialect])]
         described["versions"] = sorted(
             (table, *row)
             for table in versions
@@ -74,9 +87,14 @@ def _described(engine: sa.Engine, schema_url: str) -> dict[str, list[tuple[objec
     return described
 
 
-@pytest.fixture
-def new_schema_url() -> Iterator[Callable[[], str]]:
-    """Fresh PostgreSQL schemas (URLs whose search_path is the schema), dropped at the end."""
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], str]]:
+    """Fresh empty databases of one dialect: SQLite files, or PostgreSQL schemas (a URL
+    whose search_path is the schema) dropped at the end."""
+    if request.param == "sqlite":
+        files = iter(range(1_000))
+        yield lambda: f"sqlite:///{tmp_path / f'fresh-{next(files)}.db'}"
+        return
     base = postgres_url_or_skip()
     admin = sa.create_engine(base)
     made: list[str] = []
@@ -98,32 +116,35 @@ def new_schema_url() -> Iterator[Callable[[], str]]:
 
 @pytest.mark.parametrize("component", sorted(COMPONENTS))
 def test_a_replayed_migration_builds_the_schema_alembic_builds(
-    component: str, migration_replay: MigrationReplay, new_schema_url: Callable[[], str]
+    component: str, migration_replay: MigrationReplay, new_database_url: Callable[[], str]
 ) -> None:
     opener = COMPONENTS[component]
     was = migration_replay.enabled
     try:
         migration_replay.enabled = False
-        url = new_schema_url()
+        url = new_database_url()
         by_alembic = _described(opener(url), url)
         migration_replay.enabled = True
-        url = new_schema_url()
+        url = new_database_url()
         recorded_or_replayed = _described(opener(url), url)  # the first in a process records
         replayed_before = migration_replay.replayed
-        url = new_schema_url()
+        url = new_database_url()
         replayed = _described(opener(url), url)
     finally:
         migration_replay.enabled = was
     assert migration_replay.replayed == replayed_before + 1
-    assert by_alembic["columns"]  # the comparison compares something
+    assert len(by_alembic["versions"]) == 1  # the comparison compares something
+    assert sum(len(rows) for rows in by_alembic.values()) > 5
     assert recorded_or_replayed == by_alembic
     assert replayed == by_alembic
 
 
-def test_the_replay_leaves_sqlite_and_partial_migrations_to_alembic(
+def test_the_replay_leaves_a_partial_migration_to_alembic(
     migration_replay: MigrationReplay, tmp_path: Path
 ) -> None:
+    """A store migrated before (its version table there) is Alembic's to migrate again."""
+    url = f"sqlite:///{tmp_path / 'host.db'}"
+    HostStore.open(url).engine.dispose()
     replayed_before = migration_replay.replayed
-    Journal.open(f"sqlite:///{tmp_path / 'journal.db'}").engine.dispose()
-    HostStore.open(f"sqlite:///{tmp_path / 'host.db'}").engine.dispose()
+    HostStore.open(url).engine.dispose()
     assert migration_replay.replayed == replayed_before
