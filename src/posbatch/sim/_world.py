@@ -73,6 +73,7 @@ from posbatch.batch.counters import BATCH_NO_MAX
 from posbatch.batch.model import Kind
 from posbatch.batch.totals import TOTAL_COUNT_MAX
 from posbatch.batch.txn_lifecycle import TxnEvent
+from posbatch.clearing import ClearingRules
 from posbatch.doctor import RepairStatus, Report, TerminalSite, bundle_text, examine
 from posbatch.errors import (
     BatchError,
@@ -83,7 +84,7 @@ from posbatch.errors import (
     StorageError,
     TerminalError,
 )
-from posbatch.host import HostCore, HostSession, HostStore, IssuerRules
+from posbatch.host import ClearingStore, HostCore, HostSession, HostStore, IssuerRules
 from posbatch.sim import _clearing
 from posbatch.sim._checker import Violation, check
 from posbatch.sim._clock import DAY_MS, VirtualClock
@@ -967,7 +968,9 @@ class World:
 
     # --- checking ---------------------------------------------------------------------
 
-    def snapshot(self, *, final: bool) -> Snapshot:
+    def snapshot(self, *, final: bool, rules: ClearingRules | None = None) -> Snapshot:
+        """Both sides as they are now, for the checker; ``rules``: the clearing rules read
+        this night (read here if not given)."""
         failures = list(self._failures)
         failures.extend(
             (failure.terminal_id, f"host: {failure.error}") for failure in self.host.failures
@@ -983,16 +986,21 @@ class World:
         )
         clearing = _clearing.take(
             self.store, [node.terminal_id for node in self.nodes], since=self._clearing_since,
-            now=self.clock.now(), final=final, host_rows=host_rows,
+            now=self.clock.now(), final=final, host_rows=host_rows, rules=rules,
         )  # fmt: skip
         return replace(snapshot, clearing=clearing)
 
     def _check(self, *, final: bool) -> None:
+        # The clearing rules, read once a night: neither the clearing run nor the back
+        # office's resolutions change them.
+        rules = ClearingStore(self.store).rules()
         # the acquirer's nightly clearing run (清算) of every trading day that has ended
-        _clearing.clear_ended_days(self.store, self.clock.now(), since=self._clearing_since)
+        _clearing.clear_ended_days(
+            self.store, self.clock.now(), since=self._clearing_since, rules=rules
+        )
         # then the back office works its exception queue (差错): resolutions are adjustments
         _clearing.work_exceptions(self.store, self.random.stream("backoffice"), self.clock.now())
-        for violation in check(self.snapshot(final=final)):
+        for violation in check(self.snapshot(final=final, rules=rules)):
             key = (
                 violation.invariant,
                 violation.terminal_id,
