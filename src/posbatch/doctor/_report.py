@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from posbatch.batch.cards import mask_card_numbers
 from posbatch.doctor._checks import Status
@@ -86,6 +87,21 @@ def _both(line: Line) -> str:
     # Evidence carries text from outside (the host's field 63, the journal's events, a
     # bundle): never markup — "[/]" from a peer must print, not break the report.
     return f"{escape(line.en)}\n[dim]{escape(line.zh)}[/]"
+
+
+def _cell(console: Console, markup: str) -> Text:
+    """A table cell's markup as the Text rich would make of it, made once.
+
+    A cell given as a string is parsed by rich twice, once to measure the column widths
+    and once to render it: made once, a report renders in about a ninth less time (the
+    simulator's bundles, 16 checks each: 11.3 → 10.0 ms, best of 5). What is left is
+    rich's own work — wrapping every cell's text (``Text.wrap``, about half of it) and
+    measuring the columns; making the Console costs microseconds. rich makes a cell's
+    Text with ``console.render_str`` without highlighting (a table's default), and so does
+    this: the output is the same byte for byte, styles included
+    (tests/doctor/test_doctor_render.py compares the two over every kind of report).
+    """
+    return console.render_str(markup, highlight=False)
 
 
 def _headline(diagnosis: Diagnosis) -> tuple[str, str, str]:
@@ -165,7 +181,9 @@ def render_repairs(report: Report, console: Console) -> None:
         for result in report.repairs_done:
             text = REPAIR_TEXT[result.repair]
             table.add_row(
-                _both(text), result.status.value, "\n".join(_both(x) for x in result.lines)
+                _cell(console, _both(text)),
+                _cell(console, result.status.value),
+                _cell(console, "\n".join(_both(x) for x in result.lines)),
             )
         console.print(table)
     if report.after is not None:
@@ -185,10 +203,10 @@ def _render_diagnosis(
         table.add_column("evidence 证据", overflow="fold")
         for check in diagnosis.checks:
             table.add_row(
-                escape(check.area),
-                _both(Line(check.title_en, check.title_zh)),
-                _STATUS_STYLE[check.status],
-                "\n".join(_both(line) for line in check.lines),
+                _cell(console, escape(check.area)),
+                _cell(console, _both(Line(check.title_en, check.title_zh))),
+                _cell(console, _STATUS_STYLE[check.status]),
+                _cell(console, "\n".join(_both(line) for line in check.lines)),
             )
         console.print(table)
     colour, en, zh = _headline(diagnosis)

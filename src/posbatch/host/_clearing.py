@@ -884,11 +884,11 @@ class ClearingStore:
         ]  # fmt: skip
 
     def _adjustments(
-        self, day: date, rules: ClearingRules, *, merchant_id: str | None = None
+        self, day: date, rules: ClearingRules, *, cleared: bool, merchant_id: str | None = None
     ) -> dict[str, list[AdjustmentLine]]:
         """Per merchant, the adjustment lines of ``day``: kept by its clearing run when the day
-        is cleared, else computed from the resolutions as they are."""
-        if self.cleared_day(day) is not None:
+        is ``cleared``, else computed from the resolutions as they are."""
+        if cleared:
             return self._kept_adjustments(day, merchant_id=merchant_id)
         start, end = trading_day_bounds(day, rules.cutoffs)
         records = self.adjustment_records(start, end, merchant_id=merchant_id)
@@ -1133,23 +1133,27 @@ class ClearingStore:
             raise StorageError(f"host store: clearing arrival: {exc}") from exc
 
     def cleared_day(self, day: date) -> ClearedDay | None:
-        """The clearing run of ``day``, or None if the day is not cleared."""
+        """The clearing run of ``day``, or None if the day is not cleared (one statement:
+        a night's checks ask it of every day of a run)."""
+        adjustments = t.clearing_adjustments.c
+        adjustment = (
+            sa.select(sa.func.coalesce(sa.func.sum(adjustments.amount_fen), 0))
+            .where(adjustments.trading_day == t.cleared_days.c.trading_day)
+            .scalar_subquery()
+        )
         with self._read() as connection:
             row = connection.execute(
-                sa.select(t.cleared_days).where(t.cleared_days.c.trading_day == day)
+                sa.select(t.cleared_days, adjustment.label("adjustment_fen")).where(
+                    t.cleared_days.c.trading_day == day
+                )
             ).first()
-            if row is None:
-                return None
-            adjustment = connection.execute(
-                sa.select(
-                    sa.func.coalesce(sa.func.sum(t.clearing_adjustments.c.amount_fen), 0)
-                ).where(t.clearing_adjustments.c.trading_day == day)
-            ).scalar_one()
+        if row is None:
+            return None
         return ClearedDay(
             row.trading_day,
             Totals(row.lines, row.gross_fen, row.fee_fen, row.net_fen),
             _aware(row.cleared_at),
-            int(adjustment),
+            int(row.adjustment_fen),
         )
 
     def cleared_days(self, *, limit: int = READ_DAYS_MAX) -> list[ClearedDay]:
@@ -1277,7 +1281,7 @@ class ClearingStore:
         else:
             records = self.records(start, end, merchant_id=merchant_id)
             lines = price_lines(day, records, rules, merchant_ids=(merchant_id,))[merchant_id]
-        adjustments = self._adjustments(day, rules, merchant_id=merchant_id).get(merchant_id, [])
+        adjusted = self._adjustments(day, rules, cleared=cleared, merchant_id=merchant_id)
         return assemble_statement(
             merchant_id,
             day,
@@ -1286,12 +1290,14 @@ class ClearingStore:
             batches=self.batches({line.batch_id for line in lines}),
             exceptions=self.exceptions(start, end, merchant_id=merchant_id),
             cleared=cleared,
-            adjustments=adjustments,
+            adjustments=adjusted.get(merchant_id, []),
             arrival=arrival,
         )
 
-    def _parts(self, day: date, rules: ClearingRules) -> dict[str, list[SummaryPart]]:
-        if self.cleared_day(day) is not None:
+    def _parts(
+        self, day: date, rules: ClearingRules, *, cleared: bool
+    ) -> dict[str, list[SummaryPart]]:
+        if cleared:
             return self._kept_parts(day)
         start, end = trading_day_bounds(day, rules.cutoffs)
         with _bulk():
@@ -1303,8 +1309,10 @@ class ClearingStore:
         card class and kind, fees, net, arrival — from the clearing run when cleared."""
         with self._reading():
             rules = rules or self.rules()
-            parts = self._parts(day, rules)
-            adjusted = self._adjustments(day, rules)
+            # asked once: the sums and the adjustments come from the same side of a run
+            cleared = self.cleared_day(day) is not None
+            parts = self._parts(day, rules, cleared=cleared)
+            adjusted = self._adjustments(day, rules, cleared=cleared)
             arrivals = self.kept_arrivals(day)
         return [
             summarize(
@@ -1319,8 +1327,10 @@ class ClearingStore:
         """清算文件 of trading day ``day``: every merchant's count, gross, fees, net, arrival."""
         with self._reading():
             rules = self.rules()
-            parts = self._parts(day, rules)
-            adjusted = self._adjustments(day, rules)
+            # asked once: the sums and the adjustments come from the same side of a run
+            cleared = self.cleared_day(day) is not None
+            parts = self._parts(day, rules, cleared=cleared)
+            adjusted = self._adjustments(day, rules, cleared=cleared)
             arrivals = self.kept_arrivals(day)
         return clearing_file_of(day, parts, rules, adjusted, arrivals)
 

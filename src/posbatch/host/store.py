@@ -433,22 +433,22 @@ class HostStore:
 
     def list_terminals(self) -> list[TerminalInfo]:
         with self.engine.connect() as connection:
-            ids = connection.execute(
-                sa.select(t.terminals.c.terminal_id).order_by(t.terminals.c.terminal_id)
-            ).scalars()
-            return [self._terminal_info(connection, terminal_id) for terminal_id in ids]
+            rows = connection.execute(
+                sa.select(t.terminals).order_by(t.terminals.c.terminal_id)
+            ).all()
+            return [self._terminal_info(connection, row) for row in rows]
 
     def terminal(self, terminal_id: str) -> TerminalInfo | None:
         with self.engine.connect() as connection:
-            exists = connection.execute(
-                sa.select(t.terminals.c.terminal_id).where(t.terminals.c.terminal_id == terminal_id)
+            row = connection.execute(
+                sa.select(t.terminals).where(t.terminals.c.terminal_id == terminal_id)
             ).first()
-            return self._terminal_info(connection, terminal_id) if exists else None
+            return None if row is None else self._terminal_info(connection, row)
 
-    def _terminal_info(self, connection: Connection, terminal_id: str) -> TerminalInfo:
-        row = connection.execute(
-            sa.select(t.terminals).where(t.terminals.c.terminal_id == terminal_id)
-        ).one()
+    def _terminal_info(self, connection: Connection, row: sa.Row[Any]) -> TerminalInfo:
+        """A terminal's row (read once: it was read twice, to see it exists and again) with
+        its current batch and the number of its last closed batch."""
+        terminal_id = row.terminal_id
         batch = None
         if row.current_batch_id is not None:
             batch = connection.execute(

@@ -53,6 +53,7 @@ from posbatch.clearing import (
     ADJUSTMENT_SIGNS,
     CardBin,
     CardClass,
+    ClearingRules,
     CreditFeeRule,
     FeeSchedule,
     Funding,
@@ -152,11 +153,14 @@ def set_up(
     return first_day
 
 
-def clear_ended_days(store: HostStore, now: datetime, *, since: date) -> list[date]:
+def clear_ended_days(
+    store: HostStore, now: datetime, *, since: date, rules: ClearingRules | None = None
+) -> list[date]:
     """The nightly run: clear every trading day from ``since`` that ended (with the grace)
-    and is not cleared yet; return them."""
+    and is not cleared yet; return them. ``rules``: as read by ``ClearingStore.rules`` this
+    night (read here if not given)."""
     clearing = ClearingStore(store)
-    rules = clearing.rules()
+    rules = rules or clearing.rules()
     cleared = []
     day = since
     while trading_day_bounds(day, rules.cutoffs)[1] + CLEARING_GRACE <= now:
@@ -276,12 +280,14 @@ def take(
     now: datetime,
     final: bool,
     host_rows: HostRows | None = None,
+    rules: ClearingRules | None = None,
 ) -> ClearingSnapshot:
     """Statements' figures and the host's own sums, for the trading days from ``since`` to the
     one under way at ``now``. ``host_rows``: the host's records already read this night (the
-    checker's snapshot reads the same; read here if not given)."""
+    checker's snapshot reads the same; read here if not given); ``rules``: the clearing rules
+    read this night (the nightly run's; read here if not given)."""
     clearing = ClearingStore(store)
-    rules = clearing.rules()
+    rules = rules or clearing.rules()
     until = rules.trading_day(now)
     host = read_host_rows(store.engine) if host_rows is None else host_rows
     rows = []
