@@ -131,6 +131,8 @@ _SET_FEES = ["host", "set-fees", "--standard", "--from", FUTURE, "--debit", "0.6
         (["clearing", "statement", "--merchant-id", MERCHANT_ID, "--date", "9999-12-31"],
          "outside the days clearing covers"),
         (["clearing", "arrival", "9999-12-31T23:30"], "outside the days clearing covers"),
+        (["clearing", "arrival", "2099-12-31T23:30"],
+         "2100-01-01 is outside the days clearing covers (from 2000-01-01 to 2099-12-31)"),
         (["clearing", "arrival", "0001-01-01T00:30+14:00"], "must be YYYY-MM-DDTHH:MM"),
         (["clearing", "run", "--date", "2099-01-01"], "can be cleared from"),
         (["clearing", "calendar", "show", "1999"], "not one this calendar covers"),

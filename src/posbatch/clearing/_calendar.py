@@ -189,7 +189,9 @@ def check_day(day: date) -> date:
     """``day`` if clearing covers it (:data:`DAY_EARLIEST`..:data:`DAY_LATEST`)."""
     if not DAY_EARLIEST <= day <= DAY_LATEST:
         raise ClearingError(
-            f"{day} is outside the days clearing covers ({DAY_EARLIEST}..{DAY_LATEST})"
+            # "from … to …", never "2000-01-01..2099-12-31": the card-number net of an error
+            # line reads two dates joined by separators as one 16-digit number and masks it
+            f"{day} is outside the days clearing covers (from {DAY_EARLIEST} to {DAY_LATEST})"
         )
     return day
 
