@@ -343,3 +343,29 @@ def test_arrival_of_a_cleared_day_is_the_one_kept(traded: World, data_dir: str) 
                           data_dir=data_dir)  # fmt: skip
     _c, computed, _e = invoke("clearing", "arrival", "2026-09-30", data_dir=data_dir)
     assert ("2026-10-08 (T+1)" in kept, "2026-10-09 (T+1)" in computed) == (True, True)
+
+
+def test_a_missing_fee_schedule_names_the_merchant(data_dir: str, db_url: str) -> None:
+    """A day traded before any fee schedule: the statement, the file and the run refuse in one
+    line that names the merchant whole (it was masked like a card number: 898110*****0001)."""
+    url = db_url if db_url.startswith("postgresql") else f"sqlite:///{Path(data_dir) / 'host.db'}"
+    data = Path(data_dir)
+    data.mkdir(mode=0o700, parents=True, exist_ok=True)
+    pan_key = host_cli.pan_key(data)
+    assert pan_key is not None
+    world = World(url, kek=host_cli.kek(data), pan_key=pan_key)
+    world.at("2026-09-30 10:00").till().sale(10_000)
+    world.close()
+    found = [
+        invoke(*arguments, data_dir=data_dir)
+        for arguments in (
+            ["clearing", "statement", "--merchant-id", MERCHANT_ID, "--date", "2026-09-30"],
+            ["clearing", "file", "--date", "2026-09-30"],
+            ["clearing", "run", "--date", "2026-09-30"],
+        )
+    ]
+    expected = (
+        f"error: no fee schedule in force for merchant {MERCHANT_ID} on 2026-09-30: set one "
+        "with posbatch host set-fees (--merchant-id, or --standard for all)\n"
+    )
+    assert [(2, expected)] * 3 == [(code, err) for code, _out, err in found]

@@ -251,7 +251,10 @@ class ClearingRules:
                 whose = "the standard" if merchant_id is None else f"merchant {merchant_id}"
                 raise ClearingError(
                     f"no fee schedule in force for {whose} on {day}: set one "
-                    "with posbatch host set-fees (--merchant-id, or --standard for all)"
+                    "with posbatch host set-fees (--merchant-id, or --standard for all)",
+                    # a merchant of the host's records (15 digits, not a card): the operator
+                    # must see whose schedule is missing
+                    shown_ids=frozenset(() if merchant_id is None else (merchant_id,)),
                 )
             self._cache[key] = found
         assert isinstance(found, FeeSchedule)
