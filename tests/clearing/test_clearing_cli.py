@@ -369,3 +369,21 @@ def test_a_missing_fee_schedule_names_the_merchant(data_dir: str, db_url: str) -
         "with posbatch host set-fees (--merchant-id, or --standard for all)\n"
     )
     assert [(2, expected)] * 3 == [(code, err) for code, _out, err in found]
+
+
+def test_a_second_clearing_run_says_the_day_was_cleared_already(
+    traded: World, data_dir: str
+) -> None:
+    """Running the nightly job again for a cleared day changes nothing and says so: the first
+    run's time and figures, 'cleared already' (it read like a new clearing), one day listed."""
+    _c, first, _e = invoke("clearing", "run", "--date", "2026-09-30", data_dir=data_dir)
+    code, again, err = invoke("clearing", "run", "--date", "2026-09-30", data_dir=data_dir)
+    _c, days, _e = invoke("clearing", "days", data_dir=data_dir)
+    figures = "2 lines, gross 10100.00, fees 20.60, net 10079.40"
+    assert (0, "", 1) == (code, err, len(days.splitlines()))
+    assert (" cleared at " in first, "was cleared already" in first) == (True, False)
+    assert [
+        again.splitlines()[0].replace("was cleared already at", "cleared at"),
+        "the records still give these figures: nothing was changed or paid again",
+    ] == [first.strip(), again.splitlines()[1]]
+    assert figures in again

@@ -589,18 +589,23 @@ def run(
     """Clear an ended trading day (清算): price every line and keep it, once.
 
     Statements and the clearing file of a cleared day are read from what this keeps.
+    Run again for a cleared day, it changes nothing and says so (or refuses, if the
+    records now give other figures than those paid).
 
     Example: posbatch clearing run --date 2026-09-30
     """
     day = _parsed(parse_day, on)
     with _clearing(data_dir) as clearing:
         try:
+            earlier = clearing.cleared_day(day)
             done = clearing.clear_day(day, now=_now())
         except PosbatchError as exc:
             raise _fail(exc) from exc
     totals = done.totals
+    # a second run changes nothing: say so, or the operator takes it for a new clearing
+    what = "was cleared already at" if earlier is not None else "cleared at"
     typer.echo(
-        f"trading day {day} cleared at {beijing(done.cleared_at):%Y-%m-%d %H:%M} Beijing: "
+        f"trading day {day} {what} {beijing(done.cleared_at):%Y-%m-%d %H:%M} Beijing: "
         f"{totals.count} lines, gross {format_fen(totals.gross_fen)}, fees "
         f"{format_fen(totals.fee_fen)}, "
         + (
@@ -610,6 +615,8 @@ def run(
         )
         + f"net {format_fen(totals.net_fen + done.adjustment_fen)}"
     )
+    if earlier is not None:
+        typer.echo("the records still give these figures: nothing was changed or paid again")
 
 
 @app.command("days")
