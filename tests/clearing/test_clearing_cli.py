@@ -387,3 +387,15 @@ def test_a_second_clearing_run_says_the_day_was_cleared_already(
         "the records still give these figures: nothing was changed or paid again",
     ] == [first.strip(), again.splitlines()[1]]
     assert figures in again
+
+
+def test_a_bin_file_that_never_ends_is_refused(data_dir: str) -> None:
+    """A device or a pipe given as the BIN file (its stat() size is 0) is read up to the limit
+    and refused in one line: /dev/zero was read whole, until a MemoryError traceback."""
+    open_store(Path(data_dir), create=True).close()
+    code, _out, err = invoke("host", "load-card-bins", "/dev/zero", "--from", FUTURE,
+                             data_dir=data_dir)  # fmt: skip
+    assert (
+        2,
+        f"error: /dev/zero is over {clearing_cli.BIN_FILE_BYTES_MAX} bytes: not a BIN file\n",
+    ) == (code, err)

@@ -377,9 +377,13 @@ def load_card_bins(
         raise _fail(ConfigError("load-card-bins needs --from"))
     day = _parsed(parse_day, effective_from)
     try:
-        if file.stat().st_size > BIN_FILE_BYTES_MAX:
+        # read at most one byte past the limit: a size from stat() is 0 for a device or a
+        # pipe (/dev/zero, /dev/stdin), whose whole read would never end
+        with file.open("rb") as stream:
+            raw = stream.read(BIN_FILE_BYTES_MAX + 1)
+        if len(raw) > BIN_FILE_BYTES_MAX:
             raise ConfigError(f"{file} is over {BIN_FILE_BYTES_MAX} bytes: not a BIN file")
-        text = file.read_text(encoding="utf-8-sig")
+        text = raw.decode("utf-8-sig")
     except OSError as exc:
         raise _fail(ConfigError(f"cannot read {file}: {exc.strerror}")) from exc
     except UnicodeDecodeError:
