@@ -143,6 +143,10 @@ _SET_FEES = ["host", "set-fees", "--standard", "--from", FUTURE, "--debit", "0.6
         (_SET_FEES[:-2], "set-fees needs --foreign-credit"),
         ([*_SET_FEES[:6], "60", *_SET_FEES[7:]], "must be a percentage with its sign"),
         ([*_SET_FEES, "--debit-cap", "-1"], "must be yuan"),
+        ([*_SET_FEES[:-1], "0.6"], "rate '0.6' must be a percentage with its sign, like 0.60% "
+         "(no exponent, no separators) — the foreign-credit rate"),
+        ([*_SET_FEES, "--credit-cap", "20.005"], "— the domestic-credit cap"),
+        ([*_SET_FEES, "--instant", "100%"], "rate '100%' is over 10.00%: a typo? — the instant rate"),
         ([*_SET_FEES, "--debit-cap", "100000.01"],
          "a fee cap is 0.00..100000.00 yuan, not 100000.01"),
         ([*_SET_FEES, "--merchant-id", MERCHANT_ID], "give --merchant-id ID or --standard"),
