@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import io
 import stat
 from collections.abc import Iterator
@@ -403,3 +404,24 @@ def test_a_bin_file_that_never_ends_is_refused(data_dir: str) -> None:
         2,
         f"error: /dev/zero is over {clearing_cli.BIN_FILE_BYTES_MAX} bytes: not a BIN file\n",
     ) == (code, err)
+
+
+def test_an_export_to_a_pipe_leaves_its_mode_alone(
+    traded: World, data_dir: str, tmp_path: Path
+) -> None:
+    """--csv naming a pipe or a device (/dev/stdout, /dev/null) writes the CSV to it and leaves
+    its mode as it was: only a file the export makes or replaces is made 0600 (run as root,
+    `--csv /dev/full` had turned the system's /dev/full to 0600)."""
+    pipe = tmp_path / "statement.pipe"
+    os.mkfifo(pipe)
+    pipe.chmod(0o644)
+    reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)  # a reader, so the writer may open it
+    try:
+        code, _out, err = invoke("clearing", "statement", "--merchant-id", MERCHANT_ID,
+                                 "--date", "2026-09-30", "--csv", str(pipe),
+                                 data_dir=data_dir)  # fmt: skip
+        written = os.read(reader, 65_536)
+    finally:
+        os.close(reader)
+    assert (0, "", 0o644) == (code, err, stat.S_IMODE(pipe.stat().st_mode))
+    assert written.startswith("\ufeff对账单 statement,".encode())
