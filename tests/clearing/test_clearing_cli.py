@@ -425,3 +425,24 @@ def test_an_export_to_a_pipe_leaves_its_mode_alone(
         os.close(reader)
     assert (0, "", 0o644) == (code, err, stat.S_IMODE(pipe.stat().st_mode))
     assert written.startswith("\ufeff对账单 statement,".encode())
+
+
+def test_a_bin_file_that_contradicts_itself_loads_nothing(data_dir: str, tmp_path: Path) -> None:
+    """A prefix listed as debit and again as credit is refused, naming both lines (the later
+    line won silently: every such card priced by the other rate); the same line twice is one
+    entry."""
+    open_store(Path(data_dir), create=True).close()
+    bins = tmp_path / "bins.csv"
+    bins.write_text("622202,debit\n622588,credit\n622588,credit\n", encoding="utf-8")
+    _c, loaded, _e = invoke("host", "load-card-bins", str(bins), "--from", FUTURE,
+                            data_dir=data_dir)  # fmt: skip
+    bins.write_text("622848,debit\n622202,debit\n622848,credit\n", encoding="utf-8")
+    code, _out, err = invoke("host", "load-card-bins", str(bins), "--from", FUTURE,
+                             data_dir=data_dir)  # fmt: skip
+    _c, listed, _e = invoke("host", "card-bins", data_dir=data_dir)
+    assert loaded.startswith("loaded 2 BIN entries from 2099-01-05")
+    assert (2, f"error: {bins} line 3: BIN 622848 is credit here and debit on line 1\n") == (
+        code,
+        err,
+    )
+    assert ["622202", "622588"] == [line.split()[1] for line in listed.splitlines()]

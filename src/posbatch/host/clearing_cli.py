@@ -371,6 +371,8 @@ def load_card_bins(
 ) -> None:
     """Load a card BIN file (prefix,funding per line; a header line is allowed): all or none.
 
+    A prefix given twice is loaded once; given as debit and as credit, the file is refused.
+
     Example: posbatch host load-card-bins bins.csv --from 2026-10-01
     """
     if not effective_from:
@@ -391,6 +393,10 @@ def load_card_bins(
     except PosbatchError as exc:
         raise _fail(exc) from exc
     entries = []
+    # prefix -> (line, entry): one file says once what a prefix is; a prefix given again
+    # the same way is one entry, given the other way the file contradicts itself (the later
+    # line would win silently, pricing every such card by the wrong rate)
+    seen: dict[str, tuple[int, CardBin]] = {}
     for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
         if not row or not "".join(row).strip():
             continue
@@ -399,9 +405,21 @@ def load_card_bins(
         if len(row) != 2:
             raise _fail(ConfigError(f"{file} line {number}: expected prefix,funding"))
         try:
-            entries.append(CardBin(row[0].strip(), _funding(row[1]), day))
+            entry = CardBin(row[0].strip(), _funding(row[1]), day)
         except PosbatchError as exc:
             raise _fail(ClearingError(f"{file} line {number}: {exc}")) from exc
+        earlier = seen.get(entry.prefix)
+        if earlier is not None:
+            if earlier[1].funding is not entry.funding:
+                raise _fail(
+                    ClearingError(
+                        f"{file} line {number}: BIN {entry.prefix} is {entry.funding.value} "
+                        f"here and {earlier[1].funding.value} on line {earlier[0]}"
+                    )
+                )
+            continue
+        seen[entry.prefix] = (number, entry)
+        entries.append(entry)
     now = _now()
     with _clearing(data_dir, create=True) as clearing:
         count = clearing.set_card_bins(entries, now=now)
