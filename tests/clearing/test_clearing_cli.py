@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import csv
-import os
 import io
+import os
 import stat
 from collections.abc import Iterator
 from datetime import date
@@ -147,7 +147,8 @@ _SET_FEES = ["host", "set-fees", "--standard", "--from", FUTURE, "--debit", "0.6
         ([*_SET_FEES[:-1], "0.6"], "rate '0.6' must be a percentage with its sign, like 0.60% "
          "(no exponent, no separators) — the foreign-credit rate"),
         ([*_SET_FEES, "--credit-cap", "20.005"], "— the domestic-credit cap"),
-        ([*_SET_FEES, "--instant", "100%"], "rate '100%' is over 10.00%: a typo? — the instant rate"),
+        ([*_SET_FEES, "--instant", "100%"],
+         "rate '100%' is over 10.00%: a typo? — the instant rate"),
         ([*_SET_FEES, "--debit-cap", "100000.01"],
          "a fee cap is 0.00..100000.00 yuan, not 100000.01"),
         ([*_SET_FEES, "--merchant-id", MERCHANT_ID], "give --merchant-id ID or --standard"),
