@@ -447,3 +447,21 @@ def test_a_bin_file_that_contradicts_itself_loads_nothing(data_dir: str, tmp_pat
         err,
     )
     assert ["622202", "622588"] == [line.split()[1] for line in listed.splitlines()]
+
+
+def test_publishing_a_year_without_its_make_up_days_says_so(data_dir: str) -> None:
+    """Marking 2027 published with none of its make-up working days entered turns the library's
+    guess into final dates: the command says so (it said only 'published'); once a weekend
+    day of 2027 is entered as worked, it does not."""
+    open_store(Path(data_dir), create=True).close()
+    _c, bare, _e = invoke("clearing", "calendar", "publish", "2027", "--note", "notice",
+                          data_dir=data_dir)  # fmt: skip
+    invoke("clearing", "calendar", "set", "2027-02-20", "--working", "--note", "notice",
+           data_dir=data_dir)  # fmt: skip
+    _c, entered, _e = invoke("clearing", "calendar", "publish", "2027", "--note", "notice",
+                             data_dir=data_dir)  # fmt: skip
+    warning = "注意 note: no make-up working day (调休上班) of 2027 is entered"
+    assert (["2027: published", True], ["2027: published"]) == (
+        [bare.splitlines()[0], bare.splitlines()[1].startswith(warning)],
+        entered.splitlines(),
+    )

@@ -37,6 +37,7 @@ from posbatch.clearing import (
     check_merchant_id,
     clearing_file_csv,
     format_rate,
+    library_publishes,
     parse_cutoff,
     parse_day,
     parse_fee_schedule,
@@ -739,4 +740,18 @@ def calendar_publish(
     """
     with _clearing(data_dir, create=True) as clearing:
         clearing.publish_year(year, note=note, now=_now(), published=not undo)
+        calendar = clearing.calendar()
     typer.echo(f"{year}: {'provisional again' if undo else 'published'}")
+    made_up = [
+        day
+        for day, working in calendar.overrides.items()
+        if day.year == year and working and day.weekday() >= 5  # Saturday, Sunday
+    ]
+    if not undo and not made_up and not library_publishes(year):
+        # every notice since 2001 moves some weekend day to a working day: none entered, the
+        # year's dates are the library's guess by rule, now shown as final
+        typer.echo(
+            f"注意 note: no make-up working day (调休上班) of {year} is entered, and every State "
+            "Council notice since 2001 has some: enter them with `posbatch clearing calendar "
+            "set YYYY-MM-DD --working`, or undo with --undo"
+        )
