@@ -21,6 +21,7 @@ from typing import Annotated, Final, TypeVar
 import typer
 
 from posbatch import storage
+from posbatch.batch.ids import check_merchant_id as check_registered_merchant_id
 from posbatch.batch.money import format_fen
 from posbatch.clearing import (
     Arrival,
@@ -121,9 +122,12 @@ def _now() -> datetime:
 
 
 def _owner(merchant_id: str | None, standard: bool) -> str | None:
+    """Whose rule it is: None (the standard) or a merchant id as the host registers one —
+    15 letters or digits, as the back office's fee page requires (clearing's own check lets
+    any printable ASCII through, so '=1+2…' or spaces became a merchant with fees)."""
     if standard == (merchant_id is not None):
         raise _fail(ConfigError("give --merchant-id ID or --standard (one of them)"))
-    return merchant_id
+    return None if merchant_id is None else _parsed(check_registered_merchant_id, merchant_id)
 
 
 def _parsed(parse: Callable[[str], _T], text: str) -> _T:
