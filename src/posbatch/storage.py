@@ -188,9 +188,18 @@ def write_owner_only(
 ) -> None:
     """Write ``text`` to ``path``, an export the user named (a support bundle, a statement,
     a clearing file), readable by its owner only (0600, also when it was there before);
-    the directory is the user's and is left as it is. OSError when it cannot be written."""
+    the directory is the user's and is left as it is. OSError when it cannot be written.
+
+    Only a regular file is made 0600: a device or a pipe named as the export (``--csv
+    /dev/stdout``, ``/dev/null``) is written to as it is — its mode is the system's, and
+    a command run as root made /dev/null unusable for every other user."""
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
-    os.fchmod(descriptor, PRIVATE_FILE_MODE)
+    try:
+        if stat.S_ISREG(os.fstat(descriptor).st_mode):
+            os.fchmod(descriptor, PRIVATE_FILE_MODE)
+    except OSError:
+        os.close(descriptor)
+        raise
     with os.fdopen(descriptor, "w", encoding=encoding, newline=newline) as handle:
         handle.write(text)
 

@@ -192,6 +192,24 @@ def test_each_settlement_cycle(cycle: SettlementCycle, day: date, expected: date
     assert expected == arrival_date(day, cycle).arrival_date
 
 
+@pytest.mark.parametrize(
+    ("cycle", "day", "expected"),
+    [
+        (SettlementCycle.D1, date(2026, 12, 31), (date(2027, 1, 1), False)),
+        (SettlementCycle.D0, date(2027, 2, 6), (date(2027, 2, 6), False)),
+        (SettlementCycle.T0, date(2027, 2, 6), (date(2027, 2, 11), True)),
+        (SettlementCycle.T1, date(2026, 12, 31), (date(2027, 1, 4), True)),
+    ],
+)
+def test_only_a_working_day_cycle_is_provisional(
+    cycle: SettlementCycle, day: date, expected: tuple[date, bool]
+) -> None:
+    """D+0 and D+1 are calendar days: a State Council notice cannot move them, so a date in
+    an unpublished year (2027) is not marked provisional; T+0 and T+1 still are."""
+    found = arrival_date(day, cycle)
+    assert expected == (found.arrival_date, found.provisional)
+
+
 @pytest.mark.parametrize("day", [date.min, date.max, date(1999, 12, 31), date(2100, 1, 1)])
 def test_days_outside_the_covered_range_are_refused(day: date) -> None:
     """A day at the edge of Python's range would overflow its bounds: refused, saying so."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import stat
 from collections.abc import Iterator
 from datetime import date
@@ -131,6 +132,8 @@ _SET_FEES = ["host", "set-fees", "--standard", "--from", FUTURE, "--debit", "0.6
         (["clearing", "statement", "--merchant-id", MERCHANT_ID, "--date", "9999-12-31"],
          "outside the days clearing covers"),
         (["clearing", "arrival", "9999-12-31T23:30"], "outside the days clearing covers"),
+        (["clearing", "arrival", "2099-12-31T23:30"],
+         "2100-01-01 is outside the days clearing covers (from 2000-01-01 to 2099-12-31)"),
         (["clearing", "arrival", "0001-01-01T00:30+14:00"], "must be YYYY-MM-DDTHH:MM"),
         (["clearing", "run", "--date", "2099-01-01"], "can be cleared from"),
         (["clearing", "calendar", "show", "1999"], "not one this calendar covers"),
@@ -141,10 +144,19 @@ _SET_FEES = ["host", "set-fees", "--standard", "--from", FUTURE, "--debit", "0.6
         (_SET_FEES[:-2], "set-fees needs --foreign-credit"),
         ([*_SET_FEES[:6], "60", *_SET_FEES[7:]], "must be a percentage with its sign"),
         ([*_SET_FEES, "--debit-cap", "-1"], "must be yuan"),
+        ([*_SET_FEES[:-1], "0.6"], "rate '0.6' must be a percentage with its sign, like 0.60% "
+         "(no exponent, no separators) — the foreign-credit rate"),
+        ([*_SET_FEES, "--credit-cap", "20.005"], "— the domestic-credit cap"),
+        ([*_SET_FEES, "--instant", "100%"],
+         "rate '100%' is over 10.00%: a typo? — the instant rate"),
         ([*_SET_FEES, "--debit-cap", "100000.01"],
          "a fee cap is 0.00..100000.00 yuan, not 100000.01"),
         ([*_SET_FEES, "--merchant-id", MERCHANT_ID], "give --merchant-id ID or --standard"),
         ([*_SET_FEES[:4], "2020-01-01", *_SET_FEES[5:]], "cannot take effect on 2020-01-01"),
+        ([*_SET_FEES[:2], "--merchant-id", "=1+2+3+4+5+6+78", *_SET_FEES[3:]],
+         "merchant ID '=1+2+3+4+5+6+78' must be 15 letters or digits"),
+        (["host", "set-terms", "--merchant-id", "898110054 10001", "--from", FUTURE,
+          "--cycle", "D+0"], "merchant ID must be 15 letters or digits"),
         (["host", "set-terms", "--standard", "--from", FUTURE, "--void-fee", "maybe"],
          "--void-fee/--refund-fee returned or kept"),
         (["host", "set-card-bin", "62a", "debit", "--from", FUTURE], "a BIN prefix is 2..6"),
@@ -341,3 +353,119 @@ def test_arrival_of_a_cleared_day_is_the_one_kept(traded: World, data_dir: str) 
                           data_dir=data_dir)  # fmt: skip
     _c, computed, _e = invoke("clearing", "arrival", "2026-09-30", data_dir=data_dir)
     assert ("2026-10-08 (T+1)" in kept, "2026-10-09 (T+1)" in computed) == (True, True)
+
+
+def test_a_missing_fee_schedule_names_the_merchant(data_dir: str, db_url: str) -> None:
+    """A day traded before any fee schedule: the statement, the file and the run refuse in one
+    line that names the merchant whole (it was masked like a card number: 898110*****0001)."""
+    url = db_url if db_url.startswith("postgresql") else f"sqlite:///{Path(data_dir) / 'host.db'}"
+    data = Path(data_dir)
+    data.mkdir(mode=0o700, parents=True, exist_ok=True)
+    pan_key = host_cli.pan_key(data)
+    assert pan_key is not None
+    world = World(url, kek=host_cli.kek(data), pan_key=pan_key)
+    world.at("2026-09-30 10:00").till().sale(10_000)
+    world.close()
+    found = [
+        invoke(*arguments, data_dir=data_dir)
+        for arguments in (
+            ["clearing", "statement", "--merchant-id", MERCHANT_ID, "--date", "2026-09-30"],
+            ["clearing", "file", "--date", "2026-09-30"],
+            ["clearing", "run", "--date", "2026-09-30"],
+        )
+    ]
+    expected = (
+        f"error: no fee schedule in force for merchant {MERCHANT_ID} on 2026-09-30: set one "
+        "with posbatch host set-fees (--merchant-id, or --standard for all)\n"
+    )
+    assert [(2, expected)] * 3 == [(code, err) for code, _out, err in found]
+
+
+def test_a_second_clearing_run_says_the_day_was_cleared_already(
+    traded: World, data_dir: str
+) -> None:
+    """Running the nightly job again for a cleared day changes nothing and says so: the first
+    run's time and figures, 'cleared already' (it read like a new clearing), one day listed."""
+    _c, first, _e = invoke("clearing", "run", "--date", "2026-09-30", data_dir=data_dir)
+    code, again, err = invoke("clearing", "run", "--date", "2026-09-30", data_dir=data_dir)
+    _c, days, _e = invoke("clearing", "days", data_dir=data_dir)
+    figures = "2 lines, gross 10100.00, fees 20.60, net 10079.40"
+    assert (0, "", 1) == (code, err, len(days.splitlines()))
+    assert (" cleared at " in first, "was cleared already" in first) == (True, False)
+    assert [
+        again.splitlines()[0].replace("was cleared already at", "cleared at"),
+        "the records still give these figures: nothing was changed or paid again",
+    ] == [first.strip(), again.splitlines()[1]]
+    assert figures in again
+
+
+def test_a_bin_file_that_never_ends_is_refused(data_dir: str) -> None:
+    """A device or a pipe given as the BIN file (its stat() size is 0) is read up to the limit
+    and refused in one line: /dev/zero was read whole, until a MemoryError traceback."""
+    open_store(Path(data_dir), create=True).close()
+    code, _out, err = invoke("host", "load-card-bins", "/dev/zero", "--from", FUTURE,
+                             data_dir=data_dir)  # fmt: skip
+    assert (
+        2,
+        f"error: /dev/zero is over {clearing_cli.BIN_FILE_BYTES_MAX} bytes: not a BIN file\n",
+    ) == (code, err)
+
+
+def test_an_export_to_a_pipe_leaves_its_mode_alone(
+    traded: World, data_dir: str, tmp_path: Path
+) -> None:
+    """--csv naming a pipe or a device (/dev/stdout, /dev/null) writes the CSV to it and leaves
+    its mode as it was: only a file the export makes or replaces is made 0600 (run as root,
+    `--csv /dev/full` had turned the system's /dev/full to 0600)."""
+    pipe = tmp_path / "statement.pipe"
+    os.mkfifo(pipe)
+    pipe.chmod(0o644)
+    reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)  # a reader, so the writer may open it
+    try:
+        code, _out, err = invoke("clearing", "statement", "--merchant-id", MERCHANT_ID,
+                                 "--date", "2026-09-30", "--csv", str(pipe),
+                                 data_dir=data_dir)  # fmt: skip
+        written = os.read(reader, 65_536)
+    finally:
+        os.close(reader)
+    assert (0, "", 0o644) == (code, err, stat.S_IMODE(pipe.stat().st_mode))
+    assert written.startswith("\ufeff对账单 statement,".encode())
+
+
+def test_a_bin_file_that_contradicts_itself_loads_nothing(data_dir: str, tmp_path: Path) -> None:
+    """A prefix listed as debit and again as credit is refused, naming both lines (the later
+    line won silently: every such card priced by the other rate); the same line twice is one
+    entry."""
+    open_store(Path(data_dir), create=True).close()
+    bins = tmp_path / "bins.csv"
+    bins.write_text("622202,debit\n622588,credit\n622588,credit\n", encoding="utf-8")
+    _c, loaded, _e = invoke("host", "load-card-bins", str(bins), "--from", FUTURE,
+                            data_dir=data_dir)  # fmt: skip
+    bins.write_text("622848,debit\n622202,debit\n622848,credit\n", encoding="utf-8")
+    code, _out, err = invoke("host", "load-card-bins", str(bins), "--from", FUTURE,
+                             data_dir=data_dir)  # fmt: skip
+    _c, listed, _e = invoke("host", "card-bins", data_dir=data_dir)
+    assert loaded.startswith("loaded 2 BIN entries from 2099-01-05")
+    assert (2, f"error: {bins} line 3: BIN 622848 is credit here and debit on line 1\n") == (
+        code,
+        err,
+    )
+    assert ["622202", "622588"] == [line.split()[1] for line in listed.splitlines()]
+
+
+def test_publishing_a_year_without_its_make_up_days_says_so(data_dir: str) -> None:
+    """Marking 2027 published with none of its make-up working days entered turns the library's
+    guess into final dates: the command says so (it said only 'published'); once a weekend
+    day of 2027 is entered as worked, it does not."""
+    open_store(Path(data_dir), create=True).close()
+    _c, bare, _e = invoke("clearing", "calendar", "publish", "2027", "--note", "notice",
+                          data_dir=data_dir)  # fmt: skip
+    invoke("clearing", "calendar", "set", "2027-02-20", "--working", "--note", "notice",
+           data_dir=data_dir)  # fmt: skip
+    _c, entered, _e = invoke("clearing", "calendar", "publish", "2027", "--note", "notice",
+                             data_dir=data_dir)  # fmt: skip
+    warning = "注意 note: no make-up working day (调休上班) of 2027 is entered"
+    assert (["2027: published", True], ["2027: published"]) == (
+        [bare.splitlines()[0], bare.splitlines()[1].startswith(warning)],
+        entered.splitlines(),
+    )

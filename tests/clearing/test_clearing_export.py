@@ -124,10 +124,10 @@ def test_clearing_file_csv_and_text() -> None:
     )  # fmt: skip
     document = clearing_file(DAY, [record], RULES)
     rows = list(csv.reader(io.StringIO(clearing_file_csv(document))))
-    assert [MERCHANT_ID, "1", "1234.56", "7.41", "1227.15", "T+1", "2026-10-08", "no", "0.00"] == (
-        rows[1]
-    )
-    assert ["合计 total", "1", "1234.56", "7.41", "1227.15", "", "", "", "0.00"] == rows[2]
+    assert [
+        MERCHANT_ID, "1", "1234.56", "7.41", "1227.15", "T+1", "2026-10-08", "no", "0.00", "0"
+    ] == rows[1]  # fmt: skip
+    assert ["合计 total", "1", "1234.56", "7.41", "1227.15", "", "", "", "0.00", "0"] == rows[2]
     assert f"{MERCHANT_ID}       1       1234.56        7.41       1227.15" in render_clearing_file(
         document
     )
@@ -137,3 +137,22 @@ def test_a_statement_names_classes_in_both_languages() -> None:
     """The by-card-type block reads 境内借记卡 domestic debit."""
     assert "境内借记卡 domestic debit" in render_statement(_statement_with_a_leaky_exception())
     assert "境内借记卡 domestic debit" == CardClass.DOMESTIC_DEBIT.label
+
+
+def test_the_clearing_file_csv_counts_unknown_bins_as_the_page_flags_them() -> None:
+    """A line priced as credit for want of a BIN entry: the printed file flags the merchant
+    BIN?, and the CSV says how many (last column, the others keep their places) — the CSV
+    had no trace of it, so an operator working from the file never added the entry."""
+    known, unknown = (
+        ClearingRecord(
+            number, MERCHANT_ID, TERMINAL_ID, 1, 1, number, None, "sale", 10_000, "00", pan,
+            beijing_time("2026-09-30 10:00"), None,
+        )
+        for number, pan in ((1, "622202*********0128"), (2, "999999*********0128"))
+    )  # fmt: skip
+    document = clearing_file(DAY, [known, unknown], RULES)
+    rows = list(csv.reader(io.StringIO(clearing_file_csv(document))))
+    assert (["BIN未知 unknown_bins", "1", "1"], True) == (
+        [row[-1] for row in rows],
+        " BIN?" in render_clearing_file(document),
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import date, time, timedelta
 
 import pytest
+import sqlalchemy as sa
 from clearing_world import (
     CREDIT_PAN,
     MERCHANT_ID,
@@ -377,3 +378,30 @@ def test_two_clearing_runs_at_once_keep_one(world: World, monkeypatch: pytest.Mo
 
     monkeypatch.setattr(ClearingStore, "cleared_day", not_yet)
     assert first == world.clearing.clear_day(SEP_30, now=LATER + timedelta(hours=1))
+
+
+def test_a_note_with_a_card_number_is_kept_masked(world: World) -> None:
+    """An operator who pastes a remark holding a card number into a calendar override or a
+    published year's note never writes it to the store in clear: it is kept masked 6/4."""
+    now = beijing_time("2026-09-30 10:00")
+    world.clearing.set_working_day(
+        date(2027, 2, 20), True, note="per call 6222021234567890128 notice", now=now
+    )
+    world.clearing.publish_year(2027, note="card 6222 0212 3456 7890 128", now=now)
+    with world.store.transaction() as tx:
+        kept = [
+            *tx.connection.execute(sa.select(t.working_days.c.note)).scalars(),
+            *tx.connection.execute(sa.select(t.calendar_years.c.note)).scalars(),
+        ]
+    assert ["per call 622202*********0128 notice", "card 622202*********0128"] == kept
+
+
+def test_a_cut_off_never_moves_a_cleared_day(world: World) -> None:
+    """With a clock behind the clearing runs, a cut-off from a day already cleared is refused
+    (it would move that day's end after it was paid), as fees and terms are."""
+    world.standard_rules()
+    world.clearing.clear_day(OCT_1, now=LATER)
+    with pytest.raises(ClearingError, match="cannot take effect on 2026-10-01: trading day "
+                       "2026-10-01 is cleared"):  # fmt: skip
+        world.clearing.set_cutoff(OCT_1, time(22, 0), now=beijing_time("2026-09-30 10:00"))
+    assert () == world.clearing.cutoffs().changes

@@ -84,6 +84,8 @@ def test_rates_are_read_exactly(text: str, expected: Decimal) -> None:
         ("nan%", "must be a percentage with its sign"),
         ("", "must be a percentage with its sign"),
         ("11%", "is over 10.00%: a typo?"),
+        ("100%", "rate '100%' is over 10.00%: a typo?"),
+        ("100.00%", "rate '100.00%' is over 10.00%: a typo?"),
         ("0.00001%", "more than 4 decimals of a percent"),
     ],
 )

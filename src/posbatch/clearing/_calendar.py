@@ -37,6 +37,8 @@ notice's days as overrides. Any date computed from an unpublished year is
 T+1 (the next working day after the trading day, holidays postponing it:
 节假日顺延), T+0 (the trading day if it is a working day, else the next one),
 D+0 (the trading day itself, any day) and D+1 (the next calendar day).
+Only the T cycles read the working-day calendar, so only their dates can be
+provisional: a D+0 or D+1 date is the same whatever a notice will say.
 
 Pure: no clock, no I/O. Dates in, dates out.
 """
@@ -189,7 +191,9 @@ def check_day(day: date) -> date:
     """``day`` if clearing covers it (:data:`DAY_EARLIEST`..:data:`DAY_LATEST`)."""
     if not DAY_EARLIEST <= day <= DAY_LATEST:
         raise ClearingError(
-            f"{day} is outside the days clearing covers ({DAY_EARLIEST}..{DAY_LATEST})"
+            # "from … to …", never "2000-01-01..2099-12-31": the card-number net of an error
+            # line reads two dates joined by separators as one 16-digit number and masks it
+            f"{day} is outside the days clearing covers (from {DAY_EARLIEST} to {DAY_LATEST})"
         )
     return day
 
@@ -306,10 +310,10 @@ def arrival_date(
     check_day(day)
     calendar = calendar if calendar is not None else WorkingDayCalendar()
     if cycle is SettlementCycle.D0:
-        arrival, provisional = day, calendar.is_provisional(day)
+        # calendar days: no notice can move them, so they are never provisional
+        arrival, provisional = day, False
     elif cycle is SettlementCycle.D1:
-        arrival = day + timedelta(days=1)
-        provisional = calendar.is_provisional(day) or calendar.is_provisional(arrival)
+        arrival, provisional = day + timedelta(days=1), False
     elif cycle is SettlementCycle.T0:
         arrival, provisional = calendar.working_day_on_or_after(day)
     else:

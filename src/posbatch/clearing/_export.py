@@ -355,12 +355,18 @@ CLEARING_FILE_COLUMNS: Final = (
     "结算周期 cycle",
     "到账日 arrival_date",
     "暂定 provisional",
-    "差错调整 adjustments",  # last: the columns before it kept their places
+    "差错调整 adjustments",  # added after the first: the columns before it kept their places
+    # lines priced as credit for want of a BIN entry (the page's "BIN?"): last, likewise
+    "BIN未知 unknown_bins",
 )
 
 
 def _file_row(
-    merchant_id: str, line_total: Totals, adjustment_fen: int, arrival: Arrival | None
+    merchant_id: str,
+    line_total: Totals,
+    adjustment_fen: int,
+    arrival: Arrival | None,
+    unknown_bins: int,
 ) -> list[object]:
     return [
         merchant_id,
@@ -372,6 +378,7 @@ def _file_row(
         "" if arrival is None else arrival.arrival_date.isoformat(),
         "" if arrival is None else ("yes" if arrival.provisional else "no"),
         _yuan(adjustment_fen),
+        unknown_bins,
     ]
 
 
@@ -379,10 +386,15 @@ def clearing_file_csv(document: ClearingFile) -> str:
     """The clearing file as CSV: one row per merchant, then the total."""
     rows: list[Sequence[object]] = [CLEARING_FILE_COLUMNS]
     rows.extend(
-        _file_row(line.merchant_id, line.total, line.adjustment_fen, line.arrival)
+        _file_row(
+            line.merchant_id, line.total, line.adjustment_fen, line.arrival, line.unknown_bins
+        )
         for line in document.lines
     )
-    rows.append(_file_row("合计 total", document.total, document.adjustment_fen, None))
+    unknown_bins = sum(line.unknown_bins for line in document.lines)
+    rows.append(
+        _file_row("合计 total", document.total, document.adjustment_fen, None, unknown_bins)
+    )
     return _csv(rows)
 
 

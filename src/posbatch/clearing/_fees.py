@@ -62,7 +62,9 @@ RATE_MAX: Final = Decimal("0.1")
 RATE_PERCENT_DECIMALS_MAX: Final = 4
 # 100,000 yuan: a cap above the largest amount field 4 takes in one sale is no cap.
 CAP_FEN_MAX: Final = 10_000_000
-_PERCENT: Final = re.compile(r"(?P<number>[0-9]{1,2}(?:\.[0-9]+)?)%")
+# Up to 6 whole digits, so that 100% (or 60% for 0.60%) reads "over 10.00%: a typo?" rather
+# than "must be a percentage with its sign" — it has its sign.
+_PERCENT: Final = re.compile(r"(?P<number>[0-9]{1,6}(?:\.[0-9]+)?)%")
 
 
 class Funding(enum.StrEnum):

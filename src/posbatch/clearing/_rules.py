@@ -29,7 +29,7 @@ query (answers are cached per merchant and day).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -58,7 +58,7 @@ from posbatch.clearing._fees import (
     parse_rate,
     rate_ratio,
 )
-from posbatch.errors import ClearingError
+from posbatch.errors import ClearingError, PosbatchError
 
 __all__ = [
     "BIN_DIGITS_MAX",
@@ -144,17 +144,35 @@ def parse_fee_schedule(
     """A fee schedule from what a person typed: rates like ``0.60%``, caps in yuan (None: no
     cap), the first trading day ``YYYY-MM-DD``. What ``posbatch host set-fees`` and the back
     office's fee page both call; the first value that does not parse is the error."""
-    parsed_rates = {card_class: parse_rate(text) for card_class, text in rates.items()}
+    parsed_rates = {
+        card_class: _naming(f"the {card_class.value} rate", parse_rate, text)
+        for card_class, text in rates.items()
+    }
     parsed_caps = {
-        card_class: None if text is None else parse_yuan(text) for card_class, text in caps.items()
+        card_class: None
+        if text is None
+        else _naming(f"the {card_class.value} cap", parse_yuan, text)
+        for card_class, text in caps.items()
     }
     return FeeSchedule(
         merchant_id,
         parse_day(effective_from),
         parsed_rates,
         parsed_caps,
-        instant_rate=parse_rate(instant),
+        instant_rate=_naming("the instant rate", parse_rate, instant),
     )
+
+
+_Parsed = TypeVar("_Parsed")
+
+
+def _naming(what: str, parse: Callable[[str], _Parsed], text: str) -> _Parsed:
+    """``parse(text)``; its error says which of the schedule's nine figures it is (five look
+    alike: '0.6' alone does not tell the debit rate from the foreign credit one)."""
+    try:
+        return parse(text)
+    except PosbatchError as exc:
+        raise ClearingError(f"{exc} — {what}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +269,10 @@ class ClearingRules:
                 whose = "the standard" if merchant_id is None else f"merchant {merchant_id}"
                 raise ClearingError(
                     f"no fee schedule in force for {whose} on {day}: set one "
-                    "with posbatch host set-fees (--merchant-id, or --standard for all)"
+                    "with posbatch host set-fees (--merchant-id, or --standard for all)",
+                    # a merchant of the host's records (15 digits, not a card): the operator
+                    # must see whose schedule is missing
+                    shown_ids=frozenset(() if merchant_id is None else (merchant_id,)),
                 )
             self._cache[key] = found
         assert isinstance(found, FeeSchedule)

@@ -43,6 +43,7 @@ from typing import Any, Final, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from posbatch.batch.cards import mask_card_numbers
 from posbatch.batch.money import format_fen
 from posbatch.clearing import (
     AdjustmentLine,
@@ -215,10 +216,12 @@ def _bulk() -> Iterator[None]:
 
 
 def _note(note: str) -> str:
+    """A note as kept: one line, bounded, and never a card number — an operator pasting a
+    remark with one in it must not write it to disk in clear (masked to 6/4 by the net)."""
     cleaned = " ".join(note.split())
     if len(cleaned) > NOTE_CHARS_MAX or not cleaned.isprintable():
         raise ClearingError(f"a note is at most {NOTE_CHARS_MAX} printable characters")
-    return cleaned
+    return mask_card_numbers(cleaned)
 
 
 class ClearingStore:
@@ -543,6 +546,9 @@ class ClearingStore:
                 f"a new cut-off takes effect from a coming trading day (after {today}), "
                 f"not {effective_from}: the days under way keep their bounds"
             )
+        # a clock behind the clearing runs: the cut-off ends trading day effective_from,
+        # and a cleared day's bounds never move
+        self._not_before_today(effective_from, now, "a new cut-off")
         with self._write() as tx:
             tx.connection.execute(
                 t.cutoffs.insert().values(

@@ -21,6 +21,7 @@ from typing import Annotated, Final, TypeVar
 import typer
 
 from posbatch import storage
+from posbatch.batch.ids import check_merchant_id as check_registered_merchant_id
 from posbatch.batch.money import format_fen
 from posbatch.clearing import (
     Arrival,
@@ -37,6 +38,7 @@ from posbatch.clearing import (
     check_merchant_id,
     clearing_file_csv,
     format_rate,
+    library_publishes,
     parse_cutoff,
     parse_day,
     parse_fee_schedule,
@@ -120,9 +122,12 @@ def _now() -> datetime:
 
 
 def _owner(merchant_id: str | None, standard: bool) -> str | None:
+    """Whose rule it is: None (the standard) or a merchant id as the host registers one —
+    15 letters or digits, as the back office's fee page requires (clearing's own check lets
+    any printable ASCII through, so '=1+2…' or spaces became a merchant with fees)."""
     if standard == (merchant_id is not None):
         raise _fail(ConfigError("give --merchant-id ID or --standard (one of them)"))
-    return merchant_id
+    return None if merchant_id is None else _parsed(check_registered_merchant_id, merchant_id)
 
 
 def _parsed(parse: Callable[[str], _T], text: str) -> _T:
@@ -371,15 +376,21 @@ def load_card_bins(
 ) -> None:
     """Load a card BIN file (prefix,funding per line; a header line is allowed): all or none.
 
+    A prefix given twice is loaded once; given as debit and as credit, the file is refused.
+
     Example: posbatch host load-card-bins bins.csv --from 2026-10-01
     """
     if not effective_from:
         raise _fail(ConfigError("load-card-bins needs --from"))
     day = _parsed(parse_day, effective_from)
     try:
-        if file.stat().st_size > BIN_FILE_BYTES_MAX:
+        # read at most one byte past the limit: a size from stat() is 0 for a device or a
+        # pipe (/dev/zero, /dev/stdin), whose whole read would never end
+        with file.open("rb") as stream:
+            raw = stream.read(BIN_FILE_BYTES_MAX + 1)
+        if len(raw) > BIN_FILE_BYTES_MAX:
             raise ConfigError(f"{file} is over {BIN_FILE_BYTES_MAX} bytes: not a BIN file")
-        text = file.read_text(encoding="utf-8-sig")
+        text = raw.decode("utf-8-sig")
     except OSError as exc:
         raise _fail(ConfigError(f"cannot read {file}: {exc.strerror}")) from exc
     except UnicodeDecodeError:
@@ -387,6 +398,10 @@ def load_card_bins(
     except PosbatchError as exc:
         raise _fail(exc) from exc
     entries = []
+    # prefix -> (line, entry): one file says once what a prefix is; a prefix given again
+    # the same way is one entry, given the other way the file contradicts itself (the later
+    # line would win silently, pricing every such card by the wrong rate)
+    seen: dict[str, tuple[int, CardBin]] = {}
     for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
         if not row or not "".join(row).strip():
             continue
@@ -395,9 +410,21 @@ def load_card_bins(
         if len(row) != 2:
             raise _fail(ConfigError(f"{file} line {number}: expected prefix,funding"))
         try:
-            entries.append(CardBin(row[0].strip(), _funding(row[1]), day))
+            entry = CardBin(row[0].strip(), _funding(row[1]), day)
         except PosbatchError as exc:
             raise _fail(ClearingError(f"{file} line {number}: {exc}")) from exc
+        earlier = seen.get(entry.prefix)
+        if earlier is not None:
+            if earlier[1].funding is not entry.funding:
+                raise _fail(
+                    ClearingError(
+                        f"{file} line {number}: BIN {entry.prefix} is {entry.funding.value} "
+                        f"here and {earlier[1].funding.value} on line {earlier[0]}"
+                    )
+                )
+            continue
+        seen[entry.prefix] = (number, entry)
+        entries.append(entry)
     now = _now()
     with _clearing(data_dir, create=True) as clearing:
         count = clearing.set_card_bins(entries, now=now)
@@ -589,18 +616,23 @@ def run(
     """Clear an ended trading day (清算): price every line and keep it, once.
 
     Statements and the clearing file of a cleared day are read from what this keeps.
+    Run again for a cleared day, it changes nothing and says so (or refuses, if the
+    records now give other figures than those paid).
 
     Example: posbatch clearing run --date 2026-09-30
     """
     day = _parsed(parse_day, on)
     with _clearing(data_dir) as clearing:
         try:
+            earlier = clearing.cleared_day(day)
             done = clearing.clear_day(day, now=_now())
         except PosbatchError as exc:
             raise _fail(exc) from exc
     totals = done.totals
+    # a second run changes nothing: say so, or the operator takes it for a new clearing
+    what = "was cleared already at" if earlier is not None else "cleared at"
     typer.echo(
-        f"trading day {day} cleared at {beijing(done.cleared_at):%Y-%m-%d %H:%M} Beijing: "
+        f"trading day {day} {what} {beijing(done.cleared_at):%Y-%m-%d %H:%M} Beijing: "
         f"{totals.count} lines, gross {format_fen(totals.gross_fen)}, fees "
         f"{format_fen(totals.fee_fen)}, "
         + (
@@ -610,6 +642,8 @@ def run(
         )
         + f"net {format_fen(totals.net_fen + done.adjustment_fen)}"
     )
+    if earlier is not None:
+        typer.echo("the records still give these figures: nothing was changed or paid again")
 
 
 @app.command("days")
@@ -710,4 +744,18 @@ def calendar_publish(
     """
     with _clearing(data_dir, create=True) as clearing:
         clearing.publish_year(year, note=note, now=_now(), published=not undo)
+        calendar = clearing.calendar()
     typer.echo(f"{year}: {'provisional again' if undo else 'published'}")
+    made_up = [
+        day
+        for day, working in calendar.overrides.items()
+        if day.year == year and working and day.weekday() >= 5  # Saturday, Sunday
+    ]
+    if not undo and not made_up and not library_publishes(year):
+        # every notice since 2001 moves some weekend day to a working day: none entered, the
+        # year's dates are the library's guess by rule, now shown as final
+        typer.echo(
+            f"注意 note: no make-up working day (调休上班) of {year} is entered, and every State "
+            "Council notice since 2001 has some: enter them with `posbatch clearing calendar "
+            "set YYYY-MM-DD --working`, or undo with --undo"
+        )
