@@ -113,3 +113,28 @@ def test_exceptions_show_amounts_in_yuan_and_only_those_there_are(data_dir: str)
         "approved at the host only (host 42.50)" in result.output,
         "None" in result.output,
     ), result.output
+
+
+def test_exceptions_mask_a_card_number_in_a_cause(data_dir: str) -> None:
+    """`host exceptions` prints a record's cause (free text: an advance's reason as typed)
+    with a card number in it masked to its first 6 and last 4; the terminal id stays."""
+    runner.invoke(app, ["add-terminal", "--merchant-id", MERCHANT_ID, "--terminal-id", TERMINAL_ID,
+                        "--data-dir", data_dir])  # fmt: skip
+    store = open_store(Path(data_dir))
+    try:
+        with store.transaction() as tx:
+            tx.apply((
+                AddException(TERMINAL_ID, MERCHANT_ID, None, None, None, "batch-advanced",
+                             "cardholder 6222028719463520178 / 6222 0212 3456 7890 128", None,
+                             None, datetime.now(UTC)),
+            ))  # fmt: skip
+    finally:
+        store.close()
+    result = runner.invoke(app, ["exceptions", "--data-dir", data_dir])
+    assert (0, True, True, False, False) == (
+        result.exit_code,
+        "cardholder 622202*********0178 / 622202*********0128" in result.output,
+        TERMINAL_ID in result.output,
+        "6222028719463520178" in result.output,
+        "6222 0212 3456 7890 128" in result.output,
+    ), result.output

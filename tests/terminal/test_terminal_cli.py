@@ -161,3 +161,25 @@ def _table_names(path: Path) -> list[str]:
     with contextlib.closing(sqlite3.connect(path)) as connection:
         rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         return sorted(str(row[0]) for row in rows)
+
+
+def test_status_masks_a_card_number_the_journal_holds(tmp_path: Path) -> None:
+    """status prints the journal's recent events and its host address as they are stored: a
+    card number in them (a garbled or hostile journal) is masked to its first 6 and last 4,
+    in the events and in the table, the merchant id whole."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from posbatch.terminal._files import open_terminal  # noqa: PLC0415
+
+    _init(tmp_path, "6222028719463520178:9")
+    terminal = open_terminal(tmp_path, clock=lambda: datetime.now(UTC), verify=False)
+    with terminal.journal.write(datetime.now(UTC)) as writer:
+        writer.event("note", "cashier typed 6222 0212 3456 7890 128 / 6222029371586403")
+    result = runner.invoke(app, ["status", "--data-dir", str(tmp_path)], env={"COLUMNS": "60"})
+    shown = result.output
+    assert (0, True, True, []) == (
+        result.exit_code,
+        "622202*********0128 / 622202******6403" in shown,
+        MERCHANT_ID in shown,
+        [pan for pan in ("871946352", "021234567", "937158") if pan in shown],
+    ), shown

@@ -467,3 +467,25 @@ def test_passwords_are_argon2_hashes(shared_world: World) -> None:
     with shared_world.store.engine.connect() as connection:
         hashes = connection.execute(sa.select(t.users.c.password_hash)).scalars().all()
     assert all(h.startswith("$argon2id$") and PASSWORD not in h for h in hashes)
+
+
+def test_the_support_view_holds_no_card_number_the_host_records_hold(world: World) -> None:
+    """The support desk's report is the host-side diagnosis the page renders: an exception's
+    cause quoting a card number (written by the host, which the back office's own net never
+    saw) is masked in it, as on the console."""
+    from posbatch.batch.host_effects import AddException  # noqa: PLC0415
+    from posbatch.doctor import diagnose_from_host  # noqa: PLC0415
+
+    card = "6222028719463520178"
+    with world.office.store.transaction() as tx:
+        tx.apply((
+            AddException(TERMINAL_A1, MERCHANT_A, None, None, None, "host_only",
+                         f"card {card} stuck", None, 4_250, world.clock.now),
+        ))  # fmt: skip
+    raw = diagnose_from_host(world.office.store, TERMINAL_A1, now=world.clock.now)
+    shown = world.office.support(ALL, TERMINAL_A1).report
+    assert (True, False, True) == (
+        card in repr(raw),
+        card in repr(shown),
+        "622202*********0178" in repr(shown),
+    )

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
+from web_world import World
 
 from posbatch.backoffice import Scope
 from posbatch.errors import ConfigError
@@ -214,3 +215,31 @@ def test_demo_serve_on_a_port_in_use_says_so_before_trading(
         with pytest.raises(ConfigError, match="--port"):
             demo.serve_demo("127.0.0.1", busy.getsockname()[1])
     assert [] == traded
+
+
+def test_uvicorns_own_log_lines_go_through_the_card_number_net(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvicorn sets up its loggers with handlers of their own when the console starts: an
+    error it logs (an exception's message in a traceback) printed a card number whole."""
+    import io  # noqa: PLC0415
+    import logging  # noqa: PLC0415
+
+    import uvicorn  # noqa: PLC0415
+
+    from posbatch.web import cli as web_cli  # noqa: PLC0415
+
+    async def serve_nothing(self: uvicorn.Server, sockets: object = None) -> None:
+        del self, sockets
+
+    monkeypatch.setattr(uvicorn.Server, "serve", serve_nothing)
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        web_cli.serve_console(world.office, "127.0.0.1", 0, sock=sock)
+    handlers = logging.getLogger("uvicorn").handlers
+    streams = [io.StringIO() for _ in handlers]
+    for handler, stream in zip(handlers, streams, strict=True):
+        assert isinstance(handler, logging.StreamHandler)
+        monkeypatch.setattr(handler, "stream", stream)
+    logging.getLogger("uvicorn.error").error("bad request: card %s", "6222021234567890128")
+    written = "".join(stream.getvalue() for stream in streams)
+    assert (True, False) == ("622202*********0128" in written, "6222021234567890128" in written)

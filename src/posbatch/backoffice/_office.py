@@ -219,11 +219,13 @@ class BackOffice:
     def support(self, scope: Scope, terminal_id: str) -> SupportView:
         """The host-side diagnosis of a terminal (what ``host doctor`` finds) and the ticket."""
         from posbatch.doctor import Outcome as DoctorOutcome  # noqa: PLC0415 - doctor is big
-        from posbatch.doctor import diagnose_from_host, rule_for  # noqa: PLC0415
+        from posbatch.doctor import diagnose_from_host, masked, rule_for  # noqa: PLC0415
 
         row = self.queries.terminal(scope, terminal_id)  # NotFound outside the scope
         now = self.clock()
-        report = diagnose_from_host(self.store, terminal_id, now=now)
+        # The page shows the report: every text in it through the card-number net first (a
+        # cause in the host's records may quote what someone typed at the host's CLI).
+        report = masked(diagnose_from_host(self.store, terminal_id, now=now))
         diagnosis = report.diagnosis
         code, error_at = self._last_error(terminal_id)
         if code is None:

@@ -23,22 +23,35 @@ Endpoints (added to :func:`posbatch.catalog.create_app`)::
 An order or return the back office refuses is 422 with ``{"reason_en",
 "reason_zh", "problems"}``: :class:`HttpOrderBook` raises it as
 :class:`CheckoutRefused`, so the till shows the cashier why.
+
+No answer repeats a card number a till sent, in whatever field (:func:`answer_errors_masked`):
+a request FastAPI cannot take (a missing field, a wrong type, a body that is not JSON, a
+path or query value of the wrong form) is 422 with ``{"detail": [lines]}``, one line per
+problem naming where and why (``body lines[0].gtin: String should have at most 14
+characters``) and never the value; every other error's detail goes through the card-number
+net, a GTIN it quotes shown whole only when it could not be a card number (see
+:func:`shown_gtins`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AwareDatetime, BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from posbatch.batch.cards import check_pan, mask_card_numbers
 from posbatch.batch.limits import AMOUNT_FEN_MAX
 from posbatch.catalog._checkout import (
     CART_LINES_MAX,
@@ -70,10 +83,14 @@ __all__ = [
     "ORDER_ROWS_MAX",
     "REQUEST_BYTES_MAX",
     "TILL_CLOCK_SKEW_MAX",
+    "VALIDATION_PROBLEMS_MAX",
     "HttpOrderBook",
     "add_order_routes",
+    "answer_errors_masked",
     "limit_request_bodies",
+    "shown_gtins",
     "till_dependency",
+    "validation_lines",
 ]
 
 ORDERS_TIMEOUT_MS = 10_000
@@ -86,6 +103,12 @@ TILL_CLOCK_SKEW_MAX = dt.timedelta(hours=24)
 """A time a till reports (opened, closed) may differ this much from the back office's clock."""
 _SCAN_RAW_MAX = 512
 _TRACE_CODE = r"^\d{20}$"
+# The lengths of a GTIN that the card-number net would mask (GTIN-13 and GTIN-14; a GTIN-8
+# is never masked, a GTIN-12 only when it is an approvable card number).
+_GTIN_LENGTHS_MASKED = frozenset({13, 14})
+_DIGIT_RUN = re.compile(r"(?<![0-9])[0-9]+(?![0-9])")
+VALIDATION_PROBLEMS_MAX = 20
+"""Most lines a 422 of a request FastAPI could not take lists (the rest are counted)."""
 
 
 # --- guards ----------------------------------------------------------------------------
@@ -186,6 +209,82 @@ def _replay(messages: list[_Message], receive: _Receive) -> _Receive:
 
 def limit_request_bodies(app: FastAPI, limit: int = REQUEST_BYTES_MAX) -> None:
     app.add_middleware(_BodyLimit, limit=limit)
+
+
+# --- errors: nothing a till sent comes back whole ---------------------------------------------
+
+
+def shown_gtins(text: str) -> frozenset[str]:
+    """The runs of 13 or 14 digits in ``text`` the card-number net may leave whole: GTINs an
+    error quotes, when they could not be approved as a card number (a leading 0, or a Luhn
+    check digit that does not fit). A GTIN that could be a card is masked like a card."""
+    return frozenset(
+        run
+        for run in _DIGIT_RUN.findall(text)
+        if len(run) in _GTIN_LENGTHS_MASKED and check_pan(run) is not None
+    )
+
+
+def _masked(value: Any) -> Any:
+    """``value`` (an error's detail: text, or lists and dicts of it) through the net."""
+    if isinstance(value, str):
+        return mask_card_numbers(value, allowed=shown_gtins(value))
+    if isinstance(value, list | tuple):
+        return [_masked(item) for item in value]
+    if isinstance(value, dict):
+        return {_masked(str(key)): _masked(item) for key, item in value.items()}
+    return value
+
+
+def _where(loc: Sequence[Any]) -> str:
+    """``body lines[0].gtin`` for pydantic's ``("body", "lines", 0, "gtin")``."""
+    kinds = ("body", "query", "path", "header", "cookie")
+    parts = list(loc)
+    head = str(parts.pop(0)) if parts and parts[0] in kinds else "request"
+    name = ""
+    for part in parts:
+        name += f"[{part}]" if isinstance(part, int) else ("." if name else "") + str(part)
+    return f"{head} {name}".strip()
+
+
+def validation_lines(errors: Sequence[Any]) -> list[str]:
+    """One line per problem of a request FastAPI could not take: where, and why — never the
+    value (pydantic's ``input``), and through the card-number net besides (a key of a JSON
+    object is the sender's text too)."""
+    lines = []
+    for error in errors[:VALIDATION_PROBLEMS_MAX]:
+        where = _where(error.get("loc", ())) if isinstance(error, dict) else "request"
+        why = str(error.get("msg", "not valid")) if isinstance(error, dict) else "not valid"
+        lines.append(mask_card_numbers(f"{where}: {why}"))
+    if len(errors) > VALIDATION_PROBLEMS_MAX:
+        lines.append(f"… {len(errors) - VALIDATION_PROBLEMS_MAX} more problems")
+    return lines
+
+
+def answer_errors_masked(app: FastAPI) -> None:
+    """Answer ``app``'s errors without repeating what the caller sent.
+
+    FastAPI's own 422 lists each problem with the ``input`` it refused — a card number a
+    till put in any field came back whole. Here a request FastAPI cannot take is 422 with
+    ``{"detail": [one line per problem]}`` (:func:`validation_lines`), and every
+    HTTPException's detail (ours quote a receipt number, a lot, a GTIN) goes through the
+    card-number net.
+    """
+
+    async def refused(request: Request, exc: Exception) -> JSONResponse:
+        del request
+        assert isinstance(exc, RequestValidationError)
+        return JSONResponse({"detail": validation_lines(exc.errors())}, status_code=422)
+
+    async def failed(request: Request, exc: Exception) -> JSONResponse:
+        del request
+        assert isinstance(exc, StarletteHTTPException)
+        return JSONResponse(
+            {"detail": _masked(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    app.add_exception_handler(RequestValidationError, refused)
+    app.add_exception_handler(StarletteHTTPException, failed)
 
 
 def _near(moment: dt.datetime, now: dt.datetime, what: str) -> None:
@@ -559,6 +658,8 @@ class HttpOrderBook:
             detail = json.loads(raw).get("detail")
         except (ValueError, AttributeError):
             detail = raw.decode("utf-8", "replace")
+        if isinstance(detail, list):  # a 422 of a request the back office could not take
+            detail = "; ".join(str(line) for line in detail)
         if code == 422 and isinstance(detail, dict) and "reason_en" in detail:
             return CheckoutRefused(str(detail["reason_en"]), reason_zh=str(detail["reason_zh"]))
         if code == 409:

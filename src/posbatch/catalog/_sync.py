@@ -39,7 +39,12 @@ from fastapi.responses import JSONResponse
 from posbatch.batch.model import BEIJING
 from posbatch.catalog._gtin import normalize_gtin
 from posbatch.catalog._model import GS1_CSET82, LOT_LENGTH_MAX, ChangeSet, Lot, Product
-from posbatch.catalog._orders_http import add_order_routes, limit_request_bodies, till_dependency
+from posbatch.catalog._orders_http import (
+    add_order_routes,
+    answer_errors_masked,
+    limit_request_bodies,
+    till_dependency,
+)
 from posbatch.catalog._store import CatalogStore
 from posbatch.catalog._tills import TillCredential
 from posbatch.catalog._trace_code import check_trace_prefix
@@ -289,6 +294,7 @@ def create_app(
     app = FastAPI(title="posbatch catalog", docs_url=None, redoc_url=None, openapi_url=None)
     till = till_dependency(store)
     limit_request_bodies(app)
+    answer_errors_masked(app)  # no 422 or other error repeats what a till sent
 
     caller = Depends(till)
 

@@ -30,6 +30,7 @@ from typing import Annotated, Final
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from posbatch import storage
@@ -255,6 +256,12 @@ def _gtins(text: str) -> frozenset[str]:
         if len(run) in GTIN_LENGTHS
         or (len(run) == TRACE_CODE_DIGITS and run.startswith(TRACE_CODE_FIRST_DIGIT))
     )
+
+
+def _said(text: str) -> str:
+    """``text`` for the till's console: through the card-number net (the GTINs it names
+    whole, as in the error lines) and safe from rich's markup (a "[" a peer sent prints)."""
+    return escape(mask_card_numbers(text, allowed=_gtins(text)))
 
 
 def _error_line(exc: Exception) -> str:
@@ -1088,12 +1095,13 @@ def _show_cart(console: Console, cart: Cart) -> None:
     console.print(table)
     console.print(f"total 合计 {format_fen(cart.total_fen)}")
     for warning in cart.warnings:
-        console.print(f"[yellow]warning: {warning.message_zh} / {warning.message_en}[/yellow]")
+        said = _said(f"{warning.message_zh} / {warning.message_en}")
+        console.print(f"[yellow]warning: {said}[/yellow]")
 
 
 def _refused(console: Console, exc: CheckoutRefused) -> None:
-    console.print(f"[red]拒绝 {exc.reason_zh}[/red]", highlight=False)
-    console.print(f"[red]refused: {exc.reason_en}[/red]", highlight=False)
+    console.print(f"[red]拒绝 {_said(exc.reason_zh)}[/red]", highlight=False)
+    console.print(f"[red]refused: {_said(exc.reason_en)}[/red]", highlight=False)
 
 
 def _one_line(console: Console, till: Till, text: str) -> str | None:
@@ -1112,7 +1120,7 @@ def _one_line(console: Console, till: Till, text: str) -> str | None:
         _refused(console, exc)
         return None
     except CatalogError as exc:
-        console.print(f"[red]scan: {exc}[/red]", highlight=False)
+        console.print(f"[red]scan: {_said(str(exc))}[/red]", highlight=False)
         return None
     try:
         _show_cart(console, till.add(request))
@@ -1166,8 +1174,8 @@ def _recover(console: Console, orders: OrderLedger, journal: Journal, terminal_i
             console.print(f"已恢复 recovered {number}: {outcome}", highlight=False)
     except PosbatchError as exc:
         console.print(
-            f"[yellow]warning 提示: 未完成订单暂未恢复 pending orders not recovered yet: {exc}"
-            "[/yellow]"
+            "[yellow]warning 提示: 未完成订单暂未恢复 pending orders not recovered yet: "
+            f"{_said(str(exc))}[/yellow]"
         )
 
 
@@ -1299,7 +1307,8 @@ class _Sync:
         try:
             sync_replica(self.copy, self.source, now=_now(), credential=self.credential)
         except CatalogError as exc:
-            self.console.print(f"[yellow]warning: catalog not synced: {exc}[/yellow]")
+            said = _said(str(exc))
+            self.console.print(f"[yellow]warning: catalog not synced: {said}[/yellow]")
             return False
         return True
 
@@ -1345,7 +1354,7 @@ class _Session:
                     till.remove(int(argument) if argument.isdigit() else 0)
                     _show_cart(console, till.cart())
                 except PosbatchError as exc:
-                    console.print(f"[red]{exc}[/red]")
+                    console.print(f"[red]{_said(str(exc))}[/red]")
             elif command in ("pay", "p"):
                 self.pay()
             elif command in ("return", "r"):
@@ -1382,7 +1391,7 @@ class _Session:
         try:
             till.refresh(self.copy.snapshot())
         except PosbatchError as exc:
-            console.print(f"[yellow]warning: catalog not refreshed: {exc}[/yellow]")
+            console.print(f"[yellow]warning: catalog not refreshed: {_said(str(exc))}[/yellow]")
 
     def give_back(self, scanned: str) -> None:
         """A return: the receipt (scanned or typed), the lines, then void or refund."""

@@ -4,17 +4,24 @@ kept as a support bundle (JSON + a text summary) a service desk can open.
 The bundle holds no card number and no key: the evidence never copies them,
 and :func:`scrub` masks any run of 13–19 digits that is not a known
 identifier (terminal or merchant ID) before anything is written.
+
+What a person sees holds none either: every render (the console, the bundle's
+summary, ``--json``) starts from :func:`masked` — the report with each of its texts
+through the card-number net, field by field, before rich lays it out (a card number a
+hostile journal put in a field, folded by a narrow table column over two lines, would
+no longer be one run of digits for a net cast over the finished text).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import io
 import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 from rich.console import Console
 from rich.markup import escape
@@ -23,6 +30,7 @@ from rich.table import Table
 from rich.text import Text
 
 from posbatch.batch.cards import mask_card_numbers
+from posbatch.batch.ids import MERCHANT_ID_CHARS, TERMINAL_ID_CHARS
 from posbatch.doctor._checks import Status
 from posbatch.doctor._codec import from_json, to_json
 from posbatch.doctor._evidence import Evidence
@@ -36,7 +44,10 @@ __all__ = [
     "RepairResult",
     "RepairStatus",
     "Report",
+    "allowed_ids",
     "bundle_text",
+    "json_text",
+    "masked",
     "read_bundle",
     "render",
     "render_diagnosis",
@@ -154,13 +165,24 @@ def _headline(diagnosis: Diagnosis) -> tuple[str, str, str]:
 
 
 def render(report: Report, console: Console) -> None:
-    """Print ``report`` for a person, in English and Chinese."""
-    render_diagnosis(report, console)
-    render_repairs(report, console)
+    """Print ``report`` for a person, in English and Chinese (card numbers masked)."""
+    shown = masked(report)
+    _render_checks(shown, console)
+    _render_repairs(shown, console)
 
 
 def render_diagnosis(report: Report, console: Console) -> None:
-    """The checks and the diagnosis with its plan: what ``--fix`` shows before it asks."""
+    """The checks and the diagnosis with its plan: what ``--fix`` shows before it asks
+    (card numbers masked)."""
+    _render_checks(masked(report), console)
+
+
+def render_repairs(report: Report, console: Console) -> None:
+    """What ``--fix`` did, and the diagnosis after it (card numbers masked)."""
+    _render_repairs(masked(report), console)
+
+
+def _render_checks(report: Report, console: Console) -> None:
     evidence = report.evidence
     console.rule(
         escape(
@@ -171,8 +193,7 @@ def render_diagnosis(report: Report, console: Console) -> None:
     _render_diagnosis(report.diagnosis, console, title="diagnosis 诊断")
 
 
-def render_repairs(report: Report, console: Console) -> None:
-    """What ``--fix`` did, and the diagnosis after it."""
+def _render_repairs(report: Report, console: Console) -> None:
     if report.repairs_done:
         table = Table(title="repairs 修复", show_lines=True)
         table.add_column("repair 修复项", overflow="fold")
@@ -276,19 +297,65 @@ def scrub(text: str, *, allowed: frozenset[str] = frozenset()) -> str:
     return mask_card_numbers(text, allowed=allowed)
 
 
-def _allowed(report: Report) -> frozenset[str]:
-    ids = {report.evidence.terminal_id}
-    if report.evidence.journal is not None:
-        ids.add(report.evidence.journal.merchant_id)
+def allowed_ids(report: Report) -> frozenset[str]:
+    """The ids ``report`` shows whole: its terminal id and its journal's merchant id, each
+    only when it has an id's shape (8 and 15 characters) — a card number a hostile journal
+    wrote where an id belongs is masked like any other text."""
+    ids = set()
+    if len(report.evidence.terminal_id) == TERMINAL_ID_CHARS:
+        ids.add(report.evidence.terminal_id)
+    journal = report.evidence.journal
+    if journal is not None and len(journal.merchant_id) == MERCHANT_ID_CHARS:
+        ids.add(journal.merchant_id)
     return frozenset(ids)
+
+
+def masked(report: Report) -> Report:
+    """``report`` with every text in it (evidence, findings, repairs, notes) through the
+    card-number net, but the ids of :func:`allowed_ids` whole: what every render starts
+    from. The same report when nothing in it looks like a card number."""
+    return _masked(report, allowed_ids(report))
+
+
+_Value = TypeVar("_Value")
+
+
+def _masked(value: _Value, allowed: frozenset[str]) -> _Value:
+    # The shapes a report is made of (those of _codec): dataclasses, tuples, str, and
+    # leaves that hold no text of their own (enums — str ones too —, numbers, datetimes).
+    if isinstance(value, enum.Enum):
+        return value
+    if isinstance(value, str):
+        return mask_card_numbers(value, allowed=allowed)  # type: ignore[return-value]
+    if isinstance(value, tuple):
+        items = tuple(_masked(item, allowed) for item in value)
+        same = all(new is old for new, old in zip(items, value, strict=True))
+        return value if same else items  # type: ignore[return-value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {}
+        for f in dataclasses.fields(value):
+            old = getattr(value, f.name)
+            new = _masked(old, allowed)
+            if new is not old:
+                changes[f.name] = new
+        return dataclasses.replace(value, **changes) if changes else value
+    return value
 
 
 def bundle_text(report: Report) -> tuple[str, str]:
     """(the bundle's JSON, its text summary): what leaves the shop, card numbers masked."""
-    allowed = _allowed(report)
+    report = masked(report)
+    allowed = allowed_ids(report)
     summary = scrub(render_text(report), allowed=allowed)
     document = {"format": BUNDLE_FORMAT, "summary": summary, "report": to_json(report)}
     return scrub(json.dumps(document, ensure_ascii=False, indent=2), allowed=allowed), summary
+
+
+def json_text(report: Report) -> str:
+    """``report`` as the JSON ``--json`` prints, card numbers masked."""
+    report = masked(report)
+    text = json.dumps(to_json(report), ensure_ascii=False, indent=2)
+    return scrub(text, allowed=allowed_ids(report))
 
 
 def write_bundle(report: Report, path: Path) -> tuple[Path, Path]:

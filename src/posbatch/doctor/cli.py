@@ -6,7 +6,6 @@ Also :func:`host_doctor_command`, the body of ``posbatch host doctor TERMINAL_ID
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -17,8 +16,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from posbatch.batch.cards import mask_card_numbers
 from posbatch.cli_support import error_line, shown_ids
-from posbatch.doctor._codec import to_json
 from posbatch.doctor._gather import (
     ECHO_COUNT_DEFAULT,
     PROBE_ANSWER_WAIT_MS,
@@ -30,11 +29,12 @@ from posbatch.doctor._net import ANSWER_TIMEOUT_MS_MAX, AnnouncedExchange, TcpEx
 from posbatch.doctor._repair import TerminalSite
 from posbatch.doctor._report import (
     Report,
+    allowed_ids,
+    json_text,
     read_bundle,
     render,
     render_diagnosis,
     render_repairs,
-    scrub,
     write_bundle,
 )
 from posbatch.doctor._rules import Repair
@@ -67,23 +67,25 @@ def _output(
     console: Console,
     shown: bool = False,
 ) -> None:
-    """Print the report (``shown``: its diagnosis was printed already, before the repairs)."""
+    """Print the report (``shown``: its diagnosis was printed already, before the repairs).
+
+    Every way out goes through the card-number net: ``render*`` and ``json_text`` mask the
+    report field by field, and the line naming the bundle is masked as a line."""
     if json_out:
-        allowed = frozenset({report.evidence.terminal_id})
-        typer.echo(
-            scrub(json.dumps(to_json(report), ensure_ascii=False, indent=2), allowed=allowed)
-        )
+        typer.echo(json_text(report))
     elif shown:
         render_repairs(report, console)
     else:
         render(report, console)
     if bundle is not None:
         written, summary = write_bundle(report, bundle)
-        message = f"support bundle 诊断包: {written} (+ {summary.name})"
+        message = mask_card_numbers(
+            f"support bundle 诊断包: {written} (+ {summary.name})", allowed=allowed_ids(report)
+        )
         if json_out:
             typer.echo(message, err=True)
         else:
-            console.print(message)
+            console.print(message, markup=False, highlight=False)
 
 
 class _Ask:
@@ -98,8 +100,10 @@ class _Ask:
         del repair
         self.asked += 1
         return typer.confirm(
-            f"step {self.asked} of {self.total}: {text.en}?\n"
-            f"第 {self.asked} 步(共 {self.total} 步):{text.zh}?",
+            mask_card_numbers(
+                f"step {self.asked} of {self.total}: {text.en}?\n"
+                f"第 {self.asked} 步(共 {self.total} 步):{text.zh}?"
+            ),
             default=False,
             err=self.err,
         )
@@ -175,7 +179,9 @@ def doctor(
     shown = False
 
     def progress(line: Line) -> None:
-        status.print(f"[dim]… {escape(line.en)} / {escape(line.zh)}[/]", soft_wrap=True)
+        # A progress line may quote the journal (the host's address): through the net too.
+        text = mask_card_numbers(f"{line.en} / {line.zh}")
+        status.print(f"[dim]… {escape(text)}[/]", soft_wrap=True)
 
     def show_plan(report: Report) -> None:
         """--fix: the diagnosis and its plan, before the first question."""
@@ -342,8 +348,8 @@ def host_doctor_command(
 
     if not isinstance(store, HostStore):
         raise ConfigError("host doctor needs a HostStore")
-    if store.terminal(terminal_id) is None:
-        typer.echo(f"error: terminal {terminal_id} is not registered", err=True)
+    if store.terminal(terminal_id) is None:  # what was typed: a card number too, maybe
+        typer.echo(error_line(f"terminal {terminal_id} is not registered"), err=True)
         return 2
     report = diagnose_from_host(store, terminal_id, now=_now())
     _output(report, bundle=bundle, json_out=json_out, console=console or Console())

@@ -26,6 +26,7 @@ from typing import Annotated, Final
 import typer
 
 from posbatch import storage
+from posbatch.batch.cards import mask_card_numbers
 from posbatch.batch.counters import BATCH_NO_MAX
 from posbatch.batch.ids import check_merchant_id, check_terminal_id
 from posbatch.batch.model import shown_at
@@ -534,9 +535,11 @@ def exceptions(
         sides = (("terminal", row.terminal_amount_fen), ("host", row.host_amount_fen))
         # yuan, and only the sides that have an amount (it printed "terminal None", in fen)
         amounts = ", ".join(f"{s} {format_fen(a)}" for s, a in sides if a is not None)
+        # The cause is free text (an advance's reason as the back office typed it): masked.
+        cause = mask_card_numbers(row.cause, allowed=frozenset({row.terminal_id}))
         typer.echo(
             f"#{row.exception_id} {row.terminal_id} batch {batch} stan {stan} {row.kind}: "
-            f"{row.cause}" + (f" ({amounts})" if amounts else "")
+            f"{cause}" + (f" ({amounts})" if amounts else "")
         )
 
 

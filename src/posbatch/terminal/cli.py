@@ -20,10 +20,13 @@ from typing import Annotated, Final, TypeVar
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
+from posbatch.batch.cards import mask_card_numbers
 from posbatch.batch.counters import BATCH_NO_MAX, STAN_MAX
+from posbatch.batch.ids import MERCHANT_ID_CHARS, TERMINAL_ID_CHARS
 from posbatch.batch.money import format_fen, parse_yuan
 from posbatch.cli_support import (
     OneLineErrors,
@@ -85,8 +88,20 @@ def _fail(exc: PosbatchError) -> typer.Exit:
     return typer.Exit(2)
 
 
+RRN_CHARS: Final = 12  # field 37: a receipt shows it whole (the net masks an approvable 12)
+
+
 def _open(data_dir: Path) -> Terminal:
     return open_terminal(data_dir, clock=_clock)
+
+
+def _shown(text: str, *ids: str | None) -> str:
+    """``text`` from the journal (an event's message, a receipt, a note) through the
+    card-number net: the journal may be garbled or hostile. ``ids`` stay whole when they
+    have an id's shape (a merchant id of 15, a terminal id of 8, an RRN of 12 characters)."""
+    shapes = (MERCHANT_ID_CHARS, TERMINAL_ID_CHARS, RRN_CHARS)
+    allowed = frozenset(i for i in ids if i is not None and len(i) in shapes)
+    return mask_card_numbers(text, allowed=allowed)
 
 
 def _ask(prompt: str) -> str:
@@ -315,17 +330,16 @@ def settle(data_dir: DataDir = DEFAULT_DATA_DIR, width: Width = 80) -> None:
         with Progress(console=console, transient=True) as progress:
             result = _run(terminal, lambda t: _with_progress(t, t.settle_flow(), progress))
         batch = next(b for b in terminal.journal.batches() if b.batch_no == result.batch_no)
+        rows = terminal.journal.transactions(batch.batch_id)
+        state = terminal.state()
         report = render_settlement_report(
-            batch,
-            terminal.journal.transactions(batch.batch_id),
-            terminal.state(),
-            exceptions=terminal.batch_notes(batch.batch_no),
-            width=width,
+            batch, rows, state, exceptions=terminal.batch_notes(batch.batch_no), width=width
         )
     except PosbatchError as exc:
         raise _fail(exc) from exc
     _print_settlement(result)
-    console.print(report, markup=False, highlight=False)
+    ids = (state.terminal_id, state.merchant_id, *(row.rrn for row in rows))
+    console.print(_shown(report, *ids), markup=False, highlight=False)
 
 
 @app.command()
@@ -341,12 +355,15 @@ def status(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
         events = terminal.journal.events()[-5:]
     except PosbatchError as exc:
         raise _fail(exc) from exc
-    table = Table(title=f"terminal {state.terminal_id} / merchant {state.merchant_id}")
+    ids = (state.terminal_id, state.merchant_id)
+    table = Table(
+        title=_shown(f"terminal {state.terminal_id} / merchant {state.merchant_id}", *ids)
+    )
     table.add_column("item")
     table.add_column("value")
     half = balance.totals.domestic
     foreign = balance.totals.foreign
-    table.add_row("host", state.host_address)
+    table.add_row("host", _shown(state.host_address))
     table.add_row("批次号 batch", f"{balance.batch_no:06d} ({balance.step})")
     table.add_row("流水号 last STAN", f"{state.stan:06d}")
     table.add_row("approved", str(balance.approved_count))
@@ -372,7 +389,7 @@ def status(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     console.print(table)
     for event in events:
         at = shown_stored(event.at, seconds=True)
-        console.print(f"  {at} {event.type}: {event.message}", markup=False)
+        console.print(_shown(f"  {at} {event.type}: {event.message}", *ids), markup=False)
 
 
 @app.command()
@@ -441,14 +458,14 @@ def receipt(
         rows = terminal.journal.find(stan, batch_no)
         if not rows:
             raise typer.BadParameter(f"no transaction with STAN {stan:06d}")
-        text = render_receipt(
-            rows[0], terminal.state(), width=width, notes=terminal.receipt_notes(rows[0])
-        )
+        state = terminal.state()
+        text = render_receipt(rows[0], state, width=width, notes=terminal.receipt_notes(rows[0]))
     except PosbatchError as exc:
         raise _fail(exc) from exc
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    console.print(text, markup=False, highlight=False)
+    ids = (state.terminal_id, state.merchant_id, rows[0].rrn)
+    console.print(_shown(text, *ids), markup=False, highlight=False)
 
 
 PassphraseStdin = Annotated[
@@ -534,9 +551,10 @@ def restore(
     if report.key_restored:
         console.print("the backup's card keys are in the key file (this terminal's kept too)")
     if report.problem:
-        console.print(f"[yellow]forced past a broken chain:[/yellow] {report.problem}")
+        problem = escape(_shown(report.problem))
+        console.print(f"[yellow]forced past a broken chain:[/yellow] {problem}")
     for note in report.notes:
-        console.print(f"note: {note}")
+        console.print(_shown(f"note: {note}"), markup=False)
     if report.missing_stans:
         console.print(
             "STANs not in the backup: " + ", ".join(f"{s:06d}" for s in report.missing_stans)

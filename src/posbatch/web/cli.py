@@ -112,6 +112,9 @@ def serve_console(
         h11_max_incomplete_event_size=HEADER_BYTES_MAX,
         server_header=False,
     )
+    # uvicorn set up its loggers above, with handlers of their own: an error it logs (an
+    # exception's message, a traceback) goes through the card-number net as ours do.
+    log_to_stderr(logging.WARNING, loggers=("uvicorn", "uvicorn.error", "uvicorn.access"))
     server = _server_class()(config)
 
     async def run() -> None:

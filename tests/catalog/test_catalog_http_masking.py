@@ -1,0 +1,188 @@
+"""The catalog's HTTP API never sends back a card number a till put in a request.
+
+FastAPI's own 422 listed each problem with the ``input`` it refused: a card number posted
+in any field (even the wrong one) came back whole. Its other errors quoted a receipt
+number, a lot or a serial as sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from catalog_samples import MILK, NOW
+
+from posbatch.catalog import CatalogStore, TillCredential, create_app
+from posbatch.catalog._orders_http import shown_gtins, validation_lines
+
+# Luhn-valid card numbers: 16 and 19 digits, and one typed in groups.
+PAN_16 = "6222029371586403"
+PAN_19 = "6222028719463520178"
+PAN_GROUPED = "6222 0212 3456 7890 128"
+PANS = (PAN_16, PAN_19, PAN_GROUPED)
+
+
+def leaks(text: str) -> list[str]:
+    """The card numbers ``text`` shows beyond their first 6 and last 4 digits."""
+    found = []
+    for pan in PANS:
+        digits = pan.replace(" ", "")
+        if pan in text or digits[6:-4] in text:
+            found.append(pan)
+    return found
+
+
+@pytest.fixture
+async def client(
+    back_office: CatalogStore, till: TillCredential
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A till's client of the catalog API (no socket), its credential sent."""
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(back_office, clock=lambda: NOW)),
+        base_url="http://back-office.test",
+        headers={"Authorization": f"Bearer {till.token}"},
+    ) as c:
+        yield c
+
+
+def _line(**changes: object) -> dict[str, Any]:
+    line: dict[str, Any] = {
+        "line_no": 1,
+        "gtin": MILK,
+        "product_name": "Milk",
+        "price_fen": 1250,
+        "quantity": 1,
+        "lot_source": "none",
+    }
+    return {**line, **changes}
+
+
+def _order(**changes: object) -> dict[str, Any]:
+    order: dict[str, Any] = {
+        "terminal_id": "10000009",
+        "opened_at": NOW.isoformat(),
+        "catalog_version": 1,
+        "lines": [_line()],
+    }
+    return {**order, **changes}
+
+
+def _closing(**changes: object) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "payment": {"approved": True, "response_code": "00", "stan": "000001"},
+        "closed_at": NOW.isoformat(),
+    }
+    return {**body, **changes}
+
+
+# (method, path, JSON body or None): each carries the card numbers where a till could.
+HOSTILE_REQUESTS = [
+    ("POST", "/catalog/orders", _order(terminal_id=PAN_19)),
+    ("POST", "/catalog/orders", _order(opened_at=f"{PAN_16} {PAN_GROUPED}")),
+    ("POST", "/catalog/orders", _order(catalog_version=PAN_GROUPED)),
+    ("POST", "/catalog/orders", _order(lines=[_line(gtin=PAN_19, price_fen=PAN_16)])),
+    ("POST", "/catalog/orders", _order(lines=[_line(gtin=PAN_16)])),
+    ("POST", "/catalog/orders", _order(lines=[_line(lot_no=PAN_GROUPED)])),
+    ("POST", "/catalog/orders", _order(lines=[_line(serial="6222 0293 7158 6403")])),
+    ("POST", "/catalog/orders", _order(lines=[_line(trace_code=PAN_19)])),
+    ("POST", "/catalog/orders", _order(lines=[_line(lot_source=PAN_GROUPED)])),
+    ("POST", "/catalog/orders", _order(lines={PAN_19: PAN_16})),
+    ("POST", "/catalog/orders", [PAN_19, PAN_GROUPED]),
+    ("POST", "/catalog/orders/1/paid", _closing(payment={"approved": PAN_19})),
+    ("POST", "/catalog/orders/1/paid", _closing(closed_at=PAN_GROUPED)),
+    ("POST", "/catalog/orders/1/unpaid", _closing(note=PAN_19 * 20)),
+    ("POST", f"/catalog/orders/{PAN_GROUPED}/paid", _closing()),
+    ("POST", f"/catalog/orders/{PAN_19}x/paid", _closing()),
+    ("POST", f"/catalog/returns/{PAN_16}a/done", _closing()),
+    ("POST", "/catalog/returns", {"receipt_no": PAN_19, "opened_at": PAN_16}),
+    (
+        "POST",
+        "/catalog/returns/from-journal",
+        {"returns": [{"receipt_no": PAN_19, "kind": PAN_16, "stan": PAN_GROUPED}]},
+    ),
+    ("GET", f"/catalog/orders/by-receipt?receipt_no={PAN_19}", None),
+    ("GET", f"/catalog/orders/by-receipt?receipt_no={PAN_GROUPED}", None),
+    ("GET", f"/catalog/orders/by-receipt?receipt_no={PAN_19 * 3}", None),
+    ("GET", f"/catalog/changes?since={PAN_19}", None),
+    ("GET", f"/catalog/changes?since={PAN_GROUPED}", None),
+    ("GET", f"/catalog/{PAN_19}", None),
+    ("GET", f"/catalog/orders/{PAN_16}/paid", None),
+    ("DELETE", f"/catalog/orders?card={PAN_19}", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), HOSTILE_REQUESTS)
+async def test_no_answer_repeats_a_card_number_a_till_sent(
+    client: httpx.AsyncClient, method: str, path: str, body: object
+) -> None:
+    """A card number in a JSON field, a query string or a path segment is refused or not
+    found — and the answer, whatever its status, never shows it whole."""
+    answer = await client.request(method, path, json=body)
+    assert (True, []) == (answer.status_code >= 400, leaks(answer.text + str(answer.headers)))
+
+
+async def test_a_body_that_is_not_json_is_422_without_its_text(
+    client: httpx.AsyncClient,
+) -> None:
+    """A body that is not JSON is named as such; the text around the error is not quoted."""
+    answer = await client.post(
+        "/catalog/orders",
+        content=f'{{"terminal_id": "{PAN_19}", {PAN_GROUPED}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert (422, []) == (answer.status_code, leaks(answer.text))
+
+
+async def test_a_422_names_each_field_and_why_in_one_line(client: httpx.AsyncClient) -> None:
+    """A request FastAPI cannot take: one line per problem, where and why, no value."""
+    answer = await client.post(
+        "/catalog/orders", json=_order(terminal_id=PAN_19, lines=[_line(gtin=PAN_16)])
+    )
+    expected = (
+        422,
+        {
+            "detail": [
+                "body terminal_id: String should have at most 8 characters",
+                "body lines[0].gtin: String should have at most 14 characters",
+            ]
+        },
+    )
+    assert expected == (answer.status_code, answer.json())
+
+
+async def test_a_card_number_in_a_lot_is_masked_in_the_refusal(
+    client: httpx.AsyncClient,
+) -> None:
+    """The lot's own error (not in GS1 character set 82) still says which line and why, the
+    card number in it masked to its first 6 and last 4."""
+    lot = "6222 0293 7158 6403"  # PAN_16 in groups: 19 characters, a lot's 20 would take it
+    answer = await client.post("/catalog/orders", json=_order(lines=[_line(lot_no=lot)]))
+    expected = (422, "line 1: lot '622202******6403' is not in GS1 character set 82")
+    assert expected == (answer.status_code, answer.json()["detail"])
+
+
+async def test_an_unknown_receipt_is_404_with_its_number_masked(
+    client: httpx.AsyncClient,
+) -> None:
+    """``by-receipt`` of a card number: 404 naming it masked."""
+    answer = await client.get("/catalog/orders/by-receipt", params={"receipt_no": PAN_19})
+    expected = (404, "no receipt 622202*********0178 of till 10000009")
+    assert expected == (answer.status_code, answer.json()["detail"])
+
+
+def test_a_gtin_is_quoted_whole_only_when_it_could_not_be_a_card_number() -> None:
+    """A 13/14-digit run an error quotes is left whole only when no card could be it: a
+    leading 0 or a Luhn check digit that does not fit (6901234567891 fails it)."""
+    text = "GTIN 6901234567891, 06901234567892, 6222021234566 and 62220212345671"
+    assert frozenset({"6901234567891", "06901234567892"}) == shown_gtins(text)
+
+
+def test_validation_lines_are_bounded() -> None:
+    """However many problems a request has, the 422 lists at most 20 and counts the rest."""
+    errors = [
+        {"loc": ("body", "lines", i, "gtin"), "msg": "bad", "input": PAN_19} for i in range(25)
+    ]
+    lines = validation_lines(errors)
+    assert (21, "… 5 more problems", []) == (len(lines), lines[-1], leaks("".join(lines)))
