@@ -8,13 +8,16 @@ the suite's 2,000-odd store openings that was its largest single cost (measured 
 tests/host, tests/terminal and tests/doctor: 1,348 SQLite migrations, 129 s; 222
 PostgreSQL ones, 94 s even when replayed).
 
-So, in the tests only: the first time a process migrates a component (its migrations'
-location and version table) on a database of one dialect holding a given set of tables,
-the real migration runs and every statement it sends — DDL, the version table's rows,
-Alembic's own reads — is recorded as sent to the driver (SQL text and parameters). The
-next time the same component is migrated to head on a database of that dialect in the
-same state, those statements are sent again, in order, on the connection and in the
-transaction :func:`~posbatch.storage.upgrade` opened. Anything else — a database where
+So, in the tests only: the first two times a process migrates a component (its
+migrations' location and version table) on a database of one dialect holding a given set
+of tables, the real migration runs and every statement it sends — DDL, the version
+table's rows, Alembic's own reads — is recorded as sent to the driver (SQL text and
+parameters). When the two recordings are the same, every later migration of that
+component to head on a database of that dialect in the same state sends those statements
+again, in order, on the connection and in the transaction
+:func:`~posbatch.storage.upgrade` opened. When they differ — a migration that writes a
+random id or the time, as the catalog's gives each store its identity — Alembic migrates
+every time. Anything else — a database where
 the component already has its version table, another target than head — runs Alembic as
 always.
 
@@ -60,6 +63,10 @@ _TABLES_SQL = {
 }
 
 Recorded = list[tuple[str, Any, bool]]  # SQL text, driver parameters, executemany
+_Key = tuple[str, str, str, tuple[str, ...]]  # dialect, migrations, version table, tables
+# Real runs compared before a component's recording is replayed: a statement that differs
+# between two runs (a random id, the time) would be the same in every replayed database.
+RUNS_COMPARED = 2
 
 
 class MigrationReplay:
@@ -68,7 +75,11 @@ class MigrationReplay:
     def __init__(self) -> None:
         self.enabled = True
         self.replayed = 0  # migrations replayed rather than run: the tests read it
-        self._recorded: dict[tuple[str, str, str, tuple[str, ...]], Recorded] = {}
+        # The real runs recorded so far (the first two), and once two were compared: the
+        # recording to replay, or None when they differed (a migration that writes a random
+        # id or the time: Alembic runs every time).
+        self._runs: dict[_Key, list[Recorded]] = {}
+        self._replayable: dict[_Key, Recorded | None] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(alembic_command, name)  # every other command, as Alembic has it
@@ -111,7 +122,10 @@ class MigrationReplay:
             version_table,
             tables,
         )
-        recorded = self._recorded.get(key)
+        if key in self._replayable and self._replayable[key] is None:
+            alembic_command.upgrade(config, revision)
+            return
+        recorded = self._replayable.get(key)
         if recorded is not None:
             cursor = connection.connection.cursor()
             try:
@@ -141,4 +155,8 @@ class MigrationReplay:
             alembic_command.upgrade(config, revision)
         finally:
             sa.event.remove(connection, "before_cursor_execute", record)
-        self._recorded[key] = statements
+        runs = self._runs.setdefault(key, [])
+        runs.append(statements)
+        if len(runs) == RUNS_COMPARED:
+            self._replayable[key] = runs[0] if all(run == runs[0] for run in runs) else None
+            del self._runs[key]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from migration_replay import MigrationReplay
+from migration_replay import RUNS_COMPARED, MigrationReplay
 from posbatch.catalog import CatalogStore
 from posbatch.host.store import HostStore
 from posbatch.terminal import Journal
@@ -114,6 +114,12 @@ def new_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
     admin.dispose()
 
 
+# Whether a component's migration to head is replayed: the catalog's gives each store a
+# random identity (c0002: the store id its changes documents carry), so two of its real
+# runs never agree and Alembic migrates every catalog store.
+REPLAYED = {"host": True, "journal": True, "catalog": False}
+
+
 @pytest.mark.parametrize("component", sorted(COMPONENTS))
 def test_a_replayed_migration_builds_the_schema_alembic_builds(
     component: str, migration_replay: MigrationReplay, new_database_url: Callable[[], str]
@@ -125,18 +131,28 @@ def test_a_replayed_migration_builds_the_schema_alembic_builds(
         url = new_database_url()
         by_alembic = _described(opener(url), url)
         migration_replay.enabled = True
-        url = new_database_url()
-        recorded_or_replayed = _described(opener(url), url)  # the first in a process records
+        after = []
         replayed_before = migration_replay.replayed
-        url = new_database_url()
-        replayed = _described(opener(url), url)
+        # the first of a process are recorded and compared; any after them are replayed
+        for _ in range(RUNS_COMPARED + 1):
+            url = new_database_url()
+            after.append(_described(opener(url), url))
     finally:
         migration_replay.enabled = was
-    assert migration_replay.replayed == replayed_before + 1
+    assert (migration_replay.replayed > replayed_before) == REPLAYED[component]
     assert len(by_alembic["versions"]) == 1  # the comparison compares something
     assert sum(len(rows) for rows in by_alembic.values()) > 5
-    assert recorded_or_replayed == by_alembic
-    assert replayed == by_alembic
+    assert all(described == by_alembic for described in after)
+
+
+def test_every_catalog_store_has_its_own_identity(new_database_url: Callable[[], str]) -> None:
+    """What a replay of the catalog's migration would break (each store a random id)."""
+    ids = set()
+    for _ in range(RUNS_COMPARED + 2):
+        store = CatalogStore.open(new_database_url())
+        ids.add(store.store_id())
+        store.engine.dispose()
+    assert len(ids) == RUNS_COMPARED + 2
 
 
 def test_the_replay_leaves_a_partial_migration_to_alembic(
