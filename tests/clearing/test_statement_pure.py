@@ -28,6 +28,7 @@ from posbatch.clearing import (
     clearing_file,
     credit_pieces,
     price_lines,
+    render_statement,
     returned_fee_fen,
     trading_day,
 )
@@ -263,6 +264,41 @@ def test_instant_merchants_pay_the_instant_rate_and_arrive_the_same_day() -> Non
     )
     statement = build_statement(MERCHANT_ID, date(2026, 10, 3), ledger.records, instant)
     assert (65, date(2026, 10, 3)) == (statement.fee_fen, statement.arrival.arrival_date)
+
+
+@pytest.mark.parametrize(
+    ("cycle", "moment", "fee_fen", "arrival"),
+    [
+        # a working day: paid that day, faster than T+1 (the next working day)
+        (SettlementCycle.T0, "2026-09-30 10:00", 65, date(2026, 9, 30)),
+        # National Day: paid on the next working day, as T+1 pays — no instant rate
+        (SettlementCycle.T0, "2026-10-03 10:00", 60, date(2026, 10, 8)),
+        (SettlementCycle.T1, "2026-10-03 10:00", 60, date(2026, 10, 8)),
+        # D+0 pays on the holiday itself: the instant rate
+        (SettlementCycle.D0, "2026-10-03 10:00", 65, date(2026, 10, 3)),
+    ],
+)
+def test_the_instant_rate_is_charged_only_on_days_paid_faster_than_t1(
+    cycle: SettlementCycle, moment: str, fee_fen: int, arrival: date
+) -> None:
+    """T+0 on a non-working day arrives when T+1 would: charging it the instant rate would
+    sell the merchant nothing. The statement's schedule line says which it is."""
+    ledger = Ledger()
+    ledger.sale(moment, 10_000)
+    extra = standard_rates("0.05")[CardClass.DOMESTIC_DEBIT]
+    schedule = FeeSchedule(None, RULES_FROM, standard_rates(), instant_rate=extra)
+    rules = ClearingRules(
+        fee_schedules=(schedule,),
+        merchant_terms=(MerchantTerms(MERCHANT_ID, RULES_FROM, cycle),),
+        card_bins=(CardBin("622202", Funding.DEBIT, RULES_FROM),),
+    )
+    day = date.fromisoformat(moment[:10])
+    statement = build_statement(MERCHANT_ID, day, ledger.records, rules)
+    assert (fee_fen, arrival) == (statement.fee_fen, statement.arrival.arrival_date)
+    text = render_statement(statement)
+    charged = "instant 即时到账 extra 0.05%\n" in text
+    waived = "not charged this day" in text
+    assert (charged, waived) == (fee_fen == 65, cycle.instant and fee_fen == 60)
 
 
 # --- no fen created or lost, over any mix ------------------------------------------------

@@ -110,7 +110,8 @@ class SettlementCycle(enum.StrEnum):
 
     @property
     def instant(self) -> bool:
-        """Paid out faster than T+1: the schedule's extra (instant) rate applies."""
+        """An instant cycle: paid out on the trading day, faster than T+1 — on the days it
+        is (:attr:`Arrival.instant`), the schedule's extra (instant) rate applies."""
         return self in (SettlementCycle.T0, SettlementCycle.D0)
 
 
@@ -299,6 +300,14 @@ class Arrival:
     cycle: SettlementCycle
     arrival_date: date
     provisional: bool  # computed through a year without a published notice
+
+    @property
+    def instant(self) -> bool:
+        """Whether this day's sales pay the schedule's instant rate: the cycle is an
+        instant one and the money arrives on the trading day itself. T+0 on a non-working
+        day arrives on the next working day, as T+1 would: nothing paid faster, so
+        nothing extra charged. (T+1 always arrives after the trading day.)"""
+        return self.cycle.instant and self.arrival_date == self.trading_day
 
 
 def arrival_date(

@@ -132,8 +132,13 @@ def _schedule_text(statement: Statement) -> list[str]:
     lines = [
         f"费率 fees ({owner}, from {schedule.effective_from.isoformat()}): " + "; ".join(parts)
     ]
-    if statement.terms.cycle.instant:
+    if statement.arrival.instant:
         lines.append(f"  instant 即时到账 extra {format_rate(schedule.instant_rate)}")
+    elif statement.terms.cycle.instant:
+        lines.append(
+            f"  instant 即时到账 extra {format_rate(schedule.instant_rate)}: not charged "
+            "this day, paid on the next working day as T+1 pays 非工作日不收即时费"
+        )
     return lines
 
 

@@ -411,7 +411,8 @@ class _Pricer:
                 schedule: FeeSchedule | None = self.rules.schedule_for(merchant_id, day)
             except ClearingError:
                 schedule = None
-            found = _Price(schedule, terms.cycle.instant, terms.void_fee, terms.refund_fee)
+            instant = self.rules.arrival(merchant_id, day).instant
+            found = _Price(schedule, instant, terms.void_fee, terms.refund_fee)
             prices[merchant_id] = found
         return found
 
