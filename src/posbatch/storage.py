@@ -300,11 +300,14 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-def create_engine(url: str, *, echo: bool = False) -> Engine:
+def create_engine(url: str, *, echo: bool = False, lock_timeout_ms: int | None = None) -> Engine:
     """An engine for ``url`` with the durability settings of the house.
 
     A SQLite file that does not exist yet is created with mode 0600 (its missing
-    directories 0700) before SQLite opens it.
+    directories 0700) before SQLite opens it. ``lock_timeout_ms`` (PostgreSQL only):
+    every session's ``lock_timeout``, so a statement that waits longer than that for a
+    row or table lock another session holds fails instead of waiting on (SQLite's own
+    bound is its busy timeout).
     """
     parsed = _parse_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -315,7 +318,7 @@ def create_engine(url: str, *, echo: bool = False) -> Engine:
         sa.event.listen(engine, "connect", _sqlite_on_connect)
         return engine
     try:
-        return sa.create_engine(
+        engine = sa.create_engine(
             url,
             echo=echo,
             pool_size=POOL_SIZE_MAX,
@@ -325,6 +328,23 @@ def create_engine(url: str, *, echo: bool = False) -> Engine:
         )
     except (sa.exc.ArgumentError, ImportError) as exc:  # a driver that is not installed
         raise ConfigError(f"cannot use {describe_database_error(exc, url)}") from exc
+    if lock_timeout_ms is not None:
+        if lock_timeout_ms < 1:
+            raise ConfigError(f"lock_timeout_ms must be at least 1, not {lock_timeout_ms}")
+        sa.event.listen(engine, "connect", _postgres_lock_timeout(lock_timeout_ms))
+    return engine
+
+
+def _postgres_lock_timeout(lock_timeout_ms: int) -> Any:
+    """A "connect" listener that sets the session's ``lock_timeout`` (in its own transaction:
+    SQLAlchemy has not begun one yet, and a setting made with SET outlives its commit)."""
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET lock_timeout = {int(lock_timeout_ms)}")
+        dbapi_connection.commit()
+
+    return on_connect
 
 
 def upgrade(

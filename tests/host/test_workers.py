@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from host_helpers import MASTER_KEY, MERCHANT_ID, START, TERMINAL_ID, TEST_KEK
 from workers_helpers import (
     ANSWER_TIMEOUT_S,
@@ -269,3 +270,39 @@ def _wait_until(condition: Callable[[], bool]) -> None:
             return
         pause.wait(0.05)
     raise AssertionError("condition never held")
+
+
+def test_a_terminal_another_session_holds_locked_is_answered_96_and_stops_no_one(
+    tmp_path: Path, postgres_schema_url: str
+) -> None:
+    """PostgreSQL: while a stuck session (psql, a back-office transaction left open) holds a
+    terminal's row locked, that terminal's sale is answered 96 with nothing kept once the
+    host's lock timeout has passed, and another terminal on the same process is approved
+    meanwhile. (The host waited for the lock on its event loop's thread for as long as it
+    was held: that terminal and every other connection of the worker got nothing.)"""
+    directory = tmp_path / "data"
+    store = HostStore.open(postgres_schema_url, pan_key=pan_key(directory), kek=kek(directory))
+    for terminal_id in (TERMINAL_ID, "10000002"):
+        store.add_terminal(MERCHANT_ID, terminal_id, MASTER_KEY, now=START)
+    with supervised(directory, postgres_schema_url, workers=1) as host:
+        port = host.wait_listening(1)
+        locked, other = (
+            new_connection_terminal(port, terminal_id=terminal_id)
+            for terminal_id in (TERMINAL_ID, "10000002")
+        )
+        locked.sign_on()
+        other.sign_on()
+        holder = store.engine.connect()
+        holder.begin()
+        holder.execute(
+            sa.text("SELECT 1 FROM host_terminals WHERE terminal_id = :id FOR UPDATE"),
+            {"id": TERMINAL_ID},
+        )
+        refused = locked.sale(1250)
+        approved = other.sale(1250)
+        holder.rollback()
+        holder.close()
+        kept = [row.terminal_id for row in store.transactions(TERMINAL_ID)]
+        host.stop()
+    store.close()
+    assert (refused.response_code, approved.response_code, kept) == ("96", "00", [])  # type: ignore[union-attr]

@@ -64,7 +64,12 @@ from posbatch.host.server import (
     ServerLimits,
     serve,
 )
-from posbatch.host.store import PAN_HMAC_KEY_BYTES, HostStore, host_store_exists
+from posbatch.host.store import (
+    PAN_HMAC_KEY_BYTES,
+    SERVE_LOCK_TIMEOUT_MS,
+    HostStore,
+    host_store_exists,
+)
 from posbatch.host.supervisor import Supervisor, reserve_port, say_listening, stop_with_parent
 from posbatch.wire import encode_totals, parse_tmk
 
@@ -128,14 +133,21 @@ def kek(data_dir: Path, *, create: bool = True) -> KeyEncryptionKey:
     return resolve_kek(data_dir, create=create)
 
 
-def open_store(data_dir: Path, *, migrate: bool = True, create: bool = False) -> HostStore:
+def open_store(
+    data_dir: Path,
+    *,
+    migrate: bool = True,
+    create: bool = False,
+    lock_timeout_ms: int | None = None,
+) -> HostStore:
     """The store of ``data_dir`` (or of POSBATCH_DATABASE_URL), keys sealed under its KEK.
 
     ``create``: a new store may be made (``serve``, ``add-terminal``); otherwise a
     missing store is a ConfigError and nothing is created. The data directory and
     its files must be private (mode 0700 / 0600): a looser one is refused, with the
     chmod that fixes it. A rotation that committed but did not yet put its new KEK
-    file in place (a crash between the two) is finished here.
+    file in place (a crash between the two) is finished here. ``lock_timeout_ms``: see
+    :meth:`HostStore.open` (``serve`` bounds its lock waits).
     """
     url = storage.database_url(data_dir, file_name=DB_FILE_NAME)
     database = storage.sqlite_path(url)
@@ -167,6 +179,7 @@ def open_store(data_dir: Path, *, migrate: bool = True, create: bool = False) ->
             kek=store_kek,
             migrate=migrate,
             create=create,
+            lock_timeout_ms=lock_timeout_ms,
         )
     except KekMismatch as exc:
         if not had_kek and found[0].path == default_kek:  # made just now, not this store's
@@ -178,7 +191,9 @@ def open_store(data_dir: Path, *, migrate: bool = True, create: bool = False) ->
                 store_kek_id=exc.store_kek_id,
             ) from exc
         if finish_rotation(found[0], exc.store_kek_id):
-            return open_store(data_dir, migrate=migrate, create=create)
+            return open_store(
+                data_dir, migrate=migrate, create=create, lock_timeout_ms=lock_timeout_ms
+            )
         raise
 
 
@@ -285,7 +300,9 @@ def serve_command(
         raise _fail(ConfigError(f"cannot listen on {listen}: {exc.strerror or exc}")) from exc
     script = load_fault_script(faults) if faults is not None else None
     # The supervisor (or the one process) migrates; a worker only checks.
-    store = open_store(data_dir, migrate=not worker, create=not worker)
+    store = open_store(
+        data_dir, migrate=not worker, create=not worker, lock_timeout_ms=SERVE_LOCK_TIMEOUT_MS
+    )
     if workers > 1:
         store.close()
         if early_stop:

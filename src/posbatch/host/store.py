@@ -95,6 +95,7 @@ __all__ = [
     "MIGRATIONS",
     "PAN_HMAC_KEY_BYTES",
     "SEALED_COLUMNS",
+    "SERVE_LOCK_TIMEOUT_MS",
     "VERSION_TABLE",
     "BatchInfo",
     "BatchRow",
@@ -124,6 +125,14 @@ WRITE_OPTION: Final = "posbatch_host_write"
 # WRITE_OPTION's value for a unit of work that does not wait for SQLite's write lock.
 WRITE_UNLESS_BUSY: Final = "unless busy"
 _LOCK_HELD: Final = "host store: the write lock is held by another process"
+# PostgreSQL: the longest a serving host's statement waits for a lock another session holds
+# (``lock_timeout``). A group locks its terminals on the event loop's thread, so a wait
+# stops every connection of that worker: a terminal row held by a stuck back-office or
+# psql session stopped them all for as long as it was held (10 s in the PostgreSQL probe
+# of 2026-12-07). Another worker's group holds a terminal for milliseconds; past this
+# the group fails, its requests are done again alone, and the locked terminal's are
+# answered 96 with nothing kept (docs/host.md, "Several processes").
+SERVE_LOCK_TIMEOUT_MS: Final = 1_000
 # The migrations get the KEK under this attribute (v0002 seals the keys of older stores).
 KEK_ATTRIBUTE: Final = "host_kek"
 # Opened keys a store remembers (HostStore.open_key): a few per terminal in service.
@@ -180,6 +189,7 @@ class HostStore:
         kek: KeyEncryptionKey | Callable[[], KeyEncryptionKey] | None = None,
         migrate: bool = True,
         create: bool = True,
+        lock_timeout_ms: int | None = None,
     ) -> HostStore:
         """Engine for ``url`` (SQLite file, ``sqlite://`` in memory, or PostgreSQL), migrated.
 
@@ -191,6 +201,9 @@ class HostStore:
         With ``kek``, the store must be sealed under it (KekMismatch, one line, if not);
         a new store records it. ``kek`` may be a function that finds it, called once the
         database is known to answer (so that a database that is down says so first).
+        ``lock_timeout_ms`` (PostgreSQL): the longest any statement of this store waits
+        for a lock another session holds (``serve`` gives :data:`SERVE_LOCK_TIMEOUT_MS`);
+        None waits as long as it takes.
         """
         path = storage.sqlite_path(url)
         if path is not None and not create and not path.is_file():
@@ -203,7 +216,7 @@ class HostStore:
             )
             sa.event.listen(engine, "connect", _memory_pragmas)
         else:
-            engine = storage.create_engine(url)
+            engine = storage.create_engine(url, lock_timeout_ms=lock_timeout_ms)
         try:
             if engine.dialect.name == "sqlite":
                 _begin_immediate(engine)
