@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import errno
 import gc
+import json
 import logging
 import os
 import re
@@ -92,6 +93,46 @@ class CardNumberFilter(logging.Filter):
         return True
 
 
+class ForeignLinesAsJson(logging.Filter):
+    """A record of a logger outside posbatch (a driver's, a library's) written as ONE JSON
+    line, as the host writes its own: ``{"event": "library", "logger": …, "level": …,
+    "message": …}``, the message and any traceback's last line joined into one line.
+
+    A server's standard error is read by machines, a line at a time; psycopg's warning
+    when PostgreSQL drops a connection ("error ignored terminating <psycopg.Pipeline>:
+    consuming input failed: server closed the connection unexpectedly …") came over
+    three lines of plain text. Put it after :class:`CardNumberFilter` (the message is
+    masked first)."""
+
+    def __init__(self, own_prefix: str = "posbatch") -> None:
+        super().__init__()
+        self._own_prefix = own_prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == self._own_prefix or record.name.startswith(self._own_prefix + "."):
+            return True
+        text = one_line_text(record.getMessage())
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            last = record.exc_text.strip().splitlines()[-1:]
+            text = f"{text}: {mask_card_numbers(last[0].strip())}" if last else text
+        line = {
+            "event": "library",
+            "logger": record.name,
+            "level": record.levelname.lower(),
+            "message": text,
+        }
+        record.msg, record.args = json.dumps(line, ensure_ascii=False), None
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
+
+
+def one_line_text(text: str) -> str:
+    """``text``'s lines joined with one space (blank ones dropped)."""
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
 def log_to_stderr(level: int | str, *, loggers: tuple[str, ...] = ()) -> None:
     """Log lines (the message only) to standard error at ``level``, through
     :class:`CardNumberFilter`; ``loggers`` with handlers of their own (uvicorn's) get it too."""
@@ -101,6 +142,15 @@ def log_to_stderr(level: int | str, *, loggers: tuple[str, ...] = ()) -> None:
         for handler in logging.getLogger(name).handlers:
             if not any(isinstance(f, CardNumberFilter) for f in handler.filters):
                 handler.addFilter(net)
+
+
+def log_foreign_lines_as_json() -> None:
+    """Every handler of the root logger writes other loggers' records as one JSON line
+    (:class:`ForeignLinesAsJson`), after the card-number net: for a server whose standard
+    error is JSON lines (``host serve``)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, ForeignLinesAsJson) for f in handler.filters):
+            handler.addFilter(ForeignLinesAsJson())
 
 
 def listening_socket(host: str, port: int, *, backlog: int) -> socket.socket:
@@ -127,8 +177,7 @@ def listening_socket(host: str, port: int, *, backlog: int) -> socket.socket:
 
 def one_line(exc: BaseException) -> str:
     """``exc`` as one line: its lines joined (a driver's message may hold several)."""
-    text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
-    return text or type(exc).__name__
+    return one_line_text(str(exc)) or type(exc).__name__
 
 
 def _reader_gone(stream: TextIO) -> bool:

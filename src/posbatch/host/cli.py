@@ -34,6 +34,7 @@ from posbatch.batch.money import format_fen
 from posbatch.cli_support import (
     OneLineErrors,
     error_line,
+    log_foreign_lines_as_json,
     log_to_stderr,
     read_secret_file,
     refuse_secret_option,
@@ -276,6 +277,7 @@ def serve_command(
     if log_level.lower() not in LOG_LEVELS:
         raise _fail(ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}"))
     log_to_stderr(log_level.upper())
+    log_foreign_lines_as_json()  # a driver's warning too is one JSON line
     logging.getLogger("alembic").setLevel(logging.WARNING)
     if not 1 <= workers <= WORKERS_MAX:
         raise _fail(ConfigError(f"--workers must be 1..{WORKERS_MAX}"))
