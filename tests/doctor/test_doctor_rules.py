@@ -443,3 +443,23 @@ def test_clocks_in_step_say_how_far_apart_and_what_is_fine() -> None:
     sample = evidence()
     lines = diagnose(sample).finding(Cause.CLOCK_WRONG).lines
     assert [line.en for line in lines] == ["the clocks are 0 s apart (up to 300 s is fine)"]
+
+
+def test_a_reinstall_that_sold_nothing_yet_is_told_without_stan_000000() -> None:
+    """A journal reinstalled in the host's open batch, before its first sale: the 94 its next
+    sale would meet is told as "has used no message number (STAN) yet" — STANs run
+    000001–999999, and "its last is 000000" read to a desk as one more number to chase."""
+    diagnosis = diagnose(
+        evidence(
+            journal=journal(batch_no=1, last_stan=0, settled_batches=0, approved_count=0),
+            host_view=host_view(batch_no=1, last_closed_batch_no=None, last_stan_in_batch=4),
+            host_last_stan_in_journal=False,
+        )
+    )
+    lines = [line.en for line in diagnosis.finding(Cause.COUNTERS_RESET).lines]
+    expected = (
+        Cause.COUNTERS_RESET,
+        "this journal has used no message number (STAN) yet: its next sale would reuse a "
+        "message number the host holds and be answered 94 (duplicate transaction)",
+    )
+    assert expected == (diagnosis.cause, lines[2])

@@ -224,7 +224,13 @@ def _stan(evidence: Evidence) -> Check:
     if journal is None:
         return _check("batch.stan", "batch", *title, Status.NOT_CHECKED, _NO_JOURNAL)
     mine_en, mine_zh = stan(journal.last_stan)
-    lines = [Line(f"the terminal's last {mine_en}", f"终端最后{mine_zh}")]
+    lines = [
+        Line(f"the terminal's last {mine_en}", f"终端最后{mine_zh}")
+        if journal.last_stan
+        else Line(  # STANs run 000001–999999: a new journal has none yet, not "000000"
+            "the terminal has used no message number (STAN) yet", "终端尚未使用任何流水号"
+        )
+    ]
     status = Status.PASSED
     if journal.stan_gaps:
         status = Status.WARNING
@@ -689,6 +695,25 @@ def _host_settlement(evidence: Evidence) -> Check:
 def _host_exceptions(evidence: Evidence) -> Check:
     title = ("host: exceptions (差错) for this terminal", "主机:本终端的差错记录")
     records = evidence.host_records
+    if records is None and evidence.unbalanced_by_repair:
+        # The repairs just settled these batches not balanced: the host recorded what differs.
+        batches = ", ".join(_b(batch_no) for batch_no in evidence.unbalanced_by_repair)
+        command = f"posbatch host doctor {evidence.terminal_id}"
+        which = "batch" if len(evidence.unbalanced_by_repair) == 1 else "batches"
+        return _check(
+            "host.exceptions",
+            "host",
+            *title,
+            Status.WARNING,
+            Line(
+                f"the repairs settled {which} {batches} without balancing: the host keeps what "
+                "differs as exception records the back office must work off (money to return "
+                f"to cardholders or to pay the merchant); see them with `{command}` or in the "
+                "back office",
+                f"修复时结算的批次 {batches} 对账不平:差异已由主机记为差错记录,待后台处理"
+                f"(需退还持卡人或付给商户的款项);可用 {command} 或在后台查看",
+            ),
+        )
     if records is None:
         return _check(
             "host.exceptions",

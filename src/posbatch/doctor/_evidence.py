@@ -293,6 +293,11 @@ class Evidence:
     # Does the journal hold the host's last STAN of the batch both have open (T=)?
     # None when not compared (no T, or the host's batch is not the journal's).
     host_last_stan_in_journal: bool | None = None
+    # Batches that this run's repairs settled without balancing (closed after batch upload,
+    # by the host with other totals, or set aside): the host holds what differs as exception
+    # records (差错) for the back office, whether or not its store is at hand. Only the
+    # gathering after ``--fix`` fills it (doctor/_run.py).
+    unbalanced_by_repair: tuple[int, ...] = ()
 
     @property
     def host_batch_no(self) -> int | None:

@@ -324,12 +324,20 @@ def _newer_history(evidence: Evidence) -> list[Line] | None:
         )
         if stan_ahead(host_stan, journal.last_stan):
             mine_en, mine_zh = stan(journal.last_stan)
+            mine_en, mine_zh = (
+                (f"this journal's last is {mine_en}", f"本日志最后为{mine_zh}")
+                if journal.last_stan
+                # STANs run 000001–999999: a new journal has none yet, not "000000"
+                else (
+                    "this journal has used no message number (STAN) yet",
+                    "本日志尚未使用任何流水号",
+                )
+            )
             lines.append(
                 Line(
-                    f"this journal's last is {mine_en}: its next sale would reuse a message "
-                    "number the host holds and be answered 94 (duplicate transaction)",
-                    f"本日志最后为{mine_zh}:下一笔消费会重复使用主机已有的流水号,"
-                    "被应答 94(重复交易)",
+                    f"{mine_en}: its next sale would reuse a message number the host holds "
+                    "and be answered 94 (duplicate transaction)",
+                    f"{mine_zh}:下一笔消费会重复使用主机已有的流水号,被应答 94(重复交易)",
                 )
             )
     if evidence.host_batch_no == journal.batch_no and evidence.host_batch_state == "UPLOADING":
@@ -377,6 +385,11 @@ def _newer_history(evidence: Evidence) -> list[Line] | None:
             Line(
                 f"the host last saw {host_en}, after this journal's last ({mine_en})",
                 f"主机最后收到{host_zh},在本日志最后的{mine_zh}之后",
+            )
+            if journal.last_stan
+            else Line(
+                f"the host last saw {host_en}; this journal has used no message number yet",
+                f"主机最后收到{host_zh};本日志尚未使用任何流水号",
             )
         )
     if not lines and not known:
