@@ -417,3 +417,14 @@ def test_stale_host_batch_is_found_twice_the_same(world: World) -> None:
     first = diagnose_from_host(world.store, TERMINAL_ID, now=world.clock())
     second = diagnose_from_host(world.store, TERMINAL_ID, now=world.clock() + timedelta(0))
     assert (Cause.STALE_BATCH, verdict(first)) == (second.diagnosis.cause, verdict(second))
+
+
+def test_journal_evidence_names_the_last_approval_of_the_open_batch(world: World) -> None:
+    """The STAN of the open batch's last approval is gathered (the host-side check compares it
+    with the host's T=); a declined sale after it does not move it."""
+    world.established(open_sales=2)
+    last = world.terminal.journal.transactions(world.terminal.current_batch().batch_id)[-1].stan
+    assert not world.terminal.sale(500, "6222028880000000007").approved  # 51: declined
+    report = world.examine()
+    assert report.evidence.journal is not None
+    assert last == report.evidence.journal.last_approved_stan

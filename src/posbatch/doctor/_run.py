@@ -113,11 +113,11 @@ def _closed_batches(site: TerminalSite) -> frozenset[tuple[int, str]]:
 
 def _unbalanced_since(
     site: TerminalSite, closed_before: frozenset[tuple[int, str]]
-) -> tuple[int, ...]:
+) -> tuple[tuple[int, str], ...]:
     """The batches closed since ``closed_before`` otherwise than balanced (a restore repair
     may have put another journal in place: batches are told apart by number and close time)."""
     return tuple(
-        row.batch_no
+        (row.batch_no, row.close_reason or "")
         for row in site.terminal.journal.batches()
         if row.closed_at is not None
         and (row.batch_no, row.closed_at) not in closed_before
