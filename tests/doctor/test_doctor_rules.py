@@ -608,3 +608,29 @@ def test_no_step_for_a_person_says_a_repair_is_already_done() -> None:
         or ("doctor" in step.en and "posbatch doctor --fix" not in step.en)
     ]
     assert [] == claims
+
+
+def test_a_restored_first_batch_backup_says_it_was_restored() -> None:
+    """`terminal restore` of a backup taken in the journal's first batch, after more sales:
+    the cause stays counters reset (a fresh journal), but the evidence says it was restored
+    — not "a reinstall, a reset, or an early copy" (found by the desk probe)."""
+    diagnosis = diagnose(
+        evidence(
+            journal=journal(
+                batch_no=1,
+                last_stan=4,
+                settled_batches=0,
+                restored_at=NOW - timedelta(hours=1),
+                resync_pending=True,
+            ),
+            host_view=host_view(batch_no=1, last_closed_batch_no=None, last_stan_in_batch=8),
+            host_last_stan_in_journal=False,
+        )
+    )
+    first = diagnosis.finding(Cause.COUNTERS_RESET).lines[0].en
+    expected = (Cause.COUNTERS_RESET, True, False)
+    assert expected == (
+        diagnosis.cause,
+        "from a backup taken before the host's last records of this terminal" in first,
+        "a reinstall, a reset" in first,
+    )

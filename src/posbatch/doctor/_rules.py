@@ -426,14 +426,21 @@ def _counters_reset(evidence: Evidence) -> Finding:
                 "新终端:主机上没有本日志缺少的记录",
             )
         )
-    why = (
-        ("the journal says it was created by a reinstall", "日志记录显示为重装后新建")
-        if journal.reinstalled
-        else (
+    if journal.reinstalled:
+        why = ("the journal says it was created by a reinstall", "日志记录显示为重装后新建")
+    elif journal.restored_at is not None:
+        # `terminal restore` of a backup taken in the journal's first batch: an older copy
+        # put back, not a reset — the desk asks for the newer journal, not an older one.
+        why = (
+            f"restored on {shown_at(journal.restored_at)} from a backup taken before the "
+            "host's last records of this terminal",
+            f"于 {shown_at(journal.restored_at)} 从早于主机最新记录的备份恢复",
+        )
+    else:
+        why = (
             "a reinstall, a reset, or an early copy of the journal put back",
             "重装、重置,或放回了早期的日志副本",
         )
-    )
     lines = [
         Line(
             "the journal started fresh at batch 000001 on "
