@@ -169,18 +169,69 @@ def test_fix_of_a_reinstall_after_the_first_settlement_settles_the_old_sale_once
     world: World,
 ) -> None:
     """--fix signs on: the engine settles the host's batch holding the old sale (an exception
-    for the back office, nothing lost), and the next sale goes through without a 94."""
+    for the back office, nothing lost: "attention", not healthy), and the next sale goes
+    through without a 94."""
     reinstall_after_first_settlement(world)
     report = world.examine(fix=True, host_store=False)
     sale = world.terminal.sale(4200, PAN)
     assert report.after is not None
-    expected = ([RepairStatus.DONE], Outcome.HEALTHY, True, [], [])
+    expected = ([RepairStatus.DONE], Outcome.ATTENTION, True, [], [])
     assert expected == (
         [result.status for result in report.repairs_done],
         report.after.outcome,
         sale.approved,
         [e.message for e in world.terminal.journal.events("duplicate_stan")],
         list(account(world.store, TERMINAL_ID, world.terminal.journal).problems),
+    )
+
+
+def test_fix_that_leaves_exception_records_says_so_without_the_host_store(world: World) -> None:
+    """A reinstall fixed from the terminal alone (no host store): the sign-on settles the host's
+    batch not balanced, so the verdict after names that batch's exception records for the back
+    office — "attention", exit 1 — never "No failure found" (it was, with RMB 3.30 of sales
+    waiting in exception records: found by the desk probe)."""
+    counters_reset(world)
+    report = world.examine(fix=True, host_store=False)
+    assert report.after is not None
+    check = next(c for c in report.after.checks if c.key == "host.exceptions")
+    text = render_text(report)
+    expected = (Outcome.ATTENTION, Status.WARNING, True, True, False)
+    assert expected == (
+        report.after.outcome,
+        check.status,
+        "the repairs settled batch 000003 without balancing" in check.lines[0].en,
+        "posbatch host doctor" in check.lines[0].en,
+        "No failure found" in text.split("after repair")[-1],
+    )
+
+
+def test_a_new_journal_has_no_message_number_rather_than_000000(world: World) -> None:
+    """A reinstalled journal has used no STAN yet: doctor says so, never "message number
+    (STAN) 000000" (STANs run 000001–999999; a desk reading 000000 asks what it means)."""
+    counters_reset(world)
+    report = world.examine()
+    text = render_text(report)
+    found = [line.en for line in report.diagnosis.finding(Cause.COUNTERS_RESET).lines]
+    stan_check = next(c for c in report.diagnosis.checks if c.key == "batch.stan")
+    expected = (False, False, True, "the terminal has used no message number (STAN) yet")
+    assert expected == (
+        "(STAN) 000000" in text,
+        "流水号 000000" in text,
+        "the host last saw message number (STAN) 000009; this journal has used no message "
+        "number yet" in found,
+        stan_check.lines[0].en,
+    )
+
+
+def test_fix_that_settles_balanced_is_healthy_after(world: World) -> None:
+    """A lost settlement answer resumed by --fix closes balanced: no exception record is made,
+    and the verdict after is healthy (the warning above is only for unbalanced closes)."""
+    lost_settlement_answer(world)
+    report = world.examine(fix=True, host_store=False)
+    assert report.after is not None
+    assert (Outcome.HEALTHY, []) == (
+        report.after.outcome,
+        [e.kind for e in world.store.exceptions(TERMINAL_ID)],
     )
 
 
@@ -212,13 +263,14 @@ def test_fix_of_a_copied_back_journal_settles_the_hosts_batch_before_any_sale(
     world: World,
 ) -> None:
     """--fix marks the journal restored and signs on: the host's batch is settled first (its
-    two sales the journal lost become exceptions, counted once), the next sale meets no 94."""
+    two sales the journal lost become exceptions, counted once: "attention" after, not
+    healthy), the next sale meets no 94."""
     copied_back(world)
     report = world.examine(fix=True, host_store=False)
     sale = world.terminal.sale(6000, "6222021234567890128")
     exceptions = [e.kind for e in world.store.exceptions(TERMINAL_ID)]
     assert report.after is not None
-    expected = (Outcome.HEALTHY, True, [], ["host-only", "host-only"], [])
+    expected = (Outcome.ATTENTION, True, [], ["host-only", "host-only"], [])
     assert expected == (
         report.after.outcome,
         sale.approved,
@@ -365,3 +417,14 @@ def test_stale_host_batch_is_found_twice_the_same(world: World) -> None:
     first = diagnose_from_host(world.store, TERMINAL_ID, now=world.clock())
     second = diagnose_from_host(world.store, TERMINAL_ID, now=world.clock() + timedelta(0))
     assert (Cause.STALE_BATCH, verdict(first)) == (second.diagnosis.cause, verdict(second))
+
+
+def test_journal_evidence_names_the_last_approval_of_the_open_batch(world: World) -> None:
+    """The STAN of the open batch's last approval is gathered (the host-side check compares it
+    with the host's T=); a declined sale after it does not move it."""
+    world.established(open_sales=2)
+    last = world.terminal.journal.transactions(world.terminal.current_batch().batch_id)[-1].stan
+    assert not world.terminal.sale(500, "6222028880000000007").approved  # 51: declined
+    report = world.examine()
+    assert report.evidence.journal is not None
+    assert last == report.evidence.journal.last_approved_stan

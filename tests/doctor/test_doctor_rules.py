@@ -443,3 +443,194 @@ def test_clocks_in_step_say_how_far_apart_and_what_is_fine() -> None:
     sample = evidence()
     lines = diagnose(sample).finding(Cause.CLOCK_WRONG).lines
     assert [line.en for line in lines] == ["the clocks are 0 s apart (up to 300 s is fine)"]
+
+
+def test_a_reinstall_that_sold_nothing_yet_is_told_without_stan_000000() -> None:
+    """A journal reinstalled in the host's open batch, before its first sale: the 94 its next
+    sale would meet is told as "has used no message number (STAN) yet" — STANs run
+    000001–999999, and "its last is 000000" read to a desk as one more number to chase."""
+    diagnosis = diagnose(
+        evidence(
+            journal=journal(batch_no=1, last_stan=0, settled_batches=0, approved_count=0),
+            host_view=host_view(batch_no=1, last_closed_batch_no=None, last_stan_in_batch=4),
+            host_last_stan_in_journal=False,
+        )
+    )
+    lines = [line.en for line in diagnosis.finding(Cause.COUNTERS_RESET).lines]
+    expected = (
+        Cause.COUNTERS_RESET,
+        "this journal has used no message number (STAN) yet: its next sale would reuse a "
+        "message number the host holds and be answered 94 (duplicate transaction)",
+    )
+    assert expected == (diagnosis.cause, lines[2])
+
+
+def test_host_records_gone_back_are_named_from_the_store() -> None:
+    """The host store restored from yesterday's backup while the terminal traded on: the host's
+    open batch 000007 holds 1 of the journal's 3 approvals. Doctor used to say "No failure
+    found" (found by the desk probe); it names the host-side change, with both counts."""
+    records = _records(batches=(*_records().batches, HostBatch(7, "OPEN", 1, 1500)))
+    diagnosis = diagnose(evidence(host_records=records))
+    lines = [line.en for line in diagnosis.finding(Cause.HOST_CHANGE).lines]
+    expected = (
+        Outcome.FOUND,
+        Cause.HOST_CHANGE,
+        "this terminal's open batch 000007 holds 3 approvals (net RMB 45.00); the host's "
+        "records of it hold 1 (net RMB 15.00): 2 approvals the host answered are gone from "
+        "its records",
+    )
+    assert expected == (diagnosis.outcome, diagnosis.cause, lines[0])
+
+
+def test_host_records_gone_back_are_named_from_the_echo_answer() -> None:
+    """Echo only: the host's last transaction of the open batch (T=) is one the journal holds,
+    and the journal holds an approval after it — the host lacks an approval it gave."""
+    diagnosis = diagnose(
+        evidence(
+            journal=journal(last_stan=120, last_approved_stan=118),
+            host_view=host_view(last_stan_in_batch=112),
+            host_last_stan_in_journal=True,
+        )
+    )
+    assert (Outcome.FOUND, Cause.HOST_CHANGE) == (diagnosis.outcome, diagnosis.cause)
+
+
+def test_host_holding_every_approval_is_no_host_change() -> None:
+    """The same batch with the host holding all three approvals (or T= the journal's last
+    approval): nothing points, healthy."""
+    records = _records(batches=(*_records().batches, HostBatch(7, "OPEN", 3, 4500)))
+    from_store = diagnose(evidence(host_records=records))
+    from_echo = diagnose(
+        evidence(
+            journal=journal(last_approved_stan=118),
+            host_view=host_view(last_stan_in_batch=118),
+            host_last_stan_in_journal=True,
+        )
+    )
+    assert (Outcome.HEALTHY, Outcome.HEALTHY) == (from_store.outcome, from_echo.outcome)
+
+
+def test_host_gone_back_behind_a_settlement_is_named() -> None:
+    """The host store restored to before the terminal's last settlement: the host says batch
+    000008 is open, behind the terminal's 000009, though its own answer settled 000008. Doctor
+    said "the evidence names no cause" (found by the desk probe); it names the host side."""
+    diagnosis = diagnose(
+        evidence(
+            journal=journal(batch_no=9, last_settled_by_host=(8, NOW - timedelta(hours=2))),
+            host_view=host_view(batch_no=8, last_closed_batch_no=7),
+        )
+    )
+    lines = [line.en for line in diagnosis.finding(Cause.HOST_CHANGE).lines]
+    expected = (Outcome.FOUND, Cause.HOST_CHANGE, True)
+    assert expected == (
+        diagnosis.outcome,
+        diagnosis.cause,
+        lines[0].startswith("the host settled this terminal's batch 000008 on "),
+    )
+
+
+def test_what_the_repairs_left_the_back_office_is_a_warning_without_the_store() -> None:
+    """No host store at hand: a batch the repairs settled not balanced is told as exception
+    records on the host, a batch set aside as approvals on no host batch — never 'not
+    checked', and the outcome is attention."""
+    diagnosis = diagnose(evidence(unbalanced_by_repair=((3, "uploaded"), (5, "set_aside"))))
+    check = next(c for c in diagnosis.checks if c.key == "host.exceptions")
+    expected = (Outcome.ATTENTION, Status.WARNING, True, True)
+    assert expected == (
+        diagnosis.outcome,
+        check.status,
+        check.lines[0].en.startswith("the repairs settled batch 000003 without balancing"),
+        check.lines[1].en.startswith("the repairs set batch 000005 aside, unsettled"),
+    )
+
+
+def test_an_approval_stamped_before_its_batch_opened_is_not_an_old_batch() -> None:
+    """A clock set back three days before today's sale: the approval is stamped 72 h ago, but
+    its batch opened 2 h ago — it was sold after the clock went back. Doctor called it an old
+    batch and --fix settled the shop's batch mid-day (found by the desk probe with faketime);
+    the batch counts from its opening, and a batch really open for days still counts."""
+    set_back = diagnose(
+        evidence(
+            journal=journal(
+                oldest_unsettled_at=NOW - timedelta(hours=72),
+                batch_opened_at=NOW - timedelta(hours=2),
+            )
+        )
+    )
+    really_old = diagnose(
+        evidence(
+            journal=journal(
+                oldest_unsettled_at=NOW - timedelta(hours=72),
+                batch_opened_at=NOW - timedelta(hours=80),
+            )
+        )
+    )
+    expected = (Verdict.RULED_OUT, (), Cause.STALE_BATCH, (Repair.SETTLE_BATCH,))
+    assert expected == (
+        set_back.finding(Cause.STALE_BATCH).verdict,
+        set_back.repairs,
+        really_old.cause,
+        really_old.repairs,
+    )
+
+
+def test_the_hosts_first_approval_caps_the_age_of_the_open_batch() -> None:
+    """The host recorded the open batch's first approval an hour ago (its clock): a journal
+    stamped 3 days back is not an old batch; nothing is settled mid-day."""
+    records = _records(
+        batches=(
+            *_records().batches,
+            HostBatch(7, "OPEN", 3, 4500, first_approval_at=NOW - timedelta(hours=1)),
+        )
+    )
+    diagnosis = diagnose(
+        evidence(
+            journal=journal(oldest_unsettled_at=NOW - timedelta(hours=72)),
+            host_records=replace(records, now=NOW),
+        )
+    )
+    assert (Verdict.RULED_OUT, ()) == (
+        diagnosis.finding(Cause.STALE_BATCH).verdict,
+        diagnosis.repairs,
+    )
+
+
+def test_no_step_for_a_person_says_a_repair_is_already_done() -> None:
+    """The steps are shown by a diagnosis that changed nothing: "doctor has taken the host's
+    number", "无需操作:已继续完成结算" read to a desk as done when nothing was (found by the
+    desk probe); a step that leaves the work to doctor names `posbatch doctor --fix`."""
+    claims = [
+        (rule.cause, step.en)
+        for rule in RULES
+        for step in rule.person_steps
+        if "doctor has" in step.en
+        or step.zh.startswith("无需操作:已")
+        or ("doctor" in step.en and "posbatch doctor --fix" not in step.en)
+    ]
+    assert [] == claims
+
+
+def test_a_restored_first_batch_backup_says_it_was_restored() -> None:
+    """`terminal restore` of a backup taken in the journal's first batch, after more sales:
+    the cause stays counters reset (a fresh journal), but the evidence says it was restored
+    — not "a reinstall, a reset, or an early copy" (found by the desk probe)."""
+    diagnosis = diagnose(
+        evidence(
+            journal=journal(
+                batch_no=1,
+                last_stan=4,
+                settled_batches=0,
+                restored_at=NOW - timedelta(hours=1),
+                resync_pending=True,
+            ),
+            host_view=host_view(batch_no=1, last_closed_batch_no=None, last_stan_in_batch=8),
+            host_last_stan_in_journal=False,
+        )
+    )
+    first = diagnosis.finding(Cause.COUNTERS_RESET).lines[0].en
+    expected = (Cause.COUNTERS_RESET, True, False)
+    assert expected == (
+        diagnosis.cause,
+        "from a backup taken before the host's last records of this terminal" in first,
+        "a reinstall, a reset" in first,
+    )

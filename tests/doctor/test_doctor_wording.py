@@ -23,9 +23,14 @@ from posbatch.doctor._rules import REPAIR_TEXT, RULES
 pytestmark = pytest.mark.slow  # builds and repairs every broken state once (~4 s)
 
 # ASCII words a Chinese line may carry: names of things (commands), not English prose.
+# Abbreviations, and the words of posbatch's commands a Chinese line names (`posbatch
+# doctor --fix`, `posbatch host doctor`, `posbatch terminal journal`).
 ALLOWED_IN_ZH = frozenset(
-    {"TCP", "SIM", "UPS", "posbatch", "terminal", "backup", "restore", "settings"}
-)
+    {
+        "TCP", "SIM", "UPS", "posbatch", "terminal", "backup", "restore", "settings",
+        "doctor", "host", "journal",
+    }
+)  # fmt: skip
 # A token with a digit, a path or address character is data (an ID, a file, a revision).
 _DATA = re.compile(r"\S*[0-9/.:_@\-]\S*")
 _WORD = re.compile(r"[A-Za-z]{2,}")

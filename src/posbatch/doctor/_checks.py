@@ -116,10 +116,31 @@ def stan_ahead(stan_number: int, of: int) -> bool:
 
 
 def batch_age(evidence: Evidence) -> timedelta | None:
+    """How long the current batch has held its oldest unsettled approval — never more than
+    the evidence allows, since a batch found too old is settled by ``--fix`` in the shop's day.
+
+    The journal's times are the terminal clock's: an approval stamped before its batch opened
+    was sold after the clock was set back, so the batch counts from its opening; and the
+    host's own record of the batch's first approval (its store, its clock) caps the age.
+    """
     journal = evidence.journal
     if journal is None or journal.oldest_unsettled_at is None:
         return None
-    return journal.now - journal.oldest_unsettled_at
+    since = journal.oldest_unsettled_at
+    if journal.batch_opened_at is not None and journal.batch_opened_at > since:
+        since = journal.batch_opened_at
+    age = journal.now - since
+    records = evidence.host_records
+    held = records.batch(journal.batch_no) if records is not None else None
+    if (
+        records is not None
+        and records.now is not None
+        and held is not None
+        and held.state == "OPEN"
+        and held.first_approval_at is not None
+    ):
+        age = min(age, records.now - held.first_approval_at)
+    return age
 
 
 def _batch_number(evidence: Evidence) -> Check:
@@ -224,7 +245,13 @@ def _stan(evidence: Evidence) -> Check:
     if journal is None:
         return _check("batch.stan", "batch", *title, Status.NOT_CHECKED, _NO_JOURNAL)
     mine_en, mine_zh = stan(journal.last_stan)
-    lines = [Line(f"the terminal's last {mine_en}", f"终端最后{mine_zh}")]
+    lines = [
+        Line(f"the terminal's last {mine_en}", f"终端最后{mine_zh}")
+        if journal.last_stan
+        else Line(  # STANs run 000001–999999: a new journal has none yet, not "000000"
+            "the terminal has used no message number (STAN) yet", "终端尚未使用任何流水号"
+        )
+    ]
     status = Status.PASSED
     if journal.stan_gaps:
         status = Status.WARNING
@@ -686,9 +713,51 @@ def _host_settlement(evidence: Evidence) -> Check:
     )
 
 
+def _repaired_unbalanced(evidence: Evidence, title: tuple[str, str]) -> Check:
+    """What the repairs left the back office, told from the journal (no host store at hand):
+    a batch settled not balanced has exception records on the host; a batch set aside is on
+    no host batch at all."""
+    command = f"posbatch host doctor {evidence.terminal_id}"
+    settled = [no for no, reason in evidence.unbalanced_by_repair if reason != _SET_ASIDE]
+    aside = [no for no, reason in evidence.unbalanced_by_repair if reason == _SET_ASIDE]
+    lines = []
+    if settled:
+        which = "batch" if len(settled) == 1 else "batches"
+        batches = ", ".join(_b(batch_no) for batch_no in settled)
+        lines.append(
+            Line(
+                f"the repairs settled {which} {batches} without balancing: the host keeps what "
+                "differs as exception records the back office must work off (money to return "
+                f"to cardholders or to pay the merchant); see them with `{command}` or in the "
+                "back office",
+                f"修复时结算的批次 {batches} 对账不平:差异已由主机记为差错记录,待后台处理"
+                f"(需退还持卡人或付给商户的款项);可用 {command} 或在后台查看",
+            )
+        )
+    if aside:
+        which = "batch" if len(aside) == 1 else "batches"
+        batches = ", ".join(_b(batch_no) for batch_no in aside)
+        lines.append(
+            Line(
+                f"the repairs set {which} {batches} aside, unsettled: the host holds no batch "
+                "for its approvals, which are in this journal only — the acquirer's back office "
+                "settles them from the journal (`posbatch terminal journal`) and the receipts",
+                f"修复时批次 {batches} 被留置(未结算):主机没有对应批次,其成功交易只在本日志中——"
+                "由收单机构后台据本日志(posbatch terminal journal)和签购单处理",
+            )
+        )
+    return _check("host.exceptions", "host", *title, Status.WARNING, *lines)
+
+
+# The journal's close reason of a batch the terminal set aside (ahead of the host).
+_SET_ASIDE: Final = "set_aside"
+
+
 def _host_exceptions(evidence: Evidence) -> Check:
     title = ("host: exceptions (差错) for this terminal", "主机:本终端的差错记录")
     records = evidence.host_records
+    if records is None and evidence.unbalanced_by_repair:
+        return _repaired_unbalanced(evidence, title)
     if records is None:
         return _check(
             "host.exceptions",

@@ -168,6 +168,12 @@ class JournalEvidence:
     resync_pending: bool = False  # new or restored journal: the next sign-on settles first
     restored_at: datetime | None = None  # the last restore recorded in the event log
     reinstalled: bool = False  # the journal says it was created by a reinstall
+    # The STAN of the current batch's last approval (sale, void, refund), None without one.
+    last_approved_stan: int | None = None
+    # The last batch the host's own settlement answer closed (balanced, or after batch
+    # upload), and when: (batch number, closed at); None before the first.
+    last_settled_by_host: tuple[int, datetime] | None = None
+    batch_opened_at: datetime | None = None  # when the current batch opened (terminal clock)
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +299,12 @@ class Evidence:
     # Does the journal hold the host's last STAN of the batch both have open (T=)?
     # None when not compared (no T, or the host's batch is not the journal's).
     host_last_stan_in_journal: bool | None = None
+    # Batches that this run's repairs closed otherwise than balanced, with the journal's
+    # close reason: after batch upload or by the host with other totals (the host holds what
+    # differs as exception records, 差错), or set aside (on no host batch: the back office
+    # settles it from the journal) — known whether or not the host store is at hand. Only
+    # the gathering after ``--fix`` fills it (doctor/_run.py).
+    unbalanced_by_repair: tuple[tuple[int, str], ...] = ()
 
     @property
     def host_batch_no(self) -> int | None:

@@ -340,6 +340,11 @@ def journal_evidence(
     recovered = [e for e in unanswered if _int(e.details.get("txn_id")) not in outstanding_ids]
     restores = [e for e in events if e.type == "restored"]
     upload_total = len(counted) if batch_state == LocalBatchState.UPLOADING else 0
+    settled_by_host = [
+        (b.batch_no, _parse_at(b.closed_at))
+        for b in closed
+        if b.closed_at is not None and b.close_reason in _SETTLED_BY_HOST_ANSWER
+    ]
     counted_tally = tally(
         (Kind(row.kind), row.amount_fen, CardType(row.card_type)) for row in counted
     )
@@ -392,7 +397,14 @@ def journal_evidence(
         resync_pending=state.resync_pending,
         restored_at=_parse_at(restores[-1].at) if restores else None,
         reinstalled=reinstalled,
+        last_approved_stan=counted[-1].stan if counted else None,
+        last_settled_by_host=max(settled_by_host, key=lambda item: item[1], default=None),
+        batch_opened_at=_parse_at(current.opened_at) if current.opened_at else None,
     )
+
+
+# A journal's close reasons that mean the host's own settlement answer closed the batch.
+_SETTLED_BY_HOST_ANSWER: Final = frozenset({"balanced", "uploaded"})
 
 
 def _fullest(counted: BatchTally) -> int:

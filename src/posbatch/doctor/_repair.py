@@ -232,6 +232,13 @@ def _closed_by_sign_on(batch_no: int, close_reason: str | None, uploaded: int) -
             f"签到时先结算了批次 {batch_no:06d}:对账不平,已批上送 {uploaded} 笔;"
             "仅主机有的交易已记为差错,由后台处理",
         )
+    if close_reason == "set_aside":
+        return Line(
+            f"the sign-on set batch {batch_no:06d} aside for the back office, unsettled: the "
+            "host holds no batch for it; its approvals stay in the journal",
+            f"签到时批次 {batch_no:06d} 被留置,由后台处理(未结算):主机没有对应批次,"
+            "其成功交易保留在日志中",
+        )
     return Line(
         f"the sign-on settled batch {batch_no:06d} first ({how_en})",
         f"签到时先结算了批次 {batch_no:06d}({how_zh})",

@@ -53,6 +53,7 @@ from posbatch.doctor._words import (
     capacity_words,
     close_reason_words,
     count,
+    money,
     shown_at,
     stan,
 )
@@ -324,12 +325,20 @@ def _newer_history(evidence: Evidence) -> list[Line] | None:
         )
         if stan_ahead(host_stan, journal.last_stan):
             mine_en, mine_zh = stan(journal.last_stan)
+            mine_en, mine_zh = (
+                (f"this journal's last is {mine_en}", f"本日志最后为{mine_zh}")
+                if journal.last_stan
+                # STANs run 000001–999999: a new journal has none yet, not "000000"
+                else (
+                    "this journal has used no message number (STAN) yet",
+                    "本日志尚未使用任何流水号",
+                )
+            )
             lines.append(
                 Line(
-                    f"this journal's last is {mine_en}: its next sale would reuse a message "
-                    "number the host holds and be answered 94 (duplicate transaction)",
-                    f"本日志最后为{mine_zh}:下一笔消费会重复使用主机已有的流水号,"
-                    "被应答 94(重复交易)",
+                    f"{mine_en}: its next sale would reuse a message number the host holds "
+                    "and be answered 94 (duplicate transaction)",
+                    f"{mine_zh}:下一笔消费会重复使用主机已有的流水号,被应答 94(重复交易)",
                 )
             )
     if evidence.host_batch_no == journal.batch_no and evidence.host_batch_state == "UPLOADING":
@@ -378,6 +387,11 @@ def _newer_history(evidence: Evidence) -> list[Line] | None:
                 f"the host last saw {host_en}, after this journal's last ({mine_en})",
                 f"主机最后收到{host_zh},在本日志最后的{mine_zh}之后",
             )
+            if journal.last_stan
+            else Line(
+                f"the host last saw {host_en}; this journal has used no message number yet",
+                f"主机最后收到{host_zh};本日志尚未使用任何流水号",
+            )
         )
     if not lines and not known:
         return None
@@ -412,14 +426,21 @@ def _counters_reset(evidence: Evidence) -> Finding:
                 "新终端:主机上没有本日志缺少的记录",
             )
         )
-    why = (
-        ("the journal says it was created by a reinstall", "日志记录显示为重装后新建")
-        if journal.reinstalled
-        else (
+    if journal.reinstalled:
+        why = ("the journal says it was created by a reinstall", "日志记录显示为重装后新建")
+    elif journal.restored_at is not None:
+        # `terminal restore` of a backup taken in the journal's first batch: an older copy
+        # put back, not a reset — the desk asks for the newer journal, not an older one.
+        why = (
+            f"restored on {shown_at(journal.restored_at)} from a backup taken before the "
+            "host's last records of this terminal",
+            f"于 {shown_at(journal.restored_at)} 从早于主机最新记录的备份恢复",
+        )
+    else:
+        why = (
             "a reinstall, a reset, or an early copy of the journal put back",
             "重装、重置,或放回了早期的日志副本",
         )
-    )
     lines = [
         Line(
             "the journal started fresh at batch 000001 on "
@@ -729,9 +750,109 @@ def _software_update(evidence: Evidence) -> Finding:
     )
 
 
+def _host_lost_approvals(evidence: Evidence) -> list[Line]:
+    """The host's evidence that it lacks approvals of the batch both have open — approvals it
+    gave itself (a journal marks a row approved only on the host's MACed answer): its
+    records went back, e.g. its store restored from an older backup while terminals traded.
+
+    From the store: the journal counts more approvals in that batch than the host does.
+    From the echo answer: the host's last transaction of the batch (``T=``) is one the
+    journal holds, and the journal holds an approval after it.
+    """
+    journal = evidence.journal
+    if journal is None:
+        return []
+    settled = journal.last_settled_by_host
+    host_batch = evidence.host_batch_no
+    if (
+        settled is not None
+        and host_batch is not None
+        and evidence.host_batch_state == "OPEN"
+        and is_behind(host_batch, journal.batch_no)
+        and not is_behind(settled[0], host_batch)
+        and not any(update.changed_counters for update in journal.updates)
+    ):
+        # The host settled (its own answer) a batch it now says is open, or one after it.
+        return [
+            Line(
+                f"the host settled this terminal's batch {_b(settled[0])} on "
+                f"{shown_at(settled[1])} (its own answer to the settlement request), yet now "
+                f"says its batch {_b(host_batch)} is open, behind the terminal's "
+                f"{_b(journal.batch_no)}: the host's records went back (its store restored "
+                "from an older backup?)",
+                f"主机已于 {shown_at(settled[1])} 结算本终端批次 {_b(settled[0])}(主机自己的"
+                f"结算应答),现在却说其批次 {_b(host_batch)} 未结算,落后于终端的 "
+                f"{_b(journal.batch_no)}:主机记录发生了回退(主机数据库从较早的备份恢复?)",
+            ),
+            Line(
+                "what the host lost is in this journal: the acquirer recovers it from the "
+                "journal (`posbatch terminal journal`) and the receipts — keep both",
+                "主机丢失的交易仍在本日志中:收单机构可据本日志(posbatch terminal journal)"
+                "和签购单找回——请保留",
+            ),
+        ]
+    if (
+        journal.batch_state != LocalBatchState.OPEN
+        or not journal.approved_count
+        or evidence.host_batch_no != journal.batch_no
+        or evidence.host_batch_state != "OPEN"
+    ):
+        return []
+    records = evidence.host_records
+    held = records.batch(journal.batch_no) if records is not None else None
+    if held is not None:
+        if held.approved_count >= journal.approved_count:
+            return []
+        missing = journal.approved_count - held.approved_count
+        mine_en, mine_zh = money(journal.approved_net_fen)
+        host_en, host_zh = money(held.approved_net_fen)
+        found = Line(
+            f"this terminal's open batch {_b(journal.batch_no)} holds "
+            f"{count(journal.approved_count, 'approval')} (net {mine_en}); the host's records "
+            f"of it hold {held.approved_count} (net {host_en}): {count(missing, 'approval')} "
+            "the host answered are gone from its records",
+            f"本终端未结批次 {_b(journal.batch_no)} 有 {journal.approved_count} 笔成功交易"
+            f"(净额 {mine_zh});主机记录中只有 {held.approved_count} 笔(净额 {host_zh}):"
+            f"主机批准过的 {missing} 笔已不在其记录中",
+        )
+    else:
+        last = journal.last_approved_stan
+        host_stan = evidence.host_last_stan_in_batch
+        if (
+            records is not None
+            or last is None
+            or host_stan is None
+            or evidence.host_last_stan_in_journal is not True
+            or not stan_ahead(last, host_stan)
+        ):
+            return []
+        host_en, host_zh = stan(host_stan)
+        mine_en, mine_zh = stan(last)
+        found = Line(
+            f"the host's last transaction in batch {_b(journal.batch_no)} is {host_en} (its note "
+            f"in the answer, field 63), yet it approved this terminal's {mine_en} after it: the "
+            "host's records lack approvals it gave",
+            f"主机应答中的说明(第63域)显示其批次 {_b(journal.batch_no)} 的最后一笔交易为{host_zh},"
+            f"而主机此后还批准了本终端的{mine_zh}:主机记录缺少其批准过的交易",
+        )
+    return [
+        found,
+        Line(
+            "the host's records went back (its store restored from an older backup, or "
+            "another host answered): at settlement the terminal uploads these sales and the "
+            "host records them as exceptions (差错) — keep their receipts",
+            "主机记录发生了回退(主机数据库从较早的备份恢复,或由另一台主机应答):结算时终端会"
+            "批上送这些交易,主机将其记为差错——请保留这些交易的签购单",
+        ),
+    ]
+
+
 def _host_change(evidence: Evidence) -> Finding:
     journal = evidence.journal
     records = evidence.host_records
+    lost = _host_lost_approvals(evidence)
+    if lost:
+        return _points(Strength.PROOF, *lost)
     if records is not None and records.advances:
         advance = records.advances[-1]
         advanced = records.batch(advance.from_batch_no)
@@ -1009,8 +1130,10 @@ RULES: Final[tuple[Rule, ...]] = (
         (Repair.SIGN_ON_ADOPT, Repair.RESUME_SETTLEMENT),
         (
             _l(
-                "do not type batch numbers: doctor has taken the host's number",
-                "请勿手工输入批次号:已采用主机的批次号",
+                # True before the repair as after it: a diagnosis alone changes nothing.
+                "do not type batch numbers: `posbatch doctor --fix` signs on and takes the "
+                "host's number",
+                "请勿手工输入批次号:posbatch doctor --fix 会重新签到并采用主机的批次号",
             ),
         ),
         (
@@ -1100,8 +1223,8 @@ RULES: Final[tuple[Rule, ...]] = (
         (Repair.RESUME_SETTLEMENT,),
         (
             _l(
-                "nothing: doctor asks the host again for the result",
-                "无需操作:已向主机重新查询结果",
+                "nothing but `posbatch doctor --fix`: it asks the host again for the result",
+                "只需运行 posbatch doctor --fix:它会向主机重新查询结算结果",
             ),
         ),
         (
@@ -1186,15 +1309,17 @@ RULES: Final[tuple[Rule, ...]] = (
         (Repair.SIGN_ON_ADOPT, Repair.RESUME_SETTLEMENT),
         (
             _l(
-                "ask the acquirer why the batch was moved; "
-                "its back office reconciles the exceptions",
-                "请向收单机构核实批次号改动原因;由其后台处理差错",
+                "ask the acquirer why its records of this terminal changed (a batch moved, or "
+                "records gone back to an older copy); its back office reconciles the exceptions",
+                "请向收单机构核实其本终端记录被改动的原因(批次号被改动,或记录回退到较早的副本);"
+                "由其后台处理差错",
             ),
         ),
         (
             _l(
-                "the acquirer should tell merchants before moving a terminal's batch",
-                "收单机构改动终端批次号前应通知商户",
+                "the acquirer should tell merchants before moving a terminal's batch, and "
+                "never put an older copy of its records in place while terminals trade",
+                "收单机构改动终端批次号前应通知商户;终端营业期间不应把主机记录恢复为较早的副本",
             ),
         ),
     ),
@@ -1205,7 +1330,12 @@ RULES: Final[tuple[Rule, ...]] = (
         "结算中途中断",
         _settlement_interrupted,
         (Repair.FLUSH_REVERSALS, Repair.RESUME_SETTLEMENT),
-        (_l("nothing: doctor resumes the settlement", "无需操作:已继续完成结算"),),
+        (
+            _l(
+                "nothing but `posbatch doctor --fix`: it resumes the settlement where it stopped",
+                "只需运行 posbatch doctor --fix:它会从中断处继续完成结算",
+            ),
+        ),
         (
             _l(
                 "do not switch the terminal off or unplug it during settlement",
@@ -1224,9 +1354,11 @@ RULES: Final[tuple[Rule, ...]] = (
         (Repair.FLUSH_REVERSALS, Repair.SETTLE_BATCH),
         (
             _l(
-                "nothing: doctor settles the batch (a batch over capacity goes by batch upload, "
-                "record by record; the host notes it for the back office)",
-                "无需操作:已结算该批次(超出容量的批次通过批上送逐笔结算,主机记入差错由后台核对)",
+                "nothing but `posbatch doctor --fix`: it settles the batch (a batch over "
+                "capacity goes by batch upload, record by record; the host notes it for the "
+                "back office)",
+                "只需运行 posbatch doctor --fix:它会结算该批次(超出容量的批次通过批上送逐笔结算,"
+                "主机记入差错由后台核对)",
             ),
         ),
         (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Final
 
@@ -92,9 +93,40 @@ def examine(
     if not fix or not diagnosis.repairs:
         return report
     on_diagnosis(report)
+    closed_before = _closed_batches(site)
     done = run_repairs(site, diagnosis, confirm=confirm, progress=progress, evidence=evidence)
-    after = diagnose(gather())
+    # A repair that settled a batch without balancing left exception records on the host:
+    # the verdict after it says so even when the host store is not at hand (no "healthy"
+    # while the back office has money to return or pay).
+    after = diagnose(replace(gather(), unbalanced_by_repair=_unbalanced_since(site, closed_before)))
     return Report(site.clock(), SOURCE_TERMINAL, evidence, diagnosis, done, after)
+
+
+def _closed_batches(site: TerminalSite) -> frozenset[tuple[int, str]]:
+    """The journal's closed batches, as (batch number, when closed)."""
+    return frozenset(
+        (row.batch_no, row.closed_at)
+        for row in site.terminal.journal.batches()
+        if row.closed_at is not None
+    )
+
+
+def _unbalanced_since(
+    site: TerminalSite, closed_before: frozenset[tuple[int, str]]
+) -> tuple[tuple[int, str], ...]:
+    """The batches closed since ``closed_before`` otherwise than balanced (a restore repair
+    may have put another journal in place: batches are told apart by number and close time)."""
+    return tuple(
+        (row.batch_no, row.close_reason or "")
+        for row in site.terminal.journal.batches()
+        if row.closed_at is not None
+        and (row.batch_no, row.closed_at) not in closed_before
+        and row.close_reason != _BALANCED
+    )
+
+
+# How a journal's batch closes when terminal and host totals agree.
+_BALANCED: Final = "balanced"
 
 
 def diagnose_from_host(store: object, terminal_id: str, *, now: datetime) -> Report:
