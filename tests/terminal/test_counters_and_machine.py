@@ -147,3 +147,11 @@ def test_recovery_decision_table(
 ) -> None:
     """Each row of the recovery table picks its action."""
     assert decide_recovery(local, host_batch_no, detail).action == action
+
+
+@pytest.mark.parametrize(
+    ("counted", "said"), [(1, "holds 1 approval the"), (2, "holds 2 approvals")]
+)
+def test_a_batch_set_aside_counts_its_approvals_in_words(counted: int, said: str) -> None:
+    """The recovery line a desk reads says '1 approval', not '1 approvals'."""
+    assert said in decide_recovery(_view(9, counted), 3, None).reason

@@ -200,6 +200,7 @@ def decide_recovery(
         RecoveryAction.SET_ASIDE,
         host_batch_no,
         f"local batch {local_no:06d} is ahead of the host's {host_batch_no:06d} and "
-        f"holds {local.counted_count} approvals the host does not place in a batch "
+        f"holds {local.counted_count} approval{'' if local.counted_count == 1 else 's'} "
+        "the host does not place in a batch "
         "we can settle: set aside for the back office, nothing deleted",
     )
