@@ -42,11 +42,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import sqlalchemy as sa
 
 from posbatch.host.cli import DB_FILE_NAME, kek, pan_key
 from posbatch.host.store import HostStore
@@ -66,6 +69,9 @@ SETTLE_ATTEMPTS_MAX = 3
 ANSWER_DELAY_MS = 150  # the fault script's delay after a commit, before the answer
 ANSWER_DELAY_SHARE = 0.3
 COUNTED = frozenset({"approved", "voided"})  # a row that counts in its batch (both sides)
+CASHIER_SALE_SHARE = 0.6
+CASHIER_CARD = "6222021234567890128"
+CASHIER_KILL_AFTER_S = (0.3, 3.0)  # Python's start-up alone takes about 1 s here
 OUTSTANDING = frozenset({"pending", "reversal_pending", "resend_pending"})
 
 
@@ -86,13 +92,15 @@ class ProbeResult:
     notes: list[str] = field(default_factory=list)
     approvals: int = 0
     batches_closed: int = 0
+    coverage: Counter[str] = field(default_factory=Counter)  # what the kills left to recover
 
     def summary(self) -> str:
         kills = ", ".join(f"{what} {n}" for what, n in sorted(self.kills.items()))
         verdict = "OK" if not self.violations else f"{len(self.violations)} VIOLATIONS"
+        seen = ", ".join(f"{what} {n}" for what, n in sorted(self.coverage.items()))
         return (
             f"seed {self.seed}: {verdict}; {self.approvals} approvals in "
-            f"{self.batches_closed} closed batches; kills: {kills or 'none'}"
+            f"{self.batches_closed} closed batches; kills: {kills or 'none'}; journals: {seen}"
         )
 
 
@@ -223,6 +231,35 @@ class TerminalProcess:
         self.process.wait()
         self.process = None
 
+    def cashier(self, draw: random.Random) -> str:
+        """In place of the engine's process, the cashier's own `posbatch terminal sale` or
+        `settle`, SIGKILLed after a random wait (from its start-up to past its answer)."""
+        self.kill()
+        if draw.random() < CASHIER_SALE_SHARE:
+            amount = f"{draw.randint(1, 50_000) / 100:.2f}"
+            args, what = ["terminal", "sale", amount], "cli sale"
+        else:
+            args, what = ["terminal", "settle"], "cli settle"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "posbatch", *args, "--data-dir", str(self.data_dir)],
+            env=_env(None),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        assert process.stdin is not None
+        process.stdin.write(f"{CASHIER_CARD}\n".encode())
+        process.stdin.close()
+        try:
+            process.wait(draw.uniform(*CASHIER_KILL_AFTER_S))
+            what += " (ended)"
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            what += " (killed)"
+        self.start()
+        return what
+
 
 def _setup(work: Path, config: ProbeConfig, port: int) -> list[Path]:
     """Register the terminals on the host and initialise their journals, by the CLIs."""
@@ -262,11 +299,13 @@ def _chaos(
     while time.monotonic() < end:
         time.sleep(draw.uniform(*KILL_GAP_S))
         roll = draw.random()
-        if roll < 0.5:
+        if roll < 0.35:
             terminal = draw.choice(terminals)
             terminal.kill()
             terminal.start()
             result.kills["terminal"] += 1
+        elif roll < 0.5:
+            result.kills[draw.choice(terminals).cashier(draw)] += 1
         elif config.workers > 1 and roll < 0.7:
             if host.kill_worker(draw):
                 result.kills["worker"] += 1
@@ -321,7 +360,13 @@ def check(store: HostStore, terminal_dirs: list[Path], result: ProbeResult) -> N
         terminal_id = journal.state().terminal_id
         batches = journal.batches()
         rows = [row for row in journal.transactions() if not row.training]
+        result.coverage.update(f"{row.kind} {row.state}" for row in rows)
+        result.coverage.update(f"event {event.type}" for event in journal.events())
         host_rows = store.transactions(terminal_id, limit=1_000_000)
+        result.notes.extend(
+            f"{data_dir.name}: host exception {e.kind} batch {e.batch_no} stan {e.stan}"
+            for e in store.exceptions(terminal_id, limit=100_000)
+        )
         host_batches = {batch.batch_no: batch for batch in store.batches(terminal_id, limit=100_000)}
         by_key: dict[tuple[int, int], list[object]] = {}
         for host_row in host_rows:
@@ -431,6 +476,25 @@ def run_round(config: ProbeConfig, work: Path) -> ProbeResult:
     return result
 
 
+@contextmanager
+def fresh_schema(base_url: str | None) -> Iterator[str | None]:
+    """A URL on a brand-new PostgreSQL schema (dropped afterwards), or None for SQLite."""
+    if base_url is None:
+        yield None
+        return
+    schema = f"killprobe_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base_url)
+    with admin.begin() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in base_url else "?"
+    try:
+        yield f"{base_url}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=random.randrange(1 << 20))
@@ -443,16 +507,17 @@ def main() -> None:
     args = parser.parse_args()
     failed = 0
     for round_no in range(args.rounds):
-        config = ProbeConfig(
-            seed=args.seed + round_no,
-            terminals=args.terminals,
-            workers=args.workers,
-            database_url=args.db,
-            trading_s=args.trading_s,
-        )
-        work = Path(tempfile.mkdtemp(prefix=f"killprobe-{config.seed}-"))
+        work = Path(tempfile.mkdtemp(prefix=f"killprobe-{args.seed + round_no}-"))
         started = time.monotonic()
-        result = run_round(config, work)
+        with fresh_schema(args.db) as database_url:
+            config = ProbeConfig(
+                seed=args.seed + round_no,
+                terminals=args.terminals,
+                workers=args.workers,
+                database_url=database_url,
+                trading_s=args.trading_s,
+            )
+            result = run_round(config, work)
         print(f"{result.summary()} ({time.monotonic() - started:.0f} s, {work})", flush=True)
         for line in [*result.violations, *result.notes]:
             print(f"  {line}", flush=True)
