@@ -52,6 +52,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from posbatch.host.cli import DB_FILE_NAME, kek, pan_key
+from posbatch.host.read_models import TransactionInfo
 from posbatch.host.store import HostStore
 from posbatch.storage import DATABASE_URL_ENV
 from posbatch.terminal import Journal
@@ -153,7 +154,9 @@ class HostProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, seed: int) -> None:
-        rules = [{"action": "delay", "delay_ms": ANSWER_DELAY_MS, "probability": ANSWER_DELAY_SHARE}]
+        rules = [
+            {"action": "delay", "delay_ms": ANSWER_DELAY_MS, "probability": ANSWER_DELAY_SHARE}
+        ]
         self.faults.write_text(json.dumps({"seed": seed, "rules": rules}))
         args = [
             sys.executable, "-m", "posbatch", "host", "serve",
@@ -353,7 +356,7 @@ def _tally(rows: Sequence[tuple[str, int]]) -> Tally:
     return sum(debits), len(debits), sum(credits), len(credits)
 
 
-def check(store: HostStore, terminal_dirs: list[Path], result: ProbeResult) -> None:  # noqa: C901, PLR0912
+def check(store: HostStore, terminal_dirs: list[Path], result: ProbeResult) -> None:
     """The promise, from the outside: the journals against the host's store."""
     for data_dir in terminal_dirs:
         journal = Journal.open(journal_url(data_dir))
@@ -367,15 +370,17 @@ def check(store: HostStore, terminal_dirs: list[Path], result: ProbeResult) -> N
             f"{data_dir.name}: host exception {e.kind} batch {e.batch_no} stan {e.stan}"
             for e in store.exceptions(terminal_id, limit=100_000)
         )
-        host_batches = {batch.batch_no: batch for batch in store.batches(terminal_id, limit=100_000)}
-        by_key: dict[tuple[int, int], list[object]] = {}
+        host_batches = {
+            batch.batch_no: batch for batch in store.batches(terminal_id, limit=100_000)
+        }
+        by_key: dict[tuple[int, int], list[TransactionInfo]] = {}
         for host_row in host_rows:
             by_key.setdefault((host_row.batch_no, host_row.stan), []).append(host_row)
         mine = {(row.batch_no, row.stan): row for row in rows}
         name = data_dir.name
         for row in rows:
             key = (row.batch_no, row.stan)
-            found = [r for r in host_rows if (r.batch_no, r.stan) == key]
+            found = by_key.get(key, [])
             if row.state in OUTSTANDING:
                 result.violations.append(f"{name}: {row.kind} {key} still {row.state}")
             elif row.state in COUNTED:
@@ -402,11 +407,11 @@ def check(store: HostStore, terminal_dirs: list[Path], result: ProbeResult) -> N
                     f"({[r.status for r in found]})"
                 )
         for key, found in by_key.items():
-            counted = [r for r in found if r.status in COUNTED]  # type: ignore[attr-defined]
+            counted = [r for r in found if r.status in COUNTED]
             mine_row = mine.get(key)
             if counted and (mine_row is None or mine_row.state not in COUNTED):
                 result.violations.append(
-                    f"{name}: host counts {key} ({[r.status for r in counted]}) but the "  # type: ignore[attr-defined]
+                    f"{name}: host counts {key} ({[r.status for r in counted]}) but the "
                     f"journal {'lacks it' if mine_row is None else 'says ' + mine_row.state}"
                 )
         for batch_row in batches:
