@@ -47,6 +47,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -69,6 +70,9 @@ HOST_DOWN_S = (0.0, 0.6)  # a killed host stays down this long before it is star
 SETTLE_ATTEMPTS_MAX = 3
 ANSWER_DELAY_MS = 150  # the fault script's delay after a commit, before the answer
 ANSWER_DELAY_SHARE = 0.3
+LATE_DELAY_MS = 2500  # past the terminals' answer timeout (killprobe_terminal.py: 1.5 s)
+LATE_SHARE = 0.02
+CLOSE_SHARE = 0.02  # committed, then the connection closed instead of an answer
 COUNTED = frozenset({"approved", "voided"})  # a row that counts in its batch (both sides)
 CASHIER_SALE_SHARE = 0.6
 CASHIER_CARD = "6222021234567890128"
@@ -83,6 +87,8 @@ class ProbeConfig:
     workers: int = 1
     database_url: str | None = None  # None: SQLite in the host's data directory
     trading_s: float = 20.0
+    host_log_level: str = "warning"  # "info": one line per request in host.log
+    cashier_alongside: bool = False  # the cashier's CLI runs while the engine's process trades
 
 
 @dataclass
@@ -94,9 +100,15 @@ class ProbeResult:
     approvals: int = 0
     batches_closed: int = 0
     coverage: Counter[str] = field(default_factory=Counter)  # what the kills left to recover
+    timeline: list[str] = field(default_factory=list)  # each kill, with the wall-clock time
+
+    def happened(self, what: str) -> None:
+        self.kills[what] += 1
+        self.timeline.append(f"{datetime.now(UTC):%H:%M:%S.%f} {what}")
 
     def summary(self) -> str:
-        kills = ", ".join(f"{what} {n}" for what, n in sorted(self.kills.items()))
+        kinds = Counter(what.split(" terminal-")[0] for what in self.kills.elements())
+        kills = ", ".join(f"{what} {n}" for what, n in sorted(kinds.items()))
         verdict = "OK" if not self.violations else f"{len(self.violations)} VIOLATIONS"
         seen = ", ".join(f"{what} {n}" for what, n in sorted(self.coverage.items()))
         return (
@@ -155,13 +167,15 @@ class HostProcess:
 
     def start(self, seed: int) -> None:
         rules = [
-            {"action": "delay", "delay_ms": ANSWER_DELAY_MS, "probability": ANSWER_DELAY_SHARE}
+            {"action": "delay", "delay_ms": LATE_DELAY_MS, "probability": LATE_SHARE},
+            {"action": "close", "probability": CLOSE_SHARE},
+            {"action": "delay", "delay_ms": ANSWER_DELAY_MS, "probability": ANSWER_DELAY_SHARE},
         ]
         self.faults.write_text(json.dumps({"seed": seed, "rules": rules}))
         args = [
             sys.executable, "-m", "posbatch", "host", "serve",
             "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir),
-            "--log-level", "warning", "--faults", str(self.faults),
+            "--log-level", self.config.host_log_level, "--faults", str(self.faults),
             "--workers", str(self.config.workers),
         ]  # fmt: skip
         with self.log.open("ab") as log:
@@ -185,6 +199,16 @@ class HostProcess:
         for pid in [*_children(self.process.pid), self.process.pid]:
             with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        self.process.wait()
+        self.process = None
+
+    def kill_supervisor(self) -> None:
+        """SIGKILL the supervisor alone: its workers get SIGTERM from the kernel and drain
+        while a new supervisor starts its own on the same port."""
+        if self.process is None:
+            return
+        with suppress(ProcessLookupError):
+            self.process.send_signal(signal.SIGKILL)
         self.process.wait()
         self.process = None
 
@@ -234,10 +258,12 @@ class TerminalProcess:
         self.process.wait()
         self.process = None
 
-    def cashier(self, draw: random.Random) -> str:
+    def cashier(self, draw: random.Random, *, alongside: bool = False) -> str:
         """In place of the engine's process, the cashier's own `posbatch terminal sale` or
-        `settle`, SIGKILLed after a random wait (from its start-up to past its answer)."""
-        self.kill()
+        `settle`, SIGKILLed after a random wait (from its start-up to past its answer).
+        ``alongside``: while the engine's process trades on (two writers of one journal)."""
+        if not alongside:
+            self.kill()
         if draw.random() < CASHIER_SALE_SHARE:
             amount = f"{draw.randint(1, 50_000) / 100:.2f}"
             args, what = ["terminal", "sale", amount], "cli sale"
@@ -260,8 +286,9 @@ class TerminalProcess:
             process.kill()
             process.wait()
             what += " (killed)"
-        self.start()
-        return what
+        if not alongside:
+            self.start()
+        return what + (" alongside" if alongside else "")
 
 
 def _setup(work: Path, config: ProbeConfig, port: int) -> list[Path]:
@@ -306,17 +333,23 @@ def _chaos(
             terminal = draw.choice(terminals)
             terminal.kill()
             terminal.start()
-            result.kills["terminal"] += 1
+            result.happened(f"terminal {terminal.data_dir.name}")
         elif roll < 0.5:
-            result.kills[draw.choice(terminals).cashier(draw)] += 1
-        elif config.workers > 1 and roll < 0.7:
+            terminal = draw.choice(terminals)
+            what = terminal.cashier(draw, alongside=config.cashier_alongside)
+            result.happened(f"{what} {terminal.data_dir.name}")
+        elif config.workers > 1 and roll < 0.65:
             if host.kill_worker(draw):
-                result.kills["worker"] += 1
+                result.happened("worker")
+        elif config.workers > 1 and roll < 0.75:
+            host.kill_supervisor()
+            host.start(draw.randrange(1 << 30))
+            result.happened("supervisor")
         else:
             host.kill()
             time.sleep(draw.uniform(*HOST_DOWN_S))
             host.start(draw.randrange(1 << 30))
-            result.kills["host"] += 1
+            result.happened("host")
 
 
 def _settle_all(terminal_dirs: list[Path], result: ProbeResult) -> None:
@@ -465,7 +498,10 @@ def run_round(config: ProbeConfig, work: Path) -> ProbeResult:
         host.start(draw.randrange(1 << 30))
         for terminal in terminals:
             terminal.start()
-        _chaos(host, terminals, config, draw, result)
+        try:
+            _chaos(host, terminals, config, draw, result)
+        finally:
+            (work / "chaos.log").write_text("".join(f"{line}\n" for line in result.timeline))
         for terminal in terminals:  # the last kill: the tills die wherever they are
             terminal.kill()
         if host.process is None or host.process.poll() is not None:
@@ -508,6 +544,8 @@ def main() -> None:
     parser.add_argument("--terminals", type=int, default=3)
     parser.add_argument("--trading-s", type=float, default=20.0)
     parser.add_argument("--db", default=None, help="PostgreSQL URL (default: SQLite)")
+    parser.add_argument("--alongside", action="store_true", help="cashier's CLI alongside")
+    parser.add_argument("--host-log-level", default="warning")
     parser.add_argument("--keep", action="store_true", help="keep each round's directory")
     args = parser.parse_args()
     failed = 0
@@ -521,6 +559,8 @@ def main() -> None:
                 workers=args.workers,
                 database_url=database_url,
                 trading_s=args.trading_s,
+                cashier_alongside=args.alongside,
+                host_log_level=args.host_log_level,
             )
             result = run_round(config, work)
         print(f"{result.summary()} ({time.monotonic() - started:.0f} s, {work})", flush=True)

@@ -3,7 +3,7 @@
 Run as ``python killprobe_terminal.py DATA_DIR SEED INCARNATION``. It opens the terminal kept
 in DATA_DIR (the journal `posbatch terminal init` wrote), and drives the real engine over
 the real TCP driver: sales, voids, refunds and settlements in an order drawn from
-``random.Random(f"{SEED}:{INCARNATION}")``. Every error a cashier would see (host
+``random.Random(f"{SEED}:{name of DATA_DIR}:{INCARNATION}")``. Every error a cashier would see (host
 unreachable, declined, refused) is written as one JSON line on standard output and
 trading goes on: the probe kills this process with SIGKILL at a random moment and starts
 it again with the next incarnation, so what it proves is read from the journal, never
@@ -36,7 +36,7 @@ def _now() -> datetime:
 
 
 def _say(**fields: object) -> None:
-    print(json.dumps(fields, default=str), flush=True)
+    print(json.dumps({"at": _now().strftime("%H:%M:%S.%f"), **fields}, default=str), flush=True)
 
 
 def _voidable(terminal: Terminal) -> list[int]:
@@ -92,7 +92,7 @@ async def trade(data_dir: Path, draw: random.Random) -> None:
 
 def main() -> None:
     data_dir, seed, incarnation = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-    asyncio.run(trade(data_dir, random.Random(f"{seed}:{incarnation}")))
+    asyncio.run(trade(data_dir, random.Random(f"{seed}:{data_dir.name}:{incarnation}")))
 
 
 if __name__ == "__main__":
