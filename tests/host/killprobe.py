@@ -165,12 +165,17 @@ class HostProcess:
         self.log = work / "host.log"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, seed: int) -> None:
-        rules = [
-            {"action": "delay", "delay_ms": LATE_DELAY_MS, "probability": LATE_SHARE},
-            {"action": "close", "probability": CLOSE_SHARE},
-            {"action": "delay", "delay_ms": ANSWER_DELAY_MS, "probability": ANSWER_DELAY_SHARE},
-        ]
+    def start(self, seed: int, *, quiet: bool = False) -> None:
+        """Serve (``quiet``: without the fault script, as the simulator's closing settlement)."""
+        rules = (
+            []
+            if quiet
+            else [
+                {"action": "delay", "delay_ms": LATE_DELAY_MS, "probability": LATE_SHARE},
+                {"action": "close", "probability": CLOSE_SHARE},
+                {"action": "delay", "delay_ms": ANSWER_DELAY_MS, "probability": ANSWER_DELAY_SHARE},
+            ]
+        )
         self.faults.write_text(json.dumps({"seed": seed, "rules": rules}))
         args = [
             sys.executable, "-m", "posbatch", "host", "serve",
@@ -504,8 +509,8 @@ def run_round(config: ProbeConfig, work: Path) -> ProbeResult:
             (work / "chaos.log").write_text("".join(f"{line}\n" for line in result.timeline))
         for terminal in terminals:  # the last kill: the tills die wherever they are
             terminal.kill()
-        if host.process is None or host.process.poll() is not None:
-            host.start(draw.randrange(1 << 30))
+        host.kill()  # the last kill of the host; the closing settlement meets no faults
+        host.start(draw.randrange(1 << 30), quiet=True)
         _settle_all(terminal_dirs, result)
         _doctor_all(terminal_dirs, result)
     url = config.database_url or f"sqlite:///{work / 'host' / DB_FILE_NAME}"
