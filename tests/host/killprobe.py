@@ -188,22 +188,37 @@ class HostProcess:
                 args, env=_env(self.config.database_url), stdout=log, stderr=log
             )
         deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError(f"host did not start: see {self.log}") from None
-                time.sleep(0.05)
+        while not self._all_listening():
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"host did not start: see {self.log}")
+            time.sleep(0.05)
+
+    def _all_listening(self) -> bool:
+        """Every process of this start serves: a connection alone could be taken by a worker
+        of a killed supervisor still draining (its kernel SIGTERM), about to stop."""
+        assert self.process is not None
+        pid = self.process.pid
+        serving = set(_children(pid)) if self.config.workers > 1 else {pid}
+        if len(serving) < self.config.workers:
+            return False
+        listening = set()
+        for line in self.log.read_text(errors="replace").splitlines():
+            with suppress(ValueError):
+                event = json.loads(line)
+                if isinstance(event, dict) and event.get("event") == "listening":
+                    listening.add(event.get("pid"))
+        return serving <= listening
 
     def kill(self) -> None:
         """SIGKILL the host and every worker at once (a power cut, not a stop)."""
         if self.process is None:
             return
-        for pid in [*_children(self.process.pid), self.process.pid]:
+        pid = self.process.pid
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGSTOP)  # it restarts no worker while they are killed
+        for child in [*_children(pid), pid]:
             with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+                os.kill(child, signal.SIGKILL)
         self.process.wait()
         self.process = None
 
