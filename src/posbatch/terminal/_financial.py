@@ -241,8 +241,7 @@ class Financial:
             raise TerminalError(f"sale STAN {stan:06d} is not in the current batch: refund it")
         if sale.state != TxnState.APPROVED:
             raise TerminalError(f"sale STAN {stan:06d} is {sale.state}: it cannot be voided")
-        if sale.refunded_fen:
-            raise TerminalError(f"sale STAN {stan:06d} was partly refunded: refund the rest")
+        _refuse_void_if_refunded(sale)
         pan = self.ctx.pan_of(sale)
 
         def build(row: TxnRow) -> Request:
@@ -265,6 +264,9 @@ class Financial:
                 raise TerminalError(f"sale STAN {stan:06d} is {current.state}: not voided")
             if current.batch_id != self.ctx.journal.current_batch().batch_id:
                 raise TerminalError(f"sale STAN {stan:06d} left the current batch: refund it")
+            # A refund of this sale left pending went first (outstanding.prepare): it may
+            # have been approved since the check above.
+            _refuse_void_if_refunded(current)
             return self.write_pending(
                 Kind.VOID, sale.amount_fen, pan, sale.expiry, original=sale, reference=reference
             )
@@ -289,25 +291,13 @@ class Financial:
     ) -> Flow[TransactionResult]:
         """退货: part or all of an earlier sale (any batch); counts in the current batch."""
         sale = self._original_sale(stan, original_batch_no)
-        if sale.state not in TxnState.COUNTED:
-            raise TerminalError(f"sale STAN {stan:06d} is {sale.state}: nothing to refund")
-        if sale.state == TxnState.VOIDED:
-            raise TerminalError(f"sale STAN {stan:06d} was voided already")
-        left = sale.amount_fen - sale.refunded_fen
-        if left <= 0:
-            raise TerminalError(
-                f"sale STAN {stan:06d} ({format_fen(sale.amount_fen)}) was refunded in full "
-                "already: nothing is left to refund"
-            )
-        if not 0 < amount_fen <= left:
-            # yuan, as the cashier typed it: "5000 fen" read as a different amount
-            raise ConfigError(
-                f"refund {format_fen(amount_fen)}: at most {format_fen(left)} of sale STAN "
-                f"{stan:06d} ({format_fen(sale.amount_fen)}) is left to refund"
-            )
+        _refuse_refund_past_the_sale(sale, amount_fen)
         pan = self.ctx.pan_of(sale)
 
         def write() -> TxnRow:
+            # What was outstanding went first (outstanding.prepare): a refund of this sale
+            # left pending may have been approved since, or a void of it reversed.
+            _refuse_refund_past_the_sale(self.ctx.journal.transaction(sale.txn_id), amount_fen)
             return self.write_pending(
                 Kind.REFUND, amount_fen, pan, sale.expiry, original=sale, reference=reference
             )
@@ -683,3 +673,31 @@ def _beijing_mmdd(created_at: str) -> str:
     """Field 61's date of an original the host never dated: the day it was made, as the
     host dates (Beijing time, like fields 12 and 13)."""
     return f"{beijing(datetime.fromisoformat(created_at)):%m%d}"
+
+
+def _refuse_void_if_refunded(sale: TxnRow) -> None:
+    """TerminalError when ``sale`` was partly refunded: a void is of the full amount."""
+    if sale.refunded_fen:
+        raise TerminalError(f"sale STAN {sale.stan:06d} was partly refunded: refund the rest")
+
+
+def _refuse_refund_past_the_sale(sale: TxnRow, amount_fen: int) -> None:
+    """TerminalError when ``sale`` has nothing left to refund, ConfigError when
+    ``amount_fen`` is more than it has left."""
+    stan = sale.stan
+    if sale.state not in TxnState.COUNTED:
+        raise TerminalError(f"sale STAN {stan:06d} is {sale.state}: nothing to refund")
+    if sale.state == TxnState.VOIDED:
+        raise TerminalError(f"sale STAN {stan:06d} was voided already")
+    left = sale.amount_fen - sale.refunded_fen
+    if left <= 0:
+        raise TerminalError(
+            f"sale STAN {stan:06d} ({format_fen(sale.amount_fen)}) was refunded in full "
+            "already: nothing is left to refund"
+        )
+    if not 0 < amount_fen <= left:
+        # yuan, as the cashier typed it: "5000 fen" read as a different amount
+        raise ConfigError(
+            f"refund {format_fen(amount_fen)}: at most {format_fen(left)} of sale STAN "
+            f"{stan:06d} ({format_fen(sale.amount_fen)}) is left to refund"
+        )
