@@ -142,6 +142,13 @@ __all__ = [
 ]
 
 BACKUP_FILE_MODE: Final = 0o600  # a backup holds sealed card numbers: private
+# A unit of work refused because another process appended to the chain meanwhile (two
+# `posbatch terminal` commands on one journal at once): what the cashier is told.
+SECOND_WRITER: Final = (
+    "journal write refused: another process wrote to this journal at the same moment (a "
+    "terminal's journal takes one posbatch terminal command at a time); this step was "
+    "rolled back — run it again"
+)
 # Events read back at once for status/doctor; older ones stay in the journal.
 EVENTS_READ_MAX: Final = 10_000
 
@@ -424,6 +431,8 @@ class Journal:
         except self._errors as exc:
             self._last_seq, self._last_hash = saved
             self._forget()
+            if self._last_seq > saved[0]:  # the chain grew meanwhile: another writer appended
+                raise StorageError(SECOND_WRITER) from exc
             raise StorageError(f"journal write failed: {_described(exc)}") from exc
         except BaseException:
             self._last_seq, self._last_hash = saved
