@@ -7,6 +7,7 @@ import re
 import pytest
 
 import posbatch.doctor._report as doctor_report
+import posbatch.terminal._financial as financial
 from posbatch.sim import (
     Breakage,
     SimConfig,
@@ -156,3 +157,17 @@ def test_checker_catches_a_bundle_net_that_misses_12_digit_cards(
     monkeypatch.setattr(doctor_report, "mask_card_numbers", old_scrub)
     monkeypatch.setattr(doctor_report, "scrub", old_scrub)
     assert {10} == {violation.invariant for violation in run_seed(18, config).violations}
+
+
+def test_checker_catches_a_terminal_that_sends_what_its_journal_refuses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Invariant 11: a void of a sale the journal holds refunded (heavy seed 3 reaches it: a
+    pending refund resent and approved first in the void's flow, the kill probe's finding)
+    is refused by the terminal; a terminal that skips its checks sends it and the host
+    declines it — the world says so."""
+    config = SimConfig(terminals=3, days=2, transactions=15, faults=HEAVY)
+    assert [] == [violation.render() for violation in run_seed(3, config).violations]
+    monkeypatch.setattr(financial, "_refuse_void_if_refunded", lambda sale: None)
+    monkeypatch.setattr(financial, "_refuse_refund_past_the_sale", lambda sale, amount: None)
+    assert {11} == {violation.invariant for violation in run_seed(3, config).violations}

@@ -89,6 +89,10 @@ INVARIANTS: Final = {
     # Checked by the world on the support bundle of each diagnosis (the security rule:
     # no card number beyond its first 6 and last 4 in any bundle).
     10: "a support bundle holds no card number",
+    # Checked by the world after each void and refund the host declined: the terminal checks
+    # a void or refund against its sale before a STAN is spent, and must not send what its
+    # own journal shows it would refuse (a sale refunded, voided, or refunded in full).
+    11: "the terminal sends no void or refund its own journal refuses",
 }
 
 

@@ -623,7 +623,9 @@ class World:
             sale = self._voidable(node)
             if sale is not None:
                 self._note(node, EventKind.OPERATION, f"void of STAN {sale.stan:06d}")
-                return self._outcome(self._settled_first(terminal.void(sale.stan)).state)
+                result = self._settled_first(terminal.void(sale.stan))
+                self._check_sent_refusable(node, sale, result, amount_fen=None)
+                return self._outcome(result.state)
             kind = OperationKind.SALE
         if kind is OperationKind.REFUND:
             original = self._refundable(node)
@@ -634,6 +636,7 @@ class World:
                            f"refund {amount} of STAN {original.stan:06d} "
                            f"batch {original.batch_no:06d}")  # fmt: skip
                 result = terminal.refund(original.stan, amount, original_batch_no=original.batch_no)
+                self._check_sent_refusable(node, original, result, amount_fen=amount)
                 return self._outcome(self._settled_first(result).state)
             kind = OperationKind.SALE
         card = operation.card
@@ -655,6 +658,36 @@ class World:
             self.result.outcomes[f"declined {result.response_code}"] += 1
             return f"declined {result.response_code}"
         return self._outcome(result.state)
+
+    def _check_sent_refusable(
+        self, node: _Node, sale: TxnRow, result: TransactionResult, *, amount_fen: int | None
+    ) -> None:
+        """Invariant 11: a void (``amount_fen`` None) or refund the host declined was not one
+        the terminal's own journal refuses — the sale, as the journal holds it once the flow
+        is over, neither voided nor refunded (a void), nor left with less than the refund.
+        A refund of it left pending goes first in the flow and may be approved before the
+        void or refund is written: the terminal must check again then (the kill probe's
+        finding; the host declined 12 or 61 what the terminal should not have sent)."""
+        if result.state != TxnState.DECLINED:
+            return
+        now = node.terminal.journal.transaction(sale.txn_id)
+        if amount_fen is None:
+            refusable = now.refunded_fen > 0 or now.state == TxnState.VOIDED
+        else:
+            refusable = (
+                now.state == TxnState.VOIDED or now.refunded_fen + amount_fen > now.amount_fen
+            )
+        if not refusable:
+            return
+        what = "void" if amount_fen is None else f"refund of {amount_fen}"
+        violation = Violation(
+            11, self.day, node.terminal_id,
+            f"a {what} of STAN {sale.stan:06d} was sent and declined {result.response_code}: "
+            f"the journal holds the sale {now.state}, {now.refunded_fen} refunded",
+            batch_no=now.batch_no, stan=now.stan,
+        )  # fmt: skip
+        self.result.violations.append(violation)
+        self._note(node, EventKind.CHECK, violation.render())
 
     def _settled_first(self, result: TransactionResult) -> TransactionResult:
         """Count the batches the engine settled by itself before ``result`` (batch full)."""
