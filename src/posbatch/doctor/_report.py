@@ -166,9 +166,7 @@ def _headline(diagnosis: Diagnosis) -> tuple[str, str, str]:
 
 def render(report: Report, console: Console) -> None:
     """Print ``report`` for a person, in English and Chinese (card numbers masked)."""
-    shown = masked(report)
-    _render_checks(shown, console)
-    _render_repairs(shown, console)
+    _render_shown(masked(report), console)
 
 
 def render_diagnosis(report: Report, console: Console) -> None:
@@ -180,6 +178,12 @@ def render_diagnosis(report: Report, console: Console) -> None:
 def render_repairs(report: Report, console: Console) -> None:
     """What ``--fix`` did, and the diagnosis after it (card numbers masked)."""
     _render_repairs(masked(report), console)
+
+
+def _render_shown(shown: Report, console: Console) -> None:
+    """:func:`render` of a report already :func:`masked`."""
+    _render_checks(shown, console)
+    _render_repairs(shown, console)
 
 
 def _render_checks(report: Report, console: Console) -> None:
@@ -285,9 +289,14 @@ def _render_diagnosis(
 
 
 def render_text(report: Report, *, width: int = 110) -> str:
-    """The report as plain text (the bundle's summary)."""
+    """The report as plain text (the bundle's summary), card numbers masked."""
+    return _plain_text(masked(report), width=width)
+
+
+def _plain_text(shown: Report, *, width: int = 110) -> str:
+    """``shown`` (already :func:`masked`) as plain text."""
     buffer = io.StringIO()
-    render(report, Console(file=buffer, width=width, no_color=True, color_system=None))
+    _render_shown(shown, Console(file=buffer, width=width, no_color=True, color_system=None))
     return buffer.getvalue()
 
 
@@ -346,7 +355,7 @@ def bundle_text(report: Report) -> tuple[str, str]:
     """(the bundle's JSON, its text summary): what leaves the shop, card numbers masked."""
     report = masked(report)
     allowed = allowed_ids(report)
-    summary = scrub(render_text(report), allowed=allowed)
+    summary = scrub(_plain_text(report), allowed=allowed)
     document = {"format": BUNDLE_FORMAT, "summary": summary, "report": to_json(report)}
     return scrub(json.dumps(document, ensure_ascii=False, indent=2), allowed=allowed), summary
 
