@@ -1313,13 +1313,7 @@ class ClearingStore:
     def summaries(self, day: date, *, rules: ClearingRules | None = None) -> list[StatementSummary]:
         """Every merchant's statement figures of trading day ``day`` (a statement run): by
         card class and kind, fees, net, arrival — from the clearing run when cleared."""
-        with self._reading():
-            rules = rules or self.rules()
-            # asked once: the sums and the adjustments come from the same side of a run
-            cleared = self.cleared_day(day) is not None
-            parts = self._parts(day, rules, cleared=cleared)
-            adjusted = self._adjustments(day, rules, cleared=cleared)
-            arrivals = self.kept_arrivals(day)
+        rules, parts, adjusted, arrivals = self._day_figures(day, rules)
         return [
             summarize(
                 merchant_id, day, parts.get(merchant_id, ()), rules,
@@ -1331,14 +1325,28 @@ class ClearingStore:
 
     def clearing_file(self, day: date) -> ClearingFile:
         """清算文件 of trading day ``day``: every merchant's count, gross, fees, net, arrival."""
+        rules, parts, adjusted, arrivals = self._day_figures(day, None)
+        return clearing_file_of(day, parts, rules, adjusted, arrivals)
+
+    def _day_figures(
+        self, day: date, rules: ClearingRules | None
+    ) -> tuple[
+        ClearingRules,
+        dict[str, list[SummaryPart]],
+        dict[str, list[AdjustmentLine]],
+        dict[str, Arrival],
+    ]:
+        """The rules (``rules``, or those in force) and, per merchant, ``day``'s sums,
+        adjustment lines and kept arrivals, on one connection: whether the day is cleared is
+        asked once, so the sums and the adjustments come from the same side of a clearing
+        run made meanwhile."""
         with self._reading():
-            rules = self.rules()
-            # asked once: the sums and the adjustments come from the same side of a run
+            rules = rules or self.rules()
             cleared = self.cleared_day(day) is not None
             parts = self._parts(day, rules, cleared=cleared)
             adjusted = self._adjustments(day, rules, cleared=cleared)
             arrivals = self.kept_arrivals(day)
-        return clearing_file_of(day, parts, rules, adjusted, arrivals)
+        return rules, parts, adjusted, arrivals
 
 
 def _same_run(
