@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 import pytest
 import sqlalchemy as sa
 
+from posbatch.storage import DATABASE_URL_ENV
+
 if TYPE_CHECKING:
     from posbatch.host.server import HostServer
 
@@ -114,3 +116,15 @@ def postgres_url_or_skip() -> str:
             pytest.fail(message + f" — required because {REQUIRE_POSTGRES_ENV}=1")
         pytest.skip(message)
     return url
+
+
+def cli_database(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, *, also_unset: tuple[str, ...] = ()
+) -> None:
+    """Point the CLI under test at ``db_url``'s database: on the PostgreSQL run its fresh
+    schema (POSBATCH_DATABASE_URL), else the data directory's own SQLite file (the variable
+    unset, with ``also_unset``: a KEK the machine's environment might give)."""
+    for name in (DATABASE_URL_ENV, *also_unset):
+        monkeypatch.delenv(name, raising=False)
+    if db_url.startswith("postgresql"):
+        monkeypatch.setenv(DATABASE_URL_ENV, db_url)

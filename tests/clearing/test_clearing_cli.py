@@ -21,7 +21,7 @@ from posbatch.errors import ConfigError
 from posbatch.host import clearing_cli
 from posbatch.host import cli as host_cli
 from posbatch.host.cli import open_store
-from posbatch.storage import DATABASE_URL_ENV
+from testbed import cli_database
 
 runner = CliRunner()
 FUTURE = "2099-01-05"
@@ -30,10 +30,7 @@ FUTURE = "2099-01-05"
 @pytest.fixture
 def data_dir(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """A data dir; on the PostgreSQL run the store is the fresh schema of db_url."""
-    if db_url.startswith("postgresql"):
-        monkeypatch.setenv(DATABASE_URL_ENV, db_url)
-    else:
-        monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
+    cli_database(db_url, monkeypatch)
     return str(tmp_path / "data")
 
 

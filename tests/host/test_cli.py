@@ -12,8 +12,7 @@ from typer.testing import CliRunner
 from posbatch.batch.host_effects import AddException
 from posbatch.cli import app as root_app
 from posbatch.host.cli import app, open_store
-from posbatch.storage import DATABASE_URL_ENV
-from testbed import MASTER_KEY_HEX, MERCHANT_ID, TERMINAL_ID
+from testbed import MASTER_KEY_HEX, MERCHANT_ID, TERMINAL_ID, cli_database
 
 runner = CliRunner()
 
@@ -21,10 +20,7 @@ runner = CliRunner()
 @pytest.fixture
 def data_dir(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """A data dir; on the PostgreSQL run the store is the fresh schema of db_url."""
-    if db_url.startswith("postgresql"):
-        monkeypatch.setenv(DATABASE_URL_ENV, db_url)
-    else:
-        monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
+    cli_database(db_url, monkeypatch)
     return str(tmp_path / "data")
 
 

@@ -19,8 +19,7 @@ from posbatch.host.sealing import (
     pending_kek_path,
     stage_rotation,
 )
-from posbatch.storage import DATABASE_URL_ENV
-from testbed import MASTER_KEY_HEX, MERCHANT_ID, TERMINAL_ID
+from testbed import MASTER_KEY_HEX, MERCHANT_ID, TERMINAL_ID, cli_database
 
 runner = CliRunner()
 
@@ -28,10 +27,7 @@ runner = CliRunner()
 @pytest.fixture
 def data_dir(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A data dir with one terminal; on the PostgreSQL run the store is db_url's schema."""
-    for name in (DATABASE_URL_ENV, KEK_ENV, KEK_FILE_ENV):
-        monkeypatch.delenv(name, raising=False)
-    if db_url.startswith("postgresql"):
-        monkeypatch.setenv(DATABASE_URL_ENV, db_url)
+    cli_database(db_url, monkeypatch, also_unset=(KEK_ENV, KEK_FILE_ENV))
     directory = tmp_path / "data"
     result = _host("add-terminal", "--merchant-id", MERCHANT_ID, "--terminal-id", TERMINAL_ID,
                    "--master-key-file", "-", "--data-dir", str(directory),

@@ -16,7 +16,7 @@ from posbatch.host import HostStore
 from posbatch.host.cli import PAN_KEY_FILE_NAME
 from posbatch.host.sealing import KEK_ENV, KEK_FILE_ENV, KeyEncryptionKey
 from posbatch.storage import DATABASE_URL_ENV
-from testbed import MASTER_KEY_HEX, MERCHANT_ID, TERMINAL_ID
+from testbed import MASTER_KEY_HEX, MERCHANT_ID, TERMINAL_ID, cli_database
 
 runner = CliRunner()
 
@@ -24,10 +24,7 @@ runner = CliRunner()
 @pytest.fixture
 def data_dir(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A data dir with one terminal; on the PostgreSQL run the store is db_url's schema."""
-    for name in (DATABASE_URL_ENV, KEK_ENV, KEK_FILE_ENV):
-        monkeypatch.delenv(name, raising=False)
-    if db_url.startswith("postgresql"):
-        monkeypatch.setenv(DATABASE_URL_ENV, db_url)
+    cli_database(db_url, monkeypatch, also_unset=(KEK_ENV, KEK_FILE_ENV))
     directory = tmp_path / "data"
     result = _add_terminal(directory, TERMINAL_ID)
     assert result.exit_code == 0, result.output

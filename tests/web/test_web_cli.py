@@ -23,7 +23,7 @@ from posbatch.errors import ConfigError
 from posbatch.host.cli import open_store
 from posbatch.storage import DATABASE_URL_ENV
 from posbatch.web.cli import app
-from testbed import MERCHANT_ID
+from testbed import MERCHANT_ID, cli_database
 
 runner = CliRunner()
 SERVE_TIMEOUT_S = 30
@@ -32,10 +32,7 @@ SERVE_TIMEOUT_S = 30
 @pytest.fixture
 def data_dir(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """A data dir; on the PostgreSQL run the store is the fresh schema of db_url."""
-    if db_url.startswith("postgresql"):
-        monkeypatch.setenv(DATABASE_URL_ENV, db_url)
-    else:
-        monkeypatch.delenv(DATABASE_URL_ENV, raising=False)
+    cli_database(db_url, monkeypatch)
     return str(tmp_path / "data")
 
 
