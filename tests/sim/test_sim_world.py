@@ -171,3 +171,35 @@ def test_checker_catches_a_terminal_that_sends_what_its_journal_refuses(
     monkeypatch.setattr(financial, "_refuse_void_if_refunded", lambda sale: None)
     monkeypatch.setattr(financial, "_refuse_refund_past_the_sale", lambda sale, amount: None)
     assert {11} == {violation.invariant for violation in run_seed(3, config).violations}
+
+
+def test_a_replaced_journals_void_in_flight_waits_for_its_open_host_batch() -> None:
+    """Heavy seed 165: a void answered approved, the terminal crashed before reading it, and
+    an older journal copied back by hand. The quiet close settles the copy's old batch (the
+    host had closed it: closed by the host); the host batch holding the sale and the void
+    stays open, and nothing is left to take the void back. That is no violation at the end
+    of the run (the replaced journal's approvals there are not either), because the batch's
+    next settlement names both rows (host-only exceptions) — shown here by settling on."""
+    world = World(165, SimConfig(terminals=3, days=2, transactions=15, faults=HEAVY))
+    try:
+        result = world.run()
+        node = next(node for node in world.nodes if node.terminal_id == "10000003")
+        host_batch = world.store.terminal("10000003")
+        assert host_batch is not None
+        still_open = host_batch.batch_no
+        for _ in range(2):  # the next settlement recovers to the host's batch and settles it
+            world._settle(node, attempts=5)
+        named = {
+            (exc.batch_no, exc.stan, exc.kind)
+            for exc in world.store.exceptions(limit=100)
+            if exc.terminal_id == "10000003" and exc.batch_no == still_open
+        }
+        world._check(final=True)
+        expected = ([], {(still_open, 4, "host-only"), (still_open, 5, "host-only")}, [])
+        assert expected == (
+            [violation.render() for violation in result.violations],
+            named,
+            [violation.render() for violation in world.result.violations],
+        )
+    finally:
+        world.close()
