@@ -20,8 +20,9 @@ from posbatch.backoffice import (
     AuditFilter,
 )
 from posbatch.backoffice import _staff as staff_module
+from posbatch.backoffice._audit import Actor
 from posbatch.backoffice._throttle import RULES, Counter, Key, Rule, client_key, failed
-from posbatch.errors import LoginRefused
+from posbatch.errors import Forbidden, LoginRefused, NotFound
 from posbatch.host import _schema as t
 from posbatch.web import create_app
 
@@ -151,6 +152,53 @@ def test_ops_unlock_clears_the_names_locks(world: World) -> None:
     world.office.staff.login("sam", PASSWORD, address="10.0.0.1", now=world.clock())
 
 
+def test_ops_free_an_office_behind_one_address(world: World) -> None:
+    """An office behind one address (NAT): a colleague's typos over several names lock the
+    address for everyone there, ops too; the lock used to be only waited out. Ops (or the
+    command line) unlock the address: logins from it start again, the names' locks from it
+    go with it, other addresses' counters stay, and the audit log says who did it."""
+    names = ["sam"] * LOGIN_FAILURES_MAX + ["olga"] * (LOGIN_FAILURES_MAX - 1)
+    names += [f"temp{number}" for number in range(ADDRESS_FAILURES_MAX - len(names))]
+    for name in names:  # sam's pair locks at the last of his; the address at the last
+        refuse(world, name, "typo!", "198.51.100.7")
+    refuse(world, "olga", "typo!", "198.51.100.9")  # another office's counter
+    refuse(world, "max", PASSWORD, "198.51.100.7")  # ops behind the same address: held
+    [held] = world.office.staff.locked_addresses(now=world.clock())
+    assert ("198.51.100.7", 1) == (held.address, held.names_locked)
+    assert held.locked_until is not None
+    left_s = (held.locked_until - world.clock.now).total_seconds()
+    assert LOCKOUT_MINUTES * 60 - 60 < left_s <= LOCKOUT_MINUTES * 60
+    cli = Actor("cli:root", "cli", "local")
+    assert "198.51.100.7" == world.office.staff.unlock_address(
+        cli, " 198.51.100.7 ", now=world.clock()
+    )
+    for name in ("max", "sam", "olga"):
+        world.office.staff.login(name, PASSWORD, address="198.51.100.7", now=world.clock())
+    assert [] == world.office.staff.locked_addresses(now=world.clock())
+    f = t.login_failures.c
+    with world.store.engine.connect() as connection:
+        left = connection.execute(sa.select(f.kind, f.address).order_by(f.kind)).all()
+    assert {("address", "198.51.100.9"), ("pair", "198.51.100.9")} <= {tuple(r) for r in left}
+    assert all(row.address != "198.51.100.7" for row in left)
+    [entry] = world.office.audit.search(AuditFilter(action="address.unlock"))
+    assert ("198.51.100.7", "cli:root") == (entry.target, entry.actor)
+
+
+def test_an_address_unlock_is_for_ops_and_says_what_it_found(world: World) -> None:
+    for number in range(3):
+        refuse(world, f"name{number}", "x", "2001:db8:1:2::1")
+    with pytest.raises(Forbidden):
+        world.office.staff.unlock_address(
+            Actor("sam", "support", "10.0.0.1"), "2001:db8:1:2::1", now=world.clock()
+        )
+    with pytest.raises(NotFound, match=r"^no failed login is counted from address 10\.0\.0\.3$"):
+        world.office.staff.unlock_address(world.ops(), "10.0.0.3", now=world.clock())
+    # an IPv6 address is counted by its /64: any address in it, or the /64 as shown, frees it
+    assert "2001:db8:1:2::/64" == world.office.staff.unlock_address(
+        world.ops(), "2001:db8:1:2:ffff::9", now=world.clock()
+    )
+
+
 def test_the_counters_cannot_grow_without_bound(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -228,3 +276,31 @@ async def test_a_stranger_cannot_lock_a_user_out_through_the_console(world: Worl
     addresses = {e.address for e in world.office.audit.search(AuditFilter(action="login"))}
     assert "203.0.113.66" in addresses
     assert not any(address.startswith("10.1.1.") for address in addresses)
+
+
+async def test_ops_see_and_unlock_a_locked_address_on_the_users_page(world: World) -> None:
+    async with _client_from(world, "198.51.100.7") as office, _client_from(
+        world, "10.0.0.1"
+    ) as ops:  # fmt: skip
+        for number in range(ADDRESS_FAILURES_MAX):
+            assert 401 == (await _attempt(office, f"n{number}", "typo")).status_code
+        assert 401 == (await _attempt(office, "sam", PASSWORD)).status_code
+        csrf = await log_in(ops, "olga")
+        users = await ops.get("/users")
+        assert "198.51.100.7" in users.text and "Unlock address" in users.text
+        forged = await ops.post("/users/unlock-address", data={"address": "198.51.100.7"})
+        assert 403 == forged.status_code  # no CSRF token: refused, nothing changed
+        assert 401 == (await _attempt(office, "sam", PASSWORD)).status_code
+        freed = await ops.post(
+            "/users/unlock-address", data={"csrf_token": csrf, "address": "198.51.100.7"}
+        )
+        assert 303 == freed.status_code
+        page = await ops.get(freed.headers["location"])
+        assert "logins from that address may start again" in page.text
+        assert "Unlock address" not in page.text
+        await log_in(office, "sam")
+        unknown = await ops.post(
+            "/users/unlock-address", data={"csrf_token": csrf, "address": "6222021234567890128"}
+        )
+        assert 404 == unknown.status_code
+        assert "6222021234567890128" not in unknown.text

@@ -69,6 +69,40 @@ def test_set_password_resets_a_forgotten_password_and_the_lock(data_dir: str) ->
     assert (2, "error: no user nobody\n") == (missing.exit_code, missing.output)
 
 
+def test_unlock_address_lists_and_frees_an_office_behind_one_address(data_dir: str) -> None:
+    """Ops behind the locked address cannot log in to unlock it: the command line can."""
+    from posbatch.backoffice import ADDRESS_FAILURES_MAX, BackOffice  # noqa: PLC0415
+    from posbatch.errors import LoginRefused  # noqa: PLC0415
+
+    runner.invoke(app, ["add-user", "olga", "--role", "ops", "--data-dir", data_dir],
+                  input="correct horse battery\n")  # fmt: skip
+    nothing = runner.invoke(app, ["unlock-address", "--data-dir", data_dir])
+    assert (0, "no client address is locked\n") == (nothing.exit_code, nothing.output)
+    with open_store(Path(data_dir)) as store:
+        staff = BackOffice(store).staff
+        for number in range(ADDRESS_FAILURES_MAX + 1):
+            with pytest.raises(LoginRefused):
+                staff.login(f"n{number}", "typo", address="203.0.113.7", now=datetime.now(UTC))
+    listed = runner.invoke(app, ["unlock-address", "--data-dir", data_dir])
+    assert 0 == listed.exit_code
+    assert listed.output.startswith("203.0.113.7: address locked until 20")
+    assert listed.output.endswith(" UTC; 0 name(s) locked\n")
+    freed = runner.invoke(app, ["unlock-address", "203.0.113.7", "--data-dir", data_dir])
+    assert (0, "address 203.0.113.7: logins from it may start again\n") == (
+        freed.exit_code,
+        freed.output,
+    )
+    with open_store(Path(data_dir)) as store:
+        BackOffice(store).staff.login(
+            "olga", "correct horse battery", address="203.0.113.7", now=datetime.now(UTC)
+        )
+    again = runner.invoke(app, ["unlock-address", "203.0.113.7", "--data-dir", data_dir])
+    assert (2, "error: no failed login is counted from address 203.0.113.7\n") == (
+        again.exit_code,
+        again.output,
+    )
+
+
 def test_a_merchant_user_names_its_merchant(data_dir: str) -> None:
     result = runner.invoke(
         app,

@@ -67,6 +67,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("POST", "/users"): OPS,
     ("POST", "/users/{name}/active"): OPS,
     ("POST", "/users/{name}/unlock"): OPS,
+    ("POST", "/users/unlock-address"): OPS,
     ("GET", "/account"): VIEW,
     ("POST", "/account/password"): VIEW,
 }

@@ -73,6 +73,7 @@ __all__ = [
     "ROLE_PERMISSIONS",
     "SESSION_IDLE_MINUTES",
     "SESSION_LIFETIME_HOURS",
+    "LockedAddress",
     "Permission",
     "Role",
     "Session",
@@ -96,12 +97,22 @@ SESSION_LIFETIME_HOURS: Final = 12
 # A session's last_seen_at is written at most this often (a page view is not a write).
 SESSION_TOUCH_SECONDS: Final = 60
 SESSIONS_PER_USER_MAX: Final = 10
+LOCKED_ADDRESSES_SHOWN_MAX: Final = 200  # lock rows read for the users page
 TOKEN_BYTES: Final = 32
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 LOGIN_REFUSED_TEXT: Final = (
     "登录失败：用户名或密码错误，或因多次失败暂时锁定 / "
     "Login failed: wrong name or password, or locked for a while after repeated failures"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class LockedAddress:
+    """A client address some login lock holds (as counted: an IPv6 address by its /64)."""
+
+    address: str
+    locked_until: datetime | None  # the address's own lock (every name from it); None: none
+    names_locked: int  # names locked from this address (each after its own failures)
 
 
 class Role(enum.StrEnum):
@@ -366,6 +377,71 @@ class Staff:
                 },
                 after={"failed_logins": 0, "locked_until": None},
             )
+
+    def locked_addresses(self, *, now: datetime) -> list[LockedAddress]:
+        """Client addresses a login lock holds now (the address's own throttle, or a name
+        from it), newest lock first: the offices behind one address (NAT) that ops may
+        free with :meth:`unlock_address`."""
+        f = t.login_failures.c
+        with read(self.store) as connection:
+            rows = connection.execute(
+                sa.select(f.kind, f.address, f.locked_until)
+                .where(
+                    f.kind.in_((Key.PAIR.value, Key.ADDRESS.value)),
+                    f.locked_until > naive(now),
+                )
+                .order_by(f.locked_until.desc())
+                .limit(LOCKED_ADDRESSES_SHOWN_MAX)
+            ).all()
+        found: dict[str, LockedAddress] = {}
+        for row in rows:
+            held = found.get(row.address) or LockedAddress(row.address, None, 0)
+            if row.kind == Key.ADDRESS.value:
+                held = dataclasses.replace(held, locked_until=aware(row.locked_until))
+            else:
+                held = dataclasses.replace(held, names_locked=held.names_locked + 1)
+            found[row.address] = held
+        return list(found.values())
+
+    def unlock_address(self, actor: Actor, address: str, *, now: datetime) -> str:
+        """Let logins from ``address`` start again: its own throttle and every name's lock
+        from it are cleared (the ACCOUNT locks stay: :meth:`unlock` frees a user). The
+        address as counted (an IPv6 address by its /64) is returned.
+
+        For an office behind one address (NAT), where a colleague's or a stranger's
+        failures would otherwise hold everyone until the lock ends — ops behind the same
+        address included, so the command line can do it too.
+        """
+        if actor.role != "cli" and not may(actor.role, Permission.MANAGE_USERS):
+            raise Forbidden("only ops may change users")
+        where = client_key(address.strip())
+        f = t.login_failures.c
+        from_there = sa.and_(f.kind.in_((Key.PAIR.value, Key.ADDRESS.value)), f.address == where)
+        with write(self.store) as connection:
+            rows = connection.execute(
+                sa.select(f.kind, f.name, f.failures, f.locked_until).where(from_there)
+            ).all()
+            if not rows:
+                raise NotFound(f"no failed login is counted from address {clean_text(where, 64)}")
+            connection.execute(t.login_failures.delete().where(from_there))
+            own = next((row for row in rows if row.kind == Key.ADDRESS.value), None)
+            record(
+                connection, actor, action="address.unlock", target=where,
+                outcome=Outcome.DONE, now=now,
+                before={
+                    "address_failures": 0 if own is None else own.failures,
+                    "address_locked_until": None if own is None or own.locked_until is None
+                    else str(own.locked_until),
+                    "names_counted": sum(1 for row in rows if row.kind == Key.PAIR.value),
+                    "names_locked": sum(
+                        1 for row in rows
+                        if row.kind == Key.PAIR.value and row.locked_until is not None
+                        and aware(row.locked_until) > now
+                    ),
+                },
+                after={"address_failures": 0, "names_counted": 0},
+            )  # fmt: skip
+        return where
 
     def set_password(self, actor: Actor, name: str, password: str, *, now: datetime) -> None:
         """Give a user a new password (the command line's reset, for a forgotten password):

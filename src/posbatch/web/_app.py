@@ -114,6 +114,7 @@ _MESSAGES: Final = {
     "noted": ("备注已记录", "remark recorded"),
     "user-added": ("用户已添加", "user added"),
     "user-changed": ("用户已更新", "user changed"),
+    "address-unlocked": ("该地址的登录锁定已解除", "logins from that address may start again"),
     "password": ("密码已修改", "password changed"),
     "fees-set": ("费率已设置", "fee schedule set"),
 }
@@ -756,7 +757,7 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
     def users(request: Request, ctx: Ctx) -> Response:
         rows = office.staff.users()
         return page(request, ctx, "users.html", rows=rows, roles=[r.value for r in Role],
-                    form={})  # fmt: skip
+                    form={}, locked=office.staff.locked_addresses(now=now()))  # fmt: skip
 
     @route("POST", "/users", Permission.MANAGE_USERS)
     def add_user(request: Request, ctx: Ctx) -> Response:
@@ -774,7 +775,8 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
             rows = office.staff.users()
             shown = {key: clean_text(value, 64) for key, value in values.items()}  # no card
             return page(request, ctx, "users.html", 400, rows=rows,
-                        roles=[r.value for r in Role], form=shown, error=str(exc))  # fmt: skip
+                        roles=[r.value for r in Role], form=shown, error=str(exc),
+                        locked=office.staff.locked_addresses(now=now()))  # fmt: skip
         return see("/users", "user-added")
 
     @route("POST", "/users/{name}/active", Permission.MANAGE_USERS)
@@ -789,6 +791,12 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
         form_of(request, ctx)
         office.staff.unlock(ctx.actor, request.path_params["name"], now=now())
         return see("/users", "user-changed")
+
+    @route("POST", "/users/unlock-address", Permission.MANAGE_USERS)
+    def address_unlock(request: Request, ctx: Ctx) -> Response:
+        form = form_of(request, ctx)
+        office.staff.unlock_address(ctx.actor, str(form.get("address", "")), now=now())
+        return see("/users", "address-unlocked")
 
     @route("GET", "/account", None)
     def account(request: Request, ctx: Ctx) -> Response:

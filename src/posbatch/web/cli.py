@@ -229,6 +229,46 @@ def set_password(name: str, data_dir: DataDir = DATA_DIR_DEFAULT) -> None:
     typer.echo(f"user {name}: new password set")
 
 
+@app.command("unlock-address")
+def unlock_address(
+    address: Annotated[
+        str | None,
+        typer.Argument(help="The client address (an IPv6 address or its /64); none: list them."),
+    ] = None,
+    data_dir: DataDir = DATA_DIR_DEFAULT,
+) -> None:
+    """Let console logins from a client address start again (its own throttle and each
+    name's lock from it); without an address, list the addresses a lock holds.
+
+    For an office behind one address (NAT): one person's or a stranger's failures lock
+    everyone there, ops included, until the lock ends.
+
+    Example: posbatch backoffice unlock-address 203.0.113.7
+    """
+    now = datetime.now(UTC)
+    try:
+        with open_store(data_dir) as store:
+            staff = BackOffice(store).staff
+            if address is None:
+                locked = staff.locked_addresses(now=now)
+                for held in locked:
+                    until = (
+                        f"address locked until {held.locked_until:%Y-%m-%d %H:%M:%S} UTC"
+                        if held.locked_until is not None
+                        else "address not locked"
+                    )
+                    typer.echo(f"{held.address}: {until}; {held.names_locked} name(s) locked")
+                if not locked:
+                    typer.echo("no client address is locked")
+                return
+            where = staff.unlock_address(
+                Actor(f"cli:{_login_name()}", "cli", "local"), address, now=now
+            )
+    except PosbatchError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"address {where}: logins from it may start again")
+
+
 def _login_name() -> str:
     try:
         return os.getlogin()
