@@ -8,6 +8,7 @@ its own journal, or a copy of this terminal's data directory) and both selling i
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 
 import pytest
@@ -205,3 +206,33 @@ def test_a_long_foreign_list_is_cut_and_counted() -> None:
     assert "12 transactions this journal never made" in finding.lines[0].en
     assert finding.lines[0].en.endswith("and 4 more")
     assert "另有 4 笔" in finding.lines[0].zh
+
+
+# --- many days of two devices, drawn from seeds ----------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_seeded_interleavings_are_named_on_both_devices(world: World, seed: int) -> None:
+    """Two devices under one ID (new or cloned install), selling and settling in an order
+    drawn from ``seed``: whenever a recent host batch interleaves their sales, doctor on
+    either device names duplicate_terminal_id, plans nothing, and the card number stays out;
+    before the second device's first sale, it is never named."""
+    draw = random.Random(seed)
+    world.established()
+    before = examine(world.site, host_store=world.store).diagnosis
+    assert before.finding(Cause.DUPLICATE_TERMINAL_ID).verdict == Verdict.RULED_OUT
+    other = world.second_device(cloned=draw.random() < 0.5)
+    devices = (world.site, other)
+    for step in range(draw.randint(6, 12)):
+        site = devices[step % 2] if step < 4 else draw.choice(devices)
+        if step >= 4 and draw.random() < 0.15:
+            site.terminal.settle()
+        else:
+            assert site.terminal.sale(draw.randint(100, 99_999), PAN).approved
+    for site in devices:
+        report = examine(site, host_store=world.store)
+        assert (Cause.DUPLICATE_TERMINAL_ID, ()) == (
+            report.diagnosis.cause,
+            report.diagnosis.repairs,
+        )
+        assert TEST_PAN_APPROVED[:6] not in render_text(report)

@@ -112,7 +112,7 @@ HOST_BATCHES_READ_MAX: Final = 20
 # Host batches whose transactions are compared with the journal, one by one (the open
 # one and those closed within RECENT_WINDOW; the newest first): where two devices
 # trading under one terminal ID show.
-SOURCE_BATCHES_MAX: Final = 3
+SOURCE_BATCHES_MAX: Final = 10
 Progress = Callable[[Line], None]
 # How the host says its last batch closed (field 63 Q=, docs/host.md).
 _CLOSE_REASONS: Final = frozenset({"BALANCED", "UPLOADED", "ADVANCED"})

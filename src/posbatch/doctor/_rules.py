@@ -1565,9 +1565,11 @@ RULES: Final[tuple[Rule, ...]] = (
                 "据此可知哪些差错记录是另一台设备的交易",
             ),
             _l(
-                "doctor --fix changes nothing for this cause: a sign-on or settlement on one "
-                "device would close the other's batch again",
-                "对此原因 doctor --fix 不做任何操作:在一台设备上签到或结算会再次关闭另一台的批次",
+                "until the other device is out of service, do not sign on again, and "
+                "`posbatch doctor --fix` changes nothing for this cause: a sign-on or "
+                "settlement on one device closes the other's batch again",
+                "在另一台设备停用之前不要重新签到;posbatch doctor --fix 对此原因不做任何操作:"
+                "在一台设备上签到或结算会再次关闭另一台的批次",
             ),
         ),
         (
