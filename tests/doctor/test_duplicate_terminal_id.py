@@ -21,10 +21,12 @@ from posbatch.doctor import (
     HostSources,
     Outcome,
     Repair,
+    Strength,
     TerminalSite,
     Verdict,
     always_yes,
     diagnose,
+    diagnose_from_host,
     examine,
     render_text,
 )
@@ -153,6 +155,30 @@ def test_a_journal_copied_back_is_not_a_second_device(world: World) -> None:
     ]
 
 
+def test_the_host_alone_sees_a_new_install_by_its_stans_going_back(world: World) -> None:
+    """``posbatch host doctor``: a new install's STANs interleave with the old device's in
+    one batch, going back at each turn — a sign, and the desk is told to run doctor on
+    the terminal with the host's records."""
+    world.established()
+    other = world.second_device(cloned=False)
+    for index in range(3):
+        assert world.terminal.sale(2000 + index, PAN).approved
+        assert other.terminal.sale(3000 + index, PAN).approved
+    report = diagnose_from_host(world.store, TERMINAL_ID, now=world.clock())
+    finding = report.diagnosis.finding(Cause.DUPLICATE_TERMINAL_ID)
+    assert (Verdict.POINTS, Strength.SIGN) == (finding.verdict, finding.strength)
+    assert "message numbers (STAN) go back" in finding.lines[0].en
+    assert "--host-db" in finding.lines[-1].en
+
+
+def test_the_host_alone_claims_nothing_for_one_terminal(world: World) -> None:
+    """One terminal alone, from the host's records: not checked (the journal is needed)."""
+    world.established()
+    report = diagnose_from_host(world.store, TERMINAL_ID, now=world.clock())
+    finding = report.diagnosis.finding(Cause.DUPLICATE_TERMINAL_ID)
+    assert finding.verdict == Verdict.NOT_CHECKED
+
+
 # --- the pure rule ----------------------------------------------------------------------------
 
 
@@ -236,3 +262,21 @@ def test_seeded_interleavings_are_named_on_both_devices(world: World, seed: int)
             report.diagnosis.repairs,
         )
         assert TEST_PAN_APPROVED[:6] not in render_text(report)
+
+
+@pytest.mark.parametrize(
+    ("stans", "points"),
+    [
+        ((14, 4, 17), False),  # one step back: a journal that came back once
+        ((14, 4, 17, 7, 20, 10), True),
+        ((999_998, 999_999, 1, 2), False),  # the counter wrapping
+        ((999_999, 1, 999_998, 2), False),  # wraps are not steps back
+    ],
+)
+def test_host_alone_counts_steps_back_not_wraps(stans: tuple[int, ...], points: bool) -> None:
+    """From the host's records alone, two or more steps back in one batch are a sign."""
+    sources = HostSources(7, "OPEN", tuple(HostEntry(s, "sale", 1000, None) for s in stans))
+    finding = diagnose(evidence(journal=None, host_sources=(sources,))).finding(
+        Cause.DUPLICATE_TERMINAL_ID
+    )
+    assert finding.verdict == (Verdict.POINTS if points else Verdict.NOT_CHECKED)

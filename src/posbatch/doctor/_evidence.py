@@ -251,12 +251,13 @@ class HostException:
 class HostEntry:
     """One transaction (sale, void, refund) the host recorded in a batch of this terminal,
     and whether this journal made it: a transaction of the same kind and amount under the
-    same message number (STAN) in the same batch. No card number: the STAN says which."""
+    same message number (STAN) in the same batch (None: no journal to compare with, as for
+    ``posbatch host doctor``). No card number: the STAN says which."""
 
     stan: int
     kind: str
     amount_fen: int
-    in_journal: bool
+    in_journal: bool | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +332,7 @@ class Evidence:
     unbalanced_by_repair: tuple[tuple[int, str], ...] = ()
     # The host's recent batches (its open one, and those closed in the last day), each
     # transaction told as this journal's or another's: two devices trading under one
-    # terminal ID interleave there. None when not compared (no host store or no journal).
+    # terminal ID interleave there. None when not read (no host store).
     host_sources: tuple[HostSources, ...] | None = None
 
     @property

@@ -668,10 +668,11 @@ def _holds_host_last_stan(journal: Journal, evidence: Evidence) -> bool | None:
 
 
 def host_sources(
-    store: object, journal: Journal, terminal_id: str, *, now: datetime
+    store: object, journal: Journal | None, terminal_id: str, *, now: datetime
 ) -> tuple[HostSources, ...]:
     """The host's recent batches of ``terminal_id``, each transaction told as ``journal``'s
-    (same STAN, kind and amount in the same batch) or another's, in the host's order.
+    (same STAN, kind and amount in the same batch) or another's, in the host's order
+    (``journal`` None: not told, the host's order alone).
 
     Recent: the batch the host holds open, and those it closed within RECENT_WINDOW of
     ``now`` — at most SOURCE_BATCHES_MAX. Reads only; copies no card number.
@@ -688,8 +689,8 @@ def host_sources(
         return ()
     wanted = {batch.batch_no for batch in recent}
     made: dict[int, set[tuple[int, str, int]]] = {batch_no: set() for batch_no in wanted}
-    for row in journal.batches():
-        if row.batch_no in wanted:
+    for row in journal.batches() if journal is not None else ():
+        if journal is not None and row.batch_no in wanted:
             made[row.batch_no].update(
                 (txn.stan, txn.kind, txn.amount_fen) for txn in journal.transactions(row.batch_id)
             )
@@ -701,7 +702,9 @@ def host_sources(
                 tx.stan,
                 tx.kind.value,
                 tx.amount_fen,
-                (tx.stan, tx.kind.value, tx.amount_fen) in made[batch.batch_no],
+                None
+                if journal is None
+                else (tx.stan, tx.kind.value, tx.amount_fen) in made[batch.batch_no],
             )
             for tx in txns
             if tx.kind in (Kind.SALE, Kind.VOID, Kind.REFUND)

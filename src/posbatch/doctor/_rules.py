@@ -30,6 +30,7 @@ reversals are pending: the terminal must send them before anything else.
 from __future__ import annotations
 
 import enum
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -239,10 +240,46 @@ def _interleaved(sources: HostSources) -> bool:
     return False
 
 
+# Two STANs this far apart, the later one lower, are the counter wrapping (999999 → 000001).
+_STAN_WRAP_GAP: Final = 500_000
+# From the host's records alone: one batch whose STANs go back this often is a sign of two
+# devices (one journal that stopped and came back goes back once; a 94 stops it there).
+STAN_DESCENTS_SIGN_MIN: Final = 2
+
+
+def _descents(sources: HostSources) -> list[tuple[int, int]]:
+    """The places where the batch's STANs, in the host's order, go back (not a wrap)."""
+    stans = [entry.stan for entry in sources.entries]
+    return [
+        (before, after)
+        for before, after in itertools.pairwise(stans)
+        if after < before and before - after < _STAN_WRAP_GAP
+    ]
+
+
+def _stans_going_back(evidence: Evidence) -> list[Line]:
+    """``posbatch host doctor``: host batches whose STANs go back and forth."""
+    lines = []
+    for sources in evidence.host_sources or ():
+        descents = _descents(sources)
+        if len(descents) < STAN_DESCENTS_SIGN_MIN:
+            continue
+        shown = ", ".join(f"{before:06d} → {after:06d}" for before, after in descents[:4])
+        lines.append(
+            Line(
+                f"in batch {_b(sources.batch_no)} on the host the message numbers (STAN) go "
+                f"back {count(len(descents), 'time')} ({shown}): two counters interleave",
+                f"主机批次 {_b(sources.batch_no)} 中流水号 {len(descents)} 次倒退({shown}):"
+                "两个计数器交替出现",
+            )
+        )
+    return lines
+
+
 def _second_device(evidence: Evidence) -> list[Line] | None:
     """The host's evidence that another device trades under this terminal ID now: a recent
     host batch where its transactions and this journal's interleave. None: not compared."""
-    if evidence.host_sources is None:
+    if evidence.host_sources is None or evidence.journal is None:
         return None
     lines: list[Line] = []
     for sources in evidence.host_sources:
@@ -818,6 +855,22 @@ def _duplicates(evidence: Evidence) -> Finding:
 
 def _duplicate_terminal_id(evidence: Evidence) -> Finding:
     if evidence.journal is None:
+        # From the host alone: STANs going back and forth in one batch are a sign (a
+        # cloned install's 94s move its counter past the other's, so its absence proves
+        # nothing: not checked).
+        going_back = _stans_going_back(evidence)
+        if going_back:
+            return _points(
+                Strength.SIGN,
+                *going_back,
+                Line(
+                    f"two devices may be trading under terminal ID {evidence.terminal_id}: "
+                    "run doctor on the terminal with the host's records (--host-db) to see "
+                    "which transactions are whose",
+                    f"可能有两台设备在使用终端号 {evidence.terminal_id} 交易:请在终端上"
+                    "带主机记录(--host-db)运行 doctor,查明哪些交易属于哪台设备",
+                ),
+            )
         return _unknown(_NO_JOURNAL)
     lines = _second_device(evidence)
     if lines is None:
