@@ -29,6 +29,7 @@ from posbatch.doctor import (
     diagnose_from_host,
     examine,
     render_text,
+    rule_for,
 )
 from posbatch.host.issuer import TEST_PAN_APPROVED
 from testbed import TERMINAL_ID
@@ -280,3 +281,10 @@ def test_host_alone_counts_steps_back_not_wraps(stans: tuple[int, ...], points: 
         Cause.DUPLICATE_TERMINAL_ID
     )
     assert finding.verdict == (Verdict.POINTS if points else Verdict.NOT_CHECKED)
+
+
+def test_a_replaced_journal_warns_of_a_second_device_before_fix() -> None:
+    """Without the host store a second device looks like journal_replaced, whose --fix
+    settles the host's batch: its steps say to stop a possible second device first."""
+    steps = [step.en for step in rule_for(Cause.JOURNAL_REPLACED).person_steps]
+    assert any("take it out of service before `posbatch doctor --fix`" in s for s in steps)

@@ -1583,6 +1583,15 @@ RULES: Final[tuple[Rule, ...]] = (
                 "keep the receipts of the day: the host's records are the reference",
                 "如较新的日志文件仍在,请交给服务商;保留当天的签购单:以主机记录为准",
             ),
+            _l(
+                "if another device may be set up with this terminal ID (a replacement till, a "
+                "copied install), take it out of service before `posbatch doctor --fix`: the "
+                "repair settles the host's open batch, that device's sales with it (with the "
+                "host's records, --host-db, doctor tells the two apart)",
+                "如可能有另一台设备设置了本终端号(替换机或复制的安装),请先将其停用,"
+                "再运行 posbatch doctor --fix:修复会结算主机的未结批次,连同那台设备的交易"
+                "(带主机记录 --host-db 运行时,doctor 能区分两台设备)",
+            ),
         ),
         (
             _l(
