@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from doctor_samples import evidence, journal
@@ -28,8 +29,10 @@ from posbatch.doctor import (
     diagnose,
     diagnose_from_host,
     examine,
+    read_bundle,
     render_text,
     rule_for,
+    write_bundle,
 )
 from posbatch.host.issuer import TEST_PAN_APPROVED
 from testbed import TERMINAL_ID
@@ -288,3 +291,16 @@ def test_a_replaced_journal_warns_of_a_second_device_before_fix() -> None:
     settles the host's batch: its steps say to stop a possible second device first."""
     steps = [step.en for step in rule_for(Cause.JOURNAL_REPLACED).person_steps]
     assert any("take it out of service before `posbatch doctor --fix`" in s for s in steps)
+
+
+def test_the_bundle_keeps_the_evidence(world: World, second: TerminalSite, tmp_path: Path) -> None:
+    """The support bundle carries the host's sources and reads back as the same report;
+    it names the cause, and no card number beyond its first 6 / last 4 (the host's exception
+    records quote them masked)."""
+    report = examine(world.site, host_store=world.store)
+    path = tmp_path / "support.json"
+    written = write_bundle(report, path)
+    assert report == read_bundle(path)
+    text = written[0].read_text(encoding="utf-8") + written[1].read_text(encoding="utf-8")
+    assert "duplicate_terminal_id" in text
+    assert TEST_PAN_APPROVED not in text
