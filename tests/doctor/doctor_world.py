@@ -53,6 +53,8 @@ class World:
     backups: list[Path] = field(default_factory=list)
     # What a TCP connect to the host gave (the CLI's probe); None: not tried (in-process).
     tcp: tuple[bool, int | None, str | None] | None = None
+    # Other devices set up with this terminal's ID (second_device), closed with the world.
+    others: list[TerminalSite] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.store = HostStore.open(self.db_url, pan_key=b"k" * 32)
@@ -146,6 +148,32 @@ class World:
         shutil.copyfile(copy, journal_file)
         self.site = self._open()
 
+    def second_device(self, *, cloned: bool) -> TerminalSite:
+        """Another device set up with this terminal's ID, trading to the same host: a new
+        install (its own empty journal), or ``cloned`` — this terminal's data directory
+        copied onto it. The caller closes it."""
+        other = self.data_dir.with_name(self.data_dir.name + "-second")
+        if cloned:
+            copy = self.copy_journal()
+            shutil.copytree(self.data_dir, other)
+            for leftover in other.glob(JOURNAL_FILE_NAME + "-*"):
+                leftover.unlink()
+            shutil.copyfile(copy, other / JOURNAL_FILE_NAME)
+        else:
+            init_terminal(
+                other,
+                merchant_id=MERCHANT_ID,
+                terminal_id=TERMINAL_ID,
+                master_key=MASTER_KEY,
+                host_address="in-process",
+                clock=self.terminal_clock,
+            )
+        site = TerminalSite.open(other, self.link, clock=self.terminal_clock)
+        self.others.append(site)
+        return site
+
     def close(self) -> None:
+        for other in self.others:
+            other.close()
         self.site.close()
         self.store.close()

@@ -17,7 +17,7 @@ from datetime import timedelta
 
 import pytest
 from doctor_capacity import over_capacity
-from doctor_world import World
+from doctor_world import PAN, World
 
 from posbatch.batch.model import Kind
 from posbatch.doctor import (
@@ -165,6 +165,15 @@ def day_off(world: World) -> None:
     world.clock.skip(days=3)
 
 
+def two_devices(world: World) -> None:
+    """A replacement till set up with the terminal's ID while the old one still sells."""
+    world.established()
+    other = world.second_device(cloned=False)
+    for index in range(2):
+        world.sales(1, amount_fen=2000 + index)
+        assert other.terminal.sale(3000 + index, PAN).approved
+
+
 SCENARIOS: dict[Cause, Callable[[World], None]] = {
     Cause.MANUAL_BATCH_ENTRY: typed_batch_number,
     Cause.JOURNAL_DAMAGED: damaged_journal,
@@ -180,6 +189,7 @@ SCENARIOS: dict[Cause, Callable[[World], None]] = {
     Cause.BATCH_FULL: over_capacity,
     Cause.JOURNAL_REPLACED: copied_back,
     Cause.HOST_NOT_LISTENING: host_not_listening,
+    Cause.DUPLICATE_TERMINAL_ID: two_devices,
 }
 
 CAUSES = sorted(SCENARIOS)

@@ -13,8 +13,10 @@ from posbatch.doctor._evidence import (
     BatchAdvance,
     Evidence,
     HostBatch,
+    HostEntry,
     HostException,
     HostRecords,
+    HostSources,
     HostView,
     JournalEvidence,
     LocalBatchState,
@@ -23,7 +25,13 @@ from posbatch.doctor._evidence import (
     RecoveryEvent,
     SoftwareUpdate,
 )
-from posbatch.doctor._gather import gather_terminal, host_records, journal_evidence, tcp_probe
+from posbatch.doctor._gather import (
+    gather_terminal,
+    host_records,
+    host_sources,
+    journal_evidence,
+    tcp_probe,
+)
 from posbatch.doctor._net import TcpExchange
 from posbatch.doctor._repair import TerminalSite, run_repairs
 from posbatch.doctor._report import (
@@ -66,8 +74,10 @@ __all__ = [
     "Evidence",
     "Finding",
     "HostBatch",
+    "HostEntry",
     "HostException",
     "HostRecords",
+    "HostSources",
     "HostView",
     "JournalEvidence",
     "Line",
@@ -95,6 +105,7 @@ __all__ = [
     "examine",
     "gather_terminal",
     "host_records",
+    "host_sources",
     "journal_evidence",
     "masked",
     "read_bundle",

@@ -35,8 +35,10 @@ __all__ = [
     "BatchAdvance",
     "Evidence",
     "HostBatch",
+    "HostEntry",
     "HostException",
     "HostRecords",
+    "HostSources",
     "HostView",
     "JournalEvidence",
     "LocalBatchState",
@@ -246,6 +248,29 @@ class HostException:
 
 
 @dataclass(frozen=True, slots=True)
+class HostEntry:
+    """One transaction (sale, void, refund) the host recorded in a batch of this terminal,
+    and whether this journal made it: a transaction of the same kind and amount under the
+    same message number (STAN) in the same batch (None: no journal to compare with, as for
+    ``posbatch host doctor``). No card number: the STAN says which."""
+
+    stan: int
+    kind: str
+    amount_fen: int
+    in_journal: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class HostSources:
+    """A recent host batch of this terminal, its transactions in the order the host
+    recorded them, each told as this journal's or not (``Evidence.host_sources``)."""
+
+    batch_no: int
+    state: str  # OPEN / UPLOADING / CLOSED
+    entries: tuple[HostEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class BatchAdvance:
     """A back-office change of the terminal's batch number on the host."""
 
@@ -305,6 +330,10 @@ class Evidence:
     # settles it from the journal) — known whether or not the host store is at hand. Only
     # the gathering after ``--fix`` fills it (doctor/_run.py).
     unbalanced_by_repair: tuple[tuple[int, str], ...] = ()
+    # The host's recent batches (its open one, and those closed in the last day), each
+    # transaction told as this journal's or another's: two devices trading under one
+    # terminal ID interleave there. None when not read (no host store).
+    host_sources: tuple[HostSources, ...] | None = None
 
     @property
     def host_batch_no(self) -> int | None:

@@ -52,8 +52,10 @@ from posbatch.doctor._evidence import (
     BatchAdvance,
     Evidence,
     HostBatch,
+    HostEntry,
     HostException,
     HostRecords,
+    HostSources,
     HostView,
     JournalEvidence,
     LocalBatchState,
@@ -107,6 +109,10 @@ RECENT_WINDOW: Final = timedelta(hours=24)
 RECOVERY_EVENTS_KEPT_MAX: Final = 30
 # Host batches read back for the host's view.
 HOST_BATCHES_READ_MAX: Final = 20
+# Host batches whose transactions are compared with the journal, one by one (the open
+# one and those closed within RECENT_WINDOW; the newest first): where two devices
+# trading under one terminal ID show.
+SOURCE_BATCHES_MAX: Final = 10
 Progress = Callable[[Line], None]
 # How the host says its last batch closed (field 63 Q=, docs/host.md).
 _CLOSE_REASONS: Final = frozenset({"BALANCED", "UPLOADED", "ADVANCED"})
@@ -639,7 +645,13 @@ def gather_terminal(
         host_records=records,
     )
     return replace(
-        evidence, host_last_stan_in_journal=_holds_host_last_stan(terminal.journal, evidence)
+        evidence,
+        host_last_stan_in_journal=_holds_host_last_stan(terminal.journal, evidence),
+        host_sources=(
+            None
+            if host_store is None
+            else host_sources(host_store, terminal.journal, journal.terminal_id, now=clock())
+        ),
     )
 
 
@@ -653,6 +665,52 @@ def _holds_host_last_stan(journal: Journal, evidence: Evidence) -> bool | None:
 
 
 # --- the host store -------------------------------------------------------------------------
+
+
+def host_sources(
+    store: object, journal: Journal | None, terminal_id: str, *, now: datetime
+) -> tuple[HostSources, ...]:
+    """The host's recent batches of ``terminal_id``, each transaction told as ``journal``'s
+    (same STAN, kind and amount in the same batch) or another's, in the host's order
+    (``journal`` None: not told, the host's order alone).
+
+    Recent: the batch the host holds open, and those it closed within RECENT_WINDOW of
+    ``now`` — at most SOURCE_BATCHES_MAX. Reads only; copies no card number.
+    """
+    from posbatch.host.store import HostStore  # noqa: PLC0415 - host is optional
+
+    assert isinstance(store, HostStore)
+    recent = [
+        batch
+        for batch in store.batches(terminal_id, limit=HOST_BATCHES_READ_MAX)
+        if batch.closed_at is None or now - batch.closed_at <= RECENT_WINDOW
+    ][-SOURCE_BATCHES_MAX:]
+    if not recent:
+        return ()
+    wanted = {batch.batch_no for batch in recent}
+    made: dict[int, set[tuple[int, str, int]]] = {batch_no: set() for batch_no in wanted}
+    for row in journal.batches() if journal is not None else ():
+        if journal is not None and row.batch_no in wanted:
+            made[row.batch_no].update(
+                (txn.stan, txn.kind, txn.amount_fen) for txn in journal.transactions(row.batch_id)
+            )
+    sources = []
+    for batch in recent:
+        txns = store.transactions(terminal_id, batch.batch_no, limit=BATCH_ROWS_READ_MAX)
+        entries = tuple(
+            HostEntry(
+                tx.stan,
+                tx.kind.value,
+                tx.amount_fen,
+                None
+                if journal is None
+                else (tx.stan, tx.kind.value, tx.amount_fen) in made[batch.batch_no],
+            )
+            for tx in txns
+            if tx.kind in (Kind.SALE, Kind.VOID, Kind.REFUND)
+        )
+        sources.append(HostSources(batch.batch_no, batch.state.value, entries))
+    return tuple(sources)
 
 
 def host_records(store: object, terminal_id: str, *, now: datetime) -> HostRecords:

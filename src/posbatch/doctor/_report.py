@@ -34,7 +34,15 @@ from posbatch.batch.ids import MERCHANT_ID_CHARS, TERMINAL_ID_CHARS
 from posbatch.doctor._checks import Status
 from posbatch.doctor._codec import from_json, to_json
 from posbatch.doctor._evidence import Evidence
-from posbatch.doctor._rules import REPAIR_TEXT, Diagnosis, Outcome, Repair, Verdict, rule_for
+from posbatch.doctor._rules import (
+    REPAIR_TEXT,
+    Cause,
+    Diagnosis,
+    Outcome,
+    Repair,
+    Verdict,
+    rule_for,
+)
 from posbatch.doctor._words import Line, count, shown_at
 from posbatch.errors import ConfigError
 from posbatch.storage import make_private_dir, write_owner_only
@@ -125,7 +133,13 @@ def _headline(diagnosis: Diagnosis) -> tuple[str, str, str]:
             f"结算没有故障,但有 {things} 项警告需要人工处理(见下文):尚不算正常。",
         )
     if diagnosis.outcome == Outcome.HEALTHY:
-        unknown = [c for c, f in diagnosis.findings if f.verdict == Verdict.NOT_CHECKED]
+        # A second device under this terminal ID shows only in the host store's records
+        # (--host-db): not having them is no reason to call a working terminal unchecked.
+        unknown = [
+            c
+            for c, f in diagnosis.findings
+            if f.verdict == Verdict.NOT_CHECKED and c != Cause.DUPLICATE_TERMINAL_ID
+        ]
         if not unknown:
             return (
                 "green",

@@ -30,6 +30,7 @@ reversals are pending: the terminal must send them before anything else.
 from __future__ import annotations
 
 import enum
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -46,7 +47,7 @@ from posbatch.doctor._checks import (
     run_checks,
     stan_ahead,
 )
-from posbatch.doctor._evidence import TCP_REFUSED, Evidence, LocalBatchState
+from posbatch.doctor._evidence import TCP_REFUSED, Evidence, HostSources, LocalBatchState
 from posbatch.doctor._words import (
     Line,
     batch_state_words,
@@ -82,6 +83,7 @@ class Category(enum.StrEnum):
     INTERRUPTED = "settlement interrupted"
     STALE = "unsettled old batch"
     CAPACITY = "batch full"
+    SETUP = "setup error"
 
 
 class Cause(enum.StrEnum):
@@ -99,6 +101,7 @@ class Cause(enum.StrEnum):
     BATCH_FULL = "batch_full"
     JOURNAL_REPLACED = "journal_replaced"
     HOST_NOT_LISTENING = "host_not_listening"
+    DUPLICATE_TERMINAL_ID = "duplicate_terminal_id"
 
 
 class Repair(enum.StrEnum):
@@ -208,6 +211,137 @@ def _mismatch(evidence: Evidence) -> bool | None:
     if journal is None or host_batch_no is None:
         return None
     return journal.batch_no != host_batch_no
+
+
+# Foreign transactions named one by one in a line (the rest are counted).
+FOREIGN_SHOWN_MAX: Final = 8
+_KIND_WORDS: Final = {
+    "sale": ("sale", "消费"),
+    "void": ("void", "撤销"),
+    "refund": ("refund", "退货"),
+}
+
+
+def _interleaved(sources: HostSources) -> bool:
+    """Does the batch hold another's transaction, then this journal's, then another's again?
+
+    One journal that stopped and came back (an older copy put back, a reinstall) leaves the
+    host one run of transactions it lacks, before or between its own; a run of another's
+    AFTER one of its own that came after another's needs two devices trading at once.
+    """
+    seen_foreign = seen_own_after = False
+    for entry in sources.entries:
+        if not entry.in_journal and seen_own_after:
+            return True
+        if not entry.in_journal:
+            seen_foreign = True
+        elif seen_foreign:
+            seen_own_after = True
+    return False
+
+
+# Two STANs this far apart, the later one lower, are the counter wrapping (999999 → 000001).
+_STAN_WRAP_GAP: Final = 500_000
+# From the host's records alone: one batch whose STANs go back this often is a sign of two
+# devices (one journal that stopped and came back goes back once; a 94 stops it there).
+STAN_DESCENTS_SIGN_MIN: Final = 2
+
+
+def _descents(sources: HostSources) -> list[tuple[int, int]]:
+    """The places where the batch's STANs, in the host's order, go back (not a wrap)."""
+    stans = [entry.stan for entry in sources.entries]
+    return [
+        (before, after)
+        for before, after in itertools.pairwise(stans)
+        if after < before and before - after < _STAN_WRAP_GAP
+    ]
+
+
+def _stans_going_back(evidence: Evidence) -> list[Line]:
+    """``posbatch host doctor``: host batches whose STANs go back and forth."""
+    lines = []
+    for sources in evidence.host_sources or ():
+        descents = _descents(sources)
+        if len(descents) < STAN_DESCENTS_SIGN_MIN:
+            continue
+        shown = ", ".join(f"{before:06d} → {after:06d}" for before, after in descents[:4])
+        lines.append(
+            Line(
+                f"in batch {_b(sources.batch_no)} on the host the message numbers (STAN) go "
+                f"back {count(len(descents), 'time')} ({shown}): two counters interleave",
+                f"主机批次 {_b(sources.batch_no)} 中流水号 {len(descents)} 次倒退({shown}):"
+                "两个计数器交替出现",
+            )
+        )
+    return lines
+
+
+def _second_device(evidence: Evidence) -> list[Line] | None:
+    """The host's evidence that another device trades under this terminal ID now: a recent
+    host batch where its transactions and this journal's interleave. None: not compared."""
+    if evidence.host_sources is None or evidence.journal is None:
+        return None
+    lines: list[Line] = []
+    for sources in evidence.host_sources:
+        if not _interleaved(sources):
+            continue
+        foreign = [entry for entry in sources.entries if not entry.in_journal]
+        own = len(sources.entries) - len(foreign)
+        shown = [
+            (
+                f"{entry.stan:06d} {_KIND_WORDS.get(entry.kind, (entry.kind, entry.kind))[0]} "
+                f"{money(entry.amount_fen)[0]}",
+                f"{entry.stan:06d} {_KIND_WORDS.get(entry.kind, (entry.kind, entry.kind))[1]} "
+                f"{money(entry.amount_fen)[1]}",
+            )
+            for entry in foreign[:FOREIGN_SHOWN_MAX]
+        ]
+        more = len(foreign) - len(shown)
+        more_en = f" and {more} more" if more else ""
+        more_zh = f" 等,另有 {more} 笔" if more else ""
+        state_en, state_zh = batch_state_words(sources.state)
+        lines.append(
+            Line(
+                f"batch {_b(sources.batch_no)} on the host ({state_en}) holds "
+                f"{count(len(foreign), 'transaction')} this journal never made, between "
+                f"{count(own, 'transaction')} it did: message numbers (STAN) "
+                + ", ".join(en for en, _ in shown)
+                + more_en,
+                f"主机上的批次 {_b(sources.batch_no)}({state_zh})中,本日志的 {own} 笔交易之间"
+                f"夹着 {len(foreign)} 笔本日志从未发出的交易:流水号 "
+                + "、".join(zh for _, zh in shown)
+                + more_zh,
+            )
+        )
+    if not lines:
+        return lines
+    lines.append(
+        Line(
+            f"another device is trading under this terminal ID ({evidence.terminal_id}) at the "
+            "same time: each device's settlement closes the other's batch, and the other's "
+            "sales become exception records (差错) on the host — nothing is lost, but the "
+            "day's totals are wrong on both",
+            f"另一台设备正在同时使用本终端号({evidence.terminal_id})交易:每台设备结算时都会"
+            "关闭另一台的批次,另一台的交易在主机上成为差错记录 —— 款项没有丢失,但两台设备"
+            "当天的合计都不对",
+        )
+    )
+    return lines
+
+
+def _defer_to_second_device(evidence: Evidence) -> Finding | None:
+    """Ruled out when another device trading under this terminal ID explains the evidence
+    (what the host holds that the journal lacks, the 94s): their repairs — a sign-on that
+    settles the host's batch — would close the other device's batch once more."""
+    if _second_device(evidence):
+        return _out(
+            Line(
+                "another device trades under this terminal ID (see that cause): what the host "
+                "holds that this journal lacks is that device's",
+                "另一台设备在使用本终端号交易(见该原因):主机上有而本日志没有的交易属于那台设备",
+            )
+        )
+    return None
 
 
 # --- the rules ------------------------------------------------------------------
@@ -402,6 +536,8 @@ def _counters_reset(evidence: Evidence) -> Finding:
     journal = evidence.journal
     if journal is None:
         return _unknown(_NO_JOURNAL)
+    if (deferred := _defer_to_second_device(evidence)) is not None:
+        return deferred
     if any(update.changed_counters for update in journal.updates):
         return _out(
             Line(
@@ -464,6 +600,8 @@ def _journal_replaced(evidence: Evidence) -> Finding:
     journal = evidence.journal
     if journal is None:
         return _unknown(_NO_JOURNAL)
+    if (deferred := _defer_to_second_device(evidence)) is not None:
+        return deferred
     if journal.fresh_start and not journal.settled_batches:
         return _out(
             Line(
@@ -686,6 +824,8 @@ def _duplicates(evidence: Evidence) -> Finding:
     records = evidence.host_records
     if journal is None and records is None:
         return _unknown(Line("needs the journal or the host's records", "需要流水日志或主机记录"))
+    if (deferred := _defer_to_second_device(evidence)) is not None:
+        return deferred
     lines = []
     strength = Strength.NONE
     if records is not None:
@@ -711,6 +851,44 @@ def _duplicates(evidence: Evidence) -> Finding:
     if lines:
         return _points(strength, *lines)
     return _out(Line("no duplicate was answered or recorded", "没有重复交易应答或记录"))
+
+
+def _duplicate_terminal_id(evidence: Evidence) -> Finding:
+    if evidence.journal is None:
+        # From the host alone: STANs going back and forth in one batch are a sign (a
+        # cloned install's 94s move its counter past the other's, so its absence proves
+        # nothing: not checked).
+        going_back = _stans_going_back(evidence)
+        if going_back:
+            return _points(
+                Strength.SIGN,
+                *going_back,
+                Line(
+                    f"two devices may be trading under terminal ID {evidence.terminal_id}: "
+                    "run doctor on the terminal with the host's records (--host-db) to see "
+                    "which transactions are whose",
+                    f"可能有两台设备在使用终端号 {evidence.terminal_id} 交易:请在终端上"
+                    "带主机记录(--host-db)运行 doctor,查明哪些交易属于哪台设备",
+                ),
+            )
+        return _unknown(_NO_JOURNAL)
+    lines = _second_device(evidence)
+    if lines is None:
+        return _unknown(
+            Line(
+                "needs the host's records of each transaction (the host store, --host-db)",
+                "需要主机逐笔交易记录(主机数据库,--host-db)",
+            )
+        )
+    if not lines:
+        return _out(
+            Line(
+                "in the host's recent batches, no transaction of another device comes between "
+                "this journal's own",
+                "主机近期批次中,本日志的交易之间没有夹着其他设备的交易",
+            )
+        )
+    return _points(Strength.PROOF, *lines)
 
 
 def _software_update(evidence: Evidence) -> Finding:
@@ -1405,6 +1583,15 @@ RULES: Final[tuple[Rule, ...]] = (
                 "keep the receipts of the day: the host's records are the reference",
                 "如较新的日志文件仍在,请交给服务商;保留当天的签购单:以主机记录为准",
             ),
+            _l(
+                "if another device may be set up with this terminal ID (a replacement till, a "
+                "copied install), take it out of service before `posbatch doctor --fix`: the "
+                "repair settles the host's open batch, that device's sales with it (with the "
+                "host's records, --host-db, doctor tells the two apart)",
+                "如可能有另一台设备设置了本终端号(替换机或复制的安装),请先将其停用,"
+                "再运行 posbatch doctor --fix:修复会结算主机的未结批次,连同那台设备的交易"
+                "(带主机记录 --host-db 运行时,doctor 能区分两台设备)",
+            ),
         ),
         (
             _l(
@@ -1412,6 +1599,48 @@ RULES: Final[tuple[Rule, ...]] = (
                 "`posbatch terminal restore`, which tell the terminal to resync with the host",
                 "不要手工复制流水日志文件:请使用 posbatch terminal backup 和 "
                 "posbatch terminal restore,恢复后终端会与主机重新同步",
+            ),
+        ),
+    ),
+    Rule(
+        Cause.DUPLICATE_TERMINAL_ID,
+        Category.SETUP,
+        "two devices use one terminal ID",
+        "两台设备使用同一个终端号",
+        _duplicate_terminal_id,
+        # Nothing: any repair on one device (a sign-on that settles the host's batch, a
+        # settlement) closes the other device's batch once more. A person stops one first.
+        (),
+        (
+            _l(
+                "find the other device set up with this terminal ID (a replacement till set "
+                "up while the old one still runs, or a copied install) and take it out of "
+                "service: it must not take another sale",
+                "找到另一台设置了本终端号的设备(旧机未停用就装好的替换机,或复制的安装),"
+                "将其停用:不得再用它收款",
+            ),
+            _l(
+                "then settle each device once, one after the other (`posbatch terminal "
+                "settle`), and give the back office the message numbers (STAN) listed above: "
+                "they say which exception records (差错) are the other device's sales",
+                "然后逐台结算一次(posbatch terminal settle),并把上面列出的流水号交给后台:"
+                "据此可知哪些差错记录是另一台设备的交易",
+            ),
+            _l(
+                "until the other device is out of service, do not sign on again, and "
+                "`posbatch doctor --fix` changes nothing for this cause: a sign-on or "
+                "settlement on one device closes the other's batch again",
+                "在另一台设备停用之前不要重新签到;posbatch doctor --fix 对此原因不做任何操作:"
+                "在一台设备上签到或结算会再次关闭另一台的批次",
+            ),
+        ),
+        (
+            _l(
+                "one terminal ID per device: a replacement till gets its own terminal ID from "
+                "the acquirer, or the old one is switched off before the new one trades; never "
+                "copy an installed terminal's data directory to another device",
+                "一台设备一个终端号:替换机向收单机构申请自己的终端号,或在新机交易前先停用旧机;"
+                "不要把已安装终端的数据目录复制到另一台设备",
             ),
         ),
     ),
@@ -1440,6 +1669,9 @@ RULES: Final[tuple[Rule, ...]] = (
 )
 
 _BY_CAUSE: Final = {rule.cause: rule for rule in RULES}
+# Causes a repair would make worse — not even pending reversals are sent: with two devices
+# under one terminal ID, a reversal may meet the other device's transaction of that STAN.
+_HANDS_OFF: Final = frozenset({Cause.DUPLICATE_TERMINAL_ID})
 
 
 def rule_for(cause: Cause) -> Rule:
@@ -1550,8 +1782,16 @@ def diagnose(evidence: Evidence) -> Diagnosis:
     pointing = [(cause, f) for cause, f in findings if f.verdict == Verdict.POINTS]
     pending = evidence.journal.pending_reversals if evidence.journal is not None else 0
 
+    hands_off = any(
+        cause in _HANDS_OFF and f.verdict == Verdict.POINTS and f.strength == Strength.PROOF
+        for cause, f in findings
+    )
+
     def with_flush(repairs: tuple[Repair, ...]) -> tuple[Repair, ...]:
-        """Reversals first when there are any; no flush step when there are none."""
+        """Reversals first when there are any; no flush step when there are none; no
+        repair at all while a hands-off cause is proven."""
+        if hands_off:
+            return ()
         rest = tuple(r for r in repairs if r != Repair.FLUSH_REVERSALS)
         return (Repair.FLUSH_REVERSALS, *rest) if pending else rest
 

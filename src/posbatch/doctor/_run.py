@@ -21,6 +21,7 @@ from posbatch.doctor._gather import (
     Progress,
     gather_terminal,
     host_records,
+    host_sources,
 )
 from posbatch.doctor._repair import Confirm, TerminalSite, run_repairs
 from posbatch.doctor._report import Report
@@ -136,5 +137,10 @@ def diagnose_from_host(store: object, terminal_id: str, *, now: datetime) -> Rep
     terminal's journal answer "not checked"; nothing is claimed without it.
     """
     records = host_records(store, terminal_id, now=now)
-    evidence = Evidence(terminal_id=terminal_id, gathered_at=now, host_records=records)
+    evidence = Evidence(
+        terminal_id=terminal_id,
+        gathered_at=now,
+        host_records=records,
+        host_sources=host_sources(store, None, terminal_id, now=now),
+    )
     return Report(now, SOURCE_HOST, evidence, diagnose(evidence))

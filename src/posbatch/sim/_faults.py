@@ -18,7 +18,9 @@ probability per opportunity, drawn from the run's ``faults`` stream:
   reinstalled later that day, the backup restored — now and then after a
   wrong passphrase, which must change nothing), an older copy of the journal
   put back by hand over the newer one, and a support desk running doctor
-  (diagnosis only) in the middle of it all.
+  (diagnosis only) in the middle of it all;
+- opt-in (profile ``second-device``): a second device set up with the terminal's ID (a
+  new install, or a copy of its journal) sells beside it for part of the day.
 
 :class:`FaultProfile` holds the probabilities; :class:`FaultCounter` counts
 what was injected, by kind, for the closing table.
@@ -62,6 +64,9 @@ class FaultKind(enum.StrEnum):
     BACKUP_RESTORE = "backup, reinstall, restore"
     JOURNAL_COPIED_BACK = "older journal copied back by hand"
     DOCTOR_DIAGNOSIS = "doctor run mid-faults (diagnosis only)"
+    # Opt-in (profile "second-device" only; no draw where its probability is 0, so the
+    # other profiles' runs and digests are what they were).
+    SECOND_DEVICE = "second device under the same terminal ID"
 
 
 # At most one of these strikes a given exchange; the order is the draw order.
@@ -135,6 +140,9 @@ PROFILES: Final[Mapping[str, FaultProfile]] = MappingProxyType(
         "network": FaultProfile(
             "network", {kind: 5 * p for kind, p in _DEFAULT.items() if kind in LINK_FAULTS}
         ),
+        # A replacement till or a copied install trading beside the terminal for a while;
+        # doctor is then run on the terminal, and the second device settles once and goes.
+        "second-device": FaultProfile("second-device", {FaultKind.SECOND_DEVICE: 0.5}),
     }
 )
 

@@ -136,6 +136,8 @@ OPENING_SPREAD_MS: Final = 2 * 3_600_000
 CLOSING_MS: Final = 21 * 3_600_000
 CLOSING_SPREAD_MS: Final = 90 * 60_000
 SETTLE_ATTEMPTS_MAX: Final = 3
+# Sales of a second device under a terminal's ID (opt-in profile "second-device").
+SECOND_SALES: Final = 3
 # A refund is of a sale in one of the journal's last batches (the open one included).
 REFUND_BATCHES_BACK: Final = 4
 QUIET_CLOSE_ATTEMPTS_MAX: Final = 5
@@ -205,6 +207,9 @@ class _Action(enum.IntEnum):
     COPY = 9  # someone copies the journal file (and its key file)
     COPY_BACK = 10  # ... and later puts the copy back over the newer journal
     DOCTOR = 11  # a support desk runs doctor (diagnosis only)
+    SECOND_DEVICE_ON = 12  # a second device with this terminal's ID starts trading
+    SECOND_DEVICE_SALE = 13  # ... sells, between the terminal's own operations
+    SECOND_DEVICE_OFF = 14  # doctor on the terminal; the second device settles once and goes
 
 
 @dataclass(order=True, frozen=True, slots=True)
@@ -272,6 +277,7 @@ class _Node:
     backup: MemoryDatabase | None = None  # the last backup taken, until it is restored
     # a hand copy of the journal file, waiting to go back, and the keys it was sealed with
     copy: tuple[MemoryDatabase, TerminalSecrets] | None = None
+    second: Terminal | None = None  # a second device under this terminal ID, while it trades
 
     @property
     def journal(self) -> Journal:
@@ -476,6 +482,14 @@ class World:
             if profile.strikes(FaultKind.DOCTOR_DIAGNOSIS, chance):
                 # After some operation, or after the settlement: wherever the day's faults left it.
                 add(chance.choice([*times, settle_at]) + 3, node, _Action.DOCTOR)
+            if profile.strikes(FaultKind.SECOND_DEVICE, chance) and len(times) >= SECOND_SALES + 1:
+                # Starts after one operation, sells after each of the next ones, and is found
+                # (doctor) and taken out of service after the last of them.
+                first = chance.randrange(len(times) - SECOND_SALES)
+                add(times[first] + 1, node, _Action.SECOND_DEVICE_ON)
+                for at_ms in times[first + 1 : first + 1 + SECOND_SALES]:
+                    add(at_ms + 1, node, _Action.SECOND_DEVICE_SALE)
+                add(times[first + SECOND_SALES] + 2, node, _Action.SECOND_DEVICE_OFF)
         events.sort()
         return events
 
@@ -507,6 +521,12 @@ class World:
             elif event.action is _Action.DOCTOR:
                 self._fault(node, FaultKind.DOCTOR_DIAGNOSIS)
                 self._diagnose(node, "mid-faults")
+            elif event.action is _Action.SECOND_DEVICE_ON:
+                self._second_device_on(node)
+            elif event.action is _Action.SECOND_DEVICE_SALE:
+                self._second_device_sale(node)
+            elif event.action is _Action.SECOND_DEVICE_OFF:
+                self._second_device_off(node)
             else:
                 self._guarded(node, event)
         self._check(final=False)
@@ -886,6 +906,75 @@ class World:
         node.engine = self._engine(node, journal)
         journal.armed = True
         self._diagnose(node, "after a copy-back")
+
+    def _second_device_on(self, node: _Node) -> None:
+        """A second device set up with this terminal's ID: a new install (its own empty
+        journal) or a copy of the terminal's journal and keys. Its journal stays for the
+        checker (before the one in use): its approvals are on the host too."""
+        cloned = self._fault_random.random() < 0.5
+        database = node.databases[-1].copy() if cloned else MemoryDatabase(JOURNAL)
+        journal = _CrashingJournal(database.engine(), node.link)  # never armed: no crashes
+        if not cloned:
+            Terminal.initialize(
+                journal,
+                merchant_id=node.merchant_id,
+                terminal_id=node.terminal_id,
+                host_address=HOST_ADDRESS,
+                clock=self.clock.view(lambda: node.skew_ms),
+                batch_no=1,
+                reinstall=False,
+            )
+        node.databases.insert(len(node.databases) - 1, database)
+        node.journals.insert(len(node.journals) - 1, journal)
+        node.second = self._engine(node, journal)
+        how = "a copy of its journal" if cloned else "a new install"
+        self._fault(node, FaultKind.SECOND_DEVICE, how)
+
+    def _second_device_sale(self, node: _Node) -> None:
+        if node.second is None:
+            return
+        operation = draw_operation(self._workload)
+        card = operation.card
+        outcome = "ok"
+        try:
+            result = node.second.sale(operation.amount_fen, card.pan, expiry=card.expiry)
+            outcome = self._outcome(result.state)
+        except HostUnreachable:
+            outcome = "no answer"
+        except (TerminalError, ConfigError, Declined) as refused:
+            outcome = f"refused: {refused}"
+        except Exception as exc:  # invariant 6
+            self._failures.append((node.terminal_id, f"second device: {type(exc).__name__}: {exc}"))
+            outcome = "ENGINE RAISED"
+        self._note(
+            node, EventKind.OUTCOME, f"second device: sale {operation.amount_fen}: {outcome}"
+        )
+
+    def _second_device_off(self, node: _Node) -> None:
+        """The desk runs doctor on the terminal (it must name the second device); then the
+        second device settles once, as the person steps say, and is taken out of service."""
+        if node.second is None:
+            return
+        self._diagnose(node, "second device")
+        second, node.second = node.second, None
+        outcome = "settled"
+        for _attempt in range(SETTLE_ATTEMPTS_MAX):
+            try:
+                second.settle()
+                outcome = "settled"
+                break
+            except HostUnreachable:
+                outcome = "no answer"
+            except (TerminalError, ConfigError) as refused:
+                outcome = f"refused: {refused}"
+                break
+            except Exception as exc:  # invariant 6
+                self._failures.append(
+                    (node.terminal_id, f"second device: {type(exc).__name__}: {exc}")
+                )
+                outcome = "ENGINE RAISED"
+                break
+        self._note(node, EventKind.OUTCOME, f"second device taken out of service: {outcome}")
 
     def _state(self, node: _Node) -> tuple[object, ...]:
         """What a later diagnosis reads, on both sides (invariant 9 compares it)."""
