@@ -75,6 +75,7 @@ from posbatch.clearing._fees import (
 from posbatch.clearing._rules import (
     BIN_DIGITS_MAX,
     BIN_DIGITS_MIN,
+    BIN_DIGITS_SHOWN,
     DEFAULT_TERMS,
     FUNDING_UNKNOWN_BIN,
     CardBin,
@@ -117,6 +118,7 @@ __all__ = [
     "BEIJING",
     "BIN_DIGITS_MAX",
     "BIN_DIGITS_MIN",
+    "BIN_DIGITS_SHOWN",
     "CAP_FEN_MAX",
     "CUTOFF_DEFAULT",
     "CUTOFF_EARLIEST",

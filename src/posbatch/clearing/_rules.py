@@ -16,8 +16,11 @@ because a rate changed since.
   void and refund fee rules; a merchant's own, else the standard terms, else
   :data:`DEFAULT_TERMS` (T+1, void fee returned, refund fee kept).
 - :class:`CardBin` — which card numbers are debit and which credit: the
-  longest BIN prefix in force matches the card's first six digits (the only
-  ones the host keeps). A card no entry matches is priced as **credit** —
+  longest BIN prefix in force wins. A prefix of 2..6 digits matches the
+  card's first six (its masked form); an 8-digit BIN (ISO/IEC 7812-1:2017)
+  matches through the keyed hash of the card's first eight that the host
+  keeps instead of digits 7-8 (``bin8_key``; docs/clearing.md says why), and
+  beats any shorter prefix of it. A card no entry matches is priced as **credit** —
   the uncapped rate, so a missing BIN entry never undercharges — and its
   statement line is flagged "BIN unknown" for the operator to fix.
 - the working-day calendar and the cut-off schedule (:mod:`._calendar`).
@@ -63,6 +66,7 @@ from posbatch.errors import ClearingError, PosbatchError
 __all__ = [
     "BIN_DIGITS_MAX",
     "BIN_DIGITS_MIN",
+    "BIN_DIGITS_SHOWN",
     "DEFAULT_TERMS",
     "FUNDING_UNKNOWN_BIN",
     "CardBin",
@@ -72,9 +76,13 @@ __all__ = [
     "parse_fee_schedule",
 ]
 
-# The host keeps the first 6 digits of a card (DESIGN.md): a BIN entry is 2..6 of them.
+# A BIN entry is 2..6 digits (matched against the first 6 of the masked card, the only
+# digits kept in clear: DESIGN.md) or an 8-digit BIN (ISO/IEC 7812-1:2017), matched through
+# the keyed hash of the card's first 8 the host keeps (never in clear). No 7: no scheme
+# issues 7-digit BINs, and a second hash per card would be needed for them.
 BIN_DIGITS_MIN: Final = 2
-BIN_DIGITS_MAX: Final = 6
+BIN_DIGITS_SHOWN: Final = 6
+BIN_DIGITS_MAX: Final = 8
 FUNDING_UNKNOWN_BIN: Final = Funding.CREDIT
 MERCHANT_ID_CHARS: Final = 15
 
@@ -204,12 +212,16 @@ class CardBin:
 
     def __post_init__(self) -> None:
         if not (
-            BIN_DIGITS_MIN <= len(self.prefix) <= BIN_DIGITS_MAX
+            (
+                BIN_DIGITS_MIN <= len(self.prefix) <= BIN_DIGITS_SHOWN
+                or len(self.prefix) == BIN_DIGITS_MAX
+            )
             and self.prefix.isascii()
             and self.prefix.isdigit()
         ):
             raise ClearingError(
-                f"a BIN prefix is {BIN_DIGITS_MIN}..{BIN_DIGITS_MAX} digits, not {self.prefix!r}"
+                f"a BIN prefix is {BIN_DIGITS_MIN}..{BIN_DIGITS_SHOWN} digits or an "
+                f"{BIN_DIGITS_MAX}-digit BIN, not {self.prefix!r}"
             )
 
 
@@ -237,6 +249,9 @@ class ClearingRules:
     card_bins: tuple[CardBin, ...] = ()
     calendar: WorkingDayCalendar = field(default_factory=WorkingDayCalendar)
     cutoffs: CutoffSchedule = DEFAULT_CUTOFFS
+    # An 8-digit BIN → the key the host keeps for cards that begin with it (a keyed hash:
+    # see ClearingRecord.bin8_key); None: 8-digit entries match no card.
+    bin8_key: Callable[[str], str] | None = field(default=None, repr=False, compare=False)
     _schedules_of: dict[str | None, list[FeeSchedule]] = field(
         init=False, repr=False, compare=False
     )
@@ -293,22 +308,45 @@ class ClearingRules:
         assert isinstance(found, MerchantTerms)
         return found
 
-    def funding_of(self, pan_masked: str, day: date) -> tuple[Funding, bool]:
-        """Debit or credit for a card (by its first six digits) on ``day``; and whether known."""
-        bin6 = pan_masked[:BIN_DIGITS_MAX]
-        key = ("bin", bin6, day)
+    def funding_of(
+        self, pan_masked: str, day: date, bin8_key: str | None = None
+    ) -> tuple[Funding, bool]:
+        """Debit or credit for a card on ``day``, and whether an entry matched: an 8-digit
+        BIN whose key is the card's ``bin8_key`` (the host's keyed hash of its first eight
+        digits), else the longest prefix of its first six."""
+        bin6 = pan_masked[:BIN_DIGITS_SHOWN]
+        key = ("bin", (bin6, bin8_key), day)
         found = self._cache.get(key)
         if found is None:
             table = self._bins_on(day)
             found = (FUNDING_UNKNOWN_BIN, False)
-            for digits in range(min(len(bin6), BIN_DIGITS_MAX), BIN_DIGITS_MIN - 1, -1):
-                funding = table.get(bin6[:digits])
-                if funding is not None:
-                    found = (funding, True)
-                    break
+            funding = None if bin8_key is None else self._bins8_on(day).get(bin8_key)
+            if funding is not None:
+                found = (funding, True)
+            else:
+                for digits in range(len(bin6), BIN_DIGITS_MIN - 1, -1):
+                    funding = table.get(bin6[:digits])
+                    if funding is not None:
+                        found = (funding, True)
+                        break
             self._cache[key] = found
         assert isinstance(found, tuple)
         return found
+
+    def _bins8_on(self, day: date) -> dict[str, Funding]:
+        """The key of each 8-digit BIN in force on ``day`` → its funding."""
+        key = ("bins8", None, day)
+        table = self._cache.get(key)
+        if table is None:
+            keyed = self.bin8_key
+            table = {
+                keyed(prefix): funding
+                for prefix, funding in self._bins_on(day).items()
+                if len(prefix) == BIN_DIGITS_MAX and keyed is not None
+            }
+            self._cache[key] = table
+        assert isinstance(table, dict)
+        return table
 
     def _bins_on(self, day: date) -> dict[str, Funding]:
         key = ("bins", None, day)
@@ -329,8 +367,10 @@ class ClearingRules:
         assert isinstance(table, dict)
         return table
 
-    def card_class(self, card_type: str, pan_masked: str, day: date) -> tuple[CardClass, bool]:
-        funding, known = self.funding_of(pan_masked, day)
+    def card_class(
+        self, card_type: str, pan_masked: str, day: date, bin8_key: str | None = None
+    ) -> tuple[CardClass, bool]:
+        funding, known = self.funding_of(pan_masked, day, bin8_key)
         return CardClass.of(card_type, funding), known
 
     def arrival(self, merchant_id: str, day: date) -> Arrival:

@@ -43,7 +43,7 @@ from typing import Any, Final, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from posbatch.batch.cards import mask_card_numbers
+from posbatch.batch.cards import bin8_text, mask_card_numbers
 from posbatch.batch.money import format_fen
 from posbatch.clearing import (
     AdjustmentLine,
@@ -150,7 +150,7 @@ def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
 
 _COLUMNS: Final = (
     "transaction_id, terminal_id, batch_id, stan, rrn, kind, amount_fen, card_type, "
-    "pan_masked, created_at, status, original_transaction_id"
+    "pan_masked, created_at, status, original_transaction_id, bin8_hmac"
 )
 # The rows of a trading day that may count (host_transactions holds sales, voids, refunds).
 _DAY_SQL: Final = (
@@ -580,7 +580,13 @@ class ClearingStore:
                 card_bins=tuple(self.card_bins()),
                 calendar=self.calendar(),
                 cutoffs=self.cutoffs(),
+                bin8_key=self.bin8_key,
             )
+
+    def bin8_key(self, prefix: str) -> str:
+        """The key under which the host keeps cards that begin with the 8-digit BIN
+        ``prefix`` (``host_transactions.bin8_hmac``: cards.card_bin8 under the PAN key)."""
+        return self.store.pan_hmac(bin8_text(prefix))
 
     def merchants(self) -> list[str]:
         """Every merchant with a terminal on this host."""
@@ -659,7 +665,7 @@ class ClearingStore:
         append = records.append
         for row in rows:
             (transaction_id, terminal_id, batch_id, stan, rrn, kind, amount_fen, card_type,
-             pan_masked, created_at, status, original_id) = row  # fmt: skip
+             pan_masked, created_at, status, original_id, bin8_key) = row  # fmt: skip
             approved_at = read_time(created_at)
             taken_back: datetime | None = None
             if status == reversed_status:
@@ -676,7 +682,7 @@ class ClearingStore:
             append(
                 make((transaction_id, merchant_of[terminal_id], terminal_id, batch_id,
                       batch_no_of[batch_id], stan, rrn, kind, amount_fen, card_type, pan_masked,
-                      approved_at, taken_back, original, pieces))
+                      approved_at, taken_back, original, pieces, bin8_key))
             )  # fmt: skip
         return records
 
@@ -748,13 +754,20 @@ class ClearingStore:
         rows = self._in_ids(
             cursor,
             "SELECT t.transaction_id, b.batch_no, t.stan, t.amount_fen, t.card_type, "
-            "t.pan_masked, t.created_at FROM host_transactions t "
+            "t.pan_masked, t.created_at, t.bin8_hmac FROM host_transactions t "
             "JOIN host_batches b ON b.batch_id = t.batch_id WHERE t.transaction_id IN",
             ids,
         )
         return {
             row[0]: OriginalSale(
-                row[0], row[1], row[2], row[3], row[4], row[5], _time_reader(row[6])(row[6])
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                row[4],
+                row[5],
+                _time_reader(row[6])(row[6]),
+                row[7],
             )
             for row in rows
         }

@@ -346,7 +346,9 @@ def _funding(text: str) -> Funding:
 
 
 def set_card_bin(
-    prefix: Annotated[str, typer.Argument(help="2 to 6 leading digits of the card number.")],
+    prefix: Annotated[
+        str, typer.Argument(help="2 to 6 leading digits of the card number, or an 8-digit BIN.")
+    ],
     funding: Annotated[str, typer.Argument(help="debit or credit.")],
     effective_from: FromOption = "",
     data_dir: DataDir = DATA_DIR_DEFAULT,
@@ -443,7 +445,7 @@ def card_bins(data_dir: DataDir = DATA_DIR_DEFAULT) -> None:
     if not entries:
         typer.echo("no BIN entries: every card is priced as credit (posbatch host set-card-bin)")
     for entry in entries:
-        typer.echo(f"#{entry.bin_id} {entry.prefix:<6} {entry.funding.value:<6} from "
+        typer.echo(f"#{entry.bin_id} {entry.prefix:<8} {entry.funding.value:<6} from "
                    f"{entry.effective_from}")  # fmt: skip
 
 

@@ -571,7 +571,7 @@ class StoreTx:
                 effect.pan_hmac, effect.pan_masked, effect.status, effect.response_code,
                 effect.rrn, effect.auth_code, effect.local_time, effect.local_date,
                 effect.original_transaction_id, 0, effect.request_digest, effect.terminal_id,
-                self._sql.datetime(naive_utc(effect.created_at)),
+                self._sql.datetime(naive_utc(effect.created_at)), effect.bin8_hmac,
             )
         )  # fmt: skip
         if effect.status == TransactionStatus.APPROVED:
