@@ -51,6 +51,7 @@ from posbatch.clearing._calendar import (
 from posbatch.clearing._export import (
     FORMULA_PREFIXES,
     clearing_file_csv,
+    exception_settlement,
     mask_card_numbers,
     render_arrival,
     render_clearing_file,
@@ -175,6 +176,7 @@ __all__ = [
     "clearing_file_csv",
     "clearing_file_of",
     "credit_pieces",
+    "exception_settlement",
     "fee_fen",
     "format_rate",
     "library_publishes",

@@ -26,11 +26,18 @@ from posbatch.batch.money import format_fen
 from posbatch.clearing._adjustments import ADJUSTMENT_LABELS, AdjustmentLine
 from posbatch.clearing._calendar import Arrival, beijing
 from posbatch.clearing._fees import CardClass, format_rate
-from posbatch.clearing._statement import ClearingFile, Statement, StatementLine, Totals
+from posbatch.clearing._statement import (
+    ClearingFile,
+    ExceptionRecord,
+    Statement,
+    StatementLine,
+    Totals,
+)
 
 __all__ = [
     "FORMULA_PREFIXES",
     "clearing_file_csv",
+    "exception_settlement",
     "mask_card_numbers",
     "render_arrival",
     "render_clearing_file",
@@ -205,6 +212,7 @@ def render_statement(statement: Statement) -> str:
             f"  #{record.exception_id} {record.terminal_id} {record.kind}: "
             f"{mask_card_numbers(record.cause)} ({amounts})"
         )
+        out.append(f"      -> {exception_settlement(record)}")
     if not statement.exceptions:
         out.append("  (none 无)")
     total = statement.total
@@ -227,6 +235,26 @@ def render_statement(statement: Statement) -> str:
             "cards (posbatch host set-card-bin)"
         )
     return "\n".join(out)
+
+
+def exception_settlement(record: ExceptionRecord) -> str:
+    """Where an exception of the statement was settled, in one line: the trading day whose
+    statement carries its adjustment, a resolution that moves no money, or still open."""
+    if record.resolution is None or record.resolved_at is None:
+        return (
+            "open 未处理: not settled yet; its money moves as an adjustment (差错调整) on the "
+            "statement of the trading day it is resolved"
+        )
+    resolved = (
+        f"resolved 已处理 {beijing(record.resolved_at).strftime(_TIME)} "
+        f"{ADJUSTMENT_LABELS.get(record.resolution, record.resolution)}"
+    )
+    if record.settled_on is None:
+        return f"{resolved}: no adjustment, the merchant's money does not move"
+    return (
+        f"{resolved}: adjustment 差错调整 {_yuan(record.adjustment_fen)} on the statement of "
+        f"trading day {record.settled_on.isoformat()}"
+    )
 
 
 def _fen_or_dash(amount_fen: int | None) -> str:
@@ -332,7 +360,8 @@ def statement_csv(statement: Statement) -> str:
             )
     if statement.exceptions:
         rows += [(), ("差错 exception_id", "terminal_id", "batch_no", "stan", "kind", "cause",
-                      "terminal amount", "host amount")]  # fmt: skip
+                      "terminal amount", "host amount", "处理 resolution", "调整 adjustment",
+                      "调整日 settled on trading day")]  # fmt: skip
         for record in statement.exceptions:
             rows.append(
                 (
@@ -344,6 +373,9 @@ def statement_csv(statement: Statement) -> str:
                     mask_card_numbers(record.cause),
                     "" if record.terminal_amount_fen is None else _yuan(record.terminal_amount_fen),
                     "" if record.host_amount_fen is None else _yuan(record.host_amount_fen),
+                    record.resolution or "open",
+                    "" if record.settled_on is None else _yuan(record.adjustment_fen),
+                    "" if record.settled_on is None else record.settled_on.isoformat(),
                 )
             )
     return _csv(rows)

@@ -164,6 +164,12 @@ class ExceptionRecord(NamedTuple):
     terminal_amount_fen: int | None
     host_amount_fen: int | None
     created_at: datetime
+    # Where it was settled, as the store knows it now (the statement of the day it was
+    # raised says so: exception_settlement). resolution None: still open.
+    resolution: str | None = None
+    resolved_at: datetime | None = None  # UTC, aware
+    adjustment_fen: int = 0  # signed: what its resolution adds to the merchant's net
+    settled_on: date | None = None  # the trading day whose statement carries the adjustment
 
 
 def credit_pieces(

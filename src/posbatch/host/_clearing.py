@@ -73,6 +73,7 @@ from posbatch.clearing import (
     SummaryPart,
     Totals,
     WorkingDayCalendar,
+    adjustment_fen,
     adjustment_lines,
     arrival_date,
     assemble_statement,
@@ -832,36 +833,64 @@ class ClearingStore:
         return found
 
     def exceptions(
-        self, start: datetime, end: datetime, *, merchant_id: str | None = None
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        merchant_id: str | None = None,
+        cutoffs: CutoffSchedule | None = None,
     ) -> list[ExceptionRecord]:
-        """Exception (差错) records raised within ``[start, end)`` (of one merchant if given)."""
+        """Exception (差错) records raised within ``[start, end)`` (of one merchant if given),
+        each with where it was settled as the store knows it now: the trading day its
+        clearing run kept its adjustment on, else the one its resolution falls in (under
+        ``cutoffs``, else those in force); none when it is open or moves no money."""
+        exceptions, work, kept = t.exceptions.c, t.exception_work.c, t.clearing_adjustments.c
         query = (
-            sa.select(t.exceptions)
-            .where(
-                t.exceptions.c.created_at >= naive_utc(start),
-                t.exceptions.c.created_at < naive_utc(end),
+            sa.select(
+                t.exceptions,
+                work.resolution,
+                work.amount_fen.label("resolved_amount_fen"),
+                work.resolved_at,
+                kept.trading_day.label("kept_day"),
+                kept.amount_fen.label("kept_fen"),
             )
-            .order_by(t.exceptions.c.exception_id)
+            .select_from(
+                t.exceptions.outerjoin(
+                    t.exception_work, work.exception_id == exceptions.exception_id
+                ).outerjoin(t.clearing_adjustments, kept.exception_id == exceptions.exception_id)
+            )
+            .where(
+                exceptions.created_at >= naive_utc(start), exceptions.created_at < naive_utc(end)
+            )
+            .order_by(exceptions.exception_id)
         )
         if merchant_id is not None:
-            query = query.where(t.exceptions.c.merchant_id == merchant_id)
-        with self._read() as connection:
-            rows = connection.execute(query).all()
-        return [
-            ExceptionRecord(
-                row.exception_id,
-                row.merchant_id,
-                row.terminal_id,
-                row.batch_no,
-                row.stan,
-                row.kind,
-                row.cause,
-                row.terminal_amount_fen,
-                row.host_amount_fen,
-                _aware(row.created_at),
-            )
-            for row in rows
-        ]
+            query = query.where(exceptions.merchant_id == merchant_id)
+        with self._reading():
+            with self._read() as connection:
+                rows = connection.execute(query).all()
+            if cutoffs is None and any(row.resolution is not None for row in rows):
+                cutoffs = self.cutoffs()
+        found = []
+        for row in rows:
+            resolved_at = _maybe_aware(row.resolved_at)
+            settled_on: date | None = None
+            signed = 0
+            if row.kept_day is not None:
+                settled_on, signed = _day_of(row.kept_day), row.kept_fen
+            elif row.resolution is not None and resolved_at is not None:
+                signed = adjustment_fen(row.resolution, row.resolved_amount_fen)
+                if signed and cutoffs is not None:
+                    settled_on = trading_day(resolved_at, cutoffs)
+            found.append(
+                ExceptionRecord(
+                    row.exception_id, row.merchant_id, row.terminal_id, row.batch_no, row.stan,
+                    row.kind, row.cause, row.terminal_amount_fen, row.host_amount_fen,
+                    _aware(row.created_at), None if resolved_at is None else row.resolution,
+                    resolved_at, signed, settled_on,
+                )
+            )  # fmt: skip
+        return found
 
     def adjustment_records(
         self, start: datetime, end: datetime, *, merchant_id: str | None = None
@@ -1307,7 +1336,7 @@ class ClearingStore:
             lines,
             rules,
             batches=self.batches({line.batch_id for line in lines}),
-            exceptions=self.exceptions(start, end, merchant_id=merchant_id),
+            exceptions=self.exceptions(start, end, merchant_id=merchant_id, cutoffs=rules.cutoffs),
             cleared=cleared,
             adjustments=adjusted.get(merchant_id, []),
             arrival=arrival,
