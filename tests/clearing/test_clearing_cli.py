@@ -147,7 +147,10 @@ _SET_FEES = ["host", "set-fees", "--standard", "--from", FUTURE, "--debit", "0.6
         ([*_SET_FEES, "--instant", "100%"],
          "rate '100%' is over 10.00%: a typo? — the instant rate"),
         ([*_SET_FEES, "--debit-cap", "100000.01"],
-         "a fee cap is 0.00..100000.00 yuan, not 100000.01"),
+         "a fee cap is 0.01..100000.00 yuan, not 100000.01"),
+        ([*_SET_FEES, "--debit-cap", "0.00"],
+         "a fee cap of 0.00 is refused (it would make every such fee 0.00): leave the cap out "
+         "for no cap, or give the rate as 0% for no fee — the domestic-debit cap"),
         ([*_SET_FEES, "--merchant-id", MERCHANT_ID], "give --merchant-id ID or --standard"),
         ([*_SET_FEES[:4], "2020-01-01", *_SET_FEES[5:]], "cannot take effect on 2020-01-01"),
         ([*_SET_FEES[:2], "--merchant-id", "=1+2+3+4+5+6+78", *_SET_FEES[3:]],

@@ -32,6 +32,7 @@ query (answers are cached per merchant and day).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -67,6 +68,7 @@ __all__ = [
     "BIN_DIGITS_MAX",
     "BIN_DIGITS_MIN",
     "BIN_DIGITS_SHOWN",
+    "CAP_FEN_MIN",
     "DEFAULT_TERMS",
     "FUNDING_UNKNOWN_BIN",
     "CardBin",
@@ -84,6 +86,14 @@ BIN_DIGITS_MIN: Final = 2
 BIN_DIGITS_SHOWN: Final = 6
 BIN_DIGITS_MAX: Final = 8
 FUNDING_UNKNOWN_BIN: Final = Funding.CREDIT
+# A fee cap is 0.01 yuan and more: a cap of 0.00 would make every fee of its class 0, and
+# fee tables often write 0 for "no cap" — the opposite — so it is refused, saying what to do.
+CAP_FEN_MIN: Final = 1
+_CAP_ZERO: Final = (
+    "a fee cap of 0.00 is refused (it would make every such fee 0.00): leave the cap out "
+    "for no cap, or give the rate as 0% for no fee"
+)
+_ZERO: Final = re.compile(r"0+(?:\.0*)?|\.0+")
 MERCHANT_ID_CHARS: Final = 15
 
 
@@ -121,9 +131,12 @@ class FeeSchedule:
         ratios: dict[CardClass, tuple[int, int, int | None]] = {}
         for card_class in CardClass:
             cap = self.caps_fen.get(card_class)
-            if cap is not None and not 0 <= cap <= CAP_FEN_MAX:
+            if cap == 0:
+                raise ClearingError(_CAP_ZERO)
+            if cap is not None and not CAP_FEN_MIN <= cap <= CAP_FEN_MAX:
                 raise ClearingError(
-                    f"a fee cap is 0.00..{format_fen(CAP_FEN_MAX)} yuan, not {format_fen(cap)}"
+                    f"a fee cap is {format_fen(CAP_FEN_MIN)}..{format_fen(CAP_FEN_MAX)} yuan, "
+                    f"not {format_fen(cap)}"
                 )
             numerator, denominator = rate_ratio(self.rates[card_class])
             ratios[card_class] = (numerator, denominator, cap)
@@ -159,7 +172,7 @@ def parse_fee_schedule(
     parsed_caps = {
         card_class: None
         if text is None
-        else _naming(f"the {card_class.value} cap", parse_yuan, text)
+        else _naming(f"the {card_class.value} cap", _parse_cap, text)
         for card_class, text in caps.items()
     }
     return FeeSchedule(
@@ -169,6 +182,14 @@ def parse_fee_schedule(
         parsed_caps,
         instant_rate=_naming("the instant rate", parse_rate, instant),
     )
+
+
+def _parse_cap(text: str) -> int:
+    """A cap in yuan; 0 is refused by name (a cap of 0 would make every fee 0 — and many
+    fee tables write 0 for "no cap", the opposite)."""
+    if _ZERO.fullmatch(text.strip()):
+        raise ClearingError(_CAP_ZERO)
+    return parse_yuan(text)
 
 
 _Parsed = TypeVar("_Parsed")

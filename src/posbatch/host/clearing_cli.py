@@ -168,7 +168,8 @@ def set_fees(
 ) -> None:
     """Set a fee schedule (手续费) from a trading day on; the history is kept.
 
-    Every rate is a percentage with its sign; caps are yuan. A schedule takes effect
+    Every rate is a percentage with its sign; caps are yuan, 0.01 and more (leave a cap
+    out for no cap; a rate of 0% for no fee: a cap of 0 is refused). A schedule takes effect
     from a coming trading day; from the one under way only if it re-prices none of the
     transactions already made that day (a transaction keeps the price it was made at),
     never earlier (cleared days never change).
