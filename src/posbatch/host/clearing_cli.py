@@ -504,8 +504,8 @@ def arrival(
     moment: Annotated[
         str,
         typer.Argument(
-            help="When it traded: YYYY-MM-DDTHH:MM Beijing time (or ending in Z / +HH:MM), "
-            "or a trading day YYYY-MM-DD."
+            help="When it traded, ISO 8601: YYYY-MM-DDTHH:MM[:SS[.fraction]] Beijing time, "
+            "or ending in Z / +HH:MM (2026-09-30T02:00:00.250Z); or a trading day YYYY-MM-DD."
         ),
     ],
     merchant_id: MerchantOption = None,
@@ -529,10 +529,12 @@ def arrival(
         else:
             traded = parse_moment(moment)
             day = trading_day(traded, cut)
-            # To the second: a second before the cut-off is another trading day.
+            # To the second (and its fraction when given): a second before the cut-off is
+            # another trading day.
+            form = "%Y-%m-%d %H:%M:%S" + (".%f" if traded.microsecond else "")
             shown = (
-                f"{beijing(traded):%Y-%m-%d %H:%M:%S} Beijing "
-                f"({traded.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC)"
+                f"{beijing(traded).strftime(form)} Beijing "
+                f"({traded.astimezone(UTC).strftime(form)} UTC)"
             )
         result: Arrival | None = None
         if chosen is None and merchant_id is not None and note is None:
