@@ -75,7 +75,7 @@ def latest_batch_id(connection: Connection, terminal_id: str, batch_no: int) -> 
     ).scalar()
 
 
-INSERT_COLUMNS: Final = (*TransactionRow._fields[1:], "terminal_id", "created_at")
+INSERT_COLUMNS: Final = (*TransactionRow._fields[1:], "terminal_id", "created_at", "bin8_hmac")
 _TERMINAL_SELECT: Final = (
     "SELECT t.terminal_id, t.merchant_id, t.master_key, t.status, t.signed_on, t.mak, "
     "t.current_batch_id, b.batch_no, b.state, t.pending_keys, b.approved_count, "

@@ -386,6 +386,7 @@ class StoreTx:
         inserts through :meth:`apply`)."""
         values["created_at"] = self._sql.datetime(naive_utc(values["created_at"]))
         values.setdefault("refunded_fen", 0)
+        values.setdefault("bin8_hmac", None)
         key = (values["batch_id"], values["stan"])
         self._transactions.pop(key, None)
         self._inserted.add(key)
