@@ -24,34 +24,29 @@ branch_labels = None
 depends_on = None
 
 
-def _sqlite() -> bool:
-    return bool(op.get_bind().dialect.name == "sqlite")
-
-
-def upgrade() -> None:
-    op.add_column("host_transactions", sa.Column("bin8_hmac", sa.String(64), nullable=True))
-    if not _sqlite():  # SQLite does not enforce a VARCHAR's length
-        op.alter_column(
-            "host_card_bins",
+def _prefix_length(before: int, after: int) -> None:
+    # batch mode: SQLite copies the table (host_card_bins has no index of its own), the
+    # others alter the column in place
+    with op.batch_alter_table("host_card_bins") as batch:
+        batch.alter_column(
             "prefix",
-            existing_type=sa.String(6),
-            type_=sa.String(8),
+            existing_type=sa.String(before),
+            type_=sa.String(after),
             existing_nullable=False,
         )
 
 
+def upgrade() -> None:
+    op.add_column("host_transactions", sa.Column("bin8_hmac", sa.String(64), nullable=True))
+    _prefix_length(6, 8)
+
+
 def downgrade() -> None:
     op.execute("DELETE FROM host_card_bins WHERE length(prefix) > 6")
-    if _sqlite():
+    _prefix_length(8, 6)
+    if op.get_bind().dialect.name == "sqlite":
         # Not batch mode: it would copy host_transactions and lose its expression index;
         # SQLite (>= 3.35) drops a column in place.
         op.execute("ALTER TABLE host_transactions DROP COLUMN bin8_hmac")
-        return
-    op.alter_column(
-        "host_card_bins",
-        "prefix",
-        existing_type=sa.String(8),
-        type_=sa.String(6),
-        existing_nullable=False,
-    )
-    op.drop_column("host_transactions", "bin8_hmac")
+    else:
+        op.drop_column("host_transactions", "bin8_hmac")
