@@ -354,6 +354,11 @@ class ClearingRules:
         assert isinstance(found, tuple)
         return found
 
+    def bins8_in_force(self, day: date) -> bool:
+        """Whether any 8-digit BIN is in force on ``day`` (none: a card's first 6 decide,
+        and the pricing caches need not tell cards apart by their 8-digit key)."""
+        return bool(self._bins8_on(day))
+
     def _bins8_on(self, day: date) -> dict[str, Funding]:
         """The key of each 8-digit BIN in force on ``day`` → its funding."""
         key = ("bins8", None, day)

@@ -409,6 +409,8 @@ class _Pricer:
         self, card_type: str, pan_masked: str, day: date, bin8_key: str | None = None
     ) -> tuple[CardClass, bool]:
         classes = self.classes_on(day)
+        if bin8_key is not None and not self.rules.bins8_in_force(day):
+            bin8_key = None  # one cache entry per 6-digit BIN, as before 8-digit BINs
         key = (card_type, pan_masked[:6], bin8_key)
         found = classes.get(key)
         if found is None:
@@ -487,6 +489,7 @@ def price_lines(
     reversal, sale = LineKind.REVERSAL, LineKind.SALE
     make_line = StatementLine._make
     classes = pricer.classes_on(day)
+    bins8 = rules.bins8_in_force(day)  # else every card is told by its first 6 digits
     prices = pricer.prices_on(day)
     for record in records:
         approved_at = record.approved_at
@@ -506,9 +509,10 @@ def price_lines(
         kind = _KINDS[record.kind]
         if kind is sale and not adjustment:
             # the common case, inline: a sale priced on the day itself
+            bin8 = record.bin8_key if bins8 else None
             card_class, known = classes.get(
-                (record.card_type, record.pan_masked[:6], record.bin8_key)
-            ) or pricer.card_class(record.card_type, record.pan_masked, day, record.bin8_key)
+                (record.card_type, record.pan_masked[:6], bin8)
+            ) or pricer.card_class(record.card_type, record.pan_masked, day, bin8)
             price = prices.get(merchant_id) or pricer.price(merchant_id, day)
             schedule = price.schedule or pricer.rules.schedule_for(merchant_id, day)
             amount = record.amount_fen
