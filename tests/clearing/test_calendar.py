@@ -278,8 +278,18 @@ def test_provisional_exactly_when_an_unpublished_year_is_touched(day: date) -> N
         ("2026-09-30 10:00:30", datetime(2026, 9, 30, 2, 0, 30, tzinfo=UTC)),
         ("2026-09-30T02:00Z", datetime(2026, 9, 30, 2, 0, tzinfo=UTC)),
         ("2026-09-30T10:00+08:00", datetime(2026, 9, 30, 2, 0, tzinfo=UTC)),
+        # what people paste: fractions of a second and the offsets ISO 8601 allows
+        ("2026-09-30T02:00:00.000Z", datetime(2026, 9, 30, 2, 0, tzinfo=UTC)),  # JavaScript
+        ("2026-09-30 10:00:00.123456+08:00", datetime(2026, 9, 30, 2, 0, 0, 123456, tzinfo=UTC)),
+        ("2026-09-30T10:00:00,123456789+08:00",  # date --iso-8601=ns: cut, not rounded
+         datetime(2026, 9, 30, 2, 0, 0, 123456, tzinfo=UTC)),
+        ("2026-09-30 10:00:00.5+08", datetime(2026, 9, 30, 2, 0, 0, 500000, tzinfo=UTC)),
+        ("2026-09-30T02:00z", datetime(2026, 9, 30, 2, 0, tzinfo=UTC)),
+        ("2026-09-30t10:00:00-0100", datetime(2026, 9, 30, 11, 0, tzinfo=UTC)),
+        ("2026-09-30T10:00:00.25", datetime(2026, 9, 30, 2, 0, 0, 250000, tzinfo=UTC)),
+        ("2026-09-29T22:59:59.9999999", datetime(2026, 9, 29, 14, 59, 59, 999999, tzinfo=UTC)),
     ],
-)
+)  # fmt: skip
 def test_moments_are_beijing_time_unless_they_say(text: str, expected: datetime) -> None:
     """A typed time is Beijing time; Z or an offset says otherwise."""
     assert expected == parse_moment(text)
@@ -287,11 +297,12 @@ def test_moments_are_beijing_time_unless_they_say(text: str, expected: datetime)
 
 @pytest.mark.parametrize(
     "text", ["2026-02-30T10:00", "2026-09-30", "2026-09-30T25:00", "yesterday", "2026-09-30T10:00 "
-             "+08:00", "２０２６-09-30T10:00", "2026-09-30T10:00+99:00"]
+             "+08:00", "２０２６-09-30T10:00", "2026-09-30T10:00+99:00", "2026-09-30T10:00.5",
+             "2026-09-30T10:00:00.", "2026-09-30T10:00:00.1234567890", "2026-09-30T10:00+8"]
 )  # fmt: skip
 def test_bad_moments_are_refused(text: str) -> None:
     """Anything but a real Beijing (or offset) time is refused with the form to use."""
-    with pytest.raises(ClearingError, match="must be YYYY-MM-DDTHH:MM"):
+    with pytest.raises(ClearingError, match=r"must be YYYY-MM-DDTHH:MM\[:SS\[\.fraction\]\]"):
         parse_moment(text)
 
 

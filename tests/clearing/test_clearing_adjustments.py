@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import replace
 from datetime import date
 
 import pytest
@@ -12,7 +13,7 @@ from clearing_world import MERCHANT_ID, TERMINAL_ID, World, beijing_time
 
 from posbatch.backoffice import Actor, ExceptionWork
 from posbatch.batch.host_effects import AddException
-from posbatch.clearing import statement_csv
+from posbatch.clearing import render_statement, statement_csv
 from posbatch.errors import BackOfficeError
 from posbatch.host import _schema as t
 
@@ -116,7 +117,10 @@ def test_a_resolution_after_the_day_was_cleared_lands_on_its_own_day(world: Worl
     world.clearing.clear_day(SEP_30, now=beijing_time("2026-10-01 09:00"))
     kept = world.clearing.statement(MERCHANT_ID, SEP_30)
     resolve(world, exception_id, "debit-merchant", "2026-10-01 10:00", 1_000)
-    assert kept == world.clearing.statement(MERCHANT_ID, SEP_30)
+    # its figures stay; only the exception now says where it was settled (below)
+    assert replace(kept, exceptions=()) == replace(
+        world.clearing.statement(MERCHANT_ID, SEP_30), exceptions=()
+    )
     world.clearing.clear_day(SEP_30, now=beijing_time("2026-10-02 09:00"))  # same: no error
     oct_1 = world.clearing.statement(MERCHANT_ID, OCT_1)
     assert (0, -1_000, -1_000) == (oct_1.gross_fen, oct_1.adjustment_fen, oct_1.net_fen)
@@ -150,3 +154,49 @@ def test_an_adjustment_is_never_counted_twice(world: World) -> None:
         world.clearing.clear_day(SEP_30, now=beijing_time(night))
     assert [(exception_id, SEP_30, 500)] == kept_adjustments(world)
     assert 500 == world.clearing.statement(MERCHANT_ID, SEP_30).adjustment_fen
+
+
+def test_a_cleared_days_exception_says_where_it_was_settled(world: World) -> None:
+    """Raised on 30 Sep, the day cleared while it is open: 30 Sep's statement says it is
+    open; resolved on 1 Oct, the same statement (its figures unchanged) points to 1 Oct's,
+    where the adjustment is — before and after 1 Oct is cleared, in the text and the CSV."""
+    world.standard_rules()
+    world.at("2026-09-30 10:00").till().sale(10_000)
+    exception_id = raise_exception(world)
+    world.clearing.clear_day(SEP_30, now=beijing_time("2026-10-01 09:00"))
+    (record,) = world.clearing.statement(MERCHANT_ID, SEP_30).exceptions
+    assert (record.resolution, record.settled_on) == (None, None)
+    assert "-> open 未处理: not settled yet" in render_statement(
+        world.clearing.statement(MERCHANT_ID, SEP_30)
+    )
+    resolve(world, exception_id, "credit-merchant", "2026-10-01 10:00", 1_000)
+    for _cleared in range(2):
+        statement = world.clearing.statement(MERCHANT_ID, SEP_30)
+        (record,) = statement.exceptions
+        assert (record.resolution, record.adjustment_fen, record.settled_on) == (
+            "credit-merchant", 1_000, OCT_1,
+        )  # fmt: skip
+        assert (
+            "-> resolved 已处理 2026-10-01 10:00:00 补付商户 credit: adjustment 差错调整 10.00 "
+            "on the statement of trading day 2026-10-01"
+        ) in render_statement(statement)
+        rows = list(csv.reader(io.StringIO(statement_csv(statement))))
+        row = next(row for row in rows if row and row[0] == str(exception_id))
+        assert ["credit-merchant", "10.00", "2026-10-01"] == row[-3:]
+        assert [exception_id] == [
+            line.exception_id for line in world.clearing.statement(MERCHANT_ID, OCT_1).adjustments
+        ]
+        world.clearing.clear_day(OCT_1, now=beijing_time("2026-10-02 09:00"))
+
+
+def test_an_exception_resolved_without_money_says_so(world: World) -> None:
+    world.standard_rules()
+    world.at("2026-09-30 10:00").till().sale(10_000)
+    exception_id = raise_exception(world)
+    resolve(world, exception_id, "write-off", "2026-09-30 11:00", 1_000)
+    statement = world.clearing.statement(MERCHANT_ID, SEP_30)
+    (record,) = statement.exceptions
+    assert (record.resolution, record.settled_on) == ("write-off", None)
+    assert "核销 write-off: no adjustment, the merchant's money does not move" in (
+        render_statement(statement)
+    )

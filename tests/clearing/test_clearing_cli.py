@@ -78,6 +78,19 @@ def test_arrival_shows_the_moment_to_the_second(data_dir: str) -> None:
     assert "2026-09-29 (cut-off" in before and "2026-09-30 (cut-off" in after
 
 
+def test_arrival_takes_a_pasted_iso_time_with_a_fraction(data_dir: str) -> None:
+    """What `date --iso-8601=ns` or JavaScript print: a fraction of a second and an offset
+    (it was refused); the fraction is shown, and a fraction before the cut-off is that day."""
+    code, out, err = invoke(
+        "clearing", "arrival", "2026-09-29T22:59:59,999999999+08:00", data_dir=data_dir
+    )
+    assert (0, "") == (code, err)
+    assert "2026-09-29 22:59:59.999999 Beijing (2026-09-29 14:59:59.999999 UTC)" in out
+    assert "2026-09-29 (cut-off" in out
+    _code, utc, _err = invoke("clearing", "arrival", "2026-09-29T15:00:00.000Z", data_dir=data_dir)
+    assert "2026-09-29 23:00:00 Beijing" in utc and "2026-09-30 (cut-off" in utc
+
+
 def test_arrival_into_2027_says_provisional(data_dir: str) -> None:
     """31 Dec 2026 arrives on 4 Jan 2027, marked provisional in both languages."""
     _code, out, _err = invoke("clearing", "arrival", "2026-12-31T10:00", data_dir=data_dir)
@@ -147,7 +160,10 @@ _SET_FEES = ["host", "set-fees", "--standard", "--from", FUTURE, "--debit", "0.6
         ([*_SET_FEES, "--instant", "100%"],
          "rate '100%' is over 10.00%: a typo? — the instant rate"),
         ([*_SET_FEES, "--debit-cap", "100000.01"],
-         "a fee cap is 0.00..100000.00 yuan, not 100000.01"),
+         "a fee cap is 0.01..100000.00 yuan, not 100000.01"),
+        ([*_SET_FEES, "--debit-cap", "0.00"],
+         "a fee cap of 0.00 is refused (it would make every such fee 0.00): leave the cap out "
+         "for no cap, or give the rate as 0% for no fee — the domestic-debit cap"),
         ([*_SET_FEES, "--merchant-id", MERCHANT_ID], "give --merchant-id ID or --standard"),
         ([*_SET_FEES[:4], "2020-01-01", *_SET_FEES[5:]], "cannot take effect on 2020-01-01"),
         ([*_SET_FEES[:2], "--merchant-id", "=1+2+3+4+5+6+78", *_SET_FEES[3:]],

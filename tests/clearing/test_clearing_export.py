@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from datetime import date
 
 import pytest
 from clearing_world import DEBIT_PAN, RULES_FROM, beijing_time, standard_rates
 
+from posbatch.batch.limits import AMOUNT_FEN_MAX
+from posbatch.batch.money import format_fen
 from posbatch.clearing import (
     CardBin,
     CardClass,
@@ -156,3 +159,58 @@ def test_the_clearing_file_csv_counts_unknown_bins_as_the_page_flags_them() -> N
         [row[-1] for row in rows],
         " BIN?" in render_clearing_file(document),
     )
+
+
+def _display_width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
+
+
+def _max_day() -> list[ClearingRecord]:
+    """Two merchants, each with two sales of the wire's largest amount (9,999,999,999.99,
+    n12 fen) and a small one: a day's gross of 20 billion yuan per merchant, 40 in all."""
+    return [
+        ClearingRecord(
+            number, merchant_id, TERMINAL_ID if merchant_id == MERCHANT_ID else "10000002", 1,
+            1, number, None, "sale", amount_fen, "00", "622588*********0128",
+            beijing_time(f"2026-09-30 10:{number:02d}"), None,
+        )
+        for number, (merchant_id, amount_fen) in enumerate(
+            [(merchant_id, amount_fen) for merchant_id in (MERCHANT_ID, "898110054110002")
+             for amount_fen in (AMOUNT_FEN_MAX, 10_000, AMOUNT_FEN_MAX)],
+            start=1,
+        )
+    ]  # fmt: skip
+
+
+def test_the_printed_statement_keeps_its_columns_at_the_largest_amounts() -> None:
+    """Lines of 9,999,999,999.99 (the n12 maximum) beside one of 100.00, and a day's sums of
+    20 billion yuan: every row of the line table ends where its header does, and the
+    by-card-type and by-kind rows put each figure in the same column (they slipped once an
+    amount passed 12 characters)."""
+    statement = build_statement(MERCHANT_ID, DAY, _max_day(), RULES)
+    text = render_statement(statement).splitlines()
+    head = text.index(next(row for row in text if row.startswith("time (Beijing)")))
+    table = text[head : head + 1 + len(statement.lines)]
+    assert "20000000099.98" == format_fen(statement.gross_fen)
+    assert "9999999999.99" in table[1]
+    assert {_display_width(text[head])} == {_display_width(row) for row in table}
+    sums = [row for row in text if row.startswith("  ") and " gross " in row]
+    assert len(sums) == 2  # domestic credit; sale
+    for word in (" gross ", " fees ", " net "):
+        assert len({_display_width(row[: row.index(word)]) for row in sums}) == 1
+    assert len({_display_width(row) for row in sums}) == 1
+
+
+def test_the_printed_clearing_file_keeps_its_columns_at_the_largest_amounts() -> None:
+    """Merchants of 20 billion yuan each and a total of 40: the header, each merchant's row
+    and the total row end their figures in the same column (the total row also slipped by
+    the two wide characters of 合计)."""
+    document = clearing_file(DAY, _max_day(), RULES)
+    text = render_clearing_file(document).splitlines()
+    rows = text[1:5]
+    assert rows[0].startswith("merchant_id") and rows[3].startswith("total 合计")
+    assert "40000000199.96" in rows[3]
+    ends = {_display_width(rows[0][: rows[0].index("  cycle")])}
+    ends |= {_display_width(row[: row.index("  T+1")]) for row in rows[1:3]}
+    ends |= {_display_width(rows[3].rstrip())}
+    assert len(ends) == 1

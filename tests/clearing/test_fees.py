@@ -51,9 +51,22 @@ def test_half_up_to_the_fen(amount_fen: int, expected_fen: int) -> None:
     assert expected_fen == fee_fen(amount_fen, RATE_060)
 
 
-def test_a_cap_of_zero_means_free() -> None:
-    """A cap of 0.00 (a promotion) charges nothing, however large the sale."""
+def test_a_cap_of_zero_caps_at_zero_but_no_schedule_has_one() -> None:
+    """The arithmetic caps at 0.00 as at any figure; a schedule refuses a cap of 0.00 by
+    name (it said "a fee cap is 0.00..100000.00" while the parser said "must be more than
+    0.00"): 0 reads as "no cap" in many fee tables, so it would silently charge nothing. A
+    free card class is a rate of 0%."""
     assert 0 == fee_fen(5_000_000, RATE_060, 0)
+    rates = dict.fromkeys(CardClass, RATE_060)
+    with pytest.raises(ClearingError, match=r"^a fee cap of 0\.00 is refused .* 0% for no fee$"):
+        FeeSchedule(None, date(2026, 1, 1), rates, {CardClass.DOMESTIC_DEBIT: 0})
+    with pytest.raises(ClearingError, match=r"^a fee cap is 0\.01\.\.100000\.00 yuan, not"):
+        FeeSchedule(None, date(2026, 1, 1), rates, {CardClass.DOMESTIC_DEBIT: -1})
+    free = FeeSchedule(None, date(2026, 1, 1), {**rates, CardClass.DOMESTIC_DEBIT: Decimal(0)})
+    assert 0 == free.sale_fee_fen(5_000_000, CardClass.DOMESTIC_DEBIT, instant=False)
+    assert 1 == FeeSchedule(
+        None, date(2026, 1, 1), rates, {CardClass.DOMESTIC_DEBIT: 1}
+    ).sale_fee_fen(5_000_000, CardClass.DOMESTIC_DEBIT, instant=False)
 
 
 @pytest.mark.parametrize(

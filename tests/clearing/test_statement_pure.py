@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from posbatch.clearing import (
+    CAP_FEN_MIN,
     CardBin,
     CardClass,
     ClearingRecord,
@@ -316,7 +317,7 @@ _STEP = st.tuples(
     steps=st.lists(_STEP, min_size=1, max_size=40),
     void_fee=st.sampled_from(CreditFeeRule),
     refund_fee=st.sampled_from(CreditFeeRule),
-    cap=st.none() | st.integers(min_value=0, max_value=3_000),
+    cap=st.none() | st.integers(min_value=CAP_FEN_MIN, max_value=3_000),
 )
 def test_no_fen_is_created_or_lost(
     steps: list[tuple[str, int, int, int]],

@@ -442,7 +442,30 @@ def test_clocks_in_step_say_how_far_apart_and_what_is_fine() -> None:
     """Not 'the clocks agree within 0 s': how far apart, and the bound."""
     sample = evidence()
     lines = diagnose(sample).finding(Cause.CLOCK_WRONG).lines
-    assert [line.en for line in lines] == ["the clocks are 0 s apart (up to 300 s is fine)"]
+    assert [line.en for line in lines] == ["the clocks are 0 s apart (up to 5 minutes is fine)"]
+
+
+def test_a_clock_days_off_is_told_in_days_and_hours() -> None:
+    """'259200 s ahead' was what doctor said of a clock three days ahead: the check and the
+    finding now say days and hours (the exact seconds after them), in both languages; a
+    few seconds stay seconds."""
+    view = host_view(terminal_time=NOW + timedelta(days=3))
+    report = diagnose(evidence(host_view=view))
+    (finding,) = report.finding(Cause.CLOCK_WRONG).lines
+    assert (finding.en, finding.zh) == (
+        "the terminal clock is off by 3 days (259200 s) against the host",
+        "终端时钟与主机相差 3 天(259200 秒)",
+    )
+    (check,) = (check for check in report.checks if check.key == "terminal.clock")
+    assert [(line.en, line.zh) for line in check.lines] == [
+        (
+            "the terminal clock is 3 days (259200 s) ahead of the host",
+            "终端时钟快于主机 3 天(259200 秒)",
+        )
+    ]
+    close = diagnose(evidence(host_view=host_view(terminal_time=NOW - timedelta(seconds=42))))
+    (check,) = (check for check in close.checks if check.key == "terminal.clock")
+    assert ["the terminal clock is 42 s behind the host"] == [line.en for line in check.lines]
 
 
 def test_a_reinstall_that_sold_nothing_yet_is_told_without_stan_000000() -> None:

@@ -379,6 +379,20 @@ async def test_the_page_shows_every_line_a_page_at_a_time(
     assert statement_csv(statement).encode("utf-8-sig") == csv.content
 
 
+async def test_the_page_says_where_each_exception_was_settled(
+    traded: World, client: httpx.AsyncClient
+) -> None:
+    """The six exceptions raised on the first day and resolved on the second: the first
+    day's page says so and links to the second day's statement, which carries them."""
+    await log_in(client, "mia")
+    answer = await client.get("/statements", params={"date": DAYS[0].isoformat()})
+    body = re.search(r'id="statement-exceptions">.*?</table>', answer.text, re.S)
+    assert body is not None
+    link = f'href="/statements?merchant_id={MERCHANT_A}&amp;date={DAYS[1].isoformat()}"'
+    assert 6 == body[0].count(link)
+    assert 6 == body[0].count(f"on the statement of trading day {DAYS[1].isoformat()}")
+
+
 @pytest.mark.parametrize(
     ("page", "words"),
     [("0", "a page number from 1"), ("two", "a page number from 1"),

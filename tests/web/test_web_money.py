@@ -244,7 +244,17 @@ def test_parse_fee_schedule_reads_what_set_fees_reads() -> None:
     ("rate", "cap", "day", "instant", "message"),
     [
         ("0.6", None, "2026-12-05", "0%", "rate '0.6' must be a percentage with its sign"),
-        ("0.60%", "0", "2026-12-05", "0%", "amount '0' must be more than 0.00"),
+        (
+            "0.60%",
+            "0",
+            "2026-12-05",
+            "0%",
+            "a fee cap of 0.00 is refused (it would make every "
+            "such fee 0.00): leave the cap out for no cap, or give the rate as 0% for no fee — "
+            "the domestic-debit cap",
+        ),
+        ("0.60%", "0.00", "2026-12-05", "0%", "a fee cap of 0.00 is refused"),
+        ("0.60%", "-0", "2026-12-05", "0%", "amount '-0' must be yuan"),
         ("0.60%", None, "2026-12-32", "0%", "date '2026-12-32' must be a real date"),
         ("0.60%", None, "2026-12-05", "0.00001%", "rate '0.00001%' has more than 4 decimals"),
     ],

@@ -44,6 +44,8 @@ __all__ = [
     "PAN_DIGITS_MAX",
     "PAN_DIGITS_MIN",
     "CardRefusal",
+    "bin8_text",
+    "card_bin8",
     "card_expiry",
     "check_currency",
     "check_pan",
@@ -134,6 +136,26 @@ def mask_pan(pan: str) -> str:
     if len(pan) < PAN_SHOWN_DIGITS:
         return "*" * len(pan)
     return pan[:6] + "*" * (len(pan) - PAN_SHOWN_DIGITS) + pan[-4:]
+
+
+# An 8-digit BIN (ISO/IEC 7812-1:2017) is matched on cards of at least 16 digits: PCI SSC's
+# truncation rule for 8-digit BINs (first 8, last 4) is for those lengths; a shorter card
+# is matched on its first 6.
+BIN8_PAN_DIGITS_MIN: Final = 16
+
+
+def card_bin8(pan: str) -> str | None:
+    """What the host hashes (under its PAN key) to match ``pan`` against 8-digit BIN entries:
+    its first 8 digits, tagged so that no card number hashes the same; None for a card
+    under :data:`BIN8_PAN_DIGITS_MIN` digits. The clear digits are never stored."""
+    if len(pan) < BIN8_PAN_DIGITS_MIN:
+        return None
+    return bin8_text(pan[:8])
+
+
+def bin8_text(prefix: str) -> str:
+    """The text hashed for the 8-digit BIN ``prefix`` (a card number is digits only)."""
+    return "bin8:" + prefix
 
 
 def mask_card_numbers(text: str, *, allowed: frozenset[str] = frozenset()) -> str:

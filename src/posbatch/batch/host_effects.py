@@ -130,6 +130,9 @@ class InsertTransaction(NamedTuple):
     original_transaction_id: int | None
     request_digest: str
     created_at: datetime
+    # The PAN key's hash of the card's first 8 digits (cards.card_bin8): clearing matches
+    # 8-digit BIN entries by it. None for a card under 16 digits.
+    bin8_hmac: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Protocol
 
-from posbatch.batch.cards import card_expiry, check_currency, check_track2
+from posbatch.batch.cards import card_bin8, card_expiry, check_currency, check_track2
 from posbatch.batch.codes import BATCH_FULL, BATCH_NUMBER_DIFFERS, MAC_ERROR
 from posbatch.batch.counters import is_behind
 from posbatch.batch.host_batch import FIRST_BATCH_NO, BatchEvent
@@ -641,6 +641,7 @@ class _Decider:
                 # Its reversal overtook it. (A different amount under the same STAN is
                 # another sale — a terminal whose counters were reset — found by sim seed 31.)
                 status = TransactionStatus.REVERSED
+        bin8 = card_bin8(request.pan) if approved else None  # what clearing reads: approvals
         self.effects.append(
             InsertTransaction(
                 batch_id=batch_id,
@@ -660,6 +661,7 @@ class _Decider:
                 original_transaction_id=original_id,
                 request_digest=digest,
                 created_at=self.now,
+                bin8_hmac=None if bin8 is None else self.rules.pan_hmac(bin8),
             )
         )
         self.effects.append(NoteStan(self.terminal_id, request.stan))

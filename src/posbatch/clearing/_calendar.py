@@ -344,9 +344,16 @@ def overrides_from(rows: Iterable[tuple[date, bool]]) -> dict[date, bool]:
 # --- what people type -------------------------------------------------------------------
 
 _DAY: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# ISO 8601 as people paste it: `date -Is`, `date --iso-8601=ns` (a comma and nine digits),
+# JavaScript's toISOString (.000Z), Python's isoformat (a space), PostgreSQL's (+08).
 _MOMENT: Final = re.compile(
-    r"(?P<day>[0-9]{4}-[0-9]{2}-[0-9]{2})[T ](?P<clock>[0-9]{2}:[0-9]{2}(?::[0-9]{2})?)"
-    r"(?P<zone>Z|[+-][0-9]{2}:[0-9]{2})?"
+    r"(?P<day>[0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]"
+    r"(?P<clock>[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,](?P<fraction>[0-9]{1,9}))?)?)"
+    r"(?P<zone>[Zz]|[+-][0-9]{2}(?::?[0-9]{2})?)?"
+)
+MOMENT_FORM: Final = (
+    "YYYY-MM-DDTHH:MM[:SS[.fraction]] (Beijing time), or ending in Z or ±HH[:MM] "
+    "(ISO 8601), like 2026-09-30T10:00:00.250+08:00"
 )
 _CUTOFF: Final = re.compile(r"(?P<hour>[0-9]{2}):(?P<minute>[0-9]{2})")
 
@@ -363,26 +370,34 @@ def parse_day(text: str) -> date:
 
 
 def parse_moment(text: str) -> datetime:
-    """``"2026-09-30T10:00"`` (Beijing time unless it ends in Z or ±HH:MM) → aware UTC."""
+    """``"2026-09-30T10:00"`` (Beijing time unless it ends in Z or ±HH[:MM]) → aware UTC.
+
+    Seconds may carry a fraction (``.`` or ``,``, up to nine digits: beyond the
+    microsecond it is cut, never rounded — a moment is never moved past a cut-off)."""
     stripped = text.strip()
     match = _MOMENT.fullmatch(stripped) if stripped.isascii() else None
     if match is not None:
+        clock = match["clock"]
+        fraction = match["fraction"]
+        if fraction is not None:
+            clock = clock[: clock.index(":") + 6] + "." + fraction[:6].ljust(6, "0")
         try:
-            local = datetime.fromisoformat(f"{match['day']}T{match['clock']}")
+            local = datetime.fromisoformat(f"{match['day']}T{clock}")
             zone = match["zone"]
             if zone is None:
                 moment = local.replace(tzinfo=BEIJING)
-            elif zone == "Z":
+            elif zone in "Zz":
                 moment = local.replace(tzinfo=UTC)
             else:
-                moment = datetime.fromisoformat(f"{match['day']}T{match['clock']}{zone}")
+                digits = zone[1:].replace(":", "").ljust(4, "0")
+                moment = datetime.fromisoformat(
+                    f"{match['day']}T{clock}{zone[0]}{digits[:2]}:{digits[2:]}"
+                )
             check_day(moment.astimezone(BEIJING).date())
             return moment.astimezone(UTC)
         except (ValueError, OverflowError):
             pass
-    raise ClearingError(
-        f"time {text!r} must be YYYY-MM-DDTHH:MM (Beijing time), or end in Z or +HH:MM"
-    )
+    raise ClearingError(f"time {text!r} must be {MOMENT_FORM}")
 
 
 def parse_cutoff(text: str) -> time:

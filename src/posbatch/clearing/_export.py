@@ -19,18 +19,26 @@ import io
 import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Final
+from typing import Final, NamedTuple
+from unicodedata import east_asian_width
 
 from posbatch.batch.cards import mask_card_numbers, mask_pan
 from posbatch.batch.money import format_fen
 from posbatch.clearing._adjustments import ADJUSTMENT_LABELS, AdjustmentLine
 from posbatch.clearing._calendar import Arrival, beijing
 from posbatch.clearing._fees import CardClass, format_rate
-from posbatch.clearing._statement import ClearingFile, Statement, StatementLine, Totals
+from posbatch.clearing._statement import (
+    ClearingFile,
+    ExceptionRecord,
+    Statement,
+    StatementLine,
+    Totals,
+)
 
 __all__ = [
     "FORMULA_PREFIXES",
     "clearing_file_csv",
+    "exception_settlement",
     "mask_card_numbers",
     "render_arrival",
     "render_clearing_file",
@@ -90,7 +98,51 @@ def render_arrival(moment_text: str, arrival: Arrival, cutoff_text: str) -> str:
 # --- the statement ---------------------------------------------------------------------
 
 
-def _line_text(line: StatementLine) -> str:
+def _cells(text: str) -> int:
+    """How many columns ``text`` takes on a terminal: a wide (CJK) character takes two."""
+    return sum(2 if east_asian_width(char) in "WF" else 1 for char in text)
+
+
+def _left(text: str, width: int) -> str:
+    return text + " " * max(0, width - _cells(text))
+
+
+def _widest(values: Iterable[str], least: int) -> int:
+    """The width of a column of ``values``: at least ``least``, else its widest value (the
+    amounts a line or a day's sum may reach push the column, never out of line)."""
+    return max([least, *(len(value) for value in values)])
+
+
+class _Widths(NamedTuple):
+    """The widths of a statement's amount, fee and net columns."""
+
+    amount: int
+    fee: int
+    net: int
+
+    @classmethod
+    def of(cls, lines: Sequence[StatementLine]) -> _Widths:
+        return cls(
+            _widest((_yuan(line.amount_fen) for line in lines), 12),
+            _widest((_yuan(line.fee_fen) for line in lines), 9),
+            _widest((_yuan(line.net_fen) for line in lines), 12),
+        )
+
+
+_LINES_HEAD: Final = (
+    "time (Beijing)       terminal  batch   stan    rrn           kind               "
+    "card                     "
+)
+
+
+def _lines_head(widths: _Widths) -> str:
+    return (
+        f"{_LINES_HEAD}{'class':<16} {'amount':>{widths.amount}} {'fee':>{widths.fee}} "
+        f"{'net':>{widths.net}}"
+    )
+
+
+def _line_text(line: StatementLine, widths: _Widths) -> str:
     what = line.kind.label
     if line.reverses is not None:
         what += f" of {line.reverses.value}"
@@ -103,18 +155,33 @@ def _line_text(line: StatementLine) -> str:
         )
     return (
         f"{beijing(line.at).strftime(_TIME)}  {line.terminal_id:<8}  {line.batch_no:06d}  "
-        f"{line.stan:06d}  {line.rrn or '-':<12}  {what:<18} {card:<24} "
-        f"{line.card_class.value:<16} {_yuan(line.amount_fen):>12} {_yuan(line.fee_fen):>9} "
-        f"{_yuan(line.net_fen):>12}{original}"
+        f"{line.stan:06d}  {line.rrn or '-':<12}  {_left(what, 18)} {card:<24} "
+        f"{line.card_class.value:<16} {_yuan(line.amount_fen):>{widths.amount}} "
+        f"{_yuan(line.fee_fen):>{widths.fee}} {_yuan(line.net_fen):>{widths.net}}{original}"
     )
 
 
-def _adjustment_text(line: AdjustmentLine) -> str:
+def _adjustment_text(line: AdjustmentLine, amount_width: int) -> str:
     what = ADJUSTMENT_LABELS.get(line.resolution, line.resolution)
     return (
         f"{beijing(line.at).strftime(_TIME)}  {line.terminal_id:<8}  差错 #{line.exception_id} "
-        f"{line.kind:<22} {what:<28} {_yuan(line.amount_fen):>12}  fee 0.00"
+        f"{line.kind:<22} {_left(what, 28)} {_yuan(line.amount_fen):>{amount_width}}  fee 0.00"
     )
+
+
+def _sums_text(rows: Sequence[tuple[str, Totals]]) -> list[str]:
+    """The by-card-type or by-kind block: one column width for all of its rows and the
+    other block's (the caller passes both)."""
+    count_w = _widest((str(totals.count) for _label, totals in rows), 6)
+    gross_w = _widest((_yuan(totals.gross_fen) for _label, totals in rows), 12)
+    fee_w = _widest((_yuan(totals.fee_fen) for _label, totals in rows), 9)
+    net_w = _widest((_yuan(totals.net_fen) for _label, totals in rows), 12)
+    return [
+        f"  {_left(label, 28)} {totals.count:>{count_w}}  gross "
+        f"{_yuan(totals.gross_fen):>{gross_w}}  fees {_yuan(totals.fee_fen):>{fee_w}}  "
+        f"net {_yuan(totals.net_fen):>{net_w}}"
+        for label, totals in rows
+    ]
 
 
 def _schedule_text(statement: Statement) -> list[str]:
@@ -156,27 +223,16 @@ def render_statement(statement: Statement) -> str:
         "交易明细 Transactions",
     ]
     if statement.lines:
-        out.append(
-            "time (Beijing)       terminal  batch   stan    rrn           kind               "
-            "card                     class                  amount       fee          net"
-        )
-        out.extend(_line_text(line) for line in statement.lines)
+        widths = _Widths.of(statement.lines)
+        out.append(_lines_head(widths))
+        out.extend(_line_text(line, widths) for line in statement.lines)
     else:
         out.append("  (none 无交易)")
-    out += ["", "按卡类 By card type"]
-    for card_class, totals in statement.by_class:
-        if totals.count:
-            out.append(
-                f"  {card_class.label:<28} {totals.count:>6}  gross {_yuan(totals.gross_fen):>12}  "
-                f"fees {_yuan(totals.fee_fen):>9}  net {_yuan(totals.net_fen):>12}"
-            )
-    out += ["按交易类型 By kind"]
-    for kind, totals in statement.by_kind:
-        if totals.count:
-            out.append(
-                f"  {kind.label:<28} {totals.count:>6}  gross {_yuan(totals.gross_fen):>12}  "
-                f"fees {_yuan(totals.fee_fen):>9}  net {_yuan(totals.net_fen):>12}"
-            )
+    by_class = [(c.label, totals) for c, totals in statement.by_class if totals.count]
+    by_kind = [(kind.label, totals) for kind, totals in statement.by_kind if totals.count]
+    sums = _sums_text([*by_class, *by_kind])
+    out += ["", "按卡类 By card type", *sums[: len(by_class)]]
+    out += ["按交易类型 By kind", *sums[len(by_class) :]]
     out += ["", "批次 Batches"]
     for batch in statement.batches:
         closed = "-" if batch.closed_at is None else beijing(batch.closed_at).strftime(_TIME)
@@ -188,7 +244,8 @@ def render_statement(statement: Statement) -> str:
     if not statement.batches:
         out.append("  (none 无)")
     out += ["", "差错调整 Adjustments (exceptions resolved this trading day; no fee)"]
-    out.extend("  " + _adjustment_text(line) for line in statement.adjustments)
+    adjustment_width = _widest((_yuan(line.amount_fen) for line in statement.adjustments), 12)
+    out.extend("  " + _adjustment_text(line, adjustment_width) for line in statement.adjustments)
     if not statement.adjustments:
         out.append("  (none 无)")
     out += [
@@ -205,6 +262,7 @@ def render_statement(statement: Statement) -> str:
             f"  #{record.exception_id} {record.terminal_id} {record.kind}: "
             f"{mask_card_numbers(record.cause)} ({amounts})"
         )
+        out.append(f"      -> {exception_settlement(record)}")
     if not statement.exceptions:
         out.append("  (none 无)")
     total = statement.total
@@ -227,6 +285,26 @@ def render_statement(statement: Statement) -> str:
             "cards (posbatch host set-card-bin)"
         )
     return "\n".join(out)
+
+
+def exception_settlement(record: ExceptionRecord) -> str:
+    """Where an exception of the statement was settled, in one line: the trading day whose
+    statement carries its adjustment, a resolution that moves no money, or still open."""
+    if record.resolution is None or record.resolved_at is None:
+        return (
+            "open 未处理: not settled yet; its money moves as an adjustment (差错调整) on the "
+            "statement of the trading day it is resolved"
+        )
+    resolved = (
+        f"resolved 已处理 {beijing(record.resolved_at).strftime(_TIME)} "
+        f"{ADJUSTMENT_LABELS.get(record.resolution, record.resolution)}"
+    )
+    if record.settled_on is None:
+        return f"{resolved}: no adjustment, the merchant's money does not move"
+    return (
+        f"{resolved}: adjustment 差错调整 {_yuan(record.adjustment_fen)} on the statement of "
+        f"trading day {record.settled_on.isoformat()}"
+    )
 
 
 def _fen_or_dash(amount_fen: int | None) -> str:
@@ -332,7 +410,8 @@ def statement_csv(statement: Statement) -> str:
             )
     if statement.exceptions:
         rows += [(), ("差错 exception_id", "terminal_id", "batch_no", "stan", "kind", "cause",
-                      "terminal amount", "host amount")]  # fmt: skip
+                      "terminal amount", "host amount", "处理 resolution", "调整 adjustment",
+                      "调整日 settled on trading day")]  # fmt: skip
         for record in statement.exceptions:
             rows.append(
                 (
@@ -344,6 +423,9 @@ def statement_csv(statement: Statement) -> str:
                     mask_card_numbers(record.cause),
                     "" if record.terminal_amount_fen is None else _yuan(record.terminal_amount_fen),
                     "" if record.host_amount_fen is None else _yuan(record.host_amount_fen),
+                    record.resolution or "open",
+                    "" if record.settled_on is None else _yuan(record.adjustment_fen),
+                    "" if record.settled_on is None else record.settled_on.isoformat(),
                 )
             )
     return _csv(rows)
@@ -405,18 +487,32 @@ def clearing_file_csv(document: ClearingFile) -> str:
 
 def render_clearing_file(document: ClearingFile) -> str:
     """The clearing file as ``posbatch clearing file`` prints it."""
+    total = document.total
+    rows = [(line.merchant_id, line.total, line.net_fen) for line in document.lines] + [
+        ("total 合计", total, document.net_fen)
+    ]
+    count_w = _widest((str(row[1].count) for row in rows), 6)
+    gross_w = _widest((_yuan(row[1].gross_fen) for row in rows), 13)
+    fee_w = _widest((_yuan(row[1].fee_fen) for row in rows), 11)
+    net_w = _widest((_yuan(row[2]) for row in rows), 13)
+
+    def figures(name: str, totals: Totals, net_fen: int) -> str:
+        return (
+            f"{_left(name, 16)} {totals.count:>{count_w}} {_yuan(totals.gross_fen):>{gross_w}} "
+            f"{_yuan(totals.fee_fen):>{fee_w}} {_yuan(net_fen):>{net_w}}"
+        )
+
     out = [
         f"清算文件 Clearing file — trading day 交易日 {document.trading_day.isoformat()} "
         f"({_window(document.start, document.end)} Beijing)",
-        "merchant_id       count         gross        fees           net  cycle  arrival",
+        f"{'merchant_id':<16} {'count':>{count_w}} {'gross':>{gross_w}} {'fees':>{fee_w}} "
+        f"{'net':>{net_w}}  cycle  arrival",
     ]
     for line in document.lines:
-        total = line.total
         flag = " BIN?" if line.unknown_bins else ""
         out.append(
-            f"{line.merchant_id:<16} {total.count:>6} {_yuan(total.gross_fen):>13} "
-            f"{_yuan(total.fee_fen):>11} {_yuan(line.net_fen):>13}  "
-            f"{line.arrival.cycle.value:<5}  {line.arrival.arrival_date.isoformat()}"
+            figures(line.merchant_id, line.total, line.net_fen)
+            + f"  {line.arrival.cycle.value:<5}  {line.arrival.arrival_date.isoformat()}"
             + (" 暂定 provisional" if line.arrival.provisional else "")
             + flag
             + (
@@ -425,10 +521,8 @@ def render_clearing_file(document: ClearingFile) -> str:
                 else ""
             )
         )
-    total = document.total
     out.append(
-        f"{'total 合计':<16} {total.count:>6} {_yuan(total.gross_fen):>13} "
-        f"{_yuan(total.fee_fen):>11} {_yuan(document.net_fen):>13}"
+        figures("total 合计", total, document.net_fen)
         + (
             f"  差错调整 adjustments {_yuan(document.adjustment_fen)}"
             if document.adjustment_fen

@@ -16,8 +16,11 @@ because a rate changed since.
   void and refund fee rules; a merchant's own, else the standard terms, else
   :data:`DEFAULT_TERMS` (T+1, void fee returned, refund fee kept).
 - :class:`CardBin` — which card numbers are debit and which credit: the
-  longest BIN prefix in force matches the card's first six digits (the only
-  ones the host keeps). A card no entry matches is priced as **credit** —
+  longest BIN prefix in force wins. A prefix of 2..6 digits matches the
+  card's first six (its masked form); an 8-digit BIN (ISO/IEC 7812-1:2017)
+  matches through the keyed hash of the card's first eight that the host
+  keeps instead of digits 7-8 (``bin8_key``; docs/clearing.md says why), and
+  beats any shorter prefix of it. A card no entry matches is priced as **credit** —
   the uncapped rate, so a missing BIN entry never undercharges — and its
   statement line is flagged "BIN unknown" for the operator to fix.
 - the working-day calendar and the cut-off schedule (:mod:`._calendar`).
@@ -29,6 +32,7 @@ query (answers are cached per merchant and day).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -63,6 +67,8 @@ from posbatch.errors import ClearingError, PosbatchError
 __all__ = [
     "BIN_DIGITS_MAX",
     "BIN_DIGITS_MIN",
+    "BIN_DIGITS_SHOWN",
+    "CAP_FEN_MIN",
     "DEFAULT_TERMS",
     "FUNDING_UNKNOWN_BIN",
     "CardBin",
@@ -72,10 +78,22 @@ __all__ = [
     "parse_fee_schedule",
 ]
 
-# The host keeps the first 6 digits of a card (DESIGN.md): a BIN entry is 2..6 of them.
+# A BIN entry is 2..6 digits (matched against the first 6 of the masked card, the only
+# digits kept in clear: DESIGN.md) or an 8-digit BIN (ISO/IEC 7812-1:2017), matched through
+# the keyed hash of the card's first 8 the host keeps (never in clear). No 7: no scheme
+# issues 7-digit BINs, and a second hash per card would be needed for them.
 BIN_DIGITS_MIN: Final = 2
-BIN_DIGITS_MAX: Final = 6
+BIN_DIGITS_SHOWN: Final = 6
+BIN_DIGITS_MAX: Final = 8
 FUNDING_UNKNOWN_BIN: Final = Funding.CREDIT
+# A fee cap is 0.01 yuan and more: a cap of 0.00 would make every fee of its class 0, and
+# fee tables often write 0 for "no cap" — the opposite — so it is refused, saying what to do.
+CAP_FEN_MIN: Final = 1
+_CAP_ZERO: Final = (
+    "a fee cap of 0.00 is refused (it would make every such fee 0.00): leave the cap out "
+    "for no cap, or give the rate as 0% for no fee"
+)
+_ZERO: Final = re.compile(r"0+(?:\.0*)?|\.0+")
 MERCHANT_ID_CHARS: Final = 15
 
 
@@ -113,9 +131,12 @@ class FeeSchedule:
         ratios: dict[CardClass, tuple[int, int, int | None]] = {}
         for card_class in CardClass:
             cap = self.caps_fen.get(card_class)
-            if cap is not None and not 0 <= cap <= CAP_FEN_MAX:
+            if cap == 0:
+                raise ClearingError(_CAP_ZERO)
+            if cap is not None and not CAP_FEN_MIN <= cap <= CAP_FEN_MAX:
                 raise ClearingError(
-                    f"a fee cap is 0.00..{format_fen(CAP_FEN_MAX)} yuan, not {format_fen(cap)}"
+                    f"a fee cap is {format_fen(CAP_FEN_MIN)}..{format_fen(CAP_FEN_MAX)} yuan, "
+                    f"not {format_fen(cap)}"
                 )
             numerator, denominator = rate_ratio(self.rates[card_class])
             ratios[card_class] = (numerator, denominator, cap)
@@ -151,7 +172,7 @@ def parse_fee_schedule(
     parsed_caps = {
         card_class: None
         if text is None
-        else _naming(f"the {card_class.value} cap", parse_yuan, text)
+        else _naming(f"the {card_class.value} cap", _parse_cap, text)
         for card_class, text in caps.items()
     }
     return FeeSchedule(
@@ -161,6 +182,14 @@ def parse_fee_schedule(
         parsed_caps,
         instant_rate=_naming("the instant rate", parse_rate, instant),
     )
+
+
+def _parse_cap(text: str) -> int:
+    """A cap in yuan; 0 is refused by name (a cap of 0 would make every fee 0 — and many
+    fee tables write 0 for "no cap", the opposite)."""
+    if _ZERO.fullmatch(text.strip()):
+        raise ClearingError(_CAP_ZERO)
+    return parse_yuan(text)
 
 
 _Parsed = TypeVar("_Parsed")
@@ -204,12 +233,16 @@ class CardBin:
 
     def __post_init__(self) -> None:
         if not (
-            BIN_DIGITS_MIN <= len(self.prefix) <= BIN_DIGITS_MAX
+            (
+                BIN_DIGITS_MIN <= len(self.prefix) <= BIN_DIGITS_SHOWN
+                or len(self.prefix) == BIN_DIGITS_MAX
+            )
             and self.prefix.isascii()
             and self.prefix.isdigit()
         ):
             raise ClearingError(
-                f"a BIN prefix is {BIN_DIGITS_MIN}..{BIN_DIGITS_MAX} digits, not {self.prefix!r}"
+                f"a BIN prefix is {BIN_DIGITS_MIN}..{BIN_DIGITS_SHOWN} digits or an "
+                f"{BIN_DIGITS_MAX}-digit BIN, not {self.prefix!r}"
             )
 
 
@@ -237,6 +270,9 @@ class ClearingRules:
     card_bins: tuple[CardBin, ...] = ()
     calendar: WorkingDayCalendar = field(default_factory=WorkingDayCalendar)
     cutoffs: CutoffSchedule = DEFAULT_CUTOFFS
+    # An 8-digit BIN → the key the host keeps for cards that begin with it (a keyed hash:
+    # see ClearingRecord.bin8_key); None: 8-digit entries match no card.
+    bin8_key: Callable[[str], str] | None = field(default=None, repr=False, compare=False)
     _schedules_of: dict[str | None, list[FeeSchedule]] = field(
         init=False, repr=False, compare=False
     )
@@ -293,22 +329,50 @@ class ClearingRules:
         assert isinstance(found, MerchantTerms)
         return found
 
-    def funding_of(self, pan_masked: str, day: date) -> tuple[Funding, bool]:
-        """Debit or credit for a card (by its first six digits) on ``day``; and whether known."""
-        bin6 = pan_masked[:BIN_DIGITS_MAX]
-        key = ("bin", bin6, day)
+    def funding_of(
+        self, pan_masked: str, day: date, bin8_key: str | None = None
+    ) -> tuple[Funding, bool]:
+        """Debit or credit for a card on ``day``, and whether an entry matched: an 8-digit
+        BIN whose key is the card's ``bin8_key`` (the host's keyed hash of its first eight
+        digits), else the longest prefix of its first six."""
+        bin6 = pan_masked[:BIN_DIGITS_SHOWN]
+        key = ("bin", (bin6, bin8_key), day)
         found = self._cache.get(key)
         if found is None:
             table = self._bins_on(day)
             found = (FUNDING_UNKNOWN_BIN, False)
-            for digits in range(min(len(bin6), BIN_DIGITS_MAX), BIN_DIGITS_MIN - 1, -1):
-                funding = table.get(bin6[:digits])
-                if funding is not None:
-                    found = (funding, True)
-                    break
+            funding = None if bin8_key is None else self._bins8_on(day).get(bin8_key)
+            if funding is not None:
+                found = (funding, True)
+            else:
+                for digits in range(len(bin6), BIN_DIGITS_MIN - 1, -1):
+                    funding = table.get(bin6[:digits])
+                    if funding is not None:
+                        found = (funding, True)
+                        break
             self._cache[key] = found
         assert isinstance(found, tuple)
         return found
+
+    def bins8_in_force(self, day: date) -> bool:
+        """Whether any 8-digit BIN is in force on ``day`` (none: a card's first 6 decide,
+        and the pricing caches need not tell cards apart by their 8-digit key)."""
+        return bool(self._bins8_on(day))
+
+    def _bins8_on(self, day: date) -> dict[str, Funding]:
+        """The key of each 8-digit BIN in force on ``day`` → its funding."""
+        key = ("bins8", None, day)
+        table = self._cache.get(key)
+        if table is None:
+            keyed = self.bin8_key
+            table = {
+                keyed(prefix): funding
+                for prefix, funding in self._bins_on(day).items()
+                if len(prefix) == BIN_DIGITS_MAX and keyed is not None
+            }
+            self._cache[key] = table
+        assert isinstance(table, dict)
+        return table
 
     def _bins_on(self, day: date) -> dict[str, Funding]:
         key = ("bins", None, day)
@@ -329,8 +393,10 @@ class ClearingRules:
         assert isinstance(table, dict)
         return table
 
-    def card_class(self, card_type: str, pan_masked: str, day: date) -> tuple[CardClass, bool]:
-        funding, known = self.funding_of(pan_masked, day)
+    def card_class(
+        self, card_type: str, pan_masked: str, day: date, bin8_key: str | None = None
+    ) -> tuple[CardClass, bool]:
+        funding, known = self.funding_of(pan_masked, day, bin8_key)
         return CardClass.of(card_type, funding), known
 
     def arrival(self, merchant_id: str, day: date) -> Arrival:

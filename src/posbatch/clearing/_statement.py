@@ -116,6 +116,7 @@ class OriginalSale(NamedTuple):
     card_type: str  # "00" domestic / "01" foreign (wire.CardType)
     pan_masked: str
     approved_at: datetime
+    bin8_key: str | None = None  # as ClearingRecord's
 
 
 class ClearingRecord(NamedTuple):
@@ -136,6 +137,9 @@ class ClearingRecord(NamedTuple):
     reversed_at: datetime | None  # when a reversal took it back (None: it stands)
     original: OriginalSale | None = None  # a void's or refund's sale
     pieces: tuple[tuple[int, int], ...] = ()  # the stretches of the sale it credits (below)
+    # The host's keyed hash of the card's first 8 digits (None: a card under 16 digits, or
+    # approved before it was kept): what an 8-digit BIN entry is matched by. Never shown.
+    bin8_key: str | None = None
 
 
 class BatchRecord(NamedTuple):
@@ -160,6 +164,12 @@ class ExceptionRecord(NamedTuple):
     terminal_amount_fen: int | None
     host_amount_fen: int | None
     created_at: datetime
+    # Where it was settled, as the store knows it now (the statement of the day it was
+    # raised says so: exception_settlement). resolution None: still open.
+    resolution: str | None = None
+    resolved_at: datetime | None = None  # UTC, aware
+    adjustment_fen: int = 0  # signed: what its resolution adds to the merchant's net
+    settled_on: date | None = None  # the trading day whose statement carries the adjustment
 
 
 def credit_pieces(
@@ -376,7 +386,7 @@ class _Pricer:
 
     def __init__(self, rules: ClearingRules) -> None:
         self.rules = rules
-        self._classes: dict[date, dict[tuple[str, str], tuple[CardClass, bool]]] = {}
+        self._classes: dict[date, dict[tuple[str, str, str | None], tuple[CardClass, bool]]] = {}
         self._days: dict[datetime, date] = {}
         self._prices: dict[date, dict[str, _Price]] = {}
 
@@ -386,20 +396,25 @@ class _Pricer:
             day = self._days[moment] = self.rules.trading_day(moment)
         return day
 
-    def classes_on(self, day: date) -> dict[tuple[str, str], tuple[CardClass, bool]]:
-        """(card_type, BIN) → (card class, BIN known) on ``day``, as far as looked up."""
+    def classes_on(self, day: date) -> dict[tuple[str, str, str | None], tuple[CardClass, bool]]:
+        """(card_type, BIN, 8-digit key) → (card class, BIN known) on ``day``, as far as
+        looked up."""
         return self._classes.setdefault(day, {})
 
     def prices_on(self, day: date) -> dict[str, _Price]:
         """merchant_id → its price on ``day``, as far as looked up."""
         return self._prices.setdefault(day, {})
 
-    def card_class(self, card_type: str, pan_masked: str, day: date) -> tuple[CardClass, bool]:
+    def card_class(
+        self, card_type: str, pan_masked: str, day: date, bin8_key: str | None = None
+    ) -> tuple[CardClass, bool]:
         classes = self.classes_on(day)
-        key = (card_type, pan_masked[:6])
+        if bin8_key is not None and not self.rules.bins8_in_force(day):
+            bin8_key = None  # one cache entry per 6-digit BIN, as before 8-digit BINs
+        key = (card_type, pan_masked[:6], bin8_key)
         found = classes.get(key)
         if found is None:
-            found = classes[key] = self.rules.card_class(card_type, pan_masked, day)
+            found = classes[key] = self.rules.card_class(card_type, pan_masked, day, bin8_key)
         return found
 
     def price(self, merchant_id: str, day: date) -> _Price:
@@ -425,7 +440,9 @@ class _Pricer:
     def money(self, record: ClearingRecord, day: date) -> tuple[int, int, CardClass, bool]:
         """(signed amount, signed fee, card class, BIN known) of ``record`` as a line of
         its own trading day ``day``."""
-        card_class, known = self.card_class(record.card_type, record.pan_masked, day)
+        card_class, known = self.card_class(
+            record.card_type, record.pan_masked, day, record.bin8_key
+        )
         kind = record.kind
         if kind == _SALE:
             fee = self.sale_fee(record.merchant_id, day, card_class, record.amount_fen)
@@ -443,7 +460,9 @@ class _Pricer:
         if rule is CreditFeeRule.KEPT:
             return -record.amount_fen, 0, card_class, known
         sale_day = self.trading_day(original.approved_at)
-        sale_class, _known = self.card_class(original.card_type, original.pan_masked, sale_day)
+        sale_class, _known = self.card_class(
+            original.card_type, original.pan_masked, sale_day, original.bin8_key
+        )
         sale_fee = self.sale_fee(record.merchant_id, sale_day, sale_class, original.amount_fen)
         returned = returned_fee_fen(sale_fee, original.amount_fen, record.pieces)
         return -record.amount_fen, -returned, card_class, known
@@ -470,6 +489,7 @@ def price_lines(
     reversal, sale = LineKind.REVERSAL, LineKind.SALE
     make_line = StatementLine._make
     classes = pricer.classes_on(day)
+    bins8 = rules.bins8_in_force(day)  # else every card is told by its first 6 digits
     prices = pricer.prices_on(day)
     for record in records:
         approved_at = record.approved_at
@@ -489,9 +509,10 @@ def price_lines(
         kind = _KINDS[record.kind]
         if kind is sale and not adjustment:
             # the common case, inline: a sale priced on the day itself
-            card_class, known = classes.get((record.card_type, record.pan_masked[:6])) or (
-                pricer.card_class(record.card_type, record.pan_masked, day)
-            )
+            bin8 = record.bin8_key if bins8 else None
+            card_class, known = classes.get(
+                (record.card_type, record.pan_masked[:6], bin8)
+            ) or pricer.card_class(record.card_type, record.pan_masked, day, bin8)
             price = prices.get(merchant_id) or pricer.price(merchant_id, day)
             schedule = price.schedule or pricer.rules.schedule_for(merchant_id, day)
             amount = record.amount_fen

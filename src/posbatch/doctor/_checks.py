@@ -28,6 +28,7 @@ from posbatch.doctor._words import (
     capacity_words,
     close_reason_words,
     count,
+    duration,
     event_line,
     exception_kind_words,
     money,
@@ -440,9 +441,10 @@ def _clock(evidence: Evidence) -> Check:
             Line("the host's time was not received", "未收到主机时间"),
         )
     direction = ("ahead of", "快于") if skew > 0 else ("behind", "慢于")
+    apart_en, apart_zh = duration(skew)
     line = Line(
-        f"the terminal clock is {abs(skew)} s {direction[0]} the host",
-        f"终端时钟{direction[1]}主机 {abs(skew)} 秒",
+        f"the terminal clock is {apart_en} {direction[0]} the host",
+        f"终端时钟{direction[1]}主机 {apart_zh}",
     )
     if abs(skew) > CLOCK_SKEW_FAIL_S:
         status = Status.FAILED

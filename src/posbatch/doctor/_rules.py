@@ -54,6 +54,7 @@ from posbatch.doctor._words import (
     capacity_words,
     close_reason_words,
     count,
+    duration,
     money,
     shown_at,
     stan,
@@ -665,19 +666,20 @@ def _clock_wrong(evidence: Evidence) -> Finding:
     skew = clock_skew_s(evidence)
     if skew is None:
         return _unknown(Line("needs the host's time from a response", "需要主机应答中的时间"))
+    apart_en, apart_zh = duration(skew)
     if abs(skew) <= CLOCK_SKEW_FAIL_S:
+        fine_en, fine_zh = duration(CLOCK_SKEW_FAIL_S, exact=False)
         return _out(
             Line(
-                f"the clocks are {abs(skew)} s apart (up to {CLOCK_SKEW_FAIL_S} s is fine)",
-                f"终端与主机时钟相差 {abs(skew)} 秒(不超过 {CLOCK_SKEW_FAIL_S} 秒即可)",
+                f"the clocks are {apart_en} apart (up to {fine_en} is fine)",
+                f"终端与主机时钟相差 {apart_zh}(不超过 {fine_zh} 即可)",
             )
         )
-    hours = abs(skew) / 3600
     return _points(
         Strength.PROOF,
         Line(
-            f"the terminal clock is off by {abs(skew)} s ({hours:.1f} h) against the host",
-            f"终端时钟与主机相差 {abs(skew)} 秒({hours:.1f} 小时)",
+            f"the terminal clock is off by {apart_en} against the host",
+            f"终端时钟与主机相差 {apart_zh}",
         ),
     )
 

@@ -39,6 +39,7 @@ __all__ = [
     "capacity_words",
     "close_reason_words",
     "count",
+    "duration",
     "error_line",
     "event_line",
     "exception_kind_words",
@@ -60,6 +61,38 @@ class Line:
 def count(number: int, noun: str, plural: str | None = None) -> str:
     """``1 approval``, ``2 approvals`` (``plural`` when it is not noun + s)."""
     return f"{number} {noun if number == 1 else (plural or noun + 's')}"
+
+
+_UNITS: Final = (
+    (86_400, "day", "天"),
+    (3_600, "hour", "小时"),
+    (60, "minute", "分钟"),
+    (1, "second", "秒"),
+)
+
+
+def duration(seconds: int, *, exact: bool = True) -> tuple[str, str]:
+    """A span people read at a glance, its exact seconds after it from a minute on (unless
+    not ``exact``): (``3 days (259200 s)``, ``3 天(259200 秒)``); (``45 s``, ``45 秒``).
+    Two units at most (``1 day 2 hours``, ``5 minutes 3 seconds``): the rest is in the
+    seconds."""
+    seconds = abs(seconds)
+    if seconds < 60:
+        return f"{seconds} s", f"{seconds} 秒"
+    parts: list[tuple[int, str, str]] = []
+    rest = seconds
+    for size, noun, zh in _UNITS:
+        number, rest = divmod(rest, size)
+        if number or parts:
+            parts.append((number, noun, zh))
+        if len(parts) == 2:
+            break
+    parts = [part for part in parts if part[0]]
+    en = " ".join(count(number, noun) for number, noun, _zh in parts)
+    zh = " ".join(f"{number} {unit}" for number, _noun, unit in parts)
+    if not exact:
+        return en, zh
+    return f"{en} ({seconds} s)", f"{zh}({seconds} 秒)"
 
 
 def money(amount_fen: int) -> tuple[str, str]:

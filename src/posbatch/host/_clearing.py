@@ -43,7 +43,7 @@ from typing import Any, Final, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from posbatch.batch.cards import mask_card_numbers
+from posbatch.batch.cards import bin8_text, mask_card_numbers
 from posbatch.batch.money import format_fen
 from posbatch.clearing import (
     AdjustmentLine,
@@ -73,6 +73,7 @@ from posbatch.clearing import (
     SummaryPart,
     Totals,
     WorkingDayCalendar,
+    adjustment_fen,
     adjustment_lines,
     arrival_date,
     assemble_statement,
@@ -150,7 +151,7 @@ def _chunks(ids: Sequence[int]) -> Iterator[Sequence[int]]:
 
 _COLUMNS: Final = (
     "transaction_id, terminal_id, batch_id, stan, rrn, kind, amount_fen, card_type, "
-    "pan_masked, created_at, status, original_transaction_id"
+    "pan_masked, created_at, status, original_transaction_id, bin8_hmac"
 )
 # The rows of a trading day that may count (host_transactions holds sales, voids, refunds).
 _DAY_SQL: Final = (
@@ -580,7 +581,13 @@ class ClearingStore:
                 card_bins=tuple(self.card_bins()),
                 calendar=self.calendar(),
                 cutoffs=self.cutoffs(),
+                bin8_key=self.bin8_key,
             )
+
+    def bin8_key(self, prefix: str) -> str:
+        """The key under which the host keeps cards that begin with the 8-digit BIN
+        ``prefix`` (``host_transactions.bin8_hmac``: cards.card_bin8 under the PAN key)."""
+        return self.store.pan_hmac(bin8_text(prefix))
 
     def merchants(self) -> list[str]:
         """Every merchant with a terminal on this host."""
@@ -659,7 +666,7 @@ class ClearingStore:
         append = records.append
         for row in rows:
             (transaction_id, terminal_id, batch_id, stan, rrn, kind, amount_fen, card_type,
-             pan_masked, created_at, status, original_id) = row  # fmt: skip
+             pan_masked, created_at, status, original_id, bin8_key) = row  # fmt: skip
             approved_at = read_time(created_at)
             taken_back: datetime | None = None
             if status == reversed_status:
@@ -676,7 +683,7 @@ class ClearingStore:
             append(
                 make((transaction_id, merchant_of[terminal_id], terminal_id, batch_id,
                       batch_no_of[batch_id], stan, rrn, kind, amount_fen, card_type, pan_masked,
-                      approved_at, taken_back, original, pieces))
+                      approved_at, taken_back, original, pieces, bin8_key))
             )  # fmt: skip
         return records
 
@@ -748,13 +755,20 @@ class ClearingStore:
         rows = self._in_ids(
             cursor,
             "SELECT t.transaction_id, b.batch_no, t.stan, t.amount_fen, t.card_type, "
-            "t.pan_masked, t.created_at FROM host_transactions t "
+            "t.pan_masked, t.created_at, t.bin8_hmac FROM host_transactions t "
             "JOIN host_batches b ON b.batch_id = t.batch_id WHERE t.transaction_id IN",
             ids,
         )
         return {
             row[0]: OriginalSale(
-                row[0], row[1], row[2], row[3], row[4], row[5], _time_reader(row[6])(row[6])
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                row[4],
+                row[5],
+                _time_reader(row[6])(row[6]),
+                row[7],
             )
             for row in rows
         }
@@ -819,36 +833,64 @@ class ClearingStore:
         return found
 
     def exceptions(
-        self, start: datetime, end: datetime, *, merchant_id: str | None = None
+        self,
+        start: datetime,
+        end: datetime,
+        *,
+        merchant_id: str | None = None,
+        cutoffs: CutoffSchedule | None = None,
     ) -> list[ExceptionRecord]:
-        """Exception (差错) records raised within ``[start, end)`` (of one merchant if given)."""
+        """Exception (差错) records raised within ``[start, end)`` (of one merchant if given),
+        each with where it was settled as the store knows it now: the trading day its
+        clearing run kept its adjustment on, else the one its resolution falls in (under
+        ``cutoffs``, else those in force); none when it is open or moves no money."""
+        exceptions, work, kept = t.exceptions.c, t.exception_work.c, t.clearing_adjustments.c
         query = (
-            sa.select(t.exceptions)
-            .where(
-                t.exceptions.c.created_at >= naive_utc(start),
-                t.exceptions.c.created_at < naive_utc(end),
+            sa.select(
+                t.exceptions,
+                work.resolution,
+                work.amount_fen.label("resolved_amount_fen"),
+                work.resolved_at,
+                kept.trading_day.label("kept_day"),
+                kept.amount_fen.label("kept_fen"),
             )
-            .order_by(t.exceptions.c.exception_id)
+            .select_from(
+                t.exceptions.outerjoin(
+                    t.exception_work, work.exception_id == exceptions.exception_id
+                ).outerjoin(t.clearing_adjustments, kept.exception_id == exceptions.exception_id)
+            )
+            .where(
+                exceptions.created_at >= naive_utc(start), exceptions.created_at < naive_utc(end)
+            )
+            .order_by(exceptions.exception_id)
         )
         if merchant_id is not None:
-            query = query.where(t.exceptions.c.merchant_id == merchant_id)
-        with self._read() as connection:
-            rows = connection.execute(query).all()
-        return [
-            ExceptionRecord(
-                row.exception_id,
-                row.merchant_id,
-                row.terminal_id,
-                row.batch_no,
-                row.stan,
-                row.kind,
-                row.cause,
-                row.terminal_amount_fen,
-                row.host_amount_fen,
-                _aware(row.created_at),
-            )
-            for row in rows
-        ]
+            query = query.where(exceptions.merchant_id == merchant_id)
+        with self._reading():
+            with self._read() as connection:
+                rows = connection.execute(query).all()
+            if cutoffs is None and any(row.resolution is not None for row in rows):
+                cutoffs = self.cutoffs()
+        found = []
+        for row in rows:
+            resolved_at = _maybe_aware(row.resolved_at)
+            settled_on: date | None = None
+            signed = 0
+            if row.kept_day is not None:
+                settled_on, signed = _day_of(row.kept_day), row.kept_fen
+            elif row.resolution is not None and resolved_at is not None:
+                signed = adjustment_fen(row.resolution, row.resolved_amount_fen)
+                if signed and cutoffs is not None:
+                    settled_on = trading_day(resolved_at, cutoffs)
+            found.append(
+                ExceptionRecord(
+                    row.exception_id, row.merchant_id, row.terminal_id, row.batch_no, row.stan,
+                    row.kind, row.cause, row.terminal_amount_fen, row.host_amount_fen,
+                    _aware(row.created_at), None if resolved_at is None else row.resolution,
+                    resolved_at, signed, settled_on,
+                )
+            )  # fmt: skip
+        return found
 
     def adjustment_records(
         self, start: datetime, end: datetime, *, merchant_id: str | None = None
@@ -1294,7 +1336,7 @@ class ClearingStore:
             lines,
             rules,
             batches=self.batches({line.batch_id for line in lines}),
-            exceptions=self.exceptions(start, end, merchant_id=merchant_id),
+            exceptions=self.exceptions(start, end, merchant_id=merchant_id, cutoffs=rules.cutoffs),
             cleared=cleared,
             adjustments=adjusted.get(merchant_id, []),
             arrival=arrival,

@@ -75,7 +75,7 @@ def latest_batch_id(connection: Connection, terminal_id: str, batch_no: int) -> 
     ).scalar()
 
 
-INSERT_COLUMNS: Final = (*TransactionRow._fields[1:], "terminal_id", "created_at")
+INSERT_COLUMNS: Final = (*TransactionRow._fields[1:], "terminal_id", "created_at", "bin8_hmac")
 _TERMINAL_SELECT: Final = (
     "SELECT t.terminal_id, t.merchant_id, t.master_key, t.status, t.signed_on, t.mak, "
     "t.current_batch_id, b.batch_no, b.state, t.pending_keys, b.approved_count, "
@@ -91,8 +91,8 @@ _REVERSAL_COLUMNS: Final = "r.terminal_id, r.batch_no, r.stan, r.batch_id, r.amo
 _INSERT_SQL: Final = (
     "INSERT INTO host_transactions (batch_id, stan, kind, amount_fen, card_type, pan_hmac, "
     "pan_masked, status, response_code, rrn, auth_code, local_time, local_date, "
-    "original_transaction_id, refunded_fen, request_digest, terminal_id, created_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "original_transaction_id, refunded_fen, request_digest, terminal_id, created_at, "
+    "bin8_hmac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # Keys one read-ahead statement asks for at most (a group holds at most 512 requests).
 READ_AHEAD_KEYS_MAX: Final = 512

@@ -109,6 +109,9 @@ transactions = sa.Table(
     sa.Column("original_transaction_id", sa.Integer, nullable=True),
     sa.Column("refunded_fen", sa.BigInteger, nullable=False),
     sa.Column("request_digest", sa.String(64), nullable=False),
+    # the PAN key's hash of the card's first 8 digits (clearing's 8-digit BINs; migration
+    # bin8): never the digits themselves
+    sa.Column("bin8_hmac", sa.String(64), nullable=True),
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.UniqueConstraint("batch_id", "stan", name="uq_host_transactions_batch_stan"),
 )
@@ -218,7 +221,7 @@ card_bins = sa.Table(
     "host_card_bins",
     metadata,
     sa.Column("bin_id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("prefix", sa.String(6), nullable=False),
+    sa.Column("prefix", sa.String(8), nullable=False),
     sa.Column("funding", sa.String(6), nullable=False),
     sa.Column("effective_from", sa.Date, nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),

@@ -168,7 +168,8 @@ def set_fees(
 ) -> None:
     """Set a fee schedule (手续费) from a trading day on; the history is kept.
 
-    Every rate is a percentage with its sign; caps are yuan. A schedule takes effect
+    Every rate is a percentage with its sign; caps are yuan, 0.01 and more (leave a cap
+    out for no cap; a rate of 0% for no fee: a cap of 0 is refused). A schedule takes effect
     from a coming trading day; from the one under way only if it re-prices none of the
     transactions already made that day (a transaction keeps the price it was made at),
     never earlier (cleared days never change).
@@ -346,7 +347,9 @@ def _funding(text: str) -> Funding:
 
 
 def set_card_bin(
-    prefix: Annotated[str, typer.Argument(help="2 to 6 leading digits of the card number.")],
+    prefix: Annotated[
+        str, typer.Argument(help="2 to 6 leading digits of the card number, or an 8-digit BIN.")
+    ],
     funding: Annotated[str, typer.Argument(help="debit or credit.")],
     effective_from: FromOption = "",
     data_dir: DataDir = DATA_DIR_DEFAULT,
@@ -443,7 +446,7 @@ def card_bins(data_dir: DataDir = DATA_DIR_DEFAULT) -> None:
     if not entries:
         typer.echo("no BIN entries: every card is priced as credit (posbatch host set-card-bin)")
     for entry in entries:
-        typer.echo(f"#{entry.bin_id} {entry.prefix:<6} {entry.funding.value:<6} from "
+        typer.echo(f"#{entry.bin_id} {entry.prefix:<8} {entry.funding.value:<6} from "
                    f"{entry.effective_from}")  # fmt: skip
 
 
@@ -501,8 +504,8 @@ def arrival(
     moment: Annotated[
         str,
         typer.Argument(
-            help="When it traded: YYYY-MM-DDTHH:MM Beijing time (or ending in Z / +HH:MM), "
-            "or a trading day YYYY-MM-DD."
+            help="When it traded, ISO 8601: YYYY-MM-DDTHH:MM[:SS[.fraction]] Beijing time, "
+            "or ending in Z / +HH:MM (2026-09-30T02:00:00.250Z); or a trading day YYYY-MM-DD."
         ),
     ],
     merchant_id: MerchantOption = None,
@@ -526,10 +529,12 @@ def arrival(
         else:
             traded = parse_moment(moment)
             day = trading_day(traded, cut)
-            # To the second: a second before the cut-off is another trading day.
+            # To the second (and its fraction when given): a second before the cut-off is
+            # another trading day.
+            form = "%Y-%m-%d %H:%M:%S" + (".%f" if traded.microsecond else "")
             shown = (
-                f"{beijing(traded):%Y-%m-%d %H:%M:%S} Beijing "
-                f"({traded.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC)"
+                f"{beijing(traded).strftime(form)} Beijing "
+                f"({traded.astimezone(UTC).strftime(form)} UTC)"
             )
         result: Arrival | None = None
         if chosen is None and merchant_id is not None and note is None:

@@ -386,6 +386,7 @@ class StoreTx:
         inserts through :meth:`apply`)."""
         values["created_at"] = self._sql.datetime(naive_utc(values["created_at"]))
         values.setdefault("refunded_fen", 0)
+        values.setdefault("bin8_hmac", None)
         key = (values["batch_id"], values["stan"])
         self._transactions.pop(key, None)
         self._inserted.add(key)
@@ -571,7 +572,7 @@ class StoreTx:
                 effect.pan_hmac, effect.pan_masked, effect.status, effect.response_code,
                 effect.rrn, effect.auth_code, effect.local_time, effect.local_date,
                 effect.original_transaction_id, 0, effect.request_digest, effect.terminal_id,
-                self._sql.datetime(naive_utc(effect.created_at)),
+                self._sql.datetime(naive_utc(effect.created_at)), effect.bin8_hmac,
             )
         )  # fmt: skip
         if effect.status == TransactionStatus.APPROVED:

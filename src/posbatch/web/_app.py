@@ -52,6 +52,7 @@ from posbatch.backoffice import (
     check_day,
     clean_text,
     cutoff_on,
+    exception_settlement,
     mask_card_numbers,
     parse_ids,
     render_statement,
@@ -695,6 +696,7 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
             page_url="/statements?" + urlencode(query) + "&page=",
             export_url="/statements.csv?" + urlencode(query),
             text_url="/statements.txt?" + urlencode(query), adjustment_labels=ADJUSTMENT_LABELS,
+            settled=exception_settlement,
         )  # fmt: skip
 
     @route("GET", "/statements.txt", Permission.VIEW)
