@@ -40,7 +40,7 @@ Targets (2-core machine): (a) ≥ 0.85× the reference host's approvals/s and
 approvals/s on SQLite); (b) p99 ≤ 20 ms with 2 workers; (c) ≤ 300 MB.
 
 Usage: ``PYTHONPATH=src python bench/host.py [--db sqlite|postgresql|both]
-[--seconds 10] [--workers 1 2] [--rounds 2] [--skip-memory]``
+[--seconds 10] [--workers 1 2] [--rounds 2] [--skip-memory] [--without-search-indexes]``
 """
 
 from __future__ import annotations
@@ -93,6 +93,15 @@ TARGET_CPU_RATIO = 1.15  # posbatch host CPU per approval over the reference hos
 TARGET_P99_MS = 20.0
 TARGET_RSS_MB = 300
 REFERENCE = "reference"
+# The back office's search indexes on host_transactions whose keys a sale draws at random
+# (each insert lands on its own page); ``--without-search-indexes`` runs posbatch without them.
+RANDOM_KEY_SEARCH_INDEXES = (
+    "ix_host_transactions_terminal_created",
+    "ix_host_transactions_rrn",
+    "ix_host_transactions_amount",
+    "ix_host_transactions_last4",
+)
+WITHOUT_SEARCH = "-search"  # the label's suffix of that variant
 SEARCHABLE_REFERENCE = "searchable ref"  # the reference with the back office's search indexes
 THROUGHPUT_TERMINALS = 200
 LATENCY_TERMINALS = 2_000
@@ -295,13 +304,19 @@ def postgres_schema() -> Iterator[str]:
         admin.dispose()
 
 
-def register(data_dir: Path, db_url: str | None, terminal_ids: list[str]) -> None:
+def register(
+    data_dir: Path, db_url: str | None, terminal_ids: list[str], *, drop_search: bool = False
+) -> None:
     url = db_url or f"sqlite:///{data_dir / DB_FILE_NAME}"
     store = HostStore.open(url, pan_key=pan_key(data_dir), kek=kek(data_dir))
     store.add_terminals(
         [(MERCHANT_ID, terminal_id, MASTER_KEY) for terminal_id in terminal_ids],
         now=datetime.now(UTC),
     )
+    if drop_search:  # a diagnostic: what the random-key search indexes cost posbatch
+        with store.engine.begin() as connection:
+            for name in RANDOM_KEY_SEARCH_INDEXES:
+                connection.execute(sa.text(f"DROP INDEX {name}"))
     store.close()
 
 
@@ -624,26 +639,30 @@ def prepare_reference(searchable: bool) -> Callable[[Path, list[str]], Callable[
     return prepare
 
 
-def prepare_posbatch(db_url: str | None) -> Callable[[Path, list[str]], Callable[[], int]]:
+def prepare_posbatch(
+    db_url: str | None, *, drop_search: bool = False
+) -> Callable[[Path, list[str]], Callable[[], int]]:
     def prepare(data_dir: Path, terminal_ids: list[str]) -> Callable[[], int]:
-        register(data_dir, db_url, terminal_ids)
+        register(data_dir, db_url, terminal_ids, drop_search=drop_search)
         url = db_url or f"sqlite:///{data_dir / DB_FILE_NAME}"
         return lambda: approved_rows(url)
 
     return prepare
 
 
-def run_posbatch(db: str, workers: int, options: argparse.Namespace) -> Figures:
+def run_posbatch(
+    db: str, workers: int, options: argparse.Namespace, *, drop_search: bool = False
+) -> Figures:
     if db == "sqlite":
         return measure_host(
             lambda data_dir, port: host_process(data_dir, port, None, workers),
-            prepare_posbatch(None),
+            prepare_posbatch(None, drop_search=drop_search),
             options,
         )
     with postgres_schema() as url:
         return measure_host(
             lambda data_dir, port: host_process(data_dir, port, url, workers),
-            prepare_posbatch(url),
+            prepare_posbatch(url, drop_search=drop_search),
             options,
         )
 
@@ -743,6 +762,12 @@ def main() -> None:
         action="store_true",
         help="skip the reference host with the back office's search indexes",
     )
+    parser.add_argument(
+        "--without-search-indexes",
+        action="store_true",
+        help="also run posbatch without the back office's four random-key search indexes "
+        "(a diagnostic of what they cost; its database cannot serve those searches fast)",
+    )
     options = parser.parse_args()
     if options.bare_server is not None:
         run_bare_server(options.bare_server)
@@ -760,6 +785,8 @@ def main() -> None:
     databases = ["sqlite", "postgresql"] if options.db == "both" else [options.db]
     references = [REFERENCE] if options.no_searchable else [REFERENCE, SEARCHABLE_REFERENCE]
     labels = [*references, *(f"posbatch {db}" for db in databases)]
+    if options.without_search_indexes:
+        labels += [f"posbatch {db} {WITHOUT_SEARCH}" for db in databases]
     results: dict[tuple[str, int], list[Figures]] = {
         (label, count): [] for count in options.workers for label in labels
     }
@@ -772,7 +799,8 @@ def main() -> None:
                 if label in references:
                     figures = run_reference(count, options, searchable=label != REFERENCE)
                 else:
-                    figures = run_posbatch(label.split()[1], count, options)
+                    figures = run_posbatch(label.split()[1], count, options,
+                                           drop_search=label.endswith(WITHOUT_SEARCH))  # fmt: skip
                 results[(label, count)].append(figures)
                 print(describe(label, count, figures))
             for label in labels[1:]:
