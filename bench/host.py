@@ -768,7 +768,7 @@ def describe(label: str, workers: int, figures: Figures) -> str:
         f", {a.cpu_ms_per_approval:.3f} ms CPU per approval ({a.cores_busy:.2f} cores busy)"
     )  # fmt: skip
     lost = f", {figures.unanswered} unanswered" if figures.unanswered else ""
-    return (f"  {label:<23} {workers} worker(s): (a) {a.approvals_per_s:,.0f} durable "
+    return (f"  {label:<27} {workers} worker(s): (a) {a.approvals_per_s:,.0f} durable "
             f"approvals/s{cpu}; (b) p50 {figures.p50_ms:.1f} / p99 {figures.p99_ms:.1f} / "
             f"max {figures.max_ms:.1f} ms{lost}")  # fmt: skip
 
@@ -790,7 +790,7 @@ def span(values: list[float], form: str) -> str:
 def summarise(results: dict[tuple[str, int], list[Figures]], workers: list[int]) -> None:
     print("\nsummary (ranges over the rounds; ratios per round, to the reference host "
           "of the same round, and to its searchable variant):")  # fmt: skip
-    print(f"  {'host':<23} {'workers':>7}  {'approvals/s':>15}  {'CPU ms/approval':>15}  "
+    print(f"  {'host':<27} {'workers':>7}  {'approvals/s':>15}  {'CPU ms/approval':>15}  "
           f"{'(b) p99 ms':>13}  {'rate ratio':>11}  {'CPU ratio':>11}  "
           f"{'to searchable: rate':>19}  {'CPU':>11}")  # fmt: skip
     for count in workers:
@@ -809,7 +809,7 @@ def summarise(results: dict[tuple[str, int], list[Figures]], workers: list[int])
                 f"  {rate:>{width}}  {cpu:>11}"
                 for (rate, cpu), width in zip(columns, (11, 19), strict=False)
             )
-            print(f"  {label:<23} {count:>7}  {span(rates, ',.0f'):>15}  "
+            print(f"  {label:<27} {count:>7}  {span(rates, ',.0f'):>15}  "
                   f"{span(cpus, '.3f'):>15}  {span(p99s, '.1f'):>13}{cells}")  # fmt: skip
     print(f"  targets: rate ratio ≥ {TARGET_RATE_RATIO}, CPU ratio ≤ {TARGET_CPU_RATIO} "
           f"(1 and 2 workers); (b) p99 ≤ {TARGET_P99_MS:.0f} ms with 2 workers; "
