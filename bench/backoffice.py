@@ -25,10 +25,16 @@ in-process page's time goes, by package.
 Targets: page p95 ≤ 150 ms, and ≤ 1.5 × the bare SQL's p95.
 
 ``--insert-cost`` measures instead what the search indexes cost the host: transactions
-inserted per second, in commits of 500, at migration ``host0001`` and at the head.
+inserted per second, in commits of 500, at migration ``host0001`` and at the head; then,
+at the head, what each search index whose key a sale draws at random costs on its own:
+transactions from 200 terminals inserted in group commits of 100 into a table already
+holding ``--prefill`` rows, without any of those four, with each alone and with all,
+alternated over ``--rounds``: microseconds per row, wall and this process's CPU (on
+PostgreSQL the server's CPU is not this process's: wall only).
 
 Usage: ``PYTHONPATH=src python bench/backoffice.py [--db sqlite|postgresql|both]
-[--transactions 1000000] [--terminals 2000] [--rounds 25] [--profile] [--insert-cost]``
+[--transactions 1000000] [--terminals 2000] [--rounds 25] [--profile] [--insert-cost
+[--prefill 200000]]``
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Final, cast
 from unittest import mock
 
 import httpx
@@ -683,6 +689,128 @@ def insert_cost(args: argparse.Namespace) -> None:
               f"{after:9,.0f}/s   ratio {after / before:4.2f}")  # fmt: skip
 
 
+# The back office's search indexes whose keys a sale draws at random: every insert lands on a
+# page of its own in each (ix_host_transactions_created is appended to in time order).
+RANDOM_KEY_INDEXES: Final = {
+    "terminal": "ix_host_transactions_terminal_created",
+    "rrn": "ix_host_transactions_rrn",
+    "amount": "ix_host_transactions_amount",
+    "last4": "ix_host_transactions_last4",
+}
+COST_TERMINALS = 200  # as bench/host.py's closed loop
+COST_GROUP_ROWS = 100
+COST_GROUPS = 100
+
+
+def _cost_rows(rng: random.Random, first: int, count: int) -> list[tuple[Any, ...]]:
+    """Sales of random terminals (one open batch each), a fresh STAN each, 200 µs apart."""
+    rows = []
+    for number in range(first, first + count):
+        terminal = rng.randrange(COST_TERMINALS)
+        rows.append((
+            terminal + 1, f"{10_000_000 + terminal}", number, "sale", rng.randrange(100, 100_000),
+            "00", f"{number:064x}", f"622202*********{rng.randrange(10_000):04d}", "approved",
+            "00", f"{rng.randrange(10**12):012d}", "123456", "120000", "1205", None, 0,
+            f"{number:064x}", datetime(2026, 12, 1) + timedelta(microseconds=200 * number),
+        ))  # fmt: skip
+    return rows
+
+
+def index_cost(url: str, kept: tuple[str, ...], prefill: int) -> tuple[float, float]:
+    """(wall, CPU) µs per transaction inserted in group commits, with only ``kept`` of the
+    random-key search indexes, into a table already holding ``prefill`` rows."""
+    engine = _store_at("head", url)
+    raw = engine.raw_connection()
+    cursor = raw.cursor()
+    sqlite = engine.dialect.name == "sqlite"
+    mark = "?" if sqlite else "%s"
+    for name, index in RANDOM_KEY_INDEXES.items():
+        if name not in kept:
+            cursor.execute(f"DROP INDEX {index}")
+    cursor.executemany(
+        "INSERT INTO host_terminals (terminal_id, merchant_id, master_key, status, signed_on, "
+        f"created_at) VALUES ({', '.join([mark] * 6)})",
+        [(f"{10_000_000 + i}", "898110054110001", b"k" * 16, "active", True,
+          datetime(2026, 1, 1)) for i in range(COST_TERMINALS)],
+    )  # fmt: skip
+    cursor.executemany(
+        "INSERT INTO host_batches (batch_id, terminal_id, batch_no, state, opened_at) "
+        f"VALUES ({mark}, {mark}, 1, 'OPEN', {mark})",
+        [(i + 1, f"{10_000_000 + i}", datetime(2026, 1, 1)) for i in range(COST_TERMINALS)],
+    )
+    columns = ("batch_id", "terminal_id", "stan", "kind", "amount_fen", "card_type",
+               "pan_hmac", "pan_masked", "status", "response_code", "rrn", "auth_code",
+               "local_time", "local_date", "original_transaction_id", "refunded_fen",
+               "request_digest", "created_at")  # fmt: skip
+    sql = (
+        f"INSERT INTO host_transactions ({', '.join(columns)}) "
+        f"VALUES ({', '.join([mark] * len(columns))})"
+    )
+    rng = random.Random(1)
+    for first in range(0, prefill, CHUNK_ROWS):
+        cursor.executemany(sql, _cost_rows(rng, first, min(CHUNK_ROWS, prefill - first)))
+    raw.commit()
+    groups = [
+        _cost_rows(rng, prefill + k * COST_GROUP_ROWS, COST_GROUP_ROWS) for k in range(COST_GROUPS)
+    ]
+    cpu, wall = time.process_time(), time.perf_counter()
+    for rows in groups:
+        if sqlite:
+            cursor.execute("BEGIN IMMEDIATE")
+        cursor.executemany(sql, rows)
+        raw.commit()
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    raw.close()
+    engine.dispose()
+    count = COST_GROUPS * COST_GROUP_ROWS
+    return wall / count * 1e6, cpu / count * 1e6
+
+
+def _on_scratch(name: str, measure: Callable[[str], tuple[float, float]]) -> tuple[float, float]:
+    """``measure`` on a fresh SQLite file or PostgreSQL schema."""
+    if name == "sqlite":
+        with tempfile.TemporaryDirectory() as directory:
+            return measure(f"sqlite:///{directory}/h.db")
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(POSTGRES_URL)
+    with admin.begin() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    try:
+        return measure(f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}")
+    finally:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def index_costs(args: argparse.Namespace) -> None:
+    """Each random-key search index's own cost per transaction, alternated over the rounds."""
+    variants: dict[str, tuple[str, ...]] = {
+        "none of the four": (),
+        **{f"{name} alone": (name,) for name in RANDOM_KEY_INDEXES},
+        "all four (head)": tuple(RANDOM_KEY_INDEXES),
+    }
+    print(f"\nwhat each random-key search index costs (µs per transaction, group commits of "
+          f"{COST_GROUP_ROWS} from {COST_TERMINALS} terminals, {args.prefill:,} rows before; "
+          f"load average {os.getloadavg()[0]:.2f}):")  # fmt: skip
+    for name in ("sqlite", "postgresql") if args.db == "both" else (args.db,):
+        runs: dict[str, list[tuple[float, float]]] = {label: [] for label in variants}
+        for _ in range(args.rounds):
+            for label, kept in variants.items():
+                runs[label].append(
+                    _on_scratch(name, lambda url, kept=kept: index_cost(url, kept, args.prefill))
+                )
+        base_wall = min(wall for wall, _ in runs["none of the four"])
+        base_cpu = min(cpu for _, cpu in runs["none of the four"])
+        for label, figures in runs.items():
+            wall, cpu = min(w for w, _ in figures), min(c for _, c in figures)
+            cpu_text = "" if name != "sqlite" else f"   CPU {cpu:6.1f} (+{cpu - base_cpu:5.1f})"
+            print(f"  {name:<10} {label:<17} wall {wall:7.1f} (+{wall - base_wall:6.1f})"
+                  f"{cpu_text}")  # fmt: skip
+    print(f"  load average at the end {os.getloadavg()[0]:.2f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
@@ -697,9 +825,14 @@ def main() -> int:
         "--insert-cost", action="store_true",
         help="Only measure what the search indexes cost the host's transaction inserts.",
     )  # fmt: skip
+    parser.add_argument(
+        "--prefill", type=int, default=200_000,
+        help="--insert-cost: rows in the table before each index's cost is measured",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.insert_cost:
         insert_cost(args)
+        index_costs(args)
         return 0
     ok = True
     if args.db in ("sqlite", "both"):

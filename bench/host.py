@@ -40,7 +40,8 @@ Targets (2-core machine): (a) ≥ 0.85× the reference host's approvals/s and
 approvals/s on SQLite); (b) p99 ≤ 20 ms with 2 workers; (c) ≤ 300 MB.
 
 Usage: ``PYTHONPATH=src python bench/host.py [--db sqlite|postgresql|both]
-[--seconds 10] [--workers 1 2] [--rounds 2] [--skip-memory]``
+[--seconds 10] [--workers 1 2] [--rounds 2] [--skip-memory] [--without-search-indexes]
+[--history 0]``
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ import argparse
 import asyncio
 import collections
 import os
+import random
 import resource
 import socket
 import subprocess
@@ -59,7 +61,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import refhost
@@ -93,6 +95,22 @@ TARGET_CPU_RATIO = 1.15  # posbatch host CPU per approval over the reference hos
 TARGET_P99_MS = 20.0
 TARGET_RSS_MB = 300
 REFERENCE = "reference"
+# The back office's search indexes on host_transactions whose keys a sale draws at random
+# (each insert lands on its own page); ``--without-search-indexes`` runs posbatch without them.
+RANDOM_KEY_SEARCH_INDEXES = (
+    "ix_host_transactions_terminal_created",
+    "ix_host_transactions_rrn",
+    "ix_host_transactions_amount",
+    "ix_host_transactions_last4",
+)
+WITHOUT_SEARCH = "-search"  # the label's suffix of that variant
+# ``--history N``: N earlier approvals of the throughput terminals in every host's table
+# before it is measured (a fresh table is small: a random-key index insert then shares
+# its page with the group's others, which a day's table does not allow).
+HISTORY_TERMINAL_ID = "49999999"  # posbatch: the history's batch is this terminal's
+HISTORY_DAYS = 30
+HISTORY_SEED = 15
+HISTORY_CHUNK_ROWS = 20_000
 SEARCHABLE_REFERENCE = "searchable ref"  # the reference with the back office's search indexes
 THROUGHPUT_TERMINALS = 200
 LATENCY_TERMINALS = 2_000
@@ -295,14 +313,74 @@ def postgres_schema() -> Iterator[str]:
         admin.dispose()
 
 
-def register(data_dir: Path, db_url: str | None, terminal_ids: list[str]) -> None:
+def register(
+    data_dir: Path,
+    db_url: str | None,
+    terminal_ids: list[str],
+    *,
+    drop_search: bool = False,
+    history: int = 0,
+) -> None:
     url = db_url or f"sqlite:///{data_dir / DB_FILE_NAME}"
     store = HostStore.open(url, pan_key=pan_key(data_dir), kek=kek(data_dir))
+    now = datetime.now(UTC)
     store.add_terminals(
-        [(MERCHANT_ID, terminal_id, MASTER_KEY) for terminal_id in terminal_ids],
-        now=datetime.now(UTC),
+        [(MERCHANT_ID, terminal_id, MASTER_KEY) for terminal_id in terminal_ids], now=now
     )
+    if history:
+        store.add_terminal(MERCHANT_ID, HISTORY_TERMINAL_ID, MASTER_KEY, now=now)
+    with store.engine.begin() as connection:
+        if drop_search:  # a diagnostic: what the random-key search indexes cost posbatch
+            for name in RANDOM_KEY_SEARCH_INDEXES:
+                connection.execute(sa.text(f"DROP INDEX {name}"))
+        if history:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO host_batches (terminal_id, batch_no, state, opened_at) "
+                    "VALUES (:terminal, 1, 'CLOSED', :at)"
+                ),
+                {"terminal": HISTORY_TERMINAL_ID, "at": now.replace(tzinfo=None)},
+            )
+            batch_id = connection.execute(
+                sa.text("SELECT batch_id FROM host_batches WHERE terminal_id = :terminal"),
+                {"terminal": HISTORY_TERMINAL_ID},
+            ).scalar_one()
+            columns = ("batch_id", "terminal_id", "stan", "kind", "amount_fen", "card_type",
+                       "pan_hmac", "pan_masked", "status", "response_code", "rrn", "auth_code",
+                       "local_time", "local_date", "refunded_fen", "request_digest",
+                       "created_at")  # fmt: skip
+            insert = sa.text(
+                f"INSERT INTO host_transactions ({', '.join(columns)}) "
+                f"VALUES ({', '.join(':' + name for name in columns)})"
+            )
+            for row in history_rows(terminal_ids[1 : THROUGHPUT_TERMINALS + 1], history, now):
+                connection.execute(
+                    insert,
+                    [dict(zip(columns, (batch_id, *values), strict=True)) for values in row],
+                )
     store.close()
+
+
+def history_rows(
+    terminal_ids: list[str], count: int, now: datetime
+) -> Iterator[list[tuple[object, ...]]]:
+    """``count`` earlier approvals of these terminals over the last 30 days, in chunks, in
+    time order: (terminal, STAN, amount, PAN HMAC, masked PAN, RRN, auth code, time, date,
+    refunded, digest, created at) for posbatch (bench/refhost.py takes the same values)."""
+    rng = random.Random(HISTORY_SEED)
+    start = now.replace(tzinfo=None) - timedelta(days=HISTORY_DAYS)
+    step = timedelta(days=HISTORY_DAYS) / count
+    for first in range(0, count, HISTORY_CHUNK_ROWS):
+        chunk = []
+        for number in range(first, min(count, first + HISTORY_CHUNK_ROWS)):
+            at = start + step * number
+            chunk.append((
+                rng.choice(terminal_ids), number + 1, "sale", rng.randrange(100, 100_000), "00",
+                f"{number:064x}", f"622202*********{rng.randrange(10_000):04d}", "approved",
+                "00", f"{rng.randrange(10**12):012d}", "123456", f"{at:%H%M%S}", f"{at:%m%d}",
+                0, f"{number:064x}", at,
+            ))  # fmt: skip
+        yield chunk
 
 
 # --- the load generator ---
@@ -560,15 +638,18 @@ async def check_believed(port: int, journal_url: str) -> None:
         raise RuntimeError(f"a posbatch terminal did not believe the host's approval: {sale}")
 
 
-def approved_rows(url: str) -> int:
-    """Approved transactions in posbatch's host database at ``url``."""
+def approved_rows(url: str, history: int = 0) -> int:
+    """Approved transactions in posbatch's host database at ``url`` (less the history)."""
     engine = sa.create_engine(url)
     try:
         with engine.connect() as connection:
-            return int(
-                connection.execute(
-                    sa.text("SELECT count(*) FROM host_transactions WHERE response_code = '00'")
-                ).scalar_one()
+            return (
+                int(
+                    connection.execute(
+                        sa.text("SELECT count(*) FROM host_transactions WHERE response_code = '00'")
+                    ).scalar_one()
+                )
+                - history
             )
     finally:
         engine.dispose()
@@ -615,35 +696,52 @@ def measure_host(
                    max(latencies), unanswered)  # fmt: skip
 
 
-def prepare_reference(searchable: bool) -> Callable[[Path, list[str]], Callable[[], int]]:
+def prepare_reference(
+    searchable: bool, history: int = 0
+) -> Callable[[Path, list[str]], Callable[[], int]]:
     def prepare(data_dir: Path, terminal_ids: list[str]) -> Callable[[], int]:
         terminals = [(MERCHANT_ID, terminal, MASTER_KEY) for terminal in terminal_ids]
         refhost.create(data_dir, terminals, searchable=searchable)
-        return lambda: refhost.approvals(data_dir)
+        if history:  # batch 0 of the throughput terminals: the bench's sales are in batch 1
+            rows = history_rows(terminal_ids[1:THROUGHPUT_TERMINALS + 1], history,
+                                datetime.now(UTC))  # fmt: skip
+            refhost.add_history(
+                data_dir,
+                ((terminal, 0, stan, amount, pan_hmac, masked, rrn, auth, local_time,
+                  local_date, at.isoformat())
+                 for chunk in rows
+                 for (terminal, stan, _kind, amount, _card, pan_hmac, masked, _status, _code,
+                      rrn, auth, local_time, local_date, _refunded, _digest, at) in chunk),
+            )  # fmt: skip
+        return lambda: refhost.approvals(data_dir) - history
 
     return prepare
 
 
-def prepare_posbatch(db_url: str | None) -> Callable[[Path, list[str]], Callable[[], int]]:
+def prepare_posbatch(
+    db_url: str | None, *, drop_search: bool = False, history: int = 0
+) -> Callable[[Path, list[str]], Callable[[], int]]:
     def prepare(data_dir: Path, terminal_ids: list[str]) -> Callable[[], int]:
-        register(data_dir, db_url, terminal_ids)
+        register(data_dir, db_url, terminal_ids, drop_search=drop_search, history=history)
         url = db_url or f"sqlite:///{data_dir / DB_FILE_NAME}"
-        return lambda: approved_rows(url)
+        return lambda: approved_rows(url, history)
 
     return prepare
 
 
-def run_posbatch(db: str, workers: int, options: argparse.Namespace) -> Figures:
+def run_posbatch(
+    db: str, workers: int, options: argparse.Namespace, *, drop_search: bool = False
+) -> Figures:
     if db == "sqlite":
         return measure_host(
             lambda data_dir, port: host_process(data_dir, port, None, workers),
-            prepare_posbatch(None),
+            prepare_posbatch(None, drop_search=drop_search, history=options.history),
             options,
         )
     with postgres_schema() as url:
         return measure_host(
             lambda data_dir, port: host_process(data_dir, port, url, workers),
-            prepare_posbatch(url),
+            prepare_posbatch(url, drop_search=drop_search, history=options.history),
             options,
         )
 
@@ -651,7 +749,7 @@ def run_posbatch(db: str, workers: int, options: argparse.Namespace) -> Figures:
 def run_reference(workers: int, options: argparse.Namespace, *, searchable: bool) -> Figures:
     return measure_host(
         lambda data_dir, port: reference_process(data_dir, port, workers),
-        prepare_reference(searchable),
+        prepare_reference(searchable, options.history),
         options,
     )
 
@@ -670,7 +768,7 @@ def describe(label: str, workers: int, figures: Figures) -> str:
         f", {a.cpu_ms_per_approval:.3f} ms CPU per approval ({a.cores_busy:.2f} cores busy)"
     )  # fmt: skip
     lost = f", {figures.unanswered} unanswered" if figures.unanswered else ""
-    return (f"  {label:<20} {workers} worker(s): (a) {a.approvals_per_s:,.0f} durable "
+    return (f"  {label:<27} {workers} worker(s): (a) {a.approvals_per_s:,.0f} durable "
             f"approvals/s{cpu}; (b) p50 {figures.p50_ms:.1f} / p99 {figures.p99_ms:.1f} / "
             f"max {figures.max_ms:.1f} ms{lost}")  # fmt: skip
 
@@ -692,7 +790,7 @@ def span(values: list[float], form: str) -> str:
 def summarise(results: dict[tuple[str, int], list[Figures]], workers: list[int]) -> None:
     print("\nsummary (ranges over the rounds; ratios per round, to the reference host "
           "of the same round, and to its searchable variant):")  # fmt: skip
-    print(f"  {'host':<20} {'workers':>7}  {'approvals/s':>15}  {'CPU ms/approval':>15}  "
+    print(f"  {'host':<27} {'workers':>7}  {'approvals/s':>15}  {'CPU ms/approval':>15}  "
           f"{'(b) p99 ms':>13}  {'rate ratio':>11}  {'CPU ratio':>11}  "
           f"{'to searchable: rate':>19}  {'CPU':>11}")  # fmt: skip
     for count in workers:
@@ -711,7 +809,7 @@ def summarise(results: dict[tuple[str, int], list[Figures]], workers: list[int])
                 f"  {rate:>{width}}  {cpu:>11}"
                 for (rate, cpu), width in zip(columns, (11, 19), strict=False)
             )
-            print(f"  {label:<20} {count:>7}  {span(rates, ',.0f'):>15}  "
+            print(f"  {label:<27} {count:>7}  {span(rates, ',.0f'):>15}  "
                   f"{span(cpus, '.3f'):>15}  {span(p99s, '.1f'):>13}{cells}")  # fmt: skip
     print(f"  targets: rate ratio ≥ {TARGET_RATE_RATIO}, CPU ratio ≤ {TARGET_CPU_RATIO} "
           f"(1 and 2 workers); (b) p99 ≤ {TARGET_P99_MS:.0f} ms with 2 workers; "
@@ -743,6 +841,16 @@ def main() -> None:
         action="store_true",
         help="skip the reference host with the back office's search indexes",
     )
+    parser.add_argument(
+        "--without-search-indexes",
+        action="store_true",
+        help="also run posbatch without the back office's four random-key search indexes "
+        "(a diagnostic of what they cost; its database cannot serve those searches fast)",
+    )
+    parser.add_argument(
+        "--history", type=int, default=0,
+        help="earlier approvals in every host's table before it is measured (default 0)",
+    )  # fmt: skip
     options = parser.parse_args()
     if options.bare_server is not None:
         run_bare_server(options.bare_server)
@@ -760,6 +868,8 @@ def main() -> None:
     databases = ["sqlite", "postgresql"] if options.db == "both" else [options.db]
     references = [REFERENCE] if options.no_searchable else [REFERENCE, SEARCHABLE_REFERENCE]
     labels = [*references, *(f"posbatch {db}" for db in databases)]
+    if options.without_search_indexes:
+        labels += [f"posbatch {db} {WITHOUT_SEARCH}" for db in databases]
     results: dict[tuple[str, int], list[Figures]] = {
         (label, count): [] for count in options.workers for label in labels
     }
@@ -772,7 +882,8 @@ def main() -> None:
                 if label in references:
                     figures = run_reference(count, options, searchable=label != REFERENCE)
                 else:
-                    figures = run_posbatch(label.split()[1], count, options)
+                    figures = run_posbatch(label.split()[1], count, options,
+                                           drop_search=label.endswith(WITHOUT_SEARCH))  # fmt: skip
                 results[(label, count)].append(figures)
                 print(describe(label, count, figures))
             for label in labels[1:]:

@@ -65,7 +65,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
@@ -163,6 +163,17 @@ def create(
             "INSERT INTO ref_terminals (terminal_id, merchant_id, master_key) VALUES (?, ?, ?)",
             [(terminal_id, merchant_id, key) for merchant_id, terminal_id, key in terminals],
         )
+        db.execute("COMMIT")
+    finally:
+        db.close()
+
+
+def add_history(data_dir: Path, rows: Iterable[tuple[object, ...]]) -> None:
+    """Earlier approvals (rows of the approvals table): a day's table, not a fresh one."""
+    db = connect(data_dir / DB_FILE_NAME)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany(_INSERT, rows)
         db.execute("COMMIT")
     finally:
         db.close()
