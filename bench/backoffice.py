@@ -628,14 +628,7 @@ def insert_rate(revision: str, url: str, groups: int = 100, per_group: int = 500
         (datetime(2026, 1, 1),),
     )
     raw.commit()
-    columns = ("batch_id", "terminal_id", "stan", "kind", "amount_fen", "card_type",
-               "pan_hmac", "pan_masked", "status", "response_code", "rrn", "auth_code",
-               "local_time", "local_date", "original_transaction_id", "refunded_fen",
-               "request_digest", "created_at")  # fmt: skip
-    sql = (
-        f"INSERT INTO host_transactions ({', '.join(columns)}) "
-        f"VALUES ({', '.join([mark] * len(columns))})"
-    )
+    sql = _insert_transactions_sql(mark)
     rng = random.Random(1)
     count = 0
     started = time.perf_counter()
@@ -738,14 +731,7 @@ def index_cost(url: str, kept: tuple[str, ...], prefill: int) -> tuple[float, fl
         f"VALUES ({mark}, {mark}, 1, 'OPEN', {mark})",
         [(i + 1, f"{10_000_000 + i}", datetime(2026, 1, 1)) for i in range(COST_TERMINALS)],
     )
-    columns = ("batch_id", "terminal_id", "stan", "kind", "amount_fen", "card_type",
-               "pan_hmac", "pan_masked", "status", "response_code", "rrn", "auth_code",
-               "local_time", "local_date", "original_transaction_id", "refunded_fen",
-               "request_digest", "created_at")  # fmt: skip
-    sql = (
-        f"INSERT INTO host_transactions ({', '.join(columns)}) "
-        f"VALUES ({', '.join([mark] * len(columns))})"
-    )
+    sql = _insert_transactions_sql(mark)
     rng = random.Random(1)
     for first in range(0, prefill, CHUNK_ROWS):
         cursor.executemany(sql, _cost_rows(rng, first, min(CHUNK_ROWS, prefill - first)))
@@ -809,6 +795,19 @@ def index_costs(args: argparse.Namespace) -> None:
             print(f"  {name:<10} {label:<17} wall {wall:7.1f} (+{wall - base_wall:6.1f})"
                   f"{cpu_text}")  # fmt: skip
     print(f"  load average at the end {os.getloadavg()[0]:.2f}")
+
+
+def _insert_transactions_sql(mark: str) -> str:
+    """The INSERT of one host_transactions row the insert-cost figures write (``mark``: the
+    driver's placeholder)."""
+    columns = ("batch_id", "terminal_id", "stan", "kind", "amount_fen", "card_type",
+               "pan_hmac", "pan_masked", "status", "response_code", "rrn", "auth_code",
+               "local_time", "local_date", "original_transaction_id", "refunded_fen",
+               "request_digest", "created_at")  # fmt: skip
+    return (
+        f"INSERT INTO host_transactions ({', '.join(columns)}) "
+        f"VALUES ({', '.join([mark] * len(columns))})"
+    )
 
 
 def main() -> int:

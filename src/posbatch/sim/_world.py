@@ -61,7 +61,7 @@ import concurrent.futures
 import contextlib
 import enum
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -496,39 +496,28 @@ class World:
     # --- playing it ------------------------------------------------------------------
 
     def run_day(self) -> None:
+        handlers: dict[_Action, Callable[[_Node], None]] = {
+            _Action.BACK_OFFICE: self._back_office,
+            _Action.REINSTALL: self._reinstall,
+            _Action.BACKUP: self._backup,
+            _Action.RESTORE: self._restore,
+            _Action.PROBE: lambda _node: self._probe(),
+            _Action.SETTLE: lambda node: self._settle(node, attempts=SETTLE_ATTEMPTS_MAX),
+            _Action.COPY: self._copy,
+            _Action.COPY_BACK: self._copy_back,
+            _Action.DOCTOR: self._doctor_mid_faults,
+            _Action.SECOND_DEVICE_ON: self._second_device_on,
+            _Action.SECOND_DEVICE_SALE: self._second_device_sale,
+            _Action.SECOND_DEVICE_OFF: self._second_device_off,
+        }
         for event in self._plan_day():
             self.clock.advance_to(event.at_ms)
             node = self.nodes[event.node]
-            if event.action is _Action.BACK_OFFICE:
-                self._back_office(node)
-            elif event.action is _Action.REINSTALL:
-                self._reinstall(node)
-            elif event.action is _Action.BACKUP:
-                self._backup(node)
-            elif event.action is _Action.RESTORE:
-                self._restore(node)
-            elif event.action is _Action.PROBE:
-                self._probe()
-            elif event.action is _Action.SETTLE:
-                self._settle(node, attempts=SETTLE_ATTEMPTS_MAX)
-            elif event.action is _Action.COPY:
-                if node.copy is not None:
-                    node.copy[0].close()
-                node.copy = (node.databases[-1].copy(), node.secrets)
-                self._note(node, EventKind.OPERATION, "journal file copied by hand")
-            elif event.action is _Action.COPY_BACK:
-                self._copy_back(node)
-            elif event.action is _Action.DOCTOR:
-                self._fault(node, FaultKind.DOCTOR_DIAGNOSIS)
-                self._diagnose(node, "mid-faults")
-            elif event.action is _Action.SECOND_DEVICE_ON:
-                self._second_device_on(node)
-            elif event.action is _Action.SECOND_DEVICE_SALE:
-                self._second_device_sale(node)
-            elif event.action is _Action.SECOND_DEVICE_OFF:
-                self._second_device_off(node)
+            handler = handlers.get(event.action)
+            if handler is None:
+                self._guarded(node, event)  # a cashier's operation
             else:
-                self._guarded(node, event)
+                handler(node)
         self._check(final=False)
         self.day += 1
         self.clock.advance_to(self.day * DAY_MS)
@@ -886,6 +875,17 @@ class World:
                     f"third-party probe {probe.label}: answered {code}, expected {probe.expected}",
                 )
             )
+
+    def _copy(self, node: _Node) -> None:
+        """Someone copies the terminal's journal (and key) files by hand, for later."""
+        if node.copy is not None:
+            node.copy[0].close()
+        node.copy = (node.databases[-1].copy(), node.secrets)
+        self._note(node, EventKind.OPERATION, "journal file copied by hand")
+
+    def _doctor_mid_faults(self, node: _Node) -> None:
+        self._fault(node, FaultKind.DOCTOR_DIAGNOSIS)
+        self._diagnose(node, "mid-faults")
 
     def _copy_back(self, node: _Node) -> None:
         """The older copy is put over the journal file; the terminal starts again on it.
