@@ -13,6 +13,7 @@ import pytest
 import typer.main
 
 from posbatch.cli import app
+from posbatch.demo import invoked_as, next_steps
 from posbatch.host.sealing import KEK_ENV, KEK_FILE_ENV
 from posbatch.storage import DATABASE_URL_ENV
 from testbed import MERCHANT_ID, TERMINAL_ID
@@ -114,3 +115,19 @@ def test_a_broken_pipe_on_a_socket_is_still_an_error(tmp_path: Path) -> None:
     error line, exit status 2. In a process: the check needs real descriptors."""
     expected = (2, "error: Broken pipe\n")
     assert expected == _run(["-c", SOCKET_PEER_GONE], cwd=tmp_path, stdout=subprocess.PIPE)
+
+
+def test_the_demo_names_the_command_the_user_can_type(tmp_path: Path) -> None:
+    """After `make demo` the program is `.venv/bin/posbatch`, not on PATH: the demo's
+    closing hint said `posbatch demo --serve`, which a newcomer's shell does not find."""
+    venv_bin = tmp_path / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    program = venv_bin / "posbatch"
+    program.write_text("")
+    from_make = invoked_as(str(program), None, tmp_path)
+    on_path = invoked_as(str(program), str(program), tmp_path)
+    elsewhere = invoked_as(str(program), "/usr/bin/posbatch", tmp_path / ".venv")
+    assert (from_make, on_path, elsewhere) == (".venv/bin/posbatch", "posbatch", "bin/posbatch")
+    hint = "\n".join(next_steps(from_make))
+    assert ".venv/bin/posbatch demo --serve" in hint
+    assert "README.md" in hint
