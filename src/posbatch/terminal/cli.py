@@ -456,8 +456,9 @@ def receipt(
     try:
         terminal = _open(data_dir)
         rows = terminal.journal.find(stan, batch_no)
-        if not rows:
-            raise typer.BadParameter(f"no transaction with STAN {stan:06d}")
+        if not rows:  # not a usage error: the STAN is well formed, the journal lacks it
+            where = "" if batch_no is None else f" in batch {batch_no:06d}"
+            raise ConfigError(f"no transaction with STAN {stan:06d}{where} in the journal")
         state = terminal.state()
         text = render_receipt(rows[0], state, width=width, notes=terminal.receipt_notes(rows[0]))
     except PosbatchError as exc:
