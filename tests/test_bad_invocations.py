@@ -341,6 +341,9 @@ BAD_NUMBERS: Final = [
     (["terminal", "receipt", "5", "--batch", "7"], "",
      "error: no transaction with STAN 000005 in batch 000007 in the journal"),
     (["terminal", "receipt", "5"], "", "error: no transaction with STAN 000005 in the journal"),
+    # the sweep gives --port its values without --serve, which alone reads it: a traceback
+    (["demo", "--serve", "--port", "99999"], "", "Invalid value for '--port'"),
+    (["demo", "--serve", "--port", PAN], "", "Invalid value for '--port'"),
 ]  # fmt: skip
 
 

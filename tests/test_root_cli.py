@@ -13,7 +13,9 @@ import pytest
 import typer.main
 
 from posbatch.cli import app
+from posbatch.cli_support import listening_socket
 from posbatch.demo import invoked_as, next_steps
+from posbatch.errors import ConfigError
 from posbatch.host.sealing import KEK_ENV, KEK_FILE_ENV
 from posbatch.storage import DATABASE_URL_ENV
 from testbed import MERCHANT_ID, TERMINAL_ID
@@ -131,3 +133,10 @@ def test_the_demo_names_the_command_the_user_can_type(tmp_path: Path) -> None:
     hint = "\n".join(next_steps(from_make))
     assert ".venv/bin/posbatch demo --serve" in hint
     assert "README.md" in hint
+
+
+def test_a_port_past_65535_is_a_config_error_not_an_overflow() -> None:
+    """socket.bind raises OverflowError (not OSError) for a port past 65535: it went up as a
+    traceback from `posbatch demo --serve --port 99999`."""
+    with pytest.raises(ConfigError, match=r"cannot listen on 127\.0\.0\.1:99999"):
+        listening_socket("127.0.0.1", 99999, backlog=1)

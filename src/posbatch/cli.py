@@ -61,7 +61,9 @@ def demo(
     serve: Annotated[
         bool, typer.Option(help="Then keep the day's store and show it in the web console.")
     ] = False,
-    port: Annotated[int, typer.Option(help="The console's port on 127.0.0.1 (0: any).")] = 8080,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="The console's port on 127.0.0.1 (0: any).")
+    ] = 8080,
 ) -> None:
     """Run the main job a new user should see.
 
