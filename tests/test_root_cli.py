@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import typer.main
+from typer.testing import CliRunner
 
 from posbatch.cli import app
 from posbatch.cli_support import listening_socket
@@ -140,3 +141,12 @@ def test_a_port_past_65535_is_a_config_error_not_an_overflow() -> None:
     traceback from `posbatch demo --serve --port 99999`."""
     with pytest.raises(ConfigError, match=r"cannot listen on 127\.0\.0\.1:99999"):
         listening_socket("127.0.0.1", 99999, backlog=1)
+
+
+@pytest.mark.parametrize("command", ["doctor", "checkout"])
+def test_a_command_without_sub_commands_does_not_promise_one(command: str) -> None:
+    """`posbatch doctor --help` said `Usage: posbatch doctor [OPTIONS] COMMAND [ARGS]...`
+    and listed no command: a newcomer looked for the sub-command to type."""
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "120"})
+    usage = next(line for line in result.output.splitlines() if "Usage:" in line)
+    assert (0, f"Usage: posbatch {command} [OPTIONS]") == (result.exit_code, usage.strip())

@@ -42,8 +42,10 @@ app = typer.Typer(
 app.add_typer(host_cli.app, name="host")
 app.add_typer(terminal_cli.app, name="terminal")
 app.add_typer(catalog_cli.app, name="catalog")
-app.add_typer(catalog_cli.checkout_app, name="checkout")
-app.add_typer(doctor_cli.app, name="doctor")
+# Commands, not groups: their usage said `posbatch doctor [OPTIONS] COMMAND [ARGS]...`
+# while they have no sub-command (the typer apps of the modules stay, for their tests).
+app.command("checkout")(catalog_cli.checkout)
+app.command("doctor")(doctor_cli.doctor)
 app.add_typer(clearing_cli.app, name="clearing")
 clearing_cli.add_host_commands(host_cli.app)
 doctor_cli.add_host_commands(host_cli.app)
