@@ -336,6 +336,14 @@ BAD_NUMBERS: Final = [
     ([PAN], "", "No such command '622202*********0128'"),
     # a GTIN is as long as a card number: a catalog error names it whole when it is one
     (["catalog", "receive", "4006381333931", "5"], "", "unknown product 04006381333931"),
+    # a receipt the journal does not hold is not a usage error ("Invalid value … see --help")
+    # and names the batch asked for, as void's and refund's errors do
+    (["terminal", "receipt", "5", "--batch", "7"], "",
+     "error: no transaction with STAN 000005 in batch 000007 in the journal"),
+    (["terminal", "receipt", "5"], "", "error: no transaction with STAN 000005 in the journal"),
+    # the sweep gives --port its values without --serve, which alone reads it: a traceback
+    (["demo", "--serve", "--port", "99999"], "", "Invalid value for '--port'"),
+    (["demo", "--serve", "--port", PAN], "", "Invalid value for '--port'"),
 ]  # fmt: skip
 
 

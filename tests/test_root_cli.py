@@ -11,8 +11,12 @@ from typing import Any
 
 import pytest
 import typer.main
+from typer.testing import CliRunner
 
 from posbatch.cli import app
+from posbatch.cli_support import listening_socket
+from posbatch.demo import invoked_as, next_steps
+from posbatch.errors import ConfigError
 from posbatch.host.sealing import KEK_ENV, KEK_FILE_ENV
 from posbatch.storage import DATABASE_URL_ENV
 from testbed import MERCHANT_ID, TERMINAL_ID
@@ -114,3 +118,35 @@ def test_a_broken_pipe_on_a_socket_is_still_an_error(tmp_path: Path) -> None:
     error line, exit status 2. In a process: the check needs real descriptors."""
     expected = (2, "error: Broken pipe\n")
     assert expected == _run(["-c", SOCKET_PEER_GONE], cwd=tmp_path, stdout=subprocess.PIPE)
+
+
+def test_the_demo_names_the_command_the_user_can_type(tmp_path: Path) -> None:
+    """After `make demo` the program is `.venv/bin/posbatch`, not on PATH: the demo's
+    closing hint said `posbatch demo --serve`, which a newcomer's shell does not find."""
+    venv_bin = tmp_path / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    program = venv_bin / "posbatch"
+    program.write_text("")
+    from_make = invoked_as(str(program), None, tmp_path)
+    on_path = invoked_as(str(program), str(program), tmp_path)
+    elsewhere = invoked_as(str(program), "/usr/bin/posbatch", tmp_path / ".venv")
+    assert (from_make, on_path, elsewhere) == (".venv/bin/posbatch", "posbatch", "bin/posbatch")
+    hint = "\n".join(next_steps(from_make))
+    assert ".venv/bin/posbatch demo --serve" in hint
+    assert "README.md" in hint
+
+
+def test_a_port_past_65535_is_a_config_error_not_an_overflow() -> None:
+    """socket.bind raises OverflowError (not OSError) for a port past 65535: it went up as a
+    traceback from `posbatch demo --serve --port 99999`."""
+    with pytest.raises(ConfigError, match=r"cannot listen on 127\.0\.0\.1:99999"):
+        listening_socket("127.0.0.1", 99999, backlog=1)
+
+
+@pytest.mark.parametrize("command", ["doctor", "checkout"])
+def test_a_command_without_sub_commands_does_not_promise_one(command: str) -> None:
+    """`posbatch doctor --help` said `Usage: posbatch doctor [OPTIONS] COMMAND [ARGS]...`
+    and listed no command: a newcomer looked for the sub-command to type."""
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "120"})
+    usage = next(line for line in result.output.splitlines() if "Usage:" in line)
+    assert (0, f"Usage: posbatch {command} [OPTIONS]") == (result.exit_code, usage.strip())

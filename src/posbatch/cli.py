@@ -42,8 +42,10 @@ app = typer.Typer(
 app.add_typer(host_cli.app, name="host")
 app.add_typer(terminal_cli.app, name="terminal")
 app.add_typer(catalog_cli.app, name="catalog")
-app.add_typer(catalog_cli.checkout_app, name="checkout")
-app.add_typer(doctor_cli.app, name="doctor")
+# Commands, not groups: their usage said `posbatch doctor [OPTIONS] COMMAND [ARGS]...`
+# while they have no sub-command (the typer apps of the modules stay, for their tests).
+app.command("checkout")(catalog_cli.checkout)
+app.command("doctor")(doctor_cli.doctor)
 app.add_typer(clearing_cli.app, name="clearing")
 clearing_cli.add_host_commands(host_cli.app)
 doctor_cli.add_host_commands(host_cli.app)
@@ -61,7 +63,9 @@ def demo(
     serve: Annotated[
         bool, typer.Option(help="Then keep the day's store and show it in the web console.")
     ] = False,
-    port: Annotated[int, typer.Option(help="The console's port on 127.0.0.1 (0: any).")] = 8080,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="The console's port on 127.0.0.1 (0: any).")
+    ] = 8080,
 ) -> None:
     """Run the main job a new user should see.
 

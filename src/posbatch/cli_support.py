@@ -167,9 +167,9 @@ def listening_socket(host: str, port: int, *, backlog: int) -> socket.socket:
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
-    except OSError as exc:
+    except (OSError, OverflowError) as exc:  # OverflowError: a port past 65535
         sock.close()
-        reason = exc.strerror or str(exc)
+        reason = getattr(exc, "strerror", None) or str(exc)
         raise ConfigError(f"cannot listen on {host}:{port}: {reason}") from exc
     sock.listen(backlog)
     return sock

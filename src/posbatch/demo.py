@@ -10,7 +10,10 @@ proves nothing was lost. The day itself lives in :mod:`posbatch.sim._demo`.
 
 from __future__ import annotations
 
+import os
 import secrets
+import shutil
+import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,15 +27,41 @@ DEMO_USER: Final = "demo"
 ONE_TIME_PASSWORD_BYTES: Final = 12
 
 
+def invoked_as(argv0: str, on_path: str | None, cwd: Path) -> str:
+    """How the user can type this program again: ``posbatch`` when that name on PATH is
+    this very program, else the path it was started by (``.venv/bin/posbatch`` after
+    ``make demo``, whose venv is not on PATH) — a hint saying ``posbatch`` to someone
+    without it on PATH ends in "command not found"."""
+    started = Path(argv0)
+    if on_path is not None and Path(on_path).resolve() == started.resolve():
+        return "posbatch"
+    if started.name != "posbatch":  # python -m posbatch, a test runner: the name is fine
+        return "posbatch"
+    try:
+        return str(started.resolve().relative_to(cwd.resolve()))
+    except ValueError:
+        return str(started.resolve())
+
+
+def next_steps(command: str) -> list[str]:
+    """What the demo's last lines tell a newcomer to try next (console markup)."""
+    return [
+        f"to look at this day in the back office (web console): [bold]{command} demo --serve[/]",
+        "next: the tour in README.md runs a host, a terminal, doctor, the back office, the "
+        f"catalog and clearing yourself, step by step; [bold]{command} --help[/] lists every "
+        "command",
+    ]
+
+
 def run_demo(console: Console | None = None, *, keep_dir: Path | None = None) -> int:
     """Run the demo day; 0 when every cause was resolved and every check held."""
     from posbatch.sim._demo import run_main_job  # noqa: PLC0415 - keep `posbatch --help` fast
 
     code = run_main_job(console, keep_dir=keep_dir)
     if keep_dir is None:
-        (console or Console()).print(
-            "to look at this day in the back office (web console): [bold]posbatch demo --serve[/]"
-        )
+        command = invoked_as(sys.argv[0], shutil.which("posbatch"), Path(os.getcwd()))
+        for line in next_steps(command):
+            (console or Console()).print(line)
     return code
 
 

@@ -219,6 +219,23 @@ def test_statement_prints_and_writes_a_private_csv(
     assert b"6222021234567890128" not in raw
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["statement", "--merchant-id", MERCHANT_ID, "--date", "2026-09-30"],
+     ["file", "--date", "2026-09-30"]],
+    ids=["statement", "file"],
+)  # fmt: skip
+def test_a_csv_that_cannot_be_written_is_the_only_line(
+    traded: World, data_dir: str, tmp_path: Path, command: list[str]
+) -> None:
+    """`--csv` into a missing directory printed the whole statement, then the error at its
+    foot: an operator saw a statement and missed that its file was never written."""
+    target = tmp_path / "missing" / "x.csv"
+    code, out, err = invoke("clearing", *command, "--csv", str(target), data_dir=data_dir)
+    assert (2, "") == (code, out), out
+    assert [f"error: cannot write {target}: No such file or directory"] == err.splitlines()
+
+
 def _credit_merchant_25(traded: World, *, resolved_at: str) -> int:
     """An exception of 25.00 the terminal holds alone, resolved credit-merchant by ops at
     ``resolved_at`` (Beijing): an adjustment (差错调整) of that trading day. Its id."""

@@ -178,8 +178,10 @@ def test_init_twice_is_refused(tmp_path: Path) -> None:
         "clock": StepClock(),
     }
     init_terminal(tmp_path, **arguments)  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="holds a terminal journal already"):
+    with pytest.raises(ConfigError, match="holds a terminal journal already") as refused:
         init_terminal(tmp_path, **arguments)  # type: ignore[arg-type]
+    # what to do instead: `init --reinstall` over the old journal was refused without it
+    assert "goes in another --data-dir" in str(refused.value)
 
 
 def test_backup_and_restore_report_what_is_missing(world: World, tmp_path: Path) -> None:

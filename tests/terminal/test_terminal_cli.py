@@ -183,3 +183,25 @@ def test_status_masks_a_card_number_the_journal_holds(tmp_path: Path) -> None:
         MERCHANT_ID in shown,
         [pan for pan in ("871946352", "021234567", "937158") if pan in shown],
     ), shown
+
+
+def test_sign_on_after_a_restore_says_the_hosts_batch_was_settled_first(
+    host_address: str, tmp_path: Path
+) -> None:
+    """A restored journal's sign-on settles the host's batch, then trades in the next: the
+    line said `signed on: batch 000002 (host 000001); terminal and host agree on batch
+    000001`, which a cashier reads as a contradiction."""
+    data_dir = tmp_path / "terminal"
+    _init(data_dir, host_address)
+    assert 0 == _sale(data_dir, "12.50").exit_code
+    backup = str(tmp_path / "b.db")
+    passphrase = "a long passphrase\n"
+    made = runner.invoke(app, ["backup", backup, "--passphrase-stdin", "--data-dir",
+                               str(data_dir)], input=passphrase)  # fmt: skip
+    restored = runner.invoke(app, ["restore", backup, "--passphrase-stdin", "--data-dir",
+                                   str(data_dir)], input=passphrase)  # fmt: skip
+    assert (made.exit_code, restored.exit_code) == (0, 0), restored.output
+    signed = runner.invoke(app, ["sign-on", "--data-dir", str(data_dir)])
+    assert 0 == signed.exit_code, signed.output
+    text = " ".join(signed.output.split())
+    assert "settled the host's batch 000001 first: both go on in batch 000002" in text, text

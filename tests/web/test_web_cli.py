@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,7 @@ from posbatch.backoffice import Scope
 from posbatch.errors import ConfigError
 from posbatch.host.cli import open_store
 from posbatch.storage import DATABASE_URL_ENV
-from posbatch.web.cli import app
+from posbatch.web.cli import app, check_tls_pair
 from testbed import MERCHANT_ID, cli_database
 
 runner = CliRunner()
@@ -167,6 +167,59 @@ def test_there_is_no_password_option() -> None:
 def test_bad_serve_options(data_dir: str, arguments: list[str], message: str) -> None:
     result = runner.invoke(app, ["serve", *arguments, "--data-dir", data_dir])
     assert 2 == result.exit_code and message in result.output and "Traceback" not in result.output
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, both PEM."""
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: PLC0415
+    from cryptography.x509.oid import NameOID  # noqa: PLC0415
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(1)
+        .not_valid_before(now).not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_a_tls_file_that_is_missing_or_not_pem_is_named_before_anything_listens(
+    data_dir: str, tmp_path: Path
+) -> None:
+    """`serve --tls-cert missing.pem --tls-key missing.key` printed the https URL as if
+    listening, then `error: No such file or directory`, naming neither file."""
+    cert, key = _self_signed(tmp_path)
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate 6222021234567890128\n")
+    missing = str(tmp_path / "missing.pem")
+    cases = [
+        ([missing, str(key)], f"--tls-cert {missing}: no such file"),
+        ([str(cert), missing], f"--tls-key {missing}: no such file"),
+        ([str(garbage), str(key)], "are not a PEM certificate and its private key"),
+        ([str(key), str(cert)], "are not a PEM certificate and its private key"),
+    ]
+    for (cert_arg, key_arg), message in cases:
+        argv = ["serve", "--tls-cert", cert_arg, "--tls-key", key_arg, "--data-dir", data_dir]
+        result = runner.invoke(app, argv)
+        lines = result.output.strip().splitlines()
+        assert (2, 1) == (result.exit_code, len(lines)), result.output
+        assert lines[0].startswith("error: ") and message in lines[0], lines[0]
+        assert "6222021234567890128" not in result.output
+    check_tls_pair(cert, key)  # a good pair passes (uvicorn loads it the same way)
 
 
 @pytest.mark.slow

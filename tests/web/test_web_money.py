@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from web_world import MERCHANT_A, MERCHANT_B, STANDARD_FEES, World, log_in, scan
 
 from posbatch.backoffice import AuditFilter, fee_book
@@ -25,6 +26,7 @@ from posbatch.clearing import (
 )
 from posbatch.errors import PosbatchError
 from posbatch.host import ClearingStore
+from posbatch.host import _schema as t
 
 DAY = "2026-12-05"  # merchant A's trading day: seven sales, a declined one, an exception
 RATES = {"debit": "0.55%", "credit": "0.50%", "foreign_debit": "2.50%", "foreign_credit": "2.50%"}
@@ -267,3 +269,17 @@ def test_parse_fee_schedule_refusals(
     with pytest.raises(PosbatchError) as caught:
         parse_fee_schedule(MERCHANT_A, day, rates, {CardClass.DOMESTIC_DEBIT: cap}, instant)
     assert str(caught.value).startswith(message)
+
+
+async def test_a_statement_without_fees_names_its_merchant_whole(
+    world: World, client: httpx.AsyncClient
+) -> None:
+    """A day with sales and no fee schedule: the 409 page said `no fee schedule in force for
+    merchant 898110*****0001` — the merchant id, read from the store and passing the card
+    check, masked like a card number, where the CLI (rightly) shows it whole."""
+    with world.store.engine.begin() as connection:
+        connection.execute(sa.delete(t.fee_schedules))
+    await log_in(client, "olga")
+    answer = await client.get("/statements", params={"merchant_id": MERCHANT_A, "date": DAY})
+    assert 409 == answer.status_code
+    assert f"no fee schedule in force for merchant {MERCHANT_A} on {DAY}" in answer.text

@@ -327,7 +327,7 @@ class Money:
         try:
             return self._clearing.statement(merchant, day)
         except ClearingError as exc:  # no fee schedule in force, a day out of range…
-            raise BackOfficeError(str(exc)) from exc
+            raise BackOfficeError(str(exc), shown_ids=exc.shown_ids) from exc
 
     def fee_book(self) -> list[OwnerFees]:
         """Every owner's fee schedules and terms: in force today, upcoming, superseded."""

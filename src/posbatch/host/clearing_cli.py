@@ -571,10 +571,13 @@ def statement(
             found = clearing.statement(merchant_id.strip(), day)
         except PosbatchError as exc:
             raise _fail(exc) from exc
+    # The file first: a --csv that cannot be written is the one line printed, not an error
+    # under a whole statement that reads as if all went well.
+    if csv_file is not None:
+        write_private(csv_file, statement_csv(found))
     typer.echo(render_statement(found))
     typer.echo(_cleared_note(day, found.cleared))
     if csv_file is not None:
-        write_private(csv_file, statement_csv(found))
         typer.echo(f"written {csv_file}")
 
 
@@ -597,10 +600,11 @@ def clearing_file(
             cleared = clearing.cleared_day(day)
         except PosbatchError as exc:
             raise _fail(exc) from exc
+    if csv_file is not None:  # first, as for a statement
+        write_private(csv_file, clearing_file_csv(document))
     typer.echo(render_clearing_file(document))
     typer.echo(_cleared_note(day, cleared is not None))
     if csv_file is not None:
-        write_private(csv_file, clearing_file_csv(document))
         typer.echo(f"written {csv_file}")
 
 

@@ -114,7 +114,12 @@ def init_terminal(
     journal_file = data_dir / JOURNAL_FILE_NAME
     key_file = data_dir / KEY_FILE_NAME
     if journal_file.exists():
-        raise ConfigError(f"{data_dir} holds a terminal journal already")
+        # `init --reinstall` over the old journal was a newcomer's first guess: say where
+        # a new one goes, and that the old journal is kept (a backup restores onto it).
+        raise ConfigError(
+            f"{data_dir} holds a terminal journal already: nothing was changed; a new journal "
+            "(init, or init --reinstall) goes in another --data-dir"
+        )
     if key_file.exists():
         raise ConfigError(f"{data_dir} holds a terminal key file already: use another directory")
     created_dir = not data_dir.exists()

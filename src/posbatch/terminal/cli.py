@@ -231,13 +231,21 @@ def sign_on(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """
     try:
         terminal = _open(data_dir)
+        resync = terminal.journal.state().resync_pending
         result = _run(terminal, lambda t: t.sign_on_flow())
     except PosbatchError as exc:
         raise _fail(exc) from exc
-    console.print(
-        f"signed on: batch {result.batch_no:06d} (host {result.host_batch_no:06d}); "
-        f"{result.recovery.reason}"
-    )
+    line = f"signed on: batch {result.batch_no:06d} (host {result.host_batch_no:06d}); "
+    line += result.recovery.reason
+    if resync and result.batch_no != result.host_batch_no:
+        # The reason speaks of the moment of the sign-on answer; a new or restored journal
+        # then settled the host's batch, and both went on to the next ("agree on 000004"
+        # beside "batch 000005" read as a contradiction).
+        line += (
+            f"; then, a new or restored journal, it settled the host's batch "
+            f"{result.host_batch_no:06d} first: both go on in batch {result.batch_no:06d}"
+        )
+    console.print(line)
 
 
 @app.command()
@@ -456,8 +464,9 @@ def receipt(
     try:
         terminal = _open(data_dir)
         rows = terminal.journal.find(stan, batch_no)
-        if not rows:
-            raise typer.BadParameter(f"no transaction with STAN {stan:06d}")
+        if not rows:  # not a usage error: the STAN is well formed, the journal lacks it
+            where = "" if batch_no is None else f" in batch {batch_no:06d}"
+            raise ConfigError(f"no transaction with STAN {stan:06d}{where} in the journal")
         state = terminal.state()
         text = render_receipt(rows[0], state, width=width, notes=terminal.receipt_notes(rows[0]))
     except PosbatchError as exc:

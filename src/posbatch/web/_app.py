@@ -198,7 +198,9 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
 
     def error_page(request: Request, ctx: Ctx | None, status: int, exc: Exception) -> Response:
         # An error may quote what was typed (an amount field given a card number): masked.
-        error = mask_card_numbers(str(exc))
+        # A merchant id the store named (15 digits that may pass the card check) stays whole.
+        shown = exc.shown_ids if isinstance(exc, PosbatchError) else frozenset()
+        error = mask_card_numbers(str(exc), allowed=shown)
         if request.headers.get("hx-request") == "true":
             return HTMLResponse(
                 renderer.render("_error.html", error=error, status=status), status_code=status

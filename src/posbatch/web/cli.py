@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -126,6 +127,26 @@ def serve_console(
     asyncio.run(run())
 
 
+def check_tls_pair(cert: Path, key: Path) -> None:
+    """Load the certificate and its key now, before anything listens: uvicorn loads them
+    only after the URL is printed, and a missing file then ended in ``error: No such file or
+    directory`` naming neither file. Neither file's content is ever shown."""
+    for option, path in (("--tls-cert", cert), ("--tls-key", key)):
+        if not path.is_file():
+            raise ConfigError(f"{option} {path}: no such file")
+    try:
+        # A key under a passphrase would make OpenSSL ask for it on the terminal: refuse it.
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            cert, key, password=lambda: b""
+        )
+    except (ssl.SSLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or exc.strerror or type(exc).__name__
+        raise ConfigError(
+            f"--tls-cert {cert} and --tls-key {key} are not a PEM certificate and its "
+            f"private key without a passphrase ({reason})"
+        ) from None
+
+
 @app.command("serve")
 def serve(
     listen: Annotated[str, typer.Option(help="HOST:PORT to listen on.")] = LISTEN_DEFAULT,
@@ -158,6 +179,8 @@ def serve(
         day_end = None if cutoff is None else parse_cutoff(cutoff)
         if (tls_cert is None) != (tls_key is None):
             raise ConfigError("--tls-cert and --tls-key go together")
+        if tls_cert is not None and tls_key is not None:
+            check_tls_pair(tls_cert, tls_key)
         store = open_store(data_dir)
     except PosbatchError as exc:
         raise _fail(exc) from exc
