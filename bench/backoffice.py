@@ -58,7 +58,7 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, Final, TypeVar, cast
 from unittest import mock
 
 import httpx
@@ -658,25 +658,7 @@ def insert_cost(args: argparse.Namespace) -> None:
     for name in ("sqlite", "postgresql") if args.db == "both" else (args.db,):
         rates: dict[str, list[float]] = {"host0001": [], "head": []}
         for revision in ("host0001", "head", "host0001", "head"):
-            if name == "sqlite":
-                with tempfile.TemporaryDirectory() as directory:
-                    rates[revision].append(insert_rate(revision, f"sqlite:///{directory}/h.db"))
-                continue
-            schema = f"bench_{uuid.uuid4().hex[:12]}"
-            admin = sa.create_engine(POSTGRES_URL)
-            with admin.begin() as connection:
-                connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-            separator = "&" if "?" in POSTGRES_URL else "?"
-            try:
-                rates[revision].append(
-                    insert_rate(
-                        revision, f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
-                    )
-                )
-            finally:
-                with admin.begin() as connection:
-                    connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-                admin.dispose()
+            rates[revision].append(_on_scratch(name, partial(insert_rate, revision)))
         before, after = max(rates["host0001"]), max(rates["head"])
         print(f"  {name:<10} host0001 {before:9,.0f}/s   with the back office's indexes "
               f"{after:9,.0f}/s   ratio {after / before:4.2f}")  # fmt: skip
@@ -752,7 +734,10 @@ def index_cost(url: str, kept: tuple[str, ...], prefill: int) -> tuple[float, fl
     return wall / count * 1e6, cpu / count * 1e6
 
 
-def _on_scratch(name: str, measure: Callable[[str], tuple[float, float]]) -> tuple[float, float]:
+_Measured = TypeVar("_Measured")  # what a measure on a scratch database gives
+
+
+def _on_scratch(name: str, measure: Callable[[str], _Measured]) -> _Measured:
     """``measure`` on a fresh SQLite file or PostgreSQL schema."""
     if name == "sqlite":
         with tempfile.TemporaryDirectory() as directory:

@@ -370,6 +370,14 @@ class World:
         """A new journal (first install, or a reinstall: counters reset) and its engine."""
         database = MemoryDatabase(JOURNAL)
         journal = _CrashingJournal(database.engine(), node.link)
+        self._initialize(node, journal, batch_no=batch_no, reinstall=reinstall)
+        node.databases.append(database)
+        node.journals.append(journal)
+        node.engine = self._engine(node, journal)
+        journal.armed = True
+
+    def _initialize(self, node: _Node, journal: Journal, *, batch_no: int, reinstall: bool) -> None:
+        """``posbatch terminal init`` of ``node``'s identity on an empty ``journal``."""
         Terminal.initialize(
             journal,
             merchant_id=node.merchant_id,
@@ -379,10 +387,6 @@ class World:
             batch_no=batch_no,
             reinstall=reinstall,
         )
-        node.databases.append(database)
-        node.journals.append(journal)
-        node.engine = self._engine(node, journal)
-        journal.armed = True
 
     def _engine(self, node: _Node, journal: Journal) -> Terminal:
         kind = _SkipReversalTerminal if Breakage.SKIP_REVERSAL in self.config.broken else Terminal
@@ -915,15 +919,7 @@ class World:
         database = node.databases[-1].copy() if cloned else MemoryDatabase(JOURNAL)
         journal = _CrashingJournal(database.engine(), node.link)  # never armed: no crashes
         if not cloned:
-            Terminal.initialize(
-                journal,
-                merchant_id=node.merchant_id,
-                terminal_id=node.terminal_id,
-                host_address=HOST_ADDRESS,
-                clock=self.clock.view(lambda: node.skew_ms),
-                batch_no=1,
-                reinstall=False,
-            )
+            self._initialize(node, journal, batch_no=1, reinstall=False)
         node.databases.insert(len(node.databases) - 1, database)
         node.journals.insert(len(node.journals) - 1, journal)
         node.second = self._engine(node, journal)
