@@ -255,6 +255,15 @@ _SESSION_QUERY: Final = (
 )
 
 
+def _check_changes_users(actor: Actor, *, command_line: bool = False) -> None:
+    """Refuse ``actor`` unless their role manages users (``command_line``: or they are the
+    host's command line, which may act where ops cannot log in)."""
+    if command_line and actor.role == "cli":
+        return
+    if not may(actor.role, Permission.MANAGE_USERS):
+        raise Forbidden("only ops may change users")
+
+
 class Staff:
     """The users and sessions of one host store.
 
@@ -329,8 +338,7 @@ class Staff:
 
     def set_active(self, actor: Actor, name: str, *, active: bool, now: datetime) -> None:
         """Disable a user (their sessions end at once) or enable them again."""
-        if not may(actor.role, Permission.MANAGE_USERS):
-            raise Forbidden("only ops may change users")
+        _check_changes_users(actor)
         if actor.name == name and not active:
             raise ConfigError("you cannot disable yourself")
         with write(self.store) as connection:
@@ -354,8 +362,7 @@ class Staff:
     def unlock(self, actor: Actor, name: str, *, now: datetime) -> None:
         """Clear a user's failed logins and lock (the account's, and the name's from every
         address; an address's own throttle stays)."""
-        if not may(actor.role, Permission.MANAGE_USERS):
-            raise Forbidden("only ops may change users")
+        _check_changes_users(actor)
         with write(self.store) as connection:
             row = self._user_row(connection, name)
             connection.execute(
@@ -412,8 +419,7 @@ class Staff:
         failures would otherwise hold everyone until the lock ends — ops behind the same
         address included, so the command line can do it too.
         """
-        if actor.role != "cli" and not may(actor.role, Permission.MANAGE_USERS):
-            raise Forbidden("only ops may change users")
+        _check_changes_users(actor, command_line=True)
         where = client_key(address.strip())
         f = t.login_failures.c
         from_there = sa.and_(f.kind.in_((Key.PAIR.value, Key.ADDRESS.value)), f.address == where)
@@ -446,8 +452,7 @@ class Staff:
     def set_password(self, actor: Actor, name: str, password: str, *, now: datetime) -> None:
         """Give a user a new password (the command line's reset, for a forgotten password):
         their sessions end, their lock is cleared."""
-        if actor.role != "cli" and not may(actor.role, Permission.MANAGE_USERS):
-            raise Forbidden("only ops may change users")
+        _check_changes_users(actor, command_line=True)
         check_password_rules(password)
         new_hash = self.hasher.hash(password)
         with write(self.store) as connection:

@@ -224,7 +224,7 @@ def add_user(
         check_new_user(name, role, password, merchant_id=merchant_id)  # before a store is made
         with open_store(data_dir, create=True) as store:  # the first user may come first
             office = BackOffice(store)
-            actor = Actor(f"cli:{_login_name()}", "cli", "local")
+            actor = _cli_actor()
             office.staff.add_user(
                 actor, name, role, password, merchant_id=merchant_id, now=datetime.now(UTC)
             )
@@ -244,7 +244,7 @@ def set_password(name: str, data_dir: DataDir = DATA_DIR_DEFAULT) -> None:
         password = _read_password()
         with open_store(data_dir) as store:
             BackOffice(store).staff.set_password(
-                Actor(f"cli:{_login_name()}", "cli", "local"), name, password,
+                _cli_actor(), name, password,
                 now=datetime.now(UTC),
             )  # fmt: skip
     except PosbatchError as exc:
@@ -284,12 +284,15 @@ def unlock_address(
                 if not locked:
                     typer.echo("no client address is locked")
                 return
-            where = staff.unlock_address(
-                Actor(f"cli:{_login_name()}", "cli", "local"), address, now=now
-            )
+            where = staff.unlock_address(_cli_actor(), address, now=now)
     except PosbatchError as exc:
         raise _fail(exc) from exc
     typer.echo(f"address {where}: logins from it may start again")
+
+
+def _cli_actor() -> Actor:
+    """Who acts from the host's command line: the login name, role ``cli``."""
+    return Actor(f"cli:{_login_name()}", "cli", "local")
 
 
 def _login_name() -> str:
