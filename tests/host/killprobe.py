@@ -225,11 +225,7 @@ class HostProcess:
     def kill_supervisor(self) -> None:
         """SIGKILL the supervisor alone: its workers get SIGTERM from the kernel and drain
         while a new supervisor starts its own on the same port."""
-        if self.process is None:
-            return
-        with suppress(ProcessLookupError):
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
+        _sigkill(self.process)
         self.process = None
 
     def kill_worker(self, draw: random.Random) -> bool:
@@ -252,6 +248,15 @@ class HostProcess:
         self.process = None
 
 
+def _sigkill(process: subprocess.Popen[bytes] | None) -> None:
+    """SIGKILL ``process`` (if any) and reap it."""
+    if process is None:
+        return
+    with suppress(ProcessLookupError):
+        process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
 class TerminalProcess:
     """One `killprobe_terminal.py` trading in its own data directory."""
 
@@ -271,11 +276,7 @@ class TerminalProcess:
             )  # fmt: skip
 
     def kill(self) -> None:
-        if self.process is None:
-            return
-        with suppress(ProcessLookupError):
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
+        _sigkill(self.process)
         self.process = None
 
     def cashier(self, draw: random.Random, *, alongside: bool = False) -> str:
