@@ -283,20 +283,19 @@ def _second_device(evidence: Evidence) -> list[Line] | None:
     if evidence.host_sources is None or evidence.journal is None:
         return None
     lines: list[Line] = []
-    for sources in evidence.host_sources:
-        if not _interleaved(sources):
-            continue
+    for sources in _interleaved_batches(evidence):
         foreign = [entry for entry in sources.entries if not entry.in_journal]
         own = len(sources.entries) - len(foreign)
-        shown = [
-            (
-                f"{entry.stan:06d} {_KIND_WORDS.get(entry.kind, (entry.kind, entry.kind))[0]} "
-                f"{money(entry.amount_fen)[0]}",
-                f"{entry.stan:06d} {_KIND_WORDS.get(entry.kind, (entry.kind, entry.kind))[1]} "
-                f"{money(entry.amount_fen)[1]}",
+        shown = []
+        for entry in foreign[:FOREIGN_SHOWN_MAX]:
+            kind_en, kind_zh = _KIND_WORDS.get(entry.kind, (entry.kind, entry.kind))
+            amount_en, amount_zh = money(entry.amount_fen)
+            shown.append(
+                (
+                    f"{entry.stan:06d} {kind_en} {amount_en}",
+                    f"{entry.stan:06d} {kind_zh} {amount_zh}",
+                )
             )
-            for entry in foreign[:FOREIGN_SHOWN_MAX]
-        ]
         more = len(foreign) - len(shown)
         more_en = f" and {more} more" if more else ""
         more_zh = f" 等,另有 {more} 笔" if more else ""
@@ -330,11 +329,19 @@ def _second_device(evidence: Evidence) -> list[Line] | None:
     return lines
 
 
+def _interleaved_batches(evidence: Evidence) -> list[HostSources]:
+    """The recent host batches where another device's transactions and this journal's
+    interleave (none without the host's records or the journal)."""
+    if evidence.host_sources is None or evidence.journal is None:
+        return []
+    return [sources for sources in evidence.host_sources if _interleaved(sources)]
+
+
 def _defer_to_second_device(evidence: Evidence) -> Finding | None:
     """Ruled out when another device trading under this terminal ID explains the evidence
     (what the host holds that the journal lacks, the 94s): their repairs — a sign-on that
     settles the host's batch — would close the other device's batch once more."""
-    if _second_device(evidence):
+    if _interleaved_batches(evidence):
         return _out(
             Line(
                 "another device trades under this terminal ID (see that cause): what the host "
