@@ -689,11 +689,13 @@ def host_sources(
         return ()
     wanted = {batch.batch_no for batch in recent}
     made: dict[int, set[tuple[int, str, int]]] = {batch_no: set() for batch_no in wanted}
-    for row in journal.batches() if journal is not None else ():
-        if journal is not None and row.batch_no in wanted:
-            made[row.batch_no].update(
-                (txn.stan, txn.kind, txn.amount_fen) for txn in journal.transactions(row.batch_id)
-            )
+    if journal is not None:
+        for row in journal.batches():
+            if row.batch_no in wanted:
+                made[row.batch_no].update(
+                    (txn.stan, txn.kind, txn.amount_fen)
+                    for txn in journal.transactions(row.batch_id)
+                )
     sources = []
     for batch in recent:
         txns = store.transactions(terminal_id, batch.batch_no, limit=BATCH_ROWS_READ_MAX)
