@@ -91,7 +91,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     root = Path(str(config.rootpath))
     for item in items:
         callspec = getattr(item, "callspec", None)
-        if callspec is None or callspec.params.get("db_url") != "postgresql":
+        # the store is a fixture's parameter: the per-test ``db_url``, the back office's
+        # module-wide ``shared_world`` (tests/web/conftest.py), ... whatever its name
+        if callspec is None or "postgresql" not in callspec.params.values():
             continue
         if Path(str(item.path)).relative_to(root).as_posix() in POSTGRES_IN_SLOW_RUN:
             item.add_marker(pytest.mark.slow)

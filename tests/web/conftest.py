@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from web_world import World, copied_world, scan
+from web_world import World, copied_world, scan, scan_headers
 
 from posbatch.web import create_app
 from testbed import StepClock, postgres_url_or_skip
@@ -125,7 +125,7 @@ def postgres_copy(template: PostgresTemplate, root: Path) -> Iterator[World]:
 async def _scanned(response: httpx.Response) -> None:
     """Every answer any test receives is read and scanned: no card number beyond 6/4, no key."""
     body = (await response.aread()).decode("utf-8", "replace")
-    shown = scan(body) + scan(str(response.headers))
+    shown = scan(body) + scan_headers(response.headers.items())
     assert [] == shown, f"{response.request.method} {response.request.url} shows {shown}"
 
 
