@@ -9,7 +9,7 @@ its own journal, or a copy of this terminal's data directory) and both selling i
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -304,3 +304,28 @@ def test_the_bundle_keeps_the_evidence(world: World, second: TerminalSite, tmp_p
     text = written[0].read_text(encoding="utf-8") + written[1].read_text(encoding="utf-8")
     assert "duplicate_terminal_id" in text
     assert TEST_PAN_APPROVED not in text
+
+
+def test_a_diagnosis_reads_the_host_batches_once(
+    world: World, second: TerminalSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The host's records and its batches' sources are told from one read of its batches
+    (and their transactions), on the terminal and from the host alone."""
+    calls = {"batches": 0, "transactions": 0}
+    store = world.store
+    batches = len(store.batches(TERMINAL_ID))
+    for name in calls:
+        method = getattr(store, name)
+
+        def counted(
+            *args: object, _name: str = name, _method: Callable[..., object] = method, **kw: object
+        ) -> object:
+            calls[_name] += 1
+            return _method(*args, **kw)
+
+        monkeypatch.setattr(store, name, counted)
+    examine(world.site, host_store=store)
+    assert calls == {"batches": 1, "transactions": batches}
+    calls.update(batches=0, transactions=0)
+    diagnose_from_host(store, TERMINAL_ID, now=world.clock())
+    assert calls == {"batches": 1, "transactions": batches}

@@ -27,8 +27,8 @@ from posbatch.doctor._evidence import (
 )
 from posbatch.doctor._gather import (
     gather_terminal,
+    host_evidence,
     host_records,
-    host_sources,
     journal_evidence,
     tcp_probe,
 )
@@ -104,8 +104,8 @@ __all__ = [
     "diagnose_from_host",
     "examine",
     "gather_terminal",
+    "host_evidence",
     "host_records",
-    "host_sources",
     "journal_evidence",
     "masked",
     "read_bundle",

@@ -30,10 +30,10 @@ import shutil
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import sqlalchemy as sa
 
@@ -77,6 +77,9 @@ from posbatch.terminal import (
 )
 from posbatch.wire import DETAIL_LAST_STAN, AdminResponse, decode_batch_detail, decode_detail
 
+if TYPE_CHECKING:
+    from posbatch.host.store import BatchInfo, TransactionInfo
+
 __all__ = [
     "ECHO_COUNT_DEFAULT",
     "PROBE_ANSWER_WAIT_MS",
@@ -86,6 +89,7 @@ __all__ = [
     "Progress",
     "backup_info",
     "gather_terminal",
+    "host_evidence",
     "host_records",
     "journal_evidence",
     "tcp_probe",
@@ -606,9 +610,11 @@ def gather_terminal(
     """
     echo_count = max(0, min(echo_count, ECHO_COUNT_MAX))
     journal = journal_evidence(terminal.journal, now=clock(), data_dir=data_dir, backups=backups)
-    records = None
+    records = sources = None
     if host_store is not None:
-        records = host_records(host_store, journal.terminal_id, now=clock())
+        records, sources = host_evidence(
+            host_store, terminal.journal, journal.terminal_id, now=clock()
+        )
     host_view: HostView | None = None
     probe: NetworkProbe | None
     if not contact_host:
@@ -647,11 +653,7 @@ def gather_terminal(
     return replace(
         evidence,
         host_last_stan_in_journal=_holds_host_last_stan(terminal.journal, evidence),
-        host_sources=(
-            None
-            if host_store is None
-            else host_sources(host_store, terminal.journal, journal.terminal_id, now=clock())
-        ),
+        host_sources=sources,
     )
 
 
@@ -667,27 +669,58 @@ def _holds_host_last_stan(journal: Journal, evidence: Evidence) -> bool | None:
 # --- the host store -------------------------------------------------------------------------
 
 
-def host_sources(
+@dataclass(frozen=True)
+class _HostBatchRead:
+    """One host batch of the terminal and its transactions, read once for a diagnosis."""
+
+    batch: BatchInfo
+    txns: list[TransactionInfo]
+
+
+def read_host_batches(store: object, terminal_id: str) -> tuple[_HostBatchRead, ...]:
+    """The last HOST_BATCHES_READ_MAX host batches of ``terminal_id``, oldest first, each with
+    its transactions: what :func:`host_records` and :func:`host_sources` both tell from."""
+    from posbatch.host.store import HostStore  # noqa: PLC0415 - host is optional
+
+    assert isinstance(store, HostStore)
+    return tuple(
+        _HostBatchRead(
+            batch, store.transactions(terminal_id, batch.batch_no, limit=BATCH_ROWS_READ_MAX)
+        )
+        for batch in store.batches(terminal_id, limit=HOST_BATCHES_READ_MAX)
+    )
+
+
+def host_evidence(
     store: object, journal: Journal | None, terminal_id: str, *, now: datetime
+) -> tuple[HostRecords, tuple[HostSources, ...]]:
+    """The host store's records of ``terminal_id`` and its recent batches' sources (see
+    :func:`host_records`, :func:`host_sources`), from one read of the host's batches."""
+    read = read_host_batches(store, terminal_id)
+    return (
+        host_records(store, terminal_id, now=now, read=read),
+        host_sources(read, journal, now=now),
+    )
+
+
+def host_sources(
+    read: Sequence[_HostBatchRead], journal: Journal | None, *, now: datetime
 ) -> tuple[HostSources, ...]:
-    """The host's recent batches of ``terminal_id``, each transaction told as ``journal``'s
+    """The host's recent batches (of ``read``), each transaction told as ``journal``'s
     (same STAN, kind and amount in the same batch) or another's, in the host's order
     (``journal`` None: not told, the host's order alone).
 
     Recent: the batch the host holds open, and those it closed within RECENT_WINDOW of
-    ``now`` — at most SOURCE_BATCHES_MAX. Reads only; copies no card number.
+    ``now`` — at most SOURCE_BATCHES_MAX. Copies no card number.
     """
-    from posbatch.host.store import HostStore  # noqa: PLC0415 - host is optional
-
-    assert isinstance(store, HostStore)
     recent = [
-        batch
-        for batch in store.batches(terminal_id, limit=HOST_BATCHES_READ_MAX)
-        if batch.closed_at is None or now - batch.closed_at <= RECENT_WINDOW
+        item
+        for item in read
+        if item.batch.closed_at is None or now - item.batch.closed_at <= RECENT_WINDOW
     ][-SOURCE_BATCHES_MAX:]
     if not recent:
         return ()
-    wanted = {batch.batch_no for batch in recent}
+    wanted = {item.batch.batch_no for item in recent}
     made: dict[int, set[tuple[int, str, int]]] = {batch_no: set() for batch_no in wanted}
     if journal is not None:
         for row in journal.batches():
@@ -697,8 +730,8 @@ def host_sources(
                     for txn in journal.transactions(row.batch_id)
                 )
     sources = []
-    for batch in recent:
-        txns = store.transactions(terminal_id, batch.batch_no, limit=BATCH_ROWS_READ_MAX)
+    for item in recent:
+        batch = item.batch
         entries = tuple(
             HostEntry(
                 tx.stan,
@@ -708,28 +741,35 @@ def host_sources(
                 if journal is None
                 else (tx.stan, tx.kind.value, tx.amount_fen) in made[batch.batch_no],
             )
-            for tx in txns
+            for tx in item.txns
             if tx.kind in (Kind.SALE, Kind.VOID, Kind.REFUND)
         )
         sources.append(HostSources(batch.batch_no, batch.state.value, entries))
     return tuple(sources)
 
 
-def host_records(store: object, terminal_id: str, *, now: datetime) -> HostRecords:
-    """The host store's records of ``terminal_id`` (``store`` is a ``posbatch.host.HostStore``)."""
+def host_records(
+    store: object,
+    terminal_id: str,
+    *,
+    now: datetime,
+    read: Sequence[_HostBatchRead] | None = None,
+) -> HostRecords:
+    """The host store's records of ``terminal_id`` (``store`` is a ``posbatch.host.HostStore``;
+    ``read``: its batches already read by :func:`read_host_batches`)."""
     from posbatch.host.store import CloseReason, HostStore  # noqa: PLC0415 - host is optional
 
     assert isinstance(store, HostStore)
     info = store.terminal(terminal_id)
     if info is None:
         return HostRecords(terminal_id, False, False, 0, "NONE", None, now=now)
-    batches = store.batches(terminal_id, limit=HOST_BATCHES_READ_MAX)
+    if read is None:
+        read = read_host_batches(store, terminal_id)
     settled_nos = {s.batch_no for s in store.settlements(terminal_id) if s.response_code == "00"}
     host_batches = []
     advances = []
     last_stan_in_batch = None
-    for index, batch in enumerate(batches):
-        txns = store.transactions(terminal_id, batch.batch_no, limit=BATCH_ROWS_READ_MAX)
+    for index, (batch, txns) in enumerate((item.batch, item.txns) for item in read):
         if batch.current and txns:
             last_stan_in_batch = max(txns, key=lambda tx: tx.transaction_id).stan
         counted = [
@@ -759,7 +799,7 @@ def host_records(store: object, terminal_id: str, *, now: datetime) -> HostRecor
             over = _overflows(store.batch_tally(batch.batch_id))
             host_batches[-1] = replace(host_batches[-1], over_capacity=over)
         if batch.close_reason == CloseReason.ADVANCED:
-            following = batches[index + 1].batch_no if index + 1 < len(batches) else batch.batch_no
+            following = read[index + 1].batch.batch_no if index + 1 < len(read) else batch.batch_no
             advances.append(BatchAdvance(batch.closed_at, batch.batch_no, following))
     exceptions = tuple(
         HostException(

@@ -20,8 +20,7 @@ from posbatch.doctor._gather import (
     PROBE_BUDGET_MS,
     Progress,
     gather_terminal,
-    host_records,
-    host_sources,
+    host_evidence,
 )
 from posbatch.doctor._repair import Confirm, TerminalSite, run_repairs
 from posbatch.doctor._report import Report
@@ -136,11 +135,8 @@ def diagnose_from_host(store: object, terminal_id: str, *, now: datetime) -> Rep
     ``store`` is a :class:`posbatch.host.HostStore`. Causes that need the
     terminal's journal answer "not checked"; nothing is claimed without it.
     """
-    records = host_records(store, terminal_id, now=now)
+    records, sources = host_evidence(store, None, terminal_id, now=now)
     evidence = Evidence(
-        terminal_id=terminal_id,
-        gathered_at=now,
-        host_records=records,
-        host_sources=host_sources(store, None, terminal_id, now=now),
+        terminal_id=terminal_id, gathered_at=now, host_records=records, host_sources=sources
     )
     return Report(now, SOURCE_HOST, evidence, diagnose(evidence))
