@@ -1,4 +1,4 @@
-"""An attacker's POS client, written from DESIGN.md's wire profile alone (a second, independent one).
+"""An attacker's POS client, written from DESIGN.md's wire profile alone (a second one).
 
 It imports nothing of posbatch, nor ``design_client.py``: the field table, packed decimal,
 framing, MAC and key unwrap below were written from DESIGN.md ("Wire profile", "Keys and MAC")
@@ -228,7 +228,7 @@ class Attacker:
 
     def sign_on(self) -> Answer:
         answer = self.send(
-            body("0800", {11: self.next_stan(), **self.ids(), 60: f"00{self.batch_no}003", 63: "01"})
+            body("0800", {11: self.next_stan(), **self.ids(), 60: self.field60("00", "003"), 63: "01"})
         )
         if answer.code == "00":
             self.mak = unwrap_mak(self.tmk, answer.fields[62])  # type: ignore[arg-type]
@@ -278,7 +278,7 @@ class Attacker:
 
     def upload(self, records: list[tuple[str, int, str, int]]) -> Answer:
         data = f"{len(records):02d}" + "".join(
-            f"{card_type}{stan:06d}{pan:0>20}{amount:012d}" for card_type, stan, pan, amount in records
+            f"{kind}{stan:06d}{pan:0>20}{fen:012d}" for kind, stan, pan, fen in records
         )
         fields: dict[int, Value] = {
             11: self.next_stan(), **self.ids(), 48: data, 60: f"00{self.batch_no}201",
@@ -292,4 +292,8 @@ class Attacker:
         return self.send(self.maced("0320", fields))
 
     def echo(self) -> Answer:
-        return self.send(body("0820", {11: self.next_stan(), **self.ids(), 60: f"00{self.batch_no}301"}))
+        fields: dict[int, Value] = {11: self.next_stan(), **self.ids(), 60: self.field60("00", "301")}
+        return self.send(body("0820", fields))
+
+    def field60(self, message_type: str, network_code: str) -> str:
+        return f"{message_type}{self.batch_no}{network_code}"
