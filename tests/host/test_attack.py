@@ -371,3 +371,32 @@ def test_a_reversal_of_a_partly_refunded_sale_is_not_applied(target: Target) -> 
     settled = first.settle(2000, 1, 1500, 1)  # what the terminals hold: balanced
     assert settled.code == "00" and str(settled.fields[48])[30] == "1"
     still_sells(target)
+
+
+# --- fields the profile refuses: answered 30, or dropped only when no ids can be read --------
+
+F_PAD_PAN = {2: bytes.fromhex("19") + bytes.fromhex("6222021234567890128F")}
+F_PAD_60 = {60: bytes.fromhex("0011") + bytes.fromhex("22000001000F")}
+F_PADDED: dict[str, dict[int, bytes]] = {
+    "fields 2 and 60": {**F_PAD_PAN, **F_PAD_60},
+    "fields 2, 22 and 60": {**F_PAD_PAN, **F_PAD_60, 22: bytes.fromhex("F021")},
+    "field 22 alone": {22: bytes.fromhex("F021")},
+    "field 60 alone (a 12-digit PAN)": {2: "622202123456", **F_PAD_60},
+}
+
+
+@pytest.mark.parametrize("case", list(F_PADDED))
+def test_a_sale_padded_with_f_is_answered_30_not_left_to_time_out(target: Target, case: str) -> None:
+    """Odd-length packed decimal padded with an F nibble (some CUP terminal SDKs do; DESIGN.md
+    says 0) is outside the profile, but every length in it is right and 41/42 can be read:
+    answered 30 at once, MACed, and nothing stored — not silence, which leaves the terminal to
+    time out and reverse."""
+    attacker = target.signed_on()
+    before = target.money()
+    fields = attacker.sale_fields(777, PAN)
+    fields.update(F_PADDED[case])
+    attacker.sock.settimeout(3)
+    answer = attacker.send(attacker.maced("0200", fields))
+    assert (answer.mti, answer.code, answer.mac_ok) == ("0210", "30", True)
+    assert before == target.money()
+    still_sells(target)

@@ -156,7 +156,7 @@ def salvage_read(body: bytes) -> dict[str, str] | None:
 
 def _read(body: bytes, spec: Mapping[str, Mapping[str, Any]]) -> dict[str, str] | None:
     try:
-        fields, _ = iso8583.decode(body, spec)  # type: ignore[arg-type]
+        fields, _ = iso8583.decode(body, spec)
     except Exception:  # a length past the end, a bad pad nibble, bytes left over
         return None
     return dict(fields)
