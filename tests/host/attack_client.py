@@ -9,6 +9,7 @@ anything: raw field bytes, a bitmap that lies, a length prefix that lies, a MAC 
 from __future__ import annotations
 
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -58,7 +59,7 @@ def bitmap(numbers: list[int]) -> bytes:
     return bits.to_bytes(8, "big")
 
 
-def body(mti: str, fields: dict[int, Value], *, bitmap_bytes: bytes | None = None) -> bytes:
+def body(mti: str, fields: Mapping[int, Value], *, bitmap_bytes: bytes | None = None) -> bytes:
     """The message after TPDU and header; raw ``bytes`` values are written as given."""
     numbers = sorted(fields)
     out = bytes.fromhex(mti) + (bitmap_bytes if bitmap_bytes is not None else bitmap(numbers))
@@ -95,7 +96,7 @@ def mac(mak: bytes, data: bytes) -> bytes:
     return second.hex().upper()[:8].encode()
 
 
-def maced(mti: str, fields: dict[int, Value], mak: bytes) -> bytes:
+def maced(mti: str, fields: Mapping[int, Value], mak: bytes) -> bytes:
     """``body`` with field 64 = the MAC under ``mak``."""
     without = body(mti, {**fields, 64: bytes(8)})[:-8]
     return without + mac(mak, without)
@@ -250,7 +251,7 @@ class Attacker:
         return maced(mti, fields, self.mak)
 
     def original(self, sale: Answer, stan: str, batch_no: str | None = None) -> str:
-        return f"{batch_no or self.batch_no}{stan}{sale.fields[13]}"
+        return f"{batch_no or self.batch_no}{stan}{sale.fields[13]!s}"
 
     def void(self, amount_fen: int, pan: str, original: str) -> Answer:
         fields: dict[int, Value] = {
