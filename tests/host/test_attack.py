@@ -8,6 +8,7 @@ did not move where it must not.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import socket
 import time
@@ -115,9 +116,16 @@ def target(db_url: str) -> Iterator[Target]:
 CARD_NUMBERS = (PAN, "6222021234567890136")
 
 
+_STILL_SELLS_STANS = itertools.count(900_000, 10)
+
+
 def still_sells(target: Target) -> None:
-    """A fresh connection signs on and a normal sale is approved, its answer MACed."""
-    answer = target.signed_on(OTHER_TERMINAL).sale(100, PAN)
+    """A fresh connection signs on and a normal sale is approved, its answer MACed (STANs
+    of their own, so that a test's earlier requests of that terminal are no repeats)."""
+    attacker = target.attacker(OTHER_TERMINAL)
+    attacker.stan = next(_STILL_SELLS_STANS)
+    assert attacker.sign_on().code == "00"
+    answer = attacker.sale(100, PAN)
     assert (answer.code, answer.mac_ok) == ("00", True)
 
 
@@ -436,6 +444,87 @@ def test_two_connections_of_one_terminal_interleave(target: Target) -> None:
     settled = first.settle(3000, 2, 1000, 1)
     assert [one.code, two.code, void.code, settled.code] == ["00"] * 4
     assert str(settled.fields[48])[30] == "1"
+
+
+OTHER_CARD = "6222021234567890136"  # Luhn-valid, another card
+
+
+def test_a_void_or_refund_of_another_terminals_sale_or_to_another_card_is_refused(
+    target: Target,
+) -> None:
+    """Terminal B cannot void or refund terminal A's sale (25: not its STAN); A cannot void it
+    or refund it to another card (14): no money goes to a card that did not pay."""
+    seller = target.signed_on()
+    other = target.signed_on(OTHER_TERMINAL)
+    sale = seller.sale(1000, PAN)
+    original = seller.original(sale, f"{seller.stan:06d}")
+    before = target.money(), target.money(OTHER_TERMINAL)
+    codes = [
+        other.void(1000, PAN, original).code,
+        other.refund(100, PAN, original).code,
+        seller.void(1000, OTHER_CARD, original).code,
+        seller.refund(100, OTHER_CARD, original).code,
+    ]
+    after = target.money(), target.money(OTHER_TERMINAL)
+    assert (codes, after) == (["25", "25", "14", "14"], before)
+
+
+def _settlement(attacker: Attacker, field48: str, currency: str = "156") -> bytes:
+    fields: dict[int, Value] = {11: attacker.next_stan(), **attacker.ids(), 48: field48}
+    fields.update({49: currency, 60: attacker.field60("00", "201"), 63: "01"})
+    return attacker.maced("0500", fields)
+
+
+def _upload(attacker: Attacker, field48: str) -> bytes:
+    fields: dict[int, Value] = {11: attacker.next_stan(), **attacker.ids(), 48: field48,
+                                60: attacker.field60("00", "201")}  # fmt: skip
+    return attacker.maced("0320", fields)
+
+
+def _records(count: int) -> str:
+    return "".join(f"00{stan:06d}{PAN:0>20}{1:012d}" for stan in range(1, count + 1))
+
+
+def test_malformed_settlements_and_uploads_are_30_and_close_nothing(target: Target) -> None:
+    """Field 48 of 30 digits, a reconciliation code 9, currency 840 (40); an upload of 9
+    records, one whose count says 3 for 2, a card type 07, a PAN of zeros: refused, the
+    batch stays open and its money where it was."""
+    attacker = target.signed_on()
+    assert "00" == attacker.sale(1000, PAN).code
+    before = target.money()
+    settlements = [
+        attacker.send(_settlement(attacker, "0" * 30)).code,
+        attacker.send(_settlement(attacker, "9" * 62)).code,
+        attacker.send(_settlement(attacker, "0" * 62, currency="840")).code,
+    ]
+    assert (settlements, before) == (["30", "30", "40"], target.money())
+    assert "00" == attacker.settle(1, 1, 0, 0).code  # not balanced: upload expected
+    uploading = target.money()
+    uploads = [
+        attacker.send(_upload(attacker, "09" + _records(9))).code,
+        attacker.send(_upload(attacker, "03" + _records(2))).code,
+        attacker.upload([("07", 2, PAN, 1000)]).code,
+        attacker.upload([("00", 2, "0" * 20, 1000)]).code,
+    ]
+    assert (uploads, uploading) == (["30"] * 4, target.money())
+    still_sells(target)
+
+
+def test_an_upload_end_whose_count_lies_closes_with_an_exception(target: Target) -> None:
+    """0320/207 saying 50 records after 1 was uploaded: answered 00, the batch closes, and the
+    difference is an exception for the back office (never silently fixed)."""
+    attacker = target.signed_on()
+    sale_stan = attacker.stan + 1
+    assert "00" == attacker.sale(1000, PAN).code
+    assert "00" == attacker.settle(1, 1, 0, 0).code
+    assert "00" == attacker.upload([("00", sale_stan, PAN, 999)]).code
+    assert "00" == attacker.upload_end(50, "207").code
+    kinds = [(e.kind, e.stan) for e in target.store.exceptions(TERMINAL)]
+    states = [b.state.value for b in target.store.batches(TERMINAL)]
+    assert (kinds, states) == (
+        [("amount-differs", sale_stan), ("upload-count-differs", None)],
+        ["CLOSED", "OPEN"],
+    )
 
 
 # --- frames ---------------------------------------------------------------------------------
