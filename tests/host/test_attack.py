@@ -89,7 +89,10 @@ def target(db_url: str) -> Iterator[Target]:
     log = _Collected()
     host_logger = logging.getLogger("posbatch.host")
     host_logger.addHandler(log)
-    level, host_logger.level = host_logger.level, logging.DEBUG
+    level = host_logger.level
+    # setLevel, not the attribute: it clears isEnabledFor's cache, which an earlier test of
+    # the same process (a CLI run at --log-level warning) may have left saying "no"
+    host_logger.setLevel(logging.DEBUG)
     store = open_store(db_url, terminals=(TERMINAL, OTHER_TERMINAL))
     core = HostCore(store, clock=StepClock(), random_bytes=counting_bytes())
     limits = ServerLimits(
