@@ -70,6 +70,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 POSTGRES_IN_SLOW_RUN: frozenset[str] = frozenset(
     {
         "tests/host/test_busy_shop.py",
+        "tests/host/test_attack.py",
         "tests/host/test_core.py",
         "tests/host/test_promise_host.py",
         "tests/doctor/test_causes.py",

@@ -44,6 +44,7 @@ def test_every_new_kind_is_met_and_the_invariants_hold() -> None:
         "third-party probe: card starting with 0",
         "third-party probe: swiped",
         "third-party corrected reversal: balanced",
+        "third-party reversal under a refund: balanced",
         "restored after a reinstall (the backup's keys)",
     )
     assert [] == [kind for kind in required if not any(name.startswith(kind) for name in workload)]

@@ -942,6 +942,13 @@ class _Decider:
             )
         elif original.status == TransactionStatus.VOIDED:
             mismatch = "reverses a sale that was voided (reverse the void instead)"
+        elif original.refunded_fen > 0:
+            # A refund is not reversible (DESIGN.md): taking the sale back under it would
+            # credit the card for a sale it no longer paid for.
+            mismatch = (
+                f"reverses a sale of which {format_fen(original.refunded_fen)} was refunded "
+                "(a refund stands: the back office must return the rest)"
+            )
         if mismatch is not None:
             self.exception(
                 batch,

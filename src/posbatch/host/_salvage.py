@@ -10,8 +10,9 @@ walking the whole body, so :data:`SALVAGE_SPEC` reads every field 1–128:
 - the profile's own fields as :data:`~posbatch.wire.SPEC` reads them (packed
   decimal, pad nibbles, length prefixes), except that a variable field may be as
   long as its prefix can say (LLVAR 99, LLLVAR 999, digits or bytes as the profile
-  counts them) and a text field may hold any byte (latin-1: what is echoed is
-  checked by the caller);
+  counts them), a fixed numeric field is its bytes (whatever its pad nibble), a
+  variable one's pad may be F (:data:`SALVAGE_SPEC_F_PAD`, tried second) and a text
+  field may hold any byte (latin-1: what is echoed is checked by the caller);
 - every other field in its ISO 8583:1987 format, as CUP POS terminals send it:
   numeric fields packed decimal (a fixed one just its bytes, a variable one with
   a BCD length in digits), everything else bytes with a BCD length in bytes —
@@ -33,7 +34,7 @@ import iso8583
 
 from posbatch.wire import SPEC
 
-__all__ = ["SALVAGE_SPEC", "salvage_read"]
+__all__ = ["SALVAGE_SPEC", "SALVAGE_SPEC_F_PAD", "salvage_read"]
 
 _LLVAR: Final = 1  # BCD length prefix bytes
 _LLLVAR: Final = 2
@@ -64,6 +65,8 @@ def _var(prefix: int, *, digits: bool) -> dict[str, Any]:
 
 def _widened(spec: Mapping[str, Any]) -> dict[str, Any]:
     """A field of :data:`SPEC` as long as its prefix can say, any byte in a text field."""
+    if not spec["len_type"] and spec.get("len_count") == "nibbles":
+        return _n(spec["max_len"])  # fixed packed decimal: its bytes, whatever the pad nibble
     wide = dict(spec)
     if spec["len_type"]:
         wide["max_len"] = _MAX_OF_PREFIX[spec["len_type"]]
@@ -125,11 +128,35 @@ SALVAGE_SPEC: Final[Mapping[str, Mapping[str, Any]]] = {
 }
 
 
+def _padded_with(spec: Mapping[str, Mapping[str, Any]], pad: str) -> dict[str, dict[str, Any]]:
+    """``spec`` with every pad nibble (left or right) ``pad`` instead of 0."""
+    return {
+        key: {name: pad if name in ("left_pad", "right_pad") else value
+              for name, value in field.items()}
+        for key, field in spec.items()
+    }  # fmt: skip
+
+
+# Some CUP terminal SDKs pad odd-length packed decimal with an F nibble, not DESIGN.md's 0:
+# every length of such a body is right, so it is walked again with F pads in the variable
+# fields before it is given up (fixed ones are read as bytes, any pad; a body that mixes
+# 0 and F pads in its variable fields is not tried).
+SALVAGE_SPEC_F_PAD: Final[Mapping[str, Mapping[str, Any]]] = _padded_with(SALVAGE_SPEC, "F")
+
+
 def salvage_read(body: bytes) -> dict[str, str] | None:
-    """Every field of ``body`` read under :data:`SALVAGE_SPEC`, or None when even that
-    cannot walk it (the error is dropped: nothing of it is shown)."""
+    """Every field of ``body`` read under :data:`SALVAGE_SPEC` (or, failing that, with F pad
+    nibbles), or None when neither can walk it (the error is dropped: nothing of it is shown)."""
+    for spec in (SALVAGE_SPEC, SALVAGE_SPEC_F_PAD):
+        fields = _read(body, spec)
+        if fields is not None:
+            return fields
+    return None
+
+
+def _read(body: bytes, spec: Mapping[str, Mapping[str, Any]]) -> dict[str, str] | None:
     try:
-        fields, _ = iso8583.decode(body, SALVAGE_SPEC)
+        fields, _ = iso8583.decode(body, spec)
     except Exception:  # a length past the end, a bad pad nibble, bytes left over
         return None
     return dict(fields)

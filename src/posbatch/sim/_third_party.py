@@ -20,13 +20,15 @@ from typing import Final
 
 from posbatch.batch.counters import next_stan
 from posbatch.batch.limits import STAN_MAX
-from posbatch.batch.model import Kind, SettlementTotals
+from posbatch.batch.model import CardTotals, Kind, SettlementTotals
 from posbatch.host import HostCore, HostStore
 from posbatch.sim._workload import Probe
 from posbatch.wire import (
     Frame,
     FrameReader,
     Header,
+    OriginalTransaction,
+    RefundRequest,
     ReversalRequest,
     SaleRequest,
     SettlementRequest,
@@ -47,6 +49,7 @@ THIRD_PARTY_TERMINAL_ID: Final = "99000001"
 THIRD_PARTY_MERCHANT_ID: Final = "898110054199999"
 PROBE_AMOUNT_FEN: Final = 1_000
 CORRECTED_REVERSAL_PAN: Final = "6222021234567890128"  # approved by the default issuer
+REFUNDED_FEN: Final = 400  # of the sale reversed under its refund
 
 
 class ThirdParty:
@@ -137,3 +140,38 @@ class ThirdParty:
         if settled.totals.balanced:
             return "balanced"
         return "not balanced: the sale stood"
+
+    def reversal_under_a_refund(self, core: Callable[[], HostCore]) -> str:
+        """A sale, a refund of part of it, then a reversal of the sale (a terminal that
+        reverses late, or the same terminal on a second line), then a settlement of the sale
+        and the refund: ``"balanced"`` when the refund kept the sale standing, else what went
+        wrong. (Until 7 Dec the host reversed the sale under its refund: the card was credited
+        for a sale it no longer paid for.)"""
+        host = core()
+        mak = self._sign_on(host)
+        if mak is None:
+            return "no sign-on answer"
+        stan, batch_no = self._next_stan(), self._batch_no
+        ids = (THIRD_PARTY_TERMINAL_ID, THIRD_PARTY_MERCHANT_ID)
+        pan = CORRECTED_REVERSAL_PAN
+        sale = SaleRequest(*ids, stan, batch_no, PROBE_AMOUNT_FEN, pan, expiry="3012")
+        answer = self._send(host, encode_message(sale, mak=mak))
+        if not isinstance(answer, TransactionResponse) or answer.response_code != "00":
+            return "sale not approved"
+        original = OriginalTransaction(batch_no, stan, answer.local_date)
+        refund = RefundRequest(*ids, self._next_stan(), batch_no, REFUNDED_FEN, pan, original)
+        refunded = self._send(host, encode_message(refund, mak=mak))
+        if not isinstance(refunded, TransactionResponse) or refunded.response_code != "00":
+            return "refund not approved"
+        reversal = ReversalRequest(*ids, stan, batch_no, PROBE_AMOUNT_FEN, pan, Kind.SALE)
+        self._send(host, encode_message(reversal, mak=mak))
+        totals = CardTotals(PROBE_AMOUNT_FEN, 1, REFUNDED_FEN, 1)
+        settlement = SettlementRequest(
+            *ids, self._next_stan(), batch_no, SettlementTotals(domestic=totals)
+        )
+        settled = self._send(host, encode_message(settlement, mak=mak))
+        if not isinstance(settled, SettlementResponse) or settled.totals is None:
+            return "no settlement answer"
+        if settled.totals.balanced:
+            return "balanced"
+        return "not balanced: the sale was reversed under its refund"

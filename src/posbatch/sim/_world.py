@@ -96,7 +96,7 @@ from posbatch.sim._model import Snapshot
 from posbatch.sim._random import SimRandom
 from posbatch.sim._result import SeedResult
 from posbatch.sim._snapshot import READ_ROWS_MAX, take_snapshot
-from posbatch.sim._third_party import ThirdParty
+from posbatch.sim._third_party import THIRD_PARTY_TERMINAL_ID, ThirdParty
 from posbatch.sim._trace import EventKind, Trace
 from posbatch.sim._workload import (
     BUSY_BATCH_LIMITS,
@@ -862,12 +862,19 @@ class World:
 
     def _probe(self) -> None:
         """The third-party terminal sends what must never be approved; it must be refused.
-        Now and then it corrects a reversal instead: the sale must end reversed."""
+        Now and then it corrects a reversal instead (the sale must end reversed), then
+        reverses a sale under its refund (the sale must stand)."""
         if self._third_random.random() < CORRECTED_REVERSAL_SHARE:
-            outcome = self.third_party.corrected_reversal(lambda: self.core)
-            self.result.workload[f"third-party corrected reversal: {outcome}"] += 1
-            if outcome != "balanced":
-                self._failures.append(("host", f"third-party corrected reversal: {outcome}"))
+            # then a reversal under a refund (no draw of its own: the probes drawn stay)
+            scenarios = (
+                ("corrected reversal", self.third_party.corrected_reversal),
+                ("reversal under a refund", self.third_party.reversal_under_a_refund),
+            )
+            for label, scenario in scenarios:
+                outcome = scenario(lambda: self.core)
+                self.result.workload[f"third-party {label}: {outcome}"] += 1
+                if outcome != "balanced":
+                    self._failures.append(("host", f"third-party {label}: {outcome}"))
             return
         probe = self._third_random.choice(PROBES)
         code = self.third_party.probe(lambda: self.core, probe)
@@ -1108,8 +1115,10 @@ class World:
             final=final,
             host_rows=host_rows,
         )
+        # the third party's money too: a reversal under a refund leaves a sale and a refund
+        terminal_ids = [*(node.terminal_id for node in self.nodes), THIRD_PARTY_TERMINAL_ID]
         clearing = _clearing.take(
-            self.store, [node.terminal_id for node in self.nodes], since=self._clearing_since,
+            self.store, terminal_ids, since=self._clearing_since,
             now=self.clock.now(), final=final, host_rows=host_rows, rules=rules,
         )  # fmt: skip
         return replace(snapshot, clearing=clearing)
