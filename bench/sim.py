@@ -25,6 +25,17 @@ profile, every invariant checked after every day, and prints:
   existed): the "pyiso8583 only" ratio is the one to hold to the target; the
   fast-path ratio is the stricter figure (the same simulation over a cheaper
   codec);
+- the reference simulation (issue #15's floor), measured in the same run: the
+  least a simulator can do while still exercising what ships — the codec work
+  above (both sides, MACs included) plus, per simulated transaction, the writes
+  the shipped terminal and host make durable for one sale (the terminal's two
+  units of work, the host's one: 9 statements, 3 commits), as the shipped code
+  compiles them (the journal's ``DriverStatement``, the host's ``HotSql``), on
+  the raw driver over the simulator's own databases and pragmas, connections
+  held, every value made beforehand. Printed beside the simulation and the
+  codec with the ratios simulation / codec, simulation / reference and
+  reference / codec: the last says whether 4x the codec is reachable at all
+  with the writes the shipped code must make;
 - the projected wall time of the issue's target day — 100 terminals x 300
   transactions with every fault — from the measured rate, against 10 s.
 
