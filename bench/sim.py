@@ -25,6 +25,17 @@ profile, every invariant checked after every day, and prints:
   existed): the "pyiso8583 only" ratio is the one to hold to the target; the
   fast-path ratio is the stricter figure (the same simulation over a cheaper
   codec);
+- the reference simulation (issue #15's floor), measured in the same run: the
+  least a simulator can do while still exercising what ships — the codec work
+  above (both sides, MACs included) plus, per simulated transaction, the writes
+  the shipped terminal and host make durable for one sale (the terminal's two
+  units of work, the host's one: 9 statements, 3 commits), as the shipped code
+  compiles them (the journal's ``DriverStatement``, the host's ``HotSql``), on
+  the raw driver over the simulator's own databases and pragmas, connections
+  held, every value made beforehand. Printed beside the simulation and the
+  codec with the ratios simulation / codec, simulation / reference and
+  reference / codec: the last says whether 4x the codec is reachable at all
+  with the writes the shipped code must make;
 - the projected wall time of the issue's target day — 100 terminals x 300
   transactions with every fault — from the measured rate, against 10 s.
 
@@ -42,13 +53,32 @@ import argparse
 import hmac
 import os
 import resource
+import sqlite3
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from unittest import mock
 
+import sqlalchemy as sa
+
+from posbatch.batch.txn_lifecycle import TxnState
 from posbatch.cli_support import settle_the_heap
 from posbatch.errors import PosbatchError
+from posbatch.host._queries import INSERT_COLUMNS, HotSql
 from posbatch.sim import SimConfig, World, profile_named, run_seeds
+from posbatch.sim._memory import MemoryDatabase
+from posbatch.sim._memory import _connect as connect_memory
+from posbatch.terminal._chain import canonical, entry_hash
+from posbatch.terminal._journal import Journal
+from posbatch.terminal._rows import KIND_STATE, KIND_TXN, STATE_KEY, Value, row_values
+from posbatch.terminal._statements import (
+    ENTRY_COLUMNS,
+    INSERT,
+    INSERT_ENTRY,
+    KEY_PARAM,
+    UPDATE,
+    DriverStatement,
+)
 from posbatch.wire import (
     FrameReader,
     Message,
@@ -176,6 +206,209 @@ def codec_seconds_pyiso8583(work: CodecWork) -> float:
         return codec_seconds(work)
 
 
+# --- the reference simulation: the codec work and one sale's durable writes, nothing else ---
+
+REFERENCE_REPEATS = 3  # the writes are timed this many times on fresh copies; the fastest counts
+# One sale makes durable (docs/terminal.md, docs/host.md; traced on the simulator's databases):
+# the terminal's first unit of work (state row with the new STAN, the pending transaction,
+# an entry for each), the host's (the transaction row, the terminal's last STAN, the batch's
+# capacity bounds), the terminal's second (the answered transaction and its entry).
+WRITES_PER_SALE = 9
+COMMITS_PER_SALE = 3
+
+Statement = tuple[str, tuple[object, ...]]
+
+
+@dataclass
+class _Till:
+    """One terminal of the reference: its journal's and the host's rows as they are now."""
+
+    journal: MemoryDatabase
+    state: dict[str, Value]
+    txn: dict[str, Value]
+    seq: int
+    last_hash: str
+    host_row: list[object]
+    host_batch_id: int
+    terminal_id: str
+
+
+def _compiled(statement: sa.Insert | sa.Update, columns: list[str]) -> DriverStatement:
+    return DriverStatement.compile(statement, sa.create_engine("sqlite://").dialect, columns)
+
+
+def _tills(world: World) -> list[_Till]:
+    """Each terminal of a world that has traded: its journal's rows and a host row of it."""
+    host = connect_memory(world.host_database.uri)
+    try:
+        columns = ", ".join(INSERT_COLUMNS)
+        tills = []
+        template = next(
+            txn
+            for node in world.nodes
+            for txn in Journal(node.databases[-1].engine()).transactions()
+            if txn.kind == "sale"
+        )  # the engines are the world's databases' and go with them
+        for node in world.nodes:
+            journal = Journal(node.databases[-1].engine())
+            state = journal.state()
+            batch = journal.current_batch()
+            # Any sale of the world (this terminal may have made none), in this one's batch.
+            txn = {**row_values(template), "txn_id": journal.next_txn_id() - 1,
+                   "batch_id": batch.batch_id, "batch_no": batch.batch_no}  # fmt: skip
+            (batch_id,) = host.execute(
+                "SELECT current_batch_id FROM host_terminals WHERE terminal_id = ?",
+                (node.terminal_id,),
+            ).fetchone()
+            row = host.execute(
+                f"SELECT {columns} FROM host_transactions ORDER BY transaction_id DESC LIMIT 1"
+            ).fetchone()
+            till = _Till(
+                journal=node.databases[-1],
+                state=row_values(state),
+                txn=txn,
+                seq=journal.last_seq,
+                last_hash=str(journal.chain_hash(journal.last_seq)),
+                host_row=list(row),
+                host_batch_id=int(batch_id),
+                terminal_id=node.terminal_id,
+            )
+            tills.append(till)
+            journal.engine.dispose()
+        return tills
+    finally:
+        host.close()
+
+
+def _sale_statements(
+    tills: list[_Till], transactions: int, host_sql: HotSql
+) -> list[tuple[int, list[Statement], list[Statement], list[Statement]]]:
+    """Per sale (terminal index, its three units of work), every value made beforehand."""
+    state_update = _compiled(UPDATE[KIND_STATE], [*tills[0].state, KEY_PARAM])
+    txn_insert = _compiled(INSERT[KIND_TXN], list(tills[0].txn))
+    txn_update = _compiled(UPDATE[KIND_TXN], [*tills[0].txn, KEY_PARAM])
+    entry_insert = _compiled(INSERT_ENTRY, list(ENTRY_COLUMNS))
+
+    def bound(statement: DriverStatement, values: Mapping[str, object]) -> Statement:
+        assert statement.order is not None
+        return statement.sql, tuple(values[name] for name in statement.order)
+
+    def entry(till: _Till, at: str, kind: str, key: str, values: Mapping[str, Value]) -> Statement:
+        till.seq += 1
+        text = canonical(values)
+        digest = entry_hash(till.last_hash, till.seq, at=at, kind=kind, key=key, payload=text)
+        parameters = {"seq": till.seq, "at": at, "kind": kind, "key": key, "payload": text,
+                      "prev_hash": till.last_hash, "hash": digest}  # fmt: skip
+        till.last_hash = digest
+        return bound(entry_insert, parameters)
+
+    sales = []
+    for number in range(transactions):
+        index = number % len(tills)
+        till = tills[index]
+        at = f"2026-12-07T10:00:{number % 60:02d}.{number % 1_000_000:06d}+00:00"
+        stan = int(str(till.state["stan"])) % 999_999 + 1
+        till.state = {**till.state, "stan": stan}
+        txn_id = int(str(till.txn["txn_id"])) + 1
+        pending = {**till.txn, "txn_id": txn_id, "stan": stan, "state": TxnState.PENDING,
+                   "response_code": None, "rrn": None, "auth_code": None, "created_at": at,
+                   "updated_at": at}  # fmt: skip
+        first = [
+            bound(state_update, {**till.state, KEY_PARAM: int(STATE_KEY)}),
+            entry(till, at, KIND_STATE, STATE_KEY, till.state),
+            bound(txn_insert, pending),
+            entry(till, at, KIND_TXN, str(txn_id), pending),
+        ]
+        host_row = list(till.host_row)
+        host_row[0:2] = [till.host_batch_id, 1_000_000 + number]  # batch_id, a STAN of its own
+        host_row[INSERT_COLUMNS.index("terminal_id")] = till.terminal_id
+        amount_fen = int(str(host_row[INSERT_COLUMNS.index("amount_fen")]))
+        host = [
+            (host_sql.insert_transaction, tuple(host_row)),
+            (host_sql.last_stan, (stan, till.terminal_id)),
+            (host_sql.grow_batch, (1, amount_fen, till.host_batch_id)),
+        ]
+        answered = {**pending, "state": TxnState.APPROVED, "response_code": "00",
+                    "rrn": f"{number:012d}", "auth_code": f"{number % 1_000_000:06d}"}  # fmt: skip
+        till.txn = answered
+        second = [
+            bound(txn_update, {**answered, KEY_PARAM: txn_id}),
+            entry(till, at, KIND_TXN, str(txn_id), answered),
+        ]
+        sales.append((index, first, host, second))
+    return sales
+
+
+def _check_written(host: sqlite3.Connection, journals: list[MemoryDatabase], sales: int) -> None:
+    """The reference wrote real rows: the host holds every sale, each journal's chain holds."""
+    (count,) = host.execute(
+        "SELECT count(*) FROM host_transactions WHERE stan >= 1000000"
+    ).fetchone()
+    if count != sales:
+        raise RuntimeError(f"reference: {count} host rows for {sales} sales")
+    for database in journals:
+        engine = database.engine()
+        try:
+            Journal(engine).verify()  # raises if an entry does not chain
+        finally:
+            engine.dispose()
+
+
+def reference_write_seconds(config: SimConfig, transactions: int) -> float:
+    """CPU seconds of the writes ``transactions`` sales make durable, and nothing else.
+
+    A world of ``config.terminals`` terminals trades one fault-free day of one
+    transaction each (untimed) so that every database holds what the shipped code
+    made: schema, terminal and batch rows, a hash chain. Then, per sale, on the
+    raw driver with the connections the simulator's databases use (same
+    pragmas), held open: the terminal's two units of work and the host's one,
+    with the statements the shipped code compiles (the journal's
+    :class:`DriverStatement`, the host's :class:`HotSql`) and row values,
+    entries and hashes all made beforehand. Timed on fresh copies of the
+    databases; the fastest of :data:`REFERENCE_REPEATS`.
+    """
+    world = World(
+        1,
+        replace(config, days=1, transactions=1, faults=profile_named("none"), keep_trace=False),
+    )
+    try:
+        world.run()
+        tills = _tills(world)
+        sales = _sale_statements(tills, transactions, HotSql(world.store.engine))
+        best = float("inf")
+        for repeat in range(REFERENCE_REPEATS):
+            host_database = world.host_database.copy()
+            journals = [till.journal.copy() for till in tills]
+            host = connect_memory(host_database.uri)
+            terminals = [connect_memory(journal.uri) for journal in journals]
+            cursors = [connection.cursor() for connection in terminals]
+            host_cursor = host.cursor()
+            try:
+                started = time.process_time()
+                for index, first, host_writes, second in sales:
+                    cursor = cursors[index]
+                    for sql, parameters in first:
+                        cursor.execute(sql, parameters)
+                    terminals[index].commit()
+                    for sql, parameters in host_writes:
+                        host_cursor.execute(sql, parameters)
+                    host.commit()
+                    for sql, parameters in second:
+                        cursor.execute(sql, parameters)
+                    terminals[index].commit()
+                best = min(best, time.process_time() - started)
+                if repeat == 0:
+                    _check_written(host, journals, transactions)
+            finally:
+                for connection in (host, *terminals):
+                    connection.close()
+                for database in (host_database, *journals):
+                    database.close()
+        return best
+    finally:
+        world.close()
+
+
 def report(label: str, seeds: int, measured: Measured) -> float:
     wall_s = measured.wall_s
     rate = measured.transactions / wall_s
@@ -244,6 +477,19 @@ def main() -> None:
         f"simulation / codec (fast path, as the simulation runs it): {sim_ms:.3f} / "
         f"{codec_ms:.3f} ms = {sim_ms / codec_ms:.1f}x"
     )
+    write_ms = reference_write_seconds(config, measured.transactions) / measured.transactions * 1000
+    print(
+        f"reference simulation (codec + MACs + one sale's durable writes on the raw driver, "
+        f"{WRITES_PER_SALE} statements and {COMMITS_PER_SALE} commits; writes "
+        f"{write_ms:.3f} ms, best of {REFERENCE_REPEATS}):"
+    )
+    for label, codec in (("pyiso8583 only", plain_ms), ("fast path", codec_ms)):
+        reference_ms = codec + write_ms
+        print(
+            f"  codec {label}: reference {reference_ms:.3f} ms; simulation / codec "
+            f"{sim_ms / codec:.1f}x, simulation / reference {sim_ms / reference_ms:.1f}x, "
+            f"reference / codec {reference_ms / codec:.1f}x"
+        )
     target_transactions = TARGET_TERMINALS * TARGET_TRANSACTIONS
     projected_s = target_transactions / rate
     print(
