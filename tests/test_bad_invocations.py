@@ -259,6 +259,31 @@ def test_a_command_that_does_not_create_leaves_a_missing_directory_missing(
         assert not typo.exists(), f"posbatch {' '.join(argv)} created {typo}"
 
 
+# The options that name a file a command writes (an export, a bundle, a backup): a missing
+# directory in them is refused, as a typo, never made (doctor --bundle made it).
+WRITTEN_FILES: Final = {"bundle", "output", "csv_file", "destination"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in COMMANDS if any(q.name in WRITTEN_FILES for q in _parameters(p))],
+    ids=" ".join,
+)
+def test_a_file_in_a_missing_directory_is_refused_and_the_directory_is_not_made(
+    in_world: Path, path: tuple[str, ...]
+) -> None:
+    """Each file option pointed into a directory that is not there: exit 2, one error line,
+    and the directory still missing (every export and --bundle alike)."""
+    for parameter in [p for p in _parameters(path) if p.name in WRITTEN_FILES]:
+        typo = in_world / f"typo-{'-'.join(path)}-{parameter.name}"
+        argv = _argv(path, in_world, **{parameter.name: str(typo / "file")})
+        result = _run(argv)
+        _assert_one_line_refusal(path, argv, result)
+        errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+        assert (result.exit_code, len(errors)) == (2, 1), f"posbatch {argv}: {result.output}"
+        assert not typo.exists(), f"posbatch {' '.join(argv)} created {typo}"
+
+
 def test_the_walk_finds_the_commands_of_every_component() -> None:
     """The sweep covers host, terminal, catalog, checkout, doctor and simulate at least."""
     tops = {path[0] for path in COMMANDS}

@@ -30,6 +30,7 @@ from posbatch.doctor._repair import TerminalSite
 from posbatch.doctor._report import (
     Report,
     allowed_ids,
+    check_bundle_path,
     json_text,
     read_bundle,
     render,
@@ -195,6 +196,8 @@ def doctor(
 
     link = _Link()
     try:
+        if bundle is not None:  # before anything is looked at or repaired
+            check_bundle_path(bundle)
         for path in backup or ():
             if not path.is_file():
                 raise ConfigError(f"backup file {path} not found")
@@ -323,6 +326,8 @@ def host_doctor(
     from posbatch.host.cli import open_store  # noqa: PLC0415 - keep doctor importable without host
 
     try:
+        if bundle is not None:
+            check_bundle_path(bundle)
         with open_store(data_dir) as store:
             code = host_doctor_command(store, terminal_id, bundle=bundle, json_out=json_out)
     except PosbatchError as exc:
