@@ -315,6 +315,31 @@ def test_a_server_on_a_port_in_use_says_so_in_one_line(
     assert "in use" in errors[0]
 
 
+SERVERS: Final = [("host", "serve"), ("catalog", "serve"), ("backoffice", "serve")]
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:²", "127.0.0.1:99999", "nowhere", "127.0.0.1:"])
+@pytest.mark.parametrize("path", SERVERS, ids=" ".join)
+def test_every_server_refuses_a_bad_listen_address_in_the_same_words(
+    in_world: Path, path: tuple[str, ...], listen: str
+) -> None:
+    """One rule and one message for --listen (each server had its own; "²" passed
+    ``str.isdigit`` and ``int()`` raised a traceback in all three)."""
+    result = _run([*path, "--listen", listen])
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert (2, 1) == (result.exit_code, len(errors)), result.output
+    assert "--listen must be HOST:PORT with a port 0..65535" in errors[0]
+
+
+def test_a_terminals_host_address_with_a_digit_int_refuses_is_one_line(in_world: Path) -> None:
+    """terminal init --host 127.0.0.1:² raised ValueError (a traceback)."""
+    result = _run(["terminal", "init", "--merchant-id", MERCHANT_ID, "--terminal-id",
+                   TERMINAL_ID, "--master-key-file", "tmk.hex", "--host", "127.0.0.1:²",
+                   "--data-dir", str(in_world / "typo-init")])  # fmt: skip
+    assert (2, True) == (result.exit_code, "'127.0.0.1:²' is not HOST:PORT" in result.output)
+    assert not (in_world / "typo-init").exists()
+
+
 def test_checkout_refuses_a_catalog_age_no_timedelta_can_hold(in_world: Path) -> None:
     """--max-catalog-age-min had no upper bound: 10**20 minutes reached ``timedelta`` and
     raised OverflowError, whenever the world held a catalog copy by then (the sweep above

@@ -58,6 +58,7 @@ __all__ = [
     "STDIN",
     "OneLineErrors",
     "one_line",
+    "parse_listen",
     "print_table",
     "read_card_number",
     "read_secret_file",
@@ -173,6 +174,21 @@ def listening_socket(host: str, port: int, *, backlog: int) -> socket.socket:
         raise ConfigError(f"cannot listen on {host}:{port}: {reason}") from exc
     sock.listen(backlog)
     return sock
+
+
+PORT_MAX: Final = 65_535
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """A server's ``--listen HOST:PORT`` → (host, port), the one rule of every server: HOST
+    may be empty (127.0.0.1) or an IPv6 address in brackets, PORT is 0..65535 in ASCII
+    digits (0 picks a free one). ConfigError otherwise — "127.0.0.1:²" passed
+    ``str.isdigit`` and reached ``int()``, a traceback."""
+    host, separator, port_text = listen.rpartition(":")
+    digits = port_text.isascii() and port_text.isdigit()
+    if not separator or not digits or not 0 <= int(port_text) <= PORT_MAX:
+        raise ConfigError(f"--listen must be HOST:PORT with a port 0..{PORT_MAX}, not {listen!r}")
+    return host.strip("[]") or "127.0.0.1", int(port_text)
 
 
 def one_line(exc: BaseException) -> str:

@@ -82,6 +82,7 @@ from posbatch.cli_support import (
     listening_socket,
     log_to_stderr,
     one_line,
+    parse_listen,
     print_table,
     read_card_number,
 )
@@ -427,7 +428,7 @@ def serve(
     import uvicorn  # noqa: PLC0415 - only this command needs it
 
     with _errors():
-        host, port = parse_address(listen)
+        host, port = parse_listen(listen)
         sock = listening_socket(host, port, backlog=SERVE_CONNECTIONS_MAX)
         try:
             store = open_back_office(data_dir, create=True)
@@ -435,11 +436,18 @@ def serve(
             sock.close()
             raise
     typer.echo(json.dumps({"event": "listening", "url": f"http://{host}:{sock.getsockname()[1]}/"}))
+    # As `backoffice serve` logs: no access lines (a request's URL is what a till or a
+    # stranger typed, a card number maybe, and URL-encoded it passes any net), warnings and
+    # errors only, each through the card-number net (uvicorn's access formatter failed with
+    # "--- Logging error ---" and a traceback on a line the net had masked).
     config = uvicorn.Config(
-        create_app(store, clock=_now), log_level="info", limit_concurrency=SERVE_CONNECTIONS_MAX
+        create_app(store, clock=_now),
+        log_level="warning",
+        access_log=False,
+        limit_concurrency=SERVE_CONNECTIONS_MAX,
+        server_header=False,
     )
-    # uvicorn set up its loggers above: every line of theirs and ours goes through the net.
-    log_to_stderr(logging.INFO, loggers=("uvicorn", "uvicorn.error", "uvicorn.access"))
+    log_to_stderr(logging.WARNING, loggers=("uvicorn", "uvicorn.error", "uvicorn.access"))
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:

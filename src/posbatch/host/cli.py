@@ -36,6 +36,7 @@ from posbatch.cli_support import (
     error_line,
     log_foreign_lines_as_json,
     log_to_stderr,
+    parse_listen,
     read_secret_file,
     refuse_secret_option,
     settle_the_heap,
@@ -81,7 +82,6 @@ DB_FILE_NAME: Final = "host.db"
 PAN_KEY_FILE_NAME: Final = "host-pan.key"
 LISTEN_DEFAULT: Final = "127.0.0.1:5800"
 WORKERS_MAX: Final = 16
-PORT_MAX: Final = 65_535
 CONNECTIONS_LIMIT: Final = 1_000_000  # the most --connections-max may say
 IDLE_TIMEOUT_LIMIT_MS: Final = 86_400_000  # the most --idle-timeout-ms may say: a day
 LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
@@ -281,7 +281,7 @@ def serve_command(
     logging.getLogger("alembic").setLevel(logging.WARNING)
     if not 1 <= workers <= WORKERS_MAX:
         raise _fail(ConfigError(f"--workers must be 1..{WORKERS_MAX}"))
-    host, port = _listen_address(listen)
+    host, port = parse_listen(listen)
     try:
         limits = ServerLimits(
             connections_max=connections_max,
@@ -331,14 +331,6 @@ def serve_command(
         raise _fail(ConfigError(f"cannot listen on {listen}: {exc.strerror or exc}")) from exc
     finally:
         store.close()
-
-
-def _listen_address(listen: str) -> tuple[str, int]:
-    """``HOST:PORT`` (HOST may be empty: 127.0.0.1; PORT 0 picks a free one)."""
-    host, separator, port_text = listen.rpartition(":")
-    if not separator or not port_text.isdigit() or not 0 <= int(port_text) <= PORT_MAX:
-        raise ConfigError(f"--listen must be HOST:PORT with a port 0..{PORT_MAX}, not {listen!r}")
-    return host or "127.0.0.1", int(port_text)
 
 
 async def _serve_until_signalled(
