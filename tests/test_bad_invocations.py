@@ -17,6 +17,8 @@ had left a copy).
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import socket
 from collections.abc import Iterator
@@ -40,6 +42,7 @@ INVOCATION_TIMEOUT_S: Final = 30
 # A server that accepts every other value fails to bind here (TEST-NET-1, not on this
 # machine) and says so in one line, instead of serving on its default port.
 UNBINDABLE: Final = "192.0.2.1:0"
+STRANGER_UID: Final = 65534  # nobody
 # A simulation that accepts the other values runs one small day, not the default three.
 ALWAYS_GIVEN: Final = {"listen", "terminals", "days", "transactions"}
 # Commands that make their data directory by design; every other one must not.
@@ -257,6 +260,87 @@ def test_a_command_that_does_not_create_leaves_a_missing_directory_missing(
         result = _run(argv)
         _assert_one_line_refusal(path, argv, result)
         assert not typo.exists(), f"posbatch {' '.join(argv)} created {typo}"
+
+
+DATA_DIRECTORIES: Final = {"data_dir", "terminal_dir"}
+_WITH_DATA_DIRECTORIES: Final = [
+    p for p in COMMANDS if any(q.name in DATA_DIRECTORIES for q in _parameters(p))
+]
+
+
+@pytest.mark.parametrize("path", _WITH_DATA_DIRECTORIES, ids=" ".join)
+def test_a_data_directory_that_is_a_file_is_one_line_and_left_as_it_is(
+    in_world: Path, path: tuple[str, ...]
+) -> None:
+    """--data-dir /etc/passwd (a file): exit 2, one error line, the file unchanged
+    (terminal status said "no terminal in /etc/passwd: run `posbatch terminal init`")."""
+    before = (in_world / "afile").read_bytes()
+    for parameter in [p for p in _parameters(path) if p.name in DATA_DIRECTORIES]:
+        argv = _argv(path, in_world, **{parameter.name: str(in_world / "afile")})
+        result = _run(argv)
+        _assert_one_line_refusal(path, argv, result)
+        errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+        assert (result.exit_code, len(errors)) == (2, 1), f"posbatch {argv}: {result.output}"
+        # (the missing-store family, "no terminal in …/afile: run init", misled)
+        assert "afile: run" not in errors[0], f"posbatch {argv}: {errors[0]}"
+    assert before == (in_world / "afile").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def strangers(world: Path) -> Path:
+    """Copies of the world's data directories, every file of them another user's."""
+    if os.geteuid() != 0:
+        pytest.skip("only root can give files to another user")
+    root = world / "strangers"
+    for name in ("posbatch-data", "posbatch-terminal"):
+        shutil.copytree(world / name, root / name)
+    for directory, _, files in os.walk(root):
+        for name in [directory, *(os.path.join(directory, f) for f in files)]:
+            os.chown(name, STRANGER_UID, STRANGER_UID)
+    return root
+
+
+def _listing(root: Path) -> list[tuple[str, int, int]]:
+    return sorted((str(p), p.stat().st_size, p.stat().st_uid) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize("path", _WITH_DATA_DIRECTORIES, ids=" ".join)
+def test_another_users_data_directory_is_refused_and_left_as_it_is(
+    in_world: Path, strangers: Path, path: tuple[str, ...]
+) -> None:
+    """A data directory whose files are another user's: exit 2, one line naming the owner,
+    and no file of ours left in it (SQLite's -wal and -shm beside a journal would lock that
+    user out of their own terminal)."""
+    before = _listing(strangers)
+    for parameter in [p for p in _parameters(path) if p.name in DATA_DIRECTORIES]:
+        kind = "posbatch-terminal" if "terminal" in (parameter.name, path[0]) else "posbatch-data"
+        argv = _argv(path, in_world, **{parameter.name: str(strangers / kind)})
+        result = _run(argv)
+        _assert_one_line_refusal(path, argv, result)
+        errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+        assert (result.exit_code, len(errors)) == (2, 1), f"posbatch {argv}: {result.output}"
+    assert before == _listing(strangers)
+
+
+@pytest.mark.parametrize(
+    ("where", "says"),
+    [
+        ("afile", "afile is not a directory: --data-dir names a data directory"),
+        ("strangers/posbatch-terminal", "belongs to another user (nobody): posbatch uses only"),
+        ("strangers/posbatch-data", "belongs to another user (nobody): posbatch uses only"),
+    ],
+)
+def test_terminal_status_names_what_is_wrong_with_its_data_directory(
+    in_world: Path, strangers: Path, where: str, says: str
+) -> None:
+    """`terminal status --data-dir /etc/passwd` said "no terminal in /etc/passwd: run
+    `posbatch terminal init` first"; another user's terminal was opened (as root) and left
+    with files of ours in it."""
+    del strangers
+    result = _run(["terminal", "status", "--data-dir", str(in_world / where)])
+    lines = result.output.strip().splitlines()
+    assert (2, 1) == (result.exit_code, len(lines)), result.output
+    assert says in lines[0], lines[0]
 
 
 # The options that name a file a command writes (an export, a bundle, a backup): a missing

@@ -165,6 +165,8 @@ def open_back_office(data_dir: Path, *, create: bool = False) -> CatalogStore:
     """
     try:
         url = storage.database_url(data_dir, file_name=DB_FILE_NAME)
+        if storage.sqlite_path(url) is not None:
+            storage.check_data_dir(data_dir)
         if not create:
             storage.require_database(
                 url, what="catalog", hint="`posbatch catalog import` makes one"
@@ -179,6 +181,7 @@ def open_terminal_copy(terminal_dir: Path, *, create: bool = False) -> CatalogSt
     """The terminal's catalog copy; only ``create`` (sync) may make a new one."""
     url = f"sqlite:///{(terminal_dir / DB_FILE_NAME).absolute()}"
     try:
+        storage.check_data_dir(terminal_dir)
         if create:
             storage.make_private_dir(terminal_dir)
         else:

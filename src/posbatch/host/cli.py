@@ -152,6 +152,8 @@ def open_store(
     """
     url = storage.database_url(data_dir, file_name=DB_FILE_NAME)
     database = storage.sqlite_path(url)
+    if database is not None:
+        storage.check_data_dir(data_dir)
     if create:
         storage.make_private_dir(data_dir)
     else:

@@ -46,6 +46,7 @@ from posbatch.terminal._files import (
     backup_terminal,
     init_terminal,
     open_terminal,
+    require_terminal_dir,
     restore_journal,
 )
 from posbatch.terminal._flows import Flow, Reply
@@ -522,6 +523,7 @@ def backup(
     Example: posbatch terminal backup ./journal-2026-11-25.db
     """
     try:
+        require_terminal_dir(data_dir)  # a typo is said before the passphrase is typed twice
         passphrase = _passphrase(passphrase_stdin, confirm=True)
         report = backup_terminal(data_dir, destination, passphrase=passphrase)
     except PosbatchError as exc:
