@@ -460,7 +460,7 @@ BAD_NUMBERS: Final = [
     (["terminal", "sale", "10000000000.00"], "", "is too large: at most 10 digits of yuan"),
     (["terminal", "sale", "１２.５０"], "", "must be yuan with at most 2 decimals, like 12.50"),
     (["terminal", "sale", PAN], "", "amount is too large: at most 10 digits of yuan"),
-    (["terminal", "refund", PAN, "5.00"], "", "Invalid value for 'stan'"),
+    (["terminal", "refund", PAN, "5.00"], "", "STAN must be 1 to 6 digits 0-9"),
     (["catalog", "receive", "6901234567892", PAN], "", "quantity received 622202*********0128"),
     ([*SET_FEES, "--debit-cap", "-1"], "", "like 12.50"),
     ([*SET_FEES, "--debit-cap", "0.001"], "", "at most 2 decimals"),
@@ -498,3 +498,79 @@ def test_a_bad_number_is_one_line_without_the_card_number(
     assert lines[0].startswith("error: ") and says in lines[0], lines[0]
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert PAN not in result.output and FULL_WIDTH_PAN not in result.output
+
+
+TID: Final = "must be 8 letters or digits (A-Z, a-z, 0-9), no spaces or other characters"
+MID: Final = "must be 15 letters or digits (A-Z, a-z, 0-9), no spaces or other characters"
+SIX: Final = "must be 1 to 6 digits 0-9, from 1 to 999999"
+UNKNOWN: Final = "terminal ID 20000002 is not registered (see: posbatch host list-terminals)"
+FEES: Final = ["--from", "2026-12-01", "--debit", "1%", "--credit", "1%",
+               "--foreign-debit", "1%", "--foreign-credit", "1%"]  # fmt: skip
+# (arguments, the one error line's text): every command that takes a terminal id, a merchant
+# id, a batch number or a STAN says what is wrong with it in the same words (posbatch.batch.ids)
+# — they said "terminal 'abc' is not registered", "terminal abc is not registered",
+# "terminal ID 'abc' must be 8 printable ascii characters", "merchant_id must be 15 ascii
+# characters", "a merchant user needs --merchant-id", "Input should be a valid integer".
+BAD_IDS: Final = [
+    (["host", "suspend", "abc"], f"terminal ID 'abc' {TID}"),
+    (["host", "batches", "１２３４５６７８"], f"terminal ID {TID}"),
+    (["host", "transactions", "1234567"], f"terminal ID '1234567' {TID}"),
+    (["host", "exceptions", "٣٠٠٠٠٠٠١"], f"terminal ID {TID}"),
+    (["host", "advance-batch", "", "--reason", "x"], f"terminal ID '' {TID}"),
+    (["host", "doctor", PAN], f"terminal ID {TID}"),
+    (["host", "add-terminal", "--merchant-id", MERCHANT_ID, "--terminal-id", "1 2 3 4",
+      "--master-key-file", "tmk.hex"], f"terminal ID '1 2 3 4' {TID}"),
+    (["terminal", "init", "--merchant-id", MERCHANT_ID, "--terminal-id", "abc",
+      "--master-key-file", "tmk.hex", "--host", "127.0.0.1:5800"], f"terminal ID 'abc' {TID}"),
+    (["catalog", "add-till", "abc", "--output", "till.json"], f"terminal ID 'abc' {TID}"),
+    (["catalog", "revoke-till", "abc"], f"terminal ID 'abc' {TID}"),
+    (["host", "suspend", "20000002"], UNKNOWN),
+    (["host", "batches", "20000002"], UNKNOWN),
+    (["host", "transactions", "20000002"], UNKNOWN),
+    (["host", "exceptions", "20000002"], UNKNOWN),
+    (["host", "advance-batch", "20000002", "--reason", "x"], UNKNOWN),
+    (["host", "doctor", "20000002"], UNKNOWN),
+    (["host", "add-terminal", "--merchant-id", "abc", "--terminal-id", TERMINAL_ID,
+      "--master-key-file", "tmk.hex"], f"merchant ID 'abc' {MID}"),
+    (["terminal", "init", "--merchant-id", "８９８１１００５４１１０００１",
+      "--terminal-id", TERMINAL_ID, "--master-key-file", "tmk.hex", "--host", "127.0.0.1:5800"],
+     f"merchant ID {MID}"),
+    (["clearing", "statement", "--merchant-id", "abc", "--date", "2026-12-01"],
+     f"merchant ID 'abc' {MID}"),
+    (["clearing", "arrival", "2026-09-30T10:00", "--merchant-id", "12"], f"merchant ID '12' {MID}"),
+    (["host", "set-fees", "--merchant-id", "abc", *FEES], f"merchant ID 'abc' {MID}"),
+    (["host", "fees", "--merchant-id", PAN], f"merchant ID {MID}"),
+    (["backoffice", "add-user", "bob", "--role", "merchant", "--merchant-id", "12"],
+     f"merchant ID '12' {MID}"),
+    (["terminal", "void", "abc"], f"STAN 'abc' {SIX}"),
+    (["terminal", "void", "0"], f"STAN '0' {SIX}"),
+    (["terminal", "void", "١٢٣"], f"STAN {SIX}"),
+    (["terminal", "refund", "1000000", "1.00"], f"STAN '1000000' {SIX}"),
+    (["terminal", "receipt", ""], f"STAN '' {SIX}"),
+    (["terminal", "refund", "1", "1.00", "--batch", "１２"], f"batch number {SIX}"),
+    (["terminal", "receipt", "1", "--batch", "0"], f"batch number '0' {SIX}"),
+    (["host", "transactions", TERMINAL_ID, "--batch-no", "abc"], f"batch number 'abc' {SIX}"),
+    (["simulate", "--start-batch-no", "9999999", "--days", "1"], f"batch number '9999999' {SIX}"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("argv", "says"), BAD_IDS, ids=" ".join)
+def test_a_bad_id_is_one_line_in_the_same_words_everywhere(
+    in_world: Path, argv: list[str], says: str
+) -> None:
+    """Each bad terminal id, merchant id, batch number or STAN: exit 2, one error line
+    holding the one message for it, no card number beyond its first 6 / last 4, and no
+    data directory made (a refused init or add-terminal)."""
+    result = _run([*argv, "--data-dir", str(in_world / "typo-ids")] if _has_data_dir(argv)
+                  else argv)  # fmt: skip
+    lines = result.output.strip().splitlines()
+    assert (2, 1) == (result.exit_code, len(lines)), result.output
+    assert lines[0].startswith("error: ") and says in lines[0], lines[0]
+    assert PAN not in result.output
+    assert not (in_world / "typo-ids").exists()
+
+
+def _has_data_dir(argv: list[str]) -> bool:
+    """Whether the command takes --data-dir and the id is checked before it is used (a
+    registered-or-not answer needs the world's own store)."""
+    return "20000002" not in argv and argv[0] not in {"simulate", "catalog"}

@@ -78,6 +78,7 @@ from posbatch.catalog._trace_code import TRACE_CODE_DIGITS, TRACE_CODE_FIRST_DIG
 from posbatch.catalog._verify import host_verifier_for
 from posbatch.catalog.payer import Card, OrderLedger, TerminalPayer, recover_pending_orders
 from posbatch.cli_support import (
+    TERMINAL_ID,
     error_line,
     listening_socket,
     log_to_stderr,
@@ -1007,7 +1008,10 @@ def reconcile(
 @app.command("add-till")
 def add_till(
     *,
-    terminal_id: Annotated[str, typer.Argument(help="The till's terminal ID (8 characters).")],
+    terminal_id: Annotated[
+        str,
+        typer.Argument(parser=TERMINAL_ID, help="The till's terminal ID (8 characters)."),
+    ],
     output: Annotated[
         Path,
         typer.Option(
@@ -1044,7 +1048,10 @@ def add_till(
 
 @app.command("revoke-till")
 def revoke_till(
-    terminal_id: Annotated[str, typer.Argument(help="The till's terminal ID.")],
+    terminal_id: Annotated[
+        str,
+        typer.Argument(parser=TERMINAL_ID, help="The till's terminal ID."),
+    ],
     data_dir: DataDir = DATA_DIR_DEFAULT,
 ) -> None:
     """Stop a till's credential at once (sync and orders are refused from then on).

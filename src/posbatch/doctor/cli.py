@@ -17,7 +17,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from posbatch.batch.cards import mask_card_numbers
-from posbatch.cli_support import error_line, shown_ids
+from posbatch.batch.ids import not_registered
+from posbatch.cli_support import TERMINAL_ID, error_line, shown_ids
 from posbatch.doctor._gather import (
     ECHO_COUNT_DEFAULT,
     PROBE_ANSWER_WAIT_MS,
@@ -309,7 +310,7 @@ def add_host_commands(host_app: typer.Typer) -> None:
 
 
 def host_doctor(
-    terminal_id: str,
+    terminal_id: Annotated[str, typer.Argument(parser=TERMINAL_ID)],
     data_dir: Annotated[
         Path,
         typer.Option("--data-dir", help="Where the SQLite file, the PAN key and the KEK live."),
@@ -354,7 +355,7 @@ def host_doctor_command(
     if not isinstance(store, HostStore):
         raise ConfigError("host doctor needs a HostStore")
     if store.terminal(terminal_id) is None:  # what was typed: a card number too, maybe
-        typer.echo(error_line(f"terminal {terminal_id} is not registered"), err=True)
+        typer.echo(error_line(not_registered(terminal_id)), err=True)
         return 2
     report = diagnose_from_host(store, terminal_id, now=_now())
     _output(report, bundle=bundle, json_out=json_out, console=console or Console())

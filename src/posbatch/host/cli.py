@@ -27,11 +27,13 @@ import typer
 
 from posbatch import storage
 from posbatch.batch.cards import mask_card_numbers
-from posbatch.batch.counters import BATCH_NO_MAX
-from posbatch.batch.ids import check_merchant_id, check_terminal_id
+from posbatch.batch.ids import check_merchant_id, check_terminal_id, not_registered
 from posbatch.batch.model import shown_at
 from posbatch.batch.money import format_fen
 from posbatch.cli_support import (
+    BATCH_NO,
+    MERCHANT_ID,
+    TERMINAL_ID,
     OneLineErrors,
     error_line,
     log_foreign_lines_as_json,
@@ -96,6 +98,8 @@ DataDir = Annotated[
     Path,
     typer.Option("--data-dir", help="Where the SQLite file, the PAN key and the KEK live."),
 ]
+# Every command that names a registered terminal: one rule, one message (posbatch.batch.ids).
+TerminalIdArgument = Annotated[str, typer.Argument(parser=TERMINAL_ID)]
 Limit = Annotated[int, typer.Option("--limit", min=1, max=ROWS_MAX, help="Rows to show at most.")]
 
 
@@ -202,9 +206,7 @@ def open_store(
 
 def _registered(store: HostStore, terminal_id: str) -> None:
     if store.terminal(terminal_id) is None:
-        raise HostError(
-            f"terminal {terminal_id!r} is not registered (`posbatch host list-terminals`)"
-        )
+        raise HostError(not_registered(terminal_id))
 
 
 def _fail(exc: PosbatchError) -> typer.Exit:
@@ -387,8 +389,8 @@ def _supervise(host: str, port: int, workers: int, options: list[str]) -> int:
 
 @app.command("add-terminal")
 def add_terminal(
-    merchant_id: Annotated[str, typer.Option(help="15 letters or digits.")],
-    terminal_id: Annotated[str, typer.Option(help="8 letters or digits.")],
+    merchant_id: Annotated[str, typer.Option(parser=MERCHANT_ID, help="15 letters or digits.")],
+    terminal_id: Annotated[str, typer.Option(parser=TERMINAL_ID, help="8 letters or digits.")],
     master_key_file: Annotated[
         str | None,
         typer.Option(
@@ -442,7 +444,7 @@ def list_terminals(data_dir: DataDir = DATA_DIR_DEFAULT) -> None:
 
 @app.command("suspend")
 def suspend(
-    terminal_id: str,
+    terminal_id: TerminalIdArgument,
     data_dir: DataDir = DATA_DIR_DEFAULT,
     resume: Annotated[bool, typer.Option(help="Make the terminal active again.")] = False,
 ) -> None:
@@ -460,7 +462,9 @@ def suspend(
 
 @app.command("batches")
 def batches(
-    terminal_id: str, data_dir: DataDir = DATA_DIR_DEFAULT, limit: Limit = ROWS_DEFAULT
+    terminal_id: TerminalIdArgument,
+    data_dir: DataDir = DATA_DIR_DEFAULT,
+    limit: Limit = ROWS_DEFAULT,
 ) -> None:
     """Show a terminal's batches: state, times, how each closed, settlement answer.
 
@@ -489,9 +493,9 @@ def batches(
 
 @app.command("transactions")
 def transactions(
-    terminal_id: str,
+    terminal_id: TerminalIdArgument,
     batch_no: Annotated[
-        int | None, typer.Option(min=1, max=BATCH_NO_MAX, help="Only this batch.")
+        int | None, typer.Option(parser=BATCH_NO, metavar="BATCH_NO", help="Only this batch.")
     ] = None,
     data_dir: DataDir = DATA_DIR_DEFAULT,
     limit: Limit = ROWS_DEFAULT,
@@ -527,7 +531,10 @@ def transactions(
 
 @app.command("exceptions")
 def exceptions(
-    terminal_id: Annotated[str | None, typer.Argument(help="Only this terminal.")] = None,
+    terminal_id: Annotated[
+        str | None,
+        typer.Argument(parser=TERMINAL_ID, help="Only this terminal."),
+    ] = None,
     data_dir: DataDir = DATA_DIR_DEFAULT,
     limit: Limit = ROWS_DEFAULT,
 ) -> None:
@@ -558,7 +565,7 @@ def exceptions(
 
 @app.command("advance-batch")
 def advance_batch(
-    terminal_id: str,
+    terminal_id: TerminalIdArgument,
     reason: Annotated[str, typer.Option(help="Why, for the exception record.")],
     data_dir: DataDir = DATA_DIR_DEFAULT,
 ) -> None:

@@ -23,6 +23,7 @@ from posbatch.backoffice import BackOffice, parse_cutoff
 from posbatch.backoffice._audit import Actor
 from posbatch.backoffice._staff import PASSWORD_CHARS_MAX, check_new_user
 from posbatch.cli_support import (
+    MERCHANT_ID,
     error_line,
     listening_socket,
     log_to_stderr,
@@ -210,7 +211,8 @@ def add_user(
     name: str,
     role: Annotated[str, typer.Option(help="ops, support or merchant.")],
     merchant_id: Annotated[
-        str | None, typer.Option(help="The merchant a merchant user sees (only theirs).")
+        str | None,
+        typer.Option(parser=MERCHANT_ID, help="The merchant a merchant user sees (only theirs)."),
     ] = None,
     data_dir: DataDir = DATA_DIR_DEFAULT,
 ) -> None:
