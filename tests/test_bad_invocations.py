@@ -574,3 +574,24 @@ def _has_data_dir(argv: list[str]) -> bool:
     """Whether the command takes --data-dir and the id is checked before it is used (a
     registered-or-not answer needs the world's own store)."""
     return "20000002" not in argv and argv[0] not in {"simulate", "catalog"}
+
+
+def test_a_card_number_typed_as_a_reason_or_a_name_is_recorded_masked(
+    in_world: Path, tmp_path: Path
+) -> None:
+    """`catalog recall --reason PAN --by PAN` recorded both whole, and recall-report, its
+    --json and the stock history gave them back whole: free text is masked as it is typed."""
+    data = ["--data-dir", str(tmp_path / "shop")]
+    steps = [
+        ["catalog", "import", "shop.csv", "--by", PAN, *data],
+        ["catalog", "recall", "M-DEC15", "--reason", f"card {PAN}", "--by", PAN, *data],
+    ]
+    assert [0, 0] == [_run(step).exit_code for step in steps]
+    shown = [
+        _run(["catalog", "recall-report", "M-DEC15", *data]),
+        _run(["catalog", "recall-report", "M-DEC15", "--json", *data]),
+        _run(["catalog", "stock", "--history", "--gtin", "6901234567892", "--json", *data]),
+    ]
+    assert [0, 0, 0] == [result.exit_code for result in shown]
+    assert "622202*********0128" in shown[0].output
+    assert [] == [result.output for result in shown if PAN in result.output]

@@ -201,9 +201,16 @@ def _now() -> dt.datetime:
     return dt.datetime.now(BEIJING)
 
 
+def _typed(text: str) -> str:
+    """Free text typed on the command line (a reason, a name), as it is recorded: through the
+    card-number net first. Recorded whole, a card number typed into `recall --reason` came
+    back whole from recall-report, its --json and the stock history."""
+    return mask_card_numbers(text, allowed=_gtins(text))
+
+
 def _actor(by: str | None) -> str:
     if by is not None:
-        return by
+        return _typed(by)
     try:
         return getpass.getuser()
     except (OSError, KeyError) as exc:
@@ -704,7 +711,7 @@ def receive(
                 quantity,
                 at=_now(),
                 actor=_actor(by),
-                reason=reason,
+                reason=_typed(reason),
                 expiry=expiry_date,
             )
         finally:
@@ -753,7 +760,7 @@ def adjust(
             row = store.adjust(
                 normalize_gtin(gtin),
                 lot_no,
-                reason=reason,
+                reason=_typed(reason),
                 actor=_actor(by),
                 at=_now(),
                 delta=change,
@@ -866,7 +873,9 @@ def recall(
         store = open_back_office(data_dir)
         try:
             action = store.lift_recall if lift else store.recall
-            record = action(lot_no, gtin=_gtin(gtin), reason=reason, actor=_actor(by), at=_now())
+            record = action(
+                lot_no, gtin=_gtin(gtin), reason=_typed(reason), actor=_actor(by), at=_now()
+            )
             stock_row = store.stock_report(gtin=record.gtin)
             sold = store.trace_lot(record.lot_no, gtin=record.gtin)
         finally:
