@@ -17,6 +17,8 @@ had left a copy).
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import socket
 from collections.abc import Iterator
@@ -40,6 +42,7 @@ INVOCATION_TIMEOUT_S: Final = 30
 # A server that accepts every other value fails to bind here (TEST-NET-1, not on this
 # machine) and says so in one line, instead of serving on its default port.
 UNBINDABLE: Final = "192.0.2.1:0"
+STRANGER_UID: Final = 65534  # nobody
 # A simulation that accepts the other values runs one small day, not the default three.
 ALWAYS_GIVEN: Final = {"listen", "terminals", "days", "transactions"}
 # Commands that make their data directory by design; every other one must not.
@@ -259,6 +262,112 @@ def test_a_command_that_does_not_create_leaves_a_missing_directory_missing(
         assert not typo.exists(), f"posbatch {' '.join(argv)} created {typo}"
 
 
+DATA_DIRECTORIES: Final = {"data_dir", "terminal_dir"}
+_WITH_DATA_DIRECTORIES: Final = [
+    p for p in COMMANDS if any(q.name in DATA_DIRECTORIES for q in _parameters(p))
+]
+
+
+@pytest.mark.parametrize("path", _WITH_DATA_DIRECTORIES, ids=" ".join)
+def test_a_data_directory_that_is_a_file_is_one_line_and_left_as_it_is(
+    in_world: Path, path: tuple[str, ...]
+) -> None:
+    """--data-dir /etc/passwd (a file): exit 2, one error line, the file unchanged
+    (terminal status said "no terminal in /etc/passwd: run `posbatch terminal init`")."""
+    before = (in_world / "afile").read_bytes()
+    for parameter in [p for p in _parameters(path) if p.name in DATA_DIRECTORIES]:
+        argv = _argv(path, in_world, **{parameter.name: str(in_world / "afile")})
+        result = _run(argv)
+        _assert_one_line_refusal(path, argv, result)
+        errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+        assert (result.exit_code, len(errors)) == (2, 1), f"posbatch {argv}: {result.output}"
+        # (the missing-store family, "no terminal in …/afile: run init", misled)
+        assert "afile: run" not in errors[0], f"posbatch {argv}: {errors[0]}"
+    assert before == (in_world / "afile").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def strangers(world: Path) -> Path:
+    """Copies of the world's data directories, every file of them another user's."""
+    if os.geteuid() != 0:
+        pytest.skip("only root can give files to another user")
+    root = world / "strangers"
+    for name in ("posbatch-data", "posbatch-terminal"):
+        shutil.copytree(world / name, root / name)
+    for directory, _, files in os.walk(root):
+        for name in [directory, *(os.path.join(directory, f) for f in files)]:
+            os.chown(name, STRANGER_UID, STRANGER_UID)
+    return root
+
+
+def _listing(root: Path) -> list[tuple[str, int, int]]:
+    return sorted((str(p), p.stat().st_size, p.stat().st_uid) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize("path", _WITH_DATA_DIRECTORIES, ids=" ".join)
+def test_another_users_data_directory_is_refused_and_left_as_it_is(
+    in_world: Path, strangers: Path, path: tuple[str, ...]
+) -> None:
+    """A data directory whose files are another user's: exit 2, one line naming the owner,
+    and no file of ours left in it (SQLite's -wal and -shm beside a journal would lock that
+    user out of their own terminal)."""
+    before = _listing(strangers)
+    for parameter in [p for p in _parameters(path) if p.name in DATA_DIRECTORIES]:
+        kind = "posbatch-terminal" if "terminal" in (parameter.name, path[0]) else "posbatch-data"
+        argv = _argv(path, in_world, **{parameter.name: str(strangers / kind)})
+        result = _run(argv)
+        _assert_one_line_refusal(path, argv, result)
+        errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+        assert (result.exit_code, len(errors)) == (2, 1), f"posbatch {argv}: {result.output}"
+    assert before == _listing(strangers)
+
+
+@pytest.mark.parametrize(
+    ("where", "says"),
+    [
+        ("afile", "afile is not a directory: --data-dir names a data directory"),
+        ("strangers/posbatch-terminal", "belongs to another user (nobody): posbatch uses only"),
+        ("strangers/posbatch-data", "belongs to another user (nobody): posbatch uses only"),
+    ],
+)
+def test_terminal_status_names_what_is_wrong_with_its_data_directory(
+    in_world: Path, strangers: Path, where: str, says: str
+) -> None:
+    """`terminal status --data-dir /etc/passwd` said "no terminal in /etc/passwd: run
+    `posbatch terminal init` first"; another user's terminal was opened (as root) and left
+    with files of ours in it."""
+    del strangers
+    result = _run(["terminal", "status", "--data-dir", str(in_world / where)])
+    lines = result.output.strip().splitlines()
+    assert (2, 1) == (result.exit_code, len(lines)), result.output
+    assert says in lines[0], lines[0]
+
+
+# The options that name a file a command writes (an export, a bundle, a backup): a missing
+# directory in them is refused, as a typo, never made (doctor --bundle made it).
+WRITTEN_FILES: Final = {"bundle", "output", "csv_file", "destination"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in COMMANDS if any(q.name in WRITTEN_FILES for q in _parameters(p))],
+    ids=" ".join,
+)
+def test_a_file_in_a_missing_directory_is_refused_and_the_directory_is_not_made(
+    in_world: Path, path: tuple[str, ...]
+) -> None:
+    """Each file option pointed into a directory that is not there: exit 2, one error line,
+    and the directory still missing (every export and --bundle alike)."""
+    for parameter in [p for p in _parameters(path) if p.name in WRITTEN_FILES]:
+        typo = in_world / f"typo-{'-'.join(path)}-{parameter.name}"
+        argv = _argv(path, in_world, **{parameter.name: str(typo / "file")})
+        result = _run(argv)
+        _assert_one_line_refusal(path, argv, result)
+        errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+        assert (result.exit_code, len(errors)) == (2, 1), f"posbatch {argv}: {result.output}"
+        assert not typo.exists(), f"posbatch {' '.join(argv)} created {typo}"
+
+
 def test_the_walk_finds_the_commands_of_every_component() -> None:
     """The sweep covers host, terminal, catalog, checkout, doctor and simulate at least."""
     tops = {path[0] for path in COMMANDS}
@@ -288,6 +397,31 @@ def test_a_server_on_a_port_in_use_says_so_in_one_line(
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert (2, 1) == (result.exit_code, len(errors)), result.output
     assert "in use" in errors[0]
+
+
+SERVERS: Final = [("host", "serve"), ("catalog", "serve"), ("backoffice", "serve")]
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:²", "127.0.0.1:99999", "nowhere", "127.0.0.1:"])
+@pytest.mark.parametrize("path", SERVERS, ids=" ".join)
+def test_every_server_refuses_a_bad_listen_address_in_the_same_words(
+    in_world: Path, path: tuple[str, ...], listen: str
+) -> None:
+    """One rule and one message for --listen (each server had its own; "²" passed
+    ``str.isdigit`` and ``int()`` raised a traceback in all three)."""
+    result = _run([*path, "--listen", listen])
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert (2, 1) == (result.exit_code, len(errors)), result.output
+    assert "--listen must be HOST:PORT with a port 0..65535" in errors[0]
+
+
+def test_a_terminals_host_address_with_a_digit_int_refuses_is_one_line(in_world: Path) -> None:
+    """terminal init --host 127.0.0.1:² raised ValueError (a traceback)."""
+    result = _run(["terminal", "init", "--merchant-id", MERCHANT_ID, "--terminal-id",
+                   TERMINAL_ID, "--master-key-file", "tmk.hex", "--host", "127.0.0.1:²",
+                   "--data-dir", str(in_world / "typo-init")])  # fmt: skip
+    assert (2, True) == (result.exit_code, "'127.0.0.1:²' is not HOST:PORT" in result.output)
+    assert not (in_world / "typo-init").exists()
 
 
 def test_checkout_refuses_a_catalog_age_no_timedelta_can_hold(in_world: Path) -> None:
@@ -326,7 +460,7 @@ BAD_NUMBERS: Final = [
     (["terminal", "sale", "10000000000.00"], "", "is too large: at most 10 digits of yuan"),
     (["terminal", "sale", "１２.５０"], "", "must be yuan with at most 2 decimals, like 12.50"),
     (["terminal", "sale", PAN], "", "amount is too large: at most 10 digits of yuan"),
-    (["terminal", "refund", PAN, "5.00"], "", "Invalid value for 'stan'"),
+    (["terminal", "refund", PAN, "5.00"], "", "STAN must be 1 to 6 digits 0-9"),
     (["catalog", "receive", "6901234567892", PAN], "", "quantity received 622202*********0128"),
     ([*SET_FEES, "--debit-cap", "-1"], "", "like 12.50"),
     ([*SET_FEES, "--debit-cap", "0.001"], "", "at most 2 decimals"),
@@ -364,3 +498,100 @@ def test_a_bad_number_is_one_line_without_the_card_number(
     assert lines[0].startswith("error: ") and says in lines[0], lines[0]
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert PAN not in result.output and FULL_WIDTH_PAN not in result.output
+
+
+TID: Final = "must be 8 letters or digits (A-Z, a-z, 0-9), no spaces or other characters"
+MID: Final = "must be 15 letters or digits (A-Z, a-z, 0-9), no spaces or other characters"
+SIX: Final = "must be 1 to 6 digits 0-9, from 1 to 999999"
+UNKNOWN: Final = "terminal ID 20000002 is not registered (see: posbatch host list-terminals)"
+FEES: Final = ["--from", "2026-12-01", "--debit", "1%", "--credit", "1%",
+               "--foreign-debit", "1%", "--foreign-credit", "1%"]  # fmt: skip
+# (arguments, the one error line's text): every command that takes a terminal id, a merchant
+# id, a batch number or a STAN says what is wrong with it in the same words (posbatch.batch.ids)
+# — they said "terminal 'abc' is not registered", "terminal abc is not registered",
+# "terminal ID 'abc' must be 8 printable ascii characters", "merchant_id must be 15 ascii
+# characters", "a merchant user needs --merchant-id", "Input should be a valid integer".
+BAD_IDS: Final = [
+    (["host", "suspend", "abc"], f"terminal ID 'abc' {TID}"),
+    (["host", "batches", "１２３４５６７８"], f"terminal ID {TID}"),
+    (["host", "transactions", "1234567"], f"terminal ID '1234567' {TID}"),
+    (["host", "exceptions", "٣٠٠٠٠٠٠١"], f"terminal ID {TID}"),
+    (["host", "advance-batch", "", "--reason", "x"], f"terminal ID '' {TID}"),
+    (["host", "doctor", PAN], f"terminal ID {TID}"),
+    (["host", "add-terminal", "--merchant-id", MERCHANT_ID, "--terminal-id", "1 2 3 4",
+      "--master-key-file", "tmk.hex"], f"terminal ID '1 2 3 4' {TID}"),
+    (["terminal", "init", "--merchant-id", MERCHANT_ID, "--terminal-id", "abc",
+      "--master-key-file", "tmk.hex", "--host", "127.0.0.1:5800"], f"terminal ID 'abc' {TID}"),
+    (["catalog", "add-till", "abc", "--output", "till.json"], f"terminal ID 'abc' {TID}"),
+    (["catalog", "revoke-till", "abc"], f"terminal ID 'abc' {TID}"),
+    (["host", "suspend", "20000002"], UNKNOWN),
+    (["host", "batches", "20000002"], UNKNOWN),
+    (["host", "transactions", "20000002"], UNKNOWN),
+    (["host", "exceptions", "20000002"], UNKNOWN),
+    (["host", "advance-batch", "20000002", "--reason", "x"], UNKNOWN),
+    (["host", "doctor", "20000002"], UNKNOWN),
+    (["host", "add-terminal", "--merchant-id", "abc", "--terminal-id", TERMINAL_ID,
+      "--master-key-file", "tmk.hex"], f"merchant ID 'abc' {MID}"),
+    (["terminal", "init", "--merchant-id", "８９８１１００５４１１０００１",
+      "--terminal-id", TERMINAL_ID, "--master-key-file", "tmk.hex", "--host", "127.0.0.1:5800"],
+     f"merchant ID {MID}"),
+    (["clearing", "statement", "--merchant-id", "abc", "--date", "2026-12-01"],
+     f"merchant ID 'abc' {MID}"),
+    (["clearing", "arrival", "2026-09-30T10:00", "--merchant-id", "12"], f"merchant ID '12' {MID}"),
+    (["host", "set-fees", "--merchant-id", "abc", *FEES], f"merchant ID 'abc' {MID}"),
+    (["host", "fees", "--merchant-id", PAN], f"merchant ID {MID}"),
+    (["backoffice", "add-user", "bob", "--role", "merchant", "--merchant-id", "12"],
+     f"merchant ID '12' {MID}"),
+    (["terminal", "void", "abc"], f"STAN 'abc' {SIX}"),
+    (["terminal", "void", "0"], f"STAN '0' {SIX}"),
+    (["terminal", "void", "١٢٣"], f"STAN {SIX}"),
+    (["terminal", "refund", "1000000", "1.00"], f"STAN '1000000' {SIX}"),
+    (["terminal", "receipt", ""], f"STAN '' {SIX}"),
+    (["terminal", "refund", "1", "1.00", "--batch", "１２"], f"batch number {SIX}"),
+    (["terminal", "receipt", "1", "--batch", "0"], f"batch number '0' {SIX}"),
+    (["host", "transactions", TERMINAL_ID, "--batch-no", "abc"], f"batch number 'abc' {SIX}"),
+    (["simulate", "--start-batch-no", "9999999", "--days", "1"], f"batch number '9999999' {SIX}"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("argv", "says"), BAD_IDS, ids=" ".join)
+def test_a_bad_id_is_one_line_in_the_same_words_everywhere(
+    in_world: Path, argv: list[str], says: str
+) -> None:
+    """Each bad terminal id, merchant id, batch number or STAN: exit 2, one error line
+    holding the one message for it, no card number beyond its first 6 / last 4, and no
+    data directory made (a refused init or add-terminal)."""
+    result = _run([*argv, "--data-dir", str(in_world / "typo-ids")] if _has_data_dir(argv)
+                  else argv)  # fmt: skip
+    lines = result.output.strip().splitlines()
+    assert (2, 1) == (result.exit_code, len(lines)), result.output
+    assert lines[0].startswith("error: ") and says in lines[0], lines[0]
+    assert PAN not in result.output
+    assert not (in_world / "typo-ids").exists()
+
+
+def _has_data_dir(argv: list[str]) -> bool:
+    """Whether the command takes --data-dir and the id is checked before it is used (a
+    registered-or-not answer needs the world's own store)."""
+    return "20000002" not in argv and argv[0] not in {"simulate", "catalog"}
+
+
+def test_a_card_number_typed_as_a_reason_or_a_name_is_recorded_masked(
+    in_world: Path, tmp_path: Path
+) -> None:
+    """`catalog recall --reason PAN --by PAN` recorded both whole, and recall-report, its
+    --json and the stock history gave them back whole: free text is masked as it is typed."""
+    data = ["--data-dir", str(tmp_path / "shop")]
+    steps = [
+        ["catalog", "import", "shop.csv", "--by", PAN, *data],
+        ["catalog", "recall", "M-DEC15", "--reason", f"card {PAN}", "--by", PAN, *data],
+    ]
+    assert [0, 0] == [_run(step).exit_code for step in steps]
+    shown = [
+        _run(["catalog", "recall-report", "M-DEC15", *data]),
+        _run(["catalog", "recall-report", "M-DEC15", "--json", *data]),
+        _run(["catalog", "stock", "--history", "--gtin", "6901234567892", "--json", *data]),
+    ]
+    assert [0, 0, 0] == [result.exit_code for result in shown]
+    assert "622202*********0128" in shown[0].output
+    assert [] == [result.output for result in shown if PAN in result.output]

@@ -150,3 +150,12 @@ def test_a_command_without_sub_commands_does_not_promise_one(command: str) -> No
     result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "120"})
     usage = next(line for line in result.output.splitlines() if "Usage:" in line)
     assert (0, f"Usage: posbatch {command} [OPTIONS]") == (result.exit_code, usage.strip())
+
+
+def test_version_prints_the_installed_version() -> None:
+    """`posbatch --version` prints the version from the package metadata (there was none:
+    "No such option: --version")."""
+    from importlib.metadata import version  # noqa: PLC0415
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert (0, f"posbatch {version('posbatch')}\n") == (result.exit_code, result.output)

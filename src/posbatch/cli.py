@@ -53,8 +53,34 @@ app.command("simulate")(sim_cli.simulate)
 app.add_typer(web_cli.app, name="backoffice")
 
 
+def _version() -> str:
+    """posbatch's version as installed (the package metadata), "unknown" when it is not."""
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version("posbatch")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"posbatch {_version()}")
+        raise typer.Exit
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    _version_flag: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print posbatch's version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
     """POS card payments whose batches always settle (CUP-style ISO 8583)."""
 
 

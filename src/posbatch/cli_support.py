@@ -35,8 +35,9 @@ import re
 import select
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO, TypeVar
 
 import typer
 
@@ -45,6 +46,7 @@ from typer._click.exceptions import ClickException, NoArgsIsHelpError, NoSuchOpt
 from typer.core import TyperGroup
 
 from posbatch.batch.cards import mask_card_numbers, ungrouped
+from posbatch.batch.ids import check_batch_no, check_merchant_id, check_stan, check_terminal_id
 from posbatch.errors import ConfigError, PosbatchError
 
 if TYPE_CHECKING:
@@ -52,12 +54,18 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 __all__ = [
+    "BATCH_NO",
     "CARD_PROMPT",
     "GC_THRESHOLDS",
+    "MERCHANT_ID",
     "SECRET_BYTES_MAX",
+    "STAN",
     "STDIN",
+    "TERMINAL_ID",
+    "IdError",
     "OneLineErrors",
     "one_line",
+    "parse_listen",
     "print_table",
     "read_card_number",
     "read_secret_file",
@@ -65,6 +73,8 @@ __all__ = [
     "refuse_secret_option",
     "settle_the_heap",
 ]
+
+_T = TypeVar("_T")
 
 STDIN: Final = "-"
 # A key file or a piped secret longer than this is not one (a wrong file was given).
@@ -175,6 +185,21 @@ def listening_socket(host: str, port: int, *, backlog: int) -> socket.socket:
     return sock
 
 
+PORT_MAX: Final = 65_535
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """A server's ``--listen HOST:PORT`` → (host, port), the one rule of every server: HOST
+    may be empty (127.0.0.1) or an IPv6 address in brackets, PORT is 0..65535 in ASCII
+    digits (0 picks a free one). ConfigError otherwise — "127.0.0.1:²" passed
+    ``str.isdigit`` and reached ``int()``, a traceback."""
+    host, separator, port_text = listen.rpartition(":")
+    digits = port_text.isascii() and port_text.isdigit()
+    if not separator or not digits or not 0 <= int(port_text) <= PORT_MAX:
+        raise ConfigError(f"--listen must be HOST:PORT with a port 0..{PORT_MAX}, not {listen!r}")
+    return host.strip("[]") or "127.0.0.1", int(port_text)
+
+
 def one_line(exc: BaseException) -> str:
     """``exc`` as one line: its lines joined (a driver's message may hold several)."""
     return one_line_text(str(exc)) or type(exc).__name__
@@ -228,6 +253,31 @@ def error_line(text: str, *, allowed: frozenset[str] = frozenset()) -> str:
     return f"error: {mask_card_numbers(text, allowed=allowed)}"
 
 
+class IdError(typer.BadParameter):
+    """An id refused as it was typed (terminal id, merchant id, batch number, STAN): its own
+    one line (:mod:`posbatch.batch.ids`), the same whichever command or layer refused it —
+    without click's "Invalid value for …" before it."""
+
+
+def _id_parser(check: Callable[[str], _T]) -> Callable[[object], _T]:
+    def parse(text: object) -> _T:
+        if not isinstance(text, str):  # a default, already a value (click converts it too)
+            return text  # type: ignore[return-value]
+        try:
+            return check(text)
+        except ConfigError as exc:
+            raise IdError(str(exc)) from exc
+
+    return parse
+
+
+# ``typer.Argument(parser=STAN)``: every id a command takes goes through these.
+TERMINAL_ID: Final = _id_parser(check_terminal_id)
+MERCHANT_ID: Final = _id_parser(check_merchant_id)
+BATCH_NO: Final = _id_parser(check_batch_no)
+STAN: Final = _id_parser(check_stan)
+
+
 def usage_error_line(exc: UsageError, typed: list[str]) -> str:
     """A usage error (a value click or a command refused, an unknown option or command) as
     one error line that names the command's help. ``typed`` are the arguments the command
@@ -238,6 +288,8 @@ def usage_error_line(exc: UsageError, typed: list[str]) -> str:
             f"{number} is refused: amounts must be positive yuan like 12.50, and "
             "counts, STANs and batch numbers positive whole numbers (no sign)"
         )
+    elif isinstance(exc, IdError):
+        text = one_line(ClickException(exc.message))
     else:
         text = one_line(ClickException(exc.format_message()))
     if exc.ctx is not None:

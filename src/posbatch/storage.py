@@ -22,6 +22,7 @@ users can read (``chmod`` fixes it; the message says how).
 from __future__ import annotations
 
 import os
+import pwd
 import sqlite3
 import stat
 import tempfile
@@ -41,6 +42,7 @@ __all__ = [
     "PRIVATE_DIR_MODE",
     "PRIVATE_FILE_MODE",
     "SQLITE_BUSY_TIMEOUT_MS",
+    "check_data_dir",
     "check_private",
     "check_private_database",
     "copy_sqlite",
@@ -160,14 +162,51 @@ def make_private_dir(path: Path) -> None:
         raise ConfigError(f"cannot create {path}: {exc.strerror}") from exc
 
 
-def check_private(path: Path) -> None:
-    """ConfigError when ``path`` (a file or directory, if it exists) is open to other users."""
+def check_data_dir(path: Path) -> None:
+    """ConfigError when the data directory ``path`` is there but is none posbatch can use: a
+    file (``--data-dir /etc/passwd`` said "no terminal in /etc/passwd"), another user's
+    directory (see :func:`check_private`), or one this user cannot read. A missing one is
+    the caller's to name (what it would hold)."""
     try:
         status = path.stat()
     except FileNotFoundError:
         return
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    if not stat.S_ISDIR(status.st_mode):
+        raise ConfigError(f"{path} is not a directory: --data-dir names a data directory")
+    _check_owner(path, status)
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise ConfigError(f"cannot read {path}: permission denied")
+
+
+def _check_owner(path: Path, status: os.stat_result) -> None:
+    if status.st_uid != os.geteuid():
+        owner = _user_name(status.st_uid)
+        raise ConfigError(
+            f"{path} belongs to another user ({owner}): posbatch uses only its own user's "
+            f"files; run it as {owner}"
+        )
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def check_private(path: Path) -> None:
+    """ConfigError when ``path`` (a file or directory, if it exists) is open to other users,
+    or is another user's: posbatch would leave files of its own user in it (SQLite's -wal and
+    -shm beside a journal), which that user could then not open; root too is refused."""
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    _check_owner(path, status)
     mode = stat.S_IMODE(status.st_mode)
     if mode & _OTHERS_MASK:
         wanted = PRIVATE_DIR_MODE if stat.S_ISDIR(status.st_mode) else PRIVATE_FILE_MODE

@@ -285,10 +285,7 @@ def test_the_stock_short_warning_of_a_product_without_lots() -> None:
             ["revoke-till", "10000009"],
             "error: till 10000009 is not registered (or revoked already)\n",
         ),
-        (
-            ["add-till", "123", "--output", "x.json"],
-            "error: terminal ID '123' must be 8 printable ascii characters\n",
-        ),
+        # a bad terminal id: tests/test_bad_invocations.py BAD_IDS (through `posbatch`)
         (
             ["verify-payments"],
             "error: no host store to ask: neither POSBATCH_DATABASE_URL nor {data}/host.db\n",
@@ -309,7 +306,7 @@ def test_a_file_given_as_data_directory_is_one_line(tmp_path: Path, command: lis
     afile = tmp_path / "afile"
     afile.touch()
     result = runner.invoke(app, [*command, "--data-dir", str(afile)])
-    expected = (2, f"error: {afile} is not a directory\n")
+    expected = (2, f"error: {afile} is not a directory: --data-dir names a data directory\n")
     assert expected == (result.exit_code, result.stderr)
 
 

@@ -7,7 +7,16 @@ number, a lot or a serial as sent.
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +25,7 @@ from catalog_samples import MILK, NOW
 
 from posbatch.catalog import CatalogStore, TillCredential, create_app
 from posbatch.catalog._orders_http import shown_gtins, validation_lines
+from posbatch.storage import DATABASE_URL_ENV
 
 # Luhn-valid card numbers: 16 and 19 digits, and one typed in groups.
 PAN_16 = "6222029371586403"
@@ -186,3 +196,37 @@ def test_validation_lines_are_bounded() -> None:
     ]
     lines = validation_lines(errors)
     assert (21, "… 5 more problems", []) == (len(lines), lines[-1], leaks("".join(lines)))
+
+
+SERVE_TIMEOUT_S = 20
+
+
+def test_a_card_number_in_a_request_url_never_reaches_the_servers_log(tmp_path: Path) -> None:
+    """The real `posbatch catalog serve` (a subprocess: its logging set up as in use) asked
+    for URLs holding card numbers — in the query, in the path, typed in groups and URL-encoded:
+    its standard error holds none of them and no access line, no "Logging error" (it logged
+    uvicorn's access lines — the URL whole when encoded, and a logging traceback when masked)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    env.pop(DATABASE_URL_ENV, None)
+    command = [sys.executable, "-m", "posbatch", "catalog", "serve", "--listen", "127.0.0.1:0",
+               "--data-dir", str(tmp_path / "data")]  # fmt: skip
+    grouped = urllib.parse.quote(PAN_GROUPED)
+    paths = [f"/catalog/version?card={PAN_16}", f"/orders/{PAN_19}", f"/x?pan={grouped}"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as proc:
+        try:
+            assert proc.stdout is not None
+            url = json.loads(proc.stdout.readline())["url"].rstrip("/")
+            for path in paths:
+                with pytest.raises(urllib.error.HTTPError):  # no credential: 401, or 404
+                    urllib.request.urlopen(url + path, timeout=SERVE_TIMEOUT_S)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            _, errors = proc.communicate(timeout=SERVE_TIMEOUT_S)
+    logged = errors.decode("utf-8", "replace")
+    unencoded = urllib.parse.unquote(logged)
+    assert ([], [], False, False) == (
+        leaks(logged),
+        leaks(unencoded),
+        "HTTP/1.1" in logged,
+        "Logging error" in logged,
+    ), logged

@@ -132,7 +132,8 @@ _SET_FEES = ["host", "set-fees", "--standard", "--from", FUTURE, "--debit", "0.6
     [
         (["clearing", "arrival", "2026-02-30T10:00"], "must be YYYY-MM-DDTHH:MM"),
         (["clearing", "arrival", "2026-09-30T10:00", "--cycle", "T+2"], "--cycle is T+1"),
-        (["clearing", "arrival", "2026-09-30", "--merchant-id", "short"], "merchant_id must be"),
+        (["clearing", "arrival", "2026-09-30", "--merchant-id", "short"],
+         "merchant ID 'short' must be 15 letters or digits"),
         (["clearing", "statement", "--merchant-id", MERCHANT_ID, "--date", "30-09-2026"],
          "YYYY-MM-DD"),
         (["clearing", "statement", "--merchant-id", "898110054119999", "--date", "2026-09-30"],

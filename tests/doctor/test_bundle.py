@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
 from pathlib import Path
 
@@ -53,17 +52,18 @@ def test_bundle_files_are_readable_by_their_owner_only(tmp_path: Path) -> None:
     assert [0o600, 0o600] == [stat.S_IMODE(p.stat().st_mode) for p in (path, summary)]
 
 
-def test_bundle_directories_it_makes_are_private_whatever_the_umask(tmp_path: Path) -> None:
-    """``--bundle a/b/support.json``: the directories it makes are 0700 (were made with the
-    umask's mode — 0777 under umask 000); a directory that was there is left as it is."""
-    tmp_path.chmod(0o755)
-    old_umask = os.umask(0)
-    try:
-        path, _summary = write_bundle(_report(), tmp_path / "a" / "b" / "support.json")
-    finally:
-        os.umask(old_umask)
-    modes = [stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "a", path.parent, tmp_path)]
-    assert [0o700, 0o700, 0o755] == modes
+def test_a_bundle_in_a_missing_directory_is_refused_and_makes_none(tmp_path: Path) -> None:
+    """``--bundle typo/support.json``: refused as every export is, the directory not made
+    (it was made, 0700, where a typo sent it)."""
+    with pytest.raises(ConfigError, match=r"typo does not exist"):
+        write_bundle(_report(), tmp_path / "typo" / "support.json")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bundle_named_as_a_directory_is_refused(tmp_path: Path) -> None:
+    """A directory given as the bundle's file is one error line, not IsADirectoryError."""
+    with pytest.raises(ConfigError, match=r"it is a directory"):
+        write_bundle(_report(), tmp_path)
 
 
 def test_reading_something_else_is_a_config_error(tmp_path: Path) -> None:

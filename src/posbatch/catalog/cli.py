@@ -78,10 +78,12 @@ from posbatch.catalog._trace_code import TRACE_CODE_DIGITS, TRACE_CODE_FIRST_DIG
 from posbatch.catalog._verify import host_verifier_for
 from posbatch.catalog.payer import Card, OrderLedger, TerminalPayer, recover_pending_orders
 from posbatch.cli_support import (
+    TERMINAL_ID,
     error_line,
     listening_socket,
     log_to_stderr,
     one_line,
+    parse_listen,
     print_table,
     read_card_number,
 )
@@ -164,6 +166,8 @@ def open_back_office(data_dir: Path, *, create: bool = False) -> CatalogStore:
     """
     try:
         url = storage.database_url(data_dir, file_name=DB_FILE_NAME)
+        if storage.sqlite_path(url) is not None:
+            storage.check_data_dir(data_dir)
         if not create:
             storage.require_database(
                 url, what="catalog", hint="`posbatch catalog import` makes one"
@@ -178,6 +182,7 @@ def open_terminal_copy(terminal_dir: Path, *, create: bool = False) -> CatalogSt
     """The terminal's catalog copy; only ``create`` (sync) may make a new one."""
     url = f"sqlite:///{(terminal_dir / DB_FILE_NAME).absolute()}"
     try:
+        storage.check_data_dir(terminal_dir)
         if create:
             storage.make_private_dir(terminal_dir)
         else:
@@ -196,9 +201,16 @@ def _now() -> dt.datetime:
     return dt.datetime.now(BEIJING)
 
 
+def _typed(text: str) -> str:
+    """Free text typed on the command line (a reason, a name), as it is recorded: through the
+    card-number net first. Recorded whole, a card number typed into `recall --reason` came
+    back whole from recall-report, its --json and the stock history."""
+    return mask_card_numbers(text, allowed=_gtins(text))
+
+
 def _actor(by: str | None) -> str:
     if by is not None:
-        return by
+        return _typed(by)
     try:
         return getpass.getuser()
     except (OSError, KeyError) as exc:
@@ -427,7 +439,7 @@ def serve(
     import uvicorn  # noqa: PLC0415 - only this command needs it
 
     with _errors():
-        host, port = parse_address(listen)
+        host, port = parse_listen(listen)
         sock = listening_socket(host, port, backlog=SERVE_CONNECTIONS_MAX)
         try:
             store = open_back_office(data_dir, create=True)
@@ -435,11 +447,18 @@ def serve(
             sock.close()
             raise
     typer.echo(json.dumps({"event": "listening", "url": f"http://{host}:{sock.getsockname()[1]}/"}))
+    # As `backoffice serve` logs: no access lines (a request's URL is what a till or a
+    # stranger typed, a card number maybe, and URL-encoded it passes any net), warnings and
+    # errors only, each through the card-number net (uvicorn's access formatter failed with
+    # "--- Logging error ---" and a traceback on a line the net had masked).
     config = uvicorn.Config(
-        create_app(store, clock=_now), log_level="info", limit_concurrency=SERVE_CONNECTIONS_MAX
+        create_app(store, clock=_now),
+        log_level="warning",
+        access_log=False,
+        limit_concurrency=SERVE_CONNECTIONS_MAX,
+        server_header=False,
     )
-    # uvicorn set up its loggers above: every line of theirs and ours goes through the net.
-    log_to_stderr(logging.INFO, loggers=("uvicorn", "uvicorn.error", "uvicorn.access"))
+    log_to_stderr(logging.WARNING, loggers=("uvicorn", "uvicorn.error", "uvicorn.access"))
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
@@ -692,7 +711,7 @@ def receive(
                 quantity,
                 at=_now(),
                 actor=_actor(by),
-                reason=reason,
+                reason=_typed(reason),
                 expiry=expiry_date,
             )
         finally:
@@ -741,7 +760,7 @@ def adjust(
             row = store.adjust(
                 normalize_gtin(gtin),
                 lot_no,
-                reason=reason,
+                reason=_typed(reason),
                 actor=_actor(by),
                 at=_now(),
                 delta=change,
@@ -854,7 +873,9 @@ def recall(
         store = open_back_office(data_dir)
         try:
             action = store.lift_recall if lift else store.recall
-            record = action(lot_no, gtin=_gtin(gtin), reason=reason, actor=_actor(by), at=_now())
+            record = action(
+                lot_no, gtin=_gtin(gtin), reason=_typed(reason), actor=_actor(by), at=_now()
+            )
             stock_row = store.stock_report(gtin=record.gtin)
             sold = store.trace_lot(record.lot_no, gtin=record.gtin)
         finally:
@@ -996,7 +1017,10 @@ def reconcile(
 @app.command("add-till")
 def add_till(
     *,
-    terminal_id: Annotated[str, typer.Argument(help="The till's terminal ID (8 characters).")],
+    terminal_id: Annotated[
+        str,
+        typer.Argument(parser=TERMINAL_ID, help="The till's terminal ID (8 characters)."),
+    ],
     output: Annotated[
         Path,
         typer.Option(
@@ -1033,7 +1057,10 @@ def add_till(
 
 @app.command("revoke-till")
 def revoke_till(
-    terminal_id: Annotated[str, typer.Argument(help="The till's terminal ID.")],
+    terminal_id: Annotated[
+        str,
+        typer.Argument(parser=TERMINAL_ID, help="The till's terminal ID."),
+    ],
     data_dir: DataDir = DATA_DIR_DEFAULT,
 ) -> None:
     """Stop a till's credential at once (sync and orders are refused from then on).

@@ -45,7 +45,7 @@ from posbatch.doctor._rules import (
 )
 from posbatch.doctor._words import Line, count, shown_at
 from posbatch.errors import ConfigError
-from posbatch.storage import make_private_dir, write_owner_only
+from posbatch.storage import write_owner_only
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -54,6 +54,7 @@ __all__ = [
     "Report",
     "allowed_ids",
     "bundle_text",
+    "check_bundle_path",
     "json_text",
     "masked",
     "read_bundle",
@@ -381,13 +382,32 @@ def json_text(report: Report) -> str:
     return scrub(text, allowed=allowed_ids(report))
 
 
+def check_bundle_path(path: Path) -> None:
+    """ConfigError unless a bundle can be written at ``path``: its directory is there (a
+    bundle makes none, as no export does: a typo in it is refused, not made) and ``path``
+    is not a directory. Checked before doctor looks or repairs anything."""
+    directory = path.parent
+    if not directory.is_dir():
+        why = "is not a directory" if directory.exists() else "does not exist"
+        raise ConfigError(f"cannot write the support bundle {path}: {directory} {why}")
+    if path.is_dir():
+        raise ConfigError(f"cannot write the support bundle {path}: it is a directory")
+
+
 def write_bundle(report: Report, path: Path) -> tuple[Path, Path]:
-    """Write ``path`` (JSON) and ``path`` + ``.txt`` (summary); return both paths."""
+    """Write ``path`` (JSON) and ``path`` + ``.txt`` (summary); return both paths.
+
+    The directory must be there (:func:`check_bundle_path`); ConfigError when it cannot be
+    written."""
     text, summary = bundle_text(report)
-    make_private_dir(path.parent)  # the directories it makes: 0700, whatever the umask
-    write_owner_only(path, text)  # no card number or key in it, but the shop's own data
+    check_bundle_path(path)
     summary_path = path.with_name(path.name + ".txt")
-    write_owner_only(summary_path, summary)
+    try:
+        write_owner_only(path, text)  # no card number or key in it, but the shop's own data
+        write_owner_only(summary_path, summary)
+    except OSError as exc:
+        where = exc.filename or path
+        raise ConfigError(f"cannot write the support bundle {where}: {exc.strerror}") from exc
     return path, summary_path
 
 

@@ -17,7 +17,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from posbatch.batch.cards import mask_card_numbers
-from posbatch.cli_support import error_line, shown_ids
+from posbatch.batch.ids import not_registered
+from posbatch.cli_support import TERMINAL_ID, error_line, shown_ids
 from posbatch.doctor._gather import (
     ECHO_COUNT_DEFAULT,
     PROBE_ANSWER_WAIT_MS,
@@ -30,6 +31,7 @@ from posbatch.doctor._repair import TerminalSite
 from posbatch.doctor._report import (
     Report,
     allowed_ids,
+    check_bundle_path,
     json_text,
     read_bundle,
     render,
@@ -195,6 +197,8 @@ def doctor(
 
     link = _Link()
     try:
+        if bundle is not None:  # before anything is looked at or repaired
+            check_bundle_path(bundle)
         for path in backup or ():
             if not path.is_file():
                 raise ConfigError(f"backup file {path} not found")
@@ -306,7 +310,7 @@ def add_host_commands(host_app: typer.Typer) -> None:
 
 
 def host_doctor(
-    terminal_id: str,
+    terminal_id: Annotated[str, typer.Argument(parser=TERMINAL_ID)],
     data_dir: Annotated[
         Path,
         typer.Option("--data-dir", help="Where the SQLite file, the PAN key and the KEK live."),
@@ -323,6 +327,8 @@ def host_doctor(
     from posbatch.host.cli import open_store  # noqa: PLC0415 - keep doctor importable without host
 
     try:
+        if bundle is not None:
+            check_bundle_path(bundle)
         with open_store(data_dir) as store:
             code = host_doctor_command(store, terminal_id, bundle=bundle, json_out=json_out)
     except PosbatchError as exc:
@@ -349,7 +355,7 @@ def host_doctor_command(
     if not isinstance(store, HostStore):
         raise ConfigError("host doctor needs a HostStore")
     if store.terminal(terminal_id) is None:  # what was typed: a card number too, maybe
-        typer.echo(error_line(f"terminal {terminal_id} is not registered"), err=True)
+        typer.echo(error_line(not_registered(terminal_id)), err=True)
         return 2
     report = diagnose_from_host(store, terminal_id, now=_now())
     _output(report, bundle=bundle, json_out=json_out, console=console or Console())

@@ -49,7 +49,7 @@ from posbatch.clearing import (
     statement_csv,
     trading_day,
 )
-from posbatch.cli_support import error_line, shown_ids
+from posbatch.cli_support import MERCHANT_ID, error_line, shown_ids
 from posbatch.errors import ClearingError, ConfigError, PosbatchError, StoreMissingError
 from posbatch.host import ClearingStore
 from posbatch.host.cli import DATA_DIR_DEFAULT, open_store
@@ -77,7 +77,9 @@ app.add_typer(calendar_app, name="calendar")
 DataDir = Annotated[
     Path, typer.Option("--data-dir", help="Where the host's SQLite file and PAN key live.")
 ]
-MerchantOption = Annotated[str | None, typer.Option(help="15 characters.")]
+MerchantOption = Annotated[
+    str | None, typer.Option(parser=MERCHANT_ID, help="15 letters or digits.")
+]
 StandardOption = Annotated[
     bool, typer.Option("--standard", help="The acquirer's standard entry (all merchants).")
 ]
@@ -554,7 +556,7 @@ def arrival(
 
 @app.command("statement")
 def statement(
-    merchant_id: Annotated[str, typer.Option(help="15 characters.")],
+    merchant_id: Annotated[str, typer.Option(parser=MERCHANT_ID, help="15 letters or digits.")],
     on: Annotated[str, typer.Option("--date", help="The trading day, YYYY-MM-DD.")],
     csv_file: Annotated[
         Path | None, typer.Option("--csv", help="Also write it as CSV here (mode 0600).")

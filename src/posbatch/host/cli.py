@@ -27,15 +27,18 @@ import typer
 
 from posbatch import storage
 from posbatch.batch.cards import mask_card_numbers
-from posbatch.batch.counters import BATCH_NO_MAX
-from posbatch.batch.ids import check_merchant_id, check_terminal_id
+from posbatch.batch.ids import check_merchant_id, check_terminal_id, not_registered
 from posbatch.batch.model import shown_at
 from posbatch.batch.money import format_fen
 from posbatch.cli_support import (
+    BATCH_NO,
+    MERCHANT_ID,
+    TERMINAL_ID,
     OneLineErrors,
     error_line,
     log_foreign_lines_as_json,
     log_to_stderr,
+    parse_listen,
     read_secret_file,
     refuse_secret_option,
     settle_the_heap,
@@ -81,7 +84,6 @@ DB_FILE_NAME: Final = "host.db"
 PAN_KEY_FILE_NAME: Final = "host-pan.key"
 LISTEN_DEFAULT: Final = "127.0.0.1:5800"
 WORKERS_MAX: Final = 16
-PORT_MAX: Final = 65_535
 CONNECTIONS_LIMIT: Final = 1_000_000  # the most --connections-max may say
 IDLE_TIMEOUT_LIMIT_MS: Final = 86_400_000  # the most --idle-timeout-ms may say: a day
 LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
@@ -96,6 +98,8 @@ DataDir = Annotated[
     Path,
     typer.Option("--data-dir", help="Where the SQLite file, the PAN key and the KEK live."),
 ]
+# Every command that names a registered terminal: one rule, one message (posbatch.batch.ids).
+TerminalIdArgument = Annotated[str, typer.Argument(parser=TERMINAL_ID)]
 Limit = Annotated[int, typer.Option("--limit", min=1, max=ROWS_MAX, help="Rows to show at most.")]
 
 
@@ -152,6 +156,8 @@ def open_store(
     """
     url = storage.database_url(data_dir, file_name=DB_FILE_NAME)
     database = storage.sqlite_path(url)
+    if database is not None:
+        storage.check_data_dir(data_dir)
     if create:
         storage.make_private_dir(data_dir)
     else:
@@ -200,9 +206,7 @@ def open_store(
 
 def _registered(store: HostStore, terminal_id: str) -> None:
     if store.terminal(terminal_id) is None:
-        raise HostError(
-            f"terminal {terminal_id!r} is not registered (`posbatch host list-terminals`)"
-        )
+        raise HostError(not_registered(terminal_id))
 
 
 def _fail(exc: PosbatchError) -> typer.Exit:
@@ -281,7 +285,7 @@ def serve_command(
     logging.getLogger("alembic").setLevel(logging.WARNING)
     if not 1 <= workers <= WORKERS_MAX:
         raise _fail(ConfigError(f"--workers must be 1..{WORKERS_MAX}"))
-    host, port = _listen_address(listen)
+    host, port = parse_listen(listen)
     try:
         limits = ServerLimits(
             connections_max=connections_max,
@@ -331,14 +335,6 @@ def serve_command(
         raise _fail(ConfigError(f"cannot listen on {listen}: {exc.strerror or exc}")) from exc
     finally:
         store.close()
-
-
-def _listen_address(listen: str) -> tuple[str, int]:
-    """``HOST:PORT`` (HOST may be empty: 127.0.0.1; PORT 0 picks a free one)."""
-    host, separator, port_text = listen.rpartition(":")
-    if not separator or not port_text.isdigit() or not 0 <= int(port_text) <= PORT_MAX:
-        raise ConfigError(f"--listen must be HOST:PORT with a port 0..{PORT_MAX}, not {listen!r}")
-    return host or "127.0.0.1", int(port_text)
 
 
 async def _serve_until_signalled(
@@ -393,8 +389,8 @@ def _supervise(host: str, port: int, workers: int, options: list[str]) -> int:
 
 @app.command("add-terminal")
 def add_terminal(
-    merchant_id: Annotated[str, typer.Option(help="15 letters or digits.")],
-    terminal_id: Annotated[str, typer.Option(help="8 letters or digits.")],
+    merchant_id: Annotated[str, typer.Option(parser=MERCHANT_ID, help="15 letters or digits.")],
+    terminal_id: Annotated[str, typer.Option(parser=TERMINAL_ID, help="8 letters or digits.")],
     master_key_file: Annotated[
         str | None,
         typer.Option(
@@ -448,7 +444,7 @@ def list_terminals(data_dir: DataDir = DATA_DIR_DEFAULT) -> None:
 
 @app.command("suspend")
 def suspend(
-    terminal_id: str,
+    terminal_id: TerminalIdArgument,
     data_dir: DataDir = DATA_DIR_DEFAULT,
     resume: Annotated[bool, typer.Option(help="Make the terminal active again.")] = False,
 ) -> None:
@@ -466,7 +462,9 @@ def suspend(
 
 @app.command("batches")
 def batches(
-    terminal_id: str, data_dir: DataDir = DATA_DIR_DEFAULT, limit: Limit = ROWS_DEFAULT
+    terminal_id: TerminalIdArgument,
+    data_dir: DataDir = DATA_DIR_DEFAULT,
+    limit: Limit = ROWS_DEFAULT,
 ) -> None:
     """Show a terminal's batches: state, times, how each closed, settlement answer.
 
@@ -495,9 +493,9 @@ def batches(
 
 @app.command("transactions")
 def transactions(
-    terminal_id: str,
+    terminal_id: TerminalIdArgument,
     batch_no: Annotated[
-        int | None, typer.Option(min=1, max=BATCH_NO_MAX, help="Only this batch.")
+        int | None, typer.Option(parser=BATCH_NO, metavar="BATCH_NO", help="Only this batch.")
     ] = None,
     data_dir: DataDir = DATA_DIR_DEFAULT,
     limit: Limit = ROWS_DEFAULT,
@@ -533,7 +531,10 @@ def transactions(
 
 @app.command("exceptions")
 def exceptions(
-    terminal_id: Annotated[str | None, typer.Argument(help="Only this terminal.")] = None,
+    terminal_id: Annotated[
+        str | None,
+        typer.Argument(parser=TERMINAL_ID, help="Only this terminal."),
+    ] = None,
     data_dir: DataDir = DATA_DIR_DEFAULT,
     limit: Limit = ROWS_DEFAULT,
 ) -> None:
@@ -564,7 +565,7 @@ def exceptions(
 
 @app.command("advance-batch")
 def advance_batch(
-    terminal_id: str,
+    terminal_id: TerminalIdArgument,
     reason: Annotated[str, typer.Option(help="Why, for the exception record.")],
     data_dir: DataDir = DATA_DIR_DEFAULT,
 ) -> None:

@@ -63,7 +63,7 @@ from posbatch.batch.host_records import (
     TransactionRow,
     TransactionStatus,
 )
-from posbatch.batch.ids import check_merchant_id, check_terminal_id
+from posbatch.batch.ids import check_merchant_id, check_terminal_id, not_registered
 from posbatch.batch.model import BatchState, CardType, Kind
 from posbatch.batch.totals import BatchTally
 from posbatch.errors import (
@@ -439,7 +439,7 @@ class HostStore:
                 .values(status=status)
             )
             if done.rowcount != 1:
-                raise HostError(f"terminal {terminal_id} is not registered")
+                raise HostError(not_registered(terminal_id))
 
     def suspend(self, terminal_id: str) -> None:
         self.set_status(terminal_id, suspended=True)
@@ -664,7 +664,7 @@ class HostStore:
         with self.transaction() as tx:
             terminal = tx.terminal(terminal_id, for_update=True)
             if terminal is None:
-                raise HostError(f"terminal {terminal_id} is not registered")
+                raise HostError(not_registered(terminal_id))
             batch = tx.current_batch(terminal)
             if batch is None:
                 raise HostError(f"terminal {terminal_id} has no batch yet (never signed on)")

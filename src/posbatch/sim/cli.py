@@ -22,8 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from posbatch.batch.counters import BATCH_NO_MAX
-from posbatch.cli_support import settle_the_heap
+from posbatch.cli_support import BATCH_NO, settle_the_heap
 from posbatch.errors import ConfigError
 from posbatch.sim._faults import PROFILES, profile_named
 from posbatch.sim._report import closing_table, minimal_trace, replay_command
@@ -76,7 +75,7 @@ def simulate(  # noqa: PLR0917 - typer options are parameters
     seed: int = typer.Option(1, min=0, help="The first seed."),
     faults: str = typer.Option("default", help=f"Fault profile: {', '.join(PROFILES)}."),
     start_batch_no: int = typer.Option(
-        1, min=1, max=BATCH_NO_MAX, help="First batch number (999990 to see it wrap)."
+        1, parser=BATCH_NO, metavar="BATCH_NO", help="First batch number (999990 to see it wrap)."
     ),
     replay_seed: bool = typer.Option(
         False, "--replay", help="Run --seed once and print the failing terminal's trace."

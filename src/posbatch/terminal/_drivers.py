@@ -38,7 +38,8 @@ _T = TypeVar("_T")
 def parse_address(text: str) -> tuple[str, int]:
     """``HOST:PORT`` → (host, port); :class:`ConfigError` when it is not one."""
     host, sep, port_text = text.rpartition(":")
-    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65_536:
+    digits = port_text.isascii() and port_text.isdigit()  # "²" is a digit int() refuses
+    if not sep or not host or not digits or not 0 < int(port_text) < 65_536:
         raise ConfigError(f"{text!r} is not HOST:PORT")
     return host, int(port_text)
 

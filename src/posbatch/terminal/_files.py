@@ -153,6 +153,14 @@ def _side(path: Path, suffix: str) -> Path:
     return path.with_name(path.name + suffix)
 
 
+def require_terminal_dir(data_dir: Path) -> None:
+    """ConfigError unless ``data_dir`` is a directory of this user's holding a journal:
+    checked before anything is asked (a backup's passphrase) or opened."""
+    storage.check_data_dir(data_dir)
+    if not (data_dir / JOURNAL_FILE_NAME).exists():
+        raise ConfigError(f"no terminal in {data_dir}: run `posbatch terminal init` first")
+
+
 def open_terminal(
     data_dir: Path,
     *,
@@ -162,8 +170,7 @@ def open_terminal(
     timeout_ms: int | None = None,
 ) -> Terminal:
     """The terminal kept in ``data_dir`` (journal verified unless told not to)."""
-    if not (data_dir / JOURNAL_FILE_NAME).exists():
-        raise ConfigError(f"no terminal in {data_dir}: run `posbatch terminal init` first")
+    require_terminal_dir(data_dir)
     storage.check_private(data_dir)
     storage.check_private_database(data_dir / JOURNAL_FILE_NAME)
     _require_journal(data_dir / JOURNAL_FILE_NAME)
@@ -346,8 +353,7 @@ def backup_terminal(
     sealed under ``passphrase`` (8..1024 characters): restorable on this terminal after a
     reinstall. The file is created with mode 0600 and never overwrites one."""
     check_passphrase(passphrase)
-    if not (data_dir / JOURNAL_FILE_NAME).exists():
-        raise ConfigError(f"no terminal in {data_dir}: run `posbatch terminal init` first")
+    require_terminal_dir(data_dir)
     secrets = TerminalSecrets.load(data_dir / KEY_FILE_NAME)
     journal = Journal.open(journal_url(data_dir), verify=True)
     try:

@@ -25,10 +25,13 @@ from rich.progress import Progress
 from rich.table import Table
 
 from posbatch.batch.cards import mask_card_numbers
-from posbatch.batch.counters import BATCH_NO_MAX, STAN_MAX
 from posbatch.batch.ids import MERCHANT_ID_CHARS, TERMINAL_ID_CHARS
 from posbatch.batch.money import format_fen, parse_yuan
 from posbatch.cli_support import (
+    BATCH_NO,
+    MERCHANT_ID,
+    STAN,
+    TERMINAL_ID,
     OneLineErrors,
     error_line,
     one_line,
@@ -46,6 +49,7 @@ from posbatch.terminal._files import (
     backup_terminal,
     init_terminal,
     open_terminal,
+    require_terminal_dir,
     restore_journal,
 )
 from posbatch.terminal._flows import Flow, Reply
@@ -183,8 +187,12 @@ def _print_settlement(result: SettlementResult) -> None:
 
 @app.command()
 def init(  # noqa: PLR0917 - typer options, one per flag
-    merchant_id: Annotated[str, typer.Option("--merchant-id", help="15-character merchant ID.")],
-    terminal_id: Annotated[str, typer.Option("--terminal-id", help="8-character terminal ID.")],
+    merchant_id: Annotated[
+        str, typer.Option("--merchant-id", parser=MERCHANT_ID, help="15-character merchant ID.")
+    ],
+    terminal_id: Annotated[
+        str, typer.Option("--terminal-id", parser=TERMINAL_ID, help="8-character terminal ID.")
+    ],
     master_key_file: Annotated[
         str,
         typer.Option(
@@ -277,7 +285,8 @@ def sale(
 @app.command()
 def void(
     stan: Annotated[
-        int, typer.Argument(min=1, max=STAN_MAX, help="STAN of the sale to void (current batch).")
+        int,
+        typer.Argument(parser=STAN, help="STAN of the sale to void (current batch)."),
     ],
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
@@ -297,14 +306,14 @@ def void(
 
 @app.command()
 def refund(
-    stan: Annotated[int, typer.Argument(min=1, max=STAN_MAX, help="STAN of the original sale.")],
+    stan: Annotated[int, typer.Argument(parser=STAN, help="STAN of the original sale.")],
     amount: Annotated[str, typer.Argument(help="Amount to refund in yuan, e.g. 5.00.")],
     batch_no: Annotated[
         int | None,
         typer.Option(
             "--batch",
-            min=1,
-            max=BATCH_NO_MAX,
+            parser=BATCH_NO,
+            metavar="BATCH_NO",
             help="Batch of the original sale, if not the latest.",
         ),
     ] = None,
@@ -449,10 +458,12 @@ def journal(
 
 @app.command()
 def receipt(
-    stan: Annotated[int, typer.Argument(min=1, max=STAN_MAX, help="STAN of the transaction.")],
+    stan: Annotated[int, typer.Argument(parser=STAN, help="STAN of the transaction.")],
     batch_no: Annotated[
         int | None,
-        typer.Option("--batch", min=1, max=BATCH_NO_MAX, help="Batch, if not the latest."),
+        typer.Option(
+            "--batch", parser=BATCH_NO, metavar="BATCH_NO", help="Batch, if not the latest."
+        ),
     ] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
     width: Width = 32,
@@ -522,6 +533,7 @@ def backup(
     Example: posbatch terminal backup ./journal-2026-11-25.db
     """
     try:
+        require_terminal_dir(data_dir)  # a typo is said before the passphrase is typed twice
         passphrase = _passphrase(passphrase_stdin, confirm=True)
         report = backup_terminal(data_dir, destination, passphrase=passphrase)
     except PosbatchError as exc:

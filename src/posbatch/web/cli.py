@@ -22,7 +22,14 @@ import typer
 from posbatch.backoffice import BackOffice, parse_cutoff
 from posbatch.backoffice._audit import Actor
 from posbatch.backoffice._staff import PASSWORD_CHARS_MAX, check_new_user
-from posbatch.cli_support import error_line, listening_socket, log_to_stderr, shown_ids
+from posbatch.cli_support import (
+    MERCHANT_ID,
+    error_line,
+    listening_socket,
+    log_to_stderr,
+    parse_listen,
+    shown_ids,
+)
 from posbatch.errors import ConfigError, PosbatchError
 from posbatch.host.cli import DATA_DIR_DEFAULT, open_store
 
@@ -48,13 +55,6 @@ DataDir = Annotated[
 def _fail(exc: PosbatchError) -> typer.Exit:
     typer.echo(error_line(str(exc), allowed=shown_ids(exc)), err=True)
     return typer.Exit(2)
-
-
-def _listen(listen: str) -> tuple[str, int]:
-    host, _, port_text = listen.rpartition(":")
-    if not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ConfigError("--listen must be HOST:PORT, like 127.0.0.1:8080")
-    return host.strip("[]"), int(port_text)
 
 
 def _server_class() -> type:
@@ -175,7 +175,7 @@ def serve(
     """
     log_to_stderr(logging.WARNING)
     try:
-        host, port = _listen(listen)
+        host, port = parse_listen(listen)
         day_end = None if cutoff is None else parse_cutoff(cutoff)
         if (tls_cert is None) != (tls_key is None):
             raise ConfigError("--tls-cert and --tls-key go together")
@@ -211,7 +211,8 @@ def add_user(
     name: str,
     role: Annotated[str, typer.Option(help="ops, support or merchant.")],
     merchant_id: Annotated[
-        str | None, typer.Option(help="The merchant a merchant user sees (only theirs).")
+        str | None,
+        typer.Option(parser=MERCHANT_ID, help="The merchant a merchant user sees (only theirs)."),
     ] = None,
     data_dir: DataDir = DATA_DIR_DEFAULT,
 ) -> None:
