@@ -18,7 +18,7 @@ from posbatch.catalog import (
     pay_cart,
     price_cart,
 )
-from posbatch.catalog.payer import TerminalPayer, recover_pending_orders
+from posbatch.catalog.payer import Card, TerminalPayer, recover_pending_orders
 from posbatch.errors import ConfigError, Declined, HostUnreachable
 from posbatch.host.issuer import TEST_PAN_APPROVED, TEST_PAN_INSUFFICIENT_FUNDS
 
@@ -125,5 +125,18 @@ def test_mistyped_card_is_not_sent(shop: Shop) -> None:
     """A card number of the wrong length is refused before the terminal sends anything."""
     with pytest.raises(ConfigError, match="a card number is 12 to 19 digits"):
         pay(shop, shop.payer("1234"))
+    expected: list[object] = []
+    assert expected == shop.terminal.journal.transactions()
+
+
+@pytest.mark.parametrize("expiry", ["9913", "3000", "３０１２"])
+def test_an_expiry_that_is_not_a_month_is_not_sent(shop: Shop, expiry: str) -> None:
+    """An expiry typed at the till that no card carries (month 13, month 00, other digits)
+    is refused before the terminal sends anything, as a card number of the wrong length is."""
+    payer = TerminalPayer(
+        shop.terminal, read_card=lambda amount_fen: Card(TEST_PAN_APPROVED, expiry)
+    )
+    with pytest.raises(ConfigError, match="month 01 to 12"):
+        pay(shop, payer)
     expected: list[object] = []
     assert expected == shop.terminal.journal.transactions()

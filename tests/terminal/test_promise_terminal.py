@@ -85,6 +85,22 @@ def test_a_card_the_host_would_refuse_is_refused_before_a_stan(
     assert pan[6:-4] not in str(refused.value) or len(pan) < 12
 
 
+@pytest.mark.parametrize("expiry", ["9913", "3000", "301", "30120", "３０１２", "30-1", ""])
+def test_an_expiry_that_is_not_a_month_is_refused_before_a_stan(
+    signed_on: World, expiry: str
+) -> None:
+    """A typed expiry the issuer would refuse (54: month 13, month 00), or that is not four
+    digits 0-9, is one line on the terminal: no STAN taken, nothing journaled or sent."""
+    terminal = signed_on.terminal
+    stan_before, sent_before = terminal.state().stan, len(signed_on.link.sent)
+    with pytest.raises(ConfigError, match="month 01 to 12"):
+        terminal.sale(100, PAN, expiry=expiry)
+    assert (stan_before, [], sent_before) == (
+        terminal.state().stan, terminal.journal.transactions(), len(signed_on.link.sent)
+    )  # fmt: skip
+    assert terminal.sale(100, PAN, expiry="3012").approved
+
+
 @pytest.mark.parametrize("pan", ["622202123452", "6222021234566", PAN])
 def test_card_numbers_of_12_13_and_19_digits_are_sold(signed_on: World, pan: str) -> None:
     """The shortest and longest card numbers the upload record carries are approved."""

@@ -40,6 +40,7 @@ __all__ = [
     "CURRENCY_CNY",
     "ENTRY_MODE_MANUAL",
     "ENTRY_MODE_SWIPED",
+    "EXPIRY_FORMAT",
     "INVALID_CARD",
     "PAN_DIGITS_MAX",
     "PAN_DIGITS_MIN",
@@ -50,6 +51,7 @@ __all__ = [
     "check_currency",
     "check_pan",
     "check_track2",
+    "is_yymm",
     "luhn_valid",
     "mask_card_numbers",
     "mask_pan",
@@ -67,6 +69,9 @@ CURRENCY_DIGITS: Final = 3
 ENTRY_MODE_MANUAL: Final = "012"
 ENTRY_MODE_SWIPED: Final = "021"
 TRACK2_SEPARATOR: Final = "="
+# What a cashier is told of an expiry typed wrong (is_yymm): the terminal refuses it before
+# anything is sent, as the issuer would (54).
+EXPIRY_FORMAT: Final = "the expiry is YYMM: 4 digits 0-9, the month 01 to 12 (e.g. 3012)"
 # Byte tables: an ascii digit's byte to its value, and to its doubled value (2d, less 9
 # when over 9).
 _VALUE: Final = bytes.maketrans(b"0123456789", bytes(range(10)))
@@ -305,8 +310,9 @@ def track2_expiry(track2: str | None) -> str | None:
     return rest[:4] if separator else None
 
 
-def _is_yymm(expiry: str) -> bool:
-    return len(expiry) == 4 and expiry.isdigit() and 1 <= int(expiry[2:]) <= 12
+def is_yymm(expiry: str) -> bool:
+    """Whether ``expiry`` is a card expiry YYMM: four digits 0-9, the month 01 to 12."""
+    return len(expiry) == 4 and expiry.isascii() and expiry.isdigit() and 1 <= int(expiry[2:]) <= 12
 
 
 def card_expiry(expiry: str | None, track2: str | None) -> str | None:
@@ -316,7 +322,7 @@ def card_expiry(expiry: str | None, track2: str | None) -> str | None:
     candidates = [e for e in (expiry, track2_expiry(track2)) if e is not None]
     if not candidates:
         return None
-    malformed = [e for e in candidates if not _is_yymm(e)]
+    malformed = [e for e in candidates if not is_yymm(e)]
     return malformed[0] if malformed else min(candidates)
 
 

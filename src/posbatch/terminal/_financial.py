@@ -54,7 +54,13 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
-from posbatch.batch.cards import ENTRY_MODE_MANUAL, ENTRY_MODE_SWIPED, check_track2
+from posbatch.batch.cards import (
+    ENTRY_MODE_MANUAL,
+    ENTRY_MODE_SWIPED,
+    EXPIRY_FORMAT,
+    check_track2,
+    is_yymm,
+)
 from posbatch.batch.codes import (
     APPROVED,
     BATCH_FULL,
@@ -547,8 +553,8 @@ class Financial:
                 "nothing was sent)",
                 response_code=refused.response_code,
             )
-        if expiry is not None and not (len(expiry) == 4 and expiry.isascii() and expiry.isdigit()):
-            raise ConfigError("expiry is YYMM, 4 digits")
+        if expiry is not None and not is_yymm(expiry):
+            raise ConfigError(EXPIRY_FORMAT)
 
     def _original_sale(self, stan: int, batch_no: int | None) -> TxnRow:
         for row in self.ctx.journal.find(stan, batch_no):
