@@ -26,6 +26,7 @@ scripts and tests.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gc
 import json
@@ -35,7 +36,7 @@ import re
 import select
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO, TypeVar
 
@@ -71,6 +72,7 @@ __all__ = [
     "read_secret_file",
     "read_secret_line",
     "refuse_secret_option",
+    "serve_uvicorn",
     "settle_the_heap",
 ]
 
@@ -445,3 +447,31 @@ def settle_the_heap() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+def serve_uvicorn(config: Any, sock: socket.socket) -> None:
+    """Serve ``config`` (a ``uvicorn.Config``) on ``sock`` until SIGTERM or SIGINT, then return:
+    the command exits 0 after a graceful shutdown (uvicorn's own ``Server.run`` re-raises the
+    signal after its shutdown, and the process ended with -15)."""
+    import asyncio  # noqa: PLC0415 - only the servers need these
+    import signal  # noqa: PLC0415
+
+    import uvicorn  # noqa: PLC0415
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield  # the signals are this loop's handlers below
+
+        def stop(self) -> None:
+            self.should_exit = True
+
+    server = Server(config)
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, server.stop)
+        await server.serve(sockets=[sock])
+
+    asyncio.run(run())

@@ -205,7 +205,8 @@ def test_a_card_number_in_a_request_url_never_reaches_the_servers_log(tmp_path: 
     """The real `posbatch catalog serve` (a subprocess: its logging set up as in use) asked
     for URLs holding card numbers — in the query, in the path, typed in groups and URL-encoded:
     its standard error holds none of them and no access line, no "Logging error" (it logged
-    uvicorn's access lines — the URL whole when encoded, and a logging traceback when masked)."""
+    uvicorn's access lines — the URL whole when encoded, and a logging traceback when masked).
+    SIGTERM stops it gracefully, exit 0 (it ended with -15, as uvicorn re-raises the signal)."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
     env.pop(DATABASE_URL_ENV, None)
     command = [sys.executable, "-m", "posbatch", "catalog", "serve", "--listen", "127.0.0.1:0",
@@ -224,9 +225,10 @@ def test_a_card_number_in_a_request_url_never_reaches_the_servers_log(tmp_path: 
             _, errors = proc.communicate(timeout=SERVE_TIMEOUT_S)
     logged = errors.decode("utf-8", "replace")
     unencoded = urllib.parse.unquote(logged)
-    assert ([], [], False, False) == (
+    assert ([], [], False, False, 0) == (
         leaks(logged),
         leaks(unencoded),
         "HTTP/1.1" in logged,
         "Logging error" in logged,
+        proc.returncode,
     ), logged

@@ -86,6 +86,7 @@ from posbatch.cli_support import (
     parse_listen,
     print_table,
     read_card_number,
+    serve_uvicorn,
 )
 from posbatch.errors import (
     CatalogError,
@@ -460,7 +461,7 @@ def serve(
     )
     log_to_stderr(logging.WARNING, loggers=("uvicorn", "uvicorn.error", "uvicorn.access"))
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        serve_uvicorn(config, sock)
     finally:
         sock.close()
         store.close()

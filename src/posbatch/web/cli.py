@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import getpass
 import json
 import logging
 import os
-import signal
 import socket
 import ssl
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Final
@@ -28,6 +24,7 @@ from posbatch.cli_support import (
     listening_socket,
     log_to_stderr,
     parse_listen,
+    serve_uvicorn,
     shown_ids,
 )
 from posbatch.errors import ConfigError, PosbatchError
@@ -55,23 +52,6 @@ DataDir = Annotated[
 def _fail(exc: PosbatchError) -> typer.Exit:
     typer.echo(error_line(str(exc), allowed=shown_ids(exc)), err=True)
     return typer.Exit(2)
-
-
-def _server_class() -> type:
-    import uvicorn  # noqa: PLC0415
-
-    class Server(uvicorn.Server):
-        """uvicorn's server, stopped gracefully by SIGTERM/SIGINT and then exiting 0 (uvicorn
-        itself re-raises the signal after its shutdown, which ends the process with -15)."""
-
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            yield
-
-        def stop(self) -> None:
-            self.should_exit = True
-
-    return Server
 
 
 def serve_console(
@@ -116,15 +96,7 @@ def serve_console(
     # uvicorn set up its loggers above, with handlers of their own: an error it logs (an
     # exception's message, a traceback) goes through the card-number net as ours do.
     log_to_stderr(logging.WARNING, loggers=("uvicorn", "uvicorn.error", "uvicorn.access"))
-    server = _server_class()(config)
-
-    async def run() -> None:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, server.stop)
-        await server.serve(sockets=[sock])
-
-    asyncio.run(run())
+    serve_uvicorn(config, sock)
 
 
 def check_tls_pair(cert: Path, key: Path) -> None:
