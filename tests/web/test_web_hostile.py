@@ -147,6 +147,28 @@ async def test_dates_at_the_ends_of_the_calendar_are_400_not_500(
     assert 400 == answer.status_code, answer.text[-400:]
 
 
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("/statements?date=2026-02-30", "date '2026-02-30' must be a real date written YYYY-MM-DD"),
+        ("/statements.csv?date=2026-12-08T00:00", "date '2026-12-08T00:00' must be a real"),
+        ("/statements?date=%EF%BC%92%EF%BC%90%EF%BC%92%EF%BC%96-12-08", "date must be a real"),
+        ("/?day=-1", "day '-1' must be a real date written YYYY-MM-DD"),
+        ("/?day=6222021234567890128", "day must be a real date written YYYY-MM-DD"),
+    ],
+)
+async def test_a_day_that_is_not_a_date_says_which_and_how_to_write_it(
+    shared_client: httpx.AsyncClient, url: str, said: str
+) -> None:
+    """A statement's or the overview's day typed wrong said only "a value is not valid"
+    (the CLI says how to write a date): it names the parameter and the form."""
+    await log_in(shared_client, "olga")
+    answer = await shared_client.get(url)
+    assert 400 == answer.status_code
+    assert said.replace("'", "&#39;") in answer.text
+    assert "6222021234567890128" not in answer.text
+
+
 CARD = "6222021234567890128"
 CARD_FORMS = [
     CARD,

@@ -362,7 +362,7 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
     @route("GET", "/", Permission.VIEW)
     def overview(request: Request, ctx: Ctx) -> Response:
         today = trading_day(now(), cutoff=office.cutoff)
-        day = iso_day(request.query_params.get("day"), today)
+        day = iso_day(request.query_params.get("day"), today, name="day")
         data = office.queries.overview(ctx.scope, day, now=now())
         name = "_overview.html" if request.headers.get("hx-request") == "true" else "overview.html"
         return page(
