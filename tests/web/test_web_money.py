@@ -5,7 +5,7 @@ schedule with ``host set-fees``' rules (a day under way or cleared is refused), 
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 import httpx
@@ -20,6 +20,7 @@ from posbatch.clearing import (
     FeeSchedule,
     MerchantTerms,
     SettlementCycle,
+    cleared_note,
     parse_fee_schedule,
     render_statement,
     statement_csv,
@@ -46,7 +47,27 @@ async def test_the_statement_page_shows_what_the_cli_prints(
         assert shown in answer.text
     assert 7 == answer.text.count("<td>消费 sale</td>")
     text = await client.get("/statements.txt", params={"merchant_id": MERCHANT_A, "date": DAY})
-    assert (render_statement(expected) + "\n").encode("utf-8") == text.content  # as the CLI
+    printed = f"{render_statement(expected)}\n{cleared_note(date(2026, 12, 5), False)}\n"
+    assert printed.encode("utf-8") == text.content  # as the CLI prints it, its last line too
+
+
+async def test_a_statement_text_downloaded_before_the_clearing_run_says_so(
+    world: World, client: httpx.AsyncClient
+) -> None:
+    """The text export of a day not cleared ended with the day's total and arrival, and
+    nothing said the figures could still change (the CLI prints "not cleared yet" under
+    them); once the day is cleared it says so, as the CLI does."""
+    await log_in(client, "mia")
+    params = {"merchant_id": MERCHANT_A, "date": DAY}
+    before = (await client.get("/statements.txt", params=params)).text
+    assert before.endswith(
+        "未清算 not cleared yet: computed from the records as they are now "
+        f"(posbatch clearing run --date {DAY} once the day has ended)\n"
+    )
+    ClearingStore(world.store).clear_day(date(2026, 12, 5), now=world.clock() + timedelta(days=3))
+    after = (await client.get("/statements.txt", params=params)).text
+    kept = f"已清算 cleared: these are the figures kept by the clearing run of {DAY}\n"
+    assert after.endswith(kept)
 
 
 async def test_the_overview_does_not_call_a_net_before_fees_what_the_statement_calls_net(
@@ -89,7 +110,7 @@ async def test_a_merchant_sees_only_its_own_statement(client: httpx.AsyncClient)
     [
         ({}, 200, "choose a merchant"),
         ({"merchant_id": "898110054119999"}, 404, "no such merchant on this host"),
-        ({"merchant_id": MERCHANT_A, "date": "2026-02-30"}, 400, "a value is not valid"),
+        ({"merchant_id": MERCHANT_A, "date": "2026-02-30"}, 400, "must be a real date written"),
         ({"merchant_id": "6222021234567890128"}, 400, "a merchant id is 15"),
     ],
 )

@@ -51,6 +51,7 @@ from posbatch.backoffice import (
     beijing,
     check_day,
     clean_text,
+    cleared_note,
     cutoff_on,
     exception_settlement,
     mask_card_numbers,
@@ -703,13 +704,15 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
 
     @route("GET", "/statements.txt", Permission.VIEW)
     def statements_text(request: Request, ctx: Ctx) -> Response:
-        """The whole statement as ``posbatch clearing statement`` prints it."""
+        """The whole statement as ``posbatch clearing statement`` prints it, with its last
+        line: cleared, or computed from the records as they are now."""
         merchant, day, found = statement_of(request, ctx)
         if found is None:
             raise ConfigError("merchant_id: choose the merchant of the statement")
         name = f"statement-{merchant}-{day:%Y%m%d}.txt"
+        text = f"{render_statement(found)}\n{cleared_note(day, found.cleared)}\n"
         return Response(
-            (render_statement(found) + "\n").encode("utf-8"),
+            text.encode("utf-8"),
             media_type="text/plain; charset=utf-8",
             headers={"content-disposition": f'attachment; filename="{name}"'},
         )
