@@ -169,6 +169,22 @@ async def test_a_day_that_is_not_a_date_says_which_and_how_to_write_it(
     assert "6222021234567890128" not in answer.text
 
 
+@pytest.mark.parametrize("sort", ["age", "amount"])
+@pytest.mark.parametrize(
+    "after",
+    ["1-99999999999999999999999", "99999999999999999999999-1", "9223372036854775808-1",
+     "\u00b2-1", "\uff11-\uff11"],
+)  # fmt: skip
+async def test_a_forged_page_cursor_of_the_exception_queue_is_400(
+    shared_client: httpx.AsyncClient, sort: str, after: str
+) -> None:
+    """A cursor part past 64 bits reached the database (OverflowError: 500), a superscript
+    digit said only "a value is not valid": each is the queue's one-line 400."""
+    await log_in(shared_client, "olga")
+    answer = await shared_client.get("/exceptions", params={"sort": sort, "after": after})
+    assert (400, True) == (answer.status_code, "after: not a page cursor" in answer.text)
+
+
 CARD = "6222021234567890128"
 CARD_FORMS = [
     CARD,

@@ -868,12 +868,20 @@ def _path_int(request: Request, name: str) -> int:
     return value
 
 
+# Each part of the exception queue's page cursor fits a 64-bit column (the money at stake in
+# fen, an exception id): a 23-digit part reached the database and came back as a 500.
+AFTER_KEY_DIGITS_MAX: Final = 18
+
+
 def _after_key(text: str) -> tuple[int, int] | None:
     if not text:
         return None
     left, _, right = text.partition("-")
-    if not (left.isdigit() and right.isdigit()) or len(text) > 40:
-        raise ConfigError("after: not a page cursor")
+    if not all(
+        part.isascii() and part.isdigit() and len(part) <= AFTER_KEY_DIGITS_MAX
+        for part in (left, right)
+    ):
+        raise ConfigError("after: not a page cursor (follow the page's next link)")
     return int(left), int(right)
 
 
