@@ -340,16 +340,16 @@ async def test_an_anonymous_htmx_request_is_sent_to_login(shared_client: httpx.A
 
 
 async def test_transactions_csv(shared_client: httpx.AsyncClient) -> None:
-    """The export streams every matching row, Beijing time and trading day, masked cards."""
+    """The export streams every matching row, Beijing time and trading day, masked cards,
+    the card type as people read it (it was field 48's bare "00" / "01")."""
     await log_in(shared_client, "sam")
     answer = await shared_client.get("/transactions.csv", params={"merchant_id": MERCHANT_B})
     lines = answer.content.decode("utf-8").splitlines()
     assert lines[0].startswith("\ufefftime (Beijing)")
     assert 3 == len(lines)
     newest = lines[1].split(",")
-    assert ("2026-12-05 23:2", "2026-12-06", "77.00", "622202*********4321") == (
-        newest[0][:15], newest[1], newest[7], newest[9],
-    )  # fmt: skip
+    expected = ("2026-12-05 23:2", "2026-12-06", "77.00", "00 境内 domestic", "622202*********4321")
+    assert expected == (newest[0][:15], newest[1], newest[7], newest[8], newest[9])
     assert [] == scan(answer.text)
 
 

@@ -82,7 +82,7 @@ from posbatch.errors import (
     NotFound,
     PosbatchError,
 )
-from posbatch.web._render import CSV_BOM, Renderer, csv_lines, iso_day
+from posbatch.web._render import CSV_BOM, Renderer, card_type_text, csv_lines, iso_day
 from posbatch.web._security import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -467,7 +467,7 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
                     trading_day(row.created_at, cutoff=cutoff).isoformat(),
                     row.merchant_id, row.terminal_id, f"{row.batch_no:06d}", f"{row.stan:06d}",
                     row.kind, _yuan(row.amount_fen),
-                    row.card_type, row.pan_masked, row.status, row.response_code,
+                    card_type_text(row.card_type), row.pan_masked, row.status, row.response_code,
                     row.rrn or "", row.auth_code or "",
                 ]  # fmt: skip
 
