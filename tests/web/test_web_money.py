@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from web_world import MERCHANT_A, MERCHANT_B, STANDARD_FEES, World, log_in, scan
 
-from posbatch.backoffice import AuditFilter, fee_book
+from posbatch.backoffice import AuditFilter, fee_book, trading_day
 from posbatch.clearing import (
     CardClass,
     ClearingRules,
@@ -304,3 +304,21 @@ async def test_a_statement_without_fees_names_its_merchant_whole(
     answer = await client.get("/statements", params={"merchant_id": MERCHANT_A, "date": DAY})
     assert 409 == answer.status_code
     assert f"no fee schedule in force for merchant {MERCHANT_A} on {DAY}" in answer.text
+
+
+async def test_the_statement_page_does_not_lead_into_a_day_not_begun(
+    world: World, client: httpx.AsyncClient
+) -> None:
+    """The statement of today linked to tomorrow's, and tomorrow's read as a day to be paid
+    ("to be paid 0.00 on …", "not cleared yet"); like the overview, the page goes no further
+    than today, and a later day typed in says it has not begun."""
+    await log_in(client, "mia")
+    today = trading_day(world.clock(), cutoff=world.office.cutoff)
+    tomorrow = (today + timedelta(days=1)).isoformat()
+    yesterday = (await client.get("/statements", params={"date": str(today - timedelta(1))})).text
+    assert f"date={today.isoformat()}" in yesterday
+    shown = (await client.get("/statements", params={"date": today.isoformat()})).text
+    assert f"date={tomorrow}" not in shown and "has not begun" not in shown
+    later = (await client.get("/statements", params={"date": tomorrow})).text
+    assert "交易日尚未开始 this trading day has not begun" in later
+    assert "not cleared yet" not in later

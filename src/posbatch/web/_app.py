@@ -687,12 +687,13 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
     def statements(request: Request, ctx: Ctx) -> Response:
         number = statement_page_param(request.query_params)
         merchant, day, found = statement_of(request, ctx)
+        today = trading_day(now(), cutoff=office.cutoff)
         query = {"merchant_id": merchant or "", "date": day.isoformat()}
         lines = None if found is None else statement_page(
             found, number, lines_per_page=STATEMENT_PAGE_LINES
         )  # fmt: skip
         return page(
-            request, ctx, "statements.html", s=found, merchant=merchant, day=day,
+            request, ctx, "statements.html", s=found, merchant=merchant, day=day, today=today,
             merchants=office.money.merchants(ctx.scope), lines=lines,
             rates=() if found is None or found.schedule is None else schedule_rates(found.schedule),
             previous=day - timedelta(days=1), following=day + timedelta(days=1),
