@@ -9,6 +9,7 @@ import re
 import httpx
 import pytest
 from web_world import (
+    LOGIN_TOKEN,
     MASTER_KEY_HEX,
     MERCHANT_A,
     MERCHANT_B,
@@ -299,6 +300,33 @@ async def test_login_refusals_say_the_same_and_never_open_redirect(
               "next": "//evil.example/steal"},
     )  # fmt: skip
     assert "/" == answer.headers["location"]
+
+
+async def test_a_refused_login_keeps_the_name_typed_never_the_password(
+    shared_client: httpx.AsyncClient,
+) -> None:
+    """A mistyped password sent the user back to an empty form (the name to type again);
+    the name stays, the password does not, and the password field has the focus — for a
+    wrong password and for a stale form alike. A card number typed as a name stays masked."""
+    for token_of, status in ((lambda text: LOGIN_TOKEN.search(text)[1], 401),  # type: ignore[index]
+                             (lambda _text: "stale", 403)):  # fmt: skip
+        form = await shared_client.get("/login")
+        typed = {"name": "olga", "password": "not the password"}
+        answer = await shared_client.post(
+            "/login", data={**typed, "login_csrf": token_of(form.text)}
+        )
+        assert status == answer.status_code
+        assert 'name="name" value="olga"' in answer.text
+        assert "not the password" not in answer.text
+        assert re.search(r'name="password"[^>]*autofocus', answer.text)
+    form = await shared_client.get("/login")
+    answer = await shared_client.post(
+        "/login",
+        data={"name": "6222021234567890128", "password": "x" * 10,
+              "login_csrf": LOGIN_TOKEN.search(form.text)[1]},  # type: ignore[index]
+    )  # fmt: skip
+    assert 'value="622202*********0128"' in answer.text
+    assert "6222021234567890128" not in answer.text
 
 
 async def test_a_card_number_in_a_url_is_not_carried_to_the_login_page(

@@ -310,14 +310,15 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
     # --- login -----------------------------------------------------------------------------
 
     def login_page(
-        request: Request, *, next_path: str, error: str | None, status: int = 200
-    ) -> Response:
+        request: Request, *, next_path: str, error: str | None, status: int = 200,
+        name: str = "",
+    ) -> Response:  # fmt: skip
         response = HTMLResponse("", status_code=status)
         token = new_login_token(response, request)
         response.body = renderer.render(
             "login.html", session=None, path="/login", user=None, may=lambda _: False, P=Permission,
             csrf=None, message=None, htmx=HX_FILE_URL, now=now(), cutoff=cutoff_today(),
-            next=next_path, error=error, login_csrf=token,
+            next=next_path, error=error, login_csrf=token, typed_name=clean_text(name, 64),
         ).encode()  # fmt: skip
         response.headers["content-length"] = str(len(response.body))
         return response
@@ -332,18 +333,20 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
     def login(request: Request, _: None) -> Response:
         form: FormData = request.state.form
         next_path = _safe_next(str(form.get("next", "")))
+        # A refused login keeps the name typed (masked: a card number typed as a name is
+        # shown 6/4), never the password; the password field then has the focus.
+        name, password = str(form.get("name", "")), str(form.get("password", ""))
         if not csrf_matches(request.cookies.get(LOGIN_CSRF_COOKIE, ""), form.get("login_csrf")):
             return login_page(
-                request, next_path=next_path, status=403,
+                request, next_path=next_path, status=403, name=name,
                 error="登录表单已过期，请重试 / the login form is stale: try again",
             )  # fmt: skip
-        name, password = str(form.get("name", "")), str(form.get("password", ""))
         try:
             token, _session = office.staff.login(
                 name, password, address=_address(request), now=now()
             )
         except LoginRefused as exc:
-            return login_page(request, next_path=next_path, error=str(exc), status=401)
+            return login_page(request, next_path=next_path, error=str(exc), status=401, name=name)
         response = see(next_path)
         set_session_cookie(response, request, token, max_age_s=SESSION_LIFETIME_HOURS * 3600)
         response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
