@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from web_world import MERCHANT_A, MERCHANT_B, STANDARD_FEES, World, log_in, scan
 
-from posbatch.backoffice import AuditFilter, fee_book, trading_day
+from posbatch.backoffice import AuditFilter, fee_book, mask_card_numbers, trading_day
 from posbatch.clearing import (
     CardClass,
     ClearingRules,
@@ -176,6 +176,22 @@ async def test_a_refused_fee_schedule_is_one_line_on_the_page(
     assert 400 == answer.status_code and "Traceback" not in answer.text
     assert words in answer.text and 'role="alert"' in answer.text
     assert [] == ClearingStore(world.store).fee_schedules(MERCHANT_A)
+
+
+async def test_a_fee_schedule_for_a_merchant_the_host_does_not_have_is_refused(
+    world: World, client: httpx.AsyncClient
+) -> None:
+    """A merchant id typed one digit wrong was stored as a schedule of nobody and the page
+    said "fee schedule set" (the merchant meant kept its old rates): 400, the form as typed,
+    nothing stored."""
+    csrf = await log_in(client, "olga")
+    typo = MERCHANT_A[:-1] + ("0" if MERCHANT_A[-1] != "0" else "1")
+    form = {"csrf_token": csrf, "merchant_id": typo, "effective_from": "2026-12-07", **RATES}
+    answer = await client.post("/fees", data=form)
+    assert 400 == answer.status_code
+    assert "no terminal of that merchant is registered on this host" in answer.text
+    assert f'value="{mask_card_numbers(typo)}"' in answer.text  # as typed (a Luhn-valid id masked)
+    assert [] == ClearingStore(world.store).fee_schedules(typo)
 
 
 async def test_a_past_day_is_refused_and_audited(world: World, client: httpx.AsyncClient) -> None:
