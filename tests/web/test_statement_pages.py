@@ -32,6 +32,7 @@ from posbatch.clearing import (
     OriginalSale,
     SettlementCycle,
     build_statement,
+    cleared_note,
     credit_pieces,
     render_statement,
     statement_csv,
@@ -373,7 +374,8 @@ async def test_the_page_shows_every_line_a_page_at_a_time(
         assert money == cells[8:11]
     text = await client.get("/statements.txt", params={"date": day.isoformat()})
     assert 200 == text.status_code and text.headers["content-type"].startswith("text/plain")
-    assert (render_statement(statement) + "\n").encode("utf-8") == text.content
+    printed = f"{render_statement(statement)}\n{cleared_note(day, statement.cleared)}\n"
+    assert printed.encode("utf-8") == text.content
     assert f"statement-{MERCHANT_A}-{day:%Y%m%d}.txt" in text.headers["content-disposition"]
     csv = await client.get("/statements.csv", params={"date": day.isoformat()})
     assert statement_csv(statement).encode("utf-8-sig") == csv.content

@@ -147,6 +147,44 @@ async def test_dates_at_the_ends_of_the_calendar_are_400_not_500(
     assert 400 == answer.status_code, answer.text[-400:]
 
 
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("/statements?date=2026-02-30", "date '2026-02-30' must be a real date written YYYY-MM-DD"),
+        ("/statements.csv?date=2026-12-08T00:00", "date '2026-12-08T00:00' must be a real"),
+        ("/statements?date=%EF%BC%92%EF%BC%90%EF%BC%92%EF%BC%96-12-08", "date must be a real"),
+        ("/?day=-1", "day '-1' must be a real date written YYYY-MM-DD"),
+        ("/?day=6222021234567890128", "day must be a real date written YYYY-MM-DD"),
+    ],
+)
+async def test_a_day_that_is_not_a_date_says_which_and_how_to_write_it(
+    shared_client: httpx.AsyncClient, url: str, said: str
+) -> None:
+    """A statement's or the overview's day typed wrong said only "a value is not valid"
+    (the CLI says how to write a date): it names the parameter and the form."""
+    await log_in(shared_client, "olga")
+    answer = await shared_client.get(url)
+    assert 400 == answer.status_code
+    assert said.replace("'", "&#39;") in answer.text
+    assert "6222021234567890128" not in answer.text
+
+
+@pytest.mark.parametrize("sort", ["age", "amount"])
+@pytest.mark.parametrize(
+    "after",
+    ["1-99999999999999999999999", "99999999999999999999999-1", "9223372036854775808-1",
+     "\u00b2-1", "\uff11-\uff11"],
+)  # fmt: skip
+async def test_a_forged_page_cursor_of_the_exception_queue_is_400(
+    shared_client: httpx.AsyncClient, sort: str, after: str
+) -> None:
+    """A cursor part past 64 bits reached the database (OverflowError: 500), a superscript
+    digit said only "a value is not valid": each is the queue's one-line 400."""
+    await log_in(shared_client, "olga")
+    answer = await shared_client.get("/exceptions", params={"sort": sort, "after": after})
+    assert (400, True) == (answer.status_code, "after: not a page cursor" in answer.text)
+
+
 CARD = "6222021234567890128"
 CARD_FORMS = [
     CARD,

@@ -5,7 +5,7 @@ schedule with ``host set-fees``' rules (a day under way or cleared is refused), 
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 
 import httpx
@@ -13,13 +13,14 @@ import pytest
 import sqlalchemy as sa
 from web_world import MERCHANT_A, MERCHANT_B, STANDARD_FEES, World, log_in, scan
 
-from posbatch.backoffice import AuditFilter, fee_book
+from posbatch.backoffice import AuditFilter, fee_book, mask_card_numbers, trading_day
 from posbatch.clearing import (
     CardClass,
     ClearingRules,
     FeeSchedule,
     MerchantTerms,
     SettlementCycle,
+    cleared_note,
     parse_fee_schedule,
     render_statement,
     statement_csv,
@@ -46,7 +47,27 @@ async def test_the_statement_page_shows_what_the_cli_prints(
         assert shown in answer.text
     assert 7 == answer.text.count("<td>消费 sale</td>")
     text = await client.get("/statements.txt", params={"merchant_id": MERCHANT_A, "date": DAY})
-    assert (render_statement(expected) + "\n").encode("utf-8") == text.content  # as the CLI
+    printed = f"{render_statement(expected)}\n{cleared_note(date(2026, 12, 5), False)}\n"
+    assert printed.encode("utf-8") == text.content  # as the CLI prints it, its last line too
+
+
+async def test_a_statement_text_downloaded_before_the_clearing_run_says_so(
+    world: World, client: httpx.AsyncClient
+) -> None:
+    """The text export of a day not cleared ended with the day's total and arrival, and
+    nothing said the figures could still change (the CLI prints "not cleared yet" under
+    them); once the day is cleared it says so, as the CLI does."""
+    await log_in(client, "mia")
+    params = {"merchant_id": MERCHANT_A, "date": DAY}
+    before = (await client.get("/statements.txt", params=params)).text
+    assert before.endswith(
+        "未清算 not cleared yet: computed from the records as they are now "
+        f"(posbatch clearing run --date {DAY} once the day has ended)\n"
+    )
+    ClearingStore(world.store).clear_day(date(2026, 12, 5), now=world.clock() + timedelta(days=3))
+    after = (await client.get("/statements.txt", params=params)).text
+    kept = f"已清算 cleared: these are the figures kept by the clearing run of {DAY}\n"
+    assert after.endswith(kept)
 
 
 async def test_the_overview_does_not_call_a_net_before_fees_what_the_statement_calls_net(
@@ -89,7 +110,7 @@ async def test_a_merchant_sees_only_its_own_statement(client: httpx.AsyncClient)
     [
         ({}, 200, "choose a merchant"),
         ({"merchant_id": "898110054119999"}, 404, "no such merchant on this host"),
-        ({"merchant_id": MERCHANT_A, "date": "2026-02-30"}, 400, "a value is not valid"),
+        ({"merchant_id": MERCHANT_A, "date": "2026-02-30"}, 400, "must be a real date written"),
         ({"merchant_id": "6222021234567890128"}, 400, "a merchant id is 15"),
     ],
 )
@@ -155,6 +176,22 @@ async def test_a_refused_fee_schedule_is_one_line_on_the_page(
     assert 400 == answer.status_code and "Traceback" not in answer.text
     assert words in answer.text and 'role="alert"' in answer.text
     assert [] == ClearingStore(world.store).fee_schedules(MERCHANT_A)
+
+
+async def test_a_fee_schedule_for_a_merchant_the_host_does_not_have_is_refused(
+    world: World, client: httpx.AsyncClient
+) -> None:
+    """A merchant id typed one digit wrong was stored as a schedule of nobody and the page
+    said "fee schedule set" (the merchant meant kept its old rates): 400, the form as typed,
+    nothing stored."""
+    csrf = await log_in(client, "olga")
+    typo = MERCHANT_A[:-1] + ("0" if MERCHANT_A[-1] != "0" else "1")
+    form = {"csrf_token": csrf, "merchant_id": typo, "effective_from": "2026-12-07", **RATES}
+    answer = await client.post("/fees", data=form)
+    assert 400 == answer.status_code
+    assert "no terminal of that merchant is registered on this host" in answer.text
+    assert f'value="{mask_card_numbers(typo)}"' in answer.text  # as typed (a Luhn-valid id masked)
+    assert [] == ClearingStore(world.store).fee_schedules(typo)
 
 
 async def test_a_past_day_is_refused_and_audited(world: World, client: httpx.AsyncClient) -> None:
@@ -283,3 +320,21 @@ async def test_a_statement_without_fees_names_its_merchant_whole(
     answer = await client.get("/statements", params={"merchant_id": MERCHANT_A, "date": DAY})
     assert 409 == answer.status_code
     assert f"no fee schedule in force for merchant {MERCHANT_A} on {DAY}" in answer.text
+
+
+async def test_the_statement_page_does_not_lead_into_a_day_not_begun(
+    world: World, client: httpx.AsyncClient
+) -> None:
+    """The statement of today linked to tomorrow's, and tomorrow's read as a day to be paid
+    ("to be paid 0.00 on …", "not cleared yet"); like the overview, the page goes no further
+    than today, and a later day typed in says it has not begun."""
+    await log_in(client, "mia")
+    today = trading_day(world.clock(), cutoff=world.office.cutoff)
+    tomorrow = (today + timedelta(days=1)).isoformat()
+    yesterday = (await client.get("/statements", params={"date": str(today - timedelta(1))})).text
+    assert f"date={today.isoformat()}" in yesterday
+    shown = (await client.get("/statements", params={"date": today.isoformat()})).text
+    assert f"date={tomorrow}" not in shown and "has not begun" not in shown
+    later = (await client.get("/statements", params={"date": tomorrow})).text
+    assert "交易日尚未开始 this trading day has not begun" in later
+    assert "not cleared yet" not in later

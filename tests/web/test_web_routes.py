@@ -9,6 +9,7 @@ import re
 import httpx
 import pytest
 from web_world import (
+    LOGIN_TOKEN,
     MASTER_KEY_HEX,
     MERCHANT_A,
     MERCHANT_B,
@@ -301,6 +302,33 @@ async def test_login_refusals_say_the_same_and_never_open_redirect(
     assert "/" == answer.headers["location"]
 
 
+async def test_a_refused_login_keeps_the_name_typed_never_the_password(
+    shared_client: httpx.AsyncClient,
+) -> None:
+    """A mistyped password sent the user back to an empty form (the name to type again);
+    the name stays, the password does not, and the password field has the focus — for a
+    wrong password and for a stale form alike. A card number typed as a name stays masked."""
+    for token_of, status in ((lambda text: LOGIN_TOKEN.search(text)[1], 401),  # type: ignore[index]
+                             (lambda _text: "stale", 403)):  # fmt: skip
+        form = await shared_client.get("/login")
+        typed = {"name": "olga", "password": "not the password"}
+        answer = await shared_client.post(
+            "/login", data={**typed, "login_csrf": token_of(form.text)}
+        )
+        assert status == answer.status_code
+        assert 'name="name" value="olga"' in answer.text
+        assert "not the password" not in answer.text
+        assert re.search(r'name="password"[^>]*autofocus', answer.text)
+    form = await shared_client.get("/login")
+    answer = await shared_client.post(
+        "/login",
+        data={"name": "6222021234567890128", "password": "x" * 10,
+              "login_csrf": LOGIN_TOKEN.search(form.text)[1]},  # type: ignore[index]
+    )  # fmt: skip
+    assert 'value="622202*********0128"' in answer.text
+    assert "6222021234567890128" not in answer.text
+
+
 async def test_a_card_number_in_a_url_is_not_carried_to_the_login_page(
     shared_client: httpx.AsyncClient,
 ) -> None:
@@ -340,16 +368,16 @@ async def test_an_anonymous_htmx_request_is_sent_to_login(shared_client: httpx.A
 
 
 async def test_transactions_csv(shared_client: httpx.AsyncClient) -> None:
-    """The export streams every matching row, Beijing time and trading day, masked cards."""
+    """The export streams every matching row, Beijing time and trading day, masked cards,
+    the card type as people read it (it was field 48's bare "00" / "01")."""
     await log_in(shared_client, "sam")
     answer = await shared_client.get("/transactions.csv", params={"merchant_id": MERCHANT_B})
     lines = answer.content.decode("utf-8").splitlines()
     assert lines[0].startswith("\ufefftime (Beijing)")
     assert 3 == len(lines)
     newest = lines[1].split(",")
-    assert ("2026-12-05 23:2", "2026-12-06", "77.00", "622202*********4321") == (
-        newest[0][:15], newest[1], newest[7], newest[9],
-    )  # fmt: skip
+    expected = ("2026-12-05 23:2", "2026-12-06", "77.00", "00 境内 domestic", "622202*********4321")
+    assert expected == (newest[0][:15], newest[1], newest[7], newest[8], newest[9])
     assert [] == scan(answer.text)
 
 

@@ -38,6 +38,7 @@ from posbatch.clearing import (
     MerchantTerms,
     Statement,
     StatementLine,
+    cleared_note,
     exception_settlement,
     format_rate,
     parse_fee_schedule,
@@ -58,6 +59,7 @@ __all__ = [
     "ScheduleEntry",
     "StatementPage",
     "TermsEntry",
+    "cleared_note",
     "exception_settlement",
     "fee_book",
     "render_statement",
@@ -344,6 +346,13 @@ class Money:
         missing += [name for name in ("merchant_id", "effective_from") if not values[name]]
         if missing or merchant_id is None:
             raise ConfigError(f"setting fees needs {', '.join(missing)}")
+        if merchant_id not in self._clearing.merchants():
+            # A typo (898110054110010 for …001) was stored as a schedule of nobody, and the
+            # page said "fee schedule set": the merchant it was meant for kept its old rates.
+            raise ConfigError(
+                "merchant_id: no terminal of that merchant is registered on this host — "
+                "check the number (a new merchant: register its terminal first)"
+            )
         try:
             schedule = parse_fee_schedule(
                 merchant_id,

@@ -50,6 +50,7 @@ from posbatch.clearing._calendar import (
 )
 from posbatch.clearing._export import (
     FORMULA_PREFIXES,
+    cleared_note,
     clearing_file_csv,
     exception_settlement,
     mask_card_numbers,
@@ -174,6 +175,7 @@ __all__ = [
     "check_day",
     "check_merchant_id",
     "check_rate",
+    "cleared_note",
     "clearing_file",
     "clearing_file_csv",
     "clearing_file_of",

@@ -18,7 +18,7 @@ import csv
 import io
 import re
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Final, NamedTuple
 from unicodedata import east_asian_width
 
@@ -37,6 +37,7 @@ from posbatch.clearing._statement import (
 
 __all__ = [
     "FORMULA_PREFIXES",
+    "cleared_note",
     "clearing_file_csv",
     "exception_settlement",
     "mask_card_numbers",
@@ -207,6 +208,19 @@ def _schedule_text(statement: Statement) -> list[str]:
             "this day, paid on the next working day as T+1 pays 非工作日不收即时费"
         )
     return lines
+
+
+def cleared_note(day: date, cleared: bool) -> str:
+    """The line under a printed statement or clearing file that says whether its figures
+    are the clearing run's (final) or computed from the records as they are now (a day
+    under way still trades: they change). The back office's text export ends with it
+    too: a statement downloaded during the day read as final without it."""
+    if cleared:
+        return f"已清算 cleared: these are the figures kept by the clearing run of {day}"
+    return (
+        "未清算 not cleared yet: computed from the records as they are now "
+        f"(posbatch clearing run --date {day} once the day has ended)"
+    )
 
 
 def render_statement(statement: Statement) -> str:

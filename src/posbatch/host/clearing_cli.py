@@ -36,6 +36,7 @@ from posbatch.clearing import (
     arrival_date,
     beijing,
     check_merchant_id,
+    cleared_note,
     clearing_file_csv,
     format_rate,
     library_publishes,
@@ -578,7 +579,7 @@ def statement(
     if csv_file is not None:
         write_private(csv_file, statement_csv(found))
     typer.echo(render_statement(found))
-    typer.echo(_cleared_note(day, found.cleared))
+    typer.echo(cleared_note(day, found.cleared))
     if csv_file is not None:
         typer.echo(f"written {csv_file}")
 
@@ -605,18 +606,9 @@ def clearing_file(
     if csv_file is not None:  # first, as for a statement
         write_private(csv_file, clearing_file_csv(document))
     typer.echo(render_clearing_file(document))
-    typer.echo(_cleared_note(day, cleared is not None))
+    typer.echo(cleared_note(day, cleared is not None))
     if csv_file is not None:
         typer.echo(f"written {csv_file}")
-
-
-def _cleared_note(day: date, cleared: bool) -> str:
-    if cleared:
-        return f"已清算 cleared: these are the figures kept by the clearing run of {day}"
-    return (
-        "未清算 not cleared yet: computed from the records as they are now "
-        f"(posbatch clearing run --date {day} once the day has ended)"
-    )
 
 
 @app.command("run")

@@ -51,6 +51,7 @@ from posbatch.backoffice import (
     beijing,
     check_day,
     clean_text,
+    cleared_note,
     cutoff_on,
     exception_settlement,
     mask_card_numbers,
@@ -81,7 +82,7 @@ from posbatch.errors import (
     NotFound,
     PosbatchError,
 )
-from posbatch.web._render import CSV_BOM, Renderer, csv_lines, iso_day
+from posbatch.web._render import CSV_BOM, Renderer, card_type_text, csv_lines, iso_day
 from posbatch.web._security import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -309,14 +310,15 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
     # --- login -----------------------------------------------------------------------------
 
     def login_page(
-        request: Request, *, next_path: str, error: str | None, status: int = 200
-    ) -> Response:
+        request: Request, *, next_path: str, error: str | None, status: int = 200,
+        name: str = "",
+    ) -> Response:  # fmt: skip
         response = HTMLResponse("", status_code=status)
         token = new_login_token(response, request)
         response.body = renderer.render(
             "login.html", session=None, path="/login", user=None, may=lambda _: False, P=Permission,
             csrf=None, message=None, htmx=HX_FILE_URL, now=now(), cutoff=cutoff_today(),
-            next=next_path, error=error, login_csrf=token,
+            next=next_path, error=error, login_csrf=token, typed_name=clean_text(name, 64),
         ).encode()  # fmt: skip
         response.headers["content-length"] = str(len(response.body))
         return response
@@ -331,18 +333,20 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
     def login(request: Request, _: None) -> Response:
         form: FormData = request.state.form
         next_path = _safe_next(str(form.get("next", "")))
+        # A refused login keeps the name typed (masked: a card number typed as a name is
+        # shown 6/4), never the password; the password field then has the focus.
+        name, password = str(form.get("name", "")), str(form.get("password", ""))
         if not csrf_matches(request.cookies.get(LOGIN_CSRF_COOKIE, ""), form.get("login_csrf")):
             return login_page(
-                request, next_path=next_path, status=403,
+                request, next_path=next_path, status=403, name=name,
                 error="登录表单已过期，请重试 / the login form is stale: try again",
             )  # fmt: skip
-        name, password = str(form.get("name", "")), str(form.get("password", ""))
         try:
             token, _session = office.staff.login(
                 name, password, address=_address(request), now=now()
             )
         except LoginRefused as exc:
-            return login_page(request, next_path=next_path, error=str(exc), status=401)
+            return login_page(request, next_path=next_path, error=str(exc), status=401, name=name)
         response = see(next_path)
         set_session_cookie(response, request, token, max_age_s=SESSION_LIFETIME_HOURS * 3600)
         response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
@@ -362,7 +366,7 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
     @route("GET", "/", Permission.VIEW)
     def overview(request: Request, ctx: Ctx) -> Response:
         today = trading_day(now(), cutoff=office.cutoff)
-        day = iso_day(request.query_params.get("day"), today)
+        day = iso_day(request.query_params.get("day"), today, name="day")
         data = office.queries.overview(ctx.scope, day, now=now())
         name = "_overview.html" if request.headers.get("hx-request") == "true" else "overview.html"
         return page(
@@ -466,7 +470,7 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
                     trading_day(row.created_at, cutoff=cutoff).isoformat(),
                     row.merchant_id, row.terminal_id, f"{row.batch_no:06d}", f"{row.stan:06d}",
                     row.kind, _yuan(row.amount_fen),
-                    row.card_type, row.pan_masked, row.status, row.response_code,
+                    card_type_text(row.card_type), row.pan_masked, row.status, row.response_code,
                     row.rrn or "", row.auth_code or "",
                 ]  # fmt: skip
 
@@ -686,12 +690,13 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
     def statements(request: Request, ctx: Ctx) -> Response:
         number = statement_page_param(request.query_params)
         merchant, day, found = statement_of(request, ctx)
+        today = trading_day(now(), cutoff=office.cutoff)
         query = {"merchant_id": merchant or "", "date": day.isoformat()}
         lines = None if found is None else statement_page(
             found, number, lines_per_page=STATEMENT_PAGE_LINES
         )  # fmt: skip
         return page(
-            request, ctx, "statements.html", s=found, merchant=merchant, day=day,
+            request, ctx, "statements.html", s=found, merchant=merchant, day=day, today=today,
             merchants=office.money.merchants(ctx.scope), lines=lines,
             rates=() if found is None or found.schedule is None else schedule_rates(found.schedule),
             previous=day - timedelta(days=1), following=day + timedelta(days=1),
@@ -703,13 +708,15 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
 
     @route("GET", "/statements.txt", Permission.VIEW)
     def statements_text(request: Request, ctx: Ctx) -> Response:
-        """The whole statement as ``posbatch clearing statement`` prints it."""
+        """The whole statement as ``posbatch clearing statement`` prints it, with its last
+        line: cleared, or computed from the records as they are now."""
         merchant, day, found = statement_of(request, ctx)
         if found is None:
             raise ConfigError("merchant_id: choose the merchant of the statement")
         name = f"statement-{merchant}-{day:%Y%m%d}.txt"
+        text = f"{render_statement(found)}\n{cleared_note(day, found.cleared)}\n"
         return Response(
-            (render_statement(found) + "\n").encode("utf-8"),
+            text.encode("utf-8"),
             media_type="text/plain; charset=utf-8",
             headers={"content-disposition": f'attachment; filename="{name}"'},
         )
@@ -865,12 +872,20 @@ def _path_int(request: Request, name: str) -> int:
     return value
 
 
+# Each part of the exception queue's page cursor fits a 64-bit column (the money at stake in
+# fen, an exception id): a 23-digit part reached the database and came back as a 500.
+AFTER_KEY_DIGITS_MAX: Final = 18
+
+
 def _after_key(text: str) -> tuple[int, int] | None:
     if not text:
         return None
     left, _, right = text.partition("-")
-    if not (left.isdigit() and right.isdigit()) or len(text) > 40:
-        raise ConfigError("after: not a page cursor")
+    if not all(
+        part.isascii() and part.isdigit() and len(part) <= AFTER_KEY_DIGITS_MAX
+        for part in (left, right)
+    ):
+        raise ConfigError("after: not a page cursor (follow the page's next link)")
     return int(left), int(right)
 
 
