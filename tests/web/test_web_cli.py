@@ -15,15 +15,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 from web_world import World
 
 from posbatch.backoffice import Scope
+from posbatch.backoffice._staff import UNKNOWN_MERCHANT
 from posbatch.errors import ConfigError
 from posbatch.host.cli import open_store
 from posbatch.storage import DATABASE_URL_ENV
 from posbatch.web.cli import app, check_tls_pair
-from testbed import MERCHANT_ID, cli_database
+from testbed import MASTER_KEY, MERCHANT_ID, TERMINAL_ID, cli_database
 
 runner = CliRunner()
 SERVE_TIMEOUT_S = 30
@@ -114,12 +115,22 @@ def test_unlock_address_lists_and_frees_an_office_behind_one_address(
 
 
 def test_a_merchant_user_names_its_merchant(data_dir: str) -> None:
-    result = runner.invoke(
-        app,
-        ["add-user", "mia", "--role", "merchant", "--merchant-id", MERCHANT_ID,
-         "--data-dir", data_dir],
-        input="correct horse battery\n",
-    )  # fmt: skip
+    """A merchant user names a merchant this host has a terminal of: one it has not (a typo,
+    or a merchant not set up yet) is refused — the user would have seen empty pages."""
+
+    def add(name: str) -> Result:
+        return runner.invoke(
+            app,
+            ["add-user", name, "--role", "merchant", "--merchant-id", MERCHANT_ID,
+             "--data-dir", data_dir],
+            input="correct horse battery\n",
+        )  # fmt: skip
+
+    refused = add("max")
+    assert (2, f"error: {UNKNOWN_MERCHANT}\n") == (refused.exit_code, refused.output)
+    with open_store(Path(data_dir)) as store:
+        store.add_terminal(MERCHANT_ID, TERMINAL_ID, MASTER_KEY, now=datetime.now(UTC))
+    result = add("mia")
     assert 0 == result.exit_code
     assert "mia (merchant of 898110054110001) added" in result.output
 
@@ -131,7 +142,7 @@ def test_a_merchant_user_names_its_merchant(data_dir: str) -> None:
         (
             ["--role", "merchant"],
             "correct horse battery",
-            "a merchant user needs --merchant-id (15 letters or digits)",
+            "a merchant user needs a merchant id (15 letters or digits)",
         ),
         (["--role", "ops"], "short", "the password must be 10..128 characters"),
         (["--role", "ops"], "", "the password must be 10..128 characters"),

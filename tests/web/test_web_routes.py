@@ -25,6 +25,7 @@ from web_world import (
 from posbatch.backoffice import AuditFilter, ExceptionFilter, Scope
 from posbatch.web import ROUTES, create_app
 from posbatch.web._render import CSV_BOM, CSV_CHUNK_CHARS, csv_lines, safe_cell
+from testbed import TERMINAL_ID
 
 ROLES = ("anonymous", "ops", "support", "merchant")
 USER_OF = {"ops": "olga", "support": "sam", "merchant": "mia"}  # mia: merchant A
@@ -487,3 +488,24 @@ async def test_logout_ends_the_session(client: httpx.AsyncClient) -> None:
     csrf = await log_in(client, "sam")
     assert 303 == (await client.post("/logout", data={"csrf_token": csrf})).status_code
     assert 303 == (await client.get("/")).status_code
+
+
+ID_INPUT = re.compile(r'<input name="(terminal_id|merchant_id)"([^>]*)>')
+
+
+async def test_an_id_pasted_with_spaces_is_not_cut_by_the_box(
+    shared_world: World, shared_client: httpx.AsyncClient
+) -> None:
+    """A terminal or merchant id pasted with a space before it (from a ticket, a phone note)
+    fitted no search box: maxlength 8 (15) cut its last character and the id was refused.
+    Every box the server strips has room; the id typed with spaces finds the terminal."""
+    await log_in(shared_client, USER_OF["ops"])
+    for path in ("/support", "/transactions", "/batches", "/exceptions", "/terminals", "/fees"):
+        page = (await shared_client.get(path)).text
+        for name, attributes in ID_INPUT.findall(page):
+            if "pattern=" in attributes:
+                continue  # the browser says what the pattern wants before anything is cut
+            width = re.search(r'maxlength="(\d+)"', attributes)
+            assert width is None or int(width[1]) >= 24, (path, name, attributes)
+    answer = await shared_client.get("/support", params={"terminal_id": f"  {TERMINAL_ID} "})
+    assert (303, f"/support/{TERMINAL_ID}") == (answer.status_code, answer.headers["location"])

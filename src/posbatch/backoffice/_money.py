@@ -28,7 +28,7 @@ from typing import Final
 
 from posbatch.backoffice._audit import Actor
 from posbatch.backoffice._filters import Scope, merchant_id_param
-from posbatch.backoffice._staff import Permission
+from posbatch.backoffice._staff import UNKNOWN_MERCHANT, Permission
 from posbatch.batch.money import format_fen
 from posbatch.clearing import (
     ADJUSTMENT_LABELS,
@@ -349,10 +349,7 @@ class Money:
         if merchant_id not in self._clearing.merchants():
             # A typo (898110054110010 for …001) was stored as a schedule of nobody, and the
             # page said "fee schedule set": the merchant it was meant for kept its old rates.
-            raise ConfigError(
-                "merchant_id: no terminal of that merchant is registered on this host — "
-                "check the number (a new merchant: register its terminal first)"
-            )
+            raise ConfigError(UNKNOWN_MERCHANT)
         try:
             schedule = parse_fee_schedule(
                 merchant_id,

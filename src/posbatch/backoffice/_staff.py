@@ -223,12 +223,28 @@ def check_new_user(name: str, role: str, password: str, *, merchant_id: str | No
             or not (merchant_id.isascii() and merchant_id.isalnum())
         ):
             raise ConfigError(
-                f"a merchant user needs --merchant-id ({MERCHANT_ID_CHARS} letters or digits)"
+                f"a merchant user needs a merchant id ({MERCHANT_ID_CHARS} letters or digits)"
             )
     elif merchant_id is not None:
         raise ConfigError("only a merchant user has a merchant id")
     check_password_rules(password)
     return user_role
+
+
+UNKNOWN_MERCHANT: Final = (
+    "merchant_id: no terminal of that merchant is registered on this host — check the number "
+    "(a new merchant: register its terminal first)"
+)
+
+
+def _has_terminal(connection: Connection, merchant_id: str) -> bool:
+    """Whether a terminal of ``merchant_id`` is registered on this host."""
+    found = connection.execute(
+        sa.select(t.terminals.c.terminal_id)
+        .where(t.terminals.c.merchant_id == merchant_id)
+        .limit(1)
+    ).first()
+    return found is not None
 
 
 def check_password_rules(password: str) -> None:
@@ -298,6 +314,9 @@ class Staff:
             ).first()
             if taken is not None:
                 raise ConfigError(f"user {name} exists already")
+            if merchant_id is not None and not _has_terminal(connection, merchant_id):
+                # the user would see empty pages: a mistyped id, or a merchant not set up yet
+                raise ConfigError(UNKNOWN_MERCHANT)
             user_id = connection.execute(
                 t.users.insert()
                 .values(
