@@ -154,7 +154,8 @@ async def test_role_by_route_matrix(
 async def test_no_page_or_export_shows_a_card_number_or_a_key(
     shared_world: World, shared_client: httpx.AsyncClient, role: str
 ) -> None:
-    """Every GET page and CSV each role can open: no PAN beyond 6/4, no key."""
+    """Every GET page and CSV each role can open: no PAN beyond 6/4, no key; each time
+    column says its zone (Beijing)."""
     await log_in(shared_client, USER_OF[role])
     shown = []
     for method, path in sorted(EXPECTED):
@@ -165,6 +166,12 @@ async def test_no_page_or_export_shows_a_card_number_or_a_key(
         answer = await shared_client.get(concrete(shared_world, path))
         assert 200 == answer.status_code, path
         shown += [(path, found) for found in scan(answer.text)]
+        # a time column says its zone, as the CSV headers do (not only the page's footer)
+        shown += [
+            (path, head)
+            for head in re.findall(r"<th>([^<]*时间[^<]*)</th>", answer.text)
+            if "(Beijing)" not in head
+        ]
     assert [] == shown
 
 
