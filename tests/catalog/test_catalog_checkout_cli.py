@@ -243,3 +243,24 @@ def test_a_refusal_from_the_back_office_is_shown_through_the_net() -> None:
         "拒绝 卡号 622202*********0128\nrefused: card 622202*********0178 [/] for 6901234567892\n"
     )
     assert expected == console.file.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("typed", "shown"),
+    [
+        ("622202123452", "622202**3452"),  # 12 digits, Luhn right, GS1 check digit wrong
+        ("6222021234566", "622202***4566"),  # 13
+        ("62220212345671", "622202****5671"),  # 14
+    ],
+    ids=["12 digits", "13 digits", "14 digits"],
+)
+def test_card_number_typed_at_the_scan_prompt_is_masked(shop: Shop, typed: str, shown: str) -> None:
+    """A cashier who types the card at the scan prompt instead of the card prompt: the
+    line refusing it ("GTIN … has a bad check digit") shows only the first 6 and last 4 —
+    a run whose GS1 check digit is wrong but which the host would take as a card number is
+    a card number, not a GTIN."""
+    output = run_session(shop, [typed, "quit"])
+    echo = f"scan 扫码: {typed}"  # the test runner echoes what was typed at the prompt
+    whole = [line for line in output.splitlines() if typed in line and line != echo]
+    expected: tuple[list[str], bool] = ([], True)
+    assert expected == (whole, f"GTIN {shown} has a bad check digit" in output)
