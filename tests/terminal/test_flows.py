@@ -150,6 +150,31 @@ def test_reversal_waits_while_the_network_is_down(world: World) -> None:
     ) == (TxnState.REVERSED, True)
 
 
+def test_a_reversal_not_yet_sent_is_not_told_as_done(world: World) -> None:
+    """The host dies mid-sale and the reversal finds no host either: the cashier is told
+    the reversal is still to go (by itself, before the next transaction), not that it
+    happened — the host may hold the approval until then. Once sent, it is told done."""
+    world.terminal.sign_on()
+    world.link.down = True
+    lost = world.terminal.sale(1250, PAN)
+    world.link.down = False
+    world.terminal.sale(300, PAN)
+    done = world.terminal.journal.transaction(lost.txn_id)
+    expected = (
+        TxnState.REVERSAL_PENDING,
+        "无应答，待冲正 / no valid answer: not done; the terminal reverses it by itself "
+        "before the next transaction",
+        TxnState.REVERSED,
+        "无应答，已冲正 / no valid answer: the transaction is reversed",
+    )
+    assert expected == (
+        lost.state,
+        lost.message,
+        done.state,
+        replace(lost, state=done.state).message,
+    )
+
+
 def test_approval_with_a_bad_mac_is_reversed(world: World) -> None:
     """An approval whose MAC fails is reversed with reason 96, never shown approved."""
     world.terminal.sign_on()
