@@ -264,3 +264,20 @@ def test_card_number_typed_at_the_scan_prompt_is_masked(shop: Shop, typed: str, 
     whole = [line for line in output.splitlines() if typed in line and line != echo]
     expected: tuple[list[str], bool] = ([], True)
     assert expected == (whole, f"GTIN {shown} has a bad check digit" in output)
+
+
+@pytest.mark.parametrize(
+    "typed",
+    ["62220212-34567890128", "6222021234567 890128", "622202123456 7890128"],
+    ids=["8 + 11", "13 + 6", "12 + 7"],
+)
+def test_card_number_typed_in_two_halves_at_the_receipt_prompt_is_masked(
+    shop: Shop, typed: str
+) -> None:
+    """A card typed at the receipt prompt in two groups, one of a GTIN's length: the line
+    "no receipt … in the back office" shows it as a card, first 6 and last 4 — the group
+    of a GTIN's length was shown whole and the rest judged alone, too short to be a card."""
+    output = run_session(shop, ["return", typed, "quit"])
+    echo = f"receipt 小票 (scan or type): {typed}"  # the runner echoes the typed line
+    shown = [line for line in output.splitlines() if "0128" in line and not line.startswith(echo)]
+    assert shown and all("622202*********0128" in line for line in shown), output

@@ -15,7 +15,7 @@ import pytest
 from catalog_samples import MILK, NOW
 
 from posbatch.catalog import CatalogStore, TillCredential, create_app
-from posbatch.catalog._orders_http import shown_gtins, validation_lines
+from posbatch.catalog._orders_http import _masked, shown_gtins, validation_lines
 
 # Luhn-valid card numbers: 16 and 19 digits, and one typed in groups.
 PAN_16 = "6222029371586403"
@@ -186,3 +186,12 @@ def test_validation_lines_are_bounded() -> None:
     ]
     lines = validation_lines(errors)
     assert (21, "… 5 more problems", []) == (len(lines), lines[-1], leaks("".join(lines)))
+
+
+def test_a_card_sent_in_two_halves_is_masked_whole() -> None:
+    """A card number split where a GTIN's length ends (13 + 6, "6222021234560 890128" — its
+    first half fails Luhn, so alone it could be a GTIN) is one card to the net, masked whole;
+    the half is not a GTIN the answer may show."""
+    text = "no receipt 6222021234560 890128 of till 10000009"
+    expected = (frozenset(), "no receipt 622202*********0128 of till 10000009")
+    assert expected == (shown_gtins(text), _masked(text))

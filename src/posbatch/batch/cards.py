@@ -50,6 +50,7 @@ __all__ = [
     "check_currency",
     "check_pan",
     "check_track2",
+    "grouped_pieces",
     "luhn_valid",
     "mask_card_numbers",
     "mask_pan",
@@ -235,6 +236,19 @@ def ungrouped(typed: str) -> str:
     if _DIGIT_GROUPS.fullmatch(typed):
         return typed.replace(" ", "").replace("-", "")
     return typed
+
+
+def grouped_pieces(text: str) -> frozenset[str]:
+    """The digit groups of ``text`` that the card-number net reads as part of a longer run
+    ("62220212" and "34567890" in "62220212-34567890"): an ``allowed`` id must not be one
+    of them unless the caller knows the run is not a card number, since ``allowed`` shows a
+    group whole and judges what is beside it alone (a card split in two shows whole)."""
+    pieces: set[str] = set()
+    for match in _CARD_NUMBER_LIKE.finditer(text):
+        groups = _SEPARATORS.split(match.group(0))[0::2]
+        if len(groups) > 1:
+            pieces.update(_ascii_digits(group) for group in groups)
+    return frozenset(pieces)
 
 
 def may_hold_card_number(text: str) -> bool:

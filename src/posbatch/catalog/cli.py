@@ -34,7 +34,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from posbatch import storage
-from posbatch.batch.cards import check_pan, mask_card_numbers
+from posbatch.batch.cards import check_pan, grouped_pieces, mask_card_numbers
 from posbatch.batch.model import BEIJING, shown_at
 from posbatch.catalog._checkout import (
     CATALOG_AGE_MINUTES_MAX,
@@ -251,12 +251,17 @@ def _gtins(text: str) -> frozenset[str]:
     with 8. The card-number net shows them whole (they are as long as card numbers); a card
     number of 15 to 19 digits is never one of them, nor is a run of 12 to 14 digits whose
     GS1 check digit is wrong but which the host would take as a card number (a card typed
-    at the scan prompt: "GTIN 622202***4566 has a bad check digit")."""
+    at the scan prompt: "GTIN 622202***4566 has a bad check digit"), nor a group of a longer
+    run of digits and separators (a card typed in two halves, "62220212-34567890")."""
+    glued = grouped_pieces(text)  # "62220212-34567890": a card split in two, not two GTINs
     return frozenset(
         run
         for run in _DIGIT_RUN.findall(text)
-        if (len(run) in GTIN_LENGTHS and not _card_not_gtin(run))
-        or (len(run) == TRACE_CODE_DIGITS and run.startswith(TRACE_CODE_FIRST_DIGIT))
+        if run not in glued
+        and (
+            (len(run) in GTIN_LENGTHS and not _card_not_gtin(run))
+            or (len(run) == TRACE_CODE_DIGITS and run.startswith(TRACE_CODE_FIRST_DIGIT))
+        )
     )
 
 
