@@ -281,3 +281,17 @@ def test_card_number_typed_in_two_halves_at_the_receipt_prompt_is_masked(
     echo = f"receipt 小票 (scan or type): {typed}"  # the runner echoes the typed line
     shown = [line for line in output.splitlines() if "0128" in line and not line.startswith(echo)]
     assert shown and all("622202*********0128" in line for line in shown), output
+
+
+def test_an_expiry_month_13_is_asked_again_not_declined_as_expired(shop: Shop) -> None:
+    """Expiry 2613 typed at the till: asked again on the till (nothing sent), then paid
+    with the right one — not sent and declined 54 "expired card"."""
+    scan = f"]C101{PILLS}10P9|17491231"
+    keystrokes = [scan, "pay", TEST_PAN_APPROVED, "2613", TEST_PAN_APPROVED, "3012", "quit"]
+    output = run_session(shop, keystrokes)
+    expected = (True, False, True)
+    assert expected == (
+        "month 13 is not 01..12" in output,
+        "expired" in output,
+        "流水号 stan 000002" in " ".join(output.split()),
+    ), output

@@ -255,3 +255,22 @@ def test_stan_wraps_from_999999_to_000001(world: World) -> None:
         writer.state(replace(journal.state(), stan=999_998))
     result = world.terminal.sale(100, PAN)  # sign-on takes 999999, the sale wraps
     assert (result.stan, result.approved) == (1, True)
+
+
+@pytest.mark.parametrize("expiry", ["2613", "2600", "9999"])
+def test_a_keyed_expiry_that_is_not_a_month_is_refused_before_anything_is_sent(
+    world: World, expiry: str
+) -> None:
+    """A keyed-in expiry with month 13 or 00 is a typing slip: refused on the terminal,
+    one line, no STAN taken, nothing sent — the host answered 54 and the cashier told the
+    customer the card was expired."""
+    world.terminal.sign_on()
+    stan_before = world.terminal.journal.state().stan
+    with pytest.raises(ConfigError, match=f"expiry {expiry}: month {expiry[2:]} is not 01..12"):
+        world.terminal.sale(1250, PAN, expiry=expiry)
+    expected = (stan_before, [], [])
+    assert expected == (
+        world.terminal.journal.state().stan,
+        world.terminal.journal.transactions(),
+        world.store.transactions(TERMINAL_ID),
+    )

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from posbatch.batch.limits import PAN_DIGITS_MAX, PAN_DIGITS_MIN
+from posbatch.batch.limits import MONTHS_IN_YEAR, PAN_DIGITS_MAX, PAN_DIGITS_MIN
 from posbatch.catalog._checkout import OrderBook, Payment
 from posbatch.catalog._orders_store import (
     OrderSummary,
@@ -72,6 +72,8 @@ class Card:
             len(self.expiry) == 4 and self.expiry.isascii() and self.expiry.isdigit()
         ):
             return "the expiry is YYMM, 4 digits"
+        if self.expiry is not None and not 1 <= int(self.expiry[2:]) <= MONTHS_IN_YEAR:
+            return f"the expiry's month {self.expiry[2:]} is not 01..12 (YYMM)"
         return None
 
 

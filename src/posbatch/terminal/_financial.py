@@ -66,7 +66,7 @@ from posbatch.batch.codes import (
     describe,
     lookup,
 )
-from posbatch.batch.limits import AMOUNT_FEN_MAX, STAN_MAX
+from posbatch.batch.limits import AMOUNT_FEN_MAX, MONTHS_IN_YEAR, STAN_MAX
 from posbatch.batch.model import CardType, Kind, beijing
 from posbatch.batch.money import format_fen
 from posbatch.batch.terminal_batch import accepts_transactions
@@ -549,6 +549,12 @@ class Financial:
             )
         if expiry is not None and not (len(expiry) == 4 and expiry.isascii() and expiry.isdigit()):
             raise ConfigError("expiry is YYMM, 4 digits")
+        if expiry is not None and not 1 <= int(expiry[2:]) <= MONTHS_IN_YEAR:
+            # Keyed in: a typing slip, not an expired card (the host would answer 54, and the
+            # cashier would tell the customer the card is expired). A track's is the card's.
+            raise ConfigError(
+                f"expiry {expiry}: month {expiry[2:]} is not 01..12 (YYMM): check it on the card"
+            )
 
     def _original_sale(self, stan: int, batch_no: int | None) -> TxnRow:
         for row in self.ctx.journal.find(stan, batch_no):
