@@ -243,3 +243,55 @@ def test_a_refusal_from_the_back_office_is_shown_through_the_net() -> None:
         "拒绝 卡号 622202*********0128\nrefused: card 622202*********0178 [/] for 6901234567892\n"
     )
     assert expected == console.file.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("typed", "shown"),
+    [
+        ("622202123452", "622202**3452"),  # 12 digits, Luhn right, GS1 check digit wrong
+        ("6222021234566", "622202***4566"),  # 13
+        ("62220212345671", "622202****5671"),  # 14
+    ],
+    ids=["12 digits", "13 digits", "14 digits"],
+)
+def test_card_number_typed_at_the_scan_prompt_is_masked(shop: Shop, typed: str, shown: str) -> None:
+    """A cashier who types the card at the scan prompt instead of the card prompt: the
+    line refusing it ("GTIN … has a bad check digit") shows only the first 6 and last 4 —
+    a run whose GS1 check digit is wrong but which the host would take as a card number is
+    a card number, not a GTIN."""
+    output = run_session(shop, [typed, "quit"])
+    echo = f"scan 扫码: {typed}"  # the test runner echoes what was typed at the prompt
+    whole = [line for line in output.splitlines() if typed in line and line != echo]
+    expected: tuple[list[str], bool] = ([], True)
+    assert expected == (whole, f"GTIN {shown} has a bad check digit" in output)
+
+
+@pytest.mark.parametrize(
+    "typed",
+    ["62220212-34567890128", "6222021234567 890128", "622202123456 7890128"],
+    ids=["8 + 11", "13 + 6", "12 + 7"],
+)
+def test_card_number_typed_in_two_halves_at_the_receipt_prompt_is_masked(
+    shop: Shop, typed: str
+) -> None:
+    """A card typed at the receipt prompt in two groups, one of a GTIN's length: the line
+    "no receipt … in the back office" shows it as a card, first 6 and last 4 — the group
+    of a GTIN's length was shown whole and the rest judged alone, too short to be a card."""
+    output = run_session(shop, ["return", typed, "quit"])
+    echo = f"receipt 小票 (scan or type): {typed}"  # the runner echoes the typed line
+    shown = [line for line in output.splitlines() if "0128" in line and not line.startswith(echo)]
+    assert shown and all("622202*********0128" in line for line in shown), output
+
+
+def test_an_expiry_month_13_is_asked_again_not_declined_as_expired(shop: Shop) -> None:
+    """Expiry 2613 typed at the till: asked again on the till (nothing sent), then paid
+    with the right one — not sent and declined 54 "expired card"."""
+    scan = f"]C101{PILLS}10P9|17491231"
+    keystrokes = [scan, "pay", TEST_PAN_APPROVED, "2613", TEST_PAN_APPROVED, "3012", "quit"]
+    output = run_session(shop, keystrokes)
+    expected = (True, False, True)
+    assert expected == (
+        "month 13 is not 01..12" in output,
+        "expired" in output,
+        "流水号 stan 000002" in " ".join(output.split()),
+    ), output

@@ -24,7 +24,7 @@ import pytest
 from catalog_samples import MILK, NOW
 
 from posbatch.catalog import CatalogStore, TillCredential, create_app
-from posbatch.catalog._orders_http import shown_gtins, validation_lines
+from posbatch.catalog._orders_http import _masked, shown_gtins, validation_lines
 from posbatch.storage import DATABASE_URL_ENV
 
 # Luhn-valid card numbers: 16 and 19 digits, and one typed in groups.
@@ -232,3 +232,12 @@ def test_a_card_number_in_a_request_url_never_reaches_the_servers_log(tmp_path: 
         "Logging error" in logged,
         proc.returncode,
     ), logged
+
+
+def test_a_card_sent_in_two_halves_is_masked_whole() -> None:
+    """A card number split where a GTIN's length ends (13 + 6, "6222021234560 890128" — its
+    first half fails Luhn, so alone it could be a GTIN) is one card to the net, masked whole;
+    the half is not a GTIN the answer may show."""
+    text = "no receipt 6222021234560 890128 of till 10000009"
+    expected = (frozenset(), "no receipt 622202*********0128 of till 10000009")
+    assert expected == (shown_gtins(text), _masked(text))

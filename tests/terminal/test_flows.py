@@ -150,6 +150,31 @@ def test_reversal_waits_while_the_network_is_down(world: World) -> None:
     ) == (TxnState.REVERSED, True)
 
 
+def test_a_reversal_not_yet_sent_is_not_told_as_done(world: World) -> None:
+    """The host dies mid-sale and the reversal finds no host either: the cashier is told
+    the reversal is still to go (by itself, before the next transaction), not that it
+    happened — the host may hold the approval until then. Once sent, it is told done."""
+    world.terminal.sign_on()
+    world.link.down = True
+    lost = world.terminal.sale(1250, PAN)
+    world.link.down = False
+    world.terminal.sale(300, PAN)
+    done = world.terminal.journal.transaction(lost.txn_id)
+    expected = (
+        TxnState.REVERSAL_PENDING,
+        "无应答，待冲正 / no valid answer: not done; the terminal reverses it by itself "
+        "before the next transaction",
+        TxnState.REVERSED,
+        "无应答，已冲正 / no valid answer: the transaction is reversed",
+    )
+    assert expected == (
+        lost.state,
+        lost.message,
+        done.state,
+        replace(lost, state=done.state).message,
+    )
+
+
 def test_approval_with_a_bad_mac_is_reversed(world: World) -> None:
     """An approval whose MAC fails is reversed with reason 96, never shown approved."""
     world.terminal.sign_on()
@@ -230,3 +255,22 @@ def test_stan_wraps_from_999999_to_000001(world: World) -> None:
         writer.state(replace(journal.state(), stan=999_998))
     result = world.terminal.sale(100, PAN)  # sign-on takes 999999, the sale wraps
     assert (result.stan, result.approved) == (1, True)
+
+
+@pytest.mark.parametrize("expiry", ["2613", "2600", "9999"])
+def test_a_keyed_expiry_that_is_not_a_month_is_refused_before_anything_is_sent(
+    world: World, expiry: str
+) -> None:
+    """A keyed-in expiry with month 13 or 00 is a typing slip: refused on the terminal,
+    one line, no STAN taken, nothing sent — the host answered 54 and the cashier told the
+    customer the card was expired."""
+    world.terminal.sign_on()
+    stan_before = world.terminal.journal.state().stan
+    with pytest.raises(ConfigError, match=f"expiry {expiry}: month {expiry[2:]} is not 01..12"):
+        world.terminal.sale(1250, PAN, expiry=expiry)
+    expected = (stan_before, [], [])
+    assert expected == (
+        world.terminal.journal.state().stan,
+        world.terminal.journal.transactions(),
+        world.store.transactions(TERMINAL_ID),
+    )

@@ -159,3 +159,37 @@ def test_a_closed_port_says_nothing_listens(tmp_path: Path) -> None:
     result = _terminal("sign-on", "--data-dir", str(tmp_path))
     assert result.exit_code == 2
     assert f"nothing listens at 127.0.0.1:{port}" in " ".join(result.output.split())
+
+
+def test_a_host_that_takes_the_connection_and_says_nothing_says_what_to_do(
+    tmp_path: Path,
+) -> None:
+    """A host that accepts and closes without an answer (killed or restarting mid-request):
+    one line that says where and what to do, not a bare "sign-on not answered"."""
+    import threading  # noqa: PLC0415
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = int(listener.getsockname()[1])
+
+    def accept_and_close() -> None:
+        for _ in range(8):  # the driver's bounded reconnects
+            try:
+                connection, _address = listener.accept()
+            except OSError:
+                return
+            connection.recv(4096)
+            connection.close()
+
+    threading.Thread(target=accept_and_close, daemon=True).start()
+    _init(tmp_path, f"127.0.0.1:{port}")
+    try:
+        result = _terminal("sign-on", "--data-dir", str(tmp_path))
+    finally:
+        listener.close()
+    line = " ".join(result.output.split())
+    expected = (2, True, True)
+    assert expected == (
+        result.exit_code,
+        f"127.0.0.1:{port} took the connection but sent no answer" in line,
+        "run the command again" in line,
+    ), line

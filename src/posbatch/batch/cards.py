@@ -34,13 +34,12 @@ from dataclasses import dataclass
 from typing import Final
 
 from posbatch.batch.codes import CURRENCY_NOT_SUPPORTED
-from posbatch.batch.limits import PAN_DIGITS_MAX, PAN_DIGITS_MIN
+from posbatch.batch.limits import MONTHS_IN_YEAR, PAN_DIGITS_MAX, PAN_DIGITS_MIN
 
 __all__ = [
     "CURRENCY_CNY",
     "ENTRY_MODE_MANUAL",
     "ENTRY_MODE_SWIPED",
-    "EXPIRY_FORMAT",
     "INVALID_CARD",
     "PAN_DIGITS_MAX",
     "PAN_DIGITS_MIN",
@@ -51,6 +50,8 @@ __all__ = [
     "check_currency",
     "check_pan",
     "check_track2",
+    "expiry_problem",
+    "grouped_pieces",
     "is_yymm",
     "luhn_valid",
     "mask_card_numbers",
@@ -69,9 +70,7 @@ CURRENCY_DIGITS: Final = 3
 ENTRY_MODE_MANUAL: Final = "012"
 ENTRY_MODE_SWIPED: Final = "021"
 TRACK2_SEPARATOR: Final = "="
-# What a cashier is told of an expiry typed wrong (is_yymm): the terminal refuses it before
-# anything is sent, as the issuer would (54).
-EXPIRY_FORMAT: Final = "the expiry is YYMM: 4 digits 0-9, the month 01 to 12 (e.g. 3012)"
+
 # Byte tables: an ascii digit's byte to its value, and to its doubled value (2d, less 9
 # when over 9).
 _VALUE: Final = bytes.maketrans(b"0123456789", bytes(range(10)))
@@ -242,6 +241,19 @@ def ungrouped(typed: str) -> str:
     return typed
 
 
+def grouped_pieces(text: str) -> frozenset[str]:
+    """The digit groups of ``text`` that the card-number net reads as part of a longer run
+    ("62220212" and "34567890" in "62220212-34567890"): an ``allowed`` id must not be one
+    of them unless the caller knows the run is not a card number, since ``allowed`` shows a
+    group whole and judges what is beside it alone (a card split in two shows whole)."""
+    pieces: set[str] = set()
+    for match in _CARD_NUMBER_LIKE.finditer(text):
+        groups = _SEPARATORS.split(match.group(0))[0::2]
+        if len(groups) > 1:
+            pieces.update(_ascii_digits(group) for group in groups)
+    return frozenset(pieces)
+
+
 def may_hold_card_number(text: str) -> bool:
     """Whether ``text`` holds 12 characters in a row that digits and separators could make
     (any character beyond ASCII counts as one): without them it holds no card number
@@ -312,7 +324,22 @@ def track2_expiry(track2: str | None) -> str | None:
 
 def is_yymm(expiry: str) -> bool:
     """Whether ``expiry`` is a card expiry YYMM: four digits 0-9, the month 01 to 12."""
-    return len(expiry) == 4 and expiry.isascii() and expiry.isdigit() and 1 <= int(expiry[2:]) <= 12
+    digits = len(expiry) == 4 and expiry.isascii() and expiry.isdigit()
+    return digits and 1 <= int(expiry[2:]) <= MONTHS_IN_YEAR
+
+
+def expiry_problem(expiry: str) -> str | None:
+    """What is wrong with an expiry keyed in (None: it is YYMM with a month 01..12).
+
+    A month 13 or 00 is a typing slip, not an expired card: the terminal and the till refuse
+    it before anything is sent (the host would answer 54, and the cashier would tell the
+    customer the card is expired). A track's expiry is the card's and goes to the host as read.
+    """
+    if not (len(expiry) == 4 and expiry.isascii() and expiry.isdigit()):
+        return "the expiry is YYMM, 4 digits 0-9 (e.g. 3012)"
+    if not is_yymm(expiry):
+        return f"expiry {expiry}: month {expiry[2:]} is not 01..12 (YYMM): check it on the card"
+    return None
 
 
 def card_expiry(expiry: str | None, track2: str | None) -> str | None:

@@ -15,6 +15,7 @@ __all__ = [
     "BATCH_NO_DIGITS",
     "BATCH_NO_FIRST",
     "BATCH_NO_MAX",
+    "MONTHS_IN_YEAR",
     "PAN_DIGITS_MAX",
     "PAN_DIGITS_MIN",
     "STAN_FIRST",
@@ -35,6 +36,7 @@ AMOUNT_FEN_MAX: Final = 999_999_999_999
 # A card number (field 2, LLVAR n..19); this profile takes 12..19 digits.
 PAN_DIGITS_MIN: Final = 12
 PAN_DIGITS_MAX: Final = 19
+MONTHS_IN_YEAR: Final = 12  # a card expiry YYMM (field 14) names month 01..12
 # What one half of settlement field 48 can carry: n3 counts and n12 sums, so a batch
 # holds at most 999 debits and 999 credits per card class.
 TOTAL_COUNT_MAX: Final = 999

@@ -51,7 +51,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AwareDatetime, BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from posbatch.batch.cards import check_pan, mask_card_numbers
+from posbatch.batch.cards import check_pan, grouped_pieces, mask_card_numbers
 from posbatch.batch.limits import AMOUNT_FEN_MAX
 from posbatch.catalog._checkout import (
     CART_LINES_MAX,
@@ -218,10 +218,11 @@ def shown_gtins(text: str) -> frozenset[str]:
     """The runs of 13 or 14 digits in ``text`` the card-number net may leave whole: GTINs an
     error quotes, when they could not be approved as a card number (a leading 0, or a Luhn
     check digit that does not fit). A GTIN that could be a card is masked like a card."""
+    glued = grouped_pieces(text)  # a card sent in two halves is not a GTIN and a tail
     return frozenset(
         run
         for run in _DIGIT_RUN.findall(text)
-        if len(run) in _GTIN_LENGTHS_MASKED and check_pan(run) is not None
+        if len(run) in _GTIN_LENGTHS_MASKED and check_pan(run) is not None and run not in glued
     )
 
 

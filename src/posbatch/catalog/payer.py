@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from posbatch.batch.cards import EXPIRY_FORMAT, is_yymm
+from posbatch.batch.cards import expiry_problem
 from posbatch.batch.limits import PAN_DIGITS_MAX, PAN_DIGITS_MIN
 from posbatch.catalog._checkout import OrderBook, Payment
 from posbatch.catalog._orders_store import (
@@ -69,8 +69,8 @@ class Card:
             and self.pan.isdigit()
         ):
             return f"a card number is {PAN_DIGITS_MIN} to {PAN_DIGITS_MAX} digits"
-        if self.expiry is not None and not is_yymm(self.expiry):
-            return EXPIRY_FORMAT
+        if self.expiry is not None:
+            return expiry_problem(self.expiry)
         return None
 
 

@@ -57,9 +57,8 @@ from typing import TYPE_CHECKING, Final
 from posbatch.batch.cards import (
     ENTRY_MODE_MANUAL,
     ENTRY_MODE_SWIPED,
-    EXPIRY_FORMAT,
     check_track2,
-    is_yymm,
+    expiry_problem,
 )
 from posbatch.batch.codes import (
     APPROVED,
@@ -553,8 +552,9 @@ class Financial:
                 "nothing was sent)",
                 response_code=refused.response_code,
             )
-        if expiry is not None and not is_yymm(expiry):
-            raise ConfigError(EXPIRY_FORMAT)
+        problem = None if expiry is None else expiry_problem(expiry)
+        if problem is not None:
+            raise ConfigError(problem)
 
     def _original_sale(self, stan: int, batch_no: int | None) -> TxnRow:
         for row in self.ctx.journal.find(stan, batch_no):

@@ -60,7 +60,12 @@ class TransactionResult:
     def message(self) -> str:
         if self.state == TxnState.TRAINING:
             return "培训模式 / training mode: not sent to the host"
-        if self.state in (TxnState.REVERSAL_PENDING, TxnState.REVERSED):
+        if self.state == TxnState.REVERSAL_PENDING:  # the host may hold it until then
+            return (
+                "无应答，待冲正 / no valid answer: not done; the terminal reverses it by itself "
+                "before the next transaction"
+            )
+        if self.state == TxnState.REVERSED:
             return "无应答，已冲正 / no valid answer: the transaction is reversed"
         if self.response_code is None:
             return "无应答 / no answer yet"

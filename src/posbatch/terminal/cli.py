@@ -131,9 +131,14 @@ def _run(terminal: Terminal, make: Callable[[Terminal], Flow[_T]]) -> _T:
     try:
         return asyncio.run(go())
     except HostUnreachable as exc:  # never connected: say why, not only "not answered"
-        if driver.connect_error is None:
-            raise
-        raise HostUnreachable(f"{exc}: {driver.connect_error}") from exc
+        if driver.connect_error is not None:
+            raise HostUnreachable(f"{exc}: {driver.connect_error}") from exc
+        if str(exc).endswith("not answered"):  # a bare "sign-on not answered": what now?
+            raise HostUnreachable(
+                f"{exc}: {host}:{port} took the connection but sent no answer in time (the "
+                "host stopped, restarting or overloaded?); run the command again when it runs"
+            ) from exc
+        raise
 
 
 def _with_progress(terminal: Terminal, flow: Flow[_T], progress: Progress) -> Flow[_T]:
