@@ -167,17 +167,24 @@ def check_data_dir(path: Path) -> None:
     file (``--data-dir /etc/passwd`` said "no terminal in /etc/passwd"), another user's
     directory (see :func:`check_private`), or one this user cannot read. A missing one is
     the caller's to name (what it would hold)."""
-    try:
-        status = path.stat()
-    except FileNotFoundError:
+    status = _status(path)
+    if status is None:
         return
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
     if not stat.S_ISDIR(status.st_mode):
         raise ConfigError(f"{path} is not a directory: --data-dir names a data directory")
     _check_owner(path, status)
     if not os.access(path, os.R_OK | os.X_OK):
         raise ConfigError(f"cannot read {path}: permission denied")
+
+
+def _status(path: Path) -> os.stat_result | None:
+    """``path``'s status; None when there is nothing there, ConfigError when it cannot be read."""
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
 
 
 def _check_owner(path: Path, status: os.stat_result) -> None:
@@ -200,12 +207,9 @@ def check_private(path: Path) -> None:
     """ConfigError when ``path`` (a file or directory, if it exists) is open to other users,
     or is another user's: posbatch would leave files of its own user in it (SQLite's -wal and
     -shm beside a journal), which that user could then not open; root too is refused."""
-    try:
-        status = path.stat()
-    except FileNotFoundError:
+    status = _status(path)
+    if status is None:
         return
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
     _check_owner(path, status)
     mode = stat.S_IMODE(status.st_mode)
     if mode & _OTHERS_MASK:

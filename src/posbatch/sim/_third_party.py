@@ -130,16 +130,7 @@ class ThirdParty:
                 CORRECTED_REVERSAL_PAN, Kind.SALE, expiry="3012",
             )  # fmt: skip
             self._send(host, encode_message(reversal, mak=mak))
-        settlement = SettlementRequest(
-            THIRD_PARTY_TERMINAL_ID, THIRD_PARTY_MERCHANT_ID, self._next_stan(), batch_no,
-            SettlementTotals(),
-        )  # fmt: skip
-        settled = self._send(host, encode_message(settlement, mak=mak))
-        if not isinstance(settled, SettlementResponse) or settled.totals is None:
-            return "no settlement answer"
-        if settled.totals.balanced:
-            return "balanced"
-        return "not balanced: the sale stood"
+        return self._settle(host, mak, batch_no, SettlementTotals(), "not balanced: the sale stood")
 
     def reversal_under_a_refund(self, core: Callable[[], HostCore]) -> str:
         """A sale, a refund of part of it, then a reversal of the sale (a terminal that
@@ -165,13 +156,20 @@ class ThirdParty:
             return "refund not approved"
         reversal = ReversalRequest(*ids, stan, batch_no, PROBE_AMOUNT_FEN, pan, Kind.SALE)
         self._send(host, encode_message(reversal, mak=mak))
-        totals = CardTotals(PROBE_AMOUNT_FEN, 1, REFUNDED_FEN, 1)
+        totals = SettlementTotals(domestic=CardTotals(PROBE_AMOUNT_FEN, 1, REFUNDED_FEN, 1))
+        return self._settle(
+            host, mak, batch_no, totals, "not balanced: the sale was reversed under its refund"
+        )
+
+    def _settle(
+        self, host: HostCore, mak: bytes, batch_no: int, totals: SettlementTotals, unbalanced: str
+    ) -> str:
+        """Settle ``batch_no`` with ``totals``: ``"balanced"``, ``unbalanced`` when the host's
+        totals differ, or that no settlement answer came."""
         settlement = SettlementRequest(
-            *ids, self._next_stan(), batch_no, SettlementTotals(domestic=totals)
+            THIRD_PARTY_TERMINAL_ID, THIRD_PARTY_MERCHANT_ID, self._next_stan(), batch_no, totals
         )
         settled = self._send(host, encode_message(settlement, mak=mak))
         if not isinstance(settled, SettlementResponse) or settled.totals is None:
             return "no settlement answer"
-        if settled.totals.balanced:
-            return "balanced"
-        return "not balanced: the sale was reversed under its refund"
+        return "balanced" if settled.totals.balanced else unbalanced
