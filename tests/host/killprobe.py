@@ -6,10 +6,11 @@ the points it names (``sim/_link.py`` ``crash_point``: before a request leaves, 
 host answered, around a journal commit). This probe reaches what it cannot: an operating
 system's SIGKILL at any instant of a real ``posbatch host serve`` (one process, or
 ``--workers 2`` and its workers one at a time) and of real terminal processes (the engine
-over ``TcpDriver``, ``killprobe_terminal.py``), mid-sale, mid-settlement (a batch upload
-only follows a settlement the host answers not balanced, which this probe's terminals rarely
-meet: the simulator's crash points are what reach uploads), between a request and its answer (the host's fault script delays a share of its answers
-after their commit, to widen that window), on SQLite or PostgreSQL.
+over ``TcpDriver``, ``killprobe_terminal.py``), mid-sale, mid-settlement, between a request
+and its answer (the host's fault script delays a share of its answers after their commit, to
+widen that window), on SQLite or PostgreSQL. Not mid-upload: a batch upload follows only a
+settlement the host answers not balanced, which this probe's terminals rarely meet; the
+simulator's crash points are what reach uploads.
 
 One round:
 
