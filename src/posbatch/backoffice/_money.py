@@ -324,7 +324,7 @@ class Money:
             raise ConfigError("merchant_id: choose the merchant of the statement")
         if scope.merchant_id is not None and merchant != scope.merchant_id:
             raise NotFound("no such merchant")
-        if merchant not in self._clearing.merchants():
+        if not self._clearing.has_merchant(merchant):
             raise NotFound("no such merchant on this host")
         try:
             return self._clearing.statement(merchant, day)
@@ -346,7 +346,7 @@ class Money:
         missing += [name for name in ("merchant_id", "effective_from") if not values[name]]
         if missing or merchant_id is None:
             raise ConfigError(f"setting fees needs {', '.join(missing)}")
-        if merchant_id not in self._clearing.merchants():
+        if not self._clearing.has_merchant(merchant_id):
             # A typo (898110054110010 for …001) was stored as a schedule of nobody, and the
             # page said "fee schedule set": the merchant it was meant for kept its old rates.
             raise ConfigError(UNKNOWN_MERCHANT)

@@ -61,6 +61,7 @@ from posbatch.backoffice._throttle import (
 from posbatch.batch.ids import MERCHANT_ID_CHARS
 from posbatch.errors import ConfigError, Forbidden, LoginRefused, NotFound
 from posbatch.host import _schema as t
+from posbatch.host._clearing import merchant_has_terminal
 from posbatch.host.store import HostStore
 
 __all__ = [
@@ -237,16 +238,6 @@ UNKNOWN_MERCHANT: Final = (
 )
 
 
-def _has_terminal(connection: Connection, merchant_id: str) -> bool:
-    """Whether a terminal of ``merchant_id`` is registered on this host."""
-    found = connection.execute(
-        sa.select(t.terminals.c.terminal_id)
-        .where(t.terminals.c.merchant_id == merchant_id)
-        .limit(1)
-    ).first()
-    return found is not None
-
-
 def check_password_rules(password: str) -> None:
     """ConfigError unless ``password`` is PASSWORD_CHARS_MIN..MAX printable characters."""
     if not PASSWORD_CHARS_MIN <= len(password) <= PASSWORD_CHARS_MAX:
@@ -314,7 +305,7 @@ class Staff:
             ).first()
             if taken is not None:
                 raise ConfigError(f"user {name} exists already")
-            if merchant_id is not None and not _has_terminal(connection, merchant_id):
+            if merchant_id is not None and not merchant_has_terminal(connection, merchant_id):
                 # the user would see empty pages: a mistyped id, or a merchant not set up yet
                 raise ConfigError(UNKNOWN_MERCHANT)
             user_id = connection.execute(

@@ -324,8 +324,7 @@ def track2_expiry(track2: str | None) -> str | None:
 
 def is_yymm(expiry: str) -> bool:
     """Whether ``expiry`` is a card expiry YYMM: four digits 0-9, the month 01 to 12."""
-    digits = len(expiry) == 4 and expiry.isascii() and expiry.isdigit()
-    return digits and 1 <= int(expiry[2:]) <= MONTHS_IN_YEAR
+    return expiry_problem(expiry) is None
 
 
 def expiry_problem(expiry: str) -> str | None:
@@ -337,7 +336,7 @@ def expiry_problem(expiry: str) -> str | None:
     """
     if not (len(expiry) == 4 and expiry.isascii() and expiry.isdigit()):
         return "the expiry is YYMM, 4 digits 0-9 (e.g. 3012)"
-    if not is_yymm(expiry):
+    if not 1 <= int(expiry[2:]) <= MONTHS_IN_YEAR:
         return f"expiry {expiry}: month {expiry[2:]} is not 01..12 (YYMM): check it on the card"
     return None
 

@@ -93,7 +93,13 @@ from posbatch.errors import ClearingError, StorageError
 from posbatch.host import _schema as t
 from posbatch.host.store import HostStore, TransactionStatus, naive_utc
 
-__all__ = ["CLEARING_GRACE", "NOTE_CHARS_MAX", "ClearedDay", "ClearingStore"]
+__all__ = [
+    "CLEARING_GRACE",
+    "NOTE_CHARS_MAX",
+    "ClearedDay",
+    "ClearingStore",
+    "merchant_has_terminal",
+]
 
 NOTE_CHARS_MAX: Final = 200
 # A trading day is cleared this long after its cut-off at the earliest: a write that was
@@ -117,6 +123,17 @@ _CLASS_COLUMNS: Final = {
     CardClass.FOREIGN_DEBIT: "foreign_debit",
     CardClass.FOREIGN_CREDIT: "foreign_credit",
 }
+
+
+def merchant_has_terminal(connection: Connection, merchant_id: str) -> bool:
+    """Whether a terminal of ``merchant_id`` is registered on this host (on ``connection``:
+    a caller's unit of work may ask it beside its writes)."""
+    found = connection.execute(
+        sa.select(t.terminals.c.terminal_id)
+        .where(t.terminals.c.merchant_id == merchant_id)
+        .limit(1)
+    ).first()
+    return found is not None
 
 
 class ClearedDay(NamedTuple):
@@ -588,6 +605,11 @@ class ClearingStore:
         """The key under which the host keeps cards that begin with the 8-digit BIN
         ``prefix`` (``host_transactions.bin8_hmac``: cards.card_bin8 under the PAN key)."""
         return self.store.pan_hmac(bin8_text(prefix))
+
+    def has_merchant(self, merchant_id: str) -> bool:
+        """Whether a terminal of ``merchant_id`` is registered on this host."""
+        with self._read() as connection:
+            return merchant_has_terminal(connection, merchant_id)
 
     def merchants(self) -> list[str]:
         """Every merchant with a terminal on this host."""
