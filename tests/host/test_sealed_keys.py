@@ -25,10 +25,16 @@ from host_helpers import (
 )
 
 from posbatch.errors import ConfigError, KekMismatch, StorageError
-from posbatch.host import HostStore
-from posbatch.host.sealing import KeyEncryptionKey, KeyKind
+from posbatch.host import HostStore, sealing
+from posbatch.host.sealing import (
+    KeyEncryptionKey,
+    KeyKind,
+    commit_rotation,
+    read_kek_file,
+    stage_rotation,
+)
 from posbatch.host.store import MIGRATIONS, VERSION_TABLE
-from posbatch.storage import create_engine
+from posbatch.storage import create_engine, write_private_file
 from posbatch.wire import TransactionResponse
 
 OTHER_KEK = KeyEncryptionKey(b"\x42" * 32, "another KEK")
@@ -317,3 +323,96 @@ def test_a_host_left_running_with_the_old_kek_seals_nothing_after_a_rotation(
     with HostStore.open(db_url, pan_key=b"k" * 32, kek=OTHER_KEK) as store:
         term = session_terminal(new_core(store))
         assert term.sign_on().response_code == "00"
+
+
+# --- a serving host follows a rotation from its KEK file --------------------------------
+
+
+def _kek_file(tmp_path: Path, kek: KeyEncryptionKey = TEST_KEK) -> KeyEncryptionKey:
+    """``kek`` written to a private KEK file, and read back as a host reads it."""
+    path = tmp_path / "host-kek.key"
+    write_private_file(path, kek.hex() + "\n", exclusive=False)
+    return read_kek_file(path)
+
+
+def _rotate(db_url: str, kek: KeyEncryptionKey, *, finish: bool = True) -> None:
+    """What ``posbatch host rotate-kek`` does, in another store (another process's):
+    stage the new KEK beside the file, re-seal in one transaction, rename (``finish``)."""
+    with HostStore.open(db_url, pan_key=b"k" * 32, kek=kek) as rotating:
+        stage_rotation(kek, OTHER_KEK)
+        rotating.rotate_kek(OTHER_KEK)
+        if finish:
+            commit_rotation(kek)
+
+
+@pytest.mark.parametrize("finish", [True, False], ids=["renamed", "still-staged"])
+def test_a_serving_host_follows_a_rotation_from_its_kek_file(
+    db_url: str, tmp_path: Path, finish: bool
+) -> None:
+    """rotate-kek against a live host: the host's next request meets keys sealed under
+    the new KEK, reads it from its KEK file (or the staged .next, before the rename) and
+    goes on — sales, a sign-on (keys sealed anew) and a new terminal, all under the new KEK."""
+    kek = _kek_file(tmp_path)
+    serving = HostStore.open(db_url, pan_key=b"k" * 32, kek=kek)
+    serving.add_terminal(MERCHANT_ID, TERMINAL_ID, MASTER_KEY, now=START)
+    term = session_terminal(new_core(serving))
+    assert term.sign_on().response_code == "00"
+    _rotate(db_url, kek, finish=finish)
+    sale = term.sale(1250)
+    again = term.sign_on()
+    serving.add_terminal(MERCHANT_ID, "10000002", MASTER_KEY, now=START)
+    serving.close()
+    assert isinstance(sale, TransactionResponse) and sale.response_code == "00"
+    assert (again.response_code, serving.kek_id, serving.kek.path) == (
+        "00",
+        OTHER_KEK.kek_id,
+        kek.path,
+    )
+    with HostStore.open(db_url, pan_key=b"k" * 32, kek=OTHER_KEK) as store:  # all sealed anew
+        codes = [
+            session_terminal(new_core(store), terminal_id=terminal_id).sign_on().response_code
+            for terminal_id in (TERMINAL_ID, "10000002")
+        ]
+    assert codes == ["00", "00"]
+
+
+def test_a_host_whose_kek_file_does_not_hold_the_new_kek_is_refused_and_looks_once_a_second(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rotation whose new KEK went elsewhere (--new-kek-file, another machine): the host
+    is refused as before (KekMismatch, nothing sealed), and does not read its files for
+    every request of the second after it looked."""
+    kek = _kek_file(tmp_path)
+    serving = HostStore.open(db_url, pan_key=b"k" * 32, kek=kek)
+    serving.add_terminal(MERCHANT_ID, TERMINAL_ID, MASTER_KEY, now=START)
+    with HostStore.open(db_url, pan_key=b"k" * 32, kek=kek) as rotating:
+        rotating.rotate_kek(OTHER_KEK)  # nothing staged beside this host's file
+    looks: list[str] = []
+    follow = sealing.follow_rotation
+
+    def counted(kek: KeyEncryptionKey, store_kek_id: str) -> KeyEncryptionKey | None:
+        looks.append(store_kek_id)
+        return follow(kek, store_kek_id)
+
+    monkeypatch.setattr(sealing, "follow_rotation", counted)
+    refused = 0
+    for _ in range(3):
+        with pytest.raises(KekMismatch), serving.transaction() as tx:
+            tx.update_terminal(TERMINAL_ID, mak=b"\x01" * 8, pik=b"\x02" * 16)
+        refused += 1
+    serving.close()
+    assert (refused, looks, serving.kek_id) == (3, [OTHER_KEK.kek_id], TEST_KEK.kek_id)
+
+
+def test_a_terminal_added_first_after_a_rotation_is_sealed_under_the_new_kek(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The first unit of work after a rotation seals (a new terminal, a sign-on's keys):
+    it follows the rotation before it seals, so nothing is written under the old KEK."""
+    kek = _kek_file(tmp_path)
+    serving = HostStore.open(db_url, pan_key=b"k" * 32, kek=kek)
+    _rotate(db_url, kek)
+    serving.add_terminal(MERCHANT_ID, TERMINAL_ID, MASTER_KEY, now=START)
+    serving.close()
+    with HostStore.open(db_url, pan_key=b"k" * 32, kek=OTHER_KEK) as store:
+        assert session_terminal(new_core(store)).sign_on().response_code == "00"

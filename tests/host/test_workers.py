@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ import sqlalchemy as sa
 from host_helpers import MASTER_KEY, MERCHANT_ID, START, TERMINAL_ID, TEST_KEK
 from workers_helpers import (
     ANSWER_TIMEOUT_S,
+    SRC,
     START_TIMEOUT_S,
     new_connection_terminal,
     supervised,
@@ -29,6 +32,7 @@ from posbatch.errors import StorageError
 from posbatch.host.cli import DB_FILE_NAME, PAN_KEY_FILE_NAME, kek, pan_key
 from posbatch.host.store import HostStore
 from posbatch.host.supervisor import RESTART_BACKOFF_MS, RESTARTS_MAX, restart_delay_ms
+from posbatch.storage import DATABASE_URL_ENV
 from posbatch.wire import SettlementResponse, TransactionResponse
 
 D = CardType.DOMESTIC
@@ -128,6 +132,38 @@ def test_a_killed_worker_is_restarted_and_the_service_keeps_answering(
         False,
         True,
     )
+
+
+@pytest.mark.slow  # real worker processes and a rotate-kek process
+def test_rotate_kek_while_two_workers_serve_is_followed_without_a_restart(
+    data_dir: Path, db_url: str
+) -> None:
+    """``posbatch host rotate-kek`` against a live host (docs/host.md, "Rotation"): each
+    worker meets keys sealed under the new KEK, reads it from the KEK file and goes on —
+    sales, sign-ons and a settlement answered 00 on connections landing on both workers."""
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    env.pop(DATABASE_URL_ENV, None)
+    if db_url.startswith("postgresql"):
+        env[DATABASE_URL_ENV] = db_url
+    with supervised(data_dir, db_url) as host:
+        port = host.wait_listening(2)
+        term = new_connection_terminal(port)
+        codes = [term.sign_on().response_code, *_echo_codes(port, "10000002", 4)]
+        rotation = subprocess.run(
+            [sys.executable, "-m", "posbatch", "host", "rotate-kek", "--data-dir", str(data_dir)],
+            env=env, capture_output=True, text=True, timeout=START_TIMEOUT_S, check=False,
+        )  # fmt: skip
+        sale = term.sale(1250)
+        assert isinstance(sale, TransactionResponse)
+        codes += [sale.response_code, *_echo_codes(port, "10000002", SPREAD_CONNECTIONS)]
+        answer = term.settle(compute_totals([(Kind.SALE, 1250, D)]))
+        exit_code = host.stop()
+    followed = {event["pid"] for event in host.named("kek-followed")}
+    assert rotation.returncode == 0, rotation.stderr
+    assert codes == ["00"] * (6 + SPREAD_CONNECTIONS)
+    assert isinstance(answer, SettlementResponse) and answer.response_code == "00"
+    assert (exit_code, len(followed)) == (0, 2)
+    assert kek(data_dir).kek_id in rotation.stdout  # the file holds what it re-sealed under
 
 
 @pytest.mark.slow  # real worker processes, restarts and backoff

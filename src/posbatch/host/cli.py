@@ -593,8 +593,10 @@ def rotate_kek(
 ) -> None:
     """Re-seal every terminal key under a new key-encryption key, in one transaction.
 
-    Stop every host process on the store first (one still running keeps the old KEK
-    and is refused). A crash before the commit leaves the old KEK in force; after it,
+    A host serving the store follows the rotation from its KEK file, without a restart
+    (one given the KEK in POSBATCH_HOST_KEK is refused until restarted with the new one);
+    while the keys are re-sealed its requests wait. A crash before the commit leaves the
+    old KEK in force; after it,
     the next command finishes the change. The KEK file (the data directory's, or
     POSBATCH_HOST_KEK_FILE) then holds the new KEK; a KEK given in POSBATCH_HOST_KEK
     needs --new-kek-file, whose content you then put in its place.
@@ -619,6 +621,8 @@ def rotate_kek(
     typer.echo(
         f"re-sealed the keys of {count} terminal(s) under KEK {new.kek_id} (was {current.kek_id})"
     )
-    typer.echo(f"the KEK is in {where}; restart every host process on this store")
     if current.path is None:
+        typer.echo(f"the KEK is in {where}; restart every host process on this store with it")
         typer.echo(f"put the KEK of {new_kek_file} in {KEK_ENV} (or {KEK_FILE_ENV}={new_kek_file})")
+    else:
+        typer.echo(f"the KEK is in {where}; host processes reading it there follow the change")

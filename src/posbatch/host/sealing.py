@@ -41,7 +41,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from posbatch import storage
-from posbatch.errors import ConfigError, KekMismatch, StorageError
+from posbatch.errors import ConfigError, KekMismatch, PosbatchError, StorageError
 
 __all__ = [
     "KEK_BYTES",
@@ -54,6 +54,7 @@ __all__ = [
     "KeyKind",
     "commit_rotation",
     "finish_rotation",
+    "follow_rotation",
     "pending_kek_path",
     "read_kek_file",
     "resolve_kek",
@@ -252,3 +253,27 @@ def finish_rotation(kek: KeyEncryptionKey, store_kek_id: str) -> bool:
         return False
     storage.replace_file(pending, kek.path)
     return True
+
+
+def follow_rotation(kek: KeyEncryptionKey, store_kek_id: str) -> KeyEncryptionKey | None:
+    """The KEK a rotation run by another process put in ``kek``'s place, if it is the one
+    the store is now sealed under (``store_kek_id``); else None.
+
+    A serving host holds its KEK in memory. When ``rotate-kek`` commits (step 2) the
+    store names the new KEK, which waits in ``<KEK file>.next`` until step 3 renames it
+    over the KEK file: either file may hold it, so both are read. A KEK that came from
+    no file (``POSBATCH_HOST_KEK``) cannot be followed: that host is refused until it is
+    restarted with the new one. Nothing is written here (step 3 is the rotation's, or the
+    next command's: :func:`finish_rotation`); the KEK returned keeps ``kek``'s file as
+    its path and source, so a later rotation stages beside the right file.
+    """
+    if kek.path is None:
+        return None
+    for candidate in (kek.path, pending_kek_path(kek.path)):
+        try:
+            found = read_kek_file(candidate)
+        except (PosbatchError, OSError):
+            continue  # missing, unreadable, refused for its mode: not this one
+        if found.kek_id == store_kek_id:
+            return KeyEncryptionKey(found.key, kek.source, kek.path)
+    return None

@@ -37,8 +37,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import logging
+import os
 import secrets
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -75,6 +80,7 @@ from posbatch.errors import (
     StoreMissingError,
 )
 from posbatch.host import _schema as t
+from posbatch.host import sealing
 from posbatch.host._queries import HotSql, batch_tally, latest_batch_id
 from posbatch.host.read_models import (
     BatchInfo,
@@ -136,7 +142,11 @@ SERVE_LOCK_TIMEOUT_MS: Final = 1_000
 # The migrations get the KEK under this attribute (v0002 seals the keys of older stores).
 KEK_ATTRIBUTE: Final = "host_kek"
 # Opened keys a store remembers (HostStore.open_key): a few per terminal in service.
+_log = logging.getLogger("posbatch.host")
+
 OPENED_KEYS_MAX: Final = 16_384
+# A serving host looks for a rotated KEK it did not find at most this often (follow_rotation).
+KEK_FOLLOW_INTERVAL_S: Final = 1.0
 # The columns of host_terminals that hold a key, and what key each holds: sealed, always.
 SEALED_COLUMNS: Final[dict[str, KeyKind]] = {
     "master_key": KeyKind.TMK,
@@ -178,6 +188,8 @@ class HostStore:
         self._pan_mac = hmac.new(self._pan_key, digestmod=hashlib.sha256)
         self._kek = kek or KeyEncryptionKey.generate("a random KEK of this process (none given)")
         self._opened: dict[tuple[KeyKind, str, bytes], bytes] = {}  # see open_key
+        self._follow_lock = threading.Lock()  # see follow_rotation
+        self._follow_missed: dict[str, float] = {}
         self.sql = HotSql(engine)
 
     @classmethod
@@ -285,11 +297,21 @@ class HostStore:
         memo_key = (kind, terminal_id, bytes(sealed))
         clear = self._opened.get(memo_key)
         if clear is None:
-            clear = self._kek.open(sealed, kind=kind, terminal_id=terminal_id)
+            try:
+                clear = self._kek.open(sealed, kind=kind, terminal_id=terminal_id)
+            except KekMismatch as exc:
+                if not self.follow_rotation(exc.store_kek_id):
+                    raise
+                clear = self._kek.open(sealed, kind=kind, terminal_id=terminal_id)
             if len(self._opened) >= OPENED_KEYS_MAX:
                 self._opened.clear()
             self._opened[memo_key] = clear
         return clear
+
+    @staticmethod
+    def holds_keys(values: dict[str, Any]) -> bool:
+        """True if ``values`` (columns of a terminal's row) sets a key: it will be sealed."""
+        return any(values.get(column) is not None for column in SEALED_COLUMNS)
 
     def _sealed_values(self, terminal_id: str, values: dict[str, Any]) -> bool:
         """Seal, in place, every key of ``values``; True if any was sealed."""
@@ -311,8 +333,45 @@ class HostStore:
         recorded = connection.execute(
             sa.select(t.key_encryption.c.kek_id).with_for_update(read=True)
         ).scalar()
-        if recorded is not None and recorded != self._kek.kek_id:
+        if (
+            recorded is not None
+            and recorded != self._kek.kek_id
+            and not self.follow_rotation(recorded)
+        ):
             raise _kek_mismatch(recorded, self._kek)
+
+    def follow_rotation(self, store_kek_id: str) -> bool:
+        """True when this store seals and opens under the KEK ``store_kek_id`` names.
+
+        A ``rotate-kek`` run by another process while this one serves re-seals every
+        key under a new KEK and puts it in the KEK file: this store then meets keys
+        sealed under a KEK it does not hold. It reads its KEK file (and the rotation's
+        staged ``.next``, :func:`~posbatch.host.sealing.follow_rotation`) and, when one
+        of them is that KEK, seals and opens under it from now on — a serving host
+        follows a rotation without a restart. At most one look a second for a KEK it
+        did not find (a KEK from the environment, or a file that does not hold it: the
+        requests are refused as before, and each refusal does not cost two file reads).
+        Called with the record locked (:meth:`check_kek`) or for a key the rotation
+        already committed, so no key is sealed under a KEK the store has left.
+        """
+        with self._follow_lock:
+            if store_kek_id == self._kek.kek_id:
+                return True
+            now = time.monotonic()
+            last = self._follow_missed.get(store_kek_id)
+            if last is not None and now - last < KEK_FOLLOW_INTERVAL_S:
+                return False
+            found = sealing.follow_rotation(self._kek, store_kek_id)
+            if found is None:
+                self._follow_missed = {store_kek_id: now}
+                return False
+            was = self._kek.kek_id
+            self._kek = found
+            self._opened.clear()
+            self._follow_missed = {}
+        followed = {"event": "kek-followed", "kek_id": found.kek_id, "was": was, "pid": os.getpid()}
+        _log.warning(json.dumps(followed))
+        return True
 
     def rotate_kek(
         self, new_kek: KeyEncryptionKey, *, progress: Callable[[int], None] | None = None
@@ -322,8 +381,10 @@ class HostStore:
         Either every key is sealed under the new KEK and the record names it, or —
         a failure or a crash at any point before the commit — nothing changed and
         the old KEK opens everything. ``progress(n)`` is called after each terminal.
-        From the commit on, this store seals and opens under ``new_kek``; any other
-        process still holding the old KEK is refused (KekMismatch) until restarted.
+        From the commit on, this store seals and opens under ``new_kek``; another
+        process still holding the old KEK follows it from its KEK file
+        (:meth:`follow_rotation`) or, with a KEK from the environment, is refused
+        (KekMismatch) until restarted.
         """
         if new_kek.kek_id == self._kek.kek_id:
             raise ConfigError("the new KEK is the KEK in use: nothing to rotate")
@@ -402,13 +463,14 @@ class HostStore:
 
     def add_terminals(self, terminals: Sequence[tuple[str, str, bytes]], *, now: datetime) -> None:
         """Register many (merchant_id, terminal_id, master_key) at once: all or none."""
-        rows = []
         for merchant_id, terminal_id, master_key in terminals:
             check_terminal_id(terminal_id)
             check_merchant_id(merchant_id)
             if len(master_key) != TMK_BYTES:  # a terminal master key is the TMK of field 62
                 raise HostError(f"the master key is {TMK_BYTES} bytes")
-            rows.append(
+        with self.transaction() as tx:
+            self.check_kek(tx.connection)  # may follow a rotation: seal only after it
+            rows = [
                 {
                     "terminal_id": terminal_id,
                     "merchant_id": merchant_id,
@@ -417,10 +479,9 @@ class HostStore:
                     "signed_on": False,
                     "created_at": naive_utc(now),
                 }
-            )
-        with self.transaction() as tx:
-            self.check_kek(tx.connection)
-            ids = [row["terminal_id"] for row in rows]
+                for merchant_id, terminal_id, master_key in terminals
+            ]
+            ids = [terminal_id for _, terminal_id, _ in terminals]
             taken = tx.connection.execute(
                 sa.select(t.terminals.c.terminal_id).where(t.terminals.c.terminal_id.in_(ids))
             ).first()

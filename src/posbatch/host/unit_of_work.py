@@ -277,9 +277,10 @@ class StoreTx:
         first request after a sign-on comes here; forgetting everything made each such
         request cost the rest of its group a statement per lookup.)
         """
-        if self.store._sealed_values(terminal_id, values) and not self._kek_checked:
-            self.store.check_kek(self._connection)
+        if not self._kek_checked and self.store.holds_keys(values):
+            self.store.check_kek(self._connection)  # may follow a rotation: seal after it
             self._kek_checked = True
+        self.store._sealed_values(terminal_id, values)
         self.cursor().execute(
             self._sql.update_terminal(tuple(values)),
             [
