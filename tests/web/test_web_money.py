@@ -4,6 +4,8 @@ schedule with ``host set-fees``' rules (a day under way or cleared is refused), 
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from datetime import date, timedelta
 from decimal import Decimal
@@ -68,6 +70,24 @@ async def test_a_statement_text_downloaded_before_the_clearing_run_says_so(
     after = (await client.get("/statements.txt", params=params)).text
     kept = f"已清算 cleared: these are the figures kept by the clearing run of {DAY}\n"
     assert after.endswith(kept)
+
+
+async def test_a_statement_csv_downloaded_before_the_clearing_run_says_so(
+    world: World, client: httpx.AsyncClient
+) -> None:
+    """The CSV export said nothing of whether the day was cleared (the text and the page
+    did): its summary block now ends with `已清算 cleared,no`, then `yes` once cleared."""
+    await log_in(client, "mia")
+    params = {"merchant_id": MERCHANT_A, "date": DAY}
+
+    async def cleared_cell() -> list[str]:
+        text = (await client.get("/statements.csv", params=params)).text.lstrip("\ufeff")
+        rows = list(csv.reader(io.StringIO(text)))
+        return [row for row in rows[: rows.index([])] if row[0] == "已清算 cleared"][0]
+
+    before = await cleared_cell()
+    ClearingStore(world.store).clear_day(date(2026, 12, 5), now=world.clock() + timedelta(days=3))
+    assert (["已清算 cleared", "no"], ["已清算 cleared", "yes"]) == (before, await cleared_cell())
 
 
 async def test_the_overview_does_not_call_a_net_before_fees_what_the_statement_calls_net(
