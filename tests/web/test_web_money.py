@@ -266,6 +266,12 @@ def _schedule(merchant_id: str | None, day: int, schedule_id: int) -> FeeSchedul
             ["in force 生效中", "superseded 已替换"],
             False,
         ),
+        (  # …also before that day: the one corrected will never take effect (it read
+            # "upcoming" beside its correction, two rates for one day)
+            ((MERCHANT_A, 1, 1), (MERCHANT_A, 9, 2), (MERCHANT_A, 9, 3), (MERCHANT_A, 9, 4)),
+            ["upcoming 待生效", "superseded 已替换", "superseded 已替换", "in force 生效中"],
+            False,
+        ),
     ],
 )
 def test_fee_book_states(
@@ -291,6 +297,22 @@ def test_fee_book_lists_merchants_with_terms_only() -> None:
     assert [None, MERCHANT_A, MERCHANT_B] == [owner.merchant_id for owner in book]
     assert SettlementCycle.T0 == book[2].terms_in_force.cycle
     assert ["in force 生效中"] == [entry.state for entry in book[2].terms]
+
+
+def test_fee_book_shows_corrected_upcoming_terms_superseded() -> None:
+    """Terms set twice for a coming day (T+0, then corrected to T+1): the page showed both
+    "upcoming"; the one that day takes is, the other is superseded."""
+    coming = date(2026, 12, 9)
+    rules = ClearingRules(
+        merchant_terms=(
+            MerchantTerms(MERCHANT_A, coming, SettlementCycle.T0, terms_id=1),
+            MerchantTerms(MERCHANT_A, coming, SettlementCycle.T1, terms_id=2),
+        )
+    )
+    terms = fee_book(rules, [MERCHANT_A], TODAY)[1].terms
+    assert [(SettlementCycle.T1, "upcoming 待生效"), (SettlementCycle.T0, "superseded 已替换")] == [
+        (entry.terms.cycle, entry.state) for entry in terms
+    ]
 
 
 def test_parse_fee_schedule_reads_what_set_fees_reads() -> None:
