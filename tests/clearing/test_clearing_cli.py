@@ -370,7 +370,8 @@ def test_a_statement_csv_says_whether_its_day_is_cleared(
     invoke(*arguments, "--csv", str(after), data_dir=data_dir)
     first, second = _summary(before), _summary(after)
     assert ("no", "yes") == (first["已清算 cleared"], second["已清算 cleared"])
-    assert ["已清算 cleared", "对账单 statement"] == [list(first)[-1], list(first)[0]]
+    names = list(first)
+    assert ["对账单 statement", "已清算 cleared"] == [names[0], names[-1]]
     assert first["净额 net"] == second["净额 net"]
 
 

@@ -83,7 +83,7 @@ async def test_a_statement_csv_downloaded_before_the_clearing_run_says_so(
     async def cleared_cell() -> list[str]:
         text = (await client.get("/statements.csv", params=params)).text.lstrip("\ufeff")
         rows = list(csv.reader(io.StringIO(text)))
-        return [row for row in rows[: rows.index([])] if row[0] == "已清算 cleared"][0]
+        return next(row for row in rows[: rows.index([])] if row[0] == "已清算 cleared")
 
     before = await cleared_cell()
     ClearingStore(world.store).clear_day(date(2026, 12, 5), now=world.clock() + timedelta(days=3))
