@@ -252,25 +252,6 @@ def test_rotation_reseals_every_key_under_the_new_kek(db_url: str) -> None:
     assert isinstance(later, TransactionResponse) and later.response_code == "00"
 
 
-def test_a_process_left_running_over_a_rotation_is_told_to_restart(db_url: str) -> None:
-    """A back office left serving while `rotate-kek` ran refused to register a terminal with
-    "…the KEK from host-kek.key is <old id>: give the KEK the store was sealed with": the
-    file held the new KEK by then; the process held the old one. It now says so, and what
-    to do: restart it."""
-    rotating = open_store(db_url, terminals=(TERMINAL_ID,))
-    left_running = HostStore.open(db_url, pan_key=b"k" * 32, kek=TEST_KEK)
-    rotating.rotate_kek(OTHER_KEK)
-    with pytest.raises(KekMismatch) as error:
-        left_running.add_terminal(MERCHANT_ID, "10000009", MASTER_KEY, now=START)
-    left_running.close()
-    rotating.close()
-    assert str(error.value) == (
-        f"the keys of this host store were re-sealed under KEK {OTHER_KEK.kek_id} after this "
-        f"process read KEK {TEST_KEK.kek_id} from {TEST_KEK.source} "
-        "(posbatch host rotate-kek): restart it to take the new KEK"
-    )
-
-
 def test_a_failure_in_the_middle_of_a_rotation_leaves_the_old_kek_working(db_url: str) -> None:
     """A rotation that fails after re-sealing some keys changes nothing: one transaction."""
     store = open_store(db_url, terminals=(TERMINAL_ID, "10000002", "10000003"))

@@ -312,9 +312,7 @@ class HostStore:
             sa.select(t.key_encryption.c.kek_id).with_for_update(read=True)
         ).scalar()
         if recorded is not None and recorded != self._kek.kek_id:
-            # The store was opened under this KEK: a rotation committed since. "Give the KEK
-            # the store was sealed with" sent the operator to a file that holds it already.
-            raise _rotated_since_open(recorded, self._kek)
+            raise _kek_mismatch(recorded, self._kek)
 
     def rotate_kek(
         self, new_kek: KeyEncryptionKey, *, progress: Callable[[int], None] | None = None
@@ -336,7 +334,7 @@ class HostStore:
                 sa.select(t.key_encryption.c.kek_id).with_for_update()
             ).scalar()
             if recorded is not None and recorded != self._kek.kek_id:
-                raise _rotated_since_open(recorded, self._kek)
+                raise _kek_mismatch(recorded, self._kek)
             columns = [t.terminals.c[name] for name in SEALED_COLUMNS]
             rows = connection.execute(
                 sa.select(t.terminals.c.terminal_id, *columns)
@@ -680,16 +678,6 @@ def _kek_mismatch(recorded: str, kek: KeyEncryptionKey) -> KekMismatch:
         f"the keys of this host store are sealed under KEK {recorded}, and the KEK from "
         f"{kek.source} is {kek.kek_id}: give the KEK the store was sealed with "
         f"({KEK_FILE_ENV}=PATH, {KEK_ENV}, or {KEK_FILE_NAME} in the data directory)",
-        store_kek_id=recorded,
-    )
-
-
-def _rotated_since_open(recorded: str, kek: KeyEncryptionKey) -> KekMismatch:
-    """A store opened under ``kek`` whose keys another process re-sealed since."""
-    return KekMismatch(
-        f"the keys of this host store were re-sealed under KEK {recorded} after this process "
-        f"read KEK {kek.kek_id} from {kek.source} (posbatch host rotate-kek): restart it to "
-        "take the new KEK",
         store_kek_id=recorded,
     )
 
