@@ -350,6 +350,31 @@ def test_a_statement_says_whether_its_day_is_cleared(traded: World, data_dir: st
     assert ("未清算 not cleared yet" in before, "已清算 cleared" in after) == (True, True)
 
 
+def _summary(path: Path) -> dict[str, str]:
+    """The summary block of a statement CSV (the rows before the first blank one), by name."""
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
+    block = rows[: rows.index([])]
+    return {row[0]: row[1] for row in block}
+
+
+def test_a_statement_csv_says_whether_its_day_is_cleared(
+    traded: World, data_dir: str, tmp_path: Path
+) -> None:
+    """The printed statement ends 'not cleared yet' / 'cleared'; its CSV said neither, so a
+    file written during the day read as final. Its summary block now ends with the row
+    `已清算 cleared`, no before the run and yes after, the rows before it where they were."""
+    arguments = ("clearing", "statement", "--merchant-id", MERCHANT_ID, "--date", "2026-09-30")
+    before, after = tmp_path / "before.csv", tmp_path / "after.csv"
+    invoke(*arguments, "--csv", str(before), data_dir=data_dir)
+    invoke("clearing", "run", "--date", "2026-09-30", data_dir=data_dir)
+    invoke(*arguments, "--csv", str(after), data_dir=data_dir)
+    first, second = _summary(before), _summary(after)
+    assert ("no", "yes") == (first["已清算 cleared"], second["已清算 cleared"])
+    names = list(first)
+    assert ["对账单 statement", "已清算 cleared"] == [names[0], names[-1]]
+    assert first["净额 net"] == second["净额 net"]
+
+
 def test_set_fees_from_today_refuses_to_reprice_todays_sales(
     traded: World, data_dir: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

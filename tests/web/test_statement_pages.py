@@ -395,6 +395,23 @@ async def test_the_page_says_where_each_exception_was_settled(
     assert 6 == body[0].count(f"on the statement of trading day {DAYS[1].isoformat()}")
 
 
+async def test_the_exceptions_heading_does_not_deny_the_adjustments_in_the_net(
+    traded: World, client: httpx.AsyncClient
+) -> None:
+    """The second day's page carries the six resolutions as adjustments in its net after
+    adjustments, yet headed its exceptions "not in the net: the back office settles them"
+    — read as money still to come. It now says what the text export says: an exception's
+    amounts are not in the net, a resolution that moves money is an adjustment of the day
+    it is resolved."""
+    await log_in(client, "mia")
+    answer = await client.get("/statements", params={"date": DAYS[1].isoformat()})
+    title = re.search(r"<h2[^>]*>差错 <small>([^<]*)</small></h2>\s*<table[^>]*"
+                      r'id="statement-exceptions"', answer.text)  # fmt: skip
+    assert 'id="statement-net-adjusted"' in answer.text and title is not None
+    assert "the back office settles them" not in title[1]
+    assert "is an adjustment (差错调整) of the trading day it is resolved" in title[1]
+
+
 @pytest.mark.parametrize(
     ("page", "words"),
     [("0", "a page number from 1"), ("two", "a page number from 1"),

@@ -370,8 +370,18 @@ def test_ops_set_a_fee_from_tomorrow_and_the_merchant_sees_its_statement(
         for name, rate in (("debit", "0.45%"), ("credit", "0.50%"), ("foreign_debit", "2.50%"),
                            ("foreign_credit", "2.50%")):  # fmt: skip
             form.locator(f'input[name="{name}"]').fill(rate)
+        asked: list[str] = []
+
+        def accept(dialog: Any) -> None:
+            asked.append(dialog.message)
+            dialog.accept()
+
+        # a day's sales keep the price they were made at: the page asks first (it set the
+        # fees on a click, with nothing between a slip of the finger and a day's prices)
+        page.once("dialog", accept)
         form.get_by_role("button", name="设置 Set fees").click()
         expect(page.locator(".notice")).to_contain_text("fee schedule set")
+        assert ["set these fees?"] == [message.split("/ ")[1][:15] for message in asked]
         expect(page.locator(f"#fees-{MERCHANT_A}")).to_contain_text("upcoming 待生效")
         page.get_by_role("button", name="退出 Log out").click()
 

@@ -4,6 +4,8 @@ schedule with ``host set-fees``' rules (a day under way or cleared is refused), 
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from datetime import date, timedelta
 from decimal import Decimal
@@ -68,6 +70,24 @@ async def test_a_statement_text_downloaded_before_the_clearing_run_says_so(
     after = (await client.get("/statements.txt", params=params)).text
     kept = f"已清算 cleared: these are the figures kept by the clearing run of {DAY}\n"
     assert after.endswith(kept)
+
+
+async def test_a_statement_csv_downloaded_before_the_clearing_run_says_so(
+    world: World, client: httpx.AsyncClient
+) -> None:
+    """The CSV export said nothing of whether the day was cleared (the text and the page
+    did): its summary block now ends with `已清算 cleared,no`, then `yes` once cleared."""
+    await log_in(client, "mia")
+    params = {"merchant_id": MERCHANT_A, "date": DAY}
+
+    async def cleared_cell() -> list[str]:
+        text = (await client.get("/statements.csv", params=params)).text.lstrip("\ufeff")
+        rows = list(csv.reader(io.StringIO(text)))
+        return next(row for row in rows[: rows.index([])] if row[0] == "已清算 cleared")
+
+    before = await cleared_cell()
+    ClearingStore(world.store).clear_day(date(2026, 12, 5), now=world.clock() + timedelta(days=3))
+    assert (["已清算 cleared", "no"], ["已清算 cleared", "yes"]) == (before, await cleared_cell())
 
 
 async def test_the_overview_does_not_call_a_net_before_fees_what_the_statement_calls_net(
@@ -246,6 +266,12 @@ def _schedule(merchant_id: str | None, day: int, schedule_id: int) -> FeeSchedul
             ["in force 生效中", "superseded 已替换"],
             False,
         ),
+        (  # …also before that day: the one corrected will never take effect (it read
+            # "upcoming" beside its correction, two rates for one day)
+            ((MERCHANT_A, 1, 1), (MERCHANT_A, 9, 2), (MERCHANT_A, 9, 3), (MERCHANT_A, 9, 4)),
+            ["upcoming 待生效", "superseded 已替换", "superseded 已替换", "in force 生效中"],
+            False,
+        ),
     ],
 )
 def test_fee_book_states(
@@ -271,6 +297,22 @@ def test_fee_book_lists_merchants_with_terms_only() -> None:
     assert [None, MERCHANT_A, MERCHANT_B] == [owner.merchant_id for owner in book]
     assert SettlementCycle.T0 == book[2].terms_in_force.cycle
     assert ["in force 生效中"] == [entry.state for entry in book[2].terms]
+
+
+def test_fee_book_shows_corrected_upcoming_terms_superseded() -> None:
+    """Terms set twice for a coming day (T+0, then corrected to T+1): the page showed both
+    "upcoming"; the one that day takes is, the other is superseded."""
+    coming = date(2026, 12, 9)
+    rules = ClearingRules(
+        merchant_terms=(
+            MerchantTerms(MERCHANT_A, coming, SettlementCycle.T0, terms_id=1),
+            MerchantTerms(MERCHANT_A, coming, SettlementCycle.T1, terms_id=2),
+        )
+    )
+    terms = fee_book(rules, [MERCHANT_A], TODAY)[1].terms
+    assert [(SettlementCycle.T1, "upcoming 待生效"), (SettlementCycle.T0, "superseded 已替换")] == [
+        (entry.terms.cycle, entry.state) for entry in terms
+    ]
 
 
 def test_parse_fee_schedule_reads_what_set_fees_reads() -> None:

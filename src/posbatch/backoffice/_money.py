@@ -188,10 +188,29 @@ def statement_page(
     return StatementPage(lines, number, pages, count, start + 1 if lines else 0)
 
 
-def _state(effective_from: date, entry_id: int, in_force_id: int | None, today: date) -> str:
+def _state(
+    effective_from: date,
+    entry_id: int,
+    in_force_id: int | None,
+    today: date,
+    last_ids: Mapping[date, int],
+) -> str:
+    """``last_ids``: the newest entry of the owner from each day, the one that day takes (a
+    correction replaces what was entered before it). An upcoming entry replaced so was
+    shown "upcoming" beside its correction, as if both were to take effect."""
     if entry_id == in_force_id:
         return IN_FORCE
-    return UPCOMING if effective_from > today else SUPERSEDED
+    if effective_from > today and entry_id == last_ids[effective_from]:
+        return UPCOMING
+    return SUPERSEDED
+
+
+def _last_ids(entries: Iterable[tuple[date, int]]) -> dict[date, int]:
+    """The newest entry id of each effective day."""
+    last: dict[date, int] = {}
+    for effective_from, entry_id in entries:
+        last[effective_from] = max(entry_id, last.get(effective_from, entry_id))
+    return last
 
 
 def schedule_rates(schedule: FeeSchedule) -> tuple[tuple[str, str, str], ...]:
@@ -249,6 +268,8 @@ def fee_book(rules: ClearingRules, merchant_ids: Iterable[str], today: date) -> 
             in_force = _entry(applied, IN_FORCE if own else "standard 标准费率")
         newest_first = sorted(schedules, key=lambda s: (s.effective_from, s.schedule_id))[::-1]
         terms_newest = sorted(terms, key=lambda t: (t.effective_from, t.terms_id))[::-1]
+        last_schedules = _last_ids((s.effective_from, s.schedule_id) for s in schedules)
+        last_terms = _last_ids((t.effective_from, t.terms_id) for t in terms)
         book.append(
             OwnerFees(
                 merchant_id=owner,
@@ -256,11 +277,14 @@ def fee_book(rules: ClearingRules, merchant_ids: Iterable[str], today: date) -> 
                 standard_applies=owner is not None and schedule_id is None and applied is not None,
                 terms_in_force=rules.terms_for(owner, today),
                 schedules=tuple(
-                    _entry(s, _state(s.effective_from, s.schedule_id, schedule_id, today))
+                    _entry(
+                        s,
+                        _state(s.effective_from, s.schedule_id, schedule_id, today, last_schedules),
+                    )
                     for s in newest_first
                 ),
                 terms=tuple(
-                    TermsEntry(t, _state(t.effective_from, t.terms_id, terms_id, today))
+                    TermsEntry(t, _state(t.effective_from, t.terms_id, terms_id, today, last_terms))
                     for t in terms_newest
                 ),
             )

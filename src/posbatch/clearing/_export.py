@@ -368,7 +368,9 @@ ADJUSTMENT_COLUMNS: Final = (
 
 
 def statement_csv(statement: Statement) -> str:
-    """The statement as CSV: a summary block, a blank row, then one row per line."""
+    """The statement as CSV: a summary block (its last row says whether the day is
+    cleared: ``yes``, the clearing run's figures; ``no``, computed from the records as they
+    are now, and they may still change), a blank row, then one row per line."""
     total = statement.total
     arrival = statement.arrival
     rows: list[Sequence[object]] = [
@@ -383,6 +385,10 @@ def statement_csv(statement: Statement) -> str:
         ("到账日 arrival_date", arrival.arrival_date.isoformat()),
         ("暂定 provisional", "yes" if arrival.provisional else "no"),
         ("差错 exceptions", len(statement.exceptions)),
+        # Last of the block (a reader of the rows above by place keeps them): whether these
+        # are the clearing run's figures or the records' as they are now — the line the
+        # text export ends with, a cell here so a program can read it too.
+        ("已清算 cleared", "yes" if statement.cleared else "no"),
         (),
         STATEMENT_COLUMNS,
     ]

@@ -26,9 +26,13 @@ TOP: Final = 12
 
 
 def batch_error_chart(days: list[tuple[date, dict[str, int]]]) -> Markup:
-    """A stacked bar per trading day, one colour per cause, with a legend."""
+    """A stacked bar per trading day, one colour per cause, with a legend — or, when the
+    period has none, one sentence saying so: an empty chart drew a 0–1 axis (a scale for a
+    count nobody had) and a legend of causes that did not occur."""
     most = max((sum(counts.values()) for _, counts in days), default=0)
-    scale_max = max(most, 1)
+    if not most:
+        return _no_errors(days)
+    scale_max = most
     plot_height = HEIGHT - BOTTOM - TOP
     slot = (WIDTH - LEFT - 10) / max(len(days), 1)
     bar = slot * 0.7
@@ -77,10 +81,18 @@ def batch_error_chart(days: list[tuple[date, dict[str, int]]]) -> Markup:
             f"{escape(en)}</text>"
         )
         legend_x += 20 + 7 * (len(en) + 2 * len(zh))
-    if not most:
-        parts.append(
-            f'<text x="{WIDTH / 2}" y="{HEIGHT / 2}" text-anchor="middle" class="empty">'
-            "none in 14 days / 14 天内无</text>"
-        )
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 - every text part above is escaped
+
+
+def _no_errors(days: list[tuple[date, dict[str, int]]]) -> Markup:
+    """The sentence in place of a chart with nothing to draw, naming the period it covers."""
+    period = ""
+    if days:
+        first, last = days[0][0], days[-1][0]
+        period = f" {first.isoformat()} – {last.isoformat()}"
+    text = (
+        f"no batch-number errors (77) in this period{period} / "
+        f"本期间{period and period + ' '}无批次号错误"
+    )
+    return Markup('<p class="muted chart-empty">{}</p>').format(text)
