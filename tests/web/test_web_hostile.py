@@ -448,3 +448,21 @@ def test_the_scan_of_headers_passes_a_static_etag_and_nothing_else() -> None:
     assert [] == scan_headers([("etag", etag), ("content-type", "text/javascript")])
     assert ["4000056655665556"] == scan_headers([("etag", '"4000056655665556"')])
     assert ["4000056655665556"] == scan_headers([("x-note", "4000056655665556")])
+
+
+async def test_a_user_is_disabled_only_by_active_0_and_a_second_click_changes_nothing(
+    world: World, client: httpx.AsyncClient
+) -> None:
+    """``active=banana`` (any value but 1) disabled the user and said "user changed"; enabling
+    an enabled user said "user changed" and wrote an audit line for nothing."""
+    csrf = await log_in(client, "olga")
+    odd = await client.post("/users/sam/active", data={"csrf_token": csrf, "active": "banana"})
+    assert 400 == odd.status_code and "active must be 1 (enable) or 0 (disable)" in odd.text
+    again = await client.post("/users/sam/active", data={"csrf_token": csrf, "active": "1"})
+    assert 303 == again.status_code
+    page = await client.get(again.headers["location"])
+    assert "the user was already so: nothing changed" in page.text
+    off = await client.post("/users/sam/active", data={"csrf_token": csrf, "active": "0"})
+    assert "user changed" in (await client.get(off.headers["location"])).text
+    actions = [e.action for e in world.office.audit.search(AuditFilter(target="sam"))]
+    assert actions.count("user.disable") == 1 and "user.enable" not in actions

@@ -346,13 +346,16 @@ class Staff:
             raise NotFound(f"no user {clean_text(name, 64)}")
         return _user(row)
 
-    def set_active(self, actor: Actor, name: str, *, active: bool, now: datetime) -> None:
-        """Disable a user (their sessions end at once) or enable them again."""
+    def set_active(self, actor: Actor, name: str, *, active: bool, now: datetime) -> bool:
+        """Disable a user (their sessions end at once) or enable them again; False (nothing
+        changed, nothing recorded) when the user already was so — a second click."""
         _check_changes_users(actor)
         if actor.name == name and not active:
             raise ConfigError("you cannot disable yourself")
         with write(self.store) as connection:
             row = self._user_row(connection, name)
+            if bool(row.active) == active:
+                return False
             connection.execute(
                 t.users.update().where(t.users.c.user_id == row.user_id).values(active=active)
             )
@@ -368,6 +371,7 @@ class Staff:
                 before={"active": bool(row.active)},
                 after={"active": active},
             )
+        return True
 
     def unlock(self, actor: Actor, name: str, *, now: datetime) -> None:
         """Clear a user's failed logins and lock (the account's, and the name's from every

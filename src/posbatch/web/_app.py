@@ -116,6 +116,7 @@ _MESSAGES: Final = {
     "noted": ("备注已记录", "remark recorded"),
     "user-added": ("用户已添加", "user added"),
     "user-changed": ("用户已更新", "user changed"),
+    "user-unchanged": ("用户已是该状态，未更改", "the user was already so: nothing changed"),
     "address-unlocked": ("该地址的登录锁定已解除", "logins from that address may start again"),
     "password": ("密码已修改", "password changed"),
     "fees-set": ("费率已设置", "fee schedule set"),
@@ -794,8 +795,11 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
     def user_active(request: Request, ctx: Ctx) -> Response:
         form = form_of(request, ctx)
         name = request.path_params["name"]
-        office.staff.set_active(ctx.actor, name, active=form.get("active") == "1", now=now())
-        return see("/users", "user-changed")
+        wanted = str(form.get("active", ""))
+        if wanted not in ("0", "1"):
+            raise ConfigError("active must be 1 (enable) or 0 (disable)")
+        changed = office.staff.set_active(ctx.actor, name, active=wanted == "1", now=now())
+        return see("/users", "user-changed" if changed else "user-unchanged")
 
     @route("POST", "/users/{name}/unlock", Permission.MANAGE_USERS)
     def user_unlock(request: Request, ctx: Ctx) -> Response:
