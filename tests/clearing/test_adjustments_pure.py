@@ -189,7 +189,8 @@ def test_a_statement_with_adjustments_shows_them_and_pays_them() -> None:
     assert (1_500, 100_900) == (document.adjustment_fen, document.net_fen)
     file_rows = list(csv.reader(io.StringIO(clearing_file_csv(document))))
     assert [
-        MERCHANT_ID, "1", "1000.00", "6.00", "1009.00", "T+1", "2026-10-08", "no", "15.00", "0"
+        MERCHANT_ID, "1", "1000.00", "6.00", "1009.00", "T+1", "2026-10-08", "no", "15.00", "0",
+        "no",
     ] == file_rows[1]  # fmt: skip
     assert "差错调整 adjustments 15.00 (2)" in render_clearing_file(document)
 

@@ -375,6 +375,22 @@ def test_a_statement_csv_says_whether_its_day_is_cleared(
     assert first["净额 net"] == second["净额 net"]
 
 
+def test_a_clearing_file_csv_says_whether_its_day_is_cleared(
+    traded: World, data_dir: str, tmp_path: Path
+) -> None:
+    """The clearing file's CSV said nothing of it either (and the command asked whether the
+    day was cleared after reading the figures, so a run in between labelled computed figures
+    cleared): a last column 已清算 cleared on every row, read with the figures."""
+    before, after = tmp_path / "before.csv", tmp_path / "after.csv"
+    invoke("clearing", "file", "--date", "2026-09-30", "--csv", str(before), data_dir=data_dir)
+    invoke("clearing", "run", "--date", "2026-09-30", data_dir=data_dir)
+    invoke("clearing", "file", "--date", "2026-09-30", "--csv", str(after), data_dir=data_dir)
+    first, second = (list(csv.reader(io.StringIO(path.read_text()))) for path in (before, after))
+    assert ["已清算 cleared"] + ["no"] * (len(first) - 1) == [row[-1] for row in first]
+    assert ["已清算 cleared"] + ["yes"] * (len(second) - 1) == [row[-1] for row in second]
+    assert [row[:-1] for row in first] == [row[:-1] for row in second]
+
+
 def test_set_fees_from_today_refuses_to_reprice_todays_sales(
     traded: World, data_dir: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -128,9 +128,12 @@ def test_clearing_file_csv_and_text() -> None:
     document = clearing_file(DAY, [record], RULES)
     rows = list(csv.reader(io.StringIO(clearing_file_csv(document))))
     assert [
-        MERCHANT_ID, "1", "1234.56", "7.41", "1227.15", "T+1", "2026-10-08", "no", "0.00", "0"
+        MERCHANT_ID, "1", "1234.56", "7.41", "1227.15", "T+1", "2026-10-08", "no", "0.00", "0",
+        "no",
     ] == rows[1]  # fmt: skip
-    assert ["合计 total", "1", "1234.56", "7.41", "1227.15", "", "", "", "0.00", "0"] == rows[2]
+    assert ["合计 total", "1", "1234.56", "7.41", "1227.15", "", "", "", "0.00", "0", "no"] == rows[
+        2
+    ]
     assert f"{MERCHANT_ID}       1       1234.56        7.41       1227.15" in render_clearing_file(
         document
     )
@@ -156,7 +159,7 @@ def test_the_clearing_file_csv_counts_unknown_bins_as_the_page_flags_them() -> N
     document = clearing_file(DAY, [known, unknown], RULES)
     rows = list(csv.reader(io.StringIO(clearing_file_csv(document))))
     assert (["BIN未知 unknown_bins", "1", "1"], True) == (
-        [row[-1] for row in rows],
+        [row[-2] for row in rows],
         " BIN?" in render_clearing_file(document),
     )
 

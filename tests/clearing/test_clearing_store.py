@@ -3,6 +3,7 @@ the rules the store keeps, and what it refuses."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, time, timedelta
 
 import pytest
@@ -194,9 +195,12 @@ def test_a_cleared_day_reads_back_as_it_was_computed(world: World) -> None:
         computed.cleared,
         kept.cleared,
     )
-    assert (summaries, document) == (
+    cleared = world.clearing.clearing_file(SEP_30)
+    assert (summaries, document, False, True) == (
         world.clearing.summaries(SEP_30),
-        world.clearing.clearing_file(SEP_30),
+        replace(cleared, cleared=False),
+        document.cleared,
+        cleared.cleared,
     )
 
 

@@ -465,6 +465,9 @@ CLEARING_FILE_COLUMNS: Final = (
     "差错调整 adjustments",  # added after the first: the columns before it kept their places
     # lines priced as credit for want of a BIN entry (the page's "BIN?"): last, likewise
     "BIN未知 unknown_bins",
+    # yes: the clearing run's kept figures; no: the records' as they are now (they change
+    # while the day trades or until the run) — the line the text ends with; last, likewise
+    "已清算 cleared",
 )
 
 
@@ -474,6 +477,8 @@ def _file_row(
     adjustment_fen: int,
     arrival: Arrival | None,
     unknown_bins: int,
+    *,
+    cleared: bool,
 ) -> list[object]:
     return [
         merchant_id,
@@ -486,6 +491,7 @@ def _file_row(
         "" if arrival is None else ("yes" if arrival.provisional else "no"),
         _yuan(adjustment_fen),
         unknown_bins,
+        "yes" if cleared else "no",
     ]
 
 
@@ -494,14 +500,18 @@ def clearing_file_csv(document: ClearingFile) -> str:
     rows: list[Sequence[object]] = [CLEARING_FILE_COLUMNS]
     rows.extend(
         _file_row(
-            line.merchant_id, line.total, line.adjustment_fen, line.arrival, line.unknown_bins
+            line.merchant_id, line.total, line.adjustment_fen, line.arrival, line.unknown_bins,
+            cleared=document.cleared,
         )
         for line in document.lines
-    )
+    )  # fmt: skip
     unknown_bins = sum(line.unknown_bins for line in document.lines)
     rows.append(
-        _file_row("合计 total", document.total, document.adjustment_fen, None, unknown_bins)
-    )
+        _file_row(
+            "合计 total", document.total, document.adjustment_fen, None, unknown_bins,
+            cleared=document.cleared,
+        )
+    )  # fmt: skip
     return _csv(rows)
 
 

@@ -362,6 +362,7 @@ class ClearingFile:
     lines: tuple[ClearingFileLine, ...]
     total: Totals
     adjustment_fen: int = 0
+    cleared: bool = False  # the clearing run's kept figures (else the records' as they are now)
 
     @property
     def net_fen(self) -> int:
@@ -759,10 +760,13 @@ def clearing_file_of(
     rules: ClearingRules,
     adjustments_of: Mapping[str, Sequence[AdjustmentLine]] | None = None,
     arrivals_of: Mapping[str, Arrival] | None = None,
+    *,
+    cleared: bool = False,
 ) -> ClearingFile:
     """The clearing file of ``day`` from each merchant's summary parts and adjustment lines
     (a merchant with only adjustments has a line too). ``arrivals_of``: the arrivals a
-    clearing run kept, per merchant (a merchant without one: computed from ``rules``)."""
+    clearing run kept, per merchant (a merchant without one: computed from ``rules``).
+    ``cleared``: the parts are what the clearing run kept."""
     start, end = trading_day_bounds(day, rules.cutoffs)
     adjustments_of = adjustments_of or {}
     arrivals_of = arrivals_of or {}
@@ -782,7 +786,7 @@ def clearing_file_of(
         )  # fmt: skip
     total = _sum(line.total for line in lines)
     return ClearingFile(
-        day, start, end, tuple(lines), total, sum(line.adjustment_fen for line in lines)
+        day, start, end, tuple(lines), total, sum(line.adjustment_fen for line in lines), cleared
     )
 
 

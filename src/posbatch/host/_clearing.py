@@ -1377,7 +1377,7 @@ class ClearingStore:
     def summaries(self, day: date, *, rules: ClearingRules | None = None) -> list[StatementSummary]:
         """Every merchant's statement figures of trading day ``day`` (a statement run): by
         card class and kind, fees, net, arrival — from the clearing run when cleared."""
-        rules, parts, adjusted, arrivals = self._day_figures(day, rules)
+        rules, parts, adjusted, arrivals, _cleared = self._day_figures(day, rules)
         return [
             summarize(
                 merchant_id, day, parts.get(merchant_id, ()), rules,
@@ -1389,8 +1389,8 @@ class ClearingStore:
 
     def clearing_file(self, day: date) -> ClearingFile:
         """清算文件 of trading day ``day``: every merchant's count, gross, fees, net, arrival."""
-        rules, parts, adjusted, arrivals = self._day_figures(day, None)
-        return clearing_file_of(day, parts, rules, adjusted, arrivals)
+        rules, parts, adjusted, arrivals, cleared = self._day_figures(day, None)
+        return clearing_file_of(day, parts, rules, adjusted, arrivals, cleared=cleared)
 
     def _day_figures(
         self, day: date, rules: ClearingRules | None
@@ -1399,18 +1399,19 @@ class ClearingStore:
         dict[str, list[SummaryPart]],
         dict[str, list[AdjustmentLine]],
         dict[str, Arrival],
+        bool,
     ]:
         """The rules (``rules``, or those in force) and, per merchant, ``day``'s sums,
-        adjustment lines and kept arrivals, on one connection: whether the day is cleared is
-        asked once, so the sums and the adjustments come from the same side of a clearing
-        run made meanwhile."""
+        adjustment lines and kept arrivals, and whether the day is cleared, on one
+        connection: that is asked once, so the sums, the adjustments and the label come
+        from the same side of a clearing run made meanwhile."""
         with self._reading():
             rules = rules or self.rules()
             cleared = self.cleared_day(day) is not None
             parts = self._parts(day, rules, cleared=cleared)
             adjusted = self._adjustments(day, rules, cleared=cleared)
             arrivals = self.kept_arrivals(day)
-        return rules, parts, adjusted, arrivals
+        return rules, parts, adjusted, arrivals, cleared
 
 
 def _same_run(

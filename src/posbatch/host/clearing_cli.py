@@ -599,14 +599,13 @@ def clearing_file(
     day = _parsed(parse_day, on)
     with _clearing(data_dir) as clearing:
         try:
-            document = clearing.clearing_file(day)
-            cleared = clearing.cleared_day(day)
+            document = clearing.clearing_file(day)  # cleared or not: asked with its figures
         except PosbatchError as exc:
             raise _fail(exc) from exc
     if csv_file is not None:  # first, as for a statement
         write_private(csv_file, clearing_file_csv(document))
     typer.echo(render_clearing_file(document))
-    typer.echo(cleared_note(day, cleared is not None))
+    typer.echo(cleared_note(day, document.cleared))
     if csv_file is not None:
         typer.echo(f"written {csv_file}")
 
