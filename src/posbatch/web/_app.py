@@ -201,7 +201,8 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
         # An error may quote what was typed (an amount field given a card number): masked.
         # A merchant id the store named (15 digits that may pass the card check) stays whole.
         shown = exc.shown_ids if isinstance(exc, PosbatchError) else frozenset()
-        error = mask_card_numbers(str(exc), allowed=shown)
+        # One line: a database's error goes on with the statement and its parameters.
+        error = mask_card_numbers((str(exc).splitlines() or [""])[0], allowed=shown)
         if request.headers.get("hx-request") == "true":
             return HTMLResponse(
                 renderer.render("_error.html", error=error, status=status), status_code=status
@@ -248,6 +249,8 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
                         raise
                     except Exception:  # a malformed body: the peer's fault, one clear answer
                         return error_page(request, None, 400, ConfigError("unreadable form"))
+                if _holds_nul(request):
+                    return error_page(request, None, 400, ConfigError(NUL_REFUSED))
                 return await run_in_threadpool(dispatch, request)
 
             def dispatch(request: Request) -> Response:
@@ -838,6 +841,20 @@ def _json(value: object) -> str:
     import json  # noqa: PLC0415
 
     return "" if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+NUL_REFUSED: Final = "a value holds a NUL character (\\0): not valid anywhere here"
+
+
+def _holds_nul(request: Request) -> bool:
+    """Whether the path, the query or the form carries a NUL: no id, name or text of the
+    console may hold one, and PostgreSQL refuses it in any text parameter — a login named
+    ``olga%00`` was a 500, ``/users/sa%00m/active`` a 503 showing the SQL."""
+    form: FormData | None = request.state.form
+    pairs = [*request.path_params.items(), *request.query_params.multi_items()]
+    if form is not None:
+        pairs += form.multi_items()
+    return any("\0" in str(key) or "\0" in str(value) for key, value in pairs)
 
 
 def _next(request: Request) -> str:
