@@ -6,7 +6,9 @@ from __future__ import annotations
 import httpx
 import pytest
 from test_web_routes import EXPECTED, concrete
-from web_world import LOGIN_TOKEN, PASSWORD, World, log_in
+from web_world import LOGIN_TOKEN, PASSWORD, World, log_in, scan, scan_headers
+
+from posbatch.web import create_app
 
 NUL_POSTS = [
     ("/users/sa%00m/active", {"active": "0"}),
@@ -62,3 +64,28 @@ async def test_a_nul_in_any_query_is_400(world: World, client: httpx.AsyncClient
             answer = await client.get(concrete(world, path), params=params)
             wrong += [(path, str(params), why) for why in _refused_in_one_line(answer)]
     assert [] == wrong
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/transactions/?last4=6222021234567890128",
+        "/support/6222021234567890128/",
+        "/static?x=6222021234567890128",
+        "/login/?next=/transactions%3Flast4%3D6222021234567890128",
+    ],
+)
+async def test_a_url_with_a_trailing_slash_is_not_redirected_with_its_card_number(
+    world: World, url: str
+) -> None:
+    """Starlette answered `/transactions/?last4=6222…` with a 307 to
+    `http://{Host}/transactions?last4=6222021234567890128`: the card number whole in a
+    header, to anyone (no login), and to whatever host the Host header named."""
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(world.office)),
+        base_url="https://console.test",
+        headers={"host": "evil.example"},
+    ) as client:
+        answer = await client.get(url)
+        assert (404, None) == (answer.status_code, answer.headers.get("location"))
+        assert [] == scan(answer.text) + scan_headers(answer.headers.items())

@@ -152,7 +152,11 @@ def _address(request: Request) -> str:
 
 def create_app(office: BackOffice, *, title: str = "posbatch back office") -> FastAPI:
     """The console over ``office`` (which holds the store, the cut-off and the clock)."""
-    app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
+    # No trailing-slash redirect: Starlette's 307 to `/transactions/?last4=…` without the
+    # slash repeated the URL whole (a card number in a header) on a host the Host header named.
+    app = FastAPI(
+        title=title, docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False
+    )
     renderer = Renderer(cutoff=lambda: office.cutoff)
     HX_FILE_URL = f"/static/{HTMX_FILE}"  # noqa: N806 - a constant of this app
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
