@@ -48,11 +48,7 @@ def bounded_protocol(
             super().connection_made(transport)
             if per_address_max is not None and self.client is not None:
                 where = client_key(self.client[0])
-                held = sum(
-                    1
-                    for other in self.connections
-                    if getattr(other, "client", None) and client_key(other.client[0]) == where
-                )
+                held = sum(_address_of(other) == where for other in self.connections)
                 if held > per_address_max:  # this connection is among them
                     transport.write(_BUSY)
                     transport.close()
@@ -86,3 +82,9 @@ def bounded_protocol(
                 self.transport.close()
 
     return BoundedH11Protocol
+
+
+def _address_of(connection: object) -> str | None:
+    """The client address of one of uvicorn's connections, as counted (None: unknown)."""
+    client = getattr(connection, "client", None)
+    return client_key(client[0]) if isinstance(client, tuple) and client else None
