@@ -8,6 +8,7 @@ import pytest
 from test_web_routes import EXPECTED, concrete
 from web_world import LOGIN_TOKEN, PASSWORD, World, log_in, scan, scan_headers
 
+from posbatch.backoffice import ADDRESS_FAILURES_MAX
 from posbatch.web import create_app
 
 NUL_POSTS = [
@@ -89,3 +90,29 @@ async def test_a_url_with_a_trailing_slash_is_not_redirected_with_its_card_numbe
         answer = await client.get(url)
         assert (404, None) == (answer.status_code, answer.headers.get("location"))
         assert [] == scan(answer.text) + scan_headers(answer.headers.items())
+
+
+async def test_a_card_number_as_the_client_address_is_not_listed_whole(world: World) -> None:
+    """Behind --trust-proxy the client address is X-Forwarded-For, which uvicorn takes as
+    it is, address or not: logins failed from "6222021234567890128" locked it, and /users
+    listed it whole among the locked addresses."""
+    app = create_app(world.office)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=("6222021234567890128", 1)),
+        base_url="https://console.test",
+    ) as stranger:
+        for number in range(ADDRESS_FAILURES_MAX):
+            form = await stranger.get("/login")
+            token = LOGIN_TOKEN.search(form.text)
+            assert token is not None
+            await stranger.post(
+                "/login",
+                data={"name": f"n{number}", "password": "wrong password", "login_csrf": token[1]},
+            )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="https://console.test"
+    ) as ops:
+        await log_in(ops, "olga")
+        page = await ops.get("/users")
+        assert "locked" in page.text.lower()
+        assert [] == scan(page.text)

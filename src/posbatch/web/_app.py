@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import ipaddress
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -147,7 +148,13 @@ class Ctx:
 
 
 def _address(request: Request) -> str:
-    return request.client.host if request.client else "-"
+    """The client's IP address; "-" when it is not one (a trusted proxy's X-Forwarded-For
+    may carry any text — a card number was listed whole on /users as a locked address)."""
+    host = request.client.host if request.client else ""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return "-"
 
 
 def create_app(office: BackOffice, *, title: str = "posbatch back office") -> FastAPI:
