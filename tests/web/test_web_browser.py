@@ -37,6 +37,7 @@ from posbatch.backoffice import BackOffice
 from posbatch.host.server import HostServer
 from posbatch.terminal import TcpDriver, Terminal, init_terminal, open_terminal
 from posbatch.web import create_app
+from posbatch.web.cli import console_config
 from testbed import serving_in_thread
 
 # The journeys run in `make test` (issue #13): ten of them cost about 20 s of CPU in all.
@@ -79,7 +80,7 @@ def serving(office: BackOffice) -> Iterator[str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(office), log_level="warning", access_log=False)
+    config = console_config(create_app(office))  # as `backoffice serve` serves it
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
+from posbatch.backoffice._text import clean_text
+
 __all__ = [
     "ADDRESS_CHARS_MAX",
     "ROWS_MAX",
@@ -106,11 +108,12 @@ def failed(counter: Counter | None, rule: Rule, now: datetime) -> tuple[Counter,
 
 def client_key(address: str) -> str:
     """The address as counted: an IPv6 address by its /64, anything else as it is
-    (bounded to ADDRESS_CHARS_MAX characters)."""
+    (bounded to ADDRESS_CHARS_MAX characters, a card number in it masked: a proxy's
+    X-Forwarded-For is not always an address, and the users page lists these)."""
     try:
         parsed = ipaddress.ip_address(address)
     except ValueError:
-        return address[:ADDRESS_CHARS_MAX]
+        return clean_text(address, ADDRESS_CHARS_MAX)
     if isinstance(parsed, ipaddress.IPv6Address):
         if parsed.ipv4_mapped is not None:
             return str(parsed.ipv4_mapped)

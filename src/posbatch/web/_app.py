@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import ipaddress
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -148,12 +149,22 @@ class Ctx:
 
 
 def _address(request: Request) -> str:
-    return request.client.host if request.client else "-"
+    """The client's IP address; "-" when it is not one (a trusted proxy's X-Forwarded-For
+    may carry any text — a card number was listed whole on /users as a locked address)."""
+    host = request.client.host if request.client else ""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return "-"
 
 
 def create_app(office: BackOffice, *, title: str = "posbatch back office") -> FastAPI:
     """The console over ``office`` (which holds the store, the cut-off and the clock)."""
-    app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
+    # No trailing-slash redirect: Starlette's 307 to `/transactions/?last4=…` without the
+    # slash repeated the URL whole (a card number in a header) on a host the Host header named.
+    app = FastAPI(
+        title=title, docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False
+    )
     renderer = Renderer(cutoff=lambda: office.cutoff)
     HX_FILE_URL = f"/static/{HTMX_FILE}"  # noqa: N806 - a constant of this app
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -202,7 +213,8 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
         # An error may quote what was typed (an amount field given a card number): masked.
         # A merchant id the store named (15 digits that may pass the card check) stays whole.
         shown = exc.shown_ids if isinstance(exc, PosbatchError) else frozenset()
-        error = mask_card_numbers(str(exc), allowed=shown)
+        # One line: a database's error goes on with the statement and its parameters.
+        error = mask_card_numbers((str(exc).splitlines() or [""])[0], allowed=shown)
         if request.headers.get("hx-request") == "true":
             return HTMLResponse(
                 renderer.render("_error.html", error=error, status=status), status_code=status
@@ -249,6 +261,8 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
                         raise
                     except Exception:  # a malformed body: the peer's fault, one clear answer
                         return error_page(request, None, 400, ConfigError("unreadable form"))
+                if _holds_nul(request):
+                    return error_page(request, None, 400, ConfigError(NUL_REFUSED))
                 return await run_in_threadpool(dispatch, request)
 
             def dispatch(request: Request) -> Response:
@@ -842,6 +856,20 @@ def _json(value: object) -> str:
     import json  # noqa: PLC0415
 
     return "" if value is None else json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+NUL_REFUSED: Final = "a value holds a NUL character (\\0): not valid anywhere here"
+
+
+def _holds_nul(request: Request) -> bool:
+    """Whether the path, the query or the form carries a NUL: no id, name or text of the
+    console may hold one, and PostgreSQL refuses it in any text parameter — a login named
+    ``olga%00`` was a 500, ``/users/sa%00m/active`` a 503 showing the SQL."""
+    form: FormData | None = request.state.form
+    pairs = [*request.path_params.items(), *request.query_params.multi_items()]
+    if form is not None:
+        pairs += form.multi_items()
+    return any("\0" in str(key) or "\0" in str(value) for key, value in pairs)
 
 
 def _next(request: Request) -> str:

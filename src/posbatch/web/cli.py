@@ -11,7 +11,7 @@ import ssl
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 import typer
 
@@ -30,7 +30,7 @@ from posbatch.cli_support import (
 from posbatch.errors import ConfigError, PosbatchError
 from posbatch.host.cli import DATA_DIR_DEFAULT, open_store
 
-__all__ = ["app", "serve_console"]
+__all__ = ["app", "console_config", "serve_console"]
 
 LISTEN_DEFAULT: Final = "127.0.0.1:8080"
 CONNECTIONS_MAX: Final = 200  # uvicorn answers 503 above this many at once
@@ -68,8 +68,6 @@ def serve_console(
     """Serve the console until SIGINT/SIGTERM (uvicorn), on a socket bound here (or
     ``sock``, bound by the caller) so that port 0 becomes a real port, printed as one
     JSON line."""
-    import uvicorn  # noqa: PLC0415 - keep `posbatch --help` fast
-
     from posbatch.web import create_app  # noqa: PLC0415
 
     # Connections made once the URL is printed wait in the backlog, not fail.
@@ -80,23 +78,56 @@ def serve_console(
     typer.echo(json.dumps({"event": "listening", "url": f"{scheme}://{host}:{bound_port}/"}))
     if callable(on_listening):
         on_listening(bound_port)
-    config = uvicorn.Config(
-        create_app(office),
+    config = console_config(
+        create_app(office), tls_cert=tls_cert, tls_key=tls_key, trust_proxy=trust_proxy
+    )
+    # uvicorn set up its loggers above, with handlers of their own: an error it logs (an
+    # exception's message, a traceback) goes through the card-number net as ours do.
+    log_to_stderr(logging.WARNING, loggers=("uvicorn", "uvicorn.error", "uvicorn.access"))
+    serve_uvicorn(config, sock)
+
+
+def console_config(
+    app: Any,
+    *,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    trust_proxy: bool = False,
+    read_s: float | None = None,
+    per_address_max: int | None = None,
+    connections_max: int = CONNECTIONS_MAX,
+) -> Any:
+    """The ``uvicorn.Config`` the console is served with (tests serve it the same way):
+    bounded heads and bodies, connections, a request's arrival (``read_s``) and the
+    connections one client address holds (``per_address_max``; none behind a trusted
+    proxy, which bounds its own clients) — see :mod:`posbatch.web._serve`."""
+    import uvicorn  # noqa: PLC0415 - keep `posbatch --help` fast
+
+    from posbatch.web._serve import (  # noqa: PLC0415
+        CONNECTIONS_PER_ADDRESS_MAX,
+        REQUEST_READ_S,
+        bounded_protocol,
+    )
+
+    if per_address_max is None and not trust_proxy:
+        per_address_max = CONNECTIONS_PER_ADDRESS_MAX
+    return uvicorn.Config(
+        app,
+        http=bounded_protocol(
+            read_s=REQUEST_READ_S if read_s is None else read_s,
+            per_address_max=per_address_max,
+        ),
         log_level="warning",
         access_log=False,
         proxy_headers=trust_proxy,
         forwarded_allow_ips="127.0.0.1" if trust_proxy else "",
         ssl_certfile=None if tls_cert is None else str(tls_cert),
         ssl_keyfile=None if tls_key is None else str(tls_key),
-        limit_concurrency=CONNECTIONS_MAX,
+        limit_concurrency=connections_max,
         timeout_keep_alive=KEEP_ALIVE_S,
         h11_max_incomplete_event_size=HEADER_BYTES_MAX,
         server_header=False,
     )
-    # uvicorn set up its loggers above, with handlers of their own: an error it logs (an
-    # exception's message, a traceback) goes through the card-number net as ours do.
-    log_to_stderr(logging.WARNING, loggers=("uvicorn", "uvicorn.error", "uvicorn.access"))
-    serve_uvicorn(config, sock)
 
 
 def check_tls_pair(cert: Path, key: Path) -> None:
