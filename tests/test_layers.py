@@ -18,6 +18,7 @@ ALLOWED: Final[dict[str, frozenset[str]]] = {
     "errors": frozenset(),
     "storage": frozenset({"errors"}),
     "cli_support": frozenset({"batch", "errors"}),
+    "serving": frozenset(),  # the HTTP servers' bounds on a peer (uvicorn's protocol)
     "batch": frozenset({"errors"}),
     "wire": frozenset({"batch", "errors"}),
     # batch/host_*.py: the host's rules (decide) read wire's messages, so they stand on
@@ -29,10 +30,24 @@ ALLOWED: Final[dict[str, frozenset[str]]] = {
     ),
     "terminal": frozenset({"batch", "wire", "errors", "storage", "cli_support"}),
     "doctor": frozenset({"batch", "wire", "errors", "storage", "cli_support", "host", "terminal"}),
-    "catalog": frozenset({"batch", "wire", "errors", "storage", "cli_support", "host", "terminal"}),
-    "backoffice": frozenset({"batch", "wire", "errors", "storage", "host", "doctor", "clearing"}),
+    "catalog": frozenset(
+        {"batch", "wire", "errors", "storage", "cli_support", "serving", "host", "terminal"}
+    ),
+    "backoffice": frozenset(
+        {"batch", "wire", "errors", "storage", "serving", "host", "doctor", "clearing"}
+    ),
     "web": frozenset(
-        {"batch", "wire", "errors", "storage", "cli_support", "host", "doctor", "backoffice"}
+        {
+            "batch",
+            "wire",
+            "errors",
+            "storage",
+            "cli_support",
+            "serving",
+            "host",
+            "doctor",
+            "backoffice",
+        }
     ),
     # sim also works the exception queue through the back office's library (invariant 8)
     "sim": frozenset(

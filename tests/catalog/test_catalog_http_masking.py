@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -25,6 +26,7 @@ from catalog_samples import MILK, NOW
 
 from posbatch.catalog import CatalogStore, TillCredential, create_app
 from posbatch.catalog._orders_http import _masked, shown_gtins, validation_lines
+from posbatch.serving import CONNECTIONS_PER_ADDRESS_MAX
 from posbatch.storage import DATABASE_URL_ENV
 
 # Luhn-valid card numbers: 16 and 19 digits, and one typed in groups.
@@ -241,3 +243,36 @@ def test_a_card_sent_in_two_halves_is_masked_whole() -> None:
     text = "no receipt 6222021234560 890128 of till 10000009"
     expected = (frozenset(), "no receipt 622202*********0128 of till 10000009")
     assert expected == (shown_gtins(text), _masked(text))
+
+
+def test_one_address_cannot_hold_every_connection_of_catalog_serve(tmp_path: Path) -> None:
+    """`posbatch catalog serve` is bounded as the back office is (posbatch.serving): one
+    address holding connections past CONNECTIONS_PER_ADDRESS_MAX gets 503 on each one more,
+    and a till from another address is still answered (it took every connection uvicorn
+    allows, silently, and held the shop's tills out for as long as it liked)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+    env.pop(DATABASE_URL_ENV, None)
+    command = [sys.executable, "-m", "posbatch", "catalog", "serve", "--listen", "127.0.0.1:0",
+               "--data-dir", str(tmp_path / "data")]  # fmt: skip
+    held: list[socket.socket] = []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as proc:
+        try:
+            assert proc.stdout is not None
+            url = json.loads(proc.stdout.readline())["url"].rstrip("/")
+            port = int(url.rsplit(":", 1)[1])
+            for _ in range(CONNECTIONS_PER_ADDRESS_MAX + 2):
+                peer = socket.create_connection(
+                    ("127.0.0.1", port), timeout=SERVE_TIMEOUT_S, source_address=("127.0.0.2", 0)
+                )
+                held.append(peer)
+            extra = [peer.recv(64) for peer in held[-2:]]  # closed at once, after a 503
+            with pytest.raises(urllib.error.HTTPError) as answer:  # a till elsewhere: 401
+                urllib.request.urlopen(url + "/catalog/version", timeout=SERVE_TIMEOUT_S)
+        finally:
+            for peer in held:
+                peer.close()
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=SERVE_TIMEOUT_S)
+    answer.value.close()
+    assert [True, True] == [reply.startswith(b"HTTP/1.1 503") for reply in extra]
+    assert answer.value.code in (401, 404)

@@ -32,12 +32,12 @@ only. IPv6 addresses are counted by their /64 (one host has a whole /64 to cycle
 from __future__ import annotations
 
 import enum
-import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
 from posbatch.backoffice._text import clean_text
+from posbatch.serving import address_key
 
 __all__ = [
     "ADDRESS_CHARS_MAX",
@@ -110,12 +110,5 @@ def client_key(address: str) -> str:
     """The address as counted: an IPv6 address by its /64, anything else as it is
     (bounded to ADDRESS_CHARS_MAX characters, a card number in it masked: a proxy's
     X-Forwarded-For is not always an address, and the users page lists these)."""
-    try:
-        parsed = ipaddress.ip_address(address)
-    except ValueError:
-        return clean_text(address, ADDRESS_CHARS_MAX)
-    if isinstance(parsed, ipaddress.IPv6Address):
-        if parsed.ipv4_mapped is not None:
-            return str(parsed.ipv4_mapped)
-        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
-    return str(parsed)
+    key = address_key(address)
+    return clean_text(address, ADDRESS_CHARS_MAX) if key is None else key

@@ -452,6 +452,8 @@ def serve(
     """
     import uvicorn  # noqa: PLC0415 - only this command needs it
 
+    from posbatch.serving import bounded_protocol  # noqa: PLC0415
+
     with _errors():
         host, port = parse_listen(listen)
         sock = listening_socket(host, port, backlog=SERVE_CONNECTIONS_MAX)
@@ -465,8 +467,12 @@ def serve(
     # stranger typed, a card number maybe, and URL-encoded it passes any net), warnings and
     # errors only, each through the card-number net (uvicorn's access formatter failed with
     # "--- Logging error ---" and a traceback on a line the net had masked).
+    # Bounded like the back office's (posbatch.serving): a request must arrive within
+    # REQUEST_READ_S, one address holds at most CONNECTIONS_PER_ADDRESS_MAX connections —
+    # else silent connections held every till out.
     config = uvicorn.Config(
         create_app(store, clock=_now),
+        http=bounded_protocol(),
         log_level="warning",
         access_log=False,
         limit_concurrency=SERVE_CONNECTIONS_MAX,

@@ -100,10 +100,10 @@ def console_config(
     """The ``uvicorn.Config`` the console is served with (tests serve it the same way):
     bounded heads and bodies, connections, a request's arrival (``read_s``) and the
     connections one client address holds (``per_address_max``; none behind a trusted
-    proxy, which bounds its own clients) — see :mod:`posbatch.web._serve`."""
+    proxy, which bounds its own clients) — see :mod:`posbatch.serving`."""
     import uvicorn  # noqa: PLC0415 - keep `posbatch --help` fast
 
-    from posbatch.web._serve import (  # noqa: PLC0415
+    from posbatch.serving import (  # noqa: PLC0415
         CONNECTIONS_PER_ADDRESS_MAX,
         REQUEST_READ_S,
         bounded_protocol,
