@@ -447,6 +447,8 @@ def test_logout_and_disable_end_sessions(world: World) -> None:
         ("bob", "ops", None, "short", "10..128"),
         ("-bob", "ops", None, PASSWORD, "user name"),
         ("olga", "ops", None, PASSWORD, "exists already"),
+        # "Olga" beside "olga" read as one person in the audit: refused, the other named
+        ("Olga", "support", None, PASSWORD, "user olga exists already: a name that differs"),
     ],
 )
 def test_bad_users_are_refused(

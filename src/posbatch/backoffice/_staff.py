@@ -300,11 +300,18 @@ class Staff:
         user_role = check_new_user(name, role, password, merchant_id=merchant_id)
         password_hash = self.hasher.hash(password)
         with write(self.store) as connection:
+            # Names are ASCII (_NAME): lower() is the same on both databases. "Olga" beside
+            # "olga" would read as one person in the audit and on the users page.
             taken = connection.execute(
-                sa.select(t.users.c.user_id).where(t.users.c.name == name)
+                sa.select(t.users.c.name).where(sa.func.lower(t.users.c.name) == name.lower())
             ).first()
             if taken is not None:
-                raise ConfigError(f"user {name} exists already")
+                if taken.name == name:
+                    raise ConfigError(f"user {name} exists already")
+                raise ConfigError(
+                    f"user {taken.name} exists already: a name that differs only in case "
+                    "would look like the same person"
+                )
             if merchant_id is not None and not merchant_has_terminal(connection, merchant_id):
                 # the user would see empty pages: a mistyped id, or a merchant not set up yet
                 raise ConfigError(UNKNOWN_MERCHANT)
