@@ -641,6 +641,8 @@ def _journal_replaced(evidence: Evidence) -> Finding:
                 "主机上没有本日志缺少的本终端记录",
             )
         )
+    if (later := _later_host_batch(evidence)) is not None:
+        lines.append(later)
     if journal.restored_at is not None:
         lines.append(
             Line(
@@ -667,6 +669,58 @@ def _journal_replaced(evidence: Evidence) -> Finding:
             )
         )
     return _points(Strength.PROOF, *lines)
+
+
+def _later_host_batch(evidence: Evidence) -> Line | None:
+    """The host's open batch when it is later than any this journal knows (the newer journal
+    settled the copy's batch and traded on), for the service desk: its number, what it holds
+    (from the host store; from the echo, its last message number), and that the terminal
+    settles it before any new sale — at the sign-on after a restore or the repair's mark."""
+    journal = evidence.journal
+    host_batch_no = evidence.host_batch_no
+    if (
+        journal is None
+        or host_batch_no is None
+        or evidence.host_batch_state not in ("OPEN", "UPLOADING")
+        or not is_behind(journal.batch_no, host_batch_no)
+    ):
+        return None
+    records = evidence.host_records
+    held = records.batch(host_batch_no) if records is not None else None
+    last_stan = evidence.host_last_stan_in_batch
+    if held is not None:
+        amount_en, amount_zh = money(held.approved_net_fen)
+        holds_en = (
+            f"it holds {count(held.approved_count, 'approval')} (net {amount_en}) this journal "
+            "never made"
+            if held.approved_count
+            else "it holds no approval yet"
+        )
+        holds_zh = (
+            f"其中 {held.approved_count} 笔成功交易(净额 {amount_zh})本日志中没有"
+            if held.approved_count
+            else "其中尚无成功交易"
+        )
+    elif last_stan is not None:
+        stan_en, stan_zh = stan(last_stan)
+        holds_en = f"its last transaction is {stan_en}, one this journal never made"
+        holds_zh = f"其最后一笔交易为{stan_zh},本日志中没有"
+    else:
+        holds_en, holds_zh = "the host told of no transaction in it", "主机未告知其中有交易"
+    holds_any = (held.approved_count > 0) if held is not None else last_stan is not None
+    return Line(
+        f"the host holds batch {_b(host_batch_no)} open, a later batch than this journal knows "
+        f"(its own is {_b(journal.batch_no)}); {holds_en}: the terminal settles batch "
+        f"{_b(host_batch_no)} at its next sign-on after the repair, before any new sale"
+        + (
+            " — what only the host holds becomes exception records (差错) for the back office"
+            if holds_any
+            else ""
+        ),
+        f"主机上批次 {_b(host_batch_no)} 未结算,比本日志所知的批次更新"
+        f"(本地为 {_b(journal.batch_no)});{holds_zh}:修复后终端签到时先结算批次 "
+        f"{_b(host_batch_no)},再做新交易" + (";仅主机有的交易记为差错,由后台处理" if holds_any else ""),
+    )
 
 
 def _clock_wrong(evidence: Evidence) -> Finding:
