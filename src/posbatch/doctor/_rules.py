@@ -33,9 +33,11 @@ import enum
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Final
 
 from posbatch.batch.counters import is_behind
+from posbatch.batch.model import beijing
 from posbatch.doctor._checks import (
     CLOCK_SKEW_FAIL_S,
     STALE_AFTER,
@@ -47,7 +49,13 @@ from posbatch.doctor._checks import (
     run_checks,
     stan_ahead,
 )
-from posbatch.doctor._evidence import TCP_REFUSED, Evidence, HostSources, LocalBatchState
+from posbatch.doctor._evidence import (
+    TCP_REFUSED,
+    Evidence,
+    HostEntry,
+    HostSources,
+    LocalBatchState,
+)
 from posbatch.doctor._words import (
     Line,
     batch_state_words,
@@ -313,6 +321,8 @@ def _second_device(evidence: Evidence) -> list[Line] | None:
                 + more_zh,
             )
         )
+    if not lines and (between := _answered_between(evidence)) is not None:
+        lines.append(_answered_between_line(between))
     if not lines:
         return lines
     lines.append(
@@ -329,6 +339,108 @@ def _second_device(evidence: Evidence) -> list[Line] | None:
     return lines
 
 
+@dataclass(frozen=True, slots=True)
+class _AnsweredBetween:
+    """A request of this journal the host answered between two transactions of another."""
+
+    stan: int
+    kind: str
+    amount_fen: int
+    how_en: str
+    how_zh: str
+    at: datetime
+    before: tuple[int, HostEntry]  # (batch_no, entry) of another's, earlier
+    after: tuple[int, HostEntry]  # later
+
+
+# An answer's time (fields 13/12) is to the second: it came within this of the time it says.
+_ANSWER_TIME_RESOLUTION: Final = timedelta(seconds=1)
+
+
+def _answered_between(evidence: Evidence) -> _AnsweredBetween | None:
+    """By the host's clock, across its recent batches: a request of this journal the host
+    answered after a transaction this journal never made and before another such one.
+
+    One journal that stopped and came back (an older copy put back, a reinstall) was
+    answered by the host before every transaction of the journal it stands in for, or
+    after every one — that journal is gone once it is back — never between two. Two
+    devices at once are, even when none of one's kept transactions falls between two of
+    the other's in one batch: a request of one met a 94 or A0 there (the host kept no
+    transaction of it), or a sign-on of one settled the other's batch. Its own kept
+    transactions count at the time the host recorded them; the others it answered at the
+    time their answers say (to the second: another's transaction in that second is
+    neither before nor after). None: not shown (no host records, or no journal).
+    """
+    if evidence.host_sources is None or evidence.journal is None:
+        return None
+    foreign = [
+        (sources.batch_no, entry)
+        for sources in evidence.host_sources
+        for entry in sources.entries
+        if entry.in_journal is False and entry.at is not None
+    ]
+    if len(foreign) < 2:
+        return None
+    own: list[tuple[datetime, datetime, int, str, int, tuple[str, str]]] = []
+    for sources in evidence.host_sources:
+        for entry in sources.entries:
+            if entry.in_journal and entry.at is not None:
+                recorded = ("recorded by the host", "主机已记录")
+                own.append((entry.at, entry.at, entry.stan, entry.kind, entry.amount_fen, recorded))
+        for answer in sources.answered:
+            code = (f"answered {answer.response_code}", f"主机应答 {answer.response_code}")
+            until = answer.at + _ANSWER_TIME_RESOLUTION
+            own.append((answer.at, until, answer.stan, answer.kind, answer.amount_fen, code))
+    for start, until, stan_no, kind, amount_fen, (how_en, how_zh) in sorted(own):
+        before = [item for item in foreign if item[1].at is not None and item[1].at < start]
+        after = [item for item in foreign if item[1].at is not None and item[1].at >= until]
+        if before and after:
+            return _AnsweredBetween(
+                stan_no,
+                kind,
+                amount_fen,
+                how_en,
+                how_zh,
+                start,
+                max(before, key=_entry_at),
+                min(after, key=_entry_at),
+            )
+    return None
+
+
+def _entry_at(item: tuple[int, HostEntry]) -> datetime:
+    at = item[1].at
+    assert at is not None
+    return at
+
+
+def _entry_words(batch_no: int, entry: HostEntry) -> tuple[str, str]:
+    kind_en, kind_zh = _KIND_WORDS.get(entry.kind, (entry.kind, entry.kind))
+    amount_en, amount_zh = money(entry.amount_fen)
+    at = f"{beijing(_entry_at((batch_no, entry))):%H:%M:%S}"
+    return (
+        f"{entry.stan:06d} {kind_en} {amount_en} (batch {_b(batch_no)}, {at})",
+        f"{entry.stan:06d} {kind_zh} {amount_zh}(批次 {_b(batch_no)},{at})",
+    )
+
+
+def _answered_between_line(between: _AnsweredBetween) -> Line:
+    kind_en, kind_zh = _KIND_WORDS.get(between.kind, (between.kind, between.kind))
+    amount_en, amount_zh = money(between.amount_fen)
+    at = f"{beijing(between.at):%H:%M:%S}"
+    before_en, before_zh = _entry_words(*between.before)
+    after_en, after_zh = _entry_words(*between.after)
+    return Line(
+        f"this journal's {kind_en} {between.stan:06d} ({amount_en}) was {between.how_en} at "
+        f"{at} (the host's clock), between two transactions this journal never made: "
+        f"{before_en} and {after_en} — a journal that stopped and came back is answered "
+        "before another's transactions or after them, never between",
+        f"本日志的{kind_zh} {between.stan:06d}({amount_zh})于 {at}(主机时间){between.how_zh},"
+        f"夹在两笔本日志从未发出的交易之间:{before_zh} 与 {after_zh} —— 停用后又恢复的"
+        "同一份日志只会在另一方的交易之前或之后得到应答,不会夹在中间",
+    )
+
+
 def _interleaved_batches(evidence: Evidence) -> list[HostSources]:
     """The recent host batches where another device's transactions and this journal's
     interleave (none without the host's records or the journal)."""
@@ -341,7 +453,7 @@ def _defer_to_second_device(evidence: Evidence) -> Finding | None:
     """Ruled out when another device trading under this terminal ID explains the evidence
     (what the host holds that the journal lacks, the 94s): their repairs — a sign-on that
     settles the host's batch — would close the other device's batch once more."""
-    if _interleaved_batches(evidence):
+    if _interleaved_batches(evidence) or _answered_between(evidence) is not None:
         return _out(
             Line(
                 "another device trades under this terminal ID (see that cause): what the host "
@@ -719,7 +831,8 @@ def _later_host_batch(evidence: Evidence) -> Line | None:
         ),
         f"主机上批次 {_b(host_batch_no)} 未结算,比本日志所知的批次更新"
         f"(本地为 {_b(journal.batch_no)});{holds_zh}:修复后终端签到时先结算批次 "
-        f"{_b(host_batch_no)},再做新交易" + (";仅主机有的交易记为差错,由后台处理" if holds_any else ""),
+        f"{_b(host_batch_no)},再做新交易"
+        + (";仅主机有的交易记为差错,由后台处理" if holds_any else ""),
     )
 
 
