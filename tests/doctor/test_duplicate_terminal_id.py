@@ -187,7 +187,7 @@ def test_a_request_met_94_between_the_other_devices_sales_names_it(world: World)
         refund.response_code,
         diagnosis.cause,
         diagnosis.finding(Cause.JOURNAL_REPLACED).verdict,
-        f"this journal's refund {refund.stan:06d} (RMB 5.00) was answered 94 at" in lines,
+        f"then its refund {refund.stan:06d} RMB 5.00 (batch 000003, answered 94 at" in lines,
     )
 
 
@@ -384,7 +384,7 @@ def _timed(pattern: str, answered_at_s: float) -> HostSources:
     [
         ("OFF", 90, True),  # answered between the two foreign sales
         ("OFF", 150, False),  # after both: a copy put back meets 94 there
-        ("FFO", 30, True),
+        ("FFO", 30, False),  # another's, own, another's, own: a reinstall, then a copy put back
         ("OFF", 60, False),  # in the same second as the first foreign sale: not after it
         ("OFF", 120, False),  # in the same second as the second one: not before it
         ("OFF", 119, True),  # answered within 119–120 s: before the second one
@@ -394,8 +394,9 @@ def _timed(pattern: str, answered_at_s: float) -> HostSources:
 def test_an_answer_between_two_foreign_transactions_by_the_host_clock(
     pattern: str, answered_at_s: float, two_devices: bool
 ) -> None:
-    """The answer's time is to the second: only a foreign transaction a whole second before
-    it, and another a whole second after it, make it "between"."""
+    """Own, another's, own, another's by the host's clock names a second device; another's,
+    own, another's does not (a journal that came back twice in a day). The answer's time is
+    to the second: a foreign transaction in that second is neither before nor after it."""
     finding = diagnose(
         evidence(journal=journal(), host_sources=(_timed(pattern, answered_at_s),))
     ).finding(Cause.DUPLICATE_TERMINAL_ID)

@@ -340,17 +340,28 @@ def _second_device(evidence: Evidence) -> list[Line] | None:
 
 
 @dataclass(frozen=True, slots=True)
-class _AnsweredBetween:
-    """A request of this journal the host answered between two transactions of another."""
+class _Own:
+    """A request of this journal the host answered, within ``start``–``until`` (host clock)."""
 
+    start: datetime
+    until: datetime
+    batch_no: int
     stan: int
     kind: str
     amount_fen: int
     how_en: str
     how_zh: str
-    at: datetime
-    before: tuple[int, HostEntry]  # (batch_no, entry) of another's, earlier
-    after: tuple[int, HostEntry]  # later
+
+
+@dataclass(frozen=True, slots=True)
+class _AnsweredBetween:
+    """This journal answered, then another's transaction, then this journal again, then
+    another's again — by the host's clock."""
+
+    first: _Own
+    before: tuple[int, HostEntry]  # (batch_no, entry) of another's
+    again: _Own
+    after: tuple[int, HostEntry]
 
 
 # An answer's time (fields 13/12) is to the second: it came within this of the time it says.
@@ -358,86 +369,95 @@ _ANSWER_TIME_RESOLUTION: Final = timedelta(seconds=1)
 
 
 def _answered_between(evidence: Evidence) -> _AnsweredBetween | None:
-    """By the host's clock, across its recent batches: a request of this journal the host
-    answered after a transaction this journal never made and before another such one.
+    """By the host's clock, across its recent batches: this journal answered, then a
+    transaction it never made, then this journal answered again, then another it never made.
 
-    One journal that stopped and came back (an older copy put back, a reinstall) was
-    answered by the host before every transaction of the journal it stands in for, or
-    after every one — that journal is gone once it is back — never between two. Two
-    devices at once are, even when none of one's kept transactions falls between two of
-    the other's in one batch: a request of one met a 94 or A0 there (the host kept no
-    transaction of it), or a sign-on of one settled the other's batch. Its own kept
-    transactions count at the time the host recorded them; the others it answered at the
-    time their answers say (to the second: another's transaction in that second is
-    neither before nor after). None: not shown (no host records, or no journal).
+    One journal that stopped and came back once (an older copy put back, a reinstall) was
+    answered before the transactions of the journal it stands in for, or after them; even
+    one that came back twice in a day (a reinstall, then an older copy of the new journal
+    put back) is another's, then its own, then another's, then its own — never its own,
+    another's, its own, another's. Two devices at once are, even when none of one's kept
+    transactions falls between two of the other's in one batch: a request of one met a 94
+    there (the host kept no transaction of it), or one's settlement closed the other's batch
+    between them. Kept transactions count at the time the host recorded them; the others
+    at the time their answers say, to the second (another's transaction in that second is
+    neither before nor after). None: not shown (no host records, no journal, or no such run).
     """
     if evidence.host_sources is None or evidence.journal is None:
         return None
-    foreign = [
-        (sources.batch_no, entry)
-        for sources in evidence.host_sources
-        for entry in sources.entries
-        if entry.in_journal is False and entry.at is not None
-    ]
-    if len(foreign) < 2:
-        return None
-    own: list[tuple[datetime, datetime, int, str, int, tuple[str, str]]] = []
+    foreign: list[tuple[datetime, int, HostEntry]] = []
+    own: list[_Own] = []
     for sources in evidence.host_sources:
         for entry in sources.entries:
-            if entry.in_journal and entry.at is not None:
-                recorded = ("recorded by the host", "主机已记录")
-                own.append((entry.at, entry.at, entry.stan, entry.kind, entry.amount_fen, recorded))
+            if entry.at is None or entry.in_journal is None:
+                continue
+            if not entry.in_journal:
+                foreign.append((entry.at, sources.batch_no, entry))
+                continue
+            own.append(
+                _Own(entry.at, entry.at, sources.batch_no, entry.stan, entry.kind,
+                     entry.amount_fen, "recorded by the host", "主机已记录")
+            )  # fmt: skip
         for answer in sources.answered:
-            code = (f"answered {answer.response_code}", f"主机应答 {answer.response_code}")
-            until = answer.at + _ANSWER_TIME_RESOLUTION
-            own.append((answer.at, until, answer.stan, answer.kind, answer.amount_fen, code))
-    for start, until, stan_no, kind, amount_fen, (how_en, how_zh) in sorted(own):
-        before = [item for item in foreign if item[1].at is not None and item[1].at < start]
-        after = [item for item in foreign if item[1].at is not None and item[1].at >= until]
-        if before and after:
-            return _AnsweredBetween(
-                stan_no,
-                kind,
-                amount_fen,
-                how_en,
-                how_zh,
-                start,
-                max(before, key=_entry_at),
-                min(after, key=_entry_at),
-            )
-    return None
+            own.append(
+                _Own(answer.at, answer.at + _ANSWER_TIME_RESOLUTION, sources.batch_no,
+                     answer.stan, answer.kind, answer.amount_fen,
+                     f"answered {answer.response_code}", f"主机应答 {answer.response_code}")
+            )  # fmt: skip
+    if len(foreign) < 2 or len(own) < 2:
+        return None
+    # Earliest choices at each step find the run whenever there is one.
+    first = min(own, key=lambda item: item.until)
+    before = min((f for f in foreign if f[0] >= first.until), key=_at, default=None)
+    if before is None:
+        return None
+    again = min((o for o in own if o.start > before[0]), key=lambda o: o.until, default=None)
+    if again is None:
+        return None
+    after = min((f for f in foreign if f[0] >= again.until), key=_at, default=None)
+    if after is None:
+        return None
+    return _AnsweredBetween(first, before[1:], again, after[1:])
 
 
-def _entry_at(item: tuple[int, HostEntry]) -> datetime:
-    at = item[1].at
-    assert at is not None
-    return at
+def _at(item: tuple[datetime, int, HostEntry]) -> datetime:
+    return item[0]
+
+
+def _own_words(own: _Own) -> tuple[str, str]:
+    kind_en, kind_zh = _KIND_WORDS.get(own.kind, (own.kind, own.kind))
+    amount_en, amount_zh = money(own.amount_fen)
+    at = f"{beijing(own.start):%H:%M:%S}"
+    return (
+        f"its {kind_en} {own.stan:06d} {amount_en} (batch {_b(own.batch_no)}, {own.how_en} "
+        f"at {at})",
+        f"本日志的{kind_zh} {own.stan:06d} {amount_zh}(批次 {_b(own.batch_no)},{at} {own.how_zh})",
+    )
 
 
 def _entry_words(batch_no: int, entry: HostEntry) -> tuple[str, str]:
     kind_en, kind_zh = _KIND_WORDS.get(entry.kind, (entry.kind, entry.kind))
     amount_en, amount_zh = money(entry.amount_fen)
-    at = f"{beijing(_entry_at((batch_no, entry))):%H:%M:%S}"
+    at = f"{beijing(entry.at):%H:%M:%S}" if entry.at is not None else "?"
     return (
         f"{entry.stan:06d} {kind_en} {amount_en} (batch {_b(batch_no)}, {at})",
         f"{entry.stan:06d} {kind_zh} {amount_zh}(批次 {_b(batch_no)},{at})",
     )
 
 
-def _answered_between_line(between: _AnsweredBetween) -> Line:
-    kind_en, kind_zh = _KIND_WORDS.get(between.kind, (between.kind, between.kind))
-    amount_en, amount_zh = money(between.amount_fen)
-    at = f"{beijing(between.at):%H:%M:%S}"
-    before_en, before_zh = _entry_words(*between.before)
-    after_en, after_zh = _entry_words(*between.after)
+def _answered_between_line(run: _AnsweredBetween) -> Line:
+    first_en, first_zh = _own_words(run.first)
+    again_en, again_zh = _own_words(run.again)
+    before_en, before_zh = _entry_words(*run.before)
+    after_en, after_zh = _entry_words(*run.after)
     return Line(
-        f"this journal's {kind_en} {between.stan:06d} ({amount_en}) was {between.how_en} at "
-        f"{at} (the host's clock), between two transactions this journal never made: "
-        f"{before_en} and {after_en} — a journal that stopped and came back is answered "
-        "before another's transactions or after them, never between",
-        f"本日志的{kind_zh} {between.stan:06d}({amount_zh})于 {at}(主机时间){between.how_zh},"
-        f"夹在两笔本日志从未发出的交易之间:{before_zh} 与 {after_zh} —— 停用后又恢复的"
-        "同一份日志只会在另一方的交易之前或之后得到应答,不会夹在中间",
+        f"by the host's clock this journal and another take turns: {first_en}, then "
+        f"{before_en} which it never made, then {again_en}, then {after_en} which it never "
+        "made — a journal that stopped and came back is never answered before, between and "
+        "after another's transactions",
+        f"按主机时间,本日志与另一方交替出现:{first_zh},随后是本日志从未发出的 {before_zh},"
+        f"然后是{again_zh},之后又是本日志从未发出的 {after_zh} —— 停用后又恢复的同一份日志"
+        "不会在另一方的交易之前、之间和之后都得到应答",
     )
 
 
