@@ -323,8 +323,7 @@ def test_a_copy_from_before_a_settlement_names_the_hosts_later_open_batch(
     assert expected == (
         f"a later batch than this journal knows (its own is {mine:06d})" in told,
         ("1 approval (net RMB 50.00)" if store else "its last transaction is") in told,
-        f"settles batch {later} at its next sign-on after the repair, before any new sale"
-        in told,
+        f"settles batch {later} at its next sign-on after the repair, before any new sale" in told,
         f"batch {later} was the host's open batch, later than any this journal knew: it is "
         "settled now, before any new sale" in settled,
         told in json_text(report) and settled[-1] in json_text(report),
