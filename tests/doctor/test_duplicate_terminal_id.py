@@ -166,7 +166,7 @@ def test_a_request_met_94_between_the_other_devices_sales_names_it(world: World)
     then meets 94 (the copy holds that STAN), so the host keeps nothing of it; the copy sells
     again. No kept transaction of the terminal comes between two of the copy's — but its
     refund was answered between them, by the host's clock: two devices, not a copy put back
-    (before: ambiguous, duplicates + journal_replaced; seeds 3, 10, 16 of the simulator's
+    (before: ambiguous, duplicates + journal_replaced; seed 3 of the simulator's
     second-device profile, docs/sim.md)."""
     world.established()
     other = world.second_device(cloned=True)

@@ -369,41 +369,50 @@ _ANSWER_TIME_RESOLUTION: Final = timedelta(seconds=1)
 
 
 def _answered_between(evidence: Evidence) -> _AnsweredBetween | None:
-    """By the host's clock, across its recent batches: this journal answered, then a
+    """By the host's clock, in one of its recent batches: this journal answered, then a
     transaction it never made, then this journal answered again, then another it never made.
 
-    One journal that stopped and came back once (an older copy put back, a reinstall) was
-    answered before the transactions of the journal it stands in for, or after them; even
-    one that came back twice in a day (a reinstall, then an older copy of the new journal
-    put back) is another's, then its own, then another's, then its own — never its own,
-    another's, its own, another's. Two devices at once are, even when none of one's kept
-    transactions falls between two of the other's in one batch: a request of one met a 94
-    there (the host kept no transaction of it), or one's settlement closed the other's batch
-    between them. Kept transactions count at the time the host recorded them; the others
-    at the time their answers say, to the second (another's transaction in that second is
-    neither before nor after). None: not shown (no host records, no journal, or no such run).
+    One journal that stopped and came back (an older copy put back, a reinstall) was
+    answered before the transactions of the journal it stands in for, or after them, never
+    before, between and after. Two devices at once are, even when none of one's kept
+    transactions falls between two of the other's: a request of one met a 94 there (the
+    host kept no transaction of it). Kept transactions count at the time the host recorded
+    them; the others at the time their answers say, to the second (another's transaction in
+    that second is neither before nor after). Within one batch only: read across the day's
+    batches, turns split by a settlement are seen too, but so is a journal that came back
+    more than once in a day (heavy seeds 27, 38, 57 of the simulator named copied-back
+    journals two devices, docs/doctor.md). None: not shown (no host records, no journal,
+    or no such run).
     """
     if evidence.host_sources is None or evidence.journal is None:
         return None
+    for sources in evidence.host_sources:
+        run = _turns(sources)
+        if run is not None:
+            return run
+    return None
+
+
+def _turns(sources: HostSources) -> _AnsweredBetween | None:
+    """:func:`_answered_between` within one host batch."""
     foreign: list[tuple[datetime, int, HostEntry]] = []
     own: list[_Own] = []
-    for sources in evidence.host_sources:
-        for entry in sources.entries:
-            if entry.at is None or entry.in_journal is None:
-                continue
-            if not entry.in_journal:
-                foreign.append((entry.at, sources.batch_no, entry))
-                continue
-            own.append(
-                _Own(entry.at, entry.at, sources.batch_no, entry.stan, entry.kind,
-                     entry.amount_fen, "recorded by the host", "主机已记录")
-            )  # fmt: skip
-        for answer in sources.answered:
-            own.append(
-                _Own(answer.at, answer.at + _ANSWER_TIME_RESOLUTION, sources.batch_no,
-                     answer.stan, answer.kind, answer.amount_fen,
-                     f"answered {answer.response_code}", f"主机应答 {answer.response_code}")
-            )  # fmt: skip
+    for entry in sources.entries:
+        if entry.at is None or entry.in_journal is None:
+            continue
+        if not entry.in_journal:
+            foreign.append((entry.at, sources.batch_no, entry))
+            continue
+        own.append(
+            _Own(entry.at, entry.at, sources.batch_no, entry.stan, entry.kind,
+                 entry.amount_fen, "recorded by the host", "主机已记录")
+        )  # fmt: skip
+    for answer in sources.answered:
+        own.append(
+            _Own(answer.at, answer.at + _ANSWER_TIME_RESOLUTION, sources.batch_no,
+                 answer.stan, answer.kind, answer.amount_fen,
+                 f"answered {answer.response_code}", f"主机应答 {answer.response_code}")
+        )  # fmt: skip
     if len(foreign) < 2 or len(own) < 2:
         return None
     # Earliest choices at each step find the run whenever there is one.
