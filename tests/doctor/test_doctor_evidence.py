@@ -36,6 +36,7 @@ from posbatch.doctor import (
     diagnose_from_host,
     render_text,
 )
+from posbatch.doctor._report import json_text
 from posbatch.doctor._rules import Repair
 from posbatch.doctor.cli import host_doctor_command
 from posbatch.host.store import BatchInfo, ExceptionInfo, TerminalInfo
@@ -290,6 +291,43 @@ def test_journal_copied_back_across_a_settlement_is_named(world: World) -> None:
     world.copy_back(copy)
     report = world.examine(host_store=False)
     assert Cause.JOURNAL_REPLACED == report.diagnosis.cause
+
+
+@pytest.mark.parametrize("store", [False, True], ids=["echo only", "with host store"])
+def test_a_copy_from_before_a_settlement_names_the_hosts_later_open_batch(
+    world: World, store: bool
+) -> None:
+    """The newer journal settled batch N and sold in N+1; the copy still holds N open. The
+    service desk reads which batch the host holds open (N+1), what it holds, and that the
+    terminal settles it before the next sale — in the diagnosis, in the repair that settles
+    it, and in --json (found by reading the report of this state: none of it was said)."""
+    world.established()
+    copy = world.copy_journal()
+    mine = world.terminal.current_batch().batch_no
+    assert world.terminal.settle().balanced
+    world.sales(1, amount_fen=5000)
+    world.copy_back(copy)
+    report = world.examine(fix=True, host_store=store)
+    later = f"{mine + 1:06d}"
+    finding = [line.en for line in report.diagnosis.finding(Cause.JOURNAL_REPLACED).lines]
+    told = next(text for text in finding if f"the host holds batch {later} open" in text)
+    sign_on = next(r for r in report.repairs_done if r.repair == Repair.SIGN_ON_ADOPT)
+    settled = [line.en for line in sign_on.lines]
+    expected = (
+        True,
+        True,
+        True,
+        True,
+        True,
+    )
+    assert expected == (
+        f"a later batch than this journal knows (its own is {mine:06d})" in told,
+        ("1 approval (net RMB 50.00)" if store else "its last transaction is") in told,
+        f"settles batch {later} at its next sign-on after the repair, before any new sale" in told,
+        f"batch {later} was the host's open batch, later than any this journal knew: it is "
+        "settled now, before any new sale" in settled,
+        told in json_text(report) and settled[-1] in json_text(report),
+    )
 
 
 def test_copied_back_journal_with_a_newer_backup_plans_the_restore(world: World) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from posbatch.doctor import (
     Cause,
     HostEntry,
     HostSources,
+    JournalAnswer,
     Outcome,
     Repair,
     Strength,
@@ -157,6 +159,36 @@ def test_a_journal_copied_back_is_not_a_second_device(world: World) -> None:
     assert [Verdict.RULED_OUT] * 2 == [
         d.finding(Cause.DUPLICATE_TERMINAL_ID).verdict for d in causes
     ]
+
+
+def test_a_request_met_94_between_the_other_devices_sales_names_it(world: World) -> None:
+    """A copy of the terminal sells twice after the terminal's sale; the terminal's refund
+    then meets 94 (the copy holds that STAN), so the host keeps nothing of it; the copy sells
+    again. No kept transaction of the terminal comes between two of the copy's — but its
+    refund was answered between them, by the host's clock: two devices, not a copy put back
+    (before: ambiguous, duplicates + journal_replaced; seed 3 of the simulator's
+    second-device profile, docs/sim.md)."""
+    world.established()
+    other = world.second_device(cloned=True)
+    sale = world.terminal.sale(2000, PAN)
+    for index in range(2):
+        assert other.terminal.sale(3000 + index, PAN).approved
+    refund = world.terminal.refund(sale.stan, 500)
+    assert other.terminal.sale(3002, PAN).approved
+    diagnosis = examine(world.site, host_store=world.store).diagnosis
+    lines = " ".join(line.en for line in diagnosis.finding(Cause.DUPLICATE_TERMINAL_ID).lines)
+    expected = (
+        "94",
+        Cause.DUPLICATE_TERMINAL_ID,
+        Verdict.RULED_OUT,
+        True,
+    )
+    assert expected == (
+        refund.response_code,
+        diagnosis.cause,
+        diagnosis.finding(Cause.JOURNAL_REPLACED).verdict,
+        f"then its refund {refund.stan:06d} RMB 5.00 (batch 000003, answered 94 at" in lines,
+    )
 
 
 def test_the_host_alone_sees_a_new_install_by_its_stans_going_back(world: World) -> None:
@@ -329,3 +361,43 @@ def test_a_diagnosis_reads_the_host_batches_once(
     calls.update(batches=0, transactions=0)
     diagnose_from_host(store, TERMINAL_ID, now=world.clock())
     assert calls == {"batches": 1, "transactions": batches}
+
+
+# --- by the host's clock: this journal answered between two of another's transactions -------
+
+_T0 = datetime(2026, 11, 20, 1, 0, 0, tzinfo=UTC)
+
+
+def _timed(pattern: str, answered_at_s: float) -> HostSources:
+    """``pattern`` of own/foreign sales one minute apart (as ``_batch``), and a refund of this
+    journal the host answered 94 (keeping nothing) ``answered_at_s`` after the first."""
+    entries = tuple(
+        HostEntry(i + 1, "sale", 1000, mark == "O", _T0 + timedelta(minutes=i))
+        for i, mark in enumerate(pattern)
+    )
+    answer = JournalAnswer(9, "refund", 500, "94", _T0 + timedelta(seconds=answered_at_s))
+    return HostSources(7, "OPEN", entries, (answer,))
+
+
+@pytest.mark.parametrize(
+    ("pattern", "answered_at_s", "two_devices"),
+    [
+        ("OFF", 90, True),  # answered between the two foreign sales
+        ("OFF", 150, False),  # after both: a copy put back meets 94 there
+        ("FFO", 30, False),  # another's, own, another's, own: a reinstall, then a copy put back
+        ("OFF", 60, False),  # in the same second as the first foreign sale: not after it
+        ("OFF", 120, False),  # in the same second as the second one: not before it
+        ("OFF", 119, True),  # answered within 119–120 s: before the second one
+        ("OFO", 90, False),  # one foreign sale: nothing to be between
+    ],
+)
+def test_an_answer_between_two_foreign_transactions_by_the_host_clock(
+    pattern: str, answered_at_s: float, two_devices: bool
+) -> None:
+    """Own, another's, own, another's by the host's clock names a second device; another's,
+    own, another's does not (a journal that came back twice in a day). The answer's time is
+    to the second: a foreign transaction in that second is neither before nor after it."""
+    finding = diagnose(
+        evidence(journal=journal(), host_sources=(_timed(pattern, answered_at_s),))
+    ).finding(Cause.DUPLICATE_TERMINAL_ID)
+    assert finding.verdict == (Verdict.POINTS if two_devices else Verdict.RULED_OUT)

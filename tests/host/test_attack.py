@@ -186,6 +186,7 @@ def test_a_reversal_of_a_partly_refunded_sale_is_not_applied(target: Target) -> 
 
 # --- fields the profile refuses: answered 30, or dropped only when no ids can be read --------
 
+TRACK_ODD = "6222021234567890128=30121010000"  # 31 digits: its pad nibble is 0 here
 F_PAD_PAN = {2: bytes.fromhex("19") + bytes.fromhex("6222021234567890128F")}
 F_PAD_60 = {60: bytes.fromhex("0011") + bytes.fromhex("22000001000F")}
 F_PADDED: dict[str, dict[int, Value]] = {
@@ -193,6 +194,10 @@ F_PADDED: dict[str, dict[int, Value]] = {
     "fields 2, 22 and 60": {**F_PAD_PAN, **F_PAD_60, 22: bytes.fromhex("F021")},
     "field 22 alone": {22: bytes.fromhex("F021")},
     "field 60 alone (a 12-digit PAN)": {2: "622202123456", **F_PAD_60},
+    # mixed: one variable field padded F, another (odd length too) padded 0
+    "field 2 with F, field 60 with 0": {**F_PAD_PAN, 60: "22000001000"},
+    "field 2 with 0, field 60 with F": {2: PAN, **F_PAD_60},
+    "fields 2 and 60 with F, track 2 with 0": {**F_PAD_PAN, **F_PAD_60, 35: TRACK_ODD},
 }
 
 

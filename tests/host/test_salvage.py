@@ -232,3 +232,97 @@ def test_mangled_foreign_fields_get_30_or_nothing(
         fields, _ = answer_of(replies[0])
         assert (fields["39"], fields.keys() <= ANSWER_FIELDS) == ("30", True)
     assert no_card_digits(replies[0], PAN, extra.get("2", ""), extra.get("35", ""))
+
+
+# --- pad nibbles: 0 or F, each variable numeric field its own ---
+
+# Every variable numeric field the salvage walk knows, each with an odd count of digits (so
+# each has a pad nibble): the profile's 2, 35, 48, 60, 61 and ISO 8583's 32, 33, 36, 99, 100.
+ODD_DIGITS = {
+    "2": "6222021234567890128",
+    "32": "12345",
+    "33": "123",
+    "35": "6222021234567890128D30121010000",
+    "36": "1234567",
+    "48": "123456789",
+    "60": "22000001000",
+    "61": "00000100000112071",
+    "99": "1",
+    "100": "12345678901",
+}
+_VARIABLE_N = {"data_enc": "b", "len_enc": "bcd", "len_count": "nibbles", "right_pad": "0"}
+PAD_SPEC: dict[str, dict[str, Any]] = {
+    **CLIENT_SPEC,
+    "32": {**_VARIABLE_N, "len_type": 1, "max_len": 11},
+    "33": {**_VARIABLE_N, "len_type": 1, "max_len": 11},
+    "36": {**_VARIABLE_N, "len_type": 2, "max_len": 104},
+    "99": {**_VARIABLE_N, "len_type": 1, "max_len": 11},
+}
+
+
+def padded_sale(stan: int, pads: dict[str, str]) -> bytes:
+    """A sale (unMACed) carrying the fields of ODD_DIGITS that ``pads`` names, each padded
+    with its own nibble, ``pads[field]``."""
+    fields = SaleRequest(TERMINAL_ID, MERCHANT_ID, stan, TERM.batch_no, 100, PAN).to_fields()
+    fields.update({key: ODD_DIGITS[key] for key in pads})
+    spec = {
+        key: {**value, "right_pad": pads[key]} if key in pads else value
+        for key, value in PAD_SPEC.items()
+    }
+    body, _ = iso8583.encode(fields, spec)
+    return encode_frame(Frame(Tpdu(), Header(), bytes(body)))
+
+
+MIXED_PADS = {
+    "2 F, 60 0": {"2": "F", "60": "0"},
+    "2 0, 60 F": {"2": "0", "60": "F"},
+    "2 and 35 F, 60 and 61 0": {"2": "F", "35": "F", "60": "0", "61": "0"},
+    "ten fields, alternating": {key: "0F"[i % 2] for i, key in enumerate(ODD_DIGITS)},
+    "ten fields, all F": dict.fromkeys(ODD_DIGITS, "F"),
+    "ten fields, all 0": dict.fromkeys(ODD_DIGITS, "0"),
+}
+
+
+@pytest.mark.parametrize("pads", MIXED_PADS.values(), ids=MIXED_PADS.keys())
+def test_a_body_mixing_0_and_f_pads_is_answered_30(pads: dict[str, str]) -> None:
+    """Variable numeric fields padded some with 0, some with F (a CUP SDK's fields beside our
+    own): answered 30 with the STAN, 41 and 42 — and 60 exactly, whichever its pad — never
+    dropped to leave the terminal to time out and reverse."""
+    reply = HostSession(CORE).receive_data(padded_sale(81, pads))[0]
+    fields, _ = answer_of(reply)
+    assert ("30", "000081", TERMINAL_ID, MERCHANT_ID, "22000001000") == (
+        fields["39"],
+        fields["11"],
+        fields["41"],
+        fields["42"],
+        fields["60"],
+    )
+    assert fields.keys() <= ANSWER_FIELDS
+    assert no_card_digits(reply, PAN, ODD_DIGITS["35"])
+
+
+@pytest.mark.parametrize("nibble", ["A", "5", "D"])
+def test_a_pad_nibble_neither_0_nor_f_is_still_dropped(nibble: str) -> None:
+    """Only 0 and F are pads: a field padded with anything else is not read, so no answer."""
+    reply = HostSession(CORE).receive_data(padded_sale(82, {"2": "F", "60": nibble}))[0]
+    assert (reply.frames, reply.log.response_code) == ((), None)
+
+
+def test_the_salvage_walks_once_per_padded_field_not_once_per_combination(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ten variable fields padded F are read in eleven salvage walks (one per field, plus the
+    one that reads), not up to 2^10: the number of walks has a limit, one more than such fields.
+    (The profile's own decode, which refused the body first, does not go through pyiso8583.)"""
+    walks: list[int] = []
+    decode = iso8583.decode
+
+    def counted(body: bytes, spec: Any) -> Any:
+        walks.append(1)
+        return decode(body, spec)
+
+    frame = padded_sale(83, dict.fromkeys(ODD_DIGITS, "F"))
+    monkeypatch.setattr(iso8583, "decode", counted)
+    reply = HostSession(CORE).receive_data(frame)[0]
+    monkeypatch.undo()
+    assert (reply.log.response_code, len(walks)) == ("30", 1 + len(ODD_DIGITS))

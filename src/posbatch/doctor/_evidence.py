@@ -258,6 +258,20 @@ class HostEntry:
     kind: str
     amount_fen: int
     in_journal: bool | None
+    at: datetime | None = None  # when the host recorded it (the host's clock)
+
+
+@dataclass(frozen=True, slots=True)
+class JournalAnswer:
+    """A request of this journal in a recent host batch that the host answered (the answer's
+    MAC verified) without keeping a transaction of it — a 94, a decline it does not record —
+    and when, by the host's clock (the answer's fields 13/12, to the second)."""
+
+    stan: int
+    kind: str
+    amount_fen: int
+    response_code: str
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +282,8 @@ class HostSources:
     batch_no: int
     state: str  # OPEN / UPLOADING / CLOSED
     entries: tuple[HostEntry, ...]
+    # This journal's requests in this batch the host answered but kept no transaction of.
+    answered: tuple[JournalAnswer, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

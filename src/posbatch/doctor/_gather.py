@@ -57,6 +57,7 @@ from posbatch.doctor._evidence import (
     HostRecords,
     HostSources,
     HostView,
+    JournalAnswer,
     JournalEvidence,
     LocalBatchState,
     ManualEdit,
@@ -71,6 +72,7 @@ from posbatch.terminal import (
     Exchange,
     Journal,
     Terminal,
+    TxnRow,
     TxnState,
     run_flow,
     schema_head,
@@ -721,30 +723,34 @@ def host_sources(
     if not recent:
         return ()
     wanted = {item.batch.batch_no for item in recent}
-    made: dict[int, set[tuple[int, str, int]]] = {batch_no: set() for batch_no in wanted}
+    rows: dict[int, list[TxnRow]] = {batch_no: [] for batch_no in wanted}
     if journal is not None:
         for row in journal.batches():
             if row.batch_no in wanted:
-                made[row.batch_no].update(
-                    (txn.stan, txn.kind, txn.amount_fen)
-                    for txn in journal.transactions(row.batch_id)
-                )
+                rows[row.batch_no].extend(journal.transactions(row.batch_id))
     sources = []
     for item in recent:
         batch = item.batch
+        made = {(txn.stan, txn.kind, txn.amount_fen) for txn in rows[batch.batch_no]}
+        kept = {(tx.stan, tx.kind.value, tx.amount_fen) for tx in item.txns}
         entries = tuple(
             HostEntry(
                 tx.stan,
                 tx.kind.value,
                 tx.amount_fen,
-                None
-                if journal is None
-                else (tx.stan, tx.kind.value, tx.amount_fen) in made[batch.batch_no],
+                None if journal is None else (tx.stan, tx.kind.value, tx.amount_fen) in made,
+                tx.created_at,
             )
             for tx in item.txns
             if tx.kind in (Kind.SALE, Kind.VOID, Kind.REFUND)
         )
-        sources.append(HostSources(batch.batch_no, batch.state.value, entries))
+        answered = tuple(
+            JournalAnswer(txn.stan, txn.kind, txn.amount_fen, txn.response_code or "", at)
+            for txn in rows[batch.batch_no]
+            if (txn.stan, txn.kind, txn.amount_fen) not in kept
+            and (at := _host_time(txn.host_time, txn.host_date, now)) is not None
+        )
+        sources.append(HostSources(batch.batch_no, batch.state.value, entries, answered))
     return tuple(sources)
 
 

@@ -202,7 +202,9 @@ _RECOVERY_ZH: Final = {
 
 
 def _sign_on(site: TerminalSite, _evidence: Evidence | None) -> tuple[Line, ...]:
-    closed_before = {row.batch_id for row in site.terminal.journal.batches() if row.closed_at}
+    batches_before = site.terminal.journal.batches()
+    closed_before = {row.batch_id for row in batches_before if row.closed_at}
+    known_before = {row.batch_no for row in batches_before}
     result = site.terminal.sign_on()
     action = result.recovery.action.value
     lines = [
@@ -219,6 +221,15 @@ def _sign_on(site: TerminalSite, _evidence: Evidence | None) -> tuple[Line, ...]
         if row.closed_at is None or row.batch_id in closed_before:
             continue
         lines.append(_closed_by_sign_on(row.batch_no, row.close_reason, row.uploaded_count))
+        if row.batch_no not in known_before:  # the host's open batch, later than the journal's
+            lines.append(
+                Line(
+                    f"batch {row.batch_no:06d} was the host's open batch, later than any this "
+                    "journal knew: it is settled now, before any new sale",
+                    f"批次 {row.batch_no:06d} 是主机上的未结批次,比本日志所知的批次更新:"
+                    "现已结算,之后才做新交易",
+                )
+            )
     return tuple(lines)
 
 

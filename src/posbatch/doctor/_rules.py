@@ -33,9 +33,11 @@ import enum
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Final
 
 from posbatch.batch.counters import is_behind
+from posbatch.batch.model import beijing
 from posbatch.doctor._checks import (
     CLOCK_SKEW_FAIL_S,
     STALE_AFTER,
@@ -47,7 +49,13 @@ from posbatch.doctor._checks import (
     run_checks,
     stan_ahead,
 )
-from posbatch.doctor._evidence import TCP_REFUSED, Evidence, HostSources, LocalBatchState
+from posbatch.doctor._evidence import (
+    TCP_REFUSED,
+    Evidence,
+    HostEntry,
+    HostSources,
+    LocalBatchState,
+)
 from posbatch.doctor._words import (
     Line,
     batch_state_words,
@@ -313,6 +321,8 @@ def _second_device(evidence: Evidence) -> list[Line] | None:
                 + more_zh,
             )
         )
+    if not lines and (between := _answered_between(evidence)) is not None:
+        lines.append(_answered_between_line(between))
     if not lines:
         return lines
     lines.append(
@@ -329,6 +339,137 @@ def _second_device(evidence: Evidence) -> list[Line] | None:
     return lines
 
 
+@dataclass(frozen=True, slots=True)
+class _Own:
+    """A request of this journal the host answered, within ``start``–``until`` (host clock)."""
+
+    start: datetime
+    until: datetime
+    batch_no: int
+    stan: int
+    kind: str
+    amount_fen: int
+    how_en: str
+    how_zh: str
+
+
+@dataclass(frozen=True, slots=True)
+class _AnsweredBetween:
+    """This journal answered, then another's transaction, then this journal again, then
+    another's again — by the host's clock."""
+
+    first: _Own
+    before: tuple[int, HostEntry]  # (batch_no, entry) of another's
+    again: _Own
+    after: tuple[int, HostEntry]
+
+
+# An answer's time (fields 13/12) is to the second: it came within this of the time it says.
+_ANSWER_TIME_RESOLUTION: Final = timedelta(seconds=1)
+
+
+def _answered_between(evidence: Evidence) -> _AnsweredBetween | None:
+    """By the host's clock, in one of its recent batches: this journal answered, then a
+    transaction it never made, then this journal answered again, then another it never made.
+
+    One journal that stopped and came back (an older copy put back, a reinstall) was
+    answered before the transactions of the journal it stands in for, or after them, never
+    before, between and after. Two devices at once are, even when none of one's kept
+    transactions falls between two of the other's: a request of one met a 94 there (the
+    host kept no transaction of it). Kept transactions count at the time the host recorded
+    them; the others at the time their answers say, to the second (another's transaction in
+    that second is neither before nor after). Within one batch only: read across the day's
+    batches, turns split by a settlement are seen too, but so is a journal that came back
+    more than once in a day (heavy seeds 27, 38, 57 of the simulator named copied-back
+    journals two devices, docs/doctor.md). None: not shown (no host records, no journal,
+    or no such run).
+    """
+    if evidence.host_sources is None or evidence.journal is None:
+        return None
+    for sources in evidence.host_sources:
+        run = _turns(sources)
+        if run is not None:
+            return run
+    return None
+
+
+def _turns(sources: HostSources) -> _AnsweredBetween | None:
+    """:func:`_answered_between` within one host batch."""
+    foreign: list[tuple[datetime, int, HostEntry]] = []
+    own: list[_Own] = []
+    for entry in sources.entries:
+        if entry.at is None or entry.in_journal is None:
+            continue
+        if not entry.in_journal:
+            foreign.append((entry.at, sources.batch_no, entry))
+            continue
+        own.append(
+            _Own(entry.at, entry.at, sources.batch_no, entry.stan, entry.kind,
+                 entry.amount_fen, "recorded by the host", "主机已记录")
+        )  # fmt: skip
+    for answer in sources.answered:
+        own.append(
+            _Own(answer.at, answer.at + _ANSWER_TIME_RESOLUTION, sources.batch_no,
+                 answer.stan, answer.kind, answer.amount_fen,
+                 f"answered {answer.response_code}", f"主机应答 {answer.response_code}")
+        )  # fmt: skip
+    if len(foreign) < 2 or len(own) < 2:
+        return None
+    # Earliest choices at each step find the run whenever there is one.
+    first = min(own, key=lambda item: item.until)
+    before = min((f for f in foreign if f[0] >= first.until), key=_at, default=None)
+    if before is None:
+        return None
+    again = min((o for o in own if o.start > before[0]), key=lambda o: o.until, default=None)
+    if again is None:
+        return None
+    after = min((f for f in foreign if f[0] >= again.until), key=_at, default=None)
+    if after is None:
+        return None
+    return _AnsweredBetween(first, before[1:], again, after[1:])
+
+
+def _at(item: tuple[datetime, int, HostEntry]) -> datetime:
+    return item[0]
+
+
+def _own_words(own: _Own) -> tuple[str, str]:
+    kind_en, kind_zh = _KIND_WORDS.get(own.kind, (own.kind, own.kind))
+    amount_en, amount_zh = money(own.amount_fen)
+    at = f"{beijing(own.start):%H:%M:%S}"
+    return (
+        f"its {kind_en} {own.stan:06d} {amount_en} (batch {_b(own.batch_no)}, {own.how_en} "
+        f"at {at})",
+        f"本日志的{kind_zh} {own.stan:06d} {amount_zh}(批次 {_b(own.batch_no)},{at} {own.how_zh})",
+    )
+
+
+def _entry_words(batch_no: int, entry: HostEntry) -> tuple[str, str]:
+    kind_en, kind_zh = _KIND_WORDS.get(entry.kind, (entry.kind, entry.kind))
+    amount_en, amount_zh = money(entry.amount_fen)
+    at = f"{beijing(entry.at):%H:%M:%S}" if entry.at is not None else "?"
+    return (
+        f"{entry.stan:06d} {kind_en} {amount_en} (batch {_b(batch_no)}, {at})",
+        f"{entry.stan:06d} {kind_zh} {amount_zh}(批次 {_b(batch_no)},{at})",
+    )
+
+
+def _answered_between_line(run: _AnsweredBetween) -> Line:
+    first_en, first_zh = _own_words(run.first)
+    again_en, again_zh = _own_words(run.again)
+    before_en, before_zh = _entry_words(*run.before)
+    after_en, after_zh = _entry_words(*run.after)
+    return Line(
+        f"by the host's clock this journal and another take turns: {first_en}, then "
+        f"{before_en} which it never made, then {again_en}, then {after_en} which it never "
+        "made — a journal that stopped and came back is never answered before, between and "
+        "after another's transactions",
+        f"按主机时间,本日志与另一方交替出现:{first_zh},随后是本日志从未发出的 {before_zh},"
+        f"然后是{again_zh},之后又是本日志从未发出的 {after_zh} —— 停用后又恢复的同一份日志"
+        "不会在另一方的交易之前、之间和之后都得到应答",
+    )
+
+
 def _interleaved_batches(evidence: Evidence) -> list[HostSources]:
     """The recent host batches where another device's transactions and this journal's
     interleave (none without the host's records or the journal)."""
@@ -341,7 +482,7 @@ def _defer_to_second_device(evidence: Evidence) -> Finding | None:
     """Ruled out when another device trading under this terminal ID explains the evidence
     (what the host holds that the journal lacks, the 94s): their repairs — a sign-on that
     settles the host's batch — would close the other device's batch once more."""
-    if _interleaved_batches(evidence):
+    if _interleaved_batches(evidence) or _answered_between(evidence) is not None:
         return _out(
             Line(
                 "another device trades under this terminal ID (see that cause): what the host "
@@ -641,6 +782,8 @@ def _journal_replaced(evidence: Evidence) -> Finding:
                 "主机上没有本日志缺少的本终端记录",
             )
         )
+    if (later := _later_host_batch(evidence)) is not None:
+        lines.append(later)
     if journal.restored_at is not None:
         lines.append(
             Line(
@@ -667,6 +810,59 @@ def _journal_replaced(evidence: Evidence) -> Finding:
             )
         )
     return _points(Strength.PROOF, *lines)
+
+
+def _later_host_batch(evidence: Evidence) -> Line | None:
+    """The host's open batch when it is later than any this journal knows (the newer journal
+    settled the copy's batch and traded on), for the service desk: its number, what it holds
+    (from the host store; from the echo, its last message number), and that the terminal
+    settles it before any new sale — at the sign-on after a restore or the repair's mark."""
+    journal = evidence.journal
+    host_batch_no = evidence.host_batch_no
+    if (
+        journal is None
+        or host_batch_no is None
+        or evidence.host_batch_state not in ("OPEN", "UPLOADING")
+        or not is_behind(journal.batch_no, host_batch_no)
+    ):
+        return None
+    records = evidence.host_records
+    held = records.batch(host_batch_no) if records is not None else None
+    last_stan = evidence.host_last_stan_in_batch
+    if held is not None:
+        amount_en, amount_zh = money(held.approved_net_fen)
+        holds_en = (
+            f"it holds {count(held.approved_count, 'approval')} (net {amount_en}) this journal "
+            "never made"
+            if held.approved_count
+            else "it holds no approval yet"
+        )
+        holds_zh = (
+            f"其中 {held.approved_count} 笔成功交易(净额 {amount_zh})本日志中没有"
+            if held.approved_count
+            else "其中尚无成功交易"
+        )
+    elif last_stan is not None:
+        stan_en, stan_zh = stan(last_stan)
+        holds_en = f"its last transaction is {stan_en}, one this journal never made"
+        holds_zh = f"其最后一笔交易为{stan_zh},本日志中没有"
+    else:
+        holds_en, holds_zh = "the host told of no transaction in it", "主机未告知其中有交易"
+    holds_any = (held.approved_count > 0) if held is not None else last_stan is not None
+    return Line(
+        f"the host holds batch {_b(host_batch_no)} open, a later batch than this journal knows "
+        f"(its own is {_b(journal.batch_no)}); {holds_en}: the terminal settles batch "
+        f"{_b(host_batch_no)} at its next sign-on after the repair, before any new sale"
+        + (
+            " — what only the host holds becomes exception records (差错) for the back office"
+            if holds_any
+            else ""
+        ),
+        f"主机上批次 {_b(host_batch_no)} 未结算,比本日志所知的批次更新"
+        f"(本地为 {_b(journal.batch_no)});{holds_zh}:修复后终端签到时先结算批次 "
+        f"{_b(host_batch_no)},再做新交易"
+        + (";仅主机有的交易记为差错,由后台处理" if holds_any else ""),
+    )
 
 
 def _clock_wrong(evidence: Evidence) -> Finding:

@@ -11,8 +11,9 @@ walking the whole body, so :data:`SALVAGE_SPEC` reads every field 1–128:
   decimal, pad nibbles, length prefixes), except that a variable field may be as
   long as its prefix can say (LLVAR 99, LLLVAR 999, digits or bytes as the profile
   counts them), a fixed numeric field is its bytes (whatever its pad nibble), a
-  variable one's pad may be F (:data:`SALVAGE_SPEC_F_PAD`, tried second) and a text
-  field may hold any byte (latin-1: what is echoed is checked by the caller);
+  variable one's pad nibble may be 0 or F, each field's its own (:func:`salvage_read`
+  finds which, with at most :data:`MAX_WALKS` walks), and a text field may hold any
+  byte (latin-1: what is echoed is checked by the caller);
 - every other field in its ISO 8583:1987 format, as CUP POS terminals send it:
   numeric fields packed decimal (a fixed one just its bytes, a variable one with
   a BCD length in digits), everything else bytes with a BCD length in bytes —
@@ -34,7 +35,7 @@ import iso8583
 
 from posbatch.wire import SPEC
 
-__all__ = ["SALVAGE_SPEC", "SALVAGE_SPEC_F_PAD", "salvage_read"]
+__all__ = ["MAX_WALKS", "PADDED_FIELDS", "SALVAGE_SPEC", "salvage_read"]
 
 _LLVAR: Final = 1  # BCD length prefix bytes
 _LLLVAR: Final = 2
@@ -128,35 +129,43 @@ SALVAGE_SPEC: Final[Mapping[str, Mapping[str, Any]]] = {
 }
 
 
-def _padded_with(spec: Mapping[str, Mapping[str, Any]], pad: str) -> dict[str, dict[str, Any]]:
-    """``spec`` with every pad nibble (left or right) ``pad`` instead of 0."""
-    return {
-        key: {name: pad if name in ("left_pad", "right_pad") else value
-              for name, value in field.items()}
-        for key, field in spec.items()
-    }  # fmt: skip
-
-
-# Some CUP terminal SDKs pad odd-length packed decimal with an F nibble, not DESIGN.md's 0:
-# every length of such a body is right, so it is walked again with F pads in the variable
-# fields before it is given up (fixed ones are read as bytes, any pad; a body that mixes
-# 0 and F pads in its variable fields is not tried).
-SALVAGE_SPEC_F_PAD: Final[Mapping[str, Mapping[str, Any]]] = _padded_with(SALVAGE_SPEC, "F")
+# Some CUP terminal SDKs pad odd-length packed decimal with an F nibble, not DESIGN.md's 0, and
+# not always in every field alike. The pad nibble never changes where a field ends (its length
+# prefix says that), so each variable numeric field's pad is found by the walk itself: a walk
+# that stops at a field whose pad nibble reads F is walked again with F for that field alone.
+# Each field changes at most once, so a body is walked at most once per such field, plus one —
+# never once per combination of pads (2^10 for the ten fields below). Only 0 and F are pads; a
+# field padded with anything else stops the walk, and with it the answer.
+PADDED_FIELDS: Final = frozenset(key for key, field in SALVAGE_SPEC.items() if "right_pad" in field)
+MAX_WALKS: Final = len(PADDED_FIELDS) + 1
+_OTHER_PAD: Final = "F"
 
 
 def salvage_read(body: bytes) -> dict[str, str] | None:
-    """Every field of ``body`` read under :data:`SALVAGE_SPEC` (or, failing that, with F pad
-    nibbles), or None when neither can walk it (the error is dropped: nothing of it is shown)."""
-    for spec in (SALVAGE_SPEC, SALVAGE_SPEC_F_PAD):
-        fields = _read(body, spec)
-        if fields is not None:
-            return fields
-    return None
+    """Every field of ``body`` read under :data:`SALVAGE_SPEC`, each variable numeric field
+    padded with 0 or F (found field by field, at most :data:`MAX_WALKS` walks), or None when
+    no walk reads it to its end (the error is dropped: nothing of it is shown)."""
+    spec = dict(SALVAGE_SPEC)
+    for _ in range(MAX_WALKS):
+        try:
+            fields, _ = iso8583.decode(body, spec)
+        except iso8583.DecodeError as error:  # a length past the end, a pad nibble, bytes left
+            key = error.field
+            if key is None or not _pad_reads_f(spec, key, error.doc_dec.get(key, "")):
+                return None
+            spec[key] = {**spec[key], "right_pad": _OTHER_PAD}
+            continue
+        except Exception:  # whatever else pyiso8583 raises on bytes it cannot take
+            return None
+        return dict(fields)
+    return None  # unreachable: each walk but the last changes one more field's pad
 
 
-def _read(body: bytes, spec: Mapping[str, Mapping[str, Any]]) -> dict[str, str] | None:
-    try:
-        fields, _ = iso8583.decode(body, spec)
-    except Exception:  # a length past the end, a bad pad nibble, bytes left over
-        return None
-    return dict(fields)
+def _pad_reads_f(spec: Mapping[str, Mapping[str, Any]], key: str, digits: str) -> bool:
+    """Whether the walk stopped at ``key``'s pad nibble, which reads F where 0 was expected."""
+    field = spec[key]
+    return (
+        key in PADDED_FIELDS
+        and field.get("right_pad") != _OTHER_PAD
+        and digits[-1:] == _OTHER_PAD  # its bytes as hex, pad still on
+    )
