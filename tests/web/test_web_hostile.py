@@ -25,6 +25,7 @@ from web_world import (
 from posbatch.backoffice import LOGIN_FAILURES_MAX, AuditFilter, BackOffice
 from posbatch.errors import LoginRefused
 from posbatch.web import create_app
+from posbatch.web._security import SESSION_COOKIE
 
 
 class SlowHasher(argon2.PasswordHasher):
@@ -466,3 +467,27 @@ async def test_a_user_is_disabled_only_by_active_0_and_a_second_click_changes_no
     assert "user changed" in (await client.get(off.headers["location"])).text
     actions = [e.action for e in world.office.audit.search(AuditFilter(target="sam"))]
     assert actions.count("user.disable") == 1 and "user.enable" not in actions
+
+
+async def test_a_login_over_a_live_session_ends_that_session_on_the_server(
+    world: World, client: httpx.AsyncClient
+) -> None:
+    """Another user logging in at the same browser replaced the session cookie, but the
+    first user's session lived on on the server: a copy of its cookie went on working."""
+    await log_in(client, "sam")
+    first = client.cookies[SESSION_COOKIE]
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(world.office)),
+        base_url="https://console.test",
+    ) as browser:
+        form = await browser.get("/login")
+        token = LOGIN_TOKEN.search(form.text)
+        assert token is not None
+        browser.cookies.set(SESSION_COOKIE, first, domain="console.test")
+        answer = await browser.post(
+            "/login", data={"name": "olga", "password": PASSWORD, "login_csrf": token[1]}
+        )
+        assert 303 == answer.status_code
+        assert first not in answer.headers["set-cookie"]
+    stale = await client.get("/account")
+    assert 303 == stale.status_code and stale.headers["location"].startswith("/login")

@@ -362,6 +362,11 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
             )
         except LoginRefused as exc:
             return login_page(request, next_path=next_path, error=str(exc), status=401, name=name)
+        # A login over a live session (another user at the same browser) ends that one on
+        # the server too: its cookie is replaced here, but a copy of it would go on working.
+        previous = request.cookies.get(SESSION_COOKIE, "")
+        if previous:
+            office.staff.logout(previous, address=_address(request), now=now())
         response = see(next_path)
         set_session_cookie(response, request, token, max_age_s=SESSION_LIFETIME_HOURS * 3600)
         response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
