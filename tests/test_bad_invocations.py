@@ -576,6 +576,34 @@ def _has_data_dir(argv: list[str]) -> bool:
     return "20000002" not in argv and argv[0] not in {"simulate", "catalog"}
 
 
+# Card numbers whose last digit is also their GS1 check digit (one card in ten), and how the
+# catalog names each: zero-filled to GTIN-14, masked like a card.
+GS1_VALID_CARDS: Final = [("6222021234095", "062220****4095"), ("62220212345069", "622202****5069")]
+
+
+@pytest.mark.parametrize(("card", "masked"), GS1_VALID_CARDS)
+def test_a_card_that_is_a_valid_gtin_is_masked_by_the_catalog(
+    in_world: Path, tmp_path: Path, card: str, masked: str
+) -> None:
+    """`catalog receive CARD` and `recall --reason CARD`: the catalog showed a card number
+    whole when its last digit fitted as a GS1 check digit ("unknown product 06222021234095"):
+    the error names it masked, and the reason is recorded masked."""
+    data = ["--data-dir", str(tmp_path / "shop")]
+    steps = [
+        ["catalog", "import", "shop.csv", *data],
+        ["catalog", "recall", "M-DEC15", "--reason", f"card {card}", *data],
+    ]
+    assert [0, 0] == [_run(step).exit_code for step in steps]
+    received = _run(["catalog", "receive", card, "1", *data])
+    report = _run(["catalog", "recall-report", "M-DEC15", *data])
+    assert (2, f"error: unknown product {masked}: not in the catalog", False, True) == (
+        received.exit_code,
+        received.output.strip(),
+        card in report.output,
+        f"card {card[:6]}{'*' * (len(card) - 10)}{card[-4:]}" in report.output,
+    ), report.output
+
+
 def test_a_card_number_typed_as_a_reason_or_a_name_is_recorded_masked(
     in_world: Path, tmp_path: Path
 ) -> None:

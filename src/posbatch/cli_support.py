@@ -46,6 +46,7 @@ import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, NoSuchOption, UsageError
 from typer.core import TyperGroup
 
+from posbatch.batch.addresses import PORT_MAX, split_host_port
 from posbatch.batch.cards import mask_card_numbers, ungrouped
 from posbatch.batch.ids import check_batch_no, check_merchant_id, check_stan, check_terminal_id
 from posbatch.errors import ConfigError, PosbatchError
@@ -187,19 +188,16 @@ def listening_socket(host: str, port: int, *, backlog: int) -> socket.socket:
     return sock
 
 
-PORT_MAX: Final = 65_535
-
-
 def parse_listen(listen: str) -> tuple[str, int]:
     """A server's ``--listen HOST:PORT`` → (host, port), the one rule of every server: HOST
     may be empty (127.0.0.1) or an IPv6 address in brackets, PORT is 0..65535 in ASCII
-    digits (0 picks a free one). ConfigError otherwise — "127.0.0.1:²" passed
-    ``str.isdigit`` and reached ``int()``, a traceback."""
-    host, separator, port_text = listen.rpartition(":")
-    digits = port_text.isascii() and port_text.isdigit()
-    if not separator or not digits or not 0 <= int(port_text) <= PORT_MAX:
+    digits (0 picks a free one). ConfigError otherwise. Cut as a client's address is
+    (:mod:`posbatch.batch.addresses`)."""
+    address = split_host_port(listen, port_min=0)
+    if address is None:
         raise ConfigError(f"--listen must be HOST:PORT with a port 0..{PORT_MAX}, not {listen!r}")
-    return host.strip("[]") or "127.0.0.1", int(port_text)
+    host, port = address
+    return host or "127.0.0.1", port
 
 
 def one_line(exc: BaseException) -> str:

@@ -34,7 +34,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from posbatch import storage
-from posbatch.batch.cards import check_pan, grouped_pieces, mask_card_numbers
+from posbatch.batch.cards import mask_card_numbers
 from posbatch.batch.model import BEIJING, shown_at
 from posbatch.catalog._checkout import (
     CATALOG_AGE_MINUTES_MAX,
@@ -48,7 +48,7 @@ from posbatch.catalog._checkout import (
     render_receipt,
 )
 from posbatch.catalog._csv import decode_catalog_csv, parse_catalog_csv, write_catalog_csv
-from posbatch.catalog._gtin import GTIN_LENGTHS, gtin_check_digit, normalize_gtin
+from posbatch.catalog._gtin import normalize_gtin, shown_gtins
 from posbatch.catalog._orders_http import HttpOrderBook
 from posbatch.catalog._orders_store import TraceRow
 from posbatch.catalog._returns import (
@@ -259,29 +259,14 @@ _DIGIT_RUN: Final = re.compile(r"(?<![0-9])[0-9]+(?![0-9])")
 
 
 def _gtins(text: str) -> frozenset[str]:
-    """The GTINs and drug traceability codes named in ``text``: runs of a GTIN's length (8,
-    12, 13 or 14 digits: an error names what was typed) and codes of 20 digits starting
-    with 8. The card-number net shows them whole (they are as long as card numbers); a card
-    number of 15 to 19 digits is never one of them, nor is a run of 12 to 14 digits whose
-    GS1 check digit is wrong but which the host would take as a card number (a card typed
-    at the scan prompt: "GTIN 622202***4566 has a bad check digit"), nor a group of a longer
-    run of digits and separators (a card typed in two halves, "62220212-34567890")."""
-    glued = grouped_pieces(text)  # "62220212-34567890": a card split in two, not two GTINs
-    return frozenset(
+    """What the card-number net shows whole in ``text``: the GTINs of :func:`shown_gtins`
+    (the one rule, ``catalog serve``'s too) and drug traceability codes (20 digits starting
+    with 8)."""
+    return shown_gtins(text) | frozenset(
         run
         for run in _DIGIT_RUN.findall(text)
-        if run not in glued
-        and (
-            (len(run) in GTIN_LENGTHS and not _card_not_gtin(run))
-            or (len(run) == TRACE_CODE_DIGITS and run.startswith(TRACE_CODE_FIRST_DIGIT))
-        )
+        if len(run) == TRACE_CODE_DIGITS and run.startswith(TRACE_CODE_FIRST_DIGIT)
     )
-
-
-def _card_not_gtin(run: str) -> bool:
-    """Whether ``run`` (ASCII digits) could be approved as a card number and is not a GTIN
-    (its GS1 check digit is wrong): shown as a card, first 6 and last 4."""
-    return check_pan(run) is None and gtin_check_digit(run[:-1]) != run[-1]
 
 
 def _said(text: str) -> str:
