@@ -55,7 +55,7 @@ def test_a_server_may_listen_on_no_host_and_port_0(listen: str, address: tuple[s
 @pytest.mark.parametrize("listen", ["nowhere", "127.0.0.1:65536", "127.0.0.1:²", HUGE_PORT])
 def test_a_bad_listen_address_is_one_config_error(listen: str) -> None:
     """Each bad --listen is the one ConfigError, never a ValueError."""
-    with pytest.raises(ConfigError, match="--listen must be HOST:PORT with a port 0..65535"):
+    with pytest.raises(ConfigError, match=r"--listen must be HOST:PORT with a port 0\.\.65535"):
         parse_listen(listen)
 
 

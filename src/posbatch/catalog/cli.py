@@ -79,6 +79,7 @@ from posbatch.catalog._verify import host_verifier_for
 from posbatch.catalog.payer import Card, OrderLedger, TerminalPayer, recover_pending_orders
 from posbatch.cli_support import (
     TERMINAL_ID,
+    count,
     error_line,
     listening_socket,
     log_to_stderr,
@@ -469,7 +470,8 @@ def serve(
 def changes(
     output: Annotated[Path, typer.Option("--output", "-o", help="JSON file to write.")],
     since: Annotated[
-        int, typer.Option("--since", min=0, max=VERSION_MAX, help="Changes after this version.")
+        int,
+        typer.Option("--since", parser=count(0, VERSION_MAX), help="Changes after this version."),
     ] = 0,
     data_dir: DataDir = DATA_DIR_DEFAULT,
 ) -> None:
@@ -680,7 +682,7 @@ def _echo_stock(row: StockRow) -> None:
 def receive(
     *,
     gtin: Annotated[str, typer.Argument(help="The product's GTIN.")],
-    quantity: Annotated[int, typer.Argument(help="Units received.", min=1)],
+    quantity: Annotated[int, typer.Argument(parser=count(1), help="Units received.")],
     lot_no: Annotated[
         str | None, typer.Option("--lot", help="The lot (a new one is created).")
     ] = None,
@@ -738,10 +740,13 @@ def adjust(
     reason: Annotated[str, typer.Option("--reason", help="Why: stocktake, damaged, expired…")],
     lot_no: Annotated[str | None, typer.Option("--lot", help="The lot.")] = None,
     change: Annotated[
-        int | None, typer.Option("--change", help="Units to add (negative: remove).")
+        int | None,
+        typer.Option(
+            "--change", parser=count(None, signed=True), help="Units to add (negative: remove)."
+        ),
     ] = None,
     counted: Annotated[
-        int | None, typer.Option("--counted", help="Units counted (a stocktake).", min=0)
+        int | None, typer.Option("--counted", parser=count(0), help="Units counted (a stocktake).")
     ] = None,
     quarantined: Annotated[
         bool, typer.Option("--quarantined", help="Adjust the quarantined units instead.")
@@ -1228,8 +1233,7 @@ def checkout(
         int,
         typer.Option(
             "--max-catalog-age-min",
-            min=1,
-            max=CATALOG_AGE_MINUTES_MAX,
+            parser=count(1, CATALOG_AGE_MINUTES_MAX),
             help="Warn when the copy is older.",
         ),
     ] = int(DEFAULT_MAX_CATALOG_AGE.total_seconds() // 60),
@@ -1237,8 +1241,7 @@ def checkout(
         int,
         typer.Option(
             "--near-expiry-days",
-            min=0,
-            max=NEAR_EXPIRY_DAYS_MAX,
+            parser=count(0, NEAR_EXPIRY_DAYS_MAX),
             help="Warn when a lot sold expires within this many days (0: only today).",
         ),
     ] = DEFAULT_NEAR_EXPIRY_DAYS,
