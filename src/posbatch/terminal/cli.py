@@ -44,7 +44,12 @@ from posbatch.cli_support import (
 )
 from posbatch.errors import ConfigError, HostUnreachable, PosbatchError
 from posbatch.terminal._drivers import TcpDriver, parse_address
-from posbatch.terminal._engine import SettlementResult, Terminal, TransactionResult
+from posbatch.terminal._engine import (
+    BATCH_LIMIT_MAX,
+    SettlementResult,
+    Terminal,
+    TransactionResult,
+)
 from posbatch.terminal._files import (
     DEFAULT_DATA_DIR,
     backup_terminal,
@@ -614,7 +619,7 @@ def settings(
         int | None,
         typer.Option(
             "--batch-limit",
-            parser=count(0),
+            parser=count(1, BATCH_LIMIT_MAX),
             help="Transactions per field-48 counter (1-999, default 500) before the terminal "
             "settles by itself and carries on in the next batch.",
         ),
