@@ -461,7 +461,7 @@ BAD_NUMBERS: Final = [
     (["terminal", "sale", "１２.５０"], "", "must be yuan with at most 2 decimals, like 12.50"),
     (["terminal", "sale", PAN], "", "amount is too large: at most 10 digits of yuan"),
     (["terminal", "refund", PAN, "5.00"], "", "STAN must be 1 to 6 digits 0-9"),
-    (["catalog", "receive", "6901234567892", PAN], "", "quantity received 622202*********0128"),
+    (["catalog", "receive", "6901234567892", PAN], "", "quantity must be a whole number"),
     ([*SET_FEES, "--debit-cap", "-1"], "", "like 12.50"),
     ([*SET_FEES, "--debit-cap", "0.001"], "", "at most 2 decimals"),
     ([*SET_FEES, "--debit-cap", PAN], "", "amount is too large: at most 10 digits of yuan"),
@@ -476,8 +476,8 @@ BAD_NUMBERS: Final = [
      "error: no transaction with STAN 000005 in batch 000007 in the journal"),
     (["terminal", "receipt", "5"], "", "error: no transaction with STAN 000005 in the journal"),
     # the sweep gives --port its values without --serve, which alone reads it: a traceback
-    (["demo", "--serve", "--port", "99999"], "", "Invalid value for '--port'"),
-    (["demo", "--serve", "--port", PAN], "", "Invalid value for '--port'"),
+    (["demo", "--serve", "--port", "99999"], "", "--port '99999' must be a whole number"),
+    (["demo", "--serve", "--port", PAN], "", "--port must be a whole number"),
 ]  # fmt: skip
 
 
@@ -570,10 +570,96 @@ def test_a_bad_id_is_one_line_in_the_same_words_everywhere(
     assert not (in_world / "typo-ids").exists()
 
 
+WHOLE: Final = "must be a whole number in digits 0-9"
+ROWS: Final = f"{WHOLE}, from 1 to 100000"
+# (arguments, the one error line's text): every count a command takes — rows, pages, days,
+# seeds, units, timeouts — says what is wrong with it in the same words (cli_support.count),
+# its name first. They said click's "Invalid value for '--limit': Input should be a valid
+# integer, unable to parse string as an integer", whatever was typed.
+BAD_COUNTS: Final = [
+    (["host", "batches", TERMINAL_ID, "--limit", "١٢"], f"--limit {ROWS}"),
+    (["host", "transactions", TERMINAL_ID, "--limit", "0"], f"--limit '0' {ROWS}"),
+    (["host", "transactions", TERMINAL_ID, "--page", "１"], f"--page {ROWS}"),
+    (["host", "exceptions", TERMINAL_ID, "--limit", "abc"], f"--limit 'abc' {ROWS}"),
+    (["terminal", "journal", "--limit", "²"], f"--limit {WHOLE}, from 1 to 10000"),
+    (["terminal", "receipt", "1", "--width", "٣٢"], f"--width {WHOLE}"),
+    (["terminal", "settings", "--batch-limit", "5e2"],
+     f"--batch-limit '5e2' {WHOLE}, from 1 to 999"),
+    (["simulate", "--days", "٣"], f"--days {WHOLE}, 1 or more"),
+    (["simulate", "--seeds", "0"], f"--seeds '0' {WHOLE}, from 1 to 1000000"),
+    (["simulate", "--jobs", "1.5"], f"--jobs '1.5' {WHOLE}, from 1 to 64"),
+    (["simulate", "--terminals", "９"], f"--terminals {WHOLE}, 1 or more"),
+    (["simulate", "--transactions", "x"], f"--transactions 'x' {WHOLE}"),
+    (["simulate", "--seed", "٧"], f"--seed {WHOLE}"),
+    (["doctor", "--echo-count", "٥"], f"--echo-count {WHOLE}, from 0 to 20"),
+    (["doctor", "--wait", "99"], f"--wait '99' {WHOLE}, from 1 to"),
+    (["host", "serve", "--connections-max", "٨"], f"--connections-max {WHOLE}, from 1 to"),
+    (["host", "serve", "--idle-timeout-ms", "0"], f"--idle-timeout-ms '0' {WHOLE}, from 1 to"),
+    (["host", "serve", "--connections-per-address-max", "²"],
+     f"--connections-per-address-max {WHOLE}"),
+    (["host", "serve", "--frame-deadline-ms", "1s"], f"--frame-deadline-ms '1s' {WHOLE}"),
+    (["host", "serve", "--first-frame-timeout-ms", "٥"], f"--first-frame-timeout-ms {WHOLE}"),
+    (["host", "serve", "--unsent-bytes-max", "1k"], f"--unsent-bytes-max '1k' {WHOLE}"),
+    (["host", "serve", "--workers", "二"], f"--workers {WHOLE}"),
+    (["demo", "--serve", "--port", "٨٠"], f"--port {WHOLE}, from 0 to 65535"),
+    (["catalog", "receive", "6901234567892", "١٢"], f"quantity {WHOLE}, 1 or more"),
+    (["catalog", "adjust", "6901234567892", "--change", "-٣", "--reason", "x"],
+     f"--change {WHOLE}, a - before it to take away"),
+    (["catalog", "adjust", "6901234567892", "--counted", "١"], f"--counted {WHOLE}"),
+    (["catalog", "changes", "--output", "c.json", "--since", "٣"], f"--since {WHOLE}, from 0 to"),
+    (["checkout", "--max-catalog-age-min", "٦٠"],
+     f"--max-catalog-age-min {WHOLE}, from 1 to"),
+    (["checkout", "--near-expiry-days", "٣"], f"--near-expiry-days {WHOLE}, from 0 to"),
+    (["clearing", "calendar", "show", "٢٠٢٦"], f"year {WHOLE}"),
+    (["clearing", "calendar", "publish", "٢٠٢٦", "--note", "x"], f"year {WHOLE}"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("argv", "says"), BAD_COUNTS, ids=" ".join)
+def test_a_bad_count_is_one_line_in_the_same_words_everywhere(
+    in_world: Path, argv: list[str], says: str
+) -> None:
+    """Each bad count (digits of another script, letters, out of range): exit 2, one error
+    line naming the option and the rule, never click's "Input should be a valid integer"."""
+    result = _run(argv)
+    lines = result.output.strip().splitlines()
+    assert (2, 1) == (result.exit_code, len(lines)), result.output
+    assert lines[0].startswith("error: ") and says in lines[0], lines[0]
+    assert "Input should be" not in result.output
+
+
 def _has_data_dir(argv: list[str]) -> bool:
     """Whether the command takes --data-dir and the id is checked before it is used (a
     registered-or-not answer needs the world's own store)."""
     return "20000002" not in argv and argv[0] not in {"simulate", "catalog"}
+
+
+# Card numbers whose last digit is also their GS1 check digit (one card in ten), and how the
+# catalog names each: zero-filled to GTIN-14, masked like a card.
+GS1_VALID_CARDS: Final = [("6222021234095", "062220****4095"), ("62220212345069", "622202****5069")]
+
+
+@pytest.mark.parametrize(("card", "masked"), GS1_VALID_CARDS)
+def test_a_card_that_is_a_valid_gtin_is_masked_by_the_catalog(
+    in_world: Path, tmp_path: Path, card: str, masked: str
+) -> None:
+    """`catalog receive CARD` and `recall --reason CARD`: the catalog showed a card number
+    whole when its last digit fitted as a GS1 check digit ("unknown product 06222021234095"):
+    the error names it masked, and the reason is recorded masked."""
+    data = ["--data-dir", str(tmp_path / "shop")]
+    steps = [
+        ["catalog", "import", "shop.csv", *data],
+        ["catalog", "recall", "M-DEC15", "--reason", f"card {card}", *data],
+    ]
+    assert [0, 0] == [_run(step).exit_code for step in steps]
+    received = _run(["catalog", "receive", card, "1", *data])
+    report = _run(["catalog", "recall-report", "M-DEC15", *data])
+    assert (2, f"error: unknown product {masked}: not in the catalog", False, True) == (
+        received.exit_code,
+        received.output.strip(),
+        card in report.output,
+        f"card {card[:6]}{'*' * (len(card) - 10)}{card[-4:]}" in report.output,
+    ), report.output
 
 
 def test_a_card_number_typed_as_a_reason_or_a_name_is_recorded_masked(

@@ -20,8 +20,9 @@ from typing import Annotated
 
 import typer
 
+from posbatch.batch.addresses import PORT_MAX
 from posbatch.catalog import cli as catalog_cli
-from posbatch.cli_support import OneLineErrors
+from posbatch.cli_support import OneLineErrors, count
 from posbatch.demo import run_demo, serve_demo
 from posbatch.doctor import cli as doctor_cli
 from posbatch.host import clearing_cli
@@ -90,7 +91,8 @@ def demo(
         bool, typer.Option(help="Then keep the day's store and show it in the web console.")
     ] = False,
     port: Annotated[
-        int, typer.Option(min=0, max=65535, help="The console's port on 127.0.0.1 (0: any).")
+        int,
+        typer.Option(parser=count(0, PORT_MAX), help="The console's port on 127.0.0.1 (0: any)."),
     ] = 8080,
 ) -> None:
     """Run the main job a new user should see.

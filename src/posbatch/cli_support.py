@@ -46,7 +46,8 @@ import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, NoSuchOption, UsageError
 from typer.core import TyperGroup
 
-from posbatch.batch.cards import mask_card_numbers, ungrouped
+from posbatch.batch.addresses import PORT_MAX, split_host_port
+from posbatch.batch.cards import mask_card_numbers, quoted_as_typed, ungrouped
 from posbatch.batch.ids import check_batch_no, check_merchant_id, check_stan, check_terminal_id
 from posbatch.errors import ConfigError, PosbatchError
 
@@ -63,8 +64,10 @@ __all__ = [
     "STAN",
     "STDIN",
     "TERMINAL_ID",
+    "CountError",
     "IdError",
     "OneLineErrors",
+    "count",
     "one_line",
     "parse_listen",
     "print_table",
@@ -187,19 +190,16 @@ def listening_socket(host: str, port: int, *, backlog: int) -> socket.socket:
     return sock
 
 
-PORT_MAX: Final = 65_535
-
-
 def parse_listen(listen: str) -> tuple[str, int]:
     """A server's ``--listen HOST:PORT`` → (host, port), the one rule of every server: HOST
     may be empty (127.0.0.1) or an IPv6 address in brackets, PORT is 0..65535 in ASCII
-    digits (0 picks a free one). ConfigError otherwise — "127.0.0.1:²" passed
-    ``str.isdigit`` and reached ``int()``, a traceback."""
-    host, separator, port_text = listen.rpartition(":")
-    digits = port_text.isascii() and port_text.isdigit()
-    if not separator or not digits or not 0 <= int(port_text) <= PORT_MAX:
+    digits (0 picks a free one). ConfigError otherwise. Cut as a client's address is
+    (:mod:`posbatch.batch.addresses`)."""
+    address = split_host_port(listen, port_min=0)
+    if address is None:
         raise ConfigError(f"--listen must be HOST:PORT with a port 0..{PORT_MAX}, not {listen!r}")
-    return host.strip("[]") or "127.0.0.1", int(port_text)
+    host, port = address
+    return host or "127.0.0.1", port
 
 
 def one_line(exc: BaseException) -> str:
@@ -273,6 +273,60 @@ def _id_parser(check: Callable[[str], _T]) -> Callable[[object], _T]:
     return parse
 
 
+# A count typed has at most this many digits: int() of thousands of digits is a ValueError
+# (Python's 4300-digit limit), and no count of ours is near 10**18.
+COUNT_DIGITS_MAX: Final = 18
+
+
+class CountError(IdError):
+    """A count refused as it was typed (``--limit``, ``--days``, a quantity): the one line
+    for every count option, its name first — click's "Input should be a valid integer" said
+    nothing of digits, and Python's ``int()`` took "١٢" as 12 for some options."""
+
+    def __init__(self, typed: str, rule: str) -> None:
+        super().__init__(rule)
+        self.typed = typed
+        self.rule = rule
+
+    def line(self) -> str:
+        """``--limit '0' must be a whole number in digits 0-9, from 1 to 100000``."""
+        name = self.param.opts[0] if self.param is not None and self.param.opts else "count"
+        if self.param is not None and getattr(self.param, "param_type_name", "") != "option":
+            name = (self.param.name or name).replace("_", " ")
+        return f"{name}{quoted_as_typed(self.typed)} {self.rule}"
+
+
+def count(
+    least: int | None = 0, most: int | None = None, *, signed: bool = False
+) -> Callable[[object], int]:
+    """``typer.Option(parser=count(1, ROWS_MAX))``: the one parser of every count a command
+    takes — ASCII digits only (a leading ``-`` when ``signed``), from ``least`` to ``most``
+    (None: no bound here; the library checks its own)."""
+    if least is not None and most is not None:
+        where = f"from {least} to {most}"
+    elif least:
+        where = f"{least} or more"
+    elif most is not None:
+        where = f"at most {most}"
+    else:
+        where = ""
+    kind = "a whole number in digits 0-9" + (", a - before it to take away" if signed else "")
+    rule = f"must be {kind}" + (f", {where}" if where else "")
+
+    def parse(text: object) -> int:
+        if not isinstance(text, str):  # a default, already a value (click converts it too)
+            return text  # type: ignore[return-value]
+        body = text[1:] if signed and text.startswith("-") else text
+        if not (body.isascii() and body.isdigit()) or len(body) > COUNT_DIGITS_MAX:
+            raise CountError(text, rule)
+        value = int(text)
+        if (least is not None and value < least) or (most is not None and value > most):
+            raise CountError(text, rule)
+        return value
+
+    return parse
+
+
 # ``typer.Argument(parser=STAN)``: every id a command takes goes through these.
 TERMINAL_ID: Final = _id_parser(check_terminal_id)
 MERCHANT_ID: Final = _id_parser(check_merchant_id)
@@ -290,6 +344,8 @@ def usage_error_line(exc: UsageError, typed: list[str]) -> str:
             f"{number} is refused: amounts must be positive yuan like 12.50, and "
             "counts, STANs and batch numbers positive whole numbers (no sign)"
         )
+    elif isinstance(exc, CountError):
+        text = one_line(ClickException(exc.line()))
     elif isinstance(exc, IdError):
         text = one_line(ClickException(exc.message))
     else:

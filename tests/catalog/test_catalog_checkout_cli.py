@@ -224,7 +224,8 @@ def test_terminal_void_is_reconciled_into_the_back_office(shop: Shop) -> None:
 def test_a_refusal_from_the_back_office_is_shown_through_the_net() -> None:
     """A refusal comes from a remote back office (HttpOrderBook reads its 422): its words
     are a peer's — a card number in them is masked, a "[/]" in them prints as it is (rich
-    took it for markup and stopped the till with MarkupError); GTINs stay whole."""
+    took it for markup and stopped the till with MarkupError); a GTIN no card could be stays
+    whole, one a card could be (6901234567892 is Luhn-valid) is masked like a card."""
     import io  # noqa: PLC0415
 
     from rich.console import Console  # noqa: PLC0415
@@ -234,13 +235,14 @@ def test_a_refusal_from_the_back_office_is_shown_through_the_net() -> None:
 
     console = Console(file=io.StringIO(), width=200)
     refusal = CheckoutRefused(
-        "card 6222028719463520178 [/] for 6901234567892",
+        "card 6222028719463520178 [/] for 09501101530003 and 6901234567892",
         reason_zh="卡号 6222 0212 3456 7890 128",
     )
     _refused(console, refusal)
     assert isinstance(console.file, io.StringIO)
     expected = (
-        "拒绝 卡号 622202*********0128\nrefused: card 622202*********0178 [/] for 6901234567892\n"
+        "拒绝 卡号 622202*********0128\n"
+        "refused: card 622202*********0178 [/] for 09501101530003 and 690123***7892\n"
     )
     assert expected == console.file.getvalue()
 

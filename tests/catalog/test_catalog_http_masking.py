@@ -185,10 +185,32 @@ async def test_an_unknown_receipt_is_404_with_its_number_masked(
 
 
 def test_a_gtin_is_quoted_whole_only_when_it_could_not_be_a_card_number() -> None:
-    """A 13/14-digit run an error quotes is left whole only when no card could be it: a
-    leading 0 or a Luhn check digit that does not fit (6901234567891 fails it)."""
-    text = "GTIN 6901234567891, 06901234567892, 6222021234566 and 62220212345671"
-    assert frozenset({"6901234567891", "06901234567892"}) == shown_gtins(text)
+    """A 13/14-digit run an error quotes is left whole only when no card could be it, as it
+    is or without its leading zeros: 6901234567891 fails Luhn, 09501101530003 too without
+    its 0; 06901234567892 is the 13-digit card 6901234567892 zero-filled to a GTIN-14."""
+    text = "GTIN 6901234567891, 09501101530003, 06901234567892, 6222021234566 and 62220212345671"
+    assert frozenset({"6901234567891", "09501101530003"}) == shown_gtins(text)
+
+
+# Card numbers whose last digit is also their GS1 check digit: a card scanned or typed as a
+# GTIN passes every GTIN check (one card in ten does).
+GS1_VALID_CARD_13 = "6222021234095"
+GS1_VALID_CARD_14 = "62220212345069"
+
+
+@pytest.mark.parametrize("card", [GS1_VALID_CARD_13, GS1_VALID_CARD_14])
+async def test_a_card_that_is_a_valid_gtin_is_masked_in_the_refusal(
+    client: httpx.AsyncClient, card: str
+) -> None:
+    """An order line whose GTIN is a card number with a valid GS1 check digit: 422 naming the
+    line, the card masked (the 13-digit one came back whole, zero-filled to GTIN-14)."""
+    answer = await client.post("/catalog/orders", json=_order(lines=[_line(gtin=card)]))
+    detail = str(answer.json()["detail"])
+    assert (422, False, True) == (
+        answer.status_code,
+        card in detail or card[6:-4] in detail,
+        f"{card[-4:]}" in detail and "line 1" in detail,
+    ), detail
 
 
 def test_validation_lines_are_bounded() -> None:

@@ -108,14 +108,13 @@ def test_status_and_the_event_log_show_beijing_time(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("limit", ["0", "1000", "-5"])
 def test_a_batch_limit_out_of_range_is_one_line(tmp_path: Path, limit: str) -> None:
-    """1..999 only: anything else is exit 2 with the range, no traceback."""
+    """1..999 only: anything else is exit 2 with the range (the one wording of a count),
+    no traceback."""
     data_dir = tmp_path / "terminal"
     _init(data_dir, "127.0.0.1:9")
     result = runner.invoke(app, ["settings", "--batch-limit", limit, "--data-dir", str(data_dir)])
-    assert (2, "1..999") == (
-        result.exit_code,
-        "1..999" if "1..999" in result.output else result.output,
-    )
+    says = f"--batch-limit '{limit}' must be a whole number in digits 0-9, from 1 to 999"
+    assert (2, says) == (result.exit_code, says if says in result.output else result.output)
     assert "Traceback" not in result.output
 
 

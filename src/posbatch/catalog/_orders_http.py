@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -51,7 +50,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AwareDatetime, BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from posbatch.batch.cards import check_pan, grouped_pieces, mask_card_numbers
+from posbatch.batch.cards import mask_card_numbers
 from posbatch.batch.limits import AMOUNT_FEN_MAX
 from posbatch.catalog._checkout import (
     CART_LINES_MAX,
@@ -62,7 +61,7 @@ from posbatch.catalog._checkout import (
     OrderLine,
     Payment,
 )
-from posbatch.catalog._gtin import normalize_gtin
+from posbatch.catalog._gtin import normalize_gtin, shown_gtins
 from posbatch.catalog._model import GS1_CSET82, LOT_LENGTH_MAX
 from posbatch.catalog._orders_store import (
     OUTSIDE_RETURNS_MAX,
@@ -105,8 +104,6 @@ _SCAN_RAW_MAX = 512
 _TRACE_CODE = r"^\d{20}$"
 # The lengths of a GTIN that the card-number net would mask (GTIN-13 and GTIN-14; a GTIN-8
 # is never masked, a GTIN-12 only when it is an approvable card number).
-_GTIN_LENGTHS_MASKED = frozenset({13, 14})
-_DIGIT_RUN = re.compile(r"(?<![0-9])[0-9]+(?![0-9])")
 VALIDATION_PROBLEMS_MAX = 20
 """Most lines a 422 of a request FastAPI could not take lists (the rest are counted)."""
 
@@ -212,18 +209,6 @@ def limit_request_bodies(app: FastAPI, limit: int = REQUEST_BYTES_MAX) -> None:
 
 
 # --- errors: nothing a till sent comes back whole ---------------------------------------------
-
-
-def shown_gtins(text: str) -> frozenset[str]:
-    """The runs of 13 or 14 digits in ``text`` the card-number net may leave whole: GTINs an
-    error quotes, when they could not be approved as a card number (a leading 0, or a Luhn
-    check digit that does not fit). A GTIN that could be a card is masked like a card."""
-    glued = grouped_pieces(text)  # a card sent in two halves is not a GTIN and a tail
-    return frozenset(
-        run
-        for run in _DIGIT_RUN.findall(text)
-        if len(run) in _GTIN_LENGTHS_MASKED and check_pan(run) is not None and run not in glued
-    )
 
 
 def _masked(value: Any) -> Any:

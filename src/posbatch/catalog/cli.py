@@ -34,7 +34,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from posbatch import storage
-from posbatch.batch.cards import check_pan, grouped_pieces, mask_card_numbers
+from posbatch.batch.cards import mask_card_numbers
 from posbatch.batch.model import BEIJING, shown_at
 from posbatch.catalog._checkout import (
     CATALOG_AGE_MINUTES_MAX,
@@ -48,7 +48,7 @@ from posbatch.catalog._checkout import (
     render_receipt,
 )
 from posbatch.catalog._csv import decode_catalog_csv, parse_catalog_csv, write_catalog_csv
-from posbatch.catalog._gtin import GTIN_LENGTHS, gtin_check_digit, normalize_gtin
+from posbatch.catalog._gtin import normalize_gtin, shown_gtins
 from posbatch.catalog._orders_http import HttpOrderBook
 from posbatch.catalog._orders_store import TraceRow
 from posbatch.catalog._returns import (
@@ -79,6 +79,7 @@ from posbatch.catalog._verify import host_verifier_for
 from posbatch.catalog.payer import Card, OrderLedger, TerminalPayer, recover_pending_orders
 from posbatch.cli_support import (
     TERMINAL_ID,
+    count,
     error_line,
     listening_socket,
     log_to_stderr,
@@ -259,29 +260,14 @@ _DIGIT_RUN: Final = re.compile(r"(?<![0-9])[0-9]+(?![0-9])")
 
 
 def _gtins(text: str) -> frozenset[str]:
-    """The GTINs and drug traceability codes named in ``text``: runs of a GTIN's length (8,
-    12, 13 or 14 digits: an error names what was typed) and codes of 20 digits starting
-    with 8. The card-number net shows them whole (they are as long as card numbers); a card
-    number of 15 to 19 digits is never one of them, nor is a run of 12 to 14 digits whose
-    GS1 check digit is wrong but which the host would take as a card number (a card typed
-    at the scan prompt: "GTIN 622202***4566 has a bad check digit"), nor a group of a longer
-    run of digits and separators (a card typed in two halves, "62220212-34567890")."""
-    glued = grouped_pieces(text)  # "62220212-34567890": a card split in two, not two GTINs
-    return frozenset(
+    """What the card-number net shows whole in ``text``: the GTINs of :func:`shown_gtins`
+    (the one rule, ``catalog serve``'s too) and drug traceability codes (20 digits starting
+    with 8)."""
+    return shown_gtins(text) | frozenset(
         run
         for run in _DIGIT_RUN.findall(text)
-        if run not in glued
-        and (
-            (len(run) in GTIN_LENGTHS and not _card_not_gtin(run))
-            or (len(run) == TRACE_CODE_DIGITS and run.startswith(TRACE_CODE_FIRST_DIGIT))
-        )
+        if len(run) == TRACE_CODE_DIGITS and run.startswith(TRACE_CODE_FIRST_DIGIT)
     )
-
-
-def _card_not_gtin(run: str) -> bool:
-    """Whether ``run`` (ASCII digits) could be approved as a card number and is not a GTIN
-    (its GS1 check digit is wrong): shown as a card, first 6 and last 4."""
-    return check_pan(run) is None and gtin_check_digit(run[:-1]) != run[-1]
 
 
 def _said(text: str) -> str:
@@ -490,7 +476,8 @@ def serve(
 def changes(
     output: Annotated[Path, typer.Option("--output", "-o", help="JSON file to write.")],
     since: Annotated[
-        int, typer.Option("--since", min=0, max=VERSION_MAX, help="Changes after this version.")
+        int,
+        typer.Option("--since", parser=count(0, VERSION_MAX), help="Changes after this version."),
     ] = 0,
     data_dir: DataDir = DATA_DIR_DEFAULT,
 ) -> None:
@@ -701,7 +688,7 @@ def _echo_stock(row: StockRow) -> None:
 def receive(
     *,
     gtin: Annotated[str, typer.Argument(help="The product's GTIN.")],
-    quantity: Annotated[int, typer.Argument(help="Units received.", min=1)],
+    quantity: Annotated[int, typer.Argument(parser=count(1), help="Units received.")],
     lot_no: Annotated[
         str | None, typer.Option("--lot", help="The lot (a new one is created).")
     ] = None,
@@ -759,10 +746,13 @@ def adjust(
     reason: Annotated[str, typer.Option("--reason", help="Why: stocktake, damaged, expired…")],
     lot_no: Annotated[str | None, typer.Option("--lot", help="The lot.")] = None,
     change: Annotated[
-        int | None, typer.Option("--change", help="Units to add (negative: remove).")
+        int | None,
+        typer.Option(
+            "--change", parser=count(None, signed=True), help="Units to add (negative: remove)."
+        ),
     ] = None,
     counted: Annotated[
-        int | None, typer.Option("--counted", help="Units counted (a stocktake).", min=0)
+        int | None, typer.Option("--counted", parser=count(0), help="Units counted (a stocktake).")
     ] = None,
     quarantined: Annotated[
         bool, typer.Option("--quarantined", help="Adjust the quarantined units instead.")
@@ -1249,8 +1239,7 @@ def checkout(
         int,
         typer.Option(
             "--max-catalog-age-min",
-            min=1,
-            max=CATALOG_AGE_MINUTES_MAX,
+            parser=count(1, CATALOG_AGE_MINUTES_MAX),
             help="Warn when the copy is older.",
         ),
     ] = int(DEFAULT_MAX_CATALOG_AGE.total_seconds() // 60),
@@ -1258,8 +1247,7 @@ def checkout(
         int,
         typer.Option(
             "--near-expiry-days",
-            min=0,
-            max=NEAR_EXPIRY_DAYS_MAX,
+            parser=count(0, NEAR_EXPIRY_DAYS_MAX),
             help="Warn when a lot sold expires within this many days (0: only today).",
         ),
     ] = DEFAULT_NEAR_EXPIRY_DAYS,

@@ -18,9 +18,10 @@ from rich.markup import escape
 
 from posbatch.batch.cards import mask_card_numbers
 from posbatch.batch.ids import not_registered
-from posbatch.cli_support import TERMINAL_ID, error_line, shown_ids
+from posbatch.cli_support import TERMINAL_ID, count, error_line, shown_ids
 from posbatch.doctor._gather import (
     ECHO_COUNT_DEFAULT,
+    ECHO_COUNT_MAX,
     PROBE_ANSWER_WAIT_MS,
     PROBE_BUDGET_MS,
     PROBE_TIMEOUT_MS,
@@ -134,7 +135,8 @@ def doctor(
         typer.Option("--host-db", help="The host store's URL, when it is at hand (support desk)."),
     ] = None,
     echo_count: Annotated[
-        int, typer.Option("--echo-count", help="Echo tests to send.", min=0, max=20)
+        int,
+        typer.Option("--echo-count", parser=count(0, ECHO_COUNT_MAX), help="Echo tests to send."),
     ] = ECHO_COUNT_DEFAULT,
     passphrase_stdin: Annotated[
         bool,
@@ -150,8 +152,7 @@ def doctor(
             "--wait",
             help="Seconds each echo test waits for the host's answer (all of them together "
             f"wait at most {PROBE_BUDGET_MS // PROBE_ANSWER_WAIT_MS} times this).",
-            min=1,
-            max=ANSWER_TIMEOUT_MS_MAX // 1000,
+            parser=count(1, ANSWER_TIMEOUT_MS_MAX // 1000),
         ),
     ] = PROBE_ANSWER_WAIT_MS // 1000,
 ) -> None:

@@ -50,7 +50,7 @@ from posbatch.clearing import (
     statement_csv,
     trading_day,
 )
-from posbatch.cli_support import MERCHANT_ID, error_line, shown_ids
+from posbatch.cli_support import MERCHANT_ID, count, error_line, shown_ids
 from posbatch.errors import ClearingError, ConfigError, PosbatchError, StoreMissingError
 from posbatch.host import ClearingStore
 from posbatch.host.cli import DATA_DIR_DEFAULT, open_store
@@ -675,7 +675,7 @@ def days(data_dir: DataDir = DATA_DIR_DEFAULT) -> None:
 
 @calendar_app.command("show")
 def calendar_show(
-    year: Annotated[int, typer.Argument(help="The year, like 2026.")],
+    year: Annotated[int, typer.Argument(parser=count(0), help="The year, like 2026.")],
     data_dir: DataDir = DATA_DIR_DEFAULT,
 ) -> None:
     """Show a year's holidays, make-up working days (调休) and overrides; say if provisional.
@@ -733,7 +733,9 @@ def calendar_unset(
 
 @calendar_app.command("publish")
 def calendar_publish(
-    year: Annotated[int, typer.Argument(help="The year whose notice was entered.")],
+    year: Annotated[
+        int, typer.Argument(parser=count(0), help="The year whose notice was entered.")
+    ],
     note: Annotated[str, typer.Option(help="The notice (name, number, date).")],
     undo: Annotated[bool, typer.Option(help="Mark it provisional again.")] = False,
     data_dir: DataDir = DATA_DIR_DEFAULT,

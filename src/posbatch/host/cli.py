@@ -35,6 +35,7 @@ from posbatch.cli_support import (
     MERCHANT_ID,
     TERMINAL_ID,
     OneLineErrors,
+    count,
     error_line,
     log_foreign_lines_as_json,
     log_to_stderr,
@@ -100,7 +101,9 @@ DataDir = Annotated[
 ]
 # Every command that names a registered terminal: one rule, one message (posbatch.batch.ids).
 TerminalIdArgument = Annotated[str, typer.Argument(parser=TERMINAL_ID)]
-Limit = Annotated[int, typer.Option("--limit", min=1, max=ROWS_MAX, help="Rows to show at most.")]
+Limit = Annotated[
+    int, typer.Option("--limit", parser=count(1, ROWS_MAX), help="Rows to show at most.")
+]
 
 
 def pan_key(
@@ -227,39 +230,50 @@ def serve_command(
     *,
     connections_max: Annotated[
         int,
-        typer.Option(min=1, max=CONNECTIONS_LIMIT, help="Most connections at once (per worker)."),
+        typer.Option(
+            parser=count(1, CONNECTIONS_LIMIT), help="Most connections at once (per worker)."
+        ),
     ] = CONNECTIONS_MAX,
     idle_timeout_ms: Annotated[
         int,
         typer.Option(
-            min=1,
-            max=IDLE_TIMEOUT_LIMIT_MS,
+            parser=count(1, IDLE_TIMEOUT_LIMIT_MS),
             help="Close a connection this long after its last whole frame.",
         ),
     ] = IDLE_TIMEOUT_MS,
     connections_per_address_max: Annotated[
         int | None,
         typer.Option(
+            parser=count(0),
             help="Most connections from one peer address (IPv6: one /64); default "
             f"{CONNECTIONS_PER_ADDRESS_MAX}, at most half of --connections-max.",
             show_default=False,
         ),
     ] = None,
     frame_deadline_ms: Annotated[
-        int, typer.Option(help="A frame must be whole this long after its first byte.")
+        int,
+        typer.Option(parser=count(0), help="A frame must be whole this long after its first byte."),
     ] = FRAME_DEADLINE_MS,
     first_frame_timeout_ms: Annotated[
-        int, typer.Option(help="Close a connection with no whole frame this long after it opened.")
+        int,
+        typer.Option(
+            parser=count(0),
+            help="Close a connection with no whole frame this long after it opened.",
+        ),
     ] = FIRST_FRAME_TIMEOUT_MS,
     unsent_bytes_max: Annotated[
         int,
-        typer.Option(help="Stop reading a connection whose unread answers pass this many bytes."),
+        typer.Option(
+            parser=count(0),
+            help="Stop reading a connection whose unread answers pass this many bytes.",
+        ),
     ] = UNSENT_BYTES_MAX,
     workers: Annotated[
         int,
         typer.Option(
+            parser=count(0),
             help="Host processes sharing the port (SO_REUSEPORT) and the store, "
-            "under a supervisor that restarts them."
+            "under a supervisor that restarts them.",
         ),
     ] = 1,
     worker: Annotated[bool, typer.Option(hidden=True)] = False,
@@ -500,7 +514,10 @@ def transactions(
     data_dir: DataDir = DATA_DIR_DEFAULT,
     limit: Limit = ROWS_DEFAULT,
     page: Annotated[
-        int, typer.Option(min=1, max=ROWS_MAX, help="Which page of --limit rows (1 = the oldest).")
+        int,
+        typer.Option(
+            parser=count(1, ROWS_MAX), help="Which page of --limit rows (1 = the oldest)."
+        ),
     ] = 1,
 ) -> None:
     """Show a terminal's transactions (masked card numbers only), a page at a time.

@@ -22,7 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from posbatch.cli_support import BATCH_NO, settle_the_heap
+from posbatch.cli_support import BATCH_NO, count, settle_the_heap
 from posbatch.errors import ConfigError
 from posbatch.sim._faults import PROFILES, profile_named
 from posbatch.sim._report import closing_table, minimal_trace, replay_command
@@ -68,11 +68,15 @@ def _print_violations(console: Console, result: SeedResult, config: SimConfig, f
 
 @app.command()
 def simulate(  # noqa: PLR0917 - typer options are parameters
-    terminals: int = typer.Option(10, min=1, help="Terminals trading against the one host."),
-    days: int = typer.Option(3, min=1, help="Trading days per seed."),
-    transactions: int = typer.Option(30, min=0, help="Transactions per terminal and day."),
-    seeds: int = typer.Option(1, min=1, max=SEEDS_MAX, help="How many seeds: --seed and on."),
-    seed: int = typer.Option(1, min=0, help="The first seed."),
+    terminals: int = typer.Option(
+        10, parser=count(1), help="Terminals trading against the one host."
+    ),
+    days: int = typer.Option(3, parser=count(1), help="Trading days per seed."),
+    transactions: int = typer.Option(
+        30, parser=count(0), help="Transactions per terminal and day."
+    ),
+    seeds: int = typer.Option(1, parser=count(1, SEEDS_MAX), help="How many seeds: --seed and on."),
+    seed: int = typer.Option(1, parser=count(0), help="The first seed."),
     faults: str = typer.Option("default", help=f"Fault profile: {', '.join(PROFILES)}."),
     start_batch_no: int = typer.Option(
         1, parser=BATCH_NO, metavar="BATCH_NO", help="First batch number (999990 to see it wrap)."
@@ -83,7 +87,7 @@ def simulate(  # noqa: PLR0917 - typer options are parameters
     terminal: str | None = typer.Option(
         None, help="With --replay: print this terminal's trace even if nothing failed."
     ),
-    jobs: int = typer.Option(1, min=1, max=JOBS_MAX, help="Worker processes running seeds."),
+    jobs: int = typer.Option(1, parser=count(1, JOBS_MAX), help="Worker processes running seeds."),
 ) -> None:
     """Trade simulated days with faults injected everywhere; check invariants 1–6 and 8 nightly.
 

@@ -15,6 +15,7 @@ import socket
 from collections.abc import Sequence
 from typing import Final, Protocol, TypeVar
 
+from posbatch.batch.addresses import split_host_port
 from posbatch.errors import ConfigError
 from posbatch.terminal._flows import TIMEOUT, Flow
 from posbatch.wire import FRAME_BYTES_MAX, LENGTH_BYTES
@@ -36,12 +37,13 @@ _T = TypeVar("_T")
 
 
 def parse_address(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` → (host, port); :class:`ConfigError` when it is not one."""
-    host, sep, port_text = text.rpartition(":")
-    digits = port_text.isascii() and port_text.isdigit()  # "²" is a digit int() refuses
-    if not sep or not host or not digits or not 0 < int(port_text) < 65_536:
+    """The host's ``HOST:PORT`` → (host, port), a client's rule: a host, and a port from 1
+    (cut as a server's ``--listen`` is: :mod:`posbatch.batch.addresses`);
+    :class:`ConfigError` when it is not one."""
+    address = split_host_port(text, port_min=1)
+    if address is None or not address[0]:
         raise ConfigError(f"{text!r} is not HOST:PORT")
-    return host, int(port_text)
+    return address
 
 
 class _Reply(Protocol):

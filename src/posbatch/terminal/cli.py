@@ -33,6 +33,7 @@ from posbatch.cli_support import (
     STAN,
     TERMINAL_ID,
     OneLineErrors,
+    count,
     error_line,
     one_line,
     print_table,
@@ -43,7 +44,12 @@ from posbatch.cli_support import (
 )
 from posbatch.errors import ConfigError, HostUnreachable, PosbatchError
 from posbatch.terminal._drivers import TcpDriver, parse_address
-from posbatch.terminal._engine import SettlementResult, Terminal, TransactionResult
+from posbatch.terminal._engine import (
+    BATCH_LIMIT_MAX,
+    SettlementResult,
+    Terminal,
+    TransactionResult,
+)
 from posbatch.terminal._files import (
     DEFAULT_DATA_DIR,
     backup_terminal,
@@ -77,7 +83,9 @@ console = Console()
 DataDir = Annotated[
     Path, typer.Option("--data-dir", help="Where the journal and the key file live.")
 ]
-Width = Annotated[int, typer.Option("--width", help="Receipt width: 32 or 80 columns.")]
+Width = Annotated[
+    int, typer.Option("--width", parser=count(0), help="Receipt width: 32 or 80 columns.")
+]
 
 _T = TypeVar("_T")
 
@@ -418,7 +426,8 @@ def status(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
 def journal(
     data_dir: DataDir = DEFAULT_DATA_DIR,
     limit: Annotated[
-        int, typer.Option("--limit", min=1, max=JOURNAL_ROWS_MAX, help="Rows to show (latest).")
+        int,
+        typer.Option("--limit", parser=count(1, JOURNAL_ROWS_MAX), help="Rows to show (latest)."),
     ] = JOURNAL_ROWS_DEFAULT,
     events: Annotated[bool, typer.Option("--events", help="Show the event log instead.")] = False,
     verify: Annotated[bool, typer.Option("--verify", help="Only verify the hash chain.")] = False,
@@ -610,6 +619,7 @@ def settings(
         int | None,
         typer.Option(
             "--batch-limit",
+            parser=count(1, BATCH_LIMIT_MAX),
             help="Transactions per field-48 counter (1-999, default 500) before the terminal "
             "settles by itself and carries on in the next batch.",
         ),
