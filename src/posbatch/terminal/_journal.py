@@ -46,7 +46,7 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.engine.interfaces import DBAPICursor
+from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPICursor
 from sqlalchemy.pool import PoolProxiedConnection, StaticPool
 
 from posbatch.batch.txn_lifecycle import TxnState
@@ -287,6 +287,7 @@ class Journal:
         # SQLite: the connection this journal keeps between units of work (see
         # :meth:`_connection`); None until the first one, and after a database error.
         self._held: PoolProxiedConnection | None = None
+        self._held_driver: DBAPIConnection | None = None  # its driver connection, used as is
         self._hold = engine.dialect.name == "sqlite"
         self._writing = False
         if self._hold:
@@ -444,7 +445,7 @@ class Journal:
                 raise
             finally:
                 self._writing = False
-                if connection is not self._held:
+                if connection is not self._held_driver:
                     connection.close()
         except self._errors as exc:
             self._last_seq, self._last_hash = saved
@@ -495,17 +496,17 @@ class Journal:
                 statement.execute(cursor, parameters)
                 records = cursor.fetchall() if most is None else cursor.fetchmany(most)
                 cursor.close()
-                if connection is self._held:
+                if connection is self._held_driver:
                     connection.rollback()  # what returning it to the pool would do
                 return list(records)
             finally:
-                if connection is not self._held:
+                if connection is not self._held_driver:
                     connection.close()
         except self._errors as exc:
             self.close()  # a connection that failed is not kept
             raise StorageError(f"cannot read the journal: {_described(exc)}") from exc
 
-    def _connection(self) -> PoolProxiedConnection:
+    def _connection(self) -> DBAPIConnection:
         """The connection for a unit of work or a read.
 
         SQLite: the one this journal holds, checked out of the pool at its first use
@@ -520,16 +521,19 @@ class Journal:
         """
         if not self._hold:
             return self.engine.raw_connection()
-        held = self._held
-        if held is None:
+        driver = self._held_driver
+        if driver is None:
             held = self._held = self.engine.raw_connection()
-        return held
+            # the driver's own connection: the pool's proxy in front of it only forwards
+            driver = self._held_driver = held.dbapi_connection
+            assert driver is not None
+        return driver
 
     def close(self) -> None:
         """Let go of the connection this journal holds (the engine's ``dispose()`` calls
         this): its driver connection is closed at once, not left to the pool the engine
         dropped. The journal stays usable; its next use connects again."""
-        held, self._held = self._held, None
+        held, self._held, self._held_driver = self._held, None, None
         if held is not None:
             with contextlib.suppress(*self._errors):
                 held.detach()
