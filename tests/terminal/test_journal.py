@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -100,6 +102,21 @@ def test_disposing_the_engine_lets_go_of_the_journal_file(tmp_path: Path) -> Non
     assert journal.transactions()[0].amount_fen == 1250
     journal.engine.dispose()
     assert not wal.exists()
+
+
+def test_an_in_memory_journal_is_let_go_quietly(caplog: pytest.LogCaptureFixture) -> None:
+    """An in-memory journal's StaticPool shares its one connection with every checkout: the
+    journal does not keep it (closing a kept one on dispose would close it under the pool's
+    feet, which then fails to reset it), so its engine's dispose() is what it always was."""
+    journal = _journal_with_a_sale("sqlite://")
+    assert journal.verify() == journal.last_seq
+    assert [txn.amount_fen for txn in journal.transactions()] == [1250]
+    journal.engine.dispose()
+    del journal
+    gc.collect()
+    assert [
+        record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR
+    ] == []
 
 
 def test_a_failed_unit_of_work_leaves_the_journal_working(tmp_path: Path) -> None:

@@ -16,7 +16,6 @@ from posbatch.errors import JournalIntegrityError
 from posbatch.terminal import Journal, Terminal, TerminalSecrets
 from posbatch.terminal._chain import GENESIS, GENESIS_HASH, Checkpoint, canonical, entry_hash
 
-
 # What payloads hold: row values and event details (text, integers, booleans, None,
 # lists and nested objects), any Unicode, keys in any order.
 _SCALARS = st.none() | st.booleans() | st.integers() | st.text() | st.floats()

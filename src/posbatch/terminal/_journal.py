@@ -47,7 +47,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPICursor
-from sqlalchemy.pool import PoolProxiedConnection, StaticPool
+from sqlalchemy.pool import PoolProxiedConnection, QueuePool, StaticPool
 
 from posbatch.batch.txn_lifecycle import TxnState
 from posbatch.errors import StorageError
@@ -288,7 +288,9 @@ class Journal:
         # :meth:`_connection`); None until the first one, and after a database error.
         self._held: PoolProxiedConnection | None = None
         self._held_driver: DBAPIConnection | None = None  # its driver connection, used as is
-        self._hold = engine.dialect.name == "sqlite"
+        # Kept only where the pool hands out connections of their own (a SQLite file, the
+        # simulator's databases); an in-memory journal's StaticPool shares its one.
+        self._hold = engine.dialect.name == "sqlite" and isinstance(engine.pool, QueuePool)
         self._writing = False
         if self._hold:
             mine = weakref.ref(self)
@@ -517,7 +519,8 @@ class Journal:
         nothing: a pool checkout and return per unit of work cost some 8 µs against
         about 1 µs on a held connection, and a sale makes two units of work. Other
         databases (PostgreSQL) check one out each time, so the pool's pre-ping still
-        replaces a connection the server dropped.
+        replaces a connection the server dropped; so does an in-memory journal (its
+        StaticPool has one connection, which closing would lose).
         """
         if not self._hold:
             return self.engine.raw_connection()
