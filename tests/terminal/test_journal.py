@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -82,6 +84,51 @@ def test_deleted_entry_is_detected(db_url: str) -> None:
         connection.execute(sa.text("DELETE FROM journal_entries WHERE seq = 2"))
     with pytest.raises(JournalIntegrityError, match="entry 2 is missing"):
         journal.verify()
+    journal.engine.dispose()
+
+
+def test_disposing_the_engine_lets_go_of_the_journal_file(tmp_path: Path) -> None:
+    """A SQLite journal keeps its connection between units of work; its engine's dispose()
+    (how every owner lets go of a journal) closes it at once: SQLite removes the WAL file
+    when the file's last connection closes, and nothing is left open on the file."""
+    path = tmp_path / "journal.db"
+    journal = _journal_with_a_sale(f"sqlite:///{path}")
+    assert journal.state().terminal_id == TERMINAL_ID  # a read on the kept connection
+    wal = Path(f"{path}-wal")
+    assert wal.exists()
+    journal.engine.dispose()
+    assert not wal.exists()
+    # the journal is still usable: its next use connects again
+    assert journal.transactions()[0].amount_fen == 1250
+    journal.engine.dispose()
+    assert not wal.exists()
+
+
+def test_an_in_memory_journal_is_let_go_quietly(caplog: pytest.LogCaptureFixture) -> None:
+    """An in-memory journal's StaticPool shares its one connection with every checkout: the
+    journal does not keep it (closing a kept one on dispose would close it under the pool's
+    feet, which then fails to reset it), so its engine's dispose() is what it always was."""
+    journal = _journal_with_a_sale("sqlite://")
+    assert journal.verify() == journal.last_seq
+    assert [txn.amount_fen for txn in journal.transactions()] == [1250]
+    journal.engine.dispose()
+    del journal
+    gc.collect()
+    assert [
+        record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR
+    ] == []
+
+
+def test_a_failed_unit_of_work_leaves_the_journal_working(tmp_path: Path) -> None:
+    """A unit of work the database refuses is rolled back and its connection not kept:
+    the next one writes on a fresh connection and the chain stays whole."""
+    journal = _journal_with_a_sale(f"sqlite:///{tmp_path / 'journal.db'}")
+    state = journal.state()
+    with pytest.raises(StorageError, match="journal write failed"), journal.write(AT) as writer:
+        writer.insert_state(state)  # the state row exists already: refused
+    with journal.write(AT) as writer:
+        writer.event("test", "after the refused one")
+    assert journal.verify() == journal.last_seq
     journal.engine.dispose()
 
 

@@ -3,15 +3,39 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
 from terminal_world import MASTER_KEY, MERCHANT_ID, PAN, TERMINAL_ID, StepClock
 
 from posbatch.batch.model import Kind
 from posbatch.errors import JournalIntegrityError
 from posbatch.terminal import Journal, Terminal, TerminalSecrets
-from posbatch.terminal._chain import GENESIS, GENESIS_HASH, Checkpoint, entry_hash
+from posbatch.terminal._chain import GENESIS, GENESIS_HASH, Checkpoint, canonical, entry_hash
+
+# What payloads hold: row values and event details (text, integers, booleans, None,
+# lists and nested objects), any Unicode, keys in any order.
+_SCALARS = st.none() | st.booleans() | st.integers() | st.text() | st.floats()
+_PAYLOADS = st.dictionaries(
+    st.text(),
+    st.recursive(
+        _SCALARS,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+        max_leaves=12,
+    ),
+)
+
+
+@given(_PAYLOADS)
+def test_canonical_is_the_stored_json(payload: dict[str, object]) -> None:
+    """The encoder kept for every entry writes exactly what ``json.dumps`` with the stored
+    options writes (files already hold that text, and their hashes cover it)."""
+    expected = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert canonical(payload) == expected
+    assert canonical(payload) == expected  # the encoder keeps nothing between calls
 
 
 def _terminal(journal: Journal) -> Terminal:

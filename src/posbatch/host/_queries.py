@@ -178,63 +178,96 @@ class HotSql:
 
     def _keys(
         self, keys: Sequence[tuple[Any, ...]], types: tuple[str, ...]
-    ) -> tuple[str, list[Any]]:
-        """A FROM item ``k`` with columns k1, k2, … holding ``keys``, and its parameters."""
-        names = ", ".join(f"k{i + 1}" for i in range(len(types)))
+    ) -> tuple[int, list[Any]]:
+        """The parameters of a FROM item ``k`` holding ``keys`` (:meth:`_from_keys`), and
+        the size its text depends on (the number of keys; none with arrays)."""
         if self._arrays:
-            arrays = ", ".join(f"?::{kind}[]" for kind in types)
-            by_column = [list(column) for column in zip(*keys, strict=True)]
-            return f"unnest({arrays}) AS k({names})", by_column
+            return 0, [list(column) for column in zip(*keys, strict=True)]
+        return len(keys), [value for key in keys for value in key]
+
+    @staticmethod
+    def _from_keys(arrays: bool, count: int, types: tuple[str, ...]) -> str:
+        """A FROM item ``k`` with columns k1, k2, … holding ``count`` keys (with ``?``)."""
+        names = ", ".join(f"k{i + 1}" for i in range(len(types)))
+        if arrays:
+            arrays_text = ", ".join(f"?::{kind}[]" for kind in types)
+            return f"unnest({arrays_text}) AS k({names})"
         row = "(" + ", ".join("?" * len(types)) + ")"
-        values = ", ".join([row] * len(keys))
+        values = ", ".join([row] * count)
         # SQLite names VALUES columns column1, column2, …
         columns = ", ".join(f"column{i + 1} AS k{i + 1}" for i in range(len(types)))
-        from_values = f"(SELECT {columns} FROM (VALUES {values})) AS k"  # noqa: S608 - marks only
-        return from_values, [value for key in keys for value in key]
+        return f"(SELECT {columns} FROM (VALUES {values})) AS k"  # noqa: S608 - marks only
 
-    def grow_batches(self, growth: Sequence[tuple[int, int, int]]) -> tuple[str, list[Any]]:
-        """PostgreSQL: add (batch_id, approvals, amount_fen) to the batches' capacity bounds
-        in one statement (SQLite: ``grow_batch`` per batch, cheaper in process)."""
-        from_keys, params = self._keys(growth, ("int", "int", "bigint"))
-        statement = (
+    # The statements below depend on the number of keys only (with arrays, not even on
+    # that): their text is built once per size (a group's read-ahead asked for it three
+    # times per request, most groups being of one request), the parameters every time.
+    @functools.lru_cache(maxsize=READ_AHEAD_KEYS_MAX)  # noqa: B019 - one HotSql per store
+    def _grow_batches_sql(self, count: int) -> str:
+        from_keys = self._from_keys(self._arrays, count, ("int", "int", "bigint"))
+        return self.sql(
             "UPDATE host_batches SET approved_count = approved_count + k.k2, "  # noqa: S608
             f"approved_amount_fen = approved_amount_fen + k.k3 FROM {from_keys} "
             "WHERE host_batches.batch_id = k.k1"
         )
-        return self.sql(statement), params
 
-    def terminals(self, terminal_ids: Sequence[str]) -> tuple[str, list[Any]]:
-        """Read ``terminal_ids`` with their current batches (lock them first: :meth:`lock`)."""
-        keys, params = self._keys([(terminal_id,) for terminal_id in terminal_ids], ("text",))
+    @functools.lru_cache(maxsize=READ_AHEAD_KEYS_MAX)  # noqa: B019 - one HotSql per store
+    def _terminals_sql(self, count: int) -> str:
+        keys = self._from_keys(self._arrays, count, ("text",))
         where = f"WHERE t.terminal_id IN (SELECT k1 FROM {keys})"  # noqa: S608 - marks only
-        return self.sql(_TERMINAL_SELECT + where), params
+        return self.sql(_TERMINAL_SELECT + where)
 
-    def lock(self, terminal_ids: Sequence[str]) -> tuple[str, list[Any]]:
-        """PostgreSQL: lock ``terminal_ids`` in terminal id order (a stable lock order)."""
-        keys, params = self._keys([(terminal_id,) for terminal_id in terminal_ids], ("text",))
+    @functools.lru_cache(maxsize=READ_AHEAD_KEYS_MAX)  # noqa: B019 - one HotSql per store
+    def _lock_sql(self, count: int) -> str:
+        keys = self._from_keys(self._arrays, count, ("text",))
         return self.sql(
             f"SELECT terminal_id FROM host_terminals WHERE terminal_id IN (SELECT k1 FROM {keys}) "  # noqa: S608
             "ORDER BY terminal_id FOR UPDATE"
-        ), params
+        )
 
-    def transactions(self, keys: Sequence[tuple[int, int]]) -> tuple[str, list[Any]]:
-        """The transactions under these (batch_id, stan) keys."""
-        from_keys, params = self._keys(keys, ("int", "int"))
+    @functools.lru_cache(maxsize=READ_AHEAD_KEYS_MAX)  # noqa: B019 - one HotSql per store
+    def _transactions_sql(self, count: int) -> str:
+        from_keys = self._from_keys(self._arrays, count, ("int", "int"))
         return self.sql(
             f"SELECT {TRANSACTION_COLUMNS} FROM {from_keys} "  # noqa: S608 - constants and marks
             "JOIN host_transactions t ON t.batch_id = k.k1 AND t.stan = k.k2"
-        ), params
+        )
+
+    @functools.lru_cache(maxsize=READ_AHEAD_KEYS_MAX)  # noqa: B019 - one HotSql per store
+    def _reversals_sql(self, count: int) -> str:
+        from_keys = self._from_keys(self._arrays, count, ("text", "int", "int"))
+        return self.sql(
+            f"SELECT {_REVERSAL_COLUMNS} FROM {from_keys} JOIN host_reversals r "  # noqa: S608
+            "ON r.terminal_id = k.k1 AND r.batch_no = k.k2 AND r.stan = k.k3 "
+            "WHERE r.original_kind = ?"
+        )
+
+    def grow_batches(self, growth: Sequence[tuple[int, int, int]]) -> tuple[str, list[Any]]:
+        """PostgreSQL: add (batch_id, approvals, amount_fen) to the batches' capacity bounds
+        in one statement (SQLite: ``grow_batch`` per batch, cheaper in process)."""
+        count, params = self._keys(growth, ("int", "int", "bigint"))
+        return self._grow_batches_sql(count), params
+
+    def terminals(self, terminal_ids: Sequence[str]) -> tuple[str, list[Any]]:
+        """Read ``terminal_ids`` with their current batches (lock them first: :meth:`lock`)."""
+        count, params = self._keys([(terminal_id,) for terminal_id in terminal_ids], ("text",))
+        return self._terminals_sql(count), params
+
+    def lock(self, terminal_ids: Sequence[str]) -> tuple[str, list[Any]]:
+        """PostgreSQL: lock ``terminal_ids`` in terminal id order (a stable lock order)."""
+        count, params = self._keys([(terminal_id,) for terminal_id in terminal_ids], ("text",))
+        return self._lock_sql(count), params
+
+    def transactions(self, keys: Sequence[tuple[int, int]]) -> tuple[str, list[Any]]:
+        """The transactions under these (batch_id, stan) keys."""
+        count, params = self._keys(keys, ("int", "int"))
+        return self._transactions_sql(count), params
 
     def reversals_of(
         self, keys: Sequence[tuple[str, int, int]], original_kind: str
     ) -> tuple[str, list[Any]]:
         """The reversals of ``original_kind`` under these (terminal_id, batch_no, stan) keys."""
-        from_keys, params = self._keys(keys, ("text", "int", "int"))
-        return self.sql(
-            f"SELECT {_REVERSAL_COLUMNS} FROM {from_keys} JOIN host_reversals r "  # noqa: S608
-            "ON r.terminal_id = k.k1 AND r.batch_no = k.k2 AND r.stan = k.k3 "
-            "WHERE r.original_kind = ?"
-        ), [*params, original_kind]
+        count, params = self._keys(keys, ("text", "int", "int"))
+        return self._reversals_sql(count), [*params, original_kind]
 
 
 def _sqlite_datetime(moment: datetime) -> str:
