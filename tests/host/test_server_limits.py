@@ -532,7 +532,7 @@ def test_connections_are_fitted_to_the_descriptor_limit(monkeypatch: pytest.Monk
 
 CLI_BAD = {
     "frame deadline 0": (["--frame-deadline-ms", "0"], "--frame-deadline-ms must be"),
-    "unsent -5": (["--unsent-bytes-max", "-5"], "--unsent-bytes-max must be"),
+    "unsent -5": (["--unsent-bytes-max", "-5"], "--unsent-bytes-max '-5' must be"),
     "first frame 0": (["--first-frame-timeout-ms", "0"], "--first-frame-timeout-ms must be"),
     "per address over max": (
         ["--connections-max", "10", "--connections-per-address-max", "20"],
