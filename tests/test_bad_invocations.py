@@ -136,8 +136,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
             runner.invoke(app, ["catalog", "import", "shop.csv"]),
             runner.invoke(app, ["catalog", "changes", "--output", "changes.json"]),
             runner.invoke(app, ["catalog", "sync", "--from", "changes.json"]),
+            # a real backup: a restore into another user's terminal meets its directory,
+            # not a missing file (it went ahead and rewrote that user's key file as root's)
+            runner.invoke(app, ["terminal", "backup", "world-backup.db", "--passphrase-stdin"],
+                          input="correct horse battery\n"),
         ]  # fmt: skip
-    assert [r.exit_code for r in results] == [0] * 5, [r.output for r in results]
+    assert [r.exit_code for r in results] == [0] * 6, [r.output for r in results]
     return root
 
 
@@ -314,11 +318,16 @@ def test_another_users_data_directory_is_refused_and_left_as_it_is(
     before = _listing(strangers)
     for parameter in [p for p in _parameters(path) if p.name in DATA_DIRECTORIES]:
         kind = "posbatch-terminal" if "terminal" in (parameter.name, path[0]) else "posbatch-data"
-        argv = _argv(path, in_world, **{parameter.name: str(strangers / kind)})
+        given = {parameter.name: str(strangers / kind)}
+        if path == ("terminal", "restore"):
+            given["source"] = str(in_world / "world-backup.db")
+        argv = _argv(path, in_world, **given)
         result = _run(argv)
         _assert_one_line_refusal(path, argv, result)
         errors = [line for line in result.output.splitlines() if line.startswith("error:")]
         assert (result.exit_code, len(errors)) == (2, 1), f"posbatch {argv}: {result.output}"
+        if path == ("terminal", "restore"):
+            assert "another user" in errors[0], f"posbatch {argv}: {errors[0]}"
     assert before == _listing(strangers)
 
 

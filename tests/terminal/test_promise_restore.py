@@ -4,6 +4,7 @@ restore refuses with one line before changing anything; a failed init leaves not
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import stat
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from posbatch.terminal import (
 
 PASSPHRASE = "correct horse battery"
 FAST_SCRYPT_N = 2**10  # the tests' backups: the KDF's cost is recorded in the file
+STRANGER_UID = 65534  # nobody
 
 
 @dataclass
@@ -345,3 +347,64 @@ def test_a_backup_older_than_a_settled_batch_is_reconciled_on_record(shop: Shop)
     # settled (balanced), with the difference on record
     assert [] == list(account(shop.store, TERMINAL_ID, terminal.journal).problems)
     assert terminal.sale(300, PAN).approved
+
+
+def _listing(root: Path) -> list[tuple[str, int, int, int, str]]:
+    """Every file under ``root``: name, size, owner, mode and digest (to prove nothing moved)."""
+    return sorted(
+        (
+            str(p),
+            p.stat().st_size,
+            p.stat().st_uid,
+            stat.S_IMODE(p.stat().st_mode),
+            hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "",
+        )
+        for p in [root, *root.rglob("*")]
+    )
+
+
+@pytest.mark.parametrize(
+    ("loosen", "says"),
+    [
+        (lambda d: d.chmod(0o755), r"is open to other users \(mode 755\)"),
+        (lambda d: (d / JOURNAL_FILE_NAME).chmod(0o644), r"is open to other users \(mode 644\)"),
+    ],
+    ids=["directory 0755", "journal 0644"],
+)
+def test_restore_and_backup_refuse_a_terminal_others_can_read_and_change_nothing(
+    shop: Shop, loosen: object, says: str
+) -> None:
+    """`terminal restore` into a directory of mode 0755 went ahead, and over a journal of
+    mode 0644 left the restored journal (card numbers, sealed) readable by every user;
+    `terminal backup` copied such a journal. Both now refuse, as every other command does,
+    with the chmod — before asking the passphrase or writing anything."""
+    shop.terminal.sale(100, PAN)
+    backup = shop.backup()
+    shop.reinstall()
+    shop.close()
+    loosen(shop.data_dir)  # type: ignore[operator]
+    before = _listing(shop.data_dir)
+    asked: list[str] = []
+    with pytest.raises(ConfigError, match=says):
+        restore_journal(backup, shop.data_dir, passphrase=lambda: asked.append("?") or PASSPHRASE)
+    with pytest.raises(ConfigError, match=says):
+        backup_terminal(shop.data_dir, shop.root / "b2.db", passphrase=PASSPHRASE)
+    assert (before, asked) == (_listing(shop.data_dir), [])
+    assert not (shop.root / "b2.db").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give files to another user")
+def test_restore_refuses_another_users_terminal_and_changes_nothing(shop: Shop) -> None:
+    """As root, `terminal restore` into another user's terminal directory went ahead and
+    rewrote that user's key file as root's (0600): its owner could no longer open its own
+    terminal. It is refused, naming the owner, with nothing changed."""
+    shop.terminal.sale(100, PAN)
+    backup = shop.backup()
+    shop.reinstall()
+    shop.close()
+    for path in [shop.data_dir, *shop.data_dir.iterdir()]:
+        os.chown(path, STRANGER_UID, STRANGER_UID)
+    before = _listing(shop.data_dir)
+    with pytest.raises(ConfigError, match="belongs to another user"):
+        restore_journal(backup, shop.data_dir, passphrase=lambda: PASSPHRASE)
+    assert before == _listing(shop.data_dir)

@@ -153,10 +153,22 @@ def _side(path: Path, suffix: str) -> Path:
     return path.with_name(path.name + suffix)
 
 
-def require_terminal_dir(data_dir: Path) -> None:
-    """ConfigError unless ``data_dir`` is a directory of this user's holding a journal:
-    checked before anything is asked (a backup's passphrase) or opened."""
+def check_terminal_dir(data_dir: Path) -> None:
+    """ConfigError unless ``data_dir`` (if it is there) is a directory of this user's that
+    other users cannot read, and so is its journal with its -wal and -shm: what every
+    command that reads or writes a terminal checks first (a backup and a restore too — a
+    restore into another user's directory rewrote that user's key file as root's, and one
+    over a journal of mode 0644 left the restored journal readable by everyone)."""
     storage.check_data_dir(data_dir)
+    storage.check_private(data_dir)
+    storage.check_private_database(data_dir / JOURNAL_FILE_NAME)
+
+
+def require_terminal_dir(data_dir: Path) -> None:
+    """ConfigError unless ``data_dir`` is a private directory of this user's holding a
+    journal (:func:`check_terminal_dir`): checked before anything is asked (a backup's
+    passphrase) or opened."""
+    check_terminal_dir(data_dir)
     if not (data_dir / JOURNAL_FILE_NAME).exists():
         raise ConfigError(f"no terminal in {data_dir}: run `posbatch terminal init` first")
 
@@ -171,8 +183,6 @@ def open_terminal(
 ) -> Terminal:
     """The terminal kept in ``data_dir`` (journal verified unless told not to)."""
     require_terminal_dir(data_dir)
-    storage.check_private(data_dir)
-    storage.check_private_database(data_dir / JOURNAL_FILE_NAME)
     _require_journal(data_dir / JOURNAL_FILE_NAME)
     secrets = TerminalSecrets.load(data_dir / KEY_FILE_NAME)
     journal = Journal.open(journal_url(data_dir), verify=verify)
@@ -414,6 +424,7 @@ def check_restore(
 ) -> bool:
     """Every check :func:`restore_journal` makes, changing nothing; whether the restore
     would bring the backup's keys (raises what restore_journal would raise)."""
+    check_terminal_dir(data_dir)  # before a scratch copy is made in it, or anything asked
     with at_current_schema(backup, _scratch_dir(data_dir)) as current:
         _entries, _problem, secrets, needed = _restore_plan(
             current, data_dir, force=force, passphrase=passphrase, name=backup
@@ -550,6 +561,7 @@ def restore_journal(
     A backup taken before a software update is restored from a copy brought to the
     current schema (:func:`at_current_schema`).
     """
+    check_terminal_dir(data_dir)  # before a scratch copy is made in it, or anything asked
     with at_current_schema(backup, _scratch_dir(data_dir)) as current:
         return _restore(
             current, data_dir, name=backup, force=force, clock=clock, passphrase=passphrase
