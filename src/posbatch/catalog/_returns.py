@@ -411,9 +411,10 @@ def receipt_no_forms(receipt_no: str) -> tuple[str, ...]:
 
 
 def parse_receipt_scan(text: str) -> str:
-    """The receipt number in a scanned or typed receipt barcode, in the form printed now:
-    ``TERMINAL-N00000042``, or the old ``TERMINAL-00000042`` of a receipt printed before
-    (found all the same: see :func:`receipt_no_forms`)."""
+    """The receipt number in a scanned or typed receipt barcode: ``TERMINAL-N00000042`` as
+    printed now (a lowercase ``n`` made capital), or the old ``TERMINAL-00000042`` of a
+    receipt printed before, kept as it is — every lookup takes either form
+    (:func:`receipt_no_forms`), and a back office not yet upgraded finds the old one."""
     value = text.strip()
     if len(value) > RECEIPT_SCAN_LENGTH_MAX:
         raise _refuse(
@@ -424,12 +425,13 @@ def parse_receipt_scan(text: str) -> str:
         if value.startswith(identifier):
             value = value[len(identifier) :]
             break
-    if not _RECEIPT_NO.fullmatch(value):
+    match = _RECEIPT_NO.fullmatch(value)
+    if match is None:
         raise _refuse(
             f"{value!r} is not a receipt number (terminal ID, '-', {RECEIPT_MARK}, order number)",
             f"{value} 不是小票号（终端号-{RECEIPT_MARK}订单号）",
         )
-    return readable_receipt_no(value)
+    return f"{match['terminal']}-{match['mark'].upper()}{match['order']}"
 
 
 # --- the flow ------------------------------------------------------------------------

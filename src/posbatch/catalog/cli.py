@@ -1440,14 +1440,15 @@ class _Session:
             receipt_no = parse_receipt_scan(
                 scanned or str(typer.prompt("receipt 小票 (scan or type)"))
             )
+            shown = readable_receipt_no(receipt_no)
             detail = self.orders.order_detail(receipt_no)
             if detail is None:
                 raise CheckoutRefused(
-                    f"no receipt {receipt_no} in the back office",
-                    reason_zh=f"后台没有小票 {receipt_no}",
+                    f"no receipt {shown} in the back office",
+                    reason_zh=f"后台没有小票 {shown}",
                 )
             totals = summarize_lines(detail.lines)
-            table = Table(title=f"receipt {receipt_no} ({detail.status})")
+            table = Table(title=f"receipt {shown} ({detail.status})")
             for column in ("line", "product", "lot", "qty", "back", "price"):
                 table.add_column(column)
             for row in detail.lines:
