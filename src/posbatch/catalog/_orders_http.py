@@ -70,13 +70,7 @@ from posbatch.catalog._orders_store import (
     PaymentMismatch,
     ReturnSummary,
 )
-from posbatch.catalog._returns import (
-    OpenReturn,
-    OrderDetail,
-    ReturnKind,
-    ReturnLine,
-    readable_receipt_no,
-)
+from posbatch.catalog._returns import OpenReturn, OrderDetail, ReturnKind, ReturnLine
 from posbatch.catalog._tills import TillCredential
 from posbatch.errors import CatalogError, CheckoutRefused, IllegalTransition, StorageError
 
@@ -501,8 +495,7 @@ def add_order_routes(
     ) -> dict[str, Any]:
         detail = _call(lambda: store.order_detail(receipt_no))
         if detail is None or detail.terminal_id != terminal_id:
-            shown = readable_receipt_no(receipt_no)
-            raise HTTPException(404, f"no receipt {shown} of till {terminal_id}")
+            raise HTTPException(404, f"no receipt {receipt_no} of till {terminal_id}")
         document: dict[str, Any] = detail.to_json()
         return document
 

@@ -46,7 +46,6 @@ from posbatch.catalog._returns import (
     ReturnView,
     next_return_status,
     plan_return,
-    readable_receipt_no,
     receipt_no_forms,
     receipt_number,
     return_number,
@@ -711,9 +710,7 @@ class OrdersMixin(StockMixin):
         with self._write() as connection:
             detail = self._order_detail(connection, receipt_no)
             if detail is None or detail.terminal_id != terminal_id:
-                raise CatalogError(
-                    f"no receipt {readable_receipt_no(receipt_no)} of terminal {terminal_id}"
-                )
+                raise CatalogError(f"no receipt {receipt_no} of terminal {terminal_id}")
             plan = plan_return(detail, requests, void_allowed=void_allowed)
             return_no = return_number(detail.receipt_no, len(detail.returns) + 1)
             return_id = self._insert_return(

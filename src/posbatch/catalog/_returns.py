@@ -384,8 +384,13 @@ def return_number(receipt_no: str, nth: int) -> str:
 
 
 def readable_receipt_no(number: str) -> str:
-    """A receipt (or return) number in the form printed now, with :data:`RECEIPT_MARK`:
-    ``10000001-00000042`` (old form) → ``10000001-N00000042``. Anything else as it is."""
+    """A stored receipt (or return) number in the form printed now, with
+    :data:`RECEIPT_MARK`: ``10000001-00000042`` (old form) → ``10000001-N00000042``.
+    Anything else as it is.
+
+    Only for a number the back office gave out, never for what a person typed: a card
+    typed ``62220212-34567890`` would come out ``62220212-N34567890``, which the card-number
+    net no longer sees as a card. Text that was typed is shown as typed."""
     match = _RECEIPT_NO.match(number)
     if match is None or not (
         match.end() == len(number) or _RETURN_SUFFIX.fullmatch(number, match.end())
@@ -518,10 +523,10 @@ def return_order(
     possible; :class:`Declined` when the host declines (the return fails);
     :class:`ReturnPending` when a refund is not answered yet.
     """
-    shown = readable_receipt_no(receipt_no)
     detail = book.order_detail(receipt_no)
-    if detail is None:
-        raise _refuse(f"no receipt {shown} in the back office", f"后台没有小票 {shown}")
+    if detail is None:  # named as typed: a card number typed instead is masked by the net
+        raise _refuse(f"no receipt {receipt_no} in the back office", f"后台没有小票 {receipt_no}")
+    shown = readable_receipt_no(detail.receipt_no)
     if detail.terminal_id != terminal_id:
         raise _refuse(
             f"receipt {shown} was paid on terminal {detail.terminal_id}: return it there "

@@ -1440,14 +1440,14 @@ class _Session:
             receipt_no = parse_receipt_scan(
                 scanned or str(typer.prompt("receipt 小票 (scan or type)"))
             )
-            shown = readable_receipt_no(receipt_no)
             detail = self.orders.order_detail(receipt_no)
-            if detail is None:
+            if detail is None:  # named as typed: a card typed here is masked by the net
                 raise CheckoutRefused(
-                    f"no receipt {shown} in the back office",
-                    reason_zh=f"后台没有小票 {shown}",
+                    f"no receipt {receipt_no} in the back office",
+                    reason_zh=f"后台没有小票 {receipt_no}",
                 )
             totals = summarize_lines(detail.lines)
+            shown = readable_receipt_no(detail.receipt_no)
             table = Table(title=f"receipt {shown} ({detail.status})")
             for column in ("line", "product", "lot", "qty", "back", "price"):
                 table.add_column(column)

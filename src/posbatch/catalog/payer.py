@@ -26,12 +26,7 @@ from posbatch.catalog._orders_store import (
     PaymentMismatch,
     ReturnSummary,
 )
-from posbatch.catalog._returns import (
-    ReturnBook,
-    ReturnKind,
-    readable_receipt_no,
-    receipt_no_forms,
-)
+from posbatch.catalog._returns import ReturnBook, ReturnKind, receipt_no_forms
 from posbatch.errors import CatalogError, ConfigError, HostUnreachable
 from posbatch.terminal import (
     Flow,
@@ -150,10 +145,7 @@ class TerminalPayer:
             if row.kind == "sale" and row.reference in forms and not row.training
         ]
         if not sales:
-            raise CatalogError(
-                f"no card sale for receipt {readable_receipt_no(receipt_no)} "
-                "in this terminal's journal"
-            )
+            raise CatalogError(f"no card sale for receipt {receipt_no} in this terminal's journal")
         return sales[-1]
 
     def can_void(self, receipt_no: str) -> bool:
