@@ -170,9 +170,9 @@ def test_input_ending_at_any_prompt_closes_the_checkout(shop: Shop, keystrokes: 
 def test_return_by_scanning_the_receipt(shop: Shop) -> None:
     """Sell two packs, then `return` and scan the receipt's barcode: voided, stock back."""
     run_session(shop, [f"2*]C101{PILLS}10P9|17491231", "pay", TEST_PAN_APPROVED, "3012", "quit"])
-    output = run_session(shop, ["return", f"]C0{TERMINAL_ID}-00000001", "all", "y", "quit"])
+    output = run_session(shop, ["return", f"]C0{TERMINAL_ID}-N00000001", "all", "y", "quit"])
     back_office = CatalogStore.open(f"sqlite:///{shop.data_dir / 'catalog.db'}")
-    detail = back_office.order_detail(f"{TERMINAL_ID}-00000001")
+    detail = back_office.order_detail(f"{TERMINAL_ID}-N00000001")
     lot = back_office.snapshot().lot(PILLS, "P9")
     back_office.close()
     assert detail is not None and lot is not None
@@ -188,7 +188,7 @@ def test_return_by_scanning_the_receipt(shop: Shop) -> None:
 def test_partial_return_typed_by_line_and_quantity(shop: Shop) -> None:
     """`return RECEIPT` then `1x1`: one pack back as a refund of its price."""
     run_session(shop, [f"2*]C101{PILLS}10P9|17491231", "pay", TEST_PAN_APPROVED, "3012", "quit"])
-    output = run_session(shop, [f"return {TERMINAL_ID}-00000001", "1x1", "y", "quit"])
+    output = run_session(shop, [f"return {TERMINAL_ID}-N00000001", "1x1", "y", "quit"])
     expected = (True, True)
     assert expected == ("退货 REFUND" in output, "退款 REFUNDED  38.90" in output)
 
@@ -208,7 +208,7 @@ def test_terminal_void_is_reconciled_into_the_back_office(shop: Shop) -> None:
     )
     back_office = CatalogStore.open(f"sqlite:///{shop.data_dir / 'catalog.db'}")
     lot = back_office.snapshot().lot(PILLS, "P9")
-    detail = back_office.order_detail(f"{TERMINAL_ID}-00000001")
+    detail = back_office.order_detail(f"{TERMINAL_ID}-N00000001")
     back_office.close()
     assert lot is not None and detail is not None
     expected = (0, 0, True, "voided", 20)

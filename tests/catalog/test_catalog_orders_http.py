@@ -62,7 +62,7 @@ def test_interrupted_payment_is_listed_pending_over_http(
             clock=lambda: NOW,
             today=TODAY,
         )
-    expected = [("10000009-00000001", "pending", 2500, NOW)]
+    expected = [("10000009-N00000001", "pending", 2500, NOW)]
     assert expected == [
         (o.receipt_no, o.status, o.total_fen, o.opened_at) for o in orders.pending_orders()
     ]
