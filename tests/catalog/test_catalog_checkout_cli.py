@@ -170,9 +170,9 @@ def test_input_ending_at_any_prompt_closes_the_checkout(shop: Shop, keystrokes: 
 def test_return_by_scanning_the_receipt(shop: Shop) -> None:
     """Sell two packs, then `return` and scan the receipt's barcode: voided, stock back."""
     run_session(shop, [f"2*]C101{PILLS}10P9|17491231", "pay", TEST_PAN_APPROVED, "3012", "quit"])
-    output = run_session(shop, ["return", f"]C0{TERMINAL_ID}-00000001", "all", "y", "quit"])
+    output = run_session(shop, ["return", f"]C0{TERMINAL_ID}-N00000001", "all", "y", "quit"])
     back_office = CatalogStore.open(f"sqlite:///{shop.data_dir / 'catalog.db'}")
-    detail = back_office.order_detail(f"{TERMINAL_ID}-00000001")
+    detail = back_office.order_detail(f"{TERMINAL_ID}-N00000001")
     lot = back_office.snapshot().lot(PILLS, "P9")
     back_office.close()
     assert detail is not None and lot is not None
@@ -188,7 +188,7 @@ def test_return_by_scanning_the_receipt(shop: Shop) -> None:
 def test_partial_return_typed_by_line_and_quantity(shop: Shop) -> None:
     """`return RECEIPT` then `1x1`: one pack back as a refund of its price."""
     run_session(shop, [f"2*]C101{PILLS}10P9|17491231", "pay", TEST_PAN_APPROVED, "3012", "quit"])
-    output = run_session(shop, [f"return {TERMINAL_ID}-00000001", "1x1", "y", "quit"])
+    output = run_session(shop, [f"return {TERMINAL_ID}-N00000001", "1x1", "y", "quit"])
     expected = (True, True)
     assert expected == ("退货 REFUND" in output, "退款 REFUNDED  38.90" in output)
 
@@ -208,7 +208,7 @@ def test_terminal_void_is_reconciled_into_the_back_office(shop: Shop) -> None:
     )
     back_office = CatalogStore.open(f"sqlite:///{shop.data_dir / 'catalog.db'}")
     lot = back_office.snapshot().lot(PILLS, "P9")
-    detail = back_office.order_detail(f"{TERMINAL_ID}-00000001")
+    detail = back_office.order_detail(f"{TERMINAL_ID}-N00000001")
     back_office.close()
     assert lot is not None and detail is not None
     expected = (0, 0, True, "voided", 20)
@@ -297,3 +297,71 @@ def test_an_expiry_month_13_is_asked_again_not_declined_as_expired(shop: Shop) -
         "expired" in output,
         "流水号 stan 000002" in " ".join(output.split()),
     ), output
+
+
+def receipt_numbers(shop: Shop) -> list[str]:
+    back_office = CatalogStore.open(f"sqlite:///{shop.data_dir / 'catalog.db'}")
+    numbers = [row.receipt_no for row in back_office.trace_lot("P9", include_unpaid=True)]
+    back_office.close()
+    return numbers
+
+
+def test_a_refusal_naming_a_receipt_shows_its_number_whole(shop: Shop) -> None:
+    """Return a receipt twice: the second refusal ("receipt … is voided") names the receipt
+    number whole — the old ``10000001-00000001`` was 8 + 8 digits, which the card-number
+    net showed as ``100000******0001``, and the cashier could not read which receipt."""
+    run_session(shop, [f"]C101{PILLS}10P9|17491231", "pay", TEST_PAN_APPROVED, "3012", "quit"])
+    [receipt_no] = receipt_numbers(shop)
+    run_session(shop, ["return", f"]C0{receipt_no}", "all", "y", "quit"])
+    output = run_session(shop, [f"return {receipt_no}", "all", "y", "quit"])
+    refusals = [line for line in output.splitlines() if line.startswith("refused")]
+    expected = [
+        f"refused: receipt {TERMINAL_ID}-N00000001 is voided: only a paid order can be returned"
+    ]
+    assert expected == refusals, output
+
+
+def test_a_receipt_printed_with_the_old_number_is_still_returned(
+    shop: Shop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sale made before receipt numbers had their N (stored, and referenced in the
+    terminal journal, as ``10000001-00000001``): its old barcode is found and refunded,
+    the new return gets the readable number, and the N form typed finds it too."""
+    with monkeypatch.context() as before:  # the number the till gave out until 2026-12
+        before.setattr(
+            "posbatch.catalog._orders_store.receipt_number", lambda tid, oid: f"{tid}-{oid:08d}"
+        )
+        scan = f"2*]C101{PILLS}10P9|17491231"
+        run_session(shop, [scan, "pay", TEST_PAN_APPROVED, "3012", "quit"])
+    old = f"{TERMINAL_ID}-00000001"
+    assert receipt_numbers(shop) == [old]
+    first = run_session(shop, ["return", f"]C0{old}", "1x1", "y", "quit"])
+    second = run_session(shop, [f"return {TERMINAL_ID}-N00000001", "1x1", "y", "quit"])
+    back_office = CatalogStore.open(f"sqlite:///{shop.data_dir / 'catalog.db'}")
+    detail = back_office.order_detail(old)
+    back_office.close()
+    assert detail is not None
+    expected = (
+        True,
+        True,
+        True,
+        "refunded",
+        [f"{TERMINAL_ID}-N00000001-R1", f"{TERMINAL_ID}-N00000001-R2"],
+    )
+    assert expected == (
+        "退款 REFUNDED  38.90" in first,
+        "退款 REFUNDED  38.90" in second,
+        f"receipt {TERMINAL_ID}-N00000001 (paid)" in first,
+        detail.status,
+        [item.return_no for item in detail.returns],
+    ), first + second
+
+
+def test_a_card_typed_8_dash_8_at_the_receipt_prompt_is_masked(shop: Shop) -> None:
+    """A 16-digit card typed as two groups of 8, like an old receipt number: the refusal
+    names it masked, and it is never given the receipt's N (which would show it whole)."""
+    output = run_session(shop, ["return", "62220212-34567894", "quit"])
+    echo = "receipt 小票 (scan or type): 62220212-34567894"
+    shown = [line for line in output.splitlines() if "7894" in line and not line.startswith(echo)]
+    assert shown and all("622202******7894" in line for line in shown), output
+    assert "34567894" not in output.replace(echo, ""), output

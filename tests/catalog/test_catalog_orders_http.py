@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 from catalog_samples import MILK, NOW, TODAY, ScriptedPayer, approved
 
 from posbatch.catalog import (
@@ -15,6 +16,7 @@ from posbatch.catalog import (
     pay_cart,
     price_cart,
 )
+from posbatch.catalog import _tables as tables
 from posbatch.catalog._orders_http import HttpOrderBook
 from posbatch.errors import CatalogError
 
@@ -62,7 +64,7 @@ def test_interrupted_payment_is_listed_pending_over_http(
             clock=lambda: NOW,
             today=TODAY,
         )
-    expected = [("10000009-00000001", "pending", 2500, NOW)]
+    expected = [("10000009-N00000001", "pending", 2500, NOW)]
     assert expected == [
         (o.receipt_no, o.status, o.total_fen, o.opened_at) for o in orders.pending_orders()
     ]
@@ -113,3 +115,33 @@ def test_malformed_order_is_refused(served: str, till: TillCredential) -> None:
         "line 1: GTIN 6901234567891 has a bad check digit: expected 2, got 1"
     )
     assert (expected, []) == (str(caught.value), orders.pending_orders())
+
+
+def test_an_order_stored_with_the_old_receipt_number_is_found_by_either_form(
+    back_office: CatalogStore, served: str, till: TillCredential
+) -> None:
+    """``by-receipt`` of an order whose stored number is the old ``10000009-00000001``
+    (written before receipt numbers had their N, never rewritten): found by the number on
+    its paper receipt and by the N form; a number of neither form is still 404."""
+    receipt = pay_cart(
+        milk_cart(back_office),
+        payer=ScriptedPayer(approved("000042", "000003")),
+        orders=HttpOrderBook(served, till),
+        terminal_id="10000009",
+        clock=lambda: NOW,
+        today=TODAY,
+    )
+    with back_office.engine.begin() as connection:  # as a database from before holds it
+        connection.execute(
+            sa.update(tables.orders)
+            .where(tables.orders.c.receipt_no == receipt.receipt_no)
+            .values(receipt_no="10000009-00000001")
+        )
+    orders = HttpOrderBook(served, till)
+    found = [orders.order_detail(number) for number in ("10000009-00000001", "10000009-N00000001")]
+    expected = ("10000009-N00000001", ["10000009-00000001", "10000009-00000001"], None)
+    assert expected == (
+        receipt.receipt_no,
+        [detail.receipt_no if detail else None for detail in found],
+        orders.order_detail("10000009-N00000002"),
+    )

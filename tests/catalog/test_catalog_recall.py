@@ -222,8 +222,8 @@ def test_the_recall_report_lists_sales_stock_and_returns(back_office: CatalogSto
     report = back_office.recall_report("M-DEC15")
     expected = (
         [
-            ("10000001-00000001", TERMINAL_ID, "000001", "000011", 2),
-            ("10000002-00000002", "10000002", "000001", "000012", 2),
+            ("10000001-N00000001", TERMINAL_ID, "000001", "000011", 2),
+            ("10000002-N00000002", "10000002", "000001", "000012", 2),
         ],
         (0, 6),
         4,

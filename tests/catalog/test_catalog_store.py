@@ -141,7 +141,7 @@ def test_approved_payment_completes_order_and_decrements_stock(stocked: CatalogS
     trace = stocked.trace_lot("M-DEC15")
     expected = (
         [5000],
-        "10000001-00000001",
+        "10000001-N00000001",
         [("paid", "000007", "000123", 4)],
         6,
     )
@@ -208,7 +208,7 @@ def test_crash_during_payment_leaves_order_pending(stocked: CatalogStore) -> Non
             clock=lambda: NOW,
             today=TODAY,
         )
-    expected = [("10000001-00000001", "pending", 1250)]
+    expected = [("10000001-N00000001", "pending", 1250)]
     assert expected == [
         (order.receipt_no, order.status, order.total_fen) for order in stocked.pending_orders()
     ]
@@ -295,9 +295,9 @@ def test_recall_trace_across_two_terminals_and_two_days(stocked: CatalogStore) -
         )
     trace = stocked.trace_lot("P1")
     expected = [
-        ("10000001-00000001", TERMINAL_ID, "000001", "000011", day_one),
-        ("10000002-00000002", "10000002", "000003", "000021", day_one + dt.timedelta(minutes=5)),
-        ("10000001-00000003", TERMINAL_ID, "000002", "000012", day_two),
+        ("10000001-N00000001", TERMINAL_ID, "000001", "000011", day_one),
+        ("10000002-N00000002", "10000002", "000003", "000021", day_one + dt.timedelta(minutes=5)),
+        ("10000001-N00000003", TERMINAL_ID, "000002", "000012", day_two),
     ]
     assert expected == [
         (r.receipt_no, r.terminal_id, r.batch_no, r.stan, r.opened_at) for r in trace

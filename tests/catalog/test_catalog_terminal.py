@@ -15,6 +15,7 @@ from posbatch.catalog import (
     LotSource,
     LotTake,
     Receipt,
+    ReturnKind,
     pay_cart,
     price_cart,
 )
@@ -140,3 +141,23 @@ def test_an_expiry_that_is_not_a_month_is_not_sent(shop: Shop, expiry: str) -> N
         pay(shop, payer)
     expected: list[object] = []
     assert expected == shop.terminal.journal.transactions()
+
+
+def test_a_sale_journaled_with_the_old_receipt_number_is_found_by_either_form(
+    shop: Shop,
+) -> None:
+    """A sale made before receipt numbers had their N carries the old form as its journal
+    reference: the payer finds it by the old form and by the N form, and voids it."""
+    sale = shop.terminal.sale(2500, TEST_PAN_APPROVED, reference=f"{TERMINAL_ID}-00000007")
+    payer = shop.payer()
+    expected = (True, True, True)
+    assert expected == (
+        payer.can_void(f"{TERMINAL_ID}-00000007"),
+        payer.can_void(f"{TERMINAL_ID}-N00000007"),
+        payer.give_back(
+            ReturnKind.VOID,
+            receipt_no=f"{TERMINAL_ID}-N00000007",
+            amount_fen=sale.amount_fen,
+            reference=f"{TERMINAL_ID}-N00000007-R1",
+        ).approved,
+    )

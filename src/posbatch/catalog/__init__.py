@@ -68,6 +68,8 @@ from posbatch.catalog._returns import (
     ReturnView,
     parse_receipt_scan,
     plan_return,
+    readable_receipt_no,
+    receipt_no_forms,
     render_return_receipt,
     return_order,
 )
@@ -200,6 +202,8 @@ __all__ = [
     "plural",
     "price_cart",
     "read_credential",
+    "readable_receipt_no",
+    "receipt_no_forms",
     "render_receipt",
     "render_return_receipt",
     "return_order",

@@ -46,6 +46,9 @@ from posbatch.catalog._returns import (
     ReturnView,
     next_return_status,
     plan_return,
+    receipt_no_forms,
+    receipt_number,
+    return_number,
 )
 from posbatch.catalog._rules import (
     OrderRefused,
@@ -274,7 +277,8 @@ class OrdersMixin(StockMixin):
     # --- writing an order --------------------------------------------------------------
 
     def open_order(self, cart: Cart, *, terminal_id: str, opened_at: dt.datetime) -> OpenOrder:
-        """Write the order and its lines as pending; the receipt number is ``TERMINAL-ORDERID``."""
+        """Write the order and its lines as pending; the receipt number is ``TERMINAL-NORDERID``
+        (:func:`~posbatch.catalog._returns.receipt_number`)."""
         return self.open_draft(
             OrderDraft.of(cart),
             terminal_id=terminal_id,
@@ -333,7 +337,7 @@ class OrdersMixin(StockMixin):
             )
             assert result.inserted_primary_key is not None
             order_id = int(result.inserted_primary_key[0])
-            receipt_no = f"{terminal_id}-{order_id:08d}"
+            receipt_no = receipt_number(terminal_id, order_id)
             connection.execute(
                 sa.update(t.orders)
                 .where(t.orders.c.order_id == order_id)
@@ -615,7 +619,7 @@ class OrdersMixin(StockMixin):
     @staticmethod
     def _order_detail(connection: Connection, receipt_no: str) -> OrderDetail | None:
         order = connection.execute(
-            sa.select(t.orders).where(t.orders.c.receipt_no == receipt_no)
+            sa.select(t.orders).where(t.orders.c.receipt_no.in_(receipt_no_forms(receipt_no)))
         ).first()
         if order is None:
             return None
@@ -708,7 +712,7 @@ class OrdersMixin(StockMixin):
             if detail is None or detail.terminal_id != terminal_id:
                 raise CatalogError(f"no receipt {receipt_no} of terminal {terminal_id}")
             plan = plan_return(detail, requests, void_allowed=void_allowed)
-            return_no = f"{receipt_no}-R{len(detail.returns) + 1}"
+            return_no = return_number(detail.receipt_no, len(detail.returns) + 1)
             return_id = self._insert_return(
                 connection,
                 detail,
@@ -996,7 +1000,7 @@ class OrdersMixin(StockMixin):
                 return_id = self._insert_return(
                     connection,
                     fresh,
-                    return_no=f"{item.receipt_no}-R{len(fresh.returns) + 1}",
+                    return_no=return_number(fresh.receipt_no, len(fresh.returns) + 1),
                     kind=item.kind,
                     amount_fen=item.amount_fen,
                     restock=True,

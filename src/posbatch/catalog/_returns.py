@@ -12,7 +12,8 @@ uses for sales, so money and stock agree whatever dies when:
 
 1. the back office writes the return *pending* with its lines, quantities
    and amount (:func:`plan_return` decides what may come back), and gives
-   it a return number ``RECEIPT-Rn``;
+   it a return number ``RECEIPT-Rn`` (its receipt's number with the mark
+   :data:`RECEIPT_MARK`, even for a receipt printed without it);
 2. the terminal journals the void/refund with that return number as its
    reference, then sends it;
 3. approved → the back office completes the return in one transaction:
@@ -50,6 +51,7 @@ from posbatch.catalog._checkout import LINE_QUANTITY_MAX, Payment
 from posbatch.errors import CheckoutRefused, Declined, HostUnreachable, IllegalTransition
 
 __all__ = [
+    "RECEIPT_MARK",
     "RECEIPT_SCAN_LENGTH_MAX",
     "RETURNABLE_STATUSES",
     "RETURN_TRANSITIONS",
@@ -67,7 +69,11 @@ __all__ = [
     "next_return_status",
     "parse_receipt_scan",
     "plan_return",
+    "readable_receipt_no",
+    "receipt_no_forms",
+    "receipt_number",
     "render_return_receipt",
+    "return_number",
     "return_order",
     "summarize_lines",
 ]
@@ -78,7 +84,17 @@ RETURN_TRANSITIONS: dict[tuple[str, str], str] = {
 }
 RETURNABLE_STATUSES = frozenset({"paid", "part_refunded"})
 RECEIPT_SCAN_LENGTH_MAX = 64
-_RECEIPT_NO = re.compile(r"[ -~]{8}-\d{8,}")
+RECEIPT_MARK = "N"
+"""The letter between a receipt number's terminal ID and its order number
+(``10000001-N00000042``). Without it the 8 + 8 digits of ``10000001-00000042`` (the form
+printed until 2026-12) are what a card typed in two groups looks like, and the card-number
+net (:func:`posbatch.batch.cards.mask_card_numbers`) masks them on every page, error and
+log line. N is no digit's look-alike (an S is read as 5, an O as 0, a B as 8 off paper)."""
+# A receipt number: a terminal ID (8 characters), '-', the order number with the mark (the
+# form printed now) or without it (the old form, still on paper and in stored orders); a
+# return number is its receipt's number and ``-Rn``.
+_RECEIPT_NO = re.compile(r"(?P<terminal>[ -~]{8})-(?P<mark>[Nn]?)(?P<order>\d{8,})")
+_RETURN_SUFFIX = re.compile(r"-R\d+")
 _RECEIPT_SYMBOLOGIES = ("]C0", "]Q1", "]d1", "]A0")
 """What a receipt's barcode may arrive as: Code 128, QR, DataMatrix, Code 39."""
 
@@ -293,7 +309,7 @@ def plan_return(
     is left of the line. A void needs the whole order back, nothing refunded
     before, and ``void_allowed`` (the sale still in the terminal's open batch).
     """
-    receipt = detail.receipt_no
+    receipt = readable_receipt_no(detail.receipt_no)
     if detail.status not in RETURNABLE_STATUSES:
         raise _refuse(
             f"receipt {receipt} is {detail.status}: only a paid order can be returned",
@@ -356,8 +372,54 @@ def plan_return(
     return ReturnPlan(kind, amount_fen, tuple(sorted(takes.items())))
 
 
+def receipt_number(terminal_id: str, order_id: int) -> str:
+    """The number printed on a new order's receipt: ``TERMINAL-N00000042``."""
+    return f"{terminal_id}-{RECEIPT_MARK}{order_id:08d}"
+
+
+def return_number(receipt_no: str, nth: int) -> str:
+    """The number of the ``nth`` return of ``receipt_no``: ``TERMINAL-N00000042-R1`` (an
+    old-form receipt's returns get the new form, which the net leaves readable)."""
+    return f"{readable_receipt_no(receipt_no)}-R{nth}"
+
+
+def readable_receipt_no(number: str) -> str:
+    """A stored receipt (or return) number in the form printed now, with
+    :data:`RECEIPT_MARK`: ``10000001-00000042`` (old form) → ``10000001-N00000042``.
+    Anything else as it is.
+
+    Only for a number the back office gave out, never for what a person typed: a card
+    typed ``62220212-34567890`` would come out ``62220212-N34567890``, which the card-number
+    net no longer sees as a card. Text that was typed is shown as typed."""
+    match = _RECEIPT_NO.match(number)
+    if match is None or not (
+        match.end() == len(number) or _RETURN_SUFFIX.fullmatch(number, match.end())
+    ):
+        return number
+    return f"{match['terminal']}-{RECEIPT_MARK}{match['order']}{number[match.end() :]}"
+
+
+def receipt_no_forms(receipt_no: str) -> tuple[str, ...]:
+    """The numbers under which ``receipt_no`` may be stored: itself and, for a receipt
+    number, its other form (old ↔ new). Orders written before the mark keep their old
+    number in the database and in the terminal journal; one order id has one order, so at
+    most one of the forms is found."""
+    match = _RECEIPT_NO.fullmatch(receipt_no)
+    if match is None:
+        return (receipt_no,)
+    other = (
+        f"{match['terminal']}-{match['order']}"
+        if match["mark"]
+        else f"{match['terminal']}-{RECEIPT_MARK}{match['order']}"
+    )
+    return (receipt_no, other)
+
+
 def parse_receipt_scan(text: str) -> str:
-    """The receipt number in a scanned or typed receipt barcode (``TERMINAL-ORDERID``)."""
+    """The receipt number in a scanned or typed receipt barcode: ``TERMINAL-N00000042`` as
+    printed now (a lowercase ``n`` made capital), or the old ``TERMINAL-00000042`` of a
+    receipt printed before, kept as it is — every lookup takes either form
+    (:func:`receipt_no_forms`), and a back office not yet upgraded finds the old one."""
     value = text.strip()
     if len(value) > RECEIPT_SCAN_LENGTH_MAX:
         raise _refuse(
@@ -368,12 +430,13 @@ def parse_receipt_scan(text: str) -> str:
         if value.startswith(identifier):
             value = value[len(identifier) :]
             break
-    if not _RECEIPT_NO.fullmatch(value):
+    match = _RECEIPT_NO.fullmatch(value)
+    if match is None:
         raise _refuse(
-            f"{value!r} is not a receipt number (terminal ID, '-', order number)",
-            f"{value} 不是小票号（终端号-订单号）",
+            f"{value!r} is not a receipt number (terminal ID, '-', {RECEIPT_MARK}, order number)",
+            f"{value} 不是小票号（终端号-{RECEIPT_MARK}订单号）",
         )
-    return value
+    return f"{match['terminal']}-{match['mark'].upper()}{match['order']}"
 
 
 # --- the flow ------------------------------------------------------------------------
@@ -461,14 +524,16 @@ def return_order(
     :class:`ReturnPending` when a refund is not answered yet.
     """
     detail = book.order_detail(receipt_no)
-    if detail is None:
+    if detail is None:  # named as typed: a card number typed instead is masked by the net
         raise _refuse(f"no receipt {receipt_no} in the back office", f"后台没有小票 {receipt_no}")
+    shown = readable_receipt_no(detail.receipt_no)
     if detail.terminal_id != terminal_id:
         raise _refuse(
-            f"receipt {receipt_no} was paid on terminal {detail.terminal_id}: return it there "
+            f"receipt {shown} was paid on terminal {detail.terminal_id}: return it there "
             "(its card payment is in that terminal's journal)",
-            f"小票 {receipt_no} 在终端 {detail.terminal_id} 付款：请在该终端办理退货",
+            f"小票 {shown} 在终端 {detail.terminal_id} 付款：请在该终端办理退货",
         )
+    receipt_no = detail.receipt_no  # as stored (an old receipt keeps its old number)
     opened = book.open_return(
         receipt_no,
         requests,
@@ -518,7 +583,7 @@ def return_order(
     )
     return ReturnReceipt(
         opened.return_no,
-        receipt_no,
+        shown,
         opened.kind,
         opened.amount_fen,
         rows,

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from posbatch.catalog._checkout import LINE_QUANTITY_MAX, OrderDraft, OrderLine
 from posbatch.catalog._model import Lot, Product
+from posbatch.catalog._returns import readable_receipt_no
 from posbatch.catalog._trace_code import TRACE_PREFIX_DIGITS, parse_trace_code
 from posbatch.errors import CheckoutRefused, ScanError
 
@@ -201,8 +202,9 @@ def order_problems(
             )
             continue
         seen[unit] = number
-        receipt = units_sold.get(unit)
-        if receipt is not None:
+        sold = units_sold.get(unit)
+        if sold is not None:
+            receipt = readable_receipt_no(sold)
             refuse(
                 number,
                 f"{kind_en} {unit[2]} was sold already (receipt {receipt}) and not returned: "

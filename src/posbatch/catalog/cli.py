@@ -54,6 +54,7 @@ from posbatch.catalog._orders_store import TraceRow
 from posbatch.catalog._returns import (
     ReturnLine,
     parse_receipt_scan,
+    readable_receipt_no,
     render_return_receipt,
     return_order,
     summarize_lines,
@@ -583,7 +584,7 @@ def _trace_table(title: str, rows: list[TraceRow]) -> Table:
             if part
         )
         table.add_row(
-            row.receipt_no,
+            readable_receipt_no(row.receipt_no),
             row.terminal_id,
             status,
             f"{shown_at(row.opened_at)}",
@@ -662,12 +663,14 @@ def pending(data_dir: DataDir = DATA_DIR_DEFAULT) -> None:
             store.close()
     for order in orders:
         typer.echo(
-            f"{order.receipt_no}  terminal {order.terminal_id}  {format_fen(order.total_fen)}  "
+            f"{readable_receipt_no(order.receipt_no)}  terminal {order.terminal_id}  "
+            f"{format_fen(order.total_fen)}  "
             f"opened {shown_at(order.opened_at, seconds=True)}"
         )
     for item in returns:
         typer.echo(
-            f"{item.return_no}  {item.kind} of {item.receipt_no}  terminal {item.terminal_id}  "
+            f"{readable_receipt_no(item.return_no)}  {item.kind} of "
+            f"{readable_receipt_no(item.receipt_no)}  terminal {item.terminal_id}  "
             f"{format_fen(item.amount_fen)}  opened {shown_at(item.opened_at, seconds=True)}"
         )
     typer.echo(f"{plural(len(orders), 'pending order')}, {plural(len(returns), 'pending return')}")
@@ -946,8 +949,8 @@ def recall_report(
             table.add_column(column, no_wrap=column in ("return", "receipt"))
         for row in report.returned:
             table.add_row(
-                row.return_no,
-                row.receipt_no,
+                readable_receipt_no(row.return_no),
+                readable_receipt_no(row.receipt_no),
                 row.terminal_id,
                 row.kind,
                 str(row.quantity),
@@ -974,7 +977,7 @@ def verify_payments(data_dir: DataDir = DATA_DIR_DEFAULT) -> None:
         finally:
             store.close()
     for number, verdict, reason in results:
-        typer.echo(f"{number}: {verdict} — {reason}")
+        typer.echo(f"{readable_receipt_no(number)}: {verdict} — {reason}")
     typer.echo(f"{plural(len(results), 'payment')} checked")
 
 
@@ -1017,7 +1020,7 @@ def reconcile(
                 orders.close()
             terminal.journal.engine.dispose()
     for number, outcome in done:
-        typer.echo(f"{number}: {outcome}")
+        typer.echo(f"{readable_receipt_no(number)}: {outcome}")
     typer.echo(f"{plural(len(done), 'order or return', 'orders or returns')} settled")
 
 
@@ -1208,7 +1211,9 @@ def _recover(console: Console, orders: OrderLedger, journal: Journal, terminal_i
         for number, outcome in recover_pending_orders(
             orders, journal, terminal_id=terminal_id, closed_at=_now()
         ):
-            console.print(f"已恢复 recovered {number}: {outcome}", highlight=False)
+            console.print(
+                f"已恢复 recovered {readable_receipt_no(number)}: {outcome}", highlight=False
+            )
     except PosbatchError as exc:
         console.print(
             "[yellow]warning 提示: 未完成订单暂未恢复 pending orders not recovered yet: "
@@ -1436,13 +1441,14 @@ class _Session:
                 scanned or str(typer.prompt("receipt 小票 (scan or type)"))
             )
             detail = self.orders.order_detail(receipt_no)
-            if detail is None:
+            if detail is None:  # named as typed: a card typed here is masked by the net
                 raise CheckoutRefused(
                     f"no receipt {receipt_no} in the back office",
                     reason_zh=f"后台没有小票 {receipt_no}",
                 )
             totals = summarize_lines(detail.lines)
-            table = Table(title=f"receipt {receipt_no} ({detail.status})")
+            shown = readable_receipt_no(detail.receipt_no)
+            table = Table(title=f"receipt {shown} ({detail.status})")
             for column in ("line", "product", "lot", "qty", "back", "price"):
                 table.add_column(column)
             for row in detail.lines:

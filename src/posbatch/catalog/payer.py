@@ -26,7 +26,7 @@ from posbatch.catalog._orders_store import (
     PaymentMismatch,
     ReturnSummary,
 )
-from posbatch.catalog._returns import ReturnBook, ReturnKind
+from posbatch.catalog._returns import ReturnBook, ReturnKind, receipt_no_forms
 from posbatch.errors import CatalogError, ConfigError, HostUnreachable
 from posbatch.terminal import (
     Flow,
@@ -136,10 +136,13 @@ class TerminalPayer:
         return payment_from_result(self._run(flow))
 
     def _sale_of(self, receipt_no: str) -> TxnRow:
+        """The journal's sale of ``receipt_no`` (a sale made before receipt numbers had
+        their mark carries the old form as its reference: either form finds it)."""
+        forms = receipt_no_forms(receipt_no)
         sales = [
             row
             for row in self.terminal.journal.transactions()
-            if row.kind == "sale" and row.reference == receipt_no and not row.training
+            if row.kind == "sale" and row.reference in forms and not row.training
         ]
         if not sales:
             raise CatalogError(f"no card sale for receipt {receipt_no} in this terminal's journal")
