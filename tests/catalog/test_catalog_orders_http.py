@@ -12,6 +12,7 @@ from posbatch.catalog import (
     LineRequest,
     LotSource,
     LotTake,
+    Receipt,
     TillCredential,
     pay_cart,
     price_cart,
@@ -26,11 +27,9 @@ def milk_cart(back_office: CatalogStore, quantity: int = 2) -> Cart:
     return price_cart(back_office.snapshot(), [request], today=TODAY, now=NOW)
 
 
-def test_paid_order_over_http_is_traced_with_stan(
-    back_office: CatalogStore, served: str, till: TillCredential
-) -> None:
-    """A cart paid with orders over HTTP lands in the back office as paid, stock decremented."""
-    receipt = pay_cart(
+def _paid_over_http(back_office: CatalogStore, served: str, till: TillCredential) -> Receipt:
+    """Two of milk paid (STAN 000042, batch 000003) by till 10000009, its order over HTTP."""
+    return pay_cart(
         milk_cart(back_office),
         payer=ScriptedPayer(approved("000042", "000003")),
         orders=HttpOrderBook(served, till),
@@ -38,6 +37,13 @@ def test_paid_order_over_http_is_traced_with_stan(
         clock=lambda: NOW,
         today=TODAY,
     )
+
+
+def test_paid_order_over_http_is_traced_with_stan(
+    back_office: CatalogStore, served: str, till: TillCredential
+) -> None:
+    """A cart paid with orders over HTTP lands in the back office as paid, stock decremented."""
+    receipt = _paid_over_http(back_office, served, till)
     lot = back_office.snapshot().lot(MILK, "M-DEC15")
     expected = ([("10000009", "paid", "000003", "000042", 2)], 8)
     assert expected == (
@@ -123,14 +129,7 @@ def test_an_order_stored_with_the_old_receipt_number_is_found_by_either_form(
     """``by-receipt`` of an order whose stored number is the old ``10000009-00000001``
     (written before receipt numbers had their N, never rewritten): found by the number on
     its paper receipt and by the N form; a number of neither form is still 404."""
-    receipt = pay_cart(
-        milk_cart(back_office),
-        payer=ScriptedPayer(approved("000042", "000003")),
-        orders=HttpOrderBook(served, till),
-        terminal_id="10000009",
-        clock=lambda: NOW,
-        today=TODAY,
-    )
+    receipt = _paid_over_http(back_office, served, till)
     with back_office.engine.begin() as connection:  # as a database from before holds it
         connection.execute(
             sa.update(tables.orders)
