@@ -245,8 +245,15 @@ def test_rotation_reseals_every_key_under_the_new_kek(db_url: str) -> None:
     term = session_terminal(new_core(store))
     term.sign_on()
     count = store.rotate_kek(OTHER_KEK)
+    headers = {  # every key of every terminal, signed on (TMK, MAK, PIK) or not (TMK)
+        key[:9]
+        for terminal_id in (TERMINAL_ID, "10000002", "10000003")
+        for key in _raw_keys(store, terminal_id)
+        if key
+    }
     answer = term.sale(1250)  # the same store object seals and opens under the new KEK now
     store.close()
+    assert headers == {b"\x01" + bytes.fromhex(OTHER_KEK.kek_id)}
     with pytest.raises(KekMismatch):
         HostStore.open(db_url, pan_key=b"k" * 32, kek=TEST_KEK)
     reopened = HostStore.open(db_url, pan_key=b"k" * 32, kek=OTHER_KEK)
