@@ -205,6 +205,9 @@ def test_sign_on_while_uploading_asks_to_settle(host: Host) -> None:
     answer = again.sign_on()
     assert (answer.code, answer.text(60)[2:8], answer.detail["S"]) == ("00", "000001", "UPLOADING")
     assert requirement(answer) == "5"
+    sale = again.sale(100, PAN)  # a new sale while batch 1 waits for its upload
+    designs(sale, "0210", "77")
+    assert (sale.detail["R"], sale.detail["S"], requirement(sale)) == ("CLOSED", "UPLOADING", "5")
 
 
 # --- batch number behind / ahead, across the wrap -----------------------------------------
