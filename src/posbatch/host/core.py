@@ -520,7 +520,7 @@ class HostCore:
         if work.fault is not None and work.fault.action == FaultAction.FORCE:
             assert work.fault.response_code is not None
             code = work.fault.response_code  # not processed
-            # Read like the host's own: a 77 or an A0 asks for a sign-on (header digit 10),
+            # Read like the host's own: a 77 or an A0 asks for a sign-on (header digit 6),
             # and a 77 says the host's batch state in 63 (no reason: nothing was decided).
             sign_on = code in (BATCH_NUMBER_DIFFERS, MAC_ERROR)
             requirement = ProcessingRequirement.SIGN_ON if sign_on else ProcessingRequirement.NONE

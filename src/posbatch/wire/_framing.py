@@ -58,7 +58,7 @@ APPLICATION_TYPE: Final = "60"
 
 
 class ProcessingRequirement(enum.StrEnum):
-    """Header digit 10: what a response asks the terminal to do next."""
+    """Header digit 6 (of 12): what a response asks the terminal to do next."""
 
     NONE = "0"
     SIGN_ON = "3"  # keys or batch out of step: sign on before the next request
