@@ -73,6 +73,7 @@ POSTGRES_IN_SLOW_RUN: frozenset[str] = frozenset(
         "tests/host/test_attack.py",
         "tests/host/test_core.py",
         "tests/host/test_promise_host.py",
+        "tests/host/test_design_batch_flows.py",
         "tests/doctor/test_causes.py",
         "tests/doctor/test_doctor_evidence.py",
         "tests/doctor/test_duplicate_terminal_id.py",
