@@ -286,8 +286,12 @@ def create_app(
     ) -> Response:
         """A streamed CSV of ``rows``, one of the user's export slots held until it ends."""
         release = exports.take(ctx.session.user.name)
-        return _Export(csv_lines(header, rows), release=release, deadline_s=export_deadline_s,
-                       filename=filename)  # fmt: skip
+        try:
+            return _Export(csv_lines(header, rows), release=release,
+                           deadline_s=export_deadline_s, filename=filename)  # fmt: skip
+        except BaseException:
+            release()
+            raise
 
     app.state.exports = exports
 
