@@ -16,12 +16,15 @@ import dataclasses
 import ipaddress
 import logging
 import threading
-from collections.abc import Callable, Iterator
+import weakref
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import unquote, urlencode
 
+import anyio
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import (
     HTMLResponse,
@@ -33,6 +36,8 @@ from fastapi.responses import (
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
+from starlette.types import Receive, Send
+from starlette.types import Scope as AsgiScope
 
 from posbatch.backoffice import (
     ADJUSTMENT_LABELS,
@@ -96,11 +101,22 @@ from posbatch.web._security import (
 )
 from posbatch.web._svg import REASON_TEXT, batch_error_chart
 
-__all__ = ["ROUTES", "create_app"]
+__all__ = ["EXPORTS_PER_USER_MAX", "EXPORT_DEADLINE_S", "ROUTES", "create_app"]
 
 STATIC_DIR: Final = Path(__file__).parent / "static"
 HTMX_FILE: Final = "htmx-2.0.11.min.js"
 FORM_FIELDS_MAX: Final = BULK_MAX + 20
+# A streamed CSV export holds its slot until its last byte is sent: a user who read exports
+# slowly, or started many at once, held worker threads and store connections for as long as
+# they liked (a merchant user could starve the console). At most this many per user at once…
+EXPORTS_PER_USER_MAX: Final = 2
+# …and each ends this long after it started, whole or not (a cut export is a broken download:
+# the chunked body never gets its last chunk, so no client takes it for a whole file).
+EXPORT_DEADLINE_S: Final = 300.0
+EXPORT_BUSY: Final = (
+    f"an export is already running for you (at most {EXPORTS_PER_USER_MAX} at once): "
+    f"wait for it to finish / 您已有导出正在进行（每人最多 {EXPORTS_PER_USER_MAX} 个），请待其完成"
+)
 log = logging.getLogger("posbatch.web")
 
 # (method, path) → the permission it needs; None: anyone logged in; "anonymous": no login.
@@ -148,6 +164,83 @@ class Ctx:
         return self.session.user.actor(self.address)
 
 
+class _ExportBusy(Exception):  # noqa: N818 - control flow to the 429 page
+    pass
+
+
+class _ExportSlots:
+    """How many exports each user has running; a slot is taken before an export's response
+    is made and given back once, whatever ends the stream."""
+
+    def __init__(self, per_user: int) -> None:
+        self.per_user = per_user
+        self._lock = threading.Lock()
+        self._running: dict[str, int] = {}
+
+    def running(self, user: str) -> int:
+        with self._lock:
+            return self._running.get(user, 0)
+
+    def take(self, user: str) -> Callable[[], None]:
+        """A slot of ``user``'s (:class:`_ExportBusy` when all are taken) and its release,
+        which gives it back the first time it is called only."""
+        with self._lock:
+            if self._running.get(user, 0) >= self.per_user:
+                raise _ExportBusy(EXPORT_BUSY)
+            self._running[user] = self._running.get(user, 0) + 1
+        given_back = threading.Event()
+
+        def release() -> None:
+            with self._lock:
+                if given_back.is_set():
+                    return
+                given_back.set()
+                left = self._running.get(user, 0) - 1
+                if left > 0:
+                    self._running[user] = left
+                else:
+                    self._running.pop(user, None)
+
+        return release
+
+
+class _Export(StreamingResponse):
+    """A streamed export that gives its slot back when the stream ends, fails, is cut by the
+    client's disconnect (Starlette cancels the stream) or runs past ``deadline_s``."""
+
+    def __init__(
+        self, content: Iterable[bytes], *, release: Callable[[], None], deadline_s: float,
+        filename: str,
+    ) -> None:  # fmt: skip
+        self._content = content
+        self._release = release
+        self._deadline_s = deadline_s
+        super().__init__(
+            content,
+            media_type="text/csv; charset=utf-8",
+            headers={"content-disposition": f'attachment; filename="{filename}"'},
+        )
+        # Should the response never be sent at all (its request cancelled before), its
+        # slot still comes back when it is dropped.
+        weakref.finalize(self, release)
+
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        try:
+            with anyio.move_on_after(self._deadline_s) as deadline:
+                await super().__call__(scope, receive, send)
+            if deadline.cancelled_caught:
+                log.warning("an export ran past %.0f s: cut", self._deadline_s)
+        finally:
+            try:
+                close = getattr(self._content, "close", None)
+                if close is not None:  # the generator's own finally runs now, not at GC
+                    await anyio.to_thread.run_sync(close)
+            except Exception:  # a bug of the export's own: logged; the slot comes back
+                log.exception("closing an export failed")
+            finally:
+                self._release()
+
+
 def _address(request: Request) -> str:
     """The client's IP address; "-" when it is not one (a trusted proxy's X-Forwarded-For
     may carry any text — a card number was listed whole on /users as a locked address)."""
@@ -158,7 +251,13 @@ def _address(request: Request) -> str:
         return "-"
 
 
-def create_app(office: BackOffice, *, title: str = "posbatch back office") -> FastAPI:
+def create_app(
+    office: BackOffice,
+    *,
+    title: str = "posbatch back office",
+    exports_per_user: int = EXPORTS_PER_USER_MAX,
+    export_deadline_s: float = EXPORT_DEADLINE_S,
+) -> FastAPI:
     """The console over ``office`` (which holds the store, the cut-off and the clock)."""
     # No trailing-slash redirect: Starlette's 307 to `/transactions/?last4=…` without the
     # slash repeated the URL whole (a card number in a header) on a host the Host header named.
@@ -180,6 +279,21 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
         if pool_max is None
         else threading.BoundedSemaphore(max(1, pool_max // CONNECTIONS_PER_REQUEST))
     )
+    exports = _ExportSlots(exports_per_user)
+
+    def export(
+        ctx: Ctx, filename: str, header: list[str], rows: Iterable[list[object]]
+    ) -> Response:
+        """A streamed CSV of ``rows``, one of the user's export slots held until it ends."""
+        release = exports.take(ctx.session.user.name)
+        try:
+            return _Export(csv_lines(header, rows), release=release,
+                           deadline_s=export_deadline_s, filename=filename)  # fmt: skip
+        except BaseException:
+            release()
+            raise
+
+    app.state.exports = exports
 
     def now() -> datetime:
         return office.clock()
@@ -297,6 +411,8 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
                     )
                 except Forbidden as exc:
                     return error_page(request, ctx, 403, exc)
+                except _ExportBusy as exc:
+                    return error_page(request, ctx, 429, exc)
                 except NotFound as exc:
                     return error_page(request, ctx, 404, exc)
                 except (ConfigError, ValueError) as exc:
@@ -499,11 +615,7 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
                   "amount 金额(元)", "card_type 卡类", "card 卡号", "status 状态",
                   "response_code 应答码", "rrn 参考号", "auth_code 授权码"]  # fmt: skip
         stamp = f"{beijing(now()):%Y%m%d-%H%M%S}"
-        return StreamingResponse(
-            csv_lines(header, rows()),
-            media_type="text/csv; charset=utf-8",
-            headers={"content-disposition": f'attachment; filename="transactions-{stamp}.csv"'},
-        )
+        return export(ctx, f"transactions-{stamp}.csv", header, rows())
 
     # --- batches ---------------------------------------------------------------------------
 
@@ -584,11 +696,7 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
                   "status 状态", "assignee 处理人", "resolution 处理方式",
                   "resolution amount 处理金额", "resolved_by 处理者", "history 历史"]  # fmt: skip
         stamp = f"{beijing(now()):%Y%m%d-%H%M%S}"
-        return StreamingResponse(
-            csv_lines(header, rows()),
-            media_type="text/csv; charset=utf-8",
-            headers={"content-disposition": f'attachment; filename="exceptions-{stamp}.csv"'},
-        )
+        return export(ctx, f"exceptions-{stamp}.csv", header, rows())
 
     @route("GET", "/exceptions/{exception_id}", Permission.VIEW)
     def exception(request: Request, ctx: Ctx) -> Response:
@@ -687,11 +795,7 @@ def create_app(office: BackOffice, *, title: str = "posbatch back office") -> Fa
 
         header = ["id", "time (Beijing)", "actor", "role", "address", "action", "target",
                   "outcome", "before", "after", "detail"]  # fmt: skip
-        return StreamingResponse(
-            csv_lines(header, rows()),
-            media_type="text/csv; charset=utf-8",
-            headers={"content-disposition": 'attachment; filename="audit.csv"'},
-        )
+        return export(ctx, "audit.csv", header, rows())
 
     # --- the merchant's money: statements and fees -----------------------------------------
 
