@@ -20,6 +20,8 @@ from fastapi import FastAPI
 from starlette.requests import ClientDisconnect
 from web_world import MERCHANT_A, World, log_in
 
+from posbatch.backoffice import _queries as queries_module
+from posbatch.web import _app as app_module
 from posbatch.web import create_app
 from posbatch.web._app import EXPORT_BUSY, EXPORTS_PER_USER_MAX
 from posbatch.web._security import SESSION_COOKIE
@@ -193,3 +195,29 @@ async def test_an_export_nobody_reads_ends_at_its_deadline(world: World) -> None
         assert not held.whole
         assert app.state.exports.running("mia") == 0
         assert (await client.get("/transactions.csv")).status_code == 200
+
+
+async def test_a_transactions_export_cut_at_its_row_limit_says_so_in_its_last_row(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past EXPORT_ROWS_MAX an export stopped and ended like a whole file (its docstring
+    promised an `export_truncated` that existed nowhere): a spreadsheet showed the newest
+    rows as all of them. Now its last row says it was cut; an export that fits has none."""
+
+    async def export_lines(limit: int | None) -> list[str]:
+        if limit is not None:
+            monkeypatch.setattr(queries_module, "EXPORT_ROWS_MAX", limit)
+            monkeypatch.setattr(app_module, "EXPORT_ROWS_MAX", limit)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(world.office)),
+            base_url="https://console.test",
+        ) as client:
+            await log_in(client, "olga")
+            return (await client.get("/transactions.csv")).text.splitlines()
+
+    matching = len(await export_lines(None)) - 1  # the header
+    exact, cut = await export_lines(matching), await export_lines(matching - 1)
+    assert matching > 1
+    assert (len(exact), exact[-1].startswith("# cut")) == (1 + matching, False)
+    assert len(cut) == 1 + (matching - 1) + 1  # the header, the newest rows, the note
+    assert cut[-1].startswith(f"# cut: more than {matching - 1:,} transactions match")

@@ -750,7 +750,7 @@ class Queries:
 
     def export(self, scope: Scope, search: TransactionFilter) -> Iterator[TransactionRow]:
         """Every matching row, newest first, read in keyset chunks (bounded memory), at most
-        EXPORT_ROWS_MAX; the caller learns of more by :attr:`export_truncated`."""
+        EXPORT_ROWS_MAX; whether more match past the last one sent: :meth:`more_after`."""
         after: Cursor | None = None
         sent = 0
         while sent < EXPORT_ROWS_MAX:
@@ -766,6 +766,16 @@ class Queries:
             if len(rows) < chunk:
                 return
             after = rows[-1].cursor
+
+    def more_after(self, scope: Scope, search: TransactionFilter, row: TransactionRow) -> bool:
+        """True if a row matching ``search`` comes after ``row`` (an export that stopped at
+        EXPORT_ROWS_MAX says so rather than end as if it were whole)."""
+        with read(self.store) as connection:
+            statement, values = search_query(
+                scope, search, after=row.cursor, limit=1,
+                merchant_terminals=self._merchant_terminals(connection, scope, search),
+            )  # fmt: skip
+            return connection.execute(statement, values).first() is not None
 
     def _merchant_terminals(
         self, connection: sa.Connection, scope: Scope, search: TransactionFilter

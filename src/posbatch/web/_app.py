@@ -42,6 +42,7 @@ from starlette.types import Scope as AsgiScope
 from posbatch.backoffice import (
     ADJUSTMENT_LABELS,
     BULK_MAX,
+    EXPORT_ROWS_MAX,
     FEE_FIELDS,
     RESOLUTION_TEXT,
     STATEMENT_PAGE_LINES,
@@ -116,6 +117,11 @@ EXPORT_DEADLINE_S: Final = 300.0
 EXPORT_BUSY: Final = (
     f"an export is already running for you (at most {EXPORTS_PER_USER_MAX} at once): "
     f"wait for it to finish / 您已有导出正在进行（每人最多 {EXPORTS_PER_USER_MAX} 个），请待其完成"
+)
+# The last row of a transactions export that stopped at EXPORT_ROWS_MAX with more matching.
+EXPORT_TRUNCATED: Final = (
+    "# cut: more than {rows:,} transactions match; this file holds the newest {rows:,}: "
+    "narrow the dates or filters / 超过 {rows:,} 笔，仅含最新的 {rows:,} 笔，请缩小日期或条件"
 )
 log = logging.getLogger("posbatch.web")
 
@@ -600,7 +606,9 @@ def create_app(
         cutoff = office.cutoff
 
         def rows() -> Iterator[list[object]]:
+            sent, last = 0, None
             for row in office.queries.export(ctx.scope, search):
+                sent, last = sent + 1, row
                 yield [
                     f"{beijing(row.created_at):%Y-%m-%d %H:%M:%S}",
                     trading_day(row.created_at, cutoff=cutoff).isoformat(),
@@ -609,6 +617,13 @@ def create_app(
                     card_type_text(row.card_type), row.pan_masked, row.status, row.response_code,
                     row.rrn or "", row.auth_code or "",
                 ]  # fmt: skip
+            # a file that ends as if it were whole would be read as all of them
+            if (
+                sent >= EXPORT_ROWS_MAX
+                and last is not None
+                and office.queries.more_after(ctx.scope, search, last)
+            ):
+                yield [EXPORT_TRUNCATED.format(rows=EXPORT_ROWS_MAX)]
 
         header = ["time (Beijing) 时间", "trading day 交易日", "merchant_id 商户号",
                   "terminal_id 终端号", "batch_no 批次号", "stan 流水号", "kind 类型",
