@@ -89,11 +89,11 @@ CASHIER_SALE_SHARE = 0.6
 CASHIER_CARD = "6222021234567890128"
 CASHIER_KILL_AFTER_S = (0.3, 3.0)  # Python's start-up alone takes about 1 s here
 OUTSTANDING = frozenset({"pending", "reversal_pending", "resend_pending"})
-PUT_BACK_SHARE = 0.12  # of the schedule's steps: the operator puts back an older journal copy
+PUT_BACK_SHARE = 0.25  # of the schedule's steps: the operator puts back an older journal copy
 PUT_BACK_TRADING_S = (0.2, 1.5)  # the till trades on between the copy and its put-back
 UPLOAD_WAIT_S = 20.0  # the kill after a put-back waits for its upload this long at most
-UPLOAD_POLL_S = 0.01
-AFTER_UPLOAD_SEEN_S = (0.0, 0.25)  # and lands this much after the upload was seen
+UPLOAD_POLL_S = 0.005
+AFTER_UPLOAD_SEEN_S = (0.0, 0.08)  # and lands this much after the upload was seen
 BACKUP_PASSPHRASE = "kill probe backup passphrase"
 UPLOAD_STEPS = ("uploading", "ending")  # a journal batch's settlement steps of an upload
 # The host's exception records that excuse, on a terminal an older journal copy was put back
@@ -129,6 +129,7 @@ class ProbeResult:
     put_backs: int = 0  # older journal copies put back by the operator
     put_back_into: set[str] = field(default_factory=set)  # the data directories they went to
     uploads: int = 0  # journal batches closed by batch upload
+    uploads_seen: int = 0  # put-backs whose upload the probe saw begin before its kill
     mid_upload: Counter[str] = field(default_factory=Counter)  # kills that met an upload
 
     def happened(self, what: str, *, mid_upload: bool = False) -> None:
@@ -147,7 +148,8 @@ class ProbeResult:
         return (
             f"seed {self.seed}: {verdict}; {self.approvals} approvals in "
             f"{self.batches_closed} closed batches; kills: {kills or 'none'}; "
-            f"put-backs {self.put_backs}, settlements uploaded {self.uploads}, kills "
+            f"put-backs {self.put_backs} (upload seen {self.uploads_seen}), settlements "
+            f"uploaded {self.uploads}, kills "
             f"mid-upload {sum(self.mid_upload.values())} ({mid or 'none'}); journals: {seen}"
         )
 
@@ -436,7 +438,7 @@ def _put_back(
              "--data-dir", str(terminal.data_dir)],
             env=_env(None), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        _await_upload(terminal, draw, cashier)
+        result.uploads_seen += _await_upload(terminal, draw, cashier)
         ended = cashier.poll() is not None
         _sigkill(cashier)
         mid_upload = terminal.uploading()
@@ -445,7 +447,7 @@ def _put_back(
         result.happened(f"{what} {terminal.data_dir.name}", mid_upload=mid_upload)
         return
     terminal.start()
-    _await_upload(terminal, draw, terminal.process)
+    result.uploads_seen += _await_upload(terminal, draw, terminal.process)
     if roll < 0.65:
         terminal.kill()
         mid_upload = terminal.uploading()
@@ -461,15 +463,17 @@ def _put_back(
 
 def _await_upload(
     terminal: TerminalProcess, draw: random.Random, process: subprocess.Popen[bytes] | None
-) -> None:
+) -> bool:
     """Until the journal shows a batch mid-upload (or ``process`` ended, or a bound passed),
-    then a random instant more: where the kill that follows lands."""
+    then a random instant more: where the kill that follows lands. Whether it was seen."""
     deadline = time.monotonic() + UPLOAD_WAIT_S
+    seen = False
     while time.monotonic() < deadline and process is not None and process.poll() is None:
-        if terminal.uploading():
+        if seen := terminal.uploading():
             break
         time.sleep(UPLOAD_POLL_S)
     time.sleep(draw.uniform(*AFTER_UPLOAD_SEEN_S))
+    return seen
 
 
 def _chaos(
