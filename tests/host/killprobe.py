@@ -10,7 +10,7 @@ over ``TcpDriver``, ``killprobe_terminal.py``), mid-sale, mid-settlement, betwee
 and its answer (the host's fault script delays a share of its answers after their commit, to
 widen that window), on SQLite or PostgreSQL — and mid-upload: a batch upload follows only
 a settlement the host answers not balanced, which a kill alone never causes, so the
-operator's own action does (:meth:`TerminalProcess.put_back`): ``posbatch terminal backup``
+operator's own action does (:func:`_put_back`): ``posbatch terminal backup``
 while the till trades, a few seconds more of trading, then ``posbatch terminal restore`` of
 that copy. The restored journal lacks what the host approved since; its first sign-on
 settles the host's open batch, out of balance, and uploads — while the till's process, the
@@ -113,7 +113,7 @@ class ProbeConfig:
     trading_s: float = 20.0
     host_log_level: str = "warning"  # "info": one line per request in host.log
     cashier_alongside: bool = False  # the cashier's CLI runs while the engine's process trades
-    put_back: bool = True  # the operator puts back older journal copies (batch uploads follow)
+    put_back_share: float = PUT_BACK_SHARE  # of the schedule's steps, an older journal put back
 
 
 @dataclass
@@ -493,7 +493,7 @@ def _chaos(
 
     while time.monotonic() < end:
         time.sleep(draw.uniform(*KILL_GAP_S))
-        if config.put_back and draw.random() < PUT_BACK_SHARE:
+        if config.put_back_share and draw.random() < config.put_back_share:
             _put_back(host, draw.choice(terminals), draw, result, copies)
             continue
         roll = draw.random()
@@ -771,7 +771,10 @@ def main() -> None:
     parser.add_argument("--db", default=None, help="PostgreSQL URL (default: SQLite)")
     parser.add_argument("--alongside", action="store_true", help="cashier's CLI alongside")
     parser.add_argument(
-        "--no-put-back", action="store_true", help="no older journal copies put back"
+        "--put-back-share",
+        type=float,
+        default=PUT_BACK_SHARE,
+        help="share of the schedule's steps that put back an older journal copy (0: none)",
     )
     parser.add_argument("--host-log-level", default="warning")
     parser.add_argument("--keep", action="store_true", help="keep each round's directory")
@@ -788,7 +791,7 @@ def main() -> None:
                 database_url=database_url,
                 trading_s=args.trading_s,
                 cashier_alongside=args.alongside,
-                put_back=not args.no_put_back,
+                put_back_share=args.put_back_share,
                 host_log_level=args.host_log_level,
             )
             result = run_round(config, work)
