@@ -8,9 +8,13 @@ system's SIGKILL at any instant of a real ``posbatch host serve`` (one process, 
 ``--workers 2`` and its workers one at a time) and of real terminal processes (the engine
 over ``TcpDriver``, ``killprobe_terminal.py``), mid-sale, mid-settlement, between a request
 and its answer (the host's fault script delays a share of its answers after their commit, to
-widen that window), on SQLite or PostgreSQL. Not mid-upload: a batch upload follows only a
-settlement the host answers not balanced, which this probe's terminals rarely meet; the
-simulator's crash points are what reach uploads.
+widen that window), on SQLite or PostgreSQL — and mid-upload: a batch upload follows only
+a settlement the host answers not balanced, which a kill alone never causes, so the
+operator's own action does (:func:`_put_back`): ``posbatch terminal backup``
+while the till trades, a few seconds more of trading, then ``posbatch terminal restore`` of
+that copy. The restored journal lacks what the host approved since; its first sign-on
+settles the host's open batch, out of balance, and uploads — while the till's process, the
+cashier's ``settle`` or the host is SIGKILLed a random instant later.
 
 One round:
 
@@ -23,7 +27,11 @@ One round:
    (:func:`check`): every approval a journal holds is in the host's store exactly once
    and in a closed batch; the host counts nothing no journal knows of; each closed batch's
    totals are the same on both sides; nothing is left outstanding; ``posbatch doctor``
-   on each terminal says healthy.
+   on each terminal says healthy. After a put-back the journal lacks what the host
+   approved since its copy: the host's records stand, and each such row must be named by
+   an exception record (``host-only`` for its STAN, or ``settled-again-differs`` /
+   ``settled-after-advance`` for its batch); the batch's totals then differ by exactly
+   those rows.
 
 The schedule of kills is seeded (``random.Random(seed)``) and printed; the instants they
 land on are the operating system's, so a failing seed is a lead, not a replay.
@@ -40,6 +48,7 @@ import os
 import random
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -47,7 +56,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,6 +89,19 @@ CASHIER_SALE_SHARE = 0.6
 CASHIER_CARD = "6222021234567890128"
 CASHIER_KILL_AFTER_S = (0.3, 3.0)  # Python's start-up alone takes about 1 s here
 OUTSTANDING = frozenset({"pending", "reversal_pending", "resend_pending"})
+PUT_BACK_SHARE = 0.25  # of the schedule's steps: the operator puts back an older journal copy
+PUT_BACK_TRADING_S = (0.2, 1.5)  # the till trades on between the copy and its put-back
+UPLOAD_WAIT_S = 20.0  # the kill after a put-back waits for its upload this long at most
+UPLOAD_POLL_S = 0.005
+AFTER_UPLOAD_SEEN_S = (0.0, 0.08)  # and lands this much after the upload was seen
+BACKUP_PASSPHRASE = "kill probe backup passphrase"
+UPLOAD_STEPS = ("uploading", "ending")  # a journal batch's settlement steps of an upload
+# The host's exception records that excuse, on a terminal an older journal copy was put back
+# into, a host row that journal lacks: by STAN, or for the whole batch; and a row it says
+# reversed that the host counts (its reversal came after the batch had closed).
+EXCUSED_BY_STAN = frozenset({"host-only"})
+EXCUSED_BY_BATCH = frozenset({"settled-again-differs", "settled-after-advance"})
+EXCUSED_REVERSED = frozenset({"late-reversal"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +113,7 @@ class ProbeConfig:
     trading_s: float = 20.0
     host_log_level: str = "warning"  # "info": one line per request in host.log
     cashier_alongside: bool = False  # the cashier's CLI runs while the engine's process trades
+    put_back_share: float = PUT_BACK_SHARE  # of the schedule's steps, an older journal put back
 
 
 @dataclass
@@ -103,19 +126,31 @@ class ProbeResult:
     batches_closed: int = 0
     coverage: Counter[str] = field(default_factory=Counter)  # what the kills left to recover
     timeline: list[str] = field(default_factory=list)  # each kill, with the wall-clock time
+    put_backs: int = 0  # older journal copies put back by the operator
+    put_back_into: set[str] = field(default_factory=set)  # the data directories they went to
+    uploads: int = 0  # journal batches closed by batch upload
+    uploads_seen: int = 0  # put-backs whose upload the probe saw begin before its kill
+    mid_upload: Counter[str] = field(default_factory=Counter)  # kills that met an upload
 
-    def happened(self, what: str) -> None:
+    def happened(self, what: str, *, mid_upload: bool = False) -> None:
         self.kills[what] += 1
-        self.timeline.append(f"{datetime.now(UTC):%H:%M:%S.%f} {what}")
+        if mid_upload:
+            self.mid_upload[what.split(" terminal-", maxsplit=1)[0]] += 1
+        upload = " (mid-upload)" if mid_upload else ""
+        self.timeline.append(f"{datetime.now(UTC):%H:%M:%S.%f} {what}{upload}")
 
     def summary(self) -> str:
         kinds = Counter(what.split(" terminal-")[0] for what in self.kills.elements())
         kills = ", ".join(f"{what} {n}" for what, n in sorted(kinds.items()))
         verdict = "OK" if not self.violations else f"{len(self.violations)} VIOLATIONS"
         seen = ", ".join(f"{what} {n}" for what, n in sorted(self.coverage.items()))
+        mid = ", ".join(f"{what} {n}" for what, n in sorted(self.mid_upload.items()))
         return (
             f"seed {self.seed}: {verdict}; {self.approvals} approvals in "
-            f"{self.batches_closed} closed batches; kills: {kills or 'none'}; journals: {seen}"
+            f"{self.batches_closed} closed batches; kills: {kills or 'none'}; "
+            f"put-backs {self.put_backs} (upload seen {self.uploads_seen}), settlements "
+            f"uploaded {self.uploads}, kills "
+            f"mid-upload {sum(self.mid_upload.values())} ({mid or 'none'}); journals: {seen}"
         )
 
 
@@ -281,6 +316,37 @@ class TerminalProcess:
         _sigkill(self.process)
         self.process = None
 
+    def uploading(self) -> bool:
+        """Whether the journal, as it is on disk now, holds a batch mid-upload (read-only: the
+        till's process may be writing it)."""
+        path = journal_url(self.data_dir).removeprefix("sqlite:///")
+        try:
+            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
+                steps = ", ".join("?" * len(UPLOAD_STEPS))
+                found = db.execute(
+                    f"SELECT count(*) FROM batches WHERE step IN ({steps})", UPLOAD_STEPS
+                ).fetchone()
+        except sqlite3.Error:
+            return False
+        return bool(found and found[0])
+
+    def backup(self, destination: Path) -> None:
+        """`posbatch terminal backup` while the till trades (an online copy)."""
+        _posbatch(
+            ["terminal", "backup", str(destination), "--data-dir", str(self.data_dir),
+             "--passphrase-stdin"],
+            _env(None), stdin=f"{BACKUP_PASSPHRASE}\n",
+        )  # fmt: skip
+
+    def restore(self, source: Path) -> None:
+        """The till stopped, `posbatch terminal restore` of an older copy put in place."""
+        self.kill()
+        _posbatch(
+            ["terminal", "restore", str(source), "--data-dir", str(self.data_dir),
+             "--passphrase-stdin"],
+            _env(None), stdin=f"{BACKUP_PASSPHRASE}\n",
+        )  # fmt: skip
+
     def cashier(self, draw: random.Random, *, alongside: bool = False) -> str:
         """In place of the engine's process, the cashier's own `posbatch terminal sale` or
         `settle`, SIGKILLed after a random wait (from its start-up to past its answer).
@@ -340,6 +406,76 @@ def _setup(work: Path, config: ProbeConfig, port: int) -> list[Path]:
     return terminal_dirs
 
 
+def _put_back(
+    host: HostProcess,
+    terminal: TerminalProcess,
+    draw: random.Random,
+    result: ProbeResult,
+    copies: Path,
+) -> None:
+    """The operator copies a trading till's journal, lets it trade on, puts the copy back
+    and starts the till (or the cashier's `settle` in its place): its first sign-on settles
+    out of balance and uploads. Once the journal shows the upload, a random instant later,
+    a kill lands — the till's process, the cashier's `settle` or the host — counted
+    mid-upload when, right after it, the journal holds a batch mid-upload."""
+    copy = copies / f"{terminal.data_dir.name}-{result.put_backs + 1}.db"
+    try:
+        terminal.backup(copy)
+        time.sleep(draw.uniform(*PUT_BACK_TRADING_S))
+        terminal.restore(copy)
+    except RuntimeError as exc:  # a refusal is one line; the round goes on
+        result.notes.append(f"{terminal.data_dir.name}: put-back refused: {exc}")
+        if terminal.process is None:
+            terminal.start()
+        return
+    result.put_backs += 1
+    result.put_back_into.add(terminal.data_dir.name)
+    result.timeline.append(f"{datetime.now(UTC):%H:%M:%S.%f} put back {terminal.data_dir.name}")
+    roll = draw.random()
+    if roll < 0.3:  # the cashier settles at once, in place of the till's process
+        cashier = subprocess.Popen(
+            [sys.executable, "-m", "posbatch", "terminal", "settle",
+             "--data-dir", str(terminal.data_dir)],
+            env=_env(None), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        result.uploads_seen += _await_upload(terminal, draw, cashier)
+        ended = cashier.poll() is not None
+        _sigkill(cashier)
+        mid_upload = terminal.uploading()
+        terminal.start()
+        what = f"cli settle ({'ended' if ended else 'killed'})"
+        result.happened(f"{what} {terminal.data_dir.name}", mid_upload=mid_upload)
+        return
+    terminal.start()
+    result.uploads_seen += _await_upload(terminal, draw, terminal.process)
+    if roll < 0.65:
+        terminal.kill()
+        mid_upload = terminal.uploading()
+        terminal.start()
+        result.happened(f"terminal {terminal.data_dir.name}", mid_upload=mid_upload)
+    else:
+        host.kill()
+        mid_upload = terminal.uploading()
+        time.sleep(draw.uniform(*HOST_DOWN_S))
+        host.start(draw.randrange(1 << 30))
+        result.happened("host", mid_upload=mid_upload)
+
+
+def _await_upload(
+    terminal: TerminalProcess, draw: random.Random, process: subprocess.Popen[bytes] | None
+) -> bool:
+    """Until the journal shows a batch mid-upload (or ``process`` ended, or a bound passed),
+    then a random instant more: where the kill that follows lands. Whether it was seen."""
+    deadline = time.monotonic() + UPLOAD_WAIT_S
+    seen = False
+    while time.monotonic() < deadline and process is not None and process.poll() is None:
+        if seen := terminal.uploading():
+            break
+        time.sleep(UPLOAD_POLL_S)
+    time.sleep(draw.uniform(*AFTER_UPLOAD_SEEN_S))
+    return seen
+
+
 def _chaos(
     host: HostProcess,
     terminals: list[TerminalProcess],
@@ -349,30 +485,42 @@ def _chaos(
 ) -> None:
     """Trade for ``config.trading_s`` while killing, by the seeded schedule."""
     end = time.monotonic() + config.trading_s
+    copies = terminals[0].data_dir.parent / "copies"
+    copies.mkdir(exist_ok=True)
+
+    def any_uploading() -> bool:
+        return any(terminal.uploading() for terminal in terminals)
+
     while time.monotonic() < end:
         time.sleep(draw.uniform(*KILL_GAP_S))
+        if config.put_back_share and draw.random() < config.put_back_share:
+            _put_back(host, draw.choice(terminals), draw, result, copies)
+            continue
         roll = draw.random()
         if roll < 0.35:
             terminal = draw.choice(terminals)
             terminal.kill()
+            mid_upload = terminal.uploading()
             terminal.start()
-            result.happened(f"terminal {terminal.data_dir.name}")
+            result.happened(f"terminal {terminal.data_dir.name}", mid_upload=mid_upload)
         elif roll < 0.5:
             terminal = draw.choice(terminals)
             what = terminal.cashier(draw, alongside=config.cashier_alongside)
-            result.happened(f"{what} {terminal.data_dir.name}")
+            result.happened(f"{what} {terminal.data_dir.name}", mid_upload=terminal.uploading())
         elif config.workers > 1 and roll < 0.65:
             if host.kill_worker(draw):
-                result.happened("worker")
+                result.happened("worker", mid_upload=any_uploading())
         elif config.workers > 1 and roll < 0.75:
             host.kill_supervisor()
+            mid_upload = any_uploading()
             host.start(draw.randrange(1 << 30))
-            result.happened("supervisor")
+            result.happened("supervisor", mid_upload=mid_upload)
         else:
             host.kill()
+            mid_upload = any_uploading()
             time.sleep(draw.uniform(*HOST_DOWN_S))
             host.start(draw.randrange(1 << 30))
-            result.happened("host")
+            result.happened("host", mid_upload=mid_upload)
 
 
 def _settle_all(terminal_dirs: list[Path], result: ProbeResult) -> None:
@@ -412,6 +560,10 @@ def _tally(rows: Sequence[tuple[str, int]]) -> Tally:
     return sum(debits), len(debits), sum(credits), len(credits)
 
 
+def _excused(key: tuple[int, int], stans: set[tuple[int, int]], batches: set[int]) -> bool:
+    return key in stans or key[0] in batches
+
+
 def check(store: HostStore, terminal_dirs: list[Path], result: ProbeResult) -> None:
     """The promise, from the outside: the journals against the host's store."""
     for data_dir in terminal_dirs:
@@ -422,13 +574,38 @@ def check(store: HostStore, terminal_dirs: list[Path], result: ProbeResult) -> N
         result.coverage.update(f"{row.kind} {row.state}" for row in rows)
         result.coverage.update(f"event {event.type}" for event in journal.events())
         host_rows = store.transactions(terminal_id, limit=1_000_000)
+        exceptions = store.exceptions(terminal_id, limit=100_000)
         result.notes.extend(
             f"{data_dir.name}: host exception {e.kind} batch {e.batch_no} stan {e.stan}"
-            for e in store.exceptions(terminal_id, limit=100_000)
+            for e in exceptions
         )
+        # What an older journal put back may lack: the host's records stand, named by these.
+        put_back = data_dir.name in result.put_back_into
+        excused_stans = {
+            (e.batch_no, e.stan) for e in exceptions if put_back and e.kind in EXCUSED_BY_STAN
+        }
+        excused_batches = {
+            e.batch_no for e in exceptions if put_back and e.kind in EXCUSED_BY_BATCH
+        }
+        late_reversals = {
+            (e.batch_no, e.stan) for e in exceptions if put_back and e.kind in EXCUSED_REVERSED
+        }
+
         host_batches = {
             batch.batch_no: batch for batch in store.batches(terminal_id, limit=100_000)
         }
+        # A batch settled balanced after the copy was made, whose record went with the newer
+        # journal: the host's and that journal's totals agreed; the copy never knew it.
+        forgotten = (
+            {
+                batch_no for batch_no, batch in host_batches.items()
+                if batch.close_reason == "balanced"
+            } - {batch.batch_no for batch in batches}
+            if put_back
+            else set()
+        )  # fmt: skip
+        excused_batches |= forgotten
+
         by_key: dict[tuple[int, int], list[TransactionInfo]] = {}
         for host_row in host_rows:
             by_key.setdefault((host_row.batch_no, host_row.stan), []).append(host_row)
@@ -447,9 +624,15 @@ def check(store: HostStore, terminal_dirs: list[Path], result: ProbeResult) -> N
                     )
                     continue
                 host_row = found[0]
+                # A sale the journal put back holds approved may since have been voided: its
+                # void is a host row the journal lacks, named by an exception.
+                voided_since = (row.state, host_row.status) == ("approved", "voided") and any(
+                    _excused(k, excused_stans, excused_batches) for k in by_key
+                    if k[0] == row.batch_no and k not in mine
+                )  # fmt: skip
                 if (host_row.kind.value, host_row.amount_fen, host_row.status) != (
                     row.kind, row.amount_fen, row.state,
-                ):  # fmt: skip
+                ) and not voided_since:  # fmt: skip
                     result.violations.append(
                         f"{name}: {key} journal {row.kind} {row.amount_fen} {row.state}, host "
                         f"{host_row.kind.value} {host_row.amount_fen} {host_row.status}"
@@ -457,15 +640,23 @@ def check(store: HostStore, terminal_dirs: list[Path], result: ProbeResult) -> N
                 batch = host_batches.get(row.batch_no)
                 if batch is None or batch.closed_at is None:
                     result.violations.append(f"{name}: {key} approved in an unclosed host batch")
-            elif any(r.status in COUNTED for r in found):
+            elif any(r.status in COUNTED for r in found) and not (
+                row.state == "reversed" and key in late_reversals
+            ):
                 result.violations.append(
                     f"{name}: journal {row.state} {row.kind} {key}, host counts it "
                     f"({[r.status for r in found]})"
                 )
+        unknown: set[tuple[int, int]] = set()  # counted by the host alone, and excused
         for key, found in by_key.items():
             counted = [r for r in found if r.status in COUNTED]
             mine_row = mine.get(key)
             if counted and (mine_row is None or mine_row.state not in COUNTED):
+                if (mine_row is None and _excused(key, excused_stans, excused_batches)) or (
+                    mine_row is not None and mine_row.state == "reversed" and key in late_reversals
+                ):
+                    unknown.add(key)
+                    continue
                 result.violations.append(
                     f"{name}: host counts {key} ({[r.status for r in counted]}) but the "
                     f"journal {'lacks it' if mine_row is None else 'says ' + mine_row.state}"
@@ -477,8 +668,11 @@ def check(store: HostStore, terminal_dirs: list[Path], result: ProbeResult) -> N
             )  # fmt: skip
             host_tally = _tally(
                 [(r.kind.value, r.amount_fen) for r in host_rows
-                 if r.batch_no == batch_row.batch_no and r.status in COUNTED]
+                 if r.batch_no == batch_row.batch_no and r.status in COUNTED
+                 and (r.batch_no, r.stan) not in unknown]
             )  # fmt: skip
+            if batch_row.close_reason == "uploaded":
+                result.uploads += 1
             if batch_row.closed_at is None:
                 if journal_tally != (0, 0, 0, 0) or host_tally != (0, 0, 0, 0):
                     result.violations.append(
@@ -497,6 +691,14 @@ def check(store: HostStore, terminal_dirs: list[Path], result: ProbeResult) -> N
                     f"{name}: batch {batch_row.batch_no} closed {batch_row.close_reason}, "
                     f"balanced={batch_row.balanced}"
                 )
+        unclosed = {
+            key[0] for key in unknown
+            if (b := host_batches.get(key[0])) is None or b.closed_at is None
+        }  # fmt: skip
+        result.violations.extend(
+            f"{name}: host batch {batch_no} holds rows the journal lacks and is not closed"
+            for batch_no in sorted(unclosed)
+        )
 
 
 @contextmanager
@@ -568,6 +770,12 @@ def main() -> None:
     parser.add_argument("--trading-s", type=float, default=20.0)
     parser.add_argument("--db", default=None, help="PostgreSQL URL (default: SQLite)")
     parser.add_argument("--alongside", action="store_true", help="cashier's CLI alongside")
+    parser.add_argument(
+        "--put-back-share",
+        type=float,
+        default=PUT_BACK_SHARE,
+        help="share of the schedule's steps that put back an older journal copy (0: none)",
+    )
     parser.add_argument("--host-log-level", default="warning")
     parser.add_argument("--keep", action="store_true", help="keep each round's directory")
     args = parser.parse_args()
@@ -583,6 +791,7 @@ def main() -> None:
                 database_url=database_url,
                 trading_s=args.trading_s,
                 cashier_alongside=args.alongside,
+                put_back_share=args.put_back_share,
                 host_log_level=args.host_log_level,
             )
             result = run_round(config, work)

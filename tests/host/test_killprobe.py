@@ -35,8 +35,10 @@ def _round(tmp_path: Path, config: ProbeConfig) -> ProbeResult:
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sigkill_on_sqlite_loses_and_doubles_nothing(tmp_path: Path, workers: int) -> None:
-    """Host, workers, terminals and the cashier's CLI SIGKILLed at random: every approval
-    is in the host's store once, in a closed batch, totals equal, doctor says healthy."""
+    """Host, workers, terminals and the cashier's CLI SIGKILLed at random, older journal
+    copies put back (uploads follow): every approval is in the host's store once, in a
+    closed batch, totals equal (or the difference named by exception records, after a
+    put-back), doctor says healthy."""
     config = ProbeConfig(seed=_seed(20261207 + workers), workers=workers, trading_s=TRADING_S)
     result = _round(tmp_path, config)
     assert result.violations == []
@@ -61,10 +63,22 @@ def test_sigkill_on_postgresql_loses_and_doubles_nothing(
 
 
 @pytest.mark.slow
+def test_sigkill_mid_upload_after_an_older_journal_is_put_back(tmp_path: Path) -> None:
+    """Every step puts back an older copy of a trading till's journal: its settlement is out
+    of balance and uploads, and a kill is aimed at the upload. The host's records stand; what
+    the copy lacks is named by exception records; nothing else differs."""
+    config = ProbeConfig(seed=_seed(20261208), terminals=1, trading_s=6.0, put_back_share=1.0)
+    result = _round(tmp_path, config)
+    assert result.violations == []
+    assert result.put_backs > 0
+    assert result.uploads > 0
+
+
+@pytest.mark.slow
 def test_the_probe_sees_an_approval_the_host_lost(tmp_path: Path) -> None:
     """The check is not blind: a round's host row moved to another STAN is an approval
     the host lost and a transaction no journal knows of."""
-    config = ProbeConfig(seed=_seed(20261211), terminals=1, trading_s=6.0)
+    config = ProbeConfig(seed=_seed(20261211), terminals=1, trading_s=6.0, put_back_share=0.0)
     assert _round(tmp_path, config).violations == []
     url = f"sqlite:///{tmp_path / 'host' / DB_FILE_NAME}"
     engine = sa.create_engine(url)

@@ -13,8 +13,17 @@ from terminal_world import MASTER_KEY, MERCHANT_ID, PAN, TERMINAL_ID, StepClock
 
 from posbatch.batch.model import Kind
 from posbatch.errors import JournalIntegrityError
+from posbatch.storage import create_engine
 from posbatch.terminal import Journal, Terminal, TerminalSecrets
-from posbatch.terminal._chain import GENESIS, GENESIS_HASH, Checkpoint, canonical, entry_hash
+from posbatch.terminal._chain import (
+    GENESIS,
+    GENESIS_HASH,
+    Checkpoint,
+    canonical,
+    entry_hash,
+    verify_engine,
+    verify_since,
+)
 
 # What payloads hold: row values and event details (text, integers, booleans, None,
 # lists and nested objects), any Unicode, keys in any order.
@@ -172,3 +181,38 @@ def test_genesis_checkpoint_is_a_full_verify(db_url: str) -> None:
     with pytest.raises(JournalIntegrityError, match="entry 2 is missing"):
         _reopened(journal).verify(since=GENESIS)
     journal.engine.dispose()
+
+
+@pytest.mark.parametrize("from_checkpoint", [False, True])
+def test_verify_reads_one_moment_while_another_process_writes(
+    db_url: str, from_checkpoint: bool
+) -> None:
+    """A verification (doctor, `backup` of a trading till, a reopen) reads the entries, then
+    the rows: the till's process committing a sale in between must not make a row "differ
+    from its journal entry" — every read sees the journal as it was at the first. (Before:
+    each read saw its own moment, and `posbatch terminal backup` of a trading till failed
+    with "terminal_state row 1 differs from journal entry …", found by the kill probe.)"""
+    journal = _journal_with_sales(db_url, 2)
+    checkpoint = journal.checkpoint
+    _terminal(journal)._ctx.financial.write_pending(Kind.SALE, 700, PAN, None)
+    written = journal.last_seq
+    verifier = create_engine(db_url)  # another process's view of the same journal
+    wrote: list[int] = []
+
+    @sa.event.listens_for(verifier, "before_cursor_execute")
+    def _the_till_commits(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "terminal_state" in statement and "journal_entries" not in statement and not wrote:
+            _terminal(journal)._ctx.financial.write_pending(Kind.SALE, 900, PAN, None)
+            wrote.append(journal.last_seq)
+
+    try:
+        if from_checkpoint:
+            checked = verify_since(verifier, checkpoint)
+            assert checked == written - checkpoint.seq
+        else:
+            assert verify_engine(verifier) == written
+        assert wrote and wrote[0] > written  # the till did commit in between
+        assert verify_engine(verifier) == wrote[0]
+    finally:
+        verifier.dispose()
+        journal.engine.dispose()

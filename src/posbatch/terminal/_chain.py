@@ -16,6 +16,10 @@ breaks the chain at the first bad ``seq``. Two verifications:
   entry is gone or changed is not the file that was verified: it is verified
   whole.
 
+Both read the file as it was at one moment (:func:`_one_moment`): another process may
+be writing it — the till trading while `backup` or doctor verifies — and a row read after
+the entries must be the row those entries describe.
+
 Either failure is a :class:`~posbatch.errors.JournalIntegrityError` naming the
 first bad entry. The chain is not a signature: whoever can rewrite the whole
 file can rebuild it.
@@ -25,7 +29,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -118,11 +124,30 @@ def _walk(
     return expected_seq - 1, last
 
 
+@contextmanager
+def _one_moment(engine: Engine) -> Iterator[Connection]:
+    """A connection whose reads all see the journal at one moment (the first read's).
+
+    Otherwise each read sees its own: SQLite's driver begins no transaction for a read,
+    PostgreSQL's read committed takes a snapshot per statement, and a sale committed by
+    the till's process between the entries and the rows made a row "differ from journal
+    entry" — a false alarm of tampering (`posbatch terminal backup` of a trading till
+    failed with it)."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            raw = connection.connection.driver_connection
+            if isinstance(raw, sqlite3.Connection) and not raw.in_transaction:
+                connection.exec_driver_sql("BEGIN")  # a read transaction: one WAL snapshot
+        else:
+            connection.execution_options(isolation_level="REPEATABLE READ")
+        yield connection
+
+
 def verify_engine(engine: Engine) -> int:
     """:meth:`Journal.verify` for any engine holding a journal (used by restore and doctor):
     the whole chain and every table row; the entries checked."""
     try:
-        with engine.connect() as connection:
+        with _one_moment(engine) as connection:
             entries = connection.execute(
                 sa.select(entries_table).order_by(entries_table.c.seq)
             ).mappings()
@@ -163,7 +188,7 @@ def verify_since(engine: Engine, checkpoint: Checkpoint) -> int:
     if checkpoint.seq == 0:
         return verify_engine(engine)
     try:
-        with engine.connect() as connection:
+        with _one_moment(engine) as connection:
             held = (
                 connection.execute(
                     sa.select(entries_table).where(entries_table.c.seq == checkpoint.seq)
