@@ -16,6 +16,7 @@ from posbatch.batch.cards import check_pan, grouped_pieces
 from posbatch.errors import CatalogError
 
 __all__ = [
+    "DIGIT_RUN",
     "GTIN_LENGTHS",
     "could_be_card_number",
     "gtin_check_digit",
@@ -25,7 +26,7 @@ __all__ = [
 ]
 
 GTIN_LENGTHS = (8, 12, 13, 14)
-_DIGIT_RUN: Final = re.compile(r"(?<![0-9])[0-9]+(?![0-9])")
+DIGIT_RUN: Final = re.compile(r"(?<![0-9])[0-9]+(?![0-9])")  # a run of ASCII digits, whole
 # The GTIN lengths the card-number net would mask: it leaves 8 digits alone, and 12 unless
 # they could be a card (and then they are not shown whole here either).
 _MASKED_GTIN_LENGTHS: Final = frozenset({13, 14})
@@ -50,7 +51,7 @@ def shown_gtins(text: str) -> frozenset[str]:
     glued = grouped_pieces(text)
     return frozenset(
         run
-        for run in _DIGIT_RUN.findall(text)
+        for run in DIGIT_RUN.findall(text)
         if len(run) in _MASKED_GTIN_LENGTHS and run not in glued and not could_be_card_number(run)
     )
 

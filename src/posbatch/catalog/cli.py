@@ -19,7 +19,6 @@ import datetime as dt
 import getpass
 import json
 import logging
-import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,7 +47,7 @@ from posbatch.catalog._checkout import (
     render_receipt,
 )
 from posbatch.catalog._csv import decode_catalog_csv, parse_catalog_csv, write_catalog_csv
-from posbatch.catalog._gtin import normalize_gtin, shown_gtins
+from posbatch.catalog._gtin import DIGIT_RUN, normalize_gtin, shown_gtins
 from posbatch.catalog._orders_http import HttpOrderBook
 from posbatch.catalog._orders_store import TraceRow
 from posbatch.catalog._returns import (
@@ -257,16 +256,13 @@ def _when(text: str | None) -> dt.datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=BEIJING)
 
 
-_DIGIT_RUN: Final = re.compile(r"(?<![0-9])[0-9]+(?![0-9])")
-
-
 def _gtins(text: str) -> frozenset[str]:
     """What the card-number net shows whole in ``text``: the GTINs of :func:`shown_gtins`
     (the one rule, ``catalog serve``'s too) and drug traceability codes (20 digits starting
     with 8)."""
     return shown_gtins(text) | frozenset(
         run
-        for run in _DIGIT_RUN.findall(text)
+        for run in DIGIT_RUN.findall(text)
         if len(run) == TRACE_CODE_DIGITS and run.startswith(TRACE_CODE_FIRST_DIGIT)
     )
 

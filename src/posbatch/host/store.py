@@ -141,9 +141,8 @@ _LOCK_HELD: Final = "host store: the write lock is held by another process"
 SERVE_LOCK_TIMEOUT_MS: Final = 1_000
 # The migrations get the KEK under this attribute (v0002 seals the keys of older stores).
 KEK_ATTRIBUTE: Final = "host_kek"
-# Opened keys a store remembers (HostStore.open_key): a few per terminal in service.
 _log = logging.getLogger("posbatch.host")
-
+# Opened keys a store remembers (HostStore.open_key): a few per terminal in service.
 OPENED_KEYS_MAX: Final = 16_384
 # A serving host looks for a rotated KEK it did not find at most this often (follow_rotation).
 KEK_FOLLOW_INTERVAL_S: Final = 1.0
@@ -313,15 +312,12 @@ class HostStore:
         """True if ``values`` (columns of a terminal's row) sets a key: it will be sealed."""
         return any(values.get(column) is not None for column in SEALED_COLUMNS)
 
-    def _sealed_values(self, terminal_id: str, values: dict[str, Any]) -> bool:
-        """Seal, in place, every key of ``values``; True if any was sealed."""
-        sealed = False
+    def _sealed_values(self, terminal_id: str, values: dict[str, Any]) -> None:
+        """Seal, in place, every key of ``values`` (:meth:`holds_keys` says if any)."""
         for column, kind in SEALED_COLUMNS.items():
             clear = values.get(column)
             if clear is not None:
                 values[column] = self.seal_key(kind, terminal_id, bytes(clear))
-                sealed = True
-        return sealed
 
     def check_kek(self, connection: Connection) -> None:
         """KekMismatch unless the store is sealed under this store's KEK (or records none).
